@@ -1,0 +1,83 @@
+"""Injectable time: the real clock for production, a manual clock for deterministic tests.
+
+Everything that waits or stamps time (watcher, simulator timeline, webhooks, store) takes a `Clock`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Wall-clock seconds and an awaitable sleep on the same time line."""
+
+    def time(self) -> float:
+        """Seconds since the Unix epoch."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` on this clock's time line."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class ManualClock:
+    """A clock that moves only when `advance()` is called; sleepers wake when their time is reached.
+
+    `sleep(0)` and negative sleeps return after one loop iteration without waiting for `advance()`.
+    """
+
+    def __init__(self, start: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+        self._now = start
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def time(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
+        await fut
+
+    @property
+    def sleepers(self) -> int:
+        """How many sleeps are waiting (cancelled ones excluded)."""
+        return sum(1 for _, _, f in self._sleepers if not f.done())
+
+    def next_wakeup(self) -> float | None:
+        """The earliest time a pending sleeper wants, or None."""
+        live = [t for t, _, f in self._sleepers if not f.done()]
+        return min(live) if live else None
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward, waking every sleeper whose time has come, in order."""
+        target = self._now + seconds
+        while self._sleepers and self._sleepers[0][0] <= target:
+            when, _, fut = heapq.heappop(self._sleepers)
+            if fut.done():
+                continue
+            self._now = max(self._now, when)
+            fut.set_result(None)
+            # Let the woken task run up to its next await before waking the next one.
+            for _ in range(5):
+                await asyncio.sleep(0)
+        self._now = target
+        for _ in range(5):
+            await asyncio.sleep(0)

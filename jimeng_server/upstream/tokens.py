@@ -1,0 +1,106 @@
+"""The downstream token grammar: `[proxy@][us-|hk-|jp-|sg-]sessionid`, comma lists (upstream-protocol.md §1.1).
+
+Tokens are secrets. `Account.masked` is the only form that may appear in logs or responses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from .regions import Region
+
+PROXY_SCHEMES = ("http://", "https://", "socks://", "socks4://", "socks5://")
+_REGION_PREFIXES = {f"{r.value}-": r for r in Region if r is not Region.CN}
+
+
+class TokenError(ValueError):
+    """A token string that cannot be used; the message never contains the token."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One upstream credential: a session id, its region and an optional proxy URL."""
+
+    sessionid: str = field(repr=False)
+    region: Region
+    proxy: str | None = field(default=None, repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """A stable, non-reversible id of the session (sha256 prefix); safe to store and log."""
+        digest = hashlib.sha256(f"{self.region.value}:{self.sessionid}".encode()).hexdigest()
+        return digest[:24]
+
+    @property
+    def token(self) -> str:
+        """The token string that re-parses to this account (a secret: never log it)."""
+        prefix = "" if self.region is Region.CN else f"{self.region.value}-"
+        proxy = f"{self.proxy}@" if self.proxy else ""
+        return f"{proxy}{prefix}{self.sessionid}"
+
+    @property
+    def masked(self) -> str:
+        """A display form that reveals neither the session nor proxy credentials."""
+        return mask_secret(self.sessionid, region=self.region)
+
+    def __str__(self) -> str:
+        return self.masked
+
+
+def mask_secret(sessionid: str, *, region: Region = Region.CN) -> str:
+    """Mask a session id: keep at most the first 4 and last 4 characters of long ids."""
+    prefix = "" if region is Region.CN else f"{region.value}-"
+    if len(sessionid) <= 12:
+        return f"{prefix}***"
+    return f"{prefix}{sessionid[:4]}...{sessionid[-4:]}"
+
+
+def parse_token(item: str) -> Account:
+    """Parse one token item (proxy, region prefix, session id). Raises TokenError."""
+    text = item.strip()
+    proxy: str | None = None
+    if text.lower().startswith(PROXY_SCHEMES):
+        at = text.rfind("@")
+        if 0 < at < len(text) - 1:
+            proxy, text = text[:at], text[at + 1 :]
+            if proxy.lower().startswith("socks://"):
+                proxy = "socks5://" + proxy[len("socks://") :]
+    region = Region.CN
+    head = text[:3].lower()
+    if head in _REGION_PREFIXES:
+        region = _REGION_PREFIXES[head]
+        text = text[3:]
+    sessionid = text.strip()
+    if not sessionid:
+        raise TokenError("a token is empty: expected [proxy@][us-|hk-|jp-|sg-]sessionid")
+    if any(c.isspace() or c in ",;\"'" for c in sessionid) or not sessionid.isascii():
+        raise TokenError("a token contains characters a session id cannot hold (spaces, quotes, ';' or non-ASCII)")
+    return Account(sessionid=sessionid, region=region, proxy=proxy)
+
+
+def parse_token_list(value: str) -> list[Account]:
+    """Parse a comma list of tokens; empty items are skipped, duplicates collapse (first kept)."""
+    accounts: list[Account] = []
+    seen: set[str] = set()
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        account = parse_token(item)
+        if account.fingerprint not in seen:
+            seen.add(account.fingerprint)
+            accounts.append(account)
+    return accounts
+
+
+def parse_authorization(header: str | None) -> list[Account]:
+    """Parse an `Authorization: Bearer TOKEN[,TOKEN...]` header. Raises TokenError when unusable."""
+    if header is None or not header.strip():
+        raise TokenError("missing Authorization header: send 'Authorization: Bearer <sessionid>'")
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not rest.strip():
+        raise TokenError("the Authorization header must be 'Bearer <sessionid>[,<sessionid>...]'")
+    accounts = parse_token_list(rest)
+    if not accounts:
+        raise TokenError("the Authorization header holds no token: send 'Bearer <sessionid>'")
+    return accounts
