@@ -1,0 +1,1 @@
+"""Durable async tasks: the SQLite task store, the shared upstream watcher and webhook delivery."""

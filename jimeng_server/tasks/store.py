@@ -1,0 +1,591 @@
+"""The durable task store: one aiosqlite connection (WAL) holding task records and idempotency keys.
+
+The file is created 0600 (its `-wal`/`-shm` companions are tightened to match); the schema is versioned
+with `PRAGMA user_version` through the ordered `MIGRATIONS` list. All SQL of the project lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, TypeVar, cast
+
+import aiosqlite
+
+from ..clock import Clock
+from .models import TaskKind, TaskRecord, TaskStatus
+
+__all__ = [
+    "MIGRATIONS",
+    "IdemResult",
+    "IdemState",
+    "Migration",
+    "SchemaVersionError",
+    "StoreError",
+    "TaskOwnershipError",
+    "TaskStore",
+]
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+Migration = str | Callable[[aiosqlite.Connection], Awaitable[None]]
+"""One schema step: an SQL script (statements separated by `;`) or a coroutine function given the
+connection. Either runs inside the migration's own transaction and must not COMMIT itself."""
+
+_MIGRATION_1: Final = """
+CREATE TABLE tasks (
+    history_id      TEXT PRIMARY KEY NOT NULL,
+    account_fp      TEXT NOT NULL,
+    token           TEXT,
+    kind            TEXT NOT NULL,
+    model           TEXT NOT NULL,
+    submit_id       TEXT NOT NULL,
+    status          INTEGER NOT NULL,
+    upstream_status INTEGER,
+    fail_code       TEXT NOT NULL DEFAULT '',
+    fail_reason     TEXT,
+    item_count      INTEGER NOT NULL DEFAULT 0,
+    results         TEXT,      -- JSON array of URLs, NULL until done
+    raw_data        TEXT,      -- JSON object: the last untouched upstream history record
+    callback_url    TEXT,
+    input_images    INTEGER,
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL,
+    finished_at     REAL
+);
+CREATE INDEX tasks_status ON tasks (status);
+CREATE INDEX tasks_finished_at ON tasks (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX tasks_account_fp ON tasks (account_fp);
+
+CREATE TABLE idempotency_keys (
+    account_fp   TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status       INTEGER,      -- NULL while the first request is in progress
+    body         BLOB,
+    created_at   REAL NOT NULL,
+    expires_at   REAL NOT NULL,
+    PRIMARY KEY (account_fp, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_expires_at ON idempotency_keys (expires_at);
+"""
+
+MIGRATIONS: list[Migration] = [_MIGRATION_1]
+"""The schema history, oldest first: entry i brings the file to `user_version` i + 1. Append only."""
+
+_TASK_COLUMNS: Final = (
+    "history_id, account_fp, token, kind, model, submit_id, status, upstream_status, fail_code, "
+    "fail_reason, item_count, results, raw_data, callback_url, input_images, created_at, updated_at, "
+    "finished_at"
+)
+_PROCESSING: Final = int(TaskStatus.PROCESSING)
+
+
+class StoreError(Exception):
+    """A task-store failure that callers may want to tell apart from SQLite errors."""
+
+
+class SchemaVersionError(StoreError):
+    """The database file was written by a newer version of this server."""
+
+
+class TaskOwnershipError(StoreError):
+    """A task id is already stored for another account; the message names the id, never a token."""
+
+
+class IdemState(StrEnum):
+    """Outcome of `TaskStore.idem_begin`."""
+
+    NEW = "new"  # first use of the key: run the request, then idem_complete or idem_abandon
+    REPLAY = "replay"  # same request already answered: send the stored status and body again
+    MISMATCH = "mismatch"  # key reused with a different request body
+    IN_PROGRESS = "in_progress"  # the first request with this key has not finished yet
+
+
+@dataclass(frozen=True, slots=True)
+class IdemResult:
+    """An idempotency decision; `status` and `body` are set only for REPLAY."""
+
+    state: IdemState
+    status: int | None = None
+    body: bytes | None = None
+
+
+class TaskStore:
+    """Task records and idempotency keys in one SQLite file.
+
+    Every operation runs under one asyncio lock on one connection, so a reader never sees another
+    coroutine's uncommitted transaction and write transactions (`BEGIN IMMEDIATE`) never interleave.
+    Time stamps come from the injected clock. Create with `await TaskStore.open(path, clock=...)`,
+    release with `close()` (or use `async with`).
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock) -> None:
+        """Wrap an open, migrated connection; use `open()` instead."""
+        self._conn = conn
+        self._path = path
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(cls, path: str | Path, *, clock: Clock, busy_timeout: float = 5.0) -> TaskStore:
+        """Open (creating if needed, mode 0600, parents included) and migrate the database at `path`.
+
+        Raises `SchemaVersionError` if the file is newer than `MIGRATIONS`.
+        """
+        path = Path(path)
+        await asyncio.to_thread(_create_private_file, path)
+        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            async with conn.execute("PRAGMA journal_mode = WAL") as cur:
+                row = await cur.fetchone()
+            if row is None or str(row[0]).lower() != "wal":
+                log.warning("task store %s: WAL journal mode unavailable, using %s", path, row and row[0])
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await _migrate(conn, MIGRATIONS)
+            await asyncio.to_thread(_tighten_companions, path)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, path, clock)
+
+    async def close(self) -> None:
+        """Wait for the operation in flight, then close the connection. Idempotent."""
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            await self._conn.close()
+
+    async def __aenter__(self) -> TaskStore:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version this code writes (`len(MIGRATIONS)`)."""
+        return len(MIGRATIONS)
+
+    # ------------------------------------------------------------------ transactions
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            yield self._conn
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One `BEGIN IMMEDIATE` transaction: committed if the body returns, rolled back if it raises
+        (cancellation included); the commit or rollback itself always completes."""
+        async with self._lock:
+            try:
+                # Inside the try: a BEGIN cancelled in flight still runs on aiosqlite's thread.
+                await self._conn.execute("BEGIN IMMEDIATE")
+                yield self._conn
+                await _complete(_exec(self._conn, "COMMIT"))
+            except BaseException:
+                await _complete(_rollback(self._conn))
+                raise
+
+    # ------------------------------------------------------------------ tasks
+
+    async def insert(self, record: TaskRecord) -> None:
+        """Store a new task; `history_id` is the key.
+
+        If the id already exists for the same `account_fp` and the stored task is still processing, its
+        submission fields (token, kind, model, submit_id, callback_url, input_images) are refreshed from
+        `record` (a None token or callback_url keeps the stored value); progress and result fields are
+        never changed by `insert`, and a final task is left as it is. If the id belongs to another
+        account, raises `TaskOwnershipError` and changes nothing.
+        """
+        results = json.dumps(list(record.results)) if record.results is not None else None
+        async with self._write() as conn:
+            cur = await conn.execute(
+                f"""
+                INSERT INTO tasks ({_TASK_COLUMNS})
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (history_id) DO UPDATE SET
+                    token = COALESCE(excluded.token, tasks.token),
+                    kind = excluded.kind,
+                    model = excluded.model,
+                    submit_id = excluded.submit_id,
+                    callback_url = COALESCE(excluded.callback_url, tasks.callback_url),
+                    input_images = COALESCE(excluded.input_images, tasks.input_images),
+                    updated_at = ?
+                WHERE tasks.account_fp = excluded.account_fp AND tasks.status = {_PROCESSING}
+                """,
+                (
+                    record.history_id,
+                    record.account_fp,
+                    record.token,
+                    record.kind.value,
+                    record.model,
+                    record.submit_id,
+                    int(record.status),
+                    record.upstream_status,
+                    record.fail_code,
+                    record.fail_reason,
+                    record.item_count,
+                    results,
+                    _dump_json(record.raw_data),
+                    record.callback_url,
+                    record.input_images,
+                    record.created_at,
+                    record.updated_at,
+                    record.finished_at,
+                    self._clock.time(),
+                ),
+            )
+            if cur.rowcount == 0:
+                async with conn.execute(
+                    "SELECT account_fp FROM tasks WHERE history_id = ?", (record.history_id,)
+                ) as owner_cur:
+                    owner = await owner_cur.fetchone()
+                if owner is not None and owner["account_fp"] != record.account_fp:
+                    raise TaskOwnershipError(f"task {record.history_id!r} is already stored for another account")
+
+    async def get(self, history_id: str) -> TaskRecord | None:
+        """The task with this id, or None."""
+        async with self._read() as conn:
+            return await _fetch_one(conn, history_id)
+
+    async def get_many(self, history_ids: Sequence[str]) -> dict[str, TaskRecord]:
+        """The stored tasks among `history_ids` (one query, any count), keyed by id; unknown ids absent."""
+        if not history_ids:
+            return {}
+        async with (
+            self._read() as conn,
+            conn.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE history_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(history_ids)),),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return {row["history_id"]: _record_from_row(row) for row in rows}
+
+    async def unfinished(self) -> list[TaskRecord]:
+        """Every task still processing (tokens included), oldest first: what to resume on start-up."""
+        async with (
+            self._read() as conn,
+            conn.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE status = ? ORDER BY created_at, history_id",
+                (_PROCESSING,),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [_record_from_row(row) for row in rows]
+
+    async def update_progress(
+        self, history_id: str, *, upstream_status: int, item_count: int, raw_data: dict[str, Any] | None
+    ) -> None:
+        """Record a poll of a task still processing; unknown and final tasks are left unchanged."""
+        async with self._write() as conn:
+            await conn.execute(
+                "UPDATE tasks SET upstream_status = ?, item_count = ?, raw_data = ?, updated_at = ? "
+                "WHERE history_id = ? AND status = ?",
+                (upstream_status, item_count, _dump_json(raw_data), self._clock.time(), history_id, _PROCESSING),
+            )
+
+    async def finish(
+        self,
+        history_id: str,
+        *,
+        status: TaskStatus,
+        upstream_status: int | None,
+        fail_code: str,
+        fail_reason: str | None,
+        results: Sequence[str] | None,
+        item_count: int,
+        raw_data: dict[str, Any] | None,
+        keep_token: bool = False,
+        extra: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None,
+    ) -> TaskRecord | None:
+        """Make a processing task final, in ONE transaction, and return the updated record.
+
+        Stores the outcome, stamps `finished_at`, drops the token unless `keep_token`, and awaits
+        `extra(conn)` inside the same transaction (e.g. to write an outbox row): if `extra` raises, nothing
+        is written and the error propagates. `extra` must use only the connection it is given (calling
+        the store from it deadlocks). Finishing an unknown or already-final task is a no-op returning None
+        and does not call `extra`. Raises ValueError if `status` is not final.
+        """
+        if not status.final:
+            raise ValueError(f"finish() needs a final status, got {status!r}")
+        stored_results = json.dumps(list(results)) if results is not None else None
+        now = self._clock.time()
+        async with self._write() as conn:
+            cur = await conn.execute(
+                """
+                UPDATE tasks SET status = ?, upstream_status = ?, fail_code = ?, fail_reason = ?,
+                    results = ?, item_count = ?, raw_data = ?, updated_at = ?, finished_at = ?,
+                    token = CASE WHEN ? THEN token ELSE NULL END
+                WHERE history_id = ? AND status = ?
+                """,
+                (
+                    int(status),
+                    upstream_status,
+                    fail_code,
+                    fail_reason,
+                    stored_results,
+                    item_count,
+                    _dump_json(raw_data),
+                    now,
+                    now,
+                    keep_token,
+                    history_id,
+                    _PROCESSING,
+                ),
+            )
+            if cur.rowcount == 0:
+                return None
+            if extra is not None:
+                await extra(conn)
+            return await _fetch_one(conn, history_id)
+
+    async def drop_token(self, history_id: str) -> None:
+        """Forget the task's token (e.g. once its webhook deliveries are settled). Unknown ids: no-op."""
+        async with self._write() as conn:
+            await conn.execute(
+                "UPDATE tasks SET token = NULL, updated_at = ? WHERE history_id = ? AND token IS NOT NULL",
+                (self._clock.time(), history_id),
+            )
+
+    async def purge_finished(self, *, older_than: float) -> int:
+        """Delete final tasks that finished more than `older_than` seconds ago; return how many."""
+        cutoff = self._clock.time() - older_than
+        async with self._write() as conn:
+            cur = await conn.execute(
+                "DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ? AND status != ?",
+                (cutoff, _PROCESSING),
+            )
+            return cur.rowcount
+
+    # ------------------------------------------------------------------ idempotency keys
+
+    async def idem_begin(self, account_fp: str, key: str, request_hash: str, *, ttl: float = 86400) -> IdemResult:
+        """Claim idempotency key `key` of `account_fp` for a request whose body hashes to `request_hash`.
+
+        Atomically: no live row (none, or expired) -> a new in-progress row valid for `ttl` seconds and
+        NEW; a different hash -> MISMATCH; the same hash still in progress -> IN_PROGRESS; the same hash
+        completed -> REPLAY with the stored status and body.
+        """
+        now = self._clock.time()
+        async with self._write() as conn:
+            async with conn.execute(
+                "SELECT request_hash, status, body, expires_at FROM idempotency_keys WHERE account_fp = ? AND key = ?",
+                (account_fp, key),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None or row["expires_at"] <= now:
+                await conn.execute(
+                    "INSERT OR REPLACE INTO idempotency_keys "
+                    "(account_fp, key, request_hash, status, body, created_at, expires_at) "
+                    "VALUES (?, ?, ?, NULL, NULL, ?, ?)",
+                    (account_fp, key, request_hash, now, now + ttl),
+                )
+                return IdemResult(IdemState.NEW)
+            if row["request_hash"] != request_hash:
+                return IdemResult(IdemState.MISMATCH)
+            if row["status"] is None:
+                return IdemResult(IdemState.IN_PROGRESS)
+            return IdemResult(IdemState.REPLAY, status=int(row["status"]), body=bytes(row["body"] or b""))
+
+    async def idem_complete(self, account_fp: str, key: str, *, status: int, body: bytes) -> None:
+        """Store the response of the request that claimed the key; later claims REPLAY it until expiry."""
+        async with self._write() as conn:
+            await conn.execute(
+                "UPDATE idempotency_keys SET status = ?, body = ? WHERE account_fp = ? AND key = ?",
+                (status, body, account_fp, key),
+            )
+
+    async def idem_abandon(self, account_fp: str, key: str) -> None:
+        """Forget an in-progress key (the request failed before spending anything) so a retry runs anew.
+
+        A completed key is kept: its response must still be replayed.
+        """
+        async with self._write() as conn:
+            await conn.execute(
+                "DELETE FROM idempotency_keys WHERE account_fp = ? AND key = ? AND status IS NULL",
+                (account_fp, key),
+            )
+
+    async def purge_idempotency(self) -> int:
+        """Delete expired idempotency keys; return how many."""
+        async with self._write() as conn:
+            cur = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (self._clock.time(),))
+            return cur.rowcount
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _create_private_file(path: Path) -> None:
+    """Create `path` (and missing parents, 0700) as an empty 0600 file; tighten an existing file we own."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            log.warning("task store %s was readable by others; restricting it to mode 0600", path)
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _tighten_companions(path: Path) -> None:
+    """Make the `-wal` and `-shm` files 0600 too (SQLite copies the main file's mode; this is a guard)."""
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        try:
+            st = companion.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            companion.chmod(0o600)
+
+
+async def _migrate(conn: aiosqlite.Connection, migrations: Sequence[Migration]) -> None:
+    """Apply the migrations past the file's `user_version`, each in its own transaction."""
+    target = len(migrations)
+    current = await _user_version(conn)
+    if current > target:
+        raise SchemaVersionError(f"database schema version {current} is newer than this server's ({target})")
+    for version in range(current + 1, target + 1):
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            if await _user_version(conn) >= version:
+                await conn.execute("ROLLBACK")
+                continue
+            migration = migrations[version - 1]
+            if isinstance(migration, str):
+                for statement in _split_sql(migration):
+                    await conn.execute(statement)
+            else:
+                await migration(conn)
+            await conn.execute(f"PRAGMA user_version = {version:d}")
+            await _complete(_exec(conn, "COMMIT"))
+        except BaseException:
+            await _complete(_rollback(conn))
+            raise
+        log.info("task store schema migrated to version %d", version)
+
+
+async def _user_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a script into complete statements (semicolons inside strings or triggers are respected).
+
+    `executescript` cannot be used: it commits any open transaction first.
+    """
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if _strip_sql_comments(pending).strip(" \t\r\n;"):
+                statements.append(pending.strip())
+            pending = ""
+    if _strip_sql_comments(pending).strip(" \t\r\n;"):
+        raise StoreError("migration script ends with an incomplete statement")
+    return statements
+
+
+def _strip_sql_comments(sql: str) -> str:
+    return "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+
+
+async def _exec(conn: aiosqlite.Connection, sql: str) -> None:
+    await conn.execute(sql)
+
+
+async def _rollback(conn: aiosqlite.Connection) -> None:
+    try:
+        await conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        # The transaction may already be gone: SQLite rolls back by itself after some errors, and a
+        # cancelled COMMIT still runs on aiosqlite's thread before this statement.
+        if "no transaction is active" not in str(exc):
+            raise
+
+
+async def _complete(aw: Awaitable[_T]) -> _T:
+    """Await `aw` to the end even if the caller is cancelled meanwhile, then re-raise the cancellation."""
+    fut = asyncio.ensure_future(aw)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(fut)
+            break
+        except asyncio.CancelledError:
+            if fut.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+async def _fetch_one(conn: aiosqlite.Connection, history_id: str) -> TaskRecord | None:
+    async with conn.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE history_id = ?", (history_id,)) as cur:
+        row = await cur.fetchone()
+    return _record_from_row(row) if row is not None else None
+
+
+def _dump_json(value: dict[str, Any] | None) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _record_from_row(row: sqlite3.Row) -> TaskRecord:
+    results = row["results"]
+    raw_data = row["raw_data"]
+    return TaskRecord(
+        history_id=row["history_id"],
+        account_fp=row["account_fp"],
+        token=row["token"],
+        kind=TaskKind(row["kind"]),
+        model=row["model"],
+        submit_id=row["submit_id"],
+        status=TaskStatus(row["status"]),
+        upstream_status=row["upstream_status"],
+        fail_code=row["fail_code"],
+        fail_reason=row["fail_reason"],
+        item_count=row["item_count"],
+        results=tuple(json.loads(results)) if results is not None else None,
+        raw_data=cast("dict[str, Any]", json.loads(raw_data)) if raw_data is not None else None,
+        callback_url=row["callback_url"],
+        input_images=row["input_images"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+    )

@@ -1,0 +1,450 @@
+"""Tests of the durable task store: schema and file mode, task life cycle, atomic finish, idempotency keys."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import stat
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+
+from jimeng_server.clock import ManualClock
+from jimeng_server.tasks import store as store_module
+from jimeng_server.tasks.models import TaskKind, TaskRecord, TaskStatus
+from jimeng_server.tasks.store import (
+    MIGRATIONS,
+    IdemResult,
+    IdemState,
+    SchemaVersionError,
+    TaskOwnershipError,
+    TaskStore,
+)
+
+ACCOUNT = "fp-account-a"
+OTHER = "fp-account-b"
+TOKEN = "secret-session-token"
+
+
+def make_record(history_id: str = "h1", *, account_fp: str = ACCOUNT, **changes: Any) -> TaskRecord:
+    record = TaskRecord(
+        history_id=history_id,
+        account_fp=account_fp,
+        token=TOKEN,
+        kind=TaskKind.IMAGE,
+        model="jimeng-4.5",
+        submit_id=f"submit-{history_id}",
+        status=TaskStatus.PROCESSING,
+        upstream_status=None,
+        fail_code="",
+        fail_reason=None,
+        item_count=0,
+        results=None,
+        raw_data=None,
+        callback_url=None,
+        input_images=None,
+        created_at=1000.0,
+        updated_at=1000.0,
+        finished_at=None,
+    )
+    return replace(record, **changes)
+
+
+async def finish_done(store: TaskStore, history_id: str = "h1", **kwargs: Any) -> TaskRecord | None:
+    return await store.finish(
+        history_id,
+        status=TaskStatus.DONE,
+        upstream_status=50,
+        fail_code="",
+        fail_reason=None,
+        results=["https://example.com/1.webp", "https://example.com/2.webp"],
+        item_count=2,
+        raw_data={"status": 50, "名": "值"},
+        **kwargs,
+    )
+
+
+def inspect(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Read the file through a separate plain sqlite3 connection (what another process would see)."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def file_mode(path: Path) -> int | None:
+    """Permission bits of `path`, or None if it does not exist."""
+    return stat.S_IMODE(path.stat().st_mode) if path.exists() else None
+
+
+def make_world_readable_file(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    path.touch(mode=0o644)
+    path.chmod(0o644)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "nested" / "tasks.sqlite3"
+
+
+@pytest.fixture
+async def store(db_path: Path, clock: ManualClock) -> AsyncIterator[TaskStore]:
+    s = await TaskStore.open(db_path, clock=clock)
+    yield s
+    await s.close()
+
+
+# ---------------------------------------------------------------------- schema and file
+
+
+async def test_schema_created_with_user_version_and_wal(store: TaskStore, db_path: Path) -> None:
+    assert db_path.parent.is_dir()
+    assert inspect(db_path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    assert inspect(db_path, "PRAGMA journal_mode") == [("wal",)]
+    tables = {row[0] for row in inspect(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"tasks", "idempotency_keys"} <= tables
+    indexes = {row[0] for row in inspect(db_path, "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"tasks_status", "tasks_finished_at", "tasks_account_fp"} <= indexes
+    assert store.schema_version == len(MIGRATIONS)
+
+
+async def test_file_mode_is_0600(store: TaskStore, db_path: Path) -> None:
+    await store.insert(make_record())
+    assert file_mode(db_path) == 0o600
+    # The store is open in WAL mode, so both companions exist now.
+    assert file_mode(db_path.with_name(db_path.name + "-wal")) == 0o600
+    assert file_mode(db_path.with_name(db_path.name + "-shm")) == 0o600
+
+
+async def test_existing_world_readable_file_is_tightened(db_path: Path, clock: ManualClock) -> None:
+    make_world_readable_file(db_path)
+    async with await TaskStore.open(db_path, clock=clock):
+        pass
+    assert file_mode(db_path) == 0o600
+
+
+async def test_reopen_keeps_data_and_does_not_rerun_migrations(
+    db_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[int] = []
+
+    async def migration_2(conn: aiosqlite.Connection) -> None:
+        runs.append(1)
+        await conn.execute("CREATE TABLE outbox_probe (id INTEGER PRIMARY KEY)")
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*MIGRATIONS, migration_2])
+    async with await TaskStore.open(db_path, clock=clock) as first:
+        await first.insert(make_record())
+    async with await TaskStore.open(db_path, clock=clock) as second:
+        assert await second.get("h1") == make_record()
+    assert runs == [1]
+    assert inspect(db_path, "PRAGMA user_version") == [(2,)]
+
+
+async def test_failed_migration_leaves_previous_version(
+    db_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with await TaskStore.open(db_path, clock=clock):
+        pass
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*MIGRATIONS, "CREATE TABLE half (x); CREATE TABLE broken (;"])
+    with pytest.raises(sqlite3.OperationalError):
+        await TaskStore.open(db_path, clock=clock)
+    assert inspect(db_path, "PRAGMA user_version") == [(1,)]
+    assert inspect(db_path, "SELECT name FROM sqlite_master WHERE name = 'half'") == []
+
+
+async def test_newer_schema_is_refused(db_path: Path, clock: ManualClock) -> None:
+    async with await TaskStore.open(db_path, clock=clock):
+        pass
+    conn = sqlite3.connect(db_path)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.close()
+    with pytest.raises(SchemaVersionError):
+        await TaskStore.open(db_path, clock=clock)
+
+
+def test_split_sql_respects_strings_and_comments() -> None:
+    script = "-- a comment; with a semicolon\nCREATE TABLE t (x TEXT DEFAULT 'a;b');\n\nINSERT INTO t VALUES ('c;d');\n"
+    assert store_module._split_sql(script) == [
+        "-- a comment; with a semicolon\nCREATE TABLE t (x TEXT DEFAULT 'a;b');",
+        "INSERT INTO t VALUES ('c;d');",
+    ]
+
+
+# ---------------------------------------------------------------------- tasks
+
+
+async def test_insert_get_and_get_many(store: TaskStore) -> None:
+    first = make_record("h1", raw_data={"a": [1, 2]}, callback_url="https://hook.example/x", input_images=2)
+    second = make_record("h2", kind=TaskKind.VIDEO, model="jimeng-video-3.0")
+    await store.insert(first)
+    await store.insert(second)
+    assert await store.get("h1") == first
+    assert await store.get("missing") is None
+    assert await store.get_many(["h2", "h1", "missing"]) == {"h1": first, "h2": second}
+    assert await store.get_many([]) == {}
+
+
+async def test_record_repr_hides_token() -> None:
+    assert TOKEN not in repr(make_record())
+
+
+async def test_insert_same_account_refreshes_submission_fields_only(store: TaskStore, clock: ManualClock) -> None:
+    await store.insert(make_record())
+    await store.update_progress("h1", upstream_status=42, item_count=0, raw_data={"status": 42})
+    await clock.advance(5)
+    await store.insert(make_record(token=None, model="jimeng-4.1", callback_url="https://hook.example/y"))
+    got = await store.get("h1")
+    assert got is not None
+    assert got.token == TOKEN  # a None token keeps the stored one
+    assert got.model == "jimeng-4.1"
+    assert got.callback_url == "https://hook.example/y"
+    assert got.upstream_status == 42  # progress untouched
+    assert got.raw_data == {"status": 42}
+    assert got.updated_at == clock.time()
+
+
+async def test_insert_does_not_reopen_a_final_task(store: TaskStore) -> None:
+    await store.insert(make_record())
+    finished = await finish_done(store)
+    await store.insert(make_record(model="other"))
+    assert await store.get("h1") == finished
+
+
+async def test_insert_for_another_account_is_refused(store: TaskStore) -> None:
+    await store.insert(make_record())
+    with pytest.raises(TaskOwnershipError, match="h1") as excinfo:
+        await store.insert(make_record(account_fp=OTHER, token="other-token"))
+    assert "other-token" not in str(excinfo.value)
+    got = await store.get("h1")
+    assert got is not None and got.account_fp == ACCOUNT and got.token == TOKEN
+
+
+async def test_unfinished_lists_only_processing_tasks(store: TaskStore) -> None:
+    for i, hid in enumerate(["a", "b", "c"]):
+        await store.insert(make_record(hid, created_at=1000.0 + i))
+    await finish_done(store, "b")
+    unfinished = await store.unfinished()
+    assert [r.history_id for r in unfinished] == ["a", "c"]
+    assert all(r.token == TOKEN for r in unfinished)
+
+
+async def test_update_progress(store: TaskStore, clock: ManualClock) -> None:
+    await store.insert(make_record())
+    await clock.advance(3)
+    await store.update_progress("h1", upstream_status=45, item_count=1, raw_data={"status": 45})
+    got = await store.get("h1")
+    assert got is not None
+    assert (got.upstream_status, got.item_count, got.raw_data) == (45, 1, {"status": 45})
+    assert got.status is TaskStatus.PROCESSING
+    assert got.updated_at == clock.time()
+    await store.update_progress("missing", upstream_status=45, item_count=1, raw_data=None)  # no-op
+    await finish_done(store)
+    await store.update_progress("h1", upstream_status=42, item_count=0, raw_data=None)
+    after = await store.get("h1")
+    assert after is not None and after.upstream_status == 50 and after.status is TaskStatus.DONE
+
+
+async def test_finish_stores_outcome_and_drops_token(store: TaskStore, clock: ManualClock) -> None:
+    await store.insert(make_record())
+    await clock.advance(7)
+    finished = await finish_done(store)
+    assert finished is not None
+    assert finished == await store.get("h1")
+    assert finished.final and finished.status is TaskStatus.DONE
+    assert finished.token is None
+    assert finished.results == ("https://example.com/1.webp", "https://example.com/2.webp")
+    assert finished.raw_data == {"status": 50, "名": "值"}
+    assert finished.item_count == 2 and finished.upstream_status == 50
+    assert finished.finished_at == finished.updated_at == clock.time()
+    assert inspect(store.path, "SELECT token FROM tasks") == [(None,)]
+
+
+async def test_finish_failed_and_keep_token(store: TaskStore) -> None:
+    await store.insert(make_record())
+    failed = await store.finish(
+        "h1",
+        status=TaskStatus.FAILED,
+        upstream_status=30,
+        fail_code="2038",
+        fail_reason="upstream failure",
+        results=None,
+        item_count=0,
+        raw_data={"status": 30},
+        keep_token=True,
+    )
+    assert failed is not None
+    assert failed.status is TaskStatus.FAILED and failed.fail_code == "2038"
+    assert failed.fail_reason == "upstream failure" and failed.results is None
+    assert failed.token == TOKEN
+    await store.drop_token("h1")
+    dropped = await store.get("h1")
+    assert dropped is not None and dropped.token is None
+
+
+async def test_finish_twice_is_a_noop(store: TaskStore, clock: ManualClock) -> None:
+    await store.insert(make_record())
+    first = await finish_done(store)
+    calls: list[int] = []
+
+    async def extra(conn: aiosqlite.Connection) -> None:
+        calls.append(1)
+
+    await clock.advance(10)
+    assert await finish_done(store, extra=extra) is None
+    assert calls == []
+    assert await store.get("h1") == first
+    assert await finish_done(store, "missing") is None
+
+
+async def test_finish_rejects_processing_status(store: TaskStore) -> None:
+    await store.insert(make_record())
+    with pytest.raises(ValueError, match="final"):
+        await store.finish(
+            "h1",
+            status=TaskStatus.PROCESSING,
+            upstream_status=20,
+            fail_code="",
+            fail_reason=None,
+            results=None,
+            item_count=0,
+            raw_data=None,
+        )
+
+
+async def test_finish_runs_extra_in_the_same_transaction(store: TaskStore) -> None:
+    await store.insert(make_record("ok"))
+    await store.insert(make_record("bad"))
+
+    async def write_outbox(conn: aiosqlite.Connection) -> None:
+        await conn.execute("CREATE TABLE IF NOT EXISTS outbox_probe (history_id TEXT)")
+        await conn.execute("INSERT INTO outbox_probe VALUES ('ok')")
+
+    async def write_then_fail(conn: aiosqlite.Connection) -> None:
+        await conn.execute("INSERT INTO outbox_probe VALUES ('bad')")
+        raise RuntimeError("outbox write failed")
+
+    assert await finish_done(store, "ok", extra=write_outbox) is not None
+    with pytest.raises(RuntimeError, match="outbox write failed"):
+        await finish_done(store, "bad", extra=write_then_fail)
+
+    bad = await store.get("bad")
+    assert bad is not None and bad.status is TaskStatus.PROCESSING and bad.token == TOKEN
+    assert inspect(store.path, "SELECT history_id FROM outbox_probe") == [("ok",)]
+    # The store stays usable after the rollback.
+    assert await finish_done(store, "bad") is not None
+
+
+async def test_cancelled_finish_rolls_back(store: TaskStore) -> None:
+    await store.insert(make_record())
+    entered = asyncio.Event()
+
+    async def hang(conn: aiosqlite.Connection) -> None:
+        await conn.execute("CREATE TABLE outbox_probe (x)")
+        entered.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.ensure_future(finish_done(store, extra=hang))
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    got = await store.get("h1")
+    assert got is not None and got.status is TaskStatus.PROCESSING
+    assert inspect(store.path, "SELECT name FROM sqlite_master WHERE name = 'outbox_probe'") == []
+    assert await finish_done(store) is not None
+
+
+async def test_purge_finished_removes_only_old_final_rows(store: TaskStore, clock: ManualClock) -> None:
+    for hid in ("old", "recent", "running"):
+        await store.insert(make_record(hid))
+    await finish_done(store, "old")
+    await clock.advance(3600)
+    await finish_done(store, "recent")
+    await clock.advance(10)
+    assert await store.purge_finished(older_than=1800) == 1
+    assert set(await store.get_many(["old", "recent", "running"])) == {"recent", "running"}
+    assert await store.purge_finished(older_than=1800) == 0
+
+
+async def test_concurrent_writers_all_land(store: TaskStore) -> None:
+    ids = [f"h{i:02d}" for i in range(50)]
+    await asyncio.gather(*(store.insert(make_record(hid)) for hid in ids))
+    assert len(await store.unfinished()) == 50
+    results = await asyncio.gather(
+        *(finish_done(store, hid) for hid in ids[:25]),
+        *(store.update_progress(hid, upstream_status=42, item_count=0, raw_data=None) for hid in ids[25:]),
+        *(store.insert(make_record(f"n{i:02d}")) for i in range(25)),
+    )
+    assert all(r is not None for r in results[:25])
+    stored = await store.get_many([*ids, *(f"n{i:02d}" for i in range(25))])
+    assert len(stored) == 75
+    assert sum(r.final for r in stored.values()) == 25
+    assert sum(r.upstream_status == 42 for r in stored.values()) == 25
+
+
+# ---------------------------------------------------------------------- idempotency keys
+
+
+async def test_idempotency_states(store: TaskStore) -> None:
+    assert await store.idem_begin(ACCOUNT, "k1", "hash-a") == IdemResult(IdemState.NEW)
+    assert await store.idem_begin(ACCOUNT, "k1", "hash-a") == IdemResult(IdemState.IN_PROGRESS)
+    assert await store.idem_begin(ACCOUNT, "k1", "hash-b") == IdemResult(IdemState.MISMATCH)
+    # The scope is (account, key): another account's identical key is independent.
+    assert await store.idem_begin(OTHER, "k1", "hash-b") == IdemResult(IdemState.NEW)
+
+    await store.idem_complete(ACCOUNT, "k1", status=200, body=b'{"history_id":"h1"}')
+    assert await store.idem_begin(ACCOUNT, "k1", "hash-a") == IdemResult(
+        IdemState.REPLAY, status=200, body=b'{"history_id":"h1"}'
+    )
+    assert await store.idem_begin(ACCOUNT, "k1", "hash-b") == IdemResult(IdemState.MISMATCH)
+
+
+async def test_idempotency_expiry_after_ttl(store: TaskStore, clock: ManualClock) -> None:
+    assert (await store.idem_begin(ACCOUNT, "k", "hash-a", ttl=60)).state is IdemState.NEW
+    await store.idem_complete(ACCOUNT, "k", status=200, body=b"{}")
+    await clock.advance(59)
+    assert (await store.idem_begin(ACCOUNT, "k", "hash-a", ttl=60)).state is IdemState.REPLAY
+    await clock.advance(1)
+    assert (await store.idem_begin(ACCOUNT, "k", "hash-b", ttl=60)).state is IdemState.NEW
+    assert (await store.idem_begin(ACCOUNT, "k", "hash-b", ttl=60)).state is IdemState.IN_PROGRESS
+
+
+async def test_idempotency_abandon(store: TaskStore) -> None:
+    assert (await store.idem_begin(ACCOUNT, "k", "hash-a")).state is IdemState.NEW
+    await store.idem_abandon(ACCOUNT, "k")
+    assert (await store.idem_begin(ACCOUNT, "k", "hash-a")).state is IdemState.NEW
+    await store.idem_complete(ACCOUNT, "k", status=201, body=b"done")
+    await store.idem_abandon(ACCOUNT, "k")  # a completed key is kept for replay
+    assert await store.idem_begin(ACCOUNT, "k", "hash-a") == IdemResult(IdemState.REPLAY, 201, b"done")
+
+
+async def test_purge_idempotency(store: TaskStore, clock: ManualClock) -> None:
+    await store.idem_begin(ACCOUNT, "short", "h", ttl=10)
+    await store.idem_begin(ACCOUNT, "long", "h", ttl=100)
+    assert await store.purge_idempotency() == 0
+    await clock.advance(10)
+    assert await store.purge_idempotency() == 1
+    assert (await store.idem_begin(ACCOUNT, "long", "h")).state is IdemState.IN_PROGRESS
+
+
+async def test_concurrent_idem_begin_has_one_winner(store: TaskStore) -> None:
+    outcomes = await asyncio.gather(*(store.idem_begin(ACCOUNT, "race", "h") for _ in range(20)))
+    assert [o.state for o in outcomes].count(IdemState.NEW) == 1
+
+
+async def test_close_is_idempotent(db_path: Path, clock: ManualClock) -> None:
+    s = await TaskStore.open(db_path, clock=clock)
+    await s.close()
+    await s.close()
