@@ -1,0 +1,125 @@
+"""The simulator's state: settings, accounts with credit buckets, history records and the request journal.
+
+Credits (upstream-protocol.md §14.9–11): a charge takes vip -> gift -> purchase; the daily claim is keyed by the
+calendar day in Asia/Shanghai (a fixed UTC+8 offset; China has had no DST since 1991), whatever `time_zone` says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from ..upstream.regions import Region
+from .scripts import Script
+
+SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
+CREDIT_BUCKETS = ("vip_credit", "gift_credit", "purchase_credit")  # charge order
+
+
+@dataclass
+class SimSettings:
+    """Tunables of the simulator. Mutable so a test can flip one field on a running simulator."""
+
+    sign_skew: float = 300.0  # allowed |Device-Time - sim clock| in seconds
+    min_appvr: str = "8.4.0"
+    min_da_version: str = "3.3.9"
+    receive_quota: int = 60
+    image_cost: int = 4  # 1k / 2k
+    image_cost_4k: int = 8
+    video_cost_per_second: int = 5
+    refund_on_failure: bool = False
+    image_step_seconds: float = 1.0
+    video_step_seconds: float = 3.0
+    hidden_polls: int = 0  # default number of polls a new record is omitted from get_history_by_ids
+    passport_style: bool = False  # passport answers {"message", "data"} without `ret`
+
+
+@dataclass
+class SimAccount:
+    """One upstream account, keyed by its raw sessionid (no region prefix)."""
+
+    sessionid: str
+    region: Region
+    user_id: int
+    gift_credit: int = 0
+    purchase_credit: int = 0
+    vip_credit: int = 100
+    expired: bool = False
+    received_days: set[str] = field(default_factory=set)
+
+    @property
+    def total(self) -> int:
+        """The sum of the three buckets."""
+        return self.gift_credit + self.purchase_credit + self.vip_credit
+
+    def charge(self, amount: int) -> dict[str, int] | None:
+        """Deduct `amount` vip -> gift -> purchase; return what each bucket gave, or None (unchanged) if too poor."""
+        if amount > self.total:
+            return None
+        taken: dict[str, int] = {}
+        left = amount
+        for bucket in CREDIT_BUCKETS:
+            have = int(getattr(self, bucket))
+            take = min(have, left)
+            if take:
+                setattr(self, bucket, have - take)
+                taken[bucket] = take
+                left -= take
+        return taken
+
+    def refund(self, taken: dict[str, int]) -> None:
+        """Give back what `charge` took, to the same buckets."""
+        for bucket, amount in taken.items():
+            setattr(self, bucket, int(getattr(self, bucket)) + amount)
+
+
+@dataclass
+class SimRecord:
+    """One generation task (a history record) and how far it has been observed."""
+
+    history_id: str
+    sessionid: str
+    kind: str  # "image" or "video"
+    submit_id: str
+    model_key: str
+    prompt: str
+    script: Script
+    created_at: float
+    polls: int = 0
+    charged: int = 0
+    hidden_polls: int = 0
+    expire_after_first_poll: bool = False
+    width: int = 0
+    height: int = 0
+    resolution_type: str = ""
+    charge_taken: dict[str, int] = field(default_factory=dict)
+    refunded: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # room for video / blend details
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One request as the simulator saw it, with what it answered.
+
+    `status` is the HTTP status sent (0 when the connection was reset without an answer); `ret` is the envelope
+    `ret` when a JSON envelope was sent; `path` is the API path without the vhost prefix.
+    """
+
+    time: float
+    method: str
+    vhost: str
+    path: str
+    query: dict[str, str]
+    raw_query: str
+    headers: dict[str, str]
+    body: Any
+    body_size: int
+    status: int
+    ret: str | None
+    sessionid: str | None
+
+
+def shanghai_day(ts: float) -> str:
+    """The calendar day (YYYY-MM-DD) in Asia/Shanghai at Unix time `ts`."""
+    return datetime.fromtimestamp(ts, UTC).astimezone(SHANGHAI).date().isoformat()

@@ -1,0 +1,221 @@
+"""Handlers of the simulated Jimeng/Dreamina web API, run after every request check has passed.
+
+Each handler gets the `Simulator` and a checked `Call` and returns an `Answer`; the dispatcher in `app.py` turns it
+into a response and journals it. `WEB_HANDLERS` maps API paths to handlers; later issues add the upload paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..upstream.regions import Region, constants
+from .checks import PASSPORT, USER_CREDIT
+from .generate import GenerateInvalid, validate_generate
+from .history import render_record
+from .scripts import as_script, default_script, parse_markers
+from .state import SimAccount, SimRecord, shanghai_day
+
+if TYPE_CHECKING:
+    from .app import Simulator
+
+GENERATE = "/mweb/v1/aigc_draft/generate"
+HISTORY = "/mweb/v1/get_history_by_ids"
+CREDIT_RECEIVE = "/commerce/v1/benefits/credit_receive"
+MAX_HISTORY_IDS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A web API request that passed the shape, version, Sign, cookie and region checks."""
+
+    request: web.Request
+    vhost: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+    region: Region
+    account: SimAccount
+
+    @property
+    def base(self) -> str:
+        """`scheme://host[:port]` of the request, for URLs pointing back at the simulator."""
+        return f"{self.request.scheme}://{self.request.host}"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What to send: a JSON `payload` (with its envelope `ret`, if any) or a plain `text` body."""
+
+    status: int = 200
+    payload: Any = None
+    text: str | None = None
+    ret: str | None = None
+    content_type: str = "application/json"
+    headers: dict[str, str] | None = None
+
+
+Handler = Callable[["Simulator", Call], Awaitable[Answer]]
+
+
+def error_data(path: str) -> dict[str, Any]:
+    """The `data` object an error envelope carries on `path` (§2.8: generate errors keep aigc_data)."""
+    if path == GENERATE:
+        return {"aigc_data": None, "fail_code": ""}
+    return {}
+
+
+async def user_credit(sim: Simulator, call: Call) -> Answer:
+    """`POST /commerce/v1/benefits/user_credit` -> the three credit buckets."""
+    a = call.account
+    credit = {"gift_credit": a.gift_credit, "purchase_credit": a.purchase_credit, "vip_credit": a.vip_credit}
+    return sim.ok({"credit": credit})
+
+
+async def credit_receive(sim: Simulator, call: Call) -> Answer:
+    """`POST /commerce/v1/benefits/credit_receive` -> grant the daily quota once per Asia/Shanghai day."""
+    zone = call.body.get("time_zone")
+    if not isinstance(zone, str) or not zone:
+        return sim.fail("4002", "param error: body.time_zone must be a non-empty string", call.path)
+    day = shanghai_day(sim.clock.time())
+    if day in call.account.received_days:
+        return sim.fail("34010100", "param error", call.path)
+    call.account.received_days.add(day)
+    quota = sim.settings.receive_quota
+    call.account.gift_credit += quota
+    return sim.ok({"receive_quota": quota, "cur_total_credits": call.account.total, "is_first_receive": False})
+
+
+async def passport_info(sim: Simulator, call: Call) -> Answer:
+    """`POST /passport/account/info/v2` -> the account profile (envelope or passport style)."""
+    a = call.account
+    data = {
+        "user_id": a.user_id,
+        "user_id_str": str(a.user_id),
+        "screen_name": f"sim-user-{str(a.user_id)[-4:]}",
+        "name": f"sim-user-{str(a.user_id)[-4:]}",
+        "avatar_url": "",
+        "app_id": constants(a.region).aid,
+        "is_new_user": False,
+    }
+    if sim.settings.passport_style:
+        return Answer(payload={"message": "success", "data": data})
+    return sim.ok(data)
+
+
+async def generate(sim: Simulator, call: Call) -> Answer:
+    """`POST /mweb/v1/aigc_draft/generate`: validate, refuse on markers, charge, create the record."""
+    try:
+        spec = validate_generate(call.body, call.region, call.account.sessionid)
+    except GenerateInvalid as exc:
+        return sim.fail("4002", f"param error: {exc}", call.path)
+    markers = parse_markers(spec.prompt)
+    if markers.refuse:
+        return sim.fail("4001", "content violates the community guidelines", call.path)
+    cost = sim.cost_of(spec.kind, spec.resolution_type, spec.duration_s)
+    taken = call.account.charge(cost)
+    if taken is None:
+        return sim.fail("5000", "not enough credits", call.path)
+    if sim.next_script is not None:
+        script = as_script(sim.next_script)
+        sim.next_script = None
+    else:
+        script = markers.script or default_script(spec.kind)
+    hidden = markers.hidden_polls if markers.hidden_polls is not None else sim.settings.hidden_polls
+    record = SimRecord(
+        history_id=sim.new_history_id(),
+        sessionid=call.account.sessionid,
+        kind=spec.kind,
+        submit_id=spec.submit_id,
+        model_key=spec.model_key,
+        prompt=spec.prompt,
+        script=script,
+        created_at=sim.clock.time(),
+        charged=cost,
+        hidden_polls=hidden,
+        expire_after_first_poll=markers.expire,
+        width=spec.width,
+        height=spec.height,
+        resolution_type=spec.resolution_type,
+        charge_taken=taken,
+        extra=dict(spec.extra),
+    )
+    sim.records[record.history_id] = record
+    sim.charges.append((record.sessionid, record.history_id, cost))
+    aigc_data = {
+        "history_record_id": record.history_id,
+        "submit_id": spec.submit_id,
+        "generate_type": spec.generate_type,
+        "status": 20,
+        "created_time": record.created_at,
+    }
+    return sim.ok({"aigc_data": aigc_data, "fail_code": ""})
+
+
+def _history_request_error(body: dict[str, Any]) -> str | None:
+    ids = body.get("history_ids")
+    if not isinstance(ids, list) or not ids:
+        return "history_ids must be a non-empty array of strings"
+    if len(ids) > MAX_HISTORY_IDS:
+        return f"history_ids holds {len(ids)} ids; at most {MAX_HISTORY_IDS}"
+    if not all(isinstance(i, str) and i for i in ids):
+        return "every history_ids entry must be a non-empty string"
+    if "image_info" not in body:
+        return None
+    info = body["image_info"]
+    if not isinstance(info, dict):
+        return "image_info must be an object"
+    for key, kind in (("width", int), ("height", int), ("format", str)):
+        if not isinstance(info.get(key), kind):
+            return f"image_info.{key} must be a {kind.__name__}"
+    scenes = info.get("image_scene_list")
+    if not isinstance(scenes, list):
+        return "image_info.image_scene_list must be an array"
+    for n, scene in enumerate(scenes):
+        if not isinstance(scene, dict):
+            return f"image_info.image_scene_list[{n}] must be an object"
+        for key, kind in (("scene", str), ("width", int), ("height", int), ("uniq_key", str), ("format", str)):
+            if not isinstance(scene.get(key), kind):
+                return f"image_info.image_scene_list[{n}].{key} must be a {kind.__name__}"
+    return None
+
+
+async def get_history_by_ids(sim: Simulator, call: Call) -> Answer:
+    """`POST /mweb/v1/get_history_by_ids`: the caller's records, omitting unknown, foreign and hidden ids."""
+    problem = _history_request_error(call.body)
+    if problem is not None:
+        return sim.fail("4002", f"param error: {problem}", call.path)
+    now = sim.clock.time()
+    data: dict[str, Any] = {}
+    expire = False
+    for history_id in dict.fromkeys(call.body["history_ids"]):
+        record = sim.records.get(history_id)
+        if record is None or record.sessionid != call.account.sessionid:
+            continue
+        record.polls += 1
+        if record.polls <= record.hidden_polls:
+            continue
+        step_seconds = sim.step_seconds(record.kind)
+        rendered = render_record(record, now, step_seconds, call.base, sim.cdn_secret)
+        data[history_id] = rendered
+        if rendered["status"] == 30:
+            sim.maybe_refund(record)
+        if record.expire_after_first_poll:
+            record.expire_after_first_poll = False
+            expire = True
+    if expire:
+        call.account.expired = True
+    return sim.ok(data)
+
+
+WEB_HANDLERS: dict[str, Handler] = {
+    USER_CREDIT: user_credit,
+    CREDIT_RECEIVE: credit_receive,
+    PASSPORT: passport_info,
+    GENERATE: generate,
+    HISTORY: get_history_by_ids,
+}
