@@ -90,12 +90,10 @@ def test_no_session_token() -> None:
 
 def test_signature_changes_with_secret_and_params() -> None:
     base = sign_headers("GET", "/", APPLY_PARAMS, b"", **CREDS)["authorization"]
-    other_secret = sign_headers(
-        "GET", "/", APPLY_PARAMS, b"", **{**CREDS, "secret_key": "SKOTHER"}
-    )["authorization"]
-    other_size = sign_headers(
-        "GET", "/", [*APPLY_PARAMS[:3], ("FileSize", "6"), APPLY_PARAMS[4]], b"", **CREDS
-    )["authorization"]
+    other_secret = sign_headers("GET", "/", APPLY_PARAMS, b"", **{**CREDS, "secret_key": "SKOTHER"})["authorization"]
+    other_size = sign_headers("GET", "/", [*APPLY_PARAMS[:3], ("FileSize", "6"), APPLY_PARAMS[4]], b"", **CREDS)[
+        "authorization"
+    ]
     assert len({base, other_secret, other_size}) == 3
 
 
@@ -108,8 +106,7 @@ def test_param_order_does_not_matter() -> None:
 def test_canonical_query_order() -> None:
     params = [*APPLY_PARAMS, ("device_platform", "web")]
     assert canonical_query(params) == (
-        "Action=ApplyImageUpload&FileSize=5&ServiceId=tb4s082cfz&Version=2018-08-01"
-        "&device_platform=web&s=abc123xyz0"
+        "Action=ApplyImageUpload&FileSize=5&ServiceId=tb4s082cfz&Version=2018-08-01&device_platform=web&s=abc123xyz0"
     )
     keys = [pair.split("=")[0] for pair in canonical_query(reversed(params)).split("&")]
     assert keys == ["Action", "FileSize", "ServiceId", "Version", "device_platform", "s"]
@@ -153,8 +150,7 @@ def test_parse_authorization_round_trip() -> None:
         "Bearer abc",
         "AWS4-HMAC-SHA1 Credential=AK/20260101/cn-north-1/imagex/aws4_request, "
         "SignedHeaders=x-amz-date, Signature=" + "0" * 64,
-        "AWS4-HMAC-SHA256 Credential=AK/20260101/cn-north-1/imagex, SignedHeaders=x-amz-date, Signature="
-        + "0" * 64,
+        "AWS4-HMAC-SHA256 Credential=AK/20260101/cn-north-1/imagex, SignedHeaders=x-amz-date, Signature=" + "0" * 64,
         "AWS4-HMAC-SHA256 Credential=AK/20260101/cn-north-1/imagex/aws3_request, "
         "SignedHeaders=x-amz-date, Signature=" + "0" * 64,
         "AWS4-HMAC-SHA256 Credential=AK/2026010/cn-north-1/imagex/aws4_request, "

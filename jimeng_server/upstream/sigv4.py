@@ -45,9 +45,7 @@ def _signs_body(method: str, body: bytes) -> bool:
     return method.upper() == "POST" and len(body) > 0
 
 
-def signed_header_values(
-    method: str, body: bytes, *, session_token: str | None, amz_date: str
-) -> dict[str, str]:
+def signed_header_values(method: str, body: bytes, *, session_token: str | None, amz_date: str) -> dict[str, str]:
     """The `x-amz-*` headers that take part in the signature (lower-case names), per §11.4 item 4."""
     headers = {"x-amz-date": amz_date}
     if session_token:

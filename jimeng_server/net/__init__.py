@@ -1,0 +1,1 @@
+"""Network helpers for talking to untrusted, user-supplied URLs (SSRF guard, bounded downloads, webhook POSTs)."""
