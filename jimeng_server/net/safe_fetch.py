@@ -36,7 +36,7 @@ HEAD_BYTES = 64
 EXCERPT_BYTES = 1024
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 PROXY_SCHEMES = frozenset({"http", "https", "socks4", "socks5"})
-DEFAULT_USER_AGENT = "jimeng-server/0.1 (+https://github.com/)"
+DEFAULT_USER_AGENT = "jimeng-server/0.1"
 PRIVATE_HINT = "set [security] allow_private_networks = true for local setups"
 
 _READ_CHUNK = 64 * 1024
