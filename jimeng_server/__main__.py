@@ -1,0 +1,5 @@
+"""`python -m jimeng_server`."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""Image endpoints (sync): text-to-image. Handlers parse, call the generation service, and answer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from ..keys import CONFIG, GENERATION, POOL
+from ..services.generation import Submission
+from ..services.results import fetch_base64, partial_note, require_results
+from ..tasks.watcher import Outcome
+from .params import image_params
+from .request import accounts_of, json_object
+
+routes = web.RouteTableDef()
+
+
+async def result_body(
+    request: web.Request, submission: Submission, outcome: Outcome, response_format: str
+) -> dict[str, Any]:
+    """`{"created", "data": [{"url"}|{"b64_json"}]}` for a finished task (+ `note` for partial results)."""
+    urls = require_results(outcome)
+    if response_format == "b64_json":
+        cfg = request.app[CONFIG].security
+        blobs = await asyncio.gather(
+            *(
+                fetch_base64(
+                    request.app[POOL],
+                    submission.account,
+                    url,
+                    max_bytes=cfg.max_download_bytes,
+                    seconds=cfg.fetch_timeout,
+                )
+                for url in urls
+            )
+        )
+        data: list[dict[str, Any]] = [{"b64_json": b} for b in blobs]
+    else:
+        data = [{"url": u} for u in urls]
+    body: dict[str, Any] = {"created": int(submission.submitted_at), "data": data}
+    note = partial_note(outcome)
+    if note:
+        body["note"] = note
+    return body
+
+
+@routes.post("/v1/images/generations")
+async def generations(request: web.Request) -> web.Response:
+    """Text-to-image: submit, wait on the shared watcher, answer with the image URLs."""
+    accounts = accounts_of(request)
+    params = image_params(await json_object(request))
+    generation = request.app[GENERATION]
+    submission = await generation.submit_images(accounts, params)
+    outcome = await generation.wait(submission)
+    return web.json_response(await result_body(request, submission, outcome, params.response_format))

@@ -1,0 +1,64 @@
+"""Service info, liveness and the model list."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import __version__
+from ..upstream import catalog
+from ..upstream.regions import Region
+
+routes = web.RouteTableDef()
+
+ENDPOINTS = {
+    "info": "GET /",
+    "ping": "GET /ping",
+    "models": "GET /v1/models",
+    "images_generations": "POST /v1/images/generations",
+    "images_compositions": "POST /v1/images/compositions",
+    "videos_generations": "POST /v1/videos/generations",
+    "async_images_generations": "POST /v1/async/images/generations",
+    "async_images_compositions": "POST /v1/async/images/compositions",
+    "async_videos_generations": "POST /v1/async/videos/generations",
+    "async_task_query": "POST /v1/async/tasks/query",
+    "async_task_get": "GET /v1/async/tasks/{history_id}",
+    "token_check": "POST /token/check",
+    "token_points": "POST /token/points",
+    "token_receive": "POST /token/receive",
+}
+
+
+@routes.get("/")
+async def info(request: web.Request) -> web.Response:
+    """Service info with the endpoint map."""
+    return web.json_response(
+        {
+            "service": "jimeng-server",
+            "version": __version__,
+            "description": "Jimeng / Dreamina AI image and video generation as an HTTP API",
+            "endpoints": ENDPOINTS,
+        }
+    )
+
+
+@routes.get("/ping")
+async def ping(request: web.Request) -> web.Response:
+    return web.Response(text="pong")
+
+
+@routes.get("/v1/models")
+async def models(request: web.Request) -> web.Response:
+    """Every model this server can drive, with the regions that serve it."""
+    data = []
+    for kind, table in (("image", catalog.IMAGE_MODELS), ("video", catalog.VIDEO_MODELS)):
+        for name, keys in table.items():
+            data.append(
+                {
+                    "id": name,
+                    "object": "model",
+                    "owned_by": "jimeng-server",
+                    "type": kind,
+                    "regions": [r.value for r in Region if r in keys],
+                }
+            )
+    return web.json_response({"object": "list", "data": data})

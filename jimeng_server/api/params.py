@@ -1,0 +1,139 @@
+"""Parsing and validation of generation request fields, shared by each sync endpoint and its async twin.
+
+Fields arrive from JSON (typed) or multipart forms (strings); both go through the same functions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import BadRequest
+from ..upstream import catalog
+
+RESPONSE_FORMATS = ("url", "b64_json")
+MAX_PROMPT_CHARS = 8000
+_MULTI_KEYWORDS = ("连续", "绘本", "故事")
+_COUNT_RE = re.compile(r"(\d+)\s*张")
+
+
+def _bad(field: str, message: str) -> BadRequest:
+    return BadRequest(f"'{field}' {message}", code="INVALID_PARAMETER")
+
+
+def get_str(data: Mapping[str, Any], name: str, default: str | None = None, *, required: bool = False) -> str | None:
+    """A string field; numbers are refused rather than silently converted."""
+    value = data.get(name)
+    if value is None or (isinstance(value, str) and not value.strip() and not required):
+        if required:
+            raise BadRequest(f"'{name}' is required", code="MISSING_PARAMETER")
+        return default
+    if not isinstance(value, str):
+        raise _bad(name, f"must be a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise BadRequest(f"'{name}' must not be empty", code="MISSING_PARAMETER")
+    return value
+
+
+def get_bool(data: Mapping[str, Any], name: str, default: bool) -> bool:
+    """A boolean field; multipart strings "true"/"false"/"1"/"0" are accepted."""
+    value = data.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "false", "0"):
+        return value.strip().lower() in ("true", "1")
+    raise _bad(name, f"must be true or false, got {value!r}")
+
+
+def get_float(data: Mapping[str, Any], name: str, default: float, *, low: float, high: float) -> float:
+    """A number field within [low, high]; multipart strings are parsed as floats."""
+    value = data.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        raise _bad(name, "must be a number")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise _bad(name, f"must be a number, got {value!r}") from None
+    if not isinstance(value, int | float) or math.isnan(value):
+        raise _bad(name, "must be a number")
+    if not low <= value <= high:
+        raise _bad(name, f"must be between {low:g} and {high:g}, got {value:g}")
+    return float(value)
+
+
+def get_choice(data: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = get_str(data, name, default)
+    assert value is not None
+    if value not in choices:
+        raise _bad(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ImageParams:
+    """The fields of `/v1/images/generations` (and of compositions, which adds the images)."""
+
+    model: str
+    prompt: str
+    negative_prompt: str
+    ratio: str
+    resolution: str
+    intelligent_ratio: bool
+    sample_strength: float
+    response_format: str
+    multi_image: bool | None
+
+    def story_count(self) -> int | None:
+        """Multi-image ("story") mode: the number of images, or None for single generation (§7.5).
+
+        Triggered as in the reference by the prompt keywords for jimeng-4.0/4.1/4.5, unless the caller
+        says `multi_image: false`; `multi_image: true` forces it on for those models.
+        """
+        if self.model not in catalog.MULTI_IMAGE_MODELS or self.multi_image is False:
+            return None
+        match = _COUNT_RE.search(self.prompt)
+        triggered = self.multi_image is True or match is not None or any(k in self.prompt for k in _MULTI_KEYWORDS)
+        if not triggered:
+            return None
+        return max(1, min(int(match.group(1)), 20)) if match else 4
+
+
+def image_params(data: Mapping[str, Any]) -> ImageParams:
+    """Validate image generation fields. Raises BadRequest naming the field and what to send instead."""
+    for field in ("size", "width", "height"):
+        if data.get(field) not in (None, ""):
+            raise BadRequest(
+                f"'{field}' is not supported: choose the shape with 'ratio' ({', '.join(catalog.RATIOS)}) "
+                f"and 'resolution' ({', '.join(catalog.RESOLUTIONS)})",
+                code="UNSUPPORTED_PARAMETER",
+            )
+    model = get_str(data, "model", catalog.DEFAULT_IMAGE_MODEL)
+    assert model is not None
+    if model not in catalog.IMAGE_MODELS:
+        raise BadRequest(
+            f"unknown image model '{model}'; use one of: {', '.join(catalog.IMAGE_MODELS)}", code="UNKNOWN_MODEL"
+        )
+    prompt = get_str(data, "prompt", required=True)
+    assert prompt is not None
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise _bad("prompt", f"is too long ({len(prompt)} characters; at most {MAX_PROMPT_CHARS})")
+    multi = data.get("multi_image")
+    return ImageParams(
+        model=model,
+        prompt=prompt,
+        negative_prompt=get_str(data, "negative_prompt", "") or "",
+        ratio=get_choice(data, "ratio", catalog.DEFAULT_RATIO, catalog.RATIOS),
+        resolution=get_choice(data, "resolution", catalog.DEFAULT_RESOLUTION, catalog.RESOLUTIONS),
+        intelligent_ratio=get_bool(data, "intelligent_ratio", False),
+        sample_strength=get_float(data, "sample_strength", 0.5, low=0.0, high=1.0),
+        response_format=get_choice(data, "response_format", "url", RESPONSE_FORMATS),
+        multi_image=None if multi is None else get_bool(data, "multi_image", False),
+    )

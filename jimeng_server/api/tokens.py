@@ -1,0 +1,73 @@
+"""Token endpoints: liveness, balances and the daily claim. Tokens are only ever shown masked."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import BadRequest, from_upstream
+from ..keys import ACCOUNTS, CLIENT
+from ..upstream.errors import UpstreamError
+from ..upstream.tokens import Account, TokenError, parse_token
+from .request import accounts_of, json_object
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/token/check")
+async def check(request: web.Request) -> web.Response:
+    """`{"token"}` -> `{"live": bool}`; an unusable or refused session is simply not live."""
+    body = await json_object(request)
+    token = body.get("token")
+    if not isinstance(token, str) or not token.strip():
+        raise BadRequest("'token' is required: send {\"token\": \"<sessionid>\"}", code="MISSING_PARAMETER")
+    try:
+        account = parse_token(token)
+    except TokenError as exc:
+        raise BadRequest(str(exc), code="INVALID_TOKEN") from None
+    try:
+        user_id = await request.app[CLIENT].account_user_id(account)
+    except UpstreamError:
+        return web.json_response({"live": False})
+    return web.json_response({"live": user_id is not None})
+
+
+@routes.post("/token/points")
+async def points(request: web.Request) -> web.Response:
+    """Balances of every token in the Authorization header."""
+    accounts = accounts_of(request)
+    service = request.app[ACCOUNTS]
+
+    async def one(account: Account) -> dict[str, Any]:
+        try:
+            credits = await service.credits(account, fresh=True)
+        except UpstreamError as exc:
+            return {"token": account.masked, "error": from_upstream(exc).message}
+        return {"token": account.masked, "points": credits.as_points()}
+
+    return web.json_response(list(await asyncio.gather(*(one(a) for a in accounts))))
+
+
+@routes.post("/token/receive")
+async def receive(request: web.Request) -> web.Response:
+    """Claim the daily credits for every token whose balance is zero (as jimeng-api does)."""
+    accounts = accounts_of(request)
+    service = request.app[ACCOUNTS]
+    client = request.app[CLIENT]
+
+    async def one(account: Account) -> dict[str, Any]:
+        entry: dict[str, Any] = {"token": account.masked, "received": False}
+        try:
+            credits = await service.credits(account, fresh=True)
+            if credits.total <= 0:
+                granted = await client.receive_credits(account)
+                entry["received"] = granted > 0
+                credits = await service.credits(account, fresh=True)
+            entry["credits"] = credits.as_points()
+        except UpstreamError as exc:
+            entry["error"] = from_upstream(exc).message
+        return entry
+
+    return web.json_response(list(await asyncio.gather(*(one(a) for a in accounts))))

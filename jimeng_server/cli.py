@@ -1,0 +1,109 @@
+"""Command line: `python -m jimeng_server [--config F] [--host H] [--port P] [--simulate]`.
+
+`--simulate` starts the strict upstream simulator on loopback, points every region at it, seeds a demo
+account and prints a ready-to-paste curl command: the server then works with no account and no internet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from .app import create_app
+from .config import Config, ConfigError, load_config
+from .logs import setup_logging
+from .upstream.regions import Region
+
+log = logging.getLogger("jimeng_server")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="jimeng-server", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="path to config.toml (default: $JIMENG_CONFIG, else built-in defaults)")
+    parser.add_argument("--host", help="listen address (default from config: 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="listen port (default from config: 5100)")
+    parser.add_argument(
+        "--simulate", action="store_true", help="serve against the built-in upstream simulator (no account needed)"
+    )
+    return parser.parse_args(argv)
+
+
+def with_simulator_hosts(config: Config, hosts: dict[Region, dict[str, str]]) -> Config:
+    """`config` with every region's upstream hosts replaced by the simulator's."""
+    regions = {
+        r.value: dataclasses.replace(config.upstream.hosts(r), **hosts[r])  # keeps `page`
+        for r in Region
+    }
+    return dataclasses.replace(config, upstream=dataclasses.replace(config.upstream, regions=regions))
+
+
+async def _start_simulator(config: Config) -> tuple[web.AppRunner, Config, str]:
+    from .simulator import Simulator, seed_demo, simulator_hosts
+
+    sim = Simulator()
+    runner = web.AppRunner(sim.create_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    token = seed_demo(sim)
+    return runner, with_simulator_hosts(config, simulator_hosts(f"http://{host}:{port}")), token
+
+
+async def serve(config: Config, *, simulate: bool) -> None:
+    """Run until SIGINT/SIGTERM."""
+    runners: list[web.AppRunner] = []
+    demo_token = ""
+    if simulate:
+        sim_runner, config, demo_token = await _start_simulator(config)
+        runners.append(sim_runner)
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    runners.append(runner)
+    site = web.TCPSite(runner, config.server.host, config.server.port)
+    await site.start()
+    shown = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
+    base = f"http://{shown}:{config.server.port}"
+    log.info("jimeng-server listening on %s:%d", config.server.host, config.server.port)
+    if simulate:
+        print(
+            f"\nSimulator mode: every region points at the built-in fake upstream. Try:\n\n"
+            f"  curl -s {base}/v1/images/generations \\\n"
+            f"    -H 'Content-Type: application/json' -H 'Authorization: Bearer {demo_token}' \\\n"
+            f"    -d '{{\"prompt\": \"a cat in the snow\", \"model\": \"jimeng-4.5\"}}'\n",
+            flush=True,
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for r in reversed(runners):
+            await r.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    server = dataclasses.replace(
+        config.server,
+        host=args.host if args.host is not None else config.server.host,
+        port=args.port if args.port is not None else config.server.port,
+    )
+    config = dataclasses.replace(config, server=server)
+    setup_logging(config.server.log_level)
+    asyncio.run(serve(config, simulate=args.simulate))
+
+

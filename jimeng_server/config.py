@@ -1,0 +1,263 @@
+"""Configuration: a TOML file (tomllib) parsed into frozen dataclasses.
+
+Unknown keys and values of the wrong type are start-up errors that name the key path. Everything the
+upstream may change without notice (hosts, versions, timeouts, retries) is here, with the documented
+values (upstream-protocol.md) as defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from .upstream.regions import Region
+
+MB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key path."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "0.0.0.0"
+    port: int = 5100
+    max_body_mb: int = 100
+    log_level: str = "INFO"
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.max_body_mb * MB
+
+
+@dataclass(frozen=True, slots=True)
+class RegionHosts:
+    """Base URLs of one region's upstream hosts (upstream-protocol.md §1.2)."""
+
+    web: str
+    commerce: str
+    imagex: str
+    vod: str
+    page: str = "https://dreamina.capcut.com"  # the web page host used in some Referer headers
+
+
+def _default_regions() -> dict[str, RegionHosts]:
+    intl = RegionHosts(
+        web="https://mweb-api-sg.capcut.com",
+        commerce="https://commerce-api-sg.capcut.com",
+        imagex="https://imagex-normal-sg.capcutapi.com",
+        vod="https://vod.bytedanceapi.com",
+    )
+    return {
+        "cn": RegionHosts(
+            web="https://jimeng.jianying.com",
+            commerce="https://jimeng.jianying.com",
+            imagex="https://imagex.bytedanceapi.com",
+            vod="https://vod.bytedanceapi.com",
+            page="https://jimeng.jianying.com",
+        ),
+        "us": RegionHosts(
+            web="https://dreamina-api.us.capcut.com",
+            commerce="https://commerce.us.capcut.com",
+            imagex="https://imagex16-normal-us-ttp.capcutapi.us",
+            vod="https://vod.bytedanceapi.com",
+        ),
+        "hk": intl,
+        "jp": intl,
+        "sg": intl,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    appvr: str = "8.4.0"
+    pf: str = "7"
+    da_version: str = "3.3.9"
+    web_version: str = "7.5.0"
+    app_sdk_version: str = "48.0.0"
+    aigc_features: str = "app_lip_sync"
+    draft_version: str = "3.3.9"
+    draft_min_version: str = "3.0.2"
+    blend_min_version: str = "3.2.9"
+    video_draft_min_version: str = "3.0.5"
+    user_agent: str = (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/142.0.0.0 Safari/537.36"
+    )
+    sec_ch_ua: str = '"Google Chrome";v="142", "Chromium";v="142", "Not_A Brand";v="99"'
+    timeout: float = 45.0
+    connect_timeout: float = 10.0
+    read_retries: int = 3
+    retry_backoff: float = 1.0
+    credit_cache_seconds: float = 60.0
+    regions: dict[str, RegionHosts] = field(default_factory=_default_regions)
+
+    def hosts(self, region: Region) -> RegionHosts:
+        return self.regions[region.value]
+
+
+@dataclass(frozen=True, slots=True)
+class KindSchedule:
+    """When the watcher looks at one kind of task: first look, interval, and the deadline (seconds)."""
+
+    first_poll: float
+    interval: float
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class WatcherConfig:
+    batch_size: int = 20
+    tick: float = 1.0
+    not_visible_polls: int = 5
+    image: KindSchedule = KindSchedule(first_poll=5.0, interval=4.0, deadline=900.0)
+    video: KindSchedule = KindSchedule(first_poll=10.0, interval=8.0, deadline=1200.0)
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    allow_private_networks: bool = False
+    max_download_mb: int = 100
+    fetch_connect_timeout: float = 10.0
+    fetch_timeout: float = 120.0
+
+    @property
+    def max_download_bytes(self) -> int:
+        return self.max_download_mb * MB
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    path: str = "data/jimeng.db"
+    retention_days: float = 7.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = ServerConfig()
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    watcher: WatcherConfig = WatcherConfig()
+    security: SecurityConfig = SecurityConfig()
+    store: StoreConfig = StoreConfig()
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load `path` (or $JIMENG_CONFIG, or defaults when neither is set). Raises ConfigError."""
+    chosen = path if path is not None else os.environ.get("JIMENG_CONFIG")
+    if not chosen:
+        return Config()
+    p = Path(chosen)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    return parse_config(data)
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    """Build a Config from parsed TOML data. Raises ConfigError naming the bad key."""
+    cfg = _build(Config, data, "")
+    assert isinstance(cfg, Config)
+    missing = [r.value for r in Region if r.value not in cfg.upstream.regions]
+    if missing:
+        raise ConfigError(f"upstream.regions: missing region(s) {', '.join(missing)}")
+    return cfg
+
+
+def _build(cls: type[Any], data: Any, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a table")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(f"unknown config key {where}{unknown[0]}; known keys: {', '.join(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        key = f"{path}.{name}" if path else name
+        if name == "regions" and cls is UpstreamConfig:
+            kwargs[name] = _build_regions(value, key)
+        else:
+            kwargs[name] = _coerce(hints[name], value, key)
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{path or 'config'}: {exc}") from None
+    _validate(obj, path)
+    return obj
+
+
+def _build_regions(value: Any, path: str) -> dict[str, RegionHosts]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a table of regions")
+    regions = _default_regions()
+    for name, hosts in value.items():
+        if name not in {r.value for r in Region}:
+            raise ConfigError(f"unknown region {path}.{name}; known regions: cn, us, hk, jp, sg")
+        base = dataclasses.asdict(regions[name])
+        if not isinstance(hosts, dict):
+            raise ConfigError(f"{path}.{name}: expected a table")
+        merged = {**base, **hosts}
+        regions[name] = _build(RegionHosts, merged, f"{path}.{name}")
+    return regions
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _build(hint, value, path)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        return _coerce(args[0], value, path)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        (item,) = get_args(hint)[:1]
+        return tuple(_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value))
+    raise ConfigError(f"{path}: unsupported value {value!r}")
+
+
+def _validate(obj: Any, path: str) -> None:
+    prefix = f"{path}." if path else ""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float) and value < 0:
+            raise ConfigError(f"{prefix}{f.name}: must not be negative, got {value}")
+    if isinstance(obj, ServerConfig) and not 0 < obj.port < 65536:
+        raise ConfigError(f"{prefix}port: must be 1-65535, got {obj.port}")
+    if isinstance(obj, WatcherConfig) and not 1 <= obj.batch_size <= 100:
+        raise ConfigError(f"{prefix}batch_size: must be 1-100, got {obj.batch_size}")
+    if isinstance(obj, KindSchedule) and obj.interval <= 0:
+        raise ConfigError(f"{prefix}interval: must be positive, got {obj.interval}")
+    if isinstance(obj, RegionHosts):
+        for f in dataclasses.fields(obj):
+            url = getattr(obj, f.name)
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{prefix}{f.name}: must be an http(s) URL, got {url!r}")

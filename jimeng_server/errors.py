@@ -1,0 +1,188 @@
+"""The API error hierarchy, the upstream-error mapping and the one error middleware.
+
+Every error leaves the server as `{"error": {"message", "type", "code"}}` with a real HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from .upstream.errors import (
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamHttpError,
+    UpstreamRetError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, an error type and a stable UPPER_SNAKE code."""
+
+    status = 500
+    type = "api_error"
+    code = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+    def body(self) -> dict[str, dict[str, str]]:
+        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+
+
+class BadRequest(ApiError):
+    status, type, code = 400, "invalid_request_error", "INVALID_REQUEST"
+
+
+class Unauthorized(ApiError):
+    status, type, code = 401, "authentication_error", "INVALID_TOKEN"
+
+
+class InsufficientCredits(ApiError):
+    status, type, code = 402, "insufficient_credits_error", "INSUFFICIENT_CREDITS"
+
+
+class NotFound(ApiError):
+    status, type, code = 404, "invalid_request_error", "NOT_FOUND"
+
+
+class Conflict(ApiError):
+    status, type, code = 409, "invalid_request_error", "CONFLICT"
+
+
+class PayloadTooLarge(ApiError):
+    status, type, code = 413, "invalid_request_error", "PAYLOAD_TOO_LARGE"
+
+
+class Unprocessable(ApiError):
+    status, type, code = 422, "invalid_request_error", "UNPROCESSABLE"
+
+
+class ContentRejected(ApiError):
+    status, type, code = 422, "content_policy_error", "CONTENT_REJECTED"
+
+
+class TooManyRequests(ApiError):
+    status, type, code = 429, "rate_limit_error", "RATE_LIMITED"
+
+
+class BadGateway(ApiError):
+    status, type, code = 502, "upstream_error", "UPSTREAM_ERROR"
+
+
+class GatewayTimeout(ApiError):
+    status, type, code = 504, "upstream_error", "UPSTREAM_TIMEOUT"
+
+
+def from_upstream(exc: UpstreamError) -> ApiError:
+    """Map an upstream failure to the API error a caller sees (design.md §2)."""
+    if isinstance(exc, UpstreamRetError):
+        return _from_ret(exc)
+    if isinstance(exc, UpstreamTimeout):
+        return GatewayTimeout(f"the upstream did not answer in time ({exc.reason}); try again later")
+    if isinstance(exc, UpstreamHttpError):
+        if exc.status == 429:
+            return TooManyRequests("the upstream is rate limiting this account (HTTP 429); slow down and retry")
+        return BadGateway(f"the upstream answered HTTP {exc.status} ({exc.reason})", code="UPSTREAM_HTTP_ERROR")
+    if isinstance(exc, UpstreamUnavailable):
+        return BadGateway(
+            f"the upstream could not be reached ({exc.reason}); try again later", code="UPSTREAM_UNAVAILABLE"
+        )
+    if isinstance(exc, UpstreamBadResponse):
+        return BadGateway(f"the upstream sent an unexpected answer ({exc.reason})", code="UPSTREAM_BAD_RESPONSE")
+    return BadGateway(str(exc))
+
+
+def _from_ret(exc: UpstreamRetError) -> ApiError:
+    said = f"ret {exc.ret}: {exc.errmsg}" if exc.errmsg else f"ret {exc.ret}"
+    match exc.ret:
+        case "1015":
+            return Unauthorized(
+                f"the upstream refused the session ({said}); sign in again and send a fresh sessionid",
+                code="TOKEN_EXPIRED",
+            )
+        case "5000" | "1006":
+            return InsufficientCredits(
+                f"the account has too few credits for this generation ({said}); claim the daily credits "
+                "with POST /token/receive or top up"
+            )
+        case "4001" | "2003":
+            return ContentRejected(f"the upstream refused the content ({said}); change the prompt or the images")
+        case "3018":
+            return BadGateway(
+                f"the upstream rejected our client version ({said}); raise [upstream] appvr/da_version in the config",
+                code="UPSTREAM_VERSION_REJECTED",
+            )
+        case "3000":
+            return BadGateway(
+                f"the upstream refused the request's network region ({said}); use a proxy in the account's region "
+                "(token form proxy@sessionid)",
+                code="REGION_NOT_ALLOWED",
+            )
+        case "1019":
+            return BadGateway(
+                f"the upstream's risk control refused the request ({said}); retry later or use another account",
+                code="UPSTREAM_RISK_CONTROL",
+            )
+        case "4002":
+            return BadGateway(
+                f"the upstream rejected the request parameters ({said}); the upstream protocol may have changed",
+                code="UPSTREAM_PARAM_ERROR",
+            )
+        case _:
+            return BadGateway(f"the upstream reported an error ({said})", code="UPSTREAM_ERROR")
+
+
+def _json_error(err: ApiError) -> web.Response:
+    return web.json_response(err.body(), status=err.status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def make_error_middleware(max_body_bytes: int) -> Middleware:
+    """The one error middleware: every failure becomes the error shape; unexpected ones are logged
+    (method and path only: never bodies or tokens) and answered 500 without a traceback."""
+
+    @web.middleware
+    async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as err:
+            return _json_error(err)
+        except UpstreamError as exc:
+            return _json_error(from_upstream(exc))
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _json_error(_from_http(request, exc, max_body_bytes))
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return _json_error(ApiError("internal server error; the server log has the details"))
+
+    return error_middleware
+
+
+def _from_http(request: web.Request, exc: web.HTTPException, max_body_bytes: int) -> ApiError:
+    if exc.status == 404:
+        return NotFound(f"no route for {request.method} {request.path}; GET / lists the endpoints")
+    if exc.status == 405:
+        return ApiError(f"{request.method} is not allowed on {request.path}", code="METHOD_NOT_ALLOWED", status=405)
+    if exc.status == 413:
+        return PayloadTooLarge(
+            f"the request body is larger than the limit of {max_body_bytes // (1024 * 1024)} MB "
+            f"({max_body_bytes} bytes); send smaller files or raise [server] max_body_mb"
+        )
+    return ApiError(exc.reason, code="HTTP_ERROR", status=exc.status)

@@ -1,0 +1,21 @@
+"""Every typed `web.AppKey` of the server app, in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .clock import Clock
+from .config import Config
+from .services.accounts import AccountService
+from .services.generation import Generation
+from .tasks.watcher import Watcher
+from .upstream.client import JimengClient
+from .upstream.transport import SessionPool
+
+CONFIG = web.AppKey("config", Config)
+CLOCK = web.AppKey("clock", Clock)
+POOL = web.AppKey("pool", SessionPool)
+CLIENT = web.AppKey("client", JimengClient)
+ACCOUNTS = web.AppKey("accounts", AccountService)
+WATCHER = web.AppKey("watcher", Watcher)
+GENERATION = web.AppKey("generation", Generation)

@@ -1,0 +1,146 @@
+"""Submitting generations and waiting for them: the one place sync endpoints and their async twins share.
+
+`submit_*` picks an account (credits, fail-over), builds the payload and sends exactly one generate.
+`wait` hands the task to the watcher and awaits its outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.params import ImageParams
+from ..clock import Clock
+from ..config import Config
+from ..errors import BadRequest
+from ..tasks.models import TaskKind
+from ..tasks.watcher import Outcome, Watcher
+from ..upstream import catalog
+from ..upstream.client import JimengClient
+from ..upstream.payloads import DraftVersions, ImageJob, build_image_generate
+from ..upstream.tokens import Account
+from .accounts import AccountService
+
+# Text-to-image seeds lie in [2.5e9, 2.6e9) as the web client makes them (§7.2).
+_SEED_LOW, _SEED_HIGH = 2_500_000_000, 2_600_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A generate the upstream accepted."""
+
+    account: Account
+    history_id: str
+    kind: TaskKind
+    model: str
+    submit_id: str
+    submitted_at: float
+    expected_items: int = 1
+    input_images: int | None = None
+
+
+class Generation:
+    """Submits generations for a list of candidate accounts and waits on the shared watcher."""
+
+    def __init__(
+        self,
+        client: JimengClient,
+        accounts: AccountService,
+        watcher: Watcher,
+        config: Config,
+        clock: Clock,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.accounts = accounts
+        self.watcher = watcher
+        self.config = config
+        self.clock = clock
+        self.rng = rng or random.Random()
+        up = config.upstream
+        self.versions = DraftVersions(up.draft_version, up.draft_min_version, up.blend_min_version)
+
+    def image_job(self, account: Account, params: ImageParams, image_uris: tuple[str, ...] = ()) -> ImageJob:
+        """Resolve model and size for the account's region; 400 listing what the region offers."""
+        try:
+            key = catalog.image_model_key(params.model, account.region)
+            size = catalog.image_size(params.ratio, params.resolution, model=params.model, region=account.region)
+        except catalog.CatalogError as exc:
+            raise BadRequest(str(exc), code="UNSUPPORTED_MODEL") from None
+        return ImageJob(
+            model_key=key,
+            prompt=params.prompt,
+            size=size,
+            negative_prompt=params.negative_prompt,
+            sample_strength=params.sample_strength,
+            intelligent_ratio=params.intelligent_ratio and params.model in catalog.INTELLIGENT_RATIO_MODELS,
+            multi_image=not image_uris and params.story_count() is not None,
+            image_uris=image_uris,
+        )
+
+    async def submit_generate(
+        self,
+        account: Account,
+        job: ImageJob,
+        *,
+        kind: TaskKind,
+        model: str,
+        expected_items: int,
+        input_images: int | None = None,
+    ) -> Submission:
+        """Send one image generate for `account` and return the accepted submission."""
+        body = build_image_generate(
+            job,
+            region=account.region,
+            versions=self.versions,
+            now_ms=int(self.clock.time() * 1000),
+            seed=self.rng.randrange(_SEED_LOW, _SEED_HIGH),
+        )
+        return await self._send(account, body, kind, model, expected_items, input_images)
+
+    async def _send(
+        self,
+        account: Account,
+        body: dict[str, Any],
+        kind: TaskKind,
+        model: str,
+        expected_items: int,
+        input_images: int | None,
+    ) -> Submission:
+        history_id = await self.client.generate(account, body, kind=kind.value)
+        return Submission(
+            account=account,
+            history_id=history_id,
+            kind=kind,
+            model=model,
+            submit_id=str(body["submit_id"]),
+            submitted_at=self.clock.time(),
+            expected_items=expected_items,
+            input_images=input_images,
+        )
+
+    async def submit_images(self, accounts: list[Account], params: ImageParams) -> Submission:
+        """Text-to-image (single or multi-image) with the first usable account."""
+        # Validate against the first account's region before spending anything.
+        self.image_job(accounts[0], params)
+        expected = params.story_count() or 4
+
+        async def action(account: Account) -> Submission:
+            job = self.image_job(account, params)
+            return await self.submit_generate(
+                account, job, kind=TaskKind.IMAGE, model=params.model, expected_items=expected
+            )
+
+        _, submission = await self.accounts.submit(accounts, action)
+        return submission
+
+    async def wait(self, submission: Submission) -> Outcome:
+        """Await the task's final outcome from the shared watcher (shielded: a disconnecting caller
+        does not cancel the watch of a task already paid for)."""
+        fut = self.watcher.watch(
+            submission.account, submission.history_id, submission.kind, submitted_at=submission.submitted_at
+        )
+        return await asyncio.shield(fut)

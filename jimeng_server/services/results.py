@@ -1,0 +1,84 @@
+"""Turning a watcher outcome into what a sync caller receives: URLs or base64, or the right API error."""
+
+from __future__ import annotations
+
+import base64
+
+import aiohttp
+
+from ..errors import BadGateway, ContentRejected, GatewayTimeout, PayloadTooLarge, Unauthorized
+from ..tasks.models import TaskStatus
+from ..tasks.watcher import Outcome, Reason
+from ..upstream.tokens import Account
+from ..upstream.transport import SessionPool
+
+CONTENT_FAIL_CODES = frozenset({"2038"})
+_FETCH_FAILED = "RESULT_FETCH_FAILED"
+
+
+def require_results(outcome: Outcome) -> tuple[str, ...]:
+    """The result URLs of a finished task, or raise the API error that explains why there are none.
+
+    A failed task that still produced items (status 30 with items) yields those items: the caller gets
+    them with a note (see `partial_note`).
+    """
+    urls = outcome.urls
+    hid = outcome.history_id
+    if outcome.status is TaskStatus.DONE:
+        if urls:
+            return urls
+        raise BadGateway(f"the upstream finished task {hid} but returned no results", code="EMPTY_RESULT")
+    match outcome.reason:
+        case Reason.UPSTREAM_FAILED:
+            if urls:
+                return urls
+            code = outcome.fail_code
+            if code in CONTENT_FAIL_CODES:
+                raise ContentRejected(
+                    f"the upstream's content review blocked task {hid} (fail_code {code}); change the prompt or images"
+                )
+            raise BadGateway(
+                f"the upstream failed task {hid} (fail_code {code or 'none'}); try again", code="GENERATION_FAILED"
+            )
+        case Reason.TIMEOUT:
+            raise GatewayTimeout(
+                f"task {hid} did not finish in time ({outcome.detail}); query it later with "
+                f"GET /v1/async/tasks/{hid}",
+                code="TASK_TIMEOUT",
+            )
+        case Reason.SESSION_EXPIRED:
+            raise Unauthorized(
+                f"the upstream refused the session while task {hid} was running; send a fresh sessionid",
+                code="TOKEN_EXPIRED",
+            )
+        case _:
+            raise BadGateway(f"the upstream does not show task {hid} ({outcome.detail})", code="TASK_NOT_VISIBLE")
+
+
+def partial_note(outcome: Outcome) -> str | None:
+    """A note for results of a task the upstream marked failed after some items were made."""
+    if outcome.status is TaskStatus.FAILED and outcome.urls:
+        return (
+            f"the upstream marked task {outcome.history_id} failed (fail_code {outcome.fail_code or 'none'}) "
+            f"after {len(outcome.urls)} result(s); these are returned"
+        )
+    return None
+
+
+async def fetch_base64(pool: SessionPool, account: Account, url: str, *, max_bytes: int, seconds: float) -> str:
+    """Download an upstream result (through the account's proxy) with a byte cap and return base64."""
+    session = pool.get(account.proxy)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=seconds)) as resp:
+            if resp.status >= 400:
+                raise BadGateway(f"the result file could not be fetched (HTTP {resp.status})", code=_FETCH_FAILED)
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"the result is larger than {max_bytes} bytes; use response_format=url")
+                chunks.append(chunk)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise BadGateway(f"the result file could not be fetched ({type(exc).__name__})", code=_FETCH_FAILED) from None
+    return base64.b64encode(b"".join(chunks)).decode("ascii")

@@ -1,0 +1,263 @@
+"""The watcher: the one in-process scheduler that polls every in-flight task.
+
+Per account and tick, ONE `get_history_by_ids` call carries up to `batch_size` due history ids.
+Completion rules (fixing the reference poller, upstream-protocol.md §9.6 and §15):
+- 10 and 50 are done; 30 is failed (items that exist are kept on the outcome);
+- 20/42/45 and unknown statuses keep waiting (42 and 45 at 1.2x / 1.5x the interval);
+- the kind's deadline applies whether or not items exist;
+- an id missing from the answer is "not visible yet" for the first `not_visible_polls` polls, then fails;
+- a refused session (ret 1015) fails the account's tasks at once; other poll errors retry until the deadline.
+Sync endpoints await `watch()`'s future; nothing else runs its own poll loop. Tests drive it with an
+injected clock and `run_once()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ..clock import Clock
+from ..config import KindSchedule, WatcherConfig
+from ..upstream.client import JimengClient
+from ..upstream.errors import UpstreamError, UpstreamRetError
+from ..upstream.history import HistoryRecord, parse_record
+from ..upstream.payloads import history_image_info
+from ..upstream.tokens import Account
+from .models import TaskKind, TaskStatus
+
+log = logging.getLogger(__name__)
+
+
+class Reason(StrEnum):
+    """Why a watch ended."""
+
+    DONE = "done"
+    UPSTREAM_FAILED = "upstream_failed"
+    TIMEOUT = "timeout"
+    NOT_FOUND = "not_found"
+    SESSION_EXPIRED = "session_expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The final state of a watched task. `record` is the last upstream record seen, if any."""
+
+    history_id: str
+    kind: TaskKind
+    status: TaskStatus
+    reason: Reason
+    record: HistoryRecord | None
+    detail: str = ""
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self.record.urls(self.kind.value) if self.record else ()
+
+    @property
+    def fail_code(self) -> str:
+        return self.record.fail_code if self.record else ""
+
+
+ProgressHook = Callable[[str, HistoryRecord], Awaitable[None]]
+FinalHook = Callable[[Outcome], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class _Watch:
+    history_id: str
+    account: Account
+    kind: TaskKind
+    schedule: KindSchedule
+    deadline_at: float
+    next_due: float
+    future: asyncio.Future[Outcome]
+    polls: int = 0
+    missing: int = 0
+    record: HistoryRecord | None = None
+    last_error: str = ""
+
+
+class Watcher:
+    """Owns every in-flight watch. Start with `start()`, stop with `stop()` (a cleanup context does both)."""
+
+    def __init__(
+        self,
+        client: JimengClient,
+        config: WatcherConfig,
+        clock: Clock,
+        *,
+        on_progress: ProgressHook | None = None,
+        on_final: FinalHook | None = None,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.clock = clock
+        self.on_progress = on_progress
+        self.on_final = on_final
+        self._watches: dict[str, _Watch] = {}
+        self._lock = asyncio.Lock()
+        self._loop_task: asyncio.Task[None] | None = None
+        self.calls_made = 0
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def pending(self) -> int:
+        """How many tasks are being watched."""
+        return len(self._watches)
+
+    def is_watching(self, history_id: str) -> bool:
+        return history_id in self._watches
+
+    def schedule_for(self, kind: TaskKind) -> KindSchedule:
+        return self.config.video if kind is TaskKind.VIDEO else self.config.image
+
+    def watch(
+        self, account: Account, history_id: str, kind: TaskKind, *, submitted_at: float | None = None
+    ) -> asyncio.Future[Outcome]:
+        """Watch a task until it is final; returns a future of its Outcome. Watching an id twice
+        returns the same future. `submitted_at` (default now) anchors the first poll and the deadline,
+        so tasks resumed after a restart keep their original deadline."""
+        existing = self._watches.get(history_id)
+        if existing is not None:
+            return existing.future
+        start = self.clock.time() if submitted_at is None else submitted_at
+        schedule = self.schedule_for(kind)
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._watches[history_id] = _Watch(
+            history_id=history_id,
+            account=account,
+            kind=kind,
+            schedule=schedule,
+            deadline_at=start + schedule.deadline,
+            next_due=start + schedule.first_poll,
+            future=fut,
+        )
+        return fut
+
+    def snapshot(self, history_id: str) -> HistoryRecord | None:
+        """The last record seen for a watched task (None if unknown or not yet seen)."""
+        watch = self._watches.get(history_id)
+        return watch.record if watch else None
+
+    async def run_once(self) -> int:
+        """Do one tick: expire overdue tasks, then poll due ones (one call per account). Returns calls made."""
+        async with self._lock:
+            now = self.clock.time()
+            for watch in [w for w in self._watches.values() if now >= w.deadline_at]:
+                detail = f"no final status within {watch.schedule.deadline:g} s"
+                if watch.last_error:
+                    detail += f" (last poll error: {watch.last_error})"
+                await self._finish(watch, TaskStatus.FAILED, Reason.TIMEOUT, detail)
+            by_account: dict[str, list[_Watch]] = defaultdict(list)
+            for watch in self._watches.values():
+                if watch.next_due <= now:
+                    by_account[watch.account.fingerprint].append(watch)
+            batches = [
+                sorted(group, key=lambda w: w.next_due)[: self.config.batch_size] for group in by_account.values()
+            ]
+            await asyncio.gather(*(self._poll(batch) for batch in batches))
+            self.calls_made += len(batches)
+            return len(batches)
+
+    async def start(self) -> None:
+        """Start the background loop (idempotent)."""
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._run(), name="jimeng-watcher")
+
+    async def stop(self) -> None:
+        """Stop the loop and wait for it; watches stay registered (their futures stay pending)."""
+        task, self._loop_task = self._loop_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # ------------------------------------------------------------------ internals
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("watcher tick failed")
+            await self.clock.sleep(self.config.tick)
+
+    async def _poll(self, batch: list[_Watch]) -> None:
+        account = batch[0].account
+        ids = [w.history_id for w in batch]
+        image_info = history_image_info() if any(w.kind is TaskKind.IMAGE for w in batch) else None
+        try:
+            data = await self.client.get_history(account, ids, image_info=image_info)
+        except UpstreamRetError as exc:
+            if exc.ret == "1015":
+                for watch in batch:
+                    await self._finish(
+                        watch, TaskStatus.FAILED, Reason.SESSION_EXPIRED, "the upstream refused the session (ret 1015)"
+                    )
+                return
+            self._retry_later(batch, f"ret {exc.ret} {exc.errmsg}".strip())
+            return
+        except UpstreamError as exc:
+            self._retry_later(batch, exc.reason)
+            return
+        now = self.clock.time()
+        for watch in batch:
+            watch.polls += 1
+            raw = data.get(watch.history_id)
+            if not isinstance(raw, dict):
+                watch.missing += 1
+                if watch.record is None and watch.missing > self.config.not_visible_polls:
+                    await self._finish(
+                        watch,
+                        TaskStatus.FAILED,
+                        Reason.NOT_FOUND,
+                        f"the upstream did not show the task after {watch.missing} polls",
+                    )
+                else:
+                    watch.next_due = now + watch.schedule.interval
+                continue
+            record = parse_record(raw)
+            changed = watch.record is None or (watch.record.status, watch.record.item_count) != (
+                record.status,
+                record.item_count,
+            )
+            watch.record = record
+            watch.last_error = ""
+            if record.done:
+                await self._finish(watch, TaskStatus.DONE, Reason.DONE)
+            elif record.failed:
+                await self._finish(watch, TaskStatus.FAILED, Reason.UPSTREAM_FAILED, f"fail_code {record.fail_code}")
+            else:
+                factor = {42: 1.2, 45: 1.5}.get(record.status or 0, 1.0)
+                if record.status not in (20, 42, 45):
+                    log.warning("task %s has unknown upstream status %s", watch.history_id, record.status)
+                watch.next_due = now + watch.schedule.interval * factor
+                if changed and self.on_progress is not None:
+                    try:
+                        await self.on_progress(watch.history_id, record)
+                    except Exception:
+                        log.exception("progress hook failed for %s", watch.history_id)
+
+    def _retry_later(self, batch: list[_Watch], error: str) -> None:
+        now = self.clock.time()
+        log.warning("poll of %d task(s) for %s failed: %s", len(batch), batch[0].account.masked, error)
+        for watch in batch:
+            watch.last_error = error
+            watch.next_due = now + watch.schedule.interval
+
+    async def _finish(self, watch: _Watch, status: TaskStatus, reason: Reason, detail: str = "") -> None:
+        self._watches.pop(watch.history_id, None)
+        outcome = Outcome(watch.history_id, watch.kind, status, reason, watch.record, detail)
+        if self.on_final is not None:
+            try:
+                await asyncio.shield(self.on_final(outcome))
+            except Exception:
+                log.exception("final hook failed for %s", watch.history_id)
+        if not watch.future.done():
+            watch.future.set_result(outcome)

@@ -1,0 +1,318 @@
+"""The upstream web-API client: thin I/O around the pure protocol helpers.
+
+One `call()` builds the URL, default query, headers, `Sign` (fresh `Device-Time` on every attempt) and
+cookie, sends through the account's proxy, and unwraps the envelope. Reads are retried with backoff on
+transport failures; `aigc_draft/generate` is never re-sent once it may have reached the upstream
+(it spends credits), only when the connection could not be opened at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from ..clock import Clock
+from ..config import UpstreamConfig
+from .envelope import unwrap
+from .errors import UpstreamBadResponse, UpstreamError, UpstreamHttpError, UpstreamTimeout, UpstreamUnavailable
+from .identity import BrowserIdentity, derive_identity
+from .regions import Region, constants
+from .signing import build_cookie, sign
+from .tokens import Account
+from .transport import SessionPool
+
+log = logging.getLogger(__name__)
+
+GENERATE_PATH = "/mweb/v1/aigc_draft/generate"
+HISTORY_PATH = "/mweb/v1/get_history_by_ids"
+LOCAL_ITEMS_PATH = "/mweb/v1/get_local_item_list"
+UPLOAD_TOKEN_PATH = "/mweb/v1/get_upload_token"
+ALGO_PROXY_PATH = "/mweb/v1/algo_proxy"
+USER_CREDIT_PATH = "/commerce/v1/benefits/user_credit"
+CREDIT_RECEIVE_PATH = "/commerce/v1/benefits/credit_receive"
+ACCOUNT_INFO_PATH = "/passport/account/info/v2"
+
+_ACCEPT_LANGUAGE = {
+    Region.CN: "zh-CN,zh;q=0.9",
+    Region.US: "en-US,en;q=0.9",
+    Region.HK: "en-US,en;q=0.9,zh-HK;q=0.8",
+    Region.JP: "ja-JP,ja;q=0.9,en;q=0.8",
+    Region.SG: "en-US,en;q=0.9",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Credits:
+    """An account's credit buckets (upstream-protocol.md §4.1)."""
+
+    gift: int
+    purchase: int
+    vip: int
+
+    @property
+    def total(self) -> int:
+        return self.gift + self.purchase + self.vip
+
+    def as_points(self) -> dict[str, int]:
+        """The jimeng-api `/token/points` shape."""
+        return {
+            "giftCredit": self.gift,
+            "purchaseCredit": self.purchase,
+            "vipCredit": self.vip,
+            "totalCredit": self.total,
+        }
+
+
+class JimengClient:
+    """Calls the web API on behalf of accounts. Owns no sessions: they come from the injected pool."""
+
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        pool: SessionPool,
+        clock: Clock,
+        *,
+        identity_salt: bytes | None = None,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.clock = clock
+        self._salt = identity_salt if identity_salt is not None else secrets.token_bytes(32)
+        self._identities: dict[str, BrowserIdentity] = {}
+
+    # ------------------------------------------------------------------ plumbing
+
+    def identity(self, account: Account) -> BrowserIdentity:
+        """The account's own web id and user id (never shared between accounts)."""
+        ident = self._identities.get(account.fingerprint)
+        if ident is None:
+            ident = self._identities[account.fingerprint] = derive_identity(self._salt, account.fingerprint)
+        return ident
+
+    def base_url(self, account: Account, path: str) -> str:
+        hosts = self.config.hosts(account.region)
+        return hosts.commerce if path.startswith("/commerce/") else hosts.web
+
+    def page_host(self, region: Region) -> str:
+        return self.config.hosts(region).page
+
+    def default_params(self, account: Account) -> dict[str, str]:
+        """The default query of every web call, in the web client's order (§2.2)."""
+        rc = constants(account.region)
+        params = {"aid": str(rc.aid), "device_platform": "web", "region": rc.region_param}
+        if rc.sends_web_id:
+            params["webId"] = self.identity(account).web_id
+        params.update(
+            {
+                "da_version": self.config.da_version,
+                "os": "windows",
+                "web_component_open_flag": "1",
+                "web_version": self.config.web_version,
+                "aigc_features": self.config.aigc_features,
+            }
+        )
+        return params
+
+    def headers(self, account: Account, path: str, origin: str, referer: str | None, now: int) -> dict[str, str]:
+        """All headers of one attempt; `now` is both Device-Time and the Sign input (§2.3, §2.4)."""
+        rc = constants(account.region)
+        ident = self.identity(account)
+        cfg = self.config
+        return {
+            "Accept": "application/json, text/plain, */*",
+            "Accept-Encoding": "gzip, deflate",
+            "Accept-Language": _ACCEPT_LANGUAGE[account.region],
+            "Cache-Control": "no-cache",
+            "Appvr": cfg.appvr,
+            "Pragma": "no-cache",
+            "Priority": "u=1, i",
+            "Pf": cfg.pf,
+            "Sec-Ch-Ua": cfg.sec_ch_ua,
+            "Sec-Ch-Ua-Mobile": "?0",
+            "Sec-Ch-Ua-Platform": '"Windows"',
+            "Sec-Fetch-Dest": "empty",
+            "Sec-Fetch-Mode": "cors",
+            "Sec-Fetch-Site": "same-origin",
+            "User-Agent": cfg.user_agent,
+            "Origin": origin,
+            "Referer": referer or origin,
+            "App-Sdk-Version": cfg.app_sdk_version,
+            "Appid": str(rc.aid),
+            "Cookie": build_cookie(account.sessionid, web_id=ident.web_id, user_id=ident.user_id, now=now),
+            "Device-Time": str(now),
+            "Lan": rc.lan,
+            "Loc": rc.loc,
+            "Sign": sign(path, now, pf=cfg.pf, appvr=cfg.appvr),
+            "Sign-Ver": "1",
+            "Tdid": "",
+        }
+
+    async def call(
+        self,
+        account: Account,
+        path: str,
+        body: Any | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        default_params: bool = True,
+        referer: str | None = None,
+        resend_safe: bool = True,
+    ) -> Any:
+        """POST `body` as JSON to `path` for `account` and return the envelope's `data`.
+
+        `resend_safe=False` marks calls that spend credits: they are retried only when the connection
+        could not be opened, never after the request may have been delivered.
+        """
+        base = self.base_url(account, path)
+        base_url = URL(base)
+        origin = str(base_url.origin())
+        query: dict[str, str] = self.default_params(account) if default_params else {}
+        if params:
+            query.update(params)
+        url = base.rstrip("/") + path
+        data = b"" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        session = self.pool.get(account.proxy)
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout, sock_connect=self.config.connect_timeout)
+        attempts = 1 + max(0, self.config.read_retries)
+        last: UpstreamError | None = None
+        for attempt in range(attempts):
+            if attempt:
+                await self.clock.sleep(self.config.retry_backoff * (2 ** (attempt - 1)))
+            now = int(self.clock.time())
+            headers = self.headers(account, path, origin, referer, now)
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            try:
+                async with session.post(url, params=query, data=data, headers=headers, timeout=timeout) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+            except aiohttp.ClientConnectorError as exc:
+                last = UpstreamUnavailable(f"{path}: cannot connect ({type(exc).__name__})")
+                continue  # nothing was delivered: safe to retry even for generate
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                last = UpstreamTimeout(f"{path}: no answer within {self.config.timeout:g} s")
+                if not resend_safe:
+                    raise last from None
+                continue
+            except aiohttp.ClientError as exc:
+                last = UpstreamUnavailable(f"{path}: connection failed ({type(exc).__name__})")
+                if not resend_safe:
+                    raise last from None
+                continue
+            if status >= 400:
+                last = UpstreamHttpError(status, f"{path}: HTTP {status}")
+                if resend_safe and (status == 429 or status >= 500):
+                    continue
+                raise last
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                raise UpstreamBadResponse(f"{path}: the answer is not JSON") from None
+            return unwrap(parsed, path=path)
+        assert last is not None
+        log.warning("upstream %s failed after %d attempts for %s: %s", path, attempts, account.masked, last.reason)
+        raise last
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def get_credits(self, account: Account) -> Credits:
+        """The account's balance. `user_credit` is sent with no query string at all (§4.1)."""
+        referer = (
+            f"{self.page_host(account.region)}/ai-tool/image/generate"
+            if account.region is Region.CN
+            else f"{self.page_host(account.region)}/"
+        )
+        data = await self.call(account, USER_CREDIT_PATH, {}, default_params=False, referer=referer)
+        credit = data.get("credit") if isinstance(data, dict) else None
+        if not isinstance(credit, dict):
+            raise UpstreamBadResponse(f"{USER_CREDIT_PATH}: no credit object")
+        return Credits(
+            gift=_int(credit.get("gift_credit")),
+            purchase=_int(credit.get("purchase_credit")),
+            vip=_int(credit.get("vip_credit")),
+        )
+
+    async def receive_credits(self, account: Account) -> int:
+        """Claim the daily credits; returns the amount granted (§4.2)."""
+        referer = (
+            f"{self.page_host(account.region)}/ai-tool/home"
+            if account.region is Region.CN
+            else f"{self.page_host(account.region)}/"
+        )
+        data = await self.call(
+            account, CREDIT_RECEIVE_PATH, {"time_zone": "Asia/Shanghai"}, referer=referer, resend_safe=False
+        )
+        return _int(data.get("receive_quota")) if isinstance(data, dict) else 0
+
+    async def account_user_id(self, account: Account) -> str | None:
+        """The account's user id when the session is live, else None (§5). Accepts both response shapes."""
+        data = await self.call(account, ACCOUNT_INFO_PATH, None, params={"account_sdk_source": "web"})
+        if not isinstance(data, dict):
+            return None
+        inner = data.get("data") if isinstance(data.get("data"), dict) else None
+        user_id = data.get("user_id") or (inner or {}).get("user_id")
+        return str(user_id) if user_id else None
+
+    async def generate(self, account: Account, body: dict[str, Any], *, kind: str) -> str:
+        """Submit a generation; returns the history record id. Never re-sent once delivered."""
+        referer = f"{self.page_host(account.region)}/ai-tool/generate?type={kind}"
+        params = None
+        if kind == "video":
+            params = {
+                "aigc_features": self.config.aigc_features,
+                "web_version": self.config.web_version,
+                "da_version": self.config.da_version,
+            }
+        data = await self.call(account, GENERATE_PATH, body, params=params, referer=referer, resend_safe=False)
+        aigc = data.get("aigc_data") if isinstance(data, dict) else None
+        history_id = aigc.get("history_record_id") if isinstance(aigc, dict) else None
+        if not history_id:
+            raise UpstreamBadResponse(f"{GENERATE_PATH}: no history_record_id in the answer")
+        return str(history_id)
+
+    async def get_history(
+        self, account: Account, history_ids: list[str], *, image_info: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Records keyed by history id for many ids in one call; missing ids are simply absent (§9)."""
+        body: dict[str, Any] = {"history_ids": history_ids}
+        if image_info is not None:
+            body["image_info"] = image_info
+        data = await self.call(account, HISTORY_PATH, body)
+        if not isinstance(data, dict):
+            raise UpstreamBadResponse(f"{HISTORY_PATH}: data is not an object")
+        return data
+
+    async def get_local_items(self, account: Account, item_ids: list[str]) -> Any:
+        """The download-quality item list for finished video items (§9.5)."""
+        body = {
+            "item_id_list": item_ids,
+            "pack_item_opt": {"scene": 1, "need_data_integrity": True},
+            "is_for_video_download": True,
+        }
+        return await self.call(account, LOCAL_ITEMS_PATH, body)
+
+    async def get_upload_token(self, account: Account, *, scene: int) -> dict[str, Any]:
+        """Temporary upload credentials: scene 2 = ImageX image, 1 = VOD video (§11.1)."""
+        data = await self.call(account, UPLOAD_TOKEN_PATH, {"scene": scene})
+        if not isinstance(data, dict):
+            raise UpstreamBadResponse(f"{UPLOAD_TOKEN_PATH}: data is not an object")
+        return data
+
+    async def close(self) -> None:
+        """Nothing of its own to close; the pool is closed by its owner."""
+        await asyncio.sleep(0)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0

@@ -1,0 +1,44 @@
+"""Exceptions raised by the upstream client. `jimeng_server.errors.from_upstream` maps them to API errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class UpstreamError(Exception):
+    """Base class: the upstream failed or refused. `reason` never contains a session token."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UpstreamRetError(UpstreamError):
+    """A well-formed envelope with a non-zero `ret`."""
+
+    def __init__(self, ret: str, errmsg: str, data: Any = None, *, path: str = "") -> None:
+        super().__init__(f"{path} ret={ret} {errmsg}".strip())
+        self.ret = ret
+        self.errmsg = errmsg
+        self.data = data
+        self.path = path
+
+
+class UpstreamHttpError(UpstreamError):
+    """An HTTP status >= 400 from the upstream."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The connection failed (refused, reset, DNS, proxy)."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """No answer within the configured timeout."""
+
+
+class UpstreamBadResponse(UpstreamError):
+    """An answer that is not the JSON the protocol promises."""

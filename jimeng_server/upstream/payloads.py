@@ -1,0 +1,238 @@
+"""Pure builders of `aigc_draft/generate` bodies (upstream-protocol.md §7, §8).
+
+Randomness (uuids, seeds) and time come in as arguments so the builders are deterministic under test.
+`metrics_extra` and `draft_content` are JSON *strings*, as the upstream requires.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import ImageSize
+from .regions import Region, constants
+
+IdFactory = Callable[[], str]
+
+
+def new_uuid() -> str:
+    """A fresh UUID v4 string, as the web client makes."""
+    return str(uuid.uuid4())
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class DraftVersions:
+    """Draft version strings; config, since the upstream bumps them (§15)."""
+
+    version: str = "3.3.9"
+    min_version: str = "3.0.2"
+    blend_min_version: str = "3.2.9"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageJob:
+    """Everything that decides a text-to-image or blend generate body."""
+
+    model_key: str
+    prompt: str
+    size: ImageSize
+    negative_prompt: str = ""
+    sample_strength: float = 0.5
+    intelligent_ratio: bool = False
+    multi_image: bool = False
+    # Blend only: committed ImageX URIs of the inputs, in order.
+    image_uris: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def is_blend(self) -> bool:
+        return bool(self.image_uris)
+
+
+def _core_param(job: ImageJob, new_id: IdFactory, versions: DraftVersions, seed: int | None) -> dict[str, Any]:
+    prompt = "##" * len(job.image_uris) + job.prompt if job.is_blend else job.prompt
+    core: dict[str, Any] = {
+        "type": "",
+        "id": new_id(),
+        "model": job.model_key,
+        "prompt": prompt,
+        "sample_strength": job.sample_strength,
+        "large_image_info": {
+            "type": "",
+            "id": new_id(),
+            "min_version": versions.min_version,
+            "height": job.size.height,
+            "width": job.size.width,
+            "resolution_type": job.size.resolution_type,
+        },
+        "intelligent_ratio": job.intelligent_ratio,
+    }
+    if job.is_blend or not job.intelligent_ratio:
+        core["image_ratio"] = job.size.ratio_code
+    core["negative_prompt"] = job.negative_prompt
+    if seed is not None:
+        core["seed"] = seed
+    return core
+
+
+def _blend_abilities(job: ImageJob, core: dict[str, Any], new_id: IdFactory, versions: DraftVersions) -> dict[str, Any]:
+    ability_list = []
+    for uri in job.image_uris:
+        ability_list.append(
+            {
+                "type": "",
+                "id": new_id(),
+                "name": "byte_edit",
+                "image_uri_list": [uri],
+                "image_list": [
+                    {
+                        "type": "image",
+                        "id": new_id(),
+                        "source_from": "upload",
+                        "platform_type": 1,
+                        "name": "",
+                        "image_uri": uri,
+                        "width": 0,
+                        "height": 0,
+                        "format": "",
+                        "uri": uri,
+                    }
+                ],
+                "strength": job.sample_strength,
+            }
+        )
+    blend: dict[str, Any] = {"type": "", "id": new_id()}
+    if len(job.image_uris) >= 2:
+        blend["min_version"] = versions.blend_min_version
+    blend.update(
+        {
+            "min_features": [],
+            "core_param": core,
+            "ability_list": ability_list,
+            "prompt_placeholder_info_list": [
+                {"type": "", "id": new_id(), "ability_index": i} for i in range(len(job.image_uris))
+            ],
+            "postedit_param": {"type": "", "id": new_id(), "generate_type": 0},
+        }
+    )
+    return {
+        "type": "",
+        "id": new_id(),
+        "blend": blend,
+        "gen_option": {"type": "", "id": new_id(), "generate_all": False},
+    }
+
+
+def build_image_generate(
+    job: ImageJob,
+    *,
+    region: Region,
+    versions: DraftVersions,
+    now_ms: int,
+    seed: int,
+    new_id: IdFactory = new_uuid,
+) -> dict[str, Any]:
+    """The generate body for text-to-image (single or multi-image) or blend (when `job.image_uris`)."""
+    submit_id = new_id()
+    component_id = new_id()
+    core = _core_param(job, new_id, versions, None if job.is_blend else seed)
+    if job.is_blend:
+        abilities = _blend_abilities(job, core, new_id, versions)
+    else:
+        abilities = {
+            "type": "",
+            "id": new_id(),
+            "generate": {
+                "type": "",
+                "id": new_id(),
+                "core_param": core,
+                "gen_option": {"type": "", "id": new_id(), "generate_all": False},
+            },
+        }
+    draft = {
+        "type": "draft",
+        "id": new_id(),
+        "min_version": versions.blend_min_version if job.is_blend else versions.min_version,
+        "min_features": [],
+        "is_from_tsn": True,
+        "version": versions.version,
+        "main_component_id": component_id,
+        "component_list": [
+            {
+                "type": "image_base_component",
+                "id": component_id,
+                "min_version": versions.min_version,
+                "aigc_mode": "workbench",
+                "metadata": {
+                    "type": "",
+                    "id": new_id(),
+                    "created_platform": 3,
+                    "created_platform_version": "",
+                    "created_time_in_ms": str(now_ms),
+                    "created_did": "",
+                },
+                "generate_type": "blend" if job.is_blend else "generate",
+                "abilities": abilities,
+            }
+        ],
+    }
+    scene: dict[str, Any] = {
+        "type": "image",
+        "scene": "ImageMultiGenerate" if job.multi_image else "ImageBasicGenerate",
+        "modelReqKey": job.model_key,
+        "resolutionType": job.size.resolution_type,
+        "abilityList": [
+            {
+                "abilityName": "byte_edit",
+                "strength": job.sample_strength,
+                "source": {"imageUrl": f"blob:https://dreamina.capcut.com/{new_id()}"},
+            }
+            for _ in job.image_uris
+        ],
+        "reportParams": {
+            "enterSource": "generate",
+            "vipSource": "generate",
+            "extraVipFunctionKey": f"{job.model_key}-{job.size.resolution_type}",
+            "useVipFunctionDetailsReporterHoc": True,
+        },
+    }
+    if not job.multi_image:
+        scene["benefitCount"] = 4
+    metrics: dict[str, Any] = {
+        "promptSource": "custom",
+        "generateCount": 1,
+        "enterFrom": "click",
+        "sceneOptions": _dumps([scene]),
+        "generateId": submit_id,
+        "isRegenerate": False,
+    }
+    if job.multi_image:
+        metrics.update({"templateId": "", "templateSource": "", "lastRequestId": "", "originRequestId": ""})
+    return {
+        "extend": {"root_model": job.model_key},
+        "submit_id": submit_id,
+        "metrics_extra": _dumps(metrics),
+        "draft_content": _dumps(draft),
+        "http_common_info": {"aid": constants(region).aid},
+    }
+
+
+def _scene(scene: str, w: int, h: int) -> dict[str, Any]:
+    key = f"smart_crop-w:{w}-h:{h}" if scene == "smart_crop" else str(w)
+    return {"scene": scene, "width": w, "height": h, "uniq_key": key, "format": "webp"}
+
+
+def history_image_info(*, single: bool = True) -> dict[str, Any]:
+    """The `image_info` block image polls carry (§9.1); `single` adds the text-to-image-only crops."""
+    crops = [(360, 360), (480, 480), (720, 720), (720, 480)]
+    if single:
+        crops += [(360, 240), (240, 320), (480, 640)]
+    scenes = [_scene("smart_crop", w, h) for w, h in crops]
+    scenes += [_scene("normal", n, n) for n in (2400, 1080, 720, 480, 360)]
+    return {"width": 2048, "height": 2048, "format": "webp", "image_scene_list": scenes}
