@@ -1,6 +1,10 @@
 """The `Simulator`: state, fault plan, journal and the aiohttp app that serves every virtual host.
 
-Routing: `/{vhost}/{api path}` for the hosts of `hosts.VHOSTS`, plus `GET /cdn/img/{history_id}/{index}.png`.
+Routing: `/{vhost}/{api path}` for the hosts of `hosts.VHOSTS`, plus `GET /cdn/img/{history_id}/{index}.png`
+(no vhost, no cookie; when the URL carries `sig`, it must be the one the history gave, with a `t` parameter, else
+HTTP 403, so a client that forgets to replace the literal `\u0026` fails; a hand-made URL without `sig` is served).
+Web API paths dispatch through `web_api.WEB_HANDLERS`; the imagex/vod vhosts dispatch to
+`web_api.SERVICE_HANDLERS[service]` when a later issue registers one (until then they answer 404).
 Unknown vhosts or paths, `/commerce/` paths on a host without commerce and other paths on a commerce-only host get
 HTTP 404 with a plain-text body. Everything is journalled, faults included.
 
@@ -40,7 +44,7 @@ from .hosts import VHOSTS
 from .media import item_png
 from .scripts import Script, Step
 from .state import JournalEntry, SimAccount, SimRecord, SimSettings
-from .web_api import WEB_HANDLERS, Answer, Call, error_data
+from .web_api import SERVICE_HANDLERS, WEB_HANDLERS, Answer, Call, error_data
 
 _RESET = Answer(status=0)  # marker: close the connection without answering
 
@@ -161,17 +165,23 @@ class Simulator:
 
     async def _route(self, request: web.Request, vhost_name: str, api_path: str, raw: bytes) -> Answer:
         vhost = VHOSTS.get(vhost_name)
+        if vhost is not None and vhost.service != "web":
+            service = SERVICE_HANDLERS.get(vhost.service)
+            if service is None:
+                return _not_found()
+            faulted = await self._take_fault(api_path)
+            if faulted is not None:
+                return faulted
+            return await service(self, request, vhost, api_path, raw)
         handler = WEB_HANDLERS.get(api_path)
-        if vhost is None or vhost.service != "web" or handler is None:
+        if vhost is None or handler is None:
             return _not_found()
         commerce = api_path.startswith("/commerce/")
         if (commerce and not vhost.commerce) or (not commerce and not vhost.web):
             return _not_found()
-        fault = self.faults.take(api_path)
-        if fault is not None and fault.kind is not FaultKind.DELAY:
-            return self._fault_answer(fault, api_path)
-        if fault is not None:
-            await asyncio.sleep(fault.delay)
+        faulted = await self._take_fault(api_path)
+        if faulted is not None:
+            return faulted
         headers = _lower_headers(request)
         query = dict(request.query)
         # 1. shape
@@ -204,6 +214,16 @@ class Simulator:
             return self.fail("3000", "region not allow", api_path)
         call = Call(request, vhost_name, api_path, query, headers, body, region, account)
         return await handler(self, call)
+
+    async def _take_fault(self, path: str) -> Answer | None:
+        """The answer of an injected fault for this call, or None to go on (after a DELAY's real sleep)."""
+        fault = self.faults.take(path)
+        if fault is None:
+            return None
+        if fault.kind is FaultKind.DELAY:
+            await asyncio.sleep(fault.delay)
+            return None
+        return self._fault_answer(fault, path)
 
     def _fault_answer(self, fault: Fault, api_path: str) -> Answer:
         if fault.kind is FaultKind.HTTP_500:
@@ -260,11 +280,9 @@ class Simulator:
         name = request.match_info["name"]
         path = request.path
         answer: Answer
-        fault = self.faults.take(path)
-        if fault is not None and fault.kind is not FaultKind.DELAY:
-            return self._finish(request, "cdn", path, b"", self._fault_answer(fault, path))
-        if fault is not None:
-            await asyncio.sleep(fault.delay)
+        faulted = await self._take_fault(path)
+        if faulted is not None:
+            return self._finish(request, "cdn", path, b"", faulted)
         record = self.records.get(history_id)
         index_text = name.removesuffix(".png")
         if (
@@ -274,9 +292,10 @@ class Simulator:
             or int(index_text) >= max(1, record.script.max_items)
         ):
             answer = _not_found()
-        elif request.query.get("sig") != url_sig(self.cdn_secret, history_id, int(index_text)) or (
-            "t" not in request.query
+        elif "sig" in request.query and (
+            request.query["sig"] != url_sig(self.cdn_secret, history_id, int(index_text)) or "t" not in request.query
         ):
+            # A URL whose literal `\u0026` was not replaced arrives as sig="<hex>\u0026t=<n>" and no `t`.
             answer = Answer(status=403, text="signature mismatch", content_type="text/plain")
         else:
             self._journal(request, "cdn", path, b"", Answer(status=200, content_type="image/png"))

@@ -16,6 +16,7 @@ from ..upstream.regions import Region, constants
 from .checks import PASSPORT, USER_CREDIT
 from .generate import GenerateInvalid, validate_generate
 from .history import render_record
+from .hosts import VHost
 from .scripts import as_script, default_script, parse_markers
 from .state import SimAccount, SimRecord, shanghai_day
 
@@ -60,6 +61,8 @@ class Answer:
 
 
 Handler = Callable[["Simulator", Call], Awaitable[Answer]]
+# (simulator, request, vhost, path after the vhost prefix, raw body) -> answer; for the imagex / vod vhosts.
+ServiceHandler = Callable[["Simulator", web.Request, VHost, str, bytes], Awaitable[Answer]]
 
 
 def error_data(path: str) -> dict[str, Any]:
@@ -211,6 +214,8 @@ async def get_history_by_ids(sim: Simulator, call: Call) -> Answer:
         call.account.expired = True
     return sim.ok(data)
 
+
+SERVICE_HANDLERS: dict[str, ServiceHandler] = {}  # vhost.service ("imagex", "vod") -> handler; uploads come later
 
 WEB_HANDLERS: dict[str, Handler] = {
     USER_CREDIT: user_credit,

@@ -72,10 +72,15 @@ async def test_marker_scripts(up: Upstream, marker: str) -> None:
         assert (finish > 0) == (status in (10, 30, 50))
 
 
+def pending_script(sim: Simulator) -> object:
+    """`sim.next_script`, read through a call so mypy does not keep the narrowing from the assignment."""
+    return sim.next_script
+
+
 async def test_next_script_overrides_and_is_cleared(up: Upstream, sim: Simulator) -> None:
     sim.next_script = Script([Step(20, 0), Step(10, 2)])
     hid = await submit(up, "a cat [sim:fail]")
-    assert sim.next_script is None
+    assert pending_script(sim) is None
     assert [s[:2] for s in await observe(up, hid, 2)] == [(20, 0), (10, 2)]
     sim.next_script = [Step(30, 0, "1017")]  # a plain list is accepted too
     hid2 = await submit(up)
@@ -210,3 +215,21 @@ async def test_cdn_unknown_record_is_404(up: Upstream) -> None:
     async with up.client.get("/cdn/img/1234567890123/0.png?sig=x&t=1") as resp:
         assert resp.status == 404
         assert resp.content_type == "text/plain"
+
+
+async def test_cdn_hand_made_url_without_sig_is_served(up: Upstream) -> None:
+    hid = await submit(up)
+    async with up.client.get(f"/cdn/img/{hid}/1.png") as resp:
+        assert resp.status == 200
+        assert (await resp.read())[:8] == b"\x89PNG\r\n\x1a\n"
+    async with up.client.get(f"/cdn/img/{hid}/9.png") as resp:
+        assert resp.status == 404  # beyond the script's items
+    async with up.client.get(f"/cdn/img/{hid}/0.png?sig=abc&t=1") as resp:
+        assert resp.status == 403
+
+
+async def test_imagex_and_vod_vhosts_answer_404_until_uploads_exist(up: Upstream) -> None:
+    for path in ("/cn-imagex/?Action=ApplyImageUpload", "/vod/?Action=ApplyUploadInner", "/sg-imagex/"):
+        async with up.client.get(path) as resp:
+            assert resp.status == 404
+            assert resp.content_type == "text/plain"
