@@ -12,6 +12,9 @@ Decisions where upstream behaviour is unknown (upstream-protocol.md §16):
 - A repeated `submit_id` is NOT de-duplicated: it creates a second record and a second charge, so a client that
   re-sends generate is caught (`generate_count`, `charges`).
 - `generate_count` counts accepted generates (records created); `calls(GENERATE)` lists every attempt.
+- Passport-style answers (`settings.passport_style`) replace only the success and the session-error (1015) answers of
+  passport info/v2; shape, version, Sign and region refusals keep the envelope.
+- Journal: CDN requests are journalled with vhost "cdn" and the full path; a RESET fault is journalled with status 0.
 - With `refund_on_failure`, the refund happens when a poll first observes status 30; it is appended to `charges`
   as a negative amount and goes back to the buckets it came from.
 """
