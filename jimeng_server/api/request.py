@@ -27,7 +27,7 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         raise BadRequest("the request body is empty: send a JSON object", code="INVALID_JSON")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise BadRequest("the request body is not UTF-8 text: send a JSON object", code="INVALID_JSON") from None
     except json.JSONDecodeError as exc:

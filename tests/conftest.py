@@ -1,0 +1,83 @@
+"""Shared fixtures: a simulator on a manual clock, served over real HTTP, and the server app pointed at it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_SESSION
+
+from jimeng_server.app import create_app
+from jimeng_server.cli import with_simulator_hosts
+from jimeng_server.clock import ManualClock
+from jimeng_server.config import Config, SecurityConfig, StoreConfig, UpstreamConfig
+from jimeng_server.simulator import SimSettings, Simulator, simulator_hosts
+from jimeng_server.upstream.regions import Region
+
+AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def sim(clock: ManualClock) -> Simulator:
+    s = Simulator(clock=clock, settings=SimSettings(), seed=1)
+    s.add_account(CN_TOKEN, region=Region.CN, vip=1000)
+    s.add_account(CN_TOKEN_2, region=Region.CN, vip=1000)
+    s.add_account(US_SESSION, region=Region.US, vip=1000)
+    s.add_account(POOR_TOKEN, region=Region.CN, gift=0, purchase=0, vip=0)
+    return s
+
+
+@pytest.fixture
+async def sim_server(sim: Simulator, aiohttp_server: Callable[..., Awaitable[TestServer]]) -> TestServer:
+    return await aiohttp_server(sim.create_app())
+
+
+@pytest.fixture
+def config(sim_server: TestServer, tmp_path: Path) -> Config:
+    base = Config(
+        upstream=UpstreamConfig(timeout=5.0, connect_timeout=2.0, read_retries=2, retry_backoff=1.0),
+        security=SecurityConfig(allow_private_networks=True),
+        store=StoreConfig(path=str(tmp_path / "tasks.db")),
+    )
+    root = str(sim_server.make_url("")).rstrip("/")
+    return with_simulator_hosts(base, simulator_hosts(root))
+
+
+@pytest.fixture
+def make_client(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], config: Config, clock: ManualClock
+) -> AppFactory:
+    """Build the server app (watcher loop off: tests drive it) and return a test client for it."""
+
+    async def factory(**overrides: Any) -> TestClient[Any, Any]:
+        cfg = dataclasses.replace(config, **overrides) if overrides else config
+        app: web.Application = create_app(cfg, clock=clock, run_watcher=False, identity_salt=b"test-salt")
+        return await aiohttp_client(app)
+
+    return factory
+
+
+@pytest.fixture
+async def client(make_client: AppFactory) -> TestClient[Any, Any]:
+    return await make_client()
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Any:
+    """Every test: no session id of the test accounts may appear in any captured log line."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    text = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    for secret in (CN_TOKEN, CN_TOKEN_2, US_SESSION, POOR_TOKEN):
+        assert secret not in text, "a session token reached the logs"
