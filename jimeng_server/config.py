@@ -14,10 +14,12 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 from .upstream.regions import Region
 
 MB = 1024 * 1024
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(ValueError):
@@ -184,6 +186,10 @@ def _build(cls: type[Any], data: Any, path: str) -> Any:
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         key = f"{path}.{name}" if path else name
+        default = fields[name].default
+        if dataclasses.is_dataclass(default) and not isinstance(default, type) and isinstance(value, dict):
+            # A partial table keeps the defaults of the keys it leaves out (e.g. [watcher.image] deadline only).
+            value = dataclasses.asdict(default) | value
         if name == "regions" and cls is UpstreamConfig:
             kwargs[name] = _build_regions(value, key)
         else:
@@ -256,8 +262,10 @@ def _validate(obj: Any, path: str) -> None:
         raise ConfigError(f"{prefix}batch_size: must be 1-100, got {obj.batch_size}")
     if isinstance(obj, KindSchedule) and obj.interval <= 0:
         raise ConfigError(f"{prefix}interval: must be positive, got {obj.interval}")
+    if isinstance(obj, ServerConfig) and obj.log_level.upper() not in _LOG_LEVELS:
+        raise ConfigError(f"{prefix}log_level: must be one of {', '.join(_LOG_LEVELS)}, got {obj.log_level!r}")
     if isinstance(obj, RegionHosts):
         for f in dataclasses.fields(obj):
             url = getattr(obj, f.name)
-            if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"{prefix}{f.name}: must be an http(s) URL, got {url!r}")
+            if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
+                raise ConfigError(f"{prefix}{f.name}: must be an http(s) URL with a host, got {url!r}")
