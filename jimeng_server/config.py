@@ -140,6 +140,28 @@ class StoreConfig:
     retention_days: float = 7.0
 
 
+DEFAULT_WEBHOOK_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+"""Delays (seconds) before each delivery attempt: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """Webhook delivery (design.md §3). `secret` is `whsec_<base64>`; env JIMENG_WEBHOOK_SECRET overrides it.
+
+    `schedule[0]` is the delay before the first attempt; after failed attempt n the next one waits
+    `schedule[n]` (times 1 +/- `jitter`); after the last one the event is `exhausted`.
+    """
+
+    secret: str = field(default="", repr=False)
+    timeout: float = 15.0
+    schedule: tuple[float, ...] = DEFAULT_WEBHOOK_SCHEDULE
+    jitter: float = 0.1
+    max_concurrency: int = 16
+    lease_seconds: float = 60.0
+    poll_interval: float = 1.0
+    max_retry_after: float = 86400.0
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = ServerConfig()
@@ -147,6 +169,7 @@ class Config:
     watcher: WatcherConfig = WatcherConfig()
     security: SecurityConfig = SecurityConfig()
     store: StoreConfig = StoreConfig()
+    webhooks: WebhookConfig = WebhookConfig()
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -262,6 +285,8 @@ def _validate(obj: Any, path: str) -> None:
         raise ConfigError(f"{prefix}batch_size: must be 1-100, got {obj.batch_size}")
     if isinstance(obj, KindSchedule) and obj.interval <= 0:
         raise ConfigError(f"{prefix}interval: must be positive, got {obj.interval}")
+    if isinstance(obj, WebhookConfig):
+        _validate_webhooks(obj, prefix)
     if isinstance(obj, ServerConfig) and obj.log_level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"{prefix}log_level: must be one of {', '.join(_LOG_LEVELS)}, got {obj.log_level!r}")
     if isinstance(obj, RegionHosts):
@@ -269,3 +294,23 @@ def _validate(obj: Any, path: str) -> None:
             url = getattr(obj, f.name)
             if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
                 raise ConfigError(f"{prefix}{f.name}: must be an http(s) URL with a host, got {url!r}")
+
+
+def _validate_webhooks(obj: WebhookConfig, prefix: str) -> None:
+    if not obj.schedule:
+        raise ConfigError(f"{prefix}schedule: needs at least one delay (e.g. [0] for a single attempt)")
+    for i, delay in enumerate(obj.schedule):
+        if delay < 0:
+            raise ConfigError(f"{prefix}schedule[{i}]: must not be negative, got {delay}")
+    if obj.jitter >= 1:
+        raise ConfigError(f"{prefix}jitter: must be a fraction below 1 (e.g. 0.1 for +/-10%), got {obj.jitter}")
+    if obj.timeout <= 0:
+        raise ConfigError(f"{prefix}timeout: must be positive, got {obj.timeout}")
+    if obj.max_concurrency < 1:
+        raise ConfigError(f"{prefix}max_concurrency: must be at least 1, got {obj.max_concurrency}")
+    if obj.lease_seconds <= obj.timeout:
+        raise ConfigError(
+            f"{prefix}lease_seconds: must be longer than timeout ({obj.timeout:g} s), got {obj.lease_seconds:g}"
+        )
+    if obj.poll_interval <= 0:
+        raise ConfigError(f"{prefix}poll_interval: must be positive, got {obj.poll_interval}")
