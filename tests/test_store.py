@@ -149,7 +149,7 @@ async def test_reopen_keeps_data_and_does_not_rerun_migrations(
     async with await TaskStore.open(db_path, clock=clock) as second:
         assert await second.get("h1") == make_record()
     assert runs == [1]
-    assert inspect(db_path, "PRAGMA user_version") == [(2,)]
+    assert inspect(db_path, "PRAGMA user_version") == [(len(MIGRATIONS) + 1,)]
 
 
 async def test_failed_migration_leaves_previous_version(
@@ -160,7 +160,7 @@ async def test_failed_migration_leaves_previous_version(
     monkeypatch.setattr(store_module, "MIGRATIONS", [*MIGRATIONS, "CREATE TABLE half (x); CREATE TABLE broken (;"])
     with pytest.raises(sqlite3.OperationalError):
         await TaskStore.open(db_path, clock=clock)
-    assert inspect(db_path, "PRAGMA user_version") == [(1,)]
+    assert inspect(db_path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
     assert inspect(db_path, "SELECT name FROM sqlite_master WHERE name = 'half'") == []
 
 

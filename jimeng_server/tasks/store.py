@@ -12,7 +12,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -81,7 +81,41 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_expires_at ON idempotency_keys (expires_at);
 """
 
-MIGRATIONS: list[Migration] = [_MIGRATION_1]
+_MIGRATION_2: Final = """
+CREATE TABLE webhook_events (
+    event_id        TEXT PRIMARY KEY NOT NULL,  -- the webhook-id: stable across retries and redeliveries
+    seq             INTEGER NOT NULL,           -- creation order: a task's events are delivered in this order
+    history_id      TEXT NOT NULL REFERENCES tasks (history_id) ON DELETE CASCADE,
+    account_fp      TEXT NOT NULL,
+    type            TEXT NOT NULL,
+    body            TEXT NOT NULL,              -- the exact JSON text that is sent and signed
+    callback_url    TEXT NOT NULL,
+    state           TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'delivering', 'delivered', 'exhausted', 'stopped')),
+    attempts        INTEGER NOT NULL DEFAULT 0, -- attempts made in total
+    round_start     INTEGER NOT NULL DEFAULT 0, -- attempts made before the last redelivery (schedule restarts)
+    next_attempt_at REAL,
+    lease_until     REAL,                       -- a claimed ('delivering') event is reserved until then
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL
+);
+CREATE UNIQUE INDEX webhook_events_seq ON webhook_events (seq);
+CREATE INDEX webhook_events_history ON webhook_events (history_id, seq);
+CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at) WHERE state IN ('pending', 'delivering');
+
+CREATE TABLE webhook_attempts (
+    event_id        TEXT NOT NULL REFERENCES webhook_events (event_id) ON DELETE CASCADE,
+    attempt         INTEGER NOT NULL,           -- 1, 2, ... per event
+    at              REAL NOT NULL,
+    status          INTEGER,                    -- the receiver's HTTP status; NULL when none came
+    error           TEXT,                       -- why the attempt failed; NULL on success
+    latency_ms      INTEGER NOT NULL,
+    next_attempt_at REAL,                       -- when the next attempt is due; NULL when none follows
+    PRIMARY KEY (event_id, attempt)
+) WITHOUT ROWID;
+"""
+
+MIGRATIONS: list[Migration] = [_MIGRATION_1, _MIGRATION_2]
 """The schema history, oldest first: entry i brings the file to `user_version` i + 1. Append only."""
 
 _TASK_COLUMNS: Final = (
@@ -192,6 +226,21 @@ class TaskStore:
         return len(MIGRATIONS)
 
     # ------------------------------------------------------------------ transactions
+
+    def read(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        """The connection under the store's lock, for reads that need several statements.
+
+        Use only the yielded connection inside the block: calling another store method there deadlocks.
+        """
+        return self._read()
+
+    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        """One write transaction (`BEGIN IMMEDIATE`) under the store's lock, for SQL kept outside this module
+        (e.g. the webhook outbox): committed if the block returns, rolled back if it raises or is cancelled.
+
+        Use only the yielded connection inside the block: calling another store method there deadlocks.
+        """
+        return self._write()
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -375,23 +424,42 @@ class TaskStore:
             )
 
     async def purge_finished(self, *, older_than: float) -> int:
-        """Delete final tasks that finished more than `older_than` seconds ago; return how many."""
+        """Delete final tasks that finished more than `older_than` seconds ago; return how many.
+
+        A task whose webhook event is still pending or being delivered is kept; the events and delivery
+        attempts of deleted tasks go with them.
+        """
         cutoff = self._clock.time() - older_than
         async with self._write() as conn:
             cur = await conn.execute(
-                "DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ? AND status != ?",
+                "DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ? AND status != ? "
+                "AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.history_id = tasks.history_id "
+                "AND e.state IN ('pending', 'delivering'))",
                 (cutoff, _PROCESSING),
+            )
+            return cur.rowcount
+
+    async def purge_stale_unfinished(self, *, older_than: float) -> int:
+        """Delete tasks still processing but no longer polled (no token) and untouched for `older_than`
+        seconds (the watcher gave up on them); return how many."""
+        cutoff = self._clock.time() - older_than
+        async with self._write() as conn:
+            cur = await conn.execute(
+                "DELETE FROM tasks WHERE status = ? AND token IS NULL AND updated_at < ?", (_PROCESSING, cutoff)
             )
             return cur.rowcount
 
     # ------------------------------------------------------------------ idempotency keys
 
-    async def idem_begin(self, account_fp: str, key: str, request_hash: str, *, ttl: float = 86400) -> IdemResult:
+    async def idem_begin(
+        self, account_fp: str, key: str, request_hash: str, *, ttl: float = 86400, lease: float | None = None
+    ) -> IdemResult:
         """Claim idempotency key `key` of `account_fp` for a request whose body hashes to `request_hash`.
 
         Atomically: no live row (none, or expired) -> a new in-progress row valid for `ttl` seconds and
         NEW; a different hash -> MISMATCH; the same hash still in progress -> IN_PROGRESS; the same hash
-        completed -> REPLAY with the stored status and body.
+        completed -> REPLAY with the stored status and body. With `lease`, an in-progress row older than
+        `lease` seconds counts as abandoned (its request died with a crashed process) and is claimed anew.
         """
         now = self._clock.time()
         async with self._write() as conn:
@@ -400,7 +468,8 @@ class TaskStore:
                 (account_fp, key),
             ) as cur:
                 row = await cur.fetchone()
-            if row is None or row["expires_at"] <= now:
+            stale = lease is not None and row is not None and row["status"] is None and row["created_at"] <= now - lease
+            if row is None or row["expires_at"] <= now or stale:
                 await conn.execute(
                     "INSERT OR REPLACE INTO idempotency_keys "
                     "(account_fp, key, request_hash, status, body, created_at, expires_at) "
