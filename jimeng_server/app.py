@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import images, meta, tokens
+from .api import images, meta, tokens, videos
 from .clock import Clock, SystemClock
 from .config import Config
 from .errors import make_error_middleware
-from .keys import ACCOUNTS, CLIENT, CLOCK, CONFIG, GENERATION, POOL, WATCHER
+from .keys import ACCOUNTS, CLIENT, CLOCK, CONFIG, GENERATION, POOL, VIDEOS, WATCHER
 from .services.accounts import AccountService
 from .services.generation import Generation
+from .services.videos import VideoService
 from .tasks.watcher import Watcher
 from .upstream.client import JimengClient
 from .upstream.transport import SessionPool
@@ -46,6 +47,7 @@ def create_app(
     app[ACCOUNTS] = accounts
     app[WATCHER] = watcher
     app[GENERATION] = Generation(client, accounts, watcher, config, clock)
+    app[VIDEOS] = VideoService(app[GENERATION])
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if run_watcher:
@@ -55,6 +57,6 @@ def create_app(
         await pool.close()
 
     app.cleanup_ctx.append(lifecycle)
-    for table in (meta.routes, tokens.routes, images.routes):
+    for table in (meta.routes, tokens.routes, images.routes, videos.routes):
         app.router.add_routes(table)
     return app

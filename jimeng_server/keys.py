@@ -8,6 +8,7 @@ from .clock import Clock
 from .config import Config
 from .services.accounts import AccountService
 from .services.generation import Generation
+from .services.videos import VideoService
 from .tasks.watcher import Watcher
 from .upstream.client import JimengClient
 from .upstream.transport import SessionPool
@@ -19,3 +20,4 @@ CLIENT = web.AppKey("client", JimengClient)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 WATCHER = web.AppKey("watcher", Watcher)
 GENERATION = web.AppKey("generation", Generation)
+VIDEOS = web.AppKey("videos", VideoService)

@@ -1,6 +1,7 @@
 """The `Simulator`: state, fault plan, journal and the aiohttp app that serves every virtual host.
 
 Routing: `/{vhost}/{api path}` for the hosts of `hosts.VHOSTS`, plus `GET /cdn/img/{history_id}/{index}.png`
+(and `GET /cdn/video/{history_id}/{index}.mp4`, see `video.py`)
 (no vhost, no cookie; when the URL carries `sig`, it must be the one the history gave, with a `t` parameter, else
 HTTP 403, so a client that forgets to replace the literal `\u0026` fails; a hand-made URL without `sig` is served).
 Web API paths dispatch through `web_api.WEB_HANDLERS`; the imagex/vod vhosts dispatch to
@@ -22,6 +23,7 @@ Decisions where upstream behaviour is unknown (upstream-protocol.md §16):
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 from collections.abc import Sequence
@@ -47,6 +49,7 @@ from .hosts import VHOSTS
 from .media import item_png
 from .scripts import Script, Step
 from .state import JournalEntry, SimAccount, SimRecord, SimSettings
+from .video import cdn_video
 from .web_api import SERVICE_HANDLERS, WEB_HANDLERS, Answer, Call, error_data
 
 _RESET = Answer(status=0)  # marker: close the connection without answering
@@ -74,6 +77,7 @@ class Simulator:
         """A fresh aiohttp application serving this simulator (state is shared by every app made)."""
         app = web.Application(client_max_size=200 * 1024 * 1024)
         app.router.add_get("/cdn/img/{history_id}/{name}", self._cdn)
+        app.router.add_get("/cdn/video/{history_id}/{name}", functools.partial(cdn_video, self))
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 

@@ -6,6 +6,7 @@ is `steps[min(len - 1, int((now - created_at) / step_seconds))]` (image step 1.0
 Prompt markers (anywhere in the prompt, case-sensitive):
 
 - (none)            default image script: 20(0) -> 20(1) -> 42(2) -> 45(4) -> 10(4)
+                    default video script: 20(0) -> 20(0) -> 45(1) -> 10(1)
 - `[sim:fail]`      20(0) -> 20(0) -> 30(0), fail_code "2038" (content safety after submission)
 - `[sim:partial]`   20(0) -> 20(1) -> 30(1), fail_code "1001"
 - `[sim:stuck]`     20(1) forever
@@ -100,7 +101,7 @@ def as_script(value: Script | Sequence[Step]) -> Script:
 
 
 DEFAULT_IMAGE_SCRIPT = Script([Step(20, 0), Step(20, 1), Step(42, 2), Step(45, 4), Step(10, 4)], "default")
-DEFAULT_VIDEO_SCRIPT = Script([Step(20, 0), Step(20, 0), Step(42, 0), Step(10, 1)], "default-video")
+DEFAULT_VIDEO_SCRIPT = Script([Step(20, 0), Step(20, 0), Step(45, 1), Step(10, 1)], "default-video")
 
 MARKER_SCRIPTS: dict[str, Script] = {
     "fail": Script([Step(20, 0), Step(20, 0), Step(30, 0, "2038")], "fail"),

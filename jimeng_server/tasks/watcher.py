@@ -6,7 +6,8 @@ Completion rules (fixing the reference poller, upstream-protocol.md §9.6 and §
 - 20/42/45 and unknown statuses keep waiting (42 and 45 at 1.2x / 1.5x the interval);
 - the kind's deadline applies whether or not items exist;
 - an id missing from the answer is "not visible yet" for the first `not_visible_polls` polls, then fails;
-- a refused session (ret 1015) fails the account's tasks at once; other poll errors retry until the deadline.
+- a refused session (ret 1015) fails the account's tasks at once; other poll errors retry until the deadline;
+- a finished video gets its download-quality URL from one `get_local_item_list` call (preview URL on failure).
 Sync endpoints await `watch()`'s future; nothing else runs its own poll loop. Tests drive it with an
 injected clock and `run_once()`.
 """
@@ -25,7 +26,7 @@ from ..clock import Clock
 from ..config import KindSchedule, WatcherConfig
 from ..upstream.client import JimengClient
 from ..upstream.errors import UpstreamError, UpstreamRetError
-from ..upstream.history import HistoryRecord, parse_record
+from ..upstream.history import HistoryRecord, local_item_urls, parse_record, with_high_quality
 from ..upstream.payloads import history_image_info
 from ..upstream.tokens import Account
 from .models import TaskKind, TaskStatus
@@ -223,6 +224,8 @@ class Watcher:
                     watch.next_due = now + watch.schedule.interval
                 continue
             record = parse_record(raw)
+            if record.final and watch.kind is TaskKind.VIDEO and record.item_ids:
+                record = await self._high_quality(account, record)
             changed = watch.record is None or (watch.record.status, watch.record.item_count) != (
                 record.status,
                 record.item_count,
@@ -243,6 +246,16 @@ class Watcher:
                         await self.on_progress(watch.history_id, record)
                     except Exception:
                         log.exception("progress hook failed for %s", watch.history_id)
+
+    async def _high_quality(self, account: Account, record: HistoryRecord) -> HistoryRecord:
+        """A finished video's download-quality URLs: one `get_local_item_list` call (§9.5). Any failure
+        keeps the preview URLs of the history record."""
+        try:
+            data = await self.client.get_local_items(account, list(record.item_ids))
+        except UpstreamError as exc:
+            log.info("high-quality video URL lookup failed, keeping the preview URL: %s", exc.reason)
+            return record
+        return with_high_quality(record, local_item_urls(data))
 
     def _retry_later(self, batch: list[_Watch], error: str) -> None:
         now = self.clock.time()

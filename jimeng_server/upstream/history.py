@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 DONE_STATUSES = frozenset({10, 50})
@@ -128,3 +130,46 @@ def parse_record(raw: dict[str, Any]) -> HistoryRecord:
         item_ids=ids,
         raw=raw,
     )
+
+
+_HQ_URL_PATTERNS = (
+    re.compile(r"https://v\d+-dreamnia\.jimeng\.com/[^\"'\s\\]+"),
+    re.compile(r"https://v\d+-[\w.-]+\.jimeng\.com/[^\"'\s\\]+"),
+    re.compile(r"https://v\d+-[\w.-]+\.(?:vlabvod|jimeng)\.com/[^\"'\s\\]+"),
+)
+
+
+def local_item_urls(data: Any) -> dict[str, str]:
+    """Item id -> download-quality video URL from a `get_local_item_list` answer (§9.5).
+
+    The list is `item_list` or `local_item_list`; the URL follows the §9.5 path order. When a single item
+    carries no URL field, the serialized item is scanned with the reference's regular expressions.
+    """
+    items = _dig(data, "item_list") or _dig(data, "local_item_list")
+    out: dict[str, str] = {}
+    for item in items if isinstance(items, list) else []:
+        iid = item_id(item)
+        if iid is None:
+            continue
+        url = extract_video_url(item, high_quality=True)
+        if url is None:
+            blob = json.dumps(item, ensure_ascii=False)
+            url = next((m.group(0) for p in _HQ_URL_PATTERNS if (m := p.search(blob))), None)
+        if url:
+            out[iid] = unescape_url(url)
+    return out
+
+
+def with_high_quality(record: HistoryRecord, hq: dict[str, str]) -> HistoryRecord:
+    """`record` with each item's video URL replaced by its high-quality URL when `hq` has one."""
+    items = record.raw.get("item_list")
+    if not hq or not isinstance(items, list):
+        return record
+    urls = []
+    for item in items:
+        iid = item_id(item)
+        url = hq.get(iid) if iid is not None else None
+        url = url or extract_video_url(item)
+        if url:
+            urls.append(url)
+    return replace(record, video_urls=tuple(urls))

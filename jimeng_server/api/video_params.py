@@ -1,0 +1,274 @@
+"""Parsing of `/v1/videos/generations` fields, shared by the sync endpoint and its async twin.
+
+`video_params(data)` takes the mapping of `forms.request_fields` (JSON values, or multipart strings and
+`UploadedFile`s) and returns `VideoParams`, or raises BadRequest naming the field. Every limit that can be
+checked before anything is uploaded or spent is checked here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import BadRequest
+from ..upstream import catalog
+from .forms import UploadedFile
+from .params import MAX_PROMPT_CHARS, RESPONSE_FORMATS, get_choice, get_str
+
+VIDEO_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "21:9")
+VIDEO_RESOLUTIONS = ("720p", "1080p")
+DEFAULT_VIDEO_RESOLUTION = "720p"
+FRAME_MODE = "first_last_frames"
+OMNI_MODE = "omni_reference"
+OMNI_MODELS = ("jimeng-video-seedance-2.0", "jimeng-video-seedance-2.0-fast")
+MAX_FRAMES = 2
+MAX_OMNI_IMAGES = 9
+MAX_OMNI_VIDEOS = 3
+MAX_OMNI_MATERIALS = 12
+MAX_OMNI_VIDEO_SECONDS = 15.0
+
+_INT_TEXT = re.compile(r"[0-9]+")
+_IMAGE_FIELD = re.compile(r"image_file(?:_([1-9][0-9]*))?")
+_VIDEO_FIELD = re.compile(r"video_file(?:_([1-9][0-9]*))?")
+
+
+def _bad(field: str, message: str, code: str = "INVALID_PARAMETER") -> BadRequest:
+    return BadRequest(f"'{field}' {message}", code=code)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSource:
+    """One input image or video: a URL or an uploaded file, and the field it came in."""
+
+    field: str
+    url: str | None = None
+    file: UploadedFile | None = None
+
+    @property
+    def label(self) -> str:
+        """How messages name this input."""
+        return f"'{self.field}' ({self.file.filename})" if self.file else f"'{self.field}'"
+
+
+@dataclass(frozen=True, slots=True)
+class VideoParams:
+    """The validated fields of a video generation."""
+
+    model: str
+    prompt: str
+    ratio: str
+    resolution: str | None  # only for the models that take one (§6.5)
+    duration: int  # seconds
+    omni: bool
+    frames: tuple[MediaSource, ...] = ()  # first/last-frame mode: 0, 1 or 2 images
+    images: tuple[MediaSource, ...] = ()  # omni mode
+    videos: tuple[MediaSource, ...] = ()  # omni mode
+    response_format: str = "url"
+
+    @property
+    def materials(self) -> tuple[MediaSource, ...]:
+        """Omni materials in registration order: images, then videos (§8.3)."""
+        return self.images + self.videos
+
+    def reference_names(self) -> dict[str, int]:
+        """`@name` -> material index: field names, and original filenames that do not clash with one."""
+        names: dict[str, int] = {}
+        for index, source in enumerate(self.materials):
+            names.setdefault(source.field, index)
+        fields = set(names)
+        for index, source in enumerate(self.materials):
+            if source.file is not None and source.file.filename and source.file.filename not in fields:
+                names.setdefault(source.file.filename, index)
+        return names
+
+
+def takes_resolution(model: str) -> bool:
+    """True for the public models whose upstream key carries `resolution` (3.0 and 3.0-fast)."""
+    return any(catalog.video_takes_resolution(key) for key in catalog.VIDEO_MODELS.get(model, {}).values())
+
+
+def resolution_models() -> list[str]:
+    """The public models that take `resolution`."""
+    return [name for name in catalog.VIDEO_MODELS if takes_resolution(name)]
+
+
+def get_duration(data: Mapping[str, Any], model: str) -> int:
+    """`duration` in whole seconds, allowed for `model` (§6.4). JSON integers and integral floats are
+    accepted; a multipart string must be digits only ("5.5", "5.0" and "ten" are refused)."""
+    allowed = catalog.allowed_durations(model)
+    value = data.get("duration")
+    if value is None or value == "":
+        return catalog.default_duration(model)
+    seconds: int
+    if isinstance(value, bool):
+        raise _bad("duration", "must be a whole number of seconds")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, float):
+        if not value.is_integer():
+            raise _bad("duration", f"must be a whole number of seconds, got {value:g}")
+        seconds = int(value)
+    elif isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+        seconds = int(value.strip())
+    else:
+        raise _bad("duration", f"must be a whole number of seconds, got {value!r}")
+    if seconds not in allowed:
+        many = len(allowed) > 3
+        choices = f"{allowed[0]} to {allowed[-1]}" if many else ", ".join(str(s) for s in allowed)
+        raise _bad("duration", f"must be {choices} seconds for {model}, got {seconds}")
+    return seconds
+
+
+def _url(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(field, "must be an http(s) URL or an uploaded file")
+    url = value.strip()
+    if not url.lower().startswith(("http://", "https://")):
+        raise _bad(field, f"must be an http(s) URL, got {url[:60]!r}")
+    return url
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _file_paths(data: Mapping[str, Any]) -> list[str]:
+    for name in ("file_paths", "filePaths"):
+        if name in data and data[name] not in (None, "", []):
+            values = _as_list(data[name])
+            return [_url(v, f"{name}[{i}]") for i, v in enumerate(values)]
+    return []
+
+
+def _frames(data: Mapping[str, Any]) -> tuple[MediaSource, ...]:
+    files = [v for value in data.values() for v in _as_list(value) if isinstance(v, UploadedFile)]
+    urls = _file_paths(data)
+    for name in data:
+        if _VIDEO_FIELD.fullmatch(name) or (_IMAGE_FIELD.fullmatch(name) and not _is_files(data[name])):
+            raise _bad(name, f"is an {OMNI_MODE} field; set functionMode={OMNI_MODE} or send frames as file_paths")
+    if files and urls:
+        raise BadRequest(
+            "send the frame images either as uploaded files or as file_paths URLs, not both", code="INVALID_PARAMETER"
+        )
+    frames = [MediaSource(f.field, file=f) for f in files] or [
+        MediaSource(f"file_paths[{i}]", url=u) for i, u in enumerate(urls)
+    ]
+    if len(frames) > MAX_FRAMES:
+        raise BadRequest(
+            f"at most {MAX_FRAMES} frame images (first and last frame), got {len(frames)}", code="TOO_MANY_IMAGES"
+        )
+    return tuple(frames)
+
+
+def _is_files(value: Any) -> bool:
+    return all(isinstance(v, UploadedFile) for v in _as_list(value))
+
+
+def _collect(data: Mapping[str, Any], base: str, extra_urls: list[str]) -> list[MediaSource]:
+    """Materials of one kind in the §8.3 order: uploaded files in form order, then numbered URL fields,
+    then a bare URL field, then `extra_urls` in the unused numbered slots."""
+    pattern = _IMAGE_FIELD if base == "image_file" else _VIDEO_FIELD
+    files: list[MediaSource] = []
+    numbered: list[tuple[int, MediaSource]] = []
+    bare: list[MediaSource] = []
+    used: set[int] = set()
+    for name, value in data.items():
+        match = pattern.fullmatch(name)
+        if match is None:
+            continue
+        number = int(match.group(1)) if match.group(1) else None
+        if number is not None:
+            used.add(number)
+        for v in _as_list(value):
+            if isinstance(v, UploadedFile):
+                files.append(MediaSource(name, file=v))
+            elif number is not None:
+                numbered.append((number, MediaSource(name, url=_url(v, name))))
+            else:
+                bare.append(MediaSource(name, url=_url(v, name)))
+    out = files + [s for _, s in sorted(numbered, key=lambda p: p[0])] + bare
+    free = (n for n in itertools.count(1) if n not in used)
+    for url in extra_urls:
+        out.append(MediaSource(f"{base}_{next(free)}", url=url))
+    return out
+
+
+def _omni_materials(data: Mapping[str, Any]) -> tuple[tuple[MediaSource, ...], tuple[MediaSource, ...]]:
+    stray = [
+        name
+        for name, value in data.items()
+        if any(isinstance(v, UploadedFile) for v in _as_list(value))
+        and not (_IMAGE_FIELD.fullmatch(name) or _VIDEO_FIELD.fullmatch(name))
+    ]
+    if stray:
+        raise _bad(stray[0], "is not an omni_reference file field; name files image_file_N or video_file_N")
+    images = _collect(data, "image_file", _file_paths(data))
+    videos = _collect(data, "video_file", [])
+    total = len(images) + len(videos)
+    if total > MAX_OMNI_MATERIALS:
+        raise BadRequest(
+            f"omni_reference takes at most {MAX_OMNI_MATERIALS} materials ({MAX_OMNI_IMAGES} images and "
+            f"{MAX_OMNI_VIDEOS} videos), got {total}",
+            code="TOO_MANY_MATERIALS",
+        )
+    if len(images) > MAX_OMNI_IMAGES:
+        raise BadRequest(
+            f"omni_reference takes at most {MAX_OMNI_IMAGES} images, got {len(images)}", code="TOO_MANY_IMAGES"
+        )
+    if len(videos) > MAX_OMNI_VIDEOS:
+        raise BadRequest(
+            f"omni_reference takes at most {MAX_OMNI_VIDEOS} videos, got {len(videos)}", code="TOO_MANY_VIDEOS"
+        )
+    if total == 0:
+        raise BadRequest(
+            "omni_reference needs at least one material: image_file_1..9 or video_file_1..3 (files or URLs)",
+            code="MISSING_MATERIALS",
+        )
+    return tuple(images), tuple(videos)
+
+
+def video_params(data: Mapping[str, Any]) -> VideoParams:
+    """Validate video generation fields. Raises BadRequest naming the field and what to send instead."""
+    model = get_str(data, "model", catalog.DEFAULT_VIDEO_MODEL)
+    assert model is not None
+    if model not in catalog.VIDEO_MODELS:
+        raise BadRequest(
+            f"unknown video model '{model}'; use one of: {', '.join(catalog.VIDEO_MODELS)}", code="UNKNOWN_MODEL"
+        )
+    mode_field = "functionMode" if "functionMode" in data else "function_mode"
+    mode = get_choice(data, mode_field, FRAME_MODE, (FRAME_MODE, OMNI_MODE))
+    omni = mode == OMNI_MODE
+    if omni and model not in OMNI_MODELS:
+        raise BadRequest(
+            f"functionMode={OMNI_MODE} is only for {' and '.join(OMNI_MODELS)}, not {model}",
+            code="UNSUPPORTED_MODE",
+        )
+    prompt = get_str(data, "prompt", "") or ""
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise _bad("prompt", f"is too long ({len(prompt)} characters; at most {MAX_PROMPT_CHARS})")
+    resolution: str | None = None
+    if data.get("resolution") not in (None, ""):
+        if not takes_resolution(model):
+            raise _bad(
+                "resolution",
+                f"is not supported by {model}; only {', '.join(resolution_models())} take it",
+                code="UNSUPPORTED_PARAMETER",
+            )
+        resolution = get_choice(data, "resolution", DEFAULT_VIDEO_RESOLUTION, VIDEO_RESOLUTIONS)
+    elif takes_resolution(model):
+        resolution = DEFAULT_VIDEO_RESOLUTION
+    duration = get_duration(data, model)
+    ratio = get_choice(data, "ratio", "1:1", VIDEO_RATIOS)
+    response_format = get_choice(data, "response_format", "url", RESPONSE_FORMATS)
+    if omni:
+        images, videos = _omni_materials(data)
+        return VideoParams(model, prompt, ratio, resolution, duration, True, (), images, videos, response_format)
+    frames = _frames(data)
+    if not frames and not prompt.strip():
+        raise BadRequest("'prompt' is required for text-to-video", code="MISSING_PARAMETER")
+    return VideoParams(model, prompt, ratio, resolution, duration, False, frames, (), (), response_format)

@@ -1,0 +1,127 @@
+"""Video endpoint (sync): `POST /v1/videos/generations`, JSON or multipart.
+
+Answers `{"created", "data": [{"url", "revised_prompt"}]}`. With `response_format=b64_json` each video is
+first downloaded to a temporary file (so a failed download is still a proper error), then streamed out as
+base64 inside the JSON body, chunk by chunk, never whole in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ..errors import BadGateway, PayloadTooLarge
+from ..keys import CONFIG, POOL, VIDEOS
+from ..net.safe_fetch import Download, TooLargeError, spool_chunks
+from ..services.generation import Submission
+from ..services.results import partial_note, require_results
+from ..tasks.watcher import Outcome
+from ..upstream.tokens import Account
+from ..upstream.transport import SessionPool
+from .forms import request_fields
+from .request import accounts_of
+from .video_params import VideoParams, video_params
+
+routes = web.RouteTableDef()
+
+_B64_CHUNK = 3 * 64 * 1024  # a multiple of 3: base64 of each chunk joins without padding
+
+
+@routes.post("/v1/videos/generations")
+async def generations(request: web.Request) -> web.StreamResponse:
+    """Generate a video (text, first frame, first+last frame or omni reference) and answer with its URL."""
+    accounts = accounts_of(request)
+    videos = request.app[VIDEOS]
+    async with request_fields(request, max_bytes=request.app[CONFIG].server.max_body_bytes) as data:
+        params = video_params(data)
+        submission = await videos.submit_video(accounts, params)
+    outcome = await videos.generation.wait(submission)
+    urls = require_results(outcome)
+    if params.response_format == "b64_json":
+        return await _stream_b64(request, submission, outcome, params, urls)
+    body: dict[str, Any] = {
+        "created": int(submission.submitted_at),
+        "data": [{"url": u, "revised_prompt": params.prompt} for u in urls],
+    }
+    _add_note(body, outcome)
+    return web.json_response(body, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _add_note(body: dict[str, Any], outcome: Outcome) -> None:
+    note = partial_note(outcome)
+    if note:
+        body["note"] = note
+
+
+async def _stream_b64(
+    request: web.Request, submission: Submission, outcome: Outcome, params: VideoParams, urls: tuple[str, ...]
+) -> web.StreamResponse:
+    cfg = request.app[CONFIG].security
+    files: list[Download] = []
+    try:
+        for url in urls:
+            files.append(
+                await spool_result(
+                    request.app[POOL],
+                    submission.account,
+                    url,
+                    max_bytes=cfg.max_download_bytes,
+                    seconds=cfg.fetch_timeout,
+                )
+            )
+        resp = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+        await resp.prepare(request)
+        await resp.write(f'{{"created":{int(submission.submitted_at)},"data":['.encode())
+        prompt = _dumps(params.prompt)
+        for n, download in enumerate(files):
+            await resp.write(f'{"," if n else ""}{{"revised_prompt":{prompt},"b64_json":"'.encode())
+            async for chunk in _file_chunks(download):
+                await resp.write(base64.b64encode(chunk))
+            await resp.write(b'"}')
+        tail: dict[str, Any] = {}
+        _add_note(tail, outcome)
+        await resp.write(b"]" + (b"," + _dumps(tail)[1:-1].encode() if tail else b"") + b"}")
+        await resp.write_eof()
+        return resp
+    finally:
+        for download in files:
+            download.cleanup()
+
+
+async def _file_chunks(download: Download) -> AsyncIterator[bytes]:
+    """The file's bytes in chunks whose sizes are multiples of 3 (except the last)."""
+    with download.path.open("rb") as f:
+        while chunk := await asyncio.to_thread(f.read, _B64_CHUNK):
+            yield chunk
+
+
+async def spool_result(pool: SessionPool, account: Account, url: str, *, max_bytes: int, seconds: float) -> Download:
+    """Download an upstream result (through the account's proxy) to a temporary file, with a byte cap."""
+    session = pool.get(account.proxy)
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=seconds)) as resp:
+            if resp.status >= 400:
+                raise BadGateway(
+                    f"the result file could not be fetched (HTTP {resp.status})", code="RESULT_FETCH_FAILED"
+                )
+            return await spool_chunks(
+                resp.content.iter_chunked(64 * 1024),
+                max_bytes=max_bytes,
+                content_type=resp.headers.get("Content-Type"),
+            )
+    except TooLargeError:
+        raise PayloadTooLarge(f"the result is larger than {max_bytes} bytes; use response_format=url") from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise BadGateway(
+            f"the result file could not be fetched ({type(exc).__name__})", code="RESULT_FETCH_FAILED"
+        ) from None

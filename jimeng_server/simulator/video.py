@@ -1,0 +1,311 @@
+"""Video in the simulator: generate validation (`gen_video`, §8, §14.13), video items (§9.3, §14.18),
+`get_local_item_list` (§9.5, §14.21) and the video CDN serving a real tiny MP4.
+
+Items vary by record so a client's path precedence is exercised: records with an even history id carry the
+current path `common_attr.transcoded_video.origin.video_url` plus `item_id`; odd ones carry only the older
+`video.transcoded_video.origin.video_url` and only `common_attr.id`. Both also carry `video.play_url` and
+`video.download_url` pointing at a *stale* URL (the CDN answers 410), so a client reading the wrong path
+fails. `get_local_item_list` gives `video.download_url` = the high-quality URL (`...mp4?hq=1&sig=...`) and
+`video.play_url` = the preview URL, for items of the calling account only.
+
+Importing this module registers the validator, the renderer and the handler in their tables.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..mp4 import tiny_mp4
+from ..upstream.catalog import (
+    VIDEO_MODELS,
+    allowed_durations,
+    is_video_model_key,
+    video_benefit_type,
+    video_takes_resolution,
+)
+from ..upstream.regions import Region
+from .generate import DRAFT_VALIDATORS, DraftContext, GenerateInvalid, GenerateSpec, integer, is_uuid, obj, text
+from .history import ITEM_RENDERERS, item_id, url_sig
+from .state import SimRecord
+from .web_api import WEB_HANDLERS, Answer, Call
+
+if TYPE_CHECKING:
+    from .app import Simulator
+
+LOCAL_ITEMS = "/mweb/v1/get_local_item_list"
+OMNI_FEATURE = "AIGC_Video_UnifiedEdit"
+OMNI_KEYS = ("dreamina_seedance_40_pro", "dreamina_seedance_40")
+VIDEO_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "21:9")
+MAX_OMNI_VIDEO_MS = 15000
+
+
+def video_model_name(key: str, region: Region) -> str | None:
+    """The public video model name whose key in `region` is `key`."""
+    return next((name for name, keys in VIDEO_MODELS.items() if keys.get(region) == key), None)
+
+
+# ---------------------------------------------------------------- generate validation
+
+
+def _check_commerce(ctx: DraftContext, key: str, omni: bool) -> None:
+    extend = obj(ctx.body, "extend", "body")
+    want = video_benefit_type(key, omni=omni)
+    info = obj(extend, "m_video_commerce_info", "extend")
+    listed = extend.get("m_video_commerce_info_list")
+    if not isinstance(listed, list) or len(listed) != 1 or not isinstance(listed[0], dict):
+        raise GenerateInvalid("extend.m_video_commerce_info_list must be a one-element array of objects")
+    for where, entry in (("m_video_commerce_info", info), ("m_video_commerce_info_list[0]", listed[0])):
+        if entry.get("benefit_type") != want:
+            raise GenerateInvalid(
+                f"extend.{where}.benefit_type must be {want!r} for {key!r}, got {entry.get('benefit_type')!r}"
+            )
+        if entry.get("resource_id") != "generate_video" or entry.get("resource_sub_type") != "aigc":
+            raise GenerateInvalid(f"extend.{where} must name resource_id generate_video / resource_sub_type aigc")
+
+
+def _check_frame(value: Any, where: str) -> str:
+    if not isinstance(value, dict):
+        raise GenerateInvalid(f"{where} must be an object when present (leave it out when there is no image)")
+    uri = text(value, "image_uri", where, empty=False)
+    if value.get("uri") != uri or value.get("type") != "image" or value.get("source_from") != "upload":
+        raise GenerateInvalid(f"{where} must have uri == image_uri, type 'image' and source_from 'upload'")
+    return uri
+
+
+def _check_omni(ctx: DraftContext, key: str, gen_input: dict[str, Any]) -> tuple[str, list[str], list[str], int]:
+    """Omni rules; returns the prompt text, image URIs, vids and the total video milliseconds."""
+    if key not in OMNI_KEYS:
+        raise GenerateInvalid(f"omni reference (AIGC_Video_UnifiedEdit) is only for {OMNI_KEYS}, not {key!r}")
+    if ctx.metrics.get("originSubmitId") != ctx.submit_id:
+        raise GenerateInvalid("metrics_extra.originSubmitId must equal submit_id in omni_reference mode")
+    for field in ("resolution", "first_frame_image", "end_frame_image"):
+        if field in gen_input:
+            raise GenerateInvalid(f"video_gen_inputs[0].{field} must be left out in omni_reference mode")
+    if gen_input.get("prompt") != "":
+        raise GenerateInvalid("video_gen_inputs[0].prompt must be empty in omni mode (the text is in meta_list)")
+    unified = obj(gen_input, "unified_edit_input", "video_gen_inputs[0]")
+    materials = unified.get("material_list")
+    metas = unified.get("meta_list")
+    if not isinstance(materials, list) or not materials or not isinstance(metas, list) or not metas:
+        raise GenerateInvalid("unified_edit_input.material_list and meta_list must be non-empty arrays")
+    kinds: list[str] = []
+    uris: list[str] = []
+    vids: list[str] = []
+    total_ms = 0
+    for n, material in enumerate(materials):
+        where = f"material_list[{n}]"
+        if not isinstance(material, dict):
+            raise GenerateInvalid(f"{where} must be an object")
+        kind = material.get("material_type")
+        if kind == "image":
+            uris.append(_check_frame(obj(material, "image_info", where), f"{where}.image_info"))
+        elif kind == "video":
+            info = obj(material, "video_info", where)
+            vids.append(text(info, "vid", f"{where}.video_info", empty=False))
+            total_ms += integer(info, "duration", f"{where}.video_info")
+        else:
+            raise GenerateInvalid(f"{where}.material_type must be 'image' or 'video', got {kind!r}")
+        kinds.append(kind)
+    if len(uris) > 9 or len(vids) > 3:
+        raise GenerateInvalid("omni takes at most 9 images and 3 videos")
+    if total_ms > MAX_OMNI_VIDEO_MS:
+        raise GenerateInvalid(f"omni videos last {total_ms} ms in total; at most {MAX_OMNI_VIDEO_MS}")
+    types = ctx.scene.get("materialTypes")
+    if types != [1 if k == "image" else 2 for k in kinds]:
+        raise GenerateInvalid("sceneOptions[0].materialTypes must list 1 (image) / 2 (video) per material, in order")
+    prompt: list[str] = []
+    for n, meta in enumerate(metas):
+        where = f"meta_list[{n}]"
+        if not isinstance(meta, dict):
+            raise GenerateInvalid(f"{where} must be an object")
+        meta_type = meta.get("meta_type")
+        if meta_type == "text":
+            prompt.append(text(meta, "text", where))
+            continue
+        ref = obj(meta, "material_ref", where)
+        idx = integer(ref, "material_idx", f"{where}.material_ref")
+        if not 0 <= idx < len(kinds):
+            raise GenerateInvalid(f"{where}.material_ref.material_idx {idx} is out of range 0..{len(kinds) - 1}")
+        if meta_type != kinds[idx]:
+            raise GenerateInvalid(f"{where}.meta_type {meta_type!r} does not match material {idx} ({kinds[idx]})")
+    return "".join(prompt), uris, vids, total_ms
+
+
+def validate_video(ctx: DraftContext) -> GenerateSpec:
+    """§8 and §14.13: text-to-video, image-to-video, first+last frame and omni reference."""
+    where = "component_list[0]"
+    if ctx.component.get("type") != "video_base_component":
+        raise GenerateInvalid(f"{where}.type must be 'video_base_component'")
+    gen_video = obj(obj(ctx.component, "abilities", where), "gen_video", f"{where}.abilities")
+    params = obj(gen_video, "text_to_video_params", "abilities.gen_video")
+    if gen_video.get("video_task_extra") != ctx.body.get("metrics_extra"):
+        raise GenerateInvalid("gen_video.video_task_extra must be the same JSON string as metrics_extra")
+    key = text(params, "model_req_key", "text_to_video_params", empty=False)
+    if not (ctx.root_model == key == ctx.scene.get("modelReqKey")):
+        raise GenerateInvalid(
+            f"extend.root_model ({ctx.root_model!r}), model_req_key ({key!r}) and "
+            f"sceneOptions[0].modelReqKey ({ctx.scene.get('modelReqKey')!r}) must be the same upstream key"
+        )
+    if not is_video_model_key(key, ctx.region):
+        raise GenerateInvalid(f"video model key {key!r} is not served in region {ctx.region.value}")
+    name = video_model_name(key, ctx.region) or ""
+    integer(params, "seed", "text_to_video_params")
+    ratio = params.get("video_aspect_ratio")
+    if ratio not in VIDEO_RATIOS:
+        raise GenerateInvalid(f"text_to_video_params.video_aspect_ratio must be one of {VIDEO_RATIOS}, got {ratio!r}")
+    inputs = params.get("video_gen_inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise GenerateInvalid("text_to_video_params.video_gen_inputs must be a one-element array of objects")
+    gen_input = inputs[0]
+    duration_ms = integer(gen_input, "duration_ms", "video_gen_inputs[0]")
+    seconds, rest = divmod(duration_ms, 1000)
+    if rest or seconds not in allowed_durations(name):
+        raise GenerateInvalid(f"duration_ms {duration_ms} is not allowed for {key!r} ({name})")
+    if ctx.scene.get("videoDuration") != seconds:
+        raise GenerateInvalid("sceneOptions[0].videoDuration must equal duration_ms / 1000")
+    features = ctx.draft.get("min_features")
+    omni = isinstance(features, list) and OMNI_FEATURE in features
+    mode = ctx.metrics.get("functionMode")
+    if mode != ("omni_reference" if omni else "first_last_frames"):
+        raise GenerateInvalid(f"metrics_extra.functionMode {mode!r} does not fit the draft (omni={omni})")
+    _check_commerce(ctx, key, omni)
+    extra: dict[str, Any] = {"duration_s": seconds, "mode": mode}
+    resolution = ""
+    if omni:
+        prompt, uris, vids, total_ms = _check_omni(ctx, key, gen_input)
+        extra.update(image_uris=uris, vids=vids, video_ms=total_ms)
+    else:
+        if ctx.metrics.get("originSubmitId") == ctx.submit_id or not is_uuid(ctx.metrics.get("originSubmitId")):
+            raise GenerateInvalid("metrics_extra.originSubmitId must be a fresh UUID, not the submit_id")
+        takes = video_takes_resolution(key)
+        if takes != ("resolution" in gen_input) or takes != ("resolution" in ctx.scene):
+            raise GenerateInvalid(f"resolution must be present exactly for the 3.0 / 3.0-fast keys, not for {key!r}")
+        if takes:
+            resolution = text(gen_input, "resolution", "video_gen_inputs[0]")
+            if resolution not in ("720p", "1080p") or ctx.scene.get("resolution") != resolution:
+                raise GenerateInvalid(f"resolution must be 720p or 1080p in both places, got {resolution!r}")
+        prompt = text(gen_input, "prompt", "video_gen_inputs[0]")
+        frames = [
+            _check_frame(gen_input[f], f"video_gen_inputs[0].{f}")
+            for f in ("first_frame_image", "end_frame_image")
+            if f in gen_input
+        ]
+        if "end_frame_image" in gen_input and "first_frame_image" not in gen_input:
+            raise GenerateInvalid("end_frame_image needs a first_frame_image")
+        extra["image_uris"] = frames
+    return GenerateSpec(
+        kind="video",
+        generate_type="gen_video",
+        model_key=key,
+        prompt=prompt,
+        submit_id=ctx.submit_id,
+        resolution_type=resolution,
+        duration_s=seconds,
+        extra=extra,
+    )
+
+
+# ---------------------------------------------------------------- items, local items, CDN
+
+
+def video_url(base: str, secret: bytes, record: SimRecord, index: int, *, hq: bool = False) -> str:
+    """The signed CDN URL of video item `index` (preview, or high quality with `hq`)."""
+    sig = url_sig(secret, record.history_id, index)
+    return f"{base}/cdn/video/{record.history_id}/{index}.mp4?{'hq=1&' if hq else ''}sig={sig}"
+
+
+def stale_url(base: str, record: SimRecord, index: int) -> str:
+    """A URL at an outdated item path: the CDN answers 410 Gone."""
+    return f"{base}/cdn/video/{record.history_id}/{index}.mp4?stale=1"
+
+
+def video_item(base: str, secret: bytes, record: SimRecord, index: int) -> dict[str, Any]:
+    """One video item; the path layout depends on the parity of the history id (see the module docstring)."""
+    iid = item_id(record, index)
+    preview = video_url(base, secret, record, index)
+    stale = stale_url(base, record, index)
+    video: dict[str, Any] = {"play_url": stale, "download_url": stale, "width": 1280, "height": 720}
+    common: dict[str, Any] = {"id": iid, "item_type": 2, "status": 50}
+    item: dict[str, Any] = {"common_attr": common, "video": video}
+    if int(record.history_id) % 2 == 0:
+        common["transcoded_video"] = {"origin": {"video_url": preview}}
+        item["item_id"] = iid
+    else:
+        video["transcoded_video"] = {"origin": {"video_url": preview}}
+    return item
+
+
+def _local_items_problem(body: dict[str, Any]) -> str | None:
+    ids = body.get("item_id_list")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i.isdigit() for i in ids):
+        return "item_id_list must be a non-empty array of numeric strings"
+    if body.get("pack_item_opt") != {"scene": 1, "need_data_integrity": True}:
+        return "pack_item_opt must be {scene: 1, need_data_integrity: true}"
+    if body.get("is_for_video_download") is not True:
+        return "is_for_video_download must be true"
+    return None
+
+
+async def get_local_item_list(sim: Simulator, call: Call) -> Answer:
+    """`POST /mweb/v1/get_local_item_list`: download-quality URLs of the caller's finished video items."""
+    problem = _local_items_problem(call.body)
+    if problem is not None:
+        return sim.fail("4002", f"param error: {problem}", call.path)
+    items = []
+    for iid in call.body["item_id_list"]:
+        record = sim.records.get(iid[:-2])
+        index = int(iid[-2:])
+        if record is None or record.sessionid != call.account.sessionid or record.kind != "video":
+            continue
+        if index >= record.script.max_items:
+            continue
+        video = {
+            "download_url": video_url(call.base, sim.cdn_secret, record, index, hq=True),
+            "play_url": video_url(call.base, sim.cdn_secret, record, index),
+        }
+        items.append({"item_id": iid, "common_attr": {"id": iid}, "video": video})
+    return sim.ok({"item_list": items})
+
+
+def item_mp4(record: SimRecord, index: int, *, hq: bool) -> bytes:
+    """The MP4 served for an item: its real duration, tagged with the record, item and quality."""
+    seconds = int(record.extra.get("duration_s", 5))
+    tag = f"{record.history_id}/{index}/{'hq' if hq else 'preview'}".encode()
+    return tiny_mp4(seconds * 1000, tag=tag)
+
+
+async def cdn_video(sim: Simulator, request: web.Request) -> web.StreamResponse:
+    """`GET /cdn/video/{history_id}/{index}.mp4`: 410 for stale paths, 403 for a wrong `sig`, else video/mp4."""
+    history_id = request.match_info["history_id"]
+    name = request.match_info["name"]
+    path = request.path
+    faulted = await sim._take_fault(path)
+    if faulted is not None:
+        return sim._finish(request, "cdn", path, b"", faulted)
+    record = sim.records.get(history_id)
+    index_text = name.removesuffix(".mp4")
+    answer: Answer
+    if (
+        record is None
+        or record.kind != "video"
+        or not name.endswith(".mp4")
+        or not index_text.isdigit()
+        or int(index_text) >= max(1, record.script.max_items)
+    ):
+        answer = Answer(status=404, text="404 page not found", content_type="text/plain")
+    elif "stale" in request.query:
+        answer = Answer(status=410, text="this video path is no longer served", content_type="text/plain")
+    elif request.query.get("sig") != url_sig(sim.cdn_secret, history_id, int(index_text)):
+        answer = Answer(status=403, text="signature mismatch", content_type="text/plain")
+    else:
+        sim._journal(request, "cdn", path, b"", Answer(status=200, content_type="video/mp4"))
+        body = item_mp4(record, int(index_text), hq=request.query.get("hq") == "1")
+        return web.Response(body=body, content_type="video/mp4")
+    return sim._finish(request, "cdn", path, b"", answer)
+
+
+DRAFT_VALIDATORS["gen_video"] = validate_video
+ITEM_RENDERERS["video"] = video_item
+WEB_HANDLERS[LOCAL_ITEMS] = get_local_item_list
