@@ -1,0 +1,378 @@
+"""The webhook outbox: SQL over `webhook_events` and `webhook_attempts` (schema: store migration 2).
+
+Every function takes the connection of a `TaskStore.transaction()` / `read()` block (or of `finish(...,
+extra=)`), so event rows are written in the same transaction as the state change that caused them.
+Pure SQL and row mapping; scheduling and HTTP live in `webhooks.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Final
+
+import aiosqlite
+
+__all__ = [
+    "ACTIVE_STATES",
+    "Attempt",
+    "EventState",
+    "Extra",
+    "OutboxEvent",
+    "TaskFields",
+    "attempts_of",
+    "claim_due",
+    "complete_attempt",
+    "event_writer",
+    "events_of",
+    "get_event",
+    "insert_event",
+    "next_due_after",
+    "release_leases",
+    "requeue",
+    "state_counts",
+    "task_fields",
+    "unclaim",
+]
+
+Extra = Callable[[aiosqlite.Connection], Awaitable[None]]
+"""A coroutine function run on a store connection inside a transaction (`TaskStore.finish(extra=)`)."""
+
+
+class EventState(StrEnum):
+    """Delivery state of one event."""
+
+    PENDING = "pending"  # waiting for `next_attempt_at`
+    DELIVERING = "delivering"  # claimed by a sender until `lease_until`
+    DELIVERED = "delivered"  # a 2xx answer was received
+    EXHAUSTED = "exhausted"  # every attempt of the schedule failed
+    STOPPED = "stopped"  # the receiver answered 410 Gone
+
+    @property
+    def active(self) -> bool:
+        """True while the event still wants delivering (pending or delivering)."""
+        return self in ACTIVE_STATES
+
+
+ACTIVE_STATES: Final = frozenset({EventState.PENDING, EventState.DELIVERING})
+
+_EVENT_COLUMNS: Final = (
+    "event_id, seq, history_id, account_fp, type, body, callback_url, state, attempts, round_start, "
+    "next_attempt_at, lease_until, created_at, updated_at"
+)
+_ACTIVE_SQL: Final = "('pending', 'delivering')"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One stored event. `body` is the exact JSON text sent (and signed); `attempts` counts every attempt
+    ever made, `round_start` those made before the last redelivery (the retry schedule restarts there)."""
+
+    event_id: str
+    seq: int
+    history_id: str
+    account_fp: str
+    type: str
+    body: str
+    callback_url: str
+    state: EventState
+    attempts: int
+    round_start: int
+    next_attempt_at: float | None
+    lease_until: float | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def round_attempts(self) -> int:
+        """Attempts made since the event was (re)queued."""
+        return self.attempts - self.round_start
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One recorded delivery attempt. `status` is None when no HTTP answer came (then `error` says why);
+    `next_attempt_at` is None when no further attempt follows."""
+
+    event_id: str
+    attempt: int
+    at: float
+    status: int | None
+    error: str | None
+    latency_ms: int
+    next_attempt_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFields:
+    """The columns of a task row that an event body is built from."""
+
+    history_id: str
+    account_fp: str
+    kind: str
+    status: int
+    fail_code: str
+    item_count: int
+    results: tuple[str, ...] | None
+    callback_url: str | None
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+async def insert_event(
+    conn: aiosqlite.Connection,
+    *,
+    event_id: str,
+    history_id: str,
+    type: str,
+    body: str,
+    now: float,
+    first_attempt_at: float | None = None,
+    callback_url: str | None = None,
+) -> bool:
+    """Add a pending event for task `history_id`, due at `first_attempt_at` (default `now`).
+
+    The owner (`account_fp`) comes from the task row; `callback_url` defaults to the task's. Returns False
+    (and writes nothing) when the task does not exist or has no callback URL. `event_id` must be new.
+    """
+    due = now if first_attempt_at is None else first_attempt_at
+    cur = await conn.execute(
+        f"""
+        INSERT INTO webhook_events ({_EVENT_COLUMNS})
+        SELECT ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_events), history_id, account_fp, ?, ?,
+               COALESCE(?, callback_url), 'pending', 0, 0, ?, NULL, ?, ?
+        FROM tasks WHERE history_id = ? AND COALESCE(?, callback_url) IS NOT NULL
+        """,
+        (event_id, type, body, callback_url, due, now, now, history_id, callback_url),
+    )
+    return cur.rowcount == 1
+
+
+def event_writer(
+    *,
+    event_id: str,
+    history_id: str,
+    type: str,
+    body: str,
+    now: float,
+    callback_url: str | None = None,
+    first_attempt_at: float | None = None,
+) -> Extra:
+    """An `extra=` callable for `TaskStore.finish` that writes one event with `insert_event` on the
+    finishing transaction's connection (nothing is written if the task has no callback URL)."""
+
+    async def write(conn: aiosqlite.Connection) -> None:
+        await insert_event(
+            conn,
+            event_id=event_id,
+            history_id=history_id,
+            type=type,
+            body=body,
+            now=now,
+            first_attempt_at=first_attempt_at,
+            callback_url=callback_url,
+        )
+
+    return write
+
+
+async def next_due_after(conn: aiosqlite.Connection, now: float) -> float | None:
+    """The earliest `next_attempt_at` later than `now` among pending events (None if there is none):
+    when the sender must look again at the latest."""
+    async with conn.execute(
+        "SELECT MIN(next_attempt_at) AS due FROM webhook_events WHERE state = 'pending' AND next_attempt_at > ?",
+        (now,),
+    ) as cur:
+        row = await cur.fetchone()
+    return float(row["due"]) if row is not None and row["due"] is not None else None
+
+
+async def release_leases(conn: aiosqlite.Connection, *, now: float) -> int:
+    """Return every `delivering` event to `pending`, due at once (at start-up: their sender is gone).
+
+    Assumes one sender per database file. Returns how many were released.
+    """
+    cur = await conn.execute(
+        "UPDATE webhook_events SET state = 'pending', lease_until = NULL, "
+        "next_attempt_at = MIN(COALESCE(next_attempt_at, ?), ?), updated_at = ? WHERE state = 'delivering'",
+        (now, now, now),
+    )
+    return cur.rowcount
+
+
+async def claim_due(
+    conn: aiosqlite.Connection, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
+) -> list[OutboxEvent]:
+    """Claim up to `limit` due events (oldest due first) and mark them `delivering` until `lease_until`.
+
+    Due: pending (or delivering with an expired lease) with `next_attempt_at <= now`, not in `exclude`
+    (events this sender still has in flight), and no earlier active event of the same task (a task's
+    events go out in order). Run inside a transaction so two claimers never get the same event.
+    """
+    if limit <= 0:
+        return []
+    async with conn.execute(
+        f"""
+        SELECT {_EVENT_COLUMNS} FROM webhook_events e
+        WHERE e.state IN {_ACTIVE_SQL} AND e.next_attempt_at <= ?
+          AND (e.lease_until IS NULL OR e.lease_until <= ?)
+          AND e.event_id NOT IN (SELECT value FROM json_each(?))
+          AND NOT EXISTS (
+              SELECT 1 FROM webhook_events p
+              WHERE p.history_id = e.history_id AND p.seq < e.seq AND p.state IN {_ACTIVE_SQL}
+          )
+        ORDER BY e.next_attempt_at, e.seq
+        LIMIT ?
+        """,
+        (now, now, json.dumps(list(exclude)), limit),
+    ) as cur:
+        rows = await cur.fetchall()
+    events = [_event_from_row(row) for row in rows]
+    if events:
+        await conn.execute(
+            "UPDATE webhook_events SET state = 'delivering', lease_until = ?, updated_at = ? "
+            "WHERE event_id IN (SELECT value FROM json_each(?))",
+            (lease_until, now, json.dumps([e.event_id for e in events])),
+        )
+    return [replace(e, state=EventState.DELIVERING, lease_until=lease_until, updated_at=now) for e in events]
+
+
+async def complete_attempt(
+    conn: aiosqlite.Connection,
+    *,
+    event_id: str,
+    attempt: int,
+    at: float,
+    status: int | None,
+    error: str | None,
+    latency_ms: int,
+    state: EventState,
+    next_attempt_at: float | None,
+) -> None:
+    """Record attempt number `attempt` and move the event to `state` (next attempt due at
+    `next_attempt_at` when pending), releasing its lease."""
+    await conn.execute(
+        "INSERT OR REPLACE INTO webhook_attempts (event_id, attempt, at, status, error, latency_ms, next_attempt_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (event_id, attempt, at, status, error, latency_ms, next_attempt_at),
+    )
+    await conn.execute(
+        "UPDATE webhook_events SET state = ?, attempts = MAX(attempts, ?), next_attempt_at = ?, lease_until = NULL, "
+        "updated_at = ? WHERE event_id = ?",
+        (state.value, attempt, next_attempt_at, at, event_id),
+    )
+
+
+async def unclaim(conn: aiosqlite.Connection, event_ids: Collection[str], *, now: float) -> None:
+    """Give claimed events back (pending, due now, no attempt recorded): their sends were cancelled."""
+    await conn.execute(
+        "UPDATE webhook_events SET state = 'pending', lease_until = NULL, next_attempt_at = ?, updated_at = ? "
+        "WHERE state = 'delivering' AND event_id IN (SELECT value FROM json_each(?))",
+        (now, now, json.dumps(list(event_ids))),
+    )
+
+
+async def requeue(conn: aiosqlite.Connection, event_id: str, *, now: float) -> bool:
+    """Queue an event again (redelivery): pending, due `now`, its retry schedule restarted; the event id
+    stays the same. An event being delivered right now is left alone: returns False."""
+    cur = await conn.execute(
+        "UPDATE webhook_events SET state = 'pending', round_start = attempts, next_attempt_at = ?, "
+        "lease_until = NULL, updated_at = ? WHERE event_id = ? AND state != 'delivering'",
+        (now, now, event_id),
+    )
+    return cur.rowcount == 1
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+async def task_fields(conn: aiosqlite.Connection, history_id: str) -> TaskFields | None:
+    """The task columns an event body needs, or None for an unknown task."""
+    async with conn.execute(
+        "SELECT history_id, account_fp, kind, status, fail_code, item_count, results, callback_url "
+        "FROM tasks WHERE history_id = ?",
+        (history_id,),
+    ) as cur:
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    results = row["results"]
+    return TaskFields(
+        history_id=row["history_id"],
+        account_fp=row["account_fp"],
+        kind=row["kind"],
+        status=int(row["status"]),
+        fail_code=row["fail_code"],
+        item_count=int(row["item_count"]),
+        results=tuple(json.loads(results)) if results is not None else None,
+        callback_url=row["callback_url"],
+    )
+
+
+async def get_event(conn: aiosqlite.Connection, event_id: str) -> OutboxEvent | None:
+    """The event with this id, or None."""
+    async with conn.execute(f"SELECT {_EVENT_COLUMNS} FROM webhook_events WHERE event_id = ?", (event_id,)) as cur:
+        row = await cur.fetchone()
+    return _event_from_row(row) if row is not None else None
+
+
+async def events_of(conn: aiosqlite.Connection, history_id: str) -> list[OutboxEvent]:
+    """Every event of a task, oldest first."""
+    async with conn.execute(
+        f"SELECT {_EVENT_COLUMNS} FROM webhook_events WHERE history_id = ? ORDER BY seq", (history_id,)
+    ) as cur:
+        rows = await cur.fetchall()
+    return [_event_from_row(row) for row in rows]
+
+
+async def attempts_of(conn: aiosqlite.Connection, history_id: str) -> list[Attempt]:
+    """Every recorded attempt for a task's events, in event order, then attempt order."""
+    async with conn.execute(
+        "SELECT a.event_id, a.attempt, a.at, a.status, a.error, a.latency_ms, a.next_attempt_at "
+        "FROM webhook_attempts a JOIN webhook_events e ON e.event_id = a.event_id "
+        "WHERE e.history_id = ? ORDER BY e.seq, a.attempt",
+        (history_id,),
+    ) as cur:
+        rows = await cur.fetchall()
+    return [
+        Attempt(
+            event_id=row["event_id"],
+            attempt=int(row["attempt"]),
+            at=float(row["at"]),
+            status=row["status"],
+            error=row["error"],
+            latency_ms=int(row["latency_ms"]),
+            next_attempt_at=row["next_attempt_at"],
+        )
+        for row in rows
+    ]
+
+
+async def state_counts(conn: aiosqlite.Connection) -> dict[EventState, int]:
+    """How many events are in each state (states without events are absent)."""
+    async with conn.execute("SELECT state, COUNT(*) AS n FROM webhook_events GROUP BY state") as cur:
+        rows = await cur.fetchall()
+    return {EventState(row["state"]): int(row["n"]) for row in rows}
+
+
+def _event_from_row(row: sqlite3.Row) -> OutboxEvent:
+    return OutboxEvent(
+        event_id=row["event_id"],
+        seq=int(row["seq"]),
+        history_id=row["history_id"],
+        account_fp=row["account_fp"],
+        type=row["type"],
+        body=row["body"],
+        callback_url=row["callback_url"],
+        state=EventState(row["state"]),
+        attempts=int(row["attempts"]),
+        round_start=int(row["round_start"]),
+        next_attempt_at=row["next_attempt_at"],
+        lease_until=row["lease_until"],
+        created_at=float(row["created_at"]),
+        updated_at=float(row["updated_at"]),
+    )

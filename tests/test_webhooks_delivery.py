@@ -1,0 +1,527 @@
+"""Webhook delivery end to end: outbox rows written by the real finish path, a real aiohttp receiver on
+loopback, signatures checked with the `standardwebhooks` library, retries driven by a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from standardwebhooks.webhooks import Webhook
+from webhook_support import (
+    SECRET,
+    Receiver,
+    Reply,
+    add_done_task,
+    failed_outcome,
+    finish,
+    make_task,
+)
+
+from jimeng_server.clock import ManualClock
+from jimeng_server.config import WebhookConfig
+from jimeng_server.net.safe_fetch import FetchPolicy
+from jimeng_server.tasks import outbox
+from jimeng_server.tasks.outbox import EventState
+from jimeng_server.tasks.store import TaskStore
+from jimeng_server.tasks.watcher import Reason
+from jimeng_server.tasks.webhooks import WebhookSender, parse_secret, task_query_body_of
+
+ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
+SenderFactory = Callable[..., WebhookSender]
+LOCAL = FetchPolicy(allow_private_networks=True)
+SCHEDULE = (0.0, 5.0, 300.0, 1800.0)
+
+
+@pytest.fixture
+def wclock() -> ManualClock:
+    # Real "now" so that standardwebhooks' 5-minute timestamp tolerance accepts our signatures.
+    return ManualClock(start=float(int(time.time())))
+
+
+@pytest.fixture
+async def store(tmp_path: Path, wclock: ManualClock) -> AsyncIterator[TaskStore]:
+    async with await TaskStore.open(tmp_path / "tasks.db", clock=wclock) as s:
+        yield s
+
+
+@pytest.fixture
+async def receiver(aiohttp_server: ServerFactory) -> AsyncIterator[tuple[Receiver, TestServer]]:
+    rec = Receiver()
+    server = await aiohttp_server(rec.app())
+    yield rec, server
+    rec.released.set()  # let hung handlers finish before the server shuts down
+
+
+@pytest.fixture
+async def make_sender(store: TaskStore, wclock: ManualClock) -> AsyncIterator[SenderFactory]:
+    senders: list[WebhookSender] = []
+
+    def factory(*, secret: str | None = SECRET, **overrides: Any) -> WebhookSender:
+        config = WebhookConfig(**{"schedule": SCHEDULE, "jitter": 0.0, "timeout": 5.0, **overrides})
+        sender = WebhookSender(store, config, wclock, policy=LOCAL, secret=parse_secret(secret) if secret else None)
+        senders.append(sender)
+        return sender
+
+    yield factory
+    for sender in senders:
+        await sender.stop()
+
+
+async def attempts(store: TaskStore, history_id: str) -> list[outbox.Attempt]:
+    async with store.read() as conn:
+        return await outbox.attempts_of(conn, history_id)
+
+
+async def event_of(store: TaskStore, history_id: str) -> outbox.OutboxEvent:
+    async with store.read() as conn:
+        events = await outbox.events_of(conn, history_id)
+    assert len(events) == 1
+    return events[0]
+
+
+def verify(received: Any) -> Any:
+    """Verify one received request as a receiver would; returns the parsed body."""
+    return Webhook(SECRET).verify(received.body, received.headers)
+
+
+async def test_success_is_delivered_once_signed_and_verifiable(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    sender = make_sender()
+
+    assert await sender.drain() == 1
+    assert await sender.drain() == 0  # nothing more to send
+
+    (got,) = rec.requests
+    body = verify(got)
+    assert got.headers["Content-Type"] == "application/json"
+    assert got.headers["webhook-timestamp"] == str(int(wclock.time()))
+    assert body["type"] == "task.succeeded"
+    assert body["timestamp"].endswith("Z")
+    assert body["data"] == {
+        "history_id": "h1",
+        "task_type": "image",
+        "status": 10,
+        "fail_code": 0,
+        "item_count": 2,
+        "results": [{"url": "https://cdn.example/h1/1.webp"}, {"url": "https://cdn.example/h1/2.webp"}],
+    }
+    record = await store.get("h1")
+    assert record is not None and record.token is None  # deliveries do not need the session token
+    assert body["data"] == task_query_body_of(record)  # the same body a poll shows (minus raw_data)
+    event = await event_of(store, "h1")
+    assert (event.state, event.attempts, event.event_id) == (EventState.DELIVERED, 1, got.headers["webhook-id"])
+    (attempt,) = await attempts(store, "h1")
+    assert (attempt.attempt, attempt.status, attempt.error, attempt.next_attempt_at) == (1, 200, None, None)
+    assert attempt.latency_ms >= 0
+
+
+async def test_tasks_without_callback_url_get_no_event(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, _ = receiver
+    await add_done_task(store, wclock, "h1", None)
+    async with store.read() as conn:
+        assert await outbox.events_of(conn, "h1") == []
+    assert await make_sender().drain() == 0
+    assert rec.requests == []
+
+
+async def test_failed_task_event_says_why(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    url = str(server.make_url("/hook"))
+    for hid in ("up", "slow"):
+        await store.insert(make_task(hid, url, created_at=wclock.time()))
+    await finish(store, wclock, failed_outcome("up", Reason.UPSTREAM_FAILED, fail_code="2038"))
+    await finish(store, wclock, failed_outcome("slow", Reason.TIMEOUT, detail="no final status within 900 s"))
+    await make_sender().drain()
+
+    bodies = {b["data"]["history_id"]: b for b in map(verify, rec.requests)}
+    assert bodies["up"]["type"] == "task.failed"
+    assert bodies["up"]["data"]["status"] == 30
+    assert bodies["up"]["data"]["fail_code"] == 2038
+    assert bodies["up"]["data"]["results"] is None
+    assert bodies["up"]["data"]["error"]["code"] == "UPSTREAM_FAILED"
+    assert "2038" in bodies["up"]["data"]["error"]["message"]
+    assert bodies["slow"]["data"]["error"] == {
+        "code": "TIMEOUT",
+        "message": "the task did not finish before its deadline (no final status within 900 s)",
+    }
+
+
+async def test_three_failures_then_success_on_the_fourth_attempt(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    rec.script("/hook", Reply(500), Reply(503), Reply(502))
+    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    sender = make_sender()
+    start = wclock.time()
+
+    assert await sender.drain() == 1
+    await wclock.advance(4.9)
+    assert await sender.drain() == 0  # not due yet
+    await wclock.advance(0.1)
+    assert await sender.drain() == 1
+    await wclock.advance(299)
+    assert await sender.drain() == 0
+    await wclock.advance(1)
+    assert await sender.drain() == 1
+    await wclock.advance(1800)
+    assert await sender.drain() == 1
+    await wclock.advance(86400)
+    assert await sender.drain() == 0
+
+    assert len(rec.requests) == 4
+    assert len(set(rec.ids())) == 1  # the webhook-id is stable across retries
+    assert [r.headers["webhook-timestamp"] for r in rec.requests] == [str(int(start + t)) for t in (0, 5, 305, 2105)]
+    for got in rec.requests[:2]:  # a receiver accepts every attempt's signature (later ones are "too old" now)
+        verify(got)
+    tries = await attempts(store, "h1")
+    assert [(a.attempt, a.status) for a in tries] == [(1, 500), (2, 503), (3, 502), (4, 200)]
+    assert [a.next_attempt_at for a in tries] == [start + 5, start + 305, start + 2105, None]
+    assert "HTTP 500" in (tries[0].error or "")
+    event = await event_of(store, "h1")
+    assert (event.state, event.attempts) == (EventState.DELIVERED, 4)
+
+
+async def test_schedule_used_up_means_exhausted(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    rec.script("/hook", *[Reply(500)] * 5)
+    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    sender = make_sender(schedule=(0.0, 5.0))
+    await sender.drain()
+    await wclock.advance(5)
+    await sender.drain()
+    await wclock.advance(10**6)
+    assert await sender.drain() == 0
+    assert len(rec.requests) == 2
+    event = await event_of(store, "h1")
+    assert (event.state, event.next_attempt_at) == (EventState.EXHAUSTED, None)
+    assert [a.next_attempt_at for a in await attempts(store, "h1")][-1] is None
+
+
+async def test_410_stops_further_attempts(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    rec.script("/hook", Reply(410))
+    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    sender = make_sender()
+    await sender.drain()
+    await wclock.advance(10**6)
+    assert await sender.drain() == 0
+    assert len(rec.requests) == 1
+    assert (await event_of(store, "h1")).state is EventState.STOPPED
+    (attempt,) = await attempts(store, "h1")
+    assert attempt.status == 410 and attempt.next_attempt_at is None
+
+
+async def test_redirect_is_a_failure_and_never_followed(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    rec.script("/hook", Reply(302, {"Location": str(server.make_url("/elsewhere"))}))
+    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    sender = make_sender()
+    await sender.drain()
+    assert rec.on("/elsewhere") == []
+    (attempt,) = await attempts(store, "h1")
+    assert attempt.status == 302 and "redirect" in (attempt.error or "")
+    event = await event_of(store, "h1")
+    assert (event.state, event.next_attempt_at) == (EventState.PENDING, wclock.time() + 5)
+    await wclock.advance(5)
+    await sender.drain()  # the retry goes to the callback URL again, and succeeds
+    assert [r.path for r in rec.requests] == ["/hook", "/hook"]
+    assert (await event_of(store, "h1")).state is EventState.DELIVERED
+
+
+async def test_a_hanging_receiver_times_out_and_is_retried(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    rec.script("/hook", Reply(hang=True))
+    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    sender = make_sender(timeout=0.2, lease_seconds=1.0)
+    await sender.drain()
+    (attempt,) = await attempts(store, "h1")
+    assert attempt.status is None and "timed out after 0.2 s" in (attempt.error or "")
+    assert (await event_of(store, "h1")).state is EventState.PENDING
+    await wclock.advance(5)
+    await sender.drain()
+    assert (await event_of(store, "h1")).state is EventState.DELIVERED
+
+
+async def test_connection_refused_is_retried(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    _, server = receiver
+    dead = await _closed_port_url(server)
+    await add_done_task(store, wclock, "h1", dead)
+    await make_sender().drain()
+    (attempt,) = await attempts(store, "h1")
+    assert attempt.status is None and "could not connect" in (attempt.error or "")
+    assert (await event_of(store, "h1")).state is EventState.PENDING
+
+
+async def _closed_port_url(server: TestServer) -> str:
+    """A loopback URL on which nothing listens (a port the OS just gave us and we released)."""
+    srv = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    srv.close()
+    await srv.wait_closed()
+    del server
+    return f"http://127.0.0.1:{port}/hook"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected_delay"),
+    [
+        ("120", 120.0),  # longer than the schedule's 5 s: honoured
+        ("1", 5.0),  # shorter: the schedule wins
+        ("999999", 600.0),  # capped at max_retry_after
+        ("http-date", 240.0),
+        ("soon", 5.0),  # unparseable: ignored
+    ],
+)
+async def test_retry_after_is_honoured(
+    store: TaskStore,
+    wclock: ManualClock,
+    receiver: tuple[Receiver, TestServer],
+    make_sender: SenderFactory,
+    header: str,
+    expected_delay: float,
+) -> None:
+    rec, server = receiver
+    if header == "http-date":
+        header = format_datetime(datetime.fromtimestamp(wclock.time() + 240, UTC), usegmt=True)
+    rec.script("/hook", Reply(429, {"Retry-After": header}))
+    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    sender = make_sender(max_retry_after=600.0)
+    await sender.drain()
+    event = await event_of(store, "h1")
+    assert event.next_attempt_at == pytest.approx(wclock.time() + expected_delay)
+    await wclock.advance(expected_delay - 0.5)
+    assert await sender.drain() == 0
+    await wclock.advance(0.5)
+    assert await sender.drain() == 1
+    assert (await event_of(store, "h1")).state is EventState.DELIVERED
+
+
+async def test_events_of_one_task_are_delivered_in_order(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    url = str(server.make_url("/hook"))
+    await store.insert(make_task("h1", url, created_at=wclock.time()))
+    now = wclock.time()
+    async with store.transaction() as conn:
+        for n in (1, 2, 3):
+            body = json.dumps({"type": "test", "n": n})
+            await outbox.event_writer(event_id=f"e{n}", history_id="h1", type="test", body=body, now=now)(conn)
+    rec.script("/hook", Reply(500))  # the first event fails once
+    sender = make_sender()
+    await sender.drain()
+    assert rec.ids() == ["e1"]  # e2 and e3 wait although they are due
+    await wclock.advance(5)
+    await sender.drain()
+    assert rec.ids() == ["e1", "e1", "e2", "e3"]
+
+
+async def test_a_slow_receiver_does_not_block_others_and_concurrency_is_bounded(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    rec.script("/slow", *[Reply(hang=True)] * 3)
+    await add_done_task(store, wclock, "slow", str(server.make_url("/slow")))
+    for i in range(8):
+        await add_done_task(store, wclock, f"fast{i}", str(server.make_url("/fast")))
+    sender = make_sender(max_concurrency=2, timeout=30.0)
+    await sender.start()
+    sender.wake()
+    # The slow receiver holds one slot; the 8 fast deliveries go through the other one.
+    await rec.wait_for(lambda: len(rec.on("/fast")) == 8 and rec.active == 1)
+    await _until(lambda: sender.in_flight == 1)
+    assert len(rec.on("/slow")) == 1
+    assert rec.peak <= 2
+    async with store.read() as conn:
+        counts = await outbox.state_counts(conn)
+    assert counts == {EventState.DELIVERED: 8, EventState.DELIVERING: 1}
+    rec.released.set()
+    await rec.wait_for(lambda: rec.active == 0)
+    await sender.stop()
+    async with store.read() as conn:
+        assert await outbox.state_counts(conn) == {EventState.DELIVERED: 9}
+
+
+async def test_concurrency_never_exceeds_the_limit(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    rec.script("/gate", *[Reply(hang=True)] * 10)
+    for i in range(10):
+        await add_done_task(store, wclock, f"h{i}", str(server.make_url("/gate")))
+    sender = make_sender(max_concurrency=3, timeout=30.0)
+    await sender.start()
+    sender.wake()
+    await rec.wait_for(lambda: rec.active == 3)
+    assert sender.in_flight == 3
+    rec.released.set()
+    await rec.wait_for(lambda: len(rec.requests) == 10 and rec.active == 0)
+    assert rec.peak == 3
+    await sender.stop()
+    assert sorted(rec.ids()) == sorted(set(rec.ids()))
+
+
+async def test_the_loop_wakes_for_new_events_and_follows_the_clock(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    rec.script("/hook", Reply(500))
+    sender = make_sender(poll_interval=60.0)
+    await sender.start()
+    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    sender.wake()
+    await rec.wait_for(lambda: len(rec.requests) == 1)
+    due = wclock.time() + 5
+    await _until(lambda: sender.in_flight == 0 and wclock.next_wakeup() == due)  # sleeps until the retry
+    await wclock.advance(5)
+    await rec.wait_for(lambda: len(rec.requests) == 2)
+    await _until(lambda: sender.in_flight == 0)
+    assert (await event_of(store, "h1")).state is EventState.DELIVERED
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    """Yield to the loop (no real sleep) until the sender's or clock's state satisfies `predicate`."""
+    async with asyncio.timeout(10):
+        while not predicate():  # noqa: ASYNC110 - state of objects without events; sleep(0) only yields
+            await asyncio.sleep(0)
+
+
+async def test_unsigned_when_no_secret_and_start_up_warns(
+    store: TaskStore,
+    wclock: ManualClock,
+    receiver: tuple[Receiver, TestServer],
+    make_sender: SenderFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rec, server = receiver
+    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    sender = make_sender(secret=None)
+    assert not sender.signed
+    with caplog.at_level(logging.WARNING):
+        await sender.start()
+        sender.wake()
+        await rec.wait_for(lambda: len(rec.requests) == 1)
+    assert "NOT signed" in caplog.text
+    (got,) = rec.requests
+    assert "webhook-signature" not in got.headers
+    assert got.headers["webhook-id"].startswith("msg_")
+
+
+async def test_stop_gives_an_interrupted_send_back_and_the_next_sender_resends_it(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    rec.script("/hook", Reply(hang=True))
+    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    first = make_sender(timeout=30.0)
+    await first.start()
+    first.wake()
+    await rec.wait_for(lambda: rec.active == 1)
+    await first.stop()
+    event = await event_of(store, "h1")
+    assert (event.state, event.attempts) == (EventState.PENDING, 0)  # no attempt recorded for the cut-off send
+    second = make_sender()
+    await second.drain()
+    assert rec.ids() == [event.event_id, event.event_id]
+    assert (await event_of(store, "h1")).state is EventState.DELIVERED
+
+
+async def test_a_crashed_senders_claim_is_released_on_start(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    now = wclock.time()
+    async with store.transaction() as conn:  # a sender claimed it, then the process died
+        (claimed,) = await outbox.claim_due(conn, now=now, limit=10, lease_until=now + 60)
+    async with store.transaction() as conn:  # the lease keeps other claimers off
+        assert await outbox.claim_due(conn, now=now, limit=10, lease_until=now + 60) == []
+    sender = make_sender()
+    assert await sender.drain() == 0  # without start(): the lease still holds
+    await sender.start()
+    sender.wake()
+    await rec.wait_for(lambda: len(rec.requests) == 1)
+    assert rec.ids() == [claimed.event_id]
+
+
+async def test_an_expired_lease_is_claimed_again(store: TaskStore, wclock: ManualClock) -> None:
+    await store.insert(make_task("h1", "http://127.0.0.1:9/hook", created_at=wclock.time()))
+    now = wclock.time()
+    async with store.transaction() as conn:
+        await outbox.insert_event(conn, event_id="e1", history_id="h1", type="t", body="{}", now=now)
+        assert len(await outbox.claim_due(conn, now=now, limit=5, lease_until=now + 60)) == 1
+    async with store.transaction() as conn:
+        assert await outbox.claim_due(conn, now=now + 59, limit=5, lease_until=now + 120) == []
+        assert await outbox.claim_due(conn, now=now + 61, limit=5, lease_until=now + 121, exclude=["e1"]) == []
+        assert [e.event_id for e in await outbox.claim_due(conn, now=now + 61, limit=5, lease_until=now + 121)] == [
+            "e1"
+        ]
+
+
+async def test_redelivery_sends_the_same_event_again_with_a_fresh_schedule(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    rec.script("/hook", Reply(500), Reply(500))
+    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    sender = make_sender(schedule=(0.0, 5.0))
+    await sender.drain()
+    await wclock.advance(5)
+    await sender.drain()
+    event = await event_of(store, "h1")
+    assert event.state is EventState.EXHAUSTED
+    async with store.transaction() as conn:
+        assert await outbox.requeue(conn, event.event_id, now=wclock.time())
+    await sender.drain()
+    assert rec.ids() == [event.event_id] * 3
+    event = await event_of(store, "h1")
+    assert (event.state, event.attempts, event.round_start) == (EventState.DELIVERED, 3, 2)
+    assert [a.attempt for a in await attempts(store, "h1")] == [1, 2, 3]
+
+
+async def test_purge_keeps_tasks_with_pending_deliveries(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    rec.script("/hook", Reply(500))
+    await add_done_task(store, wclock, "pending", str(server.make_url("/hook")))
+    await add_done_task(store, wclock, "plain", None)
+    await make_sender().drain()
+    await wclock.advance(10)
+    assert await store.purge_finished(older_than=1) == 1
+    assert await store.get("plain") is None
+    assert await store.get("pending") is not None
+    await make_sender().drain()  # delivered now
+    assert await store.purge_finished(older_than=1) == 1
+    async with store.read() as conn:  # its events and attempts went with it
+        assert await outbox.events_of(conn, "pending") == []
+        assert await outbox.attempts_of(conn, "pending") == []
+    assert len(rec.requests) == 2
