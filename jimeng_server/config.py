@@ -264,7 +264,8 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected a string, got {value!r}")
         return value
     if origin is tuple:
-        if not isinstance(value, list):
+        # A tuple comes from a default merged into a partial table; TOML itself gives lists.
+        if not isinstance(value, list | tuple):
             raise ConfigError(f"{path}: expected a list, got {value!r}")
         (item,) = get_args(hint)[:1]
         return tuple(_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value))
