@@ -14,13 +14,17 @@ from .api import images, meta, tokens, videos
 from .clock import Clock, SystemClock
 from .config import Config
 from .errors import make_error_middleware
-from .keys import ACCOUNTS, CLIENT, CLOCK, CONFIG, GENERATION, POOL, VIDEOS, WATCHER
+from .keys import ACCOUNTS, CLIENT, CLOCK, COMPOSITIONS, CONFIG, FETCHER, GENERATION, POOL, UPLOADER, VIDEOS, WATCHER
+from .net.safe_fetch import FetchPolicy, SafeFetcher
 from .services.accounts import AccountService
+from .services.compositions import Compositions
 from .services.generation import Generation
+from .services.inputs import InputLoader
 from .services.videos import VideoService
 from .tasks.watcher import Watcher
 from .upstream.client import JimengClient
 from .upstream.transport import SessionPool
+from .upstream.uploader import ImageUploader
 
 
 def create_app(
@@ -29,8 +33,13 @@ def create_app(
     clock: Clock | None = None,
     run_watcher: bool = True,
     identity_salt: bytes | None = None,
+    fetcher: SafeFetcher | None = None,
 ) -> web.Application:
-    """Build the server app. `run_watcher=False` leaves the watcher loop off so tests drive `run_once()`."""
+    """Build the server app. `run_watcher=False` leaves the watcher loop off so tests drive `run_once()`.
+
+    `fetcher` replaces the SSRF-safe fetcher built from `config.security` (tests: a fake resolver); the app
+    owns and closes it either way.
+    """
     clock = clock or SystemClock()
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
@@ -48,6 +57,21 @@ def create_app(
     app[WATCHER] = watcher
     app[GENERATION] = Generation(client, accounts, watcher, config, clock)
     app[VIDEOS] = VideoService(app[GENERATION])
+    sec, up = config.security, config.uploads
+    app[FETCHER] = fetcher or SafeFetcher(
+        FetchPolicy(
+            allow_private_networks=sec.allow_private_networks,
+            max_bytes=sec.max_download_bytes,
+            connect_timeout=sec.fetch_connect_timeout,
+            total_timeout=sec.fetch_timeout,
+        ),
+        temp_dir=up.temp_dir or None,
+    )
+    app[UPLOADER] = ImageUploader(client, up)
+    loader = InputLoader(
+        app[FETCHER], max_bytes=sec.max_download_bytes, temp_dir=up.temp_dir or None, concurrency=up.concurrency
+    )
+    app[COMPOSITIONS] = Compositions(app[GENERATION], app[UPLOADER], loader, concurrency=up.concurrency)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if run_watcher:
@@ -55,6 +79,7 @@ def create_app(
         yield
         await watcher.stop()
         await pool.close()
+        await app[FETCHER].close()
 
     app.cleanup_ctx.append(lifecycle)
     for table in (meta.routes, tokens.routes, images.routes, videos.routes):

@@ -135,6 +135,17 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadConfig:
+    """ImageX uploads of input images (upstream-protocol.md §11)."""
+
+    concurrency: int = 4  # input images of one request uploaded at the same time
+    credentials_ttl: float = 900.0  # seconds upload credentials are trusted when the token gives no expiry
+    credentials_margin: float = 60.0  # fetch new credentials this many seconds before they expire
+    timeout: float = 300.0  # seconds for one file's byte upload
+    temp_dir: str = ""  # where input files are spooled; "" = the system temp directory
+
+
+@dataclass(frozen=True, slots=True)
 class StoreConfig:
     path: str = "data/jimeng.db"
     retention_days: float = 7.0
@@ -170,6 +181,7 @@ class Config:
     security: SecurityConfig = SecurityConfig()
     store: StoreConfig = StoreConfig()
     webhooks: WebhookConfig = WebhookConfig()
+    uploads: UploadConfig = UploadConfig()
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -282,6 +294,8 @@ def _validate(obj: Any, path: str) -> None:
             raise ConfigError(f"{prefix}{f.name}: must not be negative, got {value}")
     if isinstance(obj, ServerConfig) and not 0 < obj.port < 65536:
         raise ConfigError(f"{prefix}port: must be 1-65535, got {obj.port}")
+    if isinstance(obj, UploadConfig) and obj.concurrency < 1:
+        raise ConfigError(f"{prefix}concurrency: must be at least 1, got {obj.concurrency}")
     if isinstance(obj, WatcherConfig) and not 1 <= obj.batch_size <= 100:
         raise ConfigError(f"{prefix}batch_size: must be 1-100, got {obj.batch_size}")
     if isinstance(obj, KindSchedule) and obj.interval <= 0:

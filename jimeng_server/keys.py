@@ -6,12 +6,15 @@ from aiohttp import web
 
 from .clock import Clock
 from .config import Config
+from .net.safe_fetch import SafeFetcher
 from .services.accounts import AccountService
+from .services.compositions import Compositions
 from .services.generation import Generation
 from .services.videos import VideoService
 from .tasks.watcher import Watcher
 from .upstream.client import JimengClient
 from .upstream.transport import SessionPool
+from .upstream.uploader import ImageUploader
 
 CONFIG = web.AppKey("config", Config)
 CLOCK = web.AppKey("clock", Clock)
@@ -21,3 +24,6 @@ ACCOUNTS = web.AppKey("accounts", AccountService)
 WATCHER = web.AppKey("watcher", Watcher)
 GENERATION = web.AppKey("generation", Generation)
 VIDEOS = web.AppKey("videos", VideoService)
+FETCHER = web.AppKey("fetcher", SafeFetcher)
+UPLOADER = web.AppKey("uploader", ImageUploader)
+COMPOSITIONS = web.AppKey("compositions", Compositions)

@@ -110,6 +110,7 @@ class Receiver:
     def __init__(self) -> None:
         self.scripts: dict[str, list[Reply]] = {}
         self.requests: list[Received] = []
+        self.acked: list[str] = []  # webhook-ids answered 2xx at once (not after a hang)
         self.active = 0
         self.peak = 0
         self.released = asyncio.Event()
@@ -148,6 +149,8 @@ class Receiver:
         try:
             if reply.hang:
                 await self.released.wait()
+            elif reply.status < 300:
+                self.acked.append(request.headers.get("webhook-id", ""))
             return web.Response(status=reply.status, headers=reply.headers, text="ok" if reply.status < 300 else "no")
         finally:
             self.active -= 1

@@ -1,4 +1,4 @@
-"""Image endpoints (sync): text-to-image. Handlers parse, call the generation service, and answer."""
+"""Image endpoints (sync): text-to-image and compositions. Handlers parse, call a service, and answer."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ..keys import CONFIG, GENERATION, POOL
+from ..keys import COMPOSITIONS, CONFIG, GENERATION, POOL
+from ..services.compositions import COMPOSITION_TYPE
 from ..services.generation import Submission
 from ..services.results import fetch_base64, partial_note, require_results
 from ..tasks.watcher import Outcome
+from .forms import request_fields
+from .image_inputs import check_content_length, composition_images
 from .params import image_params
 from .request import accounts_of, json_object
 
@@ -55,3 +58,19 @@ async def generations(request: web.Request) -> web.Response:
     submission = await generation.submit_images(accounts, params)
     outcome = await generation.wait(submission)
     return web.json_response(await result_body(request, submission, outcome, params.response_format))
+
+
+@routes.post("/v1/images/compositions")
+async def compositions(request: web.Request) -> web.Response:
+    """Image-to-image: JSON (URLs, data URIs) or multipart (files); upload, generate, wait, answer."""
+    accounts = accounts_of(request)
+    limit = request.app[CONFIG].server.max_body_bytes
+    check_content_length(request, limit)
+    async with request_fields(request, max_bytes=limit) as fields:
+        images = composition_images(fields)
+        params = image_params(fields)
+        submission = await request.app[COMPOSITIONS].submit(accounts, params, images)
+    outcome = await request.app[GENERATION].wait(submission)
+    body = await result_body(request, submission, outcome, params.response_format)
+    body.update(input_images=len(images), composition_type=COMPOSITION_TYPE)
+    return web.json_response(body)

@@ -4,8 +4,9 @@ Routing: `/{vhost}/{api path}` for the hosts of `hosts.VHOSTS`, plus `GET /cdn/i
 (and `GET /cdn/video/{history_id}/{index}.mp4`, see `video.py`)
 (no vhost, no cookie; when the URL carries `sig`, it must be the one the history gave, with a `t` parameter, else
 HTTP 403, so a client that forgets to replace the literal `\u0026` fails; a hand-made URL without `sig` is served).
-Web API paths dispatch through `web_api.WEB_HANDLERS`; the imagex/vod vhosts dispatch to
-`web_api.SERVICE_HANDLERS[service]` when a later issue registers one (until then they answer 404).
+Web API paths dispatch through `web_api.WEB_HANDLERS`; the imagex/vod/upload vhosts dispatch to
+`web_api.SERVICE_HANDLERS[service]` (404 while none is registered); a `streaming` vhost's body is not read
+before dispatch (its handler streams it and reports the size it received for the journal).
 Unknown vhosts or paths, `/commerce/` paths on a host without commerce and other paths on a commerce-only host get
 HTTP 404 with a plain-text body. Everything is journalled, faults included.
 
@@ -34,6 +35,7 @@ from aiohttp import web
 
 from ..clock import Clock, SystemClock
 from ..upstream.regions import Region
+from . import algo, blend  # noqa: F401 - importing registers the algo_proxy handler and the blend validator
 from .checks import (
     PASSPORT,
     USER_CREDIT,
@@ -49,6 +51,7 @@ from .hosts import VHOSTS
 from .media import item_png
 from .scripts import Script, Step
 from .state import JournalEntry, SimAccount, SimRecord, SimSettings
+from .uploads import UploadStore
 from .video import cdn_video
 from .web_api import SERVICE_HANDLERS, WEB_HANDLERS, Answer, Call, error_data
 
@@ -67,6 +70,7 @@ class Simulator:
         self.journal: list[JournalEntry] = []
         self.charges: list[tuple[str, str, int]] = []
         self.faults = FaultPlan()
+        self.uploads = UploadStore()
         self.next_script: Script | Sequence[Step] | None = None
         self.cdn_secret = self.rng.randbytes(16)
         self._next_history = self.rng.randrange(8_000_000_000_000, 8_900_000_000_000)
@@ -114,6 +118,10 @@ class Simulator:
     def generate_count(self) -> int:
         """How many generate calls were accepted (records created)."""
         return len(self.records)
+
+    def mark_risky(self, image_uri: str) -> None:
+        """Make algo_proxy answer "risk not pass" for this uploaded image."""
+        self.uploads.risky_uris.add(image_uri)
 
     def inject(self, path_suffix: str, fault: Fault, *, times: int = 1, skip: int = 0) -> None:
         """Give the next `times` calls whose API path ends with `path_suffix` (after `skip` of them) `fault`."""
@@ -164,9 +172,10 @@ class Simulator:
     # ------------------------------------------------------------ request pipeline
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
         vhost_name, _, rest = request.path.lstrip("/").partition("/")
         api_path = "/" + rest
+        vhost = VHOSTS.get(vhost_name)
+        raw = b"" if vhost is not None and vhost.streaming else await request.read()
         answer = await self._route(request, vhost_name, api_path, raw)
         return self._finish(request, vhost_name, api_path, raw, answer)
 
@@ -275,10 +284,11 @@ class Simulator:
                 raw_query=request.raw_path.partition("?")[2],
                 headers=headers,
                 body=body,
-                body_size=len(raw),
+                body_size=answer.body_size if answer.body_size is not None else len(raw),
                 status=answer.status,
                 ret=answer.ret,
                 sessionid=journal_session(headers),
+                peer=_peer(request),
             )
         )
 
@@ -312,6 +322,11 @@ class Simulator:
 
 def _not_found() -> Answer:
     return Answer(status=404, text="404 page not found", content_type="text/plain")
+
+
+def _peer(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else ""
 
 
 def _lower_headers(request: web.Request) -> dict[str, str]:

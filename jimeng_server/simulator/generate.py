@@ -8,9 +8,10 @@ to the validator registered for its `generate_type` in `DRAFT_VALIDATORS` ("gene
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ class GenerateSpec:
     resolution_type: str = ""
     duration_s: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    image_uris: Sequence[str] = ()  # uploaded inputs the body references (already checked for ownership)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,7 @@ class DraftContext:
     scene: dict[str, Any]  # sceneOptions[0]
     draft: dict[str, Any]
     component: dict[str, Any]  # draft.component_list[0]
+    is_committed: Callable[[str], bool] = lambda _uri: False  # uploaded + committed by this account?
 
 
 DraftValidator = Callable[[DraftContext], GenerateSpec]
@@ -114,8 +117,12 @@ def validate_generate(
     region: Region,
     sessionid: str,
     validators: dict[str, DraftValidator] | None = None,
+    is_committed: Callable[[str], bool] | None = None,
 ) -> GenerateSpec:
-    """Check a generate body for `region` and return its spec; raise GenerateInvalid on any violation."""
+    """Check a generate body for `region` and return its spec; raise GenerateInvalid on any violation.
+
+    `is_committed(uri)` tells mode validators whether this account uploaded and committed an image URI.
+    """
     if not isinstance(body, dict):
         raise GenerateInvalid("body must be a JSON object")
     submit_id = body.get("submit_id")
@@ -151,19 +158,19 @@ def validate_generate(
             f"component_list[0].generate_type {generate_type!r} is not supported; expected one of {sorted(table)}"
         )
     ctx = DraftContext(body, region, sessionid, submit_id, root_model, metrics, scenes[0], draft, component)
+    if is_committed is not None:
+        ctx = dataclasses.replace(ctx, is_committed=is_committed)
     return validator(ctx)
 
 
 # ---------------------------------------------------------------- text-to-image ("generate")
 
 
-def validate_text_to_image(ctx: DraftContext) -> GenerateSpec:
-    """§7.2–7.5: single and multi-image text-to-image."""
-    where = "component_list[0]"
-    if ctx.component.get("type") != "image_base_component":
-        raise GenerateInvalid(f"{where}.type must be 'image_base_component'")
-    generate = obj(obj(ctx.component, "abilities", where), "generate", f"{where}.abilities")
-    core = obj(generate, "core_param", "abilities.generate")
+def check_image_model(ctx: DraftContext, core: dict[str, Any]) -> tuple[str, str]:
+    """`core_param.model` == `extend.root_model` == `sceneOptions[0].modelReqKey`, served in the region.
+
+    Returns the upstream key and the public model name.
+    """
     model = text(core, "model", "core_param", empty=False)
     req_key = ctx.scene.get("modelReqKey")
     if not (ctx.root_model == model == req_key):
@@ -173,7 +180,54 @@ def validate_text_to_image(ctx: DraftContext) -> GenerateSpec:
         )
     if not is_image_model_key(model, ctx.region):
         raise GenerateInvalid(f"image model key {model!r} is not served in region {ctx.region.value}")
-    name = image_model_name(model, ctx.region) or ""
+    return model, image_model_name(model, ctx.region) or ""
+
+
+def check_image_size(
+    ctx: DraftContext, core: dict[str, Any], model: str, name: str, *, blend: bool
+) -> tuple[int, int, str]:
+    """`large_image_info` and `image_ratio` against the size table (§6.2); returns width, height, resolution.
+
+    `image_ratio` is left out exactly when `intelligent_ratio` is true, except in blend where it is always sent.
+    """
+    large = obj(core, "large_image_info", "core_param")
+    width = integer(large, "width", "large_image_info")
+    height = integer(large, "height", "large_image_info")
+    resolution_type = text(large, "resolution_type", "large_image_info")
+    intelligent = core.get("intelligent_ratio")
+    if not isinstance(intelligent, bool):
+        raise GenerateInvalid("core_param.intelligent_ratio must be a boolean")
+    if intelligent and name not in INTELLIGENT_RATIO_MODELS:
+        raise GenerateInvalid(f"core_param.intelligent_ratio must be false for model {model!r}")
+    sizes = valid_image_sizes(model, ctx.region)
+    if intelligent and not blend:
+        if "image_ratio" in core:
+            raise GenerateInvalid("core_param.image_ratio must be left out when intelligent_ratio is true")
+        if not any(k[0] == width and k[1] == height and k[3] == resolution_type for k in sizes):
+            raise GenerateInvalid(
+                f"large_image_info {width}x{height} {resolution_type!r} is not a size of model {model!r}"
+            )
+    else:
+        if "image_ratio" not in core:
+            rule = "in blend" if blend else "when intelligent_ratio is false"
+            raise GenerateInvalid(f"core_param.image_ratio is required {rule}")
+        ratio_code = integer(core, "image_ratio", "core_param")
+        if (width, height, ratio_code, resolution_type) not in sizes:
+            raise GenerateInvalid(
+                f"large_image_info {width}x{height} {resolution_type!r} with image_ratio {ratio_code} "
+                f"does not match the size table of model {model!r} in region {ctx.region.value}"
+            )
+    return width, height, resolution_type
+
+
+def validate_text_to_image(ctx: DraftContext) -> GenerateSpec:
+    """§7.2–7.5: single and multi-image text-to-image."""
+    where = "component_list[0]"
+    if ctx.component.get("type") != "image_base_component":
+        raise GenerateInvalid(f"{where}.type must be 'image_base_component'")
+    generate = obj(obj(ctx.component, "abilities", where), "generate", f"{where}.abilities")
+    core = obj(generate, "core_param", "abilities.generate")
+    model, name = check_image_model(ctx, core)
     prompt = text(core, "prompt", "core_param")
     integer(core, "seed", "core_param")  # text-to-image always sends a seed (§7.2)
 
@@ -191,32 +245,7 @@ def validate_text_to_image(ctx: DraftContext) -> GenerateSpec:
     if ctx.metrics.get("generateId") != ctx.submit_id:
         raise GenerateInvalid("metrics_extra.generateId must equal submit_id")
 
-    large = obj(core, "large_image_info", "core_param")
-    width = integer(large, "width", "large_image_info")
-    height = integer(large, "height", "large_image_info")
-    resolution_type = text(large, "resolution_type", "large_image_info")
-    intelligent = core.get("intelligent_ratio")
-    if not isinstance(intelligent, bool):
-        raise GenerateInvalid("core_param.intelligent_ratio must be a boolean")
-    if intelligent and name not in INTELLIGENT_RATIO_MODELS:
-        raise GenerateInvalid(f"core_param.intelligent_ratio must be false for model {model!r}")
-    sizes = valid_image_sizes(model, ctx.region)
-    if intelligent:
-        if "image_ratio" in core:
-            raise GenerateInvalid("core_param.image_ratio must be left out when intelligent_ratio is true")
-        if not any(k[0] == width and k[1] == height and k[3] == resolution_type for k in sizes):
-            raise GenerateInvalid(
-                f"large_image_info {width}x{height} {resolution_type!r} is not a size of model {model!r}"
-            )
-    else:
-        if "image_ratio" not in core:
-            raise GenerateInvalid("core_param.image_ratio is required when intelligent_ratio is false")
-        ratio_code = integer(core, "image_ratio", "core_param")
-        if (width, height, ratio_code, resolution_type) not in sizes:
-            raise GenerateInvalid(
-                f"large_image_info {width}x{height} {resolution_type!r} with image_ratio {ratio_code} "
-                f"does not match the size table of model {model!r} in region {ctx.region.value}"
-            )
+    width, height, resolution_type = check_image_size(ctx, core, model, name, blend=False)
     return GenerateSpec(
         kind="image",
         generate_type="generate",

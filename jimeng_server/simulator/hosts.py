@@ -21,7 +21,8 @@ class VHost:
     regions: tuple[Region, ...]
     web: bool = False  # non-`/commerce/` web API paths
     commerce: bool = False  # `/commerce/` paths
-    service: str = "web"  # "web", "imagex" or "vod" (uploads arrive in a later issue)
+    service: str = "web"  # "web", "imagex", "vod" or "upload" (see web_api.SERVICE_HANDLERS)
+    streaming: bool = False  # the body is not read before dispatch; the service handler streams it
 
 
 VHOSTS: dict[str, VHost] = {
@@ -37,6 +38,8 @@ VHOSTS: dict[str, VHost] = {
         VHost("us-imagex", (Region.US,), service="imagex"),
         VHost("sg-imagex", _ASIA, service="imagex"),
         VHost("vod", (Region.CN, Region.US, *_ASIA), service="vod"),
+        # Byte uploads: ImageX apply answers UploadHosts ["<host:port>/upload"].
+        VHost("upload", (Region.CN, Region.US, *_ASIA), service="upload", streaming=True),
     )
 }
 

@@ -5,7 +5,8 @@ is `steps[min(len - 1, int((now - created_at) / step_seconds))]` (image step 1.0
 
 Prompt markers (anywhere in the prompt, case-sensitive):
 
-- (none)            default image script: 20(0) -> 20(1) -> 42(2) -> 45(4) -> 10(4)
+- (none)            default image script: 20(0) -> 20(1) -> 42(2) -> 45(4) -> 10(4);
+                    blend (image-to-image): 20(0) -> 42(0) -> 10(1)
                     default video script: 20(0) -> 20(0) -> 45(1) -> 10(1)
 - `[sim:fail]`      20(0) -> 20(0) -> 30(0), fail_code "2038" (content safety after submission)
 - `[sim:partial]`   20(0) -> 20(1) -> 30(1), fail_code "1001"
@@ -101,6 +102,7 @@ def as_script(value: Script | Sequence[Step]) -> Script:
 
 
 DEFAULT_IMAGE_SCRIPT = Script([Step(20, 0), Step(20, 1), Step(42, 2), Step(45, 4), Step(10, 4)], "default")
+DEFAULT_BLEND_SCRIPT = Script([Step(20, 0), Step(42, 0), Step(10, 1)], "default-blend")
 DEFAULT_VIDEO_SCRIPT = Script([Step(20, 0), Step(20, 0), Step(45, 1), Step(10, 1)], "default-video")
 
 MARKER_SCRIPTS: dict[str, Script] = {
@@ -144,6 +146,11 @@ def parse_markers(prompt: str) -> Markers:
     return Markers(script, hidden, expire, refuse)
 
 
-def default_script(kind: str) -> Script:
-    """The script a record of `kind` follows when no marker or override picks another."""
-    return DEFAULT_VIDEO_SCRIPT if kind == "video" else DEFAULT_IMAGE_SCRIPT
+def default_script(kind: str, generate_type: str = "") -> Script:
+    """The script a record of `kind` (and draft `generate_type`) follows when no marker or override picks another.
+
+    Blend (image-to-image) records make 1 image; text-to-image ones 4.
+    """
+    if kind == "video":
+        return DEFAULT_VIDEO_SCRIPT
+    return DEFAULT_BLEND_SCRIPT if generate_type == "blend" else DEFAULT_IMAGE_SCRIPT

@@ -33,6 +33,10 @@ class SimSettings:
     video_step_seconds: float = 3.0
     hidden_polls: int = 0  # default number of polls a new record is omitted from get_history_by_ids
     passport_style: bool = False  # passport answers {"message", "data"} without `ret`
+    upload_token_ttl: float = 900.0  # seconds get_upload_token credentials stay valid
+    sigv4_skew: float = 900.0  # allowed |x-amz-date - sim clock| in seconds
+    upload_gate: int = 0  # > 0: each byte upload waits until this many were in flight at once
+    upload_gate_timeout: float = 5.0  # real seconds an upload waits at the gate before failing (409)
 
 
 @dataclass
@@ -118,6 +122,7 @@ class JournalEntry:
     status: int
     ret: str | None
     sessionid: str | None
+    peer: str = ""  # "ip:port" of the connection the request came on (proxy checks)
 
 
 def shanghai_day(ts: float) -> str:

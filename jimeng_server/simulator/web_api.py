@@ -58,6 +58,7 @@ class Answer:
     ret: str | None = None
     content_type: str = "application/json"
     headers: dict[str, str] | None = None
+    body_size: int | None = None  # bytes a streaming handler received (journalled instead of the read body)
 
 
 Handler = Callable[["Simulator", Call], Awaitable[Answer]]
@@ -113,7 +114,10 @@ async def passport_info(sim: Simulator, call: Call) -> Answer:
 async def generate(sim: Simulator, call: Call) -> Answer:
     """`POST /mweb/v1/aigc_draft/generate`: validate, refuse on markers, charge, create the record."""
     try:
-        spec = validate_generate(call.body, call.region, call.account.sessionid)
+        sid = call.account.sessionid
+        spec = validate_generate(
+            call.body, call.region, sid, is_committed=lambda uri: sim.uploads.committed_by(uri, sid)
+        )
     except GenerateInvalid as exc:
         return sim.fail("4002", f"param error: {exc}", call.path)
     markers = parse_markers(spec.prompt)
@@ -127,7 +131,7 @@ async def generate(sim: Simulator, call: Call) -> Answer:
         script = as_script(sim.next_script)
         sim.next_script = None
     else:
-        script = markers.script or default_script(spec.kind)
+        script = markers.script or default_script(spec.kind, spec.generate_type)
     hidden = markers.hidden_polls if markers.hidden_polls is not None else sim.settings.hidden_polls
     record = SimRecord(
         history_id=sim.new_history_id(),

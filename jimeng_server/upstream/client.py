@@ -21,6 +21,7 @@ from yarl import URL
 
 from ..clock import Clock
 from ..config import UpstreamConfig
+from . import content_check
 from .envelope import unwrap
 from .errors import UpstreamBadResponse, UpstreamError, UpstreamHttpError, UpstreamTimeout, UpstreamUnavailable
 from .identity import BrowserIdentity, derive_identity
@@ -47,6 +48,11 @@ _ACCEPT_LANGUAGE = {
     Region.JP: "ja-JP,ja;q=0.9,en;q=0.8",
     Region.SG: "en-US,en;q=0.9",
 }
+
+
+def accept_language(region: Region) -> str:
+    """The `Accept-Language` of the region's browser identity (web calls and uploads alike)."""
+    return _ACCEPT_LANGUAGE[region]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +135,7 @@ class JimengClient:
         return {
             "Accept": "application/json, text/plain, */*",
             "Accept-Encoding": "gzip, deflate",
-            "Accept-Language": _ACCEPT_LANGUAGE[account.region],
+            "Accept-Language": accept_language(account.region),
             "Cache-Control": "no-cache",
             "Appvr": cfg.appvr,
             "Pragma": "no-cache",
@@ -305,6 +311,18 @@ class JimengClient:
         if not isinstance(data, dict):
             raise UpstreamBadResponse(f"{UPLOAD_TOKEN_PATH}: data is not an object")
         return data
+
+    async def check_image_content(self, account: Account, image_uri: str) -> None:
+        """Run the CN content check on a committed image (§10). Returns on `ret "0"`; a verdict or an
+        outage raises (UpstreamRetError carries the verdict; `content_check.is_risk` tells them apart)."""
+        referer = f"{self.page_host(account.region)}/ai-tool/generate"
+        await self.call(
+            account,
+            ALGO_PROXY_PATH,
+            content_check.check_body(image_uri),
+            params={"babi_param": content_check.babi_param()},
+            referer=referer,
+        )
 
     async def close(self) -> None:
         """Nothing of its own to close; the pool is closed by its owner."""

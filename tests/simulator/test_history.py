@@ -228,8 +228,15 @@ async def test_cdn_hand_made_url_without_sig_is_served(up: Upstream) -> None:
         assert resp.status == 403
 
 
-async def test_imagex_and_vod_vhosts_answer_404_until_uploads_exist(up: Upstream) -> None:
-    for path in ("/cn-imagex/?Action=ApplyImageUpload", "/vod/?Action=ApplyUploadInner", "/sg-imagex/"):
-        async with up.client.get(path) as resp:
-            assert resp.status == 404
-            assert resp.content_type == "text/plain"
+async def test_vod_vhost_answers_404_until_video_uploads_exist(up: Upstream) -> None:
+    async with up.client.get("/vod/?Action=ApplyUploadInner") as resp:
+        assert resp.status == 404
+        assert resp.content_type == "text/plain"
+
+
+async def test_imagex_vhosts_refuse_unsigned_calls(up: Upstream) -> None:
+    async with up.client.get("/cn-imagex/?Action=ApplyImageUpload&Version=2018-08-01") as resp:
+        assert resp.status == 403
+        assert (await resp.json())["ResponseMetadata"]["Error"]["Code"] == "SignatureDoesNotMatch"
+    async with up.client.get("/sg-imagex/") as resp:
+        assert resp.status == 400

@@ -1,0 +1,59 @@
+"""Parsing of the `images` field of compositions (sync and async twin): JSON URL strings, `{"url": ...}`
+objects, data URIs, or multipart files (spooled by `forms.request_fields`), 1 to 10 of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import BadRequest
+from ..services.compositions import MAX_INPUT_IMAGES
+from ..services.inputs import DataUriImage, FileImage, InputImage, UrlImage
+from .forms import UploadedFile
+
+IMAGES_FIELD = "images"
+_SHAPES = 'a URL string, an object {"url": "..."}, a data:image/...;base64 URI, or a multipart file'
+
+
+def check_content_length(request: web.Request, limit: int) -> None:
+    """413 at once when the declared body is over `limit` bytes, before any of it is read."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
+
+
+def _one(index: int, item: Any) -> InputImage:
+    where = f"'{IMAGES_FIELD}[{index}]'"
+    if isinstance(item, UploadedFile):
+        return FileImage(item.download, item.filename)
+    if isinstance(item, dict):
+        item = item.get("url")
+        if not isinstance(item, str):
+            raise BadRequest(f'{where} must have a string "url"', code="INVALID_PARAMETER")
+    if not isinstance(item, str):
+        raise BadRequest(f"{where} must be {_SHAPES}, got {type(item).__name__}", code="INVALID_PARAMETER")
+    text = item.strip()
+    if not text:
+        raise BadRequest(f"{where} is empty; send {_SHAPES}", code="INVALID_PARAMETER")
+    if text[:5].lower() == "data:":
+        return DataUriImage(text)
+    return UrlImage(text)
+
+
+def composition_images(fields: Mapping[str, Any]) -> list[InputImage]:
+    """The input images of a compositions request, in order; 400 naming the problem when not 1..10 usable ones."""
+    value = fields.get(IMAGES_FIELD)
+    if value is None:
+        raise BadRequest(
+            f"'{IMAGES_FIELD}' is required: send 1 to {MAX_INPUT_IMAGES} images as {_SHAPES}",
+            code="MISSING_PARAMETER",
+        )
+    items = value if isinstance(value, list) else [value]
+    if not 1 <= len(items) <= MAX_INPUT_IMAGES:
+        raise BadRequest(
+            f"'{IMAGES_FIELD}' must hold 1 to {MAX_INPUT_IMAGES} images, got {len(items)}", code="INVALID_IMAGE_COUNT"
+        )
+    return [_one(i, item) for i, item in enumerate(items)]
