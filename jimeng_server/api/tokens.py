@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..errors import BadRequest, from_upstream
 from ..keys import ACCOUNTS, CLIENT
-from ..upstream.errors import UpstreamError
+from ..upstream.errors import UpstreamError, UpstreamRetError
 from ..upstream.tokens import Account, TokenError, parse_token
 from .request import accounts_of, json_object
 
@@ -29,8 +29,11 @@ async def check(request: web.Request) -> web.Response:
         raise BadRequest(str(exc), code="INVALID_TOKEN") from None
     try:
         user_id = await request.app[CLIENT].account_user_id(account)
-    except UpstreamError:
+    except UpstreamRetError as exc:
+        if exc.ret != "1015":
+            raise  # the upstream could not say (risk control, region, version): not a verdict on the session
         return web.json_response({"live": False})
+    # Transport failures propagate (502/504): an unreachable upstream says nothing about the session.
     return web.json_response({"live": user_id is not None})
 
 
@@ -61,11 +64,11 @@ async def receive(request: web.Request) -> web.Response:
         entry: dict[str, Any] = {"token": account.masked, "received": False}
         try:
             credits = await service.credits(account, fresh=True)
+            entry["credits"] = credits.as_points()  # shown even when the claim below is refused
             if credits.total <= 0:
                 granted = await client.receive_credits(account)
                 entry["received"] = granted > 0
-                credits = await service.credits(account, fresh=True)
-            entry["credits"] = credits.as_points()
+                entry["credits"] = (await service.credits(account, fresh=True)).as_points()
         except UpstreamError as exc:
             entry["error"] = from_upstream(exc).message
         return entry
