@@ -26,7 +26,7 @@ from support import CN_TOKEN, US_TOKEN, bearer, drive, json_of
 
 from jimeng_server.app import create_app
 from jimeng_server.clock import ManualClock
-from jimeng_server.config import Config, SecurityConfig, ServerConfig
+from jimeng_server.config import Config, SecurityConfig
 from jimeng_server.net.safe_fetch import FetchPolicy, IPAddress, SafeFetcher, is_public_address
 from jimeng_server.simulator import Fault, FaultKind, Simulator
 from jimeng_server.simulator.media import png
@@ -72,6 +72,11 @@ def image_app() -> web.Application:
 @pytest.fixture
 async def images(aiohttp_server: ServerFactory) -> TestServer:
     return await aiohttp_server(image_app())
+
+
+def leftovers(directory: Path) -> list[Path]:
+    """Files left in the spool directory (a tiny synchronous listing)."""
+    return list(directory.iterdir())
 
 
 def img_url(server: TestServer, n: int) -> str:
@@ -142,7 +147,7 @@ async def test_urls_blend_and_answer(
     assert set(uris) == set(slots) and all(slots[u].committed for u in uris)
     widths = [slots[u].info.width for u in uris if slots[u].info]
     assert widths == [16 + n for n in range(count)], "inputs keep their order"
-    assert list(spool.iterdir()) == [], "temporary files are deleted"
+    assert leftovers(spool) == [], "temporary files are deleted"
 
 
 async def test_upload_values_checked_by_simulator_are_the_clients(
@@ -194,7 +199,7 @@ async def test_multipart_files_and_text_fields(
     assert blend["core_param"]["sample_strength"] == 0.7
     assert blend["core_param"]["intelligent_ratio"] is True
     assert [a["strength"] for a in blend["ability_list"]] == [0.7, 0.7]
-    assert list(spool.iterdir()) == []
+    assert leftovers(spool) == []
 
 
 async def test_b64_json(client: TestClient[Any, Any], clock: ManualClock, images: TestServer) -> None:
@@ -401,7 +406,7 @@ async def test_non_image_file(client: TestClient[Any, Any], sim: Simulator, imag
     body = await json_of(resp)
     assert resp.status == 400 and body["error"]["code"] == "NOT_AN_IMAGE" and "image 2" in body["error"]["message"]
     nothing_spent(sim)
-    assert list(spool.iterdir()) == []
+    assert leftovers(spool) == []
 
 
 async def test_non_image_multipart_file(client: TestClient[Any, Any], sim: Simulator) -> None:
@@ -424,7 +429,7 @@ async def test_oversize_download_is_413(
     body = await json_of(resp)
     assert resp.status == 413 and body["error"]["code"] == "FILE_TOO_LARGE"
     nothing_spent(sim)
-    assert list(spool.iterdir()) == []
+    assert leftovers(spool) == []
 
 
 async def test_oversize_multipart_is_413(make_client: ClientFactory, config: Config, sim: Simulator) -> None:
@@ -507,9 +512,7 @@ class FakeResolver(AbstractResolver):
 
 
 @pytest.fixture
-async def guarded_client(
-    aiohttp_client: ClientFactory, config: Config, clock: ManualClock
-) -> TestClient[Any, Any]:
+async def guarded_client(aiohttp_client: ClientFactory, config: Config, clock: ManualClock) -> TestClient[Any, Any]:
     """The server with allow_private_networks=False; `public.example` resolves to the loopback image server
     (admitted by the address predicate as the one fixture exception), `intranet.example` to 10.0.0.5."""
     cfg = dataclasses.replace(config, security=SecurityConfig(allow_private_networks=False))

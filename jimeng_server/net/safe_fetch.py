@@ -364,7 +364,8 @@ async def spool_chunks(
     Raises TooLargeError as soon as more than `max_bytes` arrive, without reading further. On any error
     the temporary file is deleted. Memory use is bounded by about 1 MiB regardless of the body size.
     """
-    path, file = await asyncio.to_thread(_open_temp, directory)
+    # Opened inline, not in a worker thread: a cancellation during `to_thread` would leak the open file.
+    path, file = _open_temp(directory)
     done = False
     try:
         crc = Crc32()
