@@ -21,7 +21,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TypedDict, TypeVar
 
@@ -49,6 +49,7 @@ __all__ = [
     "WebhookSender",
     "delivery_headers",
     "event_body",
+    "failure_info",
     "final_event_writer",
     "new_event_id",
     "optional_callback_url",
@@ -57,6 +58,7 @@ __all__ = [
     "retry_delay",
     "secret_key",
     "sign",
+    "task_event_writer",
     "task_query_body",
     "task_query_body_of",
     "validate_callback_url",
@@ -188,17 +190,23 @@ _FAILURES: Final[dict[Reason, tuple[str, str]]] = {
 }
 
 
+def failure_info(reason: Reason | None, *, fail_code: str = "", detail: str = "") -> dict[str, str]:
+    """Why a task failed, as `{"code", "message"}`. `code` is UPPER_SNAKE: UPSTREAM_FAILED (the default;
+    the message names `fail_code`), TIMEOUT, TASK_NOT_FOUND, TOKEN_EXPIRED."""
+    chosen = reason if reason is not None and reason is not Reason.DONE else Reason.UPSTREAM_FAILED
+    code, message = _FAILURES.get(chosen, ("FAILED", "the task failed"))
+    if chosen is Reason.UPSTREAM_FAILED and fail_code:
+        message += f" (fail_code {fail_code})"
+    elif detail:
+        message += f" ({detail})"
+    return {"code": code, "message": message}
+
+
 def failure_of(outcome: Outcome) -> dict[str, str] | None:
-    """Why a task failed, as `{"code", "message"}` (None for a success). `code` is UPPER_SNAKE:
-    UPSTREAM_FAILED (see `fail_code`), TIMEOUT, TASK_NOT_FOUND, TOKEN_EXPIRED."""
+    """`failure_info` of a watcher outcome; None for a success."""
     if outcome.status is not TaskStatus.FAILED:
         return None
-    code, message = _FAILURES.get(outcome.reason, ("FAILED", "the task failed"))
-    if outcome.reason is Reason.UPSTREAM_FAILED and outcome.fail_code:
-        message += f" (fail_code {outcome.fail_code})"
-    elif outcome.detail:
-        message += f" ({outcome.detail})"
-    return {"code": code, "message": message}
+    return failure_info(outcome.reason, fail_code=outcome.fail_code, detail=outcome.detail)
 
 
 def event_type_of(status: TaskStatus) -> str:
@@ -229,34 +237,49 @@ def new_event_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
-def final_event_writer(outcome: Outcome, *, now: float, event_id: str | None = None) -> Extra:
-    """The `extra=` for `TaskStore.finish` when the watcher reports `outcome`: inside the finishing
-    transaction it reads the just-finished task row and, if the task has a callback URL, writes its
-    `task.succeeded` / `task.failed` event (data: the task query body, plus `error` for failures).
+def task_event_writer(
+    history_id: str,
+    *,
+    now: float,
+    reason: Reason | None = None,
+    detail: str = "",
+    event_id: str | None = None,
+) -> Extra:
+    """An `extra=` for the store write that ends a task's watch (`TaskStore.finish`, `drop_token`).
 
-    Tasks without a callback URL get no row, so it is safe to pass for every task. Deliveries do not need
-    the owner's session token: finish with `keep_token=False`. Call `WebhookSender.wake()` afterwards.
+    Inside that transaction it reads the task row and, if the task has a callback URL, writes one event
+    whose data is the task query body (`task_query_body`), plus `error` (`failure_info`) for failures:
+    - row DONE: `task.succeeded`;
+    - row FAILED: `task.failed` (reason default UPSTREAM_FAILED, with the row's fail_code);
+    - row still processing and `reason` given (a watch given up: TIMEOUT, NOT_FOUND, SESSION_EXPIRED):
+      `task.failed` with `status` 30 in the data;
+    - otherwise (unknown task, no callback URL, processing without a reason): nothing.
+    Deliveries do not need the owner's session token. Call `WebhookSender.wake()` after the write.
     """
-    event_type = event_type_of(outcome.status)
-    failure = failure_of(outcome)
     chosen_id = event_id or new_event_id()
 
     async def write(conn: aiosqlite.Connection) -> None:
-        task = await outbox.task_fields(conn, outcome.history_id)
+        task = await outbox.task_fields(conn, history_id)
         if task is None or not task.callback_url:
             return
+        status = TaskStatus(task.status)
+        if status is TaskStatus.PROCESSING:
+            if reason is None or reason is Reason.DONE:
+                return
+            status = TaskStatus.FAILED
         data: dict[str, Any] = dict(
             task_query_body(
                 history_id=task.history_id,
                 task_type=task.kind,
-                status=task.status,
+                status=int(status),
                 fail_code=task.fail_code,
                 item_count=task.item_count,
                 results=task.results,
             )
         )
-        if failure is not None:
-            data["error"] = failure
+        if status is TaskStatus.FAILED:
+            data["error"] = failure_info(reason, fail_code=task.fail_code, detail=detail)
+        event_type = event_type_of(status)
         await outbox.insert_event(
             conn,
             event_id=chosen_id,
@@ -267,6 +290,19 @@ def final_event_writer(outcome: Outcome, *, now: float, event_id: str | None = N
         )
 
     return write
+
+
+def final_event_writer(outcome: Outcome, *, now: float, event_id: str | None = None) -> Extra:
+    """`task_event_writer` for a watcher outcome (its reason and detail explain a failure). Safe to pass
+    for every task: tasks without a callback URL get no event."""
+    failed = outcome.status is TaskStatus.FAILED
+    return task_event_writer(
+        outcome.history_id,
+        now=now,
+        reason=outcome.reason if failed else None,
+        detail=outcome.detail,
+        event_id=event_id,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -386,12 +422,13 @@ class WebhookSender:
     `start()` returns leftover `delivering` events to `pending` (a crash left them: at-least-once; assumes
     one sender per database file) and starts the loop; `stop()` cancels and awaits every task it owns and
     gives unfinished sends back. Tests can skip the loop and drive `run_once()` / `drain()` with a manual
-    clock. `fetcher` defaults to a SafeFetcher under `policy`, owned (and closed) by the sender.
+    clock. `store` may be a callable returning the store (an app opens it at start-up). `fetcher` defaults
+    to a SafeFetcher under `policy`, owned (and closed) by the sender.
     """
 
     def __init__(
         self,
-        store: TaskStore,
+        store: TaskStore | Callable[[], TaskStore],
         config: WebhookConfig,
         clock: Clock,
         *,
@@ -400,7 +437,7 @@ class WebhookSender:
         fetcher: SafeFetcher | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.store = store
+        self._store = store
         self.config = config
         self.clock = clock
         self._key = secret
@@ -416,6 +453,11 @@ class WebhookSender:
         self.attempts_made = 0
 
     # ------------------------------------------------------------------ public API
+
+    @property
+    def store(self) -> TaskStore:
+        """The task store (given directly, or resolved through the callable given, e.g. once it is open)."""
+        return self._store if isinstance(self._store, TaskStore) else self._store()
 
     @property
     def signed(self) -> bool:

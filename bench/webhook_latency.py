@@ -1,0 +1,152 @@
+"""Webhook latency: time from marking tasks done to their webhooks arriving at a loopback receiver.
+
+Writes N processing tasks with a callback_url, then marks them done one after another through the real
+final path (`TaskStore.finish(..., extra=final_event_writer(...))` + `WebhookSender.wake()`, as the
+task service does) while a `WebhookSender` (real clock, signed, default config) delivers them to an aiohttp
+receiver on 127.0.0.1. Reports p50/p90/p99/max of finish-committed -> request-received, and throughput.
+Sender, receiver and finishing share one event loop (one process), so the figures include that contention.
+
+    .venv/bin/python bench/webhook_latency.py [--tasks 500] [--concurrency 16] [--burst]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from jimeng_server.clock import SystemClock
+from jimeng_server.config import WebhookConfig
+from jimeng_server.net.safe_fetch import FetchPolicy
+from jimeng_server.tasks.models import TaskKind, TaskRecord, TaskStatus
+from jimeng_server.tasks.store import TaskStore
+from jimeng_server.tasks.watcher import Outcome, Reason
+from jimeng_server.tasks.webhooks import WebhookSender, final_event_writer, parse_secret
+from jimeng_server.upstream.history import parse_record
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def run(tasks: int, concurrency: int, db_dir: Path, *, burst: bool) -> None:
+    arrived: dict[str, float] = {}
+    all_arrived = asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.json()
+        arrived.setdefault(body["data"]["history_id"], time.perf_counter())
+        if len(arrived) == tasks:
+            all_arrived.set()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    url = f"http://127.0.0.1:{port}/hook"
+
+    clock = SystemClock()
+    secret = parse_secret("whsec_" + base64.b64encode(os.urandom(32)).decode())
+    async with await TaskStore.open(db_dir / "bench.db", clock=clock) as store:
+        now = clock.time()
+        for i in range(tasks):
+            await store.insert(
+                TaskRecord(
+                    history_id=f"bench-{i:05d}",
+                    account_fp="fp-bench",
+                    token="bench-token",
+                    kind=TaskKind.IMAGE,
+                    model="jimeng-4.5",
+                    submit_id=f"s{i}",
+                    status=TaskStatus.PROCESSING,
+                    upstream_status=20,
+                    fail_code="",
+                    fail_reason=None,
+                    item_count=0,
+                    results=None,
+                    raw_data=None,
+                    callback_url=url,
+                    input_images=None,
+                    created_at=now,
+                    updated_at=now,
+                    finished_at=None,
+                )
+            )
+        config = WebhookConfig(max_concurrency=concurrency)
+        sender = WebhookSender(store, config, clock, policy=FetchPolicy(allow_private_networks=True), secret=secret)
+        await sender.start()
+        marked: dict[str, float] = {}
+        items = [{"image": {"large_images": [{"image_url": f"https://cdn.example/{n}.webp"}]}} for n in range(4)]
+        record = parse_record({"status": 50, "item_list": items})
+        started = time.perf_counter()
+
+        async def mark(i: int) -> None:
+            hid = f"bench-{i:05d}"
+            outcome = Outcome(hid, TaskKind.IMAGE, TaskStatus.DONE, Reason.DONE, record)
+            await store.finish(
+                hid,
+                status=TaskStatus.DONE,
+                upstream_status=50,
+                fail_code="",
+                fail_reason=None,
+                results=list(outcome.urls),
+                item_count=4,
+                raw_data=record.raw,
+                keep_token=False,
+                extra=final_event_writer(outcome, now=clock.time()),
+            )
+            marked[hid] = time.perf_counter()
+            sender.wake()
+
+        if burst:  # every finish queued at once (they still commit one by one on the store's connection)
+            await asyncio.gather(*(mark(i) for i in range(tasks)))
+        else:
+            for i in range(tasks):
+                await mark(i)
+        finished_marking = time.perf_counter()
+        await asyncio.wait_for(all_arrived.wait(), timeout=120)
+        done = time.perf_counter()
+        await sender.stop()
+    await runner.cleanup()
+
+    latencies = [(arrived[h] - marked[h]) * 1000 for h in marked]
+    mode = "burst (all finishes queued at once)" if burst else "sequential finishes"
+    print(f"tasks: {tasks}, {mode}, sender max_concurrency: {concurrency}, signed: yes, receiver: {url}")
+    print(
+        f"marking {tasks} tasks done (finish + outbox row, one transaction each): "
+        f"{(finished_marking - started) * 1000:.0f} ms"
+    )
+    print(
+        f"all webhooks received {(done - started) * 1000:.0f} ms after the first mark "
+        f"({tasks / (done - started):.0f} deliveries/s)"
+    )
+    print(
+        f"latency finish->arrival: p50 {statistics.median(latencies):.1f} ms, p90 {percentile(latencies, 90):.1f} ms, "
+        f"p99 {percentile(latencies, 99):.1f} ms, max {max(latencies):.1f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--burst", action="store_true", help="queue every finish at once instead of one by one")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(run(args.tasks, args.concurrency, Path(tmp), burst=args.burst))
+
+
+if __name__ == "__main__":
+    main()
