@@ -56,7 +56,6 @@ def create_app(
     app[ACCOUNTS] = accounts
     app[WATCHER] = watcher
     app[GENERATION] = Generation(client, accounts, watcher, config, clock)
-    app[VIDEOS] = VideoService(app[GENERATION])
     sec, up = config.security, config.uploads
     app[FETCHER] = fetcher or SafeFetcher(
         FetchPolicy(
@@ -72,6 +71,7 @@ def create_app(
         app[FETCHER], max_bytes=sec.max_download_bytes, temp_dir=up.temp_dir or None, concurrency=up.concurrency
     )
     app[COMPOSITIONS] = Compositions(app[GENERATION], app[UPLOADER], loader, concurrency=up.concurrency)
+    app[VIDEOS] = VideoService(app[GENERATION], app[COMPOSITIONS])
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if run_watcher:

@@ -65,12 +65,14 @@ def _check_commerce(ctx: DraftContext, key: str, omni: bool) -> None:
             raise GenerateInvalid(f"extend.{where} must name resource_id generate_video / resource_sub_type aigc")
 
 
-def _check_frame(value: Any, where: str) -> str:
+def _check_frame(ctx: DraftContext, value: Any, where: str) -> str:
     if not isinstance(value, dict):
         raise GenerateInvalid(f"{where} must be an object when present (leave it out when there is no image)")
     uri = text(value, "image_uri", where, empty=False)
     if value.get("uri") != uri or value.get("type") != "image" or value.get("source_from") != "upload":
         raise GenerateInvalid(f"{where} must have uri == image_uri, type 'image' and source_from 'upload'")
+    if not ctx.is_committed(uri):
+        raise GenerateInvalid(f"{where}.image_uri {uri!r} was not uploaded and committed by this account")
     return uri
 
 
@@ -100,10 +102,13 @@ def _check_omni(ctx: DraftContext, key: str, gen_input: dict[str, Any]) -> tuple
             raise GenerateInvalid(f"{where} must be an object")
         kind = material.get("material_type")
         if kind == "image":
-            uris.append(_check_frame(obj(material, "image_info", where), f"{where}.image_info"))
+            uris.append(_check_frame(ctx, obj(material, "image_info", where), f"{where}.image_info"))
         elif kind == "video":
             info = obj(material, "video_info", where)
-            vids.append(text(info, "vid", f"{where}.video_info", empty=False))
+            vid = text(info, "vid", f"{where}.video_info", empty=False)
+            if not ctx.is_committed(vid):  # VOD commits register their vid in the same upload store
+                raise GenerateInvalid(f"{where}.video_info.vid {vid!r} was not committed to VOD by this account")
+            vids.append(vid)
             total_ms += integer(info, "duration", f"{where}.video_info")
         else:
             raise GenerateInvalid(f"{where}.material_type must be 'image' or 'video', got {kind!r}")
@@ -188,7 +193,7 @@ def validate_video(ctx: DraftContext) -> GenerateSpec:
                 raise GenerateInvalid(f"resolution must be 720p or 1080p in both places, got {resolution!r}")
         prompt = text(gen_input, "prompt", "video_gen_inputs[0]")
         frames = [
-            _check_frame(gen_input[f], f"video_gen_inputs[0].{f}")
+            _check_frame(ctx, gen_input[f], f"video_gen_inputs[0].{f}")
             for f in ("first_frame_image", "end_frame_image")
             if f in gen_input
         ]
@@ -204,6 +209,7 @@ def validate_video(ctx: DraftContext) -> GenerateSpec:
         resolution_type=resolution,
         duration_s=seconds,
         extra=extra,
+        image_uris=tuple(extra["image_uris"]),
     )
 
 
