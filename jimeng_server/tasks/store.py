@@ -415,13 +415,21 @@ class TaskStore:
                 await extra(conn)
             return await _fetch_one(conn, history_id)
 
-    async def drop_token(self, history_id: str) -> None:
-        """Forget the task's token (e.g. once its webhook deliveries are settled). Unknown ids: no-op."""
+    async def drop_token(
+        self, history_id: str, *, extra: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None
+    ) -> None:
+        """Forget the task's token (e.g. when its watch is given up). Unknown ids: no-op.
+
+        `extra(conn)` runs in the same transaction when a token was dropped (e.g. writing the outbox row of
+        a given-up watch), with the same rules as in `finish`.
+        """
         async with self._write() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 "UPDATE tasks SET token = NULL, updated_at = ? WHERE history_id = ? AND token IS NOT NULL",
                 (self._clock.time(), history_id),
             )
+            if cur.rowcount and extra is not None:
+                await extra(conn)
 
     async def purge_finished(self, *, older_than: float) -> int:
         """Delete final tasks that finished more than `older_than` seconds ago; return how many.
