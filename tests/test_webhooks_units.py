@@ -107,6 +107,10 @@ def test_env_secret_overrides_the_config() -> None:
     assert secret_key(config, {"JIMENG_WEBHOOK_SECRET": from_env}) == b"env-key"
     assert secret_key(config, {"JIMENG_WEBHOOK_SECRET": "  "}) == b"config-key"
     assert secret_key(WebhookConfig(), {}) is None
+    with pytest.raises(ConfigError, match=r"^JIMENG_WEBHOOK_SECRET: the webhook secret must be whsec_"):
+        secret_key(config, {"JIMENG_WEBHOOK_SECRET": "whsec_!!"})
+    with pytest.raises(ConfigError, match=r"^webhooks\.secret: "):
+        secret_key(WebhookConfig(secret="whsec_"), {})
 
 
 def test_the_secret_never_shows_in_the_config_repr() -> None:

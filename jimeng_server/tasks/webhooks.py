@@ -30,7 +30,7 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from ..clock import Clock
-from ..config import WebhookConfig
+from ..config import ConfigError, WebhookConfig
 from ..errors import BadRequest
 from ..net.safe_fetch import FetchError, FetchPolicy, SafeFetcher, UnsafeURLError, check_url, check_url_resolves_public
 from . import outbox
@@ -309,7 +309,7 @@ def final_event_writer(outcome: Outcome, *, now: float, event_id: str | None = N
 # Signing (Standard Webhooks)
 
 
-class WebhookSecretError(ValueError):
+class WebhookSecretError(ConfigError):
     """The configured webhook secret is not `whsec_<base64>`; the message never contains the secret."""
 
 
@@ -332,8 +332,15 @@ def secret_key(config: WebhookConfig, environ: Mapping[str, str] | None = None) 
     """The HMAC key in force: env JIMENG_WEBHOOK_SECRET if set and non-empty, else `[webhooks] secret`;
     None when neither is set (deliveries go unsigned). Raises WebhookSecretError for a malformed secret."""
     env = os.environ if environ is None else environ
-    chosen = env.get(SECRET_ENV, "").strip() or config.secret.strip()
-    return parse_secret(chosen) if chosen else None
+    from_env = env.get(SECRET_ENV, "").strip()
+    chosen = from_env or config.secret.strip()
+    if not chosen:
+        return None
+    try:
+        return parse_secret(chosen)
+    except WebhookSecretError as exc:
+        source = SECRET_ENV if from_env else "webhooks.secret"
+        raise WebhookSecretError(f"{source}: {exc}") from None
 
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
