@@ -78,6 +78,8 @@ def no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Any:
     """Every test: no session id of the test accounts may appear in any captured log line."""
     caplog.set_level(logging.DEBUG)
     yield
-    text = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    # caplog.records holds only the current phase (teardown here): check every phase of the test.
+    records = [r for when in ("setup", "call", "teardown") for r in caplog.get_records(when)]
+    text = "\n".join(r.getMessage() + (r.exc_text or "") for r in records)
     for secret in (CN_TOKEN, CN_TOKEN_2, US_SESSION, POOR_TOKEN):
         assert secret not in text, "a session token reached the logs"

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import AppFactory
 from support import CN_TOKEN, bearer, json_of
 
 from jimeng_server.config import ServerConfig
 from jimeng_server.simulator import Simulator
+
+AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 def assert_error_shape(body: Any, code: str) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import AppFactory
 from support import CN_TOKEN, CN_TOKEN_2
 
 from jimeng_server.api.params import image_params
@@ -24,6 +24,8 @@ from jimeng_server.tasks.watcher import Outcome, Reason, Watcher
 from jimeng_server.upstream.tokens import parse_token
 
 HISTORY = "/get_history_by_ids"
+
+AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 async def submit(client: TestClient[Any, Any], prompt: str = "a watched cat", token: str = CN_TOKEN) -> Submission:
