@@ -6,8 +6,29 @@ task never shows the upstream two different IP addresses (upstream-protocol.md Â
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import aiohttp
-from aiohttp_socks import ProxyConnector
+from aiohttp.client_proto import ResponseHandler
+from aiohttp_socks import ProxyConnectionError, ProxyConnector, ProxyError, ProxyTimeoutError
+
+
+class _ProxyConnector(ProxyConnector):
+    """A ProxyConnector whose proxy failures are aiohttp connection errors.
+
+    aiohttp-socks raises its own exception types, which are not `aiohttp.ClientError`s; callers would see
+    them as unexpected errors (HTTP 500). The proxy's own message may name the proxy, so it is dropped.
+    """
+
+    async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> tuple[asyncio.Transport, ResponseHandler]:
+        try:
+            return await super()._wrap_create_connection(*args, **kwargs)
+        except (ProxyConnectionError, ProxyTimeoutError, ProxyError) as exc:
+            code = getattr(exc, "error_code", None)
+            what = {ProxyConnectionError: "cannot connect to the proxy", ProxyTimeoutError: "the proxy timed out"}
+            reason = what.get(type(exc), "the proxy refused the tunnel") + (f" (code {code})" if code else "")
+            raise aiohttp.ClientProxyConnectionError(kwargs["req"].connection_key, OSError(0, reason)) from None
 
 
 class SessionPool:
@@ -28,7 +49,7 @@ class SessionPool:
             else:
                 # aiohttp-socks tunnels http(s) proxies with CONNECT and speaks SOCKS4/5; rdns keeps DNS at the proxy.
                 url = "http://" + proxy[len("https://") :] if proxy.lower().startswith("https://") else proxy
-                connector = ProxyConnector.from_url(url, rdns=True, limit_per_host=self._limit_per_host)
+                connector = _ProxyConnector.from_url(url, rdns=True, limit_per_host=self._limit_per_host)
             session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(sock_connect=self._connect_timeout),
