@@ -1,0 +1,118 @@
+"""Webhook visibility: list a task's delivery attempts, and queue its final event again (issue 6).
+
+Only the task's owner sees it: one of the Authorization header's tokens must be the submitting account;
+anyone else gets 404 TASK_NOT_FOUND, exactly like an unknown id.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import Conflict, NotFound
+from ..keys import TASKS, WEBHOOKS
+from ..tasks import outbox
+from ..tasks.models import TaskRecord
+from .request import accounts_of
+
+routes = web.RouteTableDef()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _not_found(history_id: str) -> NotFound:
+    return NotFound(
+        f"task {history_id!r} was not found for the account(s) in the Authorization header; check the "
+        "history_id and send the token of the account that submitted the task",
+        code="TASK_NOT_FOUND",
+    )
+
+
+async def _owned_task(request: web.Request) -> TaskRecord:
+    """The stored task named in the path, if an account of the header owns it; else 404."""
+    accounts = accounts_of(request)
+    history_id = request.match_info["history_id"]
+    record = await request.app[TASKS].store.get(history_id)
+    if record is None or record.account_fp not in {a.fingerprint for a in accounts}:
+        raise _not_found(history_id)
+    return record
+
+
+@routes.get("/v1/async/tasks/{history_id}/deliveries")
+async def list_deliveries(request: web.Request) -> web.Response:
+    """`{"history_id", "callback_url", "events": [...], "deliveries": [...]}`: each event (`webhook_id`,
+    `type`, `state`, `attempts`, `next_attempt_at`, `created_at`) and each attempt (`webhook_id`, `attempt`,
+    `at`, `status` (HTTP status or null), `error` (null on success), `latency_ms`, `next_attempt_at`).
+    Times are unix seconds. A task without callback_url has empty lists."""
+    record = await _owned_task(request)
+    async with request.app[TASKS].store.read() as conn:
+        events = await outbox.events_of(conn, record.history_id)
+        attempts = await outbox.attempts_of(conn, record.history_id)
+    body = {
+        "history_id": record.history_id,
+        "callback_url": record.callback_url,
+        "events": [
+            {
+                "webhook_id": e.event_id,
+                "type": e.type,
+                "state": e.state.value,
+                "attempts": e.attempts,
+                "next_attempt_at": e.next_attempt_at if e.state.active else None,
+                "created_at": e.created_at,
+            }
+            for e in events
+        ],
+        "deliveries": [
+            {
+                "webhook_id": a.event_id,
+                "attempt": a.attempt,
+                "at": a.at,
+                "status": a.status,
+                "error": a.error,
+                "latency_ms": a.latency_ms,
+                "next_attempt_at": a.next_attempt_at,
+            }
+            for a in attempts
+        ],
+    }
+    return web.json_response(body, dumps=_dumps)
+
+
+@routes.post("/v1/async/tasks/{history_id}/deliveries/redeliver")
+async def redeliver(request: web.Request) -> web.Response:
+    """Queue the task's latest event again: same `webhook-id`, state pending, due now, retry schedule
+    restarted. 202 `{"history_id", "webhook_id", "state": "pending", "next_attempt_at"}`.
+
+    409 when there is nothing to send yet (TASK_NOT_FINISHED), the task has no callback_url
+    (NO_CALLBACK_URL), or that event is being sent right now (DELIVERY_IN_PROGRESS).
+    """
+    record = await _owned_task(request)
+    store = request.app[TASKS].store
+    now = request.app[WEBHOOKS].clock.time()
+    async with store.transaction() as conn:
+        events = await outbox.events_of(conn, record.history_id)
+        latest = events[-1] if events else None
+        queued = latest is not None and await outbox.requeue(conn, latest.event_id, now=now)
+    if latest is None:
+        if record.callback_url is None:
+            raise Conflict(
+                f"task {record.history_id} was submitted without callback_url; there is no webhook to send",
+                code="NO_CALLBACK_URL",
+            )
+        raise Conflict(
+            f"task {record.history_id} has no webhook event yet; it is sent when the task finishes",
+            code="TASK_NOT_FINISHED",
+        )
+    if not queued:
+        raise Conflict(
+            f"webhook {latest.event_id} of task {record.history_id} is being sent right now; "
+            "check GET .../deliveries and try again",
+            code="DELIVERY_IN_PROGRESS",
+        )
+    request.app[WEBHOOKS].wake()
+    body = {"history_id": record.history_id, "webhook_id": latest.event_id, "state": "pending", "next_attempt_at": now}
+    return web.json_response(body, status=202, dumps=_dumps)
