@@ -6,22 +6,42 @@ stops it and closes every upstream session.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import images, meta, tokens, videos
+from .api import async_tasks, deliveries, images, meta, tokens, videos
 from .clock import Clock, SystemClock
 from .config import Config
 from .errors import make_error_middleware
-from .keys import ACCOUNTS, CLIENT, CLOCK, COMPOSITIONS, CONFIG, FETCHER, GENERATION, POOL, UPLOADER, VIDEOS, WATCHER
+from .keys import (
+    ACCOUNTS,
+    CLIENT,
+    CLOCK,
+    COMPOSITIONS,
+    CONFIG,
+    FETCHER,
+    GENERATION,
+    IDEMPOTENCY,
+    POOL,
+    TASKS,
+    UPLOADER,
+    VIDEOS,
+    WATCHER,
+    WEBHOOKS,
+)
 from .net.safe_fetch import FetchPolicy, SafeFetcher
 from .services.accounts import AccountService
 from .services.compositions import Compositions
 from .services.generation import Generation
+from .services.idempotency import IdempotencyKeys
 from .services.inputs import InputLoader
+from .services.tasks import TaskService
 from .services.videos import VideoService
 from .tasks.watcher import Watcher
+from .tasks.webhooks import WebhookSender, secret_key
 from .upstream.client import JimengClient
 from .upstream.transport import SessionPool
 from .upstream.uploader import ImageUploader
@@ -49,13 +69,29 @@ def create_app(
     client = JimengClient(config.upstream, pool, clock, identity_salt=identity_salt)
     accounts = AccountService(client, clock, cache_seconds=config.upstream.credit_cache_seconds)
     watcher = Watcher(client, config.watcher, clock)
+    tasks = TaskService(config.store, config.watcher, watcher, client, clock)
+    watcher.on_progress, watcher.on_final = tasks.on_progress, tasks.on_final
     app[CONFIG] = config
     app[CLOCK] = clock
     app[POOL] = pool
     app[CLIENT] = client
     app[ACCOUNTS] = accounts
     app[WATCHER] = watcher
-    app[GENERATION] = Generation(client, accounts, watcher, config, clock)
+    app[GENERATION] = Generation(client, accounts, watcher, config, clock, on_submitted=tasks.track)
+    app[TASKS] = tasks
+    webhooks = WebhookSender(
+        lambda: tasks.store,
+        config.webhooks,
+        clock,
+        policy=FetchPolicy(
+            allow_private_networks=config.security.allow_private_networks,
+            connect_timeout=min(config.security.fetch_connect_timeout, config.webhooks.timeout),
+        ),
+        secret=secret_key(config.webhooks),  # env JIMENG_WEBHOOK_SECRET overrides; a bad secret fails here
+    )
+    tasks.on_event = webhooks.wake
+    app[WEBHOOKS] = webhooks
+    app[IDEMPOTENCY] = IdempotencyKeys(lambda: tasks.store, config.store, clock)
     sec, up = config.security, config.uploads
     app[FETCHER] = fetcher or SafeFetcher(
         FetchPolicy(
@@ -81,7 +117,29 @@ def create_app(
         await pool.close()
         await app[FETCHER].close()
 
+    async def task_store(app: web.Application) -> AsyncIterator[None]:
+        # Before `lifecycle`: the store is open (and in-flight tasks resumed) before the watcher starts,
+        # and closed after it stops. The periodic purge runs with the background loops.
+        await tasks.open()
+        purge = asyncio.create_task(tasks.purge_forever(), name="jimeng-purge") if run_watcher else None
+        yield
+        if purge is not None:
+            purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purge
+        await tasks.close()
+
+    app.cleanup_ctx.append(task_store)
+
+    async def webhook_sender(app: web.Application) -> AsyncIterator[None]:
+        # After `task_store`: the sender starts once the store is open and stops before it closes.
+        if run_watcher:
+            await webhooks.start()
+        yield
+        await webhooks.stop()
+
+    app.cleanup_ctx.append(webhook_sender)
     app.cleanup_ctx.append(lifecycle)
-    for table in (meta.routes, tokens.routes, images.routes, videos.routes):
+    for table in (meta.routes, tokens.routes, images.routes, videos.routes, async_tasks.routes, deliveries.routes):
         app.router.add_routes(table)
     return app

@@ -149,6 +149,9 @@ class UploadConfig:
 class StoreConfig:
     path: str = "data/jimeng.db"
     retention_days: float = 7.0
+    purge_interval_minutes: float = 60.0
+    idempotency_hours: float = 24.0
+    idempotency_lease_minutes: float = 30.0
 
 
 DEFAULT_WEBHOOK_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)

@@ -10,8 +10,11 @@ from .net.safe_fetch import SafeFetcher
 from .services.accounts import AccountService
 from .services.compositions import Compositions
 from .services.generation import Generation
+from .services.idempotency import IdempotencyKeys
+from .services.tasks import TaskService
 from .services.videos import VideoService
 from .tasks.watcher import Watcher
+from .tasks.webhooks import WebhookSender
 from .upstream.client import JimengClient
 from .upstream.transport import SessionPool
 from .upstream.uploader import ImageUploader
@@ -23,7 +26,10 @@ CLIENT = web.AppKey("client", JimengClient)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 WATCHER = web.AppKey("watcher", Watcher)
 GENERATION = web.AppKey("generation", Generation)
+TASKS = web.AppKey("tasks", TaskService)  # owns the task store: app[TASKS].store once started
+IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 VIDEOS = web.AppKey("videos", VideoService)
 FETCHER = web.AppKey("fetcher", SafeFetcher)
 UPLOADER = web.AppKey("uploader", ImageUploader)
 COMPOSITIONS = web.AppKey("compositions", Compositions)
+WEBHOOKS = web.AppKey("webhooks", WebhookSender)

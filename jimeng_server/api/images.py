@@ -12,9 +12,11 @@ from ..services.compositions import COMPOSITION_TYPE
 from ..services.generation import Submission
 from ..services.results import fetch_base64, partial_note, require_results
 from ..tasks.watcher import Outcome
+from ..upstream.tokens import Account
 from .forms import request_fields
+from .idempotency import idempotent
 from .image_inputs import check_content_length, composition_images
-from .params import image_params
+from .params import ImageParams, image_params
 from .request import accounts_of, json_object
 
 routes = web.RouteTableDef()
@@ -49,15 +51,25 @@ async def result_body(
     return body
 
 
+async def generation_request(request: web.Request) -> tuple[list[Account], dict[str, Any], ImageParams]:
+    """The accounts, JSON body and validated fields of a text-to-image request (sync and async twins)."""
+    accounts = accounts_of(request)
+    data = await json_object(request)
+    return accounts, data, image_params(data)
+
+
 @routes.post("/v1/images/generations")
 async def generations(request: web.Request) -> web.Response:
     """Text-to-image: submit, wait on the shared watcher, answer with the image URLs."""
-    accounts = accounts_of(request)
-    params = image_params(await json_object(request))
-    generation = request.app[GENERATION]
-    submission = await generation.submit_images(accounts, params)
-    outcome = await generation.wait(submission)
-    return web.json_response(await result_body(request, submission, outcome, params.response_format))
+    accounts, data, params = await generation_request(request)
+
+    async def respond() -> web.Response:
+        generation = request.app[GENERATION]
+        submission = await generation.submit_images(accounts, params)
+        outcome = await generation.wait(submission)
+        return web.json_response(await result_body(request, submission, outcome, params.response_format))
+
+    return await idempotent(request, data, respond)
 
 
 @routes.post("/v1/images/compositions")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..upstream.client import JimengClient
 from ..upstream.payloads import DraftVersions, ImageJob, build_image_generate
 from ..upstream.tokens import Account
 from .accounts import AccountService
+from .idempotency import generate_attempt
 
 # Text-to-image seeds lie in [2.5e9, 2.6e9) as the web client makes them (§7.2).
 _SEED_LOW, _SEED_HIGH = 2_500_000_000, 2_600_000_000
@@ -41,6 +43,10 @@ class Submission:
     input_images: int | None = None
 
 
+SubmittedHook = Callable[[Submission], Awaitable[None]]
+"""Called once per accepted submit, before the submit returns (the task service records it there)."""
+
+
 class Generation:
     """Submits generations for a list of candidate accounts and waits on the shared watcher."""
 
@@ -53,9 +59,11 @@ class Generation:
         clock: Clock,
         *,
         rng: random.Random | None = None,
+        on_submitted: SubmittedHook | None = None,
     ) -> None:
         self.client = client
         self.accounts = accounts
+        self.on_submitted = on_submitted  # records and watches every accepted submit (TaskService.track)
         self.watcher = watcher
         self.config = config
         self.clock = clock
@@ -110,8 +118,9 @@ class Generation:
         expected_items: int,
         input_images: int | None,
     ) -> Submission:
-        history_id = await self.client.generate(account, body, kind=kind.value)
-        return Submission(
+        with generate_attempt():
+            history_id = await self.client.generate(account, body, kind=kind.value)
+        submission = Submission(
             account=account,
             history_id=history_id,
             kind=kind,
@@ -121,6 +130,9 @@ class Generation:
             expected_items=expected_items,
             input_images=input_images,
         )
+        if self.on_submitted is not None:
+            await self.on_submitted(submission)
+        return submission
 
     async def submit_images(self, accounts: list[Account], params: ImageParams) -> Submission:
         """Text-to-image (single or multi-image) with the first usable account."""

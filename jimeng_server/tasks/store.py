@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# aiosqlite logs every statement WITH its parameters at DEBUG, and task rows hold session tokens.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 _T = TypeVar("_T")
 

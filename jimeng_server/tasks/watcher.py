@@ -146,6 +146,11 @@ class Watcher:
         watch = self._watches.get(history_id)
         return watch.record if watch else None
 
+    def due_at(self, history_id: str) -> float | None:
+        """When the watched task's next poll is due (None if not watched); far in the past = a stalled loop."""
+        watch = self._watches.get(history_id)
+        return watch.next_due if watch else None
+
     async def run_once(self) -> int:
         """Do one tick: expire overdue tasks, then poll due ones (one call per account). Returns calls made."""
         async with self._lock:

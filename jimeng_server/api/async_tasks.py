@@ -1,0 +1,118 @@
+"""Async task endpoints (async-api-spec.zh.md): submit and answer at once with the history id; query later.
+
+Submits reuse their sync twin's parsing and submit code and the same `Idempotency-Key` handling; the
+accepted task is recorded and watched by the task service before the answer leaves.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import BadRequest
+from ..keys import GENERATION, TASKS
+from ..services.generation import Submission
+from ..services.tasks import MAX_BATCH, MAX_WAIT
+from .idempotency import idempotent
+from .images import generation_request
+from .request import accounts_of, json_object
+
+routes = web.RouteTableDef()
+
+SUBMITTED_MESSAGE = "任务已提交，请使用 history_id 查询任务状态"
+_MAX_ID_LENGTH = 128
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def submitted(submission: Submission) -> web.Response:
+    """The spec's submit answer (`input_images` only for tasks made from input images)."""
+    body: dict[str, Any] = {"created": int(submission.submitted_at), "history_id": submission.history_id}
+    if submission.input_images is not None:
+        body["input_images"] = submission.input_images
+    body.update(status="submitted", message=SUBMITTED_MESSAGE)
+    return web.json_response(body, dumps=_dumps)
+
+
+@routes.post("/v1/async/images/generations")
+async def images_generations(request: web.Request) -> web.Response:
+    """Text-to-image, answered as soon as the upstream accepted it (fields as `/v1/images/generations`)."""
+    accounts, data, params = await generation_request(request)
+
+    async def respond() -> web.Response:
+        return submitted(await request.app[GENERATION].submit_images(accounts, params))
+
+    return await idempotent(request, data, respond)
+
+
+def history_id_value(value: Any, field: str) -> str:
+    """A history id from JSON (a string, or an integer) or the path; 400 naming `field` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"'{field}' must be a non-empty history id string", code="INVALID_PARAMETER")
+    text = value.strip()
+    if len(text) > _MAX_ID_LENGTH or not text.isascii() or not text.isprintable() or " " in text:
+        raise BadRequest(
+            f"'{field}' is not a history id (at most {_MAX_ID_LENGTH} ASCII characters, no spaces)",
+            code="INVALID_PARAMETER",
+        )
+    return text
+
+
+def history_ids_value(value: Any) -> list[str]:
+    """`history_ids`: a list of 1 to MAX_BATCH history ids (duplicates collapse)."""
+    if not isinstance(value, list) or not value:
+        raise BadRequest("'history_ids' must be a non-empty list of history ids", code="INVALID_PARAMETER")
+    if len(value) > MAX_BATCH:
+        raise BadRequest(
+            f"'history_ids' holds {len(value)} ids; at most {MAX_BATCH} per query", code="INVALID_PARAMETER"
+        )
+    return list(dict.fromkeys(history_id_value(v, f"history_ids[{i}]") for i, v in enumerate(value)))
+
+
+def wait_value(raw: str | None) -> float:
+    """`?wait=S`: seconds to long-poll, 0 to MAX_WAIT."""
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_WAIT:
+        raise BadRequest(f"'wait' must be a number of seconds from 0 to {MAX_WAIT:g}", code="INVALID_PARAMETER")
+    return seconds
+
+
+@routes.post("/v1/async/tasks/query")
+async def query(request: web.Request) -> web.Response:
+    """`{"history_id"}` -> one task body; `{"history_ids": [...]}` -> `{"data": [...], "not_found": [...]}`."""
+    accounts = accounts_of(request)
+    data = await json_object(request)
+    tasks = request.app[TASKS]
+    has_one, has_many = data.get("history_id") is not None, data.get("history_ids") is not None
+    if has_one == has_many:
+        raise BadRequest(
+            "send either 'history_id' (one task) or 'history_ids' (a list of up to "
+            f"{MAX_BATCH}), not {'both' if has_one else 'neither'}",
+            code="MISSING_PARAMETER" if not has_one else "INVALID_PARAMETER",
+        )
+    if has_many:
+        answer = await tasks.query_many(accounts, history_ids_value(data["history_ids"]))
+        return web.json_response(answer, dumps=_dumps)
+    body = await tasks.query(accounts, history_id_value(data["history_id"], "history_id"))
+    return web.json_response(body, dumps=_dumps)
+
+
+@routes.get("/v1/async/tasks/{history_id}")
+async def get_task(request: web.Request) -> web.Response:
+    """One task; `?wait=S` (at most 60) answers as soon as it is final or S seconds have passed."""
+    accounts = accounts_of(request)
+    history_id = history_id_value(request.match_info["history_id"], "history_id")
+    wait = wait_value(request.query.get("wait"))
+    body = await request.app[TASKS].query(accounts, history_id, wait=wait)
+    return web.json_response(body, dumps=_dumps)

@@ -1,0 +1,92 @@
+"""`Idempotency-Key` on submit endpoints: `idempotent(request, canonical, respond)` wraps a submit handler's
+spending part; every submit handler (sync and async) goes through it.
+
+- The key belongs to the account of the header's FIRST token (its fingerprint) and lives
+  `store.idempotency_hours` (24 h by default).
+- Same key, same request (method + path + canonical body): the first answer (status and body) is
+  replayed with `Idempotent-Replayed: true`, without a second upstream submit.
+- Same key, different request: 422 `IDEMPOTENCY_KEY_REUSED`. First request still running: 409
+  `IDEMPOTENCY_KEY_IN_USE` (a claim older than `store.idempotency_lease_minutes` counts as abandoned).
+- A first request that failed before its generate was sent, or was refused outright by the upstream
+  (nothing spent), releases the key so a retry runs anew; any answer after the generate was accepted (or
+  may have been) is stored and replayed, errors included.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import ApiError, BadRequest, Conflict, Unprocessable, from_upstream
+from ..keys import IDEMPOTENCY
+from ..services.idempotency import MAX_KEY_LENGTH, request_hash, spend_tracking, valid_key
+from ..services.uncancellable import uncancellable
+from ..tasks.store import IdemState
+from ..upstream.errors import UpstreamError
+from .request import accounts_of
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+Respond = Callable[[], Awaitable[web.Response]]
+
+
+def _error_bytes(err: ApiError) -> bytes:
+    # The same text the error middleware sends for `err`.
+    return json.dumps(err.body(), ensure_ascii=False).encode("utf-8")
+
+
+async def idempotent(request: web.Request, canonical: Any, respond: Respond) -> web.Response:
+    """Run `respond` (the part of a submit handler that spends credits) under the request's
+    Idempotency-Key, if it has one. `canonical` is the parsed request body (JSON object or form fields)."""
+    key = request.headers.get(HEADER)
+    if key is None:
+        return await respond()
+    if not valid_key(key):
+        raise BadRequest(
+            f"'{HEADER}' must be 1 to {MAX_KEY_LENGTH} visible ASCII characters (a UUID works well)",
+            code="INVALID_IDEMPOTENCY_KEY",
+        )
+    account_fp = accounts_of(request)[0].fingerprint
+    keys = request.app[IDEMPOTENCY]
+    claim = await keys.begin(account_fp, key, request_hash(request.method, request.path, canonical))
+    if claim.state is IdemState.REPLAY:
+        return web.Response(
+            body=claim.body,
+            status=claim.status or 200,
+            content_type="application/json",
+            headers={REPLAYED_HEADER: "true"},
+        )
+    if claim.state is IdemState.MISMATCH:
+        raise Unprocessable(
+            f"this {HEADER} was already used with a different request in the last "
+            f"{keys.ttl / 3600:g} h; send a new key for a new request",
+            code="IDEMPOTENCY_KEY_REUSED",
+        )
+    if claim.state is IdemState.IN_PROGRESS:
+        raise Conflict(
+            f"the first request with this {HEADER} is still running; retry after it has answered",
+            code="IDEMPOTENCY_KEY_IN_USE",
+        )
+    with spend_tracking() as mark:
+        try:
+            response = await respond()
+        except (ApiError, UpstreamError) as exc:
+            err = exc if isinstance(exc, ApiError) else from_upstream(exc)
+            if mark.spent:
+                await uncancellable(keys.complete(account_fp, key, err.status, _error_bytes(err)))
+            else:
+                await uncancellable(keys.abandon(account_fp, key))
+            raise err from None
+        except BaseException:
+            # Unexpected failure or cancellation: spent -> keep the claim (it lapses after the lease),
+            # so a retry cannot submit twice; nothing spent -> release the key.
+            if not mark.spent:
+                await uncancellable(keys.abandon(account_fp, key))
+            raise
+    body = response.body if isinstance(response.body, bytes) else b""
+    await uncancellable(keys.complete(account_fp, key, response.status, body))
+    return response
