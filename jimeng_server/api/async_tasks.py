@@ -12,12 +12,13 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest
-from ..keys import GENERATION, TASKS
+from ..keys import COMPOSITIONS, GENERATION, TASKS, VIDEOS
 from ..services.generation import Submission
 from ..services.tasks import MAX_BATCH, MAX_WAIT
 from .idempotency import idempotent
-from .images import generation_request
+from .images import composition_request, generation_request
 from .request import accounts_of, json_object
+from .videos import video_request
 
 routes = web.RouteTableDef()
 
@@ -47,6 +48,28 @@ async def images_generations(request: web.Request) -> web.Response:
         return submitted(await request.app[GENERATION].submit_images(accounts, params))
 
     return await idempotent(request, data, respond)
+
+
+@routes.post("/v1/async/images/compositions")
+async def images_compositions(request: web.Request) -> web.Response:
+    """Image-to-image, answered once the upstream accepted it (fields as `/v1/images/compositions`)."""
+    async with composition_request(request) as parsed:
+
+        async def respond() -> web.Response:
+            return submitted(await request.app[COMPOSITIONS].submit(parsed.accounts, parsed.params, parsed.images))
+
+        return await idempotent(request, parsed.fields, respond)
+
+
+@routes.post("/v1/async/videos/generations")
+async def videos_generations(request: web.Request) -> web.Response:
+    """Video generation, answered once the upstream accepted it (fields as `/v1/videos/generations`)."""
+    async with video_request(request) as (accounts, data, params):
+
+        async def respond() -> web.Response:
+            return submitted(await request.app[VIDEOS].submit_video(accounts, params))
+
+        return await idempotent(request, data, respond)
 
 
 def history_id_value(value: Any, field: str) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -10,6 +13,7 @@ from aiohttp import web
 from ..keys import COMPOSITIONS, CONFIG, GENERATION, POOL
 from ..services.compositions import COMPOSITION_TYPE
 from ..services.generation import Submission
+from ..services.inputs import InputImage
 from ..services.results import fetch_base64, partial_note, require_results
 from ..tasks.watcher import Outcome
 from ..upstream.tokens import Account
@@ -72,17 +76,38 @@ async def generations(request: web.Request) -> web.Response:
     return await idempotent(request, data, respond)
 
 
-@routes.post("/v1/images/compositions")
-async def compositions(request: web.Request) -> web.Response:
-    """Image-to-image: JSON (URLs, data URIs) or multipart (files); upload, generate, wait, answer."""
+@dataclass(frozen=True, slots=True)
+class CompositionRequest:
+    """A parsed image-to-image request; `fields` (files spooled) live until the `async with` ends."""
+
+    accounts: list[Account]
+    fields: dict[str, Any]
+    params: ImageParams
+    images: list[InputImage]
+
+
+@contextlib.asynccontextmanager
+async def composition_request(request: web.Request) -> AsyncIterator[CompositionRequest]:
+    """Parse and validate an image-to-image request (sync and async twins)."""
     accounts = accounts_of(request)
     limit = request.app[CONFIG].server.max_body_bytes
     check_content_length(request, limit)
     async with request_fields(request, max_bytes=limit) as fields:
         images = composition_images(fields)
-        params = image_params(fields)
-        submission = await request.app[COMPOSITIONS].submit(accounts, params, images)
-    outcome = await request.app[GENERATION].wait(submission)
-    body = await result_body(request, submission, outcome, params.response_format)
-    body.update(input_images=len(images), composition_type=COMPOSITION_TYPE)
-    return web.json_response(body)
+        yield CompositionRequest(accounts, fields, image_params(fields), images)
+
+
+@routes.post("/v1/images/compositions")
+async def compositions(request: web.Request) -> web.Response:
+    """Image-to-image: JSON (URLs, data URIs) or multipart (files); upload, generate, wait, answer."""
+    async with composition_request(request) as parsed:
+        params, images = parsed.params, parsed.images
+
+        async def respond() -> web.Response:
+            submission = await request.app[COMPOSITIONS].submit(parsed.accounts, params, images)
+            outcome = await request.app[GENERATION].wait(submission)
+            body = await result_body(request, submission, outcome, params.response_format)
+            body.update(input_images=len(images), composition_type=COMPOSITION_TYPE)
+            return web.json_response(body)
+
+        return await idempotent(request, parsed.fields, respond)

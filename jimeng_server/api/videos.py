@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,13 +34,20 @@ routes = web.RouteTableDef()
 _B64_CHUNK = 3 * 64 * 1024  # a multiple of 3: base64 of each chunk joins without padding
 
 
+@contextlib.asynccontextmanager
+async def video_request(request: web.Request) -> AsyncIterator[tuple[list[Account], dict[str, Any], VideoParams]]:
+    """The accounts, fields (files spooled until the block ends) and validated parameters of a video
+    request (sync and async twins)."""
+    accounts = accounts_of(request)
+    async with request_fields(request, max_bytes=request.app[CONFIG].server.max_body_bytes) as data:
+        yield accounts, data, video_params(data)
+
+
 @routes.post("/v1/videos/generations")
 async def generations(request: web.Request) -> web.StreamResponse:
     """Generate a video (text, first frame, first+last frame or omni reference) and answer with its URL."""
-    accounts = accounts_of(request)
     videos = request.app[VIDEOS]
-    async with request_fields(request, max_bytes=request.app[CONFIG].server.max_body_bytes) as data:
-        params = video_params(data)
+    async with video_request(request) as (accounts, _, params):
         submission = await videos.submit_video(accounts, params)
     outcome = await videos.generation.wait(submission)
     urls = require_results(outcome)

@@ -474,7 +474,8 @@ class TaskStore:
         now = self._clock.time()
         async with self._write() as conn:
             async with conn.execute(
-                "SELECT request_hash, status, body, expires_at FROM idempotency_keys WHERE account_fp = ? AND key = ?",
+                "SELECT request_hash, status, body, created_at, expires_at FROM idempotency_keys "
+                "WHERE account_fp = ? AND key = ?",
                 (account_fp, key),
             ) as cur:
                 row = await cur.fetchone()
