@@ -45,6 +45,7 @@ from .tasks.webhooks import WebhookSender, secret_key
 from .upstream.client import JimengClient
 from .upstream.transport import SessionPool
 from .upstream.uploader import ImageUploader
+from .upstream.vod_upload import VideoUploader
 
 
 def create_app(
@@ -107,7 +108,7 @@ def create_app(
         app[FETCHER], max_bytes=sec.max_download_bytes, temp_dir=up.temp_dir or None, concurrency=up.concurrency
     )
     app[COMPOSITIONS] = Compositions(app[GENERATION], app[UPLOADER], loader, concurrency=up.concurrency)
-    app[VIDEOS] = VideoService(app[GENERATION], app[COMPOSITIONS])
+    app[VIDEOS] = VideoService(app[GENERATION], app[COMPOSITIONS], VideoUploader(client, up))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if run_watcher:

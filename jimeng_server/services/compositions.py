@@ -18,6 +18,7 @@ from ..net.safe_fetch import Download
 from ..tasks.models import TaskKind
 from ..upstream import content_check
 from ..upstream.errors import UpstreamError, UpstreamRetError
+from ..upstream.imagex import CommittedImage
 from ..upstream.regions import constants
 from ..upstream.tokens import Account
 from ..upstream.uploader import ImageUploader
@@ -73,14 +74,17 @@ class Compositions:
     async def prepare(self, account: Account, files: Sequence[Download]) -> list[str]:
         """Upload and (CN) content-check every file for `account`, `concurrency` at a time; the image URIs in order."""
         slots = asyncio.Semaphore(self.concurrency)
+        images = await all_or_nothing(self.upload_checked(account, f, i, slots) for i, f in enumerate(files))
+        return [image.uri for image in images]
 
-        async def one(index: int, file: Download) -> str:
-            async with slots:
-                image = await self.uploader.upload(account, file)
-            await self.check(account, image.uri, index)
-            return image.uri
-
-        return await all_or_nothing(one(i, f) for i, f in enumerate(files))
+    async def upload_checked(
+        self, account: Account, file: Download, index: int, slots: asyncio.Semaphore
+    ) -> CommittedImage:
+        """Upload one input image (holding one of `slots` meanwhile), then content-check it (CN; input `index`)."""
+        async with slots:
+            image = await self.uploader.upload(account, file)
+        await self.check(account, image.uri, index)
+        return image
 
     async def check(self, account: Account, image_uri: str, index: int) -> None:
         """The CN content check: a verdict refuses with 422 CONTENT_REJECTED; an outage is logged and ignored."""

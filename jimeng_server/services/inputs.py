@@ -1,6 +1,6 @@
-"""Input images as validated temporary files: URLs (SSRF-safe downloads), data URIs (decoded in chunks) and
-files the request already spooled. Nothing is held whole in memory; every temporary file made here is
-deleted by `InputFiles.cleanup()` (also when materializing fails half-way).
+"""Input images (and omni-reference input videos) as validated temporary files: URLs (SSRF-safe downloads),
+data URIs (decoded in chunks) and files the request already spooled. Nothing is held whole in memory; every
+temporary file made here is deleted by `InputFiles.cleanup()` (also when materializing fails half-way).
 """
 
 from __future__ import annotations
@@ -59,16 +59,16 @@ class InputFiles:
             download.cleanup()
 
 
-def _label(index: int) -> str:
-    return f"image {index + 1}"
+def _label(index: int, kind: str = "image") -> str:
+    return f"{kind} {index + 1}"
 
 
-def precheck(images: Sequence[InputImage], fetcher: SafeFetcher) -> None:
+def precheck(images: Sequence[InputImage], fetcher: SafeFetcher, kind: str = "image") -> None:
     """Refuse, without any I/O, URLs the guard can already judge (scheme, IP literals, local names)."""
     for i, image in enumerate(images):
         if isinstance(image, UrlImage):
             try:
-                check_url(image.url, fetcher.policy, what=f"{_label(i)} URL")
+                check_url(image.url, fetcher.policy, what=f"{_label(i, kind)} URL")
             except UnsafeURLError as exc:
                 raise BadRequest(str(exc), code="UNSAFE_URL") from None
 
@@ -97,8 +97,8 @@ async def decode_data_uri(uri: str, *, max_bytes: int, directory: str | None) ->
     return await spool_chunks(chunks(), max_bytes=max_bytes, directory=directory, content_type=match["mime"])
 
 
-def _download_error(index: int, exc: Exception) -> ApiError:
-    label = _label(index)
+def _download_error(index: int, exc: Exception, kind: str = "image") -> ApiError:
+    label = _label(index, kind)
     if isinstance(exc, UnsafeURLError):
         return BadRequest(str(exc), code="UNSAFE_URL")
     if isinstance(exc, TooLargeError):
@@ -106,7 +106,7 @@ def _download_error(index: int, exc: Exception) -> ApiError:
             f"{label} is larger than the limit of {exc.limit} bytes; send a smaller file", code="FILE_TOO_LARGE"
         )
     if isinstance(exc, FetchError):
-        return BadRequest(f"{label} could not be downloaded: {exc.reason}", code="IMAGE_FETCH_FAILED")
+        return BadRequest(f"{label} could not be downloaded: {exc.reason}", code=f"{kind.upper()}_FETCH_FAILED")
     return BadRequest(f"{label} is not a valid data URI: {exc}", code="INVALID_DATA_URI")
 
 
@@ -119,13 +119,15 @@ class InputLoader:
         self.temp_dir = temp_dir
         self.concurrency = concurrency
 
-    async def load(self, images: Sequence[InputImage], *, proxy: str | None) -> InputFiles:
+    async def load(self, images: Sequence[InputImage], *, proxy: str | None, kind: str = "image") -> InputFiles:
         """Spool every input image (downloads through `proxy`) and check each is a PNG, JPEG, WEBP or GIF.
 
         Raises an ApiError (400 UNSAFE_URL / IMAGE_FETCH_FAILED / INVALID_DATA_URI / NOT_AN_IMAGE, 413
         FILE_TOO_LARGE) naming the image; on failure every file made so far is deleted.
+        `kind="video"` loads videos the same way: messages say "video N", a failed download is
+        VIDEO_FETCH_FAILED, and the image-format check is left to the caller.
         """
-        precheck(images, self.fetcher)
+        precheck(images, self.fetcher, kind)
         result = InputFiles(files=[])
         slots = asyncio.Semaphore(self.concurrency)
         made: list[Download | None] = [None] * len(images)
@@ -137,11 +139,13 @@ class InputLoader:
             async with slots:
                 try:
                     if isinstance(image, UrlImage):
-                        download = await self.fetcher.download(image.url, proxy=proxy, what=f"{_label(index)} URL")
+                        download = await self.fetcher.download(
+                            image.url, proxy=proxy, what=f"{_label(index, kind)} URL"
+                        )
                     else:
                         download = await decode_data_uri(image.uri, max_bytes=self.max_bytes, directory=self.temp_dir)
                 except (FetchError, UnsafeURLError, ValueError) as exc:
-                    raise _download_error(index, exc) from None
+                    raise _download_error(index, exc, kind) from None
             result.owned.append(download)
             made[index] = download
 
@@ -149,7 +153,7 @@ class InputLoader:
             await all_or_nothing(one(i, image) for i, image in enumerate(images))
             for i, download in enumerate(made):
                 assert download is not None
-                if sniff_format(download.head) is None:
+                if kind == "image" and sniff_format(download.head) is None:
                     raise BadRequest(
                         f"{_label(i)} is not a PNG, JPEG, WEBP or GIF image; send an image file", code="NOT_AN_IMAGE"
                     )

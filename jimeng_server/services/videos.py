@@ -5,19 +5,37 @@ the model against the first account's region before anything is fetched or spent
 (downloads once, uploads per account), builds the body and sends exactly one generate through the same
 path as images (`Generation._send` inside `AccountService.submit`, with credit check and fail-over).
 Waiting and result mapping are the image ones (`Generation.wait`, `results.require_results`).
+
+Omni reference (Seedance 2.0 / 2.0 fast, CN only): images go to ImageX (+ the CN content check), videos to VOD
+(`vod_upload.VideoUploader`), all of one account's uploads at most `uploads.concurrency` at a time. Videos must
+be MP4/MOV files lasting at most 15 s in total (checked from our own reading of each file before anything is
+uploaded, and again from VOD's durations after the commits).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
-from ..api.video_params import MediaSource, VideoParams
+from ..api.video_params import MAX_OMNI_VIDEO_SECONDS, MediaSource, VideoParams
+from ..concurrency import all_or_nothing
 from ..errors import ApiError, BadRequest
 from ..net.safe_fetch import Download
 from ..tasks.models import TaskKind
 from ..upstream import catalog
 from ..upstream.tokens import Account
-from ..upstream.video_payloads import FrameJob, ImageRef, VideoVersions, build_frame_video_generate
+from ..upstream.video_payloads import (
+    FrameJob,
+    ImageRef,
+    OmniJob,
+    VideoRef,
+    VideoVersions,
+    build_frame_video_generate,
+    build_omni_video_generate,
+    split_prompt,
+)
+from ..upstream.vod import VideoTooLong
+from ..upstream.vod_upload import VideoUploader, read_movie
 from .compositions import Compositions
 from .generation import Generation, Submission
 from .inputs import FileImage, InputImage, UrlImage
@@ -28,9 +46,12 @@ _SEED_LIMIT = 2**32  # video seeds are random integers in [0, 2^32) (§8.2)
 class VideoService:
     """Submits video generations; waits through the shared `Generation`."""
 
-    def __init__(self, generation: Generation, images: Compositions | None = None) -> None:
+    def __init__(
+        self, generation: Generation, images: Compositions | None = None, videos: VideoUploader | None = None
+    ) -> None:
         self.generation = generation
         self.images = images  # image inputs: loading, ImageX upload and the CN content check
+        self.videos = videos  # omni video inputs: VOD upload
         up = generation.config.upstream
         self.versions = VideoVersions(version=up.draft_version, min_version=up.video_draft_min_version)
 
@@ -51,11 +72,7 @@ class VideoService:
         """
         self.model_key(accounts[0], params)  # refuse before any download, upload or spend
         if params.omni:
-            raise ApiError(
-                "omni_reference needs VOD video uploads, which this build does not have yet",
-                code="NOT_IMPLEMENTED",
-                status=501,
-            )
+            return await self._submit_omni(accounts, params)
         if not params.frames:
             _, submission = await self.generation.accounts.submit(accounts, lambda a: self._send_frames(a, params, ()))
             return submission
@@ -83,6 +100,96 @@ class VideoService:
             refs.append(ImageRef(image.uri, image.width, image.height, image.format))
         return tuple(refs)
 
+    async def _submit_omni(self, accounts: list[Account], params: VideoParams) -> Submission:
+        """Omni reference: load every material, check the videos' lengths, then per account upload all materials
+        and send one generate. Nothing is uploaded or spent for a request refused on its inputs."""
+        if self.images is None or self.videos is None:
+            raise ApiError("omni inputs are not configured in this server", code="NOT_IMPLEMENTED", status=501)
+        loader, proxy = self.images.loader, accounts[0].proxy
+        images = await loader.load(_input_images(params.images), proxy=proxy)
+        try:
+            videos = await loader.load(_input_images(params.videos), proxy=proxy, kind="video")
+            try:
+                await self.check_video_lengths(videos.files, params.videos)
+
+                async def action(account: Account) -> Submission:
+                    materials = await self.upload_materials(account, images.files, videos.files)
+                    return await self._send_omni(account, params, materials)
+
+                _, submission = await self.generation.accounts.submit(accounts, action)
+                return submission
+            finally:
+                videos.cleanup()
+        finally:
+            images.cleanup()
+
+    @staticmethod
+    async def check_video_lengths(files: Sequence[Download], sources: Sequence[MediaSource]) -> list[float]:
+        """Each video's duration from its own `moov` (no upload yet); 400 INVALID_VIDEO for a file we cannot
+        read as MP4/MOV, 400 VIDEO_TOO_LONG when one or all together last longer than 15 s."""
+        movies = await all_or_nothing(read_movie(f) for f in files)
+        seconds: list[float] = []
+        for index, (movie, source) in enumerate(zip(movies, sources, strict=True)):
+            if movie is None:
+                raise BadRequest(
+                    f"video {index + 1} ({source.label}) is not an MP4/MOV file with a readable duration; "
+                    "send an MP4 video",
+                    code="INVALID_VIDEO",
+                )
+            seconds.append(movie.duration)
+        _check_total(seconds)
+        return seconds
+
+    async def upload_materials(
+        self, account: Account, image_files: Sequence[Download], video_files: Sequence[Download]
+    ) -> tuple[ImageRef | VideoRef, ...]:
+        """Upload the images (ImageX + CN content check: a verdict is 422) and videos (VOD) for `account`,
+        `uploads.concurrency` at a time; the references in registration order (images, then videos).
+
+        The videos' total from VOD's own durations must still be at most 15 s (else 400 VIDEO_TOO_LONG).
+        """
+        assert self.images is not None and self.videos is not None
+        images, videos = self.images, self.videos
+        slots = asyncio.Semaphore(images.concurrency)
+
+        async def image(index: int, file: Download) -> ImageRef:
+            committed = await images.upload_checked(account, file, index, slots)
+            return ImageRef(committed.uri, committed.width, committed.height, committed.format)
+
+        async def video(index: int, file: Download) -> VideoRef:
+            async with slots:
+                try:
+                    committed = await videos.upload(account, file, max_seconds=MAX_OMNI_VIDEO_SECONDS)
+                except VideoTooLong as exc:
+                    raise _too_long(f"video {index + 1} lasts {exc.seconds:g} s") from None
+            return VideoRef(committed.vid, committed.width, committed.height, committed.duration_ms)
+
+        image_refs = [image(i, f) for i, f in enumerate(image_files)]
+        video_refs = [video(i, f) for i, f in enumerate(video_files)]
+        refs: list[ImageRef | VideoRef] = await all_or_nothing([*image_refs, *video_refs])
+        _check_total([r.duration_ms / 1000 for r in refs if isinstance(r, VideoRef)])
+        return tuple(refs)
+
+    async def _send_omni(
+        self, account: Account, params: VideoParams, materials: tuple[ImageRef | VideoRef, ...]
+    ) -> Submission:
+        gen = self.generation
+        job = OmniJob(
+            model_key=self.model_key(account, params),
+            duration_s=params.duration,
+            materials=materials,
+            parts=split_prompt(params.prompt, params.reference_names()),
+        )
+        body = build_omni_video_generate(
+            job,
+            region=account.region,
+            versions=self.versions,
+            now_ms=int(gen.clock.time() * 1000),
+            seed=gen.rng.randrange(_SEED_LIMIT),
+            ratio=params.ratio,
+        )
+        return await gen._send(account, body, TaskKind.VIDEO, params.model, 1, len(params.images) or None)
+
     async def _send_frames(self, account: Account, params: VideoParams, frames: tuple[ImageRef, ...]) -> Submission:
         gen = self.generation
         job = FrameJob(
@@ -103,6 +210,23 @@ class VideoService:
             seed=gen.rng.randrange(_SEED_LIMIT),
         )
         return await gen._send(account, body, TaskKind.VIDEO, params.model, 1, len(frames) or None)
+
+
+def _too_long(what: str) -> BadRequest:
+    return BadRequest(
+        f"{what}; omni_reference takes videos lasting at most {MAX_OMNI_VIDEO_SECONDS:g} s in total",
+        code="VIDEO_TOO_LONG",
+    )
+
+
+def _check_total(seconds: Sequence[float]) -> None:
+    """400 VIDEO_TOO_LONG when one video or all together last longer than the omni limit."""
+    for index, value in enumerate(seconds):
+        if value > MAX_OMNI_VIDEO_SECONDS:
+            raise _too_long(f"video {index + 1} lasts {value:g} s")
+    total = sum(seconds)
+    if total > MAX_OMNI_VIDEO_SECONDS:
+        raise _too_long(f"the videos last {total:g} s together")
 
 
 def _input_images(sources: Sequence[MediaSource]) -> list[InputImage]:

@@ -35,7 +35,7 @@ from aiohttp import web
 
 from ..clock import Clock, SystemClock
 from ..upstream.regions import Region
-from . import algo, blend  # noqa: F401 - importing registers the algo_proxy handler and the blend validator
+from . import algo, blend, vod  # noqa: F401 - importing registers algo_proxy, the blend validator, VOD
 from .checks import (
     PASSPORT,
     USER_CREDIT,

@@ -9,6 +9,8 @@
   issued security token, `x-amz-content-sha256` = SHA-256 of the commit body, and the signature recomputed
   with the issued secret. Failures: HTTP 403 `{"ResponseMetadata": {"Error": {"Code": "SignatureDoesNotMatch"}}}`;
   a wrong ServiceId, FileSize or SessionKey is HTTP 400 `InvalidParameter`.
+- VOD (`vod.py`) shares the credentials, the SigV4 check (`verify_sigv4`) and the upload vhost; its slots carry
+  a `vid` and their bytes are scanned as an MP4 (only box headers and the `moov` box are kept).
 - The upload vhost `upload`: apply answers `UploadHosts: ["<host:port>/upload"]`, so the client's
   `{scheme}://{UploadHost}/upload/v1/{StoreUri}` lands on `/upload/upload/v1/{StoreUri}`. `Authorization` must
   be the apply's `Auth` for that StoreUri (else 401) and `Content-CRC32` the body's CRC-32 in 8 lowercase hex
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..imageinfo import ImageInfo, read_info
+from ..mp4 import MovieFacts, MovieScanner
 from ..upstream.regions import Region, constants
 from ..upstream.sigv4 import Crc32, parse_authorization, sign_headers
 from .hosts import VHost
@@ -50,6 +53,7 @@ IMAGEX_VERSION = "2018-08-01"
 UPLOAD_PREFIX = "/upload/v1/"
 RISK_MARKER = b"SIM:RISK"
 HEAD_KEEP = 256 * 1024
+MAX_MOOV_KEEP = 4 * 1024 * 1024  # the most of an uploaded video's moov box kept to read its duration
 MAX_FILE_SIZE = 200 * 1024 * 1024
 VOD_SPACE = "dreamina"
 _CHUNK = 256 * 1024
@@ -85,6 +89,8 @@ class UploadSlot:
     info: ImageInfo | None = None
     risky: bool = False
     committed: bool = False
+    vid: str = ""  # VOD slots (ApplyUploadInner) only: the video id; their bytes are read as an MP4
+    movie: MovieFacts | None = None  # VOD slots: duration and size read from the uploaded MP4
 
 
 @dataclass
@@ -94,14 +100,15 @@ class UploadStore:
     credentials: dict[str, IssuedCredentials] = field(default_factory=dict)  # by access key
     slots: dict[str, UploadSlot] = field(default_factory=dict)  # by session key
     by_uri: dict[str, UploadSlot] = field(default_factory=dict)
+    vids: dict[str, UploadSlot] = field(default_factory=dict)  # committed VOD videos by vid
     risky_uris: set[str] = field(default_factory=set)
     in_flight: int = 0
     peak_in_flight: int = 0
     gate: asyncio.Event = field(default_factory=asyncio.Event)
 
     def committed_by(self, uri: str, sessionid: str) -> bool:
-        """True when `uri` was uploaded and committed by the account `sessionid`."""
-        slot = self.by_uri.get(uri)
+        """True when `uri` (an ImageX URI or a VOD vid) was uploaded and committed by the account `sessionid`."""
+        slot = self.by_uri.get(uri) or self.vids.get(uri)
         return slot is not None and slot.committed and slot.sessionid == sessionid
 
     def is_risky(self, uri: str) -> bool:
@@ -149,24 +156,37 @@ async def get_upload_token(sim: Simulator, call: Call) -> Answer:
 # ------------------------------------------------------------------------------------------ ImageX
 
 
-def _imagex_error(status: int, code: str, message: str, action: str, region: str) -> Answer:
+def service_error(
+    status: int,
+    code: str,
+    message: str,
+    action: str,
+    region: str,
+    *,
+    service: str = "imagex",
+    version: str = IMAGEX_VERSION,
+) -> Answer:
+    """An ImageX/VOD error answer: `ResponseMetadata.Error` with `Code` and `Message`."""
     meta = {
         "RequestId": secrets.token_hex(12),
         "Action": action,
-        "Version": IMAGEX_VERSION,
-        "Service": "imagex",
+        "Version": version,
+        "Service": service,
         "Region": region,
         "Error": {"Code": code, "Message": message},
     }
     return Answer(status=status, payload={"ResponseMetadata": meta})
 
 
-def _imagex_ok(result: dict[str, Any], action: str, region: str) -> Answer:
+def service_ok(
+    result: dict[str, Any], action: str, region: str, *, service: str = "imagex", version: str = IMAGEX_VERSION
+) -> Answer:
+    """An ImageX/VOD success answer: `ResponseMetadata` and `Result`."""
     meta = {
         "RequestId": secrets.token_hex(12),
         "Action": action,
-        "Version": IMAGEX_VERSION,
-        "Service": "imagex",
+        "Version": version,
+        "Service": service,
         "Region": region,
     }
     return Answer(payload={"ResponseMetadata": meta, "Result": result})
@@ -186,10 +206,14 @@ def verify_sigv4(
     headers: dict[str, str],
     body: bytes,
     *,
-    region: str,
+    region: str | None,
     service: str,
 ) -> IssuedCredentials | str:
-    """The issued credentials a request was correctly signed with, or a description of what is wrong."""
+    """The issued credentials a request was correctly signed with, or a description of what is wrong.
+
+    `region` is the SigV4 region the scope must name; None means the region of the account the credentials
+    were issued to (VOD: one host for every region).
+    """
     try:
         auth = parse_authorization(headers.get("authorization", ""))
     except ValueError as exc:
@@ -197,6 +221,8 @@ def verify_sigv4(
     creds = sim.uploads.credentials.get(auth.access_key)
     if creds is None:
         return "the access key was not issued by get_upload_token"
+    if region is None:
+        region = constants(creds.region).sigv4_region
     expected = ["x-amz-date", "x-amz-security-token"]
     if method == "POST" and body:
         expected.append("x-amz-content-sha256")
@@ -243,20 +269,20 @@ async def imagex_service(sim: Simulator, request: web.Request, vhost: VHost, api
         return Answer(status=404, text="404 page not found", content_type="text/plain")
     methods = {"ApplyImageUpload": "GET", "CommitImageUpload": "POST"}
     if methods.get(action) != request.method:
-        return _imagex_error(
+        return service_error(
             400, "InvalidAction", f"{request.method} {action or '(no Action)'} is not served", action, region
         )
     if query.get("Version") != IMAGEX_VERSION:
-        return _imagex_error(400, "InvalidVersion", f"Version must be {IMAGEX_VERSION}", action, region)
+        return service_error(400, "InvalidVersion", f"Version must be {IMAGEX_VERSION}", action, region)
     headers = {k.lower(): v for k, v in request.headers.items()}
     verdict = verify_sigv4(sim, request.method, list(query.items()), headers, raw, region=region, service="imagex")
     if isinstance(verdict, str):
-        return _imagex_error(403, "SignatureDoesNotMatch", verdict, action, region)
+        return service_error(403, "SignatureDoesNotMatch", verdict, action, region)
     creds = verdict
     if creds.region not in vhost.regions or creds.scene != 2:
-        return _imagex_error(403, "AccessDenied", "these credentials are not for this ImageX host", action, region)
+        return service_error(403, "AccessDenied", "these credentials are not for this ImageX host", action, region)
     if query.get("ServiceId") != creds.service:
-        return _imagex_error(400, "InvalidParameter", "ServiceId does not match the upload token", action, region)
+        return service_error(400, "InvalidParameter", "ServiceId does not match the upload token", action, region)
     if action == "ApplyImageUpload":
         return _apply(sim, request, vhost, creds, region)
     return _commit(sim, creds, raw, region)
@@ -267,11 +293,11 @@ def _apply(sim: Simulator, request: web.Request, vhost: VHost, creds: IssuedCred
     query = request.query
     size_text = query.get("FileSize", "")
     if not size_text.isdigit() or not 0 < int(size_text) <= MAX_FILE_SIZE:
-        return _imagex_error(400, "InvalidParameter", f"FileSize must be 1..{MAX_FILE_SIZE}", action, region)
+        return service_error(400, "InvalidParameter", f"FileSize must be 1..{MAX_FILE_SIZE}", action, region)
     if not query.get("s"):
-        return _imagex_error(400, "InvalidParameter", "the s parameter is required", action, region)
+        return service_error(400, "InvalidParameter", "the s parameter is required", action, region)
     if (query.get("device_platform") == "web") != creds.region.is_international:
-        return _imagex_error(
+        return service_error(
             400, "InvalidParameter", "device_platform=web is sent on international hosts only", action, region
         )
     tag = "cn" if creds.region is Region.CN else "va"
@@ -291,7 +317,7 @@ def _apply(sim: Simulator, request: web.Request, vhost: VHost, creds: IssuedCred
         "UploadHosts": [f"{request.host}/upload"],
         "SessionKey": slot.session_key,
     }
-    return _imagex_ok({"UploadAddress": address}, action, region)
+    return service_ok({"UploadAddress": address}, action, region)
 
 
 def _commit(sim: Simulator, creds: IssuedCredentials, raw: bytes, region: str) -> Answer:
@@ -301,14 +327,14 @@ def _commit(sim: Simulator, creds: IssuedCredentials, raw: bytes, region: str) -
     except ValueError:
         body = None
     if not (isinstance(body, dict) and list(body) == ["SessionKey"] and isinstance(body["SessionKey"], str)):
-        return _imagex_error(400, "InvalidParameter", 'the body must be {"SessionKey":"..."}', action, region)
+        return service_error(400, "InvalidParameter", 'the body must be {"SessionKey":"..."}', action, region)
     if raw != json.dumps(body, separators=(",", ":")).encode():
-        return _imagex_error(400, "InvalidParameter", "the body must be compact JSON", action, region)
+        return service_error(400, "InvalidParameter", "the body must be compact JSON", action, region)
     slot = sim.uploads.slots.get(body["SessionKey"])
     if slot is None or slot.sessionid != creds.sessionid or slot.service_id != creds.service:
-        return _imagex_error(400, "InvalidParameter", "unknown SessionKey", action, region)
+        return service_error(400, "InvalidParameter", "unknown SessionKey", action, region)
     if slot.received != slot.file_size:
-        return _imagex_error(400, "InvalidParameter", "the upload of this SessionKey has not finished", action, region)
+        return service_error(400, "InvalidParameter", "the upload of this SessionKey has not finished", action, region)
     slot.committed = True
     info = slot.info
     plugin = {
@@ -327,7 +353,7 @@ def _commit(sim: Simulator, creds: IssuedCredentials, raw: bytes, region: str) -
         "RequestId": secrets.token_hex(12),
         "PluginResult": [plugin],
     }
-    return _imagex_ok(result, action, region)
+    return service_ok(result, action, region)
 
 
 # ------------------------------------------------------------------------------------------ upload host
@@ -356,11 +382,14 @@ async def upload_service(sim: Simulator, request: web.Request, vhost: VHost, api
         store.gate.set()
     try:
         crc, size, head, risky = Crc32(), 0, bytearray(), False
+        movie = MovieScanner(max_moov=MAX_MOOV_KEEP) if slot.vid else None
         carry = b""
         async for chunk in request.content.iter_chunked(_CHUNK):
             crc.update(chunk)
             size += len(chunk)
-            if len(head) < HEAD_KEEP:
+            if movie is not None:
+                movie.feed(chunk)
+            elif len(head) < HEAD_KEEP:
                 head += chunk[: HEAD_KEEP - len(head)]
             window = carry + chunk
             risky = risky or RISK_MARKER in window
@@ -377,7 +406,8 @@ async def upload_service(sim: Simulator, request: web.Request, vhost: VHost, api
     if crc.hexdigest() != crc_header:
         return _upload_error(400, 4004, "Content-CRC32 does not match the body", size)
     slot.received, slot.crc32 = size, crc_header
-    slot.info = read_info(bytes(head))
+    slot.info = read_info(bytes(head)) if movie is None else None
+    slot.movie = movie.facts() if movie is not None else None
     slot.risky = risky
     data = {"crc32": crc_header, "etag": hashlib.md5(slot.store_uri.encode()).hexdigest()}
     return Answer(payload={"code": 2000, "apiversion": "v1", "message": "Success", "data": data}, body_size=size)

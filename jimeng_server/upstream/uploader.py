@@ -1,9 +1,12 @@
-"""ImageX image uploads for an account: credentials (cached), apply, byte upload, commit (§11.1, §11.2).
+"""Uploads for an account: the building blocks ImageX and VOD share, and the ImageX uploader (§11.1, §11.2).
 
-Every hop goes through the account's proxy (`SessionPool.get(account.proxy)`), so the upstream sees one IP
-per task (§15). Upload credentials are cached per account until shortly before they expire and fetched
-once even when several uploads ask at the same time. The bytes are streamed from the spooled file; they
-are never read whole into memory. Apply and commit are signed with SigV4 (`sigv4.sign_headers`).
+`UploadPlumbing` holds what both upload services need: STS credentials from `get_upload_token` cached per
+account until shortly before they expire (fetched once even when several uploads ask at the same time, replaced
+once when the service refuses them), the browser headers of every upload hop, SigV4-signed API calls
+(`sigv4.sign_headers`, retried, answers checked) and the byte upload streamed from the spooled file (never read
+whole into memory). Every hop goes through the account's proxy (`SessionPool.get(account.proxy)`), so the
+upstream sees one IP per task (§15). `ImageUploader` is the ImageX flow on top of it; the VOD flow is
+`vod_upload.VideoUploader`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -31,10 +34,19 @@ log = logging.getLogger(__name__)
 
 _EXCERPT = 300
 Attempt = Callable[[], Awaitable[tuple[int, bytes]]]
+A = TypeVar("A")
 
 
-class ImageUploader:
-    """Uploads spooled files to ImageX for accounts; `upload()` returns the committed image."""
+class UploadPlumbing:
+    """Credentials, signing, retried API calls and streamed byte uploads of one upload service.
+
+    Subclasses set `label` (names the service in messages), `service` (the SigV4 service name), `scene`
+    (the `get_upload_token` scene) and implement `base(account)` (the service's base URL for the account).
+    """
+
+    label: ClassVar[str] = "upload"
+    service: ClassVar[str] = ""
+    scene: ClassVar[int] = 0
 
     def __init__(self, client: JimengClient, config: UploadConfig) -> None:
         self.client = client
@@ -42,10 +54,18 @@ class ImageUploader:
         self._credentials: dict[str, UploadCredentials] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
+    def base(self, account: Account) -> str:
+        """The base URL of the service for the account's region."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ credentials
 
+    def parse_credentials(self, data: Any, account: Account, now: float) -> UploadCredentials:
+        """Credentials from `get_upload_token` data (the ImageX reading; VOD overrides the service)."""
+        return imagex.parse_upload_token(data, account.region, now=now, default_ttl=self.config.credentials_ttl)
+
     async def credentials(self, account: Account, *, stale: UploadCredentials | None = None) -> UploadCredentials:
-        """The account's ImageX credentials: cached while valid (minus the margin), else fetched once.
+        """The account's credentials for this service: cached while valid (minus the margin), else fetched once.
 
         `stale` names credentials the upstream just refused: they are replaced even if not yet expired.
         """
@@ -56,8 +76,8 @@ class ImageUploader:
             cached = self._credentials.get(key)
             if cached is not None and cached is not stale and cached.valid_at(now, self.config.credentials_margin):
                 return cached
-            data = await self.client.get_upload_token(account, scene=imagex.IMAGE_SCENE)
-            fresh = imagex.parse_upload_token(data, account.region, now=now, default_ttl=self.config.credentials_ttl)
+            data = await self.client.get_upload_token(account, scene=self.scene)
+            fresh = self.parse_credentials(data, account, now)
             self._credentials[key] = fresh
             return fresh
 
@@ -65,31 +85,30 @@ class ImageUploader:
         """Drop the account's cached credentials."""
         self._credentials.pop(account.fingerprint, None)
 
-    # ------------------------------------------------------------------ the four steps
-
-    async def upload(self, account: Account, file: Download) -> CommittedImage:
-        """Apply, upload and commit one file for `account`. Raises UpstreamError subclasses.
-
-        Credentials from the cache that ImageX refuses (HTTP 4xx on apply) are replaced once.
-        """
+    async def with_credentials(
+        self, account: Account, apply: Callable[[UploadCredentials], Awaitable[A]]
+    ) -> tuple[UploadCredentials, A]:
+        """Run the apply step with the account's credentials; cached ones the service refuses (HTTP 4xx) are
+        replaced once and the step repeated. Returns the credentials used and the step's result."""
         creds = await self.credentials(account)
         try:
-            address = await self._apply(account, creds, file.size)
+            return creds, await apply(creds)
         except UpstreamHttpError as exc:
             if not 400 <= exc.status < 500:
                 raise
             log.info(
-                "ImageX refused the upload credentials of %s (HTTP %d); fetching new ones", account.masked, exc.status
+                "%s refused the upload credentials of %s (HTTP %d); fetching new ones",
+                self.label,
+                account.masked,
+                exc.status,
             )
-            creds = await self.credentials(account, stale=creds)
-            address = await self._apply(account, creds, file.size)
-        await self._put(account, address, file)
-        return await self._commit(account, creds, address)
+        creds = await self.credentials(account, stale=creds)
+        return creds, await apply(creds)
 
-    def _base(self, account: Account) -> str:
-        return self.client.config.hosts(account.region).imagex
+    # ------------------------------------------------------------------ requests
 
-    def _browser_headers(self, account: Account) -> dict[str, str]:
+    def browser_headers(self, account: Account) -> dict[str, str]:
+        """The browser headers of every upload hop, with the account's web identity (§11.2)."""
         cfg = self.client.config
         origin = str(URL(cfg.hosts(account.region).web).origin())
         return imagex.browser_headers(
@@ -99,9 +118,11 @@ class ImageUploader:
             accept_language=accept_language(account.region),
         )
 
-    def _signed(
+    def signed(
         self, account: Account, creds: UploadCredentials, method: str, params: list[tuple[str, str]], body: bytes
     ) -> dict[str, str]:
+        """Browser headers plus the SigV4 headers of one attempt (service `self.service`, the account's
+        region, `x-amz-date` from the clock now)."""
         signed = sign_headers(
             method,
             imagex.API_PATH,
@@ -111,32 +132,47 @@ class ImageUploader:
             secret_key=creds.secret_access_key,
             session_token=creds.session_token,
             region=constants(account.region).sigv4_region,
-            service=imagex.IMAGEX_SERVICE,
+            service=self.service,
             amz_date=amz_date(self.client.clock.time()),
         )
-        return {**self._browser_headers(account), **signed}
+        return {**self.browser_headers(account), **signed}
 
-    async def _apply(self, account: Account, creds: UploadCredentials, size: int) -> UploadAddress:
-        params = imagex.apply_query(creds.service_id, size, imagex.random_nonce(), account.region)
+    async def signed_call(
+        self,
+        account: Account,
+        creds: UploadCredentials,
+        action: str,
+        method: str,
+        params: list[tuple[str, str]],
+        body: bytes = b"",
+    ) -> Any:
+        """A signed GET (no body) or POST (JSON body) to the service's API path; returns the parsed JSON answer.
+
+        Retried like every upload step (freshly signed each time). HTTP 4xx raises UpstreamHttpError naming the
+        service's error; a non-JSON answer raises UpstreamBadResponse.
+        """
         session = self.client.pool.get(account.proxy)
-        url = imagex.api_url(self._base(account))
+        url = imagex.api_url(self.base(account))
 
         async def attempt() -> tuple[int, bytes]:
-            headers = self._signed(account, creds, "GET", params, b"")
-            async with session.get(url, params=params, headers=headers, timeout=self._api_timeout()) as resp:
+            headers = self.signed(account, creds, method, params, body)
+            if body:
+                headers["Content-Type"] = "application/json"
+            async with session.request(
+                method, url, params=params, data=body or None, headers=headers, timeout=self.api_timeout()
+            ) as resp:
                 return resp.status, await resp.read()
 
-        status, raw = await self._retrying(account, imagex.APPLY_ACTION, attempt)
-        return imagex.parse_apply(_checked_json(imagex.APPLY_ACTION, status, raw))
+        status, raw = await self.retrying(account, action, attempt)
+        return checked_json(self.label, action, status, raw)
 
-    async def _put(self, account: Account, address: UploadAddress, file: Download) -> None:
-        url = imagex.upload_url(self._base(account), address.upload_host, address.store_uri)
+    async def put_file(
+        self, account: Account, url: str, headers: dict[str, str], file: Download, *, answer_bytes: int = _EXCERPT
+    ) -> bytes:
+        """POST the spooled file's bytes to `url` (streamed from disk), retried; returns at most `answer_bytes`
+        of the answer. A non-2xx answer raises UpstreamHttpError."""
         session = self.client.pool.get(account.proxy)
-        headers = {
-            **self._browser_headers(account),
-            **imagex.upload_headers(address.auth, file.crc32),
-            "Connection": "keep-alive",
-        }
+        headers = {**self.browser_headers(account), **headers, "Connection": "keep-alive"}
         timeout = aiohttp.ClientTimeout(total=self.config.timeout, sock_connect=self.client.config.connect_timeout)
 
         async def attempt() -> tuple[int, bytes]:
@@ -144,41 +180,27 @@ class ImageUploader:
             stream = await asyncio.to_thread(file.path.open, "rb")
             try:
                 async with session.post(url, data=stream, headers=headers, timeout=timeout) as resp:
-                    return resp.status, await resp.content.read(_EXCERPT)
+                    return resp.status, await resp.content.read(answer_bytes)
             finally:
                 await asyncio.to_thread(stream.close)
 
-        status, raw = await self._retrying(account, "upload", attempt)
+        status, raw = await self.retrying(account, "upload", attempt)
         if not 200 <= status < 300:
-            excerpt = raw.decode("utf-8", "replace").strip()
-            raise UpstreamHttpError(status, f"ImageX upload: HTTP {status} ({excerpt[:200]})")
-
-    async def _commit(self, account: Account, creds: UploadCredentials, address: UploadAddress) -> CommittedImage:
-        params = imagex.commit_query(creds.service_id)
-        body = imagex.commit_body(address.session_key)
-        session = self.client.pool.get(account.proxy)
-        url = imagex.api_url(self._base(account))
-
-        async def attempt() -> tuple[int, bytes]:
-            headers = {**self._signed(account, creds, "POST", params, body), "Content-Type": "application/json"}
-            async with session.post(
-                url, params=params, data=body, headers=headers, timeout=self._api_timeout()
-            ) as resp:
-                return resp.status, await resp.read()
-
-        status, raw = await self._retrying(account, imagex.COMMIT_ACTION, attempt)
-        return imagex.parse_commit(_checked_json(imagex.COMMIT_ACTION, status, raw))
+            excerpt = raw[:_EXCERPT].decode("utf-8", "replace").strip()
+            raise UpstreamHttpError(status, f"{self.label} upload: HTTP {status} ({excerpt[:200]})")
+        return raw
 
     # ------------------------------------------------------------------ plumbing
 
-    def _api_timeout(self) -> aiohttp.ClientTimeout:
+    def api_timeout(self) -> aiohttp.ClientTimeout:
+        """The timeout of one API call (the web-API timeouts)."""
         cfg = self.client.config
         return aiohttp.ClientTimeout(total=cfg.timeout, sock_connect=cfg.connect_timeout)
 
-    async def _retrying(self, account: Account, what: str, attempt: Attempt) -> tuple[int, bytes]:
+    async def retrying(self, account: Account, what: str, attempt: Attempt) -> tuple[int, bytes]:
         """Run `attempt` (fresh headers each time), retrying connection failures, timeouts, 429 and 5xx.
 
-        Every ImageX step is safe to repeat: nothing is spent until generate. Returns the last status and body.
+        Every upload step is safe to repeat: nothing is spent until generate. Returns the last status and body.
         """
         cfg = self.client.config
         attempts = 1 + max(0, cfg.read_retries)
@@ -189,29 +211,62 @@ class ImageUploader:
             try:
                 status, raw = await attempt()
             except (TimeoutError, aiohttp.ServerTimeoutError):
-                last = UpstreamTimeout(f"ImageX {what}: no answer in time")
+                last = UpstreamTimeout(f"{self.label} {what}: no answer in time")
                 continue
             except aiohttp.ClientError as exc:
-                last = UpstreamUnavailable(f"ImageX {what}: connection failed ({type(exc).__name__})")
+                last = UpstreamUnavailable(f"{self.label} {what}: connection failed ({type(exc).__name__})")
                 continue
             if status == 429 or status >= 500:
-                last = UpstreamHttpError(status, f"ImageX {what}: HTTP {status}")
+                last = UpstreamHttpError(status, f"{self.label} {what}: HTTP {status}")
                 continue
             return status, raw
         assert last is not None
-        log.warning("ImageX %s failed after %d attempts for %s: %s", what, attempts, account.masked, last.reason)
+        log.warning(
+            "%s %s failed after %d attempts for %s: %s", self.label, what, attempts, account.masked, last.reason
+        )
         raise last
 
 
-def _checked_json(action: str, status: int, raw: bytes) -> Any:
-    """The JSON answer of an apply/commit; HTTP 4xx becomes UpstreamHttpError naming the ImageX error."""
+class ImageUploader(UploadPlumbing):
+    """Uploads spooled files to ImageX for accounts; `upload()` returns the committed image."""
+
+    label = "ImageX"
+    service = imagex.IMAGEX_SERVICE
+    scene = imagex.IMAGE_SCENE
+
+    def base(self, account: Account) -> str:
+        """The region's ImageX base URL."""
+        return self.client.config.hosts(account.region).imagex
+
+    async def upload(self, account: Account, file: Download) -> CommittedImage:
+        """Apply, upload and commit one file for `account`. Raises UpstreamError subclasses.
+
+        Credentials from the cache that ImageX refuses (HTTP 4xx on apply) are replaced once.
+        """
+        creds, address = await self.with_credentials(account, lambda c: self._apply(account, c, file.size))
+        url = imagex.upload_url(self.base(account), address.upload_host, address.store_uri)
+        await self.put_file(account, url, imagex.upload_headers(address.auth, file.crc32), file)
+        return await self._commit(account, creds, address)
+
+    async def _apply(self, account: Account, creds: UploadCredentials, size: int) -> UploadAddress:
+        params = imagex.apply_query(creds.service_id, size, imagex.random_nonce(), account.region)
+        return imagex.parse_apply(await self.signed_call(account, creds, imagex.APPLY_ACTION, "GET", params))
+
+    async def _commit(self, account: Account, creds: UploadCredentials, address: UploadAddress) -> CommittedImage:
+        params = imagex.commit_query(creds.service_id)
+        body = imagex.commit_body(address.session_key)
+        return imagex.parse_commit(await self.signed_call(account, creds, imagex.COMMIT_ACTION, "POST", params, body))
+
+
+def checked_json(label: str, action: str, status: int, raw: bytes) -> Any:
+    """The JSON answer of an apply/commit; HTTP 4xx becomes UpstreamHttpError naming the service's error."""
     try:
         payload: Any = json.loads(raw)
     except ValueError:
         payload = None
     if status >= 400:
         problem = imagex.response_error(payload) or raw[:200].decode("utf-8", "replace")
-        raise UpstreamHttpError(status, f"ImageX {action}: HTTP {status} ({problem})")
+        raise UpstreamHttpError(status, f"{label} {action}: HTTP {status} ({problem})")
     if payload is None:
-        raise UpstreamBadResponse(f"ImageX {action}: the answer is not JSON")
+        raise UpstreamBadResponse(f"{label} {action}: the answer is not JSON")
     return payload

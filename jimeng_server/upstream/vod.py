@@ -1,16 +1,20 @@
 """The VOD video-upload protocol as pure functions, for omni-reference materials (upstream-protocol.md
 §11.1, §11.3): `ApplyUploadInner` / `CommitUploadInner` queries and bodies, the byte-upload headers and the
-parsing of every answer. Signing is `sigv4.sign_headers` with service `vod` and the account's region.
+parsing of every answer. Signing is `sigv4.sign_headers` with service `vod` and the account's region; the I/O
+lives in `vod_upload.py`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from . import imagex
 from .errors import UpstreamBadResponse
+from .imagex import UploadCredentials
+from .regions import Region
 
 VOD_SERVICE = "vod"
 VOD_VERSION = "2020-11-19"
@@ -47,10 +51,26 @@ class CommittedVideo:
         return round(self.duration * 1000)
 
 
+class VideoTooLong(Exception):
+    """A video lasts longer than omni mode allows (not an upstream failure: the input is refused)."""
+
+    def __init__(self, seconds: float, limit: float = MAX_VIDEO_SECONDS) -> None:
+        super().__init__(f"the video lasts {seconds:g} s; at most {limit:g} s")
+        self.seconds = seconds
+        self.limit = limit
+
+
 def space_name(data: Any) -> str:
     """The VOD space from `get_upload_token` data (`space_name`, default "dreamina")."""
     value = data.get("space_name") if isinstance(data, dict) else None
     return value if isinstance(value, str) and value else DEFAULT_SPACE
+
+
+def parse_upload_token(data: Any, region: Region, *, now: float, default_ttl: float) -> UploadCredentials:
+    """Scene-1 credentials from `get_upload_token` data: as for ImageX (§11.1), with `service_id` holding the
+    VOD space (`space_name`, default "dreamina", in every region). Raises UpstreamBadResponse when incomplete."""
+    creds = imagex.parse_upload_token(data, region, now=now, default_ttl=default_ttl)
+    return dataclasses.replace(creds, service_id=space_name(data))
 
 
 def apply_query(space: str, file_size: int, nonce: str) -> list[tuple[str, str]]:

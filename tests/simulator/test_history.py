@@ -228,8 +228,11 @@ async def test_cdn_hand_made_url_without_sig_is_served(up: Upstream) -> None:
         assert resp.status == 403
 
 
-async def test_vod_vhost_answers_404_until_video_uploads_exist(up: Upstream) -> None:
-    async with up.client.get("/vod/?Action=ApplyUploadInner") as resp:
+async def test_vod_vhost_refuses_unsigned_calls(up: Upstream) -> None:
+    async with up.client.get("/vod/?Action=ApplyUploadInner&Version=2020-11-19") as resp:
+        assert resp.status == 403
+        assert (await resp.json())["ResponseMetadata"]["Error"]["Code"] == "SignatureDoesNotMatch"
+    async with up.client.get("/vod/elsewhere") as resp:
         assert resp.status == 404
         assert resp.content_type == "text/plain"
 
