@@ -315,3 +315,15 @@ async def test_purge_drops_expired_tasks(client: TestClient[Any, Any], clock: Ma
 
 def test_retention_config_is_used(config: Any) -> None:
     assert dataclasses.replace(config.store, retention_days=1.0).retention_days == 1.0
+
+
+async def test_tasks_submitted_apart_share_one_poll(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    first = (await submit(client, {"prompt": "one [sim:stuck0]"}))["history_id"]
+    await tick(client.app, clock, 2)
+    second = (await submit(client, {"prompt": "two [sim:stuck0]"}))["history_id"]
+    await tick(client.app, clock, 30)
+    calls = sim.calls("/get_history_by_ids")
+    assert all(set(e.body["history_ids"]) == {first, second} for e in calls[2:])
+    assert len(calls) <= 2 + 30 // 4  # about one call per interval once aligned, not one per task

@@ -162,11 +162,17 @@ class Watcher:
                 await self._finish(watch, TaskStatus.FAILED, Reason.TIMEOUT, detail)
             by_account: dict[str, list[_Watch]] = defaultdict(list)
             for watch in self._watches.values():
-                if watch.next_due <= now:
-                    by_account[watch.account.fingerprint].append(watch)
-            batches = [
-                sorted(group, key=lambda w: w.next_due)[: self.config.batch_size] for group in by_account.values()
-            ]
+                by_account[watch.account.fingerprint].append(watch)
+            # An account with a due task is polled; its already-seen tasks due within half an interval ride
+            # along, so tasks submitted moments apart fall into one batch (~one call per account and interval).
+            batches: list[list[_Watch]] = []
+            for group in by_account.values():
+                if not any(w.next_due <= now for w in group):
+                    continue
+                riders = [
+                    w for w in group if w.next_due <= now or (w.polls and w.next_due <= now + w.schedule.interval / 2)
+                ]
+                batches.append(sorted(riders, key=lambda w: w.next_due)[: self.config.batch_size])
             await asyncio.gather(*(self._poll(batch) for batch in batches))
             self.calls_made += len(batches)
             return len(batches)
