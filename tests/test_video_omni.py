@@ -16,6 +16,7 @@ from support import CN_TOKEN, US_TOKEN, bearer, drive, json_of
 from test_compositions import ConnectProxy
 
 from jimeng_server.clock import ManualClock
+from jimeng_server.config import UploadConfig
 from jimeng_server.mp4 import MovieFacts, tiny_mp4
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
@@ -191,6 +192,40 @@ async def test_async_omni_submit_returns_a_history_id(
     assert record.extra["mode"] == "omni_reference" and len(record.extra["vids"]) == 1
     resp = await client.get(f"/v1/async/tasks/{body['history_id']}", headers=bearer(CN_TOKEN))
     assert (await json_of(resp))["task_type"] == "video"
+
+
+async def test_images_and_videos_upload_concurrently(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator, media: TestServer
+) -> None:
+    sim.settings.upload_gate = 3  # each byte upload waits until 3 were in flight at once
+    payload = {
+        "model": SEEDANCE,
+        "functionMode": "omni_reference",
+        "image_file_1": url(media, "red.png"),
+        "image_file_2": url(media, "blue.png"),
+        "video_file_1": url(media, "clip.mp4"),
+    }
+    status, body = await post(client, clock, json=payload)
+    assert status == 200, body
+    assert sim.uploads.peak_in_flight >= 3
+
+
+async def test_uploads_are_bounded_by_the_configured_concurrency(
+    make_client: Callable[..., Awaitable[TestClient[Any, Any]]], clock: ManualClock, sim: Simulator, media: TestServer
+) -> None:
+    client = await make_client(uploads=UploadConfig(concurrency=2))
+    sim.settings.upload_gate = 2  # proves two at once; more would show in the peak
+    payload = {
+        "model": SEEDANCE,
+        "functionMode": "omni_reference",
+        **{f"image_file_{n}": url(media, "red.png") for n in range(1, 4)},
+        "video_file_1": url(media, "clip.mp4"),
+        "video_file_2": url(media, "clip.mp4"),
+    }
+    status, body = await post(client, clock, json=payload)
+    assert status == 200, body
+    assert len([e for e in sim.journal if e.vhost == "upload"]) == 5
+    assert sim.uploads.peak_in_flight == 2
 
 
 # ------------------------------------------------------------------------------------------------ limits

@@ -31,7 +31,7 @@ _BASE36 = string.digits + string.ascii_lowercase
 
 @dataclass(frozen=True, slots=True)
 class UploadCredentials:
-    """Temporary STS credentials for ImageX, and the ImageX service they are for. Secrets: never log."""
+    """Temporary STS credentials and the ImageX service id (for VOD: the space) they are for. Secrets: never log."""
 
     access_key_id: str
     secret_access_key: str
@@ -137,12 +137,12 @@ def commit_body(session_key: str) -> bytes:
 
 
 def api_url(imagex_base: str) -> str:
-    """The URL of ImageX calls: the configured base with the API path `/` appended."""
+    """The URL of ImageX (and VOD) calls: the configured base with the API path `/` appended."""
     return imagex_base.rstrip("/") + API_PATH
 
 
 def upload_url(imagex_base: str, upload_host: str, store_uri: str) -> str:
-    """`{scheme}://{UploadHost}/upload/v1/{StoreUri}`, the scheme being the ImageX base URL's.
+    """`{scheme}://{UploadHost}/upload/v1/{StoreUri}`, the scheme being that of the ImageX (or VOD) base URL.
 
     `upload_host` is a bare host (optionally `host:port` and a path prefix, as the simulator gives).
     """

@@ -15,7 +15,8 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, TypeVar
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -177,7 +178,7 @@ class UploadPlumbing:
 
         async def attempt() -> tuple[int, bytes]:
             # aiohttp streams an open file in chunks from a worker thread, with Content-Length from its size.
-            stream = await asyncio.to_thread(file.path.open, "rb")
+            stream = await open_for_reading(file.path)
             try:
                 async with session.post(url, data=stream, headers=headers, timeout=timeout) as resp:
                     return resp.status, await resp.content.read(answer_bytes)
@@ -256,6 +257,26 @@ class ImageUploader(UploadPlumbing):
         params = imagex.commit_query(creds.service_id)
         body = imagex.commit_body(address.session_key)
         return imagex.parse_commit(await self.signed_call(account, creds, imagex.COMMIT_ACTION, "POST", params, body))
+
+
+async def open_for_reading(path: Path) -> BinaryIO:
+    """Open `path` for binary reading in a worker thread. If the caller is cancelled while the thread is at it
+    (a sibling upload failed), the file is closed as soon as it is open, so nothing leaks."""
+
+    def open_file() -> BinaryIO:
+        return path.open("rb")
+
+    opening = asyncio.ensure_future(asyncio.to_thread(open_file))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
+
+
+def _close_opened(opening: asyncio.Future[BinaryIO]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def checked_json(label: str, action: str, status: int, raw: bytes) -> Any:
