@@ -20,10 +20,10 @@ from typing import Any
 
 from aiohttp import web
 
+from ..concurrency import uncancellable
 from ..errors import ApiError, BadRequest, Conflict, Unprocessable, from_upstream
 from ..keys import IDEMPOTENCY
 from ..services.idempotency import MAX_KEY_LENGTH, request_hash, spend_tracking, valid_key
-from ..services.uncancellable import uncancellable
 from ..tasks.store import IdemState
 from ..upstream.errors import UpstreamError
 from .request import accounts_of

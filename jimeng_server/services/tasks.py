@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypedDict, TypeVar
 
 from ..clock import Clock
+from ..concurrency import uncancellable
 from ..config import StoreConfig, WatcherConfig
 from ..errors import NotFound, from_upstream
 from ..tasks.models import TaskKind, TaskRecord, TaskStatus
@@ -32,7 +33,6 @@ from ..upstream.history import HistoryRecord, parse_record
 from ..upstream.payloads import history_image_info
 from ..upstream.tokens import Account, TokenError, parse_token
 from .generation import Submission
-from .uncancellable import uncancellable
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ class TaskService:
             item_count=0,
             results=None,
             raw_data=None,
-            callback_url=None,
+            callback_url=submission.callback_url,
             input_images=submission.input_images,
             created_at=submission.submitted_at,
             updated_at=submission.submitted_at,

@@ -22,6 +22,7 @@ from typing import Any, Final, TypeVar, cast
 import aiosqlite
 
 from ..clock import Clock
+from ..concurrency import uncancellable
 from .models import TaskKind, TaskRecord, TaskStatus
 
 __all__ = [
@@ -258,9 +259,9 @@ class TaskStore:
                 # Inside the try: a BEGIN cancelled in flight still runs on aiosqlite's thread.
                 await self._conn.execute("BEGIN IMMEDIATE")
                 yield self._conn
-                await _complete(_exec(self._conn, "COMMIT"))
+                await uncancellable(_exec(self._conn, "COMMIT"))
             except BaseException:
-                await _complete(_rollback(self._conn))
+                await uncancellable(_rollback(self._conn))
                 raise
 
     # ------------------------------------------------------------------ tasks
@@ -568,9 +569,9 @@ async def _migrate(conn: aiosqlite.Connection, migrations: Sequence[Migration]) 
             else:
                 await migration(conn)
             await conn.execute(f"PRAGMA user_version = {version:d}")
-            await _complete(_exec(conn, "COMMIT"))
+            await uncancellable(_exec(conn, "COMMIT"))
         except BaseException:
-            await _complete(_rollback(conn))
+            await uncancellable(_rollback(conn))
             raise
         log.info("task store schema migrated to version %d", version)
 
@@ -616,22 +617,6 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
         if "no transaction is active" not in str(exc):
             raise
 
-
-async def _complete(aw: Awaitable[_T]) -> _T:
-    """Await `aw` to the end even if the caller is cancelled meanwhile, then re-raise the cancellation."""
-    fut = asyncio.ensure_future(aw)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(fut)
-            break
-        except asyncio.CancelledError:
-            if fut.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
 
 
 async def _fetch_one(conn: aiosqlite.Connection, history_id: str) -> TaskRecord | None:

@@ -21,7 +21,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TypedDict, TypeVar
 
@@ -30,6 +30,7 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from ..clock import Clock
+from ..concurrency import uncancellable
 from ..config import ConfigError, WebhookConfig
 from ..errors import BadRequest
 from ..net.safe_fetch import FetchError, FetchPolicy, SafeFetcher, UnsafeURLError, check_url, check_url_resolves_public
@@ -508,7 +509,7 @@ class WebhookSender:
         if sends:
             await asyncio.gather(*sends.values(), return_exceptions=True)
             try:
-                await _to_the_end(self._unclaim(list(sends)))
+                await uncancellable(self._unclaim(list(sends)))
             except Exception:
                 log.exception("webhook sender: could not queue %d interrupted delivery(ies) again", len(sends))
         if self._owns_fetcher and self._fetcher is not None:
@@ -609,7 +610,7 @@ class WebhookSender:
             self.attempts_made += 1
             now = self.clock.time()
             state, next_at = self._plan(event, status, retry_after, now)
-            await _to_the_end(self._record(event, attempt, at, status, error, latency_ms, state, next_at))
+            await uncancellable(self._record(event, attempt, at, status, error, latency_ms, state, next_at))
             self._log(event, attempt, error, state, next_at, now)
 
     def _plan(
@@ -664,21 +665,3 @@ class WebhookSender:
             log.info("%s: attempt %d failed (%s); next in %.0f s", where, attempt, error, next_at - now)
         else:
             log.warning("%s: attempt %d failed (%s); %s", where, attempt, error, state.value)
-
-
-async def _to_the_end(aw: Awaitable[_T]) -> _T:
-    """Await `aw` to completion even if the caller is cancelled meanwhile, then re-raise the cancellation
-    (a final write must not be cut off)."""
-    fut = asyncio.ensure_future(aw)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(fut)
-            break
-        except asyncio.CancelledError:
-            if fut.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
