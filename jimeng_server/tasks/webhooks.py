@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, TypedDict, TypeVar
+from typing import Any, Final, TypedDict
 
 import aiosqlite
 from aiohttp.abc import AbstractResolver
@@ -68,7 +68,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
 
 EVENT_SUCCEEDED: Final = "task.succeeded"
 EVENT_FAILED: Final = "task.failed"
