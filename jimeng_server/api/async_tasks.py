@@ -1,11 +1,14 @@
 """Async task endpoints (async-api-spec.zh.md): submit and answer at once with the history id; query later.
 
 Submits reuse their sync twin's parsing and submit code and the same `Idempotency-Key` handling; the
-accepted task is recorded and watched by the task service before the answer leaves.
+accepted task is recorded and watched by the task service before the answer leaves. Each submit may carry
+`callback_url` (api/callbacks.py): checked before anything is spent, stored with the task, and POSTed the
+final task event by the webhook sender.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -15,6 +18,7 @@ from ..errors import BadRequest
 from ..keys import COMPOSITIONS, GENERATION, TASKS, VIDEOS
 from ..services.generation import Submission
 from ..services.tasks import MAX_BATCH, MAX_WAIT
+from .callbacks import callback_url_of
 from .idempotency import idempotent
 from .images import composition_request, generation_request
 from .request import accounts_of, json_object
@@ -41,8 +45,10 @@ def submitted(submission: Submission) -> web.Response:
 
 @routes.post("/v1/async/images/generations")
 async def images_generations(request: web.Request) -> web.Response:
-    """Text-to-image, answered as soon as the upstream accepted it (fields as `/v1/images/generations`)."""
+    """Text-to-image, answered as soon as the upstream accepted it (fields as `/v1/images/generations`,
+    plus `callback_url`)."""
     accounts, data, params = await generation_request(request)
+    params = dataclasses.replace(params, callback_url=await callback_url_of(request, data))
 
     async def respond() -> web.Response:
         return submitted(await request.app[GENERATION].submit_images(accounts, params))
@@ -52,19 +58,23 @@ async def images_generations(request: web.Request) -> web.Response:
 
 @routes.post("/v1/async/images/compositions")
 async def images_compositions(request: web.Request) -> web.Response:
-    """Image-to-image, answered once the upstream accepted it (fields as `/v1/images/compositions`)."""
+    """Image-to-image, answered once the upstream accepted it (fields as `/v1/images/compositions`, plus
+    `callback_url`)."""
     async with composition_request(request) as parsed:
+        params = dataclasses.replace(parsed.params, callback_url=await callback_url_of(request, parsed.fields))
 
         async def respond() -> web.Response:
-            return submitted(await request.app[COMPOSITIONS].submit(parsed.accounts, parsed.params, parsed.images))
+            return submitted(await request.app[COMPOSITIONS].submit(parsed.accounts, params, parsed.images))
 
         return await idempotent(request, parsed.fields, respond)
 
 
 @routes.post("/v1/async/videos/generations")
 async def videos_generations(request: web.Request) -> web.Response:
-    """Video generation, answered once the upstream accepted it (fields as `/v1/videos/generations`)."""
-    async with video_request(request) as (accounts, data, params):
+    """Video generation, answered once the upstream accepted it (fields as `/v1/videos/generations`, plus
+    `callback_url`)."""
+    async with video_request(request) as (accounts, data, parsed):
+        params = dataclasses.replace(parsed, callback_url=await callback_url_of(request, data))
 
         async def respond() -> web.Response:
             return submitted(await request.app[VIDEOS].submit_video(accounts, params))

@@ -17,6 +17,7 @@ from ..services.inputs import InputImage
 from ..services.results import fetch_base64, partial_note, require_results
 from ..tasks.watcher import Outcome
 from ..upstream.tokens import Account
+from .callbacks import refuse_callback_url
 from .forms import request_fields
 from .idempotency import idempotent
 from .image_inputs import check_content_length, composition_images
@@ -66,6 +67,7 @@ async def generation_request(request: web.Request) -> tuple[list[Account], dict[
 async def generations(request: web.Request) -> web.Response:
     """Text-to-image: submit, wait on the shared watcher, answer with the image URLs."""
     accounts, data, params = await generation_request(request)
+    refuse_callback_url(data, "/v1/async/images/generations")
 
     async def respond() -> web.Response:
         generation = request.app[GENERATION]
@@ -101,6 +103,7 @@ async def composition_request(request: web.Request) -> AsyncIterator[Composition
 async def compositions(request: web.Request) -> web.Response:
     """Image-to-image: JSON (URLs, data URIs) or multipart (files); upload, generate, wait, answer."""
     async with composition_request(request) as parsed:
+        refuse_callback_url(parsed.fields, "/v1/async/images/compositions")
         params, images = parsed.params, parsed.images
 
         async def respond() -> web.Response:

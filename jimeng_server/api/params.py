@@ -90,6 +90,7 @@ class ImageParams:
     sample_strength: float
     response_format: str
     multi_image: bool | None
+    callback_url: str | None = None  # async twins only, set by the handler after validation (api/callbacks.py)
 
     def story_count(self) -> int | None:
         """Multi-image ("story") mode: the number of images, or None for single generation (§7.5).

@@ -67,6 +67,7 @@ class VideoParams:
     images: tuple[MediaSource, ...] = ()  # omni mode
     videos: tuple[MediaSource, ...] = ()  # omni mode
     response_format: str = "url"
+    callback_url: str | None = None  # async twin only, set by the handler after validation (api/callbacks.py)
 
     @property
     def materials(self) -> tuple[MediaSource, ...]:

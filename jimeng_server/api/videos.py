@@ -25,6 +25,7 @@ from ..services.results import partial_note, require_results
 from ..tasks.watcher import Outcome
 from ..upstream.tokens import Account
 from ..upstream.transport import SessionPool
+from .callbacks import refuse_callback_url
 from .forms import request_fields
 from .request import accounts_of
 from .video_params import VideoParams, video_params
@@ -47,7 +48,8 @@ async def video_request(request: web.Request) -> AsyncIterator[tuple[list[Accoun
 async def generations(request: web.Request) -> web.StreamResponse:
     """Generate a video (text, first frame, first+last frame or omni reference) and answer with its URL."""
     videos = request.app[VIDEOS]
-    async with video_request(request) as (accounts, _, params):
+    async with video_request(request) as (accounts, data, params):
+        refuse_callback_url(data, "/v1/async/videos/generations")
         submission = await videos.submit_video(accounts, params)
     outcome = await videos.generation.wait(submission)
     urls = require_results(outcome)

@@ -64,6 +64,7 @@ class Compositions:
                     model=params.model,
                     expected_items=BLEND_EXPECTED_ITEMS,
                     input_images=len(uris),
+                    callback_url=params.callback_url,
                 )
 
             _, submission = await self.generation.accounts.submit(accounts, action)

@@ -41,6 +41,7 @@ class Submission:
     submitted_at: float
     expected_items: int = 1
     input_images: int | None = None
+    callback_url: str | None = None  # async submits only: where the final task event is POSTed
 
 
 SubmittedHook = Callable[[Submission], Awaitable[None]]
@@ -98,8 +99,10 @@ class Generation:
         model: str,
         expected_items: int,
         input_images: int | None = None,
+        callback_url: str | None = None,
     ) -> Submission:
-        """Send one image generate for `account` and return the accepted submission."""
+        """Send one image generate for `account` and return the accepted submission (recorded with
+        `callback_url`, already validated, when it came from an async submit)."""
         body = build_image_generate(
             job,
             region=account.region,
@@ -107,7 +110,7 @@ class Generation:
             now_ms=int(self.clock.time() * 1000),
             seed=self.rng.randrange(_SEED_LOW, _SEED_HIGH),
         )
-        return await self._send(account, body, kind, model, expected_items, input_images)
+        return await self._send(account, body, kind, model, expected_items, input_images, callback_url)
 
     async def _send(
         self,
@@ -117,6 +120,7 @@ class Generation:
         model: str,
         expected_items: int,
         input_images: int | None,
+        callback_url: str | None = None,
     ) -> Submission:
         with generate_attempt():
             history_id = await self.client.generate(account, body, kind=kind.value)
@@ -129,6 +133,7 @@ class Generation:
             submitted_at=self.clock.time(),
             expected_items=expected_items,
             input_images=input_images,
+            callback_url=callback_url,
         )
         if self.on_submitted is not None:
             await self.on_submitted(submission)
@@ -143,7 +148,12 @@ class Generation:
         async def action(account: Account) -> Submission:
             job = self.image_job(account, params)
             return await self.submit_generate(
-                account, job, kind=TaskKind.IMAGE, model=params.model, expected_items=expected
+                account,
+                job,
+                kind=TaskKind.IMAGE,
+                model=params.model,
+                expected_items=expected,
+                callback_url=params.callback_url,
             )
 
         _, submission = await self.accounts.submit(accounts, action)

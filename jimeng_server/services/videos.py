@@ -188,7 +188,9 @@ class VideoService:
             seed=gen.rng.randrange(_SEED_LIMIT),
             ratio=params.ratio,
         )
-        return await gen._send(account, body, TaskKind.VIDEO, params.model, 1, len(params.images) or None)
+        return await gen._send(
+            account, body, TaskKind.VIDEO, params.model, 1, len(params.images) or None, params.callback_url
+        )
 
     async def _send_frames(self, account: Account, params: VideoParams, frames: tuple[ImageRef, ...]) -> Submission:
         gen = self.generation
@@ -209,7 +211,7 @@ class VideoService:
             now_ms=int(gen.clock.time() * 1000),
             seed=gen.rng.randrange(_SEED_LIMIT),
         )
-        return await gen._send(account, body, TaskKind.VIDEO, params.model, 1, len(frames) or None)
+        return await gen._send(account, body, TaskKind.VIDEO, params.model, 1, len(frames) or None, params.callback_url)
 
 
 def _too_long(what: str) -> BadRequest:
