@@ -6,7 +6,9 @@ the sync endpoints, part of the Idempotency-Key request, the delivery log, and d
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -14,15 +16,18 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
 from standardwebhooks.webhooks import Webhook
 from support import CN_TOKEN, bearer, drive, json_of
 from webhook_support import SECRET, Receiver, Reply
 
+from jimeng_server.app import create_app
 from jimeng_server.clock import ManualClock
-from jimeng_server.config import SecurityConfig, WebhookConfig
+from jimeng_server.config import Config, SecurityConfig, WebhookConfig
 from jimeng_server.keys import TASKS, WATCHER, WEBHOOKS
 from jimeng_server.mp4 import tiny_mp4
+from jimeng_server.net.safe_fetch import FetchPolicy, SafeFetcher
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
 
@@ -322,6 +327,48 @@ async def test_empty_callback_url_means_none(app_client: Client, clock: ManualCl
     hid = await submit(app_client, IMAGES, clock, json={"prompt": "a cat", "callback_url": ""})
     row = await app_client.app[TASKS].store.get(hid)
     assert row is not None and row.callback_url is None
+
+
+class FakeResolver(AbstractResolver):
+    """Fixed name -> address table; other names fail like NXDOMAIN."""
+
+    def __init__(self, table: dict[str, str]) -> None:
+        self.table = table
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.asked.append(host)
+        if host not in self.table:
+            raise OSError(socket.EAI_NONAME, "Name or service not known")
+        return [ResolveResult(hostname=host, host=self.table[host], port=port, family=socket.AF_INET, proto=0, flags=0)]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_callback_host_names_are_resolved_at_submit(
+    aiohttp_client: Callable[..., Awaitable[Client]], config: Config, clock: ManualClock, sim: Simulator
+) -> None:
+    resolver = FakeResolver({"hooks.example": "93.184.216.34", "intranet.example": "10.0.0.5"})
+    fetcher = SafeFetcher(FetchPolicy(allow_private_networks=False), resolver=resolver)
+    cfg = dataclasses.replace(config, security=SecurityConfig(allow_private_networks=False))
+    client = await aiohttp_client(
+        create_app(cfg, clock=clock, run_watcher=False, identity_salt=b"test-salt", fetcher=fetcher)
+    )
+    for host in ("intranet.example", "nowhere.example"):
+        body = {"prompt": "a cat", "callback_url": f"https://{host}/hook"}
+        resp = await client.post(IMAGES, json=body, headers=bearer(CN_TOKEN))
+        error = (await json_of(resp))["error"]
+        assert resp.status == 400 and error["code"] == "INVALID_CALLBACK_URL", error
+        assert host in error["message"]
+    nothing_spent(sim)
+
+    hid = await submit(client, IMAGES, clock, json={"prompt": "a cat", "callback_url": "https://hooks.example/h"})
+    row = await client.app[TASKS].store.get(hid)
+    assert row is not None and row.callback_url == "https://hooks.example/h"
+    assert resolver.asked == ["intranet.example", "nowhere.example", "hooks.example"]
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest
-from ..keys import CONFIG
+from ..keys import CONFIG, FETCHER
 from ..net.safe_fetch import FetchPolicy
 from ..tasks.webhooks import optional_callback_url
 
@@ -29,9 +29,10 @@ async def callback_url_of(request: web.Request, fields: Mapping[str, Any]) -> st
 
     Raises BadRequest (INVALID_CALLBACK_URL) for a value that is not one http(s) URL, or whose host is not
     public while `security.allow_private_networks` is off (the same rule the sender applies at delivery).
+    Names are resolved with the app fetcher's resolver.
     """
     policy = FetchPolicy(allow_private_networks=request.app[CONFIG].security.allow_private_networks)
-    return await optional_callback_url(fields.get(CALLBACK_FIELD), policy)
+    return await optional_callback_url(fields.get(CALLBACK_FIELD), policy, resolver=request.app[FETCHER].resolver)
 
 
 def refuse_callback_url(fields: Mapping[str, Any], async_path: str) -> None:

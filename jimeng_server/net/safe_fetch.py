@@ -506,6 +506,12 @@ class SafeFetcher:
         """The policy in force."""
         return self._policy
 
+    @property
+    def resolver(self) -> AbstractResolver:
+        """The DNS resolver the guard checks names with (the injected one, or this fetcher's own default), for
+        checks made ahead of a fetch, e.g. a submitted `callback_url`. Owned and closed by the fetcher."""
+        return self._inner_resolver()
+
     async def close(self) -> None:
         """Close every session (and the resolver if this fetcher created it). Safe to call twice."""
         sessions = list(self._sessions.values())
