@@ -30,6 +30,7 @@ from jimeng_server.mp4 import tiny_mp4
 from jimeng_server.net.safe_fetch import FetchPolicy, SafeFetcher
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
+from jimeng_server.tasks.webhooks import parse_secret, sign
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -91,11 +92,18 @@ async def get_task(client: Client, history_id: str) -> dict[str, Any]:
     return dict(body)
 
 
-def verified(rec: Receiver, path: str) -> dict[str, Any]:
-    """The one event POSTed to `path`, its Standard Webhooks signature checked."""
+def verified(rec: Receiver, path: str, *, fresh: bool = True) -> dict[str, Any]:
+    """The one event POSTed to `path`, its Standard Webhooks signature checked (with the library; by hand when
+    the virtual clock ran far past the wall clock, `fresh=False`, as the library refuses such timestamps)."""
     (got,) = rec.on(path)
     assert got.headers["Content-Type"] == "application/json"
-    event = Webhook(SECRET).verify(got.body, got.headers)
+    if fresh:
+        event = Webhook(SECRET).verify(got.body, got.headers)
+    else:
+        stamp = int(got.headers["webhook-timestamp"])
+        expected = sign(parse_secret(SECRET), got.headers["webhook-id"], stamp, got.body)
+        assert got.headers["webhook-signature"] == expected
+        event = json.loads(got.body)
     assert isinstance(event, dict) and json.loads(got.body) == event
     return event
 
@@ -461,3 +469,28 @@ async def test_info_lists_the_delivery_endpoints(client: Client) -> None:
     endpoints = set((await json_of(await client.get("/")))["endpoints"].values())
     assert "GET /v1/async/tasks/{history_id}/deliveries" in endpoints
     assert "POST /v1/async/tasks/{history_id}/deliveries/redeliver" in endpoints
+
+
+async def test_task_the_watcher_gives_up_on_sends_task_failed_timeout(
+    app_client: Client, clock: ManualClock, receiver: tuple[Receiver, TestServer]
+) -> None:
+    rec, server = receiver
+    hid = await submit(
+        app_client,
+        IMAGES,
+        clock,
+        json={"prompt": "never ends [sim:stuck]", "callback_url": str(server.make_url("/stuck"))},
+    )
+    watcher = app_client.app[WATCHER]
+    for _ in range(100):  # the image deadline is 900 s
+        if not watcher.is_watching(hid):
+            break
+        await clock.advance(10.0)
+        await watcher.run_once()
+    assert not watcher.is_watching(hid)
+    await app_client.app[WEBHOOKS].drain()
+    event = verified(rec, "/stuck", fresh=False)  # 900 s of virtual time have passed
+    assert event["type"] == "task.failed"
+    assert event["data"]["status"] == 30 and event["data"]["error"]["code"] == "TIMEOUT"
+    polled = await get_task(app_client, hid)  # the upstream may still finish it: the query asks again
+    assert polled["history_id"] == hid and polled["status"] == 20
