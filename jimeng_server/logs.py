@@ -10,9 +10,12 @@ import logging
 import re
 
 _PATTERNS = (
-    re.compile(r"(Bearer\s+)[^\s,\"']+(,[^\s\"']+)*", re.IGNORECASE),
+    # A token list may have spaces around its commas ("Bearer a, b").
+    re.compile(r"(Bearer\s+)[^\s,\"']+(?:\s*,\s*[^\s,\"']*)*", re.IGNORECASE),
     re.compile(r"((?:sessionid|sessionid_ss|sid_tt|sid_guard)=)[^;\s&\"']+", re.IGNORECASE),
-    re.compile(r"((?:secret_access_key|session_token|access_key_id)[\"']?\s*[:=]\s*[\"']?)[^\"'\s,}]+"),
+    re.compile(r"((?:secret_access_key|session_token|access_key_id)[\"']?\s*[:=]\s*[\"']?)[^\"'\s,;&}]+"),
+    # Proxy credentials in a URL: scheme://user:PASSWORD@host
+    re.compile(r"((?:https?|socks[45]?)://[^\s:/@]+:)[^\s@/]+(?=@)", re.IGNORECASE),
 )
 
 
