@@ -326,3 +326,33 @@ def test_default_watcher_config_matches_the_spec() -> None:
     cfg = WatcherConfig()
     assert 5 <= cfg.image.first_poll <= 10 and 3 <= cfg.image.interval <= 5 and cfg.image.deadline == 900
     assert 10 <= cfg.video.first_poll <= 15 and 5 <= cfg.video.interval <= 10 and cfg.video.deadline == 1200
+
+
+class _GateClient:
+    """A stand-in upstream for one scheduling property: account A's poll hangs until released."""
+
+    def __init__(self, slow_fingerprint: str) -> None:
+        self.slow = slow_fingerprint
+        self.release = asyncio.Event()
+        self.calls: list[str] = []
+
+    async def get_history(self, account: Any, ids: list[str], *, image_info: Any = None) -> dict[str, Any]:
+        self.calls.append(account.fingerprint)
+        if account.fingerprint == self.slow:
+            await self.release.wait()
+        return {hid: {"status": 20, "item_list": []} for hid in ids}
+
+
+async def test_a_slow_account_does_not_hold_up_other_accounts(clock: ManualClock) -> None:
+    slow, fast = parse_token(CN_TOKEN), parse_token(CN_TOKEN_2)
+    upstream = _GateClient(slow.fingerprint)
+    watcher = Watcher(upstream, WatcherConfig(), clock)  # type: ignore[arg-type]
+    watcher.watch(slow, "1000000000001", TaskKind.IMAGE)
+    watcher.watch(fast, "1000000000002", TaskKind.IMAGE)
+    await watcher.start()
+    for _ in range(30):  # 30 virtual seconds: several of the fast account's intervals
+        await clock.advance(1.0)
+    assert upstream.calls.count(slow.fingerprint) == 1, "one poll per account in flight at a time"
+    assert upstream.calls.count(fast.fingerprint) >= 5, "the fast account kept being polled"
+    await watcher.stop()  # cancels the hung poll too
+    assert [t for t in asyncio.all_tasks() if t.get_name().startswith("jimeng-")] == []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -103,6 +104,7 @@ class Watcher:
         self._watches: dict[str, _Watch] = {}
         self._lock = asyncio.Lock()
         self._loop_task: asyncio.Task[None] | None = None
+        self._inflight: dict[str, asyncio.Task[None]] = {}  # account fingerprint -> its poll in flight
         self.calls_made = 0
 
     # ------------------------------------------------------------------ public API
@@ -152,7 +154,45 @@ class Watcher:
         return watch.next_due if watch else None
 
     async def run_once(self) -> int:
-        """Do one tick: expire overdue tasks, then poll due ones (one call per account). Returns calls made."""
+        """One tick, awaited to its end: expire overdue tasks, poll due ones (one call per account), and
+        wait for the polls this tick started. Returns how many polls it started. Tests drive time with it."""
+        polls = await self._tick()
+        if polls:
+            await asyncio.gather(*polls, return_exceptions=True)
+        return len(polls)
+
+    async def start(self) -> None:
+        """Start the background loop (idempotent)."""
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._run(), name="jimeng-watcher")
+
+    async def stop(self) -> None:
+        """Stop the loop and any poll in flight, and wait for them; watches stay registered (their
+        futures stay pending), so a restarted watcher or a new process can take them up again."""
+        task, self._loop_task = self._loop_task, None
+        pending = [t for t in (task, *self._inflight.values()) if t is not None]
+        for t in pending:
+            t.cancel()
+        for t in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._inflight.clear()
+
+    # ------------------------------------------------------------------ internals
+
+    async def _run(self) -> None:
+        # The loop never waits for polls: one account's slow upstream (retries and back-off can take
+        # minutes) must not hold up the other accounts' polls. An account has at most one poll in flight.
+        while True:
+            try:
+                await self._tick()
+            except Exception:
+                log.exception("watcher tick failed")
+            await self.clock.sleep(self.config.tick)
+
+    async def _tick(self) -> list[asyncio.Task[None]]:
+        """Expire overdue tasks, then start one poll per account that has a due task and no poll in
+        flight. Returns the started polls (owned by the watcher until they end)."""
         async with self._lock:
             now = self.clock.time()
             for watch in [w for w in self._watches.values() if now >= w.deadline_at]:
@@ -163,42 +203,28 @@ class Watcher:
             by_account: dict[str, list[_Watch]] = defaultdict(list)
             for watch in self._watches.values():
                 by_account[watch.account.fingerprint].append(watch)
-            # An account with a due task is polled; its already-seen tasks due within half an interval ride
-            # along, so tasks submitted moments apart fall into one batch (~one call per account and interval).
-            batches: list[list[_Watch]] = []
-            for group in by_account.values():
-                if not any(w.next_due <= now for w in group):
+            polls: list[asyncio.Task[None]] = []
+            for fingerprint, group in by_account.items():
+                if fingerprint in self._inflight or not any(w.next_due <= now for w in group):
                     continue
+                # Already-seen tasks due within half an interval ride along, so tasks submitted moments
+                # apart fall into one batch (about one call per account and interval).
                 riders = [
                     w for w in group if w.next_due <= now or (w.polls and w.next_due <= now + w.schedule.interval / 2)
                 ]
-                batches.append(sorted(riders, key=lambda w: w.next_due)[: self.config.batch_size])
-            await asyncio.gather(*(self._poll(batch) for batch in batches))
-            self.calls_made += len(batches)
-            return len(batches)
+                batch = sorted(riders, key=lambda w: w.next_due)[: self.config.batch_size]
+                poll = asyncio.create_task(self._poll(batch), name=f"jimeng-poll-{fingerprint[:8]}")
+                self._inflight[fingerprint] = poll
+                poll.add_done_callback(functools.partial(self._poll_ended, fingerprint))
+                polls.append(poll)
+            self.calls_made += len(polls)
+            return polls
 
-    async def start(self) -> None:
-        """Start the background loop (idempotent)."""
-        if self._loop_task is None:
-            self._loop_task = asyncio.create_task(self._run(), name="jimeng-watcher")
-
-    async def stop(self) -> None:
-        """Stop the loop and wait for it; watches stay registered (their futures stay pending)."""
-        task, self._loop_task = self._loop_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    # ------------------------------------------------------------------ internals
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("watcher tick failed")
-            await self.clock.sleep(self.config.tick)
+    def _poll_ended(self, fingerprint: str, task: asyncio.Task[None]) -> None:
+        if self._inflight.get(fingerprint) is task:
+            del self._inflight[fingerprint]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("poll task failed", exc_info=task.exception())
 
     async def _poll(self, batch: list[_Watch]) -> None:
         account = batch[0].account
@@ -208,7 +234,7 @@ class Watcher:
             data = await self.client.get_history(account, ids, image_info=image_info)
         except UpstreamRetError as exc:
             if exc.ret == "1015":
-                for watch in batch:
+                for watch in list(batch):
                     await self._finish(
                         watch, TaskStatus.FAILED, Reason.SESSION_EXPIRED, "the upstream refused the session (ret 1015)"
                     )
@@ -220,6 +246,8 @@ class Watcher:
             return
         now = self.clock.time()
         for watch in batch:
+            if self._watches.get(watch.history_id) is not watch:
+                continue  # ended while the poll was in flight (deadline)
             watch.polls += 1
             raw = data.get(watch.history_id)
             if not isinstance(raw, dict):
@@ -276,7 +304,9 @@ class Watcher:
             watch.next_due = now + watch.schedule.interval
 
     async def _finish(self, watch: _Watch, status: TaskStatus, reason: Reason, detail: str = "") -> None:
-        self._watches.pop(watch.history_id, None)
+        if self._watches.get(watch.history_id) is not watch:
+            return  # already ended (a deadline and a poll answer can race)
+        del self._watches[watch.history_id]
         outcome = Outcome(watch.history_id, watch.kind, status, reason, watch.record, detail)
         if self.on_final is not None:
             try:
