@@ -23,6 +23,7 @@ from ..clock import Clock
 from ..concurrency import uncancellable
 from ..config import StoreConfig, WatcherConfig
 from ..errors import NotFound, from_upstream
+from ..tasks.bodies import TaskBody, task_query_body, task_query_body_of, with_raw
 from ..tasks.models import TaskKind, TaskRecord, TaskStatus
 from ..tasks.store import TaskStore
 from ..tasks.watcher import Outcome, Reason, Watcher
@@ -45,24 +46,6 @@ MAX_WAIT = 60.0
 UNKNOWN_TYPE = "unknown"
 
 
-class ResultItem(TypedDict):
-    """One result file of a task."""
-
-    url: str
-
-
-class TaskBody(TypedDict):
-    """The task query answer of the spec."""
-
-    history_id: str
-    task_type: str
-    status: int
-    fail_code: int | str
-    item_count: int
-    results: list[ResultItem] | None
-    raw_data: dict[str, Any] | None
-
-
 class BatchAnswer(TypedDict):
     """The answer to a query for many ids: bodies in request order, then the ids not found."""
 
@@ -70,28 +53,9 @@ class BatchAnswer(TypedDict):
     not_found: list[str]
 
 
-def public_fail_code(code: str) -> int | str:
-    """The spec's `fail_code`: 0 for none, an integer for numeric codes, else the upstream string."""
-    if not code:
-        return 0
-    return int(code) if code.isdigit() else code
-
-
-def _results(urls: Sequence[str] | None) -> list[ResultItem] | None:
-    return None if urls is None else [{"url": u} for u in urls]
-
-
 def body_from_row(row: TaskRecord) -> TaskBody:
     """The query body of a stored task."""
-    return {
-        "history_id": row.history_id,
-        "task_type": row.kind.value,
-        "status": int(row.status),
-        "fail_code": public_fail_code(row.fail_code),
-        "item_count": row.item_count,
-        "results": _results(row.results),
-        "raw_data": row.raw_data,
-    }
+    return with_raw(task_query_body_of(row), row.raw_data)
 
 
 def infer_type(record: HistoryRecord) -> str:
@@ -126,15 +90,15 @@ def final_results(record: HistoryRecord, task_type: str) -> list[str] | None:
 
 def body_from_record(history_id: str, task_type: str, record: HistoryRecord) -> TaskBody:
     """The query body of an upstream record, `raw_data` untouched."""
-    return {
-        "history_id": history_id,
-        "task_type": task_type,
-        "status": int(public_status(record)),
-        "fail_code": public_fail_code(record.fail_code),
-        "item_count": record.item_count,
-        "results": _results(final_results(record, task_type)),
-        "raw_data": record.raw,
-    }
+    body = task_query_body(
+        history_id=history_id,
+        task_type=task_type,
+        status=int(public_status(record)),
+        fail_code=record.fail_code,
+        item_count=record.item_count,
+        results=final_results(record, task_type),
+    )
+    return with_raw(body, record.raw)
 
 
 def not_found(history_id: str) -> NotFound:

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, TypedDict
+from typing import Any, Final
 
 import aiosqlite
 from aiohttp.abc import AbstractResolver
@@ -35,7 +35,8 @@ from ..config import ConfigError, WebhookConfig
 from ..errors import BadRequest
 from ..net.safe_fetch import FetchError, FetchPolicy, SafeFetcher, UnsafeURLError, check_url, check_url_resolves_public
 from . import outbox
-from .models import TaskRecord, TaskStatus
+from .bodies import ResultItem, TaskQueryBody, task_query_body, task_query_body_of, wire_fail_code
+from .models import TaskStatus
 from .outbox import EventState, Extra, OutboxEvent
 from .store import TaskStore
 from .watcher import Outcome, Reason
@@ -121,65 +122,6 @@ async def optional_callback_url(
 
 # ---------------------------------------------------------------------------------------------------------
 # Task query bodies and event bodies
-
-
-class ResultItem(TypedDict):
-    """One result of a task query body."""
-
-    url: str
-
-
-class TaskQueryBody(TypedDict):
-    """The spec's task query answer without `raw_data` (the async API adds that itself)."""
-
-    history_id: str
-    task_type: str
-    status: int
-    fail_code: int | str
-    item_count: int
-    results: list[ResultItem] | None
-
-
-def wire_fail_code(code: str) -> int | str:
-    """The spec's `fail_code` on the wire: 0 when there is none, an int for a numeric code, else the text."""
-    text = code.strip()
-    if not text:
-        return 0
-    if text.isascii() and text.isdigit():
-        return int(text)
-    return text
-
-
-def task_query_body(
-    *,
-    history_id: str,
-    task_type: str,
-    status: int,
-    fail_code: str,
-    item_count: int,
-    results: Sequence[str] | None,
-) -> TaskQueryBody:
-    """Build the task query body (pure). `results` None stays null; URLs become `[{"url": ...}]`."""
-    return {
-        "history_id": history_id,
-        "task_type": task_type,
-        "status": int(status),
-        "fail_code": wire_fail_code(fail_code),
-        "item_count": item_count,
-        "results": [{"url": url} for url in results] if results is not None else None,
-    }
-
-
-def task_query_body_of(record: TaskRecord) -> TaskQueryBody:
-    """The task query body of a stored task (what `GET /v1/async/tasks/{id}` shows, minus raw_data)."""
-    return task_query_body(
-        history_id=record.history_id,
-        task_type=record.kind.value,
-        status=int(record.status),
-        fail_code=record.fail_code,
-        item_count=record.item_count,
-        results=record.results,
-    )
 
 
 _FAILURES: Final[dict[Reason, tuple[str, str]]] = {
