@@ -10,8 +10,10 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import secrets
 import signal
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
@@ -43,17 +45,26 @@ def with_simulator_hosts(config: Config, hosts: dict[Region, dict[str, str]]) ->
     return dataclasses.replace(config, upstream=dataclasses.replace(config.upstream, regions=regions))
 
 
+def simulate_store(config: Config) -> Config:
+    """`config` with the task store moved to a file of its own (`<name>-simulate.db`), so simulated tasks
+    never mix with real ones (a real run would otherwise try to resume them against the real upstream)."""
+    path = Path(config.store.path)
+    store = dataclasses.replace(config.store, path=str(path.with_name(f"{path.stem}-simulate{path.suffix}")))
+    return dataclasses.replace(config, store=store)
+
+
 async def _start_simulator(config: Config) -> tuple[web.AppRunner, Config, str]:
     from .simulator import Simulator, seed_demo, simulator_hosts
 
-    sim = Simulator()
+    # A fresh seed per run: history ids (and the demo token) must not repeat ids stored by an earlier run.
+    sim = Simulator(seed=secrets.randbits(32))
     runner = web.AppRunner(sim.create_app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
     token = seed_demo(sim)
-    return runner, with_simulator_hosts(config, simulator_hosts(f"http://{host}:{port}")), token
+    return runner, simulate_store(with_simulator_hosts(config, simulator_hosts(f"http://{host}:{port}"))), token
 
 
 async def serve(config: Config, *, simulate: bool) -> None:
