@@ -176,3 +176,25 @@ async def test_multipart_retry_with_new_boundary_replays(
     assert again.headers["Idempotent-Replayed"] == "true"
     assert other.status == 422
     assert sim.generate_count == 1
+
+
+async def test_sync_video_replays_with_url_format(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    url = "/v1/videos/generations"
+    body = {"prompt": "a lion", "duration": 5}
+    status, first, _ = await call(client, clock, url, body, "video-1")
+    assert status == 200 and first["data"][0]["url"]
+    status, second, h2 = await call(client, clock, url, body, "video-1")
+    assert status == 200 and second == first and h2["Idempotent-Replayed"] == "true"
+    assert sim.generate_count == 1 and len(sim.charges) == 1
+
+
+async def test_sync_video_b64_with_key_is_refused_before_spending(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    body = {"prompt": "a lion", "duration": 5, "response_format": "b64_json"}
+    status, answer, _ = await call(client, clock, "/v1/videos/generations", body, "video-2")
+    assert status == 400 and answer["error"]["code"] == "UNSUPPORTED_PARAMETER"
+    assert "response_format=url" in answer["error"]["message"]
+    assert sim.generate_count == 0

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ..errors import BadGateway, PayloadTooLarge
+from ..errors import BadGateway, BadRequest, PayloadTooLarge
 from ..keys import CONFIG, POOL, VIDEOS
 from ..net.safe_fetch import Download, TooLargeError, spool_chunks
 from ..services.generation import Submission
@@ -27,6 +27,7 @@ from ..upstream.tokens import Account
 from ..upstream.transport import SessionPool
 from .callbacks import refuse_callback_url
 from .forms import request_fields
+from .idempotency import HEADER, idempotent
 from .request import accounts_of
 from .video_params import VideoParams, video_params
 
@@ -50,17 +51,29 @@ async def generations(request: web.Request) -> web.StreamResponse:
     videos = request.app[VIDEOS]
     async with video_request(request) as (accounts, data, params):
         refuse_callback_url(data, "/v1/async/videos/generations")
-        submission = await videos.submit_video(accounts, params)
+        if params.response_format == "b64_json":
+            if HEADER in request.headers:
+                raise BadRequest(
+                    f"'{HEADER}' works here with response_format=url only (a streamed base64 answer cannot be "
+                    "replayed); use url, or POST /v1/async/videos/generations",
+                    code="UNSUPPORTED_PARAMETER",
+                )
+            submission = await videos.submit_video(accounts, params)
+        else:
+
+            async def respond() -> web.Response:
+                sub = await videos.submit_video(accounts, params)
+                outcome = await videos.generation.wait(sub)
+                body: dict[str, Any] = {
+                    "created": int(sub.submitted_at),
+                    "data": [{"url": u, "revised_prompt": params.prompt} for u in require_results(outcome)],
+                }
+                _add_note(body, outcome)
+                return web.json_response(body, dumps=_dumps)
+
+            return await idempotent(request, data, respond)
     outcome = await videos.generation.wait(submission)
-    urls = require_results(outcome)
-    if params.response_format == "b64_json":
-        return await _stream_b64(request, submission, outcome, params, urls)
-    body: dict[str, Any] = {
-        "created": int(submission.submitted_at),
-        "data": [{"url": u, "revised_prompt": params.prompt} for u in urls],
-    }
-    _add_note(body, outcome)
-    return web.json_response(body, dumps=_dumps)
+    return await _stream_b64(request, submission, outcome, params, require_results(outcome))
 
 
 def _dumps(value: Any) -> str:
