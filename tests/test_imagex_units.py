@@ -91,7 +91,7 @@ def test_queries_and_urls() -> None:
     ]
     assert imagex.apply_query("sid", 5, "abc", Region.SG)[-1] == ("device_platform", "web")
     assert imagex.commit_body("sk1") == b'{"SessionKey":"sk1"}'
-    assert imagex.upload_url("https://imagex.example.com", "tos-d.example.com", "tos-cn-i-x/abc") == (
+    assert imagex.upload_url("https://img-api.example.com", "tos-d.example.com", "tos-cn-i-x/abc") == (
         "https://tos-d.example.com/upload/v1/tos-cn-i-x/abc"
     )
     assert imagex.upload_url("http://127.0.0.1:81/cn-imagex", "127.0.0.1:81/upload", "u/1") == (

@@ -27,7 +27,13 @@ from jimeng_server.upstream.history import (
     parse_record,
 )
 from jimeng_server.upstream.identity import derive_identity
-from jimeng_server.upstream.payloads import DraftVersions, ImageJob, build_image_generate, history_image_info
+from jimeng_server.upstream.payloads import (
+    BLOB_URL_PREFIX,
+    DraftVersions,
+    ImageJob,
+    build_image_generate,
+    history_image_info,
+)
 from jimeng_server.upstream.regions import Region
 from jimeng_server.upstream.signing import build_cookie, parse_cookie, sid_guard, sign
 from jimeng_server.upstream.tokens import (
@@ -590,7 +596,7 @@ def test_blend_body(n: int) -> None:
     assert [a["image_list"][0]["uri"] for a in blend["ability_list"]] == list(uris)
     assert [p["ability_index"] for p in blend["prompt_placeholder_info_list"]] == list(range(n))
     assert len(scene["abilityList"]) == n
-    assert all(a["source"]["imageUrl"].startswith("blob:https://dreamina.capcut.com/") for a in scene["abilityList"])
+    assert all(a["source"]["imageUrl"].startswith(BLOB_URL_PREFIX) for a in scene["abilityList"])
 
 
 @pytest.mark.parametrize(("single", "count"), [(True, 12), (False, 9)])

@@ -17,6 +17,9 @@ from .regions import Region, constants
 
 IdFactory = Callable[[], str]
 
+# A made-up browser blob URL the web client puts in blend metrics; it names the Dreamina host even on CN (§7.4).
+BLOB_URL_PREFIX = "blob:https://dreamina.capcut.com/"
+
 
 def new_uuid() -> str:
     """A fresh UUID v4 string, as the web client makes."""
@@ -191,7 +194,7 @@ def build_image_generate(
             {
                 "abilityName": "byte_edit",
                 "strength": job.sample_strength,
-                "source": {"imageUrl": f"blob:https://dreamina.capcut.com/{new_id()}"},
+                "source": {"imageUrl": f"{BLOB_URL_PREFIX}{new_id()}"},
             }
             for _ in job.image_uris
         ],
