@@ -56,7 +56,9 @@ def create_app(
     identity_salt: bytes | None = None,
     fetcher: SafeFetcher | None = None,
 ) -> web.Application:
-    """Build the server app. `run_watcher=False` leaves the watcher loop off so tests drive `run_once()`.
+    """Build the server app. `run_watcher=False` leaves the background loops off (watcher, webhook sender,
+    periodic purge) so tests drive them by hand (`run_once()`, `drain()`). Raises ConfigError for a bad
+    webhook secret.
 
     `fetcher` replaces the SSRF-safe fetcher built from `config.security` (tests: a fake resolver); the app
     owns and closes it either way.

@@ -115,6 +115,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     config = dataclasses.replace(config, server=server)
     setup_logging(config.server.log_level)
-    asyncio.run(serve(config, simulate=args.simulate))
+    try:
+        asyncio.run(serve(config, simulate=args.simulate))
+    except ConfigError as exc:  # found while building the app (e.g. a malformed webhook secret)
+        print(f"config error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as exc:  # e.g. the port is taken
+        print(f"cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 

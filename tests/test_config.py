@@ -282,3 +282,21 @@ def test_cli_env_bad_config_exits_2(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "nope" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_bad_webhook_secret_exits_2_without_traceback(tmp_path: Path) -> None:
+    store = tmp_path / "t.db"
+    cfg = write(tmp_path, f'[store]\npath = "{store}"\n', "ok.toml")
+    env = {**os.environ, "JIMENG_WEBHOOK_SECRET": "whsec_!!not-base64", "JIMENG_CONFIG": str(cfg)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "jimeng_server", "--port", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "JIMENG_WEBHOOK_SECRET" in proc.stderr and "Traceback" not in proc.stderr
+    assert "!!not-base64" not in proc.stderr  # the secret itself is never echoed
