@@ -210,9 +210,7 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def generate(
-    client: TestClient[Any, Any], clock: ManualClock, token: str, **extra: Any
-) -> tuple[int, Any, str]:
+async def generate(client: TestClient[Any, Any], clock: ManualClock, token: str, **extra: Any) -> tuple[int, Any, str]:
     body = {"prompt": "through the proxy", **extra}
     (resp,) = await drive(client.app, clock, client.post(URL, json=body, headers=bearer(token)))
     text = await resp.text()
@@ -346,9 +344,23 @@ async def test_socks5_proxy_with_credentials(
     proxy = Socks5Proxy(credentials=("user", PASSWORD))
     await proxy.start()
     try:
-        status, body, text = await generate(client, clock, f"socks5://user:{PASSWORD}@127.0.0.1:{proxy.port}@{CN_TOKEN}")
+        status, body, text = await generate(
+            client, clock, f"socks5://user:{PASSWORD}@127.0.0.1:{proxy.port}@{CN_TOKEN}"
+        )
         assert status == 200, body
         assert proxy.logins and set(proxy.logins) == {("user", PASSWORD)}
         assert PASSWORD not in text
     finally:
         await proxy.close()
+
+
+async def test_unreachable_https_proxy_is_502_without_credentials(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    # https:// proxies are spoken to over TLS (aiohttp's own proxy support), not downgraded to plain http.
+    status, body, text = await generate(client, clock, f"https://user:{PASSWORD}@127.0.0.1:{closed_port()}@{CN_TOKEN}")
+    assert status == 502 and body["error"]["code"] == "UPSTREAM_UNAVAILABLE", body
+    assert PASSWORD not in text and "user:" not in text
+    assert all(PASSWORD not in r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert sim.journal == [] and sim.generate_count == 0
+

@@ -44,16 +44,22 @@ class SessionPool:
         session = self._sessions.get(proxy)
         if session is None or session.closed:
             connector: aiohttp.BaseConnector
+            native: dict[str, Any] = {}
             if proxy is None:
                 connector = aiohttp.TCPConnector(limit_per_host=self._limit_per_host)
+            elif proxy.lower().startswith("https://"):
+                # TLS to the proxy itself: aiohttp's own proxy support (TLS-in-TLS for https targets), so the
+                # proxy credentials (taken from the URL by aiohttp) never cross the network in clear text.
+                connector = aiohttp.TCPConnector(limit_per_host=self._limit_per_host)
+                native["proxy"] = proxy
             else:
-                # aiohttp-socks tunnels http(s) proxies with CONNECT and speaks SOCKS4/5; rdns keeps DNS at the proxy.
-                url = "http://" + proxy[len("https://") :] if proxy.lower().startswith("https://") else proxy
-                connector = _ProxyConnector.from_url(url, rdns=True, limit_per_host=self._limit_per_host)
+                # aiohttp-socks tunnels http proxies with CONNECT and speaks SOCKS4/5; rdns keeps DNS at the proxy.
+                connector = _ProxyConnector.from_url(proxy, rdns=True, limit_per_host=self._limit_per_host)
             session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(sock_connect=self._connect_timeout),
                 auto_decompress=True,
+                **native,
             )
             self._sessions[proxy] = session
         return session
