@@ -189,3 +189,12 @@ async def test_receive_expired_token_reports_error(client: TestClient[Any, Any],
 async def test_receive_needs_authorization(client: TestClient[Any, Any]) -> None:
     status, body, _ = await post(client, "/token/receive", headers={"Authorization": "Bearer "})
     assert status == 401 and body["error"]["code"] in ("MISSING_AUTHORIZATION", "INVALID_TOKEN")
+
+
+async def test_points_tell_look_alike_masked_tokens_apart(client: TestClient[Any, Any]) -> None:
+    # CN_TOKEN and CN_TOKEN_2 mask to the same text; the short account id still tells them apart.
+    resp = await client.post("/token/points", headers=bearer(CN_TOKEN, CN_TOKEN_2))
+    entries = await json_of(resp)
+    assert entries[0]["token"] == entries[1]["token"]
+    assert entries[0]["account"] != entries[1]["account"]
+    assert all(CN_TOKEN not in e["account"] and len(e["account"]) == 12 for e in entries)

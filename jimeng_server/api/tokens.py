@@ -16,6 +16,12 @@ from .request import accounts_of, json_object
 routes = web.RouteTableDef()
 
 
+def _who(account: Account) -> dict[str, str]:
+    """How an entry names its account: the masked token (as jimeng-api shows it, but never raw) and a short
+    stable id, since two masked tokens can look alike."""
+    return {"token": account.masked, "account": account.fingerprint[:12]}
+
+
 @routes.post("/token/check")
 async def check(request: web.Request) -> web.Response:
     """`{"token"}` -> `{"live": bool}`; an unusable or refused session is simply not live."""
@@ -47,8 +53,8 @@ async def points(request: web.Request) -> web.Response:
         try:
             credits = await service.credits(account, fresh=True)
         except UpstreamError as exc:
-            return {"token": account.masked, "error": from_upstream(exc).message}
-        return {"token": account.masked, "points": credits.as_points()}
+            return {**_who(account), "error": from_upstream(exc).message}
+        return {**_who(account), "points": credits.as_points()}
 
     return web.json_response(list(await asyncio.gather(*(one(a) for a in accounts))))
 
@@ -61,7 +67,7 @@ async def receive(request: web.Request) -> web.Response:
     client = request.app[CLIENT]
 
     async def one(account: Account) -> dict[str, Any]:
-        entry: dict[str, Any] = {"token": account.masked, "received": False}
+        entry: dict[str, Any] = {**_who(account), "received": False}
         try:
             credits = await service.credits(account, fresh=True)
             entry["credits"] = credits.as_points()  # shown even when the claim below is refused
