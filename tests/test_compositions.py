@@ -147,6 +147,9 @@ async def test_urls_blend_and_answer(
     assert set(uris) == set(slots) and all(slots[u].committed for u in uris)
     widths = [slots[u].info.width for u in uris if slots[u].info]
     assert widths == [16 + n for n in range(count)], "inputs keep their order"
+    # The blend carries the size and format ImageX read at commit (the reference sends 0/0/"").
+    sent = [a["image_list"][0] for a in blend["ability_list"]]
+    assert [(i["width"], i["format"]) for i in sent] == [(16 + n, "png") for n in range(count)]
     assert leftovers(spool) == [], "temporary files are deleted"
 
 

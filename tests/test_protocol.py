@@ -31,6 +31,7 @@ from jimeng_server.upstream.payloads import (
     BLOB_URL_PREFIX,
     DraftVersions,
     ImageJob,
+    ImageRef,
     build_image_generate,
     history_image_info,
 )
@@ -576,7 +577,8 @@ def test_multi_image_metrics() -> None:
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_blend_body(n: int) -> None:
     uris = tuple(f"tos-cn-i-tb4s082cfz/img{i}" for i in range(n))
-    body = _build(_job(image_uris=uris, intelligent_ratio=True, sample_strength=0.3))
+    images = tuple(ImageRef(u, 100 + i, 200 + i, "png") for i, u in enumerate(uris))
+    body = _build(_job(images=images, intelligent_ratio=True, sample_strength=0.3))
     draft, _, scene = _decode(body)
     assert draft["min_version"] == "3.2.9"
     component = draft["component_list"][0]
@@ -594,6 +596,10 @@ def test_blend_body(n: int) -> None:
     assert [a["image_uri_list"] for a in blend["ability_list"]] == [[u] for u in uris]
     assert [a["strength"] for a in blend["ability_list"]] == [0.3] * n
     assert [a["image_list"][0]["uri"] for a in blend["ability_list"]] == list(uris)
+    # The real size and format from the commit, not the reference's 0/0/"" (§15).
+    assert [(a["image_list"][0]["width"], a["image_list"][0]["format"]) for a in blend["ability_list"]] == [
+        (100 + i, "png") for i in range(n)
+    ]
     assert [p["ability_index"] for p in blend["prompt_placeholder_info_list"]] == list(range(n))
     assert len(scene["abilityList"]) == n
     assert all(a["source"]["imageUrl"].startswith(BLOB_URL_PREFIX) for a in scene["abilityList"])

@@ -19,10 +19,10 @@ from jimeng_server.upstream import vod
 from jimeng_server.upstream.catalog import VIDEO_MODELS
 from jimeng_server.upstream.errors import UpstreamBadResponse
 from jimeng_server.upstream.history import local_item_urls, parse_record, with_high_quality
+from jimeng_server.upstream.payloads import ImageRef
 from jimeng_server.upstream.regions import Region
 from jimeng_server.upstream.video_payloads import (
     FrameJob,
-    ImageRef,
     OmniJob,
     RefPart,
     TextPart,

@@ -19,6 +19,7 @@ from ..tasks.models import TaskKind
 from ..upstream import content_check
 from ..upstream.errors import UpstreamError, UpstreamRetError
 from ..upstream.imagex import CommittedImage
+from ..upstream.payloads import ImageRef
 from ..upstream.regions import constants
 from ..upstream.tokens import Account
 from ..upstream.uploader import ImageUploader
@@ -49,21 +50,21 @@ class Compositions:
         Downloads go through the first account's proxy; uploads and generate through the chosen account's.
         Raises ApiError (400/413 for inputs, 422 CONTENT_REJECTED for a refused image, ...) or UpstreamError.
         """
-        placeholder = ("",) * len(images)
+        placeholder = (ImageRef(""),) * len(images)
         self.generation.image_job(accounts[0], params, placeholder)  # model/size errors before any I/O
         inputs = await self.loader.load(images, proxy=accounts[0].proxy)
         try:
 
             async def action(account: Account) -> Submission:
-                uris = await self.prepare(account, inputs.files)
-                job = self.generation.image_job(account, params, tuple(uris))
+                committed = await self.prepare(account, inputs.files)
+                job = self.generation.image_job(account, params, committed)
                 return await self.generation.submit_generate(
                     account,
                     job,
                     kind=TaskKind.IMAGE,
                     model=params.model,
                     expected_items=BLEND_EXPECTED_ITEMS,
-                    input_images=len(uris),
+                    input_images=len(committed),
                     callback_url=params.callback_url,
                 )
 
@@ -72,11 +73,11 @@ class Compositions:
         finally:
             inputs.cleanup()
 
-    async def prepare(self, account: Account, files: Sequence[Download]) -> list[str]:
-        """Upload and (CN) content-check every file for `account`, `concurrency` at a time; the image URIs in order."""
+    async def prepare(self, account: Account, files: Sequence[Download]) -> tuple[ImageRef, ...]:
+        """Upload and (CN) content-check every file for `account`, `concurrency` at a time; the committed images
+        in order."""
         slots = asyncio.Semaphore(self.concurrency)
-        images = await all_or_nothing(self.upload_checked(account, f, i, slots) for i, f in enumerate(files))
-        return [image.uri for image in images]
+        return tuple(await all_or_nothing(self.upload_checked(account, f, i, slots) for i, f in enumerate(files)))
 
     async def upload_checked(
         self, account: Account, file: Download, index: int, slots: asyncio.Semaphore

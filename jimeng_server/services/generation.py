@@ -20,7 +20,7 @@ from ..tasks.models import TaskKind
 from ..tasks.watcher import Outcome, Watcher
 from ..upstream import catalog
 from ..upstream.client import JimengClient
-from ..upstream.payloads import DraftVersions, ImageJob, build_image_generate
+from ..upstream.payloads import DraftVersions, ImageJob, ImageRef, build_image_generate
 from ..upstream.tokens import Account
 from .accounts import AccountService
 from .idempotency import generate_attempt
@@ -72,7 +72,7 @@ class Generation:
         up = config.upstream
         self.versions = DraftVersions(up.draft_version, up.draft_min_version, up.blend_min_version)
 
-    def image_job(self, account: Account, params: ImageParams, image_uris: tuple[str, ...] = ()) -> ImageJob:
+    def image_job(self, account: Account, params: ImageParams, images: tuple[ImageRef, ...] = ()) -> ImageJob:
         """Resolve model and size for the account's region; 400 listing what the region offers."""
         try:
             key = catalog.image_model_key(params.model, account.region)
@@ -86,8 +86,8 @@ class Generation:
             negative_prompt=params.negative_prompt,
             sample_strength=params.sample_strength,
             intelligent_ratio=params.intelligent_ratio and params.model in catalog.INTELLIGENT_RATIO_MODELS,
-            multi_image=not image_uris and params.story_count() is not None,
-            image_uris=image_uris,
+            multi_image=not images and params.story_count() is not None,
+            images=images,
         )
 
     async def submit_generate(

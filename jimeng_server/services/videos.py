@@ -23,10 +23,10 @@ from ..errors import ApiError, BadRequest
 from ..net.safe_fetch import Download
 from ..tasks.models import TaskKind
 from ..upstream import catalog
+from ..upstream.payloads import ImageRef
 from ..upstream.tokens import Account
 from ..upstream.video_payloads import (
     FrameJob,
-    ImageRef,
     OmniJob,
     VideoRef,
     VideoVersions,
@@ -97,7 +97,7 @@ class VideoService:
         for index, file in enumerate(files):
             image = await self.images.uploader.upload(account, file)
             await self.images.check(account, image.uri, index)
-            refs.append(ImageRef(image.uri, image.width, image.height, image.format))
+            refs.append(image)
         return tuple(refs)
 
     async def _submit_omni(self, accounts: list[Account], params: VideoParams) -> Submission:
@@ -153,8 +153,7 @@ class VideoService:
         slots = asyncio.Semaphore(images.concurrency)
 
         async def image(index: int, file: Download) -> ImageRef:
-            committed = await images.upload_checked(account, file, index, slots)
-            return ImageRef(committed.uri, committed.width, committed.height, committed.format)
+            return await images.upload_checked(account, file, index, slots)
 
         async def video(index: int, file: Download) -> VideoRef:
             async with slots:

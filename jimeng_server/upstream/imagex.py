@@ -17,6 +17,7 @@ from typing import Any
 from yarl import URL
 
 from .errors import UpstreamBadResponse
+from .payloads import ImageRef
 from .regions import Region, constants
 
 IMAGEX_SERVICE = "imagex"
@@ -54,14 +55,9 @@ class UploadAddress:
     session_key: str
 
 
-@dataclass(frozen=True, slots=True)
-class CommittedImage:
-    """A committed image: its URI for generate payloads and the size/format ImageX read (0/0/"" if absent)."""
-
-    uri: str
-    width: int
-    height: int
-    format: str
+# What CommitImageUpload yields: the image URI for generate payloads and the size/format ImageX read
+# (0/0/"" when absent) — the same value generate payloads take.
+CommittedImage = ImageRef
 
 
 def _nonempty_str(data: dict[str, Any], key: str) -> str | None:

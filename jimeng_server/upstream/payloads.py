@@ -26,7 +26,8 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
-def _dumps(value: Any) -> str:
+def dumps_compact(value: Any) -> str:
+    """Compact JSON, non-ASCII kept: the form of the JSON-string fields (`metrics_extra`, `draft_content`)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -40,6 +41,32 @@ class DraftVersions:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageRef:
+    """A committed ImageX image: its URI and, when known, the size and format ImageX read at commit."""
+
+    uri: str
+    width: int = 0
+    height: int = 0
+    format: str = ""
+
+
+def image_payload(ref: ImageRef, new_id: IdFactory) -> dict[str, Any]:
+    """The `image` object generate payloads carry for an uploaded image (blend inputs, video frames, omni)."""
+    return {
+        "type": "image",
+        "id": new_id(),
+        "source_from": "upload",
+        "platform_type": 1,
+        "name": "",
+        "image_uri": ref.uri,
+        "width": ref.width,
+        "height": ref.height,
+        "format": ref.format,
+        "uri": ref.uri,
+    }
+
+
+@dataclass(frozen=True, slots=True)
 class ImageJob:
     """Everything that decides a text-to-image or blend generate body."""
 
@@ -50,16 +77,16 @@ class ImageJob:
     sample_strength: float = 0.5
     intelligent_ratio: bool = False
     multi_image: bool = False
-    # Blend only: committed ImageX URIs of the inputs, in order.
-    image_uris: tuple[str, ...] = field(default_factory=tuple)
+    # Blend only: the committed input images, in order.
+    images: tuple[ImageRef, ...] = field(default_factory=tuple)
 
     @property
     def is_blend(self) -> bool:
-        return bool(self.image_uris)
+        return bool(self.images)
 
 
 def _core_param(job: ImageJob, new_id: IdFactory, versions: DraftVersions, seed: int | None) -> dict[str, Any]:
-    prompt = "##" * len(job.image_uris) + job.prompt if job.is_blend else job.prompt
+    prompt = "##" * len(job.images) + job.prompt if job.is_blend else job.prompt
     core: dict[str, Any] = {
         "type": "",
         "id": new_id(),
@@ -85,33 +112,20 @@ def _core_param(job: ImageJob, new_id: IdFactory, versions: DraftVersions, seed:
 
 
 def _blend_abilities(job: ImageJob, core: dict[str, Any], new_id: IdFactory, versions: DraftVersions) -> dict[str, Any]:
-    ability_list = []
-    for uri in job.image_uris:
-        ability_list.append(
-            {
-                "type": "",
-                "id": new_id(),
-                "name": "byte_edit",
-                "image_uri_list": [uri],
-                "image_list": [
-                    {
-                        "type": "image",
-                        "id": new_id(),
-                        "source_from": "upload",
-                        "platform_type": 1,
-                        "name": "",
-                        "image_uri": uri,
-                        "width": 0,
-                        "height": 0,
-                        "format": "",
-                        "uri": uri,
-                    }
-                ],
-                "strength": job.sample_strength,
-            }
-        )
+    # Unlike the reference (which sends 0/0/""), the real size and format from the commit go along (§15).
+    ability_list = [
+        {
+            "type": "",
+            "id": new_id(),
+            "name": "byte_edit",
+            "image_uri_list": [image.uri],
+            "image_list": [image_payload(image, new_id)],
+            "strength": job.sample_strength,
+        }
+        for image in job.images
+    ]
     blend: dict[str, Any] = {"type": "", "id": new_id()}
-    if len(job.image_uris) >= 2:
+    if len(job.images) >= 2:
         blend["min_version"] = versions.blend_min_version
     blend.update(
         {
@@ -119,7 +133,7 @@ def _blend_abilities(job: ImageJob, core: dict[str, Any], new_id: IdFactory, ver
             "core_param": core,
             "ability_list": ability_list,
             "prompt_placeholder_info_list": [
-                {"type": "", "id": new_id(), "ability_index": i} for i in range(len(job.image_uris))
+                {"type": "", "id": new_id(), "ability_index": i} for i in range(len(job.images))
             ],
             "postedit_param": {"type": "", "id": new_id(), "generate_type": 0},
         }
@@ -141,7 +155,7 @@ def build_image_generate(
     seed: int,
     new_id: IdFactory = new_uuid,
 ) -> dict[str, Any]:
-    """The generate body for text-to-image (single or multi-image) or blend (when `job.image_uris`)."""
+    """The generate body for text-to-image (single or multi-image) or blend (when `job.images`)."""
     submit_id = new_id()
     component_id = new_id()
     core = _core_param(job, new_id, versions, None if job.is_blend else seed)
@@ -196,7 +210,7 @@ def build_image_generate(
                 "strength": job.sample_strength,
                 "source": {"imageUrl": f"{BLOB_URL_PREFIX}{new_id()}"},
             }
-            for _ in job.image_uris
+            for _ in job.images
         ],
         "reportParams": {
             "enterSource": "generate",
@@ -211,7 +225,7 @@ def build_image_generate(
         "promptSource": "custom",
         "generateCount": 1,
         "enterFrom": "click",
-        "sceneOptions": _dumps([scene]),
+        "sceneOptions": dumps_compact([scene]),
         "generateId": submit_id,
         "isRegenerate": False,
     }
@@ -220,8 +234,8 @@ def build_image_generate(
     return {
         "extend": {"root_model": job.model_key},
         "submit_id": submit_id,
-        "metrics_extra": _dumps(metrics),
-        "draft_content": _dumps(draft),
+        "metrics_extra": dumps_compact(metrics),
+        "draft_content": dumps_compact(draft),
         "http_common_info": {"aid": constants(region).aid},
     }
 

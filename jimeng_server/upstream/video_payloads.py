@@ -7,22 +7,17 @@ and `video_task_extra` are JSON *strings*, as the upstream requires.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import video_benefit_type
-from .payloads import IdFactory, new_uuid
+from .payloads import IdFactory, ImageRef, dumps_compact, image_payload, new_uuid
 from .regions import Region, constants
 
 OMNI_FEATURE = "AIGC_Video_UnifiedEdit"
 FPS = 24
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,16 +26,6 @@ class VideoVersions:
 
     version: str = "3.3.9"  # draft version; also omni's min_version
     min_version: str = "3.0.5"  # first/last-frame draft and input min_version
-
-
-@dataclass(frozen=True, slots=True)
-class ImageRef:
-    """A committed ImageX image: its URI and, when known, the size and format from the commit."""
-
-    uri: str
-    width: int = 0
-    height: int = 0
-    format: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,21 +97,6 @@ def split_prompt(prompt: str, names: Mapping[str, int]) -> tuple[PromptPart, ...
     if pos < len(prompt):
         parts.append(TextPart(prompt[pos:]))
     return tuple(parts) or (TextPart(prompt),)
-
-
-def _image_payload(ref: ImageRef, new_id: IdFactory) -> dict[str, Any]:
-    return {
-        "format": ref.format,
-        "height": ref.height,
-        "id": new_id(),
-        "image_uri": ref.uri,
-        "name": "",
-        "platform_type": 1,
-        "source_from": "upload",
-        "type": "image",
-        "uri": ref.uri,
-        "width": ref.width,
-    }
 
 
 def _commerce(benefit: str) -> dict[str, Any]:
@@ -230,7 +200,7 @@ def _outer(
         },
         "submit_id": submit_id,
         "metrics_extra": metrics,
-        "draft_content": _dumps(draft),
+        "draft_content": dumps_compact(draft),
         "http_common_info": {"aid": constants(region).aid},
     }
 
@@ -246,7 +216,7 @@ def build_frame_video_generate(
 ) -> dict[str, Any]:
     """The body for text-to-video, image-to-video and first+last frame (§8.2, §8.4)."""
     submit_id = new_id()
-    metrics = _dumps(
+    metrics = dumps_compact(
         {
             "promptSource": "custom",
             "isDefaultSeed": 1,
@@ -255,7 +225,7 @@ def build_frame_video_generate(
             "enterFrom": "use_bgimage_prompt",
             "position": "page_bottom_box",
             "functionMode": "first_last_frames",
-            "sceneOptions": _dumps([_scene(job.model_key, job.duration_s, job.resolution, [])]),
+            "sceneOptions": dumps_compact([_scene(job.model_key, job.duration_s, job.resolution, [])]),
         }
     )
     video_input: dict[str, Any] = {
@@ -270,9 +240,9 @@ def build_frame_video_generate(
     if job.resolution is not None:
         video_input["resolution"] = job.resolution
     if job.first_frame is not None:
-        video_input["first_frame_image"] = _image_payload(job.first_frame, new_id)
+        video_input["first_frame_image"] = image_payload(job.first_frame, new_id)
     if job.end_frame is not None:
-        video_input["end_frame_image"] = _image_payload(job.end_frame, new_id)
+        video_input["end_frame_image"] = image_payload(job.end_frame, new_id)
     video_input["idip_meta_list"] = []
     draft = _draft(
         min_version=versions.min_version,
@@ -343,7 +313,7 @@ def build_omni_video_generate(
     """The body for omni-reference mode (§8.3, §8.4); `submit_id` equals `originSubmitId` here."""
     submit_id = new_id()
     types = [1 if isinstance(m, ImageRef) else 2 for m in job.materials]
-    metrics = _dumps(
+    metrics = dumps_compact(
         {
             "position": "page_bottom_box",
             "isDefaultSeed": 1,
@@ -351,7 +321,7 @@ def build_omni_video_generate(
             "isRegenerate": False,
             "enterFrom": "click",
             "functionMode": "omni_reference",
-            "sceneOptions": _dumps([_scene(job.model_key, job.duration_s, None, types)]),
+            "sceneOptions": dumps_compact([_scene(job.model_key, job.duration_s, None, types)]),
         }
     )
     video_input = {

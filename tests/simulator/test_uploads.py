@@ -311,13 +311,13 @@ def blend_body(
 ) -> dict[str, Any]:
     """A blend body from the real builder, optionally broken by `tweak` on the draft."""
     from jimeng_server.upstream.catalog import image_size
-    from jimeng_server.upstream.payloads import DraftVersions, ImageJob, build_image_generate
+    from jimeng_server.upstream.payloads import DraftVersions, ImageJob, ImageRef, build_image_generate
 
     job = ImageJob(
         model_key="high_aes_general_v40l",
         prompt="mix" if prompt is None else prompt,
         size=image_size("1:1", "2k", model="jimeng-4.5", region=Region.CN),
-        image_uris=tuple(uris),
+        images=tuple(ImageRef(u) for u in uris),
     )
     body = build_image_generate(job, region=Region.CN, versions=DraftVersions(), now_ms=0, seed=0)
     if tweak is not None:
