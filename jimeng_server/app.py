@@ -70,7 +70,12 @@ def create_app(
     )
     pool = SessionPool(connect_timeout=config.upstream.connect_timeout)
     client = JimengClient(config.upstream, pool, clock, identity_salt=identity_salt)
-    accounts = AccountService(client, clock, cache_seconds=config.upstream.credit_cache_seconds)
+    accounts = AccountService(
+        client,
+        clock,
+        cache_seconds=config.upstream.credit_cache_seconds,
+        cooldown_seconds=config.upstream.account_cooldown_seconds,
+    )
     watcher = Watcher(client, config.watcher, clock)
     tasks = TaskService(config.store, config.watcher, watcher, client, clock)
     watcher.on_progress, watcher.on_final = tasks.on_progress, tasks.on_final

@@ -98,6 +98,7 @@ class UpstreamConfig:
     read_retries: int = 3
     retry_backoff: float = 1.0
     credit_cache_seconds: float = 60.0
+    account_cooldown_seconds: float = 600.0
     regions: dict[str, RegionHosts] = field(default_factory=_default_regions)
 
     def hosts(self, region: Region) -> RegionHosts:

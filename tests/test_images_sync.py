@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_TOKEN, bearer, drive, json_of
 
 from jimeng_server.clock import ManualClock
+from jimeng_server.keys import CONFIG
 from jimeng_server.simulator import Fault, FaultKind, Simulator
 from jimeng_server.upstream.signing import parse_cookie, sign
 
@@ -357,3 +358,21 @@ async def test_multi_image_can_be_switched_off(
     (gen,) = sim.calls("/aigc_draft/generate")
     scene = json.loads(json.loads(gen.body["metrics_extra"])["sceneOptions"])[0]
     assert scene["scene"] == "ImageBasicGenerate"
+
+
+async def test_refused_token_is_tried_last_during_its_cooldown(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    sim.expire_session(CN_TOKEN)
+    status, _ = await post(client, clock, {"prompt": "first"}, CN_TOKEN, CN_TOKEN_2)
+    assert status == 200
+    refused = [e for e in sim.journal if e.sessionid == CN_TOKEN]
+    assert refused, "the first request tried the expired token"
+    status, _ = await post(client, clock, {"prompt": "second"}, CN_TOKEN, CN_TOKEN_2)
+    assert status == 200
+    assert [e for e in sim.journal if e.sessionid == CN_TOKEN] == refused, "cooled down: not tried again"
+    # After the cool-down the header order applies again.
+    await clock.advance(client.app[CONFIG].upstream.account_cooldown_seconds + 1)
+    status, _ = await post(client, clock, {"prompt": "third"}, CN_TOKEN, CN_TOKEN_2)
+    assert status == 200
+    assert len([e for e in sim.journal if e.sessionid == CN_TOKEN]) > len(refused)
