@@ -40,8 +40,9 @@ from .services.idempotency import IdempotencyKeys
 from .services.inputs import InputLoader
 from .services.tasks import TaskService
 from .services.videos import VideoService
+from .tasks.signatures import secret_key
 from .tasks.watcher import Watcher
-from .tasks.webhooks import WebhookSender, secret_key
+from .tasks.webhooks import WebhookSender
 from .upstream.client import JimengClient
 from .upstream.transport import SessionPool
 from .upstream.uploader import ImageUploader

@@ -31,10 +31,12 @@ from jimeng_server.clock import ManualClock
 from jimeng_server.config import WebhookConfig
 from jimeng_server.net.safe_fetch import FetchPolicy
 from jimeng_server.tasks import outbox
+from jimeng_server.tasks.bodies import task_query_body_of
 from jimeng_server.tasks.outbox import EventState
+from jimeng_server.tasks.signatures import parse_secret
 from jimeng_server.tasks.store import TaskStore
 from jimeng_server.tasks.watcher import Reason
-from jimeng_server.tasks.webhooks import WebhookSender, parse_secret, task_query_body_of
+from jimeng_server.tasks.webhooks import WebhookSender
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 SenderFactory = Callable[..., WebhookSender]

@@ -30,7 +30,7 @@ from jimeng_server.mp4 import tiny_mp4
 from jimeng_server.net.safe_fetch import FetchPolicy, SafeFetcher
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
-from jimeng_server.tasks.webhooks import parse_secret, sign
+from jimeng_server.tasks.signatures import parse_secret, sign
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]

@@ -14,28 +14,16 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook
 from webhook_support import SECRET, done_outcome, failed_outcome
 
+from jimeng_server.api.callbacks import optional_callback_url, validate_callback_url
 from jimeng_server.config import DEFAULT_WEBHOOK_SCHEDULE, ConfigError, WebhookConfig, parse_config
 from jimeng_server.errors import BadRequest
 from jimeng_server.net.safe_fetch import FetchPolicy
+from jimeng_server.tasks.bodies import task_query_body, wire_fail_code
+from jimeng_server.tasks.events import event_body, event_type_of, failure_of, new_event_id
 from jimeng_server.tasks.models import TaskStatus
+from jimeng_server.tasks.signatures import WebhookSecretError, delivery_headers, parse_secret, secret_key, sign
 from jimeng_server.tasks.watcher import Reason
-from jimeng_server.tasks.webhooks import (
-    WebhookSecretError,
-    delivery_headers,
-    event_body,
-    event_type_of,
-    failure_of,
-    new_event_id,
-    optional_callback_url,
-    parse_retry_after,
-    parse_secret,
-    retry_delay,
-    secret_key,
-    sign,
-    task_query_body,
-    validate_callback_url,
-    wire_fail_code,
-)
+from jimeng_server.tasks.webhooks import parse_retry_after, retry_delay
 
 STRICT = FetchPolicy()
 LOCAL = FetchPolicy(allow_private_networks=True)

@@ -24,10 +24,10 @@ from ..concurrency import uncancellable
 from ..config import StoreConfig, WatcherConfig
 from ..errors import NotFound, from_upstream
 from ..tasks.bodies import TaskBody, task_query_body, task_query_body_of, with_raw
+from ..tasks.events import task_event_writer
 from ..tasks.models import TaskKind, TaskRecord, TaskStatus
 from ..tasks.store import TaskStore
 from ..tasks.watcher import Outcome, Reason, Watcher
-from ..tasks.webhooks import task_event_writer
 from ..upstream.client import JimengClient
 from ..upstream.errors import UpstreamError
 from ..upstream.history import HistoryRecord, parse_record

@@ -1,306 +1,38 @@
-"""Webhooks: callback URL validation, event bodies, Standard Webhooks signing, the retry schedule, and the sender.
+"""Webhook delivery: the retry schedule and the sender.
 
-The pure parts come first. `WebhookSender` is the I/O edge: it claims due outbox events under a lease,
-POSTs them through the SSRF-safe fetcher (redirects never followed) and records every attempt
-(design.md §3). Delivery is at-least-once: the `webhook-id` is stable so receivers can de-duplicate.
+`WebhookSender` claims due outbox events under a lease, POSTs them through the SSRF-safe fetcher (redirects
+never followed), signs them (`signatures.py`) and records every attempt (design.md §3). Delivery is
+at-least-once: the `webhook-id` is stable so receivers can de-duplicate. Events are written by `events.py`
+in the same transaction as the task's final state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import email.utils
 import functools
-import hashlib
-import hmac
-import json
 import logging
-import os
 import random
 import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from datetime import UTC
+from typing import Final
 
-import aiosqlite
-from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from ..clock import Clock
 from ..concurrency import uncancellable
-from ..config import ConfigError, WebhookConfig
-from ..errors import BadRequest
-from ..net.safe_fetch import FetchError, FetchPolicy, SafeFetcher, UnsafeURLError, check_url, check_url_resolves_public
+from ..config import WebhookConfig
+from ..net.safe_fetch import FetchError, FetchPolicy, SafeFetcher, UnsafeURLError
 from . import outbox
-from .bodies import ResultItem, TaskQueryBody, task_query_body, task_query_body_of, wire_fail_code
-from .models import TaskStatus
-from .outbox import EventState, Extra, OutboxEvent
+from .outbox import EventState, OutboxEvent
+from .signatures import SECRET_ENV, delivery_headers
 from .store import TaskStore
-from .watcher import Outcome, Reason
-
-__all__ = [
-    "EVENT_FAILED",
-    "EVENT_SUCCEEDED",
-    "SECRET_ENV",
-    "ResultItem",
-    "TaskQueryBody",
-    "WebhookSecretError",
-    "WebhookSender",
-    "delivery_headers",
-    "event_body",
-    "failure_info",
-    "final_event_writer",
-    "new_event_id",
-    "optional_callback_url",
-    "parse_retry_after",
-    "parse_secret",
-    "retry_delay",
-    "secret_key",
-    "sign",
-    "task_event_writer",
-    "task_query_body",
-    "task_query_body_of",
-    "validate_callback_url",
-    "wire_fail_code",
-]
 
 log = logging.getLogger(__name__)
 
-
-EVENT_SUCCEEDED: Final = "task.succeeded"
-EVENT_FAILED: Final = "task.failed"
-SECRET_ENV: Final = "JIMENG_WEBHOOK_SECRET"
-SECRET_PREFIX: Final = "whsec_"
-MAX_CALLBACK_URL_LENGTH: Final = 2048
 _ERROR_EXCERPT: Final = 200
-
-# ---------------------------------------------------------------------------------------------------------
-# Callback URL validation
-
-
-async def validate_callback_url(value: object, policy: FetchPolicy, *, resolver: AbstractResolver | None = None) -> str:
-    """Check a submitted `callback_url` and return it normalised; raise BadRequest (INVALID_CALLBACK_URL).
-
-    Requires an http(s) URL with a host, at most 2048 characters, whose host is (or resolves only to)
-    public addresses unless `policy.allow_private_networks`. DNS goes through `resolver` (default: the
-    system resolver). Delivery re-checks every address at connect time, so a later DNS change is caught too.
-    """
-    if not isinstance(value, str) or not value.strip():
-        raise BadRequest(
-            "callback_url must be an http(s) URL string, e.g. https://example.com/hooks/jimeng",
-            code="INVALID_CALLBACK_URL",
-        )
-    text = value.strip()
-    if len(text) > MAX_CALLBACK_URL_LENGTH:
-        raise BadRequest(
-            f"callback_url is {len(text)} characters long; the limit is {MAX_CALLBACK_URL_LENGTH}",
-            code="INVALID_CALLBACK_URL",
-        )
-    try:
-        parsed = check_url(text, policy, what="callback_url")
-        await check_url_resolves_public(str(parsed), policy, resolver, what="callback_url")
-    except UnsafeURLError as exc:
-        raise BadRequest(str(exc), code="INVALID_CALLBACK_URL") from None
-    except FetchError as exc:
-        raise BadRequest(
-            f"{exc.reason}; callback_url must name a host this server can reach", code="INVALID_CALLBACK_URL"
-        ) from None
-    return str(parsed)
-
-
-async def optional_callback_url(
-    value: object, policy: FetchPolicy, *, resolver: AbstractResolver | None = None
-) -> str | None:
-    """`validate_callback_url` for an optional field: None for an absent (None) or empty value."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    return await validate_callback_url(value, policy, resolver=resolver)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Task query bodies and event bodies
-
-
-_FAILURES: Final[dict[Reason, tuple[str, str]]] = {
-    Reason.UPSTREAM_FAILED: ("UPSTREAM_FAILED", "the upstream reported the generation as failed"),
-    Reason.TIMEOUT: ("TIMEOUT", "the task did not finish before its deadline"),
-    Reason.NOT_FOUND: ("TASK_NOT_FOUND", "the upstream never showed the task"),
-    Reason.SESSION_EXPIRED: ("TOKEN_EXPIRED", "the upstream refused the session; sign in again"),
-}
-
-
-def failure_info(reason: Reason | None, *, fail_code: str = "", detail: str = "") -> dict[str, str]:
-    """Why a task failed, as `{"code", "message"}`. `code` is UPPER_SNAKE: UPSTREAM_FAILED (the default;
-    the message names `fail_code`), TIMEOUT, TASK_NOT_FOUND, TOKEN_EXPIRED."""
-    chosen = reason if reason is not None and reason is not Reason.DONE else Reason.UPSTREAM_FAILED
-    code, message = _FAILURES.get(chosen, ("FAILED", "the task failed"))
-    if chosen is Reason.UPSTREAM_FAILED and fail_code:
-        message += f" (fail_code {fail_code})"
-    elif detail:
-        message += f" ({detail})"
-    return {"code": code, "message": message}
-
-
-def failure_of(outcome: Outcome) -> dict[str, str] | None:
-    """`failure_info` of a watcher outcome; None for a success."""
-    if outcome.status is not TaskStatus.FAILED:
-        return None
-    return failure_info(outcome.reason, fail_code=outcome.fail_code, detail=outcome.detail)
-
-
-def event_type_of(status: TaskStatus) -> str:
-    """`task.succeeded` for DONE, `task.failed` for FAILED; ValueError for a status that is not final."""
-    if status is TaskStatus.DONE:
-        return EVENT_SUCCEEDED
-    if status is TaskStatus.FAILED:
-        return EVENT_FAILED
-    raise ValueError(f"no webhook event for a task that is not final ({status!r})")
-
-
-def rfc3339(ts: float) -> str:
-    """`2026-01-01T00:00:00.000Z` for unix seconds `ts`."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def event_body(event_type: str, data: Mapping[str, Any], now: float) -> str:
-    """The JSON text of an event: `{"type", "timestamp" (RFC 3339), "data"}`, compact, UTF-8."""
-    return json.dumps(
-        {"type": event_type, "timestamp": rfc3339(now), "data": dict(data)},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-
-
-def new_event_id() -> str:
-    """A fresh, unique event id (the `webhook-id`): `msg_` + 32 hex digits."""
-    return f"msg_{uuid.uuid4().hex}"
-
-
-def task_event_writer(
-    history_id: str,
-    *,
-    now: float,
-    reason: Reason | None = None,
-    detail: str = "",
-    event_id: str | None = None,
-) -> Extra:
-    """An `extra=` for the store write that ends a task's watch (`TaskStore.finish`, `drop_token`).
-
-    Inside that transaction it reads the task row and, if the task has a callback URL, writes one event
-    whose data is the task query body (`task_query_body`), plus `error` (`failure_info`) for failures:
-    - row DONE: `task.succeeded`;
-    - row FAILED: `task.failed` (reason default UPSTREAM_FAILED, with the row's fail_code);
-    - row still processing and `reason` given (a watch given up: TIMEOUT, NOT_FOUND, SESSION_EXPIRED):
-      `task.failed` with `status` 30 in the data;
-    - otherwise (unknown task, no callback URL, processing without a reason): nothing.
-    Deliveries do not need the owner's session token. Call `WebhookSender.wake()` after the write.
-    """
-    chosen_id = event_id or new_event_id()
-
-    async def write(conn: aiosqlite.Connection) -> None:
-        task = await outbox.task_fields(conn, history_id)
-        if task is None or not task.callback_url:
-            return
-        status = TaskStatus(task.status)
-        if status is TaskStatus.PROCESSING:
-            if reason is None or reason is Reason.DONE:
-                return
-            status = TaskStatus.FAILED
-        data: dict[str, Any] = dict(
-            task_query_body(
-                history_id=task.history_id,
-                task_type=task.kind,
-                status=int(status),
-                fail_code=task.fail_code,
-                item_count=task.item_count,
-                results=task.results,
-            )
-        )
-        if status is TaskStatus.FAILED:
-            data["error"] = failure_info(reason, fail_code=task.fail_code, detail=detail)
-        event_type = event_type_of(status)
-        await outbox.insert_event(
-            conn,
-            event_id=chosen_id,
-            history_id=task.history_id,
-            type=event_type,
-            body=event_body(event_type, data, now),
-            now=now,
-        )
-
-    return write
-
-
-def final_event_writer(outcome: Outcome, *, now: float, event_id: str | None = None) -> Extra:
-    """`task_event_writer` for a watcher outcome (its reason and detail explain a failure). Safe to pass
-    for every task: tasks without a callback URL get no event."""
-    failed = outcome.status is TaskStatus.FAILED
-    return task_event_writer(
-        outcome.history_id,
-        now=now,
-        reason=outcome.reason if failed else None,
-        detail=outcome.detail,
-        event_id=event_id,
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Signing (Standard Webhooks)
-
-
-class WebhookSecretError(ConfigError):
-    """The configured webhook secret is not `whsec_<base64>`; the message never contains the secret."""
-
-
-def parse_secret(secret: str) -> bytes:
-    """The HMAC key of a `whsec_<base64>` secret (the prefix is optional). Raises WebhookSecretError."""
-    text = secret.strip().removeprefix(SECRET_PREFIX)
-    try:
-        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise WebhookSecretError(
-            "the webhook secret must be whsec_ followed by base64, e.g. whsec_"
-            + base64.b64encode(b"32 random bytes, not this text!!").decode()
-        ) from None
-    if not key:
-        raise WebhookSecretError("the webhook secret is empty after whsec_")
-    return key
-
-
-def secret_key(config: WebhookConfig, environ: Mapping[str, str] | None = None) -> bytes | None:
-    """The HMAC key in force: env JIMENG_WEBHOOK_SECRET if set and non-empty, else `[webhooks] secret`;
-    None when neither is set (deliveries go unsigned). Raises WebhookSecretError for a malformed secret."""
-    env = os.environ if environ is None else environ
-    from_env = env.get(SECRET_ENV, "").strip()
-    chosen = from_env or config.secret.strip()
-    if not chosen:
-        return None
-    try:
-        return parse_secret(chosen)
-    except WebhookSecretError as exc:
-        source = SECRET_ENV if from_env else "webhooks.secret"
-        raise WebhookSecretError(f"{source}: {exc}") from None
-
-
-def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    """`v1,<base64 HMAC-SHA256 of "msg_id.timestamp.body">` (a `webhook-signature` entry)."""
-    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode("ascii")
-
-
-def delivery_headers(event_id: str, timestamp: int, body: bytes, key: bytes | None) -> dict[str, str]:
-    """The headers of one delivery attempt; `webhook-signature` only when a key is configured."""
-    headers = {
-        "Content-Type": "application/json",
-        "webhook-id": event_id,
-        "webhook-timestamp": str(timestamp),
-    }
-    if key is not None:
-        headers["webhook-signature"] = sign(key, event_id, timestamp, body)
-    return headers
 
 
 # ---------------------------------------------------------------------------------------------------------
