@@ -261,18 +261,7 @@ def build_frame_video_generate(
 
 def _material(ref: ImageRef | VideoRef, new_id: IdFactory) -> dict[str, Any]:
     if isinstance(ref, ImageRef):
-        info = {
-            "type": "image",
-            "id": new_id(),
-            "source_from": "upload",
-            "platform_type": 1,
-            "name": "",
-            "image_uri": ref.uri,
-            "width": ref.width,
-            "height": ref.height,
-            "format": ref.format,
-            "uri": ref.uri,
-        }
+        info = image_payload(ref, new_id)
         return {"type": "", "id": new_id(), "material_type": "image", "image_info": info}
     video = {
         "type": "video",
