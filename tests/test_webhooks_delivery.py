@@ -336,7 +336,7 @@ async def test_events_of_one_task_are_delivered_in_order(
     async with store.transaction() as conn:
         for n in (1, 2, 3):
             body = json.dumps({"type": "test", "n": n})
-            await outbox.event_writer(event_id=f"e{n}", history_id="h1", type="test", body=body, now=now)(conn)
+            await outbox.insert_event(conn, event_id=f"e{n}", history_id="h1", type="test", body=body, now=now)
     rec.script("/hook", Reply(500))  # the first event fails once
     sender = make_sender()
     await sender.drain()

@@ -26,7 +26,6 @@ __all__ = [
     "attempts_of",
     "claim_due",
     "complete_attempt",
-    "event_writer",
     "events_of",
     "get_event",
     "insert_event",
@@ -124,60 +123,21 @@ class TaskFields:
 
 
 async def insert_event(
-    conn: aiosqlite.Connection,
-    *,
-    event_id: str,
-    history_id: str,
-    type: str,
-    body: str,
-    now: float,
-    first_attempt_at: float | None = None,
-    callback_url: str | None = None,
+    conn: aiosqlite.Connection, *, event_id: str, history_id: str, type: str, body: str, now: float
 ) -> bool:
-    """Add a pending event for task `history_id`, due at `first_attempt_at` (default `now`).
-
-    The owner (`account_fp`) comes from the task row; `callback_url` defaults to the task's. Returns False
-    (and writes nothing) when the task does not exist or has no callback URL. `event_id` must be new.
-    """
-    due = now if first_attempt_at is None else first_attempt_at
+    """Add a pending event for task `history_id`, due now, to the task's owner and callback URL (both read from
+    the task row). Returns False (and writes nothing) when the task does not exist or has no callback URL.
+    `event_id` must be new."""
     cur = await conn.execute(
         f"""
         INSERT INTO webhook_events ({_EVENT_COLUMNS})
         SELECT ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_events), history_id, account_fp, ?, ?,
-               COALESCE(?, callback_url), 'pending', 0, 0, ?, NULL, ?, ?
-        FROM tasks WHERE history_id = ? AND COALESCE(?, callback_url) IS NOT NULL
+               callback_url, 'pending', 0, 0, ?, NULL, ?, ?
+        FROM tasks WHERE history_id = ? AND callback_url IS NOT NULL
         """,
-        (event_id, type, body, callback_url, due, now, now, history_id, callback_url),
+        (event_id, type, body, now, now, now, history_id),
     )
     return cur.rowcount == 1
-
-
-def event_writer(
-    *,
-    event_id: str,
-    history_id: str,
-    type: str,
-    body: str,
-    now: float,
-    callback_url: str | None = None,
-    first_attempt_at: float | None = None,
-) -> Extra:
-    """An `extra=` callable for `TaskStore.finish` that writes one event with `insert_event` on the
-    finishing transaction's connection (nothing is written if the task has no callback URL)."""
-
-    async def write(conn: aiosqlite.Connection) -> None:
-        await insert_event(
-            conn,
-            event_id=event_id,
-            history_id=history_id,
-            type=type,
-            body=body,
-            now=now,
-            first_attempt_at=first_attempt_at,
-            callback_url=callback_url,
-        )
-
-    return write
 
 
 async def next_due_after(conn: aiosqlite.Connection, now: float) -> float | None:
