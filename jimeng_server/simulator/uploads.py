@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -105,6 +106,23 @@ class UploadStore:
     in_flight: int = 0
     peak_in_flight: int = 0
     gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def open_slot(
+        self, rng: random.Random, creds: IssuedCredentials, store_uri: str, size: int, *, vid: str = ""
+    ) -> UploadSlot:
+        """Register a new upload slot for `store_uri` (an apply answer): a fresh session key and upload Auth."""
+        slot = UploadSlot(
+            session_key=rng.randbytes(24).hex(),
+            store_uri=store_uri,
+            auth=f"SpaceKey/{creds.service}/1/:version:v2:{rng.randbytes(24).hex()}",
+            sessionid=creds.sessionid,
+            service_id=creds.service,
+            file_size=size,
+            vid=vid,
+        )
+        self.slots[slot.session_key] = slot
+        self.by_uri[store_uri] = slot
+        return slot
 
     def committed_by(self, uri: str, sessionid: str) -> bool:
         """True when `uri` (an ImageX URI or a VOD vid) was uploaded and committed by the account `sessionid`."""
@@ -302,16 +320,7 @@ def _apply(sim: Simulator, request: web.Request, vhost: VHost, creds: IssuedCred
         )
     tag = "cn" if creds.region is Region.CN else "va"
     store_uri = f"tos-{tag}-i-{creds.service}/{sim.rng.randbytes(16).hex()}"
-    slot = UploadSlot(
-        session_key=sim.rng.randbytes(24).hex(),
-        store_uri=store_uri,
-        auth=f"SpaceKey/{creds.service}/1/:version:v2:{sim.rng.randbytes(24).hex()}",
-        sessionid=creds.sessionid,
-        service_id=creds.service,
-        file_size=int(size_text),
-    )
-    sim.uploads.slots[slot.session_key] = slot
-    sim.uploads.by_uri[store_uri] = slot
+    slot = sim.uploads.open_slot(sim.rng, creds, store_uri, int(size_text))
     address = {
         "StoreInfos": [{"StoreUri": store_uri, "Auth": slot.auth, "UploadID": sim.rng.randbytes(16).hex()}],
         "UploadHosts": [f"{request.host}/upload"],

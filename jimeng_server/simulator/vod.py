@@ -29,7 +29,7 @@ from aiohttp import web
 
 from ..upstream.regions import constants
 from .hosts import VHost
-from .uploads import MAX_FILE_SIZE, IssuedCredentials, UploadSlot, service_error, service_ok, verify_sigv4
+from .uploads import MAX_FILE_SIZE, IssuedCredentials, service_error, service_ok, verify_sigv4
 from .web_api import SERVICE_HANDLERS, Answer
 
 if TYPE_CHECKING:
@@ -87,17 +87,8 @@ def _apply(sim: Simulator, request: web.Request, creds: IssuedCredentials, regio
     if not query.get("s"):
         return _error(400, "InvalidParameter", "the s parameter is required", APPLY, region)
     store_uri = f"tos-cn-v-{creds.service}/{sim.rng.randbytes(16).hex()}"
-    slot = UploadSlot(
-        session_key=sim.rng.randbytes(24).hex(),
-        store_uri=store_uri,
-        auth=f"SpaceKey/{creds.service}/1/:version:v2:{sim.rng.randbytes(24).hex()}",
-        sessionid=creds.sessionid,
-        service_id=creds.service,
-        file_size=int(size_text),
-        vid="v0d" + sim.rng.randbytes(16).hex(),
-    )
-    sim.uploads.slots[slot.session_key] = slot
-    sim.uploads.by_uri[store_uri] = slot
+    vid = "v0d" + sim.rng.randbytes(16).hex()
+    slot = sim.uploads.open_slot(sim.rng, creds, store_uri, int(size_text), vid=vid)
     node = {
         "Vid": slot.vid,
         "StoreInfos": [{"StoreUri": store_uri, "Auth": slot.auth, "UploadID": sim.rng.randbytes(16).hex()}],
