@@ -14,17 +14,15 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from ..errors import BadGateway, BadRequest, PayloadTooLarge
+from ..errors import BadRequest
 from ..keys import CONFIG, POOL, VIDEOS
-from ..net.safe_fetch import Download, TooLargeError, spool_chunks
+from ..net.safe_fetch import Download
 from ..services.generation import Submission
-from ..services.results import partial_note, require_results
+from ..services.results import partial_note, require_results, spool_result
 from ..tasks.watcher import Outcome
 from ..upstream.tokens import Account
-from ..upstream.transport import SessionPool
 from .callbacks import refuse_callback_url
 from .forms import request_fields
 from .idempotency import HEADER, idempotent
@@ -126,25 +124,3 @@ async def _file_chunks(download: Download) -> AsyncIterator[bytes]:
     with download.path.open("rb") as f:
         while chunk := await asyncio.to_thread(f.read, _B64_CHUNK):
             yield chunk
-
-
-async def spool_result(pool: SessionPool, account: Account, url: str, *, max_bytes: int, seconds: float) -> Download:
-    """Download an upstream result (through the account's proxy) to a temporary file, with a byte cap."""
-    session = pool.get(account.proxy)
-    try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=seconds)) as resp:
-            if resp.status >= 400:
-                raise BadGateway(
-                    f"the result file could not be fetched (HTTP {resp.status})", code="RESULT_FETCH_FAILED"
-                )
-            return await spool_chunks(
-                resp.content.iter_chunked(64 * 1024),
-                max_bytes=max_bytes,
-                content_type=resp.headers.get("Content-Type"),
-            )
-    except TooLargeError:
-        raise PayloadTooLarge(f"the result is larger than {max_bytes} bytes; use response_format=url") from None
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise BadGateway(
-            f"the result file could not be fetched ({type(exc).__name__})", code="RESULT_FETCH_FAILED"
-        ) from None

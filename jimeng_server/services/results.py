@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import aiohttp
 
 from ..errors import BadGateway, ContentRejected, GatewayTimeout, PayloadTooLarge, Unauthorized
+from ..net.safe_fetch import Download, TooLargeError, spool_chunks
 from ..tasks.models import TaskStatus
 from ..tasks.watcher import Outcome, Reason
 from ..upstream.tokens import Account
@@ -65,20 +67,25 @@ def partial_note(outcome: Outcome) -> str | None:
     return None
 
 
-async def fetch_base64(pool: SessionPool, account: Account, url: str, *, max_bytes: int, seconds: float) -> str:
-    """Download an upstream result (through the account's proxy) with a byte cap and return base64."""
+async def spool_result(pool: SessionPool, account: Account, url: str, *, max_bytes: int, seconds: float) -> Download:
+    """Download an upstream result (through the account's proxy) to a temporary file, with a byte cap."""
     session = pool.get(account.proxy)
-    chunks: list[bytes] = []
-    size = 0
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=seconds)) as resp:
             if resp.status >= 400:
                 raise BadGateway(f"the result file could not be fetched (HTTP {resp.status})", code=_FETCH_FAILED)
-            async for chunk in resp.content.iter_chunked(64 * 1024):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(f"the result is larger than {max_bytes} bytes; use response_format=url")
-                chunks.append(chunk)
+            return await spool_chunks(
+                resp.content.iter_chunked(64 * 1024),
+                max_bytes=max_bytes,
+                content_type=resp.headers.get("Content-Type"),
+            )
+    except TooLargeError:
+        raise PayloadTooLarge(f"the result is larger than {max_bytes} bytes; use response_format=url") from None
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise BadGateway(f"the result file could not be fetched ({type(exc).__name__})", code=_FETCH_FAILED) from None
-    return base64.b64encode(b"".join(chunks)).decode("ascii")
+
+
+async def fetch_base64(pool: SessionPool, account: Account, url: str, *, max_bytes: int, seconds: float) -> str:
+    """An upstream result as base64 (images: small enough to answer from memory; videos are streamed)."""
+    with await spool_result(pool, account, url, max_bytes=max_bytes, seconds=seconds) as download:
+        return base64.b64encode(await asyncio.to_thread(download.path.read_bytes)).decode("ascii")
