@@ -6,6 +6,7 @@ import base64
 import json
 import struct
 import zlib
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_TOKEN, bearer, drive, j
 from jimeng_server.clock import ManualClock
 from jimeng_server.keys import CONFIG
 from jimeng_server.simulator import Fault, FaultKind, Simulator
+from jimeng_server.simulator.state import SHANGHAI
 from jimeng_server.upstream.signing import parse_cookie, sign
 
 URL = "/v1/images/generations"
@@ -181,19 +183,11 @@ async def test_no_credits_claims_daily_then_generates(
 async def test_no_credits_and_claim_used_is_402(
     client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
 ) -> None:
-    sim.account(POOR_TOKEN).received_days.add(
-        __import__("datetime").datetime.fromtimestamp(clock.time(), sim_tz()).date().isoformat()
-    )
+    sim.account(POOR_TOKEN).received_days.add(datetime.fromtimestamp(clock.time(), SHANGHAI).date().isoformat())
     status, body = await post(client, clock, {"prompt": "poor"}, POOR_TOKEN)
     assert status == 402
     assert body["error"]["code"] == "INSUFFICIENT_CREDITS"
     assert sim.generate_count == 0
-
-
-def sim_tz() -> Any:
-    from jimeng_server.simulator.state import SHANGHAI
-
-    return SHANGHAI
 
 
 async def test_generate_refused_for_credits_is_402(

@@ -8,7 +8,6 @@ transport failures; `aigc_draft/generate` is never re-sent once it may have reac
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
@@ -324,9 +323,6 @@ class JimengClient:
             referer=referer,
         )
 
-    async def close(self) -> None:
-        """Nothing of its own to close; the pool is closed by its owner."""
-        await asyncio.sleep(0)
 
 
 def _int(value: Any) -> int:
