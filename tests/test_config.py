@@ -40,10 +40,14 @@ def test_example_file_parses_to_the_defaults() -> None:
 
 def _missing_keys(cls: type[Any], data: dict[str, Any], path: str) -> list[str]:
     missing: list[str] = []
-    defaults = cls() if all(
-        f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-        for f in dataclasses.fields(cls)
-    ) else None
+    defaults = (
+        cls()
+        if all(
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            for f in dataclasses.fields(cls)
+        )
+        else None
+    )
     for f in dataclasses.fields(cls):
         key = f"{path}.{f.name}" if path else f.name
         if f.name not in data:
@@ -250,11 +254,10 @@ def test_jimeng_config_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert load_config() == Config()
 
 
-def test_cli_bad_config_exits_2_with_message(tmp_path: Path) -> None:
-    bad = write(tmp_path, "[server]\nport = 'eighty'\n", "bad.toml")
-    env = {k: v for k, v in os.environ.items() if k != "JIMENG_CONFIG"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "jimeng_server", "--config", str(bad)],
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m jimeng_server ARGS` in the repository, with `env`; returns its exit code and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "jimeng_server", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -262,6 +265,12 @@ def test_cli_bad_config_exits_2_with_message(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
+
+
+def test_cli_bad_config_exits_2_with_message(tmp_path: Path) -> None:
+    bad = write(tmp_path, "[server]\nport = 'eighty'\n", "bad.toml")
+    env = {k: v for k, v in os.environ.items() if k != "JIMENG_CONFIG"}
+    proc = run_cli("--config", str(bad), env=env)
     assert proc.returncode == 2
     assert "server.port" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -271,15 +280,7 @@ def test_cli_bad_config_exits_2_with_message(tmp_path: Path) -> None:
 def test_cli_env_bad_config_exits_2(tmp_path: Path) -> None:
     bad = write(tmp_path, "[nope]\n", "bad.toml")
     env = {**os.environ, "JIMENG_CONFIG": str(bad)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "jimeng_server"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli(env=env)
     assert proc.returncode == 2
     assert "nope" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -288,15 +289,7 @@ def test_cli_bad_webhook_secret_exits_2_without_traceback(tmp_path: Path) -> Non
     store = tmp_path / "t.db"
     cfg = write(tmp_path, f'[store]\npath = "{store}"\n', "ok.toml")
     env = {**os.environ, "JIMENG_WEBHOOK_SECRET": "whsec_!!not-base64", "JIMENG_CONFIG": str(cfg)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "jimeng_server", "--port", "1"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli("--port", "1", env=env)
     assert proc.returncode == 2
     assert "JIMENG_WEBHOOK_SECRET" in proc.stderr and "Traceback" not in proc.stderr
     assert "!!not-base64" not in proc.stderr  # the secret itself is never echoed
