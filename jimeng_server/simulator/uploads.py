@@ -185,14 +185,7 @@ def service_error(
     version: str = IMAGEX_VERSION,
 ) -> Answer:
     """An ImageX/VOD error answer: `ResponseMetadata.Error` with `Code` and `Message`."""
-    meta = {
-        "RequestId": secrets.token_hex(12),
-        "Action": action,
-        "Version": version,
-        "Service": service,
-        "Region": region,
-        "Error": {"Code": code, "Message": message},
-    }
+    meta = {**_metadata(action, region, service, version), "Error": {"Code": code, "Message": message}}
     return Answer(status=status, payload={"ResponseMetadata": meta})
 
 
@@ -200,14 +193,11 @@ def service_ok(
     result: dict[str, Any], action: str, region: str, *, service: str = "imagex", version: str = IMAGEX_VERSION
 ) -> Answer:
     """An ImageX/VOD success answer: `ResponseMetadata` and `Result`."""
-    meta = {
-        "RequestId": secrets.token_hex(12),
-        "Action": action,
-        "Version": version,
-        "Service": service,
-        "Region": region,
-    }
-    return Answer(payload={"ResponseMetadata": meta, "Result": result})
+    return Answer(payload={"ResponseMetadata": _metadata(action, region, service, version), "Result": result})
+
+
+def _metadata(action: str, region: str, service: str, version: str) -> dict[str, Any]:
+    return {"RequestId": secrets.token_hex(12), "Action": action, "Version": version, "Service": service, "Region": region}
 
 
 def _parse_amz_date(value: str) -> float | None:
