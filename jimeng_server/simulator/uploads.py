@@ -197,7 +197,13 @@ def service_ok(
 
 
 def _metadata(action: str, region: str, service: str, version: str) -> dict[str, Any]:
-    return {"RequestId": secrets.token_hex(12), "Action": action, "Version": version, "Service": service, "Region": region}
+    return {
+        "RequestId": secrets.token_hex(12),
+        "Action": action,
+        "Version": version,
+        "Service": service,
+        "Region": region,
+    }
 
 
 def _parse_amz_date(value: str) -> float | None:
