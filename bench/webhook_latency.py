@@ -24,7 +24,7 @@ from aiohttp import web
 
 from jimeng_server.clock import SystemClock
 from jimeng_server.config import WebhookConfig
-from jimeng_server.net.safe_fetch import FetchPolicy
+from jimeng_server.net.policy import FetchPolicy
 from jimeng_server.tasks.events import final_event_writer
 from jimeng_server.tasks.models import TaskKind, TaskRecord, TaskStatus
 from jimeng_server.tasks.signatures import parse_secret

@@ -32,7 +32,8 @@ from .keys import (
     WATCHER,
     WEBHOOKS,
 )
-from .net.safe_fetch import FetchPolicy, SafeFetcher
+from .net.fetcher import SafeFetcher
+from .net.policy import FetchPolicy
 from .services.accounts import AccountService
 from .services.compositions import Compositions
 from .services.generation import Generation

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from .clock import Clock
 from .config import Config
-from .net.safe_fetch import SafeFetcher
+from .net.fetcher import SafeFetcher
 from .services.accounts import AccountService
 from .services.compositions import Compositions
 from .services.generation import Generation

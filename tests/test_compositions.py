@@ -25,13 +25,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from support import CN_TOKEN, US_TOKEN, bearer, drive, json_of
 
 from jimeng_server.app import create_app
+from jimeng_server.checksums import crc32_hex
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, SecurityConfig
-from jimeng_server.net.safe_fetch import FetchPolicy, IPAddress, SafeFetcher, is_public_address
+from jimeng_server.net.fetcher import SafeFetcher
+from jimeng_server.net.policy import FetchPolicy, IPAddress, is_public_address
 from jimeng_server.simulator import Fault, FaultKind, Simulator
 from jimeng_server.simulator.media import png
 from jimeng_server.upstream import imagex, uploader
-from jimeng_server.upstream.sigv4 import crc32_hex, parse_authorization
+from jimeng_server.upstream.sigv4 import parse_authorization
 
 URL = "/v1/images/compositions"
 ServerFactory = Callable[..., Awaitable[TestServer]]

@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
+from jimeng_server.checksums import crc32_hex
 from jimeng_server.concurrency import all_or_nothing
 from jimeng_server.imageinfo import ImageInfo, read_info, sniff_format
-from jimeng_server.net.safe_fetch import TooLargeError
+from jimeng_server.net.errors import TooLargeError
 from jimeng_server.services.inputs import decode_data_uri
 from jimeng_server.simulator.media import png
 from jimeng_server.upstream import content_check, imagex
 from jimeng_server.upstream.errors import UpstreamBadResponse
 from jimeng_server.upstream.regions import Region
-from jimeng_server.upstream.sigv4 import crc32_hex
 
 # ------------------------------------------------------------------------------------------ image headers
 

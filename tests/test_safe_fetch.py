@@ -1,4 +1,4 @@
-"""The SSRF guard and bounded fetching of `jimeng_server.net.safe_fetch`, over loopback only.
+"""The SSRF guard and bounded fetching of `jimeng_server.net`, over loopback only.
 
 Loopback fixtures need the guard relaxed; tests that must prove the guard is ON use a fake resolver and an
 address predicate that admits exactly the fixture address 127.0.0.1 and otherwise is `is_public_address`.
@@ -18,19 +18,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 
-from jimeng_server.net.safe_fetch import (
-    FetchError,
-    FetchPolicy,
-    IPAddress,
-    SafeFetcher,
-    TooLargeError,
-    UnsafeURLError,
-    check_url,
-    check_url_resolves_public,
-    is_public_address,
-    spool_chunks,
-)
-from jimeng_server.upstream.sigv4 import crc32_hex
+from jimeng_server.checksums import crc32_hex
+from jimeng_server.net.errors import FetchError, TooLargeError, UnsafeURLError
+from jimeng_server.net.fetcher import SafeFetcher
+from jimeng_server.net.policy import FetchPolicy, IPAddress, check_url, is_public_address
+from jimeng_server.net.resolver import check_url_resolves_public
+from jimeng_server.net.spool import spool_chunks
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 LOCAL = FetchPolicy(allow_private_networks=True)

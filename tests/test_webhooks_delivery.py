@@ -29,7 +29,7 @@ from webhook_support import (
 
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import WebhookConfig
-from jimeng_server.net.safe_fetch import FetchPolicy
+from jimeng_server.net.policy import FetchPolicy
 from jimeng_server.tasks import outbox
 from jimeng_server.tasks.bodies import task_query_body_of
 from jimeng_server.tasks.outbox import EventState

@@ -27,7 +27,8 @@ from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, SecurityConfig, WebhookConfig
 from jimeng_server.keys import TASKS, WATCHER, WEBHOOKS
 from jimeng_server.mp4 import tiny_mp4
-from jimeng_server.net.safe_fetch import FetchPolicy, SafeFetcher
+from jimeng_server.net.fetcher import SafeFetcher
+from jimeng_server.net.policy import FetchPolicy
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
 from jimeng_server.tasks.signatures import parse_secret, sign

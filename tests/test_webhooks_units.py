@@ -17,7 +17,7 @@ from webhook_support import SECRET, done_outcome, failed_outcome
 from jimeng_server.api.callbacks import optional_callback_url, validate_callback_url
 from jimeng_server.config import DEFAULT_WEBHOOK_SCHEDULE, ConfigError, WebhookConfig, parse_config
 from jimeng_server.errors import BadRequest
-from jimeng_server.net.safe_fetch import FetchPolicy
+from jimeng_server.net.policy import FetchPolicy
 from jimeng_server.tasks.bodies import task_query_body, wire_fail_code
 from jimeng_server.tasks.events import event_body, event_type_of, failure_of, new_event_id
 from jimeng_server.tasks.models import TaskStatus

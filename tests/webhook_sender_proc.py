@@ -12,7 +12,7 @@ import sys
 
 from jimeng_server.clock import SystemClock
 from jimeng_server.config import WebhookConfig
-from jimeng_server.net.safe_fetch import FetchPolicy
+from jimeng_server.net.policy import FetchPolicy
 from jimeng_server.tasks.signatures import secret_key
 from jimeng_server.tasks.store import TaskStore
 from jimeng_server.tasks.webhooks import WebhookSender

@@ -19,7 +19,9 @@ from aiohttp.abc import AbstractResolver
 
 from ..errors import BadRequest
 from ..keys import CONFIG, FETCHER
-from ..net.safe_fetch import FetchError, FetchPolicy, UnsafeURLError, check_url, check_url_resolves_public
+from ..net.errors import FetchError, UnsafeURLError
+from ..net.policy import FetchPolicy, check_url
+from ..net.resolver import check_url_resolves_public
 
 CALLBACK_FIELD = "callback_url"
 MAX_CALLBACK_URL_LENGTH = 2048

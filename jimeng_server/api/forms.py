@@ -16,7 +16,8 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from ..errors import BadRequest, PayloadTooLarge
-from ..net.safe_fetch import Download, TooLargeError, spool_chunks
+from ..net.errors import TooLargeError
+from ..net.spool import Download, spool_chunks
 from .request import json_object
 
 _CHUNK = 64 * 1024

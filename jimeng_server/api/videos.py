@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ..errors import BadRequest
 from ..keys import CONFIG, POOL, VIDEOS
-from ..net.safe_fetch import Download
+from ..net.spool import Download
 from ..services.generation import Submission
 from ..services.results import partial_note, require_results, spool_result
 from ..tasks.watcher import Outcome

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from ..api.params import ImageParams
 from ..concurrency import all_or_nothing
 from ..errors import ContentRejected
-from ..net.safe_fetch import Download
+from ..net.spool import Download
 from ..tasks.models import TaskKind
 from ..upstream import content_check
 from ..upstream.errors import UpstreamError, UpstreamRetError

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from ..concurrency import all_or_nothing
 from ..errors import ApiError, BadRequest, PayloadTooLarge
 from ..imageinfo import sniff_format
-from ..net.safe_fetch import Download, FetchError, SafeFetcher, TooLargeError, UnsafeURLError, check_url, spool_chunks
+from ..net.errors import FetchError, TooLargeError, UnsafeURLError
+from ..net.fetcher import SafeFetcher
+from ..net.policy import check_url
+from ..net.spool import Download, spool_chunks
 
 _DATA_URI = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]+=[^;,]*)*);base64,", re.IGNORECASE)
 _B64_STEP = 4 * 256 * 1024  # base64 characters decoded at a time (a multiple of 4: chunks decode alone)

@@ -8,7 +8,8 @@ import base64
 import aiohttp
 
 from ..errors import BadGateway, ContentRejected, GatewayTimeout, PayloadTooLarge, Unauthorized
-from ..net.safe_fetch import Download, TooLargeError, spool_chunks
+from ..net.errors import TooLargeError
+from ..net.spool import Download, spool_chunks
 from ..tasks.models import TaskStatus
 from ..tasks.watcher import Outcome, Reason
 from ..upstream.tokens import Account

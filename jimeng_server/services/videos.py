@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from ..api.video_params import MAX_OMNI_VIDEO_SECONDS, MediaSource, VideoParams
 from ..concurrency import all_or_nothing
 from ..errors import ApiError, BadRequest
-from ..net.safe_fetch import Download
+from ..net.spool import Download
 from ..tasks.models import TaskKind
 from ..upstream import catalog
 from ..upstream.payloads import ImageRef

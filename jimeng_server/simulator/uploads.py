@@ -39,10 +39,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..checksums import Crc32
 from ..imageinfo import ImageInfo, read_info
 from ..mp4 import MovieFacts, MovieScanner
 from ..upstream.regions import Region, constants
-from ..upstream.sigv4 import Crc32, parse_authorization, sign_headers
+from ..upstream.sigv4 import parse_authorization, sign_headers
 from .hosts import VHost
 from .web_api import SERVICE_HANDLERS, WEB_HANDLERS, Answer, Call
 

@@ -24,7 +24,9 @@ from yarl import URL
 from ..clock import Clock
 from ..concurrency import uncancellable
 from ..config import WebhookConfig
-from ..net.safe_fetch import FetchError, FetchPolicy, SafeFetcher, UnsafeURLError
+from ..net.errors import FetchError, UnsafeURLError
+from ..net.fetcher import SafeFetcher
+from ..net.policy import FetchPolicy
 from . import outbox
 from .outbox import EventState, OutboxEvent
 from .signatures import SECRET_ENV, delivery_headers

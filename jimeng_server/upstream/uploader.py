@@ -22,7 +22,7 @@ import aiohttp
 from yarl import URL
 
 from ..config import UploadConfig
-from ..net.safe_fetch import Download
+from ..net.spool import Download
 from . import imagex
 from .client import JimengClient, accept_language
 from .errors import UpstreamBadResponse, UpstreamError, UpstreamHttpError, UpstreamTimeout, UpstreamUnavailable

@@ -19,7 +19,7 @@ import dataclasses
 from typing import Any
 
 from ..mp4 import MovieFacts, movie_facts
-from ..net.safe_fetch import Download
+from ..net.spool import Download
 from . import imagex, vod
 from .imagex import UploadCredentials
 from .tokens import Account

@@ -14,10 +14,11 @@ from urllib.parse import urlencode
 import pytest
 from sim_helpers import CN_SESSION, HK_SESSION, US_SESSION, Upstream, image_body
 
+from jimeng_server.checksums import crc32_hex
 from jimeng_server.simulator.media import png
 from jimeng_server.upstream import content_check, imagex
 from jimeng_server.upstream.regions import Region, constants
-from jimeng_server.upstream.sigv4 import amz_date, crc32_hex, sign_headers
+from jimeng_server.upstream.sigv4 import amz_date, sign_headers
 
 TOKEN = "/mweb/v1/get_upload_token"
 ALGO = "/mweb/v1/algo_proxy"

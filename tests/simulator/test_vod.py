@@ -11,10 +11,11 @@ from urllib.parse import urlencode
 import pytest
 from sim_helpers import CN_SESSION, HK_SESSION, US_SESSION, Upstream
 
+from jimeng_server.checksums import crc32_hex
 from jimeng_server.mp4 import tiny_mp4
 from jimeng_server.upstream import vod
 from jimeng_server.upstream.regions import Region, constants
-from jimeng_server.upstream.sigv4 import amz_date, crc32_hex, sign_headers
+from jimeng_server.upstream.sigv4 import amz_date, sign_headers
 
 TOKEN = "/mweb/v1/get_upload_token"
 CLIP = tiny_mp4(7250, tag=b"frames" * 500, width=1920, height=1080)

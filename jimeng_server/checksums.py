@@ -1,0 +1,27 @@
+"""CRC-32 as the upload protocols and the spooler use it: 8 lowercase hex digits, one-shot or incremental."""
+
+from __future__ import annotations
+
+import zlib
+
+
+def crc32_hex(data: bytes) -> str:
+    """Standard (zlib/IEEE) CRC-32 of `data` as 8 lowercase, zero-padded hex digits."""
+    return f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
+
+
+class Crc32:
+    """Incremental CRC-32; `hexdigest()` after any sequence of `update()`s equals `crc32_hex` of the concatenation."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        self._value = 0
+
+    def update(self, chunk: bytes) -> None:
+        """Feed more bytes."""
+        self._value = zlib.crc32(chunk, self._value)
+
+    def hexdigest(self) -> str:
+        """The checksum so far, 8 lowercase hex digits."""
+        return f"{self._value & 0xFFFFFFFF:08x}"
