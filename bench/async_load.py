@@ -21,10 +21,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from jimeng_server.api.appkeys import WATCHER
 from jimeng_server.app import create_app
 from jimeng_server.cli import with_simulator_hosts
 from jimeng_server.config import Config, KindSchedule, StoreConfig, WatcherConfig
-from jimeng_server.keys import WATCHER
 from jimeng_server.simulator import SimSettings, Simulator, simulator_hosts
 
 

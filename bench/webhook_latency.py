@@ -25,13 +25,12 @@ from aiohttp import web
 from jimeng_server.clock import SystemClock
 from jimeng_server.config import WebhookConfig
 from jimeng_server.net.policy import FetchPolicy
-from jimeng_server.tasks.events import final_event_writer
-from jimeng_server.tasks.models import TaskKind, TaskRecord, TaskStatus
-from jimeng_server.tasks.signatures import parse_secret
-from jimeng_server.tasks.store import TaskStore
-from jimeng_server.tasks.watcher import Outcome, Reason
-from jimeng_server.tasks.webhooks import WebhookSender
+from jimeng_server.store.models import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
+from jimeng_server.store.sqlite import TaskStore
 from jimeng_server.upstream.history import parse_record
+from jimeng_server.webhooks.events import final_event_writer
+from jimeng_server.webhooks.sender import WebhookSender
+from jimeng_server.webhooks.signatures import parse_secret
 
 
 def percentile(values: list[float], q: float) -> float:

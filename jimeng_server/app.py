@@ -13,10 +13,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .api import async_tasks, deliveries, images, meta, tokens, videos
-from .clock import Clock, SystemClock
-from .config import Config
-from .errors import make_error_middleware
-from .keys import (
+from .api.appkeys import (
     ACCOUNTS,
     CLIENT,
     CLOCK,
@@ -32,6 +29,9 @@ from .keys import (
     WATCHER,
     WEBHOOKS,
 )
+from .clock import Clock, SystemClock
+from .config import Config
+from .errors import make_error_middleware
 from .net.fetcher import SafeFetcher
 from .net.policy import FetchPolicy
 from .services.accounts import AccountService
@@ -41,13 +41,13 @@ from .services.idempotency import IdempotencyKeys
 from .services.inputs import InputLoader
 from .services.tasks import TaskService
 from .services.videos import VideoService
-from .tasks.signatures import secret_key
-from .tasks.watcher import Watcher
-from .tasks.webhooks import WebhookSender
 from .upstream.client import JimengClient
 from .upstream.transport import SessionPool
 from .upstream.uploader import ImageUploader
 from .upstream.vod_upload import VideoUploader
+from .watcher import Watcher
+from .webhooks.sender import WebhookSender
+from .webhooks.signatures import secret_key
 
 
 def create_app(

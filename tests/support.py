@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from jimeng_server.api.appkeys import WATCHER
 from jimeng_server.clock import ManualClock
-from jimeng_server.keys import WATCHER
 
 T = TypeVar("T")
 

@@ -9,8 +9,8 @@ import aiohttp
 from aiohttp.test_utils import TestClient
 from support import CN_TOKEN, bearer, json_of
 
+from jimeng_server.api.appkeys import WATCHER
 from jimeng_server.clock import ManualClock
-from jimeng_server.keys import WATCHER
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
 

@@ -11,11 +11,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from support import CN_TOKEN, CN_TOKEN_2, US_TOKEN, bearer, drive, json_of
 
+from jimeng_server.api.appkeys import TASKS, WATCHER
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import StoreConfig
-from jimeng_server.keys import TASKS, WATCHER
 from jimeng_server.simulator import Simulator
-from jimeng_server.tasks.models import TaskStatus
+from jimeng_server.store.models import TaskStatus
 
 SUBMIT = "/v1/async/images/generations"
 MESSAGE = "任务已提交，请使用 history_id 查询任务状态"

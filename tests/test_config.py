@@ -293,3 +293,10 @@ def test_cli_bad_webhook_secret_exits_2_without_traceback(tmp_path: Path) -> Non
     assert proc.returncode == 2
     assert "JIMENG_WEBHOOK_SECRET" in proc.stderr and "Traceback" not in proc.stderr
     assert "!!not-base64" not in proc.stderr  # the secret itself is never echoed
+
+
+def test_region_codes_match_the_protocol_regions() -> None:
+    from jimeng_server.config import REGION_CODES
+    from jimeng_server.upstream.regions import Region
+
+    assert set(REGION_CODES) == {r.value for r in Region}

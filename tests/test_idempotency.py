@@ -12,8 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, bearer, drive, json_of
 
+from jimeng_server.api.appkeys import GENERATION, TASKS
 from jimeng_server.clock import ManualClock
-from jimeng_server.keys import GENERATION, TASKS
 from jimeng_server.services.generation import Submission
 from jimeng_server.services.idempotency import request_hash
 from jimeng_server.simulator import Simulator

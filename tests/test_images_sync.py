@@ -13,8 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_TOKEN, bearer, drive, json_of
 
+from jimeng_server.api.appkeys import CONFIG, WATCHER
 from jimeng_server.clock import ManualClock
-from jimeng_server.keys import CONFIG, WATCHER
 from jimeng_server.simulator import Fault, FaultKind, Simulator
 from jimeng_server.simulator.state import SHANGHAI
 from jimeng_server.upstream.signing import parse_cookie, sign

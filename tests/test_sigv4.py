@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from jimeng_server.checksums import Crc32, crc32_hex
 from jimeng_server.upstream.sigv4 import (
     EMPTY_SHA256,
-    Crc32,
     ParsedAuthorization,
     amz_date,
     canonical_query,
-    crc32_hex,
     parse_authorization,
     sign_headers,
 )

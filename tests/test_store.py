@@ -14,9 +14,8 @@ import aiosqlite
 import pytest
 
 from jimeng_server.clock import ManualClock
-from jimeng_server.tasks import store as store_module
-from jimeng_server.tasks.models import TaskKind, TaskRecord, TaskStatus
-from jimeng_server.tasks.store import (
+from jimeng_server.store.models import TaskKind, TaskRecord, TaskStatus
+from jimeng_server.store.sqlite import (
     MIGRATIONS,
     IdemResult,
     IdemState,
@@ -24,6 +23,7 @@ from jimeng_server.tasks.store import (
     TaskOwnershipError,
     TaskStore,
 )
+from jimeng_server.store import sqlite as store_module
 
 ACCOUNT = "fp-account-a"
 OTHER = "fp-account-b"

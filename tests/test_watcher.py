@@ -13,15 +13,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 from support import CN_TOKEN, CN_TOKEN_2
 
+from jimeng_server.api.appkeys import GENERATION, WATCHER
 from jimeng_server.api.params import image_params
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, KindSchedule, WatcherConfig
-from jimeng_server.keys import GENERATION, WATCHER
 from jimeng_server.services.generation import Submission
 from jimeng_server.simulator import Fault, FaultKind, Script, Simulator, Step
-from jimeng_server.tasks.models import TaskKind, TaskStatus
-from jimeng_server.tasks.watcher import Outcome, Reason, Watcher
+from jimeng_server.store.models import Outcome, Reason, TaskKind, TaskStatus
 from jimeng_server.upstream.tokens import parse_token
+from jimeng_server.watcher import Watcher
 
 HISTORY = "/get_history_by_ids"
 

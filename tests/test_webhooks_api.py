@@ -14,11 +14,10 @@ from standardwebhooks.webhooks import Webhook
 from support import CN_TOKEN, CN_TOKEN_2, bearer, json_of
 from webhook_support import SECRET, Receiver, Reply, done_outcome, failed_outcome, make_task
 
+from jimeng_server.api.appkeys import TASKS, WEBHOOKS
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import WebhookConfig
-from jimeng_server.keys import TASKS, WEBHOOKS
-from jimeng_server.tasks.models import TaskStatus
-from jimeng_server.tasks.watcher import Reason
+from jimeng_server.store.models import Reason, TaskStatus
 from jimeng_server.upstream.tokens import parse_token
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]

@@ -30,13 +30,13 @@ from webhook_support import (
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import WebhookConfig
 from jimeng_server.net.policy import FetchPolicy
-from jimeng_server.tasks import outbox
-from jimeng_server.tasks.bodies import task_query_body_of
-from jimeng_server.tasks.outbox import EventState
-from jimeng_server.tasks.signatures import parse_secret
-from jimeng_server.tasks.store import TaskStore
-from jimeng_server.tasks.watcher import Reason
-from jimeng_server.tasks.webhooks import WebhookSender
+from jimeng_server.store.answer import task_query_body_of
+from jimeng_server.store.models import Reason
+from jimeng_server.store.outbox import EventState
+from jimeng_server.store.sqlite import TaskStore
+from jimeng_server.store import outbox
+from jimeng_server.webhooks.sender import WebhookSender
+from jimeng_server.webhooks.signatures import parse_secret
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 SenderFactory = Callable[..., WebhookSender]

@@ -22,16 +22,16 @@ from standardwebhooks.webhooks import Webhook
 from support import CN_TOKEN, bearer, drive, json_of
 from webhook_support import SECRET, Receiver, Reply
 
+from jimeng_server.api.appkeys import TASKS, WATCHER, WEBHOOKS
 from jimeng_server.app import create_app
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, SecurityConfig, WebhookConfig
-from jimeng_server.keys import TASKS, WATCHER, WEBHOOKS
 from jimeng_server.mp4 import tiny_mp4
 from jimeng_server.net.fetcher import SafeFetcher
 from jimeng_server.net.policy import FetchPolicy
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
-from jimeng_server.tasks.signatures import parse_secret, sign
+from jimeng_server.webhooks.signatures import parse_secret, sign
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]

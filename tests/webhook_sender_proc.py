@@ -13,9 +13,9 @@ import sys
 from jimeng_server.clock import SystemClock
 from jimeng_server.config import WebhookConfig
 from jimeng_server.net.policy import FetchPolicy
-from jimeng_server.tasks.signatures import secret_key
-from jimeng_server.tasks.store import TaskStore
-from jimeng_server.tasks.webhooks import WebhookSender
+from jimeng_server.store.sqlite import TaskStore
+from jimeng_server.webhooks.sender import WebhookSender
+from jimeng_server.webhooks.signatures import secret_key
 
 
 async def main(db_path: str, concurrency: int) -> None:

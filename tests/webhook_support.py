@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from jimeng_server.clock import Clock
-from jimeng_server.tasks.events import final_event_writer
-from jimeng_server.tasks.models import TaskKind, TaskRecord, TaskStatus
-from jimeng_server.tasks.store import TaskStore
-from jimeng_server.tasks.watcher import Outcome, Reason
+from jimeng_server.store.models import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
+from jimeng_server.store.sqlite import TaskStore
 from jimeng_server.upstream.history import parse_record
+from jimeng_server.webhooks.events import final_event_writer
 
 SECRET = "whsec_" + base64.b64encode(b"jimeng-test-webhook-secret-32byt").decode()
 OWNER_FP = "fp-owner-0001"

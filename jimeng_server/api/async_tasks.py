@@ -15,9 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest
-from ..keys import COMPOSITIONS, GENERATION, TASKS, VIDEOS
 from ..services.generation import Submission
 from ..services.tasks import MAX_BATCH, MAX_WAIT
+from .appkeys import COMPOSITIONS, GENERATION, TASKS, VIDEOS
 from .callbacks import callback_url_of
 from .idempotency import idempotent
 from .images import composition_request, generation_request

@@ -18,10 +18,10 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
 from ..errors import BadRequest
-from ..keys import CONFIG, FETCHER
 from ..net.errors import FetchError, UnsafeURLError
 from ..net.policy import FetchPolicy, check_url
 from ..net.resolver import check_url_resolves_public
+from .appkeys import CONFIG, FETCHER
 
 CALLBACK_FIELD = "callback_url"
 MAX_CALLBACK_URL_LENGTH = 2048

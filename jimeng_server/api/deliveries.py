@@ -12,9 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import Conflict, NotFound
-from ..keys import TASKS, WEBHOOKS
-from ..tasks import outbox
-from ..tasks.models import TaskRecord
+from ..store import outbox
+from ..store.models import TaskRecord
+from .appkeys import TASKS, WEBHOOKS
 from .request import accounts_of
 
 routes = web.RouteTableDef()

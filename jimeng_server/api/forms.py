@@ -10,30 +10,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 
 from ..errors import BadRequest, PayloadTooLarge
 from ..net.errors import TooLargeError
-from ..net.spool import Download, spool_chunks
+from ..net.spool import spool_chunks
+from ..services.params import UploadedFile
 from .request import json_object
 
 _CHUNK = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class UploadedFile:
-    """One multipart file part, spooled to `download.path`."""
-
-    field: str
-    filename: str
-    download: Download
-
-    @property
-    def size(self) -> int:
-        return self.download.size
 
 
 def _is_multipart(request: web.Request) -> bool:

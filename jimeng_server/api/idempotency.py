@@ -22,10 +22,10 @@ from aiohttp import web
 
 from ..concurrency import uncancellable
 from ..errors import ApiError, BadRequest, Conflict, Unprocessable, from_upstream
-from ..keys import IDEMPOTENCY
 from ..services.idempotency import MAX_KEY_LENGTH, request_hash, spend_tracking, valid_key
-from ..tasks.store import IdemState
+from ..store.sqlite import IdemState
 from ..upstream.errors import UpstreamError
+from .appkeys import IDEMPOTENCY
 from .request import accounts_of
 
 HEADER = "Idempotency-Key"

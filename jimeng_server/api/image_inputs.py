@@ -12,7 +12,7 @@ from aiohttp import web
 from ..errors import BadRequest
 from ..services.compositions import MAX_INPUT_IMAGES
 from ..services.inputs import DataUriImage, FileImage, InputImage, UrlImage
-from .forms import UploadedFile
+from ..services.params import UploadedFile
 
 IMAGES_FIELD = "images"
 _SHAPES = 'a URL string, an object {"url": "..."}, a data:image/...;base64 URI, or a multipart file'

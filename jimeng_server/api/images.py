@@ -10,18 +10,19 @@ from typing import Any
 
 from aiohttp import web
 
-from ..keys import COMPOSITIONS, CONFIG, GENERATION, POOL
 from ..services.compositions import COMPOSITION_TYPE
 from ..services.generation import Submission
 from ..services.inputs import InputImage
+from ..services.params import ImageParams
 from ..services.results import fetch_base64, partial_note, require_results
-from ..tasks.watcher import Outcome
+from ..store.models import Outcome
 from ..upstream.tokens import Account
+from .appkeys import COMPOSITIONS, CONFIG, GENERATION, POOL
 from .callbacks import refuse_callback_url
 from .forms import request_fields
 from .idempotency import idempotent
 from .image_inputs import check_content_length, composition_images
-from .params import ImageParams, image_params
+from .params import image_params
 from .request import accounts_of, json_object
 
 routes = web.RouteTableDef()

@@ -6,18 +6,15 @@ Fields arrive from JSON (typed) or multipart forms (strings); both go through th
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadRequest
+from ..services.params import ImageParams
 from ..upstream import catalog
 
 RESPONSE_FORMATS = ("url", "b64_json")
 MAX_PROMPT_CHARS = 8000
-_MULTI_KEYWORDS = ("连续", "绘本", "故事")
-_COUNT_RE = re.compile(r"(\d+)\s*张")
 
 
 def _bad(field: str, message: str) -> BadRequest:
@@ -75,36 +72,6 @@ def get_choice(data: Mapping[str, Any], name: str, default: str, choices: tuple[
     if value not in choices:
         raise _bad(name, f"must be one of {', '.join(choices)}, got {value!r}")
     return value
-
-
-@dataclass(frozen=True, slots=True)
-class ImageParams:
-    """The fields of `/v1/images/generations` (and of compositions, which adds the images)."""
-
-    model: str
-    prompt: str
-    negative_prompt: str
-    ratio: str
-    resolution: str
-    intelligent_ratio: bool
-    sample_strength: float
-    response_format: str
-    multi_image: bool | None
-    callback_url: str | None = None  # async twins only, set by the handler after validation (api/callbacks.py)
-
-    def story_count(self) -> int | None:
-        """Multi-image ("story") mode: the number of images, or None for single generation (§7.5).
-
-        Triggered as in the reference by the prompt keywords for jimeng-4.0/4.1/4.5, unless the caller
-        says `multi_image: false`; `multi_image: true` forces it on for those models.
-        """
-        if self.model not in catalog.MULTI_IMAGE_MODELS or self.multi_image is False:
-            return None
-        match = _COUNT_RE.search(self.prompt)
-        triggered = self.multi_image is True or match is not None or any(k in self.prompt for k in _MULTI_KEYWORDS)
-        if not triggered:
-            return None
-        return max(1, min(int(match.group(1)), 20)) if match else 4
 
 
 def image_params(data: Mapping[str, Any]) -> ImageParams:

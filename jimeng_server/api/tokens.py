@@ -8,9 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest, from_upstream
-from ..keys import ACCOUNTS, CLIENT
 from ..upstream.errors import UpstreamError, UpstreamRetError
 from ..upstream.tokens import Account, TokenError, parse_token
+from .appkeys import ACCOUNTS, CLIENT
 from .request import accounts_of, json_object
 
 routes = web.RouteTableDef()

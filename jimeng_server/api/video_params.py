@@ -10,12 +10,11 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadRequest
+from ..services.params import MediaSource, UploadedFile, VideoParams
 from ..upstream import catalog
-from .forms import UploadedFile
 from .params import MAX_PROMPT_CHARS, RESPONSE_FORMATS, get_choice, get_str
 
 VIDEO_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "21:9")
@@ -28,7 +27,6 @@ MAX_FRAMES = 2
 MAX_OMNI_IMAGES = 9
 MAX_OMNI_VIDEOS = 3
 MAX_OMNI_MATERIALS = 12
-MAX_OMNI_VIDEO_SECONDS = 15.0
 
 _INT_TEXT = re.compile(r"[0-9]+")
 _IMAGE_FIELD = re.compile(r"image_file(?:_([1-9][0-9]*))?")
@@ -37,53 +35,6 @@ _VIDEO_FIELD = re.compile(r"video_file(?:_([1-9][0-9]*))?")
 
 def _bad(field: str, message: str, code: str = "INVALID_PARAMETER") -> BadRequest:
     return BadRequest(f"'{field}' {message}", code=code)
-
-
-@dataclass(frozen=True, slots=True)
-class MediaSource:
-    """One input image or video: a URL or an uploaded file, and the field it came in."""
-
-    field: str
-    url: str | None = None
-    file: UploadedFile | None = None
-
-    @property
-    def label(self) -> str:
-        """How messages name this input."""
-        return f"'{self.field}' ({self.file.filename})" if self.file else f"'{self.field}'"
-
-
-@dataclass(frozen=True, slots=True)
-class VideoParams:
-    """The validated fields of a video generation."""
-
-    model: str
-    prompt: str
-    ratio: str
-    resolution: str | None  # only for the models that take one (§6.5)
-    duration: int  # seconds
-    omni: bool
-    frames: tuple[MediaSource, ...] = ()  # first/last-frame mode: 0, 1 or 2 images
-    images: tuple[MediaSource, ...] = ()  # omni mode
-    videos: tuple[MediaSource, ...] = ()  # omni mode
-    response_format: str = "url"
-    callback_url: str | None = None  # async twin only, set by the handler after validation (api/callbacks.py)
-
-    @property
-    def materials(self) -> tuple[MediaSource, ...]:
-        """Omni materials in registration order: images, then videos (§8.3)."""
-        return self.images + self.videos
-
-    def reference_names(self) -> dict[str, int]:
-        """`@name` -> material index: field names, and original filenames that do not clash with one."""
-        names: dict[str, int] = {}
-        for index, source in enumerate(self.materials):
-            names.setdefault(source.field, index)
-        fields = set(names)
-        for index, source in enumerate(self.materials):
-            if source.file is not None and source.file.filename and source.file.filename not in fields:
-                names.setdefault(source.file.filename, index)
-        return names
 
 
 def takes_resolution(model: str) -> bool:

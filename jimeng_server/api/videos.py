@@ -17,17 +17,18 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest
-from ..keys import CONFIG, POOL, VIDEOS
 from ..net.spool import Download
 from ..services.generation import Submission
+from ..services.params import VideoParams
 from ..services.results import partial_note, require_results, spool_result
-from ..tasks.watcher import Outcome
+from ..store.models import Outcome
 from ..upstream.tokens import Account
+from .appkeys import CONFIG, POOL, VIDEOS
 from .callbacks import refuse_callback_url
 from .forms import request_fields
 from .idempotency import HEADER, idempotent
 from .request import accounts_of
-from .video_params import VideoParams, video_params
+from .video_params import video_params
 
 routes = web.RouteTableDef()
 

@@ -11,11 +11,10 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from ..api.params import ImageParams
 from ..concurrency import all_or_nothing
 from ..errors import ContentRejected
 from ..net.spool import Download
-from ..tasks.models import TaskKind
+from ..store.models import TaskKind
 from ..upstream import content_check
 from ..upstream.errors import UpstreamError, UpstreamRetError
 from ..upstream.imagex import CommittedImage
@@ -25,6 +24,7 @@ from ..upstream.tokens import Account
 from ..upstream.uploader import ImageUploader
 from .generation import Generation, Submission
 from .inputs import InputImage, InputLoader
+from .params import ImageParams
 
 log = logging.getLogger(__name__)
 

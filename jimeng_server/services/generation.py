@@ -12,18 +12,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..api.params import ImageParams
 from ..clock import Clock
 from ..config import Config
 from ..errors import BadRequest
-from ..tasks.models import TaskKind
-from ..tasks.watcher import Outcome, Watcher
+from ..store.models import Outcome, TaskKind
 from ..upstream import catalog
 from ..upstream.client import JimengClient
 from ..upstream.payloads import DraftVersions, ImageJob, ImageRef, build_image_generate
 from ..upstream.tokens import Account
+from ..watcher import Watcher
 from .accounts import AccountService
 from .idempotency import generate_attempt
+from .params import ImageParams
 
 # Text-to-image seeds lie in [2.5e9, 2.6e9) as the web client makes them (§7.2).
 _SEED_LOW, _SEED_HIGH = 2_500_000_000, 2_600_000_000

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..config import StoreConfig
-from ..tasks.store import IdemResult, TaskStore
+from ..store.sqlite import IdemResult, TaskStore
 from ..upstream.errors import UpstreamRetError
 
 MAX_KEY_LENGTH = 255

@@ -10,8 +10,7 @@ import aiohttp
 from ..errors import BadGateway, ContentRejected, GatewayTimeout, PayloadTooLarge, Unauthorized
 from ..net.errors import TooLargeError
 from ..net.spool import Download, spool_chunks
-from ..tasks.models import TaskStatus
-from ..tasks.watcher import Outcome, Reason
+from ..store.models import Outcome, Reason, TaskStatus
 from ..upstream.tokens import Account
 from ..upstream.transport import SessionPool
 

@@ -23,16 +23,16 @@ from ..clock import Clock
 from ..concurrency import uncancellable
 from ..config import StoreConfig, WatcherConfig
 from ..errors import NotFound, from_upstream
-from ..tasks.bodies import TaskBody, task_query_body, task_query_body_of, with_raw
-from ..tasks.events import task_event_writer
-from ..tasks.models import TaskKind, TaskRecord, TaskStatus
-from ..tasks.store import TaskStore
-from ..tasks.watcher import Outcome, Reason, Watcher
+from ..store.answer import TaskBody, task_query_body, task_query_body_of, with_raw
+from ..store.models import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
+from ..store.sqlite import TaskStore
 from ..upstream.client import JimengClient
 from ..upstream.errors import UpstreamError
 from ..upstream.history import HistoryRecord, parse_record
 from ..upstream.payloads import history_image_info
 from ..upstream.tokens import Account, TokenError, parse_token
+from ..watcher import Watcher
+from ..webhooks.events import task_event_writer
 from .generation import Submission
 
 log = logging.getLogger(__name__)

@@ -17,11 +17,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from ..api.video_params import MAX_OMNI_VIDEO_SECONDS, MediaSource, VideoParams
 from ..concurrency import all_or_nothing
 from ..errors import ApiError, BadRequest
 from ..net.spool import Download
-from ..tasks.models import TaskKind
+from ..store.models import TaskKind
 from ..upstream import catalog
 from ..upstream.payloads import ImageRef
 from ..upstream.tokens import Account
@@ -39,6 +38,7 @@ from ..upstream.vod_upload import VideoUploader, read_movie
 from .compositions import Compositions
 from .generation import Generation, Submission
 from .inputs import FileImage, InputImage, UrlImage
+from .params import MAX_OMNI_VIDEO_SECONDS, MediaSource, VideoParams
 
 _SEED_LIMIT = 2**32  # video seeds are random integers in [0, 2^32) (§8.2)
 

@@ -12,11 +12,10 @@ from typing import Any, Final
 
 import aiosqlite
 
-from . import outbox
-from .bodies import task_query_body
-from .models import TaskStatus
-from .outbox import Extra
-from .watcher import Outcome, Reason
+from ..store import outbox
+from ..store.answer import task_query_body
+from ..store.models import Outcome, Reason, TaskStatus
+from ..store.outbox import Extra
 
 EVENT_SUCCEEDED: Final = "task.succeeded"
 EVENT_FAILED: Final = "task.failed"

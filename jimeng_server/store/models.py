@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from ..upstream.history import HistoryRecord
+
 
 class TaskKind(StrEnum):
     """What a task generates; the spec's `task_type` (its `unknown` exists only on the wire)."""
@@ -63,3 +65,33 @@ class TaskRecord:
     def final(self) -> bool:
         """True once the task is DONE or FAILED."""
         return self.status.final
+
+
+class Reason(StrEnum):
+    """Why a watch ended."""
+
+    DONE = "done"
+    UPSTREAM_FAILED = "upstream_failed"
+    TIMEOUT = "timeout"
+    NOT_FOUND = "not_found"
+    SESSION_EXPIRED = "session_expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The final state of a watched task. `record` is the last upstream record seen, if any."""
+
+    history_id: str
+    kind: TaskKind
+    status: TaskStatus
+    reason: Reason
+    record: HistoryRecord | None
+    detail: str = ""
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self.record.urls(self.kind.value) if self.record else ()
+
+    @property
+    def fail_code(self) -> str:
+        return self.record.fail_code if self.record else ""

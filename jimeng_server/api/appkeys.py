@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .clock import Clock
-from .config import Config
-from .net.fetcher import SafeFetcher
-from .services.accounts import AccountService
-from .services.compositions import Compositions
-from .services.generation import Generation
-from .services.idempotency import IdempotencyKeys
-from .services.tasks import TaskService
-from .services.videos import VideoService
-from .tasks.watcher import Watcher
-from .tasks.webhooks import WebhookSender
-from .upstream.client import JimengClient
-from .upstream.transport import SessionPool
-from .upstream.uploader import ImageUploader
+from ..clock import Clock
+from ..config import Config
+from ..net.fetcher import SafeFetcher
+from ..services.accounts import AccountService
+from ..services.compositions import Compositions
+from ..services.generation import Generation
+from ..services.idempotency import IdempotencyKeys
+from ..services.tasks import TaskService
+from ..services.videos import VideoService
+from ..upstream.client import JimengClient
+from ..upstream.transport import SessionPool
+from ..upstream.uploader import ImageUploader
+from ..watcher import Watcher
+from ..webhooks.sender import WebhookSender
 
 CONFIG = web.AppKey("config", Config)
 CLOCK = web.AppKey("clock", Clock)

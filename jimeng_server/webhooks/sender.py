@@ -27,10 +27,10 @@ from ..config import WebhookConfig
 from ..net.errors import FetchError, UnsafeURLError
 from ..net.fetcher import SafeFetcher
 from ..net.policy import FetchPolicy
-from . import outbox
-from .outbox import EventState, OutboxEvent
+from ..store import outbox
+from ..store.outbox import EventState, OutboxEvent
+from ..store.sqlite import TaskStore
 from .signatures import SECRET_ENV, delivery_headers
-from .store import TaskStore
 
 log = logging.getLogger(__name__)
 

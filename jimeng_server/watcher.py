@@ -21,48 +21,17 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
-from ..clock import Clock
-from ..config import KindSchedule, WatcherConfig
-from ..upstream.client import JimengClient
-from ..upstream.errors import UpstreamError, UpstreamRetError
-from ..upstream.history import HistoryRecord, local_item_urls, parse_record, with_high_quality
-from ..upstream.payloads import history_image_info
-from ..upstream.tokens import Account
-from .models import TaskKind, TaskStatus
+from .clock import Clock
+from .config import KindSchedule, WatcherConfig
+from .store.models import Outcome, Reason, TaskKind, TaskStatus
+from .upstream.client import JimengClient
+from .upstream.errors import UpstreamError, UpstreamRetError
+from .upstream.history import HistoryRecord, local_item_urls, parse_record, with_high_quality
+from .upstream.payloads import history_image_info
+from .upstream.tokens import Account
 
 log = logging.getLogger(__name__)
-
-
-class Reason(StrEnum):
-    """Why a watch ended."""
-
-    DONE = "done"
-    UPSTREAM_FAILED = "upstream_failed"
-    TIMEOUT = "timeout"
-    NOT_FOUND = "not_found"
-    SESSION_EXPIRED = "session_expired"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """The final state of a watched task. `record` is the last upstream record seen, if any."""
-
-    history_id: str
-    kind: TaskKind
-    status: TaskStatus
-    reason: Reason
-    record: HistoryRecord | None
-    detail: str = ""
-
-    @property
-    def urls(self) -> tuple[str, ...]:
-        return self.record.urls(self.kind.value) if self.record else ()
-
-    @property
-    def fail_code(self) -> str:
-        return self.record.fail_code if self.record else ""
 
 
 ProgressHook = Callable[[str, HistoryRecord], Awaitable[None]]

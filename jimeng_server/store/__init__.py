@@ -1,0 +1,1 @@
+"""The task store: task records, the SQLite backend, the webhook outbox SQL, and the task answer body."""

@@ -1,0 +1,1 @@
+"""Webhook deliveries: event bodies, Standard Webhooks signatures, the retrying sender."""
