@@ -1,13 +1,13 @@
-"""`create_app(config)`: wires config, clock, upstream client, watcher and routes into one aiohttp app.
+"""`create_app(config)`: the server app as a list of `setup_*` steps (the aiohttp-demos `polls` style).
 
-Long-lived objects are built here; the cleanup context starts the watcher loop and, on shutdown,
-stops it and closes every upstream session.
+Each step builds one group of objects, stores them under their `web.AppKey`, and appends the cleanup
+context that starts and stops them. Contexts start in the order of the steps and stop in reverse, so the
+order below is the start/stop order: upstream sessions, fetcher, store, webhook sender, task background
+work (resume, watcher, purge). The task work stops first and the store closes after the sender.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -22,8 +22,12 @@ from .api.appkeys import (
     FETCHER,
     GENERATION,
     IDEMPOTENCY,
+    INTAKE,
     POOL,
-    TASKS,
+    QUERIES,
+    RETENTION,
+    SETTLER,
+    STORE,
     UPLOADER,
     VIDEOS,
     WATCHER,
@@ -37,10 +41,15 @@ from .net.policy import FetchPolicy
 from .services.accounts import AccountService
 from .services.compositions import Compositions
 from .services.generation import Generation
+from .services.history_lookup import HistoryLookup
 from .services.idempotency import IdempotencyKeys
 from .services.inputs import InputLoader
-from .services.tasks import TaskService
+from .services.retention import Retention
+from .services.settlement import TaskSettler
+from .services.task_intake import TaskIntake
+from .services.task_queries import TaskQueries
 from .services.videos import VideoService
+from .store.sqlite import TaskStore
 from .upstream.client import JimengClient
 from .upstream.transport import SessionPool
 from .upstream.uploader import ImageUploader
@@ -49,61 +58,61 @@ from .watcher import Watcher
 from .webhooks.sender import WebhookSender
 from .webhooks.signatures import secret_key
 
+ROUTES = (meta.routes, tokens.routes, images.routes, videos.routes, async_tasks.routes, deliveries.routes)
+
 
 def create_app(
     config: Config,
     *,
     clock: Clock | None = None,
-    run_watcher: bool = True,
+    background: bool = True,
     identity_salt: bytes | None = None,
     fetcher: SafeFetcher | None = None,
 ) -> web.Application:
-    """Build the server app. `run_watcher=False` leaves the background loops off (watcher, webhook sender,
-    periodic purge) so tests drive them by hand (`run_once()`, `drain()`). Raises ConfigError for a bad
-    webhook secret.
-
-    `fetcher` replaces the SSRF-safe fetcher built from `config.security` (tests: a fake resolver); the app
-    owns and closes it either way.
-    """
-    clock = clock or SystemClock()
+    """Build the server app. `background=False` leaves the background loops off (watcher, webhook sender,
+    periodic purge) so tests drive them by hand (`run_once()`, `drain()`). `fetcher` replaces the SSRF-safe
+    fetcher built from `config.security` (tests: a fake resolver); the app owns and closes it either way.
+    Raises ConfigError for a bad webhook secret."""
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
         middlewares=[make_error_middleware(config.server.max_body_bytes)],
     )
-    pool = SessionPool(connect_timeout=config.upstream.connect_timeout)
-    client = JimengClient(config.upstream, pool, clock, identity_salt=identity_salt)
-    accounts = AccountService(
+    app[CONFIG] = config
+    app[CLOCK] = clock or SystemClock()
+    setup_upstream(app, identity_salt)
+    setup_fetcher(app, fetcher)
+    setup_store(app)
+    setup_webhooks(app, background)
+    setup_tasks(app, background)
+    setup_generation(app)
+    for table in ROUTES:
+        app.router.add_routes(table)
+    return app
+
+
+def setup_upstream(app: web.Application, identity_salt: bytes | None) -> None:
+    """Upstream sessions (one per proxy), the protocol client and account selection."""
+    config, clock = app[CONFIG], app[CLOCK]
+    pool = app[POOL] = SessionPool(connect_timeout=config.upstream.connect_timeout)
+    client = app[CLIENT] = JimengClient(config.upstream, pool, clock, identity_salt=identity_salt)
+    app[ACCOUNTS] = AccountService(
         client,
         clock,
         cache_seconds=config.upstream.credit_cache_seconds,
         cooldown_seconds=config.upstream.account_cooldown_seconds,
     )
-    watcher = Watcher(client, config.watcher, clock)
-    tasks = TaskService(config.store, config.watcher, watcher, client, clock)
-    watcher.on_progress, watcher.on_final = tasks.on_progress, tasks.on_final
-    app[CONFIG] = config
-    app[CLOCK] = clock
-    app[POOL] = pool
-    app[CLIENT] = client
-    app[ACCOUNTS] = accounts
-    app[WATCHER] = watcher
-    app[GENERATION] = Generation(client, accounts, watcher, config, clock, on_submitted=tasks.track)
-    app[TASKS] = tasks
-    webhooks = WebhookSender(
-        lambda: tasks.store,
-        config.webhooks,
-        clock,
-        policy=FetchPolicy(
-            allow_private_networks=config.security.allow_private_networks,
-            connect_timeout=min(config.security.fetch_connect_timeout, config.webhooks.timeout),
-        ),
-        secret=secret_key(config.webhooks),  # env JIMENG_WEBHOOK_SECRET overrides; a bad secret fails here
-    )
-    tasks.on_event = webhooks.wake
-    app[WEBHOOKS] = webhooks
-    app[IDEMPOTENCY] = IdempotencyKeys(lambda: tasks.store, config.store, clock)
-    sec, up = config.security, config.uploads
-    app[FETCHER] = fetcher or SafeFetcher(
+
+    async def sessions(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await pool.close()
+
+    app.cleanup_ctx.append(sessions)
+
+
+def setup_fetcher(app: web.Application, fetcher: SafeFetcher | None) -> None:
+    """The SSRF-safe fetcher for caller-supplied URLs."""
+    sec, up = app[CONFIG].security, app[CONFIG].uploads
+    owned = app[FETCHER] = fetcher or SafeFetcher(
         FetchPolicy(
             allow_private_networks=sec.allow_private_networks,
             max_bytes=sec.max_download_bytes,
@@ -112,44 +121,90 @@ def create_app(
         ),
         temp_dir=up.temp_dir or None,
     )
-    app[UPLOADER] = ImageUploader(client, up)
+
+    async def close_fetcher(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await owned.close()
+
+    app.cleanup_ctx.append(close_fetcher)
+
+
+def setup_store(app: web.Application) -> None:
+    """The task store (tasks, idempotency keys, webhook outbox) and idempotency claims on it."""
+    config, clock = app[CONFIG], app[CLOCK]
+    store = app[STORE] = TaskStore(config.store.path, clock=clock)
+    app[IDEMPOTENCY] = IdempotencyKeys(store, config.store, clock)
+
+    async def open_store(app: web.Application) -> AsyncIterator[None]:
+        await store.start()
+        yield
+        await store.close()
+
+    app.cleanup_ctx.append(open_store)
+
+
+def setup_webhooks(app: web.Application, background: bool) -> None:
+    """The webhook sender (the env var JIMENG_WEBHOOK_SECRET overrides the configured secret)."""
+    config = app[CONFIG]
+    sender = app[WEBHOOKS] = WebhookSender(
+        app[STORE],
+        config.webhooks,
+        app[CLOCK],
+        policy=FetchPolicy(
+            allow_private_networks=config.security.allow_private_networks,
+            connect_timeout=min(config.security.fetch_connect_timeout, config.webhooks.timeout),
+        ),
+        secret=secret_key(config.webhooks),
+    )
+
+    async def run_sender(app: web.Application) -> AsyncIterator[None]:
+        if background:
+            await sender.start()
+        yield
+        await sender.stop()
+
+    app.cleanup_ctx.append(run_sender)
+
+
+def setup_tasks(app: web.Application, background: bool) -> None:
+    """Settling, watching, recording and querying tasks; retention. At start-up: purge, then resume the
+    background tasks left in flight, then start the loops; at shutdown the watcher stops before the writes
+    in flight are drained."""
+    config, clock, store, client = app[CONFIG], app[CLOCK], app[STORE], app[CLIENT]
+    settler = app[SETTLER] = TaskSettler(store, clock, on_event=app[WEBHOOKS].wake)
+    watcher = app[WATCHER] = Watcher(
+        client, config.watcher, clock, on_progress=settler.progress, on_final=settler.settle
+    )
+    intake = app[INTAKE] = TaskIntake(store, watcher, watch_all=config.watcher.watch == "all")
+    lookup = HistoryLookup(client)
+    app[QUERIES] = TaskQueries(store, watcher, settler, lookup, config.watcher, clock)
+    retention = app[RETENTION] = Retention(store, config.store, clock)
+
+    async def run_tasks(app: web.Application) -> AsyncIterator[None]:
+        await retention.purge()
+        await intake.resume()
+        if background:
+            await watcher.start()
+            retention.start()
+        yield
+        await retention.stop()
+        await watcher.stop()
+        await lookup.close()
+        await settler.drain()
+
+    app.cleanup_ctx.append(run_tasks)
+
+
+def setup_generation(app: web.Application) -> None:
+    """Generation (images), input uploads, compositions and videos."""
+    config, client = app[CONFIG], app[CLIENT]
+    sec, up = config.security, config.uploads
+    generation = app[GENERATION] = Generation(
+        client, app[ACCOUNTS], app[WATCHER], config, app[CLOCK], on_submitted=app[INTAKE].track
+    )
+    uploader = app[UPLOADER] = ImageUploader(client, up)
     loader = InputLoader(
         app[FETCHER], max_bytes=sec.max_download_bytes, temp_dir=up.temp_dir or None, concurrency=up.concurrency
     )
-    app[COMPOSITIONS] = Compositions(app[GENERATION], app[UPLOADER], loader, concurrency=up.concurrency)
-    app[VIDEOS] = VideoService(app[GENERATION], app[COMPOSITIONS], VideoUploader(client, up))
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        if run_watcher:
-            await watcher.start()
-        yield
-        await watcher.stop()
-        await pool.close()
-        await app[FETCHER].close()
-
-    async def task_store(app: web.Application) -> AsyncIterator[None]:
-        # Before `lifecycle`: the store is open (and in-flight tasks resumed) before the watcher starts,
-        # and closed after it stops. The periodic purge runs with the background loops.
-        await tasks.open()
-        purge = asyncio.create_task(tasks.purge_forever(), name="jimeng-purge") if run_watcher else None
-        yield
-        if purge is not None:
-            purge.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purge
-        await tasks.close()
-
-    app.cleanup_ctx.append(task_store)
-
-    async def webhook_sender(app: web.Application) -> AsyncIterator[None]:
-        # After `task_store`: the sender starts once the store is open and stops before it closes.
-        if run_watcher:
-            await webhooks.start()
-        yield
-        await webhooks.stop()
-
-    app.cleanup_ctx.append(webhook_sender)
-    app.cleanup_ctx.append(lifecycle)
-    for table in (meta.routes, tokens.routes, images.routes, videos.routes, async_tasks.routes, deliveries.routes):
-        app.router.add_routes(table)
-    return app
+    compositions = app[COMPOSITIONS] = Compositions(generation, uploader, loader, concurrency=up.concurrency)
+    app[VIDEOS] = VideoService(generation, compositions, VideoUploader(client, up))

@@ -9,7 +9,8 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Protocol
+from collections.abc import Collection
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -43,6 +44,7 @@ class ManualClock:
     def __init__(self, start: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
         self._now = start
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._owners: dict[asyncio.Future[None], asyncio.Task[Any] | None] = {}
         self._seq = itertools.count()
 
     def time(self) -> float:
@@ -54,16 +56,22 @@ class ManualClock:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
-        await fut
+        self._owners[fut] = asyncio.current_task()
+        try:
+            await fut
+        finally:
+            self._owners.pop(fut, None)
 
     @property
     def sleepers(self) -> int:
         """How many sleeps are waiting (cancelled ones excluded)."""
         return sum(1 for _, _, f in self._sleepers if not f.done())
 
-    def next_wakeup(self) -> float | None:
-        """The earliest time a pending sleeper wants, or None."""
-        live = [t for t, _, f in self._sleepers if not f.done()]
+    def next_wakeup(self, owners: Collection[asyncio.Task[Any]] | None = None) -> float | None:
+        """The earliest time a pending sleeper wants (only sleepers inside the `owners` tasks, if given), or None."""
+        live = [
+            t for t, _, f in self._sleepers if not f.done() and (owners is None or self._owners.get(f) in owners)
+        ]
         return min(live) if live else None
 
     async def advance(self, seconds: float) -> None:

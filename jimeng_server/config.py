@@ -110,11 +110,16 @@ class UpstreamConfig:
 
 @dataclass(frozen=True, slots=True)
 class KindSchedule:
-    """When the watcher looks at one kind of task: first look, interval, and the deadline (seconds)."""
+    """When the watcher looks at one kind of task (seconds): first look, interval, and the deadline — how long a
+    sync request waits before its 504; past it the watch slows down (see `WatcherConfig.slow_interval`)."""
 
     first_poll: float
     interval: float
     deadline: float
+
+
+WATCH_MODES = ("callbacks", "all")
+"""`[watcher] watch`: which async tasks the watcher polls in the background (design.md §1, the spec)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,9 @@ class WatcherConfig:
     batch_size: int = 20
     tick: float = 1.0
     not_visible_polls: int = 5
+    watch: str = "callbacks"  # "callbacks": watch only tasks with a callback_url or a caller waiting; "all"
+    slow_interval: float = 300.0  # past a kind's deadline the interval doubles up to this many seconds
+    settle_after: float = 86400.0  # a task with no final status this long after submit is settled as failed
     image: KindSchedule = KindSchedule(first_poll=5.0, interval=4.0, deadline=900.0)
     video: KindSchedule = KindSchedule(first_poll=10.0, interval=8.0, deadline=1200.0)
 
@@ -210,6 +218,8 @@ def parse_config(data: dict[str, Any]) -> Config:
     """Build a Config from parsed TOML data. Raises ConfigError naming the bad key."""
     cfg = _build(Config, data, "")
     assert isinstance(cfg, Config)
+    if cfg.watcher.watch not in WATCH_MODES:
+        raise ConfigError(f"watcher.watch: must be one of {', '.join(WATCH_MODES)}, got {cfg.watcher.watch!r}")
     missing = [r for r in REGION_CODES if r not in cfg.upstream.regions]
     if missing:
         raise ConfigError(f"upstream.regions: missing region(s) {', '.join(missing)}")

@@ -1,15 +1,18 @@
-"""The watcher: the one in-process scheduler that polls every in-flight task.
+"""The watcher: the one in-process scheduler that polls every watched in-flight task.
 
 Per account and tick, ONE `get_history_by_ids` call carries up to `batch_size` due history ids.
-Completion rules (fixing the reference poller, upstream-protocol.md §9.6 and §15):
+Completion rules (fixing the reference poller, upstream-protocol.md §9.6, §15 and §18):
 - 10 and 50 are done; 30 is failed (items that exist are kept on the outcome);
 - 20/42/45 and unknown statuses keep waiting (42 and 45 at 1.2x / 1.5x the interval);
-- the kind's deadline applies whether or not items exist;
-- an id missing from the answer is "not visible yet" for the first `not_visible_polls` polls, then fails;
-- a refused session (ret 1015) fails the account's tasks at once; other poll errors retry until the deadline;
+- past the kind's deadline (when a sync caller gets its 504) the interval doubles per poll up to
+  `slow_interval`; `settle_after` seconds after submit the task is settled as failed (TIMEOUT);
+- an id missing from the answer is "not visible yet" for the first `not_visible_polls` polls, then settles
+  as failed (NOT_FOUND); a refused session (ret 1015) settles the account's tasks (SESSION_EXPIRED); other
+  poll errors retry;
 - a finished video gets its download-quality URL from one `get_local_item_list` call (preview URL on failure).
-Sync endpoints await `watch()`'s future; nothing else runs its own poll loop. Tests drive it with an
-injected clock and `run_once()`.
+The outcomes of one poll reach the `on_final` hook together (one store transaction). A watch is `keep`
+(background: until final) or held only by its waiters (`wait()`), and dropped when the last one leaves.
+Tests drive it with an injected clock and `run_once()`.
 """
 
 from __future__ import annotations
@@ -19,23 +22,35 @@ import contextlib
 import functools
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .clock import Clock
 from .config import KindSchedule, WatcherConfig
 from .store.models import Outcome, Reason, TaskKind, TaskStatus
 from .upstream.client import JimengClient
 from .upstream.errors import UpstreamError, UpstreamRetError
-from .upstream.history import HistoryRecord, local_item_urls, parse_record, with_high_quality
+from .upstream.history import (
+    STATUS_SLOWDOWN,
+    WAITING_STATUSES,
+    HistoryRecord,
+    local_item_urls,
+    parse_record,
+    with_high_quality,
+)
 from .upstream.payloads import history_image_info
 from .upstream.tokens import Account
 
 log = logging.getLogger(__name__)
 
+_Ending = tuple["_Watch", TaskStatus, Reason, str]
+"""A watch to end: its final status, why, and a detail for messages."""
+
 
 ProgressHook = Callable[[str, HistoryRecord], Awaitable[None]]
-FinalHook = Callable[[Outcome], Awaitable[None]]
+FinalHook = Callable[[Sequence[Outcome]], Awaitable[None]]
+"""Called with the outcomes of one poll (or one tick's settlements) together."""
 
 
 @dataclass(eq=False)
@@ -44,9 +59,14 @@ class _Watch:
     account: Account
     kind: TaskKind
     schedule: KindSchedule
+    started_at: float
     deadline_at: float
+    settle_at: float
     next_due: float
     future: asyncio.Future[Outcome]
+    keep: bool
+    waiters: int = 0
+    late_polls: int = 0
     polls: int = 0
     missing: int = 0
     record: HistoryRecord | None = None
@@ -83,6 +103,11 @@ class Watcher:
         """How many tasks are being watched."""
         return len(self._watches)
 
+    @property
+    def polls_in_flight(self) -> tuple[asyncio.Task[None], ...]:
+        """The poll tasks running now (at most one per account)."""
+        return tuple(self._inflight.values())
+
     def is_watching(self, history_id: str) -> bool:
         return history_id in self._watches
 
@@ -90,13 +115,21 @@ class Watcher:
         return self.config.video if kind is TaskKind.VIDEO else self.config.image
 
     def watch(
-        self, account: Account, history_id: str, kind: TaskKind, *, submitted_at: float | None = None
+        self,
+        account: Account,
+        history_id: str,
+        kind: TaskKind,
+        *,
+        submitted_at: float | None = None,
+        keep: bool = True,
     ) -> asyncio.Future[Outcome]:
-        """Watch a task until it is final; returns a future of its Outcome. Watching an id twice
-        returns the same future. `submitted_at` (default now) anchors the first poll and the deadline,
-        so tasks resumed after a restart keep their original deadline."""
+        """Watch a task; returns a future of its Outcome (set once it is final or settled). Watching an id
+        twice returns the same future (and makes it `keep` if either call asked for that). `submitted_at`
+        (default now) anchors the first poll, the deadline and the settle horizon, so tasks resumed after a
+        restart keep them. A watch that is not `keep` lives only while `wait()` callers hold it."""
         existing = self._watches.get(history_id)
         if existing is not None:
+            existing.keep = existing.keep or keep
             return existing.future
         start = self.clock.time() if submitted_at is None else submitted_at
         schedule = self.schedule_for(kind)
@@ -106,11 +139,46 @@ class Watcher:
             account=account,
             kind=kind,
             schedule=schedule,
+            started_at=start,
             deadline_at=start + schedule.deadline,
+            settle_at=start + max(self.config.settle_after, schedule.deadline),
             next_due=start + schedule.first_poll,
             future=fut,
+            keep=keep,
         )
         return fut
+
+    async def wait(self, history_id: str, seconds: float) -> Outcome | None:
+        """Await a watched task's outcome for at most `seconds` on the clock. When time runs out first: an
+        Outcome with status PROCESSING, reason TIMEOUT and the last record seen. None if the id is not
+        watched. The last waiter to leave a watch that is not `keep` drops it (the task is not settled)."""
+        watch = self._watches.get(history_id)
+        if watch is None:
+            return None
+        watch.waiters += 1
+        sleeper = asyncio.ensure_future(self.clock.sleep(max(0.0, seconds)))
+        try:
+            waiters: set[asyncio.Future[Any]] = {watch.future, sleeper}
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if watch.future.done() and not watch.future.cancelled():
+                return watch.future.result()
+            detail = f"no final status within {seconds:g} s"
+            return Outcome(history_id, watch.kind, TaskStatus.PROCESSING, Reason.TIMEOUT, watch.record, detail)
+        finally:
+            sleeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sleeper
+            watch.waiters -= 1
+            if not watch.keep and watch.waiters == 0 and self._watches.get(history_id) is watch:
+                del self._watches[history_id]
+                watch.future.cancel()
+
+    def complete(self, outcome: Outcome) -> None:
+        """End a watch with an outcome found elsewhere (a query saw the task final and settled it): its
+        waiters get the outcome; the `on_final` hook is not called. Unknown ids: no-op."""
+        watch = self._watches.pop(outcome.history_id, None)
+        if watch is not None and not watch.future.done():
+            watch.future.set_result(outcome)
 
     def snapshot(self, history_id: str) -> HistoryRecord | None:
         """The last record seen for a watched task (None if unknown or not yet seen)."""
@@ -160,15 +228,15 @@ class Watcher:
             await self.clock.sleep(self.config.tick)
 
     async def _tick(self) -> list[asyncio.Task[None]]:
-        """Expire overdue tasks, then start one poll per account that has a due task and no poll in
+        """Settle tasks past their horizon, then start one poll per account that has a due task and no poll in
         flight. Returns the started polls (owned by the watcher until they end)."""
         async with self._lock:
             now = self.clock.time()
-            for watch in [w for w in self._watches.values() if now >= w.deadline_at]:
-                detail = f"no final status within {watch.schedule.deadline:g} s"
-                if watch.last_error:
-                    detail += f" (last poll error: {watch.last_error})"
-                await self._finish(watch, TaskStatus.FAILED, Reason.TIMEOUT, detail)
+            expired = [w for w in self._watches.values() if now >= w.settle_at]
+            if expired:
+                await self._finish_all(
+                    [(w, TaskStatus.FAILED, Reason.TIMEOUT, self._timeout_detail(w)) for w in expired]
+                )
             by_account: dict[str, list[_Watch]] = defaultdict(list)
             for watch in self._watches.values():
                 by_account[watch.account.fingerprint].append(watch)
@@ -203,10 +271,8 @@ class Watcher:
             data = await self.client.get_history(account, ids, image_info=image_info)
         except UpstreamRetError as exc:
             if exc.ret == "1015":
-                for watch in list(batch):
-                    await self._finish(
-                        watch, TaskStatus.FAILED, Reason.SESSION_EXPIRED, "the upstream refused the session (ret 1015)"
-                    )
+                detail = "the upstream refused the session (ret 1015)"
+                await self._finish_all([(w, TaskStatus.FAILED, Reason.SESSION_EXPIRED, detail) for w in batch])
                 return
             self._retry_later(batch, f"ret {exc.ret} {exc.errmsg}".strip())
             return
@@ -214,22 +280,19 @@ class Watcher:
             self._retry_later(batch, exc.reason)
             return
         now = self.clock.time()
+        ended: list[_Ending] = []
         for watch in batch:
             if self._watches.get(watch.history_id) is not watch:
-                continue  # ended while the poll was in flight (deadline)
+                continue  # ended while the poll was in flight (settled, completed by a query, dropped)
             watch.polls += 1
             raw = data.get(watch.history_id)
             if not isinstance(raw, dict):
                 watch.missing += 1
                 if watch.record is None and watch.missing > self.config.not_visible_polls:
-                    await self._finish(
-                        watch,
-                        TaskStatus.FAILED,
-                        Reason.NOT_FOUND,
-                        f"the upstream did not show the task after {watch.missing} polls",
-                    )
+                    detail = f"the upstream did not show the task after {watch.missing} polls"
+                    ended.append((watch, TaskStatus.FAILED, Reason.NOT_FOUND, detail))
                 else:
-                    watch.next_due = now + watch.schedule.interval
+                    watch.next_due = now + self._interval(watch, now)
                 continue
             record = parse_record(raw)
             if record.final and watch.kind is TaskKind.VIDEO and record.item_ids:
@@ -241,19 +304,20 @@ class Watcher:
             watch.record = record
             watch.last_error = ""
             if record.done:
-                await self._finish(watch, TaskStatus.DONE, Reason.DONE)
+                ended.append((watch, TaskStatus.DONE, Reason.DONE, ""))
             elif record.failed:
-                await self._finish(watch, TaskStatus.FAILED, Reason.UPSTREAM_FAILED, f"fail_code {record.fail_code}")
+                ended.append((watch, TaskStatus.FAILED, Reason.UPSTREAM_FAILED, f"fail_code {record.fail_code}"))
             else:
-                factor = {42: 1.2, 45: 1.5}.get(record.status or 0, 1.0)
-                if record.status not in (20, 42, 45):
+                if record.status not in WAITING_STATUSES:
                     log.warning("task %s has unknown upstream status %s", watch.history_id, record.status)
-                watch.next_due = now + watch.schedule.interval * factor
+                watch.next_due = now + self._interval(watch, now)
                 if changed and self.on_progress is not None:
                     try:
                         await self.on_progress(watch.history_id, record)
                     except Exception:
                         log.exception("progress hook failed for %s", watch.history_id)
+        if ended:
+            await self._finish_all(ended)
 
     async def _high_quality(self, account: Account, record: HistoryRecord) -> HistoryRecord:
         """A finished video's download-quality URLs: one `get_local_item_list` call (§9.5). Any failure
@@ -265,22 +329,43 @@ class Watcher:
             return record
         return with_high_quality(record, local_item_urls(data))
 
+    def _interval(self, watch: _Watch, now: float) -> float:
+        """The wait before the next poll: the kind's interval (slower at statuses 42/45), doubling with each
+        poll once past the kind's deadline, up to `slow_interval`."""
+        status = watch.record.status if watch.record is not None else None
+        base = watch.schedule.interval * STATUS_SLOWDOWN.get(status or 0, 1.0)
+        if now < watch.deadline_at:
+            return base
+        watch.late_polls += 1
+        return max(base, min(self.config.slow_interval, base * 2.0**watch.late_polls))
+
+    @staticmethod
+    def _timeout_detail(watch: _Watch) -> str:
+        detail = f"no final status within {watch.settle_at - watch.started_at:g} s"
+        return f"{detail} (last poll error: {watch.last_error})" if watch.last_error else detail
+
     def _retry_later(self, batch: list[_Watch], error: str) -> None:
         now = self.clock.time()
         log.warning("poll of %d task(s) for %s failed: %s", len(batch), batch[0].account.masked, error)
         for watch in batch:
             watch.last_error = error
-            watch.next_due = now + watch.schedule.interval
+            watch.next_due = now + self._interval(watch, now)
 
-    async def _finish(self, watch: _Watch, status: TaskStatus, reason: Reason, detail: str = "") -> None:
-        if self._watches.get(watch.history_id) is not watch:
-            return  # already ended (a deadline and a poll answer can race)
-        del self._watches[watch.history_id]
-        outcome = Outcome(watch.history_id, watch.kind, status, reason, watch.record, detail)
+    async def _finish_all(self, endings: Sequence[_Ending]) -> None:
+        """End these watches: ONE `on_final` call for all their outcomes, then their futures."""
+        outcomes: list[tuple[_Watch, Outcome]] = []
+        for watch, status, reason, detail in endings:
+            if self._watches.get(watch.history_id) is not watch:
+                continue  # already ended (a settle and a poll answer can race)
+            del self._watches[watch.history_id]
+            outcomes.append((watch, Outcome(watch.history_id, watch.kind, status, reason, watch.record, detail)))
+        if not outcomes:
+            return
         if self.on_final is not None:
             try:
-                await asyncio.shield(self.on_final(outcome))
+                await asyncio.shield(self.on_final([o for _, o in outcomes]))
             except Exception:
-                log.exception("final hook failed for %s", watch.history_id)
-        if not watch.future.done():
-            watch.future.set_result(outcome)
+                log.exception("final hook failed for %d task(s)", len(outcomes))
+        for watch, outcome in outcomes:
+            if not watch.future.done():
+                watch.future.set_result(outcome)

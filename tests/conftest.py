@@ -16,7 +16,7 @@ from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_SESSION
 from jimeng_server.app import create_app
 from jimeng_server.cli import with_simulator_hosts
 from jimeng_server.clock import ManualClock
-from jimeng_server.config import Config, SecurityConfig, StoreConfig, UpstreamConfig
+from jimeng_server.config import Config, SecurityConfig, StoreConfig, UpstreamConfig, WatcherConfig
 from jimeng_server.simulator import SimSettings, Simulator, simulator_hosts
 from jimeng_server.upstream.regions import Region
 
@@ -49,6 +49,8 @@ def config(sim_server: TestServer, tmp_path: Path) -> Config:
         upstream=UpstreamConfig(timeout=5.0, connect_timeout=2.0, read_retries=2, retry_backoff=1.0),
         security=SecurityConfig(allow_private_networks=True),
         store=StoreConfig(path=str(tmp_path / "tasks.db")),
+        # Most tests watch every task in the background; the default "callbacks" mode has its own tests.
+        watcher=WatcherConfig(watch="all"),
     )
     root = str(sim_server.make_url("")).rstrip("/")
     return with_simulator_hosts(base, simulator_hosts(root))
@@ -62,7 +64,7 @@ def make_client(
 
     async def factory(**overrides: Any) -> TestClient[Any, Any]:
         cfg = dataclasses.replace(config, **overrides) if overrides else config
-        app: web.Application = create_app(cfg, clock=clock, run_watcher=False, identity_salt=b"test-salt")
+        app: web.Application = create_app(cfg, clock=clock, background=False, identity_salt=b"test-salt")
         return await aiohttp_client(app)
 
     return factory

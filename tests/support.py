@@ -1,4 +1,5 @@
-"""Test helpers: driving the watcher on a manual clock while real HTTP requests are in flight."""
+"""Test helpers: driving the watcher on a manual clock (burst mode, no real sleeps) while real HTTP requests are
+in flight."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aiohttp import web
 
 from jimeng_server.api.appkeys import WATCHER
 from jimeng_server.clock import ManualClock
+from jimeng_server.watcher import Watcher
 
 T = TypeVar("T")
 
@@ -25,6 +27,28 @@ def bearer(*tokens: str) -> dict[str, str]:
     return {"Authorization": "Bearer " + ",".join(tokens)}
 
 
+async def run_tick(watcher: Watcher, clock: ManualClock, *, wall_timeout: float = 20.0) -> int:
+    """One watcher tick to its end (burst mode); returns how many polls it started. Its polls run over
+    loopback, and back-off sleeps INSIDE those polls (the client's read retries) are woken at once; no
+    other sleeper is moved."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + wall_timeout
+    tick = asyncio.ensure_future(watcher.run_once())
+    try:
+        while not tick.done():
+            if loop.time() > end:
+                raise AssertionError("run_tick(): a watcher tick did not finish")
+            wake = clock.next_wakeup(watcher.polls_in_flight)
+            if wake is not None:
+                await clock.advance(max(0.0, wake - clock.time()))
+            else:
+                await asyncio.sleep(0)  # loopback I/O in flight: let it complete
+        return tick.result()
+    finally:
+        if not tick.done():
+            tick.cancel()
+
+
 async def drive(
     app: web.Application,
     clock: ManualClock,
@@ -33,9 +57,10 @@ async def drive(
     wall_timeout: float = 20.0,
     min_pending: int = 0,
 ) -> list[T]:
-    """Run `aws` to completion, moving virtual time by `step` and ticking the watcher whenever
-    something waits on the clock (a watched task, a retry back-off). `min_pending` holds time still
-    until that many tasks are being watched (to test batching)."""
+    """Run `aws` (requests) to completion on virtual time. Each round moves the clock by `step` and runs one
+    watcher tick to its end (`run_tick`) whenever a task is watched or something waits on the clock (a sync
+    wait, a retry back-off); otherwise the requests' loopback I/O runs. `min_pending` holds time still until
+    that many tasks are being watched (to test batching)."""
     watcher = app[WATCHER]
     tasks = [asyncio.ensure_future(a) for a in aws]
     loop = asyncio.get_running_loop()
@@ -48,21 +73,7 @@ async def drive(
             if ready:
                 min_pending = 0
                 await clock.advance(step)
-                # A poll may back off on the clock between retries: keep time moving until the tick ends.
-                tick = asyncio.ensure_future(watcher.run_once())
-                while not tick.done():
-                    if loop.time() > end:
-                        tick.cancel()
-                        raise AssertionError("drive(): a watcher tick did not finish")
-                    if clock.sleepers:
-                        # Give the poll's loopback I/O a moment first: the sleeper may be unrelated (a
-                        # long-poll's wait), and moving time while a poll is merely in flight skews it.
-                        await asyncio.sleep(0.005)
-                        if not tick.done() and clock.sleepers:
-                            await clock.advance(step)
-                    else:
-                        await asyncio.sleep(0)
-                tick.result()
+                await run_tick(watcher, clock, wall_timeout=max(0.1, end - loop.time()))
             else:
                 await asyncio.sleep(0)
     finally:

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from support import CN_TOKEN, CN_TOKEN_2, US_TOKEN, bearer, drive, json_of
 
-from jimeng_server.api.appkeys import TASKS, WATCHER
+from jimeng_server.api.appkeys import RETENTION, STORE, WATCHER
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import StoreConfig
 from jimeng_server.simulator import Simulator
@@ -60,7 +60,7 @@ async def test_submit_answers_at_once_records_and_spends_once(
     assert sim.generate_count == 1 and len(sim.charges) == 1
     assert sim.account(CN_TOKEN).total == before - sim.settings.image_cost
     assert polls(sim) == 0  # answered without waiting for the task
-    row = await client.app[TASKS].store.get(hid)
+    row = await client.app[STORE].get(hid)
     assert row is not None and row.status is TaskStatus.PROCESSING and row.kind.value == "image"
     assert client.app[WATCHER].is_watching(hid)
 
@@ -163,7 +163,7 @@ async def test_unknown_id_is_tried_with_each_token_in_turn(
     await clock.advance(10)
     status, body = await get_task(client, hid, CN_TOKEN_2)
     assert body["task_type"] == "image" and body["status"] == 10 and len(body["results"]) == 4
-    assert await client.app[TASKS].store.get(hid) is None  # not adopted
+    assert await client.app[STORE].get(hid) is None  # not adopted
     assert not client.app[WATCHER].is_watching(hid)
     status, body = await get_task(client, "7000000000001", CN_TOKEN, CN_TOKEN_2)
     assert status == 404 and body["error"]["code"] == "TASK_NOT_FOUND"
@@ -184,18 +184,21 @@ async def test_sync_tasks_are_recorded_and_queryable(
     assert polls(sim) == calls
 
 
-async def test_given_up_task_stays_queryable_upstream(
+async def test_task_past_its_deadline_is_still_processing_until_settled(
     client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
 ) -> None:
     hid = (await submit(client, {"prompt": "forever [sim:stuck]"}))["history_id"]
-    await tick(client.app, clock, 905)  # past the 900 s image deadline
-    assert not client.app[WATCHER].is_watching(hid)
-    row = await client.app[TASKS].store.get(hid)
-    assert row is not None and row.status is TaskStatus.PROCESSING and row.token is None
-    calls = polls(sim, CN_TOKEN)
+    await tick(client.app, clock, 905)  # past the 900 s image deadline: still watched, less often
+    assert client.app[WATCHER].is_watching(hid)
     status, body = await get_task(client, hid)
-    assert status == 200 and body["status"] == 20 and body["item_count"] == 1
-    assert polls(sim, CN_TOKEN) == calls + 1  # asked with the caller's (owner's) token
+    assert status == 200 and body["status"] == 20 and body["item_count"] == 1 and "error" not in body
+    await clock.advance(client.app[WATCHER].config.settle_after)
+    await client.app[WATCHER].run_once()
+    assert not client.app[WATCHER].is_watching(hid)
+    calls = polls(sim, CN_TOKEN)
+    status, body = await get_task(client, hid)  # settled: answered from the store, never contradicted
+    assert status == 200 and body["status"] == 30 and body["error"]["code"] == "TIMEOUT"
+    assert body["results"] is None and polls(sim, CN_TOKEN) == calls
 
 
 async def test_batch_query_one_upstream_call_per_account(
@@ -306,11 +309,11 @@ async def test_async_submit_upstream_refusal(client: TestClient[Any, Any], sim: 
 async def test_purge_drops_expired_tasks(client: TestClient[Any, Any], clock: ManualClock, config: Any) -> None:
     hid = (await submit(client, {"prompt": "old"}))["history_id"]
     await tick(client.app, clock, 10)
-    tasks = client.app[TASKS]
-    assert (await tasks.purge())[0] == 0
+    retention = client.app[RETENTION]
+    assert (await retention.purge())[0] == 0
     await clock.advance(config.store.retention_days * 86400 + 1)
-    assert (await tasks.purge())[0] == 1
-    assert await tasks.store.get(hid) is None
+    assert (await retention.purge())[0] == 1
+    assert await client.app[STORE].get(hid) is None
 
 
 def test_retention_config_is_used(config: Any) -> None:

@@ -531,7 +531,7 @@ async def guarded_client(aiohttp_client: ClientFactory, config: Config, clock: M
         resolver=FakeResolver({"public.example": fixture_ip, "intranet.example": "10.0.0.5"}),
         allow_address=fixture_or_public,
     )
-    app = create_app(cfg, clock=clock, run_watcher=False, identity_salt=b"test-salt", fetcher=fetcher)
+    app = create_app(cfg, clock=clock, background=False, identity_salt=b"test-salt", fetcher=fetcher)
     return await aiohttp_client(app)
 
 

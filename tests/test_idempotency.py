@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, bearer, drive, json_of
 
-from jimeng_server.api.appkeys import GENERATION, TASKS
+from jimeng_server.api.appkeys import GENERATION, RETENTION, STORE
 from jimeng_server.clock import ManualClock
 from jimeng_server.services.generation import Submission
 from jimeng_server.services.idempotency import request_hash
@@ -141,7 +141,7 @@ async def test_key_expires_after_24h(client: TestClient[Any, Any], clock: Manual
     await clock.advance(24 * 3600 + 1)
     status, _, h = await call(client, clock, ASYNC, {"prompt": "daily"}, "day")
     assert status == 200 and "Idempotent-Replayed" not in h and sim.generate_count == 2
-    assert (await client.app[TASKS].purge())[2] == 0  # the renewed key is live
+    assert (await client.app[RETENTION].purge())[2] == 0  # the renewed key is live
 
 
 async def test_claim_left_by_a_crash_lapses_after_the_lease(
@@ -151,7 +151,7 @@ async def test_claim_left_by_a_crash_lapses_after_the_lease(
 
     fp = parse_token(CN_TOKEN).fingerprint
     digest = request_hash("POST", ASYNC, {"prompt": "crashed"})
-    await client.app[TASKS].store.idem_begin(fp, "crash", digest)  # a claim its process never finished
+    await client.app[STORE].idem_begin(fp, "crash", digest)  # a claim its process never finished
     status, _, _ = await call(client, clock, ASYNC, {"prompt": "crashed"}, "crash")
     assert status == 409
     await clock.advance(31 * 60)

@@ -6,7 +6,7 @@ from typing import Any
 
 from support import CN_TOKEN, CN_TOKEN_2, US_SESSION, US_TOKEN, bearer, json_of
 
-from jimeng_server.api.appkeys import TASKS, WATCHER
+from jimeng_server.api.appkeys import STORE, WATCHER
 from jimeng_server.clock import ManualClock
 from jimeng_server.simulator import Simulator
 from jimeng_server.store.models import TaskStatus
@@ -37,7 +37,7 @@ async def test_stopped_server_resumes_in_flight_tasks(make_client: Any, clock: M
     assert second.app[WATCHER].pending == 3
     await finish_on(second, clock)
     for token, hid in ids.items():
-        row = await second.app[TASKS].store.get(hid)
+        row = await second.app[STORE].get(hid)
         assert row is not None and row.status is TaskStatus.DONE and row.token is None
         resp = await second.get(f"/v1/async/tasks/{hid}", headers=bearer(token))
         body = await json_of(resp)
@@ -48,7 +48,7 @@ async def test_stopped_server_resumes_in_flight_tasks(make_client: Any, clock: M
     assert sim.generate_count == 3 and len(sim.charges) == 3  # resumed, never re-submitted
 
 
-async def test_crashed_server_tasks_resume_and_keep_their_deadline(
+async def test_crashed_server_tasks_resume_and_keep_their_horizon(
     make_client: Any, clock: ManualClock, sim: Simulator
 ) -> None:
     crashed = await make_client()  # never stopped: like a process killed mid-flight
@@ -57,11 +57,18 @@ async def test_crashed_server_tasks_resume_and_keep_their_deadline(
     await clock.advance(600)
     fresh = await make_client()
     assert fresh.app[WATCHER].pending == 2
-    await finish_on(fresh, clock, 310)  # the stuck task's 900 s deadline counts from its submission
+    await finish_on(fresh, clock, 310)  # past the stuck task's 900 s deadline: still watched
+    assert fresh.app[WATCHER].pending == 1
+    assert (await fresh.app[STORE].get(done_later)).status is TaskStatus.DONE  # type: ignore[union-attr]
+    settle_after = fresh.app[WATCHER].config.settle_after
+    await clock.advance(settle_after - 910 - 1)  # the settle horizon counts from the submission too
+    await fresh.app[WATCHER].run_once()
+    assert fresh.app[WATCHER].pending == 1
+    await finish_on(fresh, clock, 2)
     assert fresh.app[WATCHER].pending == 0
-    assert (await fresh.app[TASKS].store.get(done_later)).status is TaskStatus.DONE  # type: ignore[union-attr]
-    row = await fresh.app[TASKS].store.get(stuck)
-    assert row is not None and row.status is TaskStatus.PROCESSING and row.token is None
-    # A given-up task is not resumed by a later start.
+    row = await fresh.app[STORE].get(stuck)
+    assert row is not None and row.status is TaskStatus.FAILED and row.token is None
+    assert row.error is not None and row.error["code"] == "TIMEOUT"
+    # A settled task is not resumed by a later start.
     third = await make_client()
     assert third.app[WATCHER].pending == 0

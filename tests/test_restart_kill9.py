@@ -30,6 +30,7 @@ def _free_port() -> int:
 
 def _config(path: Path, root: str, store: Path, *, first_poll: float) -> Path:
     lines = [f'[store]\npath = "{store}"\n', '[server]\nlog_level = "WARNING"\n']
+    lines.append('[watcher]\nwatch = "all"\n')  # every task is watched in the background, so resumed
     lines.append(f"[watcher.image]\nfirst_poll = {first_poll}\ninterval = 0.3\ndeadline = 120.0\n")
     for region, hosts in simulator_hosts(root).items():
         lines.append(f"[upstream.regions.{region.value}]\n" + "".join(f'{k} = "{v}"\n' for k, v in hosts.items()))

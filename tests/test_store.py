@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import stat
 from collections.abc import AsyncIterator
@@ -14,7 +15,8 @@ import aiosqlite
 import pytest
 
 from jimeng_server.clock import ManualClock
-from jimeng_server.store.models import TaskKind, TaskRecord, TaskStatus
+from jimeng_server.store import sqlite as store_module
+from jimeng_server.store.models import Finish, NewEvent, Settled, Settlement, TaskKind, TaskRecord, TaskStatus
 from jimeng_server.store.sqlite import (
     MIGRATIONS,
     IdemResult,
@@ -23,7 +25,6 @@ from jimeng_server.store.sqlite import (
     TaskOwnershipError,
     TaskStore,
 )
-from jimeng_server.store import sqlite as store_module
 
 ACCOUNT = "fp-account-a"
 OTHER = "fp-account-b"
@@ -41,7 +42,7 @@ def make_record(history_id: str = "h1", *, account_fp: str = ACCOUNT, **changes:
         status=TaskStatus.PROCESSING,
         upstream_status=None,
         fail_code="",
-        fail_reason=None,
+        error=None,
         item_count=0,
         results=None,
         raw_data=None,
@@ -54,18 +55,25 @@ def make_record(history_id: str = "h1", *, account_fp: str = ACCOUNT, **changes:
     return replace(record, **changes)
 
 
-async def finish_done(store: TaskStore, history_id: str = "h1", **kwargs: Any) -> TaskRecord | None:
-    return await store.finish(
-        history_id,
-        status=TaskStatus.DONE,
-        upstream_status=50,
-        fail_code="",
-        fail_reason=None,
-        results=["https://example.com/1.webp", "https://example.com/2.webp"],
-        item_count=2,
-        raw_data={"status": 50, "名": "值"},
-        **kwargs,
-    )
+DONE = Settlement(
+    status=TaskStatus.DONE,
+    upstream_status=50,
+    fail_code="",
+    error=None,
+    results=("https://example.com/1.webp", "https://example.com/2.webp"),
+    item_count=2,
+    raw_data={"status": 50, "名": "值"},
+)
+
+
+def event(history_id: str) -> NewEvent:
+    return NewEvent(f"msg_{history_id}", "task.succeeded", '{"type":"task.succeeded"}')
+
+
+async def finish_done(store: TaskStore, history_id: str = "h1") -> TaskRecord | None:
+    """Settle one task as done; the stored record if it was settled now, else None."""
+    settled = await store.settle([Finish(history_id, DONE, event(history_id))])
+    return await store.get(history_id) if settled else None
 
 
 def inspect(path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -271,99 +279,55 @@ async def test_finish_stores_outcome_and_drops_token(store: TaskStore, clock: Ma
     assert inspect(store.path, "SELECT token FROM tasks") == [(None,)]
 
 
-async def test_finish_failed_and_keep_token(store: TaskStore) -> None:
+async def test_settle_failed_stores_the_failure(store: TaskStore) -> None:
     await store.insert(make_record())
-    failed = await store.finish(
-        "h1",
-        status=TaskStatus.FAILED,
-        upstream_status=30,
-        fail_code="2038",
-        fail_reason="upstream failure",
-        results=None,
-        item_count=0,
-        raw_data={"status": 30},
-        keep_token=True,
-    )
-    assert failed is not None
-    assert failed.status is TaskStatus.FAILED and failed.fail_code == "2038"
-    assert failed.fail_reason == "upstream failure" and failed.results is None
-    assert failed.token == TOKEN
-    await store.drop_token("h1")
-    dropped = await store.get("h1")
-    assert dropped is not None and dropped.token is None
+    failure = {"code": "CONTENT_REJECTED", "message": "blocked"}
+    failed = Settlement(TaskStatus.FAILED, 30, "2038", failure, None, 0, {"status": 30})
+    assert await store.settle([Finish("h1", failed, None)]) == [Settled("h1", event_written=False)]
+    row = await store.get("h1")
+    assert row is not None and row.status is TaskStatus.FAILED and row.fail_code == "2038"
+    assert row.error == failure and row.results is None and row.token is None
 
 
-async def test_finish_twice_is_a_noop(store: TaskStore, clock: ManualClock) -> None:
-    await store.insert(make_record())
+async def test_settle_twice_is_a_noop(store: TaskStore, clock: ManualClock) -> None:
+    await store.insert(make_record(callback_url="https://hooks.example/cb"))
     first = await finish_done(store)
-    calls: list[int] = []
-
-    async def extra(conn: aiosqlite.Connection) -> None:
-        calls.append(1)
-
     await clock.advance(10)
-    assert await finish_done(store, extra=extra) is None
-    assert calls == []
+    assert await finish_done(store) is None
     assert await store.get("h1") == first
     assert await finish_done(store, "missing") is None
+    assert inspect(store.path, "SELECT event_id FROM webhook_events") == [("msg_h1",)]
 
 
-async def test_finish_rejects_processing_status(store: TaskStore) -> None:
+async def test_settle_rejects_processing_status(store: TaskStore) -> None:
     await store.insert(make_record())
+    running = dataclasses.replace(DONE, status=TaskStatus.PROCESSING)
     with pytest.raises(ValueError, match="final"):
-        await store.finish(
-            "h1",
-            status=TaskStatus.PROCESSING,
-            upstream_status=20,
-            fail_code="",
-            fail_reason=None,
-            results=None,
-            item_count=0,
-            raw_data=None,
-        )
+        await store.settle([Finish("h1", running, None)])
+    row = await store.get("h1")
+    assert row is not None and row.status is TaskStatus.PROCESSING
 
 
-async def test_finish_runs_extra_in_the_same_transaction(store: TaskStore) -> None:
-    await store.insert(make_record("ok"))
-    await store.insert(make_record("bad"))
-
-    async def write_outbox(conn: aiosqlite.Connection) -> None:
-        await conn.execute("CREATE TABLE IF NOT EXISTS outbox_probe (history_id TEXT)")
-        await conn.execute("INSERT INTO outbox_probe VALUES ('ok')")
-
-    async def write_then_fail(conn: aiosqlite.Connection) -> None:
-        await conn.execute("INSERT INTO outbox_probe VALUES ('bad')")
-        raise RuntimeError("outbox write failed")
-
-    assert await finish_done(store, "ok", extra=write_outbox) is not None
-    with pytest.raises(RuntimeError, match="outbox write failed"):
-        await finish_done(store, "bad", extra=write_then_fail)
-
-    bad = await store.get("bad")
-    assert bad is not None and bad.status is TaskStatus.PROCESSING and bad.token == TOKEN
-    assert inspect(store.path, "SELECT history_id FROM outbox_probe") == [("ok",)]
-    # The store stays usable after the rollback.
-    assert await finish_done(store, "bad") is not None
+async def test_settle_many_in_one_transaction_with_their_events(store: TaskStore) -> None:
+    await store.insert(make_record("hooked", callback_url="https://hooks.example/cb"))
+    await store.insert(make_record("plain"))
+    settled = await store.settle([Finish("hooked", DONE, event("hooked")), Finish("plain", DONE, event("plain"))])
+    assert settled == [Settled("hooked", event_written=True), Settled("plain", event_written=False)]
+    assert inspect(store.path, "SELECT event_id, history_id, callback_url FROM webhook_events") == [
+        ("msg_hooked", "hooked", "https://hooks.example/cb")
+    ]
 
 
-async def test_cancelled_finish_rolls_back(store: TaskStore) -> None:
-    await store.insert(make_record())
-    entered = asyncio.Event()
-
-    async def hang(conn: aiosqlite.Connection) -> None:
-        await conn.execute("CREATE TABLE outbox_probe (x)")
-        entered.set()
-        await asyncio.Event().wait()
-
-    task = asyncio.ensure_future(finish_done(store, extra=hang))
-    await entered.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    got = await store.get("h1")
-    assert got is not None and got.status is TaskStatus.PROCESSING
-    assert inspect(store.path, "SELECT name FROM sqlite_master WHERE name = 'outbox_probe'") == []
-    assert await finish_done(store) is not None
+async def test_settle_is_all_or_nothing(store: TaskStore) -> None:
+    """A failing write in the batch (here: an event id used twice) rolls back every settlement of it."""
+    for hid in ("a", "b"):
+        await store.insert(make_record(hid, callback_url="https://hooks.example/cb"))
+    same = NewEvent("msg_same", "task.succeeded", "{}")
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.settle([Finish("a", DONE, same), Finish("b", DONE, same)])
+    assert {r.status for r in (await store.get_many(["a", "b"])).values()} == {TaskStatus.PROCESSING}
+    assert inspect(store.path, "SELECT COUNT(*) FROM webhook_events") == [(0,)]
+    assert await finish_done(store, "a") is not None  # the store stays usable after the rollback
 
 
 async def test_purge_finished_removes_only_old_final_rows(store: TaskStore, clock: ManualClock) -> None:

@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 from support import CN_TOKEN, CN_TOKEN_2, bearer, json_of
 from webhook_support import SECRET, Receiver, Reply, done_outcome, failed_outcome, make_task
 
-from jimeng_server.api.appkeys import TASKS, WEBHOOKS
+from jimeng_server.api.appkeys import SETTLER, STORE, WEBHOOKS
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import WebhookConfig
 from jimeng_server.store.models import Reason, TaskStatus
@@ -45,7 +45,7 @@ async def app_client(make_client: AppFactory) -> TestClient[Any, Any]:
 
 
 async def add_task(client: TestClient[Any, Any], history_id: str, url: str | None, clock: ManualClock) -> None:
-    store = client.app[TASKS].store
+    store = client.app[STORE]
     await store.insert(make_task(history_id, url, created_at=clock.time(), account_fp=OWNER_FP))
 
 
@@ -55,7 +55,7 @@ async def test_final_hook_event_is_delivered_and_listed_for_the_owner_only(
     rec, server = receiver
     rec.script("/hook", Reply(503))
     await add_task(app_client, "h1", str(server.make_url("/hook")), clock)
-    await app_client.app[TASKS].on_final(done_outcome("h1", ["https://cdn.example/a.webp"]))
+    await app_client.app[SETTLER].settle([done_outcome("h1", ["https://cdn.example/a.webp"])])
     sender = app_client.app[WEBHOOKS]
     await sender.drain()
     await clock.advance(5)
@@ -65,7 +65,7 @@ async def test_final_hook_event_is_delivered_and_listed_for_the_owner_only(
     body = Webhook(SECRET).verify(rec.requests[1].body, rec.requests[1].headers)
     assert body["type"] == "task.succeeded"
     assert body["data"]["results"] == [{"url": "https://cdn.example/a.webp"}]
-    record = await app_client.app[TASKS].store.get("h1")
+    record = await app_client.app[STORE].get("h1")
     assert record is not None and record.status is TaskStatus.DONE and record.token is None
 
     resp = await app_client.get("/v1/async/tasks/h1/deliveries", headers=bearer(CN_TOKEN_2, CN_TOKEN))
@@ -103,7 +103,7 @@ async def test_redeliver_queues_the_same_event_again(
 ) -> None:
     rec, server = receiver
     await add_task(app_client, "h1", str(server.make_url("/hook")), clock)
-    await app_client.app[TASKS].on_final(done_outcome("h1", ["https://cdn.example/a.webp"]))
+    await app_client.app[SETTLER].settle([done_outcome("h1", ["https://cdn.example/a.webp"])])
     await app_client.app[WEBHOOKS].drain()
 
     resp = await app_client.post("/v1/async/tasks/h1/deliveries/redeliver", headers=bearer(CN_TOKEN))
@@ -125,7 +125,7 @@ async def test_redeliver_refusals(
     _, server = receiver
     await add_task(app_client, "plain", None, clock)
     await add_task(app_client, "running", str(server.make_url("/hook")), clock)
-    await app_client.app[TASKS].on_final(done_outcome("plain", ["https://cdn.example/a.webp"]))
+    await app_client.app[SETTLER].settle([done_outcome("plain", ["https://cdn.example/a.webp"])])
     for hid, code in (("plain", "NO_CALLBACK_URL"), ("running", "TASK_NOT_FINISHED")):
         resp = await app_client.post(f"/v1/async/tasks/{hid}/deliveries/redeliver", headers=bearer(CN_TOKEN))
         assert resp.status == 409
@@ -141,7 +141,7 @@ async def test_a_watch_given_up_sends_task_failed(
 ) -> None:
     rec, server = receiver
     await add_task(app_client, "h1", str(server.make_url("/hook")), clock)
-    await app_client.app[TASKS].on_final(failed_outcome("h1", Reason.TIMEOUT, detail="no final status within 900 s"))
+    await app_client.app[SETTLER].settle([failed_outcome("h1", Reason.TIMEOUT, detail="no final status within 900 s")])
     await app_client.app[WEBHOOKS].drain()
     (got,) = rec.requests
     body = Webhook(SECRET).verify(got.body, got.headers)
@@ -149,7 +149,7 @@ async def test_a_watch_given_up_sends_task_failed(
     assert body["data"]["status"] == 30
     assert body["data"]["error"] == {
         "code": "TIMEOUT",
-        "message": "the task did not finish before its deadline (no final status within 900 s)",
+        "message": "the task did not reach a final status in time (no final status within 900 s)",
     }
 
 
@@ -158,11 +158,11 @@ async def test_upstream_failure_event_from_the_final_hook(
 ) -> None:
     rec, server = receiver
     await add_task(app_client, "h1", str(server.make_url("/hook")), clock)
-    await app_client.app[TASKS].on_final(failed_outcome("h1", Reason.UPSTREAM_FAILED, fail_code="2038"))
+    await app_client.app[SETTLER].settle([failed_outcome("h1", Reason.UPSTREAM_FAILED, fail_code="2038")])
     await app_client.app[WEBHOOKS].drain()
     body = Webhook(SECRET).verify(rec.requests[0].body, rec.requests[0].headers)
     assert (body["type"], body["data"]["fail_code"], body["data"]["error"]["code"]) == (
         "task.failed",
         2038,
-        "UPSTREAM_FAILED",
+        "CONTENT_REJECTED",
     )

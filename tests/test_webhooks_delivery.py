@@ -23,18 +23,18 @@ from webhook_support import (
     Reply,
     add_done_task,
     failed_outcome,
-    finish,
     make_task,
 )
 
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import WebhookConfig
 from jimeng_server.net.policy import FetchPolicy
-from jimeng_server.store.answer import task_query_body_of
+from jimeng_server.services.settlement import TaskSettler
+from jimeng_server.store import outbox
+from jimeng_server.store.answer import body_of_row
 from jimeng_server.store.models import Reason
 from jimeng_server.store.outbox import EventState
 from jimeng_server.store.sqlite import TaskStore
-from jimeng_server.store import outbox
 from jimeng_server.webhooks.sender import WebhookSender
 from jimeng_server.webhooks.signatures import parse_secret
 
@@ -122,7 +122,7 @@ async def test_success_is_delivered_once_signed_and_verifiable(
     }
     record = await store.get("h1")
     assert record is not None and record.token is None  # deliveries do not need the session token
-    assert body["data"] == task_query_body_of(record)  # the same body a poll shows (minus raw_data)
+    assert {**body["data"], "raw_data": record.raw_data} == body_of_row(record)  # what a query shows
     event = await event_of(store, "h1")
     assert (event.state, event.attempts, event.event_id) == (EventState.DELIVERED, 1, got.headers["webhook-id"])
     (attempt,) = await attempts(store, "h1")
@@ -148,21 +148,28 @@ async def test_failed_task_event_says_why(
     url = str(server.make_url("/hook"))
     for hid in ("up", "slow"):
         await store.insert(make_task(hid, url, created_at=wclock.time()))
-    await finish(store, wclock, failed_outcome("up", Reason.UPSTREAM_FAILED, fail_code="2038"))
-    await finish(store, wclock, failed_outcome("slow", Reason.TIMEOUT, detail="no final status within 900 s"))
+    await TaskSettler(store, wclock).settle(
+        [
+            failed_outcome("up", Reason.UPSTREAM_FAILED, fail_code="2036"),
+            failed_outcome("slow", Reason.TIMEOUT, detail="no final status within 86400 s"),
+        ]
+    )
     await make_sender().drain()
 
     bodies = {b["data"]["history_id"]: b for b in map(verify, rec.requests)}
     assert bodies["up"]["type"] == "task.failed"
     assert bodies["up"]["data"]["status"] == 30
-    assert bodies["up"]["data"]["fail_code"] == 2038
+    assert bodies["up"]["data"]["fail_code"] == 2036
     assert bodies["up"]["data"]["results"] is None
-    assert bodies["up"]["data"]["error"]["code"] == "UPSTREAM_FAILED"
-    assert "2038" in bodies["up"]["data"]["error"]["message"]
+    assert bodies["up"]["data"]["error"]["code"] == "GENERATION_FAILED"
+    assert "2036" in bodies["up"]["data"]["error"]["message"]
     assert bodies["slow"]["data"]["error"] == {
         "code": "TIMEOUT",
-        "message": "the task did not finish before its deadline (no final status within 900 s)",
+        "message": "the task did not reach a final status in time (no final status within 86400 s)",
     }
+    for hid, body in bodies.items():  # each event says what a query of the task says
+        row = await store.get(hid)
+        assert row is not None and {**body["data"], "raw_data": row.raw_data} == body_of_row(row)
 
 
 async def test_three_failures_then_success_on_the_fourth_attempt(

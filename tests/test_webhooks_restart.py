@@ -23,9 +23,9 @@ from standardwebhooks.webhooks import Webhook
 from webhook_support import SECRET, Receiver, Reply, add_done_task
 
 from jimeng_server.clock import ManualClock
+from jimeng_server.store import outbox
 from jimeng_server.store.outbox import EventState
 from jimeng_server.store.sqlite import TaskStore
-from jimeng_server.store import outbox
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,9 +18,9 @@ from jimeng_server.api.callbacks import optional_callback_url, validate_callback
 from jimeng_server.config import DEFAULT_WEBHOOK_SCHEDULE, ConfigError, WebhookConfig, parse_config
 from jimeng_server.errors import BadRequest
 from jimeng_server.net.policy import FetchPolicy
-from jimeng_server.store.answer import task_query_body, wire_fail_code
+from jimeng_server.store.answer import settlement_of, task_query_body, wire_fail_code
 from jimeng_server.store.models import Reason, TaskStatus
-from jimeng_server.webhooks.events import event_body, event_type_of, failure_of, new_event_id
+from jimeng_server.webhooks.events import event_body, event_type_of, new_event_id
 from jimeng_server.webhooks.sender import parse_retry_after, retry_delay
 from jimeng_server.webhooks.signatures import WebhookSecretError, delivery_headers, parse_secret, secret_key, sign
 
@@ -176,15 +176,21 @@ def test_event_types_and_failure_reasons() -> None:
     assert event_type_of(TaskStatus.FAILED) == "task.failed"
     with pytest.raises(ValueError, match="not final"):
         event_type_of(TaskStatus.PROCESSING)
-    assert failure_of(done_outcome("h", ["u"])) is None
-    assert failure_of(failed_outcome("h", Reason.SESSION_EXPIRED)) == {
+    assert settlement_of(done_outcome("h", ["u"])).error is None
+    assert settlement_of(done_outcome("h", [])).error == {
+        "code": "EMPTY_RESULT",
+        "message": "the upstream finished the task but returned no results; try again",
+    }
+    assert settlement_of(failed_outcome("h", Reason.SESSION_EXPIRED)).error == {
         "code": "TOKEN_EXPIRED",
         "message": "the upstream refused the session; sign in again",
     }
-    assert failure_of(failed_outcome("h", Reason.NOT_FOUND, detail="missing after 6 polls")) == {
-        "code": "TASK_NOT_FOUND",
+    assert settlement_of(failed_outcome("h", Reason.NOT_FOUND, detail="missing after 6 polls")).error == {
+        "code": "TASK_NOT_VISIBLE",
         "message": "the upstream never showed the task (missing after 6 polls)",
     }
+    content = settlement_of(failed_outcome("h", Reason.UPSTREAM_FAILED, fail_code="2038"))
+    assert content.error is not None and content.error["code"] == "CONTENT_REJECTED"
 
 
 # ------------------------------------------------------------------------------------------- callback URLs

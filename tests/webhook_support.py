@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from jimeng_server.clock import Clock
+from jimeng_server.services.settlement import TaskSettler
 from jimeng_server.store.models import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
 from jimeng_server.store.sqlite import TaskStore
 from jimeng_server.upstream.history import parse_record
-from jimeng_server.webhooks.events import final_event_writer
 
 SECRET = "whsec_" + base64.b64encode(b"jimeng-test-webhook-secret-32byt").decode()
 OWNER_FP = "fp-owner-0001"
@@ -39,7 +39,7 @@ def make_task(
         status=TaskStatus.PROCESSING,
         upstream_status=20,
         fail_code="",
-        fail_reason=None,
+        error=None,
         item_count=0,
         results=None,
         raw_data=None,
@@ -61,27 +61,11 @@ def failed_outcome(history_id: str, reason: Reason, *, fail_code: str = "", deta
     return Outcome(history_id, TaskKind.IMAGE, TaskStatus.FAILED, reason, record, detail)
 
 
-async def finish(store: TaskStore, clock: Clock, outcome: Outcome) -> TaskRecord | None:
-    """What the async API's final hook does: ONE transaction for the final state and the outbox row."""
-    urls = list(outcome.urls)
-    return await store.finish(
-        outcome.history_id,
-        status=outcome.status,
-        upstream_status=outcome.record.status if outcome.record else None,
-        fail_code=outcome.fail_code,
-        fail_reason=outcome.detail or None,
-        results=urls if outcome.status is TaskStatus.DONE else None,
-        item_count=len(urls),
-        raw_data=outcome.record.raw if outcome.record else None,
-        keep_token=False,
-        extra=final_event_writer(outcome, now=clock.time()),
-    )
-
-
 async def add_done_task(store: TaskStore, clock: Clock, history_id: str, callback_url: str | None) -> None:
-    """Insert a task and finish it as done with two result URLs."""
+    """Insert a task and settle it as done with two result URLs, through the production settler."""
     await store.insert(make_task(history_id, callback_url, created_at=clock.time()))
-    await finish(store, clock, done_outcome(history_id, [f"https://cdn.example/{history_id}/{i}.webp" for i in (1, 2)]))
+    urls = [f"https://cdn.example/{history_id}/{i}.webp" for i in (1, 2)]
+    await TaskSettler(store, clock).settle([done_outcome(history_id, urls)])
 
 
 @dataclass

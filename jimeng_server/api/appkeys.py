@@ -11,8 +11,12 @@ from ..services.accounts import AccountService
 from ..services.compositions import Compositions
 from ..services.generation import Generation
 from ..services.idempotency import IdempotencyKeys
-from ..services.tasks import TaskService
+from ..services.retention import Retention
+from ..services.settlement import TaskSettler
+from ..services.task_intake import TaskIntake
+from ..services.task_queries import TaskQueries
 from ..services.videos import VideoService
+from ..store.sqlite import TaskStore
 from ..upstream.client import JimengClient
 from ..upstream.transport import SessionPool
 from ..upstream.uploader import ImageUploader
@@ -26,7 +30,11 @@ CLIENT = web.AppKey("client", JimengClient)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 WATCHER = web.AppKey("watcher", Watcher)
 GENERATION = web.AppKey("generation", Generation)
-TASKS = web.AppKey("tasks", TaskService)  # owns the task store: app[TASKS].store once started
+STORE = web.AppKey("store", TaskStore)
+SETTLER = web.AppKey("settler", TaskSettler)
+INTAKE = web.AppKey("intake", TaskIntake)
+QUERIES = web.AppKey("queries", TaskQueries)
+RETENTION = web.AppKey("retention", Retention)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 VIDEOS = web.AppKey("videos", VideoService)
 FETCHER = web.AppKey("fetcher", SafeFetcher)

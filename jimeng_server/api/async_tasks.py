@@ -16,8 +16,8 @@ from aiohttp import web
 
 from ..errors import BadRequest
 from ..services.generation import Submission
-from ..services.tasks import MAX_BATCH, MAX_WAIT
-from .appkeys import COMPOSITIONS, GENERATION, TASKS, VIDEOS
+from ..services.task_queries import MAX_BATCH, MAX_WAIT
+from .appkeys import COMPOSITIONS, GENERATION, QUERIES, VIDEOS
 from .callbacks import callback_url_of
 from .idempotency import idempotent
 from .images import composition_request, generation_request
@@ -126,7 +126,7 @@ async def query(request: web.Request) -> web.Response:
     """`{"history_id"}` -> one task body; `{"history_ids": [...]}` -> `{"data": [...], "not_found": [...]}`."""
     accounts = accounts_of(request)
     data = await json_object(request)
-    tasks = request.app[TASKS]
+    tasks = request.app[QUERIES]
     has_one, has_many = data.get("history_id") is not None, data.get("history_ids") is not None
     if has_one == has_many:
         raise BadRequest(
@@ -147,5 +147,5 @@ async def get_task(request: web.Request) -> web.Response:
     accounts = accounts_of(request)
     history_id = history_id_value(request.match_info["history_id"], "history_id")
     wait = wait_value(request.query.get("wait"))
-    body = await request.app[TASKS].query(accounts, history_id, wait=wait)
+    body = await request.app[QUERIES].query(accounts, history_id, wait=wait)
     return web.json_response(body, dumps=_dumps)

@@ -14,7 +14,7 @@ from aiohttp import web
 from ..errors import Conflict, NotFound
 from ..store import outbox
 from ..store.models import TaskRecord
-from .appkeys import TASKS, WEBHOOKS
+from .appkeys import STORE, WEBHOOKS
 from .request import accounts_of
 
 routes = web.RouteTableDef()
@@ -36,7 +36,7 @@ async def _owned_task(request: web.Request) -> TaskRecord:
     """The stored task named in the path, if an account of the header owns it; else 404."""
     accounts = accounts_of(request)
     history_id = request.match_info["history_id"]
-    record = await request.app[TASKS].store.get(history_id)
+    record = await request.app[STORE].get(history_id)
     if record is None or record.account_fp not in {a.fingerprint for a in accounts}:
         raise _not_found(history_id)
     return record
@@ -49,7 +49,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     `at`, `status` (HTTP status or null), `error` (null on success), `latency_ms`, `next_attempt_at`).
     Times are unix seconds. A task without callback_url has empty lists."""
     record = await _owned_task(request)
-    async with request.app[TASKS].store.read() as conn:
+    async with request.app[STORE].read() as conn:
         events = await outbox.events_of(conn, record.history_id)
         attempts = await outbox.attempts_of(conn, record.history_id)
     body = {
@@ -91,7 +91,7 @@ async def redeliver(request: web.Request) -> web.Response:
     (NO_CALLBACK_URL), or that event is being sent right now (DELIVERY_IN_PROGRESS).
     """
     record = await _owned_task(request)
-    store = request.app[TASKS].store
+    store = request.app[STORE]
     now = request.app[WEBHOOKS].clock.time()
     async with store.transaction() as conn:
         events = await outbox.events_of(conn, record.history_id)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -64,7 +63,7 @@ class Generation:
     ) -> None:
         self.client = client
         self.accounts = accounts
-        self.on_submitted = on_submitted  # records and watches every accepted submit (TaskService.track)
+        self.on_submitted = on_submitted  # records every accepted submit (TaskIntake.track)
         self.watcher = watcher
         self.config = config
         self.clock = clock
@@ -160,9 +159,13 @@ class Generation:
         return submission
 
     async def wait(self, submission: Submission) -> Outcome:
-        """Await the task's final outcome from the shared watcher (shielded: a disconnecting caller
-        does not cancel the watch of a task already paid for)."""
-        fut = self.watcher.watch(
-            submission.account, submission.history_id, submission.kind, submitted_at=submission.submitted_at
+        """Await the task's outcome from the shared watcher, for at most its kind's deadline counted from the
+        submit. When that passes: an outcome with status PROCESSING (a 504 for the caller); the task stays
+        stored (and watched in the background if it is a background task) and can be queried later."""
+        self.watcher.watch(
+            submission.account, submission.history_id, submission.kind, submitted_at=submission.submitted_at, keep=False
         )
-        return await asyncio.shield(fut)
+        deadline = submission.submitted_at + self.watcher.schedule_for(submission.kind).deadline
+        outcome = await self.watcher.wait(submission.history_id, deadline - self.clock.time())
+        assert outcome is not None  # watched just above; a settled watch has its outcome on the future
+        return outcome

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -99,12 +99,9 @@ def _canonical_part(obj: Any) -> Any:
 
 
 class IdempotencyKeys:
-    """Claims, completions and abandons of idempotency keys, with the configured lifetime and lease.
+    """Claims, completions and abandons of idempotency keys, with the configured lifetime and lease."""
 
-    `store` is a getter: the store is opened by the app's lifecycle after this object is built.
-    """
-
-    def __init__(self, store: Callable[[], TaskStore], config: StoreConfig, clock: Clock) -> None:
+    def __init__(self, store: TaskStore, config: StoreConfig, clock: Clock) -> None:
         self._store = store
         self.ttl = config.idempotency_hours * 3600
         self.lease = config.idempotency_lease_minutes * 60
@@ -112,12 +109,12 @@ class IdempotencyKeys:
 
     async def begin(self, account_fp: str, key: str, digest: str) -> IdemResult:
         """Claim the key (see `TaskStore.idem_begin`); an in-progress claim older than the lease is void."""
-        return await self._store().idem_begin(account_fp, key, digest, ttl=self.ttl, lease=self.lease)
+        return await self._store.idem_begin(account_fp, key, digest, ttl=self.ttl, lease=self.lease)
 
     async def complete(self, account_fp: str, key: str, status: int, body: bytes) -> None:
         """Store the first answer so repeats replay it."""
-        await self._store().idem_complete(account_fp, key, status=status, body=body)
+        await self._store.idem_complete(account_fp, key, status=status, body=body)
 
     async def abandon(self, account_fp: str, key: str) -> None:
         """Release the key of a request that spent nothing, so a retry runs anew."""
-        await self._store().idem_abandon(account_fp, key)
+        await self._store.idem_abandon(account_fp, key)

@@ -7,54 +7,43 @@ import base64
 
 import aiohttp
 
-from ..errors import BadGateway, ContentRejected, GatewayTimeout, PayloadTooLarge, Unauthorized
+from ..errors import ApiError, BadGateway, ContentRejected, GatewayTimeout, PayloadTooLarge, Unauthorized
 from ..net.errors import TooLargeError
 from ..net.spool import Download, spool_chunks
-from ..store.models import Outcome, Reason, TaskStatus
+from ..store import answer
+from ..store.models import Outcome, TaskStatus
 from ..upstream.tokens import Account
 from ..upstream.transport import SessionPool
 
-CONTENT_FAIL_CODES = frozenset({"2038"})
 _FETCH_FAILED = "RESULT_FETCH_FAILED"
+
+_ERRORS: dict[str, type[ApiError]] = {
+    answer.CONTENT_REJECTED: ContentRejected,
+    answer.TOKEN_EXPIRED: Unauthorized,
+    answer.TIMEOUT: GatewayTimeout,
+}
+"""The HTTP error of a failure code; anything else is a 502 with that code."""
 
 
 def require_results(outcome: Outcome) -> tuple[str, ...]:
     """The result URLs of a finished task, or raise the API error that explains why there are none.
 
-    A failed task that still produced items (status 30 with items) yields those items: the caller gets
-    them with a note (see `partial_note`).
+    Maps an outcome exactly as the async API settles it (store/answer.py): a task whose wait ran out is a
+    504 TASK_TIMEOUT (the task goes on; query it later); a failed task that still produced items yields
+    those items (see `partial_note`); any other failure raises its failure code with its HTTP status.
     """
-    urls = outcome.urls
     hid = outcome.history_id
-    if outcome.status is TaskStatus.DONE:
-        if urls:
-            return urls
-        raise BadGateway(f"the upstream finished task {hid} but returned no results", code="EMPTY_RESULT")
-    match outcome.reason:
-        case Reason.UPSTREAM_FAILED:
-            if urls:
-                return urls
-            code = outcome.fail_code
-            if code in CONTENT_FAIL_CODES:
-                raise ContentRejected(
-                    f"the upstream's content review blocked task {hid} (fail_code {code}); change the prompt or images"
-                )
-            raise BadGateway(
-                f"the upstream failed task {hid} (fail_code {code or 'none'}); try again", code="GENERATION_FAILED"
-            )
-        case Reason.TIMEOUT:
-            raise GatewayTimeout(
-                f"task {hid} did not finish in time ({outcome.detail}); query it later with "
-                f"GET /v1/async/tasks/{hid}",
-                code="TASK_TIMEOUT",
-            )
-        case Reason.SESSION_EXPIRED:
-            raise Unauthorized(
-                f"the upstream refused the session while task {hid} was running; send a fresh sessionid",
-                code="TOKEN_EXPIRED",
-            )
-        case _:
-            raise BadGateway(f"the upstream does not show task {hid} ({outcome.detail})", code="TASK_NOT_VISIBLE")
+    if outcome.status is TaskStatus.PROCESSING:
+        raise GatewayTimeout(
+            f"task {hid} did not finish in time ({outcome.detail}); query it later with GET /v1/async/tasks/{hid}",
+            code="TASK_TIMEOUT",
+        )
+    settled = answer.settlement_of(outcome)
+    if settled.results:
+        return settled.results
+    failure = settled.error or {"code": answer.GENERATION_FAILED, "message": "the task failed"}
+    error = _ERRORS.get(failure["code"], BadGateway)
+    raise error(f"task {hid}: {failure['message']}", code=failure["code"])
 
 
 def partial_note(outcome: Outcome) -> str | None:

@@ -1,15 +1,55 @@
-"""The task query body of the async spec, built in one place for the query endpoints and webhook events.
+"""What a caller is told about a task, built in one place for the query endpoints, webhook events and the
+sync endpoints: the final state an upstream outcome settles to (`settlement_of`), why a task failed
+(`Failure`), and the spec's task query body.
 
-`{"history_id", "task_type", "status", "fail_code", "item_count", "results", "raw_data"}`; events carry
-the same body without `raw_data`.
+The body is `{"history_id", "task_type", "status", "fail_code", "item_count", "results", "raw_data"}`, plus
+`error` (`{"code", "message"}`) when `status` is 30; events carry the same body without `raw_data`.
+
+Mapping (the same on the sync and the async path):
+- upstream done (10/50) with items -> 10 with the results;
+- upstream done with NO items -> 30, `EMPTY_RESULT` (sync: 502);
+- upstream failed (30) -> 30, `CONTENT_REJECTED` for the content-review fail codes (sync: 422), else
+  `GENERATION_FAILED` (sync: 502); items made before the failure are kept in `results`;
+- settled by the watcher: `TIMEOUT` (no final status within the settle horizon), `TASK_NOT_VISIBLE` (the
+  upstream never showed the task), `TOKEN_EXPIRED` (the owner's session was refused) -> 30.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from dataclasses import dataclass
+from typing import Any, Final, NotRequired, TypedDict
 
-from .models import TaskRecord
+from ..upstream.history import HistoryRecord
+from .models import Outcome, Reason, Settlement, TaskRecord, TaskStatus
+
+CONTENT_FAIL_CODES: Final = frozenset({"2038", "2039", "2040"})
+"""Upstream fail codes of the content review (input text/image risk, content risk; upstream-protocol §17.9)."""
+
+GENERATION_FAILED: Final = "GENERATION_FAILED"
+CONTENT_REJECTED: Final = "CONTENT_REJECTED"
+EMPTY_RESULT: Final = "EMPTY_RESULT"
+TIMEOUT: Final = "TIMEOUT"
+TASK_NOT_VISIBLE: Final = "TASK_NOT_VISIBLE"
+TOKEN_EXPIRED: Final = "TOKEN_EXPIRED"
+
+_SETTLED_BY_WATCHER: Final[dict[Reason, tuple[str, str]]] = {
+    Reason.TIMEOUT: (TIMEOUT, "the task did not reach a final status in time"),
+    Reason.NOT_FOUND: (TASK_NOT_VISIBLE, "the upstream never showed the task"),
+    Reason.SESSION_EXPIRED: (TOKEN_EXPIRED, "the upstream refused the session; sign in again"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a task failed: a stable UPPER_SNAKE `code` and a message that says what to do."""
+
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        """The wire form `{"code", "message"}`."""
+        return {"code": self.code, "message": self.message}
 
 
 class ResultItem(TypedDict):
@@ -19,7 +59,7 @@ class ResultItem(TypedDict):
 
 
 class TaskQueryBody(TypedDict):
-    """The spec's task query answer without `raw_data` (the async API adds that itself)."""
+    """The spec's task query answer without `raw_data` (what a webhook event's `data` carries)."""
 
     history_id: str
     task_type: str
@@ -27,6 +67,60 @@ class TaskQueryBody(TypedDict):
     fail_code: int | str
     item_count: int
     results: list[ResultItem] | None
+    error: NotRequired[dict[str, str]]
+
+
+class TaskBody(TaskQueryBody):
+    """The full query answer: the query body plus the untouched upstream record."""
+
+    raw_data: dict[str, Any] | None
+
+
+def failure_of(reason: Reason, *, fail_code: str = "", has_items: bool = True, detail: str = "") -> Failure:
+    """The failure a final outcome stands for (see the module doc); `detail` explains a settled watch."""
+    if reason in _SETTLED_BY_WATCHER:
+        code, message = _SETTLED_BY_WATCHER[reason]
+        return Failure(code, f"{message} ({detail})" if detail else message)
+    if reason is Reason.DONE and not has_items:
+        return Failure(EMPTY_RESULT, "the upstream finished the task but returned no results; try again")
+    if fail_code in CONTENT_FAIL_CODES:
+        return Failure(
+            CONTENT_REJECTED,
+            f"the upstream's content review blocked the task (fail_code {fail_code}); change the prompt or images",
+        )
+    return Failure(
+        GENERATION_FAILED,
+        f"the upstream reported the generation as failed (fail_code {fail_code or 'none'}); try again",
+    )
+
+
+def settle_record(record: HistoryRecord | None, task_type: str, reason: Reason, detail: str = "") -> Settlement:
+    """The final state for a watch that ended with `reason` on `record` (the last upstream record, if any)."""
+    # A watch settled by the watcher (timeout, never visible, session refused) keeps no partial items.
+    keeps_items = record is not None and reason in (Reason.DONE, Reason.UPSTREAM_FAILED)
+    urls = tuple(record.urls(task_type)) if keeps_items and record is not None else ()
+    upstream_status = record.status if record is not None else None
+    fail_code = record.fail_code if record is not None else ""
+    item_count = record.item_count if record is not None else 0
+    raw = record.raw if record is not None else None
+    if reason is Reason.DONE and urls:
+        return Settlement(TaskStatus.DONE, upstream_status, fail_code, None, urls, item_count, raw)
+    failure = failure_of(reason, fail_code=fail_code, has_items=bool(urls), detail=detail)
+    return Settlement(TaskStatus.FAILED, upstream_status, fail_code, failure.as_dict(), urls or None, item_count, raw)
+
+
+def settlement_of(outcome: Outcome) -> Settlement:
+    """The final state a watcher outcome settles to. Not for a sync wait that ran out (status PROCESSING)."""
+    return settle_record(outcome.record, outcome.kind.value, outcome.reason, outcome.detail)
+
+
+def record_reason(record: HistoryRecord) -> Reason | None:
+    """DONE / UPSTREAM_FAILED for a final upstream record; None while it is still processing."""
+    if record.done:
+        return Reason.DONE
+    if record.failed:
+        return Reason.UPSTREAM_FAILED
+    return None
 
 
 def wire_fail_code(code: str) -> int | str:
@@ -47,9 +141,11 @@ def task_query_body(
     fail_code: str,
     item_count: int,
     results: Sequence[str] | None,
+    error: dict[str, str] | None = None,
 ) -> TaskQueryBody:
-    """Build the task query body (pure). `results` None stays null; URLs become `[{"url": ...}]`."""
-    return {
+    """Build the task query body (pure). `results` None stays null; URLs become `[{"url": ...}]`; `error`
+    is added for a failed task."""
+    body: TaskQueryBody = {
         "history_id": history_id,
         "task_type": task_type,
         "status": int(status),
@@ -57,26 +153,55 @@ def task_query_body(
         "item_count": item_count,
         "results": [{"url": url} for url in results] if results is not None else None,
     }
+    if status == TaskStatus.FAILED and error is not None:
+        body["error"] = dict(error)
+    return body
 
 
-def task_query_body_of(record: TaskRecord) -> TaskQueryBody:
-    """The task query body of a stored task (what `GET /v1/async/tasks/{id}` shows, minus raw_data)."""
+def settled_body(history_id: str, task_type: str, settlement: Settlement) -> TaskQueryBody:
+    """The query body of a settled task (also the `data` of its webhook event)."""
     return task_query_body(
-        history_id=record.history_id,
-        task_type=record.kind.value,
-        status=int(record.status),
-        fail_code=record.fail_code,
-        item_count=record.item_count,
-        results=record.results,
+        history_id=history_id,
+        task_type=task_type,
+        status=int(settlement.status),
+        fail_code=settlement.fail_code,
+        item_count=settlement.item_count,
+        results=settlement.results,
+        error=settlement.error,
     )
-
-
-class TaskBody(TaskQueryBody):
-    """The full query answer: the query body plus the untouched upstream record."""
-
-    raw_data: dict[str, Any] | None
 
 
 def with_raw(body: TaskQueryBody, raw: dict[str, Any] | None) -> TaskBody:
     """`body` plus `raw_data`."""
     return {**body, "raw_data": raw}
+
+
+def body_of_row(row: TaskRecord) -> TaskBody:
+    """The query answer of a stored task."""
+    body = task_query_body(
+        history_id=row.history_id,
+        task_type=row.kind.value,
+        status=int(row.status),
+        fail_code=row.fail_code,
+        item_count=row.item_count,
+        results=row.results,
+        error=row.error,
+    )
+    return with_raw(body, row.raw_data)
+
+
+def body_of_record(history_id: str, task_type: str, record: HistoryRecord) -> TaskBody:
+    """The query answer of an upstream record: settled as the watcher would settle it once final,
+    processing (status 20, no results) otherwise; `raw_data` untouched."""
+    reason = record_reason(record)
+    if reason is not None:
+        return with_raw(settled_body(history_id, task_type, settle_record(record, task_type, reason)), record.raw)
+    body = task_query_body(
+        history_id=history_id,
+        task_type=task_type,
+        status=int(TaskStatus.PROCESSING),
+        fail_code=record.fail_code,
+        item_count=record.item_count,
+        results=None,
+    )
+    return with_raw(body, record.raw)

@@ -51,7 +51,7 @@ class TaskRecord:
     status: TaskStatus
     upstream_status: int | None
     fail_code: str
-    fail_reason: str | None
+    error: dict[str, str] | None  # a failed task's `{"code", "message"}` (store/answer.py `Failure`)
     item_count: int
     results: tuple[str, ...] | None
     raw_data: dict[str, Any] | None
@@ -68,7 +68,7 @@ class TaskRecord:
 
 
 class Reason(StrEnum):
-    """Why a watch ended."""
+    """Why a task's watch ended: a final upstream status, or the watcher settling it as failed."""
 
     DONE = "done"
     UPSTREAM_FAILED = "upstream_failed"
@@ -79,7 +79,8 @@ class Reason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The final state of a watched task. `record` is the last upstream record seen, if any."""
+    """How a watch ended (or, for a sync caller whose wait ran out, where it stood: status PROCESSING with
+    reason TIMEOUT). `record` is the last upstream record seen, if any."""
 
     history_id: str
     kind: TaskKind
@@ -95,3 +96,42 @@ class Outcome:
     @property
     def fail_code(self) -> str:
         return self.record.fail_code if self.record else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A task's final state as stored and answered (store/answer.py `settlement_of` builds it)."""
+
+    status: TaskStatus
+    upstream_status: int | None
+    fail_code: str
+    error: dict[str, str] | None
+    results: tuple[str, ...] | None
+    item_count: int
+    raw_data: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A webhook event to add to the outbox: its id (the `webhook-id`), type and exact JSON body."""
+
+    event_id: str
+    type: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """One task to settle: its final state and, for a task with a callback URL, its event."""
+
+    history_id: str
+    settlement: Settlement
+    event: NewEvent | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A task `TaskStore.settle` made final, and whether its event went to the outbox."""
+
+    history_id: str
+    event_written: bool

@@ -1,15 +1,15 @@
 """The webhook outbox: SQL over `webhook_events` and `webhook_attempts` (schema: store migration 2).
 
-Every function takes the connection of a `TaskStore.transaction()` / `read()` block (or of `finish(...,
-extra=)`), so event rows are written in the same transaction as the state change that caused them.
-Pure SQL and row mapping; scheduling and HTTP live in `webhooks.py`.
+Every function takes the connection of a `TaskStore.transaction()` / `read()` block; `TaskStore.settle` calls
+`insert_event` inside the transaction that makes the task final, so a state change and its event are written
+together. Pure SQL and row mapping; scheduling and HTTP live in `webhooks/sender.py`.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
@@ -20,26 +20,18 @@ __all__ = [
     "ACTIVE_STATES",
     "Attempt",
     "EventState",
-    "Extra",
     "OutboxEvent",
-    "TaskFields",
     "attempts_of",
     "claim_due",
     "complete_attempt",
     "events_of",
-    "get_event",
     "insert_event",
     "next_due_after",
     "release_leases",
     "requeue",
     "state_counts",
-    "task_fields",
     "unclaim",
 ]
-
-Extra = Callable[[aiosqlite.Connection], Awaitable[None]]
-"""A coroutine function run on a store connection inside a transaction (`TaskStore.finish(extra=)`)."""
-
 
 class EventState(StrEnum):
     """Delivery state of one event."""
@@ -103,20 +95,6 @@ class Attempt:
     error: str | None
     latency_ms: int
     next_attempt_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class TaskFields:
-    """The columns of a task row that an event body is built from."""
-
-    history_id: str
-    account_fp: str
-    kind: str
-    status: int
-    fail_code: str
-    item_count: int
-    results: tuple[str, ...] | None
-    callback_url: str | None
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -248,36 +226,6 @@ async def requeue(conn: aiosqlite.Connection, event_id: str, *, now: float) -> b
 
 
 # ---------------------------------------------------------------------------------------------- reading
-
-
-async def task_fields(conn: aiosqlite.Connection, history_id: str) -> TaskFields | None:
-    """The task columns an event body needs, or None for an unknown task."""
-    async with conn.execute(
-        "SELECT history_id, account_fp, kind, status, fail_code, item_count, results, callback_url "
-        "FROM tasks WHERE history_id = ?",
-        (history_id,),
-    ) as cur:
-        row = await cur.fetchone()
-    if row is None:
-        return None
-    results = row["results"]
-    return TaskFields(
-        history_id=row["history_id"],
-        account_fp=row["account_fp"],
-        kind=row["kind"],
-        status=int(row["status"]),
-        fail_code=row["fail_code"],
-        item_count=int(row["item_count"]),
-        results=tuple(json.loads(results)) if results is not None else None,
-        callback_url=row["callback_url"],
-    )
-
-
-async def get_event(conn: aiosqlite.Connection, event_id: str) -> OutboxEvent | None:
-    """The event with this id, or None."""
-    async with conn.execute(f"SELECT {_EVENT_COLUMNS} FROM webhook_events WHERE event_id = ?", (event_id,)) as cur:
-        row = await cur.fetchone()
-    return _event_from_row(row) if row is not None else None
 
 
 async def events_of(conn: aiosqlite.Connection, history_id: str) -> list[OutboxEvent]:

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,7 +23,8 @@ import aiosqlite
 
 from ..clock import Clock
 from ..concurrency import uncancellable
-from .models import TaskKind, TaskRecord, TaskStatus
+from . import outbox
+from .models import Finish, Settled, TaskKind, TaskRecord, TaskStatus
 
 __all__ = [
     "MIGRATIONS",
@@ -118,12 +119,22 @@ CREATE TABLE webhook_attempts (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: list[Migration] = [_MIGRATION_1, _MIGRATION_2]
+_MIGRATION_3: Final = """
+ALTER TABLE tasks ADD COLUMN error TEXT;  -- JSON {"code", "message"} of a failed task
+UPDATE tasks SET error = json_object(
+    'code', CASE WHEN fail_code = '2038' THEN 'CONTENT_REJECTED' ELSE 'GENERATION_FAILED' END,
+    'message', 'the upstream reported the generation as failed'
+        || CASE WHEN fail_code != '' THEN ' (fail_code ' || fail_code || ')' ELSE '' END)
+WHERE status = 30;
+ALTER TABLE tasks DROP COLUMN fail_reason;
+"""
+
+MIGRATIONS: list[Migration] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_3]
 """The schema history, oldest first: entry i brings the file to `user_version` i + 1. Append only."""
 
 _TASK_COLUMNS: Final = (
     "history_id, account_fp, token, kind, model, submit_id, status, upstream_status, fail_code, "
-    "fail_reason, item_count, results, raw_data, callback_url, input_images, created_at, updated_at, "
+    "error, item_count, results, raw_data, callback_url, input_images, created_at, updated_at, "
     "finished_at"
 )
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
@@ -164,15 +175,16 @@ class TaskStore:
 
     Every operation runs under one asyncio lock on one connection, so a reader never sees another
     coroutine's uncommitted transaction and write transactions (`BEGIN IMMEDIATE`) never interleave.
-    Time stamps come from the injected clock. Create with `await TaskStore.open(path, clock=...)`,
-    release with `close()` (or use `async with`).
+    Time stamps come from the injected clock. Build with `TaskStore(path, clock=...)` and `await start()`
+    (or `await TaskStore.open(...)`), release with `close()` (or use `async with`).
     """
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock) -> None:
-        """Wrap an open, migrated connection; use `open()` instead."""
-        self._conn = conn
-        self._path = path
+    def __init__(self, path: str | Path, *, clock: Clock, busy_timeout: float = 5.0) -> None:
+        """A store for the database at `path`; nothing is opened until `start()`."""
+        self._path = Path(path)
         self._clock = clock
+        self._busy_timeout = busy_timeout
+        self._conn_: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -180,16 +192,22 @@ class TaskStore:
 
     @classmethod
     async def open(cls, path: str | Path, *, clock: Clock, busy_timeout: float = 5.0) -> TaskStore:
-        """Open (creating if needed, mode 0600, parents included) and migrate the database at `path`.
+        """A started store: `TaskStore(path, ...)` then `await start()`."""
+        store = cls(path, clock=clock, busy_timeout=busy_timeout)
+        await store.start()
+        return store
+
+    async def start(self) -> None:
+        """Open (creating if needed, mode 0600, parents included) and migrate the database.
 
         Raises `SchemaVersionError` if the file is newer than `MIGRATIONS`.
         """
-        path = Path(path)
+        path = self._path
         await asyncio.to_thread(_create_private_file, path)
         conn = await aiosqlite.connect(str(path), isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
-            await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             async with conn.execute("PRAGMA journal_mode = WAL") as cur:
                 row = await cur.fetchone()
             if row is None or str(row[0]).lower() != "wal":
@@ -200,15 +218,21 @@ class TaskStore:
         except BaseException:
             await conn.close()
             raise
-        return cls(conn, path, clock)
+        self._conn_ = conn
+
+    @property
+    def _conn(self) -> aiosqlite.Connection:
+        if self._conn_ is None:
+            raise RuntimeError("the task store is not started")
+        return self._conn_
 
     async def close(self) -> None:
         """Wait for the operation in flight, then close the connection. Idempotent."""
         async with self._lock:
-            if self._closed:
+            if self._closed or self._conn_ is None:
                 return
             self._closed = True
-            await self._conn.close()
+            await self._conn_.close()
 
     async def __aenter__(self) -> TaskStore:
         return self
@@ -301,7 +325,7 @@ class TaskStore:
                     int(record.status),
                     record.upstream_status,
                     record.fail_code,
-                    record.fail_reason,
+                    _dump_json(record.error),
                     record.item_count,
                     results,
                     _dump_json(record.raw_data),
@@ -363,76 +387,54 @@ class TaskStore:
                 (upstream_status, item_count, _dump_json(raw_data), self._clock.time(), history_id, _PROCESSING),
             )
 
-    async def finish(
-        self,
-        history_id: str,
-        *,
-        status: TaskStatus,
-        upstream_status: int | None,
-        fail_code: str,
-        fail_reason: str | None,
-        results: Sequence[str] | None,
-        item_count: int,
-        raw_data: dict[str, Any] | None,
-        keep_token: bool = False,
-        extra: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None,
-    ) -> TaskRecord | None:
-        """Make a processing task final, in ONE transaction, and return the updated record.
+    async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
+        """Make processing tasks final, ALL in ONE transaction (a poll's finishes commit together).
 
-        Stores the outcome, stamps `finished_at`, drops the token unless `keep_token`, and awaits
-        `extra(conn)` inside the same transaction (e.g. to write an outbox row): if `extra` raises, nothing
-        is written and the error propagates. `extra` must use only the connection it is given (calling
-        the store from it deadlocks). Finishing an unknown or already-final task is a no-op returning None
-        and does not call `extra`. Raises ValueError if `status` is not final.
+        For each `Finish`: store its settlement, stamp `finished_at`, drop the token; then, when the task has
+        a callback URL, add its `event` to the webhook outbox in the same transaction. A task that is
+        unknown or already final is left alone (it was settled before: one terminal state, one event).
+        Returns what was settled now, in order, with whether an event was written.
         """
-        if not status.final:
-            raise ValueError(f"finish() needs a final status, got {status!r}")
-        stored_results = json.dumps(list(results)) if results is not None else None
         now = self._clock.time()
+        settled: list[Settled] = []
         async with self._write() as conn:
-            cur = await conn.execute(
-                """
-                UPDATE tasks SET status = ?, upstream_status = ?, fail_code = ?, fail_reason = ?,
-                    results = ?, item_count = ?, raw_data = ?, updated_at = ?, finished_at = ?,
-                    token = CASE WHEN ? THEN token ELSE NULL END
-                WHERE history_id = ? AND status = ?
-                """,
-                (
-                    int(status),
-                    upstream_status,
-                    fail_code,
-                    fail_reason,
-                    stored_results,
-                    item_count,
-                    _dump_json(raw_data),
-                    now,
-                    now,
-                    keep_token,
-                    history_id,
-                    _PROCESSING,
-                ),
-            )
-            if cur.rowcount == 0:
-                return None
-            if extra is not None:
-                await extra(conn)
-            return await _fetch_one(conn, history_id)
-
-    async def drop_token(
-        self, history_id: str, *, extra: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None
-    ) -> None:
-        """Forget the task's token (e.g. when its watch is given up). Unknown ids: no-op.
-
-        `extra(conn)` runs in the same transaction when a token was dropped (e.g. writing the outbox row of
-        a given-up watch), with the same rules as in `finish`.
-        """
-        async with self._write() as conn:
-            cur = await conn.execute(
-                "UPDATE tasks SET token = NULL, updated_at = ? WHERE history_id = ? AND token IS NOT NULL",
-                (self._clock.time(), history_id),
-            )
-            if cur.rowcount and extra is not None:
-                await extra(conn)
+            for final in finals:
+                done = final.settlement
+                if not done.status.final:
+                    raise ValueError(f"settle() needs a final status, got {done.status!r}")
+                cur = await conn.execute(
+                    """
+                    UPDATE tasks SET status = ?, upstream_status = ?, fail_code = ?, error = ?,
+                        results = ?, item_count = ?, raw_data = ?, updated_at = ?, finished_at = ?, token = NULL
+                    WHERE history_id = ? AND status = ?
+                    """,
+                    (
+                        int(done.status),
+                        done.upstream_status,
+                        done.fail_code,
+                        _dump_json(done.error),
+                        json.dumps(list(done.results)) if done.results is not None else None,
+                        done.item_count,
+                        _dump_json(done.raw_data),
+                        now,
+                        now,
+                        final.history_id,
+                        _PROCESSING,
+                    ),
+                )
+                if cur.rowcount == 0:
+                    continue
+                event = final.event
+                wrote = event is not None and await outbox.insert_event(
+                    conn,
+                    event_id=event.event_id,
+                    history_id=final.history_id,
+                    type=event.type,
+                    body=event.body,
+                    now=now,
+                )
+                settled.append(Settled(final.history_id, wrote))
+        return settled
 
     async def purge_finished(self, *, older_than: float) -> int:
         """Delete final tasks that finished more than `older_than` seconds ago; return how many.
@@ -625,7 +627,7 @@ async def _fetch_one(conn: aiosqlite.Connection, history_id: str) -> TaskRecord 
     return _record_from_row(row) if row is not None else None
 
 
-def _dump_json(value: dict[str, Any] | None) -> str | None:
+def _dump_json(value: Mapping[str, Any] | None) -> str | None:
     if value is None:
         return None
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -644,7 +646,7 @@ def _record_from_row(row: sqlite3.Row) -> TaskRecord:
         status=TaskStatus(row["status"]),
         upstream_status=row["upstream_status"],
         fail_code=row["fail_code"],
-        fail_reason=row["fail_reason"],
+        error=cast("dict[str, str]", json.loads(row["error"])) if row["error"] is not None else None,
         item_count=row["item_count"],
         results=tuple(json.loads(results)) if results is not None else None,
         raw_data=cast("dict[str, Any]", json.loads(raw_data)) if raw_data is not None else None,

@@ -10,6 +10,9 @@ from typing import Any
 DONE_STATUSES = frozenset({10, 50})
 FAILED_STATUS = 30
 WAITING_STATUSES = frozenset({20, 42, 45})
+"""Statuses of a task still running (§9.4; 45 is not "finalizing": §18.2)."""
+STATUS_SLOWDOWN: dict[int, float] = {42: 1.2, 45: 1.5}
+"""Poll-interval factors for the later running statuses (the watcher's cadence)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC
 from typing import Final
 
@@ -105,13 +105,13 @@ class WebhookSender:
     `start()` returns leftover `delivering` events to `pending` (a crash left them: at-least-once; assumes
     one sender per database file) and starts the loop; `stop()` cancels and awaits every task it owns and
     gives unfinished sends back. Tests can skip the loop and drive `run_once()` / `drain()` with a manual
-    clock. `store` may be a callable returning the store (an app opens it at start-up). `fetcher` defaults
+    clock. `fetcher` defaults
     to a SafeFetcher under `policy`, owned (and closed) by the sender.
     """
 
     def __init__(
         self,
-        store: TaskStore | Callable[[], TaskStore],
+        store: TaskStore,
         config: WebhookConfig,
         clock: Clock,
         *,
@@ -139,8 +139,8 @@ class WebhookSender:
 
     @property
     def store(self) -> TaskStore:
-        """The task store (given directly, or resolved through the callable given, e.g. once it is open)."""
-        return self._store if isinstance(self._store, TaskStore) else self._store()
+        """The task store the outbox lives in."""
+        return self._store
 
     @property
     def signed(self) -> bool:

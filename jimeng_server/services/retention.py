@@ -1,0 +1,57 @@
+"""Retention: deleting expired tasks, abandoned unfinished tasks and expired idempotency keys, at start-up
+and periodically (an owned background task, started and stopped by the app)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ..clock import Clock
+from ..config import StoreConfig
+from ..store.sqlite import TaskStore
+
+log = logging.getLogger(__name__)
+
+
+class Retention:
+    """`purge()` once; `start()`/`stop()` the periodic purge every `purge_interval_minutes`."""
+
+    def __init__(self, store: TaskStore, config: StoreConfig, clock: Clock) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    async def purge(self) -> tuple[int, int, int]:
+        """Delete what expired; returns the counts (finished tasks, abandoned tasks, idempotency keys)."""
+        keep = self.config.retention_days * 86400
+        counts = (
+            await self.store.purge_finished(older_than=keep),
+            await self.store.purge_stale_unfinished(older_than=keep),
+            await self.store.purge_idempotency(),
+        )
+        if any(counts):
+            log.info("purged %d finished task(s), %d abandoned task(s), %d idempotency key(s)", *counts)
+        return counts
+
+    def start(self) -> None:
+        """Start the periodic purge (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="jimeng-purge")
+
+    async def stop(self) -> None:
+        """Stop the periodic purge and wait for it."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            await self.clock.sleep(self.config.purge_interval_minutes * 60)
+            try:
+                await self.purge()
+            except Exception:
+                log.exception("periodic purge failed")

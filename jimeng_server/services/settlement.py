@@ -1,0 +1,80 @@
+"""The one owner of "a task finished": a watcher outcome (or a final record a query saw) becomes the stored
+final state and, for a task with a callback URL, its webhook event, in one transaction; then the webhook
+sender is woken. Also stores progress of tasks still running.
+
+A task is settled once: the store ignores a second settlement of a final task, so a query and a poll that
+both see the end write one state and one event. The event's `data` is built from the same settlement as
+the query answer (store/answer.py), so the webhook says what the query says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from ..clock import Clock
+from ..concurrency import uncancellable
+from ..store.answer import settlement_of
+from ..store.models import Finish, Outcome
+from ..store.sqlite import TaskStore
+from ..upstream.history import HistoryRecord
+from ..webhooks.events import new_event
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class TaskSettler:
+    """Writes what the watcher (or a query) learns about tasks. `on_event` is called after a transaction that
+    added webhook events (the sender's `wake`). `drain()` waits for the writes in flight (before the store
+    closes)."""
+
+    def __init__(self, store: TaskStore, clock: Clock, *, on_event: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.on_event = on_event
+        self._writes = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def settle(self, outcomes: Sequence[Outcome]) -> None:
+        """Make these tasks final (those still processing), with their events, in ONE transaction; wake the
+        sender if an event was written. The watcher's `on_final` hook."""
+        now = self.clock.time()
+        finishes = []
+        for outcome in outcomes:
+            settlement = settlement_of(outcome)
+            event = new_event(outcome.history_id, outcome.kind.value, settlement, now)
+            finishes.append(Finish(outcome.history_id, settlement, event))
+        settled = await self._write(self.store.settle(finishes))
+        for item in settled:
+            if item.event_written:
+                log.info("task %s settled; webhook event queued", item.history_id)
+        if any(item.event_written for item in settled) and self.on_event is not None:
+            self.on_event()
+
+    async def progress(self, history_id: str, record: HistoryRecord) -> None:
+        """Store a changed record of a task still running. The watcher's `on_progress` hook."""
+        await self._write(
+            self.store.update_progress(
+                history_id, upstream_status=record.status or 0, item_count=record.item_count, raw_data=record.raw
+            )
+        )
+
+    async def drain(self) -> None:
+        """Return once no write is in flight."""
+        await self._idle.wait()
+
+    async def _write(self, aw: Awaitable[T]) -> T:
+        """Run a store write to its end even if the caller is cancelled, counted for `drain()`."""
+        self._writes += 1
+        self._idle.clear()
+        try:
+            return await uncancellable(aw)
+        finally:
+            self._writes -= 1
+            if self._writes == 0:
+                self._idle.set()

@@ -1,0 +1,93 @@
+"""Recording accepted submits, and deciding which tasks the watcher polls in the background.
+
+`[watcher] watch = "callbacks"` (the default, as the spec says: the caller decides when to query): only
+tasks with a `callback_url` are watched in the background; `"all"`: every submitted task. A background task
+keeps its owner's session token in the store (it is needed to poll after a restart) until it is settled;
+other tasks are stored without it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..concurrency import uncancellable
+from ..store.models import TaskRecord, TaskStatus
+from ..store.sqlite import TaskStore
+from ..upstream.tokens import TokenError, parse_token
+from ..watcher import Watcher
+from .generation import Submission
+
+log = logging.getLogger(__name__)
+
+
+class TaskIntake:
+    """Stores every accepted submit and hands background tasks to the watcher; resumes them on start-up."""
+
+    def __init__(self, store: TaskStore, watcher: Watcher, *, watch_all: bool) -> None:
+        self.store = store
+        self.watcher = watcher
+        self.watch_all = watch_all
+
+    def in_background(self, callback_url: str | None) -> bool:
+        """True if a task with this callback URL is watched until final without anyone waiting."""
+        return self.watch_all or bool(callback_url)
+
+    async def track(self, submission: Submission) -> None:
+        """Record an accepted submission (before the submit answers) and watch it if it is a background task.
+
+        Never raises for store trouble: a background task is then still watched (and any task is found
+        upstream by a query).
+        """
+        account = submission.account
+        background = self.in_background(submission.callback_url)
+        record = TaskRecord(
+            history_id=submission.history_id,
+            account_fp=account.fingerprint,
+            token=account.token if background else None,
+            kind=submission.kind,
+            model=submission.model,
+            submit_id=submission.submit_id,
+            status=TaskStatus.PROCESSING,
+            upstream_status=None,
+            fail_code="",
+            error=None,
+            item_count=0,
+            results=None,
+            raw_data=None,
+            callback_url=submission.callback_url,
+            input_images=submission.input_images,
+            created_at=submission.submitted_at,
+            updated_at=submission.submitted_at,
+            finished_at=None,
+        )
+        try:
+            await uncancellable(self.store.insert(record))
+        except Exception:
+            log.exception("task %s could not be recorded", submission.history_id)
+        finally:
+            if background:
+                self.watcher.watch(
+                    account, submission.history_id, submission.kind, submitted_at=submission.submitted_at
+                )
+
+    async def resume(self) -> int:
+        """Watch again every stored background task still processing; returns how many."""
+        resumed = 0
+        for row in await self.store.unfinished():
+            if row.token is None or not self.in_background(row.callback_url):
+                continue
+            if self.watcher.is_watching(row.history_id):
+                continue
+            try:
+                account = parse_token(row.token)
+            except TokenError:
+                log.warning("task %s: stored token unusable, not resumed", row.history_id)
+                continue
+            if account.fingerprint != row.account_fp:
+                log.warning("task %s: stored token does not match its owner, not resumed", row.history_id)
+                continue
+            self.watcher.watch(account, row.history_id, row.kind, submitted_at=row.created_at)
+            resumed += 1
+        if resumed:
+            log.info("resumed watching %d task(s) left in flight", resumed)
+        return resumed

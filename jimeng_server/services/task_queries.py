@@ -1,0 +1,188 @@
+"""Answering task queries with owner routing (design.md §2–3, async-api-spec.zh.md).
+
+- A task submitted here is asked about with the account that submitted it, whichever position its token
+  has in the header; a task of an account not in the header is "not found" (nothing about it is shown).
+- A settled task is answered from the store; a task the watcher polls is answered from its latest poll;
+  any other running task is asked upstream (concurrent lookups of one account share one call), and what the
+  upstream says is stored: a final record settles the task (state and webhook event, once).
+- An id this server does not know is looked up with each header token in turn (one call per token, until
+  found); it is answered from the upstream record, its type inferred, and it is not stored or watched.
+- `?wait=S` watches the task while the caller waits (the watch is dropped when the last waiter leaves,
+  unless the task is watched in the background anyway).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import TypedDict
+
+from ..clock import Clock
+from ..config import WatcherConfig
+from ..errors import NotFound, from_upstream
+from ..store.answer import TaskBody, body_of_record, body_of_row, record_reason
+from ..store.models import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
+from ..store.sqlite import TaskStore
+from ..upstream.errors import UpstreamError
+from ..upstream.history import HistoryRecord, parse_record
+from ..upstream.tokens import Account
+from ..watcher import Watcher
+from .history_lookup import HistoryLookup
+from .settlement import TaskSettler
+
+MAX_BATCH = 50
+"""Most history ids one query may ask about."""
+MAX_WAIT = 60.0
+"""Longest long-poll wait, in seconds."""
+UNKNOWN_TYPE = "unknown"
+
+
+class BatchAnswer(TypedDict):
+    """The answer to a query for many ids: bodies in request order, then the ids not found."""
+
+    data: list[TaskBody]
+    not_found: list[str]
+
+
+def infer_type(record: HistoryRecord) -> str:
+    """`video`/`image` from the items of a record this server did not submit; `unknown` without items."""
+    if record.video_urls:
+        return TaskKind.VIDEO.value
+    if record.image_urls:
+        return TaskKind.IMAGE.value
+    return UNKNOWN_TYPE
+
+
+def not_found(history_id: str) -> NotFound:
+    """404 for an id unknown to every header account (or owned by another account: same answer)."""
+    return NotFound(
+        f"task {history_id!r} was not found for the account(s) in the Authorization header; check the "
+        "history_id and send the token of the account that submitted the task",
+        code="TASK_NOT_FOUND",
+    )
+
+
+class TaskQueries:
+    """One or many tasks for the accounts of a request's Authorization header."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        watcher: Watcher,
+        settler: TaskSettler,
+        lookup: HistoryLookup,
+        config: WatcherConfig,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.watcher = watcher
+        self.settler = settler
+        self.lookup = lookup
+        self.config = config
+        self.clock = clock
+
+    async def query(self, accounts: Sequence[Account], history_id: str, *, wait: float = 0.0) -> TaskBody:
+        """One task; 404 TASK_NOT_FOUND when none of the accounts has it. With `wait` > 0 a running task of
+        one of the accounts is answered once final or after `wait` seconds, whichever comes first."""
+        if wait > 0:
+            await self._wait_for_final(accounts, history_id, min(wait, MAX_WAIT))
+        answer = await self.query_many(accounts, [history_id])
+        if not answer["data"]:
+            raise not_found(history_id)
+        return answer["data"][0]
+
+    async def query_many(self, accounts: Sequence[Account], history_ids: Sequence[str]) -> BatchAnswer:
+        """Many tasks: one upstream call per owning account for the ids that need one, and one per header
+        token (in order, until all are found) for ids this server does not know."""
+        ids = list(dict.fromkeys(history_ids))
+        rows = await self.store.get_many(ids)
+        owners = {a.fingerprint: a for a in accounts}
+        bodies: dict[str, TaskBody] = {}
+        ask: dict[str, list[TaskRecord]] = defaultdict(list)
+        unknown: list[str] = []
+        for hid in ids:
+            row = rows.get(hid)
+            if row is None:
+                unknown.append(hid)
+            elif row.account_fp in owners:
+                local = self._local_body(row)
+                if local is not None:
+                    bodies[hid] = local
+                else:
+                    ask[row.account_fp].append(row)
+            # else: another account's task; it stays "not found"
+        for fp, group in ask.items():
+            bodies.update(await self._ask_owner(owners[fp], group))
+        if unknown:
+            bodies.update(await self._probe(accounts, unknown))
+        return {"data": [bodies[h] for h in ids if h in bodies], "not_found": [h for h in ids if h not in bodies]}
+
+    def _local_body(self, row: TaskRecord) -> TaskBody | None:
+        """The answer without an upstream call, when the store or the watcher has it fresh."""
+        if row.final:
+            return body_of_row(row)
+        due = self.watcher.due_at(row.history_id)
+        if due is None:
+            return None
+        schedule = self.watcher.schedule_for(row.kind)
+        if self.clock.time() - due > 2 * schedule.interval + 5 * self.config.tick:
+            return None  # the watcher is far behind: ask the upstream
+        snapshot = self.watcher.snapshot(row.history_id)
+        return body_of_record(row.history_id, row.kind.value, snapshot) if snapshot else body_of_row(row)
+
+    async def _ask_owner(self, owner: Account, rows: list[TaskRecord]) -> dict[str, TaskBody]:
+        """Ask the upstream about stored running tasks of one account; store what it says."""
+        image = any(r.kind is TaskKind.IMAGE for r in rows)
+        data = await self.lookup.get(owner, [r.history_id for r in rows], image=image)
+        bodies: dict[str, TaskBody] = {}
+        finals: list[Outcome] = []
+        for row in rows:
+            raw = data.get(row.history_id)
+            if not isinstance(raw, dict):
+                bodies[row.history_id] = body_of_row(row)  # not visible upstream (yet): what we know
+                continue
+            record = parse_record(raw)
+            bodies[row.history_id] = body_of_record(row.history_id, row.kind.value, record)
+            reason = record_reason(record)
+            if reason is None:
+                await self.settler.progress(row.history_id, record)
+                continue
+            status = TaskStatus.DONE if reason is Reason.DONE else TaskStatus.FAILED
+            finals.append(Outcome(row.history_id, row.kind, status, reason, record))
+        if finals:
+            await self.settler.settle(finals)
+            for outcome in finals:
+                self.watcher.complete(outcome)  # waiters on a watch of this task get the same outcome
+        return bodies
+
+    async def _probe(self, accounts: Sequence[Account], ids: list[str]) -> dict[str, TaskBody]:
+        """Look up ids unknown here with each header account in turn until all are found."""
+        remaining = list(ids)
+        bodies: dict[str, TaskBody] = {}
+        error: UpstreamError | None = None
+        for account in accounts:
+            if not remaining:
+                break
+            try:
+                data = await self.lookup.get(account, remaining, image=True)
+            except UpstreamError as exc:
+                error = error or exc
+                continue
+            for hid in list(remaining):
+                raw = data.get(hid)
+                if isinstance(raw, dict):
+                    record = parse_record(raw)
+                    bodies[hid] = body_of_record(hid, infer_type(record), record)
+                    remaining.remove(hid)
+        if remaining and error is not None:
+            raise from_upstream(error) from None  # a token failed: a 404 could be wrong
+        return bodies
+
+    async def _wait_for_final(self, accounts: Sequence[Account], history_id: str, seconds: float) -> None:
+        """Watch an owned running task while the caller waits (at most `seconds` on the clock)."""
+        owners = {a.fingerprint: a for a in accounts}
+        row = await self.store.get(history_id)
+        if row is None or row.final or row.account_fp not in owners:
+            return
+        self.watcher.watch(owners[row.account_fp], history_id, row.kind, submitted_at=row.created_at, keep=False)
+        await self.watcher.wait(history_id, seconds)
