@@ -1,8 +1,8 @@
 """Webhook latency: time from marking tasks done to their webhooks arriving at a loopback receiver.
 
 Writes N processing tasks with a callback_url, then marks them done one after another through the real
-final path (`TaskStore.finish(..., extra=final_event_writer(...))` + `WebhookSender.wake()`, as the
-task service does) while a `WebhookSender` (real clock, signed, default config) delivers them to an aiohttp
+final path (`TaskSettler.settle()`: final state and outbox row in one transaction, then `WebhookSender.wake()`)
+while a `WebhookSender` (real clock, signed, default config) delivers them to an aiohttp
 receiver on 127.0.0.1. Reports p50/p90/p99/max of finish-committed -> request-received, and throughput.
 Sender, receiver and finishing share one event loop (one process), so the figures include that contention.
 
@@ -25,10 +25,10 @@ from aiohttp import web
 from jimeng_server.clock import SystemClock
 from jimeng_server.config import WebhookConfig
 from jimeng_server.net.policy import FetchPolicy
+from jimeng_server.services.settlement import TaskSettler
 from jimeng_server.store.models import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
 from jimeng_server.store.sqlite import TaskStore
 from jimeng_server.upstream.history import parse_record
-from jimeng_server.webhooks.events import final_event_writer
 from jimeng_server.webhooks.sender import WebhookSender
 from jimeng_server.webhooks.signatures import parse_secret
 
@@ -74,7 +74,7 @@ async def run(tasks: int, concurrency: int, db_dir: Path, *, burst: bool) -> Non
                     status=TaskStatus.PROCESSING,
                     upstream_status=20,
                     fail_code="",
-                    fail_reason=None,
+                    error=None,
                     item_count=0,
                     results=None,
                     raw_data=None,
@@ -87,6 +87,7 @@ async def run(tasks: int, concurrency: int, db_dir: Path, *, burst: bool) -> Non
             )
         config = WebhookConfig(max_concurrency=concurrency)
         sender = WebhookSender(store, config, clock, policy=FetchPolicy(allow_private_networks=True), secret=secret)
+        settler = TaskSettler(store, clock, on_event=sender.wake)
         await sender.start()
         marked: dict[str, float] = {}
         items = [{"image": {"large_images": [{"image_url": f"https://cdn.example/{n}.webp"}]}} for n in range(4)]
@@ -95,21 +96,8 @@ async def run(tasks: int, concurrency: int, db_dir: Path, *, burst: bool) -> Non
 
         async def mark(i: int) -> None:
             hid = f"bench-{i:05d}"
-            outcome = Outcome(hid, TaskKind.IMAGE, TaskStatus.DONE, Reason.DONE, record)
-            await store.finish(
-                hid,
-                status=TaskStatus.DONE,
-                upstream_status=50,
-                fail_code="",
-                fail_reason=None,
-                results=list(outcome.urls),
-                item_count=4,
-                raw_data=record.raw,
-                keep_token=False,
-                extra=final_event_writer(outcome, now=clock.time()),
-            )
+            await settler.settle([Outcome(hid, TaskKind.IMAGE, TaskStatus.DONE, Reason.DONE, record)])
             marked[hid] = time.perf_counter()
-            sender.wake()
 
         if burst:  # every finish queued at once (they still commit one by one on the store's connection)
             await asyncio.gather(*(mark(i) for i in range(tasks)))

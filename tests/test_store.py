@@ -160,6 +160,30 @@ async def test_reopen_keeps_data_and_does_not_rerun_migrations(
     assert inspect(db_path, "PRAGMA user_version") == [(len(MIGRATIONS) + 1,)]
 
 
+async def test_migration_3_turns_old_failures_into_errors(
+    db_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database written before migration 3 (fail_reason text) opens with each failed task's `error`."""
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:2])
+    async with await TaskStore.open(db_path, clock=clock):
+        pass
+    conn = sqlite3.connect(db_path)
+    columns = "history_id, account_fp, kind, model, submit_id, status, fail_code, fail_reason, created_at, updated_at"
+    conn.execute(
+        f"INSERT INTO tasks ({columns}) VALUES ('old', 'fp', 'image', 'm', 's', 30, '2038', 'fail_code 2038', 1, 1)"
+    )
+    conn.execute(f"INSERT INTO tasks ({columns}) VALUES ('done', 'fp', 'image', 'm', 's2', 10, '', NULL, 1, 1)")
+    conn.commit()
+    conn.close()
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+    async with await TaskStore.open(db_path, clock=clock) as store:
+        old, done = await store.get("old"), await store.get("done")
+    assert old is not None and old.error is not None and old.error["code"] == "CONTENT_REJECTED"
+    assert "2038" in old.error["message"]
+    assert done is not None and done.error is None
+    assert "fail_reason" not in {row[1] for row in inspect(db_path, "PRAGMA table_info(tasks)")}
+
+
 async def test_failed_migration_leaves_previous_version(
     db_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -62,6 +62,11 @@ class HistoryLookup:
         answer = await asyncio.shield(batch.future)
         return {hid: answer[hid] for hid in ids if hid in answer}
 
+    def waiting(self, account: Account) -> int:
+        """How many ids wait for the account's next call (metrics and tests)."""
+        lane = self._lanes.get(account.fingerprint)
+        return len(lane.forming.ids) if lane is not None and lane.forming is not None else 0
+
     async def close(self) -> None:
         """Cancel the calls in flight and wait for them."""
         calls = list(self._calls)

@@ -239,6 +239,10 @@ class Simulator:
         if fault.kind is FaultKind.DELAY:
             await asyncio.sleep(fault.delay)
             return None
+        if fault.kind is FaultKind.HOLD:
+            if fault.hold is not None:
+                await fault.hold.wait()
+            return None
         return self._fault_answer(fault, path)
 
     def _fault_answer(self, fault: Fault, api_path: str) -> Answer:

@@ -7,6 +7,7 @@ one call, the oldest fires and the others keep their turn.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -17,6 +18,7 @@ class FaultKind(StrEnum):
     HTTP_500 = "http_500"  # HTTP 500 with a non-JSON body
     HTTP_429 = "http_429"  # HTTP 429 with a non-JSON body and Retry-After: 1
     DELAY = "delay"  # answer normally after `delay` real seconds (asyncio.sleep)
+    HOLD = "hold"  # answer normally once the fault's `hold` event is set (a call held in flight)
     RESET = "reset"  # close the connection without any response
     RET = "ret"  # HTTP 200 envelope with `ret` / `errmsg`
     MALFORMED_JSON = "malformed_json"  # HTTP 200, application/json, body is not valid JSON
@@ -25,12 +27,13 @@ class FaultKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """One injected fault. `ret`/`errmsg` are used by RET, `delay` (real seconds) by DELAY."""
+    """One injected fault. `ret`/`errmsg` are used by RET, `delay` (real seconds) by DELAY, `hold` by HOLD."""
 
     kind: FaultKind
     ret: str = "1019"
     errmsg: str = "shark not pass"
     delay: float = 0.0
+    hold: asyncio.Event | None = None
 
 
 @dataclass
