@@ -43,6 +43,7 @@ from .services.compositions import Compositions
 from .services.generation import Generation
 from .services.history_lookup import HistoryLookup
 from .services.idempotency import IdempotencyKeys
+from .services.image_inputs import ImageInputs
 from .services.inputs import InputLoader
 from .services.retention import Retention
 from .services.settlement import TaskSettler
@@ -199,12 +200,13 @@ def setup_generation(app: web.Application) -> None:
     """Generation (images), input uploads, compositions and videos."""
     config, client = app[CONFIG], app[CLIENT]
     sec, up = config.security, config.uploads
+    app[UPLOADER] = ImageUploader(client, up)
     generation = app[GENERATION] = Generation(
         client, app[ACCOUNTS], app[WATCHER], config, app[CLOCK], on_submitted=app[INTAKE].track
     )
-    uploader = app[UPLOADER] = ImageUploader(client, up)
     loader = InputLoader(
         app[FETCHER], max_bytes=sec.max_download_bytes, temp_dir=up.temp_dir or None, concurrency=up.concurrency
     )
-    compositions = app[COMPOSITIONS] = Compositions(generation, uploader, loader, concurrency=up.concurrency)
-    app[VIDEOS] = VideoService(generation, compositions, VideoUploader(client, up))
+    inputs = ImageInputs(loader, app[UPLOADER], client, concurrency=up.concurrency)
+    app[COMPOSITIONS] = Compositions(generation, inputs)
+    app[VIDEOS] = VideoService(generation, inputs, VideoUploader(client, up))

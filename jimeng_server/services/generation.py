@@ -109,9 +109,9 @@ class Generation:
             now_ms=int(self.clock.time() * 1000),
             seed=self.rng.randrange(_SEED_LOW, _SEED_HIGH),
         )
-        return await self._send(account, body, kind, model, expected_items, input_images, callback_url)
+        return await self.send(account, body, kind, model, expected_items, input_images, callback_url)
 
-    async def _send(
+    async def send(
         self,
         account: Account,
         body: dict[str, Any],
@@ -121,6 +121,8 @@ class Generation:
         input_images: int | None,
         callback_url: str | None = None,
     ) -> Submission:
+        """Send one generate `body` for `account` (never re-sent once it may have been delivered) and record the
+        accepted submission (`on_submitted`)."""
         with generate_attempt():
             history_id = await self.client.generate(account, body, kind=kind.value)
         submission = Submission(

@@ -3,7 +3,7 @@
 `VideoService.submit_video(accounts, params)` is shared by the sync endpoint and its async twin: it checks
 the model against the first account's region before anything is fetched or spent, prepares the inputs
 (downloads once, uploads per account), builds the body and sends exactly one generate through the same
-path as images (`Generation._send` inside `AccountService.submit`, with credit check and fail-over).
+path as images (`Generation.send` inside `AccountService.submit`, with credit check and fail-over).
 Waiting and result mapping are the image ones (`Generation.wait`, `results.require_results`).
 
 Omni reference (Seedance 2.0 / 2.0 fast, CN only): images go to ImageX (+ the CN content check), videos to VOD
@@ -14,11 +14,10 @@ uploaded, and again from VOD's durations after the commits).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 from ..concurrency import all_or_nothing
-from ..errors import ApiError, BadRequest
+from ..errors import BadRequest
 from ..net.spool import Download
 from ..store.models import TaskKind
 from ..upstream import catalog
@@ -35,8 +34,8 @@ from ..upstream.video_payloads import (
 )
 from ..upstream.vod import VideoTooLong
 from ..upstream.vod_upload import VideoUploader, read_movie
-from .compositions import Compositions
 from .generation import Generation, Submission
+from .image_inputs import ImageInputs
 from .inputs import FileImage, InputImage, UrlImage
 from .params import MAX_OMNI_VIDEO_SECONDS, MediaSource, VideoParams
 
@@ -46,11 +45,9 @@ _SEED_LIMIT = 2**32  # video seeds are random integers in [0, 2^32) (§8.2)
 class VideoService:
     """Submits video generations; waits through the shared `Generation`."""
 
-    def __init__(
-        self, generation: Generation, images: Compositions | None = None, videos: VideoUploader | None = None
-    ) -> None:
+    def __init__(self, generation: Generation, inputs: ImageInputs, videos: VideoUploader) -> None:
         self.generation = generation
-        self.images = images  # image inputs: loading, ImageX upload and the CN content check
+        self.inputs = inputs  # loading every input; images: ImageX upload and the CN content check
         self.videos = videos  # omni video inputs: VOD upload
         up = generation.config.upstream
         self.versions = VideoVersions(version=up.draft_version, min_version=up.video_draft_min_version)
@@ -76,13 +73,11 @@ class VideoService:
         if not params.frames:
             _, submission = await self.generation.accounts.submit(accounts, lambda a: self._send_frames(a, params, ()))
             return submission
-        if self.images is None:
-            raise ApiError("image inputs are not configured in this server", code="NOT_IMPLEMENTED", status=501)
-        inputs = await self.images.loader.load(_input_images(params.frames), proxy=accounts[0].proxy)
+        inputs = await self.inputs.load(_input_images(params.frames), proxy=accounts[0].proxy)
         try:
 
             async def action(account: Account) -> Submission:
-                frames = await self.upload_images(account, inputs.files)
+                frames = await self.inputs.upload(account, inputs.files)
                 return await self._send_frames(account, params, frames)
 
             _, submission = await self.generation.accounts.submit(accounts, action)
@@ -90,25 +85,13 @@ class VideoService:
         finally:
             inputs.cleanup()
 
-    async def upload_images(self, account: Account, files: Sequence[Download]) -> tuple[ImageRef, ...]:
-        """Upload and (CN) content-check each image for `account`, one after another; any failure raises."""
-        assert self.images is not None
-        refs = []
-        for index, file in enumerate(files):
-            image = await self.images.uploader.upload(account, file)
-            await self.images.check(account, image.uri, index)
-            refs.append(image)
-        return tuple(refs)
-
     async def _submit_omni(self, accounts: list[Account], params: VideoParams) -> Submission:
         """Omni reference: load every material, check the videos' lengths, then per account upload all materials
         and send one generate. Nothing is uploaded or spent for a request refused on its inputs."""
-        if self.images is None or self.videos is None:
-            raise ApiError("omni inputs are not configured in this server", code="NOT_IMPLEMENTED", status=501)
-        loader, proxy = self.images.loader, accounts[0].proxy
-        images = await loader.load(_input_images(params.images), proxy=proxy)
+        proxy = accounts[0].proxy
+        images = await self.inputs.load(_input_images(params.images), proxy=proxy)
         try:
-            videos = await loader.load(_input_images(params.videos), proxy=proxy, kind="video")
+            videos = await self.inputs.load(_input_images(params.videos), proxy=proxy, kind="video")
             try:
                 await self.check_video_lengths(videos.files, params.videos)
 
@@ -148,12 +131,11 @@ class VideoService:
 
         The videos' total from VOD's own durations must still be at most 15 s (else 400 VIDEO_TOO_LONG).
         """
-        assert self.images is not None and self.videos is not None
-        images, videos = self.images, self.videos
-        slots = asyncio.Semaphore(images.concurrency)
+        inputs, videos = self.inputs, self.videos
+        slots = inputs.slots()
 
         async def image(index: int, file: Download) -> ImageRef:
-            return await images.upload_checked(account, file, index, slots)
+            return await inputs.upload_one(account, file, index, slots)
 
         async def video(index: int, file: Download) -> VideoRef:
             async with slots:
@@ -187,7 +169,7 @@ class VideoService:
             seed=gen.rng.randrange(_SEED_LIMIT),
             ratio=params.ratio,
         )
-        return await gen._send(
+        return await gen.send(
             account, body, TaskKind.VIDEO, params.model, 1, len(params.images) or None, params.callback_url
         )
 
@@ -210,7 +192,7 @@ class VideoService:
             now_ms=int(gen.clock.time() * 1000),
             seed=gen.rng.randrange(_SEED_LIMIT),
         )
-        return await gen._send(account, body, TaskKind.VIDEO, params.model, 1, len(frames) or None, params.callback_url)
+        return await gen.send(account, body, TaskKind.VIDEO, params.model, 1, len(frames) or None, params.callback_url)
 
 
 def _too_long(what: str) -> BadRequest:
