@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ..errors import BadRequest
 from ..services.generation import Submission
+from ..services.idempotency import SpendMark
 from ..services.task_queries import MAX_BATCH, MAX_WAIT
 from .appkeys import COMPOSITIONS, GENERATION, QUERIES, VIDEOS
 from .callbacks import callback_url_of
@@ -50,8 +51,8 @@ async def images_generations(request: web.Request) -> web.Response:
     accounts, data, params = await generation_request(request)
     params = dataclasses.replace(params, callback_url=await callback_url_of(request, data))
 
-    async def respond() -> web.Response:
-        return submitted(await request.app[GENERATION].submit_images(accounts, params))
+    async def respond(spend: SpendMark) -> web.Response:
+        return submitted(await request.app[GENERATION].submit_images(accounts, params, spend=spend))
 
     return await idempotent(request, data, respond)
 
@@ -63,8 +64,9 @@ async def images_compositions(request: web.Request) -> web.Response:
     async with composition_request(request) as parsed:
         params = dataclasses.replace(parsed.params, callback_url=await callback_url_of(request, parsed.fields))
 
-        async def respond() -> web.Response:
-            return submitted(await request.app[COMPOSITIONS].submit(parsed.accounts, params, parsed.images))
+        async def respond(spend: SpendMark) -> web.Response:
+            compositions = request.app[COMPOSITIONS]
+            return submitted(await compositions.submit(parsed.accounts, params, parsed.images, spend=spend))
 
         return await idempotent(request, parsed.fields, respond)
 
@@ -76,8 +78,8 @@ async def videos_generations(request: web.Request) -> web.Response:
     async with video_request(request) as (accounts, data, parsed):
         params = dataclasses.replace(parsed, callback_url=await callback_url_of(request, data))
 
-        async def respond() -> web.Response:
-            return submitted(await request.app[VIDEOS].submit_video(accounts, params))
+        async def respond(spend: SpendMark) -> web.Response:
+            return submitted(await request.app[VIDEOS].submit_video(accounts, params, spend=spend))
 
         return await idempotent(request, data, respond)
 

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from ..concurrency import uncancellable
 from ..errors import ApiError, BadRequest, Conflict, Unprocessable, from_upstream
-from ..services.idempotency import MAX_KEY_LENGTH, request_hash, spend_tracking, valid_key
+from ..services.idempotency import MAX_KEY_LENGTH, SpendMark, request_hash, valid_key
 from ..store.sqlite import IdemState
 from ..upstream.errors import UpstreamError
 from .appkeys import IDEMPOTENCY
@@ -31,7 +31,8 @@ from .request import accounts_of
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
-Respond = Callable[[], Awaitable[web.Response]]
+Respond = Callable[[SpendMark], Awaitable[web.Response]]
+"""The spending part of a submit handler; it passes the mark to the service that sends the generate."""
 
 
 def _error_bytes(err: ApiError) -> bytes:
@@ -41,10 +42,11 @@ def _error_bytes(err: ApiError) -> bytes:
 
 async def idempotent(request: web.Request, canonical: Any, respond: Respond) -> web.Response:
     """Run `respond` (the part of a submit handler that spends credits) under the request's
-    Idempotency-Key, if it has one. `canonical` is the parsed request body (JSON object or form fields)."""
+    Idempotency-Key, if it has one, with the request's `SpendMark`. `canonical` is the parsed request body
+    (JSON object or form fields)."""
     key = request.headers.get(HEADER)
     if key is None:
-        return await respond()
+        return await respond(SpendMark())
     if not valid_key(key):
         raise BadRequest(
             f"'{HEADER}' must be 1 to {MAX_KEY_LENGTH} visible ASCII characters (a UUID works well)",
@@ -71,22 +73,22 @@ async def idempotent(request: web.Request, canonical: Any, respond: Respond) -> 
             f"the first request with this {HEADER} is still running; retry after it has answered",
             code="IDEMPOTENCY_KEY_IN_USE",
         )
-    with spend_tracking() as mark:
-        try:
-            response = await respond()
-        except (ApiError, UpstreamError) as exc:
-            err = exc if isinstance(exc, ApiError) else from_upstream(exc)
-            if mark.spent:
-                await uncancellable(keys.complete(account_fp, key, err.status, _error_bytes(err)))
-            else:
-                await uncancellable(keys.abandon(account_fp, key))
-            raise err from None
-        except BaseException:
-            # Unexpected failure or cancellation: spent -> keep the claim (it lapses after the lease),
-            # so a retry cannot submit twice; nothing spent -> release the key.
-            if not mark.spent:
-                await uncancellable(keys.abandon(account_fp, key))
-            raise
+    mark = SpendMark()
+    try:
+        response = await respond(mark)
+    except (ApiError, UpstreamError) as exc:
+        err = exc if isinstance(exc, ApiError) else from_upstream(exc)
+        if mark.spent:
+            await uncancellable(keys.complete(account_fp, key, err.status, _error_bytes(err)))
+        else:
+            await uncancellable(keys.abandon(account_fp, key))
+        raise err from None
+    except BaseException:
+        # Unexpected failure or cancellation: spent -> keep the claim (it lapses after the lease),
+        # so a retry cannot submit twice; nothing spent -> release the key.
+        if not mark.spent:
+            await uncancellable(keys.abandon(account_fp, key))
+        raise
     body = response.body if isinstance(response.body, bytes) else b""
     await uncancellable(keys.complete(account_fp, key, response.status, body))
     return response

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ..services.compositions import COMPOSITION_TYPE
 from ..services.generation import Submission
+from ..services.idempotency import SpendMark
 from ..services.inputs import InputImage
 from ..services.params import ImageParams
 from ..services.results import fetch_base64, partial_note, require_results
@@ -70,9 +71,9 @@ async def generations(request: web.Request) -> web.Response:
     accounts, data, params = await generation_request(request)
     refuse_callback_url(data, "/v1/async/images/generations")
 
-    async def respond() -> web.Response:
+    async def respond(spend: SpendMark) -> web.Response:
         generation = request.app[GENERATION]
-        submission = await generation.submit_images(accounts, params)
+        submission = await generation.submit_images(accounts, params, spend=spend)
         outcome = await generation.wait(submission)
         return web.json_response(await result_body(request, submission, outcome, params.response_format))
 
@@ -107,8 +108,8 @@ async def compositions(request: web.Request) -> web.Response:
         refuse_callback_url(parsed.fields, "/v1/async/images/compositions")
         params, images = parsed.params, parsed.images
 
-        async def respond() -> web.Response:
-            submission = await request.app[COMPOSITIONS].submit(parsed.accounts, params, images)
+        async def respond(spend: SpendMark) -> web.Response:
+            submission = await request.app[COMPOSITIONS].submit(parsed.accounts, params, images, spend=spend)
             outcome = await request.app[GENERATION].wait(submission)
             body = await result_body(request, submission, outcome, params.response_format)
             body.update(input_images=len(images), composition_type=COMPOSITION_TYPE)

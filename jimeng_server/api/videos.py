@@ -19,6 +19,7 @@ from aiohttp import web
 from ..errors import BadRequest
 from ..net.spool import Download
 from ..services.generation import Submission
+from ..services.idempotency import SpendMark
 from ..services.params import VideoParams
 from ..services.results import partial_note, require_results, spool_result
 from ..store.models import Outcome
@@ -57,11 +58,11 @@ async def generations(request: web.Request) -> web.StreamResponse:
                     "replayed); use url, or POST /v1/async/videos/generations",
                     code="UNSUPPORTED_PARAMETER",
                 )
-            submission = await videos.submit_video(accounts, params)
+            submission = await videos.submit_video(accounts, params, spend=SpendMark())  # no key: nothing to record
         else:
 
-            async def respond() -> web.Response:
-                sub = await videos.submit_video(accounts, params)
+            async def respond(spend: SpendMark) -> web.Response:
+                sub = await videos.submit_video(accounts, params, spend=spend)
                 outcome = await videos.generation.wait(sub)
                 body: dict[str, Any] = {
                     "created": int(sub.submitted_at),

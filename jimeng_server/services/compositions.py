@@ -13,6 +13,7 @@ from ..store.models import TaskKind
 from ..upstream.payloads import ImageRef
 from ..upstream.tokens import Account
 from .generation import Generation, Submission
+from .idempotency import SpendMark
 from .image_inputs import ImageInputs
 from .inputs import InputImage
 from .params import ImageParams
@@ -29,7 +30,9 @@ class Compositions:
         self.generation = generation
         self.inputs = inputs
 
-    async def submit(self, accounts: list[Account], params: ImageParams, images: Sequence[InputImage]) -> Submission:
+    async def submit(
+        self, accounts: list[Account], params: ImageParams, images: Sequence[InputImage], *, spend: SpendMark
+    ) -> Submission:
         """Blend `images` (1..10, already counted by the caller) with the first usable account.
 
         Downloads go through the first account's proxy; uploads and generate through the chosen account's.
@@ -51,6 +54,7 @@ class Compositions:
                     expected_items=BLEND_EXPECTED_ITEMS,
                     input_images=len(committed),
                     callback_url=params.callback_url,
+                    spend=spend,
                 )
 
             _, submission = await self.generation.accounts.submit(accounts, action)

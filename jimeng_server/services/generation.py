@@ -21,7 +21,7 @@ from ..upstream.payloads import DraftVersions, ImageJob, ImageRef, build_image_g
 from ..upstream.tokens import Account
 from ..watcher import Watcher
 from .accounts import AccountService
-from .idempotency import generate_attempt
+from .idempotency import SpendMark
 from .params import ImageParams
 
 # Text-to-image seeds lie in [2.5e9, 2.6e9) as the web client makes them (§7.2).
@@ -97,6 +97,7 @@ class Generation:
         kind: TaskKind,
         model: str,
         expected_items: int,
+        spend: SpendMark,
         input_images: int | None = None,
         callback_url: str | None = None,
     ) -> Submission:
@@ -109,7 +110,9 @@ class Generation:
             now_ms=int(self.clock.time() * 1000),
             seed=self.rng.randrange(_SEED_LOW, _SEED_HIGH),
         )
-        return await self.send(account, body, kind, model, expected_items, input_images, callback_url)
+        return await self.send(
+            account, body, kind, model, expected_items, input_images, callback_url=callback_url, spend=spend
+        )
 
     async def send(
         self,
@@ -119,11 +122,13 @@ class Generation:
         model: str,
         expected_items: int,
         input_images: int | None,
-        callback_url: str | None = None,
+        *,
+        callback_url: str | None,
+        spend: SpendMark,
     ) -> Submission:
-        """Send one generate `body` for `account` (never re-sent once it may have been delivered) and record the
-        accepted submission (`on_submitted`)."""
-        with generate_attempt():
+        """Send one generate `body` for `account` (never re-sent once it may have been delivered), mark `spend`,
+        and record the accepted submission (`on_submitted`)."""
+        with spend.attempt():
             history_id = await self.client.generate(account, body, kind=kind.value)
         submission = Submission(
             account=account,
@@ -140,8 +145,8 @@ class Generation:
             await self.on_submitted(submission)
         return submission
 
-    async def submit_images(self, accounts: list[Account], params: ImageParams) -> Submission:
-        """Text-to-image (single or multi-image) with the first usable account."""
+    async def submit_images(self, accounts: list[Account], params: ImageParams, *, spend: SpendMark) -> Submission:
+        """Text-to-image (single or multi-image) with the first usable account; `spend` records the generate."""
         # Validate against the first account's region before spending anything.
         self.image_job(accounts[0], params)
         expected = params.story_count() or 4
@@ -155,6 +160,7 @@ class Generation:
                 model=params.model,
                 expected_items=expected,
                 callback_url=params.callback_url,
+                spend=spend,
             )
 
         _, submission = await self.accounts.submit(accounts, action)

@@ -2,7 +2,7 @@
 
 A submit carrying `Idempotency-Key` runs at most once per account and key within the key's lifetime: a
 repeat replays the first answer. Whether a failed first request may simply run again depends on whether
-it reached the upstream generate: `generate_attempt()` wraps that one call and marks the current request.
+it reached the upstream generate: the request's `SpendMark` is passed down to that one call, which marks it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any
 
 from ..clock import Clock
@@ -25,47 +24,27 @@ MAX_KEY_LENGTH = 255
 
 @dataclasses.dataclass(slots=True)
 class SpendMark:
-    """Set once the request's generate was accepted, or sent with an unknown fate (it may have been)."""
+    """Whether a submit spent (or may have spent) credits: set once its generate was accepted, or sent with an
+    unknown fate. Created per request by the idempotency wrapper and passed down to the one generate call."""
 
     spent: bool = False
 
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        """Wrap the one upstream generate call of a submit.
 
-_CURRENT: ContextVar[SpendMark | None] = ContextVar("jimeng_spend_mark", default=None)
-
-
-@contextmanager
-def spend_tracking() -> Iterator[SpendMark]:
-    """Track, for the code run inside, whether a generate spent (or may have spent) credits."""
-    mark = SpendMark()
-    token = _CURRENT.set(mark)
-    try:
-        yield mark
-    finally:
-        _CURRENT.reset(token)
-
-
-@contextmanager
-def generate_attempt() -> Iterator[None]:
-    """Wrap the one upstream generate call of a submit.
-
-    Marks the current tracked request as spent when the generate returns, or when it fails in a way that
-    leaves its delivery unknown (timeout, reset, cancellation). A definite upstream refusal (a `ret`
-    error: no credits, expired session, content refused) spends nothing, so the key may be retried.
-    """
-    try:
-        yield
-    except UpstreamRetError:
-        raise
-    except BaseException:
-        _mark_spent()
-        raise
-    _mark_spent()
-
-
-def _mark_spent() -> None:
-    mark = _CURRENT.get()
-    if mark is not None:
-        mark.spent = True
+        Marks spent when the generate returns, or when it fails in a way that leaves its delivery unknown
+        (timeout, reset, cancellation). A definite upstream refusal (a `ret` error: no credits, expired
+        session, content refused) spends nothing, so the key may be retried.
+        """
+        try:
+            yield
+        except UpstreamRetError:
+            raise
+        except BaseException:
+            self.spent = True
+            raise
+        self.spent = True
 
 
 def valid_key(key: str) -> bool:

@@ -1,6 +1,6 @@
 """Video generation: text-to-video, image-to-video, first+last frame and omni reference.
 
-`VideoService.submit_video(accounts, params)` is shared by the sync endpoint and its async twin: it checks
+`VideoService.submit_video(accounts, params, spend=)` is shared by the sync endpoint and its async twin: it checks
 the model against the first account's region before anything is fetched or spent, prepares the inputs
 (downloads once, uploads per account), builds the body and sends exactly one generate through the same
 path as images (`Generation.send` inside `AccountService.submit`, with credit check and fail-over).
@@ -35,6 +35,7 @@ from ..upstream.video_payloads import (
 from ..upstream.vod import VideoTooLong
 from ..upstream.vod_upload import VideoUploader, read_movie
 from .generation import Generation, Submission
+from .idempotency import SpendMark
 from .image_inputs import ImageInputs
 from .inputs import FileImage, InputImage, UrlImage
 from .params import MAX_OMNI_VIDEO_SECONDS, MediaSource, VideoParams
@@ -60,7 +61,7 @@ class VideoService:
         except catalog.CatalogError as exc:
             raise BadRequest(str(exc), code="UNSUPPORTED_MODEL") from None
 
-    async def submit_video(self, accounts: list[Account], params: VideoParams) -> Submission:
+    async def submit_video(self, accounts: list[Account], params: VideoParams, *, spend: SpendMark) -> Submission:
         """Upload the inputs, submit one generate with the first usable account, return the submission.
 
         Refusal order, so nothing is uploaded or spent for a request that cannot succeed: model/region, then
@@ -69,23 +70,24 @@ class VideoService:
         """
         self.model_key(accounts[0], params)  # refuse before any download, upload or spend
         if params.omni:
-            return await self._submit_omni(accounts, params)
+            return await self._submit_omni(accounts, params, spend)
         if not params.frames:
-            _, submission = await self.generation.accounts.submit(accounts, lambda a: self._send_frames(a, params, ()))
+            submit = self.generation.accounts.submit
+            _, submission = await submit(accounts, lambda a: self._send_frames(a, params, (), spend))
             return submission
         inputs = await self.inputs.load(_input_images(params.frames), proxy=accounts[0].proxy)
         try:
 
             async def action(account: Account) -> Submission:
                 frames = await self.inputs.upload(account, inputs.files)
-                return await self._send_frames(account, params, frames)
+                return await self._send_frames(account, params, frames, spend)
 
             _, submission = await self.generation.accounts.submit(accounts, action)
             return submission
         finally:
             inputs.cleanup()
 
-    async def _submit_omni(self, accounts: list[Account], params: VideoParams) -> Submission:
+    async def _submit_omni(self, accounts: list[Account], params: VideoParams, spend: SpendMark) -> Submission:
         """Omni reference: load every material, check the videos' lengths, then per account upload all materials
         and send one generate. Nothing is uploaded or spent for a request refused on its inputs."""
         proxy = accounts[0].proxy
@@ -97,7 +99,7 @@ class VideoService:
 
                 async def action(account: Account) -> Submission:
                     materials = await self.upload_materials(account, images.files, videos.files)
-                    return await self._send_omni(account, params, materials)
+                    return await self._send_omni(account, params, materials, spend)
 
                 _, submission = await self.generation.accounts.submit(accounts, action)
                 return submission
@@ -152,7 +154,7 @@ class VideoService:
         return tuple(refs)
 
     async def _send_omni(
-        self, account: Account, params: VideoParams, materials: tuple[ImageRef | VideoRef, ...]
+        self, account: Account, params: VideoParams, materials: tuple[ImageRef | VideoRef, ...], spend: SpendMark
     ) -> Submission:
         gen = self.generation
         job = OmniJob(
@@ -169,11 +171,14 @@ class VideoService:
             seed=gen.rng.randrange(_SEED_LIMIT),
             ratio=params.ratio,
         )
+        images = len(params.images) or None
         return await gen.send(
-            account, body, TaskKind.VIDEO, params.model, 1, len(params.images) or None, params.callback_url
+            account, body, TaskKind.VIDEO, params.model, 1, images, callback_url=params.callback_url, spend=spend
         )
 
-    async def _send_frames(self, account: Account, params: VideoParams, frames: tuple[ImageRef, ...]) -> Submission:
+    async def _send_frames(
+        self, account: Account, params: VideoParams, frames: tuple[ImageRef, ...], spend: SpendMark
+    ) -> Submission:
         gen = self.generation
         job = FrameJob(
             model_key=self.model_key(account, params),
@@ -192,7 +197,10 @@ class VideoService:
             now_ms=int(gen.clock.time() * 1000),
             seed=gen.rng.randrange(_SEED_LIMIT),
         )
-        return await gen.send(account, body, TaskKind.VIDEO, params.model, 1, len(frames) or None, params.callback_url)
+        images = len(frames) or None
+        return await gen.send(
+            account, body, TaskKind.VIDEO, params.model, 1, images, callback_url=params.callback_url, spend=spend
+        )
 
 
 def _too_long(what: str) -> BadRequest:
