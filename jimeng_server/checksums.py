@@ -1,17 +1,12 @@
-"""CRC-32 as the upload protocols and the spooler use it: 8 lowercase hex digits, one-shot or incremental."""
+"""CRC-32 as the upload protocols and the spooler use it: incremental, 8 lowercase hex digits."""
 
 from __future__ import annotations
 
 import zlib
 
 
-def crc32_hex(data: bytes) -> str:
-    """Standard (zlib/IEEE) CRC-32 of `data` as 8 lowercase, zero-padded hex digits."""
-    return f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
-
-
 class Crc32:
-    """Incremental CRC-32; `hexdigest()` after any sequence of `update()`s equals `crc32_hex` of the concatenation."""
+    """Incremental CRC-32; `hexdigest()` after any sequence of `update()`s equals the CRC-32 of the concatenation."""
 
     __slots__ = ("_value",)
 

@@ -72,12 +72,6 @@ def movie_facts(f: BinaryIO) -> MovieFacts | None:
     return None
 
 
-def duration_seconds(f: BinaryIO) -> float | None:
-    """The movie duration from `moov/mvhd` (seconds), or None when the file is not a readable MP4/MOV."""
-    facts = movie_facts(f)
-    return facts.duration if facts is not None else None
-
-
 def _moov_facts(f: BinaryIO, start: int, end: int) -> MovieFacts | None:
     duration: float | None = None
     width = height = 0

@@ -94,7 +94,6 @@ class Watcher:
         self._lock = asyncio.Lock()
         self._loop_task: asyncio.Task[None] | None = None
         self._inflight: dict[str, asyncio.Task[None]] = {}  # account fingerprint -> its poll in flight
-        self.calls_made = 0
 
     # ------------------------------------------------------------------ public API
 
@@ -254,7 +253,6 @@ class Watcher:
                 self._inflight[fingerprint] = poll
                 poll.add_done_callback(functools.partial(self._poll_ended, fingerprint))
                 polls.append(poll)
-            self.calls_made += len(polls)
             return polls
 
     def _poll_ended(self, fingerprint: str, task: asyncio.Task[None]) -> None:

@@ -4,6 +4,7 @@ in flight."""
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -21,6 +22,11 @@ CN_TOKEN_2 = "sess0cn1aaaabbbbccccddddeeeeffff"
 US_SESSION = "sess0us0aaaabbbbccccddddeeeeffff"
 US_TOKEN = f"us-{US_SESSION}"
 POOR_TOKEN = "sess0poor0aaabbbbccccddddeeeefff"
+
+
+def crc32_hex(data: bytes) -> str:
+    """The reference CRC-32 (zlib) as 8 lowercase hex digits: the oracle for upload and spool checksums."""
+    return f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
 
 
 def bearer(*tokens: str) -> dict[str, str]:

@@ -22,10 +22,9 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
-from support import CN_TOKEN, US_TOKEN, bearer, drive, json_of
+from support import CN_TOKEN, US_TOKEN, bearer, crc32_hex, drive, json_of
 
 from jimeng_server.app import create_app
-from jimeng_server.checksums import crc32_hex
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, SecurityConfig
 from jimeng_server.net.fetcher import SafeFetcher

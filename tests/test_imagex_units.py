@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import crc32_hex
 
-from jimeng_server.checksums import crc32_hex
 from jimeng_server.concurrency import all_or_nothing
 from jimeng_server.imageinfo import ImageInfo, read_info, sniff_format
 from jimeng_server.net.errors import TooLargeError

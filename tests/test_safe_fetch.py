@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
+from support import crc32_hex
 
-from jimeng_server.checksums import crc32_hex
 from jimeng_server.net.errors import FetchError, TooLargeError, UnsafeURLError
 from jimeng_server.net.fetcher import SafeFetcher
 from jimeng_server.net.policy import FetchPolicy, IPAddress, check_url, is_public_address

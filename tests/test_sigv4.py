@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from support import crc32_hex
 
-from jimeng_server.checksums import Crc32, crc32_hex
+from jimeng_server.checksums import Crc32
 from jimeng_server.upstream.sigv4 import (
     EMPTY_SHA256,
     ParsedAuthorization,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from jimeng_server.mp4 import duration_seconds, iter_boxes, tiny_mp4
+from jimeng_server.mp4 import iter_boxes, movie_facts, tiny_mp4
 from jimeng_server.simulator import video as sim_video  # noqa: F401 - registers gen_video
 from jimeng_server.simulator.generate import GenerateInvalid, validate_generate
 from jimeng_server.upstream import vod
@@ -214,8 +214,8 @@ def test_tiny_mp4_boxes_and_duration() -> None:
     moov = boxes[1]
     inner = list(iter_boxes(io.BytesIO(data), moov.offset, moov.offset + moov.size))
     assert [b.kind for b in inner] == [b"mvhd"] and inner[0].size == 100
-    assert duration_seconds(io.BytesIO(data)) == 12.5
-    assert duration_seconds(io.BytesIO(b"not an mp4 at all")) is None
+    assert movie_seconds(io.BytesIO(data)) == 12.5
+    assert movie_seconds(io.BytesIO(b"not an mp4 at all")) is None
 
 
 def test_vod_protocol_helpers() -> None:
@@ -242,3 +242,8 @@ def test_vod_protocol_helpers() -> None:
     vod.check_upload_answer(b'{"code":2000,"data":{"crc32":"x"}}')
     with pytest.raises(UpstreamBadResponse):
         vod.check_upload_answer(b'{"code":"2000"}')
+
+
+def movie_seconds(f: Any) -> float | None:
+    facts = movie_facts(f)
+    return facts.duration if facts is not None else None

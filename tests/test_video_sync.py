@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from support import CN_TOKEN, US_TOKEN, bearer, drive, json_of
 
 from jimeng_server.clock import ManualClock
-from jimeng_server.mp4 import duration_seconds, iter_boxes
+from jimeng_server.mp4 import iter_boxes, movie_facts
 from jimeng_server.simulator import Fault, FaultKind, Simulator
 from jimeng_server.simulator.video import item_mp4
 from jimeng_server.upstream.regions import Region
@@ -50,7 +50,7 @@ def assert_mp4(data: bytes) -> float:
     """Walk the top-level boxes; return the mvhd duration."""
     kinds = [b.kind for b in iter_boxes(io.BytesIO(data), 0, len(data))]
     assert kinds[:2] == [b"ftyp", b"moov"] and b"mdat" in kinds
-    seconds = duration_seconds(io.BytesIO(data))
+    seconds = movie_seconds(io.BytesIO(data))
     assert seconds is not None
     return seconds
 
@@ -299,3 +299,8 @@ async def test_failed_video_task(client: TestClient[Any, Any], clock: ManualCloc
     status, body = await post(client, clock, {"prompt": "bad [sim:fail]"})
     assert status == 422 and body["error"]["code"] == "CONTENT_REJECTED"
     assert not sim.calls("/get_local_item_list"), "no HQ lookup for a task without items"
+
+
+def movie_seconds(f: Any) -> float | None:
+    facts = movie_facts(f)
+    return facts.duration if facts is not None else None

@@ -133,7 +133,6 @@ class WebhookSender:
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._next_due: float | None = None
-        self.attempts_made = 0
 
     # ------------------------------------------------------------------ public API
 
@@ -282,7 +281,6 @@ class WebhookSender:
                 if error is not None:
                     retry_after = parse_retry_after(result.headers.get("Retry-After"), self.clock.time())
             latency_ms = round((time.monotonic() - started) * 1000)
-            self.attempts_made += 1
             now = self.clock.time()
             state, next_at = self._plan(event, status, retry_after, now)
             await uncancellable(self._record(event, attempt, at, status, error, latency_ms, state, next_at))

@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 
 import pytest
 from sim_helpers import CN_SESSION, HK_SESSION, US_SESSION, Upstream, image_body
+from support import crc32_hex
 
-from jimeng_server.checksums import crc32_hex
 from jimeng_server.simulator.media import png
 from jimeng_server.upstream import content_check, imagex
 from jimeng_server.upstream.regions import Region, constants

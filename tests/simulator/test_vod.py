@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 
 import pytest
 from sim_helpers import CN_SESSION, HK_SESSION, US_SESSION, Upstream
+from support import crc32_hex
 
-from jimeng_server.checksums import crc32_hex
 from jimeng_server.mp4 import tiny_mp4
 from jimeng_server.upstream import vod
 from jimeng_server.upstream.regions import Region, constants
