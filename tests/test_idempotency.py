@@ -151,7 +151,7 @@ async def test_claim_left_by_a_crash_lapses_after_the_lease(
 
     fp = parse_token(CN_TOKEN).fingerprint
     digest = request_hash("POST", ASYNC, {"prompt": "crashed"})
-    await client.app[STORE].idem_begin(fp, "crash", digest)  # a claim its process never finished
+    await client.app[STORE].claim_idempotency_key(fp, "crash", digest)  # a claim its process never finished
     status, _, _ = await call(client, clock, ASYNC, {"prompt": "crashed"}, "crash")
     assert status == 409
     await clock.advance(31 * 60)

@@ -19,8 +19,8 @@ from jimeng_server.store import sqlite as store_module
 from jimeng_server.store.models import Finish, NewEvent, Settled, Settlement, TaskKind, TaskRecord, TaskStatus
 from jimeng_server.store.sqlite import (
     MIGRATIONS,
-    IdemResult,
-    IdemState,
+    ClaimState,
+    IdempotencyClaim,
     SchemaVersionError,
     TaskOwnershipError,
     TaskStore,
@@ -386,50 +386,51 @@ async def test_concurrent_writers_all_land(store: TaskStore) -> None:
 
 
 async def test_idempotency_states(store: TaskStore) -> None:
-    assert await store.idem_begin(ACCOUNT, "k1", "hash-a") == IdemResult(IdemState.NEW)
-    assert await store.idem_begin(ACCOUNT, "k1", "hash-a") == IdemResult(IdemState.IN_PROGRESS)
-    assert await store.idem_begin(ACCOUNT, "k1", "hash-b") == IdemResult(IdemState.MISMATCH)
+    assert await store.claim_idempotency_key(ACCOUNT, "k1", "hash-a") == IdempotencyClaim(ClaimState.NEW)
+    assert await store.claim_idempotency_key(ACCOUNT, "k1", "hash-a") == IdempotencyClaim(ClaimState.IN_PROGRESS)
+    assert await store.claim_idempotency_key(ACCOUNT, "k1", "hash-b") == IdempotencyClaim(ClaimState.MISMATCH)
     # The scope is (account, key): another account's identical key is independent.
-    assert await store.idem_begin(OTHER, "k1", "hash-b") == IdemResult(IdemState.NEW)
+    assert await store.claim_idempotency_key(OTHER, "k1", "hash-b") == IdempotencyClaim(ClaimState.NEW)
 
-    await store.idem_complete(ACCOUNT, "k1", status=200, body=b'{"history_id":"h1"}')
-    assert await store.idem_begin(ACCOUNT, "k1", "hash-a") == IdemResult(
-        IdemState.REPLAY, status=200, body=b'{"history_id":"h1"}'
+    await store.complete_idempotency_key(ACCOUNT, "k1", status=200, body=b'{"history_id":"h1"}')
+    assert await store.claim_idempotency_key(ACCOUNT, "k1", "hash-a") == IdempotencyClaim(
+        ClaimState.REPLAY, status=200, body=b'{"history_id":"h1"}'
     )
-    assert await store.idem_begin(ACCOUNT, "k1", "hash-b") == IdemResult(IdemState.MISMATCH)
+    assert await store.claim_idempotency_key(ACCOUNT, "k1", "hash-b") == IdempotencyClaim(ClaimState.MISMATCH)
 
 
 async def test_idempotency_expiry_after_ttl(store: TaskStore, clock: ManualClock) -> None:
-    assert (await store.idem_begin(ACCOUNT, "k", "hash-a", ttl=60)).state is IdemState.NEW
-    await store.idem_complete(ACCOUNT, "k", status=200, body=b"{}")
+    assert (await store.claim_idempotency_key(ACCOUNT, "k", "hash-a", ttl=60)).state is ClaimState.NEW
+    await store.complete_idempotency_key(ACCOUNT, "k", status=200, body=b"{}")
     await clock.advance(59)
-    assert (await store.idem_begin(ACCOUNT, "k", "hash-a", ttl=60)).state is IdemState.REPLAY
+    assert (await store.claim_idempotency_key(ACCOUNT, "k", "hash-a", ttl=60)).state is ClaimState.REPLAY
     await clock.advance(1)
-    assert (await store.idem_begin(ACCOUNT, "k", "hash-b", ttl=60)).state is IdemState.NEW
-    assert (await store.idem_begin(ACCOUNT, "k", "hash-b", ttl=60)).state is IdemState.IN_PROGRESS
+    assert (await store.claim_idempotency_key(ACCOUNT, "k", "hash-b", ttl=60)).state is ClaimState.NEW
+    assert (await store.claim_idempotency_key(ACCOUNT, "k", "hash-b", ttl=60)).state is ClaimState.IN_PROGRESS
 
 
 async def test_idempotency_abandon(store: TaskStore) -> None:
-    assert (await store.idem_begin(ACCOUNT, "k", "hash-a")).state is IdemState.NEW
-    await store.idem_abandon(ACCOUNT, "k")
-    assert (await store.idem_begin(ACCOUNT, "k", "hash-a")).state is IdemState.NEW
-    await store.idem_complete(ACCOUNT, "k", status=201, body=b"done")
-    await store.idem_abandon(ACCOUNT, "k")  # a completed key is kept for replay
-    assert await store.idem_begin(ACCOUNT, "k", "hash-a") == IdemResult(IdemState.REPLAY, 201, b"done")
+    assert (await store.claim_idempotency_key(ACCOUNT, "k", "hash-a")).state is ClaimState.NEW
+    await store.release_idempotency_key(ACCOUNT, "k")
+    assert (await store.claim_idempotency_key(ACCOUNT, "k", "hash-a")).state is ClaimState.NEW
+    await store.complete_idempotency_key(ACCOUNT, "k", status=201, body=b"done")
+    await store.release_idempotency_key(ACCOUNT, "k")  # a completed key is kept for replay
+    replay = IdempotencyClaim(ClaimState.REPLAY, 201, b"done")
+    assert await store.claim_idempotency_key(ACCOUNT, "k", "hash-a") == replay
 
 
 async def test_purge_idempotency(store: TaskStore, clock: ManualClock) -> None:
-    await store.idem_begin(ACCOUNT, "short", "h", ttl=10)
-    await store.idem_begin(ACCOUNT, "long", "h", ttl=100)
-    assert await store.purge_idempotency() == 0
+    await store.claim_idempotency_key(ACCOUNT, "short", "h", ttl=10)
+    await store.claim_idempotency_key(ACCOUNT, "long", "h", ttl=100)
+    assert await store.purge_idempotency_keys() == 0
     await clock.advance(10)
-    assert await store.purge_idempotency() == 1
-    assert (await store.idem_begin(ACCOUNT, "long", "h")).state is IdemState.IN_PROGRESS
+    assert await store.purge_idempotency_keys() == 1
+    assert (await store.claim_idempotency_key(ACCOUNT, "long", "h")).state is ClaimState.IN_PROGRESS
 
 
 async def test_concurrent_idem_begin_has_one_winner(store: TaskStore) -> None:
-    outcomes = await asyncio.gather(*(store.idem_begin(ACCOUNT, "race", "h") for _ in range(20)))
-    assert [o.state for o in outcomes].count(IdemState.NEW) == 1
+    outcomes = await asyncio.gather(*(store.claim_idempotency_key(ACCOUNT, "race", "h") for _ in range(20)))
+    assert [o.state for o in outcomes].count(ClaimState.NEW) == 1
 
 
 async def test_close_is_idempotent(db_path: Path, clock: ManualClock) -> None:

@@ -23,7 +23,7 @@ from aiohttp import web
 from ..concurrency import uncancellable
 from ..errors import ApiError, BadRequest, Conflict, Unprocessable, from_upstream
 from ..services.idempotency import MAX_KEY_LENGTH, SpendMark, request_hash, valid_key
-from ..store.sqlite import IdemState
+from ..store.sqlite import ClaimState
 from ..upstream.errors import UpstreamError
 from .appkeys import IDEMPOTENCY
 from .request import accounts_of
@@ -55,20 +55,20 @@ async def idempotent(request: web.Request, canonical: Any, respond: Respond) -> 
     account_fp = accounts_of(request)[0].fingerprint
     keys = request.app[IDEMPOTENCY]
     claim = await keys.begin(account_fp, key, request_hash(request.method, request.path, canonical))
-    if claim.state is IdemState.REPLAY:
+    if claim.state is ClaimState.REPLAY:
         return web.Response(
             body=claim.body,
             status=claim.status or 200,
             content_type="application/json",
             headers={REPLAYED_HEADER: "true"},
         )
-    if claim.state is IdemState.MISMATCH:
+    if claim.state is ClaimState.MISMATCH:
         raise Unprocessable(
             f"this {HEADER} was already used with a different request in the last "
             f"{keys.ttl / 3600:g} h; send a new key for a new request",
             code="IDEMPOTENCY_KEY_REUSED",
         )
-    if claim.state is IdemState.IN_PROGRESS:
+    if claim.state is ClaimState.IN_PROGRESS:
         raise Conflict(
             f"the first request with this {HEADER} is still running; retry after it has answered",
             code="IDEMPOTENCY_KEY_IN_USE",

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..config import StoreConfig
-from ..store.sqlite import IdemResult, TaskStore
+from ..store.sqlite import IdempotencyClaim, TaskStore
 from ..upstream.errors import UpstreamRetError
 
 MAX_KEY_LENGTH = 255
@@ -86,14 +86,14 @@ class IdempotencyKeys:
         self.lease = config.idempotency_lease_minutes * 60
         self.clock = clock
 
-    async def begin(self, account_fp: str, key: str, digest: str) -> IdemResult:
-        """Claim the key (see `TaskStore.idem_begin`); an in-progress claim older than the lease is void."""
-        return await self._store.idem_begin(account_fp, key, digest, ttl=self.ttl, lease=self.lease)
+    async def begin(self, account_fp: str, key: str, digest: str) -> IdempotencyClaim:
+        """Claim the key (see `TaskStore.claim_idempotency_key`); an in-progress claim older than the lease is void."""
+        return await self._store.claim_idempotency_key(account_fp, key, digest, ttl=self.ttl, lease=self.lease)
 
     async def complete(self, account_fp: str, key: str, status: int, body: bytes) -> None:
         """Store the first answer so repeats replay it."""
-        await self._store.idem_complete(account_fp, key, status=status, body=body)
+        await self._store.complete_idempotency_key(account_fp, key, status=status, body=body)
 
     async def abandon(self, account_fp: str, key: str) -> None:
         """Release the key of a request that spent nothing, so a retry runs anew."""
-        await self._store.idem_abandon(account_fp, key)
+        await self._store.release_idempotency_key(account_fp, key)

@@ -29,7 +29,7 @@ class Retention:
         counts = (
             await self.store.purge_finished(older_than=keep),
             await self.store.purge_stale_unfinished(older_than=keep),
-            await self.store.purge_idempotency(),
+            await self.store.purge_idempotency_keys(),
         )
         if any(counts):
             log.info("purged %d finished task(s), %d abandoned task(s), %d idempotency key(s)", *counts)

@@ -28,8 +28,8 @@ from .models import Finish, Settled, TaskKind, TaskRecord, TaskStatus
 
 __all__ = [
     "MIGRATIONS",
-    "IdemResult",
-    "IdemState",
+    "ClaimState",
+    "IdempotencyClaim",
     "Migration",
     "SchemaVersionError",
     "StoreError",
@@ -152,20 +152,20 @@ class TaskOwnershipError(StoreError):
     """A task id is already stored for another account; the message names the id, never a token."""
 
 
-class IdemState(StrEnum):
-    """Outcome of `TaskStore.idem_begin`."""
+class ClaimState(StrEnum):
+    """Outcome of `TaskStore.claim_idempotency_key`."""
 
-    NEW = "new"  # first use of the key: run the request, then idem_complete or idem_abandon
+    NEW = "new"  # first use of the key: run the request, then complete_idempotency_key or release_idempotency_key
     REPLAY = "replay"  # same request already answered: send the stored status and body again
     MISMATCH = "mismatch"  # key reused with a different request body
     IN_PROGRESS = "in_progress"  # the first request with this key has not finished yet
 
 
 @dataclass(frozen=True, slots=True)
-class IdemResult:
+class IdempotencyClaim:
     """An idempotency decision; `status` and `body` are set only for REPLAY."""
 
-    state: IdemState
+    state: ClaimState
     status: int | None = None
     body: bytes | None = None
 
@@ -464,9 +464,9 @@ class TaskStore:
 
     # ------------------------------------------------------------------ idempotency keys
 
-    async def idem_begin(
+    async def claim_idempotency_key(
         self, account_fp: str, key: str, request_hash: str, *, ttl: float = 86400, lease: float | None = None
-    ) -> IdemResult:
+    ) -> IdempotencyClaim:
         """Claim idempotency key `key` of `account_fp` for a request whose body hashes to `request_hash`.
 
         Atomically: no live row (none, or expired) -> a new in-progress row valid for `ttl` seconds and
@@ -490,14 +490,14 @@ class TaskStore:
                     "VALUES (?, ?, ?, NULL, NULL, ?, ?)",
                     (account_fp, key, request_hash, now, now + ttl),
                 )
-                return IdemResult(IdemState.NEW)
+                return IdempotencyClaim(ClaimState.NEW)
             if row["request_hash"] != request_hash:
-                return IdemResult(IdemState.MISMATCH)
+                return IdempotencyClaim(ClaimState.MISMATCH)
             if row["status"] is None:
-                return IdemResult(IdemState.IN_PROGRESS)
-            return IdemResult(IdemState.REPLAY, status=int(row["status"]), body=bytes(row["body"] or b""))
+                return IdempotencyClaim(ClaimState.IN_PROGRESS)
+            return IdempotencyClaim(ClaimState.REPLAY, status=int(row["status"]), body=bytes(row["body"] or b""))
 
-    async def idem_complete(self, account_fp: str, key: str, *, status: int, body: bytes) -> None:
+    async def complete_idempotency_key(self, account_fp: str, key: str, *, status: int, body: bytes) -> None:
         """Store the response of the request that claimed the key; later claims REPLAY it until expiry."""
         async with self._write() as conn:
             await conn.execute(
@@ -505,7 +505,7 @@ class TaskStore:
                 (status, body, account_fp, key),
             )
 
-    async def idem_abandon(self, account_fp: str, key: str) -> None:
+    async def release_idempotency_key(self, account_fp: str, key: str) -> None:
         """Forget an in-progress key (the request failed before spending anything) so a retry runs anew.
 
         A completed key is kept: its response must still be replayed.
@@ -516,7 +516,7 @@ class TaskStore:
                 (account_fp, key),
             )
 
-    async def purge_idempotency(self) -> int:
+    async def purge_idempotency_keys(self) -> int:
         """Delete expired idempotency keys; return how many."""
         async with self._write() as conn:
             cur = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (self._clock.time(),))
