@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from proxies import ConnectProxy
 from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_SESSION
+from webhook_support import Receiver
 
 from jimeng_server.app import create_app
 from jimeng_server.cli import with_simulator_hosts
@@ -73,6 +75,24 @@ def make_client(
 @pytest.fixture
 async def client(make_client: AppFactory) -> TestClient[Any, Any]:
     return await make_client()
+
+
+@pytest.fixture
+async def http_proxy() -> AsyncIterator[ConnectProxy]:
+    """A started loopback HTTP proxy (CONNECT and absolute-form), closed after the test."""
+    proxy = ConnectProxy()
+    await proxy.start()
+    yield proxy
+    await proxy.close()
+
+
+@pytest.fixture
+async def receiver(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> AsyncIterator[tuple[Receiver, TestServer]]:
+    """A loopback webhook receiver (tests/webhook_support.py) and its server; hung handlers released after."""
+    rec = Receiver()
+    server = await aiohttp_server(rec.app())
+    yield rec, server
+    rec.released.set()
 
 
 @pytest.fixture(autouse=True)

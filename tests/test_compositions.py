@@ -6,7 +6,6 @@ build the app with the guard ON. Assertions are on what a user sees and on the s
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import io
@@ -22,6 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
+from proxies import ConnectProxy
 from support import CN_TOKEN, US_TOKEN, bearer, crc32_hex, drive, json_of
 
 from jimeng_server.app import create_app
@@ -573,81 +573,14 @@ async def test_guard_refuses_redirect_to_private(
 # --------------------------------------------------------------------------------------------- proxy
 
 
-class ConnectProxy:
-    """A tiny HTTP proxy: CONNECT tunnels and absolute-form requests, recording every outbound socket."""
-
-    def __init__(self) -> None:
-        self.outbound: set[str] = set()
-        self.requests: list[str] = []
-        self.server: asyncio.Server | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
-
-    async def close(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.tasks.add(task)
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
-            self.requests.append(f"{method} {target}")
-            if method == "CONNECT":
-                host, port = target.rsplit(":", 1)
-            else:
-                url = aiohttp.client.URL(target)
-                host, port = url.host or "", str(url.port)
-            up_reader, up_writer = await asyncio.open_connection(host, int(port))
-            local = up_writer.get_extra_info("sockname")
-            self.outbound.add(f"{local[0]}:{local[1]}")
-            if method == "CONNECT":
-                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            else:
-                up_writer.write(head)
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-            self.tasks.discard(task)
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        finally:
-            writer.close()
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[tuple[ConnectProxy, int]]:
-    p = ConnectProxy()
-    port = await p.start()
-    yield p, port
-    await p.close()
-
-
 async def test_every_hop_goes_through_the_accounts_proxy(
     client: TestClient[Any, Any],
     clock: ManualClock,
     sim: Simulator,
     images: TestServer,
-    proxy: tuple[ConnectProxy, int],
+    http_proxy: ConnectProxy,
 ) -> None:
-    p, port = proxy
+    p, port = http_proxy, http_proxy.port
     token = f"http://127.0.0.1:{port}@{CN_TOKEN}"
     status, body = await post(client, clock, token=token, json={"prompt": "p", "images": [img_url(images, 1)]})
     assert status == 200, body

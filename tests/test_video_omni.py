@@ -5,15 +5,15 @@ prompt, the limits (before anything reaches the upstream), the 15 s video budget
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from proxies import ConnectProxy
 from support import CN_TOKEN, US_TOKEN, bearer, drive, json_of
-from test_compositions import ConnectProxy
 
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import UploadConfig
@@ -372,22 +372,14 @@ async def test_risky_omni_image_is_422(client: TestClient[Any, Any], clock: Manu
     assert sim.generate_count == 0
 
 
-@pytest.fixture
-async def proxy() -> AsyncIterator[tuple[ConnectProxy, int]]:
-    p = ConnectProxy()
-    port = await p.start()
-    yield p, port
-    await p.close()
-
-
 async def test_every_omni_hop_goes_through_the_accounts_proxy(
     client: TestClient[Any, Any],
     clock: ManualClock,
     sim: Simulator,
     media: TestServer,
-    proxy: tuple[ConnectProxy, int],
+    http_proxy: ConnectProxy,
 ) -> None:
-    p, port = proxy
+    p, port = http_proxy, http_proxy.port
     payload = {
         "model": SEEDANCE,
         "functionMode": "omni_reference",

@@ -4,7 +4,7 @@ it, and the owner lists the attempts (`GET .../deliveries`) and asks for a redel
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -29,14 +29,6 @@ OWNER_FP = parse_token(CN_TOKEN).fingerprint
 def clock() -> ManualClock:
     # Real "now": standardwebhooks checks the signed timestamp against the wall clock.
     return ManualClock(start=float(int(time.time())))
-
-
-@pytest.fixture
-async def receiver(aiohttp_server: ServerFactory) -> AsyncIterator[tuple[Receiver, TestServer]]:
-    rec = Receiver()
-    server = await aiohttp_server(rec.app())
-    yield rec, server
-    rec.released.set()
 
 
 @pytest.fixture

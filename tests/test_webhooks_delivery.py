@@ -57,14 +57,6 @@ async def store(tmp_path: Path, wclock: ManualClock) -> AsyncIterator[TaskStore]
 
 
 @pytest.fixture
-async def receiver(aiohttp_server: ServerFactory) -> AsyncIterator[tuple[Receiver, TestServer]]:
-    rec = Receiver()
-    server = await aiohttp_server(rec.app())
-    yield rec, server
-    rec.released.set()  # let hung handlers finish before the server shuts down
-
-
-@pytest.fixture
 async def make_sender(store: TaskStore, wclock: ManualClock) -> AsyncIterator[SenderFactory]:
     senders: list[WebhookSender] = []
 

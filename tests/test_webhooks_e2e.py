@@ -10,7 +10,7 @@ import dataclasses
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -49,14 +49,6 @@ HOOKS = WebhookConfig(secret=SECRET, jitter=0.0)
 def clock() -> ManualClock:
     # Real "now": standardwebhooks checks the signed timestamp against the wall clock (5 min tolerance).
     return ManualClock(start=float(int(time.time())))
-
-
-@pytest.fixture
-async def receiver(aiohttp_server: ServerFactory) -> AsyncIterator[tuple[Receiver, TestServer]]:
-    rec = Receiver()
-    server = await aiohttp_server(rec.app())
-    yield rec, server
-    rec.released.set()
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from standardwebhooks.webhooks import Webhook
@@ -33,14 +32,6 @@ SCRIPT = Path(__file__).resolve().parent / "webhook_sender_proc.py"
 EVENTS = 100
 CONCURRENCY = 8
 FIRST_RUN_OK = 30
-
-
-@pytest.fixture
-async def receiver(aiohttp_server: ServerFactory) -> AsyncIterator[tuple[Receiver, TestServer]]:
-    rec = Receiver()
-    server = await aiohttp_server(rec.app())
-    yield rec, server
-    rec.released.set()
 
 
 async def spawn(db: Path, log: Path) -> asyncio.subprocess.Process:

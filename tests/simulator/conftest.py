@@ -15,11 +15,6 @@ from jimeng_server.upstream.regions import Region
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def sim(clock: ManualClock) -> Simulator:
     s = Simulator(clock=clock, settings=SimSettings(), seed=1)
     s.add_account(CN_SESSION, region=Region.CN, vip=100)

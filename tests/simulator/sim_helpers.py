@@ -16,6 +16,7 @@ from jimeng_server.simulator import Simulator
 from jimeng_server.upstream.catalog import image_size
 from jimeng_server.upstream.regions import Region, constants
 from jimeng_server.upstream.signing import build_cookie, sign
+from jimeng_server.upstream.sigv4 import amz_date, sign_headers
 
 WEB_ID = "7412345678901234000"
 USER_HEX = "0123456789abcdef0123456789abcdef"
@@ -272,3 +273,34 @@ def image_body(
     if outer:
         outer(body)
     return body
+
+
+class SignedUploads:
+    """What the ImageX and VOD test clients share: upload credentials from `get_upload_token` and SigV4 signing
+    with them (each step can be broken by the caller through keyword overrides)."""
+
+    sigv4_service = ""
+    scene = 0
+
+    def __init__(self, up: Upstream, session: str = CN_SESSION, region: Region = Region.CN) -> None:
+        self.up, self.session, self.region = up, session, region
+        self.creds: dict[str, Any] = {}
+
+    async def token(self, scene: int | None = None) -> dict[str, Any]:
+        body = {"scene": self.scene if scene is None else scene}
+        reply = await self.up.call("/mweb/v1/get_upload_token", body, session=self.session, region=self.region)
+        assert reply.ret == "0", reply.text
+        self.creds = reply.data
+        return self.creds
+
+    def sign(self, method: str, params: list[tuple[str, str]], body: bytes, **over: Any) -> dict[str, str]:
+        kw: dict[str, Any] = {
+            "access_key": self.creds["access_key_id"],
+            "secret_key": self.creds["secret_access_key"],
+            "session_token": self.creds["session_token"],
+            "region": constants(self.region).sigv4_region,
+            "service": self.sigv4_service,
+            "amz_date": amz_date(self.up.clock.time()),
+        }
+        kw.update(over)
+        return sign_headers(method, "/", params, body, **kw)

@@ -12,13 +12,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from sim_helpers import CN_SESSION, HK_SESSION, US_SESSION, Upstream, image_body
+from sim_helpers import CN_SESSION, HK_SESSION, US_SESSION, SignedUploads, Upstream, image_body
 from support import crc32_hex
 
 from jimeng_server.simulator.media import png
 from jimeng_server.upstream import content_check, imagex
-from jimeng_server.upstream.regions import Region, constants
-from jimeng_server.upstream.sigv4 import amz_date, sign_headers
+from jimeng_server.upstream.regions import Region
 
 TOKEN = "/mweb/v1/get_upload_token"
 ALGO = "/mweb/v1/algo_proxy"
@@ -26,31 +25,15 @@ PNG = png(33, 21, (9, 9, 9))
 Mutator = Callable[[dict[str, str]], None]
 
 
-class Uploads:
+class Uploads(SignedUploads):
     """A correct ImageX client over the test client; each step can be broken by the caller."""
 
+    sigv4_service = "imagex"
+    scene = 2
+
     def __init__(self, up: Upstream, session: str = CN_SESSION, region: Region = Region.CN) -> None:
-        self.up, self.session, self.region = up, session, region
+        super().__init__(up, session, region)
         self.vhost = {Region.CN: "cn-imagex", Region.US: "us-imagex"}.get(region, "sg-imagex")
-        self.creds: dict[str, Any] = {}
-
-    async def token(self, scene: int = 2) -> dict[str, Any]:
-        reply = await self.up.call(TOKEN, {"scene": scene}, session=self.session, region=self.region)
-        assert reply.ret == "0", reply.text
-        self.creds = reply.data
-        return self.creds
-
-    def sign(self, method: str, params: list[tuple[str, str]], body: bytes, **over: Any) -> dict[str, str]:
-        kw: dict[str, Any] = {
-            "access_key": self.creds["access_key_id"],
-            "secret_key": self.creds["secret_access_key"],
-            "session_token": self.creds["session_token"],
-            "region": constants(self.region).sigv4_region,
-            "service": "imagex",
-            "amz_date": amz_date(self.up.clock.time()),
-        }
-        kw.update(over)
-        return sign_headers(method, "/", params, body, **kw)
 
     @property
     def service(self) -> str:

@@ -9,42 +9,22 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from sim_helpers import CN_SESSION, HK_SESSION, US_SESSION, Upstream
+from sim_helpers import CN_SESSION, HK_SESSION, US_SESSION, SignedUploads, Upstream
 from support import crc32_hex
 
 from jimeng_server.mp4 import tiny_mp4
 from jimeng_server.upstream import vod
-from jimeng_server.upstream.regions import Region, constants
-from jimeng_server.upstream.sigv4 import amz_date, sign_headers
+from jimeng_server.upstream.regions import Region
 
 TOKEN = "/mweb/v1/get_upload_token"
 CLIP = tiny_mp4(7250, tag=b"frames" * 500, width=1920, height=1080)
 
 
-class VodUploads:
+class VodUploads(SignedUploads):
     """A correct VOD client over the test client; each step can be broken by the caller."""
 
-    def __init__(self, up: Upstream, session: str = CN_SESSION, region: Region = Region.CN) -> None:
-        self.up, self.session, self.region = up, session, region
-        self.creds: dict[str, Any] = {}
-
-    async def token(self, scene: int = 1) -> dict[str, Any]:
-        reply = await self.up.call(TOKEN, {"scene": scene}, session=self.session, region=self.region)
-        assert reply.ret == "0", reply.text
-        self.creds = reply.data
-        return self.creds
-
-    def sign(self, method: str, params: list[tuple[str, str]], body: bytes, **over: Any) -> dict[str, str]:
-        kw: dict[str, Any] = {
-            "access_key": self.creds["access_key_id"],
-            "secret_key": self.creds["secret_access_key"],
-            "session_token": self.creds["session_token"],
-            "region": constants(self.region).sigv4_region,
-            "service": "vod",
-            "amz_date": amz_date(self.up.clock.time()),
-        }
-        kw.update(over)
-        return sign_headers(method, "/", params, body, **kw)
+    sigv4_service = "vod"
+    scene = 1
 
     async def apply(
         self, size: int, *, params: list[tuple[str, str]] | None = None, **over: Any
