@@ -21,14 +21,6 @@ PASSWORD = "s3cretPW0xyz"
 
 
 @pytest.fixture
-async def http_proxy() -> AsyncIterator[ConnectProxy]:
-    proxy = ConnectProxy()
-    await proxy.start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
 async def auth_proxy() -> AsyncIterator[ConnectProxy]:
     proxy = ConnectProxy(require_auth="Basic " + base64.b64encode(f"user:{PASSWORD}".encode()).decode())
     await proxy.start()
