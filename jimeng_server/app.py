@@ -33,6 +33,8 @@ from .api.appkeys import (
     WATCHER,
     WEBHOOKS,
 )
+from .api.cors import setup_cors
+from .api.observability import setup_observability
 from .clock import Clock, SystemClock
 from .config import Config
 from .errors import make_error_middleware
@@ -86,6 +88,8 @@ def create_app(
     setup_webhooks(app, background)
     setup_tasks(app, background)
     setup_generation(app)
+    setup_observability(app)
+    setup_cors(app, config.server.cors_origins)
     for table in ROUTES:
         app.router.add_routes(table)
     return app

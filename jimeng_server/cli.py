@@ -1,4 +1,7 @@
-"""Command line: `python -m jimeng_server [--config F] [--host H] [--port P] [--simulate]`.
+"""Command line: `python -m jimeng_server [--config F] [--host H] [--port P] [--simulate] [--version]`.
+
+Settings come from, strongest first: the flags, the environment (JIMENG_HOST, JIMENG_PORT, JIMENG_STORE_PATH;
+JIMENG_CONFIG names the file), the config file, the built-in defaults.
 
 `--simulate` starts the strict upstream simulator on loopback, points every region at it, seeds a demo
 account and prints a ready-to-paste curl command: the server then works with no account and no internet.
@@ -10,6 +13,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -17,8 +21,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import __version__
+from .api.observability import AccessLogger
 from .app import create_app
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config, with_env_overrides
 from .logs import setup_logging
 from .upstream.regions import Region
 
@@ -28,8 +34,9 @@ log = logging.getLogger("jimeng_server")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="jimeng-server", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="path to config.toml (default: $JIMENG_CONFIG, else built-in defaults)")
-    parser.add_argument("--host", help="listen address (default from config: 0.0.0.0)")
-    parser.add_argument("--port", type=int, help="listen port (default from config: 5100)")
+    parser.add_argument("--host", help="listen address (default: $JIMENG_HOST, else config, else 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="listen port (default: $JIMENG_PORT, else config, else 5100)")
+    parser.add_argument("--version", action="version", version=f"jimeng-server {__version__}")
     parser.add_argument(
         "--simulate", action="store_true", help="serve against the built-in upstream simulator (no account needed)"
     )
@@ -74,7 +81,7 @@ async def serve(config: Config, *, simulate: bool) -> None:
     if simulate:
         sim_runner, config, demo_token = await _start_simulator(config)
         runners.append(sim_runner)
-    runner = web.AppRunner(create_app(config))
+    runner = web.AppRunner(create_app(config), access_log_class=AccessLogger)
     await runner.setup()
     runners.append(runner)
     site = web.TCPSite(runner, config.server.host, config.server.port)
@@ -104,7 +111,7 @@ async def serve(config: Config, *, simulate: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = with_env_overrides(load_config(args.config), os.environ)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port if args.port is not None else config.server.port,
     )
     config = dataclasses.replace(config, server=server)
-    setup_logging(config.server.log_level)
+    setup_logging(config.server.log_level, config.server.log_format)
     try:
         asyncio.run(serve(config, simulate=args.simulate))
     except ConfigError as exc:  # found while building the app (e.g. a malformed webhook secret)

@@ -11,6 +11,7 @@ import dataclasses
 import os
 import tomllib
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
@@ -18,6 +19,13 @@ from urllib.parse import urlsplit
 
 MB = 1024 * 1024
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+ENV_OVERRIDES = {
+    "JIMENG_HOST": "server.host",
+    "JIMENG_PORT": "server.port",
+    "JIMENG_STORE_PATH": "store.path",
+}
+"""Environment variables that override one config key each (JIMENG_CONFIG names the file itself)."""
 
 
 class ConfigError(ValueError):
@@ -30,6 +38,8 @@ class ServerConfig:
     port: int = 5100
     max_body_mb: int = 100
     log_level: str = "INFO"
+    log_format: str = "text"  # "text" (one readable line) or "json" (one JSON object per line)
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*" = any); empty = no CORS
 
     @property
     def max_body_bytes(self) -> int:
@@ -189,6 +199,21 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CompatConfig:
+    """OpenAI-compatible request handling. `strict_size = true` refuses `size` ("WxH") instead of mapping it
+    to the nearest ratio and resolution."""
+
+    strict_size: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ModelsConfig:
+    """`aliases`: extra model names (e.g. `dall-e-3 = "jimeng-4.5"`) for clients that only send their own."""
+
+    aliases: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = ServerConfig()
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
@@ -197,6 +222,8 @@ class Config:
     store: StoreConfig = StoreConfig()
     webhooks: WebhookConfig = WebhookConfig()
     uploads: UploadConfig = UploadConfig()
+    compat: CompatConfig = CompatConfig()
+    models: ModelsConfig = field(default_factory=ModelsConfig)
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -212,6 +239,29 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML: {exc}") from None
     return parse_config(data)
+
+
+def with_env_overrides(config: Config, environ: Mapping[str, str]) -> Config:
+    """`config` with each set (non-empty) variable of ENV_OVERRIDES applied. Raises ConfigError naming the
+    variable when its value is unusable (e.g. a port that is not a number)."""
+    for name, key in ENV_OVERRIDES.items():
+        raw = environ.get(name, "").strip()
+        if not raw:
+            continue
+        section, attr = key.split(".")
+        table = getattr(config, section)
+        value: Any = raw
+        if isinstance(getattr(table, attr), int):
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(f"{name}: expected an integer for {key}, got {raw!r}") from None
+        try:
+            table = _build(type(table), dataclasses.asdict(table) | {attr: value}, section)
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+        config = dataclasses.replace(config, **{section: table})
+    return config
 
 
 def parse_config(data: dict[str, Any]) -> Config:
@@ -292,6 +342,11 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {value!r}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a table, got {value!r}")
+        key_hint, item_hint = get_args(hint)
+        return {_coerce(key_hint, k, path): _coerce(item_hint, v, f"{path}.{k}") for k, v in value.items()}
     if origin is tuple:
         # A tuple comes from a default merged into a partial table; TOML itself gives lists.
         if not isinstance(value, list | tuple):
@@ -321,6 +376,19 @@ def _validate(obj: Any, path: str) -> None:
         _validate_webhooks(obj, prefix)
     if isinstance(obj, ServerConfig) and obj.log_level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"{prefix}log_level: must be one of {', '.join(_LOG_LEVELS)}, got {obj.log_level!r}")
+    if isinstance(obj, ServerConfig) and obj.log_format not in LOG_FORMATS:
+        raise ConfigError(f"{prefix}log_format: must be one of {', '.join(LOG_FORMATS)}, got {obj.log_format!r}")
+    if isinstance(obj, ServerConfig):
+        for i, origin in enumerate(obj.cors_origins):
+            if origin != "*" and (not origin.startswith(("http://", "https://")) or origin.rstrip("/") != origin):
+                raise ConfigError(
+                    f'{prefix}cors_origins[{i}]: must be "*" or an origin like "https://app.example.com" '
+                    f"(scheme and host, no path), got {origin!r}"
+                )
+    if isinstance(obj, ModelsConfig):
+        for alias, target in obj.aliases.items():
+            if not alias.strip() or not target.strip():
+                raise ConfigError(f"{prefix}aliases: names must not be empty, got {alias!r} = {target!r}")
     if isinstance(obj, RegionHosts):
         for f in dataclasses.fields(obj):
             url = getattr(obj, f.name)

@@ -1,13 +1,19 @@
-"""Logging set-up with a last line of defence: a filter that masks anything shaped like a credential.
+"""Logging set-up: text or JSON lines, the request id on every line, and a last line of defence against
+secrets (a filter that masks anything shaped like a credential).
 
-The code never logs tokens on purpose; this filter catches accidents (a Bearer header or a cookie pair
-inside an exception message, say).
+The code never logs tokens on purpose; the redacting filter catches accidents (a Bearer header or a cookie
+pair inside an exception message, say). The request id lives in a context variable that the HTTP layer
+sets for the duration of one request (`REQUEST_ID`); `RequestIdFilter` copies it onto each record as
+`record.request_id` ("-" outside a request).
 """
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import re
+import time
 
 _PATTERNS = (
     # A token list may have spaces around its commas ("Bearer a, b").
@@ -39,11 +45,49 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str) -> None:
-    """Log to stderr at `level`, every record through the redacting filter."""
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("jimeng_request_id", default=None)
+"""The id of the HTTP request being handled (None outside a request)."""
+
+
+class RequestIdFilter(logging.Filter):
+    """Sets `record.request_id`: the record's own `request_id` extra if it has one, else `REQUEST_ID`, else "-"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", None):
+            record.request_id = REQUEST_ID.get() or "-"
+        return True
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, request_id, message, and exc_info
+    (the formatted traceback) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exc_info"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str = "text") -> None:
+    """Log to stderr at `level` in `fmt` ("text" or "json"), every record through the redacting filter and
+    stamped with the request id."""
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(RedactingFilter())
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

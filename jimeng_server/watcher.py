@@ -28,6 +28,7 @@ from typing import Any
 
 from .clock import Clock
 from .config import KindSchedule, WatcherConfig
+from .metrics import timed_poll
 from .store.models import Outcome, Reason, TaskKind, TaskStatus
 from .upstream.client import JimengClient
 from .upstream.errors import UpstreamError, UpstreamRetError
@@ -106,6 +107,11 @@ class Watcher:
     def polls_in_flight(self) -> tuple[asyncio.Task[None], ...]:
         """The poll tasks running now (at most one per account)."""
         return tuple(self._inflight.values())
+
+    @property
+    def running(self) -> bool:
+        """True while the background loop runs (started and not stopped or crashed)."""
+        return self._loop_task is not None and not self._loop_task.done()
 
     def is_watching(self, history_id: str) -> bool:
         return history_id in self._watches
@@ -266,7 +272,8 @@ class Watcher:
         ids = [w.history_id for w in batch]
         image_info = history_image_info() if any(w.kind is TaskKind.IMAGE for w in batch) else None
         try:
-            data = await self.client.get_history(account, ids, image_info=image_info)
+            with timed_poll():
+                data = await self.client.get_history(account, ids, image_info=image_info)
         except UpstreamRetError as exc:
             if exc.ret == "1015":
                 detail = "the upstream refused the session (ret 1015)"

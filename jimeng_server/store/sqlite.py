@@ -23,6 +23,7 @@ import aiosqlite
 
 from ..clock import Clock
 from ..concurrency import uncancellable
+from ..metrics import timed_store
 from . import outbox
 from .models import Finish, Settled, TaskKind, TaskRecord, TaskStatus
 
@@ -252,6 +253,11 @@ class TaskStore:
         """The schema version this code writes (`len(MIGRATIONS)`)."""
         return len(MIGRATIONS)
 
+    async def ping(self) -> None:
+        """One trivial query: returns when the database answers, raises when it does not (e.g. closed)."""
+        async with self._read() as conn, conn.execute("SELECT 1") as cur:
+            await cur.fetchone()
+
     # ------------------------------------------------------------------ transactions
 
     def read(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
@@ -271,22 +277,24 @@ class TaskStore:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            yield self._conn
+        with timed_store("read"):
+            async with self._lock:
+                yield self._conn
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
         """One `BEGIN IMMEDIATE` transaction: committed if the body returns, rolled back if it raises
         (cancellation included); the commit or rollback itself always completes."""
-        async with self._lock:
-            try:
-                # Inside the try: a BEGIN cancelled in flight still runs on aiosqlite's thread.
-                await self._conn.execute("BEGIN IMMEDIATE")
-                yield self._conn
-                await uncancellable(_exec(self._conn, "COMMIT"))
-            except BaseException:
-                await uncancellable(_rollback(self._conn))
-                raise
+        with timed_store("write"):
+            async with self._lock:
+                try:
+                    # Inside the try: a BEGIN cancelled in flight still runs on aiosqlite's thread.
+                    await self._conn.execute("BEGIN IMMEDIATE")
+                    yield self._conn
+                    await uncancellable(_exec(self._conn, "COMMIT"))
+                except BaseException:
+                    await uncancellable(_rollback(self._conn))
+                    raise
 
     # ------------------------------------------------------------------ tasks
 

@@ -20,6 +20,7 @@ from yarl import URL
 
 from ..clock import Clock
 from ..config import UpstreamConfig
+from ..metrics import instrument_upstream
 from . import content_check
 from .envelope import unwrap
 from .errors import UpstreamBadResponse, UpstreamError, UpstreamHttpError, UpstreamTimeout, UpstreamUnavailable
@@ -160,6 +161,7 @@ class JimengClient:
             "Tdid": "",
         }
 
+    @instrument_upstream
     async def call(
         self,
         account: Account,

@@ -24,6 +24,7 @@ from yarl import URL
 from ..clock import Clock
 from ..concurrency import uncancellable
 from ..config import WebhookConfig
+from ..metrics import webhook_delivery
 from ..net.errors import FetchError, UnsafeURLError
 from ..net.fetcher import SafeFetcher
 from ..net.policy import FetchPolicy
@@ -150,6 +151,11 @@ class WebhookSender:
     def in_flight(self) -> int:
         """How many sends are running now."""
         return len(self._inflight)
+
+    @property
+    def running(self) -> bool:
+        """True while the delivery loop runs (started and not stopped or crashed)."""
+        return self._loop_task is not None and not self._loop_task.done()
 
     def wake(self) -> None:
         """Look for due events now (call after writing an event, e.g. after `finish(extra=...)`)."""
@@ -283,6 +289,7 @@ class WebhookSender:
             latency_ms = round((time.monotonic() - started) * 1000)
             now = self.clock.time()
             state, next_at = self._plan(event, status, retry_after, now)
+            webhook_delivery("retrying" if state is EventState.PENDING else state.value, latency_ms / 1000)
             await uncancellable(self._record(event, attempt, at, status, error, latency_ms, state, next_at))
             self._log(event, attempt, error, state, next_at, now)
 

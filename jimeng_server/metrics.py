@@ -1,0 +1,150 @@
+"""Prometheus metrics: every metric the server exports, and the one-line hooks the layers call.
+
+A base module (it imports nothing from the project), so any layer may record into it; the hooks take plain
+strings and seconds and never raise. Metrics live in the process-wide default registry (with the
+client's process and Python collectors); `render()` gives the exposition text that `GET /metrics` serves.
+
+Labels are bounded: HTTP routes are route templates (`/v1/async/tasks/{history_id}`, never an id),
+upstream endpoints are paths of the fixed upstream API, outcomes are short fixed words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.context_managers import Timer
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_Self = TypeVar("_Self")
+_Account = TypeVar("_Account")
+
+disable_created_metrics()  # no `_created` twin of every series: scrapers do not need it
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+"""The `Content-Type` of `render()`'s text."""
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+_STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+HTTP_REQUESTS = Counter(
+    "jimeng_http_requests_total",
+    "HTTP requests answered, by method, route template and status",
+    ["method", "route", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "jimeng_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template",
+    ["route"],
+    buckets=_LATENCY_BUCKETS,
+)
+UPSTREAM_CALLS = Counter(
+    "jimeng_upstream_calls_total", "Upstream web-API calls, by endpoint path and outcome", ["endpoint", "outcome"]
+)
+UPSTREAM_SECONDS = Histogram(
+    "jimeng_upstream_call_duration_seconds",
+    "Upstream web-API call time (retries included), by endpoint path",
+    ["endpoint"],
+    buckets=_LATENCY_BUCKETS,
+)
+TASKS_WATCHED = Gauge("jimeng_tasks_watched", "Tasks the watcher is polling now")
+POLL_SECONDS = Histogram(
+    "jimeng_watcher_poll_duration_seconds",
+    "Time of one batched status poll (one upstream call per account)",
+    buckets=_LATENCY_BUCKETS,
+)
+WEBHOOK_DELIVERIES = Counter(
+    "jimeng_webhook_deliveries_total",
+    "Webhook delivery attempts, by outcome (delivered, retrying, stopped, exhausted)",
+    ["outcome"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "jimeng_webhook_delivery_duration_seconds", "Time of one webhook delivery attempt", buckets=_LATENCY_BUCKETS
+)
+WEBHOOKS_IN_FLIGHT = Gauge("jimeng_webhook_sends_in_flight", "Webhook sends running now")
+STORE_SECONDS = Histogram(
+    "jimeng_store_operation_duration_seconds",
+    "Time of one task-store operation (lock wait included), by kind (read, write)",
+    ["kind"],
+    buckets=_STORE_BUCKETS,
+)
+
+
+def http_request(method: str, route: str, status: int, seconds: float) -> None:
+    """One answered HTTP request."""
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_SECONDS.labels(route).observe(seconds)
+
+
+def upstream_outcome(exc: BaseException | None) -> str:
+    """The outcome label of an upstream call: "ok", or the error's class name in snake case without its
+    `Upstream` prefix (UpstreamRetError -> "ret_error", UpstreamTimeout -> "timeout"), "cancelled"."""
+    if exc is None:
+        return "ok"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    name = type(exc).__name__.removeprefix("Upstream")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def instrument_upstream(
+    call: Callable[Concatenate[_Self, _Account, str, _P], Awaitable[_R]],
+) -> Callable[Concatenate[_Self, _Account, str, _P], Awaitable[_R]]:
+    """Decorates an upstream client's `call(self, account, path, ...)`: counts each call by `path` and
+    outcome and times it (all attempts and back-off included). The exception, if any, propagates."""
+
+    @functools.wraps(call)
+    async def wrapper(self: _Self, account: _Account, path: str, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        started = time.perf_counter()
+        failure: BaseException | None = None
+        try:
+            return await call(self, account, path, *args, **kwargs)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            UPSTREAM_CALLS.labels(path, upstream_outcome(failure)).inc()
+            UPSTREAM_SECONDS.labels(path).observe(time.perf_counter() - started)
+
+    return wrapper
+
+
+def webhook_delivery(outcome: str, seconds: float) -> None:
+    """One webhook delivery attempt and what it led to."""
+    WEBHOOK_DELIVERIES.labels(outcome).inc()
+    WEBHOOK_SECONDS.observe(seconds)
+
+
+def timed_poll() -> Timer:
+    """A context manager timing its block as one watcher poll."""
+    return POLL_SECONDS.time()
+
+
+def timed_store(kind: str) -> Timer:
+    """A context manager timing its block as one task-store operation of `kind`."""
+    return STORE_SECONDS.labels(kind).time()
+
+
+def set_gauges(*, tasks_watched: int, webhooks_in_flight: int) -> None:
+    """Sample the gauges (called when metrics are scraped)."""
+    TASKS_WATCHED.set(tasks_watched)
+    WEBHOOKS_IN_FLIGHT.set(webhooks_in_flight)
+
+
+def render() -> bytes:
+    """The Prometheus text exposition of every metric."""
+    return generate_latest(REGISTRY)
