@@ -35,6 +35,7 @@ from .api.appkeys import (
 )
 from .api.cors import setup_cors
 from .api.observability import setup_observability
+from .api.openai_compat import check_aliases
 from .clock import Clock, SystemClock
 from .config import Config
 from .errors import make_error_middleware
@@ -75,7 +76,8 @@ def create_app(
     """Build the server app. `background=False` leaves the background loops off (watcher, webhook sender,
     periodic purge) so tests drive them by hand (`run_once()`, `drain()`). `fetcher` replaces the SSRF-safe
     fetcher built from `config.security` (tests: a fake resolver); the app owns and closes it either way.
-    Raises ConfigError for a bad webhook secret."""
+    Raises ConfigError for a bad webhook secret or a bad model alias."""
+    check_aliases(config.models.aliases)
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
         middlewares=[make_error_middleware(config.server.max_body_bytes)],

@@ -33,7 +33,7 @@ _R = TypeVar("_R")
 _Self = TypeVar("_Self")
 _Account = TypeVar("_Account")
 
-disable_created_metrics()  # no `_created` twin of every series: scrapers do not need it
+disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` twin of every series: scrapers do not need it
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 """The `Content-Type` of `render()`'s text."""

@@ -288,7 +288,7 @@ async def test_numeric_history_id_is_accepted(client: TestClient[Any, Any], cloc
 
 async def test_async_submit_validates_like_sync(client: TestClient[Any, Any], sim: Simulator) -> None:
     for body, code in (
-        ({"prompt": "x", "size": "1024x1024"}, "UNSUPPORTED_PARAMETER"),
+        ({"prompt": "x", "size": "large"}, "INVALID_PARAMETER"),
         ({"prompt": "x", "model": "dall-e-3"}, "UNKNOWN_MODEL"),
         ({}, "MISSING_PARAMETER"),
     ):

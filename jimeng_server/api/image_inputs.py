@@ -25,8 +25,8 @@ def check_content_length(request: web.Request, limit: int) -> None:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
 
 
-def _one(index: int, item: Any) -> InputImage:
-    where = f"'{IMAGES_FIELD}[{index}]'"
+def _one(field: str, index: int, item: Any) -> InputImage:
+    where = f"'{field}[{index}]'"
     if isinstance(item, UploadedFile):
         return FileImage(item.download, item.filename)
     if isinstance(item, dict):
@@ -43,17 +43,17 @@ def _one(index: int, item: Any) -> InputImage:
     return UrlImage(text)
 
 
-def composition_images(fields: Mapping[str, Any]) -> list[InputImage]:
-    """The input images of a compositions request, in order; 400 naming the problem when not 1..10 usable ones."""
-    value = fields.get(IMAGES_FIELD)
+def composition_images(fields: Mapping[str, Any], field: str = IMAGES_FIELD) -> list[InputImage]:
+    """The input images in `fields[field]`, in order; 400 naming the problem when not 1..10 usable ones."""
+    value = fields.get(field)
     if value is None:
         raise BadRequest(
-            f"'{IMAGES_FIELD}' is required: send 1 to {MAX_INPUT_IMAGES} images as {_SHAPES}",
+            f"'{field}' is required: send 1 to {MAX_INPUT_IMAGES} images as {_SHAPES}",
             code="MISSING_PARAMETER",
         )
     items = value if isinstance(value, list) else [value]
     if not 1 <= len(items) <= MAX_INPUT_IMAGES:
         raise BadRequest(
-            f"'{IMAGES_FIELD}' must hold 1 to {MAX_INPUT_IMAGES} images, got {len(items)}", code="INVALID_IMAGE_COUNT"
+            f"'{field}' must hold 1 to {MAX_INPUT_IMAGES} images, got {len(items)}", code="INVALID_IMAGE_COUNT"
         )
-    return [_one(i, item) for i, item in enumerate(items)]
+    return [_one(field, i, item) for i, item in enumerate(items)]

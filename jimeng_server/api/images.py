@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from .callbacks import refuse_callback_url
 from .forms import request_fields
 from .idempotency import idempotent
 from .image_inputs import check_content_length, composition_images
+from .openai_compat import edit_images
 from .params import image_params
 from .request import accounts_of, json_object
 
@@ -58,11 +59,17 @@ async def result_body(
     return body
 
 
+def request_image_params(request: web.Request, fields: Mapping[str, Any]) -> ImageParams:
+    """`image_params` under the app's `[compat] strict_size` and `[models] aliases`."""
+    config = request.app[CONFIG]
+    return image_params(fields, strict_size=config.compat.strict_size, aliases=config.models.aliases)
+
+
 async def generation_request(request: web.Request) -> tuple[list[Account], dict[str, Any], ImageParams]:
     """The accounts, JSON body and validated fields of a text-to-image request (sync and async twins)."""
     accounts = accounts_of(request)
     data = await json_object(request)
-    return accounts, data, image_params(data)
+    return accounts, data, request_image_params(request, data)
 
 
 @routes.post("/v1/images/generations")
@@ -91,28 +98,45 @@ class CompositionRequest:
 
 
 @contextlib.asynccontextmanager
-async def composition_request(request: web.Request) -> AsyncIterator[CompositionRequest]:
-    """Parse and validate an image-to-image request (sync and async twins)."""
+async def composition_request(
+    request: web.Request, images_of: Callable[[Mapping[str, Any]], list[InputImage]] = composition_images
+) -> AsyncIterator[CompositionRequest]:
+    """Parse and validate an image-to-image request (sync and async twins, and edits with `images_of`)."""
     accounts = accounts_of(request)
     limit = request.app[CONFIG].server.max_body_bytes
     check_content_length(request, limit)
     async with request_fields(request, max_bytes=limit) as fields:
-        images = composition_images(fields)
-        yield CompositionRequest(accounts, fields, image_params(fields), images)
+        images = images_of(fields)
+        yield CompositionRequest(accounts, fields, request_image_params(request, fields), images)
+
+
+async def compose_and_answer(request: web.Request, parsed: CompositionRequest, *, describe: bool) -> web.Response:
+    """Upload, generate, wait and answer a sync image-to-image request; `describe` adds `input_images`
+    and `composition_type` to the OpenAI-shaped body."""
+    refuse_callback_url(parsed.fields, "/v1/async/images/compositions")
+    params, images = parsed.params, parsed.images
+
+    async def respond(spend: SpendMark) -> web.Response:
+        submission = await request.app[COMPOSITIONS].submit(parsed.accounts, params, images, spend=spend)
+        outcome = await request.app[GENERATION].wait(submission)
+        body = await result_body(request, submission, outcome, params.response_format)
+        if describe:
+            body.update(input_images=len(images), composition_type=COMPOSITION_TYPE)
+        return web.json_response(body)
+
+    return await idempotent(request, parsed.fields, respond)
 
 
 @routes.post("/v1/images/compositions")
 async def compositions(request: web.Request) -> web.Response:
     """Image-to-image: JSON (URLs, data URIs) or multipart (files); upload, generate, wait, answer."""
     async with composition_request(request) as parsed:
-        refuse_callback_url(parsed.fields, "/v1/async/images/compositions")
-        params, images = parsed.params, parsed.images
+        return await compose_and_answer(request, parsed, describe=True)
 
-        async def respond(spend: SpendMark) -> web.Response:
-            submission = await request.app[COMPOSITIONS].submit(parsed.accounts, params, images, spend=spend)
-            outcome = await request.app[GENERATION].wait(submission)
-            body = await result_body(request, submission, outcome, params.response_format)
-            body.update(input_images=len(images), composition_type=COMPOSITION_TYPE)
-            return web.json_response(body)
 
-        return await idempotent(request, parsed.fields, respond)
+@routes.post("/v1/images/edits")
+async def edits(request: web.Request) -> web.Response:
+    """OpenAI's image edit (multipart `image` / `image[]`, `prompt`, `size`, `response_format`; no `mask`),
+    served as a composition and answered in OpenAI's shape (`created`, `data`)."""
+    async with composition_request(request, edit_images) as parsed:
+        return await compose_and_answer(request, parsed, describe=False)

@@ -16,6 +16,7 @@ ENDPOINTS = {
     "models": "GET /v1/models",
     "images_generations": "POST /v1/images/generations",
     "images_compositions": "POST /v1/images/compositions",
+    "images_edits": "POST /v1/images/edits",
     "videos_generations": "POST /v1/videos/generations",
     "async_images_generations": "POST /v1/async/images/generations",
     "async_images_compositions": "POST /v1/async/images/compositions",
@@ -27,6 +28,9 @@ ENDPOINTS = {
     "token_check": "POST /token/check",
     "token_points": "POST /token/points",
     "token_receive": "POST /token/receive",
+    "healthz": "GET /healthz",
+    "readyz": "GET /readyz",
+    "metrics": "GET /metrics",
 }
 
 

@@ -25,7 +25,7 @@ from ..logs import REQUEST_ID
 from .appkeys import STORE, WATCHER, WEBHOOKS
 
 REQUEST_ID_HEADER: Final = "X-Request-Id"
-_REQUEST_ID_KEY: Final = "jimeng_request_id"
+_REQUEST_ID_KEY: Final = web.RequestKey("jimeng_request_id", str)
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 """A caller's id is kept only when it cannot forge or break a log line."""
 _READY_TIMEOUT = 2.0
@@ -35,8 +35,7 @@ routes = web.RouteTableDef()
 
 def request_id_of(request: BaseRequest) -> str | None:
     """The id given to `request` (None before the middleware ran, e.g. for a request aiohttp refused)."""
-    value = request.get(_REQUEST_ID_KEY)
-    return value if isinstance(value, str) else None
+    return request.get(_REQUEST_ID_KEY)
 
 
 def _route_of(request: web.Request) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import BadRequest
 from ..services.params import ImageParams
 from ..upstream import catalog
+from .openai_compat import size_shape
 
 RESPONSE_FORMATS = ("url", "b64_json")
 MAX_PROMPT_CHARS = 8000
@@ -74,20 +75,30 @@ def get_choice(data: Mapping[str, Any], name: str, default: str, choices: tuple[
     return value
 
 
-def image_params(data: Mapping[str, Any]) -> ImageParams:
-    """Validate image generation fields. Raises BadRequest naming the field and what to send instead."""
-    for field in ("size", "width", "height"):
+def image_params(
+    data: Mapping[str, Any], *, strict_size: bool = False, aliases: Mapping[str, str] | None = None
+) -> ImageParams:
+    """Validate image generation fields. Raises BadRequest naming the field and what to send instead.
+
+    `size` ("WxH", OpenAI style) picks the ratio and resolution that `ratio` / `resolution` leave open
+    (`strict_size` refuses it); `aliases` maps extra model names to catalogue ones.
+    """
+    for field in ("width", "height"):
         if data.get(field) not in (None, ""):
             raise BadRequest(
-                f"'{field}' is not supported: choose the shape with 'ratio' ({', '.join(catalog.RATIOS)}) "
+                f"'{field}' is not supported: send 'size' (e.g. 1024x1024), or 'ratio' ({', '.join(catalog.RATIOS)}) "
                 f"and 'resolution' ({', '.join(catalog.RESOLUTIONS)})",
                 code="UNSUPPORTED_PARAMETER",
             )
-    model = get_str(data, "model", catalog.DEFAULT_IMAGE_MODEL)
-    assert model is not None
+    size_ratio, size_resolution = size_shape(data, strict=strict_size)
+    asked = get_str(data, "model", catalog.DEFAULT_IMAGE_MODEL)
+    assert asked is not None
+    model = (aliases or {}).get(asked, asked)
     if model not in catalog.IMAGE_MODELS:
         raise BadRequest(
-            f"unknown image model '{model}'; use one of: {', '.join(catalog.IMAGE_MODELS)}", code="UNKNOWN_MODEL"
+            f"unknown image model '{asked}'; use one of: {', '.join(catalog.IMAGE_MODELS)}, "
+            "or map the name to one of them with [models] aliases in the config",
+            code="UNKNOWN_MODEL",
         )
     prompt = get_str(data, "prompt", required=True)
     assert prompt is not None
@@ -98,8 +109,8 @@ def image_params(data: Mapping[str, Any]) -> ImageParams:
         model=model,
         prompt=prompt,
         negative_prompt=get_str(data, "negative_prompt", "") or "",
-        ratio=get_choice(data, "ratio", catalog.DEFAULT_RATIO, catalog.RATIOS),
-        resolution=get_choice(data, "resolution", catalog.DEFAULT_RESOLUTION, catalog.RESOLUTIONS),
+        ratio=get_choice(data, "ratio", size_ratio or catalog.DEFAULT_RATIO, catalog.RATIOS),
+        resolution=get_choice(data, "resolution", size_resolution or catalog.DEFAULT_RESOLUTION, catalog.RESOLUTIONS),
         intelligent_ratio=get_bool(data, "intelligent_ratio", False),
         sample_strength=get_float(data, "sample_strength", 0.5, low=0.0, high=1.0),
         response_format=get_choice(data, "response_format", "url", RESPONSE_FORMATS),
