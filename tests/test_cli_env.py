@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import aiohttp
 import pytest
 
 from jimeng_server import __version__
-from jimeng_server.config import Config, ConfigError, with_env_overrides
+from jimeng_server.config import ENV_OVERRIDES, Config, ConfigError, load_config, with_env_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,6 +102,13 @@ async def test_server_takes_host_port_config_and_store_from_env(tmp_path: Path) 
         ):
             assert resp.status == 200 and resp.headers["X-Request-Id"] == "env-check"
         assert (tmp_path / "store" / "tasks-simulate.db").exists()
+        # The image's HEALTHCHECK command passes against it, and fails once nothing listens there.
+        check = [sys.executable, "-c", healthcheck_command()]
+        done = await asyncio.to_thread(subprocess.run, check, env=env, capture_output=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stderr
+        dead = env | {"JIMENG_PORT": str(_free_port())}
+        done = await asyncio.to_thread(subprocess.run, check, env=dead, capture_output=True, timeout=30, check=False)
+        assert done.returncode != 0
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -110,3 +118,33 @@ async def test_server_takes_host_port_config_and_store_from_env(tmp_path: Path) 
     lines = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
     assert any(f"127.0.0.1:{port}" in entry["message"] for entry in lines)
     assert any(entry["request_id"] == "env-check" and "/healthz" in entry["message"] for entry in lines)
+
+
+def test_config_path_that_is_a_directory_is_a_clean_error(tmp_path: Path) -> None:
+    # What a container gets when a bind-mounted config file was missing on the host (Docker makes a directory).
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        with_env_overrides(load_config(tmp_path), {})
+
+
+def test_dockerfile_by_reading() -> None:
+    """No Docker daemon here: the Dockerfile is checked by reading it (non-root user, store volume, health
+    check on /healthz, the documented environment overrides, the console script as entry point)."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    assert re.search(r'^VOLUME \["/data"\]', text, re.MULTILINE)
+    assert "JIMENG_STORE_PATH=/data/" in text
+    assert re.search(r"^HEALTHCHECK .*\n.*/healthz", text, re.MULTILINE)
+    assert 'ENTRYPOINT ["jimeng-server"]' in text
+    for name in ENV_OVERRIDES:
+        assert name in text
+    compose = (ROOT / "compose.example.yaml").read_text(encoding="utf-8")
+    assert "jimeng-data:/data" in compose and "build: ." in compose
+
+
+def healthcheck_command() -> str:
+    """The Python code of the Dockerfile's HEALTHCHECK."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    match = re.search(r'CMD python -c "([^"]+)"', text)
+    assert match is not None
+    return match.group(1)

@@ -1,0 +1,159 @@
+"""The single-file build, measured and checked: `python bench/pyz.py jimeng-server.pyz [--runs N] [--request]`.
+
+Starts `python jimeng-server.pyz --simulate` N times (the first run unpacks the archive into a fresh
+SHIV_ROOT: a cold start; later runs reuse it), and prints the file size and the time from launch until the
+port accepts connections. With `--request`, the last run also answers one text-to-image request through the
+built-in simulator and checks that the returned URLs serve PNGs (CI runs this). Exits non-zero on any failure.
+
+Standard library only; waits are bounded, and the only pause is between attempts to connect to the port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+READY_SECONDS = 60.0
+REQUEST_SECONDS = 60.0
+CONFIG = """
+[server]
+log_level = "WARNING"
+[store]
+path = "{store}"
+[watcher.image]
+first_poll = 0.5
+interval = 0.5
+deadline = 60.0
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(proc: subprocess.Popen[str], port: int, deadline: float) -> None:
+    """Return once 127.0.0.1:`port` accepts a connection; raise if the server exits or `deadline` passes."""
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode} before opening its port")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the port did not open within {READY_SECONDS:g} s") from None
+            time.sleep(0.02)
+
+
+def demo_token(lines: queue.Queue[str], deadline: float) -> str:
+    """The demo token from the `--simulate` banner on stdout."""
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise SystemExit("no demo token was printed") from None
+        match = re.search(r"Bearer ([A-Za-z0-9_-]+)", line)
+        if match:
+            return match.group(1)
+
+
+def one_request(port: int, token: str) -> float:
+    """POST one text-to-image request, check the answer and that each URL serves a PNG; seconds taken."""
+    started = time.monotonic()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/images/generations",
+        data=json.dumps({"prompt": "a cat in the snow", "size": "1024x1024"}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
+    with opener.open(request, timeout=REQUEST_SECONDS) as resp:
+        body = json.load(resp)
+    urls = [item["url"] for item in body["data"]]
+    if not urls:
+        raise SystemExit(f"no images in the answer: {body}")
+    for url in urls:
+        with opener.open(url, timeout=REQUEST_SECONDS) as img:
+            if img.read(8) != b"\x89PNG\r\n\x1a\n":
+                raise SystemExit(f"{url} is not a PNG")
+    return time.monotonic() - started
+
+
+def _pump(stream: IO[str], lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
+def run_once(pyz: Path, work: Path, shiv_root: Path, *, request: bool) -> tuple[float, float | None]:
+    """Start the server from `pyz`, wait for its port, optionally answer a request, stop it (SIGTERM, exit 0)."""
+    config = work / "config.toml"
+    config.write_text(CONFIG.format(store=work / "tasks.db"), encoding="utf-8")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JIMENG_")} | {"SHIV_ROOT": str(shiv_root)}
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, str(pyz), "--simulate", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+    took: float | None = None
+    try:
+        wait_for_port(proc, port, started + READY_SECONDS)
+        ready = time.monotonic() - started
+        if request:
+            took = one_request(port, demo_token(lines, time.monotonic() + READY_SECONDS))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise SystemExit("the server did not stop within 30 s of SIGTERM") from None
+    if proc.returncode != 0:
+        raise SystemExit(f"the server exited with {proc.returncode}:\n{err[-2000:]}")
+    return ready, took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pyz", type=Path)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--request", action="store_true", help="answer one real request on the last run")
+    args = parser.parse_args()
+    size = args.pyz.stat().st_size
+    print(f"{args.pyz.name}: {size / 1e6:.2f} MB ({size} bytes)")
+    with tempfile.TemporaryDirectory(prefix="jimeng-pyz-") as tmp:
+        shiv_root = Path(tmp) / "shiv"
+        for run in range(args.runs):
+            work = Path(tmp) / f"run{run}"
+            work.mkdir()
+            last = run == args.runs - 1
+            ready, took = run_once(args.pyz, work, shiv_root, request=args.request and last)
+            kind = "cold (unpacks)" if run == 0 else "warm"
+            print(f"run {run + 1}: port open after {ready:.2f} s, {kind}")
+            if took is not None:
+                print(f"one text-to-image request through the simulator: {took:.2f} s, PNGs served")
+
+
+if __name__ == "__main__":
+    main()
