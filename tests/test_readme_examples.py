@@ -1,0 +1,162 @@
+"""The READMEs' Python examples run as written: the polling example against `--simulate` in a subprocess,
+the webhook receiver against signed deliveries. Both READMEs open with the same two set-up commands."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from jimeng_server.webhooks.signatures import delivery_headers, parse_secret
+
+ROOT = Path(__file__).resolve().parent.parent
+READMES = ("README.md", "README.zh.md")
+SECRET = "whsec_" + base64.b64encode(b"readme-example-secret-32-bytes!!").decode()
+
+
+def blocks(readme: str, lang: str) -> list[str]:
+    text = (ROOT / readme).read_text(encoding="utf-8")
+    return re.findall(rf"```{lang}\n(.*?)```", text, re.DOTALL)
+
+
+def example(readme: str, needle: str) -> str:
+    (code,) = [b for b in blocks(readme, "python") if needle in b]
+    return code
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    drop = ("JIMENG_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop)} | extra
+
+
+async def _wait_for_port(port: int, proc: asyncio.subprocess.Process) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            assert proc.returncode is None, "the example exited early"
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.02)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+
+
+def test_both_readmes_open_with_the_same_setup_commands() -> None:
+    english, chinese = (blocks(r, "bash")[:2] for r in READMES)
+    assert english == chinese
+    assert "--simulate" in english[0] and "pytest" in english[1]
+
+
+async def test_polling_example_runs_against_simulate(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[store]\npath = "{tmp_path / "tasks.db"}"\n[watcher.image]\nfirst_poll = 0.5\ninterval = 0.5\n'
+        '[server]\nlog_level = "WARNING"\n',
+        encoding="utf-8",
+    )
+    port = _free_port()
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jimeng_server",
+        "--simulate",
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        cwd=ROOT,
+        env=_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        text = ""
+        async with asyncio.timeout(30):
+            while "Bearer" not in text:
+                line = await server.stdout.readline()
+                assert line, "the server exited before printing the demo token"
+                text += line.decode()
+        token = re.search(r"Bearer ([A-Za-z0-9_-]+)", text)
+        assert token is not None
+        for readme in READMES:
+            script = tmp_path / f"poll-{readme}.py"
+            script.write_text(example(readme, "?wait=30"), encoding="utf-8")
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(script),
+                env=_env(API_BASE=f"http://127.0.0.1:{port}", API_TOKEN=token.group(1)),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            async with asyncio.timeout(60):
+                out, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+            lines = out.decode().splitlines()
+            assert lines[0].startswith("submitted ")
+            assert len(lines) == 5 and all(re.match(r"http://127\.0\.0\.1:\d+/.*\.png", u) for u in lines[1:])
+    finally:
+        server.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            await server.communicate()
+
+
+@pytest.mark.parametrize("readme", READMES)
+async def test_webhook_receiver_example_verifies_and_deduplicates(readme: str, tmp_path: Path) -> None:
+    script = tmp_path / "receiver.py"
+    script.write_text(example(readme, "BaseHTTPRequestHandler"), encoding="utf-8")
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        env=_env(PORT=str(port), JIMENG_WEBHOOK_SECRET=SECRET),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await _wait_for_port(port, proc)
+        event = {
+            "type": "task.succeeded",
+            "timestamp": "2026-01-01T12:00:08.000Z",
+            "data": {"history_id": "8875", "status": 10, "results": [{"url": "https://cdn.example/a.png"}]},
+        }
+        body = json.dumps(event).encode()
+        good = delivery_headers("msg_1", int(time.time()), body, parse_secret(SECRET))
+        forged = delivery_headers("msg_2", int(time.time()), body, b"another key")
+        stale = delivery_headers("msg_3", int(time.time()) - 3600, body, parse_secret(SECRET))
+        url = f"http://127.0.0.1:{port}/hook"
+        async with aiohttp.ClientSession() as http:
+            statuses = []
+            for headers in (good, good, forged, stale):
+                async with http.post(url, data=body, headers=headers) as resp:
+                    statuses.append(resp.status)
+        assert statuses == [204, 204, 401, 401]
+        assert proc.stdout is not None
+        async with asyncio.timeout(10):
+            line = (await proc.stdout.readline()).decode().strip()
+        assert line == "task.succeeded 8875 ['https://cdn.example/a.png']"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            out, _ = await proc.communicate()
+    assert out.decode().strip() == "", "a repeated or refused delivery printed something"
