@@ -23,7 +23,14 @@ from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
-ALIASES = ModelsConfig(aliases={"dall-e-3": "jimeng-4.5", "dall-e-2": "jimeng-4.0", "gpt-image-1": "jimeng-4.5"})
+ALIASES = ModelsConfig(
+    aliases={
+        "dall-e-3": "jimeng-4.5",
+        "dall-e-2": "jimeng-4.0",
+        "gpt-image-1": "jimeng-4.5",
+        "sora-2": "jimeng-video-3.0",
+    }
+)
 PNG = png(40, 30, (200, 10, 10))
 
 
@@ -130,7 +137,7 @@ async def test_sdk_edit_single_file(
     (result,) = await drive(app_client.app, clock, call)
     assert result.data and result.data[0].url
     assert shape_sent(sim)[2:] == (1, "1k")
-    assert len(core_param(sim)) and len(sim.uploads.slots) == 1
+    assert len(sim.uploads.slots) == 1
 
 
 async def test_sdk_edit_image_list(
@@ -286,3 +293,18 @@ def test_alias_config_is_checked_at_start(config: Config) -> None:
     ):
         with pytest.raises(ConfigError, match=needle):
             create_app(dataclasses.replace(config, models=ModelsConfig(aliases=aliases)))
+
+
+async def test_video_model_alias(app_client: TestClient[Any, Any], clock: ManualClock, sim: Simulator) -> None:
+    body = {"model": "sora-2", "prompt": "waves", "duration": 5}
+    (resp,) = await drive(
+        app_client.app, clock, app_client.post("/v1/videos/generations", json=body, headers=bearer(CN_TOKEN))
+    )
+    answer = await json_of(resp)
+    assert resp.status == 200, answer
+    (gen,) = sim.calls("/aigc_draft/generate")
+    assert "dreamina_ic_generate_video_model_vgfm_3.0" in json.dumps(gen.body)
+    resp = await app_client.post(
+        "/v1/videos/generations", json={"model": "veo-9", "prompt": "x"}, headers=bearer(CN_TOKEN)
+    )
+    assert resp.status == 400 and "[models] aliases" in (await json_of(resp))["error"]["message"]

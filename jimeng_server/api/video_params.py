@@ -184,13 +184,17 @@ def _omni_materials(data: Mapping[str, Any]) -> tuple[tuple[MediaSource, ...], t
     return tuple(images), tuple(videos)
 
 
-def video_params(data: Mapping[str, Any]) -> VideoParams:
-    """Validate video generation fields. Raises BadRequest naming the field and what to send instead."""
-    model = get_str(data, "model", catalog.DEFAULT_VIDEO_MODEL)
-    assert model is not None
+def video_params(data: Mapping[str, Any], *, aliases: Mapping[str, str] | None = None) -> VideoParams:
+    """Validate video generation fields. Raises BadRequest naming the field and what to send instead.
+    `aliases` (`[models] aliases`) maps extra model names to catalogue ones."""
+    asked = get_str(data, "model", catalog.DEFAULT_VIDEO_MODEL)
+    assert asked is not None
+    model = (aliases or {}).get(asked, asked)
     if model not in catalog.VIDEO_MODELS:
         raise BadRequest(
-            f"unknown video model '{model}'; use one of: {', '.join(catalog.VIDEO_MODELS)}", code="UNKNOWN_MODEL"
+            f"unknown video model '{asked}'; use one of: {', '.join(catalog.VIDEO_MODELS)}, "
+            "or map the name to one of them with [models] aliases in the config",
+            code="UNKNOWN_MODEL",
         )
     mode_field = "functionMode" if "functionMode" in data else "function_mode"
     mode = get_choice(data, mode_field, FRAME_MODE, (FRAME_MODE, OMNI_MODE))

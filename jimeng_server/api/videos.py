@@ -42,7 +42,7 @@ async def video_request(request: web.Request) -> AsyncIterator[tuple[list[Accoun
     request (sync and async twins)."""
     accounts = accounts_of(request)
     async with request_fields(request, max_bytes=request.app[CONFIG].server.max_body_bytes) as data:
-        yield accounts, data, video_params(data)
+        yield accounts, data, video_params(data, aliases=request.app[CONFIG].models.aliases)
 
 
 @routes.post("/v1/videos/generations")
