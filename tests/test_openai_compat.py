@@ -308,3 +308,12 @@ async def test_video_model_alias(app_client: TestClient[Any, Any], clock: Manual
         "/v1/videos/generations", json={"model": "veo-9", "prompt": "x"}, headers=bearer(CN_TOKEN)
     )
     assert resp.status == 400 and "[models] aliases" in (await json_of(resp))["error"]["message"]
+
+
+async def test_models_list_shows_aliases(sdk: openai.AsyncOpenAI) -> None:
+    listed = {m.id: m for m in (await sdk.models.list()).data}
+    assert "jimeng-4.5" in listed and "dall-e-3" in listed
+    alias = listed["dall-e-3"].model_dump()
+    assert alias["alias_of"] == "jimeng-4.5" and alias["type"] == "image"
+    assert alias["regions"] == listed["jimeng-4.5"].model_dump()["regions"]
+    assert listed["sora-2"].model_dump()["type"] == "video"

@@ -1,5 +1,6 @@
-"""The READMEs' Python examples run as written: the polling example against `--simulate` in a subprocess,
-the webhook receiver against signed deliveries. Both READMEs open with the same two set-up commands."""
+"""The READMEs' examples run as written: the polling example and the `openai` package against `--simulate`
+in a subprocess, the webhook receiver against signed deliveries. Both READMEs open with the same two set-up
+commands."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import openai
 import pytest
 
+from jimeng_server.simulator.media import png
 from jimeng_server.webhooks.signatures import delivery_headers, parse_secret
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +69,10 @@ def test_both_readmes_open_with_the_same_setup_commands() -> None:
     assert "--simulate" in english[0] and "pytest" in english[1]
 
 
-async def test_polling_example_runs_against_simulate(tmp_path: Path) -> None:
+@pytest.fixture
+async def simulate(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
+    """`python -m jimeng_server --simulate` in a subprocess (real clock, short watcher intervals): its base
+    URL and the demo token it prints."""
     config = tmp_path / "config.toml"
     config.write_text(
         f'[store]\npath = "{tmp_path / "tasks.db"}"\n[watcher.image]\nfirst_poll = 0.5\ninterval = 0.5\n'
@@ -99,26 +106,48 @@ async def test_polling_example_runs_against_simulate(tmp_path: Path) -> None:
                 text += line.decode()
         token = re.search(r"Bearer ([A-Za-z0-9_-]+)", text)
         assert token is not None
-        for readme in READMES:
-            script = tmp_path / f"poll-{readme}.py"
-            script.write_text(example(readme, "?wait=30"), encoding="utf-8")
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(script),
-                env=_env(API_BASE=f"http://127.0.0.1:{port}", API_TOKEN=token.group(1)),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            async with asyncio.timeout(60):
-                out, err = await proc.communicate()
-            assert proc.returncode == 0, err.decode()
-            lines = out.decode().splitlines()
-            assert lines[0].startswith("submitted ")
-            assert len(lines) == 5 and all(re.match(r"http://127\.0\.0\.1:\d+/.*\.png", u) for u in lines[1:])
+        yield f"http://127.0.0.1:{port}", token.group(1)
     finally:
         server.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
             await server.communicate()
+    assert server.returncode == 0
+
+
+async def test_polling_example_runs_against_simulate(simulate: tuple[str, str], tmp_path: Path) -> None:
+    base, token = simulate
+    for readme in READMES:
+        script = tmp_path / f"poll-{readme}.py"
+        script.write_text(example(readme, "?wait=30"), encoding="utf-8")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            env=_env(API_BASE=base, API_TOKEN=token),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(60):
+            out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        lines = out.decode().splitlines()
+        assert lines[0].startswith("submitted ")
+        assert len(lines) == 5 and all(re.match(r"http://127\.0\.0\.1:\d+/.*\.png", u) for u in lines[1:])
+
+
+async def test_openai_sdk_against_simulate(simulate: tuple[str, str]) -> None:
+    """The README's OpenAI snippet, against the `--simulate` server (no aliases configured there)."""
+    base, token = simulate
+    http = openai.DefaultAsyncHttpxClient(trust_env=False)
+    async with openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=token, max_retries=0, http_client=http) as client:
+        image = await client.images.generate(model="jimeng-4.5", prompt="a cat in the snow", size="1792x1024")
+        assert image.data and all(item.url for item in image.data)
+        edited = await client.images.edit(
+            model="jimeng-4.5", image=("cat.png", png(16, 9, (1, 2, 3)), "image/png"), prompt="make it night"
+        )
+        assert edited.data and edited.data[0].url
+        with pytest.raises(openai.BadRequestError) as err:
+            await client.images.generate(model="dall-e-3", prompt="x")
+        assert err.value.code == "UNKNOWN_MODEL"
 
 
 @pytest.mark.parametrize("readme", READMES)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from .. import __version__
 from ..upstream import catalog
 from ..upstream.regions import Region
+from .appkeys import CONFIG
 
 routes = web.RouteTableDef()
 
@@ -54,8 +57,9 @@ async def ping(request: web.Request) -> web.Response:
 
 @routes.get("/v1/models")
 async def models(request: web.Request) -> web.Response:
-    """Every model this server can drive, with the regions that serve it."""
-    data = []
+    """Every model this server can drive, with the regions that serve it; then each `[models] aliases` name
+    as its target's entry with `alias_of` (OpenAI clients pick models from this list)."""
+    data: list[dict[str, Any]] = []
     for kind, table in (("image", catalog.IMAGE_MODELS), ("video", catalog.VIDEO_MODELS)):
         for name, keys in table.items():
             data.append(
@@ -67,4 +71,7 @@ async def models(request: web.Request) -> web.Response:
                     "regions": [r.value for r in Region if r in keys],
                 }
             )
+    by_id = {entry["id"]: entry for entry in data}
+    for alias, target in request.app[CONFIG].models.aliases.items():
+        data.append(by_id[target] | {"id": alias, "alias_of": target})
     return web.json_response({"object": "list", "data": data})
