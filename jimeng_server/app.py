@@ -3,18 +3,22 @@
 Each step builds one group of objects, stores them under their `web.AppKey`, and appends the cleanup
 context that starts and stops them. Contexts start in the order of the steps and stop in reverse, so the
 order below is the start/stop order: upstream sessions, fetcher, store, webhook sender, task background
-work (resume, watcher, purge). The task work stops first and the store closes after the sender.
+work (resume, watcher, purge), the account pool (resume its tasks). The task work stops first and the store
+closes after the sender. The admin API and dashboard are routes added only when an admin key is set.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import async_tasks, deliveries, images, meta, tokens, videos
+from .api import admin, async_tasks, deliveries, images, meta, tokens, videos
 from .api.appkeys import (
+    ACCOUNT_POOL,
     ACCOUNTS,
+    API_KEYS,
     CLIENT,
     CLOCK,
     COMPOSITIONS,
@@ -42,17 +46,21 @@ from .errors import make_error_middleware
 from .net.fetcher import SafeFetcher
 from .net.policy import FetchPolicy
 from .services.accounts import AccountService
+from .services.apikeys import ApiKeys
 from .services.compositions import Compositions
 from .services.generation import Generation
 from .services.history_lookup import HistoryLookup
 from .services.idempotency import IdempotencyKeys
 from .services.image_inputs import ImageInputs
 from .services.inputs import InputLoader
+from .services.pool import AccountPool
 from .services.retention import Retention
 from .services.settlement import TaskSettler
 from .services.task_intake import TaskIntake
 from .services.task_queries import TaskQueries
 from .services.videos import VideoService
+from .store.secretbox import ENV_VAR as ACCOUNTS_KEY_ENV
+from .store.secretbox import secret_box
 from .store.sqlite import TaskStore
 from .upstream.client import JimengClient
 from .upstream.transport import SessionPool
@@ -61,6 +69,8 @@ from .upstream.vod_upload import VideoUploader
 from .watcher import Watcher
 from .webhooks.sender import WebhookSender
 from .webhooks.signatures import secret_key
+
+log = logging.getLogger(__name__)
 
 ROUTES = (meta.routes, tokens.routes, images.routes, videos.routes, async_tasks.routes, deliveries.routes)
 
@@ -76,7 +86,7 @@ def create_app(
     """Build the server app. `background=False` leaves the background loops off (watcher, webhook sender,
     periodic purge) so tests drive them by hand (`run_once()`, `drain()`). `fetcher` replaces the SSRF-safe
     fetcher built from `config.security` (tests: a fake resolver); the app owns and closes it either way.
-    Raises ConfigError for a bad webhook secret or a bad model alias."""
+    Raises ConfigError for a bad webhook secret, a bad model alias or a bad accounts encryption key."""
     check_aliases(config.models.aliases)
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
@@ -89,11 +99,13 @@ def create_app(
     setup_store(app)
     setup_webhooks(app, background)
     setup_tasks(app, background)
+    setup_pool(app)
     setup_generation(app)
     setup_observability(app)
     setup_cors(app, config.server.cors_origins)
     for table in ROUTES:
         app.router.add_routes(table)
+    admin.setup_admin(app, config.admin)
     return app
 
 
@@ -200,6 +212,35 @@ def setup_tasks(app: web.Application, background: bool) -> None:
         await settler.drain()
 
     app.cleanup_ctx.append(run_tasks)
+
+
+def setup_pool(app: web.Application) -> None:
+    """The account pool and API keys (in the task store) used by callers with a key; pooled submits go through
+    the account service. At start-up: warn when pool secrets are stored unencrypted, resume the pool's
+    background tasks."""
+    config, clock, store = app[CONFIG], app[CLOCK], app[STORE]
+    pool = app[ACCOUNT_POOL] = AccountPool(
+        store,
+        secret_box(config.accounts),  # env JIMENG_ACCOUNTS_KEY overrides; a malformed key fails here
+        clock,
+        cooldown_seconds=config.accounts.cooldown_seconds,
+        claim_daily=config.accounts.claim_daily,
+        in_flight_window={"image": config.watcher.image.deadline, "video": config.watcher.video.deadline},
+    )
+    keys = app[API_KEYS] = ApiKeys(store, pool, clock)
+    app[ACCOUNTS].use_pool(pool, keys, claim_daily=config.accounts.claim_daily)
+    app[QUERIES].resolve_account = pool.resolve
+
+    async def start_pool(app: web.Application) -> AsyncIterator[None]:
+        if not pool.box.sealing and await pool.rows():
+            log.warning(
+                "the account pool's session ids are stored unencrypted: set [accounts] encryption_key or %s",
+                ACCOUNTS_KEY_ENV,
+            )
+        await pool.resume(app[WATCHER], background=app[INTAKE].in_background)
+        yield
+
+    app.cleanup_ctx.append(start_pool)
 
 
 def setup_generation(app: web.Application) -> None:

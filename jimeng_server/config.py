@@ -211,6 +211,27 @@ class ModelsConfig:
     """`aliases`: extra model names (e.g. `dall-e-3 = "jimeng-4.5"`) for clients that only send their own."""
 
     aliases: dict[str, str] = field(default_factory=dict)
+class AccountsConfig:
+    """The server's account pool (issue 12). `encryption_key` (a Fernet key; env JIMENG_ACCOUNTS_KEY overrides it)
+    encrypts the stored account secrets; empty stores them in the clear (warned at start-up)."""
+
+    encryption_key: str = field(default="", repr=False)
+    claim_daily: bool = False
+    cooldown_seconds: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Who may call: `allow_raw_tokens = false` makes API keys (`Bearer jk_...`) mandatory."""
+
+    allow_raw_tokens: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """The admin API and dashboard (`/admin`): off while `key` is empty; env JIMENG_ADMIN_KEY overrides it."""
+
+    key: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +245,9 @@ class Config:
     uploads: UploadConfig = UploadConfig()
     compat: CompatConfig = CompatConfig()
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    auth: AuthConfig = AuthConfig()
+    admin: AdminConfig = AdminConfig()
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

@@ -44,6 +44,11 @@ class ApiError(Exception):
     def body(self) -> dict[str, dict[str, str]]:
         return {"error": {"message": self.message, "type": self.type, "code": self.code}}
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (e.g. `Retry-After`); none by default."""
+        return {}
+
 
 class BadRequest(ApiError):
     status, type, code = 400, "invalid_request_error", "INVALID_REQUEST"
@@ -79,6 +84,18 @@ class ContentRejected(ApiError):
 
 class TooManyRequests(ApiError):
     status, type, code = 429, "rate_limit_error", "RATE_LIMITED"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
+class ServiceUnavailable(ApiError):
+    status, type, code = 503, "service_unavailable_error", "SERVICE_UNAVAILABLE"
 
 
 class BadGateway(ApiError):
@@ -149,7 +166,9 @@ def _from_ret(exc: UpstreamRetError) -> ApiError:
 
 
 def _json_error(err: ApiError) -> web.Response:
-    return web.json_response(err.body(), status=err.status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    return web.json_response(
+        err.body(), status=err.status, headers=err.headers, dumps=lambda o: json.dumps(o, ensure_ascii=False)
+    )
 
 
 def make_error_middleware(max_body_bytes: int) -> Middleware:

@@ -17,6 +17,7 @@ from jimeng_server.api.appkeys import GENERATION, WATCHER
 from jimeng_server.api.params import image_params
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, KindSchedule, WatcherConfig
+from jimeng_server.services.callers import Caller
 from jimeng_server.services.generation import Submission
 from jimeng_server.services.idempotency import SpendMark
 from jimeng_server.simulator import Fault, FaultKind, Script, Simulator, Step
@@ -32,7 +33,7 @@ AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 async def submit(client: TestClient[Any, Any], prompt: str = "a watched cat", token: str = CN_TOKEN) -> Submission:
     """One real text-to-image submit through the generation service (no watching yet)."""
     params = image_params({"prompt": prompt})
-    return await client.app[GENERATION].submit_images([parse_token(token)], params, spend=SpendMark())
+    return await client.app[GENERATION].submit_images(Caller((parse_token(token),)), params, spend=SpendMark())
 
 
 def watch(client: TestClient[Any, Any], sub: Submission) -> asyncio.Future[Outcome]:

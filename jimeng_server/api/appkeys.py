@@ -8,9 +8,11 @@ from ..clock import Clock
 from ..config import Config
 from ..net.fetcher import SafeFetcher
 from ..services.accounts import AccountService
+from ..services.apikeys import ApiKeys
 from ..services.compositions import Compositions
 from ..services.generation import Generation
 from ..services.idempotency import IdempotencyKeys
+from ..services.pool import AccountPool
 from ..services.retention import Retention
 from ..services.settlement import TaskSettler
 from ..services.task_intake import TaskIntake
@@ -41,3 +43,5 @@ FETCHER = web.AppKey("fetcher", SafeFetcher)
 UPLOADER = web.AppKey("uploader", ImageUploader)
 COMPOSITIONS = web.AppKey("compositions", Compositions)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)
+ACCOUNT_POOL = web.AppKey("account_pool", AccountPool)
+API_KEYS = web.AppKey("api_keys", ApiKeys)

@@ -22,7 +22,7 @@ from .appkeys import COMPOSITIONS, GENERATION, QUERIES, VIDEOS
 from .callbacks import callback_url_of
 from .idempotency import idempotent
 from .images import composition_request, generation_request
-from .request import accounts_of, json_object
+from .request import caller_of, json_object
 from .videos import video_request
 
 routes = web.RouteTableDef()
@@ -48,11 +48,11 @@ def submitted(submission: Submission) -> web.Response:
 async def images_generations(request: web.Request) -> web.Response:
     """Text-to-image, answered as soon as the upstream accepted it (fields as `/v1/images/generations`,
     plus `callback_url`)."""
-    accounts, data, params = await generation_request(request)
+    caller, data, params = await generation_request(request)
     params = dataclasses.replace(params, callback_url=await callback_url_of(request, data))
 
     async def respond(spend: SpendMark) -> web.Response:
-        return submitted(await request.app[GENERATION].submit_images(accounts, params, spend=spend))
+        return submitted(await request.app[GENERATION].submit_images(caller, params, spend=spend))
 
     return await idempotent(request, data, respond)
 
@@ -66,7 +66,7 @@ async def images_compositions(request: web.Request) -> web.Response:
 
         async def respond(spend: SpendMark) -> web.Response:
             compositions = request.app[COMPOSITIONS]
-            return submitted(await compositions.submit(parsed.accounts, params, parsed.images, spend=spend))
+            return submitted(await compositions.submit(parsed.caller, params, parsed.images, spend=spend))
 
         return await idempotent(request, parsed.fields, respond)
 
@@ -75,11 +75,11 @@ async def images_compositions(request: web.Request) -> web.Response:
 async def videos_generations(request: web.Request) -> web.Response:
     """Video generation, answered once the upstream accepted it (fields as `/v1/videos/generations`, plus
     `callback_url`)."""
-    async with video_request(request) as (accounts, data, parsed):
+    async with video_request(request) as (caller, data, parsed):
         params = dataclasses.replace(parsed, callback_url=await callback_url_of(request, data))
 
         async def respond(spend: SpendMark) -> web.Response:
-            return submitted(await request.app[VIDEOS].submit_video(accounts, params, spend=spend))
+            return submitted(await request.app[VIDEOS].submit_video(caller, params, spend=spend))
 
         return await idempotent(request, data, respond)
 
@@ -126,7 +126,7 @@ def wait_value(raw: str | None) -> float:
 @routes.post("/v1/async/tasks/query")
 async def query(request: web.Request) -> web.Response:
     """`{"history_id"}` -> one task body; `{"history_ids": [...]}` -> `{"data": [...], "not_found": [...]}`."""
-    accounts = accounts_of(request)
+    caller = await caller_of(request)
     data = await json_object(request)
     tasks = request.app[QUERIES]
     has_one, has_many = data.get("history_id") is not None, data.get("history_ids") is not None
@@ -137,17 +137,17 @@ async def query(request: web.Request) -> web.Response:
             code="MISSING_PARAMETER" if not has_one else "INVALID_PARAMETER",
         )
     if has_many:
-        answer = await tasks.query_many(accounts, history_ids_value(data["history_ids"]))
+        answer = await tasks.query_many(caller, history_ids_value(data["history_ids"]))
         return web.json_response(answer, dumps=_dumps)
-    body = await tasks.query(accounts, history_id_value(data["history_id"], "history_id"))
+    body = await tasks.query(caller, history_id_value(data["history_id"], "history_id"))
     return web.json_response(body, dumps=_dumps)
 
 
 @routes.get("/v1/async/tasks/{history_id}")
 async def get_task(request: web.Request) -> web.Response:
     """One task; `?wait=S` (at most 60) answers as soon as it is final or S seconds have passed."""
-    accounts = accounts_of(request)
+    caller = await caller_of(request)
     history_id = history_id_value(request.match_info["history_id"], "history_id")
     wait = wait_value(request.query.get("wait"))
-    body = await request.app[QUERIES].query(accounts, history_id, wait=wait)
+    body = await request.app[QUERIES].query(caller, history_id, wait=wait)
     return web.json_response(body, dumps=_dumps)

@@ -1,6 +1,7 @@
 """Webhook visibility: list a task's delivery attempts, and queue its final event again (issue 6).
 
-Only the task's owner sees it: one of the Authorization header's tokens must be the submitting account;
+Only the task's owner sees it: one of the Authorization header's tokens must be the submitting account (or the
+API key must be the one that submitted it);
 anyone else gets 404 TASK_NOT_FOUND, exactly like an unknown id.
 """
 
@@ -15,7 +16,7 @@ from ..errors import Conflict, NotFound
 from ..store import outbox
 from ..store.models import TaskRecord
 from .appkeys import STORE, WEBHOOKS
-from .request import accounts_of
+from .request import caller_of
 
 routes = web.RouteTableDef()
 
@@ -34,10 +35,10 @@ def _not_found(history_id: str) -> NotFound:
 
 async def _owned_task(request: web.Request) -> TaskRecord:
     """The stored task named in the path, if an account of the header owns it; else 404."""
-    accounts = accounts_of(request)
+    caller = await caller_of(request)
     history_id = request.match_info["history_id"]
     record = await request.app[STORE].get(history_id)
-    if record is None or record.account_fp not in {a.fingerprint for a in accounts}:
+    if record is None or record.account_fp not in caller.owners:
         raise _not_found(history_id)
     return record
 

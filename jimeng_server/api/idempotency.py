@@ -1,7 +1,7 @@
 """`Idempotency-Key` on submit endpoints: `idempotent(request, canonical, respond)` wraps a submit handler's
 spending part; every submit handler (sync and async) goes through it.
 
-- The key belongs to the account of the header's FIRST token (its fingerprint) and lives
+- The key belongs to the account of the header's FIRST token (its fingerprint), or to the API key, and lives
   `store.idempotency_hours` (24 h by default).
 - Same key, same request (method + path + canonical body): the first answer (status and body) is
   replayed with `Idempotent-Replayed: true`, without a second upstream submit.
@@ -26,7 +26,7 @@ from ..services.idempotency import MAX_KEY_LENGTH, SpendMark, request_hash, vali
 from ..store.sqlite import ClaimState
 from ..upstream.errors import UpstreamError
 from .appkeys import IDEMPOTENCY
-from .request import accounts_of
+from .request import caller_of
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -52,7 +52,7 @@ async def idempotent(request: web.Request, canonical: Any, respond: Respond) -> 
             f"'{HEADER}' must be 1 to {MAX_KEY_LENGTH} visible ASCII characters (a UUID works well)",
             code="INVALID_IDEMPOTENCY_KEY",
         )
-    account_fp = accounts_of(request)[0].fingerprint
+    account_fp = (await caller_of(request)).idempotency_owner
     keys = request.app[IDEMPOTENCY]
     claim = await keys.begin(account_fp, key, request_hash(request.method, request.path, canonical))
     if claim.state is ClaimState.REPLAY:

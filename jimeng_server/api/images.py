@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..services.callers import Caller
 from ..services.compositions import COMPOSITION_TYPE
 from ..services.generation import Submission
 from ..services.idempotency import SpendMark
@@ -17,7 +18,6 @@ from ..services.inputs import InputImage
 from ..services.params import ImageParams
 from ..services.results import fetch_base64, partial_note, require_results
 from ..store.models import Outcome
-from ..upstream.tokens import Account
 from .appkeys import COMPOSITIONS, CONFIG, GENERATION, POOL
 from .callbacks import refuse_callback_url
 from .forms import request_fields
@@ -25,7 +25,7 @@ from .idempotency import idempotent
 from .image_inputs import check_content_length, composition_images
 from .openai_compat import edit_images
 from .params import image_params
-from .request import accounts_of, json_object
+from .request import caller_of, json_object
 
 routes = web.RouteTableDef()
 
@@ -65,22 +65,22 @@ def request_image_params(request: web.Request, fields: Mapping[str, Any]) -> Ima
     return image_params(fields, strict_size=config.compat.strict_size, aliases=config.models.aliases)
 
 
-async def generation_request(request: web.Request) -> tuple[list[Account], dict[str, Any], ImageParams]:
-    """The accounts, JSON body and validated fields of a text-to-image request (sync and async twins)."""
-    accounts = accounts_of(request)
+async def generation_request(request: web.Request) -> tuple[Caller, dict[str, Any], ImageParams]:
+    """The caller, JSON body and validated fields of a text-to-image request (sync and async twins)."""
+    caller = await caller_of(request)
     data = await json_object(request)
-    return accounts, data, request_image_params(request, data)
+    return caller, data, request_image_params(request, data)
 
 
 @routes.post("/v1/images/generations")
 async def generations(request: web.Request) -> web.Response:
     """Text-to-image: submit, wait on the shared watcher, answer with the image URLs."""
-    accounts, data, params = await generation_request(request)
+    caller, data, params = await generation_request(request)
     refuse_callback_url(data, "/v1/async/images/generations")
 
     async def respond(spend: SpendMark) -> web.Response:
         generation = request.app[GENERATION]
-        submission = await generation.submit_images(accounts, params, spend=spend)
+        submission = await generation.submit_images(caller, params, spend=spend)
         outcome = await generation.wait(submission)
         return web.json_response(await result_body(request, submission, outcome, params.response_format))
 
@@ -91,7 +91,7 @@ async def generations(request: web.Request) -> web.Response:
 class CompositionRequest:
     """A parsed image-to-image request; `fields` (files spooled) live until the `async with` ends."""
 
-    accounts: list[Account]
+    caller: Caller
     fields: dict[str, Any]
     params: ImageParams
     images: list[InputImage]
@@ -102,12 +102,12 @@ async def composition_request(
     request: web.Request, images_of: Callable[[Mapping[str, Any]], list[InputImage]] = composition_images
 ) -> AsyncIterator[CompositionRequest]:
     """Parse and validate an image-to-image request (sync and async twins, and edits with `images_of`)."""
-    accounts = accounts_of(request)
+    caller = await caller_of(request)
     limit = request.app[CONFIG].server.max_body_bytes
     check_content_length(request, limit)
     async with request_fields(request, max_bytes=limit) as fields:
         images = images_of(fields)
-        yield CompositionRequest(accounts, fields, request_image_params(request, fields), images)
+        yield CompositionRequest(caller, fields, request_image_params(request, fields), images)
 
 
 async def compose_and_answer(request: web.Request, parsed: CompositionRequest, *, describe: bool) -> web.Response:
@@ -117,7 +117,7 @@ async def compose_and_answer(request: web.Request, parsed: CompositionRequest, *
     params, images = parsed.params, parsed.images
 
     async def respond(spend: SpendMark) -> web.Response:
-        submission = await request.app[COMPOSITIONS].submit(parsed.accounts, params, images, spend=spend)
+        submission = await request.app[COMPOSITIONS].submit(parsed.caller, params, images, spend=spend)
         outcome = await request.app[GENERATION].wait(submission)
         body = await result_body(request, submission, outcome, params.response_format)
         if describe:

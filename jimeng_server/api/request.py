@@ -1,4 +1,5 @@
-"""Request helpers shared by every handler: the Authorization header and JSON bodies."""
+"""Request helpers shared by every handler: the Authorization header (raw session tokens or an API key) and
+JSON bodies."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest, Unauthorized
+from ..services.apikeys import looks_like_key
+from ..services.callers import Caller
 from ..upstream.tokens import Account, TokenError, parse_authorization
+from .appkeys import ACCOUNT_POOL, API_KEYS, CONFIG
+
+_CALLER = web.RequestKey("jimeng_caller", Caller)  # the caller is resolved (and rate-counted) once per request
 
 
 def accounts_of(request: web.Request) -> list[Account]:
@@ -19,6 +25,53 @@ def accounts_of(request: web.Request) -> list[Account]:
     except TokenError as exc:
         code = "MISSING_AUTHORIZATION" if not header else "INVALID_TOKEN"
         raise Unauthorized(str(exc), code=code) from None
+
+
+async def caller_of(request: web.Request) -> Caller:
+    """Who sent the request: `Bearer jk_...` is an API key of the pool (401 unknown/revoked, 429 over its rate);
+    anything else is raw session tokens (`accounts_of`), refused with 401 API_KEY_REQUIRED when
+    `[auth] allow_raw_tokens` is false. Resolved once per request."""
+    cached = request.get(_CALLER)
+    if cached is not None:
+        return cached
+    key = _api_key_of(request.headers.get("Authorization"))
+    if key is not None:
+        grant = await request.app[API_KEYS].authenticate(key)
+        usable = await request.app[ACCOUNT_POOL].usable(grant.accounts)
+        caller = Caller(tuple(account for _, account in usable), grant)
+    else:
+        caller = Caller(tuple(raw_accounts_of(request)))
+    request[_CALLER] = caller
+    return caller
+
+
+def raw_accounts_of(request: web.Request) -> list[Account]:
+    """The header's raw session tokens, for endpoints that work on the caller's own accounts; 401 when raw
+    tokens are turned off or the header holds an API key."""
+    if not request.app[CONFIG].auth.allow_raw_tokens:
+        raise Unauthorized(
+            "this server takes API keys only: send 'Authorization: Bearer jk_...' (ask the operator for a key)",
+            code="API_KEY_REQUIRED",
+        )
+    if _api_key_of(request.headers.get("Authorization")) is not None:
+        raise Unauthorized(
+            "this endpoint works on session tokens, not API keys; the pool's accounts are managed by the operator",
+            code="SESSION_TOKEN_REQUIRED",
+        )
+    return accounts_of(request)
+
+
+def _api_key_of(header: str | None) -> str | None:
+    """The API key of a `Bearer jk_...` header, or None for anything else; 401 for a key mixed with tokens."""
+    if header is None:
+        return None
+    scheme, _, rest = header.strip().partition(" ")
+    value = rest.strip()
+    if scheme.lower() != "bearer" or not looks_like_key(value):
+        return None
+    if "," in value or " " in value:
+        raise Unauthorized("send one API key alone: 'Authorization: Bearer jk_...'", code="INVALID_API_KEY")
+    return value
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:

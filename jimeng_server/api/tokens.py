@@ -11,7 +11,7 @@ from ..errors import BadRequest, from_upstream
 from ..upstream.errors import UpstreamError, UpstreamRetError
 from ..upstream.tokens import Account, TokenError, parse_token
 from .appkeys import ACCOUNTS, CLIENT
-from .request import accounts_of, json_object
+from .request import json_object, raw_accounts_of
 
 routes = web.RouteTableDef()
 
@@ -46,7 +46,7 @@ async def check(request: web.Request) -> web.Response:
 @routes.post("/token/points")
 async def points(request: web.Request) -> web.Response:
     """Balances of every token in the Authorization header."""
-    accounts = accounts_of(request)
+    accounts = raw_accounts_of(request)
     service = request.app[ACCOUNTS]
 
     async def one(account: Account) -> dict[str, Any]:
@@ -62,7 +62,7 @@ async def points(request: web.Request) -> web.Response:
 @routes.post("/token/receive")
 async def receive(request: web.Request) -> web.Response:
     """Claim the daily credits for every token whose balance is zero (as jimeng-api does)."""
-    accounts = accounts_of(request)
+    accounts = raw_accounts_of(request)
     service = request.app[ACCOUNTS]
     client = request.app[CLIENT]
 

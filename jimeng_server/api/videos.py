@@ -18,17 +18,17 @@ from aiohttp import web
 
 from ..errors import BadRequest
 from ..net.spool import Download
+from ..services.callers import Caller
 from ..services.generation import Submission
 from ..services.idempotency import SpendMark
 from ..services.params import VideoParams
 from ..services.results import partial_note, require_results, spool_result
 from ..store.models import Outcome
-from ..upstream.tokens import Account
 from .appkeys import CONFIG, POOL, VIDEOS
 from .callbacks import refuse_callback_url
 from .forms import request_fields
 from .idempotency import HEADER, idempotent
-from .request import accounts_of
+from .request import caller_of
 from .video_params import video_params
 
 routes = web.RouteTableDef()
@@ -37,19 +37,19 @@ _B64_CHUNK = 3 * 64 * 1024  # a multiple of 3: base64 of each chunk joins withou
 
 
 @contextlib.asynccontextmanager
-async def video_request(request: web.Request) -> AsyncIterator[tuple[list[Account], dict[str, Any], VideoParams]]:
-    """The accounts, fields (files spooled until the block ends) and validated parameters of a video
+async def video_request(request: web.Request) -> AsyncIterator[tuple[Caller, dict[str, Any], VideoParams]]:
+    """The caller, fields (files spooled until the block ends) and validated parameters of a video
     request (sync and async twins)."""
-    accounts = accounts_of(request)
+    caller = await caller_of(request)
     async with request_fields(request, max_bytes=request.app[CONFIG].server.max_body_bytes) as data:
-        yield accounts, data, video_params(data, aliases=request.app[CONFIG].models.aliases)
+        yield caller, data, video_params(data, aliases=request.app[CONFIG].models.aliases)
 
 
 @routes.post("/v1/videos/generations")
 async def generations(request: web.Request) -> web.StreamResponse:
     """Generate a video (text, first frame, first+last frame or omni reference) and answer with its URL."""
     videos = request.app[VIDEOS]
-    async with video_request(request) as (accounts, data, params):
+    async with video_request(request) as (caller, data, params):
         refuse_callback_url(data, "/v1/async/videos/generations")
         if params.response_format == "b64_json":
             if HEADER in request.headers:
@@ -58,11 +58,11 @@ async def generations(request: web.Request) -> web.StreamResponse:
                     "replayed); use url, or POST /v1/async/videos/generations",
                     code="UNSUPPORTED_PARAMETER",
                 )
-            submission = await videos.submit_video(accounts, params, spend=SpendMark())  # no key: nothing to record
+            submission = await videos.submit_video(caller, params, spend=SpendMark())  # no key: nothing to record
         else:
 
             async def respond(spend: SpendMark) -> web.Response:
-                sub = await videos.submit_video(accounts, params, spend=spend)
+                sub = await videos.submit_video(caller, params, spend=spend)
                 outcome = await videos.generation.wait(sub)
                 body: dict[str, Any] = {
                     "created": int(sub.submitted_at),

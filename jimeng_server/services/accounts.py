@@ -1,37 +1,91 @@
 """Choosing an account for a submit: credit check with daily auto-claim (upstream-protocol.md §4.3),
 a short balance cache, fail-over to the next token when one is expired or out of credits, and a cool-down
 that tries such an account last for a while (the reference picks a token at random, with no memory).
+
+Callers with an API key draw from the server's account pool instead (`services/pool.py`): the least busy
+usable account, fail-over on refusals made before anything was spent (expired session, no credits, risk
+control), each refused account cooled down with its reason, and the key's usage counted.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TypeVar
 
 from ..clock import Clock
-from ..errors import ApiError, InsufficientCredits, Unauthorized, from_upstream
+from ..errors import ApiError, Conflict, InsufficientCredits, TooManyRequests, Unauthorized, from_upstream
+from ..store.pool import AccountRow
+from ..store.secretbox import SecretError
 from ..upstream.client import Credits, JimengClient
 from ..upstream.errors import UpstreamError
 from ..upstream.tokens import Account
+from .apikeys import ApiKeys
+from .callers import Caller, KeyGrant, no_account_available
+from .pool import AccountPool, Choice, OverCap
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+POOL_REFUSALS = ("TOKEN_EXPIRED", "INVALID_TOKEN", "INSUFFICIENT_CREDITS", "UPSTREAM_RISK_CONTROL")
+"""Error codes of upstream refusals that spend nothing: a pooled submit moves on to another account."""
+
+
+@dataclass(frozen=True, slots=True)
+class Payer:
+    """Who a submit attempt is made for: the task owner id and the pool account paying (None: a raw token)."""
+
+    owner: str
+    account_id: int | None = None
+
+
+_PAYER: ContextVar[Payer | None] = ContextVar("jimeng_payer", default=None)
+
+
+def payer_of(account: Account) -> Payer:
+    """The payer of the submit attempt running now with `account`: set by a pooled submit, else the raw
+    token's own account (its fingerprint owns the task)."""
+    return _PAYER.get() or Payer(account.fingerprint)
+
+
+@contextmanager
+def _paying(payer: Payer) -> Iterator[None]:
+    token = _PAYER.set(payer)
+    try:
+        yield
+    finally:
+        _PAYER.reset(token)
 
 
 class AccountService:
     """Balance lookups (cached for `cache_seconds`) and the submit-with-fail-over loop."""
 
     def __init__(
-        self, client: JimengClient, clock: Clock, *, cache_seconds: float, cooldown_seconds: float = 600.0
+        self,
+        client: JimengClient,
+        clock: Clock,
+        *,
+        cache_seconds: float,
+        cooldown_seconds: float = 600.0,
     ) -> None:
         self.client = client
+        self.pool: AccountPool | None = None
+        self.keys: ApiKeys | None = None
+        self.claim_daily = False  # pooled submits: claim the daily credits of an account at zero
         self.clock = clock
         self.cache_seconds = cache_seconds
         self.cooldown_seconds = cooldown_seconds
         self._cache: dict[str, tuple[float, Credits]] = {}
         self._cooldown: dict[str, float] = {}  # account fingerprint -> until when it is tried last
+        self._balance: dict[int, int] = {}  # pool account id -> the last balance read after a pooled submit
+
+    def use_pool(self, pool: AccountPool, keys: ApiKeys, *, claim_daily: bool) -> None:
+        """Serve callers with an API key from `pool`, counting their usage on `keys`."""
+        self.pool, self.keys, self.claim_daily = pool, keys, claim_daily
 
     async def credits(self, account: Account, *, fresh: bool = False) -> Credits:
         """The account's balance; served from cache when younger than `cache_seconds`."""
@@ -47,11 +101,14 @@ class AccountService:
         """Drop the cached balance (after a spend or a refusal)."""
         self._cache.pop(account.fingerprint, None)
 
-    async def ensure_credits(self, account: Account) -> None:
-        """Raise InsufficientCredits unless the account has credits, claiming the daily ones if it has none."""
+    async def ensure_credits(self, account: Account, *, claim: bool = True) -> int:
+        """The account's balance; InsufficientCredits unless it has credits, after claiming the daily ones if it
+        has none (when `claim`)."""
         credits = await self.credits(account)
         if credits.total > 0:
-            return
+            return credits.total
+        if not claim:
+            raise InsufficientCredits("the account has no credits; top up or enable [accounts] claim_daily")
         try:
             granted = await self.client.receive_credits(account)
         except UpstreamError as exc:
@@ -59,8 +116,13 @@ class AccountService:
                 f"the account has no credits and the daily claim failed ({exc.reason}); top up or try tomorrow"
             ) from None
         self.forget(account)
-        if granted <= 0 and (await self.credits(account, fresh=True)).total <= 0:
-            raise InsufficientCredits("the account has no credits and the daily claim granted none; top up")
+        total = (await self.credits(account, fresh=True)).total
+        if total <= 0:
+            raise InsufficientCredits(
+                "the account has no credits and the daily claim granted "
+                f"{'none' if granted <= 0 else 'nothing usable'}; top up"
+            )
+        return total
 
     def ordered(self, accounts: Sequence[Account]) -> list[Account]:
         """`accounts` in header order, except that accounts refused recently (expired session, no credits)
@@ -68,8 +130,17 @@ class AccountService:
         now = self.clock.time()
         return sorted(accounts, key=lambda a: self._cooldown.get(a.fingerprint, 0.0) > now)
 
-    async def submit(self, accounts: Sequence[Account], action: Callable[[Account], Awaitable[T]]) -> tuple[Account, T]:
-        """Run `action` (which spends credits) with the first usable account (see `ordered`).
+    async def submit(self, caller: Caller, action: Callable[[Account], Awaitable[T]]) -> tuple[Account, T]:
+        """Run `action` (which spends credits) for `caller`: with the first usable header token (raw tokens),
+        or with an account of the pool chosen for the caller's API key."""
+        if caller.key is not None:
+            return await self._submit_pooled(caller.key, action)
+        return await self._submit_raw(caller.accounts, action)
+
+    async def _submit_raw(
+        self, accounts: Sequence[Account], action: Callable[[Account], Awaitable[T]]
+    ) -> tuple[Account, T]:
+        """Run `action` with the first usable account (see `ordered`).
 
         An account whose session is refused or whose credits are too low is skipped for the next one, and
         cooled down for `cooldown_seconds`; those refusals happen before anything is spent. Any other error
@@ -97,3 +168,79 @@ class AccountService:
                 log.info("account %s skipped: %s", account.masked, last.code if last else "")
         assert last is not None
         raise last
+
+    async def _submit_pooled(self, key: KeyGrant, action: Callable[[Account], Awaitable[T]]) -> tuple[Account, T]:
+        """Run `action` with the least busy usable pool account of `key`; on a refusal that spent nothing, cool
+        that account down (with the reason) and try the next. Other errors end the attempt at once.
+
+        429 TOO_MANY_IN_FLIGHT when the key is at its cap; 503 NO_ACCOUNT_AVAILABLE (or the last refusal) when
+        no account is left. The credits spent are measured from the balance before and after the submit.
+        """
+        assert self.pool is not None and self.keys is not None
+        tried: set[int] = set()
+        last: ApiError | None = None
+        while True:
+            try:
+                choice = await self.pool.choose(
+                    key.accounts, key.owner, exclude=frozenset(tried), cap=key.max_in_flight
+                )
+            except OverCap as exc:
+                raise TooManyRequests(
+                    f"this API key already has {exc.cap} task(s) in flight, its cap; retry when one has finished",
+                    code="TOO_MANY_IN_FLIGHT",
+                    retry_after=5,
+                ) from None
+            if choice is None:
+                raise last if last is not None else no_account_available()
+            tried.add(choice.account_id)
+            account = choice.account
+            try:
+                before = await self.ensure_credits(account, claim=self.claim_daily)
+                with _paying(Payer(key.owner, choice.account_id)):
+                    result = await action(account)
+            except (ApiError, UpstreamError) as exc:
+                err = exc if isinstance(exc, ApiError) else from_upstream(exc)
+                self.forget(account)
+                if err.code not in POOL_REFUSALS:
+                    raise err from None
+                last = err
+                log.info("pool account %s refused (%s); trying another", choice.name, err.code)
+                await self.pool.record_refusal(choice.account_id, err)
+                continue
+            finally:
+                self.pool.release(choice)
+            await self._count_use(key, choice, before)
+            return account, result
+
+    async def check_pooled(self, ref: str | int) -> AccountRow:
+        """Read a pool account's balance now and store its health: the balance and no error, or the upstream's
+        refusal (a refusal that would fail a submit over also starts a cool-down). Returns the updated row."""
+        assert self.pool is not None
+        row = await self.pool.find(ref)
+        try:
+            credits = await self.credits(self.pool.account_of(row), fresh=True)
+        except SecretError as exc:
+            await self.pool.record_refusal(row.id, Conflict(str(exc), code="SECRET_UNREADABLE"), checked=True)
+        except UpstreamError as exc:
+            err = from_upstream(exc)
+            await self.pool.record_refusal(row.id, err, checked=True, cool=err.code in POOL_REFUSALS)
+        else:
+            await self.pool.record_success(row.id, credits.total, checked=True)
+        return await self.pool.find(row.id)
+
+    async def _count_use(self, key: KeyGrant, choice: Choice, before: int) -> None:
+        """After an accepted pooled submit: read the balance again, store it, clear the account's error and add
+        the drop since the previous reading to the key's usage (approximate when several submits of one account
+        cross). A failed reading counts the spend as unknown (0): the task goes on."""
+        assert self.pool is not None and self.keys is not None
+        self.forget(choice.account)
+        try:
+            after: int | None = (await self.credits(choice.account)).total
+        except UpstreamError:
+            after = None
+        spent = 0
+        if after is not None:
+            spent = max(0, self._balance.get(choice.account_id, before) - after)
+            self._balance[choice.account_id] = after
+        await self.pool.record_success(choice.account_id, after)
+        await self.keys.record_use(key.id, credits_spent=spent)

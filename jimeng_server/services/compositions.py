@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from ..store.models import TaskKind
 from ..upstream.payloads import ImageRef
 from ..upstream.tokens import Account
+from .callers import Caller
 from .generation import Generation, Submission
 from .idempotency import SpendMark
 from .image_inputs import ImageInputs
@@ -31,7 +32,7 @@ class Compositions:
         self.inputs = inputs
 
     async def submit(
-        self, accounts: list[Account], params: ImageParams, images: Sequence[InputImage], *, spend: SpendMark
+        self, caller: Caller, params: ImageParams, images: Sequence[InputImage], *, spend: SpendMark
     ) -> Submission:
         """Blend `images` (1..10, already counted by the caller) with the first usable account.
 
@@ -39,8 +40,8 @@ class Compositions:
         Raises ApiError (400/413 for inputs, 422 CONTENT_REJECTED for a refused image, ...) or UpstreamError.
         """
         placeholder = (ImageRef(""),) * len(images)
-        self.generation.image_job(accounts[0], params, placeholder)  # model/size errors before any I/O
-        inputs = await self.inputs.load(images, proxy=accounts[0].proxy)
+        self.generation.image_job(caller.first, params, placeholder)  # model/size errors before any I/O
+        inputs = await self.inputs.load(images, proxy=caller.first.proxy)
         try:
 
             async def action(account: Account) -> Submission:
@@ -57,7 +58,7 @@ class Compositions:
                     spend=spend,
                 )
 
-            _, submission = await self.generation.accounts.submit(accounts, action)
+            _, submission = await self.generation.accounts.submit(caller, action)
             return submission
         finally:
             inputs.cleanup()

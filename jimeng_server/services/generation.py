@@ -20,7 +20,8 @@ from ..upstream.client import JimengClient
 from ..upstream.payloads import DraftVersions, ImageJob, ImageRef, build_image_generate
 from ..upstream.tokens import Account
 from ..watcher import Watcher
-from .accounts import AccountService
+from .accounts import AccountService, payer_of
+from .callers import Caller
 from .idempotency import SpendMark
 from .params import ImageParams
 
@@ -41,6 +42,8 @@ class Submission:
     expected_items: int = 1
     input_images: int | None = None
     callback_url: str | None = None  # async submits only: where the final task event is POSTed
+    owner: str = ""  # the task's owner id (TaskRecord.account_fp); "" = the account's fingerprint
+    account_id: int | None = None  # the pool account that paid (API-key submits), else None
 
 
 SubmittedHook = Callable[[Submission], Awaitable[None]]
@@ -130,6 +133,7 @@ class Generation:
         and record the accepted submission (`on_submitted`)."""
         with spend.attempt():
             history_id = await self.client.generate(account, body, kind=kind.value)
+        payer = payer_of(account)
         submission = Submission(
             account=account,
             history_id=history_id,
@@ -140,15 +144,17 @@ class Generation:
             expected_items=expected_items,
             input_images=input_images,
             callback_url=callback_url,
+            owner=payer.owner,
+            account_id=payer.account_id,
         )
         if self.on_submitted is not None:
             await self.on_submitted(submission)
         return submission
 
-    async def submit_images(self, accounts: list[Account], params: ImageParams, *, spend: SpendMark) -> Submission:
+    async def submit_images(self, caller: Caller, params: ImageParams, *, spend: SpendMark) -> Submission:
         """Text-to-image (single or multi-image) with the first usable account; `spend` records the generate."""
         # Validate against the first account's region before spending anything.
-        self.image_job(accounts[0], params)
+        self.image_job(caller.first, params)
         expected = params.story_count() or 4
 
         async def action(account: Account) -> Submission:
@@ -163,7 +169,7 @@ class Generation:
                 spend=spend,
             )
 
-        _, submission = await self.accounts.submit(accounts, action)
+        _, submission = await self.accounts.submit(caller, action)
         return submission
 
     async def wait(self, submission: Submission) -> Outcome:

@@ -3,7 +3,8 @@
 `[watcher] watch = "callbacks"` (the default, as the spec says: the caller decides when to query): only
 tasks with a `callback_url` are watched in the background; `"all"`: every submitted task. A background task
 keeps its owner's session token in the store (it is needed to poll after a restart) until it is settled;
-other tasks are stored without it.
+other tasks are stored without it. A task paid by a pool account (API key) never stores a token: it keeps
+`account_id`, and the session is resolved from the pool (`AccountPool.resume`).
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ class TaskIntake:
         """
         account = submission.account
         background = self.in_background(submission.callback_url)
+        pooled = submission.account_id is not None
         record = TaskRecord(
             history_id=submission.history_id,
-            account_fp=account.fingerprint,
-            token=account.token if background else None,
+            account_fp=submission.owner or account.fingerprint,
+            token=account.token if background and not pooled else None,
             kind=submission.kind,
             model=submission.model,
             submit_id=submission.submit_id,
@@ -59,6 +61,7 @@ class TaskIntake:
             created_at=submission.submitted_at,
             updated_at=submission.submitted_at,
             finished_at=None,
+            account_id=submission.account_id,
         )
         try:
             await uncancellable(self.store.insert(record))

@@ -7,6 +7,8 @@
   upstream says is stored: a final record settles the task (state and webhook event, once).
 - An id this server does not know is looked up with each header token in turn (one call per token, until
   found); it is answered from the upstream record, its type inferred, and it is not stored or watched.
+- An API key sees the tasks submitted with it (each asked upstream with its pool account when needed); ids
+  it did not submit are "not found" (the pool's accounts are never probed for a key).
 - `?wait=S` watches the task while the caller waits (the watch is dropped when the last waiter leaves,
   unless the task is watched in the background anyway).
 """
@@ -14,7 +16,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypedDict
 
 from ..clock import Clock
@@ -27,6 +29,7 @@ from ..upstream.errors import UpstreamError
 from ..upstream.history import HistoryRecord, parse_record
 from ..upstream.tokens import Account
 from ..watcher import Watcher
+from .callers import Caller
 from .history_lookup import HistoryLookup
 from .settlement import TaskSettler
 
@@ -63,7 +66,7 @@ def not_found(history_id: str) -> NotFound:
 
 
 class TaskQueries:
-    """One or many tasks for the accounts of a request's Authorization header."""
+    """One or many tasks for the caller of a request (its header tokens, or its API key)."""
 
     def __init__(
         self,
@@ -80,25 +83,26 @@ class TaskQueries:
         self.lookup = lookup
         self.config = config
         self.clock = clock
+        self.resolve_account: Callable[[int], Awaitable[Account | None]] | None = None  # a pool account by id
 
-    async def query(self, accounts: Sequence[Account], history_id: str, *, wait: float = 0.0) -> TaskBody:
-        """One task; 404 TASK_NOT_FOUND when none of the accounts has it. With `wait` > 0 a running task of
-        one of the accounts is answered once final or after `wait` seconds, whichever comes first."""
+    async def query(self, caller: Caller, history_id: str, *, wait: float = 0.0) -> TaskBody:
+        """One task; 404 TASK_NOT_FOUND when the caller does not own it. With `wait` > 0 a running task of
+        the caller is answered once final or after `wait` seconds, whichever comes first."""
         if wait > 0:
-            await self._wait_for_final(accounts, history_id, min(wait, MAX_WAIT))
-        answer = await self.query_many(accounts, [history_id])
+            await self._wait_for_final(caller, history_id, min(wait, MAX_WAIT))
+        answer = await self.query_many(caller, [history_id])
         if not answer["data"]:
             raise not_found(history_id)
         return answer["data"][0]
 
-    async def query_many(self, accounts: Sequence[Account], history_ids: Sequence[str]) -> BatchAnswer:
+    async def query_many(self, caller: Caller, history_ids: Sequence[str]) -> BatchAnswer:
         """Many tasks: one upstream call per owning account for the ids that need one, and one per header
         token (in order, until all are found) for ids this server does not know."""
         ids = list(dict.fromkeys(history_ids))
         rows = await self.store.get_many(ids)
-        owners = {a.fingerprint: a for a in accounts}
+        owners = caller.owners
         bodies: dict[str, TaskBody] = {}
-        ask: dict[str, list[TaskRecord]] = defaultdict(list)
+        ask: dict[str | int, list[TaskRecord]] = defaultdict(list)  # by paying account: pool id or fingerprint
         unknown: list[str] = []
         for hid in ids:
             row = rows.get(hid)
@@ -109,12 +113,16 @@ class TaskQueries:
                 if local is not None:
                     bodies[hid] = local
                 else:
-                    ask[row.account_fp].append(row)
+                    ask[row.account_id if row.account_id is not None else row.account_fp].append(row)
             # else: another account's task; it stays "not found"
-        for fp, group in ask.items():
-            bodies.update(await self._ask_owner(owners[fp], group))
-        if unknown:
-            bodies.update(await self._probe(accounts, unknown))
+        for group in ask.values():
+            owner = await self._paying_account(caller, group[0])
+            if owner is None:  # a pool account removed since: what the store knows
+                bodies.update((r.history_id, body_of_row(r)) for r in group)
+            else:
+                bodies.update(await self._ask_owner(owner, group))
+        if unknown and caller.key is None:
+            bodies.update(await self._probe(caller.accounts, unknown))
         return {"data": [bodies[h] for h in ids if h in bodies], "not_found": [h for h in ids if h not in bodies]}
 
     def _local_body(self, row: TaskRecord) -> TaskBody | None:
@@ -129,6 +137,12 @@ class TaskQueries:
             return None  # the watcher is far behind: ask the upstream
         snapshot = self.watcher.snapshot(row.history_id)
         return body_of_record(row.history_id, row.kind.value, snapshot) if snapshot else body_of_row(row)
+
+    async def _paying_account(self, caller: Caller, row: TaskRecord) -> Account | None:
+        """The account that submitted an owned task: its pool account, or the caller's matching header token."""
+        if row.account_id is None:
+            return caller.account_with(row.account_fp)
+        return await self.resolve_account(row.account_id) if self.resolve_account is not None else None
 
     async def _ask_owner(self, owner: Account, rows: list[TaskRecord]) -> dict[str, TaskBody]:
         """Ask the upstream about stored running tasks of one account; store what it says."""
@@ -178,11 +192,13 @@ class TaskQueries:
             raise from_upstream(error) from None  # a token failed: a 404 could be wrong
         return bodies
 
-    async def _wait_for_final(self, accounts: Sequence[Account], history_id: str, seconds: float) -> None:
+    async def _wait_for_final(self, caller: Caller, history_id: str, seconds: float) -> None:
         """Watch an owned running task while the caller waits (at most `seconds` on the clock)."""
-        owners = {a.fingerprint: a for a in accounts}
         row = await self.store.get(history_id)
-        if row is None or row.final or row.account_fp not in owners:
+        if row is None or row.final or row.account_fp not in caller.owners:
             return
-        self.watcher.watch(owners[row.account_fp], history_id, row.kind, submitted_at=row.created_at, keep=False)
+        owner = await self._paying_account(caller, row)
+        if owner is None:
+            return
+        self.watcher.watch(owner, history_id, row.kind, submitted_at=row.created_at, keep=False)
         await self.watcher.wait(history_id, seconds)

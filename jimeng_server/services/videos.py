@@ -1,6 +1,6 @@
 """Video generation: text-to-video, image-to-video, first+last frame and omni reference.
 
-`VideoService.submit_video(accounts, params, spend=)` is shared by the sync endpoint and its async twin: it checks
+`VideoService.submit_video(caller, params, spend=)` is shared by the sync endpoint and its async twin: it checks
 the model against the first account's region before anything is fetched or spent, prepares the inputs
 (downloads once, uploads per account), builds the body and sends exactly one generate through the same
 path as images (`Generation.send` inside `AccountService.submit`, with credit check and fail-over).
@@ -34,6 +34,7 @@ from ..upstream.video_payloads import (
 )
 from ..upstream.vod import VideoTooLong
 from ..upstream.vod_upload import VideoUploader, read_movie
+from .callers import Caller
 from .generation import Generation, Submission
 from .idempotency import SpendMark
 from .image_inputs import ImageInputs
@@ -61,36 +62,36 @@ class VideoService:
         except catalog.CatalogError as exc:
             raise BadRequest(str(exc), code="UNSUPPORTED_MODEL") from None
 
-    async def submit_video(self, accounts: list[Account], params: VideoParams, *, spend: SpendMark) -> Submission:
+    async def submit_video(self, caller: Caller, params: VideoParams, *, spend: SpendMark) -> Submission:
         """Upload the inputs, submit one generate with the first usable account, return the submission.
 
         Refusal order, so nothing is uploaded or spent for a request that cannot succeed: model/region, then
         every input (guard, download, image check), then per account: credits, uploads + checks, generate.
         A failed upload or content check of ANY frame (the end frame too) fails the request.
         """
-        self.model_key(accounts[0], params)  # refuse before any download, upload or spend
+        self.model_key(caller.first, params)  # refuse before any download, upload or spend
         if params.omni:
-            return await self._submit_omni(accounts, params, spend)
+            return await self._submit_omni(caller, params, spend)
         if not params.frames:
             submit = self.generation.accounts.submit
-            _, submission = await submit(accounts, lambda a: self._send_frames(a, params, (), spend))
+            _, submission = await submit(caller, lambda a: self._send_frames(a, params, (), spend))
             return submission
-        inputs = await self.inputs.load(_input_images(params.frames), proxy=accounts[0].proxy)
+        inputs = await self.inputs.load(_input_images(params.frames), proxy=caller.first.proxy)
         try:
 
             async def action(account: Account) -> Submission:
                 frames = await self.inputs.upload(account, inputs.files)
                 return await self._send_frames(account, params, frames, spend)
 
-            _, submission = await self.generation.accounts.submit(accounts, action)
+            _, submission = await self.generation.accounts.submit(caller, action)
             return submission
         finally:
             inputs.cleanup()
 
-    async def _submit_omni(self, accounts: list[Account], params: VideoParams, spend: SpendMark) -> Submission:
+    async def _submit_omni(self, caller: Caller, params: VideoParams, spend: SpendMark) -> Submission:
         """Omni reference: load every material, check the videos' lengths, then per account upload all materials
         and send one generate. Nothing is uploaded or spent for a request refused on its inputs."""
-        proxy = accounts[0].proxy
+        proxy = caller.first.proxy
         images = await self.inputs.load(_input_images(params.images), proxy=proxy)
         try:
             videos = await self.inputs.load(_input_images(params.videos), proxy=proxy, kind="video")
@@ -101,7 +102,7 @@ class VideoService:
                     materials = await self.upload_materials(account, images.files, videos.files)
                     return await self._send_omni(account, params, materials, spend)
 
-                _, submission = await self.generation.accounts.submit(accounts, action)
+                _, submission = await self.generation.accounts.submit(caller, action)
                 return submission
             finally:
                 videos.cleanup()

@@ -38,8 +38,10 @@ class TaskRecord:
     """One submitted upstream task as stored by `TaskStore`.
 
     `token` is the owning session token (a secret), kept only while the task still needs polling or
-    delivery; `account_fp` is the owner's non-reversible fingerprint used for lookups and ownership
-    checks. Timestamps are seconds on the store's clock. `fail_code` is "" when there is none.
+    delivery; `account_fp` is the owner id used for lookups and ownership checks: the submitting account's
+    non-reversible fingerprint for raw-token tasks, `key:<id>` for tasks submitted with an API key, whose
+    paying pool account is `account_id` (they store no token: the session is resolved from the account).
+    Timestamps are seconds on the store's clock. `fail_code` is "" when there is none.
     """
 
     history_id: str
@@ -60,6 +62,7 @@ class TaskRecord:
     created_at: float
     updated_at: float
     finished_at: float | None
+    account_id: int | None = None
 
     @property
     def final(self) -> bool:

@@ -130,13 +130,55 @@ WHERE status = 30;
 ALTER TABLE tasks DROP COLUMN fail_reason;
 """
 
-MIGRATIONS: list[Migration] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_3]
+_MIGRATION_4: Final = """
+CREATE TABLE accounts (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    region          TEXT NOT NULL,
+    fingerprint     TEXT NOT NULL UNIQUE,      -- Account.fingerprint of the session: one pool entry per session
+    masked          TEXT NOT NULL,             -- the display form of the session id
+    secret          BLOB NOT NULL,             -- JSON {sessionid, proxy, ...}; a Fernet token when sealed
+    sealed          INTEGER NOT NULL,          -- 1: `secret` is encrypted with [accounts] encryption_key
+    has_proxy       INTEGER NOT NULL DEFAULT 0,
+    enabled         INTEGER NOT NULL DEFAULT 1,
+    note            TEXT NOT NULL DEFAULT '',
+    last_check_at   REAL,
+    last_error_code TEXT,
+    last_error      TEXT,
+    cooldown_until  REAL,
+    credits         INTEGER,                   -- last balance seen
+    credits_at      REAL,
+    created_at      REAL NOT NULL
+);
+
+CREATE TABLE api_keys (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    hash            TEXT NOT NULL UNIQUE,      -- SHA-256 hex of the whole key; the key itself is never stored
+    prefix          TEXT NOT NULL,             -- the key's first characters, to tell keys apart in lists
+    accounts        TEXT,                      -- JSON array of account ids it may use; NULL = every account
+    rate_per_minute INTEGER NOT NULL,
+    max_in_flight   INTEGER NOT NULL,
+    revoked_at      REAL,
+    submits         INTEGER NOT NULL DEFAULT 0,
+    credits_spent   INTEGER NOT NULL DEFAULT 0,
+    last_used_at    REAL,
+    created_at      REAL NOT NULL
+);
+
+-- The pool account that pays for a task submitted with an API key (NULL for raw tokens); such a task's
+-- account_fp is its owner "key:<id>" and its token stays NULL (the session is resolved from the account).
+ALTER TABLE tasks ADD COLUMN account_id INTEGER;
+CREATE INDEX tasks_created_at ON tasks (created_at);
+"""
+
+MIGRATIONS: list[Migration] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_3, _MIGRATION_4]
 """The schema history, oldest first: entry i brings the file to `user_version` i + 1. Append only."""
 
 _TASK_COLUMNS: Final = (
     "history_id, account_fp, token, kind, model, submit_id, status, upstream_status, fail_code, "
     "error, item_count, results, raw_data, callback_url, input_images, created_at, updated_at, "
-    "finished_at"
+    "finished_at, account_id"
 )
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
 
@@ -312,7 +354,7 @@ class TaskStore:
             cur = await conn.execute(
                 f"""
                 INSERT INTO tasks ({_TASK_COLUMNS})
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (history_id) DO UPDATE SET
                     token = COALESCE(excluded.token, tasks.token),
                     kind = excluded.kind,
@@ -342,6 +384,7 @@ class TaskStore:
                     record.created_at,
                     record.updated_at,
                     record.finished_at,
+                    record.account_id,
                     self._clock.time(),
                 ),
             )
@@ -383,6 +426,20 @@ class TaskStore:
         ):
             rows = await cur.fetchall()
         return [_record_from_row(row) for row in rows]
+
+    async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
+        """The latest `limit` tasks, newest first, each with the state of its latest webhook event (None when
+        it has none): the dashboard's task list."""
+        async with (
+            self._read() as conn,
+            conn.execute(
+                f"SELECT {_TASK_COLUMNS}, (SELECT e.state FROM webhook_events e WHERE e.history_id = tasks.history_id "
+                "ORDER BY e.seq DESC LIMIT 1) AS webhook_state FROM tasks ORDER BY created_at DESC LIMIT ?",
+                (limit,),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [(_record_from_row(row), row["webhook_state"]) for row in rows]
 
     async def update_progress(
         self, history_id: str, *, upstream_status: int, item_count: int, raw_data: dict[str, Any] | None
@@ -663,4 +720,5 @@ def _record_from_row(row: sqlite3.Row) -> TaskRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
+        account_id=row["account_id"],
     )

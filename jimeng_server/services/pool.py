@@ -1,0 +1,377 @@
+"""The account pool: accounts stored by the server (task-store database), their health, and the live count of
+tasks each one has in flight.
+
+Selection (`choose`): an account the key may use, enabled, not cooling down, not known to be out of credits,
+with the fewest tasks in flight (then the lowest id). Tasks in flight are the account's stored tasks still
+processing and younger than their kind's deadline (`in_flight_window`; a task nobody asks about any more stops
+counting then), plus the submits in progress. The choice is reserved at once (no await between the count and
+the reservation), so concurrent submits spread evenly; the reservation ends when the submit ends, by then its
+task is stored.
+
+Secrets (session id, proxy URL; later a cookie jar) are one JSON blob, sealed by `store.secretbox` when a key
+is configured. Nothing here logs or returns a secret: rows carry the masked session only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..clock import Clock
+from ..errors import ApiError, BadRequest, Conflict, NotFound
+from ..store import pool as sql
+from ..store.pool import AccountRow, DuplicateError, NewAccount
+from ..store.secretbox import SecretBox, SecretError
+from ..store.sqlite import TaskStore
+from ..upstream.regions import Region
+from ..upstream.tokens import PROXY_SCHEMES, Account, TokenError, parse_token
+from ..watcher import Watcher
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_NOTE_MAX = 500
+
+
+def check_name(name: str, what: str) -> str:
+    """A management name: 1-64 of letters, digits, '.', '_', '-' (starting with a letter or digit)."""
+    if not _NAME.fullmatch(name):
+        raise BadRequest(
+            f"the {what} name {name[:80]!r} is not valid: use 1-64 letters, digits, '.', '_' or '-'",
+            code="INVALID_NAME",
+        )
+    return name
+
+
+def check_proxy(proxy: str) -> str:
+    """A proxy URL: http(s)/socks4/socks5 scheme, a host and a valid port. The message never repeats the URL
+    (it may hold a password)."""
+    lowered = proxy.lower()
+    if not lowered.startswith(PROXY_SCHEMES):
+        raise BadRequest(
+            "the proxy must start with http://, https://, socks4://, socks5:// or socks://", code="INVALID_PROXY"
+        )
+    try:
+        parts = urlsplit(proxy)
+        port = parts.port
+    except ValueError:
+        port, parts = -1, urlsplit("")
+    if not parts.hostname or port == -1 or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise BadRequest("the proxy is not a URL of the form scheme://[user:pass@]host[:port]", code="INVALID_PROXY")
+    return proxy
+
+
+def parse_pool_token(token: str, proxy: str | None = None) -> Account:
+    """An account from the token grammar `[proxy@][us-|hk-|jp-|sg-]sessionid`, with an optional separate proxy;
+    400 INVALID_TOKEN / INVALID_PROXY naming what is wrong (never echoing the secret)."""
+    try:
+        account = parse_token(token)
+    except TokenError as exc:
+        raise BadRequest(str(exc), code="INVALID_TOKEN") from None
+    if "," in token or len(account.sessionid) < 8 or ":" in account.sessionid or "@" in account.sessionid:
+        raise BadRequest(
+            "the token is not one session id: expected [proxy@][us-|hk-|jp-|sg-]sessionid (one account per add)",
+            code="INVALID_TOKEN",
+        )
+    if proxy and account.proxy:
+        raise BadRequest("give the proxy once: in the token (proxy@sessionid) or separately", code="INVALID_PROXY")
+    chosen = proxy or account.proxy
+    if chosen:
+        check_proxy(chosen)
+        if chosen.lower().startswith("socks://"):
+            chosen = "socks5://" + chosen[len("socks://") :]
+    return Account(sessionid=account.sessionid, region=account.region, proxy=chosen or None)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A reserved pool account: release it with `AccountPool.release` when the submit ends."""
+
+    account_id: int
+    name: str
+    account: Account
+    owner: str
+
+
+class AccountPool:
+    """The stored accounts (CRUD, health) and the live in-flight counts used to pick one.
+
+    A CLI process uses the same object for management only.
+    """
+
+    def __init__(
+        self,
+        store: TaskStore,
+        box: SecretBox,
+        clock: Clock,
+        *,
+        cooldown_seconds: float = 600.0,
+        claim_daily: bool = False,
+        in_flight_window: Mapping[str, float] | None = None,
+    ) -> None:
+        self._store = store
+        self.box = box
+        self.clock = clock
+        self.cooldown_seconds = cooldown_seconds
+        self.claim_daily = claim_daily  # an account known to be at zero stays usable: its daily claim is tried
+        self.in_flight_window = dict(in_flight_window or {"image": 900.0, "video": 1200.0})  # by task kind
+        self._reserved: Counter[int] = Counter()  # account id -> submits in progress
+        self._reserved_by: Counter[str] = Counter()  # owner -> submits in progress
+        self._stored: Counter[int] = Counter()  # account id -> stored tasks in flight, as last counted
+        self._stored_by: Counter[str] = Counter()  # owner -> the same
+
+    # ------------------------------------------------------------------ management
+
+    async def add(self, name: str, token: str, *, proxy: str | None = None, note: str = "") -> AccountRow:
+        """Store a new account (sealed when a key is set); 400 for a bad name, token, proxy or note, 409 when the
+        name or the session is already in the pool. Nothing is written on any error."""
+        check_name(name, "account")
+        if len(note) > _NOTE_MAX:
+            raise BadRequest(f"the note is longer than {_NOTE_MAX} characters", code="INVALID_NOTE")
+        account = parse_pool_token(token, proxy)
+        blob, sealed = self.box.seal(_secret_json(account))
+        new = NewAccount(
+            name=name,
+            region=account.region.value,
+            fingerprint=account.fingerprint,
+            masked=account.masked,
+            secret=blob,
+            sealed=sealed,
+            has_proxy=account.proxy is not None,
+            note=note,
+        )
+        try:
+            async with self._store.transaction() as conn:
+                account_id = await sql.insert_account(conn, new, now=self.clock.time())
+                row = await sql.account_by_id(conn, account_id)
+        except DuplicateError as exc:
+            raise Conflict(str(exc), code="DUPLICATE_ACCOUNT") from None
+        assert row is not None
+        return row
+
+    async def rows(self) -> list[AccountRow]:
+        """Every stored account (and a fresh count of their tasks in flight)."""
+        async with self._store.read() as conn:
+            await self._count(conn)
+            return await sql.accounts(conn)
+
+    async def find(self, ref: str | int) -> AccountRow:
+        """The account with this id or name; 404 ACCOUNT_NOT_FOUND otherwise."""
+        async with self._store.read() as conn:
+            row = None
+            if isinstance(ref, int) or ref.isdigit():
+                row = await sql.account_by_id(conn, int(ref))
+            if row is None and isinstance(ref, str):
+                row = await sql.account_by_name(conn, ref)
+        if row is None:
+            raise NotFound(
+                f"no account {str(ref)[:80]!r} in the pool; list them with GET /admin/api/accounts",
+                code="ACCOUNT_NOT_FOUND",
+            )
+        return row
+
+    async def set_enabled(self, ref: str | int, enabled: bool) -> AccountRow:
+        """Enable (ending any cool-down) or disable an account; returns the updated row."""
+        row = await self.find(ref)
+        async with self._store.transaction() as conn:
+            await sql.set_enabled(conn, row.id, enabled)
+        return await self.find(row.id)
+
+    async def remove(self, ref: str | int) -> AccountRow:
+        """Delete an account; its finished tasks stay queryable. 409 while it has tasks in flight."""
+        row = await self.find(ref)
+        if self.in_flight(row.id):
+            raise Conflict(
+                f"account {row.name!r} has {self.in_flight(row.id)} task(s) in flight; disable it and remove it "
+                "once they have finished",
+                code="ACCOUNT_BUSY",
+            )
+        async with self._store.transaction() as conn:
+            await sql.delete_account(conn, row.id)
+        return row
+
+    def account_of(self, row: AccountRow) -> Account:
+        """The usable account of a row (opens the sealed secret); raises SecretError."""
+        data = json.loads(self.box.open(row.secret, row.sealed))
+        return Account(sessionid=data["sessionid"], region=Region(row.region), proxy=data.get("proxy"))
+
+    async def resolve(self, account_id: int) -> Account | None:
+        """The account with this id, or None when it was removed or its secret cannot be opened."""
+        async with self._store.read() as conn:
+            row = await sql.account_by_id(conn, account_id)
+        if row is None:
+            return None
+        try:
+            return self.account_of(row)
+        except SecretError as exc:
+            log.warning("pool account %s unusable: %s", row.name, exc)
+            return None
+
+    def describe(self, row: AccountRow) -> dict[str, Any]:
+        """The public view of an account (admin API, CLI): no secret, only the masked session."""
+        now = self.clock.time()
+        return {
+            "id": row.id,
+            "name": row.name,
+            "region": row.region,
+            "session": row.masked,
+            "proxy": row.has_proxy,
+            "enabled": row.enabled,
+            "note": row.note,
+            "credits": row.credits,
+            "credits_at": row.credits_at,
+            "in_flight": self.in_flight(row.id),
+            "health": {
+                "state": _state(row, now),
+                "last_check_at": row.last_check_at,
+                "last_error_code": row.last_error_code,
+                "last_error": row.last_error,
+                "cooldown_until": row.cooldown_until if row.cooling(now) else None,
+            },
+            "created_at": row.created_at,
+        }
+
+    # ------------------------------------------------------------------ health
+
+    async def record_refusal(self, account_id: int, err: ApiError, *, checked: bool = False, cool: bool = True) -> None:
+        """Keep the reason of an upstream refusal and (when `cool`) rest the account for `cooldown_seconds`."""
+        until = self.clock.time() + self.cooldown_seconds if cool else None
+        async with self._store.transaction() as conn:
+            await sql.record_health(
+                conn,
+                account_id,
+                now=self.clock.time(),
+                error_code=err.code,
+                error=err.message,
+                cooldown_until=until,
+                checked=checked,
+            )
+
+    async def record_success(self, account_id: int, credits: int | None, *, checked: bool = False) -> None:
+        """Clear an account's error and cool-down; store its balance when read."""
+        now = self.clock.time()
+        async with self._store.transaction() as conn:
+            await sql.record_health(
+                conn, account_id, now=now, error_code=None, error=None, cooldown_until=None, checked=checked
+            )
+            if credits is not None:
+                await sql.record_credits(conn, account_id, credits, now=now)
+
+    # ------------------------------------------------------------------ selection and in-flight counts
+
+    def in_flight(self, account_id: int) -> int:
+        """Submits in progress plus accepted tasks not yet final, for one account."""
+        return self._reserved[account_id] + self._stored[account_id]
+
+    def owner_in_flight(self, owner: str) -> int:
+        """The same for one owner (an API key)."""
+        return self._reserved_by[owner] + self._stored_by[owner]
+
+    async def count_in_flight(self) -> None:
+        """Count the stored tasks in flight again (before showing `owner_in_flight`)."""
+        async with self._store.read() as conn:
+            await self._count(conn)
+
+    async def _count(self, conn: Any) -> None:
+        now = self.clock.time()
+        counts = await sql.tasks_in_flight(
+            conn, image_since=now - self.in_flight_window["image"], video_since=now - self.in_flight_window["video"]
+        )
+        self._stored, self._stored_by = Counter(), Counter()
+        for account_id, owner, count in counts:
+            self._stored[account_id] += count
+            self._stored_by[owner] += count
+
+    async def usable(
+        self, allowed: tuple[int, ...] | None, *, exclude: frozenset[int] = frozenset()
+    ) -> list[tuple[AccountRow, Account]]:
+        """The accounts a submit may use now, best first: allowed, enabled, not cooling down, not known to be
+        out of credits (a zero balance read within the cool-down), secret readable; fewest in flight first."""
+        now = self.clock.time()
+        async with self._store.read() as conn:
+            await self._count(conn)
+            rows = await sql.accounts(conn)
+        found: list[tuple[AccountRow, Account]] = []
+        for row in rows:
+            if row.id in exclude or (allowed is not None and row.id not in allowed):
+                continue
+            empty = not self.claim_daily and _known_empty(row, now, self.cooldown_seconds)
+            if not row.enabled or row.cooling(now) or empty:
+                continue
+            try:
+                found.append((row, self.account_of(row)))
+            except SecretError as exc:
+                log.warning("pool account %s skipped: %s", row.name, exc)
+        found.sort(key=lambda pair: (self.in_flight(pair[0].id), pair[0].id))
+        return found
+
+    async def choose(
+        self, allowed: tuple[int, ...] | None, owner: str, *, exclude: frozenset[int], cap: int
+    ) -> Choice | None:
+        """Reserve the best usable account for a submit of `owner`; None when none is usable. Raises
+        `OverCap` when the owner already has `cap` tasks in flight (checked in the same step as the reservation)."""
+        candidates = await self.usable(allowed, exclude=exclude)
+        # No await from here on: the counts read are the counts reserved against.
+        if self.owner_in_flight(owner) >= cap:
+            raise OverCap(cap)
+        if not candidates:
+            return None
+        row, account = min(candidates, key=lambda pair: (self.in_flight(pair[0].id), pair[0].id))
+        self._reserved[row.id] += 1
+        self._reserved_by[owner] += 1
+        return Choice(row.id, row.name, account, owner)
+
+    def release(self, choice: Choice) -> None:
+        """End a reservation (the submit answered, failed or moved on to another account)."""
+        self._reserved[choice.account_id] -= 1
+        self._reserved_by[choice.owner] -= 1
+
+    async def resume(self, watcher: Watcher, *, background: Callable[[str | None], bool]) -> int:
+        """Watch again the background pool tasks (`background(callback_url)`) a previous run left processing
+        (their session comes from the account); returns how many. Tasks of removed or unreadable accounts are
+        left as they are."""
+        resumed = 0
+        for row in await self._store.unfinished():
+            if row.account_id is None or not background(row.callback_url) or watcher.is_watching(row.history_id):
+                continue
+            account = await self.resolve(row.account_id)
+            if account is None:
+                log.warning("task %s: its pool account is gone or unreadable, not resumed", row.history_id)
+                continue
+            watcher.watch(account, row.history_id, row.kind, submitted_at=row.created_at)
+            resumed += 1
+        if resumed:
+            log.info("resumed watching %d pool task(s) left in flight", resumed)
+        return resumed
+
+
+class OverCap(Exception):
+    """An owner is at its cap on tasks in flight."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(f"at the cap of {cap} task(s) in flight")
+        self.cap = cap
+
+
+def _secret_json(account: Account) -> bytes:
+    return json.dumps({"sessionid": account.sessionid, "proxy": account.proxy}).encode("utf-8")
+
+
+def _known_empty(row: AccountRow, now: float, within: float) -> bool:
+    return row.credits is not None and row.credits <= 0 and row.credits_at is not None and now - row.credits_at < within
+
+
+def _state(row: AccountRow, now: float) -> str:
+    if not row.enabled:
+        return "disabled"
+    if row.cooling(now):
+        return "cooling_down"
+    if row.last_error_code:
+        return "error"
+    return "ok"
