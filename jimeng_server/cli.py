@@ -1,10 +1,12 @@
-"""Command line: `python -m jimeng_server [--config F] [--host H] [--port P] [--simulate] [--version]`.
+"""Command line: `python -m jimeng_server [--config F] [--host H] [--port P] [--simulate] [--version]`, and the
+operator commands `jimeng-server [--config F] accounts ...` / `keys ...` (see `manage.py`).
 
 Settings come from, strongest first: the flags, the environment (JIMENG_HOST, JIMENG_PORT, JIMENG_STORE_PATH;
 JIMENG_CONFIG names the file), the config file, the built-in defaults.
 
 `--simulate` starts the strict upstream simulator on loopback, points every region at it, seeds a demo
-account and prints a ready-to-paste curl command: the server then works with no account and no internet.
+account and a pool of three demo accounts, and prints a ready-to-paste curl command for each (a raw token and
+a demo API key) and the dashboard's admin key: the server then works with no account and no internet.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import __version__
+from . import __version__, manage
+from .api.admin import admin_key
+from .api.appkeys import ACCOUNT_POOL, API_KEYS
 from .api.observability import AccessLogger
 from .app import create_app
 from .config import Config, ConfigError, load_config, with_env_overrides
+from .errors import Conflict
 from .logs import setup_logging
 from .upstream.regions import Region
 
@@ -40,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--simulate", action="store_true", help="serve against the built-in upstream simulator (no account needed)"
     )
+    manage.add_commands(parser.add_subparsers(dest="command", title="operator commands"))
     return parser.parse_args(argv)
 
 
@@ -60,30 +66,60 @@ def simulate_store(config: Config) -> Config:
     return dataclasses.replace(config, store=store)
 
 
-async def _start_simulator(config: Config) -> tuple[web.AppRunner, Config, str]:
+DEMO_ACCOUNTS = 3
+DEMO_NOTE = "simulator demo account"
+
+
+async def seed_demo_pool(app: web.Application, sessions: list[str]) -> str:
+    """Put the simulator's demo `sessions` into the pool (`demo-<run>-<n>`) and return the text of a fresh
+    `demo-<run>` API key. The demo accounts and key of an earlier run (whose simulator is gone) are removed
+    (or disabled while tasks of theirs are still watched) and revoked."""
+    pool, keys = app[ACCOUNT_POOL], app[API_KEYS]
+    for account in await pool.rows():
+        if account.note == DEMO_NOTE:
+            try:
+                await pool.remove(account.id)
+            except Conflict:  # tasks still in flight: keep it out of the pool's choices
+                await pool.set_enabled(account.id, False)
+    for key in await keys.rows():
+        if key.name.startswith("demo-") and key.revoked_at is None:
+            await keys.revoke(key.id)
+    run = secrets.token_hex(3)  # names stay unique across runs
+    for n, session in enumerate(sessions, 1):
+        await pool.add(f"demo-{run}-{n}", session, note=DEMO_NOTE)
+    text, _ = await keys.create(f"demo-{run}", rate_per_minute=600, max_in_flight=50)
+    return text
+
+
+async def _start_simulator(config: Config) -> tuple[web.AppRunner, Config, list[str]]:
     from .simulator import Simulator, seed_demo, simulator_hosts
 
-    # A fresh seed per run: history ids (and the demo token) must not repeat ids stored by an earlier run.
+    # A fresh seed per run: history ids (and the demo tokens) must not repeat ids stored by an earlier run.
     sim = Simulator(seed=secrets.randbits(32))
     runner = web.AppRunner(sim.create_app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
-    token = seed_demo(sim)
-    return runner, simulate_store(with_simulator_hosts(config, simulator_hosts(f"http://{host}:{port}"))), token
+    tokens = [seed_demo(sim) for _ in range(1 + DEMO_ACCOUNTS)]  # the raw demo token, then the pool's
+    if not admin_key(config.admin):
+        config = dataclasses.replace(config, admin=dataclasses.replace(config.admin, key=secrets.token_urlsafe(18)))
+    hosts = simulator_hosts(f"http://{host}:{port}")
+    return runner, simulate_store(with_simulator_hosts(config, hosts)), tokens
 
 
 async def serve(config: Config, *, simulate: bool) -> None:
     """Run until SIGINT/SIGTERM."""
     runners: list[web.AppRunner] = []
-    demo_token = ""
+    demo_tokens: list[str] = []
     if simulate:
-        sim_runner, config, demo_token = await _start_simulator(config)
+        sim_runner, config, demo_tokens = await _start_simulator(config)
         runners.append(sim_runner)
-    runner = web.AppRunner(create_app(config), access_log_class=AccessLogger)
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log_class=AccessLogger)
     await runner.setup()
     runners.append(runner)
+    demo_key = await seed_demo_pool(app, demo_tokens[1:]) if simulate else ""
     site = web.TCPSite(runner, config.server.host, config.server.port)
     await site.start()
     shown = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
@@ -93,8 +129,13 @@ async def serve(config: Config, *, simulate: bool) -> None:
         print(
             f"\nSimulator mode: every region points at the built-in fake upstream. Try:\n\n"
             f"  curl -s {base}/v1/images/generations \\\n"
-            f"    -H 'Content-Type: application/json' -H 'Authorization: Bearer {demo_token}' \\\n"
-            f"    -d '{{\"prompt\": \"a cat in the snow\", \"model\": \"jimeng-4.5\"}}'\n",
+            f"    -H 'Content-Type: application/json' -H 'Authorization: Bearer {demo_tokens[0]}' \\\n"
+            f'    -d \'{{"prompt": "a cat in the snow", "model": "jimeng-4.5"}}\'\n\n'
+            f"The same with the demo API key (the pool of {DEMO_ACCOUNTS} demo accounts picks the account):\n\n"
+            f"  curl -s {base}/v1/async/images/generations \\\n"
+            f"    -H 'Content-Type: application/json' -H 'Authorization: Bearer {demo_key}' \\\n"
+            f'    -d \'{{"prompt": "a cat in the snow", "model": "jimeng-4.5"}}\'\n\n'
+            f"Dashboard: {base}/admin  (admin key: {admin_key(config.admin)})\n",
             flush=True,
         )
     stop = asyncio.Event()
@@ -122,6 +163,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     config = dataclasses.replace(config, server=server)
     setup_logging(config.server.log_level, config.server.log_format)
+    if args.command is not None:
+        try:
+            raise SystemExit(asyncio.run(manage.run(config, args)))
+        except ConfigError as exc:  # e.g. a malformed [accounts] encryption_key
+            print(f"config error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     try:
         asyncio.run(serve(config, simulate=args.simulate))
     except ConfigError as exc:  # found while building the app (e.g. a malformed webhook secret)
@@ -130,5 +177,3 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # e.g. the port is taken
         print(f"cannot start: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-
-

@@ -31,9 +31,8 @@ async def caller_of(request: web.Request) -> Caller:
     """Who sent the request: `Bearer jk_...` is an API key of the pool (401 unknown/revoked, 429 over its rate);
     anything else is raw session tokens (`accounts_of`), refused with 401 API_KEY_REQUIRED when
     `[auth] allow_raw_tokens` is false. Resolved once per request."""
-    cached = request.get(_CALLER)
-    if cached is not None:
-        return cached
+    if _CALLER in request:
+        return request[_CALLER]
     key = _api_key_of(request.headers.get("Authorization"))
     if key is not None:
         grant = await request.app[API_KEYS].authenticate(key)
