@@ -1,0 +1,111 @@
+"""The dashboard in a real headless browser (issue 12): Debian's Chromium driven by Playwright against a server
+seeded the way `--simulate` seeds it (three demo pool accounts and a demo API key). Asserts on the rendered
+page: the accounts are listed, a task shows with its owner and webhook state, a key created through the form
+appears (and works over HTTP), a key revoked with its button is refused, an account added through the form
+appears.
+
+Needs /usr/bin/chromium (`.ci/run` installs Debian's `chromium` when missing); browsers are never downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from playwright.async_api import Browser, Page, async_playwright, expect
+from pool_support import ADMIN_KEY, POOL_SESSIONS, key_auth
+from support import json_of
+
+from jimeng_server.cli import DEMO_ACCOUNTS, seed_demo_pool
+from jimeng_server.config import AdminConfig
+from jimeng_server.simulator import Simulator, seed_demo
+from jimeng_server.upstream.regions import Region
+
+CHROMIUM = "/usr/bin/chromium"
+AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert os.access(CHROMIUM, os.X_OK), "install Debian's chromium (apt-get install -y chromium), as .ci/run does"
+    async with async_playwright() as p:
+        chromium = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def demo(make_client: AppFactory, sim: Simulator) -> tuple[Client, str]:
+    """A server seeded like `--simulate`: the demo pool and key, and one task submitted with that key."""
+    client = await make_client(admin=AdminConfig(key=ADMIN_KEY))
+    demo_key = await seed_demo_pool(client.app, [seed_demo(sim) for _ in range(DEMO_ACCOUNTS)])
+    resp = await client.post("/v1/async/images/generations", json={"prompt": "a cat"}, headers=key_auth(demo_key))
+    assert resp.status == 200
+    return client, demo_key
+
+
+async def open_dashboard(browser: Browser, client: Client) -> Page:
+    page = await browser.new_page()
+    await page.goto(str(client.make_url("/admin")))
+    await page.fill("#admin-key", ADMIN_KEY)
+    await page.click("#login-form button")
+    await expect(page.locator("#panel")).to_be_visible()
+    return page
+
+
+async def test_dashboard_lists_the_pool_and_creates_and_revokes_keys(
+    browser: Browser, demo: tuple[Client, str], sim: Simulator
+) -> None:
+    client, _ = demo
+    page = await open_dashboard(browser, client)
+
+    accounts = page.locator("#accounts tbody tr")
+    await expect(accounts).to_have_count(3)
+    names = await accounts.evaluate_all("rows => rows.map(r => r.dataset.name)")
+    assert all(name.startswith("demo-") for name in names)
+    await expect(page.locator("#accounts tbody")).to_contain_text("ok")
+    tasks = page.locator("#tasks tbody tr")
+    await expect(tasks).to_have_count(1)
+    await expect(tasks.first).to_contain_text("processing")
+    await expect(tasks.first).to_contain_text("key demo-")
+
+    await page.fill("#create-key input[name=name]", "web-key")
+    await page.fill("#create-key input[name=rate_per_minute]", "30")
+    await page.click("#create-key button")
+    await expect(page.locator("#new-key")).to_be_visible()
+    created = (await page.locator("#new-key code").text_content()) or ""
+    assert created.startswith("jk_")
+    row = page.locator("#keys tbody tr[data-name=web-key]")
+    await expect(row).to_contain_text("30")
+    await expect(row).to_contain_text("active")
+    resp = await client.post("/v1/async/images/generations", json={"prompt": "a fox"}, headers=key_auth(created))
+    assert resp.status == 200, await json_of(resp)
+
+    await row.locator("button", has_text="Revoke").click()
+    await expect(row).to_contain_text("revoked")
+    resp = await client.post("/v1/async/images/generations", json={"prompt": "a fox"}, headers=key_auth(created))
+    assert resp.status == 401
+
+    sim.add_account(POOL_SESSIONS["pa"], region=Region.CN, vip=50)
+    await page.fill("#add-account input[name=name]", "from-the-page")
+    await page.fill("#add-account input[name=token]", POOL_SESSIONS["pa"])
+    await page.click("#add-account button")
+    await expect(accounts).to_have_count(4)
+    await expect(page.locator("#accounts tbody tr[data-name=from-the-page]")).to_contain_text("ok")
+    assert POOL_SESSIONS["pa"] not in await page.content()
+    await page.close()
+
+
+async def test_dashboard_shows_the_error_for_a_wrong_admin_key(browser: Browser, demo: tuple[Client, str]) -> None:
+    client, _ = demo
+    page = await browser.new_page()
+    await page.goto(str(client.make_url("/admin")))
+    await page.fill("#admin-key", "wrong")
+    await page.click("#login-form button")
+    await expect(page.locator("#status")).to_contain_text("admin key is wrong")
+    await expect(page.locator("#panel")).to_be_hidden()
+    await page.close()
