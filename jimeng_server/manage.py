@@ -63,16 +63,11 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO = sys.stdout
     sessions = SessionPool(connect_timeout=config.upstream.connect_timeout)
     try:
         pool = AccountPool(
-            lambda: store, secret_box(config.accounts), clock, cooldown_seconds=config.accounts.cooldown_seconds
+            store, secret_box(config.accounts), clock, cooldown_seconds=config.accounts.cooldown_seconds
         )
-        keys = ApiKeys(lambda: store, pool, clock)
-        service = AccountService(
-            JimengClient(config.upstream, sessions, clock),
-            clock,
-            cache_seconds=0,
-            pool=pool,
-            keys=keys,
-        )
+        keys = ApiKeys(store, pool, clock)
+        service = AccountService(JimengClient(config.upstream, sessions, clock), clock, cache_seconds=0)
+        service.use_pool(pool, keys, claim_daily=config.accounts.claim_daily)
         await _dispatch(args, pool, keys, service, out)
         return 0
     except ApiError as err:

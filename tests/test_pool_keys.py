@@ -26,7 +26,7 @@ from pool_support import (
 from support import CN_TOKEN, bearer, drive, json_of
 from webhook_support import SECRET, Receiver
 
-from jimeng_server.api.appkeys import ACCOUNT_POOL, TASKS, WATCHER, WEBHOOKS
+from jimeng_server.api.appkeys import ACCOUNT_POOL, STORE, WATCHER, WEBHOOKS
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import AccountsConfig, AdminConfig, AuthConfig, WebhookConfig
 from jimeng_server.simulator import Simulator
@@ -238,7 +238,7 @@ async def test_tasks_belong_to_the_key(pool_client: Client, sim: Simulator, cloc
         resp = await pool_client.get(f"/v1/async/tasks/{hid}/deliveries", headers=other)
         assert resp.status == 404
     # The key's task is stored without a token; the pool account pays.
-    row = await pool_client.app[TASKS].store.get(hid)
+    row = await pool_client.app[STORE].get(hid)
     assert row is not None and row.token is None and row.account_id is not None and row.account_fp.startswith("key:")
     await finish_all(pool_client, clock)
     resp = await pool_client.post("/v1/async/tasks/query", json={"history_ids": [hid, "999"]}, headers=key_auth(alice))
@@ -258,7 +258,7 @@ async def test_query_of_an_unwatched_key_task_asks_its_pool_account(
     resp = await pool_client.post("/v1/async/tasks/query", json={"history_id": hid}, headers=key_auth(key))
     assert resp.status == 200 and (await json_of(resp))["history_id"] == hid
     (asked,) = sim.calls("/get_history_by_ids")[before:]
-    row = await pool_client.app[TASKS].store.get(hid)
+    row = await pool_client.app[STORE].get(hid)
     assert row is not None and row.account_id is not None
     paying = (await json_of(await pool_client.get("/admin/api/accounts", headers=admin())))["data"][row.account_id - 1]
     assert asked.sessionid == POOL_SESSIONS[paying["name"]]
