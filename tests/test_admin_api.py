@@ -72,6 +72,7 @@ async def test_admin_api_needs_the_admin_key(admin_client: Client) -> None:
         ({"name": "pa", "token": POOL_SESSIONS["pb"]}, 409, "DUPLICATE_ACCOUNT"),  # name taken
         ({"name": "other", "token": POOL_SESSIONS["pa"]}, 409, "DUPLICATE_ACCOUNT"),  # session taken
         ({"name": "bad name!", "token": POOL_SESSIONS["pb"]}, 400, "INVALID_NAME"),
+        ({"name": "123", "token": POOL_SESSIONS["pb"]}, 400, "INVALID_NAME"),
         ({"name": "x", "token": "two words"}, 400, "INVALID_TOKEN"),
         ({"name": "x", "token": "a,b"}, 400, "INVALID_TOKEN"),
         ({"name": "x", "token": "short"}, 400, "INVALID_TOKEN"),

@@ -97,6 +97,18 @@ async def test_finished_tasks_stop_counting_in_flight(pool_client: Client, sim: 
     assert [a["in_flight"] for a in accounts] == [0, 0, 0]
 
 
+async def test_a_task_nobody_asks_about_stops_counting_after_its_kinds_deadline(
+    pool_client: Client, clock: ManualClock
+) -> None:
+    key = await create_key(pool_client, max_in_flight=1)
+    assert (await submit(pool_client, key))[0] == 200
+    assert (await submit(pool_client, key))[0] == 429
+    await clock.advance(901)  # past the image deadline (900 s); the task was never polled nor asked about
+    accounts = (await json_of(await pool_client.get("/admin/api/accounts", headers=admin())))["data"]
+    assert [a["in_flight"] for a in accounts] == [0, 0, 0]
+    assert (await submit(pool_client, key))[0] == 200
+
+
 async def test_expired_session_fails_over_and_cools_the_account_down_with_the_reason(
     pool_client: Client, sim: Simulator, clock: ManualClock
 ) -> None:

@@ -209,7 +209,10 @@ class AccountService:
                 continue
             finally:
                 self.pool.release(choice)
-            await self._count_use(key, choice, before)
+            try:
+                await self._count_use(key, choice, before)
+            except Exception:  # the task is accepted and paid for: its answer must not turn into an error
+                log.exception("usage of API key %s on account %s not recorded", key.name, choice.name)
             return account, result
 
     async def check_pooled(self, ref: str | int) -> AccountRow:

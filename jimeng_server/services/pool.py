@@ -40,10 +40,12 @@ _NOTE_MAX = 500
 
 
 def check_name(name: str, what: str) -> str:
-    """A management name: 1-64 of letters, digits, '.', '_', '-' (starting with a letter or digit)."""
-    if not _NAME.fullmatch(name):
+    """A management name: 1-64 of letters, digits, '.', '_', '-' (starting with a letter or digit), not all
+    digits (commands take a name or an id)."""
+    if not _NAME.fullmatch(name) or name.isdigit():
         raise BadRequest(
-            f"the {what} name {name[:80]!r} is not valid: use 1-64 letters, digits, '.', '_' or '-'",
+            f"the {what} name {name[:80]!r} is not valid: use 1-64 letters, digits, '.', '_' or '-' "
+            "(not only digits)",
             code="INVALID_NAME",
         )
     return name
