@@ -237,13 +237,6 @@ async def key_by_hash(conn: aiosqlite.Connection, digest: str) -> KeyRow | None:
     return _key(row) if row is not None else None
 
 
-async def key_by_name(conn: aiosqlite.Connection, name: str) -> KeyRow | None:
-    """One key by its name, or None."""
-    async with conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE name = ?", (name,)) as cur:
-        row = await cur.fetchone()
-    return _key(row) if row is not None else None
-
-
 async def revoke_key(conn: aiosqlite.Connection, key_id: int, *, now: float) -> bool:
     """Revoke a key (once); False when there is no such id."""
     cur = await conn.execute("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?", (now, key_id))
