@@ -25,6 +25,7 @@ from jimeng_server.simulator import Simulator, seed_demo
 from jimeng_server.upstream.regions import Region
 
 CHROMIUM = "/usr/bin/chromium"
+expect.set_options(timeout=15_000)  # a loaded CI machine: give each rendered assertion time
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
 

@@ -160,6 +160,22 @@ async def test_account_without_credits_is_skipped_and_daily_claim_is_optional(
     assert len(sim.calls("/credit_receive")) == 1 and len(sim.charges) == 1
 
 
+async def test_an_account_short_of_the_known_cost_is_skipped(make_client: AppFactory, sim: Simulator) -> None:
+    sim.add_account(POOL_SESSIONS["pa"], vip=5)  # an image costs 4 in the simulator: one fits
+    sim.add_account(POOL_SESSIONS["pb"], vip=1000)
+    client = await make_client(admin=AdminConfig(key=ADMIN_KEY))
+    await add_accounts(client, "pa", "pb")
+    key = await create_key(client)
+    for i in range(3):  # pa (cost 4 measured, 1 left), pb, then pb again: pa cannot pay 4 any more
+        status, body = await submit(client, key, f"owl {i}")
+        assert status == 200, body
+    assert charged_sessions(sim) == Counter({POOL_SESSIONS["pa"]: 1, POOL_SESSIONS["pb"]: 2})
+    refused = [e for e in sim.calls("/aigc_draft/generate") if e.ret != "0"]
+    assert not refused  # pa was never even tried: no 5000 refusal, no cool-down
+    accounts = {a["name"]: a for a in (await json_of(await client.get("/admin/api/accounts", headers=admin())))["data"]}
+    assert accounts["pa"]["credits"] == 1 and accounts["pa"]["health"]["state"] == "ok"
+
+
 async def test_no_usable_account_is_503_and_a_key_limited_to_accounts_uses_only_those(
     pool_client: Client, sim: Simulator
 ) -> None:

@@ -3,8 +3,10 @@ a short balance cache, fail-over to the next token when one is expired or out of
 that tries such an account last for a while (the reference picks a token at random, with no memory).
 
 Callers with an API key draw from the server's account pool instead (`services/pool.py`): the least busy
-usable account, fail-over on refusals made before anything was spent (expired session, no credits, risk
-control), each refused account cooled down with its reason, and the key's usage counted.
+usable account with enough credits for the request's known cost, fail-over on refusals made before anything
+was spent (expired session, no credits, risk control), each refused account cooled down with its reason, and
+the key's usage counted. Costs are never predicted from tables (upstream-protocol.md): a request's cost is
+known once a pooled submit of the same kind (`cost_key`) was measured from the balance before and after.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..upstream.errors import UpstreamError
 from ..upstream.tokens import Account
 from .apikeys import ApiKeys
 from .callers import Caller, KeyGrant, no_account_available
+from .params import ImageParams, VideoParams
 from .pool import AccountPool, Choice, OverCap
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,13 @@ T = TypeVar("T")
 
 POOL_REFUSALS = ("TOKEN_EXPIRED", "INVALID_TOKEN", "INSUFFICIENT_CREDITS", "UPSTREAM_RISK_CONTROL")
 """Error codes of upstream refusals that spend nothing: a pooled submit moves on to another account."""
+
+
+def cost_key(params: ImageParams | VideoParams) -> str:
+    """What a submit's price depends on (kind, model, resolution, duration): its measured cost is kept under it."""
+    if isinstance(params, VideoParams):
+        return f"video:{params.model}:{params.resolution}:{params.duration}"
+    return f"image:{params.model}:{params.resolution}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +92,7 @@ class AccountService:
         self._cache: dict[str, tuple[float, Credits]] = {}
         self._cooldown: dict[str, float] = {}  # account fingerprint -> until when it is tried last
         self._balance: dict[int, int] = {}  # pool account id -> the last balance read after a pooled submit
+        self._costs: dict[str, int] = {}  # cost_key -> the smallest spend measured for one pooled submit
 
     def use_pool(self, pool: AccountPool, keys: ApiKeys, *, claim_daily: bool) -> None:
         """Serve callers with an API key from `pool`, counting their usage on `keys`."""
@@ -130,12 +141,18 @@ class AccountService:
         now = self.clock.time()
         return sorted(accounts, key=lambda a: self._cooldown.get(a.fingerprint, 0.0) > now)
 
-    async def submit(self, caller: Caller, action: Callable[[Account], Awaitable[T]]) -> tuple[Account, T]:
+    async def submit(
+        self, caller: Caller, action: Callable[[Account], Awaitable[T]], *, cost: str | None = None
+    ) -> tuple[Account, T]:
         """Run `action` (which spends credits) for `caller`: with the first usable header token (raw tokens),
-        or with an account of the pool chosen for the caller's API key."""
+        or with an account of the pool chosen for the caller's API key (`cost`: the request's `cost_key`)."""
         if caller.key is not None:
-            return await self._submit_pooled(caller.key, action)
+            return await self._submit_pooled(caller.key, action, cost)
         return await self._submit_raw(caller.accounts, action)
+
+    def known_cost(self, cost: str | None) -> int:
+        """The credits a request of this `cost_key` is known to need (1 until one was measured)."""
+        return self._costs.get(cost, 1) if cost is not None else 1
 
     async def _submit_raw(
         self, accounts: Sequence[Account], action: Callable[[Account], Awaitable[T]]
@@ -169,7 +186,9 @@ class AccountService:
         assert last is not None
         raise last
 
-    async def _submit_pooled(self, key: KeyGrant, action: Callable[[Account], Awaitable[T]]) -> tuple[Account, T]:
+    async def _submit_pooled(
+        self, key: KeyGrant, action: Callable[[Account], Awaitable[T]], cost: str | None
+    ) -> tuple[Account, T]:
         """Run `action` with the least busy usable pool account of `key`; on a refusal that spent nothing, cool
         that account down (with the reason) and try the next. Other errors end the attempt at once.
 
@@ -182,7 +201,11 @@ class AccountService:
         while True:
             try:
                 choice = await self.pool.choose(
-                    key.accounts, key.owner, exclude=frozenset(tried), cap=key.max_in_flight
+                    key.accounts,
+                    key.owner,
+                    exclude=frozenset(tried),
+                    cap=key.max_in_flight,
+                    min_credits=self.known_cost(cost),
                 )
             except OverCap as exc:
                 raise TooManyRequests(
@@ -210,7 +233,7 @@ class AccountService:
             finally:
                 self.pool.release(choice)
             try:
-                await self._count_use(key, choice, before)
+                await self._count_use(key, choice, before, cost)
             except Exception:  # the task is accepted and paid for: its answer must not turn into an error
                 log.exception("usage of API key %s on account %s not recorded", key.name, choice.name)
             return account, result
@@ -231,10 +254,11 @@ class AccountService:
             await self.pool.record_success(row.id, credits.total, checked=True)
         return await self.pool.find(row.id)
 
-    async def _count_use(self, key: KeyGrant, choice: Choice, before: int) -> None:
-        """After an accepted pooled submit: read the balance again, store it, clear the account's error and add
-        the drop since the previous reading to the key's usage (approximate when several submits of one account
-        cross). A failed reading counts the spend as unknown (0): the task goes on."""
+    async def _count_use(self, key: KeyGrant, choice: Choice, before: int, cost: str | None) -> None:
+        """After an accepted pooled submit: read the balance again, store it, clear the account's error, add the
+        drop since the previous reading to the key's usage and keep it as the known cost of `cost` (the smallest
+        seen: submits of one account that cross inflate a reading). A failed reading counts the spend as unknown
+        (0): the task goes on."""
         assert self.pool is not None and self.keys is not None
         self.forget(choice.account)
         try:
@@ -245,5 +269,7 @@ class AccountService:
         if after is not None:
             spent = max(0, self._balance.get(choice.account_id, before) - after)
             self._balance[choice.account_id] = after
+            if spent > 0 and cost is not None:
+                self._costs[cost] = min(self._costs.get(cost, spent), spent)
         await self.pool.record_success(choice.account_id, after)
         await self.keys.record_use(key.id, credits_spent=spent)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from ..store.models import TaskKind
 from ..upstream.payloads import ImageRef
 from ..upstream.tokens import Account
+from .accounts import cost_key
 from .callers import Caller
 from .generation import Generation, Submission
 from .idempotency import SpendMark
@@ -58,7 +59,7 @@ class Compositions:
                     spend=spend,
                 )
 
-            _, submission = await self.generation.accounts.submit(caller, action)
+            _, submission = await self.generation.accounts.submit(caller, action, cost=cost_key(params))
             return submission
         finally:
             inputs.cleanup()

@@ -20,7 +20,7 @@ from ..upstream.client import JimengClient
 from ..upstream.payloads import DraftVersions, ImageJob, ImageRef, build_image_generate
 from ..upstream.tokens import Account
 from ..watcher import Watcher
-from .accounts import AccountService, payer_of
+from .accounts import AccountService, cost_key, payer_of
 from .callers import Caller
 from .idempotency import SpendMark
 from .params import ImageParams
@@ -169,7 +169,7 @@ class Generation:
                 spend=spend,
             )
 
-        _, submission = await self.accounts.submit(caller, action)
+        _, submission = await self.accounts.submit(caller, action, cost=cost_key(params))
         return submission
 
     async def wait(self, submission: Submission) -> Outcome:

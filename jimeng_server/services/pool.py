@@ -1,12 +1,12 @@
 """The account pool: accounts stored by the server (task-store database), their health, and the live count of
 tasks each one has in flight.
 
-Selection (`choose`): an account the key may use, enabled, not cooling down, not known to be out of credits,
-with the fewest tasks in flight (then the lowest id). Tasks in flight are the account's stored tasks still
-processing and younger than their kind's deadline (`in_flight_window`; a task nobody asks about any more stops
-counting then), plus the submits in progress. The choice is reserved at once (no await between the count and
-the reservation), so concurrent submits spread evenly; the reservation ends when the submit ends, by then its
-task is stored.
+Selection (`choose`): an account the key may use, enabled, not cooling down, not known to hold fewer credits
+than the request's known cost, with the fewest tasks in flight (then the lowest id). Tasks in flight are the
+account's stored tasks still processing and younger than their kind's deadline (`in_flight_window`; a task
+nobody asks about any more stops counting then), plus the submits in progress. The choice is reserved at once
+(no await between the count and the reservation), so concurrent submits spread evenly; the reservation ends
+when the submit ends, by then its task is stored.
 
 Secrets (session id, proxy URL; later a cookie jar) are one JSON blob, sealed by `store.secretbox` when a key
 is configured. Nothing here logs or returns a secret: rows carry the masked session only.
@@ -44,8 +44,8 @@ def check_name(name: str, what: str) -> str:
     digits (commands take a name or an id)."""
     if not _NAME.fullmatch(name) or name.isdigit():
         raise BadRequest(
-            f"the {what} name {name[:80]!r} is not valid: use 1-64 letters, digits, '.', '_' or '-' "
-            "(not only digits)",
+            f"the {what} name {name[:80]!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', "
+            "not only digits",
             code="INVALID_NAME",
         )
     return name
@@ -291,10 +291,11 @@ class AccountPool:
             self._stored_by[owner] += count
 
     async def usable(
-        self, allowed: tuple[int, ...] | None, *, exclude: frozenset[int] = frozenset()
+        self, allowed: tuple[int, ...] | None, *, exclude: frozenset[int] = frozenset(), min_credits: int = 1
     ) -> list[tuple[AccountRow, Account]]:
-        """The accounts a submit may use now, best first: allowed, enabled, not cooling down, not known to be
-        out of credits (a zero balance read within the cool-down), secret readable; fewest in flight first."""
+        """The accounts a submit may use now, best first: allowed, enabled, not cooling down, not known to hold
+        fewer than `min_credits` (a balance read within the cool-down; at zero, with `claim_daily`, the claim is
+        tried instead), secret readable; fewest in flight first."""
         now = self.clock.time()
         async with self._store.read() as conn:
             await self._count(conn)
@@ -303,8 +304,8 @@ class AccountPool:
         for row in rows:
             if row.id in exclude or (allowed is not None and row.id not in allowed):
                 continue
-            empty = not self.claim_daily and _known_empty(row, now, self.cooldown_seconds)
-            if not row.enabled or row.cooling(now) or empty:
+            short = _known_short(row, now, self.cooldown_seconds, min_credits, claim_daily=self.claim_daily)
+            if not row.enabled or row.cooling(now) or short:
                 continue
             try:
                 found.append((row, self.account_of(row)))
@@ -314,11 +315,18 @@ class AccountPool:
         return found
 
     async def choose(
-        self, allowed: tuple[int, ...] | None, owner: str, *, exclude: frozenset[int], cap: int
+        self,
+        allowed: tuple[int, ...] | None,
+        owner: str,
+        *,
+        exclude: frozenset[int],
+        cap: int,
+        min_credits: int = 1,
     ) -> Choice | None:
-        """Reserve the best usable account for a submit of `owner`; None when none is usable. Raises
-        `OverCap` when the owner already has `cap` tasks in flight (checked in the same step as the reservation)."""
-        candidates = await self.usable(allowed, exclude=exclude)
+        """Reserve the best usable account for a submit of `owner` that may pay `min_credits`; None when none is
+        usable. Raises `OverCap` when the owner already has `cap` tasks in flight (checked in the same step as
+        the reservation)."""
+        candidates = await self.usable(allowed, exclude=exclude, min_credits=min_credits)
         # No await from here on: the counts read are the counts reserved against.
         if self.owner_in_flight(owner) >= cap:
             raise OverCap(cap)
@@ -365,8 +373,13 @@ def _secret_json(account: Account) -> bytes:
     return json.dumps({"sessionid": account.sessionid, "proxy": account.proxy}).encode("utf-8")
 
 
-def _known_empty(row: AccountRow, now: float, within: float) -> bool:
-    return row.credits is not None and row.credits <= 0 and row.credits_at is not None and now - row.credits_at < within
+def _known_short(row: AccountRow, now: float, within: float, need: int, *, claim_daily: bool) -> bool:
+    """True when a recent balance reading says the account cannot pay `need` (and no daily claim may help)."""
+    if row.credits is None or row.credits_at is None or now - row.credits_at >= within:
+        return False
+    if row.credits <= 0 and claim_daily:
+        return False
+    return row.credits < need
 
 
 def _state(row: AccountRow, now: float) -> str:

@@ -34,6 +34,7 @@ from ..upstream.video_payloads import (
 )
 from ..upstream.vod import VideoTooLong
 from ..upstream.vod_upload import VideoUploader, read_movie
+from .accounts import cost_key
 from .callers import Caller
 from .generation import Generation, Submission
 from .idempotency import SpendMark
@@ -73,8 +74,9 @@ class VideoService:
         if params.omni:
             return await self._submit_omni(caller, params, spend)
         if not params.frames:
-            submit = self.generation.accounts.submit
-            _, submission = await submit(caller, lambda a: self._send_frames(a, params, (), spend))
+            _, submission = await self.generation.accounts.submit(
+                caller, lambda a: self._send_frames(a, params, (), spend), cost=cost_key(params)
+            )
             return submission
         inputs = await self.inputs.load(_input_images(params.frames), proxy=caller.first.proxy)
         try:
@@ -83,7 +85,7 @@ class VideoService:
                 frames = await self.inputs.upload(account, inputs.files)
                 return await self._send_frames(account, params, frames, spend)
 
-            _, submission = await self.generation.accounts.submit(caller, action)
+            _, submission = await self.generation.accounts.submit(caller, action, cost=cost_key(params))
             return submission
         finally:
             inputs.cleanup()
@@ -102,7 +104,7 @@ class VideoService:
                     materials = await self.upload_materials(account, images.files, videos.files)
                     return await self._send_omni(account, params, materials, spend)
 
-                _, submission = await self.generation.accounts.submit(caller, action)
+                _, submission = await self.generation.accounts.submit(caller, action, cost=cost_key(params))
                 return submission
             finally:
                 videos.cleanup()
