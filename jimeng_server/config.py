@@ -211,6 +211,9 @@ class ModelsConfig:
     """`aliases`: extra model names (e.g. `dall-e-3 = "jimeng-4.5"`) for clients that only send their own."""
 
     aliases: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class AccountsConfig:
     """The server's account pool (issue 12). `encryption_key` (a Fernet key; env JIMENG_ACCOUNTS_KEY overrides it)
     encrypts the stored account secrets; empty stores them in the clear (warned at start-up)."""
@@ -245,7 +248,7 @@ class Config:
     uploads: UploadConfig = UploadConfig()
     compat: CompatConfig = CompatConfig()
     models: ModelsConfig = field(default_factory=ModelsConfig)
-    accounts: AccountsConfig = field(default_factory=AccountsConfig)
+    accounts: AccountsConfig = AccountsConfig()
     auth: AuthConfig = AuthConfig()
     admin: AdminConfig = AdminConfig()
 
