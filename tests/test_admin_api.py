@@ -20,6 +20,7 @@ from cryptography.fernet import Fernet
 from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, admin, create_key, key_auth, seed_sim
 from support import json_of
 
+from jimeng_server.api.admin import admin_key
 from jimeng_server.api.appkeys import ACCOUNT_POOL
 from jimeng_server.config import AccountsConfig, AdminConfig, Config, ConfigError
 from jimeng_server.simulator import Simulator
@@ -43,6 +44,12 @@ def database_bytes(config: Config) -> bytes:
 async def error_of(resp: Any) -> tuple[int, str, str]:
     body = await json_of(resp)
     return resp.status, body["error"]["code"], body["error"]["message"]
+
+
+def test_the_admin_key_env_var_overrides_the_config() -> None:
+    assert admin_key(AdminConfig(key="from-config"), {"JIMENG_ADMIN_KEY": "from-env"}) == "from-env"
+    assert admin_key(AdminConfig(key="from-config"), {}) == "from-config"
+    assert admin_key(AdminConfig(), {}) == ""
 
 
 async def test_admin_api_and_page_are_off_without_an_admin_key(client: Client) -> None:

@@ -75,6 +75,7 @@ async def test_dashboard_lists_the_pool_and_creates_and_revokes_keys(
     await expect(tasks.first).to_contain_text("key demo-")
 
     await page.fill("#create-key input[name=name]", "web-key")
+    await page.fill("#create-key input[name=accounts]", names[0])
     await page.fill("#create-key input[name=rate_per_minute]", "30")
     await page.click("#create-key button")
     await expect(page.locator("#new-key")).to_be_visible()
@@ -82,6 +83,7 @@ async def test_dashboard_lists_the_pool_and_creates_and_revokes_keys(
     assert created.startswith("jk_")
     row = page.locator("#keys tbody tr[data-name=web-key]")
     await expect(row).to_contain_text("30")
+    await expect(row).to_contain_text(names[0])  # the account it may use, by name
     await expect(row).to_contain_text("active")
     resp = await client.post("/v1/async/images/generations", json={"prompt": "a fox"}, headers=key_auth(created))
     assert resp.status == 200, await json_of(resp)

@@ -63,6 +63,7 @@ function fill(tableId, items, render) {
 
 async function refresh() {
   const [accounts, keys, tasks] = await Promise.all([api("GET", "accounts"), api("GET", "keys"), api("GET", "tasks")]);
+  const accountNames = Object.fromEntries(accounts.data.map((a) => [a.id, a.name]));
   fill("#accounts", accounts.data, (row, a) => {
     row.dataset.name = a.name;
     cell(row, a.name);
@@ -84,7 +85,7 @@ async function refresh() {
     row.dataset.name = k.name;
     cell(row, k.name);
     cell(row, k.prefix + "…");
-    cell(row, k.accounts === null ? "all" : k.accounts.join(", "));
+    cell(row, k.accounts === null ? "all" : k.accounts.map((id) => accountNames[id] || "#" + id).join(", "));
     cell(row, k.rate_per_minute);
     cell(row, k.max_in_flight);
     cell(row, k.usage.submits);
