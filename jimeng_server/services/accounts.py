@@ -12,10 +12,7 @@ known once a pooled submit of the same kind (`cost_key`) was measured from the b
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from ..clock import Clock
@@ -26,7 +23,8 @@ from ..upstream.client import Credits, JimengClient
 from ..upstream.errors import UpstreamError
 from ..upstream.tokens import Account
 from .apikeys import ApiKeys
-from .callers import Caller, KeyGrant, no_account_available
+from .callers import Caller, KeyGrant, Payer, no_account_available
+from .idempotency import SpendMark
 from .params import ImageParams, VideoParams
 from .pool import AccountPool, Choice, OverCap
 
@@ -43,32 +41,6 @@ def cost_key(params: ImageParams | VideoParams) -> str:
     if isinstance(params, VideoParams):
         return f"video:{params.model}:{params.resolution}:{params.duration}"
     return f"image:{params.model}:{params.resolution}"
-
-
-@dataclass(frozen=True, slots=True)
-class Payer:
-    """Who a submit attempt is made for: the task owner id and the pool account paying (None: a raw token)."""
-
-    owner: str
-    account_id: int | None = None
-
-
-_PAYER: ContextVar[Payer | None] = ContextVar("jimeng_payer", default=None)
-
-
-def payer_of(account: Account) -> Payer:
-    """The payer of the submit attempt running now with `account`: set by a pooled submit, else the raw
-    token's own account (its fingerprint owns the task)."""
-    return _PAYER.get() or Payer(account.fingerprint)
-
-
-@contextmanager
-def _paying(payer: Payer) -> Iterator[None]:
-    token = _PAYER.set(payer)
-    try:
-        yield
-    finally:
-        _PAYER.reset(token)
 
 
 class AccountService:
@@ -142,12 +114,18 @@ class AccountService:
         return sorted(accounts, key=lambda a: self._cooldown.get(a.fingerprint, 0.0) > now)
 
     async def submit(
-        self, caller: Caller, action: Callable[[Account], Awaitable[T]], *, cost: str | None = None
+        self,
+        caller: Caller,
+        action: Callable[[Account], Awaitable[T]],
+        *,
+        spend: SpendMark,
+        cost: str | None = None,
     ) -> tuple[Account, T]:
         """Run `action` (which spends credits) for `caller`: with the first usable header token (raw tokens),
-        or with an account of the pool chosen for the caller's API key (`cost`: the request's `cost_key`)."""
+        or with an account of the pool chosen for the caller's API key (`cost`: the request's `cost_key`;
+        `spend.payer` names the key and the account tried, for the generate `action` sends)."""
         if caller.key is not None:
-            return await self._submit_pooled(caller.key, action, cost)
+            return await self._submit_pooled(caller.key, action, spend, cost)
         return await self._submit_raw(caller.accounts, action)
 
     def known_cost(self, cost: str | None) -> int:
@@ -187,7 +165,7 @@ class AccountService:
         raise last
 
     async def _submit_pooled(
-        self, key: KeyGrant, action: Callable[[Account], Awaitable[T]], cost: str | None
+        self, key: KeyGrant, action: Callable[[Account], Awaitable[T]], spend: SpendMark, cost: str | None
     ) -> tuple[Account, T]:
         """Run `action` with the least busy usable pool account of `key`; on a refusal that spent nothing, cool
         that account down (with the reason) and try the next. Other errors end the attempt at once.
@@ -219,8 +197,8 @@ class AccountService:
             account = choice.account
             try:
                 before = await self.ensure_credits(account, claim=self.claim_daily)
-                with _paying(Payer(key.owner, choice.account_id)):
-                    result = await action(account)
+                spend.payer = Payer(key.owner, choice.account_id)
+                result = await action(account)
             except (ApiError, UpstreamError) as exc:
                 err = exc if isinstance(exc, ApiError) else from_upstream(exc)
                 self.forget(account)

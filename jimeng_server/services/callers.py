@@ -30,6 +30,15 @@ class KeyGrant:
 
 
 @dataclass(frozen=True, slots=True)
+class Payer:
+    """Who a generate is sent for: the task's owner id (`TaskRecord.account_fp`) and the pool account paying
+    (None for a raw token, whose own fingerprint owns the task)."""
+
+    owner: str
+    account_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Caller:
     """A request's identity.
 

@@ -59,7 +59,9 @@ class Compositions:
                     spend=spend,
                 )
 
-            _, submission = await self.generation.accounts.submit(caller, action, cost=cost_key(params))
+            _, submission = await self.generation.accounts.submit(
+                caller, action, spend=spend, cost=cost_key(params)
+            )
             return submission
         finally:
             inputs.cleanup()

@@ -20,8 +20,8 @@ from ..upstream.client import JimengClient
 from ..upstream.payloads import DraftVersions, ImageJob, ImageRef, build_image_generate
 from ..upstream.tokens import Account
 from ..watcher import Watcher
-from .accounts import AccountService, cost_key, payer_of
-from .callers import Caller
+from .accounts import AccountService, cost_key
+from .callers import Caller, Payer
 from .idempotency import SpendMark
 from .params import ImageParams
 
@@ -133,7 +133,7 @@ class Generation:
         and record the accepted submission (`on_submitted`)."""
         with spend.attempt():
             history_id = await self.client.generate(account, body, kind=kind.value)
-        payer = payer_of(account)
+        payer = spend.payer or Payer(account.fingerprint)
         submission = Submission(
             account=account,
             history_id=history_id,
@@ -169,7 +169,7 @@ class Generation:
                 spend=spend,
             )
 
-        _, submission = await self.accounts.submit(caller, action, cost=cost_key(params))
+        _, submission = await self.accounts.submit(caller, action, spend=spend, cost=cost_key(params))
         return submission
 
     async def wait(self, submission: Submission) -> Outcome:

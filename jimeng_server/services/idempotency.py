@@ -18,6 +18,7 @@ from ..clock import Clock
 from ..config import StoreConfig
 from ..store.sqlite import IdempotencyClaim, TaskStore
 from ..upstream.errors import UpstreamRetError
+from .callers import Payer
 
 MAX_KEY_LENGTH = 255
 
@@ -25,9 +26,11 @@ MAX_KEY_LENGTH = 255
 @dataclasses.dataclass(slots=True)
 class SpendMark:
     """Whether a submit spent (or may have spent) credits: set once its generate was accepted, or sent with an
-    unknown fate. Created per request by the idempotency wrapper and passed down to the one generate call."""
+    unknown fate. Created per request by the idempotency wrapper and passed down to the one generate call.
+    `payer` is set by a pooled submit for the account it is trying (None: a raw token pays for itself)."""
 
     spent: bool = False
+    payer: Payer | None = None
 
     @contextmanager
     def attempt(self) -> Iterator[None]:

@@ -75,7 +75,7 @@ class VideoService:
             return await self._submit_omni(caller, params, spend)
         if not params.frames:
             _, submission = await self.generation.accounts.submit(
-                caller, lambda a: self._send_frames(a, params, (), spend), cost=cost_key(params)
+                caller, lambda a: self._send_frames(a, params, (), spend), spend=spend, cost=cost_key(params)
             )
             return submission
         inputs = await self.inputs.load(_input_images(params.frames), proxy=caller.first.proxy)
@@ -85,7 +85,9 @@ class VideoService:
                 frames = await self.inputs.upload(account, inputs.files)
                 return await self._send_frames(account, params, frames, spend)
 
-            _, submission = await self.generation.accounts.submit(caller, action, cost=cost_key(params))
+            _, submission = await self.generation.accounts.submit(
+                caller, action, spend=spend, cost=cost_key(params)
+            )
             return submission
         finally:
             inputs.cleanup()
@@ -104,7 +106,9 @@ class VideoService:
                     materials = await self.upload_materials(account, images.files, videos.files)
                     return await self._send_omni(account, params, materials, spend)
 
-                _, submission = await self.generation.accounts.submit(caller, action, cost=cost_key(params))
+                _, submission = await self.generation.accounts.submit(
+                caller, action, spend=spend, cost=cost_key(params)
+            )
                 return submission
             finally:
                 videos.cleanup()
