@@ -32,7 +32,10 @@ Client = TestClient[Any, Any]
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    assert os.access(CHROMIUM, os.X_OK), "install Debian's chromium (apt-get install -y chromium), as .ci/run does"
+    if not os.access(CHROMIUM, os.X_OK):
+        # CI installs it (.ci/run) and must run this test; a developer machine without it skips, saying why.
+        assert not os.environ.get("CI"), "install Debian's chromium (apt-get install -y chromium), as .ci/run does"
+        pytest.skip("no /usr/bin/chromium: install Debian's chromium (apt-get install -y chromium) to run this test")
     async with async_playwright() as p:
         chromium = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         yield chromium
