@@ -64,6 +64,7 @@ from .store.secretbox import secret_box
 from .store.sqlite import TaskStore
 from .upstream.client import JimengClient
 from .upstream.transport import SessionPool
+from .upstream.transports import Transports
 from .upstream.uploader import ImageUploader
 from .upstream.vod_upload import VideoUploader
 from .watcher import Watcher
@@ -112,8 +113,12 @@ def create_app(
 def setup_upstream(app: web.Application, identity_salt: bytes | None) -> None:
     """Upstream sessions (one per proxy), the protocol client and account selection."""
     config, clock = app[CONFIG], app[CLOCK]
-    pool = app[POOL] = SessionPool(connect_timeout=config.upstream.connect_timeout)
-    client = app[CLIENT] = JimengClient(config.upstream, pool, clock, identity_salt=identity_salt)
+    up = config.upstream
+    pool = app[POOL] = SessionPool(connect_timeout=up.connect_timeout, ca_file=up.tls_ca_file)
+    transports = Transports(config.upstream, config.browser, pool)  # ConfigError when a transport cannot run
+    client = app[CLIENT] = JimengClient(
+        config.upstream, pool, clock, identity_salt=identity_salt, transports=transports
+    )
     app[ACCOUNTS] = AccountService(
         client,
         clock,
@@ -123,6 +128,7 @@ def setup_upstream(app: web.Application, identity_salt: bytes | None) -> None:
 
     async def sessions(app: web.Application) -> AsyncIterator[None]:
         yield
+        await transports.close()
         await pool.close()
 
     app.cleanup_ctx.append(sessions)

@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def with_simulator_hosts(config: Config, hosts: dict[Region, dict[str, str]]) -> Config:
     """`config` with every region's upstream hosts replaced by the simulator's."""
     regions = {
-        r.value: dataclasses.replace(config.upstream.hosts(r), **hosts[r])  # keeps `page`
+        r.value: dataclasses.replace(config.upstream.hosts(r), **hosts[r])  # `page` too: the web vhost serves the page
         for r in Region
     }
     return dataclasses.replace(config, upstream=dataclasses.replace(config.upstream, regions=regions))

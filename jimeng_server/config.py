@@ -111,11 +111,33 @@ class UpstreamConfig:
     retry_backoff: float = 1.0
     credit_cache_seconds: float = 60.0
     account_cooldown_seconds: float = 600.0
+    # How web-API calls are sent: "aiohttp", "impersonate" (curl_cffi, Chrome's TLS fingerprint; needs the
+    # `browser` extra) or "browser" (generate from inside a headless Chromium page, see [browser]).
+    transport: str = "aiohttp"
+    impersonate: str = "chrome"  # the curl_cffi browser target of the "impersonate" transport
+    tls_ca_file: str = ""  # a PEM CA bundle trusted instead of the system's for upstream TLS ("" = the system's)
+    # A signer or relay for generate (README "Relay contract"); "" = none.
+    relay_url: str = ""
+    relay_gets_cookies: bool = False  # send the account's Cookie header to the relay too
+    relay_timeout: float = 30.0
     regions: dict[str, RegionHosts] = field(default_factory=_default_regions)
 
     def hosts(self, region: str) -> RegionHosts:
         """The hosts of a region by its code (`Region` is a str enum, so a `Region` works too)."""
         return self.regions[str(region)]
+
+
+TRANSPORTS = ("aiohttp", "impersonate", "browser")
+
+
+@dataclass(frozen=True, slots=True)
+class BrowserConfig:
+    """The headless Chromium of the "browser" transport (a system Chromium: nothing is downloaded)."""
+
+    executable: str = "/usr/bin/chromium"
+    idle_timeout: float = 600.0  # seconds an account's page may stay unused before it is closed
+    max_contexts: int = 8  # account contexts kept open at once (the least recently used is closed first)
+    page_timeout: float = 30.0  # seconds to load the region's page and see its security script
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +273,7 @@ class Config:
     accounts: AccountsConfig = AccountsConfig()
     auth: AuthConfig = AuthConfig()
     admin: AdminConfig = AdminConfig()
+    browser: BrowserConfig = BrowserConfig()
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -405,6 +428,10 @@ def _validate(obj: Any, path: str) -> None:
         raise ConfigError(f"{prefix}interval: must be positive, got {obj.interval}")
     if isinstance(obj, WebhookConfig):
         _validate_webhooks(obj, prefix)
+    if isinstance(obj, UpstreamConfig):
+        _validate_upstream(obj, prefix)
+    if isinstance(obj, BrowserConfig) and obj.max_contexts < 1:
+        raise ConfigError(f"{prefix}max_contexts: must be at least 1, got {obj.max_contexts}")
     if isinstance(obj, ServerConfig) and obj.log_level.upper() not in _LOG_LEVELS:
         raise ConfigError(f"{prefix}log_level: must be one of {', '.join(_LOG_LEVELS)}, got {obj.log_level!r}")
     if isinstance(obj, ServerConfig) and obj.log_format not in LOG_FORMATS:
@@ -425,6 +452,20 @@ def _validate(obj: Any, path: str) -> None:
             url = getattr(obj, f.name)
             if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
                 raise ConfigError(f"{prefix}{f.name}: must be an http(s) URL with a host, got {url!r}")
+
+
+def _validate_upstream(obj: UpstreamConfig, prefix: str) -> None:
+    if obj.transport not in TRANSPORTS:
+        raise ConfigError(f"{prefix}transport: must be one of {', '.join(TRANSPORTS)}, got {obj.transport!r}")
+    relay = obj.relay_url
+    if relay and (not relay.startswith(("http://", "https://")) or not urlsplit(relay).hostname):
+        raise ConfigError(f"{prefix}relay_url: must be an http(s) URL with a host, got {obj.relay_url!r}")
+    if obj.relay_url and obj.transport == "browser":
+        raise ConfigError(
+            f"{prefix}relay_url: a relay sends generate itself; it cannot be combined with transport = \"browser\""
+        )
+    if obj.relay_timeout <= 0:
+        raise ConfigError(f"{prefix}relay_timeout: must be positive, got {obj.relay_timeout}")
 
 
 def _validate_webhooks(obj: WebhookConfig, prefix: str) -> None:

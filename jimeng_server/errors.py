@@ -13,6 +13,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from .upstream.errors import (
+    BrowserUnavailable,
+    RelayUnavailable,
     UpstreamBadResponse,
     UpstreamError,
     UpstreamHttpError,
@@ -116,6 +118,17 @@ def from_upstream(exc: UpstreamError) -> ApiError:
         if exc.status == 429:
             return TooManyRequests("the upstream is rate limiting this account (HTTP 429); slow down and retry")
         return BadGateway(f"the upstream answered HTTP {exc.status} ({exc.reason})", code="UPSTREAM_HTTP_ERROR")
+    if isinstance(exc, RelayUnavailable):
+        return BadGateway(
+            f"the relay ([upstream] relay_url) failed ({exc.reason}); nothing was sent to the upstream, try again "
+            "once the relay works",
+            code="RELAY_UNAVAILABLE",
+        )
+    if isinstance(exc, BrowserUnavailable):
+        return BadGateway(
+            f"the browser transport failed ({exc.reason}); check [browser] executable, or try again",
+            code="BROWSER_UNAVAILABLE",
+        )
     if isinstance(exc, UpstreamUnavailable):
         return BadGateway(
             f"the upstream could not be reached ({exc.reason}); try again later", code="UPSTREAM_UNAVAILABLE"
@@ -151,9 +164,12 @@ def _from_ret(exc: UpstreamRetError) -> ApiError:
                 "(token form proxy@sessionid)",
                 code="REGION_NOT_ALLOWED",
             )
-        case "1019":
+        case "1019" | "4013":
             return BadGateway(
-                f"the upstream's risk control refused the request ({said}); retry later or use another account",
+                f"the upstream's risk control refused the request ({said}); it wants a browser. Remedies, cheapest "
+                "first: give the account its full browser cookie jar (with the browser's User-Agent), set [upstream] "
+                'transport = "impersonate", set transport = "browser", or set [upstream] relay_url '
+                '(README: "When the upstream says 1019 or 4013")',
                 code="UPSTREAM_RISK_CONTROL",
             )
         case "4002":

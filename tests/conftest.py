@@ -32,7 +32,8 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def sim(clock: ManualClock) -> Simulator:
-    s = Simulator(clock=clock, settings=SimSettings(), seed=1)
+    # Shark mode (Seedance 2.0 needs a browser, shark.py) is off here; tests/test_transports.py turns it on.
+    s = Simulator(clock=clock, settings=SimSettings(shark_models=frozenset()), seed=1)
     s.add_account(CN_TOKEN, region=Region.CN, vip=1000)
     s.add_account(CN_TOKEN_2, region=Region.CN, vip=1000)
     s.add_account(US_SESSION, region=Region.US, vip=1000)

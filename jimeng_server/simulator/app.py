@@ -50,6 +50,7 @@ from .history import url_sig
 from .hosts import VHOSTS
 from .media import item_png
 from .scripts import Script, Step
+from .shark import PAGE_HTML, SCRIPT_PATH, Shark
 from .state import JournalEntry, SimAccount, SimRecord, SimSettings
 from .uploads import UploadStore
 from .video import cdn_video
@@ -71,6 +72,7 @@ class Simulator:
         self.charges: list[tuple[str, str, int]] = []
         self.faults = FaultPlan()
         self.uploads = UploadStore()
+        self.shark = Shark(self.rng)
         self.next_script: Script | Sequence[Step] | None = None
         self.cdn_secret = self.rng.randbytes(16)
         self._next_history = self.rng.randrange(8_000_000_000_000, 8_900_000_000_000)
@@ -82,6 +84,8 @@ class Simulator:
         app = web.Application(client_max_size=200 * 1024 * 1024)
         app.router.add_get("/cdn/img/{history_id}/{name}", self._cdn)
         app.router.add_get("/cdn/video/{history_id}/{name}", functools.partial(cdn_video, self))
+        app.router.add_get("/{vhost}/", self._page)
+        app.router.add_get("/{vhost}" + SCRIPT_PATH, self._page)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 
@@ -295,6 +299,23 @@ class Simulator:
                 peer=_peer(request),
             )
         )
+
+    def issue_jar(self, sessionid: str, *, chrome: int = 142) -> str:
+        """A full browser cookie jar (a `Cookie` header string) for the account, harvested from Chrome `chrome`."""
+        account = self.accounts[sessionid]
+        return self.shark.issue_jar(sessionid, user_id=str(account.user_id), now=int(self.clock.time()), chrome=chrome)
+
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        """The web page of a web vhost, or its security script (shark.py); journalled with the GET's path."""
+        vhost = VHOSTS.get(request.match_info["vhost"])
+        path = "/" + request.path.lstrip("/").partition("/")[2]
+        if vhost is None or not vhost.web:
+            return self._finish(request, request.match_info["vhost"], path, b"", _not_found())
+        if path == SCRIPT_PATH:
+            answer = Answer(text=self.shark.script(), content_type="application/javascript")
+        else:
+            answer = Answer(text=PAGE_HTML, content_type="text/html")
+        return self._finish(request, vhost.name, path, b"", answer)
 
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         history_id = request.match_info["history_id"]

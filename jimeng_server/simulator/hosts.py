@@ -45,7 +45,7 @@ VHOSTS: dict[str, VHost] = {
 
 
 def simulator_hosts(root: str) -> dict[Region, dict[str, str]]:
-    """Base URLs ("web", "commerce", "imagex", "vod") per region for a simulator served at `root`.
+    """Base URLs ("web", "commerce", "imagex", "vod", "page") per region for a simulator served at `root`.
 
     `root` is like `http://127.0.0.1:8123` (a trailing slash is tolerated).
     """
@@ -63,5 +63,6 @@ def simulator_hosts(root: str) -> dict[Region, dict[str, str]]:
             "commerce": f"{root}/{commerce}",
             "imagex": f"{root}/{imagex}",
             "vod": f"{root}/vod",
+            "page": f"{root}/{web}",  # the web vhost also serves the page (GET /{web}/) and its script
         }
     return out

@@ -15,6 +15,7 @@ from .scripts import Script
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 CREDIT_BUCKETS = ("vip_credit", "gift_credit", "purchase_credit")  # charge order
+SEEDANCE_20_KEYS = frozenset({"dreamina_seedance_40_pro", "dreamina_seedance_40"})
 
 
 @dataclass
@@ -37,6 +38,10 @@ class SimSettings:
     sigv4_skew: float = 900.0  # allowed |x-amz-date - sim clock| in seconds
     upload_gate: int = 0  # > 0: each byte upload waits until this many were in flight at once
     upload_gate_timeout: float = 5.0  # real seconds an upload waits at the gate before failing (409)
+    # Risk control on generate (shark.py): model keys that need the page's a_bogus or a full jar (1019), and
+    # model keys an account marked `free` may not use (4013). Seedance 2.0 and 2.0 fast, as upstream since 2026-02.
+    shark_models: frozenset[str] = SEEDANCE_20_KEYS
+    paid_models: frozenset[str] = SEEDANCE_20_KEYS
 
 
 @dataclass
@@ -50,6 +55,7 @@ class SimAccount:
     purchase_credit: int = 0
     vip_credit: int = 100
     expired: bool = False
+    free: bool = False  # a free account: paid model keys are refused with 4013
     received_days: set[str] = field(default_factory=set)
 
     @property

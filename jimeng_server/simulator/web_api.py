@@ -112,7 +112,8 @@ async def passport_info(sim: Simulator, call: Call) -> Answer:
 
 
 async def generate(sim: Simulator, call: Call) -> Answer:
-    """`POST /mweb/v1/aigc_draft/generate`: validate, refuse on markers, charge, create the record."""
+    """`POST /mweb/v1/aigc_draft/generate`: validate, risk control (shark.py), refuse on markers, charge, create
+    the record."""
     try:
         sid = call.account.sessionid
         spec = validate_generate(
@@ -120,6 +121,18 @@ async def generate(sim: Simulator, call: Call) -> Answer:
         )
     except GenerateInvalid as exc:
         return sim.fail("4002", f"param error: {exc}", call.path)
+    refusal = sim.shark.check(
+        headers=call.headers,
+        query=call.query,
+        raw_query=call.request.raw_path.partition("?")[2],
+        sessionid=call.account.sessionid,
+        account_free=call.account.free,
+        model_key=spec.model_key,
+        shark_models=sim.settings.shark_models,
+        paid_models=sim.settings.paid_models,
+    )
+    if refusal is not None:
+        return sim.fail(refusal.ret, refusal.errmsg, call.path)
     markers = parse_markers(spec.prompt)
     if markers.refuse:
         return sim.fail("4001", "content violates the community guidelines", call.path)

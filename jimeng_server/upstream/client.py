@@ -1,7 +1,8 @@
 """The upstream web-API client: thin I/O around the pure protocol helpers.
 
 One `call()` builds the URL, default query, headers, `Sign` (fresh `Device-Time` on every attempt) and
-cookie, sends through the account's proxy, and unwraps the envelope. Reads are retried with backoff on
+cookie (a jar account's jar, verbatim), hands each attempt to the account's transport (which sends it through
+the account's proxy), and unwraps the envelope. Reads are retried with backoff on
 transport failures; `aigc_draft/generate` is never re-sent once it may have reached the upstream
 (it spends credits), only when the connection could not be opened at all.
 """
@@ -13,9 +14,8 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import aiohttp
 from yarl import URL
 
 from ..clock import Clock
@@ -24,11 +24,11 @@ from ..metrics import instrument_upstream
 from . import content_check
 from .envelope import unwrap
 from .errors import UpstreamBadResponse, UpstreamError, UpstreamHttpError, UpstreamTimeout, UpstreamUnavailable
-from .identity import BrowserIdentity, derive_identity
+from .identity import BrowserIdentity, BrowserProfile, derive_identity, profile_for
 from .regions import Region, constants
 from .signing import build_cookie, sign
 from .tokens import Account
-from .transport import SessionPool
+from .transport import AiohttpTransport, Broken, NotDelivered, Outgoing, SessionPool, TimedOut, Transport
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,22 @@ _ACCEPT_LANGUAGE = {
 def accept_language(region: Region) -> str:
     """The `Accept-Language` of the region's browser identity (web calls and uploads alike)."""
     return _ACCEPT_LANGUAGE[region]
+
+
+class TransportChooser(Protocol):
+    """Picks the transport of an account (its own choice, else the configured one); see `transports.py`."""
+
+    def for_account(self, account: Account) -> Transport: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SingleTransport:
+    """Every account uses one transport (the default: aiohttp over the client's session pool)."""
+
+    transport: Transport
+
+    def for_account(self, account: Account) -> Transport:
+        return self.transport
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +103,11 @@ class JimengClient:
         clock: Clock,
         *,
         identity_salt: bytes | None = None,
+        transports: TransportChooser | None = None,
     ) -> None:
         self.config = config
         self.pool = pool
+        self.transports: TransportChooser = transports or SingleTransport(AiohttpTransport(pool))
         self.clock = clock
         self._salt = identity_salt if identity_salt is not None else secrets.token_bytes(32)
         self._identities: dict[str, BrowserIdentity] = {}
@@ -103,6 +121,20 @@ class JimengClient:
             ident = self._identities[account.fingerprint] = derive_identity(self._salt, account.fingerprint)
         return ident
 
+    def web_id(self, account: Account) -> str:
+        """The `webId` query value: a jar's `_tea_web_id` (the upstream wants them equal, §17.6), else derived."""
+        jar_id = account.jar.web_id if account.jar is not None else None
+        return jar_id or self.identity(account).web_id
+
+    def profile(self, account: Account) -> BrowserProfile:
+        """The browser claims of the account's requests: the configured Chrome on Windows for a bare session id;
+        for a jar, those its User-Agent implies, and none at all when the jar came without one."""
+        if account.jar is not None:
+            return profile_for(account.jar.user_agent)
+        cfg = self.config
+        hints = (("Sec-Ch-Ua", cfg.sec_ch_ua), ("Sec-Ch-Ua-Mobile", "?0"), ("Sec-Ch-Ua-Platform", '"Windows"'))
+        return BrowserProfile(cfg.user_agent, "windows", hints)
+
     def base_url(self, account: Account, path: str) -> str:
         hosts = self.config.hosts(account.region)
         return hosts.commerce if path.startswith("/commerce/") else hosts.web
@@ -111,15 +143,17 @@ class JimengClient:
         return self.config.hosts(region).page
 
     def default_params(self, account: Account) -> dict[str, str]:
-        """The default query of every web call, in the web client's order (§2.2)."""
+        """The default query of every web call, in the web client's order (§2.2); `os` follows the profile."""
         rc = constants(account.region)
         params = {"aid": str(rc.aid), "device_platform": "web", "region": rc.region_param}
         if rc.sends_web_id:
-            params["webId"] = self.identity(account).web_id
+            params["webId"] = self.web_id(account)
+        params["da_version"] = self.config.da_version
+        os_name = self.profile(account).os
+        if os_name is not None:
+            params["os"] = os_name
         params.update(
             {
-                "da_version": self.config.da_version,
-                "os": "windows",
                 "web_component_open_flag": "1",
                 "web_version": self.config.web_version,
                 "aigc_features": self.config.aigc_features,
@@ -128,38 +162,51 @@ class JimengClient:
         return params
 
     def headers(self, account: Account, path: str, origin: str, referer: str | None, now: int) -> dict[str, str]:
-        """All headers of one attempt; `now` is both Device-Time and the Sign input (§2.3, §2.4)."""
+        """All headers of one attempt; `now` is both Device-Time and the Sign input (§2.3, §2.4).
+
+        A jar account sends its jar verbatim and, like the browser it came from, no `Accept-Encoding`,
+        `Cache-Control` or `Pragma`; User-Agent and client hints only when known (§17.6).
+        """
         rc = constants(account.region)
-        ident = self.identity(account)
         cfg = self.config
-        return {
-            "Accept": "application/json, text/plain, */*",
-            "Accept-Encoding": "gzip, deflate",
-            "Accept-Language": accept_language(account.region),
-            "Cache-Control": "no-cache",
-            "Appvr": cfg.appvr,
-            "Pragma": "no-cache",
-            "Priority": "u=1, i",
-            "Pf": cfg.pf,
-            "Sec-Ch-Ua": cfg.sec_ch_ua,
-            "Sec-Ch-Ua-Mobile": "?0",
-            "Sec-Ch-Ua-Platform": '"Windows"',
-            "Sec-Fetch-Dest": "empty",
-            "Sec-Fetch-Mode": "cors",
-            "Sec-Fetch-Site": "same-origin",
-            "User-Agent": cfg.user_agent,
-            "Origin": origin,
-            "Referer": referer or origin,
-            "App-Sdk-Version": cfg.app_sdk_version,
-            "Appid": str(rc.aid),
-            "Cookie": build_cookie(account.sessionid, web_id=ident.web_id, user_id=ident.user_id, now=now),
-            "Device-Time": str(now),
-            "Lan": rc.lan,
-            "Loc": rc.loc,
-            "Sign": sign(path, now, pf=cfg.pf, appvr=cfg.appvr),
-            "Sign-Ver": "1",
-            "Tdid": "",
-        }
+        profile = self.profile(account)
+        jar = account.jar
+        out: dict[str, str] = {"Accept": "application/json, text/plain, */*"}
+        if jar is None:
+            out["Accept-Encoding"] = "gzip, deflate"
+        out["Accept-Language"] = accept_language(account.region)
+        if jar is None:
+            out["Cache-Control"] = "no-cache"
+        out["Appvr"] = cfg.appvr
+        if jar is None:
+            out["Pragma"] = "no-cache"
+        out["Priority"] = "u=1, i"
+        out["Pf"] = cfg.pf
+        out.update(profile.hints)
+        out.update({"Sec-Fetch-Dest": "empty", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "same-origin"})
+        if profile.user_agent is not None:
+            out["User-Agent"] = profile.user_agent
+        if jar is not None:
+            cookie = jar.header()
+        else:
+            ident = self.identity(account)
+            cookie = build_cookie(account.sessionid, web_id=ident.web_id, user_id=ident.user_id, now=now)
+        out.update(
+            {
+                "Origin": origin,
+                "Referer": referer or origin,
+                "App-Sdk-Version": cfg.app_sdk_version,
+                "Appid": str(rc.aid),
+                "Cookie": cookie,
+                "Device-Time": str(now),
+                "Lan": rc.lan,
+                "Loc": rc.loc,
+                "Sign": sign(path, now, pf=cfg.pf, appvr=cfg.appvr),
+                "Sign-Ver": "1",
+                "Tdid": "",
+            }
+        )
+        return out
 
     @instrument_upstream
     async def call(
@@ -176,18 +223,19 @@ class JimengClient:
         """POST `body` as JSON to `path` for `account` and return the envelope's `data`.
 
         `resend_safe=False` marks calls that spend credits: they are retried only when the connection
-        could not be opened, never after the request may have been delivered.
+        could not be opened, never after the request may have been delivered. The account's transport
+        (`transports.for_account`) sends each attempt; an `UpstreamError` it raises itself (browser, relay)
+        ends the call at once.
         """
         base = self.base_url(account, path)
-        base_url = URL(base)
-        origin = str(base_url.origin())
+        origin = str(URL(base).origin())
         query: dict[str, str] = self.default_params(account) if default_params else {}
         if params:
             query.update(params)
-        url = base.rstrip("/") + path
+        url = str(URL(base.rstrip("/") + path).with_query(query))
         data = b"" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        session = self.pool.get(account.proxy)
-        timeout = aiohttp.ClientTimeout(total=self.config.timeout, sock_connect=self.config.connect_timeout)
+        transport = self.transports.for_account(account)
+        page = self.page_host(account.region).rstrip("/") + "/"
         attempts = 1 + max(0, self.config.read_retries)
         last: UpstreamError | None = None
         for attempt in range(attempts):
@@ -197,35 +245,51 @@ class JimengClient:
             headers = self.headers(account, path, origin, referer, now)
             if body is not None:
                 headers["Content-Type"] = "application/json"
+            out = Outgoing(
+                account=account,
+                path=path,
+                url=url,
+                headers=tuple(headers.items()),
+                body=data,
+                page=page,
+                referer=headers["Referer"],
+                timeout=self.config.timeout,
+                connect_timeout=self.config.connect_timeout,
+            )
             try:
-                async with session.post(url, params=query, data=data, headers=headers, timeout=timeout) as resp:
-                    raw = await resp.read()
-                    status = resp.status
-            except aiohttp.ClientConnectorError as exc:
-                last = UpstreamUnavailable(f"{path}: cannot connect ({type(exc).__name__})")
+                answer = await transport.send(out)
+            except NotDelivered as exc:
+                last = UpstreamUnavailable(f"{path}: {exc.reason}")
                 continue  # nothing was delivered: safe to retry even for generate
-            except (TimeoutError, aiohttp.ServerTimeoutError):
+            except TimedOut:
                 last = UpstreamTimeout(f"{path}: no answer within {self.config.timeout:g} s")
                 if not resend_safe:
                     raise last from None
                 continue
-            except aiohttp.ClientError as exc:
-                last = UpstreamUnavailable(f"{path}: connection failed ({type(exc).__name__})")
+            except Broken as exc:
+                last = UpstreamUnavailable(f"{path}: {exc.reason}")
                 if not resend_safe:
                     raise last from None
                 continue
-            if status >= 400:
-                last = UpstreamHttpError(status, f"{path}: HTTP {status}")
-                if resend_safe and (status == 429 or status >= 500):
+            if answer.status >= 400:
+                last = UpstreamHttpError(answer.status, f"{path}: HTTP {answer.status}")
+                if resend_safe and (answer.status == 429 or answer.status >= 500):
                     continue
                 raise last
             try:
-                parsed = json.loads(raw)
+                parsed = json.loads(answer.body)
             except ValueError:
                 raise UpstreamBadResponse(f"{path}: the answer is not JSON") from None
             return unwrap(parsed, path=path)
         assert last is not None
-        log.warning("upstream %s failed after %d attempts for %s: %s", path, attempts, account.masked, last.reason)
+        log.warning(
+            "upstream %s failed after %d attempts for %s via %s: %s",
+            path,
+            attempts,
+            account.masked,
+            transport.name,
+            last.reason,
+        )
         raise last
 
     # ------------------------------------------------------------------ endpoints

@@ -42,3 +42,11 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamBadResponse(UpstreamError):
     """An answer that is not the JSON the protocol promises."""
+
+
+class RelayUnavailable(UpstreamError):
+    """The configured relay or signer (`[upstream] relay_url`) failed or answered nonsense."""
+
+
+class BrowserUnavailable(UpstreamError):
+    """The browser transport could not run the call (Chromium would not start, crashed, or the page failed)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from .cookies import CookieJar
 from .regions import Region
 
 PROXY_SCHEMES = ("http://", "https://", "socks://", "socks4://", "socks5://")
@@ -20,11 +21,26 @@ class TokenError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """One upstream credential: a session id, its region and an optional proxy URL."""
+    """One upstream credential: a session id, its region and an optional proxy URL.
+
+    `jar`, when set, is the account's full browser cookie jar (its `sessionid` is the jar's): the client sends
+    it verbatim instead of building a cookie from the session id. `transport` names the account's own
+    transport ("aiohttp", "impersonate", "browser"); None uses `[upstream] transport`. Neither has a token
+    form: the account pool sets them.
+    """
 
     sessionid: str = field(repr=False)
     region: Region
     proxy: str | None = field(default=None, repr=False)
+    jar: CookieJar | None = field(default=None, repr=False, compare=False)
+    transport: str | None = None
+
+    @classmethod
+    def from_jar(
+        cls, jar: CookieJar, region: Region, *, proxy: str | None = None, transport: str | None = None
+    ) -> Account:
+        """An account whose credential is a checked cookie jar (`cookies.load_jar`)."""
+        return cls(sessionid=jar.sessionid, region=region, proxy=proxy, jar=jar, transport=transport)
 
     @property
     def fingerprint(self) -> str:

@@ -1,0 +1,99 @@
+"""The "impersonate" transport: curl_cffi's asyncio client with a current Chrome's TLS and HTTP/2 fingerprint.
+
+Since 2026 the upstream refuses some calls from a TLS stack that is not a browser's (ret 4013,
+upstream-protocol.md §17.6). curl_cffi (the optional `browser` extra) speaks TLS like Chrome. Everything
+else is the aiohttp transport's contract: the account's proxy (http and https proxies tunnel with CONNECT,
+socks5 resolves names at the proxy), the same timeouts, the same three error kinds (`transport.py`), and
+exactly the client's headers: curl_cffi's own impersonation headers are off, so no header can contradict the
+User-Agent the client chose (or chose not to send); `Accept-Encoding` is handed to curl so it also decodes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .transport import Broken, NotDelivered, Outgoing, RawAnswer, TimedOut
+
+if TYPE_CHECKING:
+    from curl_cffi.requests import AsyncSession
+
+# libcurl error codes after which nothing reached the upstream: DNS, connect, TLS handshake, proxy.
+_NOT_DELIVERED = frozenset({5, 6, 7, 35, 53, 58, 59, 60, 66, 77, 83, 90, 91, 97})
+_TIMEOUT = 28
+
+
+def available() -> bool:
+    """True when curl_cffi (the `browser` extra) is installed."""
+    try:
+        import curl_cffi.requests  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class ImpersonateTransport:
+    """Sessions keyed by proxy URL, each impersonating `target` (a curl_cffi browser name such as "chrome")."""
+
+    name = "impersonate"
+
+    def __init__(self, *, target: str = "chrome", ca_file: str = "") -> None:
+        self._target = target
+        self._verify: Any = ca_file or True
+        self._sessions: dict[str | None, AsyncSession[Any]] = {}
+
+    def _session(self, proxy: str | None) -> AsyncSession[Any]:
+        from curl_cffi.requests import AsyncSession
+
+        session = self._sessions.get(proxy)
+        if session is None:
+            session = AsyncSession(
+                impersonate=self._target,  # type: ignore[arg-type,unused-ignore]  # a config string
+                proxy=_curl_proxy(proxy),
+                verify=self._verify,
+                default_headers=False,
+                allow_redirects=False,
+            )
+            self._sessions[proxy] = session
+        return session
+
+    async def send(self, out: Outgoing) -> RawAnswer:
+        from curl_cffi.requests.exceptions import RequestException
+
+        session = self._session(out.account.proxy)
+        encoding = out.header("Accept-Encoding")
+        headers = [(k, v) for k, v in out.headers if k.lower() != "accept-encoding"]
+        connect = min(out.connect_timeout, out.timeout)
+        try:
+            resp = await session.post(
+                out.url,
+                data=out.body,
+                headers=headers,
+                timeout=(connect, out.timeout - connect),  # curl's total is their sum
+                accept_encoding=encoding,
+                quote=False,
+            )
+        except RequestException as exc:
+            code = int(getattr(exc, "code", 0) or 0)
+            if code == _TIMEOUT:
+                raise TimedOut(f"no answer within {out.timeout:g} s") from None
+            if code in _NOT_DELIVERED:
+                raise NotDelivered(f"cannot connect ({type(exc).__name__}, curl code {code})") from None
+            raise Broken(f"connection failed ({type(exc).__name__}, curl code {code})") from None
+        return RawAnswer(resp.status_code, resp.content)
+
+    async def close(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+
+def _curl_proxy(proxy: str | None) -> str | None:
+    """curl's spelling of a proxy URL: socks5 and socks4 resolve names at the proxy, as the aiohttp transport does."""
+    if proxy is None:
+        return None
+    low = proxy.lower()
+    if low.startswith("socks5://"):
+        return "socks5h://" + proxy[len("socks5://") :]
+    if low.startswith("socks4://"):
+        return "socks4a://" + proxy[len("socks4://") :]
+    return proxy
