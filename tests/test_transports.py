@@ -386,3 +386,29 @@ async def test_the_server_generates_through_the_impersonating_transport_over_tls
     )
     assert resp.status == 200, await json_of(resp)
     assert sim.generate_count == 1 and generates(sim)[0].headers["user-agent"] == UpstreamConfig().user_agent
+
+
+# ---------------------------------------------------------------- choosing a transport
+
+
+def test_an_accounts_own_transport_overrides_the_default(config: Config) -> None:
+    transports = Transports(config.upstream, config.browser, SessionPool(connect_timeout=1))
+    plain = Account(sessionid=CN_TOKEN, region=Region.CN)
+    own = Account(sessionid=CN_TOKEN, region=Region.CN, transport="impersonate")
+    assert transports.for_account(plain).name == "aiohttp"
+    assert transports.for_account(own).name == "impersonate"
+    relay_config = dataclasses.replace(config.upstream, relay_url="http://127.0.0.1:1/sign")
+    relayed = Transports(relay_config, config.browser, SessionPool(connect_timeout=1))
+    assert relayed.for_account(own).name == "impersonate+relay"
+
+
+@pytest.mark.parametrize(("transport", "module"), [("impersonate", "impersonate"), ("browser", "browser")])
+def test_a_transport_without_its_extra_is_a_start_up_error(
+    config: Config, monkeypatch: pytest.MonkeyPatch, transport: str, module: str
+) -> None:
+    from jimeng_server.upstream import browser, impersonate
+
+    monkeypatch.setattr({"impersonate": impersonate, "browser": browser}[module], "available", lambda: False)
+    with pytest.raises(ConfigError, match=r"pip install 'jimeng-server\[browser\]'"):
+        upstream = dataclasses.replace(config.upstream, transport=transport)
+        Transports(upstream, config.browser, SessionPool(connect_timeout=1))

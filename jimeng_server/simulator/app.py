@@ -84,8 +84,9 @@ class Simulator:
         app = web.Application(client_max_size=200 * 1024 * 1024)
         app.router.add_get("/cdn/img/{history_id}/{name}", self._cdn)
         app.router.add_get("/cdn/video/{history_id}/{name}", functools.partial(cdn_video, self))
-        app.router.add_get("/{vhost}/", self._page)
-        app.router.add_get("/{vhost}" + SCRIPT_PATH, self._page)
+        for vhost in (v for v in VHOSTS.values() if v.web):  # the site's page and its security script
+            app.router.add_get(f"/{vhost.name}/", functools.partial(self._page, vhost.name))
+            app.router.add_get(f"/{vhost.name}{SCRIPT_PATH}", functools.partial(self._page, vhost.name))
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 
@@ -305,17 +306,14 @@ class Simulator:
         account = self.accounts[sessionid]
         return self.shark.issue_jar(sessionid, user_id=str(account.user_id), now=int(self.clock.time()), chrome=chrome)
 
-    async def _page(self, request: web.Request) -> web.StreamResponse:
+    async def _page(self, vhost: str, request: web.Request) -> web.StreamResponse:
         """The web page of a web vhost, or its security script (shark.py); journalled with the GET's path."""
-        vhost = VHOSTS.get(request.match_info["vhost"])
         path = "/" + request.path.lstrip("/").partition("/")[2]
-        if vhost is None or not vhost.web:
-            return self._finish(request, request.match_info["vhost"], path, b"", _not_found())
         if path == SCRIPT_PATH:
             answer = Answer(text=self.shark.script(), content_type="application/javascript")
         else:
             answer = Answer(text=PAGE_HTML, content_type="text/html")
-        return self._finish(request, vhost.name, path, b"", answer)
+        return self._finish(request, vhost, path, b"", answer)
 
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         history_id = request.match_info["history_id"]

@@ -120,6 +120,8 @@ class BrowserTransport:
     async def _ready_page(self, out: Outgoing) -> Page:
         key = (out.account.fingerprint, out.account.proxy, out.page)
         async with self._lock:
+            if self._browser is not None and not self._browser.is_connected():
+                self._tabs.clear()  # Chromium went away (crashed or was killed): start again below
             now = time.monotonic()
             for stale in [k for k, t in self._tabs.items() if now - t.last_used > self.config.idle_timeout]:
                 await _quietly(self._tabs.pop(stale).context.close())

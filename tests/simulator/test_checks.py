@@ -29,6 +29,7 @@ def test_simulator_hosts_layout() -> None:
         "commerce": "http://127.0.0.1:8123/cn-web",
         "imagex": "http://127.0.0.1:8123/cn-imagex",
         "vod": "http://127.0.0.1:8123/vod",
+        "page": "http://127.0.0.1:8123/cn-web",
     }
     assert hosts[Region.US]["commerce"] == "http://127.0.0.1:8123/us-commerce"
     for region in (Region.HK, Region.JP, Region.SG):
