@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from support import CN_TOKEN, bearer, drive, json_of
+from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
 from test_proxy import ConnectProxy, Socks5Proxy, closed_port
 from tls_support import make_test_ca
 from yarl import URL
@@ -111,6 +111,20 @@ async def test_the_browser_context_is_reused_for_the_next_generate(
     assert shark.shark.script_loads == 1 and shark.generate_count == 2
 
 
+async def test_browser_contexts_are_capped_least_recently_used_first(
+    make_client: AppFactory, config: Config, clock: ManualClock, shark: Simulator
+) -> None:
+    client = await make_client(
+        upstream=dataclasses.replace(config.upstream, transport="browser"),
+        browser=BrowserConfig(executable=CHROMIUM, max_contexts=1),
+    )
+    for token in (CN_TOKEN, CN_TOKEN_2, CN_TOKEN):
+        assert (await video(client, clock, token))[0] == 200
+    # One context at a time: the second account closed the first one's, which had to load the page again.
+    assert shark.shark.script_loads == 3 and shark.generate_count == 3
+    assert [e.sessionid for e in generates(shark)] == [CN_TOKEN, CN_TOKEN_2, CN_TOKEN]
+
+
 async def test_a_browser_that_cannot_start_is_a_502_with_nothing_spent(
     make_client: AppFactory, config: Config, clock: ManualClock, shark: Simulator, tmp_path: Path
 ) -> None:
@@ -177,7 +191,11 @@ async def refused_body(client: TestClient[Any, Any], clock: ManualClock, sim: Si
 
 
 async def test_a_jar_account_generates_seedance_without_the_browser(
-    client: TestClient[Any, Any], clock: ManualClock, shark: Simulator, upstream: Callable[..., JimengClient]
+    client: TestClient[Any, Any],
+    clock: ManualClock,
+    shark: Simulator,
+    upstream: Callable[..., JimengClient],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     body = await refused_body(client, clock, shark)
     jar_text = shark.issue_jar(CN_TOKEN, chrome=142)
@@ -192,6 +210,8 @@ async def test_a_jar_account_generates_seedance_without_the_browser(
     assert entry.headers["sec-ch-ua-platform"] == '"Windows"' and entry.query["os"] == "windows"
     for absent in ("accept-encoding", "cache-control", "pragma"):
         assert absent not in entry.headers
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert cookie["fpk1"] not in logged and cookie["ttwid"] not in logged  # the jar is a secret
 
 
 async def test_a_jar_without_a_user_agent_claims_no_browser(
