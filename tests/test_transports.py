@@ -5,8 +5,12 @@ transport's journal, which must equal aiohttp's, directly and through HTTP and S
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
+import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,7 @@ from jimeng_server.errors import from_upstream
 from jimeng_server.simulator import Simulator, simulator_hosts
 from jimeng_server.simulator.shark import SCRIPT_PATH
 from jimeng_server.simulator.state import SEEDANCE_20_KEYS, JournalEntry
+from jimeng_server.upstream.browser import BrowserTransport
 from jimeng_server.upstream.client import GENERATE_PATH, JimengClient
 from jimeng_server.upstream.cookies import load_jar
 from jimeng_server.upstream.errors import UpstreamRetError
@@ -123,6 +128,48 @@ async def test_browser_contexts_are_capped_least_recently_used_first(
     # One context at a time: the second account closed the first one's, which had to load the page again.
     assert shark.shark.script_loads == 3 and shark.generate_count == 3
     assert [e.sessionid for e in generates(shark)] == [CN_TOKEN, CN_TOKEN_2, CN_TOKEN]
+
+
+def chromium_processes() -> list[int]:
+    """Process ids of the Chromium processes this test process started (its descendants named chrom*)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [os.getpid()]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            todo.append(child)
+            with contextlib.suppress(OSError):
+                if "chrom" in Path(f"/proc/{child}/comm").read_text():
+                    found.append(child)
+    return found
+
+
+async def test_after_chromium_crashes_the_next_generate_starts_it_again(
+    make_client: AppFactory, config: Config, clock: ManualClock, shark: Simulator
+) -> None:
+    client = await make_client(upstream=dataclasses.replace(config.upstream, transport="browser"))
+    assert (await video(client, clock))[0] == 200
+    transport = client.app[CLIENT].transports.for_account(Account(sessionid=CN_TOKEN, region=Region.CN))
+    assert isinstance(transport, BrowserTransport) and transport.open_contexts == 1
+    victims = chromium_processes()
+    assert victims
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    gone = asyncio.Event()
+    assert transport._browser is not None
+    transport._browser.on("disconnected", lambda _browser: gone.set())
+    if transport._browser.is_connected():
+        await asyncio.wait_for(gone.wait(), 10)  # Playwright notices the dead process
+    status, body = await video(client, clock)
+    assert status == 200, body
+    assert shark.generate_count == 2 and shark.shark.script_loads == 2  # a new Chromium loaded the page again
 
 
 async def test_a_browser_that_cannot_start_is_a_502_with_nothing_spent(
