@@ -101,6 +101,9 @@ async def test_seedance_through_the_browser_transport_succeeds(
     assert entry.ret == "0" and "a_bogus" in entry.query  # the page's script signed it
     assert shark.shark.a_bogus_ok(entry.raw_query)
     assert entry.sessionid == CN_TOKEN and entry.headers["user-agent"] == config.upstream.user_agent
+    # The page claims the client's browser, and its client hints agree (not Chromium's own version).
+    assert entry.headers["sec-ch-ua"] == config.upstream.sec_ch_ua
+    assert entry.headers["sec-ch-ua-platform"] == '"Windows"' and entry.headers["accept-language"].startswith("zh-CN")
     assert [e.path for e in shark.journal if e.method == "GET" and e.vhost == "cn-web"][:2] == ["/", SCRIPT_PATH]
     # Only generate went through the page; the credit check and the polls kept the plain transport.
     assert not any("a_bogus" in e.query for e in shark.journal if e.path != GENERATE_PATH)
@@ -270,6 +273,21 @@ async def test_a_jar_without_a_user_agent_claims_no_browser(
     entry = generates(shark)[-1]
     assert entry.ret == "0"
     assert "user-agent" not in entry.headers and "sec-ch-ua" not in entry.headers and "os" not in entry.query
+
+
+async def test_a_jar_account_through_the_browser_sends_its_jar_from_the_page(
+    client: TestClient[Any, Any], clock: ManualClock, shark: Simulator, upstream: Callable[..., JimengClient]
+) -> None:
+    body = await refused_body(client, clock, shark)
+    jar_text = shark.issue_jar(CN_TOKEN, chrome=142)
+    jar = load_jar(jar_text, region=Region.CN, now=clock.time(), user_agent=CHROME_142)
+    await upstream("browser").generate(Account.from_jar(jar, Region.CN), body, kind="video")
+    entry = generates(shark)[-1]
+    assert entry.ret == "0" and "a_bogus" in entry.query
+    assert parse_cookie(entry.headers["cookie"]) == parse_cookie(jar_text)  # the context holds the jar
+    assert entry.query["webId"] == parse_cookie(jar_text)["_tea_web_id"]
+    # Chromium 15x claims the jar's Chrome 142, client hints included, so the jar is not contradicted.
+    assert entry.headers["user-agent"] == CHROME_142 and '"Chromium";v="142"' in entry.headers["sec-ch-ua"]
 
 
 async def test_a_user_agent_whose_chrome_contradicts_the_jar_gets_4013(

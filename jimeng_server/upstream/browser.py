@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 _BROWSER_OWNED = frozenset(
     {"cookie", "user-agent", "origin", "referer", "accept-encoding", "host", "content-length", "connection", "priority"}
 )
+_BRAND = re.compile(r'"([^"]+)";v="([^"]+)"')
 _READY = """() => {
   const f = window.fetch;
   const wrapped = typeof f === 'function' && !/\\[native code\\]/.test(Function.prototype.toString.call(f));
@@ -144,7 +146,6 @@ class BrowserTransport:
         proxy = _playwright_proxy(out.account.proxy)
         try:
             context = await browser.new_context(
-                user_agent=out.header("User-Agent"),
                 proxy=proxy,  # type: ignore[arg-type]  # a ProxySettings TypedDict
                 locale=_locale(out.header("Accept-Language")),
             )
@@ -158,6 +159,7 @@ class BrowserTransport:
             ]
             await context.add_cookies(cookies)  # type: ignore[arg-type]  # SetCookieParam TypedDicts
             page = await context.new_page()
+            await self._claim(context, page, out)
             wait_ms = self.config.page_timeout * 1000
             await page.goto(out.page, timeout=wait_ms, wait_until="load")
             await page.wait_for_function(_READY, timeout=wait_ms)
@@ -167,6 +169,30 @@ class BrowserTransport:
                 f"the region's page did not become ready in {self.config.page_timeout:g} s ({type(exc).__name__})"
             ) from None
         return _Tab(context, page, time.monotonic())
+
+    async def _claim(self, context: BrowserContext, page: Page, out: Outgoing) -> None:
+        """Make the page claim the account's browser: the client's User-Agent with client hints that agree with
+        it (`Sec-Ch-Ua*` as the client would send them). Without a User-Agent (a jar that came without one) the
+        page keeps Chromium's own identity, minus the "Headless" marker, and sends no client hints."""
+        agent = out.header("User-Agent")
+        override: dict[str, Any] = {"acceptLanguage": out.header("Accept-Language") or ""}
+        if agent is None:
+            own = str(await page.evaluate("navigator.userAgent"))
+            override["userAgent"] = own.replace("HeadlessChrome/", "Chrome/")
+        else:
+            override["userAgent"] = agent
+            brands = _BRAND.findall(out.header("Sec-Ch-Ua") or "")
+            if brands:
+                override["userAgentMetadata"] = {
+                    "brands": [{"brand": b, "version": v} for b, v in brands],
+                    "platform": (out.header("Sec-Ch-Ua-Platform") or "").strip('"'),
+                    "platformVersion": "",
+                    "architecture": "x86",
+                    "model": "",
+                    "mobile": out.header("Sec-Ch-Ua-Mobile") == "?1",
+                }
+        session = await context.new_cdp_session(page)
+        await session.send("Emulation.setUserAgentOverride", override)
 
     async def _launched(self) -> Browser:
         if self._browser is not None and self._browser.is_connected():
