@@ -114,7 +114,7 @@ class UpstreamConfig:
     # How web-API calls are sent: "aiohttp", "impersonate" (curl_cffi, Chrome's TLS fingerprint; needs the
     # `browser` extra) or "browser" (generate from inside a headless Chromium page, see [browser]).
     transport: str = "aiohttp"
-    impersonate: str = "chrome"  # the curl_cffi browser target of the "impersonate" transport
+    impersonate: str = "chrome"  # curl_cffi target; "chrome" follows the User-Agent's Chrome version
     tls_ca_file: str = ""  # a PEM CA bundle trusted instead of the system's for upstream TLS ("" = the system's)
     # A signer or relay for generate (README "Relay contract"); "" = none.
     relay_url: str = ""

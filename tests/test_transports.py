@@ -497,3 +497,15 @@ def test_a_transport_without_its_extra_is_a_start_up_error(
     with pytest.raises(ConfigError, match=r"pip install 'jimeng-server\[browser\]'"):
         upstream = dataclasses.replace(config.upstream, transport=transport)
         Transports(upstream, config.browser, SessionPool(connect_timeout=1))
+
+
+def test_the_impersonated_chrome_follows_the_user_agent() -> None:
+    from jimeng_server.upstream.impersonate import ImpersonateTransport
+
+    generic = ImpersonateTransport(target="chrome")
+    assert generic.target_for(CHROME_142) == "chrome142"
+    newer = generic.target_for(CHROME_142.replace("142.0", "149.0"))  # the newest curl_cffi has, up to 149
+    assert newer.startswith("chrome") and 142 <= int(newer.removeprefix("chrome")) <= 149
+    assert generic.target_for(CHROME_142.replace("142.0", "90.0")) == "chrome"
+    assert generic.target_for(None) == "chrome"
+    assert ImpersonateTransport(target="chrome120").target_for(CHROME_142) == "chrome120"  # an explicit choice

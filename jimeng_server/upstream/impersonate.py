@@ -10,8 +10,10 @@ User-Agent the client chose (or chose not to send); `Accept-Encoding` is handed 
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
+from .identity import chrome_major
 from .transport import Broken, NotDelivered, Outgoing, RawAnswer, TimedOut
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 # libcurl error codes after which nothing reached the upstream: DNS, connect, TLS handshake, proxy.
 _NOT_DELIVERED = frozenset({5, 6, 7, 35, 53, 58, 59, 60, 66, 77, 83, 90, 91, 97})
 _TIMEOUT = 28
+_DESKTOP_CHROME = re.compile(r"chrome(\d+)")  # not chrome133a (a variant), _android or _macos
 
 
 def available() -> bool:
@@ -32,34 +35,47 @@ def available() -> bool:
 
 
 class ImpersonateTransport:
-    """Sessions keyed by proxy URL, each impersonating `target` (a curl_cffi browser name such as "chrome")."""
+    """Sessions keyed by proxy URL and target, impersonating `target` (a curl_cffi browser name; "chrome" = the
+    Chrome version of each request's User-Agent, see `target_for`)."""
 
     name = "impersonate"
 
     def __init__(self, *, target: str = "chrome", ca_file: str = "") -> None:
         self._target = target
         self._verify: Any = ca_file or True
-        self._sessions: dict[str | None, AsyncSession[Any]] = {}
+        self._sessions: dict[tuple[str | None, str], AsyncSession[Any]] = {}
 
-    def _session(self, proxy: str | None) -> AsyncSession[Any]:
+    def target_for(self, user_agent: str | None) -> str:
+        """The curl_cffi target for a request: with the generic "chrome", the newest Chrome fingerprint curl_cffi
+        has that is not newer than the Chrome the User-Agent claims (TLS and User-Agent then agree)."""
+        major = chrome_major(user_agent) if user_agent else None
+        if self._target != "chrome" or major is None:
+            return self._target
+        from curl_cffi.requests import BrowserType
+
+        known = [int(m.group(1)) for b in BrowserType if (m := _DESKTOP_CHROME.fullmatch(b.value))]
+        fitting = [n for n in known if n <= major]
+        return f"chrome{max(fitting)}" if fitting else self._target
+
+    def _session(self, proxy: str | None, target: str) -> AsyncSession[Any]:
         from curl_cffi.requests import AsyncSession
 
-        session = self._sessions.get(proxy)
+        session = self._sessions.get((proxy, target))
         if session is None:
             session = AsyncSession(
-                impersonate=self._target,  # type: ignore[arg-type,unused-ignore]  # a config string
+                impersonate=target,  # type: ignore[arg-type,unused-ignore]  # a config string
                 proxy=_curl_proxy(proxy),
                 verify=self._verify,
                 default_headers=False,
                 allow_redirects=False,
             )
-            self._sessions[proxy] = session
+            self._sessions[(proxy, target)] = session
         return session
 
     async def send(self, out: Outgoing) -> RawAnswer:
         from curl_cffi.requests.exceptions import RequestException
 
-        session = self._session(out.account.proxy)
+        session = self._session(out.account.proxy, self.target_for(out.header("User-Agent")))
         encoding = out.header("Accept-Encoding")
         headers = [(k, v) for k, v in out.headers if k.lower() != "accept-encoding"]
         connect = min(out.connect_timeout, out.timeout)
