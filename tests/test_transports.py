@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from proxies import ConnectProxy, Socks5Proxy
 from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
-from test_proxy import ConnectProxy, Socks5Proxy, closed_port
+from test_proxy import closed_port
 from tls_support import make_test_ca
 from yarl import URL
 
