@@ -111,6 +111,18 @@ async def test_seedance_through_the_browser_transport_succeeds(
     assert shark.generate_count == 1
 
 
+async def test_the_browser_sends_through_the_accounts_proxy(
+    make_client: AppFactory, config: Config, clock: ManualClock, shark: Simulator, http_proxy: ConnectProxy
+) -> None:
+    client = await make_client(upstream=dataclasses.replace(config.upstream, transport="browser"))
+    status, body = await video(client, clock, f"http://127.0.0.1:{http_proxy.port}@{CN_TOKEN}")
+    assert status == 200, body
+    # The page, its script and the in-page generate all went through the account's proxy, like every other hop.
+    for what in (b"GET http://127.0.0.1", SCRIPT_PATH.encode(), b"/mweb/v1/aigc_draft/generate?"):
+        assert what in http_proxy.sent, what
+    assert shark.generate_count == 1
+
+
 async def test_the_browser_context_is_reused_for_the_next_generate(
     make_client: AppFactory, config: Config, clock: ManualClock, shark: Simulator
 ) -> None:
