@@ -54,6 +54,19 @@ CHROME_142 = CHROME_120.replace("120.0", "142.0")
 
 
 @pytest.fixture
+def chromium() -> str:
+    """Debian's Chromium, which the browser transport drives: required in CI (`.ci/run` installs it), else the
+    test is skipped with the reason, so the README's test command also works on a machine without it."""
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        assert not os.environ.get("CI"), "install Debian's chromium (apt-get install -y chromium), as .ci/run does"
+        pytest.skip("no /usr/bin/chromium: install Debian's chromium (apt-get install -y chromium) to run this test")
+    return CHROMIUM
+
+
+needs_chromium = pytest.mark.usefixtures("chromium")
+
+
+@pytest.fixture
 def shark(sim: Simulator) -> Simulator:
     """The simulator with its default shark mode: Seedance 2.0 generate needs a_bogus or a full jar."""
     sim.settings.shark_models = SEEDANCE_20_KEYS
@@ -91,6 +104,7 @@ async def test_seedance_on_a_session_id_account_over_aiohttp_is_refused_1019_nam
     assert shark.generate_count == 0 and shark.account(CN_TOKEN).total == before
 
 
+@needs_chromium
 async def test_seedance_through_the_browser_transport_succeeds(
     make_client: AppFactory, config: Config, clock: ManualClock, shark: Simulator
 ) -> None:
@@ -111,6 +125,7 @@ async def test_seedance_through_the_browser_transport_succeeds(
     assert shark.generate_count == 1
 
 
+@needs_chromium
 async def test_the_browser_sends_through_the_accounts_proxy(
     make_client: AppFactory, config: Config, clock: ManualClock, shark: Simulator, http_proxy: ConnectProxy
 ) -> None:
@@ -123,6 +138,7 @@ async def test_the_browser_sends_through_the_accounts_proxy(
     assert shark.generate_count == 1
 
 
+@needs_chromium
 async def test_the_browser_context_is_reused_for_the_next_generate(
     make_client: AppFactory, config: Config, clock: ManualClock, shark: Simulator
 ) -> None:
@@ -132,6 +148,7 @@ async def test_the_browser_context_is_reused_for_the_next_generate(
     assert shark.shark.script_loads == 1 and shark.generate_count == 2
 
 
+@needs_chromium
 async def test_browser_contexts_are_capped_least_recently_used_first(
     make_client: AppFactory, config: Config, clock: ManualClock, shark: Simulator
 ) -> None:
@@ -166,6 +183,7 @@ def chromium_processes() -> list[int]:
     return found
 
 
+@needs_chromium
 async def test_after_chromium_crashes_the_next_generate_starts_it_again(
     make_client: AppFactory, config: Config, clock: ManualClock, shark: Simulator
 ) -> None:
@@ -288,6 +306,7 @@ async def test_a_jar_without_a_user_agent_claims_no_browser(
     assert "user-agent" not in entry.headers and "sec-ch-ua" not in entry.headers and "os" not in entry.query
 
 
+@needs_chromium
 async def test_a_jar_account_through_the_browser_sends_its_jar_from_the_page(
     client: TestClient[Any, Any], clock: ManualClock, shark: Simulator, upstream: Callable[..., JimengClient]
 ) -> None:
