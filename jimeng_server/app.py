@@ -99,8 +99,8 @@ def create_app(
     setup_fetcher(app, fetcher)
     setup_store(app)
     setup_webhooks(app, background)
-    setup_tasks(app, background)
     setup_pool(app)
+    setup_tasks(app, background)
     setup_generation(app)
     setup_observability(app)
     setup_cors(app, config.server.cors_origins)
@@ -111,20 +111,12 @@ def create_app(
 
 
 def setup_upstream(app: web.Application, identity_salt: bytes | None) -> None:
-    """Upstream sessions (one per proxy), the protocol client and account selection."""
+    """Upstream sessions (one per proxy), the transports and the protocol client."""
     config, clock = app[CONFIG], app[CLOCK]
     up = config.upstream
     pool = app[POOL] = SessionPool(connect_timeout=up.connect_timeout, ca_file=up.tls_ca_file)
     transports = Transports(config.upstream, config.browser, pool)  # ConfigError when a transport cannot run
-    client = app[CLIENT] = JimengClient(
-        config.upstream, pool, clock, identity_salt=identity_salt, transports=transports
-    )
-    app[ACCOUNTS] = AccountService(
-        client,
-        clock,
-        cache_seconds=config.upstream.credit_cache_seconds,
-        cooldown_seconds=config.upstream.account_cooldown_seconds,
-    )
+    app[CLIENT] = JimengClient(config.upstream, pool, clock, identity_salt=identity_salt, transports=transports)
 
     async def sessions(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -191,6 +183,41 @@ def setup_webhooks(app: web.Application, background: bool) -> None:
     app.cleanup_ctx.append(run_sender)
 
 
+def setup_pool(app: web.Application) -> None:
+    """Accounts: the pool and API keys (in the task store) for callers with a key, and the account service that
+    picks the paying account (raw tokens or the pool). At start-up: warn when pool secrets are stored
+    unencrypted."""
+    config, clock, store = app[CONFIG], app[CLOCK], app[STORE]
+    pool = app[ACCOUNT_POOL] = AccountPool(
+        store,
+        secret_box(config.accounts),  # env JIMENG_ACCOUNTS_KEY overrides; a malformed key fails here
+        clock,
+        cooldown_seconds=config.accounts.cooldown_seconds,
+        claim_daily=config.accounts.claim_daily,
+        in_flight_window={"image": config.watcher.image.deadline, "video": config.watcher.video.deadline},
+    )
+    keys = app[API_KEYS] = ApiKeys(store, pool, clock)
+    app[ACCOUNTS] = AccountService(
+        app[CLIENT],
+        clock,
+        cache_seconds=config.upstream.credit_cache_seconds,
+        cooldown_seconds=config.upstream.account_cooldown_seconds,
+        pool=pool,
+        keys=keys,
+        claim_daily=config.accounts.claim_daily,
+    )
+
+    async def warn_unsealed(app: web.Application) -> AsyncIterator[None]:
+        if not pool.box.sealing and await pool.rows():
+            log.warning(
+                "the account pool's session ids are stored unencrypted: set [accounts] encryption_key or %s",
+                ACCOUNTS_KEY_ENV,
+            )
+        yield
+
+    app.cleanup_ctx.append(warn_unsealed)
+
+
 def setup_tasks(app: web.Application, background: bool) -> None:
     """Settling, watching, recording and querying tasks; retention. At start-up: purge, then resume the
     background tasks left in flight, then start the loops; at shutdown the watcher stops before the writes
@@ -200,9 +227,10 @@ def setup_tasks(app: web.Application, background: bool) -> None:
     watcher = app[WATCHER] = Watcher(
         client, config.watcher, clock, on_progress=settler.progress, on_final=settler.settle
     )
-    intake = app[INTAKE] = TaskIntake(store, watcher, watch_all=config.watcher.watch == "all")
+    resolve = app[ACCOUNT_POOL].resolve
+    intake = app[INTAKE] = TaskIntake(store, watcher, watch_all=config.watcher.watch == "all", resolve_account=resolve)
     lookup = HistoryLookup(client)
-    app[QUERIES] = TaskQueries(store, watcher, settler, lookup, config.watcher, clock)
+    app[QUERIES] = TaskQueries(store, watcher, settler, lookup, config.watcher, clock, resolve_account=resolve)
     retention = app[RETENTION] = Retention(store, config.store, clock)
 
     async def run_tasks(app: web.Application) -> AsyncIterator[None]:
@@ -218,35 +246,6 @@ def setup_tasks(app: web.Application, background: bool) -> None:
         await settler.drain()
 
     app.cleanup_ctx.append(run_tasks)
-
-
-def setup_pool(app: web.Application) -> None:
-    """The account pool and API keys (in the task store) used by callers with a key; pooled submits go through
-    the account service. At start-up: warn when pool secrets are stored unencrypted, resume the pool's
-    background tasks."""
-    config, clock, store = app[CONFIG], app[CLOCK], app[STORE]
-    pool = app[ACCOUNT_POOL] = AccountPool(
-        store,
-        secret_box(config.accounts),  # env JIMENG_ACCOUNTS_KEY overrides; a malformed key fails here
-        clock,
-        cooldown_seconds=config.accounts.cooldown_seconds,
-        claim_daily=config.accounts.claim_daily,
-        in_flight_window={"image": config.watcher.image.deadline, "video": config.watcher.video.deadline},
-    )
-    keys = app[API_KEYS] = ApiKeys(store, pool, clock)
-    app[ACCOUNTS].use_pool(pool, keys, claim_daily=config.accounts.claim_daily)
-    app[QUERIES].resolve_account = pool.resolve
-
-    async def start_pool(app: web.Application) -> AsyncIterator[None]:
-        if not pool.box.sealing and await pool.rows():
-            log.warning(
-                "the account pool's session ids are stored unencrypted: set [accounts] encryption_key or %s",
-                ACCOUNTS_KEY_ENV,
-            )
-        await pool.resume(app[WATCHER], background=app[INTAKE].in_background)
-        yield
-
-    app.cleanup_ctx.append(start_pool)
 
 
 def setup_generation(app: web.Application) -> None:

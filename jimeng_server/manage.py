@@ -66,8 +66,9 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO = sys.stdout
             store, secret_box(config.accounts), clock, cooldown_seconds=config.accounts.cooldown_seconds
         )
         keys = ApiKeys(store, pool, clock)
-        service = AccountService(JimengClient(config.upstream, sessions, clock), clock, cache_seconds=0)
-        service.use_pool(pool, keys, claim_daily=config.accounts.claim_daily)
+        client = JimengClient(config.upstream, sessions, clock)
+        claim = config.accounts.claim_daily
+        service = AccountService(client, clock, cache_seconds=0, pool=pool, keys=keys, claim_daily=claim)
         await _dispatch(args, pool, keys, service, out)
         return 0
     except ApiError as err:

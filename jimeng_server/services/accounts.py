@@ -53,11 +53,16 @@ class AccountService:
         *,
         cache_seconds: float,
         cooldown_seconds: float = 600.0,
+        pool: AccountPool | None = None,
+        keys: ApiKeys | None = None,
+        claim_daily: bool = False,
     ) -> None:
+        """`pool` and `keys` serve callers with an API key (their usage counted on `keys`); `claim_daily`: pooled
+        submits claim the daily credits of an account at zero."""
         self.client = client
-        self.pool: AccountPool | None = None
-        self.keys: ApiKeys | None = None
-        self.claim_daily = False  # pooled submits: claim the daily credits of an account at zero
+        self.pool = pool
+        self.keys = keys
+        self.claim_daily = claim_daily
         self.clock = clock
         self.cache_seconds = cache_seconds
         self.cooldown_seconds = cooldown_seconds
@@ -65,10 +70,6 @@ class AccountService:
         self._cooldown: dict[str, float] = {}  # account fingerprint -> until when it is tried last
         self._balance: dict[int, int] = {}  # pool account id -> the last balance read after a pooled submit
         self._costs: dict[str, int] = {}  # cost_key -> the smallest spend measured for one pooled submit
-
-    def use_pool(self, pool: AccountPool, keys: ApiKeys, *, claim_daily: bool) -> None:
-        """Serve callers with an API key from `pool`, counting their usage on `keys`."""
-        self.pool, self.keys, self.claim_daily = pool, keys, claim_daily
 
     async def credits(self, account: Account, *, fresh: bool = False) -> Credits:
         """The account's balance; served from cache when younger than `cache_seconds`."""

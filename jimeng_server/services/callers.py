@@ -6,11 +6,15 @@ kept, and which accounts may pay for a submit (the header's tokens, or the key's
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..errors import ServiceUnavailable
 from ..store.pool import key_owner
 from ..upstream.tokens import Account
+
+ResolveAccount = Callable[[int], Awaitable[Account | None]]
+"""A pool account by id (`AccountPool.resolve`): None when it was removed or its secret cannot be opened."""
 
 
 @dataclass(frozen=True, slots=True)

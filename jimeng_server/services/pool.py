@@ -18,7 +18,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +31,6 @@ from ..store.secretbox import SecretBox, SecretError
 from ..store.sqlite import TaskStore
 from ..upstream.regions import Region
 from ..upstream.tokens import PROXY_SCHEMES, Account, TokenError, parse_token
-from ..watcher import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -341,24 +340,6 @@ class AccountPool:
         """End a reservation (the submit answered, failed or moved on to another account)."""
         self._reserved[choice.account_id] -= 1
         self._reserved_by[choice.owner] -= 1
-
-    async def resume(self, watcher: Watcher, *, background: Callable[[str | None], bool]) -> int:
-        """Watch again the background pool tasks (`background(callback_url)`) a previous run left processing
-        (their session comes from the account); returns how many. Tasks of removed or unreadable accounts are
-        left as they are."""
-        resumed = 0
-        for row in await self._store.unfinished():
-            if row.account_id is None or not background(row.callback_url) or watcher.is_watching(row.history_id):
-                continue
-            account = await self.resolve(row.account_id)
-            if account is None:
-                log.warning("task %s: its pool account is gone or unreadable, not resumed", row.history_id)
-                continue
-            watcher.watch(account, row.history_id, row.kind, submitted_at=row.created_at)
-            resumed += 1
-        if resumed:
-            log.info("resumed watching %d pool task(s) left in flight", resumed)
-        return resumed
 
 
 class OverCap(Exception):

@@ -14,8 +14,9 @@ import logging
 from ..concurrency import uncancellable
 from ..store.models import TaskRecord, TaskStatus
 from ..store.sqlite import TaskStore
-from ..upstream.tokens import TokenError, parse_token
+from ..upstream.tokens import Account, TokenError, parse_token
 from ..watcher import Watcher
+from .callers import ResolveAccount
 from .generation import Submission
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,15 @@ log = logging.getLogger(__name__)
 class TaskIntake:
     """Stores every accepted submit and hands background tasks to the watcher; resumes them on start-up."""
 
-    def __init__(self, store: TaskStore, watcher: Watcher, *, watch_all: bool) -> None:
+    def __init__(
+        self, store: TaskStore, watcher: Watcher, *, watch_all: bool, resolve_account: ResolveAccount | None = None
+    ) -> None:
+        """`resolve_account` turns a pool account id into its account (the pool's session: tasks of API-key callers
+        keep no token)."""
         self.store = store
         self.watcher = watcher
         self.watch_all = watch_all
+        self.resolve_account = resolve_account
 
     def in_background(self, callback_url: str | None) -> bool:
         """True if a task with this callback URL is watched until final without anyone waiting."""
@@ -77,20 +83,32 @@ class TaskIntake:
         """Watch again every stored background task still processing; returns how many."""
         resumed = 0
         for row in await self.store.unfinished():
-            if row.token is None or not self.in_background(row.callback_url):
+            if not self.in_background(row.callback_url) or self.watcher.is_watching(row.history_id):
                 continue
-            if self.watcher.is_watching(row.history_id):
-                continue
-            try:
-                account = parse_token(row.token)
-            except TokenError:
-                log.warning("task %s: stored token unusable, not resumed", row.history_id)
-                continue
-            if account.fingerprint != row.account_fp:
-                log.warning("task %s: stored token does not match its owner, not resumed", row.history_id)
+            account = await self._owner(row)
+            if account is None:
                 continue
             self.watcher.watch(account, row.history_id, row.kind, submitted_at=row.created_at)
             resumed += 1
         if resumed:
             log.info("resumed watching %d task(s) left in flight", resumed)
         return resumed
+
+    async def _owner(self, row: TaskRecord) -> Account | None:
+        """The account that polls a stored task: its pool account, else its stored token (checked)."""
+        if row.account_id is not None:
+            account = await self.resolve_account(row.account_id) if self.resolve_account is not None else None
+            if account is None:
+                log.warning("task %s: its pool account is gone or unreadable, not resumed", row.history_id)
+            return account
+        if row.token is None:
+            return None
+        try:
+            account = parse_token(row.token)
+        except TokenError:
+            log.warning("task %s: stored token unusable, not resumed", row.history_id)
+            return None
+        if account.fingerprint != row.account_fp:
+            log.warning("task %s: stored token does not match its owner, not resumed", row.history_id)
+            return None
+        return account

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import TypedDict
 
 from ..clock import Clock
@@ -29,7 +29,7 @@ from ..upstream.errors import UpstreamError
 from ..upstream.history import HistoryRecord, parse_record
 from ..upstream.tokens import Account
 from ..watcher import Watcher
-from .callers import Caller
+from .callers import Caller, ResolveAccount
 from .history_lookup import HistoryLookup
 from .settlement import TaskSettler
 
@@ -76,14 +76,17 @@ class TaskQueries:
         lookup: HistoryLookup,
         config: WatcherConfig,
         clock: Clock,
+        *,
+        resolve_account: ResolveAccount | None = None,
     ) -> None:
+        """`resolve_account` gives the pool account a key's task is polled with (those tasks keep no token)."""
         self.store = store
         self.watcher = watcher
         self.settler = settler
         self.lookup = lookup
         self.config = config
         self.clock = clock
-        self.resolve_account: Callable[[int], Awaitable[Account | None]] | None = None  # a pool account by id
+        self.resolve_account = resolve_account
 
     async def query(self, caller: Caller, history_id: str, *, wait: float = 0.0) -> TaskBody:
         """One task; 404 TASK_NOT_FOUND when the caller does not own it. With `wait` > 0 a running task of
