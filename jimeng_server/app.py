@@ -195,6 +195,7 @@ def setup_pool(app: web.Application) -> None:
         cooldown_seconds=config.accounts.cooldown_seconds,
         claim_daily=config.accounts.claim_daily,
         in_flight_window={"image": config.watcher.image.deadline, "video": config.watcher.video.deadline},
+        browser=config.browser,
     )
     keys = app[API_KEYS] = ApiKeys(store, pool, clock)
     app[ACCOUNTS] = AccountService(

@@ -1,6 +1,7 @@
 """Operator commands on the account pool and API keys, run against the task-store database of the config:
 
-    jimeng-server accounts add NAME TOKEN [--proxy URL] [--note TEXT]
+    jimeng-server accounts add NAME (TOKEN | --cookies FILE [--region R] [--user-agent UA]) [--transport T]
+                               [--proxy URL] [--note TEXT]
     jimeng-server accounts list | check [NAME ...] | enable NAME | disable NAME | remove NAME
     jimeng-server keys create NAME [--accounts A,B] [--rate N] [--max-in-flight N]
     jimeng-server keys list | revoke NAME
@@ -15,11 +16,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from .clock import SystemClock
 from .config import Config
-from .errors import ApiError
+from .errors import ApiError, BadRequest
 from .services.accounts import AccountService
 from .services.apikeys import ApiKeys
 from .services.pool import AccountPool
@@ -35,9 +37,17 @@ def add_commands(sub: Any) -> None:
     accounts = sub.add_parser("accounts", help="manage the server's account pool").add_subparsers(
         dest="action", required=True
     )
-    add = accounts.add_parser("add", help="add an account: NAME and a token [proxy@][us-|hk-|jp-|sg-]sessionid")
+    add = accounts.add_parser(
+        "add", help="add an account: NAME and a token [proxy@][us-|hk-|jp-|sg-]sessionid, or --cookies FILE"
+    )
     add.add_argument("name")
-    add.add_argument("token", help="the session id, with an optional region prefix and proxy@ (a secret)")
+    add.add_argument("token", nargs="?", help="the session id, with an optional region prefix and proxy@ (a secret)")
+    add.add_argument(
+        "--cookies", metavar="FILE", help="a browser cookie jar: Cookie header, Netscape cookies.txt or JSON export"
+    )
+    add.add_argument("--region", help="the jar's region: cn (default), us, hk, jp, sg")
+    add.add_argument("--user-agent", help="the User-Agent of the browser the jar came from")
+    add.add_argument("--transport", help="this account's transport: aiohttp, impersonate or browser")
     add.add_argument("--proxy", help="proxy URL for this account (http, https, socks4, socks5)")
     add.add_argument("--note", default="", help="free text shown in lists")
     accounts.add_parser("list", help="list accounts with health and credits")
@@ -63,7 +73,11 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO = sys.stdout
     sessions = SessionPool(connect_timeout=config.upstream.connect_timeout)
     try:
         pool = AccountPool(
-            store, secret_box(config.accounts), clock, cooldown_seconds=config.accounts.cooldown_seconds
+            store,
+            secret_box(config.accounts),
+            clock,
+            cooldown_seconds=config.accounts.cooldown_seconds,
+            browser=config.browser,
         )
         keys = ApiKeys(store, pool, clock)
         client = JimengClient(config.upstream, sessions, clock)
@@ -79,6 +93,14 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO = sys.stdout
         await store.close()
 
 
+def _read_jar(path: str) -> str:
+    """The text of a cookie-jar file; 400 naming the file when it cannot be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"cannot read the cookie jar file {path}: {exc}", code="INVALID_COOKIES") from None
+
+
 async def _dispatch(
     args: argparse.Namespace, pool: AccountPool, keys: ApiKeys, service: AccountService, out: TextIO
 ) -> None:
@@ -87,7 +109,17 @@ async def _dispatch(
 
     if args.command == "accounts":
         if args.action == "add":
-            row = await pool.add(args.name, args.token, proxy=args.proxy, note=args.note)
+            cookies = _read_jar(args.cookies) if args.cookies else None
+            row = await pool.add(
+                args.name,
+                args.token,
+                cookies=cookies,
+                region=args.region,
+                user_agent=args.user_agent,
+                transport=args.transport,
+                proxy=args.proxy,
+                note=args.note,
+            )
             say(f"added account {row.name} (id {row.id}, {row.region}, session {row.masked})")
             if not pool.box.sealing:
                 say(f"warning: stored unencrypted; set [accounts] encryption_key or {ACCOUNTS_KEY_ENV}")

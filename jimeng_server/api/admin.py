@@ -114,12 +114,18 @@ async def list_accounts(request: web.Request) -> web.Response:
 @routes.post("/admin/api/accounts")
 @admin_only
 async def add_account(request: web.Request) -> web.Response:
-    """`{"name", "token", "proxy"?, "note"?}` -> 201 the new account (token grammar `[proxy@][us-]sessionid`)."""
+    """`{"name", "token" | "cookies", "region"?, "user_agent"?, "transport"?, "proxy"?, "note"?}` -> 201 the new
+    account: a session id (token grammar `[proxy@][us-]sessionid`) or a browser cookie jar (Cookie header,
+    Netscape cookies.txt or an extension's JSON export, for `region`)."""
     data = await json_object(request)
     pool = request.app[ACCOUNT_POOL]
     row = await pool.add(
         _str_field(data, "name", required=True) or "",
-        _str_field(data, "token", required=True) or "",
+        _str_field(data, "token"),
+        cookies=_str_field(data, "cookies"),
+        region=_str_field(data, "region"),
+        user_agent=_str_field(data, "user_agent"),
+        transport=_str_field(data, "transport"),
         proxy=_str_field(data, "proxy"),
         note=_str_field(data, "note") or "",
     )

@@ -14,6 +14,7 @@ is configured. Nothing here logs or returns a secret: rows carry the masked sess
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -24,11 +25,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..clock import Clock
+from ..config import BrowserConfig, ConfigError
 from ..errors import ApiError, BadRequest, Conflict, NotFound
 from ..store import pool as sql
 from ..store.pool import AccountRow, DuplicateError, NewAccount
 from ..store.secretbox import SecretBox, SecretError
 from ..store.sqlite import TaskStore
+from ..upstream import transports
+from ..upstream.cookies import JarError, load_jar
 from ..upstream.regions import Region
 from ..upstream.tokens import PROXY_SCHEMES, Account, TokenError, parse_token
 
@@ -115,8 +119,11 @@ class AccountPool:
         cooldown_seconds: float = 600.0,
         claim_daily: bool = False,
         in_flight_window: Mapping[str, float] | None = None,
+        browser: BrowserConfig | None = None,
     ) -> None:
+        """`browser`: the `[browser]` settings an account's `transport = "browser"` is checked against."""
         self._store = store
+        self.browser = browser or BrowserConfig()
         self.box = box
         self.clock = clock
         self.cooldown_seconds = cooldown_seconds
@@ -129,13 +136,44 @@ class AccountPool:
 
     # ------------------------------------------------------------------ management
 
-    async def add(self, name: str, token: str, *, proxy: str | None = None, note: str = "") -> AccountRow:
-        """Store a new account (sealed when a key is set); 400 for a bad name, token, proxy or note, 409 when the
-        name or the session is already in the pool. Nothing is written on any error."""
+    async def add(
+        self,
+        name: str,
+        token: str | None = None,
+        *,
+        cookies: str | None = None,
+        region: str | None = None,
+        user_agent: str | None = None,
+        transport: str | None = None,
+        proxy: str | None = None,
+        note: str = "",
+    ) -> AccountRow:
+        """Store a new account (sealed when a key is set): a session id (`token`, the token grammar) or a full
+        browser cookie jar (`cookies`: a Cookie header, a Netscape cookies.txt or an extension's JSON export,
+        for `region`, default cn), with an optional User-Agent matching the jar and a per-account `transport`.
+        400 for a bad name, token, jar (the reason: no sessionid, wrong domain, expired), proxy, transport or
+        note; 409 when the name or the session is already in the pool. Nothing is written on any error."""
         check_name(name, "account")
         if len(note) > _NOTE_MAX:
             raise BadRequest(f"the note is longer than {_NOTE_MAX} characters", code="INVALID_NOTE")
-        account = parse_pool_token(token, proxy)
+        if token is None and cookies is None:
+            raise BadRequest(
+                "'token' (a session id) or 'cookies' (a browser cookie jar) is required", code="MISSING_PARAMETER"
+            )
+        if token is not None and cookies is not None:
+            raise BadRequest("give either a token (session id) or a cookie jar, not both", code="INVALID_ACCOUNT")
+        if transport is not None:
+            try:
+                transports.require(transport, self.browser)
+            except ConfigError as exc:
+                raise BadRequest(str(exc), code="INVALID_TRANSPORT") from None
+        account = (
+            parse_pool_token(token, proxy)
+            if token is not None
+            else self._jar_account(cookies or "", region, user_agent, proxy)
+        )
+        if transport is not None:
+            account = dataclasses.replace(account, transport=transport)
         blob, sealed = self.box.seal(_secret_json(account))
         new = NewAccount(
             name=name,
@@ -197,10 +235,30 @@ class AccountPool:
             await sql.delete_account(conn, row.id)
         return row
 
+    def _jar_account(self, text: str, region: str | None, user_agent: str | None, proxy: str | None) -> Account:
+        try:
+            where = Region(region or "cn")
+        except ValueError:
+            raise BadRequest("region must be one of cn, us, hk, jp, sg", code="INVALID_REGION") from None
+        try:
+            jar = load_jar(text, region=where, now=self.clock.time(), user_agent=user_agent or None)
+        except JarError as exc:
+            raise BadRequest(f"the cookie jar cannot be used: {exc}", code="INVALID_COOKIES") from None
+        if proxy:
+            check_proxy(proxy)
+        return Account.from_jar(jar, where, proxy=proxy or None)
+
     def account_of(self, row: AccountRow) -> Account:
-        """The usable account of a row (opens the sealed secret); raises SecretError."""
+        """The usable account of a row (opens the sealed secret); raises SecretError, or JarError for a jar whose
+        session has expired since it was added."""
         data = json.loads(self.box.open(row.secret, row.sealed))
-        return Account(sessionid=data["sessionid"], region=Region(row.region), proxy=data.get("proxy"))
+        region = Region(row.region)
+        if data.get("jar"):
+            jar = load_jar(data["jar"], region=region, now=self.clock.time(), user_agent=data.get("user_agent"))
+            return Account.from_jar(jar, region, proxy=data.get("proxy"), transport=data.get("transport"))
+        return Account(
+            sessionid=data["sessionid"], region=region, proxy=data.get("proxy"), transport=data.get("transport")
+        )
 
     async def resolve(self, account_id: int) -> Account | None:
         """The account with this id, or None when it was removed or its secret cannot be opened."""
@@ -210,7 +268,7 @@ class AccountPool:
             return None
         try:
             return self.account_of(row)
-        except SecretError as exc:
+        except (SecretError, JarError) as exc:
             log.warning("pool account %s unusable: %s", row.name, exc)
             return None
 
@@ -223,6 +281,7 @@ class AccountPool:
             "region": row.region,
             "session": row.masked,
             "proxy": row.has_proxy,
+            **self._identity(row),
             "enabled": row.enabled,
             "note": row.note,
             "credits": row.credits,
@@ -237,6 +296,14 @@ class AccountPool:
             },
             "created_at": row.created_at,
         }
+
+    def _identity(self, row: AccountRow) -> dict[str, Any]:
+        """How the account appears to the upstream (no secret): its credential kind and transport."""
+        try:
+            data = json.loads(self.box.open(row.secret, row.sealed))
+        except SecretError:
+            return {"credential": "unreadable", "transport": None}
+        return {"credential": "cookie jar" if data.get("jar") else "session id", "transport": data.get("transport")}
 
     # ------------------------------------------------------------------ health
 
@@ -351,7 +418,13 @@ class OverCap(Exception):
 
 
 def _secret_json(account: Account) -> bytes:
-    return json.dumps({"sessionid": account.sessionid, "proxy": account.proxy}).encode("utf-8")
+    """The sealed secret: the session id and proxy, and for a jar account the jar (as its Cookie header), the
+    User-Agent it goes with, and the account's transport."""
+    secret: dict[str, Any] = {"sessionid": account.sessionid, "proxy": account.proxy, "transport": account.transport}
+    if account.jar is not None:
+        secret["jar"] = account.jar.header()
+        secret["user_agent"] = account.jar.user_agent
+    return json.dumps(secret).encode("utf-8")
 
 
 def _known_short(row: AccountRow, now: float, within: float, need: int, *, claim_daily: bool) -> bool:

@@ -69,6 +69,7 @@ async function refresh() {
     cell(row, a.name);
     cell(row, a.region);
     cell(row, a.session);
+    cell(row, a.credential + (a.transport ? " via " + a.transport : ""));
     cell(row, a.health.state.replace("_", " "), "state-" + a.health.state);
     cell(row, a.credits);
     cell(row, a.in_flight);
