@@ -2,7 +2,7 @@
 
     jimeng-server accounts add NAME (TOKEN | --cookies FILE [--region R] [--user-agent UA]) [--transport T]
                                [--proxy URL] [--note TEXT]
-    jimeng-server accounts list | check [NAME ...] | enable NAME | disable NAME | remove NAME
+    jimeng-server accounts list | check [NAME ...] | enable NAME | disable NAME | remove NAME | refresh-cookies NAME
     jimeng-server keys create NAME [--accounts A,B] [--rate N] [--max-in-flight N]
     jimeng-server keys list | revoke NAME
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .clock import SystemClock
-from .config import Config
+from .config import Config, ConfigError
 from .errors import ApiError, BadRequest
 from .services.accounts import AccountService
 from .services.apikeys import ApiKeys
@@ -29,7 +29,9 @@ from .store.secretbox import ENV_VAR as ACCOUNTS_KEY_ENV
 from .store.secretbox import secret_box
 from .store.sqlite import TaskStore
 from .upstream.client import JimengClient
+from .upstream.errors import UpstreamError
 from .upstream.transport import SessionPool
+from .upstream.transports import Transports
 
 
 def add_commands(sub: Any) -> None:
@@ -53,6 +55,9 @@ def add_commands(sub: Any) -> None:
     accounts.add_parser("list", help="list accounts with health and credits")
     check = accounts.add_parser("check", help="read the balance of accounts now (all when none is named)")
     check.add_argument("names", nargs="*")
+    accounts.add_parser(
+        "refresh-cookies", help="give an account a fresh full cookie jar from a real browser (needs Chromium)"
+    ).add_argument("name")
     for action, text in (("enable", "enable an account"), ("disable", "disable an account"), ("remove", "remove")):
         accounts.add_parser(action, help=text).add_argument("name")
 
@@ -71,6 +76,7 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO = sys.stdout
     clock = SystemClock()
     store = await TaskStore.open(config.store.path, clock=clock)
     sessions = SessionPool(connect_timeout=config.upstream.connect_timeout)
+    transports = Transports(config.upstream, config.browser, sessions)
     try:
         pool = AccountPool(
             store,
@@ -80,15 +86,22 @@ async def run(config: Config, args: argparse.Namespace, out: TextIO = sys.stdout
             browser=config.browser,
         )
         keys = ApiKeys(store, pool, clock)
-        client = JimengClient(config.upstream, sessions, clock)
+        client = JimengClient(config.upstream, sessions, clock, transports=transports)
         claim = config.accounts.claim_daily
         service = AccountService(client, clock, cache_seconds=0, pool=pool, keys=keys, claim_daily=claim)
-        await _dispatch(args, pool, keys, service, out)
+        await _dispatch(args, pool, keys, service, out, transports)
         return 0
     except ApiError as err:
         print(f"error: {err.message}", file=sys.stderr)
         return 2 if err.status == 400 else 1
+    except UpstreamError as err:
+        print(f"error: {err.reason}", file=sys.stderr)
+        return 1
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     finally:
+        await transports.close()
         await sessions.close()
         await store.close()
 
@@ -102,7 +115,12 @@ def _read_jar(path: str) -> str:
 
 
 async def _dispatch(
-    args: argparse.Namespace, pool: AccountPool, keys: ApiKeys, service: AccountService, out: TextIO
+    args: argparse.Namespace,
+    pool: AccountPool,
+    keys: ApiKeys,
+    service: AccountService,
+    out: TextIO,
+    transports: Transports,
 ) -> None:
     def say(text: str) -> None:
         print(text, file=out)
@@ -128,6 +146,11 @@ async def _dispatch(
         elif args.action == "check":
             names = args.names or [r.name for r in await pool.rows()]
             _table(say, [pool.describe(await service.check_pooled(n)) for n in names], _ACCOUNT_COLUMNS)
+        elif args.action == "refresh-cookies":
+            row = await pool.refresh_cookies(
+                args.name, lambda account: service.client.harvest_jar(account, transports.browser())
+            )
+            say(f"refreshed the cookie jar of account {row.name}")
         elif args.action in ("enable", "disable"):
             row = await pool.set_enabled(args.name, args.action == "enable")
             say(f"account {row.name} {args.action}d")

@@ -5,24 +5,28 @@ mode goes through without a browser)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from pool_support import ADMIN_KEY, POOL_SESSIONS, admin, create_key, key_auth, seed_sim
 from support import drive, json_of
 
-from jimeng_server.api.appkeys import ACCOUNT_POOL
+from jimeng_server.api.appkeys import ACCOUNT_POOL, CLIENT, POOL
 from jimeng_server.clock import ManualClock
-from jimeng_server.config import AdminConfig, Config
+from jimeng_server.config import AdminConfig, BrowserConfig, Config
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.state import SEEDANCE_20_KEYS
+from jimeng_server.upstream.transports import Transports
 
 Client = TestClient[Any, Any]
 ROOT = Path(__file__).resolve().parent.parent
 SEEDANCE = "jimeng-video-seedance-2.0"
+CHROMIUM = "/usr/bin/chromium"
 
 
 async def admin_client(make_client: Any, sim: Simulator) -> Client:
@@ -122,3 +126,33 @@ def test_cli_adds_a_jar_account_from_a_file(config: Config, tmp_path: Path) -> N
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert missing.returncode == 2 and "cannot read the cookie jar file" in missing.stderr
+
+
+async def test_refresh_cookies_gives_an_account_a_full_jar_from_a_real_browser(
+    make_client: Any, sim: Simulator, clock: ManualClock, config: Config
+) -> None:
+    """`accounts refresh-cookies`: a session-id account's page is loaded in headless Chromium; the cookies the
+    page's security script sets make it a full jar, and Seedance 2.0 then goes through without the browser."""
+    if not os.access(CHROMIUM, os.X_OK):
+        assert not os.environ.get("CI"), "install Debian's chromium (apt-get install -y chromium), as .ci/run does"
+        pytest.skip("no /usr/bin/chromium: install Debian's chromium (apt-get install -y chromium) to run this test")
+    client = await admin_client(make_client, sim)
+    status, _ = await add(client, name="plain", token=POOL_SESSIONS["pa"])
+    assert status == 201
+    pool = client.app[ACCOUNT_POOL]
+    transports = Transports(config.upstream, BrowserConfig(executable=CHROMIUM), client.app[POOL])
+    try:
+        row = await pool.refresh_cookies(
+            "plain", lambda account: client.app[CLIENT].harvest_jar(account, transports.browser())
+        )
+    finally:
+        await transports.close()
+    account = pool.account_of(row)
+    assert account.jar is not None and account.jar.is_full and account.sessionid == POOL_SESSIONS["pa"]
+    assert pool.describe(row)["credential"] == "cookie jar"
+    pages = [e for e in sim.journal if e.method == "GET" and e.path == "/"]
+    assert pages and pages[-1].sessionid == POOL_SESSIONS["pa"]  # the page was loaded with the account's session
+
+    key = await create_key(client)
+    status, answer = await seedance(client, clock, key)
+    assert status == 200, answer  # the refreshed jar passes shark mode over plain aiohttp

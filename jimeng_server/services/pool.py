@@ -19,7 +19,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -247,6 +247,26 @@ class AccountPool:
         if proxy:
             check_proxy(proxy)
         return Account.from_jar(jar, where, proxy=proxy or None)
+
+    async def refresh_cookies(self, ref: str | int, harvest: Callable[[Account], Awaitable[str]]) -> AccountRow:
+        """Give an account a fresh full cookie jar: `harvest(account)` (the client's `harvest_jar`, a real
+        browser) loads the region's page with the account's cookies; the jar it returns is checked and stored
+        (a session-id account becomes a jar account). 400 INVALID_COOKIES when the harvested jar cannot work."""
+        row = await self.find(ref)
+        account = self.account_of(row)
+        text = await harvest(account)
+        agent = account.jar.user_agent if account.jar is not None else None
+        try:
+            jar = load_jar(text, region=account.region, now=self.clock.time(), user_agent=agent)
+        except JarError as exc:
+            raise BadRequest(f"the refreshed cookie jar cannot be used: {exc}", code="INVALID_COOKIES") from None
+        fresh = Account.from_jar(jar, account.region, proxy=account.proxy, transport=account.transport)
+        blob, sealed = self.box.seal(_secret_json(fresh))
+        async with self._store.transaction() as conn:
+            await sql.update_secret(conn, row.id, blob, sealed)
+            updated = await sql.account_by_id(conn, row.id)
+        assert updated is not None
+        return updated
 
     def account_of(self, row: AccountRow) -> Account:
         """The usable account of a row (opens the sealed secret); raises SecretError, or JarError for a jar whose

@@ -34,6 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from ..clock import Clock, SystemClock
+from ..upstream.identity import chrome_major
 from ..upstream.regions import Region
 from . import algo, blend, vod  # noqa: F401 - importing registers algo_proxy, the blend validator, VOD
 from .checks import (
@@ -313,7 +314,14 @@ class Simulator:
             answer = Answer(text=self.shark.script(), content_type="application/javascript")
         else:
             answer = Answer(text=PAGE_HTML, content_type="text/html")
-        return self._finish(request, vhost, path, b"", answer)
+        response = self._finish(request, vhost, path, b"", answer)
+        session = request.cookies.get("sessionid")
+        if path == "/" and session in self.accounts:
+            # The real page's security SDK sets its fingerprint cookies in a signed-in browser (§17.6).
+            chrome = chrome_major(request.headers.get("User-Agent", "")) or 0
+            for name, value in self.shark.page_cookies(session, chrome=chrome).items():
+                response.set_cookie(name, value, path="/")
+        return response
 
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
         history_id = request.match_info["history_id"]

@@ -105,6 +105,19 @@ class Shark:
         token, dot, digest = unquote(value).partition(".")
         return bool(dot) and token in self.tokens and digest == fnv1a(token + "|" + head)
 
+    def page_cookies(self, sessionid: str, *, chrome: int) -> dict[str, str]:
+        """The cookies the page's security SDK sets for a signed-in browser (Chrome `chrome`): a registered
+        `ttwid` with its `_tea_web_id`, and the fingerprint cookies. A jar taken from that browser is full."""
+        ttwid = f"1%7C{self._rng.getrandbits(128):032x}%7C{self._rng.getrandbits(32)}"
+        web_id = str(7 * 10**18 + self._rng.randrange(10**18))
+        self.jars[ttwid] = JarFacts(sessionid=sessionid, web_id=web_id, chrome_major=chrome)
+        return {
+            "_tea_web_id": web_id,
+            "ttwid": ttwid,
+            "fpk1": f"{self._rng.getrandbits(256):064x}",
+            "odin_tt": f"{self._rng.getrandbits(256):064x}",
+        }
+
     def issue_jar(self, sessionid: str, *, user_id: str, now: int, chrome: int = 142) -> str:
         """A full browser jar (a `Cookie` header string) for `sessionid`, as if harvested from Chrome `chrome`."""
         ttwid = f"1%7C{self._rng.getrandbits(128):032x}%7C{now}"

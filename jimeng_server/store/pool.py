@@ -146,6 +146,11 @@ async def set_enabled(conn: aiosqlite.Connection, account_id: int, enabled: bool
     return cur.rowcount > 0
 
 
+async def update_secret(conn: aiosqlite.Connection, account_id: int, secret: bytes, sealed: bool) -> None:
+    """Replace an account's credential blob (a refreshed cookie jar)."""
+    await conn.execute("UPDATE accounts SET secret = ?, sealed = ? WHERE id = ?", (secret, sealed, account_id))
+
+
 async def delete_account(conn: aiosqlite.Connection, account_id: int) -> bool:
     """Remove an account; False when there is no such id. Its tasks keep their `account_id` (queries of them
     then answer from the store only)."""

@@ -106,6 +106,20 @@ class BrowserTransport:
             raise Broken(f"the page's fetch failed ({result['error']})")
         return RawAnswer(int(result.get("status", 0)), str(result.get("body", "")).encode())
 
+    async def harvest(self, out: Outgoing) -> str:
+        """Load the region's page in a fresh context of the account (its cookies, proxy and identity), let the
+        page's security script run, and return every cookie the browser then holds for the site, as one `Cookie`
+        header (what the peer that got through does every few hours, §17.6). The context is closed after."""
+        async with self._lock:
+            browser = await self._launched()
+        tab = await self._open(browser, out)
+        try:
+            host = urlsplit(out.page).hostname or ""
+            cookies = await tab.context.cookies(out.page)
+            return "; ".join(f"{c['name']}={c['value']}" for c in cookies if host.endswith(c["domain"].lstrip(".")))
+        finally:
+            await _quietly(tab.context.close())
+
     async def close(self) -> None:
         async with self._lock:
             tabs, self._tabs = list(self._tabs.values()), OrderedDict()

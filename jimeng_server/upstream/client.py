@@ -61,6 +61,12 @@ class TransportChooser(Protocol):
     def for_account(self, account: Account) -> Transport: ...
 
 
+class Harvester(Protocol):
+    """What can load the region's page for an account and hand back the cookies it then holds (the browser)."""
+
+    async def harvest(self, out: Outgoing) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SingleTransport:
     """Every account uses one transport (the default: aiohttp over the client's session pool)."""
@@ -207,6 +213,26 @@ class JimengClient:
             }
         )
         return out
+
+    async def harvest_jar(self, account: Account, browser: Harvester) -> str:
+        """A fresh full cookie jar for `account` (a `Cookie` header string): the region's page loaded in a real
+        browser (`browser`, the browser transport) with the account's cookies, proxy and identity, after its
+        security script ran (§17.6). Raises the browser's UpstreamError (BROWSER_UNAVAILABLE)."""
+        page = self.page_host(account.region).rstrip("/") + "/"
+        origin = str(URL(page).origin())
+        headers = self.headers(account, "/", origin, page, int(self.clock.time()))
+        out = Outgoing(
+            account=account,
+            path="/",
+            url=page,
+            headers=tuple(headers.items()),
+            body=b"",
+            page=page,
+            referer=page,
+            timeout=self.config.timeout,
+            connect_timeout=self.config.connect_timeout,
+        )
+        return await browser.harvest(out)
 
     @instrument_upstream
     async def call(

@@ -65,6 +65,13 @@ class Transports:
             self._built[key] = transport
         return transport
 
+    def browser(self) -> browser.BrowserTransport:
+        """The browser transport (built on first use): for refreshing a cookie jar, whatever an account sends
+        with. ConfigError when Playwright or the browser executable is missing."""
+        built = self._build("browser")
+        assert isinstance(built, browser.BrowserTransport)
+        return built
+
     def _build(self, name: str) -> Transport:
         base = self._built.get(name)
         if base is not None:
