@@ -316,10 +316,11 @@ class Simulator:
             answer = Answer(text=PAGE_HTML, content_type="text/html")
         response = self._finish(request, vhost, path, b"", answer)
         session = request.cookies.get("sessionid")
-        if path == "/" and session in self.accounts:
-            # The real page's security SDK sets its fingerprint cookies in a signed-in browser (§17.6).
+        if path == "/" and session in self.accounts and request.cookies.get("ttwid") not in self.shark.jars:
+            # The real page's security SDK sets its fingerprint cookies in a signed-in browser that has none yet.
             chrome = chrome_major(request.headers.get("User-Agent", "")) or 0
-            for name, value in self.shark.page_cookies(session, chrome=chrome).items():
+            web_id = request.cookies.get("_tea_web_id")
+            for name, value in self.shark.page_cookies(session, chrome=chrome, web_id=web_id).items():
                 response.set_cookie(name, value, path="/")
         return response
 

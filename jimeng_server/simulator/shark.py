@@ -105,14 +105,15 @@ class Shark:
         token, dot, digest = unquote(value).partition(".")
         return bool(dot) and token in self.tokens and digest == fnv1a(token + "|" + head)
 
-    def page_cookies(self, sessionid: str, *, chrome: int) -> dict[str, str]:
+    def page_cookies(self, sessionid: str, *, chrome: int, web_id: str | None) -> dict[str, str]:
         """The cookies the page's security SDK sets for a signed-in browser (Chrome `chrome`): a registered
-        `ttwid` with its `_tea_web_id`, and the fingerprint cookies. A jar taken from that browser is full."""
+        `ttwid` tied to the browser's `_tea_web_id` (set only when it has none yet, as the analytics SDK does),
+        and the fingerprint cookies. A jar taken from that browser is full."""
         ttwid = f"1%7C{self._rng.getrandbits(128):032x}%7C{self._rng.getrandbits(32)}"
-        web_id = str(7 * 10**18 + self._rng.randrange(10**18))
-        self.jars[ttwid] = JarFacts(sessionid=sessionid, web_id=web_id, chrome_major=chrome)
+        fresh = {} if web_id else {"_tea_web_id": str(7 * 10**18 + self._rng.randrange(10**18))}
+        self.jars[ttwid] = JarFacts(sessionid=sessionid, web_id=web_id or fresh["_tea_web_id"], chrome_major=chrome)
         return {
-            "_tea_web_id": web_id,
+            **fresh,
             "ttwid": ttwid,
             "fpk1": f"{self._rng.getrandbits(256):064x}",
             "odin_tt": f"{self._rng.getrandbits(256):064x}",
