@@ -181,9 +181,37 @@ def _from_ret(exc: UpstreamRetError) -> ApiError:
             return BadGateway(f"the upstream reported an error ({said})", code="UPSTREAM_ERROR")
 
 
-def _json_error(err: ApiError) -> web.Response:
-    return web.json_response(
-        err.body(), status=err.status, headers=err.headers, dumps=lambda o: json.dumps(o, ensure_ascii=False)
+MAX_MESSAGE_CHARS = 2000
+_FALLBACK = b'{"error": {"message": "internal server error", "type": "api_error", "code": "INTERNAL_ERROR"}}'
+
+
+def _safe_text(text: object, limit: int) -> str:
+    """`text` as printable UTF-8-encodable text of at most `limit` characters: lone surrogates and control
+    characters (possibly echoed from hostile input) become backslash escapes."""
+    raw = str(text)[: limit + 1]
+    clean = raw.encode("utf-8", "backslashreplace").decode("utf-8")
+    clean = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in clean)
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+
+
+def render_error(err: ApiError) -> web.Response:
+    """The JSON error answer for `err`. Cannot fail on the message's content: whatever an error echoes
+    (lone surrogates, control characters, megabytes of text) is escaped and shortened first."""
+    status = err.status if 400 <= err.status <= 599 else 500
+    try:
+        body = {
+            "error": {
+                "message": _safe_text(err.message, MAX_MESSAGE_CHARS),
+                "type": _safe_text(err.type, 100),
+                "code": _safe_text(err.code, 100),
+            }
+        }
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except Exception:  # pragma: no cover - a last line of defence; the escaping above leaves nothing to fail on
+        log.exception("an error answer could not be rendered")
+        data = _FALLBACK
+    return web.Response(
+        body=data, status=status, headers=err.headers, content_type="application/json", charset="utf-8"
     )
 
 
@@ -196,18 +224,32 @@ def make_error_middleware(max_body_bytes: int) -> Middleware:
         try:
             return await handler(request)
         except ApiError as err:
-            return _json_error(err)
+            return render_error(err)
         except UpstreamError as exc:
-            return _json_error(from_upstream(exc))
+            return render_error(from_upstream(exc))
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return _json_error(_from_http(request, exc, max_body_bytes))
+            return render_error(_from_http(request, exc, max_body_bytes))
+        except web.RequestPayloadError:
+            # Raised while reading the body: e.g. `Content-Encoding: gzip` on bytes that are not gzip.
+            return render_error(_from_body_error(request))
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
-            return _json_error(ApiError("internal server error; the server log has the details"))
+            return render_error(ApiError("internal server error; the server log has the details"))
 
     return error_middleware
+
+
+def _from_body_error(request: web.Request) -> ApiError:
+    encoding = request.headers.get("Content-Encoding")
+    if encoding:
+        return BadRequest(
+            f"the request body cannot be decoded as its Content-Encoding {encoding!r} says; send the body "
+            "uncompressed or encoded as declared",
+            code="INVALID_BODY",
+        )
+    return BadRequest("the request body cannot be read (malformed HTTP framing)", code="INVALID_BODY")
 
 
 def _from_http(request: web.Request, exc: web.HTTPException, max_body_bytes: int) -> ApiError:

@@ -49,22 +49,19 @@ def get_bool(data: Mapping[str, Any], name: str, default: bool) -> bool:
 
 
 def get_float(data: Mapping[str, Any], name: str, default: float, *, low: float, high: float) -> float:
-    """A number field within [low, high]; multipart strings are parsed as floats."""
+    """A finite number field within [low, high]; multipart strings are parsed as floats."""
     value = data.get(name)
     if value is None:
         return default
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise _bad(name, "must be a number")
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise _bad(name, f"must be a number, got {value!r}") from None
-    if not isinstance(value, int | float) or math.isnan(value):
-        raise _bad(name, "must be a number")
-    if not low <= value <= high:
-        raise _bad(name, f"must be between {low:g} and {high:g}, got {value:g}")
-    return float(value)
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise _bad(name, f"must be a number between {low:g} and {high:g}") from None
+    if not math.isfinite(number) or not low <= number <= high:
+        raise _bad(name, f"must be a number between {low:g} and {high:g}")
+    return number
 
 
 def get_choice(data: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -4,6 +4,7 @@ JSON bodies."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from aiohttp import web
@@ -73,20 +74,89 @@ def _api_key_of(header: str | None) -> str | None:
     return value
 
 
-async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object; 400 with the parser's position when it is not one."""
-    raw = await request.read()
+MAX_JSON_DEPTH = 32
+MAX_NUMBER_DIGITS = 40
+
+
+class _Refused(ValueError):
+    """A JSON value this server refuses although the standard library would parse it."""
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _Refused(f"a number has more than {MAX_NUMBER_DIGITS} digits")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"the number {text[:20]} is too large")
+    return value
+
+
+def _parse_constant(text: str) -> Any:
+    raise _Refused(f"{text} is not a JSON number")
+
+
+def _check_tree(data: Any) -> None:
+    """Refuse nesting deeper than MAX_JSON_DEPTH and strings (or keys) holding lone UTF-16 surrogates
+    (`"\\ud800"` escapes), which no UTF-8 text can carry. Iterative: the depth is not limited by the stack."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            items: list[Any] = [value]
+        elif isinstance(value, dict):
+            items = [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            items = value
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise _Refused(f"objects and arrays are nested more than {MAX_JSON_DEPTH} levels deep")
+        for item in items:
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise _Refused("a string holds a lone UTF-16 surrogate escape (such as \\ud800)") from None
+            else:
+                stack.append((item, depth + 1))
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse a request body as strict JSON; the one reader of every JSON body. Raises BadRequest
+    (INVALID_JSON) saying what to fix for: empty or non-UTF-8 bodies, syntax errors, NaN/Infinity, numbers
+    with more than MAX_NUMBER_DIGITS digits or out of float range, nesting beyond MAX_JSON_DEPTH, and lone
+    surrogate escapes. Never raises anything else for any input."""
     if not raw.strip():
         raise BadRequest("the request body is empty: send a JSON object", code="INVALID_JSON")
     try:
-        data = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("the request body is not UTF-8 text: send a JSON object", code="INVALID_JSON") from None
+    try:
+        data = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+        _check_tree(data)
     except json.JSONDecodeError as exc:
         raise BadRequest(
             f"the request body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
             code="INVALID_JSON",
         ) from None
+    except _Refused as exc:
+        raise BadRequest(f"the request body is refused: {exc}", code="INVALID_JSON") from None
+    except RecursionError:
+        raise BadRequest(
+            f"the request body is refused: objects and arrays are nested more than {MAX_JSON_DEPTH} levels deep",
+            code="INVALID_JSON",
+        ) from None
+    return data
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object (`parse_json`); 400 saying what to fix when it is not one."""
+    data = parse_json(await request.read())
     if not isinstance(data, dict):
         raise BadRequest(f"the request body must be a JSON object, not {_json_type(data)}", code="INVALID_JSON")
     return data

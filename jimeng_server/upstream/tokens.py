@@ -6,7 +6,10 @@ Tokens are secrets. `Account.masked` is the only form that may appear in logs or
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass, field
+
+from yarl import URL
 
 from .cookies import CookieJar
 from .regions import Region
@@ -72,16 +75,50 @@ def mask_secret(sessionid: str, *, region: Region = Region.CN) -> str:
     return f"{prefix}{sessionid[:4]}...{sessionid[-4:]}"
 
 
+def _parse_proxy(text: str) -> str:
+    """A proxy URL checked for shape only: scheme, host, port 1-65535, nothing but printable ASCII.
+    Raises TokenError without echoing it (it may hold credentials). Whether its address may be used is
+    the caller's decision (the address guard)."""
+    bad = TokenError(
+        "a token's proxy prefix is not a valid proxy URL: expected scheme://[user:pass@]host:port@sessionid "
+        "with scheme http, https, socks4 or socks5"
+    )
+    if not text.isascii() or not text.isprintable() or " " in text:
+        raise bad
+    if text.lower().startswith("socks://"):
+        text = "socks5://" + text[len("socks://") :]
+    try:
+        url = URL(text)
+        port = url.port
+    except (ValueError, TypeError):
+        raise bad from None
+    host = url.host
+    if not host or port is None or not 0 < port < 65536 or url.path not in ("", "/") or url.query_string:
+        raise bad
+    last_label = host.rstrip(".").rsplit(".", 1)[-1]
+    if last_label.isdigit() and not _is_ip(host):
+        raise bad  # e.g. 999.999.999.999: all-numeric names are neither IP addresses nor host names
+    return text
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def parse_token(item: str) -> Account:
     """Parse one token item (proxy, region prefix, session id). Raises TokenError."""
     text = item.strip()
     proxy: str | None = None
     if text.lower().startswith(PROXY_SCHEMES):
         at = text.rfind("@")
-        if 0 < at < len(text) - 1:
-            proxy, text = text[:at], text[at + 1 :]
-            if proxy.lower().startswith("socks://"):
-                proxy = "socks5://" + proxy[len("socks://") :]
+        if at == len(text) - 1:
+            raise TokenError("a token is empty after its proxy prefix: expected proxy@sessionid")
+        if at > 0:
+            proxy, text = _parse_proxy(text[:at]), text[at + 1 :]
     region = Region.CN
     head = text[:3].lower()
     if head in _REGION_PREFIXES:
@@ -90,8 +127,11 @@ def parse_token(item: str) -> Account:
     sessionid = text.strip()
     if not sessionid:
         raise TokenError("a token is empty: expected [proxy@][us-|hk-|jp-|sg-]sessionid")
-    if any(c.isspace() or c in ",;\"'" for c in sessionid) or not sessionid.isascii():
-        raise TokenError("a token contains characters a session id cannot hold (spaces, quotes, ';' or non-ASCII)")
+    if any(c.isspace() or c in ",;\"'" for c in sessionid) or not sessionid.isascii() or not sessionid.isprintable():
+        raise TokenError(
+            "a token contains characters a session id cannot hold (spaces, quotes, ';', control characters "
+            "or non-ASCII)"
+        )
     return Account(sessionid=sessionid, region=region, proxy=proxy)
 
 
