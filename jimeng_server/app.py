@@ -37,6 +37,7 @@ from .api.appkeys import (
     WATCHER,
     WEBHOOKS,
 )
+from .api.callers import caller_guard
 from .api.cors import setup_cors
 from .api.observability import setup_observability
 from .api.openai_compat import check_aliases
@@ -91,7 +92,7 @@ def create_app(
     check_aliases(config.models.aliases)
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
-        middlewares=[make_error_middleware(config.server.max_body_bytes)],
+        middlewares=[make_error_middleware(config.server.max_body_bytes), caller_guard],
     )
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()

@@ -31,6 +31,7 @@ from .app import create_app
 from .config import Config, ConfigError, load_config, with_env_overrides
 from .errors import Conflict
 from .logs import setup_logging
+from .runner import ApiRunner, bind
 from .upstream.regions import Region
 
 log = logging.getLogger("jimeng_server")
@@ -108,28 +109,54 @@ async def _start_simulator(config: Config) -> tuple[web.AppRunner, Config, list[
     return runner, simulate_store(with_simulator_hosts(config, hosts)), tokens
 
 
+class StartupError(Exception):
+    """The server could not start; the message is the one line printed before exiting non-zero."""
+
+
 async def serve(config: Config, *, simulate: bool) -> None:
-    """Run until SIGINT/SIGTERM."""
+    """Run until SIGINT/SIGTERM. The listening socket is bound first and the store opened next, so a taken
+    port or an unusable store fails (StartupError) before any task is resumed or any request served."""
+    try:
+        sock = bind(config.server.host, config.server.port)
+    except OSError as exc:
+        where = f"{config.server.host}:{config.server.port}"
+        raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     runners: list[web.AppRunner] = []
     demo_tokens: list[str] = []
-    if simulate:
-        sim_runner, config, demo_tokens = await _start_simulator(config)
-        runners.append(sim_runner)
-    app = create_app(config)
-    runner = web.AppRunner(app, access_log_class=AccessLogger)
-    await runner.setup()
-    runners.append(runner)
-    demo_key = await seed_demo_pool(app, demo_tokens[1:]) if simulate else ""
-    site = web.TCPSite(runner, config.server.host, config.server.port)
-    await site.start()
+    try:
+        if simulate:
+            sim_runner, config, demo_tokens = await _start_simulator(config)
+            runners.append(sim_runner)
+        app = create_app(config)
+        runner = ApiRunner(app, config.server, access_log_class=AccessLogger)
+        runners.append(runner)
+        try:
+            await runner.setup()
+        except Exception as exc:  # the store (opened first) is what usually fails: unreadable, not a database
+            raise StartupError(f"{type(exc).__name__}: {exc} (task store {config.store.path})") from None
+        demo_key = await seed_demo_pool(app, demo_tokens[1:]) if simulate else ""
+        await web.SockSite(runner, sock).start()
+        _announce(config, demo_tokens[0] if simulate else None, demo_key)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        for r in reversed(runners):
+            await r.cleanup()
+        sock.close()
+
+
+def _announce(config: Config, demo_token: str | None, demo_key: str) -> None:
     shown = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
     base = f"http://{shown}:{config.server.port}"
     log.info("jimeng-server listening on %s:%d", config.server.host, config.server.port)
-    if simulate:
+    if demo_token is not None:
         print(
             f"\nSimulator mode: every region points at the built-in fake upstream. Try:\n\n"
             f"  curl -s {base}/v1/images/generations \\\n"
-            f"    -H 'Content-Type: application/json' -H 'Authorization: Bearer {demo_tokens[0]}' \\\n"
+            f"    -H 'Content-Type: application/json' -H 'Authorization: Bearer {demo_token}' \\\n"
             f'    -d \'{{"prompt": "a cat in the snow", "model": "jimeng-4.5"}}\'\n\n'
             f"The same with the demo API key (the pool of {DEMO_ACCOUNTS} demo accounts picks the account):\n\n"
             f"  curl -s {base}/v1/async/images/generations \\\n"
@@ -138,15 +165,6 @@ async def serve(config: Config, *, simulate: bool) -> None:
             f"Dashboard: {base}/admin  (admin key: {admin_key(config.admin)})\n",
             flush=True,
         )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for r in reversed(runners):
-            await r.cleanup()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -174,6 +192,6 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:  # found while building the app (e.g. a malformed webhook secret)
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    except OSError as exc:  # e.g. the port is taken
+    except StartupError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -40,6 +40,11 @@ class ServerConfig:
     log_level: str = "INFO"
     log_format: str = "text"  # "text" (one readable line) or "json" (one JSON object per line)
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*" = any); empty = no CORS
+    max_header_bytes: int = 8190  # longest request line or header; longer ones get a 431 that echoes nothing
+    header_timeout: float = 30.0  # seconds a client may take to send a request's line and headers
+    body_timeout: float = 300.0  # seconds a client may pause while sending a body (between chunks)
+    keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed after this many seconds
+    shutdown_grace: float = 30.0  # on SIGTERM, in-flight requests and webhook attempts get this long to finish
 
     @property
     def max_body_bytes(self) -> int:
@@ -109,6 +114,7 @@ class UpstreamConfig:
     connect_timeout: float = 10.0
     read_retries: int = 3
     retry_backoff: float = 1.0
+    read_budget: float = 90.0  # total seconds one request may wait on upstream reads, retries included
     credit_cache_seconds: float = 60.0
     account_cooldown_seconds: float = 600.0
     # How web-API calls are sent: "aiohttp", "impersonate" (curl_cffi, Chrome's TLS fingerprint; needs the
@@ -172,6 +178,9 @@ class SecurityConfig:
     max_download_mb: int = 100
     fetch_connect_timeout: float = 10.0
     fetch_timeout: float = 120.0
+    max_tokens_per_request: int = 5  # tokens in one Authorization header; more is a 400 before any upstream call
+    caller_proxies: bool = True  # false refuses every `proxy@token` prefix
+    allowed_proxies: tuple[str, ...] = ()  # "host:port" of the operator's own proxies, usable even when private
 
     @property
     def max_download_bytes(self) -> int:
@@ -420,6 +429,10 @@ def _validate(obj: Any, path: str) -> None:
             raise ConfigError(f"{prefix}{f.name}: must not be negative, got {value}")
     if isinstance(obj, ServerConfig) and not 0 < obj.port < 65536:
         raise ConfigError(f"{prefix}port: must be 1-65535, got {obj.port}")
+    if isinstance(obj, ServerConfig) and obj.max_header_bytes < 1024:
+        raise ConfigError(f"{prefix}max_header_bytes: must be at least 1024, got {obj.max_header_bytes}")
+    if isinstance(obj, SecurityConfig):
+        _validate_security(obj, prefix)
     if isinstance(obj, UploadConfig) and obj.concurrency < 1:
         raise ConfigError(f"{prefix}concurrency: must be at least 1, got {obj.concurrency}")
     if isinstance(obj, WatcherConfig) and not 1 <= obj.batch_size <= 100:
@@ -466,6 +479,27 @@ def _validate_upstream(obj: UpstreamConfig, prefix: str) -> None:
         )
     if obj.relay_timeout <= 0:
         raise ConfigError(f"{prefix}relay_timeout: must be positive, got {obj.relay_timeout}")
+
+
+def _validate_security(obj: SecurityConfig, prefix: str) -> None:
+    if obj.max_tokens_per_request < 1:
+        raise ConfigError(f"{prefix}max_tokens_per_request: must be at least 1, got {obj.max_tokens_per_request}")
+    for i, entry in enumerate(obj.allowed_proxies):
+        if proxy_address(entry) is None:
+            raise ConfigError(f"{prefix}allowed_proxies[{i}]: expected host:port or a proxy URL, got {entry!r}")
+
+
+def proxy_address(text: str) -> tuple[str, int] | None:
+    """`(host, port)` of "host:port", "[v6]:port" or "scheme://[user:pass@]host:port" (host lower-cased);
+    None when it names no host and port."""
+    parsed = urlsplit(text if "://" in text else f"//{text}")
+    try:
+        port = parsed.port
+    except ValueError:
+        return None
+    if not parsed.hostname or port is None or not 0 < port < 65536:
+        return None
+    return parsed.hostname.lower(), port
 
 
 def _validate_webhooks(obj: WebhookConfig, prefix: str) -> None:

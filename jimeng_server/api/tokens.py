@@ -10,7 +10,8 @@ from aiohttp import web
 from ..errors import BadRequest, from_upstream
 from ..upstream.errors import UpstreamError, UpstreamRetError
 from ..upstream.tokens import Account, TokenError, parse_token
-from .appkeys import ACCOUNTS, CLIENT
+from .appkeys import ACCOUNTS, CLIENT, CONFIG, FETCHER
+from .callers import check_caller_proxy
 from .request import json_object, raw_accounts_of
 
 routes = web.RouteTableDef()
@@ -33,6 +34,8 @@ async def check(request: web.Request) -> web.Response:
         account = parse_token(token)
     except TokenError as exc:
         raise BadRequest(str(exc), code="INVALID_TOKEN") from None
+    if account.proxy is not None:
+        await check_caller_proxy(account.proxy, request.app[CONFIG].security, request.app[FETCHER].resolver)
     try:
         user_id = await request.app[CLIENT].account_user_id(account)
     except UpstreamRetError as exc:

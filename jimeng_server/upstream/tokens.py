@@ -6,11 +6,11 @@ Tokens are secrets. `Account.masked` is the only form that may appear in logs or
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from dataclasses import dataclass, field
 
 from yarl import URL
 
+from ..net.policy import parse_ip_literal
 from .cookies import CookieJar
 from .regions import Region
 
@@ -96,17 +96,9 @@ def _parse_proxy(text: str) -> str:
     if not host or port is None or not 0 < port < 65536 or url.path not in ("", "/") or url.query_string:
         raise bad
     last_label = host.rstrip(".").rsplit(".", 1)[-1]
-    if last_label.isdigit() and not _is_ip(host):
+    if last_label.isdigit() and parse_ip_literal(host) is None:
         raise bad  # e.g. 999.999.999.999: all-numeric names are neither IP addresses nor host names
     return text
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def parse_token(item: str) -> Account:

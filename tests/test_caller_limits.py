@@ -1,0 +1,98 @@
+"""What a caller may ask through its tokens: how many per request, and which proxies (the address guard)."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import AppFactory
+from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_TOKEN, bearer
+from test_hostile_input import error_of
+
+from jimeng_server.config import Config, SecurityConfig
+from jimeng_server.simulator import Simulator
+
+GUARDED = SecurityConfig(allow_private_networks=False)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_more_tokens_than_allowed_is_a_400_before_any_upstream_call(
+    make_client: AppFactory, sim: Simulator
+) -> None:
+    client = await make_client(security=SecurityConfig(allow_private_networks=True, max_tokens_per_request=3))
+    tokens = [f"sess{i:04d}aaaabbbbccccddddeeee" for i in range(200)]
+    for path in ("/token/points", "/token/receive", "/v1/images/generations", "/v1/async/tasks/query"):
+        resp = await client.post(path, headers=bearer(*tokens), json={"prompt": "a cat"})
+        err = await error_of(resp)
+        assert err["code"] == "TOO_MANY_TOKENS" and "at most 3" in err["message"], err
+        assert "sess0001" not in err["message"]
+    resp = await client.post("/token/points", headers=bearer(CN_TOKEN, CN_TOKEN_2, CN_TOKEN, CN_TOKEN_2))
+    assert (await error_of(resp))["code"] == "TOO_MANY_TOKENS"
+    assert sim.journal == []
+    resp = await client.post("/token/points", headers=bearer(CN_TOKEN, CN_TOKEN_2, POOR_TOKEN))
+    assert resp.status == 200 and len(await resp.json()) == 3
+
+
+async def test_the_default_allows_five_tokens(client: TestClient[Any, Any]) -> None:
+    five = [CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_TOKEN, "sess0other0aaaabbbbccccdddd"]
+    assert (await client.post("/token/points", headers=bearer(*five))).status == 200
+    resp = await client.post("/token/points", headers=bearer(*five, "sess0sixth0aaaabbbbccccdddd"))
+    assert (await error_of(resp))["code"] == "TOO_MANY_TOKENS"
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "localhost", "0x7f.1", "10.1.2.3", "169.254.169.254", "[::1]", "[::ffff:127.0.0.1]", "2130706433"],
+)
+async def test_a_caller_proxy_at_a_private_address_is_refused(
+    make_client: AppFactory, sim: Simulator, sim_server: TestServer, host: str
+) -> None:
+    client = await make_client(security=GUARDED)
+    answers = set()
+    # An open port (the simulator's) and a closed one get the same answer: no port oracle.
+    for port in (sim_server.port, _closed_port()):
+        token = f"http://user:pw@{host}:{port}@{CN_TOKEN}"
+        resp = await client.post("/token/points", headers=bearer(token))
+        err = await error_of(resp)
+        assert err["code"] == "PROXY_NOT_ALLOWED", err
+        answers.add(err["message"])
+        resp = await client.post("/token/check", json={"token": token})
+        err = await error_of(resp)
+        assert err["code"] == "PROXY_NOT_ALLOWED", err
+        answers.add(err["message"])
+    assert len(answers) == 1
+    (message,) = answers
+    assert host.strip("[]") not in message and "pw" not in message
+    assert sim.journal == []
+
+
+async def test_an_allowed_proxy_passes_the_guard(make_client: AppFactory, config: Config) -> None:
+    port = _closed_port()
+    client = await make_client(
+        security=SecurityConfig(allow_private_networks=False, allowed_proxies=(f"socks5://127.0.0.1:{port}",)),
+        upstream=dataclasses.replace(config.upstream, read_retries=0),
+    )
+    resp = await client.post("/token/points", headers=bearer(f"http://u:p@127.0.0.1:{port}@{CN_TOKEN}"))
+    assert resp.status == 200
+    (entry,) = await resp.json()
+    assert "error" in entry and "proxy" in entry["error"].lower()  # tried (nothing listens there), not refused
+    resp = await client.post("/token/points", headers=bearer(f"http://127.0.0.1:{port + 1}@{CN_TOKEN}"))
+    assert (await error_of(resp))["code"] == "PROXY_NOT_ALLOWED"
+
+
+async def test_caller_proxies_can_be_switched_off(make_client: AppFactory, sim: Simulator) -> None:
+    client = await make_client(security=SecurityConfig(allow_private_networks=True, caller_proxies=False))
+    for token in (f"http://8.8.8.8:3128@{CN_TOKEN}", f"socks5://127.0.0.1:1080@{CN_TOKEN}"):
+        resp = await client.post("/token/points", headers=bearer(token))
+        err = await error_of(resp)
+        assert err["code"] == "PROXY_NOT_ALLOWED" and "caller_proxies" in err["message"]
+    resp = await client.post("/token/points", headers=bearer(CN_TOKEN))
+    assert resp.status == 200

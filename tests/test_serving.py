@@ -1,0 +1,140 @@
+"""Serving over a real socket: requests aiohttp's parser refuses get our JSON error without echoing input,
+idle keep-alive connections are closed, and start-up failures exit at once with one line."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from support import CN_TOKEN
+
+from jimeng_server.app import create_app
+from jimeng_server.clock import ManualClock
+from jimeng_server.config import Config
+from jimeng_server.runner import ApiRunner, bind
+
+
+@pytest.fixture
+async def served(config: Config, clock: ManualClock) -> AsyncIterator[tuple[Config, int]]:
+    cfg = dataclasses.replace(config, server=dataclasses.replace(config.server, keepalive_timeout=0.3))
+    runner = ApiRunner(create_app(cfg, clock=clock, run_watcher=False), cfg.server)
+    await runner.setup()
+    sock = bind("127.0.0.1", 0)
+    await web.SockSite(runner, sock).start()
+    try:
+        yield cfg, sock.getsockname()[1]
+    finally:
+        await runner.cleanup()
+        sock.close()
+
+
+async def _exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+            body = await reader.readexactly(int(headers["content-length"]))
+    finally:
+        writer.close()
+    return status, headers, body
+
+
+async def test_an_over_long_authorization_header_is_refused_without_echo(served: tuple[Config, int]) -> None:
+    _, port = served
+    tokens = ",".join([CN_TOKEN] * 1000)
+    request = (
+        f"POST /token/points HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tokens}\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    status, headers, body = await _exchange(port, request)
+    assert status == 431
+    assert headers["content-type"].startswith("application/json")
+    err = json.loads(body)["error"]
+    assert err["code"] == "HEADER_TOO_LARGE" and "8190 bytes" in err["message"]
+    assert CN_TOKEN.encode() not in body and b"sess" not in body
+
+
+async def test_broken_http_gets_the_json_error_shape(served: tuple[Config, int]) -> None:
+    _, port = served
+    status, headers, body = await _exchange(port, b"POST /ping HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+    assert status == 400 and headers["content-type"].startswith("application/json")
+    assert json.loads(body)["error"]["code"] == "BAD_HTTP_REQUEST"
+
+
+async def test_an_idle_keep_alive_connection_is_closed(served: tuple[Config, int]) -> None:
+    _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        async with asyncio.timeout(10):
+            await reader.readuntil(b"pong")
+            assert await reader.read() == b""  # the server closed the idle connection (keepalive_timeout 0.3 s)
+    finally:
+        writer.close()
+
+
+async def _start_failure(tmp_path: Path, *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jimeng_server",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    try:
+        async with asyncio.timeout(20):
+            _, err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+def _config(tmp_path: Path, store: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(f'[store]\npath = "{store}"\n[server]\nlog_level = "WARNING"\n', encoding="utf-8")
+    return path
+
+
+async def test_a_taken_port_exits_at_once_before_the_store_is_touched(tmp_path: Path) -> None:
+    store = tmp_path / "tasks.db"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = await _start_failure(
+            tmp_path, "--config", str(_config(tmp_path, store)), "--host", "127.0.0.1", "--port", str(port)
+        )
+    assert code == 1
+    assert err.strip().count("\n") == 0 and err.startswith(f"cannot start: cannot listen on 127.0.0.1:{port}"), err
+    assert not store.exists()  # nothing was opened, so nothing was resumed
+
+
+async def test_an_unusable_store_exits_at_once_with_one_line(tmp_path: Path) -> None:
+    store = tmp_path / "tasks.db"
+    store.write_bytes(b"this is not a database" * 100)
+    store.chmod(0o600)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code, err = await _start_failure(
+        tmp_path, "--config", str(_config(tmp_path, store)), "--host", "127.0.0.1", "--port", str(port)
+    )
+    assert code == 1
+    assert err.strip().count("\n") == 0 and err.startswith("cannot start:") and "tasks.db" in err, err
