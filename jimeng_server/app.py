@@ -39,6 +39,7 @@ from .api.appkeys import (
 )
 from .api.callers import caller_guard
 from .api.cors import setup_cors
+from .api.limits import declared_size_guard
 from .api.observability import setup_observability
 from .api.openai_compat import check_aliases
 from .clock import Clock, SystemClock
@@ -92,7 +93,7 @@ def create_app(
     check_aliases(config.models.aliases)
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
-        middlewares=[make_error_middleware(config.server.max_body_bytes), caller_guard],
+        middlewares=[make_error_middleware(config.server.max_body_bytes), declared_size_guard, caller_guard],
     )
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
@@ -179,7 +180,7 @@ def setup_webhooks(app: web.Application, background: bool) -> None:
         if background:
             await sender.start()
         yield
-        await sender.stop()
+        await sender.stop(grace=config.server.shutdown_grace)  # in-flight attempts may finish first
 
     app.cleanup_ctx.append(run_sender)
 

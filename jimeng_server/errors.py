@@ -252,14 +252,19 @@ def _from_body_error(request: web.Request) -> ApiError:
     return BadRequest("the request body cannot be read (malformed HTTP framing)", code="INVALID_BODY")
 
 
+def body_too_large(max_body_bytes: int) -> PayloadTooLarge:
+    """The 413 for a request body over `[server] max_body_mb`."""
+    return PayloadTooLarge(
+        f"the request body is larger than the limit of {max_body_bytes // (1024 * 1024)} MB "
+        f"({max_body_bytes} bytes); send smaller files or raise [server] max_body_mb"
+    )
+
+
 def _from_http(request: web.Request, exc: web.HTTPException, max_body_bytes: int) -> ApiError:
     if exc.status == 404:
         return NotFound(f"no route for {request.method} {request.path}; GET / lists the endpoints")
     if exc.status == 405:
         return ApiError(f"{request.method} is not allowed on {request.path}", code="METHOD_NOT_ALLOWED", status=405)
     if exc.status == 413:
-        return PayloadTooLarge(
-            f"the request body is larger than the limit of {max_body_bytes // (1024 * 1024)} MB "
-            f"({max_body_bytes} bytes); send smaller files or raise [server] max_body_mb"
-        )
+        return body_too_large(max_body_bytes)
     return ApiError(exc.reason, code="HTTP_ERROR", status=exc.status)

@@ -1,4 +1,5 @@
-"""What a caller may ask through its tokens: how many per request, and which proxies (the address guard)."""
+"""What a caller may ask through its tokens: how many per request, which proxies (the address guard), and how
+long a request may wait on upstream reads."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import AppFactory
-from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_TOKEN, bearer
+from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_TOKEN, bearer, drive
 from test_hostile_input import error_of
 
 from jimeng_server.config import Config, SecurityConfig
-from jimeng_server.simulator import Simulator
+from jimeng_server.clock import ManualClock
+from jimeng_server.simulator import Fault, FaultKind, Simulator
 
 GUARDED = SecurityConfig(allow_private_networks=False)
 
@@ -96,3 +98,19 @@ async def test_caller_proxies_can_be_switched_off(make_client: AppFactory, sim: 
         assert err["code"] == "PROXY_NOT_ALLOWED" and "caller_proxies" in err["message"]
     resp = await client.post("/token/points", headers=bearer(CN_TOKEN))
     assert resp.status == 200
+
+
+async def test_upstream_read_retries_stop_at_the_read_budget(
+    make_client: AppFactory, config: Config, sim: Simulator, clock: ManualClock
+) -> None:
+    # 11 attempts allowed, 1 s back-off doubling each time: a 5 s budget leaves room for 3 attempts (0, 1, 3 s);
+    # the next back-off (4 s) would end past it.
+    upstream = dataclasses.replace(config.upstream, read_retries=10, retry_backoff=1.0, read_budget=5.0)
+    client = await make_client(upstream=upstream)
+    sim.inject("/user_credit", Fault(FaultKind.HTTP_500), times=100)
+    start = clock.time()
+    (resp,) = await drive(client.app, clock, client.post("/token/points", headers=bearer(CN_TOKEN)))
+    (entry,) = await resp.json()
+    assert "HTTP 500" in entry["error"]
+    assert len(sim.calls("/user_credit")) == 3
+    assert clock.time() - start < 5.0

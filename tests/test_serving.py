@@ -24,7 +24,7 @@ from jimeng_server.runner import ApiRunner, bind
 @pytest.fixture
 async def served(config: Config, clock: ManualClock) -> AsyncIterator[tuple[Config, int]]:
     cfg = dataclasses.replace(config, server=dataclasses.replace(config.server, keepalive_timeout=0.3))
-    runner = ApiRunner(create_app(cfg, clock=clock, run_watcher=False), cfg.server)
+    runner = ApiRunner(create_app(cfg, clock=clock, background=False), cfg.server)
     await runner.setup()
     sock = bind("127.0.0.1", 0)
     await web.SockSite(runner, sock).start()
@@ -138,3 +138,38 @@ async def test_an_unusable_store_exits_at_once_with_one_line(tmp_path: Path) -> 
     )
     assert code == 1
     assert err.strip().count("\n") == 0 and err.startswith("cannot start:") and "tasks.db" in err, err
+
+
+async def test_a_declared_length_over_the_limit_is_a_413_before_any_body_is_sent(served: tuple[Config, int]) -> None:
+    cfg, port = served
+    head = (
+        "POST /v1/images/compositions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {CN_TOKEN}\r\nContent-Length: {10 * 1024**3}\r\n\r\n"
+    )
+    status, headers, body = await _exchange(port, head.encode())  # no body follows: the answer must not wait
+    assert status == 413 and headers["connection"].lower() == "close"
+    assert json.loads(body)["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert f"{cfg.server.max_body_bytes} bytes" in json.loads(body)["error"]["message"]
+
+
+@pytest.mark.parametrize(("path", "limit"), [("/v1/images/compositions", 10), ("/v1/videos/generations", 12)])
+async def test_a_file_part_beyond_the_limit_is_refused_as_it_starts(
+    served: tuple[Config, int], path: str, limit: int
+) -> None:
+    _, port = served
+    parts = "".join(
+        f'--B\r\nContent-Disposition: form-data; name="images"; filename="{i}.png"\r\n'
+        f"Content-Type: image/png\r\n\r\npng{i}\r\n"
+        for i in range(limit + 1)
+    )
+    parts += "--B\r\n" + "x" * 300_000  # more is on its way (aiohttp's multipart reader reads ahead)...
+    # ...but the body is left open (no closing boundary, declared length far longer): the server must answer
+    # from what it has, as the file part one too many begins.
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=B\r\n"
+        f"Authorization: Bearer {CN_TOKEN}\r\nContent-Length: {len(parts) + 10**6}\r\n\r\n"
+    )
+    status, _, body = await _exchange(port, (head + parts).encode())
+    assert status == 400
+    err = json.loads(body)["error"]
+    assert err["code"] == "TOO_MANY_FILES" and f"at most {limit}" in err["message"]

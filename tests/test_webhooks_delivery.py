@@ -526,3 +526,24 @@ async def test_purge_keeps_tasks_with_pending_deliveries(
         assert await outbox.events_of(conn, "pending") == []
         assert await outbox.attempts_of(conn, "pending") == []
     assert len(rec.requests) == 2
+
+
+async def test_stop_lets_in_flight_attempts_finish_within_the_grace_period(
+    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    rec.script("/slow", Reply(hang=True))
+    await add_done_task(store, wclock, "h1", str(server.make_url("/slow")))
+    sender = make_sender(timeout=30.0)
+    await sender.start()
+    sender.wake()
+    await rec.wait_for(lambda: rec.active == 1)
+    stopping = asyncio.create_task(sender.stop(grace=20.0))
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # waiting for the attempt, not cancelling it
+    rec.released.set()
+    async with asyncio.timeout(10):
+        await stopping
+    async with store.read() as conn:
+        assert await outbox.state_counts(conn) == {EventState.DELIVERED: 1}
+    assert len(rec.requests) == 1

@@ -42,8 +42,10 @@ def _add(fields: dict[str, Any], name: str, value: Any) -> None:
 
 
 @contextlib.asynccontextmanager
-async def request_fields(request: web.Request, *, max_bytes: int) -> AsyncIterator[dict[str, Any]]:
-    """The request's fields (JSON object or multipart form). Files count against `max_bytes` in total."""
+async def request_fields(request: web.Request, *, max_bytes: int, max_files: int) -> AsyncIterator[dict[str, Any]]:
+    """The request's fields (JSON object or multipart form). Files count against `max_bytes` in total; a
+    multipart body with more than `max_files` file parts is refused (400 TOO_MANY_FILES) as soon as the
+    first one too many starts, before it is read."""
     if request.content_type.lower() == "application/x-www-form-urlencoded":
         form = await request.post()
         fields: dict[str, Any] = {}
@@ -57,7 +59,7 @@ async def request_fields(request: web.Request, *, max_bytes: int) -> AsyncIterat
     fields = {}
     files: list[UploadedFile] = []
     try:
-        await _read_multipart(request, fields, files, max_bytes)
+        await _read_multipart(request, fields, files, max_bytes, max_files)
         yield fields
     finally:
         for f in files:
@@ -65,7 +67,7 @@ async def request_fields(request: web.Request, *, max_bytes: int) -> AsyncIterat
 
 
 async def _read_multipart(
-    request: web.Request, fields: dict[str, Any], files: list[UploadedFile], max_bytes: int
+    request: web.Request, fields: dict[str, Any], files: list[UploadedFile], max_bytes: int, max_files: int
 ) -> None:
     try:
         reader = await request.multipart()
@@ -93,6 +95,10 @@ async def _read_multipart(
             except (UnicodeDecodeError, LookupError):
                 raise BadRequest(f"the form field '{name}' is not UTF-8 text", code="INVALID_PARAMETER") from None
             continue
+        if len(files) >= max_files:
+            raise BadRequest(
+                f"the form holds more than {max_files} files; send at most {max_files}", code="TOO_MANY_FILES"
+            )
         try:
             download = await spool_chunks(
                 _part_chunks(part),

@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import web
-
 from ..errors import BadRequest
 from ..services.compositions import MAX_INPUT_IMAGES
 from ..services.inputs import DataUriImage, FileImage, InputImage, UrlImage
@@ -16,13 +14,6 @@ from ..services.params import UploadedFile
 
 IMAGES_FIELD = "images"
 _SHAPES = 'a URL string, an object {"url": "..."}, a data:image/...;base64 URI, or a multipart file'
-
-
-def check_content_length(request: web.Request, limit: int) -> None:
-    """413 at once when the declared body is over `limit` bytes, before any of it is read."""
-    length = request.content_length
-    if length is not None and length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
 
 
 def _one(field: str, index: int, item: Any) -> InputImage:

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ..services.callers import Caller
-from ..services.compositions import COMPOSITION_TYPE
+from ..services.compositions import COMPOSITION_TYPE, MAX_INPUT_IMAGES
 from ..services.generation import Submission
 from ..services.idempotency import SpendMark
 from ..services.inputs import InputImage
@@ -22,7 +22,7 @@ from .appkeys import COMPOSITIONS, CONFIG, GENERATION, POOL
 from .callbacks import refuse_callback_url
 from .forms import request_fields
 from .idempotency import idempotent
-from .image_inputs import check_content_length, composition_images
+from .image_inputs import composition_images
 from .openai_compat import edit_images
 from .params import image_params
 from .request import caller_of, json_object
@@ -104,8 +104,7 @@ async def composition_request(
     """Parse and validate an image-to-image request (sync and async twins, and edits with `images_of`)."""
     caller = await caller_of(request)
     limit = request.app[CONFIG].server.max_body_bytes
-    check_content_length(request, limit)
-    async with request_fields(request, max_bytes=limit) as fields:
+    async with request_fields(request, max_bytes=limit, max_files=MAX_INPUT_IMAGES) as fields:
         images = images_of(fields)
         yield CompositionRequest(caller, fields, request_image_params(request, fields), images)
 

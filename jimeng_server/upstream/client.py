@@ -263,10 +263,16 @@ class JimengClient:
         transport = self.transports.for_account(account)
         page = self.page_host(account.region).rstrip("/") + "/"
         attempts = 1 + max(0, self.config.read_retries)
+        deadline = self.clock.time() + self.config.read_budget  # all attempts and back-offs together
         last: UpstreamError | None = None
         for attempt in range(attempts):
             if attempt:
-                await self.clock.sleep(self.config.retry_backoff * (2 ** (attempt - 1)))
+                backoff = self.config.retry_backoff * (2 ** (attempt - 1))
+                if self.clock.time() + backoff >= deadline:
+                    attempts = attempt
+                    break  # no time left in [upstream] read_budget for another attempt
+                await self.clock.sleep(backoff)
+            timeout = min(self.config.timeout, deadline - self.clock.time())
             now = int(self.clock.time())
             headers = self.headers(account, path, origin, referer, now)
             if body is not None:
@@ -279,7 +285,7 @@ class JimengClient:
                 body=data,
                 page=page,
                 referer=headers["Referer"],
-                timeout=self.config.timeout,
+                timeout=timeout,
                 connect_timeout=self.config.connect_timeout,
             )
             try:
@@ -288,7 +294,7 @@ class JimengClient:
                 last = UpstreamUnavailable(f"{path}: {exc.reason}")
                 continue  # nothing was delivered: safe to retry even for generate
             except TimedOut:
-                last = UpstreamTimeout(f"{path}: no answer within {self.config.timeout:g} s")
+                last = UpstreamTimeout(f"{path}: no answer within {timeout:g} s")
                 if not resend_safe:
                     raise last from None
                 continue

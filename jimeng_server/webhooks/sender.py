@@ -176,14 +176,17 @@ class WebhookSender:
             log.info("webhook sender: %d interrupted delivery(ies) queued again", released)
         self._loop_task = asyncio.create_task(self._run(), name="jimeng-webhook-sender")
 
-    async def stop(self) -> None:
-        """Stop the loop, cancel and await every send, queue interrupted sends again, close the fetcher."""
+    async def stop(self, *, grace: float = 0.0) -> None:
+        """Stop the loop (no new sends), let in-flight sends finish for up to `grace` seconds, then cancel
+        and await the rest and queue them again; close the fetcher."""
         task, self._loop_task = self._loop_task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        sends = dict(self._inflight)
+        if self._inflight and grace > 0:
+            await asyncio.wait(list(self._inflight.values()), timeout=grace)
+        sends = {key: send for key, send in self._inflight.items() if not send.done()}
         for send in sends.values():
             send.cancel()
         if sends:
