@@ -13,8 +13,8 @@ from conftest import AppFactory
 from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_TOKEN, bearer, drive
 from test_hostile_input import error_of
 
-from jimeng_server.config import Config, SecurityConfig
 from jimeng_server.clock import ManualClock
+from jimeng_server.config import Config, SecurityConfig
 from jimeng_server.simulator import Fault, FaultKind, Simulator
 
 GUARDED = SecurityConfig(allow_private_networks=False)
