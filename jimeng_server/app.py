@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import admin, async_tasks, deliveries, images, meta, tokens, videos
+from .api import admin, async_tasks, deliveries, images, meta, openapi, tokens, videos
 from .api.appkeys import (
     ACCOUNT_POOL,
     ACCOUNTS,
@@ -75,7 +75,15 @@ from .webhooks.signatures import secret_key
 
 log = logging.getLogger(__name__)
 
-ROUTES = (meta.routes, tokens.routes, images.routes, videos.routes, async_tasks.routes, deliveries.routes)
+ROUTES = (
+    meta.routes,
+    openapi.routes,
+    tokens.routes,
+    images.routes,
+    videos.routes,
+    async_tasks.routes,
+    deliveries.routes,
+)
 
 
 def create_app(

@@ -172,3 +172,28 @@ async def test_a_real_gzip_body_still_works(client: TestClient[Any, Any]) -> Non
     resp = await client.post("/token/check", data=gzip.compress(b'{"token": ""}'), headers=headers)
     err = await error_of(resp)
     assert err["code"] == "MISSING_PARAMETER"
+
+
+async def test_a_multipart_part_with_unreadable_headers_is_a_400(client: TestClient[Any, Any], sim: Simulator) -> None:
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="prompt"\r\n\r\na cat\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="\xf0\xa7\xaf\xb6\x12\x0e+"\r\n\r\nx\r\n--B--\r\n'
+    )
+    headers = {**bearer(CN_TOKEN), "Content-Type": "multipart/form-data; boundary=B"}
+    for path in ("/v1/videos/generations", "/v1/async/images/compositions"):
+        err = await error_of(await client.post(path, data=body, headers=headers))
+        assert err["code"] == "INVALID_MULTIPART", err
+    no_upstream_calls(sim)
+
+
+@pytest.mark.parametrize("field", ["image_file_" + "9" * 5000, "video_file_" + "1" * 5000])
+async def test_a_huge_numbered_material_field_is_a_400(
+    client: TestClient[Any, Any], sim: Simulator, field: str
+) -> None:
+    form = aiohttp.FormData()
+    form.add_field("prompt", "a cat walks")
+    form.add_field("function_mode", "omni_reference")
+    form.add_field("model", "jimeng-video-seedance-2.0")
+    form.add_field(field, "https://example.com/a.png")
+    await error_of(await client.post("/v1/videos/generations", data=form, headers=bearer(CN_TOKEN)))
+    no_upstream_calls(sim)

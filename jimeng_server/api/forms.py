@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import BadRequest, PayloadTooLarge
 from ..net.errors import TooLargeError
@@ -79,6 +80,10 @@ async def _read_multipart(
             part = await reader.next()
         except ValueError as exc:
             raise BadRequest(f"the multipart body is malformed ({exc})", code="INVALID_MULTIPART") from None
+        except HttpProcessingError:  # its message quotes the raw header: never echoed
+            raise BadRequest(
+                "the multipart body is malformed (a part's headers cannot be read)", code="INVALID_MULTIPART"
+            ) from None
         if part is None:
             return
         if not isinstance(part, BodyPartReader):

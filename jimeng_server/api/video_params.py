@@ -29,8 +29,8 @@ MAX_OMNI_VIDEOS = 3
 MAX_OMNI_MATERIALS = 12
 
 _INT_TEXT = re.compile(r"[0-9]{1,9}")  # more digits cannot be a duration
-_IMAGE_FIELD = re.compile(r"image_file(?:_([1-9][0-9]*))?")
-_VIDEO_FIELD = re.compile(r"video_file(?:_([1-9][0-9]*))?")
+_IMAGE_FIELD = re.compile(r"image_file(?:_([1-9][0-9]{0,2}))?")
+_VIDEO_FIELD = re.compile(r"video_file(?:_([1-9][0-9]{0,2}))?")
 
 
 def _bad(field: str, message: str, code: str = "INVALID_PARAMETER") -> BadRequest:

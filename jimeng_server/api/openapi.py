@@ -1,0 +1,432 @@
+"""The OpenAPI 3.1 document of the whole API (`GET /openapi.json`), written as data, and the `/docs` page that
+renders it with a small script shipped in the package (`api/assets/`, no CDN).
+
+Every route of the app appears here (a test compares the two); request bodies are described for JSON and,
+where accepted, multipart; every operation's `default` answer is the error shape.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..upstream import catalog
+from .async_tasks import SUBMITTED_MESSAGE
+from .params import MAX_PROMPT_CHARS, RESPONSE_FORMATS
+from .video_params import FRAME_MODE, OMNI_MODE, VIDEO_RATIOS, VIDEO_RESOLUTIONS
+
+routes = web.RouteTableDef()
+
+Schema = dict[str, Any]
+
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(properties: dict[str, Schema], required: tuple[str, ...] = (), **extra: Any) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, **extra}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_TIME = {"type": "number", "description": "unix seconds"}
+_NULLABLE_STR = {"type": ["string", "null"]}
+_FILE = {"type": "string", "format": "binary"}
+_CALLBACK = {
+    "type": "string",
+    "format": "uri",
+    "maxLength": 2048,
+    "description": "async only: the task's final event is POSTed here (signed, Standard Webhooks)",
+}
+
+_ERROR: Schema = _obj(
+    {
+        "error": _obj(
+            {
+                "message": {"type": "string", "description": "what went wrong and what to send instead"},
+                "type": _STR,
+                "code": {"type": "string", "description": "stable UPPER_SNAKE code"},
+            },
+            ("message", "type", "code"),
+        )
+    },
+    ("error",),
+)
+
+_IMAGE_FIELDS: dict[str, Schema] = {
+    "model": {"type": "string", "enum": list(catalog.IMAGE_MODELS), "default": catalog.DEFAULT_IMAGE_MODEL},
+    "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS},
+    "negative_prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS},
+    "ratio": {"type": "string", "enum": list(catalog.RATIOS), "default": catalog.DEFAULT_RATIO},
+    "resolution": {"type": "string", "enum": list(catalog.RESOLUTIONS), "default": catalog.DEFAULT_RESOLUTION},
+    "intelligent_ratio": {"type": "boolean", "default": False},
+    "sample_strength": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+    "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "url"},
+    "multi_image": {"type": "boolean"},
+}
+_IMAGE_INPUT: Schema = {
+    "oneOf": [
+        {"type": "string", "description": "an http(s) URL or a data:image/...;base64 URI"},
+        _obj({"url": _STR}, ("url",)),
+    ]
+}
+_VIDEO_FIELDS: dict[str, Schema] = {
+    "model": {"type": "string", "enum": list(catalog.VIDEO_MODELS), "default": catalog.DEFAULT_VIDEO_MODEL},
+    "prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS},
+    "ratio": {"type": "string", "enum": list(VIDEO_RATIOS), "default": "1:1"},
+    "resolution": {"type": "string", "enum": list(VIDEO_RESOLUTIONS)},
+    "duration": {"type": "integer", "description": "seconds; the allowed values depend on the model"},
+    "function_mode": {"type": "string", "enum": [FRAME_MODE, OMNI_MODE], "default": FRAME_MODE},
+    "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "url"},
+    "file_paths": {
+        "type": "array",
+        "items": {"type": "string", "format": "uri"},
+        "description": "first/last frame image URLs (omni_reference: image URLs)",
+    },
+}
+_VIDEO_FILES: dict[str, Schema] = {
+    "image_file": {"type": "array", "items": _FILE, "description": "frame images, or omni_reference images"},
+    "video_file": {"type": "array", "items": _FILE, "description": "omni_reference videos"},
+}
+_SCHEMAS: dict[str, Schema] = {
+    "Error": _ERROR,
+    "ImageRequest": _obj(_IMAGE_FIELDS, ("prompt",)),
+    "AsyncImageRequest": _obj({**_IMAGE_FIELDS, "callback_url": _CALLBACK}, ("prompt",)),
+    "CompositionRequest": _obj(
+        {**_IMAGE_FIELDS, "images": {"type": "array", "items": _IMAGE_INPUT, "minItems": 1, "maxItems": 10}},
+        ("prompt", "images"),
+    ),
+    "CompositionForm": _obj(
+        {
+            **_IMAGE_FIELDS,
+            "images": {"type": "array", "items": _FILE, "minItems": 1, "maxItems": 10},
+            "callback_url": _CALLBACK,
+        },
+        ("prompt", "images"),
+    ),
+    "AsyncCompositionRequest": _obj(
+        {
+            **_IMAGE_FIELDS,
+            "images": {"type": "array", "items": _IMAGE_INPUT, "minItems": 1, "maxItems": 10},
+            "callback_url": _CALLBACK,
+        },
+        ("prompt", "images"),
+    ),
+    "VideoRequest": _obj(_VIDEO_FIELDS),
+    "VideoForm": _obj({**_VIDEO_FIELDS, **_VIDEO_FILES, "callback_url": _CALLBACK}),
+    "AsyncVideoRequest": _obj({**_VIDEO_FIELDS, "callback_url": _CALLBACK}),
+    "ImageResult": _obj(
+        {
+            "created": _INT,
+            "data": {"type": "array", "items": _obj({"url": _STR, "b64_json": _STR})},
+            "note": _STR,
+        },
+        ("created", "data"),
+    ),
+    "VideoResult": _obj(
+        {
+            "created": _INT,
+            "data": {"type": "array", "items": _obj({"url": _STR, "b64_json": _STR, "revised_prompt": _STR})},
+            "note": _STR,
+        },
+        ("created", "data"),
+    ),
+    "Submitted": _obj(
+        {
+            "created": _INT,
+            "history_id": _STR,
+            "input_images": {"type": "integer", "description": "how many input images the task was given"},
+            "status": {"const": "submitted"},
+            "message": {"type": "string", "examples": [SUBMITTED_MESSAGE]},
+        },
+        ("created", "history_id", "status", "message"),
+    ),
+    "Task": _obj(
+        {
+            "history_id": _STR,
+            "task_type": _STR,
+            "status": {"type": "integer", "description": "20 running, 10 succeeded, 30 failed"},
+            "fail_code": {"type": ["integer", "string"]},
+            "item_count": _INT,
+            "results": {"type": ["array", "null"], "items": _obj({"url": _STR}, ("url",))},
+            "raw_data": {"type": ["object", "null"]},
+            "error": _obj({"code": _STR, "message": _STR}, ("code", "message")),
+        },
+        ("history_id", "task_type", "status", "fail_code", "item_count", "results"),
+    ),
+    "TaskQuery": _obj(
+        {
+            "history_id": {"type": ["string", "integer"]},
+            "history_ids": {"type": "array", "items": {"type": ["string", "integer"]}, "minItems": 1, "maxItems": 50},
+        },
+        description="exactly one of history_id (one task) or history_ids (up to 50)",
+    ),
+    "Tasks": _obj(
+        {"data": {"type": "array", "items": _ref("Task")}, "not_found": {"type": "array", "items": _STR}},
+        ("data", "not_found"),
+    ),
+    "Deliveries": _obj(
+        {
+            "history_id": _STR,
+            "callback_url": _NULLABLE_STR,
+            "events": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "webhook_id": _STR,
+                        "type": _STR,
+                        "state": _STR,
+                        "attempts": _INT,
+                        "next_attempt_at": {"type": ["number", "null"]},
+                        "created_at": _TIME,
+                    }
+                ),
+            },
+            "deliveries": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "webhook_id": _STR,
+                        "attempt": _INT,
+                        "at": _TIME,
+                        "status": {"type": ["integer", "null"]},
+                        "error": _NULLABLE_STR,
+                        "latency_ms": {"type": ["number", "null"]},
+                        "next_attempt_at": {"type": ["number", "null"]},
+                    }
+                ),
+            },
+        },
+        ("history_id", "callback_url", "events", "deliveries"),
+    ),
+    "Redelivery": _obj(
+        {"history_id": _STR, "webhook_id": _STR, "state": {"const": "pending"}, "next_attempt_at": _TIME},
+        ("history_id", "webhook_id", "state", "next_attempt_at"),
+    ),
+    "Points": {
+        "type": "array",
+        "items": _obj(
+            {
+                "token": {"type": "string", "description": "masked"},
+                "account": _STR,
+                "points": _obj({k: _INT for k in ("giftCredit", "purchaseCredit", "vipCredit", "totalCredit")}),
+                "credits": _obj({k: _INT for k in ("giftCredit", "purchaseCredit", "vipCredit", "totalCredit")}),
+                "received": {"type": "boolean"},
+                "error": _STR,
+            },
+            ("token", "account"),
+        ),
+    },
+}
+
+
+def _json(schema: Schema) -> dict[str, Schema]:
+    return {JSON: {"schema": schema}}
+
+
+def _answer(description: str, schema: Schema | None = None, *, media: str = JSON) -> Schema:
+    answer: Schema = {"description": description}
+    if schema is not None:
+        answer["content"] = {media: {"schema": schema}}
+    return answer
+
+
+_DEFAULT_ERROR = _answer('an error: `{"error": {"message", "type", "code"}}` with a 4xx/5xx status', _ref("Error"))
+_AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
+_IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "1 to 255 visible ASCII characters; a retry with the same key replays the first answer",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+_HISTORY_ID = {"name": "history_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 128}}
+
+
+def _op(
+    summary: str,
+    answers: dict[str, Schema],
+    *,
+    body: dict[str, Schema] | None = None,
+    auth: bool = True,
+    parameters: list[Schema] | None = None,
+) -> Schema:
+    operation: Schema = {"summary": summary, "responses": {**answers, "default": _DEFAULT_ERROR}}
+    if auth:
+        operation["security"] = _AUTH
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": body}
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _submit(summary: str, body: dict[str, Schema]) -> Schema:
+    return _op(
+        summary, {"200": _answer("accepted by the upstream", _ref("Submitted"))}, body=body, parameters=[_IDEMPOTENCY]
+    )
+
+
+PATHS: dict[str, dict[str, Schema]] = {
+    "/": {"get": _op("service info and the endpoint map", {"200": _answer("info", {"type": "object"})}, auth=False)},
+    "/ping": {"get": _op("liveness", {"200": _answer("pong", {"type": "string"}, media="text/plain")}, auth=False)},
+    "/openapi.json": {"get": _op("this document", {"200": _answer("OpenAPI 3.1", {"type": "object"})}, auth=False)},
+    "/docs": {
+        "get": _op("this document, rendered", {"200": _answer("HTML page", _STR, media="text/html")}, auth=False)
+    },
+    "/docs/{asset}": {
+        "get": _op(
+            "the /docs page's script and style",
+            {"200": {"description": "the file"}},
+            auth=False,
+            parameters=[{"name": "asset", "in": "path", "required": True, "schema": {"type": "string"}}],
+        )
+    },
+    "/v1/models": {
+        "get": _op(
+            "every model with the regions that serve it",
+            {"200": _answer("models", _obj({"object": _STR, "data": {"type": "array"}}, ("object", "data")))},
+            auth=False,
+        )
+    },
+    "/v1/images/generations": {
+        "post": _op(
+            "text to image; answers when the images are ready",
+            {"200": _answer("the images", _ref("ImageResult"))},
+            body=_json(_ref("ImageRequest")),
+            parameters=[_IDEMPOTENCY],
+        )
+    },
+    "/v1/images/compositions": {
+        "post": _op(
+            "image to image (1 to 10 input images); answers when the images are ready",
+            {"200": _answer("the images", _ref("ImageResult"))},
+            body={**_json(_ref("CompositionRequest")), MULTIPART: {"schema": _ref("CompositionForm")}},
+            parameters=[_IDEMPOTENCY],
+        )
+    },
+    "/v1/videos/generations": {
+        "post": _op(
+            "text/frames/omni reference to video; answers when the video is ready",
+            {"200": _answer("the video", _ref("VideoResult"))},
+            body={**_json(_ref("VideoRequest")), MULTIPART: {"schema": _ref("VideoForm")}},
+            parameters=[_IDEMPOTENCY],
+        )
+    },
+    "/v1/async/images/generations": {
+        "post": _submit("text to image, answered at once with the history_id", _json(_ref("AsyncImageRequest")))
+    },
+    "/v1/async/images/compositions": {
+        "post": _submit(
+            "image to image, answered at once with the history_id",
+            {**_json(_ref("AsyncCompositionRequest")), MULTIPART: {"schema": _ref("CompositionForm")}},
+        )
+    },
+    "/v1/async/videos/generations": {
+        "post": _submit(
+            "video, answered at once with the history_id",
+            {**_json(_ref("AsyncVideoRequest")), MULTIPART: {"schema": _ref("VideoForm")}},
+        )
+    },
+    "/v1/async/tasks/query": {
+        "post": _op(
+            "one task (history_id) or up to 50 (history_ids)",
+            {
+                "200": _answer(
+                    "the task, or {data, not_found} for history_ids", {"oneOf": [_ref("Task"), _ref("Tasks")]}
+                )
+            },
+            body=_json(_ref("TaskQuery")),
+        )
+    },
+    "/v1/async/tasks/{history_id}": {
+        "get": _op(
+            "one task; ?wait=S long-polls up to S seconds for a final status",
+            {"200": _answer("the task", _ref("Task"))},
+            parameters=[
+                _HISTORY_ID,
+                {"name": "wait", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 60}},
+            ],
+        )
+    },
+    "/v1/async/tasks/{history_id}/deliveries": {
+        "get": _op(
+            "the task's webhook events and delivery attempts",
+            {"200": _answer("events and attempts", _ref("Deliveries"))},
+            parameters=[_HISTORY_ID],
+        )
+    },
+    "/v1/async/tasks/{history_id}/deliveries/redeliver": {
+        "post": _op(
+            "send the task's latest webhook event again",
+            {"202": _answer("queued", _ref("Redelivery"))},
+            parameters=[_HISTORY_ID],
+        )
+    },
+    "/token/check": {
+        "post": _op(
+            "is a session alive",
+            {"200": _answer("liveness", _obj({"live": {"type": "boolean"}}, ("live",)))},
+            body=_json(_obj({"token": {"type": "string", "minLength": 1}}, ("token",))),
+            auth=False,
+        )
+    },
+    "/token/points": {"post": _op("balances of each token", {"200": _answer("balances", _ref("Points"))})},
+    "/token/receive": {
+        "post": _op("claim the daily credits of each token with none left", {"200": _answer("claims", _ref("Points"))})
+    },
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "jimeng-server",
+        "version": __version__,
+        "description": "Jimeng / Dreamina AI image and video generation as an HTTP API, with async tasks and "
+        "signed webhooks. Tokens: `Authorization: Bearer [proxy@][us-|hk-|jp-|sg-]sessionid[,...]`.",
+    },
+    "paths": PATHS,
+    "components": {
+        "schemas": _SCHEMAS,
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "one or more session ids, comma separated"}
+        },
+    },
+}
+
+_ASSETS = {"docs.js": "text/javascript", "docs.css": "text/css"}
+
+
+@routes.get("/openapi.json")
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document."""
+    return web.json_response(DOCUMENT)
+
+
+@routes.get("/docs")
+async def docs(request: web.Request) -> web.Response:
+    """The document rendered in a browser (script and style served from the package)."""
+    return web.Response(text=_asset("docs.html"), content_type="text/html")
+
+
+@routes.get("/docs/{asset}")
+async def docs_asset(request: web.Request) -> web.Response:
+    """The /docs page's script and style."""
+    name = request.match_info["asset"]
+    if name not in _ASSETS:
+        raise web.HTTPNotFound()
+    return web.Response(text=_asset(name), content_type=_ASSETS[name])
+
+
+def _asset(name: str) -> str:
+    return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
