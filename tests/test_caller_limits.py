@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import AppFactory
 from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_TOKEN, bearer, drive
 from test_hostile_input import error_of
 
@@ -17,6 +17,7 @@ from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, SecurityConfig
 from jimeng_server.simulator import Fault, FaultKind, Simulator
 
+AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 GUARDED = SecurityConfig(allow_private_networks=False)
 
 

@@ -107,9 +107,7 @@ def parse_token(item: str) -> Account:
     proxy: str | None = None
     if text.lower().startswith(PROXY_SCHEMES):
         at = text.rfind("@")
-        if at == len(text) - 1:
-            raise TokenError("a token is empty after its proxy prefix: expected proxy@sessionid")
-        if at > 0:
+        if 0 < at < len(text) - 1:
             proxy, text = _parse_proxy(text[:at]), text[at + 1 :]
     region = Region.CN
     head = text[:3].lower()
