@@ -73,6 +73,7 @@ _IMAGE_FIELDS: dict[str, Schema] = {
     "sample_strength": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
     "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "url"},
     "multi_image": {"type": "boolean"},
+    "size": {"type": "string", "description": "OpenAI-style WxH (e.g. 1024x1024) or auto, mapped to ratio/resolution"},
 }
 _IMAGE_INPUT: Schema = {
     "oneOf": [
@@ -121,6 +122,15 @@ _SCHEMAS: dict[str, Schema] = {
             "callback_url": _CALLBACK,
         },
         ("prompt", "images"),
+    ),
+    "EditForm": _obj(
+        {
+            **_IMAGE_FIELDS,
+            "image": {"type": "array", "items": _FILE, "minItems": 1, "maxItems": 10},
+            "image[]": {"type": "array", "items": _FILE, "maxItems": 10},
+        },
+        ("prompt",),
+        description="OpenAI's image edit form; `mask` is refused",
     ),
     "VideoRequest": _obj(_VIDEO_FIELDS),
     "VideoForm": _obj({**_VIDEO_FIELDS, **_VIDEO_FILES, "callback_url": _CALLBACK}),
@@ -213,6 +223,10 @@ _SCHEMAS: dict[str, Schema] = {
         {"history_id": _STR, "webhook_id": _STR, "state": {"const": "pending"}, "next_attempt_at": _TIME},
         ("history_id", "webhook_id", "state", "next_attempt_at"),
     ),
+    "Readiness": _obj(
+        {"status": {"enum": ["ready", "not ready"]}, "checks": {"type": "object", "additionalProperties": _STR}},
+        ("status", "checks"),
+    ),
     "Points": {
         "type": "array",
         "items": _obj(
@@ -292,6 +306,20 @@ PATHS: dict[str, dict[str, Schema]] = {
             parameters=[{"name": "asset", "in": "path", "required": True, "schema": {"type": "string"}}],
         )
     },
+    "/healthz": {"get": _op("liveness", {"200": _answer("ok", _obj({"status": _STR}, ("status",)))}, auth=False)},
+    "/readyz": {
+        "get": _op(
+            "readiness: the store answers, the watcher and webhook sender run",
+            {
+                "200": _answer("ready", _ref("Readiness")),
+                "503": _answer("not ready; `checks` names what is wrong", _ref("Readiness")),
+            },
+            auth=False,
+        )
+    },
+    "/metrics": {
+        "get": _op("Prometheus metrics", {"200": _answer("text exposition", _STR, media="text/plain")}, auth=False)
+    },
     "/v1/models": {
         "get": _op(
             "every model with the regions that serve it",
@@ -312,6 +340,14 @@ PATHS: dict[str, dict[str, Schema]] = {
             "image to image (1 to 10 input images); answers when the images are ready",
             {"200": _answer("the images", _ref("ImageResult"))},
             body={**_json(_ref("CompositionRequest")), MULTIPART: {"schema": _ref("CompositionForm")}},
+            parameters=[_IDEMPOTENCY],
+        )
+    },
+    "/v1/images/edits": {
+        "post": _op(
+            "OpenAI's image edit, served as a composition; answers when the images are ready",
+            {"200": _answer("the images", _ref("ImageResult"))},
+            body={MULTIPART: {"schema": _ref("EditForm")}, **_json(_ref("CompositionRequest"))},
             parameters=[_IDEMPOTENCY],
         )
     },
