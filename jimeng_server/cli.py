@@ -33,6 +33,7 @@ from .errors import Conflict
 from .logs import setup_logging
 from .runner import ApiRunner, bind
 from .upstream.regions import Region
+from .upstream.tokens import parse_token
 
 log = logging.getLogger("jimeng_server")
 
@@ -73,40 +74,64 @@ DEMO_NOTE = "simulator demo account"
 
 async def seed_demo_pool(app: web.Application, sessions: list[str]) -> str:
     """Put the simulator's demo `sessions` into the pool (`demo-<run>-<n>`) and return the text of a fresh
-    `demo-<run>` API key. The demo accounts and key of an earlier run (whose simulator is gone) are removed
-    (or disabled while tasks of theirs are still watched) and revoked."""
+    `demo-<run>` API key. Demo accounts of these sessions (a restarted simulator keeps its sessions) stay;
+    the demo accounts of an earlier simulator are removed (or disabled while tasks of theirs are still
+    watched), and earlier demo keys are revoked."""
     pool, keys = app[ACCOUNT_POOL], app[API_KEYS]
+    wanted = {parse_token(session).fingerprint: session for session in sessions}
     for account in await pool.rows():
-        if account.note == DEMO_NOTE:
-            try:
-                await pool.remove(account.id)
-            except Conflict:  # tasks still in flight: keep it out of the pool's choices
-                await pool.set_enabled(account.id, False)
+        if account.note != DEMO_NOTE:
+            continue
+        if wanted.pop(account.fingerprint, None) is not None:
+            continue  # the same simulator account, restored: keep it (and its tasks' ownership)
+        try:
+            await pool.remove(account.id)
+        except Conflict:  # tasks still in flight: keep it out of the pool's choices
+            await pool.set_enabled(account.id, False)
     for key in await keys.rows():
         if key.name.startswith("demo-") and key.revoked_at is None:
             await keys.revoke(key.id)
     run = secrets.token_hex(3)  # names stay unique across runs
-    for n, session in enumerate(sessions, 1):
+    for n, session in enumerate(wanted.values(), 1):
         await pool.add(f"demo-{run}-{n}", session, note=DEMO_NOTE)
     text, _ = await keys.create(f"demo-{run}", rate_per_minute=600, max_in_flight=50)
     return text
 
 
 async def _start_simulator(config: Config) -> tuple[web.AppRunner, Config, list[str]]:
-    from .simulator import Simulator, seed_demo, simulator_hosts
+    """Start the simulator on loopback and return its runner, `config` pointed at it (with the simulate
+    store and an admin key) and the demo tokens (the raw demo token, then the pool's). The simulator's state
+    lives beside the simulate store (`<store>.sim.json`): a restart keeps the demo accounts, the records and
+    the port, so tasks submitted before it still finish."""
+    from .simulator import Simulator, persist, seed_demo, simulator_hosts
 
-    # A fresh seed per run: history ids (and the demo tokens) must not repeat ids stored by an earlier run.
+    config = simulate_store(config)
+    state_path = Path(config.store.path).with_suffix(".sim.json")
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    saved = persist.load(state_path)
+    # A fresh seed per run: new history ids continue from the saved counter, never repeating stored ones.
     sim = Simulator(seed=secrets.randbits(32))
-    runner = web.AppRunner(sim.create_app(), access_log=None)
+    if saved is not None:
+        persist.restore(sim, saved.state)
+        tokens = saved.demo_tokens
+    else:
+        tokens = [seed_demo(sim) for _ in range(1 + DEMO_ACCOUNTS)]
+    listening = {"port": 0}
+    app = sim.create_app()
+    app.middlewares.append(persist.persisting(state_path, sim, port=lambda: listening["port"], demo_tokens=tokens))
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", saved.port if saved is not None else 0).start()
+    except OSError as exc:  # the old port is taken: result URLs stored before the restart will not load
+        log.warning("simulator: its earlier port is taken (%s); result URLs of earlier tasks will not load", exc)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
-    tokens = [seed_demo(sim) for _ in range(1 + DEMO_ACCOUNTS)]  # the raw demo token, then the pool's
+    listening["port"] = port
+    persist.save(state_path, sim, port=port, demo_tokens=tokens)
     if not admin_key(config.admin):
         config = dataclasses.replace(config, admin=dataclasses.replace(config.admin, key=secrets.token_urlsafe(18)))
-    hosts = simulator_hosts(f"http://{host}:{port}")
-    return runner, simulate_store(with_simulator_hosts(config, hosts)), tokens
+    return runner, with_simulator_hosts(config, simulator_hosts(f"http://{host}:{port}")), tokens
 
 
 class StartupError(Exception):
@@ -153,18 +178,33 @@ def _announce(config: Config, demo_token: str | None, demo_key: str) -> None:
     base = f"http://{shown}:{config.server.port}"
     log.info("jimeng-server listening on %s:%d", config.server.host, config.server.port)
     if demo_token is not None:
-        print(
-            f"\nSimulator mode: every region points at the built-in fake upstream. Try:\n\n"
-            f"  curl -s {base}/v1/images/generations \\\n"
-            f"    -H 'Content-Type: application/json' -H 'Authorization: Bearer {demo_token}' \\\n"
-            f'    -d \'{{"prompt": "a cat in the snow", "model": "jimeng-4.5"}}\'\n\n'
-            f"The same with the demo API key (the pool of {DEMO_ACCOUNTS} demo accounts picks the account):\n\n"
-            f"  curl -s {base}/v1/async/images/generations \\\n"
-            f"    -H 'Content-Type: application/json' -H 'Authorization: Bearer {demo_key}' \\\n"
-            f'    -d \'{{"prompt": "a cat in the snow", "model": "jimeng-4.5"}}\'\n\n'
-            f"Dashboard: {base}/admin  (admin key: {admin_key(config.admin)})\n",
-            flush=True,
-        )
+        print(simulate_banner(base, demo_token, demo_key, admin_key(config.admin)), flush=True)
+
+
+def simulate_banner(base: str, token: str, api_key: str, admin: str) -> str:
+    """What `--simulate` prints: ready-to-paste sync, async-submit, query and callback examples, the demo
+    API key and the dashboard."""
+    auth = f"-H 'Authorization: Bearer {token}'"
+    json_h = "-H 'Content-Type: application/json'"
+    return (
+        "\nSimulator mode: every region points at the built-in fake upstream; its state (demo accounts, tasks,\n"
+        "result URLs) survives restarts. Try:\n\n"
+        "  # wait for the images\n"
+        f"  curl -s {base}/v1/images/generations {json_h} {auth} \\\n"
+        f'    -d \'{{"prompt": "a cat in the snow", "model": "jimeng-4.5"}}\'\n\n'
+        "  # submit and get a history_id at once\n"
+        f"  curl -s {base}/v1/async/images/generations {json_h} {auth} \\\n"
+        f'    -d \'{{"prompt": "a cat in the snow"}}\'\n\n'
+        "  # query it (?wait=30 long-polls until it is final)\n"
+        f"  curl -s '{base}/v1/async/tasks/HISTORY_ID?wait=30' {auth}\n\n"
+        "  # or have the final task POSTed to you (a local receiver needs [security] allow_private_networks = true)\n"
+        f"  curl -s {base}/v1/async/images/generations {json_h} {auth} \\\n"
+        f'    -d \'{{"prompt": "a cat in the snow", "callback_url": "https://receiver.example/hooks/jimeng"}}\'\n\n'
+        f"The same with the demo API key (the pool of {DEMO_ACCOUNTS} demo accounts picks the account):\n\n"
+        f"  curl -s {base}/v1/async/images/generations {json_h} -H 'Authorization: Bearer {api_key}' \\\n"
+        f'    -d \'{{"prompt": "a cat in the snow", "model": "jimeng-4.5"}}\'\n\n'
+        f"Dashboard: {base}/admin  (admin key: {admin})\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

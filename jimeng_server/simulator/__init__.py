@@ -10,6 +10,7 @@ Prompt markers and scripts: `scripts.py`. Request checks and their `ret` codes: 
 
 from __future__ import annotations
 
+from . import persist
 from .app import Simulator, seed_demo
 from .faults import Fault, FaultKind
 from .hosts import simulator_hosts
@@ -26,6 +27,7 @@ __all__ = [
     "SimSettings",
     "Simulator",
     "Step",
+    "persist",
     "seed_demo",
     "simulator_hosts",
 ]

@@ -1,0 +1,151 @@
+"""`--simulate` shows restart safety, with real processes: submit with a callback_url, kill -9 the server, start
+it again; the same demo token works, the task finishes, its result URLs (same simulator port) serve PNGs and
+the webhook arrives. The banner shows async submit, query and callback examples."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Server:
+    """One `python -m jimeng_server --simulate` process; `banner` is what it printed up to the examples."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, banner: str) -> None:
+        self.proc = proc
+        self.banner = banner
+
+    @property
+    def token(self) -> str:
+        found = re.search(r"Bearer ([A-Za-z0-9_-]+)", self.banner)
+        assert found is not None, self.banner
+        return found.group(1)
+
+
+async def _start(config: Path, port: int) -> _Server:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jimeng_server",
+        "--simulate",
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    text = ""
+    async with asyncio.timeout(20):
+        while "callback_url" not in text:
+            line = await proc.stdout.readline()
+            assert line, "the server exited before printing its examples"
+            text += line.decode()
+    return _Server(proc, text)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]], asyncio.Event]]:
+    got: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append(json.loads(await request.read()))
+        arrived.set()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/hook", got, arrived
+    finally:
+        await runner.cleanup()
+
+
+async def test_kill_restart_the_task_still_finishes_and_the_webhook_arrives(
+    tmp_path: Path, receiver: tuple[str, list[dict[str, Any]], asyncio.Event]
+) -> None:
+    hook_url, got, arrived = receiver
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[store]\npath = "{tmp_path / "tasks.db"}"\n'
+        "[security]\nallow_private_networks = true\n"
+        "[watcher.image]\nfirst_poll = 0.3\ninterval = 0.3\n"
+        '[server]\nlog_level = "WARNING"\n',
+        encoding="utf-8",
+    )
+    port = _free_port()
+    first = await _start(config, port)
+    for example in ("/v1/async/images/generations", "/v1/async/tasks/", "callback_url"):
+        assert example in first.banner
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {first.token}"}
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            asyncio.timeout(20),
+            http.post(
+                f"{base}/v1/async/images/generations",
+                json={"prompt": "a cat in the snow", "callback_url": hook_url},
+                headers=auth,
+            ) as resp,
+        ):
+            submitted = await resp.json()
+            assert resp.status == 200, submitted
+    finally:
+        first.proc.kill()  # kill -9: nothing is saved on the way out
+        await first.proc.communicate()
+    history_id = submitted["history_id"]
+    assert not got  # the image takes seconds to make: it was not finished before the kill
+
+    second = await _start(config, port)
+    try:
+        assert second.token == first.token
+        async with aiohttp.ClientSession() as http, asyncio.timeout(60):
+            task: dict[str, Any] = {}
+            while task.get("status") not in (10, 30):  # bounded: each answer long-polls up to 10 s
+                async with http.get(f"{base}/v1/async/tasks/{history_id}?wait=10", headers=auth) as resp:
+                    task = await resp.json()
+                    assert resp.status == 200, task
+            assert task["status"] == 10 and task["item_count"] == 4, task
+            for result in task["results"]:
+                async with http.get(result["url"]) as img:
+                    assert img.status == 200
+                    assert (await img.read())[:8] == b"\x89PNG\r\n\x1a\n"
+            await arrived.wait()
+        (event,) = got
+        assert event["type"] == "task.succeeded"
+        assert event["data"]["history_id"] == history_id and event["data"]["status"] == 10
+    finally:
+        second.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            _, err = await second.proc.communicate()
+    assert second.proc.returncode == 0, err.decode()[-2000:]
+    assert "Traceback" not in err.decode()
+    # The simulator's state sits beside the simulate store.
+    assert (tmp_path / "tasks-simulate.sim.json").exists()
