@@ -41,6 +41,8 @@ class ServerConfig:
     log_format: str = "text"  # "text" (one readable line) or "json" (one JSON object per line)
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API ("*" = any); empty = no CORS
     max_header_bytes: int = 8190  # longest request line or header; longer ones get a 431 that echoes nothing
+    header_timeout: float = 30.0  # seconds a client may take to send a request's line and headers
+    body_timeout: float = 60.0  # longest pause while a client sends a request body
     keepalive_timeout: float = 75.0  # an idle keep-alive connection is closed after this many seconds
     shutdown_grace: float = 30.0  # on SIGTERM, in-flight requests and webhook attempts get this long to finish
 

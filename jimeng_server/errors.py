@@ -234,6 +234,9 @@ def make_error_middleware(max_body_bytes: int) -> Middleware:
         except web.RequestPayloadError:
             # Raised while reading the body: e.g. `Content-Encoding: gzip` on bytes that are not gzip.
             return render_error(_from_body_error(request))
+        except ConnectionResetError:  # the client went away (or was cut off as too slow) mid-request
+            log.info("connection lost during %s %s", request.method, request.path)
+            return render_error(BadRequest("the connection was lost during the request", code="CONNECTION_LOST"))
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             return render_error(ApiError("internal server error; the server log has the details"))

@@ -23,7 +23,8 @@ from jimeng_server.runner import ApiRunner, bind
 
 @pytest.fixture
 async def served(config: Config, clock: ManualClock) -> AsyncIterator[tuple[Config, int]]:
-    cfg = dataclasses.replace(config, server=dataclasses.replace(config.server, keepalive_timeout=0.3))
+    server = dataclasses.replace(config.server, keepalive_timeout=1.0, header_timeout=0.5, body_timeout=0.5)
+    cfg = dataclasses.replace(config, server=server)
     runner = ApiRunner(create_app(cfg, clock=clock, background=False), cfg.server)
     await runner.setup()
     sock = bind("127.0.0.1", 0)
@@ -80,9 +81,68 @@ async def test_an_idle_keep_alive_connection_is_closed(served: tuple[Config, int
         await writer.drain()
         async with asyncio.timeout(10):
             await reader.readuntil(b"pong")
-            assert await reader.read() == b""  # the server closed the idle connection (keepalive_timeout 0.3 s)
+            assert await reader.read() == b""  # the server closed the idle connection (keepalive_timeout 1 s)
     finally:
         writer.close()
+
+
+async def test_a_slow_head_gets_a_408_and_the_connection_closes(served: tuple[Config, int]) -> None:
+    _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"POST /token/check HTTP/1.1\r\nHost: x\r\n")  # ...and the rest of the head never comes
+        await writer.drain()
+        for _ in range(2):  # trickling bytes does not extend the head's deadline (0.5 s)
+            await asyncio.sleep(0.15)
+            writer.write(b"X-Slow: 1\r\n")
+            await writer.drain()
+        async with asyncio.timeout(10):
+            answer = await reader.read()  # until the server closes
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408")
+    assert json.loads(body)["error"]["code"] == "REQUEST_TIMEOUT"
+
+
+async def test_a_body_that_stalls_closes_the_connection(
+    served: tuple[Config, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, port = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST /token/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"token": '
+        )
+        await writer.drain()
+        async with asyncio.timeout(10):
+            assert await reader.read() == b""  # closed after a 0.5 s pause, no answer to a half body
+    finally:
+        writer.close()
+    assert "the request body did not arrive within 0.5 s" in caplog.text
+    assert "Traceback" not in caplog.text and "unhandled" not in caplog.text
+
+
+async def test_a_slow_but_steady_body_is_fine(served: tuple[Config, int]) -> None:
+    _, port = served
+    body = b'{"token": ""}'
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"POST /token/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        )
+        for byte in body:  # 13 bytes over ~1.3 s: longer than body_timeout, but never a pause that long
+            await asyncio.sleep(0.1)
+            writer.write(bytes([byte]))
+            await writer.drain()
+        async with asyncio.timeout(10):
+            answer = await reader.read()
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["code"] == "MISSING_PARAMETER"
 
 
 async def _start_failure(tmp_path: Path, *args: str) -> tuple[int, str]:
