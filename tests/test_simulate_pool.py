@@ -1,6 +1,6 @@
 """`--simulate` seeds the account pool (issue 12): in a subprocess, the printed demo API key submits a task served
 by one of three demo pool accounts, and the printed admin key opens the admin API that lists them. A second
-run on the same store replaces the demo pool and revokes the old demo key."""
+run on the same store keeps the demo pool (the simulator's state survives restarts) and revokes the old demo key."""
 
 from __future__ import annotations
 
@@ -61,7 +61,9 @@ async def _run_once(config: Path, old_key: str | None = None) -> tuple[str, str]
                 accounts = (await resp.json())["data"]
             enabled = [a for a in accounts if a["enabled"]]
             assert len(enabled) == 3 and all(a["note"] == "simulator demo account" for a in enabled)
-            assert sum(a["in_flight"] for a in enabled) == 1
+            # The second run also counts the first run's task while that one is still running.
+            in_flight = sum(a["in_flight"] for a in enabled)
+            assert in_flight == 1 if old_key is None else in_flight >= 1
             async with http.get(f"{base}/admin") as resp:
                 assert resp.status == 200
             if old_key is not None:  # the demo key of an earlier run is revoked

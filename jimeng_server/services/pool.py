@@ -34,7 +34,7 @@ from ..store.sqlite import TaskStore
 from ..upstream import transports
 from ..upstream.cookies import JarError, load_jar
 from ..upstream.regions import Region
-from ..upstream.tokens import PROXY_SCHEMES, Account, TokenError, parse_token
+from ..upstream.tokens import PROXY_SCHEMES, Account, ProxyPrefixError, TokenError, parse_token
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,8 @@ def parse_pool_token(token: str, proxy: str | None = None) -> Account:
     400 INVALID_TOKEN / INVALID_PROXY naming what is wrong (never echoing the secret)."""
     try:
         account = parse_token(token)
+    except ProxyPrefixError as exc:
+        raise BadRequest(str(exc), code="INVALID_PROXY") from None
     except TokenError as exc:
         raise BadRequest(str(exc), code="INVALID_TOKEN") from None
     if "," in token or len(account.sessionid) < 8 or ":" in account.sessionid or "@" in account.sessionid:

@@ -22,6 +22,10 @@ class TokenError(ValueError):
     """A token string that cannot be used; the message never contains the token."""
 
 
+class ProxyPrefixError(TokenError):
+    """A token whose `proxy@` prefix is not a usable proxy URL; the message never contains it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     """One upstream credential: a session id, its region and an optional proxy URL.
@@ -77,9 +81,9 @@ def mask_secret(sessionid: str, *, region: Region = Region.CN) -> str:
 
 def _parse_proxy(text: str) -> str:
     """A proxy URL checked for shape only: scheme, host, port 1-65535, nothing but printable ASCII.
-    Raises TokenError without echoing it (it may hold credentials). Whether its address may be used is
+    Raises ProxyPrefixError without echoing it (it may hold credentials). Whether its address may be used is
     the caller's decision (the address guard)."""
-    bad = TokenError(
+    bad = ProxyPrefixError(
         "a token's proxy prefix is not a valid proxy URL: expected scheme://[user:pass@]host:port@sessionid "
         "with scheme http, https, socks4 or socks5"
     )
