@@ -285,6 +285,23 @@ def _op(
     return operation
 
 
+_ADMIN_NOTE = " (admin API: only when an admin key is set, else 404; `Authorization: Bearer <admin key>`)"
+_REF = {"name": "ref", "in": "path", "required": True, "schema": {"type": "string"}}
+_ANY = {"type": "object"}
+
+
+def _admin(summary: str, status: str = "200", *, body: Schema | None = None, ref: bool = False) -> Schema:
+    operation = _op(
+        summary + _ADMIN_NOTE,
+        {status: _answer("done", _ANY)},
+        body=None if body is None else _json(body),
+        parameters=[_REF] if ref else None,
+        auth=False,
+    )
+    operation["security"] = [{"admin": []}]
+    return operation
+
+
 def _submit(summary: str, body: dict[str, Schema]) -> Schema:
     return _op(
         summary, {"200": _answer("accepted by the upstream", _ref("Submitted"))}, body=body, parameters=[_IDEMPOTENCY]
@@ -423,6 +440,56 @@ PATHS: dict[str, dict[str, Schema]] = {
     },
 }
 
+PATHS.update(
+    {
+        "/admin": {
+            "get": _op(
+                "the dashboard page" + _ADMIN_NOTE, {"200": _answer("page", _STR, media="text/html")}, auth=False
+            )
+        },
+        "/admin/static/{filename}": {
+            "get": _op(
+                "the dashboard's script and style" + _ADMIN_NOTE,
+                {"200": {"description": "the file"}},
+                auth=False,
+                parameters=[{"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}],
+            )
+        },
+        "/admin/api/accounts": {
+            "get": _admin("the pool's accounts: health, credits, tasks in flight"),
+            "post": _admin(
+                "add an account to the pool",
+                "201",
+                body=_obj({"name": _STR, "token": _STR, "proxy": _STR, "note": _STR}, ("name", "token")),
+            ),
+        },
+        "/admin/api/accounts/{ref}": {
+            "delete": _admin("remove an account (409 while it has tasks in flight)", ref=True)
+        },
+        "/admin/api/accounts/{ref}/check": {"post": _admin("read the account's balance now", ref=True)},
+        "/admin/api/accounts/{ref}/enable": {"post": _admin("enable the account", ref=True)},
+        "/admin/api/accounts/{ref}/disable": {"post": _admin("disable the account", ref=True)},
+        "/admin/api/keys": {
+            "get": _admin("the API keys (never their text)"),
+            "post": _admin(
+                "create an API key; its text is answered this once",
+                "201",
+                body=_obj(
+                    {
+                        "name": _STR,
+                        "accounts": {"type": "array", "items": {"type": ["string", "integer"]}},
+                        "rate_per_minute": _INT,
+                        "max_in_flight": _INT,
+                    },
+                    ("name",),
+                ),
+            ),
+        },
+        "/admin/api/keys/{ref}/revoke": {"post": _admin("revoke an API key", ref=True)},
+        "/admin/api/tasks": {"get": _admin("the latest tasks, newest first (?limit=1..200)")},
+    }
+)
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -435,7 +502,12 @@ DOCUMENT: dict[str, Any] = {
     "components": {
         "schemas": _SCHEMAS,
         "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer", "description": "one or more session ids, comma separated"}
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "an API key (jk_...), or one or more session ids, comma separated",
+            },
+            "admin": {"type": "http", "scheme": "bearer", "description": "the admin key ([admin] key)"},
         },
     },
 }
