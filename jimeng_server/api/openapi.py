@@ -450,7 +450,7 @@ PATHS.update(
         "/admin/static/{filename}": {
             "get": _op(
                 "the dashboard's script and style" + _ADMIN_NOTE,
-                {"200": {"description": "the file"}},
+                {"200": {"description": "the file"}, "404": {"description": "no such file (empty body)"}},
                 auth=False,
                 parameters=[{"name": "filename", "in": "path", "required": True, "schema": {"type": "string"}}],
             )
