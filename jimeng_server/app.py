@@ -37,11 +37,11 @@ from .api.appkeys import (
     WATCHER,
     WEBHOOKS,
 )
-from .api.callers import caller_guard
 from .api.cors import setup_cors
 from .api.limits import declared_size_guard
 from .api.observability import setup_observability
 from .api.openai_compat import check_aliases
+from .api.token_guard import caller_guard
 from .clock import Clock, SystemClock
 from .config import Config
 from .errors import make_error_middleware

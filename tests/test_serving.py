@@ -19,13 +19,23 @@ from jimeng_server.app import create_app
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config
 from jimeng_server.runner import ApiRunner, bind
+from jimeng_server.simulator import Fault, FaultKind, Simulator
 
 
 @pytest.fixture
-async def served(config: Config, clock: ManualClock) -> AsyncIterator[tuple[Config, int]]:
+def runner_of_served() -> list[ApiRunner]:
+    """The runner of `served` (for a test that stops it early)."""
+    return []
+
+
+@pytest.fixture
+async def served(
+    config: Config, clock: ManualClock, runner_of_served: list[ApiRunner]
+) -> AsyncIterator[tuple[Config, int]]:
     server = dataclasses.replace(config.server, keepalive_timeout=1.0, header_timeout=0.5, body_timeout=0.5)
     cfg = dataclasses.replace(config, server=server)
     runner = ApiRunner(create_app(cfg, clock=clock, background=False), cfg.server)
+    runner_of_served.append(runner)
     await runner.setup()
     sock = bind("127.0.0.1", 0)
     await web.SockSite(runner, sock).start()
@@ -233,3 +243,33 @@ async def test_a_file_part_beyond_the_limit_is_refused_as_it_starts(
     assert status == 400
     err = json.loads(body)["error"]
     assert err["code"] == "TOO_MANY_FILES" and f"at most {limit}" in err["message"]
+
+
+async def test_shutdown_lets_an_in_flight_request_finish(
+    served: tuple[Config, int], runner_of_served: list[ApiRunner], sim: Simulator
+) -> None:
+    _, port = served
+    gate = asyncio.Event()
+    sim.inject("/user_credit", Fault(FaultKind.HOLD, hold=gate))  # the request stays in flight until released
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"POST /token/points HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CN_TOKEN}\r\n"
+            "Content-Length: 0\r\n\r\n".encode()
+        )
+        await writer.drain()
+        async with asyncio.timeout(10):
+            while sim.faults.rules:  # noqa: ASYNC110 - until the call reached the upstream and is held there
+                await asyncio.sleep(0.01)
+        (runner,) = runner_of_served
+        stopping = asyncio.create_task(runner.cleanup())  # what SIGTERM does
+        await asyncio.sleep(0.1)
+        assert not stopping.done()  # waiting for the request, not cutting it off
+        gate.set()
+        async with asyncio.timeout(10):
+            answer = await reader.read()
+            await stopping
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b"totalCredit" in answer

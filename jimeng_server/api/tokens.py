@@ -11,8 +11,8 @@ from ..errors import BadRequest, from_upstream
 from ..upstream.errors import UpstreamError, UpstreamRetError
 from ..upstream.tokens import Account, TokenError, parse_token
 from .appkeys import ACCOUNTS, CLIENT, CONFIG, FETCHER
-from .callers import check_caller_proxy
 from .request import json_object, raw_accounts_of
+from .token_guard import check_caller_proxy
 
 routes = web.RouteTableDef()
 
