@@ -22,7 +22,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..clock import Clock
 from ..config import BrowserConfig, ConfigError
@@ -34,7 +33,7 @@ from ..store.sqlite import TaskStore
 from ..upstream import transports
 from ..upstream.cookies import JarError, load_jar
 from ..upstream.regions import Region
-from ..upstream.tokens import PROXY_SCHEMES, Account, ProxyPrefixError, TokenError, parse_token
+from ..upstream.tokens import Account, ProxyPrefixError, TokenError, parse_proxy, parse_token
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +54,12 @@ def check_name(name: str, what: str) -> str:
 
 
 def check_proxy(proxy: str) -> str:
-    """A proxy URL: http(s)/socks4/socks5 scheme, a host and a valid port. The message never repeats the URL
-    (it may hold a password)."""
-    lowered = proxy.lower()
-    if not lowered.startswith(PROXY_SCHEMES):
-        raise BadRequest(
-            "the proxy must start with http://, https://, socks4://, socks5:// or socks://", code="INVALID_PROXY"
-        )
+    """`upstream.tokens.parse_proxy` as a 400 INVALID_PROXY (the message never repeats the URL: it may hold a
+    password); returns the proxy with `socks://` made `socks5://`."""
     try:
-        parts = urlsplit(proxy)
-        port = parts.port
-    except ValueError:
-        port, parts = -1, urlsplit("")
-    if not parts.hostname or port == -1 or parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise BadRequest("the proxy is not a URL of the form scheme://[user:pass@]host[:port]", code="INVALID_PROXY")
-    return proxy
+        return parse_proxy(proxy)
+    except ProxyPrefixError as exc:
+        raise BadRequest(str(exc), code="INVALID_PROXY") from None
 
 
 def parse_pool_token(token: str, proxy: str | None = None) -> Account:
@@ -89,11 +79,7 @@ def parse_pool_token(token: str, proxy: str | None = None) -> Account:
     if proxy and account.proxy:
         raise BadRequest("give the proxy once: in the token (proxy@sessionid) or separately", code="INVALID_PROXY")
     chosen = proxy or account.proxy
-    if chosen:
-        check_proxy(chosen)
-        if chosen.lower().startswith("socks://"):
-            chosen = "socks5://" + chosen[len("socks://") :]
-    return Account(sessionid=account.sessionid, region=account.region, proxy=chosen or None)
+    return Account(sessionid=account.sessionid, region=account.region, proxy=check_proxy(chosen) if chosen else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,15 +79,16 @@ def mask_secret(sessionid: str, *, region: Region = Region.CN) -> str:
     return f"{prefix}{sessionid[:4]}...{sessionid[-4:]}"
 
 
-def _parse_proxy(text: str) -> str:
-    """A proxy URL checked for shape only: scheme, host, port 1-65535, nothing but printable ASCII.
+def parse_proxy(text: str) -> str:
+    """A proxy URL checked for shape only: an http, https, socks4, socks5 (or socks, taken as socks5) scheme,
+    a host, a port 1-65535, nothing but printable ASCII; returned with `socks://` made `socks5://`.
     Raises ProxyPrefixError without echoing it (it may hold credentials). Whether its address may be used is
     the caller's decision (the address guard)."""
     bad = ProxyPrefixError(
-        "a token's proxy prefix is not a valid proxy URL: expected scheme://[user:pass@]host:port@sessionid "
-        "with scheme http, https, socks4 or socks5"
+        "the proxy is not a valid proxy URL: expected scheme://[user:pass@]host:port with scheme http, https, "
+        "socks4 or socks5 (in a token: proxy@sessionid)"
     )
-    if not text.isascii() or not text.isprintable() or " " in text:
+    if not text.isascii() or not text.isprintable() or " " in text or not text.lower().startswith(PROXY_SCHEMES):
         raise bad
     if text.lower().startswith("socks://"):
         text = "socks5://" + text[len("socks://") :]
@@ -112,7 +113,7 @@ def parse_token(item: str) -> Account:
     if text.lower().startswith(PROXY_SCHEMES):
         at = text.rfind("@")
         if 0 < at < len(text) - 1:
-            proxy, text = _parse_proxy(text[:at]), text[at + 1 :]
+            proxy, text = parse_proxy(text[:at]), text[at + 1 :]
     region = Region.CN
     head = text[:3].lower()
     if head in _REGION_PREFIXES:
