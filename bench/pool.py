@@ -62,15 +62,10 @@ def spread_line(counts: dict[str, int]) -> str:
 
 
 async def tasks_per_account(app: web.Application, names: dict[int, str], since: float) -> dict[str, int]:
-    async with (
-        app[STORE].read() as conn,
-        conn.execute(
-            "SELECT account_id, COUNT(*) FROM tasks WHERE created_at >= ? GROUP BY account_id", (since,)
-        ) as cur,
-    ):
-        rows = await cur.fetchall()
     counts = {name: 0 for name in names.values()}
-    counts.update({names[row[0]]: row[1] for row in rows})
+    for record, _ in await app[STORE].recent(1_000_000):
+        if record.created_at >= since and record.account_id in names:
+            counts[names[record.account_id]] += 1
     return counts
 
 

@@ -29,6 +29,7 @@ from .api.appkeys import (
     INTAKE,
     POOL,
     QUERIES,
+    REPLICAS,
     RETENTION,
     SETTLER,
     STORE,
@@ -43,7 +44,7 @@ from .api.observability import setup_observability
 from .api.openai_compat import check_aliases
 from .api.token_guard import caller_guard
 from .clock import Clock, SystemClock
-from .config import Config
+from .config import Config, ConfigError
 from .errors import make_error_middleware
 from .net.fetcher import SafeFetcher
 from .net.policy import FetchPolicy
@@ -56,11 +57,13 @@ from .services.idempotency import IdempotencyKeys
 from .services.image_inputs import ImageInputs
 from .services.inputs import InputLoader
 from .services.pool import AccountPool
+from .services.replicas import Replicas
 from .services.retention import Retention
 from .services.settlement import TaskSettler
 from .services.task_intake import TaskIntake
 from .services.task_queries import TaskQueries
 from .services.videos import VideoService
+from .store.base import ReplicaStore, Store
 from .store.secretbox import ENV_VAR as ACCOUNTS_KEY_ENV
 from .store.secretbox import secret_box
 from .store.sqlite import TaskStore
@@ -111,6 +114,7 @@ def create_app(
     setup_webhooks(app, background)
     setup_pool(app)
     setup_tasks(app, background)
+    setup_replicas(app, background)
     setup_generation(app)
     setup_observability(app)
     setup_cors(app, config.server.cors_origins)
@@ -159,7 +163,7 @@ def setup_fetcher(app: web.Application, fetcher: SafeFetcher | None) -> None:
 def setup_store(app: web.Application) -> None:
     """The task store (tasks, idempotency keys, webhook outbox) and idempotency claims on it."""
     config, clock = app[CONFIG], app[CLOCK]
-    store = app[STORE] = TaskStore(config.store.path, clock=clock)
+    store = app[STORE] = store_backend(config, clock)
     app[IDEMPOTENCY] = IdempotencyKeys(store, config.store, clock)
 
     async def open_store(app: web.Application) -> AsyncIterator[None]:
@@ -168,6 +172,21 @@ def setup_store(app: web.Application) -> None:
         await store.close()
 
     app.cleanup_ctx.append(open_store)
+
+
+def store_backend(config: Config, clock: Clock) -> Store:
+    """The (unstarted) store `[store] url` names: PostgreSQL for a `postgresql://` URL, else SQLite. Raises
+    ConfigError when PostgreSQL is asked for without the `postgres` extra installed."""
+    sc = config.store
+    if sc.backend == "postgresql":
+        try:
+            from .store.postgres import PostgresStore  # asyncpg is the optional `postgres` extra
+        except ImportError:
+            raise ConfigError(
+                "store.url: PostgreSQL needs the asyncpg driver: pip install 'jimeng-server[postgres]'"
+            ) from None
+        return PostgresStore(sc.url, clock=clock, pool_size=sc.pool_size)
+    return TaskStore(sc.sqlite_path, clock=clock)
 
 
 def setup_webhooks(app: web.Application, background: bool) -> None:
@@ -257,6 +276,32 @@ def setup_tasks(app: web.Application, background: bool) -> None:
         await settler.drain()
 
     app.cleanup_ctx.append(run_tasks)
+
+
+def setup_replicas(app: web.Application, background: bool) -> None:
+    """On a store shared by replicas (PostgreSQL) with the background loops on: watch leases and notices
+    (services/replicas.py), adopting the stored background tasks. Started after the task work, stopped
+    before it (stopping the watcher first)."""
+    store = app[STORE]
+    if not background or not isinstance(store, ReplicaStore):
+        return
+    watcher, intake = app[WATCHER], app[INTAKE]
+    replicas = app[REPLICAS] = Replicas(
+        store,
+        store,
+        watcher,
+        intake.resume,
+        app[WEBHOOKS],
+        app[CLOCK],
+        lease_seconds=app[CONFIG].store.watch_lease_seconds,
+    )
+
+    async def run_replicas(app: web.Application) -> AsyncIterator[None]:
+        await replicas.start()
+        yield
+        await replicas.stop()
+
+    app.cleanup_ctx.append(run_replicas)
 
 
 def setup_generation(app: web.Application) -> None:

@@ -200,11 +200,32 @@ class UploadConfig:
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
+    """Where tasks, idempotency keys and the webhook outbox live. `url` picks the backend: `sqlite:///PATH`
+    (embedded, one process; `sqlite:////abs/path` for an absolute path) or `postgresql://...` (shared by
+    replicas); empty means SQLite at `path`. The URL may hold a password: it is kept out of `repr`."""
+
+    url: str = field(default="", repr=False)
     path: str = "data/jimeng.db"
+    pool_size: int = 10  # PostgreSQL connections per process
+    watch_lease_seconds: float = 30.0  # PostgreSQL replicas: a dead replica's tasks are polled again within this
     retention_days: float = 7.0
     purge_interval_minutes: float = 60.0
     idempotency_hours: float = 24.0
     idempotency_lease_minutes: float = 30.0
+
+    @property
+    def backend(self) -> str:
+        """`sqlite` or `postgresql`, from `url` (SQLite when it is empty)."""
+        return "postgresql" if self.url.startswith(POSTGRES_URL_PREFIXES) else "sqlite"
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite file: the path part of a `sqlite:///` URL, else `path`."""
+        return self.url[len(SQLITE_URL_PREFIX) :] if self.url.startswith(SQLITE_URL_PREFIX) else self.path
+
+
+SQLITE_URL_PREFIX = "sqlite:///"
+POSTGRES_URL_PREFIXES = ("postgresql://", "postgres://")
 
 
 DEFAULT_WEBHOOK_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
@@ -433,6 +454,8 @@ def _validate(obj: Any, path: str) -> None:
         raise ConfigError(f"{prefix}max_header_bytes: must be at least 1024, got {obj.max_header_bytes}")
     if isinstance(obj, SecurityConfig):
         _validate_security(obj, prefix)
+    if isinstance(obj, StoreConfig):
+        _validate_store(obj, prefix)
     if isinstance(obj, UploadConfig) and obj.concurrency < 1:
         raise ConfigError(f"{prefix}concurrency: must be at least 1, got {obj.concurrency}")
     if isinstance(obj, WatcherConfig) and not 1 <= obj.batch_size <= 100:
@@ -500,6 +523,18 @@ def proxy_address(text: str) -> tuple[str, int] | None:
     if not parsed.hostname or port is None or not 0 < port < 65536:
         return None
     return parsed.hostname.lower(), port
+
+
+def _validate_store(obj: StoreConfig, prefix: str) -> None:
+    if obj.url and not obj.url.startswith((SQLITE_URL_PREFIX, *POSTGRES_URL_PREFIXES)):
+        # The URL itself is not echoed: it may carry a password.
+        raise ConfigError(f"{prefix}url: must start with sqlite:/// or postgresql://")
+    if obj.url.startswith(SQLITE_URL_PREFIX) and not obj.sqlite_path:
+        raise ConfigError(f"{prefix}url: sqlite:/// needs a file path, e.g. sqlite:///data/jimeng.db")
+    if obj.pool_size < 1:
+        raise ConfigError(f"{prefix}pool_size: must be at least 1, got {obj.pool_size}")
+    if obj.watch_lease_seconds < 3:
+        raise ConfigError(f"{prefix}watch_lease_seconds: must be at least 3, got {obj.watch_lease_seconds}")
 
 
 def _validate_webhooks(obj: WebhookConfig, prefix: str) -> None:

@@ -12,6 +12,8 @@ Completion rules (fixing the reference poller, upstream-protocol.md §9.6, §15 
 - a finished video gets its download-quality URL from one `get_local_item_list` call (preview URL on failure).
 The outcomes of one poll reach the `on_final` hook together (one store transaction). A watch is `keep`
 (background: until final) or held only by its waiters (`wait()`), and dropped when the last one leaves.
+With replicas, a `leased` watch (a stored background task) is polled and settled only while `may_poll` says
+this process holds its account's watch lease; elsewhere it just waits for `complete()`.
 Tests drive it with an injected clock and `run_once()`.
 """
 
@@ -66,6 +68,7 @@ class _Watch:
     next_due: float
     future: asyncio.Future[Outcome]
     keep: bool
+    leased: bool
     waiters: int = 0
     late_polls: int = 0
     polls: int = 0
@@ -91,6 +94,8 @@ class Watcher:
         self.clock = clock
         self.on_progress = on_progress
         self.on_final = on_final
+        self.may_poll: Callable[[str], bool] | None = None
+        """With replicas: whether this process polls the leased tasks of an account (by fingerprint)."""
         self._watches: dict[str, _Watch] = {}
         self._lock = asyncio.Lock()
         self._loop_task: asyncio.Task[None] | None = None
@@ -116,6 +121,15 @@ class Watcher:
     def is_watching(self, history_id: str) -> bool:
         return history_id in self._watches
 
+    def polled_elsewhere(self, history_id: str) -> bool:
+        """True for a leased watch this process does not poll now (another replica holds its lease)."""
+        watch = self._watches.get(history_id)
+        return watch is not None and not self._polled_here(watch)
+
+    def waiting_elsewhere(self) -> list[str]:
+        """Ids of the leased watches this process does not poll now (another replica settles them)."""
+        return [w.history_id for w in self._watches.values() if not self._polled_here(w)]
+
     def schedule_for(self, kind: TaskKind) -> KindSchedule:
         return self.config.video if kind is TaskKind.VIDEO else self.config.image
 
@@ -127,14 +141,18 @@ class Watcher:
         *,
         submitted_at: float | None = None,
         keep: bool = True,
+        leased: bool | None = None,
     ) -> asyncio.Future[Outcome]:
         """Watch a task; returns a future of its Outcome (set once it is final or settled). Watching an id
         twice returns the same future (and makes it `keep` if either call asked for that). `submitted_at`
         (default now) anchors the first poll, the deadline and the settle horizon, so tasks resumed after a
-        restart keep them. A watch that is not `keep` lives only while `wait()` callers hold it."""
+        restart keep them. A watch that is not `keep` lives only while `wait()` callers hold it. `leased`
+        (default: `keep`) marks a stored background task, polled only under its account's lease (`may_poll`)."""
+        leased = keep if leased is None else leased
         existing = self._watches.get(history_id)
         if existing is not None:
             existing.keep = existing.keep or keep
+            existing.leased = existing.leased or leased
             return existing.future
         start = self.clock.time() if submitted_at is None else submitted_at
         schedule = self.schedule_for(kind)
@@ -150,6 +168,7 @@ class Watcher:
             next_due=start + schedule.first_poll,
             future=fut,
             keep=keep,
+            leased=leased,
         )
         return fut
 
@@ -237,14 +256,16 @@ class Watcher:
         flight. Returns the started polls (owned by the watcher until they end)."""
         async with self._lock:
             now = self.clock.time()
-            expired = [w for w in self._watches.values() if now >= w.settle_at]
+            here = [w for w in self._watches.values() if self._polled_here(w)]
+            expired = [w for w in here if now >= w.settle_at]
             if expired:
                 await self._finish_all(
                     [(w, TaskStatus.FAILED, Reason.TIMEOUT, self._timeout_detail(w)) for w in expired]
                 )
             by_account: dict[str, list[_Watch]] = defaultdict(list)
-            for watch in self._watches.values():
-                by_account[watch.account.fingerprint].append(watch)
+            for watch in here:
+                if self._watches.get(watch.history_id) is watch:  # not ended by the expiry above
+                    by_account[watch.account.fingerprint].append(watch)
             polls: list[asyncio.Task[None]] = []
             for fingerprint, group in by_account.items():
                 if fingerprint in self._inflight or not any(w.next_due <= now for w in group):
@@ -260,6 +281,9 @@ class Watcher:
                 poll.add_done_callback(functools.partial(self._poll_ended, fingerprint))
                 polls.append(poll)
             return polls
+
+    def _polled_here(self, watch: _Watch) -> bool:
+        return not watch.leased or self.may_poll is None or self.may_poll(watch.account.fingerprint)
 
     def _poll_ended(self, fingerprint: str, task: asyncio.Task[None]) -> None:
         if self._inflight.get(fingerprint) is task:

@@ -24,6 +24,8 @@ from jimeng_server.upstream.regions import Region
 
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
+pytest_plugins = ["store_backends"]  # pg_server, pg_url, store_url: the store's tests run on both backends
+
 
 @pytest.fixture
 def clock() -> ManualClock:

@@ -300,3 +300,38 @@ def test_region_codes_match_the_protocol_regions() -> None:
     from jimeng_server.upstream.regions import Region
 
     assert set(REGION_CODES) == {r.value for r in Region}
+
+
+@pytest.mark.parametrize(
+    ("url", "backend", "sqlite_path"),
+    [
+        ("", "sqlite", "data/jimeng.db"),  # no url: [store] path, as before
+        ("sqlite:///var/lib/jimeng/tasks.db", "sqlite", "var/lib/jimeng/tasks.db"),
+        ("sqlite:////var/lib/jimeng/tasks.db", "sqlite", "/var/lib/jimeng/tasks.db"),
+        ("postgresql://jimeng:pw@db.internal:5432/jimeng", "postgresql", "data/jimeng.db"),
+        ("postgres://db.internal/jimeng", "postgresql", "data/jimeng.db"),
+    ],
+)
+def test_store_url_picks_the_backend(tmp_path: Path, url: str, backend: str, sqlite_path: str) -> None:
+    cfg = load_config(write(tmp_path, f'[store]\nurl = "{url}"\n'))
+    assert (cfg.store.backend, cfg.store.sqlite_path) == (backend, sqlite_path)
+
+
+@pytest.mark.parametrize(
+    ("toml", "needle"),
+    [
+        ('url = "mysql://root:hunter2@db/jimeng"', "store.url: must start with sqlite:/// or postgresql://"),
+        ('url = "sqlite:///"', "store.url: sqlite:/// needs a file path"),
+        ("pool_size = 0", "store.pool_size: must be at least 1"),
+    ],
+)
+def test_bad_store_settings_are_errors(tmp_path: Path, toml: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(write(tmp_path, f"[store]\n{toml}\n"))
+    assert needle in str(excinfo.value)
+    assert "hunter2" not in str(excinfo.value)  # a URL's password is never echoed
+
+
+def test_store_url_is_kept_out_of_repr() -> None:
+    cfg = parse_config({"store": {"url": "postgresql://jimeng:hunter2@db/jimeng"}})
+    assert "hunter2" not in repr(cfg)

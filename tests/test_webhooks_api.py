@@ -1,8 +1,10 @@
 """Webhooks through the app: the task service's final hook writes the outbox row, the app's sender delivers
-it, and the owner lists the attempts (`GET .../deliveries`) and asks for a redelivery (`POST .../redeliver`)."""
+it, and the owner lists the attempts (`GET .../deliveries`) and asks for a redelivery (`POST .../redeliver`).
+Every test runs the app on both store backends (`[store] url` SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,7 +18,7 @@ from webhook_support import SECRET, Receiver, Reply, done_outcome, failed_outcom
 
 from jimeng_server.api.appkeys import SETTLER, STORE, WEBHOOKS
 from jimeng_server.clock import ManualClock
-from jimeng_server.config import WebhookConfig
+from jimeng_server.config import Config, WebhookConfig
 from jimeng_server.store.models import Reason, TaskStatus
 from jimeng_server.upstream.tokens import parse_token
 
@@ -32,8 +34,9 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def app_client(make_client: AppFactory) -> TestClient[Any, Any]:
-    return await make_client(webhooks=WebhookConfig(secret=SECRET, jitter=0.0))
+async def app_client(make_client: AppFactory, config: Config, store_url: str) -> TestClient[Any, Any]:
+    store = dataclasses.replace(config.store, url=store_url)
+    return await make_client(webhooks=WebhookConfig(secret=SECRET, jitter=0.0), store=store)
 
 
 async def add_task(client: TestClient[Any, Any], history_id: str, url: str | None, clock: ManualClock) -> None:

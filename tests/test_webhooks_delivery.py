@@ -1,5 +1,6 @@
 """Webhook delivery end to end: outbox rows written by the real finish path, a real aiohttp receiver on
-loopback, signatures checked with the `standardwebhooks` library, retries driven by a manual clock."""
+loopback, signatures checked with the `standardwebhooks` library, retries driven by a manual clock. Every test
+runs on both store backends (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from standardwebhooks.webhooks import Webhook
+from store_backends import execute_sql, open_store
 from webhook_support import (
     SECRET,
     Receiver,
@@ -30,11 +31,10 @@ from jimeng_server.clock import ManualClock
 from jimeng_server.config import WebhookConfig
 from jimeng_server.net.policy import FetchPolicy
 from jimeng_server.services.settlement import TaskSettler
-from jimeng_server.store import outbox
 from jimeng_server.store.answer import body_of_row
-from jimeng_server.store.models import Reason
-from jimeng_server.store.outbox import EventState
-from jimeng_server.store.sqlite import TaskStore
+from jimeng_server.store.base import Store
+from jimeng_server.store.models import Finish, NewEvent, Reason, Settlement, TaskStatus
+from jimeng_server.store.outbox import Attempt, EventState, OutboxEvent
 from jimeng_server.webhooks.sender import WebhookSender
 from jimeng_server.webhooks.signatures import parse_secret
 
@@ -51,13 +51,14 @@ def wclock() -> ManualClock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, wclock: ManualClock) -> AsyncIterator[TaskStore]:
-    async with await TaskStore.open(tmp_path / "tasks.db", clock=wclock) as s:
-        yield s
+async def store(store_url: str, wclock: ManualClock) -> AsyncIterator[Store]:
+    s = await open_store(store_url, wclock)
+    yield s
+    await s.close()
 
 
 @pytest.fixture
-async def make_sender(store: TaskStore, wclock: ManualClock) -> AsyncIterator[SenderFactory]:
+async def make_sender(store: Store, wclock: ManualClock) -> AsyncIterator[SenderFactory]:
     senders: list[WebhookSender] = []
 
     def factory(*, secret: str | None = SECRET, **overrides: Any) -> WebhookSender:
@@ -71,14 +72,12 @@ async def make_sender(store: TaskStore, wclock: ManualClock) -> AsyncIterator[Se
         await sender.stop()
 
 
-async def attempts(store: TaskStore, history_id: str) -> list[outbox.Attempt]:
-    async with store.read() as conn:
-        return await outbox.attempts_of(conn, history_id)
+async def attempts(store: Store, history_id: str) -> list[Attempt]:
+    return await store.attempts_of(history_id)
 
 
-async def event_of(store: TaskStore, history_id: str) -> outbox.OutboxEvent:
-    async with store.read() as conn:
-        events = await outbox.events_of(conn, history_id)
+async def event_of(store: Store, history_id: str) -> OutboxEvent:
+    events = await store.events_of(history_id)
     assert len(events) == 1
     return events[0]
 
@@ -89,7 +88,7 @@ def verify(received: Any) -> Any:
 
 
 async def test_success_is_delivered_once_signed_and_verifiable(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
@@ -123,18 +122,17 @@ async def test_success_is_delivered_once_signed_and_verifiable(
 
 
 async def test_tasks_without_callback_url_get_no_event(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, _ = receiver
     await add_done_task(store, wclock, "h1", None)
-    async with store.read() as conn:
-        assert await outbox.events_of(conn, "h1") == []
+    assert await store.events_of("h1") == []
     assert await make_sender().drain() == 0
     assert rec.requests == []
 
 
 async def test_failed_task_event_says_why(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     url = str(server.make_url("/hook"))
@@ -165,7 +163,7 @@ async def test_failed_task_event_says_why(
 
 
 async def test_three_failures_then_success_on_the_fourth_attempt(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(500), Reply(503), Reply(502))
@@ -201,7 +199,7 @@ async def test_three_failures_then_success_on_the_fourth_attempt(
 
 
 async def test_schedule_used_up_means_exhausted(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", *[Reply(500)] * 5)
@@ -219,7 +217,7 @@ async def test_schedule_used_up_means_exhausted(
 
 
 async def test_410_stops_further_attempts(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(410))
@@ -235,7 +233,7 @@ async def test_410_stops_further_attempts(
 
 
 async def test_redirect_is_a_failure_and_never_followed(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(302, {"Location": str(server.make_url("/elsewhere"))}))
@@ -254,7 +252,7 @@ async def test_redirect_is_a_failure_and_never_followed(
 
 
 async def test_a_hanging_receiver_times_out_and_is_retried(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(hang=True))
@@ -270,7 +268,7 @@ async def test_a_hanging_receiver_times_out_and_is_retried(
 
 
 async def test_connection_refused_is_retried(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     _, server = receiver
     dead = await _closed_port_url(server)
@@ -302,7 +300,7 @@ async def _closed_port_url(server: TestServer) -> str:
     ],
 )
 async def test_retry_after_is_honoured(
-    store: TaskStore,
+    store: Store,
     wclock: ManualClock,
     receiver: tuple[Receiver, TestServer],
     make_sender: SenderFactory,
@@ -325,17 +323,35 @@ async def test_retry_after_is_honoured(
     assert (await event_of(store, "h1")).state is EventState.DELIVERED
 
 
+async def add_events(url: str, history_id: str, callback_url: str, count: int, now: float) -> None:
+    """Several events for one task (settling writes one; a task with several is set up in SQL)."""
+    for n in range(1, count + 1):
+        body = json.dumps({"type": "test", "n": n})
+        if url.startswith("sqlite:"):
+            sql = (
+                "INSERT INTO webhook_events (event_id, seq, history_id, account_fp, type, body, callback_url, "
+                "next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, 'fp', 'test', ?, ?, ?, ?, ?)"
+            )
+            await execute_sql(url, sql, f"e{n}", n, history_id, body, callback_url, now, now, now)
+        else:
+            sql = (
+                "INSERT INTO webhook_events (event_id, history_id, account_fp, type, body, callback_url, "
+                "next_attempt_at, created_at, updated_at) VALUES ($1, $2, 'fp', 'test', $3, $4, $5, $5, $5)"
+            )
+            await execute_sql(url, sql, f"e{n}", history_id, body, callback_url, now)
+
+
 async def test_events_of_one_task_are_delivered_in_order(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store,
+    store_url: str,
+    wclock: ManualClock,
+    receiver: tuple[Receiver, TestServer],
+    make_sender: SenderFactory,
 ) -> None:
     rec, server = receiver
     url = str(server.make_url("/hook"))
     await store.insert(make_task("h1", url, created_at=wclock.time()))
-    now = wclock.time()
-    async with store.transaction() as conn:
-        for n in (1, 2, 3):
-            body = json.dumps({"type": "test", "n": n})
-            await outbox.insert_event(conn, event_id=f"e{n}", history_id="h1", type="test", body=body, now=now)
+    await add_events(store_url, "h1", url, 3, wclock.time())
     rec.script("/hook", Reply(500))  # the first event fails once
     sender = make_sender()
     await sender.drain()
@@ -346,7 +362,7 @@ async def test_events_of_one_task_are_delivered_in_order(
 
 
 async def test_a_slow_receiver_does_not_block_others_and_concurrency_is_bounded(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/slow", *[Reply(hang=True)] * 3)
@@ -361,18 +377,15 @@ async def test_a_slow_receiver_does_not_block_others_and_concurrency_is_bounded(
     await _until(lambda: sender.in_flight == 1)
     assert len(rec.on("/slow")) == 1
     assert rec.peak <= 2
-    async with store.read() as conn:
-        counts = await outbox.state_counts(conn)
-    assert counts == {EventState.DELIVERED: 8, EventState.DELIVERING: 1}
+    assert await store.event_state_counts() == {EventState.DELIVERED: 8, EventState.DELIVERING: 1}
     rec.released.set()
     await rec.wait_for(lambda: rec.active == 0)
     await sender.stop()
-    async with store.read() as conn:
-        assert await outbox.state_counts(conn) == {EventState.DELIVERED: 9}
+    assert await store.event_state_counts() == {EventState.DELIVERED: 9}
 
 
 async def test_concurrency_never_exceeds_the_limit(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/gate", *[Reply(hang=True)] * 10)
@@ -391,7 +404,7 @@ async def test_concurrency_never_exceeds_the_limit(
 
 
 async def test_the_loop_wakes_for_new_events_and_follows_the_clock(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(500))
@@ -416,7 +429,7 @@ async def _until(predicate: Callable[[], bool]) -> None:
 
 
 async def test_unsigned_when_no_secret_and_start_up_warns(
-    store: TaskStore,
+    store: Store,
     wclock: ManualClock,
     receiver: tuple[Receiver, TestServer],
     make_sender: SenderFactory,
@@ -437,7 +450,7 @@ async def test_unsigned_when_no_secret_and_start_up_warns(
 
 
 async def test_stop_gives_an_interrupted_send_back_and_the_next_sender_resends_it(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(hang=True))
@@ -456,39 +469,46 @@ async def test_stop_gives_an_interrupted_send_back_and_the_next_sender_resends_i
 
 
 async def test_a_crashed_senders_claim_is_released_on_start(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store,
+    store_url: str,
+    wclock: ManualClock,
+    receiver: tuple[Receiver, TestServer],
+    make_sender: SenderFactory,
 ) -> None:
+    """SQLite (one process per file) frees every claim at start-up; PostgreSQL (replicas) waits for the lease:
+    another replica may still be sending."""
     rec, server = receiver
     await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
     now = wclock.time()
-    async with store.transaction() as conn:  # a sender claimed it, then the process died
-        (claimed,) = await outbox.claim_due(conn, now=now, limit=10, lease_until=now + 60)
-    async with store.transaction() as conn:  # the lease keeps other claimers off
-        assert await outbox.claim_due(conn, now=now, limit=10, lease_until=now + 60) == []
+    # A sender claimed it, then the process died.
+    (claimed,) = await store.claim_due_events(now=now, limit=10, lease_until=now + 60)
+    assert await store.claim_due_events(now=now, limit=10, lease_until=now + 60) == []  # the lease holds
     sender = make_sender()
     assert await sender.drain() == 0  # without start(): the lease still holds
+    if store_url.startswith("postgresql"):
+        assert await store.release_event_leases(now=now + 59) == 0
+        await wclock.advance(60)
     await sender.start()
     sender.wake()
     await rec.wait_for(lambda: len(rec.requests) == 1)
     assert rec.ids() == [claimed.event_id]
 
 
-async def test_an_expired_lease_is_claimed_again(store: TaskStore, wclock: ManualClock) -> None:
+async def test_an_expired_lease_is_claimed_again(store: Store, wclock: ManualClock) -> None:
     await store.insert(make_task("h1", "http://127.0.0.1:9/hook", created_at=wclock.time()))
     now = wclock.time()
-    async with store.transaction() as conn:
-        await outbox.insert_event(conn, event_id="e1", history_id="h1", type="t", body="{}", now=now)
-        assert len(await outbox.claim_due(conn, now=now, limit=5, lease_until=now + 60)) == 1
-    async with store.transaction() as conn:
-        assert await outbox.claim_due(conn, now=now + 59, limit=5, lease_until=now + 120) == []
-        assert await outbox.claim_due(conn, now=now + 61, limit=5, lease_until=now + 121, exclude=["e1"]) == []
-        assert [e.event_id for e in await outbox.claim_due(conn, now=now + 61, limit=5, lease_until=now + 121)] == [
-            "e1"
-        ]
+    done = Settlement(TaskStatus.DONE, 50, "", None, ("https://cdn.example/1.webp",), 1, None)
+    settled = await store.settle([Finish("h1", done, NewEvent("e1", "task.succeeded", "{}"))])
+    assert [s.event_written for s in settled] == [True]
+    assert len(await store.claim_due_events(now=now, limit=5, lease_until=now + 60)) == 1
+    assert await store.claim_due_events(now=now + 59, limit=5, lease_until=now + 120) == []
+    assert await store.claim_due_events(now=now + 61, limit=5, lease_until=now + 121, exclude=["e1"]) == []
+    again = await store.claim_due_events(now=now + 61, limit=5, lease_until=now + 121)
+    assert [(e.event_id, e.state, e.lease_until) for e in again] == [("e1", EventState.DELIVERING, now + 121)]
 
 
 async def test_redelivery_sends_the_same_event_again_with_a_fresh_schedule(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(500), Reply(500))
@@ -499,8 +519,8 @@ async def test_redelivery_sends_the_same_event_again_with_a_fresh_schedule(
     await sender.drain()
     event = await event_of(store, "h1")
     assert event.state is EventState.EXHAUSTED
-    async with store.transaction() as conn:
-        assert await outbox.requeue(conn, event.event_id, now=wclock.time())
+    redelivery = await store.redeliver_latest("h1", now=wclock.time())
+    assert redelivery.queued and redelivery.event is not None and redelivery.event.event_id == event.event_id
     await sender.drain()
     assert rec.ids() == [event.event_id] * 3
     event = await event_of(store, "h1")
@@ -509,7 +529,7 @@ async def test_redelivery_sends_the_same_event_again_with_a_fresh_schedule(
 
 
 async def test_purge_keeps_tasks_with_pending_deliveries(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(500))
@@ -522,9 +542,8 @@ async def test_purge_keeps_tasks_with_pending_deliveries(
     assert await store.get("pending") is not None
     await make_sender().drain()  # delivered now
     assert await store.purge_finished(older_than=1) == 1
-    async with store.read() as conn:  # its events and attempts went with it
-        assert await outbox.events_of(conn, "pending") == []
-        assert await outbox.attempts_of(conn, "pending") == []
+    assert await store.events_of("pending") == []  # its events and attempts went with it
+    assert await store.attempts_of("pending") == []
     assert len(rec.requests) == 2
 
 

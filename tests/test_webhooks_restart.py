@@ -22,7 +22,6 @@ from standardwebhooks.webhooks import Webhook
 from webhook_support import SECRET, Receiver, Reply, add_done_task
 
 from jimeng_server.clock import ManualClock
-from jimeng_server.store import outbox
 from jimeng_server.store.outbox import EventState
 from jimeng_server.store.sqlite import TaskStore
 
@@ -72,8 +71,8 @@ async def test_kill_9_with_deliveries_in_flight_loses_nothing(
             child.kill()
             await child.wait()
     rec.released.set()  # the hung requests' client is gone; let the handlers end
-    async with await TaskStore.open(db, clock=clock) as store, store.read() as conn:
-        counts = await outbox.state_counts(conn)
+    async with await TaskStore.open(db, clock=clock) as store:
+        counts = await store.event_state_counts()
     assert counts == {
         EventState.DELIVERED: FIRST_RUN_OK,
         EventState.DELIVERING: CONCURRENCY,
@@ -95,5 +94,5 @@ async def test_kill_9_with_deliveries_in_flight_loses_nothing(
     assert len(set(rec.ids())) == EVENTS
     for got in rec.requests[-5:]:
         Webhook(SECRET).verify(got.body, got.headers)
-    async with await TaskStore.open(db, clock=clock) as store, store.read() as conn:
-        assert await outbox.state_counts(conn) == {EventState.DELIVERED: EVENTS}
+    async with await TaskStore.open(db, clock=clock) as store:
+        assert await store.event_state_counts() == {EventState.DELIVERED: EVENTS}

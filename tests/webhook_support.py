@@ -11,8 +11,8 @@ from aiohttp import web
 
 from jimeng_server.clock import Clock
 from jimeng_server.services.settlement import TaskSettler
+from jimeng_server.store.base import Store
 from jimeng_server.store.models import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
-from jimeng_server.store.sqlite import TaskStore
 from jimeng_server.upstream.history import parse_record
 
 SECRET = "whsec_" + base64.b64encode(b"jimeng-test-webhook-secret-32byt").decode()
@@ -61,7 +61,7 @@ def failed_outcome(history_id: str, reason: Reason, *, fail_code: str = "", deta
     return Outcome(history_id, TaskKind.IMAGE, TaskStatus.FAILED, reason, record, detail)
 
 
-async def add_done_task(store: TaskStore, clock: Clock, history_id: str, callback_url: str | None) -> None:
+async def add_done_task(store: Store, clock: Clock, history_id: str, callback_url: str | None) -> None:
     """Insert a task and settle it as done with two result URLs, through the production settler."""
     await store.insert(make_task(history_id, callback_url, created_at=clock.time()))
     urls = [f"https://cdn.example/{history_id}/{i}.webp" for i in (1, 2)]

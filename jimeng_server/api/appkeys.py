@@ -13,12 +13,13 @@ from ..services.compositions import Compositions
 from ..services.generation import Generation
 from ..services.idempotency import IdempotencyKeys
 from ..services.pool import AccountPool
+from ..services.replicas import Replicas
 from ..services.retention import Retention
 from ..services.settlement import TaskSettler
 from ..services.task_intake import TaskIntake
 from ..services.task_queries import TaskQueries
 from ..services.videos import VideoService
-from ..store.sqlite import TaskStore
+from ..store.base import Store
 from ..upstream.client import JimengClient
 from ..upstream.transport import SessionPool
 from ..upstream.uploader import ImageUploader
@@ -32,10 +33,11 @@ CLIENT = web.AppKey("client", JimengClient)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 WATCHER = web.AppKey("watcher", Watcher)
 GENERATION = web.AppKey("generation", Generation)
-STORE = web.AppKey("store", TaskStore)
+STORE: web.AppKey[Store] = web.AppKey("store")
 SETTLER = web.AppKey("settler", TaskSettler)
 INTAKE = web.AppKey("intake", TaskIntake)
 QUERIES = web.AppKey("queries", TaskQueries)
+REPLICAS = web.AppKey("replicas", Replicas)  # only with a store shared by replicas (PostgreSQL)
 RETENTION = web.AppKey("retention", Retention)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)
 VIDEOS = web.AppKey("videos", VideoService)

@@ -13,7 +13,6 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import Conflict, NotFound
-from ..store import outbox
 from ..store.models import TaskRecord
 from .appkeys import STORE, WEBHOOKS
 from .request import caller_of
@@ -50,9 +49,9 @@ async def list_deliveries(request: web.Request) -> web.Response:
     `at`, `status` (HTTP status or null), `error` (null on success), `latency_ms`, `next_attempt_at`).
     Times are unix seconds. A task without callback_url has empty lists."""
     record = await _owned_task(request)
-    async with request.app[STORE].read() as conn:
-        events = await outbox.events_of(conn, record.history_id)
-        attempts = await outbox.attempts_of(conn, record.history_id)
+    store = request.app[STORE]
+    events = await store.events_of(record.history_id)
+    attempts = await store.attempts_of(record.history_id)
     body = {
         "history_id": record.history_id,
         "callback_url": record.callback_url,
@@ -92,12 +91,9 @@ async def redeliver(request: web.Request) -> web.Response:
     (NO_CALLBACK_URL), or that event is being sent right now (DELIVERY_IN_PROGRESS).
     """
     record = await _owned_task(request)
-    store = request.app[STORE]
     now = request.app[WEBHOOKS].clock.time()
-    async with store.transaction() as conn:
-        events = await outbox.events_of(conn, record.history_id)
-        latest = events[-1] if events else None
-        queued = latest is not None and await outbox.requeue(conn, latest.event_id, now=now)
+    redelivery = await request.app[STORE].redeliver_latest(record.history_id, now=now)
+    latest = redelivery.event
     if latest is None:
         if record.callback_url is None:
             raise Conflict(
@@ -108,7 +104,7 @@ async def redeliver(request: web.Request) -> web.Response:
             f"task {record.history_id} has no webhook event yet; it is sent when the task finishes",
             code="TASK_NOT_FINISHED",
         )
-    if not queued:
+    if not redelivery.queued:
         raise Conflict(
             f"webhook {latest.event_id} of task {record.history_id} is being sent right now; "
             "check GET .../deliveries and try again",

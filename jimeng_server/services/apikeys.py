@@ -17,9 +17,8 @@ from typing import Any
 
 from ..clock import Clock
 from ..errors import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
-from ..store import pool as sql
+from ..store.base import Store
 from ..store.pool import DuplicateError, KeyRow
-from ..store.sqlite import TaskStore
 from .callers import KeyGrant
 from .pool import AccountPool, check_name
 
@@ -51,7 +50,7 @@ def _limit(value: Any, field: str, default: int) -> int:
 class ApiKeys:
     """Creates, lists, revokes and checks API keys; keeps each key's request window."""
 
-    def __init__(self, store: TaskStore, pool: AccountPool, clock: Clock) -> None:
+    def __init__(self, store: Store, pool: AccountPool, clock: Clock) -> None:
         self._store = store
         self.pool = pool
         self.clock = clock
@@ -86,17 +85,15 @@ class ApiKeys:
             ids = list(dict.fromkeys(ids))
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         try:
-            async with self._store.transaction() as conn:
-                key_id = await sql.insert_key(
-                    conn,
-                    name=name,
-                    digest=key_digest(key),
-                    prefix=key[:8],
-                    accounts=ids,
-                    rate_per_minute=rate,
-                    max_in_flight=cap,
-                    now=self.clock.time(),
-                )
+            key_id = await self._store.add_key(
+                name=name,
+                digest=key_digest(key),
+                prefix=key[:8],
+                accounts=ids,
+                rate_per_minute=rate,
+                max_in_flight=cap,
+                now=self.clock.time(),
+            )
         except DuplicateError as exc:
             raise Conflict(str(exc), code="DUPLICATE_KEY") from None
         return key, await self.find(key_id)
@@ -104,14 +101,11 @@ class ApiKeys:
     async def rows(self) -> list[KeyRow]:
         """Every key (revoked ones too), with a fresh count of tasks in flight for `describe`."""
         await self.pool.count_in_flight()
-        async with self._store.read() as conn:
-            return await sql.keys(conn)
+        return await self._store.keys()
 
     async def find(self, ref: str | int) -> KeyRow:
         """The key with this id or name; 404 KEY_NOT_FOUND otherwise."""
-        async with self._store.read() as conn:
-            rows = await sql.keys(conn)
-        for row in rows:
+        for row in await self._store.keys():
             if (isinstance(ref, int) and row.id == ref) or (isinstance(ref, str) and ref in (row.name, str(row.id))):
                 return row
         raise NotFound(f"no API key {str(ref)[:80]!r}; list them with GET /admin/api/keys", code="KEY_NOT_FOUND")
@@ -119,8 +113,7 @@ class ApiKeys:
     async def revoke(self, ref: str | int) -> KeyRow:
         """Revoke a key at once: its next request is 401. Tasks it submitted go on."""
         row = await self.find(ref)
-        async with self._store.transaction() as conn:
-            await sql.revoke_key(conn, row.id, now=self.clock.time())
+        await self._store.revoke_key(row.id, now=self.clock.time())
         self._windows.pop(row.id, None)
         return await self.find(row.id)
 
@@ -146,8 +139,7 @@ class ApiKeys:
 
     async def authenticate(self, key: str) -> KeyGrant:
         """The grant of a valid key; 401 INVALID_API_KEY / API_KEY_REVOKED, 429 RATE_LIMITED (with retry_after)."""
-        async with self._store.read() as conn:
-            row = await sql.key_by_hash(conn, key_digest(key))
+        row = await self._store.key_by_hash(key_digest(key))
         if row is None:
             raise Unauthorized(
                 "the API key is not known; check it or ask the operator for a key", code="INVALID_API_KEY"
@@ -173,5 +165,4 @@ class ApiKeys:
 
     async def record_use(self, key_id: int, *, credits_spent: int) -> None:
         """Count an accepted submit and the credits it spent."""
-        async with self._store.transaction() as conn:
-            await sql.record_key_use(conn, key_id, credits_spent=credits_spent, now=self.clock.time())
+        await self._store.record_key_use(key_id, credits_spent=credits_spent, now=self.clock.time())

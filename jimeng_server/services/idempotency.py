@@ -16,7 +16,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..config import StoreConfig
-from ..store.sqlite import IdempotencyClaim, TaskStore
+from ..store.base import IdempotencyClaim, IdempotencyStore
 from ..upstream.errors import UpstreamRetError
 from .callers import Payer
 
@@ -83,14 +83,14 @@ def _canonical_part(obj: Any) -> Any:
 class IdempotencyKeys:
     """Claims, completions and abandons of idempotency keys, with the configured lifetime and lease."""
 
-    def __init__(self, store: TaskStore, config: StoreConfig, clock: Clock) -> None:
+    def __init__(self, store: IdempotencyStore, config: StoreConfig, clock: Clock) -> None:
         self._store = store
         self.ttl = config.idempotency_hours * 3600
         self.lease = config.idempotency_lease_minutes * 60
         self.clock = clock
 
     async def begin(self, account_fp: str, key: str, digest: str) -> IdempotencyClaim:
-        """Claim the key (see `TaskStore.claim_idempotency_key`); an in-progress claim older than the lease is void."""
+        """Claim the key (`IdempotencyStore.claim_idempotency_key`); an in-progress claim past the lease is void."""
         return await self._store.claim_idempotency_key(account_fp, key, digest, ttl=self.ttl, lease=self.lease)
 
     async def complete(self, account_fp: str, key: str, status: int, body: bytes) -> None:

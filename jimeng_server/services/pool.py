@@ -26,10 +26,9 @@ from typing import Any
 from ..clock import Clock
 from ..config import BrowserConfig, ConfigError
 from ..errors import ApiError, BadRequest, Conflict, NotFound
-from ..store import pool as sql
+from ..store.base import Store
 from ..store.pool import AccountRow, DuplicateError, NewAccount
 from ..store.secretbox import SecretBox, SecretError
-from ..store.sqlite import TaskStore
 from ..upstream import transports
 from ..upstream.cookies import JarError, load_jar
 from ..upstream.regions import Region
@@ -100,7 +99,7 @@ class AccountPool:
 
     def __init__(
         self,
-        store: TaskStore,
+        store: Store,
         box: SecretBox,
         clock: Clock,
         *,
@@ -174,28 +173,22 @@ class AccountPool:
             note=note,
         )
         try:
-            async with self._store.transaction() as conn:
-                account_id = await sql.insert_account(conn, new, now=self.clock.time())
-                row = await sql.account_by_id(conn, account_id)
+            return await self._store.add_account(new, now=self.clock.time())
         except DuplicateError as exc:
             raise Conflict(str(exc), code="DUPLICATE_ACCOUNT") from None
-        assert row is not None
-        return row
 
     async def rows(self) -> list[AccountRow]:
         """Every stored account (and a fresh count of their tasks in flight)."""
-        async with self._store.read() as conn:
-            await self._count(conn)
-            return await sql.accounts(conn)
+        await self.count_in_flight()
+        return await self._store.accounts()
 
     async def find(self, ref: str | int) -> AccountRow:
         """The account with this id or name; 404 ACCOUNT_NOT_FOUND otherwise."""
-        async with self._store.read() as conn:
-            row = None
-            if isinstance(ref, int) or ref.isdigit():
-                row = await sql.account_by_id(conn, int(ref))
-            if row is None and isinstance(ref, str):
-                row = await sql.account_by_name(conn, ref)
+        row = None
+        if isinstance(ref, int) or ref.isdigit():
+            row = await self._store.account_by_id(int(ref))
+        if row is None and isinstance(ref, str):
+            row = await self._store.account_by_name(ref)
         if row is None:
             raise NotFound(
                 f"no account {str(ref)[:80]!r} in the pool; list them with GET /admin/api/accounts",
@@ -206,8 +199,7 @@ class AccountPool:
     async def set_enabled(self, ref: str | int, enabled: bool) -> AccountRow:
         """Enable (ending any cool-down) or disable an account; returns the updated row."""
         row = await self.find(ref)
-        async with self._store.transaction() as conn:
-            await sql.set_enabled(conn, row.id, enabled)
+        await self._store.set_account_enabled(row.id, enabled)
         return await self.find(row.id)
 
     async def remove(self, ref: str | int) -> AccountRow:
@@ -219,8 +211,7 @@ class AccountPool:
                 "once they have finished",
                 code="ACCOUNT_BUSY",
             )
-        async with self._store.transaction() as conn:
-            await sql.delete_account(conn, row.id)
+        await self._store.delete_account(row.id)
         return row
 
     def _jar_account(self, text: str, region: str | None, user_agent: str | None, proxy: str | None) -> Account:
@@ -250,9 +241,7 @@ class AccountPool:
             raise BadRequest(f"the refreshed cookie jar cannot be used: {exc}", code="INVALID_COOKIES") from None
         fresh = Account.from_jar(jar, account.region, proxy=account.proxy, transport=account.transport)
         blob, sealed = self.box.seal(_secret_json(fresh))
-        async with self._store.transaction() as conn:
-            await sql.update_secret(conn, row.id, blob, sealed)
-            updated = await sql.account_by_id(conn, row.id)
+        updated = await self._store.update_account_secret(row.id, blob, sealed)
         assert updated is not None
         return updated
 
@@ -270,8 +259,7 @@ class AccountPool:
 
     async def resolve(self, account_id: int) -> Account | None:
         """The account with this id, or None when it was removed or its secret cannot be opened."""
-        async with self._store.read() as conn:
-            row = await sql.account_by_id(conn, account_id)
+        row = await self._store.account_by_id(account_id)
         if row is None:
             return None
         try:
@@ -318,26 +306,21 @@ class AccountPool:
     async def record_refusal(self, account_id: int, err: ApiError, *, checked: bool = False, cool: bool = True) -> None:
         """Keep the reason of an upstream refusal and (when `cool`) rest the account for `cooldown_seconds`."""
         until = self.clock.time() + self.cooldown_seconds if cool else None
-        async with self._store.transaction() as conn:
-            await sql.record_health(
-                conn,
-                account_id,
-                now=self.clock.time(),
-                error_code=err.code,
-                error=err.message,
-                cooldown_until=until,
-                checked=checked,
-            )
+        await self._store.record_account_health(
+            account_id,
+            now=self.clock.time(),
+            error_code=err.code,
+            error=err.message,
+            cooldown_until=until,
+            checked=checked,
+        )
 
     async def record_success(self, account_id: int, credits: int | None, *, checked: bool = False) -> None:
         """Clear an account's error and cool-down; store its balance when read."""
         now = self.clock.time()
-        async with self._store.transaction() as conn:
-            await sql.record_health(
-                conn, account_id, now=now, error_code=None, error=None, cooldown_until=None, checked=checked
-            )
-            if credits is not None:
-                await sql.record_credits(conn, account_id, credits, now=now)
+        await self._store.record_account_health(
+            account_id, now=now, error_code=None, error=None, cooldown_until=None, checked=checked, credits=credits
+        )
 
     # ------------------------------------------------------------------ selection and in-flight counts
 
@@ -351,13 +334,9 @@ class AccountPool:
 
     async def count_in_flight(self) -> None:
         """Count the stored tasks in flight again (before showing `owner_in_flight`)."""
-        async with self._store.read() as conn:
-            await self._count(conn)
-
-    async def _count(self, conn: Any) -> None:
         now = self.clock.time()
-        counts = await sql.tasks_in_flight(
-            conn, image_since=now - self.in_flight_window["image"], video_since=now - self.in_flight_window["video"]
+        counts = await self._store.pool_tasks_in_flight(
+            image_since=now - self.in_flight_window["image"], video_since=now - self.in_flight_window["video"]
         )
         self._stored, self._stored_by = Counter(), Counter()
         for account_id, owner, count in counts:
@@ -371,9 +350,8 @@ class AccountPool:
         fewer than `min_credits` (a balance read within the cool-down; at zero, with `claim_daily`, the claim is
         tried instead), secret readable; fewest in flight first."""
         now = self.clock.time()
-        async with self._store.read() as conn:
-            await self._count(conn)
-            rows = await sql.accounts(conn)
+        await self.count_in_flight()
+        rows = await self._store.accounts()
         found: list[tuple[AccountRow, Account]] = []
         for row in rows:
             if row.id in exclude or (allowed is not None and row.id not in allowed):

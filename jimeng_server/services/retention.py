@@ -9,7 +9,7 @@ import logging
 
 from ..clock import Clock
 from ..config import StoreConfig
-from ..store.sqlite import TaskStore
+from ..store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 class Retention:
     """`purge()` once; `start()`/`stop()` the periodic purge every `purge_interval_minutes`."""
 
-    def __init__(self, store: TaskStore, config: StoreConfig, clock: Clock) -> None:
+    def __init__(self, store: Store, config: StoreConfig, clock: Clock) -> None:
         self.store = store
         self.config = config
         self.clock = clock

@@ -17,8 +17,8 @@ from typing import TypeVar
 from ..clock import Clock
 from ..concurrency import uncancellable
 from ..store.answer import settlement_of
+from ..store.base import Store
 from ..store.models import Finish, Outcome
-from ..store.sqlite import TaskStore
 from ..upstream.history import HistoryRecord
 from ..webhooks.events import new_event
 
@@ -32,7 +32,7 @@ class TaskSettler:
     added webhook events (the sender's `wake`). `drain()` waits for the writes in flight (before the store
     closes)."""
 
-    def __init__(self, store: TaskStore, clock: Clock, *, on_event: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: Store, clock: Clock, *, on_event: Callable[[], None] | None = None) -> None:
         self.store = store
         self.clock = clock
         self.on_event = on_event

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 
 from ..concurrency import uncancellable
+from ..store.base import Store
 from ..store.models import TaskRecord, TaskStatus
-from ..store.sqlite import TaskStore
 from ..upstream.tokens import Account, TokenError, parse_token
 from ..watcher import Watcher
 from .callers import ResolveAccount
@@ -26,7 +26,7 @@ class TaskIntake:
     """Stores every accepted submit and hands background tasks to the watcher; resumes them on start-up."""
 
     def __init__(
-        self, store: TaskStore, watcher: Watcher, *, watch_all: bool, resolve_account: ResolveAccount | None = None
+        self, store: Store, watcher: Watcher, *, watch_all: bool, resolve_account: ResolveAccount | None = None
     ) -> None:
         """`resolve_account` turns a pool account id into its account (the pool's session: tasks of API-key callers
         keep no token)."""
@@ -80,7 +80,8 @@ class TaskIntake:
                 )
 
     async def resume(self) -> int:
-        """Watch again every stored background task still processing; returns how many."""
+        """Watch every stored background task still processing that is not watched yet (at start-up: those
+        left in flight; with replicas, also those other replicas stored since); returns how many."""
         resumed = 0
         for row in await self.store.unfinished():
             if not self.in_background(row.callback_url) or self.watcher.is_watching(row.history_id):
@@ -91,7 +92,7 @@ class TaskIntake:
             self.watcher.watch(account, row.history_id, row.kind, submitted_at=row.created_at)
             resumed += 1
         if resumed:
-            log.info("resumed watching %d task(s) left in flight", resumed)
+            log.info("watching %d more stored task(s) still in flight", resumed)
         return resumed
 
     async def _owner(self, row: TaskRecord) -> Account | None:

@@ -23,8 +23,8 @@ from ..clock import Clock
 from ..config import WatcherConfig
 from ..errors import NotFound, from_upstream
 from ..store.answer import TaskBody, body_of_record, body_of_row, record_reason
+from ..store.base import Store
 from ..store.models import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
-from ..store.sqlite import TaskStore
 from ..upstream.errors import UpstreamError
 from ..upstream.history import HistoryRecord, parse_record
 from ..upstream.tokens import Account
@@ -70,7 +70,7 @@ class TaskQueries:
 
     def __init__(
         self,
-        store: TaskStore,
+        store: Store,
         watcher: Watcher,
         settler: TaskSettler,
         lookup: HistoryLookup,
@@ -132,6 +132,8 @@ class TaskQueries:
         """The answer without an upstream call, when the store or the watcher has it fresh."""
         if row.final:
             return body_of_row(row)
+        if self.watcher.polled_elsewhere(row.history_id):
+            return body_of_row(row)  # another replica polls it and stores its progress: no second poll
         due = self.watcher.due_at(row.history_id)
         if due is None:
             return None

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NotRequired, TypedDict
 
-from ..upstream.history import HistoryRecord
+from ..upstream.history import HistoryRecord, parse_record
 from .models import Outcome, Reason, Settlement, TaskRecord, TaskStatus
 
 CONTENT_FAIL_CODES: Final = frozenset({"2038", "2039", "2040"})
@@ -112,6 +112,22 @@ def settle_record(record: HistoryRecord | None, task_type: str, reason: Reason, 
 def settlement_of(outcome: Outcome) -> Settlement:
     """The final state a watcher outcome settles to. Not for a sync wait that ran out (status PROCESSING)."""
     return settle_record(outcome.record, outcome.kind.value, outcome.reason, outcome.detail)
+
+
+def outcome_of_row(row: TaskRecord) -> Outcome:
+    """The outcome a stored FINAL task was settled from, as far as the row tells (for waiters in a process that
+    did not settle it, e.g. another replica): its reason from the failure code, its last upstream record from
+    `raw_data`. The detail of a settled watch is not kept (its message is)."""
+    code = (row.error or {}).get("code", "")
+    by_code = {settled_code: reason for reason, (settled_code, _) in _SETTLED_BY_WATCHER.items()}
+    if code in by_code:
+        reason = by_code[code]
+    elif row.status is TaskStatus.DONE or code == EMPTY_RESULT:
+        reason = Reason.DONE
+    else:
+        reason = Reason.UPSTREAM_FAILED
+    record = parse_record(row.raw_data) if row.raw_data is not None else None
+    return Outcome(row.history_id, row.kind, row.status, reason, record)
 
 
 def record_reason(record: HistoryRecord) -> Reason | None:

@@ -1,37 +1,17 @@
-"""The webhook outbox: SQL over `webhook_events` and `webhook_attempts` (schema: store migration 2).
+"""The webhook outbox's data: event states, stored events and recorded attempts (backend-neutral).
 
-Every function takes the connection of a `TaskStore.transaction()` / `read()` block; `TaskStore.settle` calls
-`insert_event` inside the transaction that makes the task final, so a state change and its event are written
-together. Pure SQL and row mapping; scheduling and HTTP live in `webhooks/sender.py`.
+Each backend stores them (`sqlite_outbox.py`, `postgres_sql.py`) behind `base.OutboxStore`; scheduling and HTTP
+live in `webhooks/sender.py`.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-import aiosqlite
+__all__ = ["ACTIVE_STATES", "Attempt", "EventState", "OutboxEvent"]
 
-__all__ = [
-    "ACTIVE_STATES",
-    "Attempt",
-    "EventState",
-    "OutboxEvent",
-    "attempts_of",
-    "claim_due",
-    "complete_attempt",
-    "events_of",
-    "insert_event",
-    "next_due_after",
-    "release_leases",
-    "requeue",
-    "state_counts",
-    "unclaim",
-]
 
 class EventState(StrEnum):
     """Delivery state of one event."""
@@ -49,13 +29,6 @@ class EventState(StrEnum):
 
 
 ACTIVE_STATES: Final = frozenset({EventState.PENDING, EventState.DELIVERING})
-
-_EVENT_COLUMNS: Final = (
-    "event_id, seq, history_id, account_fp, type, body, callback_url, state, attempts, round_start, "
-    "next_attempt_at, lease_until, created_at, updated_at"
-)
-_ACTIVE_SQL: Final = "('pending', 'delivering')"
-
 
 @dataclass(frozen=True, slots=True)
 class OutboxEvent:
@@ -95,192 +68,3 @@ class Attempt:
     error: str | None
     latency_ms: int
     next_attempt_at: float | None
-
-
-# ---------------------------------------------------------------------------------------------- writing
-
-
-async def insert_event(
-    conn: aiosqlite.Connection, *, event_id: str, history_id: str, type: str, body: str, now: float
-) -> bool:
-    """Add a pending event for task `history_id`, due now, to the task's owner and callback URL (both read from
-    the task row). Returns False (and writes nothing) when the task does not exist or has no callback URL.
-    `event_id` must be new."""
-    cur = await conn.execute(
-        f"""
-        INSERT INTO webhook_events ({_EVENT_COLUMNS})
-        SELECT ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_events), history_id, account_fp, ?, ?,
-               callback_url, 'pending', 0, 0, ?, NULL, ?, ?
-        FROM tasks WHERE history_id = ? AND callback_url IS NOT NULL
-        """,
-        (event_id, type, body, now, now, now, history_id),
-    )
-    return cur.rowcount == 1
-
-
-async def next_due_after(conn: aiosqlite.Connection, now: float) -> float | None:
-    """The earliest `next_attempt_at` later than `now` among pending events (None if there is none):
-    when the sender must look again at the latest."""
-    async with conn.execute(
-        "SELECT MIN(next_attempt_at) AS due FROM webhook_events WHERE state = 'pending' AND next_attempt_at > ?",
-        (now,),
-    ) as cur:
-        row = await cur.fetchone()
-    return float(row["due"]) if row is not None and row["due"] is not None else None
-
-
-async def release_leases(conn: aiosqlite.Connection, *, now: float) -> int:
-    """Return every `delivering` event to `pending`, due at once (at start-up: their sender is gone).
-
-    Assumes one sender per database file. Returns how many were released.
-    """
-    cur = await conn.execute(
-        "UPDATE webhook_events SET state = 'pending', lease_until = NULL, "
-        "next_attempt_at = MIN(COALESCE(next_attempt_at, ?), ?), updated_at = ? WHERE state = 'delivering'",
-        (now, now, now),
-    )
-    return cur.rowcount
-
-
-async def claim_due(
-    conn: aiosqlite.Connection, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
-) -> list[OutboxEvent]:
-    """Claim up to `limit` due events (oldest due first) and mark them `delivering` until `lease_until`.
-
-    Due: pending (or delivering with an expired lease) with `next_attempt_at <= now`, not in `exclude`
-    (events this sender still has in flight), and no earlier active event of the same task (a task's
-    events go out in order). Run inside a transaction so two claimers never get the same event.
-    """
-    if limit <= 0:
-        return []
-    async with conn.execute(
-        f"""
-        SELECT {_EVENT_COLUMNS} FROM webhook_events e
-        WHERE e.state IN {_ACTIVE_SQL} AND e.next_attempt_at <= ?
-          AND (e.lease_until IS NULL OR e.lease_until <= ?)
-          AND e.event_id NOT IN (SELECT value FROM json_each(?))
-          AND NOT EXISTS (
-              SELECT 1 FROM webhook_events p
-              WHERE p.history_id = e.history_id AND p.seq < e.seq AND p.state IN {_ACTIVE_SQL}
-          )
-        ORDER BY e.next_attempt_at, e.seq
-        LIMIT ?
-        """,
-        (now, now, json.dumps(list(exclude)), limit),
-    ) as cur:
-        rows = await cur.fetchall()
-    events = [_event_from_row(row) for row in rows]
-    if events:
-        await conn.execute(
-            "UPDATE webhook_events SET state = 'delivering', lease_until = ?, updated_at = ? "
-            "WHERE event_id IN (SELECT value FROM json_each(?))",
-            (lease_until, now, json.dumps([e.event_id for e in events])),
-        )
-    return [replace(e, state=EventState.DELIVERING, lease_until=lease_until, updated_at=now) for e in events]
-
-
-async def complete_attempt(
-    conn: aiosqlite.Connection,
-    *,
-    event_id: str,
-    attempt: int,
-    at: float,
-    status: int | None,
-    error: str | None,
-    latency_ms: int,
-    state: EventState,
-    next_attempt_at: float | None,
-) -> None:
-    """Record attempt number `attempt` and move the event to `state` (next attempt due at
-    `next_attempt_at` when pending), releasing its lease."""
-    await conn.execute(
-        "INSERT OR REPLACE INTO webhook_attempts (event_id, attempt, at, status, error, latency_ms, next_attempt_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (event_id, attempt, at, status, error, latency_ms, next_attempt_at),
-    )
-    await conn.execute(
-        "UPDATE webhook_events SET state = ?, attempts = MAX(attempts, ?), next_attempt_at = ?, lease_until = NULL, "
-        "updated_at = ? WHERE event_id = ?",
-        (state.value, attempt, next_attempt_at, at, event_id),
-    )
-
-
-async def unclaim(conn: aiosqlite.Connection, event_ids: Collection[str], *, now: float) -> None:
-    """Give claimed events back (pending, due now, no attempt recorded): their sends were cancelled."""
-    await conn.execute(
-        "UPDATE webhook_events SET state = 'pending', lease_until = NULL, next_attempt_at = ?, updated_at = ? "
-        "WHERE state = 'delivering' AND event_id IN (SELECT value FROM json_each(?))",
-        (now, now, json.dumps(list(event_ids))),
-    )
-
-
-async def requeue(conn: aiosqlite.Connection, event_id: str, *, now: float) -> bool:
-    """Queue an event again (redelivery): pending, due `now`, its retry schedule restarted; the event id
-    stays the same. An event being delivered right now is left alone: returns False."""
-    cur = await conn.execute(
-        "UPDATE webhook_events SET state = 'pending', round_start = attempts, next_attempt_at = ?, "
-        "lease_until = NULL, updated_at = ? WHERE event_id = ? AND state != 'delivering'",
-        (now, now, event_id),
-    )
-    return cur.rowcount == 1
-
-
-# ---------------------------------------------------------------------------------------------- reading
-
-
-async def events_of(conn: aiosqlite.Connection, history_id: str) -> list[OutboxEvent]:
-    """Every event of a task, oldest first."""
-    async with conn.execute(
-        f"SELECT {_EVENT_COLUMNS} FROM webhook_events WHERE history_id = ? ORDER BY seq", (history_id,)
-    ) as cur:
-        rows = await cur.fetchall()
-    return [_event_from_row(row) for row in rows]
-
-
-async def attempts_of(conn: aiosqlite.Connection, history_id: str) -> list[Attempt]:
-    """Every recorded attempt for a task's events, in event order, then attempt order."""
-    async with conn.execute(
-        "SELECT a.event_id, a.attempt, a.at, a.status, a.error, a.latency_ms, a.next_attempt_at "
-        "FROM webhook_attempts a JOIN webhook_events e ON e.event_id = a.event_id "
-        "WHERE e.history_id = ? ORDER BY e.seq, a.attempt",
-        (history_id,),
-    ) as cur:
-        rows = await cur.fetchall()
-    return [
-        Attempt(
-            event_id=row["event_id"],
-            attempt=int(row["attempt"]),
-            at=float(row["at"]),
-            status=row["status"],
-            error=row["error"],
-            latency_ms=int(row["latency_ms"]),
-            next_attempt_at=row["next_attempt_at"],
-        )
-        for row in rows
-    ]
-
-
-async def state_counts(conn: aiosqlite.Connection) -> dict[EventState, int]:
-    """How many events are in each state (states without events are absent)."""
-    async with conn.execute("SELECT state, COUNT(*) AS n FROM webhook_events GROUP BY state") as cur:
-        rows = await cur.fetchall()
-    return {EventState(row["state"]): int(row["n"]) for row in rows}
-
-
-def _event_from_row(row: sqlite3.Row) -> OutboxEvent:
-    return OutboxEvent(
-        event_id=row["event_id"],
-        seq=int(row["seq"]),
-        history_id=row["history_id"],
-        account_fp=row["account_fp"],
-        type=row["type"],
-        body=row["body"],
-        callback_url=row["callback_url"],
-        state=EventState(row["state"]),
-        attempts=int(row["attempts"]),
-        round_start=int(row["round_start"]),
-        next_attempt_at=row["next_attempt_at"],
-        lease_until=row["lease_until"],
-        created_at=float(row["created_at"]),
-        updated_at=float(row["updated_at"]),
-    )

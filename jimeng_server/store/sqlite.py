@@ -1,7 +1,9 @@
-"""The durable task store: one aiosqlite connection (WAL) holding task records and idempotency keys.
+"""The embedded store backend (`base.Store`): one aiosqlite connection (WAL) holding task records,
+idempotency keys and the webhook outbox.
 
 The file is created 0600 (its `-wal`/`-shm` companions are tightened to match); the schema is versioned
-with `PRAGMA user_version` through the ordered `MIGRATIONS` list. All SQL of the project lives here.
+with `PRAGMA user_version` through the ordered `MIGRATIONS` list. The SQLite SQL lives here and in
+`sqlite_outbox.py`. One process per file: for several replicas use the PostgreSQL backend.
 """
 
 from __future__ import annotations
@@ -11,32 +13,26 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import aiosqlite
 
 from ..clock import Clock
 from ..concurrency import uncancellable
 from ..metrics import timed_store
-from . import outbox
-from .models import Finish, Settled, TaskKind, TaskRecord, TaskStatus
+from . import sqlite_outbox as outbox
+from . import sqlite_pool as pool_sql
+from .base import ClaimState, IdempotencyClaim, Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
+from .models import Finish, Settled, TaskRecord, TaskStatus
+from .outbox import Attempt, EventState, OutboxEvent
+from .pool import AccountRow, KeyRow, NewAccount
+from .rows import TASK_COLUMNS, dump_json, record_from_row, results_json
 
-__all__ = [
-    "MIGRATIONS",
-    "ClaimState",
-    "IdempotencyClaim",
-    "Migration",
-    "SchemaVersionError",
-    "StoreError",
-    "TaskOwnershipError",
-    "TaskStore",
-]
+__all__ = ["MIGRATIONS", "Migration", "TaskStore"]
 
 log = logging.getLogger(__name__)
 # aiosqlite logs every statement WITH its parameters at DEBUG, and task rows hold session tokens.
@@ -175,46 +171,11 @@ CREATE INDEX tasks_created_at ON tasks (created_at);
 MIGRATIONS: list[Migration] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_3, _MIGRATION_4]
 """The schema history, oldest first: entry i brings the file to `user_version` i + 1. Append only."""
 
-_TASK_COLUMNS: Final = (
-    "history_id, account_fp, token, kind, model, submit_id, status, upstream_status, fail_code, "
-    "error, item_count, results, raw_data, callback_url, input_images, created_at, updated_at, "
-    "finished_at, account_id"
-)
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
 
 
-class StoreError(Exception):
-    """A task-store failure that callers may want to tell apart from SQLite errors."""
-
-
-class SchemaVersionError(StoreError):
-    """The database file was written by a newer version of this server."""
-
-
-class TaskOwnershipError(StoreError):
-    """A task id is already stored for another account; the message names the id, never a token."""
-
-
-class ClaimState(StrEnum):
-    """Outcome of `TaskStore.claim_idempotency_key`."""
-
-    NEW = "new"  # first use of the key: run the request, then complete_idempotency_key or release_idempotency_key
-    REPLAY = "replay"  # same request already answered: send the stored status and body again
-    MISMATCH = "mismatch"  # key reused with a different request body
-    IN_PROGRESS = "in_progress"  # the first request with this key has not finished yet
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotencyClaim:
-    """An idempotency decision; `status` and `body` are set only for REPLAY."""
-
-    state: ClaimState
-    status: int | None = None
-    body: bytes | None = None
-
-
 class TaskStore:
-    """Task records and idempotency keys in one SQLite file.
+    """The SQLite `base.Store`: task records, idempotency keys and the webhook outbox in one file.
 
     Every operation runs under one asyncio lock on one connection, so a reader never sees another
     coroutine's uncommitted transaction and write transactions (`BEGIN IMMEDIATE`) never interleave.
@@ -302,21 +263,6 @@ class TaskStore:
 
     # ------------------------------------------------------------------ transactions
 
-    def read(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
-        """The connection under the store's lock, for reads that need several statements.
-
-        Use only the yielded connection inside the block: calling another store method there deadlocks.
-        """
-        return self._read()
-
-    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
-        """One write transaction (`BEGIN IMMEDIATE`) under the store's lock, for SQL kept outside this module
-        (e.g. the webhook outbox): committed if the block returns, rolled back if it raises or is cancelled.
-
-        Use only the yielded connection inside the block: calling another store method there deadlocks.
-        """
-        return self._write()
-
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
         with timed_store("read"):
@@ -349,11 +295,11 @@ class TaskStore:
         never changed by `insert`, and a final task is left as it is. If the id belongs to another
         account, raises `TaskOwnershipError` and changes nothing.
         """
-        results = json.dumps(list(record.results)) if record.results is not None else None
+        results = results_json(record.results)
         async with self._write() as conn:
             cur = await conn.execute(
                 f"""
-                INSERT INTO tasks ({_TASK_COLUMNS})
+                INSERT INTO tasks ({TASK_COLUMNS})
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (history_id) DO UPDATE SET
                     token = COALESCE(excluded.token, tasks.token),
@@ -375,10 +321,10 @@ class TaskStore:
                     int(record.status),
                     record.upstream_status,
                     record.fail_code,
-                    _dump_json(record.error),
+                    dump_json(record.error),
                     record.item_count,
                     results,
-                    _dump_json(record.raw_data),
+                    dump_json(record.raw_data),
                     record.callback_url,
                     record.input_images,
                     record.created_at,
@@ -408,24 +354,24 @@ class TaskStore:
         async with (
             self._read() as conn,
             conn.execute(
-                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE history_id IN (SELECT value FROM json_each(?))",
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE history_id IN (SELECT value FROM json_each(?))",
                 (json.dumps(list(history_ids)),),
             ) as cur,
         ):
             rows = await cur.fetchall()
-        return {row["history_id"]: _record_from_row(row) for row in rows}
+        return {row["history_id"]: record_from_row(row) for row in rows}
 
     async def unfinished(self) -> list[TaskRecord]:
         """Every task still processing (tokens included), oldest first: what to resume on start-up."""
         async with (
             self._read() as conn,
             conn.execute(
-                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE status = ? ORDER BY created_at, history_id",
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = ? ORDER BY created_at, history_id",
                 (_PROCESSING,),
             ) as cur,
         ):
             rows = await cur.fetchall()
-        return [_record_from_row(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
         """The latest `limit` tasks, newest first, each with the state of its latest webhook event (None when
@@ -433,13 +379,13 @@ class TaskStore:
         async with (
             self._read() as conn,
             conn.execute(
-                f"SELECT {_TASK_COLUMNS}, (SELECT e.state FROM webhook_events e WHERE e.history_id = tasks.history_id "
+                f"SELECT {TASK_COLUMNS}, (SELECT e.state FROM webhook_events e WHERE e.history_id = tasks.history_id "
                 "ORDER BY e.seq DESC LIMIT 1) AS webhook_state FROM tasks ORDER BY created_at DESC LIMIT ?",
                 (limit,),
             ) as cur,
         ):
             rows = await cur.fetchall()
-        return [(_record_from_row(row), row["webhook_state"]) for row in rows]
+        return [(record_from_row(row), row["webhook_state"]) for row in rows]
 
     async def update_progress(
         self, history_id: str, *, upstream_status: int, item_count: int, raw_data: dict[str, Any] | None
@@ -449,7 +395,7 @@ class TaskStore:
             await conn.execute(
                 "UPDATE tasks SET upstream_status = ?, item_count = ?, raw_data = ?, updated_at = ? "
                 "WHERE history_id = ? AND status = ?",
-                (upstream_status, item_count, _dump_json(raw_data), self._clock.time(), history_id, _PROCESSING),
+                (upstream_status, item_count, dump_json(raw_data), self._clock.time(), history_id, _PROCESSING),
             )
 
     async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
@@ -477,10 +423,10 @@ class TaskStore:
                         int(done.status),
                         done.upstream_status,
                         done.fail_code,
-                        _dump_json(done.error),
-                        json.dumps(list(done.results)) if done.results is not None else None,
+                        dump_json(done.error),
+                        results_json(done.results),
                         done.item_count,
-                        _dump_json(done.raw_data),
+                        dump_json(done.raw_data),
                         now,
                         now,
                         final.history_id,
@@ -588,6 +534,195 @@ class TaskStore:
             return cur.rowcount
 
 
+    # ------------------------------------------------------------------ webhook outbox (base.OutboxStore)
+
+    async def release_event_leases(self, *, now: float) -> int:
+        """Every `delivering` event back to pending, due at once: one process per file, so its sender is gone."""
+        async with self._write() as conn:
+            return await outbox.release_leases(conn, now=now)
+
+    async def claim_due_events(
+        self, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
+    ) -> list[OutboxEvent]:
+        """See `base.OutboxStore.claim_due_events` (one `BEGIN IMMEDIATE` transaction)."""
+        async with self._write() as conn:
+            return await outbox.claim_due(conn, now=now, limit=limit, lease_until=lease_until, exclude=exclude)
+
+    async def next_event_due(self, *, now: float) -> float | None:
+        """See `base.OutboxStore.next_event_due`."""
+        async with self._read() as conn:
+            return await outbox.next_due_after(conn, now)
+
+    async def record_attempt(
+        self,
+        *,
+        event_id: str,
+        attempt: int,
+        at: float,
+        status: int | None,
+        error: str | None,
+        latency_ms: int,
+        state: EventState,
+        next_attempt_at: float | None,
+    ) -> None:
+        """See `base.OutboxStore.record_attempt`."""
+        async with self._write() as conn:
+            await outbox.complete_attempt(
+                conn,
+                event_id=event_id,
+                attempt=attempt,
+                at=at,
+                status=status,
+                error=error,
+                latency_ms=latency_ms,
+                state=state,
+                next_attempt_at=next_attempt_at,
+            )
+
+    async def unclaim_events(self, event_ids: Collection[str], *, now: float) -> None:
+        """See `base.OutboxStore.unclaim_events`."""
+        async with self._write() as conn:
+            await outbox.unclaim(conn, event_ids, now=now)
+
+    async def redeliver_latest(self, history_id: str, *, now: float) -> Redelivery:
+        """See `base.OutboxStore.redeliver_latest` (one transaction)."""
+        async with self._write() as conn:
+            events = await outbox.events_of(conn, history_id)
+            if not events:
+                return Redelivery(None, queued=False)
+            return Redelivery(events[-1], await outbox.requeue(conn, events[-1].event_id, now=now))
+
+    async def events_of(self, history_id: str) -> list[OutboxEvent]:
+        """See `base.OutboxStore.events_of`."""
+        async with self._read() as conn:
+            return await outbox.events_of(conn, history_id)
+
+    async def attempts_of(self, history_id: str) -> list[Attempt]:
+        """See `base.OutboxStore.attempts_of`."""
+        async with self._read() as conn:
+            return await outbox.attempts_of(conn, history_id)
+
+    async def event_state_counts(self) -> dict[EventState, int]:
+        """See `base.OutboxStore.event_state_counts`."""
+        async with self._read() as conn:
+            return await outbox.state_counts(conn)
+
+
+    # ------------------------------------------------------------------ account pool (base.PoolStore)
+
+    async def add_account(self, new: NewAccount, *, now: float) -> AccountRow:
+        """See `base.PoolStore.add_account`."""
+        async with self._write() as conn:
+            row = await pool_sql.account_by_id(conn, await pool_sql.insert_account(conn, new, now=now))
+        assert row is not None
+        return row
+
+    async def accounts(self) -> list[AccountRow]:
+        """See `base.PoolStore.accounts`."""
+        async with self._read() as conn:
+            return await pool_sql.accounts(conn)
+
+    async def account_by_id(self, account_id: int) -> AccountRow | None:
+        """See `base.PoolStore.account_by_id`."""
+        async with self._read() as conn:
+            return await pool_sql.account_by_id(conn, account_id)
+
+    async def account_by_name(self, name: str) -> AccountRow | None:
+        """See `base.PoolStore.account_by_name`."""
+        async with self._read() as conn:
+            return await pool_sql.account_by_name(conn, name)
+
+    async def set_account_enabled(self, account_id: int, enabled: bool) -> bool:
+        """See `base.PoolStore.set_account_enabled`."""
+        async with self._write() as conn:
+            return await pool_sql.set_enabled(conn, account_id, enabled)
+
+    async def update_account_secret(self, account_id: int, secret: bytes, sealed: bool) -> AccountRow | None:
+        """See `base.PoolStore.update_account_secret`."""
+        async with self._write() as conn:
+            await pool_sql.update_secret(conn, account_id, secret, sealed)
+            return await pool_sql.account_by_id(conn, account_id)
+
+    async def delete_account(self, account_id: int) -> bool:
+        """See `base.PoolStore.delete_account`."""
+        async with self._write() as conn:
+            return await pool_sql.delete_account(conn, account_id)
+
+    async def record_account_health(
+        self,
+        account_id: int,
+        *,
+        now: float,
+        error_code: str | None,
+        error: str | None,
+        cooldown_until: float | None,
+        checked: bool = False,
+        credits: int | None = None,
+    ) -> None:
+        """See `base.PoolStore.record_account_health`."""
+        async with self._write() as conn:
+            await pool_sql.record_health(
+                conn,
+                account_id,
+                now=now,
+                error_code=error_code,
+                error=error,
+                cooldown_until=cooldown_until,
+                checked=checked,
+            )
+            if credits is not None:
+                await pool_sql.record_credits(conn, account_id, credits, now=now)
+
+    async def pool_tasks_in_flight(self, *, image_since: float, video_since: float) -> list[tuple[int, str, int]]:
+        """See `base.PoolStore.pool_tasks_in_flight`."""
+        async with self._read() as conn:
+            return await pool_sql.tasks_in_flight(conn, image_since=image_since, video_since=video_since)
+
+    async def add_key(
+        self,
+        *,
+        name: str,
+        digest: str,
+        prefix: str,
+        accounts: Sequence[int] | None,
+        rate_per_minute: int,
+        max_in_flight: int,
+        now: float,
+    ) -> int:
+        """See `base.PoolStore.add_key`."""
+        async with self._write() as conn:
+            return await pool_sql.insert_key(
+                conn,
+                name=name,
+                digest=digest,
+                prefix=prefix,
+                accounts=accounts,
+                rate_per_minute=rate_per_minute,
+                max_in_flight=max_in_flight,
+                now=now,
+            )
+
+    async def keys(self) -> list[KeyRow]:
+        """See `base.PoolStore.keys`."""
+        async with self._read() as conn:
+            return await pool_sql.keys(conn)
+
+    async def key_by_hash(self, digest: str) -> KeyRow | None:
+        """See `base.PoolStore.key_by_hash`."""
+        async with self._read() as conn:
+            return await pool_sql.key_by_hash(conn, digest)
+
+    async def revoke_key(self, key_id: int, *, now: float) -> bool:
+        """See `base.PoolStore.revoke_key`."""
+        async with self._write() as conn:
+            return await pool_sql.revoke_key(conn, key_id, now=now)
+
+    async def record_key_use(self, key_id: int, *, credits_spent: int, now: float) -> None:
+        """See `base.PoolStore.record_key_use`."""
+        async with self._write() as conn:
+            await pool_sql.record_key_use(conn, key_id, credits_spent=credits_spent, now=now)
+
+
 # ---------------------------------------------------------------------- helpers
 
 
@@ -687,38 +822,6 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
 
 
 async def _fetch_one(conn: aiosqlite.Connection, history_id: str) -> TaskRecord | None:
-    async with conn.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE history_id = ?", (history_id,)) as cur:
+    async with conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE history_id = ?", (history_id,)) as cur:
         row = await cur.fetchone()
-    return _record_from_row(row) if row is not None else None
-
-
-def _dump_json(value: Mapping[str, Any] | None) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _record_from_row(row: sqlite3.Row) -> TaskRecord:
-    results = row["results"]
-    raw_data = row["raw_data"]
-    return TaskRecord(
-        history_id=row["history_id"],
-        account_fp=row["account_fp"],
-        token=row["token"],
-        kind=TaskKind(row["kind"]),
-        model=row["model"],
-        submit_id=row["submit_id"],
-        status=TaskStatus(row["status"]),
-        upstream_status=row["upstream_status"],
-        fail_code=row["fail_code"],
-        error=cast("dict[str, str]", json.loads(row["error"])) if row["error"] is not None else None,
-        item_count=row["item_count"],
-        results=tuple(json.loads(results)) if results is not None else None,
-        raw_data=cast("dict[str, Any]", json.loads(raw_data)) if raw_data is not None else None,
-        callback_url=row["callback_url"],
-        input_images=row["input_images"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        finished_at=row["finished_at"],
-        account_id=row["account_id"],
-    )
+    return record_from_row(row) if row is not None else None

@@ -28,9 +28,8 @@ from ..metrics import webhook_delivery
 from ..net.errors import FetchError, UnsafeURLError
 from ..net.fetcher import SafeFetcher
 from ..net.policy import FetchPolicy
-from ..store import outbox
+from ..store.base import OutboxStore
 from ..store.outbox import EventState, OutboxEvent
-from ..store.sqlite import TaskStore
 from .signatures import SECRET_ENV, delivery_headers
 
 log = logging.getLogger(__name__)
@@ -103,8 +102,8 @@ class WebhookSender:
     any other answer (3xx included, never followed), a network error or a timeout is retried per
     `config.schedule` (a longer `Retry-After`, capped at `max_retry_after`, wins), then exhausted.
 
-    `start()` returns leftover `delivering` events to `pending` (a crash left them: at-least-once; assumes
-    one sender per database file) and starts the loop; `stop()` cancels and awaits every task it owns and
+    `start()` returns leftover `delivering` events to `pending` (a crash left them: at-least-once; see
+    `OutboxStore.release_event_leases`) and starts the loop; `stop()` cancels and awaits every task it owns and
     gives unfinished sends back. Tests can skip the loop and drive `run_once()` / `drain()` with a manual
     clock. `fetcher` defaults
     to a SafeFetcher under `policy`, owned (and closed) by the sender.
@@ -112,7 +111,7 @@ class WebhookSender:
 
     def __init__(
         self,
-        store: TaskStore,
+        store: OutboxStore,
         config: WebhookConfig,
         clock: Clock,
         *,
@@ -138,7 +137,7 @@ class WebhookSender:
     # ------------------------------------------------------------------ public API
 
     @property
-    def store(self) -> TaskStore:
+    def store(self) -> OutboxStore:
         """The task store the outbox lives in."""
         return self._store
 
@@ -170,8 +169,7 @@ class WebhookSender:
                 "no webhook secret configured ([webhooks] secret or %s): webhook deliveries are NOT signed",
                 SECRET_ENV,
             )
-        async with self.store.transaction() as conn:
-            released = await outbox.release_leases(conn, now=self.clock.time())
+        released = await self.store.release_event_leases(now=self.clock.time())
         if released:
             log.info("webhook sender: %d interrupted delivery(ies) queued again", released)
         self._loop_task = asyncio.create_task(self._run(), name="jimeng-webhook-sender")
@@ -203,15 +201,10 @@ class WebhookSender:
         """Claim the due events that fit in the free slots and start sending them; returns how many."""
         free = self.config.max_concurrency - len(self._inflight)
         now = self.clock.time()
-        async with self.store.transaction() as conn:
-            events = await outbox.claim_due(
-                conn,
-                now=now,
-                limit=free,
-                lease_until=now + self.config.lease_seconds,
-                exclude=list(self._inflight),
-            )
-            self._next_due = await outbox.next_due_after(conn, now)
+        events = await self.store.claim_due_events(
+            now=now, limit=free, lease_until=now + self.config.lease_seconds, exclude=list(self._inflight)
+        )
+        self._next_due = await self.store.next_event_due(now=now)
         for event in events:
             send = asyncio.create_task(self._deliver(event), name=f"webhook-{event.event_id}")
             self._inflight[event.event_id] = send
@@ -321,22 +314,19 @@ class WebhookSender:
         state: EventState,
         next_at: float | None,
     ) -> None:
-        async with self.store.transaction() as conn:
-            await outbox.complete_attempt(
-                conn,
-                event_id=event.event_id,
-                attempt=attempt,
-                at=at,
-                status=status,
-                error=error,
-                latency_ms=latency_ms,
-                state=state,
-                next_attempt_at=next_at,
-            )
+        await self.store.record_attempt(
+            event_id=event.event_id,
+            attempt=attempt,
+            at=at,
+            status=status,
+            error=error,
+            latency_ms=latency_ms,
+            state=state,
+            next_attempt_at=next_at,
+        )
 
     async def _unclaim(self, event_ids: list[str]) -> None:
-        async with self.store.transaction() as conn:
-            await outbox.unclaim(conn, event_ids, now=self.clock.time())
+        await self.store.unclaim_events(event_ids, now=self.clock.time())
 
     def _log(
         self, event: OutboxEvent, attempt: int, error: str | None, state: EventState, next_at: float | None, now: float

@@ -1,0 +1,395 @@
+"""The store interface every backend implements (`sqlite.TaskStore`, `postgres.PostgresStore`), and the
+backend-neutral types its methods answer with.
+
+Callers (services, the watcher's settler, the webhook sender, the delivery endpoints) depend on `Store`
+only; `app.setup_store` picks the backend from `[store] url`. A backend owns all of its SQL: no connection
+or cursor ever leaves it. To add a group of tables (e.g. accounts), add a Protocol for its operations here,
+implement it in each backend, and have `Store` extend it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final, Protocol, runtime_checkable
+
+from .models import Finish, Settled, TaskRecord
+from .outbox import Attempt, EventState, OutboxEvent
+from .pool import AccountRow, KeyRow, NewAccount
+
+__all__ = [
+    "WATCH_SHARDS",
+    "ClaimState",
+    "IdempotencyClaim",
+    "IdempotencyStore",
+    "Notice",
+    "NoticeKind",
+    "OutboxStore",
+    "PoolStore",
+    "Redelivery",
+    "ReplicaStore",
+    "SchemaVersionError",
+    "Store",
+    "StoreError",
+    "TaskOwnershipError",
+    "TaskTable",
+    "shard_of",
+]
+
+WATCH_SHARDS: Final = 64
+"""In-flight tasks are divided among replicas by account: an account's tasks all fall in shard
+`shard_of(account_fp)`, and one replica at a time holds each shard's watch lease."""
+
+
+def shard_of(account_fp: str) -> int:
+    """The watch shard of an account (stable across processes and versions)."""
+    return int.from_bytes(hashlib.sha256(account_fp.encode()).digest()[:4], "big") % WATCH_SHARDS
+
+
+class StoreError(Exception):
+    """A task-store failure that callers may want to tell apart from database driver errors."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was written by a newer version of this server: it refuses to start on it."""
+
+
+class TaskOwnershipError(StoreError):
+    """A task id is already stored for another account; the message names the id, never a token."""
+
+
+class ClaimState(StrEnum):
+    """Outcome of `IdempotencyStore.claim_idempotency_key`."""
+
+    NEW = "new"  # first use of the key: run the request, then complete_idempotency_key or release_idempotency_key
+    REPLAY = "replay"  # same request already answered: send the stored status and body again
+    MISMATCH = "mismatch"  # key reused with a different request body
+    IN_PROGRESS = "in_progress"  # the first request with this key has not finished yet
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyClaim:
+    """An idempotency decision; `status` and `body` are set only for REPLAY."""
+
+    state: ClaimState
+    status: int | None = None
+    body: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Redelivery:
+    """What `OutboxStore.redeliver_latest` did: the task's latest event (None when it has none yet) and whether
+    it was queued again (False when that event is being delivered right now)."""
+
+    event: OutboxEvent | None
+    queued: bool
+
+
+class TaskTable(Protocol):
+    """Task records. Time stamps come from the store's injected clock."""
+
+    async def insert(self, record: TaskRecord) -> None:
+        """Store a new task; `history_id` is the key.
+
+        If the id already exists for the same `account_fp` and the stored task is still processing, its
+        submission fields (token, kind, model, submit_id, callback_url, input_images) are refreshed from
+        `record` (a None token or callback_url keeps the stored value); progress and result fields are
+        never changed by `insert`, and a final task is left as it is. If the id belongs to another
+        account, raises `TaskOwnershipError` and changes nothing.
+        """
+        ...
+
+    async def get(self, history_id: str) -> TaskRecord | None:
+        """The task with this id, or None."""
+        ...
+
+    async def get_many(self, history_ids: Sequence[str]) -> dict[str, TaskRecord]:
+        """The stored tasks among `history_ids` (one query, any count), keyed by id; unknown ids absent."""
+        ...
+
+    async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
+        """The latest `limit` tasks, newest first, each with the state of its latest webhook event (None when
+        it has none): the dashboard's task list."""
+        ...
+
+    async def unfinished(self) -> list[TaskRecord]:
+        """Every task still processing (tokens included), oldest first: what to resume on start-up."""
+        ...
+
+    async def update_progress(
+        self, history_id: str, *, upstream_status: int, item_count: int, raw_data: dict[str, Any] | None
+    ) -> None:
+        """Record a poll of a task still processing; unknown and final tasks are left unchanged."""
+        ...
+
+    async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
+        """Make processing tasks final, ALL in ONE transaction (a poll's finishes commit together).
+
+        For each `Finish`: store its settlement, stamp `finished_at`, drop the token; then, when the task has
+        a callback URL, add its `event` to the webhook outbox (pending, due now) in the same transaction. A
+        task that is unknown or already final is left alone (one terminal state, one event). Returns what was
+        settled now, in order, with whether an event was written. Raises ValueError for a non-final status.
+        """
+        ...
+
+    async def purge_finished(self, *, older_than: float) -> int:
+        """Delete final tasks that finished more than `older_than` seconds ago; return how many.
+
+        A task whose webhook event is still pending or being delivered is kept; the events and delivery
+        attempts of deleted tasks go with them.
+        """
+        ...
+
+    async def purge_stale_unfinished(self, *, older_than: float) -> int:
+        """Delete tasks still processing but no longer polled (no token) and untouched for `older_than`
+        seconds (the watcher gave up on them); return how many."""
+        ...
+
+
+class IdempotencyStore(Protocol):
+    """`Idempotency-Key` claims, unique per (account, key) across every process sharing the database."""
+
+    async def claim_idempotency_key(
+        self, account_fp: str, key: str, request_hash: str, *, ttl: float = 86400, lease: float | None = None
+    ) -> IdempotencyClaim:
+        """Claim idempotency key `key` of `account_fp` for a request whose body hashes to `request_hash`.
+
+        Atomically: no live row (none, or expired) -> a new in-progress row valid for `ttl` seconds and
+        NEW; a different hash -> MISMATCH; the same hash still in progress -> IN_PROGRESS; the same hash
+        completed -> REPLAY with the stored status and body. With `lease`, an in-progress row older than
+        `lease` seconds counts as abandoned (its request died with a crashed process) and is claimed anew.
+        """
+        ...
+
+    async def complete_idempotency_key(self, account_fp: str, key: str, *, status: int, body: bytes) -> None:
+        """Store the response of the request that claimed the key; later claims REPLAY it until expiry."""
+        ...
+
+    async def release_idempotency_key(self, account_fp: str, key: str) -> None:
+        """Forget an in-progress key (the request failed before spending anything) so a retry runs anew.
+
+        A completed key is kept: its response must still be replayed.
+        """
+        ...
+
+    async def purge_idempotency_keys(self) -> int:
+        """Delete expired idempotency keys; return how many."""
+        ...
+
+
+class OutboxStore(Protocol):
+    """The webhook outbox (events written by `TaskTable.settle`, delivery attempts). Times are passed in by
+    the sender (its clock); a claimed event is `delivering` until its lease ends."""
+
+    async def release_event_leases(self, *, now: float) -> int:
+        """At a sender's start-up: make claimable again, due at once, the `delivering` events whose sender
+        is gone; returns how many. The embedded backend (one process per file) releases every lease; a
+        shared backend releases only expired ones (another replica may be sending the rest)."""
+        ...
+
+    async def claim_due_events(
+        self, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
+    ) -> list[OutboxEvent]:
+        """Claim up to `limit` due events (oldest due first) and mark them `delivering` until `lease_until`.
+
+        Due: pending (or delivering with an expired lease) with `next_attempt_at <= now`, not in `exclude`
+        (events this sender still has in flight), and no earlier active event of the same task (a task's
+        events go out in order). Two claimers (in any process) never get the same event while its lease runs.
+        """
+        ...
+
+    async def next_event_due(self, *, now: float) -> float | None:
+        """The earliest `next_attempt_at` later than `now` among pending events (None if there is none):
+        when a sender must look again at the latest."""
+        ...
+
+    async def record_attempt(
+        self,
+        *,
+        event_id: str,
+        attempt: int,
+        at: float,
+        status: int | None,
+        error: str | None,
+        latency_ms: int,
+        state: EventState,
+        next_attempt_at: float | None,
+    ) -> None:
+        """Record attempt number `attempt` and move the event to `state` (next attempt due at
+        `next_attempt_at` when pending), releasing its lease."""
+        ...
+
+    async def unclaim_events(self, event_ids: Collection[str], *, now: float) -> None:
+        """Give claimed events back (pending, due now, no attempt recorded): their sends were cancelled."""
+        ...
+
+    async def redeliver_latest(self, history_id: str, *, now: float) -> Redelivery:
+        """Queue the task's latest event again, atomically: pending, due `now`, its retry schedule restarted,
+        the event id unchanged. An event being delivered right now is left alone (`queued` False)."""
+        ...
+
+    async def events_of(self, history_id: str) -> list[OutboxEvent]:
+        """Every event of a task, oldest first."""
+        ...
+
+    async def attempts_of(self, history_id: str) -> list[Attempt]:
+        """Every recorded attempt for a task's events, in event order, then attempt order."""
+        ...
+
+    async def event_state_counts(self) -> dict[EventState, int]:
+        """How many events are in each state (states without events are absent)."""
+        ...
+
+
+class PoolStore(Protocol):
+    """The account pool (`accounts`) and its API keys (`api_keys`). A unique name (or session) taken raises
+    `pool.DuplicateError`."""
+
+    async def add_account(self, new: NewAccount, *, now: float) -> AccountRow:
+        """Add an account and return it as stored (one transaction)."""
+        ...
+
+    async def accounts(self) -> list[AccountRow]:
+        """Every account, by id."""
+        ...
+
+    async def account_by_id(self, account_id: int) -> AccountRow | None:
+        """One account, or None."""
+        ...
+
+    async def account_by_name(self, name: str) -> AccountRow | None:
+        """One account by its name, or None."""
+        ...
+
+    async def set_account_enabled(self, account_id: int, enabled: bool) -> bool:
+        """Enable or disable an account (enabling also ends its cool-down); False when there is no such id."""
+        ...
+
+    async def update_account_secret(self, account_id: int, secret: bytes, sealed: bool) -> AccountRow | None:
+        """Replace an account's credential blob (a refreshed cookie jar); the row as stored now, None when there
+        is no such id (one transaction)."""
+        ...
+
+    async def delete_account(self, account_id: int) -> bool:
+        """Remove an account; False when there is no such id. Its tasks keep their `account_id`."""
+        ...
+
+    async def record_account_health(
+        self,
+        account_id: int,
+        *,
+        now: float,
+        error_code: str | None,
+        error: str | None,
+        cooldown_until: float | None,
+        checked: bool = False,
+        credits: int | None = None,
+    ) -> None:
+        """Store the outcome of a use or a check: the last error (None clears it), the cool-down end, and a
+        balance reading when `credits` is given (one transaction)."""
+        ...
+
+    async def pool_tasks_in_flight(self, *, image_since: float, video_since: float) -> list[tuple[int, str, int]]:
+        """`(account_id, owner, count)` of the processing tasks paid by pool accounts and submitted after the
+        cut-off of their kind."""
+        ...
+
+    async def add_key(
+        self,
+        *,
+        name: str,
+        digest: str,
+        prefix: str,
+        accounts: Sequence[int] | None,
+        rate_per_minute: int,
+        max_in_flight: int,
+        now: float,
+    ) -> int:
+        """Add an API key (its hash, never the key); returns its id."""
+        ...
+
+    async def keys(self) -> list[KeyRow]:
+        """Every key, by id."""
+        ...
+
+    async def key_by_hash(self, digest: str) -> KeyRow | None:
+        """The key whose SHA-256 is `digest`, or None."""
+        ...
+
+    async def revoke_key(self, key_id: int, *, now: float) -> bool:
+        """Revoke a key (once); False when there is no such id."""
+        ...
+
+    async def record_key_use(self, key_id: int, *, credits_spent: int, now: float) -> None:
+        """Count one accepted submit of a key and the credits it spent."""
+        ...
+
+
+class Store(TaskTable, IdempotencyStore, OutboxStore, PoolStore, Protocol):
+    """A whole store backend: tasks, idempotency keys, the webhook outbox and the account pool, with its life
+    cycle.
+
+    Build it unstarted, `await start()` (connect, migrate; `SchemaVersionError` on a newer schema), use it,
+    `await close()` (idempotent).
+    """
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version this code writes."""
+        ...
+
+    async def start(self) -> None:
+        """Connect and bring the schema up to `schema_version`."""
+        ...
+
+    async def close(self) -> None:
+        """Wait for the operations in flight, then release the connections. Idempotent."""
+        ...
+
+    async def ping(self) -> None:
+        """One round trip to the database (readiness); raises when it cannot answer."""
+        ...
+
+
+class NoticeKind(StrEnum):
+    """What a replica tells the others (PostgreSQL LISTEN/NOTIFY)."""
+
+    NEW_TASK = "new"  # a task was stored: replicas adopt it if it is a background task
+    SETTLED = "settled"  # a task became final: waiters on any replica may answer
+    EVENTS = "events"  # webhook events became due: senders on every replica should look
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One notification; `history_id` is "" for EVENTS."""
+
+    kind: NoticeKind
+    history_id: str = ""
+
+
+@runtime_checkable
+class ReplicaStore(Protocol):
+    """What a store shared by several server processes adds (the PostgreSQL backend): watch leases per shard
+    and notifications between replicas. Committed writes notify by themselves (tasks stored, settled, events
+    due); notices are at-most-once hints, so every receiver also looks on its own schedule."""
+
+    async def renew_watch_leases(self, owner: str, *, now: float, lease_seconds: float) -> frozenset[int]:
+        """Renew `owner`'s unexpired shard leases until `now + lease_seconds` and rebalance, atomically: with
+        N live replicas (each renews within its lease) an owner holds at most ceil(WATCH_SHARDS / N) shards; it
+        takes expired or free ones (`FOR UPDATE SKIP LOCKED`) up to that share and gives extras up (they stay
+        untakeable until their lease would have ended). Returns the shards `owner` now holds."""
+        ...
+
+    async def release_watch_leases(self, owner: str) -> None:
+        """Give up every lease of `owner` at once, and its replica registration (a clean shutdown)."""
+        ...
+
+    async def listen(self, on_notice: Callable[[Notice], None]) -> None:
+        """Deliver every notice from any replica (this one included) to `on_notice` until `unlisten()`."""
+        ...
+
+    async def unlisten(self) -> None:
+        """Stop delivering notices and close the listening connection. Idempotent."""
+        ...

@@ -1,0 +1,522 @@
+"""The shared store backend (`base.Store`) on PostgreSQL through an asyncpg pool: several server processes
+(replicas) may use one database at once.
+
+Every write that must be atomic runs in one transaction; row locks make concurrent replicas safe:
+idempotency claims lock their key row, outbox claims take due events with `FOR UPDATE SKIP LOCKED` (a
+webhook is sent by one replica at a time), settling only moves tasks still processing. The schema is
+versioned in table `jimeng_schema` through `postgres_sql.MIGRATIONS`, migrated under an advisory lock (one
+replica at a time); a database newer than this code is refused. The SQL is in `postgres_sql.py`.
+
+For replicas (`base.ReplicaStore`): shard watch leases, and LISTEN/NOTIFY on one channel: a stored task, a
+settled task and new due events notify from inside their transaction (delivered on commit).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Collection, Sequence
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+
+from ..clock import Clock
+from . import postgres_sql as sql
+from .base import (
+    WATCH_SHARDS,
+    ClaimState,
+    IdempotencyClaim,
+    Notice,
+    NoticeKind,
+    Redelivery,
+    SchemaVersionError,
+    StoreError,
+    TaskOwnershipError,
+)
+from .models import Finish, Settled, TaskRecord
+from .outbox import Attempt, EventState, OutboxEvent
+from .pool import AccountRow, DuplicateError, KeyRow, NewAccount, account_from_row, key_from_row
+from .rows import attempt_from_row, dump_json, event_from_row, record_from_row, results_json
+
+__all__ = ["PostgresStore"]
+
+log = logging.getLogger(__name__)
+
+
+class PostgresStore:
+    """The PostgreSQL `base.Store`. Build with `PostgresStore(url, clock=..., pool_size=...)`, `await start()`
+    (connects, migrates), `close()`. `url` is a libpq URL (`postgresql://user:password@host:port/db`); it is
+    never logged."""
+
+    def __init__(self, url: str, *, clock: Clock, pool_size: int = 10) -> None:
+        """A store for the database at `url`; nothing is opened until `start()`."""
+        self._url = url
+        self._clock = clock
+        self._pool_size = pool_size
+        self._pool_: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._on_notice: Callable[[Notice], None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(cls, url: str, *, clock: Clock, pool_size: int = 10) -> PostgresStore:
+        """A started store: `PostgresStore(url, ...)` then `await start()`."""
+        store = cls(url, clock=clock, pool_size=pool_size)
+        await store.start()
+        return store
+
+    async def start(self) -> None:
+        """Connect the pool and migrate. Raises `SchemaVersionError` on a database newer than `MIGRATIONS`,
+        `StoreError` when the server cannot be reached (the message never holds the URL)."""
+        try:
+            pool = await asyncpg.create_pool(self._url, min_size=1, max_size=self._pool_size)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StoreError(f"cannot connect to the PostgreSQL store: {type(exc).__name__}: {exc}") from None
+        try:
+            async with pool.acquire() as conn:
+                await _migrate(conn, sql.MIGRATIONS)
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool_ = pool
+
+    @property
+    def _pool(self) -> asyncpg.Pool:
+        if self._pool_ is None:
+            raise RuntimeError("the task store is not started")
+        return self._pool_
+
+    async def close(self) -> None:
+        """Wait for the connections in use to be released, then close them. Idempotent."""
+        await self.unlisten()
+        pool, self._pool_ = self._pool_, None
+        if pool is not None:
+            await pool.close()
+
+    async def __aenter__(self) -> PostgresStore:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version this code writes (`len(postgres_sql.MIGRATIONS)`)."""
+        return len(sql.MIGRATIONS)
+
+    async def ping(self) -> None:
+        """One round trip to the server (readiness)."""
+        await self._pool.fetchval("SELECT 1")
+
+    # ------------------------------------------------------------------ tasks
+
+    async def insert(self, record: TaskRecord) -> None:
+        """See `base.TaskTable.insert`."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(
+                sql.INSERT_TASK,
+                record.history_id,
+                record.account_fp,
+                record.token,
+                record.kind.value,
+                record.model,
+                record.submit_id,
+                int(record.status),
+                record.upstream_status,
+                record.fail_code,
+                dump_json(record.error),
+                record.item_count,
+                results_json(record.results),
+                dump_json(record.raw_data),
+                record.callback_url,
+                record.input_images,
+                record.created_at,
+                record.updated_at,
+                record.finished_at,
+                self._clock.time(),
+                record.account_id,
+            )
+            if _count(status) == 0:
+                owner = await conn.fetchval(sql.TASK_OWNER, record.history_id)
+                if owner is not None and owner != record.account_fp:
+                    raise TaskOwnershipError(f"task {record.history_id!r} is already stored for another account")
+            else:
+                await _notify(conn, Notice(NoticeKind.NEW_TASK, record.history_id))
+
+    async def get(self, history_id: str) -> TaskRecord | None:
+        """See `base.TaskTable.get`."""
+        row = await self._pool.fetchrow(sql.GET_TASK, history_id)
+        return record_from_row(row) if row is not None else None
+
+    async def get_many(self, history_ids: Sequence[str]) -> dict[str, TaskRecord]:
+        """See `base.TaskTable.get_many`."""
+        if not history_ids:
+            return {}
+        rows = await self._pool.fetch(sql.GET_TASKS, list(history_ids))
+        return {row["history_id"]: record_from_row(row) for row in rows}
+
+    async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
+        """See `base.TaskTable.recent`."""
+        return [(record_from_row(row), row["webhook_state"]) for row in await self._pool.fetch(sql.RECENT, limit)]
+
+    async def unfinished(self) -> list[TaskRecord]:
+        """See `base.TaskTable.unfinished`."""
+        return [record_from_row(row) for row in await self._pool.fetch(sql.UNFINISHED)]
+
+    async def update_progress(
+        self, history_id: str, *, upstream_status: int, item_count: int, raw_data: dict[str, Any] | None
+    ) -> None:
+        """See `base.TaskTable.update_progress`."""
+        await self._pool.execute(
+            sql.UPDATE_PROGRESS, upstream_status, item_count, dump_json(raw_data), self._clock.time(), history_id
+        )
+
+    async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
+        """See `base.TaskTable.settle` (one transaction for the whole batch)."""
+        for final in finals:
+            if not final.settlement.status.final:
+                raise ValueError(f"settle() needs a final status, got {final.settlement.status!r}")
+        now = self._clock.time()
+        settled: list[Settled] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            for final in finals:
+                done = final.settlement
+                status = await conn.execute(
+                    sql.SETTLE_TASK,
+                    int(done.status),
+                    done.upstream_status,
+                    done.fail_code,
+                    dump_json(done.error),
+                    results_json(done.results),
+                    done.item_count,
+                    dump_json(done.raw_data),
+                    now,
+                    final.history_id,
+                )
+                if _count(status) == 0:
+                    continue
+                event = final.event
+                wrote = event is not None and _count(
+                    await conn.execute(sql.INSERT_EVENT, event.event_id, event.type, event.body, now, final.history_id)
+                ) == 1
+                settled.append(Settled(final.history_id, wrote))
+                await _notify(conn, Notice(NoticeKind.SETTLED, final.history_id))
+            if any(done.event_written for done in settled):
+                await _notify(conn, Notice(NoticeKind.EVENTS))
+        return settled
+
+    async def purge_finished(self, *, older_than: float) -> int:
+        """See `base.TaskTable.purge_finished`."""
+        return _count(await self._pool.execute(sql.PURGE_FINISHED, self._clock.time() - older_than))
+
+    async def purge_stale_unfinished(self, *, older_than: float) -> int:
+        """See `base.TaskTable.purge_stale_unfinished`."""
+        return _count(await self._pool.execute(sql.PURGE_STALE, self._clock.time() - older_than))
+
+    # ------------------------------------------------------------------ idempotency keys
+
+    async def claim_idempotency_key(
+        self, account_fp: str, key: str, request_hash: str, *, ttl: float = 86400, lease: float | None = None
+    ) -> IdempotencyClaim:
+        """See `base.IdempotencyStore.claim_idempotency_key`: the key row is inserted or locked, so concurrent
+        claims from any replica are decided one after the other."""
+        now = self._clock.time()
+        async with self._pool.acquire() as conn, conn.transaction():
+            while True:
+                if await conn.fetchval(sql.INSERT_KEY, account_fp, key, request_hash, now, now + ttl) is not None:
+                    return IdempotencyClaim(ClaimState.NEW)
+                row = await conn.fetchrow(sql.LOCK_KEY, account_fp, key)
+                if row is not None:
+                    break  # else the row was released meanwhile: try inserting again
+            stale = lease is not None and row["status"] is None and row["created_at"] <= now - lease
+            if row["expires_at"] <= now or stale:
+                await conn.execute(sql.RENEW_KEY, account_fp, key, request_hash, now, now + ttl)
+                return IdempotencyClaim(ClaimState.NEW)
+            if row["request_hash"] != request_hash:
+                return IdempotencyClaim(ClaimState.MISMATCH)
+            if row["status"] is None:
+                return IdempotencyClaim(ClaimState.IN_PROGRESS)
+            return IdempotencyClaim(ClaimState.REPLAY, status=int(row["status"]), body=bytes(row["body"] or b""))
+
+    async def complete_idempotency_key(self, account_fp: str, key: str, *, status: int, body: bytes) -> None:
+        """See `base.IdempotencyStore.complete_idempotency_key`."""
+        await self._pool.execute(sql.COMPLETE_KEY, account_fp, key, status, body)
+
+    async def release_idempotency_key(self, account_fp: str, key: str) -> None:
+        """See `base.IdempotencyStore.release_idempotency_key`."""
+        await self._pool.execute(sql.RELEASE_KEY, account_fp, key)
+
+    async def purge_idempotency_keys(self) -> int:
+        """See `base.IdempotencyStore.purge_idempotency_keys`."""
+        return _count(await self._pool.execute(sql.PURGE_KEYS, self._clock.time()))
+
+    # ------------------------------------------------------------------ webhook outbox
+
+    async def release_event_leases(self, *, now: float) -> int:
+        """Only EXPIRED leases go back to pending: other replicas may be sending the rest."""
+        return _count(await self._pool.execute(sql.RELEASE_EXPIRED_LEASES, now))
+
+    async def claim_due_events(
+        self, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
+    ) -> list[OutboxEvent]:
+        """See `base.OutboxStore.claim_due_events` (`FOR UPDATE SKIP LOCKED`: concurrent claimers never wait
+        for each other nor get the same event)."""
+        if limit <= 0:
+            return []
+        rows = await self._pool.fetch(sql.CLAIM_DUE, now, list(exclude), limit, lease_until)
+        events = [event_from_row(row) for row in rows]
+        return sorted(events, key=lambda e: (e.next_attempt_at or 0.0, e.seq))
+
+    async def next_event_due(self, *, now: float) -> float | None:
+        """See `base.OutboxStore.next_event_due`."""
+        due = await self._pool.fetchval(sql.NEXT_DUE, now)
+        return float(due) if due is not None else None
+
+    async def record_attempt(
+        self,
+        *,
+        event_id: str,
+        attempt: int,
+        at: float,
+        status: int | None,
+        error: str | None,
+        latency_ms: int,
+        state: EventState,
+        next_attempt_at: float | None,
+    ) -> None:
+        """See `base.OutboxStore.record_attempt`."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(sql.RECORD_ATTEMPT, event_id, attempt, at, status, error, latency_ms, next_attempt_at)
+            await conn.execute(sql.FINISH_ATTEMPT, state.value, attempt, next_attempt_at, at, event_id)
+
+    async def unclaim_events(self, event_ids: Collection[str], *, now: float) -> None:
+        """See `base.OutboxStore.unclaim_events`."""
+        await self._pool.execute(sql.UNCLAIM, now, list(event_ids))
+
+    async def redeliver_latest(self, history_id: str, *, now: float) -> Redelivery:
+        """See `base.OutboxStore.redeliver_latest` (the latest event's row is locked meanwhile)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(sql.LATEST_EVENT, history_id)
+            if row is None:
+                return Redelivery(None, queued=False)
+            latest = event_from_row(row)
+            queued = _count(await conn.execute(sql.REQUEUE, now, latest.event_id)) == 1
+            if queued:
+                await _notify(conn, Notice(NoticeKind.EVENTS))
+            return Redelivery(latest, queued)
+
+    async def events_of(self, history_id: str) -> list[OutboxEvent]:
+        """See `base.OutboxStore.events_of`."""
+        return [event_from_row(row) for row in await self._pool.fetch(sql.EVENTS_OF, history_id)]
+
+    async def attempts_of(self, history_id: str) -> list[Attempt]:
+        """See `base.OutboxStore.attempts_of`."""
+        return [attempt_from_row(row) for row in await self._pool.fetch(sql.ATTEMPTS_OF, history_id)]
+
+    async def event_state_counts(self) -> dict[EventState, int]:
+        """See `base.OutboxStore.event_state_counts`."""
+        return {EventState(row["state"]): int(row["n"]) for row in await self._pool.fetch(sql.STATE_COUNTS)}
+
+
+    # ------------------------------------------------------------------ account pool (base.PoolStore)
+
+    async def add_account(self, new: NewAccount, *, now: float) -> AccountRow:
+        """See `base.PoolStore.add_account`."""
+        try:
+            row = await self._pool.fetchrow(
+                sql.INSERT_ACCOUNT,
+                new.name,
+                new.region,
+                new.fingerprint,
+                new.masked,
+                new.secret,
+                new.sealed,
+                new.has_proxy,
+                new.note,
+                now,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            what = "name" if "name" in (exc.constraint_name or "") else "session"
+            shown = repr(new.name) if what == "name" else new.masked
+            raise DuplicateError(f"an account with this {what} ({shown}) is already in the pool") from None
+        assert row is not None
+        return account_from_row(row)
+
+    async def accounts(self) -> list[AccountRow]:
+        """See `base.PoolStore.accounts`."""
+        return [account_from_row(row) for row in await self._pool.fetch(sql.ACCOUNTS)]
+
+    async def account_by_id(self, account_id: int) -> AccountRow | None:
+        """See `base.PoolStore.account_by_id`."""
+        row = await self._pool.fetchrow(sql.ACCOUNT_BY_ID, account_id)
+        return account_from_row(row) if row is not None else None
+
+    async def account_by_name(self, name: str) -> AccountRow | None:
+        """See `base.PoolStore.account_by_name`."""
+        row = await self._pool.fetchrow(sql.ACCOUNT_BY_NAME, name)
+        return account_from_row(row) if row is not None else None
+
+    async def set_account_enabled(self, account_id: int, enabled: bool) -> bool:
+        """See `base.PoolStore.set_account_enabled`."""
+        return _count(await self._pool.execute(sql.SET_ENABLED, account_id, enabled)) > 0
+
+    async def update_account_secret(self, account_id: int, secret: bytes, sealed: bool) -> AccountRow | None:
+        """See `base.PoolStore.update_account_secret`."""
+        row = await self._pool.fetchrow(sql.UPDATE_SECRET, account_id, secret, sealed)
+        return account_from_row(row) if row is not None else None
+
+    async def delete_account(self, account_id: int) -> bool:
+        """See `base.PoolStore.delete_account`."""
+        return _count(await self._pool.execute(sql.DELETE_ACCOUNT, account_id)) > 0
+
+    async def record_account_health(
+        self,
+        account_id: int,
+        *,
+        now: float,
+        error_code: str | None,
+        error: str | None,
+        cooldown_until: float | None,
+        checked: bool = False,
+        credits: int | None = None,
+    ) -> None:
+        """See `base.PoolStore.record_account_health`."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(sql.RECORD_HEALTH, account_id, error_code, error, cooldown_until, checked, now)
+            if credits is not None:
+                await conn.execute(sql.RECORD_CREDITS, account_id, credits, now)
+
+    async def pool_tasks_in_flight(self, *, image_since: float, video_since: float) -> list[tuple[int, str, int]]:
+        """See `base.PoolStore.pool_tasks_in_flight`."""
+        rows = await self._pool.fetch(sql.POOL_IN_FLIGHT, video_since, image_since)
+        return [(int(row["account_id"]), row["account_fp"], int(row["n"])) for row in rows]
+
+    async def add_key(
+        self,
+        *,
+        name: str,
+        digest: str,
+        prefix: str,
+        accounts: Sequence[int] | None,
+        rate_per_minute: int,
+        max_in_flight: int,
+        now: float,
+    ) -> int:
+        """See `base.PoolStore.add_key`."""
+        listed = json.dumps(list(accounts)) if accounts is not None else None
+        try:
+            key_id = await self._pool.fetchval(
+                sql.INSERT_KEY_ROW, name, digest, prefix, listed, rate_per_minute, max_in_flight, now
+            )
+        except asyncpg.UniqueViolationError:
+            raise DuplicateError(f"an API key named {name!r} already exists") from None
+        return int(key_id)
+
+    async def keys(self) -> list[KeyRow]:
+        """See `base.PoolStore.keys`."""
+        return [key_from_row(row) for row in await self._pool.fetch(sql.KEYS)]
+
+    async def key_by_hash(self, digest: str) -> KeyRow | None:
+        """See `base.PoolStore.key_by_hash`."""
+        row = await self._pool.fetchrow(sql.KEY_BY_HASH, digest)
+        return key_from_row(row) if row is not None else None
+
+    async def revoke_key(self, key_id: int, *, now: float) -> bool:
+        """See `base.PoolStore.revoke_key`."""
+        return _count(await self._pool.execute(sql.REVOKE_KEY, key_id, now)) > 0
+
+    async def record_key_use(self, key_id: int, *, credits_spent: int, now: float) -> None:
+        """See `base.PoolStore.record_key_use`."""
+        await self._pool.execute(sql.RECORD_KEY_USE, key_id, credits_spent, now)
+
+    # ------------------------------------------------------------------ replicas (base.ReplicaStore)
+
+    async def renew_watch_leases(self, owner: str, *, now: float, lease_seconds: float) -> frozenset[int]:
+        """See `base.ReplicaStore.renew_watch_leases` (one transaction)."""
+        until = now + lease_seconds
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(sql.UPSERT_REPLICA, owner, until)
+            await conn.execute(sql.FORGET_DEAD_REPLICAS, now)
+            share = math.ceil(WATCH_SHARDS / max(1, int(await conn.fetchval(sql.LIVE_REPLICAS, now))))
+            held = sorted(int(row["shard"]) for row in await conn.fetch(sql.RENEW_LEASES, owner, now, until))
+            if len(held) > share:
+                extra = held[share:]
+                await conn.execute(sql.GIVE_UP_LEASES, owner, extra)
+                held = held[:share]
+            elif len(held) < share:
+                taken = await conn.fetch(sql.TAKE_LEASES, owner, now, until, share - len(held))
+                held += [int(row["shard"]) for row in taken]
+        return frozenset(held)
+
+    async def release_watch_leases(self, owner: str) -> None:
+        """See `base.ReplicaStore.release_watch_leases`."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(sql.RELEASE_ALL_LEASES, owner)
+            await conn.execute(sql.UNREGISTER_REPLICA, owner)
+
+    async def listen(self, on_notice: Callable[[Notice], None]) -> None:
+        """See `base.ReplicaStore.listen`: one connection of its own (outside the pool) LISTENs."""
+        await self.unlisten()
+        try:
+            conn = await asyncpg.connect(self._url)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StoreError(f"cannot connect to the PostgreSQL store: {type(exc).__name__}: {exc}") from None
+        self._on_notice = on_notice
+        self._listener = conn
+        await conn.add_listener(sql.CHANNEL, self._deliver)
+
+    async def unlisten(self) -> None:
+        """See `base.ReplicaStore.unlisten`."""
+        conn, self._listener = self._listener, None
+        self._on_notice = None
+        if conn is not None and not conn.is_closed():
+            await conn.close()
+
+    def _deliver(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        kind, _, history_id = str(payload).partition(":")
+        on_notice = self._on_notice
+        if on_notice is None:
+            return
+        try:
+            notice = Notice(NoticeKind(kind), history_id)
+        except ValueError:
+            log.warning("unknown store notification %r ignored", kind)
+            return
+        on_notice(notice)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+async def _notify(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], notice: Notice) -> None:
+    """Notify every listening replica, on commit of the current transaction."""
+    await conn.execute(sql.NOTIFY, f"{notice.kind.value}:{notice.history_id}")
+
+
+
+async def _migrate(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], migrations: Sequence[str]) -> None:
+    """Apply the migrations past the database's version, each in its own transaction under the advisory lock
+    (replicas starting together migrate one at a time; the others then find the work done)."""
+    target = len(migrations)
+    while True:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", sql.MIGRATION_LOCK)
+            await conn.execute(sql.VERSION_TABLE)
+            current = int(await conn.fetchval(sql.READ_VERSION) or 0)
+            if current > target:
+                raise SchemaVersionError(f"database schema version {current} is newer than this server's ({target})")
+            if current == target:
+                return
+            await conn.execute(migrations[current])
+            await conn.execute(sql.WRITE_VERSION, current + 1)
+        log.info("task store schema migrated to version %d", current + 1)
+
+
+def _count(status: str) -> int:
+    """The row count of a command status (`UPDATE 3`, `INSERT 0 1`, `DELETE 0`)."""
+    return int(status.rsplit(" ", 1)[-1])

@@ -1,0 +1,114 @@
+"""Row mapping shared by the backends: a database row (anything indexable by column name, e.g. `sqlite3.Row`
+or `asyncpg.Record`) to a `TaskRecord` / `OutboxEvent` / `Attempt`, and the JSON text columns.
+
+The column names and meanings are the same in every backend's schema; pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final, Protocol, cast
+
+from .models import TaskKind, TaskRecord, TaskStatus
+from .outbox import Attempt, EventState, OutboxEvent
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "TASK_COLUMNS",
+    "Row",
+    "attempt_from_row",
+    "dump_json",
+    "event_from_row",
+    "record_from_row",
+    "results_json",
+]
+
+TASK_COLUMNS: Final = (
+    "history_id, account_fp, token, kind, model, submit_id, status, upstream_status, fail_code, "
+    "error, item_count, results, raw_data, callback_url, input_images, created_at, updated_at, "
+    "finished_at, account_id"
+)
+EVENT_COLUMNS: Final = (
+    "event_id, seq, history_id, account_fp, type, body, callback_url, state, attempts, round_start, "
+    "next_attempt_at, lease_until, created_at, updated_at"
+)
+
+
+class Row(Protocol):
+    """A result row addressed by column name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def dump_json(value: Mapping[str, Any] | None) -> str | None:
+    """The compact JSON text stored for a dict column (UTF-8 kept as is); None stays None."""
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def results_json(results: tuple[str, ...] | None) -> str | None:
+    """The JSON array text stored for result URLs; None stays None."""
+    return json.dumps(list(results)) if results is not None else None
+
+
+def record_from_row(row: Row) -> TaskRecord:
+    """A task row (all of `TASK_COLUMNS`) as a record."""
+    results = row["results"]
+    raw_data = row["raw_data"]
+    error = row["error"]
+    return TaskRecord(
+        history_id=row["history_id"],
+        account_fp=row["account_fp"],
+        token=row["token"],
+        kind=TaskKind(row["kind"]),
+        model=row["model"],
+        submit_id=row["submit_id"],
+        status=TaskStatus(row["status"]),
+        upstream_status=row["upstream_status"],
+        fail_code=row["fail_code"],
+        error=cast("dict[str, str]", json.loads(error)) if error is not None else None,
+        item_count=row["item_count"],
+        results=tuple(json.loads(results)) if results is not None else None,
+        raw_data=cast("dict[str, Any]", json.loads(raw_data)) if raw_data is not None else None,
+        callback_url=row["callback_url"],
+        input_images=row["input_images"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+        account_id=row["account_id"],
+    )
+
+
+def event_from_row(row: Row) -> OutboxEvent:
+    """An event row (all of `EVENT_COLUMNS`) as an event."""
+    return OutboxEvent(
+        event_id=row["event_id"],
+        seq=int(row["seq"]),
+        history_id=row["history_id"],
+        account_fp=row["account_fp"],
+        type=row["type"],
+        body=row["body"],
+        callback_url=row["callback_url"],
+        state=EventState(row["state"]),
+        attempts=int(row["attempts"]),
+        round_start=int(row["round_start"]),
+        next_attempt_at=row["next_attempt_at"],
+        lease_until=row["lease_until"],
+        created_at=float(row["created_at"]),
+        updated_at=float(row["updated_at"]),
+    )
+
+
+def attempt_from_row(row: Row) -> Attempt:
+    """An attempt row (event_id, attempt, at, status, error, latency_ms, next_attempt_at) as an attempt."""
+    return Attempt(
+        event_id=row["event_id"],
+        attempt=int(row["attempt"]),
+        at=float(row["at"]),
+        status=row["status"],
+        error=row["error"],
+        latency_ms=int(row["latency_ms"]),
+        next_attempt_at=row["next_attempt_at"],
+    )
