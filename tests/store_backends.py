@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +83,19 @@ class _LocalServer:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def local_server() -> Iterator[PgServer]:
+    """A throw-away local server for the duration of the block (benches); RuntimeError when there is none."""
+    bin_dir = _bin_dir()
+    if bin_dir is None:
+        raise RuntimeError("no /usr/lib/postgresql/*/bin/initdb: apt-get install postgresql")
+    server = _LocalServer(bin_dir)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 def _unavailable(reason: str) -> None:

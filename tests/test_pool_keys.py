@@ -5,6 +5,7 @@ to the key; keys are rate-limited, capped, revocable; raw tokens can be turned o
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -28,7 +29,7 @@ from webhook_support import SECRET, Receiver
 
 from jimeng_server.api.appkeys import ACCOUNT_POOL, STORE, WATCHER, WEBHOOKS
 from jimeng_server.clock import ManualClock
-from jimeng_server.config import AccountsConfig, AdminConfig, AuthConfig, WebhookConfig
+from jimeng_server.config import AccountsConfig, AdminConfig, AuthConfig, Config, WebhookConfig
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.faults import Fault, FaultKind
 
@@ -44,10 +45,15 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def pool_client(make_client: AppFactory, sim: Simulator) -> Client:
-    """The app with an admin key and the three pool accounts (1000 credits each) added over the admin API."""
+async def pool_client(make_client: AppFactory, sim: Simulator, config: Config, store_url: str) -> Client:
+    """The app with an admin key and the three pool accounts (1000 credits each) added over the admin API, on
+    each store backend."""
     seed_sim(sim)
-    client = await make_client(admin=AdminConfig(key=ADMIN_KEY), webhooks=WebhookConfig(secret=SECRET, jitter=0.0))
+    client = await make_client(
+        admin=AdminConfig(key=ADMIN_KEY),
+        webhooks=WebhookConfig(secret=SECRET, jitter=0.0),
+        store=dataclasses.replace(config.store, url=store_url),
+    )
     await add_accounts(client)
     return client
 

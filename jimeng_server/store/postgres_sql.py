@@ -321,7 +321,8 @@ RECORD_HEALTH: Final = (
 RECORD_CREDITS: Final = "UPDATE accounts SET credits = $2, credits_at = $3 WHERE id = $1"
 POOL_IN_FLIGHT: Final = f"""
 SELECT account_id, account_fp, COUNT(*) AS n FROM tasks WHERE status = {_PROCESSING} AND account_id IS NOT NULL
-AND created_at > CASE kind WHEN 'video' THEN $1 ELSE $2 END GROUP BY account_id, account_fp
+AND created_at > CASE kind WHEN 'video' THEN $1::double precision ELSE $2::double precision END
+GROUP BY account_id, account_fp
 """
 INSERT_KEY_ROW: Final = (
     "INSERT INTO api_keys (name, hash, prefix, accounts, rate_per_minute, max_in_flight, created_at) "
