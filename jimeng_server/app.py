@@ -44,7 +44,7 @@ from .api.observability import setup_observability
 from .api.openai_compat import check_aliases
 from .api.token_guard import caller_guard
 from .clock import Clock, SystemClock
-from .config import Config, ConfigError
+from .config import Config
 from .errors import make_error_middleware
 from .net.fetcher import SafeFetcher
 from .net.policy import FetchPolicy
@@ -63,10 +63,10 @@ from .services.settlement import TaskSettler
 from .services.task_intake import TaskIntake
 from .services.task_queries import TaskQueries
 from .services.videos import VideoService
-from .store.base import ReplicaStore, Store
+from .store.backends import store_backend
+from .store.base import ReplicaStore
 from .store.secretbox import ENV_VAR as ACCOUNTS_KEY_ENV
 from .store.secretbox import secret_box
-from .store.sqlite import TaskStore
 from .upstream.client import JimengClient
 from .upstream.transport import SessionPool
 from .upstream.transports import Transports
@@ -163,7 +163,7 @@ def setup_fetcher(app: web.Application, fetcher: SafeFetcher | None) -> None:
 def setup_store(app: web.Application) -> None:
     """The task store (tasks, idempotency keys, webhook outbox) and idempotency claims on it."""
     config, clock = app[CONFIG], app[CLOCK]
-    store = app[STORE] = store_backend(config, clock)
+    store = app[STORE] = store_backend(config.store, clock)
     app[IDEMPOTENCY] = IdempotencyKeys(store, config.store, clock)
 
     async def open_store(app: web.Application) -> AsyncIterator[None]:
@@ -172,21 +172,6 @@ def setup_store(app: web.Application) -> None:
         await store.close()
 
     app.cleanup_ctx.append(open_store)
-
-
-def store_backend(config: Config, clock: Clock) -> Store:
-    """The (unstarted) store `[store] url` names: PostgreSQL for a `postgresql://` URL, else SQLite. Raises
-    ConfigError when PostgreSQL is asked for without the `postgres` extra installed."""
-    sc = config.store
-    if sc.backend == "postgresql":
-        try:
-            from .store.postgres import PostgresStore  # asyncpg is the optional `postgres` extra
-        except ImportError:
-            raise ConfigError(
-                "store.url: PostgreSQL needs the asyncpg driver: pip install 'jimeng-server[postgres]'"
-            ) from None
-        return PostgresStore(sc.url, clock=clock, pool_size=sc.pool_size)
-    return TaskStore(sc.sqlite_path, clock=clock)
 
 
 def setup_webhooks(app: web.Application, background: bool) -> None:

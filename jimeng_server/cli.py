@@ -61,10 +61,12 @@ def with_simulator_hosts(config: Config, hosts: dict[Region, dict[str, str]]) ->
 
 
 def simulate_store(config: Config) -> Config:
-    """`config` with the task store moved to a file of its own (`<name>-simulate.db`), so simulated tasks
-    never mix with real ones (a real run would otherwise try to resume them against the real upstream)."""
-    path = Path(config.store.path)
-    store = dataclasses.replace(config.store, path=str(path.with_name(f"{path.stem}-simulate{path.suffix}")))
+    """`config` with the task store moved to an SQLite file of its own (`<name>-simulate.db`, also when `[store]
+    url` names a PostgreSQL database), so simulated tasks never mix with real ones (a real run would otherwise
+    try to resume them against the real upstream)."""
+    path = Path(config.store.sqlite_path)
+    simulated = str(path.with_name(f"{path.stem}-simulate{path.suffix}"))
+    store = dataclasses.replace(config.store, url="", path=simulated)
     return dataclasses.replace(config, store=store)
 
 

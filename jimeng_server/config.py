@@ -24,6 +24,7 @@ ENV_OVERRIDES = {
     "JIMENG_HOST": "server.host",
     "JIMENG_PORT": "server.port",
     "JIMENG_STORE_PATH": "store.path",
+    "JIMENG_STORE_URL": "store.url",  # keeps a database password out of the config file
 }
 """Environment variables that override one config key each (JIMENG_CONFIG names the file itself)."""
 

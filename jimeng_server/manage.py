@@ -25,9 +25,9 @@ from .errors import ApiError, BadRequest
 from .services.accounts import AccountService
 from .services.apikeys import ApiKeys
 from .services.pool import AccountPool
+from .store.backends import store_backend
 from .store.secretbox import ENV_VAR as ACCOUNTS_KEY_ENV
 from .store.secretbox import secret_box
-from .store.sqlite import TaskStore
 from .upstream.client import JimengClient
 from .upstream.errors import UpstreamError
 from .upstream.transport import SessionPool
@@ -74,7 +74,8 @@ def add_commands(sub: Any) -> None:
 async def run(config: Config, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Run one management command; returns the exit status."""
     clock = SystemClock()
-    store = await TaskStore.open(config.store.path, clock=clock)
+    store = store_backend(config.store, clock)
+    await store.start()
     sessions = SessionPool(connect_timeout=config.upstream.connect_timeout)
     transports = Transports(config.upstream, config.browser, sessions)
     try:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from jimeng_server.cli import simulate_store
 from jimeng_server.config import (
     Config,
     ConfigError,
@@ -20,6 +21,7 @@ from jimeng_server.config import (
     UpstreamConfig,
     load_config,
     parse_config,
+    with_env_overrides,
 )
 from jimeng_server.upstream.regions import Region
 
@@ -335,3 +337,18 @@ def test_bad_store_settings_are_errors(tmp_path: Path, toml: str, needle: str) -
 def test_store_url_is_kept_out_of_repr() -> None:
     cfg = parse_config({"store": {"url": "postgresql://jimeng:hunter2@db/jimeng"}})
     assert "hunter2" not in repr(cfg)
+
+
+def test_store_url_from_the_environment_and_never_echoed() -> None:
+    url = "postgresql://jimeng:hunter2@db.internal/jimeng"
+    cfg = with_env_overrides(Config(), {"JIMENG_STORE_URL": url})
+    assert (cfg.store.backend, cfg.store.url) == ("postgresql", url)
+    with pytest.raises(ConfigError) as excinfo:
+        with_env_overrides(Config(), {"JIMENG_STORE_URL": "mysql://root:hunter2@db/x"})
+    assert "JIMENG_STORE_URL" in str(excinfo.value) and "hunter2" not in str(excinfo.value)
+
+
+def test_simulate_never_uses_the_shared_database() -> None:
+    cfg = parse_config({"store": {"url": "postgresql://db.internal/jimeng", "path": "data/x.db"}})
+    simulated = simulate_store(cfg).store
+    assert (simulated.backend, simulated.sqlite_path) == ("sqlite", "data/x-simulate.db")

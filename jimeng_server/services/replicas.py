@@ -101,6 +101,9 @@ class Replicas:
 
     async def renew(self) -> None:
         """One renewal: renew and rebalance the leases, then watch the stored tasks not watched yet."""
+        if not self._leases.listening:
+            log.warning("replica %s: listening for notices again (the connection was lost)", self.owner)
+            await self._leases.listen(self._on_notice)
         started = self._clock.time()
         self._adopt.clear()  # this renewal adopts every stored task anyway
         held = await self._leases.renew_watch_leases(self.owner, now=started, lease_seconds=self.lease_seconds)

@@ -393,3 +393,8 @@ class ReplicaStore(Protocol):
     async def unlisten(self) -> None:
         """Stop delivering notices and close the listening connection. Idempotent."""
         ...
+
+    @property
+    def listening(self) -> bool:
+        """False once the listening connection is gone (e.g. the database restarted): `listen()` again."""
+        ...

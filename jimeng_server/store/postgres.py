@@ -477,6 +477,11 @@ class PostgresStore:
         if conn is not None and not conn.is_closed():
             await conn.close()
 
+    @property
+    def listening(self) -> bool:
+        """See `base.ReplicaStore.listening`."""
+        return self._listener is not None and not self._listener.is_closed()
+
     def _deliver(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         kind, _, history_id = str(payload).partition(":")
         on_notice = self._on_notice
