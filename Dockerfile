@@ -2,13 +2,14 @@
 #   docker build -t jimeng-server .
 #   docker run -p 5100:5100 -v jimeng-data:/data jimeng-server            (add --simulate to try it offline)
 # Settings: mount a config file and point JIMENG_CONFIG at it, or use the environment overrides
-# JIMENG_HOST, JIMENG_PORT, JIMENG_STORE_PATH, JIMENG_WEBHOOK_SECRET (see README).
+# JIMENG_HOST, JIMENG_PORT, JIMENG_STORE_PATH, JIMENG_STORE_URL (a postgresql:// URL for several replicas),
+# JIMENG_WEBHOOK_SECRET (see README).
 
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY jimeng_server ./jimeng_server
-RUN pip install --no-cache-dir --disable-pip-version-check --prefix=/install .
+RUN pip install --no-cache-dir --disable-pip-version-check --prefix=/install '.[postgres]'
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \

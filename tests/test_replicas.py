@@ -149,3 +149,13 @@ async def test_only_the_lease_holder_polls_and_the_other_replica_answers_from_th
     answer = await json_of(resp)
     assert resp.status == 200 and answer["status"] == 10 and len(answer["results"]) == 4
     assert len(sim.calls("/get_history_by_ids")) == polls  # answered from the store
+
+
+async def test_readyz_checks_the_shared_database(make_client: Callable[..., Any], config: Config, pg_url: str) -> None:
+    client = await make_client(store=dataclasses.replace(config.store, url=pg_url))
+    body = await json_of(await client.get("/readyz"))
+    assert body["checks"]["store"] == "ok"
+    await client.app[STORE].close()  # the database is gone for this replica
+    resp = await client.get("/readyz")
+    body = await json_of(resp)
+    assert resp.status == 503 and body["checks"]["store"].startswith("the task store cannot be reached")

@@ -380,6 +380,7 @@ async def test_a_slow_receiver_does_not_block_others_and_concurrency_is_bounded(
     assert await store.event_state_counts() == {EventState.DELIVERED: 8, EventState.DELIVERING: 1}
     rec.released.set()
     await rec.wait_for(lambda: rec.active == 0)
+    await _until(lambda: sender.in_flight == 0)  # its answer read and recorded (not cut off by stop())
     await sender.stop()
     assert await store.event_state_counts() == {EventState.DELIVERED: 9}
 
