@@ -20,6 +20,7 @@ from jimeng_server.clock import ManualClock
 from jimeng_server.store import sqlite as store_module
 from jimeng_server.store.base import ClaimState, IdempotencyClaim, SchemaVersionError, Store, TaskOwnershipError
 from jimeng_server.store.models import Finish, NewEvent, Settled, Settlement, TaskKind, TaskRecord, TaskStatus
+from jimeng_server.store.pool import DuplicateError, NewAccount
 from jimeng_server.store.sqlite import MIGRATIONS, TaskStore
 
 ACCOUNT = "fp-account-a"
@@ -497,3 +498,67 @@ async def test_postgres_replicas_share_idempotency_keys_and_never_claim_one_even
     finally:
         await a.close()
         await b.close()
+
+
+# ---------------------------------------------------------------------- account pool and API keys
+
+
+def new_account(name: str, fingerprint: str) -> NewAccount:
+    return NewAccount(name, "cn", fingerprint, "sess0***", b"sealed-blob", True, False, "a note")
+
+
+async def test_pool_accounts_and_keys(store: Store, clock: ManualClock) -> None:
+    first = await store.add_account(new_account("a", "fp-a"), now=clock.time())
+    assert (first.name, first.secret, first.sealed, first.enabled, first.created_at) == (
+        "a",
+        b"sealed-blob",
+        True,
+        True,
+        clock.time(),
+    )
+    with pytest.raises(DuplicateError, match="name"):
+        await store.add_account(new_account("a", "fp-other"), now=clock.time())
+    with pytest.raises(DuplicateError, match="session"):
+        await store.add_account(new_account("b", "fp-a"), now=clock.time())
+    second = await store.add_account(new_account("b", "fp-b"), now=clock.time())
+    assert [a.name for a in await store.accounts()] == ["a", "b"]
+    assert await store.account_by_name("b") == second and await store.account_by_id(999) is None
+
+    await store.record_account_health(
+        first.id, now=5.0, error_code="E", error="refused", cooldown_until=50.0, checked=True, credits=7
+    )
+    row = await store.account_by_id(first.id)
+    assert row is not None and (row.last_error_code, row.cooldown_until, row.last_check_at) == ("E", 50.0, 5.0)
+    assert (row.credits, row.credits_at) == (7, 5.0)
+    assert await store.set_account_enabled(first.id, True)
+    row = await store.account_by_id(first.id)
+    assert row is not None and row.cooldown_until is None  # enabling ends the cool-down
+    updated = await store.update_account_secret(first.id, b"new-jar", False)
+    assert updated is not None and (updated.secret, updated.sealed) == (b"new-jar", False)
+    assert await store.delete_account(second.id) and not await store.delete_account(second.id)
+
+    key_id = await store.add_key(
+        name="k", digest="d" * 64, prefix="jk_abc", accounts=[first.id], rate_per_minute=60, max_in_flight=5, now=1.0
+    )
+    with pytest.raises(DuplicateError):
+        await store.add_key(
+            name="k", digest="e" * 64, prefix="jk_x", accounts=None, rate_per_minute=1, max_in_flight=1, now=1.0
+        )
+    await store.record_key_use(key_id, credits_spent=4, now=2.0)
+    assert await store.revoke_key(key_id, now=3.0)
+    key = await store.key_by_hash("d" * 64)
+    assert key is not None and (key.accounts, key.submits, key.credits_spent, key.revoked_at) == (
+        (first.id,),
+        1,
+        4,
+        3.0,
+    )
+    assert [k.id for k in await store.keys()] == [key_id]
+
+    await store.insert(make_record("paid", account_fp="key:1", token=None, account_id=first.id, created_at=100.0))
+    await store.insert(make_record("own", created_at=101.0, callback_url="https://hooks.example/cb"))
+    await finish_done(store, "own")
+    assert await store.pool_tasks_in_flight(image_since=50.0, video_since=50.0) == [(first.id, "key:1", 1)]
+    assert await store.pool_tasks_in_flight(image_since=100.0, video_since=50.0) == []
+    recent = [(r.history_id, r.account_id, state) for r, state in await store.recent(10)]
+    assert recent == [("own", None, "pending"), ("paid", first.id, None)]

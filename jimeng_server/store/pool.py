@@ -52,7 +52,7 @@ class AccountRow:
 
 @dataclass(frozen=True, slots=True)
 class NewAccount:
-    """What `insert_account` stores."""
+    """What `PoolStore.add_account` stores."""
 
     name: str
     region: str
