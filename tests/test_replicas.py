@@ -19,8 +19,11 @@ from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config
 from jimeng_server.services.replicas import Replicas
 from jimeng_server.simulator import Simulator
+from jimeng_server.store.answer import outcome_of_row, settlement_of
 from jimeng_server.store.base import WATCH_SHARDS, ReplicaStore, shard_of
+from jimeng_server.store.models import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
 from jimeng_server.store.postgres import PostgresStore
+from jimeng_server.upstream.history import parse_record
 from jimeng_server.upstream.tokens import parse_token
 
 LEASE = 30.0
@@ -159,3 +162,63 @@ async def test_readyz_checks_the_shared_database(make_client: Callable[..., Any]
     resp = await client.get("/readyz")
     body = await json_of(resp)
     assert resp.status == 503 and body["checks"]["store"].startswith("the task store cannot be reached")
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "reason", "hq"),
+    [
+        (
+            "image",
+            {"status": 50, "item_list": [{"image": {"large_images": [{"image_url": "https://c/1"}]}}]},
+            "done",
+            0,
+        ),
+        ("image", {"status": 30, "fail_code": "2038", "item_list": []}, "upstream_failed", 0),
+        ("image", {"status": 50, "item_list": []}, "done", 0),  # EMPTY_RESULT
+        ("image", None, "timeout", 0),
+        ("image", {"status": 42, "item_list": []}, "not_found", 0),
+        (
+            "video",
+            {"status": 10, "item_list": [{"video": {"transcoded_video": {"origin": {"video_url": "p"}}}}]},
+            "done",
+            1,
+        ),
+    ],
+)
+def test_a_waiter_on_another_replica_gets_the_stored_settlement(
+    kind: str, raw: dict[str, Any] | None, reason: str, hq: int
+) -> None:
+    """`outcome_of_row` rebuilds, from a stored final task, an outcome that settles to the same answer."""
+    record = parse_record(raw) if raw is not None else None
+    if record is not None and hq:
+        record = dataclasses.replace(record, video_urls=("https://hq/1.mp4",))
+    outcome = Outcome(
+        "h1", TaskKind(kind), TaskStatus.DONE if reason == "done" else TaskStatus.FAILED, Reason(reason), record
+    )
+    settled = settlement_of(outcome)
+    row = TaskRecord(
+        "h1",
+        "fp",
+        None,
+        TaskKind(kind),
+        "m",
+        "s",
+        settled.status,
+        settled.upstream_status,
+        settled.fail_code,
+        settled.error,
+        settled.item_count,
+        settled.results,
+        settled.raw_data,
+        None,
+        None,
+        1.0,
+        2.0,
+        2.0,
+    )
+    again = settlement_of(outcome_of_row(row))
+    assert (again.status, again.results, (again.error or {}).get("code")) == (
+        settled.status,
+        settled.results,
+        (settled.error or {}).get("code"),
+    )

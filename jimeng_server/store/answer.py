@@ -17,11 +17,11 @@ Mapping (the same on the sync and the async path):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, NotRequired, TypedDict
 
 from ..upstream.history import HistoryRecord, parse_record
-from .models import Outcome, Reason, Settlement, TaskRecord, TaskStatus
+from .models import Outcome, Reason, Settlement, TaskKind, TaskRecord, TaskStatus
 
 CONTENT_FAIL_CODES: Final = frozenset({"2038", "2039", "2040"})
 """Upstream fail codes of the content review (input text/image risk, content risk; upstream-protocol §17.9)."""
@@ -127,6 +127,8 @@ def outcome_of_row(row: TaskRecord) -> Outcome:
     else:
         reason = Reason.UPSTREAM_FAILED
     record = parse_record(row.raw_data) if row.raw_data is not None else None
+    if record is not None and row.kind is TaskKind.VIDEO and row.results:
+        record = replace(record, video_urls=row.results)  # the download-quality URLs the settler stored
     return Outcome(row.history_id, row.kind, row.status, reason, record)
 
 
