@@ -549,7 +549,7 @@ async def test_purge_keeps_tasks_with_pending_deliveries(
 
 
 async def test_stop_lets_in_flight_attempts_finish_within_the_grace_period(
-    store: TaskStore, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/slow", Reply(hang=True))
@@ -564,6 +564,5 @@ async def test_stop_lets_in_flight_attempts_finish_within_the_grace_period(
     rec.released.set()
     async with asyncio.timeout(10):
         await stopping
-    async with store.read() as conn:
-        assert await outbox.state_counts(conn) == {EventState.DELIVERED: 1}
+    assert await store.event_state_counts() == {EventState.DELIVERED: 1}
     assert len(rec.requests) == 1
