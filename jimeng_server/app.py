@@ -217,6 +217,7 @@ def setup_pool(app: web.Application) -> None:
         clock,
         cache_seconds=config.upstream.credit_cache_seconds,
         cooldown_seconds=config.upstream.account_cooldown_seconds,
+        risk_cooldown_seconds=config.upstream.risk_cooldown_seconds,
         pool=pool,
         keys=keys,
         claim_daily=config.accounts.claim_daily,

@@ -94,15 +94,25 @@ def _default_regions() -> dict[str, RegionHosts]:
     }
 
 
+OS_PLATFORMS = {"windows": "Windows", "mac": "Macintosh"}
+"""`os` query values and the word the User-Agent must then contain (§17.5: keep them consistent)."""
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
+    """Upstream constants. The 2026 values and the dates they were observed are in config.example.toml
+    (upstream-protocol.md §17.5)."""
+
     appvr: str = "8.4.0"
     pf: str = "7"
-    da_version: str = "3.3.9"
+    da_version: str = "3.3.20"  # best-backed value of 2026 (measured 2026-09-13); newest seen 3.3.28
     web_version: str = "7.5.0"
     app_sdk_version: str = "48.0.0"
     aigc_features: str = "app_lip_sync"
-    draft_version: str = "3.3.9"
+    os: str = "windows"  # must match the platform of user_agent (and of a harvested cookie jar)
+    commerce_with_input_video: str = "1"  # query value sent on generate when a video material is attached
+    draft_version: str = "3.3.9"  # video drafts (Seedance omni still 3.3.9)
+    image_draft_version: str = "3.0.2"  # image drafts since 2026-09 (§17.1)
     draft_min_version: str = "3.0.2"
     blend_min_version: str = "3.2.9"
     video_draft_min_version: str = "3.0.5"
@@ -127,6 +137,8 @@ class UpstreamConfig:
     relay_url: str = ""
     relay_gets_cookies: bool = False  # send the account's Cookie header to the relay too
     relay_timeout: float = 30.0
+    risk_cooldown_seconds: float = 3600.0  # an account refused by risk control (1019/4013/1018) is tried last
+    discovery_ttl: float = 300.0  # seconds a get_common_config answer is reused (0 = no live discovery)
     regions: dict[str, RegionHosts] = field(default_factory=_default_regions)
 
     def hosts(self, region: str) -> RegionHosts:
@@ -449,6 +461,15 @@ def _validate(obj: Any, path: str) -> None:
             continue
         if isinstance(value, int | float) and value < 0:
             raise ConfigError(f"{prefix}{f.name}: must not be negative, got {value}")
+    if isinstance(obj, UpstreamConfig):
+        platform = OS_PLATFORMS.get(obj.os)
+        if platform is None:
+            raise ConfigError(f"{prefix}os: must be one of {', '.join(OS_PLATFORMS)}, got {obj.os!r}")
+        if platform not in obj.user_agent:
+            raise ConfigError(
+                f"{prefix}os: {obj.os!r} does not match user_agent (no {platform!r} in it); the upstream's risk "
+                "control expects both to name the same platform: change one of them"
+            )
     if isinstance(obj, ServerConfig) and not 0 < obj.port < 65536:
         raise ConfigError(f"{prefix}port: must be 1-65535, got {obj.port}")
     if isinstance(obj, ServerConfig) and obj.max_header_bytes < 1024:

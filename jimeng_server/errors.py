@@ -138,6 +138,16 @@ def from_upstream(exc: UpstreamError) -> ApiError:
     return BadGateway(str(exc))
 
 
+_BROWSER_REMEDIES = (
+    "give the account its full browser cookie jar (with the browser's User-Agent), set [upstream] transport = "
+    '"impersonate", set transport = "browser", or set [upstream] relay_url (README: "When the upstream says 1019 '
+    'or 4013")'
+)
+
+RISK_CODES = frozenset({"UPSTREAM_RISK_CONTROL", "RISK_CONTROL_REJECTED", "ACCOUNT_PENALISED"})
+"""Codes of refusals aimed at the account (not the request): it is cooled down and the next one is tried."""
+
+
 def _from_ret(exc: UpstreamRetError) -> ApiError:
     said = f"ret {exc.ret}: {exc.errmsg}" if exc.errmsg else f"ret {exc.ret}"
     match exc.ret:
@@ -155,7 +165,8 @@ def _from_ret(exc: UpstreamRetError) -> ApiError:
             return ContentRejected(f"the upstream refused the content ({said}); change the prompt or the images")
         case "3018":
             return BadGateway(
-                f"the upstream rejected our client version ({said}); raise [upstream] appvr/da_version in the config",
+                f"the upstream rejected our client version ({said}); raise [upstream] da_version (or appvr) in the "
+                "config to the web site's current value; `python -m jimeng_server doctor` names it",
                 code="UPSTREAM_VERSION_REJECTED",
             )
         case "3000":
@@ -164,13 +175,47 @@ def _from_ret(exc: UpstreamRetError) -> ApiError:
                 "(token form proxy@sessionid)",
                 code="REGION_NOT_ALLOWED",
             )
-        case "1019" | "4013":
+        case "1019":
             return BadGateway(
                 f"the upstream's risk control refused the request ({said}); it wants a browser. Remedies, cheapest "
-                "first: give the account its full browser cookie jar (with the browser's User-Agent), set [upstream] "
-                'transport = "impersonate", set transport = "browser", or set [upstream] relay_url '
-                '(README: "When the upstream says 1019 or 4013")',
+                f"first: {_BROWSER_REMEDIES}; then retry later or with another account",
                 code="UPSTREAM_RISK_CONTROL",
+            )
+        case "4013":
+            return BadGateway(
+                f"the upstream's risk control rejected the generation ({said}). Likely causes: a paid model on an "
+                "account without a subscription (pick a model without 'vip' in GET /v1/models, or subscribe), or a "
+                f"client that does not look like a browser: {_BROWSER_REMEDIES}. The account is cooled down; do not "
+                "retry it at once",
+                code="RISK_CONTROL_REJECTED",
+            )
+        case "-4":
+            return BadGateway(
+                f"the upstream's risk control refused the daily claim ({said}); accounts made in bulk are refused: "
+                "this is not 'claimed already'; the claim is not retried for this account today",
+                code="CLAIM_RISK_REJECTED",
+            )
+        case "1018":
+            return BadGateway(
+                f"the upstream penalised this account ({said}); it is cooled down: use another account",
+                code="ACCOUNT_PENALISED",
+            )
+        case "5001":
+            return BadGateway(
+                f"the upstream could not reserve credits ({said}); usually too many tasks queued on the account, not "
+                "too few credits: retry later",
+                code="UPSTREAM_BUSY",
+            )
+        case "1014":
+            return BadGateway(
+                f"the upstream refused the request frame ({said}): a wrong Referer or Sign; check [upstream] "
+                "regions.<region>.page and appvr, and the server's clock",
+                code="UPSTREAM_FRAME_REJECTED",
+            )
+        case "2061":
+            return BadRequest(
+                f"the upstream no longer offers this model ({said}); GET /v1/models lists the current ones",
+                code="MODEL_WITHDRAWN",
             )
         case "4002":
             return BadGateway(

@@ -58,7 +58,7 @@ async def test_submit_answers_at_once_records_and_spends_once(
     hid = body["history_id"]
     assert list(sim.records) == [hid]
     assert sim.generate_count == 1 and len(sim.charges) == 1
-    assert sim.account(CN_TOKEN).total == before - sim.settings.image_cost
+    assert sim.account(CN_TOKEN).total == before - 4 * sim.settings.image_cost  # the default 4 images, billed per image
     assert polls(sim) == 0  # answered without waiting for the task
     row = await client.app[STORE].get(hid)
     assert row is not None and row.status is TaskStatus.PROCESSING and row.kind.value == "image"

@@ -32,7 +32,7 @@ async def test_twenty_concurrent_requests_share_polls(
     assert sim.generate_count == 20
     assert len(sim.calls("/aigc_draft/generate")) == 20
     assert len(sim.charges) == 20 and all(amount > 0 for _, _, amount in sim.charges)
-    assert sim.account(CN_TOKEN).total == before - 20 * sim.settings.image_cost
+    assert sim.account(CN_TOKEN).total == before - 20 * 4 * sim.settings.image_cost  # 4 images each
 
     calls = sim.calls(HISTORY)
     sizes = [len(e.body["history_ids"]) for e in calls]

@@ -526,7 +526,7 @@ def test_text_to_image_body_invariants() -> None:
     body = _build(_job())
     assert set(body) == {"extend", "submit_id", "metrics_extra", "draft_content", "http_common_info"}
     draft, metrics, scene = _decode(body)
-    assert draft["type"] == "draft" and draft["version"] == "3.3.9" and draft["min_version"] == "3.0.2"
+    assert draft["type"] == "draft" and draft["version"] == "3.0.2" and draft["min_version"] == "3.0.2"
     assert draft["is_from_tsn"] is True and draft["min_features"] == []
     (component,) = draft["component_list"]
     assert draft["main_component_id"] == component["id"]

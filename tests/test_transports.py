@@ -235,7 +235,7 @@ async def test_a_paid_model_on_a_free_account_is_refused_4013(
     shark.settings.shark_models = frozenset()
     shark.account(CN_TOKEN).free = True
     status, body = await video(client, clock)
-    assert status == 502 and body["error"]["code"] == "UPSTREAM_RISK_CONTROL", body
+    assert status == 502 and body["error"]["code"] == "RISK_CONTROL_REJECTED", body  # 4013's own code (issue 11)
     assert "ret 4013" in body["error"]["message"] and shark.generate_count == 0
 
 
@@ -329,7 +329,7 @@ async def test_a_user_agent_whose_chrome_contradicts_the_jar_gets_4013(
     jar = load_jar(shark.issue_jar(CN_TOKEN, chrome=120), region=Region.CN, now=clock.time(), user_agent=CHROME_142)
     with pytest.raises(UpstreamRetError) as caught:
         await upstream().generate(Account.from_jar(jar, Region.CN), body, kind="video")
-    assert caught.value.ret == "4013" and from_upstream(caught.value).code == "UPSTREAM_RISK_CONTROL"
+    assert caught.value.ret == "4013" and from_upstream(caught.value).code == "RISK_CONTROL_REJECTED"
     assert shark.generate_count == 0
 
 

@@ -64,6 +64,22 @@ def get_float(data: Mapping[str, Any], name: str, default: float, *, low: float,
     return number
 
 
+def get_count(data: Mapping[str, Any], name: str, *, high: int) -> int | None:
+    """A whole number in [1, high], or None when absent; multipart strings must be digits only."""
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(name, f"must be a whole number from 1 to {high}, got {value!r}")
+    if not 1 <= value <= high:
+        raise _bad(name, f"must be from 1 to {high}, got {value}")
+    return value
+
+
 def get_choice(data: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = get_str(data, name, default)
     assert value is not None
@@ -101,15 +117,31 @@ def image_params(
     assert prompt is not None
     if len(prompt) > MAX_PROMPT_CHARS:
         raise _bad("prompt", f"is too long ({len(prompt)} characters; at most {MAX_PROMPT_CHARS})")
-    multi = data.get("multi_image")
+    multi = None if data.get("multi_image") is None else get_bool(data, "multi_image", False)
+    count = get_count(data, "n", high=catalog.MAX_IMAGE_COUNT)
+    if count is not None and multi is True:
+        raise BadRequest(
+            "'n' and 'multi_image: true' cannot be combined: multi-image mode takes its count from the prompt "
+            "(e.g. '4张'); drop one of them",
+            code="INVALID_PARAMETER",
+        )
+    resolution = get_choice(data, "resolution", size_resolution or catalog.DEFAULT_RESOLUTION, catalog.RESOLUTIONS)
+    offered = catalog.image_resolutions(model)
+    if resolution not in offered and data.get("resolution") in (None, ""):
+        # A tier picked from `size` (or the default) that this model lacks: its next larger tier, else its largest.
+        rank = catalog.RESOLUTIONS.index(resolution)
+        resolution = next((r for r in offered if catalog.RESOLUTIONS.index(r) >= rank), offered[-1])
+    if resolution not in offered:
+        raise _bad("resolution", f"must be one of {', '.join(offered)} for {model}, got {resolution!r}")
     return ImageParams(
         model=model,
         prompt=prompt,
         negative_prompt=get_str(data, "negative_prompt", "") or "",
         ratio=get_choice(data, "ratio", size_ratio or catalog.DEFAULT_RATIO, catalog.RATIOS),
-        resolution=get_choice(data, "resolution", size_resolution or catalog.DEFAULT_RESOLUTION, catalog.RESOLUTIONS),
+        resolution=resolution,
         intelligent_ratio=get_bool(data, "intelligent_ratio", False),
         sample_strength=get_float(data, "sample_strength", 0.5, low=0.0, high=1.0),
         response_format=get_choice(data, "response_format", "url", RESPONSE_FORMATS),
-        multi_image=None if multi is None else get_bool(data, "multi_image", False),
+        multi_image=multi,
+        count=count,
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import BadRequest, from_upstream
+from ..errors import ApiError, BadRequest, from_upstream
 from ..upstream.errors import UpstreamError, UpstreamRetError
 from ..upstream.tokens import Account, TokenError, parse_token
 from .appkeys import ACCOUNTS, CLIENT, CONFIG, FETCHER
@@ -29,7 +29,7 @@ async def check(request: web.Request) -> web.Response:
     body = await json_object(request)
     token = body.get("token")
     if not isinstance(token, str) or not token.strip():
-        raise BadRequest("'token' is required: send {\"token\": \"<sessionid>\"}", code="MISSING_PARAMETER")
+        raise BadRequest('\'token\' is required: send {"token": "<sessionid>"}', code="MISSING_PARAMETER")
     try:
         account = parse_token(token)
     except TokenError as exc:
@@ -64,10 +64,10 @@ async def points(request: web.Request) -> web.Response:
 
 @routes.post("/token/receive")
 async def receive(request: web.Request) -> web.Response:
-    """Claim the daily credits for every token whose balance is zero (as jimeng-api does)."""
+    """Claim the daily credits for every token whose balance is zero (as jimeng-api does). A refused claim
+    says why: `error` (message with the remedy) and `code` (e.g. CLAIM_RISK_REJECTED for ret -4)."""
     accounts = raw_accounts_of(request)
     service = request.app[ACCOUNTS]
-    client = request.app[CLIENT]
 
     async def one(account: Account) -> dict[str, Any]:
         entry: dict[str, Any] = {**_who(account), "received": False}
@@ -75,11 +75,14 @@ async def receive(request: web.Request) -> web.Response:
             credits = await service.credits(account, fresh=True)
             entry["credits"] = credits.as_points()  # shown even when the claim below is refused
             if credits.total <= 0:
-                granted = await client.receive_credits(account)
+                granted = await service.receive(account)
                 entry["received"] = granted > 0
                 entry["credits"] = (await service.credits(account, fresh=True)).as_points()
         except UpstreamError as exc:
-            entry["error"] = from_upstream(exc).message
+            err = from_upstream(exc)
+            entry["error"], entry["code"] = err.message, err.code
+        except ApiError as err:
+            entry["error"], entry["code"] = err.message, err.code
         return entry
 
     return web.json_response(list(await asyncio.gather(*(one(a) for a in accounts))))

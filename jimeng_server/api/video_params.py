@@ -18,8 +18,6 @@ from ..upstream import catalog
 from .params import MAX_PROMPT_CHARS, RESPONSE_FORMATS, get_choice, get_str
 
 VIDEO_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "21:9")
-VIDEO_RESOLUTIONS = ("720p", "1080p")
-DEFAULT_VIDEO_RESOLUTION = "720p"
 FRAME_MODE = "first_last_frames"
 OMNI_MODE = "omni_reference"
 OMNI_MODELS = ("jimeng-video-seedance-2.0", "jimeng-video-seedance-2.0-fast")
@@ -37,14 +35,26 @@ def _bad(field: str, message: str, code: str = "INVALID_PARAMETER") -> BadReques
     return BadRequest(f"'{field}' {message}", code=code)
 
 
-def takes_resolution(model: str) -> bool:
-    """True for the public models whose upstream key carries `resolution` (3.0 and 3.0-fast)."""
-    return any(catalog.video_takes_resolution(key) for key in catalog.VIDEO_MODELS.get(model, {}).values())
-
-
 def resolution_models() -> list[str]:
     """The public models that take `resolution`."""
-    return [name for name in catalog.VIDEO_MODELS if takes_resolution(name)]
+    return [name for name in catalog.VIDEO_MODELS if catalog.video_resolutions(name)]
+
+
+def get_resolution(data: Mapping[str, Any], model: str) -> str | None:
+    """`resolution` among the ones `model` offers (its first by default); None for a model that takes none."""
+    offered = catalog.video_resolutions(model)
+    if data.get("resolution") in (None, ""):
+        return offered[0] if offered else None
+    if not offered:
+        raise _bad(
+            "resolution",
+            f"is not supported by {model}; only {', '.join(resolution_models())} take it",
+            code="UNSUPPORTED_PARAMETER",
+        )
+    value = get_str(data, "resolution")
+    if value not in offered:
+        raise _bad("resolution", f"must be one of {', '.join(offered)} for {model}, got {value!r}")
+    return value
 
 
 def get_duration(data: Mapping[str, Any], model: str) -> int:
@@ -207,17 +217,7 @@ def video_params(data: Mapping[str, Any], *, aliases: Mapping[str, str] | None =
     prompt = get_str(data, "prompt", "") or ""
     if len(prompt) > MAX_PROMPT_CHARS:
         raise _bad("prompt", f"is too long ({len(prompt)} characters; at most {MAX_PROMPT_CHARS})")
-    resolution: str | None = None
-    if data.get("resolution") not in (None, ""):
-        if not takes_resolution(model):
-            raise _bad(
-                "resolution",
-                f"is not supported by {model}; only {', '.join(resolution_models())} take it",
-                code="UNSUPPORTED_PARAMETER",
-            )
-        resolution = get_choice(data, "resolution", DEFAULT_VIDEO_RESOLUTION, VIDEO_RESOLUTIONS)
-    elif takes_resolution(model):
-        resolution = DEFAULT_VIDEO_RESOLUTION
+    resolution = get_resolution(data, model)
     duration = get_duration(data, model)
     ratio = get_choice(data, "ratio", "1:1", VIDEO_RATIOS)
     response_format = get_choice(data, "response_format", "url", RESPONSE_FORMATS)

@@ -1,6 +1,8 @@
 """Choosing an account for a submit: credit check with daily auto-claim (upstream-protocol.md §4.3),
-a short balance cache, fail-over to the next token when one is expired or out of credits, and a cool-down
-that tries such an account last for a while (the reference picks a token at random, with no memory).
+a short balance cache, fail-over to the next token when one is expired, out of credits or refused by risk
+control (1019, 4013, 1018: §17.6, §18.6), and a cool-down with its reason that tries such an account last for a
+while (the reference picks a token at random, with no memory). A daily claim refused by risk control (ret -4) is
+not tried again for that account on the same Asia/Shanghai day.
 
 Callers with an API key draw from the server's account pool instead (`services/pool.py`): the least busy
 usable account with enough credits for the request's known cost, fail-over on refusals made before anything
@@ -13,14 +15,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from ..clock import Clock
-from ..errors import ApiError, Conflict, InsufficientCredits, TooManyRequests, Unauthorized, from_upstream
+from ..errors import (
+    RISK_CODES,
+    ApiError,
+    BadGateway,
+    Conflict,
+    InsufficientCredits,
+    TooManyRequests,
+    Unauthorized,
+    from_upstream,
+)
 from ..store.pool import AccountRow
 from ..store.secretbox import SecretError
 from ..upstream.client import Credits, JimengClient
-from ..upstream.errors import UpstreamError
+from ..upstream.errors import UpstreamError, UpstreamRetError
 from ..upstream.tokens import Account
 from .apikeys import ApiKeys
 from .callers import Caller, KeyGrant, Payer, no_account_available
@@ -32,7 +45,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-POOL_REFUSALS = ("TOKEN_EXPIRED", "INVALID_TOKEN", "INSUFFICIENT_CREDITS", "UPSTREAM_RISK_CONTROL")
+POOL_REFUSALS = ("TOKEN_EXPIRED", "INVALID_TOKEN", "INSUFFICIENT_CREDITS", *sorted(RISK_CODES))
 """Error codes of upstream refusals that spend nothing: a pooled submit moves on to another account."""
 
 
@@ -40,7 +53,23 @@ def cost_key(params: ImageParams | VideoParams) -> str:
     """What a submit's price depends on (kind, model, resolution, duration): its measured cost is kept under it."""
     if isinstance(params, VideoParams):
         return f"video:{params.model}:{params.resolution}:{params.duration}"
-    return f"image:{params.model}:{params.resolution}"
+    return f"image:{params.model}:{params.resolution}:{params.count or 'default'}"  # n changes the price
+
+
+_SHANGHAI = timedelta(hours=8)  # the upstream's credit day (§4.2); China has no DST
+
+
+def shanghai_day(ts: float) -> str:
+    """The calendar day (YYYY-MM-DD) in Asia/Shanghai at Unix time `ts`."""
+    return (datetime.fromtimestamp(ts, UTC) + _SHANGHAI).date().isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    """Until when an account is tried last, and why (the API error code that put it there)."""
+
+    until: float
+    reason: str
 
 
 class AccountService:
@@ -56,6 +85,7 @@ class AccountService:
         pool: AccountPool | None = None,
         keys: ApiKeys | None = None,
         claim_daily: bool = False,
+        risk_cooldown_seconds: float = 3600.0,
     ) -> None:
         """`pool` and `keys` serve callers with an API key (their usage counted on `keys`); `claim_daily`: pooled
         submits claim the daily credits of an account at zero."""
@@ -66,8 +96,10 @@ class AccountService:
         self.clock = clock
         self.cache_seconds = cache_seconds
         self.cooldown_seconds = cooldown_seconds
+        self.risk_cooldown_seconds = risk_cooldown_seconds
         self._cache: dict[str, tuple[float, Credits]] = {}
-        self._cooldown: dict[str, float] = {}  # account fingerprint -> until when it is tried last
+        self._cooldown: dict[str, Cooldown] = {}  # account fingerprint -> until when it is tried last, and why
+        self._claim_refused: dict[str, str] = {}  # account fingerprint -> Shanghai day its claim got ret -4
         self._balance: dict[int, int] = {}  # pool account id -> the last balance read after a pooled submit
         self._costs: dict[str, int] = {}  # cost_key -> the smallest spend measured for one pooled submit
 
@@ -94,11 +126,14 @@ class AccountService:
         if not claim:
             raise InsufficientCredits("the account has no credits; top up or enable [accounts] claim_daily")
         try:
-            granted = await self.client.receive_credits(account)
+            granted = await self.receive(account)
         except UpstreamError as exc:
             raise InsufficientCredits(
-                f"the account has no credits and the daily claim failed ({exc.reason}); top up or try tomorrow"
+                f"the account has no credits and the daily claim failed ({from_upstream(exc).message}); top up "
+                "or use another account"
             ) from None
+        except BadGateway as exc:
+            raise InsufficientCredits(f"the account has no credits and {exc.message}") from None
         self.forget(account)
         total = (await self.credits(account, fresh=True)).total
         if total <= 0:
@@ -108,11 +143,31 @@ class AccountService:
             )
         return total
 
+    async def receive(self, account: Account) -> int:
+        """Claim the daily credits; a risk-control refusal (ret -4) is remembered for the Asia/Shanghai day and
+        the claim is not sent again that day (BadGateway CLAIM_RISK_REJECTED)."""
+        if self._claim_refused.get(account.fingerprint) == shanghai_day(self.clock.time()):
+            raise BadGateway(
+                "the upstream's risk control refused this account's daily claim earlier today (ret -4 shark check "
+                "reject); it is not retried until tomorrow (Asia/Shanghai)",
+                code="CLAIM_RISK_REJECTED",
+            )
+        try:
+            return await self.client.receive_credits(account)
+        except UpstreamRetError as exc:
+            if exc.ret == "-4":
+                self._claim_refused[account.fingerprint] = shanghai_day(self.clock.time())
+            raise
+
+    def cooldown(self, account: Account) -> Cooldown | None:
+        """The account's cool-down while it lasts, else None."""
+        cool = self._cooldown.get(account.fingerprint)
+        return cool if cool is not None and cool.until > self.clock.time() else None
+
     def ordered(self, accounts: Sequence[Account]) -> list[Account]:
-        """`accounts` in header order, except that accounts refused recently (expired session, no credits)
-        go last while their cool-down lasts: they are still tried when nothing else works."""
-        now = self.clock.time()
-        return sorted(accounts, key=lambda a: self._cooldown.get(a.fingerprint, 0.0) > now)
+        """`accounts` in header order, except that accounts refused recently (expired session, no credits,
+        risk control) go last while their cool-down lasts: they are still tried when nothing else works."""
+        return sorted(accounts, key=lambda a: self.cooldown(a) is not None)
 
     async def submit(
         self,
@@ -138,8 +193,9 @@ class AccountService:
     ) -> tuple[Account, T]:
         """Run `action` with the first usable account (see `ordered`).
 
-        An account whose session is refused or whose credits are too low is skipped for the next one, and
-        cooled down for `cooldown_seconds`; those refusals happen before anything is spent. Any other error
+        An account whose session is refused, whose credits are too low, or which risk control refuses (1019,
+        4013, 1018) is skipped for the next one and cooled down (`cooldown_seconds`, or `risk_cooldown_seconds`
+        for risk control) with that reason; those refusals happen before anything is spent. Any other error
         ends the attempt at once.
         """
         last: ApiError | None = None
@@ -149,7 +205,7 @@ class AccountService:
                 result = await action(account)
             except UpstreamError as exc:
                 err = from_upstream(exc)
-                if not isinstance(err, Unauthorized | InsufficientCredits):
+                if not (isinstance(err, Unauthorized | InsufficientCredits) or err.code in RISK_CODES):
                     raise err from None
                 last = err
             except (Unauthorized, InsufficientCredits) as err:
@@ -159,9 +215,10 @@ class AccountService:
                 self._cooldown.pop(account.fingerprint, None)
                 return account, result
             self.forget(account)
-            self._cooldown[account.fingerprint] = self.clock.time() + self.cooldown_seconds
-            if len(accounts) > 1:
-                log.info("account %s skipped: %s", account.masked, last.code if last else "")
+            assert last is not None
+            seconds = self.risk_cooldown_seconds if last.code in RISK_CODES else self.cooldown_seconds
+            self._cooldown[account.fingerprint] = Cooldown(self.clock.time() + seconds, last.code)
+            log.info("account %s cooled down for %g s: %s", account.masked, seconds, last.code)
         assert last is not None
         raise last
 

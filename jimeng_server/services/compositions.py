@@ -53,7 +53,7 @@ class Compositions:
                     job,
                     kind=TaskKind.IMAGE,
                     model=params.model,
-                    expected_items=BLEND_EXPECTED_ITEMS,
+                    expected_items=params.count or BLEND_EXPECTED_ITEMS,
                     input_images=len(committed),
                     callback_url=params.callback_url,
                     spend=spend,

@@ -17,7 +17,9 @@ from ..errors import BadRequest
 from ..store.models import Outcome, TaskKind
 from ..upstream import catalog
 from ..upstream.client import JimengClient
+from ..upstream.errors import UpstreamRetError
 from ..upstream.payloads import DraftVersions, ImageJob, ImageRef, build_image_generate
+from ..upstream.regions import Region
 from ..upstream.tokens import Account
 from ..watcher import Watcher
 from .accounts import AccountService, cost_key
@@ -72,7 +74,7 @@ class Generation:
         self.clock = clock
         self.rng = rng or random.Random()
         up = config.upstream
-        self.versions = DraftVersions(up.draft_version, up.draft_min_version, up.blend_min_version)
+        self.versions = DraftVersions(up.image_draft_version, up.draft_min_version, up.blend_min_version)
 
     def image_job(self, account: Account, params: ImageParams, images: tuple[ImageRef, ...] = ()) -> ImageJob:
         """Resolve model and size for the account's region; 400 listing what the region offers."""
@@ -81,6 +83,12 @@ class Generation:
             size = catalog.image_size(params.ratio, params.resolution, model=params.model, region=account.region)
         except catalog.CatalogError as exc:
             raise BadRequest(str(exc), code="UNSUPPORTED_MODEL") from None
+        counts = catalog.image_counts(params.model)
+        if params.count is not None and params.count not in counts:
+            raise BadRequest(
+                f"'n' must be from {min(counts)} to {max(counts)} for {params.model}, got {params.count}",
+                code="INVALID_PARAMETER",
+            )
         return ImageJob(
             model_key=key,
             prompt=params.prompt,
@@ -89,6 +97,7 @@ class Generation:
             sample_strength=params.sample_strength,
             intelligent_ratio=params.intelligent_ratio and params.model in catalog.INTELLIGENT_RATIO_MODELS,
             multi_image=not images and params.story_count() is not None,
+            count=params.count,
             images=images,
         )
 
@@ -130,9 +139,14 @@ class Generation:
         spend: SpendMark,
     ) -> Submission:
         """Send one generate `body` for `account` (never re-sent once it may have been delivered), mark `spend`,
-        and record the accepted submission (`on_submitted`)."""
-        with spend.attempt():
-            history_id = await self.client.generate(account, body, kind=kind.value)
+        and record the accepted submission (`on_submitted`). A withdrawn model (ret 2061) is 400 MODEL_WITHDRAWN."""
+        try:
+            with spend.attempt():
+                history_id = await self.client.generate(account, body, kind=kind.value)
+        except UpstreamRetError as exc:
+            if exc.ret == "2061":
+                raise self.withdrawn(account, kind, model) from None
+            raise
         payer = spend.payer or Payer(account.fingerprint)
         submission = Submission(
             account=account,
@@ -151,11 +165,24 @@ class Generation:
             await self.on_submitted(submission)
         return submission
 
+    def withdrawn(self, account: Account, kind: TaskKind, model: str) -> BadRequest:
+        """400 MODEL_WITHDRAWN for a model the upstream answered `ret 2061` for, naming what the region has."""
+        others = [m for m in self.models_of(kind, account.region) if m != model]
+        return BadRequest(
+            f"{kind.value} model '{model}' is no longer offered by the upstream in region {account.region.value} "
+            f"(ret 2061 model no longer available); use one of: {', '.join(others)}",
+            code="MODEL_WITHDRAWN",
+        )
+
+    def models_of(self, kind: TaskKind, region: Region) -> list[str]:
+        """The public model names of `kind` the region has."""
+        return catalog.models_for(kind.value, region)
+
     async def submit_images(self, caller: Caller, params: ImageParams, *, spend: SpendMark) -> Submission:
         """Text-to-image (single or multi-image) with the first usable account; `spend` records the generate."""
         # Validate against the first account's region before spending anything.
         self.image_job(caller.first, params)
-        expected = params.story_count() or 4
+        expected = params.count or params.story_count() or catalog.default_image_count(params.model)
 
         async def action(account: Account) -> Submission:
             job = self.image_job(account, params)

@@ -43,15 +43,16 @@ class ImageParams:
     sample_strength: float
     response_format: str
     multi_image: bool | None
+    count: int | None = None  # `n`: images wanted; None = the model's default count (§17.1)
     callback_url: str | None = None  # async twins only, set by the handler after validation (api/callbacks.py)
 
     def story_count(self) -> int | None:
         """Multi-image ("story") mode: the number of images, or None for single generation (§7.5).
 
         Triggered as in the reference by the prompt keywords for jimeng-4.0/4.1/4.5, unless the caller
-        says `multi_image: false`; `multi_image: true` forces it on for those models.
+        says `multi_image: false` or gives `n`; `multi_image: true` forces it on for those models.
         """
-        if self.model not in catalog.MULTI_IMAGE_MODELS or self.multi_image is False:
+        if self.model not in catalog.MULTI_IMAGE_MODELS or self.multi_image is False or self.count is not None:
             return None
         match = _COUNT_RE.search(self.prompt)
         triggered = self.multi_image is True or match is not None or any(k in self.prompt for k in _MULTI_KEYWORDS)

@@ -150,11 +150,12 @@ class Simulator:
         payload = {"ret": ret, "errmsg": errmsg, "systime": str(int(now)), "logid": logid, "data": data}
         return Answer(payload=payload, ret=ret)
 
-    def cost_of(self, kind: str, resolution_type: str, duration_s: int) -> int:
-        """Credits one generation costs."""
+    def cost_of(self, kind: str, resolution_type: str, duration_s: int, count: int = 1) -> int:
+        """Credits one generation costs: per second of video, or per image made (§17.1)."""
         if kind == "video":
             return self.settings.video_cost_per_second * duration_s
-        return self.settings.image_cost_4k if resolution_type == "4k" else self.settings.image_cost
+        per_image = self.settings.image_cost_4k if resolution_type == "4k" else self.settings.image_cost
+        return per_image * count
 
     def step_seconds(self, kind: str) -> float:
         """Seconds per script step for records of `kind`."""

@@ -4,7 +4,8 @@ With N input images: the draft `min_version` is the blend one (3.2.9); `abilitie
 sibling, `gen_option`; `blend.min_version` is present iff N >= 2; `ability_list` has N `byte_edit` entries, each
 naming one image URI consistently; `prompt_placeholder_info_list` has `ability_index` 0..N-1; the prompt starts
 with exactly 2×N `#`; `core_param` has `image_ratio` and no `seed`; `sceneOptions[0].abilityList` has N entries;
-every URI was uploaded and committed by the calling account. Model and size rules are text-to-image's.
+every URI was uploaded and committed by the calling account. Model and size rules are text-to-image's; the
+image count is read from `abilities.gen_option.gen_count` as in text-to-image (§17.1).
 Importing this module registers the validator.
 """
 
@@ -19,12 +20,14 @@ from .generate import (
     GenerateSpec,
     check_image_model,
     check_image_size,
+    image_count,
     obj,
     text,
 )
 
 BLEND_MIN_VERSION = "3.2.9"
 MAX_BLEND_IMAGES = 10
+BLEND_DEFAULT_COUNT = 1  # images a blend makes without `gen_option.gen_count` (our choice; §16 leaves it open)
 
 
 def _ability_uri(ability: Any, n: int) -> str:
@@ -58,7 +61,7 @@ def validate_blend(ctx: DraftContext) -> GenerateSpec:
         raise GenerateInvalid(f"draft_content.min_version must be {BLEND_MIN_VERSION} in blend")
     abilities = obj(ctx.component, "abilities", where)
     blend = obj(abilities, "blend", f"{where}.abilities")
-    obj(abilities, "gen_option", f"{where}.abilities")  # a sibling of blend, not inside it
+    obj(abilities, "gen_option", f"{where}.abilities")  # a sibling of blend, not inside it (it holds gen_count)
     if "gen_option" in blend:
         raise GenerateInvalid("gen_option must be a sibling of blend, not inside it")
     core = obj(blend, "core_param", "abilities.blend")
@@ -100,6 +103,7 @@ def validate_blend(ctx: DraftContext) -> GenerateSpec:
         width=width,
         height=height,
         resolution_type=resolution_type,
+        count=image_count(ctx, abilities, name, BLEND_DEFAULT_COUNT),
         image_uris=tuple(uris),
     )
 

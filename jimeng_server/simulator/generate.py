@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..upstream.catalog import INTELLIGENT_RATIO_MODELS, MULTI_IMAGE_MODELS, is_image_model_key
+from ..upstream.catalog import INTELLIGENT_RATIO_MODELS, MULTI_IMAGE_MODELS, default_image_count, image_counts
 from ..upstream.regions import Region, constants
-from .checks import image_model_name, valid_image_sizes
+from .checks import image_model_name, valid_image_sizes, version_tuple
 
 
 class GenerateInvalid(ValueError):
@@ -37,6 +37,7 @@ class GenerateSpec:
     height: int = 0
     resolution_type: str = ""
     duration_s: int = 0
+    count: int = 1  # images made (and billed)
     extra: dict[str, Any] = field(default_factory=dict)
     image_uris: Sequence[str] = ()  # uploaded inputs the body references (already checked for ownership)
 
@@ -148,6 +149,13 @@ def validate_generate(
     if not isinstance(components, list) or not components or not isinstance(components[0], dict):
         raise GenerateInvalid("draft_content.component_list must be a non-empty array of objects")
     component = components[0]
+    for where, value in (
+        ("draft_content.version", draft.get("version")),
+        ("draft_content.min_version", draft.get("min_version")),
+        ("component_list[0].min_version", component.get("min_version")),
+    ):
+        if not isinstance(value, str) or version_tuple(value) is None:
+            raise GenerateInvalid(f"{where} must be a dotted version string such as '3.0.2', got {value!r}")
     if draft.get("main_component_id") != component.get("id") or not is_uuid(component.get("id")):
         raise GenerateInvalid("draft_content.main_component_id must equal component_list[0].id (a UUID)")
     generate_type = component.get("generate_type")
@@ -166,6 +174,27 @@ def validate_generate(
 # ---------------------------------------------------------------- text-to-image ("generate")
 
 
+def image_count(ctx: DraftContext, abilities: dict[str, Any], name: str, default: int) -> int:
+    """How many images the body makes (§17.1): `abilities.gen_option.gen_count`, a sibling of `generate` /
+    `blend`. A count anywhere else is ignored without an error, like the upstream does: the model's default
+    count is made (and billed). With a count, `sceneOptions[0].benefitCount` must equal it."""
+    option = abilities.get("gen_option")
+    if not isinstance(option, dict) or "gen_count" not in option:
+        return default
+    count = integer(option, "gen_count", "abilities.gen_option")
+    allowed = image_counts(name)
+    if count not in allowed:
+        raise GenerateInvalid(f"abilities.gen_option.gen_count {count} is not allowed for {name}; allowed: {allowed}")
+    if option.get("generate_all") is not False or option.get("type") != "" or not is_uuid(option.get("id")):
+        raise GenerateInvalid("abilities.gen_option must have type '', a UUID id and generate_all false")
+    if ctx.scene.get("benefitCount") != count:
+        raise GenerateInvalid(
+            f"sceneOptions[0].benefitCount must equal gen_option.gen_count ({count}), got "
+            f"{ctx.scene.get('benefitCount')!r}"
+        )
+    return count
+
+
 def check_image_model(ctx: DraftContext, core: dict[str, Any]) -> tuple[str, str]:
     """`core_param.model` == `extend.root_model` == `sceneOptions[0].modelReqKey`, served in the region.
 
@@ -178,9 +207,10 @@ def check_image_model(ctx: DraftContext, core: dict[str, Any]) -> tuple[str, str
             f"extend.root_model ({ctx.root_model!r}), core_param.model ({model!r}) and "
             f"sceneOptions[0].modelReqKey ({req_key!r}) must be the same upstream key"
         )
-    if not is_image_model_key(model, ctx.region):
+    name = image_model_name(model, ctx.region)
+    if name is None:
         raise GenerateInvalid(f"image model key {model!r} is not served in region {ctx.region.value}")
-    return model, image_model_name(model, ctx.region) or ""
+    return model, name
 
 
 def check_image_size(
@@ -225,7 +255,8 @@ def validate_text_to_image(ctx: DraftContext) -> GenerateSpec:
     where = "component_list[0]"
     if ctx.component.get("type") != "image_base_component":
         raise GenerateInvalid(f"{where}.type must be 'image_base_component'")
-    generate = obj(obj(ctx.component, "abilities", where), "generate", f"{where}.abilities")
+    abilities = obj(ctx.component, "abilities", where)
+    generate = obj(abilities, "generate", f"{where}.abilities")
     core = obj(generate, "core_param", "abilities.generate")
     model, name = check_image_model(ctx, core)
     prompt = text(core, "prompt", "core_param")
@@ -246,6 +277,8 @@ def validate_text_to_image(ctx: DraftContext) -> GenerateSpec:
         raise GenerateInvalid("metrics_extra.generateId must equal submit_id")
 
     width, height, resolution_type = check_image_size(ctx, core, model, name, blend=False)
+    multi = scene == "ImageMultiGenerate"  # story mode: 4 images (§7.5)
+    count = 4 if multi else image_count(ctx, abilities, name, default_image_count(name))
     return GenerateSpec(
         kind="image",
         generate_type="generate",
@@ -255,6 +288,7 @@ def validate_text_to_image(ctx: DraftContext) -> GenerateSpec:
         width=width,
         height=height,
         resolution_type=resolution_type,
+        count=count,
         extra={"scene": scene},
     )
 

@@ -146,11 +146,17 @@ def parse_markers(prompt: str) -> Markers:
     return Markers(script, hidden, expire, refuse)
 
 
-def default_script(kind: str, generate_type: str = "") -> Script:
+def default_script(kind: str, generate_type: str = "", count: int | None = None) -> Script:
     """The script a record of `kind` (and draft `generate_type`) follows when no marker or override picks another.
 
-    Blend (image-to-image) records make 1 image; text-to-image ones 4.
+    Blend (image-to-image) records make 1 image and text-to-image ones 4, unless the body asked for `count`
+    images; images then arrive one by one as on the 2026 site (§17.9).
     """
     if kind == "video":
         return DEFAULT_VIDEO_SCRIPT
-    return DEFAULT_BLEND_SCRIPT if generate_type == "blend" else DEFAULT_IMAGE_SCRIPT
+    if count is None:
+        return DEFAULT_BLEND_SCRIPT if generate_type == "blend" else DEFAULT_IMAGE_SCRIPT
+    if generate_type == "blend":
+        return Script([Step(20, 0), Step(42, 0), Step(10, count)], f"blend-{count}")
+    steps = [Step(20, 0), Step(20, min(1, count)), Step(42, min(2, count)), Step(45, count), Step(10, count)]
+    return Script(steps, f"images-{count}")

@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from ..upstream.catalog import VIDEO_SPECS
 from ..upstream.regions import Region
 from .scripts import Script
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 CREDIT_BUCKETS = ("vip_credit", "gift_credit", "purchase_credit")  # charge order
 SEEDANCE_20_KEYS = frozenset({"dreamina_seedance_40_pro", "dreamina_seedance_40"})
+PAID_KEYS = frozenset(key for spec in VIDEO_SPECS.values() if spec.vip for key in spec.keys.values())
+"""The keys the catalogue marks as needing a paid subscription (Seedance 2.0 / fast, the VIP channels, 2.5)."""
 
 
 @dataclass
@@ -26,8 +29,8 @@ class SimSettings:
     min_appvr: str = "8.4.0"
     min_da_version: str = "3.3.9"
     receive_quota: int = 60
-    image_cost: int = 4  # 1k / 2k
-    image_cost_4k: int = 8
+    image_cost: int = 1  # credits per image made, 1k-2k (§17.1: 1 per image measured for 4.7 at 2k)
+    image_cost_4k: int = 2  # credits per image made at 4k
     video_cost_per_second: int = 5
     refund_on_failure: bool = False
     image_step_seconds: float = 1.0
@@ -39,9 +42,10 @@ class SimSettings:
     upload_gate: int = 0  # > 0: each byte upload waits until this many were in flight at once
     upload_gate_timeout: float = 5.0  # real seconds an upload waits at the gate before failing (409)
     # Risk control on generate (shark.py): model keys that need the page's a_bogus or a full jar (1019), and
-    # model keys an account marked `free` may not use (4013). Seedance 2.0 and 2.0 fast, as upstream since 2026-02.
+    # model keys an account marked `free` may not use (4013): the catalogue's paid keys (vip, §17.3).
     shark_models: frozenset[str] = SEEDANCE_20_KEYS
-    paid_models: frozenset[str] = SEEDANCE_20_KEYS
+    paid_models: frozenset[str] = PAID_KEYS
+    withdrawn_models: set[str] = field(default_factory=set)  # upstream keys answered ret "2061" (§17.3)
 
 
 @dataclass

@@ -19,10 +19,11 @@ from aiohttp import web
 
 from ..mp4 import tiny_mp4
 from ..upstream.catalog import (
-    VIDEO_MODELS,
     allowed_durations,
     is_video_model_key,
+    name_of_key,
     video_benefit_type,
+    video_resolutions,
     video_takes_resolution,
 )
 from ..upstream.regions import Region
@@ -43,15 +44,15 @@ MAX_OMNI_VIDEO_MS = 15000
 
 def video_model_name(key: str, region: Region) -> str | None:
     """The public video model name whose key in `region` is `key`."""
-    return next((name for name, keys in VIDEO_MODELS.items() if keys.get(region) == key), None)
+    return name_of_key("video", key, region)
 
 
 # ---------------------------------------------------------------- generate validation
 
 
-def _check_commerce(ctx: DraftContext, key: str, omni: bool) -> None:
+def _check_commerce(ctx: DraftContext, key: str, omni: bool, resolution: str) -> None:
     extend = obj(ctx.body, "extend", "body")
-    want = video_benefit_type(key, omni=omni)
+    want = video_benefit_type(key, resolution or None, omni=omni)
     info = obj(extend, "m_video_commerce_info", "extend")
     listed = extend.get("m_video_commerce_info_list")
     if not isinstance(listed, list) or len(listed) != 1 or not isinstance(listed[0], dict):
@@ -175,7 +176,6 @@ def validate_video(ctx: DraftContext) -> GenerateSpec:
     mode = ctx.metrics.get("functionMode")
     if mode != ("omni_reference" if omni else "first_last_frames"):
         raise GenerateInvalid(f"metrics_extra.functionMode {mode!r} does not fit the draft (omni={omni})")
-    _check_commerce(ctx, key, omni)
     extra: dict[str, Any] = {"duration_s": seconds, "mode": mode}
     resolution = ""
     if omni:
@@ -186,11 +186,20 @@ def validate_video(ctx: DraftContext) -> GenerateSpec:
             raise GenerateInvalid("metrics_extra.originSubmitId must be a fresh UUID, not the submit_id")
         takes = video_takes_resolution(key)
         if takes != ("resolution" in gen_input) or takes != ("resolution" in ctx.scene):
-            raise GenerateInvalid(f"resolution must be present exactly for the 3.0 / 3.0-fast keys, not for {key!r}")
+            raise GenerateInvalid(
+                f"resolution must be present exactly for the 3.0 / 3.0-fast and Seedance 2.x VIP/mini/2.5 keys, "
+                f"not for {key!r}"
+            )
         if takes:
             resolution = text(gen_input, "resolution", "video_gen_inputs[0]")
-            if resolution not in ("720p", "1080p") or ctx.scene.get("resolution") != resolution:
-                raise GenerateInvalid(f"resolution must be 720p or 1080p in both places, got {resolution!r}")
+            offered = video_resolutions(name)
+            if resolution not in offered or ctx.scene.get("resolution") != resolution:
+                raise GenerateInvalid(
+                    f"resolution must be one of {offered} for {key!r} in both places, got {resolution!r}"
+                )
+            report = ctx.scene.get("reportParams")
+            if not isinstance(report, dict) or report.get("extraVipFunctionKey") != f"{key}-{resolution}":
+                raise GenerateInvalid(f"sceneOptions[0].reportParams.extraVipFunctionKey must be '{key}-{resolution}'")
         prompt = text(gen_input, "prompt", "video_gen_inputs[0]")
         frames = [
             _check_frame(ctx, gen_input[f], f"video_gen_inputs[0].{f}")
@@ -200,6 +209,7 @@ def validate_video(ctx: DraftContext) -> GenerateSpec:
         if "end_frame_image" in gen_input and "first_frame_image" not in gen_input:
             raise GenerateInvalid("end_frame_image needs a first_frame_image")
         extra["image_uris"] = frames
+    _check_commerce(ctx, key, omni, resolution)
     return GenerateSpec(
         kind="video",
         generate_type="gen_video",

@@ -67,9 +67,10 @@ ServiceHandler = Callable[["Simulator", web.Request, VHost, str, bytes], Awaitab
 
 
 def error_data(path: str) -> dict[str, Any]:
-    """The `data` object an error envelope carries on `path` (§2.8: generate errors keep aigc_data)."""
+    """The `data` object an error envelope carries on `path`: generate refusals carry the four fields of the
+    real 1000/1019/3018/5001 answers (§18.6)."""
     if path == GENERATE:
-        return {"aigc_data": None, "fail_code": ""}
+        return {"aigc_data": None, "fail_code": "", "fail_starling_key": "", "fail_starling_message": ""}
     return {}
 
 
@@ -121,6 +122,8 @@ async def generate(sim: Simulator, call: Call) -> Answer:
         )
     except GenerateInvalid as exc:
         return sim.fail("4002", f"param error: {exc}", call.path)
+    if spec.model_key in sim.settings.withdrawn_models:
+        return sim.fail("2061", "model no longer available", call.path)
     refusal = sim.shark.check(
         headers=call.headers,
         query=call.query,
@@ -136,7 +139,8 @@ async def generate(sim: Simulator, call: Call) -> Answer:
     markers = parse_markers(spec.prompt)
     if markers.refuse:
         return sim.fail("4001", "content violates the community guidelines", call.path)
-    cost = sim.cost_of(spec.kind, spec.resolution_type, spec.duration_s)
+    count = spec.count if spec.kind == "image" else 1
+    cost = sim.cost_of(spec.kind, spec.resolution_type, spec.duration_s, count)
     taken = call.account.charge(cost)
     if taken is None:
         return sim.fail("5000", "not enough credits", call.path)
@@ -144,7 +148,7 @@ async def generate(sim: Simulator, call: Call) -> Answer:
         script = as_script(sim.next_script)
         sim.next_script = None
     else:
-        script = markers.script or default_script(spec.kind, spec.generate_type)
+        script = markers.script or default_script(spec.kind, spec.generate_type, count)
     hidden = markers.hidden_polls if markers.hidden_polls is not None else sim.settings.hidden_polls
     record = SimRecord(
         history_id=sim.new_history_id(),

@@ -1,56 +1,207 @@
-"""The model catalogue: public model names -> upstream keys per region, the image size table and the
-video duration rules (upstream-protocol.md §6). Pure data and pure lookups.
+"""The model catalogue: public model names -> upstream keys per region, with what each model takes (resolutions,
+durations, image counts), whether it needs a paid subscription, and the evidence (upstream-protocol.md §6, §17).
+Pure data and pure lookups.
 
-Unlike the reference there are no silent fallbacks: a model a region lacks is an error naming the
-models the region has.
+Unlike the reference there are no silent fallbacks: a model a region lacks is an error naming the models the
+region has. Live discovery (`get_common_config`, §17.4) can add to this table at run time
+(`services/models.py`); this is the built-in fallback.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from .regions import Region
 
 _ALL = (Region.CN, Region.US, Region.HK, Region.JP, Region.SG)
 _ASIA = (Region.HK, Region.JP, Region.SG)
+_CN = (Region.CN,)
+_CN_ASIA = (Region.CN, *_ASIA)
 
-# public name -> {region: upstream key}
-IMAGE_MODELS: dict[str, dict[Region, str]] = {
-    "jimeng-5.0": {r: "high_aes_general_v50" for r in (Region.CN, *_ASIA)},
-    "jimeng-4.6": {r: "high_aes_general_v42" for r in (Region.CN, *_ASIA)},
-    "jimeng-4.5": {r: "high_aes_general_v40l" for r in _ALL},
-    "jimeng-4.1": {r: "high_aes_general_v41" for r in _ALL},
-    "jimeng-4.0": {r: "high_aes_general_v40" for r in _ALL},
-    "jimeng-3.1": {Region.CN: "high_aes_general_v30l_art_fangzhou:general_v3.0_18b"},
-    "jimeng-3.0": {r: "high_aes_general_v30l:general_v3.0_18b" for r in _ALL},
-    "nanobanana": {r: "external_model_gemini_flash_image_v25" for r in (Region.US, *_ASIA)},
-    "nanobananapro": {r: "dreamina_image_lib_1" for r in (Region.US, *_ASIA)},
+
+def _keys(key: str, regions: tuple[Region, ...]) -> dict[Region, str]:
+    return {r: key for r in regions}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """One public model: its upstream key per region and what it accepts.
+
+    `resolutions` are what a caller may choose (images: "1k".."4k"; videos: "480p".."4k", empty = the model takes
+    no resolution field). `counts` (images) are the allowed `n` and `default_count` what the upstream makes
+    without one. `durations` (videos) in seconds. `vip`: needs a paid subscription. `credits`: credits per image
+    (images) or per second (videos) by resolution, only where measured (§17.1, §17.3). `alias_of` names the
+    current name of a renamed model. `evidence` cites §17.
+    """
+
+    kind: str
+    keys: Mapping[Region, str]
+    resolutions: tuple[str, ...] = ()
+    counts: tuple[int, ...] = (1, 2, 3, 4)
+    default_count: int = 4
+    durations: tuple[int, ...] = ()
+    vip: bool = False
+    credits: Mapping[str, int] = field(default_factory=dict)
+    alias_of: str | None = None
+    evidence: str = ""
+
+
+_IMG_OLD = ("1k", "2k", "4k")
+_SEEDANCE_2_SECONDS = tuple(range(4, 16))  # Seedance 2.x: whole seconds 4-15 (§6.4, §17.3)
+
+IMAGE_SPECS: dict[str, ModelSpec] = {
+    "jimeng-5.0-pro": ModelSpec(
+        "image",
+        _keys("high_aes_general_v50p_large", _CN),
+        ("1.5k", "2k", "4k"),
+        counts=(1, 2, 3, 4),
+        default_count=2,
+        evidence="§17.2: key seen in captures of the CN site (2026-08); no generate result reported",
+    ),
+    "jimeng-5.0-lite": ModelSpec(
+        "image",
+        _keys("high_aes_general_v50", _CN_ASIA),
+        _IMG_OLD,
+        counts=tuple(range(1, 9)),
+        evidence="§17.2: v50 renamed '5.0 Lite' on the site (2026-06-24); counts 1-8 (§17.1, medium)",
+    ),
+    "jimeng-5.0": ModelSpec(
+        "image",
+        _keys("high_aes_general_v50", _CN_ASIA),
+        _IMG_OLD,
+        counts=tuple(range(1, 9)),
+        alias_of="jimeng-5.0-lite",
+        evidence="the old name of 5.0 Lite, kept for drop-in parity",
+    ),
+    "jimeng-4.7": ModelSpec(
+        "image",
+        _keys("high_aes_general_v43", _CN_ASIA),
+        ("2k", "4k"),
+        credits={"2k": 1},
+        evidence="§17.2: measured (2048x2048 image, 2026-07); §17.1: 1 credit per image at 2k (measured)",
+    ),
+    "jimeng-4.6": ModelSpec("image", _keys("high_aes_general_v42", _CN_ASIA), _IMG_OLD),
+    "jimeng-4.5": ModelSpec("image", _keys("high_aes_general_v40l", _ALL), _IMG_OLD),
+    "jimeng-4.1": ModelSpec("image", _keys("high_aes_general_v41", _ALL), _IMG_OLD),
+    "jimeng-4.0": ModelSpec("image", _keys("high_aes_general_v40", _ALL), _IMG_OLD),
+    "jimeng-3.1": ModelSpec("image", _keys("high_aes_general_v30l_art_fangzhou:general_v3.0_18b", _CN), _IMG_OLD),
+    "jimeng-3.0": ModelSpec("image", _keys("high_aes_general_v30l:general_v3.0_18b", _ALL), _IMG_OLD),
+    "nanobanana": ModelSpec("image", _keys("external_model_gemini_flash_image_v25", (Region.US, *_ASIA)), _IMG_OLD),
+    "nanobananapro": ModelSpec("image", _keys("dreamina_image_lib_1", (Region.US, *_ASIA)), _IMG_OLD),
 }
 DEFAULT_IMAGE_MODEL = "jimeng-4.5"
 
-VIDEO_MODELS: dict[str, dict[Region, str]] = {
-    "jimeng-video-seedance-2.0": {Region.CN: "dreamina_seedance_40_pro"},
-    "jimeng-video-seedance-2.0-fast": {Region.CN: "dreamina_seedance_40"},
-    "jimeng-video-3.5-pro": {r: "dreamina_ic_generate_video_model_vgfm_3.5_pro" for r in _ALL},
-    "jimeng-video-3.0-pro": {r: "dreamina_ic_generate_video_model_vgfm_3.0_pro" for r in (Region.CN, *_ASIA)},
-    "jimeng-video-3.0": {r: "dreamina_ic_generate_video_model_vgfm_3.0" for r in _ALL},
-    "jimeng-video-3.0-fast": {r: "dreamina_ic_generate_video_model_vgfm_3.0_fast" for r in (Region.CN, *_ASIA)},
-    "jimeng-video-2.0": {r: "dreamina_ic_generate_video_model_vgfm_lite" for r in (Region.CN, *_ASIA)},
-    "jimeng-video-2.0-pro": {r: "dreamina_ic_generate_video_model_vgfm1.0" for r in (Region.CN, *_ASIA)},
-    "jimeng-video-veo3": {r: "dreamina_veo3_generate_video" for r in _ASIA},
-    "jimeng-video-veo3.1": {r: "dreamina_veo3.1_generate_video" for r in _ASIA},
-    "jimeng-video-sora2": {r: "dreamina_sora2_generate_video" for r in _ASIA},
+VIDEO_SPECS: dict[str, ModelSpec] = {
+    "jimeng-video-seedance-2.5": ModelSpec(
+        "video",
+        _keys("dreamina_seedance_45_pro", _CN),
+        # 480p and 1080p are offered on the site but their benefit types are not known (§17.3): refused until
+        # discovery names them.
+        ("720p",),
+        durations=_SEEDANCE_2_SECONDS,
+        vip=True,
+        credits={"720p": 12},
+        evidence="§17.3: measured on a VIP account (2026-09-30): 5 s at 720p cost 60 credits",
+    ),
+    "jimeng-video-seedance-2.5-draft": ModelSpec(
+        "video",
+        _keys("dreamina_seedance_45_pro_draft", _CN),
+        ("480p",),
+        durations=_SEEDANCE_2_SECONDS,
+        evidence="§17.3: listed by a live get_common_config answer (2026-09-30); a cheaper 480p preview",
+    ),
+    "jimeng-video-seedance-2.0-vip": ModelSpec(
+        "video",
+        _keys("dreamina_seedance_40_pro_vision", _CN),
+        ("720p", "1080p", "4k"),
+        durations=_SEEDANCE_2_SECONDS,
+        vip=True,
+        evidence="§17.3: VIP channel; 720p in iptag PR #171, 1080p/4k in zhizinan's table (4k not measured)",
+    ),
+    "jimeng-video-seedance-2.0-fast-vip": ModelSpec(
+        "video",
+        _keys("dreamina_seedance_40_vision", _CN),
+        ("720p",),
+        durations=_SEEDANCE_2_SECONDS,
+        vip=True,
+        evidence="§17.3: VIP channel; measured end to end (iptag PR #171, 2026-07-02)",
+    ),
+    "jimeng-video-seedance-2.0-mini": ModelSpec(
+        "video",
+        _keys("dreamina_seedance_40_mini", _CN),
+        ("720p",),
+        durations=_SEEDANCE_2_SECONDS,
+        evidence="§17.3: measured end to end (iptag PR #171, 2026-07-02)",
+    ),
+    "jimeng-video-seedance-2.0-lite": ModelSpec(
+        "video",
+        _keys("seedance_2_0_lite", _CN),
+        durations=_SEEDANCE_2_SECONDS,
+        evidence="§17.3: works on free accounts (fran0220, 2026-04-24); resolutions not stated",
+    ),
+    "jimeng-video-seedance-2.0": ModelSpec(
+        "video",
+        _keys("dreamina_seedance_40_pro", _CN),
+        durations=_SEEDANCE_2_SECONDS,
+        vip=True,
+        evidence="§6.3; §17.3: a paid subscription is needed from non-browser clients",
+    ),
+    "jimeng-video-seedance-2.0-fast": ModelSpec(
+        "video",
+        _keys("dreamina_seedance_40", _CN),
+        durations=_SEEDANCE_2_SECONDS,
+        vip=True,
+        evidence="§6.3; §17.3: a paid subscription is needed from non-browser clients",
+    ),
+    "jimeng-video-3.5-pro": ModelSpec(
+        "video", _keys("dreamina_ic_generate_video_model_vgfm_3.5_pro", _ALL), durations=(5, 10, 12)
+    ),
+    "jimeng-video-3.0-pro": ModelSpec(
+        "video", _keys("dreamina_ic_generate_video_model_vgfm_3.0_pro", _CN_ASIA), durations=(5, 10)
+    ),
+    "jimeng-video-3.0": ModelSpec(
+        "video", _keys("dreamina_ic_generate_video_model_vgfm_3.0", _ALL), ("720p", "1080p"), durations=(5, 10)
+    ),
+    "jimeng-video-3.0-fast": ModelSpec(
+        "video",
+        _keys("dreamina_ic_generate_video_model_vgfm_3.0_fast", _CN_ASIA),
+        ("720p", "1080p"),
+        durations=(5, 10),
+    ),
+    "jimeng-video-2.0": ModelSpec(
+        "video", _keys("dreamina_ic_generate_video_model_vgfm_lite", _CN_ASIA), durations=(5, 10)
+    ),
+    "jimeng-video-2.0-pro": ModelSpec(
+        "video", _keys("dreamina_ic_generate_video_model_vgfm1.0", _CN_ASIA), durations=(5, 10)
+    ),
+    "jimeng-video-veo3": ModelSpec("video", _keys("dreamina_veo3_generate_video", _ASIA), durations=(8,)),
+    "jimeng-video-veo3.1": ModelSpec("video", _keys("dreamina_veo3.1_generate_video", _ASIA), durations=(8,)),
+    "jimeng-video-sora2": ModelSpec("video", _keys("dreamina_sora2_generate_video", _ASIA), durations=(4, 8, 12)),
 }
 DEFAULT_VIDEO_MODEL = "jimeng-video-3.5-pro"
 
-# Models whose intelligent_ratio flag is honoured (§7.2); others force it to false.
-INTELLIGENT_RATIO_MODELS = frozenset({"jimeng-4.0", "jimeng-4.1", "jimeng-4.5", "jimeng-4.6", "jimeng-5.0"})
+# public name -> {region: upstream key}
+IMAGE_MODELS: dict[str, dict[Region, str]] = {name: dict(spec.keys) for name, spec in IMAGE_SPECS.items()}
+VIDEO_MODELS: dict[str, dict[Region, str]] = {name: dict(spec.keys) for name, spec in VIDEO_SPECS.items()}
+
+# Models whose intelligent_ratio flag is honoured (§7.2, PR #171 adds 4.7); others force it to false.
+INTELLIGENT_RATIO_MODELS = frozenset(
+    {"jimeng-4.0", "jimeng-4.1", "jimeng-4.5", "jimeng-4.6", "jimeng-4.7", "jimeng-5.0", "jimeng-5.0-lite"}
+)
 # Models that switch to multi-image ("story") mode on story keywords (§7.5).
 MULTI_IMAGE_MODELS = frozenset({"jimeng-4.0", "jimeng-4.1", "jimeng-4.5"})
+MAX_IMAGE_COUNT = 8
+"""The most images one request may ask for on any model (§17.1)."""
 
 
 class CatalogError(ValueError):
     """A model, ratio, resolution or duration the catalogue does not allow; the message lists what is."""
+
+
+def spec_of(name: str) -> ModelSpec | None:
+    """The spec of a public image or video model name, else None."""
+    return IMAGE_SPECS.get(name) or VIDEO_SPECS.get(name)
 
 
 def models_for(kind: str, region: Region) -> list[str]:
@@ -78,20 +229,38 @@ def _lookup(table: dict[str, dict[Region, str]], kind: str, name: str, region: R
     return keys[region]
 
 
+def name_of_key(kind: str, key: str, region: Region) -> str | None:
+    """The first public name of `kind` whose key in `region` is `key` (the current name before an alias)."""
+    table = IMAGE_MODELS if kind == "image" else VIDEO_MODELS
+    return next((name for name, keys in table.items() if keys.get(region) == key), None)
+
+
 def is_image_model_key(key: str, region: Region) -> bool:
     """True when `key` is an upstream image model key served in `region`."""
-    return any(keys.get(region) == key for keys in IMAGE_MODELS.values())
+    return name_of_key("image", key, region) is not None
 
 
 def is_video_model_key(key: str, region: Region) -> bool:
     """True when `key` is an upstream video model key served in `region`."""
-    return any(keys.get(region) == key for keys in VIDEO_MODELS.values())
+    return name_of_key("video", key, region) is not None
 
 
-# ---------------------------------------------------------------- image sizes (§6.2)
+def image_counts(name: str) -> tuple[int, ...]:
+    """The image counts (`n`) a model allows by the built-in table: its own list, else 1-4 (§17.1)."""
+    spec = IMAGE_SPECS.get(name)
+    return spec.counts if spec is not None else (1, 2, 3, 4)
+
+
+def default_image_count(name: str) -> int:
+    """How many images the upstream makes for `name` when no count is sent (§17.1)."""
+    spec = IMAGE_SPECS.get(name)
+    return spec.default_count if spec is not None else 4
+
+
+# ---------------------------------------------------------------- image sizes (§6.2, §17.2)
 
 RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9")
-RESOLUTIONS = ("1k", "2k", "4k")
+RESOLUTIONS = ("1k", "1.5k", "2k", "4k")
 DEFAULT_RATIO = "1:1"
 DEFAULT_RESOLUTION = "2k"
 
@@ -117,6 +286,17 @@ _SIZE_TABLE: dict[str, tuple[int, tuple[int, int], tuple[int, int], tuple[int, i
     "2:3": (6, (682, 1024), (1664, 2496), (3328, 4992)),
     "21:9": (8, (1195, 512), (3024, 1296), (6048, 2592)),
 }
+# 1.5k (5.0 Pro only, §17.2). The sources give no `image_ratio` code for 1.5k: the 2k code is sent.
+_SIZE_1_5K: dict[str, tuple[int, int]] = {
+    "1:1": (1536, 1536),
+    "4:3": (1728, 1296),
+    "3:4": (1296, 1728),
+    "16:9": (1920, 1080),
+    "9:16": (1080, 1920),
+    "3:2": (1872, 1248),
+    "2:3": (1248, 1872),
+    "21:9": (2268, 972),
+}
 _NANOBANANAPRO_4K: dict[str, tuple[int, int]] = {
     "1:1": (4096, 4096),
     "4:3": (4693, 3520),
@@ -129,12 +309,19 @@ _NANOBANANAPRO_4K: dict[str, tuple[int, int]] = {
 }
 
 
+def image_resolutions(model: str) -> tuple[str, ...]:
+    """The resolutions image model `model` takes (the pre-2026 three for a model the table lacks)."""
+    spec = IMAGE_SPECS.get(model)
+    return spec.resolutions if spec is not None else _IMG_OLD
+
+
 def image_size(
     ratio: str, resolution: str, *, model: str = DEFAULT_IMAGE_MODEL, region: Region = Region.CN
 ) -> ImageSize:
     """Resolve ratio + resolution for a model/region to the wire size. Raises CatalogError."""
-    if resolution not in RESOLUTIONS:
-        raise CatalogError(f"unsupported resolution '{resolution}'; use one of: {', '.join(RESOLUTIONS)}")
+    allowed = image_resolutions(model)
+    if resolution not in allowed:
+        raise CatalogError(f"resolution '{resolution}' is not offered by {model}; use one of: {', '.join(allowed)}")
     if ratio not in _SIZE_TABLE:
         raise CatalogError(f"unsupported ratio '{ratio}'; use one of: {', '.join(RATIOS)}")
     code, s1k, s2k, s4k = _SIZE_TABLE[ratio]
@@ -146,24 +333,17 @@ def image_size(
     if model == "nanobananapro" and resolution == "4k":
         w, h = _NANOBANANAPRO_4K[ratio]
         return ImageSize(w, h, code, "4k")
-    w, h = {"1k": s1k, "2k": s2k, "4k": s4k}[resolution]
+    w, h = {"1k": s1k, "1.5k": _SIZE_1_5K[ratio], "2k": s2k, "4k": s4k}[resolution]
     return ImageSize(w, h, code + 100 if resolution == "4k" else code, resolution)
 
 
-# ---------------------------------------------------------------- video durations (§6.4)
+# ---------------------------------------------------------------- video durations, resolutions, benefits (§17.3)
 
 
 def allowed_durations(model: str) -> tuple[int, ...]:
-    """The durations (seconds) a public video model accepts."""
-    if "veo3" in model:
-        return (8,)
-    if "sora2" in model:
-        return (4, 8, 12)
-    if "3.5-pro" in model or "3.5_pro" in model:
-        return (5, 10, 12)
-    if "seedance-2.0" in model or "40_pro" in model or "40-pro" in model:
-        return tuple(range(4, 16))
-    return (5, 10)
+    """The durations (seconds) a public video model accepts (5 and 10 for a model the table lacks)."""
+    spec = VIDEO_SPECS.get(model)
+    return spec.durations if spec is not None and spec.durations else (5, 10)
 
 
 def default_duration(model: str) -> int:
@@ -172,24 +352,47 @@ def default_duration(model: str) -> int:
     return 5 if 5 in allowed else allowed[0]
 
 
-def video_benefit_type(key: str, *, omni: bool = False) -> str:
-    """`benefit_type` for an upstream video key (§6.6); omni mode uses the Seedance 2.0 omni values."""
+def video_resolutions(model: str) -> tuple[str, ...]:
+    """The resolutions a public video model takes; empty when it takes no `resolution` field."""
+    spec = VIDEO_SPECS.get(model)
+    return spec.resolutions if spec is not None else ()
+
+
+# Longest key first (§17.3): `dreamina_seedance_40_pro_vision` also contains `40_pro`, `40_vision` and `40`.
+# A "{res}" in the value is replaced by the resolution ("720p", ...): these keys' benefit depends on it.
+_BENEFITS: tuple[tuple[str, str], ...] = (
+    ("45_pro_draft", "seedance_25_draft_{res}_output"),
+    ("45_pro", "seedance_25_{res}_output"),
+    ("40_pro_vision", "seedance_20_pro_{res}_output"),
+    ("40_vision", "seedance_20_fast_{res}_output"),
+    ("40_mini", "seedance_20_mini_{res}_output"),
+    ("seedance_2_0_lite", "seedance_2_0_lite"),
+    ("40_pro", "dreamina_video_seedance_20_pro"),
+    ("40", "dreamina_seedance_20_fast"),
+    ("veo3.1", "generate_video_veo3.1"),
+    ("veo3", "generate_video_veo3"),
+    ("sora2", "generate_video_sora2"),
+    ("3.5_pro", "dreamina_video_seedance_15_pro"),
+    ("3.5", "dreamina_video_seedance_15"),
+)
+BENEFIT_ORDER = tuple(needle for needle, _ in _BENEFITS)
+"""The substrings `video_benefit_type` tests, in order (exposed so a test can check it is longest first)."""
+
+
+def video_benefit_type(key: str, resolution: str | None = None, *, omni: bool = False) -> str:
+    """`benefit_type` for an upstream video key at `resolution` (§6.6, §17.3); omni mode uses the Seedance 2.0
+    omni values. Keys whose benefit names a resolution get the 720p one when none is given."""
     if omni:
         return "dreamina_video_seedance_20_video_add" if "40_pro" in key else "dreamina_seedance_20_fast_with_video"
-    for needle, benefit in (
-        ("veo3.1", "generate_video_veo3.1"),
-        ("veo3", "generate_video_veo3"),
-        ("sora2", "generate_video_sora2"),
-        ("40_pro", "dreamina_video_seedance_20_pro"),
-        ("40", "dreamina_seedance_20_fast"),
-        ("3.5_pro", "dreamina_video_seedance_15_pro"),
-        ("3.5", "dreamina_video_seedance_15"),
-    ):
+    for needle, benefit in _BENEFITS:
         if needle in key:
-            return benefit
+            return benefit.format(res=resolution or "720p")
     return "basic_video_operation_vgfm_v_three"
 
 
 def video_takes_resolution(key: str) -> bool:
-    """Only the 3.0 and 3.0-fast keys carry `resolution` (§6.5)."""
-    return "vgfm_3.0" in key and "_pro" not in key
+    """True for the keys whose body carries `resolution`: the 3.0 and 3.0-fast keys (§6.5) and the Seedance
+    2.x keys whose benefit type names a resolution (§17.3)."""
+    if "vgfm_3.0" in key and "_pro" not in key:
+        return True
+    return any(needle in key and "{res}" in benefit for needle, benefit in _BENEFITS[:5])

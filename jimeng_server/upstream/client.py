@@ -133,13 +133,15 @@ class JimengClient:
         return jar_id or self.identity(account).web_id
 
     def profile(self, account: Account) -> BrowserProfile:
-        """The browser claims of the account's requests: the configured Chrome on Windows for a bare session id;
+        """The browser claims of the account's requests: the configured browser (`user_agent`, `os`) for a bare
+        session id;
         for a jar, those its User-Agent implies, and none at all when the jar came without one."""
         if account.jar is not None:
             return profile_for(account.jar.user_agent)
         cfg = self.config
-        hints = (("Sec-Ch-Ua", cfg.sec_ch_ua), ("Sec-Ch-Ua-Mobile", "?0"), ("Sec-Ch-Ua-Platform", '"Windows"'))
-        return BrowserProfile(cfg.user_agent, "windows", hints)
+        platform = '"macOS"' if cfg.os == "mac" else '"Windows"'  # [upstream] os, checked against user_agent
+        hints = (("Sec-Ch-Ua", cfg.sec_ch_ua), ("Sec-Ch-Ua-Mobile", "?0"), ("Sec-Ch-Ua-Platform", platform))
+        return BrowserProfile(cfg.user_agent, cfg.os, hints)
 
     def base_url(self, account: Account, path: str) -> str:
         hosts = self.config.hosts(account.region)
@@ -420,7 +422,6 @@ class JimengClient:
             params={"babi_param": content_check.babi_param()},
             referer=referer,
         )
-
 
 
 def _int(value: Any) -> int:

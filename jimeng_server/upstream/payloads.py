@@ -33,9 +33,9 @@ def dumps_compact(value: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DraftVersions:
-    """Draft version strings; config, since the upstream bumps them (§15)."""
+    """Image draft version strings; config, since the upstream bumps them (§15; images 3.0.2 since 2026, §17.1)."""
 
-    version: str = "3.3.9"
+    version: str = "3.0.2"
     min_version: str = "3.0.2"
     blend_min_version: str = "3.2.9"
 
@@ -77,6 +77,8 @@ class ImageJob:
     sample_strength: float = 0.5
     intelligent_ratio: bool = False
     multi_image: bool = False
+    # The number of images asked for (`n`); None = the model's default count, as before 2026 (§17.1).
+    count: int | None = None
     # Blend only: the committed input images, in order.
     images: tuple[ImageRef, ...] = field(default_factory=tuple)
 
@@ -138,12 +140,16 @@ def _blend_abilities(job: ImageJob, core: dict[str, Any], new_id: IdFactory, ver
             "postedit_param": {"type": "", "id": new_id(), "generate_type": 0},
         }
     )
-    return {
-        "type": "",
-        "id": new_id(),
-        "blend": blend,
-        "gen_option": {"type": "", "id": new_id(), "generate_all": False},
-    }
+    return {"type": "", "id": new_id(), "blend": blend, "gen_option": gen_option(job.count, new_id)}
+
+
+def gen_option(count: int | None, new_id: IdFactory) -> dict[str, Any]:
+    """The `gen_option` object; with a count it carries `gen_count` (§17.1)."""
+    option: dict[str, Any] = {"type": "", "id": new_id()}
+    if count is not None:
+        option["gen_count"] = count
+    option["generate_all"] = False
+    return option
 
 
 def build_image_generate(
@@ -161,17 +167,15 @@ def build_image_generate(
     core = _core_param(job, new_id, versions, None if job.is_blend else seed)
     if job.is_blend:
         abilities = _blend_abilities(job, core, new_id, versions)
+    elif job.count is None:
+        # No count asked: the pre-2026 shape, `gen_option` inside `generate`, which the upstream ignores (it
+        # makes the model's default count): drop-in parity with the reference.
+        generate = {"type": "", "id": new_id(), "core_param": core, "gen_option": gen_option(None, new_id)}
+        abilities = {"type": "", "id": new_id(), "generate": generate}
     else:
-        abilities = {
-            "type": "",
-            "id": new_id(),
-            "generate": {
-                "type": "",
-                "id": new_id(),
-                "core_param": core,
-                "gen_option": {"type": "", "id": new_id(), "generate_all": False},
-            },
-        }
+        # The count is read only from `abilities.gen_option`, a sibling of `generate` (§17.1, measured).
+        generate = {"type": "", "id": new_id(), "core_param": core}
+        abilities = {"type": "", "id": new_id(), "generate": generate, "gen_option": gen_option(job.count, new_id)}
     draft = {
         "type": "draft",
         "id": new_id(),
@@ -220,7 +224,8 @@ def build_image_generate(
         },
     }
     if not job.multi_image:
-        scene["benefitCount"] = 4
+        # The pre-2026 fixed value without a count; with one it must equal the count (§17.1, PR #28).
+        scene["benefitCount"] = 4 if job.count is None else job.count
     metrics: dict[str, Any] = {
         "promptSource": "custom",
         "generateCount": 1,

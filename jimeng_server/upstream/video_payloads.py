@@ -46,7 +46,7 @@ class FrameJob:
     prompt: str
     ratio: str
     duration_s: int
-    resolution: str | None = None  # only for the 3.0 / 3.0-fast keys (§6.5)
+    resolution: str | None = None  # only for the keys that take one (§6.5, §17.3)
     first_frame: ImageRef | None = None
     end_frame: ImageRef | None = None
 
@@ -256,7 +256,8 @@ def build_frame_video_generate(
         now_ms=now_ms,
         new_id=new_id,
     )
-    return _outer(job.model_key, video_benefit_type(job.model_key), submit_id, metrics, draft, region)
+    benefit = video_benefit_type(job.model_key, job.resolution)
+    return _outer(job.model_key, benefit, submit_id, metrics, draft, region)
 
 
 def _material(ref: ImageRef | VideoRef, new_id: IdFactory) -> dict[str, Any]:

@@ -98,7 +98,7 @@ async def test_envelope_shape(up: Upstream) -> None:
     assert body["systime"] == str(int(up.clock.time()))
     error = (await up.call(GENERATE, {"x": 1})).json
     assert error["ret"] == "4002"
-    assert error["data"] == {"aigc_data": None, "fail_code": ""}
+    assert error["data"] == {"aigc_data": None, "fail_code": "", "fail_starling_key": "", "fail_starling_message": ""}
 
 
 async def test_old_appvr_is_3018(up: Upstream) -> None:

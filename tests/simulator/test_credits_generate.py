@@ -83,7 +83,7 @@ async def test_not_enough_credits_is_5000_without_record(up: Upstream, sim: Simu
     acct.vip_credit, acct.gift_credit, acct.purchase_credit = 1, 1, 1
     reply = await up.generate(image_body())
     assert (reply.ret, reply.json["errmsg"]) == ("5000", "not enough credits")
-    assert reply.data == {"aigc_data": None, "fail_code": ""}
+    assert reply.data == {"aigc_data": None, "fail_code": "", "fail_starling_key": "", "fail_starling_message": ""}
     assert sim.generate_count == 0
     assert sim.charges == []
     assert acct.total == 3

@@ -73,7 +73,7 @@ async def test_fault_ret_on_generate_keeps_error_data(up: Upstream, sim: Simulat
     sim.inject(GENERATE, Fault(FaultKind.RET))
     reply = await up.generate(image_body())
     assert (reply.ret, reply.json["errmsg"]) == ("1019", "shark not pass")
-    assert reply.data == {"aigc_data": None, "fail_code": ""}
+    assert reply.data == {"aigc_data": None, "fail_code": "", "fail_starling_key": "", "fail_starling_message": ""}
     assert sim.generate_count == 0
 
 
