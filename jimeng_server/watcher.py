@@ -9,7 +9,8 @@ Completion rules (fixing the reference poller, upstream-protocol.md §9.6, §15 
 - an id missing from the answer is "not visible yet" for the first `not_visible_polls` polls, then settles
   as failed (NOT_FOUND); a refused session (ret 1015) settles the account's tasks (SESSION_EXPIRED); other
   poll errors retry;
-- a finished video gets its download-quality URL from one `get_local_item_list` call (preview URL on failure).
+- a finished video takes the watermark-free `video_model` URL of its items (§17.8, §18.4); without one it gets
+  its download-quality URL from one `get_local_item_list` call (preview URL on failure).
 The outcomes of one poll reach the `on_final` hook together (one store transaction). A watch is `keep`
 (background: until final) or held only by its waiters (`wait()`), and dropped when the last one leaves.
 With replicas, a `leased` watch (a stored background task) is polled and settled only while `may_poll` says
@@ -324,7 +325,7 @@ class Watcher:
                     watch.next_due = now + self._interval(watch, now)
                 continue
             record = parse_record(raw)
-            if record.final and watch.kind is TaskKind.VIDEO and record.item_ids:
+            if record.final and watch.kind is TaskKind.VIDEO and record.item_ids and not record.clean_videos:
                 record = await self._high_quality(account, record)
             changed = watch.record is None or (watch.record.status, watch.record.item_count) != (
                 record.status,

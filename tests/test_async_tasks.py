@@ -79,6 +79,8 @@ async def test_query_shows_processing_then_done_with_results(
         "fail_code": 0,
         "item_count": 0,
         "results": None,
+        "queue": None,
+        "fail_message": None,
         "raw_data": None,
     }
     await tick(client.app, clock, 6)  # first poll at 5 s: step 1 (20, one item)

@@ -109,8 +109,9 @@ async def test_points_for_two_tokens_are_masked_with_totals(client: TestClient[A
     assert status == 200
     assert isinstance(body, list) and len(body) == 2
     first, second = body
-    assert first["points"] == {"giftCredit": 3, "purchaseCredit": 5, "vipCredit": 7, "totalCredit": 15}
-    assert second["points"] == {"giftCredit": 10, "purchaseCredit": 0, "vipCredit": 90, "totalCredit": 100}
+    none: dict[str, Any] = {"expiringCredits": [], "nextExpiry": None}
+    assert first["points"] == {"giftCredit": 3, "purchaseCredit": 5, "vipCredit": 7, "totalCredit": 15, **none}
+    assert second["points"] == {"giftCredit": 10, "purchaseCredit": 0, "vipCredit": 90, "totalCredit": 100, **none}
     assert second["token"].startswith("us-")
     assert "error" not in first and "error" not in second
     # One user_credit call per token, each on its region's commerce host, nothing spent.

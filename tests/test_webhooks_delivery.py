@@ -110,6 +110,8 @@ async def test_success_is_delivered_once_signed_and_verifiable(
         "fail_code": 0,
         "item_count": 2,
         "results": [{"url": "https://cdn.example/h1/1.webp"}, {"url": "https://cdn.example/h1/2.webp"}],
+        "queue": None,
+        "fail_message": None,
     }
     record = await store.get("h1")
     assert record is not None and record.token is None  # deliveries do not need the session token

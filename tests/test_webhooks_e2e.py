@@ -171,6 +171,7 @@ async def test_failed_task_sends_task_failed_with_fail_code(
     data = event["data"]
     assert (data["status"], data["fail_code"], data["results"]) == (30, 2038, None)
     assert data["error"]["code"] == "CONTENT_REJECTED" and "2038" in data["error"]["message"]
+    assert data["fail_message"] == "输入的文字不符合平台规则，请修改后重试" and data["queue"] is None
     assert data == without(polled, "raw_data")  # the webhook says what the query says
 
 

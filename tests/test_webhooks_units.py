@@ -156,6 +156,8 @@ def test_task_query_body() -> None:
         "fail_code": 0,
         "item_count": 0,
         "results": None,
+        "queue": None,
+        "fail_message": None,
     }
     body = task_query_body(history_id="h1", task_type="image", status=10, fail_code="", item_count=1, results=["u"])
     assert body["results"] == [{"url": "u"}]

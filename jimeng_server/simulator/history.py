@@ -17,6 +17,14 @@ from .state import SimRecord
 IMAGE_GENERATE_TYPE = 12  # history `generate_type` for image records (value seen in issue #126 logs)
 VIDEO_GENERATE_TYPE = 10  # our choice for video records
 LITERAL_AMP = "\\u0026"
+POLLING_CONFIG = {"interval_seconds": 30, "timeout_seconds": 86400}  # the real generate answer's advice (§18.3)
+# fail_code -> (fail_starling_key, fail_starling_message) of failed records (§17.9, §18.5); others get the generic one.
+FAIL_TEXTS: dict[str, tuple[str, str]] = {
+    "2038": ("web_input_text_risk", "输入的文字不符合平台规则，请修改后重试"),
+    "2039": ("web_input_image_risk", "上传的图片不符合平台规则，请更换后重试"),
+    "2036": ("web_generate_fail_no_cost", "生成失败，本次不消耗积分"),
+}
+GENERIC_FAIL = ("web_generate_fail", "生成失败，请稍后重试")
 
 
 def url_sig(secret: bytes, history_id: str, index: int) -> str:
@@ -55,20 +63,51 @@ ItemRenderer = Callable[[str, bytes, SimRecord, int], dict[str, Any]]
 ITEM_RENDERERS: dict[str, ItemRenderer] = {"image": image_item}
 
 
+def queue_info(record: SimRecord, index: int, step_seconds: float) -> dict[str, Any]:
+    """The queue fields of a waiting record (§17.9, §18.3): `queue_info` and the top-level `forecast_queue_cost`
+    (seconds). The record starts behind `extra["queue_ahead"]` others and moves up one place per step."""
+    ahead = int(record.extra.get("queue_ahead", 0))
+    position = max(0, ahead - index)
+    info = {
+        "queue_idx": position,
+        "priority": 1,
+        "queue_status": 1 if position else 2,
+        "queue_length": ahead + 1,
+        "polling_config": POLLING_CONFIG,
+    }
+    return {"queue_info": info, "forecast_queue_cost": int(position * step_seconds)}
+
+
 def render_record(record: SimRecord, now: float, step_seconds: float, base: str, secret: bytes) -> dict[str, Any]:
-    """The wire form of `record` at sim time `now`; `base` is `scheme://host` of the request."""
+    """The wire form of `record` at sim time `now`; `base` is `scheme://host` of the request. Shaped like the
+    real records of §18.1-18.5 (task object, image counts, queue fields while waiting, failure texts)."""
     index, step = record.script.at(now - record.created_at, step_seconds)
     renderer = ITEM_RENDERERS[record.kind]
     finish_time = int(record.created_at + index * step_seconds) if step.final else 0
-    return {
+    out: dict[str, Any] = {
         "status": step.status,
         "fail_code": step.fail_code,
         "item_list": [renderer(base, secret, record, i) for i in range(step.items)],
-        "task": {"finish_time": finish_time, "submit_id": record.submit_id},
+        "task": {
+            "task_id": f"{record.history_id}1",
+            "submit_id": record.submit_id,
+            "status": step.status,
+            "history_id": record.history_id,
+            "finish_time": finish_time,
+        },
         "generate_type": VIDEO_GENERATE_TYPE if record.kind == "video" else IMAGE_GENERATE_TYPE,
         "history_record_id": record.history_id,
         "origin_history_record_id": None,
         "created_time": record.created_at,
         "submit_id": record.submit_id,
         "model_key": record.model_key,
+        "total_image_count": record.script.max_items if record.kind == "image" else 0,
+        "finished_image_count": step.items if record.kind == "image" else 0,
+        "forecast_generate_cost": record.charged,
     }
+    if step.status == 20:
+        out.update(queue_info(record, index, step_seconds))
+    if step.status == 30:
+        key, message = FAIL_TEXTS.get(step.fail_code, GENERIC_FAIL)
+        out.update(fail_msg="GenerateFail", fail_starling_key=key, fail_starling_message=message)
+    return out

@@ -46,6 +46,10 @@ class SimSettings:
     shark_models: frozenset[str] = SEEDANCE_20_KEYS
     paid_models: frozenset[str] = PAID_KEYS
     withdrawn_models: set[str] = field(default_factory=set)  # upstream keys answered ret "2061" (§17.3)
+    queue_ahead: int = 0  # extra places a new record starts behind in the queue (besides unfinished records)
+    # Video items carry `video.video_model` with the watermark-free URL (§18.4). Off by default so the
+    # get_local_item_list path stays exercised; the real items of 2026 carry it.
+    video_model_urls: bool = False
 
 
 @dataclass
@@ -60,6 +64,7 @@ class SimAccount:
     vip_credit: int = 100
     expired: bool = False
     free: bool = False  # a free account: paid model keys are refused with 4013
+    gift_expires_at: int | None = None  # when the claimed gift credits expire (set by the daily claim, §17.13)
     received_days: set[str] = field(default_factory=set)
 
     @property
@@ -138,3 +143,10 @@ class JournalEntry:
 def shanghai_day(ts: float) -> str:
     """The calendar day (YYYY-MM-DD) in Asia/Shanghai at Unix time `ts`."""
     return datetime.fromtimestamp(ts, UTC).astimezone(SHANGHAI).date().isoformat()
+
+
+def next_day_end(ts: float) -> int:
+    """The last second of the next Asia/Shanghai day after Unix time `ts` (when claimed gift credits expire:
+    a claim logged on 2025-11-07 expired at 2025-11-08 23:59:59 +08:00, §17.13)."""
+    day = datetime.fromtimestamp(ts, UTC).astimezone(SHANGHAI).date() + timedelta(days=2)
+    return int(datetime(day.year, day.month, day.day, tzinfo=SHANGHAI).timestamp()) - 1

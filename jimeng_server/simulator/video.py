@@ -13,6 +13,8 @@ Importing this module registers the validator, the renderer and the handler in t
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -226,10 +228,53 @@ def validate_video(ctx: DraftContext) -> GenerateSpec:
 # ---------------------------------------------------------------- items, local items, CDN
 
 
-def video_url(base: str, secret: bytes, record: SimRecord, index: int, *, hq: bool = False) -> str:
-    """The signed CDN URL of video item `index` (preview, or high quality with `hq`)."""
+def video_url(base: str, secret: bytes, record: SimRecord, index: int, *, hq: bool = False, clean: bool = False) -> str:
+    """The signed CDN URL of video item `index`: preview, high quality (`hq`) or watermark-free (`clean`)."""
     sig = url_sig(secret, record.history_id, index)
-    return f"{base}/cdn/video/{record.history_id}/{index}.mp4?{'hq=1&' if hq else ''}sig={sig}"
+    flag = "wm=0&" if clean else "hq=1&" if hq else ""
+    return f"{base}/cdn/video/{record.history_id}/{index}.mp4?{flag}sig={sig}"
+
+
+def _b64(url: str) -> str:
+    return base64.b64encode(url.encode()).decode()
+
+
+def video_model(base: str, secret: bytes, record: SimRecord, index: int) -> str:
+    """`item.video.video_model` as the real item of §18.4 carries it: a JSON string whose `video_list` entries
+    have base64 `main_url` / `backup_url_1`; the largest entry is the watermark-free URL, a smaller one the
+    preview."""
+    clean = video_url(base, secret, record, index, clean=True)
+    preview = video_url(base, secret, record, index)
+    entries = {
+        "video_1": {
+            "definition": "540p",
+            "quality": "normal",
+            "vtype": "mp4",
+            "vwidth": 960,
+            "vheight": 540,
+            "main_url": _b64(preview),
+            "backup_url_1": _b64(preview),
+        },
+        "video_2": {
+            "definition": "origin",
+            "quality": "original",
+            "vtype": "mp4",
+            "vwidth": 1280,
+            "vheight": 720,
+            "main_url": _b64(clean),
+            "backup_url_1": _b64(clean),
+        },
+    }
+    seconds = int(record.extra.get("duration_s", 5))
+    model = {
+        "status": 10,
+        "message": "success",
+        "video_id": f"v{record.history_id}{index:02d}",
+        "video_duration": seconds,
+        "url_expire": int(record.created_at) + 3600,
+        "video_list": entries,
+    }
+    return json.dumps(model, separators=(",", ":"))
 
 
 def stale_url(base: str, record: SimRecord, index: int) -> str:
@@ -242,7 +287,17 @@ def video_item(base: str, secret: bytes, record: SimRecord, index: int) -> dict[
     iid = item_id(record, index)
     preview = video_url(base, secret, record, index)
     stale = stale_url(base, record, index)
-    video: dict[str, Any] = {"play_url": stale, "download_url": stale, "width": 1280, "height": 720}
+    video: dict[str, Any] = {
+        "play_url": stale,
+        "download_url": stale,
+        "width": 1280,
+        "height": 720,
+        "watermark_type": 1,
+        "duration_ms": int(record.extra.get("duration_s", 5)) * 1000,
+        "has_audio": True,
+    }
+    if record.extra.get("video_model"):
+        video["video_model"] = video_model(base, secret, record, index)
     common: dict[str, Any] = {"id": iid, "item_type": 2, "status": 50}
     item: dict[str, Any] = {"common_attr": common, "video": video}
     if int(record.history_id) % 2 == 0:
@@ -317,7 +372,7 @@ async def cdn_video(sim: Simulator, request: web.Request) -> web.StreamResponse:
         answer = Answer(status=403, text="signature mismatch", content_type="text/plain")
     else:
         sim._journal(request, "cdn", path, b"", Answer(status=200, content_type="video/mp4"))
-        body = item_mp4(record, int(index_text), hq=request.query.get("hq") == "1")
+        body = item_mp4(record, int(index_text), hq=request.query.get("hq") == "1" or request.query.get("wm") == "0")
         return web.Response(body=body, content_type="video/mp4")
     return sim._finish(request, "cdn", path, b"", answer)
 

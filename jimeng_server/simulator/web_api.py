@@ -15,10 +15,10 @@ from aiohttp import web
 from ..upstream.regions import Region, constants
 from .checks import PASSPORT, USER_CREDIT
 from .generate import GenerateInvalid, validate_generate
-from .history import render_record
+from .history import queue_info, render_record
 from .hosts import VHost
 from .scripts import as_script, default_script, parse_markers
-from .state import SimAccount, SimRecord, shanghai_day
+from .state import SimAccount, SimRecord, next_day_end, shanghai_day
 
 if TYPE_CHECKING:
     from .app import Simulator
@@ -75,10 +75,16 @@ def error_data(path: str) -> dict[str, Any]:
 
 
 async def user_credit(sim: Simulator, call: Call) -> Answer:
-    """`POST /commerce/v1/benefits/user_credit` -> the three credit buckets."""
+    """`POST /commerce/v1/benefits/user_credit` -> the three credit buckets; claimed gift credits that expire
+    are listed in `expiring_credits` and again in `credits_detail.gift_credits` (§17.13), else `credits_detail`
+    is `{}`."""
     a = call.account
     credit = {"gift_credit": a.gift_credit, "purchase_credit": a.purchase_credit, "vip_credit": a.vip_credit}
-    return sim.ok({"credit": credit})
+    if a.gift_expires_at is None or a.gift_credit <= 0:
+        return sim.ok({"credit": credit, "credits_detail": {}})
+    batch = {"credit_amount": a.gift_credit, "expire_time": a.gift_expires_at}
+    detail = {"gift_credits": [{"residual_credits": a.gift_credit, "credits_life_end": a.gift_expires_at}]}
+    return sim.ok({"credit": credit, "expiring_credits": [batch], "credits_detail": detail})
 
 
 async def credit_receive(sim: Simulator, call: Call) -> Answer:
@@ -92,6 +98,7 @@ async def credit_receive(sim: Simulator, call: Call) -> Answer:
     call.account.received_days.add(day)
     quota = sim.settings.receive_quota
     call.account.gift_credit += quota
+    call.account.gift_expires_at = next_day_end(sim.clock.time())
     return sim.ok({"receive_quota": quota, "cur_total_credits": call.account.total, "is_first_receive": False})
 
 
@@ -150,6 +157,13 @@ async def generate(sim: Simulator, call: Call) -> Answer:
     else:
         script = markers.script or default_script(spec.kind, spec.generate_type, count)
     hidden = markers.hidden_polls if markers.hidden_polls is not None else sim.settings.hidden_polls
+    now = sim.clock.time()
+    unfinished = sum(
+        1 for r in sim.records.values() if not r.script.at(now - r.created_at, sim.step_seconds(r.kind))[1].final
+    )
+    extra = {**spec.extra, "queue_ahead": unfinished + sim.settings.queue_ahead}
+    if spec.kind == "video":
+        extra["video_model"] = sim.settings.video_model_urls
     record = SimRecord(
         history_id=sim.new_history_id(),
         sessionid=call.account.sessionid,
@@ -166,7 +180,7 @@ async def generate(sim: Simulator, call: Call) -> Answer:
         height=spec.height,
         resolution_type=spec.resolution_type,
         charge_taken=taken,
-        extra=dict(spec.extra),
+        extra=extra,
     )
     sim.records[record.history_id] = record
     sim.charges.append((record.sessionid, record.history_id, cost))
@@ -176,6 +190,15 @@ async def generate(sim: Simulator, call: Call) -> Answer:
         "generate_type": spec.generate_type,
         "status": 20,
         "created_time": record.created_at,
+        "task": {
+            "task_id": f"{record.history_id}1",
+            "submit_id": spec.submit_id,
+            "status": 20,
+            "finish_time": 0,
+            "history_id": record.history_id,
+        },
+        "forecast_generate_cost": cost,
+        **queue_info(record, 0, sim.step_seconds(record.kind)),
     }
     return sim.ok({"aigc_data": aigc_data, "fail_code": ""})
 

@@ -3,7 +3,10 @@ sync endpoints: the final state an upstream outcome settles to (`settlement_of`)
 (`Failure`), and the spec's task query body.
 
 The body is `{"history_id", "task_type", "status", "fail_code", "item_count", "results", "raw_data"}`, plus
-`error` (`{"code", "message"}`) when `status` is 30; events carry the same body without `raw_data`.
+`error` (`{"code", "message"}`) when `status` is 30; events carry the same body without `raw_data`. Two more
+fields are always present (additions; the spec's fields stay as they are): `queue` (`{"position", "length",
+"eta_seconds"}` while the task is processing and the upstream record gives queue fields, else null) and
+`fail_message` (the upstream's readable reason of a failed task, else null).
 
 Mapping (the same on the sync and the async path):
 - upstream done (10/50) with items -> 10 with the results;
@@ -20,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, NotRequired, TypedDict
 
-from ..upstream.history import HistoryRecord, parse_record
+from ..upstream.history import HistoryRecord, QueueBody, fail_message_of, parse_record, queue_of
 from .models import Outcome, Reason, Settlement, TaskKind, TaskRecord, TaskStatus
 
 CONTENT_FAIL_CODES: Final = frozenset({"2038", "2039", "2040"})
@@ -67,6 +70,8 @@ class TaskQueryBody(TypedDict):
     fail_code: int | str
     item_count: int
     results: list[ResultItem] | None
+    queue: QueueBody | None
+    fail_message: str | None
     error: NotRequired[dict[str, str]]
 
 
@@ -160,9 +165,11 @@ def task_query_body(
     item_count: int,
     results: Sequence[str] | None,
     error: dict[str, str] | None = None,
+    raw: dict[str, Any] | None = None,
 ) -> TaskQueryBody:
     """Build the task query body (pure). `results` None stays null; URLs become `[{"url": ...}]`; `error`
-    is added for a failed task."""
+    is added for a failed task; `queue` and `fail_message` come from the upstream record `raw` when the
+    status calls for them."""
     body: TaskQueryBody = {
         "history_id": history_id,
         "task_type": task_type,
@@ -170,6 +177,8 @@ def task_query_body(
         "fail_code": wire_fail_code(fail_code),
         "item_count": item_count,
         "results": [{"url": url} for url in results] if results is not None else None,
+        "queue": queue_of(raw) if raw is not None and status == TaskStatus.PROCESSING else None,
+        "fail_message": fail_message_of(raw) if raw is not None and status == TaskStatus.FAILED else None,
     }
     if status == TaskStatus.FAILED and error is not None:
         body["error"] = dict(error)
@@ -186,6 +195,7 @@ def settled_body(history_id: str, task_type: str, settlement: Settlement) -> Tas
         item_count=settlement.item_count,
         results=settlement.results,
         error=settlement.error,
+        raw=settlement.raw_data,
     )
 
 
@@ -204,6 +214,7 @@ def body_of_row(row: TaskRecord) -> TaskBody:
         item_count=row.item_count,
         results=row.results,
         error=row.error,
+        raw=row.raw_data,
     )
     return with_raw(body, row.raw_data)
 
@@ -221,5 +232,6 @@ def body_of_record(history_id: str, task_type: str, record: HistoryRecord) -> Ta
         fail_code=record.fail_code,
         item_count=record.item_count,
         results=None,
+        raw=record.raw,
     )
     return with_raw(body, record.raw)

@@ -78,25 +78,82 @@ class SingleTransport:
 
 
 @dataclass(frozen=True, slots=True)
+class ExpiringCredit:
+    """One batch of credits that expires: how many are left, when (Unix seconds), and which list said so."""
+
+    amount: int
+    expires_at: int
+    source: str  # "expiring_credits", "gift_credits" or "vip_credits"
+
+    def as_point(self) -> dict[str, Any]:
+        return {"amount": self.amount, "expiresAt": self.expires_at, "source": self.source}
+
+
+@dataclass(frozen=True, slots=True)
 class Credits:
-    """An account's credit buckets (upstream-protocol.md §4.1)."""
+    """An account's credit buckets (upstream-protocol.md §4.1) and the batches that expire (§17.13, §18.7)."""
 
     gift: int
     purchase: int
     vip: int
+    expiring: tuple[ExpiringCredit, ...] = ()
 
     @property
     def total(self) -> int:
         return self.gift + self.purchase + self.vip
 
-    def as_points(self) -> dict[str, int]:
-        """The jimeng-api `/token/points` shape."""
+    def as_points(self) -> dict[str, Any]:
+        """The jimeng-api `/token/points` shape, plus `expiringCredits` (soonest first) and `nextExpiry` (the
+        soonest batch, or null) where the upstream gives them."""
+        soonest = min(self.expiring, key=lambda e: e.expires_at, default=None)
         return {
             "giftCredit": self.gift,
             "purchaseCredit": self.purchase,
             "vipCredit": self.vip,
             "totalCredit": self.total,
+            "expiringCredits": [e.as_point() for e in sorted(self.expiring, key=lambda e: e.expires_at)],
+            "nextExpiry": soonest.as_point() if soonest is not None else None,
         }
+
+
+def generated_history_id(data: Any) -> str | None:
+    """The history record id of a generate answer's `data`: under `aigc_data` (§3), or directly under `data` as
+    in a real capture (§18.3); None when absent."""
+    aigc = data.get("aigc_data") if isinstance(data, dict) else None
+    source = aigc if isinstance(aigc, dict) else data
+    value = source.get("history_record_id") if isinstance(source, dict) else None
+    return str(value) if value else None
+
+
+def _batches(items: Any, source: str, amount_key: str, time_key: str) -> list[ExpiringCredit]:
+    out = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and _int(item.get(amount_key)) > 0 and _int(item.get(time_key)) > 0:
+            out.append(ExpiringCredit(_int(item.get(amount_key)), _int(item.get(time_key)), source))
+    return out
+
+
+def parse_credits(data: Any) -> Credits:
+    """The balance of a `user_credit` answer's `data` (after `ret` was checked: a 1015 answer also carries zero
+    buckets, §18.7). Expiring batches come from `expiring_credits[]` when present, else from the
+    `credits_detail.gift_credits[]` / `vip_credits[]` batches (the same batch appears in both lists, §17.13);
+    every list is optional."""
+    credit = data.get("credit") if isinstance(data, dict) else None
+    if not isinstance(credit, dict):
+        raise UpstreamBadResponse(f"{USER_CREDIT_PATH}: no credit object")
+    assert isinstance(data, dict)
+    expiring = _batches(data.get("expiring_credits"), "expiring_credits", "credit_amount", "expire_time")
+    if not expiring:
+        detail = data.get("credits_detail")
+        detail = detail if isinstance(detail, dict) else {}
+        for name in ("gift_credits", "vip_credits"):
+            expiring += _batches(detail.get(name), name, "residual_credits", "credits_life_end")
+    return Credits(
+        gift=_int(credit.get("gift_credit")),
+        purchase=_int(credit.get("purchase_credit")),
+        vip=_int(credit.get("vip_credit")),
+        expiring=tuple(expiring),
+    )
 
 
 class JimengClient:
@@ -336,14 +393,7 @@ class JimengClient:
             else f"{self.page_host(account.region)}/"
         )
         data = await self.call(account, USER_CREDIT_PATH, {}, default_params=False, referer=referer)
-        credit = data.get("credit") if isinstance(data, dict) else None
-        if not isinstance(credit, dict):
-            raise UpstreamBadResponse(f"{USER_CREDIT_PATH}: no credit object")
-        return Credits(
-            gift=_int(credit.get("gift_credit")),
-            purchase=_int(credit.get("purchase_credit")),
-            vip=_int(credit.get("vip_credit")),
-        )
+        return parse_credits(data)
 
     async def receive_credits(self, account: Account) -> int:
         """Claim the daily credits; returns the amount granted (§4.2)."""
@@ -377,11 +427,10 @@ class JimengClient:
                 "da_version": self.config.da_version,
             }
         data = await self.call(account, GENERATE_PATH, body, params=params, referer=referer, resend_safe=False)
-        aigc = data.get("aigc_data") if isinstance(data, dict) else None
-        history_id = aigc.get("history_record_id") if isinstance(aigc, dict) else None
+        history_id = generated_history_id(data)
         if not history_id:
             raise UpstreamBadResponse(f"{GENERATE_PATH}: no history_record_id in the answer")
-        return str(history_id)
+        return history_id
 
     async def get_history(
         self, account: Account, history_ids: list[str], *, image_info: dict[str, Any] | None = None

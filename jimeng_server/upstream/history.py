@@ -1,11 +1,13 @@
-"""Pure parsing of `get_history_by_ids` records (upstream-protocol.md §9.2–§9.4)."""
+"""Pure parsing of `get_history_by_ids` records (upstream-protocol.md §9.2–§9.4, §17.8–17.9, §18.4–18.5)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypedDict
 
 DONE_STATUSES = frozenset({10, 50})
 FAILED_STATUS = 30
@@ -15,9 +17,21 @@ STATUS_SLOWDOWN: dict[int, float] = {42: 1.2, 45: 1.5}
 """Poll-interval factors for the later running statuses (the watcher's cadence)."""
 
 
+class QueueBody(TypedDict):
+    """Where a waiting task stands in the upstream's queue (§17.9); each field null when not given."""
+
+    position: int | None
+    length: int | None
+    eta_seconds: float | None
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryRecord:
-    """What the server needs from one upstream history record."""
+    """What the server needs from one upstream history record.
+
+    `clean_videos` is True when every video URL came from the item's `video_model` (the watermark-free URL,
+    §18.4): no `get_local_item_list` call is needed then.
+    """
 
     status: int | None
     fail_code: str
@@ -26,6 +40,7 @@ class HistoryRecord:
     video_urls: tuple[str, ...]
     item_ids: tuple[str, ...]
     raw: dict[str, Any]
+    clean_videos: bool = False
 
     @property
     def done(self) -> bool:
@@ -86,8 +101,49 @@ _HQ_VIDEO_PATHS: tuple[tuple[str | int, ...], ...] = (
 )
 
 
+def _area(entry: dict[str, Any]) -> int:
+    width, height = entry.get("vwidth"), entry.get("vheight")
+    return width * height if isinstance(width, int) and isinstance(height, int) else 0
+
+
+def _b64_url(value: Any) -> str | None:
+    """A base64-encoded http(s) URL decoded, else None (real ones are `https://`; the simulator serves http)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        url = base64.b64decode(value + "=" * (-len(value) % 4), validate=False).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return url if url.startswith(("https://", "http://")) else None
+
+
+def watermark_free_url(item: Any) -> str | None:
+    """The URL of `video_model` (§17.8, settled by the real item of §18.4): `item.video.video_model` (or
+    `item.video_model`), a JSON string whose `video_list` entry with the largest `vwidth × vheight` has
+    `main_url` (else `backup_url_1`) as base64 of a plain URL. None when anything is missing."""
+    for raw in (_dig(item, "video", "video_model"), _dig(item, "video_model")):
+        model: Any = raw
+        if isinstance(raw, str):
+            try:
+                model = json.loads(raw)
+            except ValueError:
+                continue
+        entries = _dig(model, "video_list")
+        if not isinstance(entries, dict):
+            continue
+        for entry in sorted((e for e in entries.values() if isinstance(e, dict)), key=_area, reverse=True):
+            url = _b64_url(entry.get("main_url")) or _b64_url(entry.get("backup_url_1"))
+            if url:
+                return url
+    return None
+
+
 def extract_video_url(item: Any, *, high_quality: bool = False) -> str | None:
-    """The first video URL present at the documented item paths (§9.3, §9.5 for `high_quality`)."""
+    """The video URL of an item: the watermark-free `video_model` URL when present, else the first URL at the
+    documented item paths (§9.3, §9.5 for `high_quality`)."""
+    clean = watermark_free_url(item)
+    if clean is not None:
+        return clean
     for path in _HQ_VIDEO_PATHS if high_quality else _VIDEO_PATHS:
         url = _dig(item, *path)
         if isinstance(url, str) and url:
@@ -116,14 +172,16 @@ def parse_status(value: Any) -> int | None:
 
 
 def parse_record(raw: dict[str, Any]) -> HistoryRecord:
-    """Parse one record; `fail_code` is normalised to a string ("" when none)."""
+    """Parse one record; `fail_code` (a string or a number upstream, §18.5) is normalised to a string ("" when
+    none)."""
     items = raw.get("item_list")
     items = items if isinstance(items, list) else []
     fail = raw.get("fail_code")
-    fail_code = "" if fail in (None, 0, "0") else str(fail)
+    fail_code = "" if fail in (None, 0, "0", "") else str(fail)
     images = tuple(u for u in (extract_image_url(i) for i in items) if u)
     videos = tuple(u for u in (extract_video_url(i) for i in items) if u)
     ids = tuple(i for i in (item_id(it) for it in items) if i)
+    clean = bool(videos) and all(watermark_free_url(i) for i in items if extract_video_url(i))
     return HistoryRecord(
         status=parse_status(raw.get("status")),
         fail_code=fail_code,
@@ -132,7 +190,35 @@ def parse_record(raw: dict[str, Any]) -> HistoryRecord:
         video_urls=videos,
         item_ids=ids,
         raw=raw,
+        clean_videos=clean,
     )
+
+
+def _count(value: Any) -> int | None:
+    """A non-negative integer, else None (negatives, fractions, strings and bools are ignored, §17.9)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def queue_of(raw: Any) -> QueueBody | None:
+    """`{"position", "length", "eta_seconds"}` from `queue_info.queue_idx`, `queue_info.queue_length` and the
+    record's top-level `forecast_queue_cost` (read as seconds, as fran0220 does; §17.9); None when the record
+    gives none of them."""
+    position = _count(_dig(raw, "queue_info", "queue_idx"))
+    length = _count(_dig(raw, "queue_info", "queue_length"))
+    cost = _dig(raw, "forecast_queue_cost")
+    eta = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0 else None
+    if position is None and length is None and eta is None:
+        return None
+    return {"position": position, "length": length, "eta_seconds": eta}
+
+
+def fail_message_of(raw: Any) -> str | None:
+    """The upstream's readable failure text: `fail_starling_message`, else `fail_msg` (§17.9, §18.5)."""
+    for key in ("fail_starling_message", "fail_msg"):
+        value = _dig(raw, key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
 
 
 _HQ_URL_PATTERNS = (
@@ -164,14 +250,15 @@ def local_item_urls(data: Any) -> dict[str, str]:
 
 
 def with_high_quality(record: HistoryRecord, hq: dict[str, str]) -> HistoryRecord:
-    """`record` with each item's video URL replaced by its high-quality URL when `hq` has one."""
+    """`record` with each item's video URL replaced by its high-quality URL when `hq` has one; a watermark-free
+    `video_model` URL of the record is kept (§17.8 order: video_model, high quality, preview)."""
     items = record.raw.get("item_list")
     if not hq or not isinstance(items, list):
         return record
     urls = []
     for item in items:
         iid = item_id(item)
-        url = hq.get(iid) if iid is not None else None
+        url = watermark_free_url(item) or (hq.get(iid) if iid is not None else None)
         url = url or extract_video_url(item)
         if url:
             urls.append(url)

@@ -16,7 +16,7 @@ async def test_balance(up: Upstream, sim: Simulator) -> None:
     acct = sim.account(CN_SESSION)
     acct.gift_credit, acct.purchase_credit, acct.vip_credit = 3, 5, 7
     data = (await up.call(USER_CREDIT)).data
-    assert data == {"credit": {"gift_credit": 3, "purchase_credit": 5, "vip_credit": 7}}
+    assert data == {"credit": {"gift_credit": 3, "purchase_credit": 5, "vip_credit": 7}, "credits_detail": {}}
     assert acct.total == 15
 
 
