@@ -150,6 +150,7 @@ async def test_seedance_models_send_resolution_and_benefit(
     status, body = await post(client, clock, VIDEOS, fields)
     assert status == 200, body
     outer, draft, scene = sent(sim)
+    assert "commerce_with_input_video" not in sim.calls("/aigc_draft/generate")[-1].query  # no input video
     assert outer["extend"]["m_video_commerce_info"]["benefit_type"] == benefit
     assert outer["extend"]["m_video_commerce_info_list"][0]["benefit_type"] == benefit
     video_input = draft["component_list"][0]["abilities"]["gen_video"]["text_to_video_params"]["video_gen_inputs"][0]

@@ -173,6 +173,7 @@ async def test_omni_with_only_an_uploaded_video(
     ], "an uploaded file is referenced by its filename"
     assert json.loads(metrics["sceneOptions"])[0]["materialTypes"] == [2]
     assert upload_tokens(sim) == [1] and not sim.calls("/algo_proxy")
+    assert sim.calls("/aigc_draft/generate")[-1].query["commerce_with_input_video"] == "1"  # a video attached
 
 
 async def test_async_omni_submit_returns_a_history_id(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
 
 from .. import __version__
-from ..upstream import catalog
+from ..errors import ApiError
+from ..services.models import listing
+from ..upstream.discovery import DiscoveredModel
 from ..upstream.regions import Region
-from .appkeys import CONFIG
+from .appkeys import CONFIG, GENERATION
+from .request import caller_of
 
 routes = web.RouteTableDef()
 
@@ -57,20 +61,22 @@ async def ping(request: web.Request) -> web.Response:
 
 @routes.get("/v1/models")
 async def models(request: web.Request) -> web.Response:
-    """Every model this server can drive, with the regions that serve it; then each `[models] aliases` name
-    as its target's entry with `alias_of` (OpenAI clients pick models from this list)."""
-    data: list[dict[str, Any]] = []
-    for kind, table in (("image", catalog.IMAGE_MODELS), ("video", catalog.VIDEO_MODELS)):
-        for name, keys in table.items():
-            data.append(
-                {
-                    "id": name,
-                    "object": "model",
-                    "owned_by": "jimeng-server",
-                    "type": kind,
-                    "regions": [r.value for r in Region if r in keys],
-                }
-            )
+    """Every model this server can drive: regions, resolutions, durations or image counts, measured credits,
+    whether a paid subscription is needed, and `source`; then each `[models] aliases` name as its target's entry
+    with `alias_of` (OpenAI clients pick models from this list). With an Authorization header the upstream's
+    live list of each of the caller's regions is merged in (cached; a failed discovery, or a header that does
+    not authenticate, leaves the built-in table)."""
+    discovered: dict[Region, list[DiscoveredModel]] = {}
+    if request.headers.get("Authorization"):
+        try:
+            accounts = (await caller_of(request)).accounts
+        except ApiError:
+            accounts = ()
+        registry = request.app[GENERATION].models
+        firsts = {a.region: a for a in reversed(accounts)}  # the first account of each region
+        found = await asyncio.gather(*(registry.refresh(a) for a in firsts.values()))
+        discovered = {region: models for region, models in zip(firsts, found, strict=True) if models is not None}
+    data: list[dict[str, Any]] = listing(discovered)
     by_id = {entry["id"]: entry for entry in data}
     for alias, target in request.app[CONFIG].models.aliases.items():
         data.append(by_id[target] | {"id": alias, "alias_of": target})

@@ -107,7 +107,7 @@ def image_params(
     asked = get_str(data, "model", catalog.DEFAULT_IMAGE_MODEL)
     assert asked is not None
     model = (aliases or {}).get(asked, asked)
-    if model not in catalog.IMAGE_MODELS:
+    if model not in catalog.IMAGE_MODELS and not catalog.looks_like_key(model):
         raise BadRequest(
             f"unknown image model '{asked}'; use one of: {', '.join(catalog.IMAGE_MODELS)}, "
             "or map the name to one of them with [models] aliases in the config",

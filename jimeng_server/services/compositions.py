@@ -41,6 +41,7 @@ class Compositions:
         Raises ApiError (400/413 for inputs, 422 CONTENT_REJECTED for a refused image, ...) or UpstreamError.
         """
         placeholder = (ImageRef(""),) * len(images)
+        await self.generation.discover_for(caller.first, params.model)
         self.generation.image_job(caller.first, params, placeholder)  # model/size errors before any I/O
         inputs = await self.inputs.load(images, proxy=caller.first.proxy)
         try:

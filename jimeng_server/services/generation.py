@@ -17,6 +17,7 @@ from ..errors import BadRequest
 from ..store.models import Outcome, TaskKind
 from ..upstream import catalog
 from ..upstream.client import JimengClient
+from ..upstream.discovery import DiscoveredModel
 from ..upstream.errors import UpstreamRetError
 from ..upstream.payloads import DraftVersions, ImageJob, ImageRef, build_image_generate
 from ..upstream.regions import Region
@@ -25,6 +26,7 @@ from ..watcher import Watcher
 from .accounts import AccountService, cost_key
 from .callers import Caller, Payer
 from .idempotency import SpendMark
+from .models import ModelRegistry
 from .params import ImageParams
 
 # Text-to-image seeds lie in [2.5e9, 2.6e9) as the web client makes them (§7.2).
@@ -75,15 +77,34 @@ class Generation:
         self.rng = rng or random.Random()
         up = config.upstream
         self.versions = DraftVersions(up.image_draft_version, up.draft_min_version, up.blend_min_version)
+        self.models = ModelRegistry(client, clock, ttl=up.discovery_ttl)
+
+    def image_key(self, account: Account, model: str) -> tuple[str, DiscoveredModel | None]:
+        """The upstream key of image `model` in the account's region (a table name, or a key only discovery
+        lists), and what discovery says about that key; 400 UNSUPPORTED_MODEL listing what the region offers."""
+        region = account.region
+        if model in catalog.IMAGE_MODELS and region in catalog.IMAGE_MODELS[model]:
+            key = catalog.IMAGE_MODELS[model][region]
+            return key, self.models.find(region, "image", key)
+        found = self.models.find(region, "image", model)
+        if found is None or not found.available:
+            where = "is not available" if model in catalog.IMAGE_MODELS else "is unknown"
+            raise BadRequest(
+                f"image model '{model}' {where} in region {region.value}; use one of: "
+                f"{', '.join(self.models.names('image', region))}",
+                code="UNSUPPORTED_MODEL",
+            )
+        return model, found
 
     def image_job(self, account: Account, params: ImageParams, images: tuple[ImageRef, ...] = ()) -> ImageJob:
-        """Resolve model and size for the account's region; 400 listing what the region offers."""
+        """Resolve model, size and count for the account's region; 400 listing what the region offers. The
+        allowed counts come from discovery when it lists the key with counts, else from the table (§17.1)."""
+        key, found = self.image_key(account, params.model)
         try:
-            key = catalog.image_model_key(params.model, account.region)
             size = catalog.image_size(params.ratio, params.resolution, model=params.model, region=account.region)
         except catalog.CatalogError as exc:
             raise BadRequest(str(exc), code="UNSUPPORTED_MODEL") from None
-        counts = catalog.image_counts(params.model)
+        counts = found.counts if found is not None and found.counts else catalog.image_counts(params.model)
         if params.count is not None and params.count not in counts:
             raise BadRequest(
                 f"'n' must be from {min(counts)} to {max(counts)} for {params.model}, got {params.count}",
@@ -137,12 +158,14 @@ class Generation:
         *,
         callback_url: str | None,
         spend: SpendMark,
+        input_video: bool = False,
     ) -> Submission:
         """Send one generate `body` for `account` (never re-sent once it may have been delivered), mark `spend`,
-        and record the accepted submission (`on_submitted`). A withdrawn model (ret 2061) is 400 MODEL_WITHDRAWN."""
+        and record the accepted submission (`on_submitted`). A withdrawn model (ret 2061) is 400 MODEL_WITHDRAWN.
+        `input_video`: the body carries a video material (§17.5 `commerce_with_input_video`)."""
         try:
             with spend.attempt():
-                history_id = await self.client.generate(account, body, kind=kind.value)
+                history_id = await self.client.generate(account, body, kind=kind.value, input_video=input_video)
         except UpstreamRetError as exc:
             if exc.ret == "2061":
                 raise self.withdrawn(account, kind, model) from None
@@ -174,15 +197,24 @@ class Generation:
             code="MODEL_WITHDRAWN",
         )
 
+    async def discover_for(self, account: Account, model: str) -> None:
+        """Run discovery (cached) when `model` is not in the table: it may be a key only the upstream lists.
+        Never fails: without discovery the table decides."""
+        if model not in catalog.IMAGE_MODELS:
+            await self.models.refresh(account)
+
     def models_of(self, kind: TaskKind, region: Region) -> list[str]:
-        """The public model names of `kind` the region has."""
-        return catalog.models_for(kind.value, region)
+        """The model names of `kind` the region has (the table's, then keys only discovery lists)."""
+        return self.models.names(kind.value, region)
 
     async def submit_images(self, caller: Caller, params: ImageParams, *, spend: SpendMark) -> Submission:
         """Text-to-image (single or multi-image) with the first usable account; `spend` records the generate."""
+        await self.discover_for(caller.first, params.model)
         # Validate against the first account's region before spending anything.
         self.image_job(caller.first, params)
-        expected = params.count or params.story_count() or catalog.default_image_count(params.model)
+        _, found = self.image_key(caller.first, params.model)
+        default = found.default_count if found is not None and found.default_count else None
+        expected = params.count or params.story_count() or default or catalog.default_image_count(params.model)
 
         async def action(account: Account) -> Submission:
             job = self.image_job(account, params)

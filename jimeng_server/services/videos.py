@@ -180,7 +180,15 @@ class VideoService:
         )
         images = len(params.images) or None
         return await gen.send(
-            account, body, TaskKind.VIDEO, params.model, 1, images, callback_url=params.callback_url, spend=spend
+            account,
+            body,
+            TaskKind.VIDEO,
+            params.model,
+            1,
+            images,
+            callback_url=params.callback_url,
+            spend=spend,
+            input_video=bool(params.videos),
         )
 
     async def _send_frames(

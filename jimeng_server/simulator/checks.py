@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from ..upstream.catalog import IMAGE_MODELS, RATIOS, RESOLUTIONS, CatalogError, ImageSize, image_size
+from ..upstream.catalog import IMAGE_MODELS, RATIOS, CatalogError, ImageSize, image_resolutions, image_size
 from ..upstream.regions import Region, constants
 from ..upstream.signing import parse_cookie, sign
 from .hosts import VHost
@@ -139,14 +139,15 @@ def image_model_name(key: str, region: Region) -> str | None:
     return None
 
 
-def valid_image_sizes(key: str, region: Region) -> dict[tuple[int, int, int, str], str]:
-    """Every (width, height, image_ratio, resolution_type) the catalogue allows for an image key -> its ratio."""
-    name = image_model_name(key, region)
+def valid_image_sizes(key: str, region: Region, name: str | None = None) -> dict[tuple[int, int, int, str], str]:
+    """Every (width, height, image_ratio, resolution_type) the catalogue allows for an image key -> its ratio
+    (`name`: the model's name when the catalogue lacks the key, e.g. a model only discovery lists)."""
+    name = image_model_name(key, region) or name
     out: dict[tuple[int, int, int, str], str] = {}
     if name is None:
         return out
     for ratio in RATIOS:
-        for resolution in RESOLUTIONS:
+        for resolution in image_resolutions(name):
             try:
                 size: ImageSize = image_size(ratio, resolution, model=name, region=region)
             except CatalogError:  # pragma: no cover - the catalogue accepts all listed pairs

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,7 @@ class DraftContext:
     draft: dict[str, Any]
     component: dict[str, Any]  # draft.component_list[0]
     is_committed: Callable[[str], bool] = lambda _uri: False  # uploaded + committed by this account?
+    extra_image_keys: Mapping[str, str] = field(default_factory=dict)  # keys only discovery lists -> names
 
 
 DraftValidator = Callable[[DraftContext], GenerateSpec]
@@ -119,6 +120,7 @@ def validate_generate(
     sessionid: str,
     validators: dict[str, DraftValidator] | None = None,
     is_committed: Callable[[str], bool] | None = None,
+    extra_image_keys: Mapping[str, str] | None = None,
 ) -> GenerateSpec:
     """Check a generate body for `region` and return its spec; raise GenerateInvalid on any violation.
 
@@ -168,6 +170,8 @@ def validate_generate(
     ctx = DraftContext(body, region, sessionid, submit_id, root_model, metrics, scenes[0], draft, component)
     if is_committed is not None:
         ctx = dataclasses.replace(ctx, is_committed=is_committed)
+    if extra_image_keys:
+        ctx = dataclasses.replace(ctx, extra_image_keys=extra_image_keys)
     return validator(ctx)
 
 
@@ -207,7 +211,7 @@ def check_image_model(ctx: DraftContext, core: dict[str, Any]) -> tuple[str, str
             f"extend.root_model ({ctx.root_model!r}), core_param.model ({model!r}) and "
             f"sceneOptions[0].modelReqKey ({req_key!r}) must be the same upstream key"
         )
-    name = image_model_name(model, ctx.region)
+    name = image_model_name(model, ctx.region) or ctx.extra_image_keys.get(model)
     if name is None:
         raise GenerateInvalid(f"image model key {model!r} is not served in region {ctx.region.value}")
     return model, name
@@ -229,7 +233,7 @@ def check_image_size(
         raise GenerateInvalid("core_param.intelligent_ratio must be a boolean")
     if intelligent and name not in INTELLIGENT_RATIO_MODELS:
         raise GenerateInvalid(f"core_param.intelligent_ratio must be false for model {model!r}")
-    sizes = valid_image_sizes(model, ctx.region)
+    sizes = valid_image_sizes(model, ctx.region, name)
     if intelligent and not blend:
         if "image_ratio" in core:
             raise GenerateInvalid("core_param.image_ratio must be left out when intelligent_ratio is true")

@@ -50,6 +50,9 @@ class SimSettings:
     # Video items carry `video.video_model` with the watermark-free URL (§18.4). Off by default so the
     # get_local_item_list path stays exercised; the real items of 2026 carry it.
     video_model_urls: bool = False
+    # Drift: models get_common_config lists beyond the catalogue, raw entries plus "kind" ("image"/"video");
+    # generate accepts the image ones by key.
+    extra_models: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -125,7 +125,15 @@ async def generate(sim: Simulator, call: Call) -> Answer:
     try:
         sid = call.account.sessionid
         spec = validate_generate(
-            call.body, call.region, sid, is_committed=lambda uri: sim.uploads.committed_by(uri, sid)
+            call.body,
+            call.region,
+            sid,
+            is_committed=lambda uri: sim.uploads.committed_by(uri, sid),
+            extra_image_keys={
+                str(m["model_req_key"]): str(m.get("model_name", m["model_req_key"]))
+                for m in sim.settings.extra_models
+                if m.get("kind") == "image" and "model_req_key" in m
+            },
         )
     except GenerateInvalid as exc:
         return sim.fail("4002", f"param error: {exc}", call.path)

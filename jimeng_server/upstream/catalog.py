@@ -9,6 +9,7 @@ region has. Live discovery (`get_common_config`, §17.4) can add to this table a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -243,6 +244,15 @@ def is_image_model_key(key: str, region: Region) -> bool:
 def is_video_model_key(key: str, region: Region) -> bool:
     """True when `key` is an upstream video model key served in `region`."""
     return name_of_key("video", key, region) is not None
+
+
+_KEY = re.compile(r"[a-z0-9][a-z0-9.:]*(?:_[a-z0-9.:]+)+")
+
+
+def looks_like_key(value: str) -> bool:
+    """True for an upstream model key shape (`high_aes_general_v60`): such a `model` is resolved by live
+    discovery when the table lacks it."""
+    return _KEY.fullmatch(value) is not None
 
 
 def image_counts(name: str) -> tuple[int, ...]:

@@ -21,9 +21,16 @@ from yarl import URL
 from ..clock import Clock
 from ..config import UpstreamConfig
 from ..metrics import instrument_upstream
-from . import content_check
+from . import content_check, discovery
 from .envelope import unwrap
-from .errors import UpstreamBadResponse, UpstreamError, UpstreamHttpError, UpstreamTimeout, UpstreamUnavailable
+from .errors import (
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamHttpError,
+    UpstreamRetError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from .identity import BrowserIdentity, BrowserProfile, derive_identity, profile_for
 from .regions import Region, constants
 from .signing import build_cookie, sign
@@ -416,8 +423,9 @@ class JimengClient:
         user_id = data.get("user_id") or (inner or {}).get("user_id")
         return str(user_id) if user_id else None
 
-    async def generate(self, account: Account, body: dict[str, Any], *, kind: str) -> str:
-        """Submit a generation; returns the history record id. Never re-sent once delivered."""
+    async def generate(self, account: Account, body: dict[str, Any], *, kind: str, input_video: bool = False) -> str:
+        """Submit a generation; returns the history record id. Never re-sent once delivered. `input_video`
+        (a video material attached) adds `commerce_with_input_video` when configured (§17.5)."""
         referer = f"{self.page_host(account.region)}/ai-tool/generate?type={kind}"
         params = None
         if kind == "video":
@@ -426,6 +434,8 @@ class JimengClient:
                 "web_version": self.config.web_version,
                 "da_version": self.config.da_version,
             }
+            if input_video and self.config.commerce_with_input_video:
+                params["commerce_with_input_video"] = self.config.commerce_with_input_video
         data = await self.call(account, GENERATE_PATH, body, params=params, referer=referer, resend_safe=False)
         history_id = generated_history_id(data)
         if not history_id:
@@ -443,6 +453,29 @@ class JimengClient:
         if not isinstance(data, dict):
             raise UpstreamBadResponse(f"{HISTORY_PATH}: data is not an object")
         return data
+
+    async def discover_models(self, account: Account) -> list[discovery.DiscoveredModel]:
+        """The image and video models the upstream lists for the account's region (§17.4): two
+        `get_common_config` calls; the video call retries with the other `scene` value on a refusal."""
+        referer = f"{self.page_host(account.region)}/ai-tool/generate"
+        image = await self.call(
+            account,
+            discovery.IMAGE_CONFIG_PATH,
+            dict(discovery.IMAGE_CONFIG_BODY),
+            params={"needCache": "true", "needRefresh": "false"},
+            referer=referer,
+        )
+        video: Any = None
+        for n, scene in enumerate(discovery.VIDEO_CONFIG_SCENES):
+            try:
+                video = await self.call(
+                    account, discovery.VIDEO_CONFIG_PATH, discovery.video_config_body(scene), referer=referer
+                )
+                break
+            except UpstreamRetError:
+                if n == len(discovery.VIDEO_CONFIG_SCENES) - 1:
+                    raise
+        return discovery.parse_models("image", image) + discovery.parse_models("video", video)
 
     async def get_local_items(self, account: Account, item_ids: list[str]) -> Any:
         """The download-quality item list for finished video items (§9.5)."""

@@ -1,0 +1,168 @@
+"""The model list: the built-in table (`upstream/catalog.py`) merged with live discovery (`get_common_config`,
+upstream-protocol.md §17.4), cached per region for `[upstream] discovery_ttl` seconds.
+
+Discovery never makes a request fail: when it fails (or `discovery_ttl` is 0) the built-in table is used and a
+warning is logged; a failure is remembered for at most a minute so a broken upstream is not asked on every call.
+A model the upstream lists but the table lacks can be used by its upstream key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..clock import Clock
+from ..upstream import catalog
+from ..upstream.client import JimengClient
+from ..upstream.discovery import DiscoveredModel
+from ..upstream.errors import UpstreamError
+from ..upstream.regions import Region
+from ..upstream.tokens import Account
+
+log = logging.getLogger(__name__)
+
+FAILURE_TTL = 60.0
+"""Longest time a failed discovery is remembered before it is tried again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """How one region's discovered list differs from the built-in table (for `doctor`)."""
+
+    new: tuple[DiscoveredModel, ...]  # listed upstream, not in the table
+    missing: tuple[str, ...]  # table models (public names) whose key the upstream does not list
+    renamed: tuple[tuple[str, DiscoveredModel], ...]  # a missing table model and a new key that looks like it
+
+
+def drift_of(region: Region, found: Sequence[DiscoveredModel]) -> Drift:
+    """Compare a region's discovered models with the table. "Renamed" is a guess: a missing table model whose
+    version (e.g. "4.7" of jimeng-4.7) appears in the display name of a new key of the same kind."""
+    listed = {(m.kind, m.key) for m in found if m.available}
+    specs = {**catalog.IMAGE_SPECS, **catalog.VIDEO_SPECS}
+    new = tuple(m for m in found if m.available and catalog.name_of_key(m.kind, m.key, region) is None)
+    missing = tuple(
+        name
+        for name, spec in specs.items()
+        if spec.alias_of is None and region in spec.keys and (spec.kind, spec.keys[region]) not in listed
+    )
+    renamed = tuple(
+        (name, model)
+        for name in missing
+        for model in new
+        if model.kind == specs[name].kind and (version := _version(name)) and version in model.name
+    )
+    return Drift(new, missing, renamed)
+
+
+def _version(name: str) -> str:
+    """The version token of a public name: "4.7" of "jimeng-4.7", "2.0" of "jimeng-video-seedance-2.0-vip"."""
+    return next((part for part in name.split("-") if part[:1].isdigit()), "")
+
+
+class ModelRegistry:
+    """Per-region discovery cache over one client."""
+
+    def __init__(self, client: JimengClient, clock: Clock, *, ttl: float) -> None:
+        self.client = client
+        self.clock = clock
+        self.ttl = ttl
+        self._cache: dict[Region, tuple[float, list[DiscoveredModel] | None]] = {}
+        self._locks: dict[Region, asyncio.Lock] = {}
+
+    def cached(self, region: Region) -> list[DiscoveredModel] | None:
+        """The region's discovered models while fresh, else None."""
+        hit = self._cache.get(region)
+        if hit is None or hit[1] is None or self.clock.time() - hit[0] >= self.ttl:
+            return None
+        return hit[1]
+
+    async def refresh(self, account: Account) -> list[DiscoveredModel] | None:
+        """The models of the account's region: from cache while fresh, else asked with this account (one call
+        at a time per region). None when discovery is off or failed (the table is then used)."""
+        if self.ttl <= 0:
+            return None
+        region = account.region
+        lock = self._locks.setdefault(region, asyncio.Lock())
+        async with lock:
+            hit = self._cache.get(region)
+            now = self.clock.time()
+            if hit is not None and now - hit[0] < (self.ttl if hit[1] is not None else min(self.ttl, FAILURE_TTL)):
+                return hit[1]
+            try:
+                found: list[DiscoveredModel] | None = await self.client.discover_models(account)
+            except UpstreamError as exc:
+                log.warning("model discovery failed for region %s, using the built-in table: %s", region, exc.reason)
+                found = None
+            self._cache[region] = (now, found)
+            return found
+
+    def find(self, region: Region, kind: str, key: str) -> DiscoveredModel | None:
+        """A fresh discovered model of `kind` with upstream `key` in `region`, else None."""
+        return next((m for m in self.cached(region) or [] if m.kind == kind and m.key == key), None)
+
+    def names(self, kind: str, region: Region) -> list[str]:
+        """What a caller may send as `model` in `region`: the table's names, then discovered keys it lacks."""
+        names = catalog.models_for(kind, region)
+        extra = [
+            m.key
+            for m in self.cached(region) or []
+            if m.kind == kind and m.available and catalog.name_of_key(kind, m.key, region) is None
+        ]
+        return names + extra
+
+
+def listing(discovered: dict[Region, list[DiscoveredModel]]) -> list[dict[str, Any]]:
+    """The `/v1/models` entries: every table model with what it takes and `source` ("table", or
+    "table+discovery" when an asked region's upstream lists its key), then each model only discovery found
+    (`source` "discovery", id = its upstream key)."""
+    data: list[dict[str, Any]] = []
+    for name, spec in [*catalog.IMAGE_SPECS.items(), *catalog.VIDEO_SPECS.items()]:
+        regions = [r for r in Region if r in spec.keys]
+        confirmed = [r.value for r in regions if any(m.key == spec.keys[r] for m in discovered.get(r, []))]
+        entry: dict[str, Any] = {
+            "id": name,
+            "object": "model",
+            "owned_by": "jimeng-server",
+            "type": spec.kind,
+            "regions": [r.value for r in regions],
+            "upstream_keys": {r.value: spec.keys[r] for r in regions},
+            "resolutions": list(spec.resolutions),
+            "vip": spec.vip,
+            "credits": dict(spec.credits) or None,
+            "source": "table+discovery" if confirmed else "table",
+            "discovered_in": confirmed,
+        }
+        if spec.kind == "image":
+            entry.update(counts=list(spec.counts), default_count=spec.default_count)
+        else:
+            entry["durations"] = list(catalog.allowed_durations(name))
+        if spec.alias_of:
+            entry["alias_of"] = spec.alias_of
+        data.append(entry)
+    for region, found in discovered.items():
+        for m in found:
+            if not m.available or catalog.name_of_key(m.kind, m.key, region) is not None:
+                continue
+            entry = {
+                "id": m.key,
+                "object": "model",
+                "owned_by": "jimeng-server",
+                "type": m.kind,
+                "name": m.name,
+                "regions": [region.value],
+                "upstream_keys": {region.value: m.key},
+                "resolutions": list(m.resolutions),
+                "vip": None,
+                "credits": None,
+                "source": "discovery",
+                "discovered_in": [region.value],
+            }
+            if m.kind == "image":
+                entry.update(counts=list(m.counts), default_count=m.default_count)
+            else:
+                entry["durations"] = list(m.durations)
+            data.append(entry)
+    return data
