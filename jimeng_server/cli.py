@@ -1,5 +1,6 @@
-"""Command line: `python -m jimeng_server [--config F] [--host H] [--port P] [--simulate] [--version]`, and the
-operator commands `jimeng-server [--config F] accounts ...` / `keys ...` (see `manage.py`).
+"""Command line: `python -m jimeng_server [--config F] [--host H] [--port P] [--simulate] [--version]`, the
+operator commands `jimeng-server [--config F] accounts ...` / `keys ...` (see `manage.py`), and
+`jimeng-server doctor [--config F] [--token T] [--spend] [--simulate [--drift version|model|risk]]` (`doctor.py`).
 
 Settings come from, strongest first: the flags, the environment (JIMENG_HOST, JIMENG_PORT, JIMENG_STORE_PATH;
 JIMENG_CONFIG names the file), the config file, the built-in defaults.
@@ -19,6 +20,7 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -28,12 +30,14 @@ from .api.admin import admin_key
 from .api.appkeys import ACCOUNT_POOL, API_KEYS
 from .api.observability import AccessLogger
 from .app import create_app
+from .clock import Clock, SystemClock
 from .config import Config, ConfigError, load_config, with_env_overrides
+from .doctor import exit_code, run_doctor
 from .errors import Conflict
 from .logs import setup_logging
 from .runner import ApiRunner, bind
 from .upstream.regions import Region
-from .upstream.tokens import parse_token
+from .upstream.tokens import TokenError, parse_token
 
 log = logging.getLogger("jimeng_server")
 
@@ -209,7 +213,92 @@ def simulate_banner(base: str, token: str, api_key: str, admin: str) -> str:
     )
 
 
+def parse_doctor_args(argv: list[str]) -> argparse.Namespace:
+    from .simulator.drift import DRIFTS
+
+    parser = argparse.ArgumentParser(
+        prog="jimeng-server doctor", description="check an account end to end and name what drifted upstream"
+    )
+    parser.add_argument("--config", help="path to config.toml (default: $JIMENG_CONFIG, else built-in defaults)")
+    parser.add_argument("--token", help="the account's token (default: $JIMENG_TOKEN); shown masked only")
+    parser.add_argument("--spend", action="store_true", help="also generate one cheapest image (spends credits)")
+    parser.add_argument("--simulate", action="store_true", help="check against the built-in simulator")
+    parser.add_argument(
+        "--drift", action="append", choices=DRIFTS, default=[], help="with --simulate: make the simulator drift"
+    )
+    return parser.parse_args(argv)
+
+
+async def _fresh_simulator(
+    config: Config, clock: Clock, drift: Sequence[str]
+) -> tuple[web.AppRunner, Config, str]:
+    """A throw-away simulator for `doctor --simulate` (nothing saved, unlike `--simulate`'s): started on loopback
+    with `drift` applied and a demo account; returns its runner, `config` pointed at it and the demo token."""
+    from .simulator import Simulator, seed_demo, simulator_hosts
+    from .simulator.drift import apply_drift
+
+    sim = Simulator(clock=clock, seed=secrets.randbits(32))
+    apply_drift(sim, drift)
+    token = seed_demo(sim)
+    runner = web.AppRunner(sim.create_app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    return runner, with_simulator_hosts(config, simulator_hosts(f"http://{host}:{port}")), token
+
+
+async def doctor_command(
+    config: Config,
+    token: str | None,
+    *,
+    spend: bool = False,
+    simulate: bool = False,
+    drift: Sequence[str] = (),
+    clock: Clock | None = None,
+) -> int:
+    """Run the doctor (against a fresh simulator with `simulate`), print one line per check, return the exit
+    code (0: nothing failed, 1: something failed, 2: no usable token)."""
+    clock = clock or SystemClock()
+    runner: web.AppRunner | None = None
+    if simulate:
+        runner, config, token = await _fresh_simulator(config, clock, drift)
+    try:
+        if not token:
+            print("doctor: give the account's token with --token or $JIMENG_TOKEN (or use --simulate)")
+            return 2
+        try:
+            account = parse_token(token)
+        except TokenError as exc:
+            print(f"doctor: {exc}")
+            return 2
+        checks = await run_doctor(config, account, clock, spend=spend)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+    for check in checks:
+        print(check.line())
+    failed = [c.name for c in checks if c.status == "fail"]
+    print(f"doctor: {'FAILED: ' + ', '.join(failed) if failed else 'nothing failed'}", flush=True)
+    return exit_code(checks)
+
+
+def doctor_main(argv: list[str]) -> int:
+    """`jimeng-server doctor ...`: the exit code."""
+    args = parse_doctor_args(argv)
+    try:
+        config = with_env_overrides(load_config(args.config), os.environ)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging("WARNING")
+    token = args.token or os.environ.get("JIMENG_TOKEN")
+    return asyncio.run(doctor_command(config, token, spend=args.spend, simulate=args.simulate, drift=args.drift))
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["doctor"]:
+        raise SystemExit(doctor_main(argv[1:]))
     args = parse_args(argv)
     try:
         config = with_env_overrides(load_config(args.config), os.environ)

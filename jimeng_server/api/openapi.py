@@ -73,6 +73,7 @@ _IMAGE_FIELDS: dict[str, Schema] = {
     "sample_strength": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
     "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "url"},
     "multi_image": {"type": "boolean"},
+    "n": {"type": "integer", "minimum": 1, "maximum": catalog.MAX_IMAGE_COUNT, "description": "images to make"},
     "size": {"type": "string", "description": "OpenAI-style WxH (e.g. 1024x1024) or auto, mapped to ratio/resolution"},
 }
 _IMAGE_INPUT: Schema = {
@@ -98,7 +99,16 @@ _VIDEO_FIELDS: dict[str, Schema] = {
 _VIDEO_FILES: dict[str, Schema] = {
     "image_file": {"type": "array", "items": _FILE, "description": "frame images, or omni_reference images"},
     "video_file": {"type": "array", "items": _FILE, "description": "omni_reference videos"},
+    "audio_file": {"type": "array", "items": _FILE, "description": "omni_reference audio (.mp3, .wav)"},
 }
+_EXPIRING = _obj({"amount": _INT, "expiresAt": _INT, "source": _STR}, ("amount", "expiresAt", "source"))
+_POINTS = _obj(
+    {
+        **{k: _INT for k in ("giftCredit", "purchaseCredit", "vipCredit", "totalCredit")},
+        "expiringCredits": {"type": "array", "items": _EXPIRING},
+        "nextExpiry": {"oneOf": [_EXPIRING, {"type": "null"}]},
+    }
+)
 _SCHEMAS: dict[str, Schema] = {
     "Error": _ERROR,
     "ImageRequest": _obj(_IMAGE_FIELDS, ("prompt",)),
@@ -169,6 +179,16 @@ _SCHEMAS: dict[str, Schema] = {
             "fail_code": {"type": ["integer", "string"]},
             "item_count": _INT,
             "results": {"type": ["array", "null"], "items": _obj({"url": _STR}, ("url",))},
+            "queue": {
+                "type": ["object", "null"],
+                "description": "while processing: where the task stands in the upstream's queue",
+                "properties": {
+                    "position": {"type": ["integer", "null"]},
+                    "length": {"type": ["integer", "null"]},
+                    "eta_seconds": {"type": ["number", "null"]},
+                },
+            },
+            "fail_message": {"type": ["string", "null"], "description": "the upstream's readable failure reason"},
             "raw_data": {"type": ["object", "null"]},
             "error": _obj({"code": _STR, "message": _STR}, ("code", "message")),
         },
@@ -233,10 +253,11 @@ _SCHEMAS: dict[str, Schema] = {
             {
                 "token": {"type": "string", "description": "masked"},
                 "account": _STR,
-                "points": _obj({k: _INT for k in ("giftCredit", "purchaseCredit", "vipCredit", "totalCredit")}),
-                "credits": _obj({k: _INT for k in ("giftCredit", "purchaseCredit", "vipCredit", "totalCredit")}),
+                "points": _POINTS,
+                "credits": _POINTS,
                 "received": {"type": "boolean"},
                 "error": _STR,
+                "code": {"type": "string", "description": "why a claim was refused (e.g. CLAIM_RISK_REJECTED)"},
             },
             ("token", "account"),
         ),

@@ -18,6 +18,8 @@ from ..upstream import catalog
 from .params import MAX_PROMPT_CHARS, RESPONSE_FORMATS, get_choice, get_str
 
 VIDEO_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "21:9")
+VIDEO_RESOLUTIONS = tuple(dict.fromkeys(r for name in catalog.VIDEO_MODELS for r in catalog.video_resolutions(name)))
+"""Every video resolution some model takes (each model's own list: `catalog.video_resolutions`)."""
 FRAME_MODE = "first_last_frames"
 OMNI_MODE = "omni_reference"
 OMNI_MODELS = ("jimeng-video-seedance-2.0", "jimeng-video-seedance-2.0-fast")

@@ -1,0 +1,228 @@
+"""`jimeng-server doctor`: check one account end to end against the upstream and name what drifted.
+
+Checks, in order (each `ok`, `warn` or `fail`, with the remedy: which config key to change, to what):
+1. session: alive (passport info) and its region;
+2. version: a plain web read accepted with the configured `appvr` / `da_version` (ret 3018 otherwise);
+3. credits: the balance and the next expiry;
+4. models: the live model list (`get_common_config`) against the built-in table: new, missing, renamed;
+5. uploads: ImageX upload credentials are issued;
+6. with `spend`: the cheapest image (one image, `n=1`) generated, polled to the end and downloaded.
+
+A refusal by risk control (1019, 4013), a refused session or version, or a failed generation is `fail`; model
+drift and a zero balance are `warn`. The exit code is 0 only when nothing failed. The session token is shown
+masked only.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from .clock import Clock
+from .config import Config
+from .errors import from_upstream
+from .services.models import drift_of
+from .upstream import catalog
+from .upstream.client import JimengClient
+from .upstream.errors import UpstreamError
+from .upstream.history import parse_record
+from .upstream.payloads import DraftVersions, ImageJob, build_image_generate, history_image_info
+from .upstream.regions import Region
+from .upstream.tokens import Account
+from .upstream.transport import SessionPool
+
+NEWEST_DA_VERSION = "3.3.28"
+"""The newest `da_version` seen on the live site (2026-09-30, upstream-protocol.md §17.5)."""
+SPEND_MODELS = {Region.CN: "jimeng-4.7", Region.HK: "jimeng-4.7", Region.JP: "jimeng-4.7", Region.SG: "jimeng-4.7"}
+"""The cheapest image model per region (1 credit per image at 2k, measured for 4.7, §17.1); else jimeng-4.5."""
+_TRANSPORTS = '[upstream] transport = "impersonate" (then "browser"), or [upstream] relay_url'
+POLL_SECONDS = 5.0
+POLL_LIMIT = 120  # polls before the spend check gives up (10 minutes)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One check's verdict."""
+
+    name: str
+    status: str  # "ok", "warn" or "fail"
+    detail: str
+    remedy: str = ""
+
+    def line(self) -> str:
+        """`[ok]   name: detail` (+ `-> remedy`)."""
+        text = f"[{self.status}]{' ' * (5 - len(self.status))}{self.name}: {self.detail}"
+        return f"{text}\n       -> {self.remedy}" if self.remedy else text
+
+
+def _refusal(name: str, exc: UpstreamError, config: Config) -> Check:
+    """The check of a failed call, with the remedy its refusal calls for."""
+    err = from_upstream(exc)
+    if err.code == "UPSTREAM_VERSION_REJECTED":
+        name = "version"  # whichever call met it, the version gate refused it
+    up = config.upstream
+    remedy = {
+        "TOKEN_EXPIRED": "sign in on the web site again and use the fresh sessionid",
+        "UPSTREAM_VERSION_REJECTED": (
+            f"raise [upstream] da_version (now {up.da_version}) to the web site's current value "
+            f"(newest seen: {NEWEST_DA_VERSION}); if that is not enough, raise appvr (now {up.appvr})"
+        ),
+        "UPSTREAM_RISK_CONTROL": f"give the account its full browser cookie jar, or set {_TRANSPORTS}",
+        "RISK_CONTROL_REJECTED": (
+            "use a model without vip (GET /v1/models) or an account with a subscription; else give the account "
+            f"its full browser cookie jar, or set {_TRANSPORTS}"
+        ),
+        "REGION_NOT_ALLOWED": "use a proxy in the account's region (token form proxy@sessionid)",
+        "UPSTREAM_FRAME_REJECTED": "check [upstream] regions.<region>.page (Referer) and appvr",
+    }.get(err.code, "see the message; the upstream protocol may have changed (upstream-protocol.md §17)")
+    return Check(name, "fail", f"{err.code}: {err.message}", remedy)
+
+
+class Doctor:
+    """Runs the checks for one account with its own client (sessions closed by `close()`)."""
+
+    def __init__(self, config: Config, account: Account, clock: Clock, *, spend: bool = False) -> None:
+        self.config = config
+        self.account = account
+        self.clock = clock
+        self.spend = spend
+        self.pool = SessionPool(connect_timeout=config.upstream.connect_timeout)
+        self.client = JimengClient(config.upstream, self.pool, clock)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def run(self) -> list[Check]:
+        """Every check in order; a failed session or version check ends the run (the rest would fail alike)."""
+        checks: list[Check] = []
+        steps: list[Callable[[], Awaitable[Check]]] = [self.session, self.version, self.credits, self.models]
+        steps += [self.uploads] + ([self.generate] if self.spend else [])
+        for step in steps:
+            check = await step()
+            checks.append(check)
+            if check.status == "fail" and check.name in ("session", "version"):
+                break
+        return checks
+
+    async def session(self) -> Check:
+        try:
+            user_id = await self.client.account_user_id(self.account)
+        except UpstreamError as exc:
+            return _refusal("session", exc, self.config)
+        if user_id is None:
+            return Check("session", "fail", "the upstream did not accept the session", "send a fresh sessionid")
+        return Check("session", "ok", f"live, region {self.account.region.value} ({self.account.masked})")
+
+    async def version(self) -> Check:
+        up = self.config.upstream
+        try:
+            await self.client.get_history(self.account, ["0"])  # a harmless read that passes the version gate
+        except UpstreamError as exc:
+            return _refusal("version", exc, self.config)
+        return Check("version", "ok", f"appvr {up.appvr}, da_version {up.da_version}, web_version {up.web_version}")
+
+    async def credits(self) -> Check:
+        try:
+            credits = await self.client.get_credits(self.account)
+        except UpstreamError as exc:
+            return _refusal("credits", exc, self.config)
+        points = credits.as_points()
+        detail = f"{credits.total} credits (gift {credits.gift}, purchase {credits.purchase}, vip {credits.vip})"
+        if points["nextExpiry"]:
+            detail += f"; {points['nextExpiry']['amount']} expire at unix {points['nextExpiry']['expiresAt']}"
+        if credits.total <= 0:
+            return Check("credits", "warn", detail, "claim the daily credits with POST /token/receive or top up")
+        return Check("credits", "ok", detail)
+
+    async def models(self) -> Check:
+        try:
+            found = await self.client.discover_models(self.account)
+        except UpstreamError as exc:
+            reason = from_upstream(exc).message
+            return Check("models", "warn", f"live discovery failed ({reason}); the built-in table is used")
+        drift = drift_of(self.account.region, found)
+        notes = []
+        if drift.new:
+            notes.append("new: " + ", ".join(f"{m.key} ({m.name or m.kind})" for m in drift.new))
+        if drift.missing:
+            notes.append("not listed any more: " + ", ".join(drift.missing))
+        if drift.renamed:
+            notes.append("renamed?: " + ", ".join(f"{name} -> {m.key}" for name, m in drift.renamed))
+        if not notes:
+            return Check("models", "ok", f"{len(found)} models listed, all in the built-in table")
+        return Check(
+            "models",
+            "warn",
+            "; ".join(notes),
+            "new keys work as 'model' by their key already; add them (and drop withdrawn ones) in "
+            "upstream/catalog.py; set [upstream] discovery_ttl > 0 to keep using the live list",
+        )
+
+    async def uploads(self) -> Check:
+        try:
+            token = await self.client.get_upload_token(self.account, scene=2)
+        except UpstreamError as exc:
+            return _refusal("uploads", exc, self.config)
+        if not token.get("access_key_id") or not token.get("session_token"):
+            return Check("uploads", "fail", "get_upload_token answered without credentials", "see §11.1")
+        return Check("uploads", "ok", "ImageX upload credentials issued")
+
+    async def generate(self) -> Check:
+        """One image (n=1) of the region's cheapest model, polled to the end, its URL downloaded."""
+        region = self.account.region
+        model = SPEND_MODELS.get(region, "jimeng-4.5")
+        up = self.config.upstream
+        job = ImageJob(
+            model_key=catalog.image_model_key(model, region),
+            prompt="a small red apple on a white table",
+            size=catalog.image_size("1:1", "2k", model=model, region=region),
+            count=1,
+        )
+        body = build_image_generate(
+            job,
+            region=region,
+            versions=DraftVersions(up.image_draft_version, up.draft_min_version, up.blend_min_version),
+            now_ms=int(self.clock.time() * 1000),
+            seed=random.randrange(2_500_000_000, 2_600_000_000),
+        )
+        try:
+            history_id = await self.client.generate(self.account, body, kind="image")
+            record = None
+            for _ in range(POLL_LIMIT):
+                await self.clock.sleep(POLL_SECONDS)
+                data = await self.client.get_history(self.account, [history_id], image_info=history_image_info())
+                raw = data.get(history_id)
+                record = parse_record(raw) if isinstance(raw, dict) else None
+                if record is not None and record.final:
+                    break
+        except UpstreamError as exc:
+            return _refusal("generate", exc, self.config)
+        if record is None or not record.final:
+            return Check("generate", "fail", f"task {history_id} did not finish in time", "try again later")
+        if record.failed or not record.image_urls:
+            return Check("generate", "fail", f"the upstream failed the task (fail_code {record.fail_code})", "retry")
+        try:
+            async with self.pool.get(self.account.proxy).get(record.image_urls[0]) as resp:
+                size = len(await resp.read()) if resp.status == 200 else 0
+        except aiohttp.ClientError as exc:
+            return Check("generate", "fail", f"the result could not be downloaded ({type(exc).__name__})")
+        if not size:
+            return Check("generate", "fail", "the result URL did not give an image")
+        return Check("generate", "ok", f"{model} made 1 image ({size} bytes downloaded), task {history_id}")
+
+
+async def run_doctor(config: Config, account: Account, clock: Clock, *, spend: bool = False) -> list[Check]:
+    """Run every check for `account` and close the doctor's sessions."""
+    doctor = Doctor(config, account, clock, spend=spend)
+    try:
+        return await doctor.run()
+    finally:
+        await doctor.close()
+
+
+def exit_code(checks: list[Check]) -> int:
+    """0 when no check failed, else 1."""
+    return 1 if any(c.status == "fail" for c in checks) else 0

@@ -1,0 +1,37 @@
+"""Making the simulator drift the way the real upstream does, for `doctor --simulate --drift ...`:
+
+- `version`: require a newer `da_version` than the default config sends (ret 3018, §2.9, §17.5);
+- `model`: list a model the built-in table lacks and stop listing (withdraw, ret 2061) one it has (§17.3-17.4);
+- `risk`: refuse every generate with ret 4013 (risk control, §17.6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from .faults import Fault, FaultKind
+from .shark import RISK_ERRMSG
+from .web_api import GENERATE
+
+if TYPE_CHECKING:
+    from .app import Simulator
+
+DRIFTS = ("version", "model", "risk")
+NEWER_DA_VERSION = "3.3.28"  # the newest value seen on the live site (2026-09-30)
+NEW_MODEL = {"kind": "image", "model_req_key": "high_aes_general_v60", "model_name": "图片 6.0"}
+WITHDRAWN_KEY = "dreamina_ic_generate_video_model_vgfm_3.0_pro"
+
+
+def apply_drift(sim: Simulator, names: Iterable[str]) -> None:
+    """Apply each named drift (one of `DRIFTS`); ValueError for an unknown name."""
+    for name in names:
+        if name == "version":
+            sim.settings.min_da_version = NEWER_DA_VERSION
+        elif name == "model":
+            sim.settings.extra_models.append(dict(NEW_MODEL))
+            sim.settings.withdrawn_models.add(WITHDRAWN_KEY)
+        elif name == "risk":
+            sim.inject(GENERATE, Fault(FaultKind.RET, ret="4013", errmsg=RISK_ERRMSG), times=10**6)
+        else:
+            raise ValueError(f"unknown drift {name!r}; use one of: {', '.join(DRIFTS)}")
