@@ -222,7 +222,7 @@ async def test_a_declared_length_over_the_limit_is_a_413_before_any_body_is_sent
     assert f"{cfg.server.max_body_bytes} bytes" in json.loads(body)["error"]["message"]
 
 
-@pytest.mark.parametrize(("path", "limit"), [("/v1/images/compositions", 10), ("/v1/videos/generations", 12)])
+@pytest.mark.parametrize(("path", "limit"), [("/v1/images/compositions", 10), ("/v1/videos/generations", 15)])
 async def test_a_file_part_beyond_the_limit_is_refused_as_it_starts(
     served: tuple[Config, int], path: str, limit: int
 ) -> None:

@@ -26,11 +26,16 @@ OMNI_MODELS = ("jimeng-video-seedance-2.0", "jimeng-video-seedance-2.0-fast")
 MAX_FRAMES = 2
 MAX_OMNI_IMAGES = 9
 MAX_OMNI_VIDEOS = 3
-MAX_OMNI_MATERIALS = 12
+MAX_OMNI_MATERIALS = 12  # images and videos
+MAX_OMNI_AUDIOS = 3
+"""Reference audio files per request: the web call's limit is not known (§17.10; an Agent-mode note says 10);
+3, like videos, until a source says more."""
 
 _INT_TEXT = re.compile(r"[0-9]{1,9}")  # more digits cannot be a duration
 _IMAGE_FIELD = re.compile(r"image_file(?:_([1-9][0-9]{0,2}))?")
 _VIDEO_FIELD = re.compile(r"video_file(?:_([1-9][0-9]{0,2}))?")
+_AUDIO_FIELD = re.compile(r"audio_file(?:_([1-9][0-9]{0,2}))?")
+_FIELDS = {"image_file": _IMAGE_FIELD, "video_file": _VIDEO_FIELD, "audio_file": _AUDIO_FIELD}
 
 
 def _bad(field: str, message: str, code: str = "INVALID_PARAMETER") -> BadRequest:
@@ -113,7 +118,8 @@ def _frames(data: Mapping[str, Any]) -> tuple[MediaSource, ...]:
     files = [v for value in data.values() for v in _as_list(value) if isinstance(v, UploadedFile)]
     urls = _file_paths(data)
     for name in data:
-        if _VIDEO_FIELD.fullmatch(name) or (_IMAGE_FIELD.fullmatch(name) and not _is_files(data[name])):
+        omni_only = _VIDEO_FIELD.fullmatch(name) or _AUDIO_FIELD.fullmatch(name)
+        if omni_only or (_IMAGE_FIELD.fullmatch(name) and not _is_files(data[name])):
             raise _bad(name, f"is an {OMNI_MODE} field; set functionMode={OMNI_MODE} or send frames as file_paths")
     if files and urls:
         raise BadRequest(
@@ -136,7 +142,7 @@ def _is_files(value: Any) -> bool:
 def _collect(data: Mapping[str, Any], base: str, extra_urls: list[str]) -> list[MediaSource]:
     """Materials of one kind in the §8.3 order: uploaded files in form order, then numbered URL fields,
     then a bare URL field, then `extra_urls` in the unused numbered slots."""
-    pattern = _IMAGE_FIELD if base == "image_file" else _VIDEO_FIELD
+    pattern = _FIELDS[base]
     files: list[MediaSource] = []
     numbered: list[tuple[int, MediaSource]] = []
     bare: list[MediaSource] = []
@@ -162,17 +168,22 @@ def _collect(data: Mapping[str, Any], base: str, extra_urls: list[str]) -> list[
     return out
 
 
-def _omni_materials(data: Mapping[str, Any]) -> tuple[tuple[MediaSource, ...], tuple[MediaSource, ...]]:
+def _omni_materials(
+    data: Mapping[str, Any],
+) -> tuple[tuple[MediaSource, ...], tuple[MediaSource, ...], tuple[MediaSource, ...]]:
     stray = [
         name
         for name, value in data.items()
         if any(isinstance(v, UploadedFile) for v in _as_list(value))
-        and not (_IMAGE_FIELD.fullmatch(name) or _VIDEO_FIELD.fullmatch(name))
+        and not any(pattern.fullmatch(name) for pattern in _FIELDS.values())
     ]
     if stray:
-        raise _bad(stray[0], "is not an omni_reference file field; name files image_file_N or video_file_N")
+        raise _bad(
+            stray[0], "is not an omni_reference file field; name files image_file_N, video_file_N or audio_file_N"
+        )
     images = _collect(data, "image_file", _file_paths(data))
     videos = _collect(data, "video_file", [])
+    audios = _collect(data, "audio_file", [])
     total = len(images) + len(videos)
     if total > MAX_OMNI_MATERIALS:
         raise BadRequest(
@@ -188,12 +199,18 @@ def _omni_materials(data: Mapping[str, Any]) -> tuple[tuple[MediaSource, ...], t
         raise BadRequest(
             f"omni_reference takes at most {MAX_OMNI_VIDEOS} videos, got {len(videos)}", code="TOO_MANY_VIDEOS"
         )
-    if total == 0:
+    if len(audios) > MAX_OMNI_AUDIOS:
         raise BadRequest(
-            "omni_reference needs at least one material: image_file_1..9 or video_file_1..3 (files or URLs)",
+            f"omni_reference takes at most {MAX_OMNI_AUDIOS} audio files, got {len(audios)}", code="TOO_MANY_AUDIOS"
+        )
+    if total == 0:
+        what = "audio alone is not enough: add " if audios else ""
+        raise BadRequest(
+            f"omni_reference needs at least one image or video material: {what}image_file_1..9 or "
+            "video_file_1..3 (files or URLs)",
             code="MISSING_MATERIALS",
         )
-    return tuple(images), tuple(videos)
+    return tuple(images), tuple(videos), tuple(audios)
 
 
 def video_params(data: Mapping[str, Any], *, aliases: Mapping[str, str] | None = None) -> VideoParams:
@@ -224,8 +241,10 @@ def video_params(data: Mapping[str, Any], *, aliases: Mapping[str, str] | None =
     ratio = get_choice(data, "ratio", "1:1", VIDEO_RATIOS)
     response_format = get_choice(data, "response_format", "url", RESPONSE_FORMATS)
     if omni:
-        images, videos = _omni_materials(data)
-        return VideoParams(model, prompt, ratio, resolution, duration, True, (), images, videos, response_format)
+        images, videos, audios = _omni_materials(data)
+        return VideoParams(
+            model, prompt, ratio, resolution, duration, True, (), images, videos, response_format, audios=audios
+        )
     frames = _frames(data)
     if not frames and not prompt.strip():
         raise BadRequest("'prompt' is required for text-to-video", code="MISSING_PARAMETER")

@@ -29,7 +29,7 @@ from .callbacks import refuse_callback_url
 from .forms import request_fields
 from .idempotency import HEADER, idempotent
 from .request import caller_of
-from .video_params import MAX_OMNI_MATERIALS, video_params
+from .video_params import MAX_OMNI_AUDIOS, MAX_OMNI_MATERIALS, video_params
 
 routes = web.RouteTableDef()
 
@@ -42,7 +42,7 @@ async def video_request(request: web.Request) -> AsyncIterator[tuple[Caller, dic
     request (sync and async twins)."""
     caller = await caller_of(request)
     limit = request.app[CONFIG].server.max_body_bytes
-    async with request_fields(request, max_bytes=limit, max_files=MAX_OMNI_MATERIALS) as data:
+    async with request_fields(request, max_bytes=limit, max_files=MAX_OMNI_MATERIALS + MAX_OMNI_AUDIOS) as data:
         yield caller, data, video_params(data, aliases=request.app[CONFIG].models.aliases)
 
 

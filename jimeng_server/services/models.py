@@ -115,9 +115,9 @@ class ModelRegistry:
 
 
 def listing(discovered: dict[Region, list[DiscoveredModel]]) -> list[dict[str, Any]]:
-    """The `/v1/models` entries: every table model with what it takes and `source` ("table", or
-    "table+discovery" when an asked region's upstream lists its key), then each model only discovery found
-    (`source` "discovery", id = its upstream key)."""
+    """The `/v1/models` entries: every table model with what it takes, its `evidence` (§17) and `source`
+    ("table", or "table+discovery" when an asked region's upstream lists its key), then each model only
+    discovery found (`source` "discovery", id = its upstream key; videos with their `benefit_types`)."""
     data: list[dict[str, Any]] = []
     for name, spec in [*catalog.IMAGE_SPECS.items(), *catalog.VIDEO_SPECS.items()]:
         regions = [r for r in Region if r in spec.keys]
@@ -134,6 +134,7 @@ def listing(discovered: dict[Region, list[DiscoveredModel]]) -> list[dict[str, A
             "credits": dict(spec.credits) or None,
             "source": "table+discovery" if confirmed else "table",
             "discovered_in": confirmed,
+            "evidence": spec.evidence or None,
         }
         if spec.kind == "image":
             entry.update(counts=list(spec.counts), default_count=spec.default_count)
@@ -163,6 +164,6 @@ def listing(discovered: dict[Region, list[DiscoveredModel]]) -> list[dict[str, A
             if m.kind == "image":
                 entry.update(counts=list(m.counts), default_count=m.default_count)
             else:
-                entry["durations"] = list(m.durations)
+                entry.update(durations=list(m.durations), benefit_types=dict(m.benefits))
             data.append(entry)
     return data

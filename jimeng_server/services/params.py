@@ -90,11 +90,12 @@ class VideoParams:
     videos: tuple[MediaSource, ...] = ()  # omni mode
     response_format: str = "url"
     callback_url: str | None = None  # async twin only, set by the handler after validation (api/callbacks.py)
+    audios: tuple[MediaSource, ...] = ()  # omni mode: reference audio (§17.10)
 
     @property
     def materials(self) -> tuple[MediaSource, ...]:
-        """Omni materials in registration order: images, then videos (§8.3)."""
-        return self.images + self.videos
+        """Omni materials in registration order: images, then videos (§8.3), then audios (§17.10)."""
+        return self.images + self.videos + self.audios
 
     def reference_names(self) -> dict[str, int]:
         """`@name` -> material index: field names, and original filenames that do not clash with one."""

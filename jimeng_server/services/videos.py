@@ -14,8 +14,12 @@ uploaded, and again from VOD's durations after the commits).
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections.abc import Sequence
 
+from ..audio import HEAD_BYTES as AUDIO_HEAD_BYTES
+from ..audio import AudioFacts, audio_facts
 from ..concurrency import all_or_nothing
 from ..errors import BadRequest
 from ..net.spool import Download
@@ -24,7 +28,9 @@ from ..upstream import catalog
 from ..upstream.payloads import ImageRef
 from ..upstream.tokens import Account
 from ..upstream.video_payloads import (
+    AudioRef,
     FrameJob,
+    Material,
     OmniJob,
     VideoRef,
     VideoVersions,
@@ -101,15 +107,21 @@ class VideoService:
             videos = await self.inputs.load(_input_images(params.videos), proxy=proxy, kind="video")
             try:
                 await self.check_video_lengths(videos.files, params.videos)
+                audios = await self.inputs.load(_input_images(params.audios), proxy=proxy, kind="audio")
+                try:
+                    heard = await check_audios(audios.files, params.audios)
 
-                async def action(account: Account) -> Submission:
-                    materials = await self.upload_materials(account, images.files, videos.files)
-                    return await self._send_omni(account, params, materials, spend)
+                    async def action(account: Account) -> Submission:
+                        materials = await self.upload_materials(account, images.files, videos.files)
+                        sounds = await self.upload_audios(account, audios.files, heard, params.audios)
+                        return await self._send_omni(account, params, materials + sounds, spend)
 
-                _, submission = await self.generation.accounts.submit(
-                caller, action, spend=spend, cost=cost_key(params)
-            )
-                return submission
+                    _, submission = await self.generation.accounts.submit(
+                        caller, action, spend=spend, cost=cost_key(params)
+                    )
+                    return submission
+                finally:
+                    audios.cleanup()
             finally:
                 videos.cleanup()
         finally:
@@ -160,8 +172,28 @@ class VideoService:
         _check_total([r.duration_ms / 1000 for r in refs if isinstance(r, VideoRef)])
         return tuple(refs)
 
+    async def upload_audios(
+        self,
+        account: Account,
+        files: Sequence[Download],
+        heard: Sequence[AudioFacts],
+        sources: Sequence[MediaSource],
+    ) -> tuple[AudioRef, ...]:
+        """Upload the reference audios through VOD (as videos, §17.10), `uploads.concurrency` at a time; the
+        duration is VOD's, or our own reading when VOD gives none."""
+        slots = self.inputs.slots()
+
+        async def one(file: Download, facts: AudioFacts, source: MediaSource) -> AudioRef:
+            async with slots:
+                committed = await self.videos.upload(account, file, max_seconds=math.inf)
+            seconds = committed.duration or facts.duration
+            name = source.file.filename if source.file is not None else ""
+            return AudioRef(committed.vid, round(seconds * 1000), name)
+
+        return tuple(await all_or_nothing(one(*args) for args in zip(files, heard, sources, strict=True)))
+
     async def _send_omni(
-        self, account: Account, params: VideoParams, materials: tuple[ImageRef | VideoRef, ...], spend: SpendMark
+        self, account: Account, params: VideoParams, materials: tuple[Material, ...], spend: SpendMark
     ) -> Submission:
         gen = self.generation
         job = OmniJob(
@@ -216,6 +248,32 @@ class VideoService:
         return await gen.send(
             account, body, TaskKind.VIDEO, params.model, 1, images, callback_url=params.callback_url, spend=spend
         )
+
+
+async def read_audio(file: Download) -> AudioFacts | None:
+    """Format and duration from the spooled file's first `audio.HEAD_BYTES` (in a worker thread)."""
+
+    def read() -> AudioFacts | None:
+        with file.path.open("rb") as f:
+            return audio_facts(f.read(AUDIO_HEAD_BYTES), file.size)
+
+    return await asyncio.to_thread(read)
+
+
+async def check_audios(files: Sequence[Download], sources: Sequence[MediaSource]) -> list[AudioFacts]:
+    """Each audio's format and duration from its first bytes (no upload yet); 400 INVALID_AUDIO for anything
+    but MP3 or WAV (§17.10)."""
+    heard = []
+    read = await all_or_nothing(read_audio(f) for f in files)
+    for index, (facts, source) in enumerate(zip(read, sources, strict=True)):
+        if facts is None or facts.duration <= 0:
+            raise BadRequest(
+                f"audio {index + 1} ({source.label}) is not an MP3 or WAV file with a readable length; "
+                "send .mp3 or .wav",
+                code="INVALID_AUDIO",
+            )
+        heard.append(facts)
+    return heard
 
 
 def _too_long(what: str) -> BadRequest:

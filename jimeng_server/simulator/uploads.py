@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..audio import HEAD_BYTES as AUDIO_HEAD_BYTES
+from ..audio import AudioFacts, audio_facts
 from ..checksums import Crc32
 from ..imageinfo import ImageInfo, read_info
 from ..mp4 import MovieFacts, MovieScanner
@@ -93,6 +95,7 @@ class UploadSlot:
     committed: bool = False
     vid: str = ""  # VOD slots (ApplyUploadInner) only: the video id; their bytes are read as an MP4
     movie: MovieFacts | None = None  # VOD slots: duration and size read from the uploaded MP4
+    audio: AudioFacts | None = None  # VOD slots whose bytes are MP3/WAV audio (omni audio, §17.10)
 
 
 @dataclass
@@ -395,8 +398,9 @@ async def upload_service(sim: Simulator, request: web.Request, vhost: VHost, api
             size += len(chunk)
             if movie is not None:
                 movie.feed(chunk)
-            elif len(head) < HEAD_KEEP:
-                head += chunk[: HEAD_KEEP - len(head)]
+            keep = AUDIO_HEAD_BYTES if movie is not None else HEAD_KEEP
+            if len(head) < keep:
+                head += chunk[: keep - len(head)]
             window = carry + chunk
             risky = risky or RISK_MARKER in window
             carry = window[-(len(RISK_MARKER) - 1) :]
@@ -414,6 +418,7 @@ async def upload_service(sim: Simulator, request: web.Request, vhost: VHost, api
     slot.received, slot.crc32 = size, crc_header
     slot.info = read_info(bytes(head)) if movie is None else None
     slot.movie = movie.facts() if movie is not None else None
+    slot.audio = audio_facts(bytes(head), size) if movie is not None and slot.movie is None else None
     slot.risky = risky
     data = {"crc32": crc_header, "etag": hashlib.md5(slot.store_uri.encode()).hexdigest()}
     return Answer(payload={"code": 2000, "apiversion": "v1", "message": "Success", "data": data}, body_size=size)

@@ -79,6 +79,26 @@ def _check_frame(ctx: DraftContext, value: Any, where: str) -> str:
     return uri
 
 
+MATERIAL_CODES = {"image": 1, "video": 2, "audio": 3}  # sceneOptions[0].materialTypes (§8.4, §17.10)
+
+
+def _check_audio(ctx: DraftContext, info: dict[str, Any], where: str) -> str:
+    """An omni audio material (§17.10): type "audio", a UUID id, source_from "upload", a VOD vid this account
+    committed, a duration in ms, a name; no width, height or fps. Returns the vid."""
+    if info.get("type") != "audio" or info.get("source_from") != "upload" or not is_uuid(info.get("id")):
+        raise GenerateInvalid(f"{where} must have type 'audio', a UUID id and source_from 'upload'")
+    vid = text(info, "vid", where, empty=False)
+    if not ctx.is_committed(vid):
+        raise GenerateInvalid(f"{where}.vid {vid!r} was not committed to VOD by this account")
+    if integer(info, "duration", where) <= 0:
+        raise GenerateInvalid(f"{where}.duration must be the audio's length in milliseconds")
+    text(info, "name", where)
+    for field in ("width", "height", "fps"):
+        if field in info:
+            raise GenerateInvalid(f"{where}.{field} must be left out for audio")
+    return vid
+
+
 def _check_omni(ctx: DraftContext, key: str, gen_input: dict[str, Any]) -> tuple[str, list[str], list[str], int]:
     """Omni rules; returns the prompt text, image URIs, vids and the total video milliseconds."""
     if key not in OMNI_KEYS:
@@ -98,6 +118,7 @@ def _check_omni(ctx: DraftContext, key: str, gen_input: dict[str, Any]) -> tuple
     kinds: list[str] = []
     uris: list[str] = []
     vids: list[str] = []
+    audio_vids: list[str] = []
     total_ms = 0
     for n, material in enumerate(materials):
         where = f"material_list[{n}]"
@@ -113,16 +134,22 @@ def _check_omni(ctx: DraftContext, key: str, gen_input: dict[str, Any]) -> tuple
                 raise GenerateInvalid(f"{where}.video_info.vid {vid!r} was not committed to VOD by this account")
             vids.append(vid)
             total_ms += integer(info, "duration", f"{where}.video_info")
+        elif kind == "audio":
+            audio_vids.append(_check_audio(ctx, obj(material, "audio_info", where), f"{where}.audio_info"))
         else:
-            raise GenerateInvalid(f"{where}.material_type must be 'image' or 'video', got {kind!r}")
+            raise GenerateInvalid(f"{where}.material_type must be 'image', 'video' or 'audio', got {kind!r}")
         kinds.append(kind)
     if len(uris) > 9 or len(vids) > 3:
         raise GenerateInvalid("omni takes at most 9 images and 3 videos")
+    if audio_vids and not (uris or vids):
+        raise GenerateInvalid("omni audio needs at least one image or video material (audio alone is refused)")
     if total_ms > MAX_OMNI_VIDEO_MS:
         raise GenerateInvalid(f"omni videos last {total_ms} ms in total; at most {MAX_OMNI_VIDEO_MS}")
     types = ctx.scene.get("materialTypes")
-    if types != [1 if k == "image" else 2 for k in kinds]:
-        raise GenerateInvalid("sceneOptions[0].materialTypes must list 1 (image) / 2 (video) per material, in order")
+    if types != [MATERIAL_CODES[k] for k in kinds]:
+        raise GenerateInvalid(
+            "sceneOptions[0].materialTypes must list 1 (image) / 2 (video) / 3 (audio) per material, in order"
+        )
     prompt: list[str] = []
     for n, meta in enumerate(metas):
         where = f"meta_list[{n}]"

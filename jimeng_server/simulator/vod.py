@@ -119,8 +119,20 @@ def _commit(sim: Simulator, creds: IssuedCredentials, raw: bytes, region: str) -
     if slot.received != slot.file_size:
         return _error(400, "InvalidParameter", "the upload of this SessionKey has not finished", COMMIT, region)
     movie = slot.movie
+    if movie is None and slot.audio is not None:  # reference audio goes through VOD too (§17.10)
+        slot.committed = True
+        sim.uploads.vids[slot.vid] = slot
+        audio = {
+            "Uri": slot.store_uri,
+            "Duration": round(slot.audio.duration, 3),
+            "Format": slot.audio.format,
+            "Size": slot.file_size,
+            "FileType": "audio",
+            "Md5": hashlib.md5(slot.store_uri.encode()).hexdigest(),
+        }
+        return _ok({"Results": [{"Vid": slot.vid, "VideoMeta": audio}]}, COMMIT, region)
     if movie is None:
-        return _error(400, "InvalidMedia", "the uploaded bytes are not a readable MP4/MOV", COMMIT, region)
+        return _error(400, "InvalidMedia", "the uploaded bytes are not a readable MP4/MOV, MP3 or WAV", COMMIT, region)
     slot.committed = True
     sim.uploads.vids[slot.vid] = slot
     meta = {

@@ -236,11 +236,6 @@ def name_of_key(kind: str, key: str, region: Region) -> str | None:
     return next((name for name, keys in table.items() if keys.get(region) == key), None)
 
 
-def is_image_model_key(key: str, region: Region) -> bool:
-    """True when `key` is an upstream image model key served in `region`."""
-    return name_of_key("image", key, region) is not None
-
-
 def is_video_model_key(key: str, region: Region) -> bool:
     """True when `key` is an upstream video model key served in `region`."""
     return name_of_key("video", key, region) is not None

@@ -39,6 +39,20 @@ class VideoRef:
 
 
 @dataclass(frozen=True, slots=True)
+class AudioRef:
+    """A committed VOD audio (uploaded like a video, §17.10): its `vid`, duration in milliseconds and file name."""
+
+    vid: str
+    duration_ms: int
+    name: str = ""
+
+
+Material = ImageRef | VideoRef | AudioRef
+MATERIAL_TYPES = {ImageRef: (1, "image"), VideoRef: (2, "video"), AudioRef: (3, "audio")}
+"""`sceneOptions[0].materialTypes` code and `meta_type` of each material kind (§8.4, §17.10)."""
+
+
+@dataclass(frozen=True, slots=True)
 class FrameJob:
     """Text-to-video (no frames), image-to-video (first frame) or first+last frame."""
 
@@ -70,11 +84,12 @@ PromptPart = TextPart | RefPart
 
 @dataclass(frozen=True, slots=True)
 class OmniJob:
-    """Omni-reference mode (Seedance 2.0 / 2.0 fast): materials in registration order + the split prompt."""
+    """Omni-reference mode (Seedance 2.0 / 2.0 fast): materials in registration order (images, videos, audios)
+    + the split prompt."""
 
     model_key: str
     duration_s: int
-    materials: tuple[ImageRef | VideoRef, ...]
+    materials: tuple[Material, ...]
     parts: tuple[PromptPart, ...] = field(default_factory=tuple)
 
 
@@ -260,10 +275,21 @@ def build_frame_video_generate(
     return _outer(job.model_key, benefit, submit_id, metrics, draft, region)
 
 
-def _material(ref: ImageRef | VideoRef, new_id: IdFactory) -> dict[str, Any]:
+def _material(ref: Material, new_id: IdFactory) -> dict[str, Any]:
     if isinstance(ref, ImageRef):
         info = image_payload(ref, new_id)
         return {"type": "", "id": new_id(), "material_type": "image", "image_info": info}
+    if isinstance(ref, AudioRef):
+        # No width, height or fps for audio (§17.10).
+        audio = {
+            "type": "audio",
+            "id": new_id(),
+            "source_from": "upload",
+            "vid": ref.vid,
+            "duration": ref.duration_ms,
+            "name": ref.name,
+        }
+        return {"type": "", "id": new_id(), "material_type": "audio", "audio_info": audio}
     video = {
         "type": "video",
         "id": new_id(),
@@ -285,7 +311,7 @@ def meta_list(job: OmniJob) -> list[dict[str, Any]]:
         if isinstance(part, TextPart):
             out.append({"meta_type": "text", "text": part.text})
         else:
-            kind = "image" if isinstance(job.materials[part.index], ImageRef) else "video"
+            kind = MATERIAL_TYPES[type(job.materials[part.index])][1]
             out.append({"meta_type": kind, "text": "", "material_ref": {"material_idx": part.index}})
     return out
 
@@ -302,7 +328,7 @@ def build_omni_video_generate(
 ) -> dict[str, Any]:
     """The body for omni-reference mode (§8.3, §8.4); `submit_id` equals `originSubmitId` here."""
     submit_id = new_id()
-    types = [1 if isinstance(m, ImageRef) else 2 for m in job.materials]
+    types = [MATERIAL_TYPES[type(m)][0] for m in job.materials]
     metrics = dumps_compact(
         {
             "position": "page_bottom_box",
