@@ -4,6 +4,7 @@ refusals (4013) with cool-down and fail-over."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -14,6 +15,7 @@ from support import CN_TOKEN, CN_TOKEN_2, US_TOKEN, bearer, drive, json_of
 from jimeng_server.api.appkeys import ACCOUNTS
 from jimeng_server.clock import ManualClock
 from jimeng_server.simulator import Simulator
+from jimeng_server.simulator.media import png
 from jimeng_server.upstream import catalog
 from jimeng_server.upstream.tokens import parse_token
 
@@ -217,3 +219,21 @@ async def test_withdrawn_model_names_what_the_region_has(
     message = body["error"]["message"]
     assert "2061" in message and "jimeng-video-seedance-2.5" in message and "'jimeng-video-3.0'" in message
     assert sim.generate_count == 0
+
+
+async def test_composition_takes_n(client: TestClient[Any, Any], clock: ManualClock, sim: Simulator) -> None:
+    image = "data:image/png;base64," + base64.b64encode(png(40, 30, (200, 10, 10))).decode()
+    before = sim.account(CN_TOKEN).total
+    (resp,) = await drive(
+        client.app,
+        clock,
+        client.post(
+            "/v1/images/compositions", json={"prompt": "x", "images": [image], "n": 2}, headers=bearer(CN_TOKEN)
+        ),
+    )
+    body = await json_of(resp)
+    assert resp.status == 200 and len(body["data"]) == 2, body
+    assert before - sim.account(CN_TOKEN).total == 2 * sim.settings.image_cost
+    _, draft, scene = sent(sim)
+    abilities = draft["component_list"][0]["abilities"]
+    assert abilities["gen_option"]["gen_count"] == 2 and scene["benefitCount"] == 2 and "blend" in abilities

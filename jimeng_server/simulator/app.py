@@ -58,6 +58,7 @@ from .video import cdn_video
 from .web_api import SERVICE_HANDLERS, WEB_HANDLERS, Answer, Call, error_data
 
 _RESET = Answer(status=0)  # marker: close the connection without answering
+CREDIT_REFERER = "/ai-tool/image/generate"  # the path of the Referer CN user_credit must carry
 
 
 class Simulator:
@@ -235,6 +236,8 @@ class Simulator:
             return self.fail(region.ret, region.errmsg, api_path)
         if account.region is not region:
             return self.fail("3000", "region not allow", api_path)
+        if api_path == USER_CREDIT and region is Region.CN and not headers.get("referer", "").endswith(CREDIT_REFERER):
+            return self.fail("1014", "system busy", api_path)  # the request frame is checked (§17.5, measured)
         call = Call(request, vhost_name, api_path, query, headers, body, region, account)
         return await handler(self, call)
 

@@ -1,5 +1,5 @@
-"""The simulator reads the image count only where the upstream does (§17.1), bills per image made, and refuses
-drafts missing a version field."""
+"""The simulator reads the image count only where the upstream does (§17.1), bills per image made, refuses
+drafts missing a version field, and checks the request frame of CN user_credit (ret 1014, §17.5)."""
 
 from __future__ import annotations
 
@@ -91,3 +91,9 @@ async def test_draft_without_a_version_field_is_refused(up: Upstream, sim: Simul
     reply = await up.generate(image_body(draft=drop))
     assert reply.ret == "4002" and "version" in reply.json["errmsg"], reply.json
     assert sim.generate_count == 0
+
+
+async def test_cn_user_credit_with_a_wrong_referer_is_1014(up: Upstream) -> None:
+    reply = await up.call("/commerce/v1/benefits/user_credit", headers={"Referer": "https://jimeng.jianying.com/"})
+    assert (reply.ret, reply.json["errmsg"]) == ("1014", "system busy")
+    assert (await up.call("/commerce/v1/benefits/user_credit")).ret == "0"
