@@ -113,6 +113,9 @@ class UpstreamConfig:
     commerce_with_input_video: str = "1"  # query value sent on generate when a video material is attached
     draft_version: str = "3.3.9"  # video drafts (Seedance omni still 3.3.9)
     image_draft_version: str = "3.0.2"  # image drafts since 2026-09 (§17.1)
+    # Omni-mode benefit types (conflicting sources, §17.10); the reference's values by default.
+    omni_benefit_pro: str = "dreamina_video_seedance_20_video_add"
+    omni_benefit_fast: str = "dreamina_seedance_20_fast_with_video"
     draft_min_version: str = "3.0.2"
     blend_min_version: str = "3.2.9"
     video_draft_min_version: str = "3.0.5"

@@ -5,9 +5,11 @@ refusals (4013) with cool-down and fail-over."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from support import CN_TOKEN, CN_TOKEN_2, US_TOKEN, bearer, drive, json_of
@@ -237,3 +239,17 @@ async def test_composition_takes_n(client: TestClient[Any, Any], clock: ManualCl
     _, draft, scene = sent(sim)
     abilities = draft["component_list"][0]["abilities"]
     assert abilities["gen_option"]["gen_count"] == 2 and scene["benefitCount"] == 2 and "blend" in abilities
+
+
+async def test_omni_benefit_types_are_config(make_client: Any, config: Any, clock: ManualClock, sim: Simulator) -> None:
+    up = dataclasses.replace(config.upstream, omni_benefit_pro="dreamina_video_seedance_20_pro_with_video")
+    client = await make_client(upstream=up)
+    form = aiohttp.FormData()
+    form.add_field("model", "jimeng-video-seedance-2.0")
+    form.add_field("functionMode", "omni_reference")
+    form.add_field("prompt", "@image_file_1 waves")
+    form.add_field("image_file_1", png(20, 20, (1, 2, 3)), filename="a.png", content_type="image/png")
+    (resp,) = await drive(client.app, clock, client.post(VIDEOS, data=form, headers=bearer(CN_TOKEN)))
+    assert resp.status == 502  # the simulator holds the reference's value (§17.10 leaves it open)
+    extend = sim.calls("/aigc_draft/generate")[-1].body["extend"]
+    assert extend["m_video_commerce_info"]["benefit_type"] == "dreamina_video_seedance_20_pro_with_video"

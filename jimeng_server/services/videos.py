@@ -60,6 +60,7 @@ class VideoService:
         self.videos = videos  # omni video inputs: VOD upload
         up = generation.config.upstream
         self.versions = VideoVersions(version=up.draft_version, min_version=up.video_draft_min_version)
+        self.omni_benefits = (up.omni_benefit_pro, up.omni_benefit_fast)  # config: the sources conflict
 
     @staticmethod
     def model_key(account: Account, params: VideoParams) -> str:
@@ -209,6 +210,7 @@ class VideoService:
             now_ms=int(gen.clock.time() * 1000),
             seed=gen.rng.randrange(_SEED_LIMIT),
             ratio=params.ratio,
+            omni_benefits=self.omni_benefits,
         )
         images = len(params.images) or None
         return await gen.send(

@@ -384,11 +384,20 @@ BENEFIT_ORDER = tuple(needle for needle, _ in _BENEFITS)
 """The substrings `video_benefit_type` tests, in order (exposed so a test can check it is longest first)."""
 
 
-def video_benefit_type(key: str, resolution: str | None = None, *, omni: bool = False) -> str:
+OMNI_BENEFITS = ("dreamina_video_seedance_20_video_add", "dreamina_seedance_20_fast_with_video")
+"""Omni-mode benefit types of Seedance 2.0 (pro, fast): the reference's values (iptag addf0f0). Conflicting
+(§17.10: wwwzhouhui and fran0220 send `dreamina_video_seedance_20_pro_with_video` for pro), so they are config:
+`[upstream] omni_benefit_pro` / `omni_benefit_fast`."""
+
+
+def video_benefit_type(
+    key: str, resolution: str | None = None, *, omni: bool = False, omni_benefits: tuple[str, str] = OMNI_BENEFITS
+) -> str:
     """`benefit_type` for an upstream video key at `resolution` (§6.6, §17.3); omni mode uses the Seedance 2.0
-    omni values. Keys whose benefit names a resolution get the 720p one when none is given."""
+    omni values `omni_benefits` (pro, fast). Keys whose benefit names a resolution get the 720p one when none
+    is given."""
     if omni:
-        return "dreamina_video_seedance_20_video_add" if "40_pro" in key else "dreamina_seedance_20_fast_with_video"
+        return omni_benefits[0] if "40_pro" in key else omni_benefits[1]
     for needle, benefit in _BENEFITS:
         if needle in key:
             return benefit.format(res=resolution or "720p")

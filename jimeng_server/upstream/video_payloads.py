@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import video_benefit_type
+from .catalog import OMNI_BENEFITS, video_benefit_type
 from .payloads import IdFactory, ImageRef, dumps_compact, image_payload, new_uuid
 from .regions import Region, constants
 
@@ -324,9 +324,11 @@ def build_omni_video_generate(
     now_ms: int,
     seed: int,
     ratio: str = "1:1",
+    omni_benefits: tuple[str, str] = OMNI_BENEFITS,
     new_id: IdFactory = new_uuid,
 ) -> dict[str, Any]:
-    """The body for omni-reference mode (§8.3, §8.4); `submit_id` equals `originSubmitId` here."""
+    """The body for omni-reference mode (§8.3, §8.4); `submit_id` equals `originSubmitId` here; `omni_benefits`
+    are the (pro, fast) benefit types (config, conflicting sources)."""
     submit_id = new_id()
     types = [MATERIAL_TYPES[type(m)][0] for m in job.materials]
     metrics = dumps_compact(
@@ -368,5 +370,5 @@ def build_omni_video_generate(
         now_ms=now_ms,
         new_id=new_id,
     )
-    benefit = video_benefit_type(job.model_key, omni=True)
+    benefit = video_benefit_type(job.model_key, omni=True, omni_benefits=omni_benefits)
     return _outer(job.model_key, benefit, submit_id, metrics, draft, region)
