@@ -98,7 +98,7 @@ def signed_headers(path: str, region: Region, session: str | None, now: int, *, 
         "Loc": c.loc,
         "App-Sdk-Version": "48.0.0",
         "Tdid": "",
-        "Referer": "https://jimeng.jianying.com/ai-tool/image/generate",  # CN user_credit checks it (§17.5)
+        "Referer": "http://127.0.0.1/ai-tool/image/generate",  # CN user_credit checks its path (§17.5)
     }
     if session is not None:
         headers["Cookie"] = build_cookie(session, web_id=WEB_ID, user_id=USER_HEX, now=now)
