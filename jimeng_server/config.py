@@ -223,6 +223,8 @@ class StoreConfig:
     url: str = field(default="", repr=False)
     path: str = "data/jimeng.db"
     pool_size: int = 10  # PostgreSQL connections per process
+    synchronous: str = "normal"  # SQLite (WAL): "normal" (fsync at checkpoints) or "full" (fsync every commit)
+    read_connections: int = 2  # SQLite: connections for reads only, so queries never wait behind writes
     watch_lease_seconds: float = 30.0  # PostgreSQL replicas: a dead replica's tasks are polled again within this
     retention_days: float = 7.0
     purge_interval_minutes: float = 60.0
@@ -241,6 +243,9 @@ class StoreConfig:
 
 
 SQLITE_URL_PREFIX = "sqlite:///"
+SYNCHRONOUS_MODES = ("normal", "full")
+"""`[store] synchronous` for SQLite (WAL): "normal" fsyncs at checkpoints only (a commit survives a crash of the
+process; the last commits may be lost on power loss), "full" fsyncs every commit."""
 POSTGRES_URL_PREFIXES = ("postgresql://", "postgres://")
 
 
@@ -523,7 +528,7 @@ def _validate_upstream(obj: UpstreamConfig, prefix: str) -> None:
         raise ConfigError(f"{prefix}relay_url: must be an http(s) URL with a host, got {obj.relay_url!r}")
     if obj.relay_url and obj.transport == "browser":
         raise ConfigError(
-            f"{prefix}relay_url: a relay sends generate itself; it cannot be combined with transport = \"browser\""
+            f'{prefix}relay_url: a relay sends generate itself; it cannot be combined with transport = "browser"'
         )
     if obj.relay_timeout <= 0:
         raise ConfigError(f"{prefix}relay_timeout: must be positive, got {obj.relay_timeout}")
@@ -560,6 +565,12 @@ def _validate_store(obj: StoreConfig, prefix: str) -> None:
         raise ConfigError(f"{prefix}pool_size: must be at least 1, got {obj.pool_size}")
     if obj.watch_lease_seconds < 3:
         raise ConfigError(f"{prefix}watch_lease_seconds: must be at least 3, got {obj.watch_lease_seconds}")
+    if obj.synchronous not in SYNCHRONOUS_MODES:
+        raise ConfigError(
+            f"{prefix}synchronous: must be one of {', '.join(SYNCHRONOUS_MODES)}, got {obj.synchronous!r}"
+        )
+    if not 0 <= obj.read_connections <= 16:
+        raise ConfigError(f"{prefix}read_connections: must be 0-16, got {obj.read_connections}")
 
 
 def _validate_webhooks(obj: WebhookConfig, prefix: str) -> None:

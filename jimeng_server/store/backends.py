@@ -21,4 +21,6 @@ def store_backend(config: StoreConfig, clock: Clock) -> Store:
                 "store.url: PostgreSQL needs the asyncpg driver: pip install 'jimeng-server[postgres]'"
             ) from None
         return PostgresStore(config.url, clock=clock, pool_size=config.pool_size)
-    return TaskStore(config.sqlite_path, clock=clock)
+    return TaskStore(
+        config.sqlite_path, clock=clock, synchronous=config.synchronous, read_connections=config.read_connections
+    )

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any, Final, Protocol, runtime_checkable
 
 from .models import Finish, Settled, TaskRecord
-from .outbox import Attempt, EventState, OutboxEvent
+from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountRow, KeyRow, NewAccount
 
 __all__ = [
@@ -205,20 +205,10 @@ class OutboxStore(Protocol):
         when a sender must look again at the latest."""
         ...
 
-    async def record_attempt(
-        self,
-        *,
-        event_id: str,
-        attempt: int,
-        at: float,
-        status: int | None,
-        error: str | None,
-        latency_ms: int,
-        state: EventState,
-        next_attempt_at: float | None,
-    ) -> None:
-        """Record attempt number `attempt` and move the event to `state` (next attempt due at
-        `next_attempt_at` when pending), releasing its lease."""
+    async def record_attempts(self, results: Sequence[AttemptResult]) -> None:
+        """Record finished delivery attempts, all in ONE transaction: each `Attempt` row is stored and its event
+        moved to the result's state (next attempt due at `next_attempt_at` when pending), its lease released.
+        Several attempts finishing together cost one commit (the sender batches them)."""
         ...
 
     async def unclaim_events(self, event_ids: Collection[str], *, now: float) -> None:

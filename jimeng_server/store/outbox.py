@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-__all__ = ["ACTIVE_STATES", "Attempt", "EventState", "OutboxEvent"]
+__all__ = ["ACTIVE_STATES", "Attempt", "AttemptResult", "EventState", "OutboxEvent"]
 
 
 class EventState(StrEnum):
@@ -68,3 +68,12 @@ class Attempt:
     error: str | None
     latency_ms: int
     next_attempt_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """A finished delivery attempt to record: its `Attempt` row and the event's state after it (the next attempt
+    is due at `attempt.next_attempt_at` when the state is pending)."""
+
+    attempt: Attempt
+    state: EventState

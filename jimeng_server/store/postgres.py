@@ -36,9 +36,17 @@ from .base import (
     TaskOwnershipError,
 )
 from .models import Finish, Settled, TaskRecord
-from .outbox import Attempt, EventState, OutboxEvent
+from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountRow, DuplicateError, KeyRow, NewAccount, account_from_row, key_from_row
-from .rows import attempt_from_row, dump_json, event_from_row, record_from_row, results_json
+from .rows import (
+    attempt_from_row,
+    attempt_params,
+    dump_json,
+    event_from_row,
+    finish_params,
+    record_from_row,
+    results_json,
+)
 
 __all__ = ["PostgresStore"]
 
@@ -201,9 +209,15 @@ class PostgresStore:
                 if _count(status) == 0:
                     continue
                 event = final.event
-                wrote = event is not None and _count(
-                    await conn.execute(sql.INSERT_EVENT, event.event_id, event.type, event.body, now, final.history_id)
-                ) == 1
+                wrote = (
+                    event is not None
+                    and _count(
+                        await conn.execute(
+                            sql.INSERT_EVENT, event.event_id, event.type, event.body, now, final.history_id
+                        )
+                    )
+                    == 1
+                )
                 settled.append(Settled(final.history_id, wrote))
                 await _notify(conn, Notice(NoticeKind.SETTLED, final.history_id))
             if any(done.event_written for done in settled):
@@ -277,22 +291,13 @@ class PostgresStore:
         due = await self._pool.fetchval(sql.NEXT_DUE, now)
         return float(due) if due is not None else None
 
-    async def record_attempt(
-        self,
-        *,
-        event_id: str,
-        attempt: int,
-        at: float,
-        status: int | None,
-        error: str | None,
-        latency_ms: int,
-        state: EventState,
-        next_attempt_at: float | None,
-    ) -> None:
-        """See `base.OutboxStore.record_attempt`."""
+    async def record_attempts(self, results: Sequence[AttemptResult]) -> None:
+        """See `base.OutboxStore.record_attempts` (one transaction)."""
+        if not results:
+            return
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(sql.RECORD_ATTEMPT, event_id, attempt, at, status, error, latency_ms, next_attempt_at)
-            await conn.execute(sql.FINISH_ATTEMPT, state.value, attempt, next_attempt_at, at, event_id)
+            await conn.executemany(sql.RECORD_ATTEMPT, attempt_params(results))
+            await conn.executemany(sql.FINISH_ATTEMPT, finish_params(results))
 
     async def unclaim_events(self, event_ids: Collection[str], *, now: float) -> None:
         """See `base.OutboxStore.unclaim_events`."""
@@ -321,7 +326,6 @@ class PostgresStore:
     async def event_state_counts(self) -> dict[EventState, int]:
         """See `base.OutboxStore.event_state_counts`."""
         return {EventState(row["state"]): int(row["n"]) for row in await self._pool.fetch(sql.STATE_COUNTS)}
-
 
     # ------------------------------------------------------------------ account pool (base.PoolStore)
 
@@ -501,7 +505,6 @@ class PostgresStore:
 async def _notify(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], notice: Notice) -> None:
     """Notify every listening replica, on commit of the current transaction."""
     await conn.execute(sql.NOTIFY, f"{notice.kind.value}:{notice.history_id}")
-
 
 
 async def _migrate(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], migrations: Sequence[str]) -> None:

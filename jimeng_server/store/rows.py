@@ -7,19 +7,21 @@ The column names and meanings are the same in every backend's schema; pure funct
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol, cast
 
 from .models import TaskKind, TaskRecord, TaskStatus
-from .outbox import Attempt, EventState, OutboxEvent
+from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 
 __all__ = [
     "EVENT_COLUMNS",
     "TASK_COLUMNS",
     "Row",
     "attempt_from_row",
+    "attempt_params",
     "dump_json",
     "event_from_row",
+    "finish_params",
     "record_from_row",
     "results_json",
 ]
@@ -112,3 +114,20 @@ def attempt_from_row(row: Row) -> Attempt:
         latency_ms=int(row["latency_ms"]),
         next_attempt_at=row["next_attempt_at"],
     )
+
+
+def attempt_params(results: Sequence[AttemptResult]) -> list[tuple[Any, ...]]:
+    """The parameters of the `webhook_attempts` insert, one tuple per result: (event_id, attempt, at, status,
+    error, latency_ms, next_attempt_at) — the same order in both backends' SQL."""
+    return [
+        (a.event_id, a.attempt, a.at, a.status, a.error, a.latency_ms, a.next_attempt_at)
+        for a in (r.attempt for r in results)
+    ]
+
+
+def finish_params(results: Sequence[AttemptResult]) -> list[tuple[Any, ...]]:
+    """The parameters of the `webhook_events` update after an attempt, one tuple per result: (state, attempt,
+    next_attempt_at, at, event_id) — the same order in both backends' SQL."""
+    return [
+        (r.state.value, r.attempt.attempt, r.attempt.next_attempt_at, r.attempt.at, r.attempt.event_id) for r in results
+    ]

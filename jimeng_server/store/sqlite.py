@@ -23,12 +23,13 @@ import aiosqlite
 
 from ..clock import Clock
 from ..concurrency import uncancellable
+from ..config import SYNCHRONOUS_MODES
 from ..metrics import timed_store
 from . import sqlite_outbox as outbox
 from . import sqlite_pool as pool_sql
 from .base import ClaimState, IdempotencyClaim, Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
 from .models import Finish, Settled, TaskRecord, TaskStatus
-from .outbox import Attempt, EventState, OutboxEvent
+from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountRow, KeyRow, NewAccount
 from .rows import TASK_COLUMNS, dump_json, record_from_row, results_json
 
@@ -177,27 +178,41 @@ _PROCESSING: Final = int(TaskStatus.PROCESSING)
 class TaskStore:
     """The SQLite `base.Store`: task records, idempotency keys and the webhook outbox in one file.
 
-    Every operation runs under one asyncio lock on one connection, so a reader never sees another
-    coroutine's uncommitted transaction and write transactions (`BEGIN IMMEDIATE`) never interleave.
-    Time stamps come from the injected clock. Build with `TaskStore(path, clock=...)` and `await start()`
-    (or `await TaskStore.open(...)`), release with `close()` (or use `async with`).
+    Writes run one at a time under one asyncio lock on the write connection (`BEGIN IMMEDIATE` transactions
+    never interleave). Reads run on their own `read_connections` (WAL readers see the last committed state and
+    never wait behind a write); with `read_connections=0` they share the write connection and its lock. Time
+    stamps come from the injected clock. Build with `TaskStore(path, clock=...)` and `await start()` (or
+    `await TaskStore.open(...)`), release with `close()` (or use `async with`).
     """
 
-    def __init__(self, path: str | Path, *, clock: Clock, busy_timeout: float = 5.0) -> None:
-        """A store for the database at `path`; nothing is opened until `start()`."""
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock,
+        busy_timeout: float = 5.0,
+        synchronous: str = "normal",
+        read_connections: int = 2,
+    ) -> None:
+        """A store for the database at `path`; nothing is opened until `start()`. `synchronous` is one of
+        `SYNCHRONOUS_MODES`."""
+        if synchronous not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
         self._path = Path(path)
         self._clock = clock
         self._busy_timeout = busy_timeout
+        self._synchronous = synchronous
+        self._read_count = max(0, read_connections)
         self._conn_: aiosqlite.Connection | None = None
+        self._readers: list[aiosqlite.Connection] = []
+        self._idle_readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._closed = False
 
-    # ------------------------------------------------------------------ lifecycle
-
     @classmethod
-    async def open(cls, path: str | Path, *, clock: Clock, busy_timeout: float = 5.0) -> TaskStore:
-        """A started store: `TaskStore(path, ...)` then `await start()`."""
-        store = cls(path, clock=clock, busy_timeout=busy_timeout)
+    async def open(cls, path: str | Path, *, clock: Clock, **options: Any) -> TaskStore:
+        """A started store: `TaskStore(path, clock=clock, **options)` then `await start()`."""
+        store = cls(path, clock=clock, **options)
         await store.start()
         return store
 
@@ -208,21 +223,38 @@ class TaskStore:
         """
         path = self._path
         await asyncio.to_thread(_create_private_file, path)
-        conn = await aiosqlite.connect(str(path), isolation_level=None)
+        conn = await self._connect()
+        try:
+            async with conn.execute("PRAGMA journal_mode = WAL") as cur:
+                row = await cur.fetchone()
+            wal = row is not None and str(row[0]).lower() == "wal"
+            if not wal:
+                log.warning("task store %s: WAL journal mode unavailable, using %s", path, row and row[0])
+            await conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+            await _migrate(conn, MIGRATIONS)
+            await asyncio.to_thread(_tighten_companions, path)
+            for _ in range(self._read_count if wal else 0):  # without WAL a reader would block the writer
+                reader = await self._connect()
+                await reader.execute("PRAGMA query_only = ON")
+                self._readers.append(reader)
+                self._idle_readers.put_nowait(reader)
+        except BaseException:
+            for opened in (conn, *self._readers):
+                await opened.close()
+            self._readers.clear()
+            raise
+        self._conn_ = conn
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(str(self._path), isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
             await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            async with conn.execute("PRAGMA journal_mode = WAL") as cur:
-                row = await cur.fetchone()
-            if row is None or str(row[0]).lower() != "wal":
-                log.warning("task store %s: WAL journal mode unavailable, using %s", path, row and row[0])
             await conn.execute("PRAGMA foreign_keys = ON")
-            await _migrate(conn, MIGRATIONS)
-            await asyncio.to_thread(_tighten_companions, path)
         except BaseException:
             await conn.close()
             raise
-        self._conn_ = conn
+        return conn
 
     @property
     def _conn(self) -> aiosqlite.Connection:
@@ -231,11 +263,15 @@ class TaskStore:
         return self._conn_
 
     async def close(self) -> None:
-        """Wait for the operation in flight, then close the connection. Idempotent."""
+        """Wait for the operations in flight, then close the connections. Idempotent."""
         async with self._lock:
             if self._closed or self._conn_ is None:
                 return
             self._closed = True
+            for _ in self._readers:  # every reader back: no read in flight
+                await self._idle_readers.get()
+            for reader in self._readers:
+                await reader.close()
             await self._conn_.close()
 
     async def __aenter__(self) -> TaskStore:
@@ -265,9 +301,19 @@ class TaskStore:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A connection for reads only: an idle reader, or the write connection under its lock without readers."""
         with timed_store("read"):
-            async with self._lock:
-                yield self._conn
+            if not self._readers:
+                async with self._lock:
+                    yield self._conn
+                return
+            if self._closed:
+                raise RuntimeError("the task store is closed")
+            reader = await self._idle_readers.get()
+            try:
+                yield reader
+            finally:
+                self._idle_readers.put_nowait(reader)
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -351,14 +397,11 @@ class TaskStore:
         """The stored tasks among `history_ids` (one query, any count), keyed by id; unknown ids absent."""
         if not history_ids:
             return {}
-        async with (
-            self._read() as conn,
-            conn.execute(
+        async with self._read() as conn:
+            rows = await conn.execute_fetchall(
                 f"SELECT {TASK_COLUMNS} FROM tasks WHERE history_id IN (SELECT value FROM json_each(?))",
                 (json.dumps(list(history_ids)),),
-            ) as cur,
-        ):
-            rows = await cur.fetchall()
+            )
         return {row["history_id"]: record_from_row(row) for row in rows}
 
     async def unfinished(self) -> list[TaskRecord]:
@@ -533,7 +576,6 @@ class TaskStore:
             cur = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (self._clock.time(),))
             return cur.rowcount
 
-
     # ------------------------------------------------------------------ webhook outbox (base.OutboxStore)
 
     async def release_event_leases(self, *, now: float) -> int:
@@ -553,31 +595,11 @@ class TaskStore:
         async with self._read() as conn:
             return await outbox.next_due_after(conn, now)
 
-    async def record_attempt(
-        self,
-        *,
-        event_id: str,
-        attempt: int,
-        at: float,
-        status: int | None,
-        error: str | None,
-        latency_ms: int,
-        state: EventState,
-        next_attempt_at: float | None,
-    ) -> None:
-        """See `base.OutboxStore.record_attempt`."""
-        async with self._write() as conn:
-            await outbox.complete_attempt(
-                conn,
-                event_id=event_id,
-                attempt=attempt,
-                at=at,
-                status=status,
-                error=error,
-                latency_ms=latency_ms,
-                state=state,
-                next_attempt_at=next_attempt_at,
-            )
+    async def record_attempts(self, results: Sequence[AttemptResult]) -> None:
+        """See `base.OutboxStore.record_attempts` (one `BEGIN IMMEDIATE` transaction)."""
+        if results:
+            async with self._write() as conn:
+                await outbox.complete_attempts(conn, results)
 
     async def unclaim_events(self, event_ids: Collection[str], *, now: float) -> None:
         """See `base.OutboxStore.unclaim_events`."""
@@ -606,7 +628,6 @@ class TaskStore:
         """See `base.OutboxStore.event_state_counts`."""
         async with self._read() as conn:
             return await outbox.state_counts(conn)
-
 
     # ------------------------------------------------------------------ account pool (base.PoolStore)
 
@@ -820,8 +841,6 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
             raise
 
 
-
 async def _fetch_one(conn: aiosqlite.Connection, history_id: str) -> TaskRecord | None:
-    async with conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE history_id = ?", (history_id,)) as cur:
-        row = await cur.fetchone()
-    return record_from_row(row) if row is not None else None
+    rows = list(await conn.execute_fetchall(f"SELECT {TASK_COLUMNS} FROM tasks WHERE history_id = ?", (history_id,)))
+    return record_from_row(rows[0]) if rows else None

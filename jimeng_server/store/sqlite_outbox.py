@@ -8,14 +8,14 @@ its event are written together. Pure SQL and row mapping; the types are in `outb
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Final
 
 import aiosqlite
 
-from .outbox import Attempt, EventState, OutboxEvent
-from .rows import EVENT_COLUMNS, attempt_from_row, event_from_row
+from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
+from .rows import EVENT_COLUMNS, attempt_from_row, attempt_params, event_from_row, finish_params
 
 _ACTIVE_SQL: Final = "('pending', 'delivering')"
 
@@ -102,29 +102,18 @@ async def claim_due(
     return [replace(e, state=EventState.DELIVERING, lease_until=lease_until, updated_at=now) for e in events]
 
 
-async def complete_attempt(
-    conn: aiosqlite.Connection,
-    *,
-    event_id: str,
-    attempt: int,
-    at: float,
-    status: int | None,
-    error: str | None,
-    latency_ms: int,
-    state: EventState,
-    next_attempt_at: float | None,
-) -> None:
-    """Record attempt number `attempt` and move the event to `state` (next attempt due at
+async def complete_attempts(conn: aiosqlite.Connection, results: Sequence[AttemptResult]) -> None:
+    """Record each finished attempt and move its event to the result's state (next attempt due at
     `next_attempt_at` when pending), releasing its lease."""
-    await conn.execute(
+    await conn.executemany(
         "INSERT OR REPLACE INTO webhook_attempts (event_id, attempt, at, status, error, latency_ms, next_attempt_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (event_id, attempt, at, status, error, latency_ms, next_attempt_at),
+        attempt_params(results),
     )
-    await conn.execute(
+    await conn.executemany(
         "UPDATE webhook_events SET state = ?, attempts = MAX(attempts, ?), next_attempt_at = ?, lease_until = NULL, "
         "updated_at = ? WHERE event_id = ?",
-        (state.value, attempt, next_attempt_at, at, event_id),
+        finish_params(results),
     )
 
 

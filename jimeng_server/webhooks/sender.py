@@ -22,14 +22,14 @@ from typing import Final
 from yarl import URL
 
 from ..clock import Clock
-from ..concurrency import uncancellable
+from ..concurrency import GroupCommit, uncancellable
 from ..config import WebhookConfig
 from ..metrics import webhook_delivery
 from ..net.errors import FetchError, UnsafeURLError
 from ..net.fetcher import SafeFetcher
 from ..net.policy import FetchPolicy
 from ..store.base import OutboxStore
-from ..store.outbox import EventState, OutboxEvent
+from ..store.outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .signatures import SECRET_ENV, delivery_headers
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ class WebhookSender:
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._next_due: float | None = None
+        self._recorder: GroupCommit[AttemptResult] = GroupCommit(store.record_attempts)
 
     # ------------------------------------------------------------------ public API
 
@@ -314,16 +315,9 @@ class WebhookSender:
         state: EventState,
         next_at: float | None,
     ) -> None:
-        await self.store.record_attempt(
-            event_id=event.event_id,
-            attempt=attempt,
-            at=at,
-            status=status,
-            error=error,
-            latency_ms=latency_ms,
-            state=state,
-            next_attempt_at=next_at,
-        )
+        """Record the attempt; attempts finishing while another batch is written share the next transaction."""
+        row = Attempt(event.event_id, attempt, at, status, error, latency_ms, next_at)
+        await self._recorder.submit(AttemptResult(row, state))
 
     async def _unclaim(self, event_ids: list[str]) -> None:
         await self.store.unclaim_events(event_ids, now=self.clock.time())
