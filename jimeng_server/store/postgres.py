@@ -18,7 +18,6 @@ import logging
 import math
 from collections.abc import Callable, Collection, Sequence
 from types import TracebackType
-from typing import Any
 
 import asyncpg
 
@@ -35,7 +34,7 @@ from .base import (
     StoreError,
     TaskOwnershipError,
 )
-from .models import Finish, Settled, TaskRecord
+from .models import Finish, Progress, Settled, TaskRecord
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountRow, DuplicateError, KeyRow, NewAccount, account_from_row, key_from_row
 from .rows import (
@@ -44,6 +43,7 @@ from .rows import (
     dump_json,
     event_from_row,
     finish_params,
+    progress_params,
     record_from_row,
     results_json,
 )
@@ -176,13 +176,11 @@ class PostgresStore:
         """See `base.TaskTable.unfinished`."""
         return [record_from_row(row) for row in await self._pool.fetch(sql.UNFINISHED)]
 
-    async def update_progress(
-        self, history_id: str, *, upstream_status: int, item_count: int, raw_data: dict[str, Any] | None
-    ) -> None:
-        """See `base.TaskTable.update_progress`."""
-        await self._pool.execute(
-            sql.UPDATE_PROGRESS, upstream_status, item_count, dump_json(raw_data), self._clock.time(), history_id
-        )
+    async def update_progress(self, updates: Sequence[Progress]) -> None:
+        """See `base.TaskTable.update_progress` (one transaction)."""
+        if updates:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.executemany(sql.UPDATE_PROGRESS, progress_params(updates, now=self._clock.time()))
 
     async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
         """See `base.TaskTable.settle` (one transaction for the whole batch)."""

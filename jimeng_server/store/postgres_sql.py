@@ -286,9 +286,7 @@ UPSERT_REPLICA: Final = (
 )
 FORGET_DEAD_REPLICAS: Final = "DELETE FROM watch_replicas WHERE seen_until <= $1"
 LIVE_REPLICAS: Final = "SELECT COUNT(*) FROM watch_replicas WHERE seen_until > $1"
-RENEW_LEASES: Final = (
-    "UPDATE watch_leases SET lease_until = $3 WHERE owner = $1 AND lease_until > $2 RETURNING shard"
-)
+RENEW_LEASES: Final = "UPDATE watch_leases SET lease_until = $3 WHERE owner = $1 AND lease_until > $2 RETURNING shard"
 GIVE_UP_LEASES: Final = "UPDATE watch_leases SET owner = NULL WHERE owner = $1 AND shard = ANY($2::int[])"
 TAKE_LEASES: Final = """
 WITH free AS (

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol, cast
 
-from .models import TaskKind, TaskRecord, TaskStatus
+from .models import Progress, TaskKind, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "dump_json",
     "event_from_row",
     "finish_params",
+    "progress_params",
     "record_from_row",
     "results_json",
 ]
@@ -131,3 +132,9 @@ def finish_params(results: Sequence[AttemptResult]) -> list[tuple[Any, ...]]:
     return [
         (r.state.value, r.attempt.attempt, r.attempt.next_attempt_at, r.attempt.at, r.attempt.event_id) for r in results
     ]
+
+
+def progress_params(updates: Sequence[Progress], *, now: float) -> list[tuple[Any, ...]]:
+    """The parameters of the progress update, one tuple per task: (upstream_status, item_count, raw_data JSON,
+    updated_at, history_id) — the same order in both backends' SQL."""
+    return [(u.upstream_status, u.item_count, dump_json(u.raw_data), now, u.history_id) for u in updates]

@@ -28,10 +28,10 @@ from ..metrics import timed_store
 from . import sqlite_outbox as outbox
 from . import sqlite_pool as pool_sql
 from .base import ClaimState, IdempotencyClaim, Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
-from .models import Finish, Settled, TaskRecord, TaskStatus
+from .models import Finish, Progress, Settled, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountRow, KeyRow, NewAccount
-from .rows import TASK_COLUMNS, dump_json, record_from_row, results_json
+from .rows import TASK_COLUMNS, dump_json, progress_params, record_from_row, results_json
 
 __all__ = ["MIGRATIONS", "Migration", "TaskStore"]
 
@@ -430,15 +430,15 @@ class TaskStore:
             rows = await cur.fetchall()
         return [(record_from_row(row), row["webhook_state"]) for row in rows]
 
-    async def update_progress(
-        self, history_id: str, *, upstream_status: int, item_count: int, raw_data: dict[str, Any] | None
-    ) -> None:
-        """Record a poll of a task still processing; unknown and final tasks are left unchanged."""
+    async def update_progress(self, updates: Sequence[Progress]) -> None:
+        """Record polls of tasks still processing, in one transaction; unknown and final tasks are left unchanged."""
+        if not updates:
+            return
         async with self._write() as conn:
-            await conn.execute(
+            await conn.executemany(
                 "UPDATE tasks SET upstream_status = ?, item_count = ?, raw_data = ?, updated_at = ? "
-                "WHERE history_id = ? AND status = ?",
-                (upstream_status, item_count, dump_json(raw_data), self._clock.time(), history_id, _PROCESSING),
+                f"WHERE history_id = ? AND status = {_PROCESSING}",
+                progress_params(updates, now=self._clock.time()),
             )
 
     async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
