@@ -330,6 +330,14 @@ class TaskStore:
                     await uncancellable(_rollback(self._conn))
                     raise
 
+    @asynccontextmanager
+    async def _statement(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The write connection for ONE statement that is its own transaction (autocommit): no BEGIN/COMMIT
+        round trips."""
+        with timed_store("write"):
+            async with self._lock:
+                yield self._conn
+
     # ------------------------------------------------------------------ tasks
 
     async def insert(self, record: TaskRecord) -> None:
@@ -586,8 +594,8 @@ class TaskStore:
     async def claim_due_events(
         self, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
     ) -> list[OutboxEvent]:
-        """See `base.OutboxStore.claim_due_events` (one `BEGIN IMMEDIATE` transaction)."""
-        async with self._write() as conn:
+        """See `base.OutboxStore.claim_due_events` (one statement)."""
+        async with self._statement() as conn:
             return await outbox.claim_due(conn, now=now, limit=limit, lease_until=lease_until, exclude=exclude)
 
     async def next_event_due(self, *, now: float) -> float | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import replace
 from typing import Final
 
 import aiosqlite
@@ -72,34 +71,32 @@ async def claim_due(
 
     Due: pending (or delivering with an expired lease) with `next_attempt_at <= now`, not in `exclude`
     (events this sender still has in flight), and no earlier active event of the same task (a task's
-    events go out in order). Run inside a transaction so two claimers never get the same event.
+    events go out in order). ONE statement, so it is atomic on its own (no transaction needed): two claimers
+    never get the same event.
     """
     if limit <= 0:
         return []
-    async with conn.execute(
+    rows = await conn.execute_fetchall(
         f"""
-        SELECT {EVENT_COLUMNS} FROM webhook_events e
-        WHERE e.state IN {_ACTIVE_SQL} AND e.next_attempt_at <= ?
-          AND (e.lease_until IS NULL OR e.lease_until <= ?)
-          AND e.event_id NOT IN (SELECT value FROM json_each(?))
-          AND NOT EXISTS (
-              SELECT 1 FROM webhook_events p
-              WHERE p.history_id = e.history_id AND p.seq < e.seq AND p.state IN {_ACTIVE_SQL}
-          )
-        ORDER BY e.next_attempt_at, e.seq
-        LIMIT ?
-        """,
-        (now, now, json.dumps(list(exclude)), limit),
-    ) as cur:
-        rows = await cur.fetchall()
-    events = [event_from_row(row) for row in rows]
-    if events:
-        await conn.execute(
-            "UPDATE webhook_events SET state = 'delivering', lease_until = ?, updated_at = ? "
-            "WHERE event_id IN (SELECT value FROM json_each(?))",
-            (lease_until, now, json.dumps([e.event_id for e in events])),
+        UPDATE webhook_events SET state = 'delivering', lease_until = ?, updated_at = ?
+        WHERE event_id IN (
+            SELECT e.event_id FROM webhook_events e
+            WHERE e.state IN {_ACTIVE_SQL} AND e.next_attempt_at <= ?
+              AND (e.lease_until IS NULL OR e.lease_until <= ?)
+              AND e.event_id NOT IN (SELECT value FROM json_each(?))
+              AND NOT EXISTS (
+                  SELECT 1 FROM webhook_events p
+                  WHERE p.history_id = e.history_id AND p.seq < e.seq AND p.state IN {_ACTIVE_SQL}
+              )
+            ORDER BY e.next_attempt_at, e.seq
+            LIMIT ?
         )
-    return [replace(e, state=EventState.DELIVERING, lease_until=lease_until, updated_at=now) for e in events]
+        RETURNING {EVENT_COLUMNS}
+        """,
+        (lease_until, now, now, now, json.dumps(list(exclude)), limit),
+    )
+    events = [event_from_row(row) for row in rows]
+    return sorted(events, key=lambda e: (e.next_attempt_at or 0.0, e.seq))
 
 
 async def complete_attempts(conn: aiosqlite.Connection, results: Sequence[AttemptResult]) -> None:
