@@ -133,6 +133,34 @@ async def test_schema_created_with_user_version_and_wal(sqlite_store: TaskStore,
     assert store.schema_version == len(MIGRATIONS)
 
 
+@pytest.mark.parametrize(("mode", "pragma"), [("normal", 1), ("full", 2)])
+async def test_commits_are_synced_per_the_synchronous_setting(
+    db_path: Path, clock: ManualClock, mode: str, pragma: int
+) -> None:
+    store = await TaskStore.open(db_path, clock=clock, synchronous=mode)
+    async with store, store._write() as conn:  # the connection every commit goes through
+        rows = list(await conn.execute_fetchall("PRAGMA synchronous"))
+    assert rows[0][0] == pragma
+
+
+@pytest.mark.parametrize("readers", [1, 2])
+async def test_reads_do_not_wait_behind_a_write_in_flight(db_path: Path, clock: ManualClock, readers: int) -> None:
+    async with await TaskStore.open(db_path, clock=clock, read_connections=readers, busy_timeout=60) as store:
+        await store.insert(make_record("h1"))
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock ...
+        write = asyncio.ensure_future(store.insert(make_record("h2")))  # ... so this write waits (busy) meanwhile
+        try:
+            got = await asyncio.wait_for(store.get_many(["h1", "h2"]), timeout=10)
+            assert list(got) == ["h1"]  # the last committed state
+            assert not write.done()
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await write
+        assert set(await store.get_many(["h1", "h2"])) == {"h1", "h2"}
+
+
 async def test_file_mode_is_0600(sqlite_store: TaskStore, db_path: Path) -> None:
     store = sqlite_store
     await store.insert(make_record())

@@ -421,8 +421,9 @@ async def test_watches_of_a_poll_cut_short_by_stop_are_polled_after_a_restart(cl
     assert await watcher.run_once() == 0
     await clock.advance(WatcherConfig().image.first_poll)
     tick_task = asyncio.ensure_future(watcher.run_once())
-    while not upstream.calls:
+    for _ in range(100):  # let the tick start its poll, which then hangs
         await asyncio.sleep(0)
+    assert upstream.calls == [slow.fingerprint]
     await watcher.stop()  # cancels the hung poll (and the tick waiting for it)
     tick_task.cancel()
     await asyncio.gather(tick_task, return_exceptions=True)
