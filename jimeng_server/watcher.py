@@ -265,14 +265,28 @@ class Watcher:
 
     async def _run(self) -> None:
         # The loop never waits for polls: one account's slow upstream (retries and back-off can take
-        # minutes) must not hold up the other accounts' polls. A poll that ends wakes the loop, so an account
-        # with a backlog is polled again at once.
+        # minutes) must not hold up the other accounts' polls. It sleeps until the next watch is due (at most
+        # `tick`), and a poll that ends wakes it, so an account with a backlog is polled again at once.
         while True:
             try:
                 await self._tick()
             except Exception:
                 log.exception("watcher tick failed")
-            await self._wait(self.config.tick)
+            pause = self.config.tick
+            due = self._next_due()
+            if due is not None:
+                pause = min(pause, max(self.config.tick / 100, due - self.clock.time()))
+            await self._wait(pause)
+
+    def _next_due(self) -> float | None:
+        """When the earliest queued watch of an account with a free poll slot is due (a hint: it may have
+        ended since), or None."""
+        tops = [
+            heap[0][0]
+            for fingerprint, heap in self._queues.items()
+            if heap and len(self._inflight.get(fingerprint, ())) < self.config.polls_per_account
+        ]
+        return min(tops, default=None)
 
     async def _wait(self, seconds: float) -> None:
         """Sleep `seconds` on the clock, or less when a poll ends."""
