@@ -43,12 +43,16 @@ async def insert_event(
 async def next_due_after(conn: aiosqlite.Connection, now: float) -> float | None:
     """The earliest `next_attempt_at` later than `now` among pending events (None if there is none):
     when the sender must look again at the latest."""
-    async with conn.execute(
-        "SELECT MIN(next_attempt_at) AS due FROM webhook_events WHERE state = 'pending' AND next_attempt_at > ?",
-        (now,),
-    ) as cur:
-        row = await cur.fetchone()
-    return float(row["due"]) if row is not None and row["due"] is not None else None
+    # `state IN (active)` (not `= 'pending'`) so SQLite uses the partial index webhook_events_due instead of
+    # scanning every event ever kept; a claimed event's next_attempt_at is already past, so it never counts.
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT MIN(next_attempt_at) AS due FROM webhook_events "
+            f"WHERE state IN {_ACTIVE_SQL} AND next_attempt_at > ?",
+            (now,),
+        )
+    )
+    return float(rows[0]["due"]) if rows and rows[0]["due"] is not None else None
 
 
 async def release_leases(conn: aiosqlite.Connection, *, now: float) -> int:
