@@ -46,6 +46,7 @@ from .rows import (
     progress_params,
     record_from_row,
     results_json,
+    settle_params,
 )
 
 __all__ = ["PostgresStore"]
@@ -191,19 +192,7 @@ class PostgresStore:
         settled: list[Settled] = []
         async with self._pool.acquire() as conn, conn.transaction():
             for final in finals:
-                done = final.settlement
-                status = await conn.execute(
-                    sql.SETTLE_TASK,
-                    int(done.status),
-                    done.upstream_status,
-                    done.fail_code,
-                    dump_json(done.error),
-                    results_json(done.results),
-                    done.item_count,
-                    dump_json(done.raw_data),
-                    now,
-                    final.history_id,
-                )
+                status = await conn.execute(sql.SETTLE_TASK, *settle_params(final, now=now))
                 if _count(status) == 0:
                     continue
                 event = final.event

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol, cast
 
-from .models import Progress, TaskKind, TaskRecord, TaskStatus
+from .models import Finish, Progress, TaskKind, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "progress_params",
     "record_from_row",
     "results_json",
+    "settle_params",
 ]
 
 TASK_COLUMNS: Final = (
@@ -138,3 +139,21 @@ def progress_params(updates: Sequence[Progress], *, now: float) -> list[tuple[An
     """The parameters of the progress update, one tuple per task: (upstream_status, item_count, raw_data JSON,
     updated_at, history_id) — the same order in both backends' SQL."""
     return [(u.upstream_status, u.item_count, dump_json(u.raw_data), now, u.history_id) for u in updates]
+
+
+def settle_params(final: Finish, *, now: float) -> tuple[Any, ...]:
+    """The parameters of the settle update of one task: (status, upstream_status, fail_code, error JSON, results
+    JSON, item_count, raw_data JSON, now, history_id) — numbered 1-9 in both backends' SQL (now is both
+    `updated_at` and `finished_at`)."""
+    done = final.settlement
+    return (
+        int(done.status),
+        done.upstream_status,
+        done.fail_code,
+        dump_json(done.error),
+        results_json(done.results),
+        done.item_count,
+        dump_json(done.raw_data),
+        now,
+        final.history_id,
+    )

@@ -31,7 +31,7 @@ from .base import ClaimState, IdempotencyClaim, Redelivery, SchemaVersionError, 
 from .models import Finish, Progress, Settled, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountRow, KeyRow, NewAccount
-from .rows import TASK_COLUMNS, dump_json, progress_params, record_from_row, results_json
+from .rows import TASK_COLUMNS, dump_json, progress_params, record_from_row, results_json, settle_params
 
 __all__ = ["MIGRATIONS", "Migration", "TaskStore"]
 
@@ -457,46 +457,35 @@ class TaskStore:
         unknown or already final is left alone (it was settled before: one terminal state, one event).
         Returns what was settled now, in order, with whether an event was written.
         """
+        for final in finals:
+            if not final.settlement.status.final:
+                raise ValueError(f"settle() needs a final status, got {final.settlement.status!r}")
+        if not finals:
+            return []
         now = self._clock.time()
-        settled: list[Settled] = []
         async with self._write() as conn:
+            # A handful of statements for the whole batch (each statement is a trip to the database thread):
+            # which tasks are still processing (and have a callback URL), then one update and one insert each.
+            rows = await conn.execute_fetchall(
+                "SELECT history_id, callback_url IS NOT NULL AS hooked FROM tasks "
+                "WHERE status = ? AND history_id IN (SELECT value FROM json_each(?))",
+                (_PROCESSING, json.dumps([f.history_id for f in finals])),
+            )
+            hooked = {row["history_id"]: bool(row["hooked"]) for row in rows}
+            first: dict[str, Finish] = {}  # a task named twice is settled by its first Finish
             for final in finals:
-                done = final.settlement
-                if not done.status.final:
-                    raise ValueError(f"settle() needs a final status, got {done.status!r}")
-                cur = await conn.execute(
-                    """
-                    UPDATE tasks SET status = ?, upstream_status = ?, fail_code = ?, error = ?,
-                        results = ?, item_count = ?, raw_data = ?, updated_at = ?, finished_at = ?, token = NULL
-                    WHERE history_id = ? AND status = ?
-                    """,
-                    (
-                        int(done.status),
-                        done.upstream_status,
-                        done.fail_code,
-                        dump_json(done.error),
-                        results_json(done.results),
-                        done.item_count,
-                        dump_json(done.raw_data),
-                        now,
-                        now,
-                        final.history_id,
-                        _PROCESSING,
-                    ),
-                )
-                if cur.rowcount == 0:
-                    continue
-                event = final.event
-                wrote = event is not None and await outbox.insert_event(
-                    conn,
-                    event_id=event.event_id,
-                    history_id=final.history_id,
-                    type=event.type,
-                    body=event.body,
-                    now=now,
-                )
-                settled.append(Settled(final.history_id, wrote))
-        return settled
+                if final.history_id in hooked:
+                    first.setdefault(final.history_id, final)
+            todo = list(first.values())
+            await conn.executemany(
+                "UPDATE tasks SET status = ?1, upstream_status = ?2, fail_code = ?3, error = ?4, results = ?5, "
+                "item_count = ?6, raw_data = ?7, updated_at = ?8, finished_at = ?8, token = NULL "
+                f"WHERE history_id = ?9 AND status = {_PROCESSING}",
+                [settle_params(f, now=now) for f in todo],
+            )
+            events = [(f.history_id, f.event) for f in todo if f.event is not None and hooked[f.history_id]]
+            await outbox.insert_events(conn, events, now=now)
+        return [Settled(f.history_id, f.event is not None and hooked[f.history_id]) for f in todo]
 
     async def purge_finished(self, *, older_than: float) -> int:
         """Delete final tasks that finished more than `older_than` seconds ago; return how many.

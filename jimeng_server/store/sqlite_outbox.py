@@ -1,7 +1,7 @@
 """The SQLite backend's webhook outbox SQL over `webhook_events` and `webhook_attempts` (schema: sqlite migration 2).
 
 Private to `sqlite.TaskStore`: every function takes the connection of one of its transactions or reads;
-`TaskStore.settle` calls `insert_event` inside the transaction that makes the task final, so a state change and
+`TaskStore.settle` calls `insert_events` inside the transaction that makes the task final, so a state change and
 its event are written together. Pure SQL and row mapping; the types are in `outbox.py`.
 """
 
@@ -13,6 +13,7 @@ from typing import Final
 
 import aiosqlite
 
+from .models import NewEvent
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .rows import EVENT_COLUMNS, attempt_from_row, attempt_params, event_from_row, finish_params
 
@@ -22,22 +23,18 @@ _ACTIVE_SQL: Final = "('pending', 'delivering')"
 # ---------------------------------------------------------------------------------------------- writing
 
 
-async def insert_event(
-    conn: aiosqlite.Connection, *, event_id: str, history_id: str, type: str, body: str, now: float
-) -> bool:
-    """Add a pending event for task `history_id`, due now, to the task's owner and callback URL (both read from
-    the task row). Returns False (and writes nothing) when the task does not exist or has no callback URL.
-    `event_id` must be new."""
-    cur = await conn.execute(
+async def insert_events(conn: aiosqlite.Connection, events: Sequence[tuple[str, NewEvent]], *, now: float) -> None:
+    """Add a pending event, due now, for each `(history_id, event)`, in order, to the task's owner and callback URL
+    (both read from the task row; a task without a callback URL gets none). Each `event_id` must be new."""
+    await conn.executemany(
         f"""
         INSERT INTO webhook_events ({EVENT_COLUMNS})
         SELECT ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_events), history_id, account_fp, ?, ?,
                callback_url, 'pending', 0, 0, ?, NULL, ?, ?
         FROM tasks WHERE history_id = ? AND callback_url IS NOT NULL
         """,
-        (event_id, type, body, now, now, now, history_id),
+        [(event.event_id, event.type, event.body, now, now, now, history_id) for history_id, event in events],
     )
-    return cur.rowcount == 1
 
 
 async def next_due_after(conn: aiosqlite.Connection, now: float) -> float | None:
