@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .clock import Clock
+from .clock import Clock, sleep_unless
 from .config import KindSchedule, WatcherConfig
 from .metrics import timed_poll
 from .store.models import Outcome, Reason, TaskKind, TaskStatus
@@ -290,15 +290,7 @@ class Watcher:
 
     async def _wait(self, seconds: float) -> None:
         """Sleep `seconds` on the clock, or less when a poll ends."""
-        if not self._wakeup.is_set():
-            sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
-            waiter = asyncio.ensure_future(self._wakeup.wait())
-            try:
-                await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for fut in (sleeper, waiter):
-                    fut.cancel()
-                await asyncio.gather(sleeper, waiter, return_exceptions=True)
+        await sleep_unless(self.clock, seconds, self._wakeup)
         self._wakeup.clear()
 
     async def _tick(self) -> list[asyncio.Task[None]]:

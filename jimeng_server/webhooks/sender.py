@@ -21,7 +21,7 @@ from typing import Final
 
 from yarl import URL
 
-from ..clock import Clock
+from ..clock import Clock, sleep_unless
 from ..concurrency import GroupCommit, uncancellable
 from ..config import WebhookConfig
 from ..metrics import webhook_delivery
@@ -266,15 +266,7 @@ class WebhookSender:
 
     async def _wait(self, seconds: float) -> None:
         """Sleep `seconds` on the clock, or less if `wake()` is called."""
-        if not self._wakeup.is_set():
-            sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
-            waiter = asyncio.ensure_future(self._wakeup.wait())
-            try:
-                await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for fut in (sleeper, waiter):
-                    fut.cancel()
-                await asyncio.gather(sleeper, waiter, return_exceptions=True)
+        await sleep_unless(self.clock, seconds, self._wakeup)
         self._wakeup.clear()
 
     async def _deliver(self, event: OutboxEvent) -> None:
