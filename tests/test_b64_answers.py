@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from support import CN_TOKEN, bearer, drive
+from support import CN_TOKEN, bearer, drive, leftovers
 
 from jimeng_server.api.b64_answers import CHUNK_BYTES, B64Files
 from jimeng_server.clock import ManualClock
@@ -29,19 +28,6 @@ from jimeng_server.simulator.video import item_mp4
 
 GENERATIONS = "/v1/images/generations"
 BIG = 3 * CHUNK_BYTES + 1001  # several read chunks, a size that is not a multiple of 3
-
-
-@pytest.fixture
-def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every temporary file of the test goes here, so leftovers can be seen."""
-    directory = tmp_path / "spool"
-    directory.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(directory))
-    return directory
-
-
-def leftovers(directory: Path) -> list[Path]:
-    return list(directory.iterdir())
 
 
 async def send(client: TestClient[Any, Any], clock: ManualClock, path: str, **kw: Any) -> tuple[Any, bytes]:
@@ -265,9 +251,7 @@ async def spool_with_one_bad(monkeypatch: pytest.MonkeyPatch, bad: str) -> async
     return task
 
 
-async def test_spool_results_deletes_the_others_when_one_fails(
-    spool: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_spool_results_deletes_the_others_when_one_fails(spool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     task = await spool_with_one_bad(monkeypatch, "fail")
     with pytest.raises(BadGateway):
         await task
