@@ -40,12 +40,11 @@ from .pool import AccountRow, DuplicateError, KeyRow, NewAccount, account_from_r
 from .rows import (
     attempt_from_row,
     attempt_params,
-    dump_json,
     event_from_row,
     finish_params,
     progress_params,
     record_from_row,
-    results_json,
+    record_params,
     settle_params,
 )
 
@@ -127,29 +126,7 @@ class PostgresStore:
     async def insert(self, record: TaskRecord) -> None:
         """See `base.TaskTable.insert`."""
         async with self._pool.acquire() as conn, conn.transaction():
-            status = await conn.execute(
-                sql.INSERT_TASK,
-                record.history_id,
-                record.account_fp,
-                record.token,
-                record.kind.value,
-                record.model,
-                record.submit_id,
-                int(record.status),
-                record.upstream_status,
-                record.fail_code,
-                dump_json(record.error),
-                record.item_count,
-                results_json(record.results),
-                dump_json(record.raw_data),
-                record.callback_url,
-                record.input_images,
-                record.created_at,
-                record.updated_at,
-                record.finished_at,
-                self._clock.time(),
-                record.account_id,
-            )
+            status = await conn.execute(sql.INSERT_TASK, *record_params(record), self._clock.time())
             if _count(status) == 0:
                 owner = await conn.fetchval(sql.TASK_OWNER, record.history_id)
                 if owner is not None and owner != record.account_fp:

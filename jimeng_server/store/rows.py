@@ -24,6 +24,7 @@ __all__ = [
     "finish_params",
     "progress_params",
     "record_from_row",
+    "record_params",
     "results_json",
     "settle_params",
 ]
@@ -156,4 +157,30 @@ def settle_params(final: Finish, *, now: float) -> tuple[Any, ...]:
         dump_json(done.raw_data),
         now,
         final.history_id,
+    )
+
+
+def record_params(record: TaskRecord) -> tuple[Any, ...]:
+    """A task row's values in `TASK_COLUMNS` order (the JSON columns as text): the parameters 1-19 of both
+    backends' insert."""
+    return (
+        record.history_id,
+        record.account_fp,
+        record.token,
+        record.kind.value,
+        record.model,
+        record.submit_id,
+        int(record.status),
+        record.upstream_status,
+        record.fail_code,
+        dump_json(record.error),
+        record.item_count,
+        results_json(record.results),
+        dump_json(record.raw_data),
+        record.callback_url,
+        record.input_images,
+        record.created_at,
+        record.updated_at,
+        record.finished_at,
+        record.account_id,
     )

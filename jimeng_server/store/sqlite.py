@@ -31,7 +31,7 @@ from .base import ClaimState, IdempotencyClaim, Redelivery, SchemaVersionError, 
 from .models import Finish, Progress, Settled, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountRow, KeyRow, NewAccount
-from .rows import TASK_COLUMNS, dump_json, progress_params, record_from_row, results_json, settle_params
+from .rows import TASK_COLUMNS, progress_params, record_from_row, record_params, settle_params
 
 __all__ = ["MIGRATIONS", "Migration", "TaskStore"]
 
@@ -349,7 +349,6 @@ class TaskStore:
         never changed by `insert`, and a final task is left as it is. If the id belongs to another
         account, raises `TaskOwnershipError` and changes nothing.
         """
-        results = results_json(record.results)
         async with self._write() as conn:
             cur = await conn.execute(
                 f"""
@@ -365,28 +364,7 @@ class TaskStore:
                     updated_at = ?
                 WHERE tasks.account_fp = excluded.account_fp AND tasks.status = {_PROCESSING}
                 """,
-                (
-                    record.history_id,
-                    record.account_fp,
-                    record.token,
-                    record.kind.value,
-                    record.model,
-                    record.submit_id,
-                    int(record.status),
-                    record.upstream_status,
-                    record.fail_code,
-                    dump_json(record.error),
-                    record.item_count,
-                    results,
-                    dump_json(record.raw_data),
-                    record.callback_url,
-                    record.input_images,
-                    record.created_at,
-                    record.updated_at,
-                    record.finished_at,
-                    record.account_id,
-                    self._clock.time(),
-                ),
+                (*record_params(record), self._clock.time()),
             )
             if cur.rowcount == 0:
                 async with conn.execute(
