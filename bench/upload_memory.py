@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import base64
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from children import serve_on_port_file, start_role, status_kb
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,12 +47,7 @@ async def run_simulator(port_file: Path, item_image_bytes: int) -> None:
 
     sim = Simulator(settings=SimSettings(image_step_seconds=0.2, item_image_bytes=item_image_bytes))
     sim.add_account(TOKEN, region=Region.CN, vip=1_000_000)
-    runner = web.AppRunner(sim.create_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    await asyncio.to_thread(port_file.write_text, str(runner.addresses[0][1]))
-    await asyncio.Event().wait()
+    await serve_on_port_file(sim.create_app(), port_file)
 
 
 async def run_server(port_file: Path, sim_root: str, limit_mb: int, store: str) -> None:
@@ -68,22 +63,10 @@ async def run_server(port_file: Path, sim_root: str, limit_mb: int, store: str) 
         store=StoreConfig(path=store),
     )
     config = with_simulator_hosts(config, simulator_hosts(sim_root))
-    runner = web.AppRunner(create_app(config), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    await asyncio.to_thread(port_file.write_text, str(runner.addresses[0][1]))
-    await asyncio.Event().wait()
+    await serve_on_port_file(create_app(config), port_file)
 
 
 # ------------------------------------------------------------------------------------------ measuring
-
-
-def status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
 
 
 def reset_peak(pid: int) -> bool:
@@ -92,20 +75,6 @@ def reset_peak(pid: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def start(role: str, *args: str) -> tuple[subprocess.Popen[bytes], int]:
-    port_file = Path(tempfile.mkstemp(prefix="bench-port-")[1])
-    port_file.write_text("")
-    proc = subprocess.Popen([sys.executable, __file__, "--role", role, "--port-file", str(port_file), *args])
-    deadline = time.monotonic() + 30
-    while not port_file.read_text().strip():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError(f"{role} did not start")
-        time.sleep(0.05)
-    port = int(port_file.read_text())
-    port_file.unlink()
-    return proc, port
 
 
 def make_image(path: Path, size: int) -> None:
@@ -141,8 +110,15 @@ async def sample_rss(pid: int, stop: asyncio.Event, peak: list[int]) -> None:
 
 
 async def scenario(name: str, sim_root: str, limit_mb: int, store_dir: Path, send: Send) -> float:
-    server, port = start(
-        "server", "--sim-root", sim_root, "--limit-mb", str(limit_mb), "--store", str(store_dir / f"{name}.db")
+    server, port = start_role(
+        __file__,
+        "server",
+        "--sim-root",
+        sim_root,
+        "--limit-mb",
+        str(limit_mb),
+        "--store",
+        str(store_dir / f"{name}.db"),
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -185,7 +161,7 @@ async def bench(size_mb: int, image_mb: int, only: set[str]) -> int:
         image = work / "big.png"
         if only & {"upload", "url"}:
             make_image(image, size)
-        sim, sim_port = start("sim", "--item-image-bytes", str(image_mb * MIB))
+        sim, sim_port = start_role(__file__, "sim", "--item-image-bytes", str(image_mb * MIB))
         sim_root = f"http://127.0.0.1:{sim_port}"
         files = web.Application()
 
