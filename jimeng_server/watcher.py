@@ -30,6 +30,7 @@ import contextlib
 import functools
 import heapq
 import itertools
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -55,8 +56,26 @@ from .upstream.tokens import Account
 
 log = logging.getLogger(__name__)
 
-_Ending = tuple["_Watch", TaskStatus, Reason, str]
-"""A watch to end: its final status, why, and a detail for messages."""
+_Ending = tuple["_Watch", TaskStatus, Reason, str, "HistoryRecord | None"]
+"""A watch to end: its final status, why, a detail for messages, and the record it ends with (None: the last one
+seen)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """The last record a poll returned for a watched task, kept compact (thousands of watches hold one): its
+    status, item count and JSON text; `record()` parses it again when a query or an ending needs it."""
+
+    status: int | None
+    item_count: int
+    text: bytes
+
+    @classmethod
+    def of(cls, record: HistoryRecord) -> _Seen:
+        return cls(record.status, record.item_count, json.dumps(record.raw, separators=(",", ":")).encode())
+
+    def record(self) -> HistoryRecord:
+        return parse_record(json.loads(self.text))
 
 
 ProgressHook = Callable[[Sequence[tuple[str, HistoryRecord]]], Awaitable[None]]
@@ -82,7 +101,7 @@ class _Watch:
     late_polls: int = 0
     polls: int = 0
     missing: int = 0
-    record: HistoryRecord | None = None
+    seen: _Seen | None = None
     last_error: str = ""
     entry: int = -1  # the sequence number of its valid heap entry; -1 while polled (or not queued)
 
@@ -203,7 +222,8 @@ class Watcher:
             if watch.future.done() and not watch.future.cancelled():
                 return watch.future.result()
             detail = f"no final status within {seconds:g} s"
-            return Outcome(history_id, watch.kind, TaskStatus.PROCESSING, Reason.TIMEOUT, watch.record, detail)
+            last = watch.seen.record() if watch.seen is not None else None
+            return Outcome(history_id, watch.kind, TaskStatus.PROCESSING, Reason.TIMEOUT, last, detail)
         finally:
             sleeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -223,7 +243,7 @@ class Watcher:
     def snapshot(self, history_id: str) -> HistoryRecord | None:
         """The last record seen for a watched task (None if unknown or not yet seen)."""
         watch = self._watches.get(history_id)
-        return watch.record if watch else None
+        return watch.seen.record() if watch is not None and watch.seen is not None else None
 
     def due_at(self, history_id: str) -> float | None:
         """When the watched task's next poll is due (None if not watched); far in the past = a stalled loop."""
@@ -304,7 +324,9 @@ class Watcher:
             for fingerprint in list(self._queues):
                 polls.extend(self._start_polls(fingerprint, now, expired))
             if expired:
-                self._finish_all([(w, TaskStatus.FAILED, Reason.TIMEOUT, self._timeout_detail(w)) for w in expired])
+                self._finish_all(
+                    [(w, TaskStatus.FAILED, Reason.TIMEOUT, self._timeout_detail(w), None) for w in expired]
+                )
             return polls
 
     def _start_polls(self, fingerprint: str, now: float, expired: list[_Watch]) -> list[asyncio.Task[None]]:
@@ -388,7 +410,7 @@ class Watcher:
         except UpstreamRetError as exc:
             if exc.ret == "1015":
                 detail = "the upstream refused the session (ret 1015)"
-                self._finish_all([(w, TaskStatus.FAILED, Reason.SESSION_EXPIRED, detail) for w in batch])
+                self._finish_all([(w, TaskStatus.FAILED, Reason.SESSION_EXPIRED, detail, None) for w in batch])
                 return
             self._retry_later(batch, f"ret {exc.ret} {exc.errmsg}".strip())
             return
@@ -405,27 +427,25 @@ class Watcher:
             raw = data.get(watch.history_id)
             if not isinstance(raw, dict):
                 watch.missing += 1
-                if watch.record is None and watch.missing > self.config.not_visible_polls:
+                if watch.seen is None and watch.missing > self.config.not_visible_polls:
                     detail = f"the upstream did not show the task after {watch.missing} polls"
-                    ended.append((watch, TaskStatus.FAILED, Reason.NOT_FOUND, detail))
+                    ended.append((watch, TaskStatus.FAILED, Reason.NOT_FOUND, detail, None))
                 else:
                     self._schedule(watch, now + self._interval(watch, now))
                 continue
             record = parse_record(raw)
             if record.final and watch.kind is TaskKind.VIDEO and record.item_ids and not record.clean_videos:
                 record = await self._high_quality(account, record)
-            if watch.record is None or (watch.record.status, watch.record.item_count) != (
-                record.status,
-                record.item_count,
-            ):
+            if watch.seen is None or (watch.seen.status, watch.seen.item_count) != (record.status, record.item_count):
                 changed.append((watch.history_id, record))
-            watch.record = record
             watch.last_error = ""
             if record.done:
-                ended.append((watch, TaskStatus.DONE, Reason.DONE, ""))
+                ended.append((watch, TaskStatus.DONE, Reason.DONE, "", record))
             elif record.failed:
-                ended.append((watch, TaskStatus.FAILED, Reason.UPSTREAM_FAILED, f"fail_code {record.fail_code}"))
+                detail = f"fail_code {record.fail_code}"
+                ended.append((watch, TaskStatus.FAILED, Reason.UPSTREAM_FAILED, detail, record))
             else:
+                watch.seen = _Seen.of(record)
                 if record.status not in WAITING_STATUSES:
                     log.warning("task %s has unknown upstream status %s", watch.history_id, record.status)
                 self._schedule(watch, now + self._interval(watch, now))
@@ -456,7 +476,7 @@ class Watcher:
     def _interval(self, watch: _Watch, now: float) -> float:
         """The wait before the next poll: the kind's interval (slower at statuses 42/45), doubling with each
         poll once past the kind's deadline, up to `slow_interval`."""
-        status = watch.record.status if watch.record is not None else None
+        status = watch.seen.status if watch.seen is not None else None
         base = watch.schedule.interval * STATUS_SLOWDOWN.get(status or 0, 1.0)
         if now < watch.deadline_at:
             return base
@@ -480,12 +500,14 @@ class Watcher:
         """End these watches now (they leave the watch list at once) and store their outcomes in a task of its
         own: ONE `on_final` call for all of them, then their futures are set."""
         outcomes: list[tuple[_Watch, Outcome]] = []
-        for watch, status, reason, detail in endings:
+        for watch, status, reason, detail, record in endings:
             if self._watches.get(watch.history_id) is not watch:
                 continue  # already ended (a settle and a poll answer can race)
             del self._watches[watch.history_id]
             watch.entry = -1
-            outcomes.append((watch, Outcome(watch.history_id, watch.kind, status, reason, watch.record, detail)))
+            if record is None and watch.seen is not None:
+                record = watch.seen.record()
+            outcomes.append((watch, Outcome(watch.history_id, watch.kind, status, reason, record, detail)))
         if outcomes:
             self._save(self._conclude(outcomes))
 
