@@ -179,9 +179,10 @@ def parse_record(raw: dict[str, Any]) -> HistoryRecord:
     fail = raw.get("fail_code")
     fail_code = "" if fail in (None, 0, "0", "") else str(fail)
     images = tuple(u for u in (extract_image_url(i) for i in items) if u)
-    videos = tuple(u for u in (extract_video_url(i) for i in items) if u)
+    item_videos = [(i, extract_video_url(i)) for i in items]
+    videos = tuple(u for _, u in item_videos if u)
     ids = tuple(i for i in (item_id(it) for it in items) if i)
-    clean = bool(videos) and all(watermark_free_url(i) for i in items if extract_video_url(i))
+    clean = bool(videos) and all(watermark_free_url(i) for i, u in item_videos if u)
     return HistoryRecord(
         status=parse_status(raw.get("status")),
         fail_code=fail_code,
