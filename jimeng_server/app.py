@@ -49,6 +49,7 @@ from .errors import make_error_middleware
 from .net.fetcher import SafeFetcher
 from .net.policy import FetchPolicy
 from .services.accounts import AccountService
+from .services.answers import AnswerCache
 from .services.apikeys import ApiKeys
 from .services.compositions import Compositions
 from .services.generation import Generation
@@ -246,8 +247,13 @@ def setup_tasks(app: web.Application, background: bool) -> None:
     resolve = app[ACCOUNT_POOL].resolve
     intake = app[INTAKE] = TaskIntake(store, watcher, watch_all=config.watcher.watch == "all", resolve_account=resolve)
     lookup = HistoryLookup(client)
-    app[QUERIES] = TaskQueries(store, watcher, settler, lookup, config.watcher, clock, resolve_account=resolve)
-    retention = app[RETENTION] = Retention(store, config.store, clock)
+    answers = AnswerCache(
+        config.store.answer_cache_bytes, clock, retention_seconds=config.store.retention_days * 86400
+    )
+    app[QUERIES] = TaskQueries(
+        store, watcher, settler, lookup, config.watcher, clock, resolve_account=resolve, answers=answers
+    )
+    retention = app[RETENTION] = Retention(store, config.store, clock, answers=answers)
 
     async def run_tasks(app: web.Application) -> AsyncIterator[None]:
         await retention.purge()
