@@ -201,7 +201,7 @@ def setup_webhooks(app: web.Application, background: bool) -> None:
 def setup_pool(app: web.Application) -> None:
     """Accounts: the pool and API keys (in the task store) for callers with a key, and the account service that
     picks the paying account (raw tokens or the pool). At start-up: warn when pool secrets are stored
-    unencrypted."""
+    unencrypted; at shutdown: cancel the balance lookups in flight."""
     config, clock, store = app[CONFIG], app[CLOCK], app[STORE]
     pool = app[ACCOUNT_POOL] = AccountPool(
         store,
@@ -213,7 +213,7 @@ def setup_pool(app: web.Application) -> None:
         browser=config.browser,
     )
     keys = app[API_KEYS] = ApiKeys(store, pool, clock)
-    app[ACCOUNTS] = AccountService(
+    accounts = app[ACCOUNTS] = AccountService(
         app[CLIENT],
         clock,
         cache_seconds=config.upstream.credit_cache_seconds,
@@ -224,15 +224,16 @@ def setup_pool(app: web.Application) -> None:
         claim_daily=config.accounts.claim_daily,
     )
 
-    async def warn_unsealed(app: web.Application) -> AsyncIterator[None]:
+    async def run_accounts(app: web.Application) -> AsyncIterator[None]:
         if not pool.box.sealing and await pool.rows():
             log.warning(
                 "the account pool's session ids are stored unencrypted: set [accounts] encryption_key or %s",
                 ACCOUNTS_KEY_ENV,
             )
         yield
+        await accounts.close()
 
-    app.cleanup_ctx.append(warn_unsealed)
+    app.cleanup_ctx.append(run_accounts)
 
 
 def setup_tasks(app: web.Application, background: bool) -> None:
