@@ -25,7 +25,6 @@ import asyncio
 import itertools
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,8 +39,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 from aiohttp import web
+from children import free_port, upstream_toml, wait_ready
 
-from jimeng_server.simulator import Simulator, simulator_hosts
+from jimeng_server.simulator import Simulator
 from jimeng_server.upstream.regions import Region
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -51,12 +51,6 @@ REPLICAS = 3
 KILLED = 1
 SUBMIT = "/v1/async/images/generations"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def replica_config(store_url: str, sim_root: str, lease: float) -> str:
@@ -79,10 +73,7 @@ def replica_config(store_url: str, sim_root: str, lease: float) -> str:
         "[webhooks]",
         "poll_interval = 0.5",
     ]
-    for region, hosts in simulator_hosts(sim_root).items():
-        lines.append(f"[upstream.regions.{region.value}]")
-        lines += [f'{name} = "{url}"' for name, url in hosts.items()]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *upstream_toml(sim_root)]) + "\n"
 
 
 class Journal:
@@ -122,21 +113,6 @@ async def serve(app: web.Application, hosts: list[str], port: int) -> web.AppRun
     for host in hosts:
         await web.TCPSite(runner, host, port).start()
     return runner
-
-
-async def wait_ready(session: aiohttp.ClientSession, url: str, proc: asyncio.subprocess.Process) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.returncode is not None:
-            raise SystemExit(f"a replica exited with {proc.returncode} at start-up")
-        try:
-            async with session.get(url + "/readyz") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise SystemExit("a replica did not become ready within 60 s")
 
 
 async def run(args: argparse.Namespace, server: PgServer) -> bool:

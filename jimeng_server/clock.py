@@ -25,6 +25,21 @@ class Clock(Protocol):
         ...
 
 
+async def sleep_unless(clock: Clock, seconds: float, event: asyncio.Event) -> None:
+    """Sleep `seconds` on `clock`, or less: return as soon as `event` is set (at once if it is set already).
+    The event is left as it is (the caller clears it when it has acted on it)."""
+    if event.is_set():
+        return
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for fut in (sleeper, waiter):
+            fut.cancel()
+        await asyncio.gather(sleeper, waiter, return_exceptions=True)
+
+
 class SystemClock:
     """The real clock."""
 

@@ -178,7 +178,8 @@ WATCH_MODES = ("callbacks", "all")
 
 @dataclass(frozen=True, slots=True)
 class WatcherConfig:
-    batch_size: int = 20
+    batch_size: int = 100  # history ids per get_history_by_ids call: at most 100, what the upstream takes
+    polls_per_account: int = 2  # calls in flight at once for one account whose due backlog needs more than one
     tick: float = 1.0
     not_visible_polls: int = 5
     watch: str = "callbacks"  # "callbacks": watch only tasks with a callback_url or a caller waiting; "all"
@@ -495,7 +496,9 @@ def _validate(obj: Any, path: str) -> None:
     if isinstance(obj, UploadConfig) and obj.concurrency < 1:
         raise ConfigError(f"{prefix}concurrency: must be at least 1, got {obj.concurrency}")
     if isinstance(obj, WatcherConfig) and not 1 <= obj.batch_size <= 100:
-        raise ConfigError(f"{prefix}batch_size: must be 1-100, got {obj.batch_size}")
+        raise ConfigError(f"{prefix}batch_size: must be 1-100 (the upstream takes at most 100), got {obj.batch_size}")
+    if isinstance(obj, WatcherConfig) and not 1 <= obj.polls_per_account <= 8:
+        raise ConfigError(f"{prefix}polls_per_account: must be 1-8, got {obj.polls_per_account}")
     if isinstance(obj, KindSchedule) and obj.interval <= 0:
         raise ConfigError(f"{prefix}interval: must be positive, got {obj.interval}")
     if isinstance(obj, WebhookConfig):

@@ -1,6 +1,9 @@
 """The watcher: the one in-process scheduler that polls every watched in-flight task.
 
-Per account and tick, ONE `get_history_by_ids` call carries up to `batch_size` due history ids.
+Per account, ONE `get_history_by_ids` call carries up to `batch_size` due history ids (100, the most the
+upstream takes); an account whose due backlog needs more runs up to `polls_per_account` calls at once, and a
+poll that ends starts the next one at once. Watches wait in one heap per account ordered by due time, so a
+tick costs in proportion to the accounts and the tasks due, not the tasks watched.
 Completion rules (fixing the reference poller, upstream-protocol.md §9.6, §15 and §18):
 - 10 and 50 are done; 30 is failed (items that exist are kept on the outcome);
 - 20/42/45 and unknown statuses keep waiting (42 and 45 at 1.2x / 1.5x the interval);
@@ -11,7 +14,9 @@ Completion rules (fixing the reference poller, upstream-protocol.md §9.6, §15 
   poll errors retry;
 - a finished video takes the watermark-free `video_model` URL of its items (§17.8, §18.4); without one it gets
   its download-quality URL from one `get_local_item_list` call (preview URL on failure).
-The outcomes of one poll reach the `on_final` hook together (one store transaction). A watch is `keep`
+The outcomes of one poll reach the `on_final` hook together (one store transaction), its changed records the
+`on_progress` hook together; both are saved by a task of their own, so the account's poll slot is free
+meanwhile. A watch is `keep`
 (background: until final) or held only by its waiters (`wait()`), and dropped when the last one leaves.
 With replicas, a `leased` watch (a stored background task) is polled and settled only while `may_poll` says
 this process holds its account's watch lease; elsewhere it just waits for `complete()`.
@@ -23,13 +28,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import heapq
+import itertools
+import json
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .clock import Clock
+from .clock import Clock, sleep_unless
 from .config import KindSchedule, WatcherConfig
 from .metrics import timed_poll
 from .store.models import Outcome, Reason, TaskKind, TaskStatus
@@ -48,13 +56,32 @@ from .upstream.tokens import Account
 
 log = logging.getLogger(__name__)
 
-_Ending = tuple["_Watch", TaskStatus, Reason, str]
-"""A watch to end: its final status, why, and a detail for messages."""
+_Ending = tuple["_Watch", TaskStatus, Reason, str, "HistoryRecord | None"]
+"""A watch to end: its final status, why, a detail for messages, and the record it ends with (None: the last one
+seen)."""
 
 
-ProgressHook = Callable[[str, HistoryRecord], Awaitable[None]]
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """The last record a poll returned for a watched task, kept compact (thousands of watches hold one): its
+    status, item count and JSON text; `record()` parses it again when a query or an ending needs it."""
+
+    status: int | None
+    item_count: int
+    text: bytes
+
+    @classmethod
+    def of(cls, record: HistoryRecord) -> _Seen:
+        return cls(record.status, record.item_count, json.dumps(record.raw, separators=(",", ":")).encode())
+
+    def record(self) -> HistoryRecord:
+        return parse_record(json.loads(self.text))
+
+
+ProgressHook = Callable[[Sequence[tuple[str, HistoryRecord]]], Awaitable[None]]
+"""Called with the changed records of one poll's tasks still running, together."""
 FinalHook = Callable[[Sequence[Outcome]], Awaitable[None]]
-"""Called with the outcomes of one poll (or one tick's settlements) together."""
+"""Called with the outcomes of one poll (or of the watches expired together) together."""
 
 
 @dataclass(eq=False)
@@ -74,8 +101,9 @@ class _Watch:
     late_polls: int = 0
     polls: int = 0
     missing: int = 0
-    record: HistoryRecord | None = None
+    seen: _Seen | None = None
     last_error: str = ""
+    entry: int = -1  # the sequence number of its valid heap entry; -1 while polled (or not queued)
 
 
 class Watcher:
@@ -98,9 +126,13 @@ class Watcher:
         self.may_poll: Callable[[str], bool] | None = None
         """With replicas: whether this process polls the leased tasks of an account (by fingerprint)."""
         self._watches: dict[str, _Watch] = {}
+        self._queues: dict[str, list[tuple[float, int, _Watch]]] = {}  # account fingerprint -> heap by due time
+        self._seq = itertools.count()
         self._lock = asyncio.Lock()
         self._loop_task: asyncio.Task[None] | None = None
-        self._inflight: dict[str, asyncio.Task[None]] = {}  # account fingerprint -> its poll in flight
+        self._wakeup = asyncio.Event()
+        self._inflight: dict[str, set[asyncio.Task[None]]] = defaultdict(set)  # fingerprint -> its polls
+        self._saving: set[asyncio.Task[None]] = set()  # what polls learnt, being stored
 
     # ------------------------------------------------------------------ public API
 
@@ -111,8 +143,8 @@ class Watcher:
 
     @property
     def polls_in_flight(self) -> tuple[asyncio.Task[None], ...]:
-        """The poll tasks running now (at most one per account)."""
-        return tuple(self._inflight.values())
+        """The poll tasks running now (at most `polls_per_account` per account)."""
+        return tuple(task for polls in self._inflight.values() for task in polls)
 
     @property
     def running(self) -> bool:
@@ -158,7 +190,7 @@ class Watcher:
         start = self.clock.time() if submitted_at is None else submitted_at
         schedule = self.schedule_for(kind)
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._watches[history_id] = _Watch(
+        watch = _Watch(
             history_id=history_id,
             account=account,
             kind=kind,
@@ -166,11 +198,13 @@ class Watcher:
             started_at=start,
             deadline_at=start + schedule.deadline,
             settle_at=start + max(self.config.settle_after, schedule.deadline),
-            next_due=start + schedule.first_poll,
+            next_due=0.0,
             future=fut,
             keep=keep,
             leased=leased,
         )
+        self._watches[history_id] = watch
+        self._schedule(watch, start + schedule.first_poll)
         return fut
 
     async def wait(self, history_id: str, seconds: float) -> Outcome | None:
@@ -188,7 +222,8 @@ class Watcher:
             if watch.future.done() and not watch.future.cancelled():
                 return watch.future.result()
             detail = f"no final status within {seconds:g} s"
-            return Outcome(history_id, watch.kind, TaskStatus.PROCESSING, Reason.TIMEOUT, watch.record, detail)
+            last = watch.seen.record() if watch.seen is not None else None
+            return Outcome(history_id, watch.kind, TaskStatus.PROCESSING, Reason.TIMEOUT, last, detail)
         finally:
             sleeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -208,7 +243,7 @@ class Watcher:
     def snapshot(self, history_id: str) -> HistoryRecord | None:
         """The last record seen for a watched task (None if unknown or not yet seen)."""
         watch = self._watches.get(history_id)
-        return watch.record if watch else None
+        return watch.seen.record() if watch is not None and watch.seen is not None else None
 
     def due_at(self, history_id: str) -> float | None:
         """When the watched task's next poll is due (None if not watched); far in the past = a stalled loop."""
@@ -216,11 +251,14 @@ class Watcher:
         return watch.next_due if watch else None
 
     async def run_once(self) -> int:
-        """One tick, awaited to its end: expire overdue tasks, poll due ones (one call per account), and
-        wait for the polls this tick started. Returns how many polls it started. Tests drive time with it."""
+        """One tick, awaited to its end: expire overdue tasks, poll due ones, wait for the polls this tick
+        started and for what they learnt to be stored. Returns how many polls it started. Tests drive time
+        with it (burst mode: a poll that ends does not start the next one; the next tick does)."""
         polls = await self._tick()
         if polls:
             await asyncio.gather(*polls, return_exceptions=True)
+        while self._saving:
+            await asyncio.gather(*self._saving, return_exceptions=True)
         return len(polls)
 
     async def start(self) -> None:
@@ -229,70 +267,140 @@ class Watcher:
             self._loop_task = asyncio.create_task(self._run(), name="jimeng-watcher")
 
     async def stop(self) -> None:
-        """Stop the loop and any poll in flight, and wait for them; watches stay registered (their
-        futures stay pending), so a restarted watcher or a new process can take them up again."""
+        """Stop the loop and any poll in flight, and wait for them, and for the stores of what earlier polls
+        learnt; watches stay registered (their futures stay pending), so a restarted watcher or a new process
+        can take them up again."""
         task, self._loop_task = self._loop_task, None
-        pending = [t for t in (task, *self._inflight.values()) if t is not None]
+        pending = [t for t in (task, *self.polls_in_flight) if t is not None]
         for t in pending:
             t.cancel()
         for t in pending:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._inflight.clear()
+        while self._saving:
+            await asyncio.gather(*self._saving, return_exceptions=True)
 
     # ------------------------------------------------------------------ internals
 
     async def _run(self) -> None:
         # The loop never waits for polls: one account's slow upstream (retries and back-off can take
-        # minutes) must not hold up the other accounts' polls. An account has at most one poll in flight.
+        # minutes) must not hold up the other accounts' polls. It sleeps until the next watch is due (at most
+        # `tick`), and a poll that ends wakes it, so an account with a backlog is polled again at once.
         while True:
             try:
                 await self._tick()
             except Exception:
                 log.exception("watcher tick failed")
-            await self.clock.sleep(self.config.tick)
+            pause = self.config.tick
+            due = self._next_due()
+            if due is not None:
+                pause = min(pause, max(self.config.tick / 100, due - self.clock.time()))
+            await self._wait(pause)
+
+    def _next_due(self) -> float | None:
+        """When the earliest queued watch of an account with a free poll slot is due (a hint: it may have
+        ended since), or None."""
+        tops = [
+            heap[0][0]
+            for fingerprint, heap in self._queues.items()
+            if heap and len(self._inflight.get(fingerprint, ())) < self.config.polls_per_account
+        ]
+        return min(tops, default=None)
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep `seconds` on the clock, or less when a poll ends."""
+        await sleep_unless(self.clock, seconds, self._wakeup)
+        self._wakeup.clear()
 
     async def _tick(self) -> list[asyncio.Task[None]]:
-        """Settle tasks past their horizon, then start one poll per account that has a due task and no poll in
-        flight. Returns the started polls (owned by the watcher until they end)."""
+        """For each account with watches: end those past their settle horizon and start polls for the due
+        ones, up to `polls_per_account` in flight. Returns the started polls (owned by the watcher until they
+        end)."""
         async with self._lock:
             now = self.clock.time()
-            here = [w for w in self._watches.values() if self._polled_here(w)]
-            expired = [w for w in here if now >= w.settle_at]
-            if expired:
-                await self._finish_all(
-                    [(w, TaskStatus.FAILED, Reason.TIMEOUT, self._timeout_detail(w)) for w in expired]
-                )
-            by_account: dict[str, list[_Watch]] = defaultdict(list)
-            for watch in here:
-                if self._watches.get(watch.history_id) is watch:  # not ended by the expiry above
-                    by_account[watch.account.fingerprint].append(watch)
             polls: list[asyncio.Task[None]] = []
-            for fingerprint, group in by_account.items():
-                if fingerprint in self._inflight or not any(w.next_due <= now for w in group):
-                    continue
-                # Already-seen tasks due within half an interval ride along, so tasks submitted moments
-                # apart fall into one batch (about one call per account and interval).
-                riders = [
-                    w for w in group if w.next_due <= now or (w.polls and w.next_due <= now + w.schedule.interval / 2)
-                ]
-                batch = sorted(riders, key=lambda w: w.next_due)[: self.config.batch_size]
-                poll = asyncio.create_task(self._poll(batch), name=f"jimeng-poll-{fingerprint[:8]}")
-                self._inflight[fingerprint] = poll
-                poll.add_done_callback(functools.partial(self._poll_ended, fingerprint))
-                polls.append(poll)
+            expired: list[_Watch] = []
+            for fingerprint in list(self._queues):
+                polls.extend(self._start_polls(fingerprint, now, expired))
+            if expired:
+                self._finish_all(
+                    [(w, TaskStatus.FAILED, Reason.TIMEOUT, self._timeout_detail(w), None) for w in expired]
+                )
             return polls
+
+    def _start_polls(self, fingerprint: str, now: float, expired: list[_Watch]) -> list[asyncio.Task[None]]:
+        """Start the polls one account's due watches need now; collect those past their horizon in `expired`."""
+        heap = self._queues[fingerprint]
+        running = self._inflight[fingerprint]
+        started: list[asyncio.Task[None]] = []
+        while len(running) < self.config.polls_per_account:
+            batch = self._take_due(heap, now, expired)
+            if not batch:
+                break
+            poll = asyncio.create_task(self._poll(batch), name=f"jimeng-poll-{fingerprint[:8]}")
+            running.add(poll)
+            poll.add_done_callback(functools.partial(self._poll_ended, fingerprint))
+            started.append(poll)
+        if not heap:
+            del self._queues[fingerprint]
+        return started
+
+    def _take_due(self, heap: list[tuple[float, int, _Watch]], now: float, expired: list[_Watch]) -> list[_Watch]:
+        """Pop the next batch of one account's heap: due watches first (at most `batch_size`), then already-seen
+        ones due within half an interval ride along, so tasks submitted moments apart share one call. Empty when
+        nothing is due. Stale entries (ended watches, rescheduled ones) are dropped on the way."""
+        batch: list[_Watch] = []
+        while heap and len(batch) < self.config.batch_size:
+            due, seq, watch = heap[0]
+            if watch.entry != seq or self._watches.get(watch.history_id) is not watch:
+                heapq.heappop(heap)
+                continue
+            if due > now and (not batch or not watch.polls or due > now + watch.schedule.interval / 2):
+                break
+            heapq.heappop(heap)
+            watch.entry = -1
+            if now >= watch.settle_at:
+                expired.append(watch)
+            elif not self._polled_here(watch):  # another replica polls it: look again after an interval
+                self._schedule(watch, now + watch.schedule.interval)
+            else:
+                batch.append(watch)
+        return batch
+
+    def _schedule(self, watch: _Watch, due: float) -> None:
+        """Queue a watch for its next poll at `due` (never later than its settle horizon)."""
+        watch.next_due = min(due, watch.settle_at)
+        watch.entry = next(self._seq)
+        heap = self._queues.setdefault(watch.account.fingerprint, [])
+        heapq.heappush(heap, (watch.next_due, watch.entry, watch))
+
+    def _save(self, aw: Coroutine[Any, Any, None]) -> None:
+        """Store what a poll learnt in a task of its own (owned here: `run_once` and `stop` wait for it)."""
+        task = asyncio.create_task(aw)
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
 
     def _polled_here(self, watch: _Watch) -> bool:
         return not watch.leased or self.may_poll is None or self.may_poll(watch.account.fingerprint)
 
     def _poll_ended(self, fingerprint: str, task: asyncio.Task[None]) -> None:
-        if self._inflight.get(fingerprint) is task:
+        self._inflight[fingerprint].discard(task)
+        if not self._inflight[fingerprint]:
             del self._inflight[fingerprint]
         if not task.cancelled() and task.exception() is not None:
             log.error("poll task failed", exc_info=task.exception())
+        self._wakeup.set()
 
     async def _poll(self, batch: list[_Watch]) -> None:
+        try:
+            await self._poll_batch(batch)
+        finally:
+            for watch in batch:  # a poll cut short (stop, a bug) leaves its watches queued as they were
+                if watch.entry == -1 and self._watches.get(watch.history_id) is watch:
+                    self._schedule(watch, watch.next_due)
+
+    async def _poll_batch(self, batch: list[_Watch]) -> None:
         account = batch[0].account
         ids = [w.history_id for w in batch]
         image_info = history_image_info() if any(w.kind is TaskKind.IMAGE for w in batch) else None
@@ -302,7 +410,7 @@ class Watcher:
         except UpstreamRetError as exc:
             if exc.ret == "1015":
                 detail = "the upstream refused the session (ret 1015)"
-                await self._finish_all([(w, TaskStatus.FAILED, Reason.SESSION_EXPIRED, detail) for w in batch])
+                self._finish_all([(w, TaskStatus.FAILED, Reason.SESSION_EXPIRED, detail, None) for w in batch])
                 return
             self._retry_later(batch, f"ret {exc.ret} {exc.errmsg}".strip())
             return
@@ -311,6 +419,7 @@ class Watcher:
             return
         now = self.clock.time()
         ended: list[_Ending] = []
+        changed: list[tuple[str, HistoryRecord]] = []
         for watch in batch:
             if self._watches.get(watch.history_id) is not watch:
                 continue  # ended while the poll was in flight (settled, completed by a query, dropped)
@@ -318,36 +427,41 @@ class Watcher:
             raw = data.get(watch.history_id)
             if not isinstance(raw, dict):
                 watch.missing += 1
-                if watch.record is None and watch.missing > self.config.not_visible_polls:
+                if watch.seen is None and watch.missing > self.config.not_visible_polls:
                     detail = f"the upstream did not show the task after {watch.missing} polls"
-                    ended.append((watch, TaskStatus.FAILED, Reason.NOT_FOUND, detail))
+                    ended.append((watch, TaskStatus.FAILED, Reason.NOT_FOUND, detail, None))
                 else:
-                    watch.next_due = now + self._interval(watch, now)
+                    self._schedule(watch, now + self._interval(watch, now))
                 continue
             record = parse_record(raw)
             if record.final and watch.kind is TaskKind.VIDEO and record.item_ids and not record.clean_videos:
                 record = await self._high_quality(account, record)
-            changed = watch.record is None or (watch.record.status, watch.record.item_count) != (
-                record.status,
-                record.item_count,
-            )
-            watch.record = record
+            if watch.seen is None or (watch.seen.status, watch.seen.item_count) != (record.status, record.item_count):
+                changed.append((watch.history_id, record))
             watch.last_error = ""
             if record.done:
-                ended.append((watch, TaskStatus.DONE, Reason.DONE, ""))
+                ended.append((watch, TaskStatus.DONE, Reason.DONE, "", record))
             elif record.failed:
-                ended.append((watch, TaskStatus.FAILED, Reason.UPSTREAM_FAILED, f"fail_code {record.fail_code}"))
+                detail = f"fail_code {record.fail_code}"
+                ended.append((watch, TaskStatus.FAILED, Reason.UPSTREAM_FAILED, detail, record))
             else:
+                watch.seen = _Seen.of(record)
                 if record.status not in WAITING_STATUSES:
                     log.warning("task %s has unknown upstream status %s", watch.history_id, record.status)
-                watch.next_due = now + self._interval(watch, now)
-                if changed and self.on_progress is not None:
-                    try:
-                        await self.on_progress(watch.history_id, record)
-                    except Exception:
-                        log.exception("progress hook failed for %s", watch.history_id)
+                self._schedule(watch, now + self._interval(watch, now))
         if ended:
-            await self._finish_all(ended)
+            self._finish_all(ended)
+            gone = {watch.history_id for watch, *_ in ended}
+            changed = [(hid, record) for hid, record in changed if hid not in gone]
+        if changed and self.on_progress is not None:
+            self._save(self._progress(changed))
+
+    async def _progress(self, changed: Sequence[tuple[str, HistoryRecord]]) -> None:
+        assert self.on_progress is not None
+        try:
+            await self.on_progress(changed)
+        except Exception:
+            log.exception("progress hook failed for %d task(s)", len(changed))
 
     async def _high_quality(self, account: Account, record: HistoryRecord) -> HistoryRecord:
         """A finished video's download-quality URLs: one `get_local_item_list` call (§9.5). Any failure
@@ -362,7 +476,7 @@ class Watcher:
     def _interval(self, watch: _Watch, now: float) -> float:
         """The wait before the next poll: the kind's interval (slower at statuses 42/45), doubling with each
         poll once past the kind's deadline, up to `slow_interval`."""
-        status = watch.record.status if watch.record is not None else None
+        status = watch.seen.status if watch.seen is not None else None
         base = watch.schedule.interval * STATUS_SLOWDOWN.get(status or 0, 1.0)
         if now < watch.deadline_at:
             return base
@@ -378,19 +492,26 @@ class Watcher:
         now = self.clock.time()
         log.warning("poll of %d task(s) for %s failed: %s", len(batch), batch[0].account.masked, error)
         for watch in batch:
-            watch.last_error = error
-            watch.next_due = now + self._interval(watch, now)
+            if self._watches.get(watch.history_id) is watch:
+                watch.last_error = error
+                self._schedule(watch, now + self._interval(watch, now))
 
-    async def _finish_all(self, endings: Sequence[_Ending]) -> None:
-        """End these watches: ONE `on_final` call for all their outcomes, then their futures."""
+    def _finish_all(self, endings: Sequence[_Ending]) -> None:
+        """End these watches now (they leave the watch list at once) and store their outcomes in a task of its
+        own: ONE `on_final` call for all of them, then their futures are set."""
         outcomes: list[tuple[_Watch, Outcome]] = []
-        for watch, status, reason, detail in endings:
+        for watch, status, reason, detail, record in endings:
             if self._watches.get(watch.history_id) is not watch:
                 continue  # already ended (a settle and a poll answer can race)
             del self._watches[watch.history_id]
-            outcomes.append((watch, Outcome(watch.history_id, watch.kind, status, reason, watch.record, detail)))
-        if not outcomes:
-            return
+            watch.entry = -1
+            if record is None and watch.seen is not None:
+                record = watch.seen.record()
+            outcomes.append((watch, Outcome(watch.history_id, watch.kind, status, reason, record, detail)))
+        if outcomes:
+            self._save(self._conclude(outcomes))
+
+    async def _conclude(self, outcomes: Sequence[tuple[_Watch, Outcome]]) -> None:
         if self.on_final is not None:
             try:
                 await asyncio.shield(self.on_final([o for _, o in outcomes]))

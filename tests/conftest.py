@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,12 @@ def no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Any:
     text = "\n".join(r.getMessage() + (r.exc_text or "") for r in records)
     for secret in (CN_TOKEN, CN_TOKEN_2, US_SESSION, POOR_TOKEN):
         assert secret not in text, "a session token reached the logs"
+
+
+@pytest.fixture
+def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every temporary file of the test goes here, so leftovers can be seen."""
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -92,3 +93,8 @@ async def drive(
 async def json_of(resp: Any) -> Any:
     """The JSON body of a test-client response (any content type)."""
     return await resp.json(content_type=None)
+
+
+def leftovers(directory: Path) -> list[Path]:
+    """The files left in a spool directory."""
+    return list(directory.iterdir())

@@ -5,18 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
-import socket
-import sys
 from pathlib import Path
 
 import aiohttp
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from simulate_proc import start_simulate
 
 
 async def test_simulate_mode_serves_real_pngs(tmp_path: Path) -> None:
@@ -28,27 +20,10 @@ async def test_simulate_mode_serves_real_pngs(tmp_path: Path) -> None:
         '[server]\nlog_level = "WARNING"\n',
         encoding="utf-8",
     )
-    port = _free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jimeng_server",
-        "--simulate",
-        "--config",
-        str(config),
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    server = await start_simulate(config, until="Bearer", seconds=20)
+    port = server.port
     try:
-        assert proc.stdout is not None
-        text = ""
-        async with asyncio.timeout(20):
-            while "Bearer" not in text:
-                line = await proc.stdout.readline()
-                assert line, "the server exited before printing the demo command"
-                text += line.decode()
+        text = server.banner
         token = re.search(r"Bearer ([A-Za-z0-9_-]+)", text)
         assert token is not None
         async with aiohttp.ClientSession() as http, asyncio.timeout(30):
@@ -68,9 +43,4 @@ async def test_simulate_mode_serves_real_pngs(tmp_path: Path) -> None:
         # Simulated tasks live in their own store file, apart from real ones.
         assert (tmp_path / "tasks-simulate.db").exists() and not store.exists()
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(20):
-            _, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()[-2000:]
-    assert "Traceback" not in err.decode()
+        await server.stop()

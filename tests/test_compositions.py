@@ -11,7 +11,6 @@ import dataclasses
 import io
 import json
 import socket
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
 from proxies import ConnectProxy
-from support import CN_TOKEN, US_TOKEN, bearer, crc32_hex, drive, json_of
+from support import CN_TOKEN, US_TOKEN, bearer, crc32_hex, drive, json_of, leftovers
 
 from jimeng_server.app import create_app
 from jimeng_server.clock import ManualClock
@@ -75,22 +74,8 @@ async def images(aiohttp_server: ServerFactory) -> TestServer:
     return await aiohttp_server(image_app())
 
 
-def leftovers(directory: Path) -> list[Path]:
-    """Files left in the spool directory (a tiny synchronous listing)."""
-    return list(directory.iterdir())
-
-
 def img_url(server: TestServer, n: int) -> str:
     return str(server.make_url(f"/img/{n}.png"))
-
-
-@pytest.fixture
-def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every temporary file of the test goes here, so leftovers can be seen."""
-    directory = tmp_path / "spool"
-    directory.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(directory))
-    return directory
 
 
 async def post(

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import crc32_hex
+from support import crc32_hex, leftovers
 
 from jimeng_server.concurrency import all_or_nothing
 from jimeng_server.imageinfo import ImageInfo, read_info, sniff_format
@@ -164,10 +164,6 @@ def test_check_body_shape() -> None:
 
 
 # ------------------------------------------------------------------------------------------ data URIs
-
-
-def leftovers(directory: Path) -> list[Path]:
-    return list(directory.iterdir())
 
 
 def read(path: Path) -> bytes:

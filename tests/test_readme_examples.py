@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import openai
 import pytest
+from simulate_proc import free_port, start_simulate
 
 from jimeng_server.simulator.media import png
 from jimeng_server.webhooks.signatures import delivery_headers, parse_secret
@@ -36,12 +36,6 @@ def blocks(readme: str, lang: str) -> list[str]:
 def example(readme: str, needle: str) -> str:
     (code,) = [b for b in blocks(readme, "python") if needle in b]
     return code
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -79,39 +73,13 @@ async def simulate(tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
         '[server]\nlog_level = "WARNING"\n',
         encoding="utf-8",
     )
-    port = _free_port()
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jimeng_server",
-        "--simulate",
-        "--config",
-        str(config),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        cwd=ROOT,
-        env=_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    server = await start_simulate(config, until="Bearer", cwd=ROOT, env=_env())
     try:
-        assert server.stdout is not None
-        text = ""
-        async with asyncio.timeout(30):
-            while "Bearer" not in text:
-                line = await server.stdout.readline()
-                assert line, "the server exited before printing the demo token"
-                text += line.decode()
-        token = re.search(r"Bearer ([A-Za-z0-9_-]+)", text)
+        token = re.search(r"Bearer ([A-Za-z0-9_-]+)", server.banner)
         assert token is not None
-        yield f"http://127.0.0.1:{port}", token.group(1)
+        yield server.url, token.group(1)
     finally:
-        server.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(20):
-            await server.communicate()
-    assert server.returncode == 0
+        await server.stop()
 
 
 async def test_polling_example_runs_against_simulate(simulate: tuple[str, str], tmp_path: Path) -> None:
@@ -154,7 +122,7 @@ async def test_openai_sdk_against_simulate(simulate: tuple[str, str]) -> None:
 async def test_webhook_receiver_example_verifies_and_deduplicates(readme: str, tmp_path: Path) -> None:
     script = tmp_path / "receiver.py"
     script.write_text(example(readme, "BaseHTTPRequestHandler"), encoding="utf-8")
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(script),

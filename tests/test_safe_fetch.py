@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
-from support import crc32_hex
+from support import crc32_hex, leftovers
 
 from jimeng_server.net.errors import FetchError, TooLargeError, UnsafeURLError
 from jimeng_server.net.fetcher import SafeFetcher
@@ -58,11 +58,6 @@ class FakeResolver(AbstractResolver):
 
     async def close(self) -> None:
         pass
-
-
-def leftovers(directory: Path) -> list[Path]:
-    """Files left in a temp directory (sync helper: tiny directory listing)."""
-    return list(directory.iterdir())
 
 
 def fixture_or_public(ip: IPAddress) -> bool:

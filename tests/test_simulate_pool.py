@@ -6,47 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
-import socket
-import sys
 from pathlib import Path
 
 import aiohttp
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from simulate_proc import start_simulate
 
 
 async def _run_once(config: Path, old_key: str | None = None) -> tuple[str, str]:
     """Start `--simulate`, check the demo key and the admin API, stop it; returns (demo key, admin key)."""
-    port = _free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jimeng_server",
-        "--simulate",
-        "--config",
-        str(config),
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    server = await start_simulate(config, until="Dashboard:", seconds=20)
     try:
-        assert proc.stdout is not None
-        text = ""
-        async with asyncio.timeout(20):
-            while "Dashboard:" not in text:
-                line = await proc.stdout.readline()
-                assert line, "the server exited before printing the demo commands"
-                text += line.decode()
+        text = server.banner
         key = re.search(r"Bearer (jk_[A-Za-z0-9_-]+)", text)
         admin = re.search(r"admin key: ([A-Za-z0-9_-]+)", text)
         assert key is not None and admin is not None, text
-        base = f"http://127.0.0.1:{port}"
+        base = server.url
         async with aiohttp.ClientSession() as http, asyncio.timeout(30):
             async with http.post(
                 f"{base}/v1/async/images/generations",
@@ -71,12 +45,7 @@ async def _run_once(config: Path, old_key: str | None = None) -> tuple[str, str]
                     assert resp.status == 401 and (await resp.json())["error"]["code"] == "API_KEY_REVOKED"
         return key.group(1), admin.group(1)
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(20):
-            _, err = await proc.communicate()
-        assert proc.returncode == 0, err.decode()[-2000:]
-        assert "Traceback" not in err.decode()
+        await server.stop()
 
 
 async def test_simulate_seeds_a_demo_pool_and_key(tmp_path: Path) -> None:

@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import signal
-import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,51 +14,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from simulate_proc import SimulateProcess, start_simulate
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Server:
-    """One `python -m jimeng_server --simulate` process; `banner` is what it printed up to the examples."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, banner: str) -> None:
-        self.proc = proc
-        self.banner = banner
-
-    @property
-    def token(self) -> str:
-        found = re.search(r"Bearer ([A-Za-z0-9_-]+)", self.banner)
-        assert found is not None, self.banner
-        return found.group(1)
-
-
-async def _start(config: Path, port: int) -> _Server:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jimeng_server",
-        "--simulate",
-        "--config",
-        str(config),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    text = ""
-    async with asyncio.timeout(20):
-        while "callback_url" not in text:
-            line = await proc.stdout.readline()
-            assert line, "the server exited before printing its examples"
-            text += line.decode()
-    return _Server(proc, text)
+def token_of(server: SimulateProcess) -> str:
+    found = re.search(r"Bearer ([A-Za-z0-9_-]+)", server.banner)
+    assert found is not None, server.banner
+    return found.group(1)
 
 
 @pytest.fixture
@@ -99,12 +58,11 @@ async def test_kill_restart_the_task_still_finishes_and_the_webhook_arrives(
         '[server]\nlog_level = "WARNING"\n',
         encoding="utf-8",
     )
-    port = _free_port()
-    first = await _start(config, port)
+    first = await start_simulate(config, until="callback_url", seconds=20)
     for example in ("/v1/async/images/generations", "/v1/async/tasks/", "callback_url"):
         assert example in first.banner
-    base = f"http://127.0.0.1:{port}"
-    auth = {"Authorization": f"Bearer {first.token}"}
+    base = first.url
+    auth = {"Authorization": f"Bearer {token_of(first)}"}
     try:
         async with (
             aiohttp.ClientSession() as http,
@@ -118,14 +76,13 @@ async def test_kill_restart_the_task_still_finishes_and_the_webhook_arrives(
             submitted = await resp.json()
             assert resp.status == 200, submitted
     finally:
-        first.proc.kill()  # kill -9: nothing is saved on the way out
-        await first.proc.communicate()
+        await first.kill()
     history_id = submitted["history_id"]
     assert not got  # the image takes seconds to make: it was not finished before the kill
 
-    second = await _start(config, port)
+    second = await start_simulate(config, until="callback_url", port=first.port, seconds=20)
     try:
-        assert second.token == first.token
+        assert token_of(second) == token_of(first)
         async with aiohttp.ClientSession() as http, asyncio.timeout(60):
             task: dict[str, Any] = {}
             while task.get("status") not in (10, 30):  # bounded: each answer long-polls up to 10 s
@@ -142,10 +99,6 @@ async def test_kill_restart_the_task_still_finishes_and_the_webhook_arrives(
         assert event["type"] == "task.succeeded"
         assert event["data"]["history_id"] == history_id and event["data"]["status"] == 10
     finally:
-        second.proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            _, err = await second.proc.communicate()
-    assert second.proc.returncode == 0, err.decode()[-2000:]
-    assert "Traceback" not in err.decode()
+        await second.stop()
     # The simulator's state sits beside the simulate store.
     assert (tmp_path / "tasks-simulate.sim.json").exists()

@@ -19,7 +19,7 @@ from store_backends import execute_sql, open_store
 from jimeng_server.clock import ManualClock
 from jimeng_server.store import sqlite as store_module
 from jimeng_server.store.base import ClaimState, IdempotencyClaim, SchemaVersionError, Store, TaskOwnershipError
-from jimeng_server.store.models import Finish, NewEvent, Settled, Settlement, TaskKind, TaskRecord, TaskStatus
+from jimeng_server.store.models import Finish, NewEvent, Progress, Settled, Settlement, TaskKind, TaskRecord, TaskStatus
 from jimeng_server.store.pool import DuplicateError, NewAccount
 from jimeng_server.store.sqlite import MIGRATIONS, TaskStore
 
@@ -133,6 +133,34 @@ async def test_schema_created_with_user_version_and_wal(sqlite_store: TaskStore,
     assert store.schema_version == len(MIGRATIONS)
 
 
+@pytest.mark.parametrize(("mode", "pragma"), [("normal", 1), ("full", 2)])
+async def test_commits_are_synced_per_the_synchronous_setting(
+    db_path: Path, clock: ManualClock, mode: str, pragma: int
+) -> None:
+    store = await TaskStore.open(db_path, clock=clock, synchronous=mode)
+    async with store, store._write() as conn:  # the connection every commit goes through
+        rows = list(await conn.execute_fetchall("PRAGMA synchronous"))
+    assert rows[0][0] == pragma
+
+
+@pytest.mark.parametrize("readers", [1, 2])
+async def test_reads_do_not_wait_behind_a_write_in_flight(db_path: Path, clock: ManualClock, readers: int) -> None:
+    async with await TaskStore.open(db_path, clock=clock, read_connections=readers, busy_timeout=60) as store:
+        await store.insert(make_record("h1"))
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds SQLite's write lock ...
+        write = asyncio.ensure_future(store.insert(make_record("h2")))  # ... so this write waits (busy) meanwhile
+        try:
+            got = await asyncio.wait_for(store.get_many(["h1", "h2"]), timeout=10)
+            assert list(got) == ["h1"]  # the last committed state
+            assert not write.done()
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await write
+        assert set(await store.get_many(["h1", "h2"])) == {"h1", "h2"}
+
+
 async def test_file_mode_is_0600(sqlite_store: TaskStore, db_path: Path) -> None:
     store = sqlite_store
     await store.insert(make_record())
@@ -241,7 +269,7 @@ async def test_record_repr_hides_token() -> None:
 
 async def test_insert_same_account_refreshes_submission_fields_only(store: Store, clock: ManualClock) -> None:
     await store.insert(make_record())
-    await store.update_progress("h1", upstream_status=42, item_count=0, raw_data={"status": 42})
+    await store.update_progress([Progress("h1", 42, 0, {"status": 42})])
     await clock.advance(5)
     await store.insert(make_record(token=None, model="jimeng-4.1", callback_url="https://hook.example/y"))
     got = await store.get("h1")
@@ -282,15 +310,15 @@ async def test_unfinished_lists_only_processing_tasks(store: Store) -> None:
 async def test_update_progress(store: Store, clock: ManualClock) -> None:
     await store.insert(make_record())
     await clock.advance(3)
-    await store.update_progress("h1", upstream_status=45, item_count=1, raw_data={"status": 45})
+    await store.update_progress([Progress("h1", 45, 1, {"status": 45})])
     got = await store.get("h1")
     assert got is not None
     assert (got.upstream_status, got.item_count, got.raw_data) == (45, 1, {"status": 45})
     assert got.status is TaskStatus.PROCESSING
     assert got.updated_at == clock.time()
-    await store.update_progress("missing", upstream_status=45, item_count=1, raw_data=None)  # no-op
+    await store.update_progress([Progress("missing", 45, 1, None)])  # no-op
     await finish_done(store)
-    await store.update_progress("h1", upstream_status=42, item_count=0, raw_data=None)
+    await store.update_progress([Progress("h1", 42, 0, None)])
     after = await store.get("h1")
     assert after is not None and after.upstream_status == 50 and after.status is TaskStatus.DONE
 
@@ -380,7 +408,7 @@ async def test_concurrent_writers_all_land(store: Store) -> None:
     assert len(await store.unfinished()) == 50
     results = await asyncio.gather(
         *(finish_done(store, hid) for hid in ids[:25]),
-        *(store.update_progress(hid, upstream_status=42, item_count=0, raw_data=None) for hid in ids[25:]),
+        *(store.update_progress([Progress(hid, 42, 0, None)]) for hid in ids[25:]),
         *(store.insert(make_record(f"n{i:02d}")) for i in range(25)),
     )
     assert all(r is not None for r in results[:25])

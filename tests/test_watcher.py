@@ -294,22 +294,31 @@ async def test_background_loop_polls_and_stops_cleanly(
     await watcher.stop()  # stopping twice is fine
 
 
-async def test_batch_size_caps_ids_per_call(
-    make_client: AppFactory, config: Config, sim: Simulator, clock: ManualClock
+@pytest.mark.parametrize(("polls_per_account", "ticks"), [(1, [[3], [3], [1]]), (2, [[3, 3], [1]])])
+async def test_batch_size_caps_ids_per_call_and_a_backlog_gets_parallel_polls(
+    make_client: AppFactory,
+    config: Config,
+    sim: Simulator,
+    clock: ManualClock,
+    polls_per_account: int,
+    ticks: list[list[int]],
 ) -> None:
-    client = await make_client(watcher=dataclasses.replace(config.watcher, batch_size=3))
+    watcher_config = dataclasses.replace(config.watcher, batch_size=3, polls_per_account=polls_per_account)
+    client = await make_client(watcher=watcher_config)
     watcher = client.app[WATCHER]
     subs = [await submit(client, f"cat {i}") for i in range(7)]
     futs = [watch(client, s) for s in subs]
     await clock.advance(5.0)
     sizes = []
-    for _ in range(3):
-        assert await tick(watcher, clock) == 1  # one call per account per tick
-        sizes.append(len(sim.calls(HISTORY)[-1].body["history_ids"]))
-    assert sizes == [3, 3, 1]
+    for _ in ticks:
+        seen = len(sim.calls(HISTORY))
+        polls = await tick(watcher, clock)
+        sizes.append(sorted((len(e.body["history_ids"]) for e in sim.calls(HISTORY)[seen:]), reverse=True))
+        assert polls == len(sizes[-1])
+    assert sizes == ticks
     assert all(f.done() and f.result().status is TaskStatus.DONE for f in futs)
     polled = [hid for e in sim.calls(HISTORY) for hid in e.body["history_ids"]]
-    assert sorted(polled) == sorted(s.history_id for s in subs)
+    assert sorted(polled) == sorted(s.history_id for s in subs)  # each task polled once: no batch overlaps
 
 
 async def test_one_call_per_account_per_tick(client: TestClient[Any, Any], sim: Simulator, clock: ManualClock) -> None:
@@ -361,3 +370,64 @@ async def test_a_slow_account_does_not_hold_up_other_accounts(clock: ManualClock
     assert upstream.calls.count(fast.fingerprint) >= 5, "the fast account kept being polled"
     await watcher.stop()  # cancels the hung poll too
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("jimeng-")] == []
+
+
+class _DoneClient:
+    """A stand-in upstream that answers every id as finished (status 10) and journals each call's ids."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    async def get_history(self, account: Any, ids: list[str], *, image_info: Any = None) -> dict[str, Any]:
+        self.batches.append(list(ids))
+        await asyncio.sleep(0)
+        return {hid: {"status": 10, "item_list": []} for hid in ids}
+
+
+async def test_a_backlog_is_drained_at_once_not_one_batch_per_tick(clock: ManualClock) -> None:
+    upstream = _DoneClient()
+    config = WatcherConfig(batch_size=3, polls_per_account=1)
+    watcher = Watcher(upstream, config, clock)  # type: ignore[arg-type]
+    account = parse_token(CN_TOKEN)
+    futs = [watcher.watch(account, f"20000000000{i:02d}", TaskKind.IMAGE) for i in range(7)]
+    await watcher.start()
+    await clock.advance(config.image.first_poll)
+    # No more virtual time passes: each poll that ends starts the next one of the account's backlog.
+    outcomes = await asyncio.wait_for(asyncio.gather(*futs), timeout=10)
+    assert [len(b) for b in upstream.batches] == [3, 3, 1]
+    assert all(o.status is TaskStatus.DONE for o in outcomes)
+    await watcher.stop()
+
+
+async def test_a_tick_polls_only_the_due_tasks_of_many_watched(clock: ManualClock) -> None:
+    upstream = _DoneClient()
+    watcher = Watcher(upstream, WatcherConfig(), clock)  # type: ignore[arg-type]
+    account = parse_token(CN_TOKEN)
+    for i in range(2000):  # submitted later: not due yet
+        watcher.watch(account, f"3{i:012d}", TaskKind.IMAGE, submitted_at=clock.time() + 60)
+    due = [f"4{i:012d}" for i in range(3)]
+    for hid in due:
+        watcher.watch(account, hid, TaskKind.IMAGE)
+    assert await tick(watcher, clock, WatcherConfig().image.first_poll) == 1
+    assert upstream.batches == [due]
+    assert watcher.pending == 2000
+
+
+async def test_watches_of_a_poll_cut_short_by_stop_are_polled_after_a_restart(clock: ManualClock) -> None:
+    slow = parse_token(CN_TOKEN)
+    upstream = _GateClient(slow.fingerprint)
+    watcher = Watcher(upstream, WatcherConfig(), clock)  # type: ignore[arg-type]
+    watcher.watch(slow, "1000000000001", TaskKind.IMAGE)
+    assert await watcher.run_once() == 0
+    await clock.advance(WatcherConfig().image.first_poll)
+    tick_task = asyncio.ensure_future(watcher.run_once())
+    for _ in range(100):  # let the tick start its poll, which then hangs
+        await asyncio.sleep(0)
+    assert upstream.calls == [slow.fingerprint]
+    await watcher.stop()  # cancels the hung poll (and the tick waiting for it)
+    tick_task.cancel()
+    await asyncio.gather(tick_task, return_exceptions=True)
+    upstream.release.set()
+    assert watcher.due_at("1000000000001") is not None
+    assert await tick(watcher, clock) == 1  # still queued: polled again
+    assert upstream.calls == [slow.fingerprint, slow.fingerprint]

@@ -23,7 +23,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 
-from ..clock import Clock
+from ..clock import Clock, sleep_unless
 from ..store.answer import outcome_of_row
 from ..store.base import Notice, NoticeKind, ReplicaStore, Store, shard_of
 from ..watcher import Watcher
@@ -141,14 +141,7 @@ class Replicas:
 
     async def _pause(self, seconds: float) -> None:
         """Sleep `seconds` on the clock, or less when a NEW_TASK notice arrives."""
-        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
-        adopt = asyncio.ensure_future(self._adopt.wait())
-        try:
-            await asyncio.wait({sleeper, adopt}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for fut in (sleeper, adopt):
-                fut.cancel()
-            await asyncio.gather(sleeper, adopt, return_exceptions=True)
+        await sleep_unless(self._clock, seconds, self._adopt)
 
     async def _settled_loop(self) -> None:
         while True:

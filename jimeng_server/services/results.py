@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
+from collections.abc import Sequence
 
 import aiohttp
 
@@ -74,7 +74,27 @@ async def spool_result(pool: SessionPool, account: Account, url: str, *, max_byt
         raise BadGateway(f"the result file could not be fetched ({type(exc).__name__})", code=_FETCH_FAILED) from None
 
 
-async def fetch_base64(pool: SessionPool, account: Account, url: str, *, max_bytes: int, seconds: float) -> str:
-    """An upstream result as base64 (images: small enough to answer from memory; videos are streamed)."""
-    with await spool_result(pool, account, url, max_bytes=max_bytes, seconds=seconds) as download:
-        return base64.b64encode(await asyncio.to_thread(download.path.read_bytes)).decode("ascii")
+async def spool_results(
+    pool: SessionPool, account: Account, urls: Sequence[str], *, max_bytes: int, seconds: float
+) -> list[Download]:
+    """Download every result to its own temporary file (`spool_result`, all at once), in `urls` order.
+
+    All or nothing: when one download fails, the others are stopped, every file already written is deleted and
+    that download's error (413 or 502) is raised; on cancellation too, no file is left behind. The caller owns
+    the files returned."""
+    done: dict[int, Download] = {}
+
+    async def one(n: int, url: str) -> None:
+        done[n] = await spool_result(pool, account, url, max_bytes=max_bytes, seconds=seconds)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for n, url in enumerate(urls):
+                group.create_task(one(n, url))
+    except BaseException as exc:
+        for download in done.values():
+            download.cleanup()
+        if isinstance(exc, BaseExceptionGroup):
+            raise exc.exceptions[0] from None  # the first failure; the others were cancelled because of it
+        raise
+    return [done[n] for n in range(len(urls))]

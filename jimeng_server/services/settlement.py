@@ -18,7 +18,7 @@ from ..clock import Clock
 from ..concurrency import uncancellable
 from ..store.answer import settlement_of
 from ..store.base import Store
-from ..store.models import Finish, Outcome
+from ..store.models import Finish, Outcome, Progress
 from ..upstream.history import HistoryRecord
 from ..webhooks.events import new_event
 
@@ -56,13 +56,10 @@ class TaskSettler:
         if any(item.event_written for item in settled) and self.on_event is not None:
             self.on_event()
 
-    async def progress(self, history_id: str, record: HistoryRecord) -> None:
-        """Store a changed record of a task still running. The watcher's `on_progress` hook."""
-        await self._write(
-            self.store.update_progress(
-                history_id, upstream_status=record.status or 0, item_count=record.item_count, raw_data=record.raw
-            )
-        )
+    async def progress(self, records: Sequence[tuple[str, HistoryRecord]]) -> None:
+        """Store changed records of tasks still running, in one transaction. The watcher's `on_progress` hook."""
+        updates = [Progress(hid, record.status or 0, record.item_count, record.raw) for hid, record in records]
+        await self._write(self.store.update_progress(updates))
 
     async def drain(self) -> None:
         """Return once no write is in flight."""

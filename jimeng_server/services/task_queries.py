@@ -182,6 +182,7 @@ class TaskQueries:
         data = await self.lookup.get(owner, [r.history_id for r in rows], image=image)
         bodies: dict[str, TaskBody] = {}
         finals: list[Outcome] = []
+        running: list[tuple[str, HistoryRecord]] = []
         for row in rows:
             raw = data.get(row.history_id)
             if not isinstance(raw, dict):
@@ -191,10 +192,12 @@ class TaskQueries:
             bodies[row.history_id] = body_of_record(row.history_id, row.kind.value, record)
             reason = record_reason(record)
             if reason is None:
-                await self.settler.progress(row.history_id, record)
+                running.append((row.history_id, record))
                 continue
             status = TaskStatus.DONE if reason is Reason.DONE else TaskStatus.FAILED
             finals.append(Outcome(row.history_id, row.kind, status, reason, record))
+        if running:
+            await self.settler.progress(running)
         if finals:
             await self.settler.settle(finals)
             for outcome in finals:

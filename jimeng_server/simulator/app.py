@@ -352,7 +352,8 @@ class Simulator:
             answer = Answer(status=403, text="signature mismatch", content_type="text/plain")
         else:
             self._journal(request, "cdn", path, b"", Answer(status=200, content_type="image/png"))
-            return web.Response(body=item_png(history_id, int(index_text)), content_type="image/png")
+            body = item_png(history_id, int(index_text), total_bytes=self.settings.item_image_bytes)
+            return web.Response(body=body, content_type="image/png")
         return self._finish(request, "cdn", path, b"", answer)
 
 

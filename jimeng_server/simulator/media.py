@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import struct
 import zlib
 
@@ -21,7 +22,21 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
     return PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
-def item_png(history_id: str, index: int, size: int = 64) -> bytes:
-    """The image of item `index` of a record: colour derived from the history id and index."""
+PAD_CHUNK = b"paDd"
+"""A private ancillary chunk type (decoders skip it) that pads an item image to a requested size."""
+_CHUNK_OVERHEAD = 12  # length, type and CRC around a chunk's data
+
+
+def item_png(history_id: str, index: int, size: int = 64, *, total_bytes: int = 0) -> bytes:
+    """The image of item `index` of a record: colour derived from the history id and index.
+
+    With `total_bytes` at least 12 over the plain image's size, a `paDd` chunk of bytes derived from the same
+    seed is put before `IEND` so the file is exactly that long (still a valid PNG): big results for memory
+    benches and streaming tests (`SimSettings.item_image_bytes`); otherwise the plain image."""
     digest = hashlib.sha256(f"{history_id}:{index}".encode()).digest()
-    return png(size, size, (digest[0], digest[1], digest[2]))
+    image = png(size, size, (digest[0], digest[1], digest[2]))
+    padding = total_bytes - len(image) - _CHUNK_OVERHEAD
+    if padding < 0:
+        return image
+    end = len(image) - _CHUNK_OVERHEAD  # IEND is the last chunk, with no data
+    return image[:end] + _chunk(PAD_CHUNK, random.Random(digest).randbytes(padding)) + image[end:]

@@ -34,6 +34,9 @@ class SimSettings:
     video_cost_per_second: int = 5
     refund_on_failure: bool = False
     image_step_seconds: float = 1.0
+    # > 0: every CDN item image is padded to exactly this many bytes (media.item_png), e.g. 5 MB results for
+    # the memory bench of streamed b64_json answers; 0 serves the small plain PNG.
+    item_image_bytes: int = 0
     video_step_seconds: float = 3.0
     hidden_polls: int = 0  # default number of polls a new record is omitted from get_history_by_ids
     passport_style: bool = False  # passport answers {"message", "data"} without `ret`

@@ -13,9 +13,9 @@ import hashlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
-from .models import Finish, Settled, TaskRecord
+from .models import Finish, Progress, Settled, TaskRecord
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountRow, KeyRow, NewAccount
 
@@ -118,10 +118,9 @@ class TaskTable(Protocol):
         """Every task still processing (tokens included), oldest first: what to resume on start-up."""
         ...
 
-    async def update_progress(
-        self, history_id: str, *, upstream_status: int, item_count: int, raw_data: dict[str, Any] | None
-    ) -> None:
-        """Record a poll of a task still processing; unknown and final tasks are left unchanged."""
+    async def update_progress(self, updates: Sequence[Progress]) -> None:
+        """Record polls of tasks still processing, all in ONE transaction; unknown and final tasks are left
+        unchanged."""
         ...
 
     async def settle(self, finals: Sequence[Finish]) -> list[Settled]:

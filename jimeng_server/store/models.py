@@ -124,6 +124,16 @@ class NewEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """A poll of a task still processing: the upstream status, how many items it shows, its untouched record."""
+
+    history_id: str
+    upstream_status: int
+    item_count: int
+    raw_data: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
 class Finish:
     """One task to settle: its final state and, for a task with a callback URL, its event."""
 

@@ -30,6 +30,7 @@ class EventState(StrEnum):
 
 ACTIVE_STATES: Final = frozenset({EventState.PENDING, EventState.DELIVERING})
 
+
 @dataclass(frozen=True, slots=True)
 class OutboxEvent:
     """One stored event. `body` is the exact JSON text sent (and signed); `attempts` counts every attempt

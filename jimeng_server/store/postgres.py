@@ -18,7 +18,6 @@ import logging
 import math
 from collections.abc import Callable, Collection, Sequence
 from types import TracebackType
-from typing import Any
 
 import asyncpg
 
@@ -35,17 +34,18 @@ from .base import (
     StoreError,
     TaskOwnershipError,
 )
-from .models import Finish, Settled, TaskRecord
+from .models import Finish, Progress, Settled, TaskRecord
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountRow, DuplicateError, KeyRow, NewAccount, account_from_row, key_from_row
 from .rows import (
     attempt_from_row,
     attempt_params,
-    dump_json,
     event_from_row,
     finish_params,
+    progress_params,
     record_from_row,
-    results_json,
+    record_params,
+    settle_params,
 )
 
 __all__ = ["PostgresStore"]
@@ -126,29 +126,7 @@ class PostgresStore:
     async def insert(self, record: TaskRecord) -> None:
         """See `base.TaskTable.insert`."""
         async with self._pool.acquire() as conn, conn.transaction():
-            status = await conn.execute(
-                sql.INSERT_TASK,
-                record.history_id,
-                record.account_fp,
-                record.token,
-                record.kind.value,
-                record.model,
-                record.submit_id,
-                int(record.status),
-                record.upstream_status,
-                record.fail_code,
-                dump_json(record.error),
-                record.item_count,
-                results_json(record.results),
-                dump_json(record.raw_data),
-                record.callback_url,
-                record.input_images,
-                record.created_at,
-                record.updated_at,
-                record.finished_at,
-                self._clock.time(),
-                record.account_id,
-            )
+            status = await conn.execute(sql.INSERT_TASK, *record_params(record), self._clock.time())
             if _count(status) == 0:
                 owner = await conn.fetchval(sql.TASK_OWNER, record.history_id)
                 if owner is not None and owner != record.account_fp:
@@ -176,13 +154,11 @@ class PostgresStore:
         """See `base.TaskTable.unfinished`."""
         return [record_from_row(row) for row in await self._pool.fetch(sql.UNFINISHED)]
 
-    async def update_progress(
-        self, history_id: str, *, upstream_status: int, item_count: int, raw_data: dict[str, Any] | None
-    ) -> None:
-        """See `base.TaskTable.update_progress`."""
-        await self._pool.execute(
-            sql.UPDATE_PROGRESS, upstream_status, item_count, dump_json(raw_data), self._clock.time(), history_id
-        )
+    async def update_progress(self, updates: Sequence[Progress]) -> None:
+        """See `base.TaskTable.update_progress` (one transaction)."""
+        if updates:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.executemany(sql.UPDATE_PROGRESS, progress_params(updates, now=self._clock.time()))
 
     async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
         """See `base.TaskTable.settle` (one transaction for the whole batch)."""
@@ -193,19 +169,7 @@ class PostgresStore:
         settled: list[Settled] = []
         async with self._pool.acquire() as conn, conn.transaction():
             for final in finals:
-                done = final.settlement
-                status = await conn.execute(
-                    sql.SETTLE_TASK,
-                    int(done.status),
-                    done.upstream_status,
-                    done.fail_code,
-                    dump_json(done.error),
-                    results_json(done.results),
-                    done.item_count,
-                    dump_json(done.raw_data),
-                    now,
-                    final.history_id,
-                )
+                status = await conn.execute(sql.SETTLE_TASK, *settle_params(final, now=now))
                 if _count(status) == 0:
                     continue
                 event = final.event

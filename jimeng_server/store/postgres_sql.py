@@ -158,7 +158,7 @@ _ACTIVE: Final = "('pending', 'delivering')"
 
 INSERT_TASK: Final = f"""
 INSERT INTO tasks ({TASK_COLUMNS})
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $20)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
 ON CONFLICT (history_id) DO UPDATE SET
     token = COALESCE(excluded.token, tasks.token),
     kind = excluded.kind,
@@ -166,7 +166,7 @@ ON CONFLICT (history_id) DO UPDATE SET
     submit_id = excluded.submit_id,
     callback_url = COALESCE(excluded.callback_url, tasks.callback_url),
     input_images = COALESCE(excluded.input_images, tasks.input_images),
-    updated_at = $19
+    updated_at = $20
 WHERE tasks.account_fp = excluded.account_fp AND tasks.status = {_PROCESSING}
 """
 TASK_OWNER: Final = "SELECT account_fp FROM tasks WHERE history_id = $1"
@@ -286,9 +286,7 @@ UPSERT_REPLICA: Final = (
 )
 FORGET_DEAD_REPLICAS: Final = "DELETE FROM watch_replicas WHERE seen_until <= $1"
 LIVE_REPLICAS: Final = "SELECT COUNT(*) FROM watch_replicas WHERE seen_until > $1"
-RENEW_LEASES: Final = (
-    "UPDATE watch_leases SET lease_until = $3 WHERE owner = $1 AND lease_until > $2 RETURNING shard"
-)
+RENEW_LEASES: Final = "UPDATE watch_leases SET lease_until = $3 WHERE owner = $1 AND lease_until > $2 RETURNING shard"
 GIVE_UP_LEASES: Final = "UPDATE watch_leases SET owner = NULL WHERE owner = $1 AND shard = ANY($2::int[])"
 TAKE_LEASES: Final = """
 WITH free AS (

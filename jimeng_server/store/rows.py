@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol, cast
 
-from .models import TaskKind, TaskRecord, TaskStatus
+from .models import Finish, Progress, TaskKind, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 
 __all__ = [
@@ -22,8 +22,11 @@ __all__ = [
     "dump_json",
     "event_from_row",
     "finish_params",
+    "progress_params",
     "record_from_row",
+    "record_params",
     "results_json",
+    "settle_params",
 ]
 
 TASK_COLUMNS: Final = (
@@ -131,3 +134,53 @@ def finish_params(results: Sequence[AttemptResult]) -> list[tuple[Any, ...]]:
     return [
         (r.state.value, r.attempt.attempt, r.attempt.next_attempt_at, r.attempt.at, r.attempt.event_id) for r in results
     ]
+
+
+def progress_params(updates: Sequence[Progress], *, now: float) -> list[tuple[Any, ...]]:
+    """The parameters of the progress update, one tuple per task: (upstream_status, item_count, raw_data JSON,
+    updated_at, history_id) — the same order in both backends' SQL."""
+    return [(u.upstream_status, u.item_count, dump_json(u.raw_data), now, u.history_id) for u in updates]
+
+
+def settle_params(final: Finish, *, now: float) -> tuple[Any, ...]:
+    """The parameters of the settle update of one task: (status, upstream_status, fail_code, error JSON, results
+    JSON, item_count, raw_data JSON, now, history_id) — numbered 1-9 in both backends' SQL (now is both
+    `updated_at` and `finished_at`)."""
+    done = final.settlement
+    return (
+        int(done.status),
+        done.upstream_status,
+        done.fail_code,
+        dump_json(done.error),
+        results_json(done.results),
+        done.item_count,
+        dump_json(done.raw_data),
+        now,
+        final.history_id,
+    )
+
+
+def record_params(record: TaskRecord) -> tuple[Any, ...]:
+    """A task row's values in `TASK_COLUMNS` order (the JSON columns as text): the parameters 1-19 of both
+    backends' insert."""
+    return (
+        record.history_id,
+        record.account_fp,
+        record.token,
+        record.kind.value,
+        record.model,
+        record.submit_id,
+        int(record.status),
+        record.upstream_status,
+        record.fail_code,
+        dump_json(record.error),
+        record.item_count,
+        results_json(record.results),
+        dump_json(record.raw_data),
+        record.callback_url,
+        record.input_images,
+        record.created_at,
+        record.updated_at,
+        record.finished_at,
+        record.account_id,
+    )

@@ -28,10 +28,10 @@ from ..metrics import timed_store
 from . import sqlite_outbox as outbox
 from . import sqlite_pool as pool_sql
 from .base import ClaimState, IdempotencyClaim, Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
-from .models import Finish, Settled, TaskRecord, TaskStatus
+from .models import Finish, Progress, Settled, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountRow, KeyRow, NewAccount
-from .rows import TASK_COLUMNS, dump_json, record_from_row, results_json
+from .rows import TASK_COLUMNS, progress_params, record_from_row, record_params, settle_params
 
 __all__ = ["MIGRATIONS", "Migration", "TaskStore"]
 
@@ -330,6 +330,14 @@ class TaskStore:
                     await uncancellable(_rollback(self._conn))
                     raise
 
+    @asynccontextmanager
+    async def _statement(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The write connection for ONE statement that is its own transaction (autocommit): no BEGIN/COMMIT
+        round trips."""
+        with timed_store("write"):
+            async with self._lock:
+                yield self._conn
+
     # ------------------------------------------------------------------ tasks
 
     async def insert(self, record: TaskRecord) -> None:
@@ -341,7 +349,6 @@ class TaskStore:
         never changed by `insert`, and a final task is left as it is. If the id belongs to another
         account, raises `TaskOwnershipError` and changes nothing.
         """
-        results = results_json(record.results)
         async with self._write() as conn:
             cur = await conn.execute(
                 f"""
@@ -357,28 +364,7 @@ class TaskStore:
                     updated_at = ?
                 WHERE tasks.account_fp = excluded.account_fp AND tasks.status = {_PROCESSING}
                 """,
-                (
-                    record.history_id,
-                    record.account_fp,
-                    record.token,
-                    record.kind.value,
-                    record.model,
-                    record.submit_id,
-                    int(record.status),
-                    record.upstream_status,
-                    record.fail_code,
-                    dump_json(record.error),
-                    record.item_count,
-                    results,
-                    dump_json(record.raw_data),
-                    record.callback_url,
-                    record.input_images,
-                    record.created_at,
-                    record.updated_at,
-                    record.finished_at,
-                    record.account_id,
-                    self._clock.time(),
-                ),
+                (*record_params(record), self._clock.time()),
             )
             if cur.rowcount == 0:
                 async with conn.execute(
@@ -430,15 +416,15 @@ class TaskStore:
             rows = await cur.fetchall()
         return [(record_from_row(row), row["webhook_state"]) for row in rows]
 
-    async def update_progress(
-        self, history_id: str, *, upstream_status: int, item_count: int, raw_data: dict[str, Any] | None
-    ) -> None:
-        """Record a poll of a task still processing; unknown and final tasks are left unchanged."""
+    async def update_progress(self, updates: Sequence[Progress]) -> None:
+        """Record polls of tasks still processing, in one transaction; unknown and final tasks are left unchanged."""
+        if not updates:
+            return
         async with self._write() as conn:
-            await conn.execute(
+            await conn.executemany(
                 "UPDATE tasks SET upstream_status = ?, item_count = ?, raw_data = ?, updated_at = ? "
-                "WHERE history_id = ? AND status = ?",
-                (upstream_status, item_count, dump_json(raw_data), self._clock.time(), history_id, _PROCESSING),
+                f"WHERE history_id = ? AND status = {_PROCESSING}",
+                progress_params(updates, now=self._clock.time()),
             )
 
     async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
@@ -449,46 +435,35 @@ class TaskStore:
         unknown or already final is left alone (it was settled before: one terminal state, one event).
         Returns what was settled now, in order, with whether an event was written.
         """
+        for final in finals:
+            if not final.settlement.status.final:
+                raise ValueError(f"settle() needs a final status, got {final.settlement.status!r}")
+        if not finals:
+            return []
         now = self._clock.time()
-        settled: list[Settled] = []
         async with self._write() as conn:
+            # A handful of statements for the whole batch (each statement is a trip to the database thread):
+            # which tasks are still processing (and have a callback URL), then one update and one insert each.
+            rows = await conn.execute_fetchall(
+                "SELECT history_id, callback_url IS NOT NULL AS hooked FROM tasks "
+                "WHERE status = ? AND history_id IN (SELECT value FROM json_each(?))",
+                (_PROCESSING, json.dumps([f.history_id for f in finals])),
+            )
+            hooked = {row["history_id"]: bool(row["hooked"]) for row in rows}
+            first: dict[str, Finish] = {}  # a task named twice is settled by its first Finish
             for final in finals:
-                done = final.settlement
-                if not done.status.final:
-                    raise ValueError(f"settle() needs a final status, got {done.status!r}")
-                cur = await conn.execute(
-                    """
-                    UPDATE tasks SET status = ?, upstream_status = ?, fail_code = ?, error = ?,
-                        results = ?, item_count = ?, raw_data = ?, updated_at = ?, finished_at = ?, token = NULL
-                    WHERE history_id = ? AND status = ?
-                    """,
-                    (
-                        int(done.status),
-                        done.upstream_status,
-                        done.fail_code,
-                        dump_json(done.error),
-                        results_json(done.results),
-                        done.item_count,
-                        dump_json(done.raw_data),
-                        now,
-                        now,
-                        final.history_id,
-                        _PROCESSING,
-                    ),
-                )
-                if cur.rowcount == 0:
-                    continue
-                event = final.event
-                wrote = event is not None and await outbox.insert_event(
-                    conn,
-                    event_id=event.event_id,
-                    history_id=final.history_id,
-                    type=event.type,
-                    body=event.body,
-                    now=now,
-                )
-                settled.append(Settled(final.history_id, wrote))
-        return settled
+                if final.history_id in hooked:
+                    first.setdefault(final.history_id, final)
+            todo = list(first.values())
+            await conn.executemany(
+                "UPDATE tasks SET status = ?1, upstream_status = ?2, fail_code = ?3, error = ?4, results = ?5, "
+                "item_count = ?6, raw_data = ?7, updated_at = ?8, finished_at = ?8, token = NULL "
+                f"WHERE history_id = ?9 AND status = {_PROCESSING}",
+                [settle_params(f, now=now) for f in todo],
+            )
+            events = [(f.history_id, f.event) for f in todo if f.event is not None and hooked[f.history_id]]
+            await outbox.insert_events(conn, events, now=now)
+        return [Settled(f.history_id, f.event is not None and hooked[f.history_id]) for f in todo]
 
     async def purge_finished(self, *, older_than: float) -> int:
         """Delete final tasks that finished more than `older_than` seconds ago; return how many.
@@ -586,8 +561,8 @@ class TaskStore:
     async def claim_due_events(
         self, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
     ) -> list[OutboxEvent]:
-        """See `base.OutboxStore.claim_due_events` (one `BEGIN IMMEDIATE` transaction)."""
-        async with self._write() as conn:
+        """See `base.OutboxStore.claim_due_events` (one statement)."""
+        async with self._statement() as conn:
             return await outbox.claim_due(conn, now=now, limit=limit, lease_until=lease_until, exclude=exclude)
 
     async def next_event_due(self, *, now: float) -> float | None:

@@ -1,7 +1,7 @@
 """The SQLite backend's webhook outbox SQL over `webhook_events` and `webhook_attempts` (schema: sqlite migration 2).
 
 Private to `sqlite.TaskStore`: every function takes the connection of one of its transactions or reads;
-`TaskStore.settle` calls `insert_event` inside the transaction that makes the task final, so a state change and
+`TaskStore.settle` calls `insert_events` inside the transaction that makes the task final, so a state change and
 its event are written together. Pure SQL and row mapping; the types are in `outbox.py`.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import replace
 from typing import Final
 
 import aiosqlite
 
+from .models import NewEvent
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .rows import EVENT_COLUMNS, attempt_from_row, attempt_params, event_from_row, finish_params
 
@@ -23,33 +23,33 @@ _ACTIVE_SQL: Final = "('pending', 'delivering')"
 # ---------------------------------------------------------------------------------------------- writing
 
 
-async def insert_event(
-    conn: aiosqlite.Connection, *, event_id: str, history_id: str, type: str, body: str, now: float
-) -> bool:
-    """Add a pending event for task `history_id`, due now, to the task's owner and callback URL (both read from
-    the task row). Returns False (and writes nothing) when the task does not exist or has no callback URL.
-    `event_id` must be new."""
-    cur = await conn.execute(
+async def insert_events(conn: aiosqlite.Connection, events: Sequence[tuple[str, NewEvent]], *, now: float) -> None:
+    """Add a pending event, due now, for each `(history_id, event)`, in order, to the task's owner and callback URL
+    (both read from the task row; a task without a callback URL gets none). Each `event_id` must be new."""
+    await conn.executemany(
         f"""
         INSERT INTO webhook_events ({EVENT_COLUMNS})
         SELECT ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_events), history_id, account_fp, ?, ?,
                callback_url, 'pending', 0, 0, ?, NULL, ?, ?
         FROM tasks WHERE history_id = ? AND callback_url IS NOT NULL
         """,
-        (event_id, type, body, now, now, now, history_id),
+        [(event.event_id, event.type, event.body, now, now, now, history_id) for history_id, event in events],
     )
-    return cur.rowcount == 1
 
 
 async def next_due_after(conn: aiosqlite.Connection, now: float) -> float | None:
     """The earliest `next_attempt_at` later than `now` among pending events (None if there is none):
     when the sender must look again at the latest."""
-    async with conn.execute(
-        "SELECT MIN(next_attempt_at) AS due FROM webhook_events WHERE state = 'pending' AND next_attempt_at > ?",
-        (now,),
-    ) as cur:
-        row = await cur.fetchone()
-    return float(row["due"]) if row is not None and row["due"] is not None else None
+    # `state IN (active)` (not `= 'pending'`) so SQLite uses the partial index webhook_events_due instead of
+    # scanning every event ever kept; a claimed event's next_attempt_at is already past, so it never counts.
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT MIN(next_attempt_at) AS due FROM webhook_events "
+            f"WHERE state IN {_ACTIVE_SQL} AND next_attempt_at > ?",
+            (now,),
+        )
+    )
+    return float(rows[0]["due"]) if rows and rows[0]["due"] is not None else None
 
 
 async def release_leases(conn: aiosqlite.Connection, *, now: float) -> int:
@@ -72,34 +72,32 @@ async def claim_due(
 
     Due: pending (or delivering with an expired lease) with `next_attempt_at <= now`, not in `exclude`
     (events this sender still has in flight), and no earlier active event of the same task (a task's
-    events go out in order). Run inside a transaction so two claimers never get the same event.
+    events go out in order). ONE statement, so it is atomic on its own (no transaction needed): two claimers
+    never get the same event.
     """
     if limit <= 0:
         return []
-    async with conn.execute(
+    rows = await conn.execute_fetchall(
         f"""
-        SELECT {EVENT_COLUMNS} FROM webhook_events e
-        WHERE e.state IN {_ACTIVE_SQL} AND e.next_attempt_at <= ?
-          AND (e.lease_until IS NULL OR e.lease_until <= ?)
-          AND e.event_id NOT IN (SELECT value FROM json_each(?))
-          AND NOT EXISTS (
-              SELECT 1 FROM webhook_events p
-              WHERE p.history_id = e.history_id AND p.seq < e.seq AND p.state IN {_ACTIVE_SQL}
-          )
-        ORDER BY e.next_attempt_at, e.seq
-        LIMIT ?
-        """,
-        (now, now, json.dumps(list(exclude)), limit),
-    ) as cur:
-        rows = await cur.fetchall()
-    events = [event_from_row(row) for row in rows]
-    if events:
-        await conn.execute(
-            "UPDATE webhook_events SET state = 'delivering', lease_until = ?, updated_at = ? "
-            "WHERE event_id IN (SELECT value FROM json_each(?))",
-            (lease_until, now, json.dumps([e.event_id for e in events])),
+        UPDATE webhook_events SET state = 'delivering', lease_until = ?, updated_at = ?
+        WHERE event_id IN (
+            SELECT e.event_id FROM webhook_events e
+            WHERE e.state IN {_ACTIVE_SQL} AND e.next_attempt_at <= ?
+              AND (e.lease_until IS NULL OR e.lease_until <= ?)
+              AND e.event_id NOT IN (SELECT value FROM json_each(?))
+              AND NOT EXISTS (
+                  SELECT 1 FROM webhook_events p
+                  WHERE p.history_id = e.history_id AND p.seq < e.seq AND p.state IN {_ACTIVE_SQL}
+              )
+            ORDER BY e.next_attempt_at, e.seq
+            LIMIT ?
         )
-    return [replace(e, state=EventState.DELIVERING, lease_until=lease_until, updated_at=now) for e in events]
+        RETURNING {EVENT_COLUMNS}
+        """,
+        (lease_until, now, now, now, json.dumps(list(exclude)), limit),
+    )
+    events = [event_from_row(row) for row in rows]
+    return sorted(events, key=lambda e: (e.next_attempt_at or 0.0, e.seq))
 
 
 async def complete_attempts(conn: aiosqlite.Connection, results: Sequence[AttemptResult]) -> None:

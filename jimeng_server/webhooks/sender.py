@@ -21,7 +21,7 @@ from typing import Final
 
 from yarl import URL
 
-from ..clock import Clock
+from ..clock import Clock, sleep_unless
 from ..concurrency import GroupCommit, uncancellable
 from ..config import WebhookConfig
 from ..metrics import webhook_delivery
@@ -134,6 +134,8 @@ class WebhookSender:
         self._loop_task: asyncio.Task[None] | None = None
         self._next_due: float | None = None
         self._recorder: GroupCommit[AttemptResult] = GroupCommit(store.record_attempts)
+        self._fresh = False  # wake() was called since the last claim: new events may be due
+        self._claim_batch = max(1, config.max_concurrency // 4)  # free slots worth a claim when nothing is new
 
     # ------------------------------------------------------------------ public API
 
@@ -158,7 +160,8 @@ class WebhookSender:
         return self._loop_task is not None and not self._loop_task.done()
 
     def wake(self) -> None:
-        """Look for due events now (call after writing an event, e.g. after `finish(extra=...)`)."""
+        """Look for due events now (call after writing events)."""
+        self._fresh = True
         self._wakeup.set()
 
     async def start(self) -> None:
@@ -236,11 +239,25 @@ class WebhookSender:
         return self._fetcher
 
     async def _run(self) -> None:
+        last_claim = float("-inf")
         while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("webhook sender tick failed")
+            # A send that ends frees a slot; under load, claiming for each one alone would cost one store
+            # statement per delivery, so the loop claims once a quarter of the slots is free (or at once for new
+            # events, when idle, and at least every poll_interval).
+            free = self.config.max_concurrency - len(self._inflight)
+            now = self.clock.time()
+            if (
+                self._fresh
+                or not self._inflight
+                or free >= self._claim_batch
+                or now - last_claim >= self.config.poll_interval
+            ):
+                self._fresh = False
+                last_claim = now
+                try:
+                    await self.run_once()
+                except Exception:
+                    log.exception("webhook sender tick failed")
             # Due events left unclaimed wait for a running send to finish, which wakes the loop.
             pause = self.config.poll_interval
             if self._next_due is not None:
@@ -249,15 +266,7 @@ class WebhookSender:
 
     async def _wait(self, seconds: float) -> None:
         """Sleep `seconds` on the clock, or less if `wake()` is called."""
-        if not self._wakeup.is_set():
-            sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
-            waiter = asyncio.ensure_future(self._wakeup.wait())
-            try:
-                await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for fut in (sleeper, waiter):
-                    fut.cancel()
-                await asyncio.gather(sleeper, waiter, return_exceptions=True)
+        await sleep_unless(self.clock, seconds, self._wakeup)
         self._wakeup.clear()
 
     async def _deliver(self, event: OutboxEvent) -> None:
