@@ -49,6 +49,7 @@ from .errors import make_error_middleware
 from .net.fetcher import SafeFetcher
 from .net.policy import FetchPolicy
 from .services.accounts import AccountService
+from .services.answers import AnswerCache
 from .services.apikeys import ApiKeys
 from .services.compositions import Compositions
 from .services.generation import Generation
@@ -200,7 +201,7 @@ def setup_webhooks(app: web.Application, background: bool) -> None:
 def setup_pool(app: web.Application) -> None:
     """Accounts: the pool and API keys (in the task store) for callers with a key, and the account service that
     picks the paying account (raw tokens or the pool). At start-up: warn when pool secrets are stored
-    unencrypted."""
+    unencrypted; at shutdown: cancel the balance lookups in flight."""
     config, clock, store = app[CONFIG], app[CLOCK], app[STORE]
     pool = app[ACCOUNT_POOL] = AccountPool(
         store,
@@ -212,7 +213,7 @@ def setup_pool(app: web.Application) -> None:
         browser=config.browser,
     )
     keys = app[API_KEYS] = ApiKeys(store, pool, clock)
-    app[ACCOUNTS] = AccountService(
+    accounts = app[ACCOUNTS] = AccountService(
         app[CLIENT],
         clock,
         cache_seconds=config.upstream.credit_cache_seconds,
@@ -223,15 +224,16 @@ def setup_pool(app: web.Application) -> None:
         claim_daily=config.accounts.claim_daily,
     )
 
-    async def warn_unsealed(app: web.Application) -> AsyncIterator[None]:
+    async def run_accounts(app: web.Application) -> AsyncIterator[None]:
         if not pool.box.sealing and await pool.rows():
             log.warning(
                 "the account pool's session ids are stored unencrypted: set [accounts] encryption_key or %s",
                 ACCOUNTS_KEY_ENV,
             )
         yield
+        await accounts.close()
 
-    app.cleanup_ctx.append(warn_unsealed)
+    app.cleanup_ctx.append(run_accounts)
 
 
 def setup_tasks(app: web.Application, background: bool) -> None:
@@ -246,8 +248,13 @@ def setup_tasks(app: web.Application, background: bool) -> None:
     resolve = app[ACCOUNT_POOL].resolve
     intake = app[INTAKE] = TaskIntake(store, watcher, watch_all=config.watcher.watch == "all", resolve_account=resolve)
     lookup = HistoryLookup(client)
-    app[QUERIES] = TaskQueries(store, watcher, settler, lookup, config.watcher, clock, resolve_account=resolve)
-    retention = app[RETENTION] = Retention(store, config.store, clock)
+    answers = AnswerCache(
+        config.store.answer_cache_bytes, clock, retention_seconds=config.store.retention_days * 86400
+    )
+    app[QUERIES] = TaskQueries(
+        store, watcher, settler, lookup, config.watcher, clock, resolve_account=resolve, answers=answers
+    )
+    retention = app[RETENTION] = Retention(store, config.store, clock, answers=answers)
 
     async def run_tasks(app: web.Application) -> AsyncIterator[None]:
         await retention.purge()

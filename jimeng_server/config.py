@@ -231,6 +231,12 @@ class StoreConfig:
     purge_interval_minutes: float = 60.0
     idempotency_hours: float = 24.0
     idempotency_lease_minutes: float = 30.0
+    answer_cache_mb: float = 16.0  # encoded answers of final tasks kept in memory for queries; 0 = none
+
+    @property
+    def answer_cache_bytes(self) -> int:
+        """`answer_cache_mb` in bytes."""
+        return int(self.answer_cache_mb * MB)
 
     @property
     def backend(self) -> str:
@@ -574,6 +580,8 @@ def _validate_store(obj: StoreConfig, prefix: str) -> None:
         )
     if not 0 <= obj.read_connections <= 16:
         raise ConfigError(f"{prefix}read_connections: must be 0-16, got {obj.read_connections}")
+    if not 0 <= obj.answer_cache_mb <= 4096:
+        raise ConfigError(f"{prefix}answer_cache_mb: must be 0-4096, got {obj.answer_cache_mb}")
 
 
 def _validate_webhooks(obj: WebhookConfig, prefix: str) -> None:

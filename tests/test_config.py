@@ -329,6 +329,7 @@ def test_store_url_picks_the_backend(tmp_path: Path, url: str, backend: str, sql
         ('url = "mysql://root:hunter2@db/jimeng"', "store.url: must start with sqlite:/// or postgresql://"),
         ('url = "sqlite:///"', "store.url: sqlite:/// needs a file path"),
         ("pool_size = 0", "store.pool_size: must be at least 1"),
+        ("answer_cache_mb = 5000", "store.answer_cache_mb: must be 0-4096"),
     ],
 )
 def test_bad_store_settings_are_errors(tmp_path: Path, toml: str, needle: str) -> None:

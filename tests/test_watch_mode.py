@@ -91,6 +91,9 @@ async def test_concurrent_queries_of_one_account_share_one_upstream_call(
     sim.inject(HISTORY, Fault(FaultKind.HOLD, hold=gate))  # the first call stays in flight until released
     first = asyncio.ensure_future(query(env, ids[0]))
     lookup, owner = env.client.app[QUERIES].lookup, parse_token(CN_TOKEN)
+    async with asyncio.timeout(10):
+        while sim.faults.rules:  # noqa: ASYNC110 - until the first query's call is held in the simulator
+            await asyncio.sleep(0)
     rest = [asyncio.ensure_future(query(env, hid)) for hid in ids[1:]]
     async with asyncio.timeout(10):
         while lookup.waiting(owner) < len(rest):  # noqa: ASYNC110 - until every later query joined the next call

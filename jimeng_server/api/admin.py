@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ from ..store.models import TaskRecord
 from ..store.pool import key_owner
 from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, STORE
 from .request import json_object
+from .responses import json_answer
 
 ENV_VAR = "JIMENG_ADMIN_KEY"
 DASHBOARD = Path(__file__).with_name("dashboard")
@@ -50,14 +50,6 @@ def setup_admin(app: web.Application, config: AdminConfig) -> bool:
     app.router.add_routes(routes)
     app.router.add_static("/admin/static/", DASHBOARD, append_version=False)
     return True
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _json(value: Any, status: int = 200) -> web.Response:
-    return web.json_response(value, status=status, dumps=_dumps)
 
 
 def admin_only(handler: Handler) -> Handler:
@@ -108,7 +100,7 @@ async def dashboard(request: web.Request) -> web.FileResponse:
 async def list_accounts(request: web.Request) -> web.Response:
     """`{"data": [account, ...]}`: name, region, masked session, health, credits, tasks in flight."""
     pool = request.app[ACCOUNT_POOL]
-    return _json({"data": [pool.describe(row) for row in await pool.rows()]})
+    return json_answer({"data": [pool.describe(row) for row in await pool.rows()]})
 
 
 @routes.post("/admin/api/accounts")
@@ -129,7 +121,7 @@ async def add_account(request: web.Request) -> web.Response:
         proxy=_str_field(data, "proxy"),
         note=_str_field(data, "note") or "",
     )
-    return _json(pool.describe(row), status=201)
+    return json_answer(pool.describe(row), status=201)
 
 
 @routes.post("/admin/api/accounts/{ref}/check")
@@ -137,7 +129,7 @@ async def add_account(request: web.Request) -> web.Response:
 async def check_account(request: web.Request) -> web.Response:
     """Read the account's balance now; answers the account with its fresh health."""
     row = await request.app[ACCOUNTS].check_pooled(request.match_info["ref"])
-    return _json(request.app[ACCOUNT_POOL].describe(row))
+    return json_answer(request.app[ACCOUNT_POOL].describe(row))
 
 
 @routes.post("/admin/api/accounts/{ref}/enable")
@@ -145,7 +137,7 @@ async def check_account(request: web.Request) -> web.Response:
 async def enable_account(request: web.Request) -> web.Response:
     """Enable the account (ending its cool-down)."""
     pool = request.app[ACCOUNT_POOL]
-    return _json(pool.describe(await pool.set_enabled(request.match_info["ref"], True)))
+    return json_answer(pool.describe(await pool.set_enabled(request.match_info["ref"], True)))
 
 
 @routes.post("/admin/api/accounts/{ref}/disable")
@@ -153,7 +145,7 @@ async def enable_account(request: web.Request) -> web.Response:
 async def disable_account(request: web.Request) -> web.Response:
     """Disable the account: no new task uses it."""
     pool = request.app[ACCOUNT_POOL]
-    return _json(pool.describe(await pool.set_enabled(request.match_info["ref"], False)))
+    return json_answer(pool.describe(await pool.set_enabled(request.match_info["ref"], False)))
 
 
 @routes.delete("/admin/api/accounts/{ref}")
@@ -161,7 +153,7 @@ async def disable_account(request: web.Request) -> web.Response:
 async def remove_account(request: web.Request) -> web.Response:
     """Remove the account (409 while it has tasks in flight)."""
     pool = request.app[ACCOUNT_POOL]
-    return _json({"removed": pool.describe(await pool.remove(request.match_info["ref"]))})
+    return json_answer({"removed": pool.describe(await pool.remove(request.match_info["ref"]))})
 
 
 # ---------------------------------------------------------------------------------------------- keys
@@ -172,7 +164,7 @@ async def remove_account(request: web.Request) -> web.Response:
 async def list_keys(request: web.Request) -> web.Response:
     """`{"data": [key, ...]}`: name, prefix, limits, revoked, usage (never the key)."""
     keys = request.app[API_KEYS]
-    return _json({"data": [keys.describe(row) for row in await keys.rows()]})
+    return json_answer({"data": [keys.describe(row) for row in await keys.rows()]})
 
 
 @routes.post("/admin/api/keys")
@@ -194,7 +186,7 @@ async def create_key(request: web.Request) -> web.Response:
         rate_per_minute=data.get("rate_per_minute"),
         max_in_flight=data.get("max_in_flight"),
     )
-    return _json({"key": text, **keys.describe(row)}, status=201)
+    return json_answer({"key": text, **keys.describe(row)}, status=201)
 
 
 @routes.post("/admin/api/keys/{ref}/revoke")
@@ -202,7 +194,7 @@ async def create_key(request: web.Request) -> web.Response:
 async def revoke_key(request: web.Request) -> web.Response:
     """Revoke the key: its next request is 401."""
     keys = request.app[API_KEYS]
-    return _json(keys.describe(await keys.revoke(request.match_info["ref"])))
+    return json_answer(keys.describe(await keys.revoke(request.match_info["ref"])))
 
 
 # ---------------------------------------------------------------------------------------------- tasks
@@ -219,7 +211,7 @@ async def recent_tasks(request: web.Request) -> web.Response:
     key_names = {key_owner(k.id): k.name for k in await request.app[API_KEYS].rows()}
     account_names = {a.id: a.name for a in await request.app[ACCOUNT_POOL].rows()}
     rows = await request.app[STORE].recent(int(raw))
-    return _json({"data": [_task_view(t, state, key_names, account_names) for t, state in rows]})
+    return json_answer({"data": [_task_view(t, state, key_names, account_names) for t, state in rows]})
 
 
 def _task_view(

@@ -9,7 +9,6 @@ final task event by the webhook sender.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +22,7 @@ from .callbacks import callback_url_of
 from .idempotency import idempotent
 from .images import composition_request, generation_request
 from .request import caller_of, json_object
+from .responses import encoded_answer, json_answer
 from .videos import video_request
 
 routes = web.RouteTableDef()
@@ -31,17 +31,13 @@ SUBMITTED_MESSAGE = "任务已提交，请使用 history_id 查询任务状态"
 _MAX_ID_LENGTH = 128
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
 def submitted(submission: Submission) -> web.Response:
     """The spec's submit answer (`input_images` only for tasks made from input images)."""
     body: dict[str, Any] = {"created": int(submission.submitted_at), "history_id": submission.history_id}
     if submission.input_images is not None:
         body["input_images"] = submission.input_images
     body.update(status="submitted", message=SUBMITTED_MESSAGE)
-    return web.json_response(body, dumps=_dumps)
+    return json_answer(body)
 
 
 @routes.post("/v1/async/images/generations")
@@ -137,10 +133,8 @@ async def query(request: web.Request) -> web.Response:
             code="MISSING_PARAMETER" if not has_one else "INVALID_PARAMETER",
         )
     if has_many:
-        answer = await tasks.query_many(caller, history_ids_value(data["history_ids"]))
-        return web.json_response(answer, dumps=_dumps)
-    body = await tasks.query(caller, history_id_value(data["history_id"], "history_id"))
-    return web.json_response(body, dumps=_dumps)
+        return encoded_answer(await tasks.query_many(caller, history_ids_value(data["history_ids"])))
+    return encoded_answer(await tasks.query(caller, history_id_value(data["history_id"], "history_id")))
 
 
 @routes.get("/v1/async/tasks/{history_id}")
@@ -149,5 +143,4 @@ async def get_task(request: web.Request) -> web.Response:
     caller = await caller_of(request)
     history_id = history_id_value(request.match_info["history_id"], "history_id")
     wait = wait_value(request.query.get("wait"))
-    body = await request.app[QUERIES].query(caller, history_id, wait=wait)
-    return web.json_response(body, dumps=_dumps)
+    return encoded_answer(await request.app[QUERIES].query(caller, history_id, wait=wait))

@@ -7,21 +7,15 @@ anyone else gets 404 TASK_NOT_FOUND, exactly like an unknown id.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from aiohttp import web
 
 from ..errors import Conflict, NotFound
 from ..store.models import TaskRecord
 from .appkeys import STORE, WEBHOOKS
 from .request import caller_of
+from .responses import json_answer
 
 routes = web.RouteTableDef()
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
 
 
 def _not_found(history_id: str) -> NotFound:
@@ -79,7 +73,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
             for a in attempts
         ],
     }
-    return web.json_response(body, dumps=_dumps)
+    return json_answer(body)
 
 
 @routes.post("/v1/async/tasks/{history_id}/deliveries/redeliver")
@@ -112,4 +106,4 @@ async def redeliver(request: web.Request) -> web.Response:
         )
     request.app[WEBHOOKS].wake()
     body = {"history_id": record.history_id, "webhook_id": latest.event_id, "state": "pending", "next_attempt_at": now}
-    return web.json_response(body, status=202, dumps=_dumps)
+    return json_answer(body, status=202)

@@ -1,7 +1,9 @@
 """Choosing an account for a submit: credit check with daily auto-claim (upstream-protocol.md §4.3),
-a short balance cache, fail-over to the next token when one is expired, out of credits or refused by risk
-control (1019, 4013, 1018: §17.6, §18.6), and a cool-down with its reason that tries such an account last for a
-while (the reference picks a token at random, with no memory). A daily claim refused by risk control (ret -4) is
+balances known without a call per submit (`services/balances.py`: a reading reused for `cache_seconds`, less
+the known charges, read again after a refusal; concurrent lookups of one account share one call), fail-over
+to the next token when one is expired, out of credits or refused by risk control (1019, 4013, 1018: §17.6,
+§18.6), and a cool-down with its reason that tries such an account last for a while (the reference picks a
+token at random, with no memory). A daily claim refused by risk control (ret -4) is
 not tried again for that account on the same Asia/Shanghai day.
 
 Callers with an API key draw from the server's account pool instead (`services/pool.py`): the least busy
@@ -36,6 +38,7 @@ from ..upstream.client import Credits, JimengClient
 from ..upstream.errors import UpstreamError, UpstreamRetError
 from ..upstream.tokens import Account
 from .apikeys import ApiKeys
+from .balances import Balances
 from .callers import Caller, KeyGrant, Payer, no_account_available
 from .idempotency import SpendMark
 from .params import ImageParams, VideoParams
@@ -73,7 +76,7 @@ class Cooldown:
 
 
 class AccountService:
-    """Balance lookups (cached for `cache_seconds`) and the submit-with-fail-over loop."""
+    """Balance lookups (`Balances`: a reading reused for `cache_seconds`) and the submit-with-fail-over loop."""
 
     def __init__(
         self,
@@ -97,25 +100,23 @@ class AccountService:
         self.cache_seconds = cache_seconds
         self.cooldown_seconds = cooldown_seconds
         self.risk_cooldown_seconds = risk_cooldown_seconds
-        self._cache: dict[str, tuple[float, Credits]] = {}
+        self.balances = Balances(client.get_credits, clock, max_age=cache_seconds)
         self._cooldown: dict[str, Cooldown] = {}  # account fingerprint -> until when it is tried last, and why
         self._claim_refused: dict[str, str] = {}  # account fingerprint -> Shanghai day its claim got ret -4
         self._balance: dict[int, int] = {}  # pool account id -> the last balance read after a pooled submit
         self._costs: dict[str, int] = {}  # cost_key -> the smallest spend measured for one pooled submit
 
     async def credits(self, account: Account, *, fresh: bool = False) -> Credits:
-        """The account's balance; served from cache when younger than `cache_seconds`."""
-        now = self.clock.time()
-        hit = self._cache.get(account.fingerprint)
-        if hit is not None and not fresh and now - hit[0] < self.cache_seconds:
-            return hit[1]
-        credits = await self.client.get_credits(account)
-        self._cache[account.fingerprint] = (now, credits)
-        return credits
+        """The account's balance as known (`Balances.get`); `fresh`: read now."""
+        return await self.balances.get(account, fresh=fresh)
 
     def forget(self, account: Account) -> None:
-        """Drop the cached balance (after a spend or a refusal)."""
-        self._cache.pop(account.fingerprint, None)
+        """Drop the known balance (after a refusal): the next lookup reads it."""
+        self.balances.forget(account)
+
+    async def close(self) -> None:
+        """Cancel the balance lookups in flight."""
+        await self.balances.close()
 
     async def ensure_credits(self, account: Account, *, claim: bool = True) -> int:
         """The account's balance; InsufficientCredits unless it has credits, after claiming the daily ones if it
@@ -134,7 +135,6 @@ class AccountService:
             ) from None
         except BadGateway as exc:
             raise InsufficientCredits(f"the account has no credits and {exc.message}") from None
-        self.forget(account)
         total = (await self.credits(account, fresh=True)).total
         if total <= 0:
             raise InsufficientCredits(
@@ -182,21 +182,22 @@ class AccountService:
         `spend.payer` names the key and the account tried, for the generate `action` sends)."""
         if caller.key is not None:
             return await self._submit_pooled(caller.key, action, spend, cost)
-        return await self._submit_raw(caller.accounts, action)
+        return await self._submit_raw(caller.accounts, action, cost)
 
     def known_cost(self, cost: str | None) -> int:
         """The credits a request of this `cost_key` is known to need (1 until one was measured)."""
         return self._costs.get(cost, 1) if cost is not None else 1
 
     async def _submit_raw(
-        self, accounts: Sequence[Account], action: Callable[[Account], Awaitable[T]]
+        self, accounts: Sequence[Account], action: Callable[[Account], Awaitable[T]], cost: str | None
     ) -> tuple[Account, T]:
         """Run `action` with the first usable account (see `ordered`).
 
         An account whose session is refused, whose credits are too low, or which risk control refuses (1019,
         4013, 1018) is skipped for the next one and cooled down (`cooldown_seconds`, or `risk_cooldown_seconds`
-        for risk control) with that reason; those refusals happen before anything is spent. Any other error
-        ends the attempt at once.
+        for risk control) with that reason; those refusals happen before anything is spent, and its known
+        balance is dropped. Any other error ends the attempt at once. After an accepted submit the cost of
+        `cost`, when one was measured, is taken off the account's known balance (nothing is read).
         """
         last: ApiError | None = None
         for account in self.ordered(accounts):
@@ -211,7 +212,8 @@ class AccountService:
             except (Unauthorized, InsufficientCredits) as err:
                 last = err
             else:
-                self.forget(account)
+                if cost in self._costs:
+                    self.balances.charge(account, self._costs[cost])
                 self._cooldown.pop(account.fingerprint, None)
                 return account, result
             self.forget(account)
@@ -229,7 +231,8 @@ class AccountService:
         that account down (with the reason) and try the next. Other errors end the attempt at once.
 
         429 TOO_MANY_IN_FLIGHT when the key is at its cap; 503 NO_ACCOUNT_AVAILABLE (or the last refusal) when
-        no account is left. The credits spent are measured from the balance before and after the submit.
+        no account is left. The credits spent are measured from the balance before (the known one: no call
+        when it is fresh) and after the submit (read anew).
         """
         assert self.pool is not None and self.keys is not None
         tried: set[int] = set()
@@ -291,14 +294,13 @@ class AccountService:
         return await self.pool.find(row.id)
 
     async def _count_use(self, key: KeyGrant, choice: Choice, before: int, cost: str | None) -> None:
-        """After an accepted pooled submit: read the balance again, store it, clear the account's error, add the
-        drop since the previous reading to the key's usage and keep it as the known cost of `cost` (the smallest
-        seen: submits of one account that cross inflate a reading). A failed reading counts the spend as unknown
-        (0): the task goes on."""
+        """After an accepted pooled submit: read the balance again (a call that starts now), store it, clear the
+        account's error, add the drop since the previous reading to the key's usage and keep it as the known
+        cost of `cost` (the smallest seen: submits of one account that cross inflate a reading). A failed
+        reading counts the spend as unknown (0): the task goes on."""
         assert self.pool is not None and self.keys is not None
-        self.forget(choice.account)
         try:
-            after: int | None = (await self.credits(choice.account)).total
+            after: int | None = (await self.credits(choice.account, fresh=True)).total
         except UpstreamError:
             after = None
         spent = 0

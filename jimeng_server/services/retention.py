@@ -1,5 +1,6 @@
 """Retention: deleting expired tasks, abandoned unfinished tasks and expired idempotency keys, at start-up
-and periodically (an owned background task, started and stopped by the app)."""
+and periodically (an owned background task, started and stopped by the app). The in-memory answers of final
+tasks past the same horizon are dropped with them (they are no longer served anyway: services/answers.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 from ..clock import Clock
 from ..config import StoreConfig
 from ..store.base import Store
+from .answers import AnswerCache
 
 log = logging.getLogger(__name__)
 
@@ -17,10 +19,11 @@ log = logging.getLogger(__name__)
 class Retention:
     """`purge()` once; `start()`/`stop()` the periodic purge every `purge_interval_minutes`."""
 
-    def __init__(self, store: Store, config: StoreConfig, clock: Clock) -> None:
+    def __init__(self, store: Store, config: StoreConfig, clock: Clock, *, answers: AnswerCache | None = None) -> None:
         self.store = store
         self.config = config
         self.clock = clock
+        self.answers = answers
         self._task: asyncio.Task[None] | None = None
 
     async def purge(self) -> tuple[int, int, int]:
@@ -31,6 +34,8 @@ class Retention:
             await self.store.purge_stale_unfinished(older_than=keep),
             await self.store.purge_idempotency_keys(),
         )
+        if self.answers is not None:
+            self.answers.expire()
         if any(counts):
             log.info("purged %d finished task(s), %d abandoned task(s), %d idempotency key(s)", *counts)
         return counts

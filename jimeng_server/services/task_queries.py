@@ -2,9 +2,11 @@
 
 - A task submitted here is asked about with the account that submitted it, whichever position its token
   has in the header; a task of an account not in the header is "not found" (nothing about it is shown).
-- A settled task is answered from the store; a task the watcher polls is answered from its latest poll;
-  any other running task is asked upstream (concurrent lookups of one account share one call), and what the
-  upstream says is stored: a final record settles the task (state and webhook event, once).
+- A settled task is answered from the store, then from memory: its encoded answer is kept in the bounded
+  `services/answers.AnswerCache` (ownership checked as for the stored row). A task the watcher polls is
+  answered from its latest poll; any other running task is asked upstream (concurrent lookups of one account
+  share one call), and what the upstream says is stored: a final record settles the task (state and webhook
+  event, once).
 - An id this server does not know is looked up with each header token in turn (one call per token, until
   found); it is answered from the upstream record, its type inferred, and it is not stored or watched.
 - An API key sees the tasks submitted with it (each asked upstream with its pool account when needed); ids
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TypedDict
 
 from ..clock import Clock
 from ..config import WatcherConfig
@@ -29,6 +30,7 @@ from ..upstream.errors import UpstreamError
 from ..upstream.history import HistoryRecord, parse_record
 from ..upstream.tokens import Account
 from ..watcher import Watcher
+from .answers import AnswerCache, encode_batch, encode_json
 from .callers import Caller, ResolveAccount
 from .history_lookup import HistoryLookup
 from .settlement import TaskSettler
@@ -38,13 +40,6 @@ MAX_BATCH = 50
 MAX_WAIT = 60.0
 """Longest long-poll wait, in seconds."""
 UNKNOWN_TYPE = "unknown"
-
-
-class BatchAnswer(TypedDict):
-    """The answer to a query for many ids: bodies in request order, then the ids not found."""
-
-    data: list[TaskBody]
-    not_found: list[str]
 
 
 def infer_type(record: HistoryRecord) -> str:
@@ -78,8 +73,10 @@ class TaskQueries:
         clock: Clock,
         *,
         resolve_account: ResolveAccount | None = None,
+        answers: AnswerCache | None = None,
     ) -> None:
-        """`resolve_account` gives the pool account a key's task is polled with (those tasks keep no token)."""
+        """`resolve_account` gives the pool account a key's task is polled with (those tasks keep no token);
+        `answers` keeps the encoded answers of final tasks (None: none are kept)."""
         self.store = store
         self.watcher = watcher
         self.settler = settler
@@ -87,23 +84,50 @@ class TaskQueries:
         self.config = config
         self.clock = clock
         self.resolve_account = resolve_account
+        self.answers = answers if answers is not None else AnswerCache(0, clock, retention_seconds=0.0)
 
-    async def query(self, caller: Caller, history_id: str, *, wait: float = 0.0) -> TaskBody:
-        """One task; 404 TASK_NOT_FOUND when the caller does not own it. With `wait` > 0 a running task of
-        the caller is answered once final or after `wait` seconds, whichever comes first."""
-        if wait > 0:
+    async def query(self, caller: Caller, history_id: str, *, wait: float = 0.0) -> bytes:
+        """One task's encoded answer (`encode_json` of its `TaskBody`); 404 TASK_NOT_FOUND when the caller
+        does not own it. With `wait` > 0 a running task of the caller is answered once final or after `wait`
+        seconds, whichever comes first. A final task's answer comes from `answers` when it is there."""
+        if wait > 0 and self.answers.get(history_id) is None:
             await self._wait_for_final(caller, history_id, min(wait, MAX_WAIT))
-        answer = await self.query_many(caller, [history_id])
-        if not answer["data"]:
+        answer = await self._answers(caller, [history_id])
+        if history_id not in answer:
             raise not_found(history_id)
-        return answer["data"][0]
+        return answer[history_id]
 
-    async def query_many(self, caller: Caller, history_ids: Sequence[str]) -> BatchAnswer:
-        """Many tasks: one upstream call per owning account for the ids that need one, and one per header
-        token (in order, until all are found) for ids this server does not know."""
+    async def query_many(self, caller: Caller, history_ids: Sequence[str]) -> bytes:
+        """Many tasks, encoded: `{"data": [<task>, ...], "not_found": [ids]}` in request order (duplicates
+        collapse). One upstream call per owning account for the ids that need one, and one per header token
+        (in order, until all are found) for ids this server does not know."""
         ids = list(dict.fromkeys(history_ids))
+        answer = await self._answers(caller, ids)
+        return encode_batch([answer[h] for h in ids if h in answer], [h for h in ids if h not in answer])
+
+    async def _answers(self, caller: Caller, ids: list[str]) -> dict[str, bytes]:
+        """The encoded answers of the `ids` the caller may see (the others are absent): final tasks from
+        `answers` when they are there (ownership checked as for a stored row), the rest from `_bodies`."""
+        owners = caller.owners
+        answer: dict[str, bytes] = {}
+        rest: list[str] = []
+        for hid in ids:
+            cached = self.answers.get(hid)
+            if cached is None:
+                rest.append(hid)
+            elif cached.owner in owners:
+                answer[hid] = cached.body
+            # else: another account's task; it stays "not found", as from the store
+        if rest:
+            answer.update(await self._bodies(caller, rest))
+        return answer
+
+    async def _bodies(self, caller: Caller, ids: list[str]) -> dict[str, bytes]:
+        """Answers without the cache: the store, the watcher, the upstream. The answer of a task the store
+        holds as final is kept in `answers`."""
         rows = await self.store.get_many(ids)
         owners = caller.owners
+        encoded: dict[str, bytes] = {}
         bodies: dict[str, TaskBody] = {}
         ask: dict[str | int, list[TaskRecord]] = defaultdict(list)  # by paying account: pool id or fingerprint
         unknown: list[str] = []
@@ -111,13 +135,17 @@ class TaskQueries:
             row = rows.get(hid)
             if row is None:
                 unknown.append(hid)
-            elif row.account_fp in owners:
+            elif row.account_fp not in owners:
+                continue  # another account's task; it stays "not found"
+            elif row.final:
+                encoded[hid] = encode_json(body_of_row(row))
+                self.answers.put(hid, row.account_fp, row.finished_at, encoded[hid])
+            else:
                 local = self._local_body(row)
                 if local is not None:
                     bodies[hid] = local
                 else:
                     ask[row.account_id if row.account_id is not None else row.account_fp].append(row)
-            # else: another account's task; it stays "not found"
         for group in ask.values():
             owner = await self._paying_account(caller, group[0])
             if owner is None:  # a pool account removed since: what the store knows
@@ -126,12 +154,11 @@ class TaskQueries:
                 bodies.update(await self._ask_owner(owner, group))
         if unknown and caller.key is None:
             bodies.update(await self._probe(caller.accounts, unknown))
-        return {"data": [bodies[h] for h in ids if h in bodies], "not_found": [h for h in ids if h not in bodies]}
+        encoded.update((hid, encode_json(body)) for hid, body in bodies.items())
+        return encoded
 
     def _local_body(self, row: TaskRecord) -> TaskBody | None:
-        """The answer without an upstream call, when the store or the watcher has it fresh."""
-        if row.final:
-            return body_of_row(row)
+        """The answer of a running task without an upstream call, when the store or the watcher has it fresh."""
         if self.watcher.polled_elsewhere(row.history_id):
             return body_of_row(row)  # another replica polls it and stores its progress: no second poll
         due = self.watcher.due_at(row.history_id)

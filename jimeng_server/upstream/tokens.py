@@ -5,6 +5,7 @@ Tokens are secrets. `Account.masked` is the only form that may appear in logs or
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
@@ -52,8 +53,7 @@ class Account:
     @property
     def fingerprint(self) -> str:
         """A stable, non-reversible id of the session (sha256 prefix); safe to store and log."""
-        digest = hashlib.sha256(f"{self.region.value}:{self.sessionid}".encode()).hexdigest()
-        return digest[:24]
+        return _fingerprint(self.region, self.sessionid)
 
     @property
     def token(self) -> str:
@@ -69,6 +69,12 @@ class Account:
 
     def __str__(self) -> str:
         return self.masked
+
+
+@functools.lru_cache(maxsize=4096)
+def _fingerprint(region: Region, sessionid: str) -> str:
+    """`Account.fingerprint` (pure; remembered for the sessions seen lately: ownership checks ask per request)."""
+    return hashlib.sha256(f"{region.value}:{sessionid}".encode()).hexdigest()[:24]
 
 
 def mask_secret(sessionid: str, *, region: Region = Region.CN) -> str:
@@ -145,8 +151,19 @@ def parse_token_list(value: str) -> list[Account]:
 
 
 def parse_authorization(header: str | None) -> list[Account]:
-    """Parse an `Authorization: Bearer TOKEN[,TOKEN...]` header. Raises TokenError when unusable."""
-    if header is None or not header.strip():
+    """Parse an `Authorization: Bearer TOKEN[,TOKEN...]` header. Raises TokenError when unusable.
+
+    Asked twice per request (the caller guard, then the handler), mostly with the same few headers: the
+    parses of the last 256 distinct headers are remembered, in this process's memory only (refusals are not
+    remembered). Each call returns a new list of the same immutable accounts."""
+    if header is None:
+        raise TokenError("missing Authorization header: send 'Authorization: Bearer <sessionid>'")
+    return list(_parse_authorization(header))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_authorization(header: str) -> tuple[Account, ...]:
+    if not header.strip():
         raise TokenError("missing Authorization header: send 'Authorization: Bearer <sessionid>'")
     scheme, _, rest = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not rest.strip():
@@ -154,4 +171,4 @@ def parse_authorization(header: str | None) -> list[Account]:
     accounts = parse_token_list(rest)
     if not accounts:
         raise TokenError("the Authorization header holds no token: send 'Bearer <sessionid>'")
-    return accounts
+    return tuple(accounts)
