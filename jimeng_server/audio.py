@@ -1,4 +1,4 @@
-"""Reading an audio file's format and duration from its first bytes (omni reference audio, upstream-protocol.md
+"""Reading an audio file's format and duration from its first bytes (omni reference audio, docs/protocol.md
 §17.10: `.mp3` and `.wav`). Pure; stdlib only.
 
 WAV: the RIFF `fmt ` chunk's byte rate and the `data` chunk's size (or the rest of the file). MP3: after an

@@ -2,7 +2,7 @@
 
 Unknown keys and values of the wrong type are start-up errors that name the key path. Everything the
 upstream may change without notice (hosts, versions, timeouts, retries) is here, with the documented
-values (upstream-protocol.md) as defaults.
+values (docs/protocol.md) as defaults.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ REGION_CODES = ("cn", "us", "hk", "jp", "sg")
 
 @dataclass(frozen=True, slots=True)
 class RegionHosts:
-    """Base URLs of one region's upstream hosts (upstream-protocol.md §1.2)."""
+    """Base URLs of one region's upstream hosts (docs/protocol.md §1.2)."""
 
     web: str
     commerce: str
@@ -101,7 +101,7 @@ OS_PLATFORMS = {"windows": "Windows", "mac": "Macintosh"}
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     """Upstream constants. The 2026 values and the dates they were observed are in config.example.toml
-    (upstream-protocol.md §17.5)."""
+    (docs/protocol.md §17.5)."""
 
     appvr: str = "8.4.0"
     pf: str = "7"
@@ -206,7 +206,7 @@ class SecurityConfig:
 
 @dataclass(frozen=True, slots=True)
 class UploadConfig:
-    """ImageX uploads of input images (upstream-protocol.md §11)."""
+    """ImageX uploads of input images (docs/protocol.md §11)."""
 
     concurrency: int = 4  # input images of one request uploaded at the same time
     credentials_ttl: float = 900.0  # seconds upload credentials are trusted when the token gives no expiry

@@ -35,7 +35,7 @@ from .upstream.tokens import Account
 from .upstream.transport import SessionPool
 
 NEWEST_DA_VERSION = "3.3.28"
-"""The newest `da_version` seen on the live site (2026-09-30, upstream-protocol.md §17.5)."""
+"""The newest `da_version` seen on the live site (2026-09-30, docs/protocol.md §17.5)."""
 SPEND_MODELS = {Region.CN: "jimeng-4.7", Region.HK: "jimeng-4.7", Region.JP: "jimeng-4.7", Region.SG: "jimeng-4.7"}
 """The cheapest image model per region (1 credit per image at 2k, measured for 4.7, §17.1); else jimeng-4.5."""
 _TRANSPORTS = '[upstream] transport = "impersonate" (then "browser"), or [upstream] relay_url'
@@ -77,7 +77,7 @@ def _refusal(name: str, exc: UpstreamError, config: Config) -> Check:
         ),
         "REGION_NOT_ALLOWED": "use a proxy in the account's region (token form proxy@sessionid)",
         "UPSTREAM_FRAME_REJECTED": "check [upstream] regions.<region>.page (Referer) and appvr",
-    }.get(err.code, "see the message; the upstream protocol may have changed (upstream-protocol.md §17)")
+    }.get(err.code, "see the message; the upstream protocol may have changed (docs/protocol.md §17)")
     return Check(name, "fail", f"{err.code}: {err.message}", remedy)
 
 

@@ -4,7 +4,7 @@ Per account, ONE `get_history_by_ids` call carries up to `batch_size` due histor
 upstream takes); an account whose due backlog needs more runs up to `polls_per_account` calls at once, and a
 poll that ends starts the next one at once. Watches wait in one heap per account ordered by due time, so a
 tick costs in proportion to the accounts and the tasks due, not the tasks watched.
-Completion rules (fixing the reference poller, upstream-protocol.md §9.6, §15 and §18):
+Completion rules (fixing the reference poller, docs/protocol.md §9.6, §15 and §18):
 - 10 and 50 are done; 30 is failed (items that exist are kept on the outcome);
 - 20/42/45 and unknown statuses keep waiting (42 and 45 at 1.2x / 1.5x the interval);
 - past the kind's deadline (when a sync caller gets its 504) the interval doubles per poll up to

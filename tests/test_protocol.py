@@ -1,4 +1,4 @@
-"""Pure units of the upstream protocol, checked against the vectors and tables of upstream-protocol.md."""
+"""Pure units of the upstream protocol, checked against the vectors and tables of docs/protocol.md."""
 
 from __future__ import annotations
 

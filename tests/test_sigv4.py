@@ -1,4 +1,4 @@
-"""SigV4 (ImageX/VOD variant) and CRC-32 against the vectors of upstream-protocol.md §11.4 and §11.5."""
+"""SigV4 (ImageX/VOD variant) and CRC-32 against the vectors of docs/protocol.md §11.4 and §11.5."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Choosing an account for a submit: credit check with daily auto-claim (upstream-protocol.md §4.3),
+"""Choosing an account for a submit: credit check with daily auto-claim (docs/protocol.md §4.3),
 balances known without a call per submit (`services/balances.py`: a reading reused for `cache_seconds`, less
 the known charges, read again after a refusal; concurrent lookups of one account share one call), fail-over
 to the next token when one is expired, out of credits or refused by risk control (1019, 4013, 1018: §17.6,
@@ -9,7 +9,7 @@ not tried again for that account on the same Asia/Shanghai day.
 Callers with an API key draw from the server's account pool instead (`services/pool.py`): the least busy
 usable account with enough credits for the request's known cost, fail-over on refusals made before anything
 was spent (expired session, no credits, risk control), each refused account cooled down with its reason, and
-the key's usage counted. Costs are never predicted from tables (upstream-protocol.md): a request's cost is
+the key's usage counted. Costs are never predicted from tables (docs/protocol.md): a request's cost is
 known once a pooled submit of the same kind (`cost_key`) was measured from the balance before and after.
 """
 

@@ -3,7 +3,7 @@
 - A reading (`get_credits`) is reused while younger than `max_age` seconds (`[upstream] credit_cache_seconds`);
   after that the next lookup reads again.
 - A known charge (`charge`: a submit accepted whose cost was measured before) is taken off the reading, vip ->
-  gift -> purchase as the upstream spends (upstream-protocol.md §14.9-11); a charge that would use up the
+  gift -> purchase as the upstream spends (docs/protocol.md §14.9-11); a charge that would use up the
   reading drops it instead, so "no credits" is only ever concluded from a real reading.
 - `forget` drops the reading (a refusal for credits or of the session, a daily claim): the next lookup reads.
 - Concurrent lookups of one account share ONE call in flight; a lookup asked for `fresh` (or after `forget`)

@@ -21,7 +21,7 @@ from .inputs import InputImage
 from .params import ImageParams
 
 COMPOSITION_TYPE = "multi_image_synthesis"
-MAX_INPUT_IMAGES = 10  # the web client's limit (upstream-protocol.md §7.3)
+MAX_INPUT_IMAGES = 10  # the web client's limit (docs/protocol.md §7.3)
 BLEND_EXPECTED_ITEMS = 1
 
 

@@ -1,5 +1,5 @@
 """The model list: the built-in table (`upstream/catalog.py`) merged with live discovery (`get_common_config`,
-upstream-protocol.md §17.4), cached per region for `[upstream] discovery_ttl` seconds.
+docs/protocol.md §17.4), cached per region for `[upstream] discovery_ttl` seconds.
 
 Discovery never makes a request fail: when it fails (or `discovery_ttl` is 0) the built-in table is used and a
 warning is logged; a failure is remembered for at most a minute so a broken upstream is not asked on every call.

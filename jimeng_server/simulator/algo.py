@@ -1,4 +1,4 @@
-"""Simulated image content check `POST /mweb/v1/algo_proxy` (upstream-protocol.md §10, §14.26).
+"""Simulated image content check `POST /mweb/v1/algo_proxy` (docs/protocol.md §10, §14.26).
 
 CN host only (other regions get ret "4002"). Requires the `babi_param` query (a JSON object with the four
 feature keys) and the §10 body; every `file_uri` must be an image this account uploaded and committed.

@@ -10,7 +10,7 @@ before dispatch (its handler streams it and reports the size it received for the
 Unknown vhosts or paths, `/commerce/` paths on a host without commerce and other paths on a commerce-only host get
 HTTP 404 with a plain-text body. Everything is journalled, faults included.
 
-Decisions where upstream behaviour is unknown (upstream-protocol.md §16):
+Decisions where upstream behaviour is unknown (docs/protocol.md §16):
 - A repeated `submit_id` is NOT de-duplicated: it creates a second record and a second charge, so a client that
   re-sends generate is caught (`generate_count`, `charges`).
 - `generate_count` counts accepted generates (records created); `calls(GENERATE)` lists every attempt.

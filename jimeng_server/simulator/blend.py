@@ -1,4 +1,4 @@
-"""Image-to-image ("blend") generate validation (upstream-protocol.md §7.2–7.4, §14.13).
+"""Image-to-image ("blend") generate validation (docs/protocol.md §7.2–7.4, §14.13).
 
 With N input images: the draft `min_version` is the blend one (3.2.9); `abilities` holds `blend` and, as its
 sibling, `gen_option`; `blend.min_version` is present iff N >= 2; `ability_list` has N `byte_edit` entries, each

@@ -1,4 +1,4 @@
-"""Pure request checks of the web API, applied in this order (upstream-protocol.md §14.2–7):
+"""Pure request checks of the web API, applied in this order (docs/protocol.md §14.2–7):
 
 1. shape: POST only, `Content-Type: application/json` with a JSON object body (passport info/v2 may have an
    empty body), `user_credit` with no query string at all, passport with `account_sdk_source=web`  -> "4002"

@@ -1,4 +1,4 @@
-"""Fault injection (upstream-protocol.md §14.28): per API-path suffix, for chosen call numbers.
+"""Fault injection (docs/protocol.md §14.28): per API-path suffix, for chosen call numbers.
 
 `Simulator.inject(suffix, fault, times=1, skip=0)` adds a rule. Each rule counts the calls whose API path ends with
 its suffix on its own: the first `skip` of them pass, the next `times` get the fault. When several rules are due on

@@ -1,4 +1,4 @@
-"""Validation of `POST /mweb/v1/aigc_draft/generate` bodies (upstream-protocol.md §7, §8, §14.12–14).
+"""Validation of `POST /mweb/v1/aigc_draft/generate` bodies (docs/protocol.md §7, §8, §14.12–14).
 
 `validate_generate` checks the outer body and the parts every mode shares, then hands the draft's first component
 to the validator registered for its `generate_type` in `DRAFT_VALIDATORS` ("generate" = text-to-image today;

@@ -1,4 +1,4 @@
-"""Rendering history records as `get_history_by_ids` shows them (upstream-protocol.md §9.2–9.3, §14.16–18).
+"""Rendering history records as `get_history_by_ids` shows them (docs/protocol.md §9.2–9.3, §14.16–18).
 
 Image URLs point at the simulator's CDN (`/cdn/img/{history_id}/{index}.png?sig=...&t=...`). Even-numbered items
 join the query with the 6 literal characters `\\u0026` instead of `&`, as upstream JSON sometimes does; a client

@@ -1,7 +1,7 @@
 """Virtual hosts of the simulator: every upstream host is a path prefix on one loopback server.
 
 `POST {root}/cn-web/mweb/v1/aigc_draft/generate` is API path `/mweb/v1/aigc_draft/generate` on the CN web host
-(upstream-protocol.md §1.2, §14.1).
+(docs/protocol.md §1.2, §14.1).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`get_common_config` in the simulator (upstream-protocol.md §17.4): the image and video model lists of the
+"""`get_common_config` in the simulator (docs/protocol.md §17.4): the image and video model lists of the
 account's region, in the field names clients report from live answers, built from the catalogue (aliases once,
 withdrawn keys left out) plus `settings.extra_models` (a drift: models the built-in table lacks).
 

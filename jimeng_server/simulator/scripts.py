@@ -1,4 +1,4 @@
-"""History timelines (scripts) and the prompt markers that select them (upstream-protocol.md §14.15–19).
+"""History timelines (scripts) and the prompt markers that select them (docs/protocol.md §14.15–19).
 
 A record follows a `Script`, a list of `Step(status, items, fail_code)`. The step shown at sim-clock time `now`
 is `steps[min(len - 1, int((now - created_at) / step_seconds))]` (image step 1.0 s, video step 3.0 s by default).

@@ -1,6 +1,6 @@
 """The simulator's state: settings, accounts with credit buckets, history records and the request journal.
 
-Credits (upstream-protocol.md §14.9–11): a charge takes vip -> gift -> purchase; the daily claim is keyed by the
+Credits (docs/protocol.md §14.9–11): a charge takes vip -> gift -> purchase; the daily claim is keyed by the
 calendar day in Asia/Shanghai (a fixed UTC+8 offset; China has had no DST since 1991), whatever `time_zone` says.
 """
 

@@ -1,4 +1,4 @@
-"""Simulated image uploads (upstream-protocol.md §11.1, §11.2, §11.4, §11.5, §14.22–25).
+"""Simulated image uploads (docs/protocol.md §11.1, §11.2, §11.4, §11.5, §14.22–25).
 
 - `POST /mweb/v1/get_upload_token` (web API): per-account temporary credentials that expire after
   `settings.upload_token_ttl` seconds, with `service_id` (CN) or `space_name` (international); `scene` must be

@@ -1,4 +1,4 @@
-"""Simulated VOD video uploads (upstream-protocol.md §11.3, §11.4, §14.22–25), on the `vod` vhost, API path `/`.
+"""Simulated VOD video uploads (docs/protocol.md §11.3, §11.4, §14.22–25), on the `vod` vhost, API path `/`.
 
 - `GET ?Action=ApplyUploadInner&Version=2020-11-19&SpaceName=..&FileType=video&IsInner=1&FileSize=..&s=..` and
   `POST ?Action=CommitUploadInner&Version=2020-11-19&SpaceName=..` with the exact body

@@ -27,7 +27,7 @@ from ..upstream.history import HistoryRecord, QueueBody, fail_message_of, parse_
 from .models import Outcome, Reason, Settlement, TaskKind, TaskRecord, TaskStatus
 
 CONTENT_FAIL_CODES: Final = frozenset({"2038", "2039", "2040"})
-"""Upstream fail codes of the content review (input text/image risk, content risk; upstream-protocol §17.9)."""
+"""Upstream fail codes of the content review (input text/image risk, content risk; docs/protocol.md §17.9)."""
 
 GENERATION_FAILED: Final = "GENERATION_FAILED"
 CONTENT_REJECTED: Final = "CONTENT_REJECTED"

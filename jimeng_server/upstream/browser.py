@@ -1,7 +1,7 @@
 """The "browser" transport: the calls only a browser may send go out from inside a headless Chromium page.
 
 Since February 2026 the upstream wants Seedance 2.0 generate calls to carry what its page's security script adds
-(`a_bogus`, ret 1019 otherwise; upstream-protocol.md §17.6–17.7). The only approach with reported successes is
+(`a_bogus`, ret 1019 otherwise; docs/protocol.md §17.6–17.7). The only approach with reported successes is
 to let the page send them: this transport keeps one browser context per account (its cookies, its proxy, its
 User-Agent), loads the region's page there, waits until the page's security script has wrapped `fetch`
 (or `window.bdms` / `window.byted_acrawler` exist), and runs the call with the page's own `fetch`. The answer goes

@@ -1,5 +1,5 @@
 """The model catalogue: public model names -> upstream keys per region, with what each model takes (resolutions,
-durations, image counts), whether it needs a paid subscription, and the evidence (upstream-protocol.md §6, §17).
+durations, image counts), whether it needs a paid subscription, and the evidence (docs/protocol.md §6, §17).
 Pure data and pure lookups.
 
 Unlike the reference there are no silent fallbacks: a model a region lacks is an error naming the models the

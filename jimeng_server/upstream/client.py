@@ -98,7 +98,7 @@ class ExpiringCredit:
 
 @dataclass(frozen=True, slots=True)
 class Credits:
-    """An account's credit buckets (upstream-protocol.md §4.1) and the batches that expire (§17.13, §18.7)."""
+    """An account's credit buckets (docs/protocol.md §4.1) and the batches that expire (§17.13, §18.7)."""
 
     gift: int
     purchase: int

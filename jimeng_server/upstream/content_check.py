@@ -1,4 +1,4 @@
-"""The CN image content check (`algo_proxy`, upstream-protocol.md §10) as pure functions.
+"""The CN image content check (`algo_proxy`, docs/protocol.md §10) as pure functions.
 
 A verdict is "risk" only when the upstream says so (ret 2003, or an errmsg naming the risk); every other
 failure of the check is an outage the caller logs and ignores.

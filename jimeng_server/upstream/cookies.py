@@ -1,4 +1,4 @@
-"""Browser cookie jars as account credentials (upstream-protocol.md §17.6): parse, check, and hold one.
+"""Browser cookie jars as account credentials (docs/protocol.md §17.6): parse, check, and hold one.
 
 A jar comes in one of three forms, detected from its text:
 - a `Cookie:` header string (`name=value; name=value`, the `Cookie:` prefix optional);

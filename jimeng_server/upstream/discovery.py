@@ -1,4 +1,4 @@
-"""Live model discovery: parsing the two `get_common_config` answers (upstream-protocol.md §17.4). Pure.
+"""Live model discovery: parsing the two `get_common_config` answers (docs/protocol.md §17.4). Pure.
 
 The layout is known only from clients' tests and mocks (confidence medium), so, like zhizinan, the parser walks
 the whole `data` tree and takes every object carrying `model_req_key` (or `modelReqKey`). From each it reads,

@@ -1,4 +1,4 @@
-"""The web API's `{"ret", "errmsg", "data"}` envelope (upstream-protocol.md §2.8), as a pure function."""
+"""The web API's `{"ret", "errmsg", "data"}` envelope (docs/protocol.md §2.8), as a pure function."""
 
 from __future__ import annotations
 

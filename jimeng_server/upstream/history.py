@@ -1,4 +1,4 @@
-"""Pure parsing of `get_history_by_ids` records (upstream-protocol.md §9.2–§9.4, §17.8–17.9, §18.4–18.5)."""
+"""Pure parsing of `get_history_by_ids` records (docs/protocol.md §9.2–§9.4, §17.8–17.9, §18.4–18.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ImageX image-upload protocol as pure functions (upstream-protocol.md §11.1, §11.2).
+"""The ImageX image-upload protocol as pure functions (docs/protocol.md §11.1, §11.2).
 
 Upload credentials from `get_upload_token`, the ApplyImageUpload / CommitImageUpload queries and bodies,
 the upload URL and headers, and parsing of every answer. Signing is `sigv4.sign_headers`; the I/O lives

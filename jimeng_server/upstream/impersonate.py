@@ -1,7 +1,7 @@
 """The "impersonate" transport: curl_cffi's asyncio client with a current Chrome's TLS and HTTP/2 fingerprint.
 
 Since 2026 the upstream refuses some calls from a TLS stack that is not a browser's (ret 4013,
-upstream-protocol.md §17.6). curl_cffi (the optional `browser` extra) speaks TLS like Chrome. Everything
+docs/protocol.md §17.6). curl_cffi (the optional `browser` extra) speaks TLS like Chrome. Everything
 else is the aiohttp transport's contract: the account's proxy (http and https proxies tunnel with CONNECT,
 socks5 resolves names at the proxy), the same timeouts, the same three error kinds (`transport.py`), and
 exactly the client's headers: curl_cffi's own impersonation headers are off, so no header can contradict the

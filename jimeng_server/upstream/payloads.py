@@ -1,4 +1,4 @@
-"""Pure builders of `aigc_draft/generate` bodies (upstream-protocol.md §7, §8).
+"""Pure builders of `aigc_draft/generate` bodies (docs/protocol.md §7, §8).
 
 Randomness (uuids, seeds) and time come in as arguments so the builders are deterministic under test.
 `metrics_extra` and `draft_content` are JSON *strings*, as the upstream requires.

@@ -1,4 +1,4 @@
-"""Per-region protocol constants (upstream-protocol.md §1.2). Hosts are config, not constants."""
+"""Per-region protocol constants (docs/protocol.md §1.2). Hosts are config, not constants."""
 
 from __future__ import annotations
 

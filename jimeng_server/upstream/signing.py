@@ -1,6 +1,6 @@
 """Pure request-authentication helpers of the web API: the `Sign` header and the session cookie.
 
-Facts: upstream-protocol.md §2.4 (Sign) and §2.5 (Cookie).
+Facts: docs/protocol.md §2.4 (Sign) and §2.5 (Cookie).
 """
 
 from __future__ import annotations

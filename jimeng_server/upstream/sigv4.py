@@ -1,7 +1,7 @@
 """AWS Signature V4 as ImageX and VOD use it, plus the `Content-CRC32` checksum.
 
 Pure functions, usable both for signing (client) and verifying (simulator).
-Facts: upstream-protocol.md §11.4 (SigV4 variant) and §11.5 (CRC-32).
+Facts: docs/protocol.md §11.4 (SigV4 variant) and §11.5 (CRC-32).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The downstream token grammar: `[proxy@][us-|hk-|jp-|sg-]sessionid`, comma lists (upstream-protocol.md §1.1).
+"""The downstream token grammar: `[proxy@][us-|hk-|jp-|sg-]sessionid`, comma lists (docs/protocol.md §1.1).
 
 Tokens are secrets. `Account.masked` is the only form that may appear in logs or responses.
 """

@@ -14,7 +14,7 @@ Transports: "aiohttp" (here), "impersonate" (`impersonate.py`, curl_cffi with a 
 
 `SessionPool` also serves the non-web-API traffic (uploads, result downloads): one aiohttp ClientSession per
 proxy URL (None = direct). Every hop that acts for an account uses the account's proxy, so a task never shows
-the upstream two different IP addresses (upstream-protocol.md §15).
+the upstream two different IP addresses (docs/protocol.md §15).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 
 # Calls the upstream may refuse unless a browser (or a relay) sends them: the browser transport sends these from a
-# page and every other call through its fallback; a relay sees only these (upstream-protocol.md §17.6-17.7).
+# page and every other call through its fallback; a relay sees only these (docs/protocol.md §17.6-17.7).
 BROWSER_ONLY_PATHS = frozenset({"/mweb/v1/aigc_draft/generate"})
 
 

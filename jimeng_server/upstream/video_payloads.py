@@ -1,4 +1,4 @@
-"""Pure builders of video `aigc_draft/generate` bodies (upstream-protocol.md §8.1–§8.4) and of the omni
+"""Pure builders of video `aigc_draft/generate` bodies (docs/protocol.md §8.1–§8.4) and of the omni
 `meta_list` from a prompt with `@name` references.
 
 Randomness (uuids, seeds) and time come in as arguments; `metrics_extra`, `draft_content`, `sceneOptions`

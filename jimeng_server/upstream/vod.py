@@ -1,4 +1,4 @@
-"""The VOD video-upload protocol as pure functions, for omni-reference materials (upstream-protocol.md
+"""The VOD video-upload protocol as pure functions, for omni-reference materials (docs/protocol.md
 §11.1, §11.3): `ApplyUploadInner` / `CommitUploadInner` queries and bodies, the byte-upload headers and the
 parsing of every answer. Signing is `sigv4.sign_headers` with service `vod` and the account's region; the I/O
 lives in `vod_upload.py`.

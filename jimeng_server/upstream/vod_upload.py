@@ -1,4 +1,4 @@
-"""VOD video uploads for an account, for omni-reference materials (upstream-protocol.md §11.1, §11.3, §11.4).
+"""VOD video uploads for an account, for omni-reference materials (docs/protocol.md §11.1, §11.3, §11.4).
 
 `VideoUploader.upload(account, file)`: scene-1 credentials from `get_upload_token` (cached like ImageX's),
 `ApplyUploadInner` (signed GET), the byte upload to `{scheme}://{UploadHost}/upload/v1/{StoreUri}` (scheme of

@@ -1,5 +1,5 @@
 """Simulator uploads: get_upload_token, exact SigV4 checks on ImageX apply/commit, the upload host (Auth, CRC-32,
-size), real PluginResult sizes, algo_proxy and the blend validator (upstream-protocol.md §10, §11, §14.13, §14.22–26).
+size), real PluginResult sizes, algo_proxy and the blend validator (docs/protocol.md §10, §11, §14.13, §14.22–26).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Simulator VOD uploads: ApplyUploadInner / CommitUploadInner with exact SigV4 checks (service `vod`, the
 region of the account the credentials belong to), the shared upload vhost, real MP4 durations in `VideoMeta`,
-and committed vids registered per account (upstream-protocol.md §11.3, §11.4, §14.22–25)."""
+and committed vids registered per account (docs/protocol.md §11.3, §11.4, §14.22–25)."""
 
 from __future__ import annotations
 
