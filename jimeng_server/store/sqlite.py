@@ -349,7 +349,7 @@ class TaskStore:
         never changed by `insert`, and a final task is left as it is. If the id belongs to another
         account, raises `TaskOwnershipError` and changes nothing.
         """
-        async with self._write() as conn:
+        async with self._statement() as conn:  # one upsert: atomic on its own, one trip to the database
             cur = await conn.execute(
                 f"""
                 INSERT INTO tasks ({TASK_COLUMNS})
@@ -366,12 +366,13 @@ class TaskStore:
                 """,
                 (*record_params(record), self._clock.time()),
             )
-            if cur.rowcount == 0:
-                async with conn.execute(
-                    "SELECT account_fp FROM tasks WHERE history_id = ?", (record.history_id,)
-                ) as owner_cur:
-                    owner = await owner_cur.fetchone()
-                if owner is not None and owner["account_fp"] != record.account_fp:
+            if cur.rowcount == 0:  # kept as it was: final, or another account's (a task's owner never changes)
+                owners = list(
+                    await conn.execute_fetchall(
+                        "SELECT account_fp FROM tasks WHERE history_id = ?", (record.history_id,)
+                    )
+                )
+                if owners and owners[0]["account_fp"] != record.account_fp:
                     raise TaskOwnershipError(f"task {record.history_id!r} is already stored for another account")
 
     async def get(self, history_id: str) -> TaskRecord | None:
