@@ -272,7 +272,7 @@ class WebhookConfig:
     timeout: float = 15.0
     schedule: tuple[float, ...] = DEFAULT_WEBHOOK_SCHEDULE
     jitter: float = 0.1
-    max_concurrency: int = 16
+    max_concurrency: int = 64
     lease_seconds: float = 60.0
     poll_interval: float = 1.0
     max_retry_after: float = 86400.0
