@@ -603,7 +603,8 @@ class Bench:
                 raise SystemExit(f"no webhook arrived within {self.args.timeout:g} s (server log: {server.log})")
             drain = max(latencies) / 1000
             print(
-                f"  webhook latency from release: min {min(latencies):.0f} ms, p50 {statistics.median(latencies):.0f} ms, "
+                f"  webhook latency from release: min {min(latencies):.0f} ms, "
+                f"p50 {statistics.median(latencies):.0f} ms, "
                 f"p90 {percentile(latencies, 90):.0f} ms, p99 {percentile(latencies, 99):.0f} ms, "
                 f"max {max(latencies):.0f} ms"
             )
