@@ -165,28 +165,32 @@ class PostgresStore:
         for final in finals:
             if not final.settlement.status.final:
                 raise ValueError(f"settle() needs a final status, got {final.settlement.status!r}")
+        if not finals:
+            return []
         now = self._clock.time()
-        settled: list[Settled] = []
         async with self._pool.acquire() as conn, conn.transaction():
+            # A few statements for the whole batch: the tasks still processing (locked, so a settle of the same
+            # task elsewhere waits and then finds it final), then one update and one event insert each.
+            rows = await conn.fetch(sql.OPEN_TASKS_FOR_UPDATE, [f.history_id for f in finals])
+            hooked = {row["history_id"]: bool(row["hooked"]) for row in rows}
+            first: dict[str, Finish] = {}  # a task named twice is settled by its first Finish
             for final in finals:
-                status = await conn.execute(sql.SETTLE_TASK, *settle_params(final, now=now))
-                if _count(status) == 0:
-                    continue
-                event = final.event
-                wrote = (
-                    event is not None
-                    and _count(
-                        await conn.execute(
-                            sql.INSERT_EVENT, event.event_id, event.type, event.body, now, final.history_id
-                        )
-                    )
-                    == 1
+                if final.history_id in hooked:
+                    first.setdefault(final.history_id, final)
+            todo = list(first.values())
+            if not todo:
+                return []
+            await conn.executemany(sql.SETTLE_TASK, [settle_params(f, now=now) for f in todo])
+            events = [(f.history_id, f.event) for f in todo if f.event is not None and hooked[f.history_id]]
+            if events:
+                await conn.executemany(
+                    sql.INSERT_EVENT, [(e.event_id, e.type, e.body, now, history_id) for history_id, e in events]
                 )
-                settled.append(Settled(final.history_id, wrote))
-                await _notify(conn, Notice(NoticeKind.SETTLED, final.history_id))
-            if any(done.event_written for done in settled):
-                await _notify(conn, Notice(NoticeKind.EVENTS))
-        return settled
+            notices = [Notice(NoticeKind.SETTLED, f.history_id) for f in todo]
+            if events:
+                notices.append(Notice(NoticeKind.EVENTS))
+            await conn.executemany(sql.NOTIFY, [(_payload(n),) for n in notices])
+        return [Settled(f.history_id, f.event is not None and hooked[f.history_id]) for f in todo]
 
     async def purge_finished(self, *, older_than: float) -> int:
         """See `base.TaskTable.purge_finished`."""
@@ -468,7 +472,12 @@ class PostgresStore:
 
 async def _notify(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], notice: Notice) -> None:
     """Notify every listening replica, on commit of the current transaction."""
-    await conn.execute(sql.NOTIFY, f"{notice.kind.value}:{notice.history_id}")
+    await conn.execute(sql.NOTIFY, _payload(notice))
+
+
+def _payload(notice: Notice) -> str:
+    """A notice as the NOTIFY payload `kind:history_id`."""
+    return f"{notice.kind.value}:{notice.history_id}"
 
 
 async def _migrate(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], migrations: Sequence[str]) -> None:

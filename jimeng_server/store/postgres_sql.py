@@ -215,6 +215,10 @@ PURGE_KEYS: Final = "DELETE FROM idempotency_keys WHERE expires_at <= $1"
 
 # ------------------------------------------------------------------------------------------------ outbox
 
+OPEN_TASKS_FOR_UPDATE: Final = f"""
+SELECT history_id, callback_url IS NOT NULL AS hooked FROM tasks
+WHERE status = {_PROCESSING} AND history_id = ANY($1::text[]) FOR UPDATE
+"""
 INSERT_EVENT: Final = """
 INSERT INTO webhook_events (event_id, history_id, account_fp, type, body, callback_url, state, attempts,
     round_start, next_attempt_at, lease_until, created_at, updated_at)
