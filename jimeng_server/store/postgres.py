@@ -42,6 +42,7 @@ from .rows import (
     attempt_params,
     event_from_row,
     finish_params,
+    first_finishes,
     progress_params,
     record_from_row,
     record_params,
@@ -173,11 +174,7 @@ class PostgresStore:
             # task elsewhere waits and then finds it final), then one update and one event insert each.
             rows = await conn.fetch(sql.OPEN_TASKS_FOR_UPDATE, [f.history_id for f in finals])
             hooked = {row["history_id"]: bool(row["hooked"]) for row in rows}
-            first: dict[str, Finish] = {}  # a task named twice is settled by its first Finish
-            for final in finals:
-                if final.history_id in hooked:
-                    first.setdefault(final.history_id, final)
-            todo = list(first.values())
+            todo = first_finishes(finals, hooked)
             if not todo:
                 return []
             await conn.executemany(sql.SETTLE_TASK, [settle_params(f, now=now) for f in todo])

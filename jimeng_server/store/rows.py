@@ -7,7 +7,7 @@ The column names and meanings are the same in every backend's schema; pure funct
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final, Protocol, cast
 
 from .models import Finish, Progress, TaskKind, TaskRecord, TaskStatus
@@ -22,6 +22,7 @@ __all__ = [
     "dump_json",
     "event_from_row",
     "finish_params",
+    "first_finishes",
     "progress_params",
     "record_from_row",
     "record_params",
@@ -184,3 +185,13 @@ def record_params(record: TaskRecord) -> tuple[Any, ...]:
         record.finished_at,
         record.account_id,
     )
+
+
+def first_finishes(finals: Sequence[Finish], processing: Collection[str]) -> list[Finish]:
+    """The `Finish` of each task in `processing` (still processing when the settle transaction looked), in order;
+    a task named twice is settled by its first one."""
+    first: dict[str, Finish] = {}
+    for final in finals:
+        if final.history_id in processing:
+            first.setdefault(final.history_id, final)
+    return list(first.values())

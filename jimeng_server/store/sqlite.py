@@ -31,7 +31,7 @@ from .base import ClaimState, IdempotencyClaim, Redelivery, SchemaVersionError, 
 from .models import Finish, Progress, Settled, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountRow, KeyRow, NewAccount
-from .rows import TASK_COLUMNS, progress_params, record_from_row, record_params, settle_params
+from .rows import TASK_COLUMNS, first_finishes, progress_params, record_from_row, record_params, settle_params
 
 __all__ = ["MIGRATIONS", "Migration", "TaskStore"]
 
@@ -451,11 +451,7 @@ class TaskStore:
                 (_PROCESSING, json.dumps([f.history_id for f in finals])),
             )
             hooked = {row["history_id"]: bool(row["hooked"]) for row in rows}
-            first: dict[str, Finish] = {}  # a task named twice is settled by its first Finish
-            for final in finals:
-                if final.history_id in hooked:
-                    first.setdefault(final.history_id, final)
-            todo = list(first.values())
+            todo = first_finishes(finals, hooked)
             await conn.executemany(
                 "UPDATE tasks SET status = ?1, upstream_status = ?2, fail_code = ?3, error = ?4, results = ?5, "
                 "item_count = ?6, raw_data = ?7, updated_at = ?8, finished_at = ?8, token = NULL "
