@@ -20,7 +20,7 @@ from jimeng_server.clock import ManualClock
 from jimeng_server.store import sqlite as store_module
 from jimeng_server.store.base import ClaimState, IdempotencyClaim, SchemaVersionError, Store, TaskOwnershipError
 from jimeng_server.store.models import Finish, NewEvent, Progress, Settled, Settlement, TaskKind, TaskRecord, TaskStatus
-from jimeng_server.store.pool import DuplicateError, NewAccount
+from jimeng_server.store.pool import AccountHealth, DuplicateError, NewAccount, NewKey
 from jimeng_server.store.sqlite import MIGRATIONS, TaskStore
 
 ACCOUNT = "fp-account-a"
@@ -552,9 +552,7 @@ async def test_pool_accounts_and_keys(store: Store, clock: ManualClock) -> None:
     assert [a.name for a in await store.accounts()] == ["a", "b"]
     assert await store.account_by_name("b") == second and await store.account_by_id(999) is None
 
-    await store.record_account_health(
-        first.id, now=5.0, error_code="E", error="refused", cooldown_until=50.0, checked=True, credits=7
-    )
+    await store.record_account_health(first.id, AccountHealth("E", "refused", 50.0, checked=True, credits=7), now=5.0)
     row = await store.account_by_id(first.id)
     assert row is not None and (row.last_error_code, row.cooldown_until, row.last_check_at) == ("E", 50.0, 5.0)
     assert (row.credits, row.credits_at) == (7, 5.0)
@@ -565,13 +563,9 @@ async def test_pool_accounts_and_keys(store: Store, clock: ManualClock) -> None:
     assert updated is not None and (updated.secret, updated.sealed) == (b"new-jar", False)
     assert await store.delete_account(second.id) and not await store.delete_account(second.id)
 
-    key_id = await store.add_key(
-        name="k", digest="d" * 64, prefix="jk_abc", accounts=[first.id], rate_per_minute=60, max_in_flight=5, now=1.0
-    )
+    key_id = await store.add_key(NewKey("k", "d" * 64, "jk_abc", (first.id,), 60, 5), now=1.0)
     with pytest.raises(DuplicateError):
-        await store.add_key(
-            name="k", digest="e" * 64, prefix="jk_x", accounts=None, rate_per_minute=1, max_in_flight=1, now=1.0
-        )
+        await store.add_key(NewKey("k", "e" * 64, "jk_x", None, 1, 1), now=1.0)
     await store.record_key_use(key_id, credits_spent=4, now=2.0)
     assert await store.revoke_key(key_id, now=3.0)
     key = await store.key_by_hash("d" * 64)

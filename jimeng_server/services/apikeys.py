@@ -18,7 +18,7 @@ from typing import Any
 from ..clock import Clock
 from ..errors import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
 from ..store.base import Store
-from ..store.pool import DuplicateError, KeyRow
+from ..store.pool import DuplicateError, KeyRow, NewKey
 from .callers import KeyGrant
 from .pool import AccountPool, check_name
 
@@ -85,15 +85,8 @@ class ApiKeys:
             ids = list(dict.fromkeys(ids))
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         try:
-            key_id = await self._store.add_key(
-                name=name,
-                digest=key_digest(key),
-                prefix=key[:8],
-                accounts=ids,
-                rate_per_minute=rate,
-                max_in_flight=cap,
-                now=self.clock.time(),
-            )
+            new = NewKey(name, key_digest(key), key[:8], tuple(ids) if ids is not None else None, rate, cap)
+            key_id = await self._store.add_key(new, now=self.clock.time())
         except DuplicateError as exc:
             raise Conflict(str(exc), code="DUPLICATE_KEY") from None
         return key, await self.find(key_id)

@@ -27,7 +27,7 @@ from ..clock import Clock
 from ..config import BrowserConfig, ConfigError
 from ..errors import ApiError, BadRequest, Conflict, NotFound
 from ..store.base import Store
-from ..store.pool import AccountRow, DuplicateError, NewAccount
+from ..store.pool import AccountHealth, AccountRow, DuplicateError, NewAccount
 from ..store.secretbox import SecretBox, SecretError
 from ..upstream import transports
 from ..upstream.cookies import JarError, load_jar
@@ -45,8 +45,7 @@ def check_name(name: str, what: str) -> str:
     digits (commands take a name or an id)."""
     if not _NAME.fullmatch(name) or name.isdigit():
         raise BadRequest(
-            f"the {what} name {name[:80]!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', "
-            "not only digits",
+            f"the {what} name {name[:80]!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', not only digits",
             code="INVALID_NAME",
         )
     return name
@@ -306,21 +305,13 @@ class AccountPool:
     async def record_refusal(self, account_id: int, err: ApiError, *, checked: bool = False, cool: bool = True) -> None:
         """Keep the reason of an upstream refusal and (when `cool`) rest the account for `cooldown_seconds`."""
         until = self.clock.time() + self.cooldown_seconds if cool else None
-        await self._store.record_account_health(
-            account_id,
-            now=self.clock.time(),
-            error_code=err.code,
-            error=err.message,
-            cooldown_until=until,
-            checked=checked,
-        )
+        health = AccountHealth(err.code, err.message, until, checked=checked)
+        await self._store.record_account_health(account_id, health, now=self.clock.time())
 
     async def record_success(self, account_id: int, credits: int | None, *, checked: bool = False) -> None:
         """Clear an account's error and cool-down; store its balance when read."""
-        now = self.clock.time()
-        await self._store.record_account_health(
-            account_id, now=now, error_code=None, error=None, cooldown_until=None, checked=checked, credits=credits
-        )
+        health = AccountHealth(None, None, None, checked=checked, credits=credits)
+        await self._store.record_account_health(account_id, health, now=self.clock.time())
 
     # ------------------------------------------------------------------ selection and in-flight counts
 

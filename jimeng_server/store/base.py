@@ -17,7 +17,7 @@ from typing import Final, Protocol, runtime_checkable
 
 from .models import Finish, Progress, Settled, TaskRecord
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
-from .pool import AccountRow, KeyRow, NewAccount
+from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
 
 __all__ = [
     "WATCH_SHARDS",
@@ -265,19 +265,9 @@ class PoolStore(Protocol):
         """Remove an account; False when there is no such id. Its tasks keep their `account_id`."""
         ...
 
-    async def record_account_health(
-        self,
-        account_id: int,
-        *,
-        now: float,
-        error_code: str | None,
-        error: str | None,
-        cooldown_until: float | None,
-        checked: bool = False,
-        credits: int | None = None,
-    ) -> None:
-        """Store the outcome of a use or a check: the last error (None clears it), the cool-down end, and a
-        balance reading when `credits` is given (one transaction)."""
+    async def record_account_health(self, account_id: int, health: AccountHealth, *, now: float) -> None:
+        """Store the outcome of a use or a check (`AccountHealth`), the balance with it when read (one
+        transaction)."""
         ...
 
     async def pool_tasks_in_flight(self, *, image_since: float, video_since: float) -> list[tuple[int, str, int]]:
@@ -285,18 +275,8 @@ class PoolStore(Protocol):
         cut-off of their kind."""
         ...
 
-    async def add_key(
-        self,
-        *,
-        name: str,
-        digest: str,
-        prefix: str,
-        accounts: Sequence[int] | None,
-        rate_per_minute: int,
-        max_in_flight: int,
-        now: float,
-    ) -> int:
-        """Add an API key (its hash, never the key); returns its id."""
+    async def add_key(self, new: NewKey, *, now: float) -> int:
+        """Add an API key (its hash, never the key); returns its id. Raises DuplicateError when its name is taken."""
         ...
 
     async def keys(self) -> list[KeyRow]:

@@ -65,6 +65,36 @@ class NewAccount:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountHealth:
+    """What `PoolStore.record_account_health` stores after a use or a check: the last error (None clears it), the
+    cool-down end, whether it was a check (stamps `last_check_at`), and a balance reading when one was made."""
+
+    error_code: str | None
+    error: str | None
+    cooldown_until: float | None
+    checked: bool = False
+    credits: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """What `PoolStore.add_key` stores: the key's SHA-256 (never the key), its display prefix, the accounts it may
+    use (None: every one) and its limits."""
+
+    name: str
+    digest: str = field(repr=False)
+    prefix: str
+    accounts: tuple[int, ...] | None
+    rate_per_minute: int
+    max_in_flight: int
+
+    @property
+    def accounts_json(self) -> str | None:
+        """The `accounts` column: a JSON array, or NULL for every account."""
+        return json.dumps(list(self.accounts)) if self.accounts is not None else None
+
+
+@dataclass(frozen=True, slots=True)
 class KeyRow:
     """One API key as stored (its hash, never the key). `accounts` None means every pool account."""
 

@@ -13,7 +13,6 @@ settled task and new due events notify from inside their transaction (delivered 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable, Collection, Sequence
@@ -36,7 +35,16 @@ from .base import (
 )
 from .models import Finish, Progress, Settled, TaskRecord
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
-from .pool import AccountRow, DuplicateError, KeyRow, NewAccount, account_from_row, key_from_row
+from .pool import (
+    AccountHealth,
+    AccountRow,
+    DuplicateError,
+    KeyRow,
+    NewAccount,
+    NewKey,
+    account_from_row,
+    key_from_row,
+)
 from .rows import (
     attempt_from_row,
     attempt_params,
@@ -343,47 +351,41 @@ class PostgresStore:
         """See `base.PoolStore.delete_account`."""
         return _count(await self._pool.execute(sql.DELETE_ACCOUNT, account_id)) > 0
 
-    async def record_account_health(
-        self,
-        account_id: int,
-        *,
-        now: float,
-        error_code: str | None,
-        error: str | None,
-        cooldown_until: float | None,
-        checked: bool = False,
-        credits: int | None = None,
-    ) -> None:
+    async def record_account_health(self, account_id: int, health: AccountHealth, *, now: float) -> None:
         """See `base.PoolStore.record_account_health`."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(sql.RECORD_HEALTH, account_id, error_code, error, cooldown_until, checked, now)
-            if credits is not None:
-                await conn.execute(sql.RECORD_CREDITS, account_id, credits, now)
+            await conn.execute(
+                sql.RECORD_HEALTH,
+                account_id,
+                health.error_code,
+                health.error,
+                health.cooldown_until,
+                health.checked,
+                now,
+            )
+            if health.credits is not None:
+                await conn.execute(sql.RECORD_CREDITS, account_id, health.credits, now)
 
     async def pool_tasks_in_flight(self, *, image_since: float, video_since: float) -> list[tuple[int, str, int]]:
         """See `base.PoolStore.pool_tasks_in_flight`."""
         rows = await self._pool.fetch(sql.POOL_IN_FLIGHT, video_since, image_since)
         return [(int(row["account_id"]), row["account_fp"], int(row["n"])) for row in rows]
 
-    async def add_key(
-        self,
-        *,
-        name: str,
-        digest: str,
-        prefix: str,
-        accounts: Sequence[int] | None,
-        rate_per_minute: int,
-        max_in_flight: int,
-        now: float,
-    ) -> int:
+    async def add_key(self, new: NewKey, *, now: float) -> int:
         """See `base.PoolStore.add_key`."""
-        listed = json.dumps(list(accounts)) if accounts is not None else None
         try:
             key_id = await self._pool.fetchval(
-                sql.INSERT_KEY_ROW, name, digest, prefix, listed, rate_per_minute, max_in_flight, now
+                sql.INSERT_KEY_ROW,
+                new.name,
+                new.digest,
+                new.prefix,
+                new.accounts_json,
+                new.rate_per_minute,
+                new.max_in_flight,
+                now,
             )
         except asyncpg.UniqueViolationError:
-            raise DuplicateError(f"an API key named {name!r} already exists") from None
+            raise DuplicateError(f"an API key named {new.name!r} already exists") from None
         return int(key_id)
 
     async def keys(self) -> list[KeyRow]:

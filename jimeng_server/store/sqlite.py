@@ -30,7 +30,7 @@ from . import sqlite_pool as pool_sql
 from .base import ClaimState, IdempotencyClaim, Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
 from .models import Finish, Progress, Settled, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
-from .pool import AccountRow, KeyRow, NewAccount
+from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
 from .rows import TASK_COLUMNS, first_finishes, progress_params, record_from_row, record_params, settle_params
 
 __all__ = ["MIGRATIONS", "Migration", "TaskStore"]
@@ -641,59 +641,22 @@ class TaskStore:
         async with self._write() as conn:
             return await pool_sql.delete_account(conn, account_id)
 
-    async def record_account_health(
-        self,
-        account_id: int,
-        *,
-        now: float,
-        error_code: str | None,
-        error: str | None,
-        cooldown_until: float | None,
-        checked: bool = False,
-        credits: int | None = None,
-    ) -> None:
+    async def record_account_health(self, account_id: int, health: AccountHealth, *, now: float) -> None:
         """See `base.PoolStore.record_account_health`."""
         async with self._write() as conn:
-            await pool_sql.record_health(
-                conn,
-                account_id,
-                now=now,
-                error_code=error_code,
-                error=error,
-                cooldown_until=cooldown_until,
-                checked=checked,
-            )
-            if credits is not None:
-                await pool_sql.record_credits(conn, account_id, credits, now=now)
+            await pool_sql.record_health(conn, account_id, health, now=now)
+            if health.credits is not None:
+                await pool_sql.record_credits(conn, account_id, health.credits, now=now)
 
     async def pool_tasks_in_flight(self, *, image_since: float, video_since: float) -> list[tuple[int, str, int]]:
         """See `base.PoolStore.pool_tasks_in_flight`."""
         async with self._read() as conn:
             return await pool_sql.tasks_in_flight(conn, image_since=image_since, video_since=video_since)
 
-    async def add_key(
-        self,
-        *,
-        name: str,
-        digest: str,
-        prefix: str,
-        accounts: Sequence[int] | None,
-        rate_per_minute: int,
-        max_in_flight: int,
-        now: float,
-    ) -> int:
+    async def add_key(self, new: NewKey, *, now: float) -> int:
         """See `base.PoolStore.add_key`."""
         async with self._write() as conn:
-            return await pool_sql.insert_key(
-                conn,
-                name=name,
-                digest=digest,
-                prefix=prefix,
-                accounts=accounts,
-                rate_per_minute=rate_per_minute,
-                max_in_flight=max_in_flight,
-                now=now,
-            )
+            return await pool_sql.insert_key(conn, new, now=now)
 
     async def keys(self) -> list[KeyRow]:
         """See `base.PoolStore.keys`."""

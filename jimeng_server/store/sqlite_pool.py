@@ -5,19 +5,19 @@ or reads. The records are in `pool.py`.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Sequence
 
 import aiosqlite
 
 from .pool import (
     ACCOUNT_COLUMNS,
     KEY_COLUMNS,
+    AccountHealth,
     AccountRow,
     DuplicateError,
     KeyRow,
     NewAccount,
+    NewKey,
     account_from_row,
     key_from_row,
 )
@@ -82,21 +82,12 @@ async def delete_account(conn: aiosqlite.Connection, account_id: int) -> bool:
     return cur.rowcount > 0
 
 
-async def record_health(
-    conn: aiosqlite.Connection,
-    account_id: int,
-    *,
-    now: float,
-    error_code: str | None,
-    error: str | None,
-    cooldown_until: float | None,
-    checked: bool = False,
-) -> None:
-    """Store the outcome of a use or a check: the last error (None clears it) and the cool-down end."""
+async def record_health(conn: aiosqlite.Connection, account_id: int, health: AccountHealth, *, now: float) -> None:
+    """Store the outcome of a use or a check (the balance is `record_credits`)."""
     await conn.execute(
         "UPDATE accounts SET last_error_code = ?, last_error = ?, cooldown_until = ?, "
         "last_check_at = CASE WHEN ? THEN ? ELSE last_check_at END WHERE id = ?",
-        (error_code, error, cooldown_until, checked, now, account_id),
+        (health.error_code, health.error, health.cooldown_until, health.checked, now, account_id),
     )
 
 
@@ -121,34 +112,16 @@ async def tasks_in_flight(
 # ---------------------------------------------------------------------------------------------- keys
 
 
-async def insert_key(
-    conn: aiosqlite.Connection,
-    *,
-    name: str,
-    digest: str,
-    prefix: str,
-    accounts: Sequence[int] | None,
-    rate_per_minute: int,
-    max_in_flight: int,
-    now: float,
-) -> int:
+async def insert_key(conn: aiosqlite.Connection, new: NewKey, *, now: float) -> int:
     """Add a key; raises DuplicateError when its name is taken."""
     try:
         cur = await conn.execute(
             "INSERT INTO api_keys (name, hash, prefix, accounts, rate_per_minute, max_in_flight, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                name,
-                digest,
-                prefix,
-                json.dumps(list(accounts)) if accounts is not None else None,
-                rate_per_minute,
-                max_in_flight,
-                now,
-            ),
+            (new.name, new.digest, new.prefix, new.accounts_json, new.rate_per_minute, new.max_in_flight, now),
         )
     except sqlite3.IntegrityError:
-        raise DuplicateError(f"an API key named {name!r} already exists") from None
+        raise DuplicateError(f"an API key named {new.name!r} already exists") from None
     assert cur.lastrowid is not None
     return cur.lastrowid
 
