@@ -32,7 +32,6 @@ import heapq
 import itertools
 import json
 import logging
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -128,10 +127,9 @@ class Watcher:
         self._watches: dict[str, _Watch] = {}
         self._queues: dict[str, list[tuple[float, int, _Watch]]] = {}  # account fingerprint -> heap by due time
         self._seq = itertools.count()
-        self._lock = asyncio.Lock()
         self._loop_task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
-        self._inflight: dict[str, set[asyncio.Task[None]]] = defaultdict(set)  # fingerprint -> its polls
+        self._inflight: dict[str, set[asyncio.Task[None]]] = {}  # account fingerprint -> its polls in flight
         self._saving: set[asyncio.Task[None]] = set()  # what polls learnt, being stored
 
     # ------------------------------------------------------------------ public API
@@ -254,7 +252,7 @@ class Watcher:
         """One tick, awaited to its end: expire overdue tasks, poll due ones, wait for the polls this tick
         started and for what they learnt to be stored. Returns how many polls it started. Tests drive time
         with it (burst mode: a poll that ends does not start the next one; the next tick does)."""
-        polls = await self._tick()
+        polls = self._tick()
         if polls:
             await asyncio.gather(*polls, return_exceptions=True)
         while self._saving:
@@ -289,7 +287,7 @@ class Watcher:
         # `tick`), and a poll that ends wakes it, so an account with a backlog is polled again at once.
         while True:
             try:
-                await self._tick()
+                self._tick()
             except Exception:
                 log.exception("watcher tick failed")
             pause = self.config.tick
@@ -313,33 +311,29 @@ class Watcher:
         await sleep_unless(self.clock, seconds, self._wakeup)
         self._wakeup.clear()
 
-    async def _tick(self) -> list[asyncio.Task[None]]:
+    def _tick(self) -> list[asyncio.Task[None]]:
         """For each account with watches: end those past their settle horizon and start polls for the due
         ones, up to `polls_per_account` in flight. Returns the started polls (owned by the watcher until they
-        end)."""
-        async with self._lock:
-            now = self.clock.time()
-            polls: list[asyncio.Task[None]] = []
-            expired: list[_Watch] = []
-            for fingerprint in list(self._queues):
-                polls.extend(self._start_polls(fingerprint, now, expired))
-            if expired:
-                self._finish_all(
-                    [(w, TaskStatus.FAILED, Reason.TIMEOUT, self._timeout_detail(w), None) for w in expired]
-                )
-            return polls
+        end). Synchronous: nothing else runs in between, so no lock is needed."""
+        now = self.clock.time()
+        polls: list[asyncio.Task[None]] = []
+        expired: list[_Watch] = []
+        for fingerprint in list(self._queues):
+            polls.extend(self._start_polls(fingerprint, now, expired))
+        if expired:
+            self._finish_all([(w, TaskStatus.FAILED, Reason.TIMEOUT, self._timeout_detail(w), None) for w in expired])
+        return polls
 
     def _start_polls(self, fingerprint: str, now: float, expired: list[_Watch]) -> list[asyncio.Task[None]]:
         """Start the polls one account's due watches need now; collect those past their horizon in `expired`."""
         heap = self._queues[fingerprint]
-        running = self._inflight[fingerprint]
         started: list[asyncio.Task[None]] = []
-        while len(running) < self.config.polls_per_account:
+        while len(self._inflight.get(fingerprint, ())) < self.config.polls_per_account:
             batch = self._take_due(heap, now, expired)
             if not batch:
                 break
             poll = asyncio.create_task(self._poll(batch), name=f"jimeng-poll-{fingerprint[:8]}")
-            running.add(poll)
+            self._inflight.setdefault(fingerprint, set()).add(poll)
             poll.add_done_callback(functools.partial(self._poll_ended, fingerprint))
             started.append(poll)
         if not heap:
@@ -385,9 +379,10 @@ class Watcher:
         return not watch.leased or self.may_poll is None or self.may_poll(watch.account.fingerprint)
 
     def _poll_ended(self, fingerprint: str, task: asyncio.Task[None]) -> None:
-        self._inflight[fingerprint].discard(task)
-        if not self._inflight[fingerprint]:
-            del self._inflight[fingerprint]
+        running = self._inflight.get(fingerprint, set())
+        running.discard(task)
+        if not running:
+            self._inflight.pop(fingerprint, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("poll task failed", exc_info=task.exception())
         self._wakeup.set()

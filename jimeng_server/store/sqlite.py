@@ -341,14 +341,7 @@ class TaskStore:
     # ------------------------------------------------------------------ tasks
 
     async def insert(self, record: TaskRecord) -> None:
-        """Store a new task; `history_id` is the key.
-
-        If the id already exists for the same `account_fp` and the stored task is still processing, its
-        submission fields (token, kind, model, submit_id, callback_url, input_images) are refreshed from
-        `record` (a None token or callback_url keeps the stored value); progress and result fields are
-        never changed by `insert`, and a final task is left as it is. If the id belongs to another
-        account, raises `TaskOwnershipError` and changes nothing.
-        """
+        """See `base.TaskTable.insert`."""
         async with self._statement() as conn:  # one upsert: atomic on its own, one trip to the database
             cur = await conn.execute(
                 f"""
@@ -381,7 +374,7 @@ class TaskStore:
             return await _fetch_one(conn, history_id)
 
     async def get_many(self, history_ids: Sequence[str]) -> dict[str, TaskRecord]:
-        """The stored tasks among `history_ids` (one query, any count), keyed by id; unknown ids absent."""
+        """See `base.TaskTable.get_many`."""
         if not history_ids:
             return {}
         async with self._read() as conn:
@@ -392,7 +385,7 @@ class TaskStore:
         return {row["history_id"]: record_from_row(row) for row in rows}
 
     async def unfinished(self) -> list[TaskRecord]:
-        """Every task still processing (tokens included), oldest first: what to resume on start-up."""
+        """See `base.TaskTable.unfinished`."""
         async with (
             self._read() as conn,
             conn.execute(
@@ -404,8 +397,7 @@ class TaskStore:
         return [record_from_row(row) for row in rows]
 
     async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
-        """The latest `limit` tasks, newest first, each with the state of its latest webhook event (None when
-        it has none): the dashboard's task list."""
+        """See `base.TaskTable.recent`."""
         async with (
             self._read() as conn,
             conn.execute(
@@ -429,13 +421,7 @@ class TaskStore:
             )
 
     async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
-        """Make processing tasks final, ALL in ONE transaction (a poll's finishes commit together).
-
-        For each `Finish`: store its settlement, stamp `finished_at`, drop the token; then, when the task has
-        a callback URL, add its `event` to the webhook outbox in the same transaction. A task that is
-        unknown or already final is left alone (it was settled before: one terminal state, one event).
-        Returns what was settled now, in order, with whether an event was written.
-        """
+        """See `base.TaskTable.settle` (one transaction, a handful of statements for the whole batch)."""
         for final in finals:
             if not final.settlement.status.final:
                 raise ValueError(f"settle() needs a final status, got {final.settlement.status!r}")
@@ -463,11 +449,7 @@ class TaskStore:
         return [Settled(f.history_id, f.event is not None and hooked[f.history_id]) for f in todo]
 
     async def purge_finished(self, *, older_than: float) -> int:
-        """Delete final tasks that finished more than `older_than` seconds ago; return how many.
-
-        A task whose webhook event is still pending or being delivered is kept; the events and delivery
-        attempts of deleted tasks go with them.
-        """
+        """See `base.TaskTable.purge_finished`."""
         cutoff = self._clock.time() - older_than
         async with self._write() as conn:
             cur = await conn.execute(
@@ -479,8 +461,7 @@ class TaskStore:
             return cur.rowcount
 
     async def purge_stale_unfinished(self, *, older_than: float) -> int:
-        """Delete tasks still processing but no longer polled (no token) and untouched for `older_than`
-        seconds (the watcher gave up on them); return how many."""
+        """See `base.TaskTable.purge_stale_unfinished`."""
         cutoff = self._clock.time() - older_than
         async with self._write() as conn:
             cur = await conn.execute(
@@ -493,13 +474,7 @@ class TaskStore:
     async def claim_idempotency_key(
         self, account_fp: str, key: str, request_hash: str, *, ttl: float = 86400, lease: float | None = None
     ) -> IdempotencyClaim:
-        """Claim idempotency key `key` of `account_fp` for a request whose body hashes to `request_hash`.
-
-        Atomically: no live row (none, or expired) -> a new in-progress row valid for `ttl` seconds and
-        NEW; a different hash -> MISMATCH; the same hash still in progress -> IN_PROGRESS; the same hash
-        completed -> REPLAY with the stored status and body. With `lease`, an in-progress row older than
-        `lease` seconds counts as abandoned (its request died with a crashed process) and is claimed anew.
-        """
+        """See `base.IdempotencyStore.claim_idempotency_key` (one `BEGIN IMMEDIATE` transaction)."""
         now = self._clock.time()
         async with self._write() as conn:
             async with conn.execute(
@@ -524,7 +499,7 @@ class TaskStore:
             return IdempotencyClaim(ClaimState.REPLAY, status=int(row["status"]), body=bytes(row["body"] or b""))
 
     async def complete_idempotency_key(self, account_fp: str, key: str, *, status: int, body: bytes) -> None:
-        """Store the response of the request that claimed the key; later claims REPLAY it until expiry."""
+        """See `base.IdempotencyStore.complete_idempotency_key`."""
         async with self._write() as conn:
             await conn.execute(
                 "UPDATE idempotency_keys SET status = ?, body = ? WHERE account_fp = ? AND key = ?",
@@ -532,10 +507,7 @@ class TaskStore:
             )
 
     async def release_idempotency_key(self, account_fp: str, key: str) -> None:
-        """Forget an in-progress key (the request failed before spending anything) so a retry runs anew.
-
-        A completed key is kept: its response must still be replayed.
-        """
+        """See `base.IdempotencyStore.release_idempotency_key`."""
         async with self._write() as conn:
             await conn.execute(
                 "DELETE FROM idempotency_keys WHERE account_fp = ? AND key = ? AND status IS NULL",

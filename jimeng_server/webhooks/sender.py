@@ -129,7 +129,6 @@ class WebhookSender:
         self._owns_fetcher = fetcher is None
         self._rng = rng or random.Random()
         self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._semaphore = asyncio.Semaphore(config.max_concurrency)
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._next_due: float | None = None
@@ -270,34 +269,33 @@ class WebhookSender:
         self._wakeup.clear()
 
     async def _deliver(self, event: OutboxEvent) -> None:
-        async with self._semaphore:
-            attempt = event.attempts + 1
-            body = event.body.encode("utf-8")
-            at = self.clock.time()
-            headers = delivery_headers(event.event_id, int(at), body, self._key)
-            status: int | None = None
-            retry_after: float | None = None
-            started = time.monotonic()
-            try:
-                result = await self._get_fetcher().post(
-                    event.callback_url, body=body, headers=headers, timeout=self.config.timeout
-                )
-            except (FetchError, UnsafeURLError) as exc:
-                error: str | None = str(exc)
-            except Exception as exc:  # a bug must not leave the event claimed until the lease runs out
-                log.exception("webhook %s: unexpected error while sending", event.event_id)
-                error = f"internal error ({type(exc).__name__})"
-            else:
-                status = result.status
-                error = _describe_status(status, result.body_excerpt)
-                if error is not None:
-                    retry_after = parse_retry_after(result.headers.get("Retry-After"), self.clock.time())
-            latency_ms = round((time.monotonic() - started) * 1000)
-            now = self.clock.time()
-            state, next_at = self._plan(event, status, retry_after, now)
-            webhook_delivery("retrying" if state is EventState.PENDING else state.value, latency_ms / 1000)
-            await uncancellable(self._record(event, attempt, at, status, error, latency_ms, state, next_at))
-            self._log(event, attempt, error, state, next_at, now)
+        attempt = event.attempts + 1
+        body = event.body.encode("utf-8")
+        at = self.clock.time()
+        headers = delivery_headers(event.event_id, int(at), body, self._key)
+        status: int | None = None
+        retry_after: float | None = None
+        started = time.monotonic()
+        try:
+            result = await self._get_fetcher().post(
+                event.callback_url, body=body, headers=headers, timeout=self.config.timeout
+            )
+        except (FetchError, UnsafeURLError) as exc:
+            error: str | None = str(exc)
+        except Exception as exc:  # a bug must not leave the event claimed until the lease runs out
+            log.exception("webhook %s: unexpected error while sending", event.event_id)
+            error = f"internal error ({type(exc).__name__})"
+        else:
+            status = result.status
+            error = _describe_status(status, result.body_excerpt)
+            if error is not None:
+                retry_after = parse_retry_after(result.headers.get("Retry-After"), self.clock.time())
+        latency_ms = round((time.monotonic() - started) * 1000)
+        now = self.clock.time()
+        state, next_at = self._plan(event, status, retry_after, now)
+        webhook_delivery("retrying" if state is EventState.PENDING else state.value, latency_ms / 1000)
+        await self._record(event, attempt, at, status, error, latency_ms, state, next_at)  # runs to its end
+        self._log(event, attempt, error, state, next_at, now)
 
     def _plan(
         self, event: OutboxEvent, status: int | None, retry_after: float | None, now: float
