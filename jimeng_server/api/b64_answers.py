@@ -33,10 +33,10 @@ from ..net.spool import Download
 from ..services.results import spool_results
 from ..upstream.tokens import Account
 from .appkeys import CONFIG, POOL
+from .responses import JSON_CONTENT_TYPE, encoded_answer
 
 CHUNK_BYTES = 3 * 64 * 1024
 """Bytes of a file read and encoded at a time: a multiple of 3, so each chunk's base64 has no padding."""
-CONTENT_TYPE = "application/json; charset=utf-8"
 
 Dumps = Callable[[Any], str]
 Write = Callable[[bytes], Awaitable[None]]
@@ -68,7 +68,7 @@ class B64Files:
     async def stream(self, request: web.Request, body: Any, *, dumps: Dumps = json.dumps) -> web.StreamResponse:
         """Send `body` with each slot replaced by its file's base64 as a streamed 200 (chunked)."""
         pieces = self._pieces(body, dumps)  # before the 200 goes out: a broken body is a plain 500
-        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+        response = web.StreamResponse(headers={"Content-Type": JSON_CONTENT_TYPE})
         await response.prepare(request)
         await _write(pieces, response.write)
         await response.write_eof()
@@ -82,7 +82,7 @@ class B64Files:
             chunks.append(chunk)
 
         await _write(self._pieces(body, dumps), collect)
-        return web.Response(body=b"".join(chunks), headers={"Content-Type": CONTENT_TYPE})
+        return encoded_answer(b"".join(chunks))
 
 
 @contextlib.asynccontextmanager

@@ -14,7 +14,6 @@ spending part; every submit handler (sync and async) goes through it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from aiohttp import web
 
 from ..concurrency import uncancellable
 from ..errors import ApiError, BadRequest, Conflict, Unprocessable, from_upstream
+from ..services.answers import encode_json
 from ..services.idempotency import MAX_KEY_LENGTH, SpendMark, request_hash, valid_key
 from ..store.base import ClaimState
 from ..upstream.errors import UpstreamError
@@ -37,7 +37,7 @@ Respond = Callable[[SpendMark], Awaitable[web.Response]]
 
 def _error_bytes(err: ApiError) -> bytes:
     # The same text the error middleware sends for `err`.
-    return json.dumps(err.body(), ensure_ascii=False).encode("utf-8")
+    return encode_json(err.body())
 
 
 async def idempotent(request: web.Request, canonical: Any, respond: Respond) -> web.Response:

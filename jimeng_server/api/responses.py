@@ -9,6 +9,8 @@ from aiohttp import web
 
 from ..services.answers import encode_json
 
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
 
 def encoded_answer(body: bytes, *, status: int = 200) -> web.Response:
     """An answer whose body `encode_json` already made."""

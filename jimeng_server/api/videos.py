@@ -8,13 +8,13 @@ base64 inside the JSON body, chunk by chunk, never whole in memory (`b64_answers
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from ..errors import BadRequest
+from ..services.answers import json_text
 from ..services.callers import Caller
 from ..services.idempotency import SpendMark
 from ..services.params import VideoParams
@@ -26,6 +26,7 @@ from .callbacks import refuse_callback_url
 from .forms import request_fields
 from .idempotency import HEADER, idempotent
 from .request import caller_of
+from .responses import json_answer
 from .video_params import MAX_OMNI_AUDIOS, MAX_OMNI_MATERIALS, video_params
 
 routes = web.RouteTableDef()
@@ -65,7 +66,7 @@ async def generations(request: web.Request) -> web.StreamResponse:
                     "data": [{"url": u, "revised_prompt": params.prompt} for u in require_results(outcome)],
                 }
                 _add_note(body, outcome)
-                return web.json_response(body, dumps=_dumps)
+                return json_answer(body)
 
             return await idempotent(request, data, respond)
     outcome = await videos.generation.wait(submission)
@@ -75,11 +76,7 @@ async def generations(request: web.Request) -> web.StreamResponse:
             "data": [{"revised_prompt": params.prompt, "b64_json": slot} for slot in files.slots],
         }
         _add_note(body, outcome)
-        return await files.stream(request, body, dumps=_dumps)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+        return await files.stream(request, body, dumps=json_text)
 
 
 def _add_note(body: dict[str, Any], outcome: Outcome) -> None:

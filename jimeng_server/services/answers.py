@@ -32,9 +32,14 @@ ENTRY_OVERHEAD: Final = 200
 """Bytes counted per entry besides its body (key, record, ordering)."""
 
 
+def json_text(value: Any) -> str:
+    """The API's JSON text of an answer body: non-ASCII characters kept as they are."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def encode_json(value: Any) -> bytes:
-    """The API's JSON encoding of an answer body: UTF-8, non-ASCII characters kept as they are."""
-    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+    """The API's JSON encoding of an answer body: `json_text` in UTF-8."""
+    return json_text(value).encode("utf-8")
 
 
 def encode_batch(bodies: Sequence[bytes], not_found: Sequence[str]) -> bytes:
