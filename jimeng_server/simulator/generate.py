@@ -18,6 +18,7 @@ from typing import Any
 from ..upstream.catalog import INTELLIGENT_RATIO_MODELS, MULTI_IMAGE_MODELS, default_image_count, image_counts
 from ..upstream.regions import Region, constants
 from .checks import image_model_name, valid_image_sizes, version_tuple
+from .scripts import Script
 
 
 class GenerateInvalid(ValueError):
@@ -40,6 +41,8 @@ class GenerateSpec:
     count: int = 1  # images made (and billed)
     extra: dict[str, Any] = field(default_factory=dict)
     image_uris: Sequence[str] = ()  # uploaded inputs the body references (already checked for ownership)
+    cost: int | None = None  # credits charged when not the per-image / per-second price (post-edit tools)
+    script: Script | None = None  # the timeline when the body decides it (a post-edit bound to fail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,10 @@ class DraftContext:
 
 
 DraftValidator = Callable[[DraftContext], GenerateSpec]
+
+SCENELESS_TYPES: set[str] = set()
+"""Component `generate_type`s whose `metrics_extra` may leave out `sceneOptions` (most post-edit tools, §19.5);
+their validator gets an empty `scene`."""
 
 
 # ---------------------------------------------------------------- small typed accessors
@@ -139,9 +146,6 @@ def validate_generate(
     metrics = json_string(body, "metrics_extra", "body")
     if not isinstance(metrics, dict):
         raise GenerateInvalid("metrics_extra must encode a JSON object")
-    scenes = json_string(metrics, "sceneOptions", "metrics_extra")
-    if not isinstance(scenes, list) or not scenes or not isinstance(scenes[0], dict):
-        raise GenerateInvalid("metrics_extra.sceneOptions must encode a non-empty JSON array of objects")
     draft = json_string(body, "draft_content", "body")
     if not isinstance(draft, dict):
         raise GenerateInvalid("draft_content must encode a JSON object")
@@ -161,6 +165,12 @@ def validate_generate(
     if draft.get("main_component_id") != component.get("id") or not is_uuid(component.get("id")):
         raise GenerateInvalid("draft_content.main_component_id must equal component_list[0].id (a UUID)")
     generate_type = component.get("generate_type")
+    if "sceneOptions" in metrics or generate_type not in SCENELESS_TYPES:
+        scenes = json_string(metrics, "sceneOptions", "metrics_extra")
+        if not isinstance(scenes, list) or not scenes or not isinstance(scenes[0], dict):
+            raise GenerateInvalid("metrics_extra.sceneOptions must encode a non-empty JSON array of objects")
+    else:
+        scenes = [{}]
     table = DRAFT_VALIDATORS if validators is None else validators
     validator = table.get(generate_type) if isinstance(generate_type, str) else None
     if validator is None:

@@ -322,6 +322,8 @@ def video_item(base: str, secret: bytes, record: SimRecord, index: int) -> dict[
         "watermark_type": 1,
         "duration_ms": int(record.extra.get("duration_s", 5)) * 1000,
         "has_audio": True,
+        "video_id": f"v{iid}",  # the vid (§19.12)
+        "fps": int(record.extra.get("fps", 24)),  # 60 after frame interpolation (§19.5)
     }
     if record.extra.get("video_model"):
         video["video_model"] = video_model(base, secret, record, index)

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from ..upstream.regions import Region, constants
 from .checks import PASSPORT, USER_CREDIT
-from .generate import GenerateInvalid, validate_generate
+from .generate import GenerateInvalid, GenerateSpec, validate_generate
 from .history import queue_info, render_record
 from .hosts import VHost
 from .scripts import as_script, default_script, parse_markers
@@ -62,6 +62,10 @@ class Answer:
 
 
 Handler = Callable[["Simulator", Call], Awaitable[Answer]]
+SpecHook = Callable[["Simulator", Call, GenerateSpec], GenerateSpec]
+SPEC_HOOKS: dict[str, SpecHook] = {}
+"""Component `generate_type` -> a hook that completes a valid spec from the simulator's state (the post-edit
+tools read the record or upload they refer to); it may raise GenerateInvalid."""
 # (simulator, request, vhost, path after the vhost prefix, raw body) -> answer; for the imagex / vod vhosts.
 ServiceHandler = Callable[["Simulator", web.Request, VHost, str, bytes], Awaitable[Answer]]
 
@@ -135,6 +139,9 @@ async def generate(sim: Simulator, call: Call) -> Answer:
                 if m.get("kind") == "image" and "model_req_key" in m
             },
         )
+        hook = SPEC_HOOKS.get(spec.generate_type)
+        if hook is not None:
+            spec = hook(sim, call, spec)
     except GenerateInvalid as exc:
         return sim.fail("4002", f"param error: {exc}", call.path)
     if spec.model_key in sim.settings.withdrawn_models:
@@ -155,7 +162,7 @@ async def generate(sim: Simulator, call: Call) -> Answer:
     if markers.refuse:
         return sim.fail("4001", "content violates the community guidelines", call.path)
     count = spec.count if spec.kind == "image" else 1
-    cost = sim.cost_of(spec.kind, spec.resolution_type, spec.duration_s, count)
+    cost = spec.cost if spec.cost is not None else sim.cost_of(spec.kind, spec.resolution_type, spec.duration_s, count)
     taken = call.account.charge(cost)
     if taken is None:
         return sim.fail("5000", "not enough credits", call.path)
@@ -163,7 +170,7 @@ async def generate(sim: Simulator, call: Call) -> Answer:
         script = as_script(sim.next_script)
         sim.next_script = None
     else:
-        script = markers.script or default_script(spec.kind, spec.generate_type, count)
+        script = markers.script or spec.script or default_script(spec.kind, spec.generate_type, count)
     hidden = markers.hidden_polls if markers.hidden_polls is not None else sim.settings.hidden_polls
     now = sim.clock.time()
     unfinished = sum(

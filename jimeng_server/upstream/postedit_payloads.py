@@ -186,9 +186,7 @@ def build_postedit_generate(
     codes = TOOL_CODES[job.tool]
     if codes.gen_type is not None:
         component["gen_type"] = codes.gen_type
-    component.update(
-        {"metadata": _metadata(now_ms, new_id), "generate_type": job.tool.value, "abilities": abilities}
-    )
+    component.update({"metadata": _metadata(now_ms, new_id), "generate_type": job.tool.value, "abilities": abilities})
     draft = {
         "type": "draft",
         "id": new_id(),
