@@ -42,6 +42,7 @@ from .api.cors import setup_cors
 from .api.limits import declared_size_guard
 from .api.observability import setup_observability
 from .api.openai_compat import check_aliases
+from .api.postedits import setup_postedits
 from .api.token_guard import caller_guard
 from .clock import Clock, SystemClock
 from .config import Config
@@ -117,6 +118,7 @@ def create_app(
     setup_tasks(app, background)
     setup_replicas(app, background)
     setup_generation(app)
+    setup_postedits(app)
     setup_observability(app)
     setup_cors(app, config.server.cors_origins)
     for table in ROUTES:

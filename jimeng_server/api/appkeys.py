@@ -13,6 +13,7 @@ from ..services.compositions import Compositions
 from ..services.generation import Generation
 from ..services.idempotency import IdempotencyKeys
 from ..services.pool import AccountPool
+from ..services.postedits import PostEdits
 from ..services.replicas import Replicas
 from ..services.retention import Retention
 from ..services.settlement import TaskSettler
@@ -47,3 +48,4 @@ COMPOSITIONS = web.AppKey("compositions", Compositions)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)
 ACCOUNT_POOL = web.AppKey("account_pool", AccountPool)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
+POSTEDITS = web.AppKey("postedits", PostEdits)  # upscale, outpaint, repair, interpolation

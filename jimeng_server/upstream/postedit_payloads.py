@@ -362,3 +362,70 @@ def expansion_for_ratio(width: int, height: int, ratio: tuple[int, int], ratio_c
         return Expansion(top=0.0, bottom=0.0, left=side, right=side, image_ratio=ratio_code)
     side = round((width / want / height - 1) / 2, 4)
     return Expansion(top=side, bottom=side, left=0.0, right=0.0, image_ratio=ratio_code)
+
+
+# ---------------------------------------------------------------- catalogue: where each tool runs, what it costs
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInfo:
+    """What is known about a tool: the regions it is measured in, and its charge in credits per image or clip
+    (None: not measured; the upstream's `forecast_generate_cost` overestimates 4-12x, §19.10)."""
+
+    regions: frozenset[Region]
+    credits: int | None
+    note: str
+
+
+TOOL_INFO: dict[str, ToolInfo] = {
+    "normal_hd": ToolInfo(frozenset({Region.CN}), 0, "2048² → 4096²; forecast 9, charged 0 (measured)"),
+    "pro_hd": ToolInfo(frozenset({Region.CN}), 1, "→ 2160²; forecast 91, charged 1 (measured)"),
+    "painting": ToolInfo(frozenset({Region.CN}), None, "4 images; forecast 28, charge not measured"),
+    "super_resolution": ToolInfo(frozenset({Region.CN}), 0, "same size; free (measured)"),
+    "insert_frame": ToolInfo(frozenset({Region.CN}), 0, "60 fps; benefit amount 0 (measured)"),
+}
+"""§19.5 and §19.10: every measurement is of a CN account; the international site's tools are not recorded."""
+
+
+def check_region(tool: str, region: Region) -> None:
+    """Raise ValueError naming the regions when `tool` is not known to run in `region`."""
+    info = TOOL_INFO[tool]
+    if region not in info.regions:
+        where = ", ".join(sorted(r.value for r in info.regions))
+        raise ValueError(f"the {tool} tool is only known to work in region(s) {where}, not {region.value}")
+
+
+# ---------------------------------------------------------------- what a history item says about its source
+
+
+def _dig(value: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def item_image_size(item: dict[str, Any]) -> tuple[int, int] | None:
+    """Width and height of an image item (`image.large_images[0]`, §9.3), or None."""
+    images = _dig(item, "image", "large_images")
+    first = images[0] if isinstance(images, list) and images else None
+    width, height = _dig(first, "width"), _dig(first, "height")
+    if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
+        return width, height
+    return None
+
+
+def item_video(item: dict[str, Any]) -> tuple[str, int] | None:
+    """The vid and length (ms) of a video item: `video.video_id` (§19.12), else a `vid` of a
+    `transcoded_video` value; the length from `video.duration_ms` (5 s when absent). None without a vid."""
+    video = _dig(item, "video")
+    vid = _dig(video, "video_id")
+    if not isinstance(vid, str) or not vid:
+        transcoded = _dig(video, "transcoded_video")
+        values = transcoded.values() if isinstance(transcoded, dict) else ()
+        vid = next((v["vid"] for v in values if isinstance(v, dict) and isinstance(v.get("vid"), str)), None)
+    if not vid:
+        return None
+    duration = _dig(video, "duration_ms")
+    return vid, duration if isinstance(duration, int) and duration > 0 else 5000

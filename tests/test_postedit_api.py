@@ -1,0 +1,209 @@
+"""Post-edit endpoints over real HTTP against the simulator: upscale, outpaint, repair and interpolation, sync
+and async, with ownership, the task's own account, idempotency and what reached the upstream."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from support import CN_TOKEN, CN_TOKEN_2, US_TOKEN, bearer, drive, json_of
+
+from jimeng_server.api.appkeys import WATCHER
+from jimeng_server.clock import ManualClock
+from jimeng_server.simulator import Simulator
+from jimeng_server.simulator.media import png
+
+PNG = png(64, 48, (10, 200, 10))
+DATA_URI = "data:image/png;base64," + base64.b64encode(PNG).decode()
+
+
+async def tick(client: TestClient[Any, Any], clock: ManualClock, seconds: int) -> None:
+    for _ in range(seconds):
+        await clock.advance(1.0)
+        await client.app[WATCHER].run_once()
+
+
+async def submit(client: TestClient[Any, Any], path: str, body: Any, token: str = CN_TOKEN, **headers: str) -> Any:
+    resp = await client.post(path, json=body, headers={**bearer(token), **headers})
+    data = await json_of(resp)
+    assert resp.status == 200, data
+    return data
+
+
+async def finished_image(client: TestClient[Any, Any], clock: ManualClock, token: str = CN_TOKEN) -> str:
+    body = await submit(client, "/v1/async/images/generations", {"prompt": "a red fox", "n": 2}, token)
+    await tick(client, clock, 10)
+    task = await json_of(await client.get(f"/v1/async/tasks/{body['history_id']}", headers=bearer(token)))
+    assert task["status"] == 10, task
+    return str(body["history_id"])
+
+
+async def sync_post(
+    client: TestClient[Any, Any], clock: ManualClock, path: str, body: Any, token: str = CN_TOKEN
+) -> tuple[int, Any]:
+    (resp,) = await drive(client.app, clock, client.post(path, json=body, headers=bearer(token)))
+    return resp.status, await json_of(resp)
+
+
+def last_draft(sim: Simulator) -> dict[str, Any]:
+    body = sim.calls("/aigc_draft/generate")[-1].body
+    draft: dict[str, Any] = json.loads(body["draft_content"])
+    return draft
+
+
+async def test_sync_upscale_of_an_own_result_names_the_item(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    parent = await finished_image(client, clock)
+    before = sim.account(CN_TOKEN).total
+    status, body = await sync_post(client, clock, "/v1/images/upscale", {"history_id": parent, "index": 1})
+    assert status == 200, body
+    assert len(body["data"]) == 1 and body["data"][0]["url"].startswith("http")
+    component = last_draft(sim)["component_list"][0]
+    assert component["generate_type"] == "normal_hd" and component["gen_type"] == 13
+    param = component["abilities"]["normal_hd"]["postedit_param"]
+    assert str(param["origin_history_id"]) == parent and str(param["item_id"]) == f"{parent}01"
+    assert "origin_image" not in param
+    record = sim.records[list(sim.records)[-1]]
+    assert (record.width, record.height) == (4096, 4096)  # 2048² doubled
+    assert sim.account(CN_TOKEN).total == before  # normal_hd is free
+    async with client.session.get(body["data"][0]["url"]) as resp:
+        assert resp.status == 200
+
+
+async def test_sync_pro_upscale_of_an_uploaded_image(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    before = sim.account(CN_TOKEN).total
+    status, body = await sync_post(client, clock, "/v1/images/upscale", {"image": DATA_URI, "mode": "pro"})
+    assert status == 200, body
+    param = last_draft(sim)["component_list"][0]["abilities"]["pro_hd"]["postedit_param"]
+    assert param["generate_type"] == 35 and param["origin_image"]["image_uri"]
+    assert sim.uploads.committed_by(param["origin_image"]["image_uri"], CN_TOKEN)
+    record = sim.records[list(sim.records)[-1]]
+    assert max(record.width, record.height) == 2160
+    assert sim.account(CN_TOKEN).total == before - 1
+
+
+async def test_another_callers_task_is_404_and_nothing_is_sent(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    parent = await finished_image(client, clock)
+    generates = len(sim.calls("/aigc_draft/generate"))
+    for path in ("/v1/images/upscale", "/v1/async/images/repair", "/v1/async/images/outpaint"):
+        resp = await client.post(path, json={"history_id": parent, "ratio": "16:9"}, headers=bearer(CN_TOKEN_2))
+        body = await json_of(resp)
+        assert resp.status == 404, body
+        assert body["error"]["code"] == "TASK_NOT_FOUND"
+    assert len(sim.calls("/aigc_draft/generate")) == generates
+
+
+async def test_repair_refuses_an_uploaded_image_and_runs_on_the_tasks_account(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    resp = await client.post("/v1/async/images/repair", json={"image": DATA_URI}, headers=bearer(CN_TOKEN))
+    body = await json_of(resp)
+    assert resp.status == 400 and "history_id" in body["error"]["message"]
+    parent = await finished_image(client, clock, CN_TOKEN_2)
+    # Both tokens in the header, the task's account second: the repair still runs on it.
+    resp = await client.post(
+        "/v1/async/images/repair", json={"history_id": parent}, headers=bearer(CN_TOKEN, CN_TOKEN_2)
+    )
+    body = await json_of(resp)
+    assert resp.status == 200, body
+    assert sim.calls("/aigc_draft/generate")[-1].sessionid == CN_TOKEN_2
+    await tick(client, clock, 10)
+    task = await json_of(await client.get(f"/v1/async/tasks/{body['history_id']}", headers=bearer(CN_TOKEN_2)))
+    assert task["status"] == 10 and len(task["results"]) == 1
+
+
+async def test_outpaint_to_a_ratio_makes_four_and_n(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    parent = await finished_image(client, clock)
+    status, body = await sync_post(client, clock, "/v1/images/outpaint", {"history_id": parent, "ratio": "16:9"})
+    assert status == 200, body
+    assert len(body["data"]) == 4
+    up = last_draft(sim)["component_list"][0]["abilities"]["painting"]["up_scale"]
+    assert up["top"] == up["bottom"] == 0 and up["left"] == up["right"] > 0.38
+    assert up["image_ratio"] == 3
+    status, body = await sync_post(client, clock, "/v1/images/outpaint", {"image": DATA_URI, "left": 0.5, "n": 2})
+    assert status == 200, body
+    assert len(body["data"]) == 2
+
+
+async def test_bad_requests_are_clear_400s_before_anything_is_spent(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    parent = await finished_image(client, clock)
+    generates = len(sim.calls("/aigc_draft/generate"))
+    cases = [
+        ("/v1/images/upscale", {}, "MISSING_PARAMETER"),
+        ("/v1/images/upscale", {"history_id": parent, "image": DATA_URI}, "INVALID_PARAMETER"),
+        ("/v1/images/upscale", {"history_id": parent, "mode": "ultra"}, "INVALID_PARAMETER"),
+        ("/v1/images/upscale", {"history_id": parent, "index": 7}, "INVALID_PARAMETER"),
+        ("/v1/images/upscale", {"history_id": parent, "index": -1}, "INVALID_PARAMETER"),
+        ("/v1/images/outpaint", {"history_id": parent}, "MISSING_PARAMETER"),
+        ("/v1/images/outpaint", {"history_id": parent, "ratio": "1:1"}, "INVALID_PARAMETER"),
+        ("/v1/images/outpaint", {"history_id": parent, "ratio": "5:4"}, "INVALID_PARAMETER"),
+        ("/v1/images/outpaint", {"history_id": parent, "top": 9}, "INVALID_PARAMETER"),
+        ("/v1/images/outpaint", {"history_id": parent, "left": 0.5, "n": 5}, "INVALID_PARAMETER"),
+        ("/v1/videos/interpolate", {"history_id": parent}, "INVALID_PARAMETER"),
+        ("/v1/videos/interpolate", {"history_id": parent, "fps": 30}, "INVALID_PARAMETER"),
+    ]
+    for path, payload, code in cases:
+        resp = await client.post(path, json=payload, headers=bearer(CN_TOKEN))
+        body = await json_of(resp)
+        assert resp.status == 400, (path, payload, body)
+        assert body["error"]["code"] == code, (path, payload, body)
+        assert body["error"]["message"]
+    assert len(sim.calls("/aigc_draft/generate")) == generates
+
+
+async def test_region_without_the_tool_is_a_400(client: TestClient[Any, Any], sim: Simulator) -> None:
+    resp = await client.post("/v1/images/upscale", json={"image": DATA_URI}, headers=bearer(US_TOKEN))
+    body = await json_of(resp)
+    assert resp.status == 400 and body["error"]["code"] == "UNSUPPORTED_TOOL"
+    assert "cn" in body["error"]["message"]
+    assert not sim.calls("/aigc_draft/generate")
+
+
+async def test_async_upscale_is_idempotent(client: TestClient[Any, Any], clock: ManualClock, sim: Simulator) -> None:
+    parent = await finished_image(client, clock)
+    payload = {"history_id": parent}
+    first = await submit(client, "/v1/async/images/upscale", payload, **{"Idempotency-Key": "up-1"})
+    again = await submit(client, "/v1/async/images/upscale", payload, **{"Idempotency-Key": "up-1"})
+    assert first == again and first["status"] == "submitted"
+    assert len([c for c in sim.calls("/aigc_draft/generate") if c.status == 200]) == 2  # parent + one upscale
+    resp = await client.post(
+        "/v1/async/images/upscale",
+        json={**payload, "mode": "pro"},
+        headers={**bearer(CN_TOKEN), "Idempotency-Key": "up-1"},
+    )
+    assert resp.status == 422
+
+
+async def test_interpolation_of_an_own_video(client: TestClient[Any, Any], clock: ManualClock, sim: Simulator) -> None:
+    video = await submit(
+        client, "/v1/async/videos/generations", {"prompt": "waves", "model": "jimeng-video-3.0", "duration": 5}
+    )
+    await tick(client, clock, 30)
+    task = await json_of(await client.get(f"/v1/async/tasks/{video['history_id']}", headers=bearer(CN_TOKEN)))
+    assert task["status"] == 10, task
+    before = sim.account(CN_TOKEN).total
+    body = await submit(client, "/v1/async/videos/interpolate", {"history_id": video["history_id"], "fps": 60})
+    gen = last_draft(sim)["component_list"][0]["abilities"]["gen_video"]
+    assert gen["scene"] == "insert_frame"
+    assert gen["video_ref_params"]["origin_history_id"] == int(video["history_id"])
+    assert gen["text_to_video_params"]["video_gen_inputs"][0]["v2v_opt"]["insert_frame"]["target_fps"] == 60
+    await tick(client, clock, 30)
+    task = await json_of(await client.get(f"/v1/async/tasks/{body['history_id']}", headers=bearer(CN_TOKEN)))
+    assert task["status"] == 10 and task["task_type"] == "video", task
+    assert sim.records[body["history_id"]].extra["fps"] == 60
+    assert sim.account(CN_TOKEN).total == before
+    # The sync twin answers with the new clip's URL.
+    status, answer = await sync_post(client, clock, "/v1/videos/interpolate", {"history_id": video["history_id"]})
+    assert status == 200, answer
+    assert answer["data"][0]["url"].startswith("http")
