@@ -511,6 +511,68 @@ PATHS.update(
     }
 )
 
+# Post-edits (api/postedits.py): upscale, outpaint, detail repair, frame interpolation.
+_SOURCE: dict[str, Schema] = {
+    "history_id": {"type": "string", "description": "one of your own finished tasks"},
+    "index": {"type": "integer", "minimum": 0, "maximum": 99, "description": "which result of the task (from 0)"},
+}
+_IMAGE_SOURCE: dict[str, Schema] = {
+    "image": {"type": "string", "description": "instead of history_id: a URL or a data:image/...;base64 URI"},
+    **_SOURCE,
+}
+_POSTEDIT_FORMAT: dict[str, Schema] = {"response_format": {"type": "string", "enum": ["url", "b64_json"]}}
+_SIDE = {"type": "number", "minimum": 0, "maximum": 3, "description": "fraction of the side to add"}
+_POSTEDIT_BODIES: dict[str, dict[str, Schema]] = {
+    "upscale": {**_IMAGE_SOURCE, "mode": {"type": "string", "enum": ["hd", "pro"]}, **_POSTEDIT_FORMAT},
+    "outpaint": {
+        **_IMAGE_SOURCE,
+        "ratio": {"type": "string", "enum": list(catalog.RATIOS)},
+        "top": _SIDE,
+        "bottom": _SIDE,
+        "left": _SIDE,
+        "right": _SIDE,
+        "n": {"type": "integer", "minimum": 1, "maximum": 4},
+        **_POSTEDIT_FORMAT,
+    },
+    "repair": {**_SOURCE, **_POSTEDIT_FORMAT},
+}
+_POSTEDIT_SUMMARIES = {
+    "upscale": "upscale an image or a result of your task (mode hd: free, pro: about 1 credit)",
+    "outpaint": "widen an image or a result of your task to a ratio or by side (4 images by default)",
+    "repair": "detail repair of a result of your task (free; runs on the task's account)",
+}
+_INTERPOLATE: dict[str, Schema] = {**_SOURCE, "fps": {"type": "integer", "enum": [60]}}
+for _tool, _fields in _POSTEDIT_BODIES.items():
+    _form = {**_fields, "image": {"oneOf": [_STR, _FILE]}} if "image" in _fields else _fields
+    PATHS[f"/v1/images/{_tool}"] = {
+        "post": _op(
+            _POSTEDIT_SUMMARIES[_tool] + "; answers when the images are ready",
+            {"200": _answer("the images", _ref("ImageResult"))},
+            body={**_json(_obj(_fields)), MULTIPART: {"schema": _obj(_form)}},
+            parameters=[_IDEMPOTENCY],
+        )
+    }
+    PATHS[f"/v1/async/images/{_tool}"] = {
+        "post": _submit(
+            _POSTEDIT_SUMMARIES[_tool] + ", answered at once with the history_id",
+            {**_json(_obj({**_fields, "callback_url": _CALLBACK})), MULTIPART: {"schema": _obj(_form)}},
+        )
+    }
+PATHS["/v1/videos/interpolate"] = {
+    "post": _op(
+        "frame interpolation of a video result of your task to 60 fps (free); answers when the clip is ready",
+        {"200": _answer("the clip", _obj({"created": _INT, "data": {"type": "array"}}, ("created", "data")))},
+        body=_json(_obj(_INTERPOLATE, ("history_id",))),
+        parameters=[_IDEMPOTENCY],
+    )
+}
+PATHS["/v1/async/videos/interpolate"] = {
+    "post": _submit(
+        "frame interpolation to 60 fps, answered at once with the history_id",
+        _json(_obj({**_INTERPOLATE, "callback_url": _CALLBACK}, ("history_id",))),
+    )
+}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
