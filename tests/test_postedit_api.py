@@ -4,14 +4,22 @@ and async, with ownership, the task's own account, idempotency and what reached 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import time
+from collections import Counter
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, create_key, key_auth, seed_sim
+from standardwebhooks.webhooks import Webhook
 from support import CN_TOKEN, CN_TOKEN_2, US_TOKEN, bearer, drive, json_of
+from webhook_support import SECRET, Receiver
 
-from jimeng_server.api.appkeys import WATCHER
+from jimeng_server.api.appkeys import WATCHER, WEBHOOKS
 from jimeng_server.clock import ManualClock
+from jimeng_server.config import AdminConfig, Config, WebhookConfig
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
 
@@ -207,3 +215,72 @@ async def test_interpolation_of_an_own_video(client: TestClient[Any, Any], clock
     status, answer = await sync_post(client, clock, "/v1/videos/interpolate", {"history_id": video["history_id"]})
     assert status == 200, answer
     assert answer["data"][0]["url"].startswith("http")
+
+
+# ------------------------------------------------------------------------------------------ pool, keys, webhooks
+
+POOL_HOOKS = WebhookConfig(secret=SECRET, jitter=0.0)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    # Real "now": webhook signatures are checked against the wall clock.
+    return ManualClock(start=float(int(time.time())))
+
+
+@pytest.fixture
+async def pool_client(make_client: Any, sim: Simulator, config: Config, store_url: str) -> TestClient[Any, Any]:
+    seed_sim(sim)
+    client: TestClient[Any, Any] = await make_client(
+        admin=AdminConfig(key=ADMIN_KEY),
+        webhooks=POOL_HOOKS,
+        store=dataclasses.replace(config.store, url=store_url),
+    )
+    await add_accounts(client)
+    return client
+
+
+async def test_pooled_post_edit_runs_on_the_parents_account_and_signals_its_webhook(
+    pool_client: TestClient[Any, Any],
+    clock: ManualClock,
+    sim: Simulator,
+    receiver: tuple[Receiver, TestServer],
+) -> None:
+    rec, server = receiver
+    alice, bob = await create_key(pool_client, "alice"), await create_key(pool_client, "bob")
+    resp = await pool_client.post("/v1/async/images/generations", json={"prompt": "a fox"}, headers=key_auth(alice))
+    parent = (await json_of(resp))["history_id"]
+    parent_session = sim.records[parent].sessionid
+    for _ in range(15):
+        await clock.advance(1.0)
+        await pool_client.app[WATCHER].run_once()
+    # Tasks that never finish, until the parent's account is busier than another: the pool would pick that one.
+    for i in range(10):
+        resp = await pool_client.post(
+            "/v1/async/images/generations", json={"prompt": f"x{i} [sim:stuck]"}, headers=key_auth(alice)
+        )
+        assert resp.status == 200
+        busy = Counter(r.sessionid for r in sim.records.values() if "[sim:stuck]" in r.prompt)
+        if busy[parent_session] > min(busy[s] for s in POOL_SESSIONS.values()):
+            break
+    else:
+        raise AssertionError("the parent's account never became the busiest")
+    resp = await pool_client.post("/v1/async/images/upscale", json={"history_id": parent}, headers=key_auth(bob))
+    assert resp.status == 404  # another key's task
+    hook = str(server.make_url("/hooks/up"))
+    resp = await pool_client.post(
+        "/v1/async/images/upscale", json={"history_id": parent, "callback_url": hook}, headers=key_auth(alice)
+    )
+    body = await json_of(resp)
+    assert resp.status == 200, body
+    assert sim.calls("/aigc_draft/generate")[-1].sessionid == parent_session
+    for _ in range(15):
+        await clock.advance(1.0)
+        await pool_client.app[WATCHER].run_once()
+    assert await pool_client.app[WEBHOOKS].drain() == 1
+    (got,) = rec.on("/hooks/up")
+    event = Webhook(SECRET).verify(got.body, got.headers)
+    task = await json_of(await pool_client.get(f"/v1/async/tasks/{body['history_id']}", headers=key_auth(alice)))
+    assert event["type"] == "task.succeeded"
+    assert event["data"] == {k: v for k, v in task.items() if k != "raw_data"}
+    assert len(task["results"]) == 1
