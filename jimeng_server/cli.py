@@ -1,6 +1,7 @@
 """Command line: `python -m jimeng_server [--config F] [--host H] [--port P] [--simulate] [--version]`, the
 operator commands `jimeng-server [--config F] accounts ...` / `keys ...` (see `manage.py`), and
-`jimeng-server doctor [--config F] [--token T] [--spend] [--simulate [--drift version|model|risk]]` (`doctor.py`).
+`jimeng-server doctor [--config F] [--token T] [--spend] [--post-edit] [--simulate [--drift ...]]`
+(`doctor.py`).
 
 Settings come from, strongest first: the flags, the environment (JIMENG_HOST, JIMENG_PORT, JIMENG_STORE_PATH;
 JIMENG_CONFIG names the file), the config file, the built-in defaults.
@@ -222,6 +223,9 @@ def parse_doctor_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--config", help="path to config.toml (default: $JIMENG_CONFIG, else built-in defaults)")
     parser.add_argument("--token", help="the account's token (default: $JIMENG_TOKEN); shown masked only")
     parser.add_argument("--spend", action="store_true", help="also generate one cheapest image (spends credits)")
+    parser.add_argument(
+        "--post-edit", action="store_true", help="also run the free upscale once (normal_hd) and report its drift"
+    )
     parser.add_argument("--simulate", action="store_true", help="check against the built-in simulator")
     parser.add_argument(
         "--drift", action="append", choices=DRIFTS, default=[], help="with --simulate: make the simulator drift"
@@ -255,6 +259,7 @@ async def doctor_command(
     simulate: bool = False,
     drift: Sequence[str] = (),
     clock: Clock | None = None,
+    post_edit: bool = False,
 ) -> int:
     """Run the doctor (against a fresh simulator with `simulate`), print one line per check, return the exit
     code (0: nothing failed, 1: something failed, 2: no usable token)."""
@@ -271,7 +276,7 @@ async def doctor_command(
         except TokenError as exc:
             print(f"doctor: {exc}")
             return 2
-        checks = await run_doctor(config, account, clock, spend=spend)
+        checks = await run_doctor(config, account, clock, spend=spend, post_edit=post_edit)
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -292,7 +297,11 @@ def doctor_main(argv: list[str]) -> int:
         return 2
     setup_logging("WARNING")
     token = args.token or os.environ.get("JIMENG_TOKEN")
-    return asyncio.run(doctor_command(config, token, spend=args.spend, simulate=args.simulate, drift=args.drift))
+    return asyncio.run(
+        doctor_command(
+            config, token, spend=args.spend, simulate=args.simulate, drift=args.drift, post_edit=args.post_edit
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,9 @@ Checks, in order (each `ok`, `warn` or `fail`, with the remedy: which config key
 3. credits: the balance and the next expiry;
 4. models: the live model list (`get_common_config`) against the built-in table: new, missing, renamed;
 5. uploads: ImageX upload credentials are issued;
-6. with `spend`: the cheapest image (one image, `n=1`) generated, polled to the end and downloaded.
+6. with `spend`: the cheapest image (one image, `n=1`) generated, polled to the end and downloaded;
+7. with `post_edit`: the free upscale (`normal_hd`, §19.5) run once, on the image of step 6 when it ran (an item of
+   the account), else on a small uploaded picture: drift when it is refused, does not double the size or costs.
 
 A refusal by risk control (1019, 4013), a refused session or version, or a failed generation is `fail`; model
 drift and a zero balance are `warn`. The exit code is 0 only when nothing failed. The session token is shown
@@ -16,7 +18,7 @@ masked only.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -24,15 +26,25 @@ import aiohttp
 from .clock import Clock
 from .config import Config
 from .errors import from_upstream
+from .net.spool import spool_chunks
 from .services.models import drift_of
 from .upstream import catalog
 from .upstream.client import JimengClient
 from .upstream.errors import UpstreamError
-from .upstream.history import parse_record
-from .upstream.payloads import DraftVersions, ImageJob, build_image_generate, history_image_info
+from .upstream.history import HistoryRecord, parse_record
+from .upstream.payloads import DraftVersions, ImageJob, ImageRef, build_image_generate, history_image_info
+from .upstream.postedit_payloads import (
+    OwnItem,
+    PostEditJob,
+    PostEditTool,
+    build_postedit_generate,
+    check_region,
+    item_image_size,
+)
 from .upstream.regions import Region
 from .upstream.tokens import Account
 from .upstream.transport import SessionPool
+from .upstream.uploader import ImageUploader
 
 NEWEST_DA_VERSION = "3.3.28"
 """The newest `da_version` seen on the live site (2026-09-30, docs/protocol.md §17.5)."""
@@ -41,6 +53,7 @@ SPEND_MODELS = {Region.CN: "jimeng-4.7", Region.HK: "jimeng-4.7", Region.JP: "ji
 _TRANSPORTS = '[upstream] transport = "impersonate" (then "browser"), or [upstream] relay_url'
 POLL_SECONDS = 5.0
 POLL_LIMIT = 120  # polls before the spend check gives up (10 minutes)
+SAMPLE_SIDE = 256  # the picture the post-edit check uploads when no image was made
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +97,15 @@ def _refusal(name: str, exc: UpstreamError, config: Config) -> Check:
 class Doctor:
     """Runs the checks for one account with its own client (sessions closed by `close()`)."""
 
-    def __init__(self, config: Config, account: Account, clock: Clock, *, spend: bool = False) -> None:
+    def __init__(
+        self, config: Config, account: Account, clock: Clock, *, spend: bool = False, post_edit: bool = False
+    ) -> None:
         self.config = config
         self.account = account
         self.clock = clock
         self.spend = spend
+        self.post_edit = post_edit
+        self.made: tuple[OwnItem, tuple[int, int]] | None = None  # the image the spend check made
         self.pool = SessionPool(connect_timeout=config.upstream.connect_timeout)
         self.client = JimengClient(config.upstream, self.pool, clock)
 
@@ -100,6 +117,7 @@ class Doctor:
         checks: list[Check] = []
         steps: list[Callable[[], Awaitable[Check]]] = [self.session, self.version, self.credits, self.models]
         steps += [self.uploads] + ([self.generate] if self.spend else [])
+        steps += [self.upscale] if self.post_edit else []
         for step in steps:
             check = await step()
             checks.append(check)
@@ -190,20 +208,17 @@ class Doctor:
         )
         try:
             history_id = await self.client.generate(self.account, body, kind="image")
-            record = None
-            for _ in range(POLL_LIMIT):
-                await self.clock.sleep(POLL_SECONDS)
-                data = await self.client.get_history(self.account, [history_id], image_info=history_image_info())
-                raw = data.get(history_id)
-                record = parse_record(raw) if isinstance(raw, dict) else None
-                if record is not None and record.final:
-                    break
+            record = await self._wait(history_id)
         except UpstreamError as exc:
             return _refusal("generate", exc, self.config)
         if record is None or not record.final:
             return Check("generate", "fail", f"task {history_id} did not finish in time", "try again later")
         if record.failed or not record.image_urls:
             return Check("generate", "fail", f"the upstream failed the task (fail_code {record.fail_code})", "retry")
+        items = record.raw.get("item_list") or []
+        made = item_image_size(items[0]) if items and isinstance(items[0], dict) else None
+        if record.item_ids and made is not None:
+            self.made = (OwnItem(record.item_ids[0], history_id), made)
         try:
             async with self.pool.get(self.account.proxy).get(record.image_urls[0]) as resp:
                 size = len(await resp.read()) if resp.status == 200 else 0
@@ -213,10 +228,77 @@ class Doctor:
             return Check("generate", "fail", "the result URL did not give an image")
         return Check("generate", "ok", f"{model} made 1 image ({size} bytes downloaded), task {history_id}")
 
+    async def _wait(self, history_id: str) -> HistoryRecord | None:
+        """Poll one image task until it is final (or POLL_LIMIT polls): its last record."""
+        record = None
+        for _ in range(POLL_LIMIT):
+            await self.clock.sleep(POLL_SECONDS)
+            data = await self.client.get_history(self.account, [history_id], image_info=history_image_info())
+            raw = data.get(history_id)
+            record = parse_record(raw) if isinstance(raw, dict) else None
+            if record is not None and record.final:
+                break
+        return record
 
-async def run_doctor(config: Config, account: Account, clock: Clock, *, spend: bool = False) -> list[Check]:
+    async def _upscale_source(self) -> tuple[ImageRef | OwnItem, tuple[int, int]]:
+        """The spend check's image (an item of the account), else a small picture uploaded now."""
+        if self.made is not None:
+            return self.made
+        from .simulator.media import png  # a plain one-colour PNG encoder
+
+        data = png(SAMPLE_SIDE, SAMPLE_SIDE, (200, 120, 40))
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        download = await spool_chunks(chunks(), max_bytes=len(data), content_type="image/png")
+        try:
+            image = await ImageUploader(self.client, self.config.uploads).upload(self.account, download)
+        finally:
+            download.cleanup()
+        return ImageRef(image.uri, image.width, image.height, image.format), (SAMPLE_SIDE, SAMPLE_SIDE)
+
+    async def upscale(self) -> Check:
+        """The free upscale once: accepted, finished, twice the size, and nothing charged."""
+        up = self.config.upstream
+        remedy = "see docs/protocol.md (§19.5) and upstream/postedit_payloads.py"
+        try:
+            check_region(PostEditTool.NORMAL_HD.value, self.account.region)
+        except ValueError as exc:
+            return Check("post-edit", "warn", str(exc))
+        try:
+            source, (width, height) = await self._upscale_source()
+            before = (await self.client.get_credits(self.account)).total
+            job = PostEditJob(PostEditTool.NORMAL_HD, source)
+            body = build_postedit_generate(
+                job, region=self.account.region, version=up.da_version, now_ms=int(self.clock.time() * 1000)
+            )
+            history_id = await self.client.generate(self.account, body, kind="image")
+            record = await self._wait(history_id)
+            after = (await self.client.get_credits(self.account)).total
+        except UpstreamError as exc:
+            return _refusal("post-edit", exc, self.config)
+        if record is None or not record.final:
+            return Check("post-edit", "fail", f"upscale task {history_id} did not finish in time", "try again later")
+        if record.failed:
+            return Check("post-edit", "fail", f"the upstream failed the upscale (fail_code {record.fail_code})", remedy)
+        items = record.raw.get("item_list") or []
+        size = item_image_size(items[0]) if items and isinstance(items[0], dict) else None
+        drift = []
+        if size != (2 * width, 2 * height):
+            drift.append(f"made {size} from {width}x{height}, not twice the size")
+        if after < before:
+            drift.append(f"charged {before - after} credit(s); it was free")
+        if drift:
+            return Check("post-edit", "warn", "normal_hd drifted: " + "; ".join(drift), remedy)
+        return Check("post-edit", "ok", f"normal_hd made {2 * width}x{2 * height} for free, task {history_id}")
+
+
+async def run_doctor(
+    config: Config, account: Account, clock: Clock, *, spend: bool = False, post_edit: bool = False
+) -> list[Check]:
     """Run every check for `account` and close the doctor's sessions."""
-    doctor = Doctor(config, account, clock, spend=spend)
+    doctor = Doctor(config, account, clock, spend=spend, post_edit=post_edit)
     try:
         return await doctor.run()
     finally:
