@@ -267,6 +267,8 @@ async def test_pooled_post_edit_runs_on_the_parents_account_and_signals_its_webh
         raise AssertionError("the parent's account never became the busiest")
     resp = await pool_client.post("/v1/async/images/upscale", json={"history_id": parent}, headers=key_auth(bob))
     assert resp.status == 404  # another key's task
+    before = await json_of(await pool_client.get(f"/v1/async/tasks/{parent}", headers=key_auth(alice)))
+    assert before["status"] == 10 and "post_edits" not in before and "parent_history_id" not in before
     hook = str(server.make_url("/hooks/up"))
     resp = await pool_client.post(
         "/v1/async/images/upscale", json={"history_id": parent, "callback_url": hook}, headers=key_auth(alice)
@@ -284,3 +286,9 @@ async def test_pooled_post_edit_runs_on_the_parents_account_and_signals_its_webh
     assert event["type"] == "task.succeeded"
     assert event["data"] == {k: v for k, v in task.items() if k != "raw_data"}
     assert len(task["results"]) == 1
+    # The link both ways: the post-edit names its source (query and webhook), the source lists its post-edits.
+    assert task["parent_history_id"] == parent
+    after = await json_of(await pool_client.get(f"/v1/async/tasks/{parent}", headers=key_auth(alice)))
+    assert after == {**before, "post_edits": [body["history_id"]]}
+    resp = await pool_client.post("/v1/async/tasks/query", json={"history_ids": [parent]}, headers=key_auth(alice))
+    assert (await json_of(resp))["data"] == [after]

@@ -29,7 +29,7 @@ from ..services.results import require_results
 from ..store.models import Outcome
 from ..upstream.catalog import RATIOS, image_size
 from ..upstream.postedit_payloads import Expansion, PostEditTool
-from .appkeys import ACCOUNT_POOL, COMPOSITIONS, CONFIG, GENERATION, POSTEDITS, STORE
+from .appkeys import ACCOUNT_POOL, COMPOSITIONS, CONFIG, GENERATION, POSTEDITS, QUERIES, STORE
 from .async_tasks import history_id_value, submitted
 from .callbacks import callback_url_of, refuse_callback_url
 from .forms import request_fields
@@ -208,5 +208,6 @@ def setup_postedits(app: web.Application) -> None:
         app[STORE],
         resolve_account=app[ACCOUNT_POOL].resolve,
         ratio_codes={ratio: image_size(ratio, "2k").ratio_code for ratio in RATIOS},
+        on_child=app[QUERIES].answers.forget,
     )
     app.router.add_routes(routes)

@@ -115,6 +115,11 @@ class AnswerCache:
             self._drop(hid)
         return len(stale)
 
+    def forget(self, history_id: str) -> None:
+        """Drop the kept answer of a task whose answer changed after it was final (a post-edit was made from it,
+        which its answer lists)."""
+        self._drop(history_id)
+
     def _servable(self, entry: CachedAnswer, now: float) -> bool:
         return entry.finished_at is None or now - entry.finished_at < self.serve_for
 

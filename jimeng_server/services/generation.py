@@ -48,6 +48,7 @@ class Submission:
     callback_url: str | None = None  # async submits only: where the final task event is POSTed
     owner: str = ""  # the task's owner id (TaskRecord.account_fp); "" = the account's fingerprint
     account_id: int | None = None  # the pool account that paid (API-key submits), else None
+    parent_history_id: str | None = None  # a post-edit: the task whose result it edits
 
 
 SubmittedHook = Callable[[Submission], Awaitable[None]]
@@ -159,6 +160,7 @@ class Generation:
         callback_url: str | None,
         spend: SpendMark,
         input_video: bool = False,
+        parent_history_id: str | None = None,
     ) -> Submission:
         """Send one generate `body` for `account` (never re-sent once it may have been delivered), mark `spend`,
         and record the accepted submission (`on_submitted`). A withdrawn model (ret 2061) is 400 MODEL_WITHDRAWN.
@@ -183,6 +185,7 @@ class Generation:
             callback_url=callback_url,
             owner=payer.owner,
             account_id=payer.account_id,
+            parent_history_id=parent_history_id,
         )
         if self.on_submitted is not None:
             await self.on_submitted(submission)

@@ -12,6 +12,7 @@ the generate.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,8 +89,11 @@ class PostEdits:
         *,
         resolve_account: ResolveAccount | None,
         ratio_codes: dict[str, int],
+        on_child: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_child(parent)` is called after a post-edit of task `parent` was recorded (its answer changed)."""
         self.generation = generation
+        self.on_child = on_child
         self.inputs = inputs
         self.store = store
         self.resolve_account = resolve_account
@@ -161,6 +165,7 @@ class PostEdits:
                 return await self._send_image(account, job, expected, params, spend, parent.row.history_id)
 
             _, submission = await generation.accounts.submit(owner, from_item, spend=spend, cost=params.tool.value)
+            self._recorded(parent.row.history_id)
             return submission
         assert params.image is not None
         self._check_region(caller.first, params.tool.value)
@@ -216,6 +221,7 @@ class PostEdits:
             1 if parent is None else None,
             callback_url=params.callback_url,
             spend=spend,
+            parent_history_id=parent,
         )
 
     async def submit_interpolation(
@@ -243,8 +249,21 @@ class PostEdits:
                 now_ms=int(generation.clock.time() * 1000),
             )
             return await generation.send(
-                account, body, TaskKind.VIDEO, INTERPOLATE, 1, None, callback_url=callback_url, spend=spend
+                account,
+                body,
+                TaskKind.VIDEO,
+                INTERPOLATE,
+                1,
+                None,
+                callback_url=callback_url,
+                spend=spend,
+                parent_history_id=source.history_id,
             )
 
         _, submission = await self.generation.accounts.submit(owner, action, spend=spend, cost=INTERPOLATE)
+        self._recorded(source.history_id)
         return submission
+
+    def _recorded(self, parent: str) -> None:
+        if self.on_child is not None:
+            self.on_child(parent)

@@ -45,9 +45,12 @@ class TaskSettler:
         sender if an event was written. The watcher's `on_final` hook."""
         now = self.clock.time()
         finishes = []
+        # A post-edit's event names its source task, as its query does (one read for the batch).
+        parents = dict(await self._write(self.store.links([o.history_id for o in outcomes])))
         for outcome in outcomes:
             settlement = settlement_of(outcome)
-            event = new_event(outcome.history_id, outcome.kind.value, settlement, now)
+            parent = parents.get(outcome.history_id)
+            event = new_event(outcome.history_id, outcome.kind.value, settlement, now, parent_history_id=parent)
             finishes.append(Finish(outcome.history_id, settlement, event))
         settled = await self._write(self.store.settle(finishes))
         for item in settled:

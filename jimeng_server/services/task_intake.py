@@ -68,6 +68,7 @@ class TaskIntake:
             updated_at=submission.submitted_at,
             finished_at=None,
             account_id=submission.account_id,
+            parent_history_id=submission.parent_history_id,
         )
         try:
             await uncancellable(self.store.insert(record))

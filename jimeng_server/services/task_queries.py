@@ -131,6 +131,7 @@ class TaskQueries:
         bodies: dict[str, TaskBody] = {}
         ask: dict[str | int, list[TaskRecord]] = defaultdict(list)  # by paying account: pool id or fingerprint
         unknown: list[str] = []
+        post_edits = await self._post_edits([row for row in rows.values() if row.final])
         for hid in ids:
             row = rows.get(hid)
             if row is None:
@@ -138,7 +139,7 @@ class TaskQueries:
             elif row.account_fp not in owners:
                 continue  # another account's task; it stays "not found"
             elif row.final:
-                encoded[hid] = encode_json(body_of_row(row))
+                encoded[hid] = encode_json(body_of_row(row, post_edits.get(hid, ())))
                 self.answers.put(hid, row.account_fp, row.finished_at, encoded[hid])
             else:
                 local = self._local_body(row)
@@ -157,6 +158,16 @@ class TaskQueries:
         encoded.update((hid, encode_json(body)) for hid, body in bodies.items())
         return encoded
 
+    async def _post_edits(self, rows: list[TaskRecord]) -> dict[str, list[str]]:
+        """The post-edits made from each of these finished tasks (one store read; none when `rows` is empty)."""
+        made: dict[str, list[str]] = defaultdict(list)
+        if rows:
+            wanted = {row.history_id for row in rows}
+            for child, parent in await self.store.links(list(wanted)):
+                if parent in wanted:
+                    made[parent].append(child)
+        return made
+
     def _local_body(self, row: TaskRecord) -> TaskBody | None:
         """The answer of a running task without an upstream call, when the store or the watcher has it fresh."""
         if self.watcher.polled_elsewhere(row.history_id):
@@ -168,7 +179,9 @@ class TaskQueries:
         if self.clock.time() - due > 2 * schedule.interval + 5 * self.config.tick:
             return None  # the watcher is far behind: ask the upstream
         snapshot = self.watcher.snapshot(row.history_id)
-        return body_of_record(row.history_id, row.kind.value, snapshot) if snapshot else body_of_row(row)
+        if not snapshot:
+            return body_of_row(row)
+        return body_of_record(row.history_id, row.kind.value, snapshot, parent_history_id=row.parent_history_id)
 
     async def _paying_account(self, caller: Caller, row: TaskRecord) -> Account | None:
         """The account that submitted an owned task: its pool account, or the caller's matching header token."""
@@ -189,7 +202,9 @@ class TaskQueries:
                 bodies[row.history_id] = body_of_row(row)  # not visible upstream (yet): what we know
                 continue
             record = parse_record(raw)
-            bodies[row.history_id] = body_of_record(row.history_id, row.kind.value, record)
+            bodies[row.history_id] = body_of_record(
+                row.history_id, row.kind.value, record, parent_history_id=row.parent_history_id
+            )
             reason = record_reason(record)
             if reason is None:
                 running.append((row.history_id, record))

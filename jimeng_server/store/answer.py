@@ -73,6 +73,8 @@ class TaskQueryBody(TypedDict):
     queue: QueueBody | None
     fail_message: str | None
     error: NotRequired[dict[str, str]]
+    parent_history_id: NotRequired[str]  # a post-edit: the task whose result it edits
+    post_edits: NotRequired[list[str]]  # the post-edits made from this task's results, oldest first
 
 
 class TaskBody(TaskQueryBody):
@@ -166,6 +168,8 @@ def task_query_body(
     results: Sequence[str] | None,
     error: dict[str, str] | None = None,
     raw: dict[str, Any] | None = None,
+    parent_history_id: str | None = None,
+    post_edits: Sequence[str] = (),
 ) -> TaskQueryBody:
     """Build the task query body (pure). `results` None stays null; URLs become `[{"url": ...}]`; `error`
     is added for a failed task; `queue` and `fail_message` come from the upstream record `raw` when the
@@ -182,11 +186,18 @@ def task_query_body(
     }
     if status == TaskStatus.FAILED and error is not None:
         body["error"] = dict(error)
+    if parent_history_id is not None:
+        body["parent_history_id"] = parent_history_id
+    if post_edits:
+        body["post_edits"] = list(post_edits)
     return body
 
 
-def settled_body(history_id: str, task_type: str, settlement: Settlement) -> TaskQueryBody:
-    """The query body of a settled task (also the `data` of its webhook event)."""
+def settled_body(
+    history_id: str, task_type: str, settlement: Settlement, *, parent_history_id: str | None = None
+) -> TaskQueryBody:
+    """The query body of a settled task (also the `data` of its webhook event; a post-edit names its source;
+    the post-edits of a task come later than its event, so only a query lists them)."""
     return task_query_body(
         history_id=history_id,
         task_type=task_type,
@@ -196,6 +207,7 @@ def settled_body(history_id: str, task_type: str, settlement: Settlement) -> Tas
         results=settlement.results,
         error=settlement.error,
         raw=settlement.raw_data,
+        parent_history_id=parent_history_id,
     )
 
 
@@ -204,8 +216,8 @@ def with_raw(body: TaskQueryBody, raw: dict[str, Any] | None) -> TaskBody:
     return {**body, "raw_data": raw}
 
 
-def body_of_row(row: TaskRecord) -> TaskBody:
-    """The query answer of a stored task."""
+def body_of_row(row: TaskRecord, post_edits: Sequence[str] = ()) -> TaskBody:
+    """The query answer of a stored task (with the post-edits made from it, when the caller looked them up)."""
     body = task_query_body(
         history_id=row.history_id,
         task_type=row.kind.value,
@@ -215,16 +227,21 @@ def body_of_row(row: TaskRecord) -> TaskBody:
         results=row.results,
         error=row.error,
         raw=row.raw_data,
+        parent_history_id=row.parent_history_id,
+        post_edits=post_edits,
     )
     return with_raw(body, row.raw_data)
 
 
-def body_of_record(history_id: str, task_type: str, record: HistoryRecord) -> TaskBody:
+def body_of_record(
+    history_id: str, task_type: str, record: HistoryRecord, *, parent_history_id: str | None = None
+) -> TaskBody:
     """The query answer of an upstream record: settled as the watcher would settle it once final,
     processing (status 20, no results) otherwise; `raw_data` untouched."""
     reason = record_reason(record)
     if reason is not None:
-        return with_raw(settled_body(history_id, task_type, settle_record(record, task_type, reason)), record.raw)
+        settled = settle_record(record, task_type, reason)
+        return with_raw(settled_body(history_id, task_type, settled, parent_history_id=parent_history_id), record.raw)
     body = task_query_body(
         history_id=history_id,
         task_type=task_type,
@@ -233,5 +250,6 @@ def body_of_record(history_id: str, task_type: str, record: HistoryRecord) -> Ta
         item_count=record.item_count,
         results=None,
         raw=record.raw,
+        parent_history_id=parent_history_id,
     )
     return with_raw(body, record.raw)

@@ -109,6 +109,11 @@ class TaskTable(Protocol):
         """The stored tasks among `history_ids` (one query, any count), keyed by id; unknown ids absent."""
         ...
 
+    async def links(self, history_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """The `(post-edit, source)` pairs of stored tasks (`parent_history_id`) where either side is one of
+        `history_ids`, oldest post-edit first (one query, any count)."""
+        ...
+
     async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
         """The latest `limit` tasks, newest first, each with the state of its latest webhook event (None when
         it has none): the dashboard's task list."""

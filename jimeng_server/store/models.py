@@ -63,6 +63,7 @@ class TaskRecord:
     updated_at: float
     finished_at: float | None
     account_id: int | None = None
+    parent_history_id: str | None = None  # a post-edit's source task (upscale, outpaint, repair, interpolation)
 
     @property
     def final(self) -> bool:

@@ -155,6 +155,13 @@ class PostgresStore:
         rows = await self._pool.fetch(sql.GET_TASKS, list(history_ids))
         return {row["history_id"]: record_from_row(row) for row in rows}
 
+    async def links(self, history_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """See `base.TaskTable.links`."""
+        if not history_ids:
+            return []
+        rows = await self._pool.fetch(sql.TASK_LINKS, list(history_ids))
+        return [(row["history_id"], row["parent_history_id"]) for row in rows]
+
     async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
         """See `base.TaskTable.recent`."""
         return [(record_from_row(row), row["webhook_state"]) for row in await self._pool.fetch(sql.RECENT, limit)]

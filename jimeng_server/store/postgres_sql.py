@@ -147,9 +147,15 @@ CREATE TABLE watch_replicas (
 );
 """
 
-MIGRATIONS: list[str] = [_MIGRATION_1, _MIGRATION_2]
+_MIGRATION_3: Final = """
+ALTER TABLE tasks ADD COLUMN parent_history_id TEXT;  -- a post-edit's source task; NULL for other tasks
+CREATE INDEX tasks_parent ON tasks (parent_history_id) WHERE parent_history_id IS NOT NULL;
+"""
+
+MIGRATIONS: list[str] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_3]
 """The PostgreSQL schema history, oldest first: entry i brings the database to version i + 1. Append only.
-(Version 1 is the SQLite schema as of its migration 4; version 2 adds the watch leases of replicas.)"""
+(Version 1 is the SQLite schema as of its migration 4; version 2 adds the watch leases of replicas; version 3
+the post-edits' `parent_history_id`, SQLite's migration 5.)"""
 
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
 _ACTIVE: Final = "('pending', 'delivering')"
@@ -158,7 +164,7 @@ _ACTIVE: Final = "('pending', 'delivering')"
 
 INSERT_TASK: Final = f"""
 INSERT INTO tasks ({TASK_COLUMNS})
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 ON CONFLICT (history_id) DO UPDATE SET
     token = COALESCE(excluded.token, tasks.token),
     kind = excluded.kind,
@@ -166,8 +172,13 @@ ON CONFLICT (history_id) DO UPDATE SET
     submit_id = excluded.submit_id,
     callback_url = COALESCE(excluded.callback_url, tasks.callback_url),
     input_images = COALESCE(excluded.input_images, tasks.input_images),
-    updated_at = $20
+    updated_at = $21
 WHERE tasks.account_fp = excluded.account_fp AND tasks.status = {_PROCESSING}
+"""
+TASK_LINKS: Final = """
+SELECT history_id, parent_history_id FROM tasks
+WHERE parent_history_id IS NOT NULL AND (history_id = ANY($1::text[]) OR parent_history_id = ANY($1::text[]))
+ORDER BY created_at, history_id
 """
 TASK_OWNER: Final = "SELECT account_fp FROM tasks WHERE history_id = $1"
 GET_TASK: Final = f"SELECT {TASK_COLUMNS} FROM tasks WHERE history_id = $1"

@@ -33,7 +33,7 @@ __all__ = [
 TASK_COLUMNS: Final = (
     "history_id, account_fp, token, kind, model, submit_id, status, upstream_status, fail_code, "
     "error, item_count, results, raw_data, callback_url, input_images, created_at, updated_at, "
-    "finished_at, account_id"
+    "finished_at, account_id, parent_history_id"
 )
 EVENT_COLUMNS: Final = (
     "event_id, seq, history_id, account_fp, type, body, callback_url, state, attempts, round_start, "
@@ -84,6 +84,7 @@ def record_from_row(row: Row) -> TaskRecord:
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
         account_id=row["account_id"],
+        parent_history_id=row["parent_history_id"],
     )
 
 
@@ -162,7 +163,7 @@ def settle_params(final: Finish, *, now: float) -> tuple[Any, ...]:
 
 
 def record_params(record: TaskRecord) -> tuple[Any, ...]:
-    """A task row's values in `TASK_COLUMNS` order (the JSON columns as text): the parameters 1-19 of both
+    """A task row's values in `TASK_COLUMNS` order (the JSON columns as text): the parameters 1-20 of both
     backends' insert."""
     return (
         record.history_id,
@@ -184,6 +185,7 @@ def record_params(record: TaskRecord) -> tuple[Any, ...]:
         record.updated_at,
         record.finished_at,
         record.account_id,
+        record.parent_history_id,
     )
 
 

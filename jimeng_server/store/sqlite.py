@@ -169,7 +169,13 @@ ALTER TABLE tasks ADD COLUMN account_id INTEGER;
 CREATE INDEX tasks_created_at ON tasks (created_at);
 """
 
-MIGRATIONS: list[Migration] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_3, _MIGRATION_4]
+_MIGRATION_5: Final = """
+-- A post-edit's source task (upscale, outpaint, repair, interpolation of a result); NULL for other tasks.
+ALTER TABLE tasks ADD COLUMN parent_history_id TEXT;
+CREATE INDEX tasks_parent ON tasks (parent_history_id) WHERE parent_history_id IS NOT NULL;
+"""
+
+MIGRATIONS: list[Migration] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_3, _MIGRATION_4, _MIGRATION_5]
 """The schema history, oldest first: entry i brings the file to `user_version` i + 1. Append only."""
 
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
@@ -346,7 +352,7 @@ class TaskStore:
             cur = await conn.execute(
                 f"""
                 INSERT INTO tasks ({TASK_COLUMNS})
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (history_id) DO UPDATE SET
                     token = COALESCE(excluded.token, tasks.token),
                     kind = excluded.kind,
@@ -383,6 +389,20 @@ class TaskStore:
                 (json.dumps(list(history_ids)),),
             )
         return {row["history_id"]: record_from_row(row) for row in rows}
+
+    async def links(self, history_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """See `base.TaskTable.links`."""
+        if not history_ids:
+            return []
+        ids = json.dumps(list(history_ids))
+        async with self._read() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT history_id, parent_history_id FROM tasks WHERE parent_history_id IS NOT NULL "
+                "AND (history_id IN (SELECT value FROM json_each(?)) "
+                "OR parent_history_id IN (SELECT value FROM json_each(?))) ORDER BY created_at, history_id",
+                (ids, ids),
+            )
+        return [(row["history_id"], row["parent_history_id"]) for row in rows]
 
     async def unfinished(self) -> list[TaskRecord]:
         """See `base.TaskTable.unfinished`."""

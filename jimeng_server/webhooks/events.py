@@ -45,9 +45,12 @@ def new_event_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
-def new_event(history_id: str, task_type: str, settlement: Settlement, now: float) -> NewEvent:
+def new_event(
+    history_id: str, task_type: str, settlement: Settlement, now: float, *, parent_history_id: str | None = None
+) -> NewEvent:
     """The webhook event of a task settling now: `task.succeeded` or `task.failed`, whose `data` is the
-    task's query body (without `raw_data`) exactly as a query answers it once settled."""
+    task's query body (without `raw_data`) exactly as a query answers it once settled (`parent_history_id`:
+    the source task of a post-edit)."""
     event_type = event_type_of(settlement.status)
-    data = settled_body(history_id, task_type, settlement)
+    data = settled_body(history_id, task_type, settlement, parent_history_id=parent_history_id)
     return NewEvent(new_event_id(), event_type, event_body(event_type, data, now))
