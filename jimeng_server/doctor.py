@@ -26,6 +26,7 @@ import aiohttp
 from .clock import Clock
 from .config import Config
 from .errors import from_upstream
+from .imageinfo import solid_png
 from .net.spool import spool_chunks
 from .services.models import drift_of
 from .upstream import catalog
@@ -244,9 +245,7 @@ class Doctor:
         """The spend check's image (an item of the account), else a small picture uploaded now."""
         if self.made is not None:
             return self.made
-        from .simulator.media import png  # a plain one-colour PNG encoder
-
-        data = png(SAMPLE_SIDE, SAMPLE_SIDE, (200, 120, 40))
+        data = solid_png(SAMPLE_SIDE, SAMPLE_SIDE, (200, 120, 40))
 
         async def chunks() -> AsyncIterator[bytes]:
             yield data

@@ -1,4 +1,5 @@
-"""Image format sniffing and header parsing (PNG, JPEG, WEBP, GIF) from the first bytes of a file.
+"""Image format sniffing and header parsing (PNG, JPEG, WEBP, GIF) from the first bytes of a file, and a writer
+of solid-colour PNGs (the simulator's CDN, tests, and the picture `doctor --post-edit` uploads).
 
 Pure functions over a byte prefix: `sniff_format(head)` needs the first 12 bytes; `read_info(head)` needs the
 bytes up to the size field (a few dozen for PNG/GIF/WEBP, up to the first SOF marker for JPEG).
@@ -7,6 +8,7 @@ bytes up to the size field (a few dozen for PNG/GIF/WEBP, up to the first SOF ma
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -101,3 +103,16 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
             return None
         pos += 2 + length
     return None
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data and CRC-32."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def solid_png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """An 8-bit RGB PNG of one colour, with valid CRCs."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    row = b"\x00" + bytes(rgb) * width  # filter type 0 per scanline
+    idat = zlib.compress(row * height, 9)
+    return PNG_MAGIC + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")

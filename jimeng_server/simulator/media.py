@@ -1,25 +1,15 @@
-"""Small real media files for the simulated CDN: solid-colour PNGs built with zlib and struct."""
+"""Small real media files for the simulated CDN: solid-colour PNGs (written by `imageinfo.solid_png`), padded."""
 
 from __future__ import annotations
 
 import hashlib
 import random
-import struct
-import zlib
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from ..imageinfo import PNG_MAGIC as PNG_SIGNATURE
+from ..imageinfo import png_chunk as _chunk
+from ..imageinfo import solid_png as png
 
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
-    """An 8-bit RGB PNG of one colour, with valid CRCs."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    row = b"\x00" + bytes(rgb) * width  # filter type 0 per scanline
-    idat = zlib.compress(row * height, 9)
-    return PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+__all__ = ["PNG_SIGNATURE", "item_png", "png"]
 
 
 PAD_CHUNK = b"paDd"
