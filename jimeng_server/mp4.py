@@ -51,11 +51,13 @@ def iter_boxes(f: BinaryIO, start: int, end: int) -> Iterator[Box]:
 
 @dataclass(frozen=True, slots=True)
 class MovieFacts:
-    """What the `moov` box says: duration in seconds, and the picture size (0 x 0 when no track gives one)."""
+    """What the `moov` box says: duration in seconds, the picture size (0 x 0 when no track gives one) and the
+    frame rate of the first track with a constant one (`mdhd` timescale over the `stts` delta; 0 when unknown)."""
 
     duration: float
     width: int = 0
     height: int = 0
+    fps: float = 0.0
 
 
 def movie_facts(f: BinaryIO) -> MovieFacts | None:
@@ -75,6 +77,7 @@ def movie_facts(f: BinaryIO) -> MovieFacts | None:
 def _moov_facts(f: BinaryIO, start: int, end: int) -> MovieFacts | None:
     duration: float | None = None
     width = height = 0
+    fps = 0.0
     for inner in iter_boxes(f, start, end):
         if inner.kind == b"mvhd":
             f.seek(inner.offset)
@@ -85,7 +88,37 @@ def _moov_facts(f: BinaryIO, start: int, end: int) -> MovieFacts | None:
                     f.seek(part.offset)
                     width, height = _tkhd_size(f.read(min(part.size, 96)))
                     break
-    return MovieFacts(duration, width, height) if duration is not None else None
+        if inner.kind == b"trak" and not fps:
+            fps = _track_fps(f, inner.offset, inner.offset + inner.size)
+    return MovieFacts(duration, width, height, fps) if duration is not None else None
+
+
+def _child(f: BinaryIO, start: int, end: int, kind: bytes) -> Box | None:
+    return next((box for box in iter_boxes(f, start, end) if box.kind == kind), None)
+
+
+def _track_fps(f: BinaryIO, start: int, end: int) -> float:
+    """A track's constant frame rate: `mdia/mdhd` timescale over the first `mdia/minf/stbl/stts` delta (0.0 when
+    either is missing)."""
+    mdia = _child(f, start, end, b"mdia")
+    if mdia is None:
+        return 0.0
+    mdhd = _child(f, mdia.offset, mdia.offset + mdia.size, b"mdhd")
+    minf = _child(f, mdia.offset, mdia.offset + mdia.size, b"minf")
+    stbl = _child(f, minf.offset, minf.offset + minf.size, b"stbl") if minf is not None else None
+    stts = _child(f, stbl.offset, stbl.offset + stbl.size, b"stts") if stbl is not None else None
+    if mdhd is None or stts is None:
+        return 0.0
+    f.seek(mdhd.offset)
+    head = f.read(min(mdhd.size, 32))
+    f.seek(stts.offset)
+    table = f.read(min(stts.size, 16))
+    try:
+        timescale = struct.unpack_from(">I", head, 20 if head[:1] == b"\x01" else 12)[0]
+        entries, _count, delta = struct.unpack_from(">III", table, 4)
+    except struct.error:
+        return 0.0
+    return timescale / delta if entries and delta and timescale else 0.0
 
 
 def _tkhd_size(payload: bytes) -> tuple[int, int]:
@@ -191,9 +224,10 @@ def _box(kind: bytes, payload: bytes) -> bytes:
     return _HEADER.pack(8 + len(payload), kind) + payload
 
 
-def tiny_mp4(duration_ms: int, *, tag: bytes = b"", width: int = 0, height: int = 0) -> bytes:
+def tiny_mp4(duration_ms: int, *, tag: bytes = b"", width: int = 0, height: int = 0, fps: int = 0) -> bytes:
     """A minimal valid MP4: `ftyp`, `moov` holding a version-0 `mvhd` (timescale 1000) and, when a size is
-    given, a `trak` with a version-0 `tkhd` of that width and height, and an `mdat` with `tag`."""
+    given, a `trak` with a version-0 `tkhd` of that width and height (and with `fps`, a `mdia` whose `mdhd`
+    timescale and `stts` table say that frame rate), and an `mdat` with `tag`."""
     ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2mp41")
     matrix = struct.pack(">9I", 0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x40000000)
     mvhd = _box(
@@ -214,5 +248,14 @@ def tiny_mp4(duration_ms: int, *, tag: bytes = b"", width: int = 0, height: int 
             + matrix
             + struct.pack(">II", width << 16, height << 16),
         )
-        trak = _box(b"trak", tkhd)
+        trak = _box(b"trak", tkhd + (_media(duration_ms, fps) if fps > 0 else b""))
     return ftyp + _box(b"moov", mvhd + trak) + _box(b"mdat", tag)
+
+
+def _media(duration_ms: int, fps: int) -> bytes:
+    """A `mdia` box: `mdhd` with timescale `fps` x 1000 and an `stts` of one entry (every frame 1000 ticks)."""
+    frames = max(1, duration_ms * fps // 1000)
+    timescale = fps * 1000
+    mdhd = _box(b"mdhd", struct.pack(">B3xIIIIHH", 0, 0, 0, timescale, frames * 1000, 0x55C4, 0))
+    stts = _box(b"stts", struct.pack(">B3xIII", 0, 1, frames, 1000))
+    return _box(b"mdia", mdhd + _box(b"minf", _box(b"stbl", stts)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
 import json
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ from webhook_support import SECRET, Receiver
 from jimeng_server.api.appkeys import WATCHER, WEBHOOKS
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import AdminConfig, Config, WebhookConfig
+from jimeng_server.mp4 import movie_facts
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
 
@@ -214,7 +216,19 @@ async def test_interpolation_of_an_own_video(client: TestClient[Any, Any], clock
     # The sync twin answers with the new clip's URL.
     status, answer = await sync_post(client, clock, "/v1/videos/interpolate", {"history_id": video["history_id"]})
     assert status == 200, answer
-    assert answer["data"][0]["url"].startswith("http")
+    # What the caller downloads: the source clip at 24 fps, the interpolated one at 60 (MP4 metadata).
+    rates = []
+    for url in (task["results"][0]["url"], answer["data"][0]["url"]):
+        async with client.session.get(url) as resp:
+            assert resp.status == 200
+            facts = movie_facts(io.BytesIO(await resp.read()))
+        assert facts is not None
+        rates.append(facts.fps)
+    source = await json_of(await client.get(f"/v1/async/tasks/{video['history_id']}", headers=bearer(CN_TOKEN)))
+    async with client.session.get(source["results"][0]["url"]) as resp:
+        source_facts = movie_facts(io.BytesIO(await resp.read()))
+    assert source_facts is not None and source_facts.fps == 24
+    assert rates == [60, 60]
 
 
 # ------------------------------------------------------------------------------------------ pool, keys, webhooks

@@ -373,7 +373,7 @@ def item_mp4(record: SimRecord, index: int, *, hq: bool) -> bytes:
     """The MP4 served for an item: its real duration, tagged with the record, item and quality."""
     seconds = int(record.extra.get("duration_s", 5))
     tag = f"{record.history_id}/{index}/{'hq' if hq else 'preview'}".encode()
-    return tiny_mp4(seconds * 1000, tag=tag)
+    return tiny_mp4(seconds * 1000, tag=tag, width=1280, height=720, fps=int(record.extra.get("fps", 24)))
 
 
 async def cdn_video(sim: Simulator, request: web.Request) -> web.StreamResponse:
