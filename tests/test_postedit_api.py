@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, create_key, key_auth, seed_sim
@@ -306,3 +307,53 @@ async def test_pooled_post_edit_runs_on_the_parents_account_and_signals_its_webh
     assert after == {**before, "post_edits": [body["history_id"]]}
     resp = await pool_client.post("/v1/async/tasks/query", json={"history_ids": [parent]}, headers=key_auth(alice))
     assert (await json_of(resp))["data"] == [after]
+
+
+async def test_multipart_file_and_form_fields(client: TestClient[Any, Any], clock: ManualClock, sim: Simulator) -> None:
+    form = aiohttp.FormData()
+    form.add_field("image", PNG, filename="photo.png", content_type="image/png")
+    form.add_field("ratio", "16:9")
+    form.add_field("n", "2")
+    resp = await client.post("/v1/async/images/outpaint", data=form, headers=bearer(CN_TOKEN))
+    body = await json_of(resp)
+    assert resp.status == 200, body
+    assert body["input_images"] == 1 and body["status"] == "submitted"
+    ability = last_draft(sim)["component_list"][0]["abilities"]
+    assert ability["gen_option"]["gen_count"] == 2
+    up = ability["painting"]["up_scale"]
+    assert up["left"] == up["right"] == pytest.approx((16 / 9 * 48 / 64 - 1) / 2, abs=1e-3)  # 64x48 source
+    await tick(client, clock, 10)
+    task = await json_of(await client.get(f"/v1/async/tasks/{body['history_id']}", headers=bearer(CN_TOKEN)))
+    assert task["status"] == 10 and len(task["results"]) == 2 and "parent_history_id" not in task
+
+
+async def test_hostile_and_premature_requests(client: TestClient[Any, Any], clock: ManualClock, sim: Simulator) -> None:
+    running = await submit(client, "/v1/async/images/generations", {"prompt": "slow [sim:stuck]"})
+    resp = await client.post("/v1/images/upscale", json={"history_id": running["history_id"]}, headers=bearer(CN_TOKEN))
+    body = await json_of(resp)
+    assert resp.status == 409 and body["error"]["code"] == "TASK_NOT_FINISHED", body
+    generates = len(sim.calls("/aigc_draft/generate"))
+    cases: list[tuple[str, Any]] = [
+        ("/v1/images/upscale", {"image": "data:image/png;base64,bm90IGFuIGltYWdl"}),
+        ("/v1/images/upscale", {"history_id": running["history_id"], "callback_url": "http://127.0.0.1:9/x"}),
+        ("/v1/images/upscale", {"history_id": ["x"]}),
+        ("/v1/images/upscale", {"history_id": "a b"}),
+        ("/v1/images/upscale", {"history_id": "1", "index": "abc"}),
+        ("/v1/images/upscale", {"history_id": "1", "index": True}),
+        ("/v1/images/outpaint", {"history_id": "1", "left": "wide"}),
+        ("/v1/images/outpaint", {"history_id": "1", "left": 0.5, "n": "many"}),
+        ("/v1/images/outpaint", {"history_id": "1", "ratio": 16}),
+        ("/v1/videos/interpolate", {"history_id": "1", "response_format": "b64_json"}),
+        ("/v1/async/videos/interpolate", {"image": DATA_URI}),
+        ("/v1/images/repair", [1, 2]),
+    ]
+    for path, payload in cases:
+        resp = await client.post(path, json=payload, headers=bearer(CN_TOKEN))
+        body = await json_of(resp)
+        assert 400 <= resp.status < 500, (path, payload, body)
+        assert set(body["error"]) == {"message", "type", "code"}, body
+    resp = await client.post(
+        "/v1/images/upscale", data=b"{not json", headers={**bearer(CN_TOKEN), "Content-Type": "application/json"}
+    )
+    assert resp.status == 400
+    assert len(sim.calls("/aigc_draft/generate")) == generates
