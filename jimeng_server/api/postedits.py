@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +36,7 @@ from .forms import request_fields
 from .idempotency import idempotent
 from .image_inputs import composition_images
 from .images import answer_images
-from .params import get_choice, get_count, get_float, get_str
+from .params import RESPONSE_FORMATS, get_choice, get_count, get_float, get_str
 from .request import caller_of
 from .responses import json_answer
 
@@ -86,16 +86,21 @@ def source_of(fields: Mapping[str, Any], *, image_allowed: bool, what: str) -> t
     return images[0], None
 
 
-def postedit_params(path: str, fields: Mapping[str, Any]) -> PostEditParams:
-    """Validate the fields of the post-edit endpoint `path` (its last segment names it)."""
-    kind = path.rsplit("/", 1)[-1]
-    if kind == "upscale":
-        image, task = source_of(fields, image_allowed=True, what="upscale")
-        tool = UPSCALE_MODES[get_choice(fields, "mode", "hd", tuple(UPSCALE_MODES))]
-        return PostEditParams(tool, image, task)
-    if kind == "repair":
-        image, task = source_of(fields, image_allowed=False, what="detail repair")
-        return PostEditParams(PostEditTool.SUPER_RESOLUTION, image, task)
+def upscale_params(fields: Mapping[str, Any]) -> PostEditParams:
+    """`POST /v1/images/upscale` fields: the source and `mode` (hd, pro)."""
+    image, task = source_of(fields, image_allowed=True, what="upscale")
+    tool = UPSCALE_MODES[get_choice(fields, "mode", "hd", tuple(UPSCALE_MODES))]
+    return PostEditParams(tool, image, task)
+
+
+def repair_params(fields: Mapping[str, Any]) -> PostEditParams:
+    """`POST /v1/images/repair` fields: a task result only."""
+    image, task = source_of(fields, image_allowed=False, what="detail repair")
+    return PostEditParams(PostEditTool.SUPER_RESOLUTION, image, task)
+
+
+def outpaint_params(fields: Mapping[str, Any]) -> PostEditParams:
+    """`POST /v1/images/outpaint` fields: the source, `ratio` or per-side expansion, and `n`."""
     image, task = source_of(fields, image_allowed=True, what="outpaint")
     ratio = get_str(fields, "ratio")
     given = [side for side in SIDES if fields.get(side) is not None]
@@ -117,44 +122,51 @@ def postedit_params(path: str, fields: Mapping[str, Any]) -> PostEditParams:
     return PostEditParams(PostEditTool.PAINTING, image, task, expansion=expansion, ratio=ratio, count=count)
 
 
+ParseFields = Callable[[Mapping[str, Any]], PostEditParams]
+
+
 @contextlib.asynccontextmanager
-async def postedit_request(request: web.Request) -> AsyncIterator[tuple[Caller, dict[str, Any], PostEditParams]]:
-    """Parse an image post-edit request (JSON or multipart; a file lives until the `async with` ends)."""
+async def postedit_request(
+    request: web.Request, parse: ParseFields
+) -> AsyncIterator[tuple[Caller, dict[str, Any], PostEditParams, str]]:
+    """Parse an image post-edit request (JSON or multipart; a file lives until the `async with` ends): the caller,
+    the fields, the validated parameters and `response_format`."""
     caller = await caller_of(request)
     limit = request.app[CONFIG].server.max_body_bytes
     async with request_fields(request, max_bytes=limit, max_files=1) as fields:
-        yield caller, fields, postedit_params(request.path, fields)
+        params = parse(fields)
+        yield caller, fields, params, get_choice(fields, "response_format", "url", RESPONSE_FORMATS)
 
 
-def _response_format(fields: Mapping[str, Any]) -> str:
-    return get_choice(fields, "response_format", "url", ("url", "b64_json"))
+def _image_routes(name: str, parse: ParseFields) -> None:
+    """Register `POST /v1/images/{name}` (answers with the images) and its async twin."""
+    sync_path, async_path = f"/v1/images/{name}", f"/v1/async/images/{name}"
+
+    @routes.post(sync_path)
+    async def sync(request: web.Request) -> web.StreamResponse:
+        async with postedit_request(request, parse) as (caller, fields, params, response_format):
+            refuse_callback_url(fields, async_path)
+
+            async def produce(spend: SpendMark) -> tuple[Submission, Outcome]:
+                submission = await request.app[POSTEDITS].submit_image(caller, params, spend=spend)
+                return submission, await request.app[GENERATION].wait(submission)
+
+            return await answer_images(request, fields, response_format, produce)
+
+    @routes.post(async_path)
+    async def submit(request: web.Request) -> web.Response:
+        async with postedit_request(request, parse) as (caller, fields, params, _):
+            params = dataclasses.replace(params, callback_url=await callback_url_of(request, fields))
+
+            async def respond(spend: SpendMark) -> web.Response:
+                return submitted(await request.app[POSTEDITS].submit_image(caller, params, spend=spend))
+
+            return await idempotent(request, fields, respond)
 
 
-async def _sync_image(request: web.Request) -> web.StreamResponse:
-    async with postedit_request(request) as (caller, fields, params):
-        refuse_callback_url(fields, "/v1/async" + request.path.removeprefix("/v1"))
-
-        async def produce(spend: SpendMark) -> tuple[Submission, Outcome]:
-            submission = await request.app[POSTEDITS].submit_image(caller, params, spend=spend)
-            return submission, await request.app[GENERATION].wait(submission)
-
-        return await answer_images(request, fields, _response_format(fields), produce)
-
-
-async def _async_image(request: web.Request) -> web.Response:
-    async with postedit_request(request) as (caller, fields, params):
-        _response_format(fields)
-        params = dataclasses.replace(params, callback_url=await callback_url_of(request, fields))
-
-        async def respond(spend: SpendMark) -> web.Response:
-            return submitted(await request.app[POSTEDITS].submit_image(caller, params, spend=spend))
-
-        return await idempotent(request, fields, respond)
-
-
-for _name in ("upscale", "outpaint", "repair"):
-    routes.post(f"/v1/images/{_name}")(_sync_image)
-    routes.post(f"/v1/async/images/{_name}")(_async_image)
+_image_routes("upscale", upscale_params)
+_image_routes("outpaint", outpaint_params)
+_image_routes("repair", repair_params)
 
 
 async def _interpolation_request(request: web.Request) -> tuple[Caller, dict[str, Any], SourceTask]:
