@@ -10,14 +10,19 @@ import pytest
 
 from jimeng_server.upstream.payloads import ImageRef
 from jimeng_server.upstream.postedit_payloads import (
+    TOOL_INFO,
     Expansion,
     InterpolationJob,
+    ItemVideo,
     OwnItem,
     PostEditJob,
     PostEditTool,
     build_interpolation_generate,
     build_postedit_generate,
+    check_region,
     expansion_for_ratio,
+    item_image_size,
+    item_video,
 )
 from jimeng_server.upstream.regions import Region
 
@@ -156,3 +161,31 @@ def test_interpolation_of_an_own_clip_refers_to_its_item() -> None:
     assert ref["generate_type"] == 0 and ref["item_id"] == 812345678901200
     assert ref["origin_history_id"] == 8123456789012  # a number here ...
     assert gen["text_to_video_params"]["video_gen_inputs"][0]["origin_history_id"] == "8123456789012"  # a string
+
+
+def test_item_facts() -> None:
+    image = {"image": {"large_images": [{"image_url": "u", "width": 2048, "height": 1152}]}}
+    assert item_image_size(image) == (2048, 1152)
+    assert item_image_size({"image": {"large_images": []}}) is None
+    assert item_image_size({"image": {"large_images": [{"width": "2048", "height": 1}]}}) is None
+    clip = {"video": {"video_id": "v1", "duration_ms": 8000, "fps": 30}}
+    assert item_video(clip) == ItemVideo("v1", 8000, 30)
+    # §19.12: transcoded_video keyed by resolution names, each with its vid and fps.
+    transcoded = {"video": {"transcoded_video": {"360p": {"vid": "v2", "fps": 25, "video_url": "u"}}}}
+    assert item_video(transcoded) == ItemVideo("v2", 5000, 25)
+    assert item_video({"video": {"transcoded_video": {"origin": {"video_url": "u"}}}}) is None
+    assert item_video({"video": {"video_id": "v3", "fps": True}}) == ItemVideo("v3", 5000, 24)
+
+
+def test_tools_are_known_in_cn_only() -> None:
+    for tool in TOOL_INFO:
+        check_region(tool, Region.CN)
+        with pytest.raises(ValueError, match="region"):
+            check_region(tool, Region.US)
+    assert {t: i.credits for t, i in TOOL_INFO.items()} == {
+        "normal_hd": 0,
+        "pro_hd": 1,
+        "painting": None,
+        "super_resolution": 0,
+        "insert_frame": 0,
+    }

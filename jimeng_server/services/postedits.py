@@ -237,8 +237,7 @@ class PostEdits:
                 f"the upstream record of task {source.history_id!r} names no video id (vid) to interpolate",
                 code="TASK_NOT_FINISHED",
             )
-        vid, duration_ms = clip
-        job = InterpolationJob(vid=vid, duration_ms=duration_ms, source=parent.item)
+        job = InterpolationJob(clip.vid, clip.duration_ms, source=parent.item, origin_fps=clip.fps)
 
         async def action(account: Account) -> Submission:
             generation = self.generation

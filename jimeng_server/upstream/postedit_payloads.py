@@ -416,16 +416,28 @@ def item_image_size(item: dict[str, Any]) -> tuple[int, int] | None:
     return None
 
 
-def item_video(item: dict[str, Any]) -> tuple[str, int] | None:
-    """The vid and length (ms) of a video item: `video.video_id` (§19.12), else a `vid` of a
-    `transcoded_video` value; the length from `video.duration_ms` (5 s when absent). None without a vid."""
+@dataclass(frozen=True, slots=True)
+class ItemVideo:
+    """What frame interpolation needs of a video item."""
+
+    vid: str
+    duration_ms: int
+    fps: int
+
+
+def item_video(item: dict[str, Any]) -> ItemVideo | None:
+    """The vid, length (ms) and frame rate of a video item: `video.video_id` (§19.12), else a `vid` of a
+    `transcoded_video` value; the length from `video.duration_ms` (5 s when absent); the rate from `video.fps`
+    or a `transcoded_video` value (24 when absent). None without a vid."""
     video = _dig(item, "video")
+    transcoded = _dig(video, "transcoded_video")
+    values = [v for v in transcoded.values() if isinstance(v, dict)] if isinstance(transcoded, dict) else []
     vid = _dig(video, "video_id")
     if not isinstance(vid, str) or not vid:
-        transcoded = _dig(video, "transcoded_video")
-        values = transcoded.values() if isinstance(transcoded, dict) else ()
-        vid = next((v["vid"] for v in values if isinstance(v, dict) and isinstance(v.get("vid"), str)), None)
+        vid = next((v["vid"] for v in values if isinstance(v.get("vid"), str) and v["vid"]), None)
     if not vid:
         return None
     duration = _dig(video, "duration_ms")
-    return vid, duration if isinstance(duration, int) and duration > 0 else 5000
+    rates = [_dig(video, "fps"), *(v.get("fps") for v in values)]
+    fps = next((r for r in rates if isinstance(r, int) and not isinstance(r, bool) and r > 0), INTERPOLATION_ORIGIN_FPS)
+    return ItemVideo(vid, duration if isinstance(duration, int) and duration > 0 else 5000, fps)
