@@ -132,13 +132,16 @@ class PostEdits:
             if account is None:
                 raise not_found(row.history_id)
             return Caller((account,))
-        account = await self.resolve_account(row.account_id) if self.resolve_account is not None else None
-        if account is None or caller.key is None:
+        key = caller.key
+        allowed = key is not None and (key.accounts is None or row.account_id in key.accounts)
+        account = await self.resolve_account(row.account_id) if allowed and self.resolve_account is not None else None
+        if account is None or key is None:
             raise Conflict(
-                f"the pool account that made task {row.history_id!r} is no longer available",
+                f"the pool account that made task {row.history_id!r} is no longer available to this API key (the "
+                "upstream needs the picture in that account); ask the operator, or edit a newer task",
                 code="ACCOUNT_UNAVAILABLE",
             )
-        return Caller((account,), dataclasses.replace(caller.key, accounts=(row.account_id,)))
+        return Caller((account,), dataclasses.replace(key, accounts=(row.account_id,)))
 
     def _expansion(self, params: PostEditParams, size: tuple[int, int]) -> Expansion | None:
         if params.tool is not PostEditTool.PAINTING or params.expansion is not None:
