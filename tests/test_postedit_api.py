@@ -357,3 +357,12 @@ async def test_hostile_and_premature_requests(client: TestClient[Any, Any], cloc
     )
     assert resp.status == 400
     assert len(sim.calls("/aigc_draft/generate")) == generates
+
+
+async def test_sync_upscale_answers_base64(client: TestClient[Any, Any], clock: ManualClock) -> None:
+    status, body = await sync_post(
+        client, clock, "/v1/images/upscale", {"image": DATA_URI, "response_format": "b64_json"}
+    )
+    assert status == 200, body
+    (item,) = body["data"]
+    assert base64.b64decode(item["b64_json"])[:8] == b"\x89PNG\r\n\x1a\n"
