@@ -39,6 +39,18 @@ ENDPOINTS = {
     "readyz": "GET /readyz",
     "metrics": "GET /metrics",
 }
+ENDPOINTS.update(  # post-edits (api/postedits.py)
+    {
+        "images_upscale": "POST /v1/images/upscale",
+        "images_outpaint": "POST /v1/images/outpaint",
+        "images_repair": "POST /v1/images/repair",
+        "videos_interpolate": "POST /v1/videos/interpolate",
+        "async_images_upscale": "POST /v1/async/images/upscale",
+        "async_images_outpaint": "POST /v1/async/images/outpaint",
+        "async_images_repair": "POST /v1/async/images/repair",
+        "async_videos_interpolate": "POST /v1/async/videos/interpolate",
+    }
+)
 
 
 @routes.get("/")
