@@ -366,3 +366,54 @@ async def test_sync_upscale_answers_base64(client: TestClient[Any, Any], clock: 
     assert status == 200, body
     (item,) = body["data"]
     assert base64.b64decode(item["b64_json"])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_sync_repair_keeps_the_size(client: TestClient[Any, Any], clock: ManualClock, sim: Simulator) -> None:
+    parent = await finished_image(client, clock)
+    status, body = await sync_post(client, clock, "/v1/images/repair", {"history_id": parent, "index": 0})
+    assert status == 200, body
+    assert len(body["data"]) == 1
+    record = sim.records[list(sim.records)[-1]]
+    assert (record.width, record.height) == (2048, 2048)
+    assert last_draft(sim)["component_list"][0]["abilities"]["super_resolution"]["core_param"]["generate_type"] == 0
+
+
+async def finished_video(client: TestClient[Any, Any], clock: ManualClock) -> str:
+    video = await submit(
+        client, "/v1/async/videos/generations", {"prompt": "waves", "model": "jimeng-video-3.0", "duration": 5}
+    )
+    await tick(client, clock, 30)
+    return str(video["history_id"])
+
+
+async def test_interpolation_is_idempotent_and_signals_its_webhook(
+    make_client: Any, clock: ManualClock, sim: Simulator, receiver: tuple[Receiver, TestServer]
+) -> None:
+    rec, server = receiver
+    client: TestClient[Any, Any] = await make_client(webhooks=POOL_HOOKS)
+    parent = await finished_video(client, clock)
+    headers = {**bearer(CN_TOKEN), "Idempotency-Key": "vfi-1"}
+    answers = []
+    for _ in range(2):
+        (resp,) = await drive(
+            client.app, clock, client.post("/v1/videos/interpolate", json={"history_id": parent}, headers=headers)
+        )
+        answers.append(resp)
+    first, again = answers
+    assert first.status == again.status == 200
+    assert await json_of(first) == await json_of(again)
+    interpolations = [
+        c
+        for c in sim.calls("/aigc_draft/generate")
+        if c.status == 200 and c.body["extend"]["root_model"] == "dreamina_seedance_40_mini"
+    ]
+    assert len(interpolations) == 1
+    hook = str(server.make_url("/hooks/vfi"))
+    body = await submit(client, "/v1/async/videos/interpolate", {"history_id": parent, "callback_url": hook})
+    await tick(client, clock, 30)
+    assert await client.app[WEBHOOKS].drain() == 1
+    (got,) = rec.on("/hooks/vfi")
+    event = Webhook(SECRET).verify(got.body, got.headers)
+    task = await json_of(await client.get(f"/v1/async/tasks/{body['history_id']}", headers=bearer(CN_TOKEN)))
+    assert event["data"] == {k: v for k, v in task.items() if k != "raw_data"}
+    assert event["data"]["parent_history_id"] == parent and event["data"]["task_type"] == "video"
