@@ -176,6 +176,7 @@ class PostEdits:
         try:
 
             async def from_upload(account: Account) -> Submission:
+                self._check_region(account, params.tool.value)  # a pool may hold accounts of several regions
                 (image,) = await self.inputs.upload(account, inputs.files)
                 ref = ImageRef(image.uri, image.width, image.height, image.format)
                 job = PostEditJob(
