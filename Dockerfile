@@ -9,7 +9,7 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY jimeng_server ./jimeng_server
-RUN pip install --no-cache-dir --disable-pip-version-check --prefix=/install '.[postgres]'
+RUN pip install --no-cache-dir --disable-pip-version-check --prefix=/install '.[postgres,secrets]'
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
