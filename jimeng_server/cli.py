@@ -44,8 +44,27 @@ from .upstream.tokens import TokenError, parse_token
 log = logging.getLogger("jimeng_server")
 
 
+HELP_DESCRIPTION = (
+    "Serve the Jimeng / Dreamina AI image and video web service as an HTTP API (OpenAI-style endpoints,\n"
+    "async tasks, signed webhooks); with --simulate, against a built-in fake upstream that needs no account."
+)
+HELP_EPILOG = """other commands:
+  doctor              check an account end to end and name what drifted upstream
+                      (jimeng-server doctor --help; doctor --simulate needs no account)
+
+examples:
+  jimeng-server --simulate                      try it with no account and no internet
+  jimeng-server --config config.toml            serve (see config.example.toml)
+  jimeng-server --config config.toml accounts list"""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="jimeng-server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="jimeng-server",
+        description=HELP_DESCRIPTION,
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", help="path to config.toml (default: $JIMENG_CONFIG, else built-in defaults)")
     parser.add_argument("--host", help="listen address (default: $JIMENG_HOST, else config, else 0.0.0.0)")
     parser.add_argument("--port", type=int, help="listen port (default: $JIMENG_PORT, else config, else 5100)")
@@ -248,12 +267,23 @@ def _announce(config: Config, demo_token: str | None, demo_key: str) -> None:
     base = f"http://{shown}:{config.server.port}"
     log.info("jimeng-server listening on %s:%d", config.server.host, config.server.port)
     if demo_token is not None:
-        print(simulate_banner(base, demo_token, demo_key, admin_key(config.admin)), flush=True)
+        banner = simulate_banner(
+            base, demo_token, demo_key, admin_key(config.admin), private_ok=config.security.allow_private_networks
+        )
+        print(banner, flush=True)
 
 
-def simulate_banner(base: str, token: str, api_key: str, admin: str) -> str:
+LOCAL_RECEIVER = "http://127.0.0.1:8000/hook"
+"""The callback URL of the banner: the README's webhook receiver (`python receiver.py`) on this machine."""
+
+
+def simulate_banner(base: str, token: str, api_key: str, admin: str, *, private_ok: bool = False) -> str:
     """What `--simulate` prints: ready-to-paste sync, async-submit, query and callback examples, the demo
-    API key and the dashboard."""
+    API key and the dashboard. The callback example posts to the README's receiver on this machine, and says
+    what to set when the SSRF guard would refuse it (`private_ok` False)."""
+    receiver = "  # or have the final task POSTed to the README's webhook receiver here (python receiver.py)\n"
+    if not private_ok:
+        receiver += "  # (a receiver on this machine or network needs [security] allow_private_networks = true)\n"
     auth = f"-H 'Authorization: Bearer {token}'"
     json_h = "-H 'Content-Type: application/json'"
     return (
@@ -267,9 +297,9 @@ def simulate_banner(base: str, token: str, api_key: str, admin: str) -> str:
         f'    -d \'{{"prompt": "a cat in the snow"}}\'\n\n'
         "  # query it (?wait=30 long-polls until it is final)\n"
         f"  curl -s '{base}/v1/async/tasks/HISTORY_ID?wait=30' {auth}\n\n"
-        "  # or have the final task POSTed to you (a local receiver needs [security] allow_private_networks = true)\n"
+        f"{receiver}"
         f"  curl -s {base}/v1/async/images/generations {json_h} {auth} \\\n"
-        f'    -d \'{{"prompt": "a cat in the snow", "callback_url": "https://receiver.example/hooks/jimeng"}}\'\n\n'
+        f'    -d \'{{"prompt": "a cat in the snow", "callback_url": "{LOCAL_RECEIVER}"}}\'\n\n'
         f"The same with the demo API key (the pool of {DEMO_ACCOUNTS} demo accounts picks the account):\n\n"
         f"  curl -s {base}/v1/async/images/generations {json_h} -H 'Authorization: Bearer {api_key}' \\\n"
         f'    -d \'{{"prompt": "a cat in the snow", "model": "jimeng-4.5"}}\'\n\n'

@@ -56,6 +56,7 @@ _ERROR: Schema = _obj(
                 "message": {"type": "string", "description": "what went wrong and what to send instead"},
                 "type": _STR,
                 "code": {"type": "string", "description": "stable UPPER_SNAKE code"},
+                "history_id": {"type": "string", "description": "504 TASK_TIMEOUT: the task, which goes on; query it"},
             },
             ("message", "type", "code"),
         )

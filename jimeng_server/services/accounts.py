@@ -15,6 +15,7 @@ known once a pooled submit of the same kind (`cost_key`) was measured from the b
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -292,6 +293,20 @@ class AccountService:
         else:
             await self.pool.record_success(row.id, credits.total, checked=True)
         return await self.pool.find(row.id)
+
+    async def check_pooled_all(self, refs: Sequence[str | int], *, concurrency: int = 8) -> list[AccountRow]:
+        """`check_pooled` for each of `refs` (all resolved first: an unknown one is a 404 before any call), at
+        most `concurrency` at a time, so checking a pool against an unreachable upstream takes about one
+        account's timeout, not the sum. Rows in the order of `refs`."""
+        assert self.pool is not None
+        rows = [await self.pool.find(ref) for ref in refs]
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(row: AccountRow) -> AccountRow:
+            async with gate:
+                return await self.check_pooled(row.id)
+
+        return list(await asyncio.gather(*(one(row) for row in rows)))
 
     async def _count_use(self, key: KeyGrant, choice: Choice, before: int, cost: str | None) -> None:
         """After an accepted pooled submit: read the balance again (a call that starts now), store it, clear the
