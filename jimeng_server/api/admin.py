@@ -47,6 +47,11 @@ def setup_admin(app: web.Application, config: AdminConfig) -> bool:
     if not key:
         return False
     app[_ADMIN_DIGEST] = hashlib.sha256(key.encode("utf-8")).digest()
+    from .admin_insights import install_log_tail  # it builds on admin_only
+    from .admin_insights import routes as insight_routes
+
+    app.router.add_routes(insight_routes)  # the dashboard's read side: stats, task detail, log tail
+    install_log_tail(app)
     app.router.add_routes(routes)
     app.router.add_static("/admin/static/", DASHBOARD, append_version=False)
     return True
