@@ -512,6 +512,20 @@ PATHS.update(
     }
 )
 
+# The dashboard's read side (api/admin_insights.py).
+_TASK_DETAIL = _admin("one stored task: parameters, status history, error, webhook attempts, result URLs")
+_TASK_DETAIL["parameters"] = [{"name": "history_id", "in": "path", "required": True, "schema": _STR}]
+PATHS.update(
+    {
+        "/admin/api/stats": {
+            "get": _admin("totals and breakdowns of the latest ?limit= tasks (1..5000, default 1000) and credits")
+        },
+        "/admin/api/tasks/{history_id}": {"get": _TASK_DETAIL},
+        "/admin/api/logs": {"get": _admin("the latest server log lines after ?after=SEQ, secrets masked")},
+        "/admin/api/accounts/check": {"post": _admin("read every pool account's balance now, in parallel")},
+    }
+)
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
