@@ -15,6 +15,7 @@ from aiohttp import web
 from .. import __version__
 from ..upstream import catalog
 from .async_tasks import SUBMITTED_MESSAGE
+from .openapi_examples import add_examples
 from .params import MAX_PROMPT_CHARS, RESPONSE_FORMATS
 from .video_params import FRAME_MODE, OMNI_MODE, VIDEO_RATIOS, VIDEO_RESOLUTIONS
 
@@ -547,6 +548,8 @@ DOCUMENT: dict[str, Any] = {
         },
     },
 }
+
+add_examples(DOCUMENT)  # a request and an answer example for every operation (api/openapi_examples.py)
 
 _ASSETS = {"docs.js": "text/javascript", "docs.css": "text/css"}
 
