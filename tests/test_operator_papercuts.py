@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pool_support import POOL_SESSIONS
@@ -23,6 +24,7 @@ from jimeng_server import manage
 from jimeng_server.cli import LOCAL_RECEIVER, parse_args, simulate_banner, with_simulator_hosts
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, SecurityConfig, StoreConfig, UpstreamConfig
+from jimeng_server.services import accounts as accounts_service
 from jimeng_server.simulator import simulator_hosts
 from jimeng_server.upstream import catalog
 
@@ -84,6 +86,37 @@ async def test_accounts_check_asks_for_every_account_at_once(
     table = out.getvalue()
     assert all(name in table for name in POOL_SESSIONS)
     assert all(session not in table for session in POOL_SESSIONS.values())
+
+
+async def test_accounts_check_gives_up_on_an_account_after_the_check_bound(
+    aiohttp_server: Callable[..., Awaitable[TestServer]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upstream that never answers: each account is recorded as UPSTREAM_TIMEOUT once the check's bound
+    passes (here shortened), long before the upstream timeout, and the command still prints the table."""
+    never = asyncio.Event()
+
+    async def silent(request: web.Request) -> web.StreamResponse:
+        await never.wait()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", silent)
+    upstream = await aiohttp_server(app)
+    base = Config(
+        upstream=UpstreamConfig(timeout=30.0, connect_timeout=2.0, read_retries=0, retry_backoff=0.0),
+        security=SecurityConfig(allow_private_networks=True),
+        store=StoreConfig(path=str(tmp_path / "pool.db")),
+    )
+    config = with_simulator_hosts(base, simulator_hosts(str(upstream.make_url("")).rstrip("/")))
+    for name, session in POOL_SESSIONS.items():
+        assert await manage.run(config, parse_args(["accounts", "add", name, session]), out=io.StringIO()) == 0
+    monkeypatch.setattr(accounts_service, "CHECK_SECONDS", 0.3)
+    out = io.StringIO()
+    async with asyncio.timeout(10):  # far below the 30 s upstream timeout
+        assert await manage.run(config, parse_args(["accounts", "check"]), out=out) == 0
+    never.set()
+    rows = [line for line in out.getvalue().splitlines() if any(name in line for name in POOL_SESSIONS)]
+    assert len(rows) == len(POOL_SESSIONS) and all("UPSTREAM_TIMEOUT" in row for row in rows), out.getvalue()
 
 
 async def test_an_unknown_account_is_refused_before_any_check(tmp_path: Path) -> None:
