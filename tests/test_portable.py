@@ -82,3 +82,29 @@ def test_a_key_without_the_extra_names_the_extra(tmp_path: Path) -> None:
     served = run(["--config", str(cfg), "--host", "127.0.0.1", "--port", port], env=env)
     assert served.returncode == 2, served.stderr
     assert "pip install 'jimeng-server[secrets]'" in served.stderr and "Traceback" not in served.stderr
+
+
+def test_the_pyz_check_finds_each_python_and_names_a_missing_one() -> None:
+    """bench/pyz.py --pythons (what .ci/run uses): each CPython is found as a real interpreter of that version
+    (not a shim), and a version that is not installed fails naming it."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import pyz  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    for version in ("3.11", "3.12", "3.13"):
+        try:
+            path = pyz.find_python(version)
+        except SystemExit as missing:
+            assert not os.environ.get("CI"), f"CI must have CPython {version}: {missing}"
+            continue
+        probe = subprocess.run(
+            [path, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True, timeout=60
+        )
+        assert probe.stdout.strip() == str(tuple(int(n) for n in version.split("."))), path
+    try:
+        pyz.find_python("3.99")
+    except SystemExit as missing:
+        assert "3.99" in str(missing) and "install" in str(missing)
+    else:
+        raise AssertionError("a missing interpreter was not reported")
