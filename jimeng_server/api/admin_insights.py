@@ -19,7 +19,8 @@ from aiohttp import web
 
 from ..errors import BadRequest, NotFound
 from ..logs import LogTail
-from ..services.insights import STATUS_NAMES, failure_code, status_history, summarize
+from ..services.insights import STATUS_NAMES, status_history, summarize
+from ..store.answer import body_of_row
 from ..store.models import TaskRecord
 from ..store.pool import key_owner
 from .admin import admin_only
@@ -95,7 +96,8 @@ async def task_detail(request: web.Request) -> web.Response:
 
 
 def _detail(task: TaskRecord, key: str | None, account: str | None) -> dict[str, Any]:
-    code = failure_code(task)
+    """The detail view; its error and results are those of the owner's query answer (`body_of_row`)."""
+    answer = body_of_row(task)
     return {
         "history_id": task.history_id,
         "type": task.kind.value,
@@ -112,9 +114,10 @@ def _detail(task: TaskRecord, key: str | None, account: str | None) -> dict[str,
         "key": key,
         "account": account,
         "status_history": status_history(task),
-        "error": {"code": code, "message": (task.error or {}).get("message", "")} if code else None,
-        "fail_code": task.fail_code,
-        "results": [{"url": url, "kind": task.kind.value} for url in task.results or ()],
+        "error": answer.get("error"),
+        "fail_code": answer["fail_code"],
+        "fail_message": answer["fail_message"],
+        "results": [{"url": item["url"], "kind": task.kind.value} for item in answer["results"] or ()],
         "created_at": task.created_at,
         "finished_at": task.finished_at,
     }
