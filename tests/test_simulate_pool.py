@@ -63,6 +63,8 @@ async def test_simulate_seeds_a_demo_pool_and_key(tmp_path: Path) -> None:
     first_key, first_admin, task = await _run_once(config)
     second_key, second_admin, _ = await _run_once(config, earlier_task=task)
     assert (second_key, second_admin) == (first_key, first_admin)
+    kept = tmp_path / "tasks-simulate.keys.json"  # beside the simulate store, readable by the owner only
+    assert kept.stat().st_mode & 0o077 == 0
     # The pool commands with --simulate act on the simulator's store: its demo pool and its demo key.
     accounts = await manage(config, "--simulate", "accounts", "list")
     assert accounts.returncode == 0, accounts.stderr
