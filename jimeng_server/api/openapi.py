@@ -513,16 +513,67 @@ PATHS.update(
     }
 )
 
-# The dashboard's read side (api/admin_insights.py).
-_TASK_DETAIL = _admin("one stored task: parameters, status history, error, webhook attempts, result URLs")
+# The dashboard's read side (api/admin_insights.py), with answer examples (its answers are not typed here).
+_COUNTS = {"tasks": 3, "done": 2, "failed": 1, "processing": 0}
+_STATS_EXAMPLE = {
+    "window": {"limit": 1000, "tasks": 3, "since": 1764979200.0},
+    "totals": {**_COUNTS, "items": 8, "credits_spent": 12, "credits_left": 768, "accounts": 3, "keys_active": 1},
+    "per_day": [{"name": "2026-12-06", **_COUNTS}],
+    "per_model": [{"name": "jimeng-4.5", **_COUNTS}],
+    "per_key": [{"name": "team-a", **_COUNTS}],
+    "per_account": [{"name": "alice-cn", **_COUNTS}],
+    "failure_codes": [{"code": "CONTENT_REJECTED", "tasks": 1}],
+    "credits": {
+        "per_key": [{"name": "team-a", "credits_spent": 12}],
+        "per_account": [{"name": "alice-cn", "credits": 768, "credits_at": 1764979260.0}],
+    },
+}
+_DETAIL_EXAMPLE = {
+    "history_id": "4825718293746",
+    "type": "image",
+    "status": 30,
+    "status_name": "failed",
+    "parameters": {"model": "jimeng-4.5", "type": "image", "input_images": None, "callback_url": None},
+    "owner": "key team-a",
+    "key": "team-a",
+    "account": "alice-cn",
+    "status_history": [
+        {"at": 1764979200.0, "status": "submitted", "note": "image task"},
+        {"at": 1764979212.0, "status": "failed", "note": "CONTENT_REJECTED"},
+    ],
+    "error": {"code": "CONTENT_REJECTED", "message": "the upstream's content review blocked the task"},
+    "fail_code": 2038,
+    "results": [],
+    "webhook": {"history_id": "4825718293746", "callback_url": None, "events": [], "deliveries": []},
+}
+_LOGS_EXAMPLE = {
+    "data": [{"seq": 41, "at": 1764979212.5, "level": "WARNING", "line": "... Authorization: Bearer *** refused"}],
+    "last": 41,
+}
+
+
+def _admin_with(summary: str, example: Any, **kwargs: Any) -> Schema:
+    operation = _admin(summary, **kwargs)
+    operation["responses"]["200"]["content"][JSON]["example"] = example
+    return operation
+
+
+_TASK_DETAIL = _admin_with(
+    "one stored task: parameters, status history, error, webhook attempts, result URLs", _DETAIL_EXAMPLE
+)
 _TASK_DETAIL["parameters"] = [{"name": "history_id", "in": "path", "required": True, "schema": _STR}]
 PATHS.update(
     {
         "/admin/api/stats": {
-            "get": _admin("totals and breakdowns of the latest ?limit= tasks (1..5000, default 1000) and credits")
+            "get": _admin_with(
+                "totals and breakdowns of the latest ?limit= tasks (1..5000, default 1000) and credits",
+                _STATS_EXAMPLE,
+            )
         },
         "/admin/api/tasks/{history_id}": {"get": _TASK_DETAIL},
-        "/admin/api/logs": {"get": _admin("the latest server log lines after ?after=SEQ, secrets masked")},
+        "/admin/api/logs": {
+            "get": _admin_with("the latest server log lines after ?after=SEQ, secrets masked", _LOGS_EXAMPLE)
+        },
         "/admin/api/accounts/check": {"post": _admin("read every pool account's balance now, in parallel")},
     }
 )
