@@ -106,6 +106,9 @@ def _pump(stream: IO[str], lines: queue.Queue[str]) -> None:
         lines.put(line)
 
 
+PROBE = "import sys; print('%d.%d' % sys.version_info[:2]); print(getattr(sys, '_base_executable', sys.executable))"
+
+
 def find_python(version: str) -> str:
     """The path of a CPython `version` ("3.12") interpreter: `python3.12` on PATH, else the newest
     ~/.pyenv/versions/3.12.*/bin/python3 (PYENV_ROOT moves ~/.pyenv); raises SystemExit naming the version."""
@@ -122,7 +125,7 @@ def find_python(version: str) -> str:
     candidates += [str(p) for p in reversed(found)]
     for path in candidates:
         probe = subprocess.run(
-            [path, "-c", "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"],
+            [path, "-c", PROBE],
             capture_output=True,
             text=True,
             timeout=30,
@@ -130,7 +133,9 @@ def find_python(version: str) -> str:
         )
         found_version, _, executable = probe.stdout.strip().partition("\n")
         if probe.returncode == 0 and found_version == version:
-            return executable or path  # the interpreter itself, not a shim script in front of it
+            # The interpreter itself: not a shim script in front of it, nor a virtualenv whose packages could
+            # stand in for ones the single file lacks.
+            return executable or path
     raise SystemExit(
         f"no CPython {version} found (looked for python{version} on PATH and under {root}); install it, e.g. "
         f"`pyenv install {version}` or `apt-get install python{version}`"
