@@ -1,9 +1,12 @@
-"""The single-file build, measured and checked: `python bench/pyz.py jimeng-server.pyz [--runs N] [--request]`.
+"""The single-file build, measured and checked: `python bench/pyz.py jimeng-server.pyz [--runs N] [--request]
+[--pythons 3.11,3.12,3.13]`.
 
 Starts `python jimeng-server.pyz --simulate` N times (the first run unpacks the archive into a fresh
-SHIV_ROOT: a cold start; later runs reuse it), and prints the file size and the time from launch until the
-port accepts connections. With `--request`, the last run also answers one text-to-image request through the
-built-in simulator and checks that the returned URLs serve PNGs (CI runs this). Exits non-zero on any failure.
+SHIV_ROOT: a cold start; later runs reuse it), and prints the file size and the time from launch until
+`/healthz` answers. With `--request`, the last run also answers one text-to-image request through the
+built-in simulator and checks that the returned URLs serve PNGs (CI runs this). With `--pythons`, all of this
+is done once per listed CPython version (each found as `python3.X` on PATH or under ~/.pyenv/versions; a
+version that cannot be found is a failure naming it). Exits non-zero on any failure; the last line is JSON.
 
 Standard library only; waits are bounded, and the only pause is between attempts to connect to the port.
 """
@@ -15,6 +18,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,18 +50,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(proc: subprocess.Popen[str], port: int, deadline: float) -> None:
-    """Return once 127.0.0.1:`port` accepts a connection; raise if the server exits or `deadline` passes."""
+def wait_for_ready(proc: subprocess.Popen[str], port: int, deadline: float) -> None:
+    """Return once `GET /healthz` on 127.0.0.1:`port` answers 200; raise if the server exits or `deadline`
+    passes. (The port alone is not enough: the server binds it before it opens the store and serves.)"""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
     while True:
         if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode} before opening its port")
+            raise SystemExit(f"the server exited with {proc.returncode} before serving")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+            with opener.open(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
         except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the port did not open within {READY_SECONDS:g} s") from None
-            time.sleep(0.02)
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"/healthz did not answer within {READY_SECONDS:g} s") from None
+        time.sleep(0.02)
 
 
 def demo_token(lines: queue.Queue[str], deadline: float) -> str:
@@ -98,7 +106,45 @@ def _pump(stream: IO[str], lines: queue.Queue[str]) -> None:
         lines.put(line)
 
 
-def run_once(pyz: Path, work: Path, shiv_root: Path, *, request: bool) -> tuple[float, float | None]:
+PROBE = "import sys; print('%d.%d' % sys.version_info[:2]); print(getattr(sys, '_base_executable', sys.executable))"
+
+
+def find_python(version: str) -> str:
+    """The path of a CPython `version` ("3.12") interpreter: `python3.12` on PATH, else the newest
+    ~/.pyenv/versions/3.12.*/bin/python3 (PYENV_ROOT moves ~/.pyenv); raises SystemExit naming the version."""
+    if not re.fullmatch(r"3\.\d+", version):
+        raise SystemExit(f"--pythons wants versions like 3.12, not {version!r}")
+    candidates: list[str] = []
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(on_path)
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    found = sorted(
+        root.glob(f"{version}.*/bin/python3"), key=lambda p: [int(n) for n in re.findall(r"\d+", p.parts[-3])]
+    )
+    candidates += [str(p) for p in reversed(found)]
+    for path in candidates:
+        probe = subprocess.run(
+            [path, "-c", PROBE],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        found_version, _, executable = probe.stdout.strip().partition("\n")
+        if probe.returncode == 0 and found_version == version:
+            # The interpreter itself: not a shim script in front of it, nor a virtualenv whose packages could
+            # stand in for ones the single file lacks.
+            return executable or path
+    raise SystemExit(
+        f"no CPython {version} found (looked for python{version} on PATH and under {root}); install it, e.g. "
+        f"`pyenv install {version}` or `apt-get install python{version}`"
+    )
+
+
+def run_once(
+    pyz: Path, work: Path, shiv_root: Path, *, request: bool, python: str = sys.executable
+) -> tuple[float, float | None]:
     """Start the server from `pyz`, wait for its port, optionally answer a request, stop it (SIGTERM, exit 0)."""
     config = work / "config.toml"
     config.write_text(CONFIG.format(store=work / "tasks.db"), encoding="utf-8")
@@ -106,7 +152,7 @@ def run_once(pyz: Path, work: Path, shiv_root: Path, *, request: bool) -> tuple[
     env = {k: v for k, v in os.environ.items() if not k.startswith("JIMENG_")} | {"SHIV_ROOT": str(shiv_root)}
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, str(pyz), "--simulate", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+        [python, str(pyz), "--simulate", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -117,7 +163,7 @@ def run_once(pyz: Path, work: Path, shiv_root: Path, *, request: bool) -> tuple[
     threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
     took: float | None = None
     try:
-        wait_for_port(proc, port, started + READY_SECONDS)
+        wait_for_ready(proc, port, started + READY_SECONDS)
         ready = time.monotonic() - started
         if request:
             took = one_request(port, demo_token(lines, time.monotonic() + READY_SECONDS))
@@ -139,20 +185,35 @@ def main() -> None:
     parser.add_argument("pyz", type=Path)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--request", action="store_true", help="answer one real request on the last run")
+    parser.add_argument(
+        "--pythons", default="", help="comma-separated CPython versions to run it on (default: this interpreter)"
+    )
+    parser.add_argument("--max-mb", type=float, default=4.0, help="fail when the file is larger (default 4 MB)")
     args = parser.parse_args()
     size = args.pyz.stat().st_size
     print(f"{args.pyz.name}: {size / 1e6:.2f} MB ({size} bytes)")
-    with tempfile.TemporaryDirectory(prefix="jimeng-pyz-") as tmp:
-        shiv_root = Path(tmp) / "shiv"
-        for run in range(args.runs):
-            work = Path(tmp) / f"run{run}"
-            work.mkdir()
-            last = run == args.runs - 1
-            ready, took = run_once(args.pyz, work, shiv_root, request=args.request and last)
-            kind = "cold (unpacks)" if run == 0 else "warm"
-            print(f"run {run + 1}: port open after {ready:.2f} s, {kind}")
-            if took is not None:
-                print(f"one text-to-image request through the simulator: {took:.2f} s, PNGs served")
+    if size > args.max_mb * 1e6:
+        raise SystemExit(f"{args.pyz.name} is {size / 1e6:.2f} MB, over the {args.max_mb:g} MB budget")
+    versions = [v.strip() for v in args.pythons.split(",") if v.strip()]
+    pythons = {v: find_python(v) for v in versions} or {f"{sys.version_info[0]}.{sys.version_info[1]}": sys.executable}
+    figures: dict[str, object] = {"bytes": size}
+    for version, python in pythons.items():
+        print(f"CPython {version}: {python}")
+        starts: list[float] = []
+        with tempfile.TemporaryDirectory(prefix="jimeng-pyz-") as tmp:
+            shiv_root = Path(tmp) / "shiv"
+            for run in range(args.runs):
+                work = Path(tmp) / f"run{run}"
+                work.mkdir()
+                last = run == args.runs - 1
+                ready, took = run_once(args.pyz, work, shiv_root, request=args.request and last, python=python)
+                starts.append(ready)
+                kind = "cold (unpacks)" if run == 0 else "warm"
+                print(f"run {run + 1}: serving after {ready:.2f} s, {kind}")
+                if took is not None:
+                    print(f"one text-to-image request through the simulator: {took:.2f} s, PNGs served")
+        figures[version] = {"start_s": [round(t, 3) for t in starts], "request": args.request}
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

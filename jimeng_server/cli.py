@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import secrets
@@ -37,20 +38,43 @@ from .doctor import exit_code, run_doctor
 from .errors import Conflict
 from .logs import setup_logging
 from .runner import ApiRunner, bind
+from .services.apikeys import key_digest
 from .upstream.regions import Region
 from .upstream.tokens import TokenError, parse_token
 
 log = logging.getLogger("jimeng_server")
 
 
+HELP_DESCRIPTION = (
+    "Serve the Jimeng / Dreamina AI image and video web service as an HTTP API (OpenAI-style endpoints,\n"
+    "async tasks, signed webhooks); with --simulate, against a built-in fake upstream that needs no account."
+)
+HELP_EPILOG = """other commands:
+  doctor              check an account end to end and name what drifted upstream
+                      (jimeng-server doctor --help; doctor --simulate needs no account)
+
+examples:
+  jimeng-server --simulate                      try it with no account and no internet
+  jimeng-server --config config.toml            serve (see config.example.toml)
+  jimeng-server --config config.toml accounts list"""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="jimeng-server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="jimeng-server",
+        description=HELP_DESCRIPTION,
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", help="path to config.toml (default: $JIMENG_CONFIG, else built-in defaults)")
     parser.add_argument("--host", help="listen address (default: $JIMENG_HOST, else config, else 0.0.0.0)")
     parser.add_argument("--port", type=int, help="listen port (default: $JIMENG_PORT, else config, else 5100)")
     parser.add_argument("--version", action="version", version=f"jimeng-server {__version__}")
     parser.add_argument(
-        "--simulate", action="store_true", help="serve against the built-in upstream simulator (no account needed)"
+        "--simulate",
+        action="store_true",
+        help="serve against the built-in upstream simulator (no account needed); before accounts/keys: act on "
+        "the simulator's store (its demo pool and keys)",
     )
     manage.add_commands(parser.add_subparsers(dest="command", title="operator commands"))
     return parser.parse_args(argv)
@@ -75,15 +99,60 @@ def simulate_store(config: Config) -> Config:
     return dataclasses.replace(config, store=store)
 
 
+def sim_state_path(config: Config) -> Path:
+    """Where `--simulate` saves the simulator's state, beside the simulate store of `config`."""
+    return Path(config.store.path).with_suffix(".sim.json")
+
+
+def simulate_manage_config(config: Config) -> Config:
+    """The config of `--simulate accounts|keys ...`: the simulate store (the demo pool and keys) and, when a
+    `--simulate` run saved its simulator's port, every region pointed at that simulator (so `accounts check`
+    asks it, while that server runs)."""
+    from .simulator import persist, simulator_hosts
+
+    config = simulate_store(config)
+    saved = persist.load(sim_state_path(config))
+    if saved is None:
+        return config
+    return with_simulator_hosts(config, simulator_hosts(f"http://127.0.0.1:{saved.port}"))
+
+
 DEMO_ACCOUNTS = 3
 DEMO_NOTE = "simulator demo account"
 
 
-async def seed_demo_pool(app: web.Application, sessions: list[str]) -> str:
-    """Put the simulator's demo `sessions` into the pool (`demo-<run>-<n>`) and return the text of a fresh
-    `demo-<run>` API key. Demo accounts of these sessions (a restarted simulator keeps its sessions) stay;
+def demo_keys_path(config: Config) -> Path:
+    """Where `--simulate` keeps the text of its demo API key and its generated admin key (mode 0600, beside the
+    simulate store), so both survive restarts like the demo tokens."""
+    return Path(config.store.path).with_suffix(".keys.json")
+
+
+def load_demo_keys(path: Path) -> dict[str, str]:
+    """The saved `{"api_key", "admin_key"}` (either may be missing); empty for a missing or unreadable file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k in ("api_key", "admin_key") and isinstance(v, str) and v}
+
+
+def save_demo_keys(path: Path, keys: dict[str, str]) -> None:
+    """Write the demo keys atomically, readable by the owner only."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(keys, f)
+    os.replace(tmp, path)
+
+
+async def seed_demo_pool(app: web.Application, sessions: list[str], saved_key: str = "") -> str:
+    """Put the simulator's demo `sessions` into the pool (`demo-<run>-<n>`) and return the text of the demo API
+    key: `saved_key` (the one of an earlier run) while it is a demo key that is still valid, else a fresh
+    `demo-<run>` key. Demo accounts of these sessions (a restarted simulator keeps its sessions) stay;
     the demo accounts of an earlier simulator are removed (or disabled while tasks of theirs are still
-    watched), and earlier demo keys are revoked."""
+    watched), and other demo keys are revoked."""
     pool, keys = app[ACCOUNT_POOL], app[API_KEYS]
     wanted = {parse_token(session).fingerprint: session for session in sessions}
     for account in await pool.rows():
@@ -95,12 +164,19 @@ async def seed_demo_pool(app: web.Application, sessions: list[str]) -> str:
             await pool.remove(account.id)
         except Conflict:  # tasks still in flight: keep it out of the pool's choices
             await pool.set_enabled(account.id, False)
+    kept = key_digest(saved_key) if saved_key else None
+    kept_alive = False
     for key in await keys.rows():
         if key.name.startswith("demo-") and key.revoked_at is None:
-            await keys.revoke(key.id)
+            if key.hash == kept:
+                kept_alive = True  # the same key across restarts: callers and their tasks keep working
+            else:
+                await keys.revoke(key.id)
     run = secrets.token_hex(3)  # names stay unique across runs
     for n, session in enumerate(wanted.values(), 1):
         await pool.add(f"demo-{run}-{n}", session, note=DEMO_NOTE)
+    if kept_alive:
+        return saved_key
     text, _ = await keys.create(f"demo-{run}", rate_per_minute=600, max_in_flight=50)
     return text
 
@@ -113,7 +189,7 @@ async def _start_simulator(config: Config) -> tuple[web.AppRunner, Config, list[
     from .simulator import Simulator, persist, seed_demo, simulator_hosts
 
     config = simulate_store(config)
-    state_path = Path(config.store.path).with_suffix(".sim.json")
+    state_path = sim_state_path(config)
     state_path.parent.mkdir(parents=True, exist_ok=True)
     saved = persist.load(state_path)
     # A fresh seed per run: new history ids continue from the saved counter, never repeating stored ones.
@@ -136,8 +212,11 @@ async def _start_simulator(config: Config) -> tuple[web.AppRunner, Config, list[
     host, port = runner.addresses[0][:2]
     listening["port"] = port
     persist.save(state_path, sim, port=port, demo_tokens=tokens)
-    if not admin_key(config.admin):
-        config = dataclasses.replace(config, admin=dataclasses.replace(config.admin, key=secrets.token_urlsafe(18)))
+    if not admin_key(config.admin):  # the generated one is kept for the next run (the dashboard stays logged in)
+        saved_keys = load_demo_keys(demo_keys_path(config))
+        generated = saved_keys.get("admin_key") or secrets.token_urlsafe(18)
+        save_demo_keys(demo_keys_path(config), {**saved_keys, "admin_key": generated})
+        config = dataclasses.replace(config, admin=dataclasses.replace(config.admin, key=generated))
     return runner, with_simulator_hosts(config, simulator_hosts(f"http://{host}:{port}")), tokens
 
 
@@ -166,7 +245,11 @@ async def serve(config: Config, *, simulate: bool) -> None:
             await runner.setup()
         except Exception as exc:  # the store (opened first) is what usually fails: unreadable, not a database
             raise StartupError(f"{type(exc).__name__}: {exc} (task store {config.store.path})") from None
-        demo_key = await seed_demo_pool(app, demo_tokens[1:]) if simulate else ""
+        demo_key = ""
+        if simulate:
+            saved_keys = load_demo_keys(demo_keys_path(config))
+            demo_key = await seed_demo_pool(app, demo_tokens[1:], saved_keys.get("api_key", ""))
+            save_demo_keys(demo_keys_path(config), {**saved_keys, "api_key": demo_key})
         await web.SockSite(runner, sock).start()
         _announce(config, demo_tokens[0] if simulate else None, demo_key)
         stop = asyncio.Event()
@@ -185,12 +268,23 @@ def _announce(config: Config, demo_token: str | None, demo_key: str) -> None:
     base = f"http://{shown}:{config.server.port}"
     log.info("jimeng-server listening on %s:%d", config.server.host, config.server.port)
     if demo_token is not None:
-        print(simulate_banner(base, demo_token, demo_key, admin_key(config.admin)), flush=True)
+        banner = simulate_banner(
+            base, demo_token, demo_key, admin_key(config.admin), private_ok=config.security.allow_private_networks
+        )
+        print(banner, flush=True)
 
 
-def simulate_banner(base: str, token: str, api_key: str, admin: str) -> str:
+LOCAL_RECEIVER = "http://127.0.0.1:8000/hook"
+"""The callback URL of the banner: the README's webhook receiver (`python receiver.py`) on this machine."""
+
+
+def simulate_banner(base: str, token: str, api_key: str, admin: str, *, private_ok: bool = False) -> str:
     """What `--simulate` prints: ready-to-paste sync, async-submit, query and callback examples, the demo
-    API key and the dashboard."""
+    API key and the dashboard. The callback example posts to the README's receiver on this machine, and says
+    what to set when the SSRF guard would refuse it (`private_ok` False)."""
+    receiver = "  # or have the final task POSTed to the README's webhook receiver here (python receiver.py)\n"
+    if not private_ok:
+        receiver += "  # (a receiver on this machine or network needs [security] allow_private_networks = true)\n"
     auth = f"-H 'Authorization: Bearer {token}'"
     json_h = "-H 'Content-Type: application/json'"
     return (
@@ -204,9 +298,9 @@ def simulate_banner(base: str, token: str, api_key: str, admin: str) -> str:
         f'    -d \'{{"prompt": "a cat in the snow"}}\'\n\n'
         "  # query it (?wait=30 long-polls until it is final)\n"
         f"  curl -s '{base}/v1/async/tasks/HISTORY_ID?wait=30' {auth}\n\n"
-        "  # or have the final task POSTed to you (a local receiver needs [security] allow_private_networks = true)\n"
+        f"{receiver}"
         f"  curl -s {base}/v1/async/images/generations {json_h} {auth} \\\n"
-        f'    -d \'{{"prompt": "a cat in the snow", "callback_url": "https://receiver.example/hooks/jimeng"}}\'\n\n'
+        f'    -d \'{{"prompt": "a cat in the snow", "callback_url": "{LOCAL_RECEIVER}"}}\'\n\n'
         f"The same with the demo API key (the pool of {DEMO_ACCOUNTS} demo accounts picks the account):\n\n"
         f"  curl -s {base}/v1/async/images/generations {json_h} -H 'Authorization: Bearer {api_key}' \\\n"
         f'    -d \'{{"prompt": "a cat in the snow", "model": "jimeng-4.5"}}\'\n\n'
@@ -322,6 +416,8 @@ def main(argv: list[str] | None = None) -> None:
     config = dataclasses.replace(config, server=server)
     setup_logging(config.server.log_level, config.server.log_format)
     if args.command is not None:
+        if args.simulate:
+            config = simulate_manage_config(config)
         try:
             raise SystemExit(asyncio.run(manage.run(config, args)))
         except ConfigError as exc:  # e.g. a malformed [accounts] encryption_key

@@ -34,17 +34,28 @@ class ApiError(Exception):
     status = 500
     type = "api_error"
     code = "INTERNAL_ERROR"
+    extra: tuple[tuple[str, str], ...] = ()
+    """More fields of the error object beside message/type/code (e.g. a timed-out task's `history_id`)."""
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         if status is not None:
             self.status = status
+        if extra:
+            self.extra = tuple((k, v) for k, v in extra.items() if k not in ("message", "type", "code"))
 
     def body(self) -> dict[str, dict[str, str]]:
-        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+        return {"error": {"message": self.message, "type": self.type, "code": self.code, **dict(self.extra)}}
 
     @property
     def headers(self) -> dict[str, str]:
@@ -249,6 +260,7 @@ def render_error(err: ApiError) -> web.Response:
                 "message": _safe_text(err.message, MAX_MESSAGE_CHARS),
                 "type": _safe_text(err.type, 100),
                 "code": _safe_text(err.code, 100),
+                **{_safe_text(k, 100): _safe_text(v, 200) for k, v in err.extra},
             }
         }
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")

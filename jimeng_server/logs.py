@@ -13,7 +13,9 @@ import contextvars
 import json
 import logging
 import re
+import threading
 import time
+from collections import deque
 
 _PATTERNS = (
     # A token list may have spaces around its commas ("Bearer a, b").
@@ -22,6 +24,8 @@ _PATTERNS = (
     re.compile(r"((?:secret_access_key|session_token|access_key_id)[\"']?\s*[:=]\s*[\"']?)[^\"'\s,;&}]+"),
     # Proxy credentials in a URL: scheme://user:PASSWORD@host
     re.compile(r"((?:https?|socks[45]?)://[^\s:/@]+:)[^\s@/]+(?=@)", re.IGNORECASE),
+    # An API key's text anywhere (its 8-character prefix, shown in lists, stays readable).
+    re.compile(r"\b(jk_[A-Za-z0-9_-]{5})[A-Za-z0-9_-]{3,}"),
 )
 
 
@@ -91,3 +95,34 @@ def setup_logging(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class LogTail(logging.Handler):
+    """The latest `size` log lines in memory, for the dashboard's live log view: each formatted as the text log
+    (with the request id) and then passed through `redact`, numbered from 1 so a reader asks only for lines
+    after the last one it has. Thread-safe (records may come from worker threads)."""
+
+    def __init__(self, size: int = 500) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(TEXT_FORMAT))
+        self.addFilter(RequestIdFilter())
+        self._lines: deque[tuple[int, float, str, str]] = deque(maxlen=size)
+        self._seq = 0
+        self._guard = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = redact(self.format(record))
+        except Exception:  # a record that cannot be formatted is not worth failing the caller
+            self.handleError(record)
+            return
+        with self._guard:
+            self._seq += 1
+            self._lines.append((self._seq, record.created, record.levelname, line))
+
+    def since(self, after: int) -> tuple[list[dict[str, object]], int]:
+        """The kept lines numbered above `after`, oldest first, and the number of the newest line (0: none)."""
+        with self._guard:
+            kept = [entry for entry in self._lines if entry[0] > after]
+            newest = self._seq
+        return [{"seq": s, "at": at, "level": level, "line": line} for s, at, level, line in kept], newest

@@ -53,7 +53,7 @@ def add_commands(sub: Any) -> None:
     add.add_argument("--proxy", help="proxy URL for this account (http, https, socks4, socks5)")
     add.add_argument("--note", default="", help="free text shown in lists")
     accounts.add_parser("list", help="list accounts with health and credits")
-    check = accounts.add_parser("check", help="read the balance of accounts now (all when none is named)")
+    check = accounts.add_parser("check", help="read the balance of accounts now, in parallel (all when none is named)")
     check.add_argument("names", nargs="*")
     accounts.add_parser(
         "refresh-cookies", help="give an account a fresh full cookie jar from a real browser (needs Chromium)"
@@ -146,7 +146,7 @@ async def _dispatch(
             _table(say, [pool.describe(r) for r in await pool.rows()], _ACCOUNT_COLUMNS)
         elif args.action == "check":
             names = args.names or [r.name for r in await pool.rows()]
-            _table(say, [pool.describe(await service.check_pooled(n)) for n in names], _ACCOUNT_COLUMNS)
+            _table(say, [pool.describe(row) for row in await service.check_pooled_all(names)], _ACCOUNT_COLUMNS)
         elif args.action == "refresh-cookies":
             row = await pool.refresh_cookies(
                 args.name, lambda account: service.client.harvest_jar(account, transports.browser())

@@ -19,7 +19,9 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from pool_support import ADMIN_KEY, POOL_SESSIONS, key_auth
 from support import json_of
 
+from jimeng_server.api.appkeys import WATCHER
 from jimeng_server.cli import DEMO_ACCOUNTS, seed_demo_pool
+from jimeng_server.clock import ManualClock
 from jimeng_server.config import AdminConfig
 from jimeng_server.simulator import Simulator, seed_demo
 from jimeng_server.upstream.regions import Region
@@ -114,4 +116,64 @@ async def test_dashboard_shows_the_error_for_a_wrong_admin_key(browser: Browser,
     await page.click("#login-form button")
     await expect(page.locator("#status")).to_contain_text("admin key is wrong")
     await expect(page.locator("#panel")).to_be_hidden()
+    await page.close()
+
+
+# ------------------------------------------------------------------------------ overview and detail (issue 24)
+
+
+async def finish_all(client: Client, clock: ManualClock) -> None:
+    for _ in range(120):
+        if not client.app[WATCHER].pending:
+            return
+        await clock.advance(1.0)
+        await client.app[WATCHER].run_once()
+    raise AssertionError("tasks did not finish")
+
+
+async def test_dashboard_overview_detail_previews_logs_and_phone_width(
+    browser: Browser, demo: tuple[Client, str], clock: ManualClock
+) -> None:
+    client, demo_key = demo
+    resp = await client.post(
+        "/v1/async/images/generations", json={"prompt": "a cat [sim:fail]"}, headers=key_auth(demo_key)
+    )
+    failed = (await json_of(resp))["history_id"]
+    await finish_all(client, clock)
+    stats = await json_of(await client.get("/admin/api/stats", headers={"Authorization": f"Bearer {ADMIN_KEY}"}))
+    assert (stats["totals"]["tasks"], stats["totals"]["done"], stats["totals"]["failed"]) == (2, 1, 1)
+
+    page = await open_dashboard(browser, client)
+    # The numbers: the totals cards and the charts show what the API counts.
+    for name, number in (("tasks", 2), ("done", 1), ("failed", 1), ("accounts", DEMO_ACCOUNTS)):
+        await expect(page.locator(f"#totals .card[data-total='{name}'] b")).to_have_text(str(number))
+    await expect(page.locator("#chart-failures .bar[data-label=CONTENT_REJECTED] .value")).to_have_text("1")
+    await expect(page.locator("#chart-model .bar")).to_have_count(1)
+    # Credits are read on open: every account shows a number.
+    credits = await page.locator("#accounts tbody tr td:nth-child(6)").all_text_contents()
+    assert len(credits) == DEMO_ACCOUNTS and all(c.strip().isdigit() for c in credits), credits
+    # The failed task: its row and its detail show the code.
+    failed_row = page.locator(f"#tasks tbody tr[data-id='{failed}']")
+    await expect(failed_row).to_contain_text("CONTENT_REJECTED")
+    await failed_row.click()
+    await expect(page.locator("#detail-error")).to_contain_text("CONTENT_REJECTED")
+    await expect(page.locator("#detail-history li")).to_have_count(2)
+    # The finished task: its previews load.
+    done_row = page.locator("#tasks tbody tr", has_text="done")
+    await done_row.click()
+    await expect(page.locator("#detail-error")).to_be_hidden()
+    preview = page.locator("#detail-previews img").first
+    await expect(preview).to_be_visible()
+    loaded = "() => { const i = document.querySelector('#detail-previews img'); return i.complete && i.naturalWidth }"
+    await page.wait_for_function(loaded)
+    # The log tail shows the server's recent lines (here: the dashboard's own calls).
+    await expect(page.locator("#log")).to_contain_text("/admin/api/stats")
+    # A favicon, and no horizontal overflow at phone width.
+    assert await page.locator("link[rel=icon]").get_attribute("href") == "/admin/static/favicon.svg"
+    icon = await client.get("/admin/static/favicon.svg")
+    assert icon.status == 200 and b"<svg" in await icon.read()
+    await page.set_viewport_size({"width": 420, "height": 900})
+    # Reading scrollWidth lays the page out at the new width first.
+    widths = await page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert widths[0] <= widths[1] <= 420, widths
     await page.close()

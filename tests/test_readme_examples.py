@@ -157,3 +157,24 @@ async def test_webhook_receiver_example_verifies_and_deduplicates(readme: str, t
         async with asyncio.timeout(10):
             out, _ = await proc.communicate()
     assert out.decode().strip() == "", "a repeated or refused delivery printed something"
+
+
+async def test_polling_example_shows_the_servers_error_body(simulate: tuple[str, str], tmp_path: Path) -> None:
+    """A refused call prints the server's error answer (what to fix), not only urllib's status line."""
+    base, _ = simulate
+    for readme in READMES:
+        script = tmp_path / f"refused-{readme}.py"
+        script.write_text(example(readme, "?wait=30"), encoding="utf-8")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            env=_env(API_BASE=base, API_TOKEN="jk_not-a-key-of-this-server"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(60):
+            _, err = await proc.communicate()
+        text = err.decode()
+        assert proc.returncode == 1 and "Traceback" not in text, text
+        status, _, body = text.strip().partition(": ")
+        assert status == "HTTP 401" and json.loads(body)["error"]["code"] == "INVALID_API_KEY"

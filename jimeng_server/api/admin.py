@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ..config import AdminConfig
 from ..errors import BadRequest, Unauthorized
+from ..services.insights import failure_code
 from ..store.models import TaskRecord
 from ..store.pool import key_owner
 from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, STORE
@@ -47,6 +48,11 @@ def setup_admin(app: web.Application, config: AdminConfig) -> bool:
     if not key:
         return False
     app[_ADMIN_DIGEST] = hashlib.sha256(key.encode("utf-8")).digest()
+    from .admin_insights import install_log_tail  # it builds on admin_only
+    from .admin_insights import routes as insight_routes
+
+    app.router.add_routes(insight_routes)  # the dashboard's read side: stats, task detail, log tail
+    install_log_tail(app)
     app.router.add_routes(routes)
     app.router.add_static("/admin/static/", DASHBOARD, append_version=False)
     return True
@@ -224,6 +230,7 @@ def _task_view(
         "model": task.model,
         "status": int(task.status),
         "fail_code": task.fail_code,
+        "error_code": failure_code(task),  # the code a failed task answers with; None unless it failed
         "key": owner,
         "owner": f"key {owner}" if owner else f"token {task.account_fp[:8]}",
         "account": account_names.get(task.account_id) if task.account_id is not None else None,

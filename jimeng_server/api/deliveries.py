@@ -7,9 +7,12 @@ anyone else gets 404 TASK_NOT_FOUND, exactly like an unknown id.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from ..errors import Conflict, NotFound
+from ..store.base import Store
 from ..store.models import TaskRecord
 from .appkeys import STORE, WEBHOOKS
 from .request import caller_of
@@ -43,10 +46,15 @@ async def list_deliveries(request: web.Request) -> web.Response:
     `at`, `status` (HTTP status or null), `error` (null on success), `latency_ms`, `next_attempt_at`).
     Times are unix seconds. A task without callback_url has empty lists."""
     record = await _owned_task(request)
-    store = request.app[STORE]
+    return json_answer(await delivery_log(request.app[STORE], record))
+
+
+async def delivery_log(store: Store, record: TaskRecord) -> dict[str, Any]:
+    """The delivery log of a stored task, as `GET .../deliveries` answers it (the admin task detail shows it
+    too)."""
     events = await store.events_of(record.history_id)
     attempts = await store.attempts_of(record.history_id)
-    body = {
+    return {
         "history_id": record.history_id,
         "callback_url": record.callback_url,
         "events": [
@@ -73,7 +81,6 @@ async def list_deliveries(request: web.Request) -> web.Response:
             for a in attempts
         ],
     }
-    return json_answer(body)
 
 
 @routes.post("/v1/async/tasks/{history_id}/deliveries/redeliver")

@@ -15,6 +15,7 @@ from aiohttp import web
 from .. import __version__
 from ..upstream import catalog
 from .async_tasks import SUBMITTED_MESSAGE
+from .openapi_examples import add_examples
 from .params import MAX_PROMPT_CHARS, RESPONSE_FORMATS
 from .video_params import FRAME_MODE, OMNI_MODE, VIDEO_RATIOS, VIDEO_RESOLUTIONS
 
@@ -56,6 +57,7 @@ _ERROR: Schema = _obj(
                 "message": {"type": "string", "description": "what went wrong and what to send instead"},
                 "type": _STR,
                 "code": {"type": "string", "description": "stable UPPER_SNAKE code"},
+                "history_id": {"type": "string", "description": "504 TASK_TIMEOUT: the task, which goes on; query it"},
             },
             ("message", "type", "code"),
         )
@@ -573,6 +575,71 @@ PATHS["/v1/async/videos/interpolate"] = {
     )
 }
 
+# The dashboard's read side (api/admin_insights.py), with answer examples (its answers are not typed here).
+_COUNTS = {"tasks": 3, "done": 2, "failed": 1, "processing": 0}
+_STATS_EXAMPLE = {
+    "window": {"limit": 1000, "tasks": 3, "since": 1764979200.0},
+    "totals": {**_COUNTS, "items": 8, "credits_spent": 12, "credits_left": 768, "accounts": 3, "keys_active": 1},
+    "per_day": [{"name": "2026-12-06", **_COUNTS}],
+    "per_model": [{"name": "jimeng-4.5", **_COUNTS}],
+    "per_key": [{"name": "team-a", **_COUNTS}],
+    "per_account": [{"name": "alice-cn", **_COUNTS}],
+    "failure_codes": [{"code": "CONTENT_REJECTED", "tasks": 1}],
+    "credits": {
+        "per_key": [{"name": "team-a", "credits_spent": 12}],
+        "per_account": [{"name": "alice-cn", "credits": 768, "credits_at": 1764979260.0}],
+    },
+}
+_DETAIL_EXAMPLE = {
+    "history_id": "4825718293746",
+    "type": "image",
+    "status": 30,
+    "status_name": "failed",
+    "parameters": {"model": "jimeng-4.5", "type": "image", "input_images": None, "callback_url": None},
+    "owner": "key team-a",
+    "key": "team-a",
+    "account": "alice-cn",
+    "status_history": [
+        {"at": 1764979200.0, "status": "submitted", "note": "image task"},
+        {"at": 1764979212.0, "status": "failed", "note": "CONTENT_REJECTED"},
+    ],
+    "error": {"code": "CONTENT_REJECTED", "message": "the upstream's content review blocked the task"},
+    "fail_code": 2038,
+    "results": [],
+    "webhook": {"history_id": "4825718293746", "callback_url": None, "events": [], "deliveries": []},
+}
+_LOGS_EXAMPLE = {
+    "data": [{"seq": 41, "at": 1764979212.5, "level": "WARNING", "line": "... Authorization: Bearer *** refused"}],
+    "last": 41,
+}
+
+
+def _admin_with(summary: str, example: Any, **kwargs: Any) -> Schema:
+    operation = _admin(summary, **kwargs)
+    operation["responses"]["200"]["content"][JSON]["example"] = example
+    return operation
+
+
+_TASK_DETAIL = _admin_with(
+    "one stored task: parameters, status history, error, webhook attempts, result URLs", _DETAIL_EXAMPLE
+)
+_TASK_DETAIL["parameters"] = [{"name": "history_id", "in": "path", "required": True, "schema": _STR}]
+PATHS.update(
+    {
+        "/admin/api/stats": {
+            "get": _admin_with(
+                "totals and breakdowns of the latest ?limit= tasks (1..5000, default 1000) and credits",
+                _STATS_EXAMPLE,
+            )
+        },
+        "/admin/api/tasks/{history_id}": {"get": _TASK_DETAIL},
+        "/admin/api/logs": {
+            "get": _admin_with("the latest server log lines after ?after=SEQ, secrets masked", _LOGS_EXAMPLE)
+        },
+        "/admin/api/accounts/check": {"post": _admin("read every pool account's balance now, in parallel")},
+    }
+)
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -594,6 +661,8 @@ DOCUMENT: dict[str, Any] = {
         },
     },
 }
+
+add_examples(DOCUMENT)  # a request and an answer example for every operation (api/openapi_examples.py)
 
 _ASSETS = {"docs.js": "text/javascript", "docs.css": "text/css"}
 

@@ -88,6 +88,25 @@ def get_choice(data: Mapping[str, Any], name: str, default: str, choices: tuple[
     return value
 
 
+_ENDPOINTS = {
+    "image": "POST /v1/images/generations (or /v1/async/images/generations)",
+    "video": "POST /v1/videos/generations (or /v1/async/videos/generations)",
+}
+
+
+def check_model_kind(asked: str, model: str, kind: str) -> None:
+    """Raise 400 WRONG_ENDPOINT when `model` (the catalogue name `asked` maps to) is a model of the other kind
+    than the endpoint's `kind` ("image" or "video"), naming the endpoint that takes it."""
+    other = "video" if kind == "image" else "image"
+    if model in (catalog.VIDEO_MODELS if other == "video" else catalog.IMAGE_MODELS):
+        raise BadRequest(
+            f"'{asked}' is a {other} model, and this endpoint makes {kind}s: send the request to "
+            f"{_ENDPOINTS[other]}, or pick one of the {kind} models: "
+            f"{', '.join(catalog.IMAGE_MODELS if kind == 'image' else catalog.VIDEO_MODELS)}",
+            code="WRONG_ENDPOINT",
+        )
+
+
 def image_params(
     data: Mapping[str, Any], *, strict_size: bool = False, aliases: Mapping[str, str] | None = None
 ) -> ImageParams:
@@ -107,6 +126,7 @@ def image_params(
     asked = get_str(data, "model", catalog.DEFAULT_IMAGE_MODEL)
     assert asked is not None
     model = (aliases or {}).get(asked, asked)
+    check_model_kind(asked, model, "image")
     if model not in catalog.IMAGE_MODELS and not catalog.looks_like_key(model):
         raise BadRequest(
             f"unknown image model '{asked}'; use one of: {', '.join(catalog.IMAGE_MODELS)}, "

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import BadRequest
 from ..services.params import MediaSource, UploadedFile, VideoParams
 from ..upstream import catalog
-from .params import MAX_PROMPT_CHARS, RESPONSE_FORMATS, get_choice, get_str
+from .params import MAX_PROMPT_CHARS, RESPONSE_FORMATS, check_model_kind, get_choice, get_str
 
 VIDEO_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "21:9")
 VIDEO_RESOLUTIONS = tuple(dict.fromkeys(r for name in catalog.VIDEO_MODELS for r in catalog.video_resolutions(name)))
@@ -219,6 +219,7 @@ def video_params(data: Mapping[str, Any], *, aliases: Mapping[str, str] | None =
     asked = get_str(data, "model", catalog.DEFAULT_VIDEO_MODEL)
     assert asked is not None
     model = (aliases or {}).get(asked, asked)
+    check_model_kind(asked, model, "video")
     if model not in catalog.VIDEO_MODELS:
         raise BadRequest(
             f"unknown video model '{asked}'; use one of: {', '.join(catalog.VIDEO_MODELS)}, "

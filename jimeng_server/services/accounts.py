@@ -15,6 +15,7 @@ known once a pooled submit of the same kind (`cost_key`) was measured from the b
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from ..errors import (
     ApiError,
     BadGateway,
     Conflict,
+    GatewayTimeout,
     InsufficientCredits,
     TooManyRequests,
     Unauthorized,
@@ -47,6 +49,9 @@ from .pool import AccountPool, Choice, OverCap
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+CHECK_SECONDS = 5.0
+"""How long an operator's check (`accounts check`, the dashboard opening) waits for one account's balance."""
 
 POOL_REFUSALS = ("TOKEN_EXPIRED", "INVALID_TOKEN", "INSUFFICIENT_CREDITS", *sorted(RISK_CODES))
 """Error codes of upstream refusals that spend nothing: a pooled submit moves on to another account."""
@@ -292,6 +297,35 @@ class AccountService:
         else:
             await self.pool.record_success(row.id, credits.total, checked=True)
         return await self.pool.find(row.id)
+
+    async def check_pooled_all(
+        self, refs: Sequence[str | int], *, concurrency: int = 8, seconds: float | None = None
+    ) -> list[AccountRow]:
+        """`check_pooled` for each of `refs` (all resolved first: an unknown one is a 404 before any call), at
+        most `concurrency` at a time and each for at most `seconds` (default CHECK_SECONDS; an account whose
+        balance read takes longer is recorded as UPSTREAM_TIMEOUT, without a cool-down), so checking a pool
+        against an unreachable upstream takes a few seconds, not the sum of every read's retries. Rows in the
+        order of `refs`."""
+        assert self.pool is not None
+        pool = self.pool
+        rows = [await pool.find(ref) for ref in refs]
+        bound = CHECK_SECONDS if seconds is None else seconds
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(row: AccountRow) -> AccountRow:
+            async with gate:
+                try:
+                    async with asyncio.timeout(bound):
+                        return await self.check_pooled(row.id)
+                except TimeoutError:
+                    late = GatewayTimeout(
+                        f"no balance answer within {bound:g} s (the upstream did not answer, or refused every retry)",
+                        code="UPSTREAM_TIMEOUT",
+                    )
+                    await pool.record_refusal(row.id, late, checked=True, cool=False)
+                    return await pool.find(row.id)
+
+        return list(await asyncio.gather(*(one(row) for row in rows)))
 
     async def _count_use(self, key: KeyGrant, choice: Choice, before: int, cost: str | None) -> None:
         """After an accepted pooled submit: read the balance again (a call that starts now), store it, clear the

@@ -29,7 +29,8 @@ def require_results(outcome: Outcome) -> tuple[str, ...]:
     """The result URLs of a finished task, or raise the API error that explains why there are none.
 
     Maps an outcome exactly as the async API settles it (store/answer.py): a task whose wait ran out is a
-    504 TASK_TIMEOUT (the task goes on; query it later); a failed task that still produced items yields
+    504 TASK_TIMEOUT with the task's `history_id` as a field of the error (the task goes on; query it later with
+    it); a failed task that still produced items yields
     those items (see `partial_note`); any other failure raises its failure code with its HTTP status.
     """
     hid = outcome.history_id
@@ -37,6 +38,7 @@ def require_results(outcome: Outcome) -> tuple[str, ...]:
         raise GatewayTimeout(
             f"task {hid} did not finish in time ({outcome.detail}); query it later with GET /v1/async/tasks/{hid}",
             code="TASK_TIMEOUT",
+            extra={"history_id": hid},
         )
     settled = answer.settlement_of(outcome)
     if settled.results:

@@ -1,7 +1,10 @@
 """Recording accepted submits, and deciding which tasks the watcher polls in the background.
 
 `[watcher] watch = "callbacks"` (the default, as the spec says: the caller decides when to query): only
-tasks with a `callback_url` are watched in the background; `"all"`: every submitted task. A background task
+tasks with a `callback_url` are watched in the background; `"all"`: every submitted task. Whatever the mode, a
+task paid by a pool account (an API key's task) is watched until final too: it holds a slot of its key's
+in-flight cap (and its account's share of the pool) until its stored record is final, so the slot frees when
+the upstream finishes, not when someone happens to query it. A background task
 keeps its owner's session token in the store (it is needed to poll after a restart) until it is settled;
 other tasks are stored without it. A task paid by a pool account (API key) never stores a token: it keeps
 `account_id`, and the session is resolved from the pool (`AccountPool.resume`).
@@ -35,9 +38,10 @@ class TaskIntake:
         self.watch_all = watch_all
         self.resolve_account = resolve_account
 
-    def in_background(self, callback_url: str | None) -> bool:
-        """True if a task with this callback URL is watched until final without anyone waiting."""
-        return self.watch_all or bool(callback_url)
+    def in_background(self, callback_url: str | None, *, pooled: bool) -> bool:
+        """True if a task with this callback URL is watched until final without anyone waiting; `pooled`: it is
+        paid by a pool account (it holds an in-flight slot until it is final, so it is always watched)."""
+        return self.watch_all or bool(callback_url) or pooled
 
     async def track(self, submission: Submission) -> None:
         """Record an accepted submission (before the submit answers) and watch it if it is a background task.
@@ -46,8 +50,8 @@ class TaskIntake:
         upstream by a query).
         """
         account = submission.account
-        background = self.in_background(submission.callback_url)
         pooled = submission.account_id is not None
+        background = self.in_background(submission.callback_url, pooled=pooled)
         record = TaskRecord(
             history_id=submission.history_id,
             account_fp=submission.owner or account.fingerprint,
@@ -85,7 +89,8 @@ class TaskIntake:
         left in flight; with replicas, also those other replicas stored since); returns how many."""
         resumed = 0
         for row in await self.store.unfinished():
-            if not self.in_background(row.callback_url) or self.watcher.is_watching(row.history_id):
+            background = self.in_background(row.callback_url, pooled=row.account_id is not None)
+            if not background or self.watcher.is_watching(row.history_id):
                 continue
             account = await self._owner(row)
             if account is None:

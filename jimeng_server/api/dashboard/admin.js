@@ -61,8 +61,130 @@ function fill(tableId, items, render) {
   }
 }
 
+function el(tag, text, cls) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (cls) node.className = cls;
+  return node;
+}
+
+// A horizontal bar chart: one row per item (label, bar scaled to the largest value, number).
+function bars(id, items, label, value, failed) {
+  const box = $(id);
+  box.replaceChildren();
+  const top = Math.max(0, ...items.map(value));
+  if (!items.length || top === 0) {
+    box.appendChild(el("p", "nothing yet", "empty"));
+    return;
+  }
+  for (const item of items) {
+    const row = el("div", null, "bar");
+    row.dataset.label = label(item);
+    row.appendChild(el("span", label(item), "label")).title = label(item);
+    const track = row.appendChild(el("span", null, "track"));
+    const fill = track.appendChild(el("span", null, "fill" + (failed ? " failed" : "")));
+    fill.style.display = "block";
+    fill.style.width = (100 * value(item) / top).toFixed(1) + "%";
+    row.appendChild(el("span", value(item), "value"));
+    box.appendChild(row);
+  }
+}
+
+function overview(stats) {
+  const t = stats.totals;
+  const cards = [
+    ["tasks", t.tasks], ["done", t.done], ["failed", t.failed], ["processing", t.processing],
+    ["images/videos made", t.items], ["credits spent (keys)", t.credits_spent],
+    ["credits left (pool)", t.credits_left], ["accounts", t.accounts], ["active keys", t.keys_active],
+  ];
+  const box = $("#totals");
+  box.replaceChildren();
+  for (const [name, number] of cards) {
+    const card = el("div", null, "card");
+    card.dataset.total = name;
+    card.appendChild(el("b", number));
+    card.appendChild(el("span", name));
+    box.appendChild(card);
+  }
+  $("#window").textContent = stats.window.tasks
+    ? "(latest " + stats.window.tasks + " task(s) since " + when(stats.window.since) + ")" : "(no tasks yet)";
+  const name = (r) => r.name;
+  const tasks = (r) => r.tasks;
+  bars("#chart-day", stats.per_day, name, tasks);
+  bars("#chart-model", stats.per_model, name, tasks);
+  bars("#chart-key", stats.per_key, name, tasks);
+  bars("#chart-account", stats.per_account, name, tasks);
+  bars("#chart-failures", stats.failure_codes, (r) => r.code, tasks, true);
+  bars("#chart-key-credits", stats.credits.per_key, name, (r) => r.credits_spent);
+  bars("#chart-account-credits", stats.credits.per_account, name, (r) => r.credits || 0);
+}
+
+let logSeq = 0;
+
+async function tailLog() {
+  const got = await api("GET", "logs?after=" + logSeq);
+  const box = $("#log");
+  const stick = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+  for (const entry of got.data) box.appendChild(document.createTextNode(entry.line + "\n"));
+  while (box.childNodes.length > 500) box.removeChild(box.firstChild);
+  logSeq = got.last;
+  if (stick) box.scrollTop = box.scrollHeight;
+}
+
+async function showTask(historyId) {
+  const t = await api("GET", "tasks/" + encodeURIComponent(historyId));
+  $("#detail").hidden = false;
+  $("#detail-id").textContent = t.history_id;
+  $("#detail-summary").textContent =
+    t.type + " · " + t.status_name + " · " + t.owner + (t.account ? " · account " + t.account : "");
+  const error = $("#detail-error");
+  error.hidden = !t.error;
+  error.textContent = t.error ? t.error.code + (t.error.message ? ": " + t.error.message : "") : "";
+  const previews = $("#detail-previews");
+  previews.replaceChildren();
+  for (const r of t.results) {
+    const media = el(r.kind === "video" ? "video" : "img");
+    media.src = r.url;
+    if (r.kind === "video") media.controls = true; else media.alt = "result of " + t.history_id;
+    const link = el("a");
+    link.href = r.url;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    link.appendChild(media);
+    previews.appendChild(link);
+  }
+  const params = $("#detail-params");
+  params.replaceChildren();
+  for (const [k, v] of Object.entries(t.parameters)) {
+    if (v === null || v === "") continue;
+    params.appendChild(el("dt", k));
+    params.appendChild(el("dd", v));
+  }
+  const history = $("#detail-history");
+  history.replaceChildren();
+  for (const step of t.status_history) history.appendChild(el("li", when(step.at) + " · " + step.status + (step.note ? " · " + step.note : "")));
+  const events = Object.fromEntries(t.webhook.events.map((e) => [e.webhook_id, e]));
+  fill("#detail-webhook", t.webhook.deliveries, (row, a) => {
+    cell(row, events[a.webhook_id] ? events[a.webhook_id].type + " (" + events[a.webhook_id].state + ")" : a.webhook_id);
+    cell(row, a.attempt);
+    cell(row, when(a.at));
+    cell(row, a.status);
+    cell(row, a.error);
+    cell(row, a.latency_ms === null ? "" : a.latency_ms + " ms");
+  });
+  if (!t.webhook.deliveries.length) {
+    const row = el("tr");
+    cell(row, t.webhook.callback_url ? "no attempt yet" : "no callback_url");
+    $("#detail-webhook tbody").appendChild(row);
+  }
+  $("#detail").scrollIntoView({ block: "start" });
+}
+
 async function refresh() {
-  const [accounts, keys, tasks] = await Promise.all([api("GET", "accounts"), api("GET", "keys"), api("GET", "tasks")]);
+  const [accounts, keys, tasks, stats] = await Promise.all([
+    api("GET", "accounts"), api("GET", "keys"), api("GET", "tasks"), api("GET", "stats"),
+  ]);
+  overview(stats);
   const accountNames = Object.fromEntries(accounts.data.map((a) => [a.id, a.name]));
   fill("#accounts", accounts.data, (row, a) => {
     row.dataset.name = a.name;
@@ -99,20 +221,26 @@ async function refresh() {
   });
   const statusName = { 10: "done", 20: "processing", 30: "failed" };
   fill("#tasks", tasks.data, (row, t) => {
+    row.dataset.id = t.history_id;
+    row.addEventListener("click", () => showTask(t.history_id).catch((err) => say(err.message, true)));
     cell(row, t.history_id);
     cell(row, t.type);
     cell(row, t.model);
-    cell(row, statusName[t.status] || t.status);
+    cell(row, statusName[t.status] || t.status, "status-" + (statusName[t.status] || ""));
+    cell(row, t.error_code || "");
     cell(row, t.owner);
     cell(row, t.account);
     cell(row, t.webhook || "none");
     cell(row, when(t.created_at));
   });
+  await tailLog();
   say("updated " + new Date().toLocaleTimeString(), false);
 }
 
 async function open() {
   try {
+    say("reading the accounts' credits…", false);
+    await api("POST", "accounts/check"); // credits are read on open, never blank
     await refresh();
     $("#login").hidden = true;
     $("#panel").hidden = false;
@@ -128,6 +256,8 @@ function formData(form) {
   }
   return out;
 }
+
+$("#detail-close").addEventListener("click", () => { $("#detail").hidden = true; });
 
 $("#login-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
