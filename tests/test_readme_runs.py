@@ -104,6 +104,7 @@ async def test_the_curl_examples_answer_as_the_readme_says(
     hook, got, arrived = receiver
     curls = [b for b in blocks("bash") if b.startswith("curl ")]
     assert len(curls) >= 2
+    (tmp_path / "photo.png").write_bytes(png(64, 48, (90, 120, 150)))  # the post-edit examples' file
     submitted = []
     for block in curls:
         command = block.replace(BASE, proc.url).replace("YOUR_SESSIONID", token)
