@@ -143,6 +143,11 @@ class UpstreamConfig:
     risk_cooldown_seconds: float = 3600.0  # an account refused by risk control (1019/4013/1018) is tried last
     discovery_ttl: float = 300.0  # seconds a get_common_config answer is reused (0 = no live discovery)
     regions: dict[str, RegionHosts] = field(default_factory=_default_regions)
+    # Disputed upstream meanings (docs/protocol.md §19.2, §19.13): status 10 "auto" (done with items, else the
+    # JS enum's pre-check rejection) | "done" | "failed"; status 45 "running" | "done"; ret 4001 "quota" | "content".
+    status_10: str = "auto"
+    status_45: str = "running"
+    ret_4001: str = "quota"
 
     def hosts(self, region: str) -> RegionHosts:
         """The hosts of a region by its code (`Region` is a str enum, so a `Region` works too)."""
@@ -541,6 +546,22 @@ def _validate_upstream(obj: UpstreamConfig, prefix: str) -> None:
         )
     if obj.relay_timeout <= 0:
         raise ConfigError(f"{prefix}relay_timeout: must be positive, got {obj.relay_timeout}")
+    _validate_upstream_meanings(obj, prefix)
+
+
+_UPSTREAM_MEANINGS = {
+    "status_10": ("auto", "done", "failed"),
+    "status_45": ("running", "done"),
+    "ret_4001": ("quota", "content"),
+}
+"""The choices of the disputed upstream meanings (upstream/codes.py holds the same lists; a test keeps them equal)."""
+
+
+def _validate_upstream_meanings(obj: UpstreamConfig, prefix: str) -> None:
+    for key, choices in _UPSTREAM_MEANINGS.items():
+        value = getattr(obj, key)
+        if value not in choices:
+            raise ConfigError(f"{prefix}{key}: must be one of {', '.join(choices)}, got {value!r}")
 
 
 def _validate_security(obj: SecurityConfig, prefix: str) -> None:

@@ -195,7 +195,7 @@ class Doctor:
                 await self.clock.sleep(POLL_SECONDS)
                 data = await self.client.get_history(self.account, [history_id], image_info=history_image_info())
                 raw = data.get(history_id)
-                record = parse_record(raw) if isinstance(raw, dict) else None
+                record = parse_record(raw, self.client.statuses) if isinstance(raw, dict) else None
                 if record is not None and record.final:
                     break
         except UpstreamError as exc:

@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from ..clock import Clock
 from ..errors import (
+    ACCOUNT_REFUSAL_CODES,
     RISK_CODES,
     ApiError,
     BadGateway,
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-POOL_REFUSALS = ("TOKEN_EXPIRED", "INVALID_TOKEN", "INSUFFICIENT_CREDITS", *sorted(RISK_CODES))
+POOL_REFUSALS = ("TOKEN_EXPIRED", "INVALID_TOKEN", "INSUFFICIENT_CREDITS", *sorted(ACCOUNT_REFUSAL_CODES))
 """Error codes of upstream refusals that spend nothing: a pooled submit moves on to another account."""
 
 
@@ -206,7 +207,7 @@ class AccountService:
                 result = await action(account)
             except UpstreamError as exc:
                 err = from_upstream(exc)
-                if not (isinstance(err, Unauthorized | InsufficientCredits) or err.code in RISK_CODES):
+                if not (isinstance(err, Unauthorized | InsufficientCredits) or err.code in ACCOUNT_REFUSAL_CODES):
                     raise err from None
                 last = err
             except (Unauthorized, InsufficientCredits) as err:

@@ -153,7 +153,7 @@ async def generate(sim: Simulator, call: Call) -> Answer:
         return sim.fail(refusal.ret, refusal.errmsg, call.path)
     markers = parse_markers(spec.prompt)
     if markers.refuse:
-        return sim.fail("4001", "content violates the community guidelines", call.path)
+        return sim.fail("2038", "text security block", call.path)  # §19.3 text_security_block
     count = spec.count if spec.kind == "image" else 1
     cost = sim.cost_of(spec.kind, spec.resolution_type, spec.duration_s, count)
     taken = call.account.charge(cost)

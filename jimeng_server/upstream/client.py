@@ -22,6 +22,7 @@ from ..clock import Clock
 from ..config import UpstreamConfig
 from ..metrics import instrument_upstream
 from . import content_check, discovery
+from .codes import CodeClass, StatusPolicy, ret_overrides
 from .envelope import unwrap
 from .errors import (
     UpstreamBadResponse,
@@ -183,6 +184,16 @@ class JimengClient:
         self._identities: dict[str, BrowserIdentity] = {}
 
     # ------------------------------------------------------------------ plumbing
+
+    @property
+    def statuses(self) -> StatusPolicy:
+        """The meanings of the disputed task statuses (`[upstream] status_10`, `status_45`)."""
+        return StatusPolicy(self.config.status_10, self.config.status_45)
+
+    @property
+    def ret_classes(self) -> dict[str, CodeClass]:
+        """The operator's classes of disputed `ret` codes (`[upstream] ret_4001`)."""
+        return ret_overrides(self.config.ret_4001)
 
     def identity(self, account: Account) -> BrowserIdentity:
         """The account's own web id and user id (never shared between accounts)."""
@@ -378,7 +389,7 @@ class JimengClient:
                 parsed = json.loads(answer.body)
             except ValueError:
                 raise UpstreamBadResponse(f"{path}: the answer is not JSON") from None
-            return unwrap(parsed, path=path)
+            return unwrap(parsed, path=path, overrides=self.ret_classes)
         assert last is not None
         log.warning(
             "upstream %s failed after %d attempts for %s via %s: %s",

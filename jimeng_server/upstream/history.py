@@ -9,10 +9,10 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
-DONE_STATUSES = frozenset({10, 50})
-FAILED_STATUS = 30
-WAITING_STATUSES = frozenset({20, 42, 45})
-"""Statuses of a task still running (§9.4; 45 is not "finalizing": §18.2)."""
+from .codes import DEFAULT_STATUSES, STATUSES, StatusMeaning, StatusPolicy, meaning_of
+
+WAITING_STATUSES = frozenset(s for s, f in STATUSES.items() if f.meaning is StatusMeaning.RUNNING) | {45}
+"""Statuses known to be running (upstream/codes.py; 45 by default, §18.2); others are logged by the watcher."""
 STATUS_SLOWDOWN: dict[int, float] = {42: 1.2, 45: 1.5}
 """Poll-interval factors for the later running statuses (the watcher's cadence)."""
 
@@ -41,14 +41,16 @@ class HistoryRecord:
     item_ids: tuple[str, ...]
     raw: dict[str, Any]
     clean_videos: bool = False
+    meaning: StatusMeaning = StatusMeaning.RUNNING
+    """What `status` means under the policy the record was parsed with (`codes.meaning_of`)."""
 
     @property
     def done(self) -> bool:
-        return self.status in DONE_STATUSES
+        return self.meaning is StatusMeaning.DONE
 
     @property
     def failed(self) -> bool:
-        return self.status == FAILED_STATUS
+        return self.meaning is StatusMeaning.FAILED
 
     @property
     def final(self) -> bool:
@@ -171,9 +173,9 @@ def parse_status(value: Any) -> int | None:
     return None
 
 
-def parse_record(raw: dict[str, Any]) -> HistoryRecord:
+def parse_record(raw: dict[str, Any], statuses: StatusPolicy = DEFAULT_STATUSES) -> HistoryRecord:
     """Parse one record; `fail_code` (a string or a number upstream, §18.5) is normalised to a string ("" when
-    none)."""
+    none); whether its status is final follows the status table and `statuses` (`codes.meaning_of`)."""
     items = raw.get("item_list")
     items = items if isinstance(items, list) else []
     fail = raw.get("fail_code")
@@ -183,8 +185,9 @@ def parse_record(raw: dict[str, Any]) -> HistoryRecord:
     videos = tuple(u for _, u in item_videos if u)
     ids = tuple(i for i in (item_id(it) for it in items) if i)
     clean = bool(videos) and all(watermark_free_url(i) for i, u in item_videos if u)
+    status = parse_status(raw.get("status"))
     return HistoryRecord(
-        status=parse_status(raw.get("status")),
+        status=status,
         fail_code=fail_code,
         item_count=len(items),
         image_urls=images,
@@ -192,6 +195,7 @@ def parse_record(raw: dict[str, Any]) -> HistoryRecord:
         item_ids=ids,
         raw=raw,
         clean_videos=clean,
+        meaning=meaning_of(status, len(items), statuses),
     )
 
 
