@@ -59,7 +59,10 @@ class VideoService:
         self.inputs = inputs  # loading every input; images: ImageX upload and the CN content check
         self.videos = videos  # omni video inputs: VOD upload
         up = generation.config.upstream
-        self.versions = VideoVersions(version=up.draft_version, min_version=up.video_draft_min_version)
+        self.versions = VideoVersions(
+            version=up.draft_version, min_version=up.video_draft_min_version, da_version=up.da_version
+        )
+        self.benefits = up.video_benefits  # upstream key -> benefit type template (config: the sources conflict)
         self.omni_benefits = (up.omni_benefit_pro, up.omni_benefit_fast)  # config: the sources conflict
 
     @staticmethod
@@ -229,8 +232,11 @@ class VideoService:
         self, account: Account, params: VideoParams, frames: tuple[ImageRef, ...], spend: SpendMark
     ) -> Submission:
         gen = self.generation
+        key = self.model_key(account, params)
+        spec = catalog.spec_of(params.model)
+        template = self.benefits.get(key)
         job = FrameJob(
-            model_key=self.model_key(account, params),
+            model_key=key,
             prompt=params.prompt,
             ratio=params.ratio,
             duration_s=params.duration,
@@ -238,6 +244,9 @@ class VideoService:
             # The web client sends frames without size or format (§8.2).
             first_frame=ImageRef(frames[0].uri) if frames else None,
             end_frame=ImageRef(frames[1].uri) if len(frames) > 1 else None,
+            min_features=spec.min_features if spec is not None else (),
+            draft_mode=spec.draft_mode if spec is not None else False,
+            benefit=template.format(res=params.resolution or "720p") if template else None,
         )
         body = build_frame_video_generate(
             job,

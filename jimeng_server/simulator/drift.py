@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .app import Simulator
 
 DRIFTS = ("version", "model", "risk")
-NEWER_DA_VERSION = "3.3.28"  # the newest value seen on the live site (2026-09-30)
+NEWER_DA_VERSION = "3.3.29"  # a value newer than the client's default (3.3.28, §19.11): the site moved on
 NEW_MODEL = {"kind": "image", "model_req_key": "high_aes_general_v60", "model_name": "图片 6.0"}
 WITHDRAWN_KEY = "dreamina_ic_generate_video_model_vgfm_3.0_pro"
 

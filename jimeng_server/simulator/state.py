@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from ..upstream.catalog import VIDEO_SPECS
 from ..upstream.regions import Region
+from .facts import PAID_VIDEO_KEYS
 from .scripts import Script
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 CREDIT_BUCKETS = ("vip_credit", "gift_credit", "purchase_credit")  # charge order
 SEEDANCE_20_KEYS = frozenset({"dreamina_seedance_40_pro", "dreamina_seedance_40"})
-PAID_KEYS = frozenset(key for spec in VIDEO_SPECS.values() if spec.vip for key in spec.keys.values())
-"""The keys the catalogue marks as needing a paid subscription (Seedance 2.0 / fast, the VIP channels, 2.5)."""
+PAID_KEYS = PAID_VIDEO_KEYS
+"""The keys needing a paid subscription (Seedance 2.0 / fast, the VIP channels, 2.5): `facts.VIDEO_FACTS`."""
 
 
 @dataclass

@@ -136,7 +136,7 @@ async def generate(sim: Simulator, call: Call) -> Answer:
             },
         )
     except GenerateInvalid as exc:
-        return sim.fail("4002", f"param error: {exc}", call.path)
+        return sim.fail(exc.ret, f"{exc.errmsg}: {exc}", call.path)
     if spec.model_key in sim.settings.withdrawn_models:
         return sim.fail("2061", "model no longer available", call.path)
     refusal = sim.shark.check(

@@ -46,10 +46,24 @@ class ModelSpec:
     credits: Mapping[str, int] = field(default_factory=dict)
     alias_of: str | None = None
     evidence: str = ""
+    # Video draft fields (§19.1): `min_features` entries the draft must carry, and `draft_mode` for a draft
+    # ("样片") model (`is_draft_mode`, `min_version` = da_version). `limit_note` explains the duration limit.
+    min_features: tuple[str, ...] = ()
+    draft_mode: bool = False
+    limit_note: str = ""
+    # Images: the count the upstream makes whatever is asked (mj82 makes 4, §19.6).
+    forced_count: int | None = None
 
 
 _IMG_OLD = ("1k", "2k", "4k")
-_SEEDANCE_2_SECONDS = tuple(range(4, 16))  # Seedance 2.x: whole seconds 4-15 (§6.4, §17.3)
+_SEEDANCE_2_SECONDS = tuple(range(4, 16))  # Seedance 2.0: whole seconds 4-15 (§6.4, §17.3, §19.1)
+_SEEDANCE_25_SECONDS = tuple(range(4, 31))  # Seedance 2.5: 96-720 frames = 4-30 s (§19.1)
+SEEDANCE25_FEATURE = "AIGC_Video_Seedance25ResultAction"
+"""`draft_content.min_features` entry of every `seedance_45` key (§19.1)."""
+_LONG_VIDEO_NOTE = (
+    "clips of 30-180 s (the site's long-video mode) are not supported: their request shape is not known "
+    "(docs/protocol.md §19.1)"
+)
 
 IMAGE_SPECS: dict[str, ModelSpec] = {
     "jimeng-5.0-pro": ModelSpec(
@@ -59,6 +73,24 @@ IMAGE_SPECS: dict[str, ModelSpec] = {
         counts=(1, 2, 3, 4),
         default_count=2,
         evidence="§17.2: key seen in captures of the CN site (2026-08); no generate result reported",
+    ),
+    "jimeng-5.0-flash": ModelSpec(
+        "image",
+        _keys("high_aes_general_v50_flash", _CN),
+        ("2k", "1.5k"),
+        counts=(1, 2, 3, 4),
+        default_count=4,
+        credits={"2k": 3},
+        evidence="§19.6: Seedream 5.0 Flash, config read 2026-09-23 and a measured run (3 credits per 2k image)",
+    ),
+    "jimeng-mj82": ModelSpec(
+        "image",
+        _keys("jm_image_model_yc_mj82", _CN),
+        ("1k", "2k"),
+        counts=(1, 2, 3, 4),
+        default_count=4,
+        forced_count=4,
+        evidence="§19.6: 图片美学模型 V8.2, seven measured runs (2026-10-02): always 4 images; 1k 5, 2k 7 per image",
     ),
     "jimeng-5.0-lite": ModelSpec(
         "image",
@@ -97,20 +129,24 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
     "jimeng-video-seedance-2.5": ModelSpec(
         "video",
         _keys("dreamina_seedance_45_pro", _CN),
-        # 480p and 1080p are offered on the site but their benefit types are not known (§17.3): refused until
-        # discovery names them.
-        ("720p",),
-        durations=_SEEDANCE_2_SECONDS,
+        # 720p first: the default. 480p/1080p benefit types follow the 720p one's pattern (TD's SKU list, §19.1).
+        ("720p", "480p", "1080p"),
+        durations=_SEEDANCE_25_SECONDS,
         vip=True,
         credits={"720p": 12},
-        evidence="§17.3: measured on a VIP account (2026-09-30): 5 s at 720p cost 60 credits",
+        evidence="§17.3/§19.1: measured on a VIP account (2026-09-30): 5 s at 720p cost 60 credits; 4-30 s (TD, PY)",
+        min_features=(SEEDANCE25_FEATURE,),
+        limit_note=_LONG_VIDEO_NOTE,
     ),
     "jimeng-video-seedance-2.5-draft": ModelSpec(
         "video",
         _keys("dreamina_seedance_45_pro_draft", _CN),
         ("480p",),
-        durations=_SEEDANCE_2_SECONDS,
-        evidence="§17.3: listed by a live get_common_config answer (2026-09-30); a cheaper 480p preview",
+        durations=_SEEDANCE_25_SECONDS,
+        evidence="§19.1: PY captured the page's draft submit and ran it (5 s 480p, 45 credits, 2026-09-24)",
+        min_features=(SEEDANCE25_FEATURE,),
+        draft_mode=True,
+        limit_note=_LONG_VIDEO_NOTE,
     ),
     "jimeng-video-seedance-2.0-vip": ModelSpec(
         "video",
@@ -194,6 +230,8 @@ INTELLIGENT_RATIO_MODELS = frozenset(
 MULTI_IMAGE_MODELS = frozenset({"jimeng-4.0", "jimeng-4.1", "jimeng-4.5"})
 MAX_IMAGE_COUNT = 8
 """The most images one request may ask for on any model (§17.1)."""
+BLEND_DEFAULT_COUNT = 4
+"""Images a blend makes (and bills) when no count is sent (§19.6: measured by SB and PY)."""
 
 
 class CatalogError(ValueError):
@@ -254,6 +292,12 @@ def image_counts(name: str) -> tuple[int, ...]:
     """The image counts (`n`) a model allows by the built-in table: its own list, else 1-4 (§17.1)."""
     spec = IMAGE_SPECS.get(name)
     return spec.counts if spec is not None else (1, 2, 3, 4)
+
+
+def forced_image_count(name: str) -> int | None:
+    """The count the upstream makes for `name` whatever is asked (mj82: 4, §19.6), else None."""
+    spec = IMAGE_SPECS.get(name)
+    return spec.forced_count if spec is not None else None
 
 
 def default_image_count(name: str) -> int:
@@ -366,7 +410,9 @@ def video_resolutions(model: str) -> tuple[str, ...]:
 # Longest key first (§17.3): `dreamina_seedance_40_pro_vision` also contains `40_pro`, `40_vision` and `40`.
 # A "{res}" in the value is replaced by the resolution ("720p", ...): these keys' benefit depends on it.
 _BENEFITS: tuple[tuple[str, str], ...] = (
-    ("45_pro_draft", "seedance_25_draft_{res}_output"),
+    # §19.13 conflict 4: PY's submit capture; SB's model list says seedance_25_draft_{res}_output
+    # ([upstream] video_benefits overrides).
+    ("45_pro_draft", "seedance_25_draft_{res}_no_input_video_output"),
     ("45_pro", "seedance_25_{res}_output"),
     ("40_pro_vision", "seedance_20_pro_{res}_output"),
     ("40_vision", "seedance_20_fast_{res}_output"),
