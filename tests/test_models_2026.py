@@ -87,7 +87,7 @@ async def test_five_lite_takes_up_to_eight(client: TestClient[Any, Any], clock: 
         ({"n": 0}, "'n' must be from 1 to 8"),
         ({"n": 9}, "'n' must be from 1 to 8"),
         ({"n": "two"}, "'n' must be a whole number"),
-        ({"n": 5, "model": "jimeng-4.5"}, "'n' must be from 1 to 4 for jimeng-4.5"),
+        ({"n": 5, "model": "jimeng-5.0-pro"}, "'n' must be from 1 to 4 for jimeng-5.0-pro"),
         ({"n": 2, "multi_image": True}, "cannot be combined"),
     ],
 )

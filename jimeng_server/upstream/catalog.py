@@ -56,6 +56,7 @@ class ModelSpec:
 
 
 _IMG_OLD = ("1k", "2k", "4k")
+_COUNTS_4X = tuple(range(1, 9))  # 4.0-4.7: n 1-8 in the live config of 2026-09-20 (§19.6, PY §11)
 _SEEDANCE_2_SECONDS = tuple(range(4, 16))  # Seedance 2.0: whole seconds 4-15 (§6.4, §17.3, §19.1)
 _SEEDANCE_25_SECONDS = tuple(range(4, 31))  # Seedance 2.5: 96-720 frames = 4-30 s (§19.1)
 SEEDANCE25_FEATURE = "AIGC_Video_Seedance25ResultAction"
@@ -111,13 +112,14 @@ IMAGE_SPECS: dict[str, ModelSpec] = {
         "image",
         _keys("high_aes_general_v43", _CN_ASIA),
         ("2k", "4k"),
+        counts=_COUNTS_4X,
         credits={"2k": 1},
-        evidence="§17.2: measured (2048x2048 image, 2026-07); §17.1: 1 credit per image at 2k (measured)",
+        evidence="§17.2: measured (2048x2048 image, 2026-07); §17.1: 1 credit per image at 2k (measured); §19.6 n 1-8",
     ),
-    "jimeng-4.6": ModelSpec("image", _keys("high_aes_general_v42", _CN_ASIA), _IMG_OLD),
-    "jimeng-4.5": ModelSpec("image", _keys("high_aes_general_v40l", _ALL), _IMG_OLD),
-    "jimeng-4.1": ModelSpec("image", _keys("high_aes_general_v41", _ALL), _IMG_OLD),
-    "jimeng-4.0": ModelSpec("image", _keys("high_aes_general_v40", _ALL), _IMG_OLD),
+    "jimeng-4.6": ModelSpec("image", _keys("high_aes_general_v42", _CN_ASIA), _IMG_OLD, counts=_COUNTS_4X),
+    "jimeng-4.5": ModelSpec("image", _keys("high_aes_general_v40l", _ALL), _IMG_OLD, counts=_COUNTS_4X),
+    "jimeng-4.1": ModelSpec("image", _keys("high_aes_general_v41", _ALL), _IMG_OLD, counts=_COUNTS_4X),
+    "jimeng-4.0": ModelSpec("image", _keys("high_aes_general_v40", _ALL), _IMG_OLD, counts=_COUNTS_4X),
     "jimeng-3.1": ModelSpec("image", _keys("high_aes_general_v30l_art_fangzhou:general_v3.0_18b", _CN), _IMG_OLD),
     "jimeng-3.0": ModelSpec("image", _keys("high_aes_general_v30l:general_v3.0_18b", _ALL), _IMG_OLD),
     "nanobanana": ModelSpec("image", _keys("external_model_gemini_flash_image_v25", (Region.US, *_ASIA)), _IMG_OLD),
