@@ -56,6 +56,12 @@ class SimSettings:
     # Drift: models get_common_config lists beyond the catalogue, raw entries plus "kind" ("image"/"video");
     # generate accepts the image ones by key.
     extra_models: list[dict[str, Any]] = field(default_factory=list)
+    # Answer shapes the sources disagree on (§19.8): the ImageX apply's host as "UploadHosts" (a list, §11.2, NT,
+    # SB) or "UploadHost" (a string, PY measured); whether the VOD apply names the Vid (PY) or not (the elided §18
+    # sample); whether the VOD commit gives Duration (NT, §18 sample) or not (PY).
+    imagex_host_field: str = "UploadHosts"
+    vod_apply_vid: bool = True
+    vod_commit_duration: bool = True
 
 
 @dataclass
