@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from pool_support import ADMIN_KEY, add_accounts, admin, create_key, key_auth, seed_sim
 from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
 from webhook_support import SECRET, Receiver
 
 from jimeng_server import config as config_module
 from jimeng_server.api.appkeys import STORE, WATCHER, WEBHOOKS
 from jimeng_server.clock import ManualClock
-from jimeng_server.config import Config, ConfigError, WebhookConfig, parse_config
+from jimeng_server.config import AdminConfig, Config, ConfigError, WebhookConfig, parse_config
 from jimeng_server.simulator import Fault, FaultKind, Script, Simulator, Step
 from jimeng_server.upstream import codes
 
@@ -196,3 +197,39 @@ def test_config_choices_match_the_code_table() -> None:
 def test_every_code_row_names_a_source() -> None:
     assert all(f.source.strip() and f.name.strip() for f in codes.CODES.values())
     assert all(f.source.strip() for f in codes.STATUSES.values())
+
+
+# ------------------------------------------------------------------------------------------ the pool
+
+
+@pytest.fixture
+async def pool_client(make_client: Any, sim: Simulator, config: Config, store_url: str) -> Client:
+    seed_sim(sim)
+    client = await make_client(admin=AdminConfig(key=ADMIN_KEY), store=dataclasses.replace(config.store, url=store_url))
+    await add_accounts(client)
+    return client
+
+
+async def pool_health(client: Client) -> dict[str, dict[str, Any]]:
+    accounts = (await json_of(await client.get("/admin/api/accounts", headers=admin())))["data"]
+    return {a["name"]: a["health"] for a in accounts}
+
+
+async def test_pool_moves_on_from_a_rate_limited_account_and_cools_it_down(pool_client: Client, sim: Simulator) -> None:
+    key = await create_key(pool_client)
+    sim.inject(GENERATE, Fault(FaultKind.RET, ret="1310", errmsg="exceed_model_parallel_max"))
+    resp = await pool_client.post(SUBMIT, json={"prompt": "a cat"}, headers=key_auth(key))
+    assert resp.status == 200, await json_of(resp)
+    assert len(sim.calls(GENERATE)) == 2 and len(sim.charges) == 1
+    cooled = [h for h in (await pool_health(pool_client)).values() if h["last_error_code"]]
+    assert [(h["state"], h["last_error_code"]) for h in cooled] == [("cooling_down", "UPSTREAM_RATE_LIMITED")]
+
+
+async def test_pool_does_not_move_on_from_a_content_refusal(pool_client: Client, sim: Simulator) -> None:
+    key = await create_key(pool_client)
+    sim.inject(GENERATE, Fault(FaultKind.RET, ret="2050", errmsg="text_copyright_block"), times=3)
+    resp = await pool_client.post(SUBMIT, json={"prompt": "a cat"}, headers=key_auth(key))
+    body = await json_of(resp)
+    assert (resp.status, body["error"]["code"]) == (422, "CONTENT_REJECTED")
+    assert len(sim.calls(GENERATE)) == 1  # no other account is asked, none is cooled down
+    assert not [h for h in (await pool_health(pool_client)).values() if h["state"] == "cooling_down"]
