@@ -171,10 +171,16 @@ class Doctor:
         return Check("uploads", "ok", "ImageX upload credentials issued")
 
     async def generate(self) -> Check:
-        """One image (n=1) of the region's cheapest model, polled to the end, its URL downloaded."""
+        """One image (n=1) of the region's cheapest model, polled to the end, its URL downloaded; then what was
+        made and paid is checked (`spend_verdict`): exactly one image, and the balance lower by the model's
+        measured price (when the table has one)."""
         region = self.account.region
         model = SPEND_MODELS.get(region, "jimeng-4.5")
         up = self.config.upstream
+        try:
+            before = (await self.client.get_credits(self.account)).total
+        except UpstreamError as exc:
+            return _refusal("generate", exc, self.config)
         job = ImageJob(
             model_key=catalog.image_model_key(model, region),
             prompt="a small red apple on a white table",
@@ -211,7 +217,36 @@ class Doctor:
             return Check("generate", "fail", f"the result could not be downloaded ({type(exc).__name__})")
         if not size:
             return Check("generate", "fail", "the result URL did not give an image")
-        return Check("generate", "ok", f"{model} made 1 image ({size} bytes downloaded), task {history_id}")
+        try:
+            after = (await self.client.get_credits(self.account)).total
+        except UpstreamError as exc:
+            return _refusal("generate", exc, self.config)
+        spec = catalog.spec_of(model)
+        price = spec.credits.get("2k") if spec is not None else None
+        made = max(record.item_count, len(record.image_urls))
+        problem = spend_verdict(made, before - after, price)
+        if problem:
+            return Check(
+                "generate",
+                "fail",
+                f"{model}, n=1, task {history_id}: {problem}",
+                "the upstream's count or price changed: compare docs/protocol.md §17.1/§19.6 and update "
+                "upstream/catalog.py (counts, credits) or [images] default_count",
+            )
+        spent = f", {before - after} credit(s) spent" if price is not None else ""
+        return Check("generate", "ok", f"{model} made 1 image ({size} bytes downloaded){spent}, task {history_id}")
+
+
+def spend_verdict(made: int, spent: int, price: int | None) -> str:
+    """Why a one-image spend does not match what was asked and what the table says it costs ("" when it does):
+    more or fewer images than 1 (e.g. the upstream's default of 4), or a balance change other than `price`
+    (None: not measured for the model, only the count is judged)."""
+    problems = []
+    if made != 1:
+        problems.append(f"the upstream made {made} images for n=1")
+    if price is not None and spent != price:
+        problems.append(f"the balance fell by {spent} credit(s); the table says {price} for one image")
+    return "; ".join(problems)
 
 
 async def run_doctor(config: Config, account: Account, clock: Clock, *, spend: bool = False) -> list[Check]:

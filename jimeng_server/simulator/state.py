@@ -62,6 +62,7 @@ class SimSettings:
     imagex_host_field: str = "UploadHosts"
     vod_apply_vid: bool = True
     vod_commit_duration: bool = True
+    ignore_image_count: bool = False  # drift "count": every image generate makes its model's default count
 
 
 @dataclass

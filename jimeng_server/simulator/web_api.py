@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ..upstream.regions import Region, constants
 from .checks import PASSPORT, USER_CREDIT
+from .facts import image_fact
 from .generate import GenerateInvalid, validate_generate
 from .history import queue_info, render_record
 from .hosts import VHost
@@ -155,6 +156,9 @@ async def generate(sim: Simulator, call: Call) -> Answer:
     if markers.refuse:
         return sim.fail("2038", "text security block", call.path)  # §19.3 text_security_block
     count = spec.count if spec.kind == "image" else 1
+    fact = image_fact(spec.model_key, call.region) if sim.settings.ignore_image_count else None
+    if fact is not None and spec.kind == "image":
+        count = fact.forced_count or fact.default_count  # drift "count": the count sent is ignored
     cost = sim.cost_of(spec.kind, spec.resolution_type, spec.duration_s, count)
     taken = call.account.charge(cost)
     if taken is None:
