@@ -1,6 +1,7 @@
 """Command line: `python -m jimeng_server [--config F] [--host H] [--port P] [--simulate] [--version]`, the
 operator commands `jimeng-server [--config F] accounts ...` / `keys ...` (see `manage.py`), and
-`jimeng-server doctor [--config F] [--token T] [--spend] [--simulate [--drift version|model|risk|price|count]]` (`doctor.py`).
+`jimeng-server doctor [--config F] [--token T] [--spend] [--simulate [--drift version|model|risk|price|count]]`
+(`doctor.py`).
 
 Settings come from, strongest first: the flags, the environment (JIMENG_HOST, JIMENG_PORT, JIMENG_STORE_PATH;
 JIMENG_CONFIG names the file), the config file, the built-in defaults.
