@@ -151,6 +151,10 @@ class UpstreamConfig:
     # Video benefit types by upstream key where the sources conflict (§19.1, §19.13), e.g.
     # dreamina_seedance_45_pro_draft = "seedance_25_draft_{res}_output"; {res} is the resolution. Empty: the table's.
     video_benefits: dict[str, str] = field(default_factory=dict)
+    # International pre-generate audits (§19.8, NT code, single source): `imagex/submit_audit_job` after each image
+    # upload and `execute_generate_audit` before a generate with materials; a refusal is a 422 before anything is
+    # spent, an outage of the audit is logged and ignored. false = neither is called.
+    intl_audits: bool = True
 
     def hosts(self, region: str) -> RegionHosts:
         """The hosts of a region by its code (`Region` is a str enum, so a `Region` works too)."""

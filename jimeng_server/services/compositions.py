@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from ..store.models import TaskKind
 from ..upstream import catalog
+from ..upstream.audits import AuditMaterial
 from ..upstream.payloads import ImageRef
 from ..upstream.tokens import Account
 from .accounts import cost_key
@@ -50,6 +51,7 @@ class Compositions:
             async def action(account: Account) -> Submission:
                 committed = await self.inputs.upload(account, inputs.files)
                 job = self.generation.image_job(account, params, committed)
+                await self.inputs.audit_generate(account, job.model_key, [AuditMaterial(c.uri, 1) for c in committed])
                 return await self.generation.submit_generate(
                     account,
                     job,

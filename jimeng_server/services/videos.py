@@ -25,6 +25,7 @@ from ..errors import BadRequest
 from ..net.spool import Download
 from ..store.models import TaskKind
 from ..upstream import catalog
+from ..upstream.audits import AuditMaterial
 from ..upstream.payloads import ImageRef
 from ..upstream.tokens import Account
 from ..upstream.video_payloads import (
@@ -200,8 +201,10 @@ class VideoService:
         self, account: Account, params: VideoParams, materials: tuple[Material, ...], spend: SpendMark
     ) -> Submission:
         gen = self.generation
+        key = self.model_key(account, params)
+        await self.inputs.audit_generate(account, key, [audit_material(m) for m in materials])
         job = OmniJob(
-            model_key=self.model_key(account, params),
+            model_key=key,
             duration_s=params.duration,
             materials=materials,
             parts=split_prompt(params.prompt, params.reference_names()),
@@ -233,6 +236,7 @@ class VideoService:
     ) -> Submission:
         gen = self.generation
         key = self.model_key(account, params)
+        await self.inputs.audit_generate(account, key, [AuditMaterial(f.uri, 1) for f in frames])
         spec = catalog.spec_of(params.model)
         template = self.benefits.get(key)
         job = FrameJob(
@@ -259,6 +263,13 @@ class VideoService:
         return await gen.send(
             account, body, TaskKind.VIDEO, params.model, 1, images, callback_url=params.callback_url, spend=spend
         )
+
+
+def audit_material(material: Material) -> AuditMaterial:
+    """A generate material as the audit names it: an image's uri, or a video's or audio's vid (§19.8)."""
+    if isinstance(material, ImageRef):
+        return AuditMaterial(material.uri, 1)
+    return AuditMaterial(material.vid, 2 if isinstance(material, VideoRef) else 3)
 
 
 async def read_audio(file: Download) -> AudioFacts | None:

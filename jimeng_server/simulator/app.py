@@ -36,7 +36,7 @@ from aiohttp import web
 from ..clock import Clock, SystemClock
 from ..upstream.identity import chrome_major
 from ..upstream.regions import Region
-from . import algo, blend, models, vod  # noqa: F401 - importing registers algo_proxy, blend, discovery, VOD
+from . import algo, audits, blend, models, vod  # noqa: F401 - importing registers algo_proxy, audits, blend, discovery, VOD
 from .checks import (
     PASSPORT,
     USER_CREDIT,

@@ -21,7 +21,7 @@ from yarl import URL
 from ..clock import Clock
 from ..config import UpstreamConfig
 from ..metrics import instrument_upstream
-from . import content_check, discovery
+from . import audits, content_check, discovery
 from .codes import CodeClass, StatusPolicy, ret_overrides
 from .envelope import unwrap
 from .errors import (
@@ -515,6 +515,21 @@ class JimengClient:
             params={"babi_param": content_check.babi_param()},
             referer=referer,
         )
+
+
+    async def submit_audit_job(self, account: Account, image_uri: str) -> None:
+        """Hand a committed image to the site's audit (§19.8; the answer's `ret` is empty: nothing is read)."""
+        referer = f"{self.page_host(account.region)}/ai-tool/generate"
+        await self.call(account, audits.SUBMIT_AUDIT_PATH, audits.submit_audit_body(image_uri), referer=referer)
+
+    async def execute_generate_audit(
+        self, account: Account, model_key: str, materials: list[audits.AuditMaterial]
+    ) -> list[int]:
+        """Ask the audit about a generate's materials before it is sent (§19.8); the refused positions."""
+        referer = f"{self.page_host(account.region)}/ai-tool/generate"
+        body = audits.generate_audit_body(model_key, materials)
+        data = await self.call(account, audits.GENERATE_AUDIT_PATH, body, referer=referer)
+        return audits.refused_materials(data)
 
 
 def _int(value: Any) -> int:
