@@ -54,11 +54,9 @@ def refused_with_1000(status: int, body: Any, sim: Simulator, needle: str) -> No
 async def test_wrong_benefit_type_in_the_client_table_is_refused(
     client: Client, clock: ManualClock, sim: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    wrong = tuple(
-        (needle, "seedance_20_mini_{res}_outputs" if needle == "40_mini" else benefit)
-        for needle, benefit in catalog._BENEFITS
-    )
-    monkeypatch.setattr(catalog, "_BENEFITS", wrong)
+    name = "jimeng-video-seedance-2.0-mini"
+    wrong = dataclasses.replace(catalog.VIDEO_SPECS[name], benefit="seedance_20_mini_{res}_outputs")
+    monkeypatch.setitem(catalog.VIDEO_SPECS, name, wrong)
     status, body = await post(client, clock, VIDEOS, {"prompt": "a wave", "model": "jimeng-video-seedance-2.0-mini"})
     refused_with_1000(status, body, sim, "benefit_type")
 

@@ -53,6 +53,10 @@ class ModelSpec:
     limit_note: str = ""
     # Images: the count the upstream makes whatever is asked (mj82 makes 4, §19.6).
     forced_count: int | None = None
+    # Videos: the `benefit_type` ({res} = the resolution; empty: DEFAULT_VIDEO_BENEFIT), and which of the omni
+    # benefit types (0 pro, 1 fast; None: no omni mode) applies.
+    benefit: str = ""
+    omni_index: int | None = None
 
 
 _IMG_OLD = ("1k", "2k", "4k")
@@ -139,6 +143,7 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
         evidence="§17.3/§19.1: measured on a VIP account (2026-09-30): 5 s at 720p cost 60 credits; 4-30 s (TD, PY)",
         min_features=(SEEDANCE25_FEATURE,),
         limit_note=_LONG_VIDEO_NOTE,
+        benefit="seedance_25_{res}_output",
     ),
     "jimeng-video-seedance-2.5-draft": ModelSpec(
         "video",
@@ -149,6 +154,9 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
         min_features=(SEEDANCE25_FEATURE,),
         draft_mode=True,
         limit_note=_LONG_VIDEO_NOTE,
+        # §19.13 conflict 4: PY's submit capture; SB's model list says seedance_25_draft_{res}_output
+        # ([upstream] video_benefits overrides).
+        benefit="seedance_25_draft_{res}_no_input_video_output",
     ),
     "jimeng-video-seedance-2.0-vip": ModelSpec(
         "video",
@@ -157,6 +165,7 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
         durations=_SEEDANCE_2_SECONDS,
         vip=True,
         evidence="§17.3: VIP channel; 720p in iptag PR #171, 1080p/4k in zhizinan's table (4k not measured)",
+        benefit="seedance_20_pro_{res}_output",
     ),
     "jimeng-video-seedance-2.0-fast-vip": ModelSpec(
         "video",
@@ -165,6 +174,7 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
         durations=_SEEDANCE_2_SECONDS,
         vip=True,
         evidence="§17.3: VIP channel; measured end to end (iptag PR #171, 2026-07-02)",
+        benefit="seedance_20_fast_{res}_output",  # PR #171; PY captured dreamina_seedance_20_fast_5s (§19.1)
     ),
     "jimeng-video-seedance-2.0-mini": ModelSpec(
         "video",
@@ -172,12 +182,14 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
         ("720p",),
         durations=_SEEDANCE_2_SECONDS,
         evidence="§17.3: measured end to end (iptag PR #171, 2026-07-02)",
+        benefit="seedance_20_mini_{res}_output",  # PR #171; PY captured ..._output_5s (§19.1)
     ),
     "jimeng-video-seedance-2.0-lite": ModelSpec(
         "video",
         _keys("seedance_2_0_lite", _CN),
         durations=_SEEDANCE_2_SECONDS,
         evidence="§17.3: works on free accounts (fran0220, 2026-04-24); resolutions not stated",
+        benefit="seedance_2_0_lite",
     ),
     "jimeng-video-seedance-2.0": ModelSpec(
         "video",
@@ -185,6 +197,8 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
         durations=_SEEDANCE_2_SECONDS,
         vip=True,
         evidence="§6.3; §17.3: a paid subscription is needed from non-browser clients",
+        benefit="dreamina_video_seedance_20_pro",
+        omni_index=0,
     ),
     "jimeng-video-seedance-2.0-fast": ModelSpec(
         "video",
@@ -192,9 +206,14 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
         durations=_SEEDANCE_2_SECONDS,
         vip=True,
         evidence="§6.3; §17.3: a paid subscription is needed from non-browser clients",
+        benefit="dreamina_seedance_20_fast",
+        omni_index=1,
     ),
     "jimeng-video-3.5-pro": ModelSpec(
-        "video", _keys("dreamina_ic_generate_video_model_vgfm_3.5_pro", _ALL), durations=(5, 10, 12)
+        "video",
+        _keys("dreamina_ic_generate_video_model_vgfm_3.5_pro", _ALL),
+        durations=(5, 10, 12),
+        benefit="dreamina_video_seedance_15_pro",
     ),
     "jimeng-video-3.0-pro": ModelSpec(
         "video", _keys("dreamina_ic_generate_video_model_vgfm_3.0_pro", _CN_ASIA), durations=(5, 10)
@@ -214,9 +233,15 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
     "jimeng-video-2.0-pro": ModelSpec(
         "video", _keys("dreamina_ic_generate_video_model_vgfm1.0", _CN_ASIA), durations=(5, 10)
     ),
-    "jimeng-video-veo3": ModelSpec("video", _keys("dreamina_veo3_generate_video", _ASIA), durations=(8,)),
-    "jimeng-video-veo3.1": ModelSpec("video", _keys("dreamina_veo3.1_generate_video", _ASIA), durations=(8,)),
-    "jimeng-video-sora2": ModelSpec("video", _keys("dreamina_sora2_generate_video", _ASIA), durations=(4, 8, 12)),
+    "jimeng-video-veo3": ModelSpec(
+        "video", _keys("dreamina_veo3_generate_video", _ASIA), durations=(8,), benefit="generate_video_veo3"
+    ),
+    "jimeng-video-veo3.1": ModelSpec(
+        "video", _keys("dreamina_veo3.1_generate_video", _ASIA), durations=(8,), benefit="generate_video_veo3.1"
+    ),
+    "jimeng-video-sora2": ModelSpec(
+        "video", _keys("dreamina_sora2_generate_video", _ASIA), durations=(4, 8, 12), benefit="generate_video_sora2"
+    ),
 }
 DEFAULT_VIDEO_MODEL = "jimeng-video-3.5-pro"
 
@@ -409,27 +434,15 @@ def video_resolutions(model: str) -> tuple[str, ...]:
     return spec.resolutions if spec is not None else ()
 
 
-# Longest key first (§17.3): `dreamina_seedance_40_pro_vision` also contains `40_pro`, `40_vision` and `40`.
-# A "{res}" in the value is replaced by the resolution ("720p", ...): these keys' benefit depends on it.
-_BENEFITS: tuple[tuple[str, str], ...] = (
-    # §19.13 conflict 4: PY's submit capture; SB's model list says seedance_25_draft_{res}_output
-    # ([upstream] video_benefits overrides).
-    ("45_pro_draft", "seedance_25_draft_{res}_no_input_video_output"),
-    ("45_pro", "seedance_25_{res}_output"),
-    ("40_pro_vision", "seedance_20_pro_{res}_output"),
-    ("40_vision", "seedance_20_fast_{res}_output"),
-    ("40_mini", "seedance_20_mini_{res}_output"),
-    ("seedance_2_0_lite", "seedance_2_0_lite"),
-    ("40_pro", "dreamina_video_seedance_20_pro"),
-    ("40", "dreamina_seedance_20_fast"),
-    ("veo3.1", "generate_video_veo3.1"),
-    ("veo3", "generate_video_veo3"),
-    ("sora2", "generate_video_sora2"),
-    ("3.5_pro", "dreamina_video_seedance_15_pro"),
-    ("3.5", "dreamina_video_seedance_15"),
-)
-BENEFIT_ORDER = tuple(needle for needle, _ in _BENEFITS)
-"""The substrings `video_benefit_type` tests, in order (exposed so a test can check it is longest first)."""
+DEFAULT_VIDEO_BENEFIT = "basic_video_operation_vgfm_v_three"
+"""The benefit type of the older video keys (§6.6) and of a key the table lacks."""
+_REFERENCE_FALLBACK = (("3.5", "dreamina_video_seedance_15"),)
+"""The reference's rule for a key the table lacks (a key only discovery lists, §6.6): by substring."""
+
+
+def video_spec_by_key(key: str) -> ModelSpec | None:
+    """The table's record of an upstream video key (in any region), else None."""
+    return next((spec for spec in VIDEO_SPECS.values() if key in spec.keys.values()), None)
 
 
 OMNI_BENEFITS = ("dreamina_video_seedance_20_video_add", "dreamina_seedance_20_fast_with_video")
@@ -441,20 +454,20 @@ OMNI_BENEFITS = ("dreamina_video_seedance_20_video_add", "dreamina_seedance_20_f
 def video_benefit_type(
     key: str, resolution: str | None = None, *, omni: bool = False, omni_benefits: tuple[str, str] = OMNI_BENEFITS
 ) -> str:
-    """`benefit_type` for an upstream video key at `resolution` (§6.6, §17.3); omni mode uses the Seedance 2.0
-    omni values `omni_benefits` (pro, fast). Keys whose benefit names a resolution get the 720p one when none
-    is given."""
+    """`benefit_type` for an upstream video key at `resolution`: its record's `benefit` (§6.6, §17.3, §19.1;
+    `{res}` = the resolution, 720p when none is given); omni mode uses the record's entry of `omni_benefits`
+    (pro, fast: config, §17.10)."""
+    spec = video_spec_by_key(key)
     if omni:
-        return omni_benefits[0] if "40_pro" in key else omni_benefits[1]
-    for needle, benefit in _BENEFITS:
-        if needle in key:
-            return benefit.format(res=resolution or "720p")
-    return "basic_video_operation_vgfm_v_three"
+        index = spec.omni_index if spec is not None and spec.omni_index is not None else 1
+        return omni_benefits[index]
+    if spec is not None:
+        return spec.benefit.format(res=resolution or "720p") if spec.benefit else DEFAULT_VIDEO_BENEFIT
+    return next((benefit for needle, benefit in _REFERENCE_FALLBACK if needle in key), DEFAULT_VIDEO_BENEFIT)
 
 
 def video_takes_resolution(key: str) -> bool:
-    """True for the keys whose body carries `resolution`: the 3.0 and 3.0-fast keys (§6.5) and the Seedance
-    2.x keys whose benefit type names a resolution (§17.3)."""
-    if "vgfm_3.0" in key and "_pro" not in key:
-        return True
-    return any(needle in key and "{res}" in benefit for needle, benefit in _BENEFITS[:5])
+    """True for the keys whose body carries `resolution`: those whose record offers resolutions (the 3.0 and
+    3.0-fast keys, §6.5, and the Seedance 2.x keys whose benefit type names one, §17.3)."""
+    spec = video_spec_by_key(key)
+    return spec is not None and bool(spec.resolutions)
