@@ -57,6 +57,9 @@ class ModelSpec:
     # benefit types (0 pro, 1 fast; None: no omni mode) applies.
     benefit: str = ""
     omni_index: int | None = None
+    # Images: `intelligent_ratio` is honoured (§7.2, PR #171 adds 4.7); story keywords switch to multi-image (§7.5).
+    intelligent_ratio: bool = False
+    multi_image: bool = False
 
 
 _IMG_OLD = ("1k", "2k", "4k")
@@ -103,6 +106,7 @@ IMAGE_SPECS: dict[str, ModelSpec] = {
         _IMG_OLD,
         counts=tuple(range(1, 9)),
         evidence="§17.2: v50 renamed '5.0 Lite' on the site (2026-06-24); counts 1-8 (§17.1, medium)",
+        intelligent_ratio=True,
     ),
     "jimeng-5.0": ModelSpec(
         "image",
@@ -111,6 +115,7 @@ IMAGE_SPECS: dict[str, ModelSpec] = {
         counts=tuple(range(1, 9)),
         alias_of="jimeng-5.0-lite",
         evidence="the old name of 5.0 Lite, kept for drop-in parity",
+        intelligent_ratio=True,
     ),
     "jimeng-4.7": ModelSpec(
         "image",
@@ -119,11 +124,35 @@ IMAGE_SPECS: dict[str, ModelSpec] = {
         counts=_COUNTS_4X,
         credits={"2k": 1},
         evidence="§17.2: measured (2048x2048 image, 2026-07); §17.1: 1 credit per image at 2k (measured); §19.6 n 1-8",
+        intelligent_ratio=True,
     ),
-    "jimeng-4.6": ModelSpec("image", _keys("high_aes_general_v42", _CN_ASIA), _IMG_OLD, counts=_COUNTS_4X),
-    "jimeng-4.5": ModelSpec("image", _keys("high_aes_general_v40l", _ALL), _IMG_OLD, counts=_COUNTS_4X),
-    "jimeng-4.1": ModelSpec("image", _keys("high_aes_general_v41", _ALL), _IMG_OLD, counts=_COUNTS_4X),
-    "jimeng-4.0": ModelSpec("image", _keys("high_aes_general_v40", _ALL), _IMG_OLD, counts=_COUNTS_4X),
+    "jimeng-4.6": ModelSpec(
+        "image", _keys("high_aes_general_v42", _CN_ASIA), _IMG_OLD, counts=_COUNTS_4X, intelligent_ratio=True
+    ),
+    "jimeng-4.5": ModelSpec(
+        "image",
+        _keys("high_aes_general_v40l", _ALL),
+        _IMG_OLD,
+        counts=_COUNTS_4X,
+        intelligent_ratio=True,
+        multi_image=True,
+    ),
+    "jimeng-4.1": ModelSpec(
+        "image",
+        _keys("high_aes_general_v41", _ALL),
+        _IMG_OLD,
+        counts=_COUNTS_4X,
+        intelligent_ratio=True,
+        multi_image=True,
+    ),
+    "jimeng-4.0": ModelSpec(
+        "image",
+        _keys("high_aes_general_v40", _ALL),
+        _IMG_OLD,
+        counts=_COUNTS_4X,
+        intelligent_ratio=True,
+        multi_image=True,
+    ),
     "jimeng-3.1": ModelSpec("image", _keys("high_aes_general_v30l_art_fangzhou:general_v3.0_18b", _CN), _IMG_OLD),
     "jimeng-3.0": ModelSpec("image", _keys("high_aes_general_v30l:general_v3.0_18b", _ALL), _IMG_OLD),
     "nanobanana": ModelSpec("image", _keys("external_model_gemini_flash_image_v25", (Region.US, *_ASIA)), _IMG_OLD),
@@ -249,12 +278,10 @@ DEFAULT_VIDEO_MODEL = "jimeng-video-3.5-pro"
 IMAGE_MODELS: dict[str, dict[Region, str]] = {name: dict(spec.keys) for name, spec in IMAGE_SPECS.items()}
 VIDEO_MODELS: dict[str, dict[Region, str]] = {name: dict(spec.keys) for name, spec in VIDEO_SPECS.items()}
 
-# Models whose intelligent_ratio flag is honoured (§7.2, PR #171 adds 4.7); others force it to false.
-INTELLIGENT_RATIO_MODELS = frozenset(
-    {"jimeng-4.0", "jimeng-4.1", "jimeng-4.5", "jimeng-4.6", "jimeng-4.7", "jimeng-5.0", "jimeng-5.0-lite"}
-)
-# Models that switch to multi-image ("story") mode on story keywords (§7.5).
-MULTI_IMAGE_MODELS = frozenset({"jimeng-4.0", "jimeng-4.1", "jimeng-4.5"})
+INTELLIGENT_RATIO_MODELS = frozenset(name for name, spec in IMAGE_SPECS.items() if spec.intelligent_ratio)
+"""Models whose intelligent_ratio flag is honoured (their records' `intelligent_ratio`); others force it to false."""
+MULTI_IMAGE_MODELS = frozenset(name for name, spec in IMAGE_SPECS.items() if spec.multi_image)
+"""Models that switch to multi-image ("story") mode on story keywords (their records' `multi_image`, §7.5)."""
 MAX_IMAGE_COUNT = 8
 """The most images one request may ask for on any model (§17.1)."""
 BLEND_DEFAULT_COUNT = 4
