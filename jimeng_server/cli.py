@@ -1,7 +1,7 @@
 """Command line: `python -m jimeng_server [--config F] [--host H] [--port P] [--simulate] [--version]`, the
 operator commands `jimeng-server [--config F] accounts ...` / `keys ...` (see `manage.py`), and
-`jimeng-server doctor [--config F] [--token T] [--spend] [--simulate [--drift version|model|risk|price|count]]`
-(`doctor.py`).
+`jimeng-server doctor [--config F] [--token T] [--spend] [--record DIR] [--simulate [--drift
+version|model|risk|price|count]]` (`doctor.py`).
 
 Settings come from, strongest first: the flags, the environment (JIMENG_HOST, JIMENG_PORT, JIMENG_STORE_PATH;
 JIMENG_CONFIG names the file), the config file, the built-in defaults.
@@ -227,6 +227,9 @@ def parse_doctor_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--drift", action="append", choices=DRIFTS, default=[], help="with --simulate: make the simulator drift"
     )
+    parser.add_argument(
+        "--record", metavar="DIR", help="save every upstream exchange, redacted, under DIR (to hand in as samples)"
+    )
     return parser.parse_args(argv)
 
 
@@ -256,6 +259,7 @@ async def doctor_command(
     simulate: bool = False,
     drift: Sequence[str] = (),
     clock: Clock | None = None,
+    record: str | None = None,
 ) -> int:
     """Run the doctor (against a fresh simulator with `simulate`), print one line per check, return the exit
     code (0: nothing failed, 1: something failed, 2: no usable token)."""
@@ -272,7 +276,7 @@ async def doctor_command(
         except TokenError as exc:
             print(f"doctor: {exc}")
             return 2
-        checks = await run_doctor(config, account, clock, spend=spend)
+        checks = await run_doctor(config, account, clock, spend=spend, record=Path(record) if record else None)
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -293,7 +297,9 @@ def doctor_main(argv: list[str]) -> int:
         return 2
     setup_logging("WARNING")
     token = args.token or os.environ.get("JIMENG_TOKEN")
-    return asyncio.run(doctor_command(config, token, spend=args.spend, simulate=args.simulate, drift=args.drift))
+    return asyncio.run(
+        doctor_command(config, token, spend=args.spend, simulate=args.simulate, drift=args.drift, record=args.record)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

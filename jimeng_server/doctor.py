@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -26,13 +27,14 @@ from .config import Config
 from .errors import from_upstream
 from .services.models import drift_of
 from .upstream import catalog
-from .upstream.client import JimengClient
+from .upstream.client import JimengClient, SingleTransport
 from .upstream.errors import UpstreamError
 from .upstream.history import parse_record
 from .upstream.payloads import DraftVersions, ImageJob, build_image_generate, history_image_info
+from .upstream.recorder import RecordingTransport
 from .upstream.regions import Region
 from .upstream.tokens import Account
-from .upstream.transport import SessionPool
+from .upstream.transport import AiohttpTransport, SessionPool
 
 NEWEST_DA_VERSION = "3.3.28"
 """The newest `da_version` seen on the live site (2026-09-30, docs/protocol.md §17.5)."""
@@ -84,13 +86,21 @@ def _refusal(name: str, exc: UpstreamError, config: Config) -> Check:
 class Doctor:
     """Runs the checks for one account with its own client (sessions closed by `close()`)."""
 
-    def __init__(self, config: Config, account: Account, clock: Clock, *, spend: bool = False) -> None:
+    def __init__(
+        self, config: Config, account: Account, clock: Clock, *, spend: bool = False, record: Path | None = None
+    ) -> None:
+        """`record`: a directory where every web-API exchange is saved, redacted (`upstream/recorder.py`)."""
         self.config = config
         self.account = account
         self.clock = clock
         self.spend = spend
         self.pool = SessionPool(connect_timeout=config.upstream.connect_timeout)
         self.client = JimengClient(config.upstream, self.pool, clock)
+        if record is not None:
+            ident = self.client.identity(account)
+            known = [account.sessionid, self.client.web_id(account), ident.web_id, ident.user_id]
+            recorder = RecordingTransport(AiohttpTransport(self.pool), record, known=known)
+            self.client = JimengClient(config.upstream, self.pool, clock, transports=SingleTransport(recorder))
 
     async def close(self) -> None:
         await self.pool.close()
@@ -249,9 +259,11 @@ def spend_verdict(made: int, spent: int, price: int | None) -> str:
     return "; ".join(problems)
 
 
-async def run_doctor(config: Config, account: Account, clock: Clock, *, spend: bool = False) -> list[Check]:
-    """Run every check for `account` and close the doctor's sessions."""
-    doctor = Doctor(config, account, clock, spend=spend)
+async def run_doctor(
+    config: Config, account: Account, clock: Clock, *, spend: bool = False, record: Path | None = None
+) -> list[Check]:
+    """Run every check for `account` and close the doctor's sessions (`record`: save the exchanges there)."""
+    doctor = Doctor(config, account, clock, spend=spend, record=record)
     try:
         return await doctor.run()
     finally:
