@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from samples import SAMPLES, load_sample, sample_text
 from support import CN_TOKEN, bearer, drive, json_of
 
+from jimeng_server.api.appkeys import CLIENT
 from jimeng_server.clock import ManualClock
 from jimeng_server.errors import from_upstream
 from jimeng_server.mp4 import tiny_mp4
@@ -27,6 +28,7 @@ from jimeng_server.upstream.envelope import unwrap
 from jimeng_server.upstream.errors import UpstreamRetError
 from jimeng_server.upstream.history import extract_video_url, parse_record, queue_of, unescape_url
 from jimeng_server.upstream.regions import Region
+from jimeng_server.upstream.tokens import parse_token
 
 Check = Callable[[], None]
 
@@ -214,3 +216,29 @@ async def test_vod_apply_without_vid_and_commit_without_duration(
     assert material["video_info"]["vid"] in sim.uploads.vids  # the vid of the commit
     assert material["video_info"]["duration"] == 6000  # our own reading of the file
     assert body["extend"]["m_video_commerce_info"]["amount"] == 11  # 5 s out + 6 s in (§19.1)
+
+
+async def test_transcoded_video_keyed_by_resolution_is_read(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    sim.settings.transcoded_by_resolution = True  # §19.12: "360p", "720p", ... instead of "origin"
+    call = client.post(
+        "/v1/videos/generations", json={"prompt": "a wave", "model": "jimeng-video-3.5-pro"}, headers=bearer(CN_TOKEN)
+    )
+    (resp,) = await drive(client.app, clock, call)
+    assert resp.status == 200, await json_of(resp)
+    (hid,) = sim.records
+    data = await client.app[CLIENT].get_history(parse_token(CN_TOKEN), [hid])
+    record = parse_record(data[hid])
+    (url,) = record.video_urls
+    assert "stale" not in url  # the widest entry, not the 360p one
+    async with client.session.get(url) as got:
+        assert got.status == 200
+
+
+def test_transcoded_video_prefers_origin_then_the_widest() -> None:
+    wide = {"width": 1280, "height": 720, "video_url": "https://v/720"}
+    narrow = {"width": 640, "height": 360, "video_url": "https://v/360"}
+    assert extract_video_url({"video": {"transcoded_video": {"360p": narrow, "720p": wide}}}) == "https://v/720"
+    origin = {"origin": {"video_url": "https://v/o"}, "720p": wide}
+    assert extract_video_url({"common_attr": {"transcoded_video": origin}}) == "https://v/o"

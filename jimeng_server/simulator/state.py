@@ -62,6 +62,9 @@ class SimSettings:
     imagex_host_field: str = "UploadHosts"
     vod_apply_vid: bool = True
     vod_commit_duration: bool = True
+    # Video items' `transcoded_video` keyed by resolution name ("360p", "720p"; §19.12, PY's real answer) instead
+    # of `origin` (§18.4).
+    transcoded_by_resolution: bool = False
     ignore_image_count: bool = False  # drift "count": every image generate makes its model's default count
 
 

@@ -356,11 +356,18 @@ def video_item(base: str, secret: bytes, record: SimRecord, index: int) -> dict[
         video["video_model"] = video_model(base, secret, record, index)
     common: dict[str, Any] = {"id": iid, "item_type": 2, "status": 50}
     item: dict[str, Any] = {"common_attr": common, "video": video}
+    transcoded: dict[str, Any] = {"origin": {"video_url": preview}}
+    if record.extra.get("transcoded_by_resolution"):  # §19.12: keyed by resolution name; the widest is the clip
+        small = f"{stale}&w=640"
+        transcoded = {
+            "360p": {"vid": iid, "fps": 24, "width": 640, "height": 360, "video_url": small},
+            "720p": {"vid": iid, "fps": 24, "width": 1280, "height": 720, "video_url": preview},
+        }
     if int(record.history_id) % 2 == 0:
-        common["transcoded_video"] = {"origin": {"video_url": preview}}
+        common["transcoded_video"] = transcoded
         item["item_id"] = iid
     else:
-        video["transcoded_video"] = {"origin": {"video_url": preview}}
+        video["transcoded_video"] = transcoded
     return item
 
 

@@ -176,6 +176,7 @@ async def generate(sim: Simulator, call: Call) -> Answer:
     extra = {**spec.extra, "queue_ahead": unfinished + sim.settings.queue_ahead}
     if spec.kind == "video":
         extra["video_model"] = sim.settings.video_model_urls
+        extra["transcoded_by_resolution"] = sim.settings.transcoded_by_resolution
     record = SimRecord(
         history_id=sim.new_history_id(),
         sessionid=call.account.sessionid,

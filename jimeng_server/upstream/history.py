@@ -86,21 +86,41 @@ def extract_image_url(item: Any) -> str | None:
     return unescape_url(url) if isinstance(url, str) and url else None
 
 
+_TRANSCODED = ("common_attr", "video")
+"""Where an item's `transcoded_video` may sit, in order (§9.3, §18.4)."""
 _VIDEO_PATHS: tuple[tuple[str | int, ...], ...] = (
-    ("common_attr", "transcoded_video", "origin", "video_url"),
-    ("video", "transcoded_video", "origin", "video_url"),
     ("video", "play_url"),
     ("video", "download_url"),
     ("video", "url"),
 )
 # get_local_item_list prefers the download URL over the play URL (§9.5).
 _HQ_VIDEO_PATHS: tuple[tuple[str | int, ...], ...] = (
-    _VIDEO_PATHS[0],
-    _VIDEO_PATHS[1],
     ("video", "download_url"),
     ("video", "play_url"),
     ("video", "url"),
 )
+
+
+def _pixels(entry: dict[str, Any]) -> int:
+    width, height = entry.get("width"), entry.get("height")
+    return width * height if isinstance(width, int) and isinstance(height, int) else 0
+
+
+def transcoded_url(item: Any) -> str | None:
+    """The URL of `transcoded_video` under `common_attr` or `video`: its `origin` entry (§18.4), else the widest
+    of its other entries, which real answers key by resolution name such as "360p" (§19.12, PY measured)."""
+    for container in _TRANSCODED:
+        variants = _dig(item, container, "transcoded_video")
+        if not isinstance(variants, dict):
+            continue
+        entries = [v for v in variants.values() if isinstance(v, dict) and isinstance(v.get("video_url"), str)]
+        entries = [v for v in entries if v["video_url"]]
+        origin = variants.get("origin")
+        if isinstance(origin, dict) and origin in entries:
+            return str(origin["video_url"])
+        if entries:
+            return str(max(entries, key=_pixels)["video_url"])
+    return None
 
 
 def _area(entry: dict[str, Any]) -> int:
@@ -141,11 +161,14 @@ def watermark_free_url(item: Any) -> str | None:
 
 
 def extract_video_url(item: Any, *, high_quality: bool = False) -> str | None:
-    """The video URL of an item: the watermark-free `video_model` URL when present, else the first URL at the
-    documented item paths (§9.3, §9.5 for `high_quality`)."""
+    """The video URL of an item: the watermark-free `video_model` URL when present, else `transcoded_video`'s
+    (`transcoded_url`), else the first URL at the other documented item paths (§9.3, §9.5 for `high_quality`)."""
     clean = watermark_free_url(item)
     if clean is not None:
         return clean
+    transcoded = transcoded_url(item)
+    if transcoded is not None:
+        return unescape_url(transcoded)
     for path in _HQ_VIDEO_PATHS if high_quality else _VIDEO_PATHS:
         url = _dig(item, *path)
         if isinstance(url, str) and url:
