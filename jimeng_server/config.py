@@ -155,6 +155,9 @@ class UpstreamConfig:
     # upload and `execute_generate_audit` before a generate with materials; a refusal is a 422 before anything is
     # spent, an outage of the audit is logged and ignored. false = neither is called.
     intl_audits: bool = True
+    # A directory where every web-API exchange is saved, redacted (same-length masks, MANIFEST.json), in the
+    # samples' layout, to hand in real answers (docs/protocol.md §20); "" = off. Not for production load.
+    record_dir: str = ""
 
     def hosts(self, region: str) -> RegionHosts:
         """The hosts of a region by its code (`Region` is a str enum, so a `Region` works too)."""

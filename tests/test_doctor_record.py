@@ -4,16 +4,20 @@ hand in real answers; what it saves goes through the client's parsers like the r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+from support import CN_TOKEN, bearer, drive, json_of
 from test_doctor import on_clock
 
 from jimeng_server.cli import doctor_command
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config
+from jimeng_server.simulator import Simulator
 from jimeng_server.upstream.client import generated_history_id, parse_credits
 from jimeng_server.upstream.envelope import unwrap
 from jimeng_server.upstream.history import parse_record
@@ -76,3 +80,22 @@ def test_redaction_keeps_lengths_and_shapes() -> None:
     url = redactor.url("https://h/p?aid=1&msToken=tok123&webId=777&x=https://c/i?x-signature=abc")
     assert url == "https://h/p?aid=1&msToken=000000&webId=000&x=https://c/i?x-signature=000"
     assert {f["at"] for f in redactor.fields} >= {"body.uid", "body.user_id", "headers.Cookie", "query.msToken"}
+
+
+async def test_server_records_when_configured(
+    make_client: Any, config: Config, clock: ManualClock, sim: Simulator, tmp_path: Path
+) -> None:
+    client = await make_client(upstream=dataclasses.replace(config.upstream, record_dir=str(tmp_path)))
+    call = client.post("/v1/images/generations", json={"prompt": "a fox", "n": 1}, headers=bearer(CN_TOKEN))
+    (resp,) = await drive(client.app, clock, call)
+    assert resp.status == 200, await json_of(resp)
+    check_server_recording(tmp_path / "aiohttp")
+
+
+def check_server_recording(folder: Path) -> None:
+    files = sorted(p for p in folder.rglob("*.json") if p.name != "MANIFEST.json")
+    assert {p.parent.name for p in files} >= {"user_credit", "aigc_draft_generate", "get_history_by_ids"}
+    text = "".join(p.read_text(encoding="utf-8") for p in files)
+    assert CN_TOKEN not in text and "REDACTED" in text
+    manifest = json.loads((folder / "MANIFEST.json").read_text(encoding="utf-8"))
+    assert len(manifest) == len(files)

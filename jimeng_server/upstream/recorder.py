@@ -1,6 +1,7 @@
-"""Recording upstream exchanges for the witness (`doctor --record DIR`, issue 20): every web-API call a transport
-sends is saved, request and answer, in the layout of the project's upstream samples (`<endpoint>/<region>_<n>_
-<status>_ret<ret>.json`), with its secrets replaced by text of the same length and listed in `MANIFEST.json`.
+"""Recording upstream exchanges for the witness (`doctor --record DIR` and `[upstream] record_dir`, issue 20): every
+web-API call a transport sends is saved, request and answer, in the layout of the project's upstream samples
+(`<endpoint>/<region>_<n>_<status>_ret<ret>.json`), with its secrets replaced by text of the same length and
+listed in `MANIFEST.json`.
 
 What is redacted: the account's session id and user/web ids wherever they appear; the values of the `Cookie`,
 `Sign`, `Authorization`, `X-Amz-Security-Token` and `X-Storage-U` headers; the `msToken`, `a_bogus`, `X-Bogus` and
@@ -11,6 +12,7 @@ redaction keeps the length (`REDACTED` then zeros), so a parser sees the same sh
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -138,16 +140,19 @@ class RecordingTransport:
         self.known = [k for k in known if k]
         self.count = 0
         self.manifest: list[dict[str, Any]] = []
+        self._writing = asyncio.Lock()
 
     async def send(self, out: Outgoing) -> RawAnswer:
         answer = await self.inner.send(out)
-        self.save(out, answer)
+        async with self._writing:  # one writer at a time: numbering and the manifest stay consistent
+            await asyncio.to_thread(self.save, out, answer)
         return answer
 
     def save(self, out: Outgoing, answer: RawAnswer) -> Path:
-        """Write one exchange and update the manifest; returns the file written."""
+        """Write one exchange and update the manifest; returns the file written. The sending account's session id
+        is redacted too (a server records many accounts)."""
         self.count += 1
-        redactor = Redactor(self.known)
+        redactor = Redactor([*self.known, out.account.sessionid])
         body = _json_or_text(answer.body)
         record = {
             "request": {
