@@ -161,6 +161,8 @@ class Doctor:
             notes.append("not listed any more: " + ", ".join(drift.missing))
         if drift.renamed:
             notes.append("renamed?: " + ", ".join(f"{name} -> {m.key}" for name, m in drift.renamed))
+        if drift.differs:
+            notes.append("differs: " + "; ".join(drift.differs))
         if not notes:
             return Check("models", "ok", f"{len(found)} models listed, all in the built-in table")
         return Check(

@@ -279,3 +279,19 @@ def test_readme_model_tables_match_the_catalog(readme: str, heading: str) -> Non
             assert any(k == key or (key.startswith("…") and k.endswith(key[1:])) for k in spec.keys.values())
             listed = {r.split("（")[0].split(" (")[0].strip() for r in row[3].split(", ")}
             assert listed == (set(spec.resolutions) or {"—"}), (readme, name, row[3])
+
+
+async def test_doctor_names_table_facts_the_upstream_lists_otherwise(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_doctor import doctor
+
+    wrong = dataclasses.replace(catalog.IMAGE_SPECS["jimeng-4.7"], counts=(1, 2, 3, 4))
+    monkeypatch.setitem(catalog.IMAGE_SPECS, "jimeng-4.7", wrong)
+    short = dataclasses.replace(catalog.VIDEO_SPECS["jimeng-video-seedance-2.5"], durations=tuple(range(4, 16)))
+    monkeypatch.setitem(catalog.VIDEO_SPECS, "jimeng-video-seedance-2.5", short)
+    code, out = await doctor(capsys, spend=False)
+    assert code == 0, out
+    line = next(x for x in out.splitlines() if x.startswith("[warn] models"))
+    assert "jimeng-4.7: n 1-4 in the table, 1-8 upstream" in line
+    assert "jimeng-video-seedance-2.5: 4-15 s in the table, 4-30 s upstream" in line
