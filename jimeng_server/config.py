@@ -306,6 +306,7 @@ class ModelsConfig:
     """`aliases`: extra model names (e.g. `dall-e-3 = "jimeng-4.5"`) for clients that only send their own."""
 
     aliases: dict[str, str] = field(default_factory=dict)
+    file: str = ""  # an operator's model file adding to or replacing the built-in table (upstream/model_file.py)
 
 
 IMAGE_DEFAULT_COUNTS = ("model", "1", "2", "3", "4")

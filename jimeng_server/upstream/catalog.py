@@ -10,7 +10,7 @@ region has. Live discovery (`get_common_config`, §17.4) can add to this table a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .regions import Region
@@ -286,6 +286,32 @@ MAX_IMAGE_COUNT = 8
 """The most images one request may ask for on any model (§17.1)."""
 BLEND_DEFAULT_COUNT = 4
 """Images a blend makes (and bills) when no count is sent (§19.6: measured by SB and PY)."""
+
+
+def apply_overrides(entries: Mapping[str, ModelSpec]) -> Callable[[], None]:
+    """Add or replace table entries in place (the operator's model file, `model_file.py`; applied once at start)
+    and re-derive the name sets; returns the function that restores the built-in table."""
+    global INTELLIGENT_RATIO_MODELS, MULTI_IMAGE_MODELS
+    saved = (dict(IMAGE_SPECS), dict(VIDEO_SPECS), dict(IMAGE_MODELS), dict(VIDEO_MODELS))
+    sets = (INTELLIGENT_RATIO_MODELS, MULTI_IMAGE_MODELS)
+    for name, spec in entries.items():
+        specs, models = (IMAGE_SPECS, IMAGE_MODELS) if spec.kind == "image" else (VIDEO_SPECS, VIDEO_MODELS)
+        specs[name] = spec
+        models[name] = dict(spec.keys)
+    INTELLIGENT_RATIO_MODELS = frozenset(name for name, spec in IMAGE_SPECS.items() if spec.intelligent_ratio)
+    MULTI_IMAGE_MODELS = frozenset(name for name, spec in IMAGE_SPECS.items() if spec.multi_image)
+
+    def restore() -> None:
+        global INTELLIGENT_RATIO_MODELS, MULTI_IMAGE_MODELS
+        for specs, before_specs in ((IMAGE_SPECS, saved[0]), (VIDEO_SPECS, saved[1])):
+            specs.clear()
+            specs.update(before_specs)
+        for models, before_models in ((IMAGE_MODELS, saved[2]), (VIDEO_MODELS, saved[3])):
+            models.clear()
+            models.update(before_models)
+        INTELLIGENT_RATIO_MODELS, MULTI_IMAGE_MODELS = sets
+
+    return restore
 
 
 class CatalogError(ValueError):
