@@ -45,7 +45,7 @@ from .api.openai_compat import check_aliases
 from .api.postedits import setup_postedits
 from .api.token_guard import caller_guard
 from .clock import Clock, SystemClock
-from .config import Config
+from .config import Config, ConfigError
 from .errors import make_error_middleware
 from .net.fetcher import SafeFetcher
 from .net.policy import FetchPolicy
@@ -70,6 +70,7 @@ from .store.base import ReplicaStore
 from .store.secretbox import ENV_VAR as ACCOUNTS_KEY_ENV
 from .store.secretbox import secret_box
 from .upstream.client import JimengClient
+from .upstream.model_file import use_model_file
 from .upstream.transport import SessionPool
 from .upstream.transports import Transports
 from .upstream.uploader import ImageUploader
@@ -103,7 +104,12 @@ def create_app(
     periodic purge) so tests drive them by hand (`run_once()`, `drain()`). `fetcher` replaces the SSRF-safe
     fetcher built from `config.security` (tests: a fake resolver); the app owns and closes it either way.
     Raises ConfigError for a bad webhook secret, a bad model alias or a bad accounts encryption key."""
-    check_aliases(config.models.aliases)
+    restore_models = use_model_file(config.models.file)  # before the aliases: they may name its models
+    try:
+        check_aliases(config.models.aliases)
+    except ConfigError:
+        restore_models()
+        raise
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
         middlewares=[make_error_middleware(config.server.max_body_bytes), declared_size_guard, caller_guard],
@@ -124,6 +130,11 @@ def create_app(
     for table in ROUTES:
         app.router.add_routes(table)
     admin.setup_admin(app, config.admin)
+
+    async def models_restored(_: web.Application) -> None:
+        restore_models()
+
+    app.on_cleanup.append(models_restored)
     return app
 
 

@@ -1,7 +1,7 @@
 """Command line: `python -m jimeng_server [--config F] [--host H] [--port P] [--simulate] [--version]`, the
 operator commands `jimeng-server [--config F] accounts ...` / `keys ...` (see `manage.py`), and
-`jimeng-server doctor [--config F] [--token T] [--spend] [--post-edit] [--simulate [--drift ...]]`
-(`doctor.py`).
+`jimeng-server doctor [--config F] [--token T] [--spend] [--post-edit] [--record DIR] [--simulate [--drift
+version|model|risk|price|count]]` (`doctor.py`).
 
 Settings come from, strongest first: the flags, the environment (JIMENG_HOST, JIMENG_PORT, JIMENG_STORE_PATH;
 JIMENG_CONFIG names the file), the config file, the built-in defaults.
@@ -324,6 +324,9 @@ def parse_doctor_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--drift", action="append", choices=DRIFTS, default=[], help="with --simulate: make the simulator drift"
     )
+    parser.add_argument(
+        "--record", metavar="DIR", help="save every upstream exchange, redacted, under DIR (to hand in as samples)"
+    )
     return parser.parse_args(argv)
 
 
@@ -354,6 +357,7 @@ async def doctor_command(
     drift: Sequence[str] = (),
     clock: Clock | None = None,
     post_edit: bool = False,
+    record: str | None = None,
 ) -> int:
     """Run the doctor (against a fresh simulator with `simulate`), print one line per check, return the exit
     code (0: nothing failed, 1: something failed, 2: no usable token)."""
@@ -370,7 +374,9 @@ async def doctor_command(
         except TokenError as exc:
             print(f"doctor: {exc}")
             return 2
-        checks = await run_doctor(config, account, clock, spend=spend, post_edit=post_edit)
+        checks = await run_doctor(
+            config, account, clock, spend=spend, post_edit=post_edit, record=Path(record) if record else None
+        )
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -393,7 +399,13 @@ def doctor_main(argv: list[str]) -> int:
     token = args.token or os.environ.get("JIMENG_TOKEN")
     return asyncio.run(
         doctor_command(
-            config, token, spend=args.spend, simulate=args.simulate, drift=args.drift, post_edit=args.post_edit
+            config,
+            token,
+            spend=args.spend,
+            simulate=args.simulate,
+            drift=args.drift,
+            post_edit=args.post_edit,
+            record=args.record,
         )
     )
 

@@ -105,7 +105,7 @@ class UpstreamConfig:
 
     appvr: str = "8.4.0"
     pf: str = "7"
-    da_version: str = "3.3.20"  # best-backed value of 2026 (measured 2026-09-13); newest seen 3.3.28
+    da_version: str = "3.3.28"  # measured 2026-09-24 -> 10 (PY, SB, NT; docs/protocol.md §19.11)
     web_version: str = "7.5.0"
     app_sdk_version: str = "48.0.0"
     aigc_features: str = "app_lip_sync"
@@ -143,6 +143,21 @@ class UpstreamConfig:
     risk_cooldown_seconds: float = 3600.0  # an account refused by risk control (1019/4013/1018) is tried last
     discovery_ttl: float = 300.0  # seconds a get_common_config answer is reused (0 = no live discovery)
     regions: dict[str, RegionHosts] = field(default_factory=_default_regions)
+    # Disputed upstream meanings (docs/protocol.md §19.2, §19.13): status 10 "auto" (done with items, else the
+    # JS enum's pre-check rejection) | "done" | "failed"; status 45 "running" | "done"; ret 4001 "quota" | "content".
+    status_10: str = "auto"
+    status_45: str = "running"
+    ret_4001: str = "quota"
+    # Video benefit types by upstream key where the sources conflict (§19.1, §19.13), e.g.
+    # dreamina_seedance_45_pro_draft = "seedance_25_draft_{res}_output"; {res} is the resolution. Empty: the table's.
+    video_benefits: dict[str, str] = field(default_factory=dict)
+    # International pre-generate audits (§19.8, NT code, single source): `imagex/submit_audit_job` after each image
+    # upload and `execute_generate_audit` before a generate with materials; a refusal is a 422 before anything is
+    # spent, an outage of the audit is logged and ignored. false = neither is called.
+    intl_audits: bool = True
+    # A directory where every web-API exchange is saved, redacted (same-length masks, MANIFEST.json), in the
+    # samples' layout, to hand in real answers (docs/protocol.md §20); "" = off. Not for production load.
+    record_dir: str = ""
 
     def hosts(self, region: str) -> RegionHosts:
         """The hosts of a region by its code (`Region` is a str enum, so a `Region` works too)."""
@@ -291,6 +306,20 @@ class ModelsConfig:
     """`aliases`: extra model names (e.g. `dall-e-3 = "jimeng-4.5"`) for clients that only send their own."""
 
     aliases: dict[str, str] = field(default_factory=dict)
+    file: str = ""  # an operator's model file adding to or replacing the built-in table (upstream/model_file.py)
+
+
+IMAGE_DEFAULT_COUNTS = ("model", "1", "2", "3", "4")
+
+
+@dataclass(frozen=True, slots=True)
+class ImagesConfig:
+    """Image requests. `default_count`: the `n` used when a caller sends none: "model" (send none: the upstream
+    makes its own default, 4 for most models and for blends, and bills them, as the reference does) or 1-4.
+    `allow_fewer_than_forced`: accept n below a model's fixed count (mj82 makes and bills 4 whatever is asked)."""
+
+    default_count: str = "model"
+    allow_fewer_than_forced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +361,7 @@ class Config:
     auth: AuthConfig = AuthConfig()
     admin: AdminConfig = AdminConfig()
     browser: BrowserConfig = BrowserConfig()
+    images: ImagesConfig = ImagesConfig()
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -404,6 +434,8 @@ def _build(cls: type[Any], data: Any, path: str) -> Any:
         if dataclasses.is_dataclass(default) and not isinstance(default, type) and isinstance(value, dict):
             # A partial table keeps the defaults of the keys it leaves out (e.g. [watcher.image] deadline only).
             value = dataclasses.asdict(default) | value
+        if cls is ImagesConfig and name == "default_count" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # `default_count = 1` and `default_count = "model"` both read
         if name == "regions" and cls is UpstreamConfig:
             kwargs[name] = _build_regions(value, key)
         else:
@@ -505,6 +537,8 @@ def _validate(obj: Any, path: str) -> None:
         _validate_webhooks(obj, prefix)
     if isinstance(obj, UpstreamConfig):
         _validate_upstream(obj, prefix)
+    if isinstance(obj, ImagesConfig) and obj.default_count not in IMAGE_DEFAULT_COUNTS:
+        raise ConfigError(f'{prefix}default_count: must be "model" or 1-4, got {obj.default_count!r}')
     if isinstance(obj, BrowserConfig) and obj.max_contexts < 1:
         raise ConfigError(f"{prefix}max_contexts: must be at least 1, got {obj.max_contexts}")
     if isinstance(obj, ServerConfig) and obj.log_level.upper() not in _LOG_LEVELS:
@@ -541,6 +575,32 @@ def _validate_upstream(obj: UpstreamConfig, prefix: str) -> None:
         )
     if obj.relay_timeout <= 0:
         raise ConfigError(f"{prefix}relay_timeout: must be positive, got {obj.relay_timeout}")
+    _validate_upstream_meanings(obj, prefix)
+
+
+_UPSTREAM_MEANINGS = {
+    "status_10": ("auto", "done", "failed"),
+    "status_45": ("running", "done"),
+    "ret_4001": ("quota", "content"),
+}
+"""The choices of the disputed upstream meanings (upstream/codes.py holds the same lists; a test keeps them equal)."""
+
+
+def _validate_upstream_meanings(obj: UpstreamConfig, prefix: str) -> None:
+    for key, choices in _UPSTREAM_MEANINGS.items():
+        value = getattr(obj, key)
+        if value not in choices:
+            raise ConfigError(f"{prefix}{key}: must be one of {', '.join(choices)}, got {value!r}")
+    for key, template in obj.video_benefits.items():
+        try:
+            ok = bool(template.strip()) and template.format(res="720p") != ""
+        except (KeyError, IndexError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(
+                f"{prefix}video_benefits.{key}: must be a benefit type, with {{res}} where the resolution goes, "
+                f"got {template!r}"
+            )
 
 
 def _validate_security(obj: SecurityConfig, prefix: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -30,7 +31,7 @@ from .imageinfo import solid_png
 from .net.spool import spool_chunks
 from .services.models import drift_of
 from .upstream import catalog
-from .upstream.client import JimengClient
+from .upstream.client import JimengClient, SingleTransport
 from .upstream.errors import UpstreamError
 from .upstream.history import HistoryRecord, parse_record
 from .upstream.payloads import DraftVersions, ImageJob, ImageRef, build_image_generate, history_image_info
@@ -42,9 +43,10 @@ from .upstream.postedit_payloads import (
     check_region,
     item_image_size,
 )
+from .upstream.recorder import RecordingTransport
 from .upstream.regions import Region
 from .upstream.tokens import Account
-from .upstream.transport import SessionPool
+from .upstream.transport import AiohttpTransport, SessionPool
 from .upstream.uploader import ImageUploader
 
 NEWEST_DA_VERSION = "3.3.28"
@@ -99,8 +101,16 @@ class Doctor:
     """Runs the checks for one account with its own client (sessions closed by `close()`)."""
 
     def __init__(
-        self, config: Config, account: Account, clock: Clock, *, spend: bool = False, post_edit: bool = False
+        self,
+        config: Config,
+        account: Account,
+        clock: Clock,
+        *,
+        spend: bool = False,
+        post_edit: bool = False,
+        record: Path | None = None,
     ) -> None:
+        """`record`: a directory where every web-API exchange is saved, redacted (`upstream/recorder.py`)."""
         self.config = config
         self.account = account
         self.clock = clock
@@ -109,6 +119,11 @@ class Doctor:
         self.made: tuple[OwnItem, tuple[int, int]] | None = None  # the image the spend check made
         self.pool = SessionPool(connect_timeout=config.upstream.connect_timeout)
         self.client = JimengClient(config.upstream, self.pool, clock)
+        if record is not None:
+            ident = self.client.identity(account)
+            known = [account.sessionid, self.client.web_id(account), ident.web_id, ident.user_id]
+            recorder = RecordingTransport(AiohttpTransport(self.pool), record, known=known)
+            self.client = JimengClient(config.upstream, self.pool, clock, transports=SingleTransport(recorder))
 
     async def close(self) -> None:
         await self.pool.close()
@@ -170,6 +185,8 @@ class Doctor:
             notes.append("not listed any more: " + ", ".join(drift.missing))
         if drift.renamed:
             notes.append("renamed?: " + ", ".join(f"{name} -> {m.key}" for name, m in drift.renamed))
+        if drift.differs:
+            notes.append("differs: " + "; ".join(drift.differs))
         if not notes:
             return Check("models", "ok", f"{len(found)} models listed, all in the built-in table")
         return Check(
@@ -190,10 +207,16 @@ class Doctor:
         return Check("uploads", "ok", "ImageX upload credentials issued")
 
     async def generate(self) -> Check:
-        """One image (n=1) of the region's cheapest model, polled to the end, its URL downloaded."""
+        """One image (n=1) of the region's cheapest model, polled to the end, its URL downloaded; then what was
+        made and paid is checked (`spend_verdict`): exactly one image, and the balance lower by the model's
+        measured price (when the table has one)."""
         region = self.account.region
         model = SPEND_MODELS.get(region, "jimeng-4.5")
         up = self.config.upstream
+        try:
+            before = (await self.client.get_credits(self.account)).total
+        except UpstreamError as exc:
+            return _refusal("generate", exc, self.config)
         job = ImageJob(
             model_key=catalog.image_model_key(model, region),
             prompt="a small red apple on a white table",
@@ -217,9 +240,9 @@ class Doctor:
         if record.failed or not record.image_urls:
             return Check("generate", "fail", f"the upstream failed the task (fail_code {record.fail_code})", "retry")
         items = record.raw.get("item_list") or []
-        made = item_image_size(items[0]) if items and isinstance(items[0], dict) else None
-        if record.item_ids and made is not None:
-            self.made = (OwnItem(record.item_ids[0], history_id), made)
+        made_size = item_image_size(items[0]) if items and isinstance(items[0], dict) else None
+        if record.item_ids and made_size is not None:
+            self.made = (OwnItem(record.item_ids[0], history_id), made_size)
         try:
             async with self.pool.get(self.account.proxy).get(record.image_urls[0]) as resp:
                 size = len(await resp.read()) if resp.status == 200 else 0
@@ -227,7 +250,24 @@ class Doctor:
             return Check("generate", "fail", f"the result could not be downloaded ({type(exc).__name__})")
         if not size:
             return Check("generate", "fail", "the result URL did not give an image")
-        return Check("generate", "ok", f"{model} made 1 image ({size} bytes downloaded), task {history_id}")
+        try:
+            after = (await self.client.get_credits(self.account)).total
+        except UpstreamError as exc:
+            return _refusal("generate", exc, self.config)
+        spec = catalog.spec_of(model)
+        price = spec.credits.get("2k") if spec is not None else None
+        made = max(record.item_count, len(record.image_urls))
+        problem = spend_verdict(made, before - after, price)
+        if problem:
+            return Check(
+                "generate",
+                "fail",
+                f"{model}, n=1, task {history_id}: {problem}",
+                "the upstream's count or price changed: compare docs/protocol.md §17.1/§19.6 and update "
+                "upstream/catalog.py (counts, credits) or [images] default_count",
+            )
+        spent = f", {before - after} credit(s) spent" if price is not None else ""
+        return Check("generate", "ok", f"{model} made 1 image ({size} bytes downloaded){spent}, task {history_id}")
 
     async def _wait(self, history_id: str) -> HistoryRecord | None:
         """Poll one image task until it is final (or POLL_LIMIT polls): its last record."""
@@ -236,7 +276,7 @@ class Doctor:
             await self.clock.sleep(POLL_SECONDS)
             data = await self.client.get_history(self.account, [history_id], image_info=history_image_info())
             raw = data.get(history_id)
-            record = parse_record(raw) if isinstance(raw, dict) else None
+            record = parse_record(raw, self.client.statuses) if isinstance(raw, dict) else None
             if record is not None and record.final:
                 break
         return record
@@ -293,11 +333,30 @@ class Doctor:
         return Check("post-edit", "ok", f"normal_hd made {2 * width}x{2 * height} for free, task {history_id}")
 
 
+
+def spend_verdict(made: int, spent: int, price: int | None) -> str:
+    """Why a one-image spend does not match what was asked and what the table says it costs ("" when it does):
+    more or fewer images than 1 (e.g. the upstream's default of 4), or a balance change other than `price`
+    (None: not measured for the model, only the count is judged)."""
+    problems = []
+    if made != 1:
+        problems.append(f"the upstream made {made} images for n=1")
+    if price is not None and spent != price:
+        problems.append(f"the balance fell by {spent} credit(s); the table says {price} for one image")
+    return "; ".join(problems)
+
+
 async def run_doctor(
-    config: Config, account: Account, clock: Clock, *, spend: bool = False, post_edit: bool = False
+    config: Config,
+    account: Account,
+    clock: Clock,
+    *,
+    spend: bool = False,
+    post_edit: bool = False,
+    record: Path | None = None,
 ) -> list[Check]:
-    """Run every check for `account` and close the doctor's sessions."""
-    doctor = Doctor(config, account, clock, spend=spend, post_edit=post_edit)
+    """Run every check for `account` and close the doctor's sessions (`record`: save the exchanges there)."""
+    doctor = Doctor(config, account, clock, spend=spend, post_edit=post_edit, record=record)
     try:
         return await doctor.run()
     finally:

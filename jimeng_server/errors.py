@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from .upstream.codes import CodeClass
 from .upstream.errors import (
     BrowserUnavailable,
     RelayUnavailable,
@@ -155,8 +156,13 @@ _BROWSER_REMEDIES = (
     'or 4013")'
 )
 
-RISK_CODES = frozenset({"UPSTREAM_RISK_CONTROL", "RISK_CONTROL_REJECTED", "ACCOUNT_PENALISED"})
+RISK_CODES = frozenset({"UPSTREAM_RISK_CONTROL", "RISK_CONTROL_REJECTED", "ACCOUNT_PENALISED", "ACCOUNT_RISK_BLOCKED"})
 """Codes of refusals aimed at the account (not the request): it is cooled down and the next one is tried."""
+RATE_LIMIT_CODE = "UPSTREAM_RATE_LIMITED"
+ACCOUNT_REFUSAL_CODES = RISK_CODES | {RATE_LIMIT_CODE, "UPSTREAM_BUSY"}
+"""Codes of refusals made before anything was spent that concern the account, not the request (risk control,
+rate limits, a full queue: the classes of upstream/codes.py): the account is cooled down (risk control for
+longer) and the next one is tried."""
 
 
 def _from_ret(exc: UpstreamRetError) -> ApiError:
@@ -167,13 +173,6 @@ def _from_ret(exc: UpstreamRetError) -> ApiError:
                 f"the upstream refused the session ({said}); sign in again and send a fresh sessionid",
                 code="TOKEN_EXPIRED",
             )
-        case "5000" | "1006":
-            return InsufficientCredits(
-                f"the account has too few credits for this generation ({said}); claim the daily credits "
-                "with POST /token/receive or top up"
-            )
-        case "4001" | "2003":
-            return ContentRejected(f"the upstream refused the content ({said}); change the prompt or the images")
         case "3018":
             return BadGateway(
                 f"the upstream rejected our client version ({said}); raise [upstream] da_version (or appvr) in the "
@@ -214,7 +213,7 @@ def _from_ret(exc: UpstreamRetError) -> ApiError:
         case "5001":
             return BadGateway(
                 f"the upstream could not reserve credits ({said}); usually too many tasks queued on the account, not "
-                "too few credits: retry later",
+                "too few credits: another account is tried; when none is left, retry later",
                 code="UPSTREAM_BUSY",
             )
         case "1014":
@@ -228,7 +227,39 @@ def _from_ret(exc: UpstreamRetError) -> ApiError:
                 f"the upstream no longer offers this model ({said}); GET /v1/models lists the current ones",
                 code="MODEL_WITHDRAWN",
             )
-        case "4002":
+        case "4010":
+            return BadGateway(
+                f"the upstream wants this account to confirm its compliance terms first ({said}); sign in on the web "
+                "site with it, do one generation there, then retry",
+                code="UPSTREAM_PARAM_ERROR",
+            )
+        case _:
+            return _from_class(exc, said)
+
+
+def _from_class(exc: UpstreamRetError, said: str) -> ApiError:
+    """The API error of a `ret` by its class in the code table (upstream/codes.py; `[upstream] ret_4001`)."""
+    match exc.cls:
+        case CodeClass.QUOTA:
+            return InsufficientCredits(
+                f"the account has too few credits for this generation ({said}); claim the daily credits "
+                "with POST /token/receive or top up"
+            )
+        case CodeClass.CONTENT:
+            return ContentRejected(f"the upstream refused the content ({said}); change the prompt or the images")
+        case CodeClass.RATE_LIMIT:
+            return TooManyRequests(
+                f"the upstream is rate limiting the account ({said}); it is cooled down and another account is "
+                "tried; when none is left, retry later",
+                code=RATE_LIMIT_CODE,
+                retry_after=60,
+            )
+        case CodeClass.RISK:
+            return BadGateway(
+                f"the upstream's risk control blocked this account ({said}); it is cooled down: use another account",
+                code="ACCOUNT_RISK_BLOCKED",
+            )
+        case CodeClass.PARAMS:
             return BadGateway(
                 f"the upstream rejected the request parameters ({said}); the upstream protocol may have changed",
                 code="UPSTREAM_PARAM_ERROR",

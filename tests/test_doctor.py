@@ -46,7 +46,7 @@ async def test_healthy_simulator_is_all_ok(capsys: pytest.CaptureFixture[str]) -
 async def test_required_newer_version_names_da_version(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = await doctor(capsys, "version")
     assert code == 1
-    assert "[fail] version" in out and "raise [upstream] da_version (now 3.3.20)" in out and "3.3.28" in out
+    assert "[fail] version" in out and "raise [upstream] da_version (now 3.3.28)" in out and "3.3.28" in out
 
 
 async def test_new_and_withdrawn_models_are_a_warning(capsys: pytest.CaptureFixture[str]) -> None:

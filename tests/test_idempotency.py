@@ -107,7 +107,7 @@ async def test_upstream_refusal_releases_the_key(
     for _ in range(2):
         status, body, _ = await call(client, clock, ASYNC, {"prompt": "no [sim:refuse]"}, "refused")
         assert status == 422 and body["error"]["code"] == "CONTENT_REJECTED"
-    assert len(sim.calls("/aigc_draft/generate")) == 2  # ret 4001 spends nothing: the retry ran again
+    assert len(sim.calls("/aigc_draft/generate")) == 2  # a content refusal spends nothing: the retry ran again
 
 
 async def test_failure_after_spending_is_replayed(

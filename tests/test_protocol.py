@@ -721,7 +721,7 @@ def test_video_resolution_models() -> None:
         ("1015", 401, "TOKEN_EXPIRED"),
         ("5000", 402, "INSUFFICIENT_CREDITS"),
         ("1006", 402, "INSUFFICIENT_CREDITS"),
-        ("4001", 422, "CONTENT_REJECTED"),
+        ("4001", 402, "INSUFFICIENT_CREDITS"),  # JS enum external_no_credits ([upstream] ret_4001)
         ("2003", 422, "CONTENT_REJECTED"),
         ("3018", 502, "UPSTREAM_VERSION_REJECTED"),
         ("3000", 502, "REGION_NOT_ALLOWED"),

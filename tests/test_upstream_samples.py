@@ -47,7 +47,7 @@ def test_generate_success_with_fields_directly_under_data() -> None:
     ("name", "ret", "code"),
     [
         ("get_history_by_ids/cn_ret1015_login_error_2024-12-18.txt", "1015", "TOKEN_EXPIRED"),
-        ("aigc_draft_generate/cn_ret1000_invalid_parameter_2025-04-11.json", "1000", "UPSTREAM_ERROR"),
+        ("aigc_draft_generate/cn_ret1000_invalid_parameter_2025-04-11.json", "1000", "UPSTREAM_PARAM_ERROR"),
         ("aigc_draft_generate/cn_ret1018_account_punish_limit_2025-01-27.json", "1018", "ACCOUNT_PENALISED"),
         ("aigc_draft_generate/cn_ret5001_credit_prededuct_failed_2026-03-08.txt", "5001", "UPSTREAM_BUSY"),
         ("credit_receive/intl_hk_ret-4_shark_check_reject_2026-01-16.json", "-4", "CLAIM_RISK_REJECTED"),

@@ -234,8 +234,12 @@ def test_vod_protocol_helpers() -> None:
     node = {"UploadHost": "up.example", "StoreInfos": [{"StoreUri": "s/1", "Auth": "a"}], "SessionKey": "k", "Vid": "v"}
     address = vod.parse_apply({"Result": {"InnerUploadAddress": {"UploadNodes": [node]}}})
     assert (address.upload_host, address.store_uri, address.vid) == ("up.example", "s/1", "v")
-    with pytest.raises(UpstreamBadResponse, match="lacks vid"):
-        vod.parse_apply({"Result": {"InnerUploadAddress": {"UploadNodes": [{**node, "Vid": ""}]}}})
+    # An apply without a Vid (the elided sample of §18) is fine: the commit names it (§19.8).
+    assert vod.parse_apply({"Result": {"InnerUploadAddress": {"UploadNodes": [{**node, "Vid": ""}]}}}).vid is None
+    with pytest.raises(UpstreamBadResponse, match="lacks session_key"):
+        vod.parse_apply({"Result": {"InnerUploadAddress": {"UploadNodes": [{**node, "SessionKey": ""}]}}})
+    with pytest.raises(UpstreamBadResponse, match="needs a Vid"):
+        vod.parse_commit({"Result": {"Results": [{"VideoMeta": {"Width": 1}}]}})
     meta = {"Uri": "u", "Width": 1280, "Height": 720, "Duration": 4.9596}
     video = vod.parse_commit({"Result": {"Results": [{"Vid": "v", "VideoMeta": meta}]}})
     assert (video.vid, video.width, video.duration_ms) == ("v", 1280, 4960)

@@ -22,6 +22,7 @@ from jimeng_server.services.generation import Submission
 from jimeng_server.services.idempotency import SpendMark
 from jimeng_server.simulator import Fault, FaultKind, Script, Simulator, Step
 from jimeng_server.store.models import Outcome, Reason, TaskKind, TaskStatus
+from jimeng_server.upstream.codes import StatusPolicy
 from jimeng_server.upstream.tokens import parse_token
 from jimeng_server.watcher import Watcher
 
@@ -345,6 +346,8 @@ def test_default_watcher_config_matches_the_spec() -> None:
 class _GateClient:
     """A stand-in upstream for one scheduling property: account A's poll hangs until released."""
 
+    statuses = StatusPolicy()
+
     def __init__(self, slow_fingerprint: str) -> None:
         self.slow = slow_fingerprint
         self.release = asyncio.Event()
@@ -373,7 +376,9 @@ async def test_a_slow_account_does_not_hold_up_other_accounts(clock: ManualClock
 
 
 class _DoneClient:
-    """A stand-in upstream that answers every id as finished (status 10) and journals each call's ids."""
+    """A stand-in upstream that answers every id as finished (status 50, success) and journals each call's ids."""
+
+    statuses = StatusPolicy()  # the client's meanings of the disputed statuses (the defaults)
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
@@ -381,7 +386,7 @@ class _DoneClient:
     async def get_history(self, account: Any, ids: list[str], *, image_info: Any = None) -> dict[str, Any]:
         self.batches.append(list(ids))
         await asyncio.sleep(0)
-        return {hid: {"status": 10, "item_list": []} for hid in ids}
+        return {hid: {"status": 50, "item_list": []} for hid in ids}
 
 
 async def test_a_backlog_is_drained_at_once_not_one_batch_per_tick(clock: ManualClock) -> None:

@@ -223,7 +223,7 @@ async def test_multipart_composition_with_callback(
     event = verified(rec, "/blend")
     assert event["type"] == "task.succeeded"
     assert event["data"] == without(await get_task(app_client, hid), "raw_data")
-    assert event["data"]["task_type"] == "image" and len(event["data"]["results"]) == 1
+    assert event["data"]["task_type"] == "image" and len(event["data"]["results"]) == 4  # a blend makes 4 (§19.6)
 
 
 async def test_json_composition_with_callback_is_recorded(

@@ -87,7 +87,9 @@ def get_duration(data: Mapping[str, Any], model: str) -> int:
     if seconds not in allowed:
         many = len(allowed) > 3
         choices = f"{allowed[0]} to {allowed[-1]}" if many else ", ".join(str(s) for s in allowed)
-        raise _bad("duration", f"must be {choices} seconds for {model}, got {seconds}")
+        spec = catalog.spec_of(model)
+        note = f"; {spec.limit_note}" if spec is not None and spec.limit_note and seconds > allowed[-1] else ""
+        raise _bad("duration", f"must be {choices} seconds for {model}, got {seconds}{note}")
     return seconds
 
 

@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from ..clock import Clock
 from ..errors import (
+    ACCOUNT_REFUSAL_CODES,
     RISK_CODES,
     ApiError,
     BadGateway,
@@ -53,7 +54,7 @@ T = TypeVar("T")
 CHECK_SECONDS = 5.0
 """How long an operator's check (`accounts check`, the dashboard opening) waits for one account's balance."""
 
-POOL_REFUSALS = ("TOKEN_EXPIRED", "INVALID_TOKEN", "INSUFFICIENT_CREDITS", *sorted(RISK_CODES))
+POOL_REFUSALS = ("TOKEN_EXPIRED", "INVALID_TOKEN", "INSUFFICIENT_CREDITS", *sorted(ACCOUNT_REFUSAL_CODES))
 """Error codes of upstream refusals that spend nothing: a pooled submit moves on to another account."""
 
 
@@ -211,7 +212,7 @@ class AccountService:
                 result = await action(account)
             except UpstreamError as exc:
                 err = from_upstream(exc)
-                if not (isinstance(err, Unauthorized | InsufficientCredits) or err.code in RISK_CODES):
+                if not (isinstance(err, Unauthorized | InsufficientCredits) or err.code in ACCOUNT_REFUSAL_CODES):
                     raise err from None
                 last = err
             except (Unauthorized, InsufficientCredits) as err:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..store.models import TaskKind
+from ..upstream import catalog
+from ..upstream.audits import AuditMaterial
 from ..upstream.payloads import ImageRef
 from ..upstream.tokens import Account
 from .accounts import cost_key
@@ -22,7 +24,6 @@ from .params import ImageParams
 
 COMPOSITION_TYPE = "multi_image_synthesis"
 MAX_INPUT_IMAGES = 10  # the web client's limit (docs/protocol.md §7.3)
-BLEND_EXPECTED_ITEMS = 1
 
 
 class Compositions:
@@ -40,6 +41,7 @@ class Compositions:
         Downloads go through the first account's proxy; uploads and generate through the chosen account's.
         Raises ApiError (400/413 for inputs, 422 CONTENT_REJECTED for a refused image, ...) or UpstreamError.
         """
+        params = self.generation.with_default_count(params)
         placeholder = (ImageRef(""),) * len(images)
         await self.generation.discover_for(caller.first, params.model)
         self.generation.image_job(caller.first, params, placeholder)  # model/size errors before any I/O
@@ -49,12 +51,13 @@ class Compositions:
             async def action(account: Account) -> Submission:
                 committed = await self.inputs.upload(account, inputs.files)
                 job = self.generation.image_job(account, params, committed)
+                await self.inputs.audit_generate(account, job.model_key, [AuditMaterial(c.uri, 1) for c in committed])
                 return await self.generation.submit_generate(
                     account,
                     job,
                     kind=TaskKind.IMAGE,
                     model=params.model,
-                    expected_items=params.count or BLEND_EXPECTED_ITEMS,
+                    expected_items=self.generation.expected_images(params, catalog.BLEND_DEFAULT_COUNT),
                     input_images=len(committed),
                     callback_url=params.callback_url,
                     spend=spend,

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -111,6 +112,14 @@ class Generation:
                 f"'n' must be from {min(counts)} to {max(counts)} for {params.model}, got {params.count}",
                 code="INVALID_PARAMETER",
             )
+        forced = catalog.forced_image_count(params.model)
+        fewer = params.count is not None and forced is not None and params.count < forced
+        if fewer and not self.config.images.allow_fewer_than_forced:
+            raise BadRequest(
+                f"{params.model} always makes (and bills) {forced} images; send n={forced} or leave n out "
+                "(an operator may accept fewer with [images] allow_fewer_than_forced = true)",
+                code="INVALID_PARAMETER",
+            )
         return ImageJob(
             model_key=key,
             prompt=params.prompt,
@@ -210,14 +219,32 @@ class Generation:
         """The model names of `kind` the region has (the table's, then keys only discovery lists)."""
         return self.models.names(kind.value, region)
 
+    def with_default_count(self, params: ImageParams) -> ImageParams:
+        """`params` with `[images] default_count` as `n` when the caller sent none (not in story mode, and only
+        when the model offers that count); "model" leaves `n` out: the upstream's own default is made."""
+        chosen = self.config.images.default_count
+        if params.count is not None or chosen == "model" or params.story_count() is not None:
+            return params
+        count = int(chosen)
+        if count not in catalog.image_counts(params.model) or catalog.forced_image_count(params.model):
+            return params
+        return dataclasses.replace(params, count=count)
+
+    def expected_images(self, params: ImageParams, default: int | None) -> int:
+        """How many images a submit of `params` makes: a model's fixed count, else `n`, the story count, the
+        discovered default or the table's (blends: `catalog.BLEND_DEFAULT_COUNT` as `default`)."""
+        forced = catalog.forced_image_count(params.model)
+        return forced or params.count or params.story_count() or default or catalog.default_image_count(params.model)
+
     async def submit_images(self, caller: Caller, params: ImageParams, *, spend: SpendMark) -> Submission:
         """Text-to-image (single or multi-image) with the first usable account; `spend` records the generate."""
+        params = self.with_default_count(params)
         await self.discover_for(caller.first, params.model)
         # Validate against the first account's region before spending anything.
         self.image_job(caller.first, params)
         _, found = self.image_key(caller.first, params.model)
         default = found.default_count if found is not None and found.default_count else None
-        expected = params.count or params.story_count() or default or catalog.default_image_count(params.model)
+        expected = self.expected_images(params, default)
 
         async def action(account: Account) -> Submission:
             job = self.image_job(account, params)

@@ -13,6 +13,7 @@ from ..concurrency import all_or_nothing
 from ..errors import ContentRejected
 from ..net.spool import Download
 from ..upstream import content_check
+from ..upstream.audits import AuditMaterial
 from ..upstream.client import JimengClient
 from ..upstream.errors import UpstreamError, UpstreamRetError
 from ..upstream.imagex import CommittedImage
@@ -55,8 +56,35 @@ class ImageInputs:
         await self._check(account, image.uri, index)
         return image
 
+    def audits_on(self, account: Account) -> bool:
+        """Whether the international pre-generate audits run for `account` (`[upstream] intl_audits`)."""
+        return account.region.is_international and self.client.config.intl_audits
+
+    async def audit_generate(self, account: Account, model_key: str, materials: Sequence[AuditMaterial]) -> None:
+        """The international audit of a generate's materials before it is sent (§19.8): a refused material is a
+        422 CONTENT_REJECTED naming it (nothing is spent); an outage of the audit is logged and ignored."""
+        if not materials or not self.audits_on(account):
+            return
+        try:
+            refused = await self.client.execute_generate_audit(account, model_key, list(materials))
+        except UpstreamError as exc:
+            log.warning("pre-generate audit unavailable (%s); going on", exc.reason)
+            return
+        if refused:
+            kinds = {1: "image", 2: "video", 3: "audio"}
+            named = ", ".join(f"{kinds.get(materials[i].material_type, 'material')} {i + 1}" for i in refused)
+            raise ContentRejected(
+                f"the upstream's audit refused input {named} before generating; nothing was spent, use other inputs"
+            )
+
     async def _check(self, account: Account, image_uri: str, index: int) -> None:
-        """The CN content check: a verdict refuses with 422 CONTENT_REJECTED; an outage is logged and ignored."""
+        """The CN content check: a verdict refuses with 422 CONTENT_REJECTED; an outage is logged and ignored.
+        Internationally the image is handed to the site's audit instead (`submit_audit_job`, §19.8)."""
+        if self.audits_on(account):
+            try:
+                await self.client.submit_audit_job(account, image_uri)
+            except UpstreamError as exc:
+                log.warning("audit job of input image %d not accepted (%s); going on", index + 1, exc.reason)
         if not constants(account.region).content_check:
             return
         try:

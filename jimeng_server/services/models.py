@@ -35,6 +35,7 @@ class Drift:
     new: tuple[DiscoveredModel, ...]  # listed upstream, not in the table
     missing: tuple[str, ...]  # table models (public names) whose key the upstream does not list
     renamed: tuple[tuple[str, DiscoveredModel], ...]  # a missing table model and a new key that looks like it
+    differs: tuple[str, ...] = ()  # "name: what differs" for table models the upstream lists with other facts
 
 
 def drift_of(region: Region, found: Sequence[DiscoveredModel]) -> Drift:
@@ -54,7 +55,42 @@ def drift_of(region: Region, found: Sequence[DiscoveredModel]) -> Drift:
         for model in new
         if model.kind == specs[name].kind and (version := _version(name)) and version in model.name
     )
-    return Drift(new, missing, renamed)
+    differs = tuple(
+        f"{name}: {note}"
+        for m in found
+        if m.available and (name := catalog.name_of_key(m.kind, m.key, region)) is not None
+        for note in fact_differences(name, m)
+    )
+    return Drift(new, missing, renamed, differs)
+
+
+def _span(values: Sequence[int]) -> str:
+    return f"{min(values)}-{max(values)}" if len(set(values)) > 1 else str(values[0])
+
+
+def fact_differences(name: str, found: DiscoveredModel) -> list[str]:
+    """Where a table model's record and the upstream's listing of its key disagree: offered counts (a fixed
+    count counts as the only one offered), the default count, resolutions, and the duration range. Facts the
+    listing leaves out are not compared; benefit types are not either (the list and the page's own submit name
+    them differently, docs/protocol.md §20)."""
+    spec = catalog.spec_of(name)
+    if spec is None:
+        return []
+    notes: list[str] = []
+    if spec.kind == "image":
+        offered = (spec.forced_count,) if spec.forced_count else spec.counts
+        if found.counts and set(found.counts) != set(offered):
+            notes.append(f"n {_span(offered)} in the table, {_span(found.counts)} upstream")
+        if found.default_count and found.default_count != (spec.forced_count or spec.default_count):
+            notes.append(f"default n {spec.default_count} in the table, {found.default_count} upstream")
+    if found.resolutions and spec.resolutions and set(found.resolutions) != set(spec.resolutions):
+        ours, theirs = ", ".join(spec.resolutions), ", ".join(found.resolutions)
+        notes.append(f"resolutions {ours} in the table, {theirs} upstream")
+    if spec.kind == "video" and found.durations:
+        ours_s = catalog.allowed_durations(name)
+        if (min(ours_s), max(ours_s)) != (min(found.durations), max(found.durations)):
+            notes.append(f"{_span(ours_s)} s in the table, {_span(found.durations)} s upstream")
+    return notes
 
 
 def _version(name: str) -> str:

@@ -12,6 +12,7 @@ from ..net.errors import TooLargeError
 from ..net.spool import Download, spool_chunks
 from ..store import answer
 from ..store.models import Outcome, TaskStatus
+from ..upstream.codes import STATUS_FAILURES
 from ..upstream.tokens import Account
 from ..upstream.transport import SessionPool
 
@@ -21,6 +22,7 @@ _ERRORS: dict[str, type[ApiError]] = {
     answer.CONTENT_REJECTED: ContentRejected,
     answer.TOKEN_EXPIRED: Unauthorized,
     answer.TIMEOUT: GatewayTimeout,
+    **{f.code: ContentRejected for f in STATUS_FAILURES.values() if f.content},
 }
 """The HTTP error of a failure code; anything else is a 502 with that code."""
 

@@ -201,7 +201,7 @@ class TaskQueries:
             if not isinstance(raw, dict):
                 bodies[row.history_id] = body_of_row(row)  # not visible upstream (yet): what we know
                 continue
-            record = parse_record(raw)
+            record = parse_record(raw, self.lookup.client.statuses)
             bodies[row.history_id] = body_of_record(
                 row.history_id, row.kind.value, record, parent_history_id=row.parent_history_id
             )
@@ -235,7 +235,7 @@ class TaskQueries:
             for hid in list(remaining):
                 raw = data.get(hid)
                 if isinstance(raw, dict):
-                    record = parse_record(raw)
+                    record = parse_record(raw, self.lookup.client.statuses)
                     bodies[hid] = body_of_record(hid, infer_type(record), record)
                     remaining.remove(hid)
         if remaining and error is not None:

@@ -25,6 +25,7 @@ from ..errors import BadRequest
 from ..net.spool import Download
 from ..store.models import TaskKind
 from ..upstream import catalog
+from ..upstream.audits import AuditMaterial
 from ..upstream.payloads import ImageRef
 from ..upstream.tokens import Account
 from ..upstream.video_payloads import (
@@ -59,7 +60,10 @@ class VideoService:
         self.inputs = inputs  # loading every input; images: ImageX upload and the CN content check
         self.videos = videos  # omni video inputs: VOD upload
         up = generation.config.upstream
-        self.versions = VideoVersions(version=up.draft_version, min_version=up.video_draft_min_version)
+        self.versions = VideoVersions(
+            version=up.draft_version, min_version=up.video_draft_min_version, da_version=up.da_version
+        )
+        self.benefits = up.video_benefits  # upstream key -> benefit type template (config: the sources conflict)
         self.omni_benefits = (up.omni_benefit_pro, up.omni_benefit_fast)  # config: the sources conflict
 
     @staticmethod
@@ -197,8 +201,10 @@ class VideoService:
         self, account: Account, params: VideoParams, materials: tuple[Material, ...], spend: SpendMark
     ) -> Submission:
         gen = self.generation
+        key = self.model_key(account, params)
+        await self.inputs.audit_generate(account, key, [audit_material(m) for m in materials])
         job = OmniJob(
-            model_key=self.model_key(account, params),
+            model_key=key,
             duration_s=params.duration,
             materials=materials,
             parts=split_prompt(params.prompt, params.reference_names()),
@@ -229,8 +235,12 @@ class VideoService:
         self, account: Account, params: VideoParams, frames: tuple[ImageRef, ...], spend: SpendMark
     ) -> Submission:
         gen = self.generation
+        key = self.model_key(account, params)
+        await self.inputs.audit_generate(account, key, [AuditMaterial(f.uri, 1) for f in frames])
+        spec = catalog.spec_of(params.model)
+        template = self.benefits.get(key)
         job = FrameJob(
-            model_key=self.model_key(account, params),
+            model_key=key,
             prompt=params.prompt,
             ratio=params.ratio,
             duration_s=params.duration,
@@ -238,6 +248,9 @@ class VideoService:
             # The web client sends frames without size or format (§8.2).
             first_frame=ImageRef(frames[0].uri) if frames else None,
             end_frame=ImageRef(frames[1].uri) if len(frames) > 1 else None,
+            min_features=spec.min_features if spec is not None else (),
+            draft_mode=spec.draft_mode if spec is not None else False,
+            benefit=template.format(res=params.resolution or "720p") if template else None,
         )
         body = build_frame_video_generate(
             job,
@@ -250,6 +263,13 @@ class VideoService:
         return await gen.send(
             account, body, TaskKind.VIDEO, params.model, 1, images, callback_url=params.callback_url, spend=spend
         )
+
+
+def audit_material(material: Material) -> AuditMaterial:
+    """A generate material as the audit names it: an image's uri, or a video's or audio's vid (§19.8)."""
+    if isinstance(material, ImageRef):
+        return AuditMaterial(material.uri, 1)
+    return AuditMaterial(material.vid, 2 if isinstance(material, VideoRef) else 3)
 
 
 async def read_audio(file: Download) -> AudioFacts | None:

@@ -36,7 +36,7 @@ from aiohttp import web
 from ..clock import Clock, SystemClock
 from ..upstream.identity import chrome_major
 from ..upstream.regions import Region
-from . import algo, blend, models, postedit, vod  # noqa: F401 - importing registers algo_proxy, blend, discovery, VOD, post-edit
+from . import algo, audits, blend, models, postedit, vod  # noqa: F401 - importing registers algo_proxy, audits, blend, discovery, VOD, post-edit
 from .checks import (
     PASSPORT,
     USER_CREDIT,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .facts import BLEND_DEFAULT_COUNT
 from .generate import (
     DRAFT_VALIDATORS,
     DraftContext,
@@ -27,7 +28,6 @@ from .generate import (
 
 BLEND_MIN_VERSION = "3.2.9"
 MAX_BLEND_IMAGES = 10
-BLEND_DEFAULT_COUNT = 1  # images a blend makes without `gen_option.gen_count` (our choice; §16 leaves it open)
 
 
 def _ability_uri(ability: Any, n: int) -> str:
@@ -76,14 +76,14 @@ def validate_blend(ctx: DraftContext) -> GenerateSpec:
     indexes = [p.get("ability_index") if isinstance(p, dict) else None for p in placeholders or []]
     if not isinstance(placeholders, list) or indexes != list(range(count)):
         raise GenerateInvalid(f"blend.prompt_placeholder_info_list ability_index must run 0..{count - 1}")
-    model, name = check_image_model(ctx, core)
+    model, fact = check_image_model(ctx, core)
     prompt = text(core, "prompt", "core_param")
     hashes = "#" * (2 * count)
     if not prompt.startswith(hashes) or prompt[len(hashes) : len(hashes) + 1] == "#":
         raise GenerateInvalid(f"core_param.prompt must start with exactly {2 * count} '#' for {count} image(s)")
     if "seed" in core:
         raise GenerateInvalid("core_param.seed is not sent in blend")
-    width, height, resolution_type = check_image_size(ctx, core, model, name, blend=True)
+    width, height, resolution_type = check_image_size(ctx, core, model, fact, blend=True)
     scene_abilities = ctx.scene.get("abilityList")
     if not isinstance(scene_abilities, list) or len(scene_abilities) != count:
         raise GenerateInvalid(f"sceneOptions[0].abilityList must have {count} entries")
@@ -103,7 +103,7 @@ def validate_blend(ctx: DraftContext) -> GenerateSpec:
         width=width,
         height=height,
         resolution_type=resolution_type,
-        count=image_count(ctx, abilities, name, BLEND_DEFAULT_COUNT),
+        count=image_count(ctx, abilities, fact, BLEND_DEFAULT_COUNT),
         image_uris=tuple(uris),
     )
 

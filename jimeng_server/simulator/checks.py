@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from ..upstream.catalog import IMAGE_MODELS, RATIOS, CatalogError, ImageSize, image_resolutions, image_size
 from ..upstream.regions import Region, constants
 from ..upstream.signing import parse_cookie, sign
 from .hosts import VHost
@@ -129,28 +128,3 @@ def request_region(
     if headers.get("loc") != c.loc:
         return param_error(f"Loc header {headers.get('loc')!r} must be {c.loc!r} for region {region.value}")
     return region
-
-
-def image_model_name(key: str, region: Region) -> str | None:
-    """The public image model name whose key in `region` is `key`."""
-    for name, keys in IMAGE_MODELS.items():
-        if keys.get(region) == key:
-            return name
-    return None
-
-
-def valid_image_sizes(key: str, region: Region, name: str | None = None) -> dict[tuple[int, int, int, str], str]:
-    """Every (width, height, image_ratio, resolution_type) the catalogue allows for an image key -> its ratio
-    (`name`: the model's name when the catalogue lacks the key, e.g. a model only discovery lists)."""
-    name = image_model_name(key, region) or name
-    out: dict[tuple[int, int, int, str], str] = {}
-    if name is None:
-        return out
-    for ratio in RATIOS:
-        for resolution in image_resolutions(name):
-            try:
-                size: ImageSize = image_size(ratio, resolution, model=name, region=region)
-            except CatalogError:  # pragma: no cover - the catalogue accepts all listed pairs
-                continue
-            out.setdefault((size.width, size.height, size.ratio_code, size.resolution_type), ratio)
-    return out

@@ -15,14 +15,25 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..upstream.catalog import INTELLIGENT_RATIO_MODELS, MULTI_IMAGE_MODELS, default_image_count, image_counts
 from ..upstream.regions import Region, constants
-from .checks import image_model_name, valid_image_sizes, version_tuple
+from .checks import version_tuple
+from .facts import INVALID_PARAMETER, ImageFact, accepted_sizes, discovered_image_fact, image_fact
 from .scripts import Script
 
 
 class GenerateInvalid(ValueError):
-    """The generate body breaks the protocol; the message names the problem."""
+    """The generate body breaks the protocol; the message names the problem. Answered with `ret` / `errmsg`:
+    "4002" for the shape checks of §14.13."""
+
+    ret = "4002"
+    errmsg = "param error"
+
+
+class InvalidParameter(GenerateInvalid):
+    """A body that breaks a fact of `facts.py` (model, count, benefit type, draft field): the upstream's real
+    answer, ret 1000 "invalid parameter" (sample cn_ret1000_invalid_parameter; §19.1 NT)."""
+
+    ret, errmsg = INVALID_PARAMETER
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,17 +199,20 @@ def validate_generate(
 # ---------------------------------------------------------------- text-to-image ("generate")
 
 
-def image_count(ctx: DraftContext, abilities: dict[str, Any], name: str, default: int) -> int:
-    """How many images the body makes (§17.1): `abilities.gen_option.gen_count`, a sibling of `generate` /
+def image_count(ctx: DraftContext, abilities: dict[str, Any], fact: ImageFact, default: int) -> int:
+    """How many images the body makes (§17.1, §19.6): `abilities.gen_option.gen_count`, a sibling of `generate` /
     `blend`. A count anywhere else is ignored without an error, like the upstream does: the model's default
-    count is made (and billed). With a count, `sceneOptions[0].benefitCount` must equal it."""
+    count is made (and billed). With a count, `sceneOptions[0].benefitCount` must equal it. A key with a
+    `forced_count` (mj82) makes that many whatever is asked (§19.6, measured); a count the key does not offer
+    is refused with ret 1000."""
     option = abilities.get("gen_option")
     if not isinstance(option, dict) or "gen_count" not in option:
-        return default
+        return fact.forced_count or default
     count = integer(option, "gen_count", "abilities.gen_option")
-    allowed = image_counts(name)
-    if count not in allowed:
-        raise GenerateInvalid(f"abilities.gen_option.gen_count {count} is not allowed for {name}; allowed: {allowed}")
+    if count not in fact.counts:
+        raise InvalidParameter(
+            f"abilities.gen_option.gen_count {count} is not offered by {fact.key}; allowed: {fact.counts}"
+        )
     if option.get("generate_all") is not False or option.get("type") != "" or not is_uuid(option.get("id")):
         raise GenerateInvalid("abilities.gen_option must have type '', a UUID id and generate_all false")
     if ctx.scene.get("benefitCount") != count:
@@ -206,13 +220,14 @@ def image_count(ctx: DraftContext, abilities: dict[str, Any], name: str, default
             f"sceneOptions[0].benefitCount must equal gen_option.gen_count ({count}), got "
             f"{ctx.scene.get('benefitCount')!r}"
         )
-    return count
+    return fact.forced_count or count
 
 
-def check_image_model(ctx: DraftContext, core: dict[str, Any]) -> tuple[str, str]:
+def check_image_model(ctx: DraftContext, core: dict[str, Any]) -> tuple[str, ImageFact]:
     """`core_param.model` == `extend.root_model` == `sceneOptions[0].modelReqKey`, served in the region.
 
-    Returns the upstream key and the public model name.
+    Returns the upstream key and its facts (`facts.IMAGE_FACTS`, or the assumed ones of a key only discovery
+    lists).
     """
     model = text(core, "model", "core_param", empty=False)
     req_key = ctx.scene.get("modelReqKey")
@@ -221,14 +236,16 @@ def check_image_model(ctx: DraftContext, core: dict[str, Any]) -> tuple[str, str
             f"extend.root_model ({ctx.root_model!r}), core_param.model ({model!r}) and "
             f"sceneOptions[0].modelReqKey ({req_key!r}) must be the same upstream key"
         )
-    name = image_model_name(model, ctx.region) or ctx.extra_image_keys.get(model)
-    if name is None:
+    fact = image_fact(model, ctx.region)
+    if fact is None and model in ctx.extra_image_keys:
+        fact = discovered_image_fact(model)
+    if fact is None:
         raise GenerateInvalid(f"image model key {model!r} is not served in region {ctx.region.value}")
-    return model, name
+    return model, fact
 
 
 def check_image_size(
-    ctx: DraftContext, core: dict[str, Any], model: str, name: str, *, blend: bool
+    ctx: DraftContext, core: dict[str, Any], model: str, fact: ImageFact, *, blend: bool
 ) -> tuple[int, int, str]:
     """`large_image_info` and `image_ratio` against the size table (§6.2); returns width, height, resolution.
 
@@ -241,9 +258,9 @@ def check_image_size(
     intelligent = core.get("intelligent_ratio")
     if not isinstance(intelligent, bool):
         raise GenerateInvalid("core_param.intelligent_ratio must be a boolean")
-    if intelligent and name not in INTELLIGENT_RATIO_MODELS:
+    if intelligent and not fact.intelligent_ratio:
         raise GenerateInvalid(f"core_param.intelligent_ratio must be false for model {model!r}")
-    sizes = valid_image_sizes(model, ctx.region, name)
+    sizes = accepted_sizes(fact, ctx.region)
     if intelligent and not blend:
         if "image_ratio" in core:
             raise GenerateInvalid("core_param.image_ratio must be left out when intelligent_ratio is true")
@@ -272,7 +289,7 @@ def validate_text_to_image(ctx: DraftContext) -> GenerateSpec:
     abilities = obj(ctx.component, "abilities", where)
     generate = obj(abilities, "generate", f"{where}.abilities")
     core = obj(generate, "core_param", "abilities.generate")
-    model, name = check_image_model(ctx, core)
+    model, fact = check_image_model(ctx, core)
     prompt = text(core, "prompt", "core_param")
     integer(core, "seed", "core_param")  # text-to-image always sends a seed (§7.2)
 
@@ -283,16 +300,16 @@ def validate_text_to_image(ctx: DraftContext) -> GenerateSpec:
     elif scene == "ImageMultiGenerate":
         if "benefitCount" in ctx.scene:
             raise GenerateInvalid("sceneOptions[0].benefitCount must be left out for scene ImageMultiGenerate")
-        if name not in MULTI_IMAGE_MODELS:
-            raise GenerateInvalid(f"scene ImageMultiGenerate is only for {sorted(MULTI_IMAGE_MODELS)}")
+        if not fact.multi_image:
+            raise GenerateInvalid(f"scene ImageMultiGenerate is not offered by {model!r}")
     else:
         raise GenerateInvalid(f"sceneOptions[0].scene must be ImageBasicGenerate or ImageMultiGenerate, got {scene!r}")
     if ctx.metrics.get("generateId") != ctx.submit_id:
         raise GenerateInvalid("metrics_extra.generateId must equal submit_id")
 
-    width, height, resolution_type = check_image_size(ctx, core, model, name, blend=False)
+    width, height, resolution_type = check_image_size(ctx, core, model, fact, blend=False)
     multi = scene == "ImageMultiGenerate"  # story mode: 4 images (§7.5)
-    count = 4 if multi else image_count(ctx, abilities, name, default_image_count(name))
+    count = 4 if multi else image_count(ctx, abilities, fact, fact.default_count)
     return GenerateSpec(
         kind="image",
         generate_type="generate",

@@ -1,6 +1,6 @@
 """`get_common_config` in the simulator (docs/protocol.md §17.4): the image and video model lists of the
-account's region, in the field names clients report from live answers, built from the catalogue (aliases once,
-withdrawn keys left out) plus `settings.extra_models` (a drift: models the built-in table lacks).
+account's region, in the field names clients report from live answers, built from the simulator's own facts
+(`facts.py`; withdrawn keys left out) plus `settings.extra_models` (a drift: models the built-in table lacks).
 
 Image entries: `model_req_key`, `model_name`, `feats`, `generate_count_options` (numeric strings, as seen),
 `default_generate_count`, `resolution_map` (ratio -> resolution -> [w, h]), `input_image_limit`. Video entries:
@@ -13,60 +13,60 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..upstream import catalog
-from ..upstream.discovery import IMAGE_CONFIG_PATH, VIDEO_CONFIG_PATH, VIDEO_CONFIG_SCENES
 from ..upstream.regions import Region
+from .facts import IMAGE_FACTS, RATIOS, VIDEO_FACTS, ImageFact, VideoFact, wire_size
 from .web_api import WEB_HANDLERS, Answer, Call
 
 if TYPE_CHECKING:
     from .app import Simulator
 
+IMAGE_CONFIG_PATH = "/mweb/v1/get_common_config"  # §17.4, §19.6
+VIDEO_CONFIG_PATH = "/mweb/v1/video_generate/get_common_config"  # §17.4, §19.7
+VIDEO_CONFIG_SCENES = ("generate_video", "video_generate")  # §19.7: zhizinan and SB (measured)
 
-def _image_entry(name: str, spec: catalog.ModelSpec, key: str, region: Region) -> dict[str, Any]:
+
+def _image_entry(fact: ImageFact, region: Region) -> dict[str, Any]:
     rmap: dict[str, dict[str, list[int]]] = {}
-    for ratio in catalog.RATIOS:
-        for resolution in spec.resolutions:
-            size = catalog.image_size(ratio, resolution, model=name, region=region)
+    for ratio in RATIOS:
+        for resolution in fact.resolutions:
+            size = wire_size(fact, ratio, resolution, region)
             rmap.setdefault(ratio, {})[resolution] = [size.width, size.height]
     return {
-        "model_req_key": key,
-        "model_name": name,
+        "model_req_key": fact.key,
+        "model_name": fact.key,
         "feats": {"generate": True, "byte_edit": True},
-        "generate_count_options": [str(c) for c in spec.counts],
-        "default_generate_count": spec.default_count,
+        "generate_count_options": [str(c) for c in ((fact.forced_count,) if fact.forced_count else fact.counts)],
+        "default_generate_count": fact.forced_count or fact.default_count,
         "resolution_map": rmap,
-        "input_image_limit": 10,
+        "input_image_limit": fact.max_inputs,
     }
 
 
-def _video_entry(name: str, spec: catalog.ModelSpec, key: str) -> dict[str, Any]:
-    resolutions = list(spec.resolutions) or ["720p"]
-    durations = catalog.allowed_durations(name)
+def _video_entry(fact: VideoFact) -> dict[str, Any]:
+    resolutions = list(fact.resolutions) or ["720p"]
     return {
-        "model_req_key": key,
-        "model_name": name,
+        "model_req_key": fact.key,
+        "model_name": fact.key,
         "model_status": 0,
         "options": [{"key": "resolution", "enum_val": {"string_value": resolutions}}],
         "commercial_config": {
             "resolution_price_configs": [
-                {"resolution": r, "price": {"benefit_type": catalog.video_benefit_type(key, r)}} for r in resolutions
+                {"resolution": r, "price": {"benefit_type": min(fact.benefits.get(r) or fact.benefits[""])}}
+                for r in resolutions
             ]
         },
-        "duration_ms": {"min_duration_ms": durations[0] * 1000, "max_duration_ms": durations[-1] * 1000},
+        "duration_ms": {"min_duration_ms": fact.seconds[0] * 1000, "max_duration_ms": fact.seconds[-1] * 1000},
     }
 
 
 def model_list(sim: Simulator, kind: str, region: Region) -> list[dict[str, Any]]:
     """The region's `data.model_list` for `kind`."""
-    specs = catalog.IMAGE_SPECS if kind == "image" else catalog.VIDEO_SPECS
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for name, spec in specs.items():
-        key = spec.keys.get(region)
-        if key is None or key in seen or spec.alias_of or key in sim.settings.withdrawn_models:
-            continue
-        seen.add(key)
-        out.append(_image_entry(name, spec, key, region) if kind == "image" else _video_entry(name, spec, key))
+    withdrawn = sim.settings.withdrawn_models
+    out: list[dict[str, Any]]
+    if kind == "image":
+        out = [_image_entry(f, region) for f in IMAGE_FACTS if region in f.regions and f.key not in withdrawn]
+    else:
+        out = [_video_entry(f) for f in VIDEO_FACTS if region in f.regions and f.key not in withdrawn]
     out += [{k: v for k, v in m.items() if k != "kind"} for m in sim.settings.extra_models if m.get("kind") == kind]
     return out
 

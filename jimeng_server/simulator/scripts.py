@@ -14,10 +14,13 @@ Prompt markers (anywhere in the prompt, case-sensitive):
 - `[sim:stuck0]`    20(0) forever
 - `[sim:status50]`  the default script but the final status is 50
 - `[sim:unknown]`   99(0) for 3 steps, then 10(4)
-- `[sim:empty]`     20(0) -> 10(0)
+- `[sim:empty]`     20(0) -> 50(0)
 - `[sim:hidden=N]`  omit the record from get_history_by_ids for its first N polls (default settings.hidden_polls)
 - `[sim:expire]`    the account's session expires right after the first poll that includes this record
-- `[sim:refuse]`    generate is refused at once with ret "4001" (no record, no charge)
+- `[sim:refuse]`    generate is refused at once with ret "2038" text_security_block (no record, no charge)
+- `[sim:precheck]`  20(0) -> 10(0): the JS enum's pre_check_reject (§19.2)
+- `[sim:postcheck]` 20(0) -> 20(1) -> 40(0): post_check_reject, rejected after generating (§19.2)
+- `[sim:deleted]`   20(0) -> 20(1) -> 100(0): deleted (§19.2)
 
 The first script marker wins; `hidden`, `expire` combine with any script. `Simulator.next_script`, when set,
 overrides the script of the next generate. Items are numbered from 0 and only ever grow with the steps given.
@@ -30,7 +33,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import overload
 
-FINAL_STATUSES = frozenset({10, 30, 50})
+FINAL_STATUSES = frozenset({10, 30, 40, 50, 100})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +46,7 @@ class Step:
 
     @property
     def final(self) -> bool:
-        """True for 10, 30 and 50."""
+        """True for 10, 30, 40, 50 and 100 (§19.2)."""
         return self.status in FINAL_STATUSES
 
 
@@ -112,7 +115,10 @@ MARKER_SCRIPTS: dict[str, Script] = {
     "stuck0": Script([Step(20, 0)], "stuck0"),
     "status50": Script([Step(20, 0), Step(20, 1), Step(42, 2), Step(45, 4), Step(50, 4)], "status50"),
     "unknown": Script([Step(99, 0), Step(99, 0), Step(99, 0), Step(10, 4)], "unknown"),
-    "empty": Script([Step(20, 0), Step(10, 0)], "empty"),
+    "empty": Script([Step(20, 0), Step(50, 0)], "empty"),
+    "precheck": Script([Step(20, 0), Step(10, 0)], "precheck"),
+    "postcheck": Script([Step(20, 0), Step(20, 1), Step(40, 0)], "postcheck"),
+    "deleted": Script([Step(20, 0), Step(20, 1), Step(100, 0)], "deleted"),
 }
 
 _MARKER = re.compile(r"\[sim:([a-z0-9_]+)(?:=(\d+))?\]")

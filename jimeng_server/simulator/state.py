@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from ..upstream.catalog import VIDEO_SPECS
 from ..upstream.regions import Region
+from .facts import PAID_VIDEO_KEYS
 from .scripts import Script
 
 SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 CREDIT_BUCKETS = ("vip_credit", "gift_credit", "purchase_credit")  # charge order
 SEEDANCE_20_KEYS = frozenset({"dreamina_seedance_40_pro", "dreamina_seedance_40"})
-PAID_KEYS = frozenset(key for spec in VIDEO_SPECS.values() if spec.vip for key in spec.keys.values())
-"""The keys the catalogue marks as needing a paid subscription (Seedance 2.0 / fast, the VIP channels, 2.5)."""
+PAID_KEYS = PAID_VIDEO_KEYS
+"""The keys needing a paid subscription (Seedance 2.0 / fast, the VIP channels, 2.5): `facts.VIDEO_FACTS`."""
 
 
 @dataclass
@@ -56,6 +56,16 @@ class SimSettings:
     # Drift: models get_common_config lists beyond the catalogue, raw entries plus "kind" ("image"/"video");
     # generate accepts the image ones by key.
     extra_models: list[dict[str, Any]] = field(default_factory=list)
+    # Answer shapes the sources disagree on (§19.8): the ImageX apply's host as "UploadHosts" (a list, §11.2, NT,
+    # SB) or "UploadHost" (a string, PY measured); whether the VOD apply names the Vid (PY) or not (the elided §18
+    # sample); whether the VOD commit gives Duration (NT, §18 sample) or not (PY).
+    imagex_host_field: str = "UploadHosts"
+    vod_apply_vid: bool = True
+    vod_commit_duration: bool = True
+    # Video items' `transcoded_video` keyed by resolution name ("360p", "720p"; §19.12, PY's real answer) instead
+    # of `origin` (§18.4).
+    transcoded_by_resolution: bool = False
+    ignore_image_count: bool = False  # drift "count": every image generate makes its model's default count
 
 
 @dataclass

@@ -321,9 +321,11 @@ def _apply(sim: Simulator, request: web.Request, vhost: VHost, creds: IssuedCred
     tag = "cn" if creds.region is Region.CN else "va"
     store_uri = f"tos-{tag}-i-{creds.service}/{sim.rng.randbytes(16).hex()}"
     slot = sim.uploads.open_slot(sim.rng, creds, store_uri, int(size_text))
+    host = f"{request.host}/upload"
     address = {
         "StoreInfos": [{"StoreUri": store_uri, "Auth": slot.auth, "UploadID": sim.rng.randbytes(16).hex()}],
-        "UploadHosts": [f"{request.host}/upload"],
+        # settings.imagex_host_field: the plural list or PY's singular string (§19.8)
+        **({"UploadHost": host} if sim.settings.imagex_host_field == "UploadHost" else {"UploadHosts": [host]}),
         "SessionKey": slot.session_key,
     }
     return service_ok({"UploadAddress": address}, action, region)

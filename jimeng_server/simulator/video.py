@@ -20,16 +20,19 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..mp4 import tiny_mp4
-from ..upstream.catalog import (
-    allowed_durations,
-    is_video_model_key,
-    name_of_key,
-    video_benefit_type,
-    video_resolutions,
-    video_takes_resolution,
+from .checks import version_tuple
+from .facts import SEEDANCE25_DRAFT_MIN_VERSION, VideoFact, video_fact
+from .generate import (
+    DRAFT_VALIDATORS,
+    DraftContext,
+    GenerateInvalid,
+    GenerateSpec,
+    InvalidParameter,
+    integer,
+    is_uuid,
+    obj,
+    text,
 )
-from ..upstream.regions import Region
-from .generate import DRAFT_VALIDATORS, DraftContext, GenerateInvalid, GenerateSpec, integer, is_uuid, obj, text
 from .history import ITEM_RENDERERS, item_id, url_sig
 from .state import SimRecord
 from .web_api import WEB_HANDLERS, Answer, Call
@@ -39,30 +42,28 @@ if TYPE_CHECKING:
 
 LOCAL_ITEMS = "/mweb/v1/get_local_item_list"
 OMNI_FEATURE = "AIGC_Video_UnifiedEdit"
-OMNI_KEYS = ("dreamina_seedance_40_pro", "dreamina_seedance_40")
 VIDEO_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "21:9")
 MAX_OMNI_VIDEO_MS = 15000
-
-
-def video_model_name(key: str, region: Region) -> str | None:
-    """The public video model name whose key in `region` is `key`."""
-    return name_of_key("video", key, region)
 
 
 # ---------------------------------------------------------------- generate validation
 
 
-def _check_commerce(ctx: DraftContext, key: str, omni: bool, resolution: str) -> None:
+def _check_commerce(ctx: DraftContext, fact: VideoFact, omni: bool, resolution: str) -> None:
+    """Both commerce objects name an accepted `benefit_type` of the key (`facts.VideoFact.benefits`; ret 1000
+    otherwise) and resource `generate_video` / `aigc`."""
+    key = fact.key
     extend = obj(ctx.body, "extend", "body")
-    want = video_benefit_type(key, resolution or None, omni=omni)
+    accepted = fact.omni_benefits if omni else fact.benefits.get(resolution, frozenset())
     info = obj(extend, "m_video_commerce_info", "extend")
     listed = extend.get("m_video_commerce_info_list")
     if not isinstance(listed, list) or len(listed) != 1 or not isinstance(listed[0], dict):
         raise GenerateInvalid("extend.m_video_commerce_info_list must be a one-element array of objects")
     for where, entry in (("m_video_commerce_info", info), ("m_video_commerce_info_list[0]", listed[0])):
-        if entry.get("benefit_type") != want:
-            raise GenerateInvalid(
-                f"extend.{where}.benefit_type must be {want!r} for {key!r}, got {entry.get('benefit_type')!r}"
+        if entry.get("benefit_type") not in accepted:
+            raise InvalidParameter(
+                f"extend.{where}.benefit_type must be one of {sorted(accepted)} for {key!r}"
+                f"{f' at {resolution}' if resolution else ''}, got {entry.get('benefit_type')!r}"
             )
         if entry.get("resource_id") != "generate_video" or entry.get("resource_sub_type") != "aigc":
             raise GenerateInvalid(f"extend.{where} must name resource_id generate_video / resource_sub_type aigc")
@@ -99,10 +100,11 @@ def _check_audio(ctx: DraftContext, info: dict[str, Any], where: str) -> str:
     return vid
 
 
-def _check_omni(ctx: DraftContext, key: str, gen_input: dict[str, Any]) -> tuple[str, list[str], list[str], int]:
+def _check_omni(ctx: DraftContext, fact: VideoFact, gen_input: dict[str, Any]) -> tuple[str, list[str], list[str], int]:
     """Omni rules; returns the prompt text, image URIs, vids and the total video milliseconds."""
-    if key not in OMNI_KEYS:
-        raise GenerateInvalid(f"omni reference (AIGC_Video_UnifiedEdit) is only for {OMNI_KEYS}, not {key!r}")
+    key = fact.key
+    if not fact.omni_benefits:
+        raise GenerateInvalid(f"omni reference (AIGC_Video_UnifiedEdit) is not offered by {key!r}")
     if ctx.metrics.get("originSubmitId") != ctx.submit_id:
         raise GenerateInvalid("metrics_extra.originSubmitId must equal submit_id in omni_reference mode")
     for field in ("resolution", "first_frame_image", "end_frame_image"):
@@ -168,6 +170,30 @@ def _check_omni(ctx: DraftContext, key: str, gen_input: dict[str, Any]) -> tuple
     return "".join(prompt), uris, vids, total_ms
 
 
+def _check_draft_fields(ctx: DraftContext, fact: VideoFact, features: Any, gen_input: dict[str, Any]) -> None:
+    """The draft fields a key needs (§19.1): its `min_features` (the 2.5 result action on every `seedance_45`
+    key) and, for a draft ("样片") key, `video_gen_inputs[0].is_draft_mode` true with `min_version` at least
+    the capture's da_version in the draft and the input alike. Missing ones are refused with ret 1000."""
+    missing = [f for f in fact.features if not isinstance(features, list) or f not in features]
+    if missing:
+        raise InvalidParameter(f"draft_content.min_features must contain {missing} for {fact.key!r}")
+    if not fact.draft_mode:
+        return
+    if gen_input.get("is_draft_mode") is not True:
+        raise InvalidParameter(f"video_gen_inputs[0].is_draft_mode must be true for the draft model {fact.key!r}")
+    need = version_tuple(SEEDANCE25_DRAFT_MIN_VERSION)
+    for where, value in (
+        ("draft_content.min_version", ctx.draft.get("min_version")),
+        ("video_gen_inputs[0].min_version", gen_input.get("min_version")),
+    ):
+        got = version_tuple(value) if isinstance(value, str) else None
+        if got is None or need is None or got < need:
+            raise InvalidParameter(
+                f"{where} must be the current da_version (at least {SEEDANCE25_DRAFT_MIN_VERSION}) for the draft "
+                f"model {fact.key!r}, got {value!r}"
+            )
+
+
 def validate_video(ctx: DraftContext) -> GenerateSpec:
     """§8 and §14.13: text-to-video, image-to-video, first+last frame and omni reference."""
     where = "component_list[0]"
@@ -183,9 +209,9 @@ def validate_video(ctx: DraftContext) -> GenerateSpec:
             f"extend.root_model ({ctx.root_model!r}), model_req_key ({key!r}) and "
             f"sceneOptions[0].modelReqKey ({ctx.scene.get('modelReqKey')!r}) must be the same upstream key"
         )
-    if not is_video_model_key(key, ctx.region):
+    fact = video_fact(key, ctx.region)
+    if fact is None:
         raise GenerateInvalid(f"video model key {key!r} is not served in region {ctx.region.value}")
-    name = video_model_name(key, ctx.region) or ""
     integer(params, "seed", "text_to_video_params")
     ratio = params.get("video_aspect_ratio")
     if ratio not in VIDEO_RATIOS:
@@ -196,24 +222,27 @@ def validate_video(ctx: DraftContext) -> GenerateSpec:
     gen_input = inputs[0]
     duration_ms = integer(gen_input, "duration_ms", "video_gen_inputs[0]")
     seconds, rest = divmod(duration_ms, 1000)
-    if rest or seconds not in allowed_durations(name):
-        raise GenerateInvalid(f"duration_ms {duration_ms} is not allowed for {key!r} ({name})")
+    if rest or seconds not in fact.seconds:
+        raise InvalidParameter(
+            f"duration_ms {duration_ms} is not offered by {key!r} ({fact.seconds[0]}-{fact.seconds[-1]} s)"
+        )
     if ctx.scene.get("videoDuration") != seconds:
         raise GenerateInvalid("sceneOptions[0].videoDuration must equal duration_ms / 1000")
     features = ctx.draft.get("min_features")
     omni = isinstance(features, list) and OMNI_FEATURE in features
+    _check_draft_fields(ctx, fact, features, gen_input)
     mode = ctx.metrics.get("functionMode")
     if mode != ("omni_reference" if omni else "first_last_frames"):
         raise GenerateInvalid(f"metrics_extra.functionMode {mode!r} does not fit the draft (omni={omni})")
     extra: dict[str, Any] = {"duration_s": seconds, "mode": mode}
     resolution = ""
     if omni:
-        prompt, uris, vids, total_ms = _check_omni(ctx, key, gen_input)
+        prompt, uris, vids, total_ms = _check_omni(ctx, fact, gen_input)
         extra.update(image_uris=uris, vids=vids, video_ms=total_ms)
     else:
         if ctx.metrics.get("originSubmitId") == ctx.submit_id or not is_uuid(ctx.metrics.get("originSubmitId")):
             raise GenerateInvalid("metrics_extra.originSubmitId must be a fresh UUID, not the submit_id")
-        takes = video_takes_resolution(key)
+        takes = bool(fact.resolutions)
         if takes != ("resolution" in gen_input) or takes != ("resolution" in ctx.scene):
             raise GenerateInvalid(
                 f"resolution must be present exactly for the 3.0 / 3.0-fast and Seedance 2.x VIP/mini/2.5 keys, "
@@ -221,9 +250,9 @@ def validate_video(ctx: DraftContext) -> GenerateSpec:
             )
         if takes:
             resolution = text(gen_input, "resolution", "video_gen_inputs[0]")
-            offered = video_resolutions(name)
+            offered = fact.resolutions
             if resolution not in offered or ctx.scene.get("resolution") != resolution:
-                raise GenerateInvalid(
+                raise InvalidParameter(
                     f"resolution must be one of {offered} for {key!r} in both places, got {resolution!r}"
                 )
             report = ctx.scene.get("reportParams")
@@ -238,7 +267,7 @@ def validate_video(ctx: DraftContext) -> GenerateSpec:
         if "end_frame_image" in gen_input and "first_frame_image" not in gen_input:
             raise GenerateInvalid("end_frame_image needs a first_frame_image")
         extra["image_uris"] = frames
-    _check_commerce(ctx, key, omni, resolution)
+    _check_commerce(ctx, fact, omni, resolution)
     return GenerateSpec(
         kind="video",
         generate_type="gen_video",
@@ -329,11 +358,18 @@ def video_item(base: str, secret: bytes, record: SimRecord, index: int) -> dict[
         video["video_model"] = video_model(base, secret, record, index)
     common: dict[str, Any] = {"id": iid, "item_type": 2, "status": 50}
     item: dict[str, Any] = {"common_attr": common, "video": video}
+    transcoded: dict[str, Any] = {"origin": {"video_url": preview}}
+    if record.extra.get("transcoded_by_resolution"):  # §19.12: keyed by resolution name; the widest is the clip
+        small = f"{stale}&w=640"
+        transcoded = {
+            "360p": {"vid": iid, "fps": 24, "width": 640, "height": 360, "video_url": small},
+            "720p": {"vid": iid, "fps": 24, "width": 1280, "height": 720, "video_url": preview},
+        }
     if int(record.history_id) % 2 == 0:
-        common["transcoded_video"] = {"origin": {"video_url": preview}}
+        common["transcoded_video"] = transcoded
         item["item_id"] = iid
     else:
-        video["transcoded_video"] = {"origin": {"video_url": preview}}
+        video["transcoded_video"] = transcoded
     return item
 
 

@@ -90,7 +90,7 @@ def _apply(sim: Simulator, request: web.Request, creds: IssuedCredentials, regio
     vid = "v0d" + sim.rng.randbytes(16).hex()
     slot = sim.uploads.open_slot(sim.rng, creds, store_uri, int(size_text), vid=vid)
     node = {
-        "Vid": slot.vid,
+        **({"Vid": slot.vid} if sim.settings.vod_apply_vid else {}),  # §19.8: PY sees it; the §18 sample elides it
         "StoreInfos": [{"StoreUri": store_uri, "Auth": slot.auth, "UploadID": sim.rng.randbytes(16).hex()}],
         "UploadHost": f"{request.host}/upload",
         "SessionKey": slot.session_key,
@@ -148,6 +148,8 @@ def _commit(sim: Simulator, creds: IssuedCredentials, raw: bytes, region: str) -
         "Size": slot.file_size,
         "Md5": hashlib.md5(slot.store_uri.encode()).hexdigest(),
     }
+    if not sim.settings.vod_commit_duration:
+        del meta["Duration"]  # PY's commit answers carry no Duration (§19.8)
     return _ok({"Results": [{"Vid": slot.vid, "VideoMeta": meta}]}, COMMIT, region)
 
 

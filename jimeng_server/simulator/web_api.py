@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ..upstream.regions import Region, constants
 from .checks import PASSPORT, USER_CREDIT
+from .facts import image_fact
 from .generate import GenerateInvalid, GenerateSpec, validate_generate
 from .history import queue_info, render_record
 from .hosts import VHost
@@ -143,7 +144,7 @@ async def generate(sim: Simulator, call: Call) -> Answer:
         if hook is not None:
             spec = hook(sim, call, spec)
     except GenerateInvalid as exc:
-        return sim.fail("4002", f"param error: {exc}", call.path)
+        return sim.fail(exc.ret, f"{exc.errmsg}: {exc}", call.path)
     if spec.model_key in sim.settings.withdrawn_models:
         return sim.fail("2061", "model no longer available", call.path)
     refusal = sim.shark.check(
@@ -160,8 +161,11 @@ async def generate(sim: Simulator, call: Call) -> Answer:
         return sim.fail(refusal.ret, refusal.errmsg, call.path)
     markers = parse_markers(spec.prompt)
     if markers.refuse:
-        return sim.fail("4001", "content violates the community guidelines", call.path)
+        return sim.fail("2038", "text security block", call.path)  # §19.3 text_security_block
     count = spec.count if spec.kind == "image" else 1
+    fact = image_fact(spec.model_key, call.region) if sim.settings.ignore_image_count else None
+    if fact is not None and spec.kind == "image":
+        count = fact.forced_count or fact.default_count  # drift "count": the count sent is ignored
     cost = spec.cost if spec.cost is not None else sim.cost_of(spec.kind, spec.resolution_type, spec.duration_s, count)
     taken = call.account.charge(cost)
     if taken is None:
@@ -179,6 +183,7 @@ async def generate(sim: Simulator, call: Call) -> Answer:
     extra = {**spec.extra, "queue_ahead": unfinished + sim.settings.queue_ahead}
     if spec.kind == "video":
         extra["video_model"] = sim.settings.video_model_urls
+        extra["transcoded_by_resolution"] = sim.settings.transcoded_by_resolution
     record = SimRecord(
         history_id=sim.new_history_id(),
         sessionid=call.account.sessionid,

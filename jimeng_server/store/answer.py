@@ -13,6 +13,9 @@ Mapping (the same on the sync and the async path):
 - upstream done with NO items -> 30, `EMPTY_RESULT` (sync: 502);
 - upstream failed (30) -> 30, `CONTENT_REJECTED` for the content-review fail codes (sync: 422), else
   `GENERATION_FAILED` (sync: 502); items made before the failure are kept in `results`;
+- upstream rejected after generating (40) -> 30, `REJECTED_AFTER_GENERATION` (sync: 422); deleted (100) -> 30,
+  `DELETED_UPSTREAM` (sync: 502); status 10 without items (the JS enum's pre-check rejection, `[upstream]
+  status_10`) -> 30, `PRE_CHECK_REJECTED` (sync: 422);
 - settled by the watcher: `TIMEOUT` (no final status within the settle horizon), `TASK_NOT_VISIBLE` (the
   upstream never showed the task), `TOKEN_EXPIRED` (the owner's session was refused) -> 30.
 """
@@ -23,11 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, NotRequired, TypedDict
 
+from ..upstream.codes import STATUS_FAILURES, content_codes
 from ..upstream.history import HistoryRecord, QueueBody, fail_message_of, parse_record, queue_of
 from .models import Outcome, Reason, Settlement, TaskKind, TaskRecord, TaskStatus
 
-CONTENT_FAIL_CODES: Final = frozenset({"2038", "2039", "2040"})
-"""Upstream fail codes of the content review (input text/image risk, content risk; docs/protocol.md §17.9)."""
+CONTENT_FAIL_CODES: Final = content_codes()
+"""Upstream fail codes of the content review and copyright blocks (the code table, upstream/codes.py)."""
 
 GENERATION_FAILED: Final = "GENERATION_FAILED"
 CONTENT_REJECTED: Final = "CONTENT_REJECTED"
@@ -83,13 +87,26 @@ class TaskBody(TaskQueryBody):
     raw_data: dict[str, Any] | None
 
 
-def failure_of(reason: Reason, *, fail_code: str = "", has_items: bool = True, detail: str = "") -> Failure:
-    """The failure a final outcome stands for (see the module doc); `detail` explains a settled watch."""
+def failure_of(
+    reason: Reason,
+    *,
+    fail_code: str = "",
+    has_items: bool = True,
+    detail: str = "",
+    upstream_status: int | None = None,
+) -> Failure:
+    """The failure a final outcome stands for (see the module doc); `detail` explains a settled watch. A failed
+    status with a reason of its own (10 pre-check, 40 post-check, 100 deleted: `codes.STATUS_FAILURES`) gives
+    that reason unless the record names a content fail code."""
     if reason in _SETTLED_BY_WATCHER:
         code, message = _SETTLED_BY_WATCHER[reason]
         return Failure(code, f"{message} ({detail})" if detail else message)
     if reason is Reason.DONE and not has_items:
         return Failure(EMPTY_RESULT, "the upstream finished the task but returned no results; try again")
+    by_status = STATUS_FAILURES.get(upstream_status) if upstream_status is not None else None
+    if by_status is not None and fail_code not in CONTENT_FAIL_CODES:
+        named = f" (fail_code {fail_code})" if fail_code else ""
+        return Failure(by_status.code, by_status.message + named)
     if fail_code in CONTENT_FAIL_CODES:
         return Failure(
             CONTENT_REJECTED,
@@ -112,7 +129,9 @@ def settle_record(record: HistoryRecord | None, task_type: str, reason: Reason, 
     raw = record.raw if record is not None else None
     if reason is Reason.DONE and urls:
         return Settlement(TaskStatus.DONE, upstream_status, fail_code, None, urls, item_count, raw)
-    failure = failure_of(reason, fail_code=fail_code, has_items=bool(urls), detail=detail)
+    failure = failure_of(
+        reason, fail_code=fail_code, has_items=bool(urls), detail=detail, upstream_status=upstream_status
+    )
     return Settlement(TaskStatus.FAILED, upstream_status, fail_code, failure.as_dict(), urls or None, item_count, raw)
 
 

@@ -10,7 +10,7 @@ region has. Live discovery (`get_common_config`, §17.4) can add to this table a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .regions import Region
@@ -46,10 +46,32 @@ class ModelSpec:
     credits: Mapping[str, int] = field(default_factory=dict)
     alias_of: str | None = None
     evidence: str = ""
+    # Video draft fields (§19.1): `min_features` entries the draft must carry, and `draft_mode` for a draft
+    # ("样片") model (`is_draft_mode`, `min_version` = da_version). `limit_note` explains the duration limit.
+    min_features: tuple[str, ...] = ()
+    draft_mode: bool = False
+    limit_note: str = ""
+    # Images: the count the upstream makes whatever is asked (mj82 makes 4, §19.6).
+    forced_count: int | None = None
+    # Videos: the `benefit_type` ({res} = the resolution; empty: DEFAULT_VIDEO_BENEFIT), and which of the omni
+    # benefit types (0 pro, 1 fast; None: no omni mode) applies.
+    benefit: str = ""
+    omni_index: int | None = None
+    # Images: `intelligent_ratio` is honoured (§7.2, PR #171 adds 4.7); story keywords switch to multi-image (§7.5).
+    intelligent_ratio: bool = False
+    multi_image: bool = False
 
 
 _IMG_OLD = ("1k", "2k", "4k")
-_SEEDANCE_2_SECONDS = tuple(range(4, 16))  # Seedance 2.x: whole seconds 4-15 (§6.4, §17.3)
+_COUNTS_4X = tuple(range(1, 9))  # 4.0-4.7: n 1-8 in the live config of 2026-09-20 (§19.6, PY §11)
+_SEEDANCE_2_SECONDS = tuple(range(4, 16))  # Seedance 2.0: whole seconds 4-15 (§6.4, §17.3, §19.1)
+_SEEDANCE_25_SECONDS = tuple(range(4, 31))  # Seedance 2.5: 96-720 frames = 4-30 s (§19.1)
+SEEDANCE25_FEATURE = "AIGC_Video_Seedance25ResultAction"
+"""`draft_content.min_features` entry of every `seedance_45` key (§19.1)."""
+_LONG_VIDEO_NOTE = (
+    "clips of 30-180 s (the site's long-video mode) are not supported: their request shape is not known "
+    "(docs/protocol.md §19.1)"
+)
 
 IMAGE_SPECS: dict[str, ModelSpec] = {
     "jimeng-5.0-pro": ModelSpec(
@@ -60,12 +82,31 @@ IMAGE_SPECS: dict[str, ModelSpec] = {
         default_count=2,
         evidence="§17.2: key seen in captures of the CN site (2026-08); no generate result reported",
     ),
+    "jimeng-5.0-flash": ModelSpec(
+        "image",
+        _keys("high_aes_general_v50_flash", _CN),
+        ("2k", "1.5k"),
+        counts=(1, 2, 3, 4),
+        default_count=4,
+        credits={"2k": 3},
+        evidence="§19.6: Seedream 5.0 Flash, config read 2026-09-23 and a measured run (3 credits per 2k image)",
+    ),
+    "jimeng-mj82": ModelSpec(
+        "image",
+        _keys("jm_image_model_yc_mj82", _CN),
+        ("1k", "2k"),
+        counts=(1, 2, 3, 4),
+        default_count=4,
+        forced_count=4,
+        evidence="§19.6: 图片美学模型 V8.2, seven measured runs (2026-10-02): always 4 images; 1k 5, 2k 7 per image",
+    ),
     "jimeng-5.0-lite": ModelSpec(
         "image",
         _keys("high_aes_general_v50", _CN_ASIA),
         _IMG_OLD,
         counts=tuple(range(1, 9)),
         evidence="§17.2: v50 renamed '5.0 Lite' on the site (2026-06-24); counts 1-8 (§17.1, medium)",
+        intelligent_ratio=True,
     ),
     "jimeng-5.0": ModelSpec(
         "image",
@@ -74,18 +115,44 @@ IMAGE_SPECS: dict[str, ModelSpec] = {
         counts=tuple(range(1, 9)),
         alias_of="jimeng-5.0-lite",
         evidence="the old name of 5.0 Lite, kept for drop-in parity",
+        intelligent_ratio=True,
     ),
     "jimeng-4.7": ModelSpec(
         "image",
         _keys("high_aes_general_v43", _CN_ASIA),
         ("2k", "4k"),
+        counts=_COUNTS_4X,
         credits={"2k": 1},
-        evidence="§17.2: measured (2048x2048 image, 2026-07); §17.1: 1 credit per image at 2k (measured)",
+        evidence="§17.2: measured (2048x2048 image, 2026-07); §17.1: 1 credit per image at 2k (measured); §19.6 n 1-8",
+        intelligent_ratio=True,
     ),
-    "jimeng-4.6": ModelSpec("image", _keys("high_aes_general_v42", _CN_ASIA), _IMG_OLD),
-    "jimeng-4.5": ModelSpec("image", _keys("high_aes_general_v40l", _ALL), _IMG_OLD),
-    "jimeng-4.1": ModelSpec("image", _keys("high_aes_general_v41", _ALL), _IMG_OLD),
-    "jimeng-4.0": ModelSpec("image", _keys("high_aes_general_v40", _ALL), _IMG_OLD),
+    "jimeng-4.6": ModelSpec(
+        "image", _keys("high_aes_general_v42", _CN_ASIA), _IMG_OLD, counts=_COUNTS_4X, intelligent_ratio=True
+    ),
+    "jimeng-4.5": ModelSpec(
+        "image",
+        _keys("high_aes_general_v40l", _ALL),
+        _IMG_OLD,
+        counts=_COUNTS_4X,
+        intelligent_ratio=True,
+        multi_image=True,
+    ),
+    "jimeng-4.1": ModelSpec(
+        "image",
+        _keys("high_aes_general_v41", _ALL),
+        _IMG_OLD,
+        counts=_COUNTS_4X,
+        intelligent_ratio=True,
+        multi_image=True,
+    ),
+    "jimeng-4.0": ModelSpec(
+        "image",
+        _keys("high_aes_general_v40", _ALL),
+        _IMG_OLD,
+        counts=_COUNTS_4X,
+        intelligent_ratio=True,
+        multi_image=True,
+    ),
     "jimeng-3.1": ModelSpec("image", _keys("high_aes_general_v30l_art_fangzhou:general_v3.0_18b", _CN), _IMG_OLD),
     "jimeng-3.0": ModelSpec("image", _keys("high_aes_general_v30l:general_v3.0_18b", _ALL), _IMG_OLD),
     "nanobanana": ModelSpec("image", _keys("external_model_gemini_flash_image_v25", (Region.US, *_ASIA)), _IMG_OLD),
@@ -97,20 +164,28 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
     "jimeng-video-seedance-2.5": ModelSpec(
         "video",
         _keys("dreamina_seedance_45_pro", _CN),
-        # 480p and 1080p are offered on the site but their benefit types are not known (§17.3): refused until
-        # discovery names them.
-        ("720p",),
-        durations=_SEEDANCE_2_SECONDS,
+        # 720p first: the default. 480p/1080p benefit types follow the 720p one's pattern (TD's SKU list, §19.1).
+        ("720p", "480p", "1080p"),
+        durations=_SEEDANCE_25_SECONDS,
         vip=True,
         credits={"720p": 12},
-        evidence="§17.3: measured on a VIP account (2026-09-30): 5 s at 720p cost 60 credits",
+        evidence="§17.3/§19.1: measured on a VIP account (2026-09-30): 5 s at 720p cost 60 credits; 4-30 s (TD, PY)",
+        min_features=(SEEDANCE25_FEATURE,),
+        limit_note=_LONG_VIDEO_NOTE,
+        benefit="seedance_25_{res}_output",
     ),
     "jimeng-video-seedance-2.5-draft": ModelSpec(
         "video",
         _keys("dreamina_seedance_45_pro_draft", _CN),
         ("480p",),
-        durations=_SEEDANCE_2_SECONDS,
-        evidence="§17.3: listed by a live get_common_config answer (2026-09-30); a cheaper 480p preview",
+        durations=_SEEDANCE_25_SECONDS,
+        evidence="§19.1: PY captured the page's draft submit and ran it (5 s 480p, 45 credits, 2026-09-24)",
+        min_features=(SEEDANCE25_FEATURE,),
+        draft_mode=True,
+        limit_note=_LONG_VIDEO_NOTE,
+        # §19.13 conflict 4: PY's submit capture; SB's model list says seedance_25_draft_{res}_output
+        # ([upstream] video_benefits overrides).
+        benefit="seedance_25_draft_{res}_no_input_video_output",
     ),
     "jimeng-video-seedance-2.0-vip": ModelSpec(
         "video",
@@ -119,6 +194,7 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
         durations=_SEEDANCE_2_SECONDS,
         vip=True,
         evidence="§17.3: VIP channel; 720p in iptag PR #171, 1080p/4k in zhizinan's table (4k not measured)",
+        benefit="seedance_20_pro_{res}_output",
     ),
     "jimeng-video-seedance-2.0-fast-vip": ModelSpec(
         "video",
@@ -127,6 +203,7 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
         durations=_SEEDANCE_2_SECONDS,
         vip=True,
         evidence="§17.3: VIP channel; measured end to end (iptag PR #171, 2026-07-02)",
+        benefit="seedance_20_fast_{res}_output",  # PR #171; PY captured dreamina_seedance_20_fast_5s (§19.1)
     ),
     "jimeng-video-seedance-2.0-mini": ModelSpec(
         "video",
@@ -134,12 +211,14 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
         ("720p",),
         durations=_SEEDANCE_2_SECONDS,
         evidence="§17.3: measured end to end (iptag PR #171, 2026-07-02)",
+        benefit="seedance_20_mini_{res}_output",  # PR #171; PY captured ..._output_5s (§19.1)
     ),
     "jimeng-video-seedance-2.0-lite": ModelSpec(
         "video",
         _keys("seedance_2_0_lite", _CN),
         durations=_SEEDANCE_2_SECONDS,
         evidence="§17.3: works on free accounts (fran0220, 2026-04-24); resolutions not stated",
+        benefit="seedance_2_0_lite",
     ),
     "jimeng-video-seedance-2.0": ModelSpec(
         "video",
@@ -147,6 +226,8 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
         durations=_SEEDANCE_2_SECONDS,
         vip=True,
         evidence="§6.3; §17.3: a paid subscription is needed from non-browser clients",
+        benefit="dreamina_video_seedance_20_pro",
+        omni_index=0,
     ),
     "jimeng-video-seedance-2.0-fast": ModelSpec(
         "video",
@@ -154,9 +235,14 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
         durations=_SEEDANCE_2_SECONDS,
         vip=True,
         evidence="§6.3; §17.3: a paid subscription is needed from non-browser clients",
+        benefit="dreamina_seedance_20_fast",
+        omni_index=1,
     ),
     "jimeng-video-3.5-pro": ModelSpec(
-        "video", _keys("dreamina_ic_generate_video_model_vgfm_3.5_pro", _ALL), durations=(5, 10, 12)
+        "video",
+        _keys("dreamina_ic_generate_video_model_vgfm_3.5_pro", _ALL),
+        durations=(5, 10, 12),
+        benefit="dreamina_video_seedance_15_pro",
     ),
     "jimeng-video-3.0-pro": ModelSpec(
         "video", _keys("dreamina_ic_generate_video_model_vgfm_3.0_pro", _CN_ASIA), durations=(5, 10)
@@ -176,9 +262,15 @@ VIDEO_SPECS: dict[str, ModelSpec] = {
     "jimeng-video-2.0-pro": ModelSpec(
         "video", _keys("dreamina_ic_generate_video_model_vgfm1.0", _CN_ASIA), durations=(5, 10)
     ),
-    "jimeng-video-veo3": ModelSpec("video", _keys("dreamina_veo3_generate_video", _ASIA), durations=(8,)),
-    "jimeng-video-veo3.1": ModelSpec("video", _keys("dreamina_veo3.1_generate_video", _ASIA), durations=(8,)),
-    "jimeng-video-sora2": ModelSpec("video", _keys("dreamina_sora2_generate_video", _ASIA), durations=(4, 8, 12)),
+    "jimeng-video-veo3": ModelSpec(
+        "video", _keys("dreamina_veo3_generate_video", _ASIA), durations=(8,), benefit="generate_video_veo3"
+    ),
+    "jimeng-video-veo3.1": ModelSpec(
+        "video", _keys("dreamina_veo3.1_generate_video", _ASIA), durations=(8,), benefit="generate_video_veo3.1"
+    ),
+    "jimeng-video-sora2": ModelSpec(
+        "video", _keys("dreamina_sora2_generate_video", _ASIA), durations=(4, 8, 12), benefit="generate_video_sora2"
+    ),
 }
 DEFAULT_VIDEO_MODEL = "jimeng-video-3.5-pro"
 
@@ -186,14 +278,40 @@ DEFAULT_VIDEO_MODEL = "jimeng-video-3.5-pro"
 IMAGE_MODELS: dict[str, dict[Region, str]] = {name: dict(spec.keys) for name, spec in IMAGE_SPECS.items()}
 VIDEO_MODELS: dict[str, dict[Region, str]] = {name: dict(spec.keys) for name, spec in VIDEO_SPECS.items()}
 
-# Models whose intelligent_ratio flag is honoured (§7.2, PR #171 adds 4.7); others force it to false.
-INTELLIGENT_RATIO_MODELS = frozenset(
-    {"jimeng-4.0", "jimeng-4.1", "jimeng-4.5", "jimeng-4.6", "jimeng-4.7", "jimeng-5.0", "jimeng-5.0-lite"}
-)
-# Models that switch to multi-image ("story") mode on story keywords (§7.5).
-MULTI_IMAGE_MODELS = frozenset({"jimeng-4.0", "jimeng-4.1", "jimeng-4.5"})
+INTELLIGENT_RATIO_MODELS = frozenset(name for name, spec in IMAGE_SPECS.items() if spec.intelligent_ratio)
+"""Models whose intelligent_ratio flag is honoured (their records' `intelligent_ratio`); others force it to false."""
+MULTI_IMAGE_MODELS = frozenset(name for name, spec in IMAGE_SPECS.items() if spec.multi_image)
+"""Models that switch to multi-image ("story") mode on story keywords (their records' `multi_image`, §7.5)."""
 MAX_IMAGE_COUNT = 8
 """The most images one request may ask for on any model (§17.1)."""
+BLEND_DEFAULT_COUNT = 4
+"""Images a blend makes (and bills) when no count is sent (§19.6: measured by SB and PY)."""
+
+
+def apply_overrides(entries: Mapping[str, ModelSpec]) -> Callable[[], None]:
+    """Add or replace table entries in place (the operator's model file, `model_file.py`; applied once at start)
+    and re-derive the name sets; returns the function that restores the built-in table."""
+    global INTELLIGENT_RATIO_MODELS, MULTI_IMAGE_MODELS
+    saved = (dict(IMAGE_SPECS), dict(VIDEO_SPECS), dict(IMAGE_MODELS), dict(VIDEO_MODELS))
+    sets = (INTELLIGENT_RATIO_MODELS, MULTI_IMAGE_MODELS)
+    for name, spec in entries.items():
+        specs, models = (IMAGE_SPECS, IMAGE_MODELS) if spec.kind == "image" else (VIDEO_SPECS, VIDEO_MODELS)
+        specs[name] = spec
+        models[name] = dict(spec.keys)
+    INTELLIGENT_RATIO_MODELS = frozenset(name for name, spec in IMAGE_SPECS.items() if spec.intelligent_ratio)
+    MULTI_IMAGE_MODELS = frozenset(name for name, spec in IMAGE_SPECS.items() if spec.multi_image)
+
+    def restore() -> None:
+        global INTELLIGENT_RATIO_MODELS, MULTI_IMAGE_MODELS
+        for specs, before_specs in ((IMAGE_SPECS, saved[0]), (VIDEO_SPECS, saved[1])):
+            specs.clear()
+            specs.update(before_specs)
+        for models, before_models in ((IMAGE_MODELS, saved[2]), (VIDEO_MODELS, saved[3])):
+            models.clear()
+            models.update(before_models)
+        INTELLIGENT_RATIO_MODELS, MULTI_IMAGE_MODELS = sets
+
+    return restore
 
 
 class CatalogError(ValueError):
@@ -254,6 +372,12 @@ def image_counts(name: str) -> tuple[int, ...]:
     """The image counts (`n`) a model allows by the built-in table: its own list, else 1-4 (§17.1)."""
     spec = IMAGE_SPECS.get(name)
     return spec.counts if spec is not None else (1, 2, 3, 4)
+
+
+def forced_image_count(name: str) -> int | None:
+    """The count the upstream makes for `name` whatever is asked (mj82: 4, §19.6), else None."""
+    spec = IMAGE_SPECS.get(name)
+    return spec.forced_count if spec is not None else None
 
 
 def default_image_count(name: str) -> int:
@@ -363,25 +487,15 @@ def video_resolutions(model: str) -> tuple[str, ...]:
     return spec.resolutions if spec is not None else ()
 
 
-# Longest key first (§17.3): `dreamina_seedance_40_pro_vision` also contains `40_pro`, `40_vision` and `40`.
-# A "{res}" in the value is replaced by the resolution ("720p", ...): these keys' benefit depends on it.
-_BENEFITS: tuple[tuple[str, str], ...] = (
-    ("45_pro_draft", "seedance_25_draft_{res}_output"),
-    ("45_pro", "seedance_25_{res}_output"),
-    ("40_pro_vision", "seedance_20_pro_{res}_output"),
-    ("40_vision", "seedance_20_fast_{res}_output"),
-    ("40_mini", "seedance_20_mini_{res}_output"),
-    ("seedance_2_0_lite", "seedance_2_0_lite"),
-    ("40_pro", "dreamina_video_seedance_20_pro"),
-    ("40", "dreamina_seedance_20_fast"),
-    ("veo3.1", "generate_video_veo3.1"),
-    ("veo3", "generate_video_veo3"),
-    ("sora2", "generate_video_sora2"),
-    ("3.5_pro", "dreamina_video_seedance_15_pro"),
-    ("3.5", "dreamina_video_seedance_15"),
-)
-BENEFIT_ORDER = tuple(needle for needle, _ in _BENEFITS)
-"""The substrings `video_benefit_type` tests, in order (exposed so a test can check it is longest first)."""
+DEFAULT_VIDEO_BENEFIT = "basic_video_operation_vgfm_v_three"
+"""The benefit type of the older video keys (§6.6) and of a key the table lacks."""
+_REFERENCE_FALLBACK = (("3.5", "dreamina_video_seedance_15"),)
+"""The reference's rule for a key the table lacks (a key only discovery lists, §6.6): by substring."""
+
+
+def video_spec_by_key(key: str) -> ModelSpec | None:
+    """The table's record of an upstream video key (in any region), else None."""
+    return next((spec for spec in VIDEO_SPECS.values() if key in spec.keys.values()), None)
 
 
 OMNI_BENEFITS = ("dreamina_video_seedance_20_video_add", "dreamina_seedance_20_fast_with_video")
@@ -393,20 +507,20 @@ OMNI_BENEFITS = ("dreamina_video_seedance_20_video_add", "dreamina_seedance_20_f
 def video_benefit_type(
     key: str, resolution: str | None = None, *, omni: bool = False, omni_benefits: tuple[str, str] = OMNI_BENEFITS
 ) -> str:
-    """`benefit_type` for an upstream video key at `resolution` (§6.6, §17.3); omni mode uses the Seedance 2.0
-    omni values `omni_benefits` (pro, fast). Keys whose benefit names a resolution get the 720p one when none
-    is given."""
+    """`benefit_type` for an upstream video key at `resolution`: its record's `benefit` (§6.6, §17.3, §19.1;
+    `{res}` = the resolution, 720p when none is given); omni mode uses the record's entry of `omni_benefits`
+    (pro, fast: config, §17.10)."""
+    spec = video_spec_by_key(key)
     if omni:
-        return omni_benefits[0] if "40_pro" in key else omni_benefits[1]
-    for needle, benefit in _BENEFITS:
-        if needle in key:
-            return benefit.format(res=resolution or "720p")
-    return "basic_video_operation_vgfm_v_three"
+        index = spec.omni_index if spec is not None and spec.omni_index is not None else 1
+        return omni_benefits[index]
+    if spec is not None:
+        return spec.benefit.format(res=resolution or "720p") if spec.benefit else DEFAULT_VIDEO_BENEFIT
+    return next((benefit for needle, benefit in _REFERENCE_FALLBACK if needle in key), DEFAULT_VIDEO_BENEFIT)
 
 
 def video_takes_resolution(key: str) -> bool:
-    """True for the keys whose body carries `resolution`: the 3.0 and 3.0-fast keys (§6.5) and the Seedance
-    2.x keys whose benefit type names a resolution (§17.3)."""
-    if "vgfm_3.0" in key and "_pro" not in key:
-        return True
-    return any(needle in key and "{res}" in benefit for needle, benefit in _BENEFITS[:5])
+    """True for the keys whose body carries `resolution`: those whose record offers resolutions (the 3.0 and
+    3.0-fast keys, §6.5, and the Seedance 2.x keys whose benefit type names one, §17.3)."""
+    spec = video_spec_by_key(key)
+    return spec is not None and bool(spec.resolutions)

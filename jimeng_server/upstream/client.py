@@ -21,7 +21,8 @@ from yarl import URL
 from ..clock import Clock
 from ..config import UpstreamConfig
 from ..metrics import instrument_upstream
-from . import content_check, discovery
+from . import audits, content_check, discovery
+from .codes import CodeClass, StatusPolicy, ret_overrides
 from .envelope import unwrap
 from .errors import (
     UpstreamBadResponse,
@@ -183,6 +184,16 @@ class JimengClient:
         self._identities: dict[str, BrowserIdentity] = {}
 
     # ------------------------------------------------------------------ plumbing
+
+    @property
+    def statuses(self) -> StatusPolicy:
+        """The meanings of the disputed task statuses (`[upstream] status_10`, `status_45`)."""
+        return StatusPolicy(self.config.status_10, self.config.status_45)
+
+    @property
+    def ret_classes(self) -> dict[str, CodeClass]:
+        """The operator's classes of disputed `ret` codes (`[upstream] ret_4001`)."""
+        return ret_overrides(self.config.ret_4001)
 
     def identity(self, account: Account) -> BrowserIdentity:
         """The account's own web id and user id (never shared between accounts)."""
@@ -378,7 +389,7 @@ class JimengClient:
                 parsed = json.loads(answer.body)
             except ValueError:
                 raise UpstreamBadResponse(f"{path}: the answer is not JSON") from None
-            return unwrap(parsed, path=path)
+            return unwrap(parsed, path=path, overrides=self.ret_classes)
         assert last is not None
         log.warning(
             "upstream %s failed after %d attempts for %s via %s: %s",
@@ -504,6 +515,21 @@ class JimengClient:
             params={"babi_param": content_check.babi_param()},
             referer=referer,
         )
+
+
+    async def submit_audit_job(self, account: Account, image_uri: str) -> None:
+        """Hand a committed image to the site's audit (§19.8; the answer's `ret` is empty: nothing is read)."""
+        referer = f"{self.page_host(account.region)}/ai-tool/generate"
+        await self.call(account, audits.SUBMIT_AUDIT_PATH, audits.submit_audit_body(image_uri), referer=referer)
+
+    async def execute_generate_audit(
+        self, account: Account, model_key: str, materials: list[audits.AuditMaterial]
+    ) -> list[int]:
+        """Ask the audit about a generate's materials before it is sent (§19.8); the refused positions."""
+        referer = f"{self.page_host(account.region)}/ai-tool/generate"
+        body = audits.generate_audit_body(model_key, materials)
+        data = await self.call(account, audits.GENERATE_AUDIT_PATH, body, referer=referer)
+        return audits.refused_materials(data)
 
 
 def _int(value: Any) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from .codes import CodeClass
 from .errors import UpstreamBadResponse, UpstreamRetError
 
 
@@ -22,11 +24,12 @@ def _ret_text(ret: Any) -> str | None:
     return None
 
 
-def unwrap(body: Any, *, path: str = "") -> Any:
+def unwrap(body: Any, *, path: str = "", overrides: Mapping[str, CodeClass] | None = None) -> Any:
     """Return the payload of an envelope or raise UpstreamRetError.
 
     `ret` may be a string or a number (the reference accepts only the string "0"). A body without a
-    numeric `ret` (passport-style `{"message", "data"}`) is returned whole, as the reference does.
+    numeric `ret` (passport-style `{"message", "data"}`) is returned whole, as the reference does. `overrides`:
+    the operator's code classes (`codes.ret_overrides`), carried by the error.
     """
     if not isinstance(body, dict):
         raise UpstreamBadResponse(f"{path}: expected a JSON object, got {type(body).__name__}")
@@ -36,8 +39,6 @@ def unwrap(body: Any, *, path: str = "") -> Any:
     if ret == "0":
         return body.get("data")
     errmsg = body.get("errmsg")
-    return _raise(ret, errmsg if isinstance(errmsg, str) else "", body.get("data"), path)
-
-
-def _raise(ret: str, errmsg: str, data: Any, path: str) -> Any:
-    raise UpstreamRetError(ret, errmsg, data, path=path)
+    raise UpstreamRetError(
+        ret, errmsg if isinstance(errmsg, str) else "", body.get("data"), path=path, overrides=overrides
+    )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from .codes import CodeClass, classify
 
 
 class UpstreamError(Exception):
@@ -14,14 +17,24 @@ class UpstreamError(Exception):
 
 
 class UpstreamRetError(UpstreamError):
-    """A well-formed envelope with a non-zero `ret`."""
+    """A well-formed envelope with a non-zero `ret`. `cls` is its class in the code table (`codes.classify`,
+    with the operator's `overrides` such as `[upstream] ret_4001`)."""
 
-    def __init__(self, ret: str, errmsg: str, data: Any = None, *, path: str = "") -> None:
+    def __init__(
+        self,
+        ret: str,
+        errmsg: str,
+        data: Any = None,
+        *,
+        path: str = "",
+        overrides: Mapping[str, CodeClass] | None = None,
+    ) -> None:
         super().__init__(f"{path} ret={ret} {errmsg}".strip())
         self.ret = ret
         self.errmsg = errmsg
         self.data = data
         self.path = path
+        self.cls = classify(ret, overrides)
 
 
 class UpstreamHttpError(UpstreamError):

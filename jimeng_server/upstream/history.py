@@ -9,10 +9,10 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
-DONE_STATUSES = frozenset({10, 50})
-FAILED_STATUS = 30
-WAITING_STATUSES = frozenset({20, 42, 45})
-"""Statuses of a task still running (§9.4; 45 is not "finalizing": §18.2)."""
+from .codes import DEFAULT_STATUSES, STATUSES, StatusMeaning, StatusPolicy, meaning_of
+
+WAITING_STATUSES = frozenset(s for s, f in STATUSES.items() if f.meaning is StatusMeaning.RUNNING) | {45}
+"""Statuses known to be running (upstream/codes.py; 45 by default, §18.2); others are logged by the watcher."""
 STATUS_SLOWDOWN: dict[int, float] = {42: 1.2, 45: 1.5}
 """Poll-interval factors for the later running statuses (the watcher's cadence)."""
 
@@ -41,14 +41,16 @@ class HistoryRecord:
     item_ids: tuple[str, ...]
     raw: dict[str, Any]
     clean_videos: bool = False
+    meaning: StatusMeaning = StatusMeaning.RUNNING
+    """What `status` means under the policy the record was parsed with (`codes.meaning_of`)."""
 
     @property
     def done(self) -> bool:
-        return self.status in DONE_STATUSES
+        return self.meaning is StatusMeaning.DONE
 
     @property
     def failed(self) -> bool:
-        return self.status == FAILED_STATUS
+        return self.meaning is StatusMeaning.FAILED
 
     @property
     def final(self) -> bool:
@@ -84,21 +86,41 @@ def extract_image_url(item: Any) -> str | None:
     return unescape_url(url) if isinstance(url, str) and url else None
 
 
+_TRANSCODED = ("common_attr", "video")
+"""Where an item's `transcoded_video` may sit, in order (§9.3, §18.4)."""
 _VIDEO_PATHS: tuple[tuple[str | int, ...], ...] = (
-    ("common_attr", "transcoded_video", "origin", "video_url"),
-    ("video", "transcoded_video", "origin", "video_url"),
     ("video", "play_url"),
     ("video", "download_url"),
     ("video", "url"),
 )
 # get_local_item_list prefers the download URL over the play URL (§9.5).
 _HQ_VIDEO_PATHS: tuple[tuple[str | int, ...], ...] = (
-    _VIDEO_PATHS[0],
-    _VIDEO_PATHS[1],
     ("video", "download_url"),
     ("video", "play_url"),
     ("video", "url"),
 )
+
+
+def _pixels(entry: dict[str, Any]) -> int:
+    width, height = entry.get("width"), entry.get("height")
+    return width * height if isinstance(width, int) and isinstance(height, int) else 0
+
+
+def transcoded_url(item: Any) -> str | None:
+    """The URL of `transcoded_video` under `common_attr` or `video`: its `origin` entry (§18.4), else the widest
+    of its other entries, which real answers key by resolution name such as "360p" (§19.12, PY measured)."""
+    for container in _TRANSCODED:
+        variants = _dig(item, container, "transcoded_video")
+        if not isinstance(variants, dict):
+            continue
+        entries = [v for v in variants.values() if isinstance(v, dict) and isinstance(v.get("video_url"), str)]
+        entries = [v for v in entries if v["video_url"]]
+        origin = variants.get("origin")
+        if isinstance(origin, dict) and origin in entries:
+            return str(origin["video_url"])
+        if entries:
+            return str(max(entries, key=_pixels)["video_url"])
+    return None
 
 
 def _area(entry: dict[str, Any]) -> int:
@@ -139,11 +161,14 @@ def watermark_free_url(item: Any) -> str | None:
 
 
 def extract_video_url(item: Any, *, high_quality: bool = False) -> str | None:
-    """The video URL of an item: the watermark-free `video_model` URL when present, else the first URL at the
-    documented item paths (§9.3, §9.5 for `high_quality`)."""
+    """The video URL of an item: the watermark-free `video_model` URL when present, else `transcoded_video`'s
+    (`transcoded_url`), else the first URL at the other documented item paths (§9.3, §9.5 for `high_quality`)."""
     clean = watermark_free_url(item)
     if clean is not None:
         return clean
+    transcoded = transcoded_url(item)
+    if transcoded is not None:
+        return unescape_url(transcoded)
     for path in _HQ_VIDEO_PATHS if high_quality else _VIDEO_PATHS:
         url = _dig(item, *path)
         if isinstance(url, str) and url:
@@ -171,9 +196,9 @@ def parse_status(value: Any) -> int | None:
     return None
 
 
-def parse_record(raw: dict[str, Any]) -> HistoryRecord:
+def parse_record(raw: dict[str, Any], statuses: StatusPolicy = DEFAULT_STATUSES) -> HistoryRecord:
     """Parse one record; `fail_code` (a string or a number upstream, §18.5) is normalised to a string ("" when
-    none)."""
+    none); whether its status is final follows the status table and `statuses` (`codes.meaning_of`)."""
     items = raw.get("item_list")
     items = items if isinstance(items, list) else []
     fail = raw.get("fail_code")
@@ -183,8 +208,9 @@ def parse_record(raw: dict[str, Any]) -> HistoryRecord:
     videos = tuple(u for _, u in item_videos if u)
     ids = tuple(i for i in (item_id(it) for it in items) if i)
     clean = bool(videos) and all(watermark_free_url(i) for i, u in item_videos if u)
+    status = parse_status(raw.get("status"))
     return HistoryRecord(
-        status=parse_status(raw.get("status")),
+        status=status,
         fail_code=fail_code,
         item_count=len(items),
         image_urls=images,
@@ -192,6 +218,7 @@ def parse_record(raw: dict[str, Any]) -> HistoryRecord:
         item_ids=ids,
         raw=raw,
         clean_videos=clean,
+        meaning=meaning_of(status, len(items), statuses),
     )
 
 

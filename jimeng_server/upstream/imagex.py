@@ -197,17 +197,20 @@ def _result(payload: Any, action: str) -> dict[str, Any]:
 
 
 def parse_apply(payload: Any) -> UploadAddress:
-    """The upload address from an ApplyImageUpload answer. Raises UpstreamBadResponse when incomplete."""
+    """The upload address from an ApplyImageUpload answer: the host from `UploadHosts[0]` or, when that list is
+    absent, the singular `UploadHost` (both are seen, §19.8). Raises UpstreamBadResponse when incomplete."""
     result = _result(payload, APPLY_ACTION)
     address = result.get("UploadAddress")
     if not isinstance(address, dict):
         raise UpstreamBadResponse(f"{APPLY_ACTION}: no UploadAddress")
     stores, hosts = address.get("StoreInfos"), address.get("UploadHosts")
+    if not (isinstance(hosts, list) and hosts) and isinstance(address.get("UploadHost"), str):
+        hosts = [address["UploadHost"]]  # the singular form of a measured CN answer (§19.8 PY)
     session_key = address.get("SessionKey")
     if not (isinstance(stores, list) and stores and isinstance(stores[0], dict)):
         raise UpstreamBadResponse(f"{APPLY_ACTION}: no StoreInfos")
     if not (isinstance(hosts, list) and hosts and isinstance(hosts[0], str) and hosts[0].strip()):
-        raise UpstreamBadResponse(f"{APPLY_ACTION}: no UploadHosts")
+        raise UpstreamBadResponse(f"{APPLY_ACTION}: no UploadHosts (or UploadHost)")
     store_uri, auth = stores[0].get("StoreUri"), stores[0].get("Auth")
     if not (isinstance(store_uri, str) and store_uri and isinstance(auth, str) and auth):
         raise UpstreamBadResponse(f"{APPLY_ACTION}: StoreInfos[0] needs StoreUri and Auth")

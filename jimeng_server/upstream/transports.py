@@ -9,9 +9,11 @@ does not exist, is a `ConfigError` naming the fix, raised before the server acce
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ..config import TRANSPORTS, BrowserConfig, ConfigError, UpstreamConfig
 from . import browser, impersonate
+from .recorder import RecordingTransport
 from .relay import RelayTransport
 from .tokens import Account
 from .transport import AiohttpTransport, SessionPool, Transport
@@ -62,6 +64,8 @@ class Transports:
                     timeout=up.relay_timeout,
                     gets_cookies=up.relay_gets_cookies,
                 )
+            if up.record_dir:  # the operator's opt-in recording of every exchange, redacted (upstream/recorder.py)
+                transport = RecordingTransport(transport, Path(up.record_dir) / name, known=())
             self._built[key] = transport
         return transport
 

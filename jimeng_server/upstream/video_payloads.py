@@ -26,6 +26,7 @@ class VideoVersions:
 
     version: str = "3.3.9"  # draft version; also omni's min_version
     min_version: str = "3.0.5"  # first/last-frame draft and input min_version
+    da_version: str = "3.3.28"  # a draft ("样片") model's draft and input min_version (§19.1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,9 @@ class FrameJob:
     resolution: str | None = None  # only for the keys that take one (§6.5, §17.3)
     first_frame: ImageRef | None = None
     end_frame: ImageRef | None = None
+    min_features: tuple[str, ...] = ()  # the model's draft features (§19.1: Seedance 2.5)
+    draft_mode: bool = False  # a draft ("样片") model: is_draft_mode, min_version = da_version (§19.1)
+    benefit: str | None = None  # the operator's benefit type ([upstream] video_benefits), else the table's
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +118,10 @@ def split_prompt(prompt: str, names: Mapping[str, int]) -> tuple[PromptPart, ...
     return tuple(parts) or (TextPart(prompt),)
 
 
-def _commerce(benefit: str) -> dict[str, Any]:
+def _commerce(benefit: str, amount: float) -> dict[str, Any]:
+    """One commerce object; `amount` is the pre-deduction of §19.1 (output seconds plus input-video seconds)."""
     return {
+        "amount": int(amount) if float(amount).is_integer() else round(amount, 2),
         "benefit_type": benefit,
         "resource_id": "generate_video",
         "resource_id_type": "str",
@@ -205,13 +211,19 @@ def _draft(
 
 
 def _outer(
-    model_key: str, benefit: str, submit_id: str, metrics: str, draft: dict[str, Any], region: Region
+    model_key: str,
+    benefit: str,
+    submit_id: str,
+    metrics: str,
+    draft: dict[str, Any],
+    region: Region,
+    amount: float,
 ) -> dict[str, Any]:
     return {
         "extend": {
             "root_model": model_key,
-            "m_video_commerce_info": _commerce(benefit),
-            "m_video_commerce_info_list": [_commerce(benefit)],
+            "m_video_commerce_info": _commerce(benefit, amount),
+            "m_video_commerce_info_list": [_commerce(benefit, amount)],
         },
         "submit_id": submit_id,
         "metrics_extra": metrics,
@@ -229,24 +241,28 @@ def build_frame_video_generate(
     seed: int,
     new_id: IdFactory = new_uuid,
 ) -> dict[str, Any]:
-    """The body for text-to-video, image-to-video and first+last frame (§8.2, §8.4)."""
+    """The body for text-to-video, image-to-video and first+last frame (§8.2, §8.4). A draft ("样片") model
+    (`job.draft_mode`) sends `is_draft_mode`, `min_version` = `versions.da_version` in the draft and the input
+    and `metrics_extra.videoStage` "draft"; `job.min_features` go into the draft (§19.1)."""
     submit_id = new_id()
-    metrics = dumps_compact(
-        {
-            "promptSource": "custom",
-            "isDefaultSeed": 1,
-            "originSubmitId": new_id(),  # differs from the body's submit_id in this mode (§8.2)
-            "isRegenerate": False,
-            "enterFrom": "use_bgimage_prompt",
-            "position": "page_bottom_box",
-            "functionMode": "first_last_frames",
-            "sceneOptions": dumps_compact([_scene(job.model_key, job.duration_s, job.resolution, [])]),
-        }
-    )
+    min_version = versions.da_version if job.draft_mode else versions.min_version
+    metrics_fields: dict[str, Any] = {
+        "promptSource": "custom",
+        "isDefaultSeed": 1,
+        "originSubmitId": new_id(),  # differs from the body's submit_id in this mode (§8.2)
+        "isRegenerate": False,
+        "enterFrom": "use_bgimage_prompt",
+        "position": "page_bottom_box",
+        "functionMode": "first_last_frames",
+        "sceneOptions": dumps_compact([_scene(job.model_key, job.duration_s, job.resolution, [])]),
+    }
+    if job.draft_mode:
+        metrics_fields["videoStage"] = "draft"
+    metrics = dumps_compact(metrics_fields)
     video_input: dict[str, Any] = {
         "type": "",
         "id": new_id(),
-        "min_version": versions.min_version,
+        "min_version": min_version,
         "prompt": job.prompt,
         "video_mode": 2,
         "fps": FPS,
@@ -254,14 +270,16 @@ def build_frame_video_generate(
     }
     if job.resolution is not None:
         video_input["resolution"] = job.resolution
+    if job.draft_mode:
+        video_input["is_draft_mode"] = True
     if job.first_frame is not None:
         video_input["first_frame_image"] = image_payload(job.first_frame, new_id)
     if job.end_frame is not None:
         video_input["end_frame_image"] = image_payload(job.end_frame, new_id)
     video_input["idip_meta_list"] = []
     draft = _draft(
-        min_version=versions.min_version,
-        min_features=[],
+        min_version=min_version,
+        min_features=list(job.min_features),
         version=versions.version,
         video_input=video_input,
         ratio=job.ratio,
@@ -271,8 +289,8 @@ def build_frame_video_generate(
         now_ms=now_ms,
         new_id=new_id,
     )
-    benefit = video_benefit_type(job.model_key, job.resolution)
-    return _outer(job.model_key, benefit, submit_id, metrics, draft, region)
+    benefit = job.benefit or video_benefit_type(job.model_key, job.resolution)
+    return _outer(job.model_key, benefit, submit_id, metrics, draft, region, job.duration_s)
 
 
 def _material(ref: Material, new_id: IdFactory) -> dict[str, Any]:
@@ -371,4 +389,5 @@ def build_omni_video_generate(
         new_id=new_id,
     )
     benefit = video_benefit_type(job.model_key, omni=True, omni_benefits=omni_benefits)
-    return _outer(job.model_key, benefit, submit_id, metrics, draft, region)
+    input_seconds = sum(m.duration_ms for m in job.materials if isinstance(m, VideoRef)) / 1000
+    return _outer(job.model_key, benefit, submit_id, metrics, draft, region, job.duration_s + input_seconds)

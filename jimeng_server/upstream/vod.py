@@ -34,7 +34,7 @@ class VodAddress:
     store_uri: str
     auth: str
     session_key: str
-    vid: str
+    vid: str | None = None  # given at apply (§19.8, PY measured); absent in the elided §18 sample: the commit has it
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +129,6 @@ def parse_apply(payload: Any) -> VodAddress:
         "store_uri": store.get("StoreUri"),
         "auth": store.get("Auth"),
         "session_key": node.get("SessionKey"),
-        "vid": node.get("Vid"),
     }
     fields = {k: v for k, v in raw.items() if isinstance(v, str) and v}
     missing = [k for k in raw if k not in fields]
@@ -138,7 +137,8 @@ def parse_apply(payload: Any) -> VodAddress:
     host = fields["upload_host"]
     if "://" in host or any(c.isspace() for c in host):
         raise UpstreamBadResponse(f"{APPLY_ACTION}: UploadHost is not a bare host")
-    return VodAddress(**fields)
+    vid = node.get("Vid")
+    return VodAddress(**fields, vid=vid if isinstance(vid, str) and vid else None)
 
 
 def check_upload_answer(raw: bytes) -> None:
@@ -159,13 +159,16 @@ def _number(value: Any) -> float:
         return 0.0
 
 
-def parse_commit(payload: Any) -> CommittedVideo:
-    """The committed video from a CommitUploadInner answer (`Results[0]` with `Vid` and `VideoMeta`)."""
+def parse_commit(payload: Any, *, vid: str | None = None) -> CommittedVideo:
+    """The committed video from a CommitUploadInner answer: `Results[0].Vid` (else the apply's `vid`) and the
+    size and `Duration` from `VideoMeta`, or from `Results[0]` itself when it has no `VideoMeta`. A missing
+    `Duration` (PY saw none, §19.8) reads as 0: the caller's own reading of the file fills it in."""
     first = _first(_result(payload, COMMIT_ACTION).get("Results"))
-    meta = first.get("VideoMeta") if first else None
-    vid = first.get("Vid") if first else None
+    meta = first.get("VideoMeta", first) if first else None
+    given = first.get("Vid") if first else None
+    vid = given if isinstance(given, str) and given else vid
     if not isinstance(vid, str) or not vid or not isinstance(meta, dict):
-        raise UpstreamBadResponse(f"{COMMIT_ACTION}: Results[0] needs Vid and VideoMeta")
+        raise UpstreamBadResponse(f"{COMMIT_ACTION}: Results[0] needs a Vid (none came with the apply either)")
     return CommittedVideo(
         vid=vid,
         width=int(_number(meta.get("Width"))),

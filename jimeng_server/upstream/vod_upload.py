@@ -91,4 +91,5 @@ class VideoUploader(UploadPlumbing):
     async def _commit(self, account: Account, creds: UploadCredentials, address: VodAddress) -> CommittedVideo:
         params = vod.commit_query(creds.service_id)
         body = vod.commit_body(address.session_key)
-        return vod.parse_commit(await self.signed_call(account, creds, vod.COMMIT_ACTION, "POST", params, body))
+        answer = await self.signed_call(account, creds, vod.COMMIT_ACTION, "POST", params, body)
+        return vod.parse_commit(answer, vid=address.vid)

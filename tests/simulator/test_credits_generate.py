@@ -89,9 +89,9 @@ async def test_not_enough_credits_is_5000_without_record(up: Upstream, sim: Simu
     assert acct.total == 3
 
 
-async def test_refuse_marker_is_4001(up: Upstream, sim: Simulator) -> None:
+async def test_refuse_marker_is_2038(up: Upstream, sim: Simulator) -> None:
     reply = await up.generate(image_body(prompt="a [sim:refuse] cat"))
-    assert reply.ret == "4001"
+    assert reply.ret == "2038"
     assert sim.generate_count == 0
     assert sim.account(CN_SESSION).vip_credit == 100
 

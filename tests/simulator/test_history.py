@@ -58,7 +58,10 @@ MARKER_TIMELINES: dict[str, list[tuple[int, int, str]]] = {
     "[sim:stuck0]": [(20, 0, "")] * 4,
     "[sim:status50]": [(20, 0, ""), (20, 1, ""), (42, 2, ""), (45, 4, ""), (50, 4, "")],
     "[sim:unknown]": [(99, 0, ""), (99, 0, ""), (99, 0, ""), (10, 4, "")],
-    "[sim:empty]": [(20, 0, ""), (10, 0, ""), (10, 0, "")],
+    "[sim:empty]": [(20, 0, ""), (50, 0, ""), (50, 0, "")],
+    "[sim:precheck]": [(20, 0, ""), (10, 0, "")],
+    "[sim:postcheck]": [(20, 0, ""), (20, 1, ""), (40, 0, "")],
+    "[sim:deleted]": [(20, 0, ""), (20, 1, ""), (100, 0, "")],
 }
 
 
@@ -69,7 +72,7 @@ async def test_marker_scripts(up: Upstream, marker: str) -> None:
     seen = await observe(up, hid, len(expected))
     assert [s[:3] for s in seen] == expected
     for status, _, _, finish in seen:
-        assert (finish > 0) == (status in (10, 30, 50))
+        assert (finish > 0) == (status in (10, 30, 40, 50, 100))
 
 
 def pending_script(sim: Simulator) -> object:

@@ -70,9 +70,9 @@ async def test_count_rules(up: Upstream, sim: Simulator) -> None:
         draft=lambda d: _abilities(d).__setitem__("gen_option", _option(2)),
         scene=lambda s: s.__setitem__("benefitCount", 4),
     )
-    for body, needle in ((disagree_scene, "benefitCount"), (count_at_abilities(5), "gen_count")):
+    for body, ret, needle in ((disagree_scene, "4002", "benefitCount"), (count_at_abilities(9), "1000", "gen_count")):
         reply = await up.generate(body)
-        assert reply.ret == "4002" and needle in reply.json["errmsg"], reply.json
+        assert reply.ret == ret and needle in reply.json["errmsg"], reply.json
     assert (await up.generate(disagree)).ret == "0"
     assert sim.generate_count == 1
 

@@ -320,13 +320,13 @@ def blend_of(draft: dict[str, Any]) -> dict[str, Any]:
     return blend
 
 
-async def test_blend_accepted_with_committed_uris_and_makes_one_image(uploads: Uploads) -> None:
+async def test_blend_accepted_with_committed_uris_and_makes_four_images(uploads: Uploads) -> None:
     up = uploads.up
     uris = [(await uploads.upload(PNG)).uri for _ in range(3)]
     reply = await up.generate(blend_body(uris))
     assert reply.ret == "0", reply.text
     (record,) = up.sim.records.values()
-    assert record.script.max_items == 1
+    assert record.script.max_items == 4  # no gen_option: 4 made and billed (§19.6, measured)
 
 
 @pytest.mark.parametrize(
