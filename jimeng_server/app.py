@@ -30,6 +30,7 @@ from .api.appkeys import (
     POOL,
     QUERIES,
     REPLICAS,
+    RESULT_LINKS,
     RETENTION,
     SETTLER,
     STORE,
@@ -59,6 +60,7 @@ from .services.image_inputs import ImageInputs
 from .services.inputs import InputLoader
 from .services.pool import AccountPool
 from .services.replicas import Replicas
+from .services.result_links import ResultLinks
 from .services.retention import Retention
 from .services.settlement import TaskSettler
 from .services.task_intake import TaskIntake
@@ -115,6 +117,7 @@ def create_app(
     setup_webhooks(app, background)
     setup_pool(app)
     setup_tasks(app, background)
+    setup_results(app)
     setup_replicas(app, background)
     setup_generation(app)
     setup_observability(app)
@@ -269,6 +272,29 @@ def setup_tasks(app: web.Application, background: bool) -> None:
         await settler.drain()
 
     app.cleanup_ctx.append(run_tasks)
+
+
+def setup_results(app: web.Application) -> None:
+    """Re-signing expiring result links (`[results] keep = "resign"`) for task queries and webhook bodies; at
+    shutdown the re-signs in flight are cancelled."""
+    config = app[CONFIG]
+    if config.results.keep != "resign":
+        return
+    links = app[RESULT_LINKS] = ResultLinks(
+        app[CLIENT],
+        app[STORE],
+        app[CLOCK],
+        margin=config.results.resign_margin,
+        resolve_account=app[ACCOUNT_POOL].resolve,
+    )
+    app[QUERIES].links = links
+    app[WEBHOOKS].body_hook = links.event_body
+
+    async def run_links(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await links.close()
+
+    app.cleanup_ctx.append(run_links)
 
 
 def setup_replicas(app: web.Application, background: bool) -> None:

@@ -317,6 +317,20 @@ class AdminConfig:
     key: str = field(default="", repr=False)
 
 
+KEEP_MODES = ("resign", "none")
+"""`[results] keep` values this version implements ("local" and "s3" are planned: README "Keeping results")."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsConfig:
+    """What happens to result links that expire (README "Keeping results"). `keep = "resign"`: a query or a
+    webhook (re)delivery whose result URL expires within `resign_margin` seconds gets a freshly signed one from
+    the upstream (on the task's own account); `"none"`: links are answered as the upstream gave them."""
+
+    keep: str = "resign"
+    resign_margin: float = 600.0
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = ServerConfig()
@@ -332,6 +346,7 @@ class Config:
     auth: AuthConfig = AuthConfig()
     admin: AdminConfig = AdminConfig()
     browser: BrowserConfig = BrowserConfig()
+    results: ResultsConfig = ResultsConfig()
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -382,6 +397,11 @@ def parse_config(data: dict[str, Any]) -> Config:
     assert isinstance(cfg, Config)
     if cfg.watcher.watch not in WATCH_MODES:
         raise ConfigError(f"watcher.watch: must be one of {', '.join(WATCH_MODES)}, got {cfg.watcher.watch!r}")
+    if cfg.results.keep not in KEEP_MODES:
+        later = " (planned, not in this version)" if cfg.results.keep in ("local", "s3") else ""
+        raise ConfigError(
+            f"results.keep: must be one of {', '.join(KEEP_MODES)}, got {cfg.results.keep!r}{later}"
+        )
     missing = [r for r in REGION_CODES if r not in cfg.upstream.regions]
     if missing:
         raise ConfigError(f"upstream.regions: missing region(s) {', '.join(missing)}")

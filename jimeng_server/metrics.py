@@ -83,6 +83,17 @@ STORE_SECONDS = Histogram(
     buckets=_STORE_BUCKETS,
 )
 
+RESULT_RESIGNS = Counter(
+    "jimeng_result_resigns_total",
+    "Re-signs of expiring result links, by outcome (ok, failed, skipped: no account or no ref to re-sign from)",
+    ["outcome"],
+)
+
+
+def result_resign(outcome: str) -> None:
+    """One re-sign of a task's expiring result links (services/result_links.py) and how it ended."""
+    RESULT_RESIGNS.labels(outcome).inc()
+
 
 def http_request(method: str, route: str, status: int, seconds: float) -> None:
     """One answered HTTP request."""

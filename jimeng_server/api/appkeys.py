@@ -14,6 +14,7 @@ from ..services.generation import Generation
 from ..services.idempotency import IdempotencyKeys
 from ..services.pool import AccountPool
 from ..services.replicas import Replicas
+from ..services.result_links import ResultLinks
 from ..services.retention import Retention
 from ..services.settlement import TaskSettler
 from ..services.task_intake import TaskIntake
@@ -47,3 +48,4 @@ COMPOSITIONS = web.AppKey("compositions", Compositions)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)
 ACCOUNT_POOL = web.AppKey("account_pool", AccountPool)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
+RESULT_LINKS = web.AppKey("result_links", ResultLinks)  # only with [results] keep = "resign"

@@ -33,6 +33,7 @@ from ..watcher import Watcher
 from .answers import AnswerCache, encode_batch, encode_json
 from .callers import Caller, ResolveAccount
 from .history_lookup import HistoryLookup
+from .result_links import ResultLinks
 from .settlement import TaskSettler
 
 MAX_BATCH = 50
@@ -74,9 +75,11 @@ class TaskQueries:
         *,
         resolve_account: ResolveAccount | None = None,
         answers: AnswerCache | None = None,
+        links: ResultLinks | None = None,
     ) -> None:
         """`resolve_account` gives the pool account a key's task is polled with (those tasks keep no token);
-        `answers` keeps the encoded answers of final tasks (None: none are kept)."""
+        `answers` keeps the encoded answers of final tasks (None: none are kept); `links` re-signs the expiring
+        result links of settled tasks (None: answered as stored)."""
         self.store = store
         self.watcher = watcher
         self.settler = settler
@@ -85,6 +88,7 @@ class TaskQueries:
         self.clock = clock
         self.resolve_account = resolve_account
         self.answers = answers if answers is not None else AnswerCache(0, clock, retention_seconds=0.0)
+        self.links = links
 
     async def query(self, caller: Caller, history_id: str, *, wait: float = 0.0) -> bytes:
         """One task's encoded answer (`encode_json` of its `TaskBody`); 404 TASK_NOT_FOUND when the caller
@@ -138,8 +142,10 @@ class TaskQueries:
             elif row.account_fp not in owners:
                 continue  # another account's task; it stays "not found"
             elif row.final:
-                encoded[hid] = encode_json(body_of_row(row))
-                self.answers.put(hid, row.account_fp, row.finished_at, encoded[hid])
+                body = body_of_row(row)
+                fresh_until = await self._fresh_links(caller, row, body)
+                encoded[hid] = encode_json(body)
+                self.answers.put(hid, row.account_fp, row.finished_at, encoded[hid], fresh_until=fresh_until)
             else:
                 local = self._local_body(row)
                 if local is not None:
@@ -156,6 +162,17 @@ class TaskQueries:
             bodies.update(await self._probe(caller.accounts, unknown))
         encoded.update((hid, encode_json(body)) for hid, body in bodies.items())
         return encoded
+
+    async def _fresh_links(self, caller: Caller, row: TaskRecord, body: TaskBody) -> float | None:
+        """Put re-signed links in a settled task's `body` when its stored ones expire (with `links`); returns
+        when the answer's links must be re-signed again (None: never)."""
+        if self.links is None or not row.results:
+            return None
+        account = caller.account_with(row.account_fp) if row.account_id is None else None
+        items = await self.links.items(row, account)
+        body["results"] = items
+        expiries = [item["expires_at"] for item in items or () if item["expires_at"] is not None]
+        return min(expiries) - self.links.margin if expiries else None
 
     def _local_body(self, row: TaskRecord) -> TaskBody | None:
         """The answer of a running task without an upstream call, when the store or the watcher has it fresh."""

@@ -56,6 +56,9 @@ class SimSettings:
     # Drift: models get_common_config lists beyond the catalogue, raw entries plus "kind" ("image"/"video");
     # generate accepts the image ones by key.
     extra_models: list[dict[str, Any]] = field(default_factory=list)
+    # Seconds a result URL (x-expires) stays valid from the answer that gave it (links.py, §19.4: "a few hours";
+    # a prompt's `[sim:ttl=N]` overrides it per record).
+    result_url_ttl: float = 10800.0
 
 
 @dataclass
