@@ -288,6 +288,7 @@ def setup_results(app: web.Application) -> None:
         resolve_account=app[ACCOUNT_POOL].resolve,
     )
     app[QUERIES].links = links
+    app[INTAKE].remember_owner = links.remember
     app[WEBHOOKS].body_hook = links.event_body
 
     async def run_links(app: web.Application) -> AsyncIterator[None]:

@@ -227,3 +227,25 @@ async def test_key_task_webhook_retried_after_an_outage_carries_working_links(
 
 def without_links(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k != "results"}
+
+
+async def test_raw_token_task_webhook_retried_after_an_outage_carries_working_links(
+    make_client: AppFactory, clock: ManualClock, sim: Simulator, receiver: tuple[Receiver, TestServer]
+) -> None:
+    rec, server = receiver
+    client = await make_client(webhooks=HOOKS, results=SHORT)
+    rec.script("/hooks/r", Reply(status=500), Reply(status=500))
+    hook = str(server.make_url("/hooks/r"))
+    hid = await submit(client, IMAGES, clock, {"prompt": "raw cat [sim:ttl=2]", "callback_url": hook}, bearer(CN_TOKEN))
+    await finish(client, clock, hid)
+    row = await client.app[STORE].get(hid)
+    assert row is not None and row.token is None  # the settled task keeps no token
+    assert await client.app[WEBHOOKS].drain() == 1
+    await clock.advance(HOOKS.schedule[1] + 1)
+    assert await client.app[WEBHOOKS].drain() == 1
+    await clock.advance(HOOKS.schedule[2] + 1)
+    assert await client.app[WEBHOOKS].drain() == 1
+    assert [g.path for g in rec.requests] == ["/hooks/r"] * 3
+    last = event_of(rec, "/hooks/r", 2)["data"]
+    assert [await fetch(u) for u in urls(last["results"])] == [(200, "image/png")] * 4
+    assert {c.sessionid for c in sim.calls(RESIGN)} == {CN_TOKEN}

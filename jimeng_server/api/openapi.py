@@ -101,6 +101,14 @@ _VIDEO_FILES: dict[str, Schema] = {
     "video_file": {"type": "array", "items": _FILE, "description": "omni_reference videos"},
     "audio_file": {"type": "array", "items": _FILE, "description": "omni_reference audio (.mp3, .wav)"},
 }
+_RESULT_ITEM = _obj(
+    {
+        "url": _STR,
+        "expires_at": {"type": ["integer", "null"], "description": "unix seconds the URL stops working; null: unknown"},
+        "kept": {"type": "boolean", "description": "true when the server keeps the bytes (README: Keeping results)"},
+    },
+    ("url", "expires_at", "kept"),
+)
 _EXPIRING = _obj({"amount": _INT, "expiresAt": _INT, "source": _STR}, ("amount", "expiresAt", "source"))
 _POINTS = _obj(
     {
@@ -178,7 +186,7 @@ _SCHEMAS: dict[str, Schema] = {
             "status": {"type": "integer", "description": "20 running, 10 succeeded, 30 failed"},
             "fail_code": {"type": ["integer", "string"]},
             "item_count": _INT,
-            "results": {"type": ["array", "null"], "items": _obj({"url": _STR}, ("url",))},
+            "results": {"type": ["array", "null"], "items": _RESULT_ITEM},
             "queue": {
                 "type": ["object", "null"],
                 "description": "while processing: where the task stands in the upstream's queue",
