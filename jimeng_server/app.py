@@ -289,6 +289,7 @@ def setup_results(app: web.Application) -> None:
     )
     app[QUERIES].links = links
     app[INTAKE].remember_owner = links.remember
+    app[SETTLER].keep_refs = True
     app[WEBHOOKS].body_hook = links.event_body
 
     async def run_links(app: web.Application) -> AsyncIterator[None]:

@@ -17,14 +17,17 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, create_key, key_auth, seed_sim
+from store_backends import open_store
 from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
-from webhook_support import SECRET, Receiver, Reply
+from webhook_support import SECRET, Receiver, Reply, done_outcome, make_task
 
 from jimeng_server.api.appkeys import STORE, WATCHER, WEBHOOKS
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import AdminConfig, Config, ResultsConfig, WebhookConfig
 from jimeng_server.metrics import RESULT_RESIGNS
+from jimeng_server.services.settlement import TaskSettler
 from jimeng_server.simulator import Simulator
+from jimeng_server.upstream.links import ResultRef
 from jimeng_server.webhooks.signatures import parse_secret, sign
 
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -249,3 +252,35 @@ async def test_raw_token_task_webhook_retried_after_an_outage_carries_working_li
     last = event_of(rec, "/hooks/r", 2)["data"]
     assert [await fetch(u) for u in urls(last["results"])] == [(200, "image/png")] * 4
     assert {c.sessionid for c in sim.calls(RESIGN)} == {CN_TOKEN}
+
+
+# ------------------------------------------------------------------------------------------ the store's refs
+
+
+async def test_refs_are_stored_per_task_on_both_backends_and_go_with_the_task(
+    store_url: str, clock: ManualClock
+) -> None:
+    store = await open_store(store_url, clock)
+    try:
+        await store.insert(make_task("h1", None, created_at=clock.time()))
+        refs = (ResultRef("image", "tos-cn-i-x/a"), None, ResultRef("video", "7605524120645700874"))
+        await store.put_result_refs({"h1": refs, "unknown": refs[:1]})  # a task not stored gets none
+        assert await store.result_refs_of(["h1", "unknown"]) == {"h1": refs}
+        await store.put_result_refs({"h1": refs[:1]})  # the first refs stay
+        assert await store.result_refs_of(["h1"]) == {"h1": refs}
+        await TaskSettler(store, clock).settle([done_outcome("h1", ["https://cdn.example/a.png"])])
+        await clock.advance(3600)
+        assert await store.purge_finished(older_than=60) == 1
+        assert await store.result_refs_of(["h1"]) == {}
+    finally:
+        await store.close()
+
+
+async def test_the_settler_stores_the_refs_the_upstream_record_names(
+    make_client: AppFactory, clock: ManualClock, sim: Simulator
+) -> None:
+    client = await make_client(results=SHORT)
+    hid = await submit(client, IMAGES, clock, {"prompt": "four cats"}, bearer(CN_TOKEN))
+    await finish(client, clock, hid)
+    refs = (await client.app[STORE].result_refs_of([hid]))[hid]
+    assert refs == tuple(ResultRef("image", f"tos-cn-i-sim/{hid}-{n}") for n in range(4))

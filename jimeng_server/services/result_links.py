@@ -1,8 +1,9 @@
 """Re-signing result links that expire (`[results] keep = "resign"`, README "Keeping results").
 
-The upstream's result URLs are signed for a few hours (`x-expires`, docs/protocol.md §19.4). A settled task's
-stored record keeps what each result is re-signed from (`upstream.links.result_refs`: the image uri, the
-video item id); `ResultLinks` answers, for a settled task, links that live at least `margin` more seconds:
+The upstream's result URLs are signed for a few hours (`x-expires`, docs/protocol.md §19.4). The store keeps
+what each settled task's results are re-signed from (`ResultRefStore`, written by the settler; else read from
+the task's stored upstream record: `upstream.links.result_refs`, the image uri, the video item id).
+`ResultLinks` answers, for a settled task, links that live at least `margin` more seconds:
 
 - while every stored (or last re-signed) URL lives past `now + margin`, they are answered as they are;
 - otherwise ONE re-sign call per task is made (`get_image_by_uri` for images, `get_local_item_list` for videos;
@@ -160,7 +161,8 @@ class ResultLinks:
         return self._accounts.get(row.history_id)
 
     async def _resign(self, row: TaskRecord, current: _Fresh) -> _Fresh:
-        refs = result_refs(row.raw_data, row.kind.value)
+        stored = await self.store.result_refs_of([row.history_id])
+        refs = stored.get(row.history_id) or result_refs(row.raw_data, row.kind.value)
         account = await self._account(row)
         if account is None or len(refs) != len(current.urls) or not any(refs):
             result_resign("skipped")

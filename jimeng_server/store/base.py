@@ -10,11 +10,12 @@ implement it in each backend, and have `Store` extend it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Protocol, runtime_checkable
 
+from ..upstream.links import ResultRef
 from .models import Finish, Progress, Settled, TaskRecord
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
@@ -30,6 +31,7 @@ __all__ = [
     "PoolStore",
     "Redelivery",
     "ReplicaStore",
+    "ResultRefStore",
     "SchemaVersionError",
     "Store",
     "StoreError",
@@ -296,7 +298,21 @@ class PoolStore(Protocol):
         ...
 
 
-class Store(TaskTable, IdempotencyStore, OutboxStore, PoolStore, Protocol):
+class ResultRefStore(Protocol):
+    """What each settled task's results are re-signed from (issue 21: `upstream.links.ResultRef`, one per result
+    in order, None for a result that names none). Rows go when their task is purged."""
+
+    async def put_result_refs(self, refs: Mapping[str, Sequence[ResultRef | None]]) -> None:
+        """Store the refs of stored tasks (history id -> refs); a task that has refs already, or is not stored,
+        is left as it is."""
+        ...
+
+    async def result_refs_of(self, history_ids: Sequence[str]) -> dict[str, tuple[ResultRef | None, ...]]:
+        """The stored refs of these tasks (those without any are absent)."""
+        ...
+
+
+class Store(TaskTable, IdempotencyStore, OutboxStore, PoolStore, ResultRefStore, Protocol):
     """A whole store backend: tasks, idempotency keys, the webhook outbox and the account pool, with its life
     cycle.
 

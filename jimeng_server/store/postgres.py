@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import TracebackType
 
 import asyncpg
 
 from ..clock import Clock
+from ..upstream.links import ResultRef
 from . import postgres_sql as sql
 from .base import (
     WATCH_SHARDS,
@@ -54,6 +55,8 @@ from .rows import (
     progress_params,
     record_from_row,
     record_params,
+    refs_from_text,
+    refs_text,
     settle_params,
 )
 
@@ -204,6 +207,21 @@ class PostgresStore:
     async def purge_stale_unfinished(self, *, older_than: float) -> int:
         """See `base.TaskTable.purge_stale_unfinished`."""
         return _count(await self._pool.execute(sql.PURGE_STALE, self._clock.time() - older_than))
+
+    # ------------------------------------------------------------------ result refs
+
+    async def put_result_refs(self, refs: Mapping[str, Sequence[ResultRef | None]]) -> None:
+        """See `base.ResultRefStore.put_result_refs`."""
+        if refs:
+            now = self._clock.time()
+            await self._pool.executemany(sql.PUT_RESULT_REFS, [(hid, refs_text(r), now) for hid, r in refs.items()])
+
+    async def result_refs_of(self, history_ids: Sequence[str]) -> dict[str, tuple[ResultRef | None, ...]]:
+        """See `base.ResultRefStore.result_refs_of`."""
+        if not history_ids:
+            return {}
+        rows = await self._pool.fetch(sql.RESULT_REFS_OF, list(history_ids))
+        return {row["history_id"]: refs_from_text(row["refs"]) for row in rows}
 
     # ------------------------------------------------------------------ idempotency keys
 

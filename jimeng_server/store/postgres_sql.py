@@ -147,9 +147,19 @@ CREATE TABLE watch_replicas (
 );
 """
 
-MIGRATIONS: list[str] = [_MIGRATION_1, _MIGRATION_2]
+_MIGRATION_RESULT_REFS: Final = """
+-- What each settled task's results are re-signed from (issue 21); dropped with its task.
+CREATE TABLE result_refs (
+    history_id TEXT PRIMARY KEY REFERENCES tasks (history_id) ON DELETE CASCADE,
+    refs       TEXT NOT NULL,             -- JSON [[kind, key] | null, ...]: one per result, in order
+    created_at DOUBLE PRECISION NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_RESULT_REFS]
 """The PostgreSQL schema history, oldest first: entry i brings the database to version i + 1. Append only.
-(Version 1 is the SQLite schema as of its migration 4; version 2 adds the watch leases of replicas.)"""
+(Version 1 is the SQLite schema as of its migration 4; version 2 adds the watch leases of replicas; version 3 the
+result refs of issue 21.)"""
 
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
 _ACTIVE: Final = "('pending', 'delivering')"
@@ -336,3 +346,12 @@ REVOKE_KEY: Final = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) W
 RECORD_KEY_USE: Final = (
     "UPDATE api_keys SET submits = submits + 1, credits_spent = credits_spent + $2, last_used_at = $3 WHERE id = $1"
 )
+
+# ---------------------------------------------------------------------------------------------- result refs
+
+PUT_RESULT_REFS: Final = """
+INSERT INTO result_refs (history_id, refs, created_at)
+SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM tasks WHERE history_id = $1)
+ON CONFLICT (history_id) DO NOTHING
+"""
+RESULT_REFS_OF: Final = "SELECT history_id, refs FROM result_refs WHERE history_id = ANY($1::text[])"

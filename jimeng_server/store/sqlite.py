@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -25,13 +25,23 @@ from ..clock import Clock
 from ..concurrency import uncancellable
 from ..config import SYNCHRONOUS_MODES
 from ..metrics import timed_store
+from ..upstream.links import ResultRef
 from . import sqlite_outbox as outbox
 from . import sqlite_pool as pool_sql
 from .base import ClaimState, IdempotencyClaim, Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
 from .models import Finish, Progress, Settled, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
-from .rows import TASK_COLUMNS, first_finishes, progress_params, record_from_row, record_params, settle_params
+from .rows import (
+    TASK_COLUMNS,
+    first_finishes,
+    progress_params,
+    record_from_row,
+    record_params,
+    refs_from_text,
+    refs_text,
+    settle_params,
+)
 
 __all__ = ["MIGRATIONS", "Migration", "TaskStore"]
 
@@ -169,7 +179,16 @@ ALTER TABLE tasks ADD COLUMN account_id INTEGER;
 CREATE INDEX tasks_created_at ON tasks (created_at);
 """
 
-MIGRATIONS: list[Migration] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_3, _MIGRATION_4]
+_MIGRATION_RESULT_REFS: Final = """
+-- What each settled task's results are re-signed from (issue 21); dropped with its task.
+CREATE TABLE result_refs (
+    history_id TEXT PRIMARY KEY NOT NULL REFERENCES tasks (history_id) ON DELETE CASCADE,
+    refs       TEXT NOT NULL,             -- JSON [[kind, key] | null, ...]: one per result, in order
+    created_at REAL NOT NULL
+);
+"""
+
+MIGRATIONS: list[Migration] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_3, _MIGRATION_4, _MIGRATION_RESULT_REFS]
 """The schema history, oldest first: entry i brings the file to `user_version` i + 1. Append only."""
 
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
@@ -468,6 +487,32 @@ class TaskStore:
                 "DELETE FROM tasks WHERE status = ? AND token IS NULL AND updated_at < ?", (_PROCESSING, cutoff)
             )
             return cur.rowcount
+
+    # ------------------------------------------------------------------ result refs
+
+    async def put_result_refs(self, refs: Mapping[str, Sequence[ResultRef | None]]) -> None:
+        """See `base.ResultRefStore.put_result_refs`."""
+        if not refs:
+            return
+        now = self._clock.time()
+        async with self._write() as conn:
+            await conn.executemany(
+                "INSERT INTO result_refs (history_id, refs, created_at) "
+                "SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM tasks WHERE history_id = ?1) "
+                "ON CONFLICT (history_id) DO NOTHING",
+                [(hid, refs_text(r), now) for hid, r in refs.items()],
+            )
+
+    async def result_refs_of(self, history_ids: Sequence[str]) -> dict[str, tuple[ResultRef | None, ...]]:
+        """See `base.ResultRefStore.result_refs_of`."""
+        if not history_ids:
+            return {}
+        async with self._read() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT history_id, refs FROM result_refs WHERE history_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(history_ids)),),
+            )
+        return {row["history_id"]: refs_from_text(row["refs"]) for row in rows}
 
     # ------------------------------------------------------------------ idempotency keys
 
