@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Final, Protocol, runtime_checkable
 
 from ..upstream.links import ResultRef
+from .keeping import KeepJob
 from .models import Finish, Progress, Settled, TaskRecord
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
@@ -25,6 +26,7 @@ __all__ = [
     "ClaimState",
     "IdempotencyClaim",
     "IdempotencyStore",
+    "KeepStore",
     "Notice",
     "NoticeKind",
     "OutboxStore",
@@ -312,7 +314,51 @@ class ResultRefStore(Protocol):
         ...
 
 
-class Store(TaskTable, IdempotencyStore, OutboxStore, PoolStore, ResultRefStore, Protocol):
+class KeepStore(Protocol):
+    """Keep jobs (issue 21, `[results] keep = "local"`; records in `keeping.py`): one per result of a settled
+    task, claimed under a lease like the webhook outbox (replicas never claim the same job; a keeper that died
+    leaves its jobs to be claimed again once their lease ran out), dropped with their task."""
+
+    async def add_keep_jobs(self, history_id: str, urls: Sequence[str], *, now: float) -> None:
+        """One pending job per URL of a stored task, due `now`; positions already there are left as they are."""
+        ...
+
+    async def claim_keep_jobs(self, *, now: float, lease_seconds: float, limit: int) -> list[KeepJob]:
+        """Claim up to `limit` due jobs (pending ones due by `now`, keeping ones whose lease ran out): each is
+        `keeping` until `now + lease_seconds`, its `attempts` counted."""
+        ...
+
+    async def finish_keep_job(
+        self, history_id: str, position: int, *, file_id: str, size: int, content_type: str, now: float
+    ) -> None:
+        """Mark a claimed job kept, its bytes stored as `file_id`."""
+        ...
+
+    async def retry_keep_job(
+        self, history_id: str, position: int, *, error: str, next_attempt_at: float | None, now: float
+    ) -> None:
+        """A failed attempt: pending again until `next_attempt_at`, or `failed` for good when it is None."""
+        ...
+
+    async def keep_jobs_of(self, history_ids: Sequence[str]) -> dict[str, list[KeepJob]]:
+        """The jobs of these tasks, by position (tasks without any are absent)."""
+        ...
+
+    async def next_keep_due(self, *, now: float) -> float | None:
+        """The earliest time after `now` a job becomes claimable, None when none will."""
+        ...
+
+    async def kept_file_owners(self, file_id: str) -> frozenset[str]:
+        """The owners (`account_fp`) of the tasks whose kept results include this file."""
+        ...
+
+    async def wake_held_events(self, history_id: str, *, now: float) -> int:
+        """Make the task's pending webhook events that were not tried yet in their round due `now` (they were
+        held back while its results were kept); returns how many."""
+        ...
+
+
+class Store(TaskTable, IdempotencyStore, OutboxStore, PoolStore, ResultRefStore, KeepStore, Protocol):
     """A whole store backend: tasks, idempotency keys, the webhook outbox and the account pool, with its life
     cycle.
 

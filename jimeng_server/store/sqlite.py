@@ -26,9 +26,11 @@ from ..concurrency import uncancellable
 from ..config import SYNCHRONOUS_MODES
 from ..metrics import timed_store
 from ..upstream.links import ResultRef
+from . import sqlite_keeping as keeping_sql
 from . import sqlite_outbox as outbox
 from . import sqlite_pool as pool_sql
 from .base import ClaimState, IdempotencyClaim, Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
+from .keeping import KeepJob
 from .models import Finish, Progress, Settled, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
@@ -188,7 +190,14 @@ CREATE TABLE result_refs (
 );
 """
 
-MIGRATIONS: list[Migration] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_3, _MIGRATION_4, _MIGRATION_RESULT_REFS]
+MIGRATIONS: list[Migration] = [
+    _MIGRATION_1,
+    _MIGRATION_2,
+    _MIGRATION_3,
+    _MIGRATION_4,
+    _MIGRATION_RESULT_REFS,
+    keeping_sql.MIGRATION_KEPT,
+]
 """The schema history, oldest first: entry i brings the file to `user_version` i + 1. Append only."""
 
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
@@ -513,6 +522,59 @@ class TaskStore:
                 (json.dumps(list(history_ids)),),
             )
         return {row["history_id"]: refs_from_text(row["refs"]) for row in rows}
+
+    # ------------------------------------------------------------------ keep jobs
+
+    async def add_keep_jobs(self, history_id: str, urls: Sequence[str], *, now: float) -> None:
+        """See `base.KeepStore.add_keep_jobs`."""
+        if urls:
+            async with self._write() as conn:
+                await keeping_sql.add_jobs(conn, history_id, urls, now=now)
+
+    async def claim_keep_jobs(self, *, now: float, lease_seconds: float, limit: int) -> list[KeepJob]:
+        """See `base.KeepStore.claim_keep_jobs`."""
+        if limit <= 0:
+            return []
+        async with self._write() as conn:
+            return await keeping_sql.claim(conn, now=now, lease_seconds=lease_seconds, limit=limit)
+
+    async def finish_keep_job(
+        self, history_id: str, position: int, *, file_id: str, size: int, content_type: str, now: float
+    ) -> None:
+        """See `base.KeepStore.finish_keep_job`."""
+        async with self._statement() as conn:
+            await keeping_sql.finish(
+                conn, history_id, position, file_id=file_id, size=size, content_type=content_type, now=now
+            )
+
+    async def retry_keep_job(
+        self, history_id: str, position: int, *, error: str, next_attempt_at: float | None, now: float
+    ) -> None:
+        """See `base.KeepStore.retry_keep_job`."""
+        async with self._statement() as conn:
+            await keeping_sql.retry(conn, history_id, position, error=error, next_attempt_at=next_attempt_at, now=now)
+
+    async def keep_jobs_of(self, history_ids: Sequence[str]) -> dict[str, list[KeepJob]]:
+        """See `base.KeepStore.keep_jobs_of`."""
+        if not history_ids:
+            return {}
+        async with self._read() as conn:
+            return await keeping_sql.jobs_of(conn, history_ids)
+
+    async def next_keep_due(self, *, now: float) -> float | None:
+        """See `base.KeepStore.next_keep_due`."""
+        async with self._read() as conn:
+            return await keeping_sql.next_due(conn, now=now)
+
+    async def kept_file_owners(self, file_id: str) -> frozenset[str]:
+        """See `base.KeepStore.kept_file_owners`."""
+        async with self._read() as conn:
+            return await keeping_sql.file_owners(conn, file_id)
+
+    async def wake_held_events(self, history_id: str, *, now: float) -> int:
+        """See `base.KeepStore.wake_held_events`."""
+        async with self._statement() as conn:
+            return await keeping_sql.wake_held(conn, history_id, now=now)
 
     # ------------------------------------------------------------------ idempotency keys
 
