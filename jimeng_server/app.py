@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import admin, async_tasks, deliveries, images, meta, openapi, tokens, videos
+from .api import admin, async_tasks, deliveries, files, images, meta, openapi, tokens, videos
 from .api.appkeys import (
     ACCOUNT_POOL,
     ACCOUNTS,
@@ -27,6 +27,7 @@ from .api.appkeys import (
     GENERATION,
     IDEMPOTENCY,
     INTAKE,
+    KEEPER,
     POOL,
     QUERIES,
     REPLICAS,
@@ -53,14 +54,16 @@ from .services.accounts import AccountService
 from .services.answers import AnswerCache
 from .services.apikeys import ApiKeys
 from .services.compositions import Compositions
+from .services.file_links import link_key
 from .services.generation import Generation
 from .services.history_lookup import HistoryLookup
 from .services.idempotency import IdempotencyKeys
 from .services.image_inputs import ImageInputs
 from .services.inputs import InputLoader
+from .services.keeper import Keeper, default_public_base, results_root, upstream_netlocs
 from .services.pool import AccountPool
 from .services.replicas import Replicas
-from .services.result_links import ResultLinks
+from .services.result_links import LocalFiles, ResultLinks
 from .services.retention import Retention
 from .services.settlement import TaskSettler
 from .services.task_intake import TaskIntake
@@ -89,6 +92,7 @@ ROUTES = (
     videos.routes,
     async_tasks.routes,
     deliveries.routes,
+    files.routes,
 )
 
 
@@ -117,7 +121,7 @@ def create_app(
     setup_webhooks(app, background)
     setup_pool(app)
     setup_tasks(app, background)
-    setup_results(app)
+    setup_results(app, background)
     setup_replicas(app, background)
     setup_generation(app)
     setup_observability(app)
@@ -274,26 +278,64 @@ def setup_tasks(app: web.Application, background: bool) -> None:
     app.cleanup_ctx.append(run_tasks)
 
 
-def setup_results(app: web.Application) -> None:
-    """Re-signing expiring result links (`[results] keep = "resign"`) for task queries and webhook bodies; at
-    shutdown the re-signs in flight are cancelled."""
+def setup_results(app: web.Application, background: bool) -> None:
+    """What happens to result links that expire (`[results]`): re-signing for task queries and webhook bodies,
+    and with `keep = "local"` the keeper that downloads results into the results directory (its loop runs with
+    the background loops). At shutdown the keeper stops and the re-signs in flight are cancelled."""
     config = app[CONFIG]
-    if config.results.keep != "resign":
+    results = config.results
+    if results.keep == "none":
         return
+    local: LocalFiles | None = None
+    if results.keep == "local":
+        key, stable = link_key(results.link_secret)
+        if not stable:
+            log.warning("[results] link_secret is empty: links to kept files stop working when the server restarts")
+        base = results.public_base_url or default_public_base(config.server)
+        local = LocalFiles(key, base, results.link_seconds, results.webhook_after_keep)
     links = app[RESULT_LINKS] = ResultLinks(
         app[CLIENT],
         app[STORE],
         app[CLOCK],
-        margin=config.results.resign_margin,
+        margin=results.resign_margin,
         resolve_account=app[ACCOUNT_POOL].resolve,
+        local=local,
     )
     app[QUERIES].links = links
     app[INTAKE].remember_owner = links.remember
-    app[SETTLER].keep_refs = True
+    app[SETTLER].after_settle = links.after_settle
     app[WEBHOOKS].body_hook = links.event_body
+    keeper: Keeper | None = None
+    if local is not None:
+        root = results_root(results, config.store)
+        if config.store.backend == "postgresql":
+            log.warning("[results] keep = local with replicas: %s must be one directory shared by all of them", root)
+        policy = FetchPolicy(
+            allow_private_networks=config.security.allow_private_networks,
+            max_bytes=results.max_file_bytes,
+            connect_timeout=config.security.fetch_connect_timeout,
+            total_timeout=config.security.fetch_timeout,
+            max_redirects=0,
+        )
+        keeper = app[KEEPER] = Keeper(
+            app[STORE],
+            results,
+            app[CLOCK],
+            root=root,
+            fetcher=SafeFetcher(policy, temp_dir=str(root / "tmp")),
+            links=links,
+            upstream_netlocs=upstream_netlocs(config.upstream),
+            on_events=app[WEBHOOKS].wake,
+        )
+        links.on_jobs = keeper.wake
 
     async def run_links(app: web.Application) -> AsyncIterator[None]:
+        if keeper is not None and background:
+            await keeper.start()
         yield
+        if keeper is not None:
+            await keeper.stop()
+            await keeper.fetcher.close()
         await links.close()
 
     app.cleanup_ctx.append(run_links)

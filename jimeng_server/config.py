@@ -317,18 +317,40 @@ class AdminConfig:
     key: str = field(default="", repr=False)
 
 
-KEEP_MODES = ("resign", "none")
-"""`[results] keep` values this version implements ("local" and "s3" are planned: README "Keeping results")."""
+KEEP_MODES = ("resign", "local", "none")
+"""`[results] keep` values this version implements ("s3" is planned: README "Keeping results")."""
+DEFAULT_CDN_HOSTS = ("byteimg.com", "ibyteimg.com", "douyinpic.com", "vlabvod.com", "jimeng.com", "capcut.com")
+"""Host suffixes of the upstream's result CDNs (docs/protocol.md §9.5, §18.4, §19.4)."""
+DEFAULT_KEEP_RETRIES = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
+"""Delays (seconds) before keeping a result again after failed attempt 1, 2, ...; then it is given up."""
 
 
 @dataclass(frozen=True, slots=True)
 class ResultsConfig:
-    """What happens to result links that expire (README "Keeping results"). `keep = "resign"`: a query or a
-    webhook (re)delivery whose result URL expires within `resign_margin` seconds gets a freshly signed one from
-    the upstream (on the task's own account); `"none"`: links are answered as the upstream gave them."""
+    """What happens to result links that expire (README "Keeping results").
+
+    `keep = "resign"`: a query or a webhook (re)delivery whose result URL expires within `resign_margin` seconds
+    gets a freshly signed one from the upstream (on the task's own account). `"local"`: on settle each result is
+    downloaded (only from `cdn_hosts` or the upstream's own hosts, through the SSRF guard, at most
+    `max_file_bytes`) into `path` (content-addressed) and answered as a signed `/v1/files/{id}` link under
+    `public_base_url` that lives `link_seconds` (HMAC key `link_secret`, env JIMENG_RESULTS_SECRET); until then,
+    and for a result that could not be kept, the re-signed upstream link. Keep jobs are stored, claimed for
+    `lease_seconds`, `concurrency` at a time, retried after `retries`; with `webhook_after_keep` a task's webhook
+    waits until its results are kept (or given up). `"none"`: links as the upstream gave them.
+    """
 
     keep: str = "resign"
     resign_margin: float = 600.0
+    path: str = ""
+    public_base_url: str = ""
+    link_seconds: float = 7 * 86400.0
+    link_secret: str = field(default="", repr=False)
+    max_file_bytes: int = 500 * MB
+    concurrency: int = 4
+    lease_seconds: float = 300.0
+    retries: tuple[float, ...] = DEFAULT_KEEP_RETRIES
+    webhook_after_keep: bool = True
+    cdn_hosts: tuple[str, ...] = DEFAULT_CDN_HOSTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,7 +420,7 @@ def parse_config(data: dict[str, Any]) -> Config:
     if cfg.watcher.watch not in WATCH_MODES:
         raise ConfigError(f"watcher.watch: must be one of {', '.join(WATCH_MODES)}, got {cfg.watcher.watch!r}")
     if cfg.results.keep not in KEEP_MODES:
-        later = " (planned, not in this version)" if cfg.results.keep in ("local", "s3") else ""
+        later = " (planned, not in this version)" if cfg.results.keep == "s3" else ""
         raise ConfigError(
             f"results.keep: must be one of {', '.join(KEEP_MODES)}, got {cfg.results.keep!r}{later}"
         )

@@ -89,6 +89,25 @@ RESULT_RESIGNS = Counter(
     ["outcome"],
 )
 
+RESULTS_KEPT = Counter("jimeng_results_kept_total", "Results kept (downloaded and stored) by [results] keep = local")
+RESULTS_KEPT_BYTES = Counter("jimeng_results_kept_bytes_total", "Bytes of the results kept")
+KEEP_FAILURES = Counter(
+    "jimeng_keep_failures_total",
+    "Failed attempts to keep a result, by what followed (retry, gave_up)",
+    ["outcome"],
+)
+
+
+def result_kept(size: int) -> None:
+    """One result kept, `size` bytes."""
+    RESULTS_KEPT.inc()
+    RESULTS_KEPT_BYTES.inc(size)
+
+
+def keep_failure(gave_up: bool) -> None:
+    """One failed attempt to keep a result; `gave_up` when no attempt follows."""
+    KEEP_FAILURES.labels("gave_up" if gave_up else "retry").inc()
+
 
 def result_resign(outcome: str) -> None:
     """One re-sign of a task's expiring result links (services/result_links.py) and how it ended."""

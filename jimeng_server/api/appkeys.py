@@ -12,6 +12,7 @@ from ..services.apikeys import ApiKeys
 from ..services.compositions import Compositions
 from ..services.generation import Generation
 from ..services.idempotency import IdempotencyKeys
+from ..services.keeper import Keeper
 from ..services.pool import AccountPool
 from ..services.replicas import Replicas
 from ..services.result_links import ResultLinks
@@ -49,3 +50,4 @@ WEBHOOKS = web.AppKey("webhooks", WebhookSender)
 ACCOUNT_POOL = web.AppKey("account_pool", AccountPool)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
 RESULT_LINKS = web.AppKey("result_links", ResultLinks)  # only with [results] keep = "resign"
+KEEPER = web.AppKey("keeper", Keeper)  # only with [results] keep = "local"

@@ -293,6 +293,7 @@ _IDEMPOTENCY = {
     "description": "1 to 255 visible ASCII characters; a retry with the same key replays the first answer",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
+_BINARY = {"type": "string", "format": "binary"}
 _HISTORY_ID = {"name": "history_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 128}}
 
 
@@ -453,6 +454,22 @@ PATHS: dict[str, dict[str, Schema]] = {
             "send the task's latest webhook event again",
             {"202": _answer("queued", _ref("Redelivery"))},
             parameters=[_HISTORY_ID],
+        )
+    },
+    "/v1/files/{file_id}": {
+        "get": _op(
+            "a result kept by the server ([results] keep = local): the signed link of a task answer, or the"
+            " Authorization of the task's owner; Range requests supported",
+            {
+                "200": _answer("the file", _BINARY, media="application/octet-stream"),
+                "206": _answer("the requested range", _BINARY, media="application/octet-stream"),
+            },
+            auth=False,
+            parameters=[
+                {"name": "file_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 80}},
+                {"name": "expires", "in": "query", "schema": {"type": "string"}},
+                {"name": "sig", "in": "query", "schema": {"type": "string"}},
+            ],
         )
     },
     "/token/check": {

@@ -13,9 +13,15 @@ the task's stored upstream record: `upstream.links.result_refs`, the image uri, 
 - a re-sign that cannot be made (no account known, an upstream error, a result with no ref) leaves those
   results as they were: a query never fails because a link could not be refreshed (logged, counted).
 
-Callers: `TaskQueries` (the query answer of a settled task, and whether its cached answer is still fresh) and
-the webhook sender's `body_hook` (`event_body`: the event's `data.results` rewritten before each attempt, so
-a retry after a receiver outage or a redelivery carries working URLs; the stored event is unchanged).
+With `local` (`[results] keep = "local"`): a result kept by `services/keeper.py` is answered as its signed
+`/v1/files/{id}` link (`kept` true); one not kept yet, or given up (`keep_error` says why), as above. A settled
+task's keep jobs are added by `after_settle`; with `hold_webhooks` an event waits (`HoldEvent`) until every job
+of its task is final, and then carries the kept links.
+
+Callers: `TaskQueries` (`answer`: the results of a settled task's query answer and until when they may be
+served from the answer cache), the settler's `after_settle`, and the webhook sender's `body_hook`
+(`event_body`: the event's `data.results` rewritten before each attempt, so a retry after a receiver outage or
+a redelivery carries working URLs; the stored event is unchanged).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import functools
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,14 +39,17 @@ from ..clock import Clock
 from ..metrics import result_resign
 from ..store.answer import ResultItem, result_item
 from ..store.base import Store
-from ..store.models import TaskRecord
+from ..store.keeping import KeepJob, KeepState
+from ..store.models import Outcome, TaskRecord
 from ..store.outbox import OutboxEvent
 from ..upstream.client import JimengClient
 from ..upstream.errors import UpstreamError
 from ..upstream.history import local_item_urls
 from ..upstream.links import ResultRef, result_refs, url_expiry
 from ..upstream.tokens import Account
+from ..webhooks.sender import HoldEvent
 from .callers import ResolveAccount
+from .file_links import file_url, link_expiry
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,21 @@ def earliest_expiry(urls: Sequence[str]) -> float | None:
     """The soonest `x-expires` among `urls`, None when none has one."""
     expiries = [e for e in (url_expiry(u) for u in urls) if e is not None]
     return min(expiries) if expiries else None
+
+
+HOLD_RECHECK = 60.0
+"""Seconds a held webhook event waits before it is looked at again (the keeper wakes it sooner when done)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFiles:
+    """How kept results are answered: the HMAC `key` and `base` URL of `/v1/files` links, their lifetime; whether
+    webhooks wait for keeping."""
+
+    key: bytes
+    base: str
+    link_seconds: float
+    hold_webhooks: bool
 
 
 MAX_TASKS = 10_000
@@ -81,8 +105,11 @@ class ResultLinks:
         *,
         margin: float,
         resolve_account: ResolveAccount | None = None,
+        local: LocalFiles | None = None,
     ) -> None:
         self.client = client
+        self.local = local
+        self.on_jobs: Callable[[], None] | None = None  # told when keep jobs were added (the keeper's `wake`)
         self.store = store
         self.clock = clock
         self.margin = margin
@@ -125,26 +152,88 @@ class ResultLinks:
 
     async def items(self, row: TaskRecord, account: Account | None = None) -> list[ResultItem] | None:
         """`results` of a settled task's answer with fresh links (None when it has none)."""
+        return (await self.answer(row, account))[0]
+
+    async def answer(self, row: TaskRecord, account: Account | None = None) -> tuple[list[ResultItem] | None, float]:
+        """`results` of a settled task's answer, and until when that answer may be served again as it is (from
+        the answer cache): shortly before its first link expires; at once while results are still being kept."""
+        now = self.clock.time()
         if row.results is None:
-            return None
-        return [result_item(url) for url in await self.urls(row, account)]
+            return None, float("inf")
+        jobs = {j.position: j for j in (await self.store.keep_jobs_of([row.history_id])).get(row.history_id, [])}
+        kept = {n: j.file_id for n, j in jobs.items() if j.state is KeepState.KEPT and j.file_id}
+        urls = row.results if len(kept) == len(row.results) else await self.urls(row, account)
+        items = [
+            self._kept_item(kept[n], now) if n in kept else self._upstream_item(url, jobs.get(n))
+            for n, url in enumerate(urls)
+        ]
+        expiries = [item["expires_at"] for item in items if item["expires_at"] is not None]
+        fresh_until = min(expiries) - self.margin if expiries else float("inf")
+        if self.local is not None and (len(jobs) < len(urls) or not all(j.state.final for j in jobs.values())):
+            fresh_until = now  # its links change once kept
+        return items, fresh_until
+
+    def _kept_item(self, file_id: str, now: float) -> ResultItem:
+        assert self.local is not None
+        expires = link_expiry(now, self.local.link_seconds)
+        return {"url": file_url(self.local.base, self.local.key, file_id, expires), "expires_at": expires, "kept": True}
+
+    @staticmethod
+    def _upstream_item(url: str, job: KeepJob | None) -> ResultItem:
+        item = result_item(url)
+        if job is not None and job.state is KeepState.FAILED:
+            item["keep_error"] = job.error or "the result could not be kept"
+        return item
+
+    async def after_settle(self, outcomes: Sequence[Outcome], settled: set[str]) -> None:
+        """The settler's hook: store what the results of the tasks just settled are re-signed from, and with
+        `local` their keep jobs (then wake the keeper). A crash before this leaves the refs to be read from the
+        stored record and the jobs to be added by the webhook's hold or by `ensure_jobs`."""
+        done = [o for o in outcomes if o.history_id in settled and o.record is not None and o.urls]
+        await self.store.put_result_refs(
+            {o.history_id: result_refs(o.record.raw, o.kind.value) for o in done if o.record is not None}
+        )
+        if self.local is not None and done:
+            now = self.clock.time()
+            for outcome in done:
+                await self.store.add_keep_jobs(outcome.history_id, outcome.urls, now=now)
+            if self.on_jobs is not None:
+                self.on_jobs()
 
     async def event_body(self, event: OutboxEvent) -> str:
         """The body to send for an outbox event: its stored JSON with `data.results` re-signed when they expire
-        (the webhook sender's `body_hook`). The stored body when nothing needs re-signing."""
+        (the webhook sender's `body_hook`), or with `local` the kept links; the stored body when nothing needs
+        rewriting. Raises `HoldEvent` while its results are still being kept (`hold_webhooks`)."""
         try:
             body = json.loads(event.body)
             results = body["data"]["results"]
             urls = [r["url"] for r in results]
         except (ValueError, KeyError, TypeError):
             return event.body
-        if not urls or not self.expiring(self.answer_expiry(event.history_id, urls)):
+        if not urls:
+            return event.body
+        if self.local is None and not self.expiring(self.answer_expiry(event.history_id, urls)):
             return event.body
         row = await self.store.get(event.history_id)
-        if row is None or not row.final:
+        if row is None or not row.final or not row.results:
             return event.body
+        if self.local is not None and self.local.hold_webhooks:
+            await self._hold_while_keeping(row)
         body["data"]["results"] = await self.items(row)
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+    async def _hold_while_keeping(self, row: TaskRecord) -> None:
+        """Raise HoldEvent while a result of the task is not kept or given up (adding its jobs if missing)."""
+        assert self.local is not None and row.results is not None
+        now = self.clock.time()
+        jobs = (await self.store.keep_jobs_of([row.history_id])).get(row.history_id, [])
+        if len(jobs) < len(row.results):
+            await self.store.add_keep_jobs(row.history_id, row.results, now=now)
+            if self.on_jobs is not None:
+                self.on_jobs()
+            raise HoldEvent(now + HOLD_RECHECK)
+        if not all(job.state.final for job in jobs):
+            raise HoldEvent(now + HOLD_RECHECK)
 
     def _ended(self, history_id: str, _task: asyncio.Task[_Fresh]) -> None:
         self._inflight.pop(history_id, None)

@@ -20,7 +20,6 @@ from ..store.answer import settlement_of
 from ..store.base import Store
 from ..store.models import Finish, Outcome, Progress
 from ..upstream.history import HistoryRecord
-from ..upstream.links import result_refs
 from ..webhooks.events import new_event
 
 log = logging.getLogger(__name__)
@@ -37,8 +36,9 @@ class TaskSettler:
         self.store = store
         self.clock = clock
         self.on_event = on_event
-        # Set by the app with `[results] keep = "resign"`: store what each DONE task's results are re-signed from.
-        self.keep_refs = False
+        # Set by the app (`services/result_links.py`): called after a settle with its outcomes and the ids it made
+        # final (what the results are re-signed from, their keep jobs). Its failures are logged, never raised.
+        self.after_settle: Callable[[Sequence[Outcome], set[str]], Awaitable[None]] | None = None
         self._writes = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -53,26 +53,16 @@ class TaskSettler:
             event = new_event(outcome.history_id, outcome.kind.value, settlement, now)
             finishes.append(Finish(outcome.history_id, settlement, event))
         settled = await self._write(self.store.settle(finishes))
-        if self.keep_refs:
-            await self._keep_refs(outcomes, {item.history_id for item in settled})
+        if self.after_settle is not None and settled:
+            try:
+                await self._write(self.after_settle(outcomes, {item.history_id for item in settled}))
+            except Exception:
+                log.exception("after settling %d task(s): recording their results failed", len(settled))
         for item in settled:
             if item.event_written:
                 log.info("task %s settled; webhook event queued", item.history_id)
         if any(item.event_written for item in settled) and self.on_event is not None:
             self.on_event()
-
-    async def _keep_refs(self, outcomes: Sequence[Outcome], settled: set[str]) -> None:
-        """Store the result refs of the tasks just settled with results (after their transaction: a crash in
-        between leaves them to be read from the stored record, `services/result_links.py`)."""
-        refs = {
-            o.history_id: result_refs(o.record.raw, o.kind.value)
-            for o in outcomes
-            if o.history_id in settled and o.record is not None and o.urls
-        }
-        try:
-            await self._write(self.store.put_result_refs(refs))
-        except Exception:
-            log.exception("the result refs of %d settled task(s) could not be stored", len(refs))
 
     async def progress(self, records: Sequence[tuple[str, HistoryRecord]]) -> None:
         """Store changed records of tasks still running, in one transaction. The watcher's `on_progress` hook."""

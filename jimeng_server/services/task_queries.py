@@ -169,10 +169,8 @@ class TaskQueries:
         if self.links is None or not row.results:
             return None
         account = caller.account_with(row.account_fp) if row.account_id is None else None
-        items = await self.links.items(row, account)
-        body["results"] = items
-        expiries = [item["expires_at"] for item in items or () if item["expires_at"] is not None]
-        return min(expiries) - self.links.margin if expiries else None
+        body["results"], fresh_until = await self.links.answer(row, account)
+        return fresh_until if fresh_until != float("inf") else None
 
     def _local_body(self, row: TaskRecord) -> TaskBody | None:
         """The answer of a running task without an upstream call, when the store or the watcher has it fresh."""

@@ -65,6 +65,7 @@ class ResultItem(TypedDict):
     url: str
     expires_at: int | None
     kept: bool
+    keep_error: NotRequired[str]  # why a result could not be kept ([results] keep = "local"), when it could not
 
 
 def result_item(url: str) -> ResultItem:

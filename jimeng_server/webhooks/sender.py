@@ -94,6 +94,15 @@ def _host_of(url: str) -> str:
 # The sender
 
 
+class HoldEvent(Exception):
+    """Raised by a `body_hook` when an event must wait (e.g. its task's results are still being kept): the event
+    goes back to pending until `until`, no attempt is recorded."""
+
+    def __init__(self, until: float) -> None:
+        super().__init__(f"held until {until}")
+        self.until = until
+
+
 class WebhookSender:
     """Delivers outbox events: one loop claims due events under a lease, one task per event sends it.
 
@@ -273,7 +282,11 @@ class WebhookSender:
 
     async def _deliver(self, event: OutboxEvent) -> None:
         attempt = event.attempts + 1
-        body = (await self._body_of(event)).encode("utf-8")
+        try:
+            body = (await self._body_of(event)).encode("utf-8")
+        except HoldEvent as hold:
+            await self._store.unclaim_events([event.event_id], now=hold.until)
+            return
         at = self.clock.time()
         headers = delivery_headers(event.event_id, int(at), body, self._key)
         status: int | None = None
@@ -306,6 +319,8 @@ class WebhookSender:
             return event.body
         try:
             return await self.body_hook(event)
+        except HoldEvent:
+            raise
         except Exception:
             log.exception("webhook %s: preparing the body failed; sending the stored one", event.event_id)
             return event.body

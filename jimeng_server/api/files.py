@@ -1,0 +1,52 @@
+"""`GET /v1/files/{file_id}`: a result kept by the server (`[results] keep = "local"`, README "Keeping results").
+
+Opened by the signed link a task query or webhook gave (`?expires=&sig=`, `services/file_links.py`), or by the
+`Authorization` of an owner of a task that kept it. Served with Range requests, conditional GETs and HEAD
+(aiohttp's file response), with the content type its id names. Refusals: 403 LINK_EXPIRED / LINK_INVALID for a
+link, 401 without either, 404 FILE_NOT_FOUND for a file the caller does not own, that was never kept or that is
+gone (retention), and when the server keeps no files.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..errors import Forbidden, NotFound, Unauthorized
+from ..services.file_links import FILE_ID, content_type_of, file_path, link_problem
+from .appkeys import CLOCK, KEEPER, RESULT_LINKS, STORE
+from .request import caller_of
+
+routes = web.RouteTableDef()
+
+
+def _not_found(file_id: str) -> NotFound:
+    return NotFound(f"file {file_id!r} was not found; query its task for a current link", code="FILE_NOT_FOUND")
+
+
+@routes.get("/v1/files/{file_id}")
+async def kept_file(request: web.Request) -> web.StreamResponse:
+    """A kept result file (see the module doc)."""
+    file_id = request.match_info["file_id"]
+    links, keeper = request.app.get(RESULT_LINKS), request.app.get(KEEPER)
+    if links is None or links.local is None or keeper is None or not FILE_ID.match(file_id):
+        raise _not_found(file_id)
+    expires, sig = request.query.get("expires"), request.query.get("sig")
+    if expires is not None or sig is not None:
+        problem = link_problem(links.local.key, file_id, expires or "", sig or "", request.app[CLOCK].time())
+        if problem is not None:
+            raise Forbidden(problem, code="LINK_EXPIRED" if "expired" in problem else "LINK_INVALID")
+    elif "Authorization" not in request.headers:
+        raise Unauthorized(
+            "open the file with the signed link its task query gave, or send the Authorization of the task's owner",
+            code="MISSING_AUTHORIZATION",
+        )
+    else:
+        caller = await caller_of(request)
+        if not caller.owners & await request.app[STORE].kept_file_owners(file_id):
+            raise _not_found(file_id)
+    path = file_path(keeper.root, file_id)
+    if not path.is_file():
+        raise _not_found(file_id)
+    return web.FileResponse(
+        path, headers={"Content-Type": content_type_of(file_id), "Cache-Control": "private, max-age=3600"}
+    )

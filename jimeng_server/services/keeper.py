@@ -1,0 +1,266 @@
+"""Keeping results on local disk (`[results] keep = "local"`, README "Keeping results").
+
+`Keeper` works the store's keep jobs (`base.KeepStore`): it claims due jobs under a lease (`lease_seconds`; a
+keeper killed mid-way leaves its jobs to be claimed again once the lease ran out, by this process after a restart
+or by another replica), at most `concurrency` at a time, and for each one:
+
+1. refuses a URL whose host is neither one of the upstream's own hosts (`[upstream.regions]`, the simulator's in
+   `--simulate`) nor under `[results] cdn_hosts` (https only): such a job is given up at once and nothing is
+   fetched;
+2. takes a re-signed link when the stored one expires (`ResultLinks.urls`, the task's own account);
+3. downloads it through the SSRF guard (`SafeFetcher`: checked addresses, no redirects, at most
+   `max_file_bytes`, streamed to a temporary file in the results directory);
+4. names the file by the SHA-256 of its bytes and its sniffed type and moves it into place (the same bytes kept
+   twice are one file), then marks the job kept;
+5. on failure schedules the next attempt per `[results] retries` (then gives up, keeping the reason).
+
+When every job of a task is final, its held webhook events are made due (`wake_held_events`) and the sender is
+woken. `run_once()` / `drain()` drive it without the loop (tests, virtual clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..clock import Clock, sleep_unless
+from ..config import ResultsConfig, ServerConfig, StoreConfig, UpstreamConfig
+from ..imageinfo import sniff_format
+from ..metrics import keep_failure, result_kept
+from ..net.errors import FetchError, TooLargeError, UnsafeURLError
+from ..net.fetcher import SafeFetcher
+from ..net.spool import Download
+from ..store.base import Store
+from ..store.keeping import KeepJob
+from ..upstream.links import url_expiry
+from .file_links import EXTENSIONS, file_id_of, file_path
+from .result_links import ResultLinks
+
+log = logging.getLogger(__name__)
+
+IDLE_WAIT = 30.0
+"""Longest sleep of the loop between looks at the store (a wake or a due job ends it sooner)."""
+_HASH_CHUNK = 1024 * 1024
+
+
+def results_root(results: ResultsConfig, store: StoreConfig) -> Path:
+    """The directory of kept files: `[results] path`, else `<store file>-results` beside the SQLite store."""
+    if results.path:
+        return Path(results.path)
+    db = Path(store.sqlite_path)
+    return db.with_name(f"{db.stem}-results")
+
+
+def default_public_base(server: ServerConfig) -> str:
+    """`http://<host>:<port>` of the server itself (a wildcard host read as loopback)."""
+    host = server.host if server.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    return f"http://{'[' + host + ']' if ':' in host else host}:{server.port}"
+
+
+def upstream_netlocs(upstream: UpstreamConfig) -> frozenset[str]:
+    """`host[:port]` of every configured upstream host (the simulator's in `--simulate`)."""
+    urls = [u for hosts in upstream.regions.values() for u in dataclasses.astuple(hosts)]
+    return frozenset(urlsplit(u).netloc.lower() for u in urls if urlsplit(u).netloc)
+
+
+def host_allowed(url: str, upstream_netlocs: Collection[str], cdn_hosts: Sequence[str]) -> bool:
+    """True when `url` is on one of the upstream's own hosts (`host[:port]` as configured) or an https URL on a
+    host under one of `cdn_hosts`."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not host or parts.scheme not in ("http", "https"):
+        return False
+    if parts.netloc.lower() in upstream_netlocs:
+        return True
+    return parts.scheme == "https" and any(host == s or host.endswith("." + s) for s in cdn_hosts)
+
+
+def sniffed_type(head: bytes, declared: str | None) -> str:
+    """The content type of a kept file: from its first bytes (image formats, MP4's `ftyp`), else the declared
+    one when it is a known type, else `application/octet-stream`."""
+    image = sniff_format(head)
+    if image is not None:
+        return f"image/{image}"
+    if head[4:8] == b"ftyp":
+        return "video/mp4"
+    ctype = (declared or "").split(";")[0].strip().lower()
+    return ctype if ctype in EXTENSIONS else "application/octet-stream"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _place(download: Download, target: Path) -> None:
+    """Move the spooled file to `target` (or drop it when the same bytes are there already)."""
+    if target.exists():
+        download.cleanup()
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(download.path, target)
+
+
+class KeepGaveUp(Exception):
+    """A job that no further attempt can help (its host is not the upstream's, its file is too large)."""
+
+
+class Keeper:
+    """Works the keep jobs (see the module doc). `on_settled_task` is called with a history id whose jobs are all
+    final and whose held events were woken (the sender's `wake`)."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: ResultsConfig,
+        clock: Clock,
+        *,
+        root: Path,
+        fetcher: SafeFetcher,
+        links: ResultLinks,
+        upstream_netlocs: Collection[str],
+        on_events: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.root = root
+        self.fetcher = fetcher
+        self.links = links
+        self.upstream_netlocs = frozenset(n.lower() for n in upstream_netlocs)
+        self.on_events = on_events
+        self._wakeup = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Look for due jobs now (after adding some)."""
+        self._wakeup.set()
+
+    @property
+    def temp_dir(self) -> Path:
+        """Where downloads are spooled (beside the files: moving one into place is a rename)."""
+        return self.root / "tmp"
+
+    async def start(self) -> None:
+        """Create the directories and start the loop (idempotent)."""
+        if self._loop is None:
+            self.temp_dir.mkdir(parents=True, exist_ok=True)
+            self._loop = asyncio.create_task(self._run(), name="jimeng-keeper")
+
+    async def stop(self) -> None:
+        """Stop the loop; the jobs it had claimed are claimed again after their lease."""
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+
+    async def run_once(self) -> int:
+        """Claim the due jobs (at most `concurrency`) and work them to their end; returns how many."""
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        now = self.clock.time()
+        jobs = await self.store.claim_keep_jobs(
+            now=now, lease_seconds=self.config.lease_seconds, limit=max(1, self.config.concurrency)
+        )
+        await asyncio.gather(*(self._work(job) for job in jobs))
+        for history_id in dict.fromkeys(job.history_id for job in jobs):
+            await self._maybe_release(history_id)
+        return len(jobs)
+
+    async def drain(self) -> int:
+        """`run_once()` until nothing is due now; returns how many jobs were worked."""
+        total = 0
+        while n := await self.run_once():
+            total += n
+        return total
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                worked = await self.run_once()
+            except Exception:
+                log.exception("keeping results: a round failed; trying again shortly")
+                worked = 0
+            if worked:
+                continue
+            due = await self._next_due()
+            wait = IDLE_WAIT if due is None else max(0.0, min(IDLE_WAIT, due - self.clock.time()))
+            await sleep_unless(self.clock, wait, self._wakeup)
+            self._wakeup.clear()
+
+    async def _next_due(self) -> float | None:
+        try:
+            return await self.store.next_keep_due(now=self.clock.time())
+        except Exception:
+            log.exception("keeping results: the store could not say when jobs are due")
+            return None
+
+    async def _work(self, job: KeepJob) -> None:
+        try:
+            file_id, size, ctype = await self._keep(job)
+        except Exception as exc:  # every failure is recorded; a bug must not leave the job leased
+            gave_up = isinstance(exc, KeepGaveUp | TooLargeError | UnsafeURLError)
+            await self._failed(job, exc, gave_up=gave_up)
+            return
+        await self.store.finish_keep_job(
+            job.history_id, job.position, file_id=file_id, size=size, content_type=ctype, now=self.clock.time()
+        )
+        result_kept(size)
+
+    async def _keep(self, job: KeepJob) -> tuple[str, int, str]:
+        url = await self._source(job)
+        download = await self.fetcher.download(url, what="result")
+        try:
+            digest = await asyncio.to_thread(_sha256, download.path)
+            ctype = sniffed_type(download.head, download.content_type)
+            file_id = file_id_of(digest, ctype)
+            await asyncio.to_thread(_place, download, file_path(self.root, file_id))
+        except BaseException:
+            download.cleanup()
+            raise
+        return file_id, download.size, ctype
+
+    async def _source(self, job: KeepJob) -> str:
+        """The URL to fetch: the stored one, or a re-signed one when it expires; only on allowed hosts."""
+        url = job.url
+        if self.links.expiring(url_expiry(url)):
+            row = await self.store.get(job.history_id)
+            if row is not None and row.results is not None:
+                fresh = await self.links.urls(row)
+                if job.position < len(fresh):
+                    url = fresh[job.position]
+        if not host_allowed(url, self.upstream_netlocs, self.config.cdn_hosts):
+            host = urlsplit(url).netloc or "?"
+            raise KeepGaveUp(f"{host} is not one of the upstream's hosts; the result was not fetched")
+        return url
+
+    async def _failed(self, job: KeepJob, exc: BaseException, *, gave_up: bool) -> None:
+        schedule = self.config.retries
+        delay = None if gave_up or job.attempts > len(schedule) else schedule[job.attempts - 1]
+        now = self.clock.time()
+        reason = str(exc) if isinstance(exc, KeepGaveUp | FetchError | UnsafeURLError) else type(exc).__name__
+        if not isinstance(exc, KeepGaveUp | FetchError | UnsafeURLError):
+            log.error("keeping result %d of task %s failed", job.position, job.history_id, exc_info=exc)
+        else:
+            log.warning("keeping result %d of task %s failed: %s", job.position, job.history_id, reason)
+        next_at = now + delay if delay is not None else None
+        await self.store.retry_keep_job(job.history_id, job.position, error=reason, next_attempt_at=next_at, now=now)
+        keep_failure(next_at is None)
+
+    async def _maybe_release(self, history_id: str) -> None:
+        """Once every job of the task is final, make its held webhook events due and wake the sender."""
+        jobs = (await self.store.keep_jobs_of([history_id])).get(history_id, [])
+        if not jobs or not all(job.state.final for job in jobs):
+            return
+        if await self.store.wake_held_events(history_id, now=self.clock.time()) and self.on_events is not None:
+            self.on_events()
