@@ -424,6 +424,14 @@ def parse_config(data: dict[str, Any]) -> Config:
         raise ConfigError(
             f"results.keep: must be one of {', '.join(KEEP_MODES)}, got {cfg.results.keep!r}{later}"
         )
+    base = urlsplit(cfg.results.public_base_url) if cfg.results.public_base_url else None
+    if base is not None and (base.scheme not in ("http", "https") or not base.netloc or base.query):
+        raise ConfigError(
+            f"results.public_base_url: must be an http(s) URL such as https://files.example.com, "
+            f"got {cfg.results.public_base_url!r}"
+        )
+    if cfg.results.concurrency < 1:
+        raise ConfigError(f"results.concurrency: must be at least 1, got {cfg.results.concurrency}")
     missing = [r for r in REGION_CODES if r not in cfg.upstream.regions]
     if missing:
         raise ConfigError(f"upstream.regions: missing region(s) {', '.join(missing)}")
