@@ -9,6 +9,7 @@ closes after the sender. The admin API and dashboard are routes added only when 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
@@ -317,12 +318,14 @@ def setup_results(app: web.Application, background: bool) -> None:
             total_timeout=config.security.fetch_timeout,
             max_redirects=0,
         )
+        temp = str(root / "tmp")
         keeper = app[KEEPER] = Keeper(
             app[STORE],
             results,
             app[CLOCK],
             root=root,
-            fetcher=SafeFetcher(policy, temp_dir=str(root / "tmp")),
+            fetcher=SafeFetcher(policy, temp_dir=temp),
+            own_fetcher=SafeFetcher(dataclasses.replace(policy, allow_private_networks=True), temp_dir=temp),
             links=links,
             upstream_netlocs=upstream_netlocs(config.upstream),
             on_events=app[WEBHOOKS].wake,
@@ -335,7 +338,6 @@ def setup_results(app: web.Application, background: bool) -> None:
         yield
         if keeper is not None:
             await keeper.stop()
-            await keeper.fetcher.close()
         await links.close()
 
     app.cleanup_ctx.append(run_links)

@@ -9,7 +9,9 @@ or by another replica), at most `concurrency` at a time, and for each one:
    fetched;
 2. takes a re-signed link when the stored one expires (`ResultLinks.urls`, the task's own account);
 3. downloads it through the SSRF guard (`SafeFetcher`: checked addresses, no redirects, at most
-   `max_file_bytes`, streamed to a temporary file in the results directory);
+   `max_file_bytes`, streamed to a temporary file in the results directory); `own_fetcher` (the operator's
+   upstream hosts, e.g. the simulator on loopback) may reach private addresses, `fetcher` (CDN hosts) may not
+   unless `[security] allow_private_networks`;
 4. names the file by the SHA-256 of its bytes and its sniffed type and moves it into place (the same bytes kept
    twice are one file), then marks the job kept;
 5. on failure schedules the next attempt per `[results] retries` (then gives up, keeping the reason).
@@ -127,6 +129,7 @@ class Keeper:
         *,
         root: Path,
         fetcher: SafeFetcher,
+        own_fetcher: SafeFetcher | None = None,
         links: ResultLinks,
         upstream_netlocs: Collection[str],
         on_events: Callable[[], None] | None = None,
@@ -136,6 +139,7 @@ class Keeper:
         self.clock = clock
         self.root = root
         self.fetcher = fetcher
+        self.own_fetcher = own_fetcher or fetcher
         self.links = links
         self.upstream_netlocs = frozenset(n.lower() for n in upstream_netlocs)
         self.on_events = on_events
@@ -158,12 +162,14 @@ class Keeper:
             self._loop = asyncio.create_task(self._run(), name="jimeng-keeper")
 
     async def stop(self) -> None:
-        """Stop the loop; the jobs it had claimed are claimed again after their lease."""
+        """Stop the loop (the jobs it had claimed are claimed again after their lease) and close the fetchers."""
         loop, self._loop = self._loop, None
         if loop is not None:
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loop
+        await self.fetcher.close()
+        await self.own_fetcher.close()
 
     async def run_once(self) -> int:
         """Claim the due jobs (at most `concurrency`) and work them to their end; returns how many."""
@@ -219,7 +225,8 @@ class Keeper:
 
     async def _keep(self, job: KeepJob) -> tuple[str, int, str]:
         url = await self._source(job)
-        download = await self.fetcher.download(url, what="result")
+        own = urlsplit(url).netloc.lower() in self.upstream_netlocs
+        download = await (self.own_fetcher if own else self.fetcher).download(url, what="result")
         try:
             digest = await asyncio.to_thread(_sha256, download.path)
             ctype = sniffed_type(download.head, download.content_type)
