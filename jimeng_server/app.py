@@ -329,8 +329,10 @@ def setup_results(app: web.Application, background: bool) -> None:
             links=links,
             upstream_netlocs=upstream_netlocs(config.upstream),
             on_events=app[WEBHOOKS].wake,
+            on_expired=app[QUERIES].answers.forget_all,
         )
         links.on_jobs = keeper.wake
+        links.local_recheck = results.sweep_interval
 
     async def run_links(app: web.Application) -> AsyncIterator[None]:
         if keeper is not None and background:

@@ -336,7 +336,10 @@ class ResultsConfig:
     `public_base_url` that lives `link_seconds` (HMAC key `link_secret`, env JIMENG_RESULTS_SECRET); until then,
     and for a result that could not be kept, the re-signed upstream link. Keep jobs are stored, claimed for
     `lease_seconds`, `concurrency` at a time, retried after `retries`; with `webhook_after_keep` a task's webhook
-    waits until its results are kept (or given up). `"none"`: links as the upstream gave them.
+    waits until its results are kept (or given up). Every `sweep_interval` seconds files kept longer than
+    `keep_days` ago (0: forever) and, beyond `max_total_mb` (0: no quota), the least recently kept ones are
+    removed; their results are marked expired (answered with the re-signed upstream link and `keep_error`).
+    `"none"`: links as the upstream gave them.
     """
 
     keep: str = "resign"
@@ -351,6 +354,9 @@ class ResultsConfig:
     retries: tuple[float, ...] = DEFAULT_KEEP_RETRIES
     webhook_after_keep: bool = True
     cdn_hosts: tuple[str, ...] = DEFAULT_CDN_HOSTS
+    keep_days: float = 30.0
+    max_total_mb: int = 0
+    sweep_interval: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)

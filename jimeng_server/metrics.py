@@ -97,6 +97,13 @@ KEEP_FAILURES = Counter(
     ["outcome"],
 )
 
+KEPT_FILES_REMOVED = Counter("jimeng_kept_files_removed_total", "Kept files removed by retention (keep_days, quota)")
+
+
+def kept_files_removed(count: int) -> None:
+    """`count` kept files removed by retention."""
+    KEPT_FILES_REMOVED.inc(count)
+
 
 def result_kept(size: int) -> None:
     """One result kept, `size` bytes."""

@@ -269,3 +269,44 @@ def test_bad_results_settings_name_the_key(table: dict[str, Any], message: str) 
     with pytest.raises(ConfigError) as caught:
         parse_config({"results": table})
     assert str(caught.value).startswith(message)
+
+
+async def test_retention_removes_old_files_and_the_query_says_so(
+    local_client: ClientFactory, clock: ManualClock, sim: Simulator, tmp_path: Path
+) -> None:
+    client = await local_client(keep_days=1.0)
+    hid = await submit(client, IMAGES, clock, {"prompt": "short-lived"})
+    await finish(client, clock, hid)
+    keeper = client.app[KEEPER]
+    assert await keeper.drain() == 4
+    kept = (await query(client, hid))["results"]
+    assert await keeper.sweep() == 0  # not old yet
+    await clock.advance(2 * 86400)
+    assert await keeper.sweep() == 4
+    assert not list((tmp_path / "kept").glob("*/*.png"))
+    assert (await get(kept[0]["url"]))[0] == 404
+    results = (await query(client, hid))["results"]  # not the cached answer: it changed
+    assert [r["kept"] for r in results] == [False] * 4
+    assert all(r["keep_error"].startswith("expired") for r in results)
+    assert len(sim.calls("/get_image_by_uri")) == 1  # the upstream's links of 2 days ago were re-signed
+    assert [(await get(r["url"]))[0] for r in results] == [200] * 4
+
+
+async def test_the_quota_removes_the_least_recently_kept_files_first(
+    local_client: ClientFactory, clock: ManualClock, sim: Simulator
+) -> None:
+    sim.settings.item_image_bytes = 1024 * 1024
+    client = await local_client(max_total_mb=2, keep_days=0.0)
+    keeper = client.app[KEEPER]
+    old = await submit(client, IMAGES, clock, {"prompt": "older"})
+    await finish(client, clock, old)
+    assert await keeper.drain() == 4
+    await clock.advance(60)
+    new = await submit(client, IMAGES, clock, {"prompt": "newer"})
+    await finish(client, clock, new)
+    assert await keeper.drain() == 4
+    assert await keeper.sweep() == 6  # 8 MiB kept, 2 MiB allowed: the 4 older files, then 2 of the newer
+    states = await client.app[STORE].keep_jobs_of([old, new])
+    assert [j.state for j in states[old]] == [KeepState.EXPIRED] * 4
+    assert sorted(j.state for j in states[new]) == [KeepState.EXPIRED] * 2 + [KeepState.KEPT] * 2
+    assert sum(f.size for f in await client.app[STORE].kept_files()) <= 2 * 1024 * 1024

@@ -99,3 +99,20 @@ async def test_held_events_are_woken_and_jobs_go_with_their_task(store: Store, c
     await clock.advance(7200)
     assert await store.purge_finished(older_than=60) == 1
     assert list(await store.keep_jobs_of(["h1", "h2"])) == ["h1"]
+
+
+async def test_kept_files_oldest_first_and_expiring_them(store: Store, clock: ManualClock) -> None:
+    for hid in ("h1", "h2"):
+        await store.insert(make_task(hid, None, created_at=clock.time()))
+        await store.add_keep_jobs(hid, URLS, now=clock.time())
+    await store.claim_keep_jobs(now=clock.time(), lease_seconds=60, limit=10)
+    await store.finish_keep_job("h1", 0, file_id="aa" * 32 + ".png", size=7, content_type="image/png", now=1.0)
+    await store.finish_keep_job("h2", 0, file_id="aa" * 32 + ".png", size=7, content_type="image/png", now=3.0)
+    await store.finish_keep_job("h1", 1, file_id="bb" * 32 + ".png", size=9, content_type="image/png", now=2.0)
+    files = await store.kept_files()
+    assert [(f.file_id[:2], f.size, f.last_kept_at) for f in files] == [("bb", 9, 2.0), ("aa", 7, 3.0)]
+    assert await store.expire_kept_files(["aa" * 32 + ".png"], now=4.0) == ["h1", "h2"]
+    assert [f.file_id[:2] for f in await store.kept_files()] == ["bb"]
+    jobs = await store.keep_jobs_of(["h1", "h2"])
+    assert [j.state for j in jobs["h1"]] == [KeepState.EXPIRED, KeepState.KEPT]
+    assert await store.kept_file_owners("aa" * 32 + ".png") == frozenset()

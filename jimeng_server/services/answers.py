@@ -111,6 +111,11 @@ class AnswerCache:
         while self._bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
 
+    def forget_all(self, history_ids: Sequence[str]) -> None:
+        """Drop the entries of these tasks (their answers changed, e.g. a kept file was removed)."""
+        for history_id in history_ids:
+            self._drop(history_id)
+
     def expire(self) -> int:
         """Drop every entry past the horizon (after a purge: frees their memory); returns how many."""
         now = self.clock.time()

@@ -17,7 +17,8 @@ or by another replica), at most `concurrency` at a time, and for each one:
 5. on failure schedules the next attempt per `[results] retries` (then gives up, keeping the reason).
 
 When every job of a task is final, its held webhook events are made due (`wake_held_events`) and the sender is
-woken. `run_once()` / `drain()` drive it without the loop (tests, virtual clock).
+woken. Every `sweep_interval` the loop also applies retention (`sweep`: `keep_days`, `max_total_mb`).
+`run_once()` / `drain()` / `sweep()` drive it without the loop (tests, virtual clock).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from urllib.parse import urlsplit
 from ..clock import Clock, sleep_unless
 from ..config import ResultsConfig, ServerConfig, StoreConfig, UpstreamConfig
 from ..imageinfo import sniff_format
-from ..metrics import keep_failure, result_kept
+from ..metrics import keep_failure, kept_files_removed, result_kept
 from ..net.errors import FetchError, TooLargeError, UnsafeURLError
 from ..net.fetcher import SafeFetcher
 from ..net.spool import Download
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 IDLE_WAIT = 30.0
 """Longest sleep of the loop between looks at the store (a wake or a due job ends it sooner)."""
 _HASH_CHUNK = 1024 * 1024
+MIB = 1024 * 1024
 
 
 def results_root(results: ResultsConfig, store: StoreConfig) -> Path:
@@ -133,6 +135,7 @@ class Keeper:
         links: ResultLinks,
         upstream_netlocs: Collection[str],
         on_events: Callable[[], None] | None = None,
+        on_expired: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -143,6 +146,8 @@ class Keeper:
         self.links = links
         self.upstream_netlocs = frozenset(n.lower() for n in upstream_netlocs)
         self.on_events = on_events
+        self.on_expired = on_expired
+        self._next_sweep = 0.0
         self._wakeup = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
 
@@ -190,8 +195,44 @@ class Keeper:
             total += n
         return total
 
+    async def sweep(self) -> int:
+        """Remove the files kept longer than `keep_days` ago and, beyond `max_total_mb`, the least recently kept
+        ones; their results are marked expired first (then answered with the upstream's link). Returns how many
+        files were removed."""
+        now = self.clock.time()
+        files = await self.store.kept_files()
+        doomed = [
+            f for f in files if self.config.keep_days > 0 and f.last_kept_at < now - self.config.keep_days * 86400
+        ]
+        if self.config.max_total_mb > 0:
+            gone = {f.file_id for f in doomed}
+            total = sum(f.size for f in files if f.file_id not in gone)
+            for f in files:  # least recently kept first
+                if total <= self.config.max_total_mb * MIB:
+                    break
+                if f.file_id not in gone:
+                    doomed.append(f)
+                    total -= f.size
+        if not doomed:
+            return 0
+        ids = [f.file_id for f in doomed]
+        tasks = await self.store.expire_kept_files(ids, now=now)
+        for file_id in ids:
+            await asyncio.to_thread(file_path(self.root, file_id).unlink, missing_ok=True)
+        kept_files_removed(len(ids))
+        log.info("retention: removed %d kept file(s) of %d task(s)", len(ids), len(tasks))
+        if self.on_expired is not None:
+            self.on_expired(tasks)
+        return len(ids)
+
     async def _run(self) -> None:
         while True:
+            if self.clock.time() >= self._next_sweep:
+                self._next_sweep = self.clock.time() + self.config.sweep_interval
+                try:
+                    await self.sweep()
+                except Exception:
+                    log.exception("retention of kept files failed; trying again at the next sweep")
             try:
                 worked = await self.run_once()
             except Exception:
@@ -200,7 +241,8 @@ class Keeper:
             if worked:
                 continue
             due = await self._next_due()
-            wait = IDLE_WAIT if due is None else max(0.0, min(IDLE_WAIT, due - self.clock.time()))
+            due = min(due, self._next_sweep) if due is not None else self._next_sweep
+            wait = max(0.0, min(IDLE_WAIT, due - self.clock.time()))
             await sleep_unless(self.clock, wait, self._wakeup)
             self._wakeup.clear()
 

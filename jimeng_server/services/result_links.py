@@ -110,6 +110,7 @@ class ResultLinks:
         self.client = client
         self.local = local
         self.on_jobs: Callable[[], None] | None = None  # told when keep jobs were added (the keeper's `wake`)
+        self.local_recheck = 3600.0  # longest a cached answer with kept links is served (the retention sweep)
         self.store = store
         self.clock = clock
         self.margin = margin
@@ -171,6 +172,8 @@ class ResultLinks:
         fresh_until = min(expiries) - self.margin if expiries else float("inf")
         if self.local is not None and (len(jobs) < len(urls) or not all(j.state.final for j in jobs.values())):
             fresh_until = now  # its links change once kept
+        elif kept:
+            fresh_until = min(fresh_until, now + self.local_recheck)  # retention (another replica's) may remove files
         return items, fresh_until
 
     def _kept_item(self, file_id: str, now: float) -> ResultItem:
@@ -183,6 +186,8 @@ class ResultLinks:
         item = result_item(url)
         if job is not None and job.state is KeepState.FAILED:
             item["keep_error"] = job.error or "the result could not be kept"
+        elif job is not None and job.state is KeepState.EXPIRED:
+            item["keep_error"] = "expired: the kept file was removed by retention; this is the upstream's link"
         return item
 
     async def after_settle(self, outcomes: Sequence[Outcome], settled: set[str]) -> None:

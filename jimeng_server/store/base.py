@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Final, Protocol, runtime_checkable
 
 from ..upstream.links import ResultRef
-from .keeping import KeepJob
+from .keeping import KeepJob, KeptFile
 from .models import Finish, Progress, Settled, TaskRecord
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
@@ -355,6 +355,15 @@ class KeepStore(Protocol):
     async def wake_held_events(self, history_id: str, *, now: float) -> int:
         """Make the task's pending webhook events that were not tried yet in their round due `now` (they were
         held back while its results were kept); returns how many."""
+        ...
+
+    async def kept_files(self) -> list[KeptFile]:
+        """Every file some result is kept as, least recently kept first (retention)."""
+        ...
+
+    async def expire_kept_files(self, file_ids: Sequence[str], *, now: float) -> list[str]:
+        """Mark every kept result of these files `expired` (their files are being removed); returns the ids of
+        the tasks they belong to."""
         ...
 
 

@@ -1,6 +1,7 @@
 """Keep jobs (`[results] keep = "local"`, issue 21): one row per result of a settled task, from "pending" to "kept"
 (the bytes are in the results directory under `file_id`, the SHA-256 of their content) or "failed" (the keeper gave
-up after its retries; the answer then carries the upstream's link). Backend-neutral records; each backend stores
+up after its retries; the answer then carries the upstream's link); a kept result becomes "expired" when retention
+removes its file. Backend-neutral records; each backend stores
 them behind `base.KeepStore` (`sqlite_keeping.py`, `postgres_sql.py`), the work is `services/keeper.py`.
 """
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-__all__ = ["KEEP_COLUMNS", "KeepJob", "KeepState", "keep_job_from_row"]
+__all__ = ["KEEP_COLUMNS", "KeepJob", "KeepState", "KeptFile", "keep_job_from_row"]
 
 
 class KeepState(StrEnum):
@@ -20,11 +21,21 @@ class KeepState(StrEnum):
     KEEPING = "keeping"  # claimed by a keeper until `lease_until`
     KEPT = "kept"  # the bytes are stored as `file_id`
     FAILED = "failed"  # every attempt failed (`error` says why of the last)
+    EXPIRED = "expired"  # was kept; its file was removed by retention (`keep_days`, the quota)
 
     @property
     def final(self) -> bool:
-        """True for KEPT and FAILED."""
-        return self in (KeepState.KEPT, KeepState.FAILED)
+        """True for KEPT, FAILED and EXPIRED: nothing more happens to the job."""
+        return self is not KeepState.PENDING and self is not KeepState.KEEPING
+
+
+@dataclass(frozen=True, slots=True)
+class KeptFile:
+    """A kept file: its id, size and when a result was last kept as it."""
+
+    file_id: str
+    size: int
+    last_kept_at: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from .base import (
     StoreError,
     TaskOwnershipError,
 )
-from .keeping import KeepJob, keep_job_from_row
+from .keeping import KeepJob, KeptFile, keep_job_from_row
 from .models import Finish, Progress, Settled, TaskRecord
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import (
@@ -277,6 +277,18 @@ class PostgresStore:
             if woken:
                 await conn.execute(sql.NOTIFY, _payload(Notice(NoticeKind.EVENTS)))
         return woken
+
+    async def kept_files(self) -> list[KeptFile]:
+        """See `base.KeepStore.kept_files`."""
+        rows = await self._pool.fetch(sql.KEPT_FILES)
+        return [KeptFile(r["file_id"], int(r["size"] or 0), float(r["last"])) for r in rows]
+
+    async def expire_kept_files(self, file_ids: Sequence[str], *, now: float) -> list[str]:
+        """See `base.KeepStore.expire_kept_files`."""
+        if not file_ids:
+            return []
+        rows = await self._pool.fetch(sql.EXPIRE_FILES, now, list(file_ids))
+        return sorted({str(r["history_id"]) for r in rows})
 
     # ------------------------------------------------------------------ idempotency keys
 

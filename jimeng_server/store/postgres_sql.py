@@ -163,7 +163,7 @@ CREATE TABLE kept_results (
     history_id      TEXT NOT NULL REFERENCES tasks (history_id) ON DELETE CASCADE,
     position        INTEGER NOT NULL,
     url             TEXT NOT NULL,
-    state           TEXT NOT NULL CHECK (state IN ('pending', 'keeping', 'kept', 'failed')),
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'keeping', 'kept', 'failed', 'expired')),
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at DOUBLE PRECISION,
     lease_until     DOUBLE PRECISION,
@@ -421,4 +421,12 @@ WHERE k.file_id = $1 AND k.state = 'kept'
 WAKE_HELD_EVENTS: Final = """
 UPDATE webhook_events SET next_attempt_at = $1, updated_at = $1
 WHERE history_id = $2 AND state = 'pending' AND attempts = round_start AND next_attempt_at > $1
+"""
+KEPT_FILES: Final = """
+SELECT file_id, MAX(size) AS size, MAX(updated_at) AS last FROM kept_results WHERE state = 'kept'
+GROUP BY file_id ORDER BY last, file_id
+"""
+EXPIRE_FILES: Final = """
+UPDATE kept_results SET state = 'expired', updated_at = $1 WHERE state = 'kept' AND file_id = ANY($2::text[])
+RETURNING history_id
 """

@@ -30,7 +30,7 @@ from . import sqlite_keeping as keeping_sql
 from . import sqlite_outbox as outbox
 from . import sqlite_pool as pool_sql
 from .base import ClaimState, IdempotencyClaim, Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
-from .keeping import KeepJob
+from .keeping import KeepJob, KeptFile
 from .models import Finish, Progress, Settled, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
@@ -575,6 +575,18 @@ class TaskStore:
         """See `base.KeepStore.wake_held_events`."""
         async with self._statement() as conn:
             return await keeping_sql.wake_held(conn, history_id, now=now)
+
+    async def kept_files(self) -> list[KeptFile]:
+        """See `base.KeepStore.kept_files`."""
+        async with self._read() as conn:
+            return await keeping_sql.kept_files(conn)
+
+    async def expire_kept_files(self, file_ids: Sequence[str], *, now: float) -> list[str]:
+        """See `base.KeepStore.expire_kept_files`."""
+        if not file_ids:
+            return []
+        async with self._write() as conn:
+            return await keeping_sql.expire_files(conn, file_ids, now=now)
 
     # ------------------------------------------------------------------ idempotency keys
 

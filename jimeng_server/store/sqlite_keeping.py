@@ -12,7 +12,7 @@ from typing import Final
 
 import aiosqlite
 
-from .keeping import KEEP_COLUMNS, KeepJob, keep_job_from_row
+from .keeping import KEEP_COLUMNS, KeepJob, KeptFile, keep_job_from_row
 
 MIGRATION_KEPT: Final = """
 -- One row per result of a settled task that is kept (issue 21, [results] keep = "local"); dropped with its task.
@@ -20,7 +20,7 @@ CREATE TABLE kept_results (
     history_id      TEXT NOT NULL REFERENCES tasks (history_id) ON DELETE CASCADE,
     position        INTEGER NOT NULL,           -- the result's index in the task's `results`
     url             TEXT NOT NULL,              -- the upstream URL it was settled with
-    state           TEXT NOT NULL CHECK (state IN ('pending', 'keeping', 'kept', 'failed')),
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'keeping', 'kept', 'failed', 'expired')),
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL,                       -- a pending job is due then
     lease_until     REAL,                       -- a claimed ('keeping') job is reserved until then
@@ -150,3 +150,22 @@ async def wake_held(conn: aiosqlite.Connection, history_id: str, *, now: float) 
         (now, history_id),
     )
     return cur.rowcount
+
+
+async def kept_files(conn: aiosqlite.Connection) -> list[KeptFile]:
+    """Every kept file, least recently kept first."""
+    rows = await conn.execute_fetchall(
+        "SELECT file_id, MAX(size) AS size, MAX(updated_at) AS last FROM kept_results WHERE state = 'kept' "
+        "GROUP BY file_id ORDER BY last, file_id"
+    )
+    return [KeptFile(r["file_id"], int(r["size"] or 0), float(r["last"])) for r in rows]
+
+
+async def expire_files(conn: aiosqlite.Connection, file_ids: Sequence[str], *, now: float) -> list[str]:
+    """Mark every kept result of these files expired; the ids of their tasks."""
+    rows = await conn.execute_fetchall(
+        "UPDATE kept_results SET state = 'expired', updated_at = ? WHERE state = 'kept' "
+        "AND file_id IN (SELECT value FROM json_each(?)) RETURNING history_id",
+        (now, json.dumps(list(file_ids))),
+    )
+    return sorted({str(r["history_id"]) for r in rows})
