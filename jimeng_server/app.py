@@ -56,6 +56,7 @@ from .services.answers import AnswerCache
 from .services.apikeys import ApiKeys
 from .services.compositions import Compositions
 from .services.file_links import link_key
+from .services.file_stores import DiskFiles, FileStore, S3Files
 from .services.generation import Generation
 from .services.history_lookup import HistoryLookup
 from .services.idempotency import IdempotencyKeys
@@ -64,7 +65,7 @@ from .services.inputs import InputLoader
 from .services.keeper import Keeper, default_public_base, results_root, upstream_netlocs
 from .services.pool import AccountPool
 from .services.replicas import Replicas
-from .services.result_links import LocalFiles, ResultLinks
+from .services.result_links import Keeping, ResultLinks
 from .services.retention import Retention
 from .services.settlement import TaskSettler
 from .services.task_intake import TaskIntake
@@ -287,13 +288,20 @@ def setup_results(app: web.Application, background: bool) -> None:
     results = config.results
     if results.keep == "none":
         return
-    local: LocalFiles | None = None
+    local: Keeping | None = None
+    root = results_root(results, config.store)
+    files: FileStore | None = None
     if results.keep == "local":
         key, stable = link_key(results.link_secret)
         if not stable:
             log.warning("[results] link_secret is empty: links to kept files stop working when the server restarts")
-        base = results.public_base_url or default_public_base(config.server)
-        local = LocalFiles(key, base, results.link_seconds, results.webhook_after_keep)
+        if config.store.backend == "postgresql":
+            log.warning("[results] keep = local with replicas: %s must be one directory shared by all of them", root)
+        files = DiskFiles(root, key=key, base=results.public_base_url or default_public_base(config.server))
+    elif results.keep == "s3":
+        files = S3Files(results)  # ConfigError here when the s3 extra is missing
+    if files is not None:
+        local = Keeping(files, results.link_seconds, results.webhook_after_keep)
     links = app[RESULT_LINKS] = ResultLinks(
         app[CLIENT],
         app[STORE],
@@ -308,9 +316,6 @@ def setup_results(app: web.Application, background: bool) -> None:
     app[WEBHOOKS].body_hook = links.event_body
     keeper: Keeper | None = None
     if local is not None:
-        root = results_root(results, config.store)
-        if config.store.backend == "postgresql":
-            log.warning("[results] keep = local with replicas: %s must be one directory shared by all of them", root)
         policy = FetchPolicy(
             allow_private_networks=config.security.allow_private_networks,
             max_bytes=results.max_file_bytes,
@@ -324,6 +329,7 @@ def setup_results(app: web.Application, background: bool) -> None:
             results,
             app[CLOCK],
             root=root,
+            files=local.files,
             fetcher=SafeFetcher(policy, temp_dir=temp),
             own_fetcher=SafeFetcher(dataclasses.replace(policy, allow_private_networks=True), temp_dir=temp),
             links=links,
@@ -335,8 +341,10 @@ def setup_results(app: web.Application, background: bool) -> None:
         links.local_recheck = results.sweep_interval
 
     async def run_links(app: web.Application) -> AsyncIterator[None]:
-        if keeper is not None and background:
-            await keeper.start()
+        if keeper is not None:
+            await keeper.files.start()
+            if background:
+                await keeper.start()
         yield
         if keeper is not None:
             await keeper.stop()

@@ -317,8 +317,8 @@ class AdminConfig:
     key: str = field(default="", repr=False)
 
 
-KEEP_MODES = ("resign", "local", "none")
-"""`[results] keep` values this version implements ("s3" is planned: README "Keeping results")."""
+KEEP_MODES = ("resign", "local", "s3", "none")
+"""`[results] keep` values (README "Keeping results")."""
 DEFAULT_CDN_HOSTS = ("byteimg.com", "ibyteimg.com", "douyinpic.com", "vlabvod.com", "jimeng.com", "capcut.com")
 """Host suffixes of the upstream's result CDNs (docs/protocol.md §9.5, §18.4, §19.4)."""
 DEFAULT_KEEP_RETRIES = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
@@ -339,7 +339,10 @@ class ResultsConfig:
     waits until its results are kept (or given up). Every `sweep_interval` seconds files kept longer than
     `keep_days` ago (0: forever) and, beyond `max_total_mb` (0: no quota), the least recently kept ones are
     removed; their results are marked expired (answered with the re-signed upstream link and `keep_error`).
-    `"none"`: links as the upstream gave them.
+    `"s3"`: the same into the S3-compatible bucket `s3_bucket` (at `s3_endpoint`, keys under `s3_prefix`;
+    credentials `s3_access_key` / `s3_secret_key`, env JIMENG_S3_ACCESS_KEY / JIMENG_S3_SECRET_KEY, else the
+    AWS chain); links are presigned GET URLs, or `public_base_url/<key>`. `"none"`: links as the upstream gave
+    them.
     """
 
     keep: str = "resign"
@@ -357,6 +360,13 @@ class ResultsConfig:
     keep_days: float = 30.0
     max_total_mb: int = 0
     sweep_interval: float = 3600.0
+    s3_bucket: str = ""
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    s3_prefix: str = "results/"
+    s3_access_key: str = field(default="", repr=False)
+    s3_secret_key: str = field(default="", repr=False)
+    s3_path_style: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,10 +436,7 @@ def parse_config(data: dict[str, Any]) -> Config:
     if cfg.watcher.watch not in WATCH_MODES:
         raise ConfigError(f"watcher.watch: must be one of {', '.join(WATCH_MODES)}, got {cfg.watcher.watch!r}")
     if cfg.results.keep not in KEEP_MODES:
-        later = " (planned, not in this version)" if cfg.results.keep == "s3" else ""
-        raise ConfigError(
-            f"results.keep: must be one of {', '.join(KEEP_MODES)}, got {cfg.results.keep!r}{later}"
-        )
+        raise ConfigError(f"results.keep: must be one of {', '.join(KEEP_MODES)}, got {cfg.results.keep!r}")
     base = urlsplit(cfg.results.public_base_url) if cfg.results.public_base_url else None
     if base is not None and (base.scheme not in ("http", "https") or not base.netloc or base.query):
         raise ConfigError(

@@ -258,8 +258,7 @@ async def test_jobs_a_dead_keeper_claimed_are_kept_after_a_restart(
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ({"keep": "s3"}, "results.keep: must be one of resign, local, none, got 's3' (planned, not in this version)"),
-        ({"keep": "disk"}, "results.keep: must be one of resign, local, none, got 'disk'"),
+        ({"keep": "disk"}, "results.keep: must be one of resign, local, s3, none, got 'disk'"),
         ({"public_base_url": "files.example.com"}, "results.public_base_url: must be an http(s) URL"),
         ({"concurrency": 0}, "results.concurrency: must be at least 1, got 0"),
         ({"retries": ["soon"]}, "results.retries[0]: expected a number"),

@@ -4,7 +4,7 @@ Opened by the signed link a task query or webhook gave (`?expires=&sig=`, `servi
 `Authorization` of an owner of a task that kept it. Served with Range requests, conditional GETs and HEAD
 (aiohttp's file response), with the content type its id names. Refusals: 403 LINK_EXPIRED / LINK_INVALID for a
 link, 401 without either, 404 FILE_NOT_FOUND for a file the caller does not own, that was never kept or that is
-gone (retention), and when the server keeps no files.
+gone (retention), and when the server keeps no files here (`keep` is not "local").
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from aiohttp import web
 
 from ..errors import Forbidden, NotFound, Unauthorized
 from ..services.file_links import FILE_ID, content_type_of, file_path, link_problem
-from .appkeys import CLOCK, KEEPER, RESULT_LINKS, STORE
+from ..services.file_stores import DiskFiles
+from .appkeys import CLOCK, RESULT_LINKS, STORE
 from .request import caller_of
 
 routes = web.RouteTableDef()
@@ -27,12 +28,13 @@ def _not_found(file_id: str) -> NotFound:
 async def kept_file(request: web.Request) -> web.StreamResponse:
     """A kept result file (see the module doc)."""
     file_id = request.match_info["file_id"]
-    links, keeper = request.app.get(RESULT_LINKS), request.app.get(KEEPER)
-    if links is None or links.local is None or keeper is None or not FILE_ID.match(file_id):
+    links = request.app.get(RESULT_LINKS)
+    disk = links.local.files if links is not None and links.local is not None else None
+    if not isinstance(disk, DiskFiles) or not FILE_ID.match(file_id):
         raise _not_found(file_id)
     expires, sig = request.query.get("expires"), request.query.get("sig")
     if expires is not None or sig is not None:
-        problem = link_problem(links.local.key, file_id, expires or "", sig or "", request.app[CLOCK].time())
+        problem = link_problem(disk.key, file_id, expires or "", sig or "", request.app[CLOCK].time())
         if problem is not None:
             raise Forbidden(problem, code="LINK_EXPIRED" if "expired" in problem else "LINK_INVALID")
     elif "Authorization" not in request.headers:
@@ -44,7 +46,7 @@ async def kept_file(request: web.Request) -> web.StreamResponse:
         caller = await caller_of(request)
         if not caller.owners & await request.app[STORE].kept_file_owners(file_id):
             raise _not_found(file_id)
-    path = file_path(keeper.root, file_id)
+    path = file_path(disk.root, file_id)
     if not path.is_file():
         raise _not_found(file_id)
     return web.FileResponse(

@@ -12,8 +12,8 @@ or by another replica), at most `concurrency` at a time, and for each one:
    `max_file_bytes`, streamed to a temporary file in the results directory); `own_fetcher` (the operator's
    upstream hosts, e.g. the simulator on loopback) may reach private addresses, `fetcher` (CDN hosts) may not
    unless `[security] allow_private_networks`;
-4. names the file by the SHA-256 of its bytes and its sniffed type and moves it into place (the same bytes kept
-   twice are one file), then marks the job kept;
+4. names the file by the SHA-256 of its bytes and its sniffed type and puts it in the `FileStore` (the results
+   directory, an S3 bucket; the same bytes kept twice are one file), then marks the job kept;
 5. on failure schedules the next attempt per `[results] retries` (then gives up, keeping the reason).
 
 When every job of a task is final, its held webhook events are made due (`wake_held_events`) and the sender is
@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-import os
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -39,11 +38,11 @@ from ..imageinfo import sniff_format
 from ..metrics import keep_failure, kept_files_removed, result_kept
 from ..net.errors import FetchError, TooLargeError, UnsafeURLError
 from ..net.fetcher import SafeFetcher
-from ..net.spool import Download
 from ..store.base import Store
 from ..store.keeping import KeepJob
 from ..upstream.links import url_expiry
-from .file_links import EXTENSIONS, file_id_of, file_path
+from .file_links import EXTENSIONS, file_id_of
+from .file_stores import FileStore
 from .result_links import ResultLinks
 
 log = logging.getLogger(__name__)
@@ -106,15 +105,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _place(download: Download, target: Path) -> None:
-    """Move the spooled file to `target` (or drop it when the same bytes are there already)."""
-    if target.exists():
-        download.cleanup()
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(download.path, target)
-
-
 class KeepGaveUp(Exception):
     """A job that no further attempt can help (its host is not the upstream's, its file is too large)."""
 
@@ -130,6 +120,7 @@ class Keeper:
         clock: Clock,
         *,
         root: Path,
+        files: FileStore,
         fetcher: SafeFetcher,
         own_fetcher: SafeFetcher | None = None,
         links: ResultLinks,
@@ -141,6 +132,7 @@ class Keeper:
         self.config = config
         self.clock = clock
         self.root = root
+        self.files = files
         self.fetcher = fetcher
         self.own_fetcher = own_fetcher or fetcher
         self.links = links
@@ -157,13 +149,14 @@ class Keeper:
 
     @property
     def temp_dir(self) -> Path:
-        """Where downloads are spooled (beside the files: moving one into place is a rename)."""
+        """Where downloads are spooled (for the results directory, inside it: putting a file is a rename)."""
         return self.root / "tmp"
 
     async def start(self) -> None:
         """Create the directories and start the loop (idempotent)."""
         if self._loop is None:
             self.temp_dir.mkdir(parents=True, exist_ok=True)
+            await self.files.start()
             self._loop = asyncio.create_task(self._run(), name="jimeng-keeper")
 
     async def stop(self) -> None:
@@ -175,6 +168,7 @@ class Keeper:
                 await loop
         await self.fetcher.close()
         await self.own_fetcher.close()
+        await self.files.close()
 
     async def run_once(self) -> int:
         """Claim the due jobs (at most `concurrency`) and work them to their end; returns how many."""
@@ -217,8 +211,7 @@ class Keeper:
             return 0
         ids = [f.file_id for f in doomed]
         tasks = await self.store.expire_kept_files(ids, now=now)
-        for file_id in ids:
-            await asyncio.to_thread(file_path(self.root, file_id).unlink, missing_ok=True)
+        await self.files.delete(ids)
         kept_files_removed(len(ids))
         log.info("retention: removed %d kept file(s) of %d task(s)", len(ids), len(tasks))
         if self.on_expired is not None:
@@ -273,7 +266,7 @@ class Keeper:
             digest = await asyncio.to_thread(_sha256, download.path)
             ctype = sniffed_type(download.head, download.content_type)
             file_id = file_id_of(digest, ctype)
-            await asyncio.to_thread(_place, download, file_path(self.root, file_id))
+            await self.files.put(download.path, file_id)
         except BaseException:
             download.cleanup()
             raise

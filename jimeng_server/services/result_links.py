@@ -13,10 +13,11 @@ the task's stored upstream record: `upstream.links.result_refs`, the image uri, 
 - a re-sign that cannot be made (no account known, an upstream error, a result with no ref) leaves those
   results as they were: a query never fails because a link could not be refreshed (logged, counted).
 
-With `local` (`[results] keep = "local"`): a result kept by `services/keeper.py` is answered as its signed
-`/v1/files/{id}` link (`kept` true); one not kept yet, or given up (`keep_error` says why), as above. A settled
-task's keep jobs are added by `after_settle`; with `hold_webhooks` an event waits (`HoldEvent`) until every job
-of its task is final, and then carries the kept links.
+With `local` (`[results] keep = "local"` or `"s3"`): a result kept by `services/keeper.py` is answered as the
+link of its file (`file_stores.py`: a signed `/v1/files/{id}` link, a presigned S3 URL; `kept` true); one not
+kept yet, or given up (`keep_error` says why), as above. A settled task's keep jobs are added by
+`after_settle`; with `hold_webhooks` an event waits (`HoldEvent`) until every job of its task is final, and
+then carries the kept links.
 
 Callers: `TaskQueries` (`answer`: the results of a settled task's query answer and until when they may be
 served from the answer cache), the settler's `after_settle`, and the webhook sender's `body_hook`
@@ -49,7 +50,8 @@ from ..upstream.links import ResultRef, result_refs, url_expiry
 from ..upstream.tokens import Account
 from ..webhooks.sender import HoldEvent
 from .callers import ResolveAccount
-from .file_links import file_url, link_expiry
+from .file_links import link_expiry
+from .file_stores import FileStore
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +75,11 @@ HOLD_RECHECK = 60.0
 
 
 @dataclass(frozen=True, slots=True)
-class LocalFiles:
-    """How kept results are answered: the HMAC `key` and `base` URL of `/v1/files` links, their lifetime; whether
-    webhooks wait for keeping."""
+class Keeping:
+    """How kept results are answered: where the files are (their links come from there), how long a link lives,
+    whether webhooks wait for keeping."""
 
-    key: bytes
-    base: str
+    files: FileStore
     link_seconds: float
     hold_webhooks: bool
 
@@ -105,7 +106,7 @@ class ResultLinks:
         *,
         margin: float,
         resolve_account: ResolveAccount | None = None,
-        local: LocalFiles | None = None,
+        local: Keeping | None = None,
     ) -> None:
         self.client = client
         self.local = local
@@ -165,7 +166,7 @@ class ResultLinks:
         kept = {n: j.file_id for n, j in jobs.items() if j.state is KeepState.KEPT and j.file_id}
         urls = row.results if len(kept) == len(row.results) else await self.urls(row, account)
         items = [
-            self._kept_item(kept[n], now) if n in kept else self._upstream_item(url, jobs.get(n))
+            await self._kept_item(kept[n], now) if n in kept else self._upstream_item(url, jobs.get(n))
             for n, url in enumerate(urls)
         ]
         expiries = [item["expires_at"] for item in items if item["expires_at"] is not None]
@@ -176,10 +177,11 @@ class ResultLinks:
             fresh_until = min(fresh_until, now + self.local_recheck)  # retention (another replica's) may remove files
         return items, fresh_until
 
-    def _kept_item(self, file_id: str, now: float) -> ResultItem:
+    async def _kept_item(self, file_id: str, now: float) -> ResultItem:
         assert self.local is not None
         expires = link_expiry(now, self.local.link_seconds)
-        return {"url": file_url(self.local.base, self.local.key, file_id, expires), "expires_at": expires, "kept": True}
+        url = await self.local.files.url(file_id, expires, now)
+        return {"url": url, "expires_at": expires if self.local.files.links_expire else None, "kept": True}
 
     @staticmethod
     def _upstream_item(url: str, job: KeepJob | None) -> ResultItem:
