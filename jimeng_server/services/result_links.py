@@ -162,7 +162,8 @@ class ResultLinks:
         now = self.clock.time()
         if row.results is None:
             return None, float("inf")
-        jobs = {j.position: j for j in (await self.store.keep_jobs_of([row.history_id])).get(row.history_id, [])}
+        stored = await self.store.keep_jobs_of([row.history_id]) if self.local is not None else {}
+        jobs = {j.position: j for j in stored.get(row.history_id, [])}
         kept = {n: j.file_id for n, j in jobs.items() if j.state is KeepState.KEPT and j.file_id}
         urls = row.results if len(kept) == len(row.results) else await self.urls(row, account)
         items = [
