@@ -155,6 +155,16 @@ async def test_results_are_kept_and_outlive_the_upstream_links(
         assert (tmp_path / "kept" / file_id[:2] / file_id).read_bytes() == body
     assert (await query(client, hid))["results"] == results
     assert not sim.calls("/get_image_by_uri")  # kept links need no re-signing
+    metrics = await (await client.get("/metrics")).text()
+    counters = {
+        line.split()[0]: float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("jimeng_results_kept")
+    }
+    assert counters["jimeng_results_kept_total"] >= 4
+    assert counters["jimeng_results_kept_bytes_total"] >= sum(
+        f.stat().st_size for f in (tmp_path / "kept").glob("*/*.png")
+    )
 
 
 async def test_range_requests_link_checks_and_owner_access(

@@ -212,6 +212,3 @@ def test_keep_s3_without_the_extra_names_it(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "results.keep = \"s3\" needs the s3 extra: pip install 'jimeng-server[s3]'"
-
-
-
