@@ -25,7 +25,7 @@ from webhook_support import SECRET, Receiver
 from jimeng_server.api.appkeys import KEEPER, SETTLER, STORE, WATCHER, WEBHOOKS
 from jimeng_server.app import create_app
 from jimeng_server.clock import ManualClock
-from jimeng_server.config import Config, ConfigError, ResultsConfig, WebhookConfig, parse_config
+from jimeng_server.config import Config, ConfigError, ResultsConfig, SecurityConfig, WebhookConfig, parse_config
 from jimeng_server.metrics import KEEP_FAILURES
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.faults import Fault, FaultKind
@@ -59,7 +59,7 @@ def local_client(
 ) -> ClientFactory:
     """The app keeping results under tmp_path/kept, its links based on its own loopback port (loops off)."""
 
-    async def factory(**results: Any) -> Client:
+    async def factory(*, security: SecurityConfig | None = None, **results: Any) -> Client:
         port = free_port()
         settings = {
             "keep": "local",
@@ -71,7 +71,9 @@ def local_client(
             "retries": (5.0, 30.0),
             **results,
         }
-        cfg = dataclasses.replace(config, webhooks=HOOKS, results=ResultsConfig(**settings))
+        cfg = dataclasses.replace(
+            config, webhooks=HOOKS, results=ResultsConfig(**settings), security=security or config.security
+        )
         app: web.Application = create_app(cfg, clock=clock, background=False, identity_salt=b"test-salt")
         return await aiohttp_client(app, server_kwargs={"port": port})
 
@@ -319,3 +321,36 @@ async def test_the_quota_removes_the_least_recently_kept_files_first(
     assert [j.state for j in states[old]] == [KeepState.EXPIRED] * 4
     assert sorted(j.state for j in states[new]) == [KeepState.EXPIRED] * 2 + [KeepState.KEPT] * 2
     assert sum(f.size for f in await client.app[STORE].kept_files()) <= 2 * 1024 * 1024
+
+
+async def test_a_cdn_host_at_a_private_address_is_refused_by_the_guard(
+    local_client: ClientFactory, clock: ManualClock, config: Config, receiver: tuple[Receiver, TestServer]
+) -> None:
+    rec, server = receiver
+    # "localhost" counts as a CDN host here, but the address guard refuses loopback for CDN downloads.
+    secure = dataclasses.replace(config.security, allow_private_networks=False)  # the production default
+    client = await local_client(cdn_hosts=("localhost",), security=secure)
+    hid = await submit(client, IMAGES, clock, {"prompt": "private [sim:stuck]"})
+    private = f"https://localhost:{server.port}/steal/me.png"
+    record = parse_record({"status": 50, "item_list": [{"image": {"large_images": [{"image_url": private}]}}]})
+    await client.app[SETTLER].settle([Outcome(hid, TaskKind.IMAGE, TaskStatus.DONE, Reason.DONE, record)])
+    assert await client.app[KEEPER].drain() == 1
+    (job,) = (await client.app[STORE].keep_jobs_of([hid]))[hid]
+    assert job.state is KeepState.FAILED and "not allowed" in (job.error or "")
+    assert not rec.requests
+
+
+async def test_without_webhook_after_keep_the_event_goes_at_once_and_a_redelivery_carries_kept_links(
+    local_client: ClientFactory, clock: ManualClock, receiver: tuple[Receiver, TestServer]
+) -> None:
+    rec, server = receiver
+    client = await local_client(webhook_after_keep=False)
+    hid = await submit(client, IMAGES, clock, {"prompt": "no wait", "callback_url": str(server.make_url("/h"))})
+    await finish(client, clock, hid)
+    assert await client.app[WEBHOOKS].drain() == 1
+    assert [r["kept"] for r in event_of(rec, "/h", 0)["data"]["results"]] == [False] * 4
+    assert await client.app[KEEPER].drain() == 4
+    resp = await client.post(f"/v1/async/tasks/{hid}/deliveries/redeliver", headers=bearer(CN_TOKEN))
+    assert resp.status == 202
+    assert await client.app[WEBHOOKS].drain() == 1
+    assert [r["kept"] for r in event_of(rec, "/h", 1)["data"]["results"]] == [True] * 4
