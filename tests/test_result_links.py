@@ -284,3 +284,19 @@ async def test_the_settler_stores_the_refs_the_upstream_record_names(
     await finish(client, clock, hid)
     refs = (await client.app[STORE].result_refs_of([hid]))[hid]
     assert refs == tuple(ResultRef("image", f"tos-cn-i-sim/{hid}-{n}") for n in range(4))
+
+
+async def test_a_batch_query_re_signs_every_expired_task(
+    make_client: AppFactory, clock: ManualClock, sim: Simulator
+) -> None:
+    client = await make_client(results=SHORT)
+    ids = [await submit(client, IMAGES, clock, {"prompt": f"cat {n} [sim:ttl=2]"}, bearer(CN_TOKEN)) for n in range(3)]
+    for hid in ids:
+        await finish(client, clock, hid)
+    await clock.advance(5)
+    resp = await client.post("/v1/async/tasks/query", json={"history_ids": ids}, headers=bearer(CN_TOKEN))
+    body = await json_of(resp)
+    assert resp.status == 200 and [t["history_id"] for t in body["data"]] == ids
+    assert len(sim.calls(RESIGN)) == 3  # one per task
+    for task in body["data"]:
+        assert [(await fetch(r["url"]))[0] for r in task["results"]] == [200] * 4

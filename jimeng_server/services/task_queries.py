@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -134,6 +135,7 @@ class TaskQueries:
         encoded: dict[str, bytes] = {}
         bodies: dict[str, TaskBody] = {}
         ask: dict[str | int, list[TaskRecord]] = defaultdict(list)  # by paying account: pool id or fingerprint
+        finals: list[TaskRecord] = []
         unknown: list[str] = []
         for hid in ids:
             row = rows.get(hid)
@@ -142,16 +144,15 @@ class TaskQueries:
             elif row.account_fp not in owners:
                 continue  # another account's task; it stays "not found"
             elif row.final:
-                body = body_of_row(row)
-                fresh_until = await self._fresh_links(caller, row, body)
-                encoded[hid] = encode_json(body)
-                self.answers.put(hid, row.account_fp, row.finished_at, encoded[hid], fresh_until=fresh_until)
+                finals.append(row)
             else:
                 local = self._local_body(row)
                 if local is not None:
                     bodies[hid] = local
                 else:
                     ask[row.account_id if row.account_id is not None else row.account_fp].append(row)
+        if finals:
+            encoded.update(await self._final_answers(caller, finals))
         for group in ask.values():
             owner = await self._paying_account(caller, group[0])
             if owner is None:  # a pool account removed since: what the store knows
@@ -161,6 +162,19 @@ class TaskQueries:
         if unknown and caller.key is None:
             bodies.update(await self._probe(caller.accounts, unknown))
         encoded.update((hid, encode_json(body)) for hid, body in bodies.items())
+        return encoded
+
+    async def _final_answers(self, caller: Caller, rows: list[TaskRecord]) -> dict[str, bytes]:
+        """The encoded answers of stored final tasks (their links re-signed or kept ones, concurrently), each
+        kept in `answers` until its links change."""
+        bodies = [body_of_row(row) for row in rows]
+        fresh: list[float | None] = [None] * len(rows)
+        if self.links is not None:
+            fresh = await asyncio.gather(*(self._fresh_links(caller, r, b) for r, b in zip(rows, bodies, strict=True)))
+        encoded: dict[str, bytes] = {}
+        for row, body, until in zip(rows, bodies, fresh, strict=True):
+            encoded[row.history_id] = answer = encode_json(body)
+            self.answers.put(row.history_id, row.account_fp, row.finished_at, answer, fresh_until=until)
         return encoded
 
     async def _fresh_links(self, caller: Caller, row: TaskRecord, body: TaskBody) -> float | None:
