@@ -176,6 +176,12 @@ async def test_a_failed_resign_answers_the_stored_links_instead_of_an_error(
     body = await query(client, hid, bearer(CN_TOKEN))
     assert body["status"] == 10 and body["results"] == stored
     assert resigns("failed") == failed + 1
+    calls = len(sim.calls(RESIGN))
+    assert (await query(client, hid, bearer(CN_TOKEN)))["results"] == stored
+    assert len(sim.calls(RESIGN)) == calls  # not asked again at once
+    await clock.advance(61)
+    await query(client, hid, bearer(CN_TOKEN))
+    assert len(sim.calls(RESIGN)) == calls + 1 and resigns("failed") == failed + 2
 
 
 async def test_video_links_are_re_signed_with_get_local_item_list(

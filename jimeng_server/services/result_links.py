@@ -11,7 +11,8 @@ the task's stored upstream record: `upstream.links.result_refs`, the image uri, 
   account of the caller that asked (remembered in memory only, for the webhook retries that follow; never
   stored), and the fresh links are cached until they in turn near their expiry;
 - a re-sign that cannot be made (no account known, an upstream error, a result with no ref) leaves those
-  results as they were: a query never fails because a link could not be refreshed (logged, counted).
+  results as they were: a query never fails because a link could not be refreshed (logged, counted); it is
+  tried again after `RETRY_AFTER_FAILURE` seconds, not on every query.
 
 With `local` (`[results] keep = "local"` or `"s3"`): a result kept by `services/keeper.py` is answered as the
 link of its file (`file_stores.py`: a signed `/v1/files/{id}` link, a presigned S3 URL; `kept` true); one not
@@ -58,10 +59,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class _Fresh:
-    """A task's current links and the earliest expiry among them (None: none of them says)."""
+    """A task's current links and the earliest expiry among them (None: none of them says); `retry_at`: after a
+    re-sign that failed, no other is tried before then."""
 
     urls: tuple[str, ...]
     earliest: float | None
+    retry_at: float | None = None
 
 
 def earliest_expiry(urls: Sequence[str]) -> float | None:
@@ -70,6 +73,8 @@ def earliest_expiry(urls: Sequence[str]) -> float | None:
     return min(expiries) if expiries else None
 
 
+RETRY_AFTER_FAILURE = 60.0
+"""Seconds after a re-sign that failed (or could not be made) before a task's links are tried again."""
 HOLD_RECHECK = 60.0
 """Seconds a held webhook event waits before it is looked at again (the keeper wakes it sooner when done)."""
 
@@ -109,13 +114,13 @@ class ResultLinks:
         local: Keeping | None = None,
     ) -> None:
         self.client = client
-        self.local = local
-        self.on_jobs: Callable[[], None] | None = None  # told when keep jobs were added (the keeper's `wake`)
-        self.local_recheck = 3600.0  # longest a cached answer with kept links is served (the retention sweep)
         self.store = store
         self.clock = clock
         self.margin = margin
         self.resolve_account = resolve_account
+        self.local = local
+        self.on_jobs: Callable[[], None] | None = None  # told when keep jobs were added (the keeper's `wake`)
+        self.local_recheck = 3600.0  # longest a cached answer with kept links is served (the retention sweep)
         self._fresh: OrderedDict[str, _Fresh] = OrderedDict()  # the most recent MAX_TASKS re-signed tasks
         self._inflight: dict[str, asyncio.Task[_Fresh]] = {}
         self._accounts: OrderedDict[str, Account] = OrderedDict()  # the most recent MAX_TASKS owners learned
@@ -143,7 +148,7 @@ class ResultLinks:
         if account is not None:
             self.remember(row.history_id, account)
         fresh = self._fresh.get(row.history_id) or _Fresh(stored, earliest_expiry(stored))
-        if not self.expiring(fresh.earliest):
+        if not self.expiring(fresh.earliest) or (fresh.retry_at is not None and self.clock.time() < fresh.retry_at):
             return fresh.urls
         task = self._inflight.get(row.history_id)
         if task is None:
@@ -264,18 +269,25 @@ class ResultLinks:
         if account is None or len(refs) != len(current.urls) or not any(refs):
             result_resign("skipped")
             log.info("task %s: its result links expire and cannot be re-signed here", row.history_id)
-            return current
+            return self._later(row.history_id, current)
         try:
             fresh = await self._call(account, refs)
         except UpstreamError as exc:
             result_resign("failed")
             log.warning("task %s: re-signing its result links failed: %s", row.history_id, exc)
-            return current
+            return self._later(row.history_id, current)
         pairs = zip(refs, current.urls, strict=True)
         urls = tuple(fresh.get(ref.key, old) if ref is not None else old for ref, old in pairs)
         result_resign("ok")
         out = _Fresh(urls, earliest_expiry(urls))
         _bounded_put(self._fresh, row.history_id, out)
+        return out
+
+    def _later(self, history_id: str, current: _Fresh) -> _Fresh:
+        """Keep the links as they are and try again only after RETRY_AFTER_FAILURE (a dead session or an outage is
+        not asked again on every query)."""
+        out = _Fresh(current.urls, current.earliest, self.clock.time() + RETRY_AFTER_FAILURE)
+        _bounded_put(self._fresh, history_id, out)
         return out
 
     async def _call(self, account: Account, refs: Sequence[ResultRef | None]) -> dict[str, str]:
