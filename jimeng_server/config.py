@@ -336,7 +336,8 @@ class ResultsConfig:
     `public_base_url` that lives `link_seconds` (HMAC key `link_secret`, env JIMENG_RESULTS_SECRET); until then,
     and for a result that could not be kept, the re-signed upstream link. Keep jobs are stored, claimed for
     `lease_seconds`, `concurrency` at a time, retried after `retries`; with `webhook_after_keep` a task's webhook
-    waits until its results are kept (or given up). Every `sweep_interval` seconds files kept longer than
+    waits until its results are kept (or given up), and a sync `url` answer waits up to `sync_wait` seconds for
+    them (0: it answers the upstream's links at once). Every `sweep_interval` seconds files kept longer than
     `keep_days` ago (0: forever) and, beyond `max_total_mb` (0: no quota), the least recently kept ones are
     removed; their results are marked expired (answered with the re-signed upstream link and `keep_error`).
     `"s3"`: the same into the S3-compatible bucket `s3_bucket` (at `s3_endpoint`, keys under `s3_prefix`;
@@ -360,6 +361,7 @@ class ResultsConfig:
     keep_days: float = 30.0
     max_total_mb: int = 0
     sweep_interval: float = 3600.0
+    sync_wait: float = 30.0
     s3_bucket: str = ""
     s3_endpoint: str = ""
     s3_region: str = "us-east-1"

@@ -354,3 +354,33 @@ async def test_without_webhook_after_keep_the_event_goes_at_once_and_a_redeliver
     assert resp.status == 202
     assert await client.app[WEBHOOKS].drain() == 1
     assert [r["kept"] for r in event_of(rec, "/h", 1)["data"]["results"]] == [True] * 4
+
+
+async def test_a_sync_url_answer_carries_the_kept_links(
+    local_client: ClientFactory, clock: ManualClock, sim: Simulator
+) -> None:
+    client = await local_client()
+    keeper = client.app[KEEPER]
+    await keeper.start()  # its loop keeps the results while the sync request waits
+    try:
+        (resp,) = await drive(
+            client.app, clock, client.post("/v1/images/generations", json={"prompt": "sync"}, headers=bearer(CN_TOKEN))
+        )
+        body = await json_of(resp)
+    finally:
+        await keeper.stop()
+    assert resp.status == 200, body
+    urls = [d["url"] for d in body["data"]]
+    assert len(urls) == 4 and all("/v1/files/" in u for u in urls)
+    assert [(await get(u))[0] for u in urls] == [200] * 4
+
+
+async def test_sync_wait_0_answers_the_upstream_links_at_once(
+    local_client: ClientFactory, clock: ManualClock, sim: Simulator
+) -> None:
+    client = await local_client(sync_wait=0.0)
+    (resp,) = await drive(
+        client.app, clock, client.post("/v1/images/generations", json={"prompt": "now"}, headers=bearer(CN_TOKEN))
+    )
+    urls = [d["url"] for d in (await json_of(resp))["data"]]
+    assert len(urls) == 4 and all("/cdn/img/" in u for u in urls)

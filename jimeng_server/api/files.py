@@ -1,4 +1,5 @@
-"""`GET /v1/files/{file_id}`: a result kept by the server (`[results] keep = "local"`, README "Keeping results").
+"""`GET /v1/files/{file_id}`: a result kept by the server (`[results] keep = "local"`, README "Keeping results");
+and `sync_links`, the kept links of a sync `url` answer.
 
 Opened by the signed link a task query or webhook gave (`?expires=&sig=`, `services/file_links.py`), or by the
 `Authorization` of an owner of a task that kept it. Served with Range requests, conditional GETs and HEAD
@@ -9,15 +10,31 @@ gone (retention), and when the server keeps no files here (`keep` is not "local"
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiohttp import web
 
 from ..errors import Forbidden, NotFound, Unauthorized
 from ..services.file_links import FILE_ID, content_type_of, file_path, link_problem
 from ..services.file_stores import DiskFiles
-from .appkeys import CLOCK, RESULT_LINKS, STORE
+from .appkeys import CLOCK, CONFIG, KEEPER, RESULT_LINKS, STORE
 from .request import caller_of
 
 routes = web.RouteTableDef()
+
+
+async def sync_links(request: web.Request, history_id: str, urls: Sequence[str]) -> Sequence[str]:
+    """The links a sync `url` answer carries: with results kept (`[results] keep = "local"` / `"s3"`), the kept
+    ones, after waiting up to `[results] sync_wait` seconds for the keeping (a result not kept by then keeps its
+    upstream link); else `urls` as they are."""
+    keeper, links = request.app.get(KEEPER), request.app.get(RESULT_LINKS)
+    wait = request.app[CONFIG].results.sync_wait
+    if keeper is None or links is None or not urls or wait <= 0:
+        return urls
+    await keeper.wait_kept(history_id, wait)
+    row = await request.app[STORE].get(history_id)
+    items = await links.items(row) if row is not None and row.final else None
+    return [item["url"] for item in items] if items is not None and len(items) == len(urls) else urls
 
 
 def _not_found(file_id: str) -> NotFound:

@@ -142,6 +142,7 @@ class Keeper:
         self._next_sweep = 0.0
         self._wakeup = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
+        self._kept: dict[str, asyncio.Event] = {}  # tasks someone waits on: set once all their jobs are final
 
     def wake(self) -> None:
         """Look for due jobs now (after adding some)."""
@@ -169,6 +170,24 @@ class Keeper:
         await self.fetcher.close()
         await self.own_fetcher.close()
         await self.files.close()
+
+    async def wait_kept(self, history_id: str, seconds: float) -> bool:
+        """Wait until every keep job of the task is final (kept or given up), at most `seconds` on the clock;
+        True when they are. A task whose jobs are not added yet (its settle is being written) is waited for."""
+        event = self._kept.setdefault(history_id, asyncio.Event())
+        try:
+            if await self._all_final(history_id):
+                return True
+            self.wake()
+            await sleep_unless(self.clock, seconds, event)
+            return event.is_set() or await self._all_final(history_id)
+        finally:
+            if self._kept.get(history_id) is event and not event.is_set():
+                del self._kept[history_id]
+
+    async def _all_final(self, history_id: str) -> bool:
+        jobs = (await self.store.keep_jobs_of([history_id])).get(history_id, [])
+        return bool(jobs) and all(job.state.final for job in jobs)
 
     async def run_once(self) -> int:
         """Claim the due jobs (at most `concurrency`) and work them to their end; returns how many."""
@@ -301,8 +320,10 @@ class Keeper:
 
     async def _maybe_release(self, history_id: str) -> None:
         """Once every job of the task is final, make its held webhook events due and wake the sender."""
-        jobs = (await self.store.keep_jobs_of([history_id])).get(history_id, [])
-        if not jobs or not all(job.state.final for job in jobs):
+        if not await self._all_final(history_id):
             return
+        waiting = self._kept.pop(history_id, None)
+        if waiting is not None:
+            waiting.set()
         if await self.store.wake_held_events(history_id, now=self.clock.time()) and self.on_events is not None:
             self.on_events()
