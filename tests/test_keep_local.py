@@ -359,7 +359,7 @@ async def test_without_webhook_after_keep_the_event_goes_at_once_and_a_redeliver
 async def test_a_sync_url_answer_carries_the_kept_links(
     local_client: ClientFactory, clock: ManualClock, sim: Simulator
 ) -> None:
-    client = await local_client()
+    client = await local_client(sync_wait=1e6)  # drive() runs the virtual clock while the keeper works for real
     keeper = client.app[KEEPER]
     await keeper.start()  # its loop keeps the results while the sync request waits
     try:
