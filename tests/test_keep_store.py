@@ -33,9 +33,9 @@ async def store(store_url: str, clock: ManualClock) -> AsyncIterator[Store]:
 
 async def test_jobs_are_added_once_and_only_for_stored_tasks(store: Store, clock: ManualClock) -> None:
     await store.insert(make_task("h1", None, created_at=clock.time()))
-    await store.add_keep_jobs("h1", URLS, now=clock.time())
-    await store.add_keep_jobs("h1", ["https://other/x.png"], now=clock.time())  # position 0 exists: unchanged
-    await store.add_keep_jobs("ghost", URLS, now=clock.time())
+    await store.add_keep_jobs({"h1": URLS}, now=clock.time())
+    await store.add_keep_jobs({"h1": ["https://other/x.png"]}, now=clock.time())  # position 0 exists: unchanged
+    await store.add_keep_jobs({"ghost": URLS}, now=clock.time())
     jobs = await store.keep_jobs_of(["h1", "ghost"])
     assert list(jobs) == ["h1"]
     assert [(j.position, j.url, j.state, j.attempts) for j in jobs["h1"]] == [
@@ -46,7 +46,7 @@ async def test_jobs_are_added_once_and_only_for_stored_tasks(store: Store, clock
 
 async def test_claim_lease_retry_give_up_and_finish(store: Store, clock: ManualClock) -> None:
     await store.insert(make_task("h1", None, created_at=clock.time()))
-    await store.add_keep_jobs("h1", URLS, now=clock.time())
+    await store.add_keep_jobs({"h1": URLS}, now=clock.time())
     first = await store.claim_keep_jobs(now=clock.time(), lease_seconds=60, limit=10)
     assert [(j.position, j.state, j.attempts) for j in first] == [(0, KeepState.KEEPING, 1), (1, KeepState.KEEPING, 1)]
     assert await store.claim_keep_jobs(now=clock.time(), lease_seconds=60, limit=10) == []  # leased
@@ -75,7 +75,7 @@ async def test_claim_lease_retry_give_up_and_finish(store: Store, clock: ManualC
 async def test_concurrent_claims_never_share_a_job(store: Store, clock: ManualClock) -> None:
     for n in range(10):
         await store.insert(make_task(f"h{n}", None, created_at=clock.time()))
-        await store.add_keep_jobs(f"h{n}", URLS, now=clock.time())
+        await store.add_keep_jobs({f"h{n}": URLS}, now=clock.time())
     claims = await asyncio.gather(
         *(store.claim_keep_jobs(now=clock.time(), lease_seconds=60, limit=3) for _ in range(8))
     )
@@ -86,7 +86,7 @@ async def test_concurrent_claims_never_share_a_job(store: Store, clock: ManualCl
 async def test_held_events_are_woken_and_jobs_go_with_their_task(store: Store, clock: ManualClock) -> None:
     await store.insert(make_task("h1", "https://hooks.example/x", created_at=clock.time()))
     await TaskSettler(store, clock).settle([done_outcome("h1", URLS)])
-    await store.add_keep_jobs("h1", URLS, now=clock.time())
+    await store.add_keep_jobs({"h1": URLS}, now=clock.time())
     (event,) = await store.claim_due_events(now=clock.time(), limit=5, lease_until=clock.time() + 60)
     await store.unclaim_events([event.event_id], now=clock.time() + 600)  # the sender held it back
     assert await store.wake_held_events("h1", now=clock.time() + 1) == 1
@@ -95,7 +95,7 @@ async def test_held_events_are_woken_and_jobs_go_with_their_task(store: Store, c
     # A task without an active event is purged with its jobs.
     await store.insert(make_task("h2", None, created_at=clock.time()))
     await TaskSettler(store, clock).settle([done_outcome("h2", URLS)])
-    await store.add_keep_jobs("h2", URLS, now=clock.time())
+    await store.add_keep_jobs({"h2": URLS}, now=clock.time())
     await clock.advance(7200)
     assert await store.purge_finished(older_than=60) == 1
     assert list(await store.keep_jobs_of(["h1", "h2"])) == ["h1"]
@@ -104,7 +104,7 @@ async def test_held_events_are_woken_and_jobs_go_with_their_task(store: Store, c
 async def test_kept_files_oldest_first_and_expiring_them(store: Store, clock: ManualClock) -> None:
     for hid in ("h1", "h2"):
         await store.insert(make_task(hid, None, created_at=clock.time()))
-        await store.add_keep_jobs(hid, URLS, now=clock.time())
+        await store.add_keep_jobs({hid: URLS}, now=clock.time())
     await store.claim_keep_jobs(now=clock.time(), lease_seconds=60, limit=10)
     await store.finish_keep_job("h1", 0, file_id="aa" * 32 + ".png", size=7, content_type="image/png", now=1.0)
     await store.finish_keep_job("h2", 0, file_id="aa" * 32 + ".png", size=7, content_type="image/png", now=3.0)

@@ -207,9 +207,7 @@ class ResultLinks:
             {o.history_id: result_refs(o.record.raw, o.kind.value) for o in done if o.record is not None}
         )
         if self.local is not None and done:
-            now = self.clock.time()
-            for outcome in done:
-                await self.store.add_keep_jobs(outcome.history_id, outcome.urls, now=now)
+            await self.store.add_keep_jobs({o.history_id: o.urls for o in done}, now=self.clock.time())
             if self.on_jobs is not None:
                 self.on_jobs()
 
@@ -241,7 +239,7 @@ class ResultLinks:
         now = self.clock.time()
         jobs = (await self.store.keep_jobs_of([row.history_id])).get(row.history_id, [])
         if len(jobs) < len(row.results):
-            await self.store.add_keep_jobs(row.history_id, row.results, now=now)
+            await self.store.add_keep_jobs({row.history_id: row.results}, now=now)
             if self.on_jobs is not None:
                 self.on_jobs()
             raise HoldEvent(now + HOLD_RECHECK)

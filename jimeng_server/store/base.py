@@ -319,8 +319,9 @@ class KeepStore(Protocol):
     task, claimed under a lease like the webhook outbox (replicas never claim the same job; a keeper that died
     leaves its jobs to be claimed again once their lease ran out), dropped with their task."""
 
-    async def add_keep_jobs(self, history_id: str, urls: Sequence[str], *, now: float) -> None:
-        """One pending job per URL of a stored task, due `now`; positions already there are left as they are."""
+    async def add_keep_jobs(self, jobs: Mapping[str, Sequence[str]], *, now: float) -> None:
+        """For each stored task (history id -> its result URLs) one pending job per URL, due `now`, in one
+        transaction; positions already there are left as they are, tasks not stored get none."""
         ...
 
     async def claim_keep_jobs(self, *, now: float, lease_seconds: float, limit: int) -> list[KeepJob]:

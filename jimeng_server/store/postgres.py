@@ -226,10 +226,12 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ keep jobs
 
-    async def add_keep_jobs(self, history_id: str, urls: Sequence[str], *, now: float) -> None:
-        """See `base.KeepStore.add_keep_jobs`."""
-        if urls:
-            await self._pool.executemany(sql.ADD_KEEP_JOB, [(history_id, n, u, now) for n, u in enumerate(urls)])
+    async def add_keep_jobs(self, jobs: Mapping[str, Sequence[str]], *, now: float) -> None:
+        """See `base.KeepStore.add_keep_jobs` (one transaction)."""
+        rows = [(hid, n, url, now) for hid, urls in jobs.items() for n, url in enumerate(urls)]
+        if rows:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.executemany(sql.ADD_KEEP_JOB, rows)
 
     async def claim_keep_jobs(self, *, now: float, lease_seconds: float, limit: int) -> list[KeepJob]:
         """See `base.KeepStore.claim_keep_jobs` (`FOR UPDATE SKIP LOCKED`: replicas never get the same job)."""

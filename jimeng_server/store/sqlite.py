@@ -525,11 +525,11 @@ class TaskStore:
 
     # ------------------------------------------------------------------ keep jobs
 
-    async def add_keep_jobs(self, history_id: str, urls: Sequence[str], *, now: float) -> None:
+    async def add_keep_jobs(self, jobs: Mapping[str, Sequence[str]], *, now: float) -> None:
         """See `base.KeepStore.add_keep_jobs`."""
-        if urls:
+        if any(jobs.values()):
             async with self._write() as conn:
-                await keeping_sql.add_jobs(conn, history_id, urls, now=now)
+                await keeping_sql.add_jobs(conn, jobs, now=now)
 
     async def claim_keep_jobs(self, *, now: float, lease_seconds: float, limit: int) -> list[KeepJob]:
         """See `base.KeepStore.claim_keep_jobs`."""

@@ -7,7 +7,7 @@ the records are in `keeping.py`, the contracts in `base.KeepStore`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import aiosqlite
@@ -37,13 +37,13 @@ CREATE INDEX kept_results_file ON kept_results (file_id) WHERE file_id IS NOT NU
 """
 
 
-async def add_jobs(conn: aiosqlite.Connection, history_id: str, urls: Sequence[str], *, now: float) -> None:
-    """One pending job per URL of a stored task, due now; positions already there are left as they are."""
+async def add_jobs(conn: aiosqlite.Connection, jobs: Mapping[str, Sequence[str]], *, now: float) -> None:
+    """One pending job per URL of each stored task, due now; positions already there are left as they are."""
     await conn.executemany(
         "INSERT INTO kept_results (history_id, position, url, state, attempts, next_attempt_at, created_at, "
         "updated_at) SELECT ?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4 "
         "WHERE EXISTS (SELECT 1 FROM tasks WHERE history_id = ?1) ON CONFLICT (history_id, position) DO NOTHING",
-        [(history_id, n, url, now) for n, url in enumerate(urls)],
+        [(hid, n, url, now) for hid, urls in jobs.items() for n, url in enumerate(urls)],
     )
 
 
