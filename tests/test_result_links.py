@@ -292,7 +292,7 @@ async def test_the_settler_stores_the_refs_the_upstream_record_names(
     assert refs == tuple(ResultRef("image", f"tos-cn-i-sim/{hid}-{n}") for n in range(4))
 
 
-async def test_a_batch_query_re_signs_every_expired_task(
+async def test_a_batch_query_re_signs_every_expired_task_with_one_call_per_account(
     make_client: AppFactory, clock: ManualClock, sim: Simulator
 ) -> None:
     client = await make_client(results=SHORT)
@@ -303,6 +303,7 @@ async def test_a_batch_query_re_signs_every_expired_task(
     resp = await client.post("/v1/async/tasks/query", json={"history_ids": ids}, headers=bearer(CN_TOKEN))
     body = await json_of(resp)
     assert resp.status == 200 and [t["history_id"] for t in body["data"]] == ids
-    assert len(sim.calls(RESIGN)) == 3  # one per task
+    (call,) = sim.calls(RESIGN)  # one call for the three tasks of the account
+    assert len(call.body["uris"]) == 12 and call.sessionid == CN_TOKEN
     for task in body["data"]:
         assert [(await fetch(r["url"]))[0] for r in task["results"]] == [200] * 4

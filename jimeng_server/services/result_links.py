@@ -33,7 +33,7 @@ import functools
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +156,46 @@ class ResultLinks:
             self._inflight[row.history_id] = task
             task.add_done_callback(functools.partial(self._ended, row.history_id))
         return (await asyncio.shield(task)).urls
+
+    async def refresh_images(self, rows: Sequence[TaskRecord], accounts: Mapping[str, Account]) -> None:
+        """Re-sign the expiring image links of many settled tasks with ONE `get_image_by_uri` call per account
+        (a batch query), ahead of `answer()`: the fresh links are cached per task as `urls()` would. `accounts`:
+        the caller's header account of each raw-token task, by history id. Tasks whose links cannot be re-signed
+        here (videos, no account, no refs) are left to `urls()`; a failed call leaves its tasks to it too."""
+        groups: dict[str, tuple[Account, list[tuple[TaskRecord, _Fresh]]]] = {}
+        for row in rows:
+            stored = row.results or ()
+            current = self._fresh.get(row.history_id) or _Fresh(stored, earliest_expiry(stored))
+            if row.kind.value != "image" or not stored or not self.expiring(current.earliest):
+                continue
+            if current.retry_at is not None and self.clock.time() < current.retry_at:
+                continue
+            if row.history_id in accounts:
+                self.remember(row.history_id, accounts[row.history_id])
+            account = await self._account(row)
+            if account is not None:
+                groups.setdefault(account.fingerprint, (account, []))[1].append((row, current))
+        refs_of = await self.store.result_refs_of([row.history_id for _, group in groups.values() for row, _ in group])
+        for account, group in groups.values():
+            refs = {
+                row.history_id: refs_of.get(row.history_id) or result_refs(row.raw_data, "image") for row, _ in group
+            }
+            uris = [ref.key for task in refs.values() for ref in task if ref is not None and ref.kind == "image"]
+            if len(group) < 2 or not uris:
+                continue  # one task: `urls()` makes the same single call
+            try:
+                fresh = await self.client.get_images_by_uri(account, list(dict.fromkeys(uris)))
+            except UpstreamError as exc:
+                log.warning("re-signing the result links of %d task(s) failed: %s", len(group), exc)
+                continue
+            for row, current in group:
+                task_refs = refs[row.history_id]
+                if len(task_refs) != len(current.urls):
+                    continue
+                pairs = zip(task_refs, current.urls, strict=True)
+                urls = tuple(fresh.get(ref.key, old) if ref is not None else old for ref, old in pairs)
+                _bounded_put(self._fresh, row.history_id, _Fresh(urls, earliest_expiry(urls)))
+                result_resign("ok")
 
     async def items(self, row: TaskRecord, account: Account | None = None) -> list[ResultItem] | None:
         """`results` of a settled task's answer with fresh links (None when it has none)."""

@@ -170,6 +170,9 @@ class TaskQueries:
         bodies = [body_of_row(row) for row in rows]
         fresh: list[float | None] = [None] * len(rows)
         if self.links is not None:
+            raw = (r for r in rows if r.account_id is None)
+            owners = {r.history_id: a for r in raw if (a := caller.account_with(r.account_fp)) is not None}
+            await self.links.refresh_images(rows, owners)  # one re-sign call per account for a batch
             fresh = await asyncio.gather(*(self._fresh_links(caller, r, b) for r, b in zip(rows, bodies, strict=True)))
         encoded: dict[str, bytes] = {}
         for row, body, until in zip(rows, bodies, fresh, strict=True):
