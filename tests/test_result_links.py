@@ -307,3 +307,25 @@ async def test_a_batch_query_re_signs_every_expired_task_with_one_call_per_accou
     assert len(call.body["uris"]) == 12 and call.sessionid == CN_TOKEN
     for task in body["data"]:
         assert [(await fetch(r["url"]))[0] for r in task["results"]] == [200] * 4
+
+
+async def test_video_links_that_do_not_say_when_they_expire_are_re_signed_after_an_hour(
+    make_client: AppFactory, clock: ManualClock, sim: Simulator
+) -> None:
+    sim.settings.video_url_expires = False  # like the real CDN's video URLs (§18.4)
+    client = await make_client(results=SHORT)
+    hid = await submit(client, VIDEOS, clock, {"prompt": "a quiet wave", "duration": 5}, bearer(CN_TOKEN))
+    await finish(client, clock, hid)
+    calls = len(sim.calls(LOCAL_ITEMS))
+    (result,) = (await query(client, hid, bearer(CN_TOKEN)))["results"]
+    assert result["expires_at"] is None and "x-expires" not in result["url"]
+    await clock.advance(1800)
+    await query(client, hid, bearer(CN_TOKEN))
+    assert len(sim.calls(LOCAL_ITEMS)) == calls  # within the hour: not re-signed
+    await clock.advance(1800)
+    (result,) = (await query(client, hid, bearer(CN_TOKEN)))["results"]
+    assert len(sim.calls(LOCAL_ITEMS)) == calls + 1 and sim.calls(LOCAL_ITEMS)[-1].sessionid == CN_TOKEN
+    assert await fetch(result["url"]) == (200, "video/mp4")
+    await clock.advance(600)
+    await query(client, hid, bearer(CN_TOKEN))
+    assert len(sim.calls(LOCAL_ITEMS)) == calls + 1  # the re-signed link counts from its own signing

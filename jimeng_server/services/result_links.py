@@ -47,7 +47,7 @@ from ..store.outbox import OutboxEvent
 from ..upstream.client import JimengClient
 from ..upstream.errors import UpstreamError
 from ..upstream.history import local_item_urls
-from ..upstream.links import ResultRef, result_refs, url_expiry
+from ..upstream.links import ResultRef, result_refs, url_expiry, video_model_expiry
 from ..upstream.tokens import Account
 from ..webhooks.sender import HoldEvent
 from .callers import ResolveAccount
@@ -65,6 +65,7 @@ class _Fresh:
     urls: tuple[str, ...]
     earliest: float | None
     retry_at: float | None = None
+    signed_at: float | None = None  # when these links were re-signed here (None: as settled)
 
 
 def earliest_expiry(urls: Sequence[str]) -> float | None:
@@ -73,6 +74,9 @@ def earliest_expiry(urls: Sequence[str]) -> float | None:
     return min(expiries) if expiries else None
 
 
+VIDEO_LINK_SECONDS = 3600.0
+"""How long a video link without `x-expires` is taken to live: the real CDN's video URLs say nothing, their item's
+`video_model.url_expire` is about an hour after the answer (docs/protocol.md §18.4)."""
 RETRY_AFTER_FAILURE = 60.0
 """Seconds after a re-sign that failed (or could not be made) before a task's links are tried again."""
 HOLD_RECHECK = 60.0
@@ -134,6 +138,20 @@ class ResultLinks:
         """True when a link expiring at `earliest` must be re-signed now."""
         return earliest is not None and earliest <= self.clock.time() + self.margin
 
+    def link_expiry(self, row: TaskRecord, fresh: _Fresh) -> float | None:
+        """When a settled task's current links stop working: their earliest `x-expires`; for video links that
+        carry none, the items' `video_model.url_expire` (as settled) or an hour after they were signed (settled
+        or re-signed); None when nothing says (they are then never re-signed)."""
+        if fresh.earliest is not None or row.kind.value != "video":
+            return fresh.earliest
+        if fresh.signed_at is not None:
+            return fresh.signed_at + VIDEO_LINK_SECONDS
+        items = row.raw_data.get("item_list") if isinstance(row.raw_data, dict) else None
+        models = [e for e in (video_model_expiry(i) for i in items or []) if e is not None]
+        if models:
+            return min(models)
+        return row.finished_at + VIDEO_LINK_SECONDS if row.finished_at is not None else None
+
     def answer_expiry(self, history_id: str, urls: Sequence[str]) -> float | None:
         """The earliest expiry of a task's answered links (the re-signed ones when there are)."""
         fresh = self._fresh.get(history_id)
@@ -148,7 +166,9 @@ class ResultLinks:
         if account is not None:
             self.remember(row.history_id, account)
         fresh = self._fresh.get(row.history_id) or _Fresh(stored, earliest_expiry(stored))
-        if not self.expiring(fresh.earliest) or (fresh.retry_at is not None and self.clock.time() < fresh.retry_at):
+        if not self.expiring(self.link_expiry(row, fresh)):
+            return fresh.urls
+        if fresh.retry_at is not None and self.clock.time() < fresh.retry_at:
             return fresh.urls
         task = self._inflight.get(row.history_id)
         if task is None:
@@ -216,6 +236,10 @@ class ResultLinks:
             for n, url in enumerate(urls)
         ]
         expiries = [item["expires_at"] for item in items if item["expires_at"] is not None]
+        if len(kept) < len(urls):  # upstream links: also their estimated end when they do not say
+            current = self._fresh.get(row.history_id) or _Fresh(tuple(urls), earliest_expiry(urls))
+            estimate = self.link_expiry(row, current)
+            expiries += [int(estimate)] if estimate is not None else []
         fresh_until = min(expiries) - self.margin if expiries else float("inf")
         if self.local is not None and (len(jobs) < len(urls) or not all(j.state.final for j in jobs.values())):
             fresh_until = now  # its links change once kept
@@ -263,7 +287,8 @@ class ResultLinks:
             return event.body
         if not urls:
             return event.body
-        if self.local is None and not self.expiring(self.answer_expiry(event.history_id, urls)):
+        video = body["data"].get("task_type") == "video"
+        if self.local is None and not video and not self.expiring(self.answer_expiry(event.history_id, urls)):
             return event.body
         row = await self.store.get(event.history_id)
         if row is None or not row.final or not row.results:
@@ -317,7 +342,7 @@ class ResultLinks:
         pairs = zip(refs, current.urls, strict=True)
         urls = tuple(fresh.get(ref.key, old) if ref is not None else old for ref, old in pairs)
         result_resign("ok")
-        out = _Fresh(urls, earliest_expiry(urls))
+        out = _Fresh(urls, earliest_expiry(urls), signed_at=self.clock.time())
         _bounded_put(self._fresh, row.history_id, out)
         return out
 

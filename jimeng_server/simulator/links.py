@@ -83,7 +83,7 @@ def _unb64(value: str) -> str | None:
         return None
 
 
-def _sign_video_model(text: str, cdn: str, secret: bytes, expires: int) -> str:
+def _sign_video_model(text: str, cdn: str, secret: bytes, expires: int, *, videos: bool = True) -> str:
     try:
         model = json.loads(text)
     except ValueError:
@@ -94,21 +94,22 @@ def _sign_video_model(text: str, cdn: str, secret: bytes, expires: int) -> str:
     for entry in entries.values():
         for key in ("main_url", "backup_url_1"):
             url = _unb64(entry.get(key, "")) if isinstance(entry, dict) else None
-            if url is not None and url.startswith(cdn):
+            if url is not None and url.startswith(cdn) and videos:
                 entry[key] = _b64(sign_url(url, secret, expires))
     model["url_expire"] = expires
     return json.dumps(model, separators=(",", ":"))
 
 
-def sign_tree(obj: Any, cdn: str, secret: bytes, expires: int) -> Any:
+def sign_tree(obj: Any, cdn: str, secret: bytes, expires: int, *, videos: bool = True) -> Any:
     """A copy of `obj` with every string URL under `cdn` (`<base>/cdn/`) signed until `expires`, image items
-    given their `image_uri`, and `video_model` strings re-signed inside."""
+    given their `image_uri`, and `video_model` strings re-signed inside; `videos` False leaves video URLs unsigned
+    (`SimSettings.video_url_expires`)."""
     if isinstance(obj, dict):
         out = {
             k: (
-                _sign_video_model(v, cdn, secret, expires)
+                _sign_video_model(v, cdn, secret, expires, videos=videos)
                 if k == "video_model" and isinstance(v, str)
-                else sign_tree(v, cdn, secret, expires)
+                else sign_tree(v, cdn, secret, expires, videos=videos)
             )
             for k, v in obj.items()
         }
@@ -118,8 +119,8 @@ def sign_tree(obj: Any, cdn: str, secret: bytes, expires: int) -> Any:
             out["image_uri"] = image_uri(match.group(1), int(match.group(2)))
         return out
     if isinstance(obj, list):
-        return [sign_tree(v, cdn, secret, expires) for v in obj]
-    if isinstance(obj, str) and obj.startswith(cdn):
+        return [sign_tree(v, cdn, secret, expires, videos=videos) for v in obj]
+    if isinstance(obj, str) and obj.startswith(cdn) and (videos or not obj.startswith(f"{cdn}video/")):
         return sign_url(obj, secret, expires)
     return obj
 
@@ -141,13 +142,14 @@ def _signing(handler: Handler, *, history: bool) -> Handler:
             return answer
         now = sim.clock.time()
         cdn = f"{call.base}/cdn/"
+        videos = sim.settings.video_url_expires
         data: dict[str, Any] = payload["data"]
         if history:
             out: dict[str, Any] = {}
             for key, record in data.items():
                 record_ = sim.records.get(str(key))
                 ttl = ttl_of(sim, record_.prompt) if record_ is not None else sim.settings.result_url_ttl
-                out[key] = sign_tree(record, cdn, sim.cdn_secret, int(now + ttl))
+                out[key] = sign_tree(record, cdn, sim.cdn_secret, int(now + ttl), videos=videos)
                 _with_uri_in_common(out[key])
         else:
             items = data.get("item_list") or []
@@ -155,7 +157,7 @@ def _signing(handler: Handler, *, history: bool) -> Handler:
                 (ttl_of(sim, r.prompt) for i in items if (r := sim.records.get(str(i.get("item_id", ""))[:-2]))),
                 default=sim.settings.result_url_ttl,
             )
-            out = sign_tree(data, cdn, sim.cdn_secret, int(now + ttl))
+            out = sign_tree(data, cdn, sim.cdn_secret, int(now + ttl), videos=videos)
         return replace(answer, payload={**payload, "data": out})
 
     return signed

@@ -59,6 +59,9 @@ class SimSettings:
     # Seconds a result URL (x-expires) stays valid from the answer that gave it (links.py, §19.4: "a few hours";
     # a prompt's `[sim:ttl=N]` overrides it per record).
     result_url_ttl: float = 10800.0
+    # False: video CDN URLs carry no x-expires (like the real vlabvod URLs; only `video_model.url_expire` says
+    # when they die, §18.4), so a client must estimate their lifetime.
+    video_url_expires: bool = True
 
 
 @dataclass
