@@ -181,7 +181,10 @@ class ResultLinks:
         """Re-sign the expiring image links of many settled tasks with ONE `get_image_by_uri` call per account
         (a batch query), ahead of `answer()`: the fresh links are cached per task as `urls()` would. `accounts`:
         the caller's header account of each raw-token task, by history id. Tasks whose links cannot be re-signed
-        here (videos, no account, no refs) are left to `urls()`; a failed call leaves its tasks to it too."""
+        here (videos, no account, no refs) are left to `urls()`; a failed call leaves its tasks to it too. Not used
+        while results are kept (`local`)."""
+        if self.local is not None:
+            return  # kept results need no upstream links; those not kept are re-signed one task at a time
         groups: dict[str, tuple[Account, list[tuple[TaskRecord, _Fresh]]]] = {}
         for row in rows:
             stored = row.results or ()
