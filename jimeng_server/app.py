@@ -9,12 +9,13 @@ closes after the sender. The admin API and dashboard are routes added only when 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import admin, async_tasks, deliveries, images, meta, openapi, tokens, videos
+from .api import admin, async_tasks, deliveries, files, images, meta, openapi, tokens, videos
 from .api.appkeys import (
     ACCOUNT_POOL,
     ACCOUNTS,
@@ -27,9 +28,11 @@ from .api.appkeys import (
     GENERATION,
     IDEMPOTENCY,
     INTAKE,
+    KEEPER,
     POOL,
     QUERIES,
     REPLICAS,
+    RESULT_LINKS,
     RETENTION,
     SETTLER,
     STORE,
@@ -53,13 +56,17 @@ from .services.accounts import AccountService
 from .services.answers import AnswerCache
 from .services.apikeys import ApiKeys
 from .services.compositions import Compositions
+from .services.file_links import link_key
+from .services.file_stores import DiskFiles, FileStore, S3Files
 from .services.generation import Generation
 from .services.history_lookup import HistoryLookup
 from .services.idempotency import IdempotencyKeys
 from .services.image_inputs import ImageInputs
 from .services.inputs import InputLoader
+from .services.keeper import Keeper, default_public_base, results_root, upstream_netlocs
 from .services.pool import AccountPool
 from .services.replicas import Replicas
+from .services.result_links import Keeping, ResultLinks
 from .services.retention import Retention
 from .services.settlement import TaskSettler
 from .services.task_intake import TaskIntake
@@ -89,6 +96,7 @@ ROUTES = (
     videos.routes,
     async_tasks.routes,
     deliveries.routes,
+    files.routes,
 )
 
 
@@ -122,6 +130,7 @@ def create_app(
     setup_webhooks(app, background)
     setup_pool(app)
     setup_tasks(app, background)
+    setup_results(app, background)
     setup_replicas(app, background)
     setup_generation(app)
     setup_postedits(app)
@@ -282,6 +291,79 @@ def setup_tasks(app: web.Application, background: bool) -> None:
         await settler.drain()
 
     app.cleanup_ctx.append(run_tasks)
+
+
+def setup_results(app: web.Application, background: bool) -> None:
+    """What happens to result links that expire (`[results]`): re-signing for task queries and webhook bodies,
+    and with `keep = "local"` the keeper that downloads results into the results directory (its loop runs with
+    the background loops). At shutdown the keeper stops and the re-signs in flight are cancelled."""
+    config = app[CONFIG]
+    results = config.results
+    if results.keep == "none":
+        return
+    local: Keeping | None = None
+    root = results_root(results, config.store)
+    files: FileStore | None = None
+    if results.keep == "local":
+        key, stable = link_key(results.link_secret)
+        if not stable:
+            log.warning("[results] link_secret is empty: links to kept files stop working when the server restarts")
+        if config.store.backend == "postgresql":
+            log.warning("[results] keep = local with replicas: %s must be one directory shared by all of them", root)
+        files = DiskFiles(root, key=key, base=results.public_base_url or default_public_base(config.server))
+    elif results.keep == "s3":
+        files = S3Files(results)  # ConfigError here when the s3 extra is missing
+    if files is not None:
+        local = Keeping(files, results.link_seconds, results.webhook_after_keep)
+    links = app[RESULT_LINKS] = ResultLinks(
+        app[CLIENT],
+        app[STORE],
+        app[CLOCK],
+        margin=results.resign_margin,
+        resolve_account=app[ACCOUNT_POOL].resolve,
+        local=local,
+    )
+    app[QUERIES].links = links
+    app[INTAKE].remember_owner = links.remember
+    app[SETTLER].after_settle = links.after_settle
+    app[WEBHOOKS].body_hook = links.event_body
+    keeper: Keeper | None = None
+    if local is not None:
+        policy = FetchPolicy(
+            allow_private_networks=config.security.allow_private_networks,
+            max_bytes=results.max_file_bytes,
+            connect_timeout=config.security.fetch_connect_timeout,
+            total_timeout=config.security.fetch_timeout,
+            max_redirects=0,
+        )
+        temp = str(root / "tmp")
+        keeper = app[KEEPER] = Keeper(
+            app[STORE],
+            results,
+            app[CLOCK],
+            root=root,
+            files=local.files,
+            fetcher=SafeFetcher(policy, temp_dir=temp),
+            own_fetcher=SafeFetcher(dataclasses.replace(policy, allow_private_networks=True), temp_dir=temp),
+            links=links,
+            upstream_netlocs=upstream_netlocs(config.upstream),
+            on_events=app[WEBHOOKS].wake,
+            on_expired=app[QUERIES].answers.forget_all,
+        )
+        links.on_jobs = keeper.wake
+        links.local_recheck = results.sweep_interval
+
+    async def run_links(app: web.Application) -> AsyncIterator[None]:
+        if keeper is not None:
+            await keeper.files.start()
+            if background:
+                await keeper.start()
+        yield
+        if keeper is not None:
+            await keeper.stop()
+        await links.close()
+
+    app.cleanup_ctx.append(run_links)
 
 
 def setup_replicas(app: web.Application, background: bool) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from .api.appkeys import ACCOUNT_POOL, API_KEYS
 from .api.observability import AccessLogger
 from .app import create_app
 from .clock import Clock, SystemClock
-from .config import Config, ConfigError, load_config, with_env_overrides
+from .config import Config, ConfigError, ResultsConfig, load_config, with_env_overrides
 from .doctor import exit_code, run_doctor
 from .errors import Conflict
 from .logs import setup_logging
@@ -115,6 +116,14 @@ def simulate_manage_config(config: Config) -> Config:
     if saved is None:
         return config
     return with_simulator_hosts(config, simulator_hosts(f"http://127.0.0.1:{saved.port}"))
+def simulate_results(config: Config, secret: bytes) -> Config:
+    """With `--simulate` and `[results]` left at its defaults, results are kept and served through the server's
+    own port (`keep = "local"`): the simulator's CDN is on a loopback port a container does not publish. The
+    link key comes from the simulator's saved CDN secret, so links survive restarts."""
+    if config.results != ResultsConfig():
+        return config
+    key = hashlib.sha256(b"jimeng-simulate-results|" + secret).hexdigest()
+    return dataclasses.replace(config, results=dataclasses.replace(config.results, keep="local", link_secret=key))
 
 
 DEMO_ACCOUNTS = 3
@@ -199,6 +208,7 @@ async def _start_simulator(config: Config) -> tuple[web.AppRunner, Config, list[
         tokens = saved.demo_tokens
     else:
         tokens = [seed_demo(sim) for _ in range(1 + DEMO_ACCOUNTS)]
+    config = simulate_results(config, sim.cdn_secret)
     listening = {"port": 0}
     app = sim.create_app()
     app.middlewares.append(persist.persisting(state_path, sim, port=lambda: listening["port"], demo_tokens=tokens))

@@ -346,6 +346,60 @@ class AdminConfig:
     key: str = field(default="", repr=False)
 
 
+KEEP_MODES = ("resign", "local", "s3", "none")
+"""`[results] keep` values (README "Keeping results")."""
+DEFAULT_CDN_HOSTS = ("byteimg.com", "ibyteimg.com", "douyinpic.com", "vlabvod.com", "jimeng.com", "capcut.com")
+"""Host suffixes of the upstream's result CDNs (docs/protocol.md §9.5, §18.4, §19.4)."""
+DEFAULT_KEEP_RETRIES = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
+"""Delays (seconds) before keeping a result again after failed attempt 1, 2, ...; then it is given up."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsConfig:
+    """What happens to result links that expire (README "Keeping results").
+
+    `keep = "resign"`: a query or a webhook (re)delivery whose result URL expires within `resign_margin` seconds
+    gets a freshly signed one from the upstream (on the task's own account). `"local"`: on settle each result is
+    downloaded (only from `cdn_hosts` or the upstream's own hosts, through the SSRF guard, at most
+    `max_file_bytes`) into `path` (content-addressed) and answered as a signed `/v1/files/{id}` link under
+    `public_base_url` that lives `link_seconds` (HMAC key `link_secret`, env JIMENG_RESULTS_SECRET); until then,
+    and for a result that could not be kept, the re-signed upstream link. Keep jobs are stored, claimed for
+    `lease_seconds`, `concurrency` at a time, retried after `retries`; with `webhook_after_keep` a task's webhook
+    waits until its results are kept (or given up), and a sync `url` answer waits up to `sync_wait` seconds for
+    them (0: it answers the upstream's links at once). Every `sweep_interval` seconds files kept longer than
+    `keep_days` ago (0: forever) and, beyond `max_total_mb` (0: no quota), the least recently kept ones are
+    removed; their results are marked expired (answered with the re-signed upstream link and `keep_error`).
+    `"s3"`: the same into the S3-compatible bucket `s3_bucket` (at `s3_endpoint`, keys under `s3_prefix`;
+    credentials `s3_access_key` / `s3_secret_key`, env JIMENG_S3_ACCESS_KEY / JIMENG_S3_SECRET_KEY, else the
+    AWS chain); links are presigned GET URLs, or `public_base_url/<key>`. `"none"`: links as the upstream gave
+    them.
+    """
+
+    keep: str = "resign"
+    resign_margin: float = 600.0
+    path: str = ""
+    public_base_url: str = ""
+    link_seconds: float = 7 * 86400.0
+    link_secret: str = field(default="", repr=False)
+    max_file_bytes: int = 500 * MB
+    concurrency: int = 4
+    lease_seconds: float = 300.0
+    retries: tuple[float, ...] = DEFAULT_KEEP_RETRIES
+    webhook_after_keep: bool = True
+    cdn_hosts: tuple[str, ...] = DEFAULT_CDN_HOSTS
+    keep_days: float = 30.0
+    max_total_mb: int = 0
+    sweep_interval: float = 3600.0
+    sync_wait: float = 30.0
+    s3_bucket: str = ""
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    s3_prefix: str = "results/"
+    s3_access_key: str = field(default="", repr=False)
+    s3_secret_key: str = field(default="", repr=False)
+    s3_path_style: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = ServerConfig()
@@ -362,6 +416,7 @@ class Config:
     admin: AdminConfig = AdminConfig()
     browser: BrowserConfig = BrowserConfig()
     images: ImagesConfig = ImagesConfig()
+    results: ResultsConfig = ResultsConfig()
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -412,6 +467,16 @@ def parse_config(data: dict[str, Any]) -> Config:
     assert isinstance(cfg, Config)
     if cfg.watcher.watch not in WATCH_MODES:
         raise ConfigError(f"watcher.watch: must be one of {', '.join(WATCH_MODES)}, got {cfg.watcher.watch!r}")
+    if cfg.results.keep not in KEEP_MODES:
+        raise ConfigError(f"results.keep: must be one of {', '.join(KEEP_MODES)}, got {cfg.results.keep!r}")
+    base = urlsplit(cfg.results.public_base_url) if cfg.results.public_base_url else None
+    if base is not None and (base.scheme not in ("http", "https") or not base.netloc or base.query):
+        raise ConfigError(
+            f"results.public_base_url: must be an http(s) URL such as https://files.example.com, "
+            f"got {cfg.results.public_base_url!r}"
+        )
+    if cfg.results.concurrency < 1:
+        raise ConfigError(f"results.concurrency: must be at least 1, got {cfg.results.concurrency}")
     missing = [r for r in REGION_CODES if r not in cfg.upstream.regions]
     if missing:
         raise ConfigError(f"upstream.regions: missing region(s) {', '.join(missing)}")

@@ -72,6 +72,10 @@ class Unauthorized(ApiError):
     status, type, code = 401, "authentication_error", "INVALID_TOKEN"
 
 
+class Forbidden(ApiError):
+    status, type, code = 403, "permission_error", "FORBIDDEN"
+
+
 class InsufficientCredits(ApiError):
     status, type, code = 402, "insufficient_credits_error", "INSUFFICIENT_CREDITS"
 

@@ -83,6 +83,43 @@ STORE_SECONDS = Histogram(
     buckets=_STORE_BUCKETS,
 )
 
+RESULT_RESIGNS = Counter(
+    "jimeng_result_resigns_total",
+    "Re-signs of expiring result links, by outcome (ok, failed, skipped: no account or no ref to re-sign from)",
+    ["outcome"],
+)
+
+RESULTS_KEPT = Counter("jimeng_results_kept_total", "Results kept (downloaded and stored) by [results] keep = local")
+RESULTS_KEPT_BYTES = Counter("jimeng_results_kept_bytes_total", "Bytes of the results kept")
+KEEP_FAILURES = Counter(
+    "jimeng_keep_failures_total",
+    "Failed attempts to keep a result, by what followed (retry, gave_up)",
+    ["outcome"],
+)
+
+KEPT_FILES_REMOVED = Counter("jimeng_kept_files_removed_total", "Kept files removed by retention (keep_days, quota)")
+
+
+def kept_files_removed(count: int) -> None:
+    """`count` kept files removed by retention."""
+    KEPT_FILES_REMOVED.inc(count)
+
+
+def result_kept(size: int) -> None:
+    """One result kept, `size` bytes."""
+    RESULTS_KEPT.inc()
+    RESULTS_KEPT_BYTES.inc(size)
+
+
+def keep_failure(gave_up: bool) -> None:
+    """One failed attempt to keep a result; `gave_up` when no attempt follows."""
+    KEEP_FAILURES.labels("gave_up" if gave_up else "retry").inc()
+
+
+def result_resign(outcome: str) -> None:
+    """One re-sign of a task's expiring result links (services/result_links.py) and how it ended."""
+    RESULT_RESIGNS.labels(outcome).inc()
+
 
 def http_request(method: str, route: str, status: int, seconds: float) -> None:
     """One answered HTTP request."""

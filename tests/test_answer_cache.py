@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from support import CN_TOKEN, CN_TOKEN_2, US_TOKEN, bearer, json_of
 
 from jimeng_server.api.appkeys import QUERIES, RETENTION, STORE, WATCHER
 from jimeng_server.clock import ManualClock
-from jimeng_server.config import Config
+from jimeng_server.config import Config, ResultsConfig
 from jimeng_server.services.answers import CLOCK_MARGIN, ENTRY_OVERHEAD, AnswerCache, encode_batch, encode_json
 from jimeng_server.simulator import Simulator
 from jimeng_server.store.answer import body_of_row
@@ -152,8 +153,12 @@ async def test_a_purged_task_is_never_answered_from_memory(
 
 
 async def test_an_entry_past_the_horizon_is_not_served_even_before_the_purge(
-    client: TestClient[Any, Any], clock: ManualClock, config: Config, monkeypatch: pytest.MonkeyPatch
+    make_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    clock: ManualClock,
+    config: Config,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    client = await make_client(results=ResultsConfig(keep="none"))  # days later its links would be re-signed
     hid = await submit(client, "old")
     await finish(client.app, clock)
     first = await (await client.get(f"/v1/async/tasks/{hid}", headers=bearer(CN_TOKEN))).read()

@@ -59,7 +59,7 @@ async def test_final_hook_event_is_delivered_and_listed_for_the_owner_only(
     assert len(rec.requests) == 2
     body = Webhook(SECRET).verify(rec.requests[1].body, rec.requests[1].headers)
     assert body["type"] == "task.succeeded"
-    assert body["data"]["results"] == [{"url": "https://cdn.example/a.webp"}]
+    assert body["data"]["results"] == [{"url": "https://cdn.example/a.webp", "expires_at": None, "kept": False}]
     record = await app_client.app[STORE].get("h1")
     assert record is not None and record.status is TaskStatus.DONE and record.token is None
 

@@ -109,7 +109,10 @@ async def test_success_is_delivered_once_signed_and_verifiable(
         "status": 10,
         "fail_code": 0,
         "item_count": 2,
-        "results": [{"url": "https://cdn.example/h1/1.webp"}, {"url": "https://cdn.example/h1/2.webp"}],
+        "results": [
+            {"url": "https://cdn.example/h1/1.webp", "expires_at": None, "kept": False},
+            {"url": "https://cdn.example/h1/2.webp", "expires_at": None, "kept": False},
+        ],
         "queue": None,
         "fail_message": None,
     }

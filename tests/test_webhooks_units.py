@@ -160,7 +160,7 @@ def test_task_query_body() -> None:
         "fail_message": None,
     }
     body = task_query_body(history_id="h1", task_type="image", status=10, fail_code="", item_count=1, results=["u"])
-    assert body["results"] == [{"url": "u"}]
+    assert body["results"] == [{"url": "u", "expires_at": None, "kept": False}]
 
 
 def test_event_body_shape() -> None:

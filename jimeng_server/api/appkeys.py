@@ -12,9 +12,11 @@ from ..services.apikeys import ApiKeys
 from ..services.compositions import Compositions
 from ..services.generation import Generation
 from ..services.idempotency import IdempotencyKeys
+from ..services.keeper import Keeper
 from ..services.pool import AccountPool
 from ..services.postedits import PostEdits
 from ..services.replicas import Replicas
+from ..services.result_links import ResultLinks
 from ..services.retention import Retention
 from ..services.settlement import TaskSettler
 from ..services.task_intake import TaskIntake
@@ -49,3 +51,5 @@ WEBHOOKS = web.AppKey("webhooks", WebhookSender)
 ACCOUNT_POOL = web.AppKey("account_pool", AccountPool)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
 POSTEDITS = web.AppKey("postedits", PostEdits)  # upscale, outpaint, repair, interpolation
+RESULT_LINKS = web.AppKey("result_links", ResultLinks)  # only with [results] keep = "resign"
+KEEPER = web.AppKey("keeper", Keeper)  # only with [results] keep = "local"

@@ -14,7 +14,7 @@ from aiohttp import web
 from ..errors import Conflict, NotFound
 from ..store.base import Store
 from ..store.models import TaskRecord
-from .appkeys import STORE, WEBHOOKS
+from .appkeys import RESULT_LINKS, STORE, WEBHOOKS
 from .request import caller_of
 from .responses import json_answer
 
@@ -92,6 +92,10 @@ async def redeliver(request: web.Request) -> web.Response:
     (NO_CALLBACK_URL), or that event is being sent right now (DELIVERY_IN_PROGRESS).
     """
     record = await _owned_task(request)
+    links = request.app.get(RESULT_LINKS)
+    owner = (await caller_of(request)).account_with(record.account_fp)
+    if links is not None and owner is not None:
+        links.remember(record.history_id, owner)  # the resend's expiring links are re-signed on this account
     now = request.app[WEBHOOKS].clock.time()
     redelivery = await request.app[STORE].redeliver_latest(record.history_id, now=now)
     latest = redelivery.event

@@ -25,6 +25,7 @@ from ..store.models import Outcome
 from .appkeys import COMPOSITIONS, CONFIG, GENERATION
 from .b64_answers import spooled_results
 from .callbacks import refuse_callback_url
+from .files import sync_links
 from .forms import request_fields
 from .idempotency import HEADER, idempotent
 from .image_inputs import composition_images
@@ -72,7 +73,8 @@ async def answer_images(
         submission, outcome = await produce(spend)
         urls = require_results(outcome)
         if response_format != "b64_json":
-            return web.json_response(_body(submission, outcome, "url", urls, extra))
+            kept = await sync_links(request, outcome.history_id, urls)  # with [results] keep = local / s3
+            return web.json_response(_body(submission, outcome, "url", kept, extra))
         async with spooled_results(request, submission.account, urls) as files:
             return await files.render(_body(submission, outcome, "b64_json", files.slots, extra))
 

@@ -103,6 +103,14 @@ _VIDEO_FILES: dict[str, Schema] = {
     "video_file": {"type": "array", "items": _FILE, "description": "omni_reference videos"},
     "audio_file": {"type": "array", "items": _FILE, "description": "omni_reference audio (.mp3, .wav)"},
 }
+_RESULT_ITEM = _obj(
+    {
+        "url": _STR,
+        "expires_at": {"type": ["integer", "null"], "description": "unix seconds the URL stops working; null: unknown"},
+        "kept": {"type": "boolean", "description": "true when the server keeps the bytes (README: Keeping results)"},
+    },
+    ("url", "expires_at", "kept"),
+)
 _EXPIRING = _obj({"amount": _INT, "expiresAt": _INT, "source": _STR}, ("amount", "expiresAt", "source"))
 _POINTS = _obj(
     {
@@ -180,7 +188,7 @@ _SCHEMAS: dict[str, Schema] = {
             "status": {"type": "integer", "description": "20 running, 10 succeeded, 30 failed"},
             "fail_code": {"type": ["integer", "string"]},
             "item_count": _INT,
-            "results": {"type": ["array", "null"], "items": _obj({"url": _STR}, ("url",))},
+            "results": {"type": ["array", "null"], "items": _RESULT_ITEM},
             "queue": {
                 "type": ["object", "null"],
                 "description": "while processing: where the task stands in the upstream's queue",
@@ -287,6 +295,7 @@ _IDEMPOTENCY = {
     "description": "1 to 255 visible ASCII characters; a retry with the same key replays the first answer",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
+_BINARY = {"type": "string", "format": "binary"}
 _HISTORY_ID = {"name": "history_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 128}}
 
 
@@ -447,6 +456,22 @@ PATHS: dict[str, dict[str, Schema]] = {
             "send the task's latest webhook event again",
             {"202": _answer("queued", _ref("Redelivery"))},
             parameters=[_HISTORY_ID],
+        )
+    },
+    "/v1/files/{file_id}": {
+        "get": _op(
+            "a result kept by the server ([results] keep = local): the signed link of a task answer, or the"
+            " Authorization of the task's owner; Range requests supported",
+            {
+                "200": _answer("the file", _BINARY, media="application/octet-stream"),
+                "206": _answer("the requested range", _BINARY, media="application/octet-stream"),
+            },
+            auth=False,
+            parameters=[
+                {"name": "file_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 80}},
+                {"name": "expires", "in": "query", "schema": {"type": "string"}},
+                {"name": "sig", "in": "query", "schema": {"type": "string"}},
+            ],
         )
     },
     "/token/check": {

@@ -23,6 +23,7 @@ from ..store.models import Outcome
 from .appkeys import CONFIG, VIDEOS
 from .b64_answers import spooled_results
 from .callbacks import refuse_callback_url
+from .files import sync_links
 from .forms import request_fields
 from .idempotency import HEADER, idempotent
 from .request import caller_of
@@ -61,9 +62,10 @@ async def generations(request: web.Request) -> web.StreamResponse:
             async def respond(spend: SpendMark) -> web.Response:
                 sub = await videos.submit_video(caller, params, spend=spend)
                 outcome = await videos.generation.wait(sub)
+                urls = await sync_links(request, outcome.history_id, require_results(outcome))  # keep = local / s3
                 body: dict[str, Any] = {
                     "created": int(sub.submitted_at),
-                    "data": [{"url": u, "revised_prompt": params.prompt} for u in require_results(outcome)],
+                    "data": [{"url": u, "revised_prompt": params.prompt} for u in urls],
                 }
                 _add_note(body, outcome)
                 return json_answer(body)

@@ -50,11 +50,13 @@ def encode_batch(bodies: Sequence[bytes], not_found: Sequence[str]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class CachedAnswer:
-    """A final task's encoded query body, its owner id and when it finished (None: never purged)."""
+    """A final task's encoded query body, its owner id and when it finished (None: never purged); `fresh_until`:
+    when its links must be re-signed (services/result_links.py), after which it is not served (None: never)."""
 
     owner: str
     finished_at: float | None
     body: bytes
+    fresh_until: float | None = None
 
     @property
     def size(self) -> int:
@@ -95,10 +97,12 @@ class AnswerCache:
         self._entries.move_to_end(history_id)
         return entry
 
-    def put(self, history_id: str, owner: str, finished_at: float | None, body: bytes) -> None:
+    def put(
+        self, history_id: str, owner: str, finished_at: float | None, body: bytes, *, fresh_until: float | None = None
+    ) -> None:
         """Keep the encoded answer of a FINAL task (a task past the horizon, or too large, is not kept);
-        least recently used entries are dropped to make room."""
-        entry = CachedAnswer(owner, finished_at, body)
+        least recently used entries are dropped to make room. Past `fresh_until` the entry is not served."""
+        entry = CachedAnswer(owner, finished_at, body, fresh_until)
         if entry.size > self.max_bytes or not self._servable(entry, self.clock.time()):
             return
         self._drop(history_id)
@@ -106,6 +110,11 @@ class AnswerCache:
         self._bytes += entry.size
         while self._bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
+
+    def forget_all(self, history_ids: Sequence[str]) -> None:
+        """Drop the entries of these tasks (their answers changed, e.g. a kept file was removed)."""
+        for history_id in history_ids:
+            self._drop(history_id)
 
     def expire(self) -> int:
         """Drop every entry past the horizon (after a purge: frees their memory); returns how many."""
@@ -121,6 +130,8 @@ class AnswerCache:
         self._drop(history_id)
 
     def _servable(self, entry: CachedAnswer, now: float) -> bool:
+        if entry.fresh_until is not None and now >= entry.fresh_until:
+            return False
         return entry.finished_at is None or now - entry.finished_at < self.serve_for
 
     def _drop(self, history_id: str) -> None:

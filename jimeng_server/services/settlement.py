@@ -36,6 +36,9 @@ class TaskSettler:
         self.store = store
         self.clock = clock
         self.on_event = on_event
+        # Set by the app (`services/result_links.py`): called after a settle with its outcomes and the ids it made
+        # final (what the results are re-signed from, their keep jobs). Its failures are logged, never raised.
+        self.after_settle: Callable[[Sequence[Outcome], set[str]], Awaitable[None]] | None = None
         self._writes = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -53,6 +56,11 @@ class TaskSettler:
             event = new_event(outcome.history_id, outcome.kind.value, settlement, now, parent_history_id=parent)
             finishes.append(Finish(outcome.history_id, settlement, event))
         settled = await self._write(self.store.settle(finishes))
+        if self.after_settle is not None and settled:
+            try:
+                await self._write(self.after_settle(outcomes, {item.history_id for item in settled}))
+            except Exception:
+                log.exception("after settling %d task(s): recording their results failed", len(settled))
         for item in settled:
             if item.event_written:
                 log.info("task %s settled; webhook event queued", item.history_id)

@@ -13,6 +13,7 @@ other tasks are stored without it. A task paid by a pool account (API key) never
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from ..concurrency import uncancellable
 from ..store.base import Store
@@ -37,6 +38,9 @@ class TaskIntake:
         self.watcher = watcher
         self.watch_all = watch_all
         self.resolve_account = resolve_account
+        # Set by the app with `[results] keep = "resign"`: told the header account of each raw-token task with a
+        # callback URL (its token is dropped at settle), so its webhook retries can be re-signed.
+        self.remember_owner: Callable[[str, Account], None] | None = None
 
     def in_background(self, callback_url: str | None, *, pooled: bool) -> bool:
         """True if a task with this callback URL is watched until final without anyone waiting; `pooled`: it is
@@ -83,6 +87,8 @@ class TaskIntake:
                 self.watcher.watch(
                     account, submission.history_id, submission.kind, submitted_at=submission.submitted_at
                 )
+            if self.remember_owner is not None and submission.callback_url and not pooled:
+                self.remember_owner(submission.history_id, account)
 
     async def resume(self) -> int:
         """Watch every stored background task still processing that is not watched yet (at start-up: those
@@ -96,6 +102,8 @@ class TaskIntake:
             if account is None:
                 continue
             self.watcher.watch(account, row.history_id, row.kind, submitted_at=row.created_at)
+            if self.remember_owner is not None and row.callback_url and row.account_id is None:
+                self.remember_owner(row.history_id, account)
             resumed += 1
         if resumed:
             log.info("watching %d more stored task(s) still in flight", resumed)

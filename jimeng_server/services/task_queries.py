@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -33,6 +34,7 @@ from ..watcher import Watcher
 from .answers import AnswerCache, encode_batch, encode_json
 from .callers import Caller, ResolveAccount
 from .history_lookup import HistoryLookup
+from .result_links import ResultLinks
 from .settlement import TaskSettler
 
 MAX_BATCH = 50
@@ -74,9 +76,11 @@ class TaskQueries:
         *,
         resolve_account: ResolveAccount | None = None,
         answers: AnswerCache | None = None,
+        links: ResultLinks | None = None,
     ) -> None:
         """`resolve_account` gives the pool account a key's task is polled with (those tasks keep no token);
-        `answers` keeps the encoded answers of final tasks (None: none are kept)."""
+        `answers` keeps the encoded answers of final tasks (None: none are kept); `links` re-signs the expiring
+        result links of settled tasks (None: answered as stored)."""
         self.store = store
         self.watcher = watcher
         self.settler = settler
@@ -85,6 +89,7 @@ class TaskQueries:
         self.clock = clock
         self.resolve_account = resolve_account
         self.answers = answers if answers is not None else AnswerCache(0, clock, retention_seconds=0.0)
+        self.links = links
 
     async def query(self, caller: Caller, history_id: str, *, wait: float = 0.0) -> bytes:
         """One task's encoded answer (`encode_json` of its `TaskBody`); 404 TASK_NOT_FOUND when the caller
@@ -130,6 +135,7 @@ class TaskQueries:
         encoded: dict[str, bytes] = {}
         bodies: dict[str, TaskBody] = {}
         ask: dict[str | int, list[TaskRecord]] = defaultdict(list)  # by paying account: pool id or fingerprint
+        finals: list[TaskRecord] = []
         unknown: list[str] = []
         post_edits = await self._post_edits([row for row in rows.values() if row.final])
         for hid in ids:
@@ -139,14 +145,15 @@ class TaskQueries:
             elif row.account_fp not in owners:
                 continue  # another account's task; it stays "not found"
             elif row.final:
-                encoded[hid] = encode_json(body_of_row(row, post_edits.get(hid, ())))
-                self.answers.put(hid, row.account_fp, row.finished_at, encoded[hid])
+                finals.append(row)
             else:
                 local = self._local_body(row)
                 if local is not None:
                     bodies[hid] = local
                 else:
                     ask[row.account_id if row.account_id is not None else row.account_fp].append(row)
+        if finals:
+            encoded.update(await self._final_answers(caller, finals, post_edits))
         for group in ask.values():
             owner = await self._paying_account(caller, group[0])
             if owner is None:  # a pool account removed since: what the store knows
@@ -167,6 +174,33 @@ class TaskQueries:
                 if parent in wanted:
                     made[parent].append(child)
         return made
+
+    async def _final_answers(
+        self, caller: Caller, rows: list[TaskRecord], post_edits: dict[str, list[str]]
+    ) -> dict[str, bytes]:
+        """The encoded answers of stored final tasks (their links re-signed or kept ones, concurrently; the
+        post-edits made from each), each kept in `answers` until its links change."""
+        bodies = [body_of_row(row, post_edits.get(row.history_id, ())) for row in rows]
+        fresh: list[float | None] = [None] * len(rows)
+        if self.links is not None:
+            raw = (r for r in rows if r.account_id is None)
+            owners = {r.history_id: a for r in raw if (a := caller.account_with(r.account_fp)) is not None}
+            await self.links.refresh_images(rows, owners)  # one re-sign call per account for a batch
+            fresh = await asyncio.gather(*(self._fresh_links(caller, r, b) for r, b in zip(rows, bodies, strict=True)))
+        encoded: dict[str, bytes] = {}
+        for row, body, until in zip(rows, bodies, fresh, strict=True):
+            encoded[row.history_id] = answer = encode_json(body)
+            self.answers.put(row.history_id, row.account_fp, row.finished_at, answer, fresh_until=until)
+        return encoded
+
+    async def _fresh_links(self, caller: Caller, row: TaskRecord, body: TaskBody) -> float | None:
+        """Put re-signed links in a settled task's `body` when its stored ones expire (with `links`); returns
+        when the answer's links must be re-signed again (None: never)."""
+        if self.links is None or not row.results:
+            return None
+        account = caller.account_with(row.account_fp) if row.account_id is None else None
+        body["results"], fresh_until = await self.links.answer(row, account)
+        return fresh_until if fresh_until != float("inf") else None
 
     def _local_body(self, row: TaskRecord) -> TaskBody | None:
         """The answer of a running task without an upstream call, when the store or the watcher has it fresh."""

@@ -36,7 +36,15 @@ from aiohttp import web
 from ..clock import Clock, SystemClock
 from ..upstream.identity import chrome_major
 from ..upstream.regions import Region
-from . import algo, audits, blend, models, postedit, vod  # noqa: F401 - importing registers algo_proxy, audits, blend, discovery, VOD, post-edit
+from . import (  # noqa: F401 - importing registers algo_proxy, audits, blend, discovery, links, VOD, post-edit
+    algo,
+    audits,
+    blend,
+    links,  # expiring result links and the re-sign calls
+    models,
+    postedit,
+    vod,
+)
 from .checks import (
     PASSPORT,
     USER_CREDIT,
@@ -83,7 +91,7 @@ class Simulator:
 
     def create_app(self) -> web.Application:
         """A fresh aiohttp application serving this simulator (state is shared by every app made)."""
-        app = web.Application(client_max_size=200 * 1024 * 1024)
+        app = web.Application(client_max_size=200 * 1024 * 1024, middlewares=[links.cdn_guard(self)])
         app.router.add_get("/cdn/img/{history_id}/{name}", self._cdn)
         app.router.add_get("/cdn/video/{history_id}/{name}", functools.partial(cdn_video, self))
         for vhost in (v for v in VHOSTS.values() if v.web):  # the site's page and its security script

@@ -66,6 +66,12 @@ class SimSettings:
     # of `origin` (§18.4).
     transcoded_by_resolution: bool = False
     ignore_image_count: bool = False  # drift "count": every image generate makes its model's default count
+    # Seconds a result URL (x-expires) stays valid from the answer that gave it (links.py, §19.4: "a few hours";
+    # a prompt's `[sim:ttl=N]` overrides it per record).
+    result_url_ttl: float = 10800.0
+    # False: video CDN URLs carry no x-expires (like the real vlabvod URLs; only `video_model.url_expire` says
+    # when they die, §18.4), so a client must estimate their lifetime.
+    video_url_expires: bool = True
 
 
 @dataclass

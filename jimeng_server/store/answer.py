@@ -6,7 +6,8 @@ The body is `{"history_id", "task_type", "status", "fail_code", "item_count", "r
 `error` (`{"code", "message"}`) when `status` is 30; events carry the same body without `raw_data`. Two more
 fields are always present (additions; the spec's fields stay as they are): `queue` (`{"position", "length",
 "eta_seconds"}` while the task is processing and the upstream record gives queue fields, else null) and
-`fail_message` (the upstream's readable reason of a failed task, else null).
+`fail_message` (the upstream's readable reason of a failed task, else null). Each `results[i]` is `{"url",
+"expires_at", "kept"}` (`ResultItem`; the last two are additions too).
 
 Mapping (the same on the sync and the async path):
 - upstream done (10/50) with items -> 10 with the results;
@@ -28,6 +29,7 @@ from typing import Any, Final, NotRequired, TypedDict
 
 from ..upstream.codes import STATUS_FAILURES, content_codes
 from ..upstream.history import HistoryRecord, QueueBody, fail_message_of, parse_record, queue_of
+from ..upstream.links import url_expiry
 from .models import Outcome, Reason, Settlement, TaskKind, TaskRecord, TaskStatus
 
 CONTENT_FAIL_CODES: Final = content_codes()
@@ -60,9 +62,20 @@ class Failure:
 
 
 class ResultItem(TypedDict):
-    """One result of a task query body."""
+    """One result of a task query body: its `url`, when that URL stops working (`expires_at`, unix seconds from
+    its `x-expires`; null when the URL does not say) and whether the server keeps the bytes (`kept`; false
+    while results are re-signed, README "Keeping results")."""
 
     url: str
+    expires_at: int | None
+    kept: bool
+    keep_error: NotRequired[str]  # why a result could not be kept ([results] keep = "local"), when it could not
+
+
+def result_item(url: str) -> ResultItem:
+    """The `results[i]` entry of a URL."""
+    expiry = url_expiry(url)
+    return {"url": url, "expires_at": int(expiry) if expiry is not None else None, "kept": False}
 
 
 class TaskQueryBody(TypedDict):
@@ -199,7 +212,7 @@ def task_query_body(
         "status": int(status),
         "fail_code": wire_fail_code(fail_code),
         "item_count": item_count,
-        "results": [{"url": url} for url in results] if results is not None else None,
+        "results": [result_item(url) for url in results] if results is not None else None,
         "queue": queue_of(raw) if raw is not None and status == TaskStatus.PROCESSING else None,
         "fail_message": fail_message_of(raw) if raw is not None and status == TaskStatus.FAILED else None,
     }

@@ -10,11 +10,13 @@ implement it in each backend, and have `Store` extend it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Protocol, runtime_checkable
 
+from ..upstream.links import ResultRef
+from .keeping import KeepJob, KeptFile
 from .models import Finish, Progress, Settled, TaskRecord
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
@@ -24,12 +26,14 @@ __all__ = [
     "ClaimState",
     "IdempotencyClaim",
     "IdempotencyStore",
+    "KeepStore",
     "Notice",
     "NoticeKind",
     "OutboxStore",
     "PoolStore",
     "Redelivery",
     "ReplicaStore",
+    "ResultRefStore",
     "SchemaVersionError",
     "Store",
     "StoreError",
@@ -301,7 +305,75 @@ class PoolStore(Protocol):
         ...
 
 
-class Store(TaskTable, IdempotencyStore, OutboxStore, PoolStore, Protocol):
+class ResultRefStore(Protocol):
+    """What each settled task's results are re-signed from (issue 21: `upstream.links.ResultRef`, one per result
+    in order, None for a result that names none). Rows go when their task is purged."""
+
+    async def put_result_refs(self, refs: Mapping[str, Sequence[ResultRef | None]]) -> None:
+        """Store the refs of stored tasks (history id -> refs); a task that has refs already, or is not stored,
+        is left as it is."""
+        ...
+
+    async def result_refs_of(self, history_ids: Sequence[str]) -> dict[str, tuple[ResultRef | None, ...]]:
+        """The stored refs of these tasks (those without any are absent)."""
+        ...
+
+
+class KeepStore(Protocol):
+    """Keep jobs (issue 21, `[results] keep = "local"`; records in `keeping.py`): one per result of a settled
+    task, claimed under a lease like the webhook outbox (replicas never claim the same job; a keeper that died
+    leaves its jobs to be claimed again once their lease ran out), dropped with their task."""
+
+    async def add_keep_jobs(self, jobs: Mapping[str, Sequence[str]], *, now: float) -> None:
+        """For each stored task (history id -> its result URLs) one pending job per URL, due `now`, in one
+        transaction; positions already there are left as they are, tasks not stored get none."""
+        ...
+
+    async def claim_keep_jobs(self, *, now: float, lease_seconds: float, limit: int) -> list[KeepJob]:
+        """Claim up to `limit` due jobs (pending ones due by `now`, keeping ones whose lease ran out): each is
+        `keeping` until `now + lease_seconds`, its `attempts` counted."""
+        ...
+
+    async def finish_keep_job(
+        self, history_id: str, position: int, *, file_id: str, size: int, content_type: str, now: float
+    ) -> None:
+        """Mark a claimed job kept, its bytes stored as `file_id`."""
+        ...
+
+    async def retry_keep_job(
+        self, history_id: str, position: int, *, error: str, next_attempt_at: float | None, now: float
+    ) -> None:
+        """A failed attempt: pending again until `next_attempt_at`, or `failed` for good when it is None."""
+        ...
+
+    async def keep_jobs_of(self, history_ids: Sequence[str]) -> dict[str, list[KeepJob]]:
+        """The jobs of these tasks, by position (tasks without any are absent)."""
+        ...
+
+    async def next_keep_due(self, *, now: float) -> float | None:
+        """The earliest time after `now` a job becomes claimable, None when none will."""
+        ...
+
+    async def kept_file_owners(self, file_id: str) -> frozenset[str]:
+        """The owners (`account_fp`) of the tasks whose kept results include this file."""
+        ...
+
+    async def wake_held_events(self, history_id: str, *, now: float) -> int:
+        """Make the task's pending webhook events that were not tried yet in their round due `now` (they were
+        held back while its results were kept); returns how many."""
+        ...
+
+    async def kept_files(self) -> list[KeptFile]:
+        """Every file some result is kept as, least recently kept first (retention)."""
+        ...
+
+    async def expire_kept_files(self, file_ids: Sequence[str], *, now: float) -> list[str]:
+        """Mark every kept result of these files `expired` (their files are being removed); returns the ids of
+        the tasks they belong to."""
+        ...
+
+
+class Store(TaskTable, IdempotencyStore, OutboxStore, PoolStore, ResultRefStore, KeepStore, Protocol):
     """A whole store backend: tasks, idempotency keys, the webhook outbox and the account pool, with its life
     cycle.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Final
 
 from .base import WATCH_SHARDS
+from .keeping import KEEP_COLUMNS
 from .models import TaskStatus
 from .pool import ACCOUNT_COLUMNS, KEY_COLUMNS
 from .rows import EVENT_COLUMNS, TASK_COLUMNS
@@ -152,10 +153,41 @@ ALTER TABLE tasks ADD COLUMN parent_history_id TEXT;  -- a post-edit's source ta
 CREATE INDEX tasks_parent ON tasks (parent_history_id) WHERE parent_history_id IS NOT NULL;
 """
 
-MIGRATIONS: list[str] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_3]
+_MIGRATION_RESULT_REFS: Final = """
+-- What each settled task's results are re-signed from (issue 21); dropped with its task.
+CREATE TABLE result_refs (
+    history_id TEXT PRIMARY KEY REFERENCES tasks (history_id) ON DELETE CASCADE,
+    refs       TEXT NOT NULL,             -- JSON [[kind, key] | null, ...]: one per result, in order
+    created_at DOUBLE PRECISION NOT NULL
+);
+"""
+
+_MIGRATION_KEPT: Final = """
+-- One row per result of a settled task that is kept (issue 21, [results] keep = "local"); dropped with its task.
+CREATE TABLE kept_results (
+    history_id      TEXT NOT NULL REFERENCES tasks (history_id) ON DELETE CASCADE,
+    position        INTEGER NOT NULL,
+    url             TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'keeping', 'kept', 'failed', 'expired')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at DOUBLE PRECISION,
+    lease_until     DOUBLE PRECISION,
+    file_id         TEXT,
+    size            BIGINT,
+    content_type    TEXT,
+    error           TEXT,
+    created_at      DOUBLE PRECISION NOT NULL,
+    updated_at      DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (history_id, position)
+);
+CREATE INDEX kept_results_due ON kept_results (next_attempt_at) WHERE state IN ('pending', 'keeping');
+CREATE INDEX kept_results_file ON kept_results (file_id) WHERE file_id IS NOT NULL;
+"""
+
+MIGRATIONS: list[str] = [_MIGRATION_1, _MIGRATION_2, _MIGRATION_3, _MIGRATION_RESULT_REFS, _MIGRATION_KEPT]
 """The PostgreSQL schema history, oldest first: entry i brings the database to version i + 1. Append only.
-(Version 1 is the SQLite schema as of its migration 4; version 2 adds the watch leases of replicas; version 3
-the post-edits' `parent_history_id`, SQLite's migration 5.)"""
+(Version 1 is the SQLite schema as of its migration 4; version 2 adds the watch leases of replicas; version 3 the
+post-edits' `parent_history_id` (SQLite's migration 5); versions 4 and 5 the result refs and the keep jobs.)"""
 
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
 _ACTIVE: Final = "('pending', 'delivering')"
@@ -347,3 +379,64 @@ REVOKE_KEY: Final = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) W
 RECORD_KEY_USE: Final = (
     "UPDATE api_keys SET submits = submits + 1, credits_spent = credits_spent + $2, last_used_at = $3 WHERE id = $1"
 )
+
+# ---------------------------------------------------------------------------------------------- result refs
+
+PUT_RESULT_REFS: Final = """
+INSERT INTO result_refs (history_id, refs, created_at)
+SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM tasks WHERE history_id = $1)
+ON CONFLICT (history_id) DO NOTHING
+"""
+RESULT_REFS_OF: Final = "SELECT history_id, refs FROM result_refs WHERE history_id = ANY($1::text[])"
+
+# ---------------------------------------------------------------------------------------------- keep jobs
+
+ADD_KEEP_JOB: Final = """
+INSERT INTO kept_results (history_id, position, url, state, attempts, next_attempt_at, created_at, updated_at)
+SELECT $1, $2, $3, 'pending', 0, $4, $4, $4 WHERE EXISTS (SELECT 1 FROM tasks WHERE history_id = $1)
+ON CONFLICT (history_id, position) DO NOTHING
+"""
+CLAIM_KEEP_JOBS: Final = f"""
+WITH due AS (
+    SELECT history_id, position FROM kept_results
+    WHERE (state = 'pending' AND next_attempt_at <= $1) OR (state = 'keeping' AND lease_until <= $1)
+    ORDER BY next_attempt_at, history_id, position
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE kept_results k SET state = 'keeping', lease_until = $3, attempts = k.attempts + 1, updated_at = $1
+FROM due WHERE k.history_id = due.history_id AND k.position = due.position
+RETURNING {", ".join("k." + c.strip() for c in KEEP_COLUMNS.split(","))}
+"""
+FINISH_KEEP_JOB: Final = """
+UPDATE kept_results SET state = 'kept', file_id = $3, size = $4, content_type = $5, error = NULL, lease_until = NULL,
+    next_attempt_at = NULL, updated_at = $6
+WHERE history_id = $1 AND position = $2
+"""
+RETRY_KEEP_JOB: Final = """
+UPDATE kept_results SET state = $3, error = $4, next_attempt_at = $5, lease_until = NULL, updated_at = $6
+WHERE history_id = $1 AND position = $2
+"""
+KEEP_JOBS_OF: Final = (
+    f"SELECT {KEEP_COLUMNS} FROM kept_results WHERE history_id = ANY($1::text[]) ORDER BY history_id, position"
+)
+NEXT_KEEP_DUE: Final = """
+SELECT MIN(CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END) FROM kept_results
+WHERE state IN ('pending', 'keeping') AND CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END > $1
+"""
+KEPT_FILE_OWNERS: Final = """
+SELECT DISTINCT t.account_fp FROM kept_results k JOIN tasks t ON t.history_id = k.history_id
+WHERE k.file_id = $1 AND k.state = 'kept'
+"""
+WAKE_HELD_EVENTS: Final = """
+UPDATE webhook_events SET next_attempt_at = $1, updated_at = $1
+WHERE history_id = $2 AND state = 'pending' AND attempts = round_start AND next_attempt_at > $1
+"""
+KEPT_FILES: Final = """
+SELECT file_id, MAX(size) AS size, MAX(updated_at) AS last FROM kept_results WHERE state = 'kept'
+GROUP BY file_id ORDER BY last, file_id
+"""
+EXPIRE_FILES: Final = """
+UPDATE kept_results SET state = 'expired', updated_at = $1 WHERE state = 'kept' AND file_id = ANY($2::text[])
+RETURNING history_id
+"""

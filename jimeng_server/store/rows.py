@@ -10,6 +10,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final, Protocol, cast
 
+from ..upstream.links import ResultRef
 from .models import Finish, Progress, TaskKind, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 
@@ -197,3 +198,17 @@ def first_finishes(finals: Sequence[Finish], processing: Collection[str]) -> lis
         if final.history_id in processing:
             first.setdefault(final.history_id, final)
     return list(first.values())
+
+
+def refs_text(refs: Sequence[ResultRef | None]) -> str:
+    """The stored JSON of a task's result refs: `[[kind, key] | null, ...]`."""
+    return json.dumps([[r.kind, r.key] if r is not None else None for r in refs], separators=(",", ":"))
+
+
+def refs_from_text(text: str) -> tuple[ResultRef | None, ...]:
+    """The refs of `refs_text` (entries that are not `[kind, key]` read as None)."""
+    items = json.loads(text)
+    return tuple(
+        ResultRef(str(item[0]), str(item[1])) if isinstance(item, list) and len(item) == 2 else None
+        for item in (items if isinstance(items, list) else [])
+    )

@@ -33,6 +33,7 @@ from .errors import (
     UpstreamUnavailable,
 )
 from .identity import BrowserIdentity, BrowserProfile, derive_identity, profile_for
+from .links import IMAGE_BY_URI_PATH, image_by_uri_body, parse_uri2image
 from .regions import Region, constants
 from .signing import build_cookie, sign
 from .tokens import Account
@@ -496,6 +497,10 @@ class JimengClient:
             "is_for_video_download": True,
         }
         return await self.call(account, LOCAL_ITEMS_PATH, body)
+
+    async def get_images_by_uri(self, account: Account, uris: list[str]) -> dict[str, str]:
+        """Freshly signed URLs of image uris (free, read-only; §19.4): uri -> URL, unknown uris absent."""
+        return parse_uri2image(await self.call(account, IMAGE_BY_URI_PATH, image_by_uri_body(uris)))
 
     async def get_upload_token(self, account: Account, *, scene: int) -> dict[str, Any]:
         """Temporary upload credentials: scene 2 = ImageX image, 1 = VOD video (§11.1)."""

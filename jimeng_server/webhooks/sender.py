@@ -15,7 +15,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
 from typing import Final
 
@@ -94,6 +94,15 @@ def _host_of(url: str) -> str:
 # The sender
 
 
+class HoldEvent(Exception):
+    """Raised by a `body_hook` when an event must wait (e.g. its task's results are still being kept): the event
+    goes back to pending until `until`, no attempt is recorded."""
+
+    def __init__(self, until: float) -> None:
+        super().__init__(f"held until {until}")
+        self.until = until
+
+
 class WebhookSender:
     """Delivers outbox events: one loop claims due events under a lease, one task per event sends it.
 
@@ -135,6 +144,9 @@ class WebhookSender:
         self._recorder: GroupCommit[AttemptResult] = GroupCommit(store.record_attempts)
         self._fresh = False  # wake() was called since the last claim: new events may be due
         self._claim_batch = max(1, config.max_concurrency // 4)  # free slots worth a claim when nothing is new
+        # Set by the app: the body to send for an event, e.g. with its expiring result links re-signed
+        # (services/result_links.py). None, or a hook that fails: the stored body as it is.
+        self.body_hook: Callable[[OutboxEvent], Awaitable[str]] | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -270,7 +282,11 @@ class WebhookSender:
 
     async def _deliver(self, event: OutboxEvent) -> None:
         attempt = event.attempts + 1
-        body = event.body.encode("utf-8")
+        try:
+            body = (await self._body_of(event)).encode("utf-8")
+        except HoldEvent as hold:
+            await self._store.unclaim_events([event.event_id], now=hold.until)
+            return
         at = self.clock.time()
         headers = delivery_headers(event.event_id, int(at), body, self._key)
         status: int | None = None
@@ -296,6 +312,18 @@ class WebhookSender:
         webhook_delivery("retrying" if state is EventState.PENDING else state.value, latency_ms / 1000)
         await self._record(event, attempt, at, status, error, latency_ms, state, next_at)  # runs to its end
         self._log(event, attempt, error, state, next_at, now)
+
+    async def _body_of(self, event: OutboxEvent) -> str:
+        """The JSON text to send: `body_hook`'s, else (no hook, or it failed) the stored body."""
+        if self.body_hook is None:
+            return event.body
+        try:
+            return await self.body_hook(event)
+        except HoldEvent:
+            raise
+        except Exception:
+            log.exception("webhook %s: preparing the body failed; sending the stored one", event.event_id)
+            return event.body
 
     def _plan(
         self, event: OutboxEvent, status: int | None, retry_after: float | None, now: float

@@ -1,0 +1,106 @@
+"""Result links that expire, and what re-signs them (docs/protocol.md §19.4, §18.4, §9.5). Pure functions.
+
+- A result URL's lifetime is its `x-expires` query parameter (unix seconds; image and cover URLs, §19.4), else
+  the `url_expire` of the item's `video_model` (§18.4); unknown otherwise.
+- What a result is re-signed from (`ResultRef`): an image by its **uri** (`image.large_images[0].image_uri`, else
+  `common_attr.cover_uri`, else the URL's path up to the `~tplv-` template: `tos-cn-i-…/<hash>`), re-signed with
+  `get_image_by_uri {"uris": [...]}`; a video by its **item id**, re-signed with `get_local_item_list` (no shape
+  of `get_video_by_vid` is known, §19.4).
+- `uri2image` answers map each uri to `{image_uri, image_url}`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+from .history import _dig, extract_image_url, extract_video_url, item_id, unescape_url
+
+IMAGE_BY_URI_PATH: Final = "/mweb/v1/get_image_by_uri"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRef:
+    """What one result can be re-signed from: `kind` "image" (`key` = image uri) or "video" (`key` = item id)."""
+
+    kind: str
+    key: str
+
+
+def url_expiry(url: str) -> float | None:
+    """The `x-expires` of a URL (the last one when repeated), None when it has none."""
+    query = parse_qs(urlsplit(unescape_url(url)).query)
+    values = query.get("x-expires") or []
+    text = values[-1] if values else ""
+    return float(text) if text.isdigit() else None
+
+
+def _uri_from_url(url: str) -> str | None:
+    path = urlsplit(url).path.lstrip("/")
+    uri = path.split("~", 1)[0]
+    return uri if uri.startswith("tos-") and "/" in uri else None
+
+
+def image_ref(item: Any) -> ResultRef | None:
+    """The uri an image item is re-signed from (see the module doc), None when it names none."""
+    for path in (("image", "large_images", 0, "image_uri"), ("common_attr", "cover_uri")):
+        value = _dig(item, *path)
+        if isinstance(value, str) and value:
+            return ResultRef("image", value)
+    url = extract_image_url(item)
+    uri = _uri_from_url(url) if url else None
+    return ResultRef("image", uri) if uri else None
+
+
+def video_ref(item: Any) -> ResultRef | None:
+    """The item id a video item is re-signed from, None without one."""
+    iid = item_id(item)
+    return ResultRef("video", iid) if iid else None
+
+
+def result_refs(raw: dict[str, Any] | None, kind: str) -> tuple[ResultRef | None, ...]:
+    """One ref per result URL of a settled record, in the order `HistoryRecord.urls(kind)` lists them (items
+    without a URL of that kind give no result; a result whose item names no ref gets None)."""
+    items = raw.get("item_list") if isinstance(raw, dict) else None
+    refs: list[ResultRef | None] = []
+    for item in items if isinstance(items, list) else []:
+        if kind == "video" and extract_video_url(item):
+            refs.append(video_ref(item))
+        elif kind != "video" and extract_image_url(item):
+            refs.append(image_ref(item))
+    if not refs and kind == "video":  # `urls()` falls back to the images when a video task shows none
+        return result_refs(raw, "image")
+    return tuple(refs)
+
+
+def video_model_expiry(item: Any) -> float | None:
+    """`url_expire` of an item's `video_model` JSON (§18.4), None when absent."""
+    for raw in (_dig(item, "video", "video_model"), _dig(item, "video_model")):
+        model: Any = raw
+        if isinstance(raw, str):
+            try:
+                model = json.loads(raw)
+            except ValueError:
+                continue
+        value = _dig(model, "url_expire")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def image_by_uri_body(uris: list[str]) -> dict[str, Any]:
+    """The request body: the plural `uris` (the singular key answers ret 1000, §19.4)."""
+    return {"uris": list(uris)}
+
+
+def parse_uri2image(data: Any) -> dict[str, str]:
+    """uri -> fresh image URL (unescaped) from a `get_image_by_uri` answer; entries without a URL are left out."""
+    table = _dig(data, "uri2image")
+    out: dict[str, str] = {}
+    for uri, entry in table.items() if isinstance(table, dict) else ():
+        url = _dig(entry, "image_url")
+        if isinstance(uri, str) and isinstance(url, str) and url:
+            out[uri] = unescape_url(url)
+    return out
