@@ -102,7 +102,7 @@ def create_app(
     periodic purge) so tests drive them by hand (`run_once()`, `drain()`). `fetcher` replaces the SSRF-safe
     fetcher built from `config.security` (tests: a fake resolver); the app owns and closes it either way.
     Raises ConfigError for a bad webhook secret, a bad model alias or a bad accounts encryption key."""
-    check_aliases(config.models.aliases)
+    check_aliases(config.models.all_aliases)
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
         middlewares=[make_error_middleware(config.server.max_body_bytes), declared_size_guard, caller_guard],

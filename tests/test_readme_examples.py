@@ -102,20 +102,43 @@ async def test_polling_example_runs_against_simulate(simulate: tuple[str, str], 
         assert len(lines) == 5 and all(re.match(r"http://127\.0\.0\.1:\d+/.*\.png", u) for u in lines[1:])
 
 
+async def test_openai_example_runs_as_written(simulate: tuple[str, str], tmp_path: Path) -> None:
+    """The README's OpenAI snippet (`model="dall-e-3"`, a built-in alias), run unchanged against the `--simulate`
+    server with the `openai` package, a `cat.png` in its working directory."""
+    base, token = simulate
+    (tmp_path / "cat.png").write_bytes(png(16, 9, (1, 2, 3)))
+    for readme in READMES:
+        script = tmp_path / f"openai-{readme}.py"
+        script.write_text(example(readme, "client.images.edit"), encoding="utf-8")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            cwd=tmp_path,
+            env=_env(API_BASE=base, API_TOKEN=token),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(60):
+            out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        generated, edited, alias_of = out.decode().splitlines()
+        assert all(re.match(r"http://127\.0\.0\.1:\d+/.*\.png", u) for u in (generated, edited))
+        assert alias_of == "jimeng-4.5"
+
+
 async def test_openai_sdk_against_simulate(simulate: tuple[str, str]) -> None:
-    """The README's OpenAI snippet, against the `--simulate` server (no aliases configured there)."""
+    """The `openai` package with catalogue names and an unknown name against the `--simulate` server."""
     base, token = simulate
     http = openai.DefaultAsyncHttpxClient(trust_env=False)
     async with openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=token, max_retries=0, http_client=http) as client:
         image = await client.images.generate(model="jimeng-4.5", prompt="a cat in the snow", size="1792x1024")
         assert image.data and all(item.url for item in image.data)
-        edited = await client.images.edit(
-            model="jimeng-4.5", image=("cat.png", png(16, 9, (1, 2, 3)), "image/png"), prompt="make it night"
-        )
-        assert edited.data and edited.data[0].url
         with pytest.raises(openai.BadRequestError) as err:
-            await client.images.generate(model="dall-e-3", prompt="x")
+            await client.images.generate(model="midjourney-v6", prompt="x")
         assert err.value.code == "UNKNOWN_MODEL"
+        with pytest.raises(openai.NotFoundError) as missing:
+            await client.models.retrieve("midjourney-v6")
+        assert missing.value.code == "MODEL_NOT_FOUND"
 
 
 @pytest.mark.parametrize("readme", READMES)

@@ -82,7 +82,7 @@ async def answer_images(
 def request_image_params(request: web.Request, fields: Mapping[str, Any]) -> ImageParams:
     """`image_params` under the app's `[compat] strict_size` and `[models] aliases`."""
     config = request.app[CONFIG]
-    return image_params(fields, strict_size=config.compat.strict_size, aliases=config.models.aliases)
+    return image_params(fields, strict_size=config.compat.strict_size, aliases=config.models.all_aliases)
 
 
 async def generation_request(request: web.Request) -> tuple[Caller, dict[str, Any], ImageParams]:

@@ -511,6 +511,20 @@ PATHS.update(
     }
 )
 
+# Where agents, chat clients and gateways plug in (issue 22): model lookup, chat completions, event streams.
+PATHS.update(
+    {
+        "/v1/models/{model_id}": {
+            "get": _op(
+                "one model of /v1/models by id (aliases too); 404 MODEL_NOT_FOUND",
+                {"200": _answer("the model", _obj({"id": _STR, "object": _STR, "type": _STR}, ("id", "object")))},
+                auth=False,
+                parameters=[{"name": "model_id", "in": "path", "required": True, "schema": _STR}],
+            )
+        },
+    }
+)
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {

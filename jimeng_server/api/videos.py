@@ -39,7 +39,7 @@ async def video_request(request: web.Request) -> AsyncIterator[tuple[Caller, dic
     caller = await caller_of(request)
     limit = request.app[CONFIG].server.max_body_bytes
     async with request_fields(request, max_bytes=limit, max_files=MAX_OMNI_MATERIALS + MAX_OMNI_AUDIOS) as data:
-        yield caller, data, video_params(data, aliases=request.app[CONFIG].models.aliases)
+        yield caller, data, video_params(data, aliases=request.app[CONFIG].models.all_aliases)
 
 
 @routes.post("/v1/videos/generations")
