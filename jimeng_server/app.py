@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import admin, async_tasks, deliveries, images, meta, openapi, tokens, videos
+from .api import admin, async_tasks, chat, deliveries, images, meta, openapi, tokens, videos
 from .api.appkeys import (
     ACCOUNT_POOL,
     ACCOUNTS,
@@ -87,6 +87,7 @@ ROUTES = (
     videos.routes,
     async_tasks.routes,
     deliveries.routes,
+    chat.routes,
 )
 
 

@@ -26,6 +26,7 @@ ENDPOINTS = {
     "images_compositions": "POST /v1/images/compositions",
     "images_edits": "POST /v1/images/edits",
     "videos_generations": "POST /v1/videos/generations",
+    "chat_completions": "POST /v1/chat/completions",
     "async_images_generations": "POST /v1/async/images/generations",
     "async_images_compositions": "POST /v1/async/images/compositions",
     "async_videos_generations": "POST /v1/async/videos/generations",

@@ -522,6 +522,83 @@ PATHS.update(
                 parameters=[{"name": "model_id", "in": "path", "required": True, "schema": _STR}],
             )
         },
+        "/v1/chat/completions": {
+            "post": _op(
+                "image or video generation in the OpenAI chat format: the last user message's text is the prompt, "
+                "its image_url parts the input images; `model` picks image or video; `stream: true` answers "
+                "Server-Sent Events (chat.completion.chunk: submitted, queue, generating, links; then [DONE])",
+                {
+                    "200": {
+                        "description": "the assistant message with Markdown links and `history_id`, or the stream",
+                        "content": {
+                            JSON: {"schema": _ref("ChatCompletion")},
+                            "text/event-stream": {"schema": _STR},
+                        },
+                    }
+                },
+                body=_json(_ref("ChatRequest")),
+                parameters=[_IDEMPOTENCY],
+            )
+        },
+    }
+)
+_SCHEMAS.update(
+    {
+        "ChatRequest": _obj(
+            {
+                "model": {"type": "string", "description": "an image or video model or alias; default jimeng-4.5"},
+                "messages": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": _obj(
+                        {
+                            "role": {"type": "string", "enum": ["system", "user", "assistant"]},
+                            "content": {
+                                "anyOf": [
+                                    {"type": "string", "minLength": 1},
+                                    {
+                                        "type": "array",
+                                        "items": {
+                                            "anyOf": [
+                                                _obj({"type": {"const": "text"}, "text": _STR}, ("type", "text")),
+                                                _obj(
+                                                    {
+                                                        "type": {"const": "image_url"},
+                                                        "image_url": _obj({"url": _STR}, ("url",)),
+                                                    },
+                                                    ("type", "image_url"),
+                                                ),
+                                            ]
+                                        },
+                                    },
+                                ]
+                            },
+                        },
+                        ("role", "content"),
+                    ),
+                },
+                "stream": {"type": "boolean"},
+                "n": {"type": "integer", "minimum": 1},
+                "size": _STR,
+                "ratio": _STR,
+                "resolution": _STR,
+                "duration": {"type": "integer"},
+                "callback_url": {"type": "string", "format": "uri"},
+            },
+            ("messages",),
+        ),
+        "ChatCompletion": _obj(
+            {
+                "id": _STR,
+                "object": {"const": "chat.completion"},
+                "created": _INT,
+                "model": _STR,
+                "choices": {"type": "array"},
+                "usage": {"type": "object"},
+                "history_id": {"type": "string", "description": "the task (GET /v1/async/tasks/{history_id})"},
+            },
+            ("id", "object", "created", "model", "choices", "history_id"),
+        ),
     }
 )
 

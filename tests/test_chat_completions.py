@@ -1,0 +1,282 @@
+"""`POST /v1/chat/completions` with the `openai` package itself, over real HTTP against the server and the
+simulator: whole and streamed answers, compositions from image parts, videos, failures, Idempotency-Key, and the
+same truth as the task query."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import openai
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from support import CN_TOKEN, bearer, drive, json_of
+
+from jimeng_server.api.appkeys import STORE, WEBHOOKS
+from jimeng_server.clock import ManualClock
+from jimeng_server.simulator import Simulator
+from jimeng_server.simulator.media import png
+from jimeng_server.simulator.scripts import Script, Step
+
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+PNG = png(40, 30, (200, 10, 10))
+LINK = re.compile(r"!\[image (\d+)\]\((http://127\.0\.0\.1:\d+/[^)]+)\)")
+
+
+@pytest.fixture
+async def sdk(client: TestClient[Any, Any]) -> AsyncIterator[openai.AsyncOpenAI]:
+    http = openai.DefaultAsyncHttpxClient(trust_env=False)
+    sdk = openai.AsyncOpenAI(api_key=CN_TOKEN, base_url=str(client.make_url("/v1")), max_retries=0, http_client=http)
+    yield sdk
+    await sdk.close()
+
+
+def user(*parts: Any) -> list[dict[str, Any]]:
+    content: Any = parts[0] if len(parts) == 1 and isinstance(parts[0], str) else list(parts)
+    return [{"role": "system", "content": "you draw"}, {"role": "user", "content": content}]
+
+
+async def task_of(client: TestClient[Any, Any], history_id: str) -> Any:
+    resp = await client.get(f"/v1/async/tasks/{history_id}", headers=bearer(CN_TOKEN))
+    assert resp.status == 200
+    return await json_of(resp)
+
+
+async def test_whole_answer_links_the_images_of_the_task(
+    sdk: openai.AsyncOpenAI, client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    call = sdk.chat.completions.create(model="dall-e-3", messages=user("a cat in the snow"))  # type: ignore[arg-type]
+    (answer,) = await drive(client.app, clock, call)
+    content = answer.choices[0].message.content or ""
+    links = LINK.findall(content)
+    history_id = (answer.model_extra or {})["history_id"]
+    assert answer.object == "chat.completion" and answer.model == "dall-e-3"
+    assert answer.choices[0].finish_reason == "stop" and answer.choices[0].message.role == "assistant"
+    task = await task_of(client, history_id)
+    assert task["status"] == 10 and [u for _, u in links] == [r["url"] for r in task["results"]]
+    assert [n for n, _ in links] == [str(n) for n in range(1, len(links) + 1)] and len(links) == 4
+    (gen,) = sim.calls("/aigc_draft/generate")
+    assert "a cat in the snow" in json.dumps(gen.body, ensure_ascii=False) and sim.generate_count == 1
+
+
+async def test_options_ride_as_extra_body_keys(
+    sdk: openai.AsyncOpenAI, client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    call = sdk.chat.completions.create(
+        model="jimeng-4.0",
+        messages=user("two dogs"),  # type: ignore[arg-type]
+        n=2,
+        extra_body={"size": "1792x1024", "temperature": 0.3},
+    )
+    (answer,) = await drive(client.app, clock, call)
+    assert len(LINK.findall(answer.choices[0].message.content or "")) == 2
+    (gen,) = sim.calls("/aigc_draft/generate")
+    core = json.loads(gen.body["draft_content"])["component_list"][0]["abilities"]["generate"]["core_param"]
+    assert core["model"] == "high_aes_general_v40" and core["large_image_info"]["resolution_type"] == "2k"
+    assert (core["large_image_info"]["width"], core["large_image_info"]["height"]) == (2560, 1440)
+
+
+async def test_image_parts_make_a_composition(
+    sdk: openai.AsyncOpenAI,
+    client: TestClient[Any, Any],
+    clock: ManualClock,
+    sim: Simulator,
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+) -> None:
+    async def picture(request: web.Request) -> web.Response:
+        return web.Response(body=PNG, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/cat.png", picture)
+    pictures = await aiohttp_server(app)
+    data_uri = "data:image/png;base64," + base64.b64encode(PNG).decode()
+    messages = user(
+        {"type": "text", "text": "put them"},
+        {"type": "image_url", "image_url": {"url": str(pictures.make_url("/cat.png"))}},
+        {"type": "text", "text": "side by side"},
+        {"type": "image_url", "image_url": {"url": data_uri}},
+    )
+    (answer,) = await drive(client.app, clock, sdk.chat.completions.create(model="gpt-image-1", messages=messages))
+    assert LINK.findall(answer.choices[0].message.content or "")
+    (gen,) = sim.calls("/aigc_draft/generate")
+    draft = json.loads(gen.body["draft_content"])
+    blend = draft["component_list"][0]["abilities"]["blend"]
+    assert len(blend["ability_list"]) == 2 and "put them\\nside by side" in json.dumps(draft, ensure_ascii=False)
+
+
+async def test_video_model_makes_a_video(
+    sdk: openai.AsyncOpenAI, client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    call = sdk.chat.completions.create(
+        model="sora-2",
+        messages=user("waves at dusk"),  # type: ignore[arg-type]
+        extra_body={"duration": 5, "ratio": "16:9"},
+    )
+    (answer,) = await drive(client.app, clock, call)
+    content = answer.choices[0].message.content or ""
+    task = await task_of(client, (answer.model_extra or {})["history_id"])
+    link = re.fullmatch(r"\[video\]\((http://127\.0\.0\.1:\d+/\S+)\)", content.strip())
+    assert task["task_type"] == "video" and task["status"] == 10 and link is not None
+    async with client.session.get(link.group(1)) as got:
+        assert got.status == 200 and got.content_type == "video/mp4"
+    (gen,) = sim.calls("/aigc_draft/generate")
+    assert "dreamina_ic_generate_video_model_vgfm_3.5_pro" in json.dumps(gen.body)
+
+
+async def test_stream_sends_progress_before_the_task_ends(
+    sdk: openai.AsyncOpenAI, client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    """The chunks arrive while the task runs (checked against the store at each arrival), in order: the
+    submit line, the queue places as they change, generating, the links, the stop chunk."""
+    sim.settings.image_step_seconds = 4.0
+    sim.settings.queue_ahead = 8
+    sim.next_script = Script([Step(20, 0)] * 30 + [Step(20, 1), Step(42, 2), Step(10, 4)])
+    seen: list[tuple[str, str | None, bool, float]] = []
+
+    async def consume() -> None:
+        stream = await sdk.chat.completions.create(
+            model="dall-e-3",
+            messages=user("a slow fox"),  # type: ignore[arg-type]
+            stream=True,
+        )
+        async for piece in stream:
+            row = await client.app[STORE].get((piece.model_extra or {})["history_id"])
+            assert row is not None
+            choice = piece.choices[0]
+            seen.append((choice.delta.content or "", choice.finish_reason, row.final, clock.time()))
+
+    await drive(client.app, clock, consume())
+    texts = [t for t, _, _, _ in seen]
+    assert texts[0].startswith("Submitted image task ") and not seen[0][2]
+    queued = [t for t in texts if t.startswith("Queued: position")]
+    assert queued and len(set(queued)) == len(queued)  # one line per change (how many: the clock's pace)
+    assert texts.index("Generating…\n") > texts.index(queued[-1])
+    first_link = next(i for i, t in enumerate(texts) if LINK.search(t))
+    assert all(not final for _, _, final, _ in seen[:first_link])  # progress came while the task ran
+    assert seen[0][3] < seen[first_link][3]  # and earlier on the clock
+    assert len(LINK.findall(texts[first_link])) == 4 and seen[-1][1] == "stop"
+
+
+async def test_stream_over_plain_http_ends_with_done_and_keeps_alive(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    sim.next_script = Script([Step(20, 0)] * 40 + [Step(10, 4)])
+    body = {"model": "jimeng-4.5", "messages": user("still"), "stream": True}
+
+    async def read() -> tuple[int, str, str]:
+        resp = await client.post("/v1/chat/completions", json=body, headers=bearer(CN_TOKEN))
+        return resp.status, resp.headers["Content-Type"], await resp.text()
+
+    ((status, content_type, text),) = await drive(client.app, clock, read())
+    assert status == 200 and content_type.startswith("text/event-stream")
+    events = [e for e in text.split("\n\n") if e]
+    assert events[-1] == "data: [DONE]" and ": keep-alive" in events
+    chunks = [json.loads(e[6:]) for e in events if e.startswith("data: {")]
+    assert [c["object"] for c in chunks] == ["chat.completion.chunk"] * len(chunks)
+    assert sum(1 for c in chunks if c["choices"][0]["delta"].get("content") == "Generating…\n") == 1
+
+
+async def test_failed_task_is_an_error_whole_and_streamed(
+    sdk: openai.AsyncOpenAI, client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as whole:
+        await drive(client.app, clock, sdk.chat.completions.create(model="dall-e-3", messages=user("x [sim:fail]")))
+    assert whole.value.code == "CONTENT_REJECTED"
+
+    async def streamed() -> None:
+        stream = await sdk.chat.completions.create(model="dall-e-3", messages=user("y [sim:fail]"), stream=True)
+        async for _ in stream:
+            pass
+
+    with pytest.raises(openai.APIError) as err:
+        await drive(client.app, clock, streamed())
+    assert err.value.code == "CONTENT_REJECTED" and "task" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "needle"),
+    [
+        ({"model": "dall-e-3"}, "MISSING_PARAMETER", "messages"),
+        ({"messages": []}, "INVALID_PARAMETER", "messages"),
+        ({"messages": [{"role": "system", "content": "x"}]}, "MISSING_PARAMETER", "user"),
+        ({"messages": [{"role": "user", "content": "   "}]}, "MISSING_PARAMETER", "messages[0]"),
+        ({"messages": [{"role": "user", "content": 7}]}, "INVALID_PARAMETER", "content"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]},
+            "UNSUPPORTED_PARAMETER",
+            "messages[0].content[0]",
+        ),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "INVALID_PARAMETER", "image_url"),
+        ({"messages": user("x"), "model": "gpt-4o"}, "UNKNOWN_MODEL", "aliases"),
+        ({"messages": user("x"), "model": 5}, "INVALID_PARAMETER", "model"),
+        ({"messages": user("x"), "stream": "yes"}, "INVALID_PARAMETER", "stream"),
+        ({"messages": user("x"), "size": "huge"}, "INVALID_PARAMETER", "size"),
+        ({"messages": user("x"), "model": "sora-2", "duration": 99}, "INVALID_PARAMETER", "duration"),
+        (
+            {
+                "messages": user({"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}),
+                "model": "sora-2",
+            },
+            "INVALID_PARAMETER",
+            "http(s) URL",
+        ),
+        ({"messages": user("x"), "callback_url": "ftp://x"}, "INVALID_CALLBACK_URL", "callback_url"),
+    ],
+)
+async def test_bad_requests_are_400_before_anything_is_spent(
+    client: TestClient[Any, Any], sim: Simulator, body: dict[str, Any], code: str, needle: str
+) -> None:
+    resp = await client.post("/v1/chat/completions", json=body, headers=bearer(CN_TOKEN))
+    answer = await json_of(resp)
+    assert resp.status == 400, answer
+    assert answer["error"]["code"] == code and needle in answer["error"]["message"]
+    assert sim.generate_count == 0
+
+
+async def test_no_credentials_is_401(client: TestClient[Any, Any]) -> None:
+    resp = await client.post("/v1/chat/completions", json={"messages": user("x")})
+    assert resp.status == 401 and (await json_of(resp))["error"]["code"]
+
+
+async def test_idempotency_key_submits_once_streamed_or_not(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    headers = bearer(CN_TOKEN) | {"Idempotency-Key": "chat-1"}
+    body = {"model": "dall-e-3", "messages": user("once")}
+
+    async def post(stream: bool) -> Any:
+        resp = await client.post("/v1/chat/completions", json=body | {"stream": stream}, headers=headers)
+        assert resp.status == 200
+        return await resp.text()
+
+    (whole,) = await drive(client.app, clock, post(False))
+    (streamed,) = await drive(client.app, clock, post(True))
+    history_id = json.loads(whole)["history_id"]
+    assert f'"history_id": "{history_id}"' in streamed or f'"history_id":"{history_id}"' in streamed
+    assert sim.generate_count == 1
+    other = await client.post("/v1/chat/completions", json=body | {"model": "jimeng-4.0"}, headers=headers)
+    assert other.status == 422 and (await json_of(other))["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+
+
+async def test_callback_url_delivers_the_same_task(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator, receiver: Any
+) -> None:
+    rec, server = receiver
+    body = {"model": "dall-e-3", "messages": user("called back"), "callback_url": str(server.make_url("/hook"))}
+
+    async def post() -> Any:
+        resp = await client.post("/v1/chat/completions", json=body, headers=bearer(CN_TOKEN))
+        assert resp.status == 200
+        return await resp.json()
+
+    (answer,) = await drive(client.app, clock, post())
+    await client.app[WEBHOOKS].drain()
+    (delivery,) = rec.on("/hook")
+    event = json.loads(delivery.body)
+    links = [u for _, u in LINK.findall(answer["choices"][0]["message"]["content"])]
+    assert event["data"]["history_id"] == answer["history_id"]
+    assert [r["url"] for r in event["data"]["results"]] == links
