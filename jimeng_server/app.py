@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import admin, async_tasks, chat, deliveries, images, meta, openapi, tokens, videos
+from .api import admin, async_tasks, chat, deliveries, images, meta, openapi, task_events, tokens, videos
 from .api.appkeys import (
     ACCOUNT_POOL,
     ACCOUNTS,
@@ -88,6 +88,7 @@ ROUTES = (
     async_tasks.routes,
     deliveries.routes,
     chat.routes,
+    task_events.routes,
 )
 
 

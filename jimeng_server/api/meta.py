@@ -32,6 +32,7 @@ ENDPOINTS = {
     "async_videos_generations": "POST /v1/async/videos/generations",
     "async_task_query": "POST /v1/async/tasks/query",
     "async_task_get": "GET /v1/async/tasks/{history_id}",
+    "async_task_events": "GET /v1/async/tasks/{history_id}/events",
     "async_task_deliveries": "GET /v1/async/tasks/{history_id}/deliveries",
     "async_task_redeliver": "POST /v1/async/tasks/{history_id}/deliveries/redeliver",
     "token_check": "POST /token/check",

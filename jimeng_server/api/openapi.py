@@ -540,6 +540,14 @@ PATHS.update(
                 parameters=[_IDEMPOTENCY],
             )
         },
+        "/v1/async/tasks/{history_id}/events": {
+            "get": _op(
+                "the task's events as Server-Sent Events until it is final: `progress` (the task body without "
+                "raw_data, on each visible change), `final` (the whole body), `error`; keep-alive comments between",
+                {"200": _answer("the event stream", _STR, media="text/event-stream")},
+                parameters=[_HISTORY_ID],
+            )
+        },
     }
 )
 _SCHEMAS.update(
