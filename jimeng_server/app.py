@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import admin, async_tasks, chat, deliveries, images, meta, openapi, task_events, tokens, videos
+from .api import admin, async_tasks, chat, deliveries, images, meta, openai_videos, openapi, task_events, tokens, videos
 from .api.appkeys import (
     ACCOUNT_POOL,
     ACCOUNTS,
@@ -89,6 +89,7 @@ ROUTES = (
     deliveries.routes,
     chat.routes,
     task_events.routes,
+    openai_videos.routes,
 )
 
 

@@ -27,6 +27,8 @@ ENDPOINTS = {
     "images_edits": "POST /v1/images/edits",
     "videos_generations": "POST /v1/videos/generations",
     "chat_completions": "POST /v1/chat/completions",
+    "openai_videos": "POST /v1/videos, GET /v1/videos[/{video_id}[/content]]",
+    "gateway_videos": "POST /v1/video/generations, GET /v1/video/generations/{task_id}",
     "async_images_generations": "POST /v1/async/images/generations",
     "async_images_compositions": "POST /v1/async/images/compositions",
     "async_videos_generations": "POST /v1/async/videos/generations",

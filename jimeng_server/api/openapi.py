@@ -511,7 +511,9 @@ PATHS.update(
     }
 )
 
-# Where agents, chat clients and gateways plug in (issue 22): model lookup, chat completions, event streams.
+# Where agents, chat clients and gateways plug in (issue 22): model lookup, chat completions, event streams,
+# the video shapes gateways speak.
+_VIDEO_ID = {"name": "video_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 128}}
 PATHS.update(
     {
         "/v1/models/{model_id}": {
@@ -546,6 +548,51 @@ PATHS.update(
                 "raw_data, on each visible change), `final` (the whole body), `error`; keep-alive comments between",
                 {"200": _answer("the event stream", _STR, media="text/event-stream")},
                 parameters=[_HISTORY_ID],
+            )
+        },
+        "/v1/videos": {
+            "post": _op(
+                "OpenAI Videos create (the openai SDK's videos.create): an async video task; answers at once",
+                {"200": _answer("the video object, status queued", _ref("OpenAIVideo"))},
+                body={**_json(_ref("OpenAIVideoRequest")), MULTIPART: {"schema": _ref("OpenAIVideoRequest")}},
+                parameters=[_IDEMPOTENCY],
+            ),
+            "get": _op(
+                "OpenAI Videos list: the caller's video tasks among the server's latest 200",
+                {"200": _answer("a list page", _obj({"object": _STR, "data": {"type": "array"}}, ("object", "data")))},
+                parameters=[
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                    {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"]}},
+                ],
+            ),
+        },
+        "/v1/videos/{video_id}": {
+            "get": _op(
+                "OpenAI Videos retrieve: queued / in_progress / completed / failed, progress, error, url",
+                {"200": _answer("the video object", _ref("OpenAIVideo"))},
+                parameters=[_VIDEO_ID],
+            )
+        },
+        "/v1/videos/{video_id}/content": {
+            "get": _op(
+                "OpenAI Videos download_content: the MP4, streamed; 409 VIDEO_NOT_READY while it runs",
+                {"200": _answer("the video", _STR, media="video/mp4")},
+                parameters=[_VIDEO_ID, {"name": "variant", "in": "query", "schema": _STR}],
+            )
+        },
+        "/v1/video/generations": {
+            "post": _op(
+                "new-api's unified video submit: an async video task; answers task_id at once",
+                {"200": _answer("the task, status queued", _ref("GatewayVideoTask"))},
+                body=_json(_ref("GatewayVideoRequest")),
+                parameters=[_IDEMPOTENCY],
+            )
+        },
+        "/v1/video/generations/{task_id}": {
+            "get": _op(
+                "new-api's unified video query: status, url, error",
+                {"200": _answer("the task", _ref("GatewayVideoTask"))},
+                parameters=[{"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}],
             )
         },
     }
@@ -594,6 +641,55 @@ _SCHEMAS.update(
                 "callback_url": {"type": "string", "format": "uri"},
             },
             ("messages",),
+        ),
+        "OpenAIVideoRequest": _obj(
+            {
+                "prompt": {"type": "string", "minLength": 1},
+                "model": {"type": "string", "description": "a video model or alias; default sora-2"},
+                "seconds": {"type": "string", "description": "mapped to the model's nearest allowed duration"},
+                "size": {"type": "string", "description": "WxH: the nearest ratio and covering resolution"},
+                "input_reference": {"description": "the first frame: a file, a URL or {image_url}"},
+                "callback_url": {"type": "string", "format": "uri"},
+            },
+            ("prompt",),
+        ),
+        "OpenAIVideo": _obj(
+            {
+                "id": _STR,
+                "object": {"const": "video"},
+                "model": _STR,
+                "status": {"type": "string", "enum": ["queued", "in_progress", "completed", "failed"]},
+                "progress": _INT,
+                "created_at": _INT,
+                "seconds": _NULLABLE_STR,
+                "size": _NULLABLE_STR,
+                "error": {"type": ["object", "null"]},
+                "url": _NULLABLE_STR,
+            },
+            ("id", "object", "status", "progress", "created_at"),
+        ),
+        "GatewayVideoRequest": _obj(
+            {
+                "model": _STR,
+                "prompt": _STR,
+                "duration": {"type": "number"},
+                "width": _INT,
+                "height": _INT,
+                "size": _STR,
+                "image": {"description": "the first frame: an http(s) URL"},
+                "callback_url": {"type": "string", "format": "uri"},
+            }
+        ),
+        "GatewayVideoTask": _obj(
+            {
+                "task_id": _STR,
+                "status": {"type": "string", "enum": ["queued", "in_progress", "completed", "failed"]},
+                "url": _NULLABLE_STR,
+                "format": _STR,
+                "metadata": {"type": "object"},
+                "error": {"type": ["object", "null"]},
+            },
+            ("task_id", "status"),
         ),
         "ChatCompletion": _obj(
             {

@@ -170,6 +170,15 @@ class TaskQueries:
         snapshot = self.watcher.snapshot(row.history_id)
         return body_of_record(row.history_id, row.kind.value, snapshot) if snapshot else body_of_row(row)
 
+    async def owner_account(self, caller: Caller, history_id: str) -> tuple[TaskRecord, Account | None] | None:
+        """The stored task `history_id` of the caller and the account that submitted it (None when that pool
+        account is gone); None when the caller does not own a stored task of that id. For fetching a result
+        through the account's proxy."""
+        row = await self.store.get(history_id)
+        if row is None or row.account_fp not in caller.owners:
+            return None
+        return row, await self._paying_account(caller, row)
+
     async def _paying_account(self, caller: Caller, row: TaskRecord) -> Account | None:
         """The account that submitted an owned task: its pool account, or the caller's matching header token."""
         if row.account_id is None:
