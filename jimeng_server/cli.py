@@ -295,10 +295,22 @@ def doctor_main(argv: list[str]) -> int:
     return asyncio.run(doctor_command(config, token, spend=args.spend, simulate=args.simulate, drift=args.drift))
 
 
+def mcp_main(argv: list[str]) -> int:
+    """`jimeng-server mcp ...` (mcp_server.py); the MCP SDK is the optional `[mcp]` extra, imported only here."""
+    try:
+        from . import mcp_server
+    except ImportError as exc:
+        print(f"jimeng-server mcp needs the mcp extra: pip install 'jimeng-server[mcp]' ({exc})", file=sys.stderr)
+        return 2
+    return mcp_server.main(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["doctor"]:
         raise SystemExit(doctor_main(argv[1:]))
+    if argv[:1] == ["mcp"]:
+        raise SystemExit(mcp_main(argv[1:]))
     args = parse_args(argv)
     try:
         config = with_env_overrides(load_config(args.config), os.environ)

@@ -1,0 +1,111 @@
+"""`jimeng-server mcp` over stdio, driven by the MCP SDK's own client: the subprocess calls the test server over
+real HTTP (loopback), which drives the simulator; the tools' answers agree with the task query."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp_types import ImageContent, TextContent
+from support import CN_TOKEN, bearer, drive, json_of
+
+from jimeng_server.clock import ManualClock
+from jimeng_server.simulator import Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = {"generate_image", "edit_image", "generate_video", "get_task", "list_models", "get_balance"}
+
+
+@asynccontextmanager
+async def connect(client: TestClient[Any, Any], tmp_path: Path) -> AsyncIterator[ClientSession]:
+    """`python -m jimeng_server mcp` pointed at the test server (key from the environment), connected. (A context
+    manager entered in the test itself: the SDK's cancel scopes must be left in the task that entered them.)"""
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "jimeng_server", "mcp", "--url", str(client.make_url("")).rstrip("/")],
+        env={"PYTHONPATH": str(ROOT), "JIMENG_API_KEY": CN_TOKEN, "PATH": os.environ.get("PATH", "")},
+        cwd=str(tmp_path),
+    )
+    with (tmp_path / "mcp-stderr.log").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+
+
+def texts(result: Any) -> str:
+    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+async def test_tools_are_listed(client: TestClient[Any, Any], tmp_path: Path) -> None:
+    async with connect(client, tmp_path) as mcp:
+        tools = {t.name: t for t in (await mcp.list_tools()).tools}
+        assert set(tools) == TOOLS
+        assert "prompt" in tools["generate_image"].input_schema["required"]
+
+
+async def test_generate_image_reports_progress_and_returns_links_and_images(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator, tmp_path: Path
+) -> None:
+    async with connect(client, tmp_path) as mcp:
+        sim.settings.queue_ahead = 2
+        progress: list[tuple[float, float | None, str | None]] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append((value, total, message))
+
+        call = mcp.call_tool("generate_image", {"prompt": "an agent's cat", "n": 2}, progress_callback=on_progress)
+        (result,) = await drive(client.app, clock, call)
+        assert not result.is_error, texts(result)
+        history_id = re.search(r"Task (\d+) is done", texts(result))
+        assert history_id is not None
+        resp = await client.get(f"/v1/async/tasks/{history_id.group(1)}", headers=bearer(CN_TOKEN))
+        task = await json_of(resp)
+        links = re.findall(r"!\[image \d+\]\(([^)]+)\)", texts(result))
+        assert links == [r["url"] for r in task["results"]] and len(links) == 2
+        images = [c for c in result.content if isinstance(c, ImageContent)]
+        assert len(images) == 2 and all(base64.b64decode(i.data)[:4] == b"\x89PNG" for i in images)
+        messages = [m for _, _, m in progress]
+        assert messages[0] == f"submitted task {history_id.group(1)}" and messages[-1] == "done"
+        assert any(m and (m.startswith("Queued") or m.startswith("Generating")) for m in messages)
+        assert [v for v, _, _ in progress] == sorted(v for v, _, _ in progress)
+
+
+async def test_without_wait_then_get_task(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator, tmp_path: Path
+) -> None:
+    async with connect(client, tmp_path) as mcp:
+        result = await mcp.call_tool("generate_video", {"prompt": "waves", "model": "sora-2", "wait": False})
+        found = re.search(r"Submitted task (\d+)", texts(result))
+        assert found is not None and sim.generate_count == 1
+        (done,) = await drive(
+            client.app, clock, mcp.call_tool("get_task", {"history_id": found.group(1), "wait_seconds": 60})
+        )
+        resp = await client.get(f"/v1/async/tasks/{found.group(1)}", headers=bearer(CN_TOKEN))
+        assert f"[video]({(await json_of(resp))['results'][0]['url']})" in texts(done)
+
+
+async def test_refusals_are_tool_errors_with_the_servers_message(
+    client: TestClient[Any, Any], sim: Simulator, tmp_path: Path
+) -> None:
+    async with connect(client, tmp_path) as mcp:
+        result = await mcp.call_tool("generate_image", {"prompt": "x", "model": "midjourney-v6"})
+        assert result.is_error and "UNKNOWN_MODEL" in texts(result) and "[models] aliases" in texts(result)
+        missing = await mcp.call_tool("get_task", {"history_id": "123"})
+        assert missing.is_error and "TASK_NOT_FOUND" in texts(missing)
+        assert sim.generate_count == 0 and CN_TOKEN not in texts(result) + texts(missing)
+
+
+async def test_models_and_balance(client: TestClient[Any, Any], tmp_path: Path) -> None:
+    async with connect(client, tmp_path) as mcp:
+        models = texts(await mcp.call_tool("list_models", {}))
+        assert "- dall-e-3 = jimeng-4.5 (image" in models and "- jimeng-video-3.5-pro (video" in models
+        balance = texts(await mcp.call_tool("get_balance", {}))
+        assert '"points"' in balance and CN_TOKEN not in balance
