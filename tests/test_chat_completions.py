@@ -5,6 +5,7 @@ same truth as the task query."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,7 @@ from support import CN_TOKEN, bearer, drive, json_of
 
 from jimeng_server.api.appkeys import STORE, WEBHOOKS
 from jimeng_server.clock import ManualClock
+from jimeng_server.config import Config
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
 from jimeng_server.simulator.scripts import Script, Step
@@ -161,11 +163,14 @@ async def test_stream_sends_progress_before_the_task_ends(
     assert len(LINK.findall(texts[first_link])) == 4 and seen[-1][1] == "stop"
 
 
-async def test_stream_over_plain_http_ends_with_done_and_keeps_alive(
-    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+async def test_stream_over_plain_http_keeps_alive_and_ends_at_the_deadline(
+    make_client: ClientFactory, config: Config, clock: ManualClock, sim: Simulator
 ) -> None:
-    sim.next_script = Script([Step(20, 0)] * 40 + [Step(10, 4)])
-    body = {"model": "jimeng-4.5", "messages": user("still"), "stream": True}
+    """A task that never ends: the same line is not repeated (keep-alive comments instead), and past the kind's
+    deadline the stream says TASK_TIMEOUT and ends with [DONE]."""
+    schedule = dataclasses.replace(config.watcher.image, deadline=60.0)
+    client = await make_client(watcher=dataclasses.replace(config.watcher, image=schedule))
+    body = {"model": "jimeng-4.5", "messages": user("still [sim:stuck0]"), "stream": True}
 
     async def read() -> tuple[int, str, str]:
         resp = await client.post("/v1/chat/completions", json=body, headers=bearer(CN_TOKEN))
@@ -176,8 +181,10 @@ async def test_stream_over_plain_http_ends_with_done_and_keeps_alive(
     events = [e for e in text.split("\n\n") if e]
     assert events[-1] == "data: [DONE]" and ": keep-alive" in events
     chunks = [json.loads(e[6:]) for e in events if e.startswith("data: {")]
-    assert [c["object"] for c in chunks] == ["chat.completion.chunk"] * len(chunks)
-    assert sum(1 for c in chunks if c["choices"][0]["delta"].get("content") == "Generating…\n") == 1
+    assert chunks[-1]["error"]["code"] == "TASK_TIMEOUT" and chunks[-1]["error"]["message"]
+    contents = [c["choices"][0]["delta"].get("content") for c in chunks[:-1]]
+    assert [c["object"] for c in chunks[:-1]] == ["chat.completion.chunk"] * len(contents)
+    assert contents.count("Generating…\n") == 1 and clock.time() >= 1_767_225_600 + 60
 
 
 async def test_failed_task_is_an_error_whole_and_streamed(
