@@ -126,6 +126,35 @@ async def test_openai_example_runs_as_written(simulate: tuple[str, str], tmp_pat
         assert alias_of == "jimeng-4.5"
 
 
+async def _run_example(readme: str, needle: str, base: str, token: str, cwd: Path) -> str:
+    script = cwd / f"example-{readme}.py"
+    script.write_text(example(readme, needle), encoding="utf-8")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        cwd=cwd,
+        env=_env(API_BASE=base, API_TOKEN=token),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(90):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_chat_and_video_examples_run_as_written(simulate: tuple[str, str], tmp_path: Path) -> None:
+    """The chat completions snippet streams the progress and the links; the OpenAI Videos snippet polls and
+    writes the MP4 (both READMEs, the `openai` package, the `--simulate` server)."""
+    base, token = simulate
+    for readme in READMES:
+        text = await _run_example(readme, "chat.completions.create", base, token, tmp_path)
+        assert text.startswith("Submitted image task ") and re.search(r"!\[image 1\]\(http://127\.0\.0\.1:\d+/", text)
+        (tmp_path / "waves.mp4").unlink(missing_ok=True)
+        await _run_example(readme, "create_and_poll", base, token, tmp_path)
+        assert (tmp_path / "waves.mp4").read_bytes()[4:8] == b"ftyp"
+
+
 async def test_openai_sdk_against_simulate(simulate: tuple[str, str]) -> None:
     """The `openai` package with catalogue names and an unknown name against the `--simulate` server."""
     base, token = simulate
