@@ -15,11 +15,12 @@ import openai
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, create_key, key_auth, seed_sim
 from support import CN_TOKEN, bearer, drive, json_of
 
 from jimeng_server.api.appkeys import STORE, WEBHOOKS
 from jimeng_server.clock import ManualClock
-from jimeng_server.config import Config
+from jimeng_server.config import AdminConfig, Config
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
 from jimeng_server.simulator.scripts import Script, Step
@@ -287,3 +288,28 @@ async def test_callback_url_delivers_the_same_task(
     links = [u for _, u in LINK.findall(answer["choices"][0]["message"]["content"])]
     assert event["data"]["history_id"] == answer["history_id"]
     assert [r["url"] for r in event["data"]["results"]] == links
+
+
+async def test_api_key_pays_with_the_pool_on_each_store(
+    make_client: ClientFactory, config: Config, clock: ManualClock, sim: Simulator, store_url: str
+) -> None:
+    """A `jk_` key: the pool pays (a pool session sent the generate), the key owns the task, a raw token that
+    did not submit it cannot see it; on SQLite and PostgreSQL."""
+    seed_sim(sim)
+    client = await make_client(admin=AdminConfig(key=ADMIN_KEY), store=dataclasses.replace(config.store, url=store_url))
+    await add_accounts(client)
+    key = await create_key(client)
+    http = openai.DefaultAsyncHttpxClient(trust_env=False)
+    async with openai.AsyncOpenAI(
+        api_key=key, base_url=str(client.make_url("/v1")), max_retries=0, http_client=http
+    ) as sdk:
+        call = sdk.chat.completions.create(model="dall-e-3", messages=user("pooled"))  # type: ignore[arg-type]
+        (answer,) = await drive(client.app, clock, call)
+    history_id = (answer.model_extra or {})["history_id"]
+    (gen,) = sim.calls("/aigc_draft/generate")
+    assert gen.sessionid in POOL_SESSIONS.values()
+    mine = await client.get(f"/v1/async/tasks/{history_id}", headers=key_auth(key))
+    links = [u for _, u in LINK.findall(answer.choices[0].message.content or "")]
+    assert mine.status == 200 and [r["url"] for r in (await json_of(mine))["results"]] == links
+    other = await client.get(f"/v1/async/tasks/{history_id}", headers=bearer(CN_TOKEN))
+    assert other.status == 404
