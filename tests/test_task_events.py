@@ -3,6 +3,7 @@ arrive; the final event is the query's answer."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -12,6 +13,7 @@ from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
 from jimeng_server.api.appkeys import STORE
 from jimeng_server.clock import ManualClock
 from jimeng_server.simulator import Simulator
+from jimeng_server.simulator.media import png
 from jimeng_server.simulator.scripts import Script, Step
 
 Event = tuple[str, Any, bool]  # (event name, data, task final in the store when it arrived)
@@ -25,9 +27,13 @@ async def submit(client: TestClient[Any, Any], prompt: str) -> str:
 
 async def read_events(client: TestClient[Any, Any], history_id: str) -> tuple[list[Event], int]:
     """The stream's events (name, data, whether the stored task was final on arrival) and its comment count."""
+    resp = await client.get(f"/v1/async/tasks/{history_id}/events", headers=bearer(CN_TOKEN))
+    return await events_of(client, resp)
+
+
+async def events_of(client: TestClient[Any, Any], resp: Any) -> tuple[list[Event], int]:
     events: list[Event] = []
     comments = 0
-    resp = await client.get(f"/v1/async/tasks/{history_id}/events", headers=bearer(CN_TOKEN))
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
     name, data = "message", ""
     async for raw in resp.content:
@@ -39,8 +45,9 @@ async def read_events(client: TestClient[Any, Any], history_id: str) -> tuple[li
         elif line.startswith("data: "):
             data = line[6:]
         elif line == "" and data:
-            row = await client.app[STORE].get(history_id)
-            events.append((name, json.loads(data), bool(row and row.final)))
+            body = json.loads(data)
+            row = await client.app[STORE].get(str(body.get("history_id")))
+            events.append((name, body, bool(row and row.final)))
             name, data = "message", ""
     return events, comments
 
@@ -86,3 +93,56 @@ async def test_unknown_or_foreign_ids_are_404_before_the_stream(
     assert resp.status == 400 and (await json_of(resp))["error"]["code"] == "INVALID_PARAMETER"
     resp = await client.get(f"/v1/async/tasks/{history_id}/events")
     assert resp.status == 401
+
+
+async def test_sync_image_endpoints_stream_the_same_events(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    """`"stream": true` on /v1/images/generations: the task's events instead of a silent wait; the final event
+    is the query's answer; an Idempotency-Key retry streams the same task without a second generate."""
+    sim.next_script = Script([Step(20, 0)] * 8 + [Step(10, 4)])
+    headers = bearer(CN_TOKEN) | {"Idempotency-Key": "stream-1"}
+
+    async def stream() -> tuple[list[Event], int]:
+        resp = await client.post("/v1/images/generations", json={"prompt": "live", "stream": True}, headers=headers)
+        return await events_of(client, resp)
+
+    ((events, _),) = await drive(client.app, clock, stream())
+    assert events[0][0] == "progress" and not events[0][2] and events[-1][0] == "final"
+    history_id = events[-1][1]["history_id"]
+    resp = await client.get(f"/v1/async/tasks/{history_id}", headers=bearer(CN_TOKEN))
+    assert events[-1][1] == await json_of(resp) and events[-1][1]["status"] == 10
+    ((again, _),) = await drive(client.app, clock, stream())
+    assert [name for name, _, _ in again] == ["final"] and again[0][1]["history_id"] == history_id
+    assert sim.generate_count == 1
+
+
+async def test_sync_composition_and_video_stream(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    data_uri = "data:image/png;base64," + base64.b64encode(png(20, 20, (1, 2, 3))).decode()
+
+    async def post(path: str, body: dict[str, Any]) -> tuple[list[Event], int]:
+        resp = await client.post(path, json=body | {"stream": True}, headers=bearer(CN_TOKEN))
+        return await events_of(client, resp)
+
+    composed, video = await drive(
+        client.app,
+        clock,
+        post("/v1/images/compositions", {"prompt": "mix", "images": [data_uri]}),
+        post("/v1/videos/generations", {"prompt": "waves", "duration": 5}),
+    )
+    assert composed[0][-1][0] == "final" and composed[0][-1][1]["task_type"] == "image"
+    assert video[0][-1][0] == "final" and video[0][-1][1]["task_type"] == "video"
+    assert video[0][-1][1]["results"] and sim.generate_count == 2
+
+
+async def test_sync_stream_refusals_stay_json(client: TestClient[Any, Any], sim: Simulator) -> None:
+    for path, body, code in (
+        ("/v1/images/generations", {"prompt": "x", "stream": "maybe"}, "INVALID_PARAMETER"),
+        ("/v1/images/generations", {"prompt": "x", "stream": True, "model": "midjourney-v6"}, "UNKNOWN_MODEL"),
+        ("/v1/videos/generations", {"prompt": "x", "stream": True, "duration": 99}, "INVALID_PARAMETER"),
+    ):
+        resp = await client.post(path, json=body, headers=bearer(CN_TOKEN))
+        assert resp.status == 400 and (await json_of(resp))["error"]["code"] == code
+    assert sim.generate_count == 0

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import ApiError, GatewayTimeout, from_upstream
+from ..errors import ApiError, from_upstream
 from ..services.callers import Caller
 from ..services.chat import (
     POLL_SECONDS,
@@ -43,7 +43,6 @@ from ..services.task_follow import follow, is_final, last_of
 from ..store.models import TaskKind, TaskStatus
 from ..upstream.errors import UpstreamError
 from .appkeys import CLOCK, COMPOSITIONS, CONFIG, GENERATION, QUERIES, VIDEOS, WATCHER
-from .async_tasks import submitted
 from .callbacks import callback_url_of
 from .idempotency import idempotent
 from .image_inputs import composition_images
@@ -51,6 +50,7 @@ from .images import request_image_params
 from .request import caller_of, json_object
 from .responses import json_answer
 from .sse import EventStream
+from .task_stream import submitted, timeout_error
 from .video_params import video_params
 
 routes = web.RouteTableDef()
@@ -70,13 +70,6 @@ def submitter(request: web.Request, caller: Caller, ask: ChatAsk, callback_url: 
         images = composition_images({"images": list(ask.images)})
         return lambda spend: request.app[COMPOSITIONS].submit(caller, params, images, spend=spend)
     return lambda spend: request.app[GENERATION].submit_images(caller, params, spend=spend)
-
-
-def timeout_error(history_id: str) -> GatewayTimeout:
-    return GatewayTimeout(
-        f"task {history_id} did not finish in time; it goes on: query it with GET /v1/async/tasks/{history_id}",
-        code="TASK_TIMEOUT",
-    )
 
 
 def final_error(body: dict[str, Any]) -> ApiError | None:

@@ -27,12 +27,13 @@ from ..services.task_queries import not_found
 from ..services.video_shapes import gateway_task, gateway_video_fields, openai_video, openai_video_fields, status_of
 from ..store.models import TaskKind
 from .appkeys import CONFIG, POOL, QUERIES, STORE, VIDEOS
-from .async_tasks import history_id_value, submitted
+from .async_tasks import history_id_value
 from .callbacks import callback_url_of
 from .forms import request_fields
 from .idempotency import idempotent
 from .request import caller_of, json_object
 from .responses import json_answer
+from .task_stream import submitted
 from .video_params import MAX_FRAMES, VIDEO_RATIOS, video_params
 
 routes = web.RouteTableDef()

@@ -19,7 +19,7 @@ from ..services.callers import Caller
 from ..services.idempotency import SpendMark
 from ..services.params import VideoParams
 from ..services.results import partial_note, require_results
-from ..store.models import Outcome
+from ..store.models import Outcome, TaskKind
 from .appkeys import CONFIG, VIDEOS
 from .b64_answers import spooled_results
 from .callbacks import refuse_callback_url
@@ -27,6 +27,7 @@ from .forms import request_fields
 from .idempotency import HEADER, idempotent
 from .request import caller_of
 from .responses import json_answer
+from .task_stream import stream_submit, wants_stream
 from .video_params import MAX_OMNI_AUDIOS, MAX_OMNI_MATERIALS, video_params
 
 routes = web.RouteTableDef()
@@ -48,6 +49,10 @@ async def generations(request: web.Request) -> web.StreamResponse:
     videos = request.app[VIDEOS]
     async with video_request(request) as (caller, data, params):
         refuse_callback_url(data, "/v1/async/videos/generations")
+        if wants_stream(data):
+            return await stream_submit(
+                request, caller, data, lambda spend: videos.submit_video(caller, params, spend=spend), TaskKind.VIDEO
+            )
         if params.response_format == "b64_json":
             if HEADER in request.headers:
                 raise BadRequest(
