@@ -706,6 +706,14 @@ _SCHEMAS.update(
     }
 )
 
+# `"stream": true` on the sync endpoints: the task's Server-Sent Events instead of the JSON answer (issue 22).
+_STREAM_FIELD = {"type": "boolean", "description": "true: answer the task's events (text/event-stream)"}
+for _name in ("ImageRequest", "CompositionRequest", "CompositionForm", "EditForm", "VideoRequest", "VideoForm"):
+    _SCHEMAS[_name]["properties"] = {**_SCHEMAS[_name]["properties"], "stream": _STREAM_FIELD}
+for _path in ("/v1/images/generations", "/v1/images/compositions", "/v1/images/edits", "/v1/videos/generations"):
+    _PATH_OK = PATHS[_path]["post"]["responses"]["200"]
+    _PATH_OK["content"]["text/event-stream"] = {"schema": _STR}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
