@@ -513,6 +513,11 @@ PATHS.update(
 
 # Where agents, chat clients and gateways plug in (issue 22): model lookup, chat completions, event streams,
 # the video shapes gateways speak.
+_SSE_EVENT = _obj(
+    {"event": _STR, "data": {"type": "string", "description": "JSON, or [DONE] at the end of a chat stream"}},
+    ("data",),
+    description="one Server-Sent Event",
+)
 _VIDEO_ID = {"name": "video_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 128}}
 PATHS.update(
     {
@@ -534,7 +539,7 @@ PATHS.update(
                         "description": "the assistant message with Markdown links and `history_id`, or the stream",
                         "content": {
                             JSON: {"schema": _ref("ChatCompletion")},
-                            "text/event-stream": {"schema": _STR},
+                            "text/event-stream": {"schema": _SSE_EVENT},
                         },
                     }
                 },
@@ -546,7 +551,7 @@ PATHS.update(
             "get": _op(
                 "the task's events as Server-Sent Events until it is final: `progress` (the task body without "
                 "raw_data, on each visible change), `final` (the whole body), `error`; keep-alive comments between",
-                {"200": _answer("the event stream", _STR, media="text/event-stream")},
+                {"200": _answer("the event stream", _SSE_EVENT, media="text/event-stream")},
                 parameters=[_HISTORY_ID],
             )
         },
@@ -712,7 +717,7 @@ for _name in ("ImageRequest", "CompositionRequest", "CompositionForm", "EditForm
     _SCHEMAS[_name]["properties"] = {**_SCHEMAS[_name]["properties"], "stream": _STREAM_FIELD}
 for _path in ("/v1/images/generations", "/v1/images/compositions", "/v1/images/edits", "/v1/videos/generations"):
     _PATH_OK = PATHS[_path]["post"]["responses"]["200"]
-    _PATH_OK["content"]["text/event-stream"] = {"schema": _STR}
+    _PATH_OK["content"]["text/event-stream"] = {"schema": _SSE_EVENT}
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
