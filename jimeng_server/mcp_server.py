@@ -1,5 +1,8 @@
-"""`jimeng-server mcp`: a Model Context Protocol server (stdio) for agent hosts (Claude Desktop, Cursor, ...),
-built with the official MCP SDK (the optional `[mcp]` extra; imported only by this command).
+"""`jimeng-server mcp`: a Model Context Protocol server for agent hosts (Claude Desktop, Cursor, ...), built
+with the official MCP SDK (the optional `[mcp]` extra; imported only by this command): over stdio with one key,
+or with `--http` over streamable HTTP at `/mcp` in a process of its own (the SDK's HTTP transport is ASGI:
+Starlette and uvicorn stay out of the API server), each HTTP request authenticated by its own Bearer key (401
+without one), which every tool call passes on to the API.
 
 It is a client of a running jimeng-server: every tool is an HTTP call with the given key (a `jk_` API key, or
 session ids), so the pool, API keys, idempotency, the store and webhooks apply exactly as for any other caller,
@@ -19,12 +22,12 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 from mcp.server.mcpserver import Context, Image, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .services.chat import progress_text, result_urls, results_markdown
@@ -118,8 +121,25 @@ def _fields(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def build_server(api: Api) -> MCPServer:
-    """The MCP server with the six tools, each calling `api`."""
+def request_key(ctx: Context) -> str | None:
+    """The key of an MCP-over-HTTP request (its `Authorization: Bearer ...`); None over stdio."""
+    request = ctx.request_context.request
+    headers = getattr(request, "headers", None)
+    header = headers.get("authorization", "") if headers is not None else ""
+    scheme, _, key = str(header).partition(" ")
+    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+
+
+def build_server(base_url: str, session: aiohttp.ClientSession, default_key: str | None) -> MCPServer:
+    """The MCP server with the six tools. Each call uses the key of its HTTP request (MCP over HTTP), else
+    `default_key` (stdio)."""
+
+    def api_of(ctx: Context) -> Api:
+        key = request_key(ctx) or default_key
+        if not key:
+            raise ToolError("no key: send Authorization: Bearer <jk_ key or session ids>")
+        return Api(base_url, key, session)
+
     server: MCPServer = MCPServer(
         "jimeng-server",
         version=__version__,
@@ -128,6 +148,7 @@ def build_server(api: Api) -> MCPServer:
     )
 
     async def submit(path: str, body: dict[str, Any], wait: bool, ctx: Context) -> list[str | Image]:
+        api = api_of(ctx)
         accepted = await api.call("POST", path, body)
         history_id = str(accepted["history_id"])
         if not wait:
@@ -186,9 +207,10 @@ def build_server(api: Api) -> MCPServer:
         return await submit("/v1/async/videos/generations", body, wait, ctx)
 
     @server.tool(structured_output=False)
-    async def get_task(history_id: str, wait_seconds: float = 0) -> list[str | Image]:
+    async def get_task(history_id: str, ctx: Context, wait_seconds: float = 0) -> list[str | Image]:
         """A task's status and, once done, its result links. wait_seconds (0 to 60): wait that long for a
         running task to end."""
+        api = api_of(ctx)
         wait = max(0.0, min(60.0, wait_seconds))
         body = await api.call("GET", f"/v1/async/tasks/{history_id}?wait={wait:g}")
         if body.get("status") == 20:
@@ -196,9 +218,9 @@ def build_server(api: Api) -> MCPServer:
         return await _answer(api, body)
 
     @server.tool(structured_output=False)
-    async def list_models() -> str:
+    async def list_models(ctx: Context) -> str:
         """The image and video models (and aliases) this server can use."""
-        data = await api.call("GET", "/v1/models")
+        data = await api_of(ctx).call("GET", "/v1/models")
         lines = []
         for m in data["data"]:
             alias = f" = {m['alias_of']}" if m.get("alias_of") else ""
@@ -206,38 +228,80 @@ def build_server(api: Api) -> MCPServer:
         return "\n".join(lines)
 
     @server.tool(structured_output=False)
-    async def get_balance() -> str:
+    async def get_balance(ctx: Context) -> str:
         """The credits of the account(s) behind the key, as the server reports them."""
-        return json.dumps(await api.call("POST", "/token/points"), ensure_ascii=False, indent=2)
+        return json.dumps(await api_of(ctx).call("POST", "/token/points"), ensure_ascii=False, indent=2)
 
     return server
 
 
-@asynccontextmanager
-async def connected(base_url: str, key: str) -> AsyncIterator[MCPServer]:
-    """An MCP server whose tools call `base_url` with `key` (its HTTP session closed on exit)."""
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        yield build_server(Api(base_url, key, session))
+def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120))
 
 
 async def run_stdio(base_url: str, key: str) -> None:
-    async with connected(base_url, key) as server:
-        await server.run_stdio_async()
+    """MCP over stdio, every call with `key`."""
+    async with _session() as session:
+        await build_server(base_url, session, key).run_stdio_async()
+
+
+def require_bearer(app: ASGIApp) -> ASGIApp:
+    """An ASGI wrapper answering 401 (the API's error shape) to HTTP requests without a Bearer key; the key
+    itself is checked by the API on each tool call."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = dict(scope.get("headers") or []).get(b"authorization", b"")
+            scheme, _, key = header.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer" or not key.strip():
+                body = json.dumps(
+                    {
+                        "error": {
+                            "message": "send Authorization: Bearer <jk_ key or session ids>",
+                            "type": "authentication_error",
+                            "code": "MISSING_TOKEN",
+                        }
+                    }
+                ).encode()
+                headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")]
+                await send({"type": "http.response.start", "status": 401, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await app(scope, receive, send)
+
+    return guarded
+
+
+async def run_http(base_url: str, host: str, port: int) -> None:
+    """MCP over streamable HTTP at `/mcp` (its own process, uvicorn); each call with its request's key."""
+    import uvicorn
+
+    async with _session() as session:
+        server = build_server(base_url, session, None)
+        app = require_bearer(server.streamable_http_app(host=host))
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        await uvicorn.Server(config).serve()
 
 
 def main(argv: list[str]) -> int:
-    """`jimeng-server mcp [--url URL] [--key KEY]`: serve MCP over stdio (URL and key default to the env vars
-    JIMENG_URL and JIMENG_API_KEY). Returns the exit status."""
-    parser = argparse.ArgumentParser(prog="jimeng-server mcp", description="MCP server (stdio) for agent hosts")
+    """`jimeng-server mcp [--url URL] [--key KEY] [--http [--host H] [--port P]]`: serve MCP over stdio (URL
+    and key default to the env vars JIMENG_URL and JIMENG_API_KEY), or with `--http` over streamable HTTP at
+    `http://H:P/mcp`, each request authenticated by its own Bearer key. Returns the exit status."""
+    parser = argparse.ArgumentParser(prog="jimeng-server mcp", description="MCP server for agent hosts")
     parser.add_argument("--url", default=os.environ.get(URL_ENV, "http://127.0.0.1:5100"), help="the server")
-    parser.add_argument("--key", default=None, help=f"a jk_ API key or session ids (default: ${KEY_ENV})")
+    parser.add_argument("--key", default=None, help=f"stdio: a jk_ API key or session ids (default: ${KEY_ENV})")
+    parser.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
+    parser.add_argument("--host", default="127.0.0.1", help="--http: listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5101, help="--http: listen port (default 5101)")
     args = parser.parse_args(argv)
+    import anyio
+
+    if args.http:
+        anyio.run(run_http, args.url, args.host, args.port)
+        return 0
     key = args.key or os.environ.get(KEY_ENV, "")
     if not key:
         print(f"jimeng-server mcp: no key: pass --key or set {KEY_ENV}", file=sys.stderr)
         return 2
-    import anyio
-
     anyio.run(run_stdio, args.url, key)
     return 0

@@ -3,6 +3,7 @@ real HTTP (loopback), which drives the simulator; the tools' answers agree with 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import re
@@ -12,10 +13,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import httpx2
 from aiohttp.test_utils import TestClient
 from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp_types import ImageContent, TextContent
-from support import CN_TOKEN, bearer, drive, json_of
+from simulate_proc import free_port
+from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
 
 from jimeng_server.clock import ManualClock
 from jimeng_server.simulator import Simulator
@@ -111,3 +116,67 @@ async def test_models_and_balance(client: TestClient[Any, Any], tmp_path: Path) 
         assert "- dall-e-3 = jimeng-4.5 (image" in models and "- jimeng-video-3.5-pro (video" in models
         balance = texts(await mcp.call_tool("get_balance", {}))
         assert '"points"' in balance and CN_TOKEN not in balance
+
+
+@asynccontextmanager
+async def http_server(client: TestClient[Any, Any], tmp_path: Path) -> AsyncIterator[str]:
+    """`python -m jimeng_server mcp --http` on a free port, pointed at the test server; its /mcp URL."""
+    port = free_port()
+    with (tmp_path / "mcp-http.log").open("w") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "jimeng_server", "mcp", "--http", "--port", str(port)),
+            *("--url", str(client.make_url("")).rstrip("/")),
+            env={"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", "")},
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            async with asyncio.timeout(30):
+                while True:
+                    assert proc.returncode is None, (tmp_path / "mcp-http.log").read_text()
+                    try:
+                        _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    except OSError:
+                        await asyncio.sleep(0.05)
+                        continue
+                    writer.close()
+                    await writer.wait_closed()
+                    break
+            yield f"http://127.0.0.1:{port}/mcp"
+        finally:
+            proc.terminate()
+            await proc.wait()
+
+
+@asynccontextmanager
+async def http_session(url: str, token: str) -> AsyncIterator[ClientSession]:
+    async with (
+        httpx2.AsyncClient(headers=bearer(token), trust_env=False, timeout=60) as http,
+        streamable_http_client(url, http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
+
+
+async def test_streamable_http_needs_a_key_and_uses_each_requests_own(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator, tmp_path: Path
+) -> None:
+    async with http_server(client, tmp_path) as url:
+        async with aiohttp.ClientSession() as plain:
+            resp = await plain.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            assert resp.status == 401 and (await resp.json())["error"]["code"] == "MISSING_TOKEN"
+        async with http_session(url, CN_TOKEN) as mcp:
+            assert {t.name for t in (await mcp.list_tools()).tools} == TOOLS
+            result = await mcp.call_tool("generate_image", {"prompt": "over http", "wait": False})
+            found = re.search(r"Submitted task (\d+)", texts(result))
+            assert found is not None
+            (done,) = await drive(
+                client.app, clock, mcp.call_tool("get_task", {"history_id": found.group(1), "wait_seconds": 60})
+            )
+            assert "is done" in texts(done) and [c for c in done.content if isinstance(c, ImageContent)]
+        async with http_session(url, CN_TOKEN_2) as other:  # another caller's key: not its task
+            missing = await other.call_tool("get_task", {"history_id": found.group(1)})
+            assert missing.is_error and "TASK_NOT_FOUND" in texts(missing)
+    assert sim.generate_count == 1
