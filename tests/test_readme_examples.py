@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -209,3 +210,56 @@ async def test_webhook_receiver_example_verifies_and_deduplicates(readme: str, t
         async with asyncio.timeout(10):
             out, _ = await proc.communicate()
     assert out.decode().strip() == "", "a repeated or refused delivery printed something"
+
+
+_N8N_HARNESS = """
+const cases = JSON.parse(process.argv[2]);
+const out = [];
+for (const c of cases) {
+  const $env = { JIMENG_WEBHOOK_SECRET: c.secret };
+  const $json = { headers: c.headers };
+  const $binary = { data: { data: Buffer.from(c.body, 'utf8').toString('base64') } };
+  try {
+    const result = (function () {
+      %s
+    })();
+    out.push({ ok: true, json: result[0].json });
+  } catch (e) {
+    out.push({ ok: false, error: String(e.message) });
+  }
+}
+console.log(JSON.stringify(out));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run the n8n Code node snippet")
+@pytest.mark.parametrize("readme", READMES)
+async def test_n8n_signature_check_accepts_signed_events_only(readme: str, tmp_path: Path) -> None:
+    """The README's n8n Code node (JavaScript), run by Node.js with n8n's `$env`, `$json`, `$binary`: a delivery
+    signed by the server passes and yields the event; a forged, stale or tampered one throws."""
+    (code,) = blocks(readme, "javascript")
+    body = json.dumps({"type": "task.succeeded", "data": {"history_id": "42", "status": 10}})
+    now = int(time.time())
+    key = parse_secret(SECRET)
+
+    def case(headers: dict[str, str], sent: str = body) -> dict[str, object]:
+        return {"secret": SECRET, "headers": {k.lower(): v for k, v in headers.items()}, "body": sent}
+
+    cases = [
+        case(delivery_headers("msg_1", now, body.encode(), key)),
+        case(delivery_headers("msg_2", now, body.encode(), b"another key")),
+        case(delivery_headers("msg_3", now - 3600, body.encode(), key)),
+        case(delivery_headers("msg_4", now, body.encode(), key), sent=body.replace("42", "43")),
+    ]
+    script = tmp_path / "n8n.js"
+    script.write_text(_N8N_HARNESS % code, encoding="utf-8")
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(script), json.dumps(cases), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(30):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    results = json.loads(out)
+    assert results[0] == {"ok": True, "json": json.loads(body)}
+    assert [r["ok"] for r in results[1:]] == [False, False, False]
+    assert all(r["error"] == "bad webhook signature" for r in results[1:])
