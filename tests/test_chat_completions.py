@@ -124,6 +124,7 @@ async def test_video_model_makes_a_video(
     task = await task_of(client, (answer.model_extra or {})["history_id"])
     link = re.fullmatch(r"\[video\]\((http://127\.0\.0\.1:\d+/\S+)\)", content.strip())
     assert task["task_type"] == "video" and task["status"] == 10 and link is not None
+    assert link.group(1) == task["results"][0]["url"]  # the chat says what the query says
     async with client.session.get(link.group(1)) as got:
         assert got.status == 200 and got.content_type == "video/mp4"
     (gen,) = sim.calls("/aigc_draft/generate")

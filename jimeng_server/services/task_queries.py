@@ -245,4 +245,8 @@ class TaskQueries:
         if owner is None:
             return
         self.watcher.watch(owner, history_id, row.kind, submitted_at=row.created_at, keep=False)
-        await self.watcher.wait(history_id, seconds)
+        outcome = await self.watcher.wait(history_id, seconds)
+        if outcome is not None and outcome.status.final:
+            # Store the watcher's outcome (e.g. a video's download-quality URL) before answering, so the answer
+            # comes from the store, not from a second upstream read racing the watcher's own save (a no-op twice).
+            await self.settler.settle([outcome])
