@@ -20,7 +20,7 @@ from support import CN_TOKEN, bearer, drive, json_of
 
 from jimeng_server.api.appkeys import STORE, WEBHOOKS
 from jimeng_server.clock import ManualClock
-from jimeng_server.config import AdminConfig, Config
+from jimeng_server.config import AdminConfig, Config, SecurityConfig
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
 from jimeng_server.simulator.scripts import Script, Step
@@ -314,3 +314,15 @@ async def test_api_key_pays_with_the_pool_on_each_store(
     assert mine.status == 200 and [r["url"] for r in (await json_of(mine))["results"]] == links
     other = await client.get(f"/v1/async/tasks/{history_id}", headers=bearer(CN_TOKEN))
     assert other.status == 404
+
+
+async def test_image_urls_pass_the_address_guard(make_client: ClientFactory, sim: Simulator) -> None:
+    """With private networks refused, an image_url naming a loopback or link-local address is a 400 UNSAFE_URL
+    before any upload or generate."""
+    client = await make_client(security=SecurityConfig(allow_private_networks=False))
+    for url in ("http://127.0.0.1:9/cat.png", "http://169.254.169.254/latest/meta-data"):
+        body = {"messages": user({"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": url}})}
+        resp = await client.post("/v1/chat/completions", json=body, headers=bearer(CN_TOKEN))
+        answer = await json_of(resp)
+        assert resp.status == 400 and answer["error"]["code"] == "UNSAFE_URL", answer
+    assert sim.generate_count == 0 and not sim.calls("/get_upload_token")
