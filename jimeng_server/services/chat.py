@@ -110,6 +110,12 @@ def chat_ask(data: Mapping[str, Any], aliases: Mapping[str, str]) -> ChatAsk:
     fields: dict[str, Any] = {k: data[k] for k in options if k in data}
     fields.update(model=model, prompt=prompt)
     if kind is TaskKind.VIDEO and images:
+        if any(not ref.lower().startswith(("http://", "https://")) for ref in images):
+            raise BadRequest(
+                f"{where}: the image parts of a video request must be http(s) URLs (the first and last frame); "
+                "data URIs are taken for images only",
+                code="INVALID_PARAMETER",
+            )
         fields["file_paths"] = images
     return ChatAsk(model, kind, stream, tuple(images), fields)
 
