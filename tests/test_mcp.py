@@ -24,6 +24,7 @@ from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
 
 from jimeng_server.clock import ManualClock
 from jimeng_server.simulator import Simulator
+from jimeng_server.simulator.media import png
 from jimeng_server.simulator.scripts import Script, Step
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +98,11 @@ async def test_without_wait_then_get_task(
         )
         resp = await client.get(f"/v1/async/tasks/{found.group(1)}", headers=bearer(CN_TOKEN))
         assert f"[video]({(await json_of(resp))['results'][0]['url']})" in texts(done)
+        frame = "data:image/png;base64," + base64.b64encode(png(24, 24, (5, 6, 7))).decode()
+        edited = await mcp.call_tool("edit_image", {"prompt": "night", "images": [frame], "wait": False})
+        assert re.search(r"Submitted task \d+", texts(edited)) and sim.generate_count == 2
+        (gen,) = sim.calls("/aigc_draft/generate")[1:]
+        assert "blend" in gen.body["draft_content"]
 
 
 async def test_refusals_are_tool_errors_with_the_servers_message(
