@@ -326,3 +326,39 @@ async def test_image_urls_pass_the_address_guard(make_client: ClientFactory, sim
         answer = await json_of(resp)
         assert resp.status == 400 and answer["error"]["code"] == "UNSAFE_URL", answer
     assert sim.generate_count == 0 and not sim.calls("/get_upload_token")
+
+
+async def test_the_fields_chat_clients_send_are_accepted(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    """A body as Open WebUI / LobeChat / Cherry Studio send it (history, sampling knobs, stream_options, user,
+    tools) makes one image task from the last user message."""
+    body = {
+        "model": "jimeng-4.5",
+        "messages": [
+            {"role": "system", "content": "You are helpful."},
+            {"role": "user", "content": "a red fox"},
+            {"role": "assistant", "content": "![image 1](http://example.invalid/old.png)"},
+            {"role": "user", "content": [{"type": "text", "text": "now in the snow"}]},
+        ],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0.7,
+        "top_p": 1,
+        "max_tokens": 4096,
+        "presence_penalty": 0,
+        "frequency_penalty": 0,
+        "user": "someone",
+        "tools": [],
+    }
+
+    async def read() -> str:
+        resp = await client.post("/v1/chat/completions", json=body, headers=bearer(CN_TOKEN))
+        assert resp.status == 200
+        return await resp.text()
+
+    (text,) = await drive(client.app, clock, read())
+    assert text.rstrip().endswith("data: [DONE]") and LINK.search(text)
+    (gen,) = sim.calls("/aigc_draft/generate")
+    sent = json.dumps(gen.body, ensure_ascii=False)
+    assert "now in the snow" in sent and "a red fox" not in sent
