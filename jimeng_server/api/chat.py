@@ -16,8 +16,6 @@ Refusals before the submit (bad body, bad key, no credits) are ordinary JSON err
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -36,26 +34,21 @@ from ..services.chat import (
     results_markdown,
     submitted_text,
 )
-from ..services.generation import Submission
-from ..services.idempotency import SpendMark
 from ..services.results import failure_error
 from ..services.task_follow import follow, is_final, last_of
 from ..store.models import TaskKind, TaskStatus
 from ..upstream.errors import UpstreamError
 from .appkeys import CLOCK, COMPOSITIONS, CONFIG, GENERATION, QUERIES, VIDEOS, WATCHER
 from .callbacks import callback_url_of
-from .idempotency import idempotent
 from .image_inputs import composition_images
 from .images import request_image_params
 from .request import caller_of, json_object
 from .responses import json_answer
 from .sse import EventStream
-from .task_stream import submitted, timeout_error
+from .task_stream import Submit, submit_once, timeout_error
 from .video_params import video_params
 
 routes = web.RouteTableDef()
-
-Submit = Callable[[SpendMark], Awaitable[Submission]]
 
 
 def submitter(request: web.Request, caller: Caller, ask: ChatAsk, callback_url: str | None) -> Submit:
@@ -86,14 +79,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     data = await json_object(request)
     ask = chat_ask(data, request.app[CONFIG].models.all_aliases)
     submit = submitter(request, caller, ask, await callback_url_of(request, data))
-
-    async def respond(spend: SpendMark) -> web.Response:
-        return submitted(await submit(spend))
-
-    answer = await idempotent(request, canonical_body(data), respond)
-    if answer.status != 200:
+    answer, accepted = await submit_once(request, canonical_body(data), submit)
+    if not accepted:
         return answer  # a replayed error
-    accepted = json.loads(answer.body if isinstance(answer.body, bytes) else b"{}")
     history_id, created = str(accepted["history_id"]), int(accepted["created"])
     until = created + request.app[WATCHER].schedule_for(ask.kind).deadline
     bodies = follow(request.app[QUERIES], caller, history_id, request.app[CLOCK], until=until, poll=POLL_SECONDS)

@@ -21,7 +21,6 @@ from aiohttp import web
 
 from ..errors import BadGateway, BadRequest, Conflict
 from ..services.callers import Caller
-from ..services.idempotency import SpendMark
 from ..services.results import failure_error
 from ..services.task_queries import not_found
 from ..services.video_shapes import gateway_task, gateway_video_fields, openai_video, openai_video_fields, status_of
@@ -30,10 +29,9 @@ from .appkeys import CONFIG, POOL, QUERIES, STORE, VIDEOS
 from .async_tasks import history_id_value
 from .callbacks import callback_url_of
 from .forms import request_fields
-from .idempotency import idempotent
 from .request import caller_of, json_object
 from .responses import json_answer
-from .task_stream import submitted
+from .task_stream import submit_once
 from .video_params import MAX_FRAMES, VIDEO_RATIOS, video_params
 
 routes = web.RouteTableDef()
@@ -54,13 +52,8 @@ async def _submit(
     aliases = request.app[CONFIG].models.all_aliases
     params = video_params(fields_of(data, aliases, VIDEO_RATIOS), aliases=aliases)
     params = dataclasses.replace(params, callback_url=await callback_url_of(request, data))
-
-    async def respond(spend: SpendMark) -> web.Response:
-        return submitted(await request.app[VIDEOS].submit_video(caller, params, spend=spend))
-
-    answer = await idempotent(request, data, respond)
-    accepted = json.loads(answer.body) if answer.status == 200 and isinstance(answer.body, bytes) else {}
-    return answer, accepted
+    videos = request.app[VIDEOS]
+    return await submit_once(request, data, lambda spend: videos.submit_video(caller, params, spend=spend))
 
 
 async def _task(request: web.Request, caller: Caller, name: str) -> tuple[dict[str, Any], str, int]:

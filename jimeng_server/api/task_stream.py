@@ -49,6 +49,19 @@ def submitted(submission: Submission) -> web.Response:
     return json_answer(body)
 
 
+async def submit_once(request: web.Request, canonical: Any, submit: Submit) -> tuple[web.Response, dict[str, Any]]:
+    """Run `submit` under the request's Idempotency-Key (`canonical`: its parsed body) answering the async
+    submit body; that answer (a replayed error as it is) and the accepted body (`history_id`, `created`; empty
+    for an error). For the doors that answer in their own shape once the task is accepted."""
+
+    async def respond(spend: SpendMark) -> web.Response:
+        return submitted(await submit(spend))
+
+    answer = await idempotent(request, canonical, respond)
+    accepted = json.loads(answer.body) if answer.status == 200 and isinstance(answer.body, bytes) else {}
+    return answer, accepted
+
+
 def timeout_error(history_id: str) -> GatewayTimeout:
     """504 TASK_TIMEOUT: the task did not end within its kind's deadline (it goes on)."""
     return GatewayTimeout(
@@ -113,14 +126,9 @@ async def stream_submit(
     """A sync submit with `"stream": true`: submit as the async twin does (under the Idempotency-Key: a retry
     streams the same task), then answer the task's event stream (the kind's deadline counted from the submit)
     instead of waiting silently. A refusal before the submit is an ordinary JSON error."""
-
-    async def respond(spend: SpendMark) -> web.Response:
-        return submitted(await submit(spend))
-
-    answer = await idempotent(request, canonical, respond)
-    if answer.status != 200 or not isinstance(answer.body, bytes):
+    answer, accepted = await submit_once(request, canonical, submit)
+    if not accepted:
         return answer  # a replayed error
-    accepted = json.loads(answer.body)
     history_id = str(accepted["history_id"])
     first: dict[str, Any] = json.loads(await request.app[QUERIES].query(caller, history_id))
     return await send_task_events(request, caller, first, kind, since=float(accepted["created"]))
