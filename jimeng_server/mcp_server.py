@@ -21,7 +21,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiohttp
@@ -283,16 +284,31 @@ async def run_http(base_url: str, host: str, port: int) -> None:
         await uvicorn.Server(config).serve()
 
 
-def main(argv: list[str]) -> int:
-    """`jimeng-server mcp [--url URL] [--key KEY] [--http [--host H] [--port P]]`: serve MCP over stdio (URL
-    and key default to the env vars JIMENG_URL and JIMENG_API_KEY), or with `--http` over streamable HTTP at
-    `http://H:P/mcp`, each request authenticated by its own Bearer key. Returns the exit status."""
+LocalApi = Callable[[str | None], AbstractAsyncContextManager[str]]
+"""Serves the server app of a config file in this process; yields its base URL (cli.local_api)."""
+
+
+async def run_in_process(local: LocalApi, config_path: str | None, key: str) -> None:
+    """MCP over stdio against the server app of `config_path` run in this process (its store, pool, watcher)."""
+    async with local(config_path) as base_url:
+        await run_stdio(base_url, key)
+
+
+def main(argv: list[str], *, local: LocalApi | None = None) -> int:
+    """`jimeng-server mcp [--url URL | --in-process [--config FILE]] [--key KEY] [--http [--host H] [--port P]]`:
+    serve MCP over stdio (URL and key default to the env vars JIMENG_URL and JIMENG_API_KEY; `--in-process` runs
+    the server app of the config in this process instead, with `local`), or with `--http` over streamable HTTP
+    at `http://H:P/mcp`, each request authenticated by its own Bearer key. Returns the exit status."""
     parser = argparse.ArgumentParser(prog="jimeng-server mcp", description="MCP server for agent hosts")
     parser.add_argument("--url", default=os.environ.get(URL_ENV, "http://127.0.0.1:5100"), help="the server")
     parser.add_argument("--key", default=None, help=f"stdio: a jk_ API key or session ids (default: ${KEY_ENV})")
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
     parser.add_argument("--host", default="127.0.0.1", help="--http: listen address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5101, help="--http: listen port (default 5101)")
+    parser.add_argument(
+        "--in-process", action="store_true", help="stdio: run the server itself in this process (no --url needed)"
+    )
+    parser.add_argument("--config", default=os.environ.get("JIMENG_CONFIG"), help="--in-process: config.toml")
     args = parser.parse_args(argv)
     import anyio
 
@@ -303,5 +319,11 @@ def main(argv: list[str]) -> int:
     if not key:
         print(f"jimeng-server mcp: no key: pass --key or set {KEY_ENV}", file=sys.stderr)
         return 2
+    if args.in_process:
+        if local is None:
+            print("jimeng-server mcp: --in-process needs the jimeng-server command", file=sys.stderr)
+            return 2
+        anyio.run(run_in_process, local, args.config, key)
+        return 0
     anyio.run(run_stdio, args.url, key)
     return 0

@@ -8,6 +8,7 @@ import base64
 import os
 import re
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import httpx2
+import pytest
 from aiohttp.test_utils import TestClient
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -23,11 +25,19 @@ from simulate_proc import free_port
 from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
 
 from jimeng_server.clock import ManualClock
-from jimeng_server.simulator import Simulator
+from jimeng_server.simulator import Simulator, simulator_hosts
 from jimeng_server.simulator.media import png
 from jimeng_server.simulator.scripts import Script, Step
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    # Real "now": the in-process server signs with the system clock and the simulator checks the skew.
+    return ManualClock(start=float(int(time.time())))
+
+
 TOOLS = {"generate_image", "edit_image", "generate_video", "get_task", "list_models", "get_balance"}
 
 
@@ -186,3 +196,37 @@ async def test_streamable_http_needs_a_key_and_uses_each_requests_own(
             missing = await other.call_tool("get_task", {"history_id": found.group(1)})
             assert missing.is_error and "TASK_NOT_FOUND" in texts(missing)
     assert sim.generate_count == 1
+
+
+async def test_in_process_serves_its_own_app_from_the_config(
+    sim: Simulator, sim_server: Any, clock: ManualClock, tmp_path: Path
+) -> None:
+    """`mcp --in-process --config FILE`: the tools are served by the app of that config inside the MCP process
+    (its own store file), against the simulator: no server to run first."""
+    root = str(sim_server.make_url("")).rstrip("/")
+    lines = [
+        f'[store]\npath = "{tmp_path / "in-process.db"}"',
+        '[server]\nlog_level = "WARNING"',
+        "[security]\nallow_private_networks = true",
+    ]
+    for region, hosts in simulator_hosts(root).items():
+        lines.append(f"[upstream.regions.{region.value}]")
+        lines.extend(f'{name} = "{url}"' for name, url in hosts.items())
+    config = tmp_path / "config.toml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "jimeng_server", "mcp", "--in-process", "--config", str(config)],
+        env={"PYTHONPATH": str(ROOT), "JIMENG_API_KEY": CN_TOKEN, "PATH": os.environ.get("PATH", "")},
+        cwd=str(tmp_path),
+    )
+    with (tmp_path / "mcp-stderr.log").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as mcp:
+            await mcp.initialize()
+            assert "- dall-e-3 = jimeng-4.5" in texts(await mcp.call_tool("list_models", {}))
+            result = await mcp.call_tool("generate_image", {"prompt": "in process", "wait": False})
+            found = re.search(r"Submitted task (\d+)", texts(result))
+            assert found is not None and sim.generate_count == 1
+            running = await mcp.call_tool("get_task", {"history_id": found.group(1)})
+            assert f"Task {found.group(1)} is still running" in texts(running)
+    assert (tmp_path / "in-process.db").exists()
