@@ -362,3 +362,22 @@ async def test_the_fields_chat_clients_send_are_accepted(
     (gen,) = sim.calls("/aigc_draft/generate")
     sent = json.dumps(gen.body, ensure_ascii=False)
     assert "now in the snow" in sent and "a red fox" not in sent
+
+
+async def test_default_watch_mode_follows_the_task_too(
+    make_client: ClientFactory, config: Config, clock: ManualClock, sim: Simulator
+) -> None:
+    """With `[watcher] watch = "callbacks"` (the default: only waited-on tasks are polled) the chat's own looks
+    keep the task watched until it ends, streamed or not."""
+    client = await make_client(watcher=dataclasses.replace(config.watcher, watch="callbacks"))
+    body = {"model": "dall-e-3", "messages": user("by default")}
+
+    async def post(stream: bool) -> str:
+        resp = await client.post("/v1/chat/completions", json=body | {"stream": stream}, headers=bearer(CN_TOKEN))
+        assert resp.status == 200
+        return await resp.text()
+
+    whole, streamed = await drive(client.app, clock, post(False), post(True))
+    assert len(LINK.findall(json.loads(whole)["choices"][0]["message"]["content"])) == 4
+    assert len(LINK.findall(streamed)) == 4 and streamed.rstrip().endswith("data: [DONE]")
+    assert sim.generate_count == 2
