@@ -104,6 +104,7 @@ async def test_openai_videos_failure_and_foreign_ids(
         ({"prompt": "x", "size": "big"}, "INVALID_PARAMETER"),
         ({"prompt": "x", "model": "veo-9"}, "UNKNOWN_MODEL"),
         ({"prompt": "x", "input_reference": {"image_url": "ftp://x/y.png"}}, "INVALID_PARAMETER"),
+        ({"prompt": "x", "input_reference": "data:image/png;base64,AAAA"}, "INVALID_PARAMETER"),
     ],
 )
 async def test_openai_videos_bad_requests(
@@ -134,3 +135,10 @@ async def test_unified_gateway_shape(client: TestClient[Any, Any], clock: Manual
     assert done["error"] is None
     resp = await client.get("/v1/video/generations/12345", headers=bearer(CN_TOKEN))
     assert resp.status == 404
+    for image in ("data:image/png;base64,AAAA", ["http://x/a.png", 7]):
+        resp = await client.post(
+            "/v1/video/generations", json={"prompt": "x", "image": image}, headers=bearer(CN_TOKEN)
+        )
+        refused = await json_of(resp)
+        assert resp.status == 400 and "'image' must be an http(s) image URL" in refused["error"]["message"]
+    assert sim.generate_count == 1

@@ -65,6 +65,18 @@ def _size(value: Any, field: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
+def _frame_urls(value: Any, field: str) -> list[str]:
+    """http(s) URLs of first (and last) frame images, named by the gateway's own field when refused."""
+    values = value if isinstance(value, list) else [value]
+    urls = [v.strip() for v in values if isinstance(v, str) and v.strip()]
+    if len(urls) != len(values) or any(not u.lower().startswith(("http://", "https://")) for u in urls):
+        raise BadRequest(
+            f"'{field}' must be an http(s) image URL (or a list of 1 or 2: first and last frame)",
+            code="INVALID_PARAMETER",
+        )
+    return urls
+
+
 def target_model(asked: str, aliases: Mapping[str, str]) -> str:
     """The catalogue video model `asked` names (the video parser refuses anything else)."""
     return aliases.get(asked, asked)
@@ -88,7 +100,7 @@ def openai_video_fields(data: Mapping[str, Any], aliases: Mapping[str, str], rat
     if isinstance(reference, Mapping):
         reference = reference.get("image_url") or reference.get("url")
     if isinstance(reference, str) and reference.strip():
-        fields["file_paths"] = [reference.strip()]
+        fields["file_paths"] = _frame_urls(reference, "input_reference")
     elif reference not in (None, ""):
         fields["input_reference"] = reference  # an uploaded file: the first frame
     return fields
@@ -115,8 +127,8 @@ def gateway_video_fields(data: Mapping[str, Any], aliases: Mapping[str, str], ra
         if data.get(name) not in (None, ""):
             fields[name] = data[name]
     image = data.get("image") or data.get("image_url")
-    if image not in (None, ""):
-        fields["file_paths"] = image if isinstance(image, list) else [image]
+    if image not in (None, "", []):
+        fields["file_paths"] = _frame_urls(image, "image")
     return fields
 
 
