@@ -4,6 +4,7 @@ video tasks: the same ids as `/v1/async/tasks/{id}` and the same results."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -142,3 +143,32 @@ async def test_unified_gateway_shape(client: TestClient[Any, Any], clock: Manual
         refused = await json_of(resp)
         assert resp.status == 400 and "'image' must be an http(s) image URL" in refused["error"]["message"]
     assert sim.generate_count == 1
+
+
+async def test_list_is_the_callers_own_videos_newest_first_on_each_store(
+    make_client: Any, config: Any, clock: ManualClock, sim: Simulator, store_url: str
+) -> None:
+    client = await make_client(store=dataclasses.replace(config.store, url=store_url))
+    ids: dict[str, list[str]] = {CN_TOKEN: [], CN_TOKEN_2: []}
+    for token, path, body in (
+        (CN_TOKEN, "/v1/videos", {"prompt": "one"}),
+        (CN_TOKEN_2, "/v1/videos", {"prompt": "other's"}),
+        (CN_TOKEN, "/v1/async/images/generations", {"prompt": "an image"}),
+        (CN_TOKEN, "/v1/video/generations", {"prompt": "two", "model": "jimeng-video-3.0"}),
+        (CN_TOKEN, "/v1/videos", {"prompt": "three"}),
+    ):
+        resp = await client.post(path, json=body, headers=bearer(token))
+        answer = await json_of(resp)
+        assert resp.status == 200, answer
+        if "image" not in path:
+            ids[token].append(answer.get("id") or answer.get("task_id"))
+        await clock.advance(1.0)
+    resp = await client.get("/v1/videos?limit=2", headers=bearer(CN_TOKEN))
+    page = await json_of(resp)
+    assert [v["id"] for v in page["data"]] == ids[CN_TOKEN][::-1][:2] and page["has_more"] is False
+    resp = await client.get("/v1/videos?order=asc", headers=bearer(CN_TOKEN))
+    assert [v["id"] for v in (await json_of(resp))["data"]] == ids[CN_TOKEN]
+    resp = await client.get("/v1/videos", headers=bearer(CN_TOKEN_2))
+    assert [v["id"] for v in (await json_of(resp))["data"]] == ids[CN_TOKEN_2]
+    resp = await client.get("/v1/videos?limit=0", headers=bearer(CN_TOKEN))
+    assert resp.status == 400

@@ -3,7 +3,7 @@ submit as `POST /v1/async/videos/generations` (parser, Idempotency-Key, API keys
 the same ids, and answers built from the task query (`TaskQueries`), so they agree with it and the webhook.
 
 - OpenAI Videos: `POST /v1/videos` (JSON or multipart with an `input_reference` file), `GET /v1/videos`
-  (the caller's video tasks among the server's latest `LIST_WINDOW` tasks, newest first), `GET /v1/videos/{id}`,
+  (the caller's latest video tasks, newest first), `GET /v1/videos/{id}`,
   `GET /v1/videos/{id}/content` (the MP4, streamed through from the upstream's CDN).
 - new-api's unified shape: `POST /v1/video/generations` -> `task_id`, `GET /v1/video/generations/{task_id}`.
 """
@@ -37,8 +37,6 @@ from .video_params import MAX_FRAMES, VIDEO_RATIOS, video_params
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
 
-LIST_WINDOW = 200
-"""How many of the server's latest tasks `GET /v1/videos` looks through for the caller's videos."""
 _CHUNK = 64 * 1024
 
 FieldsOf = Callable[[Mapping[str, Any], Mapping[str, str], tuple[str, ...]], dict[str, Any]]
@@ -91,8 +89,8 @@ async def create_video(request: web.Request) -> web.Response:
 
 @routes.get("/v1/videos")
 async def list_videos(request: web.Request) -> web.Response:
-    """OpenAI's `videos.list`: the caller's video tasks among the server's latest LIST_WINDOW, newest first
-    (`?limit=` 1..100, default 20; `?order=asc` oldest first)."""
+    """OpenAI's `videos.list`: the caller's latest video tasks (`?limit=` 1..100, default 20), newest first
+    (`?order=asc`: the same page oldest first)."""
     caller = await caller_of(request)
     raw_limit = request.query.get("limit", "20")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
@@ -100,11 +98,7 @@ async def list_videos(request: web.Request) -> web.Response:
     order = request.query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise BadRequest("'order' must be asc or desc", code="INVALID_PARAMETER")
-    rows = [
-        row
-        for row, _ in await request.app[STORE].recent(LIST_WINDOW)
-        if row.kind is TaskKind.VIDEO and row.account_fp in caller.owners
-    ][: int(raw_limit)]
+    rows = await request.app[STORE].recent_of(sorted(caller.owners), TaskKind.VIDEO, int(raw_limit))
     if order == "asc":
         rows.reverse()
     answer = json.loads(await request.app[QUERIES].query_many(caller, [r.history_id for r in rows]))

@@ -563,7 +563,7 @@ PATHS.update(
                 parameters=[_IDEMPOTENCY],
             ),
             "get": _op(
-                "OpenAI Videos list: the caller's video tasks among the server's latest 200",
+                "OpenAI Videos list: the caller's latest video tasks, newest first",
                 {"200": _answer("a list page", _obj({"object": _STR, "data": {"type": "array"}}, ("object", "data")))},
                 parameters=[
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
