@@ -24,6 +24,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from mcp.server.mcpserver import Context, Image, MCPServer
@@ -60,7 +61,7 @@ class Api:
 
     async def events(self, history_id: str) -> AsyncIterator[tuple[str, Any]]:
         """The task's Server-Sent Events: (event name, decoded data) until the stream ends."""
-        url = f"{self.base}/v1/async/tasks/{history_id}/events"
+        url = f"{self.base}/v1/async/tasks/{quote(history_id, safe='')}/events"
         async with self.session.get(url, headers=self.headers) as resp:
             if resp.status >= 400:
                 data = await resp.json(content_type=None)
@@ -213,7 +214,7 @@ def build_server(base_url: str, session: aiohttp.ClientSession, default_key: str
         running task to end."""
         api = api_of(ctx)
         wait = max(0.0, min(60.0, wait_seconds))
-        body = await api.call("GET", f"/v1/async/tasks/{history_id}?wait={wait:g}")
+        body = await api.call("GET", f"/v1/async/tasks/{quote(history_id, safe='')}?wait={wait:g}")
         if body.get("status") == 20:
             return [f"Task {history_id} is still running. {progress_text(body).strip()}"]
         return await _answer(api, body)

@@ -123,6 +123,9 @@ async def test_refusals_are_tool_errors_with_the_servers_message(
         assert result.is_error and "UNKNOWN_MODEL" in texts(result) and "[models] aliases" in texts(result)
         missing = await mcp.call_tool("get_task", {"history_id": "123"})
         assert missing.is_error and "TASK_NOT_FOUND" in texts(missing)
+        sneaky = await mcp.call_tool("get_task", {"history_id": "../../../v1/models"})
+        # One path segment: the server looks that id up (and finds nothing) instead of another route answering.
+        assert sneaky.is_error and "task '../../../v1/models' was not found" in texts(sneaky)
         assert sim.generate_count == 0 and CN_TOKEN not in texts(result) + texts(missing)
 
 
