@@ -15,7 +15,20 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import admin, async_tasks, deliveries, files, images, meta, openapi, tokens, videos
+from .api import (
+    admin,
+    async_tasks,
+    chat,
+    deliveries,
+    files,
+    images,
+    meta,
+    openai_videos,
+    openapi,
+    task_events,
+    tokens,
+    videos,
+)
 from .api.appkeys import (
     ACCOUNT_POOL,
     ACCOUNTS,
@@ -97,6 +110,9 @@ ROUTES = (
     async_tasks.routes,
     deliveries.routes,
     files.routes,
+    chat.routes,
+    task_events.routes,
+    openai_videos.routes,
 )
 
 
@@ -114,7 +130,7 @@ def create_app(
     Raises ConfigError for a bad webhook secret, a bad model alias or a bad accounts encryption key."""
     restore_models = use_model_file(config.models.file)  # before the aliases: they may name its models
     try:
-        check_aliases(config.models.aliases)
+        check_aliases(config.models.all_aliases)
     except ConfigError:
         restore_models()
         raise

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,7 +24,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -420,10 +421,45 @@ def doctor_main(argv: list[str]) -> int:
     )
 
 
+def mcp_main(argv: list[str]) -> int:
+    """`jimeng-server mcp ...` (mcp_server.py); the MCP SDK is the optional `[mcp]` extra, imported only here.
+    `--in-process` serves the tools from this process's own app (`local_api`)."""
+    try:
+        from . import mcp_server
+    except ImportError as exc:
+        print(f"jimeng-server mcp needs the mcp extra: pip install 'jimeng-server[mcp]' ({exc})", file=sys.stderr)
+        return 2
+    try:
+        return mcp_server.main(argv, local=local_api)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+
+
+@contextlib.asynccontextmanager
+async def local_api(config_path: str | None) -> AsyncIterator[str]:
+    """The server app of `config_path` (and the JIMENG_* environment), with its store, pool and watcher, served
+    on an ephemeral loopback port for the in-process MCP tools: its base URL. Logs go to stderr (stdout carries
+    the MCP protocol)."""
+    config = with_env_overrides(load_config(config_path), os.environ)
+    setup_logging(config.server.log_level, config.server.log_format)
+    runner = web.AppRunner(create_app(config), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["doctor"]:
         raise SystemExit(doctor_main(argv[1:]))
+    if argv[:1] == ["mcp"]:
+        raise SystemExit(mcp_main(argv[1:]))
     args = parse_args(argv)
     try:
         config = with_env_overrides(load_config(args.config), os.environ)

@@ -301,12 +301,29 @@ class CompatConfig:
     strict_size: bool = False
 
 
+DEFAULT_MODEL_ALIASES: dict[str, str] = {
+    "dall-e-2": "jimeng-4.0",
+    "dall-e-3": "jimeng-4.5",
+    "gpt-image-1": "jimeng-4.5",
+    "sora-2": "jimeng-video-3.5-pro",
+}
+"""The OpenAI model names served by default (Dify's DALL-E tool, LangChain, n8n, gpt-image-1 and Sora clients send
+only these): each mapped to a catalogue model that every region has."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelsConfig:
-    """`aliases`: extra model names (e.g. `dall-e-3 = "jimeng-4.5"`) for clients that only send their own."""
+    """`aliases`: extra model names (e.g. `dall-e-3 = "jimeng-4.5"`) for clients that only send their own; they
+    override the built-in `DEFAULT_MODEL_ALIASES`, which `default_aliases = false` turns off."""
 
     aliases: dict[str, str] = field(default_factory=dict)
     file: str = ""  # an operator's model file adding to or replacing the built-in table (upstream/model_file.py)
+    default_aliases: bool = True
+
+    @property
+    def all_aliases(self) -> dict[str, str]:
+        """Every alias in force: the built-in defaults (unless turned off), then `aliases` over them."""
+        return {**(DEFAULT_MODEL_ALIASES if self.default_aliases else {}), **self.aliases}
 
 
 IMAGE_DEFAULT_COUNTS = ("model", "1", "2", "3", "4")

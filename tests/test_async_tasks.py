@@ -291,7 +291,7 @@ async def test_numeric_history_id_is_accepted(client: TestClient[Any, Any], cloc
 async def test_async_submit_validates_like_sync(client: TestClient[Any, Any], sim: Simulator) -> None:
     for body, code in (
         ({"prompt": "x", "size": "large"}, "INVALID_PARAMETER"),
-        ({"prompt": "x", "model": "dall-e-3"}, "UNKNOWN_MODEL"),
+        ({"prompt": "x", "model": "midjourney-v6"}, "UNKNOWN_MODEL"),
         ({}, "MISSING_PARAMETER"),
     ):
         resp = await client.post(SUBMIT, json=body, headers=bearer(CN_TOKEN))

@@ -230,7 +230,7 @@ async def test_model_missing_in_region_lists_region_models(client: TestClient[An
         ({"prompt": "x", "size": "large"}, "INVALID_PARAMETER", "1024x1024"),
         ({"prompt": "x", "size": "0x512"}, "INVALID_PARAMETER", "WIDTHxHEIGHT"),
         ({"prompt": "x", "width": 512}, "UNSUPPORTED_PARAMETER", "resolution"),
-        ({"prompt": "x", "model": "dall-e-3"}, "UNKNOWN_MODEL", "jimeng-4.5"),
+        ({"prompt": "x", "model": "midjourney-v6"}, "UNKNOWN_MODEL", "jimeng-4.5"),
         ({"prompt": "x", "ratio": "5:4"}, "INVALID_PARAMETER", "16:9"),
         ({"prompt": "x", "resolution": "8k"}, "INVALID_PARAMETER", "2k"),
         ({"prompt": "x", "sample_strength": "strong"}, "INVALID_PARAMETER", "number"),

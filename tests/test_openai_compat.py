@@ -317,3 +317,46 @@ async def test_models_list_shows_aliases(sdk: openai.AsyncOpenAI) -> None:
     assert alias["alias_of"] == "jimeng-4.5" and alias["type"] == "image"
     assert alias["regions"] == listed["jimeng-4.5"].model_dump()["regions"]
     assert listed["sora-2"].model_dump()["type"] == "video"
+
+
+async def test_default_aliases_serve_openai_names(
+    make_client: ClientFactory, clock: ManualClock, sim: Simulator
+) -> None:
+    """Without any configured alias the OpenAI names work: dall-e-2/-3 and gpt-image-1 reach the upstream as their
+    catalogue models; the models list and `models.retrieve` show them."""
+    app_client = await make_client()
+    http = openai.DefaultAsyncHttpxClient(trust_env=False)
+    async with openai.AsyncOpenAI(
+        api_key=CN_TOKEN, base_url=str(app_client.make_url("/v1")), max_retries=0, http_client=http
+    ) as sdk:
+        for name, key in (
+            ("dall-e-2", "high_aes_general_v40"),
+            ("dall-e-3", "high_aes_general_v40l"),
+            ("gpt-image-1", "high_aes_general_v40l"),
+        ):
+            (result,) = await drive(app_client.app, clock, sdk.images.generate(model=name, prompt="x"))
+            assert result.data and result.data[0].url
+            assert core_param(sim)["model"] == key
+            sim.journal.clear()
+        listed = {m.id for m in (await sdk.models.list()).data}
+        assert {"dall-e-2", "dall-e-3", "gpt-image-1", "sora-2"} <= listed
+        sora = (await sdk.models.retrieve("sora-2")).model_dump()
+        assert sora["alias_of"] == "jimeng-video-3.5-pro" and sora["type"] == "video"
+        assert (await sdk.models.retrieve("jimeng-4.0")).id == "jimeng-4.0"
+        with pytest.raises(openai.NotFoundError) as err:
+            await sdk.models.retrieve("dall-e-9")
+        assert err.value.code == "MODEL_NOT_FOUND" and "dall-e-3" in str(err.value.body)
+
+
+async def test_configured_alias_overrides_default_and_defaults_can_be_off(
+    make_client: ClientFactory, clock: ManualClock, sim: Simulator
+) -> None:
+    app_client = await make_client(models=ModelsConfig(aliases={"dall-e-3": "jimeng-4.1"}))
+    resp = await app_client.get("/v1/models/dall-e-3")
+    assert resp.status == 200 and (await json_of(resp))["alias_of"] == "jimeng-4.1"
+    off = await make_client(models=ModelsConfig(default_aliases=False))
+    resp = await off.post("/v1/images/generations", json={"prompt": "x", "model": "dall-e-3"}, headers=bearer(CN_TOKEN))
+    assert resp.status == 400 and (await json_of(resp))["error"]["code"] == "UNKNOWN_MODEL"
+    resp = await off.get("/v1/models/dall-e-3")
+    assert resp.status == 404 and (await json_of(resp))["error"]["code"] == "MODEL_NOT_FOUND"
+    assert sim.generate_count == 0

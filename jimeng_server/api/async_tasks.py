@@ -14,7 +14,6 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest
-from ..services.generation import Submission
 from ..services.idempotency import SpendMark
 from ..services.task_queries import MAX_BATCH, MAX_WAIT
 from .appkeys import COMPOSITIONS, GENERATION, QUERIES, VIDEOS
@@ -22,22 +21,14 @@ from .callbacks import callback_url_of
 from .idempotency import idempotent
 from .images import composition_request, generation_request
 from .request import caller_of, json_object
-from .responses import encoded_answer, json_answer
+from .responses import encoded_answer
+from .task_stream import SUBMITTED_MESSAGE as SUBMITTED_MESSAGE  # re-exported (api/openapi.py)
+from .task_stream import submitted
 from .videos import video_request
 
 routes = web.RouteTableDef()
 
-SUBMITTED_MESSAGE = "任务已提交，请使用 history_id 查询任务状态"
 _MAX_ID_LENGTH = 128
-
-
-def submitted(submission: Submission) -> web.Response:
-    """The spec's submit answer (`input_images` only for tasks made from input images)."""
-    body: dict[str, Any] = {"created": int(submission.submitted_at), "history_id": submission.history_id}
-    if submission.input_images is not None:
-        body["input_images"] = submission.input_images
-    body.update(status="submitted", message=SUBMITTED_MESSAGE)
-    return json_answer(body)
 
 
 @routes.post("/v1/async/images/generations")

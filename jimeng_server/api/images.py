@@ -21,7 +21,7 @@ from ..services.idempotency import SpendMark
 from ..services.inputs import InputImage
 from ..services.params import ImageParams
 from ..services.results import partial_note, require_results
-from ..store.models import Outcome
+from ..store.models import Outcome, TaskKind
 from .appkeys import COMPOSITIONS, CONFIG, GENERATION
 from .b64_answers import spooled_results
 from .callbacks import refuse_callback_url
@@ -32,6 +32,7 @@ from .image_inputs import composition_images
 from .openai_compat import edit_images
 from .params import image_params
 from .request import caller_of, json_object
+from .task_stream import stream_submit, wants_stream
 
 routes = web.RouteTableDef()
 
@@ -84,7 +85,7 @@ async def answer_images(
 def request_image_params(request: web.Request, fields: Mapping[str, Any]) -> ImageParams:
     """`image_params` under the app's `[compat] strict_size` and `[models] aliases`."""
     config = request.app[CONFIG]
-    return image_params(fields, strict_size=config.compat.strict_size, aliases=config.models.aliases)
+    return image_params(fields, strict_size=config.compat.strict_size, aliases=config.models.all_aliases)
 
 
 async def generation_request(request: web.Request) -> tuple[Caller, dict[str, Any], ImageParams]:
@@ -99,6 +100,11 @@ async def generations(request: web.Request) -> web.StreamResponse:
     """Text-to-image: submit, wait on the shared watcher, answer with the image URLs or base64."""
     caller, data, params = await generation_request(request)
     refuse_callback_url(data, "/v1/async/images/generations")
+    if wants_stream(data):
+        generation = request.app[GENERATION]
+        return await stream_submit(
+            request, caller, data, lambda spend: generation.submit_images(caller, params, spend=spend), TaskKind.IMAGE
+        )
 
     async def produce(spend: SpendMark) -> tuple[Submission, Outcome]:
         generation = request.app[GENERATION]
@@ -137,6 +143,15 @@ async def compose_and_answer(
     and `composition_type` to the OpenAI-shaped body."""
     refuse_callback_url(parsed.fields, "/v1/async/images/compositions")
     params, images = parsed.params, parsed.images
+    if wants_stream(parsed.fields):
+        compositions, caller = request.app[COMPOSITIONS], parsed.caller
+        return await stream_submit(
+            request,
+            caller,
+            parsed.fields,
+            lambda spend: compositions.submit(caller, params, images, spend=spend),
+            TaskKind.IMAGE,
+        )
 
     async def produce(spend: SpendMark) -> tuple[Submission, Outcome]:
         submission = await request.app[COMPOSITIONS].submit(parsed.caller, params, images, spend=spend)

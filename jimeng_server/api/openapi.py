@@ -665,6 +665,214 @@ PATHS.update(
     }
 )
 
+# Where agents, chat clients and gateways plug in (issue 22): model lookup, chat completions, event streams,
+# the video shapes gateways speak.
+_SSE_EVENT = _obj(
+    {"event": _STR, "data": {"type": "string", "description": "JSON, or [DONE] at the end of a chat stream"}},
+    ("data",),
+    description="one Server-Sent Event",
+)
+_VIDEO_ID = {"name": "video_id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 128}}
+PATHS.update(
+    {
+        "/v1/models/{model_id}": {
+            "get": _op(
+                "one model of /v1/models by id (aliases too); 404 MODEL_NOT_FOUND",
+                {"200": _answer("the model", _obj({"id": _STR, "object": _STR, "type": _STR}, ("id", "object")))},
+                auth=False,
+                parameters=[{"name": "model_id", "in": "path", "required": True, "schema": _STR}],
+            )
+        },
+        "/v1/chat/completions": {
+            "post": _op(
+                "image or video generation in the OpenAI chat format: the last user message's text is the prompt, "
+                "its image_url parts the input images; `model` picks image or video; `stream: true` answers "
+                "Server-Sent Events (chat.completion.chunk: submitted, queue, generating, links; then [DONE])",
+                {
+                    "200": {
+                        "description": "the assistant message with Markdown links and `history_id`, or the stream",
+                        "content": {
+                            JSON: {"schema": _ref("ChatCompletion")},
+                            "text/event-stream": {"schema": _SSE_EVENT},
+                        },
+                    }
+                },
+                body=_json(_ref("ChatRequest")),
+                parameters=[_IDEMPOTENCY],
+            )
+        },
+        "/v1/async/tasks/{history_id}/events": {
+            "get": _op(
+                "the task's events as Server-Sent Events until it is final: `progress` (the task body without "
+                "raw_data, on each visible change), `final` (the whole body), `error`; keep-alive comments between",
+                {"200": _answer("the event stream", _SSE_EVENT, media="text/event-stream")},
+                parameters=[_HISTORY_ID],
+            )
+        },
+        "/v1/videos": {
+            "post": _op(
+                "OpenAI Videos create (the openai SDK's videos.create): an async video task; answers at once",
+                {"200": _answer("the video object, status queued", _ref("OpenAIVideo"))},
+                body={**_json(_ref("OpenAIVideoRequest")), MULTIPART: {"schema": _ref("OpenAIVideoRequest")}},
+                parameters=[_IDEMPOTENCY],
+            ),
+            "get": _op(
+                "OpenAI Videos list: the caller's latest video tasks, newest first",
+                {"200": _answer("a list page", _obj({"object": _STR, "data": {"type": "array"}}, ("object", "data")))},
+                parameters=[
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                    {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["asc", "desc"]}},
+                ],
+            ),
+        },
+        "/v1/videos/{video_id}": {
+            "get": _op(
+                "OpenAI Videos retrieve: queued / in_progress / completed / failed, progress, error, url",
+                {"200": _answer("the video object", _ref("OpenAIVideo"))},
+                parameters=[_VIDEO_ID],
+            )
+        },
+        "/v1/videos/{video_id}/content": {
+            "get": _op(
+                "OpenAI Videos download_content: the MP4, streamed; 409 VIDEO_NOT_READY while it runs",
+                {"200": _answer("the video", _STR, media="video/mp4")},
+                parameters=[_VIDEO_ID, {"name": "variant", "in": "query", "schema": _STR}],
+            )
+        },
+        "/v1/video/generations": {
+            "post": _op(
+                "new-api's unified video submit: an async video task; answers task_id at once",
+                {"200": _answer("the task, status queued", _ref("GatewayVideoTask"))},
+                body=_json(_ref("GatewayVideoRequest")),
+                parameters=[_IDEMPOTENCY],
+            )
+        },
+        "/v1/video/generations/{task_id}": {
+            "get": _op(
+                "new-api's unified video query: status, url, error",
+                {"200": _answer("the task", _ref("GatewayVideoTask"))},
+                parameters=[{"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            )
+        },
+    }
+)
+_SCHEMAS.update(
+    {
+        "ChatRequest": _obj(
+            {
+                "model": {"type": "string", "description": "an image or video model or alias; default jimeng-4.5"},
+                "messages": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": _obj(
+                        {
+                            "role": {"type": "string", "enum": ["system", "user", "assistant"]},
+                            "content": {
+                                "anyOf": [
+                                    {"type": "string", "minLength": 1},
+                                    {
+                                        "type": "array",
+                                        "items": {
+                                            "anyOf": [
+                                                _obj({"type": {"const": "text"}, "text": _STR}, ("type", "text")),
+                                                _obj(
+                                                    {
+                                                        "type": {"const": "image_url"},
+                                                        "image_url": _obj({"url": _STR}, ("url",)),
+                                                    },
+                                                    ("type", "image_url"),
+                                                ),
+                                            ]
+                                        },
+                                    },
+                                ]
+                            },
+                        },
+                        ("role", "content"),
+                    ),
+                },
+                "stream": {"type": "boolean"},
+                "n": {"type": "integer", "minimum": 1},
+                "size": _STR,
+                "ratio": _STR,
+                "resolution": _STR,
+                "duration": {"type": "integer"},
+                "callback_url": {"type": "string", "format": "uri"},
+            },
+            ("messages",),
+        ),
+        "OpenAIVideoRequest": _obj(
+            {
+                "prompt": {"type": "string", "minLength": 1},
+                "model": {"type": "string", "description": "a video model or alias; default sora-2"},
+                "seconds": {"type": "string", "description": "mapped to the model's nearest allowed duration"},
+                "size": {"type": "string", "description": "WxH: the nearest ratio and covering resolution"},
+                "input_reference": {"description": "the first frame: a file, a URL or {image_url}"},
+                "callback_url": {"type": "string", "format": "uri"},
+            },
+            ("prompt",),
+        ),
+        "OpenAIVideo": _obj(
+            {
+                "id": _STR,
+                "object": {"const": "video"},
+                "model": _STR,
+                "status": {"type": "string", "enum": ["queued", "in_progress", "completed", "failed"]},
+                "progress": _INT,
+                "created_at": _INT,
+                "seconds": _NULLABLE_STR,
+                "size": _NULLABLE_STR,
+                "error": {"type": ["object", "null"]},
+                "url": _NULLABLE_STR,
+            },
+            ("id", "object", "status", "progress", "created_at"),
+        ),
+        "GatewayVideoRequest": _obj(
+            {
+                "model": _STR,
+                "prompt": _STR,
+                "duration": {"type": "number"},
+                "width": _INT,
+                "height": _INT,
+                "size": _STR,
+                "image": {"description": "the first frame: an http(s) URL"},
+                "callback_url": {"type": "string", "format": "uri"},
+            }
+        ),
+        "GatewayVideoTask": _obj(
+            {
+                "task_id": _STR,
+                "status": {"type": "string", "enum": ["queued", "in_progress", "completed", "failed"]},
+                "url": _NULLABLE_STR,
+                "format": _STR,
+                "metadata": {"type": "object"},
+                "error": {"type": ["object", "null"]},
+            },
+            ("task_id", "status"),
+        ),
+        "ChatCompletion": _obj(
+            {
+                "id": _STR,
+                "object": {"const": "chat.completion"},
+                "created": _INT,
+                "model": _STR,
+                "choices": {"type": "array"},
+                "usage": {"type": "object"},
+                "history_id": {"type": "string", "description": "the task (GET /v1/async/tasks/{history_id})"},
+            },
+            ("id", "object", "created", "model", "choices", "history_id"),
+        ),
+    }
+)
+
+# `"stream": true` on the sync endpoints: the task's Server-Sent Events instead of the JSON answer (issue 22).
+_STREAM_FIELD = {"type": "boolean", "description": "true: answer the task's events (text/event-stream)"}
+for _name in ("ImageRequest", "CompositionRequest", "CompositionForm", "EditForm", "VideoRequest", "VideoForm"):
+    _SCHEMAS[_name]["properties"] = {**_SCHEMAS[_name]["properties"], "stream": _STREAM_FIELD}
+for _path in ("/v1/images/generations", "/v1/images/compositions", "/v1/images/edits", "/v1/videos/generations"):
+    _PATH_OK = PATHS[_path]["post"]["responses"]["200"]
+    _PATH_OK["content"]["text/event-stream"] = {"schema": _SSE_EVENT}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {

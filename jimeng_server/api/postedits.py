@@ -30,7 +30,8 @@ from ..store.models import Outcome
 from ..upstream.catalog import RATIOS, image_size
 from ..upstream.postedit_payloads import Expansion, PostEditTool
 from .appkeys import ACCOUNT_POOL, COMPOSITIONS, CONFIG, GENERATION, POSTEDITS, QUERIES, STORE
-from .async_tasks import history_id_value, submitted
+from .async_tasks import history_id_value
+from .task_stream import submitted
 from .callbacks import callback_url_of, refuse_callback_url
 from .forms import request_fields
 from .idempotency import idempotent

@@ -19,7 +19,7 @@ from ..services.callers import Caller
 from ..services.idempotency import SpendMark
 from ..services.params import VideoParams
 from ..services.results import partial_note, require_results
-from ..store.models import Outcome
+from ..store.models import Outcome, TaskKind
 from .appkeys import CONFIG, VIDEOS
 from .b64_answers import spooled_results
 from .callbacks import refuse_callback_url
@@ -28,6 +28,7 @@ from .forms import request_fields
 from .idempotency import HEADER, idempotent
 from .request import caller_of
 from .responses import json_answer
+from .task_stream import stream_submit, wants_stream
 from .video_params import MAX_OMNI_AUDIOS, MAX_OMNI_MATERIALS, video_params
 
 routes = web.RouteTableDef()
@@ -40,7 +41,7 @@ async def video_request(request: web.Request) -> AsyncIterator[tuple[Caller, dic
     caller = await caller_of(request)
     limit = request.app[CONFIG].server.max_body_bytes
     async with request_fields(request, max_bytes=limit, max_files=MAX_OMNI_MATERIALS + MAX_OMNI_AUDIOS) as data:
-        yield caller, data, video_params(data, aliases=request.app[CONFIG].models.aliases)
+        yield caller, data, video_params(data, aliases=request.app[CONFIG].models.all_aliases)
 
 
 @routes.post("/v1/videos/generations")
@@ -49,6 +50,10 @@ async def generations(request: web.Request) -> web.StreamResponse:
     videos = request.app[VIDEOS]
     async with video_request(request) as (caller, data, params):
         refuse_callback_url(data, "/v1/async/videos/generations")
+        if wants_stream(data):
+            return await stream_submit(
+                request, caller, data, lambda spend: videos.submit_video(caller, params, spend=spend), TaskKind.VIDEO
+            )
         if params.response_format == "b64_json":
             if HEADER in request.headers:
                 raise BadRequest(

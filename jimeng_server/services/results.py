@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import aiohttp
 
@@ -45,9 +45,16 @@ def require_results(outcome: Outcome) -> tuple[str, ...]:
     settled = answer.settlement_of(outcome)
     if settled.results:
         return settled.results
-    failure = settled.error or {"code": answer.GENERATION_FAILED, "message": "the task failed"}
+    raise failure_error(hid, settled.error)
+
+
+def failure_error(history_id: str, failure: Mapping[str, str] | None) -> ApiError:
+    """The API error a sync caller gets for a failed task with no results: its failure `{"code", "message"}`
+    (a task body's `error`) with that code's HTTP status (422 content rejected, 401 session refused, 504 timeout,
+    else 502)."""
+    failure = failure or {"code": answer.GENERATION_FAILED, "message": "the task failed"}
     error = _ERRORS.get(failure["code"], BadGateway)
-    raise error(f"task {hid}: {failure['message']}", code=failure["code"])
+    return error(f"task {history_id}: {failure['message']}", code=failure["code"])
 
 
 def partial_note(outcome: Outcome) -> str | None:

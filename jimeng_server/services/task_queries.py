@@ -217,6 +217,15 @@ class TaskQueries:
             return body_of_row(row)
         return body_of_record(row.history_id, row.kind.value, snapshot, parent_history_id=row.parent_history_id)
 
+    async def owner_account(self, caller: Caller, history_id: str) -> tuple[TaskRecord, Account | None] | None:
+        """The stored task `history_id` of the caller and the account that submitted it (None when that pool
+        account is gone); None when the caller does not own a stored task of that id. For fetching a result
+        through the account's proxy."""
+        row = await self.store.get(history_id)
+        if row is None or row.account_fp not in caller.owners:
+            return None
+        return row, await self._paying_account(caller, row)
+
     async def _paying_account(self, caller: Caller, row: TaskRecord) -> Account | None:
         """The account that submitted an owned task: its pool account, or the caller's matching header token."""
         if row.account_id is None:
@@ -285,4 +294,8 @@ class TaskQueries:
         if owner is None:
             return
         self.watcher.watch(owner, history_id, row.kind, submitted_at=row.created_at, keep=False)
-        await self.watcher.wait(history_id, seconds)
+        outcome = await self.watcher.wait(history_id, seconds)
+        if outcome is not None and outcome.status.final:
+            # Store the watcher's outcome (e.g. a video's download-quality URL) before answering, so the answer
+            # comes from the store, not from a second upstream read racing the watcher's own save (a no-op twice).
+            await self.settler.settle([outcome])

@@ -17,7 +17,7 @@ from typing import Final, Protocol, runtime_checkable
 
 from ..upstream.links import ResultRef
 from .keeping import KeepJob, KeptFile
-from .models import Finish, Progress, Settled, TaskRecord
+from .models import Finish, Progress, Settled, TaskKind, TaskRecord
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
 
@@ -121,6 +121,11 @@ class TaskTable(Protocol):
     async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
         """The latest `limit` tasks, newest first, each with the state of its latest webhook event (None when
         it has none): the dashboard's task list."""
+        ...
+
+    async def recent_of(self, owners: Sequence[str], kind: TaskKind, limit: int) -> list[TaskRecord]:
+        """The latest `limit` tasks of `kind` owned by any of `owners` (`TaskRecord.account_fp` values), newest
+        first: a caller's own list (`GET /v1/videos`)."""
         ...
 
     async def unfinished(self) -> list[TaskRecord]:

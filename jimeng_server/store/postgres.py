@@ -35,7 +35,7 @@ from .base import (
     TaskOwnershipError,
 )
 from .keeping import KeepJob, KeptFile, keep_job_from_row
-from .models import Finish, Progress, Settled, TaskRecord
+from .models import Finish, Progress, Settled, TaskKind, TaskRecord
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import (
     AccountHealth,
@@ -169,6 +169,11 @@ class PostgresStore:
     async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
         """See `base.TaskTable.recent`."""
         return [(record_from_row(row), row["webhook_state"]) for row in await self._pool.fetch(sql.RECENT, limit)]
+
+    async def recent_of(self, owners: Sequence[str], kind: TaskKind, limit: int) -> list[TaskRecord]:
+        """See `base.TaskTable.recent_of`."""
+        rows = await self._pool.fetch(sql.RECENT_OF, list(owners), kind.value, limit)
+        return [record_from_row(row) for row in rows]
 
     async def unfinished(self) -> list[TaskRecord]:
         """See `base.TaskTable.unfinished`."""

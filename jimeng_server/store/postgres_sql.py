@@ -234,6 +234,9 @@ SELECT {TASK_COLUMNS}, (SELECT e.state FROM webhook_events e WHERE e.history_id 
                         ORDER BY e.seq DESC LIMIT 1) AS webhook_state
 FROM tasks ORDER BY created_at DESC LIMIT $1
 """
+RECENT_OF: Final = f"""
+SELECT {TASK_COLUMNS} FROM tasks WHERE account_fp = ANY($1::text[]) AND kind = $2 ORDER BY created_at DESC LIMIT $3
+"""
 PURGE_STALE: Final = f"DELETE FROM tasks WHERE status = {_PROCESSING} AND token IS NULL AND updated_at < $1"
 
 # ------------------------------------------------------------------------------------------------ idempotency

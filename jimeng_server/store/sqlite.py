@@ -31,7 +31,7 @@ from . import sqlite_outbox as outbox
 from . import sqlite_pool as pool_sql
 from .base import ClaimState, IdempotencyClaim, Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
 from .keeping import KeepJob, KeptFile
-from .models import Finish, Progress, Settled, TaskRecord, TaskStatus
+from .models import Finish, Progress, Settled, TaskKind, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
 from .rows import (
@@ -457,6 +457,22 @@ class TaskStore:
         ):
             rows = await cur.fetchall()
         return [(record_from_row(row), row["webhook_state"]) for row in rows]
+
+    async def recent_of(self, owners: Sequence[str], kind: TaskKind, limit: int) -> list[TaskRecord]:
+        """See `base.TaskTable.recent_of`."""
+        if not owners:
+            return []
+        marks = ", ".join("?" * len(owners))
+        async with (
+            self._read() as conn,
+            conn.execute(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE account_fp IN ({marks}) AND kind = ? "
+                "ORDER BY created_at DESC LIMIT ?",
+                (*owners, kind.value, limit),
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [record_from_row(row) for row in rows]
 
     async def update_progress(self, updates: Sequence[Progress]) -> None:
         """Record polls of tasks still processing, in one transaction; unknown and final tasks are left unchanged."""
