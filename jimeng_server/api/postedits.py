@@ -31,7 +31,6 @@ from ..upstream.catalog import RATIOS, image_size
 from ..upstream.postedit_payloads import Expansion, PostEditTool
 from .appkeys import ACCOUNT_POOL, COMPOSITIONS, CONFIG, GENERATION, POSTEDITS, QUERIES, STORE
 from .async_tasks import history_id_value
-from .task_stream import submitted
 from .callbacks import callback_url_of, refuse_callback_url
 from .forms import request_fields
 from .idempotency import idempotent
@@ -40,6 +39,7 @@ from .images import answer_images
 from .params import RESPONSE_FORMATS, get_choice, get_count, get_float, get_str
 from .request import caller_of
 from .responses import json_answer
+from .task_stream import submitted
 
 routes = web.RouteTableDef()
 
