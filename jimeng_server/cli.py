@@ -34,6 +34,7 @@ from .clock import Clock, SystemClock
 from .config import Config, ConfigError, load_config, with_env_overrides
 from .doctor import exit_code, run_doctor
 from .errors import Conflict
+from .integers import cli_int
 from .logs import setup_logging
 from .runner import ApiRunner, bind
 from .upstream.regions import Region
@@ -46,7 +47,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="jimeng-server", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="path to config.toml (default: $JIMENG_CONFIG, else built-in defaults)")
     parser.add_argument("--host", help="listen address (default: $JIMENG_HOST, else config, else 0.0.0.0)")
-    parser.add_argument("--port", type=int, help="listen port (default: $JIMENG_PORT, else config, else 5100)")
+    parser.add_argument(
+        "--port",
+        type=cli_int("--port", low=0, high=65535),
+        help="listen port (default: $JIMENG_PORT, else config, else 5100)",
+    )
     parser.add_argument("--version", action="version", version=f"jimeng-server {__version__}")
     parser.add_argument(
         "--simulate", action="store_true", help="serve against the built-in upstream simulator (no account needed)"
@@ -229,9 +234,7 @@ def parse_doctor_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _fresh_simulator(
-    config: Config, clock: Clock, drift: Sequence[str]
-) -> tuple[web.AppRunner, Config, str]:
+async def _fresh_simulator(config: Config, clock: Clock, drift: Sequence[str]) -> tuple[web.AppRunner, Config, str]:
     """A throw-away simulator for `doctor --simulate` (nothing saved, unlike `--simulate`'s): started on loopback
     with `drift` applied and a demo account; returns its runner, `config` pointed at it and the demo token."""
     from .simulator import Simulator, seed_demo, simulator_hosts

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from .integers import INT64_MAX, NumberError, parse_int
+
 MB = 1024 * 1024
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
@@ -365,9 +367,9 @@ def with_env_overrides(config: Config, environ: Mapping[str, str]) -> Config:
         value: Any = raw
         if isinstance(getattr(table, attr), int):
             try:
-                value = int(raw)
-            except ValueError:
-                raise ConfigError(f"{name}: expected an integer for {key}, got {raw!r}") from None
+                value = parse_int(raw, name, low=-INT64_MAX, high=INT64_MAX)
+            except NumberError:
+                raise ConfigError(f"{name}: expected an integer for {key}, got {raw[:40]!r}") from None
         try:
             table = _build(type(table), dataclasses.asdict(table) | {attr: value}, section)
         except ConfigError as exc:

@@ -26,6 +26,7 @@ from typing import Any
 from ..clock import Clock
 from ..config import BrowserConfig, ConfigError
 from ..errors import ApiError, BadRequest, Conflict, NotFound
+from ..integers import INT64_MAX, digits_value
 from ..store.base import Store
 from ..store.pool import AccountHealth, AccountRow, DuplicateError, NewAccount
 from ..store.secretbox import SecretBox, SecretError
@@ -184,8 +185,9 @@ class AccountPool:
     async def find(self, ref: str | int) -> AccountRow:
         """The account with this id or name; 404 ACCOUNT_NOT_FOUND otherwise."""
         row = None
-        if isinstance(ref, int) or ref.isdigit():
-            row = await self._store.account_by_id(int(ref))
+        number = ref if isinstance(ref, int) else digits_value(ref)
+        if number is not None and 0 < number <= INT64_MAX:
+            row = await self._store.account_by_id(number)
         if row is None and isinstance(ref, str):
             row = await self._store.account_by_name(ref)
         if row is None:
