@@ -303,6 +303,7 @@ class AccountsConfig:
     encryption_key: str = field(default="", repr=False)
     claim_daily: bool = False
     cooldown_seconds: float = 600.0
+    recheck_seconds: float = 60.0  # how often accounts resting after a failed balance read are read again; 0 = never
 
 
 @dataclass(frozen=True, slots=True)

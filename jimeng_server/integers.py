@@ -65,7 +65,8 @@ def parse_int(value: object, field: str, *, low: int, high: int, floats: bool = 
     if number is None:
         raise NumberError(field, f"{wanted}, got {_shown(value)}")
     if not low <= number <= high:
-        raise NumberError(field, f"{wanted}, got {number if abs(number) < 10**MAX_DIGITS else _shown(value)}")
+        shown = number if abs(number) < 10**MAX_DIGITS else _shown(value)
+        raise NumberError(field, f"must be from {low} to {high}, got {shown}")
     return number
 
 

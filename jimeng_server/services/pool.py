@@ -34,6 +34,7 @@ from ..upstream import transports
 from ..upstream.cookies import JarError, load_jar
 from ..upstream.regions import Region
 from ..upstream.tokens import Account, ProxyPrefixError, TokenError, parse_proxy, parse_token
+from .refusals import ModelCooldown, ModelCooldowns
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class AccountPool:
         self._reserved_by: Counter[str] = Counter()  # owner -> submits in progress
         self._stored: Counter[int] = Counter()  # account id -> stored tasks in flight, as last counted
         self._stored_by: Counter[str] = Counter()  # owner -> the same
+        self.models = ModelCooldowns(clock)  # (account id, model) pairs resting after a refusal of that model
 
     # ------------------------------------------------------------------ management
 
@@ -201,6 +203,8 @@ class AccountPool:
         """Enable (ending any cool-down) or disable an account; returns the updated row."""
         row = await self.find(ref)
         await self._store.set_account_enabled(row.id, enabled)
+        if enabled:
+            self.models.clear(row.id)
         return await self.find(row.id)
 
     async def remove(self, ref: str | int) -> AccountRow:
@@ -290,6 +294,7 @@ class AccountPool:
                 "last_error_code": row.last_error_code,
                 "last_error": row.last_error,
                 "cooldown_until": row.cooldown_until if row.cooling(now) else None,
+                "model_cooldowns": [_model_view(c) for c in self.models.active(row.id)],
             },
             "created_at": row.created_at,
         }
@@ -304,11 +309,19 @@ class AccountPool:
 
     # ------------------------------------------------------------------ health
 
-    async def record_refusal(self, account_id: int, err: ApiError, *, checked: bool = False, cool: bool = True) -> None:
-        """Keep the reason of an upstream refusal and (when `cool`) rest the account for `cooldown_seconds`."""
-        until = self.clock.time() + self.cooldown_seconds if cool else None
+    async def record_refusal(
+        self, account_id: int, err: ApiError, *, checked: bool = False, cool: bool = True, seconds: float | None = None
+    ) -> None:
+        """Keep the reason of an upstream refusal and (when `cool`) rest the account for `seconds` (default
+        `cooldown_seconds`)."""
+        until = self.clock.time() + (self.cooldown_seconds if seconds is None else seconds) if cool else None
         health = AccountHealth(err.code, err.message, until, checked=checked)
         await self._store.record_account_health(account_id, health, now=self.clock.time())
+
+    async def record_model_refusal(self, account_id: int, model: str, err: ApiError, *, seconds: float) -> None:
+        """Rest `model` on the account for `seconds` (every other model stays usable) and keep the reason."""
+        self.models.add(account_id, model, seconds, err)
+        await self.record_refusal(account_id, err, cool=False)
 
     async def record_success(self, account_id: int, credits: int | None, *, checked: bool = False) -> None:
         """Clear an account's error and cool-down; store its balance when read."""
@@ -337,11 +350,16 @@ class AccountPool:
             self._stored_by[owner] += count
 
     async def usable(
-        self, allowed: tuple[int, ...] | None, *, exclude: frozenset[int] = frozenset(), min_credits: int = 1
+        self,
+        allowed: tuple[int, ...] | None,
+        *,
+        exclude: frozenset[int] = frozenset(),
+        min_credits: int = 1,
+        model: str | None = None,
     ) -> list[tuple[AccountRow, Account]]:
-        """The accounts a submit may use now, best first: allowed, enabled, not cooling down, not known to hold
-        fewer than `min_credits` (a balance read within the cool-down; at zero, with `claim_daily`, the claim is
-        tried instead), secret readable; fewest in flight first."""
+        """The accounts a submit may use now, best first: allowed, enabled, not cooling down (for `model` either),
+        not known to hold fewer than `min_credits` (a balance read within the cool-down; at zero, with
+        `claim_daily`, the claim is tried instead), secret readable; fewest in flight first."""
         now = self.clock.time()
         await self.count_in_flight()
         rows = await self._store.accounts()
@@ -350,11 +368,11 @@ class AccountPool:
             if row.id in exclude or (allowed is not None and row.id not in allowed):
                 continue
             short = _known_short(row, now, self.cooldown_seconds, min_credits, claim_daily=self.claim_daily)
-            if not row.enabled or row.cooling(now) or short:
+            if not row.enabled or row.cooling(now) or short or self.models.get(row.id, model) is not None:
                 continue
             try:
                 found.append((row, self.account_of(row)))
-            except SecretError as exc:
+            except (SecretError, JarError) as exc:
                 log.warning("pool account %s skipped: %s", row.name, exc)
         found.sort(key=lambda pair: (self.in_flight(pair[0].id), pair[0].id))
         return found
@@ -367,11 +385,12 @@ class AccountPool:
         exclude: frozenset[int],
         cap: int,
         min_credits: int = 1,
+        model: str | None = None,
     ) -> Choice | None:
         """Reserve the best usable account for a submit of `owner` that may pay `min_credits`; None when none is
         usable. Raises `OverCap` when the owner already has `cap` tasks in flight (checked in the same step as
         the reservation)."""
-        candidates = await self.usable(allowed, exclude=exclude, min_credits=min_credits)
+        candidates = await self.usable(allowed, exclude=exclude, min_credits=min_credits, model=model)
         # No await from here on: the counts read are the counts reserved against.
         if self.owner_in_flight(owner) >= cap:
             raise OverCap(cap)
@@ -413,6 +432,10 @@ def _known_short(row: AccountRow, now: float, within: float, need: int, *, claim
     if row.credits <= 0 and claim_daily:
         return False
     return row.credits < need
+
+
+def _model_view(cool: ModelCooldown) -> dict[str, Any]:
+    return {"model": cool.model, "until": cool.until, "reason": cool.reason}
 
 
 def _state(row: AccountRow, now: float) -> str:
