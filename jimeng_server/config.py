@@ -187,6 +187,7 @@ class WatcherConfig:
     watch: str = "callbacks"  # "callbacks": watch only tasks with a callback_url or a caller waiting; "all"
     slow_interval: float = 300.0  # past a kind's deadline the interval doubles up to this many seconds
     settle_after: float = 86400.0  # a task with no final status this long after submit is settled as failed
+    session_refusal_window: float = 600.0  # a poll refused with ret 1015 fails its tasks only once refused this long
     image: KindSchedule = KindSchedule(first_poll=5.0, interval=4.0, deadline=900.0)
     video: KindSchedule = KindSchedule(first_poll=10.0, interval=8.0, deadline=1200.0)
 
