@@ -279,6 +279,9 @@ class WebhookConfig:
     lease_seconds: float = 60.0
     poll_interval: float = 1.0
     max_retry_after: float = 86400.0
+    max_per_host: int = 8  # sends in flight to one receiver host at once (one slow receiver holds no more)
+    breaker_failures: int = 5  # sends in a row without an answer that open a receiver host's circuit
+    breaker_seconds: float = 30.0  # how long an open circuit holds a host's deliveries (doubling per failed probe)
 
 
 @dataclass(frozen=True, slots=True)
