@@ -37,6 +37,8 @@ class _Host:
     open_for: float = 0.0  # the last open period (doubles on a failed probe)
     latency: float | None = None  # moving average of a send's duration (seconds)
     starts: list[float] = field(default_factory=list)  # when each send in flight started
+    cursor: float = 0.0  # when the next waiting event is due back (waiting events return a slot's worth at a time)
+    queued: int = 0  # events sent back to wait so far (every `per_host` of them move the cursor on)
 
 
 def destination_of(url: str) -> str:
@@ -77,11 +79,11 @@ class HostGate:
         now = self.clock.time()
         if state.open_until is not None:
             if now < state.open_until:
-                return state.open_until
+                return self._wait_turn(state, state.open_until, now)
             if state.in_flight >= 1:  # half-open: one probe at a time
-                return now + self._slot_wait(state, now)
+                return self._wait_turn(state, now, now)
         elif state.in_flight >= self.per_host:
-            return now + self._slot_wait(state, now)
+            return self._wait_turn(state, now, now)
         state.in_flight += 1
         state.starts.append(now)
         return None
@@ -125,6 +127,18 @@ class HostGate:
         """Sends to `host` running now."""
         state = self._hosts.get(host)
         return state.in_flight if state is not None else 0
+
+    def _wait_turn(self, state: _Host, earliest: float, now: float) -> float:
+        """When a waiting event of a busy (or open) host is due back: from `earliest` on, `per_host` events per
+        slot's wait, so a long queue returns at the pace the host can take it (not all at once, which would
+        make the sender claim and send back the whole queue again and again ahead of other hosts' events)."""
+        step = self._slot_wait(state, now)
+        state.cursor = max(state.cursor, earliest + step)
+        due = state.cursor
+        state.queued += 1
+        if state.queued % self.per_host == 0:
+            state.cursor += step
+        return due
 
     def _slot_wait(self, state: _Host, now: float) -> float:
         """How long an event waits for a slot of a busy host: about one send's duration (the longer of the
