@@ -189,6 +189,12 @@ def _from_ret(exc: UpstreamRetError) -> ApiError:
                 "retry it at once",
                 code="RISK_CONTROL_REJECTED",
             )
+        case "-4" if not exc.path.endswith("/credit_receive"):  # -4 on a generate (or any other call)
+            return BadGateway(
+                f"the upstream's risk control refused the request ({said}: shark check reject); it wants a browser. "
+                f"Remedies, cheapest first: {_BROWSER_REMEDIES}; then retry later or with another account",
+                code="UPSTREAM_RISK_CONTROL",
+            )
         case "-4":
             return BadGateway(
                 f"the upstream's risk control refused the daily claim ({said}); accounts made in bulk are refused: "
