@@ -189,7 +189,7 @@ def _from_ret(exc: UpstreamRetError) -> ApiError:
                 "retry it at once",
                 code="RISK_CONTROL_REJECTED",
             )
-        case "-4" if not exc.path.endswith("/credit_receive"):  # -4 on a generate (or any other call)
+        case "-4" if exc.path.endswith("/aigc_draft/generate"):  # the generate refused, not a daily claim
             return BadGateway(
                 f"the upstream's risk control refused the request ({said}: shark check reject); it wants a browser. "
                 f"Remedies, cheapest first: {_BROWSER_REMEDIES}; then retry later or with another account",
