@@ -283,8 +283,14 @@ def make_error_middleware(max_body_bytes: int) -> Middleware:
                 raise
             return render_error(_from_http(request, exc, max_body_bytes))
         except web.RequestPayloadError:
-            # Raised while reading the body: e.g. `Content-Encoding: gzip` on bytes that are not gzip.
-            return render_error(_from_body_error(request))
+            # Raised while reading the body: e.g. `Content-Encoding: gzip` on bytes that are not gzip. The rest of
+            # the body cannot be read: answer, then close the connection cleanly (`Connection: close`), without
+            # aiohttp draining the broken stream after the answer (which logged a traceback and reset the
+            # connection under the next request).
+            request.content.feed_eof()
+            response = render_error(_from_body_error(request))
+            response.force_close()
+            return response
         except ConnectionResetError:  # the client went away (or was cut off as too slow) mid-request
             log.info("connection lost during %s %s", request.method, request.path)
             return render_error(BadRequest("the connection was lost during the request", code="CONNECTION_LOST"))
