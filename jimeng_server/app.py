@@ -275,7 +275,9 @@ def setup_tasks(app: web.Application, background: bool) -> None:
         client, config.watcher, clock, on_progress=settler.progress, on_final=settler.settle
     )
     resolve = app[ACCOUNT_POOL].resolve
-    intake = app[INTAKE] = TaskIntake(store, watcher, watch_all=config.watcher.watch == "all", resolve_account=resolve)
+    intake = app[INTAKE] = TaskIntake(
+        store, watcher, watch_all=config.watcher.watch == "all", resolve_account=resolve, box=app[ACCOUNT_POOL].box
+    )
     lookup = HistoryLookup(client)
     answers = AnswerCache(config.store.answer_cache_bytes, clock, retention_seconds=config.store.retention_days * 86400)
     app[QUERIES] = TaskQueries(

@@ -313,12 +313,13 @@ class AccountService:
                 spend.payer = payer  # set once the balance check passed: the generate is what spends
                 return await action(account)
 
+            outcome: tuple[int, T] | Refusal | None = None
             try:
                 outcome = await self._attempt(
                     account, paying, claim=self.claim_daily, model=model, policy=self._pool_refusals()
                 )
             finally:
-                self.pool.release(choice)
+                self.pool.release(choice, accepted=outcome is not None and not isinstance(outcome, Refusal))
             if isinstance(outcome, Refusal):
                 last = outcome.error
                 log.info("pool account %s refused (%s); trying another", choice.name, outcome.reason)

@@ -121,6 +121,12 @@ class AccountPool:
         self._reserved_by: Counter[str] = Counter()  # owner -> submits in progress
         self._stored: Counter[int] = Counter()  # account id -> stored tasks in flight, as last counted
         self._stored_by: Counter[str] = Counter()  # owner -> the same
+        # Accepted submits whose reservation ended but which no count started after their end has seen yet:
+        # (the count epoch at their end, account id, owner). Without them a count that read the store before
+        # the task was stored would let a concurrent submit past the owner's cap.
+        self._recent: list[tuple[int, int, str]] = []
+        self._epoch = 0  # counts started
+        self._applied = 0  # the epoch of the count whose figures are in _stored
         self.models = ModelCooldowns(clock)  # (account id, model) pairs resting after a refusal of that model
 
     # ------------------------------------------------------------------ management
@@ -332,22 +338,30 @@ class AccountPool:
 
     def in_flight(self, account_id: int) -> int:
         """Submits in progress plus accepted tasks not yet final, for one account."""
-        return self._reserved[account_id] + self._stored[account_id]
+        recent = sum(1 for _, a, _ in self._recent if a == account_id)
+        return self._reserved[account_id] + self._stored[account_id] + recent
 
     def owner_in_flight(self, owner: str) -> int:
         """The same for one owner (an API key)."""
-        return self._reserved_by[owner] + self._stored_by[owner]
+        recent = sum(1 for _, _, o in self._recent if o == owner)
+        return self._reserved_by[owner] + self._stored_by[owner] + recent
 
     async def count_in_flight(self) -> None:
         """Count the stored tasks in flight again (before showing `owner_in_flight`)."""
         now = self.clock.time()
+        self._epoch += 1
+        epoch = self._epoch  # this count sees every task stored before now
         counts = await self._store.pool_tasks_in_flight(
             image_since=now - self.in_flight_window["image"], video_since=now - self.in_flight_window["video"]
         )
+        if epoch < self._applied:
+            return  # a count that started later was applied meanwhile: its figures are newer
+        self._applied = epoch
         self._stored, self._stored_by = Counter(), Counter()
         for account_id, owner, count in counts:
             self._stored[account_id] += count
             self._stored_by[owner] += count
+        self._recent = [r for r in self._recent if r[0] >= epoch]  # the older ones are in these figures
 
     async def usable(
         self,
@@ -401,10 +415,13 @@ class AccountPool:
         self._reserved_by[owner] += 1
         return Choice(row.id, row.name, account, owner)
 
-    def release(self, choice: Choice) -> None:
-        """End a reservation (the submit answered, failed or moved on to another account)."""
+    def release(self, choice: Choice, *, accepted: bool = False) -> None:
+        """End a reservation (the submit answered, failed or moved on to another account). An `accepted` submit
+        (its task stored) keeps counting until a count of the stored tasks that started after now has seen it."""
         self._reserved[choice.account_id] -= 1
         self._reserved_by[choice.owner] -= 1
+        if accepted:
+            self._recent.append((self._epoch, choice.account_id, choice.owner))
 
 
 class OverCap(Exception):
