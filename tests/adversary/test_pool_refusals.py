@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,8 +20,9 @@ from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, admin, create_k
 from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
 
 from jimeng_server.api.appkeys import ACCOUNTS
+from jimeng_server.app import create_app
 from jimeng_server.clock import ManualClock
-from jimeng_server.config import AdminConfig, Config
+from jimeng_server.config import AccountsConfig, AdminConfig, Config
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.faults import Fault, FaultKind
 
@@ -149,3 +151,23 @@ async def test_a_dead_proxy_is_skipped(make_client: AppFactory, sim: Simulator, 
     health = (await accounts_of(client))["dead"]["health"]
     assert health["state"] == "cooling_down" and health["last_error_code"] == "UPSTREAM_UNAVAILABLE", health
     assert "proxy" in health["last_error"] or "reached" in health["last_error"], health
+
+
+async def test_the_background_recheck_brings_an_account_back(
+    aiohttp_client: Callable[..., Awaitable[Client]], config: Config, sim: Simulator, clock: ManualClock
+) -> None:
+    seed_sim(sim)
+    cfg = dataclasses.replace(config, admin=AdminConfig(key=ADMIN_KEY), accounts=AccountsConfig(recheck_seconds=60))
+    client = await aiohttp_client(create_app(cfg, clock=clock, background=True, identity_salt=b"test-salt"))
+    await add_accounts(client, "pa", "pb")
+    key = await create_key(client)
+    sim.inject("/user_credit", Fault(FaultKind.HTTP_500), times=3)
+    resp = await post(client, clock, IMAGES, {"prompt": "a cat"}, key)
+    assert resp.status == 200, await resp.text()
+    assert (await accounts_of(client))["pa"]["health"]["state"] == "cooling_down"
+    await clock.advance(61)  # the re-check loop wakes on the clock
+    for _ in range(1000):
+        if (await accounts_of(client))["pa"]["health"]["state"] == "ok":
+            break
+        await asyncio.sleep(0)
+    assert (await accounts_of(client))["pa"]["health"]["state"] == "ok"
