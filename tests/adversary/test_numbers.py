@@ -221,3 +221,11 @@ def _quoted(text: str) -> str:
     from urllib.parse import quote
 
     return quote(text, safe="")
+
+
+@pytest.mark.parametrize("size", ["١٠٢٤x١٠٢٤", "１０２４x１０２４", "1024x" + "9" * 5000])
+async def test_size_takes_ascii_digits_only(client: Client, size: str) -> None:
+    resp = await client.post(
+        "/v1/async/images/generations", json={"prompt": "a cat", "size": size}, headers=bearer("x")
+    )
+    await assert_refused(resp, "size")
