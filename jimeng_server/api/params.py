@@ -54,7 +54,11 @@ def get_float(data: Mapping[str, Any], name: str, default: float, *, low: float,
     value = data.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | str)
+        or (isinstance(value, str) and not value.isascii())
+    ):
         raise _bad(name, "must be a number")
     try:
         number = float(value)

@@ -229,3 +229,12 @@ async def test_size_takes_ascii_digits_only(client: Client, size: str) -> None:
         "/v1/async/images/generations", json={"prompt": "a cat", "size": size}, headers=bearer("x")
     )
     await assert_refused(resp, "size")
+
+
+async def test_other_numbers_take_ascii_only(client: Client) -> None:
+    resp = await client.post(
+        "/v1/async/images/generations", json={"prompt": "a cat", "sample_strength": "٠.٥"}, headers=bearer("x")
+    )
+    await assert_refused(resp, "sample_strength")
+    resp = await client.get("/v1/async/tasks/123?wait=١٢", headers=bearer("x"))
+    await assert_refused(resp, "wait")
