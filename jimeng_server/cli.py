@@ -234,7 +234,9 @@ def parse_doctor_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _fresh_simulator(config: Config, clock: Clock, drift: Sequence[str]) -> tuple[web.AppRunner, Config, str]:
+async def _fresh_simulator(
+    config: Config, clock: Clock, drift: Sequence[str]
+) -> tuple[web.AppRunner, Config, str]:
     """A throw-away simulator for `doctor --simulate` (nothing saved, unlike `--simulate`'s): started on loopback
     with `drift` applied and a demo account; returns its runner, `config` pointed at it and the demo token."""
     from .simulator import Simulator, seed_demo, simulator_hosts

@@ -170,7 +170,10 @@ def _from_netscape(body: str) -> list[_Cookie]:
         if len(fields) != 7:
             raise JarError(f"cookies.txt line {number}: expected 7 tab-separated fields, got {len(fields)}")
         domain, _, _, _, expires, name, value = fields
-        stamp = digits_value(expires.strip(), max_digits=_EXPIRY_DIGITS)
+        text = expires.strip()
+        stamp = digits_value(text.removeprefix("-"), max_digits=_EXPIRY_DIGITS)
+        if stamp is not None and text.startswith("-"):
+            stamp = 0  # a negative expiry (some exporters write -1): a session cookie, as 0 is
         if stamp is None:
             raise JarError(
                 f"cookies.txt line {number}: the expiry must be Unix seconds (up to {_EXPIRY_DIGITS} digits)"

@@ -238,3 +238,8 @@ async def test_other_numbers_take_ascii_only(client: Client) -> None:
     await assert_refused(resp, "sample_strength")
     resp = await client.get("/v1/async/tasks/123?wait=١٢", headers=bearer("x"))
     await assert_refused(resp, "wait")
+
+
+def test_a_netscape_session_cookie_may_say_minus_one() -> None:
+    jar = load_jar(".jimeng.jianying.com\tTRUE\t/\tTRUE\t-1\tsessionid\tabc", region=Region.CN, now=1.8e9)
+    assert jar.get("sessionid") == "abc"
