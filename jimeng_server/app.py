@@ -9,6 +9,8 @@ closes after the sender. The admin API and dashboard are routes added only when 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -145,6 +147,7 @@ def create_app(
     setup_store(app)
     setup_webhooks(app, background)
     setup_pool(app)
+    setup_account_health(app, background)
     setup_tasks(app, background)
     setup_results(app, background)
     setup_replicas(app, background)
@@ -274,6 +277,32 @@ def setup_pool(app: web.Application) -> None:
     app.cleanup_ctx.append(run_accounts)
 
 
+def setup_account_health(app: web.Application, background: bool) -> None:
+    """In the background, every `[accounts] recheck_seconds`: read again the pool accounts resting after a failed
+    balance read (`AccountService.recheck_unhealthy`), so a healed proxy or upstream brings them back."""
+    seconds = app[CONFIG].accounts.recheck_seconds
+    if not background or seconds <= 0:
+        return
+    accounts, clock = app[ACCOUNTS], app[CLOCK]
+
+    async def recheck_loop() -> None:
+        while True:
+            await clock.sleep(seconds)
+            try:
+                await accounts.recheck_unhealthy()
+            except Exception:  # one failed round must not end the loop
+                log.exception("re-checking unhealthy pool accounts failed")
+
+    async def run_recheck(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(recheck_loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(run_recheck)
+
+
 def setup_tasks(app: web.Application, background: bool) -> None:
     """Settling, watching, recording and querying tasks; retention. At start-up: purge, then resume the
     background tasks left in flight, then start the loops; at shutdown the watcher stops before the writes
@@ -284,11 +313,11 @@ def setup_tasks(app: web.Application, background: bool) -> None:
         client, config.watcher, clock, on_progress=settler.progress, on_final=settler.settle
     )
     resolve = app[ACCOUNT_POOL].resolve
-    intake = app[INTAKE] = TaskIntake(store, watcher, watch_all=config.watcher.watch == "all", resolve_account=resolve)
-    lookup = HistoryLookup(client)
-    answers = AnswerCache(
-        config.store.answer_cache_bytes, clock, retention_seconds=config.store.retention_days * 86400
+    intake = app[INTAKE] = TaskIntake(
+        store, watcher, watch_all=config.watcher.watch == "all", resolve_account=resolve, box=app[ACCOUNT_POOL].box
     )
+    lookup = HistoryLookup(client)
+    answers = AnswerCache(config.store.answer_cache_bytes, clock, retention_seconds=config.store.retention_days * 86400)
     app[QUERIES] = TaskQueries(
         store, watcher, settler, lookup, config.watcher, clock, resolve_account=resolve, answers=answers
     )

@@ -38,6 +38,7 @@ from .clock import Clock, SystemClock
 from .config import Config, ConfigError, ResultsConfig, load_config, with_env_overrides
 from .doctor import exit_code, run_doctor
 from .errors import Conflict
+from .integers import cli_int
 from .logs import setup_logging
 from .runner import ApiRunner, bind
 from .services.apikeys import key_digest
@@ -70,7 +71,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--config", help="path to config.toml (default: $JIMENG_CONFIG, else built-in defaults)")
     parser.add_argument("--host", help="listen address (default: $JIMENG_HOST, else config, else 0.0.0.0)")
-    parser.add_argument("--port", type=int, help="listen port (default: $JIMENG_PORT, else config, else 5100)")
+    parser.add_argument(
+        "--port",
+        type=cli_int("--port", low=0, high=65535),
+        help="listen port (default: $JIMENG_PORT, else config, else 5100)",
+    )
     parser.add_argument("--version", action="version", version=f"jimeng-server {__version__}")
     parser.add_argument(
         "--simulate",

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from .integers import INT64_MAX, NumberError, parse_int
+
 MB = 1024 * 1024
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
@@ -200,6 +202,7 @@ class WatcherConfig:
     watch: str = "callbacks"  # "callbacks": watch only tasks with a callback_url or a caller waiting; "all"
     slow_interval: float = 300.0  # past a kind's deadline the interval doubles up to this many seconds
     settle_after: float = 86400.0  # a task with no final status this long after submit is settled as failed
+    session_refusal_window: float = 600.0  # a poll refused with ret 1015 fails its tasks only once refused this long
     image: KindSchedule = KindSchedule(first_poll=5.0, interval=4.0, deadline=900.0)
     video: KindSchedule = KindSchedule(first_poll=10.0, interval=8.0, deadline=1200.0)
 
@@ -291,6 +294,9 @@ class WebhookConfig:
     lease_seconds: float = 60.0
     poll_interval: float = 1.0
     max_retry_after: float = 86400.0
+    max_per_host: int = 8  # sends in flight to one receiver host at once (one slow receiver holds no more)
+    breaker_failures: int = 5  # sends in a row without an answer that open a receiver host's circuit
+    breaker_seconds: float = 30.0  # how long an open circuit holds a host's deliveries (doubling per failed probe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +353,7 @@ class AccountsConfig:
     encryption_key: str = field(default="", repr=False)
     claim_daily: bool = False
     cooldown_seconds: float = 600.0
+    recheck_seconds: float = 60.0  # how often accounts resting after a failed balance read are read again; 0 = never
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,9 +474,9 @@ def with_env_overrides(config: Config, environ: Mapping[str, str]) -> Config:
         value: Any = raw
         if isinstance(getattr(table, attr), int):
             try:
-                value = int(raw)
-            except ValueError:
-                raise ConfigError(f"{name}: expected an integer for {key}, got {raw!r}") from None
+                value = parse_int(raw, name, low=-INT64_MAX, high=INT64_MAX)
+            except NumberError:
+                raise ConfigError(f"{name}: expected an integer for {key}, got {raw[:40]!r}") from None
         try:
             table = _build(type(table), dataclasses.asdict(table) | {attr: value}, section)
         except ConfigError as exc:

@@ -203,6 +203,12 @@ def _from_ret(exc: UpstreamRetError) -> ApiError:
                 "retry it at once",
                 code="RISK_CONTROL_REJECTED",
             )
+        case "-4" if exc.path.endswith("/aigc_draft/generate"):  # the generate refused, not a daily claim
+            return BadGateway(
+                f"the upstream's risk control refused the request ({said}: shark check reject); it wants a browser. "
+                f"Remedies, cheapest first: {_BROWSER_REMEDIES}; then retry later or with another account",
+                code="UPSTREAM_RISK_CONTROL",
+            )
         case "-4":
             return BadGateway(
                 f"the upstream's risk control refused the daily claim ({said}); accounts made in bulk are refused: "
@@ -324,8 +330,14 @@ def make_error_middleware(max_body_bytes: int) -> Middleware:
                 raise
             return render_error(_from_http(request, exc, max_body_bytes))
         except web.RequestPayloadError:
-            # Raised while reading the body: e.g. `Content-Encoding: gzip` on bytes that are not gzip.
-            return render_error(_from_body_error(request))
+            # Raised while reading the body: e.g. `Content-Encoding: gzip` on bytes that are not gzip. The rest of
+            # the body cannot be read: answer, then close the connection cleanly (`Connection: close`), without
+            # aiohttp draining the broken stream after the answer (which logged a traceback and reset the
+            # connection under the next request).
+            request.content.feed_eof()
+            response = render_error(_from_body_error(request))
+            response.force_close()
+            return response
         except ConnectionResetError:  # the client went away (or was cut off as too slow) mid-request
             log.info("connection lost during %s %s", request.method, request.path)
             return render_error(BadRequest("the connection was lost during the request", code="CONNECTION_LOST"))

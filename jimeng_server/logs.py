@@ -64,6 +64,28 @@ class RequestIdFilter(logging.Filter):
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character (C0, DEL, C1, the Unicode line separators) written as a visible escape
+    (`\\n`, `\\x1b`, `\\u2028`): request data in a log message cannot start a line of its own (log forging)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT` lines: the message and the request id with control characters escaped, so one record is
+    one line (a traceback, written by this code, still follows on lines of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        record.request_id = escape_controls(str(getattr(record, "request_id", "-")))
+        return super().formatMessage(record)
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC, ISO 8601), level, logger, request_id, message, and exc_info
@@ -71,8 +93,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "request_id": getattr(record, "request_id", "-"),
@@ -82,14 +103,16 @@ class JsonFormatter(logging.Formatter):
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             entry["exc_info"] = record.exc_text
-        return json.dumps(entry, ensure_ascii=False)
+        # json.dumps escapes C0 controls; DEL, C1 and the Unicode line separators are escaped too (a line reader
+        # such as str.splitlines would break a record at them).
+        return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(entry, ensure_ascii=False))
 
 
 def setup_logging(level: str, fmt: str = "text") -> None:
     """Log to stderr at `level` in `fmt` ("text" or "json"), every record through the redacting filter and
     stamped with the request id."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactingFilter())
     handler.addFilter(RequestIdFilter())
     root = logging.getLogger()

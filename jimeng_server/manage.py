@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from .clock import SystemClock
 from .config import Config, ConfigError
 from .errors import ApiError, BadRequest
+from .integers import cli_int
 from .services.accounts import AccountService
 from .services.apikeys import ApiKeys
 from .services.pool import AccountPool
@@ -65,8 +66,14 @@ def add_commands(sub: Any) -> None:
     create = keys.add_parser("create", help="create a key (its text is printed once)")
     create.add_argument("name")
     create.add_argument("--accounts", help="comma list of account names it may use (default: all)")
-    create.add_argument("--rate", type=int, help="requests per minute (default 60)")
-    create.add_argument("--max-in-flight", type=int, help="tasks in flight at once (default 20)")
+    create.add_argument(
+        "--rate", type=cli_int("--rate", low=1, high=1_000_000), help="requests per minute (default 60)"
+    )
+    create.add_argument(
+        "--max-in-flight",
+        type=cli_int("--max-in-flight", low=1, high=1_000_000),
+        help="tasks in flight at once (default 20)",
+    )
     keys.add_parser("list", help="list keys with usage")
     keys.add_parser("revoke", help="revoke a key").add_argument("name")
 

@@ -10,8 +10,10 @@ Completion rules (fixing the reference poller, docs/protocol.md §9.6, §15 and 
 - past the kind's deadline (when a sync caller gets its 504) the interval doubles per poll up to
   `slow_interval`; `settle_after` seconds after submit the task is settled as failed (TIMEOUT);
 - an id missing from the answer is "not visible yet" for the first `not_visible_polls` polls, then settles
-  as failed (NOT_FOUND); a refused session (ret 1015) settles the account's tasks (SESSION_EXPIRED); other
-  poll errors retry;
+  as failed (NOT_FOUND); a poll refused with ret 1015 re-checks the session (one balance read, logged) and
+  retries with back-off: the tasks are settled as failed (SESSION_EXPIRED) only once the refusal has lasted
+  `session_refusal_window` (a paid task is not failed on one answer); other poll errors retry;
+- every task settled as failed is logged with its reason and detail;
 - a finished video takes the watermark-free `video_model` URL of its items (§17.8, §18.4); without one it gets
   its download-quality URL from one `get_local_item_list` call (preview URL on failure).
 The outcomes of one poll reach the `on_final` hook together (one store transaction), its changed records the
@@ -102,6 +104,8 @@ class _Watch:
     missing: int = 0
     seen: _Seen | None = None
     last_error: str = ""
+    refused_since: float | None = None  # when polls of its session began to be refused (ret 1015)
+    refusals: int = 0  # refused polls in a row (the back-off's exponent)
     entry: int = -1  # the sequence number of its valid heap entry; -1 while polled (or not queued)
 
 
@@ -404,8 +408,7 @@ class Watcher:
                 data = await self.client.get_history(account, ids, image_info=image_info)
         except UpstreamRetError as exc:
             if exc.ret == "1015":
-                detail = "the upstream refused the session (ret 1015)"
-                self._finish_all([(w, TaskStatus.FAILED, Reason.SESSION_EXPIRED, detail, None) for w in batch])
+                await self._session_refused(batch)
                 return
             self._retry_later(batch, f"ret {exc.ret} {exc.errmsg}".strip())
             return
@@ -419,6 +422,7 @@ class Watcher:
             if self._watches.get(watch.history_id) is not watch:
                 continue  # ended while the poll was in flight (settled, completed by a query, dropped)
             watch.polls += 1
+            watch.refused_since, watch.refusals = None, 0
             raw = data.get(watch.history_id)
             if not isinstance(raw, dict):
                 watch.missing += 1
@@ -483,6 +487,48 @@ class Watcher:
         detail = f"no final status within {watch.settle_at - watch.started_at:g} s"
         return f"{detail} (last poll error: {watch.last_error})" if watch.last_error else detail
 
+    async def _session_refused(self, batch: list[_Watch]) -> None:
+        """A poll refused with ret 1015: re-check the session (one balance read, for the log and the detail),
+        settle as failed the watches refused for `session_refusal_window` and retry the others with back-off
+        (the interval doubling per refused poll, up to `slow_interval`; the last retry at the window's end).
+        One answer never fails a paid task: the upstream answers 1015 for passing reasons too while the
+        session is live."""
+        account = batch[0].account
+        try:
+            await self.client.get_credits(account)
+            check = "a balance read with the session works"
+        except UpstreamError as exc:
+            check = f"a balance read with the session failed too ({exc.reason})"
+        now = self.clock.time()
+        window = self.config.session_refusal_window
+        ending: list[_Ending] = []
+        waiting = 0
+        for watch in batch:
+            if self._watches.get(watch.history_id) is not watch:
+                continue
+            if watch.refused_since is None:
+                watch.refused_since = now
+            watch.refusals += 1
+            watch.last_error = f"ret 1015 ({check})"
+            if now - watch.refused_since >= window:
+                detail = (
+                    f"the upstream refused the session (ret 1015) on every poll for {now - watch.refused_since:g} s"
+                )
+                ending.append((watch, TaskStatus.FAILED, Reason.SESSION_EXPIRED, f"{detail}; {check}", None))
+            else:
+                waiting += 1
+                backoff = min(self.config.slow_interval, watch.schedule.interval * 2.0**watch.refusals)
+                self._schedule(watch, min(now + backoff, watch.refused_since + window))  # a last look at its end
+        log.warning(
+            "poll for %s refused the session (ret 1015); %s; %d task(s) retried with back-off, %d settled as failed",
+            account.masked,
+            check,
+            waiting,
+            len(ending),
+        )
+        if ending:
+            self._finish_all(ending)
+
     def _retry_later(self, batch: list[_Watch], error: str) -> None:
         now = self.clock.time()
         log.warning("poll of %d task(s) for %s failed: %s", len(batch), batch[0].account.masked, error)
@@ -500,6 +546,8 @@ class Watcher:
                 continue  # already ended (a settle and a poll answer can race)
             del self._watches[watch.history_id]
             watch.entry = -1
+            if status is TaskStatus.FAILED:
+                log.warning("task %s settled as failed (%s): %s", watch.history_id, reason.value, detail or "-")
             if record is None and watch.seen is not None:
                 record = watch.seen.record()
             outcomes.append((watch, Outcome(watch.history_id, watch.kind, status, reason, record, detail)))

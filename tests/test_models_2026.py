@@ -199,7 +199,7 @@ async def test_vip_model_on_a_free_account_is_4013_with_fail_over(
     status, body = await post(client, clock, VIDEOS, fields, CN_TOKEN)
     assert status == 502 and body["error"]["code"] == "RISK_CONTROL_REJECTED"
     assert "subscription" in body["error"]["message"] and "browser" in body["error"]["message"]
-    cool = client.app[ACCOUNTS].cooldown(parse_token(CN_TOKEN))
+    cool = client.app[ACCOUNTS].cooldown(parse_token(CN_TOKEN), fields["model"])  # scoped to the refused model
     assert cool is not None and cool.reason == "RISK_CONTROL_REJECTED"
     assert cool.until - clock.time() == pytest.approx(3600, abs=60)
     # Fail-over: nothing was spent, the next token makes it; the cooled-down one is now tried last.

@@ -224,8 +224,9 @@ async def test_errors_until_the_horizon_settle_as_timeout_with_last_error(
 
 
 async def test_session_refused_fails_with_session_expired(
-    client: TestClient[Any, Any], sim: Simulator, clock: ManualClock
+    make_client: AppFactory, config: Config, sim: Simulator, clock: ManualClock
 ) -> None:
+    client = await make_client(watcher=dataclasses.replace(config.watcher, session_refusal_window=20.0))
     watcher = client.app[WATCHER]
     sim.next_script = Script([Step(20, 0)])
     sub = await submit(client)
@@ -234,11 +235,14 @@ async def test_session_refused_fails_with_session_expired(
     assert len(sim.calls(HISTORY)) == 1 and not fut.done()
     sim.expire_session(CN_TOKEN)
     await run_for(watcher, clock, 4.0, step=0.5)
+    assert not fut.done(), "failed on one refused poll"
+    await run_for(watcher, clock, 40.0, step=0.5)  # refused for longer than session_refusal_window
     outcome = fut.result()
     assert (outcome.status, outcome.reason) == (TaskStatus.FAILED, Reason.SESSION_EXPIRED)
-    assert [e.ret for e in sim.calls(HISTORY)] == ["0", "1015"]
+    rets = [e.ret for e in sim.calls(HISTORY)]
+    assert rets[0] == "0" and set(rets[1:]) == {"1015"} and 3 <= len(rets) <= 5, rets  # backed off
     await run_for(watcher, clock, 20, step=1.0)
-    assert len(sim.calls(HISTORY)) == 2, "polled a task of a refused session"
+    assert len(sim.calls(HISTORY)) == len(rets), "polled a task of a refused session"
 
 
 async def test_no_poll_after_final(client: TestClient[Any, Any], sim: Simulator, clock: ManualClock) -> None:

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ..config import AdminConfig
 from ..errors import BadRequest, Unauthorized
+from ..integers import NumberError, parse_int
 from ..services.insights import failure_code
 from ..store.models import TaskRecord
 from ..store.pool import key_owner
@@ -211,12 +212,13 @@ async def revoke_key(request: web.Request) -> web.Response:
 async def recent_tasks(request: web.Request) -> web.Response:
     """`{"data": [task, ...]}`: the latest tasks (`?limit=`, at most 200), newest first, each with its status,
     owner (key name, or a short account fingerprint), paying pool account and webhook delivery state."""
-    raw = request.query.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_TASKS:
-        raise BadRequest(f"'limit' must be a whole number from 1 to {MAX_TASKS}", code="INVALID_PARAMETER")
+    try:
+        limit = parse_int(request.query.get("limit", "50"), "limit", low=1, high=MAX_TASKS)
+    except NumberError as exc:
+        raise BadRequest(str(exc), code="INVALID_PARAMETER") from None
     key_names = {key_owner(k.id): k.name for k in await request.app[API_KEYS].rows()}
     account_names = {a.id: a.name for a in await request.app[ACCOUNT_POOL].rows()}
-    rows = await request.app[STORE].recent(int(raw))
+    rows = await request.app[STORE].recent(limit)
     return json_answer({"data": [_task_view(t, state, key_names, account_names) for t, state in rows]})
 
 

@@ -102,7 +102,7 @@ def wait_value(raw: str | None) -> float:
     if raw is None or raw == "":
         return 0.0
     try:
-        seconds = float(raw)
+        seconds = float(raw) if raw.isascii() else -1.0  # float() takes other scripts' digits too
     except ValueError:
         seconds = -1.0
     if not 0 <= seconds <= MAX_WAIT:

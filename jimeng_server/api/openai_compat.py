@@ -18,7 +18,7 @@ from ..services.inputs import InputImage
 from ..upstream import catalog
 from .image_inputs import composition_images
 
-_SIZE = re.compile(r"\s*(\d{1,5})\s*[xX×*]\s*(\d{1,5})\s*")
+_SIZE = re.compile(r"\s*([0-9]{1,5})\s*[xX×*]\s*([0-9]{1,5})\s*")  # ASCII digits only (\d takes any script)
 EDIT_IMAGE_FIELDS = ("image", "image[]")
 """Where OpenAI clients put edit images: `image` (one file, or repeated), `image[]` (the SDK's lists)."""
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import BadRequest
+from ..integers import NumberError, parse_int
 from ..services.params import ImageParams
 from ..upstream import catalog
 from .openai_compat import size_shape
@@ -53,7 +54,11 @@ def get_float(data: Mapping[str, Any], name: str, default: float, *, low: float,
     value = data.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | str)
+        or (isinstance(value, str) and not value.isascii())
+    ):
         raise _bad(name, "must be a number")
     try:
         number = float(value)
@@ -65,19 +70,20 @@ def get_float(data: Mapping[str, Any], name: str, default: float, *, low: float,
 
 
 def get_count(data: Mapping[str, Any], name: str, *, high: int) -> int | None:
-    """A whole number in [1, high], or None when absent; multipart strings must be digits only."""
+    """A whole number in [1, high], or None when absent (see `get_int`)."""
     value = data.get(name)
     if value is None or value == "":
         return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    elif isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(name, f"must be a whole number from 1 to {high}, got {value!r}")
-    if not 1 <= value <= high:
-        raise _bad(name, f"must be from 1 to {high}, got {value}")
-    return value
+    return get_int(data, name, low=1, high=high)
+
+
+def get_int(data: Mapping[str, Any], name: str, *, low: int, high: int) -> int:
+    """A whole number field in [low, high] (`integers.parse_int`: JSON integers and integral floats, multipart
+    strings of ASCII digits); 400 INVALID_PARAMETER naming the field otherwise."""
+    try:
+        return parse_int(data.get(name), name, low=low, high=high, floats=True)
+    except NumberError as exc:
+        raise BadRequest(str(exc), code="INVALID_PARAMETER") from None
 
 
 def get_choice(data: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from aiohttp import web
@@ -62,16 +63,23 @@ def raw_accounts_of(request: web.Request) -> list[Account]:
 
 
 def _api_key_of(header: str | None) -> str | None:
-    """The API key of a `Bearer jk_...` header, or None for anything else; 401 for a key mixed with tokens."""
+    """The API key of a `Bearer jk_...` header, or None for anything else; 401 for a key mixed with tokens
+    (anywhere in the list, also behind a proxy or region prefix): a key never travels upstream as a session."""
     if header is None:
         return None
     scheme, _, rest = header.strip().partition(" ")
     value = rest.strip()
-    if scheme.lower() != "bearer" or not looks_like_key(value):
+    if scheme.lower() != "bearer":
         return None
-    if "," in value or " " in value:
+    if not looks_like_key(value) and _KEY_INSIDE.search(value) is None:
+        return None
+    if not looks_like_key(value) or "," in value or " " in value:
         raise Unauthorized("send one API key alone: 'Authorization: Bearer jk_...'", code="INVALID_API_KEY")
     return value
+
+
+_KEY_INSIDE = re.compile(r"(?:^|[,\s@-])jk_")
+"""An API key in a token list: at the start of an entry, or after a proxy (`...@`) or region (`us-`) prefix."""
 
 
 MAX_JSON_DEPTH = 32

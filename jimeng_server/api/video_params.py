@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import BadRequest
+from ..integers import NumberError, parse_int
 from ..services.params import MediaSource, UploadedFile, VideoParams
 from ..upstream import catalog
 from .params import MAX_PROMPT_CHARS, RESPONSE_FORMATS, check_model_kind, get_choice, get_str
@@ -31,7 +32,6 @@ MAX_OMNI_AUDIOS = 3
 """Reference audio files per request: the web call's limit is not known (§17.10; an Agent-mode note says 10);
 3, like videos, until a source says more."""
 
-_INT_TEXT = re.compile(r"[0-9]{1,9}")  # more digits cannot be a duration
 _IMAGE_FIELD = re.compile(r"image_file(?:_([1-9][0-9]{0,2}))?")
 _VIDEO_FIELD = re.compile(r"video_file(?:_([1-9][0-9]{0,2}))?")
 _AUDIO_FIELD = re.compile(r"audio_file(?:_([1-9][0-9]{0,2}))?")
@@ -71,19 +71,10 @@ def get_duration(data: Mapping[str, Any], model: str) -> int:
     value = data.get("duration")
     if value is None or value == "":
         return catalog.default_duration(model)
-    seconds: int
-    if isinstance(value, bool):
-        raise _bad("duration", "must be a whole number of seconds")
-    if isinstance(value, int):
-        seconds = value
-    elif isinstance(value, float):
-        if not value.is_integer():
-            raise _bad("duration", f"must be a whole number of seconds, got {value:g}")
-        seconds = int(value)
-    elif isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
-        seconds = int(value.strip())
-    else:
-        raise _bad("duration", f"must be a whole number of seconds, got {value!r}")
+    try:
+        seconds = parse_int(value, "duration", low=0, high=10**6, floats=True)
+    except NumberError:
+        raise _bad("duration", f"must be a whole number of seconds, got {str(value)[:40]!r}") from None
     if seconds not in allowed:
         many = len(allowed) > 3
         choices = f"{allowed[0]} to {allowed[-1]}" if many else ", ".join(str(s) for s in allowed)

@@ -24,20 +24,19 @@ from typing import TypeVar
 
 from ..clock import Clock
 from ..errors import (
-    ACCOUNT_REFUSAL_CODES,
-    RISK_CODES,
     ApiError,
     BadGateway,
     Conflict,
     GatewayTimeout,
     InsufficientCredits,
+    ServiceUnavailable,
     TooManyRequests,
-    Unauthorized,
     from_upstream,
 )
 from ..store.pool import AccountRow
 from ..store.secretbox import SecretError
 from ..upstream.client import Credits, JimengClient
+from ..upstream.cookies import JarError
 from ..upstream.errors import UpstreamError, UpstreamRetError
 from ..upstream.tokens import Account
 from .apikeys import ApiKeys
@@ -46,6 +45,7 @@ from .callers import Caller, KeyGrant, Payer, no_account_available
 from .idempotency import SpendMark
 from .params import ImageParams, VideoParams
 from .pool import AccountPool, Choice, OverCap
+from .refusals import ModelCooldowns, Refusal, RefusalPolicy, Scope, unhealthy
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,6 @@ T = TypeVar("T")
 
 CHECK_SECONDS = 5.0
 """How long an operator's check (`accounts check`, the dashboard opening) waits for one account's balance."""
-
-POOL_REFUSALS = ("TOKEN_EXPIRED", "INVALID_TOKEN", "INSUFFICIENT_CREDITS", *sorted(ACCOUNT_REFUSAL_CODES))
-"""Error codes of upstream refusals that spend nothing: a pooled submit moves on to another account."""
 
 
 def cost_key(params: ImageParams | VideoParams) -> str:
@@ -66,6 +63,12 @@ def cost_key(params: ImageParams | VideoParams) -> str:
 
 
 _SHANGHAI = timedelta(hours=8)  # the upstream's credit day (§4.2); China has no DST
+
+
+def model_of(cost: str | None) -> str | None:
+    """The model named by a `cost_key` (what model refusals are scoped to), or None."""
+    parts = cost.split(":") if cost else []
+    return parts[1] if len(parts) >= 3 and parts[1] else None
 
 
 def shanghai_day(ts: float) -> str:
@@ -108,6 +111,8 @@ class AccountService:
         self.risk_cooldown_seconds = risk_cooldown_seconds
         self.balances = Balances(client.get_credits, clock, max_age=cache_seconds)
         self._cooldown: dict[str, Cooldown] = {}  # account fingerprint -> until when it is tried last, and why
+        self._model_cooldowns = ModelCooldowns(clock)  # (fingerprint, model) -> the same, for model refusals
+        self.refusals = RefusalPolicy(cooldown_seconds, risk_cooldown_seconds)
         self._claim_refused: dict[str, str] = {}  # account fingerprint -> Shanghai day its claim got ret -4
         self._balance: dict[int, int] = {}  # pool account id -> the last balance read after a pooled submit
         self._costs: dict[str, int] = {}  # cost_key -> the smallest spend measured for one pooled submit
@@ -165,15 +170,19 @@ class AccountService:
                 self._claim_refused[account.fingerprint] = shanghai_day(self.clock.time())
             raise
 
-    def cooldown(self, account: Account) -> Cooldown | None:
-        """The account's cool-down while it lasts, else None."""
+    def cooldown(self, account: Account, model: str | None = None) -> Cooldown | None:
+        """The raw token's cool-down while it lasts (the account's, else the one of `model` on it), else None."""
         cool = self._cooldown.get(account.fingerprint)
-        return cool if cool is not None and cool.until > self.clock.time() else None
+        if cool is not None and cool.until > self.clock.time():
+            return cool
+        resting = self._model_cooldowns.get(account.fingerprint, model)
+        return Cooldown(resting.until, resting.reason) if resting is not None else None
 
-    def ordered(self, accounts: Sequence[Account]) -> list[Account]:
-        """`accounts` in header order, except that accounts refused recently (expired session, no credits,
-        risk control) go last while their cool-down lasts: they are still tried when nothing else works."""
-        return sorted(accounts, key=lambda a: self.cooldown(a) is not None)
+    def ordered(self, accounts: Sequence[Account], model: str | None = None) -> list[Account]:
+        """`accounts` in header order, except that accounts refused recently (expired session, no credits, risk
+        control, for `model` or for all) go last while their cool-down lasts: they are still tried when nothing
+        else works."""
+        return sorted(accounts, key=lambda a: self.cooldown(a, model) is not None)
 
     async def submit(
         self,
@@ -184,8 +193,9 @@ class AccountService:
         cost: str | None = None,
     ) -> tuple[Account, T]:
         """Run `action` (which spends credits) for `caller`: with the first usable header token (raw tokens),
-        or with an account of the pool chosen for the caller's API key (`cost`: the request's `cost_key`;
-        `spend.payer` names the key and the account tried, for the generate `action` sends)."""
+        or with an account of the pool chosen for the caller's API key (`cost`: the request's `cost_key`, which
+        also names the model refusals are scoped to; `spend.payer` names the key and the account tried, for the
+        generate `action` sends). Both loops follow one refusal policy (`services/refusals.py`)."""
         if caller.key is not None:
             return await self._submit_pooled(caller.key, action, spend, cost)
         return await self._submit_raw(caller.accounts, action, cost)
@@ -194,39 +204,71 @@ class AccountService:
         """The credits a request of this `cost_key` is known to need (1 until one was measured)."""
         return self._costs.get(cost, 1) if cost is not None else 1
 
+    async def _attempt(
+        self,
+        account: Account,
+        action: Callable[[Account], Awaitable[T]],
+        *,
+        claim: bool,
+        model: str | None,
+        policy: RefusalPolicy,
+    ) -> tuple[int, T] | Refusal:
+        """Check the balance, then run `action`: the balance before and the result, or the `Refusal` (nothing was
+        spent) that moves the request on to the next account. Any other error is raised as the API error.
+
+        A balance read that fails for any reason (the session refused, a dead proxy, an HTTP error) is a
+        refusal of the account: nothing was sent that spends."""
+        try:
+            before = await self.ensure_credits(account, claim=claim)
+        except (ApiError, UpstreamError) as exc:
+            err = exc if isinstance(exc, ApiError) else from_upstream(exc)
+            self.forget(account)
+            refusal = policy.of_balance_read(err)
+            if refusal is None:
+                raise err from None
+            return refusal
+        try:
+            return before, await action(account)
+        except (ApiError, UpstreamError) as exc:
+            err = exc if isinstance(exc, ApiError) else from_upstream(exc)
+            refusal = policy.of_submit(err, model)
+            if refusal is None:
+                raise err from None
+            self.forget(account)
+            return refusal
+
     async def _submit_raw(
         self, accounts: Sequence[Account], action: Callable[[Account], Awaitable[T]], cost: str | None
     ) -> tuple[Account, T]:
         """Run `action` with the first usable account (see `ordered`).
 
-        An account whose session is refused, whose credits are too low, or which risk control refuses (1019,
-        4013, 1018) is skipped for the next one and cooled down (`cooldown_seconds`, or `risk_cooldown_seconds`
-        for risk control) with that reason; those refusals happen before anything is spent, and its known
-        balance is dropped. Any other error ends the attempt at once. After an accepted submit the cost of
-        `cost`, when one was measured, is taken off the account's known balance (nothing is read).
+        A refusal that spent nothing (`RefusalPolicy`: a refused session, too few credits, a failed balance
+        read, risk control) moves on to the next token and cools down what it is about (the token, or the
+        model on the token) with that reason; its known balance is dropped. Any other error ends the attempt
+        at once. After an accepted submit the cost of `cost`, when one was measured, is taken off the account's
+        known balance (nothing is read).
         """
+        model = model_of(cost)
         last: ApiError | None = None
-        for account in self.ordered(accounts):
-            try:
-                await self.ensure_credits(account)
-                result = await action(account)
-            except UpstreamError as exc:
-                err = from_upstream(exc)
-                if not (isinstance(err, Unauthorized | InsufficientCredits) or err.code in ACCOUNT_REFUSAL_CODES):
-                    raise err from None
-                last = err
-            except (Unauthorized, InsufficientCredits) as err:
-                last = err
-            else:
+        for account in self.ordered(accounts, model):
+            outcome = await self._attempt(account, action, claim=True, model=model, policy=self.refusals)
+            if not isinstance(outcome, Refusal):
                 if cost in self._costs:
                     self.balances.charge(account, self._costs[cost])
                 self._cooldown.pop(account.fingerprint, None)
-                return account, result
-            self.forget(account)
-            assert last is not None
-            seconds = self.risk_cooldown_seconds if last.code in RISK_CODES else self.cooldown_seconds
-            self._cooldown[account.fingerprint] = Cooldown(self.clock.time() + seconds, last.code)
-            log.info("account %s cooled down for %g s: %s", account.masked, seconds, last.code)
+                return account, outcome[1]
+            last = outcome.error
+            if outcome.scope is Scope.MODEL and model is not None:
+                self._model_cooldowns.add(account.fingerprint, model, outcome.seconds, last)
+            else:
+                self._cooldown[account.fingerprint] = Cooldown(self.clock.time() + outcome.seconds, outcome.reason)
+            log.info(
+                "account %s cooled down for %g s (%s): %s",
+                account.masked,
+                outcome.seconds,
+                model if outcome.scope is Scope.MODEL else "all models",
+                outcome.reason,
+            )
         assert last is not None
         raise last
 
@@ -234,13 +276,16 @@ class AccountService:
         self, key: KeyGrant, action: Callable[[Account], Awaitable[T]], spend: SpendMark, cost: str | None
     ) -> tuple[Account, T]:
         """Run `action` with the least busy usable pool account of `key`; on a refusal that spent nothing, cool
-        that account down (with the reason) and try the next. Other errors end the attempt at once.
+        down what it is about (the account, or the model on the account) with the reason and try the next.
+        Other errors end the attempt at once.
 
-        429 TOO_MANY_IN_FLIGHT when the key is at its cap; 503 NO_ACCOUNT_AVAILABLE (or the last refusal) when
-        no account is left. The credits spent are measured from the balance before (the known one: no call
-        when it is fresh) and after the submit (read anew).
+        429 TOO_MANY_IN_FLIGHT when the key is at its cap; when no account is left, the last refusal (so a
+        model every account refuses ends with the upstream's reason), else 503 NO_ACCOUNT_AVAILABLE. The
+        credits spent are measured from the balance before (the known one: no call when it is fresh) and after
+        the submit (read anew).
         """
         assert self.pool is not None and self.keys is not None
+        model = model_of(cost)
         tried: set[int] = set()
         last: ApiError | None = None
         while True:
@@ -251,6 +296,7 @@ class AccountService:
                     exclude=frozenset(tried),
                     cap=key.max_in_flight,
                     min_credits=self.known_cost(cost),
+                    model=model,
                 )
             except OverCap as exc:
                 raise TooManyRequests(
@@ -259,29 +305,50 @@ class AccountService:
                     retry_after=5,
                 ) from None
             if choice is None:
-                raise last if last is not None else no_account_available()
+                raise last if last is not None else self._none_left(key, model)
             tried.add(choice.account_id)
             account = choice.account
+            payer = Payer(key.owner, choice.account_id)
+
+            async def paying(account: Account, payer: Payer = payer) -> T:
+                spend.payer = payer  # set once the balance check passed: the generate is what spends
+                return await action(account)
+
+            outcome: tuple[int, T] | Refusal | None = None
             try:
-                before = await self.ensure_credits(account, claim=self.claim_daily)
-                spend.payer = Payer(key.owner, choice.account_id)
-                result = await action(account)
-            except (ApiError, UpstreamError) as exc:
-                err = exc if isinstance(exc, ApiError) else from_upstream(exc)
-                self.forget(account)
-                if err.code not in POOL_REFUSALS:
-                    raise err from None
-                last = err
-                log.info("pool account %s refused (%s); trying another", choice.name, err.code)
-                await self.pool.record_refusal(choice.account_id, err)
-                continue
+                outcome = await self._attempt(
+                    account, paying, claim=self.claim_daily, model=model, policy=self._pool_refusals()
+                )
             finally:
-                self.pool.release(choice)
+                self.pool.release(choice, accepted=outcome is not None and not isinstance(outcome, Refusal))
+            if isinstance(outcome, Refusal):
+                last = outcome.error
+                log.info("pool account %s refused (%s); trying another", choice.name, outcome.reason)
+                if outcome.scope is Scope.MODEL and model is not None:
+                    await self.pool.record_model_refusal(choice.account_id, model, last, seconds=outcome.seconds)
+                else:
+                    await self.pool.record_refusal(choice.account_id, last, seconds=outcome.seconds)
+                continue
+            before, result = outcome
             try:
                 await self._count_use(key, choice, before, cost)
             except Exception:  # the task is accepted and paid for: its answer must not turn into an error
                 log.exception("usage of API key %s on account %s not recorded", key.name, choice.name)
             return account, result
+
+    def _none_left(self, key: KeyGrant, model: str | None) -> ApiError:
+        """503 NO_ACCOUNT_AVAILABLE, naming the refusal of `model` when that is what rests the key's accounts."""
+        assert self.pool is not None
+        if model is not None:
+            ids = key.accounts if key.accounts is not None else self.pool.models.holders()
+            resting = [c for who in ids if (c := self.pool.models.get(who, model)) is not None]
+            if resting:
+                return ServiceUnavailable(
+                    f"every account this key may use was refused {model} recently ({resting[0].message}); other "
+                    "models still work, or try again later",
+                    code="NO_ACCOUNT_AVAILABLE",
+                )
+        return no_account_available()
 
     async def check_pooled(self, ref: str | int) -> AccountRow:
         """Read a pool account's balance now and store its health: the balance and no error, or the upstream's
@@ -290,11 +357,15 @@ class AccountService:
         row = await self.pool.find(ref)
         try:
             credits = await self.credits(self.pool.account_of(row), fresh=True)
-        except SecretError as exc:
+        except (SecretError, JarError) as exc:
             await self.pool.record_refusal(row.id, Conflict(str(exc), code="SECRET_UNREADABLE"), checked=True)
         except UpstreamError as exc:
             err = from_upstream(exc)
-            await self.pool.record_refusal(row.id, err, checked=True, cool=err.code in POOL_REFUSALS)
+            refusal = self._pool_refusals().of_balance_read(err)
+            cool = refusal is not None
+            await self.pool.record_refusal(
+                row.id, err, checked=True, cool=cool, seconds=refusal.seconds if refusal else None
+            )
         else:
             await self.pool.record_success(row.id, credits.total, checked=True)
         return await self.pool.find(row.id)
@@ -327,6 +398,27 @@ class AccountService:
                     return await pool.find(row.id)
 
         return list(await asyncio.gather(*(one(row) for row in rows)))
+
+    async def recheck_unhealthy(self) -> int:
+        """Read again the balance of each enabled pool account resting after a failed balance read (transport,
+        proxy, HTTP error: not a refusal of its session, credits or a model): a good reading ends the cool-down
+        and brings it back, a failed one rests it again. Returns how many were checked."""
+        assert self.pool is not None
+        now = self.clock.time()
+        rows = [
+            r
+            for r in await self.pool.rows()
+            if r.enabled and r.cooling(now) and r.last_error_code is not None and unhealthy(r.last_error_code)
+        ]
+        for row in rows:
+            await self.check_pooled(row.id)
+            log.info("pool account %s re-checked: %s", row.name, (await self.pool.find(row.id)).last_error_code or "ok")
+        return len(rows)
+
+    def _pool_refusals(self) -> RefusalPolicy:
+        """The refusal policy of the pool: its accounts rest `[accounts] cooldown_seconds` for every refusal."""
+        assert self.pool is not None
+        return RefusalPolicy(self.pool.cooldown_seconds, self.pool.cooldown_seconds)
 
     async def _count_use(self, key: KeyGrant, choice: Choice, before: int, cost: str | None) -> None:
         """After an accepted pooled submit: read the balance again (a call that starts now), store it, clear the

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..clock import Clock
 from ..errors import BadRequest, Conflict, NotFound, TooManyRequests, Unauthorized
+from ..integers import NumberError, parse_int
 from ..store.base import Store
 from ..store.pool import DuplicateError, KeyRow, NewKey
 from .callers import KeyGrant
@@ -42,9 +43,10 @@ def looks_like_key(token: str) -> bool:
 def _limit(value: Any, field: str, default: int) -> int:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_LIMIT:
-        raise BadRequest(f"'{field}' must be a whole number from 1 to {_MAX_LIMIT}", code="INVALID_PARAMETER")
-    return value
+    try:
+        return parse_int(value, field, low=1, high=_MAX_LIMIT, strings=False)
+    except NumberError as exc:
+        raise BadRequest(str(exc), code="INVALID_PARAMETER") from None
 
 
 class ApiKeys:

@@ -12,7 +12,7 @@ from ..net.spool import Download
 from ..upstream import catalog
 
 _MULTI_KEYWORDS = ("连续", "绘本", "故事")
-_COUNT_RE = re.compile(r"(\d+)\s*张")
+_COUNT_RE = re.compile(r"([0-9]+)\s*张")
 MAX_OMNI_VIDEO_SECONDS = 15.0
 """Longest total length of omni reference videos (§8.3)."""
 
@@ -58,7 +58,10 @@ class ImageParams:
         triggered = self.multi_image is True or match is not None or any(k in self.prompt for k in _MULTI_KEYWORDS)
         if not triggered:
             return None
-        return max(1, min(int(match.group(1)), 20)) if match else 4
+        if match is None:
+            return 4
+        digits = match.group(1)
+        return max(1, min(int(digits), 20)) if len(digits) <= 3 else 20
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from typing import Any
 from ..clock import Clock
 from ..config import BrowserConfig, ConfigError
 from ..errors import ApiError, BadRequest, Conflict, NotFound
+from ..integers import INT64_MAX, digits_value
 from ..store.base import Store
 from ..store.pool import AccountHealth, AccountRow, DuplicateError, NewAccount
 from ..store.secretbox import SecretBox, SecretError
@@ -33,6 +34,7 @@ from ..upstream import transports
 from ..upstream.cookies import JarError, load_jar
 from ..upstream.regions import Region
 from ..upstream.tokens import Account, ProxyPrefixError, TokenError, parse_proxy, parse_token
+from .refusals import ModelCooldown, ModelCooldowns
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,13 @@ class AccountPool:
         self._reserved_by: Counter[str] = Counter()  # owner -> submits in progress
         self._stored: Counter[int] = Counter()  # account id -> stored tasks in flight, as last counted
         self._stored_by: Counter[str] = Counter()  # owner -> the same
+        # Accepted submits whose reservation ended but which no count started after their end has seen yet:
+        # (the count epoch at their end, account id, owner). Without them a count that read the store before
+        # the task was stored would let a concurrent submit past the owner's cap.
+        self._recent: list[tuple[int, int, str]] = []
+        self._epoch = 0  # counts started
+        self._applied = 0  # the epoch of the count whose figures are in _stored
+        self.models = ModelCooldowns(clock)  # (account id, model) pairs resting after a refusal of that model
 
     # ------------------------------------------------------------------ management
 
@@ -184,8 +193,9 @@ class AccountPool:
     async def find(self, ref: str | int) -> AccountRow:
         """The account with this id or name; 404 ACCOUNT_NOT_FOUND otherwise."""
         row = None
-        if isinstance(ref, int) or ref.isdigit():
-            row = await self._store.account_by_id(int(ref))
+        number = ref if isinstance(ref, int) else digits_value(ref)
+        if number is not None and 0 < number <= INT64_MAX:
+            row = await self._store.account_by_id(number)
         if row is None and isinstance(ref, str):
             row = await self._store.account_by_name(ref)
         if row is None:
@@ -199,6 +209,8 @@ class AccountPool:
         """Enable (ending any cool-down) or disable an account; returns the updated row."""
         row = await self.find(ref)
         await self._store.set_account_enabled(row.id, enabled)
+        if enabled:
+            self.models.clear(row.id)
         return await self.find(row.id)
 
     async def remove(self, ref: str | int) -> AccountRow:
@@ -288,6 +300,7 @@ class AccountPool:
                 "last_error_code": row.last_error_code,
                 "last_error": row.last_error,
                 "cooldown_until": row.cooldown_until if row.cooling(now) else None,
+                "model_cooldowns": [_model_view(c) for c in self.models.active(row.id)],
             },
             "created_at": row.created_at,
         }
@@ -302,11 +315,19 @@ class AccountPool:
 
     # ------------------------------------------------------------------ health
 
-    async def record_refusal(self, account_id: int, err: ApiError, *, checked: bool = False, cool: bool = True) -> None:
-        """Keep the reason of an upstream refusal and (when `cool`) rest the account for `cooldown_seconds`."""
-        until = self.clock.time() + self.cooldown_seconds if cool else None
+    async def record_refusal(
+        self, account_id: int, err: ApiError, *, checked: bool = False, cool: bool = True, seconds: float | None = None
+    ) -> None:
+        """Keep the reason of an upstream refusal and (when `cool`) rest the account for `seconds` (default
+        `cooldown_seconds`)."""
+        until = self.clock.time() + (self.cooldown_seconds if seconds is None else seconds) if cool else None
         health = AccountHealth(err.code, err.message, until, checked=checked)
         await self._store.record_account_health(account_id, health, now=self.clock.time())
+
+    async def record_model_refusal(self, account_id: int, model: str, err: ApiError, *, seconds: float) -> None:
+        """Rest `model` on the account for `seconds` (every other model stays usable) and keep the reason."""
+        self.models.add(account_id, model, seconds, err)
+        await self.record_refusal(account_id, err, cool=False)
 
     async def record_success(self, account_id: int, credits: int | None, *, checked: bool = False) -> None:
         """Clear an account's error and cool-down; store its balance when read."""
@@ -317,29 +338,42 @@ class AccountPool:
 
     def in_flight(self, account_id: int) -> int:
         """Submits in progress plus accepted tasks not yet final, for one account."""
-        return self._reserved[account_id] + self._stored[account_id]
+        recent = sum(1 for _, a, _ in self._recent if a == account_id)
+        return self._reserved[account_id] + self._stored[account_id] + recent
 
     def owner_in_flight(self, owner: str) -> int:
         """The same for one owner (an API key)."""
-        return self._reserved_by[owner] + self._stored_by[owner]
+        recent = sum(1 for _, _, o in self._recent if o == owner)
+        return self._reserved_by[owner] + self._stored_by[owner] + recent
 
     async def count_in_flight(self) -> None:
         """Count the stored tasks in flight again (before showing `owner_in_flight`)."""
         now = self.clock.time()
+        self._epoch += 1
+        epoch = self._epoch  # this count sees every task stored before now
         counts = await self._store.pool_tasks_in_flight(
             image_since=now - self.in_flight_window["image"], video_since=now - self.in_flight_window["video"]
         )
+        if epoch < self._applied:
+            return  # a count that started later was applied meanwhile: its figures are newer
+        self._applied = epoch
         self._stored, self._stored_by = Counter(), Counter()
         for account_id, owner, count in counts:
             self._stored[account_id] += count
             self._stored_by[owner] += count
+        self._recent = [r for r in self._recent if r[0] >= epoch]  # the older ones are in these figures
 
     async def usable(
-        self, allowed: tuple[int, ...] | None, *, exclude: frozenset[int] = frozenset(), min_credits: int = 1
+        self,
+        allowed: tuple[int, ...] | None,
+        *,
+        exclude: frozenset[int] = frozenset(),
+        min_credits: int = 1,
+        model: str | None = None,
     ) -> list[tuple[AccountRow, Account]]:
-        """The accounts a submit may use now, best first: allowed, enabled, not cooling down, not known to hold
-        fewer than `min_credits` (a balance read within the cool-down; at zero, with `claim_daily`, the claim is
-        tried instead), secret readable; fewest in flight first."""
+        """The accounts a submit may use now, best first: allowed, enabled, not cooling down (for `model` either),
+        not known to hold fewer than `min_credits` (a balance read within the cool-down; at zero, with
+        `claim_daily`, the claim is tried instead), secret readable; fewest in flight first."""
         now = self.clock.time()
         await self.count_in_flight()
         rows = await self._store.accounts()
@@ -348,11 +382,11 @@ class AccountPool:
             if row.id in exclude or (allowed is not None and row.id not in allowed):
                 continue
             short = _known_short(row, now, self.cooldown_seconds, min_credits, claim_daily=self.claim_daily)
-            if not row.enabled or row.cooling(now) or short:
+            if not row.enabled or row.cooling(now) or short or self.models.get(row.id, model) is not None:
                 continue
             try:
                 found.append((row, self.account_of(row)))
-            except SecretError as exc:
+            except (SecretError, JarError) as exc:
                 log.warning("pool account %s skipped: %s", row.name, exc)
         found.sort(key=lambda pair: (self.in_flight(pair[0].id), pair[0].id))
         return found
@@ -365,11 +399,12 @@ class AccountPool:
         exclude: frozenset[int],
         cap: int,
         min_credits: int = 1,
+        model: str | None = None,
     ) -> Choice | None:
         """Reserve the best usable account for a submit of `owner` that may pay `min_credits`; None when none is
         usable. Raises `OverCap` when the owner already has `cap` tasks in flight (checked in the same step as
         the reservation)."""
-        candidates = await self.usable(allowed, exclude=exclude, min_credits=min_credits)
+        candidates = await self.usable(allowed, exclude=exclude, min_credits=min_credits, model=model)
         # No await from here on: the counts read are the counts reserved against.
         if self.owner_in_flight(owner) >= cap:
             raise OverCap(cap)
@@ -380,10 +415,13 @@ class AccountPool:
         self._reserved_by[owner] += 1
         return Choice(row.id, row.name, account, owner)
 
-    def release(self, choice: Choice) -> None:
-        """End a reservation (the submit answered, failed or moved on to another account)."""
+    def release(self, choice: Choice, *, accepted: bool = False) -> None:
+        """End a reservation (the submit answered, failed or moved on to another account). An `accepted` submit
+        (its task stored) keeps counting until a count of the stored tasks that started after now has seen it."""
         self._reserved[choice.account_id] -= 1
         self._reserved_by[choice.owner] -= 1
+        if accepted:
+            self._recent.append((self._epoch, choice.account_id, choice.owner))
 
 
 class OverCap(Exception):
@@ -411,6 +449,10 @@ def _known_short(row: AccountRow, now: float, within: float, need: int, *, claim
     if row.credits <= 0 and claim_daily:
         return False
     return row.credits < need
+
+
+def _model_view(cool: ModelCooldown) -> dict[str, Any]:
+    return {"model": cool.model, "until": cool.until, "reason": cool.reason}
 
 
 def _state(row: AccountRow, now: float) -> str:

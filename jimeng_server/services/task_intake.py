@@ -18,6 +18,7 @@ from collections.abc import Callable
 from ..concurrency import uncancellable
 from ..store.base import Store
 from ..store.models import TaskRecord, TaskStatus
+from ..store.secretbox import SecretBox, SecretError
 from ..upstream.tokens import Account, TokenError, parse_token
 from ..watcher import Watcher
 from .callers import ResolveAccount
@@ -25,15 +26,25 @@ from .generation import Submission
 
 log = logging.getLogger(__name__)
 
+SEALED_PREFIX = "sealed:"
+"""How a sealed token is stored in `tasks.token` (a session token never starts so)."""
+
 
 class TaskIntake:
     """Stores every accepted submit and hands background tasks to the watcher; resumes them on start-up."""
 
     def __init__(
-        self, store: Store, watcher: Watcher, *, watch_all: bool, resolve_account: ResolveAccount | None = None
+        self,
+        store: Store,
+        watcher: Watcher,
+        *,
+        watch_all: bool,
+        resolve_account: ResolveAccount | None = None,
+        box: SecretBox | None = None,
     ) -> None:
         """`resolve_account` turns a pool account id into its account (the pool's session: tasks of API-key callers
-        keep no token)."""
+        keep no token). `box`: the `[accounts] encryption_key` box; when it seals, a background task's token is
+        stored sealed too (`sealed:` + the Fernet token), never in the clear."""
         self.store = store
         self.watcher = watcher
         self.watch_all = watch_all
@@ -41,6 +52,7 @@ class TaskIntake:
         # Set by the app with `[results] keep = "resign"`: told the header account of each raw-token task with a
         # callback URL (its token is dropped at settle), so its webhook retries can be re-signed.
         self.remember_owner: Callable[[str, Account], None] | None = None
+        self.box = box
 
     def in_background(self, callback_url: str | None, *, pooled: bool) -> bool:
         """True if a task with this callback URL is watched until final without anyone waiting; `pooled`: it is
@@ -59,7 +71,7 @@ class TaskIntake:
         record = TaskRecord(
             history_id=submission.history_id,
             account_fp=submission.owner or account.fingerprint,
-            token=account.token if background and not pooled else None,
+            token=self._sealed(account.token) if background and not pooled else None,
             kind=submission.kind,
             model=submission.model,
             submit_id=submission.submit_id,
@@ -109,6 +121,21 @@ class TaskIntake:
             log.info("watching %d more stored task(s) still in flight", resumed)
         return resumed
 
+    def _sealed(self, token: str) -> str:
+        if self.box is None or not self.box.sealing:
+            return token
+        blob, _ = self.box.seal(token.encode("utf-8"))
+        return SEALED_PREFIX + blob.decode("ascii")
+
+    def _opened(self, stored: str) -> str:
+        """The token of a stored value (sealed or, from before a key was set, in the clear); SecretError when a
+        sealed one cannot be opened (no key, another key)."""
+        if not stored.startswith(SEALED_PREFIX):
+            return stored
+        if self.box is None:
+            raise SecretError("the task's token is sealed and no encryption key is set")
+        return self.box.open(stored[len(SEALED_PREFIX) :].encode("ascii"), True).decode("utf-8")
+
     async def _owner(self, row: TaskRecord) -> Account | None:
         """The account that polls a stored task: its pool account, else its stored token (checked)."""
         if row.account_id is not None:
@@ -119,8 +146,8 @@ class TaskIntake:
         if row.token is None:
             return None
         try:
-            account = parse_token(row.token)
-        except TokenError:
+            account = parse_token(self._opened(row.token))
+        except (TokenError, SecretError):
             log.warning("task %s: stored token unusable, not resumed", row.history_id)
             return None
         if account.fingerprint != row.account_fp:

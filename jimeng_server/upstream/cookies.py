@@ -24,7 +24,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
+from ..integers import digits_value
 from .regions import Region
+
+_EXPIRY_DIGITS = 11
+"""Unix seconds up to the year 5138: a longer expiry is no date."""
 
 # The registrable domains whose cookies an account of each region uses.
 REGION_DOMAINS: dict[Region, tuple[str, ...]] = {
@@ -166,10 +170,14 @@ def _from_netscape(body: str) -> list[_Cookie]:
         if len(fields) != 7:
             raise JarError(f"cookies.txt line {number}: expected 7 tab-separated fields, got {len(fields)}")
         domain, _, _, _, expires, name, value = fields
-        try:
-            stamp = int(expires)
-        except ValueError:
-            raise JarError(f"cookies.txt line {number}: the expiry must be Unix seconds") from None
+        text = expires.strip()
+        stamp = digits_value(text.removeprefix("-"), max_digits=_EXPIRY_DIGITS)
+        if stamp is not None and text.startswith("-"):
+            stamp = 0  # a negative expiry (some exporters write -1): a session cookie, as 0 is
+        if stamp is None:
+            raise JarError(
+                f"cookies.txt line {number}: the expiry must be Unix seconds (up to {_EXPIRY_DIGITS} digits)"
+            )
         out.append(_Cookie(name, value, domain, float(stamp) if stamp > 0 else None))
     return out
 
@@ -198,7 +206,9 @@ def _expiry(item: dict[str, Any]) -> float | None:
     for key in ("expirationDate", "expires"):
         value = item.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value) if value > 0 else None
+            if not 0 < value < 10**_EXPIRY_DIGITS:  # also NaN, Infinity and 400-digit integers: no usable date
+                return None
+            return float(value)
     return None
 
 
@@ -212,9 +222,11 @@ def _sid_guard_end(value: str | None) -> float | None:
     if not value:
         return None
     parts = unquote_plus(value).split("|")
-    if len(parts) < 3 or not parts[1].isdigit() or not parts[2].isdigit():
+    issued = digits_value(parts[1], max_digits=_EXPIRY_DIGITS) if len(parts) >= 3 else None
+    max_age = digits_value(parts[2], max_digits=_EXPIRY_DIGITS) if len(parts) >= 3 else None
+    if issued is None or max_age is None:
         return None
-    return float(int(parts[1]) + int(parts[2]))
+    return float(issued + max_age)
 
 
 def _day(stamp: float) -> str:

@@ -30,6 +30,7 @@ from ..net.fetcher import SafeFetcher
 from ..net.policy import FetchPolicy
 from ..store.base import OutboxStore
 from ..store.outbox import Attempt, AttemptResult, EventState, OutboxEvent
+from .fairness import HostGate, destination_of
 from .signatures import SECRET_ENV, delivery_headers
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,15 @@ class WebhookSender:
         # Set by the app: the body to send for an event, e.g. with its expiring result links re-signed
         # (services/result_links.py). None, or a hook that fails: the stored body as it is.
         self.body_hook: Callable[[OutboxEvent], Awaitable[str]] | None = None
+        self.gate = HostGate(
+            clock,
+            per_host=config.max_per_host,
+            failures=config.breaker_failures,
+            open_seconds=config.breaker_seconds,
+            timeout=config.timeout,
+        )
+        self._sends: dict[str, tuple[str, float]] = {}  # event id -> its host and when its send started
+        self._answered: set[str] = set()  # events whose send got an answer (for the gate's breaker)
 
     # ------------------------------------------------------------------ public API
 
@@ -219,6 +229,7 @@ class WebhookSender:
         events = await self.store.claim_due_events(
             now=now, limit=free, lease_until=now + self.config.lease_seconds, exclude=list(self._inflight)
         )
+        events = await self._admitted(events, now)
         self._next_due = await self.store.next_event_due(now=now)
         for event in events:
             send = asyncio.create_task(self._deliver(event), name=f"webhook-{event.event_id}")
@@ -240,8 +251,33 @@ class WebhookSender:
 
     # ------------------------------------------------------------------ internals
 
+    async def _admitted(self, events: list[OutboxEvent], now: float) -> list[OutboxEvent]:
+        """The claimed events the host gate lets through now; the others go back to the outbox due when their
+        host has a free slot or its circuit closes (no attempt counted), and the loop claims again at once
+        (more due events, for other hosts, may be waiting behind them)."""
+        admitted: list[OutboxEvent] = []
+        waiting: dict[float, list[str]] = {}
+        for event in events:
+            host = destination_of(event.callback_url)
+            until = self.gate.admit(host)
+            if until is None:
+                self._sends[event.event_id] = (host, time.monotonic())
+                admitted.append(event)
+            else:
+                waiting.setdefault(until, []).append(event.event_id)
+        for until, ids in waiting.items():
+            await self.store.unclaim_events(ids, now=until)  # pending again, due `until`
+        if waiting:
+            self._fresh = True
+            self._wakeup.set()
+        return admitted
+
     def _done(self, event_id: str, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(event_id, None)
+        host, started = self._sends.pop(event_id, ("?", 0.0))
+        answered = event_id in self._answered
+        self._answered.discard(event_id)
+        self.gate.release(host, answered=answered, seconds=time.monotonic() - started)
         self._wakeup.set()
 
     def _get_fetcher(self) -> SafeFetcher:
@@ -304,6 +340,8 @@ class WebhookSender:
         else:
             status = result.status
             error = _describe_status(status, result.body_excerpt)
+            if status < 500 and status != 429:
+                self._answered.add(event.event_id)
             if error is not None:
                 retry_after = parse_retry_after(result.headers.get("Retry-After"), self.clock.time())
         latency_ms = round((time.monotonic() - started) * 1000)

@@ -195,7 +195,8 @@ async function refresh() {
     cell(row, a.health.state.replace("_", " "), "state-" + a.health.state);
     cell(row, a.credits);
     cell(row, a.in_flight);
-    cell(row, when(a.health.cooldown_until));
+    const scoped = (a.health.model_cooldowns || []).map((c) => c.model + " until " + when(c.until) + " (" + c.reason + ")");
+    cell(row, [when(a.health.cooldown_until), ...scoped].filter(Boolean).join("; "));
     cell(row, a.health.last_error_code ? a.health.last_error_code + ": " + a.health.last_error : "");
     cell(row, a.note);
     const td = cell(row, "");

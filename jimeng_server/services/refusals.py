@@ -1,0 +1,145 @@
+"""What an upstream refusal made before anything was spent is about, and how long it benches what it is about:
+the one refusal and cool-down policy of the raw-token and the pooled submit loops (`services/accounts.py`).
+
+A refusal is scoped to its cause:
+
+- **model**: the risk control refusing one model on one account (1019 "wants a browser" for Seedance 2.0, 4013
+  for a paid model on a free account). The account keeps serving every other model; the pair (account, model)
+  rests for `risk_seconds`. When every account refuses the model, the request ends with the upstream's reason
+  and nobody is benched for other models.
+- **account**: a refused or expired session (1015), a penalised or blocked account (1018, 1021, `risk_seconds`),
+  too few credits, a rate limit or a full queue (the rate-limit class of upstream/codes.py, 5001), or a balance
+  read that failed (transport, proxy, HTTP error: the account is unhealthy, the request moves on).
+  The whole account rests.
+
+Anything else (content refused, the upstream down for everyone, bad parameters) is no refusal: it ends the
+request at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from ..clock import Clock
+from ..errors import ACCOUNT_REFUSAL_CODES, RISK_CODES, ApiError
+
+MODEL_CODES: Final = frozenset({"UPSTREAM_RISK_CONTROL", "RISK_CONTROL_REJECTED"})
+"""Refusals of one model on one account (1019, 4013)."""
+ACCOUNT_RISK_CODES: Final = RISK_CODES - MODEL_CODES
+"""Refusals of the account by the risk control (1018 penalised, 1021 / −6 blocked): it rests for the risk
+cool-down."""
+BUSY_CODES: Final = ACCOUNT_REFUSAL_CODES - RISK_CODES
+"""The upstream's rate limits and full queue for this account (the rate-limit class of upstream/codes.py, 5001):
+the account rests for the ordinary cool-down and the next one is tried."""
+SESSION_CODES: Final = frozenset({"TOKEN_EXPIRED", "INVALID_TOKEN", "INSUFFICIENT_CREDITS"})
+"""Refusals of the account's session or balance (1015, no credits)."""
+
+SETUP_CODES: Final = frozenset(
+    {"UPSTREAM_VERSION_REJECTED", "UPSTREAM_FRAME_REJECTED", "UPSTREAM_PARAM_ERROR", "RELAY_UNAVAILABLE"}
+)
+"""Failures of the server's configuration (client version, frame, relay): no account is to blame for them."""
+
+
+class Scope(StrEnum):
+    MODEL = "model"
+    ACCOUNT = "account"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """How a refusal benches what it is about: the scope, for how long, and the error (its code is the reason)."""
+
+    scope: Scope
+    seconds: float
+    error: ApiError
+
+    @property
+    def reason(self) -> str:
+        return self.error.code
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalPolicy:
+    """Cool-down lengths: `seconds` for session and balance refusals, `risk_seconds` for the risk control."""
+
+    seconds: float
+    risk_seconds: float
+
+    def of_submit(self, err: ApiError, model: str | None) -> Refusal | None:
+        """The refusal `err` (raised by the balance check or the generate, nothing spent) is, or None when the
+        request must end with it. A model refusal without a known model benches the account."""
+        if err.code in MODEL_CODES:
+            return Refusal(Scope.MODEL if model else Scope.ACCOUNT, self.risk_seconds, err)
+        if err.code in ACCOUNT_RISK_CODES:
+            return Refusal(Scope.ACCOUNT, self.risk_seconds, err)
+        if err.code in SESSION_CODES or err.code in BUSY_CODES:
+            return Refusal(Scope.ACCOUNT, self.seconds, err)
+        return None
+
+    def of_balance_read(self, err: ApiError) -> Refusal | None:
+        """A balance read that failed before the submit (the upstream refused the account, answered an HTTP
+        error, or could not be reached through the account's proxy): the account rests; nothing was spent, the
+        request moves on. None for failures of the server's own set-up (`SETUP_CODES`), which every account
+        would meet."""
+        if err.code in SETUP_CODES:
+            return None
+        return self.of_submit(err, None) or Refusal(Scope.ACCOUNT, self.seconds, err)
+
+
+def unhealthy(code: str) -> bool:
+    """True for the reason of a failed balance read that a later read may cure (transport, proxy, HTTP error,
+    timeout): not a refusal of the session, the credits or a model, nor the server's own set-up."""
+    known = MODEL_CODES | ACCOUNT_RISK_CODES | SESSION_CODES | BUSY_CODES | SETUP_CODES
+    return code not in known | {"SECRET_UNREADABLE"}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCooldown:
+    """One (account, model) pair resting until `until` because of `reason` (an error code)."""
+
+    model: str
+    until: float
+    reason: str
+    message: str
+
+
+class ModelCooldowns:
+    """The (account, model) cool-downs of this process, keyed by any account identity (a pool account id, or a
+    raw token's fingerprint). Expired entries are dropped as they are read."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._by: dict[str | int, dict[str, ModelCooldown]] = {}
+
+    def add(self, who: str | int, model: str, seconds: float, err: ApiError) -> ModelCooldown:
+        """Rest `model` on `who` for `seconds` because of `err`."""
+        cool = ModelCooldown(model, self.clock.time() + seconds, err.code, err.message)
+        self._by.setdefault(who, {})[model] = cool
+        return cool
+
+    def holders(self) -> list[str | int]:
+        """Every identity with a model cool-down (some may have ended)."""
+        return list(self._by)
+
+    def get(self, who: str | int, model: str | None) -> ModelCooldown | None:
+        """The cool-down of `model` on `who` while it lasts."""
+        if model is None:
+            return None
+        cool = self._by.get(who, {}).get(model)
+        return cool if cool is not None and cool.until > self.clock.time() else None
+
+    def active(self, who: str | int) -> list[ModelCooldown]:
+        """`who`'s model cool-downs that still last, soonest end first."""
+        now = self.clock.time()
+        live = {m: c for m, c in self._by.get(who, {}).items() if c.until > now}
+        if live:
+            self._by[who] = live
+        else:
+            self._by.pop(who, None)
+        return sorted(live.values(), key=lambda c: c.until)
+
+    def clear(self, who: str | int) -> None:
+        """End every model cool-down of `who` (the account was enabled again by hand)."""
+        self._by.pop(who, None)
