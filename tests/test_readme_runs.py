@@ -106,12 +106,19 @@ async def test_the_curl_examples_answer_as_the_readme_says(
     assert len(curls) >= 2
     (tmp_path / "photo.png").write_bytes(png(64, 48, (90, 120, 150)))  # the post-edit examples' file
     submitted = []
+    last_history_id = ""
     for block in curls:
         command = block.replace(BASE, proc.url).replace("YOUR_SESSIONID", token)
         command = command.replace(CALLBACK, hook)
-        code, out, err = await shell(command, tmp_path, TOKEN=token)
+        code, out, err = await shell(
+            command, tmp_path, TOKEN=token, API_TOKEN=token, API_BASE=proc.url, HISTORY_ID=last_history_id
+        )
         assert code == 0, err
+        if "/events" in block:  # the event stream of the task submitted before: it ends with the final event
+            assert "event: final" in out, out
+            continue
         answer = json.loads(out)
+        last_history_id = answer.get("history_id") or last_history_id
         assert "error" not in answer, (block, answer)
         assert answer.get("data") or answer.get("history_id"), answer
         if CALLBACK in block:
@@ -121,24 +128,6 @@ async def test_the_curl_examples_answer_as_the_readme_says(
     async with asyncio.timeout(60):
         await arrived.wait()
     assert got[0]["type"] == "task.succeeded" and got[0]["data"]["history_id"] == submitted[0]
-
-
-async def test_the_openai_snippet_runs_with_the_readme_aliases(
-    server: tuple[SimulateProcess, Path, str], tmp_path: Path
-) -> None:
-    proc, _, token = server
-    (snippet,) = [b for b in blocks("python") if "from openai import OpenAI" in b]
-    script = tmp_path / "snippet.py"
-    script.write_text(
-        snippet.replace(f"{BASE}/v1", f"{proc.url}/v1").replace("YOUR_SESSIONID", token)
-        + "\nprint(edited.data[0].url)\n",
-        encoding="utf-8",
-    )
-    (tmp_path / "cat.png").write_bytes(png(16, 9, (1, 2, 3)))
-    code, out, err = await shell(f"{sys.executable} {script}", tmp_path)
-    assert code == 0, err
-    urls = out.split()
-    assert len(urls) == 2 and all(u.startswith("http://127.0.0.1:") for u in urls), out
 
 
 async def test_the_pool_and_key_commands_run_on_the_simulators_store(
