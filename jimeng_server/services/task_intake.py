@@ -76,7 +76,11 @@ class TaskIntake:
         finally:
             if background:
                 self.watcher.watch(
-                    account, submission.history_id, submission.kind, submitted_at=submission.submitted_at
+                    account,
+                    submission.history_id,
+                    submission.kind,
+                    submitted_at=submission.submitted_at,
+                    model=submission.model,
                 )
 
     async def resume(self) -> int:
@@ -89,7 +93,7 @@ class TaskIntake:
             account = await self._owner(row)
             if account is None:
                 continue
-            self.watcher.watch(account, row.history_id, row.kind, submitted_at=row.created_at)
+            self.watcher.watch(account, row.history_id, row.kind, submitted_at=row.created_at, model=row.model)
             resumed += 1
         if resumed:
             log.info("watching %d more stored task(s) still in flight", resumed)

@@ -235,5 +235,5 @@ class TaskQueries:
         owner = await self._paying_account(caller, row)
         if owner is None:
             return
-        self.watcher.watch(owner, history_id, row.kind, submitted_at=row.created_at, keep=False)
+        self.watcher.watch(owner, history_id, row.kind, submitted_at=row.created_at, keep=False, model=row.model)
         await self.watcher.wait(history_id, seconds)
