@@ -381,7 +381,7 @@ class Watcher:
             return []
         batch: list[_Watch] = []
         while ride_heap and len(batch) < self.config.batch_size:
-            ride, seq, watch = ride_heap[0]
+            ride, _, watch = ride_heap[0]
             if self._stale(ride_heap[0]):
                 heapq.heappop(ride_heap)
                 continue

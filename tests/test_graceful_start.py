@@ -27,7 +27,7 @@ async def _port_open(port: int, proc: asyncio.subprocess.Process) -> None:
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
             except OSError:
-                await asyncio.sleep(0.005)  # noqa: ASYNC110 - polling a port another process opens
+                await asyncio.sleep(0.005)  # polling a port another process opens
                 continue
             writer.close()
             return
