@@ -193,7 +193,7 @@ class WatcherConfig:
     # from `ride_along`; polls of one account start at least `coalesce` seconds apart. Without enough samples
     # (and past every sample) the kind's first_poll/interval schedule applies.
     adaptive: bool = True
-    poll_at: float = 0.7
+    poll_at: float = 0.8
     ride_along: float = 0.1
     coalesce: float = 0.25
     learn_samples: int = 64

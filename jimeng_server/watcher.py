@@ -149,6 +149,7 @@ class Watcher:
         """With replicas: whether this process polls the leased tasks of an account (by fingerprint)."""
         self._watches: dict[str, _Watch] = {}
         self._queues: dict[str, _Queue] = {}  # account fingerprint -> its queued watches
+        self._load: dict[str, int] = {}  # account fingerprint -> how many watches it has
         self.timings = CompletionTimes(samples=config.learn_samples, min_samples=config.learn_min_samples)
         self.timings_path = timings_path
         """Where learned completion times are kept across restarts (None: not kept)."""
@@ -231,6 +232,7 @@ class Watcher:
             profile=profile_of(kind.value, model) if model and self.config.adaptive else "",
         )
         self._watches[history_id] = watch
+        self._load[account.fingerprint] = self._load.get(account.fingerprint, 0) + 1
         if not self._schedule_learned(watch, self.clock.time()):
             self._schedule(watch, start + schedule.first_poll)
         return fut
@@ -258,13 +260,15 @@ class Watcher:
                 await sleeper
             watch.waiters -= 1
             if not watch.keep and watch.waiters == 0 and self._watches.get(history_id) is watch:
-                del self._watches[history_id]
+                self._forget(watch)
                 watch.future.cancel()
 
     def complete(self, outcome: Outcome) -> None:
         """End a watch with an outcome found elsewhere (a query saw the task final and settled it): its
         waiters get the outcome; the `on_final` hook is not called. Unknown ids: no-op."""
-        watch = self._watches.pop(outcome.history_id, None)
+        watch = self._watches.get(outcome.history_id)
+        if watch is not None:
+            self._forget(watch)
         if watch is not None and not watch.future.done():
             watch.future.set_result(outcome)
 
@@ -399,6 +403,16 @@ class Watcher:
             heapq.heappop(due_heap)
         return batch
 
+    def _forget(self, watch: _Watch) -> None:
+        """Remove an ending watch from the watch list (its queue entries go stale)."""
+        del self._watches[watch.history_id]
+        fingerprint = watch.account.fingerprint
+        left = self._load.get(fingerprint, 1) - 1
+        if left > 0:
+            self._load[fingerprint] = left
+        else:
+            self._load.pop(fingerprint, None)
+
     def _stale(self, entry: tuple[float, int, _Watch]) -> bool:
         _, seq, watch = entry
         return watch.entry != seq or self._watches.get(watch.history_id) is not watch
@@ -419,14 +433,27 @@ class Watcher:
 
     def _schedule_learned(self, watch: _Watch, now: float) -> bool:
         """Queue a watch by its profile's learned completion times (see the module doc); False when they do
-        not know it (the caller falls back to the fixed schedule). A watch already polled is not due again
-        within `coalesce` seconds, nor (with `upstream_interval`) within its record's advised interval."""
+        not know it (the caller falls back to the fixed schedule).
+
+        The account's next poll should come when the chance that at least one of its k watches has finished
+        since its last look reaches `poll_at`: for k alike watches, when each one's own chance reaches
+        1 - (1 - poll_at)^(1/k). So a lone task is looked at once it has probably ended, and an account with
+        many tasks is looked at often while they end (every `coalesce` seconds at most), one call for all.
+        A task older than every sample is looked at again after a tenth of its age (between `coalesce` and
+        the kind's interval). A watch already polled is not due again within `coalesce` seconds, nor (with
+        `upstream_interval`) within its record's advised interval."""
         if not watch.profile:
             return False
         cfg = self.config
-        look = self.timings.next_look(watch.profile, watch.checked, cfg.poll_at, cfg.ride_along)
+        crowd = max(1, self._load.get(watch.account.fingerprint, 1))
+        poll_at = 1.0 - (1.0 - cfg.poll_at) ** (1.0 / crowd)
+        look = self.timings.next_look(watch.profile, watch.checked, poll_at, min(cfg.ride_along, poll_at))
         if look is None:
-            return False
+            if self.timings.known(watch.profile) is None or not watch.polls:
+                return False
+            age = now - watch.started_at
+            gap = max(cfg.coalesce, min(watch.schedule.interval, age / 10))
+            look = (age + gap - cfg.coalesce, age + gap)
         earliest = now + cfg.coalesce if watch.polls else now
         if cfg.upstream_interval and watch.advised:
             earliest = max(earliest, watch.last_poll + watch.advised)
@@ -610,7 +637,7 @@ class Watcher:
         for watch, status, reason, detail, record in endings:
             if self._watches.get(watch.history_id) is not watch:
                 continue  # already ended (a settle and a poll answer can race)
-            del self._watches[watch.history_id]
+            self._forget(watch)
             watch.entry = -1
             if record is None and watch.seen is not None:
                 record = watch.seen.record()
