@@ -36,13 +36,13 @@ import contextlib
 import functools
 import heapq
 import itertools
-import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import jsonfast
 from .clock import Clock, sleep_unless
 from .config import KindSchedule, WatcherConfig
 from .metrics import timed_poll
@@ -79,10 +79,10 @@ class _Seen:
 
     @classmethod
     def of(cls, record: HistoryRecord) -> _Seen:
-        return cls(record.status, record.item_count, json.dumps(record.raw, separators=(",", ":")).encode())
+        return cls(record.status, record.item_count, jsonfast.dumps(record.raw))
 
     def record(self) -> HistoryRecord:
-        return parse_record(json.loads(self.text))
+        return parse_record(jsonfast.loads(self.text))
 
 
 ProgressHook = Callable[[Sequence[tuple[str, HistoryRecord]]], Awaitable[None]]
