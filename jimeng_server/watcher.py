@@ -439,9 +439,10 @@ class Watcher:
         since its last look reaches `poll_at`: for k alike watches, when each one's own chance reaches
         1 - (1 - poll_at)^(1/k). So a lone task is looked at once it has probably ended, and an account with
         many tasks is looked at often while they end (every `coalesce` seconds at most), one call for all.
-        A task older than every sample is looked at again after a tenth of its age (between `coalesce` and
-        the kind's interval). A watch already polled is not due again within `coalesce` seconds, nor (with
-        `upstream_interval`) within its record's advised interval."""
+        A watch already polled is not due again within `coalesce` seconds, nor within a tenth of its age
+        shared by the k watches (a lone task that outlives most samples is not looked at every moment), nor
+        (with `upstream_interval`) within its record's advised interval. A task older than every sample is
+        looked at again after a tenth of its age (between `coalesce` and the kind's interval)."""
         if not watch.profile:
             return False
         cfg = self.config
@@ -454,7 +455,7 @@ class Watcher:
             age = now - watch.started_at
             gap = max(cfg.coalesce, min(watch.schedule.interval, age / 10))
             look = (age + gap - cfg.coalesce, age + gap)
-        earliest = now + cfg.coalesce if watch.polls else now
+        earliest = now + max(cfg.coalesce, (now - watch.started_at) / 10 / crowd) if watch.polls else now
         if cfg.upstream_interval and watch.advised:
             earliest = max(earliest, watch.last_poll + watch.advised)
         due = min(max(watch.started_at + look[1], earliest), now + cfg.slow_interval)
