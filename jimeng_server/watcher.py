@@ -63,6 +63,10 @@ from .upstream.tokens import Account
 
 log = logging.getLogger(__name__)
 
+_CROWD_CAP = 10
+"""The most watches of one account that scale its poll threshold down (see `_schedule_learned`): beyond this, more
+tasks in flight make polls no more frequent, and a poll carries only the tasks with a fair chance of being final."""
+
 _Ending = tuple["_Watch", TaskStatus, Reason, str, "HistoryRecord | None"]
 """A watch to end: its final status, why, a detail for messages, and the record it ends with (None: the last one
 seen)."""
@@ -437,8 +441,9 @@ class Watcher:
 
         The account's next poll should come when the chance that at least one of its k watches has finished
         since its last look reaches `poll_at`: for k alike watches, when each one's own chance reaches
-        1 - (1 - poll_at)^(1/k). So a lone task is looked at once it has probably ended, and an account with
-        many tasks is looked at often while they end (every `coalesce` seconds at most), one call for all.
+        1 - (1 - poll_at)^(1/k), k at most `_CROWD_CAP`. So a lone task is looked at once it has probably
+        ended, and an account with many tasks is looked at often while they end (every `coalesce` seconds at
+        most), one call carrying those that may have ended.
         A watch already polled is not due again within `coalesce` seconds, nor within a tenth of its age
         shared by the k watches (a lone task that outlives most samples is not looked at every moment), nor
         (with `upstream_interval`) within its record's advised interval. A task older than every sample is
@@ -446,7 +451,7 @@ class Watcher:
         if not watch.profile:
             return False
         cfg = self.config
-        crowd = max(1, self._load.get(watch.account.fingerprint, 1))
+        crowd = min(_CROWD_CAP, max(1, self._load.get(watch.account.fingerprint, 1)))
         poll_at = 1.0 - (1.0 - cfg.poll_at) ** (1.0 / crowd)
         look = self.timings.next_look(watch.profile, watch.checked, poll_at, min(cfg.ride_along, poll_at))
         if look is None:
