@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from support import run_tick
+from support import CN_TOKEN, bearer, drive, json_of, run_tick
 from test_watcher import HISTORY, AppFactory, submit
 
 from jimeng_server.api.appkeys import WATCHER
@@ -118,6 +118,30 @@ async def test_first_poll_comes_when_tasks_of_the_model_have_ended(
     assert ended is not None and ended - sub.submitted_at == pytest.approx(4.0)
     assert 0.0 <= call.time - ended <= 0.6  # today: 1 s after it ended
     assert fut.result().status is TaskStatus.DONE and len(fut.result().urls) == 4
+
+
+async def test_sync_requests_learn_and_are_answered_when_their_task_ends(
+    client: TestClient[Any, Any], sim: Simulator, clock: ManualClock
+) -> None:
+    """Through the HTTP API: five sync text-to-image requests (answered at the fixed first look, 5 s) teach the
+    watcher their model's time; the sixth is looked at, and answered, within a tick of its task's end (4 s)."""
+    history_ids: list[str] = []
+    for _ in range(6):
+        sim.journal.clear()
+        request = client.post(
+            "/v1/images/generations", json={"prompt": "a harbour", "model": "jimeng-4.5"}, headers=bearer(CN_TOKEN)
+        )
+        (resp,) = await drive(client.app, clock, request, step=0.1)
+        body = await json_of(resp)
+        assert resp.status == 200, body
+        assert len(body["data"]) == 4
+        (call,) = sim.calls(HISTORY)
+        (history_id,) = call.body["history_ids"]
+        history_ids.append(history_id)
+        record = sim.records[history_id]
+        seen_after = call.time - record.created_at
+        assert seen_after == pytest.approx(5.0, abs=0.15) if len(history_ids) <= 5 else 4.0 <= seen_after <= 4.6
+    assert len(set(history_ids)) == 6
 
 
 async def run_crowd(client: TestClient[Any, Any], sim: Simulator, clock: ManualClock) -> tuple[int, float]:
