@@ -31,7 +31,8 @@ Phases (in this order; `--only` picks some):
   server watches them; with every task watched (all submits answered) and `--settle` s later, one call to the
   simulator's `POST /__bench/release` turns every stuck record done (4 images) at one moment. A webhook's
   latency is its arrival here minus that moment (both CLOCK_MONOTONIC, system-wide on Linux); p50/p99/max
-  and the drain time (the last arrival) are reported. `[watcher.image]` first_poll = interval =
+  and the drain time (the last arrival) are reported, and cpu_ms_per_finish: the server's CPU (user + system)
+  from the release until the last webhook arrived, per task. `[watcher.image]` first_poll = interval =
   `--burst-interval` (1 s): a task is due again within that after it finishes. `[watcher] batch_size` is
   left at the server's default (the upstream takes at most 100 ids per call; `--set watcher.batch_size=100`).
 - watched: `--watched` stuck tasks with a callback URL (so watched) with `[watcher.image]` first_poll =
@@ -332,6 +333,7 @@ KEYS = (
     "burst_drain_s",
     "burst_missing",
     "burst_duplicates",
+    "cpu_ms_per_finish",
     "submits",
     "submit_p50_ms",
     "sim_generate_p50_ms",
@@ -593,10 +595,12 @@ class Bench:
         try:
             ids = await self.submit_many(server, n, "[sim:stuck] scale burst {i}")
             await asyncio.sleep(self.args.settle)
+            cpu_before = cpu_seconds(server.pid)
             released = await self.sim("POST", "release")
             at = released["at"]
             print(f"  released {released['released']} tasks upstream at once", flush=True)
             complete = await self.receiver.wait_for(ids, self.args.timeout)
+            cpu_ms_per_finish = (cpu_seconds(server.pid) - cpu_before) * 1000 / n
             latencies = [(self.receiver.arrived[i] - at) * 1000 for i in ids if i in self.receiver.arrived]
             missing = n - len(latencies)
             if not latencies:
@@ -611,7 +615,7 @@ class Bench:
             print(
                 f"  drained in {drain:.1f} s{'' if complete else f' ({missing} missing after the timeout)'}; "
                 f"duplicates {self.receiver.duplicates}; server RSS {server.rss_mb():.0f} MiB "
-                f"(tick 1 s, image interval {interval:g} s)"
+                f"(tick 1 s, image interval {interval:g} s); server CPU {cpu_ms_per_finish:.3f} ms per finished task"
             )
             self.report(
                 burst_tasks=n,
@@ -622,6 +626,7 @@ class Bench:
                 burst_drain_s=drain,
                 burst_missing=missing,
                 burst_duplicates=self.receiver.duplicates,
+                cpu_ms_per_finish=cpu_ms_per_finish,
             )
         finally:
             await self.stop_server(server)

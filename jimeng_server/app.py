@@ -303,6 +303,20 @@ def setup_account_health(app: web.Application, background: bool) -> None:
     app.cleanup_ctx.append(run_recheck)
 
 
+def timings_path(config: Config) -> str | None:
+    """Where the watcher keeps learned completion times: `[watcher] timings_file`; "" = beside the SQLite
+    store (`<db>.timings.json`; not kept on PostgreSQL unless set); "off" = not kept."""
+    name = config.watcher.timings_file
+    if name == "off":
+        return None
+    if name:
+        return name
+    path = config.store.sqlite_path
+    if config.store.backend != "sqlite" or not path or path == ":memory:":
+        return None
+    return f"{path}.timings.json"
+
+
 def setup_tasks(app: web.Application, background: bool) -> None:
     """Settling, watching, recording and querying tasks; retention. At start-up: purge, then resume the
     background tasks left in flight, then start the loops; at shutdown the watcher stops before the writes
@@ -310,7 +324,12 @@ def setup_tasks(app: web.Application, background: bool) -> None:
     config, clock, store, client = app[CONFIG], app[CLOCK], app[STORE], app[CLIENT]
     settler = app[SETTLER] = TaskSettler(store, clock, on_event=app[WEBHOOKS].wake)
     watcher = app[WATCHER] = Watcher(
-        client, config.watcher, clock, on_progress=settler.progress, on_final=settler.settle
+        client,
+        config.watcher,
+        clock,
+        on_progress=settler.progress,
+        on_final=settler.settle,
+        timings_path=timings_path(config),
     )
     resolve = app[ACCOUNT_POOL].resolve
     intake = app[INTAKE] = TaskIntake(
@@ -324,6 +343,7 @@ def setup_tasks(app: web.Application, background: bool) -> None:
     retention = app[RETENTION] = Retention(store, config.store, clock, answers=answers)
 
     async def run_tasks(app: web.Application) -> AsyncIterator[None]:
+        watcher.load_timings()
         await retention.purge()
         await intake.resume()
         if background:
@@ -332,6 +352,7 @@ def setup_tasks(app: web.Application, background: bool) -> None:
         yield
         await retention.stop()
         await watcher.stop()
+        watcher.save_timings()
         await lookup.close()
         await settler.drain()
 

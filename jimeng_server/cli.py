@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -242,41 +243,68 @@ class StartupError(Exception):
 
 async def serve(config: Config, *, simulate: bool) -> None:
     """Run until SIGINT/SIGTERM. The listening socket is bound first and the store opened next, so a taken
-    port or an unusable store fails (StartupError) before any task is resumed or any request served."""
+    port or an unusable store fails (StartupError) before any task is resumed or any request served.
+
+    The signal handlers are installed before the socket is bound: a SIGINT/SIGTERM at any moment after that
+    (while the simulator, the store or the app are still starting) cancels the start-up and cleans up what
+    had started, and the process exits 0 like a stop after the start."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await _serve_until(config, stop, simulate=simulate)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def _serve_until(config: Config, stop: asyncio.Event, *, simulate: bool) -> None:
     try:
         sock = bind(config.server.host, config.server.port)
     except OSError as exc:
         where = f"{config.server.host}:{config.server.port}"
         raise StartupError(f"cannot listen on {where}: {exc.strerror or exc}") from None
     runners: list[web.AppRunner] = []
-    demo_tokens: list[str] = []
+    starting = asyncio.create_task(_start(config, runners, sock, simulate=simulate))
+    stopped = asyncio.create_task(stop.wait())
     try:
-        if simulate:
-            sim_runner, config, demo_tokens = await _start_simulator(config)
-            runners.append(sim_runner)
-        app = create_app(config)
-        runner = ApiRunner(app, config.server, access_log_class=AccessLogger)
-        runners.append(runner)
-        try:
-            await runner.setup()
-        except Exception as exc:  # the store (opened first) is what usually fails: unreadable, not a database
-            raise StartupError(f"{type(exc).__name__}: {exc} (task store {config.store.path})") from None
-        demo_key = ""
-        if simulate:
-            saved_keys = load_demo_keys(demo_keys_path(config))
-            demo_key = await seed_demo_pool(app, demo_tokens[1:], saved_keys.get("api_key", ""))
-            save_demo_keys(demo_keys_path(config), {**saved_keys, "api_key": demo_key})
-        await web.SockSite(runner, sock).start()
-        _announce(config, demo_tokens[0] if simulate else None, demo_key)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # stopped while starting: nothing is served yet, abandon the start-up
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+        else:
+            starting.result()  # a StartupError or ConfigError surfaces here
+            await stopped
     finally:
+        stopped.cancel()
         for r in reversed(runners):
             await r.cleanup()
         sock.close()
+
+
+async def _start(config: Config, runners: list[web.AppRunner], sock: socket.socket, *, simulate: bool) -> None:
+    """Start the simulator (with `simulate`) and the app on `sock`; each runner joins `runners` as soon as it
+    exists, so whoever cancels this still cleans it up."""
+    demo_tokens: list[str] = []
+    if simulate:
+        sim_runner, config, demo_tokens = await _start_simulator(config)
+        runners.append(sim_runner)
+    app = create_app(config)
+    runner = ApiRunner(app, config.server, access_log_class=AccessLogger)
+    runners.append(runner)
+    try:
+        await runner.setup()
+    except Exception as exc:  # the store (opened first) is what usually fails: unreadable, not a database
+        raise StartupError(f"{type(exc).__name__}: {exc} (task store {config.store.path})") from None
+    demo_key = ""
+    if simulate:
+        saved_keys = load_demo_keys(demo_keys_path(config))
+        demo_key = await seed_demo_pool(app, demo_tokens[1:], saved_keys.get("api_key", ""))
+        save_demo_keys(demo_keys_path(config), {**saved_keys, "api_key": demo_key})
+    await web.SockSite(runner, sock).start()
+    _announce(config, demo_tokens[0] if simulate else None, demo_key)
 
 
 def _announce(config: Config, demo_token: str | None, demo_key: str) -> None:

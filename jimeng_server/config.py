@@ -205,6 +205,19 @@ class WatcherConfig:
     session_refusal_window: float = 600.0  # a poll refused with ret 1015 fails its tasks only once refused this long
     image: KindSchedule = KindSchedule(first_poll=5.0, interval=4.0, deadline=900.0)
     video: KindSchedule = KindSchedule(first_poll=10.0, interval=8.0, deadline=1200.0)
+    # Polls timed by learned completion times (polltiming.py): per kind and model, the seconds from submit to
+    # final of the last `learn_samples` finished tasks; with `learn_min_samples` of them a task is polled when
+    # its chance of having finished since its last look reaches `poll_at`, and rides along an account's poll
+    # from `ride_along`; polls of one account start at least `coalesce` seconds apart. Without enough samples
+    # (and past every sample) the kind's first_poll/interval schedule applies.
+    adaptive: bool = True
+    poll_at: float = 0.8
+    ride_along: float = 0.1
+    coalesce: float = 0.25
+    learn_samples: int = 64
+    learn_min_samples: int = 5
+    timings_file: str = ""  # where learned times are kept; "" = beside the SQLite store, "off" = not kept
+    upstream_interval: bool = False  # true: never poll a task more often than its record's polling_config says
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,6 +520,21 @@ def parse_config(data: dict[str, Any]) -> Config:
     return cfg
 
 
+def _validate_poll_timing(obj: WatcherConfig, prefix: str) -> None:
+    if not 0 < obj.ride_along <= obj.poll_at < 1:
+        raise ConfigError(
+            f"{prefix}ride_along, {prefix}poll_at: need 0 < ride_along <= poll_at < 1, got {obj.ride_along} and "
+            f"{obj.poll_at}"
+        )
+    if obj.coalesce < 0:
+        raise ConfigError(f"{prefix}coalesce: must be 0 or more seconds, got {obj.coalesce}")
+    if not 1 <= obj.learn_min_samples <= obj.learn_samples <= 10000:
+        raise ConfigError(
+            f"{prefix}learn_min_samples, {prefix}learn_samples: need 1 <= learn_min_samples <= learn_samples <= "
+            f"10000, got {obj.learn_min_samples} and {obj.learn_samples}"
+        )
+
+
 def _build(cls: type[Any], data: Any, path: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{path or 'config'}: expected a table")
@@ -620,6 +648,8 @@ def _validate(obj: Any, path: str) -> None:
         raise ConfigError(f"{prefix}batch_size: must be 1-100 (the upstream takes at most 100), got {obj.batch_size}")
     if isinstance(obj, WatcherConfig) and not 1 <= obj.polls_per_account <= 8:
         raise ConfigError(f"{prefix}polls_per_account: must be 1-8, got {obj.polls_per_account}")
+    if isinstance(obj, WatcherConfig):
+        _validate_poll_timing(obj, prefix)
     if isinstance(obj, KindSchedule) and obj.interval <= 0:
         raise ConfigError(f"{prefix}interval: must be positive, got {obj.interval}")
     if isinstance(obj, WebhookConfig):

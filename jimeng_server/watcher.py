@@ -22,6 +22,12 @@ meanwhile. A watch is `keep`
 (background: until final) or held only by its waiters (`wait()`), and dropped when the last one leaves.
 With replicas, a `leased` watch (a stored background task) is polled and settled only while `may_poll` says
 this process holds its account's watch lease; elsewhere it just waits for `complete()`.
+Timing (`[watcher] adaptive`): a watch given its `model` is polled when its profile's learned completion
+times (polltiming.py, learnt here from the tasks this watcher sees finish, kept in `timings_file`) say it has
+probably finished since its last look; an account's poll takes along every watch that has a fair chance of
+being final by then, so the due tasks of one account share one call, and no watch is polled twice within
+`coalesce` seconds. Unknown profiles (and tasks older than every sample) follow the kind's fixed schedule.
+`upstream_interval` makes a record's `polling_config.interval_seconds` the shortest gap between its polls.
 Tests drive it with an injected clock and `run_once()`.
 """
 
@@ -32,15 +38,17 @@ import contextlib
 import functools
 import heapq
 import itertools
-import json
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import jsonfast
 from .clock import Clock, sleep_unless
 from .config import KindSchedule, WatcherConfig
 from .metrics import timed_poll
+from .polltiming import CompletionTimes, finish_estimate, profile_of
 from .store.models import Outcome, Reason, TaskKind, TaskStatus
 from .upstream.client import JimengClient
 from .upstream.errors import UpstreamError, UpstreamRetError
@@ -56,6 +64,10 @@ from .upstream.payloads import history_image_info
 from .upstream.tokens import Account
 
 log = logging.getLogger(__name__)
+
+_CROWD_CAP = 10
+"""The most watches of one account that scale its poll threshold down (see `_schedule_learned`): beyond this, more
+tasks in flight make polls no more frequent, and a poll carries only the tasks with a fair chance of being final."""
 
 _Ending = tuple["_Watch", TaskStatus, Reason, str, "HistoryRecord | None"]
 """A watch to end: its final status, why, a detail for messages, and the record it ends with (None: the last one
@@ -73,10 +85,10 @@ class _Seen:
 
     @classmethod
     def of(cls, record: HistoryRecord) -> _Seen:
-        return cls(record.status, record.item_count, json.dumps(record.raw, separators=(",", ":")).encode())
+        return cls(record.status, record.item_count, jsonfast.dumps(record.raw))
 
     def record(self) -> HistoryRecord:
-        return parse_record(json.loads(self.text))
+        return parse_record(jsonfast.loads(self.text))
 
 
 ProgressHook = Callable[[Sequence[tuple[str, HistoryRecord]]], Awaitable[None]]
@@ -106,7 +118,21 @@ class _Watch:
     last_error: str = ""
     refused_since: float | None = None  # when polls of its session began to be refused (ret 1015)
     refusals: int = 0  # refused polls in a row (the back-off's exponent)
-    entry: int = -1  # the sequence number of its valid heap entry; -1 while polled (or not queued)
+    entry: int = -1  # the sequence number of its valid heap entries; -1 while polled (or not queued)
+    profile: str = ""  # learned-timing key ("image:jimeng-4.5"); "" = the kind's fixed schedule only
+    checked: float = 0.0  # seconds after submit of the last look that saw it running (0: none yet)
+    advised: float = 0.0  # the upstream's polling_config.interval_seconds from its record (0: none)
+    last_poll: float = 0.0  # clock time of its last poll
+
+
+@dataclass(slots=True)
+class _Queue:
+    """One account's queued watches: a heap by due time (when a watch's own poll is due) and a heap by
+    ride-along time (from when it joins a poll of the account); both hold one entry per watch with the same
+    sequence number, so an entry taken from either makes the other stale."""
+
+    due: list[tuple[float, int, _Watch]]
+    ride: list[tuple[float, int, _Watch]]
 
 
 class Watcher:
@@ -120,6 +146,7 @@ class Watcher:
         *,
         on_progress: ProgressHook | None = None,
         on_final: FinalHook | None = None,
+        timings_path: str | None = None,
     ) -> None:
         self.client = client
         self.config = config
@@ -129,7 +156,11 @@ class Watcher:
         self.may_poll: Callable[[str], bool] | None = None
         """With replicas: whether this process polls the leased tasks of an account (by fingerprint)."""
         self._watches: dict[str, _Watch] = {}
-        self._queues: dict[str, list[tuple[float, int, _Watch]]] = {}  # account fingerprint -> heap by due time
+        self._queues: dict[str, _Queue] = {}  # account fingerprint -> its queued watches
+        self._load: dict[str, int] = {}  # account fingerprint -> how many watches it has
+        self.timings = CompletionTimes(samples=config.learn_samples, min_samples=config.learn_min_samples)
+        self.timings_path = timings_path
+        """Where learned completion times are kept across restarts (None: not kept)."""
         self._seq = itertools.count()
         self._loop_task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
@@ -177,12 +208,14 @@ class Watcher:
         submitted_at: float | None = None,
         keep: bool = True,
         leased: bool | None = None,
+        model: str = "",
     ) -> asyncio.Future[Outcome]:
         """Watch a task; returns a future of its Outcome (set once it is final or settled). Watching an id
         twice returns the same future (and makes it `keep` if either call asked for that). `submitted_at`
         (default now) anchors the first poll, the deadline and the settle horizon, so tasks resumed after a
         restart keep them. A watch that is not `keep` lives only while `wait()` callers hold it. `leased`
-        (default: `keep`) marks a stored background task, polled only under its account's lease (`may_poll`)."""
+        (default: `keep`) marks a stored background task, polled only under its account's lease (`may_poll`).
+        `model` (the public model name) lets learned completion times time its polls."""
         leased = keep if leased is None else leased
         existing = self._watches.get(history_id)
         if existing is not None:
@@ -204,9 +237,12 @@ class Watcher:
             future=fut,
             keep=keep,
             leased=leased,
+            profile=profile_of(kind.value, model) if model and self.config.adaptive else "",
         )
         self._watches[history_id] = watch
-        self._schedule(watch, start + schedule.first_poll)
+        self._load[account.fingerprint] = self._load.get(account.fingerprint, 0) + 1
+        if not self._schedule_learned(watch, self.clock.time()):
+            self._schedule(watch, start + schedule.first_poll)
         return fut
 
     async def wait(self, history_id: str, seconds: float) -> Outcome | None:
@@ -232,13 +268,15 @@ class Watcher:
                 await sleeper
             watch.waiters -= 1
             if not watch.keep and watch.waiters == 0 and self._watches.get(history_id) is watch:
-                del self._watches[history_id]
+                self._forget(watch)
                 watch.future.cancel()
 
     def complete(self, outcome: Outcome) -> None:
         """End a watch with an outcome found elsewhere (a query saw the task final and settled it): its
         waiters get the outcome; the `on_final` hook is not called. Unknown ids: no-op."""
-        watch = self._watches.pop(outcome.history_id, None)
+        watch = self._watches.get(outcome.history_id)
+        if watch is not None:
+            self._forget(watch)
         if watch is not None and not watch.future.done():
             watch.future.set_result(outcome)
 
@@ -304,9 +342,9 @@ class Watcher:
         """When the earliest queued watch of an account with a free poll slot is due (a hint: it may have
         ended since), or None."""
         tops = [
-            heap[0][0]
-            for fingerprint, heap in self._queues.items()
-            if heap and len(self._inflight.get(fingerprint, ())) < self.config.polls_per_account
+            queue.due[0][0]
+            for fingerprint, queue in self._queues.items()
+            if queue.due and len(self._inflight.get(fingerprint, ())) < self.config.polls_per_account
         ]
         return min(tops, default=None)
 
@@ -330,33 +368,38 @@ class Watcher:
 
     def _start_polls(self, fingerprint: str, now: float, expired: list[_Watch]) -> list[asyncio.Task[None]]:
         """Start the polls one account's due watches need now; collect those past their horizon in `expired`."""
-        heap = self._queues[fingerprint]
+        queue = self._queues[fingerprint]
         started: list[asyncio.Task[None]] = []
         while len(self._inflight.get(fingerprint, ())) < self.config.polls_per_account:
-            batch = self._take_due(heap, now, expired)
+            batch = self._take_due(queue, now, expired)
             if not batch:
                 break
             poll = asyncio.create_task(self._poll(batch), name=f"jimeng-poll-{fingerprint[:8]}")
             self._inflight.setdefault(fingerprint, set()).add(poll)
             poll.add_done_callback(functools.partial(self._poll_ended, fingerprint))
             started.append(poll)
-        if not heap:
+        if not queue.due:
             del self._queues[fingerprint]
         return started
 
-    def _take_due(self, heap: list[tuple[float, int, _Watch]], now: float, expired: list[_Watch]) -> list[_Watch]:
-        """Pop the next batch of one account's heap: due watches first (at most `batch_size`), then already-seen
-        ones due within half an interval ride along, so tasks submitted moments apart share one call. Empty when
-        nothing is due. Stale entries (ended watches, rescheduled ones) are dropped on the way."""
+    def _take_due(self, queue: _Queue, now: float, expired: list[_Watch]) -> list[_Watch]:
+        """The next batch of one account (at most `batch_size`): nothing unless a watch is due; then every
+        watch whose ride-along time has come, so tasks due moments apart share one call (see `_schedule`).
+        Stale entries (ended watches, rescheduled ones) are dropped on the way."""
+        due_heap, ride_heap = queue.due, queue.ride
+        while due_heap and self._stale(due_heap[0]):
+            heapq.heappop(due_heap)
+        if not due_heap or due_heap[0][0] > now:
+            return []
         batch: list[_Watch] = []
-        while heap and len(batch) < self.config.batch_size:
-            due, seq, watch = heap[0]
-            if watch.entry != seq or self._watches.get(watch.history_id) is not watch:
-                heapq.heappop(heap)
+        while ride_heap and len(batch) < self.config.batch_size:
+            ride, _, watch = ride_heap[0]
+            if self._stale(ride_heap[0]):
+                heapq.heappop(ride_heap)
                 continue
-            if due > now and (not batch or not watch.polls or due > now + watch.schedule.interval / 2):
+            if ride > now:
                 break
-            heapq.heappop(heap)
+            heapq.heappop(ride_heap)
             watch.entry = -1
             if now >= watch.settle_at:
                 expired.append(watch)
@@ -364,14 +407,109 @@ class Watcher:
                 self._schedule(watch, now + watch.schedule.interval)
             else:
                 batch.append(watch)
+        while due_heap and self._stale(due_heap[0]):
+            heapq.heappop(due_heap)
         return batch
 
-    def _schedule(self, watch: _Watch, due: float) -> None:
-        """Queue a watch for its next poll at `due` (never later than its settle horizon)."""
+    def _forget(self, watch: _Watch) -> None:
+        """Remove an ending watch from the watch list (its queue entries go stale)."""
+        del self._watches[watch.history_id]
+        fingerprint = watch.account.fingerprint
+        left = self._load.get(fingerprint, 1) - 1
+        if left > 0:
+            self._load[fingerprint] = left
+        else:
+            self._load.pop(fingerprint, None)
+
+    def _stale(self, entry: tuple[float, int, _Watch]) -> bool:
+        _, seq, watch = entry
+        return watch.entry != seq or self._watches.get(watch.history_id) is not watch
+
+    def _schedule(self, watch: _Watch, due: float, ride: float | None = None) -> None:
+        """Queue a watch for its next poll at `due` (never later than its settle horizon); it rides along
+        with the account's polls from `ride` on (default: from `due`, or half an interval earlier once it
+        has been polled, so tasks submitted moments apart share one call)."""
         watch.next_due = min(due, watch.settle_at)
-        watch.entry = next(self._seq)
-        heap = self._queues.setdefault(watch.account.fingerprint, [])
-        heapq.heappush(heap, (watch.next_due, watch.entry, watch))
+        if ride is None:
+            ride = watch.next_due - watch.schedule.interval / 2 if watch.polls else watch.next_due
+        watch.entry = seq = next(self._seq)
+        queue = self._queues.get(watch.account.fingerprint)
+        if queue is None:
+            queue = self._queues[watch.account.fingerprint] = _Queue([], [])
+        heapq.heappush(queue.due, (watch.next_due, seq, watch))
+        heapq.heappush(queue.ride, (min(ride, watch.next_due), seq, watch))
+
+    def _schedule_learned(self, watch: _Watch, now: float) -> bool:
+        """Queue a watch by its profile's learned completion times (see the module doc); False when they do
+        not know it (the caller falls back to the fixed schedule).
+
+        The account's next poll should come when the chance that at least one of its k watches has finished
+        since its last look reaches `poll_at`: for k alike watches, when each one's own chance reaches
+        1 - (1 - poll_at)^(1/k), k at most `_CROWD_CAP`. So a lone task is looked at once it has probably
+        ended, and an account with many tasks is looked at often while they end (every `coalesce` seconds at
+        most), one call carrying those that may have ended.
+        A watch already polled is not due again within `coalesce` seconds, nor within a tenth of its age
+        shared by the k watches (a lone task that outlives most samples is not looked at every moment), nor
+        (with `upstream_interval`) within its record's advised interval. A task older than every sample is
+        looked at again after a tenth of its age (between `coalesce` and the kind's interval)."""
+        if not watch.profile:
+            return False
+        cfg = self.config
+        crowd = min(_CROWD_CAP, max(1, self._load.get(watch.account.fingerprint, 1)))
+        poll_at = 1.0 - (1.0 - cfg.poll_at) ** (1.0 / crowd)
+        look = self.timings.next_look(watch.profile, watch.checked, poll_at, min(cfg.ride_along, poll_at))
+        if look is None:
+            if self.timings.known(watch.profile) is None or not watch.polls:
+                return False
+            age = now - watch.started_at
+            gap = max(cfg.coalesce, min(watch.schedule.interval, age / 10))
+            look = (age + gap - cfg.coalesce, age + gap)
+        earliest = now + max(cfg.coalesce, (now - watch.started_at) / 10 / crowd) if watch.polls else now
+        if cfg.upstream_interval and watch.advised:
+            earliest = max(earliest, watch.last_poll + watch.advised)
+        due = min(max(watch.started_at + look[1], earliest), now + cfg.slow_interval)
+        ride = min(watch.started_at + look[0], due - cfg.coalesce)  # due within `coalesce`: ride along
+        self._schedule(watch, due, max(ride, earliest) if watch.polls else ride)
+        return True
+
+    def _learn(self, watch: _Watch, record: HistoryRecord, now: float) -> None:
+        """Add a finished watch's completion time to its profile (and save the times every so many)."""
+        if not watch.profile:
+            return
+        seen = now - watch.started_at
+        self.timings.learn(watch.profile, finish_estimate(record.raw, watch.checked, seen))
+        if self.timings_path and self.timings.learned >= self.config.learn_samples:
+            self.timings.learned = 0
+            self._save(asyncio.to_thread(self._write_timings, self.timings.dumps()))
+
+    def load_timings(self) -> None:
+        """Read the learned completion times kept at `timings_path` (a missing file: nothing learnt yet)."""
+        if not self.timings_path:
+            return
+        try:
+            with open(self.timings_path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning("cannot read learned completion times (%s); learning again", exc.strerror or exc)
+            return
+        self.timings.loads(text)
+
+    def save_timings(self) -> None:
+        """Write the learned completion times to `timings_path` (atomically; a failure is logged)."""
+        if self.timings_path:
+            self._write_timings(self.timings.dumps())
+
+    def _write_timings(self, text: str) -> None:
+        assert self.timings_path
+        tmp = f"{self.timings_path}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, self.timings_path)
+        except OSError as exc:
+            log.warning("cannot save learned completion times: %s", exc.strerror or exc)
 
     def _save(self, aw: Coroutine[Any, Any, None]) -> None:
         """Store what a poll learnt in a task of its own (owned here: `run_once` and `stop` wait for it)."""
@@ -423,6 +561,7 @@ class Watcher:
                 continue  # ended while the poll was in flight (settled, completed by a query, dropped)
             watch.polls += 1
             watch.refused_since, watch.refusals = None, 0
+            watch.last_poll = now
             raw = data.get(watch.history_id)
             if not isinstance(raw, dict):
                 watch.missing += 1
@@ -439,15 +578,19 @@ class Watcher:
                 changed.append((watch.history_id, record))
             watch.last_error = ""
             if record.done:
+                self._learn(watch, record, now)
                 ended.append((watch, TaskStatus.DONE, Reason.DONE, "", record))
             elif record.failed:
                 detail = f"fail_code {record.fail_code}"
                 ended.append((watch, TaskStatus.FAILED, Reason.UPSTREAM_FAILED, detail, record))
             else:
                 watch.seen = _Seen.of(record)
+                watch.checked = now - watch.started_at
+                watch.advised = _advised_interval(raw) or watch.advised
                 if record.status not in WAITING_STATUSES:
                     log.warning("task %s has unknown upstream status %s", watch.history_id, record.status)
-                self._schedule(watch, now + self._interval(watch, now))
+                if not self._schedule_learned(watch, now):
+                    self._schedule(watch, now + self._interval(watch, now))
         if ended:
             self._finish_all(ended)
             gone = {watch.history_id for watch, *_ in ended}
@@ -477,6 +620,8 @@ class Watcher:
         poll once past the kind's deadline, up to `slow_interval`."""
         status = watch.seen.status if watch.seen is not None else None
         base = watch.schedule.interval * STATUS_SLOWDOWN.get(status or 0, 1.0)
+        if self.config.upstream_interval:
+            base = max(base, watch.advised)
         if now < watch.deadline_at:
             return base
         watch.late_polls += 1
@@ -544,7 +689,7 @@ class Watcher:
         for watch, status, reason, detail, record in endings:
             if self._watches.get(watch.history_id) is not watch:
                 continue  # already ended (a settle and a poll answer can race)
-            del self._watches[watch.history_id]
+            self._forget(watch)
             watch.entry = -1
             if status is TaskStatus.FAILED:
                 log.warning("task %s settled as failed (%s): %s", watch.history_id, reason.value, detail or "-")
@@ -563,3 +708,13 @@ class Watcher:
         for watch, outcome in outcomes:
             if not watch.future.done():
                 watch.future.set_result(outcome)
+
+
+def _advised_interval(raw: dict[str, Any]) -> float:
+    """The upstream's advised seconds between polls (`queue_info.polling_config.interval_seconds`), else 0."""
+    queue = raw.get("queue_info")
+    config = queue.get("polling_config") if isinstance(queue, dict) else None
+    value = config.get("interval_seconds") if isinstance(config, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 86400:
+        return float(value)
+    return 0.0

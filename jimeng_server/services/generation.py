@@ -266,7 +266,12 @@ class Generation:
         submit. When that passes: an outcome with status PROCESSING (a 504 for the caller); the task stays
         stored (and watched in the background if it is a background task) and can be queried later."""
         self.watcher.watch(
-            submission.account, submission.history_id, submission.kind, submitted_at=submission.submitted_at, keep=False
+            submission.account,
+            submission.history_id,
+            submission.kind,
+            submitted_at=submission.submitted_at,
+            keep=False,
+            model=submission.model,
         )
         deadline = submission.submitted_at + self.watcher.schedule_for(submission.kind).deadline
         outcome = await self.watcher.wait(submission.history_id, deadline - self.clock.time())

@@ -97,7 +97,11 @@ class TaskIntake:
         finally:
             if background:
                 self.watcher.watch(
-                    account, submission.history_id, submission.kind, submitted_at=submission.submitted_at
+                    account,
+                    submission.history_id,
+                    submission.kind,
+                    submitted_at=submission.submitted_at,
+                    model=submission.model,
                 )
             if self.remember_owner is not None and submission.callback_url and not pooled:
                 self.remember_owner(submission.history_id, account)
@@ -113,7 +117,7 @@ class TaskIntake:
             account = await self._owner(row)
             if account is None:
                 continue
-            self.watcher.watch(account, row.history_id, row.kind, submitted_at=row.created_at)
+            self.watcher.watch(account, row.history_id, row.kind, submitted_at=row.created_at, model=row.model)
             if self.remember_owner is not None and row.callback_url and row.account_id is None:
                 self.remember_owner(row.history_id, account)
             resumed += 1

@@ -293,7 +293,7 @@ class TaskQueries:
         owner = await self._paying_account(caller, row)
         if owner is None:
             return
-        self.watcher.watch(owner, history_id, row.kind, submitted_at=row.created_at, keep=False)
+        self.watcher.watch(owner, history_id, row.kind, submitted_at=row.created_at, keep=False, model=row.model)
         outcome = await self.watcher.wait(history_id, seconds)
         if outcome is not None and outcome.status.final:
             # Store the watcher's outcome (e.g. a video's download-quality URL) before answering, so the answer

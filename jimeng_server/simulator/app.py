@@ -170,6 +170,15 @@ class Simulator:
         """Seconds per script step for records of `kind`."""
         return self.settings.video_step_seconds if kind == "video" else self.settings.image_step_seconds
 
+    def record_step(self, record: SimRecord) -> float:
+        """Seconds per script step of `record`: its kind's, times its own spread factor (`step_spread`)."""
+        return self.step_seconds(record.kind) * float(record.extra.get("step_scale", 1.0))
+
+    def finish_time(self, record: SimRecord) -> float | None:
+        """When `record` reaches its final step on the sim clock (None: its script never ends)."""
+        final = next((i for i, step in enumerate(record.script) if step.final), None)
+        return None if final is None else record.created_at + final * self.record_step(record)
+
     def new_history_id(self) -> str:
         """A fresh 13-digit numeric history id."""
         self._next_history += self.rng.randrange(1, 5000)

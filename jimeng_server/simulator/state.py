@@ -50,6 +50,9 @@ class SimSettings:
     paid_models: frozenset[str] = PAID_KEYS
     withdrawn_models: set[str] = field(default_factory=set)  # upstream keys answered ret "2061" (§17.3)
     queue_ahead: int = 0  # extra places a new record starts behind in the queue (besides unfinished records)
+    # > 0: each new record's steps last its kind's step seconds times its own factor exp(N(0, step_spread))
+    # (drawn from the seeded rng), a realistic spread of generation times (bench/latency.py); 0: no spread.
+    step_spread: float = 0.0
     # Video items carry `video.video_model` with the watermark-free URL (§18.4). Off by default so the
     # get_local_item_list path stays exercised; the real items of 2026 carry it.
     video_model_urls: bool = False

@@ -6,6 +6,7 @@ into a response and journals it. `WEB_HANDLERS` maps API paths to handlers; late
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -178,9 +179,11 @@ async def generate(sim: Simulator, call: Call) -> Answer:
     hidden = markers.hidden_polls if markers.hidden_polls is not None else sim.settings.hidden_polls
     now = sim.clock.time()
     unfinished = sum(
-        1 for r in sim.records.values() if not r.script.at(now - r.created_at, sim.step_seconds(r.kind))[1].final
+        1 for r in sim.records.values() if not r.script.at(now - r.created_at, sim.record_step(r))[1].final
     )
     extra = {**spec.extra, "queue_ahead": unfinished + sim.settings.queue_ahead}
+    if sim.settings.step_spread > 0:
+        extra["step_scale"] = math.exp(sim.rng.gauss(0.0, sim.settings.step_spread))
     if spec.kind == "video":
         extra["video_model"] = sim.settings.video_model_urls
         extra["transcoded_by_resolution"] = sim.settings.transcoded_by_resolution
@@ -218,7 +221,7 @@ async def generate(sim: Simulator, call: Call) -> Answer:
             "history_id": record.history_id,
         },
         "forecast_generate_cost": cost,
-        **queue_info(record, 0, sim.step_seconds(record.kind)),
+        **queue_info(record, 0, sim.record_step(record)),
     }
     return sim.ok({"aigc_data": aigc_data, "fail_code": ""})
 
@@ -266,7 +269,7 @@ async def get_history_by_ids(sim: Simulator, call: Call) -> Answer:
         record.polls += 1
         if record.polls <= record.hidden_polls:
             continue
-        step_seconds = sim.step_seconds(record.kind)
+        step_seconds = sim.record_step(record)
         rendered = render_record(record, now, step_seconds, call.base, sim.cdn_secret)
         data[history_id] = rendered
         if rendered["status"] == 30:

@@ -10,6 +10,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final, Protocol, cast
 
+from .. import jsonfast
 from ..upstream.links import ResultRef
 from .models import Finish, Progress, TaskKind, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
@@ -52,7 +53,7 @@ def dump_json(value: Mapping[str, Any] | None) -> str | None:
     """The compact JSON text stored for a dict column (UTF-8 kept as is); None stays None."""
     if value is None:
         return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return jsonfast.dumps(value).decode()
 
 
 def results_json(results: tuple[str, ...] | None) -> str | None:

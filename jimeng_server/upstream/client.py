@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from yarl import URL
 
+from .. import jsonfast
 from ..clock import Clock
 from ..config import UpstreamConfig
 from ..metrics import instrument_upstream
@@ -387,7 +388,7 @@ class JimengClient:
                     continue
                 raise last
             try:
-                parsed = json.loads(answer.body)
+                parsed = jsonfast.loads(answer.body)
             except ValueError:
                 raise UpstreamBadResponse(f"{path}: the answer is not JSON") from None
             return unwrap(parsed, path=path, overrides=self.ret_classes)

@@ -4,12 +4,12 @@ store/answer.py, so an event says what a query says.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from .. import jsonfast
 from ..store.answer import settled_body
 from ..store.models import NewEvent, Settlement, TaskStatus
 
@@ -33,11 +33,7 @@ def rfc3339(ts: float) -> str:
 
 def event_body(event_type: str, data: Mapping[str, Any], now: float) -> str:
     """The JSON text of an event: `{"type", "timestamp" (RFC 3339), "data"}`, compact, UTF-8."""
-    return json.dumps(
-        {"type": event_type, "timestamp": rfc3339(now), "data": dict(data)},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    return jsonfast.dumps({"type": event_type, "timestamp": rfc3339(now), "data": dict(data)}).decode()
 
 
 def new_event_id() -> str:

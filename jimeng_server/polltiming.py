@@ -1,0 +1,155 @@
+"""When to look at a task again: completion times learned from this server's own finished tasks.
+
+`CompletionTimes` keeps, per profile (`"image:jimeng-4.5"`: kind and model), the seconds from submit to the
+final status of the last `samples` tasks that finished, and answers with the empirical distribution (linear
+interpolation between the sorted samples). The watcher asks `next_look(profile, checked, ...)`: given that
+the task was not final `checked` seconds after submit (0 before its first poll), the elapsed time at which the
+chance that it has finished since reaches `poll_at` (when its own poll is due) and `ride_along` (from when it
+joins a poll that another task of the same account triggers, at no extra call). None while the profile has
+fewer than `min_samples` samples, or once the task has outlived every sample: the caller then uses its
+configured schedule.
+
+`finish_estimate()` turns what a poll saw into one sample: the upstream's own finish time (whole seconds,
+`task.finish_time - created_time`) clipped into the window the polls prove (after the last look that saw it
+running, no later than the look that saw it final).
+
+Pure data and arithmetic; `dumps()`/`loads()` give the JSON kept across restarts (`[watcher] timings_file`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+"""Version of the JSON written by `dumps()`; `loads()` ignores other versions (learning starts again)."""
+
+
+class CompletionTimes:
+    """Learned submit-to-final seconds per profile (see the module doc). Not thread-safe (one event loop)."""
+
+    def __init__(self, *, samples: int = 64, min_samples: int = 5) -> None:
+        if samples < 1 or min_samples < 1:
+            raise ValueError("samples and min_samples must be at least 1")
+        self.samples = samples
+        self.min_samples = min_samples
+        self._recent: dict[str, deque[float]] = {}
+        self._sorted: dict[str, list[float]] = {}  # cache of sorted(self._recent[p]); dropped when it changes
+        self.learned = 0
+        """Samples added since start (the watcher saves the file every so many)."""
+
+    def learn(self, profile: str, seconds: float) -> None:
+        """Add one finished task's submit-to-final seconds (negative or non-finite values are ignored)."""
+        if not seconds >= 0.0 or seconds == float("inf"):
+            return
+        recent = self._recent.get(profile)
+        if recent is None:
+            recent = self._recent[profile] = deque(maxlen=self.samples)
+        recent.append(seconds)
+        self._sorted.pop(profile, None)
+        self.learned += 1
+
+    def known(self, profile: str) -> list[float] | None:
+        """The profile's samples sorted, or None with fewer than `min_samples`."""
+        xs = self._sorted.get(profile)
+        if xs is None:
+            recent = self._recent.get(profile)
+            if recent is None or len(recent) < self.min_samples:
+                return None
+            xs = self._sorted[profile] = sorted(recent)
+        return xs
+
+    def next_look(self, profile: str, checked: float, poll_at: float, ride_along: float) -> tuple[float, float] | None:
+        """`(ride, due)`: elapsed seconds since submit at which a task not final at `checked` has reached a
+        `ride_along` and a `poll_at` chance of having finished since `checked` (0 < ride_along <= poll_at < 1).
+        None when the profile is not known well enough or the task has outlived every sample."""
+        xs = self.known(profile)
+        if xs is None:
+            return None
+        base = _cdf(xs, checked)
+        if base >= 1.0:
+            return None
+        due = _quantile(xs, base + poll_at * (1.0 - base))
+        ride = _quantile(xs, base + ride_along * (1.0 - base))
+        return max(ride, checked), max(due, checked)
+
+    def dumps(self) -> str:
+        """The samples as JSON (profile -> seconds, oldest first)."""
+        data = {"format": FORMAT, "samples": {p: [round(s, 3) for s in xs] for p, xs in self._recent.items()}}
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+    def loads(self, text: str) -> int:
+        """Take the samples of a `dumps()` text (the newest `samples` per profile); returns how many profiles.
+        A text that is not such JSON is ignored with a warning (learning starts again)."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            log.warning("learned completion times unreadable; learning again")
+            return 0
+        samples = data.get("samples") if isinstance(data, dict) and data.get("format") == FORMAT else None
+        if not isinstance(samples, Mapping):
+            log.warning("learned completion times in an unknown format; learning again")
+            return 0
+        taken = 0
+        for profile, values in samples.items():
+            if isinstance(profile, str) and isinstance(values, list):
+                for value in values:
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        self.learn(profile, float(value))
+                taken += 1
+        self.learned = 0
+        return taken
+
+
+def profile_of(kind: str, model: str) -> str:
+    """The key completion times are learned under: the task's kind and model."""
+    return f"{kind}:{model}"
+
+
+def finish_estimate(raw: Mapping[str, Any], checked: float, seen: float) -> float:
+    """Submit-to-final seconds of a task first seen final `seen` seconds after submit, last seen running at
+    `checked`: the upstream's `task.finish_time - created_time` (whole seconds, so +0.5) clipped into
+    [`checked`, `seen`]; `seen` when the record gives no usable times."""
+    task = raw.get("task")
+    finish = task.get("finish_time") if isinstance(task, Mapping) else None
+    created = raw.get("created_time")
+    finished, started = _positive(finish), _positive(created)
+    if finished is not None and started is not None:
+        return min(seen, max(checked, finished + 0.5 - started))
+    return seen
+
+
+def _positive(value: Any) -> float | None:
+    """`value` as a float when it is a positive number (not a bool), else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
+
+
+def _quantile(xs: list[float], p: float) -> float:
+    """The empirical `p` quantile of sorted `xs` (linear between order statistics)."""
+    if len(xs) == 1:
+        return xs[0]
+    pos = min(max(p, 0.0), 1.0) * (len(xs) - 1)
+    i = int(pos)
+    if i >= len(xs) - 1:
+        return xs[-1]
+    return xs[i] + (xs[i + 1] - xs[i]) * (pos - i)
+
+
+def _cdf(xs: list[float], t: float) -> float:
+    """The inverse of `_quantile`: the share of sorted `xs` at or below `t` (linear between order statistics)."""
+    if t < xs[0]:
+        return 0.0
+    if t >= xs[-1]:
+        return 1.0
+    i = bisect.bisect_right(xs, t) - 1  # xs[i] <= t < xs[i + 1]
+    span = xs[i + 1] - xs[i]
+    frac = (t - xs[i]) / span if span > 0 else 0.0
+    return (i + frac) / (len(xs) - 1)
