@@ -34,7 +34,7 @@ from ..upstream import transports
 from ..upstream.cookies import JarError, load_jar
 from ..upstream.regions import Region
 from ..upstream.tokens import Account, ProxyPrefixError, TokenError, parse_proxy, parse_token
-from .refusals import ModelCooldown, ModelCooldowns
+from .refusals import Cooldown, Cooldowns
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class AccountPool:
         self._recent: list[tuple[int, int, str]] = []
         self._epoch = 0  # counts started
         self._applied = 0  # the epoch of the count whose figures are in _stored
-        self.models = ModelCooldowns(clock)  # (account id, model) pairs resting after a refusal of that model
+        self.models = Cooldowns(clock)  # (account id, model) pairs resting after a refusal of that model
 
     # ------------------------------------------------------------------ management
 
@@ -451,7 +451,7 @@ def _known_short(row: AccountRow, now: float, within: float, need: int, *, claim
     return row.credits < need
 
 
-def _model_view(cool: ModelCooldown) -> dict[str, Any]:
+def _model_view(cool: Cooldown) -> dict[str, Any]:
     return {"model": cool.model, "until": cool.until, "reason": cool.reason}
 
 
