@@ -24,7 +24,7 @@ from ..integers import NumberError, parse_int
 from ..services.insights import failure_code
 from ..store.models import TaskRecord
 from ..store.pool import key_owner
-from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, STORE
+from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, TASK_RECORDS
 from .request import json_object
 from .responses import json_answer
 
@@ -218,7 +218,7 @@ async def recent_tasks(request: web.Request) -> web.Response:
         raise BadRequest(str(exc), code="INVALID_PARAMETER") from None
     key_names = {key_owner(k.id): k.name for k in await request.app[API_KEYS].rows()}
     account_names = {a.id: a.name for a in await request.app[ACCOUNT_POOL].rows()}
-    rows = await request.app[STORE].recent(limit)
+    rows = await request.app[TASK_RECORDS].recent(limit)
     return json_answer({"data": [_task_view(t, state, key_names, account_names) for t, state in rows]})
 
 
