@@ -22,11 +22,12 @@ from typing import Protocol, TypeVar
 from ..errors import ApiError, ServiceUnavailable, TooManyRequests
 from ..upstream.errors import UpstreamError
 from ..upstream.tokens import Account
+from .account_chooser import Choice, OverCap
 from .apikeys import ApiKeys
 from .balances import Balances
 from .callers import KeyGrant, Payer, no_account_available
 from .idempotency import SpendMark
-from .pool import AccountPool, Choice, OverCap
+from .pool import AccountPool
 from .refusals import Cooldowns, Refusal, RefusalPolicy, Scope
 
 log = logging.getLogger(__name__)
