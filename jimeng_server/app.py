@@ -21,6 +21,7 @@ from .api import (
     admin,
     async_tasks,
     chat,
+    credits,
     deliveries,
     files,
     images,
@@ -28,7 +29,6 @@ from .api import (
     openai_videos,
     openapi,
     task_events,
-    tokens,
     videos,
 )
 from .api.appkeys import (
@@ -108,7 +108,7 @@ log = logging.getLogger(__name__)
 ROUTES = (
     meta.routes,
     openapi.routes,
-    tokens.routes,
+    credits.routes,
     images.routes,
     videos.routes,
     async_tasks.routes,
