@@ -21,6 +21,7 @@ from .api import (
     admin,
     async_tasks,
     chat,
+    credits,
     deliveries,
     files,
     images,
@@ -28,7 +29,6 @@ from .api import (
     openai_videos,
     openapi,
     task_events,
-    tokens,
     videos,
 )
 from .api.appkeys import (
@@ -51,6 +51,7 @@ from .api.appkeys import (
     RETENTION,
     SETTLER,
     STORE,
+    TASK_RECORDS,
     UPLOADER,
     VIDEOS,
     WATCHER,
@@ -86,6 +87,7 @@ from .services.retention import Retention
 from .services.settlement import TaskSettler
 from .services.task_intake import TaskIntake
 from .services.task_queries import TaskQueries
+from .services.task_records import TaskRecords
 from .services.videos import VideoService
 from .store.backends import store_backend
 from .store.base import ReplicaStore
@@ -106,7 +108,7 @@ log = logging.getLogger(__name__)
 ROUTES = (
     meta.routes,
     openapi.routes,
-    tokens.routes,
+    credits.routes,
     images.routes,
     videos.routes,
     async_tasks.routes,
@@ -206,6 +208,7 @@ def setup_store(app: web.Application) -> None:
     """The task store (tasks, idempotency keys, webhook outbox) and idempotency claims on it."""
     config, clock = app[CONFIG], app[CLOCK]
     store = app[STORE] = store_backend(config.store, clock)
+    app[TASK_RECORDS] = TaskRecords(store)
     app[IDEMPOTENCY] = IdempotencyKeys(store, config.store, clock)
 
     async def open_store(app: web.Application) -> AsyncIterator[None]:

@@ -29,7 +29,7 @@ from .config import Config
 from .errors import from_upstream
 from .imageinfo import solid_png
 from .net.spool import spool_chunks
-from .services.models import drift_of
+from .services.model_list import drift_of
 from .upstream import catalog
 from .upstream.client import JimengClient, SingleTransport
 from .upstream.errors import UpstreamError

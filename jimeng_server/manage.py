@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from .api.admin_views import account_view, key_view
 from .clock import SystemClock
 from .config import Config, ConfigError
 from .errors import ApiError, BadRequest
@@ -150,10 +151,10 @@ async def _dispatch(
             if not pool.box.sealing:
                 say(f"warning: stored unencrypted; set [accounts] encryption_key or {ACCOUNTS_KEY_ENV}")
         elif args.action == "list":
-            _table(say, [pool.describe(r) for r in await pool.rows()], _ACCOUNT_COLUMNS)
+            _table(say, [account_view(pool, r) for r in await pool.rows()], _ACCOUNT_COLUMNS)
         elif args.action == "check":
             names = args.names or [r.name for r in await pool.rows()]
-            _table(say, [pool.describe(row) for row in await service.check_pooled_all(names)], _ACCOUNT_COLUMNS)
+            _table(say, [account_view(pool, row) for row in await service.check_pooled_all(names)], _ACCOUNT_COLUMNS)
         elif args.action == "refresh-cookies":
             row = await pool.refresh_cookies(
                 args.name, lambda account: service.client.harvest_jar(account, transports.browser())
@@ -174,7 +175,7 @@ async def _dispatch(
         say(f"created API key {key.name} (id {key.id}). Its text is shown only now:\n\n  {text}\n")
         say(f"Callers send: Authorization: Bearer {text}")
     elif args.action == "list":
-        _table(say, [keys.describe(r) for r in await keys.rows()], _KEY_COLUMNS)
+        _table(say, [key_view(pool, r) for r in await keys.rows()], _KEY_COLUMNS)
     else:
         key = await keys.revoke(args.name)
         say(f"revoked API key {key.name}")

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from support import CN_TOKEN, US_TOKEN, bearer, drive, json_of
 
 from jimeng_server.clock import ManualClock
-from jimeng_server.services.models import drift_of
+from jimeng_server.services.model_list import drift_of
 from jimeng_server.simulator import Fault, FaultKind, Simulator
 from jimeng_server.upstream.discovery import parse_models
 from jimeng_server.upstream.regions import Region

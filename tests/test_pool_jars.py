@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from pool_support import ADMIN_KEY, POOL_SESSIONS, admin, create_key, key_auth, seed_sim
 from support import drive, json_of
 
+from jimeng_server.api.admin_views import account_view
 from jimeng_server.api.appkeys import ACCOUNT_POOL, CLIENT, POOL
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import AdminConfig, BrowserConfig, Config
@@ -149,7 +150,7 @@ async def test_refresh_cookies_gives_an_account_a_full_jar_from_a_real_browser(
         await transports.close()
     account = pool.account_of(row)
     assert account.jar is not None and account.jar.is_full and account.sessionid == POOL_SESSIONS["pa"]
-    assert pool.describe(row)["credential"] == "cookie jar"
+    assert account_view(pool, row)["credential"] == "cookie jar"
     pages = [e for e in sim.journal if e.method == "GET" and e.path == "/"]
     assert pages and pages[-1].sessionid == POOL_SESSIONS["pa"]  # the page was loaded with the account's session
 

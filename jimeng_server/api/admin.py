@@ -24,7 +24,8 @@ from ..integers import NumberError, parse_int
 from ..services.insights import failure_code
 from ..store.models import TaskRecord
 from ..store.pool import key_owner
-from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, STORE
+from .admin_views import account_view, key_view
+from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, TASK_RECORDS
 from .request import json_object
 from .responses import json_answer
 
@@ -107,7 +108,7 @@ async def dashboard(request: web.Request) -> web.FileResponse:
 async def list_accounts(request: web.Request) -> web.Response:
     """`{"data": [account, ...]}`: name, region, masked session, health, credits, tasks in flight."""
     pool = request.app[ACCOUNT_POOL]
-    return json_answer({"data": [pool.describe(row) for row in await pool.rows()]})
+    return json_answer({"data": [account_view(pool, row) for row in await pool.rows()]})
 
 
 @routes.post("/admin/api/accounts")
@@ -128,7 +129,7 @@ async def add_account(request: web.Request) -> web.Response:
         proxy=_str_field(data, "proxy"),
         note=_str_field(data, "note") or "",
     )
-    return json_answer(pool.describe(row), status=201)
+    return json_answer(account_view(pool, row), status=201)
 
 
 @routes.post("/admin/api/accounts/{ref}/check")
@@ -136,7 +137,7 @@ async def add_account(request: web.Request) -> web.Response:
 async def check_account(request: web.Request) -> web.Response:
     """Read the account's balance now; answers the account with its fresh health."""
     row = await request.app[ACCOUNTS].check_pooled(request.match_info["ref"])
-    return json_answer(request.app[ACCOUNT_POOL].describe(row))
+    return json_answer(account_view(request.app[ACCOUNT_POOL], row))
 
 
 @routes.post("/admin/api/accounts/{ref}/enable")
@@ -144,7 +145,7 @@ async def check_account(request: web.Request) -> web.Response:
 async def enable_account(request: web.Request) -> web.Response:
     """Enable the account (ending its cool-down)."""
     pool = request.app[ACCOUNT_POOL]
-    return json_answer(pool.describe(await pool.set_enabled(request.match_info["ref"], True)))
+    return json_answer(account_view(pool, await pool.set_enabled(request.match_info["ref"], True)))
 
 
 @routes.post("/admin/api/accounts/{ref}/disable")
@@ -152,7 +153,7 @@ async def enable_account(request: web.Request) -> web.Response:
 async def disable_account(request: web.Request) -> web.Response:
     """Disable the account: no new task uses it."""
     pool = request.app[ACCOUNT_POOL]
-    return json_answer(pool.describe(await pool.set_enabled(request.match_info["ref"], False)))
+    return json_answer(account_view(pool, await pool.set_enabled(request.match_info["ref"], False)))
 
 
 @routes.delete("/admin/api/accounts/{ref}")
@@ -160,7 +161,7 @@ async def disable_account(request: web.Request) -> web.Response:
 async def remove_account(request: web.Request) -> web.Response:
     """Remove the account (409 while it has tasks in flight)."""
     pool = request.app[ACCOUNT_POOL]
-    return json_answer({"removed": pool.describe(await pool.remove(request.match_info["ref"]))})
+    return json_answer({"removed": account_view(pool, await pool.remove(request.match_info["ref"]))})
 
 
 # ---------------------------------------------------------------------------------------------- keys
@@ -171,7 +172,7 @@ async def remove_account(request: web.Request) -> web.Response:
 async def list_keys(request: web.Request) -> web.Response:
     """`{"data": [key, ...]}`: name, prefix, limits, revoked, usage (never the key)."""
     keys = request.app[API_KEYS]
-    return json_answer({"data": [keys.describe(row) for row in await keys.rows()]})
+    return json_answer({"data": [key_view(keys.pool, row) for row in await keys.rows()]})
 
 
 @routes.post("/admin/api/keys")
@@ -193,7 +194,7 @@ async def create_key(request: web.Request) -> web.Response:
         rate_per_minute=data.get("rate_per_minute"),
         max_in_flight=data.get("max_in_flight"),
     )
-    return json_answer({"key": text, **keys.describe(row)}, status=201)
+    return json_answer({"key": text, **key_view(keys.pool, row)}, status=201)
 
 
 @routes.post("/admin/api/keys/{ref}/revoke")
@@ -201,7 +202,7 @@ async def create_key(request: web.Request) -> web.Response:
 async def revoke_key(request: web.Request) -> web.Response:
     """Revoke the key: its next request is 401."""
     keys = request.app[API_KEYS]
-    return json_answer(keys.describe(await keys.revoke(request.match_info["ref"])))
+    return json_answer(key_view(keys.pool, await keys.revoke(request.match_info["ref"])))
 
 
 # ---------------------------------------------------------------------------------------------- tasks
@@ -218,7 +219,7 @@ async def recent_tasks(request: web.Request) -> web.Response:
         raise BadRequest(str(exc), code="INVALID_PARAMETER") from None
     key_names = {key_owner(k.id): k.name for k in await request.app[API_KEYS].rows()}
     account_names = {a.id: a.name for a in await request.app[ACCOUNT_POOL].rows()}
-    rows = await request.app[STORE].recent(limit)
+    rows = await request.app[TASK_RECORDS].recent(limit)
     return json_answer({"data": [_task_view(t, state, key_names, account_names) for t, state in rows]})
 
 

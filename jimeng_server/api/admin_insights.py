@@ -24,8 +24,9 @@ from ..store.answer import body_of_row
 from ..store.models import TaskRecord
 from ..store.pool import key_owner
 from .admin import admin_only
-from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, STORE
-from .deliveries import delivery_log
+from .admin_views import account_view
+from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, TASK_RECORDS
+from .deliveries import delivery_view
 from .responses import json_answer
 
 STATS_DEFAULT = 1000
@@ -61,7 +62,7 @@ async def stats(request: web.Request) -> web.Response:
     """Totals and breakdowns (per day, model, key, account, failure code) of the latest `?limit=` tasks, and
     credits per key and per account."""
     limit = _whole(request, "limit", STATS_DEFAULT, 1, STATS_MAX)
-    tasks = [task for task, _ in await request.app[STORE].recent(limit)]
+    tasks = [task for task, _ in await request.app[TASK_RECORDS].recent(limit)]
     keys = await request.app[API_KEYS].rows()
     accounts = await request.app[ACCOUNT_POOL].rows()
     return json_answer(summarize(tasks, keys, accounts, limit=limit))
@@ -73,7 +74,7 @@ async def check_all_accounts(request: web.Request) -> web.Response:
     """Read every pool account's balance now, in parallel; `{"data": [account, ...]}` with fresh health."""
     pool = request.app[ACCOUNT_POOL]
     rows = await request.app[ACCOUNTS].check_pooled_all([row.id for row in await pool.rows()])
-    return json_answer({"data": [pool.describe(row) for row in rows]})
+    return json_answer({"data": [account_view(pool, row) for row in rows]})
 
 
 @routes.get("/admin/api/tasks/{history_id}")
@@ -81,8 +82,8 @@ async def check_all_accounts(request: web.Request) -> web.Response:
 async def task_detail(request: web.Request) -> web.Response:
     """One stored task for the dashboard: 404 TASK_NOT_FOUND when the store does not hold it."""
     history_id = request.match_info["history_id"]
-    store = request.app[STORE]
-    task = await store.get(history_id)
+    records = request.app[TASK_RECORDS]
+    task = await records.find(history_id)
     if task is None:
         raise NotFound(
             f"no stored task {history_id[:80]!r}; the tasks list shows the stored ones", code="TASK_NOT_FOUND"
@@ -91,7 +92,7 @@ async def task_detail(request: web.Request) -> web.Response:
     account = await request.app[ACCOUNT_POOL].find(task.account_id) if task.account_id is not None else None
     return json_answer(
         _detail(task, key_names.get(task.account_fp), account.name if account else None)
-        | {"webhook": await delivery_log(store, task)}
+        | {"webhook": delivery_view(task, await records.deliveries(history_id))}
     )
 
 

@@ -21,6 +21,7 @@ from ..services.retention import Retention
 from ..services.settlement import TaskSettler
 from ..services.task_intake import TaskIntake
 from ..services.task_queries import TaskQueries
+from ..services.task_records import TaskRecords
 from ..services.videos import VideoService
 from ..store.base import Store
 from ..upstream.client import JimengClient
@@ -40,6 +41,7 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 SETTLER = web.AppKey("settler", TaskSettler)
 INTAKE = web.AppKey("intake", TaskIntake)
 QUERIES = web.AppKey("queries", TaskQueries)
+TASK_RECORDS = web.AppKey("task_records", TaskRecords)  # what handlers read of the stored tasks
 REPLICAS = web.AppKey("replicas", Replicas)  # only with a store shared by replicas (PostgreSQL)
 RETENTION = web.AppKey("retention", Retention)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyKeys)

@@ -12,9 +12,9 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import Conflict, NotFound
-from ..store.base import Store
+from ..services.task_records import DeliveryLog
 from ..store.models import TaskRecord
-from .appkeys import RESULT_LINKS, STORE, WEBHOOKS
+from .appkeys import RESULT_LINKS, TASK_RECORDS, WEBHOOKS
 from .request import caller_of
 from .responses import json_answer
 
@@ -33,8 +33,8 @@ async def _owned_task(request: web.Request) -> TaskRecord:
     """The stored task named in the path, if an account of the header owns it; else 404."""
     caller = await caller_of(request)
     history_id = request.match_info["history_id"]
-    record = await request.app[STORE].get(history_id)
-    if record is None or record.account_fp not in caller.owners:
+    record = await request.app[TASK_RECORDS].owned(caller, history_id)
+    if record is None:
         raise _not_found(history_id)
     return record
 
@@ -46,14 +46,12 @@ async def list_deliveries(request: web.Request) -> web.Response:
     `at`, `status` (HTTP status or null), `error` (null on success), `latency_ms`, `next_attempt_at`).
     Times are unix seconds. A task without callback_url has empty lists."""
     record = await _owned_task(request)
-    return json_answer(await delivery_log(request.app[STORE], record))
+    return json_answer(delivery_view(record, await request.app[TASK_RECORDS].deliveries(record.history_id)))
 
 
-async def delivery_log(store: Store, record: TaskRecord) -> dict[str, Any]:
+def delivery_view(record: TaskRecord, log: DeliveryLog) -> dict[str, Any]:
     """The delivery log of a stored task, as `GET .../deliveries` answers it (the admin task detail shows it
     too)."""
-    events = await store.events_of(record.history_id)
-    attempts = await store.attempts_of(record.history_id)
     return {
         "history_id": record.history_id,
         "callback_url": record.callback_url,
@@ -66,7 +64,7 @@ async def delivery_log(store: Store, record: TaskRecord) -> dict[str, Any]:
                 "next_attempt_at": e.next_attempt_at if e.state.active else None,
                 "created_at": e.created_at,
             }
-            for e in events
+            for e in log.events
         ],
         "deliveries": [
             {
@@ -78,7 +76,7 @@ async def delivery_log(store: Store, record: TaskRecord) -> dict[str, Any]:
                 "latency_ms": a.latency_ms,
                 "next_attempt_at": a.next_attempt_at,
             }
-            for a in attempts
+            for a in log.attempts
         ],
     }
 
@@ -97,7 +95,7 @@ async def redeliver(request: web.Request) -> web.Response:
     if links is not None and owner is not None:
         links.remember(record.history_id, owner)  # the resend's expiring links are re-signed on this account
     now = request.app[WEBHOOKS].clock.time()
-    redelivery = await request.app[STORE].redeliver_latest(record.history_id, now=now)
+    redelivery = await request.app[TASK_RECORDS].redeliver(record.history_id, now=now)
     latest = redelivery.event
     if latest is None:
         if record.callback_url is None:

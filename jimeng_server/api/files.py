@@ -17,7 +17,7 @@ from aiohttp import web
 from ..errors import Forbidden, NotFound, Unauthorized
 from ..services.file_links import FILE_ID, content_type_of, file_path, link_problem
 from ..services.file_stores import DiskFiles
-from .appkeys import CLOCK, CONFIG, KEEPER, RESULT_LINKS, STORE
+from .appkeys import CLOCK, CONFIG, KEEPER, RESULT_LINKS, TASK_RECORDS
 from .request import caller_of
 
 routes = web.RouteTableDef()
@@ -32,7 +32,7 @@ async def sync_links(request: web.Request, history_id: str, urls: Sequence[str])
     if keeper is None or links is None or not urls or wait <= 0:
         return urls
     await keeper.wait_kept(history_id, wait)
-    row = await request.app[STORE].get(history_id)
+    row = await request.app[TASK_RECORDS].find(history_id)
     items = await links.items(row) if row is not None and row.final else None
     return [item["url"] for item in items] if items is not None and len(items) == len(urls) else urls
 
@@ -61,7 +61,7 @@ async def kept_file(request: web.Request) -> web.StreamResponse:
         )
     else:
         caller = await caller_of(request)
-        if not caller.owners & await request.app[STORE].kept_file_owners(file_id):
+        if not caller.owners & await request.app[TASK_RECORDS].kept_file_owners(file_id):
             raise _not_found(file_id)
     path = file_path(disk.root, file_id)
     if not path.is_file():

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..errors import ApiError, NotFound
-from ..services.models import listing
+from ..services.model_list import listing
 from ..upstream.discovery import DiscoveredModel
 from ..upstream.regions import Region
 from .appkeys import CONFIG, GENERATION

@@ -22,7 +22,7 @@ from aiohttp.web_response import StreamResponse
 from .. import metrics
 from ..errors import Handler
 from ..logs import REQUEST_ID
-from .appkeys import STORE, WATCHER, WEBHOOKS
+from .appkeys import TASK_RECORDS, WATCHER, WEBHOOKS
 
 REQUEST_ID_HEADER: Final = "X-Request-Id"
 _REQUEST_ID_KEY: Final = web.RequestKey("jimeng_request_id", str)
@@ -98,7 +98,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def _store_check(app: web.Application) -> str:
     try:
         async with asyncio.timeout(_READY_TIMEOUT):
-            await app[STORE].ping()
+            await app[TASK_RECORDS].ping()
     except TimeoutError:
         return f"the task store did not answer within {_READY_TIMEOUT:g} s"
     except Exception as exc:

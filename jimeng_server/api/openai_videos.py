@@ -25,7 +25,7 @@ from ..services.results import failure_error
 from ..services.task_queries import not_found
 from ..services.video_shapes import gateway_task, gateway_video_fields, openai_video, openai_video_fields, status_of
 from ..store.models import TaskKind
-from .appkeys import CONFIG, POOL, QUERIES, STORE, VIDEOS
+from .appkeys import CONFIG, POOL, QUERIES, TASK_RECORDS, VIDEOS
 from .async_tasks import history_id_value
 from .callbacks import callback_url_of
 from .forms import request_fields
@@ -60,7 +60,7 @@ async def _task(request: web.Request, caller: Caller, name: str) -> tuple[dict[s
     body: dict[str, Any] = json.loads(await request.app[QUERIES].query(caller, history_id))
     if body.get("task_type") != TaskKind.VIDEO.value:
         raise not_found(history_id)
-    row = await request.app[STORE].get(history_id)
+    row = await request.app[TASK_RECORDS].find(history_id)
     model = row.model if row is not None else "unknown"
     created = int(row.created_at) if row is not None else 0
     return body, model, created
@@ -98,7 +98,7 @@ async def list_videos(request: web.Request) -> web.Response:
     order = request.query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise BadRequest("'order' must be asc or desc", code="INVALID_PARAMETER")
-    rows = await request.app[STORE].recent_of(sorted(caller.owners), TaskKind.VIDEO, int(raw_limit))
+    rows = await request.app[TASK_RECORDS].recent_of(sorted(caller.owners), TaskKind.VIDEO, int(raw_limit))
     if order == "asc":
         rows.reverse()
     answer = json.loads(await request.app[QUERIES].query_many(caller, [r.history_id for r in rows]))

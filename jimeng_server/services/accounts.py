@@ -9,7 +9,9 @@ not tried again for that account on the same Asia/Shanghai day.
 Callers with an API key draw from the server's account pool instead (`services/pool.py`): the least busy
 usable account with enough credits for the request's known cost, fail-over on refusals made before anything
 was spent (expired session, no credits, risk control), each refused account cooled down with its reason, and
-the key's usage counted. Costs are never predicted from tables (docs/protocol.md): a request's cost is
+the key's usage counted. One loop serves both: the accounts come from an account source
+(`services/account_sources.py`: the header's tokens, or the pool), the refusals are judged by one policy
+(`services/refusals.py`). Costs are never predicted from tables (docs/protocol.md): a request's cost is
 known once a pooled submit of the same kind (`cost_key`) was measured from the balance before and after.
 """
 
@@ -18,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -29,8 +30,6 @@ from ..errors import (
     Conflict,
     GatewayTimeout,
     InsufficientCredits,
-    ServiceUnavailable,
-    TooManyRequests,
     from_upstream,
 )
 from ..store.pool import AccountRow
@@ -39,13 +38,14 @@ from ..upstream.client import Credits, JimengClient
 from ..upstream.cookies import JarError
 from ..upstream.errors import UpstreamError, UpstreamRetError
 from ..upstream.tokens import Account
+from .account_sources import AccountSource, CostBook, PoolAccounts, RawTokens, pool_policy
 from .apikeys import ApiKeys
 from .balances import Balances
-from .callers import Caller, KeyGrant, Payer, no_account_available
+from .callers import Caller
 from .idempotency import SpendMark
 from .params import ImageParams, VideoParams
-from .pool import AccountPool, Choice, OverCap
-from .refusals import ModelCooldowns, Refusal, RefusalPolicy, Scope, unhealthy
+from .pool import AccountPool
+from .refusals import Cooldown, Cooldowns, Refusal, RefusalPolicy, unhealthy
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,6 @@ def shanghai_day(ts: float) -> str:
     return (datetime.fromtimestamp(ts, UTC) + _SHANGHAI).date().isoformat()
 
 
-@dataclass(frozen=True, slots=True)
-class Cooldown:
-    """Until when an account is tried last, and why (the API error code that put it there)."""
-
-    until: float
-    reason: str
-
-
 class AccountService:
     """Balance lookups (`Balances`: a reading reused for `cache_seconds`) and the submit-with-fail-over loop."""
 
@@ -110,12 +102,10 @@ class AccountService:
         self.cooldown_seconds = cooldown_seconds
         self.risk_cooldown_seconds = risk_cooldown_seconds
         self.balances = Balances(client.get_credits, clock, max_age=cache_seconds)
-        self._cooldown: dict[str, Cooldown] = {}  # account fingerprint -> until when it is tried last, and why
-        self._model_cooldowns = ModelCooldowns(clock)  # (fingerprint, model) -> the same, for model refusals
+        self.cooldowns = Cooldowns(clock)  # raw token fingerprint -> until when it (or a model on it) is tried last
         self.refusals = RefusalPolicy(cooldown_seconds, risk_cooldown_seconds)
         self._claim_refused: dict[str, str] = {}  # account fingerprint -> Shanghai day its claim got ret -4
-        self._balance: dict[int, int] = {}  # pool account id -> the last balance read after a pooled submit
-        self._costs: dict[str, int] = {}  # cost_key -> the smallest spend measured for one pooled submit
+        self.costs = CostBook()  # measured costs of pooled submits, the pool accounts' last readings
 
     async def credits(self, account: Account, *, fresh: bool = False) -> Credits:
         """The account's balance as known (`Balances.get`); `fresh`: read now."""
@@ -172,17 +162,7 @@ class AccountService:
 
     def cooldown(self, account: Account, model: str | None = None) -> Cooldown | None:
         """The raw token's cool-down while it lasts (the account's, else the one of `model` on it), else None."""
-        cool = self._cooldown.get(account.fingerprint)
-        if cool is not None and cool.until > self.clock.time():
-            return cool
-        resting = self._model_cooldowns.get(account.fingerprint, model)
-        return Cooldown(resting.until, resting.reason) if resting is not None else None
-
-    def ordered(self, accounts: Sequence[Account], model: str | None = None) -> list[Account]:
-        """`accounts` in header order, except that accounts refused recently (expired session, no credits, risk
-        control, for `model` or for all) go last while their cool-down lasts: they are still tried when nothing
-        else works."""
-        return sorted(accounts, key=lambda a: self.cooldown(a, model) is not None)
+        return self.cooldowns.of(account.fingerprint, model)
 
     async def submit(
         self,
@@ -196,13 +176,36 @@ class AccountService:
         or with an account of the pool chosen for the caller's API key (`cost`: the request's `cost_key`, which
         also names the model refusals are scoped to; `spend.payer` names the key and the account tried, for the
         generate `action` sends). Both loops follow one refusal policy (`services/refusals.py`)."""
+        model = model_of(cost)
+        source: AccountSource
         if caller.key is not None:
-            return await self._submit_pooled(caller.key, action, spend, cost)
-        return await self._submit_raw(caller.accounts, action, cost)
+            assert self.pool is not None and self.keys is not None
+            source = PoolAccounts(
+                self.pool,
+                self.keys,
+                caller.key,
+                spend=spend,
+                model=model,
+                cost=cost,
+                claim=self.claim_daily,
+                balances=self.balances,
+                costs=self.costs,
+            )
+        else:
+            source = RawTokens(
+                caller.accounts,
+                model=model,
+                cost=cost,
+                policy=self.refusals,
+                cooldowns=self.cooldowns,
+                balances=self.balances,
+                costs=self.costs,
+            )
+        return await self._submit(source, action, model)
 
     def known_cost(self, cost: str | None) -> int:
         """The credits a request of this `cost_key` is known to need (1 until one was measured)."""
-        return self._costs.get(cost, 1) if cost is not None else 1
+        return self.costs.known(cost) or 1
 
     async def _attempt(
         self,
@@ -237,118 +240,34 @@ class AccountService:
             self.forget(account)
             return refusal
 
-    async def _submit_raw(
-        self, accounts: Sequence[Account], action: Callable[[Account], Awaitable[T]], cost: str | None
+    async def _submit(
+        self, source: AccountSource, action: Callable[[Account], Awaitable[T]], model: str | None
     ) -> tuple[Account, T]:
-        """Run `action` with the first usable account (see `ordered`).
+        """The one submit loop: run `action` with the next account of `source` until one accepts it.
 
         A refusal that spent nothing (`RefusalPolicy`: a refused session, too few credits, a failed balance
-        read, risk control) moves on to the next token and cools down what it is about (the token, or the
-        model on the token) with that reason; its known balance is dropped. Any other error ends the attempt
-        at once. After an accepted submit the cost of `cost`, when one was measured, is taken off the account's
-        known balance (nothing is read).
+        read, risk control, a rate limit) drops the account's known balance, is reported to `source` (which
+        rests what it is about) and moves on to the next account. Any other error ends the attempt at once.
+        When no account is left, the last refusal is raised (so a model every account refuses ends with the
+        upstream's reason), else `source.none_left()`. Each account is released whatever happens.
         """
-        model = model_of(cost)
         last: ApiError | None = None
-        for account in self.ordered(accounts, model):
-            outcome = await self._attempt(account, action, claim=True, model=model, policy=self.refusals)
-            if not isinstance(outcome, Refusal):
-                if cost in self._costs:
-                    self.balances.charge(account, self._costs[cost])
-                self._cooldown.pop(account.fingerprint, None)
-                return account, outcome[1]
-            last = outcome.error
-            if outcome.scope is Scope.MODEL and model is not None:
-                self._model_cooldowns.add(account.fingerprint, model, outcome.seconds, last)
-            else:
-                self._cooldown[account.fingerprint] = Cooldown(self.clock.time() + outcome.seconds, outcome.reason)
-            log.info(
-                "account %s cooled down for %g s (%s): %s",
-                account.masked,
-                outcome.seconds,
-                model if outcome.scope is Scope.MODEL else "all models",
-                outcome.reason,
-            )
-        assert last is not None
-        raise last
-
-    async def _submit_pooled(
-        self, key: KeyGrant, action: Callable[[Account], Awaitable[T]], spend: SpendMark, cost: str | None
-    ) -> tuple[Account, T]:
-        """Run `action` with the least busy usable pool account of `key`; on a refusal that spent nothing, cool
-        down what it is about (the account, or the model on the account) with the reason and try the next.
-        Other errors end the attempt at once.
-
-        429 TOO_MANY_IN_FLIGHT when the key is at its cap; when no account is left, the last refusal (so a
-        model every account refuses ends with the upstream's reason), else 503 NO_ACCOUNT_AVAILABLE. The
-        credits spent are measured from the balance before (the known one: no call when it is fresh) and after
-        the submit (read anew).
-        """
-        assert self.pool is not None and self.keys is not None
-        model = model_of(cost)
-        tried: set[int] = set()
-        last: ApiError | None = None
-        while True:
-            try:
-                choice = await self.pool.choose(
-                    key.accounts,
-                    key.owner,
-                    exclude=frozenset(tried),
-                    cap=key.max_in_flight,
-                    min_credits=self.known_cost(cost),
-                    model=model,
-                )
-            except OverCap as exc:
-                raise TooManyRequests(
-                    f"this API key already has {exc.cap} task(s) in flight, its cap; retry when one has finished",
-                    code="TOO_MANY_IN_FLIGHT",
-                    retry_after=5,
-                ) from None
-            if choice is None:
-                raise last if last is not None else self._none_left(key, model)
-            tried.add(choice.account_id)
-            account = choice.account
-            payer = Payer(key.owner, choice.account_id)
-
-            async def paying(account: Account, payer: Payer = payer) -> T:
-                spend.payer = payer  # set once the balance check passed: the generate is what spends
-                return await action(account)
-
+        while (lease := await source.next()) is not None:
             outcome: tuple[int, T] | Refusal | None = None
             try:
                 outcome = await self._attempt(
-                    account, paying, claim=self.claim_daily, model=model, policy=self._pool_refusals()
+                    lease.account, source.paying(lease, action), claim=source.claim, model=model, policy=source.policy
                 )
             finally:
-                self.pool.release(choice, accepted=outcome is not None and not isinstance(outcome, Refusal))
+                source.release(lease, accepted=outcome is not None and not isinstance(outcome, Refusal))
             if isinstance(outcome, Refusal):
                 last = outcome.error
-                log.info("pool account %s refused (%s); trying another", choice.name, outcome.reason)
-                if outcome.scope is Scope.MODEL and model is not None:
-                    await self.pool.record_model_refusal(choice.account_id, model, last, seconds=outcome.seconds)
-                else:
-                    await self.pool.record_refusal(choice.account_id, last, seconds=outcome.seconds)
+                await source.refused(lease, outcome)
                 continue
             before, result = outcome
-            try:
-                await self._count_use(key, choice, before, cost)
-            except Exception:  # the task is accepted and paid for: its answer must not turn into an error
-                log.exception("usage of API key %s on account %s not recorded", key.name, choice.name)
-            return account, result
-
-    def _none_left(self, key: KeyGrant, model: str | None) -> ApiError:
-        """503 NO_ACCOUNT_AVAILABLE, naming the refusal of `model` when that is what rests the key's accounts."""
-        assert self.pool is not None
-        if model is not None:
-            ids = key.accounts if key.accounts is not None else self.pool.models.holders()
-            resting = [c for who in ids if (c := self.pool.models.get(who, model)) is not None]
-            if resting:
-                return ServiceUnavailable(
-                    f"every account this key may use was refused {model} recently ({resting[0].message}); other "
-                    "models still work, or try again later",
-                    code="NO_ACCOUNT_AVAILABLE",
-                )
-        return no_account_available()
+            await source.accepted(lease, before)
+            return lease.account, result
+        raise last if last is not None else source.none_left()
 
     async def check_pooled(self, ref: str | int) -> AccountRow:
         """Read a pool account's balance now and store its health: the balance and no error, or the upstream's
@@ -361,7 +280,7 @@ class AccountService:
             await self.pool.record_refusal(row.id, Conflict(str(exc), code="SECRET_UNREADABLE"), checked=True)
         except UpstreamError as exc:
             err = from_upstream(exc)
-            refusal = self._pool_refusals().of_balance_read(err)
+            refusal = pool_policy(self.pool).of_balance_read(err)
             cool = refusal is not None
             await self.pool.record_refusal(
                 row.id, err, checked=True, cool=cool, seconds=refusal.seconds if refusal else None
@@ -414,27 +333,3 @@ class AccountService:
             await self.check_pooled(row.id)
             log.info("pool account %s re-checked: %s", row.name, (await self.pool.find(row.id)).last_error_code or "ok")
         return len(rows)
-
-    def _pool_refusals(self) -> RefusalPolicy:
-        """The refusal policy of the pool: its accounts rest `[accounts] cooldown_seconds` for every refusal."""
-        assert self.pool is not None
-        return RefusalPolicy(self.pool.cooldown_seconds, self.pool.cooldown_seconds)
-
-    async def _count_use(self, key: KeyGrant, choice: Choice, before: int, cost: str | None) -> None:
-        """After an accepted pooled submit: read the balance again (a call that starts now), store it, clear the
-        account's error, add the drop since the previous reading to the key's usage and keep it as the known
-        cost of `cost` (the smallest seen: submits of one account that cross inflate a reading). A failed
-        reading counts the spend as unknown (0): the task goes on."""
-        assert self.pool is not None and self.keys is not None
-        try:
-            after: int | None = (await self.credits(choice.account, fresh=True)).total
-        except UpstreamError:
-            after = None
-        spent = 0
-        if after is not None:
-            spent = max(0, self._balance.get(choice.account_id, before) - after)
-            self._balance[choice.account_id] = after
-            if spent > 0 and cost is not None:
-                self._costs[cost] = min(self._costs.get(cost, spent), spent)
-        await self.pool.record_success(choice.account_id, after)
-        await self.keys.record_use(key.id, credits_spent=spent)

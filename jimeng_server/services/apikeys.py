@@ -20,8 +20,9 @@ from ..errors import BadRequest, Conflict, NotFound, TooManyRequests, Unauthoriz
 from ..integers import NumberError, parse_int
 from ..store.base import Store
 from ..store.pool import DuplicateError, KeyRow, NewKey
+from .account_registry import check_name
 from .callers import KeyGrant
-from .pool import AccountPool, check_name
+from .pool import AccountPool
 
 KEY_PREFIX = "jk_"
 WINDOW = 60.0
@@ -94,7 +95,7 @@ class ApiKeys:
         return key, await self.find(key_id)
 
     async def rows(self) -> list[KeyRow]:
-        """Every key (revoked ones too), with a fresh count of tasks in flight for `describe`."""
+        """Every key (revoked ones too), after a fresh count of tasks in flight (`AccountPool.owner_in_flight`)."""
         await self.pool.count_in_flight()
         return await self._store.keys()
 
@@ -111,26 +112,6 @@ class ApiKeys:
         await self._store.revoke_key(row.id, now=self.clock.time())
         self._windows.pop(row.id, None)
         return await self.find(row.id)
-
-    def describe(self, row: KeyRow) -> dict[str, Any]:
-        """The public view of a key: never its text or hash, only its first characters."""
-        return {
-            "id": row.id,
-            "name": row.name,
-            "prefix": row.prefix,
-            "accounts": list(row.accounts) if row.accounts is not None else None,
-            "rate_per_minute": row.rate_per_minute,
-            "max_in_flight": row.max_in_flight,
-            "revoked": row.revoked_at is not None,
-            "revoked_at": row.revoked_at,
-            "usage": {
-                "submits": row.submits,
-                "credits_spent": row.credits_spent,
-                "last_used_at": row.last_used_at,
-                "in_flight": self.pool.owner_in_flight(row.owner),
-            },
-            "created_at": row.created_at,
-        }
 
     async def authenticate(self, key: str) -> KeyGrant:
         """The grant of a valid key; 401 INVALID_API_KEY / API_KEY_REVOKED, 429 RATE_LIMITED (with retry_after)."""

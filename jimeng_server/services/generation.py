@@ -27,7 +27,7 @@ from ..watcher import Watcher
 from .accounts import AccountService, cost_key
 from .callers import Caller, Payer
 from .idempotency import SpendMark
-from .models import ModelRegistry
+from .model_list import ModelRegistry
 from .params import ImageParams
 
 # Text-to-image seeds lie in [2.5e9, 2.6e9) as the web client makes them (§7.2).

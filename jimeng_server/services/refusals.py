@@ -96,41 +96,49 @@ def unhealthy(code: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class ModelCooldown:
-    """One (account, model) pair resting until `until` because of `reason` (an error code)."""
+class Cooldown:
+    """An account (`model` None) or one model on it resting until `until` because of `reason` (an error code)."""
 
-    model: str
+    model: str | None
     until: float
     reason: str
     message: str
 
 
-class ModelCooldowns:
-    """The (account, model) cool-downs of this process, keyed by any account identity (a pool account id, or a
-    raw token's fingerprint). Expired entries are dropped as they are read."""
+class Cooldowns:
+    """The cool-downs this process keeps, keyed by any account identity (a pool account id, or a raw token's
+    fingerprint): the whole account (raw tokens; pool accounts rest in the store instead) or one model on it.
+    Expired entries are dropped as they are read."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self._by: dict[str | int, dict[str, ModelCooldown]] = {}
+        self._by: dict[str | int, dict[str | None, Cooldown]] = {}  # who -> model (None: all) -> cool-down
 
-    def add(self, who: str | int, model: str, seconds: float, err: ApiError) -> ModelCooldown:
-        """Rest `model` on `who` for `seconds` because of `err`."""
-        cool = ModelCooldown(model, self.clock.time() + seconds, err.code, err.message)
+    def add(self, who: str | int, model: str | None, seconds: float, err: ApiError) -> Cooldown:
+        """Rest `model` (None: the whole account) on `who` for `seconds` because of `err`."""
+        cool = Cooldown(model, self.clock.time() + seconds, err.code, err.message)
         self._by.setdefault(who, {})[model] = cool
         return cool
 
+    def rest(self, who: str | int, refusal: Refusal, model: str | None) -> Cooldown:
+        """Rest what `refusal` is about: `model` on `who` for a model refusal (with a model), else all of `who`."""
+        return self.add(who, model if refusal.scope is Scope.MODEL else None, refusal.seconds, refusal.error)
+
     def holders(self) -> list[str | int]:
-        """Every identity with a model cool-down (some may have ended)."""
+        """Every identity with a cool-down (some may have ended)."""
         return list(self._by)
 
-    def get(self, who: str | int, model: str | None) -> ModelCooldown | None:
-        """The cool-down of `model` on `who` while it lasts."""
+    def get(self, who: str | int, model: str | None) -> Cooldown | None:
+        """The cool-down of `model` on `who` while it lasts (None for no model)."""
         if model is None:
             return None
-        cool = self._by.get(who, {}).get(model)
-        return cool if cool is not None and cool.until > self.clock.time() else None
+        return self._live(who, model)
 
-    def active(self, who: str | int) -> list[ModelCooldown]:
+    def of(self, who: str | int, model: str | None = None) -> Cooldown | None:
+        """What rests `who` now for a request of `model`: the whole account's cool-down, else the model's."""
+        return self._live(who, None) or self.get(who, model)
+
+    def active(self, who: str | int) -> list[Cooldown]:
         """`who`'s model cool-downs that still last, soonest end first."""
         now = self.clock.time()
         live = {m: c for m, c in self._by.get(who, {}).items() if c.until > now}
@@ -138,8 +146,16 @@ class ModelCooldowns:
             self._by[who] = live
         else:
             self._by.pop(who, None)
-        return sorted(live.values(), key=lambda c: c.until)
+        return sorted((c for m, c in live.items() if m is not None), key=lambda c: c.until)
+
+    def end(self, who: str | int) -> None:
+        """End the whole-account cool-down of `who` (it was just accepted); its model cool-downs stay."""
+        self._by.get(who, {}).pop(None, None)
 
     def clear(self, who: str | int) -> None:
-        """End every model cool-down of `who` (the account was enabled again by hand)."""
+        """End every cool-down of `who` (the account was enabled again by hand)."""
         self._by.pop(who, None)
+
+    def _live(self, who: str | int, model: str | None) -> Cooldown | None:
+        cool = self._by.get(who, {}).get(model)
+        return cool if cool is not None and cool.until > self.clock.time() else None

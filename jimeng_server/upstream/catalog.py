@@ -4,7 +4,7 @@ Pure data and pure lookups.
 
 Unlike the reference there are no silent fallbacks: a model a region lacks is an error naming the models the
 region has. Live discovery (`get_common_config`, §17.4) can add to this table at run time
-(`services/models.py`); this is the built-in fallback.
+(`services/model_list.py`); this is the built-in fallback.
 """
 
 from __future__ import annotations

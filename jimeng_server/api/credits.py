@@ -1,4 +1,5 @@
-"""Token endpoints: liveness, balances and the daily claim. Tokens are only ever shown masked."""
+"""Credit endpoints (`/token/...`): a token's liveness, its balance and the daily claim. Tokens are only ever shown
+masked."""
 
 from __future__ import annotations
 
