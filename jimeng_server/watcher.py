@@ -41,7 +41,7 @@ from typing import Any
 from .clock import Clock, sleep_unless
 from .config import KindSchedule, WatcherConfig
 from .metrics import timed_poll
-from .store.models import Outcome, Reason, TaskKind, TaskStatus
+from .tasks.records import Outcome, Reason, TaskKind, TaskStatus
 from .upstream.client import JimengClient
 from .upstream.errors import UpstreamError, UpstreamRetError
 from .upstream.history import (

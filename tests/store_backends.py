@@ -29,7 +29,7 @@ import pytest
 
 from jimeng_server.clock import Clock
 from jimeng_server.store.base import Store
-from jimeng_server.store.sqlite import TaskStore
+from jimeng_server.store.sqlite import SqliteStore
 
 BACKENDS = ("sqlite", "postgresql")
 ENV_URL = "JIMENG_TEST_POSTGRES"
@@ -160,7 +160,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def open_store(url: str, clock: Clock) -> Store:
     """A started store for `url` (either backend)."""
     if url.startswith("sqlite:///"):
-        return await TaskStore.open(url.removeprefix("sqlite:///"), clock=clock)
+        return await SqliteStore.open(url.removeprefix("sqlite:///"), clock=clock)
     from jimeng_server.store.postgres import PostgresStore
 
     return await PostgresStore.open(url, clock=clock, pool_size=4)

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ..errors import Conflict, NotFound
 from ..store.base import Store
-from ..store.models import TaskRecord
+from ..tasks.records import TaskRecord
 from .appkeys import RESULT_LINKS, STORE, WEBHOOKS
 from .request import caller_of
 from .responses import json_answer

@@ -1,4 +1,4 @@
-"""The store interface every backend implements (`sqlite.TaskStore`, `postgres.PostgresStore`), and the
+"""The store interface every backend implements (`sqlite.SqliteStore`, `postgres.PostgresStore`), and the
 backend-neutral types its methods answer with.
 
 Callers (services, the watcher's settler, the webhook sender, the delivery endpoints) depend on `Store`
@@ -15,16 +15,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Protocol, runtime_checkable
 
+from ..tasks.claims import IdempotencyClaim
+from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord
 from ..upstream.links import ResultRef
 from .keeping import KeepJob, KeptFile
-from .models import Finish, Progress, Settled, TaskKind, TaskRecord
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
 
 __all__ = [
     "WATCH_SHARDS",
-    "ClaimState",
-    "IdempotencyClaim",
     "IdempotencyStore",
     "KeepStore",
     "Notice",
@@ -62,24 +61,6 @@ class SchemaVersionError(StoreError):
 
 class TaskOwnershipError(StoreError):
     """A task id is already stored for another account; the message names the id, never a token."""
-
-
-class ClaimState(StrEnum):
-    """Outcome of `IdempotencyStore.claim_idempotency_key`."""
-
-    NEW = "new"  # first use of the key: run the request, then complete_idempotency_key or release_idempotency_key
-    REPLAY = "replay"  # same request already answered: send the stored status and body again
-    MISMATCH = "mismatch"  # key reused with a different request body
-    IN_PROGRESS = "in_progress"  # the first request with this key has not finished yet
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotencyClaim:
-    """An idempotency decision; `status` and `body` are set only for REPLAY."""
-
-    state: ClaimState
-    status: int | None = None
-    body: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,12 +21,13 @@ from types import TracebackType
 import asyncpg
 
 from ..clock import Clock
+from ..tasks.claims import ClaimState, IdempotencyClaim, decide_claim
+from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord
+from ..tasks.settle import check_finals, plan_settle
 from ..upstream.links import ResultRef
 from . import postgres_sql as sql
 from .base import (
     WATCH_SHARDS,
-    ClaimState,
-    IdempotencyClaim,
     Notice,
     NoticeKind,
     Redelivery,
@@ -34,8 +35,7 @@ from .base import (
     StoreError,
     TaskOwnershipError,
 )
-from .keeping import KeepJob, KeptFile, keep_job_from_row
-from .models import Finish, Progress, Settled, TaskKind, TaskRecord
+from .keeping import KeepJob, KeptFile
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import (
     AccountHealth,
@@ -44,15 +44,15 @@ from .pool import (
     KeyRow,
     NewAccount,
     NewKey,
-    account_from_row,
-    key_from_row,
 )
 from .rows import (
+    account_from_row,
     attempt_from_row,
     attempt_params,
     event_from_row,
     finish_params,
-    first_finishes,
+    keep_job_from_row,
+    key_from_row,
     progress_params,
     record_from_row,
     record_params,
@@ -187,9 +187,7 @@ class PostgresStore:
 
     async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
         """See `base.TaskTable.settle` (one transaction for the whole batch)."""
-        for final in finals:
-            if not final.settlement.status.final:
-                raise ValueError(f"settle() needs a final status, got {final.settlement.status!r}")
+        check_finals(finals)
         if not finals:
             return []
         now = self._clock.time()
@@ -197,21 +195,19 @@ class PostgresStore:
             # A few statements for the whole batch: the tasks still processing (locked, so a settle of the same
             # task elsewhere waits and then finds it final), then one update and one event insert each.
             rows = await conn.fetch(sql.OPEN_TASKS_FOR_UPDATE, [f.history_id for f in finals])
-            hooked = {row["history_id"]: bool(row["hooked"]) for row in rows}
-            todo = first_finishes(finals, hooked)
-            if not todo:
+            plan = plan_settle(finals, {row["history_id"]: bool(row["hooked"]) for row in rows})
+            if not plan.finishes:
                 return []
-            await conn.executemany(sql.SETTLE_TASK, [settle_params(f, now=now) for f in todo])
-            events = [(f.history_id, f.event) for f in todo if f.event is not None and hooked[f.history_id]]
-            if events:
+            await conn.executemany(sql.SETTLE_TASK, [settle_params(f, now=now) for f in plan.finishes])
+            if plan.events:
                 await conn.executemany(
-                    sql.INSERT_EVENT, [(e.event_id, e.type, e.body, now, history_id) for history_id, e in events]
+                    sql.INSERT_EVENT, [(e.event_id, e.type, e.body, now, history_id) for history_id, e in plan.events]
                 )
-            notices = [Notice(NoticeKind.SETTLED, f.history_id) for f in todo]
-            if events:
+            notices = [Notice(NoticeKind.SETTLED, f.history_id) for f in plan.finishes]
+            if plan.events:
                 notices.append(Notice(NoticeKind.EVENTS))
             await conn.executemany(sql.NOTIFY, [(_payload(n),) for n in notices])
-        return [Settled(f.history_id, f.event is not None and hooked[f.history_id]) for f in todo]
+        return plan.settled
 
     async def purge_finished(self, *, older_than: float) -> int:
         """See `base.TaskTable.purge_finished`."""
@@ -319,15 +315,10 @@ class PostgresStore:
                 row = await conn.fetchrow(sql.LOCK_KEY, account_fp, key)
                 if row is not None:
                     break  # else the row was released meanwhile: try inserting again
-            stale = lease is not None and row["status"] is None and row["created_at"] <= now - lease
-            if row["expires_at"] <= now or stale:
+            claim = decide_claim(row, request_hash, now=now, lease=lease)
+            if claim.state is ClaimState.NEW:
                 await conn.execute(sql.RENEW_KEY, account_fp, key, request_hash, now, now + ttl)
-                return IdempotencyClaim(ClaimState.NEW)
-            if row["request_hash"] != request_hash:
-                return IdempotencyClaim(ClaimState.MISMATCH)
-            if row["status"] is None:
-                return IdempotencyClaim(ClaimState.IN_PROGRESS)
-            return IdempotencyClaim(ClaimState.REPLAY, status=int(row["status"]), body=bytes(row["body"] or b""))
+            return claim
 
     async def complete_idempotency_key(self, account_fp: str, key: str, *, status: int, body: bytes) -> None:
         """See `base.IdempotencyStore.complete_idempotency_key`."""

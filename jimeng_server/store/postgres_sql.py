@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from ..tasks.records import TaskStatus
 from .base import WATCH_SHARDS
-from .keeping import KEEP_COLUMNS
-from .models import TaskStatus
-from .pool import ACCOUNT_COLUMNS, KEY_COLUMNS
-from .rows import EVENT_COLUMNS, TASK_COLUMNS
+from .rows import ACCOUNT_COLUMNS, EVENT_COLUMNS, KEEP_COLUMNS, KEY_COLUMNS, TASK_COLUMNS
 
 MIGRATION_LOCK: Final = 0x4A494D454E47  # pg_advisory_xact_lock key: one replica migrates at a time
 

@@ -25,18 +25,19 @@ from ..clock import Clock
 from ..concurrency import uncancellable
 from ..config import SYNCHRONOUS_MODES
 from ..metrics import timed_store
+from ..tasks.claims import ClaimState, IdempotencyClaim, decide_claim
+from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord, TaskStatus
+from ..tasks.settle import check_finals, plan_settle
 from ..upstream.links import ResultRef
 from . import sqlite_keeping as keeping_sql
 from . import sqlite_outbox as outbox
 from . import sqlite_pool as pool_sql
-from .base import ClaimState, IdempotencyClaim, Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
+from .base import Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
 from .keeping import KeepJob, KeptFile
-from .models import Finish, Progress, Settled, TaskKind, TaskRecord, TaskStatus
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
 from .rows import (
     TASK_COLUMNS,
-    first_finishes,
     progress_params,
     record_from_row,
     record_params,
@@ -45,7 +46,7 @@ from .rows import (
     settle_params,
 )
 
-__all__ = ["MIGRATIONS", "Migration", "TaskStore"]
+__all__ = ["MIGRATIONS", "Migration", "SqliteStore"]
 
 log = logging.getLogger(__name__)
 # aiosqlite logs every statement WITH its parameters at DEBUG, and task rows hold session tokens.
@@ -210,14 +211,14 @@ MIGRATIONS: list[Migration] = [
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
 
 
-class TaskStore:
+class SqliteStore:
     """The SQLite `base.Store`: task records, idempotency keys and the webhook outbox in one file.
 
     Writes run one at a time under one asyncio lock on the write connection (`BEGIN IMMEDIATE` transactions
     never interleave). Reads run on their own `read_connections` (WAL readers see the last committed state and
     never wait behind a write); with `read_connections=0` they share the write connection and its lock. Time
-    stamps come from the injected clock. Build with `TaskStore(path, clock=...)` and `await start()` (or
-    `await TaskStore.open(...)`), release with `close()` (or use `async with`).
+    stamps come from the injected clock. Build with `SqliteStore(path, clock=...)` and `await start()` (or
+    `await SqliteStore.open(...)`), release with `close()` (or use `async with`).
     """
 
     def __init__(
@@ -245,8 +246,8 @@ class TaskStore:
         self._closed = False
 
     @classmethod
-    async def open(cls, path: str | Path, *, clock: Clock, **options: Any) -> TaskStore:
-        """A started store: `TaskStore(path, clock=clock, **options)` then `await start()`."""
+    async def open(cls, path: str | Path, *, clock: Clock, **options: Any) -> SqliteStore:
+        """A started store: `SqliteStore(path, clock=clock, **options)` then `await start()`."""
         store = cls(path, clock=clock, **options)
         await store.start()
         return store
@@ -309,7 +310,7 @@ class TaskStore:
                 await reader.close()
             await self._conn_.close()
 
-    async def __aenter__(self) -> TaskStore:
+    async def __aenter__(self) -> SqliteStore:
         return self
 
     async def __aexit__(
@@ -487,9 +488,7 @@ class TaskStore:
 
     async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
         """See `base.TaskTable.settle` (one transaction, a handful of statements for the whole batch)."""
-        for final in finals:
-            if not final.settlement.status.final:
-                raise ValueError(f"settle() needs a final status, got {final.settlement.status!r}")
+        check_finals(finals)
         if not finals:
             return []
         now = self._clock.time()
@@ -501,17 +500,15 @@ class TaskStore:
                 "WHERE status = ? AND history_id IN (SELECT value FROM json_each(?))",
                 (_PROCESSING, json.dumps([f.history_id for f in finals])),
             )
-            hooked = {row["history_id"]: bool(row["hooked"]) for row in rows}
-            todo = first_finishes(finals, hooked)
+            plan = plan_settle(finals, {row["history_id"]: bool(row["hooked"]) for row in rows})
             await conn.executemany(
                 "UPDATE tasks SET status = ?1, upstream_status = ?2, fail_code = ?3, error = ?4, results = ?5, "
                 "item_count = ?6, raw_data = ?7, updated_at = ?8, finished_at = ?8, token = NULL "
                 f"WHERE history_id = ?9 AND status = {_PROCESSING}",
-                [settle_params(f, now=now) for f in todo],
+                [settle_params(f, now=now) for f in plan.finishes],
             )
-            events = [(f.history_id, f.event) for f in todo if f.event is not None and hooked[f.history_id]]
-            await outbox.insert_events(conn, events, now=now)
-        return [Settled(f.history_id, f.event is not None and hooked[f.history_id]) for f in todo]
+            await outbox.insert_events(conn, plan.events, now=now)
+        return plan.settled
 
     async def purge_finished(self, *, older_than: float) -> int:
         """See `base.TaskTable.purge_finished`."""
@@ -638,21 +635,15 @@ class TaskStore:
                 "WHERE account_fp = ? AND key = ?",
                 (account_fp, key),
             ) as cur:
-                row = await cur.fetchone()
-            stale = lease is not None and row is not None and row["status"] is None and row["created_at"] <= now - lease
-            if row is None or row["expires_at"] <= now or stale:
+                claim = decide_claim(await cur.fetchone(), request_hash, now=now, lease=lease)
+            if claim.state is ClaimState.NEW:
                 await conn.execute(
                     "INSERT OR REPLACE INTO idempotency_keys "
                     "(account_fp, key, request_hash, status, body, created_at, expires_at) "
                     "VALUES (?, ?, ?, NULL, NULL, ?, ?)",
                     (account_fp, key, request_hash, now, now + ttl),
                 )
-                return IdempotencyClaim(ClaimState.NEW)
-            if row["request_hash"] != request_hash:
-                return IdempotencyClaim(ClaimState.MISMATCH)
-            if row["status"] is None:
-                return IdempotencyClaim(ClaimState.IN_PROGRESS)
-            return IdempotencyClaim(ClaimState.REPLAY, status=int(row["status"]), body=bytes(row["body"] or b""))
+            return claim
 
     async def complete_idempotency_key(self, account_fp: str, key: str, *, status: int, body: bytes) -> None:
         """See `base.IdempotencyStore.complete_idempotency_key`."""

@@ -1,6 +1,6 @@
 """The SQLite backend's keep-job SQL over `kept_results` (schema: `MIGRATION_KEPT` below; issue 21).
 
-Private to `sqlite.TaskStore`: every function takes the connection of one of its transactions or reads. Pure SQL;
+Private to `sqlite.SqliteStore`: every function takes the connection of one of its transactions or reads. Pure SQL;
 the records are in `keeping.py`, the contracts in `base.KeepStore`.
 """
 
@@ -12,7 +12,8 @@ from typing import Final
 
 import aiosqlite
 
-from .keeping import KEEP_COLUMNS, KeepJob, KeptFile, keep_job_from_row
+from .keeping import KeepJob, KeptFile
+from .rows import KEEP_COLUMNS, keep_job_from_row
 
 MIGRATION_KEPT: Final = """
 -- One row per result of a settled task that is kept (issue 21, [results] keep = "local"); dropped with its task.

@@ -1,7 +1,7 @@
 """The SQLite backend's webhook outbox SQL over `webhook_events` and `webhook_attempts` (schema: sqlite migration 2).
 
-Private to `sqlite.TaskStore`: every function takes the connection of one of its transactions or reads;
-`TaskStore.settle` calls `insert_events` inside the transaction that makes the task final, so a state change and
+Private to `sqlite.SqliteStore`: every function takes the connection of one of its transactions or reads;
+`SqliteStore.settle` calls `insert_events` inside the transaction that makes the task final, so a state change and
 its event are written together. Pure SQL and row mapping; the types are in `outbox.py`.
 """
 
@@ -13,7 +13,7 @@ from typing import Final
 
 import aiosqlite
 
-from .models import NewEvent
+from ..tasks.records import NewEvent
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .rows import EVENT_COLUMNS, attempt_from_row, attempt_params, event_from_row, finish_params
 

@@ -1,5 +1,5 @@
 """The SQLite backend's SQL of the account pool and its API keys (tables `accounts` and `api_keys`, sqlite
-migration 4). Private to `sqlite.TaskStore`: every function takes the connection of one of its transactions
+migration 4). Private to `sqlite.SqliteStore`: every function takes the connection of one of its transactions
 or reads. The records are in `pool.py`.
 """
 
@@ -9,18 +9,8 @@ import sqlite3
 
 import aiosqlite
 
-from .pool import (
-    ACCOUNT_COLUMNS,
-    KEY_COLUMNS,
-    AccountHealth,
-    AccountRow,
-    DuplicateError,
-    KeyRow,
-    NewAccount,
-    NewKey,
-    account_from_row,
-    key_from_row,
-)
+from .pool import AccountHealth, AccountRow, DuplicateError, KeyRow, NewAccount, NewKey
+from .rows import ACCOUNT_COLUMNS, KEY_COLUMNS, account_from_row, key_from_row
 
 # ---------------------------------------------------------------------------------------------- accounts
 

@@ -1,5 +1,5 @@
 """Webhook events: their type, their exact JSON body and id. The body's `data` is the task query body of
-store/answer.py, so an event says what a query says.
+tasks/answer.py, so an event says what a query says.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from ..store.answer import settled_body
-from ..store.models import NewEvent, Settlement, TaskStatus
+from ..tasks.answer import settled_body
+from ..tasks.records import NewEvent, Settlement, TaskStatus
 
 EVENT_SUCCEEDED: Final = "task.succeeded"
 EVENT_FAILED: Final = "task.failed"

@@ -35,7 +35,7 @@ class TaskStatus(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
-    """One submitted upstream task as stored by `TaskStore`.
+    """One submitted upstream task as stored by `SqliteStore`.
 
     `token` is the owning session token (a secret), kept only while the task still needs polling or
     delivery; `account_fp` is the owner id used for lookups and ownership checks: the submitting account's
@@ -53,7 +53,7 @@ class TaskRecord:
     status: TaskStatus
     upstream_status: int | None
     fail_code: str
-    error: dict[str, str] | None  # a failed task's `{"code", "message"}` (store/answer.py `Failure`)
+    error: dict[str, str] | None  # a failed task's `{"code", "message"}` (tasks/answer.py `Failure`)
     item_count: int
     results: tuple[str, ...] | None
     raw_data: dict[str, Any] | None
@@ -104,7 +104,7 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    """A task's final state as stored and answered (store/answer.py `settlement_of` builds it)."""
+    """A task's final state as stored and answered (tasks/answer.py `settlement_of` builds it)."""
 
     status: TaskStatus
     upstream_status: int | None
@@ -145,7 +145,7 @@ class Finish:
 
 @dataclass(frozen=True, slots=True)
 class Settled:
-    """A task `TaskStore.settle` made final, and whether its event went to the outbox."""
+    """A task `SqliteStore.settle` made final, and whether its event went to the outbox."""
 
     history_id: str
     event_written: bool
