@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
+from typing import Any
 
 import asyncpg
 
 from ..clock import Clock
-from ..tasks.claims import ClaimState, IdempotencyClaim, decide_claim
 from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord
 from ..tasks.settle import check_finals, plan_settle
 from ..upstream.links import ResultRef
@@ -35,6 +36,7 @@ from .base import (
     StoreError,
     TaskOwnershipError,
 )
+from .dialect import Db, Dialect
 from .keeping import KeepJob, KeptFile
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import (
@@ -46,6 +48,7 @@ from .pool import (
     NewKey,
 )
 from .rows import (
+    Row,
     account_from_row,
     attempt_from_row,
     attempt_params,
@@ -60,13 +63,14 @@ from .rows import (
     refs_text,
     settle_params,
 )
+from .tables import IdempotencyKeys
 
 __all__ = ["PostgresStore"]
 
 log = logging.getLogger(__name__)
 
 
-class PostgresStore:
+class PostgresStore(IdempotencyKeys):
     """The PostgreSQL `base.Store`. Build with `PostgresStore(url, clock=..., pool_size=...)`, `await start()`
     (connects, migrates), `close()`. `url` is a libpq URL (`postgresql://user:password@host:port/db`); it is
     never logged."""
@@ -133,6 +137,19 @@ class PostgresStore:
     async def ping(self) -> None:
         """One round trip to the server (readiness)."""
         await self._pool.fetchval("SELECT 1")
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Db]:
+        """One transaction on one pooled connection (`tables.TableBase`)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield PgDb(conn)
+
+    @asynccontextmanager
+    async def _read_db(self) -> AsyncIterator[Db]:
+        """The pool: each statement on any free connection."""
+        yield PgDb(self._pool)
+
+    _stmt = _read_db
 
     # ------------------------------------------------------------------ tasks
 
@@ -301,36 +318,6 @@ class PostgresStore:
         return sorted({str(r["history_id"]) for r in rows})
 
     # ------------------------------------------------------------------ idempotency keys
-
-    async def claim_idempotency_key(
-        self, account_fp: str, key: str, request_hash: str, *, ttl: float = 86400, lease: float | None = None
-    ) -> IdempotencyClaim:
-        """See `base.IdempotencyStore.claim_idempotency_key`: the key row is inserted or locked, so concurrent
-        claims from any replica are decided one after the other."""
-        now = self._clock.time()
-        async with self._pool.acquire() as conn, conn.transaction():
-            while True:
-                if await conn.fetchval(sql.INSERT_KEY, account_fp, key, request_hash, now, now + ttl) is not None:
-                    return IdempotencyClaim(ClaimState.NEW)
-                row = await conn.fetchrow(sql.LOCK_KEY, account_fp, key)
-                if row is not None:
-                    break  # else the row was released meanwhile: try inserting again
-            claim = decide_claim(row, request_hash, now=now, lease=lease)
-            if claim.state is ClaimState.NEW:
-                await conn.execute(sql.RENEW_KEY, account_fp, key, request_hash, now, now + ttl)
-            return claim
-
-    async def complete_idempotency_key(self, account_fp: str, key: str, *, status: int, body: bytes) -> None:
-        """See `base.IdempotencyStore.complete_idempotency_key`."""
-        await self._pool.execute(sql.COMPLETE_KEY, account_fp, key, status, body)
-
-    async def release_idempotency_key(self, account_fp: str, key: str) -> None:
-        """See `base.IdempotencyStore.release_idempotency_key`."""
-        await self._pool.execute(sql.RELEASE_KEY, account_fp, key)
-
-    async def purge_idempotency_keys(self) -> int:
-        """See `base.IdempotencyStore.purge_idempotency_keys`."""
-        return _count(await self._pool.execute(sql.PURGE_KEYS, self._clock.time()))
 
     # ------------------------------------------------------------------ webhook outbox
 
@@ -590,3 +577,28 @@ async def _migrate(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], migra
 def _count(status: str) -> int:
     """The row count of a command status (`UPDATE 3`, `INSERT 0 1`, `DELETE 0`)."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+class PgDb:
+    """`dialect.Db` over an asyncpg connection or the pool."""
+
+    dialect = Dialect.POSTGRES
+
+    def __init__(self, conn: asyncpg.Pool | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> None:
+        self._conn = conn
+
+    async def fetch(self, query: str, *args: Any) -> list[Row]:
+        return list(await self._conn.fetch(query, *args))
+
+    async def fetchrow(self, query: str, *args: Any) -> Row | None:
+        row: Row | None = await self._conn.fetchrow(query, *args)
+        return row
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await self._conn.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> int:
+        return _count(await self._conn.execute(query, *args))
+
+    async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
+        await self._conn.executemany(query, args)

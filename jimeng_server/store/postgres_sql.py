@@ -237,26 +237,6 @@ SELECT {TASK_COLUMNS} FROM tasks WHERE account_fp = ANY($1::text[]) AND kind = $
 """
 PURGE_STALE: Final = f"DELETE FROM tasks WHERE status = {_PROCESSING} AND token IS NULL AND updated_at < $1"
 
-# ------------------------------------------------------------------------------------------------ idempotency
-
-INSERT_KEY: Final = """
-INSERT INTO idempotency_keys (account_fp, key, request_hash, status, body, created_at, expires_at)
-VALUES ($1, $2, $3, NULL, NULL, $4, $5)
-ON CONFLICT (account_fp, key) DO NOTHING
-RETURNING 1
-"""
-LOCK_KEY: Final = (
-    "SELECT request_hash, status, body, created_at, expires_at FROM idempotency_keys "
-    "WHERE account_fp = $1 AND key = $2 FOR UPDATE"
-)
-RENEW_KEY: Final = (
-    "UPDATE idempotency_keys SET request_hash = $3, status = NULL, body = NULL, created_at = $4, expires_at = $5 "
-    "WHERE account_fp = $1 AND key = $2"
-)
-COMPLETE_KEY: Final = "UPDATE idempotency_keys SET status = $3, body = $4 WHERE account_fp = $1 AND key = $2"
-RELEASE_KEY: Final = "DELETE FROM idempotency_keys WHERE account_fp = $1 AND key = $2 AND status IS NULL"
-PURGE_KEYS: Final = "DELETE FROM idempotency_keys WHERE expires_at <= $1"
-
 # ------------------------------------------------------------------------------------------------ outbox
 
 OPEN_TASKS_FOR_UPDATE: Final = f"""

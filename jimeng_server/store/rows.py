@@ -67,7 +67,7 @@ KEEP_COLUMNS: Final = (
 class Row(Protocol):
     """A result row addressed by column name."""
 
-    def __getitem__(self, key: str, /) -> Any: ...
+    def __getitem__(self, key: str | int, /) -> Any: ...
 
 
 def dump_json(value: Mapping[str, Any] | None) -> str | None:

@@ -25,7 +25,6 @@ from ..clock import Clock
 from ..concurrency import uncancellable
 from ..config import SYNCHRONOUS_MODES
 from ..metrics import timed_store
-from ..tasks.claims import ClaimState, IdempotencyClaim, decide_claim
 from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord, TaskStatus
 from ..tasks.settle import check_finals, plan_settle
 from ..upstream.links import ResultRef
@@ -33,6 +32,7 @@ from . import sqlite_keeping as keeping_sql
 from . import sqlite_outbox as outbox
 from . import sqlite_pool as pool_sql
 from .base import Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
+from .dialect import Db, SqliteDb
 from .keeping import KeepJob, KeptFile
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
@@ -45,6 +45,7 @@ from .rows import (
     refs_text,
     settle_params,
 )
+from .tables import IdempotencyKeys
 
 __all__ = ["MIGRATIONS", "Migration", "SqliteStore"]
 
@@ -211,7 +212,7 @@ MIGRATIONS: list[Migration] = [
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
 
 
-class SqliteStore:
+class SqliteStore(IdempotencyKeys):
     """The SQLite `base.Store`: task records, idempotency keys and the webhook outbox in one file.
 
     Writes run one at a time under one asyncio lock on the write connection (`BEGIN IMMEDIATE` transactions
@@ -373,6 +374,24 @@ class SqliteStore:
         with timed_store("write"):
             async with self._lock:
                 yield self._conn
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Db]:
+        """`_write()` for the shared tables (`tables.TableBase`)."""
+        async with self._write() as conn:
+            yield SqliteDb(conn)
+
+    @asynccontextmanager
+    async def _read_db(self) -> AsyncIterator[Db]:
+        """`_read()` for the shared tables."""
+        async with self._read() as conn:
+            yield SqliteDb(conn)
+
+    @asynccontextmanager
+    async def _stmt(self) -> AsyncIterator[Db]:
+        """`_statement()` for the shared tables."""
+        async with self._statement() as conn:
+            yield SqliteDb(conn)
 
     # ------------------------------------------------------------------ tasks
 
@@ -623,49 +642,6 @@ class SqliteStore:
             return await keeping_sql.expire_files(conn, file_ids, now=now)
 
     # ------------------------------------------------------------------ idempotency keys
-
-    async def claim_idempotency_key(
-        self, account_fp: str, key: str, request_hash: str, *, ttl: float = 86400, lease: float | None = None
-    ) -> IdempotencyClaim:
-        """See `base.IdempotencyStore.claim_idempotency_key` (one `BEGIN IMMEDIATE` transaction)."""
-        now = self._clock.time()
-        async with self._write() as conn:
-            async with conn.execute(
-                "SELECT request_hash, status, body, created_at, expires_at FROM idempotency_keys "
-                "WHERE account_fp = ? AND key = ?",
-                (account_fp, key),
-            ) as cur:
-                claim = decide_claim(await cur.fetchone(), request_hash, now=now, lease=lease)
-            if claim.state is ClaimState.NEW:
-                await conn.execute(
-                    "INSERT OR REPLACE INTO idempotency_keys "
-                    "(account_fp, key, request_hash, status, body, created_at, expires_at) "
-                    "VALUES (?, ?, ?, NULL, NULL, ?, ?)",
-                    (account_fp, key, request_hash, now, now + ttl),
-                )
-            return claim
-
-    async def complete_idempotency_key(self, account_fp: str, key: str, *, status: int, body: bytes) -> None:
-        """See `base.IdempotencyStore.complete_idempotency_key`."""
-        async with self._write() as conn:
-            await conn.execute(
-                "UPDATE idempotency_keys SET status = ?, body = ? WHERE account_fp = ? AND key = ?",
-                (status, body, account_fp, key),
-            )
-
-    async def release_idempotency_key(self, account_fp: str, key: str) -> None:
-        """See `base.IdempotencyStore.release_idempotency_key`."""
-        async with self._write() as conn:
-            await conn.execute(
-                "DELETE FROM idempotency_keys WHERE account_fp = ? AND key = ? AND status IS NULL",
-                (account_fp, key),
-            )
-
-    async def purge_idempotency_keys(self) -> int:
-        """Delete expired idempotency keys; return how many."""
-        async with self._write() as conn:
-            cur = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (self._clock.time(),))
-            return cur.rowcount
 
     # ------------------------------------------------------------------ webhook outbox (base.OutboxStore)
 

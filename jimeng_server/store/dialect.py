@@ -1,0 +1,107 @@
+"""The narrow dialect adapter under the queries written once (`tables.py`).
+
+Every shared statement is written in PostgreSQL's text (`$n` parameters, `col = ANY($n::text[])` list
+membership, `FOR UPDATE [OF t] [SKIP LOCKED]`, `GREATEST` / `LEAST`, `::type` casts, `ON CONFLICT ...`,
+`RETURNING`); `render(query, Dialect.SQLITE)` rewrites exactly those constructs for SQLite (`?n`,
+`IN (SELECT value FROM json_each(?n))`, no row locks: SQLite has one writer, `MAX` / `MIN`, no casts), and a
+list parameter is bound there as its JSON text. Anything else in a shared statement must mean the same in both.
+
+`Db` is one connection inside one store operation (a transaction, or a lone autocommit read); each backend
+makes its own (`SqliteDb` here, `postgres.PgDb`). Pure text functions plus a thin aiosqlite wrapper.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from functools import cache
+from typing import Any, Protocol
+
+import aiosqlite
+
+from .rows import Row
+
+__all__ = ["Db", "Dialect", "SqliteDb", "render"]
+
+
+class Dialect(StrEnum):
+    """The SQL dialects the store runs on."""
+
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
+
+
+_SQLITE_REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"=\s*ANY\(\$(\d+)::\w+\[\]\)"), r"IN (SELECT value FROM json_each($\1))"),
+    (re.compile(r"\s+FOR UPDATE(?: OF \w+)?(?: SKIP LOCKED)?"), ""),
+    (re.compile(r"\bGREATEST\("), "MAX("),
+    (re.compile(r"\bLEAST\("), "MIN("),
+    (re.compile(r"::[a-z]+(?: precision)?(?:\[\])?"), ""),
+    (re.compile(r"\$(\d+)"), r"?\1"),
+)
+
+
+@cache
+def render(query: str, dialect: Dialect) -> str:
+    """`query` (PostgreSQL text, see the module docstring) as `dialect` runs it; computed once per statement."""
+    if dialect is Dialect.POSTGRES:
+        return query
+    for pattern, replacement in _SQLITE_REWRITES:
+        query = pattern.sub(replacement, query)
+    return query
+
+
+class Db(Protocol):
+    """One connection for one store operation; statements are shared PostgreSQL text (`render` applies)."""
+
+    dialect: Dialect
+
+    async def fetch(self, query: str, *args: Any) -> list[Row]:
+        """Every row of `query`."""
+
+    async def fetchrow(self, query: str, *args: Any) -> Row | None:
+        """The first row of `query`, or None."""
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        """The first column of the first row of `query`, or None."""
+
+    async def execute(self, query: str, *args: Any) -> int:
+        """Run `query`; the number of rows it changed."""
+
+    async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
+        """Run `query` once per parameter tuple."""
+
+
+def _sqlite_args(args: Sequence[Any]) -> tuple[Any, ...]:
+    """Parameters as SQLite binds them: a list (a `= ANY($n)` operand) as its JSON text."""
+    return tuple(json.dumps(a) if isinstance(a, list) else a for a in args)
+
+
+class SqliteDb:
+    """`Db` over an aiosqlite connection (the caller owns its transaction)."""
+
+    dialect = Dialect.SQLITE
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def fetch(self, query: str, *args: Any) -> list[Row]:
+        return list(await self._conn.execute_fetchall(render(query, self.dialect), _sqlite_args(args)))
+
+    async def fetchrow(self, query: str, *args: Any) -> Row | None:
+        async with self._conn.execute(render(query, self.dialect), _sqlite_args(args)) as cur:
+            row: Row | None = await cur.fetchone()
+            return row
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        row = await self.fetchrow(query, *args)
+        return row[0] if row is not None else None
+
+    async def execute(self, query: str, *args: Any) -> int:
+        async with self._conn.execute(render(query, self.dialect), _sqlite_args(args)) as cur:
+            return cur.rowcount
+
+    async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
+        await self._conn.executemany(render(query, self.dialect), [_sqlite_args(a) for a in args])
