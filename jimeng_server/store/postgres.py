@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
@@ -25,7 +25,6 @@ import asyncpg
 from ..clock import Clock
 from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord
 from ..tasks.settle import check_finals, plan_settle
-from ..upstream.links import ResultRef
 from . import postgres_sql as sql
 from .base import (
     WATCH_SHARDS,
@@ -37,7 +36,6 @@ from .base import (
     TaskOwnershipError,
 )
 from .dialect import Db, Dialect
-from .keeping import KeepJob, KeptFile
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import (
     AccountHealth,
@@ -54,23 +52,20 @@ from .rows import (
     attempt_params,
     event_from_row,
     finish_params,
-    keep_job_from_row,
     key_from_row,
     progress_params,
     record_from_row,
     record_params,
-    refs_from_text,
-    refs_text,
     settle_params,
 )
-from .tables import IdempotencyKeys
+from .tables import IdempotencyKeys, KeepJobs, ResultRefs
 
 __all__ = ["PostgresStore"]
 
 log = logging.getLogger(__name__)
 
 
-class PostgresStore(IdempotencyKeys):
+class PostgresStore(IdempotencyKeys, ResultRefs, KeepJobs):
     """The PostgreSQL `base.Store`. Build with `PostgresStore(url, clock=..., pool_size=...)`, `await start()`
     (connects, migrates), `close()`. `url` is a libpq URL (`postgresql://user:password@host:port/db`); it is
     never logged."""
@@ -150,6 +145,10 @@ class PostgresStore(IdempotencyKeys):
         yield PgDb(self._pool)
 
     _stmt = _read_db
+
+    async def _notify(self, db: Db, notices: Sequence[Notice]) -> None:
+        """NOTIFY every listening replica, on commit of `db`'s transaction."""
+        await db.executemany(sql.NOTIFY, [(_payload(n),) for n in notices])
 
     # ------------------------------------------------------------------ tasks
 
@@ -233,89 +232,6 @@ class PostgresStore(IdempotencyKeys):
     async def purge_stale_unfinished(self, *, older_than: float) -> int:
         """See `base.TaskTable.purge_stale_unfinished`."""
         return _count(await self._pool.execute(sql.PURGE_STALE, self._clock.time() - older_than))
-
-    # ------------------------------------------------------------------ result refs
-
-    async def put_result_refs(self, refs: Mapping[str, Sequence[ResultRef | None]]) -> None:
-        """See `base.ResultRefStore.put_result_refs`."""
-        if refs:
-            now = self._clock.time()
-            await self._pool.executemany(sql.PUT_RESULT_REFS, [(hid, refs_text(r), now) for hid, r in refs.items()])
-
-    async def result_refs_of(self, history_ids: Sequence[str]) -> dict[str, tuple[ResultRef | None, ...]]:
-        """See `base.ResultRefStore.result_refs_of`."""
-        if not history_ids:
-            return {}
-        rows = await self._pool.fetch(sql.RESULT_REFS_OF, list(history_ids))
-        return {row["history_id"]: refs_from_text(row["refs"]) for row in rows}
-
-    # ------------------------------------------------------------------ keep jobs
-
-    async def add_keep_jobs(self, jobs: Mapping[str, Sequence[str]], *, now: float) -> None:
-        """See `base.KeepStore.add_keep_jobs` (one transaction)."""
-        rows = [(hid, n, url, now) for hid, urls in jobs.items() for n, url in enumerate(urls)]
-        if rows:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.executemany(sql.ADD_KEEP_JOB, rows)
-
-    async def claim_keep_jobs(self, *, now: float, lease_seconds: float, limit: int) -> list[KeepJob]:
-        """See `base.KeepStore.claim_keep_jobs` (`FOR UPDATE SKIP LOCKED`: replicas never get the same job)."""
-        if limit <= 0:
-            return []
-        rows = await self._pool.fetch(sql.CLAIM_KEEP_JOBS, now, limit, now + lease_seconds)
-        return sorted((keep_job_from_row(r) for r in rows), key=lambda j: (j.history_id, j.position))
-
-    async def finish_keep_job(
-        self, history_id: str, position: int, *, file_id: str, size: int, content_type: str, now: float
-    ) -> None:
-        """See `base.KeepStore.finish_keep_job`."""
-        await self._pool.execute(sql.FINISH_KEEP_JOB, history_id, position, file_id, size, content_type, now)
-
-    async def retry_keep_job(
-        self, history_id: str, position: int, *, error: str, next_attempt_at: float | None, now: float
-    ) -> None:
-        """See `base.KeepStore.retry_keep_job`."""
-        state = "pending" if next_attempt_at is not None else "failed"
-        await self._pool.execute(sql.RETRY_KEEP_JOB, history_id, position, state, error, next_attempt_at, now)
-
-    async def keep_jobs_of(self, history_ids: Sequence[str]) -> dict[str, list[KeepJob]]:
-        """See `base.KeepStore.keep_jobs_of`."""
-        if not history_ids:
-            return {}
-        out: dict[str, list[KeepJob]] = {}
-        for row in await self._pool.fetch(sql.KEEP_JOBS_OF, list(history_ids)):
-            job = keep_job_from_row(row)
-            out.setdefault(job.history_id, []).append(job)
-        return out
-
-    async def next_keep_due(self, *, now: float) -> float | None:
-        """See `base.KeepStore.next_keep_due`."""
-        due = await self._pool.fetchval(sql.NEXT_KEEP_DUE, now)
-        return float(due) if due is not None else None
-
-    async def kept_file_owners(self, file_id: str) -> frozenset[str]:
-        """See `base.KeepStore.kept_file_owners`."""
-        return frozenset(str(r["account_fp"]) for r in await self._pool.fetch(sql.KEPT_FILE_OWNERS, file_id))
-
-    async def wake_held_events(self, history_id: str, *, now: float) -> int:
-        """See `base.KeepStore.wake_held_events` (notifies the replicas' senders when any became due)."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            woken = _count(await conn.execute(sql.WAKE_HELD_EVENTS, now, history_id))
-            if woken:
-                await conn.execute(sql.NOTIFY, _payload(Notice(NoticeKind.EVENTS)))
-        return woken
-
-    async def kept_files(self) -> list[KeptFile]:
-        """See `base.KeepStore.kept_files`."""
-        rows = await self._pool.fetch(sql.KEPT_FILES)
-        return [KeptFile(r["file_id"], int(r["size"] or 0), float(r["last"])) for r in rows]
-
-    async def expire_kept_files(self, file_ids: Sequence[str], *, now: float) -> list[str]:
-        """See `base.KeepStore.expire_kept_files`."""
-        if not file_ids:
-            return []
-        rows = await self._pool.fetch(sql.EXPIRE_FILES, now, list(file_ids))
-        return sorted({str(r["history_id"]) for r in rows})
 
     # ------------------------------------------------------------------ idempotency keys
 

@@ -10,7 +10,7 @@ from typing import Final
 
 from ..tasks.records import TaskStatus
 from .base import WATCH_SHARDS
-from .rows import ACCOUNT_COLUMNS, EVENT_COLUMNS, KEEP_COLUMNS, KEY_COLUMNS, TASK_COLUMNS
+from .rows import ACCOUNT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, TASK_COLUMNS
 
 MIGRATION_LOCK: Final = 0x4A494D454E47  # pg_advisory_xact_lock key: one replica migrates at a time
 
@@ -360,64 +360,3 @@ REVOKE_KEY: Final = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) W
 RECORD_KEY_USE: Final = (
     "UPDATE api_keys SET submits = submits + 1, credits_spent = credits_spent + $2, last_used_at = $3 WHERE id = $1"
 )
-
-# ---------------------------------------------------------------------------------------------- result refs
-
-PUT_RESULT_REFS: Final = """
-INSERT INTO result_refs (history_id, refs, created_at)
-SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM tasks WHERE history_id = $1)
-ON CONFLICT (history_id) DO NOTHING
-"""
-RESULT_REFS_OF: Final = "SELECT history_id, refs FROM result_refs WHERE history_id = ANY($1::text[])"
-
-# ---------------------------------------------------------------------------------------------- keep jobs
-
-ADD_KEEP_JOB: Final = """
-INSERT INTO kept_results (history_id, position, url, state, attempts, next_attempt_at, created_at, updated_at)
-SELECT $1, $2, $3, 'pending', 0, $4, $4, $4 WHERE EXISTS (SELECT 1 FROM tasks WHERE history_id = $1)
-ON CONFLICT (history_id, position) DO NOTHING
-"""
-CLAIM_KEEP_JOBS: Final = f"""
-WITH due AS (
-    SELECT history_id, position FROM kept_results
-    WHERE (state = 'pending' AND next_attempt_at <= $1) OR (state = 'keeping' AND lease_until <= $1)
-    ORDER BY next_attempt_at, history_id, position
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE kept_results k SET state = 'keeping', lease_until = $3, attempts = k.attempts + 1, updated_at = $1
-FROM due WHERE k.history_id = due.history_id AND k.position = due.position
-RETURNING {", ".join("k." + c.strip() for c in KEEP_COLUMNS.split(","))}
-"""
-FINISH_KEEP_JOB: Final = """
-UPDATE kept_results SET state = 'kept', file_id = $3, size = $4, content_type = $5, error = NULL, lease_until = NULL,
-    next_attempt_at = NULL, updated_at = $6
-WHERE history_id = $1 AND position = $2
-"""
-RETRY_KEEP_JOB: Final = """
-UPDATE kept_results SET state = $3, error = $4, next_attempt_at = $5, lease_until = NULL, updated_at = $6
-WHERE history_id = $1 AND position = $2
-"""
-KEEP_JOBS_OF: Final = (
-    f"SELECT {KEEP_COLUMNS} FROM kept_results WHERE history_id = ANY($1::text[]) ORDER BY history_id, position"
-)
-NEXT_KEEP_DUE: Final = """
-SELECT MIN(CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END) FROM kept_results
-WHERE state IN ('pending', 'keeping') AND CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END > $1
-"""
-KEPT_FILE_OWNERS: Final = """
-SELECT DISTINCT t.account_fp FROM kept_results k JOIN tasks t ON t.history_id = k.history_id
-WHERE k.file_id = $1 AND k.state = 'kept'
-"""
-WAKE_HELD_EVENTS: Final = """
-UPDATE webhook_events SET next_attempt_at = $1, updated_at = $1
-WHERE history_id = $2 AND state = 'pending' AND attempts = round_start AND next_attempt_at > $1
-"""
-KEPT_FILES: Final = """
-SELECT file_id, MAX(size) AS size, MAX(updated_at) AS last FROM kept_results WHERE state = 'kept'
-GROUP BY file_id ORDER BY last, file_id
-"""
-EXPIRE_FILES: Final = """
-UPDATE kept_results SET state = 'expired', updated_at = $1 WHERE state = 'kept' AND file_id = ANY($2::text[])
-RETURNING history_id
-"""

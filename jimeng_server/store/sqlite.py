@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -27,13 +27,10 @@ from ..config import SYNCHRONOUS_MODES
 from ..metrics import timed_store
 from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord, TaskStatus
 from ..tasks.settle import check_finals, plan_settle
-from ..upstream.links import ResultRef
-from . import sqlite_keeping as keeping_sql
 from . import sqlite_outbox as outbox
 from . import sqlite_pool as pool_sql
 from .base import Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
 from .dialect import Db, SqliteDb
-from .keeping import KeepJob, KeptFile
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
 from .rows import (
@@ -41,11 +38,9 @@ from .rows import (
     progress_params,
     record_from_row,
     record_params,
-    refs_from_text,
-    refs_text,
     settle_params,
 )
-from .tables import IdempotencyKeys
+from .tables import IdempotencyKeys, KeepJobs, ResultRefs
 
 __all__ = ["MIGRATIONS", "Migration", "SqliteStore"]
 
@@ -198,6 +193,28 @@ CREATE TABLE result_refs (
 );
 """
 
+_MIGRATION_KEPT: Final = """
+-- One row per result of a settled task that is kept (issue 21, [results] keep = "local"); dropped with its task.
+CREATE TABLE kept_results (
+    history_id      TEXT NOT NULL REFERENCES tasks (history_id) ON DELETE CASCADE,
+    position        INTEGER NOT NULL,           -- the result's index in the task's `results`
+    url             TEXT NOT NULL,              -- the upstream URL it was settled with
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'keeping', 'kept', 'failed', 'expired')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL,                       -- a pending job is due then
+    lease_until     REAL,                       -- a claimed ('keeping') job is reserved until then
+    file_id         TEXT,                       -- SHA-256 hex of the kept bytes (the file's name)
+    size            INTEGER,
+    content_type    TEXT,
+    error           TEXT,                       -- why the last attempt failed
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL,
+    PRIMARY KEY (history_id, position)
+) WITHOUT ROWID;
+CREATE INDEX kept_results_due ON kept_results (next_attempt_at) WHERE state IN ('pending', 'keeping');
+CREATE INDEX kept_results_file ON kept_results (file_id) WHERE file_id IS NOT NULL;
+"""
+
 MIGRATIONS: list[Migration] = [
     _MIGRATION_1,
     _MIGRATION_2,
@@ -205,14 +222,14 @@ MIGRATIONS: list[Migration] = [
     _MIGRATION_4,
     _MIGRATION_5,
     _MIGRATION_RESULT_REFS,
-    keeping_sql.MIGRATION_KEPT,
+    _MIGRATION_KEPT,
 ]
 """The schema history, oldest first: entry i brings the file to `user_version` i + 1. Append only."""
 
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
 
 
-class SqliteStore(IdempotencyKeys):
+class SqliteStore(IdempotencyKeys, ResultRefs, KeepJobs):
     """The SQLite `base.Store`: task records, idempotency keys and the webhook outbox in one file.
 
     Writes run one at a time under one asyncio lock on the write connection (`BEGIN IMMEDIATE` transactions
@@ -549,97 +566,6 @@ class SqliteStore(IdempotencyKeys):
                 "DELETE FROM tasks WHERE status = ? AND token IS NULL AND updated_at < ?", (_PROCESSING, cutoff)
             )
             return cur.rowcount
-
-    # ------------------------------------------------------------------ result refs
-
-    async def put_result_refs(self, refs: Mapping[str, Sequence[ResultRef | None]]) -> None:
-        """See `base.ResultRefStore.put_result_refs`."""
-        if not refs:
-            return
-        now = self._clock.time()
-        async with self._write() as conn:
-            await conn.executemany(
-                "INSERT INTO result_refs (history_id, refs, created_at) "
-                "SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM tasks WHERE history_id = ?1) "
-                "ON CONFLICT (history_id) DO NOTHING",
-                [(hid, refs_text(r), now) for hid, r in refs.items()],
-            )
-
-    async def result_refs_of(self, history_ids: Sequence[str]) -> dict[str, tuple[ResultRef | None, ...]]:
-        """See `base.ResultRefStore.result_refs_of`."""
-        if not history_ids:
-            return {}
-        async with self._read() as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT history_id, refs FROM result_refs WHERE history_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(history_ids)),),
-            )
-        return {row["history_id"]: refs_from_text(row["refs"]) for row in rows}
-
-    # ------------------------------------------------------------------ keep jobs
-
-    async def add_keep_jobs(self, jobs: Mapping[str, Sequence[str]], *, now: float) -> None:
-        """See `base.KeepStore.add_keep_jobs`."""
-        if any(jobs.values()):
-            async with self._write() as conn:
-                await keeping_sql.add_jobs(conn, jobs, now=now)
-
-    async def claim_keep_jobs(self, *, now: float, lease_seconds: float, limit: int) -> list[KeepJob]:
-        """See `base.KeepStore.claim_keep_jobs`."""
-        if limit <= 0:
-            return []
-        async with self._write() as conn:
-            return await keeping_sql.claim(conn, now=now, lease_seconds=lease_seconds, limit=limit)
-
-    async def finish_keep_job(
-        self, history_id: str, position: int, *, file_id: str, size: int, content_type: str, now: float
-    ) -> None:
-        """See `base.KeepStore.finish_keep_job`."""
-        async with self._statement() as conn:
-            await keeping_sql.finish(
-                conn, history_id, position, file_id=file_id, size=size, content_type=content_type, now=now
-            )
-
-    async def retry_keep_job(
-        self, history_id: str, position: int, *, error: str, next_attempt_at: float | None, now: float
-    ) -> None:
-        """See `base.KeepStore.retry_keep_job`."""
-        async with self._statement() as conn:
-            await keeping_sql.retry(conn, history_id, position, error=error, next_attempt_at=next_attempt_at, now=now)
-
-    async def keep_jobs_of(self, history_ids: Sequence[str]) -> dict[str, list[KeepJob]]:
-        """See `base.KeepStore.keep_jobs_of`."""
-        if not history_ids:
-            return {}
-        async with self._read() as conn:
-            return await keeping_sql.jobs_of(conn, history_ids)
-
-    async def next_keep_due(self, *, now: float) -> float | None:
-        """See `base.KeepStore.next_keep_due`."""
-        async with self._read() as conn:
-            return await keeping_sql.next_due(conn, now=now)
-
-    async def kept_file_owners(self, file_id: str) -> frozenset[str]:
-        """See `base.KeepStore.kept_file_owners`."""
-        async with self._read() as conn:
-            return await keeping_sql.file_owners(conn, file_id)
-
-    async def wake_held_events(self, history_id: str, *, now: float) -> int:
-        """See `base.KeepStore.wake_held_events`."""
-        async with self._statement() as conn:
-            return await keeping_sql.wake_held(conn, history_id, now=now)
-
-    async def kept_files(self) -> list[KeptFile]:
-        """See `base.KeepStore.kept_files`."""
-        async with self._read() as conn:
-            return await keeping_sql.kept_files(conn)
-
-    async def expire_kept_files(self, file_ids: Sequence[str], *, now: float) -> list[str]:
-        """See `base.KeepStore.expire_kept_files`."""
-        if not file_ids:
-            return []
-        async with self._write() as conn:
-            return await keeping_sql.expire_files(conn, file_ids, now=now)
 
     # ------------------------------------------------------------------ idempotency keys
 

@@ -9,14 +9,19 @@ that is its own transaction). To add a table: its migration (both schemas), a Pr
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Final
 
 from ..clock import Clock
 from ..tasks.claims import ClaimState, IdempotencyClaim, decide_claim
+from ..upstream.links import ResultRef
+from .base import Notice, NoticeKind
 from .dialect import Db
+from .keeping import KeepJob, KeptFile
+from .rows import KEEP_COLUMNS, keep_job_from_row, refs_from_text, refs_text
 
-__all__ = ["IdempotencyKeys", "TableBase"]
+__all__ = ["IdempotencyKeys", "KeepJobs", "ResultRefs", "TableBase"]
 
 
 class TableBase:
@@ -32,6 +37,9 @@ class TableBase:
 
     def _stmt(self) -> AbstractAsyncContextManager[Db]:
         raise NotImplementedError
+
+    async def _notify(self, db: Db, notices: Sequence[Notice]) -> None:
+        """Tell the other replicas, on commit of `db`'s transaction (a shared backend overrides this)."""
 
 
 # ------------------------------------------------------------------------------------------------ idempotency
@@ -91,3 +99,165 @@ class IdempotencyKeys(TableBase):
         """See `base.IdempotencyStore.purge_idempotency_keys`."""
         async with self._stmt() as db:
             return await db.execute(PURGE_KEYS, self._clock.time())
+
+
+# ------------------------------------------------------------------------------------------------ result refs
+
+PUT_RESULT_REFS: Final = """
+INSERT INTO result_refs (history_id, refs, created_at)
+SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM tasks WHERE history_id = $1)
+ON CONFLICT (history_id) DO NOTHING
+"""
+RESULT_REFS_OF: Final = "SELECT history_id, refs FROM result_refs WHERE history_id = ANY($1::text[])"
+
+
+class ResultRefs(TableBase):
+    """`base.ResultRefStore` (table `result_refs`)."""
+
+    async def put_result_refs(self, refs: Mapping[str, Sequence[ResultRef | None]]) -> None:
+        """See `base.ResultRefStore.put_result_refs` (one transaction)."""
+        if refs:
+            now = self._clock.time()
+            async with self._tx() as db:
+                await db.executemany(PUT_RESULT_REFS, [(hid, refs_text(r), now) for hid, r in refs.items()])
+
+    async def result_refs_of(self, history_ids: Sequence[str]) -> dict[str, tuple[ResultRef | None, ...]]:
+        """See `base.ResultRefStore.result_refs_of`."""
+        if not history_ids:
+            return {}
+        async with self._read_db() as db:
+            rows = await db.fetch(RESULT_REFS_OF, list(history_ids))
+        return {row["history_id"]: refs_from_text(row["refs"]) for row in rows}
+
+
+# ------------------------------------------------------------------------------------------------ keep jobs
+
+ADD_KEEP_JOB: Final = """
+INSERT INTO kept_results (history_id, position, url, state, attempts, next_attempt_at, created_at, updated_at)
+SELECT $1, $2, $3, 'pending', 0, $4, $4, $4 WHERE EXISTS (SELECT 1 FROM tasks WHERE history_id = $1)
+ON CONFLICT (history_id, position) DO NOTHING
+"""
+CLAIM_KEEP_JOBS: Final = f"""
+WITH due AS (
+    SELECT history_id AS due_id, position AS due_position FROM kept_results
+    WHERE (state = 'pending' AND next_attempt_at <= $1) OR (state = 'keeping' AND lease_until <= $1)
+    ORDER BY next_attempt_at, history_id, position
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE kept_results AS k SET state = 'keeping', lease_until = $3, attempts = k.attempts + 1, updated_at = $1
+FROM due WHERE k.history_id = due.due_id AND k.position = due.due_position
+RETURNING {KEEP_COLUMNS}
+"""
+FINISH_KEEP_JOB: Final = """
+UPDATE kept_results SET state = 'kept', file_id = $3, size = $4, content_type = $5, error = NULL, lease_until = NULL,
+    next_attempt_at = NULL, updated_at = $6
+WHERE history_id = $1 AND position = $2
+"""
+RETRY_KEEP_JOB: Final = """
+UPDATE kept_results SET state = $3, error = $4, next_attempt_at = $5, lease_until = NULL, updated_at = $6
+WHERE history_id = $1 AND position = $2
+"""
+KEEP_JOBS_OF: Final = (
+    f"SELECT {KEEP_COLUMNS} FROM kept_results WHERE history_id = ANY($1::text[]) ORDER BY history_id, position"
+)
+NEXT_KEEP_DUE: Final = """
+SELECT MIN(CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END) FROM kept_results
+WHERE state IN ('pending', 'keeping') AND CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END > $1
+"""
+KEPT_FILE_OWNERS: Final = """
+SELECT DISTINCT t.account_fp FROM kept_results k JOIN tasks t ON t.history_id = k.history_id
+WHERE k.file_id = $1 AND k.state = 'kept'
+"""
+WAKE_HELD_EVENTS: Final = """
+UPDATE webhook_events SET next_attempt_at = $1, updated_at = $1
+WHERE history_id = $2 AND state = 'pending' AND attempts = round_start AND next_attempt_at > $1
+"""
+KEPT_FILES: Final = """
+SELECT file_id, MAX(size) AS size, MAX(updated_at) AS last FROM kept_results WHERE state = 'kept'
+GROUP BY file_id ORDER BY last, file_id
+"""
+EXPIRE_FILES: Final = """
+UPDATE kept_results SET state = 'expired', updated_at = $1 WHERE state = 'kept' AND file_id = ANY($2::text[])
+RETURNING history_id
+"""
+
+
+class KeepJobs(TableBase):
+    """`base.KeepStore` (table `kept_results`; claims take due jobs `FOR UPDATE SKIP LOCKED` on PostgreSQL, so
+    replicas never get the same job)."""
+
+    async def add_keep_jobs(self, jobs: Mapping[str, Sequence[str]], *, now: float) -> None:
+        """See `base.KeepStore.add_keep_jobs` (one transaction)."""
+        rows = [(hid, n, url, now) for hid, urls in jobs.items() for n, url in enumerate(urls)]
+        if rows:
+            async with self._tx() as db:
+                await db.executemany(ADD_KEEP_JOB, rows)
+
+    async def claim_keep_jobs(self, *, now: float, lease_seconds: float, limit: int) -> list[KeepJob]:
+        """See `base.KeepStore.claim_keep_jobs`."""
+        if limit <= 0:
+            return []
+        async with self._stmt() as db:
+            rows = await db.fetch(CLAIM_KEEP_JOBS, now, limit, now + lease_seconds)
+        return sorted((keep_job_from_row(r) for r in rows), key=lambda j: (j.history_id, j.position))
+
+    async def finish_keep_job(
+        self, history_id: str, position: int, *, file_id: str, size: int, content_type: str, now: float
+    ) -> None:
+        """See `base.KeepStore.finish_keep_job`."""
+        async with self._stmt() as db:
+            await db.execute(FINISH_KEEP_JOB, history_id, position, file_id, size, content_type, now)
+
+    async def retry_keep_job(
+        self, history_id: str, position: int, *, error: str, next_attempt_at: float | None, now: float
+    ) -> None:
+        """See `base.KeepStore.retry_keep_job`."""
+        state = "pending" if next_attempt_at is not None else "failed"
+        async with self._stmt() as db:
+            await db.execute(RETRY_KEEP_JOB, history_id, position, state, error, next_attempt_at, now)
+
+    async def keep_jobs_of(self, history_ids: Sequence[str]) -> dict[str, list[KeepJob]]:
+        """See `base.KeepStore.keep_jobs_of`."""
+        if not history_ids:
+            return {}
+        async with self._read_db() as db:
+            rows = await db.fetch(KEEP_JOBS_OF, list(history_ids))
+        out: dict[str, list[KeepJob]] = {}
+        for row in rows:
+            job = keep_job_from_row(row)
+            out.setdefault(job.history_id, []).append(job)
+        return out
+
+    async def next_keep_due(self, *, now: float) -> float | None:
+        """See `base.KeepStore.next_keep_due`."""
+        async with self._read_db() as db:
+            due = await db.fetchval(NEXT_KEEP_DUE, now)
+        return float(due) if due is not None else None
+
+    async def kept_file_owners(self, file_id: str) -> frozenset[str]:
+        """See `base.KeepStore.kept_file_owners`."""
+        async with self._read_db() as db:
+            return frozenset(str(r["account_fp"]) for r in await db.fetch(KEPT_FILE_OWNERS, file_id))
+
+    async def wake_held_events(self, history_id: str, *, now: float) -> int:
+        """See `base.KeepStore.wake_held_events` (notifies the replicas' senders when any became due)."""
+        async with self._tx() as db:
+            woken = await db.execute(WAKE_HELD_EVENTS, now, history_id)
+            if woken:
+                await self._notify(db, [Notice(NoticeKind.EVENTS)])
+        return woken
+
+    async def kept_files(self) -> list[KeptFile]:
+        """See `base.KeepStore.kept_files`."""
+        async with self._read_db() as db:
+            rows = await db.fetch(KEPT_FILES)
+        return [KeptFile(r["file_id"], int(r["size"] or 0), float(r["last"])) for r in rows]
+
+    async def expire_kept_files(self, file_ids: Sequence[str], *, now: float) -> list[str]:
+        """See `base.KeepStore.expire_kept_files`."""
+        if not file_ids:
+            return []
+        async with self._stmt() as db:
+            rows = await db.fetch(EXPIRE_FILES, now, list(file_ids))
+        return sorted({str(r["history_id"]) for r in rows})
