@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
 from functools import cache
 from typing import Any, Protocol
@@ -23,7 +25,7 @@ import aiosqlite
 
 from .rows import Row
 
-__all__ = ["Db", "Dialect", "SqliteDb", "render"]
+__all__ = ["Db", "Dialect", "SqliteDb", "UniqueViolation", "render"]
 
 
 class Dialect(StrEnum):
@@ -53,6 +55,11 @@ def render(query: str, dialect: Dialect) -> str:
     return query
 
 
+class UniqueViolation(Exception):
+    """A write broke a unique constraint; the message names it (SQLite `table.column`, PostgreSQL the
+    constraint's name, e.g. `accounts_name_key`), never a value."""
+
+
 class Db(Protocol):
     """One connection for one store operation; statements are shared PostgreSQL text (`render` applies)."""
 
@@ -68,7 +75,7 @@ class Db(Protocol):
         """The first column of the first row of `query`, or None."""
 
     async def execute(self, query: str, *args: Any) -> int:
-        """Run `query`; the number of rows it changed."""
+        """Run `query`; the number of rows it changed. Every method raises `UniqueViolation` for a duplicate."""
 
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
         """Run `query` once per parameter tuple."""
@@ -91,17 +98,31 @@ class SqliteDb:
         return list(await self._conn.execute_fetchall(render(query, self.dialect), _sqlite_args(args)))
 
     async def fetchrow(self, query: str, *args: Any) -> Row | None:
-        async with self._conn.execute(render(query, self.dialect), _sqlite_args(args)) as cur:
-            row: Row | None = await cur.fetchone()
-            return row
+        with _unique_violation():
+            async with self._conn.execute(render(query, self.dialect), _sqlite_args(args)) as cur:
+                row: Row | None = await cur.fetchone()
+                return row
 
     async def fetchval(self, query: str, *args: Any) -> Any:
         row = await self.fetchrow(query, *args)
         return row[0] if row is not None else None
 
     async def execute(self, query: str, *args: Any) -> int:
-        async with self._conn.execute(render(query, self.dialect), _sqlite_args(args)) as cur:
-            return cur.rowcount
+        with _unique_violation():
+            async with self._conn.execute(render(query, self.dialect), _sqlite_args(args)) as cur:
+                return cur.rowcount
 
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
         await self._conn.executemany(render(query, self.dialect), [_sqlite_args(a) for a in args])
+
+
+@contextmanager
+def _unique_violation() -> Iterator[None]:
+    """SQLite's `UNIQUE constraint failed: table.column` as `UniqueViolation("table.column")`."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        prefix = "UNIQUE constraint failed: "
+        if str(exc).startswith(prefix):
+            raise UniqueViolation(str(exc).removeprefix(prefix)) from None
+        raise

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -35,37 +35,27 @@ from .base import (
     StoreError,
     TaskOwnershipError,
 )
-from .dialect import Db, Dialect
+from .dialect import Db, Dialect, UniqueViolation
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
-from .pool import (
-    AccountHealth,
-    AccountRow,
-    DuplicateError,
-    KeyRow,
-    NewAccount,
-    NewKey,
-)
 from .rows import (
     Row,
-    account_from_row,
     attempt_from_row,
     attempt_params,
     event_from_row,
     finish_params,
-    key_from_row,
     progress_params,
     record_from_row,
     record_params,
     settle_params,
 )
-from .tables import IdempotencyKeys, KeepJobs, ResultRefs
+from .tables import IdempotencyKeys, KeepJobs, Pool, ResultRefs
 
 __all__ = ["PostgresStore"]
 
 log = logging.getLogger(__name__)
 
 
-class PostgresStore(IdempotencyKeys, ResultRefs, KeepJobs):
+class PostgresStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool):
     """The PostgreSQL `base.Store`. Build with `PostgresStore(url, clock=..., pool_size=...)`, `await start()`
     (connects, migrates), `close()`. `url` is a libpq URL (`postgresql://user:password@host:port/db`); it is
     never logged."""
@@ -293,111 +283,6 @@ class PostgresStore(IdempotencyKeys, ResultRefs, KeepJobs):
         """See `base.OutboxStore.event_state_counts`."""
         return {EventState(row["state"]): int(row["n"]) for row in await self._pool.fetch(sql.STATE_COUNTS)}
 
-    # ------------------------------------------------------------------ account pool (base.PoolStore)
-
-    async def add_account(self, new: NewAccount, *, now: float) -> AccountRow:
-        """See `base.PoolStore.add_account`."""
-        try:
-            row = await self._pool.fetchrow(
-                sql.INSERT_ACCOUNT,
-                new.name,
-                new.region,
-                new.fingerprint,
-                new.masked,
-                new.secret,
-                new.sealed,
-                new.has_proxy,
-                new.note,
-                now,
-            )
-        except asyncpg.UniqueViolationError as exc:
-            what = "name" if "name" in (exc.constraint_name or "") else "session"
-            shown = repr(new.name) if what == "name" else new.masked
-            raise DuplicateError(f"an account with this {what} ({shown}) is already in the pool") from None
-        assert row is not None
-        return account_from_row(row)
-
-    async def accounts(self) -> list[AccountRow]:
-        """See `base.PoolStore.accounts`."""
-        return [account_from_row(row) for row in await self._pool.fetch(sql.ACCOUNTS)]
-
-    async def account_by_id(self, account_id: int) -> AccountRow | None:
-        """See `base.PoolStore.account_by_id`."""
-        row = await self._pool.fetchrow(sql.ACCOUNT_BY_ID, account_id)
-        return account_from_row(row) if row is not None else None
-
-    async def account_by_name(self, name: str) -> AccountRow | None:
-        """See `base.PoolStore.account_by_name`."""
-        row = await self._pool.fetchrow(sql.ACCOUNT_BY_NAME, name)
-        return account_from_row(row) if row is not None else None
-
-    async def set_account_enabled(self, account_id: int, enabled: bool) -> bool:
-        """See `base.PoolStore.set_account_enabled`."""
-        return _count(await self._pool.execute(sql.SET_ENABLED, account_id, enabled)) > 0
-
-    async def update_account_secret(self, account_id: int, secret: bytes, sealed: bool) -> AccountRow | None:
-        """See `base.PoolStore.update_account_secret`."""
-        row = await self._pool.fetchrow(sql.UPDATE_SECRET, account_id, secret, sealed)
-        return account_from_row(row) if row is not None else None
-
-    async def delete_account(self, account_id: int) -> bool:
-        """See `base.PoolStore.delete_account`."""
-        return _count(await self._pool.execute(sql.DELETE_ACCOUNT, account_id)) > 0
-
-    async def record_account_health(self, account_id: int, health: AccountHealth, *, now: float) -> None:
-        """See `base.PoolStore.record_account_health`."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                sql.RECORD_HEALTH,
-                account_id,
-                health.error_code,
-                health.error,
-                health.cooldown_until,
-                health.checked,
-                now,
-            )
-            if health.credits is not None:
-                await conn.execute(sql.RECORD_CREDITS, account_id, health.credits, now)
-
-    async def pool_tasks_in_flight(self, *, image_since: float, video_since: float) -> list[tuple[int, str, int]]:
-        """See `base.PoolStore.pool_tasks_in_flight`."""
-        rows = await self._pool.fetch(sql.POOL_IN_FLIGHT, video_since, image_since)
-        return [(int(row["account_id"]), row["account_fp"], int(row["n"])) for row in rows]
-
-    async def add_key(self, new: NewKey, *, now: float) -> int:
-        """See `base.PoolStore.add_key`."""
-        try:
-            key_id = await self._pool.fetchval(
-                sql.INSERT_KEY_ROW,
-                new.name,
-                new.digest,
-                new.prefix,
-                new.accounts_json,
-                new.rate_per_minute,
-                new.max_in_flight,
-                now,
-            )
-        except asyncpg.UniqueViolationError:
-            raise DuplicateError(f"an API key named {new.name!r} already exists") from None
-        return int(key_id)
-
-    async def keys(self) -> list[KeyRow]:
-        """See `base.PoolStore.keys`."""
-        return [key_from_row(row) for row in await self._pool.fetch(sql.KEYS)]
-
-    async def key_by_hash(self, digest: str) -> KeyRow | None:
-        """See `base.PoolStore.key_by_hash`."""
-        row = await self._pool.fetchrow(sql.KEY_BY_HASH, digest)
-        return key_from_row(row) if row is not None else None
-
-    async def revoke_key(self, key_id: int, *, now: float) -> bool:
-        """See `base.PoolStore.revoke_key`."""
-        return _count(await self._pool.execute(sql.REVOKE_KEY, key_id, now)) > 0
-
-    async def record_key_use(self, key_id: int, *, credits_spent: int, now: float) -> None:
-        """See `base.PoolStore.record_key_use`."""
-        await self._pool.execute(sql.RECORD_KEY_USE, key_id, credits_spent, now)
-
     # ------------------------------------------------------------------ replicas (base.ReplicaStore)
 
     async def renew_watch_leases(self, owner: str, *, now: float, lease_seconds: float) -> frozenset[int]:
@@ -504,17 +389,31 @@ class PgDb:
         self._conn = conn
 
     async def fetch(self, query: str, *args: Any) -> list[Row]:
-        return list(await self._conn.fetch(query, *args))
+        with _unique_violation():
+            return list(await self._conn.fetch(query, *args))
 
     async def fetchrow(self, query: str, *args: Any) -> Row | None:
-        row: Row | None = await self._conn.fetchrow(query, *args)
-        return row
+        with _unique_violation():
+            row: Row | None = await self._conn.fetchrow(query, *args)
+            return row
 
     async def fetchval(self, query: str, *args: Any) -> Any:
-        return await self._conn.fetchval(query, *args)
+        with _unique_violation():
+            return await self._conn.fetchval(query, *args)
 
     async def execute(self, query: str, *args: Any) -> int:
-        return _count(await self._conn.execute(query, *args))
+        with _unique_violation():
+            return _count(await self._conn.execute(query, *args))
 
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
-        await self._conn.executemany(query, args)
+        with _unique_violation():
+            await self._conn.executemany(query, args)
+
+
+@contextmanager
+def _unique_violation() -> Iterator[None]:
+    """asyncpg's unique violation as `dialect.UniqueViolation(constraint name)`."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise UniqueViolation(exc.constraint_name or "") from None

@@ -10,7 +10,7 @@ from typing import Final
 
 from ..tasks.records import TaskStatus
 from .base import WATCH_SHARDS
-from .rows import ACCOUNT_COLUMNS, EVENT_COLUMNS, KEY_COLUMNS, TASK_COLUMNS
+from .rows import EVENT_COLUMNS, TASK_COLUMNS
 
 MIGRATION_LOCK: Final = 0x4A494D454E47  # pg_advisory_xact_lock key: one replica migrates at a time
 
@@ -325,38 +325,3 @@ RETURNING w.shard
 """
 RELEASE_ALL_LEASES: Final = "UPDATE watch_leases SET owner = NULL, lease_until = 0 WHERE owner = $1"
 UNREGISTER_REPLICA: Final = "DELETE FROM watch_replicas WHERE owner = $1"
-
-# ------------------------------------------------------------------------------------------------ account pool
-
-INSERT_ACCOUNT: Final = f"""
-INSERT INTO accounts (name, region, fingerprint, masked, secret, sealed, has_proxy, note, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {ACCOUNT_COLUMNS}
-"""
-ACCOUNTS: Final = f"SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"
-ACCOUNT_BY_ID: Final = f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
-ACCOUNT_BY_NAME: Final = f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1"
-SET_ENABLED: Final = (
-    "UPDATE accounts SET enabled = $2, cooldown_until = CASE WHEN $2 THEN NULL ELSE cooldown_until END WHERE id = $1"
-)
-UPDATE_SECRET: Final = f"UPDATE accounts SET secret = $2, sealed = $3 WHERE id = $1 RETURNING {ACCOUNT_COLUMNS}"
-DELETE_ACCOUNT: Final = "DELETE FROM accounts WHERE id = $1"
-RECORD_HEALTH: Final = (
-    "UPDATE accounts SET last_error_code = $2, last_error = $3, cooldown_until = $4, "
-    "last_check_at = CASE WHEN $5 THEN $6 ELSE last_check_at END WHERE id = $1"
-)
-RECORD_CREDITS: Final = "UPDATE accounts SET credits = $2, credits_at = $3 WHERE id = $1"
-POOL_IN_FLIGHT: Final = f"""
-SELECT account_id, account_fp, COUNT(*) AS n FROM tasks WHERE status = {_PROCESSING} AND account_id IS NOT NULL
-AND created_at > CASE kind WHEN 'video' THEN $1::double precision ELSE $2::double precision END
-GROUP BY account_id, account_fp
-"""
-INSERT_KEY_ROW: Final = (
-    "INSERT INTO api_keys (name, hash, prefix, accounts, rate_per_minute, max_in_flight, created_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
-)
-KEYS: Final = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"
-KEY_BY_HASH: Final = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = $1"
-REVOKE_KEY: Final = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1"
-RECORD_KEY_USE: Final = (
-    "UPDATE api_keys SET submits = submits + 1, credits_spent = credits_spent + $2, last_used_at = $3 WHERE id = $1"
-)

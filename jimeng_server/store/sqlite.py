@@ -28,11 +28,9 @@ from ..metrics import timed_store
 from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord, TaskStatus
 from ..tasks.settle import check_finals, plan_settle
 from . import sqlite_outbox as outbox
-from . import sqlite_pool as pool_sql
 from .base import Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
 from .dialect import Db, SqliteDb
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
-from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
 from .rows import (
     TASK_COLUMNS,
     progress_params,
@@ -40,7 +38,7 @@ from .rows import (
     record_params,
     settle_params,
 )
-from .tables import IdempotencyKeys, KeepJobs, ResultRefs
+from .tables import IdempotencyKeys, KeepJobs, Pool, ResultRefs
 
 __all__ = ["MIGRATIONS", "Migration", "SqliteStore"]
 
@@ -229,7 +227,7 @@ MIGRATIONS: list[Migration] = [
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
 
 
-class SqliteStore(IdempotencyKeys, ResultRefs, KeepJobs):
+class SqliteStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool):
     """The SQLite `base.Store`: task records, idempotency keys and the webhook outbox in one file.
 
     Writes run one at a time under one asyncio lock on the write connection (`BEGIN IMMEDIATE` transactions
@@ -621,83 +619,6 @@ class SqliteStore(IdempotencyKeys, ResultRefs, KeepJobs):
         """See `base.OutboxStore.event_state_counts`."""
         async with self._read() as conn:
             return await outbox.state_counts(conn)
-
-    # ------------------------------------------------------------------ account pool (base.PoolStore)
-
-    async def add_account(self, new: NewAccount, *, now: float) -> AccountRow:
-        """See `base.PoolStore.add_account`."""
-        async with self._write() as conn:
-            row = await pool_sql.account_by_id(conn, await pool_sql.insert_account(conn, new, now=now))
-        assert row is not None
-        return row
-
-    async def accounts(self) -> list[AccountRow]:
-        """See `base.PoolStore.accounts`."""
-        async with self._read() as conn:
-            return await pool_sql.accounts(conn)
-
-    async def account_by_id(self, account_id: int) -> AccountRow | None:
-        """See `base.PoolStore.account_by_id`."""
-        async with self._read() as conn:
-            return await pool_sql.account_by_id(conn, account_id)
-
-    async def account_by_name(self, name: str) -> AccountRow | None:
-        """See `base.PoolStore.account_by_name`."""
-        async with self._read() as conn:
-            return await pool_sql.account_by_name(conn, name)
-
-    async def set_account_enabled(self, account_id: int, enabled: bool) -> bool:
-        """See `base.PoolStore.set_account_enabled`."""
-        async with self._write() as conn:
-            return await pool_sql.set_enabled(conn, account_id, enabled)
-
-    async def update_account_secret(self, account_id: int, secret: bytes, sealed: bool) -> AccountRow | None:
-        """See `base.PoolStore.update_account_secret`."""
-        async with self._write() as conn:
-            await pool_sql.update_secret(conn, account_id, secret, sealed)
-            return await pool_sql.account_by_id(conn, account_id)
-
-    async def delete_account(self, account_id: int) -> bool:
-        """See `base.PoolStore.delete_account`."""
-        async with self._write() as conn:
-            return await pool_sql.delete_account(conn, account_id)
-
-    async def record_account_health(self, account_id: int, health: AccountHealth, *, now: float) -> None:
-        """See `base.PoolStore.record_account_health`."""
-        async with self._write() as conn:
-            await pool_sql.record_health(conn, account_id, health, now=now)
-            if health.credits is not None:
-                await pool_sql.record_credits(conn, account_id, health.credits, now=now)
-
-    async def pool_tasks_in_flight(self, *, image_since: float, video_since: float) -> list[tuple[int, str, int]]:
-        """See `base.PoolStore.pool_tasks_in_flight`."""
-        async with self._read() as conn:
-            return await pool_sql.tasks_in_flight(conn, image_since=image_since, video_since=video_since)
-
-    async def add_key(self, new: NewKey, *, now: float) -> int:
-        """See `base.PoolStore.add_key`."""
-        async with self._write() as conn:
-            return await pool_sql.insert_key(conn, new, now=now)
-
-    async def keys(self) -> list[KeyRow]:
-        """See `base.PoolStore.keys`."""
-        async with self._read() as conn:
-            return await pool_sql.keys(conn)
-
-    async def key_by_hash(self, digest: str) -> KeyRow | None:
-        """See `base.PoolStore.key_by_hash`."""
-        async with self._read() as conn:
-            return await pool_sql.key_by_hash(conn, digest)
-
-    async def revoke_key(self, key_id: int, *, now: float) -> bool:
-        """See `base.PoolStore.revoke_key`."""
-        async with self._write() as conn:
-            return await pool_sql.revoke_key(conn, key_id, now=now)
-
-    async def record_key_use(self, key_id: int, *, credits_spent: int, now: float) -> None:
-        """See `base.PoolStore.record_key_use`."""
-        async with self._write() as conn:
-            await pool_sql.record_key_use(conn, key_id, credits_spent=credits_spent, now=now)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -15,13 +15,27 @@ from typing import Final
 
 from ..clock import Clock
 from ..tasks.claims import ClaimState, IdempotencyClaim, decide_claim
+from ..tasks.records import TaskStatus
 from ..upstream.links import ResultRef
 from .base import Notice, NoticeKind
-from .dialect import Db
+from .dialect import Db, UniqueViolation
 from .keeping import KeepJob, KeptFile
-from .rows import KEEP_COLUMNS, keep_job_from_row, refs_from_text, refs_text
+from .pool import AccountHealth, AccountRow, DuplicateError, KeyRow, NewAccount, NewKey
+from .rows import (
+    ACCOUNT_COLUMNS,
+    KEEP_COLUMNS,
+    KEY_COLUMNS,
+    account_from_row,
+    keep_job_from_row,
+    key_from_row,
+    refs_from_text,
+    refs_text,
+)
 
-__all__ = ["IdempotencyKeys", "KeepJobs", "ResultRefs", "TableBase"]
+__all__ = ["IdempotencyKeys", "KeepJobs", "Pool", "ResultRefs", "TableBase"]
+
+
+_PROCESSING: Final = int(TaskStatus.PROCESSING)
 
 
 class TableBase:
@@ -261,3 +275,135 @@ class KeepJobs(TableBase):
         async with self._stmt() as db:
             rows = await db.fetch(EXPIRE_FILES, now, list(file_ids))
         return sorted({str(r["history_id"]) for r in rows})
+
+
+# ------------------------------------------------------------------------------------------------ account pool
+
+INSERT_ACCOUNT: Final = f"""
+INSERT INTO accounts (name, region, fingerprint, masked, secret, sealed, has_proxy, note, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {ACCOUNT_COLUMNS}
+"""
+ACCOUNTS: Final = f"SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"
+ACCOUNT_BY_ID: Final = f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
+ACCOUNT_BY_NAME: Final = f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1"
+SET_ENABLED: Final = (
+    "UPDATE accounts SET enabled = $2, cooldown_until = CASE WHEN $2 THEN NULL ELSE cooldown_until END WHERE id = $1"
+)
+UPDATE_SECRET: Final = f"UPDATE accounts SET secret = $2, sealed = $3 WHERE id = $1 RETURNING {ACCOUNT_COLUMNS}"
+DELETE_ACCOUNT: Final = "DELETE FROM accounts WHERE id = $1"
+RECORD_HEALTH: Final = (
+    "UPDATE accounts SET last_error_code = $2, last_error = $3, cooldown_until = $4, "
+    "last_check_at = CASE WHEN $5 THEN $6 ELSE last_check_at END WHERE id = $1"
+)
+RECORD_CREDITS: Final = "UPDATE accounts SET credits = $2, credits_at = $3 WHERE id = $1"
+POOL_IN_FLIGHT: Final = f"""
+SELECT account_id, account_fp, COUNT(*) AS n FROM tasks WHERE status = {_PROCESSING} AND account_id IS NOT NULL
+AND created_at > CASE kind WHEN 'video' THEN $1::double precision ELSE $2::double precision END
+GROUP BY account_id, account_fp
+"""
+INSERT_KEY_ROW: Final = (
+    "INSERT INTO api_keys (name, hash, prefix, accounts, rate_per_minute, max_in_flight, created_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
+)
+KEYS: Final = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY id"
+KEY_BY_HASH: Final = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = $1"
+REVOKE_KEY: Final = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1"
+RECORD_KEY_USE: Final = (
+    "UPDATE api_keys SET submits = submits + 1, credits_spent = credits_spent + $2, last_used_at = $3 WHERE id = $1"
+)
+
+
+class Pool(TableBase):
+    """`base.PoolStore` (tables `accounts` and `api_keys`)."""
+
+    async def add_account(self, new: NewAccount, *, now: float) -> AccountRow:
+        """See `base.PoolStore.add_account`."""
+        values = (new.name, new.region, new.fingerprint, new.masked, new.secret, new.sealed, new.has_proxy, new.note)
+        try:
+            async with self._stmt() as db:
+                row = await db.fetchrow(INSERT_ACCOUNT, *values, now)
+        except UniqueViolation as exc:
+            what = "name" if "name" in str(exc) else "session"
+            shown = repr(new.name) if what == "name" else new.masked
+            raise DuplicateError(f"an account with this {what} ({shown}) is already in the pool") from None
+        assert row is not None
+        return account_from_row(row)
+
+    async def accounts(self) -> list[AccountRow]:
+        """See `base.PoolStore.accounts`."""
+        async with self._read_db() as db:
+            return [account_from_row(row) for row in await db.fetch(ACCOUNTS)]
+
+    async def account_by_id(self, account_id: int) -> AccountRow | None:
+        """See `base.PoolStore.account_by_id`."""
+        async with self._read_db() as db:
+            row = await db.fetchrow(ACCOUNT_BY_ID, account_id)
+        return account_from_row(row) if row is not None else None
+
+    async def account_by_name(self, name: str) -> AccountRow | None:
+        """See `base.PoolStore.account_by_name`."""
+        async with self._read_db() as db:
+            row = await db.fetchrow(ACCOUNT_BY_NAME, name)
+        return account_from_row(row) if row is not None else None
+
+    async def set_account_enabled(self, account_id: int, enabled: bool) -> bool:
+        """See `base.PoolStore.set_account_enabled`."""
+        async with self._stmt() as db:
+            return await db.execute(SET_ENABLED, account_id, enabled) > 0
+
+    async def update_account_secret(self, account_id: int, secret: bytes, sealed: bool) -> AccountRow | None:
+        """See `base.PoolStore.update_account_secret`."""
+        async with self._stmt() as db:
+            row = await db.fetchrow(UPDATE_SECRET, account_id, secret, sealed)
+        return account_from_row(row) if row is not None else None
+
+    async def delete_account(self, account_id: int) -> bool:
+        """See `base.PoolStore.delete_account`."""
+        async with self._stmt() as db:
+            return await db.execute(DELETE_ACCOUNT, account_id) > 0
+
+    async def record_account_health(self, account_id: int, health: AccountHealth, *, now: float) -> None:
+        """See `base.PoolStore.record_account_health` (one transaction)."""
+        async with self._tx() as db:
+            await db.execute(
+                RECORD_HEALTH, account_id, health.error_code, health.error, health.cooldown_until, health.checked, now
+            )
+            if health.credits is not None:
+                await db.execute(RECORD_CREDITS, account_id, health.credits, now)
+
+    async def pool_tasks_in_flight(self, *, image_since: float, video_since: float) -> list[tuple[int, str, int]]:
+        """See `base.PoolStore.pool_tasks_in_flight`."""
+        async with self._read_db() as db:
+            rows = await db.fetch(POOL_IN_FLIGHT, video_since, image_since)
+        return [(int(row["account_id"]), row["account_fp"], int(row["n"])) for row in rows]
+
+    async def add_key(self, new: NewKey, *, now: float) -> int:
+        """See `base.PoolStore.add_key`."""
+        values = (new.name, new.digest, new.prefix, new.accounts_json, new.rate_per_minute, new.max_in_flight)
+        try:
+            async with self._stmt() as db:
+                key_id = await db.fetchval(INSERT_KEY_ROW, *values, now)
+        except UniqueViolation:
+            raise DuplicateError(f"an API key named {new.name!r} already exists") from None
+        return int(key_id)
+
+    async def keys(self) -> list[KeyRow]:
+        """See `base.PoolStore.keys`."""
+        async with self._read_db() as db:
+            return [key_from_row(row) for row in await db.fetch(KEYS)]
+
+    async def key_by_hash(self, digest: str) -> KeyRow | None:
+        """See `base.PoolStore.key_by_hash`."""
+        async with self._read_db() as db:
+            row = await db.fetchrow(KEY_BY_HASH, digest)
+        return key_from_row(row) if row is not None else None
+
+    async def revoke_key(self, key_id: int, *, now: float) -> bool:
+        """See `base.PoolStore.revoke_key`."""
+        async with self._stmt() as db:
+            return await db.execute(REVOKE_KEY, key_id, now) > 0
+
+    async def record_key_use(self, key_id: int, *, credits_spent: int, now: float) -> None:
+        """See `base.PoolStore.record_key_use`."""
+        async with self._stmt() as db:
+            await db.execute(RECORD_KEY_USE, key_id, credits_spent, now)
