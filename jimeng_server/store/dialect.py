@@ -56,8 +56,12 @@ def render(query: str, dialect: Dialect) -> str:
 
 
 class UniqueViolation(Exception):
-    """A write broke a unique constraint; the message names it (SQLite `table.column`, PostgreSQL the
-    constraint's name, e.g. `accounts_name_key`), never a value."""
+    """A write broke a unique constraint. `constraint` names it (SQLite `table.column`, PostgreSQL the
+    constraint's name, e.g. `accounts_name_key`); never a value."""
+
+    def __init__(self, constraint: str) -> None:
+        super().__init__(f"unique constraint violated: {constraint}")
+        self.constraint = constraint
 
 
 class Db(Protocol):
@@ -95,7 +99,8 @@ class SqliteDb:
         self._conn = conn
 
     async def fetch(self, query: str, *args: Any) -> list[Row]:
-        return list(await self._conn.execute_fetchall(render(query, self.dialect), _sqlite_args(args)))
+        with _unique_violation():
+            return list(await self._conn.execute_fetchall(render(query, self.dialect), _sqlite_args(args)))
 
     async def fetchrow(self, query: str, *args: Any) -> Row | None:
         with _unique_violation():
@@ -113,7 +118,8 @@ class SqliteDb:
                 return cur.rowcount
 
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
-        await self._conn.executemany(render(query, self.dialect), [_sqlite_args(a) for a in args])
+        with _unique_violation():
+            await self._conn.executemany(render(query, self.dialect), [_sqlite_args(a) for a in args])
 
 
 @contextmanager

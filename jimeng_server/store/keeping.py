@@ -2,7 +2,7 @@
 (the bytes are in the results directory under `file_id`, the SHA-256 of their content) or "failed" (the keeper gave
 up after its retries; the answer then carries the upstream's link); a kept result becomes "expired" when retention
 removes its file. Backend-neutral records (row mapping in `rows.py`); each backend stores
-them behind `base.KeepStore` (`sqlite_keeping.py`, `postgres_sql.py`), the work is `services/keeper.py`.
+them behind `base.KeepStore` (written once in `tables.py`), the work is `services/keeper.py`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The account pool's and API keys' data (tables `accounts` and `api_keys`): frozen records, backend-neutral
-(their row mapping is in `rows.py`). Each backend stores them behind `base.PoolStore` (`sqlite_pool.py`,
-`postgres_sql.py`); an account's `secret` is the stored blob (sealed or not; `store.secretbox` opens it).
+(their row mapping is in `rows.py`). Both backends store them behind `base.PoolStore` (`tables.Pool`);
+an account's `secret` is the stored blob (sealed or not; `store.secretbox` opens it).
 """
 
 from __future__ import annotations

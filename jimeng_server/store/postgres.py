@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from types import TracebackType
 from typing import Any
@@ -30,32 +30,26 @@ from .base import (
     WATCH_SHARDS,
     Notice,
     NoticeKind,
-    Redelivery,
     SchemaVersionError,
     StoreError,
     TaskOwnershipError,
 )
 from .dialect import Db, Dialect, UniqueViolation
-from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .rows import (
     Row,
-    attempt_from_row,
-    attempt_params,
-    event_from_row,
-    finish_params,
     progress_params,
     record_from_row,
     record_params,
     settle_params,
 )
-from .tables import IdempotencyKeys, KeepJobs, Pool, ResultRefs
+from .tables import IdempotencyKeys, KeepJobs, Outbox, Pool, ResultRefs
 
 __all__ = ["PostgresStore"]
 
 log = logging.getLogger(__name__)
 
 
-class PostgresStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool):
+class PostgresStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool, Outbox):
     """The PostgreSQL `base.Store`. Build with `PostgresStore(url, clock=..., pool_size=...)`, `await start()`
     (connects, migrates), `close()`. `url` is a libpq URL (`postgresql://user:password@host:port/db`); it is
     never logged."""
@@ -135,6 +129,7 @@ class PostgresStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool):
         yield PgDb(self._pool)
 
     _stmt = _read_db
+    _shared = True
 
     async def _notify(self, db: Db, notices: Sequence[Notice]) -> None:
         """NOTIFY every listening replica, on commit of `db`'s transaction."""
@@ -205,10 +200,7 @@ class PostgresStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool):
             if not plan.finishes:
                 return []
             await conn.executemany(sql.SETTLE_TASK, [settle_params(f, now=now) for f in plan.finishes])
-            if plan.events:
-                await conn.executemany(
-                    sql.INSERT_EVENT, [(e.event_id, e.type, e.body, now, history_id) for history_id, e in plan.events]
-                )
+            await self._insert_events(PgDb(conn), plan.events, now=now)
             notices = [Notice(NoticeKind.SETTLED, f.history_id) for f in plan.finishes]
             if plan.events:
                 notices.append(Notice(NoticeKind.EVENTS))
@@ -224,64 +216,6 @@ class PostgresStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool):
         return _count(await self._pool.execute(sql.PURGE_STALE, self._clock.time() - older_than))
 
     # ------------------------------------------------------------------ idempotency keys
-
-    # ------------------------------------------------------------------ webhook outbox
-
-    async def release_event_leases(self, *, now: float) -> int:
-        """Only EXPIRED leases go back to pending: other replicas may be sending the rest."""
-        return _count(await self._pool.execute(sql.RELEASE_EXPIRED_LEASES, now))
-
-    async def claim_due_events(
-        self, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
-    ) -> list[OutboxEvent]:
-        """See `base.OutboxStore.claim_due_events` (`FOR UPDATE SKIP LOCKED`: concurrent claimers never wait
-        for each other nor get the same event)."""
-        if limit <= 0:
-            return []
-        rows = await self._pool.fetch(sql.CLAIM_DUE, now, list(exclude), limit, lease_until)
-        events = [event_from_row(row) for row in rows]
-        return sorted(events, key=lambda e: (e.next_attempt_at or 0.0, e.seq))
-
-    async def next_event_due(self, *, now: float) -> float | None:
-        """See `base.OutboxStore.next_event_due`."""
-        due = await self._pool.fetchval(sql.NEXT_DUE, now)
-        return float(due) if due is not None else None
-
-    async def record_attempts(self, results: Sequence[AttemptResult]) -> None:
-        """See `base.OutboxStore.record_attempts` (one transaction)."""
-        if not results:
-            return
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.executemany(sql.RECORD_ATTEMPT, attempt_params(results))
-            await conn.executemany(sql.FINISH_ATTEMPT, finish_params(results))
-
-    async def unclaim_events(self, event_ids: Collection[str], *, now: float) -> None:
-        """See `base.OutboxStore.unclaim_events`."""
-        await self._pool.execute(sql.UNCLAIM, now, list(event_ids))
-
-    async def redeliver_latest(self, history_id: str, *, now: float) -> Redelivery:
-        """See `base.OutboxStore.redeliver_latest` (the latest event's row is locked meanwhile)."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(sql.LATEST_EVENT, history_id)
-            if row is None:
-                return Redelivery(None, queued=False)
-            latest = event_from_row(row)
-            queued = _count(await conn.execute(sql.REQUEUE, now, latest.event_id)) == 1
-            if queued:
-                await _notify(conn, Notice(NoticeKind.EVENTS))
-            return Redelivery(latest, queued)
-
-    async def events_of(self, history_id: str) -> list[OutboxEvent]:
-        """See `base.OutboxStore.events_of`."""
-        return [event_from_row(row) for row in await self._pool.fetch(sql.EVENTS_OF, history_id)]
-
-    async def attempts_of(self, history_id: str) -> list[Attempt]:
-        """See `base.OutboxStore.attempts_of`."""
-        return [attempt_from_row(row) for row in await self._pool.fetch(sql.ATTEMPTS_OF, history_id)]
-
-    async def event_state_counts(self) -> dict[EventState, int]:
-        """See `base.OutboxStore.event_state_counts`."""
-        return {EventState(row["state"]): int(row["n"]) for row in await self._pool.fetch(sql.STATE_COUNTS)}
 
     # ------------------------------------------------------------------ replicas (base.ReplicaStore)
 

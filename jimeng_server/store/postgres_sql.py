@@ -10,7 +10,7 @@ from typing import Final
 
 from ..tasks.records import TaskStatus
 from .base import WATCH_SHARDS
-from .rows import EVENT_COLUMNS, TASK_COLUMNS
+from .rows import TASK_COLUMNS
 
 MIGRATION_LOCK: Final = 0x4A494D454E47  # pg_advisory_xact_lock key: one replica migrates at a time
 
@@ -243,65 +243,6 @@ OPEN_TASKS_FOR_UPDATE: Final = f"""
 SELECT history_id, callback_url IS NOT NULL AS hooked FROM tasks
 WHERE status = {_PROCESSING} AND history_id = ANY($1::text[]) FOR UPDATE
 """
-INSERT_EVENT: Final = """
-INSERT INTO webhook_events (event_id, history_id, account_fp, type, body, callback_url, state, attempts,
-    round_start, next_attempt_at, lease_until, created_at, updated_at)
-SELECT $1, history_id, account_fp, $2, $3, callback_url, 'pending', 0, 0, $4, NULL, $4, $4
-FROM tasks WHERE history_id = $5 AND callback_url IS NOT NULL
-"""
-NEXT_DUE: Final = "SELECT MIN(next_attempt_at) FROM webhook_events WHERE state = 'pending' AND next_attempt_at > $1"
-RELEASE_EXPIRED_LEASES: Final = (
-    "UPDATE webhook_events SET state = 'pending', lease_until = NULL, "
-    "next_attempt_at = LEAST(COALESCE(next_attempt_at, $1), $1), updated_at = $1 "
-    "WHERE state = 'delivering' AND lease_until <= $1"
-)
-CLAIM_DUE: Final = f"""
-WITH due AS (
-    SELECT e.event_id FROM webhook_events e
-    WHERE e.state IN {_ACTIVE} AND e.next_attempt_at <= $1
-      AND (e.lease_until IS NULL OR e.lease_until <= $1)
-      AND NOT (e.event_id = ANY($2::text[]))
-      AND NOT EXISTS (
-          SELECT 1 FROM webhook_events p
-          WHERE p.history_id = e.history_id AND p.seq < e.seq AND p.state IN {_ACTIVE}
-      )
-    ORDER BY e.next_attempt_at, e.seq
-    LIMIT $3
-    FOR UPDATE OF e SKIP LOCKED
-)
-UPDATE webhook_events w SET state = 'delivering', lease_until = $4, updated_at = $1
-FROM due WHERE w.event_id = due.event_id
-RETURNING {", ".join("w." + c.strip() for c in EVENT_COLUMNS.split(","))}
-"""
-RECORD_ATTEMPT: Final = """
-INSERT INTO webhook_attempts (event_id, attempt, at, status, error, latency_ms, next_attempt_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (event_id, attempt) DO UPDATE SET at = excluded.at, status = excluded.status, error = excluded.error,
-    latency_ms = excluded.latency_ms, next_attempt_at = excluded.next_attempt_at
-"""
-FINISH_ATTEMPT: Final = (
-    "UPDATE webhook_events SET state = $1, attempts = GREATEST(attempts, $2), next_attempt_at = $3, "
-    "lease_until = NULL, updated_at = $4 WHERE event_id = $5"
-)
-UNCLAIM: Final = (
-    "UPDATE webhook_events SET state = 'pending', lease_until = NULL, next_attempt_at = $1, updated_at = $1 "
-    "WHERE state = 'delivering' AND event_id = ANY($2::text[])"
-)
-LATEST_EVENT: Final = (
-    f"SELECT {EVENT_COLUMNS} FROM webhook_events WHERE history_id = $1 ORDER BY seq DESC LIMIT 1 FOR UPDATE"
-)
-REQUEUE: Final = (
-    "UPDATE webhook_events SET state = 'pending', round_start = attempts, next_attempt_at = $1, "
-    "lease_until = NULL, updated_at = $1 WHERE event_id = $2 AND state != 'delivering'"
-)
-EVENTS_OF: Final = f"SELECT {EVENT_COLUMNS} FROM webhook_events WHERE history_id = $1 ORDER BY seq"
-ATTEMPTS_OF: Final = """
-SELECT a.event_id, a.attempt, a.at, a.status, a.error, a.latency_ms, a.next_attempt_at
-FROM webhook_attempts a JOIN webhook_events e ON e.event_id = a.event_id
-WHERE e.history_id = $1 ORDER BY e.seq, a.attempt
-"""
-STATE_COUNTS: Final = "SELECT state, COUNT(*) AS n FROM webhook_events GROUP BY state"
-
 # ------------------------------------------------------------------------------------------------ replicas
 
 CHANNEL: Final = "jimeng"

@@ -2,8 +2,8 @@
 idempotency keys and the webhook outbox.
 
 The file is created 0600 (its `-wal`/`-shm` companions are tightened to match); the schema is versioned
-with `PRAGMA user_version` through the ordered `MIGRATIONS` list. The SQLite SQL lives here and in
-`sqlite_outbox.py`. One process per file: for several replicas use the PostgreSQL backend.
+with `PRAGMA user_version` through the ordered `MIGRATIONS` list. The tables' statements are shared with
+PostgreSQL (`tables.py` over `dialect.SqliteDb`). One process per file: for several replicas use the PostgreSQL backend.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -27,10 +27,8 @@ from ..config import SYNCHRONOUS_MODES
 from ..metrics import timed_store
 from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord, TaskStatus
 from ..tasks.settle import check_finals, plan_settle
-from . import sqlite_outbox as outbox
-from .base import Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
+from .base import SchemaVersionError, StoreError, TaskOwnershipError
 from .dialect import Db, SqliteDb
-from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .rows import (
     TASK_COLUMNS,
     progress_params,
@@ -38,7 +36,7 @@ from .rows import (
     record_params,
     settle_params,
 )
-from .tables import IdempotencyKeys, KeepJobs, Pool, ResultRefs
+from .tables import IdempotencyKeys, KeepJobs, Outbox, Pool, ResultRefs
 
 __all__ = ["MIGRATIONS", "Migration", "SqliteStore"]
 
@@ -227,7 +225,7 @@ MIGRATIONS: list[Migration] = [
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
 
 
-class SqliteStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool):
+class SqliteStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool, Outbox):
     """The SQLite `base.Store`: task records, idempotency keys and the webhook outbox in one file.
 
     Writes run one at a time under one asyncio lock on the write connection (`BEGIN IMMEDIATE` transactions
@@ -541,7 +539,7 @@ class SqliteStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool):
                 f"WHERE history_id = ?9 AND status = {_PROCESSING}",
                 [settle_params(f, now=now) for f in plan.finishes],
             )
-            await outbox.insert_events(conn, plan.events, now=now)
+            await self._insert_events(SqliteDb(conn), plan.events, now=now)
         return plan.settled
 
     async def purge_finished(self, *, older_than: float) -> int:
@@ -566,59 +564,6 @@ class SqliteStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool):
             return cur.rowcount
 
     # ------------------------------------------------------------------ idempotency keys
-
-    # ------------------------------------------------------------------ webhook outbox (base.OutboxStore)
-
-    async def release_event_leases(self, *, now: float) -> int:
-        """Every `delivering` event back to pending, due at once: one process per file, so its sender is gone."""
-        async with self._write() as conn:
-            return await outbox.release_leases(conn, now=now)
-
-    async def claim_due_events(
-        self, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
-    ) -> list[OutboxEvent]:
-        """See `base.OutboxStore.claim_due_events` (one statement)."""
-        async with self._statement() as conn:
-            return await outbox.claim_due(conn, now=now, limit=limit, lease_until=lease_until, exclude=exclude)
-
-    async def next_event_due(self, *, now: float) -> float | None:
-        """See `base.OutboxStore.next_event_due`."""
-        async with self._read() as conn:
-            return await outbox.next_due_after(conn, now)
-
-    async def record_attempts(self, results: Sequence[AttemptResult]) -> None:
-        """See `base.OutboxStore.record_attempts` (one `BEGIN IMMEDIATE` transaction)."""
-        if results:
-            async with self._write() as conn:
-                await outbox.complete_attempts(conn, results)
-
-    async def unclaim_events(self, event_ids: Collection[str], *, now: float) -> None:
-        """See `base.OutboxStore.unclaim_events`."""
-        async with self._write() as conn:
-            await outbox.unclaim(conn, event_ids, now=now)
-
-    async def redeliver_latest(self, history_id: str, *, now: float) -> Redelivery:
-        """See `base.OutboxStore.redeliver_latest` (one transaction)."""
-        async with self._write() as conn:
-            events = await outbox.events_of(conn, history_id)
-            if not events:
-                return Redelivery(None, queued=False)
-            return Redelivery(events[-1], await outbox.requeue(conn, events[-1].event_id, now=now))
-
-    async def events_of(self, history_id: str) -> list[OutboxEvent]:
-        """See `base.OutboxStore.events_of`."""
-        async with self._read() as conn:
-            return await outbox.events_of(conn, history_id)
-
-    async def attempts_of(self, history_id: str) -> list[Attempt]:
-        """See `base.OutboxStore.attempts_of`."""
-        async with self._read() as conn:
-            return await outbox.attempts_of(conn, history_id)
-
-    async def event_state_counts(self) -> dict[EventState, int]:
-        """See `base.OutboxStore.event_state_counts`."""
-        async with self._read() as conn:
-            return await outbox.state_counts(conn)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -9,39 +9,48 @@ that is its own transaction). To add a table: its migration (both schemas), a Pr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Final
 
 from ..clock import Clock
 from ..tasks.claims import ClaimState, IdempotencyClaim, decide_claim
-from ..tasks.records import TaskStatus
+from ..tasks.records import NewEvent, TaskStatus
 from ..upstream.links import ResultRef
-from .base import Notice, NoticeKind
-from .dialect import Db, UniqueViolation
+from .base import Notice, NoticeKind, Redelivery
+from .dialect import Db, Dialect, UniqueViolation
 from .keeping import KeepJob, KeptFile
+from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, DuplicateError, KeyRow, NewAccount, NewKey
 from .rows import (
     ACCOUNT_COLUMNS,
+    EVENT_COLUMNS,
     KEEP_COLUMNS,
     KEY_COLUMNS,
     account_from_row,
+    attempt_from_row,
+    attempt_params,
+    event_from_row,
+    finish_params,
     keep_job_from_row,
     key_from_row,
     refs_from_text,
     refs_text,
 )
 
-__all__ = ["IdempotencyKeys", "KeepJobs", "Pool", "ResultRefs", "TableBase"]
+__all__ = ["IdempotencyKeys", "KeepJobs", "Outbox", "Pool", "ResultRefs", "TableBase"]
 
 
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
 
 
 class TableBase:
-    """What a backend gives the table mixins (see the module docstring)."""
+    """What a backend gives the table mixins (see the module docstring). `_shared` is True for a backend
+    several processes use at once (PostgreSQL): then a lease another process holds is never taken early."""
 
     _clock: Clock
+    _shared: bool = False
 
     def _tx(self) -> AbstractAsyncContextManager[Db]:
         raise NotImplementedError
@@ -323,7 +332,7 @@ class Pool(TableBase):
             async with self._stmt() as db:
                 row = await db.fetchrow(INSERT_ACCOUNT, *values, now)
         except UniqueViolation as exc:
-            what = "name" if "name" in str(exc) else "session"
+            what = "name" if "name" in exc.constraint else "session"
             shown = repr(new.name) if what == "name" else new.masked
             raise DuplicateError(f"an account with this {what} ({shown}) is already in the pool") from None
         assert row is not None
@@ -407,3 +416,151 @@ class Pool(TableBase):
         """See `base.PoolStore.record_key_use`."""
         async with self._stmt() as db:
             await db.execute(RECORD_KEY_USE, key_id, credits_spent, now)
+
+
+# ------------------------------------------------------------------------------------------------ outbox
+
+_ACTIVE: Final = "('pending', 'delivering')"
+_EVENT_FROM_TASK: Final = """
+SELECT $1, {seq}history_id, account_fp, $2, $3, callback_url, 'pending', 0, 0, $4, NULL, $4, $4
+FROM tasks WHERE history_id = $5 AND callback_url IS NOT NULL
+"""
+_EVENT_INSERT_COLUMNS: Final = (
+    "event_id, {seq}history_id, account_fp, type, body, callback_url, state, attempts, round_start, "
+    "next_attempt_at, lease_until, created_at, updated_at"
+)
+INSERT_EVENT: Final = {
+    # SQLite numbers events itself (its `seq` has no default); PostgreSQL's is an identity column.
+    Dialect.SQLITE: f"INSERT INTO webhook_events ({_EVENT_INSERT_COLUMNS.format(seq='seq, ')})"
+    + _EVENT_FROM_TASK.format(seq="(SELECT COALESCE(MAX(seq), 0) + 1 FROM webhook_events), "),
+    Dialect.POSTGRES: f"INSERT INTO webhook_events ({_EVENT_INSERT_COLUMNS.format(seq='')})"
+    + _EVENT_FROM_TASK.format(seq=""),
+}
+# `state IN (active)` (not `= 'pending'`) so the partial index webhook_events_due serves it; a claimed event's
+# next_attempt_at is already past, so it never counts.
+NEXT_DUE: Final = f"SELECT MIN(next_attempt_at) FROM webhook_events WHERE state IN {_ACTIVE} AND next_attempt_at > $1"
+RELEASE_LEASES: Final = (
+    "UPDATE webhook_events SET state = 'pending', lease_until = NULL, "
+    "next_attempt_at = LEAST(COALESCE(next_attempt_at, $1), $1), updated_at = $1 "
+    "WHERE state = 'delivering' AND (lease_until IS NULL OR lease_until <= $2)"
+)
+CLAIM_DUE: Final = f"""
+WITH due AS (
+    SELECT e.event_id AS due_id FROM webhook_events e
+    WHERE e.state IN {_ACTIVE} AND e.next_attempt_at <= $1
+      AND (e.lease_until IS NULL OR e.lease_until <= $1)
+      AND NOT (e.event_id = ANY($2::text[]))
+      AND NOT EXISTS (
+          SELECT 1 FROM webhook_events p
+          WHERE p.history_id = e.history_id AND p.seq < e.seq AND p.state IN {_ACTIVE}
+      )
+    ORDER BY e.next_attempt_at, e.seq
+    LIMIT $3
+    FOR UPDATE OF e SKIP LOCKED
+)
+UPDATE webhook_events AS w SET state = 'delivering', lease_until = $4, updated_at = $1
+FROM due WHERE w.event_id = due.due_id
+RETURNING {EVENT_COLUMNS}
+"""
+RECORD_ATTEMPT: Final = """
+INSERT INTO webhook_attempts (event_id, attempt, at, status, error, latency_ms, next_attempt_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (event_id, attempt) DO UPDATE SET at = excluded.at, status = excluded.status, error = excluded.error,
+    latency_ms = excluded.latency_ms, next_attempt_at = excluded.next_attempt_at
+"""
+FINISH_ATTEMPT: Final = (
+    "UPDATE webhook_events SET state = $1, attempts = GREATEST(attempts, $2), next_attempt_at = $3, "
+    "lease_until = NULL, updated_at = $4 WHERE event_id = $5"
+)
+UNCLAIM: Final = (
+    "UPDATE webhook_events SET state = 'pending', lease_until = NULL, next_attempt_at = $1, updated_at = $1 "
+    "WHERE state = 'delivering' AND event_id = ANY($2::text[])"
+)
+LATEST_EVENT: Final = (
+    f"SELECT {EVENT_COLUMNS} FROM webhook_events WHERE history_id = $1 ORDER BY seq DESC LIMIT 1 FOR UPDATE"
+)
+REQUEUE: Final = (
+    "UPDATE webhook_events SET state = 'pending', round_start = attempts, next_attempt_at = $1, "
+    "lease_until = NULL, updated_at = $1 WHERE event_id = $2 AND state != 'delivering'"
+)
+EVENTS_OF: Final = f"SELECT {EVENT_COLUMNS} FROM webhook_events WHERE history_id = $1 ORDER BY seq"
+ATTEMPTS_OF: Final = """
+SELECT a.event_id, a.attempt, a.at, a.status, a.error, a.latency_ms, a.next_attempt_at
+FROM webhook_attempts a JOIN webhook_events e ON e.event_id = a.event_id
+WHERE e.history_id = $1 ORDER BY e.seq, a.attempt
+"""
+STATE_COUNTS: Final = "SELECT state, COUNT(*) AS n FROM webhook_events GROUP BY state"
+
+
+class Outbox(TableBase):
+    """`base.OutboxStore` (tables `webhook_events`, `webhook_attempts`)."""
+
+    @staticmethod
+    async def _insert_events(db: Db, events: Sequence[tuple[str, NewEvent]], *, now: float) -> None:
+        """Add a pending event, due now, for each `(history_id, event)`, in order, to the task's owner and
+        callback URL (both read from the task row; a task without a callback URL gets none)."""
+        if events:
+            rows = [(e.event_id, e.type, e.body, now, history_id) for history_id, e in events]
+            await db.executemany(INSERT_EVENT[db.dialect], rows)
+
+    async def release_event_leases(self, *, now: float) -> int:
+        """See `base.OutboxStore.release_event_leases`: on a shared backend only EXPIRED leases go back to
+        pending (other replicas may be sending the rest); on a file only one process uses, every one does."""
+        async with self._stmt() as db:
+            return await db.execute(RELEASE_LEASES, now, now if self._shared else math.inf)
+
+    async def claim_due_events(
+        self, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
+    ) -> list[OutboxEvent]:
+        """See `base.OutboxStore.claim_due_events` (one statement; `FOR UPDATE SKIP LOCKED` on PostgreSQL:
+        concurrent claimers never wait for each other nor get the same event)."""
+        if limit <= 0:
+            return []
+        async with self._stmt() as db:
+            rows = await db.fetch(CLAIM_DUE, now, list(exclude), limit, lease_until)
+        return sorted((event_from_row(row) for row in rows), key=lambda e: (e.next_attempt_at or 0.0, e.seq))
+
+    async def next_event_due(self, *, now: float) -> float | None:
+        """See `base.OutboxStore.next_event_due`."""
+        async with self._read_db() as db:
+            due = await db.fetchval(NEXT_DUE, now)
+        return float(due) if due is not None else None
+
+    async def record_attempts(self, results: Sequence[AttemptResult]) -> None:
+        """See `base.OutboxStore.record_attempts` (one transaction)."""
+        if results:
+            async with self._tx() as db:
+                await db.executemany(RECORD_ATTEMPT, attempt_params(results))
+                await db.executemany(FINISH_ATTEMPT, finish_params(results))
+
+    async def unclaim_events(self, event_ids: Collection[str], *, now: float) -> None:
+        """See `base.OutboxStore.unclaim_events`."""
+        async with self._stmt() as db:
+            await db.execute(UNCLAIM, now, list(event_ids))
+
+    async def redeliver_latest(self, history_id: str, *, now: float) -> Redelivery:
+        """See `base.OutboxStore.redeliver_latest` (one transaction; the latest event's row is locked)."""
+        async with self._tx() as db:
+            row = await db.fetchrow(LATEST_EVENT, history_id)
+            if row is None:
+                return Redelivery(None, queued=False)
+            latest = event_from_row(row)
+            queued = await db.execute(REQUEUE, now, latest.event_id) == 1
+            if queued:
+                await self._notify(db, [Notice(NoticeKind.EVENTS)])
+            return Redelivery(latest, queued)
+
+    async def events_of(self, history_id: str) -> list[OutboxEvent]:
+        """See `base.OutboxStore.events_of`."""
+        async with self._read_db() as db:
+            return [event_from_row(row) for row in await db.fetch(EVENTS_OF, history_id)]
+
+    async def attempts_of(self, history_id: str) -> list[Attempt]:
+        """See `base.OutboxStore.attempts_of`."""
+        async with self._read_db() as db:
+            return [attempt_from_row(row) for row in await db.fetch(ATTEMPTS_OF, history_id)]
+
+    async def event_state_counts(self) -> dict[EventState, int]:
+        """See `base.OutboxStore.event_state_counts`."""
+        async with self._read_db() as db:
+            return {EventState(row["state"]): int(row["n"]) for row in await db.fetch(STATE_COUNTS)}
