@@ -23,8 +23,6 @@ from typing import Any
 import asyncpg
 
 from ..clock import Clock
-from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord
-from ..tasks.settle import check_finals, plan_settle
 from . import postgres_sql as sql
 from .base import (
     WATCH_SHARDS,
@@ -32,24 +30,19 @@ from .base import (
     NoticeKind,
     SchemaVersionError,
     StoreError,
-    TaskOwnershipError,
 )
 from .dialect import Db, Dialect, UniqueViolation
 from .rows import (
     Row,
-    progress_params,
-    record_from_row,
-    record_params,
-    settle_params,
 )
-from .tables import IdempotencyKeys, KeepJobs, Outbox, Pool, ResultRefs
+from .tables import IdempotencyKeys, KeepJobs, Pool, ResultRefs, Tasks
 
 __all__ = ["PostgresStore"]
 
 log = logging.getLogger(__name__)
 
 
-class PostgresStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool, Outbox):
+class PostgresStore(Tasks, IdempotencyKeys, ResultRefs, KeepJobs, Pool):
     """The PostgreSQL `base.Store`. Build with `PostgresStore(url, clock=..., pool_size=...)`, `await start()`
     (connects, migrates), `close()`. `url` is a libpq URL (`postgresql://user:password@host:port/db`); it is
     never logged."""
@@ -134,88 +127,6 @@ class PostgresStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool, Outbox):
     async def _notify(self, db: Db, notices: Sequence[Notice]) -> None:
         """NOTIFY every listening replica, on commit of `db`'s transaction."""
         await db.executemany(sql.NOTIFY, [(_payload(n),) for n in notices])
-
-    # ------------------------------------------------------------------ tasks
-
-    async def insert(self, record: TaskRecord) -> None:
-        """See `base.TaskTable.insert`."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            status = await conn.execute(sql.INSERT_TASK, *record_params(record), self._clock.time())
-            if _count(status) == 0:
-                owner = await conn.fetchval(sql.TASK_OWNER, record.history_id)
-                if owner is not None and owner != record.account_fp:
-                    raise TaskOwnershipError(f"task {record.history_id!r} is already stored for another account")
-            else:
-                await _notify(conn, Notice(NoticeKind.NEW_TASK, record.history_id))
-
-    async def get(self, history_id: str) -> TaskRecord | None:
-        """See `base.TaskTable.get`."""
-        row = await self._pool.fetchrow(sql.GET_TASK, history_id)
-        return record_from_row(row) if row is not None else None
-
-    async def get_many(self, history_ids: Sequence[str]) -> dict[str, TaskRecord]:
-        """See `base.TaskTable.get_many`."""
-        if not history_ids:
-            return {}
-        rows = await self._pool.fetch(sql.GET_TASKS, list(history_ids))
-        return {row["history_id"]: record_from_row(row) for row in rows}
-
-    async def links(self, history_ids: Sequence[str]) -> list[tuple[str, str]]:
-        """See `base.TaskTable.links`."""
-        if not history_ids:
-            return []
-        rows = await self._pool.fetch(sql.TASK_LINKS, list(history_ids))
-        return [(row["history_id"], row["parent_history_id"]) for row in rows]
-
-    async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
-        """See `base.TaskTable.recent`."""
-        return [(record_from_row(row), row["webhook_state"]) for row in await self._pool.fetch(sql.RECENT, limit)]
-
-    async def recent_of(self, owners: Sequence[str], kind: TaskKind, limit: int) -> list[TaskRecord]:
-        """See `base.TaskTable.recent_of`."""
-        rows = await self._pool.fetch(sql.RECENT_OF, list(owners), kind.value, limit)
-        return [record_from_row(row) for row in rows]
-
-    async def unfinished(self) -> list[TaskRecord]:
-        """See `base.TaskTable.unfinished`."""
-        return [record_from_row(row) for row in await self._pool.fetch(sql.UNFINISHED)]
-
-    async def update_progress(self, updates: Sequence[Progress]) -> None:
-        """See `base.TaskTable.update_progress` (one transaction)."""
-        if updates:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.executemany(sql.UPDATE_PROGRESS, progress_params(updates, now=self._clock.time()))
-
-    async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
-        """See `base.TaskTable.settle` (one transaction for the whole batch)."""
-        check_finals(finals)
-        if not finals:
-            return []
-        now = self._clock.time()
-        async with self._pool.acquire() as conn, conn.transaction():
-            # A few statements for the whole batch: the tasks still processing (locked, so a settle of the same
-            # task elsewhere waits and then finds it final), then one update and one event insert each.
-            rows = await conn.fetch(sql.OPEN_TASKS_FOR_UPDATE, [f.history_id for f in finals])
-            plan = plan_settle(finals, {row["history_id"]: bool(row["hooked"]) for row in rows})
-            if not plan.finishes:
-                return []
-            await conn.executemany(sql.SETTLE_TASK, [settle_params(f, now=now) for f in plan.finishes])
-            await self._insert_events(PgDb(conn), plan.events, now=now)
-            notices = [Notice(NoticeKind.SETTLED, f.history_id) for f in plan.finishes]
-            if plan.events:
-                notices.append(Notice(NoticeKind.EVENTS))
-            await conn.executemany(sql.NOTIFY, [(_payload(n),) for n in notices])
-        return plan.settled
-
-    async def purge_finished(self, *, older_than: float) -> int:
-        """See `base.TaskTable.purge_finished`."""
-        return _count(await self._pool.execute(sql.PURGE_FINISHED, self._clock.time() - older_than))
-
-    async def purge_stale_unfinished(self, *, older_than: float) -> int:
-        """See `base.TaskTable.purge_stale_unfinished`."""
-        return _count(await self._pool.execute(sql.PURGE_STALE, self._clock.time() - older_than))
-
-    # ------------------------------------------------------------------ idempotency keys
 
     # ------------------------------------------------------------------ replicas (base.ReplicaStore)
 

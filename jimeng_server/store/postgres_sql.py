@@ -10,7 +10,6 @@ from typing import Final
 
 from ..tasks.records import TaskStatus
 from .base import WATCH_SHARDS
-from .rows import TASK_COLUMNS
 
 MIGRATION_LOCK: Final = 0x4A494D454E47  # pg_advisory_xact_lock key: one replica migrates at a time
 
@@ -190,59 +189,6 @@ post-edits' `parent_history_id` (SQLite's migration 5); versions 4 and 5 the res
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
 _ACTIVE: Final = "('pending', 'delivering')"
 
-# ------------------------------------------------------------------------------------------------ tasks
-
-INSERT_TASK: Final = f"""
-INSERT INTO tasks ({TASK_COLUMNS})
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-ON CONFLICT (history_id) DO UPDATE SET
-    token = COALESCE(excluded.token, tasks.token),
-    kind = excluded.kind,
-    model = excluded.model,
-    submit_id = excluded.submit_id,
-    callback_url = COALESCE(excluded.callback_url, tasks.callback_url),
-    input_images = COALESCE(excluded.input_images, tasks.input_images),
-    updated_at = $21
-WHERE tasks.account_fp = excluded.account_fp AND tasks.status = {_PROCESSING}
-"""
-TASK_LINKS: Final = """
-SELECT history_id, parent_history_id FROM tasks
-WHERE parent_history_id IS NOT NULL AND (history_id = ANY($1::text[]) OR parent_history_id = ANY($1::text[]))
-ORDER BY created_at, history_id
-"""
-TASK_OWNER: Final = "SELECT account_fp FROM tasks WHERE history_id = $1"
-GET_TASK: Final = f"SELECT {TASK_COLUMNS} FROM tasks WHERE history_id = $1"
-GET_TASKS: Final = f"SELECT {TASK_COLUMNS} FROM tasks WHERE history_id = ANY($1::text[])"
-UNFINISHED: Final = f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = {_PROCESSING} ORDER BY created_at, history_id"
-UPDATE_PROGRESS: Final = (
-    "UPDATE tasks SET upstream_status = $1, item_count = $2, raw_data = $3, updated_at = $4 "
-    f"WHERE history_id = $5 AND status = {_PROCESSING}"
-)
-SETTLE_TASK: Final = f"""
-UPDATE tasks SET status = $1, upstream_status = $2, fail_code = $3, error = $4, results = $5, item_count = $6,
-    raw_data = $7, updated_at = $8, finished_at = $8, token = NULL
-WHERE history_id = $9 AND status = {_PROCESSING}
-"""
-PURGE_FINISHED: Final = f"""
-DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < $1 AND status != {_PROCESSING}
-AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.history_id = tasks.history_id AND e.state IN {_ACTIVE})
-"""
-RECENT: Final = f"""
-SELECT {TASK_COLUMNS}, (SELECT e.state FROM webhook_events e WHERE e.history_id = tasks.history_id
-                        ORDER BY e.seq DESC LIMIT 1) AS webhook_state
-FROM tasks ORDER BY created_at DESC LIMIT $1
-"""
-RECENT_OF: Final = f"""
-SELECT {TASK_COLUMNS} FROM tasks WHERE account_fp = ANY($1::text[]) AND kind = $2 ORDER BY created_at DESC LIMIT $3
-"""
-PURGE_STALE: Final = f"DELETE FROM tasks WHERE status = {_PROCESSING} AND token IS NULL AND updated_at < $1"
-
-# ------------------------------------------------------------------------------------------------ outbox
-
-OPEN_TASKS_FOR_UPDATE: Final = f"""
-SELECT history_id, callback_url IS NOT NULL AS hooked FROM tasks
-WHERE status = {_PROCESSING} AND history_id = ANY($1::text[]) FOR UPDATE
-"""
 # ------------------------------------------------------------------------------------------------ replicas
 
 CHANNEL: Final = "jimeng"

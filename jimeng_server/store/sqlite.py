@@ -9,7 +9,6 @@ PostgreSQL (`tables.py` over `dialect.SqliteDb`). One process per file: for seve
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sqlite3
@@ -25,18 +24,10 @@ from ..clock import Clock
 from ..concurrency import uncancellable
 from ..config import SYNCHRONOUS_MODES
 from ..metrics import timed_store
-from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord, TaskStatus
-from ..tasks.settle import check_finals, plan_settle
-from .base import SchemaVersionError, StoreError, TaskOwnershipError
+from ..tasks.records import TaskStatus
+from .base import SchemaVersionError, StoreError
 from .dialect import Db, SqliteDb
-from .rows import (
-    TASK_COLUMNS,
-    progress_params,
-    record_from_row,
-    record_params,
-    settle_params,
-)
-from .tables import IdempotencyKeys, KeepJobs, Outbox, Pool, ResultRefs
+from .tables import IdempotencyKeys, KeepJobs, Pool, ResultRefs, Tasks
 
 __all__ = ["MIGRATIONS", "Migration", "SqliteStore"]
 
@@ -225,7 +216,7 @@ MIGRATIONS: list[Migration] = [
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
 
 
-class SqliteStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool, Outbox):
+class SqliteStore(Tasks, IdempotencyKeys, ResultRefs, KeepJobs, Pool):
     """The SQLite `base.Store`: task records, idempotency keys and the webhook outbox in one file.
 
     Writes run one at a time under one asyncio lock on the write connection (`BEGIN IMMEDIATE` transactions
@@ -406,165 +397,6 @@ class SqliteStore(IdempotencyKeys, ResultRefs, KeepJobs, Pool, Outbox):
         async with self._statement() as conn:
             yield SqliteDb(conn)
 
-    # ------------------------------------------------------------------ tasks
-
-    async def insert(self, record: TaskRecord) -> None:
-        """See `base.TaskTable.insert`."""
-        async with self._statement() as conn:  # one upsert: atomic on its own, one trip to the database
-            cur = await conn.execute(
-                f"""
-                INSERT INTO tasks ({TASK_COLUMNS})
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (history_id) DO UPDATE SET
-                    token = COALESCE(excluded.token, tasks.token),
-                    kind = excluded.kind,
-                    model = excluded.model,
-                    submit_id = excluded.submit_id,
-                    callback_url = COALESCE(excluded.callback_url, tasks.callback_url),
-                    input_images = COALESCE(excluded.input_images, tasks.input_images),
-                    updated_at = ?
-                WHERE tasks.account_fp = excluded.account_fp AND tasks.status = {_PROCESSING}
-                """,
-                (*record_params(record), self._clock.time()),
-            )
-            if cur.rowcount == 0:  # kept as it was: final, or another account's (a task's owner never changes)
-                owners = list(
-                    await conn.execute_fetchall(
-                        "SELECT account_fp FROM tasks WHERE history_id = ?", (record.history_id,)
-                    )
-                )
-                if owners and owners[0]["account_fp"] != record.account_fp:
-                    raise TaskOwnershipError(f"task {record.history_id!r} is already stored for another account")
-
-    async def get(self, history_id: str) -> TaskRecord | None:
-        """The task with this id, or None."""
-        async with self._read() as conn:
-            return await _fetch_one(conn, history_id)
-
-    async def get_many(self, history_ids: Sequence[str]) -> dict[str, TaskRecord]:
-        """See `base.TaskTable.get_many`."""
-        if not history_ids:
-            return {}
-        async with self._read() as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE history_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(history_ids)),),
-            )
-        return {row["history_id"]: record_from_row(row) for row in rows}
-
-    async def links(self, history_ids: Sequence[str]) -> list[tuple[str, str]]:
-        """See `base.TaskTable.links`."""
-        if not history_ids:
-            return []
-        ids = json.dumps(list(history_ids))
-        async with self._read() as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT history_id, parent_history_id FROM tasks WHERE parent_history_id IS NOT NULL "
-                "AND (history_id IN (SELECT value FROM json_each(?)) "
-                "OR parent_history_id IN (SELECT value FROM json_each(?))) ORDER BY created_at, history_id",
-                (ids, ids),
-            )
-        return [(row["history_id"], row["parent_history_id"]) for row in rows]
-
-    async def unfinished(self) -> list[TaskRecord]:
-        """See `base.TaskTable.unfinished`."""
-        async with (
-            self._read() as conn,
-            conn.execute(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = ? ORDER BY created_at, history_id",
-                (_PROCESSING,),
-            ) as cur,
-        ):
-            rows = await cur.fetchall()
-        return [record_from_row(row) for row in rows]
-
-    async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
-        """See `base.TaskTable.recent`."""
-        async with (
-            self._read() as conn,
-            conn.execute(
-                f"SELECT {TASK_COLUMNS}, (SELECT e.state FROM webhook_events e WHERE e.history_id = tasks.history_id "
-                "ORDER BY e.seq DESC LIMIT 1) AS webhook_state FROM tasks ORDER BY created_at DESC LIMIT ?",
-                (limit,),
-            ) as cur,
-        ):
-            rows = await cur.fetchall()
-        return [(record_from_row(row), row["webhook_state"]) for row in rows]
-
-    async def recent_of(self, owners: Sequence[str], kind: TaskKind, limit: int) -> list[TaskRecord]:
-        """See `base.TaskTable.recent_of`."""
-        if not owners:
-            return []
-        marks = ", ".join("?" * len(owners))
-        async with (
-            self._read() as conn,
-            conn.execute(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE account_fp IN ({marks}) AND kind = ? "
-                "ORDER BY created_at DESC LIMIT ?",
-                (*owners, kind.value, limit),
-            ) as cur,
-        ):
-            rows = await cur.fetchall()
-        return [record_from_row(row) for row in rows]
-
-    async def update_progress(self, updates: Sequence[Progress]) -> None:
-        """Record polls of tasks still processing, in one transaction; unknown and final tasks are left unchanged."""
-        if not updates:
-            return
-        async with self._write() as conn:
-            await conn.executemany(
-                "UPDATE tasks SET upstream_status = ?, item_count = ?, raw_data = ?, updated_at = ? "
-                f"WHERE history_id = ? AND status = {_PROCESSING}",
-                progress_params(updates, now=self._clock.time()),
-            )
-
-    async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
-        """See `base.TaskTable.settle` (one transaction, a handful of statements for the whole batch)."""
-        check_finals(finals)
-        if not finals:
-            return []
-        now = self._clock.time()
-        async with self._write() as conn:
-            # A handful of statements for the whole batch (each statement is a trip to the database thread):
-            # which tasks are still processing (and have a callback URL), then one update and one insert each.
-            rows = await conn.execute_fetchall(
-                "SELECT history_id, callback_url IS NOT NULL AS hooked FROM tasks "
-                "WHERE status = ? AND history_id IN (SELECT value FROM json_each(?))",
-                (_PROCESSING, json.dumps([f.history_id for f in finals])),
-            )
-            plan = plan_settle(finals, {row["history_id"]: bool(row["hooked"]) for row in rows})
-            await conn.executemany(
-                "UPDATE tasks SET status = ?1, upstream_status = ?2, fail_code = ?3, error = ?4, results = ?5, "
-                "item_count = ?6, raw_data = ?7, updated_at = ?8, finished_at = ?8, token = NULL "
-                f"WHERE history_id = ?9 AND status = {_PROCESSING}",
-                [settle_params(f, now=now) for f in plan.finishes],
-            )
-            await self._insert_events(SqliteDb(conn), plan.events, now=now)
-        return plan.settled
-
-    async def purge_finished(self, *, older_than: float) -> int:
-        """See `base.TaskTable.purge_finished`."""
-        cutoff = self._clock.time() - older_than
-        async with self._write() as conn:
-            cur = await conn.execute(
-                "DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ? AND status != ? "
-                "AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.history_id = tasks.history_id "
-                "AND e.state IN ('pending', 'delivering'))",
-                (cutoff, _PROCESSING),
-            )
-            return cur.rowcount
-
-    async def purge_stale_unfinished(self, *, older_than: float) -> int:
-        """See `base.TaskTable.purge_stale_unfinished`."""
-        cutoff = self._clock.time() - older_than
-        async with self._write() as conn:
-            cur = await conn.execute(
-                "DELETE FROM tasks WHERE status = ? AND token IS NULL AND updated_at < ?", (_PROCESSING, cutoff)
-            )
-            return cur.rowcount
-
-    # ------------------------------------------------------------------ idempotency keys
-
 
 # ---------------------------------------------------------------------- helpers
 
@@ -661,8 +493,3 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
         # cancelled COMMIT still runs on aiosqlite's thread before this statement.
         if "no transaction is active" not in str(exc):
             raise
-
-
-async def _fetch_one(conn: aiosqlite.Connection, history_id: str) -> TaskRecord | None:
-    rows = list(await conn.execute_fetchall(f"SELECT {TASK_COLUMNS} FROM tasks WHERE history_id = ?", (history_id,)))
-    return record_from_row(rows[0]) if rows else None

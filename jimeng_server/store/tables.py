@@ -16,9 +16,10 @@ from typing import Final
 
 from ..clock import Clock
 from ..tasks.claims import ClaimState, IdempotencyClaim, decide_claim
-from ..tasks.records import NewEvent, TaskStatus
+from ..tasks.records import Finish, NewEvent, Progress, Settled, TaskKind, TaskRecord, TaskStatus
+from ..tasks.settle import check_finals, plan_settle
 from ..upstream.links import ResultRef
-from .base import Notice, NoticeKind, Redelivery
+from .base import Notice, NoticeKind, Redelivery, TaskOwnershipError
 from .dialect import Db, Dialect, UniqueViolation
 from .keeping import KeepJob, KeptFile
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
@@ -28,6 +29,7 @@ from .rows import (
     EVENT_COLUMNS,
     KEEP_COLUMNS,
     KEY_COLUMNS,
+    TASK_COLUMNS,
     account_from_row,
     attempt_from_row,
     attempt_params,
@@ -35,11 +37,15 @@ from .rows import (
     finish_params,
     keep_job_from_row,
     key_from_row,
+    progress_params,
+    record_from_row,
+    record_params,
     refs_from_text,
     refs_text,
+    settle_params,
 )
 
-__all__ = ["IdempotencyKeys", "KeepJobs", "Outbox", "Pool", "ResultRefs", "TableBase"]
+__all__ = ["IdempotencyKeys", "KeepJobs", "Outbox", "Pool", "ResultRefs", "TableBase", "Tasks"]
 
 
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
@@ -564,3 +570,144 @@ class Outbox(TableBase):
         """See `base.OutboxStore.event_state_counts`."""
         async with self._read_db() as db:
             return {EventState(row["state"]): int(row["n"]) for row in await db.fetch(STATE_COUNTS)}
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+
+INSERT_TASK: Final = f"""
+INSERT INTO tasks ({TASK_COLUMNS})
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+ON CONFLICT (history_id) DO UPDATE SET
+    token = COALESCE(excluded.token, tasks.token),
+    kind = excluded.kind,
+    model = excluded.model,
+    submit_id = excluded.submit_id,
+    callback_url = COALESCE(excluded.callback_url, tasks.callback_url),
+    input_images = COALESCE(excluded.input_images, tasks.input_images),
+    updated_at = $21
+WHERE tasks.account_fp = excluded.account_fp AND tasks.status = {_PROCESSING}
+"""
+TASK_OWNER: Final = "SELECT account_fp FROM tasks WHERE history_id = $1"
+GET_TASK: Final = f"SELECT {TASK_COLUMNS} FROM tasks WHERE history_id = $1"
+GET_TASKS: Final = f"SELECT {TASK_COLUMNS} FROM tasks WHERE history_id = ANY($1::text[])"
+TASK_LINKS: Final = """
+SELECT history_id, parent_history_id FROM tasks
+WHERE parent_history_id IS NOT NULL AND (history_id = ANY($1::text[]) OR parent_history_id = ANY($1::text[]))
+ORDER BY created_at, history_id
+"""
+UNFINISHED: Final = f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = {_PROCESSING} ORDER BY created_at, history_id"
+RECENT: Final = f"""
+SELECT {TASK_COLUMNS}, (SELECT e.state FROM webhook_events e WHERE e.history_id = tasks.history_id
+                        ORDER BY e.seq DESC LIMIT 1) AS webhook_state
+FROM tasks ORDER BY created_at DESC LIMIT $1
+"""
+RECENT_OF: Final = f"""
+SELECT {TASK_COLUMNS} FROM tasks WHERE account_fp = ANY($1::text[]) AND kind = $2 ORDER BY created_at DESC LIMIT $3
+"""
+UPDATE_PROGRESS: Final = (
+    "UPDATE tasks SET upstream_status = $1, item_count = $2, raw_data = $3, updated_at = $4 "
+    f"WHERE history_id = $5 AND status = {_PROCESSING}"
+)
+OPEN_TASKS: Final = f"""
+SELECT history_id, callback_url IS NOT NULL AS hooked FROM tasks
+WHERE status = {_PROCESSING} AND history_id = ANY($1::text[]) FOR UPDATE
+"""
+SETTLE_TASK: Final = f"""
+UPDATE tasks SET status = $1, upstream_status = $2, fail_code = $3, error = $4, results = $5, item_count = $6,
+    raw_data = $7, updated_at = $8, finished_at = $8, token = NULL
+WHERE history_id = $9 AND status = {_PROCESSING}
+"""
+PURGE_FINISHED: Final = f"""
+DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < $1 AND status != {_PROCESSING}
+AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.history_id = tasks.history_id AND e.state IN {_ACTIVE})
+"""
+PURGE_STALE: Final = f"DELETE FROM tasks WHERE status = {_PROCESSING} AND token IS NULL AND updated_at < $1"
+
+
+class Tasks(Outbox):
+    """`base.TaskTable` (table `tasks`; a settle writes its events through `Outbox`)."""
+
+    async def insert(self, record: TaskRecord) -> None:
+        """See `base.TaskTable.insert` (one upsert; the owner is read only when it changed nothing)."""
+        async with self._stmt() as db:
+            if await db.execute(INSERT_TASK, *record_params(record), self._clock.time()) == 0:
+                # kept as it was: final, or another account's (a task's owner never changes)
+                owner = await db.fetchval(TASK_OWNER, record.history_id)
+                if owner is not None and owner != record.account_fp:
+                    raise TaskOwnershipError(f"task {record.history_id!r} is already stored for another account")
+            else:
+                await self._notify(db, [Notice(NoticeKind.NEW_TASK, record.history_id)])
+
+    async def get(self, history_id: str) -> TaskRecord | None:
+        """See `base.TaskTable.get`."""
+        async with self._read_db() as db:
+            row = await db.fetchrow(GET_TASK, history_id)
+        return record_from_row(row) if row is not None else None
+
+    async def get_many(self, history_ids: Sequence[str]) -> dict[str, TaskRecord]:
+        """See `base.TaskTable.get_many`."""
+        if not history_ids:
+            return {}
+        async with self._read_db() as db:
+            rows = await db.fetch(GET_TASKS, list(history_ids))
+        return {row["history_id"]: record_from_row(row) for row in rows}
+
+    async def links(self, history_ids: Sequence[str]) -> list[tuple[str, str]]:
+        """See `base.TaskTable.links`."""
+        if not history_ids:
+            return []
+        async with self._read_db() as db:
+            rows = await db.fetch(TASK_LINKS, list(history_ids))
+        return [(row["history_id"], row["parent_history_id"]) for row in rows]
+
+    async def unfinished(self) -> list[TaskRecord]:
+        """See `base.TaskTable.unfinished`."""
+        async with self._read_db() as db:
+            return [record_from_row(row) for row in await db.fetch(UNFINISHED)]
+
+    async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
+        """See `base.TaskTable.recent`."""
+        async with self._read_db() as db:
+            return [(record_from_row(row), row["webhook_state"]) for row in await db.fetch(RECENT, limit)]
+
+    async def recent_of(self, owners: Sequence[str], kind: TaskKind, limit: int) -> list[TaskRecord]:
+        """See `base.TaskTable.recent_of`."""
+        if not owners:
+            return []
+        async with self._read_db() as db:
+            return [record_from_row(row) for row in await db.fetch(RECENT_OF, list(owners), kind.value, limit)]
+
+    async def update_progress(self, updates: Sequence[Progress]) -> None:
+        """See `base.TaskTable.update_progress` (one transaction; unknown and final tasks are left unchanged)."""
+        if updates:
+            async with self._tx() as db:
+                await db.executemany(UPDATE_PROGRESS, progress_params(updates, now=self._clock.time()))
+
+    async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
+        """See `base.TaskTable.settle`: one transaction, a handful of statements for the whole batch: the tasks
+        still processing (locked on PostgreSQL, so a settle of the same task elsewhere waits and then finds it
+        final), `tasks.settle.plan_settle`, then one update and one event insert each."""
+        check_finals(finals)
+        if not finals:
+            return []
+        now = self._clock.time()
+        async with self._tx() as db:
+            rows = await db.fetch(OPEN_TASKS, [f.history_id for f in finals])
+            plan = plan_settle(finals, {row["history_id"]: bool(row["hooked"]) for row in rows})
+            if not plan.finishes:
+                return []
+            await db.executemany(SETTLE_TASK, [settle_params(f, now=now) for f in plan.finishes])
+            await self._insert_events(db, plan.events, now=now)
+            notices = [Notice(NoticeKind.SETTLED, f.history_id) for f in plan.finishes]
+            await self._notify(db, [*notices, Notice(NoticeKind.EVENTS)] if plan.events else notices)
+        return plan.settled
+
+    async def purge_finished(self, *, older_than: float) -> int:
+        """See `base.TaskTable.purge_finished`."""
+        async with self._stmt() as db:
+            return await db.execute(PURGE_FINISHED, self._clock.time() - older_than)
+
+    async def purge_stale_unfinished(self, *, older_than: float) -> int:
+        """See `base.TaskTable.purge_stale_unfinished`."""
+        async with self._stmt() as db:
+            return await db.execute(PURGE_STALE, self._clock.time() - older_than)
