@@ -25,7 +25,7 @@ import aiosqlite
 
 from .rows import Row
 
-__all__ = ["Db", "Dialect", "SqliteDb", "UniqueViolation", "render"]
+__all__ = ["Db", "Dialect", "SqliteDb", "UniqueViolation", "render", "render_schema"]
 
 
 class Dialect(StrEnum):
@@ -53,6 +53,23 @@ def render(query: str, dialect: Dialect) -> str:
     for pattern, replacement in _SQLITE_REWRITES:
         query = pattern.sub(replacement, query)
     return query
+
+
+_SQLITE_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\bDOUBLE PRECISION\b"), "REAL"),
+    (re.compile(r"\bBIGINT\b"), "INTEGER"),
+    (re.compile(r"\bBYTEA\b"), "BLOB"),
+)
+
+
+def render_schema(ddl: str, dialect: Dialect) -> str:
+    """A shared schema script (PostgreSQL DDL; a table that SQLite should store `WITHOUT ROWID` says so) as
+    `dialect` runs it: SQLite's type names (`REAL`, `INTEGER`, `BLOB`); PostgreSQL without `WITHOUT ROWID`."""
+    if dialect is Dialect.POSTGRES:
+        return ddl.replace(") WITHOUT ROWID;", ");")
+    for pattern, replacement in _SQLITE_TYPES:
+        ddl = pattern.sub(replacement, ddl)
+    return ddl
 
 
 class UniqueViolation(Exception):

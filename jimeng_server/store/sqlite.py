@@ -2,8 +2,9 @@
 idempotency keys and the webhook outbox.
 
 The file is created 0600 (its `-wal`/`-shm` companions are tightened to match); the schema is versioned
-with `PRAGMA user_version` through the ordered `MIGRATIONS` list. The tables' statements are shared with
-PostgreSQL (`tables.py` over `dialect.SqliteDb`). One process per file: for several replicas use the PostgreSQL backend.
+with `PRAGMA user_version` through the ordered `MIGRATIONS` list (`schema.py`). The tables' statements are
+shared with PostgreSQL (`tables.py` over `dialect.SqliteDb`). One process per file: for several replicas use
+the PostgreSQL backend.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -24,9 +25,9 @@ from ..clock import Clock
 from ..concurrency import uncancellable
 from ..config import SYNCHRONOUS_MODES
 from ..metrics import timed_store
-from ..tasks.records import TaskStatus
+from . import schema
 from .base import SchemaVersionError, StoreError
-from .dialect import Db, SqliteDb
+from .dialect import Db, Dialect, SqliteDb
 from .tables import IdempotencyKeys, KeepJobs, Pool, ResultRefs, Tasks
 
 __all__ = ["MIGRATIONS", "Migration", "SqliteStore"]
@@ -41,179 +42,9 @@ Migration = str | Callable[[aiosqlite.Connection], Awaitable[None]]
 """One schema step: an SQL script (statements separated by `;`) or a coroutine function given the
 connection. Either runs inside the migration's own transaction and must not COMMIT itself."""
 
-_MIGRATION_1: Final = """
-CREATE TABLE tasks (
-    history_id      TEXT PRIMARY KEY NOT NULL,
-    account_fp      TEXT NOT NULL,
-    token           TEXT,
-    kind            TEXT NOT NULL,
-    model           TEXT NOT NULL,
-    submit_id       TEXT NOT NULL,
-    status          INTEGER NOT NULL,
-    upstream_status INTEGER,
-    fail_code       TEXT NOT NULL DEFAULT '',
-    fail_reason     TEXT,
-    item_count      INTEGER NOT NULL DEFAULT 0,
-    results         TEXT,      -- JSON array of URLs, NULL until done
-    raw_data        TEXT,      -- JSON object: the last untouched upstream history record
-    callback_url    TEXT,
-    input_images    INTEGER,
-    created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL,
-    finished_at     REAL
-);
-CREATE INDEX tasks_status ON tasks (status);
-CREATE INDEX tasks_finished_at ON tasks (finished_at) WHERE finished_at IS NOT NULL;
-CREATE INDEX tasks_account_fp ON tasks (account_fp);
-
-CREATE TABLE idempotency_keys (
-    account_fp   TEXT NOT NULL,
-    key          TEXT NOT NULL,
-    request_hash TEXT NOT NULL,
-    status       INTEGER,      -- NULL while the first request is in progress
-    body         BLOB,
-    created_at   REAL NOT NULL,
-    expires_at   REAL NOT NULL,
-    PRIMARY KEY (account_fp, key)
-) WITHOUT ROWID;
-CREATE INDEX idempotency_keys_expires_at ON idempotency_keys (expires_at);
-"""
-
-_MIGRATION_2: Final = """
-CREATE TABLE webhook_events (
-    event_id        TEXT PRIMARY KEY NOT NULL,  -- the webhook-id: stable across retries and redeliveries
-    seq             INTEGER NOT NULL,           -- creation order: a task's events are delivered in this order
-    history_id      TEXT NOT NULL REFERENCES tasks (history_id) ON DELETE CASCADE,
-    account_fp      TEXT NOT NULL,
-    type            TEXT NOT NULL,
-    body            TEXT NOT NULL,              -- the exact JSON text that is sent and signed
-    callback_url    TEXT NOT NULL,
-    state           TEXT NOT NULL DEFAULT 'pending'
-                    CHECK (state IN ('pending', 'delivering', 'delivered', 'exhausted', 'stopped')),
-    attempts        INTEGER NOT NULL DEFAULT 0, -- attempts made in total
-    round_start     INTEGER NOT NULL DEFAULT 0, -- attempts made before the last redelivery (schedule restarts)
-    next_attempt_at REAL,
-    lease_until     REAL,                       -- a claimed ('delivering') event is reserved until then
-    created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL
-);
-CREATE UNIQUE INDEX webhook_events_seq ON webhook_events (seq);
-CREATE INDEX webhook_events_history ON webhook_events (history_id, seq);
-CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at) WHERE state IN ('pending', 'delivering');
-
-CREATE TABLE webhook_attempts (
-    event_id        TEXT NOT NULL REFERENCES webhook_events (event_id) ON DELETE CASCADE,
-    attempt         INTEGER NOT NULL,           -- 1, 2, ... per event
-    at              REAL NOT NULL,
-    status          INTEGER,                    -- the receiver's HTTP status; NULL when none came
-    error           TEXT,                       -- why the attempt failed; NULL on success
-    latency_ms      INTEGER NOT NULL,
-    next_attempt_at REAL,                       -- when the next attempt is due; NULL when none follows
-    PRIMARY KEY (event_id, attempt)
-) WITHOUT ROWID;
-"""
-
-_MIGRATION_3: Final = """
-ALTER TABLE tasks ADD COLUMN error TEXT;  -- JSON {"code", "message"} of a failed task
-UPDATE tasks SET error = json_object(
-    'code', CASE WHEN fail_code = '2038' THEN 'CONTENT_REJECTED' ELSE 'GENERATION_FAILED' END,
-    'message', 'the upstream reported the generation as failed'
-        || CASE WHEN fail_code != '' THEN ' (fail_code ' || fail_code || ')' ELSE '' END)
-WHERE status = 30;
-ALTER TABLE tasks DROP COLUMN fail_reason;
-"""
-
-_MIGRATION_4: Final = """
-CREATE TABLE accounts (
-    id              INTEGER PRIMARY KEY,
-    name            TEXT NOT NULL UNIQUE,
-    region          TEXT NOT NULL,
-    fingerprint     TEXT NOT NULL UNIQUE,      -- Account.fingerprint of the session: one pool entry per session
-    masked          TEXT NOT NULL,             -- the display form of the session id
-    secret          BLOB NOT NULL,             -- JSON {sessionid, proxy, ...}; a Fernet token when sealed
-    sealed          INTEGER NOT NULL,          -- 1: `secret` is encrypted with [accounts] encryption_key
-    has_proxy       INTEGER NOT NULL DEFAULT 0,
-    enabled         INTEGER NOT NULL DEFAULT 1,
-    note            TEXT NOT NULL DEFAULT '',
-    last_check_at   REAL,
-    last_error_code TEXT,
-    last_error      TEXT,
-    cooldown_until  REAL,
-    credits         INTEGER,                   -- last balance seen
-    credits_at      REAL,
-    created_at      REAL NOT NULL
-);
-
-CREATE TABLE api_keys (
-    id              INTEGER PRIMARY KEY,
-    name            TEXT NOT NULL UNIQUE,
-    hash            TEXT NOT NULL UNIQUE,      -- SHA-256 hex of the whole key; the key itself is never stored
-    prefix          TEXT NOT NULL,             -- the key's first characters, to tell keys apart in lists
-    accounts        TEXT,                      -- JSON array of account ids it may use; NULL = every account
-    rate_per_minute INTEGER NOT NULL,
-    max_in_flight   INTEGER NOT NULL,
-    revoked_at      REAL,
-    submits         INTEGER NOT NULL DEFAULT 0,
-    credits_spent   INTEGER NOT NULL DEFAULT 0,
-    last_used_at    REAL,
-    created_at      REAL NOT NULL
-);
-
--- The pool account that pays for a task submitted with an API key (NULL for raw tokens); such a task's
--- account_fp is its owner "key:<id>" and its token stays NULL (the session is resolved from the account).
-ALTER TABLE tasks ADD COLUMN account_id INTEGER;
-CREATE INDEX tasks_created_at ON tasks (created_at);
-"""
-
-_MIGRATION_5: Final = """
--- A post-edit's source task (upscale, outpaint, repair, interpolation of a result); NULL for other tasks.
-ALTER TABLE tasks ADD COLUMN parent_history_id TEXT;
-CREATE INDEX tasks_parent ON tasks (parent_history_id) WHERE parent_history_id IS NOT NULL;
-"""
-
-_MIGRATION_RESULT_REFS: Final = """
--- What each settled task's results are re-signed from (issue 21); dropped with its task.
-CREATE TABLE result_refs (
-    history_id TEXT PRIMARY KEY NOT NULL REFERENCES tasks (history_id) ON DELETE CASCADE,
-    refs       TEXT NOT NULL,             -- JSON [[kind, key] | null, ...]: one per result, in order
-    created_at REAL NOT NULL
-);
-"""
-
-_MIGRATION_KEPT: Final = """
--- One row per result of a settled task that is kept (issue 21, [results] keep = "local"); dropped with its task.
-CREATE TABLE kept_results (
-    history_id      TEXT NOT NULL REFERENCES tasks (history_id) ON DELETE CASCADE,
-    position        INTEGER NOT NULL,           -- the result's index in the task's `results`
-    url             TEXT NOT NULL,              -- the upstream URL it was settled with
-    state           TEXT NOT NULL CHECK (state IN ('pending', 'keeping', 'kept', 'failed', 'expired')),
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL,                       -- a pending job is due then
-    lease_until     REAL,                       -- a claimed ('keeping') job is reserved until then
-    file_id         TEXT,                       -- SHA-256 hex of the kept bytes (the file's name)
-    size            INTEGER,
-    content_type    TEXT,
-    error           TEXT,                       -- why the last attempt failed
-    created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL,
-    PRIMARY KEY (history_id, position)
-) WITHOUT ROWID;
-CREATE INDEX kept_results_due ON kept_results (next_attempt_at) WHERE state IN ('pending', 'keeping');
-CREATE INDEX kept_results_file ON kept_results (file_id) WHERE file_id IS NOT NULL;
-"""
-
-MIGRATIONS: list[Migration] = [
-    _MIGRATION_1,
-    _MIGRATION_2,
-    _MIGRATION_3,
-    _MIGRATION_4,
-    _MIGRATION_5,
-    _MIGRATION_RESULT_REFS,
-    _MIGRATION_KEPT,
-]
-"""The schema history, oldest first: entry i brings the file to `user_version` i + 1. Append only."""
-
-_PROCESSING: Final = int(TaskStatus.PROCESSING)
+MIGRATIONS: list[Migration] = list(schema.migrations(Dialect.SQLITE))
+"""The schema history (`schema.HISTORY` as SQLite runs it), oldest first: entry i brings the file to
+`user_version` i + 1."""
 
 
 class SqliteStore(Tasks, IdempotencyKeys, ResultRefs, KeepJobs, Pool):
