@@ -148,8 +148,8 @@ async def test_commits_are_synced_per_the_synchronous_setting(
     db_path: Path, clock: ManualClock, mode: str, pragma: int
 ) -> None:
     store = await SqliteStore.open(db_path, clock=clock, synchronous=mode)
-    async with store, store._write() as conn:  # the connection every commit goes through
-        rows = list(await conn.execute_fetchall("PRAGMA synchronous"))
+    async with store, store._tx() as db:  # the connection every commit goes through
+        rows = await db.fetch("PRAGMA synchronous")
     assert rows[0][0] == pragma
 
 

@@ -117,11 +117,11 @@ class PostgresStore(Tasks, IdempotencyKeys, ResultRefs, KeepJobs, Pool):
             yield PgDb(conn)
 
     @asynccontextmanager
-    async def _read_db(self) -> AsyncIterator[Db]:
+    async def _read(self) -> AsyncIterator[Db]:
         """The pool: each statement on any free connection."""
         yield PgDb(self._pool)
 
-    _stmt = _read_db
+    _stmt = _read
     _shared = True
 
     async def _notify(self, db: Db, notices: Sequence[Notice]) -> None:

@@ -166,29 +166,29 @@ class SqliteStore(Tasks, IdempotencyKeys, ResultRefs, KeepJobs, Pool):
 
     async def ping(self) -> None:
         """One trivial query: returns when the database answers, raises when it does not (e.g. closed)."""
-        async with self._read() as conn, conn.execute("SELECT 1") as cur:
-            await cur.fetchone()
+        async with self._read() as db:
+            await db.fetchval("SELECT 1")
 
     # ------------------------------------------------------------------ transactions
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A connection for reads only: an idle reader, or the write connection under its lock without readers."""
+    async def _read(self) -> AsyncIterator[Db]:
+        """For reads only: an idle reader, or the write connection under its lock without readers."""
         with timed_store("read"):
             if not self._readers:
                 async with self._lock:
-                    yield self._conn
+                    yield SqliteDb(self._conn)
                 return
             if self._closed:
                 raise RuntimeError("the task store is closed")
             reader = await self._idle_readers.get()
             try:
-                yield reader
+                yield SqliteDb(reader)
             finally:
                 self._idle_readers.put_nowait(reader)
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _tx(self) -> AsyncIterator[Db]:
         """One `BEGIN IMMEDIATE` transaction: committed if the body returns, rolled back if it raises
         (cancellation included); the commit or rollback itself always completes."""
         with timed_store("write"):
@@ -196,37 +196,19 @@ class SqliteStore(Tasks, IdempotencyKeys, ResultRefs, KeepJobs, Pool):
                 try:
                     # Inside the try: a BEGIN cancelled in flight still runs on aiosqlite's thread.
                     await self._conn.execute("BEGIN IMMEDIATE")
-                    yield self._conn
+                    yield SqliteDb(self._conn)
                     await uncancellable(_exec(self._conn, "COMMIT"))
                 except BaseException:
                     await uncancellable(_rollback(self._conn))
                     raise
 
     @asynccontextmanager
-    async def _statement(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _stmt(self) -> AsyncIterator[Db]:
         """The write connection for ONE statement that is its own transaction (autocommit): no BEGIN/COMMIT
         round trips."""
         with timed_store("write"):
             async with self._lock:
-                yield self._conn
-
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[Db]:
-        """`_write()` for the shared tables (`tables.TableBase`)."""
-        async with self._write() as conn:
-            yield SqliteDb(conn)
-
-    @asynccontextmanager
-    async def _read_db(self) -> AsyncIterator[Db]:
-        """`_read()` for the shared tables."""
-        async with self._read() as conn:
-            yield SqliteDb(conn)
-
-    @asynccontextmanager
-    async def _stmt(self) -> AsyncIterator[Db]:
-        """`_statement()` for the shared tables."""
-        async with self._statement() as conn:
-            yield SqliteDb(conn)
+                yield SqliteDb(self._conn)
 
 
 # ---------------------------------------------------------------------- helpers

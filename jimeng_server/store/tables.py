@@ -61,7 +61,7 @@ class TableBase:
     def _tx(self) -> AbstractAsyncContextManager[Db]:
         raise NotImplementedError
 
-    def _read_db(self) -> AbstractAsyncContextManager[Db]:
+    def _read(self) -> AbstractAsyncContextManager[Db]:
         raise NotImplementedError
 
     def _stmt(self) -> AbstractAsyncContextManager[Db]:
@@ -154,7 +154,7 @@ class ResultRefs(TableBase):
         """See `base.ResultRefStore.result_refs_of`."""
         if not history_ids:
             return {}
-        async with self._read_db() as db:
+        async with self._read() as db:
             rows = await db.fetch(RESULT_REFS_OF, list(history_ids))
         return {row["history_id"]: refs_from_text(row["refs"]) for row in rows}
 
@@ -250,7 +250,7 @@ class KeepJobs(TableBase):
         """See `base.KeepStore.keep_jobs_of`."""
         if not history_ids:
             return {}
-        async with self._read_db() as db:
+        async with self._read() as db:
             rows = await db.fetch(KEEP_JOBS_OF, list(history_ids))
         out: dict[str, list[KeepJob]] = {}
         for row in rows:
@@ -260,13 +260,13 @@ class KeepJobs(TableBase):
 
     async def next_keep_due(self, *, now: float) -> float | None:
         """See `base.KeepStore.next_keep_due`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             due = await db.fetchval(NEXT_KEEP_DUE, now)
         return float(due) if due is not None else None
 
     async def kept_file_owners(self, file_id: str) -> frozenset[str]:
         """See `base.KeepStore.kept_file_owners`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             return frozenset(str(r["account_fp"]) for r in await db.fetch(KEPT_FILE_OWNERS, file_id))
 
     async def wake_held_events(self, history_id: str, *, now: float) -> int:
@@ -279,7 +279,7 @@ class KeepJobs(TableBase):
 
     async def kept_files(self) -> list[KeptFile]:
         """See `base.KeepStore.kept_files`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             rows = await db.fetch(KEPT_FILES)
         return [KeptFile(r["file_id"], int(r["size"] or 0), float(r["last"])) for r in rows]
 
@@ -346,18 +346,18 @@ class Pool(TableBase):
 
     async def accounts(self) -> list[AccountRow]:
         """See `base.PoolStore.accounts`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             return [account_from_row(row) for row in await db.fetch(ACCOUNTS)]
 
     async def account_by_id(self, account_id: int) -> AccountRow | None:
         """See `base.PoolStore.account_by_id`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             row = await db.fetchrow(ACCOUNT_BY_ID, account_id)
         return account_from_row(row) if row is not None else None
 
     async def account_by_name(self, name: str) -> AccountRow | None:
         """See `base.PoolStore.account_by_name`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             row = await db.fetchrow(ACCOUNT_BY_NAME, name)
         return account_from_row(row) if row is not None else None
 
@@ -388,7 +388,7 @@ class Pool(TableBase):
 
     async def pool_tasks_in_flight(self, *, image_since: float, video_since: float) -> list[tuple[int, str, int]]:
         """See `base.PoolStore.pool_tasks_in_flight`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             rows = await db.fetch(POOL_IN_FLIGHT, video_since, image_since)
         return [(int(row["account_id"]), row["account_fp"], int(row["n"])) for row in rows]
 
@@ -404,12 +404,12 @@ class Pool(TableBase):
 
     async def keys(self) -> list[KeyRow]:
         """See `base.PoolStore.keys`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             return [key_from_row(row) for row in await db.fetch(KEYS)]
 
     async def key_by_hash(self, digest: str) -> KeyRow | None:
         """See `base.PoolStore.key_by_hash`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             row = await db.fetchrow(KEY_BY_HASH, digest)
         return key_from_row(row) if row is not None else None
 
@@ -528,7 +528,7 @@ class Outbox(TableBase):
 
     async def next_event_due(self, *, now: float) -> float | None:
         """See `base.OutboxStore.next_event_due`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             due = await db.fetchval(NEXT_DUE, now)
         return float(due) if due is not None else None
 
@@ -558,17 +558,17 @@ class Outbox(TableBase):
 
     async def events_of(self, history_id: str) -> list[OutboxEvent]:
         """See `base.OutboxStore.events_of`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             return [event_from_row(row) for row in await db.fetch(EVENTS_OF, history_id)]
 
     async def attempts_of(self, history_id: str) -> list[Attempt]:
         """See `base.OutboxStore.attempts_of`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             return [attempt_from_row(row) for row in await db.fetch(ATTEMPTS_OF, history_id)]
 
     async def event_state_counts(self) -> dict[EventState, int]:
         """See `base.OutboxStore.event_state_counts`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             return {EventState(row["state"]): int(row["n"]) for row in await db.fetch(STATE_COUNTS)}
 
 
@@ -640,7 +640,7 @@ class Tasks(Outbox):
 
     async def get(self, history_id: str) -> TaskRecord | None:
         """See `base.TaskTable.get`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             row = await db.fetchrow(GET_TASK, history_id)
         return record_from_row(row) if row is not None else None
 
@@ -648,7 +648,7 @@ class Tasks(Outbox):
         """See `base.TaskTable.get_many`."""
         if not history_ids:
             return {}
-        async with self._read_db() as db:
+        async with self._read() as db:
             rows = await db.fetch(GET_TASKS, list(history_ids))
         return {row["history_id"]: record_from_row(row) for row in rows}
 
@@ -656,25 +656,25 @@ class Tasks(Outbox):
         """See `base.TaskTable.links`."""
         if not history_ids:
             return []
-        async with self._read_db() as db:
+        async with self._read() as db:
             rows = await db.fetch(TASK_LINKS, list(history_ids))
         return [(row["history_id"], row["parent_history_id"]) for row in rows]
 
     async def unfinished(self) -> list[TaskRecord]:
         """See `base.TaskTable.unfinished`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             return [record_from_row(row) for row in await db.fetch(UNFINISHED)]
 
     async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
         """See `base.TaskTable.recent`."""
-        async with self._read_db() as db:
+        async with self._read() as db:
             return [(record_from_row(row), row["webhook_state"]) for row in await db.fetch(RECENT, limit)]
 
     async def recent_of(self, owners: Sequence[str], kind: TaskKind, limit: int) -> list[TaskRecord]:
         """See `base.TaskTable.recent_of`."""
         if not owners:
             return []
-        async with self._read_db() as db:
+        async with self._read() as db:
             return [record_from_row(row) for row in await db.fetch(RECENT_OF, list(owners), kind.value, limit)]
 
     async def update_progress(self, updates: Sequence[Progress]) -> None:
