@@ -78,3 +78,32 @@ async def test_an_older_sqlite_file_migrates_to_the_same_schema(tmp_path: Path, 
     finally:
         await store.close()
     assert sqlite_schema(path) == GOLDEN["sqlite"]
+
+
+async def _record() -> None:
+    """Write GOLDEN from fresh stores of both backends (after a deliberate schema change)."""
+    import tempfile
+
+    import asyncpg
+    from store_backends import local_server
+
+    out: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = await SqliteStore.open(Path(tmp) / "fresh.db", clock=ManualClock())
+        await store.close()
+        out["sqlite"] = sqlite_schema(Path(tmp) / "fresh.db")
+    with local_server() as server:
+        admin = await asyncpg.connect(server.url("postgres"))
+        await admin.execute("CREATE DATABASE fresh")
+        await admin.close()
+        pg = await PostgresStore.open(server.url("fresh"), clock=ManualClock(), pool_size=2)
+        await pg.close()
+        out["postgres"] = await pg_schema(server.url("fresh"))
+    target = Path(__file__).parent / "fixtures" / "store" / "schema.json"
+    target.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":  # PYTHONPATH=. python tests/test_store_schema.py: re-record the fixture
+    import asyncio
+
+    asyncio.run(_record())

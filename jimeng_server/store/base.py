@@ -2,9 +2,9 @@
 backend-neutral types its methods answer with.
 
 Callers (services, the watcher's settler, the webhook sender, the delivery endpoints) depend on `Store`
-only; `app.setup_store` picks the backend from `[store] url`. A backend owns all of its SQL: no connection
-or cursor ever leaves it. To add a group of tables (e.g. accounts), add a Protocol for its operations here,
-implement it in each backend, and have `Store` extend it.
+only; `app.setup_store` picks the backend from `[store] url`. The store owns all of its SQL: no connection
+or cursor ever leaves it. To add a group of tables (e.g. accounts), add a Protocol for its operations here and
+have `Store` extend it; it is implemented once for both backends (`tables.py`, schema in `schema.py`).
 """
 
 from __future__ import annotations

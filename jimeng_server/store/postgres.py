@@ -4,8 +4,9 @@
 Every write that must be atomic runs in one transaction; row locks make concurrent replicas safe:
 idempotency claims lock their key row, outbox claims take due events with `FOR UPDATE SKIP LOCKED` (a
 webhook is sent by one replica at a time), settling only moves tasks still processing. The schema is
-versioned in table `jimeng_schema` through `postgres_sql.MIGRATIONS`, migrated under an advisory lock (one
-replica at a time); a database newer than this code is refused. The SQL is in `postgres_sql.py`.
+versioned in table `jimeng_schema` through `postgres_sql.MIGRATIONS` (`schema.py`), migrated under an
+advisory lock (one replica at a time); a database newer than this code is refused. The tables' statements
+are shared with SQLite (`tables.py`); the PostgreSQL-only SQL is in `postgres_sql.py`.
 
 For replicas (`base.ReplicaStore`): shard watch leases, and LISTEN/NOTIFY on one channel: a stored task, a
 settled task and new due events notify from inside their transaction (delivered on commit).
@@ -24,25 +25,17 @@ import asyncpg
 
 from ..clock import Clock
 from . import postgres_sql as sql
-from .base import (
-    WATCH_SHARDS,
-    Notice,
-    NoticeKind,
-    SchemaVersionError,
-    StoreError,
-)
+from .base import WATCH_SHARDS, Notice, NoticeKind, SchemaVersionError, StoreError
 from .dialect import Db, Dialect, UniqueViolation
-from .rows import (
-    Row,
-)
-from .tables import IdempotencyKeys, KeepJobs, Pool, ResultRefs, Tasks
+from .rows import Row
+from .tables import SharedTables
 
 __all__ = ["PostgresStore"]
 
 log = logging.getLogger(__name__)
 
 
-class PostgresStore(Tasks, IdempotencyKeys, ResultRefs, KeepJobs, Pool):
+class PostgresStore(SharedTables):
     """The PostgreSQL `base.Store`. Build with `PostgresStore(url, clock=..., pool_size=...)`, `await start()`
     (connects, migrates), `close()`. `url` is a libpq URL (`postgresql://user:password@host:port/db`); it is
     never logged."""
@@ -190,11 +183,6 @@ class PostgresStore(Tasks, IdempotencyKeys, ResultRefs, KeepJobs, Pool):
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-async def _notify(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], notice: Notice) -> None:
-    """Notify every listening replica, on commit of the current transaction."""
-    await conn.execute(sql.NOTIFY, _payload(notice))
 
 
 def _payload(notice: Notice) -> str:

@@ -28,7 +28,7 @@ from ..metrics import timed_store
 from . import schema
 from .base import SchemaVersionError, StoreError
 from .dialect import Db, Dialect, SqliteDb
-from .tables import IdempotencyKeys, KeepJobs, Pool, ResultRefs, Tasks
+from .tables import SharedTables
 
 __all__ = ["MIGRATIONS", "Migration", "SqliteStore"]
 
@@ -47,7 +47,7 @@ MIGRATIONS: list[Migration] = list(schema.migrations(Dialect.SQLITE))
 `user_version` i + 1."""
 
 
-class SqliteStore(Tasks, IdempotencyKeys, ResultRefs, KeepJobs, Pool):
+class SqliteStore(SharedTables):
     """The SQLite `base.Store`: task records, idempotency keys and the webhook outbox in one file.
 
     Writes run one at a time under one asyncio lock on the write connection (`BEGIN IMMEDIATE` transactions

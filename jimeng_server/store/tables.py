@@ -3,8 +3,9 @@
 
 A backend supplies `_clock` and three ways to get a `dialect.Db`: `_tx()` (one transaction; on PostgreSQL the
 rows it selects `FOR UPDATE` stay locked until it ends), `_read()` (reads only) and `_stmt()` (one statement
-that is its own transaction). To add a table: its migration (both schemas), a Protocol in `base.py` that
-`Store` extends, and a mixin here that both backends list.
+that is its own transaction), and `_notify` on a shared backend. To add a table: one `shared(...)` step at
+the end of `schema.HISTORY`, a Protocol of its operations in `base.py` that `Store` extends, and its statements
+and a mixin here listed in `SharedTables` (a new record's row mapper goes in `rows.py`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from .rows import (
     settle_params,
 )
 
-__all__ = ["IdempotencyKeys", "KeepJobs", "Outbox", "Pool", "ResultRefs", "TableBase", "Tasks"]
+__all__ = ["IdempotencyKeys", "KeepJobs", "Outbox", "Pool", "ResultRefs", "SharedTables", "TableBase", "Tasks"]
 
 
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
@@ -711,3 +712,8 @@ class Tasks(Outbox):
         """See `base.TaskTable.purge_stale_unfinished`."""
         async with self._stmt() as db:
             return await db.execute(PURGE_STALE, self._clock.time() - older_than)
+
+
+class SharedTables(Tasks, IdempotencyKeys, ResultRefs, KeepJobs, Pool):
+    """Every table both backends have: the base class of `SqliteStore` and `PostgresStore`. A new table's mixin
+    is listed here."""
