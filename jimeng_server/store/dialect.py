@@ -120,10 +120,8 @@ class SqliteDb:
             return list(await self._conn.execute_fetchall(render(query, self.dialect), _sqlite_args(args)))
 
     async def fetchrow(self, query: str, *args: Any) -> Row | None:
-        with _unique_violation():
-            async with self._conn.execute(render(query, self.dialect), _sqlite_args(args)) as cur:
-                row: Row | None = await cur.fetchone()
-                return row
+        rows = await self.fetch(query, *args)  # one trip to aiosqlite's thread (a cursor would take three)
+        return rows[0] if rows else None
 
     async def fetchval(self, query: str, *args: Any) -> Any:
         row = await self.fetchrow(query, *args)
@@ -131,8 +129,8 @@ class SqliteDb:
 
     async def execute(self, query: str, *args: Any) -> int:
         with _unique_violation():
-            async with self._conn.execute(render(query, self.dialect), _sqlite_args(args)) as cur:
-                return cur.rowcount
+            cur = await self._conn.execute(render(query, self.dialect), _sqlite_args(args))
+        return cur.rowcount  # not closed: closing is another trip, and a write's cursor holds nothing
 
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
         with _unique_violation():
