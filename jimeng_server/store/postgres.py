@@ -18,7 +18,6 @@ import logging
 import math
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from types import TracebackType
 from typing import Any
 
 import asyncpg
@@ -86,22 +85,10 @@ class PostgresStore(SharedTables):
         if pool is not None:
             await pool.close()
 
-    async def __aenter__(self) -> PostgresStore:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
     @property
     def schema_version(self) -> int:
         """The schema version this code writes (`len(postgres_sql.MIGRATIONS)`)."""
         return len(sql.MIGRATIONS)
-
-    async def ping(self) -> None:
-        """One round trip to the server (readiness)."""
-        await self._pool.fetchval("SELECT 1")
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Db]:

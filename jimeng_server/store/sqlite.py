@@ -16,7 +16,6 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -146,14 +145,6 @@ class SqliteStore(SharedTables):
                 await reader.close()
             await self._conn_.close()
 
-    async def __aenter__(self) -> SqliteStore:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
     @property
     def path(self) -> Path:
         """The database file."""
@@ -163,11 +154,6 @@ class SqliteStore(SharedTables):
     def schema_version(self) -> int:
         """The schema version this code writes (`len(MIGRATIONS)`)."""
         return len(MIGRATIONS)
-
-    async def ping(self) -> None:
-        """One trivial query: returns when the database answers, raises when it does not (e.g. closed)."""
-        async with self._read() as db:
-            await db.fetchval("SELECT 1")
 
     # ------------------------------------------------------------------ transactions
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Final
+from types import TracebackType
+from typing import Final, Self
 
 from ..clock import Clock
 from ..tasks.claims import ClaimState, IdempotencyClaim, decide_claim
@@ -70,6 +71,22 @@ class TableBase:
 
     async def _notify(self, db: Db, notices: Sequence[Notice]) -> None:
         """Tell the other replicas, on commit of `db`'s transaction (a shared backend overrides this)."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def ping(self) -> None:
+        """One trivial query: returns when the database answers, raises when it does not (e.g. closed)."""
+        async with self._read() as db:
+            await db.fetchval("SELECT 1")
 
 
 # ------------------------------------------------------------------------------------------------ idempotency
