@@ -1,4 +1,5 @@
-"""Domain objects of the task store: task kinds, the spec's public statuses and the task record.
+"""The task records: task kinds, the spec's public statuses, the task record, settlements, webhook event types
+and the store's write requests (progress, finishes, events).
 
 Pure data, no I/O. `TaskRecord.token` is a secret: it is excluded from `repr` so a logged record never
 leaks it.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Any, Final
 
 from ..upstream.history import HistoryRecord
 
@@ -113,6 +114,20 @@ class Settlement:
     results: tuple[str, ...] | None
     item_count: int
     raw_data: dict[str, Any] | None
+
+
+EVENT_SUCCEEDED: Final = "task.succeeded"
+EVENT_FAILED: Final = "task.failed"
+
+
+def event_type_of(status: TaskStatus) -> str:
+    """The webhook event type of a task settling with `status`: `task.succeeded` for DONE, `task.failed` for
+    FAILED; ValueError for a status that is not final."""
+    if status is TaskStatus.DONE:
+        return EVENT_SUCCEEDED
+    if status is TaskStatus.FAILED:
+        return EVENT_FAILED
+    raise ValueError(f"no webhook event for a task that is not final ({status!r})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,22 +8,10 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 from ..tasks.answer import settled_body
-from ..tasks.records import NewEvent, Settlement, TaskStatus
-
-EVENT_SUCCEEDED: Final = "task.succeeded"
-EVENT_FAILED: Final = "task.failed"
-
-
-def event_type_of(status: TaskStatus) -> str:
-    """`task.succeeded` for DONE, `task.failed` for FAILED; ValueError for a status that is not final."""
-    if status is TaskStatus.DONE:
-        return EVENT_SUCCEEDED
-    if status is TaskStatus.FAILED:
-        return EVENT_FAILED
-    raise ValueError(f"no webhook event for a task that is not final ({status!r})")
+from ..tasks.records import NewEvent, Settlement, event_type_of
 
 
 def rfc3339(ts: float) -> str:
