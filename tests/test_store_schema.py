@@ -13,7 +13,7 @@ import pytest
 from store_backends import pg_schema, sqlite_schema
 
 from jimeng_server.clock import ManualClock
-from jimeng_server.store import schema
+from jimeng_server.store import postgres_sql, schema
 from jimeng_server.store.dialect import Dialect
 from jimeng_server.store.postgres import PostgresStore
 from jimeng_server.store.sqlite import SqliteStore
@@ -40,6 +40,32 @@ async def test_fresh_sqlite_schema_is_unchanged(tmp_path: Path) -> None:
 async def test_fresh_postgres_schema_is_unchanged(pg_url: str) -> None:
     store = await PostgresStore.open(pg_url, clock=ManualClock(), pool_size=2)
     await store.close()
+    assert await pg_schema(pg_url) == GOLDEN["postgres"]
+
+
+@pytest.mark.parametrize("version", [1, 3])
+async def test_an_older_postgres_database_migrates_to_the_same_schema(pg_url: str, version: int) -> None:
+    """A database an older server left at version 1 or 3, holding a task, is migrated and keeps it."""
+    import asyncpg
+
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(postgres_sql.VERSION_TABLE)
+        for script in schema.migrations(Dialect.POSTGRES)[:version]:
+            await conn.execute(script)
+        await conn.execute(postgres_sql.WRITE_VERSION, version)
+        await conn.execute(
+            "INSERT INTO tasks (history_id, account_fp, token, kind, model, submit_id, status, created_at, "
+            "updated_at) VALUES ('h-old', 'fp', 'tok', 'video', 'jimeng-video-3.0', 's1', 20, 1.0, 1.0)"
+        )
+    finally:
+        await conn.close()
+    store = await PostgresStore.open(pg_url, clock=ManualClock(), pool_size=2)
+    try:
+        record = await store.get("h-old")
+        assert record is not None and (record.kind, record.status) == (TaskKind.VIDEO, TaskStatus.PROCESSING)
+    finally:
+        await store.close()
     assert await pg_schema(pg_url) == GOLDEN["postgres"]
 
 
