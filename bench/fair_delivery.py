@@ -37,8 +37,8 @@ from jimeng_server.clock import SystemClock
 from jimeng_server.config import WebhookConfig
 from jimeng_server.net.policy import FetchPolicy
 from jimeng_server.services.settlement import TaskSettler
-from jimeng_server.store.models import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
-from jimeng_server.store.sqlite import TaskStore
+from jimeng_server.store.sqlite import SqliteStore
+from jimeng_server.tasks.records import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
 from jimeng_server.upstream.history import parse_record
 from jimeng_server.webhooks.sender import WebhookSender
 
@@ -119,7 +119,7 @@ async def scenario(
         )
     items = [{"image": {"large_images": [{"image_url": f"https://cdn.example/{n}.webp"}]}} for n in range(4)]
     record = parse_record({"status": 50, "item_list": items})
-    async with await TaskStore.open(db_dir / f"{name}.db", clock=clock) as store:
+    async with await SqliteStore.open(db_dir / f"{name}.db", clock=clock) as store:
         now = clock.time()
         settler = TaskSettler(store, clock)
         if name != "baseline":

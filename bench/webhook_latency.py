@@ -26,8 +26,8 @@ from jimeng_server.clock import SystemClock
 from jimeng_server.config import WebhookConfig
 from jimeng_server.net.policy import FetchPolicy
 from jimeng_server.services.settlement import TaskSettler
-from jimeng_server.store.models import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
-from jimeng_server.store.sqlite import TaskStore
+from jimeng_server.store.sqlite import SqliteStore
+from jimeng_server.tasks.records import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
 from jimeng_server.upstream.history import parse_record
 from jimeng_server.webhooks.sender import WebhookSender
 from jimeng_server.webhooks.signatures import parse_secret
@@ -60,7 +60,7 @@ async def run(tasks: int, concurrency: int, db_dir: Path, *, burst: bool) -> Non
 
     clock = SystemClock()
     secret = parse_secret("whsec_" + base64.b64encode(os.urandom(32)).decode())
-    async with await TaskStore.open(db_dir / "bench.db", clock=clock) as store:
+    async with await SqliteStore.open(db_dir / "bench.db", clock=clock) as store:
         now = clock.time()
         for i in range(tasks):
             await store.insert(

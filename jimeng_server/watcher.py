@@ -49,7 +49,7 @@ from .clock import Clock, sleep_unless
 from .config import KindSchedule, WatcherConfig
 from .metrics import timed_poll
 from .polltiming import CompletionTimes, finish_estimate, profile_of
-from .store.models import Outcome, Reason, TaskKind, TaskStatus
+from .tasks.records import Outcome, Reason, TaskKind, TaskStatus
 from .upstream.client import JimengClient
 from .upstream.errors import UpstreamError, UpstreamRetError
 from .upstream.history import (

@@ -29,7 +29,7 @@ import pytest
 
 from jimeng_server.clock import Clock
 from jimeng_server.store.base import Store
-from jimeng_server.store.sqlite import TaskStore
+from jimeng_server.store.sqlite import SqliteStore
 
 BACKENDS = ("sqlite", "postgresql")
 ENV_URL = "JIMENG_TEST_POSTGRES"
@@ -160,7 +160,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def open_store(url: str, clock: Clock) -> Store:
     """A started store for `url` (either backend)."""
     if url.startswith("sqlite:///"):
-        return await TaskStore.open(url.removeprefix("sqlite:///"), clock=clock)
+        return await SqliteStore.open(url.removeprefix("sqlite:///"), clock=clock)
     from jimeng_server.store.postgres import PostgresStore
 
     return await PostgresStore.open(url, clock=clock, pool_size=4)
@@ -187,5 +187,59 @@ async def execute_sql(url: str, sql: str, *args: object) -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(sql, *args)
+    finally:
+        await conn.close()
+
+
+def sqlite_schema(path: str | Path) -> dict[str, object]:
+    """The structure of an SQLite store file, comparable across migration paths: per table its columns
+    (name, type, not null, default, primary-key position), WITHOUT ROWID or not, indexes (columns, unique,
+    partial condition) and foreign keys; plus `user_version`."""
+    conn = sqlite3.connect(path)
+    try:
+        tables: dict[str, object] = {}
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        for table in names:
+            columns = [list(r[1:]) for r in conn.execute(f"PRAGMA table_info({table})")]
+            (without_rowid,) = conn.execute("SELECT wr FROM pragma_table_list WHERE name = ?", (table,)).fetchone()
+            indexes = {}
+            for _seq, name, unique, origin, partial in conn.execute(f"PRAGMA index_list({table})"):
+                cols = [r[2] for r in conn.execute(f"PRAGMA index_info({name})")]
+                where = None
+                if partial:
+                    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+                    where = " ".join(sql.split(" WHERE ", 1)[1].split())
+                indexes[name if origin == "c" else f"{origin}:{','.join(cols)}"] = [cols, unique, where]
+            foreign = [list(r[2:]) for r in conn.execute(f"PRAGMA foreign_key_list({table})")]
+            tables[table] = {"columns": columns, "without_rowid": without_rowid, "indexes": indexes, "fks": foreign}
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        return {"user_version": version, "tables": tables}
+    finally:
+        conn.close()
+
+
+async def pg_schema(url: str) -> dict[str, object]:
+    """The structure of a PostgreSQL store database: columns (type, nullable, default, identity), index
+    definitions, constraint definitions and the schema version."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        columns = await conn.fetch(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default, is_identity, identity_generation "
+            "FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+        )
+        indexes = await conn.fetch("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname")
+        constraints = await conn.fetch(
+            "SELECT conrelid::regclass::text AS t, conname, pg_get_constraintdef(oid) AS d FROM pg_constraint "
+            "WHERE connamespace = 'public'::regnamespace ORDER BY t, conname"
+        )
+        version = await conn.fetchval("SELECT version FROM jimeng_schema")
+        return {
+            "version": version,
+            "columns": [list(r.values()) for r in columns],
+            "indexes": [r["indexdef"] for r in indexes],
+            "constraints": [list(r.values()) for r in constraints],
+        }
     finally:
         await conn.close()

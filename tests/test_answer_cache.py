@@ -18,7 +18,7 @@ from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, ResultsConfig
 from jimeng_server.services.answers import CLOCK_MARGIN, ENTRY_OVERHEAD, AnswerCache, encode_batch, encode_json
 from jimeng_server.simulator import Simulator
-from jimeng_server.store.answer import body_of_row
+from jimeng_server.tasks.answer import body_of_row
 
 SUBMIT = "/v1/async/images/generations"
 QUERY = "/v1/async/tasks/query"

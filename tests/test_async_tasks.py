@@ -15,7 +15,7 @@ from jimeng_server.api.appkeys import RETENTION, STORE, WATCHER
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import StoreConfig
 from jimeng_server.simulator import Simulator
-from jimeng_server.store.models import TaskStatus
+from jimeng_server.tasks.records import TaskStatus
 
 SUBMIT = "/v1/async/images/generations"
 MESSAGE = "任务已提交，请使用 history_id 查询任务状态"

@@ -30,7 +30,7 @@ from jimeng_server.metrics import KEEP_FAILURES
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.faults import Fault, FaultKind
 from jimeng_server.store.keeping import KeepState
-from jimeng_server.store.models import Outcome, Reason, TaskKind, TaskStatus
+from jimeng_server.tasks.records import Outcome, Reason, TaskKind, TaskStatus
 from jimeng_server.upstream.history import parse_record
 from jimeng_server.webhooks.signatures import parse_secret, sign
 

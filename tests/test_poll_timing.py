@@ -23,7 +23,7 @@ from jimeng_server.config import Config, ConfigError, parse_config
 from jimeng_server.polltiming import CompletionTimes, finish_estimate, profile_of
 from jimeng_server.services.generation import Submission
 from jimeng_server.simulator import Simulator
-from jimeng_server.store.models import Outcome, TaskStatus
+from jimeng_server.tasks.records import Outcome, TaskStatus
 from jimeng_server.watcher import Watcher
 
 # ------------------------------------------------------------------ the learned distribution (pure)

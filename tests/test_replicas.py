@@ -19,10 +19,10 @@ from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config
 from jimeng_server.services.replicas import Replicas
 from jimeng_server.simulator import Simulator
-from jimeng_server.store.answer import outcome_of_row, settlement_of
 from jimeng_server.store.base import WATCH_SHARDS, ReplicaStore, shard_of
-from jimeng_server.store.models import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
 from jimeng_server.store.postgres import PostgresStore
+from jimeng_server.tasks.answer import outcome_of_row, settlement_of
+from jimeng_server.tasks.records import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
 from jimeng_server.upstream.history import parse_record
 from jimeng_server.upstream.tokens import parse_token
 

@@ -9,7 +9,7 @@ from support import CN_TOKEN, CN_TOKEN_2, US_SESSION, US_TOKEN, bearer, json_of
 from jimeng_server.api.appkeys import STORE, WATCHER
 from jimeng_server.clock import ManualClock
 from jimeng_server.simulator import Simulator
-from jimeng_server.store.models import TaskStatus
+from jimeng_server.tasks.records import TaskStatus
 
 SUBMIT = "/v1/async/images/generations"
 

@@ -10,7 +10,7 @@ import pytest
 from samples import load_sample, sample_text
 
 from jimeng_server.errors import from_upstream
-from jimeng_server.store.answer import task_query_body
+from jimeng_server.tasks.answer import task_query_body
 from jimeng_server.upstream.client import generated_history_id, parse_credits
 from jimeng_server.upstream.envelope import unwrap
 from jimeng_server.upstream.errors import UpstreamRetError

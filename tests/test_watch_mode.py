@@ -14,7 +14,7 @@ from jimeng_server.api.appkeys import QUERIES, STORE, WATCHER
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config
 from jimeng_server.simulator import Fault, FaultKind, Simulator
-from jimeng_server.store.models import TaskStatus
+from jimeng_server.tasks.records import TaskStatus
 from jimeng_server.upstream.tokens import parse_token
 
 SUBMIT = "/v1/async/images/generations"

@@ -21,7 +21,7 @@ from jimeng_server.services.callers import Caller
 from jimeng_server.services.generation import Submission
 from jimeng_server.services.idempotency import SpendMark
 from jimeng_server.simulator import Fault, FaultKind, Script, Simulator, Step
-from jimeng_server.store.models import Outcome, Reason, TaskKind, TaskStatus
+from jimeng_server.tasks.records import Outcome, Reason, TaskKind, TaskStatus
 from jimeng_server.upstream.codes import StatusPolicy
 from jimeng_server.upstream.tokens import parse_token
 from jimeng_server.watcher import Watcher

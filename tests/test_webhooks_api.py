@@ -19,7 +19,7 @@ from webhook_support import SECRET, Receiver, Reply, done_outcome, failed_outcom
 from jimeng_server.api.appkeys import SETTLER, STORE, WEBHOOKS
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, WebhookConfig
-from jimeng_server.store.models import Reason, TaskStatus
+from jimeng_server.tasks.records import Reason, TaskStatus
 from jimeng_server.upstream.tokens import parse_token
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]

@@ -31,10 +31,10 @@ from jimeng_server.clock import ManualClock
 from jimeng_server.config import WebhookConfig
 from jimeng_server.net.policy import FetchPolicy
 from jimeng_server.services.settlement import TaskSettler
-from jimeng_server.store.answer import body_of_row
 from jimeng_server.store.base import Store
-from jimeng_server.store.models import Finish, NewEvent, Reason, Settlement, TaskStatus
 from jimeng_server.store.outbox import Attempt, EventState, OutboxEvent
+from jimeng_server.tasks.answer import body_of_row
+from jimeng_server.tasks.records import Finish, NewEvent, Reason, Settlement, TaskStatus
 from jimeng_server.webhooks.sender import WebhookSender
 from jimeng_server.webhooks.signatures import parse_secret
 

@@ -23,7 +23,7 @@ from webhook_support import SECRET, Receiver, Reply, add_done_task
 
 from jimeng_server.clock import ManualClock
 from jimeng_server.store.outbox import EventState
-from jimeng_server.store.sqlite import TaskStore
+from jimeng_server.store.sqlite import SqliteStore
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ async def test_kill_9_with_deliveries_in_flight_loses_nothing(
     db = tmp_path / "tasks.db"
     log = tmp_path / "sender.log"
     clock = ManualClock(start=time.time() - 1)  # events are due by the child's real clock
-    async with await TaskStore.open(db, clock=clock) as store:
+    async with await SqliteStore.open(db, clock=clock) as store:
         for i in range(EVENTS):
             await add_done_task(store, clock, f"h{i:03d}", str(server.make_url("/hook")))
 
@@ -71,7 +71,7 @@ async def test_kill_9_with_deliveries_in_flight_loses_nothing(
             child.kill()
             await child.wait()
     rec.released.set()  # the hung requests' client is gone; let the handlers end
-    async with await TaskStore.open(db, clock=clock) as store:
+    async with await SqliteStore.open(db, clock=clock) as store:
         counts = await store.event_state_counts()
     assert counts == {
         EventState.DELIVERED: FIRST_RUN_OK,
@@ -94,5 +94,5 @@ async def test_kill_9_with_deliveries_in_flight_loses_nothing(
     assert len(set(rec.ids())) == EVENTS
     for got in rec.requests[-5:]:
         Webhook(SECRET).verify(got.body, got.headers)
-    async with await TaskStore.open(db, clock=clock) as store:
+    async with await SqliteStore.open(db, clock=clock) as store:
         assert await store.event_state_counts() == {EventState.DELIVERED: EVENTS}

@@ -18,9 +18,9 @@ from jimeng_server.api.callbacks import optional_callback_url, validate_callback
 from jimeng_server.config import DEFAULT_WEBHOOK_SCHEDULE, ConfigError, WebhookConfig, parse_config
 from jimeng_server.errors import BadRequest
 from jimeng_server.net.policy import FetchPolicy
-from jimeng_server.store.answer import settlement_of, task_query_body, wire_fail_code
-from jimeng_server.store.models import Reason, TaskStatus
-from jimeng_server.webhooks.events import event_body, event_type_of, new_event_id
+from jimeng_server.tasks.answer import settlement_of, task_query_body, wire_fail_code
+from jimeng_server.tasks.records import Reason, TaskStatus, event_type_of
+from jimeng_server.webhooks.events import event_body, new_event_id
 from jimeng_server.webhooks.sender import parse_retry_after, retry_delay
 from jimeng_server.webhooks.signatures import WebhookSecretError, delivery_headers, parse_secret, secret_key, sign
 

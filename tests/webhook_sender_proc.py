@@ -13,7 +13,7 @@ import sys
 from jimeng_server.clock import SystemClock
 from jimeng_server.config import WebhookConfig
 from jimeng_server.net.policy import FetchPolicy
-from jimeng_server.store.sqlite import TaskStore
+from jimeng_server.store.sqlite import SqliteStore
 from jimeng_server.webhooks.sender import WebhookSender
 from jimeng_server.webhooks.signatures import secret_key
 
@@ -27,7 +27,7 @@ async def main(db_path: str, concurrency: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with await TaskStore.open(db_path, clock=clock) as store:
+    async with await SqliteStore.open(db_path, clock=clock) as store:
         sender = WebhookSender(
             store, config, clock, policy=FetchPolicy(allow_private_networks=True), secret=secret_key(config)
         )

@@ -12,7 +12,7 @@ from aiohttp import web
 from jimeng_server.clock import Clock
 from jimeng_server.services.settlement import TaskSettler
 from jimeng_server.store.base import Store
-from jimeng_server.store.models import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
+from jimeng_server.tasks.records import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
 from jimeng_server.upstream.history import parse_record
 
 SECRET = "whsec_" + base64.b64encode(b"jimeng-test-webhook-secret-32byt").decode()

@@ -22,8 +22,8 @@ from ..config import AdminConfig
 from ..errors import BadRequest, Unauthorized
 from ..integers import NumberError, parse_int
 from ..services.insights import failure_code
-from ..store.models import TaskRecord
 from ..store.pool import key_owner
+from ..tasks.records import TaskRecord
 from .admin_views import account_view, key_view
 from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, TASK_RECORDS
 from .request import json_object

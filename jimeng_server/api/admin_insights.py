@@ -20,9 +20,9 @@ from aiohttp import web
 from ..errors import BadRequest, NotFound
 from ..logs import LogTail
 from ..services.insights import STATUS_NAMES, status_history, summarize
-from ..store.answer import body_of_row
-from ..store.models import TaskRecord
 from ..store.pool import key_owner
+from ..tasks.answer import body_of_row
+from ..tasks.records import TaskRecord
 from .admin import admin_only
 from .admin_views import account_view
 from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, TASK_RECORDS

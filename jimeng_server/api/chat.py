@@ -36,7 +36,7 @@ from ..services.chat import (
 )
 from ..services.results import failure_error
 from ..services.task_follow import follow, is_final, last_of
-from ..store.models import TaskKind, TaskStatus
+from ..tasks.records import TaskKind, TaskStatus
 from ..upstream.errors import UpstreamError
 from .appkeys import CLOCK, COMPOSITIONS, CONFIG, GENERATION, QUERIES, VIDEOS, WATCHER
 from .callbacks import callback_url_of

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ..errors import Conflict, NotFound
 from ..services.task_records import DeliveryLog
-from ..store.models import TaskRecord
+from ..tasks.records import TaskRecord
 from .appkeys import RESULT_LINKS, TASK_RECORDS, WEBHOOKS
 from .request import caller_of
 from .responses import json_answer

@@ -23,7 +23,7 @@ from ..concurrency import uncancellable
 from ..errors import ApiError, BadRequest, Conflict, Unprocessable, from_upstream
 from ..services.answers import encode_json
 from ..services.idempotency import MAX_KEY_LENGTH, SpendMark, request_hash, valid_key
-from ..store.base import ClaimState
+from ..tasks.claims import ClaimState
 from ..upstream.errors import UpstreamError
 from .appkeys import IDEMPOTENCY
 from .request import caller_of

@@ -21,7 +21,7 @@ from ..services.idempotency import SpendMark
 from ..services.inputs import InputImage
 from ..services.params import ImageParams
 from ..services.results import partial_note, require_results
-from ..store.models import Outcome, TaskKind
+from ..tasks.records import Outcome, TaskKind
 from .appkeys import COMPOSITIONS, CONFIG, GENERATION
 from .b64_answers import spooled_results
 from .callbacks import refuse_callback_url

@@ -24,7 +24,7 @@ from ..services.callers import Caller
 from ..services.results import failure_error
 from ..services.task_queries import not_found
 from ..services.video_shapes import gateway_task, gateway_video_fields, openai_video, openai_video_fields, status_of
-from ..store.models import TaskKind
+from ..tasks.records import TaskKind
 from .appkeys import CONFIG, POOL, QUERIES, TASK_RECORDS, VIDEOS
 from .async_tasks import history_id_value
 from .callbacks import callback_url_of

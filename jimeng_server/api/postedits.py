@@ -26,7 +26,7 @@ from ..services.generation import Submission
 from ..services.idempotency import SpendMark
 from ..services.postedits import PostEditParams, PostEdits, SourceTask
 from ..services.results import require_results
-from ..store.models import Outcome
+from ..tasks.records import Outcome
 from ..upstream.catalog import RATIOS, image_size
 from ..upstream.postedit_payloads import Expansion, PostEditTool
 from .appkeys import ACCOUNT_POOL, COMPOSITIONS, CONFIG, GENERATION, POSTEDITS, QUERIES, STORE

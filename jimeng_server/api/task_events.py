@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..store.models import TaskKind
+from ..tasks.records import TaskKind
 from .appkeys import CLOCK, QUERIES
 from .async_tasks import history_id_value
 from .request import caller_of

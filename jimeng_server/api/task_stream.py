@@ -25,7 +25,7 @@ from ..services.chat import POLL_SECONDS
 from ..services.generation import Submission
 from ..services.idempotency import SpendMark
 from ..services.task_follow import follow, is_final
-from ..store.models import TaskKind
+from ..tasks.records import TaskKind
 from ..upstream.errors import UpstreamError
 from .appkeys import CLOCK, QUERIES, WATCHER
 from .idempotency import idempotent

@@ -19,7 +19,7 @@ from ..services.callers import Caller
 from ..services.idempotency import SpendMark
 from ..services.params import VideoParams
 from ..services.results import partial_note, require_results
-from ..store.models import Outcome, TaskKind
+from ..tasks.records import Outcome, TaskKind
 from .appkeys import CONFIG, VIDEOS
 from .b64_answers import spooled_results
 from .callbacks import refuse_callback_url

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadRequest
-from ..store.models import TaskKind
+from ..tasks.records import TaskKind
 from ..upstream import catalog
 
 POLL_SECONDS = 5.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..store.models import TaskKind
+from ..tasks.records import TaskKind
 from ..upstream import catalog
 from ..upstream.audits import AuditMaterial
 from ..upstream.payloads import ImageRef

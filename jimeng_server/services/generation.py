@@ -15,7 +15,7 @@ from typing import Any
 from ..clock import Clock
 from ..config import Config
 from ..errors import BadRequest
-from ..store.models import Outcome, TaskKind
+from ..tasks.records import Outcome, TaskKind
 from ..upstream import catalog
 from ..upstream.client import JimengClient
 from ..upstream.discovery import DiscoveredModel

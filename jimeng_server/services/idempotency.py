@@ -16,7 +16,8 @@ from typing import Any
 
 from ..clock import Clock
 from ..config import StoreConfig
-from ..store.base import IdempotencyClaim, IdempotencyStore
+from ..store.base import IdempotencyStore
+from ..tasks.claims import IdempotencyClaim
 from ..upstream.errors import UpstreamRetError
 from .callers import Payer
 

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..store.models import TaskRecord, TaskStatus
 from ..store.pool import AccountRow, KeyRow, key_owner
+from ..tasks.records import TaskRecord, TaskStatus
 
 STATUS_NAMES = {TaskStatus.DONE: "done", TaskStatus.FAILED: "failed", TaskStatus.PROCESSING: "processing"}
 

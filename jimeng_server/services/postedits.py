@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import BadRequest, Conflict
 from ..store.base import Store
-from ..store.models import TaskKind, TaskRecord, TaskStatus
+from ..tasks.records import TaskKind, TaskRecord, TaskStatus
 from ..upstream.history import parse_record
 from ..upstream.payloads import ImageRef
 from ..upstream.postedit_payloads import (

@@ -24,8 +24,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from ..clock import Clock, sleep_unless
-from ..store.answer import outcome_of_row
 from ..store.base import Notice, NoticeKind, ReplicaStore, Store, shard_of
+from ..tasks.answer import outcome_of_row
 from ..watcher import Watcher
 from ..webhooks.sender import WebhookSender
 

@@ -39,11 +39,11 @@ from typing import Any
 
 from ..clock import Clock
 from ..metrics import result_resign
-from ..store.answer import ResultItem, result_item
 from ..store.base import Store
 from ..store.keeping import KeepJob, KeepState
-from ..store.models import Outcome, TaskRecord
 from ..store.outbox import OutboxEvent
+from ..tasks.answer import ResultItem, result_item
+from ..tasks.records import Outcome, TaskRecord
 from ..upstream.client import JimengClient
 from ..upstream.errors import UpstreamError
 from ..upstream.history import local_item_urls

@@ -10,8 +10,8 @@ import aiohttp
 from ..errors import ApiError, BadGateway, ContentRejected, GatewayTimeout, PayloadTooLarge, Unauthorized
 from ..net.errors import TooLargeError
 from ..net.spool import Download, spool_chunks
-from ..store import answer
-from ..store.models import Outcome, TaskStatus
+from ..tasks import answer
+from ..tasks.records import Outcome, TaskStatus
 from ..upstream.codes import STATUS_FAILURES
 from ..upstream.tokens import Account
 from ..upstream.transport import SessionPool
@@ -30,7 +30,7 @@ _ERRORS: dict[str, type[ApiError]] = {
 def require_results(outcome: Outcome) -> tuple[str, ...]:
     """The result URLs of a finished task, or raise the API error that explains why there are none.
 
-    Maps an outcome exactly as the async API settles it (store/answer.py): a task whose wait ran out is a
+    Maps an outcome exactly as the async API settles it (tasks/answer.py): a task whose wait ran out is a
     504 TASK_TIMEOUT with the task's `history_id` as a field of the error (the task goes on; query it later with
     it); a failed task that still produced items yields
     those items (see `partial_note`); any other failure raises its failure code with its HTTP status.

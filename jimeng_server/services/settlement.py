@@ -4,7 +4,7 @@ sender is woken. Also stores progress of tasks still running.
 
 A task is settled once: the store ignores a second settlement of a final task, so a query and a poll that
 both see the end write one state and one event. The event's `data` is built from the same settlement as
-the query answer (store/answer.py), so the webhook says what the query says.
+the query answer (tasks/answer.py), so the webhook says what the query says.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import TypeVar
 
 from ..clock import Clock
 from ..concurrency import uncancellable
-from ..store.answer import settlement_of
 from ..store.base import Store
-from ..store.models import Finish, Outcome, Progress
+from ..tasks.answer import settlement_of
+from ..tasks.records import Finish, Outcome, Progress
 from ..upstream.history import HistoryRecord
 from ..webhooks.events import new_event
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..clock import Clock
-from ..store.models import TaskStatus
+from ..tasks.records import TaskStatus
 from .callers import Caller
 from .task_queries import TaskQueries
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 from ..concurrency import uncancellable
 from ..store.base import Store
-from ..store.models import TaskRecord, TaskStatus
 from ..store.secretbox import SecretBox, SecretError
+from ..tasks.records import TaskRecord, TaskStatus
 from ..upstream.tokens import Account, TokenError, parse_token
 from ..watcher import Watcher
 from .callers import ResolveAccount

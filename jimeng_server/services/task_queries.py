@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from ..clock import Clock
 from ..config import WatcherConfig
 from ..errors import NotFound, from_upstream
-from ..store.answer import TaskBody, body_of_record, body_of_row, record_reason
 from ..store.base import Store
-from ..store.models import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
+from ..tasks.answer import TaskBody, body_of_record, body_of_row, record_reason
+from ..tasks.records import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
 from ..upstream.errors import UpstreamError
 from ..upstream.history import HistoryRecord, parse_record
 from ..upstream.tokens import Account

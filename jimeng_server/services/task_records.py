@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..store.base import Redelivery, Store
-from ..store.models import TaskKind, TaskRecord
+from ..tasks.records import TaskKind, TaskRecord
 from ..store.outbox import Attempt, OutboxEvent
 from .callers import Caller
 

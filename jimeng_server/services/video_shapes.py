@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import BadRequest
-from ..store.models import TaskStatus
+from ..tasks.records import TaskStatus
 from ..upstream import catalog
 
 _SIZE = re.compile(r"\s*(\d{1,5})\s*[xX×*]\s*(\d{1,5})\s*")

@@ -23,7 +23,7 @@ from ..audio import AudioFacts, audio_facts
 from ..concurrency import all_or_nothing
 from ..errors import BadRequest
 from ..net.spool import Download
-from ..store.models import TaskKind
+from ..tasks.records import TaskKind
 from ..upstream import catalog
 from ..upstream.audits import AuditMaterial
 from ..upstream.payloads import ImageRef

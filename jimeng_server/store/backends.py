@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..clock import Clock
 from ..config import ConfigError, StoreConfig
 from .base import Store
-from .sqlite import TaskStore
+from .sqlite import SqliteStore
 
 __all__ = ["store_backend"]
 
@@ -21,6 +21,6 @@ def store_backend(config: StoreConfig, clock: Clock) -> Store:
                 "store.url: PostgreSQL needs the asyncpg driver: pip install 'jimeng-server[postgres]'"
             ) from None
         return PostgresStore(config.url, clock=clock, pool_size=config.pool_size)
-    return TaskStore(
+    return SqliteStore(
         config.sqlite_path, clock=clock, synchronous=config.synchronous, read_connections=config.read_connections
     )

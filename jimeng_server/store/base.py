@@ -1,10 +1,10 @@
-"""The store interface every backend implements (`sqlite.TaskStore`, `postgres.PostgresStore`), and the
+"""The store interface every backend implements (`sqlite.SqliteStore`, `postgres.PostgresStore`), and the
 backend-neutral types its methods answer with.
 
 Callers (services, the watcher's settler, the webhook sender, the delivery endpoints) depend on `Store`
-only; `app.setup_store` picks the backend from `[store] url`. A backend owns all of its SQL: no connection
-or cursor ever leaves it. To add a group of tables (e.g. accounts), add a Protocol for its operations here,
-implement it in each backend, and have `Store` extend it.
+only; `app.setup_store` picks the backend from `[store] url`. The store owns all of its SQL: no connection
+or cursor ever leaves it. To add a group of tables (e.g. accounts), add a Protocol for its operations here and
+have `Store` extend it; it is implemented once for both backends (`tables.py`, schema in `schema.py`).
 """
 
 from __future__ import annotations
@@ -15,16 +15,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Protocol, runtime_checkable
 
+from ..tasks.claims import IdempotencyClaim
+from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord
 from ..upstream.links import ResultRef
 from .keeping import KeepJob, KeptFile
-from .models import Finish, Progress, Settled, TaskKind, TaskRecord
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
 
 __all__ = [
     "WATCH_SHARDS",
-    "ClaimState",
-    "IdempotencyClaim",
     "IdempotencyStore",
     "KeepStore",
     "Notice",
@@ -62,24 +61,6 @@ class SchemaVersionError(StoreError):
 
 class TaskOwnershipError(StoreError):
     """A task id is already stored for another account; the message names the id, never a token."""
-
-
-class ClaimState(StrEnum):
-    """Outcome of `IdempotencyStore.claim_idempotency_key`."""
-
-    NEW = "new"  # first use of the key: run the request, then complete_idempotency_key or release_idempotency_key
-    REPLAY = "replay"  # same request already answered: send the stored status and body again
-    MISMATCH = "mismatch"  # key reused with a different request body
-    IN_PROGRESS = "in_progress"  # the first request with this key has not finished yet
-
-
-@dataclass(frozen=True, slots=True)
-class IdempotencyClaim:
-    """An idempotency decision; `status` and `body` are set only for REPLAY."""
-
-    state: ClaimState
-    status: int | None = None
-    body: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

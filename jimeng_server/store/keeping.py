@@ -1,17 +1,16 @@
 """Keep jobs (`[results] keep = "local"`, issue 21): one row per result of a settled task, from "pending" to "kept"
 (the bytes are in the results directory under `file_id`, the SHA-256 of their content) or "failed" (the keeper gave
 up after its retries; the answer then carries the upstream's link); a kept result becomes "expired" when retention
-removes its file. Backend-neutral records; each backend stores
-them behind `base.KeepStore` (`sqlite_keeping.py`, `postgres_sql.py`), the work is `services/keeper.py`.
+removes its file. Backend-neutral records (row mapping in `rows.py`); each backend stores
+them behind `base.KeepStore` (written once in `tables.py`), the work is `services/keeper.py`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
 
-__all__ = ["KEEP_COLUMNS", "KeepJob", "KeepState", "KeptFile", "keep_job_from_row"]
+__all__ = ["KeepJob", "KeepState", "KeptFile"]
 
 
 class KeepState(StrEnum):
@@ -55,29 +54,3 @@ class KeepJob:
     error: str | None
     created_at: float
     updated_at: float
-
-
-KEEP_COLUMNS: Final = (
-    "history_id, position, url, state, attempts, next_attempt_at, lease_until, file_id, size, content_type, error, "
-    "created_at, updated_at"
-)
-"""The columns of `kept_results` in `KeepJob` order."""
-
-
-def keep_job_from_row(row: Any) -> KeepJob:
-    """A `KeepJob` from a row with `KEEP_COLUMNS` (sqlite3.Row or asyncpg.Record)."""
-    return KeepJob(
-        history_id=row["history_id"],
-        position=int(row["position"]),
-        url=row["url"],
-        state=KeepState(row["state"]),
-        attempts=int(row["attempts"]),
-        next_attempt_at=row["next_attempt_at"],
-        lease_until=row["lease_until"],
-        file_id=row["file_id"],
-        size=row["size"],
-        content_type=row["content_type"],
-        error=row["error"],
-        created_at=float(row["created_at"]),
-        updated_at=float(row["updated_at"]),
-    )

@@ -1,6 +1,6 @@
 """The webhook outbox's data: event states, stored events and recorded attempts (backend-neutral).
 
-Each backend stores them (`sqlite_outbox.py`, `postgres_sql.py`) behind `base.OutboxStore`; scheduling and HTTP
+Both backends store them (`tables.Outbox`) behind `base.OutboxStore`; scheduling and HTTP
 live in `webhooks/sender.py`.
 """
 

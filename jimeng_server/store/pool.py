@@ -1,22 +1,12 @@
-"""The account pool's and API keys' data (tables `accounts` and `api_keys`): frozen records and their row
-mapping, backend-neutral. Each backend stores them behind `base.PoolStore` (`sqlite_pool.py`,
-`postgres_sql.py`); an account's `secret` is the stored blob (sealed or not; `store.secretbox` opens it).
+"""The account pool's and API keys' data (tables `accounts` and `api_keys`): frozen records, backend-neutral
+(their row mapping is in `rows.py`). Both backends store them behind `base.PoolStore` (`tables.Pool`);
+an account's `secret` is the stored blob (sealed or not; `store.secretbox` opens it).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Final
-
-ACCOUNT_COLUMNS: Final = (
-    "id, name, region, fingerprint, masked, secret, sealed, has_proxy, enabled, note, last_check_at, "
-    "last_error_code, last_error, cooldown_until, credits, credits_at, created_at"
-)
-KEY_COLUMNS: Final = (
-    "id, name, hash, prefix, accounts, rate_per_minute, max_in_flight, revoked_at, submits, credits_spent, "
-    "last_used_at, created_at"
-)
 
 
 class DuplicateError(Exception):
@@ -120,45 +110,3 @@ class KeyRow:
 def key_owner(key_id: int) -> str:
     """`key:<id>`: the task owner id of an API key (never equal to an account fingerprint, which is hex)."""
     return f"key:{key_id}"
-
-
-def account_from_row(row: Any) -> AccountRow:
-    """An `accounts` row (all of `ACCOUNT_COLUMNS`) as a record."""
-    return AccountRow(
-        id=row["id"],
-        name=row["name"],
-        region=row["region"],
-        fingerprint=row["fingerprint"],
-        masked=row["masked"],
-        secret=bytes(row["secret"]),
-        sealed=bool(row["sealed"]),
-        has_proxy=bool(row["has_proxy"]),
-        enabled=bool(row["enabled"]),
-        note=row["note"],
-        last_check_at=row["last_check_at"],
-        last_error_code=row["last_error_code"],
-        last_error=row["last_error"],
-        cooldown_until=row["cooldown_until"],
-        credits=row["credits"],
-        credits_at=row["credits_at"],
-        created_at=row["created_at"],
-    )
-
-
-def key_from_row(row: Any) -> KeyRow:
-    """An `api_keys` row (all of `KEY_COLUMNS`) as a record."""
-    accounts = row["accounts"]
-    return KeyRow(
-        id=row["id"],
-        name=row["name"],
-        hash=row["hash"],
-        prefix=row["prefix"],
-        accounts=tuple(json.loads(accounts)) if accounts is not None else None,
-        rate_per_minute=row["rate_per_minute"],
-        max_in_flight=row["max_in_flight"],
-        revoked_at=row["revoked_at"],
-        submits=row["submits"],
-        credits_spent=row["credits_spent"],
-        last_used_at=row["last_used_at"],
-        created_at=row["created_at"],
-    )

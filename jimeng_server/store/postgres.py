@@ -4,8 +4,9 @@
 Every write that must be atomic runs in one transaction; row locks make concurrent replicas safe:
 idempotency claims lock their key row, outbox claims take due events with `FOR UPDATE SKIP LOCKED` (a
 webhook is sent by one replica at a time), settling only moves tasks still processing. The schema is
-versioned in table `jimeng_schema` through `postgres_sql.MIGRATIONS`, migrated under an advisory lock (one
-replica at a time); a database newer than this code is refused. The SQL is in `postgres_sql.py`.
+versioned in table `jimeng_schema` through `postgres_sql.MIGRATIONS` (`schema.py`), migrated under an
+advisory lock (one replica at a time); a database newer than this code is refused. The tables' statements
+are shared with SQLite (`tables.py`); the PostgreSQL-only SQL is in `postgres_sql.py`.
 
 For replicas (`base.ReplicaStore`): shard watch leases, and LISTEN/NOTIFY on one channel: a stored task, a
 settled task and new due events notify from inside their transaction (delivered on commit).
@@ -15,58 +16,25 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Collection, Mapping, Sequence
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import asyncpg
 
 from ..clock import Clock
-from ..upstream.links import ResultRef
 from . import postgres_sql as sql
-from .base import (
-    WATCH_SHARDS,
-    ClaimState,
-    IdempotencyClaim,
-    Notice,
-    NoticeKind,
-    Redelivery,
-    SchemaVersionError,
-    StoreError,
-    TaskOwnershipError,
-)
-from .keeping import KeepJob, KeptFile, keep_job_from_row
-from .models import Finish, Progress, Settled, TaskKind, TaskRecord
-from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
-from .pool import (
-    AccountHealth,
-    AccountRow,
-    DuplicateError,
-    KeyRow,
-    NewAccount,
-    NewKey,
-    account_from_row,
-    key_from_row,
-)
-from .rows import (
-    attempt_from_row,
-    attempt_params,
-    event_from_row,
-    finish_params,
-    first_finishes,
-    progress_params,
-    record_from_row,
-    record_params,
-    refs_from_text,
-    refs_text,
-    settle_params,
-)
+from .base import WATCH_SHARDS, Notice, NoticeKind, SchemaVersionError, StoreError
+from .dialect import Db, Dialect, UniqueViolation
+from .rows import Row
+from .tables import SharedTables
 
 __all__ = ["PostgresStore"]
 
 log = logging.getLogger(__name__)
 
 
-class PostgresStore:
+class PostgresStore(SharedTables):
     """The PostgreSQL `base.Store`. Build with `PostgresStore(url, clock=..., pool_size=...)`, `await start()`
     (connects, migrates), `close()`. `url` is a libpq URL (`postgresql://user:password@host:port/db`); it is
     never logged."""
@@ -117,392 +85,28 @@ class PostgresStore:
         if pool is not None:
             await pool.close()
 
-    async def __aenter__(self) -> PostgresStore:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
     @property
     def schema_version(self) -> int:
         """The schema version this code writes (`len(postgres_sql.MIGRATIONS)`)."""
         return len(sql.MIGRATIONS)
 
-    async def ping(self) -> None:
-        """One round trip to the server (readiness)."""
-        await self._pool.fetchval("SELECT 1")
-
-    # ------------------------------------------------------------------ tasks
-
-    async def insert(self, record: TaskRecord) -> None:
-        """See `base.TaskTable.insert`."""
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Db]:
+        """One transaction on one pooled connection (`tables.TableBase`)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            status = await conn.execute(sql.INSERT_TASK, *record_params(record), self._clock.time())
-            if _count(status) == 0:
-                owner = await conn.fetchval(sql.TASK_OWNER, record.history_id)
-                if owner is not None and owner != record.account_fp:
-                    raise TaskOwnershipError(f"task {record.history_id!r} is already stored for another account")
-            else:
-                await _notify(conn, Notice(NoticeKind.NEW_TASK, record.history_id))
+            yield PgDb(conn)
 
-    async def get(self, history_id: str) -> TaskRecord | None:
-        """See `base.TaskTable.get`."""
-        row = await self._pool.fetchrow(sql.GET_TASK, history_id)
-        return record_from_row(row) if row is not None else None
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[Db]:
+        """The pool: each statement on any free connection."""
+        yield PgDb(self._pool)
 
-    async def get_many(self, history_ids: Sequence[str]) -> dict[str, TaskRecord]:
-        """See `base.TaskTable.get_many`."""
-        if not history_ids:
-            return {}
-        rows = await self._pool.fetch(sql.GET_TASKS, list(history_ids))
-        return {row["history_id"]: record_from_row(row) for row in rows}
+    _stmt = _read
+    _shared = True
 
-    async def links(self, history_ids: Sequence[str]) -> list[tuple[str, str]]:
-        """See `base.TaskTable.links`."""
-        if not history_ids:
-            return []
-        rows = await self._pool.fetch(sql.TASK_LINKS, list(history_ids))
-        return [(row["history_id"], row["parent_history_id"]) for row in rows]
-
-    async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
-        """See `base.TaskTable.recent`."""
-        return [(record_from_row(row), row["webhook_state"]) for row in await self._pool.fetch(sql.RECENT, limit)]
-
-    async def recent_of(self, owners: Sequence[str], kind: TaskKind, limit: int) -> list[TaskRecord]:
-        """See `base.TaskTable.recent_of`."""
-        rows = await self._pool.fetch(sql.RECENT_OF, list(owners), kind.value, limit)
-        return [record_from_row(row) for row in rows]
-
-    async def unfinished(self) -> list[TaskRecord]:
-        """See `base.TaskTable.unfinished`."""
-        return [record_from_row(row) for row in await self._pool.fetch(sql.UNFINISHED)]
-
-    async def update_progress(self, updates: Sequence[Progress]) -> None:
-        """See `base.TaskTable.update_progress` (one transaction)."""
-        if updates:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.executemany(sql.UPDATE_PROGRESS, progress_params(updates, now=self._clock.time()))
-
-    async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
-        """See `base.TaskTable.settle` (one transaction for the whole batch)."""
-        for final in finals:
-            if not final.settlement.status.final:
-                raise ValueError(f"settle() needs a final status, got {final.settlement.status!r}")
-        if not finals:
-            return []
-        now = self._clock.time()
-        async with self._pool.acquire() as conn, conn.transaction():
-            # A few statements for the whole batch: the tasks still processing (locked, so a settle of the same
-            # task elsewhere waits and then finds it final), then one update and one event insert each.
-            rows = await conn.fetch(sql.OPEN_TASKS_FOR_UPDATE, [f.history_id for f in finals])
-            hooked = {row["history_id"]: bool(row["hooked"]) for row in rows}
-            todo = first_finishes(finals, hooked)
-            if not todo:
-                return []
-            await conn.executemany(sql.SETTLE_TASK, [settle_params(f, now=now) for f in todo])
-            events = [(f.history_id, f.event) for f in todo if f.event is not None and hooked[f.history_id]]
-            if events:
-                await conn.executemany(
-                    sql.INSERT_EVENT, [(e.event_id, e.type, e.body, now, history_id) for history_id, e in events]
-                )
-            notices = [Notice(NoticeKind.SETTLED, f.history_id) for f in todo]
-            if events:
-                notices.append(Notice(NoticeKind.EVENTS))
-            await conn.executemany(sql.NOTIFY, [(_payload(n),) for n in notices])
-        return [Settled(f.history_id, f.event is not None and hooked[f.history_id]) for f in todo]
-
-    async def purge_finished(self, *, older_than: float) -> int:
-        """See `base.TaskTable.purge_finished`."""
-        return _count(await self._pool.execute(sql.PURGE_FINISHED, self._clock.time() - older_than))
-
-    async def purge_stale_unfinished(self, *, older_than: float) -> int:
-        """See `base.TaskTable.purge_stale_unfinished`."""
-        return _count(await self._pool.execute(sql.PURGE_STALE, self._clock.time() - older_than))
-
-    # ------------------------------------------------------------------ result refs
-
-    async def put_result_refs(self, refs: Mapping[str, Sequence[ResultRef | None]]) -> None:
-        """See `base.ResultRefStore.put_result_refs`."""
-        if refs:
-            now = self._clock.time()
-            await self._pool.executemany(sql.PUT_RESULT_REFS, [(hid, refs_text(r), now) for hid, r in refs.items()])
-
-    async def result_refs_of(self, history_ids: Sequence[str]) -> dict[str, tuple[ResultRef | None, ...]]:
-        """See `base.ResultRefStore.result_refs_of`."""
-        if not history_ids:
-            return {}
-        rows = await self._pool.fetch(sql.RESULT_REFS_OF, list(history_ids))
-        return {row["history_id"]: refs_from_text(row["refs"]) for row in rows}
-
-    # ------------------------------------------------------------------ keep jobs
-
-    async def add_keep_jobs(self, jobs: Mapping[str, Sequence[str]], *, now: float) -> None:
-        """See `base.KeepStore.add_keep_jobs` (one transaction)."""
-        rows = [(hid, n, url, now) for hid, urls in jobs.items() for n, url in enumerate(urls)]
-        if rows:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.executemany(sql.ADD_KEEP_JOB, rows)
-
-    async def claim_keep_jobs(self, *, now: float, lease_seconds: float, limit: int) -> list[KeepJob]:
-        """See `base.KeepStore.claim_keep_jobs` (`FOR UPDATE SKIP LOCKED`: replicas never get the same job)."""
-        if limit <= 0:
-            return []
-        rows = await self._pool.fetch(sql.CLAIM_KEEP_JOBS, now, limit, now + lease_seconds)
-        return sorted((keep_job_from_row(r) for r in rows), key=lambda j: (j.history_id, j.position))
-
-    async def finish_keep_job(
-        self, history_id: str, position: int, *, file_id: str, size: int, content_type: str, now: float
-    ) -> None:
-        """See `base.KeepStore.finish_keep_job`."""
-        await self._pool.execute(sql.FINISH_KEEP_JOB, history_id, position, file_id, size, content_type, now)
-
-    async def retry_keep_job(
-        self, history_id: str, position: int, *, error: str, next_attempt_at: float | None, now: float
-    ) -> None:
-        """See `base.KeepStore.retry_keep_job`."""
-        state = "pending" if next_attempt_at is not None else "failed"
-        await self._pool.execute(sql.RETRY_KEEP_JOB, history_id, position, state, error, next_attempt_at, now)
-
-    async def keep_jobs_of(self, history_ids: Sequence[str]) -> dict[str, list[KeepJob]]:
-        """See `base.KeepStore.keep_jobs_of`."""
-        if not history_ids:
-            return {}
-        out: dict[str, list[KeepJob]] = {}
-        for row in await self._pool.fetch(sql.KEEP_JOBS_OF, list(history_ids)):
-            job = keep_job_from_row(row)
-            out.setdefault(job.history_id, []).append(job)
-        return out
-
-    async def next_keep_due(self, *, now: float) -> float | None:
-        """See `base.KeepStore.next_keep_due`."""
-        due = await self._pool.fetchval(sql.NEXT_KEEP_DUE, now)
-        return float(due) if due is not None else None
-
-    async def kept_file_owners(self, file_id: str) -> frozenset[str]:
-        """See `base.KeepStore.kept_file_owners`."""
-        return frozenset(str(r["account_fp"]) for r in await self._pool.fetch(sql.KEPT_FILE_OWNERS, file_id))
-
-    async def wake_held_events(self, history_id: str, *, now: float) -> int:
-        """See `base.KeepStore.wake_held_events` (notifies the replicas' senders when any became due)."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            woken = _count(await conn.execute(sql.WAKE_HELD_EVENTS, now, history_id))
-            if woken:
-                await conn.execute(sql.NOTIFY, _payload(Notice(NoticeKind.EVENTS)))
-        return woken
-
-    async def kept_files(self) -> list[KeptFile]:
-        """See `base.KeepStore.kept_files`."""
-        rows = await self._pool.fetch(sql.KEPT_FILES)
-        return [KeptFile(r["file_id"], int(r["size"] or 0), float(r["last"])) for r in rows]
-
-    async def expire_kept_files(self, file_ids: Sequence[str], *, now: float) -> list[str]:
-        """See `base.KeepStore.expire_kept_files`."""
-        if not file_ids:
-            return []
-        rows = await self._pool.fetch(sql.EXPIRE_FILES, now, list(file_ids))
-        return sorted({str(r["history_id"]) for r in rows})
-
-    # ------------------------------------------------------------------ idempotency keys
-
-    async def claim_idempotency_key(
-        self, account_fp: str, key: str, request_hash: str, *, ttl: float = 86400, lease: float | None = None
-    ) -> IdempotencyClaim:
-        """See `base.IdempotencyStore.claim_idempotency_key`: the key row is inserted or locked, so concurrent
-        claims from any replica are decided one after the other."""
-        now = self._clock.time()
-        async with self._pool.acquire() as conn, conn.transaction():
-            while True:
-                if await conn.fetchval(sql.INSERT_KEY, account_fp, key, request_hash, now, now + ttl) is not None:
-                    return IdempotencyClaim(ClaimState.NEW)
-                row = await conn.fetchrow(sql.LOCK_KEY, account_fp, key)
-                if row is not None:
-                    break  # else the row was released meanwhile: try inserting again
-            stale = lease is not None and row["status"] is None and row["created_at"] <= now - lease
-            if row["expires_at"] <= now or stale:
-                await conn.execute(sql.RENEW_KEY, account_fp, key, request_hash, now, now + ttl)
-                return IdempotencyClaim(ClaimState.NEW)
-            if row["request_hash"] != request_hash:
-                return IdempotencyClaim(ClaimState.MISMATCH)
-            if row["status"] is None:
-                return IdempotencyClaim(ClaimState.IN_PROGRESS)
-            return IdempotencyClaim(ClaimState.REPLAY, status=int(row["status"]), body=bytes(row["body"] or b""))
-
-    async def complete_idempotency_key(self, account_fp: str, key: str, *, status: int, body: bytes) -> None:
-        """See `base.IdempotencyStore.complete_idempotency_key`."""
-        await self._pool.execute(sql.COMPLETE_KEY, account_fp, key, status, body)
-
-    async def release_idempotency_key(self, account_fp: str, key: str) -> None:
-        """See `base.IdempotencyStore.release_idempotency_key`."""
-        await self._pool.execute(sql.RELEASE_KEY, account_fp, key)
-
-    async def purge_idempotency_keys(self) -> int:
-        """See `base.IdempotencyStore.purge_idempotency_keys`."""
-        return _count(await self._pool.execute(sql.PURGE_KEYS, self._clock.time()))
-
-    # ------------------------------------------------------------------ webhook outbox
-
-    async def release_event_leases(self, *, now: float) -> int:
-        """Only EXPIRED leases go back to pending: other replicas may be sending the rest."""
-        return _count(await self._pool.execute(sql.RELEASE_EXPIRED_LEASES, now))
-
-    async def claim_due_events(
-        self, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
-    ) -> list[OutboxEvent]:
-        """See `base.OutboxStore.claim_due_events` (`FOR UPDATE SKIP LOCKED`: concurrent claimers never wait
-        for each other nor get the same event)."""
-        if limit <= 0:
-            return []
-        rows = await self._pool.fetch(sql.CLAIM_DUE, now, list(exclude), limit, lease_until)
-        events = [event_from_row(row) for row in rows]
-        return sorted(events, key=lambda e: (e.next_attempt_at or 0.0, e.seq))
-
-    async def next_event_due(self, *, now: float) -> float | None:
-        """See `base.OutboxStore.next_event_due`."""
-        due = await self._pool.fetchval(sql.NEXT_DUE, now)
-        return float(due) if due is not None else None
-
-    async def record_attempts(self, results: Sequence[AttemptResult]) -> None:
-        """See `base.OutboxStore.record_attempts` (one transaction)."""
-        if not results:
-            return
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.executemany(sql.RECORD_ATTEMPT, attempt_params(results))
-            await conn.executemany(sql.FINISH_ATTEMPT, finish_params(results))
-
-    async def unclaim_events(self, event_ids: Collection[str], *, now: float) -> None:
-        """See `base.OutboxStore.unclaim_events`."""
-        await self._pool.execute(sql.UNCLAIM, now, list(event_ids))
-
-    async def redeliver_latest(self, history_id: str, *, now: float) -> Redelivery:
-        """See `base.OutboxStore.redeliver_latest` (the latest event's row is locked meanwhile)."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(sql.LATEST_EVENT, history_id)
-            if row is None:
-                return Redelivery(None, queued=False)
-            latest = event_from_row(row)
-            queued = _count(await conn.execute(sql.REQUEUE, now, latest.event_id)) == 1
-            if queued:
-                await _notify(conn, Notice(NoticeKind.EVENTS))
-            return Redelivery(latest, queued)
-
-    async def events_of(self, history_id: str) -> list[OutboxEvent]:
-        """See `base.OutboxStore.events_of`."""
-        return [event_from_row(row) for row in await self._pool.fetch(sql.EVENTS_OF, history_id)]
-
-    async def attempts_of(self, history_id: str) -> list[Attempt]:
-        """See `base.OutboxStore.attempts_of`."""
-        return [attempt_from_row(row) for row in await self._pool.fetch(sql.ATTEMPTS_OF, history_id)]
-
-    async def event_state_counts(self) -> dict[EventState, int]:
-        """See `base.OutboxStore.event_state_counts`."""
-        return {EventState(row["state"]): int(row["n"]) for row in await self._pool.fetch(sql.STATE_COUNTS)}
-
-    # ------------------------------------------------------------------ account pool (base.PoolStore)
-
-    async def add_account(self, new: NewAccount, *, now: float) -> AccountRow:
-        """See `base.PoolStore.add_account`."""
-        try:
-            row = await self._pool.fetchrow(
-                sql.INSERT_ACCOUNT,
-                new.name,
-                new.region,
-                new.fingerprint,
-                new.masked,
-                new.secret,
-                new.sealed,
-                new.has_proxy,
-                new.note,
-                now,
-            )
-        except asyncpg.UniqueViolationError as exc:
-            what = "name" if "name" in (exc.constraint_name or "") else "session"
-            shown = repr(new.name) if what == "name" else new.masked
-            raise DuplicateError(f"an account with this {what} ({shown}) is already in the pool") from None
-        assert row is not None
-        return account_from_row(row)
-
-    async def accounts(self) -> list[AccountRow]:
-        """See `base.PoolStore.accounts`."""
-        return [account_from_row(row) for row in await self._pool.fetch(sql.ACCOUNTS)]
-
-    async def account_by_id(self, account_id: int) -> AccountRow | None:
-        """See `base.PoolStore.account_by_id`."""
-        row = await self._pool.fetchrow(sql.ACCOUNT_BY_ID, account_id)
-        return account_from_row(row) if row is not None else None
-
-    async def account_by_name(self, name: str) -> AccountRow | None:
-        """See `base.PoolStore.account_by_name`."""
-        row = await self._pool.fetchrow(sql.ACCOUNT_BY_NAME, name)
-        return account_from_row(row) if row is not None else None
-
-    async def set_account_enabled(self, account_id: int, enabled: bool) -> bool:
-        """See `base.PoolStore.set_account_enabled`."""
-        return _count(await self._pool.execute(sql.SET_ENABLED, account_id, enabled)) > 0
-
-    async def update_account_secret(self, account_id: int, secret: bytes, sealed: bool) -> AccountRow | None:
-        """See `base.PoolStore.update_account_secret`."""
-        row = await self._pool.fetchrow(sql.UPDATE_SECRET, account_id, secret, sealed)
-        return account_from_row(row) if row is not None else None
-
-    async def delete_account(self, account_id: int) -> bool:
-        """See `base.PoolStore.delete_account`."""
-        return _count(await self._pool.execute(sql.DELETE_ACCOUNT, account_id)) > 0
-
-    async def record_account_health(self, account_id: int, health: AccountHealth, *, now: float) -> None:
-        """See `base.PoolStore.record_account_health`."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                sql.RECORD_HEALTH,
-                account_id,
-                health.error_code,
-                health.error,
-                health.cooldown_until,
-                health.checked,
-                now,
-            )
-            if health.credits is not None:
-                await conn.execute(sql.RECORD_CREDITS, account_id, health.credits, now)
-
-    async def pool_tasks_in_flight(self, *, image_since: float, video_since: float) -> list[tuple[int, str, int]]:
-        """See `base.PoolStore.pool_tasks_in_flight`."""
-        rows = await self._pool.fetch(sql.POOL_IN_FLIGHT, video_since, image_since)
-        return [(int(row["account_id"]), row["account_fp"], int(row["n"])) for row in rows]
-
-    async def add_key(self, new: NewKey, *, now: float) -> int:
-        """See `base.PoolStore.add_key`."""
-        try:
-            key_id = await self._pool.fetchval(
-                sql.INSERT_KEY_ROW,
-                new.name,
-                new.digest,
-                new.prefix,
-                new.accounts_json,
-                new.rate_per_minute,
-                new.max_in_flight,
-                now,
-            )
-        except asyncpg.UniqueViolationError:
-            raise DuplicateError(f"an API key named {new.name!r} already exists") from None
-        return int(key_id)
-
-    async def keys(self) -> list[KeyRow]:
-        """See `base.PoolStore.keys`."""
-        return [key_from_row(row) for row in await self._pool.fetch(sql.KEYS)]
-
-    async def key_by_hash(self, digest: str) -> KeyRow | None:
-        """See `base.PoolStore.key_by_hash`."""
-        row = await self._pool.fetchrow(sql.KEY_BY_HASH, digest)
-        return key_from_row(row) if row is not None else None
-
-    async def revoke_key(self, key_id: int, *, now: float) -> bool:
-        """See `base.PoolStore.revoke_key`."""
-        return _count(await self._pool.execute(sql.REVOKE_KEY, key_id, now)) > 0
-
-    async def record_key_use(self, key_id: int, *, credits_spent: int, now: float) -> None:
-        """See `base.PoolStore.record_key_use`."""
-        await self._pool.execute(sql.RECORD_KEY_USE, key_id, credits_spent, now)
+    async def _notify(self, db: Db, notices: Sequence[Notice]) -> None:
+        """NOTIFY every listening replica, on commit of `db`'s transaction."""
+        await db.executemany(sql.NOTIFY, [(_payload(n),) for n in notices])
 
     # ------------------------------------------------------------------ replicas (base.ReplicaStore)
 
@@ -568,11 +172,6 @@ class PostgresStore:
 # ---------------------------------------------------------------------- helpers
 
 
-async def _notify(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], notice: Notice) -> None:
-    """Notify every listening replica, on commit of the current transaction."""
-    await conn.execute(sql.NOTIFY, _payload(notice))
-
-
 def _payload(notice: Notice) -> str:
     """A notice as the NOTIFY payload `kind:history_id`."""
     return f"{notice.kind.value}:{notice.history_id}"
@@ -599,3 +198,42 @@ async def _migrate(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], migra
 def _count(status: str) -> int:
     """The row count of a command status (`UPDATE 3`, `INSERT 0 1`, `DELETE 0`)."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+class PgDb:
+    """`dialect.Db` over an asyncpg connection or the pool."""
+
+    dialect = Dialect.POSTGRES
+
+    def __init__(self, conn: asyncpg.Pool | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> None:
+        self._conn = conn
+
+    async def fetch(self, query: str, *args: Any) -> list[Row]:
+        with _unique_violation():
+            return list(await self._conn.fetch(query, *args))
+
+    async def fetchrow(self, query: str, *args: Any) -> Row | None:
+        with _unique_violation():
+            row: Row | None = await self._conn.fetchrow(query, *args)
+            return row
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        with _unique_violation():
+            return await self._conn.fetchval(query, *args)
+
+    async def execute(self, query: str, *args: Any) -> int:
+        with _unique_violation():
+            return _count(await self._conn.execute(query, *args))
+
+    async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
+        with _unique_violation():
+            await self._conn.executemany(query, args)
+
+
+@contextmanager
+def _unique_violation() -> Iterator[None]:
+    """asyncpg's unique violation as `dialect.UniqueViolation(constraint name)`."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise UniqueViolation(exc.constraint_name or "") from None

@@ -1,5 +1,6 @@
 """Row mapping shared by the backends: a database row (anything indexable by column name, e.g. `sqlite3.Row`
-or `asyncpg.Record`) to a `TaskRecord` / `OutboxEvent` / `Attempt`, and the JSON text columns.
+or `asyncpg.Record`) to a `TaskRecord` / `OutboxEvent` / `Attempt` / `AccountRow` / `KeyRow` / `KeepJob`, the
+column lists, and the JSON text columns.
 
 The column names and meanings are the same in every backend's schema; pure functions, no I/O.
 """
@@ -7,24 +8,31 @@ The column names and meanings are the same in every backend's schema; pure funct
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol, cast
 
 from .. import jsonfast
+from ..tasks.records import Finish, Progress, TaskKind, TaskRecord, TaskStatus
 from ..upstream.links import ResultRef
-from .models import Finish, Progress, TaskKind, TaskRecord, TaskStatus
+from .keeping import KeepJob, KeepState
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
+from .pool import AccountRow, KeyRow
 
 __all__ = [
+    "ACCOUNT_COLUMNS",
     "EVENT_COLUMNS",
+    "KEEP_COLUMNS",
+    "KEY_COLUMNS",
     "TASK_COLUMNS",
     "Row",
+    "account_from_row",
     "attempt_from_row",
     "attempt_params",
     "dump_json",
     "event_from_row",
     "finish_params",
-    "first_finishes",
+    "keep_job_from_row",
+    "key_from_row",
     "progress_params",
     "record_from_row",
     "record_params",
@@ -42,11 +50,25 @@ EVENT_COLUMNS: Final = (
     "next_attempt_at, lease_until, created_at, updated_at"
 )
 
+ACCOUNT_COLUMNS: Final = (
+    "id, name, region, fingerprint, masked, secret, sealed, has_proxy, enabled, note, last_check_at, "
+    "last_error_code, last_error, cooldown_until, credits, credits_at, created_at"
+)
+KEY_COLUMNS: Final = (
+    "id, name, hash, prefix, accounts, rate_per_minute, max_in_flight, revoked_at, submits, credits_spent, "
+    "last_used_at, created_at"
+)
+KEEP_COLUMNS: Final = (
+    "history_id, position, url, state, attempts, next_attempt_at, lease_until, file_id, size, content_type, error, "
+    "created_at, updated_at"
+)
+"""The columns of `kept_results` in `KeepJob` order."""
+
 
 class Row(Protocol):
     """A result row addressed by column name."""
 
-    def __getitem__(self, key: str, /) -> Any: ...
+    def __getitem__(self, key: str | int, /) -> Any: ...
 
 
 def dump_json(value: Mapping[str, Any] | None) -> str | None:
@@ -191,16 +213,6 @@ def record_params(record: TaskRecord) -> tuple[Any, ...]:
     )
 
 
-def first_finishes(finals: Sequence[Finish], processing: Collection[str]) -> list[Finish]:
-    """The `Finish` of each task in `processing` (still processing when the settle transaction looked), in order;
-    a task named twice is settled by its first one."""
-    first: dict[str, Finish] = {}
-    for final in finals:
-        if final.history_id in processing:
-            first.setdefault(final.history_id, final)
-    return list(first.values())
-
-
 def refs_text(refs: Sequence[ResultRef | None]) -> str:
     """The stored JSON of a task's result refs: `[[kind, key] | null, ...]`."""
     return json.dumps([[r.kind, r.key] if r is not None else None for r in refs], separators=(",", ":"))
@@ -212,4 +224,65 @@ def refs_from_text(text: str) -> tuple[ResultRef | None, ...]:
     return tuple(
         ResultRef(str(item[0]), str(item[1])) if isinstance(item, list) and len(item) == 2 else None
         for item in (items if isinstance(items, list) else [])
+    )
+
+
+def account_from_row(row: Row) -> AccountRow:
+    """An `accounts` row (all of `ACCOUNT_COLUMNS`) as a record."""
+    return AccountRow(
+        id=row["id"],
+        name=row["name"],
+        region=row["region"],
+        fingerprint=row["fingerprint"],
+        masked=row["masked"],
+        secret=bytes(row["secret"]),
+        sealed=bool(row["sealed"]),
+        has_proxy=bool(row["has_proxy"]),
+        enabled=bool(row["enabled"]),
+        note=row["note"],
+        last_check_at=row["last_check_at"],
+        last_error_code=row["last_error_code"],
+        last_error=row["last_error"],
+        cooldown_until=row["cooldown_until"],
+        credits=row["credits"],
+        credits_at=row["credits_at"],
+        created_at=row["created_at"],
+    )
+
+
+def key_from_row(row: Row) -> KeyRow:
+    """An `api_keys` row (all of `KEY_COLUMNS`) as a record."""
+    accounts = row["accounts"]
+    return KeyRow(
+        id=row["id"],
+        name=row["name"],
+        hash=row["hash"],
+        prefix=row["prefix"],
+        accounts=tuple(json.loads(accounts)) if accounts is not None else None,
+        rate_per_minute=row["rate_per_minute"],
+        max_in_flight=row["max_in_flight"],
+        revoked_at=row["revoked_at"],
+        submits=row["submits"],
+        credits_spent=row["credits_spent"],
+        last_used_at=row["last_used_at"],
+        created_at=row["created_at"],
+    )
+
+
+def keep_job_from_row(row: Row) -> KeepJob:
+    """A `KeepJob` from a row with `KEEP_COLUMNS` (sqlite3.Row or asyncpg.Record)."""
+    return KeepJob(
+        history_id=row["history_id"],
+        position=int(row["position"]),
+        url=row["url"],
+        state=KeepState(row["state"]),
+        attempts=int(row["attempts"]),
+        next_attempt_at=row["next_attempt_at"],
+        lease_until=row["lease_until"],
+        file_id=row["file_id"],
+        size=row["size"],
+        content_type=row["content_type"],
+        error=row["error"],
+        created_at=float(row["created_at"]),
+        updated_at=float(row["updated_at"]),
     )

@@ -2,22 +2,21 @@
 idempotency keys and the webhook outbox.
 
 The file is created 0600 (its `-wal`/`-shm` companions are tightened to match); the schema is versioned
-with `PRAGMA user_version` through the ordered `MIGRATIONS` list. The SQLite SQL lives here and in
-`sqlite_outbox.py`. One process per file: for several replicas use the PostgreSQL backend.
+with `PRAGMA user_version` through the ordered `MIGRATIONS` list (`schema.py`). The tables' statements are
+shared with PostgreSQL (`tables.py` over `dialect.SqliteDb`). One process per file: for several replicas use
+the PostgreSQL backend.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -25,27 +24,12 @@ from ..clock import Clock
 from ..concurrency import uncancellable
 from ..config import SYNCHRONOUS_MODES
 from ..metrics import timed_store
-from ..upstream.links import ResultRef
-from . import sqlite_keeping as keeping_sql
-from . import sqlite_outbox as outbox
-from . import sqlite_pool as pool_sql
-from .base import ClaimState, IdempotencyClaim, Redelivery, SchemaVersionError, StoreError, TaskOwnershipError
-from .keeping import KeepJob, KeptFile
-from .models import Finish, Progress, Settled, TaskKind, TaskRecord, TaskStatus
-from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
-from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
-from .rows import (
-    TASK_COLUMNS,
-    first_finishes,
-    progress_params,
-    record_from_row,
-    record_params,
-    refs_from_text,
-    refs_text,
-    settle_params,
-)
+from . import schema
+from .base import SchemaVersionError, StoreError
+from .dialect import Db, Dialect, SqliteDb
+from .tables import SharedTables
 
-__all__ = ["MIGRATIONS", "Migration", "TaskStore"]
+__all__ = ["MIGRATIONS", "Migration", "SqliteStore"]
 
 log = logging.getLogger(__name__)
 # aiosqlite logs every statement WITH its parameters at DEBUG, and task rows hold session tokens.
@@ -57,167 +41,19 @@ Migration = str | Callable[[aiosqlite.Connection], Awaitable[None]]
 """One schema step: an SQL script (statements separated by `;`) or a coroutine function given the
 connection. Either runs inside the migration's own transaction and must not COMMIT itself."""
 
-_MIGRATION_1: Final = """
-CREATE TABLE tasks (
-    history_id      TEXT PRIMARY KEY NOT NULL,
-    account_fp      TEXT NOT NULL,
-    token           TEXT,
-    kind            TEXT NOT NULL,
-    model           TEXT NOT NULL,
-    submit_id       TEXT NOT NULL,
-    status          INTEGER NOT NULL,
-    upstream_status INTEGER,
-    fail_code       TEXT NOT NULL DEFAULT '',
-    fail_reason     TEXT,
-    item_count      INTEGER NOT NULL DEFAULT 0,
-    results         TEXT,      -- JSON array of URLs, NULL until done
-    raw_data        TEXT,      -- JSON object: the last untouched upstream history record
-    callback_url    TEXT,
-    input_images    INTEGER,
-    created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL,
-    finished_at     REAL
-);
-CREATE INDEX tasks_status ON tasks (status);
-CREATE INDEX tasks_finished_at ON tasks (finished_at) WHERE finished_at IS NOT NULL;
-CREATE INDEX tasks_account_fp ON tasks (account_fp);
-
-CREATE TABLE idempotency_keys (
-    account_fp   TEXT NOT NULL,
-    key          TEXT NOT NULL,
-    request_hash TEXT NOT NULL,
-    status       INTEGER,      -- NULL while the first request is in progress
-    body         BLOB,
-    created_at   REAL NOT NULL,
-    expires_at   REAL NOT NULL,
-    PRIMARY KEY (account_fp, key)
-) WITHOUT ROWID;
-CREATE INDEX idempotency_keys_expires_at ON idempotency_keys (expires_at);
-"""
-
-_MIGRATION_2: Final = """
-CREATE TABLE webhook_events (
-    event_id        TEXT PRIMARY KEY NOT NULL,  -- the webhook-id: stable across retries and redeliveries
-    seq             INTEGER NOT NULL,           -- creation order: a task's events are delivered in this order
-    history_id      TEXT NOT NULL REFERENCES tasks (history_id) ON DELETE CASCADE,
-    account_fp      TEXT NOT NULL,
-    type            TEXT NOT NULL,
-    body            TEXT NOT NULL,              -- the exact JSON text that is sent and signed
-    callback_url    TEXT NOT NULL,
-    state           TEXT NOT NULL DEFAULT 'pending'
-                    CHECK (state IN ('pending', 'delivering', 'delivered', 'exhausted', 'stopped')),
-    attempts        INTEGER NOT NULL DEFAULT 0, -- attempts made in total
-    round_start     INTEGER NOT NULL DEFAULT 0, -- attempts made before the last redelivery (schedule restarts)
-    next_attempt_at REAL,
-    lease_until     REAL,                       -- a claimed ('delivering') event is reserved until then
-    created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL
-);
-CREATE UNIQUE INDEX webhook_events_seq ON webhook_events (seq);
-CREATE INDEX webhook_events_history ON webhook_events (history_id, seq);
-CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at) WHERE state IN ('pending', 'delivering');
-
-CREATE TABLE webhook_attempts (
-    event_id        TEXT NOT NULL REFERENCES webhook_events (event_id) ON DELETE CASCADE,
-    attempt         INTEGER NOT NULL,           -- 1, 2, ... per event
-    at              REAL NOT NULL,
-    status          INTEGER,                    -- the receiver's HTTP status; NULL when none came
-    error           TEXT,                       -- why the attempt failed; NULL on success
-    latency_ms      INTEGER NOT NULL,
-    next_attempt_at REAL,                       -- when the next attempt is due; NULL when none follows
-    PRIMARY KEY (event_id, attempt)
-) WITHOUT ROWID;
-"""
-
-_MIGRATION_3: Final = """
-ALTER TABLE tasks ADD COLUMN error TEXT;  -- JSON {"code", "message"} of a failed task
-UPDATE tasks SET error = json_object(
-    'code', CASE WHEN fail_code = '2038' THEN 'CONTENT_REJECTED' ELSE 'GENERATION_FAILED' END,
-    'message', 'the upstream reported the generation as failed'
-        || CASE WHEN fail_code != '' THEN ' (fail_code ' || fail_code || ')' ELSE '' END)
-WHERE status = 30;
-ALTER TABLE tasks DROP COLUMN fail_reason;
-"""
-
-_MIGRATION_4: Final = """
-CREATE TABLE accounts (
-    id              INTEGER PRIMARY KEY,
-    name            TEXT NOT NULL UNIQUE,
-    region          TEXT NOT NULL,
-    fingerprint     TEXT NOT NULL UNIQUE,      -- Account.fingerprint of the session: one pool entry per session
-    masked          TEXT NOT NULL,             -- the display form of the session id
-    secret          BLOB NOT NULL,             -- JSON {sessionid, proxy, ...}; a Fernet token when sealed
-    sealed          INTEGER NOT NULL,          -- 1: `secret` is encrypted with [accounts] encryption_key
-    has_proxy       INTEGER NOT NULL DEFAULT 0,
-    enabled         INTEGER NOT NULL DEFAULT 1,
-    note            TEXT NOT NULL DEFAULT '',
-    last_check_at   REAL,
-    last_error_code TEXT,
-    last_error      TEXT,
-    cooldown_until  REAL,
-    credits         INTEGER,                   -- last balance seen
-    credits_at      REAL,
-    created_at      REAL NOT NULL
-);
-
-CREATE TABLE api_keys (
-    id              INTEGER PRIMARY KEY,
-    name            TEXT NOT NULL UNIQUE,
-    hash            TEXT NOT NULL UNIQUE,      -- SHA-256 hex of the whole key; the key itself is never stored
-    prefix          TEXT NOT NULL,             -- the key's first characters, to tell keys apart in lists
-    accounts        TEXT,                      -- JSON array of account ids it may use; NULL = every account
-    rate_per_minute INTEGER NOT NULL,
-    max_in_flight   INTEGER NOT NULL,
-    revoked_at      REAL,
-    submits         INTEGER NOT NULL DEFAULT 0,
-    credits_spent   INTEGER NOT NULL DEFAULT 0,
-    last_used_at    REAL,
-    created_at      REAL NOT NULL
-);
-
--- The pool account that pays for a task submitted with an API key (NULL for raw tokens); such a task's
--- account_fp is its owner "key:<id>" and its token stays NULL (the session is resolved from the account).
-ALTER TABLE tasks ADD COLUMN account_id INTEGER;
-CREATE INDEX tasks_created_at ON tasks (created_at);
-"""
-
-_MIGRATION_5: Final = """
--- A post-edit's source task (upscale, outpaint, repair, interpolation of a result); NULL for other tasks.
-ALTER TABLE tasks ADD COLUMN parent_history_id TEXT;
-CREATE INDEX tasks_parent ON tasks (parent_history_id) WHERE parent_history_id IS NOT NULL;
-"""
-
-_MIGRATION_RESULT_REFS: Final = """
--- What each settled task's results are re-signed from (issue 21); dropped with its task.
-CREATE TABLE result_refs (
-    history_id TEXT PRIMARY KEY NOT NULL REFERENCES tasks (history_id) ON DELETE CASCADE,
-    refs       TEXT NOT NULL,             -- JSON [[kind, key] | null, ...]: one per result, in order
-    created_at REAL NOT NULL
-);
-"""
-
-MIGRATIONS: list[Migration] = [
-    _MIGRATION_1,
-    _MIGRATION_2,
-    _MIGRATION_3,
-    _MIGRATION_4,
-    _MIGRATION_5,
-    _MIGRATION_RESULT_REFS,
-    keeping_sql.MIGRATION_KEPT,
-]
-"""The schema history, oldest first: entry i brings the file to `user_version` i + 1. Append only."""
-
-_PROCESSING: Final = int(TaskStatus.PROCESSING)
+MIGRATIONS: list[Migration] = list(schema.migrations(Dialect.SQLITE))
+"""The schema history (`schema.HISTORY` as SQLite runs it), oldest first: entry i brings the file to
+`user_version` i + 1."""
 
 
-class TaskStore:
+class SqliteStore(SharedTables):
     """The SQLite `base.Store`: task records, idempotency keys and the webhook outbox in one file.
 
     Writes run one at a time under one asyncio lock on the write connection (`BEGIN IMMEDIATE` transactions
     never interleave). Reads run on their own `read_connections` (WAL readers see the last committed state and
     never wait behind a write); with `read_connections=0` they share the write connection and its lock. Time
-    stamps come from the injected clock. Build with `TaskStore(path, clock=...)` and `await start()` (or
-    `await TaskStore.open(...)`), release with `close()` (or use `async with`).
+    stamps come from the injected clock. Build with `SqliteStore(path, clock=...)` and `await start()` (or
+    `await SqliteStore.open(...)`), release with `close()` (or use `async with`).
     """
 
     def __init__(
@@ -245,8 +81,8 @@ class TaskStore:
         self._closed = False
 
     @classmethod
-    async def open(cls, path: str | Path, *, clock: Clock, **options: Any) -> TaskStore:
-        """A started store: `TaskStore(path, clock=clock, **options)` then `await start()`."""
+    async def open(cls, path: str | Path, *, clock: Clock, **options: Any) -> SqliteStore:
+        """A started store: `SqliteStore(path, clock=clock, **options)` then `await start()`."""
         store = cls(path, clock=clock, **options)
         await store.start()
         return store
@@ -309,14 +145,6 @@ class TaskStore:
                 await reader.close()
             await self._conn_.close()
 
-    async def __aenter__(self) -> TaskStore:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
     @property
     def path(self) -> Path:
         """The database file."""
@@ -327,31 +155,26 @@ class TaskStore:
         """The schema version this code writes (`len(MIGRATIONS)`)."""
         return len(MIGRATIONS)
 
-    async def ping(self) -> None:
-        """One trivial query: returns when the database answers, raises when it does not (e.g. closed)."""
-        async with self._read() as conn, conn.execute("SELECT 1") as cur:
-            await cur.fetchone()
-
     # ------------------------------------------------------------------ transactions
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A connection for reads only: an idle reader, or the write connection under its lock without readers."""
+    async def _read(self) -> AsyncIterator[Db]:
+        """For reads only: an idle reader, or the write connection under its lock without readers."""
         with timed_store("read"):
             if not self._readers:
                 async with self._lock:
-                    yield self._conn
+                    yield SqliteDb(self._conn)
                 return
             if self._closed:
                 raise RuntimeError("the task store is closed")
             reader = await self._idle_readers.get()
             try:
-                yield reader
+                yield SqliteDb(reader)
             finally:
                 self._idle_readers.put_nowait(reader)
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _tx(self) -> AsyncIterator[Db]:
         """One `BEGIN IMMEDIATE` transaction: committed if the body returns, rolled back if it raises
         (cancellation included); the commit or rollback itself always completes."""
         with timed_store("write"):
@@ -359,452 +182,19 @@ class TaskStore:
                 try:
                     # Inside the try: a BEGIN cancelled in flight still runs on aiosqlite's thread.
                     await self._conn.execute("BEGIN IMMEDIATE")
-                    yield self._conn
+                    yield SqliteDb(self._conn)
                     await uncancellable(_exec(self._conn, "COMMIT"))
                 except BaseException:
                     await uncancellable(_rollback(self._conn))
                     raise
 
     @asynccontextmanager
-    async def _statement(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _stmt(self) -> AsyncIterator[Db]:
         """The write connection for ONE statement that is its own transaction (autocommit): no BEGIN/COMMIT
         round trips."""
         with timed_store("write"):
             async with self._lock:
-                yield self._conn
-
-    # ------------------------------------------------------------------ tasks
-
-    async def insert(self, record: TaskRecord) -> None:
-        """See `base.TaskTable.insert`."""
-        async with self._statement() as conn:  # one upsert: atomic on its own, one trip to the database
-            cur = await conn.execute(
-                f"""
-                INSERT INTO tasks ({TASK_COLUMNS})
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (history_id) DO UPDATE SET
-                    token = COALESCE(excluded.token, tasks.token),
-                    kind = excluded.kind,
-                    model = excluded.model,
-                    submit_id = excluded.submit_id,
-                    callback_url = COALESCE(excluded.callback_url, tasks.callback_url),
-                    input_images = COALESCE(excluded.input_images, tasks.input_images),
-                    updated_at = ?
-                WHERE tasks.account_fp = excluded.account_fp AND tasks.status = {_PROCESSING}
-                """,
-                (*record_params(record), self._clock.time()),
-            )
-            if cur.rowcount == 0:  # kept as it was: final, or another account's (a task's owner never changes)
-                owners = list(
-                    await conn.execute_fetchall(
-                        "SELECT account_fp FROM tasks WHERE history_id = ?", (record.history_id,)
-                    )
-                )
-                if owners and owners[0]["account_fp"] != record.account_fp:
-                    raise TaskOwnershipError(f"task {record.history_id!r} is already stored for another account")
-
-    async def get(self, history_id: str) -> TaskRecord | None:
-        """The task with this id, or None."""
-        async with self._read() as conn:
-            return await _fetch_one(conn, history_id)
-
-    async def get_many(self, history_ids: Sequence[str]) -> dict[str, TaskRecord]:
-        """See `base.TaskTable.get_many`."""
-        if not history_ids:
-            return {}
-        async with self._read() as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE history_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(history_ids)),),
-            )
-        return {row["history_id"]: record_from_row(row) for row in rows}
-
-    async def links(self, history_ids: Sequence[str]) -> list[tuple[str, str]]:
-        """See `base.TaskTable.links`."""
-        if not history_ids:
-            return []
-        ids = json.dumps(list(history_ids))
-        async with self._read() as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT history_id, parent_history_id FROM tasks WHERE parent_history_id IS NOT NULL "
-                "AND (history_id IN (SELECT value FROM json_each(?)) "
-                "OR parent_history_id IN (SELECT value FROM json_each(?))) ORDER BY created_at, history_id",
-                (ids, ids),
-            )
-        return [(row["history_id"], row["parent_history_id"]) for row in rows]
-
-    async def unfinished(self) -> list[TaskRecord]:
-        """See `base.TaskTable.unfinished`."""
-        async with (
-            self._read() as conn,
-            conn.execute(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = ? ORDER BY created_at, history_id",
-                (_PROCESSING,),
-            ) as cur,
-        ):
-            rows = await cur.fetchall()
-        return [record_from_row(row) for row in rows]
-
-    async def recent(self, limit: int) -> list[tuple[TaskRecord, str | None]]:
-        """See `base.TaskTable.recent`."""
-        async with (
-            self._read() as conn,
-            conn.execute(
-                f"SELECT {TASK_COLUMNS}, (SELECT e.state FROM webhook_events e WHERE e.history_id = tasks.history_id "
-                "ORDER BY e.seq DESC LIMIT 1) AS webhook_state FROM tasks ORDER BY created_at DESC LIMIT ?",
-                (limit,),
-            ) as cur,
-        ):
-            rows = await cur.fetchall()
-        return [(record_from_row(row), row["webhook_state"]) for row in rows]
-
-    async def recent_of(self, owners: Sequence[str], kind: TaskKind, limit: int) -> list[TaskRecord]:
-        """See `base.TaskTable.recent_of`."""
-        if not owners:
-            return []
-        marks = ", ".join("?" * len(owners))
-        async with (
-            self._read() as conn,
-            conn.execute(
-                f"SELECT {TASK_COLUMNS} FROM tasks WHERE account_fp IN ({marks}) AND kind = ? "
-                "ORDER BY created_at DESC LIMIT ?",
-                (*owners, kind.value, limit),
-            ) as cur,
-        ):
-            rows = await cur.fetchall()
-        return [record_from_row(row) for row in rows]
-
-    async def update_progress(self, updates: Sequence[Progress]) -> None:
-        """Record polls of tasks still processing, in one transaction; unknown and final tasks are left unchanged."""
-        if not updates:
-            return
-        async with self._write() as conn:
-            await conn.executemany(
-                "UPDATE tasks SET upstream_status = ?, item_count = ?, raw_data = ?, updated_at = ? "
-                f"WHERE history_id = ? AND status = {_PROCESSING}",
-                progress_params(updates, now=self._clock.time()),
-            )
-
-    async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
-        """See `base.TaskTable.settle` (one transaction, a handful of statements for the whole batch)."""
-        for final in finals:
-            if not final.settlement.status.final:
-                raise ValueError(f"settle() needs a final status, got {final.settlement.status!r}")
-        if not finals:
-            return []
-        now = self._clock.time()
-        async with self._write() as conn:
-            # A handful of statements for the whole batch (each statement is a trip to the database thread):
-            # which tasks are still processing (and have a callback URL), then one update and one insert each.
-            rows = await conn.execute_fetchall(
-                "SELECT history_id, callback_url IS NOT NULL AS hooked FROM tasks "
-                "WHERE status = ? AND history_id IN (SELECT value FROM json_each(?))",
-                (_PROCESSING, json.dumps([f.history_id for f in finals])),
-            )
-            hooked = {row["history_id"]: bool(row["hooked"]) for row in rows}
-            todo = first_finishes(finals, hooked)
-            await conn.executemany(
-                "UPDATE tasks SET status = ?1, upstream_status = ?2, fail_code = ?3, error = ?4, results = ?5, "
-                "item_count = ?6, raw_data = ?7, updated_at = ?8, finished_at = ?8, token = NULL "
-                f"WHERE history_id = ?9 AND status = {_PROCESSING}",
-                [settle_params(f, now=now) for f in todo],
-            )
-            events = [(f.history_id, f.event) for f in todo if f.event is not None and hooked[f.history_id]]
-            await outbox.insert_events(conn, events, now=now)
-        return [Settled(f.history_id, f.event is not None and hooked[f.history_id]) for f in todo]
-
-    async def purge_finished(self, *, older_than: float) -> int:
-        """See `base.TaskTable.purge_finished`."""
-        cutoff = self._clock.time() - older_than
-        async with self._write() as conn:
-            cur = await conn.execute(
-                "DELETE FROM tasks WHERE finished_at IS NOT NULL AND finished_at < ? AND status != ? "
-                "AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.history_id = tasks.history_id "
-                "AND e.state IN ('pending', 'delivering'))",
-                (cutoff, _PROCESSING),
-            )
-            return cur.rowcount
-
-    async def purge_stale_unfinished(self, *, older_than: float) -> int:
-        """See `base.TaskTable.purge_stale_unfinished`."""
-        cutoff = self._clock.time() - older_than
-        async with self._write() as conn:
-            cur = await conn.execute(
-                "DELETE FROM tasks WHERE status = ? AND token IS NULL AND updated_at < ?", (_PROCESSING, cutoff)
-            )
-            return cur.rowcount
-
-    # ------------------------------------------------------------------ result refs
-
-    async def put_result_refs(self, refs: Mapping[str, Sequence[ResultRef | None]]) -> None:
-        """See `base.ResultRefStore.put_result_refs`."""
-        if not refs:
-            return
-        now = self._clock.time()
-        async with self._write() as conn:
-            await conn.executemany(
-                "INSERT INTO result_refs (history_id, refs, created_at) "
-                "SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM tasks WHERE history_id = ?1) "
-                "ON CONFLICT (history_id) DO NOTHING",
-                [(hid, refs_text(r), now) for hid, r in refs.items()],
-            )
-
-    async def result_refs_of(self, history_ids: Sequence[str]) -> dict[str, tuple[ResultRef | None, ...]]:
-        """See `base.ResultRefStore.result_refs_of`."""
-        if not history_ids:
-            return {}
-        async with self._read() as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT history_id, refs FROM result_refs WHERE history_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(history_ids)),),
-            )
-        return {row["history_id"]: refs_from_text(row["refs"]) for row in rows}
-
-    # ------------------------------------------------------------------ keep jobs
-
-    async def add_keep_jobs(self, jobs: Mapping[str, Sequence[str]], *, now: float) -> None:
-        """See `base.KeepStore.add_keep_jobs`."""
-        if any(jobs.values()):
-            async with self._write() as conn:
-                await keeping_sql.add_jobs(conn, jobs, now=now)
-
-    async def claim_keep_jobs(self, *, now: float, lease_seconds: float, limit: int) -> list[KeepJob]:
-        """See `base.KeepStore.claim_keep_jobs`."""
-        if limit <= 0:
-            return []
-        async with self._write() as conn:
-            return await keeping_sql.claim(conn, now=now, lease_seconds=lease_seconds, limit=limit)
-
-    async def finish_keep_job(
-        self, history_id: str, position: int, *, file_id: str, size: int, content_type: str, now: float
-    ) -> None:
-        """See `base.KeepStore.finish_keep_job`."""
-        async with self._statement() as conn:
-            await keeping_sql.finish(
-                conn, history_id, position, file_id=file_id, size=size, content_type=content_type, now=now
-            )
-
-    async def retry_keep_job(
-        self, history_id: str, position: int, *, error: str, next_attempt_at: float | None, now: float
-    ) -> None:
-        """See `base.KeepStore.retry_keep_job`."""
-        async with self._statement() as conn:
-            await keeping_sql.retry(conn, history_id, position, error=error, next_attempt_at=next_attempt_at, now=now)
-
-    async def keep_jobs_of(self, history_ids: Sequence[str]) -> dict[str, list[KeepJob]]:
-        """See `base.KeepStore.keep_jobs_of`."""
-        if not history_ids:
-            return {}
-        async with self._read() as conn:
-            return await keeping_sql.jobs_of(conn, history_ids)
-
-    async def next_keep_due(self, *, now: float) -> float | None:
-        """See `base.KeepStore.next_keep_due`."""
-        async with self._read() as conn:
-            return await keeping_sql.next_due(conn, now=now)
-
-    async def kept_file_owners(self, file_id: str) -> frozenset[str]:
-        """See `base.KeepStore.kept_file_owners`."""
-        async with self._read() as conn:
-            return await keeping_sql.file_owners(conn, file_id)
-
-    async def wake_held_events(self, history_id: str, *, now: float) -> int:
-        """See `base.KeepStore.wake_held_events`."""
-        async with self._statement() as conn:
-            return await keeping_sql.wake_held(conn, history_id, now=now)
-
-    async def kept_files(self) -> list[KeptFile]:
-        """See `base.KeepStore.kept_files`."""
-        async with self._read() as conn:
-            return await keeping_sql.kept_files(conn)
-
-    async def expire_kept_files(self, file_ids: Sequence[str], *, now: float) -> list[str]:
-        """See `base.KeepStore.expire_kept_files`."""
-        if not file_ids:
-            return []
-        async with self._write() as conn:
-            return await keeping_sql.expire_files(conn, file_ids, now=now)
-
-    # ------------------------------------------------------------------ idempotency keys
-
-    async def claim_idempotency_key(
-        self, account_fp: str, key: str, request_hash: str, *, ttl: float = 86400, lease: float | None = None
-    ) -> IdempotencyClaim:
-        """See `base.IdempotencyStore.claim_idempotency_key` (one `BEGIN IMMEDIATE` transaction)."""
-        now = self._clock.time()
-        async with self._write() as conn:
-            async with conn.execute(
-                "SELECT request_hash, status, body, created_at, expires_at FROM idempotency_keys "
-                "WHERE account_fp = ? AND key = ?",
-                (account_fp, key),
-            ) as cur:
-                row = await cur.fetchone()
-            stale = lease is not None and row is not None and row["status"] is None and row["created_at"] <= now - lease
-            if row is None or row["expires_at"] <= now or stale:
-                await conn.execute(
-                    "INSERT OR REPLACE INTO idempotency_keys "
-                    "(account_fp, key, request_hash, status, body, created_at, expires_at) "
-                    "VALUES (?, ?, ?, NULL, NULL, ?, ?)",
-                    (account_fp, key, request_hash, now, now + ttl),
-                )
-                return IdempotencyClaim(ClaimState.NEW)
-            if row["request_hash"] != request_hash:
-                return IdempotencyClaim(ClaimState.MISMATCH)
-            if row["status"] is None:
-                return IdempotencyClaim(ClaimState.IN_PROGRESS)
-            return IdempotencyClaim(ClaimState.REPLAY, status=int(row["status"]), body=bytes(row["body"] or b""))
-
-    async def complete_idempotency_key(self, account_fp: str, key: str, *, status: int, body: bytes) -> None:
-        """See `base.IdempotencyStore.complete_idempotency_key`."""
-        async with self._write() as conn:
-            await conn.execute(
-                "UPDATE idempotency_keys SET status = ?, body = ? WHERE account_fp = ? AND key = ?",
-                (status, body, account_fp, key),
-            )
-
-    async def release_idempotency_key(self, account_fp: str, key: str) -> None:
-        """See `base.IdempotencyStore.release_idempotency_key`."""
-        async with self._write() as conn:
-            await conn.execute(
-                "DELETE FROM idempotency_keys WHERE account_fp = ? AND key = ? AND status IS NULL",
-                (account_fp, key),
-            )
-
-    async def purge_idempotency_keys(self) -> int:
-        """Delete expired idempotency keys; return how many."""
-        async with self._write() as conn:
-            cur = await conn.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (self._clock.time(),))
-            return cur.rowcount
-
-    # ------------------------------------------------------------------ webhook outbox (base.OutboxStore)
-
-    async def release_event_leases(self, *, now: float) -> int:
-        """Every `delivering` event back to pending, due at once: one process per file, so its sender is gone."""
-        async with self._write() as conn:
-            return await outbox.release_leases(conn, now=now)
-
-    async def claim_due_events(
-        self, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
-    ) -> list[OutboxEvent]:
-        """See `base.OutboxStore.claim_due_events` (one statement)."""
-        async with self._statement() as conn:
-            return await outbox.claim_due(conn, now=now, limit=limit, lease_until=lease_until, exclude=exclude)
-
-    async def next_event_due(self, *, now: float) -> float | None:
-        """See `base.OutboxStore.next_event_due`."""
-        async with self._read() as conn:
-            return await outbox.next_due_after(conn, now)
-
-    async def record_attempts(self, results: Sequence[AttemptResult]) -> None:
-        """See `base.OutboxStore.record_attempts` (one `BEGIN IMMEDIATE` transaction)."""
-        if results:
-            async with self._write() as conn:
-                await outbox.complete_attempts(conn, results)
-
-    async def unclaim_events(self, event_ids: Collection[str], *, now: float) -> None:
-        """See `base.OutboxStore.unclaim_events`."""
-        async with self._write() as conn:
-            await outbox.unclaim(conn, event_ids, now=now)
-
-    async def redeliver_latest(self, history_id: str, *, now: float) -> Redelivery:
-        """See `base.OutboxStore.redeliver_latest` (one transaction)."""
-        async with self._write() as conn:
-            events = await outbox.events_of(conn, history_id)
-            if not events:
-                return Redelivery(None, queued=False)
-            return Redelivery(events[-1], await outbox.requeue(conn, events[-1].event_id, now=now))
-
-    async def events_of(self, history_id: str) -> list[OutboxEvent]:
-        """See `base.OutboxStore.events_of`."""
-        async with self._read() as conn:
-            return await outbox.events_of(conn, history_id)
-
-    async def attempts_of(self, history_id: str) -> list[Attempt]:
-        """See `base.OutboxStore.attempts_of`."""
-        async with self._read() as conn:
-            return await outbox.attempts_of(conn, history_id)
-
-    async def event_state_counts(self) -> dict[EventState, int]:
-        """See `base.OutboxStore.event_state_counts`."""
-        async with self._read() as conn:
-            return await outbox.state_counts(conn)
-
-    # ------------------------------------------------------------------ account pool (base.PoolStore)
-
-    async def add_account(self, new: NewAccount, *, now: float) -> AccountRow:
-        """See `base.PoolStore.add_account`."""
-        async with self._write() as conn:
-            row = await pool_sql.account_by_id(conn, await pool_sql.insert_account(conn, new, now=now))
-        assert row is not None
-        return row
-
-    async def accounts(self) -> list[AccountRow]:
-        """See `base.PoolStore.accounts`."""
-        async with self._read() as conn:
-            return await pool_sql.accounts(conn)
-
-    async def account_by_id(self, account_id: int) -> AccountRow | None:
-        """See `base.PoolStore.account_by_id`."""
-        async with self._read() as conn:
-            return await pool_sql.account_by_id(conn, account_id)
-
-    async def account_by_name(self, name: str) -> AccountRow | None:
-        """See `base.PoolStore.account_by_name`."""
-        async with self._read() as conn:
-            return await pool_sql.account_by_name(conn, name)
-
-    async def set_account_enabled(self, account_id: int, enabled: bool) -> bool:
-        """See `base.PoolStore.set_account_enabled`."""
-        async with self._write() as conn:
-            return await pool_sql.set_enabled(conn, account_id, enabled)
-
-    async def update_account_secret(self, account_id: int, secret: bytes, sealed: bool) -> AccountRow | None:
-        """See `base.PoolStore.update_account_secret`."""
-        async with self._write() as conn:
-            await pool_sql.update_secret(conn, account_id, secret, sealed)
-            return await pool_sql.account_by_id(conn, account_id)
-
-    async def delete_account(self, account_id: int) -> bool:
-        """See `base.PoolStore.delete_account`."""
-        async with self._write() as conn:
-            return await pool_sql.delete_account(conn, account_id)
-
-    async def record_account_health(self, account_id: int, health: AccountHealth, *, now: float) -> None:
-        """See `base.PoolStore.record_account_health`."""
-        async with self._write() as conn:
-            await pool_sql.record_health(conn, account_id, health, now=now)
-            if health.credits is not None:
-                await pool_sql.record_credits(conn, account_id, health.credits, now=now)
-
-    async def pool_tasks_in_flight(self, *, image_since: float, video_since: float) -> list[tuple[int, str, int]]:
-        """See `base.PoolStore.pool_tasks_in_flight`."""
-        async with self._read() as conn:
-            return await pool_sql.tasks_in_flight(conn, image_since=image_since, video_since=video_since)
-
-    async def add_key(self, new: NewKey, *, now: float) -> int:
-        """See `base.PoolStore.add_key`."""
-        async with self._write() as conn:
-            return await pool_sql.insert_key(conn, new, now=now)
-
-    async def keys(self) -> list[KeyRow]:
-        """See `base.PoolStore.keys`."""
-        async with self._read() as conn:
-            return await pool_sql.keys(conn)
-
-    async def key_by_hash(self, digest: str) -> KeyRow | None:
-        """See `base.PoolStore.key_by_hash`."""
-        async with self._read() as conn:
-            return await pool_sql.key_by_hash(conn, digest)
-
-    async def revoke_key(self, key_id: int, *, now: float) -> bool:
-        """See `base.PoolStore.revoke_key`."""
-        async with self._write() as conn:
-            return await pool_sql.revoke_key(conn, key_id, now=now)
-
-    async def record_key_use(self, key_id: int, *, credits_spent: int, now: float) -> None:
-        """See `base.PoolStore.record_key_use`."""
-        async with self._write() as conn:
-            await pool_sql.record_key_use(conn, key_id, credits_spent=credits_spent, now=now)
+                yield SqliteDb(self._conn)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -902,8 +292,3 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
         # cancelled COMMIT still runs on aiosqlite's thread before this statement.
         if "no transaction is active" not in str(exc):
             raise
-
-
-async def _fetch_one(conn: aiosqlite.Connection, history_id: str) -> TaskRecord | None:
-    rows = list(await conn.execute_fetchall(f"SELECT {TASK_COLUMNS} FROM tasks WHERE history_id = ?", (history_id,)))
-    return record_from_row(rows[0]) if rows else None

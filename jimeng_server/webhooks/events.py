@@ -1,5 +1,5 @@
 """Webhook events: their type, their exact JSON body and id. The body's `data` is the task query body of
-store/answer.py, so an event says what a query says.
+tasks/answer.py, so an event says what a query says.
 """
 
 from __future__ import annotations
@@ -7,23 +7,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 from .. import jsonfast
-from ..store.answer import settled_body
-from ..store.models import NewEvent, Settlement, TaskStatus
-
-EVENT_SUCCEEDED: Final = "task.succeeded"
-EVENT_FAILED: Final = "task.failed"
-
-
-def event_type_of(status: TaskStatus) -> str:
-    """`task.succeeded` for DONE, `task.failed` for FAILED; ValueError for a status that is not final."""
-    if status is TaskStatus.DONE:
-        return EVENT_SUCCEEDED
-    if status is TaskStatus.FAILED:
-        return EVENT_FAILED
-    raise ValueError(f"no webhook event for a task that is not final ({status!r})")
+from ..tasks.answer import settled_body
+from ..tasks.records import NewEvent, Settlement, event_type_of
 
 
 def rfc3339(ts: float) -> str:

@@ -1,4 +1,5 @@
-"""Domain objects of the task store: task kinds, the spec's public statuses and the task record.
+"""The task records: task kinds, the spec's public statuses, the task record, settlements, webhook event types
+and the store's write requests (progress, finishes, events).
 
 Pure data, no I/O. `TaskRecord.token` is a secret: it is excluded from `repr` so a logged record never
 leaks it.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Any, Final
 
 from ..upstream.history import HistoryRecord
 
@@ -35,7 +36,7 @@ class TaskStatus(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
-    """One submitted upstream task as stored by `TaskStore`.
+    """One submitted upstream task as stored by `SqliteStore`.
 
     `token` is the owning session token (a secret), kept only while the task still needs polling or
     delivery; `account_fp` is the owner id used for lookups and ownership checks: the submitting account's
@@ -53,7 +54,7 @@ class TaskRecord:
     status: TaskStatus
     upstream_status: int | None
     fail_code: str
-    error: dict[str, str] | None  # a failed task's `{"code", "message"}` (store/answer.py `Failure`)
+    error: dict[str, str] | None  # a failed task's `{"code", "message"}` (tasks/answer.py `Failure`)
     item_count: int
     results: tuple[str, ...] | None
     raw_data: dict[str, Any] | None
@@ -104,7 +105,7 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    """A task's final state as stored and answered (store/answer.py `settlement_of` builds it)."""
+    """A task's final state as stored and answered (tasks/answer.py `settlement_of` builds it)."""
 
     status: TaskStatus
     upstream_status: int | None
@@ -113,6 +114,20 @@ class Settlement:
     results: tuple[str, ...] | None
     item_count: int
     raw_data: dict[str, Any] | None
+
+
+EVENT_SUCCEEDED: Final = "task.succeeded"
+EVENT_FAILED: Final = "task.failed"
+
+
+def event_type_of(status: TaskStatus) -> str:
+    """The webhook event type of a task settling with `status`: `task.succeeded` for DONE, `task.failed` for
+    FAILED; ValueError for a status that is not final."""
+    if status is TaskStatus.DONE:
+        return EVENT_SUCCEEDED
+    if status is TaskStatus.FAILED:
+        return EVENT_FAILED
+    raise ValueError(f"no webhook event for a task that is not final ({status!r})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +160,7 @@ class Finish:
 
 @dataclass(frozen=True, slots=True)
 class Settled:
-    """A task `TaskStore.settle` made final, and whether its event went to the outbox."""
+    """A task `SqliteStore.settle` made final, and whether its event went to the outbox."""
 
     history_id: str
     event_written: bool

@@ -30,7 +30,7 @@ from typing import Any, Final, NotRequired, TypedDict
 from ..upstream.codes import STATUS_FAILURES, content_codes
 from ..upstream.history import HistoryRecord, QueueBody, fail_message_of, parse_record, queue_of
 from ..upstream.links import url_expiry
-from .models import Outcome, Reason, Settlement, TaskKind, TaskRecord, TaskStatus
+from .records import Outcome, Reason, Settlement, TaskKind, TaskRecord, TaskStatus
 
 CONTENT_FAIL_CODES: Final = content_codes()
 """Upstream fail codes of the content review and copyright blocks (the code table, upstream/codes.py)."""

@@ -1,0 +1,149 @@
+"""The narrow dialect adapter under the queries written once (`tables.py`).
+
+Every shared statement is written in PostgreSQL's text (`$n` parameters, `col = ANY($n::text[])` list
+membership, `FOR UPDATE [OF t] [SKIP LOCKED]`, `GREATEST` / `LEAST`, `::type` casts, `ON CONFLICT ...`,
+`RETURNING`); `render(query, Dialect.SQLITE)` rewrites exactly those constructs for SQLite (`?n`,
+`IN (SELECT value FROM json_each(?n))`, no row locks: SQLite has one writer, `MAX` / `MIN`, no casts), and a
+list parameter is bound there as its JSON text. Anything else in a shared statement must mean the same in both.
+
+`Db` is one connection inside one store operation (a transaction, or a lone autocommit read); each backend
+makes its own (`SqliteDb` here, `postgres.PgDb`). Pure text functions plus a thin aiosqlite wrapper.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from enum import StrEnum
+from functools import cache
+from typing import Any, Protocol
+
+import aiosqlite
+
+from .rows import Row
+
+__all__ = ["Db", "Dialect", "SqliteDb", "UniqueViolation", "render", "render_schema"]
+
+
+class Dialect(StrEnum):
+    """The SQL dialects the store runs on."""
+
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
+
+
+_SQLITE_REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"=\s*ANY\(\$(\d+)::\w+\[\]\)"), r"IN (SELECT value FROM json_each($\1))"),
+    (re.compile(r"\s+FOR UPDATE(?: OF \w+)?(?: SKIP LOCKED)?"), ""),
+    (re.compile(r"\bGREATEST\("), "MAX("),
+    (re.compile(r"\bLEAST\("), "MIN("),
+    (re.compile(r"::[a-z]+(?: precision)?(?:\[\])?"), ""),
+    (re.compile(r"\$(\d+)"), r"?\1"),
+)
+
+
+@cache
+def render(query: str, dialect: Dialect) -> str:
+    """`query` (PostgreSQL text, see the module docstring) as `dialect` runs it; computed once per statement."""
+    if dialect is Dialect.POSTGRES:
+        return query
+    for pattern, replacement in _SQLITE_REWRITES:
+        query = pattern.sub(replacement, query)
+    return query
+
+
+_SQLITE_TYPES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\bDOUBLE PRECISION\b"), "REAL"),
+    (re.compile(r"\bBIGINT\b"), "INTEGER"),
+    (re.compile(r"\bBYTEA\b"), "BLOB"),
+)
+
+
+def render_schema(ddl: str, dialect: Dialect) -> str:
+    """A shared schema script (PostgreSQL DDL; a table that SQLite should store `WITHOUT ROWID` says so) as
+    `dialect` runs it: SQLite's type names (`REAL`, `INTEGER`, `BLOB`); PostgreSQL without `WITHOUT ROWID`."""
+    if dialect is Dialect.POSTGRES:
+        return ddl.replace(") WITHOUT ROWID;", ");")
+    for pattern, replacement in _SQLITE_TYPES:
+        ddl = pattern.sub(replacement, ddl)
+    return ddl
+
+
+class UniqueViolation(Exception):
+    """A write broke a unique constraint. `constraint` names it (SQLite `table.column`, PostgreSQL the
+    constraint's name, e.g. `accounts_name_key`); never a value."""
+
+    def __init__(self, constraint: str) -> None:
+        super().__init__(f"unique constraint violated: {constraint}")
+        self.constraint = constraint
+
+
+class Db(Protocol):
+    """One connection for one store operation; statements are shared PostgreSQL text (`render` applies)."""
+
+    dialect: Dialect
+
+    async def fetch(self, query: str, *args: Any) -> list[Row]:
+        """Every row of `query`."""
+
+    async def fetchrow(self, query: str, *args: Any) -> Row | None:
+        """The first row of `query`, or None."""
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        """The first column of the first row of `query`, or None."""
+
+    async def execute(self, query: str, *args: Any) -> int:
+        """Run `query`; the number of rows it changed. Every method raises `UniqueViolation` for a duplicate."""
+
+    async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
+        """Run `query` once per parameter tuple."""
+
+
+def _sqlite_args(args: Sequence[Any]) -> tuple[Any, ...]:
+    """Parameters as SQLite binds them: a list (a `= ANY($n)` operand) as its JSON text."""
+    return tuple(json.dumps(a) if isinstance(a, list) else a for a in args)
+
+
+class SqliteDb:
+    """`Db` over an aiosqlite connection (the caller owns its transaction)."""
+
+    dialect = Dialect.SQLITE
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def fetch(self, query: str, *args: Any) -> list[Row]:
+        with _unique_violation():
+            return list(await self._conn.execute_fetchall(render(query, self.dialect), _sqlite_args(args)))
+
+    async def fetchrow(self, query: str, *args: Any) -> Row | None:
+        rows = await self.fetch(query, *args)  # one trip to aiosqlite's thread (a cursor would take three)
+        return rows[0] if rows else None
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        row = await self.fetchrow(query, *args)
+        return row[0] if row is not None else None
+
+    async def execute(self, query: str, *args: Any) -> int:
+        with _unique_violation():
+            cur = await self._conn.execute(render(query, self.dialect), _sqlite_args(args))
+        return cur.rowcount  # not closed: closing is another trip, and a write's cursor holds nothing
+
+    async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
+        with _unique_violation():
+            await self._conn.executemany(render(query, self.dialect), [_sqlite_args(a) for a in args])
+
+
+@contextmanager
+def _unique_violation() -> Iterator[None]:
+    """SQLite's `UNIQUE constraint failed: table.column` as `UniqueViolation("table.column")`."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        prefix = "UNIQUE constraint failed: "
+        if str(exc).startswith(prefix):
+            raise UniqueViolation(str(exc).removeprefix(prefix)) from None
+        raise
