@@ -388,7 +388,10 @@ OUTPAINT = _IMAGE_SOURCE + Body(
         Field("n", "integer", "images to make (default 4)", low=1, high=MAX_OUTPAINT),
     )
 )
-_TASK_SOURCE = _SOURCE + Field("history_id", "string", "one of your own finished tasks", required=True)
+_TASK_SOURCE = _SOURCE + Body(
+    (Field("history_id", "string", "one of your own finished tasks", required=True),),
+    refused=("image",),  # the upstream needs the picture in the task's account
+)
 REPAIR = _TASK_SOURCE
 INTERPOLATE = _TASK_SOURCE + Body(
     (

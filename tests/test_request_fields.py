@@ -1,0 +1,322 @@
+"""One declaration per request field (api/fields.py): what the OpenAPI document says a body takes is what the
+parsers read, aliases included, and a body valid by the served schema is accepted by the server (and a body
+the server refuses for its model is invalid by the schema).
+
+- documented == declared: each route's documented body properties are its declared names (with aliases);
+- read ⊆ declared: each parser, run on bodies that walk its branches through a recording mapping, reads no
+  name that is not declared (or declared as refused, like `width`);
+- over real HTTP against the simulator: every documented field, with values the schema allows, sent one at a
+  time to the async endpoints, validates against the served schema and is accepted (200); every documented
+  model name is accepted, and a name the schema refuses is refused by the server too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from jsonschema import Draft202012Validator
+from support import CN_TOKEN, bearer, json_of
+
+from jimeng_server.api import fields as declared
+from jimeng_server.api.fields import REQUEST_BODIES, RouteBody
+from jimeng_server.api.params import image_params
+from jimeng_server.api.postedits import outpaint_params, repair_params, upscale_params
+from jimeng_server.api.video_params import video_params
+from jimeng_server.config import DEFAULT_MODEL_ALIASES
+from jimeng_server.services import chat
+from jimeng_server.services.compositions import MAX_INPUT_IMAGES
+from jimeng_server.services.video_shapes import gateway_video_fields, openai_video_fields
+from jimeng_server.simulator import Simulator
+from jimeng_server.simulator.media import png
+from jimeng_server.upstream import catalog
+
+AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+class Recording(Mapping[str, Any]):
+    """A body mapping that notes every name a parser looks up (`get`, `in`, `[]`)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data, self.read = data, set[str]()
+
+    def __getitem__(self, name: str) -> Any:
+        self.read.add(name)
+        return self.data[name]
+
+    def __contains__(self, name: object) -> bool:
+        self.read.add(str(name))
+        return name in self.data
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self.read.add(name)
+        return self.data.get(name, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def _allowed(route: RouteBody, *, form: bool = False) -> set[str]:
+    body = route.form if form and route.form is not None else route.json
+    return body.names(form=form) | set(body.refused)
+
+
+def _reads(parse: Callable[[Mapping[str, Any]], Any], bodies: list[dict[str, Any]]) -> set[str]:
+    read: set[str] = set()
+    for body in bodies:
+        recording = Recording(body)
+        parse(recording)
+        read |= recording.read
+    return read
+
+
+URL = "https://example.com/a.png"
+OMNI = declared.OMNI_MODE
+_PARSERS: list[tuple[str, Callable[[Mapping[str, Any]], Any], list[dict[str, Any]]]] = [
+    ("/v1/images/generations", image_params, [{"prompt": "p"}, {"prompt": "p", "size": "1024x1024", "n": 2}]),
+    (
+        "/v1/videos/generations",
+        video_params,
+        [
+            {"prompt": "p"},
+            {"prompt": "p", "filePaths": [URL]},
+            {
+                "prompt": "p",
+                "model": "jimeng-video-seedance-2.0",
+                "functionMode": "omni_reference",
+                "image_file_1": URL,
+            },
+        ],
+    ),
+    ("/v1/images/upscale", upscale_params, [{"image": URL, "mode": "pro"}, {"history_id": "123", "index": 1}]),
+    ("/v1/images/outpaint", outpaint_params, [{"image": URL, "ratio": "16:9"}, {"history_id": "1", "top": 0.5}]),
+    ("/v1/images/repair", repair_params, [{"history_id": "123"}]),
+    (
+        "/v1/chat/completions",
+        lambda data: chat.chat_ask(data, DEFAULT_MODEL_ALIASES),
+        [
+            {"messages": [{"role": "user", "content": "a cat"}], "n": 2, "size": "1024x1024"},
+            {"messages": [{"role": "user", "content": "waves"}], "model": "sora-2", "duration": 5, "stream": True},
+        ],
+    ),
+    (
+        "/v1/videos",
+        lambda data: openai_video_fields(data, DEFAULT_MODEL_ALIASES, declared.VIDEO_RATIOS),
+        [{"prompt": "p", "seconds": "8", "size": "1280x720", "input_reference": {"image_url": URL}}],
+    ),
+    (
+        "/v1/video/generations",
+        lambda data: gateway_video_fields(data, DEFAULT_MODEL_ALIASES, declared.VIDEO_RATIOS),
+        [
+            {"prompt": "p", "duration": 5, "width": 1280, "height": 720, "image": URL},
+            {"prompt": "p", "size": "720x1280", "ratio": "9:16", "resolution": "720p", "image_url": URL},
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("path", "parse", "bodies"), _PARSERS, ids=[p[0] for p in _PARSERS])
+def test_every_field_a_parser_reads_is_declared(
+    path: str, parse: Callable[[Mapping[str, Any]], Any], bodies: list[dict[str, Any]]
+) -> None:
+    read = _reads(parse, bodies)
+    route = REQUEST_BODIES[path]
+    undeclared = {n for n in read if n not in _allowed(route) | _allowed(route, form=True)}
+    numbered = {n for n in undeclared if n.rsplit("_", 1)[0] in {f.name for f in declared.VIDEO_FILES.fields}}
+    assert undeclared - numbered == set()
+
+
+def test_declared_constants_match_the_services() -> None:
+    assert declared.CHAT_IMAGE_OPTIONS == chat.IMAGE_OPTIONS
+    assert declared.CHAT_VIDEO_OPTIONS == chat.VIDEO_OPTIONS
+    assert declared._MAX_INPUT_IMAGES == MAX_INPUT_IMAGES
+
+
+async def test_the_document_shows_exactly_the_declared_fields(client: TestClient[Any, Any]) -> None:
+    doc = await json_of(await client.get("/openapi.json"))
+    documented_bodies = {
+        path: item["post"]["requestBody"]["content"]
+        for path, item in doc["paths"].items()
+        if "requestBody" in item.get("post", {})
+    }
+    for path, route in REQUEST_BODIES.items():
+        content = documented_bodies[path]
+        assert set(content["application/json"]["schema"]["properties"]) == route.json.names(), path
+        if route.form is not None:
+            assert set(content["multipart/form-data"]["schema"]["properties"]) == route.form.names(form=True), path
+        else:
+            assert "multipart/form-data" not in content, path
+    assert set(documented_bodies) == set(REQUEST_BODIES)
+
+
+async def test_configured_aliases_are_documented(make_client: AppFactory) -> None:
+    from jimeng_server.config import ModelsConfig
+
+    client = await make_client(models=ModelsConfig(aliases={"house-image": "jimeng-4.0"}, default_aliases=False))
+    doc = await json_of(await client.get("/openapi.json"))
+    model = _schema(doc, "/v1/async/images/generations")["properties"]["model"]
+    assert "house-image" in model["anyOf"][0]["enum"] and "dall-e-3" not in model["anyOf"][0]["enum"]
+
+
+def _schema(doc: dict[str, Any], path: str) -> dict[str, Any]:
+    schema: dict[str, Any] = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    return schema
+
+
+def _values(prop: dict[str, Any]) -> list[Any]:
+    """Values a documented property allows: each choice, else its bounds, else one value of its type."""
+    if "enum" in prop:
+        return list(prop["enum"])
+    kind = prop.get("type")
+    if kind == "boolean":
+        return [True, False]
+    if kind in ("integer", "number") and "minimum" in prop:
+        return [prop["minimum"], prop["maximum"]]
+    if kind == "string" and "maxLength" in prop:
+        return ["a quiet lake", "b" * prop["maxLength"]]
+    return []
+
+
+async def _accepted(client: TestClient[Any, Any], path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    resp = await client.post(path, json=body, headers=bearer(CN_TOKEN))
+    return resp.status, await json_of(resp)
+
+
+@pytest.fixture
+async def image_host(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> TestServer:
+    """A web server holding one input image at /frame.png."""
+    picture = png(32, 32, (200, 30, 30))
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=picture, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/frame.png", serve)
+    return await aiohttp_server(app)
+
+
+_BASE = {
+    "/v1/async/images/generations": {"prompt": "a cat in the snow"},
+    "/v1/async/videos/generations": {"prompt": "waves at dusk"},
+}
+_SKIPPED = {
+    "callback_url",
+    "size",
+    "model",
+    "resolution",
+    "duration",
+    "n",
+    "multi_image",
+    "function_mode",
+    "functionMode",
+}
+"""Fields tried below with values that depend on another field (or, for callback_url, in
+tests/test_webhooks_api.py: a URL the SSRF guard takes)."""
+
+
+@pytest.mark.parametrize("path", list(_BASE))
+async def test_every_documented_field_is_accepted_over_http(
+    client: TestClient[Any, Any], image_host: TestServer, path: str
+) -> None:
+    doc = await json_of(await client.get("/openapi.json"))
+    schema = _schema(doc, path)
+    validator = Draft202012Validator(schema)
+    tried: list[str] = []
+    for name, prop in schema["properties"].items():
+        values = [[str(image_host.make_url("/frame.png"))]] if name in ("file_paths", "filePaths") else _values(prop)
+        if name in _SKIPPED or not values:
+            assert name in _SKIPPED, f"{path}: no value tried for documented field {name!r}"
+            continue
+        for value in values:
+            body = {**_BASE[path], name: value}
+            validator.validate(body)
+            status, answer = await _accepted(client, path, body)
+            assert status == 200, (name, value, answer)
+        tried.append(name)
+    assert len(tried) >= 5
+
+
+async def test_dependent_image_fields_over_http(client: TestClient[Any, Any]) -> None:
+    doc = await json_of(await client.get("/openapi.json"))
+    validator = Draft202012Validator(_schema(doc, "/v1/async/images/generations"))
+    bodies: list[dict[str, Any]] = [
+        {"size": "1024x1024"},
+        {"size": "auto"},
+        {"n": 1},
+        {"n": 4},
+        {"n": catalog.MAX_IMAGE_COUNT},
+        {"multi_image": False, "n": 2},
+        {"multi_image": True},
+        {"resolution": "4k", "model": "jimeng-4.5"},
+    ]
+    for extra in bodies:
+        body = {"prompt": "a red fox", **extra}
+        validator.validate(body)
+        status, answer = await _accepted(client, "/v1/async/images/generations", body)
+        assert status == 200, (body, answer)
+
+
+async def test_dependent_video_fields_over_http(
+    client: TestClient[Any, Any], image_host: TestServer, sim: Simulator
+) -> None:
+    sim.account(CN_TOKEN).vip_credit = 100_000  # one video of each model at its longest
+    doc = await json_of(await client.get("/openapi.json"))
+    path = "/v1/async/videos/generations"
+    schema = _schema(doc, path)
+    validator = Draft202012Validator(schema)
+    frame = str(image_host.make_url("/frame.png"))
+    omni = {"model": "jimeng-video-seedance-2.0", "image_file_1": frame, "prompt": "@image_file_1 walks"}
+    bodies: list[dict[str, Any]] = [
+        {"function_mode": "first_last_frames"},
+        {"functionMode": "omni_reference", **omni},
+        {"function_mode": "omni_reference", **omni},
+    ]
+    for resolution in schema["properties"]["resolution"]["enum"]:  # each with a model that offers it
+        model = next(m for m in catalog.VIDEO_MODELS if resolution in catalog.video_resolutions(m))
+        bodies.append({"model": model, "resolution": resolution})
+    for model in catalog.VIDEO_MODELS:
+        bodies.append({"model": model, "duration": catalog.allowed_durations(model)[-1]})
+    accepted = 0
+    for extra in bodies:
+        body = {"prompt": "waves at dusk", **extra}
+        validator.validate(body)
+        status, answer = await _accepted(client, path, body)
+        if status == 400 and answer["error"]["code"] == "UNSUPPORTED_MODEL":
+            continue  # a model the token's region lacks: said so, whatever the fields
+        assert status == 200, (body, answer)
+        accepted += 1
+    assert accepted >= len(bodies) // 2
+
+
+async def test_every_documented_model_is_accepted_and_others_refused(client: TestClient[Any, Any]) -> None:
+    doc = await json_of(await client.get("/openapi.json"))
+    for path, kind in (("/v1/async/images/generations", "image"), ("/v1/async/videos/generations", "video")):
+        schema = _schema(doc, path)
+        validator = Draft202012Validator(schema)
+        names = schema["properties"]["model"]["anyOf"][0]["enum"]
+        aliases = [a for a, target in DEFAULT_MODEL_ALIASES.items() if a in names]
+        assert aliases, f"{path}: the default OpenAI aliases are documented"
+        for model in names:
+            body = {"prompt": "a red fox", "model": model}
+            validator.validate(body)
+            status, answer = await _accepted(client, path, body)
+            assert status != 400 or answer["error"]["code"] not in ("UNKNOWN_MODEL", "WRONG_ENDPOINT"), (model, answer)
+        other = "jimeng-video-3.5-pro" if kind == "image" else "jimeng-4.5"
+        for wrong in ("no-such-model", other):
+            body = {"prompt": "a red fox", "model": wrong}
+            assert not validator.is_valid(body), wrong
+            status, answer = await _accepted(client, path, body)
+            assert status == 400 and answer["error"]["code"] in ("UNKNOWN_MODEL", "WRONG_ENDPOINT"), (wrong, answer)
+    raw = {"prompt": "a red fox", "model": "high_aes_general_v60"}
+    image_schema = _schema(doc, "/v1/async/images/generations")
+    assert Draft202012Validator(image_schema).is_valid(raw)
+    assert not Draft202012Validator(_schema(doc, "/v1/async/videos/generations")).is_valid(raw)
+    status, answer = await _accepted(client, "/v1/async/videos/generations", raw)
+    assert status == 400 and answer["error"]["code"] == "UNKNOWN_MODEL"
+    assert catalog.looks_like_key(raw["model"])
