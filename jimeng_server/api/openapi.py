@@ -22,7 +22,7 @@ from ..upstream import catalog
 from .appkeys import CONFIG
 from .async_tasks import SUBMITTED_MESSAGE
 from .fields import REQUEST_BODIES
-from .openapi_examples import add_examples
+from .openapi_examples import ADMIN_EXAMPLES, add_examples
 
 routes = web.RouteTableDef()
 
@@ -354,8 +354,8 @@ PATHS: dict[str, dict[str, Schema]] = {
             "a result kept by the server ([results] keep = local): the signed link of a task answer, or the"
             " Authorization of the task's owner; Range requests supported",
             {
-                "200": _answer("the file", _BINARY, media="application/octet-stream"),
-                "206": _answer("the requested range", _BINARY, media="application/octet-stream"),
+                "200": _answer("the file", _BINARY, media="*/*"),
+                "206": _answer("the requested range", _BINARY, media="*/*"),
             },
             auth=False,
             parameters=[
@@ -438,43 +438,8 @@ PATHS["/v1/async/videos/interpolate"] = {
     "post": _submit("frame interpolation to 60 fps, answered at once with the history_id")
 }
 
-# The dashboard's read side (api/admin_insights.py), with answer examples (its answers are not typed here).
-_COUNTS = {"tasks": 3, "done": 2, "failed": 1, "processing": 0}
-_STATS_EXAMPLE = {
-    "window": {"limit": 1000, "tasks": 3, "since": 1764979200.0},
-    "totals": {**_COUNTS, "items": 8, "credits_spent": 12, "credits_left": 768, "accounts": 3, "keys_active": 1},
-    "per_day": [{"name": "2026-12-06", **_COUNTS}],
-    "per_model": [{"name": "jimeng-4.5", **_COUNTS}],
-    "per_key": [{"name": "team-a", **_COUNTS}],
-    "per_account": [{"name": "alice-cn", **_COUNTS}],
-    "failure_codes": [{"code": "CONTENT_REJECTED", "tasks": 1}],
-    "credits": {
-        "per_key": [{"name": "team-a", "credits_spent": 12}],
-        "per_account": [{"name": "alice-cn", "credits": 768, "credits_at": 1764979260.0}],
-    },
-}
-_DETAIL_EXAMPLE = {
-    "history_id": "4825718293746",
-    "type": "image",
-    "status": 30,
-    "status_name": "failed",
-    "parameters": {"model": "jimeng-4.5", "type": "image", "input_images": None, "callback_url": None},
-    "owner": "key team-a",
-    "key": "team-a",
-    "account": "alice-cn",
-    "status_history": [
-        {"at": 1764979200.0, "status": "submitted", "note": "image task"},
-        {"at": 1764979212.0, "status": "failed", "note": "CONTENT_REJECTED"},
-    ],
-    "error": {"code": "CONTENT_REJECTED", "message": "the upstream's content review blocked the task"},
-    "fail_code": 2038,
-    "results": [],
-    "webhook": {"history_id": "4825718293746", "callback_url": None, "events": [], "deliveries": []},
-}
-_LOGS_EXAMPLE = {
-    "data": [{"seq": 41, "at": 1764979212.5, "level": "WARNING", "line": "... Authorization: Bearer *** refused"}],
-    "last": 41,
-}
+# The dashboard's read side (api/admin_insights.py), with answer examples (its answers are not typed here:
+# openapi_examples.ADMIN_EXAMPLES).
 
 
 def _admin_with(summary: str, example: Any, **kwargs: Any) -> Schema:
@@ -484,7 +449,7 @@ def _admin_with(summary: str, example: Any, **kwargs: Any) -> Schema:
 
 
 _TASK_DETAIL = _admin_with(
-    "one stored task: parameters, status history, error, webhook attempts, result URLs", _DETAIL_EXAMPLE
+    "one stored task: parameters, status history, error, webhook attempts, result URLs", ADMIN_EXAMPLES["task"]
 )
 _TASK_DETAIL["parameters"] = [{"name": "history_id", "in": "path", "required": True, "schema": _STR}]
 PATHS.update(
@@ -492,12 +457,12 @@ PATHS.update(
         "/admin/api/stats": {
             "get": _admin_with(
                 "totals and breakdowns of the latest ?limit= tasks (1..5000, default 1000) and credits",
-                _STATS_EXAMPLE,
+                ADMIN_EXAMPLES["stats"],
             )
         },
         "/admin/api/tasks/{history_id}": {"get": _TASK_DETAIL},
         "/admin/api/logs": {
-            "get": _admin_with("the latest server log lines after ?after=SEQ, secrets masked", _LOGS_EXAMPLE)
+            "get": _admin_with("the latest server log lines after ?after=SEQ, secrets masked", ADMIN_EXAMPLES["logs"])
         },
         "/admin/api/accounts/check": {"post": _admin("read every pool account's balance now, in parallel")},
     }
