@@ -26,7 +26,7 @@ from jimeng_server.api.fields import REQUEST_BODIES, RouteBody
 from jimeng_server.api.params import image_params
 from jimeng_server.api.postedits import outpaint_params, repair_params, upscale_params
 from jimeng_server.api.video_params import video_params
-from jimeng_server.config import DEFAULT_MODEL_ALIASES
+from jimeng_server.config import DEFAULT_MODEL_ALIASES, CompatConfig, ModelsConfig
 from jimeng_server.services import chat
 from jimeng_server.services.compositions import MAX_INPUT_IMAGES
 from jimeng_server.services.video_shapes import gateway_video_fields, openai_video_fields
@@ -155,13 +155,24 @@ async def test_the_document_shows_exactly_the_declared_fields(client: TestClient
     assert set(documented_bodies) == set(REQUEST_BODIES)
 
 
-async def test_configured_aliases_are_documented(make_client: AppFactory) -> None:
-    from jimeng_server.config import ModelsConfig
-
-    client = await make_client(models=ModelsConfig(aliases={"house-image": "jimeng-4.0"}, default_aliases=False))
+async def test_the_document_follows_the_apps_settings(make_client: AppFactory) -> None:
+    """`[models] aliases` (and `default_aliases = false`) change what `model` lists; `[compat] strict_size`
+    removes `size`, which the server then refuses."""
+    client = await make_client(
+        models=ModelsConfig(aliases={"house-image": "jimeng-4.0"}, default_aliases=False),
+        compat=CompatConfig(strict_size=True),
+    )
     doc = await json_of(await client.get("/openapi.json"))
-    model = _schema(doc, "/v1/async/images/generations")["properties"]["model"]
-    assert "house-image" in model["anyOf"][0]["enum"] and "dall-e-3" not in model["anyOf"][0]["enum"]
+    path = "/v1/async/images/generations"
+    schema = _schema(doc, path)
+    names = schema["properties"]["model"]["anyOf"][0]["enum"]
+    assert "house-image" in names and "dall-e-3" not in names
+    assert "size" not in schema["properties"]
+    status, answer = await _accepted(client, path, {"prompt": "a fox", "model": "house-image"})
+    assert status == 200, answer
+    for refused in ({"model": "dall-e-3"}, {"size": "1024x1024"}):
+        status, answer = await _accepted(client, path, {"prompt": "a fox", **refused})
+        assert status == 400, (refused, answer)
 
 
 def _schema(doc: dict[str, Any], path: str) -> dict[str, Any]:

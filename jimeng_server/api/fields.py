@@ -295,7 +295,13 @@ IMAGE = Body(
         Field("prompt", "string", required=True, max_length=MAX_PROMPT_CHARS),
         Field("negative_prompt", "string", default="", max_length=MAX_PROMPT_CHARS),
         Field("ratio", "string", default=catalog.DEFAULT_RATIO, choices=catalog.RATIOS),
-        Field("resolution", "string", default=catalog.DEFAULT_RESOLUTION, choices=catalog.RESOLUTIONS),
+        Field(
+            "resolution",
+            "string",
+            "one the model offers; without it, the tier `size` asks for (or the default) or the model's next one",
+            default=catalog.DEFAULT_RESOLUTION,
+            choices=catalog.RESOLUTIONS,
+        ),
         Field("intelligent_ratio", "boolean", default=False),
         Field("sample_strength", "number", default=0.5, low=0.0, high=1.0),
         RESPONSE_FORMAT,
@@ -328,8 +334,13 @@ VIDEO = Body(
         Field("model", "string", default=catalog.DEFAULT_VIDEO_MODEL),
         Field("prompt", "string", "required for text-to-video", default="", max_length=MAX_PROMPT_CHARS),
         Field("ratio", "string", default="1:1", choices=VIDEO_RATIOS),
-        Field("resolution", "string", "the model's first by default", choices=VIDEO_RESOLUTIONS),
-        Field("duration", "integer", "seconds; the allowed values depend on the model"),
+        Field(
+            "resolution",
+            "string",
+            "one the model offers (GET /v1/models lists each model's); its first by default",
+            choices=VIDEO_RESOLUTIONS,
+        ),
+        Field("duration", "integer", "seconds, one the model allows (GET /v1/models); its default when absent"),
         Field(
             "function_mode", "string", default=FRAME_MODE, choices=(FRAME_MODE, OMNI_MODE), aliases=("functionMode",)
         ),

@@ -627,23 +627,32 @@ DOCUMENT: dict[str, Any] = {
 }
 
 
-def document(aliases: Mapping[str, str]) -> dict[str, Any]:
-    """The document for an app with these model aliases in force: `DOCUMENT` with every request body rendered
-    from its declaration (`fields.REQUEST_BODIES`) and an example for every request and answer."""
-    doc: dict[str, Any] = json.loads(
-        _document_text(tuple(sorted(aliases.items())), (*catalog.IMAGE_MODELS, *catalog.VIDEO_MODELS))
-    )
+def document(aliases: Mapping[str, str], *, strict_size: bool = False) -> dict[str, Any]:
+    """The document for an app with these model aliases in force (and `[compat] strict_size`, which refuses
+    `size`): `DOCUMENT` with every request body rendered from its declaration (`fields.REQUEST_BODIES`) and an
+    example for every request and answer."""
+    doc: dict[str, Any] = json.loads(_document_text(tuple(sorted(aliases.items())), strict_size, _catalogue()))
     return doc
 
 
+def _catalogue() -> tuple[str, ...]:
+    return (*catalog.IMAGE_MODELS, *catalog.VIDEO_MODELS)
+
+
 @functools.lru_cache(maxsize=8)
-def _document_text(aliases: tuple[tuple[str, str], ...], models: tuple[str, ...]) -> str:
-    """`document` as JSON text, once per alias table and model catalogue (`models`: the cache key only)."""
+def _document_text(aliases: tuple[tuple[str, str], ...], strict_size: bool, models: tuple[str, ...]) -> str:
+    """`document` as JSON text, once per app setting and model catalogue (`models`: the cache key only)."""
     doc = copy.deepcopy(DOCUMENT)
     for path, route in REQUEST_BODIES.items():
-        content = {JSON: {"schema": route.json.schema(model=route.model, aliases=dict(aliases))}}
-        if route.form is not None:
-            content[MULTIPART] = {"schema": route.form.schema(form=True, model=route.model, aliases=dict(aliases))}
+        forms = {JSON: route.json, MULTIPART: route.form}
+        content = {
+            media: {"schema": body.schema(form=media == MULTIPART, model=route.model, aliases=dict(aliases))}
+            for media, body in forms.items()
+            if body is not None
+        }
+        if strict_size and route.model in ("image", "any"):  # the image parser refuses `size` then
+            for media in content.values():
+                media["schema"]["properties"].pop("size", None)
         doc["paths"][path]["post"]["requestBody"] = {"required": True, "content": content}
     add_examples(doc)  # a request and an answer example for every operation (api/openapi_examples.py)
     return json.dumps(doc)
@@ -655,9 +664,9 @@ _ASSETS = {"docs.js": "text/javascript", "docs.css": "text/css"}
 @routes.get("/openapi.json")
 async def openapi_json(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 document (with the app's model aliases)."""
-    text = _document_text(
-        tuple(sorted(request.app[CONFIG].models.all_aliases.items())), (*catalog.IMAGE_MODELS, *catalog.VIDEO_MODELS)
-    )
+    config = request.app[CONFIG]
+    aliases = tuple(sorted(config.models.all_aliases.items()))
+    text = _document_text(aliases, config.compat.strict_size, _catalogue())
     return web.Response(text=text, content_type="application/json")
 
 
