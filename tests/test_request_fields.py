@@ -23,6 +23,8 @@ from support import CN_TOKEN, bearer, json_of
 
 from jimeng_server.api import fields as declared
 from jimeng_server.api.fields import REQUEST_BODIES, RouteBody
+from jimeng_server.api.image_inputs import composition_images
+from jimeng_server.api.openai_compat import edit_images
 from jimeng_server.api.params import image_params
 from jimeng_server.api.postedits import outpaint_params, repair_params, upscale_params
 from jimeng_server.api.video_params import video_params
@@ -93,6 +95,16 @@ _PARSERS: list[tuple[str, Callable[[Mapping[str, Any]], Any], list[dict[str, Any
                 "image_file_1": URL,
             },
         ],
+    ),
+    (
+        "/v1/images/compositions",
+        lambda data: (composition_images(data), image_params(data)),
+        [{"prompt": "p", "images": [URL, {"url": URL}]}],
+    ),
+    (
+        "/v1/images/edits",
+        lambda data: (edit_images(data), image_params(data)),
+        [{"prompt": "p", "image": URL, "image[]": [URL]}, {"prompt": "p", "images": [URL]}],
     ),
     ("/v1/images/upscale", upscale_params, [{"image": URL, "mode": "pro"}, {"history_id": "123", "index": 1}]),
     ("/v1/images/outpaint", outpaint_params, [{"image": URL, "ratio": "16:9"}, {"history_id": "1", "top": 0.5}]),
