@@ -136,7 +136,9 @@ async def composition_request(
         yield CompositionRequest(caller, fields, request_image_params(request, fields), images)
 
 
-async def compose_and_answer(request: web.Request, parsed: CompositionRequest, *, describe: bool) -> web.StreamResponse:
+async def compose_and_answer(
+    request: web.Request, parsed: CompositionRequest, *, describe: bool
+) -> web.StreamResponse:
     """Upload, generate, wait and answer a sync image-to-image request; `describe` adds `input_images`
     and `composition_type` to the OpenAI-shaped body."""
     refuse_callback_url(parsed.fields, "/v1/async/images/compositions")
