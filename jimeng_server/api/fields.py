@@ -364,10 +364,11 @@ VIDEO_FILES = Body(
     )
 )
 
+SOURCE_INDEX = Field("index", "integer", "which result of the task (from 0)", default=0, low=0, high=MAX_INDEX)
 _SOURCE = Body(
     (
         Field("history_id", "string", "one of your own finished tasks"),
-        Field("index", "integer", "which result of the task (from 0)", default=0, low=0, high=MAX_INDEX),
+        SOURCE_INDEX,
     )
 )
 _IMAGE_SOURCE = (

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest
+from ..integers import NumberError, parse_int
 from ..services.callers import Caller
 from ..services.generation import Submission
 from ..services.idempotency import SpendMark
@@ -32,7 +33,7 @@ from ..upstream.postedit_payloads import Expansion, PostEditTool
 from .appkeys import ACCOUNT_POOL, COMPOSITIONS, CONFIG, GENERATION, POSTEDITS, QUERIES, STORE
 from .async_tasks import history_id_value
 from .callbacks import callback_url_of, refuse_callback_url
-from .fields import INTERPOLATE, MAX_INDEX, OUTPAINT, RESPONSE_FORMAT, SIDES, UPSCALE, get_count, get_str
+from .fields import INTERPOLATE, MAX_INDEX, OUTPAINT, RESPONSE_FORMAT, SIDES, SOURCE_INDEX, UPSCALE, get_count, get_str
 from .forms import request_fields
 from .idempotency import idempotent
 from .image_inputs import composition_images
@@ -48,15 +49,15 @@ UPSCALE_MODES = {"hd": PostEditTool.NORMAL_HD, "pro": PostEditTool.PRO_HD}
 
 def _index(fields: Mapping[str, Any]) -> int:
     """`index` of the task's result, from 0 (default 0); multipart strings must be digits only."""
-    value = fields.get("index", 0)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INDEX:
+    field = SOURCE_INDEX
+    value = fields.get(field.name, field.default)
+    try:
+        return parse_int(value, field.name, low=int(field.low or 0), high=MAX_INDEX)
+    except NumberError:
         raise BadRequest(
             f"'index' must be the whole number of a result of the task, from 0 to {MAX_INDEX}, got {value!r}",
             code="INVALID_PARAMETER",
-        )
-    return value
+        ) from None
 
 
 def source_of(fields: Mapping[str, Any], *, image_allowed: bool, what: str) -> tuple[Any, SourceTask | None]:
