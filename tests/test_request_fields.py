@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from jsonschema import Draft202012Validator
+from pool_support import ADMIN_KEY, POOL_SESSIONS, admin, seed_sim
 from support import CN_TOKEN, bearer, json_of
 
 from jimeng_server.api import fields as declared
@@ -28,7 +29,7 @@ from jimeng_server.api.openai_compat import edit_images
 from jimeng_server.api.params import image_params
 from jimeng_server.api.postedits import outpaint_params, repair_params, upscale_params
 from jimeng_server.api.video_params import video_params
-from jimeng_server.config import DEFAULT_MODEL_ALIASES, CompatConfig, ModelsConfig
+from jimeng_server.config import DEFAULT_MODEL_ALIASES, AdminConfig, CompatConfig, ModelsConfig
 from jimeng_server.services import chat
 from jimeng_server.services.compositions import MAX_INPUT_IMAGES
 from jimeng_server.services.video_shapes import gateway_video_fields, openai_video_fields
@@ -383,3 +384,18 @@ async def test_every_documented_model_is_accepted_and_others_refused(client: Tes
     status, answer = await _accepted(client, "/v1/async/videos/generations", raw)
     assert status == 400 and answer["error"]["code"] == "UNKNOWN_MODEL"
     assert catalog.looks_like_key(raw["model"])
+
+
+async def test_documented_admin_bodies_are_accepted_over_http(make_client: AppFactory, sim: Simulator) -> None:
+    """Every documented field of the admin API's two bodies, schema-valid, is taken (201)."""
+    seed_sim(sim)
+    client = await make_client(admin=AdminConfig(key=ADMIN_KEY))
+    doc = await json_of(await client.get("/openapi.json"))
+    account = {"name": "pa", "token": POOL_SESSIONS["pa"], "proxy": "socks5://10.0.0.1:1080", "note": "team a"}
+    key = {"name": "team-a", "accounts": ["pa"], "rate_per_minute": 30, "max_in_flight": 2}
+    for path, body in (("/admin/api/accounts", account), ("/admin/api/keys", key)):
+        schema = _schema(doc, path)
+        assert set(body) == set(schema["properties"]), path
+        Draft202012Validator(schema).validate(body)
+        resp = await client.post(path, json=body, headers=admin())
+        assert resp.status == 201, (path, await resp.text())
