@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from jsonschema import Draft202012Validator
 from pool_support import ADMIN_KEY, POOL_SESSIONS, admin, seed_sim
-from support import CN_TOKEN, bearer, json_of
+from support import CN_TOKEN, bearer, drive, json_of
 
 from jimeng_server.api import fields as declared
 from jimeng_server.api.fields import REQUEST_BODIES, RouteBody
@@ -29,6 +29,7 @@ from jimeng_server.api.openai_compat import edit_images
 from jimeng_server.api.params import image_params
 from jimeng_server.api.postedits import outpaint_params, repair_params, upscale_params
 from jimeng_server.api.video_params import video_params
+from jimeng_server.clock import ManualClock
 from jimeng_server.config import DEFAULT_MODEL_ALIASES, AdminConfig, CompatConfig, ModelsConfig
 from jimeng_server.services import chat
 from jimeng_server.services.compositions import MAX_INPUT_IMAGES
@@ -399,3 +400,52 @@ async def test_documented_admin_bodies_are_accepted_over_http(make_client: AppFa
         Draft202012Validator(schema).validate(body)
         resp = await client.post(path, json=body, headers=admin())
         assert resp.status == 201, (path, await resp.text())
+
+
+async def test_documented_chat_task_query_and_token_bodies_are_accepted_over_http(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    """The chat body with every documented option (an image and a video request), the task query with each of
+    its two shapes, and the token check: schema-valid, taken (200)."""
+    sim.account(CN_TOKEN).vip_credit = 100_000
+    doc = await json_of(await client.get("/openapi.json"))
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "a lighthouse"}]
+    image_options = {
+        "n": 2,
+        "size": "1024x1024",
+        "ratio": "16:9",
+        "resolution": "2k",
+        "sample_strength": 0.7,
+        "negative_prompt": "fog",
+        "intelligent_ratio": False,
+        "stream": False,
+        "stream_options": {"include_usage": True},
+    }
+    chats = [
+        {"model": "jimeng-4.5", "messages": messages, **image_options},
+        {
+            "model": "jimeng-video-3.0",
+            "messages": messages,
+            "duration": catalog.default_duration("jimeng-video-3.0"),
+            "ratio": "9:16",
+            "resolution": catalog.video_resolutions("jimeng-video-3.0")[-1],
+        },
+    ]
+    documented = set(_schema(doc, "/v1/chat/completions")["properties"])
+    assert documented - {k for c in chats for k in c} == {"callback_url"}  # async only: tested with webhooks
+    for chat_body in chats:
+        Draft202012Validator(_schema(doc, "/v1/chat/completions")).validate(chat_body)
+        (resp,) = await drive(
+            client.app, clock, client.post("/v1/chat/completions", json=chat_body, headers=bearer(CN_TOKEN))
+        )
+        answer = await json_of(resp)
+        assert resp.status == 200, (chat_body, answer)
+    history_id = answer["history_id"]
+    for path, body in (
+        ("/v1/async/tasks/query", {"history_id": history_id}),
+        ("/v1/async/tasks/query", {"history_ids": [history_id, int(history_id)]}),
+        ("/token/check", {"token": CN_TOKEN}),
+    ):
+        Draft202012Validator(_schema(doc, path)).validate(body)
+        status, answer = await _accepted(client, path, body)
+        assert status == 200, (path, body, answer)
