@@ -319,11 +319,20 @@ IMAGES = Body(
         Field("images", "array", required=True, extra={**_FILES, "minItems": 1, "maxItems": 10}, where="form"),
     )
 )
+_ONE_OR_MORE: Schema = {"anyOf": [_IMAGE_INPUT, {"type": "array", "items": _IMAGE_INPUT, "maxItems": 10}]}
 EDIT = Body(
     (
-        Field("image", "array", "the images to edit (one file, or repeated)", extra={**_FILES, "maxItems": 10}),
-        Field("image[]", "array", "the openai SDK's list of images", extra={**_FILES, "maxItems": 10}),
+        Field("image", "any", "the image(s) to edit: URLs, data URIs or {url}", extra=_ONE_OR_MORE, where="json"),
+        Field("image[]", "any", "the openai SDK's list of images", extra=_ONE_OR_MORE, where="json"),
         Field("images", "array", "as in compositions", extra={"items": _IMAGE_INPUT, "maxItems": 10}, where="json"),
+        Field(
+            "image",
+            "array",
+            "the images to edit (one file, or repeated)",
+            extra={**_FILES, "maxItems": 10},
+            where="form",
+        ),
+        Field("image[]", "array", "the openai SDK's list of images", extra={**_FILES, "maxItems": 10}, where="form"),
     ),
     refused=("mask",),
     description="OpenAI's image edit form; `mask` is refused",

@@ -20,7 +20,7 @@ from .fields import EDIT
 from .image_inputs import composition_images
 
 _SIZE = re.compile(r"\s*([0-9]{1,5})\s*[xX×*]\s*([0-9]{1,5})\s*")  # ASCII digits only (\d takes any script)
-EDIT_IMAGE_FIELDS = tuple(f.name for f in EDIT.fields if f.where != "json")
+EDIT_IMAGE_FIELDS = tuple(f.name for f in EDIT.fields if f.where == "form")
 """Where OpenAI clients put edit images (declared in `fields.EDIT`): `image` (one file, or repeated), `image[]`
 (the SDK's lists)."""
 
