@@ -16,11 +16,13 @@ from ..config import ConfigError
 from ..errors import BadRequest
 from ..services.inputs import InputImage
 from ..upstream import catalog
+from .fields import EDIT
 from .image_inputs import composition_images
 
 _SIZE = re.compile(r"\s*([0-9]{1,5})\s*[xX×*]\s*([0-9]{1,5})\s*")  # ASCII digits only (\d takes any script)
-EDIT_IMAGE_FIELDS = ("image", "image[]")
-"""Where OpenAI clients put edit images: `image` (one file, or repeated), `image[]` (the SDK's lists)."""
+EDIT_IMAGE_FIELDS = tuple(f.name for f in EDIT.fields if f.where == "form")
+"""Where OpenAI clients put edit images (declared in `fields.EDIT`): `image` (one file, or repeated), `image[]`
+(the SDK's lists)."""
 
 
 def _aspect(ratio: str) -> float:
@@ -84,7 +86,8 @@ def check_aliases(aliases: Mapping[str, str]) -> None:
 def edit_images(fields: Mapping[str, Any]) -> list[InputImage]:
     """The input images of `/v1/images/edits` (`image` and `image[]`, in that order; or `images` as in
     compositions). A `mask` is refused: the upstream edits whole images."""
-    if fields.get("mask") not in (None, ""):
+    (mask,) = EDIT.refused
+    if fields.get(mask) not in (None, ""):
         raise BadRequest(
             "'mask' is not supported: the upstream edits whole images; describe the change in 'prompt' "
             "and send the image without a mask",

@@ -28,6 +28,7 @@ from ..tasks.records import TaskKind
 from .appkeys import CONFIG, POOL, QUERIES, TASK_RECORDS, VIDEOS
 from .async_tasks import history_id_value
 from .callbacks import callback_url_of
+from .fields import OPENAI_VIDEO
 from .forms import request_fields
 from .request import caller_of, json_object
 from .responses import json_answer
@@ -79,7 +80,7 @@ async def create_video(request: web.Request) -> web.Response:
         seconds, size = data.get("seconds"), data.get("size")
         video = openai_video(
             body,
-            model=str(data.get("model") or "sora-2"),
+            model=str(data.get("model") or OPENAI_VIDEO["model"].default),
             created_at=int(accepted["created"]),
             seconds=None if seconds in (None, "") else str(seconds),
             size=None if size in (None, "") else str(size),

@@ -1,12 +1,17 @@
 """The OpenAPI 3.1 document of the whole API (`GET /openapi.json`), written as data, and the `/docs` page that
 renders it with a small script shipped in the package (`api/assets/`, no CDN).
 
-Every route of the app appears here (a test compares the two); request bodies are described for JSON and,
-where accepted, multipart; every operation's `default` answer is the error shape.
+Every route of the app appears here (a test compares the two); request bodies are rendered from the field
+declarations the parsers read (`api/fields.py`: JSON and, where accepted, multipart), with the `model` names
+the app's aliases add; every operation's `default` answer is the error shape.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -14,10 +19,10 @@ from aiohttp import web
 
 from .. import __version__
 from ..upstream import catalog
+from .appkeys import CONFIG
 from .async_tasks import SUBMITTED_MESSAGE
-from .openapi_examples import add_examples
-from .params import MAX_PROMPT_CHARS, RESPONSE_FORMATS
-from .video_params import FRAME_MODE, OMNI_MODE, VIDEO_RATIOS, VIDEO_RESOLUTIONS
+from .fields import REQUEST_BODIES
+from .openapi_examples import ADMIN_EXAMPLES, add_examples
 
 routes = web.RouteTableDef()
 
@@ -42,14 +47,6 @@ _STR = {"type": "string"}
 _INT = {"type": "integer"}
 _TIME = {"type": "number", "description": "unix seconds"}
 _NULLABLE_STR = {"type": ["string", "null"]}
-_FILE = {"type": "string", "format": "binary"}
-_CALLBACK = {
-    "type": "string",
-    "format": "uri",
-    "maxLength": 2048,
-    "description": "async only: the task's final event is POSTed here (signed, Standard Webhooks)",
-}
-
 _ERROR: Schema = _obj(
     {
         "error": _obj(
@@ -65,44 +62,6 @@ _ERROR: Schema = _obj(
     ("error",),
 )
 
-_IMAGE_FIELDS: dict[str, Schema] = {
-    "model": {"type": "string", "enum": list(catalog.IMAGE_MODELS), "default": catalog.DEFAULT_IMAGE_MODEL},
-    "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS},
-    "negative_prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS},
-    "ratio": {"type": "string", "enum": list(catalog.RATIOS), "default": catalog.DEFAULT_RATIO},
-    "resolution": {"type": "string", "enum": list(catalog.RESOLUTIONS), "default": catalog.DEFAULT_RESOLUTION},
-    "intelligent_ratio": {"type": "boolean", "default": False},
-    "sample_strength": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
-    "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "url"},
-    "multi_image": {"type": "boolean"},
-    "n": {"type": "integer", "minimum": 1, "maximum": catalog.MAX_IMAGE_COUNT, "description": "images to make"},
-    "size": {"type": "string", "description": "OpenAI-style WxH (e.g. 1024x1024) or auto, mapped to ratio/resolution"},
-}
-_IMAGE_INPUT: Schema = {
-    "oneOf": [
-        {"type": "string", "description": "an http(s) URL or a data:image/...;base64 URI"},
-        _obj({"url": _STR}, ("url",)),
-    ]
-}
-_VIDEO_FIELDS: dict[str, Schema] = {
-    "model": {"type": "string", "enum": list(catalog.VIDEO_MODELS), "default": catalog.DEFAULT_VIDEO_MODEL},
-    "prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS},
-    "ratio": {"type": "string", "enum": list(VIDEO_RATIOS), "default": "1:1"},
-    "resolution": {"type": "string", "enum": list(VIDEO_RESOLUTIONS)},
-    "duration": {"type": "integer", "description": "seconds; the allowed values depend on the model"},
-    "function_mode": {"type": "string", "enum": [FRAME_MODE, OMNI_MODE], "default": FRAME_MODE},
-    "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "url"},
-    "file_paths": {
-        "type": "array",
-        "items": {"type": "string", "format": "uri"},
-        "description": "first/last frame image URLs (omni_reference: image URLs)",
-    },
-}
-_VIDEO_FILES: dict[str, Schema] = {
-    "image_file": {"type": "array", "items": _FILE, "description": "frame images, or omni_reference images"},
-    "video_file": {"type": "array", "items": _FILE, "description": "omni_reference videos"},
-    "audio_file": {"type": "array", "items": _FILE, "description": "omni_reference audio (.mp3, .wav)"},
-}
 _RESULT_ITEM = _obj(
     {
         "url": _STR,
@@ -121,40 +80,6 @@ _POINTS = _obj(
 )
 _SCHEMAS: dict[str, Schema] = {
     "Error": _ERROR,
-    "ImageRequest": _obj(_IMAGE_FIELDS, ("prompt",)),
-    "AsyncImageRequest": _obj({**_IMAGE_FIELDS, "callback_url": _CALLBACK}, ("prompt",)),
-    "CompositionRequest": _obj(
-        {**_IMAGE_FIELDS, "images": {"type": "array", "items": _IMAGE_INPUT, "minItems": 1, "maxItems": 10}},
-        ("prompt", "images"),
-    ),
-    "CompositionForm": _obj(
-        {
-            **_IMAGE_FIELDS,
-            "images": {"type": "array", "items": _FILE, "minItems": 1, "maxItems": 10},
-            "callback_url": _CALLBACK,
-        },
-        ("prompt", "images"),
-    ),
-    "AsyncCompositionRequest": _obj(
-        {
-            **_IMAGE_FIELDS,
-            "images": {"type": "array", "items": _IMAGE_INPUT, "minItems": 1, "maxItems": 10},
-            "callback_url": _CALLBACK,
-        },
-        ("prompt", "images"),
-    ),
-    "EditForm": _obj(
-        {
-            **_IMAGE_FIELDS,
-            "image": {"type": "array", "items": _FILE, "minItems": 1, "maxItems": 10},
-            "image[]": {"type": "array", "items": _FILE, "maxItems": 10},
-        },
-        ("prompt",),
-        description="OpenAI's image edit form; `mask` is refused",
-    ),
-    "VideoRequest": _obj(_VIDEO_FIELDS),
-    "VideoForm": _obj({**_VIDEO_FIELDS, **_VIDEO_FILES, "callback_url": _CALLBACK}),
-    "AsyncVideoRequest": _obj({**_VIDEO_FIELDS, "callback_url": _CALLBACK}),
     "ImageResult": _obj(
         {
             "created": _INT,
@@ -203,13 +128,6 @@ _SCHEMAS: dict[str, Schema] = {
             "error": _obj({"code": _STR, "message": _STR}, ("code", "message")),
         },
         ("history_id", "task_type", "status", "fail_code", "item_count", "results"),
-    ),
-    "TaskQuery": _obj(
-        {
-            "history_id": {"type": ["string", "integer"]},
-            "history_ids": {"type": "array", "items": {"type": ["string", "integer"]}, "minItems": 1, "maxItems": 50},
-        },
-        description="exactly one of history_id (one task) or history_ids (up to 50)",
     ),
     "Tasks": _obj(
         {"data": {"type": "array", "items": _ref("Task")}, "not_found": {"type": "array", "items": _STR}},
@@ -275,10 +193,6 @@ _SCHEMAS: dict[str, Schema] = {
 }
 
 
-def _json(schema: Schema) -> dict[str, Schema]:
-    return {JSON: {"schema": schema}}
-
-
 def _answer(description: str, schema: Schema | None = None, *, media: str = JSON) -> Schema:
     answer: Schema = {"description": description}
     if schema is not None:
@@ -303,15 +217,12 @@ def _op(
     summary: str,
     answers: dict[str, Schema],
     *,
-    body: dict[str, Schema] | None = None,
     auth: bool = True,
     parameters: list[Schema] | None = None,
 ) -> Schema:
     operation: Schema = {"summary": summary, "responses": {**answers, "default": _DEFAULT_ERROR}}
     if auth:
         operation["security"] = _AUTH
-    if body is not None:
-        operation["requestBody"] = {"required": True, "content": body}
     if parameters:
         operation["parameters"] = parameters
     return operation
@@ -322,11 +233,10 @@ _REF = {"name": "ref", "in": "path", "required": True, "schema": {"type": "strin
 _ANY = {"type": "object"}
 
 
-def _admin(summary: str, status: str = "200", *, body: Schema | None = None, ref: bool = False) -> Schema:
+def _admin(summary: str, status: str = "200", *, ref: bool = False) -> Schema:
     operation = _op(
         summary + _ADMIN_NOTE,
         {status: _answer("done", _ANY)},
-        body=None if body is None else _json(body),
         parameters=[_REF] if ref else None,
         auth=False,
     )
@@ -334,10 +244,8 @@ def _admin(summary: str, status: str = "200", *, body: Schema | None = None, ref
     return operation
 
 
-def _submit(summary: str, body: dict[str, Schema]) -> Schema:
-    return _op(
-        summary, {"200": _answer("accepted by the upstream", _ref("Submitted"))}, body=body, parameters=[_IDEMPOTENCY]
-    )
+def _submit(summary: str) -> Schema:
+    return _op(summary, {"200": _answer("accepted by the upstream", _ref("Submitted"))}, parameters=[_IDEMPOTENCY])
 
 
 PATHS: dict[str, dict[str, Schema]] = {
@@ -380,7 +288,6 @@ PATHS: dict[str, dict[str, Schema]] = {
         "post": _op(
             "text to image; answers when the images are ready",
             {"200": _answer("the images", _ref("ImageResult"))},
-            body=_json(_ref("ImageRequest")),
             parameters=[_IDEMPOTENCY],
         )
     },
@@ -388,7 +295,6 @@ PATHS: dict[str, dict[str, Schema]] = {
         "post": _op(
             "image to image (1 to 10 input images); answers when the images are ready",
             {"200": _answer("the images", _ref("ImageResult"))},
-            body={**_json(_ref("CompositionRequest")), MULTIPART: {"schema": _ref("CompositionForm")}},
             parameters=[_IDEMPOTENCY],
         )
     },
@@ -396,7 +302,6 @@ PATHS: dict[str, dict[str, Schema]] = {
         "post": _op(
             "OpenAI's image edit, served as a composition; answers when the images are ready",
             {"200": _answer("the images", _ref("ImageResult"))},
-            body={MULTIPART: {"schema": _ref("EditForm")}, **_json(_ref("CompositionRequest"))},
             parameters=[_IDEMPOTENCY],
         )
     },
@@ -404,25 +309,12 @@ PATHS: dict[str, dict[str, Schema]] = {
         "post": _op(
             "text/frames/omni reference to video; answers when the video is ready",
             {"200": _answer("the video", _ref("VideoResult"))},
-            body={**_json(_ref("VideoRequest")), MULTIPART: {"schema": _ref("VideoForm")}},
             parameters=[_IDEMPOTENCY],
         )
     },
-    "/v1/async/images/generations": {
-        "post": _submit("text to image, answered at once with the history_id", _json(_ref("AsyncImageRequest")))
-    },
-    "/v1/async/images/compositions": {
-        "post": _submit(
-            "image to image, answered at once with the history_id",
-            {**_json(_ref("AsyncCompositionRequest")), MULTIPART: {"schema": _ref("CompositionForm")}},
-        )
-    },
-    "/v1/async/videos/generations": {
-        "post": _submit(
-            "video, answered at once with the history_id",
-            {**_json(_ref("AsyncVideoRequest")), MULTIPART: {"schema": _ref("VideoForm")}},
-        )
-    },
+    "/v1/async/images/generations": {"post": _submit("text to image, answered at once with the history_id")},
+    "/v1/async/images/compositions": {"post": _submit("image to image, answered at once with the history_id")},
+    "/v1/async/videos/generations": {"post": _submit("video, answered at once with the history_id")},
     "/v1/async/tasks/query": {
         "post": _op(
             "one task (history_id) or up to 50 (history_ids)",
@@ -431,7 +323,6 @@ PATHS: dict[str, dict[str, Schema]] = {
                     "the task, or {data, not_found} for history_ids", {"oneOf": [_ref("Task"), _ref("Tasks")]}
                 )
             },
-            body=_json(_ref("TaskQuery")),
         )
     },
     "/v1/async/tasks/{history_id}": {
@@ -463,8 +354,8 @@ PATHS: dict[str, dict[str, Schema]] = {
             "a result kept by the server ([results] keep = local): the signed link of a task answer, or the"
             " Authorization of the task's owner; Range requests supported",
             {
-                "200": _answer("the file", _BINARY, media="application/octet-stream"),
-                "206": _answer("the requested range", _BINARY, media="application/octet-stream"),
+                "200": _answer("the file", _BINARY, media="*/*"),
+                "206": _answer("the requested range", _BINARY, media="*/*"),
             },
             auth=False,
             parameters=[
@@ -478,7 +369,6 @@ PATHS: dict[str, dict[str, Schema]] = {
         "post": _op(
             "is a session alive",
             {"200": _answer("liveness", _obj({"live": {"type": "boolean"}}, ("live",)))},
-            body=_json(_obj({"token": {"type": "string", "minLength": 1}}, ("token",))),
             auth=False,
         )
     },
@@ -505,11 +395,7 @@ PATHS.update(
         },
         "/admin/api/accounts": {
             "get": _admin("the pool's accounts: health, credits, tasks in flight"),
-            "post": _admin(
-                "add an account to the pool",
-                "201",
-                body=_obj({"name": _STR, "token": _STR, "proxy": _STR, "note": _STR}, ("name", "token")),
-            ),
+            "post": _admin("add an account to the pool", "201"),
         },
         "/admin/api/accounts/{ref}": {
             "delete": _admin("remove an account (409 while it has tasks in flight)", ref=True)
@@ -519,19 +405,7 @@ PATHS.update(
         "/admin/api/accounts/{ref}/disable": {"post": _admin("disable the account", ref=True)},
         "/admin/api/keys": {
             "get": _admin("the API keys (never their text)"),
-            "post": _admin(
-                "create an API key; its text is answered this once",
-                "201",
-                body=_obj(
-                    {
-                        "name": _STR,
-                        "accounts": {"type": "array", "items": {"type": ["string", "integer"]}},
-                        "rate_per_minute": _INT,
-                        "max_in_flight": _INT,
-                    },
-                    ("name",),
-                ),
-            ),
+            "post": _admin("create an API key; its text is answered this once", "201"),
         },
         "/admin/api/keys/{ref}/revoke": {"post": _admin("revoke an API key", ref=True)},
         "/admin/api/tasks": {"get": _admin("the latest tasks, newest first (?limit=1..200)")},
@@ -539,104 +413,33 @@ PATHS.update(
 )
 
 # Post-edits (api/postedits.py): upscale, outpaint, detail repair, frame interpolation.
-_SOURCE: dict[str, Schema] = {
-    "history_id": {"type": "string", "description": "one of your own finished tasks"},
-    "index": {"type": "integer", "minimum": 0, "maximum": 99, "description": "which result of the task (from 0)"},
-}
-_IMAGE_SOURCE: dict[str, Schema] = {
-    "image": {"type": "string", "description": "instead of history_id: a URL or a data:image/...;base64 URI"},
-    **_SOURCE,
-}
-_POSTEDIT_FORMAT: dict[str, Schema] = {"response_format": {"type": "string", "enum": ["url", "b64_json"]}}
-_SIDE = {"type": "number", "minimum": 0, "maximum": 3, "description": "fraction of the side to add"}
-_POSTEDIT_BODIES: dict[str, dict[str, Schema]] = {
-    "upscale": {**_IMAGE_SOURCE, "mode": {"type": "string", "enum": ["hd", "pro"]}, **_POSTEDIT_FORMAT},
-    "outpaint": {
-        **_IMAGE_SOURCE,
-        "ratio": {"type": "string", "enum": list(catalog.RATIOS)},
-        "top": _SIDE,
-        "bottom": _SIDE,
-        "left": _SIDE,
-        "right": _SIDE,
-        "n": {"type": "integer", "minimum": 1, "maximum": 4},
-        **_POSTEDIT_FORMAT,
-    },
-    "repair": {**_SOURCE, **_POSTEDIT_FORMAT},
-}
 _POSTEDIT_SUMMARIES = {
     "upscale": "upscale an image or a result of your task (mode hd: free, pro: about 1 credit)",
     "outpaint": "widen an image or a result of your task to a ratio or by side (4 images by default)",
     "repair": "detail repair of a result of your task (free; runs on the task's account)",
 }
-_INTERPOLATE: dict[str, Schema] = {**_SOURCE, "fps": {"type": "integer", "enum": [60]}}
-for _tool, _fields in _POSTEDIT_BODIES.items():
-    _form = {**_fields, "image": {"oneOf": [_STR, _FILE]}} if "image" in _fields else _fields
+for _tool, _summary in _POSTEDIT_SUMMARIES.items():
     PATHS[f"/v1/images/{_tool}"] = {
         "post": _op(
-            _POSTEDIT_SUMMARIES[_tool] + "; answers when the images are ready",
+            _summary + "; answers when the images are ready",
             {"200": _answer("the images", _ref("ImageResult"))},
-            body={**_json(_obj(_fields)), MULTIPART: {"schema": _obj(_form)}},
             parameters=[_IDEMPOTENCY],
         )
     }
-    PATHS[f"/v1/async/images/{_tool}"] = {
-        "post": _submit(
-            _POSTEDIT_SUMMARIES[_tool] + ", answered at once with the history_id",
-            {**_json(_obj({**_fields, "callback_url": _CALLBACK})), MULTIPART: {"schema": _obj(_form)}},
-        )
-    }
+    PATHS[f"/v1/async/images/{_tool}"] = {"post": _submit(_summary + ", answered at once with the history_id")}
 PATHS["/v1/videos/interpolate"] = {
     "post": _op(
         "frame interpolation of a video result of your task to 60 fps (free); answers when the clip is ready",
         {"200": _answer("the clip", _obj({"created": _INT, "data": {"type": "array"}}, ("created", "data")))},
-        body=_json(_obj(_INTERPOLATE, ("history_id",))),
         parameters=[_IDEMPOTENCY],
     )
 }
 PATHS["/v1/async/videos/interpolate"] = {
-    "post": _submit(
-        "frame interpolation to 60 fps, answered at once with the history_id",
-        _json(_obj({**_INTERPOLATE, "callback_url": _CALLBACK}, ("history_id",))),
-    )
+    "post": _submit("frame interpolation to 60 fps, answered at once with the history_id")
 }
 
-# The dashboard's read side (api/admin_insights.py), with answer examples (its answers are not typed here).
-_COUNTS = {"tasks": 3, "done": 2, "failed": 1, "processing": 0}
-_STATS_EXAMPLE = {
-    "window": {"limit": 1000, "tasks": 3, "since": 1764979200.0},
-    "totals": {**_COUNTS, "items": 8, "credits_spent": 12, "credits_left": 768, "accounts": 3, "keys_active": 1},
-    "per_day": [{"name": "2026-12-06", **_COUNTS}],
-    "per_model": [{"name": "jimeng-4.5", **_COUNTS}],
-    "per_key": [{"name": "team-a", **_COUNTS}],
-    "per_account": [{"name": "alice-cn", **_COUNTS}],
-    "failure_codes": [{"code": "CONTENT_REJECTED", "tasks": 1}],
-    "credits": {
-        "per_key": [{"name": "team-a", "credits_spent": 12}],
-        "per_account": [{"name": "alice-cn", "credits": 768, "credits_at": 1764979260.0}],
-    },
-}
-_DETAIL_EXAMPLE = {
-    "history_id": "4825718293746",
-    "type": "image",
-    "status": 30,
-    "status_name": "failed",
-    "parameters": {"model": "jimeng-4.5", "type": "image", "input_images": None, "callback_url": None},
-    "owner": "key team-a",
-    "key": "team-a",
-    "account": "alice-cn",
-    "status_history": [
-        {"at": 1764979200.0, "status": "submitted", "note": "image task"},
-        {"at": 1764979212.0, "status": "failed", "note": "CONTENT_REJECTED"},
-    ],
-    "error": {"code": "CONTENT_REJECTED", "message": "the upstream's content review blocked the task"},
-    "fail_code": 2038,
-    "results": [],
-    "webhook": {"history_id": "4825718293746", "callback_url": None, "events": [], "deliveries": []},
-}
-_LOGS_EXAMPLE = {
-    "data": [{"seq": 41, "at": 1764979212.5, "level": "WARNING", "line": "... Authorization: Bearer *** refused"}],
-    "last": 41,
-}
+# The dashboard's read side (api/admin_insights.py), with answer examples (its answers are not typed here:
+# openapi_examples.ADMIN_EXAMPLES).
 
 
 def _admin_with(summary: str, example: Any, **kwargs: Any) -> Schema:
@@ -646,7 +449,7 @@ def _admin_with(summary: str, example: Any, **kwargs: Any) -> Schema:
 
 
 _TASK_DETAIL = _admin_with(
-    "one stored task: parameters, status history, error, webhook attempts, result URLs", _DETAIL_EXAMPLE
+    "one stored task: parameters, status history, error, webhook attempts, result URLs", ADMIN_EXAMPLES["task"]
 )
 _TASK_DETAIL["parameters"] = [{"name": "history_id", "in": "path", "required": True, "schema": _STR}]
 PATHS.update(
@@ -654,12 +457,12 @@ PATHS.update(
         "/admin/api/stats": {
             "get": _admin_with(
                 "totals and breakdowns of the latest ?limit= tasks (1..5000, default 1000) and credits",
-                _STATS_EXAMPLE,
+                ADMIN_EXAMPLES["stats"],
             )
         },
         "/admin/api/tasks/{history_id}": {"get": _TASK_DETAIL},
         "/admin/api/logs": {
-            "get": _admin_with("the latest server log lines after ?after=SEQ, secrets masked", _LOGS_EXAMPLE)
+            "get": _admin_with("the latest server log lines after ?after=SEQ, secrets masked", ADMIN_EXAMPLES["logs"])
         },
         "/admin/api/accounts/check": {"post": _admin("read every pool account's balance now, in parallel")},
     }
@@ -697,7 +500,6 @@ PATHS.update(
                         },
                     }
                 },
-                body=_json(_ref("ChatRequest")),
                 parameters=[_IDEMPOTENCY],
             )
         },
@@ -713,7 +515,6 @@ PATHS.update(
             "post": _op(
                 "OpenAI Videos create (the openai SDK's videos.create): an async video task; answers at once",
                 {"200": _answer("the video object, status queued", _ref("OpenAIVideo"))},
-                body={**_json(_ref("OpenAIVideoRequest")), MULTIPART: {"schema": _ref("OpenAIVideoRequest")}},
                 parameters=[_IDEMPOTENCY],
             ),
             "get": _op(
@@ -743,7 +544,6 @@ PATHS.update(
             "post": _op(
                 "new-api's unified video submit: an async video task; answers task_id at once",
                 {"200": _answer("the task, status queued", _ref("GatewayVideoTask"))},
-                body=_json(_ref("GatewayVideoRequest")),
                 parameters=[_IDEMPOTENCY],
             )
         },
@@ -758,60 +558,6 @@ PATHS.update(
 )
 _SCHEMAS.update(
     {
-        "ChatRequest": _obj(
-            {
-                "model": {"type": "string", "description": "an image or video model or alias; default jimeng-4.5"},
-                "messages": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": _obj(
-                        {
-                            "role": {"type": "string", "enum": ["system", "user", "assistant"]},
-                            "content": {
-                                "anyOf": [
-                                    {"type": "string", "minLength": 1},
-                                    {
-                                        "type": "array",
-                                        "items": {
-                                            "anyOf": [
-                                                _obj({"type": {"const": "text"}, "text": _STR}, ("type", "text")),
-                                                _obj(
-                                                    {
-                                                        "type": {"const": "image_url"},
-                                                        "image_url": _obj({"url": _STR}, ("url",)),
-                                                    },
-                                                    ("type", "image_url"),
-                                                ),
-                                            ]
-                                        },
-                                    },
-                                ]
-                            },
-                        },
-                        ("role", "content"),
-                    ),
-                },
-                "stream": {"type": "boolean"},
-                "n": {"type": "integer", "minimum": 1},
-                "size": _STR,
-                "ratio": _STR,
-                "resolution": _STR,
-                "duration": {"type": "integer"},
-                "callback_url": {"type": "string", "format": "uri"},
-            },
-            ("messages",),
-        ),
-        "OpenAIVideoRequest": _obj(
-            {
-                "prompt": {"type": "string", "minLength": 1},
-                "model": {"type": "string", "description": "a video model or alias; default sora-2"},
-                "seconds": {"type": "string", "description": "mapped to the model's nearest allowed duration"},
-                "size": {"type": "string", "description": "WxH: the nearest ratio and covering resolution"},
-                "input_reference": {"description": "the first frame: a file, a URL or {image_url}"},
-                "callback_url": {"type": "string", "format": "uri"},
-            },
-            ("prompt",),
-        ),
         "OpenAIVideo": _obj(
             {
                 "id": _STR,
@@ -826,18 +572,6 @@ _SCHEMAS.update(
                 "url": _NULLABLE_STR,
             },
             ("id", "object", "status", "progress", "created_at"),
-        ),
-        "GatewayVideoRequest": _obj(
-            {
-                "model": _STR,
-                "prompt": _STR,
-                "duration": {"type": "number"},
-                "width": _INT,
-                "height": _INT,
-                "size": _STR,
-                "image": {"description": "the first frame: an http(s) URL"},
-                "callback_url": {"type": "string", "format": "uri"},
-            }
         ),
         "GatewayVideoTask": _obj(
             {
@@ -866,9 +600,6 @@ _SCHEMAS.update(
 )
 
 # `"stream": true` on the sync endpoints: the task's Server-Sent Events instead of the JSON answer (issue 22).
-_STREAM_FIELD = {"type": "boolean", "description": "true: answer the task's events (text/event-stream)"}
-for _name in ("ImageRequest", "CompositionRequest", "CompositionForm", "EditForm", "VideoRequest", "VideoForm"):
-    _SCHEMAS[_name]["properties"] = {**_SCHEMAS[_name]["properties"], "stream": _STREAM_FIELD}
 for _path in ("/v1/images/generations", "/v1/images/compositions", "/v1/images/edits", "/v1/videos/generations"):
     _PATH_OK = PATHS[_path]["post"]["responses"]["200"]
     _PATH_OK["content"]["text/event-stream"] = {"schema": _SSE_EVENT}
@@ -895,15 +626,48 @@ DOCUMENT: dict[str, Any] = {
     },
 }
 
-add_examples(DOCUMENT)  # a request and an answer example for every operation (api/openapi_examples.py)
+
+def document(aliases: Mapping[str, str], *, strict_size: bool = False) -> dict[str, Any]:
+    """The document for an app with these model aliases in force (and `[compat] strict_size`, which refuses
+    `size`): `DOCUMENT` with every request body rendered from its declaration (`fields.REQUEST_BODIES`) and an
+    example for every request and answer."""
+    doc: dict[str, Any] = json.loads(_document_text(tuple(sorted(aliases.items())), strict_size, _catalogue()))
+    return doc
+
+
+def _catalogue() -> tuple[str, ...]:
+    return (*catalog.IMAGE_MODELS, *catalog.VIDEO_MODELS)
+
+
+@functools.lru_cache(maxsize=8)
+def _document_text(aliases: tuple[tuple[str, str], ...], strict_size: bool, models: tuple[str, ...]) -> str:
+    """`document` as JSON text, once per app setting and model catalogue (`models`: the cache key only)."""
+    doc = copy.deepcopy(DOCUMENT)
+    for path, route in REQUEST_BODIES.items():
+        forms = {JSON: route.json, MULTIPART: route.form}
+        content = {
+            media: {"schema": body.schema(form=media == MULTIPART, model=route.model, aliases=dict(aliases))}
+            for media, body in forms.items()
+            if body is not None
+        }
+        if strict_size and route.model in ("image", "any"):  # the image parser refuses `size` then
+            for media in content.values():
+                media["schema"]["properties"].pop("size", None)
+        doc["paths"][path]["post"]["requestBody"] = {"required": True, "content": content}
+    add_examples(doc)  # a request and an answer example for every operation (api/openapi_examples.py)
+    return json.dumps(doc)
+
 
 _ASSETS = {"docs.js": "text/javascript", "docs.css": "text/css"}
 
 
 @routes.get("/openapi.json")
 async def openapi_json(request: web.Request) -> web.Response:
-    """The OpenAPI 3.1 document."""
-    return web.json_response(DOCUMENT)
+    """The OpenAPI 3.1 document (with the app's model aliases)."""
+    config = request.app[CONFIG]
+    aliases = tuple(sorted(config.models.all_aliases.items()))
+    text = _document_text(aliases, config.compat.strict_size, _catalogue())
+    return web.Response(text=text, content_type="application/json")
 
 
 @routes.get("/docs")

@@ -35,6 +35,46 @@ NAMED: dict[str, Any] = {
 REQUEST_EXTRAS = ("model", "prompt")
 """Optional request fields shown anyway (the first thing a caller changes)."""
 
+_COUNTS = {"tasks": 3, "done": 2, "failed": 1, "processing": 0}
+_STATS = {
+    "window": {"limit": 1000, "tasks": 3, "since": 1764979200.0},
+    "totals": {**_COUNTS, "items": 8, "credits_spent": 12, "credits_left": 768, "accounts": 3, "keys_active": 1},
+    "per_day": [{"name": "2026-12-06", **_COUNTS}],
+    "per_model": [{"name": "jimeng-4.5", **_COUNTS}],
+    "per_key": [{"name": "team-a", **_COUNTS}],
+    "per_account": [{"name": "alice-cn", **_COUNTS}],
+    "failure_codes": [{"code": "CONTENT_REJECTED", "tasks": 1}],
+    "credits": {
+        "per_key": [{"name": "team-a", "credits_spent": 12}],
+        "per_account": [{"name": "alice-cn", "credits": 768, "credits_at": 1764979260.0}],
+    },
+}
+_TASK = {
+    "history_id": "4825718293746",
+    "type": "image",
+    "status": 30,
+    "status_name": "failed",
+    "parameters": {"model": "jimeng-4.5", "type": "image", "input_images": None, "callback_url": None},
+    "owner": "key team-a",
+    "key": "team-a",
+    "account": "alice-cn",
+    "status_history": [
+        {"at": 1764979200.0, "status": "submitted", "note": "image task"},
+        {"at": 1764979212.0, "status": "failed", "note": "CONTENT_REJECTED"},
+    ],
+    "error": {"code": "CONTENT_REJECTED", "message": "the upstream's content review blocked the task"},
+    "fail_code": 2038,
+    "results": [],
+    "webhook": {"history_id": "4825718293746", "callback_url": None, "events": [], "deliveries": []},
+}
+_LOGS = {
+    "data": [{"seq": 41, "at": 1764979212.5, "level": "WARNING", "line": "... Authorization: Bearer *** refused"}],
+    "last": 41,
+}
+ADMIN_EXAMPLES: dict[str, Any] = {"stats": _STATS, "task": _TASK, "logs": _LOGS}
+"""Answer examples of the dashboard's read side (`/admin/api/stats`, `/admin/api/tasks/{id}`, `/admin/api/logs`),
+whose answers the document does not type."""
+
 TEXT_EXAMPLES = {"text/html": "<!doctype html>…"}
 MAX_DEPTH = 8
 

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest
+from ..integers import NumberError, parse_int
 from ..services.callers import Caller
 from ..services.generation import Submission
 from ..services.idempotency import SpendMark
@@ -32,11 +33,11 @@ from ..upstream.postedit_payloads import Expansion, PostEditTool
 from .appkeys import ACCOUNT_POOL, COMPOSITIONS, CONFIG, GENERATION, POSTEDITS, QUERIES, STORE
 from .async_tasks import history_id_value
 from .callbacks import callback_url_of, refuse_callback_url
+from .fields import INTERPOLATE, MAX_INDEX, OUTPAINT, RESPONSE_FORMAT, SIDES, SOURCE_INDEX, UPSCALE, get_count, get_str
 from .forms import request_fields
 from .idempotency import idempotent
 from .image_inputs import composition_images
 from .images import answer_images
-from .params import RESPONSE_FORMATS, get_choice, get_count, get_float, get_str
 from .request import caller_of
 from .responses import json_answer
 from .task_stream import submitted
@@ -44,22 +45,19 @@ from .task_stream import submitted
 routes = web.RouteTableDef()
 
 UPSCALE_MODES = {"hd": PostEditTool.NORMAL_HD, "pro": PostEditTool.PRO_HD}
-MAX_OUTPAINT = 4
-MAX_INDEX = 99
-SIDES = ("top", "bottom", "left", "right")
 
 
 def _index(fields: Mapping[str, Any]) -> int:
     """`index` of the task's result, from 0 (default 0); multipart strings must be digits only."""
-    value = fields.get("index", 0)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INDEX:
+    field = SOURCE_INDEX
+    value = fields.get(field.name, field.default)
+    try:
+        return parse_int(value, field.name, low=int(field.low or 0), high=MAX_INDEX)
+    except NumberError:
         raise BadRequest(
             f"'index' must be the whole number of a result of the task, from 0 to {MAX_INDEX}, got {value!r}",
             code="INVALID_PARAMETER",
-        )
-    return value
+        ) from None
 
 
 def source_of(fields: Mapping[str, Any], *, image_allowed: bool, what: str) -> tuple[Any, SourceTask | None]:
@@ -90,7 +88,7 @@ def source_of(fields: Mapping[str, Any], *, image_allowed: bool, what: str) -> t
 def upscale_params(fields: Mapping[str, Any]) -> PostEditParams:
     """`POST /v1/images/upscale` fields: the source and `mode` (hd, pro)."""
     image, task = source_of(fields, image_allowed=True, what="upscale")
-    tool = UPSCALE_MODES[get_choice(fields, "mode", "hd", tuple(UPSCALE_MODES))]
+    tool = UPSCALE_MODES[UPSCALE["mode"].read(fields)]
     return PostEditParams(tool, image, task)
 
 
@@ -112,14 +110,14 @@ def outpaint_params(fields: Mapping[str, Any]) -> PostEditParams:
             code="INVALID_PARAMETER" if given else "MISSING_PARAMETER",
         )
     expansion = None
-    if ratio is not None and ratio not in RATIOS:
+    if ratio is not None and ratio not in OUTPAINT["ratio"].choices:
         raise BadRequest(f"'ratio' must be one of {', '.join(RATIOS)}, got {ratio!r}", code="INVALID_PARAMETER")
     if given:
-        values = {side: get_float(fields, side, 0.0, low=0.0, high=3.0) for side in SIDES}
+        values = {side: OUTPAINT[side].read(fields, default=0.0) for side in SIDES}
         if not any(values.values()):
             raise BadRequest("the expansion widens no side: give at least one side above 0", code="INVALID_PARAMETER")
         expansion = Expansion(values["top"], values["bottom"], values["left"], values["right"])
-    count = get_count(fields, "n", high=MAX_OUTPAINT)
+    count = OUTPAINT["n"].read(fields)
     return PostEditParams(PostEditTool.PAINTING, image, task, expansion=expansion, ratio=ratio, count=count)
 
 
@@ -136,7 +134,7 @@ async def postedit_request(
     limit = request.app[CONFIG].server.max_body_bytes
     async with request_fields(request, max_bytes=limit, max_files=1) as fields:
         params = parse(fields)
-        yield caller, fields, params, get_choice(fields, "response_format", "url", RESPONSE_FORMATS)
+        yield caller, fields, params, RESPONSE_FORMAT.read(fields)
 
 
 def _image_routes(name: str, parse: ParseFields) -> None:
@@ -176,9 +174,9 @@ async def _interpolation_request(request: web.Request) -> tuple[Caller, dict[str
         data = dict(fields)
     _, task = source_of(data, image_allowed=False, what="frame interpolation")
     fps = get_count(data, "fps", high=1000)
-    if fps not in (None, 60):
+    if fps is not None and fps not in INTERPOLATE["fps"].choices:
         raise BadRequest(f"'fps' must be 60 (the one rate the upstream offers), got {fps}", code="INVALID_PARAMETER")
-    get_choice(data, "response_format", "url", ("url",))
+    INTERPOLATE["response_format"].read(data)
     assert task is not None
     return caller, data, task
 

@@ -16,13 +16,10 @@ from ..errors import BadRequest
 from ..integers import NumberError, parse_int
 from ..services.params import MediaSource, UploadedFile, VideoParams
 from ..upstream import catalog
-from .params import MAX_PROMPT_CHARS, RESPONSE_FORMATS, check_model_kind, get_choice, get_str
+from .fields import FRAME_MODE, OMNI_MODE, VIDEO, VIDEO_FILES, VIDEO_RATIOS, VIDEO_RESOLUTIONS, get_str
+from .params import check_model_kind
 
-VIDEO_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16", "21:9")
-VIDEO_RESOLUTIONS = tuple(dict.fromkeys(r for name in catalog.VIDEO_MODELS for r in catalog.video_resolutions(name)))
-"""Every video resolution some model takes (each model's own list: `catalog.video_resolutions`)."""
-FRAME_MODE = "first_last_frames"
-OMNI_MODE = "omni_reference"
+__all__ = ["FRAME_MODE", "OMNI_MODE", "VIDEO_RATIOS", "VIDEO_RESOLUTIONS", "video_params"]
 OMNI_MODELS = ("jimeng-video-seedance-2.0", "jimeng-video-seedance-2.0-fast")
 MAX_FRAMES = 2
 MAX_OMNI_IMAGES = 9
@@ -32,10 +29,8 @@ MAX_OMNI_AUDIOS = 3
 """Reference audio files per request: the web call's limit is not known (§17.10; an Agent-mode note says 10);
 3, like videos, until a source says more."""
 
-_IMAGE_FIELD = re.compile(r"image_file(?:_([1-9][0-9]{0,2}))?")
-_VIDEO_FIELD = re.compile(r"video_file(?:_([1-9][0-9]{0,2}))?")
-_AUDIO_FIELD = re.compile(r"audio_file(?:_([1-9][0-9]{0,2}))?")
-_FIELDS = {"image_file": _IMAGE_FIELD, "video_file": _VIDEO_FIELD, "audio_file": _AUDIO_FIELD}
+_FIELDS = {f.name: re.compile(re.escape(f.name) + r"(?:_([1-9][0-9]{0,2}))?") for f in VIDEO_FILES.fields}
+_IMAGE_FIELD, _VIDEO_FIELD, _AUDIO_FIELD = _FIELDS["image_file"], _FIELDS["video_file"], _FIELDS["audio_file"]
 
 
 def _bad(field: str, message: str, code: str = "INVALID_PARAMETER") -> BadRequest:
@@ -50,7 +45,7 @@ def resolution_models() -> list[str]:
 def get_resolution(data: Mapping[str, Any], model: str) -> str | None:
     """`resolution` among the ones `model` offers (its first by default); None for a model that takes none."""
     offered = catalog.video_resolutions(model)
-    if data.get("resolution") in (None, ""):
+    if data.get(VIDEO["resolution"].name) in (None, ""):
         return offered[0] if offered else None
     if not offered:
         raise _bad(
@@ -100,7 +95,7 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _file_paths(data: Mapping[str, Any]) -> list[str]:
-    for name in ("file_paths", "filePaths"):
+    for name in VIDEO["file_paths"].names:
         if name in data and data[name] not in (None, "", []):
             values = _as_list(data[name])
             return [_url(v, f"{name}[{i}]") for i, v in enumerate(values)]
@@ -209,8 +204,7 @@ def _omni_materials(
 def video_params(data: Mapping[str, Any], *, aliases: Mapping[str, str] | None = None) -> VideoParams:
     """Validate video generation fields. Raises BadRequest naming the field and what to send instead.
     `aliases` (`[models] aliases`) maps extra model names to catalogue ones."""
-    asked = get_str(data, "model", catalog.DEFAULT_VIDEO_MODEL)
-    assert asked is not None
+    asked = VIDEO["model"].read(data)
     model = (aliases or {}).get(asked, asked)
     check_model_kind(asked, model, "video")
     if model not in catalog.VIDEO_MODELS:
@@ -219,21 +213,18 @@ def video_params(data: Mapping[str, Any], *, aliases: Mapping[str, str] | None =
             "or map the name to one of them with [models] aliases in the config",
             code="UNKNOWN_MODEL",
         )
-    mode_field = "functionMode" if "functionMode" in data else "function_mode"
-    mode = get_choice(data, mode_field, FRAME_MODE, (FRAME_MODE, OMNI_MODE))
+    mode = VIDEO["function_mode"].read(data)
     omni = mode == OMNI_MODE
     if omni and model not in OMNI_MODELS:
         raise BadRequest(
             f"functionMode={OMNI_MODE} is only for {' and '.join(OMNI_MODELS)}, not {model}",
             code="UNSUPPORTED_MODE",
         )
-    prompt = get_str(data, "prompt", "") or ""
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise _bad("prompt", f"is too long ({len(prompt)} characters; at most {MAX_PROMPT_CHARS})")
+    prompt: str = VIDEO["prompt"].read(data) or ""
     resolution = get_resolution(data, model)
     duration = get_duration(data, model)
-    ratio = get_choice(data, "ratio", "1:1", VIDEO_RATIOS)
-    response_format = get_choice(data, "response_format", "url", RESPONSE_FORMATS)
+    ratio: str = VIDEO["ratio"].read(data)
+    response_format: str = VIDEO["response_format"].read(data)
     if omni:
         images, videos, audios = _omni_materials(data)
         return VideoParams(

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..store.base import Redelivery, Store
-from ..tasks.records import TaskKind, TaskRecord
 from ..store.outbox import Attempt, OutboxEvent
+from ..tasks.records import TaskKind, TaskRecord
 from .callers import Caller
 
 

@@ -359,7 +359,9 @@ def is_video_model_key(key: str, region: Region) -> bool:
     return name_of_key("video", key, region) is not None
 
 
-_KEY = re.compile(r"[a-z0-9][a-z0-9.:]*(?:_[a-z0-9.:]+)+")
+KEY_PATTERN = r"[a-z0-9][a-z0-9.:]*(?:_[a-z0-9.:]+)+"
+"""The shape of an upstream model key (`looks_like_key`), as a regular expression."""
+_KEY = re.compile(KEY_PATTERN)
 
 
 def looks_like_key(value: str) -> bool:
