@@ -161,3 +161,30 @@ async def test_content_failure_maps_the_same_way_sync_and_async(
     body = await json_of(await client.get(f"/v1/async/tasks/{hid}", headers=bearer(CN_TOKEN)))
     assert (sync_resp.status, sync_body["error"]["code"]) == (422, "CONTENT_REJECTED")
     assert (body["status"], body["fail_code"], body["error"]["code"]) == (30, 2038, "CONTENT_REJECTED")
+
+
+async def test_a_query_racing_the_watcher_answers_the_stored_outcome(
+    make_client: Any, config: Config, sim: Simulator, clock: ManualClock
+) -> None:
+    """A query that read the task as running and asked the upstream while the watcher ended it answers what the
+    store holds (the watcher's download-quality video URL), as the long poll and every later query do."""
+    env = await callbacks_env(make_client, config, sim, clock)
+    resp = await env.client.post(
+        "/v1/async/videos/generations",
+        json={"prompt": "a lion running", "model": "jimeng-video-3.0", "duration": 5},
+        headers=bearer(CN_TOKEN),
+    )
+    assert resp.status == 200, await json_of(resp)
+    hid = str((await json_of(resp))["history_id"])
+    await clock.advance(300.0)  # the video is done upstream; nobody has looked yet
+    gate = asyncio.Event()
+    sim.inject(HISTORY, Fault(FaultKind.HOLD, hold=gate))  # the first query's upstream read stays in flight
+    racing = asyncio.ensure_future(query(env, hid))
+    async with asyncio.timeout(10):
+        while sim.faults.rules:  # noqa: ASYNC110 - until the racing query's call is held in the simulator
+            await asyncio.sleep(0)
+    (waited,) = await drive(env.client.app, clock, query(env, hid, "?wait=30"))  # the watcher ends and stores it
+    gate.set()
+    raced = await racing  # its upstream read shows the preview URL; the task is already settled
+    assert waited["status"] == 10 and "hq=1" in waited["results"][0]["url"]
+    assert raced == waited == await query(env, hid)

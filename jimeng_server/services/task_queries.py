@@ -154,12 +154,21 @@ class TaskQueries:
                     ask[row.account_id if row.account_id is not None else row.account_fp].append(row)
         if finals:
             encoded.update(await self._final_answers(caller, finals, post_edits))
+        ended: list[str] = []
         for group in ask.values():
             owner = await self._paying_account(caller, group[0])
             if owner is None:  # a pool account removed since: what the store knows
                 bodies.update((r.history_id, body_of_row(r)) for r in group)
             else:
-                bodies.update(await self._ask_owner(owner, group))
+                bodies.update(await self._ask_owner(owner, group, ended))
+        if ended:
+            # Tasks the upstream said are final: answered from the store once settled, as every later query is.
+            # The watcher may have settled them first from its own reading (a video's download-quality URL),
+            # and the stored settlement is the one truth the webhook and later queries say.
+            stored = [row for row in (await self.store.get_many(ended)).values() if row.final]
+            for row in stored:
+                bodies.pop(row.history_id, None)
+            encoded.update(await self._final_answers(caller, stored, await self._post_edits(stored)))
         if unknown and caller.key is None:
             bodies.update(await self._probe(caller.accounts, unknown))
         encoded.update((hid, encode_json(body)) for hid, body in bodies.items())
@@ -232,8 +241,9 @@ class TaskQueries:
             return caller.account_with(row.account_fp)
         return await self.resolve_account(row.account_id) if self.resolve_account is not None else None
 
-    async def _ask_owner(self, owner: Account, rows: list[TaskRecord]) -> dict[str, TaskBody]:
-        """Ask the upstream about stored running tasks of one account; store what it says."""
+    async def _ask_owner(self, owner: Account, rows: list[TaskRecord], ended: list[str]) -> dict[str, TaskBody]:
+        """Ask the upstream about stored running tasks of one account; store what it says. The ids it said are
+        final are added to `ended` (their bodies here are the upstream's reading, not yet the stored truth)."""
         image = any(r.kind is TaskKind.IMAGE for r in rows)
         data = await self.lookup.get(owner, [r.history_id for r in rows], image=image)
         bodies: dict[str, TaskBody] = {}
@@ -258,6 +268,7 @@ class TaskQueries:
             await self.settler.progress(running)
         if finals:
             await self.settler.settle(finals)
+            ended.extend(outcome.history_id for outcome in finals)
             for outcome in finals:
                 self.watcher.complete(outcome)  # waiters on a watch of this task get the same outcome
         return bodies

@@ -249,6 +249,13 @@ class WebhookSender:
                 return made
             await asyncio.wait(set(self._inflight.values()), return_when=asyncio.FIRST_COMPLETED)
 
+    async def settle(self, host: str) -> None:
+        """Wait until the sends to `host` (a `destination_of` value) running now have ended: answered, recorded
+        and their gate slots released (tests and tools that drive `run_once()` themselves)."""
+        sends = [self._inflight[key] for key, (to, _) in self._sends.items() if to == host and key in self._inflight]
+        if sends:
+            await asyncio.wait(sends)
+
     # ------------------------------------------------------------------ internals
 
     async def _admitted(self, events: list[OutboxEvent], now: float) -> list[OutboxEvent]:
