@@ -24,6 +24,9 @@ from typing import Final
 
 from ..clock import Clock
 from ..errors import ACCOUNT_REFUSAL_CODES, RISK_CODES, ApiError
+from ..store.pool import Cooldown
+
+__all__ = ["Cooldown", "Cooldowns", "Refusal", "RefusalPolicy", "Scope", "unhealthy"]
 
 MODEL_CODES: Final = frozenset({"UPSTREAM_RISK_CONTROL", "RISK_CONTROL_REJECTED"})
 """Refusals of one model on one account (1019, 4013)."""
@@ -95,19 +98,11 @@ def unhealthy(code: str) -> bool:
     return code not in known | {"SECRET_UNREADABLE"}
 
 
-@dataclass(frozen=True, slots=True)
-class Cooldown:
-    """An account (`model` None) or one model on it resting until `until` because of `reason` (an error code)."""
-
-    model: str | None
-    until: float
-    reason: str
-    message: str
-
-
 class Cooldowns:
-    """The cool-downs this process keeps, keyed by any account identity (a pool account id, or a raw token's
-    fingerprint): the whole account (raw tokens; pool accounts rest in the store instead) or one model on it.
+    """The cool-downs this process keeps for raw tokens (keyed by the token's fingerprint): the whole token or one
+    model on it. They stay in memory because a raw token has no stored account to hang them on, so they are
+    this process's alone; pool accounts rest in the store instead (the account's `cooldown_until`, and
+    `store.base.ModelCooldownStore` for one model: shared by every replica and shown by `accounts list`).
     Expired entries are dropped as they are read."""
 
     def __init__(self, clock: Clock) -> None:
