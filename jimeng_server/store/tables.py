@@ -35,6 +35,7 @@ from .rows import (
     account_from_row,
     attempt_from_row,
     attempt_params,
+    cooldown_from_row,
     event_from_row,
     finish_params,
     keep_job_from_row,
@@ -487,8 +488,8 @@ class ModelCooldowns(TableBase):
             rows = await db.fetch(MODEL_COOLDOWNS, now, model)
         found: dict[int, list[Cooldown]] = {}
         for row in rows:
-            cool = Cooldown(row["model"], float(row["rest_until"]), row["reason"], row["message"])
-            found.setdefault(int(row["account_id"]), []).append(cool)
+            account_id, cool = cooldown_from_row(row)
+            found.setdefault(account_id, []).append(cool)
         return found
 
 
