@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from .api.admin_views import account_view, key_view
+from .api.admin_views import account_views, key_view
 from .clock import SystemClock
 from .config import Config, ConfigError
 from .errors import ApiError, BadRequest
@@ -151,10 +151,10 @@ async def _dispatch(
             if not pool.box.sealing:
                 say(f"warning: stored unencrypted; set [accounts] encryption_key or {ACCOUNTS_KEY_ENV}")
         elif args.action == "list":
-            _table(say, [account_view(pool, r) for r in await pool.rows()], _ACCOUNT_COLUMNS)
+            _table(say, await account_views(pool, await pool.rows()), _ACCOUNT_COLUMNS)
         elif args.action == "check":
             names = args.names or [r.name for r in await pool.rows()]
-            _table(say, [account_view(pool, row) for row in await service.check_pooled_all(names)], _ACCOUNT_COLUMNS)
+            _table(say, await account_views(pool, await service.check_pooled_all(names)), _ACCOUNT_COLUMNS)
         elif args.action == "refresh-cookies":
             row = await pool.refresh_cookies(
                 args.name, lambda account: service.client.harvest_jar(account, transports.browser())
@@ -185,6 +185,11 @@ def _when(ts: Any) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M") if ts else "-"
 
 
+def _model_rests(cools: Sequence[dict[str, Any]]) -> str:
+    """The models an account rests for, as `model until <time> (<reason>)`, comma-separated; "-" for none."""
+    return ", ".join(f"{c['model']} until {_when(c['until'])} ({c['reason']})" for c in cools) or "-"
+
+
 _ACCOUNT_COLUMNS: Sequence[tuple[str, Callable[[dict[str, Any]], Any]]] = (
     ("ID", lambda a: a["id"]),
     ("NAME", lambda a: a["name"]),
@@ -194,6 +199,7 @@ _ACCOUNT_COLUMNS: Sequence[tuple[str, Callable[[dict[str, Any]], Any]]] = (
     ("CREDITS", lambda a: "-" if a["credits"] is None else a["credits"]),
     ("IN FLIGHT", lambda a: a["in_flight"]),
     ("COOL-DOWN UNTIL", lambda a: _when(a["health"]["cooldown_until"])),
+    ("MODEL COOL-DOWNS", lambda a: _model_rests(a["health"]["model_cooldowns"])),
     ("LAST ERROR", lambda a: a["health"]["last_error_code"] or "-"),
     ("NOTE", lambda a: a["note"] or "-"),
 )

@@ -150,7 +150,7 @@ async def test_refresh_cookies_gives_an_account_a_full_jar_from_a_real_browser(
         await transports.close()
     account = pool.account_of(row)
     assert account.jar is not None and account.jar.is_full and account.sessionid == POOL_SESSIONS["pa"]
-    assert account_view(pool, row)["credential"] == "cookie jar"
+    assert (await account_view(pool, row))["credential"] == "cookie jar"
     pages = [e for e in sim.journal if e.method == "GET" and e.path == "/"]
     assert pages and pages[-1].sessionid == POOL_SESSIONS["pa"]  # the page was loaded with the account's session
 

@@ -24,7 +24,7 @@ from ..integers import NumberError, parse_int
 from ..services.insights import failure_code
 from ..store.pool import key_owner
 from ..tasks.records import TaskRecord
-from .admin_views import account_view, key_view
+from .admin_views import account_view, account_views, key_view
 from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, TASK_RECORDS
 from .request import json_object
 from .responses import json_answer
@@ -108,7 +108,7 @@ async def dashboard(request: web.Request) -> web.FileResponse:
 async def list_accounts(request: web.Request) -> web.Response:
     """`{"data": [account, ...]}`: name, region, masked session, health, credits, tasks in flight."""
     pool = request.app[ACCOUNT_POOL]
-    return json_answer({"data": [account_view(pool, row) for row in await pool.rows()]})
+    return json_answer({"data": await account_views(pool, await pool.rows())})
 
 
 @routes.post("/admin/api/accounts")
@@ -129,7 +129,7 @@ async def add_account(request: web.Request) -> web.Response:
         proxy=_str_field(data, "proxy"),
         note=_str_field(data, "note") or "",
     )
-    return json_answer(account_view(pool, row), status=201)
+    return json_answer(await account_view(pool, row), status=201)
 
 
 @routes.post("/admin/api/accounts/{ref}/check")
@@ -137,7 +137,7 @@ async def add_account(request: web.Request) -> web.Response:
 async def check_account(request: web.Request) -> web.Response:
     """Read the account's balance now; answers the account with its fresh health."""
     row = await request.app[ACCOUNTS].check_pooled(request.match_info["ref"])
-    return json_answer(account_view(request.app[ACCOUNT_POOL], row))
+    return json_answer(await account_view(request.app[ACCOUNT_POOL], row))
 
 
 @routes.post("/admin/api/accounts/{ref}/enable")
@@ -145,7 +145,7 @@ async def check_account(request: web.Request) -> web.Response:
 async def enable_account(request: web.Request) -> web.Response:
     """Enable the account (ending its cool-down)."""
     pool = request.app[ACCOUNT_POOL]
-    return json_answer(account_view(pool, await pool.set_enabled(request.match_info["ref"], True)))
+    return json_answer(await account_view(pool, await pool.set_enabled(request.match_info["ref"], True)))
 
 
 @routes.post("/admin/api/accounts/{ref}/disable")
@@ -153,7 +153,7 @@ async def enable_account(request: web.Request) -> web.Response:
 async def disable_account(request: web.Request) -> web.Response:
     """Disable the account: no new task uses it."""
     pool = request.app[ACCOUNT_POOL]
-    return json_answer(account_view(pool, await pool.set_enabled(request.match_info["ref"], False)))
+    return json_answer(await account_view(pool, await pool.set_enabled(request.match_info["ref"], False)))
 
 
 @routes.delete("/admin/api/accounts/{ref}")
@@ -161,7 +161,7 @@ async def disable_account(request: web.Request) -> web.Response:
 async def remove_account(request: web.Request) -> web.Response:
     """Remove the account (409 while it has tasks in flight)."""
     pool = request.app[ACCOUNT_POOL]
-    return json_answer({"removed": account_view(pool, await pool.remove(request.match_info["ref"]))})
+    return json_answer({"removed": await account_view(pool, await pool.remove(request.match_info["ref"]))})
 
 
 # ---------------------------------------------------------------------------------------------- keys

@@ -24,7 +24,7 @@ from ..store.pool import key_owner
 from ..tasks.answer import body_of_row
 from ..tasks.records import TaskRecord
 from .admin import admin_only
-from .admin_views import account_view
+from .admin_views import account_views
 from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, TASK_RECORDS
 from .deliveries import delivery_view
 from .responses import json_answer
@@ -74,7 +74,7 @@ async def check_all_accounts(request: web.Request) -> web.Response:
     """Read every pool account's balance now, in parallel; `{"data": [account, ...]}` with fresh health."""
     pool = request.app[ACCOUNT_POOL]
     rows = await request.app[ACCOUNTS].check_pooled_all([row.id for row in await pool.rows()])
-    return json_answer({"data": [account_view(pool, row) for row in rows]})
+    return json_answer({"data": await account_views(pool, rows)})
 
 
 @routes.get("/admin/api/tasks/{history_id}")

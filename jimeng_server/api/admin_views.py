@@ -5,6 +5,7 @@ shape is decided here, once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..services.account_registry import health_state
@@ -13,8 +14,21 @@ from ..services.refusals import Cooldown
 from ..store.pool import AccountRow, KeyRow
 
 
-def account_view(pool: AccountPool, row: AccountRow) -> dict[str, Any]:
-    """An account: name, region, masked session, credential kind and transport, health, credits, in flight."""
+async def account_views(pool: AccountPool, rows: Sequence[AccountRow]) -> list[dict[str, Any]]:
+    """`account_view` of each row, with the model cool-downs the store holds now (one read for all)."""
+    resting = await pool.model_cooldowns() if rows else {}
+    return [_account_view(pool, row, resting.get(row.id, ())) for row in rows]
+
+
+async def account_view(pool: AccountPool, row: AccountRow) -> dict[str, Any]:
+    """An account: name, region, masked session, credential kind and transport, credits, in flight, and its
+    health: state, last error, whole-account cool-down, and `model_cooldowns` (`[{"model", "until", "reason"}]`,
+    soonest end first: the models it rests for, as every replica sees them)."""
+    [view] = await account_views(pool, [row])
+    return view
+
+
+def _account_view(pool: AccountPool, row: AccountRow, resting: Sequence[Cooldown]) -> dict[str, Any]:
     now = pool.clock.time()
     credential, transport = pool.identity(row)
     return {
@@ -36,7 +50,7 @@ def account_view(pool: AccountPool, row: AccountRow) -> dict[str, Any]:
             "last_error_code": row.last_error_code,
             "last_error": row.last_error,
             "cooldown_until": row.cooldown_until if row.cooling(now) else None,
-            "model_cooldowns": [_model_view(c) for c in pool.models.active(row.id)],
+            "model_cooldowns": [_model_view(c) for c in resting],
         },
         "created_at": row.created_at,
     }

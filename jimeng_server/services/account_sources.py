@@ -4,8 +4,8 @@ the next account to try and tells it how the try ended; the source decides the o
 - `RawTokens`: the header's tokens in order, those resting after a refusal last (they are still tried when
   nothing else works); refusals rest the token, or the model on it, in this process (`refusals.Cooldowns`).
 - `PoolAccounts`: the pool's least busy usable account for an API key, each reserved while it is tried
-  (`services/pool.py`), never one already tried; refusals rest the account in the store (shared with the other
-  replicas, shown by the admin API) or the model on it in this process; an accepted submit's spend is measured
+  (`services/pool.py`), never one already tried; refusals rest the account, or the model on it, in the store
+  (shared with the other replicas, shown by the admin API and `accounts list`); an accepted submit's spend is measured
   and counted on the key.
 
 Both take the refusal policy (`services/refusals.py`) they are given: what a refusal is about and how long it
@@ -181,6 +181,7 @@ class PoolAccounts:
         self._balances = balances
         self._costs = costs
         self._tried: set[int] = set()
+        self._none_left: ApiError | None = None
 
     async def next(self) -> Lease | None:
         """The least busy usable account not tried yet that may pay the known cost; 429 TOO_MANY_IN_FLIGHT when
@@ -202,6 +203,7 @@ class PoolAccounts:
                 retry_after=5,
             ) from None
         if choice is None:
+            self._none_left = await self._why_none_left()
             return None
         self._tried.add(choice.account_id)
         return Lease(choice.account, choice)
@@ -239,19 +241,26 @@ class PoolAccounts:
             log.exception("usage of API key %s on account %s not recorded", self._key.name, lease.choice.name)
 
     def none_left(self) -> ApiError:
-        """503 NO_ACCOUNT_AVAILABLE, naming the refusal of the model when that is what rests the key's accounts."""
+        """503 NO_ACCOUNT_AVAILABLE, naming the refusal of the model when that is what rests the key's accounts
+        (decided by `next` when it found none)."""
+        return self._none_left or no_account_available()
+
+    async def _why_none_left(self) -> ApiError | None:
+        """The 503 naming the refusal of the request's model when the store rests it on an account this key may
+        use, else None."""
         model = self._model
-        if model is not None:
-            models = self._pool.models
-            ids = self._key.accounts if self._key.accounts is not None else models.holders()
-            resting = [c for who in ids if (c := models.get(who, model)) is not None]
-            if resting:
-                return ServiceUnavailable(
-                    f"every account this key may use was refused {model} recently ({resting[0].message}); other "
-                    "models still work, or try again later",
-                    code="NO_ACCOUNT_AVAILABLE",
-                )
-        return no_account_available()
+        if model is None:
+            return None
+        resting = await self._pool.model_cooldowns(model)
+        allowed = self._key.accounts
+        cools = [c for who, cs in resting.items() if allowed is None or who in allowed for c in cs]
+        if not cools:
+            return None
+        return ServiceUnavailable(
+            f"every account this key may use was refused {model} recently ({cools[0].message}); other "
+            "models still work, or try again later",
+            code="NO_ACCOUNT_AVAILABLE",
+        )
 
     async def _count_use(self, choice: Choice, before: int) -> None:
         """Read the balance again (a call that starts now), store it, clear the account's error, add the drop

@@ -22,14 +22,15 @@ from ..upstream.cookies import JarError
 from ..upstream.tokens import Account
 from .account_chooser import AccountChooser, Choice
 from .account_registry import AccountRegistry
-from .refusals import Cooldowns
+from .refusals import Cooldown
 
 log = logging.getLogger(__name__)
 
 
 class AccountPool(AccountRegistry):
-    """The registry of stored accounts, with a chooser (`chooser`) and the in-memory (account, model) cool-downs
-    (`models`). A CLI process uses the same object for management only."""
+    """The registry of stored accounts, with a chooser (`chooser`); its (account, model) cool-downs are kept in
+    the store (`store.base.ModelCooldownStore`), so every replica and the CLI see the same ones. A CLI process
+    uses the same object for management only."""
 
     def __init__(
         self,
@@ -47,7 +48,6 @@ class AccountPool(AccountRegistry):
         super().__init__(store, box, clock, cooldown_seconds=cooldown_seconds, browser=browser)
         self.claim_daily = claim_daily
         self.chooser = AccountChooser(store, clock, in_flight_window=in_flight_window)
-        self.models = Cooldowns(clock)  # (account id, model) pairs resting after a refusal of that model
 
     async def rows(self) -> list[AccountRow]:
         """Every stored account, after a fresh count of their tasks in flight."""
@@ -55,11 +55,9 @@ class AccountPool(AccountRegistry):
         return await super().rows()
 
     async def set_enabled(self, ref: str | int, enabled: bool) -> AccountRow:
-        """Enable (ending any cool-down, for every model too) or disable an account; returns the updated row."""
-        row = await super().set_enabled(ref, enabled)
-        if enabled:
-            self.models.clear(row.id)
-        return row
+        """Enable (ending any cool-down, for every model too: the store does both at once) or disable an account;
+        returns the updated row."""
+        return await super().set_enabled(ref, enabled)
 
     async def remove(self, ref: str | int) -> AccountRow:
         """Delete an account; its finished tasks stay queryable. 409 while it has tasks in flight."""
@@ -73,9 +71,16 @@ class AccountPool(AccountRegistry):
         return row
 
     async def record_model_refusal(self, account_id: int, model: str, err: ApiError, *, seconds: float) -> None:
-        """Rest `model` on the account for `seconds` (every other model stays usable) and keep the reason."""
-        self.models.add(account_id, model, seconds, err)
+        """Rest `model` on the account for `seconds` (every other model stays usable; every replica sees it) and
+        keep the reason."""
+        now = self.clock.time()
+        await self._store.rest_model(account_id, Cooldown(model, now + seconds, err.code, err.message), now=now)
         await self.record_refusal(account_id, err, cool=False)
+
+    async def model_cooldowns(self, model: str | None = None) -> dict[int, list[Cooldown]]:
+        """The (account, model) cool-downs lasting now (of `model` only when given), by account id, soonest end
+        first."""
+        return await self._store.model_cooldowns(now=self.clock.time(), model=model)
 
     def in_flight(self, account_id: int) -> int:
         """`AccountChooser.in_flight`."""
@@ -101,12 +106,13 @@ class AccountPool(AccountRegistry):
         not known to hold fewer than `min_credits` (a balance read within the cool-down; at zero, with
         `claim_daily`, the claim is tried instead), secret readable; fewest in flight first."""
         now = self.clock.time()
+        resting = await self.model_cooldowns(model) if model is not None else {}
         found: list[tuple[AccountRow, Account]] = []
         for row in await self.rows():
             if row.id in exclude or (allowed is not None and row.id not in allowed):
                 continue
             short = _known_short(row, now, self.cooldown_seconds, min_credits, claim_daily=self.claim_daily)
-            if not row.enabled or row.cooling(now) or short or self.models.get(row.id, model) is not None:
+            if not row.enabled or row.cooling(now) or short or row.id in resting:
                 continue
             try:
                 found.append((row, self.account_of(row)))

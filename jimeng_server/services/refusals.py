@@ -24,6 +24,9 @@ from typing import Final
 
 from ..clock import Clock
 from ..errors import ACCOUNT_REFUSAL_CODES, RISK_CODES, ApiError
+from ..store.pool import Cooldown
+
+__all__ = ["Cooldown", "Cooldowns", "Refusal", "RefusalPolicy", "Scope", "unhealthy"]
 
 MODEL_CODES: Final = frozenset({"UPSTREAM_RISK_CONTROL", "RISK_CONTROL_REJECTED"})
 """Refusals of one model on one account (1019, 4013)."""
@@ -95,19 +98,11 @@ def unhealthy(code: str) -> bool:
     return code not in known | {"SECRET_UNREADABLE"}
 
 
-@dataclass(frozen=True, slots=True)
-class Cooldown:
-    """An account (`model` None) or one model on it resting until `until` because of `reason` (an error code)."""
-
-    model: str | None
-    until: float
-    reason: str
-    message: str
-
-
 class Cooldowns:
-    """The cool-downs this process keeps, keyed by any account identity (a pool account id, or a raw token's
-    fingerprint): the whole account (raw tokens; pool accounts rest in the store instead) or one model on it.
+    """The cool-downs this process keeps for raw tokens (keyed by the token's fingerprint): the whole token or one
+    model on it. They stay in memory because a raw token has no stored account to hang them on, so they are
+    this process's alone; pool accounts rest in the store instead (the account's `cooldown_until`, and
+    `store.base.ModelCooldownStore` for one model: shared by every replica and shown by `accounts list`).
     Expired entries are dropped as they are read."""
 
     def __init__(self, clock: Clock) -> None:
@@ -124,10 +119,6 @@ class Cooldowns:
         """Rest what `refusal` is about: `model` on `who` for a model refusal (with a model), else all of `who`."""
         return self.add(who, model if refusal.scope is Scope.MODEL else None, refusal.seconds, refusal.error)
 
-    def holders(self) -> list[str | int]:
-        """Every identity with a cool-down (some may have ended)."""
-        return list(self._by)
-
     def get(self, who: str | int, model: str | None) -> Cooldown | None:
         """The cool-down of `model` on `who` while it lasts (None for no model)."""
         if model is None:
@@ -138,24 +129,16 @@ class Cooldowns:
         """What rests `who` now for a request of `model`: the whole account's cool-down, else the model's."""
         return self._live(who, None) or self.get(who, model)
 
-    def active(self, who: str | int) -> list[Cooldown]:
-        """`who`'s model cool-downs that still last, soonest end first."""
-        now = self.clock.time()
-        live = {m: c for m, c in self._by.get(who, {}).items() if c.until > now}
-        if live:
-            self._by[who] = live
-        else:
-            self._by.pop(who, None)
-        return sorted((c for m, c in live.items() if m is not None), key=lambda c: c.until)
-
     def end(self, who: str | int) -> None:
         """End the whole-account cool-down of `who` (it was just accepted); its model cool-downs stay."""
         self._by.get(who, {}).pop(None, None)
 
-    def clear(self, who: str | int) -> None:
-        """End every cool-down of `who` (the account was enabled again by hand)."""
-        self._by.pop(who, None)
-
     def _live(self, who: str | int, model: str | None) -> Cooldown | None:
-        cool = self._by.get(who, {}).get(model)
-        return cool if cool is not None and cool.until > self.clock.time() else None
+        held = self._by.get(who, {})
+        cool = held.get(model)
+        if cool is None or cool.until > self.clock.time():
+            return cool
+        del held[model]  # ended: dropped as it is read
+        if not held:
+            del self._by[who]
+        return None

@@ -20,12 +20,13 @@ from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord
 from ..upstream.links import ResultRef
 from .keeping import KeepJob, KeptFile
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
-from .pool import AccountHealth, AccountRow, KeyRow, NewAccount, NewKey
+from .pool import AccountHealth, AccountRow, Cooldown, KeyRow, NewAccount, NewKey
 
 __all__ = [
     "WATCH_SHARDS",
     "IdempotencyStore",
     "KeepStore",
+    "ModelCooldownStore",
     "Notice",
     "NoticeKind",
     "OutboxStore",
@@ -248,7 +249,8 @@ class PoolStore(Protocol):
         ...
 
     async def set_account_enabled(self, account_id: int, enabled: bool) -> bool:
-        """Enable or disable an account (enabling also ends its cool-down); False when there is no such id."""
+        """Enable or disable an account (enabling also ends its cool-down and its model cool-downs, one
+        transaction); False when there is no such id."""
         ...
 
     async def update_account_secret(self, account_id: int, secret: bytes, sealed: bool) -> AccountRow | None:
@@ -359,7 +361,25 @@ class KeepStore(Protocol):
         ...
 
 
-class Store(TaskTable, IdempotencyStore, OutboxStore, PoolStore, ResultRefStore, KeepStore, Protocol):
+class ModelCooldownStore(Protocol):
+    """Pool accounts resting for one model (table `model_cooldowns`, issue 26): one row per (account id, model),
+    shared by every process on the database, so a refusal one replica saw benches the pair on all of them and
+    `accounts list` shows it. A row whose `until` has passed is ignored by every read and swept on the next
+    write; rows go with their account, and enabling an account ends them (`PoolStore.set_account_enabled`)."""
+
+    async def rest_model(self, account_id: int, cool: Cooldown, *, now: float) -> None:
+        """Rest `cool.model` (set) on the account until `cool.until`, replacing the pair's earlier cool-down, and
+        sweep every cool-down ended by `now` (one transaction). An account that is gone is ignored."""
+        ...
+
+    async def model_cooldowns(self, *, now: float, model: str | None = None) -> dict[int, list[Cooldown]]:
+        """The cool-downs lasting after `now` (of `model` only when given), by account id, soonest end first."""
+        ...
+
+
+class Store(
+    TaskTable, IdempotencyStore, OutboxStore, PoolStore, ResultRefStore, KeepStore, ModelCooldownStore, Protocol
+):
     """A whole store backend: tasks, idempotency keys, the webhook outbox and the account pool, with its life
     cycle.
 

@@ -41,6 +41,18 @@ class AccountRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Cooldown:
+    """An account (`model` None) or one model on it resting until `until` because of `reason` (an error code,
+    `message` the upstream's words). The store keeps pool accounts' model cool-downs (`ModelCooldownStore`, where
+    `model` is always set); `services.refusals.Cooldowns` keeps raw tokens' in memory."""
+
+    model: str | None
+    until: float
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class NewAccount:
     """What `PoolStore.add_account` stores."""
 

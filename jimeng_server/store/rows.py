@@ -16,7 +16,7 @@ from ..tasks.records import Finish, Progress, TaskKind, TaskRecord, TaskStatus
 from ..upstream.links import ResultRef
 from .keeping import KeepJob, KeepState
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
-from .pool import AccountRow, KeyRow
+from .pool import AccountRow, Cooldown, KeyRow
 
 __all__ = [
     "ACCOUNT_COLUMNS",
@@ -28,6 +28,7 @@ __all__ = [
     "account_from_row",
     "attempt_from_row",
     "attempt_params",
+    "cooldown_from_row",
     "dump_json",
     "event_from_row",
     "finish_params",
@@ -248,6 +249,12 @@ def account_from_row(row: Row) -> AccountRow:
         credits_at=row["credits_at"],
         created_at=row["created_at"],
     )
+
+
+def cooldown_from_row(row: Row) -> tuple[int, Cooldown]:
+    """A `model_cooldowns` row as (account id, record)."""
+    cool = Cooldown(row["model"], float(row["rest_until"]), row["reason"], row["message"])
+    return int(row["account_id"]), cool
 
 
 def key_from_row(row: Row) -> KeyRow:

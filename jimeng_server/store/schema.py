@@ -4,7 +4,7 @@
 with its own type names; the steps from before the backends shared their schema keep each dialect's own text
 (SQLite's first four files predate PostgreSQL; PostgreSQL's version 1 is SQLite's version 4 in one step, and
 its watch leases exist only there). A dialect's migrations are the steps that have its text, so each keeps
-its version numbers: SQLite `user_version` 1-7, PostgreSQL `jimeng_schema.version` 1-5. Append only; a new
+its version numbers: SQLite `user_version` 1-8, PostgreSQL `jimeng_schema.version` 1-6. Append only; a new
 table is one `shared(...)` step at the end.
 """
 
@@ -328,6 +328,19 @@ CREATE INDEX kept_results_due ON kept_results (next_attempt_at) WHERE state IN (
 CREATE INDEX kept_results_file ON kept_results (file_id) WHERE file_id IS NOT NULL;
 """
 
+_MODEL_COOLDOWNS: Final = """
+-- A pool account resting for one model after a refusal of that model (1019, 4013; issue 26), shared by every
+-- process on the database; a row whose rest_until has passed means nothing and is swept on the next write.
+CREATE TABLE model_cooldowns (
+    account_id INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    model      TEXT NOT NULL,                  -- the public model name refused
+    rest_until DOUBLE PRECISION NOT NULL,      -- the pair is not tried before then
+    reason     TEXT NOT NULL,                  -- the refusal's error code
+    message    TEXT NOT NULL,                  -- the upstream's reason, as the caller was told
+    PRIMARY KEY (account_id, model)
+) WITHOUT ROWID;
+"""
+
 HISTORY: Final[tuple[Step, ...]] = (
     Step(_SQLITE_1, None),
     Step(_SQLITE_2, None),
@@ -337,5 +350,6 @@ HISTORY: Final[tuple[Step, ...]] = (
     shared(_POST_EDITS),
     shared(_RESULT_REFS),
     shared(_KEPT_RESULTS),
+    shared(_MODEL_COOLDOWNS),
 )
 """Every schema step, oldest first (see the module docstring)."""

@@ -25,7 +25,7 @@ from .base import Notice, NoticeKind, Redelivery, TaskOwnershipError
 from .dialect import Db, Dialect, UniqueViolation
 from .keeping import KeepJob, KeptFile
 from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
-from .pool import AccountHealth, AccountRow, DuplicateError, KeyRow, NewAccount, NewKey
+from .pool import AccountHealth, AccountRow, Cooldown, DuplicateError, KeyRow, NewAccount, NewKey
 from .rows import (
     ACCOUNT_COLUMNS,
     EVENT_COLUMNS,
@@ -35,6 +35,7 @@ from .rows import (
     account_from_row,
     attempt_from_row,
     attempt_params,
+    cooldown_from_row,
     event_from_row,
     finish_params,
     keep_job_from_row,
@@ -47,7 +48,17 @@ from .rows import (
     settle_params,
 )
 
-__all__ = ["IdempotencyKeys", "KeepJobs", "Outbox", "Pool", "ResultRefs", "SharedTables", "TableBase", "Tasks"]
+__all__ = [
+    "IdempotencyKeys",
+    "KeepJobs",
+    "ModelCooldowns",
+    "Outbox",
+    "Pool",
+    "ResultRefs",
+    "SharedTables",
+    "TableBase",
+    "Tasks",
+]
 
 
 _PROCESSING: Final = int(TaskStatus.PROCESSING)
@@ -381,7 +392,9 @@ class Pool(TableBase):
 
     async def set_account_enabled(self, account_id: int, enabled: bool) -> bool:
         """See `base.PoolStore.set_account_enabled`."""
-        async with self._stmt() as db:
+        async with self._tx() as db:
+            if enabled:
+                await db.execute(CLEAR_MODEL_COOLDOWNS, account_id)
             return await db.execute(SET_ENABLED, account_id, enabled) > 0
 
     async def update_account_secret(self, account_id: int, secret: bytes, sealed: bool) -> AccountRow | None:
@@ -440,6 +453,44 @@ class Pool(TableBase):
         """See `base.PoolStore.record_key_use`."""
         async with self._stmt() as db:
             await db.execute(RECORD_KEY_USE, key_id, credits_spent, now)
+
+
+# ------------------------------------------------------------------------------------------------ model cool-downs
+
+REST_MODEL: Final = """
+INSERT INTO model_cooldowns (account_id, model, rest_until, reason, message)
+SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1)
+ON CONFLICT (account_id, model) DO UPDATE SET rest_until = excluded.rest_until, reason = excluded.reason,
+message = excluded.message
+"""
+SWEEP_MODEL_COOLDOWNS: Final = "DELETE FROM model_cooldowns WHERE rest_until <= $1"
+CLEAR_MODEL_COOLDOWNS: Final = "DELETE FROM model_cooldowns WHERE account_id = $1"
+MODEL_COOLDOWNS: Final = """
+SELECT account_id, model, rest_until, reason, message FROM model_cooldowns
+WHERE rest_until > $1 AND ($2::text IS NULL OR model = $2) ORDER BY account_id, rest_until, model
+"""
+
+
+class ModelCooldowns(TableBase):
+    """`base.ModelCooldownStore` (table `model_cooldowns`)."""
+
+    async def rest_model(self, account_id: int, cool: Cooldown, *, now: float) -> None:
+        """See `base.ModelCooldownStore.rest_model`."""
+        if cool.model is None:
+            raise ValueError("a model cool-down names its model")
+        async with self._tx() as db:
+            await db.execute(SWEEP_MODEL_COOLDOWNS, now)
+            await db.execute(REST_MODEL, account_id, cool.model, cool.until, cool.reason, cool.message)
+
+    async def model_cooldowns(self, *, now: float, model: str | None = None) -> dict[int, list[Cooldown]]:
+        """See `base.ModelCooldownStore.model_cooldowns`."""
+        async with self._read() as db:
+            rows = await db.fetch(MODEL_COOLDOWNS, now, model)
+        found: dict[int, list[Cooldown]] = {}
+        for row in rows:
+            account_id, cool = cooldown_from_row(row)
+            found.setdefault(account_id, []).append(cool)
+        return found
 
 
 # ------------------------------------------------------------------------------------------------ outbox
@@ -731,6 +782,6 @@ class Tasks(Outbox):
             return await db.execute(PURGE_STALE, self._clock.time() - older_than)
 
 
-class SharedTables(Tasks, IdempotencyKeys, ResultRefs, KeepJobs, Pool):
+class SharedTables(Tasks, IdempotencyKeys, ResultRefs, KeepJobs, Pool, ModelCooldowns):
     """Every table both backends have: the base class of `SqliteStore` and `PostgresStore`. A new table's mixin
     is listed here."""
