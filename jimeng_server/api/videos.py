@@ -17,10 +17,12 @@ from ..errors import BadRequest
 from ..services.answers import json_text
 from ..services.callers import Caller
 from ..services.idempotency import SpendMark
+from ..services.model_list import VideoChoice
 from ..services.params import VideoParams
 from ..services.results import partial_note, require_results
 from ..tasks.records import Outcome, TaskKind
-from .appkeys import CONFIG, VIDEOS
+from ..upstream import catalog
+from .appkeys import CONFIG, GENERATION, VIDEOS
 from .b64_answers import spooled_results
 from .callbacks import refuse_callback_url
 from .files import sync_links
@@ -40,8 +42,18 @@ async def video_request(request: web.Request) -> AsyncIterator[tuple[Caller, dic
     request (sync and async twins)."""
     caller = await caller_of(request)
     limit = request.app[CONFIG].server.max_body_bytes
+    aliases = request.app[CONFIG].models.all_aliases
+    registry = request.app[GENERATION].models
     async with request_fields(request, max_bytes=limit, max_files=MAX_OMNI_MATERIALS + MAX_OMNI_AUDIOS) as data:
-        yield caller, data, video_params(data, aliases=request.app[CONFIG].models.all_aliases)
+        asked = data.get("model")
+        named = asked not in (None, "")
+        model = aliases.get(str(asked), str(asked)) if named else catalog.DEFAULT_VIDEO_MODEL
+        found = await registry.for_video(caller.first, model, named)
+
+        def choose(model: str, named: bool) -> VideoChoice | None:
+            return registry.choose_video(caller.first.region, found, model, named)
+
+        yield caller, data, video_params(data, aliases=aliases, choose=choose)
 
 
 @routes.post("/v1/videos/generations")
@@ -70,6 +82,7 @@ async def generations(request: web.Request) -> web.StreamResponse:
                 urls = await sync_links(request, outcome.history_id, require_results(outcome))  # keep = local / s3
                 body: dict[str, Any] = {
                     "created": int(sub.submitted_at),
+                    "model": sub.model,  # the model that made it (the discovered default when one replaced ours)
                     "data": [{"url": u, "revised_prompt": params.prompt} for u in urls],
                 }
                 _add_note(body, outcome)
