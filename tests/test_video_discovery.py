@@ -13,15 +13,15 @@ from aiohttp.test_utils import TestClient
 from support import CN_TOKEN, bearer, drive, json_of
 
 from jimeng_server.clock import ManualClock
-from jimeng_server.simulator import Simulator
 from jimeng_server.services.model_list import video_choice
+from jimeng_server.simulator import Simulator
 from jimeng_server.upstream.discovery import default_video, parse_models
 from jimeng_server.upstream.regions import Region
 
 VIDEOS = "/v1/videos/generations"
 ASYNC_VIDEOS = "/v1/async/videos/generations"
 CONFIGS = "get_common_config"
-WAN = "dreamina_wan_30"  # in the simulator's facts (§19.7 TD), not in the client's table
+WAN = "dreamina_wan_30"  # in the simulator's facts (§19.7 TD, listed on request), not in the client's table
 DEFAULT_KEY = "dreamina_ic_generate_video_model_vgfm_3.5_pro"  # the table's default (jimeng-video-3.5-pro)
 
 # The documented shape (§19.7, NT code): options with enum_val string/int values and default_val_idx.
@@ -74,6 +74,7 @@ def sent(sim: Simulator) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]
 async def test_a_video_model_only_discovery_lists_is_listed_and_usable_by_key(
     client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
 ) -> None:
+    sim.settings.shown_models.add(WAN)
     resp = await client.get("/v1/models", headers=bearer(CN_TOKEN))
     listed = {m["id"]: m for m in (await json_of(resp))["data"]}
     wan = listed[WAN]
@@ -98,12 +99,17 @@ async def test_a_video_model_only_discovery_lists_is_listed_and_usable_by_key(
 async def test_a_discovered_model_refuses_what_discovery_does_not_offer(
     client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
 ) -> None:
+    sim.settings.shown_models.add(WAN)
     status, body = await post(client, clock, VIDEOS, {"prompt": "x", "model": WAN, "duration": 20})
     assert status == 400 and body["error"]["code"] == "INVALID_PARAMETER", body
     assert "'duration' must be 4 to 15 seconds for dreamina_wan_30, got 20" in body["error"]["message"]
     status, body = await post(client, clock, VIDEOS, {"prompt": "x", "model": WAN, "resolution": "4k"})
     assert status == 400 and "720p, 1080p" in body["error"]["message"], body
     status, body = await post(client, clock, VIDEOS, {"prompt": "x", "model": "dreamina_not_listed_v1"})
+    assert status == 400 and body["error"]["code"] == "UNKNOWN_MODEL", body
+    sim.settings.shown_models.clear()
+    await clock.advance(301)  # the cached list expires; the upstream no longer lists the key
+    status, body = await post(client, clock, VIDEOS, {"prompt": "x", "model": WAN})
     assert status == 400 and body["error"]["code"] == "UNKNOWN_MODEL", body
     assert sim.generate_count == 0
 

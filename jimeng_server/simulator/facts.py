@@ -232,6 +232,7 @@ class VideoFact:
     features: tuple[str, ...] = ()
     draft_mode: bool = False
     vip: bool = False
+    listed: bool = True  # False: listed and served only when `Settings.shown_models` names it (discovery tests)
 
 
 def _per_res(resolutions: tuple[str, ...], *patterns: str) -> dict[str, frozenset[str]]:
@@ -358,6 +359,7 @@ VIDEO_FACTS: Final[tuple[VideoFact, ...]] = (
         # table lacks, known only by discovery).
         _per_res(("720p", "1080p"), "dreamina_wan_30_{res}_output"),
         "§19.7 TD (third-party video key; benefit type not captured)",
+        listed=False,
     ),
 )
 
@@ -365,6 +367,9 @@ VIDEO_BY_KEY: Final[Mapping[str, VideoFact]] = {f.key: f for f in VIDEO_FACTS}
 
 PAID_VIDEO_KEYS: Final = frozenset(f.key for f in VIDEO_FACTS if f.vip)
 """Keys an account without a subscription is refused (4013) from a non-browser client (§17.3, §19.1)."""
+
+OPTIONAL_VIDEO_KEYS: Final = frozenset(f.key for f in VIDEO_FACTS if not f.listed)
+"""Keys listed and served only when `Settings.shown_models` names them (a model the client's table lacks)."""
 
 
 def video_fact(key: str, region: Region) -> VideoFact | None:

@@ -1,6 +1,6 @@
 """`get_common_config` in the simulator (docs/protocol.md §17.4): the image and video model lists of the
 account's region, in the field names clients report from live answers, built from the simulator's own facts
-(`facts.py`; withdrawn keys left out) plus `settings.extra_models` (a drift: models the built-in table lacks).
+(`facts.py`; withdrawn keys left out, optional ones only when `settings.shown_models` names them) plus `settings.extra_models` (a drift: models the built-in table lacks).
 
 Image entries: `model_req_key`, `model_name`, `feats`, `generate_count_options` (numeric strings, as seen),
 `default_generate_count`, `resolution_map` (ratio -> resolution -> [w, h]), `input_image_limit`. Video entries:
@@ -79,7 +79,12 @@ def model_list(sim: Simulator, kind: str, region: Region) -> list[dict[str, Any]
     if kind == "image":
         out = [_image_entry(f, region) for f in IMAGE_FACTS if region in f.regions and f.key not in withdrawn]
     else:
-        out = [_video_entry(f) for f in VIDEO_FACTS if region in f.regions and f.key not in withdrawn]
+        shown = sim.settings.shown_models
+        out = [
+            _video_entry(f)
+            for f in VIDEO_FACTS
+            if region in f.regions and f.key not in withdrawn and (f.listed or f.key in shown)
+        ]
     out += [{k: v for k, v in m.items() if k != "kind"} for m in sim.settings.extra_models if m.get("kind") == kind]
     return out
 
