@@ -1,6 +1,7 @@
 """`get_common_config` in the simulator (docs/protocol.md §17.4): the image and video model lists of the
 account's region, in the field names clients report from live answers, built from the simulator's own facts
-(`facts.py`; withdrawn keys left out, optional ones only when `settings.shown_models` names them) plus `settings.extra_models` (a drift: models the built-in table lacks).
+(`facts.py`; withdrawn keys left out, optional ones only when `settings.shown_models` names them) plus
+`settings.extra_models` (a drift: models the built-in table lacks).
 
 Image entries: `model_req_key`, `model_name`, `feats`, `generate_count_options` (numeric strings, as seen),
 `default_generate_count`, `resolution_map` (ratio -> resolution -> [w, h]), `input_image_limit`. Video entries:

@@ -146,8 +146,8 @@ async def generate(sim: Simulator, call: Call) -> Answer:
             spec = hook(sim, call, spec)
     except GenerateInvalid as exc:
         return sim.fail(exc.ret, f"{exc.errmsg}: {exc}", call.path)
-    hidden = spec.model_key in OPTIONAL_VIDEO_KEYS and spec.model_key not in sim.settings.shown_models
-    if spec.model_key in sim.settings.withdrawn_models or hidden:
+    unlisted = spec.model_key in OPTIONAL_VIDEO_KEYS and spec.model_key not in sim.settings.shown_models
+    if spec.model_key in sim.settings.withdrawn_models or unlisted:
         return sim.fail("2061", "model no longer available", call.path)
     refusal = sim.shark.check(
         headers=call.headers,
