@@ -93,6 +93,7 @@ async def generations(request: web.Request) -> web.StreamResponse:
     async with spooled_results(request, submission.account, require_results(outcome)) as files:
         body: dict[str, Any] = {
             "created": int(submission.submitted_at),
+            "model": submission.model,
             "data": [{"revised_prompt": params.prompt, "b64_json": slot} for slot in files.slots],
         }
         _add_note(body, outcome)

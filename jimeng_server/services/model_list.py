@@ -221,9 +221,10 @@ class ModelRegistry:
 
     async def for_video(self, account: Account, model: str, named: bool) -> list[DiscoveredModel] | None:
         """The account's region's discovered list for a video request: asked (cached) when a named model is not
-        a table name (it may be a discovered key or name); else only what is already cached, so a table model
-        costs no extra call (a withdrawn default is then found by the upstream's ret 2061: `VideoService`)."""
-        if named and model not in catalog.VIDEO_MODELS:
+        a table name but has an upstream key's shape (it may be a key only discovery lists); else only what is
+        already cached, so a table model or a mistyped name costs no upstream call (a discovered display name is
+        resolved from the cache; a withdrawn default is found by the upstream's ret 2061: `VideoService`)."""
+        if named and model not in catalog.VIDEO_MODELS and catalog.looks_like_key(model):
             return await self.refresh(account)
         return self.cached(account.region)
 
