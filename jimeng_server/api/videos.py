@@ -8,7 +8,7 @@ base64 inside the JSON body, chunk by chunk, never whole in memory (`b64_answers
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +22,7 @@ from ..services.params import VideoParams
 from ..services.results import partial_note, require_results
 from ..tasks.records import Outcome, TaskKind
 from ..upstream import catalog
+from ..upstream.discovery import DiscoveredModel
 from .appkeys import CONFIG, GENERATION, VIDEOS
 from .b64_answers import spooled_results
 from .callbacks import refuse_callback_url
@@ -31,7 +32,7 @@ from .idempotency import HEADER, idempotent
 from .request import caller_of
 from .responses import json_answer
 from .task_stream import stream_submit, wants_stream
-from .video_params import MAX_OMNI_AUDIOS, MAX_OMNI_MATERIALS, video_params
+from .video_params import MAX_OMNI_AUDIOS, MAX_OMNI_MATERIALS, VideoChooser, video_params
 
 routes = web.RouteTableDef()
 
@@ -49,11 +50,20 @@ async def video_request(request: web.Request) -> AsyncIterator[tuple[Caller, dic
         named = asked not in (None, "")
         model = aliases.get(str(asked), str(asked)) if named else catalog.DEFAULT_VIDEO_MODEL
         found = await registry.for_video(caller.first, model, named)
+        yield caller, data, video_params(data, aliases=aliases, choose=chooser(request, caller, found))
 
-        def choose(model: str, named: bool) -> VideoChoice | None:
-            return registry.choose_video(caller.first.region, found, model, named)
 
-        yield caller, data, video_params(data, aliases=aliases, choose=choose)
+def chooser(request: web.Request, caller: Caller, found: Sequence[DiscoveredModel] | None = None) -> VideoChooser:
+    """The video model chooser of `video_params` for the caller's first account's region, over `found` (default:
+    that region's cached discovery answer, no upstream call), so every video endpoint resolves alike."""
+    registry = request.app[GENERATION].models
+    region = caller.first.region
+    listed = registry.cached(region) if found is None else found
+
+    def choose(model: str, named: bool) -> VideoChoice | None:
+        return registry.choose_video(region, listed, model, named)
+
+    return choose
 
 
 @routes.post("/v1/videos/generations")
