@@ -189,6 +189,9 @@ async def test_a_withdrawn_default_is_replaced_by_the_discovered_one(
     assert status == 200 and body["status"] == "submitted", body
     generated = [c.body["extend"]["root_model"] for c in sim.calls("/aigc_draft/generate")]
     assert generated[2:] == ["dreamina_seedance_45_pro"], "no second try of the withdrawn key"
+    (resp,) = await drive(client.app, clock, client.get(f"/v1/videos/{body['history_id']}", headers=bearer(CN_TOKEN)))
+    view = await json_of(resp)
+    assert resp.status == 200 and view["model"] == "jimeng-video-seedance-2.5", "the task's record names it"
 
 
 async def test_a_named_withdrawn_model_is_not_replaced(
