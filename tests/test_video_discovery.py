@@ -149,6 +149,17 @@ async def test_discovered_durations_win_over_the_table(
     assert sim.generate_count == 0
 
 
+async def test_the_table_default_resolution_stays_first_with_discovery(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    resp = await client.get("/v1/models", headers=bearer(CN_TOKEN))  # the list (480p first upstream) is cached
+    entry = {m["id"]: m for m in (await json_of(resp))["data"]}["jimeng-video-seedance-2.5"]
+    assert entry["source"] == "table+discovery" and entry["resolutions"] == ["720p", "480p", "1080p"], entry
+    status, body = await post(client, clock, VIDEOS, {"prompt": "x", "model": "jimeng-video-seedance-2.5"})
+    assert status == 200, body
+    assert sent(sim)[2]["resolution"] == "720p", "no resolution sent: the table's default, not the list's first"
+
+
 async def test_a_table_benefit_type_is_not_overridden_by_discovery(
     client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
 ) -> None:

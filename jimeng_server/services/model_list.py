@@ -121,7 +121,8 @@ def video_choice(model: str, region: Region, found: Sequence[DiscoveredModel] | 
     the region's discovered list (`found`; None: discovery did not answer). None when neither knows it there.
 
     Resolutions from discovery only where the table's record takes one (or has no record): a key the table
-    sends without `resolution` keeps that body shape. Durations from discovery when it lists any."""
+    sends without `resolution` keeps that body shape; the first (the default) is discovery's `default_val_idx`,
+    else the table's default when discovery still offers it. Durations from discovery when it lists any."""
     videos = [m for m in found or [] if m.kind == "video" and m.available]
     keys = catalog.VIDEO_MODELS.get(model)
     if keys is not None:
@@ -131,7 +132,12 @@ def video_choice(model: str, region: Region, found: Sequence[DiscoveredModel] | 
         listed = next((m for m in videos if m.key == key), None)
         spec = catalog.spec_of(model)
         table_res = catalog.video_resolutions(model)
-        resolutions = listed.resolutions if listed is not None and listed.resolutions and table_res else table_res
+        resolutions = table_res
+        if listed is not None and listed.resolutions and table_res:
+            # The default first: discovery's `default_val_idx`, else the table's default when still offered.
+            first = listed.default_resolution or (table_res[0] if table_res[0] in listed.resolutions else None)
+            head = (first,) if first else ()
+            resolutions = head + tuple(r for r in listed.resolutions if r != first)
         durations = listed.durations if listed is not None and listed.durations else catalog.allowed_durations(model)
         return VideoChoice(
             model,

@@ -7,7 +7,8 @@ Image entries: `model_req_key`, `model_name`, `feats`, `generate_count_options` 
 `default_generate_count`, `resolution_map` (ratio -> resolution -> [w, h]), `input_image_limit`. Video entries:
 `model_req_key`, `model_name`, `model_status` 0, `options[{key: "resolution", enum_val.string_value}]`,
 `commercial_config.resolution_price_configs[{resolution, price.benefit_type}]`, `duration_ms`, and the §19.7
-options `video_aspect_ratio`, `frames` (seconds x 24, default 5 s) and `input_media_type`; the facts' first
+options `video_aspect_ratio`, `frames` (seconds x 24) and `input_media_type` (no `default_val_idx`: not
+captured); the facts' first
 listed key is the site's default model (`dreamina_seedance_45_pro`, §19.1 "the site's default video model on
 2026-09-10"), so the list keeps the facts' order. The video call
 takes `scene` "generate_video" or "video_generate" (the two reported values). Importing registers the handlers.
@@ -51,16 +52,16 @@ def _image_entry(fact: ImageFact, region: Region) -> dict[str, Any]:
 def _video_entry(fact: VideoFact) -> dict[str, Any]:
     resolutions = list(fact.resolutions) or ["720p"]
     frames = [s * FRAMES_PER_SECOND for s in fact.seconds]
-    default_frames = frames.index(5 * FRAMES_PER_SECOND) if 5 in fact.seconds else 0
     inputs = ["prompt", "first_frame", "end_frame"] + (["unified_edit"] if fact.omni_benefits else [])
     return {
         "model_req_key": fact.key,
         "model_name": fact.key,
         "model_status": 0,
         "options": [
-            {"key": "resolution", "enum_val": {"string_value": resolutions, "default_val_idx": 0}},
-            {"key": "video_aspect_ratio", "enum_val": {"string_value": list(VIDEO_RATIOS), "default_val_idx": 0}},
-            {"key": "frames", "enum_val": {"int_value": frames, "default_val_idx": default_frames}},
+            # No `default_val_idx`: the site's default values are not captured (§19.7 names the field only).
+            {"key": "resolution", "enum_val": {"string_value": resolutions}},
+            {"key": "video_aspect_ratio", "enum_val": {"string_value": list(VIDEO_RATIOS)}},
+            {"key": "frames", "enum_val": {"int_value": frames}},
             {"key": "input_media_type", "enum_val": {"string_value": inputs}},
         ],
         "commercial_config": {
