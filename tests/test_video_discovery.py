@@ -96,6 +96,16 @@ async def test_a_video_model_only_discovery_lists_is_listed_and_usable_by_key(
     assert draft["component_list"][0]["abilities"]["gen_video"]["text_to_video_params"]["model_req_key"] == WAN
 
 
+async def test_the_openai_video_endpoint_takes_a_discovered_key(
+    client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+) -> None:
+    sim.settings.shown_models.add(WAN)
+    await client.get("/v1/models", headers=bearer(CN_TOKEN))  # the region's list is cached
+    status, body = await post(client, clock, "/v1/videos", {"prompt": "a cat", "model": WAN, "seconds": "12"})
+    assert status == 200 and body["model"] == WAN, body
+    assert sent(sim)[2]["videoDuration"] == 12, "discovery's 4-15 s, not the table's fallback 5/10"
+
+
 async def test_a_discovered_model_refuses_what_discovery_does_not_offer(
     client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
 ) -> None:

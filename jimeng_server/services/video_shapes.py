@@ -29,7 +29,10 @@ _PROGRESS = {"queued": 0, "in_progress": 50, "completed": 100, "failed": 100}
 
 
 def nearest_duration(model: str, seconds: int) -> int:
-    """The allowed duration of `model` nearest to `seconds` (the longer one on a tie)."""
+    """The allowed duration of `model` nearest to `seconds` (the longer one on a tie); `seconds` itself for a
+    model the table lacks (a key only discovery lists: the video parser checks it against discovery's list)."""
+    if model not in catalog.VIDEO_MODELS:
+        return seconds
     return min(catalog.allowed_durations(model), key=lambda d: (abs(d - seconds), -d))
 
 
