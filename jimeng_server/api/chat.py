@@ -47,6 +47,7 @@ from .responses import json_answer
 from .sse import EventStream
 from .task_stream import Submit, submit_once, timeout_error
 from .video_params import video_params
+from .videos import chooser
 
 routes = web.RouteTableDef()
 
@@ -55,7 +56,9 @@ def submitter(request: web.Request, caller: Caller, ask: ChatAsk, callback_url: 
     """The spending part of a chat request: a text-to-image, a composition (input images) or a video.
     Its fields are validated here, before anything is spent (400 naming the field)."""
     if ask.kind is TaskKind.VIDEO:
-        video = video_params(ask.fields, aliases=request.app[CONFIG].models.all_aliases)
+        video = video_params(
+            ask.fields, aliases=request.app[CONFIG].models.all_aliases, choose=chooser(request, caller)
+        )
         video = dataclasses.replace(video, callback_url=callback_url)
         return lambda spend: request.app[VIDEOS].submit_video(caller, video, spend=spend)
     params = dataclasses.replace(request_image_params(request, ask.fields), callback_url=callback_url)

@@ -255,8 +255,8 @@ class Body:
 
 def model_schema(kind: str, aliases: Mapping[str, str], default: str) -> Schema:
     """The `model` field of an image ("image"), video ("video") or chat ("any") body: a catalogue name of that
-    kind, an alias in force that maps to one, or (images) a raw upstream model key; exactly what the parsers
-    accept."""
+    kind, an alias in force that maps to one, or a raw upstream model key (videos: taken when live discovery
+    lists it); exactly what the parsers accept."""
     names = {
         "image": list(catalog.IMAGE_MODELS),
         "video": list(catalog.VIDEO_MODELS),
@@ -268,6 +268,9 @@ def model_schema(kind: str, aliases: Mapping[str, str], default: str) -> Schema:
     if kind != "video":
         choices.append({"pattern": f"^(?:{catalog.KEY_PATTERN})$", "description": "a raw upstream model key"})
         doc += ", or a raw upstream model key such as high_aes_general_v60"
+    else:  # taken when the caller's region's live discovery lists it (else 400 UNKNOWN_MODEL)
+        choices.append({"pattern": f"^(?:{catalog.KEY_PATTERN})$", "description": "a key live discovery lists"})
+        doc += ", or a video model key live discovery lists (GET /v1/models, source discovery)"
     return {"type": "string", "default": default, "description": doc, "anyOf": choices}
 
 

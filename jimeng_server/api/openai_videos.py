@@ -34,6 +34,7 @@ from .request import caller_of, json_object
 from .responses import json_answer
 from .task_stream import submit_once
 from .video_params import MAX_FRAMES, VIDEO_RATIOS, video_params
+from .videos import chooser
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ async def _submit(
     """Submit a video task from a gateway-shaped body; the answer of `idempotent` (a replayed error as it is)
     and the accepted body (`history_id`, `created`; empty for an error)."""
     aliases = request.app[CONFIG].models.all_aliases
-    params = video_params(fields_of(data, aliases, VIDEO_RATIOS), aliases=aliases)
+    params = video_params(fields_of(data, aliases, VIDEO_RATIOS), aliases=aliases, choose=chooser(request, caller))
     params = dataclasses.replace(params, callback_url=await callback_url_of(request, data))
     videos = request.app[VIDEOS]
     return await submit_once(request, data, lambda spend: videos.submit_video(caller, params, spend=spend))

@@ -91,6 +91,7 @@ _SCHEMAS: dict[str, Schema] = {
     "VideoResult": _obj(
         {
             "created": _INT,
+            "model": {"type": "string", "description": "the model used (the site's default when ours was withdrawn)"},
             "data": {"type": "array", "items": _obj({"url": _STR, "b64_json": _STR, "revised_prompt": _STR})},
             "note": _STR,
         },

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import BadRequest
 from ..integers import NumberError, parse_int
+from ..services.model_list import VideoChoice
 from ..services.params import MediaSource, UploadedFile, VideoParams
 from ..upstream import catalog
 from .fields import FRAME_MODE, OMNI_MODE, VIDEO, VIDEO_FILES, VIDEO_RATIOS, VIDEO_RESOLUTIONS, get_str
@@ -42,9 +43,10 @@ def resolution_models() -> list[str]:
     return [name for name in catalog.VIDEO_MODELS if catalog.video_resolutions(name)]
 
 
-def get_resolution(data: Mapping[str, Any], model: str) -> str | None:
-    """`resolution` among the ones `model` offers (its first by default); None for a model that takes none."""
-    offered = catalog.video_resolutions(model)
+def get_resolution(data: Mapping[str, Any], model: str, offered: tuple[str, ...] | None = None) -> str | None:
+    """`resolution` among the ones `model` offers (`offered`, default the table's; its first by default); None
+    for a model that takes none."""
+    offered = catalog.video_resolutions(model) if offered is None else offered
     if data.get(VIDEO["resolution"].name) in (None, ""):
         return offered[0] if offered else None
     if not offered:
@@ -59,13 +61,16 @@ def get_resolution(data: Mapping[str, Any], model: str) -> str | None:
     return value
 
 
-def get_duration(data: Mapping[str, Any], model: str) -> int:
-    """`duration` in whole seconds, allowed for `model` (§6.4). JSON integers and integral floats are
-    accepted; a multipart string must be digits only ("5.5", "5.0" and "ten" are refused)."""
-    allowed = catalog.allowed_durations(model)
+def get_duration(data: Mapping[str, Any], model: str, choice: VideoChoice | None = None) -> int:
+    """`duration` in whole seconds, allowed for `model` (§6.4; `choice`: the durations merged with discovery).
+    JSON integers and integral floats are accepted; a multipart string must be digits only ("5.5", "5.0" and
+    "ten" are refused). Without one: 5 s when allowed, else discovery's default, else the first allowed."""
+    allowed = catalog.allowed_durations(model) if choice is None else choice.durations
     value = data.get("duration")
     if value is None or value == "":
-        return catalog.default_duration(model)
+        if choice is None:
+            return catalog.default_duration(model)
+        return 5 if 5 in allowed else choice.default_duration or allowed[0]
     try:
         seconds = parse_int(value, "duration", low=0, high=10**6, floats=True)
     except NumberError:
@@ -201,13 +206,25 @@ def _omni_materials(
     return tuple(images), tuple(videos), tuple(audios)
 
 
-def video_params(data: Mapping[str, Any], *, aliases: Mapping[str, str] | None = None) -> VideoParams:
+VideoChooser = Callable[[str, bool], VideoChoice | None]
+"""(model, named by the caller) -> the model merged with the caller's region's discovery (None: unknown there)."""
+
+
+def video_params(
+    data: Mapping[str, Any], *, aliases: Mapping[str, str] | None = None, choose: VideoChooser | None = None
+) -> VideoParams:
     """Validate video generation fields. Raises BadRequest naming the field and what to send instead.
-    `aliases` (`[models] aliases`) maps extra model names to catalogue ones."""
+    `aliases` (`[models] aliases`) maps extra model names to catalogue ones. `choose` (the endpoints that know
+    the caller's region) resolves the model against live discovery: a key only discovery lists is accepted,
+    the default is replaced when withdrawn, and resolutions/durations are checked against the merged facts."""
     asked = VIDEO["model"].read(data)
+    named = data.get(VIDEO["model"].name) not in (None, "")
     model = (aliases or {}).get(asked, asked)
     check_model_kind(asked, model, "video")
-    if model not in catalog.VIDEO_MODELS:
+    choice = choose(model, named) if choose is not None else None
+    if choice is not None:
+        model = choice.name
+    if model not in catalog.VIDEO_MODELS and choice is None:
         raise BadRequest(
             f"unknown video model '{asked}'; use one of: {', '.join(catalog.VIDEO_MODELS)}, "
             "or map the name to one of them with [models] aliases in the config",
@@ -221,16 +238,29 @@ def video_params(data: Mapping[str, Any], *, aliases: Mapping[str, str] | None =
             code="UNSUPPORTED_MODE",
         )
     prompt: str = VIDEO["prompt"].read(data) or ""
-    resolution = get_resolution(data, model)
-    duration = get_duration(data, model)
+    resolution = get_resolution(data, model, choice.resolutions if choice is not None else None)
+    duration = get_duration(data, model, choice)
     ratio: str = VIDEO["ratio"].read(data)
     response_format: str = VIDEO["response_format"].read(data)
     if omni:
         images, videos, audios = _omni_materials(data)
         return VideoParams(
-            model, prompt, ratio, resolution, duration, True, (), images, videos, response_format, audios=audios
+            model,
+            prompt,
+            ratio,
+            resolution,
+            duration,
+            True,
+            (),
+            images,
+            videos,
+            response_format,
+            audios=audios,
+            model_named=named,
         )
     frames = _frames(data)
     if not frames and not prompt.strip():
         raise BadRequest("'prompt' is required for text-to-video", code="MISSING_PARAMETER")
-    return VideoParams(model, prompt, ratio, resolution, duration, False, frames, (), (), response_format)
+    return VideoParams(
+        model, prompt, ratio, resolution, duration, False, frames, (), (), response_format, model_named=named
+    )

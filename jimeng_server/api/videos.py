@@ -8,7 +8,7 @@ base64 inside the JSON body, chunk by chunk, never whole in memory (`b64_answers
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -17,10 +17,13 @@ from ..errors import BadRequest
 from ..services.answers import json_text
 from ..services.callers import Caller
 from ..services.idempotency import SpendMark
+from ..services.model_list import VideoChoice
 from ..services.params import VideoParams
 from ..services.results import partial_note, require_results
 from ..tasks.records import Outcome, TaskKind
-from .appkeys import CONFIG, VIDEOS
+from ..upstream import catalog
+from ..upstream.discovery import DiscoveredModel
+from .appkeys import CONFIG, GENERATION, VIDEOS
 from .b64_answers import spooled_results
 from .callbacks import refuse_callback_url
 from .files import sync_links
@@ -29,7 +32,7 @@ from .idempotency import HEADER, idempotent
 from .request import caller_of
 from .responses import json_answer
 from .task_stream import stream_submit, wants_stream
-from .video_params import MAX_OMNI_AUDIOS, MAX_OMNI_MATERIALS, video_params
+from .video_params import MAX_OMNI_AUDIOS, MAX_OMNI_MATERIALS, VideoChooser, video_params
 
 routes = web.RouteTableDef()
 
@@ -40,8 +43,27 @@ async def video_request(request: web.Request) -> AsyncIterator[tuple[Caller, dic
     request (sync and async twins)."""
     caller = await caller_of(request)
     limit = request.app[CONFIG].server.max_body_bytes
+    aliases = request.app[CONFIG].models.all_aliases
+    registry = request.app[GENERATION].models
     async with request_fields(request, max_bytes=limit, max_files=MAX_OMNI_MATERIALS + MAX_OMNI_AUDIOS) as data:
-        yield caller, data, video_params(data, aliases=request.app[CONFIG].models.all_aliases)
+        asked = data.get("model")
+        named = asked not in (None, "")
+        model = aliases.get(str(asked), str(asked)) if named else catalog.DEFAULT_VIDEO_MODEL
+        found = await registry.for_video(caller.first, model, named)
+        yield caller, data, video_params(data, aliases=aliases, choose=chooser(request, caller, found))
+
+
+def chooser(request: web.Request, caller: Caller, found: Sequence[DiscoveredModel] | None = None) -> VideoChooser:
+    """The video model chooser of `video_params` for the caller's first account's region, over `found` (default:
+    that region's cached discovery answer, no upstream call), so every video endpoint resolves alike."""
+    registry = request.app[GENERATION].models
+    region = caller.first.region
+    listed = registry.cached(region) if found is None else found
+
+    def choose(model: str, named: bool) -> VideoChoice | None:
+        return registry.choose_video(region, listed, model, named)
+
+    return choose
 
 
 @routes.post("/v1/videos/generations")
@@ -70,6 +92,7 @@ async def generations(request: web.Request) -> web.StreamResponse:
                 urls = await sync_links(request, outcome.history_id, require_results(outcome))  # keep = local / s3
                 body: dict[str, Any] = {
                     "created": int(sub.submitted_at),
+                    "model": sub.model,  # the model that made it (the discovered default when one replaced ours)
                     "data": [{"url": u, "revised_prompt": params.prompt} for u in urls],
                 }
                 _add_note(body, outcome)
@@ -80,6 +103,7 @@ async def generations(request: web.Request) -> web.StreamResponse:
     async with spooled_results(request, submission.account, require_results(outcome)) as files:
         body: dict[str, Any] = {
             "created": int(submission.submitted_at),
+            "model": submission.model,
             "data": [{"revised_prompt": params.prompt, "b64_json": slot} for slot in files.slots],
         }
         _add_note(body, outcome)

@@ -4,20 +4,25 @@ docs/protocol.md §17.4), cached per region for `[upstream] discovery_ttl` secon
 Discovery never makes a request fail: when it fails (or `discovery_ttl` is 0) the built-in table is used and a
 warning is logged; a failure is remembered for at most a minute so a broken upstream is not asked on every call.
 A model the upstream lists but the table lacks can be used by its upstream key.
+
+Videos (`video_choice`): the allowed resolutions and durations come from discovery when it lists the key with
+them, else from the table; a key only discovery lists is requested by its key or its discovered name. Benefit
+types from discovery are used only for a key the table has no record of: the list and the page's own submit
+name them differently (§19.13 conflict 4), so the table's captured ones win.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock
 from ..upstream import catalog
 from ..upstream.client import JimengClient
-from ..upstream.discovery import DiscoveredModel
+from ..upstream.discovery import DiscoveredModel, default_video
 from ..upstream.errors import UpstreamError
 from ..upstream.regions import Region
 from ..upstream.tokens import Account
@@ -98,6 +103,87 @@ def _version(name: str) -> str:
     return next((part for part in name.split("-") if part[:1].isdigit()), "")
 
 
+@dataclass(frozen=True, slots=True)
+class VideoChoice:
+    """A video model resolved for one region: its name in answers, upstream key and what it takes."""
+
+    name: str  # the table's public name, or the upstream key of a model only discovery lists
+    key: str
+    resolutions: tuple[str, ...]  # empty: the body carries no `resolution`
+    durations: tuple[int, ...]
+    source: str  # "table", "table+discovery" or "discovery"
+    benefits: Mapping[str, str]  # discovery's per-resolution benefit types, only for a key the table lacks
+    default_duration: int | None = None  # discovery's default, when it names one
+
+
+def video_choice(model: str, region: Region, found: Sequence[DiscoveredModel] | None) -> VideoChoice | None:
+    """`model` (a table name, a discovered key or a discovered display name) in `region`, merging the table with
+    the region's discovered list (`found`; None: discovery did not answer). None when neither knows it there.
+
+    Resolutions from discovery only where the table's record takes one (or has no record): a key the table
+    sends without `resolution` keeps that body shape; the first (the default) is discovery's `default_val_idx`,
+    else the table's default when discovery still offers it. Durations from discovery when it lists any."""
+    videos = [m for m in found or [] if m.kind == "video" and m.available]
+    keys = catalog.VIDEO_MODELS.get(model)
+    if keys is not None:
+        if region not in keys:
+            return None
+        key = keys[region]
+        listed = next((m for m in videos if m.key == key), None)
+        spec = catalog.spec_of(model)
+        table_res = catalog.video_resolutions(model)
+        resolutions = table_res
+        if listed is not None and listed.resolutions and table_res:
+            # The default first: discovery's `default_val_idx`, else the table's default when still offered.
+            first = listed.default_resolution or (table_res[0] if table_res[0] in listed.resolutions else None)
+            head = (first,) if first else ()
+            resolutions = head + tuple(r for r in listed.resolutions if r != first)
+        durations = listed.durations if listed is not None and listed.durations else catalog.allowed_durations(model)
+        return VideoChoice(
+            model,
+            key,
+            resolutions,
+            durations,
+            "table+discovery" if listed is not None else "table",
+            {} if spec is not None else dict(listed.benefits) if listed is not None else {},
+            listed.default_duration if listed is not None else None,
+        )
+    listed = next((m for m in videos if m.key == model), None) or next(
+        (m for m in videos if m.name and m.name == model), None
+    )
+    if listed is None:
+        return None
+    table_name = catalog.name_of_key("video", listed.key, region)
+    if table_name is not None:  # asked by the discovered name of a table model
+        return video_choice(table_name, region, found)
+    return VideoChoice(
+        listed.key,
+        listed.key,
+        listed.resolutions,
+        listed.durations or catalog.allowed_durations(listed.key),
+        "discovery",
+        dict(listed.benefits),
+        listed.default_duration,
+    )
+
+
+def discovered_default(region: Region, found: Sequence[DiscoveredModel] | None, *, not_key: str = "") -> str | None:
+    """The model to use when none is named and the table's default is withdrawn: the site's default video model
+    in the region's discovered list (its table name when the table knows its key), never `not_key`."""
+    rest = [m for m in found or [] if m.key != not_key]
+    chosen = default_video(rest)
+    if chosen is None:
+        return None
+    return catalog.name_of_key("video", chosen.key, region) or chosen.key
+
+
+def default_withdrawn(region: Region, found: Sequence[DiscoveredModel] | None) -> bool:
+    """True when discovery answered with video models and the table's default video key is not among them."""
+    keys = catalog.VIDEO_MODELS.get(catalog.DEFAULT_VIDEO_MODEL, {})
+    videos = [m for m in found or [] if m.kind == "video" and m.available]
+    return bool(videos) and region in keys and all(m.key != keys[region] for m in videos)
+
+
 class ModelRegistry:
     """Per-region discovery cache over one client."""
 
@@ -139,6 +225,25 @@ class ModelRegistry:
         """A fresh discovered model of `kind` with upstream `key` in `region`, else None."""
         return next((m for m in self.cached(region) or [] if m.kind == kind and m.key == key), None)
 
+    async def for_video(self, account: Account, model: str, named: bool) -> list[DiscoveredModel] | None:
+        """The account's region's discovered list for a video request: asked (cached) when a named model is not
+        a table name but has an upstream key's shape (it may be a key only discovery lists); else only what is
+        already cached, so a table model or a mistyped name costs no upstream call (a discovered display name is
+        resolved from the cache; a withdrawn default is found by the upstream's ret 2061: `VideoService`)."""
+        if named and model not in catalog.VIDEO_MODELS and catalog.looks_like_key(model):
+            return await self.refresh(account)
+        return self.cached(account.region)
+
+    @staticmethod
+    def choose_video(
+        region: Region, found: Sequence[DiscoveredModel] | None, model: str, named: bool
+    ) -> VideoChoice | None:
+        """`video_choice` of `model`, or, when the caller named none and discovery answered without the table's
+        default, of the discovered default (the site's default model)."""
+        if not named and default_withdrawn(region, found):
+            model = discovered_default(region, found) or model
+        return video_choice(model, region, found)
+
     def names(self, kind: str, region: Region) -> list[str]:
         """What a caller may send as `model` in `region`: the table's names, then discovered keys it lacks."""
         names = catalog.models_for(kind, region)
@@ -152,7 +257,8 @@ class ModelRegistry:
 
 def listing(discovered: dict[Region, list[DiscoveredModel]]) -> list[dict[str, Any]]:
     """The `/v1/models` entries: every table model with what it takes, its `evidence` (§17) and `source`
-    ("table", or "table+discovery" when an asked region's upstream lists its key), then each model only
+    ("table", or "table+discovery" when an asked region's upstream lists its key: a video's resolutions and
+    durations are then the merged ones of `video_choice` for the first such region), then each model only
     discovery found (`source` "discovery", id = its upstream key; videos with their `benefit_types`)."""
     data: list[dict[str, Any]] = []
     for name, spec in [*catalog.IMAGE_SPECS.items(), *catalog.VIDEO_SPECS.items()]:
@@ -176,6 +282,11 @@ def listing(discovered: dict[Region, list[DiscoveredModel]]) -> list[dict[str, A
             entry.update(counts=list(spec.counts), default_count=spec.default_count)
         else:
             entry["durations"] = list(catalog.allowed_durations(name))
+            merged = next(
+                (c for r in regions if r.value in confirmed and (c := video_choice(name, r, discovered[r]))), None
+            )
+            if merged is not None:  # discovery's resolutions and durations win where it lists them
+                entry.update(resolutions=list(merged.resolutions), durations=list(merged.durations))
         if spec.alias_of:
             entry["alias_of"] = spec.alias_of
         data.append(entry)
@@ -200,6 +311,11 @@ def listing(discovered: dict[Region, list[DiscoveredModel]]) -> list[dict[str, A
             if m.kind == "image":
                 entry.update(counts=list(m.counts), default_count=m.default_count)
             else:
-                entry.update(durations=list(m.durations), benefit_types=dict(m.benefits))
+                entry.update(
+                    durations=list(m.durations),
+                    benefit_types=dict(m.benefits),
+                    ratios=list(m.ratios),
+                    inputs=list(m.inputs),
+                )
             data.append(entry)
     return data

@@ -94,6 +94,7 @@ class VideoParams:
     response_format: str = "url"
     callback_url: str | None = None  # async twin only, set by the handler after validation (api/callbacks.py)
     audios: tuple[MediaSource, ...] = ()  # omni mode: reference audio (§17.10)
+    model_named: bool = True  # False: the caller named no model (the default may be replaced when withdrawn)
 
     @property
     def materials(self) -> tuple[MediaSource, ...]:

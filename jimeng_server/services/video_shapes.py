@@ -29,7 +29,10 @@ _PROGRESS = {"queued": 0, "in_progress": 50, "completed": 100, "failed": 100}
 
 
 def nearest_duration(model: str, seconds: int) -> int:
-    """The allowed duration of `model` nearest to `seconds` (the longer one on a tie)."""
+    """The allowed duration of `model` nearest to `seconds` (the longer one on a tie); `seconds` itself for a
+    model the table lacks (a key only discovery lists: the video parser checks it against discovery's list)."""
+    if model not in catalog.VIDEO_MODELS:
+        return seconds
     return min(catalog.allowed_durations(model), key=lambda d: (abs(d - seconds), -d))
 
 
@@ -110,7 +113,8 @@ def gateway_video_fields(data: Mapping[str, Any], aliases: Mapping[str, str], ra
     """new-api's `/v1/video/generations` body -> the video parser's fields (`ratios`: the ratios it takes)."""
     asked = data.get("model") or catalog.DEFAULT_VIDEO_MODEL
     model = target_model(str(asked), aliases)
-    fields: dict[str, Any] = {"model": asked, "prompt": data.get("prompt")}
+    # `model` only when sent: an unnamed request keeps the default's withdrawn-model fallback (VideoService).
+    fields: dict[str, Any] = {"model": data.get("model"), "prompt": data.get("prompt")}
     if data.get("duration") not in (None, ""):
         fields["duration"] = nearest_duration(model, _seconds(data["duration"], "duration"))
     width, height = data.get("width"), data.get("height")

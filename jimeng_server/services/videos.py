@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..audio import HEAD_BYTES as AUDIO_HEAD_BYTES
 from ..audio import AudioFacts, audio_facts
@@ -47,6 +48,7 @@ from .generation import Generation, Submission
 from .idempotency import SpendMark
 from .image_inputs import ImageInputs
 from .inputs import FileImage, InputImage, UrlImage
+from .model_list import VideoChoice, discovered_default, video_choice
 from .params import MAX_OMNI_VIDEO_SECONDS, MediaSource, VideoParams
 
 _SEED_LIMIT = 2**32  # video seeds are random integers in [0, 2^32) (§8.2)
@@ -66,13 +68,23 @@ class VideoService:
         self.benefits = up.video_benefits  # upstream key -> benefit type template (config: the sources conflict)
         self.omni_benefits = (up.omni_benefit_pro, up.omni_benefit_fast)  # config: the sources conflict
 
-    @staticmethod
-    def model_key(account: Account, params: VideoParams) -> str:
+    def choice(self, account: Account, params: VideoParams) -> VideoChoice:
+        """The requested model in the account's region, merged with its cached discovery (a key only discovery
+        lists included); 400 UNSUPPORTED_MODEL listing the region's models."""
+        region = account.region
+        choice = video_choice(params.model, region, self.generation.models.cached(region))
+        if choice is not None:
+            return choice
+        where = "is not available" if params.model in catalog.VIDEO_MODELS else "is unknown"
+        raise BadRequest(
+            f"video model '{params.model}' {where} in region {region.value}; use one of: "
+            f"{', '.join(self.generation.models.names('video', region))}",
+            code="UNSUPPORTED_MODEL",
+        )
+
+    def model_key(self, account: Account, params: VideoParams) -> str:
         """The upstream key of the requested model in the account's region; 400 listing the region's models."""
-        try:
-            return catalog.video_model_key(params.model, account.region)
-        except catalog.CatalogError as exc:
-            raise BadRequest(str(exc), code="UNSUPPORTED_MODEL") from None
+        return self.choice(account, params).key
 
     async def submit_video(self, caller: Caller, params: VideoParams, *, spend: SpendMark) -> Submission:
         """Upload the inputs, submit one generate with the first usable account, return the submission.
@@ -80,7 +92,44 @@ class VideoService:
         Refusal order, so nothing is uploaded or spent for a request that cannot succeed: model/region, then
         every input (guard, download, image check), then per account: credits, uploads + checks, generate.
         A failed upload or content check of ANY frame (the end frame too) fails the request.
+
+        When the caller named no model and the upstream answers ret 2061 (withdrawn) for the default, discovery
+        is asked and the request is sent once more with the site's default model (nothing was accepted, so
+        nothing is charged twice); the submission then reports that model.
         """
+        try:
+            return await self._submit_video(caller, params, spend)
+        except BadRequest as exc:
+            if exc.code != "MODEL_WITHDRAWN" or params.model_named:
+                raise
+            substitute = await self._discovered_default(caller.first, params)
+            if substitute is None:
+                raise
+        return await self._submit_video(caller, substitute, spend)
+
+    async def _discovered_default(self, account: Account, params: VideoParams) -> VideoParams | None:
+        """`params` with the discovered default model instead of the withdrawn one (the caller's duration and
+        resolution kept when it takes them, else its defaults), or None when discovery names no other."""
+        models = self.generation.models
+        region = account.region
+        withdrawn = self.choice(account, params).key
+        found = await models.refresh(account)
+        name = discovered_default(region, found, not_key=withdrawn)
+        choice = video_choice(name, region, found) if name is not None else None
+        if choice is None or choice.key == withdrawn:
+            return None
+        spec = catalog.spec_of(choice.name)
+        if params.omni and (spec is None or spec.omni_index is None):  # the default takes no omni reference
+            return None
+        resolution = params.resolution if params.resolution in choice.resolutions else None
+        if resolution is None and choice.resolutions:
+            resolution = choice.resolutions[0]
+        duration = params.duration
+        if duration not in choice.durations:
+            duration = 5 if 5 in choice.durations else choice.default_duration or choice.durations[0]
+        return replace(params, model=choice.name, resolution=resolution, duration=duration)
+
+    async def _submit_video(self, caller: Caller, params: VideoParams, spend: SpendMark) -> Submission:
         self.model_key(caller.first, params)  # refuse before any download, upload or spend
         if params.omni:
             return await self._submit_omni(caller, params, spend)
@@ -96,9 +145,7 @@ class VideoService:
                 frames = await self.inputs.upload(account, inputs.files)
                 return await self._send_frames(account, params, frames, spend)
 
-            _, submission = await self.generation.accounts.submit(
-                caller, action, spend=spend, cost=cost_key(params)
-            )
+            _, submission = await self.generation.accounts.submit(caller, action, spend=spend, cost=cost_key(params))
             return submission
         finally:
             inputs.cleanup()
@@ -239,6 +286,7 @@ class VideoService:
         await self.inputs.audit_generate(account, key, [AuditMaterial(f.uri, 1) for f in frames])
         spec = catalog.spec_of(params.model)
         template = self.benefits.get(key)
+        discovered = self.choice(account, params).benefits  # only for a key the table lacks (§19.13 conflict 4)
         job = FrameJob(
             model_key=key,
             prompt=params.prompt,
@@ -250,7 +298,11 @@ class VideoService:
             end_frame=ImageRef(frames[1].uri) if len(frames) > 1 else None,
             min_features=spec.min_features if spec is not None else (),
             draft_mode=spec.draft_mode if spec is not None else False,
-            benefit=template.format(res=params.resolution or "720p") if template else None,
+            benefit=(
+                template.format(res=params.resolution or "720p")
+                if template
+                else discovered.get(params.resolution or "") or next(iter(discovered.values()), None)
+            ),
         )
         body = build_frame_video_generate(
             job,

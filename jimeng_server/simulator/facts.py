@@ -232,6 +232,7 @@ class VideoFact:
     features: tuple[str, ...] = ()
     draft_mode: bool = False
     vip: bool = False
+    listed: bool = True  # False: listed and served only when `Settings.shown_models` names it (discovery tests)
 
 
 def _per_res(resolutions: tuple[str, ...], *patterns: str) -> dict[str, frozenset[str]]:
@@ -348,12 +349,27 @@ VIDEO_FACTS: Final[tuple[VideoFact, ...]] = (
         "dreamina_veo3.1_generate_video", ASIA, (), (8,), {"": frozenset({"generate_video_veo3.1"})}, "§6.3, §6.6"
     ),
     VideoFact("dreamina_sora2_generate_video", ASIA, (), (4, 8, 12), {"": frozenset({"generate_video_sora2"})}, "§6.3"),
+    VideoFact(
+        "dreamina_wan_30",
+        CN,
+        ("720p", "1080p"),
+        tuple(range(4, 16)),
+        # Key, resolutions (written 720P/1080P there) and 4-15 s: §19.7 TD (code). Its benefit type is not
+        # captured: the one below is the simulator's own stand-in, served in its model list (a key the client's
+        # table lacks, known only by discovery).
+        _per_res(("720p", "1080p"), "dreamina_wan_30_{res}_output"),
+        "§19.7 TD (third-party video key; benefit type not captured)",
+        listed=False,
+    ),
 )
 
 VIDEO_BY_KEY: Final[Mapping[str, VideoFact]] = {f.key: f for f in VIDEO_FACTS}
 
 PAID_VIDEO_KEYS: Final = frozenset(f.key for f in VIDEO_FACTS if f.vip)
 """Keys an account without a subscription is refused (4013) from a non-browser client (§17.3, §19.1)."""
+
+OPTIONAL_VIDEO_KEYS: Final = frozenset(f.key for f in VIDEO_FACTS if not f.listed)
+"""Keys listed and served only when `Settings.shown_models` names them (a model the client's table lacks)."""
 
 
 def video_fact(key: str, region: Region) -> VideoFact | None:

@@ -49,6 +49,7 @@ class SimSettings:
     shark_models: frozenset[str] = SEEDANCE_20_KEYS
     paid_models: frozenset[str] = PAID_KEYS
     withdrawn_models: set[str] = field(default_factory=set)  # upstream keys answered ret "2061" (§17.3)
+    shown_models: set[str] = field(default_factory=set)  # facts' optional video keys listed and served (facts.py)
     queue_ahead: int = 0  # extra places a new record starts behind in the queue (besides unfinished records)
     # > 0: each new record's steps last its kind's step seconds times its own factor exp(N(0, step_spread))
     # (drawn from the seeded rng), a realistic spread of generation times (bench/latency.py); 0: no spread.

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from ..upstream.regions import Region, constants
 from .checks import PASSPORT, USER_CREDIT
-from .facts import image_fact
+from .facts import OPTIONAL_VIDEO_KEYS, image_fact
 from .generate import GenerateInvalid, GenerateSpec, validate_generate
 from .history import queue_info, render_record
 from .hosts import VHost
@@ -146,7 +146,8 @@ async def generate(sim: Simulator, call: Call) -> Answer:
             spec = hook(sim, call, spec)
     except GenerateInvalid as exc:
         return sim.fail(exc.ret, f"{exc.errmsg}: {exc}", call.path)
-    if spec.model_key in sim.settings.withdrawn_models:
+    unlisted = spec.model_key in OPTIONAL_VIDEO_KEYS and spec.model_key not in sim.settings.shown_models
+    if spec.model_key in sim.settings.withdrawn_models or unlisted:
         return sim.fail("2061", "model no longer available", call.path)
     refusal = sim.shark.check(
         headers=call.headers,
