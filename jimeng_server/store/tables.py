@@ -18,6 +18,7 @@ from typing import Final, Self
 
 from ..clock import Clock
 from ..tasks.claims import ClaimState, IdempotencyClaim, decide_claim
+from ..tasks.cost import CostSource, TaskCost
 from ..tasks.records import Finish, NewEvent, Progress, Settled, TaskKind, TaskRecord, TaskStatus
 from ..tasks.settle import check_finals, plan_settle
 from ..upstream.links import ResultRef
@@ -642,6 +643,20 @@ AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.history_id = tasks.histor
 PURGE_STALE: Final = f"DELETE FROM tasks WHERE status = {_PROCESSING} AND token IS NULL AND updated_at < $1"
 
 
+SET_COST: Final = f"""
+UPDATE tasks SET cost_credits = $2, cost_source = $3
+WHERE history_id = $1 AND (cost_source IS NULL OR cost_source = '{CostSource.ESTIMATED.value}')
+"""
+COSTS_OF: Final = (
+    "SELECT history_id, cost_credits, cost_source FROM tasks "
+    "WHERE history_id = ANY($1::text[]) AND cost_source IS NOT NULL"
+)
+COSTS_SINCE: Final = (
+    "SELECT created_at, kind, cost_credits, cost_source FROM tasks "
+    "WHERE created_at >= $1 AND cost_source IS NOT NULL ORDER BY created_at"
+)
+
+
 class Tasks(Outbox):
     """`base.TaskTable` (table `tasks`; a settle writes its events through `Outbox`)."""
 
@@ -719,6 +734,28 @@ class Tasks(Outbox):
             notices = [Notice(NoticeKind.SETTLED, f.history_id) for f in plan.finishes]
             await self._notify(db, [*notices, Notice(NoticeKind.EVENTS)] if plan.events else notices)
         return plan.settled
+
+    async def record_cost(self, history_id: str, cost: TaskCost) -> bool:
+        """See `base.TaskTable.record_cost` (one update; a measured cost is never replaced)."""
+        async with self._stmt() as db:
+            return await db.execute(SET_COST, history_id, cost.credits, cost.source.value) > 0
+
+    async def costs_of(self, history_ids: Sequence[str]) -> dict[str, TaskCost]:
+        """See `base.TaskTable.costs_of`."""
+        if not history_ids:
+            return {}
+        async with self._read() as db:
+            rows = await db.fetch(COSTS_OF, list(history_ids))
+        return {r["history_id"]: TaskCost(r["cost_credits"], CostSource(r["cost_source"])) for r in rows}
+
+    async def costs_since(self, since: float) -> list[tuple[float, TaskKind, TaskCost]]:
+        """See `base.TaskTable.costs_since`."""
+        async with self._read() as db:
+            rows = await db.fetch(COSTS_SINCE, since)
+        return [
+            (r["created_at"], TaskKind(r["kind"]), TaskCost(r["cost_credits"], CostSource(r["cost_source"])))
+            for r in rows
+        ]
 
     async def purge_finished(self, *, older_than: float) -> int:
         """See `base.TaskTable.purge_finished`."""
