@@ -16,11 +16,12 @@ from pool_support import ADMIN_KEY, add_accounts, admin, create_key, key_auth, s
 from support import CN_TOKEN, bearer, json_of
 from webhook_support import SECRET, Receiver
 
-from jimeng_server.api.appkeys import WATCHER, WEBHOOKS
+from jimeng_server.api.appkeys import STORE, WATCHER, WEBHOOKS
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import AdminConfig, Config, WebhookConfig
 from jimeng_server.services.insights import utc_day
 from jimeng_server.simulator import Simulator
+from jimeng_server.tasks.cost import CostSource, TaskCost
 
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
@@ -91,6 +92,33 @@ async def test_stats_count_the_tasks_by_day_model_key_account_and_failure(
     assert detail["error"]["code"] == query["error"]["code"] == "CONTENT_REJECTED"
     assert detail["status_name"] == "failed" and detail["key"] == "team-a" and detail["account"]
     assert [step["status"] for step in detail["status_history"]] == ["submitted", "failed"]
+
+
+async def test_stats_add_up_the_stored_task_costs_per_day(pool_client: Client, clock: ManualClock) -> None:
+    """Credits per day come from each task's stored cost (tasks/cost.py), by the day the task was created;
+    a task without a known cost counts nowhere."""
+    key = await create_key(pool_client, "team-a")
+    first = await submit(pool_client, key_auth(key))
+    second = await submit(pool_client, key_auth(key), prompt="a dog")
+    await clock.advance(86_400)
+    third = await submit(pool_client, key_auth(key), prompt="a bird")
+    uncosted = await submit(pool_client, key_auth(key), prompt="a fish")
+    await finish_all(pool_client, clock)
+    store = pool_client.app[STORE]
+    assert await store.record_cost(first, TaskCost(4, CostSource.ESTIMATED))
+    assert await store.record_cost(first, TaskCost(3, CostSource.MEASURED))  # its spending record settled
+    assert await store.record_cost(second, TaskCost(5, CostSource.ESTIMATED))
+    assert await store.record_cost(third, TaskCost(70, CostSource.MEASURED))
+    stats = await json_of(await pool_client.get("/admin/api/stats", headers=admin()))
+    day1, day2 = utc_day(clock.time() - 86_400), utc_day(clock.time())
+    assert stats["credits_per_day"] == [
+        {"day": day1, "credits": 8, "measured": 3, "estimated": 5, "tasks": 2},
+        {"day": day2, "credits": 70, "measured": 70, "estimated": 0, "tasks": 1},
+    ]
+    assert uncosted not in (first, second, third)
+    # The window is the same as every other figure's: the latest two tasks, one of them costed.
+    latest = await json_of(await pool_client.get("/admin/api/stats?limit=2", headers=admin()))
+    assert latest["credits_per_day"] == [{"day": day2, "credits": 70, "measured": 70, "estimated": 0, "tasks": 1}]
 
 
 async def test_task_detail_shows_parameters_results_and_webhook_attempts(
