@@ -45,7 +45,7 @@ async def store(store_url: str) -> AsyncIterator[Store]:
 
 async def test_an_estimate_is_stored_then_turned_into_a_measurement_that_stays(store: Store) -> None:
     await store.insert(make_record("h1"))
-    await store.insert(make_record("h2", kind=TaskKind.VIDEO, created_at=90_000.0))
+    await store.insert(make_record("h2", kind=TaskKind.VIDEO))
     assert await store.costs_of(["h1", "h2", "unknown"]) == {}
     assert await store.record_cost("h1", TaskCost(8, ESTIMATED))
     assert await store.costs_of(["h1", "h2"]) == {"h1": TaskCost(8, ESTIMATED)}
@@ -56,12 +56,6 @@ async def test_an_estimate_is_stored_then_turned_into_a_measurement_that_stays(s
     assert await store.record_cost("h2", TaskCost(70, MEASURED))
     assert await store.costs_of(["h1", "h2"]) == {"h1": TaskCost(3, MEASURED), "h2": TaskCost(70, MEASURED)}
     assert await store.costs_of([]) == {}
-    # The dashboard's reading: oldest first, with the task's kind and creation time.
-    assert await store.costs_since(0) == [
-        (1000.0, TaskKind.IMAGE, TaskCost(3, MEASURED)),
-        (90_000.0, TaskKind.VIDEO, TaskCost(70, MEASURED)),
-    ]
-    assert await store.costs_since(1000.5) == [(90_000.0, TaskKind.VIDEO, TaskCost(70, MEASURED))]
     # A stored cost survives the task's other writes (a re-insert of the same processing task).
     await store.insert(make_record("h1"))
     assert (await store.costs_of(["h1"]))["h1"] == TaskCost(3, MEASURED)

@@ -123,11 +123,6 @@ class TaskTable(Protocol):
         """The stored costs among `history_ids` (one query, any count), keyed by id; tasks with none absent."""
         ...
 
-    async def costs_since(self, since: float) -> list[tuple[float, TaskKind, TaskCost]]:
-        """`(created_at, kind, cost)` of every task created at or after `since` that has a cost, oldest first
-        (the dashboard's credits per day)."""
-        ...
-
     async def update_progress(self, updates: Sequence[Progress]) -> None:
         """Record polls of tasks still processing, all in ONE transaction; unknown and final tasks are left
         unchanged."""

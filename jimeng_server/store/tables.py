@@ -651,10 +651,6 @@ COSTS_OF: Final = (
     "SELECT history_id, cost_credits, cost_source FROM tasks "
     "WHERE history_id = ANY($1::text[]) AND cost_source IS NOT NULL"
 )
-COSTS_SINCE: Final = (
-    "SELECT created_at, kind, cost_credits, cost_source FROM tasks "
-    "WHERE created_at >= $1 AND cost_source IS NOT NULL ORDER BY created_at"
-)
 
 
 class Tasks(Outbox):
@@ -747,15 +743,6 @@ class Tasks(Outbox):
         async with self._read() as db:
             rows = await db.fetch(COSTS_OF, list(history_ids))
         return {r["history_id"]: TaskCost(r["cost_credits"], CostSource(r["cost_source"])) for r in rows}
-
-    async def costs_since(self, since: float) -> list[tuple[float, TaskKind, TaskCost]]:
-        """See `base.TaskTable.costs_since`."""
-        async with self._read() as db:
-            rows = await db.fetch(COSTS_SINCE, since)
-        return [
-            (r["created_at"], TaskKind(r["kind"]), TaskCost(r["cost_credits"], CostSource(r["cost_source"])))
-            for r in rows
-        ]
 
     async def purge_finished(self, *, older_than: float) -> int:
         """See `base.TaskTable.purge_finished`."""
