@@ -1,7 +1,8 @@
 """A task's cost in its query answer and its webhook (issue 20 item 8) over real HTTP against the simulator, on
 SQLite and PostgreSQL: a pooled task is first `estimated` (the balance drop its submit measured), the webhook's
-data carries the very cost the query shows, and once the upstream's spending record of its submit_id settles
-the cost becomes `measured`; a failed spending read keeps the estimate."""
+data carries the very cost the query shows, the key's spent credits follow the stored cost, and once the
+upstream's spending record of its submit_id settles the cost becomes `measured`; a failed spending read keeps
+the estimate."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from pool_support import ADMIN_KEY, add_accounts, admin, create_key, key_auth, s
 from support import json_of
 from webhook_support import SECRET, Receiver
 
-from jimeng_server.api.appkeys import TASK_COSTS, WATCHER, WEBHOOKS
+from jimeng_server.api.appkeys import STORE, TASK_COSTS, WATCHER, WEBHOOKS
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import AdminConfig, Config, WebhookConfig
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.faults import Fault, FaultKind
+from jimeng_server.tasks.cost import CostSource, TaskCost
 from jimeng_server.upstream.spending import CREDIT_HISTORY_PATH
 
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -72,6 +74,12 @@ async def query(client: Client, key: str, hid: str) -> dict[str, Any]:
     return dict(body)
 
 
+async def key_spent(client: Client) -> int:
+    body = await json_of(await client.get("/admin/api/keys", headers=admin()))
+    (key,) = body["data"]
+    return int(key["usage"]["credits_spent"])
+
+
 def history_reads(sim: Simulator) -> int:
     return sum(1 for entry in sim.journal if entry.path.endswith(CREDIT_HISTORY_PATH))
 
@@ -99,12 +107,17 @@ async def test_the_webhook_carries_the_cost_the_query_shows_then_the_settled_rec
     await query(pool_client, key, hid)
     await pool_client.app[TASK_COSTS].drain()
     assert history_reads(sim) == reads
+    assert await key_spent(pool_client) == charged  # the key counted the task's estimate
+    # A newer estimate moves the key's spend with it; the measurement below brings it back to the charge.
+    assert await pool_client.app[STORE].record_cost(hid, TaskCost(charged + 5, CostSource.ESTIMATED))
+    assert await key_spent(pool_client) == charged + 5
     # The record settles; a query after the retry interval measures it, and the next query carries it.
     await clock.advance(SETTLE + 1)
     await query(pool_client, key, hid)
     await pool_client.app[TASK_COSTS].drain()
     assert history_reads(sim) == reads + 1
     assert (await query(pool_client, key, hid))["cost"] == {"credits": charged, "source": "measured"}
+    assert await key_spent(pool_client) == charged
     spent = await json_of(await pool_client.get("/admin/api/stats", headers=admin()))
     assert spent["credits_per_day"][0]["measured"] == charged
 

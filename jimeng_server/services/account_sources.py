@@ -237,12 +237,14 @@ class PoolAccounts:
         """Count the use on the key; a failure to record it is logged, never raised (the task is paid for).
         Returns the measured balance drop, else the known price (None when neither is known)."""
         assert lease.choice is not None
-        spent = 0
+        estimate: int | None = None
         try:
             spent = await self._count_use(lease.choice, before)
+            estimate = spent if spent > 0 else self._costs.known(self._cost)
+            await self._keys.record_use(self._key.id, credits_spent=estimate or 0)  # the task's first stored cost
         except Exception:  # the task is accepted and paid for: its answer must not turn into an error
             log.exception("usage of API key %s on account %s not recorded", self._key.name, lease.choice.name)
-        return spent if spent > 0 else self._costs.known(self._cost)
+        return estimate
 
     def none_left(self) -> ApiError:
         """503 NO_ACCOUNT_AVAILABLE, naming the refusal of the model when that is what rests the key's accounts."""
@@ -260,16 +262,15 @@ class PoolAccounts:
         return no_account_available()
 
     async def _count_use(self, choice: Choice, before: int) -> int:
-        """Read the balance again (a call that starts now), store it, clear the account's error, add the drop
-        since the previous reading to the key's usage and keep it as the known cost (returned). A failed reading
-        counts the spend as unknown (0): the task goes on."""
+        """Read the balance again (a call that starts now), store it, clear the account's error and keep the
+        drop since the previous reading as the known cost (returned). A failed reading counts the spend as
+        unknown (0): the task goes on."""
         try:
             after: int | None = (await self._balances.get(choice.account, fresh=True)).total
         except UpstreamError:
             after = None
         spent = self._costs.measure(choice.account_id, before, after, self._cost) if after is not None else 0
         await self._pool.record_success(choice.account_id, after)
-        await self._keys.record_use(self._key.id, credits_spent=spent)
         return spent
 
 

@@ -116,7 +116,9 @@ class TaskTable(Protocol):
 
     async def record_cost(self, history_id: str, cost: TaskCost) -> bool:
         """Store what the task cost (tasks/cost.py); True when stored. Nothing changes for an unknown task or
-        one whose stored cost is already measured (a measurement is final); an estimate replaces an estimate."""
+        one whose stored cost is already measured (a measurement is final); an estimate replaces an estimate.
+        Replacing a stored cost of an API key's task moves the key's `credits_spent` by the difference (the key
+        counted the first figure when the submit was accepted), in the same transaction."""
         ...
 
     async def costs_of(self, history_ids: Sequence[str]) -> dict[str, TaskCost]:

@@ -647,6 +647,8 @@ SET_COST: Final = f"""
 UPDATE tasks SET cost_credits = $2, cost_source = $3
 WHERE history_id = $1 AND (cost_source IS NULL OR cost_source = '{CostSource.ESTIMATED.value}')
 """
+COST_OF: Final = "SELECT account_fp, cost_credits, cost_source FROM tasks WHERE history_id = $1"
+CORRECT_KEY_SPEND: Final = "UPDATE api_keys SET credits_spent = credits_spent + $2 WHERE id = $1"
 COSTS_OF: Final = (
     "SELECT history_id, cost_credits, cost_source FROM tasks "
     "WHERE history_id = ANY($1::text[]) AND cost_source IS NOT NULL"
@@ -732,9 +734,16 @@ class Tasks(Outbox):
         return plan.settled
 
     async def record_cost(self, history_id: str, cost: TaskCost) -> bool:
-        """See `base.TaskTable.record_cost` (one update; a measured cost is never replaced)."""
-        async with self._stmt() as db:
-            return await db.execute(SET_COST, history_id, cost.credits, cost.source.value) > 0
+        """See `base.TaskTable.record_cost` (one transaction; a measured cost is never replaced: the update's
+        WHERE decides, so of two writers racing only one changes the row and corrects the key)."""
+        async with self._tx() as db:
+            old = await db.fetchrow(COST_OF, history_id)
+            if old is None or not await db.execute(SET_COST, history_id, cost.credits, cost.source.value):
+                return False
+            owner: str = old["account_fp"]
+            if old["cost_source"] is not None and owner.startswith("key:") and cost.credits != old["cost_credits"]:
+                await db.execute(CORRECT_KEY_SPEND, int(owner[4:]), cost.credits - old["cost_credits"])
+            return True
 
     async def costs_of(self, history_ids: Sequence[str]) -> dict[str, TaskCost]:
         """See `base.TaskTable.costs_of`."""
