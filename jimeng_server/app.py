@@ -51,6 +51,7 @@ from .api.appkeys import (
     RETENTION,
     SETTLER,
     STORE,
+    TASK_COSTS,
     TASK_RECORDS,
     UPLOADER,
     VIDEOS,
@@ -85,6 +86,7 @@ from .services.replicas import Replicas
 from .services.result_links import Keeping, ResultLinks
 from .services.retention import Retention
 from .services.settlement import TaskSettler
+from .services.task_costs import CostReconciler
 from .services.task_intake import TaskIntake
 from .services.task_queries import TaskQueries
 from .services.task_records import TaskRecords
@@ -338,11 +340,14 @@ def setup_tasks(app: web.Application, background: bool) -> None:
     intake = app[INTAKE] = TaskIntake(
         store, watcher, watch_all=config.watcher.watch == "all", resolve_account=resolve, box=app[ACCOUNT_POOL].box
     )
+    app[ACCOUNTS].on_spent = intake.record_spent
     lookup = HistoryLookup(client)
     answers = AnswerCache(config.store.answer_cache_bytes, clock, retention_seconds=config.store.retention_days * 86400)
-    app[QUERIES] = TaskQueries(
+    queries = app[QUERIES] = TaskQueries(
         store, watcher, settler, lookup, config.watcher, clock, resolve_account=resolve, answers=answers
     )
+    costs = app[TASK_COSTS] = CostReconciler(store, client.get_credit_history, resolve, clock, answers=answers)
+    settler.after_costs = queries.on_estimated = costs.notice
     retention = app[RETENTION] = Retention(store, config.store, clock, answers=answers)
 
     async def run_tasks(app: web.Application) -> AsyncIterator[None]:
@@ -358,6 +363,7 @@ def setup_tasks(app: web.Application, background: bool) -> None:
         watcher.save_timings()
         await lookup.close()
         await settler.drain()
+        await costs.close()
 
     app.cleanup_ctx.append(run_tasks)
 

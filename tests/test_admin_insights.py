@@ -16,11 +16,12 @@ from pool_support import ADMIN_KEY, add_accounts, admin, create_key, key_auth, s
 from support import CN_TOKEN, bearer, json_of
 from webhook_support import SECRET, Receiver
 
-from jimeng_server.api.appkeys import WATCHER, WEBHOOKS
+from jimeng_server.api.appkeys import STORE, TASK_COSTS, WATCHER, WEBHOOKS
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import AdminConfig, Config, WebhookConfig
 from jimeng_server.services.insights import utc_day
 from jimeng_server.simulator import Simulator
+from jimeng_server.tasks.cost import CostSource, TaskCost
 
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
@@ -91,6 +92,39 @@ async def test_stats_count_the_tasks_by_day_model_key_account_and_failure(
     assert detail["error"]["code"] == query["error"]["code"] == "CONTENT_REJECTED"
     assert detail["status_name"] == "failed" and detail["key"] == "team-a" and detail["account"]
     assert [step["status"] for step in detail["status_history"]] == ["submitted", "failed"]
+
+
+async def test_stats_add_up_the_stored_task_costs_per_day(
+    pool_client: Client, clock: ManualClock, sim: Simulator
+) -> None:
+    """Credits per day come from each task's stored cost (tasks/cost.py), by the day the task was created:
+    the estimate each pooled submit stored, or the measurement that replaced it."""
+    sim.settings.spend_settle_seconds = 10 * 86_400  # no spending record settles here: estimates stay
+    key = await create_key(pool_client, "team-a")
+    first = await submit(pool_client, key_auth(key))
+    second = await submit(pool_client, key_auth(key), prompt="a dog")
+    await clock.advance(86_400)
+    third = await submit(pool_client, key_auth(key), prompt="a bird")
+    fourth = await submit(pool_client, key_auth(key), prompt="a fish")
+    await finish_all(pool_client, clock)
+    await pool_client.app[TASK_COSTS].drain()
+    store = pool_client.app[STORE]
+    assert await store.record_cost(first, TaskCost(3, CostSource.MEASURED))  # its spending record settled
+    assert await store.record_cost(third, TaskCost(70, CostSource.MEASURED))
+    assert not await store.record_cost(third, TaskCost(5, CostSource.ESTIMATED))  # a measurement is final
+    costs = await store.costs_of([first, second, third, fourth])
+    assert costs[second].source is costs[fourth].source is CostSource.ESTIMATED
+    two, four = costs[second].credits, costs[fourth].credits
+    assert two > 0 and four > 0  # the balance drops the pooled submits measured
+    stats = await json_of(await pool_client.get("/admin/api/stats", headers=admin()))
+    day1, day2 = utc_day(clock.time() - 86_400), utc_day(clock.time())
+    assert stats["credits_per_day"] == [
+        {"day": day1, "credits": 3 + two, "measured": 3, "estimated": two, "tasks": 2},
+        {"day": day2, "credits": 70 + four, "measured": 70, "estimated": four, "tasks": 2},
+    ]
+    # The window is the same as every other figure's: the latest two tasks.
+    latest = await json_of(await pool_client.get("/admin/api/stats?limit=2", headers=admin()))
+    assert latest["credits_per_day"] == [stats["credits_per_day"][1]]
 
 
 async def test_task_detail_shows_parameters_results_and_webhook_attempts(

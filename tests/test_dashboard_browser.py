@@ -19,11 +19,13 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from pool_support import ADMIN_KEY, POOL_SESSIONS, key_auth
 from support import json_of
 
-from jimeng_server.api.appkeys import WATCHER
+from jimeng_server.api.appkeys import STORE, TASK_COSTS, WATCHER
 from jimeng_server.cli import DEMO_ACCOUNTS, seed_demo_pool
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import AdminConfig
+from jimeng_server.services.insights import utc_day
 from jimeng_server.simulator import Simulator, seed_demo
+from jimeng_server.tasks.cost import CostSource
 from jimeng_server.upstream.regions import Region
 
 CHROMIUM = "/usr/bin/chromium"
@@ -140,6 +142,12 @@ async def test_dashboard_overview_detail_previews_logs_and_phone_width(
     )
     failed = (await json_of(resp))["history_id"]
     await finish_all(client, clock)
+    await client.app[TASK_COSTS].drain()  # the settled spending records made the stored estimates measured
+    store = client.app[STORE]
+    done = next(task for task, _ in await store.recent(10) if task.history_id != failed)
+    costs = await store.costs_of([done.history_id, failed])
+    assert costs[done.history_id].source is CostSource.MEASURED and costs[done.history_id].credits > 0
+    spent = sum(cost.credits for cost in costs.values())
     stats = await json_of(await client.get("/admin/api/stats", headers={"Authorization": f"Bearer {ADMIN_KEY}"}))
     assert (stats["totals"]["tasks"], stats["totals"]["done"], stats["totals"]["failed"]) == (2, 1, 1)
 
@@ -149,6 +157,10 @@ async def test_dashboard_overview_detail_previews_logs_and_phone_width(
         await expect(page.locator(f"#totals .card[data-total='{name}'] b")).to_have_text(str(number))
     await expect(page.locator("#chart-failures .bar[data-label=CONTENT_REJECTED] .value")).to_have_text("1")
     await expect(page.locator("#chart-model .bar")).to_have_count(1)
+    # Credits per day: the stored task costs, by the day the task was created.
+    await expect(page.locator("#chart-day-credits .bar")).to_have_count(1)
+    day_credits = page.locator(f"#chart-day-credits .bar[data-label='{utc_day(done.created_at)}'] .value")
+    await expect(day_credits).to_have_text(str(spent))
     # Credits are read on open: every account shows a number.
     credits = await page.locator("#accounts tbody tr td:nth-child(6)").all_text_contents()
     assert len(credits) == DEMO_ACCOUNTS and all(c.strip().isdigit() for c in credits), credits

@@ -1,7 +1,7 @@
 """The one schema history (jimeng_server/store/schema.py) rendered per dialect: a fresh store of either backend
 has exactly the schema the backends had before their histories were merged (tests/fixtures/store/schema.json,
-recorded from the two separate histories), each keeps its version numbers, and an older SQLite file migrates
-to the same schema with its rows intact."""
+recorded from the two separate histories, plus the model cool-downs and task costs steps appended since), each
+keeps its version numbers, and an older SQLite file migrates to the same schema with its rows intact."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "store" / "schema.json
 
 
 def test_each_dialect_keeps_its_version_numbers() -> None:
-    assert len(schema.migrations(Dialect.SQLITE)) == GOLDEN["sqlite"]["user_version"] == 8
-    assert len(schema.migrations(Dialect.POSTGRES)) == GOLDEN["postgres"]["version"] == 6
+    assert len(schema.migrations(Dialect.SQLITE)) == GOLDEN["sqlite"]["user_version"] == 9
+    assert len(schema.migrations(Dialect.POSTGRES)) == GOLDEN["postgres"]["version"] == 7
     # the steps written once are the same script in both, but for the type names and WITHOUT ROWID
     assert schema.migrations(Dialect.SQLITE)[-3:] == [s.sqlite for s in schema.HISTORY[-3:]]
     assert "DOUBLE PRECISION" not in schema.migrations(Dialect.SQLITE)[-1]

@@ -59,13 +59,15 @@ def _whole(request: web.Request, name: str, default: int, low: int, high: int) -
 @routes.get("/admin/api/stats")
 @admin_only
 async def stats(request: web.Request) -> web.Response:
-    """Totals and breakdowns (per day, model, key, account, failure code) of the latest `?limit=` tasks, and
-    credits per key and per account."""
+    """Totals and breakdowns (per day, model, key, account, failure code) of the latest `?limit=` tasks,
+    credits per key and per account, and the credits per day of those tasks' stored costs."""
     limit = _whole(request, "limit", STATS_DEFAULT, 1, STATS_MAX)
-    tasks = [task for task, _ in await request.app[TASK_RECORDS].recent(limit)]
+    records = request.app[TASK_RECORDS]
+    tasks = [task for task, _ in await records.recent(limit)]
+    costs = await records.costs_of([task.history_id for task in tasks])
     keys = await request.app[API_KEYS].rows()
     accounts = await request.app[ACCOUNT_POOL].rows()
-    return json_answer(summarize(tasks, keys, accounts, limit=limit))
+    return json_answer(summarize(tasks, keys, accounts, limit=limit, costs=costs))
 
 
 @routes.post("/admin/api/accounts/check")

@@ -19,6 +19,7 @@ from ..services.replicas import Replicas
 from ..services.result_links import ResultLinks
 from ..services.retention import Retention
 from ..services.settlement import TaskSettler
+from ..services.task_costs import CostReconciler
 from ..services.task_intake import TaskIntake
 from ..services.task_queries import TaskQueries
 from ..services.task_records import TaskRecords
@@ -41,6 +42,7 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 SETTLER = web.AppKey("settler", TaskSettler)
 INTAKE = web.AppKey("intake", TaskIntake)
 QUERIES = web.AppKey("queries", TaskQueries)
+TASK_COSTS = web.AppKey("task_costs", CostReconciler)
 TASK_RECORDS = web.AppKey("task_records", TaskRecords)  # what handlers read of the stored tasks
 REPLICAS = web.AppKey("replicas", Replicas)  # only with a store shared by replicas (PostgreSQL)
 RETENTION = web.AppKey("retention", Retention)

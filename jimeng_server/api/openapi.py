@@ -127,6 +127,11 @@ _SCHEMAS: dict[str, Schema] = {
             "fail_message": {"type": ["string", "null"], "description": "the upstream's readable failure reason"},
             "raw_data": {"type": ["object", "null"]},
             "error": _obj({"code": _STR, "message": _STR}, ("code", "message")),
+            "cost": _obj(
+                {"credits": _INT, "source": {"type": "string", "enum": ["measured", "estimated"]}},
+                ("credits", "source"),
+                description="a final task's cost when known: measured from its spending record, else estimated",
+            ),
         },
         ("history_id", "task_type", "status", "fail_code", "item_count", "results"),
     ),

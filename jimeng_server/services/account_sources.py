@@ -88,8 +88,9 @@ class AccountSource(Protocol):
     async def refused(self, lease: Lease, refusal: Refusal) -> None:
         """`lease` was refused before anything was spent: rest what the refusal is about."""
 
-    async def accepted(self, lease: Lease, before: int) -> None:
-        """The submit on `lease` was accepted (`before`: the balance checked before it)."""
+    async def accepted(self, lease: Lease, before: int) -> int | None:
+        """The submit on `lease` was accepted (`before`: the balance checked before it). Returns what it is
+        estimated to have cost (the pooled balance drop, else the known price), None when nothing is known."""
 
     def none_left(self) -> ApiError:
         """The error when no account was there to try at all."""
@@ -137,12 +138,14 @@ class RawTokens:
             refusal.reason,
         )
 
-    async def accepted(self, lease: Lease, before: int) -> None:
-        """Take the known cost off the token's known balance (nothing is read) and end its cool-down."""
+    async def accepted(self, lease: Lease, before: int) -> int | None:
+        """Take the known cost off the token's known balance (nothing is read) and end its cool-down; the known
+        cost is the estimate returned."""
         spent = self._costs.known(self._cost)
         if spent is not None:
             self._balances.charge(lease.account, spent)
         self._cooldowns.end(lease.account.fingerprint)
+        return spent
 
     def none_left(self) -> ApiError:
         return no_account_available()
@@ -232,13 +235,18 @@ class PoolAccounts:
         else:
             await self._pool.record_refusal(choice.account_id, refusal.error, seconds=refusal.seconds)
 
-    async def accepted(self, lease: Lease, before: int) -> None:
-        """Count the use on the key; a failure to record it is logged, never raised (the task is paid for)."""
+    async def accepted(self, lease: Lease, before: int) -> int | None:
+        """Count the use on the key; a failure to record it is logged, never raised (the task is paid for).
+        Returns the measured balance drop, else the known price (None when neither is known)."""
         assert lease.choice is not None
+        estimate: int | None = None
         try:
-            await self._count_use(lease.choice, before)
+            spent = await self._count_use(lease.choice, before)
+            estimate = spent if spent > 0 else self._costs.known(self._cost)
+            await self._keys.record_use(self._key.id, credits_spent=estimate or 0)  # the task's first stored cost
         except Exception:  # the task is accepted and paid for: its answer must not turn into an error
             log.exception("usage of API key %s on account %s not recorded", self._key.name, lease.choice.name)
+        return estimate
 
     def none_left(self) -> ApiError:
         """503 NO_ACCOUNT_AVAILABLE, naming the refusal of the model when that is what rests the key's accounts
@@ -262,17 +270,17 @@ class PoolAccounts:
             code="NO_ACCOUNT_AVAILABLE",
         )
 
-    async def _count_use(self, choice: Choice, before: int) -> None:
-        """Read the balance again (a call that starts now), store it, clear the account's error, add the drop
-        since the previous reading to the key's usage and keep it as the known cost. A failed reading counts the
-        spend as unknown (0): the task goes on."""
+    async def _count_use(self, choice: Choice, before: int) -> int:
+        """Read the balance again (a call that starts now), store it, clear the account's error and keep the
+        drop since the previous reading as the known cost (returned). A failed reading counts the spend as
+        unknown (0): the task goes on."""
         try:
             after: int | None = (await self._balances.get(choice.account, fresh=True)).total
         except UpstreamError:
             after = None
         spent = self._costs.measure(choice.account_id, before, after, self._cost) if after is not None else 0
         await self._pool.record_success(choice.account_id, after)
-        await self._keys.record_use(self._key.id, credits_spent=spent)
+        return spent
 
 
 def pool_policy(pool: AccountPool) -> RefusalPolicy:

@@ -106,6 +106,9 @@ class AccountService:
         self.refusals = RefusalPolicy(cooldown_seconds, risk_cooldown_seconds)
         self._claim_refused: dict[str, str] = {}  # account fingerprint -> Shanghai day its claim got ret -4
         self.costs = CostBook()  # measured costs of pooled submits, the pool accounts' last readings
+        # Set by the app (TaskIntake.record_spent): told an accepted submit's result and its estimated cost, to
+        # store it as the task's cost; it must not raise.
+        self.on_spent: Callable[[object, int], Awaitable[None]] | None = None
 
     async def credits(self, account: Account, *, fresh: bool = False) -> Credits:
         """The account's balance as known (`Balances.get`); `fresh`: read now."""
@@ -265,7 +268,9 @@ class AccountService:
                 await source.refused(lease, outcome)
                 continue
             before, result = outcome
-            await source.accepted(lease, before)
+            spent = await source.accepted(lease, before)
+            if spent is not None and self.on_spent is not None:
+                await self.on_spent(result, spent)
             return lease.account, result
         raise last if last is not None else source.none_left()
 

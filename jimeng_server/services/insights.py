@@ -3,7 +3,8 @@ pool account and failure code), credits per key and per account, and the detail 
 
 Pure functions over stored records: the admin API reads the rows and the names, these functions count. Credits
 are what the pool knows: each key's measured spend (`credits_spent`, counted by the pool on each submit) and
-each account's last read balance; per-task credits are not recorded, so there is no credits-per-day series.
+each account's last read balance; credits per day add up the stored per-task costs (tasks/cost.py) of the
+window's tasks, by the UTC day each task was created, measured and estimated apart.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..store.pool import AccountRow, KeyRow, key_owner
+from ..tasks.cost import CostSource, TaskCost
 from ..tasks.records import TaskRecord, TaskStatus
 
 STATUS_NAMES = {TaskStatus.DONE: "done", TaskStatus.FAILED: "failed", TaskStatus.PROCESSING: "processing"}
@@ -43,15 +45,45 @@ def _rows(counts: Mapping[str, Counter[str]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["tasks"], r["name"]))
 
 
+def credits_per_day(tasks: Sequence[TaskRecord], costs: Mapping[str, TaskCost]) -> list[dict[str, Any]]:
+    """`[{"day", "credits", "measured", "estimated", "tasks"}]`, oldest UTC day first: per day the credits of
+    the `tasks` that have a stored cost (`measured` + `estimated` = `credits`) and how many such tasks. Days
+    without a costed task are absent; a task without a cost counts nowhere (unknown is not free)."""
+    days: dict[str, Counter[str]] = {}
+    for task in tasks:
+        cost = costs.get(task.history_id)
+        if cost is None:
+            continue
+        day = days.setdefault(utc_day(task.created_at), Counter())
+        day[cost.source.value] += cost.credits
+        day["tasks"] += 1
+    return [
+        {
+            "day": name,
+            "credits": c[CostSource.MEASURED.value] + c[CostSource.ESTIMATED.value],
+            "measured": c[CostSource.MEASURED.value],
+            "estimated": c[CostSource.ESTIMATED.value],
+            "tasks": c["tasks"],
+        }
+        for name, c in sorted(days.items())
+    ]
+
+
 def summarize(
-    tasks: Sequence[TaskRecord], keys: Iterable[KeyRow], accounts: Iterable[AccountRow], *, limit: int
+    tasks: Sequence[TaskRecord],
+    keys: Iterable[KeyRow],
+    accounts: Iterable[AccountRow],
+    *,
+    limit: int,
+    costs: Mapping[str, TaskCost] | None = None,
 ) -> dict[str, Any]:
     """The dashboard's overview of `tasks` (the latest `limit` stored ones, newest first) and the pool.
 
     `totals` counts tasks by status, result items and credits; `per_day` runs oldest to newest (UTC days with
     tasks); `per_model`, `per_key`, `per_account` (tasks by status each; raw-token tasks count under the key
     "(session token)" and the account "(caller's own)") and `failure_codes` are sorted by count; `credits`
-    holds each key's spend and each account's balance."""
+    holds each key's spend and each account's balance; `credits_per_day` sums the tasks' stored `costs` (by
+    history id; `credits_per_day`)."""
     key_list, account_list = list(keys), list(accounts)
     key_names = {key_owner(k.id): k.name for k in key_list}
     account_names = {a.id: a.name for a in account_list}
@@ -92,6 +124,7 @@ def summarize(
             "keys_active": sum(1 for k in key_list if k.revoked_at is None),
         },
         "per_day": per_day,
+        "credits_per_day": credits_per_day(tasks, costs or {}),
         "per_model": _rows(by["model"]),
         "per_key": _rows(by["key"]),
         "per_account": _rows(by["account"]),

@@ -39,6 +39,9 @@ class TaskSettler:
         # Set by the app (`services/result_links.py`): called after a settle with its outcomes and the ids it made
         # final (what the results are re-signed from, their keep jobs). Its failures are logged, never raised.
         self.after_settle: Callable[[Sequence[Outcome], set[str]], Awaitable[None]] | None = None
+        # Set by the app (`services/task_costs.py`): told the ids just made final, to measure their estimated costs
+        # from the upstream's spending records in the background (it must not block or raise).
+        self.after_costs: Callable[[list[str]], None] | None = None
         self._writes = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -49,11 +52,16 @@ class TaskSettler:
         now = self.clock.time()
         finishes = []
         # A post-edit's event names its source task, as its query does (one read for the batch).
-        parents = dict(await self._write(self.store.links([o.history_id for o in outcomes])))
+        ids = [o.history_id for o in outcomes]
+        parents = dict(await self._write(self.store.links(ids)))
+        # Its stored cost too (recorded at submit): the event's data carries it as the query does.
+        costs = await self._write(self.store.costs_of(ids))
         for outcome in outcomes:
             settlement = settlement_of(outcome)
-            parent = parents.get(outcome.history_id)
-            event = new_event(outcome.history_id, outcome.kind.value, settlement, now, parent_history_id=parent)
+            hid = outcome.history_id
+            event = new_event(
+                hid, outcome.kind.value, settlement, now, parent_history_id=parents.get(hid), cost=costs.get(hid)
+            )
             finishes.append(Finish(outcome.history_id, settlement, event))
         settled = await self._write(self.store.settle(finishes))
         if self.after_settle is not None and settled:
@@ -66,6 +74,8 @@ class TaskSettler:
                 log.info("task %s settled; webhook event queued", item.history_id)
         if any(item.event_written for item in settled) and self.on_event is not None:
             self.on_event()
+        if self.after_costs is not None and settled:
+            self.after_costs([item.history_id for item in settled])
 
     async def progress(self, records: Sequence[tuple[str, HistoryRecord]]) -> None:
         """Store changed records of tasks still running, in one transaction. The watcher's `on_progress` hook."""

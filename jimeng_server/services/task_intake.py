@@ -18,6 +18,7 @@ from collections.abc import Callable
 from ..concurrency import uncancellable
 from ..store.base import Store
 from ..store.secretbox import SecretBox, SecretError
+from ..tasks.cost import CostSource, TaskCost
 from ..tasks.records import TaskRecord, TaskStatus
 from ..upstream.tokens import Account, TokenError, parse_token
 from ..watcher import Watcher
@@ -105,6 +106,17 @@ class TaskIntake:
                 )
             if self.remember_owner is not None and submission.callback_url and not pooled:
                 self.remember_owner(submission.history_id, account)
+
+    async def record_spent(self, result: object, credits: int) -> None:
+        """Store what an accepted submit is estimated to have cost (AccountService.on_spent: the pooled balance
+        drop, else the known price) as its task's `estimated` cost, when `result` is a recorded submission. A
+        store failure is logged, never raised (the submit is paid for and answers)."""
+        if not isinstance(result, Submission):
+            return
+        try:
+            await uncancellable(self.store.record_cost(result.history_id, TaskCost(credits, CostSource.ESTIMATED)))
+        except Exception:
+            log.exception("cost of task %s could not be recorded", result.history_id)
 
     async def resume(self) -> int:
         """Watch every stored background task still processing that is not watched yet (at start-up: those

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..clock import Clock
 from ..config import WatcherConfig
 from ..errors import NotFound, from_upstream
 from ..store.base import Store
 from ..tasks.answer import TaskBody, body_of_record, body_of_row, record_reason
+from ..tasks.cost import CostSource
 from ..tasks.records import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
 from ..upstream.errors import UpstreamError
 from ..upstream.history import HistoryRecord, parse_record
@@ -88,6 +89,9 @@ class TaskQueries:
         self.config = config
         self.clock = clock
         self.resolve_account = resolve_account
+        # Set by the app (`services/task_costs.py`): told final tasks answered with an estimated cost, to measure
+        # it from the upstream's spending records in the background (it must not block or raise).
+        self.on_estimated: Callable[[list[str]], None] | None = None
         self.answers = answers if answers is not None else AnswerCache(0, clock, retention_seconds=0.0)
         self.links = links
 
@@ -189,7 +193,8 @@ class TaskQueries:
     ) -> dict[str, bytes]:
         """The encoded answers of stored final tasks (their links re-signed or kept ones, concurrently; the
         post-edits made from each), each kept in `answers` until its links change."""
-        bodies = [body_of_row(row, post_edits.get(row.history_id, ())) for row in rows]
+        costs = await self.store.costs_of([row.history_id for row in rows])
+        bodies = [body_of_row(row, post_edits.get(row.history_id, ()), costs.get(row.history_id)) for row in rows]
         fresh: list[float | None] = [None] * len(rows)
         if self.links is not None:
             raw = (r for r in rows if r.account_id is None)
@@ -197,9 +202,16 @@ class TaskQueries:
             await self.links.refresh_images(rows, owners)  # one re-sign call per account for a batch
             fresh = await asyncio.gather(*(self._fresh_links(caller, r, b) for r, b in zip(rows, bodies, strict=True)))
         encoded: dict[str, bytes] = {}
+        estimated: list[str] = []
         for row, body, until in zip(rows, bodies, fresh, strict=True):
             encoded[row.history_id] = answer = encode_json(body)
-            self.answers.put(row.history_id, row.account_fp, row.finished_at, answer, fresh_until=until)
+            cost = costs.get(row.history_id)
+            if cost is not None and cost.source is CostSource.ESTIMATED:
+                estimated.append(row.history_id)  # not cached: a later query may carry the measurement
+            else:
+                self.answers.put(row.history_id, row.account_fp, row.finished_at, answer, fresh_until=until)
+        if estimated and self.on_estimated is not None:
+            self.on_estimated(estimated)
         return encoded
 
     async def _fresh_links(self, caller: Caller, row: TaskRecord, body: TaskBody) -> float | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..store.base import Redelivery, Store
 from ..store.outbox import Attempt, OutboxEvent
+from ..tasks.cost import TaskCost
 from ..tasks.records import TaskKind, TaskRecord
 from .callers import Caller
 
@@ -49,6 +50,10 @@ class TaskRecords:
     async def recent_of(self, owners: Sequence[str], kind: TaskKind, limit: int) -> list[TaskRecord]:
         """The latest `limit` tasks of `kind` owned by any of `owners`, newest first."""
         return await self._store.recent_of(owners, kind, limit)
+
+    async def costs_of(self, history_ids: Sequence[str]) -> dict[str, TaskCost]:
+        """The stored costs (tasks/cost.py) of the tasks among `history_ids` that have one, keyed by id."""
+        return await self._store.costs_of(history_ids)
 
     async def kept_file_owners(self, file_id: str) -> frozenset[str]:
         """The owners of the tasks whose kept results include this file."""

@@ -76,6 +76,9 @@ class SimSettings:
     # False: video CDN URLs carry no x-expires (like the real vlabvod URLs; only `video_model.url_expire` says
     # when they die, §18.4), so a client must estimate their lifetime.
     video_url_expires: bool = True
+    # Seconds after a record's final step before its spending record shows in `user_credit_history` (§19.10:
+    # records settle late); 0 = as soon as it finished. A record whose script never ends never settles.
+    spend_settle_seconds: float = 0.0
 
 
 @dataclass

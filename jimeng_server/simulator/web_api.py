@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 GENERATE = "/mweb/v1/aigc_draft/generate"
 HISTORY = "/mweb/v1/get_history_by_ids"
 CREDIT_RECEIVE = "/commerce/v1/benefits/credit_receive"
+CREDIT_HISTORY = "/commerce/v1/benefits/user_credit_history"
+MAX_HISTORY_PAGE = 100
+SPEND_TITLES = {"image": "图片生成", "video": "视频生成"}  # titles seen on the real records (§19.10)
 MAX_HISTORY_IDS = 100
 
 
@@ -91,6 +94,53 @@ async def user_credit(sim: Simulator, call: Call) -> Answer:
     batch = {"credit_amount": a.gift_credit, "expire_time": a.gift_expires_at}
     detail = {"gift_credits": [{"residual_credits": a.gift_credit, "credits_life_end": a.gift_expires_at}]}
     return sim.ok({"credit": credit, "expiring_credits": [batch], "credits_detail": detail})
+
+
+def spend_records(sim: Simulator, sessionid: str) -> list[dict[str, Any]]:
+    """The settled spending records of an account, newest first, from the simulator's own bookkeeping: one per
+    charged history record that is not refunded and whose final step is `spend_settle_seconds` old (§19.10)."""
+    now = sim.clock.time()
+    out: list[tuple[float, dict[str, Any]]] = []
+    for record in sim.records.values():
+        if record.sessionid != sessionid or record.charged <= 0 or record.refunded:
+            continue
+        finished = sim.finish_time(record)
+        if finished is None or now < finished + sim.settings.spend_settle_seconds:
+            continue  # not settled yet
+        row = {
+            "amount": record.charged,
+            "create_time": int(record.created_at),
+            "title": SPEND_TITLES.get(record.kind, "图片生成"),
+            "submit_id": record.submit_id,
+            "status": 1,  # the value of a settled record is not documented (§19.10); a number here
+        }
+        out.append((record.created_at, row))
+    out.sort(key=lambda pair: pair[0], reverse=True)
+    return [row for _, row in out]
+
+
+async def user_credit_history(sim: Simulator, call: Call) -> Answer:
+    """`POST /commerce/v1/benefits/user_credit_history` -> one page of spending records (`history_type` 2) from
+    the numeric `cursor` (an offset here), with the available balance. Other history types list nothing."""
+    body = call.body
+    count, cursor, kind = body.get("count"), body.get("cursor"), body.get("history_type")
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_HISTORY_PAGE:
+        return sim.fail("4002", f"param error: count must be an integer 1-{MAX_HISTORY_PAGE}", call.path)
+    if not isinstance(cursor, str) or not cursor.isdigit():
+        return sim.fail("4002", "param error: cursor must be a numeric string", call.path)
+    if not isinstance(kind, int) or isinstance(kind, bool):
+        return sim.fail("4002", "param error: history_type must be an integer", call.path)
+    rows = spend_records(sim, call.account.sessionid) if kind == 2 else []
+    start = int(cursor)
+    page = rows[start : start + count]
+    end = start + len(page)
+    data = {
+        "total_credit": call.account.total,
+        "records": page,
+        "new_cursor": str(end),
+        "has_more": end < len(rows),
+    }
+    return sim.ok(data)
 
 
 async def credit_receive(sim: Simulator, call: Call) -> Answer:
@@ -288,6 +338,7 @@ SERVICE_HANDLERS: dict[str, ServiceHandler] = {}  # vhost.service ("imagex", "vo
 WEB_HANDLERS: dict[str, Handler] = {
     USER_CREDIT: user_credit,
     CREDIT_RECEIVE: credit_receive,
+    CREDIT_HISTORY: user_credit_history,
     PASSPORT: passport_info,
     GENERATE: generate,
     HISTORY: get_history_by_ids,

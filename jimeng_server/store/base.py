@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Final, Protocol, runtime_checkable
 
 from ..tasks.claims import IdempotencyClaim
+from ..tasks.cost import TaskCost
 from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord
 from ..upstream.links import ResultRef
 from .keeping import KeepJob, KeptFile
@@ -112,6 +113,17 @@ class TaskTable(Protocol):
 
     async def unfinished(self) -> list[TaskRecord]:
         """Every task still processing (tokens included), oldest first: what to resume on start-up."""
+        ...
+
+    async def record_cost(self, history_id: str, cost: TaskCost) -> bool:
+        """Store what the task cost (tasks/cost.py); True when stored. Nothing changes for an unknown task or
+        one whose stored cost is already measured (a measurement is final); an estimate replaces an estimate.
+        Replacing a stored cost of an API key's task moves the key's `credits_spent` by the difference (the key
+        counted the first figure when the submit was accepted), in the same transaction."""
+        ...
+
+    async def costs_of(self, history_ids: Sequence[str]) -> dict[str, TaskCost]:
+        """The stored costs among `history_ids` (one query, any count), keyed by id; tasks with none absent."""
         ...
 
     async def update_progress(self, updates: Sequence[Progress]) -> None:

@@ -4,7 +4,7 @@
 with its own type names; the steps from before the backends shared their schema keep each dialect's own text
 (SQLite's first four files predate PostgreSQL; PostgreSQL's version 1 is SQLite's version 4 in one step, and
 its watch leases exist only there). A dialect's migrations are the steps that have its text, so each keeps
-its version numbers: SQLite `user_version` 1-8, PostgreSQL `jimeng_schema.version` 1-6. Append only; a new
+its version numbers: SQLite `user_version` 1-9, PostgreSQL `jimeng_schema.version` 1-7. Append only; a new
 table is one `shared(...)` step at the end.
 """
 
@@ -341,6 +341,13 @@ CREATE TABLE model_cooldowns (
 ) WITHOUT ROWID;
 """
 
+_TASK_COSTS: Final = """
+-- What each task cost (issue 20 item 8, tasks/cost.py): NULL until known; 'estimated' may later be replaced by
+-- 'measured' (the upstream's spending record of the task's submit_id), which is final.
+ALTER TABLE tasks ADD COLUMN cost_credits INTEGER;
+ALTER TABLE tasks ADD COLUMN cost_source TEXT CHECK (cost_source IN ('measured', 'estimated'));
+"""
+
 HISTORY: Final[tuple[Step, ...]] = (
     Step(_SQLITE_1, None),
     Step(_SQLITE_2, None),
@@ -351,5 +358,6 @@ HISTORY: Final[tuple[Step, ...]] = (
     shared(_RESULT_REFS),
     shared(_KEPT_RESULTS),
     shared(_MODEL_COOLDOWNS),
+    shared(_TASK_COSTS),
 )
 """Every schema step, oldest first (see the module docstring)."""

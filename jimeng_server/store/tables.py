@@ -18,6 +18,7 @@ from typing import Final, Self
 
 from ..clock import Clock
 from ..tasks.claims import ClaimState, IdempotencyClaim, decide_claim
+from ..tasks.cost import CostSource, TaskCost
 from ..tasks.records import Finish, NewEvent, Progress, Settled, TaskKind, TaskRecord, TaskStatus
 from ..tasks.settle import check_finals, plan_settle
 from ..upstream.links import ResultRef
@@ -693,6 +694,18 @@ AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.history_id = tasks.histor
 PURGE_STALE: Final = f"DELETE FROM tasks WHERE status = {_PROCESSING} AND token IS NULL AND updated_at < $1"
 
 
+SET_COST: Final = f"""
+UPDATE tasks SET cost_credits = $2, cost_source = $3
+WHERE history_id = $1 AND (cost_source IS NULL OR cost_source = '{CostSource.ESTIMATED.value}')
+"""
+COST_OF: Final = "SELECT account_fp, cost_credits, cost_source FROM tasks WHERE history_id = $1"
+CORRECT_KEY_SPEND: Final = "UPDATE api_keys SET credits_spent = credits_spent + $2 WHERE id = $1"
+COSTS_OF: Final = (
+    "SELECT history_id, cost_credits, cost_source FROM tasks "
+    "WHERE history_id = ANY($1::text[]) AND cost_source IS NOT NULL"
+)
+
+
 class Tasks(Outbox):
     """`base.TaskTable` (table `tasks`; a settle writes its events through `Outbox`)."""
 
@@ -770,6 +783,26 @@ class Tasks(Outbox):
             notices = [Notice(NoticeKind.SETTLED, f.history_id) for f in plan.finishes]
             await self._notify(db, [*notices, Notice(NoticeKind.EVENTS)] if plan.events else notices)
         return plan.settled
+
+    async def record_cost(self, history_id: str, cost: TaskCost) -> bool:
+        """See `base.TaskTable.record_cost` (one transaction; a measured cost is never replaced: the update's
+        WHERE decides, so of two writers racing only one changes the row and corrects the key)."""
+        async with self._tx() as db:
+            old = await db.fetchrow(COST_OF, history_id)
+            if old is None or not await db.execute(SET_COST, history_id, cost.credits, cost.source.value):
+                return False
+            owner: str = old["account_fp"]
+            if old["cost_source"] is not None and owner.startswith("key:") and cost.credits != old["cost_credits"]:
+                await db.execute(CORRECT_KEY_SPEND, int(owner[4:]), cost.credits - old["cost_credits"])
+            return True
+
+    async def costs_of(self, history_ids: Sequence[str]) -> dict[str, TaskCost]:
+        """See `base.TaskTable.costs_of`."""
+        if not history_ids:
+            return {}
+        async with self._read() as db:
+            rows = await db.fetch(COSTS_OF, list(history_ids))
+        return {r["history_id"]: TaskCost(r["cost_credits"], CostSource(r["cost_source"])) for r in rows}
 
     async def purge_finished(self, *, older_than: float) -> int:
         """See `base.TaskTable.purge_finished`."""

@@ -30,6 +30,7 @@ from typing import Any, Final, NotRequired, TypedDict
 from ..upstream.codes import STATUS_FAILURES, content_codes
 from ..upstream.history import HistoryRecord, QueueBody, fail_message_of, parse_record, queue_of
 from ..upstream.links import url_expiry
+from .cost import TaskCost
 from .records import Outcome, Reason, Settlement, TaskKind, TaskRecord, TaskStatus
 
 CONTENT_FAIL_CODES: Final = content_codes()
@@ -92,6 +93,7 @@ class TaskQueryBody(TypedDict):
     error: NotRequired[dict[str, str]]
     parent_history_id: NotRequired[str]  # a post-edit: the task whose result it edits
     post_edits: NotRequired[list[str]]  # the post-edits made from this task's results, oldest first
+    cost: NotRequired[dict[str, Any]]  # a settled task's stored cost `{"credits", "source"}` (tasks/cost.py)
 
 
 class TaskBody(TaskQueryBody):
@@ -202,6 +204,7 @@ def task_query_body(
     raw: dict[str, Any] | None = None,
     parent_history_id: str | None = None,
     post_edits: Sequence[str] = (),
+    cost: TaskCost | None = None,
 ) -> TaskQueryBody:
     """Build the task query body (pure). `results` None stays null; URLs become `[{"url": ...}]`; `error`
     is added for a failed task; `queue` and `fail_message` come from the upstream record `raw` when the
@@ -222,14 +225,22 @@ def task_query_body(
         body["parent_history_id"] = parent_history_id
     if post_edits:
         body["post_edits"] = list(post_edits)
+    if cost is not None:
+        body["cost"] = cost.as_body()
     return body
 
 
 def settled_body(
-    history_id: str, task_type: str, settlement: Settlement, *, parent_history_id: str | None = None
+    history_id: str,
+    task_type: str,
+    settlement: Settlement,
+    *,
+    parent_history_id: str | None = None,
+    cost: TaskCost | None = None,
 ) -> TaskQueryBody:
     """The query body of a settled task (also the `data` of its webhook event; a post-edit names its source;
-    the post-edits of a task come later than its event, so only a query lists them)."""
+    the post-edits of a task come later than its event, so only a query lists them; `cost`: the stored cost
+    read when it settled, so the event's data equals the query)."""
     return task_query_body(
         history_id=history_id,
         task_type=task_type,
@@ -240,6 +251,7 @@ def settled_body(
         error=settlement.error,
         raw=settlement.raw_data,
         parent_history_id=parent_history_id,
+        cost=cost,
     )
 
 
@@ -248,8 +260,9 @@ def with_raw(body: TaskQueryBody, raw: dict[str, Any] | None) -> TaskBody:
     return {**body, "raw_data": raw}
 
 
-def body_of_row(row: TaskRecord, post_edits: Sequence[str] = ()) -> TaskBody:
-    """The query answer of a stored task (with the post-edits made from it, when the caller looked them up)."""
+def body_of_row(row: TaskRecord, post_edits: Sequence[str] = (), cost: TaskCost | None = None) -> TaskBody:
+    """The query answer of a stored task (with the post-edits made from it, when the caller looked them up, and
+    its stored cost, when the caller read it)."""
     body = task_query_body(
         history_id=row.history_id,
         task_type=row.kind.value,
@@ -261,6 +274,7 @@ def body_of_row(row: TaskRecord, post_edits: Sequence[str] = ()) -> TaskBody:
         raw=row.raw_data,
         parent_history_id=row.parent_history_id,
         post_edits=post_edits,
+        cost=cost,
     )
     return with_raw(body, row.raw_data)
 

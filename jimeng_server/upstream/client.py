@@ -37,6 +37,7 @@ from .identity import BrowserIdentity, BrowserProfile, derive_identity, profile_
 from .links import IMAGE_BY_URI_PATH, image_by_uri_body, parse_uri2image
 from .regions import Region, constants
 from .signing import build_cookie, sign
+from .spending import CREDIT_HISTORY_PATH, SpendPage, credit_history_body, parse_credit_history
 from .tokens import Account
 from .transport import AiohttpTransport, Broken, NotDelivered, Outgoing, SessionPool, TimedOut, Transport
 
@@ -414,6 +415,12 @@ class JimengClient:
         )
         data = await self.call(account, USER_CREDIT_PATH, {}, default_params=False, referer=referer)
         return parse_credits(data)
+
+    async def get_credit_history(self, account: Account, cursor: str = "0") -> SpendPage:
+        """One page of the account's spending records, newest first (§19.10); `cursor` "0" is the newest page.
+        A read: retried like any other. Records settle late (spending.py)."""
+        data = await self.call(account, CREDIT_HISTORY_PATH, credit_history_body(cursor))
+        return parse_credit_history(data)
 
     async def receive_credits(self, account: Account) -> int:
         """Claim the daily credits; returns the amount granted (§4.2)."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import jsonfast
 from ..tasks.answer import settled_body
+from ..tasks.cost import TaskCost
 from ..tasks.records import NewEvent, Settlement, event_type_of
 
 
@@ -30,11 +31,17 @@ def new_event_id() -> str:
 
 
 def new_event(
-    history_id: str, task_type: str, settlement: Settlement, now: float, *, parent_history_id: str | None = None
+    history_id: str,
+    task_type: str,
+    settlement: Settlement,
+    now: float,
+    *,
+    parent_history_id: str | None = None,
+    cost: TaskCost | None = None,
 ) -> NewEvent:
     """The webhook event of a task settling now: `task.succeeded` or `task.failed`, whose `data` is the
     task's query body (without `raw_data`) exactly as a query answers it once settled (`parent_history_id`:
-    the source task of a post-edit)."""
+    the source task of a post-edit; `cost`: the task's stored cost, as its query carries it)."""
     event_type = event_type_of(settlement.status)
-    data = settled_body(history_id, task_type, settlement, parent_history_id=parent_history_id)
+    data = settled_body(history_id, task_type, settlement, parent_history_id=parent_history_id, cost=cost)
     return NewEvent(new_event_id(), event_type, event_body(event_type, data, now))

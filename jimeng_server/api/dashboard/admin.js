@@ -115,6 +115,7 @@ function overview(stats) {
   bars("#chart-key", stats.per_key, name, tasks);
   bars("#chart-account", stats.per_account, name, tasks);
   bars("#chart-failures", stats.failure_codes, (r) => r.code, tasks, true);
+  bars("#chart-day-credits", stats.credits_per_day, (r) => r.day, (r) => r.credits);
   bars("#chart-key-credits", stats.credits.per_key, name, (r) => r.credits_spent);
   bars("#chart-account-credits", stats.credits.per_account, name, (r) => r.credits || 0);
 }
