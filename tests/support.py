@@ -4,12 +4,14 @@ in flight."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import zlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from jimeng_server.api.appkeys import WATCHER
 from jimeng_server.clock import ManualClock
@@ -90,6 +92,30 @@ async def drive(
     return [t.result() for t in tasks]
 
 
+async def until(predicate: Callable[[], bool], *, what: str, wall_timeout: float = 10.0) -> None:
+    """Return once `predicate()` holds; it is made true by loopback I/O in this process (a notice, a journal
+    entry), so the loop is only yielded (`sleep(0)`), never slept on. Fails naming `what` after `wall_timeout`."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + wall_timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError(f"until(): {what} did not happen within {wall_timeout} s")
+        await asyncio.sleep(0)
+
+
+class HoldGate(asyncio.Event):
+    """The `hold` of a simulator HOLD fault that also tells when a call got there: `reached` is set as soon as
+    the simulator starts waiting on the gate (the call is in flight and held); `set()` releases it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reached = asyncio.Event()
+
+    async def wait(self) -> Literal[True]:
+        self.reached.set()
+        return await super().wait()
+
+
 async def json_of(resp: Any) -> Any:
     """The JSON body of a test-client response (any content type)."""
     return await resp.json(content_type=None)
@@ -98,3 +124,35 @@ async def json_of(resp: Any) -> Any:
 def leftovers(directory: Path) -> list[Path]:
     """The files left in a spool directory."""
     return list(directory.iterdir())
+
+
+class FakeResolver(AbstractResolver):
+    """A DNS resolver from a fixed table: name -> one address or a list of them (IPv4 or IPv6).
+
+    Unknown names fail like NXDOMAIN. Every name asked is recorded in `asked`, in order, so a test can check
+    what the SSRF guard looked up (and that it looked up nothing)."""
+
+    def __init__(self, table: dict[str, str] | dict[str, list[str]]) -> None:
+        self.table = {host: [addrs] if isinstance(addrs, str) else list(addrs) for host, addrs in table.items()}
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.asked.append(host)
+        if host not in self.table:
+            raise OSError(socket.EAI_NONAME, "Name or service not known")
+        return [
+            ResolveResult(
+                hostname=host,
+                host=addr,
+                port=port,
+                family=socket.AF_INET6 if ":" in addr else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for addr in self.table[host]
+        ]
+
+    async def close(self) -> None:
+        pass

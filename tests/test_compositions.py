@@ -18,10 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
 from proxies import ConnectProxy
-from support import CN_TOKEN, US_TOKEN, bearer, crc32_hex, drive, json_of, leftovers
+from support import CN_TOKEN, US_TOKEN, FakeResolver, bearer, crc32_hex, drive, json_of, leftovers
 
 from jimeng_server.app import create_app
 from jimeng_server.clock import ManualClock
@@ -477,28 +476,6 @@ async def test_declared_length_over_limit_is_413_before_reading(
 
 
 # --------------------------------------------------------------------------------------------- SSRF guard ON
-
-
-class FakeResolver(AbstractResolver):
-    """Maps names to fixed addresses; unknown names fail like NXDOMAIN."""
-
-    def __init__(self, table: dict[str, str]) -> None:
-        self.table = table
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if host not in self.table:
-            raise OSError(socket.EAI_NONAME, "Name or service not known")
-        addr = self.table[host]
-        return [
-            ResolveResult(
-                hostname=host, host=addr, port=port, family=socket.AF_INET, proto=0, flags=socket.AI_NUMERICHOST
-            )
-        ]
-
-    async def close(self) -> None:
-        pass
 
 
 @pytest.fixture

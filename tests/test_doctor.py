@@ -16,14 +16,23 @@ from jimeng_server.config import Config
 T = TypeVar("T")
 
 
-async def on_clock(clock: ManualClock, aw: Awaitable[T]) -> T:
-    """Run `aw`, moving virtual time whenever it waits on the clock (the doctor's polls)."""
+async def on_clock(clock: ManualClock, aw: Awaitable[T], *, wall_timeout: float = 60.0) -> T:
+    """Run `aw`, moving virtual time whenever it waits on the clock (the doctor's polls); otherwise its loopback
+    I/O to the simulator runs (the loop is yielded, never slept on)."""
     task = asyncio.ensure_future(aw)
-    while not task.done():
-        if clock.sleepers:
-            await clock.advance(1.0)
-        else:
-            await asyncio.sleep(0.001)  # loopback I/O to the simulator
+    loop = asyncio.get_running_loop()
+    end = loop.time() + wall_timeout
+    try:
+        while not task.done():
+            if loop.time() > end:
+                raise AssertionError("on_clock(): the doctor did not finish")
+            if clock.sleepers:
+                await clock.advance(1.0)
+            else:
+                await asyncio.sleep(0)
+    finally:
+        if not task.done():
+            task.cancel()
     return task.result()
 
 

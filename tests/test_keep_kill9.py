@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from support import CN_TOKEN
+from support import CN_TOKEN, HoldGate
 from webhook_support import Receiver
 
 from jimeng_server.simulator import Simulator, simulator_hosts
@@ -77,7 +77,7 @@ async def test_kill_9_while_a_result_downloads_then_restart_keeps_everything_and
     rec, hook_server = receiver
     port = _free_port()
     config = config_file(tmp_path, root, port)
-    held = asyncio.Event()
+    held = HoldGate()
     sim.faults.add("/1.png", Fault(FaultKind.HOLD, hold=held))  # the CDN holds result 1's download open
     auth = {"Authorization": f"Bearer {CN_TOKEN}"}
     first = await start(config, port)
@@ -87,8 +87,7 @@ async def test_kill_9_while_a_result_downloads_then_restart_keeps_everything_and
             async with http.post(f"http://127.0.0.1:{port}/v1/async/images/generations", json=body, headers=auth) as r:
                 hid = (await r.json())["history_id"]
         async with asyncio.timeout(20):
-            while sim.faults.rules:  # noqa: ASYNC110 - the simulator signals no arrival; the rule goes when it fires
-                await asyncio.sleep(0.05)
+            await held.reached.wait()  # the download reached the CDN and is held there
         first.send_signal(signal.SIGKILL)
         await first.wait()
     finally:

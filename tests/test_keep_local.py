@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -34,16 +33,13 @@ from jimeng_server.tasks.records import Outcome, Reason, TaskKind, TaskStatus
 from jimeng_server.upstream.history import parse_record
 from jimeng_server.webhooks.signatures import parse_secret, sign
 
+pytestmark = pytest.mark.wall_clock  # kept files' signed links are checked against the wall clock
+
 Client = TestClient[Any, Any]
 IMAGES = "/v1/async/images/generations"
 VIDEOS = "/v1/async/videos/generations"
 HOOKS = WebhookConfig(secret=SECRET, jitter=0.0)
 ClientFactory = Callable[..., Awaitable[Client]]
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(start=float(int(time.time())))
 
 
 def free_port() -> int:

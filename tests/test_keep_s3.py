@@ -30,6 +30,8 @@ from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, ConfigError, ResultsConfig, StoreConfig, WebhookConfig
 from jimeng_server.services.file_stores import S3Files
 
+pytestmark = pytest.mark.wall_clock  # presigned URLs are signed with the wall clock
+
 Client = TestClient[Any, Any]
 IMAGES = "/v1/async/images/generations"
 HOOKS = WebhookConfig(secret=SECRET, jitter=0.0)
@@ -63,15 +65,10 @@ def moto_endpoint() -> Iterator[str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
                 pytest.fail("moto_server did not start")
-            time.sleep(0.1)
+            time.sleep(0.1)  # polling a port another process (moto_server) opens
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(10)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(start=float(int(time.time())))  # presigned URLs are signed with the wall clock
 
 
 @pytest.fixture

@@ -5,10 +5,7 @@ kept file, held webhook events woken, and everything dropped with its task."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
-from store_backends import open_store
 from webhook_support import OWNER_FP, done_outcome, make_task
 
 from jimeng_server.clock import ManualClock
@@ -17,18 +14,6 @@ from jimeng_server.store.base import Store
 from jimeng_server.store.keeping import KeepState
 
 URLS = ["https://p3-sign.byteimg.com/a.png", "https://p3-sign.byteimg.com/b.png"]
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def store(store_url: str, clock: ManualClock) -> AsyncIterator[Store]:
-    s = await open_store(store_url, clock)
-    yield s
-    await s.close()
 
 
 async def test_jobs_are_added_once_and_only_for_stored_tasks(store: Store, clock: ManualClock) -> None:

@@ -8,7 +8,6 @@ import base64
 import os
 import re
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,13 +28,9 @@ from jimeng_server.simulator import Simulator, simulator_hosts
 from jimeng_server.simulator.media import png
 from jimeng_server.simulator.scripts import Script, Step
 
+pytestmark = pytest.mark.wall_clock  # the in-process server signs with the system clock; the simulator checks the skew
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    # Real "now": the in-process server signs with the system clock and the simulator checks the skew.
-    return ManualClock(start=float(int(time.time())))
 
 
 TOOLS = {"generate_image", "edit_image", "generate_video", "get_task", "list_models", "get_balance"}
@@ -157,7 +152,7 @@ async def http_server(client: TestClient[Any, Any], tmp_path: Path) -> AsyncIter
                     try:
                         _, writer = await asyncio.open_connection("127.0.0.1", port)
                     except OSError:
-                        await asyncio.sleep(0.05)
+                        await asyncio.sleep(0.05)  # polling a port another process opens
                         continue
                     writer.close()
                     await writer.wait_closed()

@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -322,14 +322,6 @@ async def test_idempotency_key_is_scoped_to_the_api_key(pool_client: Client, sim
     assert other.status == 200 and "Idempotent-Replayed" not in other.headers
     assert (await json_of(other))["history_id"] != (await json_of(first))["history_id"]
     assert len(sim.charges) == 2
-
-
-@pytest.fixture
-async def receiver(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> AsyncIterator[tuple[Receiver, TestServer]]:
-    rec = Receiver()
-    server = await aiohttp_server(rec.app())
-    yield rec, server
-    rec.released.set()
 
 
 async def test_webhooks_and_deliveries_with_a_key(

@@ -7,7 +7,6 @@ import base64
 import dataclasses
 import io
 import json
-import time
 from collections import Counter
 from typing import Any
 
@@ -25,6 +24,8 @@ from jimeng_server.config import AdminConfig, Config, WebhookConfig
 from jimeng_server.mp4 import movie_facts
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
+
+pytestmark = pytest.mark.wall_clock  # webhook signatures are checked against the wall clock
 
 PNG = png(64, 48, (10, 200, 10))
 DATA_URI = "data:image/png;base64," + base64.b64encode(PNG).decode()
@@ -235,12 +236,6 @@ async def test_interpolation_of_an_own_video(client: TestClient[Any, Any], clock
 # ------------------------------------------------------------------------------------------ pool, keys, webhooks
 
 POOL_HOOKS = WebhookConfig(secret=SECRET, jitter=0.0)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    # Real "now": webhook signatures are checked against the wall clock.
-    return ManualClock(start=float(int(time.time())))
 
 
 @pytest.fixture

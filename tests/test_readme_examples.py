@@ -51,7 +51,7 @@ async def _wait_for_port(port: int, proc: asyncio.subprocess.Process) -> None:
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", port)
             except OSError:
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # polling a port another process opens (no event crosses processes)
                 continue
             writer.close()
             await writer.wait_closed()

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from simulate_proc import SimulateProcess, start_simulate
 
 from jimeng_server.simulator.media import png
@@ -73,35 +72,13 @@ async def shell(command: str, cwd: Path, **extra: str) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]], asyncio.Event]]:
-    """A webhook receiver on loopback: its URL, the events received, set when one arrives."""
-    got: list[dict[str, Any]] = []
-    arrived = asyncio.Event()
-
-    async def hook(request: web.Request) -> web.Response:
-        got.append(json.loads(await request.read()))
-        arrived.set()
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hooks/jimeng", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/jimeng", got, arrived
-    finally:
-        await runner.cleanup()
-
-
 async def test_the_curl_examples_answer_as_the_readme_says(
     server: tuple[SimulateProcess, Path, str],
-    receiver: tuple[str, list[dict[str, Any]], asyncio.Event],
+    json_hook: tuple[str, list[dict[str, Any]], asyncio.Event],
     tmp_path: Path,
 ) -> None:
     proc, _, token = server
-    hook, got, arrived = receiver
+    hook, got, arrived = json_hook
     curls = [b for b in blocks("bash") if b.startswith("curl ")]
     assert len(curls) >= 2
     (tmp_path / "photo.png").write_bytes(png(64, 48, (90, 120, 150)))  # the post-edit examples' file

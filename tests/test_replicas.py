@@ -4,14 +4,13 @@ holder settled (LISTEN/NOTIFY)."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from support import CN_TOKEN, bearer, json_of, run_tick
+from support import CN_TOKEN, bearer, json_of, run_tick, until
 from webhook_support import Receiver
 
 from jimeng_server.api.appkeys import CLOCK, INTAKE, STORE, WATCHER, WEBHOOKS
@@ -106,12 +105,6 @@ async def replica_apps(
         await r.stop()
 
 
-async def _until(predicate: Callable[[], bool]) -> None:
-    async with asyncio.timeout(10):
-        while not predicate():  # noqa: ASYNC110 - notices arrive over loopback; sleep(0) only yields
-            await asyncio.sleep(0.01)
-
-
 async def test_only_the_lease_holder_polls_and_the_other_replica_answers_from_the_store(
     replica_apps: tuple[TestClient[Any, Any], Replicas, TestClient[Any, Any], Replicas],
     clock: ManualClock,
@@ -132,7 +125,7 @@ async def test_only_the_lease_holder_polls_and_the_other_replica_answers_from_th
     hid = (await json_of(resp))["history_id"]
     watcher_a, watcher_b = client_a.app[WATCHER], client_b.app[WATCHER]
     assert watcher_a.is_watching(hid)  # A stored and watches it, but may not poll it
-    await _until(lambda: watcher_b.is_watching(hid))  # B adopted it on the NEW_TASK notice
+    await until(lambda: watcher_b.is_watching(hid), what="B adopting the task on the NEW_TASK notice")
     assert shard_of(parse_token(CN_TOKEN).fingerprint) in rep_b.shards
 
     for _ in range(20):
@@ -145,7 +138,7 @@ async def test_only_the_lease_holder_polls_and_the_other_replica_answers_from_th
             break
     row = await client_a.app[STORE].get(hid)
     assert row is not None and row.final  # B settled it
-    await _until(lambda: not watcher_a.is_watching(hid))  # the SETTLED notice ended A's watch
+    await until(lambda: not watcher_a.is_watching(hid), what="the SETTLED notice ending A's watch")
 
     polls = len(sim.calls("/get_history_by_ids"))
     resp = await client_a.get(f"/v1/async/tasks/{hid}", headers=bearer(CN_TOKEN))

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
-from support import crc32_hex, leftovers
+from support import FakeResolver, crc32_hex, leftovers
 
 from jimeng_server.net.errors import FetchError, TooLargeError, UnsafeURLError
 from jimeng_server.net.fetcher import SafeFetcher
@@ -29,35 +28,6 @@ ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 LOCAL = FetchPolicy(allow_private_networks=True)
 STRICT = FetchPolicy()
 FIXTURE_IP = ipaddress.IPv4Address("127.0.0.1")
-
-
-class FakeResolver(AbstractResolver):
-    """Maps host names to fixed addresses; unknown names fail like NXDOMAIN."""
-
-    def __init__(self, table: dict[str, list[str]]) -> None:
-        self.table = table
-        self.calls: list[str] = []
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        self.calls.append(host)
-        if host not in self.table:
-            raise OSError(socket.EAI_NONAME, "Name or service not known")
-        return [
-            ResolveResult(
-                hostname=host,
-                host=addr,
-                port=port,
-                family=socket.AF_INET6 if ":" in addr else socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
-            for addr in self.table[host]
-        ]
-
-    async def close(self) -> None:
-        pass
 
 
 def fixture_or_public(ip: IPAddress) -> bool:
@@ -205,7 +175,7 @@ async def test_download_refuses_private_literals(url: str, tmp_path: Path) -> No
             await fetcher.post(url, body=b"{}", headers={}, timeout=1)
     finally:
         await fetcher.close()
-    assert resolver.calls == []
+    assert resolver.asked == []
     assert leftovers(tmp_path) == []
 
 
@@ -230,7 +200,7 @@ async def test_download_refuses_names_resolving_private(host: str, addresses: li
             await fetcher.post(f"https://{host}/hook", body=b"{}", headers={}, timeout=1)
     finally:
         await fetcher.close()
-    assert host in resolver.calls
+    assert host in resolver.asked
 
 
 async def test_unresolvable_name_is_fetch_error() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from support import CN_TOKEN
+from support import CN_TOKEN, HoldGate
 
 from jimeng_server.app import create_app
 from jimeng_server.clock import ManualClock
@@ -249,7 +249,7 @@ async def test_shutdown_lets_an_in_flight_request_finish(
     served: tuple[Config, int], runner_of_served: list[ApiRunner], sim: Simulator
 ) -> None:
     _, port = served
-    gate = asyncio.Event()
+    gate = HoldGate()
     sim.inject("/user_credit", Fault(FaultKind.HOLD, hold=gate))  # the request stays in flight until released
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
@@ -259,10 +259,10 @@ async def test_shutdown_lets_an_in_flight_request_finish(
         )
         await writer.drain()
         async with asyncio.timeout(10):
-            while sim.faults.rules:  # noqa: ASYNC110 - until the call reached the upstream and is held there
-                await asyncio.sleep(0.01)
+            await gate.reached.wait()  # the call reached the upstream and is held there
         (runner,) = runner_of_served
         stopping = asyncio.create_task(runner.cleanup())  # what SIGTERM does
+        # The sleep IS the check: a window of real time in which a stop that cut the request off would finish.
         await asyncio.sleep(0.1)
         assert not stopping.done()  # waiting for the request, not cutting it off
         gate.set()

@@ -5,15 +5,11 @@ the webhook arrives. The banner shows async submit, query and callback examples.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-from aiohttp import web
 from simulate_proc import SimulateProcess, start_simulate
 
 
@@ -23,33 +19,10 @@ def token_of(server: SimulateProcess) -> str:
     return found.group(1)
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]], asyncio.Event]]:
-    got: list[dict[str, Any]] = []
-    arrived = asyncio.Event()
-
-    async def hook(request: web.Request) -> web.Response:
-        got.append(json.loads(await request.read()))
-        arrived.set()
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}/hook", got, arrived
-    finally:
-        await runner.cleanup()
-
-
 async def test_kill_restart_the_task_still_finishes_and_the_webhook_arrives(
-    tmp_path: Path, receiver: tuple[str, list[dict[str, Any]], asyncio.Event]
+    tmp_path: Path, json_hook: tuple[str, list[dict[str, Any]], asyncio.Event]
 ) -> None:
-    hook_url, got, arrived = receiver
+    hook_url, got, arrived = json_hook
     config = tmp_path / "config.toml"
     config.write_text(
         f'[store]\npath = "{tmp_path / "tasks.db"}"\n'

@@ -104,21 +104,8 @@ def make_world_readable_file(path: Path) -> None:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "nested" / "tasks.sqlite3"
-
-
-@pytest.fixture
-async def store(store_url: str, clock: ManualClock) -> AsyncIterator[Store]:
-    """A fresh store of each backend."""
-    s = await open_store(store_url, clock)
-    yield s
-    await s.close()
 
 
 @pytest.fixture

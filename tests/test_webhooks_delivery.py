@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -17,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from standardwebhooks.webhooks import Webhook
-from store_backends import execute_sql, open_store
+from store_backends import execute_sql
 from webhook_support import (
     SECRET,
     Receiver,
@@ -38,6 +37,8 @@ from jimeng_server.tasks.records import Finish, NewEvent, Reason, Settlement, Ta
 from jimeng_server.webhooks.sender import WebhookSender
 from jimeng_server.webhooks.signatures import parse_secret
 
+pytestmark = pytest.mark.wall_clock  # webhook signatures are checked against the wall clock
+
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 SenderFactory = Callable[..., WebhookSender]
 LOCAL = FetchPolicy(allow_private_networks=True)
@@ -45,25 +46,12 @@ SCHEDULE = (0.0, 5.0, 300.0, 1800.0)
 
 
 @pytest.fixture
-def wclock() -> ManualClock:
-    # Real "now" so that standardwebhooks' 5-minute timestamp tolerance accepts our signatures.
-    return ManualClock(start=float(int(time.time())))
-
-
-@pytest.fixture
-async def store(store_url: str, wclock: ManualClock) -> AsyncIterator[Store]:
-    s = await open_store(store_url, wclock)
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def make_sender(store: Store, wclock: ManualClock) -> AsyncIterator[SenderFactory]:
+async def make_sender(store: Store, clock: ManualClock) -> AsyncIterator[SenderFactory]:
     senders: list[WebhookSender] = []
 
     def factory(*, secret: str | None = SECRET, **overrides: Any) -> WebhookSender:
         config = WebhookConfig(**{"schedule": SCHEDULE, "jitter": 0.0, "timeout": 5.0, **overrides})
-        sender = WebhookSender(store, config, wclock, policy=LOCAL, secret=parse_secret(secret) if secret else None)
+        sender = WebhookSender(store, config, clock, policy=LOCAL, secret=parse_secret(secret) if secret else None)
         senders.append(sender)
         return sender
 
@@ -88,10 +76,10 @@ def verify(received: Any) -> Any:
 
 
 async def test_success_is_delivered_once_signed_and_verifiable(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
-    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    await add_done_task(store, clock, "h1", str(server.make_url("/hook")))
     sender = make_sender()
 
     assert await sender.drain() == 1
@@ -100,7 +88,7 @@ async def test_success_is_delivered_once_signed_and_verifiable(
     (got,) = rec.requests
     body = verify(got)
     assert got.headers["Content-Type"] == "application/json"
-    assert got.headers["webhook-timestamp"] == str(int(wclock.time()))
+    assert got.headers["webhook-timestamp"] == str(int(clock.time()))
     assert body["type"] == "task.succeeded"
     assert body["timestamp"].endswith("Z")
     assert body["data"] == {
@@ -127,23 +115,23 @@ async def test_success_is_delivered_once_signed_and_verifiable(
 
 
 async def test_tasks_without_callback_url_get_no_event(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, _ = receiver
-    await add_done_task(store, wclock, "h1", None)
+    await add_done_task(store, clock, "h1", None)
     assert await store.events_of("h1") == []
     assert await make_sender().drain() == 0
     assert rec.requests == []
 
 
 async def test_failed_task_event_says_why(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     url = str(server.make_url("/hook"))
     for hid in ("up", "slow"):
-        await store.insert(make_task(hid, url, created_at=wclock.time()))
-    await TaskSettler(store, wclock).settle(
+        await store.insert(make_task(hid, url, created_at=clock.time()))
+    await TaskSettler(store, clock).settle(
         [
             failed_outcome("up", Reason.UPSTREAM_FAILED, fail_code="2036"),
             failed_outcome("slow", Reason.TIMEOUT, detail="no final status within 86400 s"),
@@ -168,26 +156,26 @@ async def test_failed_task_event_says_why(
 
 
 async def test_three_failures_then_success_on_the_fourth_attempt(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(500), Reply(503), Reply(502))
-    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    await add_done_task(store, clock, "h1", str(server.make_url("/hook")))
     sender = make_sender()
-    start = wclock.time()
+    start = clock.time()
 
     assert await sender.drain() == 1
-    await wclock.advance(4.9)
+    await clock.advance(4.9)
     assert await sender.drain() == 0  # not due yet
-    await wclock.advance(0.1)
+    await clock.advance(0.1)
     assert await sender.drain() == 1
-    await wclock.advance(299)
+    await clock.advance(299)
     assert await sender.drain() == 0
-    await wclock.advance(1)
+    await clock.advance(1)
     assert await sender.drain() == 1
-    await wclock.advance(1800)
+    await clock.advance(1800)
     assert await sender.drain() == 1
-    await wclock.advance(86400)
+    await clock.advance(86400)
     assert await sender.drain() == 0
 
     assert len(rec.requests) == 4
@@ -204,16 +192,16 @@ async def test_three_failures_then_success_on_the_fourth_attempt(
 
 
 async def test_schedule_used_up_means_exhausted(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", *[Reply(500)] * 5)
-    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    await add_done_task(store, clock, "h1", str(server.make_url("/hook")))
     sender = make_sender(schedule=(0.0, 5.0))
     await sender.drain()
-    await wclock.advance(5)
+    await clock.advance(5)
     await sender.drain()
-    await wclock.advance(10**6)
+    await clock.advance(10**6)
     assert await sender.drain() == 0
     assert len(rec.requests) == 2
     event = await event_of(store, "h1")
@@ -222,14 +210,14 @@ async def test_schedule_used_up_means_exhausted(
 
 
 async def test_410_stops_further_attempts(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(410))
-    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    await add_done_task(store, clock, "h1", str(server.make_url("/hook")))
     sender = make_sender()
     await sender.drain()
-    await wclock.advance(10**6)
+    await clock.advance(10**6)
     assert await sender.drain() == 0
     assert len(rec.requests) == 1
     assert (await event_of(store, "h1")).state is EventState.STOPPED
@@ -238,46 +226,46 @@ async def test_410_stops_further_attempts(
 
 
 async def test_redirect_is_a_failure_and_never_followed(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(302, {"Location": str(server.make_url("/elsewhere"))}))
-    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    await add_done_task(store, clock, "h1", str(server.make_url("/hook")))
     sender = make_sender()
     await sender.drain()
     assert rec.on("/elsewhere") == []
     (attempt,) = await attempts(store, "h1")
     assert attempt.status == 302 and "redirect" in (attempt.error or "")
     event = await event_of(store, "h1")
-    assert (event.state, event.next_attempt_at) == (EventState.PENDING, wclock.time() + 5)
-    await wclock.advance(5)
+    assert (event.state, event.next_attempt_at) == (EventState.PENDING, clock.time() + 5)
+    await clock.advance(5)
     await sender.drain()  # the retry goes to the callback URL again, and succeeds
     assert [r.path for r in rec.requests] == ["/hook", "/hook"]
     assert (await event_of(store, "h1")).state is EventState.DELIVERED
 
 
 async def test_a_hanging_receiver_times_out_and_is_retried(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(hang=True))
-    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    await add_done_task(store, clock, "h1", str(server.make_url("/hook")))
     sender = make_sender(timeout=0.2, lease_seconds=1.0)
     await sender.drain()
     (attempt,) = await attempts(store, "h1")
     assert attempt.status is None and "timed out after 0.2 s" in (attempt.error or "")
     assert (await event_of(store, "h1")).state is EventState.PENDING
-    await wclock.advance(5)
+    await clock.advance(5)
     await sender.drain()
     assert (await event_of(store, "h1")).state is EventState.DELIVERED
 
 
 async def test_connection_refused_is_retried(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     _, server = receiver
     dead = await _closed_port_url(server)
-    await add_done_task(store, wclock, "h1", dead)
+    await add_done_task(store, clock, "h1", dead)
     await make_sender().drain()
     (attempt,) = await attempts(store, "h1")
     assert attempt.status is None and "could not connect" in (attempt.error or "")
@@ -306,7 +294,7 @@ async def _closed_port_url(server: TestServer) -> str:
 )
 async def test_retry_after_is_honoured(
     store: Store,
-    wclock: ManualClock,
+    clock: ManualClock,
     receiver: tuple[Receiver, TestServer],
     make_sender: SenderFactory,
     header: str,
@@ -314,16 +302,16 @@ async def test_retry_after_is_honoured(
 ) -> None:
     rec, server = receiver
     if header == "http-date":
-        header = format_datetime(datetime.fromtimestamp(wclock.time() + 240, UTC), usegmt=True)
+        header = format_datetime(datetime.fromtimestamp(clock.time() + 240, UTC), usegmt=True)
     rec.script("/hook", Reply(429, {"Retry-After": header}))
-    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    await add_done_task(store, clock, "h1", str(server.make_url("/hook")))
     sender = make_sender(max_retry_after=600.0)
     await sender.drain()
     event = await event_of(store, "h1")
-    assert event.next_attempt_at == pytest.approx(wclock.time() + expected_delay)
-    await wclock.advance(expected_delay - 0.5)
+    assert event.next_attempt_at == pytest.approx(clock.time() + expected_delay)
+    await clock.advance(expected_delay - 0.5)
     assert await sender.drain() == 0
-    await wclock.advance(0.5)
+    await clock.advance(0.5)
     assert await sender.drain() == 1
     assert (await event_of(store, "h1")).state is EventState.DELIVERED
 
@@ -349,31 +337,31 @@ async def add_events(url: str, history_id: str, callback_url: str, count: int, n
 async def test_events_of_one_task_are_delivered_in_order(
     store: Store,
     store_url: str,
-    wclock: ManualClock,
+    clock: ManualClock,
     receiver: tuple[Receiver, TestServer],
     make_sender: SenderFactory,
 ) -> None:
     rec, server = receiver
     url = str(server.make_url("/hook"))
-    await store.insert(make_task("h1", url, created_at=wclock.time()))
-    await add_events(store_url, "h1", url, 3, wclock.time())
+    await store.insert(make_task("h1", url, created_at=clock.time()))
+    await add_events(store_url, "h1", url, 3, clock.time())
     rec.script("/hook", Reply(500))  # the first event fails once
     sender = make_sender()
     await sender.drain()
     assert rec.ids() == ["e1"]  # e2 and e3 wait although they are due
-    await wclock.advance(5)
+    await clock.advance(5)
     await sender.drain()
     assert rec.ids() == ["e1", "e1", "e2", "e3"]
 
 
 async def test_a_slow_receiver_does_not_block_others_and_concurrency_is_bounded(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/slow", *[Reply(hang=True)] * 3)
-    await add_done_task(store, wclock, "slow", str(server.make_url("/slow")))
+    await add_done_task(store, clock, "slow", str(server.make_url("/slow")))
     for i in range(8):
-        await add_done_task(store, wclock, f"fast{i}", str(server.make_url("/fast")))
+        await add_done_task(store, clock, f"fast{i}", str(server.make_url("/fast")))
     sender = make_sender(max_concurrency=2, timeout=30.0)
     await sender.start()
     sender.wake()
@@ -391,12 +379,12 @@ async def test_a_slow_receiver_does_not_block_others_and_concurrency_is_bounded(
 
 
 async def test_concurrency_never_exceeds_the_limit(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/gate", *[Reply(hang=True)] * 10)
     for i in range(10):
-        await add_done_task(store, wclock, f"h{i}", str(server.make_url("/gate")))
+        await add_done_task(store, clock, f"h{i}", str(server.make_url("/gate")))
     sender = make_sender(max_concurrency=3, timeout=30.0)
     await sender.start()
     sender.wake()
@@ -410,18 +398,18 @@ async def test_concurrency_never_exceeds_the_limit(
 
 
 async def test_the_loop_wakes_for_new_events_and_follows_the_clock(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(500))
     sender = make_sender(poll_interval=60.0)
     await sender.start()
-    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    await add_done_task(store, clock, "h1", str(server.make_url("/hook")))
     sender.wake()
     await rec.wait_for(lambda: len(rec.requests) == 1)
-    due = wclock.time() + 5
-    await _until(lambda: sender.in_flight == 0 and wclock.next_wakeup() == due)  # sleeps until the retry
-    await wclock.advance(5)
+    due = clock.time() + 5
+    await _until(lambda: sender.in_flight == 0 and clock.next_wakeup() == due)  # sleeps until the retry
+    await clock.advance(5)
     await rec.wait_for(lambda: len(rec.requests) == 2)
     await _until(lambda: sender.in_flight == 0)
     assert (await event_of(store, "h1")).state is EventState.DELIVERED
@@ -436,13 +424,13 @@ async def _until(predicate: Callable[[], bool]) -> None:
 
 async def test_unsigned_when_no_secret_and_start_up_warns(
     store: Store,
-    wclock: ManualClock,
+    clock: ManualClock,
     receiver: tuple[Receiver, TestServer],
     make_sender: SenderFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     rec, server = receiver
-    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    await add_done_task(store, clock, "h1", str(server.make_url("/hook")))
     sender = make_sender(secret=None)
     assert not sender.signed
     with caplog.at_level(logging.WARNING):
@@ -456,11 +444,11 @@ async def test_unsigned_when_no_secret_and_start_up_warns(
 
 
 async def test_stop_gives_an_interrupted_send_back_and_the_next_sender_resends_it(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(hang=True))
-    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    await add_done_task(store, clock, "h1", str(server.make_url("/hook")))
     first = make_sender(timeout=30.0)
     await first.start()
     first.wake()
@@ -477,15 +465,15 @@ async def test_stop_gives_an_interrupted_send_back_and_the_next_sender_resends_i
 async def test_a_crashed_senders_claim_is_released_on_start(
     store: Store,
     store_url: str,
-    wclock: ManualClock,
+    clock: ManualClock,
     receiver: tuple[Receiver, TestServer],
     make_sender: SenderFactory,
 ) -> None:
     """SQLite (one process per file) frees every claim at start-up; PostgreSQL (replicas) waits for the lease:
     another replica may still be sending."""
     rec, server = receiver
-    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
-    now = wclock.time()
+    await add_done_task(store, clock, "h1", str(server.make_url("/hook")))
+    now = clock.time()
     # A sender claimed it, then the process died.
     (claimed,) = await store.claim_due_events(now=now, limit=10, lease_until=now + 60)
     assert await store.claim_due_events(now=now, limit=10, lease_until=now + 60) == []  # the lease holds
@@ -493,16 +481,16 @@ async def test_a_crashed_senders_claim_is_released_on_start(
     assert await sender.drain() == 0  # without start(): the lease still holds
     if store_url.startswith("postgresql"):
         assert await store.release_event_leases(now=now + 59) == 0
-        await wclock.advance(60)
+        await clock.advance(60)
     await sender.start()
     sender.wake()
     await rec.wait_for(lambda: len(rec.requests) == 1)
     assert rec.ids() == [claimed.event_id]
 
 
-async def test_an_expired_lease_is_claimed_again(store: Store, wclock: ManualClock) -> None:
-    await store.insert(make_task("h1", "http://127.0.0.1:9/hook", created_at=wclock.time()))
-    now = wclock.time()
+async def test_an_expired_lease_is_claimed_again(store: Store, clock: ManualClock) -> None:
+    await store.insert(make_task("h1", "http://127.0.0.1:9/hook", created_at=clock.time()))
+    now = clock.time()
     done = Settlement(TaskStatus.DONE, 50, "", None, ("https://cdn.example/1.webp",), 1, None)
     settled = await store.settle([Finish("h1", done, NewEvent("e1", "task.succeeded", "{}"))])
     assert [s.event_written for s in settled] == [True]
@@ -514,18 +502,18 @@ async def test_an_expired_lease_is_claimed_again(store: Store, wclock: ManualClo
 
 
 async def test_redelivery_sends_the_same_event_again_with_a_fresh_schedule(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(500), Reply(500))
-    await add_done_task(store, wclock, "h1", str(server.make_url("/hook")))
+    await add_done_task(store, clock, "h1", str(server.make_url("/hook")))
     sender = make_sender(schedule=(0.0, 5.0))
     await sender.drain()
-    await wclock.advance(5)
+    await clock.advance(5)
     await sender.drain()
     event = await event_of(store, "h1")
     assert event.state is EventState.EXHAUSTED
-    redelivery = await store.redeliver_latest("h1", now=wclock.time())
+    redelivery = await store.redeliver_latest("h1", now=clock.time())
     assert redelivery.queued and redelivery.event is not None and redelivery.event.event_id == event.event_id
     await sender.drain()
     assert rec.ids() == [event.event_id] * 3
@@ -535,14 +523,14 @@ async def test_redelivery_sends_the_same_event_again_with_a_fresh_schedule(
 
 
 async def test_purge_keeps_tasks_with_pending_deliveries(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/hook", Reply(500))
-    await add_done_task(store, wclock, "pending", str(server.make_url("/hook")))
-    await add_done_task(store, wclock, "plain", None)
+    await add_done_task(store, clock, "pending", str(server.make_url("/hook")))
+    await add_done_task(store, clock, "plain", None)
     await make_sender().drain()
-    await wclock.advance(10)
+    await clock.advance(10)
     assert await store.purge_finished(older_than=1) == 1
     assert await store.get("plain") is None
     assert await store.get("pending") is not None
@@ -554,16 +542,17 @@ async def test_purge_keeps_tasks_with_pending_deliveries(
 
 
 async def test_stop_lets_in_flight_attempts_finish_within_the_grace_period(
-    store: Store, wclock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     rec.script("/slow", Reply(hang=True))
-    await add_done_task(store, wclock, "h1", str(server.make_url("/slow")))
+    await add_done_task(store, clock, "h1", str(server.make_url("/slow")))
     sender = make_sender(timeout=30.0)
     await sender.start()
     sender.wake()
     await rec.wait_for(lambda: rec.active == 1)
     stopping = asyncio.create_task(sender.stop(grace=20.0))
+    # The sleep IS the check: a window of real time in which a stop that cancelled the attempt would finish.
     await asyncio.sleep(0.05)
     assert not stopping.done()  # waiting for the attempt, not cancelling it
     rec.released.set()

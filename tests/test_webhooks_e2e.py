@@ -8,18 +8,15 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import socket
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient, TestServer
 from standardwebhooks.webhooks import Webhook
-from support import CN_TOKEN, bearer, drive, json_of
+from support import CN_TOKEN, FakeResolver, bearer, drive, json_of
 from webhook_support import SECRET, Receiver, Reply
 
 from jimeng_server.api.appkeys import STORE, WATCHER, WEBHOOKS
@@ -33,6 +30,8 @@ from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
 from jimeng_server.webhooks.signatures import parse_secret, sign
 
+pytestmark = pytest.mark.wall_clock  # standardwebhooks checks the signed timestamp against the wall clock
+
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
@@ -43,12 +42,6 @@ VIDEOS = "/v1/async/videos/generations"
 PNG = png(40, 30, (200, 10, 10))
 CLIP = tiny_mp4(8000, tag=b"eight", width=640, height=360)
 HOOKS = WebhookConfig(secret=SECRET, jitter=0.0)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    # Real "now": standardwebhooks checks the signed timestamp against the wall clock (5 min tolerance).
-    return ManualClock(start=float(int(time.time())))
 
 
 @pytest.fixture
@@ -329,25 +322,6 @@ async def test_empty_callback_url_means_none(app_client: Client, clock: ManualCl
     hid = await submit(app_client, IMAGES, clock, json={"prompt": "a cat", "callback_url": ""})
     row = await app_client.app[STORE].get(hid)
     assert row is not None and row.callback_url is None
-
-
-class FakeResolver(AbstractResolver):
-    """Fixed name -> address table; other names fail like NXDOMAIN."""
-
-    def __init__(self, table: dict[str, str]) -> None:
-        self.table = table
-        self.asked: list[str] = []
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        self.asked.append(host)
-        if host not in self.table:
-            raise OSError(socket.EAI_NONAME, "Name or service not known")
-        return [ResolveResult(hostname=host, host=self.table[host], port=port, family=socket.AF_INET, proto=0, flags=0)]
-
-    async def close(self) -> None:
-        pass
 
 
 async def test_callback_host_names_are_resolved_at_submit(

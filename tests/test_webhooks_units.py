@@ -6,12 +6,11 @@ from __future__ import annotations
 import base64
 import json
 import random
-import socket
 from datetime import UTC, datetime
 
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook
+from support import FakeResolver
 from webhook_support import SECRET, done_outcome, failed_outcome
 
 from jimeng_server.api.callbacks import optional_callback_url, validate_callback_url
@@ -26,26 +25,6 @@ from jimeng_server.webhooks.signatures import WebhookSecretError, delivery_heade
 
 STRICT = FetchPolicy()
 LOCAL = FetchPolicy(allow_private_networks=True)
-
-
-class FakeResolver(AbstractResolver):
-    """Fixed name -> addresses table; unknown names fail like NXDOMAIN."""
-
-    def __init__(self, table: dict[str, list[str]]) -> None:
-        self.table = table
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if host not in self.table:
-            raise OSError(socket.EAI_NONAME, "Name or service not known")
-        return [
-            ResolveResult(hostname=host, host=a, port=port, family=socket.AF_INET, proto=0, flags=0)
-            for a in self.table[host]
-        ]
-
-    async def close(self) -> None:
-        pass
 
 
 RESOLVER = FakeResolver({"hooks.example": ["93.184.216.34"], "intranet.example": ["10.1.2.3"]})
