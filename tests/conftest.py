@@ -53,7 +53,7 @@ def clock(request: pytest.FixtureRequest) -> ManualClock:
 
 @pytest.fixture
 def sim(clock: ManualClock) -> Simulator:
-    # Shark mode (Seedance 2.0 needs a browser, shark.py) is off here; tests/test_transports.py turns it on.
+    # Shark mode (Seedance 2.0 needs a browser, shark.py) is off here; tests/upstream/test_transports.py turns it on.
     s = Simulator(clock=clock, settings=SimSettings(shark_models=frozenset()), seed=1)
     s.add_account(CN_TOKEN, region=Region.CN, vip=1000)
     s.add_account(CN_TOKEN_2, region=Region.CN, vip=1000)
@@ -110,7 +110,7 @@ async def http_proxy() -> AsyncIterator[ConnectProxy]:
 
 @pytest.fixture
 async def receiver(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> AsyncIterator[tuple[Receiver, TestServer]]:
-    """A loopback webhook receiver (tests/webhook_support.py) and its server; hung handlers released after."""
+    """A loopback webhook receiver (tests/helpers/webhook_support.py) and its server; hung handlers released after."""
     rec = Receiver()
     server = await aiohttp_server(rec.app())
     yield rec, server

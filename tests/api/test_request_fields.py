@@ -256,14 +256,14 @@ _TRIES: dict[str, list[dict[str, Any]]] = {
 """Values for fields whose documented schema names no choice or bound (or that need a partner field: `None`
 drops a base field)."""
 _ELSEWHERE = {
-    "callback_url": "tests/test_webhooks_api.py (a URL the SSRF guard takes)",
+    "callback_url": "tests/webhooks/test_webhooks_api.py (a URL the SSRF guard takes)",
     "model": "test_every_documented_model_is_accepted_and_others_refused",
     "resolution": "test_dependent_*_fields_over_http (each with a model that offers it)",
     "duration": "test_dependent_video_fields_over_http (each model's longest)",
     "function_mode": "test_dependent_video_fields_over_http (omni_reference needs seedance and materials)",
     "functionMode": "test_dependent_video_fields_over_http",
-    "history_id": "tests/test_postedit_api.py (one of the caller's finished tasks)",
-    "index": "tests/test_postedit_api.py",
+    "history_id": "tests/media/test_postedit_api.py (one of the caller's finished tasks)",
+    "index": "tests/media/test_postedit_api.py",
 }
 """Fields whose accepted values depend on another field or on a finished task: tried where named."""
 

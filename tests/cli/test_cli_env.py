@@ -19,7 +19,7 @@ import pytest
 from jimeng_server import __version__
 from jimeng_server.config import ENV_OVERRIDES, Config, ConfigError, load_config, with_env_overrides
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:

@@ -25,7 +25,7 @@ from jimeng_server.config import (
 )
 from jimeng_server.upstream.regions import Region
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
 
 

@@ -21,7 +21,7 @@ from simulate_proc import SimulateProcess, start_simulate
 
 from jimeng_server.simulator.media import png
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 BASE = "http://127.0.0.1:5100"
 CALLBACK = "https://example.com/hooks/jimeng"  # the README's public callback host, offline here

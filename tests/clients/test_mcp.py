@@ -30,7 +30,7 @@ from jimeng_server.simulator.scripts import Script, Step
 
 pytestmark = pytest.mark.wall_clock  # the in-process server signs with the system clock; the simulator checks the skew
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 TOOLS = {"generate_image", "edit_image", "generate_video", "get_task", "list_models", "get_balance"}

@@ -25,7 +25,7 @@ from jimeng_server.simulator.state import SEEDANCE_20_KEYS
 from jimeng_server.upstream.transports import Transports
 
 Client = TestClient[Any, Any]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SEEDANCE = "jimeng-video-seedance-2.0"
 CHROMIUM = "/usr/bin/chromium"
 

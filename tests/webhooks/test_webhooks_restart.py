@@ -26,8 +26,8 @@ from jimeng_server.store.outbox import EventState
 from jimeng_server.store.sqlite import SqliteStore
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = Path(__file__).resolve().parent / "webhook_sender_proc.py"
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = Path(__file__).resolve().parents[1] / "helpers" / "webhook_sender_proc.py"
 EVENTS = 100
 CONCURRENCY = 8
 FIRST_RUN_OK = 30

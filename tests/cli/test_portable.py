@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet
 from pool_support import POOL_SESSIONS
 from simulate_proc import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Runs `python -m jimeng_server ARGS...` with `cryptography` unimportable; prints whether it got imported.
 WITHOUT_CRYPTOGRAPHY = """

@@ -84,7 +84,7 @@ def test_check_finals_refuses_a_status_that_is_not_final() -> None:
 def test_tasks_package_is_pure() -> None:
     """No I/O in the task domain: no database driver, network, file or process module is imported."""
     banned = {"aiosqlite", "asyncpg", "sqlite3", "aiohttp", "asyncio", "socket", "os", "subprocess", "pathlib"}
-    package = Path(__file__).resolve().parent.parent / "jimeng_server" / "tasks"
+    package = Path(__file__).resolve().parents[2] / "jimeng_server" / "tasks"
     for source in package.glob("*.py"):
         for node in ast.walk(ast.parse(source.read_text())):
             names = (

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-SAMPLES = Path(__file__).parent / "fixtures" / "upstream_samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "upstream_samples"
 _COMMENT = re.compile(r"(?<=\s)//[^\n]*")
 _JS_KEY = re.compile(r"([{,]\s*)([A-Za-z_][A-Za-z0-9_]*)\s*:")
 

@@ -107,7 +107,7 @@ async def test_wrong_count_rule_in_the_client_table_is_refused(
 
 
 def test_the_simulator_does_not_import_the_client_catalog() -> None:
-    root = Path(__file__).resolve().parent.parent / "jimeng_server" / "simulator"
+    root = Path(__file__).resolve().parents[2] / "jimeng_server" / "simulator"
     client_facts = re.compile(
         r"^\s*(from|import) [.\w]*upstream(\.| import )(catalog|payloads|video_payloads|discovery)\b", re.M
     )
@@ -266,7 +266,7 @@ def _short_forms(name: str) -> set[str]:
 
 @pytest.mark.parametrize(("readme", "heading"), [("README.md", "## Models"), ("README.zh.md", "## 模型")])
 def test_readme_model_tables_match_the_catalog(readme: str, heading: str) -> None:
-    text = (Path(__file__).resolve().parent.parent / readme).read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / readme).read_text(encoding="utf-8")
     section = text.split(heading + "\n", 1)[1].split("\n## ", 1)[0]
     rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `")]
     named = {m for row in rows for m in re.findall(r"`([^`]+)`", row[0])}

@@ -24,7 +24,7 @@ from simulate_proc import free_port, start_simulate
 from jimeng_server.simulator.media import png
 from jimeng_server.webhooks.signatures import delivery_headers, parse_secret
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 READMES = ("README.md", "README.zh.md")
 SECRET = "whsec_" + base64.b64encode(b"readme-example-secret-32-bytes!!").decode()
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from simulate_proc import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def instructions() -> list[tuple[str, str]]:

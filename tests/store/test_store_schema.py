@@ -19,7 +19,7 @@ from jimeng_server.store.postgres import PostgresStore
 from jimeng_server.store.sqlite import SqliteStore
 from jimeng_server.tasks.records import TaskKind, TaskStatus
 
-GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "store" / "schema.json").read_text())
+GOLDEN = json.loads((Path(__file__).parents[1] / "fixtures" / "store" / "schema.json").read_text())
 
 
 def test_each_dialect_keeps_its_version_numbers() -> None:
@@ -125,11 +125,11 @@ async def _record() -> None:
         pg = await PostgresStore.open(server.url("fresh"), clock=ManualClock(), pool_size=2)
         await pg.close()
         out["postgres"] = await pg_schema(server.url("fresh"))
-    target = Path(__file__).parent / "fixtures" / "store" / "schema.json"
+    target = Path(__file__).parents[1] / "fixtures" / "store" / "schema.json"
     target.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
 
 
-if __name__ == "__main__":  # PYTHONPATH=. python tests/test_store_schema.py: re-record the fixture
+if __name__ == "__main__":  # PYTHONPATH=.:tests/helpers python tests/store/test_store_schema.py: re-record the fixture
     import asyncio
 
     asyncio.run(_record())
