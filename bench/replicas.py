@@ -44,7 +44,7 @@ from children import free_port, upstream_toml, wait_ready
 from jimeng_server.simulator import Simulator
 from jimeng_server.upstream.regions import Region
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "helpers"))
 from store_backends import PgServer, local_server  # the tests' throw-away PostgreSQL
 
 REPLICAS = 3

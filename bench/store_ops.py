@@ -9,7 +9,7 @@ batches of `--batch` until none is due), `attempts` (record_attempts for those),
 
     .venv/bin/python bench/store_ops.py [--tasks 2000] [--batch 100] [--backend sqlite|postgresql]
 
-PostgreSQL runs on a throw-away local server (tests/store_backends.local_server). Last line: JSON.
+PostgreSQL runs on a throw-away local server (tests/helpers/store_backends.local_server). Last line: JSON.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from jimeng_server.store.postgres import PostgresStore
 from jimeng_server.store.sqlite import SqliteStore
 from jimeng_server.tasks.records import Finish, NewEvent, Progress, Settlement, TaskKind, TaskRecord, TaskStatus
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
+TESTS = Path(__file__).resolve().parent.parent / "tests" / "helpers"
 DONE = Settlement(TaskStatus.DONE, 50, "", None, ("https://example.com/1.webp",), 1, {"status": 50})
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import logging
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from jimeng_server.cli import with_simulator_hosts
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, SecurityConfig, StoreConfig, UpstreamConfig, WatcherConfig
 from jimeng_server.simulator import SimSettings, Simulator, simulator_hosts
+from jimeng_server.store.base import Store
 from jimeng_server.upstream.regions import Region
 
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -28,14 +32,28 @@ AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 pytest_plugins = ["store_backends"]  # pg_server, pg_url, store_url: the store's tests run on both backends
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "wall_clock: the `clock` fixture starts at the wall clock's current whole second (for what a third party "
+        "checks against real time: webhook signatures, presigned URLs, the simulator's skew check)",
+    )
+
+
 @pytest.fixture
-def clock() -> ManualClock:
+def clock(request: pytest.FixtureRequest) -> ManualClock:
+    """The one manual clock of a test: the simulator, the server and the store all read it; tests advance it.
+
+    It starts at ManualClock's fixed default (2026-01-01), or at the wall clock's current whole second in a test
+    (or a module, `pytestmark`) marked `@pytest.mark.wall_clock`. Either way it never moves by itself."""
+    if request.node.get_closest_marker("wall_clock") is not None:
+        return ManualClock(start=float(int(time.time())))
     return ManualClock()
 
 
 @pytest.fixture
 def sim(clock: ManualClock) -> Simulator:
-    # Shark mode (Seedance 2.0 needs a browser, shark.py) is off here; tests/test_transports.py turns it on.
+    # Shark mode (Seedance 2.0 needs a browser, shark.py) is off here; tests/upstream/test_transports.py turns it on.
     s = Simulator(clock=clock, settings=SimSettings(shark_models=frozenset()), seed=1)
     s.add_account(CN_TOKEN, region=Region.CN, vip=1000)
     s.add_account(CN_TOKEN_2, region=Region.CN, vip=1000)
@@ -92,11 +110,44 @@ async def http_proxy() -> AsyncIterator[ConnectProxy]:
 
 @pytest.fixture
 async def receiver(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> AsyncIterator[tuple[Receiver, TestServer]]:
-    """A loopback webhook receiver (tests/webhook_support.py) and its server; hung handlers released after."""
+    """A loopback webhook receiver (tests/helpers/webhook_support.py) and its server; hung handlers released after."""
     rec = Receiver()
     server = await aiohttp_server(rec.app())
     yield rec, server
     rec.released.set()
+
+
+@pytest.fixture
+async def store(store_url: str, clock: ManualClock) -> AsyncIterator[Store]:
+    """A fresh, empty store of each backend (`store_url`: SQLite and PostgreSQL) on the test's `clock`."""
+    from store_backends import open_store  # imported here: pytest loads it as a plugin (pytest_plugins) first
+
+    s = await open_store(store_url, clock)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def json_hook() -> AsyncIterator[tuple[str, list[dict[str, Any]], asyncio.Event]]:
+    """A minimal webhook receiver on loopback for out-of-process servers: its URL, the JSON bodies received (in
+    order), and an event set when one arrives. (In-process tests use `receiver`, which can also fail or hang.)"""
+    got: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append(json.loads(await request.read()))
+        arrived.set()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hooks/jimeng", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/jimeng", got, arrived
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture(autouse=True)

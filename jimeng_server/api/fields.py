@@ -3,7 +3,7 @@
 The parsers (`params.py`, `video_params.py`, `postedits.py`) read a field with `Field.read`, which walks its
 declaration (the value readers below keep one message and code per kind of mistake), and `openapi.py` renders
 the same declarations as JSON Schema (`Body.schema`). `REQUEST_BODIES` names the body of every route that
-takes one, so the document and the parsers cannot drift apart (tests/test_request_fields.py walks both).
+takes one, so the document and the parsers cannot drift apart (tests/api/test_request_fields.py walks both).
 
 A field whose value depends on other fields (`model`, a video `resolution` or `duration`) is declared here
 for its name, type and doc; its parser applies the rule. `model` is rendered per app (`model_schema`): the

@@ -7,12 +7,10 @@ receiver that keeps failing opens its circuit, and its events wait (no attempt c
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp.test_utils import TestServer
-from store_backends import open_store
 from webhook_support import Receiver, Reply, add_done_task
 
 from jimeng_server.clock import ManualClock
@@ -23,19 +21,9 @@ from jimeng_server.store.outbox import EventState
 from jimeng_server.webhooks.fairness import destination_of
 from jimeng_server.webhooks.sender import WebhookSender
 
+pytestmark = pytest.mark.wall_clock  # webhook signatures are checked against the wall clock
+
 ServerFactory = Callable[..., Awaitable[TestServer]]
-
-
-@pytest.fixture
-def wclock() -> ManualClock:
-    return ManualClock(start=float(int(time.time())))
-
-
-@pytest.fixture
-async def store(store_url: str, wclock: ManualClock) -> AsyncIterator[Store]:
-    s = await open_store(store_url, wclock)
-    yield s
-    await s.close()
 
 
 @pytest.fixture
@@ -47,17 +35,17 @@ async def receivers(aiohttp_server: ServerFactory) -> AsyncIterator[tuple[Receiv
 
 
 async def test_a_black_hole_holds_only_its_share(
-    store: Store, wclock: ManualClock, receivers: tuple[Receiver, str, Receiver, str]
+    store: Store, clock: ManualClock, receivers: tuple[Receiver, str, Receiver, str]
 ) -> None:
     hole, hole_url, healthy, healthy_url = receivers
     hole.script("/hook", *[Reply(hang=True)] * 60)
     for i in range(40):
-        await add_done_task(store, wclock, f"hole-{i:03d}", hole_url)
-    await wclock.advance(1)
+        await add_done_task(store, clock, f"hole-{i:03d}", hole_url)
+    await clock.advance(1)
     for i in range(5):
-        await add_done_task(store, wclock, f"good-{i}", healthy_url)
+        await add_done_task(store, clock, f"good-{i}", healthy_url)
     config = WebhookConfig(jitter=0.0, timeout=30.0, max_concurrency=8, max_per_host=2)
-    sender = WebhookSender(store, config, wclock, policy=FetchPolicy(allow_private_networks=True), secret=None)
+    sender = WebhookSender(store, config, clock, policy=FetchPolicy(allow_private_networks=True), secret=None)
     try:
         for _ in range(40):  # claim rounds (the loop's ticks): black-hole events beyond its share wait
             await sender.run_once()
@@ -66,7 +54,7 @@ async def test_a_black_hole_holds_only_its_share(
             await sender.settle(destination_of(healthy_url))
             if len(healthy.acked) == 5:
                 break
-            await wclock.advance(0.1)
+            await clock.advance(0.1)
         assert len(healthy.acked) == 5, healthy.acked
         await hole.wait_for(lambda: hole.active == 2)
         assert sender.gate.in_flight(destination_of(hole_url)) == 2 and hole.peak == 2
@@ -79,27 +67,27 @@ async def test_a_black_hole_holds_only_its_share(
 
 
 async def test_a_failing_receiver_opens_its_circuit_and_a_probe_closes_it(
-    store: Store, wclock: ManualClock, receivers: tuple[Receiver, str, Receiver, str]
+    store: Store, clock: ManualClock, receivers: tuple[Receiver, str, Receiver, str]
 ) -> None:
     hole, hole_url, _, _ = receivers
     hole.script("/hook", *[Reply(status=503)] * 3)
     for i in range(10):
-        await add_done_task(store, wclock, f"hole-{i:03d}", hole_url)
+        await add_done_task(store, clock, f"hole-{i:03d}", hole_url)
     config = WebhookConfig(
         jitter=0.0, schedule=(0.0, 0.0, 0.0, 0.0), max_per_host=1, breaker_failures=3, breaker_seconds=30.0
     )
-    sender = WebhookSender(store, config, wclock, policy=FetchPolicy(allow_private_networks=True), secret=None)
+    sender = WebhookSender(store, config, clock, policy=FetchPolicy(allow_private_networks=True), secret=None)
     try:
         await sender.drain()
         host = destination_of(hole_url)
         assert len(hole.requests) == 3 and sender.gate.is_open(host)
         await sender.drain()  # the circuit holds every event back; none is spent
         assert len(hole.requests) == 3
-        await wclock.advance(31)  # half-open: one probe, answered 200, closes it
+        await clock.advance(31)  # half-open: one probe, answered 200, closes it
         await sender.drain()
         assert len(hole.requests) == 4 and not sender.gate.is_open(host)
         for _ in range(20):  # then the rest, one at a time (max_per_host = 1)
-            await wclock.advance(0.1)
+            await clock.advance(0.1)
             await sender.drain()
         assert not sender.gate.is_open(host) and len(hole.requests) == 3 + 10
         states = [(await store.events_of(f"hole-{i:03d}"))[0].state for i in range(10)]

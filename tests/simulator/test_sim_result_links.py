@@ -1,5 +1,5 @@
 """Expiring result links in the simulator (§19.4, §19.14): `x-expires` on every CDN URL, 403 once expired, the
-`get_image_by_uri` re-sign call (videos: tests/test_result_links.py, through the server's client)."""
+`get_image_by_uri` re-sign call (videos: tests/results/test_result_links.py, through the server's client)."""
 
 from __future__ import annotations
 
