@@ -7,7 +7,8 @@ its kind's deadline (`[watcher.image|video] deadline`) has passed:
 - without `stream`: one assistant message with the links (`history_id` names the task); a failed task is its
   error with the sync endpoints' status, a task past the deadline a 504 `TASK_TIMEOUT` (it goes on; query it);
 - with `stream: true`: SSE `chat.completion.chunk`s: "Submitted ... task <id>" at once, a line whenever the
-  task's progress changes (queue place and wait, generating), a keep-alive comment otherwise (at least every
+  task's progress changes (queue place and wait, generating; nothing before the upstream's record was first
+  read), a keep-alive comment otherwise (at least every
   `services.chat.POLL_SECONDS`), the links, a `finish_reason: "stop"` chunk, then `data: [DONE]`. A failure
   after the stream opened is an `{"error": {...}}` event (the `openai` SDK raises it) before `[DONE]`.
 Refusals before the submit (bad body, bad key, no credits) are ordinary JSON errors.
@@ -107,7 +108,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         async for body in bodies:
             if is_final(body):
                 break
-            line = progress_text(body)
+            # Before the upstream's record was first read (no `raw_data`) there is no progress to tell: the task
+            # may well be queued, so no "Generating…" yet, a keep-alive comment instead.
+            line = progress_text(body) if body.get("raw_data") is not None else last
             if line != last:
                 await stream.send(chunk(ask, history_id, created, {"content": line}))
                 last = line

@@ -19,6 +19,7 @@ from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, create_key, key
 from support import CN_TOKEN, bearer, drive, json_of
 
 from jimeng_server.api.appkeys import STORE, WEBHOOKS
+from jimeng_server.api.sse import EventStream
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import AdminConfig, Config, SecurityConfig
 from jimeng_server.simulator import Simulator
@@ -132,14 +133,28 @@ async def test_video_model_makes_a_video(
 
 
 async def test_stream_sends_progress_before_the_task_ends(
-    sdk: openai.AsyncOpenAI, client: TestClient[Any, Any], clock: ManualClock, sim: Simulator
+    sdk: openai.AsyncOpenAI,
+    client: TestClient[Any, Any],
+    clock: ManualClock,
+    sim: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The chunks arrive while the task runs (checked against the store at each arrival), in order: the
-    submit line, the queue places as they change, generating, the links, the stop chunk."""
+    submit line, the queue places as they change, generating, the links, the stop chunk. The clock moves only
+    once the reader has taken every chunk sent and the server waits on the clock again (its next look), so
+    each state is read before the next, however slow the machine (no wall-clock pacing)."""
     sim.settings.image_step_seconds = 4.0
     sim.settings.queue_ahead = 8
     sim.next_script = Script([Step(20, 0)] * 30 + [Step(20, 1), Step(42, 2), Step(10, 4)])
     seen: list[tuple[str, str | None, bool, float]] = []
+    sent = [0]
+    send = EventStream.send
+
+    async def counted(self: EventStream, data: Any, *, event: str | None = None, raw: bool = False) -> None:
+        await send(self, data, event=event, raw=raw)
+        sent[0] += not raw  # a chunk the SDK yields ([DONE] is raw)
+
+    monkeypatch.setattr(EventStream, "send", counted)
 
     async def consume() -> None:
         stream = await sdk.chat.completions.create(
@@ -153,7 +168,10 @@ async def test_stream_sends_progress_before_the_task_ends(
             choice = piece.choices[0]
             seen.append((choice.delta.content or "", choice.finish_reason, row.final, clock.time()))
 
-    await drive(client.app, clock, consume())
+    def unread() -> bool:  # a chunk not taken yet, or the server busy between its looks (not on the clock)
+        return sent[0] != len(seen) or clock.next_wakeup() is None
+
+    await drive(client.app, clock, consume(), hold=unread)
     texts = [t for t, _, _, _ in seen]
     assert texts[0].startswith("Submitted image task ") and not seen[0][2]
     queued = [t for t in texts if t.startswith("Queued: position")]

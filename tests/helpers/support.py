@@ -65,11 +65,14 @@ async def drive(
     step: float = 1.0,
     wall_timeout: float = 20.0,
     min_pending: int = 0,
+    hold: Callable[[], bool] | None = None,
 ) -> list[T]:
     """Run `aws` (requests) to completion on virtual time. Each round moves the clock by `step` and runs one
     watcher tick to its end (`run_tick`) whenever a task is watched or something waits on the clock (a sync
     wait, a retry back-off); otherwise the requests' loopback I/O runs. `min_pending` holds time still until
-    that many tasks are being watched (to test batching)."""
+    that many tasks are being watched (to test batching). While `hold()` is true time stands still too and only
+    loopback I/O runs: a test whose reader must see each state before the next (a stream's progress lines)
+    says so there, so a loaded machine (slow threads, a busy PostgreSQL) cannot let the clock run past it."""
     watcher = app[WATCHER]
     tasks = [asyncio.ensure_future(a) for a in aws]
     loop = asyncio.get_running_loop()
@@ -79,7 +82,7 @@ async def drive(
             if loop.time() > end:
                 raise AssertionError("drive(): the requests did not finish")
             ready = watcher.pending >= max(1, min_pending) or (clock.sleepers and not min_pending)
-            if ready:
+            if ready and not (hold is not None and hold()):
                 min_pending = 0
                 await clock.advance(step)
                 await run_tick(watcher, clock, wall_timeout=max(0.1, end - loop.time()))
