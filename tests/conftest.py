@@ -81,10 +81,15 @@ def config(sim_server: TestServer, tmp_path: Path) -> Config:
 
 
 @pytest.fixture
-def make_client(
-    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], config: Config, clock: ManualClock
-) -> AppFactory:
-    """Build the server app (watcher loop off: tests drive it) and return a test client for it."""
+def make_client(request: pytest.FixtureRequest, config: Config, clock: ManualClock) -> AppFactory:
+    """Build the server app (watcher loop off: tests drive it) and return a test client for it.
+
+    A test's `store_url` is set up before the apps (fixtures are torn down in reverse): its PostgreSQL database
+    is dropped only after every app on it has closed, never under a still-open pool ("database ... has just
+    been dropped or renamed")."""
+    if "store_url" in request.fixturenames:
+        request.getfixturevalue("store_url")
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]] = request.getfixturevalue("aiohttp_client")
 
     async def factory(**overrides: Any) -> TestClient[Any, Any]:
         cfg = dataclasses.replace(config, **overrides) if overrides else config
