@@ -31,6 +31,10 @@ class Choice:
     owner: str
 
 
+COUNT_READS = 3
+"""Most store reads of one `AccountChooser.count_in_flight` (see there)."""
+
+
 class OverCap(Exception):
     """An owner is at its cap on tasks in flight."""
 
@@ -56,6 +60,7 @@ class AccountChooser:
         self._recent: list[tuple[int, int, str]] = []
         self._epoch = 0  # counts started
         self._applied = 0  # the epoch of the count whose figures are in _stored
+        self._accepted = 0  # accepted submits ended (to tell whether one ended while the store was read)
 
     def in_flight(self, account_id: int) -> int:
         """Submits in progress plus accepted tasks not yet final, for one account."""
@@ -68,13 +73,21 @@ class AccountChooser:
         return self._reserved_by[owner] + self._stored_by[owner] + recent
 
     async def count_in_flight(self) -> None:
-        """Count the stored tasks in flight again (before showing `owner_in_flight`)."""
-        now = self.clock.time()
-        self._epoch += 1
-        epoch = self._epoch  # this count sees every task stored before now
-        counts = await self._store.pool_tasks_in_flight(
-            image_since=now - self.in_flight_window["image"], video_since=now - self.in_flight_window["video"]
-        )
+        """Count the stored tasks in flight again (before showing `owner_in_flight`). A read that an accepted
+        submit ended during may or may not hold that task (the store's snapshot is taken somewhere inside the
+        await): it is read again (up to `COUNT_READS` reads in all), so a task is not counted twice, as stored
+        and as just accepted, which would refuse a submit below the cap. Past that (submits ending all the
+        time) the last figures stand: they may count a task twice, never miss one."""
+        for _ in range(COUNT_READS):
+            now = self.clock.time()
+            self._epoch += 1
+            epoch = self._epoch  # this count sees every task stored before now
+            accepted = self._accepted
+            counts = await self._store.pool_tasks_in_flight(
+                image_since=now - self.in_flight_window["image"], video_since=now - self.in_flight_window["video"]
+            )
+            if self._accepted == accepted:
+                break
         if epoch < self._applied:
             return  # a count that started later was applied meanwhile: its figures are newer
         self._applied = epoch
@@ -108,3 +121,4 @@ class AccountChooser:
         self._reserved_by[choice.owner] -= 1
         if accepted:
             self._recent.append((self._epoch, choice.account_id, choice.owner))
+            self._accepted += 1
