@@ -31,46 +31,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from webhook_bench import Arrivals, arrival_receiver, done_record, percentile, processing_task
 
 from jimeng_server.clock import SystemClock
 from jimeng_server.config import WebhookConfig
 from jimeng_server.net.policy import FetchPolicy
 from jimeng_server.services.settlement import TaskSettler
 from jimeng_server.store.sqlite import SqliteStore
-from jimeng_server.tasks.records import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
-from jimeng_server.upstream.history import parse_record
+from jimeng_server.tasks.records import Outcome, Reason, TaskKind, TaskStatus
 from jimeng_server.webhooks.sender import WebhookSender
 
 BLACK_HOLE_EVENTS = 1000
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def task(history_id: str, url: str, now: float) -> TaskRecord:
-    return TaskRecord(
-        history_id=history_id,
-        account_fp="fp-bench",
-        token="bench-token",
-        kind=TaskKind.IMAGE,
-        model="jimeng-4.5",
-        submit_id=history_id,
-        status=TaskStatus.PROCESSING,
-        upstream_status=20,
-        fail_code="",
-        error=None,
-        item_count=0,
-        results=None,
-        raw_data=None,
-        callback_url=url,
-        input_images=None,
-        created_at=now,
-        updated_at=now,
-        finished_at=None,
-    )
 
 
 async def black_hole() -> tuple[asyncio.Server, str, list[asyncio.StreamWriter]]:
@@ -90,22 +61,14 @@ async def black_hole() -> tuple[asyncio.Server, str, list[asyncio.StreamWriter]]
 async def scenario(
     name: str, healthy: int, rate: float, send_timeout: float, settle_in: float, db_dir: Path
 ) -> dict[str, Any]:
-    arrived: dict[str, float] = {}
-    all_arrived = asyncio.Event()
+    async with arrival_receiver(healthy) as arrivals:
+        return await _scenario(arrivals, name, healthy, rate, send_timeout, settle_in, db_dir)
 
-    async def hook(request: web.Request) -> web.Response:
-        body = await request.json()
-        arrived.setdefault(body["data"]["history_id"], time.perf_counter())
-        if len(arrived) == healthy:
-            all_arrived.set()
-        return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    good_url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+async def _scenario(
+    arrivals: Arrivals, name: str, healthy: int, rate: float, send_timeout: float, settle_in: float, db_dir: Path
+) -> dict[str, Any]:
+    arrived, all_arrived, good_url = arrivals.at, arrivals.all_arrived, arrivals.url
     hole, hole_url, held = await black_hole()
 
     clock = SystemClock()
@@ -117,19 +80,18 @@ async def scenario(
             max_per_host=config.max_concurrency,
             breaker_failures=10**9,
         )
-    items = [{"image": {"large_images": [{"image_url": f"https://cdn.example/{n}.webp"}]}} for n in range(4)]
-    record = parse_record({"status": 50, "item_list": items})
+    record = done_record()
     async with await SqliteStore.open(db_dir / f"{name}.db", clock=clock) as store:
         now = clock.time()
         settler = TaskSettler(store, clock)
         if name != "baseline":
             for i in range(BLACK_HOLE_EVENTS):
-                await store.insert(task(f"hole-{i:05d}", hole_url, now))
+                await store.insert(processing_task(f"hole-{i:05d}", hole_url, now))
             await settler.settle(
                 [Outcome(f"hole-{i:05d}", TaskKind.IMAGE, TaskStatus.DONE, Reason.DONE, record) for i in range(1000)]
             )
         for i in range(healthy):
-            await store.insert(task(f"good-{i:05d}", good_url, now))
+            await store.insert(processing_task(f"good-{i:05d}", good_url, now))
         sender = WebhookSender(store, config, clock, policy=FetchPolicy(allow_private_networks=True), secret=None)
         settler = TaskSettler(store, clock, on_event=sender.wake)
         await sender.start()
@@ -147,7 +109,6 @@ async def scenario(
     for writer in held:
         writer.close()
     hole.close()
-    await runner.cleanup()
     latencies = [(arrived[h] - marked[h]) * 1000 for h in marked if h in arrived]
     return {
         "scenario": name,

@@ -20,78 +20,38 @@ import tempfile
 import time
 from pathlib import Path
 
-from aiohttp import web
+from webhook_bench import Arrivals, arrival_receiver, done_record, percentile, processing_task
 
 from jimeng_server.clock import SystemClock
 from jimeng_server.config import WebhookConfig
 from jimeng_server.net.policy import FetchPolicy
 from jimeng_server.services.settlement import TaskSettler
 from jimeng_server.store.sqlite import SqliteStore
-from jimeng_server.tasks.records import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
-from jimeng_server.upstream.history import parse_record
+from jimeng_server.tasks.records import Outcome, Reason, TaskKind, TaskStatus
 from jimeng_server.webhooks.sender import WebhookSender
 from jimeng_server.webhooks.signatures import parse_secret
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
 async def run(tasks: int, concurrency: int, db_dir: Path, *, burst: bool) -> None:
-    arrived: dict[str, float] = {}
-    all_arrived = asyncio.Event()
+    async with arrival_receiver(tasks) as arrivals:
+        await _run(arrivals, tasks, concurrency, db_dir, burst=burst)
 
-    async def hook(request: web.Request) -> web.Response:
-        body = await request.json()
-        arrived.setdefault(body["data"]["history_id"], time.perf_counter())
-        if len(arrived) == tasks:
-            all_arrived.set()
-        return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    url = f"http://127.0.0.1:{port}/hook"
+async def _run(arrivals: Arrivals, tasks: int, concurrency: int, db_dir: Path, *, burst: bool) -> None:
+    arrived, all_arrived, url = arrivals.at, arrivals.all_arrived, arrivals.url
 
     clock = SystemClock()
     secret = parse_secret("whsec_" + base64.b64encode(os.urandom(32)).decode())
     async with await SqliteStore.open(db_dir / "bench.db", clock=clock) as store:
         now = clock.time()
         for i in range(tasks):
-            await store.insert(
-                TaskRecord(
-                    history_id=f"bench-{i:05d}",
-                    account_fp="fp-bench",
-                    token="bench-token",
-                    kind=TaskKind.IMAGE,
-                    model="jimeng-4.5",
-                    submit_id=f"s{i}",
-                    status=TaskStatus.PROCESSING,
-                    upstream_status=20,
-                    fail_code="",
-                    error=None,
-                    item_count=0,
-                    results=None,
-                    raw_data=None,
-                    callback_url=url,
-                    input_images=None,
-                    created_at=now,
-                    updated_at=now,
-                    finished_at=None,
-                )
-            )
+            await store.insert(processing_task(f"bench-{i:05d}", url, now, submit_id=f"s{i}"))
         config = WebhookConfig(max_concurrency=concurrency)
         sender = WebhookSender(store, config, clock, policy=FetchPolicy(allow_private_networks=True), secret=secret)
         settler = TaskSettler(store, clock, on_event=sender.wake)
         await sender.start()
         marked: dict[str, float] = {}
-        items = [{"image": {"large_images": [{"image_url": f"https://cdn.example/{n}.webp"}]}} for n in range(4)]
-        record = parse_record({"status": 50, "item_list": items})
+        record = done_record()
         started = time.perf_counter()
 
         async def mark(i: int) -> None:
@@ -108,7 +68,6 @@ async def run(tasks: int, concurrency: int, db_dir: Path, *, burst: bool) -> Non
         await asyncio.wait_for(all_arrived.wait(), timeout=120)
         done = time.perf_counter()
         await sender.stop()
-    await runner.cleanup()
 
     latencies = [(arrived[h] - marked[h]) * 1000 for h in marked]
     mode = "burst (all finishes queued at once)" if burst else "sequential finishes"

@@ -169,7 +169,7 @@ def build_server(base_url: str, session: aiohttp.ClientSession, default_key: str
         wait: bool = True,
     ) -> list[str | Image]:
         """Make images from a text prompt. model: e.g. jimeng-4.5 (list_models); ratio: 1:1, 16:9, 9:16, 4:3,
-        3:4, 3:2, 2:3, 21:9; resolution: 1k, 2k, 4k; n: how many images."""
+        3:4, 3:2, 2:3, 21:9; resolution: 1k, 1.5k, 2k or 4k (each model's own in list_models); n: how many images."""
         body = _fields(prompt=prompt, model=model, ratio=ratio, resolution=resolution, n=n)
         return await submit("/v1/async/images/generations", body, wait, ctx)
 
