@@ -168,7 +168,8 @@ class AccountRegistry:
         return row
 
     async def set_enabled(self, ref: str | int, enabled: bool) -> AccountRow:
-        """Enable (ending its stored cool-down) or disable an account; returns the updated row."""
+        """Enable (ending its stored cool-down, for every model too: the store does both at once) or disable an
+        account; returns the updated row."""
         row = await self.find(ref)
         await self._store.set_account_enabled(row.id, enabled)
         return await self.find(row.id)

@@ -54,11 +54,6 @@ class AccountPool(AccountRegistry):
         await self.chooser.count_in_flight()
         return await super().rows()
 
-    async def set_enabled(self, ref: str | int, enabled: bool) -> AccountRow:
-        """Enable (ending any cool-down, for every model too: the store does both at once) or disable an account;
-        returns the updated row."""
-        return await super().set_enabled(ref, enabled)
-
     async def remove(self, ref: str | int) -> AccountRow:
         """Delete an account; its finished tasks stay queryable. 409 while it has tasks in flight."""
         row = await self.find(ref)
