@@ -222,6 +222,11 @@ class OutboxStore(Protocol):
         """Give claimed events back (pending, due now, no attempt recorded): their sends were cancelled."""
         ...
 
+    async def hasten_events(self, event_ids: Collection[str], *, now: float) -> None:
+        """Make the pending events among `event_ids` due at `now` at the latest (the sender waited for their
+        receiver's first answer and has it); other events are left alone."""
+        ...
+
     async def redeliver_latest(self, history_id: str, *, now: float) -> Redelivery:
         """Queue the task's latest event again, atomically: pending, due `now`, its retry schedule restarted,
         the event id unchanged. An event being delivered right now is left alone (`queued` False)."""

@@ -552,6 +552,10 @@ UNCLAIM: Final = (
     "UPDATE webhook_events SET state = 'pending', lease_until = NULL, next_attempt_at = $1, updated_at = $1 "
     "WHERE state = 'delivering' AND event_id = ANY($2::text[])"
 )
+HASTEN: Final = (
+    "UPDATE webhook_events SET next_attempt_at = $1, updated_at = $1 "
+    "WHERE state = 'pending' AND next_attempt_at > $1 AND event_id = ANY($2::text[])"
+)
 LATEST_EVENT: Final = (
     f"SELECT {EVENT_COLUMNS} FROM webhook_events WHERE history_id = $1 ORDER BY seq DESC LIMIT 1 FOR UPDATE"
 )
@@ -613,6 +617,11 @@ class Outbox(TableBase):
         """See `base.OutboxStore.unclaim_events`."""
         async with self._stmt() as db:
             await db.execute(UNCLAIM, now, list(event_ids))
+
+    async def hasten_events(self, event_ids: Collection[str], *, now: float) -> None:
+        """See `base.OutboxStore.hasten_events`."""
+        async with self._stmt() as db:
+            await db.execute(HASTEN, now, list(event_ids))
 
     async def redeliver_latest(self, history_id: str, *, now: float) -> Redelivery:
         """See `base.OutboxStore.redeliver_latest` (one transaction; the latest event's row is locked)."""

@@ -9,6 +9,13 @@ through (half-open): an answer closes it, another failure opens it again for twi
 `max_open_seconds`). A healthy receiver keeps its latency while another one is a black hole. A "host" is a
 destination `host:port` (`destination_of`).
 
+The cap is for hosts not proven to answer: a host whose last send ended with an answer and that has no send
+in flight for `_STUCK` seconds may take up to `fast_cap` slots (the sender's concurrency less `per_host`, kept
+for everyone else), so a burst of events for one healthy receiver is not paced to `per_host` sends at a time and
+sent back to the outbox again and again. A host not heard from yet is capped; one that stops answering is
+capped again after `_STUCK` seconds (at worst `fast_cap` sends then wait for the timeout while the other hosts
+share the rest) and its breaker opens after `failures` unanswered sends.
+
 Pure bookkeeping on an injected clock, no I/O; `tests/adversary/test_fair_delivery.py` runs it inside the real
 sender against loopback receivers, and `bench/fair_delivery.py` measures it.
 """
@@ -27,6 +34,13 @@ log = logging.getLogger(__name__)
 
 _MIN_WAIT: Final = 0.05
 """The shortest wait of an event whose host is at its cap (a fast host frees a slot in milliseconds)."""
+
+_REMEMBERED: Final = 1024
+"""Hosts whose state is kept while idle (their latency decides their cap on the next send); past this, a
+healthy host is forgotten when its last send ends."""
+
+_STUCK: Final = 5.0
+"""A host with a send in flight for this long (seconds) is held to `per_host` slots until it answers."""
 
 
 @dataclass(slots=True)
@@ -62,10 +76,13 @@ class HostGate:
         open_seconds: float,
         max_open_seconds: float = 600.0,
         timeout: float = 15.0,
+        fast_cap: int | None = None,
     ) -> None:
-        """`timeout`: the longest a send can hold a slot (the sender's request timeout)."""
+        """`timeout`: the longest a send can hold a slot (the sender's request timeout); `fast_cap`: the slots a
+        fast host may hold (None: `per_host`, no exception for fast hosts)."""
         self.clock = clock
         self.per_host = max(1, per_host)
+        self.fast_cap = max(self.per_host, fast_cap or 0)
         self.failures = max(1, failures)
         self.open_seconds = open_seconds
         self.max_open_seconds = max(open_seconds, max_open_seconds)
@@ -82,7 +99,7 @@ class HostGate:
                 return self._wait_turn(state, state.open_until, now)
             if state.in_flight >= 1:  # half-open: one probe at a time
                 return self._wait_turn(state, now, now)
-        elif state.in_flight >= self.per_host:
+        elif state.in_flight >= self._cap(state, now):
             return self._wait_turn(state, now, now)
         state.in_flight += 1
         state.starts.append(now)
@@ -102,8 +119,8 @@ class HostGate:
             if state.open_until is not None:
                 log.info("webhook receiver %s answers again: deliveries resume", host)
             state.failures, state.open_until, state.open_for = 0, None, 0.0
-            if state.in_flight == 0 and state.latency is not None and state.latency < _MIN_WAIT:
-                self._hosts.pop(host, None)  # healthy and idle: nothing to remember
+            if state.in_flight == 0 and len(self._hosts) > _REMEMBERED:
+                self._hosts.pop(host, None)  # healthy and idle, and many hosts known: forget its latency
             return
         state.failures += 1
         now = self.clock.time()
@@ -118,6 +135,16 @@ class HostGate:
                 state.open_for,
             )
 
+    def heard_from(self, host: str) -> bool:
+        """True once a send to `host` has ended (answered or not) and the gate still remembers it."""
+        state = self._hosts.get(host)
+        return state is not None and state.latency is not None
+
+    def proven(self, host: str) -> bool:
+        """True while `host` may take more than `per_host` slots (it answers; see the module docstring)."""
+        state = self._hosts.get(host)
+        return state is not None and self._cap(state, self.clock.time()) > self.per_host
+
     def is_open(self, host: str) -> bool:
         """True while the breaker of `host` holds its deliveries back."""
         state = self._hosts.get(host)
@@ -128,11 +155,25 @@ class HostGate:
         state = self._hosts.get(host)
         return state.in_flight if state is not None else 0
 
+    def _cap(self, state: _Host, now: float) -> int:
+        """The slots `state`'s host may hold now: `fast_cap` while it is proven (answered, see `_proven`), else
+        `per_host` (a host not heard from yet may be a black hole)."""
+        return self.fast_cap if state.latency is not None and self._proven(state, now) else self.per_host
+
+    @staticmethod
+    def _proven(state: _Host, now: float) -> bool:
+        """Not known to be failing: its last send ended with an answer (or none ended yet) and none in flight
+        has waited `_STUCK` seconds. A send's duration is not the test: under load it is mostly this server's
+        own event loop, and a busy server would cap (and pace) the very receivers it is catching up with."""
+        return state.failures == 0 and (not state.starts or now - state.starts[0] < _STUCK)
+
     def _wait_turn(self, state: _Host, earliest: float, now: float) -> float:
         """When a waiting event of a busy (or open) host is due back: from `earliest` on, `per_host` events per
         slot's wait, so a long queue returns at the pace the host can take it (not all at once, which would
         make the sender claim and send back the whole queue again and again ahead of other hosts' events)."""
         step = self._slot_wait(state, now)
+        if state.open_until is None and self._cap(state, now) > self.per_host:
+            return now + step  # a proven host at its spare slots: they free in moments, no queue to pace
         state.cursor = max(state.cursor, earliest + step)
         due = state.cursor
         state.queued += 1

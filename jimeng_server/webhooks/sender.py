@@ -36,6 +36,8 @@ from .signatures import SECRET_ENV, delivery_headers
 log = logging.getLogger(__name__)
 
 _ERROR_EXCERPT: Final = 200
+_PARKED: Final = 20_000
+"""Event ids remembered (all hosts together) to hasten when their host first answers."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -154,8 +156,13 @@ class WebhookSender:
             failures=config.breaker_failures,
             open_seconds=config.breaker_seconds,
             timeout=config.timeout,
+            fast_cap=config.max_concurrency - config.max_per_host,
         )
         self._sends: dict[str, tuple[str, float]] = {}  # event id -> its host and when its send started
+        # Events given back while their host was not heard from yet, by host: due again at once when it answers
+        # (a burst for a new receiver is not paced as if it were a black hole); at most _PARKED ids in all.
+        self._parked: dict[str, list[str]] = {}
+        self._hasten: list[str] = []
         self._answered: set[str] = set()  # events whose send got an answer (for the gate's breaker)
 
     # ------------------------------------------------------------------ public API
@@ -226,6 +233,9 @@ class WebhookSender:
         """Claim the due events that fit in the free slots and start sending them; returns how many."""
         free = self.config.max_concurrency - len(self._inflight)
         now = self.clock.time()
+        if self._hasten:
+            hasten, self._hasten = self._hasten, []
+            await self.store.hasten_events(hasten, now=now)
         events = await self.store.claim_due_events(
             now=now, limit=free, lease_until=now + self.config.lease_seconds, exclude=list(self._inflight)
         )
@@ -272,6 +282,8 @@ class WebhookSender:
                 admitted.append(event)
             else:
                 waiting.setdefault(until, []).append(event.event_id)
+                if not self.gate.heard_from(host) and sum(map(len, self._parked.values())) < _PARKED:
+                    self._parked.setdefault(host, []).append(event.event_id)
         for until, ids in waiting.items():
             await self.store.unclaim_events(ids, now=until)  # pending again, due `until`
         if waiting:
@@ -285,6 +297,10 @@ class WebhookSender:
         answered = event_id in self._answered
         self._answered.discard(event_id)
         self.gate.release(host, answered=answered, seconds=time.monotonic() - started)
+        parked = self._parked.pop(host, None)  # its first send has ended: it answered, or its events keep their turn
+        if parked and self.gate.proven(host):
+            self._hasten.extend(parked)
+            self._fresh = True
         self._wakeup.set()
 
     def _get_fetcher(self) -> SafeFetcher:

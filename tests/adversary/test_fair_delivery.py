@@ -18,7 +18,7 @@ from jimeng_server.config import WebhookConfig
 from jimeng_server.net.policy import FetchPolicy
 from jimeng_server.store.base import Store
 from jimeng_server.store.outbox import EventState
-from jimeng_server.webhooks.fairness import destination_of
+from jimeng_server.webhooks.fairness import HostGate, destination_of
 from jimeng_server.webhooks.sender import WebhookSender
 
 pytestmark = pytest.mark.wall_clock  # webhook signatures are checked against the wall clock
@@ -96,7 +96,47 @@ async def test_a_failing_receiver_opens_its_circuit_and_a_probe_closes_it(
         await sender.stop()
 
 
+async def test_a_burst_for_a_new_receiver_goes_out_once_it_answers(
+    store: Store, clock: ManualClock, receivers: tuple[Receiver, str, Receiver, str]
+) -> None:
+    """Issue 27: events given back while a new receiver had not answered yet (its share is `max_per_host`, as
+    for a possible black hole) are due again as soon as it answers, not paced as if it were one."""
+    _, _, healthy, url = receivers
+    for i in range(40):
+        await add_done_task(store, clock, f"burst-{i:03d}", url)
+    config = WebhookConfig(jitter=0.0, max_concurrency=8, max_per_host=2)
+    sender = WebhookSender(store, config, clock, policy=FetchPolicy(allow_private_networks=True), secret=None)
+    try:
+        for _ in range(6):  # 0.3 s of the clock; paced like a black hole (2 per 50 ms) 40 events need 1 s
+            await sender.drain()
+            if len(healthy.acked) == 40:
+                break
+            await clock.advance(0.05)
+        assert len(healthy.acked) == 40
+        assert sender.gate.proven(destination_of(url))  # once it answered, it may use the spare slots
+    finally:
+        await sender.stop()
+
+
 def test_destinations_are_host_and_port() -> None:
     assert destination_of("https://a.example/x") == "a.example:443"
     assert destination_of("http://a.example:8080/x?q=1") == "a.example:8080"
     assert destination_of("http://[::1]:9/") == "::1:9"
+
+
+async def test_a_receiver_that_answers_may_use_the_spare_slots_and_one_that_does_not_its_share() -> None:
+    """A burst for one answering receiver is not paced to `per_host` sends (issue 27: 5,000 webhooks to one
+    receiver were sent back to the outbox again and again); an unheard-of, failing or stuck host is capped."""
+    clock = ManualClock()
+    gate = HostGate(clock, per_host=2, failures=5, open_seconds=30.0, fast_cap=6)
+    answering, new, stuck = "answering:80", "new:80", "stuck:80"
+    assert [gate.admit(new) for _ in range(3)][2] is not None  # not heard from yet: its share only
+    for host in (answering, stuck):
+        assert gate.admit(host) is None
+        gate.release(host, answered=True, seconds=2.0)  # a slow answer is an answer
+    assert [gate.admit(answering) for _ in range(6)] == [None] * 6 and gate.admit(answering) is not None
+    assert gate.admit(stuck) is None
+    await clock.advance(5.0)  # its one send in flight has waited five seconds: its share only
+    assert gate.admit(stuck) is None and gate.admit(stuck) is not None
+    gate.release(answering, answered=False, seconds=15.0)  # an unanswered send: capped until an answer
+    assert gate.in_flight(answering) == 5 and gate.admit(answering) is not None
