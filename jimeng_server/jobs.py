@@ -119,6 +119,14 @@ class Jobs:
         """True once `close` was called (here or on a parent)."""
         return self._closed
 
+    def census(self) -> dict[str, int]:
+        """How many jobs each owner runs now, by name: this one's own and each scope's (the `/metrics` gauge)."""
+        counts = {self.name: len(self._spawned) + len(self._shielded)}
+        for scope in self._scopes:
+            for name, live in scope.census().items():
+                counts[name] = counts.get(name, 0) + live
+        return counts
+
     def tasks(self) -> list[asyncio.Task[Any]]:
         """The tasks of the jobs not ended yet (this owner's and its scopes')."""
         return self._tasks(spawned=True, shielded=True)
