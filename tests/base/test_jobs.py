@@ -116,6 +116,17 @@ async def test_a_shielded_job_outlives_a_cancelled_caller_and_others_get_its_res
     assert jobs.live == 0
 
 
+async def test_any_awaitable_can_be_a_job() -> None:
+    jobs = Jobs("t")
+    answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    job = jobs.shield(answer, name="t-future")  # e.g. a hook typed as returning an Awaitable
+    assert jobs.live == 1
+    answer.set_result("ok")
+    assert await job == "ok" and job.task.get_name() == "t-future"
+    await yielded()
+    assert jobs.live == 0
+
+
 async def test_stop_waits_for_shielded_work_without_a_grace_limit() -> None:
     jobs = Jobs("t")
     release, loop_ended = asyncio.Event(), asyncio.Event()
