@@ -2,15 +2,15 @@
 
 Each step builds one group of objects, stores them under their `web.AppKey`, and appends the cleanup
 context that starts and stops them. Contexts start in the order of the steps and stop in reverse, so the
-order below is the start/stop order: upstream sessions, fetcher, store, webhook sender, task background
-work (resume, watcher, purge), the account pool (resume its tasks). The task work stops first and the store
-closes after the sender. The admin API and dashboard are routes added only when an admin key is set.
+order below is the start/stop order: background jobs, upstream sessions, fetcher, store, webhook sender, task
+background work (resume, watcher, purge), the account pool (resume its tasks). The task work stops first and the
+store closes after the sender. Every background task lives in a scope of the one `Jobs` owner (jobs.py): a
+component's stop ends its scope's jobs, and the owner, closed last, ends anything left. The admin API and
+dashboard are routes added only when an admin key is set.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -43,6 +43,7 @@ from .api.appkeys import (
     GENERATION,
     IDEMPOTENCY,
     INTAKE,
+    JOBS,
     KEEPER,
     POOL,
     QUERIES,
@@ -67,6 +68,7 @@ from .api.token_guard import caller_guard
 from .clock import Clock, SystemClock
 from .config import Config, ConfigError
 from .errors import make_error_middleware
+from .jobs import Jobs
 from .net.fetcher import SafeFetcher
 from .net.policy import FetchPolicy
 from .services.accounts import AccountService
@@ -146,6 +148,7 @@ def create_app(
     )
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
+    setup_jobs(app)
     setup_upstream(app, identity_salt)
     setup_fetcher(app, fetcher)
     setup_store(app)
@@ -168,6 +171,22 @@ def create_app(
 
     app.on_cleanup.append(models_restored)
     return app
+
+
+def setup_jobs(app: web.Application) -> None:
+    """The one owner of background jobs (jobs.py); each step below gives its components a scope of it. Its context
+    is the first, so it closes last: after every component stopped its own jobs, anything still running (a job
+    started after its component stopped) is named in a warning and cancelled."""
+    jobs = app[JOBS] = Jobs("app")
+
+    async def close_jobs(app: web.Application) -> AsyncIterator[None]:
+        yield
+        if jobs.live:
+            names = sorted(task.get_name() for task in jobs.tasks())
+            log.warning("%d background job(s) still running at shutdown, cancelled: %s", len(names), ", ".join(names))
+        await jobs.close(0.0)
+
+    app.cleanup_ctx.append(close_jobs)
 
 
 def setup_upstream(app: web.Application, identity_salt: bytes | None) -> None:
@@ -233,6 +252,7 @@ def setup_webhooks(app: web.Application, background: bool) -> None:
             connect_timeout=min(config.security.fetch_connect_timeout, config.webhooks.timeout),
         ),
         secret=secret_key(config.webhooks),
+        jobs=app[JOBS].scope("webhooks"),
     )
 
     async def run_sender(app: web.Application) -> AsyncIterator[None]:
@@ -268,6 +288,7 @@ def setup_pool(app: web.Application) -> None:
         pool=pool,
         keys=keys,
         claim_daily=config.accounts.claim_daily,
+        jobs=app[JOBS].scope("balances"),
     )
 
     async def run_accounts(app: web.Application) -> AsyncIterator[None]:
@@ -289,6 +310,7 @@ def setup_account_health(app: web.Application, background: bool) -> None:
     if not background or seconds <= 0:
         return
     accounts, clock = app[ACCOUNTS], app[CLOCK]
+    recheck = app[JOBS].scope("account-recheck")
 
     async def recheck_loop() -> None:
         while True:
@@ -299,11 +321,9 @@ def setup_account_health(app: web.Application, background: bool) -> None:
                 log.exception("re-checking unhealthy pool accounts failed")
 
     async def run_recheck(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(recheck_loop())
+        recheck.spawn(recheck_loop(), name="jimeng-account-recheck")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await recheck.stop()
 
     app.cleanup_ctx.append(run_recheck)
 
@@ -335,20 +355,25 @@ def setup_tasks(app: web.Application, background: bool) -> None:
         on_progress=settler.progress,
         on_final=settler.settle,
         timings_path=timings_path(config),
+        jobs=app[JOBS].scope("watcher"),
     )
     resolve = app[ACCOUNT_POOL].resolve
     intake = app[INTAKE] = TaskIntake(
         store, watcher, watch_all=config.watcher.watch == "all", resolve_account=resolve, box=app[ACCOUNT_POOL].box
     )
     app[ACCOUNTS].on_spent = intake.record_spent
-    lookup = HistoryLookup(client)
+    lookup = HistoryLookup(client, jobs=app[JOBS].scope("history-lookup"))
     answers = AnswerCache(config.store.answer_cache_bytes, clock, retention_seconds=config.store.retention_days * 86400)
     queries = app[QUERIES] = TaskQueries(
         store, watcher, settler, lookup, config.watcher, clock, resolve_account=resolve, answers=answers
     )
-    costs = app[TASK_COSTS] = CostReconciler(store, client.get_credit_history, resolve, clock, answers=answers)
+    costs = app[TASK_COSTS] = CostReconciler(
+        store, client.get_credit_history, resolve, clock, answers=answers, jobs=app[JOBS].scope("task-costs")
+    )
     settler.after_costs = queries.on_estimated = costs.notice
-    retention = app[RETENTION] = Retention(store, config.store, clock, answers=answers)
+    retention = app[RETENTION] = Retention(
+        store, config.store, clock, answers=answers, jobs=app[JOBS].scope("retention")
+    )
 
     async def run_tasks(app: web.Application) -> AsyncIterator[None]:
         watcher.load_timings()
@@ -397,6 +422,7 @@ def setup_results(app: web.Application, background: bool) -> None:
         margin=results.resign_margin,
         resolve_account=app[ACCOUNT_POOL].resolve,
         local=local,
+        jobs=app[JOBS].scope("result-links"),
     )
     app[QUERIES].links = links
     app[INTAKE].remember_owner = links.remember
@@ -424,6 +450,7 @@ def setup_results(app: web.Application, background: bool) -> None:
             upstream_netlocs=upstream_netlocs(config.upstream),
             on_events=app[WEBHOOKS].wake,
             on_expired=app[QUERIES].answers.forget_all,
+            jobs=app[JOBS].scope("keeper"),
         )
         links.on_jobs = keeper.wake
         links.local_recheck = results.sweep_interval
@@ -457,6 +484,7 @@ def setup_replicas(app: web.Application, background: bool) -> None:
         app[WEBHOOKS],
         app[CLOCK],
         lease_seconds=app[CONFIG].store.watch_lease_seconds,
+        jobs=app[JOBS].scope("replicas"),
     )
 
     async def run_replicas(app: web.Application) -> AsyncIterator[None]:

@@ -14,7 +14,7 @@ import asyncio
 import functools
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Concatenate, ParamSpec, TypeVar
 
 from prometheus_client import (
@@ -76,6 +76,11 @@ WEBHOOK_SECONDS = Histogram(
     "jimeng_webhook_delivery_duration_seconds", "Time of one webhook delivery attempt", buckets=_LATENCY_BUCKETS
 )
 WEBHOOKS_IN_FLIGHT = Gauge("jimeng_webhook_sends_in_flight", "Webhook sends running now")
+BACKGROUND_JOBS = Gauge(
+    "jimeng_background_jobs",
+    "Background jobs running now (loops, polls, saves, sends, lookups), by owner (app/<component>)",
+    ["owner"],
+)
 STORE_SECONDS = Histogram(
     "jimeng_store_operation_duration_seconds",
     "Time of one task-store operation (lock wait included), by kind (read, write)",
@@ -176,10 +181,14 @@ def timed_store(kind: str) -> Timer:
     return STORE_SECONDS.labels(kind).time()
 
 
-def set_gauges(*, tasks_watched: int, webhooks_in_flight: int) -> None:
-    """Sample the gauges (called when metrics are scraped)."""
+def set_gauges(
+    *, tasks_watched: int, webhooks_in_flight: int, background_jobs: Mapping[str, int] | None = None
+) -> None:
+    """Sample the gauges (called when metrics are scraped); `background_jobs`: live jobs by owner name."""
     TASKS_WATCHED.set(tasks_watched)
     WEBHOOKS_IN_FLIGHT.set(webhooks_in_flight)
+    for owner, live in (background_jobs or {}).items():
+        BACKGROUND_JOBS.labels(owner).set(live)
 
 
 def render() -> bytes:

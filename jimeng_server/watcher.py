@@ -47,6 +47,7 @@ from typing import Any
 from . import jsonfast
 from .clock import Clock, sleep_unless
 from .config import KindSchedule, WatcherConfig
+from .jobs import Jobs
 from .metrics import timed_poll
 from .polltiming import CompletionTimes, finish_estimate, profile_of
 from .tasks.records import Outcome, Reason, TaskKind, TaskStatus
@@ -147,6 +148,7 @@ class Watcher:
         on_progress: ProgressHook | None = None,
         on_final: FinalHook | None = None,
         timings_path: str | None = None,
+        jobs: Jobs | None = None,
     ) -> None:
         self.client = client
         self.config = config
@@ -162,10 +164,11 @@ class Watcher:
         self.timings_path = timings_path
         """Where learned completion times are kept across restarts (None: not kept)."""
         self._seq = itertools.count()
+        self._jobs = jobs or Jobs("watcher")
+        """Owns the loop and the polls (spawned: `stop` cancels them) and the saves (shielded: `stop` waits)."""
         self._loop_task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
         self._inflight: dict[str, set[asyncio.Task[None]]] = {}  # account fingerprint -> its polls in flight
-        self._saving: set[asyncio.Task[None]] = set()  # what polls learnt, being stored
 
     # ------------------------------------------------------------------ public API
 
@@ -297,29 +300,21 @@ class Watcher:
         polls = self._tick()
         if polls:
             await asyncio.gather(*polls, return_exceptions=True)
-        while self._saving:
-            await asyncio.gather(*self._saving, return_exceptions=True)
+        await self._jobs.drain()
         return len(polls)
 
     async def start(self) -> None:
         """Start the background loop (idempotent)."""
         if self._loop_task is None:
-            self._loop_task = asyncio.create_task(self._run(), name="jimeng-watcher")
+            self._loop_task = self._jobs.spawn(self._run(), name="jimeng-watcher")
 
     async def stop(self) -> None:
         """Stop the loop and any poll in flight, and wait for them, and for the stores of what earlier polls
         learnt; watches stay registered (their futures stay pending), so a restarted watcher or a new process
         can take them up again."""
-        task, self._loop_task = self._loop_task, None
-        pending = [t for t in (task, *self.polls_in_flight) if t is not None]
-        for t in pending:
-            t.cancel()
-        for t in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        self._loop_task = None
+        await self._jobs.stop()
         self._inflight.clear()
-        while self._saving:
-            await asyncio.gather(*self._saving, return_exceptions=True)
 
     # ------------------------------------------------------------------ internals
 
@@ -374,7 +369,7 @@ class Watcher:
             batch = self._take_due(queue, now, expired)
             if not batch:
                 break
-            poll = asyncio.create_task(self._poll(batch), name=f"jimeng-poll-{fingerprint[:8]}")
+            poll = self._jobs.spawn(self._poll(batch), name=f"jimeng-poll-{fingerprint[:8]}")
             self._inflight.setdefault(fingerprint, set()).add(poll)
             poll.add_done_callback(functools.partial(self._poll_ended, fingerprint))
             started.append(poll)
@@ -512,10 +507,8 @@ class Watcher:
             log.warning("cannot save learned completion times: %s", exc.strerror or exc)
 
     def _save(self, aw: Coroutine[Any, Any, None]) -> None:
-        """Store what a poll learnt in a task of its own (owned here: `run_once` and `stop` wait for it)."""
-        task = asyncio.create_task(aw)
-        self._saving.add(task)
-        task.add_done_callback(self._saving.discard)
+        """Store what a poll learnt in a shielded job of its own (`run_once` and `stop` wait for it)."""
+        self._jobs.shield(aw, name="jimeng-watcher-save")
 
     def _polled_here(self, watch: _Watch) -> bool:
         return not watch.leased or self.may_poll is None or self.may_poll(watch.account.fingerprint)
@@ -525,9 +518,7 @@ class Watcher:
         running.discard(task)
         if not running:
             self._inflight.pop(fingerprint, None)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("poll task failed", exc_info=task.exception())
-        self._wakeup.set()
+        self._wakeup.set()  # a failed poll is logged by its owner (jobs.py)
 
     async def _poll(self, batch: list[_Watch]) -> None:
         try:
@@ -702,7 +693,7 @@ class Watcher:
     async def _conclude(self, outcomes: Sequence[tuple[_Watch, Outcome]]) -> None:
         if self.on_final is not None:
             try:
-                await asyncio.shield(self.on_final([o for _, o in outcomes]))
+                await self._jobs.shield(self.on_final([o for _, o in outcomes]), name="jimeng-watcher-final")
             except Exception:
                 log.exception("final hook failed for %d task(s)", len(outcomes))
         for watch, outcome in outcomes:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ..clock import Clock
 from ..config import Config
+from ..jobs import Jobs
 from ..net.fetcher import SafeFetcher
 from ..services.accounts import AccountService
 from ..services.apikeys import ApiKeys
@@ -33,6 +34,7 @@ from ..webhooks.sender import WebhookSender
 
 CONFIG = web.AppKey("config", Config)
 CLOCK = web.AppKey("clock", Clock)
+JOBS = web.AppKey("jobs", Jobs)  # the one owner of background jobs: each component runs in a scope of it
 POOL = web.AppKey("pool", SessionPool)
 CLIENT = web.AppKey("client", JimengClient)
 ACCOUNTS = web.AppKey("accounts", AccountService)

@@ -22,7 +22,7 @@ from aiohttp.web_response import StreamResponse
 from .. import metrics
 from ..errors import Handler
 from ..logs import REQUEST_ID
-from .appkeys import TASK_RECORDS, WATCHER, WEBHOOKS
+from .appkeys import JOBS, TASK_RECORDS, WATCHER, WEBHOOKS
 
 REQUEST_ID_HEADER: Final = "X-Request-Id"
 _REQUEST_ID_KEY: Final = web.RequestKey("jimeng_request_id", str)
@@ -125,7 +125,11 @@ async def readyz(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 async def metrics_text(request: web.Request) -> web.Response:
     """Prometheus text exposition (metrics.py lists the metrics)."""
-    metrics.set_gauges(tasks_watched=request.app[WATCHER].pending, webhooks_in_flight=request.app[WEBHOOKS].in_flight)
+    metrics.set_gauges(
+        tasks_watched=request.app[WATCHER].pending,
+        webhooks_in_flight=request.app[WEBHOOKS].in_flight,
+        background_jobs=request.app[JOBS].census(),
+    )
     return web.Response(body=metrics.render(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
 

@@ -32,6 +32,7 @@ from ..errors import (
     InsufficientCredits,
     from_upstream,
 )
+from ..jobs import Jobs
 from ..store.pool import AccountRow
 from ..store.secretbox import SecretError
 from ..upstream.client import Credits, JimengClient
@@ -90,9 +91,10 @@ class AccountService:
         keys: ApiKeys | None = None,
         claim_daily: bool = False,
         risk_cooldown_seconds: float = 3600.0,
+        jobs: Jobs | None = None,
     ) -> None:
         """`pool` and `keys` serve callers with an API key (their usage counted on `keys`); `claim_daily`: pooled
-        submits claim the daily credits of an account at zero."""
+        submits claim the daily credits of an account at zero; `jobs` owns the balance lookups."""
         self.client = client
         self.pool = pool
         self.keys = keys
@@ -101,7 +103,7 @@ class AccountService:
         self.cache_seconds = cache_seconds
         self.cooldown_seconds = cooldown_seconds
         self.risk_cooldown_seconds = risk_cooldown_seconds
-        self.balances = Balances(client.get_credits, clock, max_age=cache_seconds)
+        self.balances = Balances(client.get_credits, clock, max_age=cache_seconds, jobs=jobs)
         self.cooldowns = Cooldowns(clock)  # raw token fingerprint -> until when it (or a model on it) is tried last
         self.refusals = RefusalPolicy(cooldown_seconds, risk_cooldown_seconds)
         self._claim_refused: dict[str, str] = {}  # account fingerprint -> Shanghai day its claim got ret -4

@@ -9,19 +9,18 @@
 - Concurrent lookups of one account share ONE call in flight; a lookup asked for `fresh` (or after `forget`)
   starts its own call, and only the newest call's answer becomes the reading.
 
-The calls run as tasks owned by this object (a caller that goes away does not cancel a call others wait for);
-`close()` cancels and awaits them.
+The calls run as shielded jobs of this object's `jobs` owner (a caller that goes away does not cancel a call others
+wait for; a call that fails with nobody waiting is logged there); `close()` cancels and awaits them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..clock import Clock
+from ..jobs import Job, Jobs
 from ..upstream.client import Credits
 from ..upstream.tokens import Account
 
@@ -35,7 +34,7 @@ class _Reading:
 @dataclass(slots=True)
 class _Lookup:
     generation: int
-    call: asyncio.Task[Credits]
+    call: Job[Credits]
 
 
 def deduct(credits: Credits, amount: int) -> Credits:
@@ -51,14 +50,21 @@ def deduct(credits: Credits, amount: int) -> Credits:
 class Balances:
     """`get(account)` -> its balance (see the module doc); `read` is the upstream lookup (`get_credits`)."""
 
-    def __init__(self, read: Callable[[Account], Awaitable[Credits]], clock: Clock, *, max_age: float) -> None:
+    def __init__(
+        self,
+        read: Callable[[Account], Awaitable[Credits]],
+        clock: Clock,
+        *,
+        max_age: float,
+        jobs: Jobs | None = None,
+    ) -> None:
         self.read = read
         self.clock = clock
         self.max_age = max_age
         self._readings: dict[str, _Reading] = {}  # account fingerprint -> its reading
         self._generation: dict[str, int] = {}  # account fingerprint -> bumped by `forget`
         self._lookups: dict[str, _Lookup] = {}  # account fingerprint -> its call in flight
-        self._calls: set[asyncio.Task[Credits]] = set()
+        self._jobs = jobs or Jobs("balances")
 
     async def get(self, account: Account, *, fresh: bool = False) -> Credits:
         """The account's balance: the reading while younger than `max_age`, else the account's call in flight
@@ -73,11 +79,9 @@ class Balances:
         generation = self._generation.get(key, 0)
         lookup = self._lookups.get(key)
         if lookup is None or lookup.generation != generation:
-            call = asyncio.create_task(self._read(account, generation), name="jimeng-balance-lookup")
-            self._calls.add(call)
-            call.add_done_callback(self._done)
+            call = self._jobs.shield(self._read(account, generation), name="jimeng-balance-lookup")
             lookup = self._lookups[key] = _Lookup(generation, call)
-        return await asyncio.shield(lookup.call)
+        return await lookup.call
 
     def charge(self, account: Account, amount: int) -> None:
         """Take a known charge off the account's reading (none: nothing to do); one that would use it up drops
@@ -99,21 +103,11 @@ class Balances:
 
     def lookups_in_flight(self) -> int:
         """How many calls are in flight (tests)."""
-        return len(self._calls)
+        return self._jobs.live
 
     async def close(self) -> None:
         """Cancel the calls in flight and wait for them."""
-        calls = list(self._calls)
-        for call in calls:
-            call.cancel()
-        for call in calls:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await call
-
-    def _done(self, call: asyncio.Task[Credits]) -> None:
-        self._calls.discard(call)
-        if not call.cancelled():
-            call.exception()  # mark it retrieved: the waiters, if any, re-raise it
+        await self._jobs.stop(0.0)
 
     async def _read(self, account: Account, generation: int) -> Credits:
         key = account.fingerprint

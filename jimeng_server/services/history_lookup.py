@@ -8,11 +8,11 @@ most two upstream calls, not N.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..jobs import Job, Jobs
 from ..upstream.client import JimengClient
 from ..upstream.payloads import history_image_info
 from ..upstream.tokens import Account
@@ -20,9 +20,9 @@ from ..upstream.tokens import Account
 
 @dataclass
 class _Batch:
-    """The ids of one upcoming call and the future of its answer."""
+    """The ids of one upcoming call and the call (a shielded job) that answers them."""
 
-    future: asyncio.Future[dict[str, Any]]
+    call: Job[dict[str, Any]] | None = None
     ids: set[str] = field(default_factory=set)
     image: bool = False
 
@@ -38,14 +38,14 @@ class _Lane:
 class HistoryLookup:
     """`get(account, ids)` -> the upstream records of those ids (ids the upstream does not show are absent).
 
-    Each call runs as a task owned by this object (a caller that goes away does not cancel a call others
-    wait for); `close()` cancels and awaits them.
+    Each call runs as a shielded job of `jobs` (a caller that goes away does not cancel a call others wait for; a
+    call that fails with nobody waiting is logged there); `close()` cancels and awaits them.
     """
 
-    def __init__(self, client: JimengClient) -> None:
+    def __init__(self, client: JimengClient, *, jobs: Jobs | None = None) -> None:
         self.client = client
         self._lanes: dict[str, _Lane] = {}
-        self._calls: set[asyncio.Task[None]] = set()
+        self._jobs = jobs or Jobs("history-lookup")
 
     async def get(self, account: Account, ids: Sequence[str], *, image: bool) -> dict[str, Any]:
         """The records of `ids` from one call that starts after this request arrived (shared with concurrent
@@ -53,13 +53,12 @@ class HistoryLookup:
         lane = self._lanes.setdefault(account.fingerprint, _Lane())
         batch = lane.forming
         if batch is None:
-            batch = lane.forming = _Batch(asyncio.get_running_loop().create_future())
-            call = asyncio.create_task(self._call(account, lane, batch), name="jimeng-history-lookup")
-            self._calls.add(call)
-            call.add_done_callback(self._calls.discard)
+            batch = lane.forming = _Batch()
+            batch.call = self._jobs.shield(self._call(account, lane, batch), name="jimeng-history-lookup")
         batch.ids.update(ids)
         batch.image = batch.image or image
-        answer = await asyncio.shield(batch.future)
+        assert batch.call is not None
+        answer = await batch.call
         return {hid: answer[hid] for hid in ids if hid in answer}
 
     def waiting(self, account: Account) -> int:
@@ -69,28 +68,15 @@ class HistoryLookup:
 
     async def close(self) -> None:
         """Cancel the calls in flight and wait for them."""
-        calls = list(self._calls)
-        for call in calls:
-            call.cancel()
-        for call in calls:
-            with contextlib.suppress(asyncio.CancelledError):
-                await call
+        await self._jobs.stop(0.0)
 
-    async def _call(self, account: Account, lane: _Lane, batch: _Batch) -> None:
+    async def _call(self, account: Account, lane: _Lane, batch: _Batch) -> dict[str, Any]:
         try:
             async with lane.lock:  # the account's previous call ends first; ids keep joining `batch`
                 if lane.forming is batch:
                     lane.forming = None
                 image_info = history_image_info() if batch.image else None
-                answer = await self.client.get_history(account, sorted(batch.ids), image_info=image_info)
-        except Exception as exc:
-            batch.future.set_exception(exc)
-            batch.future.exception()  # mark it retrieved: the waiters, if any, re-raise it
-            return
-        except BaseException:
-            batch.future.cancel()
-            raise
+                return await self.client.get_history(account, sorted(batch.ids), image_info=image_info)
         finally:
             if lane.forming is batch:
                 lane.forming = None
-        batch.future.set_result(answer)

@@ -24,7 +24,6 @@ woken. Every `sweep_interval` the loop also applies retention (`sweep`: `keep_da
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -35,6 +34,7 @@ from urllib.parse import urlsplit
 from ..clock import Clock, sleep_unless
 from ..config import ResultsConfig, ServerConfig, StoreConfig, UpstreamConfig
 from ..imageinfo import sniff_format
+from ..jobs import Jobs
 from ..metrics import keep_failure, kept_files_removed, result_kept
 from ..net.errors import FetchError, TooLargeError, UnsafeURLError
 from ..net.fetcher import SafeFetcher
@@ -127,6 +127,7 @@ class Keeper:
         upstream_netlocs: Collection[str],
         on_events: Callable[[], None] | None = None,
         on_expired: Callable[[Sequence[str]], None] | None = None,
+        jobs: Jobs | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -141,6 +142,7 @@ class Keeper:
         self.on_expired = on_expired
         self._next_sweep = 0.0
         self._wakeup = asyncio.Event()
+        self._jobs = jobs or Jobs("keeper")
         self._loop: asyncio.Task[None] | None = None
         self._kept: dict[str, asyncio.Event] = {}  # tasks someone waits on: set once all their jobs are final
 
@@ -158,15 +160,12 @@ class Keeper:
         if self._loop is None:
             self.temp_dir.mkdir(parents=True, exist_ok=True)
             await self.files.start()
-            self._loop = asyncio.create_task(self._run(), name="jimeng-keeper")
+            self._loop = self._jobs.spawn(self._run(), name="jimeng-keeper")
 
     async def stop(self) -> None:
         """Stop the loop (the jobs it had claimed are claimed again after their lease) and close the fetchers."""
-        loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+        self._loop = None
+        await self._jobs.stop()
         await self.fetcher.close()
         await self.own_fetcher.close()
         await self.files.close()

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -24,6 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from ..clock import Clock, sleep_unless
+from ..jobs import Jobs
 from ..store.base import Notice, NoticeKind, ReplicaStore, Store, shard_of
 from ..tasks.answer import outcome_of_row
 from ..watcher import Watcher
@@ -47,6 +47,7 @@ class Replicas:
         *,
         lease_seconds: float,
         owner: str | None = None,
+        jobs: Jobs | None = None,
     ) -> None:
         self._leases = leases
         self._store = store
@@ -61,7 +62,7 @@ class Replicas:
         self._adopt = asyncio.Event()
         self._settled: set[str] = set()
         self._settled_ready = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._jobs = jobs or Jobs("replicas")
         watcher.may_poll = self.may_poll
 
     @property
@@ -78,20 +79,13 @@ class Replicas:
         """Listen for notices, take the first leases and adopt their tasks, then keep renewing."""
         await self._leases.listen(self._on_notice)
         await self.renew()
-        self._tasks = [
-            asyncio.create_task(self._renew_loop(), name="jimeng-replica-leases"),
-            asyncio.create_task(self._settled_loop(), name="jimeng-replica-settled"),
-        ]
+        self._jobs.spawn(self._renew_loop(), name="jimeng-replica-leases")
+        self._jobs.spawn(self._settled_loop(), name="jimeng-replica-settled")
 
     async def stop(self) -> None:
         """Stop polling, stop the loops, give the leases up and stop listening."""
         await self._watcher.stop()
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._jobs.stop()
         self._held = frozenset()
         try:
             await self._leases.release_watch_leases(self.owner)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock
+from ..jobs import Job, Jobs
 from ..metrics import result_resign
 from ..store.base import Store
 from ..store.keeping import KeepJob, KeepState
@@ -116,6 +117,7 @@ class ResultLinks:
         margin: float,
         resolve_account: ResolveAccount | None = None,
         local: Keeping | None = None,
+        jobs: Jobs | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -126,7 +128,8 @@ class ResultLinks:
         self.on_jobs: Callable[[], None] | None = None  # told when keep jobs were added (the keeper's `wake`)
         self.local_recheck = 3600.0  # longest a cached answer with kept links is served (the retention sweep)
         self._fresh: OrderedDict[str, _Fresh] = OrderedDict()  # the most recent MAX_TASKS re-signed tasks
-        self._inflight: dict[str, asyncio.Task[_Fresh]] = {}
+        self._jobs = jobs or Jobs("result-links")
+        self._inflight: dict[str, Job[_Fresh]] = {}  # history id -> its re-sign (a shielded job callers share)
         self._accounts: OrderedDict[str, Account] = OrderedDict()  # the most recent MAX_TASKS owners learned
 
     def remember(self, history_id: str, account: Account) -> None:
@@ -170,12 +173,11 @@ class ResultLinks:
             return fresh.urls
         if fresh.retry_at is not None and self.clock.time() < fresh.retry_at:
             return fresh.urls
-        task = self._inflight.get(row.history_id)
-        if task is None:
-            task = asyncio.create_task(self._resign(row, fresh), name="jimeng-resign")
-            self._inflight[row.history_id] = task
-            task.add_done_callback(functools.partial(self._ended, row.history_id))
-        return (await asyncio.shield(task)).urls
+        job = self._inflight.get(row.history_id)
+        if job is None:
+            job = self._inflight[row.history_id] = self._jobs.shield(self._resign(row, fresh), name="jimeng-resign")
+            job.task.add_done_callback(functools.partial(self._ended, row.history_id))
+        return (await job).urls
 
     async def refresh_images(self, rows: Sequence[TaskRecord], accounts: Mapping[str, Account]) -> None:
         """Re-sign the expiring image links of many settled tasks with ONE `get_image_by_uri` call per account
@@ -319,9 +321,7 @@ class ResultLinks:
 
     async def close(self) -> None:
         """Cancel the re-signs in flight."""
-        for task in list(self._inflight.values()):
-            task.cancel()
-        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        await self._jobs.stop(0.0)
 
     async def _account(self, row: TaskRecord) -> Account | None:
         if row.account_id is not None and self.resolve_account is not None:

@@ -5,11 +5,11 @@ tasks past the same horizon are dropped with them (they are no longer served any
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from ..clock import Clock
 from ..config import StoreConfig
+from ..jobs import Jobs
 from ..store.base import Store
 from .answers import AnswerCache
 
@@ -19,11 +19,20 @@ log = logging.getLogger(__name__)
 class Retention:
     """`purge()` once; `start()`/`stop()` the periodic purge every `purge_interval_minutes`."""
 
-    def __init__(self, store: Store, config: StoreConfig, clock: Clock, *, answers: AnswerCache | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: StoreConfig,
+        clock: Clock,
+        *,
+        answers: AnswerCache | None = None,
+        jobs: Jobs | None = None,
+    ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self.answers = answers
+        self._jobs = jobs or Jobs("retention")
         self._task: asyncio.Task[None] | None = None
 
     async def purge(self) -> tuple[int, int, int]:
@@ -43,15 +52,12 @@ class Retention:
     def start(self) -> None:
         """Start the periodic purge (idempotent)."""
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="jimeng-purge")
+            self._task = self._jobs.spawn(self._run(), name="jimeng-purge")
 
     async def stop(self) -> None:
         """Stop the periodic purge and wait for it."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._task = None
+        await self._jobs.stop()
 
     async def _run(self) -> None:
         while True:

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from ..clock import Clock
 from ..concurrency import uncancellable
+from ..jobs import Jobs
 from ..store.base import Store
 from ..tasks.cost import CostSource, TaskCost
 from ..tasks.records import TaskRecord
@@ -55,6 +56,7 @@ class CostReconciler:
         answers: AnswerCache | None = None,
         retry_seconds: float = 60.0,
         pages: int = 3,
+        jobs: Jobs | None = None,
     ) -> None:
         self.store = store
         self.read = read
@@ -65,6 +67,7 @@ class CostReconciler:
         self.pages = pages
         self._pending: set[str] = set()
         self._looked: dict[str, float] = {}  # history id -> when it was last looked at (insertion ordered)
+        self._jobs = jobs or Jobs("task-costs")
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -79,7 +82,7 @@ class CostReconciler:
             return
         self._pending.update(fresh)
         if self._runner is None or self._runner.done():
-            self._runner = asyncio.get_running_loop().create_task(self._run(), name="task-costs")
+            self._runner = self._jobs.spawn(self._run(), name="task-costs")
 
     async def drain(self) -> None:
         """Return once nothing is pending and no read is in flight."""
@@ -89,10 +92,8 @@ class CostReconciler:
     async def close(self) -> None:
         """Stop: pending looks are dropped (the estimates stay; a later query asks again)."""
         self._closed = True
-        runner, self._runner = self._runner, None
-        if runner is not None and not runner.done():
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
+        self._runner = None
+        await self._jobs.stop()
 
     async def _run(self) -> None:
         """Take the pending ids batch by batch until none is left (new notices during a pass join the next)."""

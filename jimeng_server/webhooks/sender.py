@@ -9,7 +9,6 @@ in the same transaction as the task's final state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import functools
 import logging
@@ -24,6 +23,7 @@ from yarl import URL
 from ..clock import Clock, sleep_unless
 from ..concurrency import GroupCommit, uncancellable
 from ..config import WebhookConfig
+from ..jobs import Jobs
 from ..metrics import webhook_delivery
 from ..net.errors import FetchError, UnsafeURLError
 from ..net.fetcher import SafeFetcher
@@ -115,9 +115,9 @@ class WebhookSender:
     `config.schedule` (a longer `Retry-After`, capped at `max_retry_after`, wins), then exhausted.
 
     `start()` returns leftover `delivering` events to `pending` (a crash left them: at-least-once; see
-    `OutboxStore.release_event_leases`) and starts the loop; `stop()` cancels and awaits every task it owns and
-    gives unfinished sends back. Tests can skip the loop and drive `run_once()` / `drain()` with a manual
-    clock. `fetcher` defaults
+    `OutboxStore.release_event_leases`) and starts the loop; `stop()` ends every job of its `jobs` owner (the
+    loop is spawned, each send shielded: it gets the grace) and gives unfinished sends back. Tests can skip the
+    loop and drive `run_once()` / `drain()` with a manual clock. `fetcher` defaults
     to a SafeFetcher under `policy`, owned (and closed) by the sender.
     """
 
@@ -131,6 +131,7 @@ class WebhookSender:
         secret: bytes | None,
         fetcher: SafeFetcher | None = None,
         rng: random.Random | None = None,
+        jobs: Jobs | None = None,
     ) -> None:
         self._store = store
         self.config = config
@@ -140,6 +141,7 @@ class WebhookSender:
         self._fetcher = fetcher
         self._owns_fetcher = fetcher is None
         self._rng = rng or random.Random()
+        self._jobs = jobs or Jobs("webhook-sender")
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -204,27 +206,20 @@ class WebhookSender:
         released = await self.store.release_event_leases(now=self.clock.time())
         if released:
             log.info("webhook sender: %d interrupted delivery(ies) queued again", released)
-        self._loop_task = asyncio.create_task(self._run(), name="jimeng-webhook-sender")
+        self._loop_task = self._jobs.spawn(self._run(), name="jimeng-webhook-sender")
 
     async def stop(self, *, grace: float = 0.0) -> None:
         """Stop the loop (no new sends), let in-flight sends finish for up to `grace` seconds, then cancel
         and await the rest and queue them again; close the fetcher."""
-        task, self._loop_task = self._loop_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._inflight and grace > 0:
-            await asyncio.wait(list(self._inflight.values()), timeout=grace)
-        sends = {key: send for key, send in self._inflight.items() if not send.done()}
-        for send in sends.values():
-            send.cancel()
-        if sends:
-            await asyncio.gather(*sends.values(), return_exceptions=True)
+        self._loop_task = None
+        sends = dict(self._inflight)
+        await self._jobs.stop(grace)  # cancels the loop first: no new sends
+        cut = [key for key, send in sends.items() if send.cancelled()]
+        if cut:
             try:
-                await uncancellable(self._unclaim(list(sends)))
+                await uncancellable(self._unclaim(cut))
             except Exception:
-                log.exception("webhook sender: could not queue %d interrupted delivery(ies) again", len(sends))
+                log.exception("webhook sender: could not queue %d interrupted delivery(ies) again", len(cut))
         if self._owns_fetcher and self._fetcher is not None:
             fetcher, self._fetcher = self._fetcher, None
             await fetcher.close()
@@ -242,7 +237,7 @@ class WebhookSender:
         events = await self._admitted(events, now)
         self._next_due = await self.store.next_event_due(now=now)
         for event in events:
-            send = asyncio.create_task(self._deliver(event), name=f"webhook-{event.event_id}")
+            send = self._jobs.shield(self._deliver(event), name=f"webhook-{event.event_id}").task
             self._inflight[event.event_id] = send
             send.add_done_callback(functools.partial(self._done, event.event_id))
         return len(events)

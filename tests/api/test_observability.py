@@ -34,6 +34,7 @@ METRIC_NAMES = (
     "jimeng_webhook_delivery_duration_seconds",
     "jimeng_webhook_sends_in_flight",
     "jimeng_store_operation_duration_seconds",
+    "jimeng_background_jobs",
 )
 APP_ORIGIN = "https://app.example.com"
 
@@ -121,6 +122,17 @@ async def test_metrics_names_present_and_moving(
     assert moved("jimeng_store_operation_duration_seconds_count", kind="write") >= 2
     assert moved("jimeng_store_operation_duration_seconds_count", kind="read") >= 1
     assert value(after, "jimeng_tasks_watched") == 0
+
+
+async def test_background_jobs_are_counted_by_owner(client: TestClient[Any, Any]) -> None:
+    watcher = client.app[WATCHER]
+    assert value(await scrape(client), "jimeng_background_jobs", owner="app/watcher") == 0  # loops off here
+    await watcher.start()
+    running = await scrape(client)
+    assert value(running, "jimeng_background_jobs", owner="app/watcher") == 1  # its loop, idle
+    assert value(running, "jimeng_background_jobs", owner="app/webhooks") == 0
+    await watcher.stop()
+    assert value(await scrape(client), "jimeng_background_jobs", owner="app/watcher") == 0
 
 
 async def test_upstream_failures_are_counted_by_outcome(
