@@ -1,0 +1,229 @@
+"""`[webhooks] processes` (issue 27 item 3): the webhook sender runs in child processes of the server on the same
+store. Real child processes, a real loopback receiver, both store backends: a settle in the API process wakes a
+child (its fallback poll is far too slow to explain the delivery), the webhook arrives signed and is recorded, the
+API process sends none (its metrics count what the child reports; the delivery's log line carries the child's
+tag), a child killed with SIGKILL mid-send is started again and delivers the event (at-least-once, the same
+webhook-id), two children deliver every event exactly once, and SIGTERM to the server stops the children too."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from simulate_proc import free_port
+from standardwebhooks.webhooks import Webhook
+from store_backends import open_store
+from webhook_support import SECRET, Receiver, Reply, done_outcome, make_task
+
+from jimeng_server.api.appkeys import SENDERS, SETTLER, STORE, WEBHOOKS
+from jimeng_server.app import create_app
+from jimeng_server.clock import SystemClock
+from jimeng_server.config import Config, ConfigError, WebhookConfig, load_config
+from jimeng_server.metrics import WEBHOOK_DELIVERIES
+from jimeng_server.store.outbox import EventState
+from jimeng_server.webhooks.processes import BACKOFF_MAX, restart_delay
+
+pytestmark = pytest.mark.wall_clock  # real processes on the real clock; signatures checked against it
+
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+ServerFactory = Callable[..., Awaitable[TestServer]]
+SLOW_POLL = 600.0  # the children's fallback poll: a delivery within the receiver's wait came from a wake-up
+
+
+def delivered_count() -> float:
+    """This process's `jimeng_webhook_deliveries_total{outcome="delivered"}`."""
+    return float(WEBHOOK_DELIVERIES.labels("delivered")._value.get())
+
+
+def hooks(store_url: str, **overrides: Any) -> WebhookConfig:
+    """One child; on PostgreSQL a short lease (a dead child's claims expire, other replicas may hold theirs)."""
+    pg = store_url.startswith("postgresql")
+    base: dict[str, Any] = {
+        "secret": SECRET,
+        "jitter": 0.0,
+        "processes": 1,
+        "poll_interval": SLOW_POLL,
+        "timeout": 3.0 if pg else 20.0,
+        "lease_seconds": 4.0 if pg else 30.0,
+    }
+    return WebhookConfig(**{**base, **overrides})
+
+
+async def start_api(
+    aiohttp_client: ClientFactory, config: Config, store_url: str, webhooks: WebhookConfig
+) -> TestClient[Any, Any]:
+    """The server app in this process with its background loops on and its sender children started and ready."""
+    cfg = dataclasses.replace(config, store=dataclasses.replace(config.store, url=store_url), webhooks=webhooks)
+    client = await aiohttp_client(create_app(cfg, clock=SystemClock()))
+    async with asyncio.timeout(60):
+        await client.app[SENDERS].wait_ready()
+    return client
+
+
+async def finish_task(client: TestClient[Any, Any], history_id: str, callback_url: str) -> None:
+    """Store a processing task and settle it as done through the API process's own settler (which wakes the
+    senders, as the watcher's settles do)."""
+    app = client.app
+    await app[STORE].insert(make_task(history_id, callback_url, created_at=SystemClock().time()))
+    await app[SETTLER].settle([done_outcome(history_id, [f"https://cdn.example/{history_id}.webp"])])
+
+
+async def test_a_child_sends_signed_webhooks_and_the_api_process_sends_none(
+    store_url: str,
+    aiohttp_client: ClientFactory,
+    config: Config,
+    receiver: tuple[Receiver, TestServer],
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    rec, server = receiver
+    before = delivered_count()
+    client = await start_api(aiohttp_client, config, store_url, hooks(store_url))
+    senders = client.app[SENDERS]
+    assert senders.count == 1 and senders.pids[0] not in (None, os.getpid())
+    resp = await client.get("/readyz")
+    assert resp.status == 200 and (await resp.json())["checks"]["webhook_sender"] == "ok"
+
+    with caplog.at_level(logging.INFO):
+        await finish_task(client, "h-proc-1", str(server.make_url("/hook")))
+        await rec.wait_for(lambda: len(rec.acked) == 1, timeout=30)
+        await client.close()  # SIGTERM to the child: it records its attempt, reports it and exits
+
+    (got,) = rec.requests
+    event = Webhook(SECRET).verify(got.body, got.headers)
+    assert event["type"] == "task.succeeded" and event["data"]["history_id"] == "h-proc-1"
+    store = await open_store(store_url, SystemClock())
+    try:
+        (stored,) = await store.events_of("h-proc-1")
+        (attempt,) = await store.attempts_of("h-proc-1")
+    finally:
+        await store.close()
+    assert stored.state is EventState.DELIVERED and stored.event_id == got.headers["webhook-id"]
+    assert attempt.status == 200
+    # The API process sent nothing itself, yet its metrics count the child's delivery (reported over the pipe).
+    assert not [r for r in caplog.records if r.name == "jimeng_server.webhooks.sender"]
+    assert delivered_count() - before == 1
+    err = capfd.readouterr().err
+    assert "sender-1:jimeng_server.webhooks.sender" in err and "h-proc-1" in err and "delivered on attempt 1" in err
+
+
+async def test_a_child_killed_mid_send_is_restarted_and_the_event_is_delivered(
+    store_url: str,
+    aiohttp_client: ClientFactory,
+    config: Config,
+    receiver: tuple[Receiver, TestServer],
+) -> None:
+    rec, server = receiver
+    rec.script("/hook", Reply(hang=True))  # the first send hangs: the child dies holding the claim
+    # The restarted child finds the event by its fallback poll on PostgreSQL (once the dead child's lease ended).
+    client = await start_api(aiohttp_client, config, store_url, hooks(store_url, poll_interval=0.2))
+    senders = client.app[SENDERS]
+    first = senders.pids[0]
+    assert first is not None
+    await finish_task(client, "h-proc-kill", str(server.make_url("/hook")))
+    await rec.wait_for(lambda: len(rec.requests) == 1, timeout=30)
+    os.kill(first, signal.SIGKILL)
+
+    await rec.wait_for(lambda: len(rec.acked) == 1, timeout=60)
+    assert senders.restarts == 1 and senders.pids[0] not in (None, first)
+    await client.close()
+
+    hung, again = rec.requests
+    assert hung.headers["webhook-id"] == again.headers["webhook-id"]  # the same event, delivered at least once
+    Webhook(SECRET).verify(again.body, again.headers)
+    store = await open_store(store_url, SystemClock())
+    try:
+        (stored,) = await store.events_of("h-proc-kill")
+        attempts = await store.attempts_of("h-proc-kill")
+    finally:
+        await store.close()
+    assert stored.state is EventState.DELIVERED
+    assert [a.status for a in attempts] == [200]  # the killed attempt was never recorded; nothing lost
+
+
+async def test_two_children_deliver_every_event_exactly_once(
+    tmp_path: Path,
+    aiohttp_client: ClientFactory,
+    config: Config,
+    receiver: tuple[Receiver, TestServer],
+) -> None:
+    rec, server = receiver
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    client = await start_api(aiohttp_client, config, url, hooks(url, processes=2))
+    assert len({pid for pid in client.app[SENDERS].pids}) == 2
+    ids = [f"h-two-{i:02d}" for i in range(30)]
+    for hid in ids:
+        await finish_task(client, hid, str(server.make_url(f"/hook/{hid}")))
+    await rec.wait_for(lambda: len(rec.acked) >= len(ids), timeout=60)
+    await client.close()
+    assert sorted(r.path.rsplit("/", 1)[1] for r in rec.requests) == ids  # each once, none twice
+    assert len(set(rec.ids())) == len(ids)
+
+
+async def test_sigterm_stops_the_server_and_its_sender_processes(tmp_path: Path) -> None:
+    conf = tmp_path / "config.toml"
+    conf.write_text(
+        f'[store]\npath = "{tmp_path / "tasks.db"}"\n[webhooks]\nprocesses = 2\nsecret = "{SECRET}"\n', encoding="utf-8"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jimeng_server",
+        "--config",
+        str(conf),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free_port()),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    pids: list[int] = []
+    async with asyncio.timeout(60):
+        while len(pids) < 2 or not any("listening" in x for x in lines):
+            line = (await proc.stderr.readline()).decode()
+            assert line, "".join(lines)
+            lines.append(line)
+            if "webhook sender process" in line and "started (pid" in line:
+                pids.append(int(line.rsplit("pid ", 1)[1].rstrip(")\n")))
+    assert len(pids) == 2
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(60):
+        _, err = await proc.communicate()
+    text = "".join(lines) + err.decode()
+    assert proc.returncode == 0, text[-3000:]
+    assert "Traceback" not in text
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_processes_is_validated_with_its_key_path(tmp_path: Path) -> None:
+    for value in (-1, 33):
+        conf = tmp_path / "bad.toml"
+        conf.write_text(f"[webhooks]\nprocesses = {value}\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match=r"webhooks\.processes"):
+            load_config(str(conf))
+    conf.write_text("[webhooks]\nprocesses = 2\n", encoding="utf-8")
+    assert load_config(str(conf)).webhooks.processes == 2
+
+
+def test_restarts_back_off_up_to_a_cap() -> None:
+    delays = [restart_delay(n) for n in range(1, 12)]
+    assert delays[0] == 0.25 and delays[1] == 0.5
+    assert delays == sorted(delays) and delays[-1] == BACKOFF_MAX
+
+
+async def test_without_processes_the_api_process_sends(aiohttp_client: ClientFactory, config: Config) -> None:
+    client = await aiohttp_client(create_app(config, clock=SystemClock()))
+    assert SENDERS not in client.app and client.app[WEBHOOKS].running
