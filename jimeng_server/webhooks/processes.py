@@ -55,6 +55,7 @@ BACKOFF_FIRST: Final = 0.25
 BACKOFF_MAX: Final = 30.0
 HEALTHY_AFTER: Final = 60.0  # a child that lived this long restarts after BACKOFF_FIRST again
 _LENGTH_BYTES: Final = 8
+RECOUNT: Final = 0.25  # seconds between a child's looks at its sends in flight (reported when changed)
 
 
 def restart_delay(failures: int) -> float:
@@ -349,9 +350,10 @@ def _read_exactly(fd: int, size: int) -> bytes:
 class ParentLink:
     """A child's end of the pipes: wake-ups and the server's end of file in, reports out.
 
-    `attach(wake)` calls `wake()` for every byte batch read from stdin and sets `gone` at end of file.
+    `attach(wake)` calls `wake()` for every byte batch read from stdin, sets `gone` at end of file and starts
+    looking at the sends in flight (`in_flight()`) every `RECOUNT` seconds (reported when changed).
     `delivery(outcome, seconds)` (the metrics tap) queues one report; reports queued in one loop iteration go
-    out in one write, with the sends in flight (`in_flight()`) as of then.
+    out in one write, with the sends in flight as of then.
     """
 
     def __init__(self, in_flight: Callable[[], int], *, fd_in: int = 0, fd_out: int = 1) -> None:
@@ -360,10 +362,12 @@ class ParentLink:
         self._in_flight = in_flight
         self._pending: list[str] = []
         self._scheduled = False
+        self._reported = 0
+        self._recount: asyncio.TimerHandle | None = None
         self.gone = asyncio.Event()
 
     def attach(self, wake: Callable[[], None]) -> None:
-        """Start reading wake-ups (call in the running loop)."""
+        """Start reading wake-ups and counting sends (call in the running loop)."""
         loop = asyncio.get_running_loop()
         os.set_blocking(self._fd_in, False)
 
@@ -381,12 +385,18 @@ class ParentLink:
                 self.gone.set()
 
         loop.add_reader(self._fd_in, readable)
+        self._recount = loop.call_later(RECOUNT, self._recounted)
 
     def detach(self) -> None:
-        """Stop reading wake-ups and write what is queued."""
+        """Stop reading wake-ups and counting; write what is queued (and no sends in flight)."""
         with contextlib.suppress(Exception):
             asyncio.get_running_loop().remove_reader(self._fd_in)
-        self.flush()
+        if self._recount is not None:
+            self._recount.cancel()
+            self._recount = None
+        self._scheduled = False
+        lines, self._pending = self._pending, []
+        self._write("".join([*lines, "i 0\n"]))
 
     def ready(self) -> None:
         """Tell the server the sender runs."""
@@ -403,8 +413,14 @@ class ParentLink:
         """Write the queued reports and the sends in flight now."""
         self._scheduled = False
         lines, self._pending = self._pending, []
-        lines.append(f"i {self._in_flight()}\n")
+        self._reported = self._in_flight()
+        lines.append(f"i {self._reported}\n")
         self._write("".join(lines))
+
+    def _recounted(self) -> None:
+        self._recount = asyncio.get_running_loop().call_later(RECOUNT, self._recounted)
+        if self._in_flight() != self._reported and not self._scheduled:
+            self.flush()
 
     def _write(self, text: str) -> None:
         data = text.encode("ascii")

@@ -22,7 +22,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from simulate_proc import free_port
 from standardwebhooks.webhooks import Webhook
 from store_backends import open_store
-from webhook_support import SECRET, Receiver, Reply, done_outcome, make_task
+from support import until
+from webhook_support import SECRET, Receiver, Reply, add_done_task, done_outcome, make_task
 
 from jimeng_server.api.appkeys import SENDERS, SETTLER, STORE, WEBHOOKS
 from jimeng_server.app import create_app
@@ -30,10 +31,12 @@ from jimeng_server.clock import SystemClock
 from jimeng_server.config import Config, ConfigError, WebhookConfig, load_config
 from jimeng_server.metrics import WEBHOOK_DELIVERIES
 from jimeng_server.store.outbox import EventState
+from jimeng_server.store.sqlite import SqliteStore
 from jimeng_server.webhooks.processes import BACKOFF_MAX, restart_delay
 
 pytestmark = pytest.mark.wall_clock  # real processes on the real clock; signatures checked against it
 
+HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 ServerFactory = Callable[..., Awaitable[TestServer]]
 SLOW_POLL = 600.0  # the children's fallback poll: a delivery within the receiver's wait came from a wake-up
@@ -131,6 +134,9 @@ async def test_a_child_killed_mid_send_is_restarted_and_the_event_is_delivered(
     assert first is not None
     await finish_task(client, "h-proc-kill", str(server.make_url("/hook")))
     await rec.wait_for(lambda: len(rec.requests) == 1, timeout=30)
+    await until(lambda: senders.in_flight == 1, what="the child's report of its send in flight")
+    metrics = await (await client.get("/metrics")).text()
+    assert "jimeng_webhook_sends_in_flight 1.0" in metrics.splitlines()  # the server's gauge counts the child's
     os.kill(first, signal.SIGKILL)
 
     await rec.wait_for(lambda: len(rec.acked) == 1, timeout=60)
@@ -227,3 +233,52 @@ def test_restarts_back_off_up_to_a_cap() -> None:
 async def test_without_processes_the_api_process_sends(aiohttp_client: ClientFactory, config: Config) -> None:
     client = await aiohttp_client(create_app(config, clock=SystemClock()))
     assert SENDERS not in client.app and client.app[WEBHOOKS].running
+
+
+async def test_sqlite_claims_from_two_processes_never_overlap(tmp_path: Path) -> None:
+    """Two processes claim from one SQLite file at once (each claim is one statement under the file's write lock,
+    waiting out the other's through the busy timeout): every due event is claimed once, none twice. A sender
+    process's store (`shared`) releases only expired leases at start-up; the server's own releases every one."""
+    db = tmp_path / "race.db"
+    clock = SystemClock()
+    store = await SqliteStore.open(db, clock=clock)
+    try:
+        ids = [f"h-race-{i:03d}" for i in range(60)]
+        for hid in ids:
+            await add_done_task(store, clock, hid, "https://hooks.example/cb")
+        events = sorted([e.event_id for hid in ids for e in await store.events_of(hid)])
+
+        now = clock.time()
+        (held,) = await store.claim_due_events(now=now, limit=1, lease_until=now + 600)
+        shared = await SqliteStore.open(db, clock=clock, shared=True)
+        try:
+            assert await shared.release_event_leases(now=now) == 0  # another sender may be sending it
+        finally:
+            await shared.close()
+        assert await store.release_event_leases(now=now) == 1  # no sender process alive: queued again
+        assert held.event_id in events
+
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(HELPERS / "claim_proc.py"),
+                str(db),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for _ in range(2)
+        ]
+        async with asyncio.timeout(60):
+            for proc in procs:
+                assert proc.stdout is not None
+                assert (await proc.stdout.readline()).strip() == b"ready"
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write(b"go\n")
+                await proc.stdin.drain()
+            outputs = [(await proc.communicate())[0].decode().split() for proc in procs]
+        assert all(proc.returncode == 0 and out[-1] == "done" for proc, out in zip(procs, outputs, strict=True))
+        claimed = [line for out in outputs for line in out[:-1]]
+        assert sorted(claimed) == events  # each once, none twice
+    finally:
+        await store.close()
