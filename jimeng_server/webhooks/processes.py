@@ -10,8 +10,8 @@ The pipes between the server and a child (nothing else is shared):
 
 - the child's stdin: first the `ChildSpec` (an 8-byte big-endian length, then the pickled spec: the config,
   secrets included, never on a command line or in the environment), then one byte per wake-up (a settle wrote
-  events; coalesced: at most one write per loop iteration, none while the child has not read the last one).
-  End of file means the server is gone: the child stops.
+  events; coalesced: at most one write per loop iteration; the child reads every byte waiting at once and
+  wakes its sender once). End of file means the server is gone: the child stops.
 - the child's stdout: lines `d <outcome> <seconds>` (one per delivery attempt, for the server's
   `jimeng_webhook_deliveries_total` and duration histogram) and `i <n>` (sends in flight), written together
   once per loop iteration; `r` once the sender runs.
@@ -73,7 +73,12 @@ class ChildSpec:
     @property
     def tag(self) -> str:
         """The log tag of this child's lines."""
-        return f"sender-{self.index}"
+        return tag_of(self.index)
+
+
+def tag_of(index: int) -> str:
+    """The name of sender child `index` (1-based) in log lines and task names."""
+    return f"sender-{index}"
 
 
 def child_command(entry: str) -> list[str]:
@@ -168,7 +173,7 @@ class SenderProcesses:
                 await self._spawn(child)
             except Exception:
                 log.exception("webhook sender process %d: starting it failed", child.index)
-            child.tasks.append(asyncio.create_task(self._supervise(child), name=f"jimeng-{self._tag(child)}"))
+            child.tasks.append(asyncio.create_task(self._supervise(child), name=f"jimeng-{tag_of(child.index)}"))
 
     async def wait_ready(self) -> None:
         """Wait until every child's sender runs (tests and benches; the server never waits for it)."""
@@ -177,7 +182,8 @@ class SenderProcesses:
             await self._changed.wait()
 
     def wake(self) -> None:
-        """Tell every child to look for due events now (coalesced: one byte per child until it reads it)."""
+        """Tell every child to look for due events now: one byte each, written once per loop iteration however
+        many wakes it had, and not while bytes for the child wait in this process's buffer."""
         for child in self._children:
             if child.wake_pending or not self._alive(child):
                 continue
@@ -227,10 +233,6 @@ class SenderProcesses:
     @staticmethod
     def _alive(child: _Child) -> bool:
         return child.proc is not None and child.proc.returncode is None
-
-    @staticmethod
-    def _tag(child: _Child) -> str:
-        return f"sender-{child.index}"
 
     def _send_wake(self, child: _Child) -> None:
         child.wake_pending = False
@@ -307,7 +309,6 @@ class SenderProcesses:
                     child.in_flight = int(rest)
                 elif kind == "r":
                     child.ready = True
-                    child.failures = 0 if self._clock.time() - child.started_at >= HEALTHY_AFTER else child.failures
                     self._changed.set()
             except ValueError:
                 log.warning("webhook sender process %d: unreadable report %r", child.index, line[:80])
