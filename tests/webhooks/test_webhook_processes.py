@@ -176,43 +176,69 @@ async def test_two_children_deliver_every_event_exactly_once(
     assert len(set(rec.ids())) == len(ids)
 
 
-async def test_sigterm_stops_the_server_and_its_sender_processes(tmp_path: Path) -> None:
+async def start_server(tmp_path: Path, processes: int) -> tuple[asyncio.subprocess.Process, list[int], list[str]]:
+    """`python -m jimeng_server` with `processes` sender processes: the server, their pids (from its log) and the
+    log lines read up to "listening"."""
     conf = tmp_path / "config.toml"
     conf.write_text(
-        f'[store]\npath = "{tmp_path / "tasks.db"}"\n[webhooks]\nprocesses = 2\nsecret = "{SECRET}"\n', encoding="utf-8"
+        f'[store]\npath = "{tmp_path / "tasks.db"}"\n[webhooks]\nprocesses = {processes}\nsecret = "{SECRET}"\n',
+        encoding="utf-8",
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jimeng_server",
-        "--config",
-        str(conf),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(free_port()),
+        *(sys.executable, "-m", "jimeng_server", "--config", str(conf)),
+        *("--host", "127.0.0.1", "--port", str(free_port())),
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None
     lines: list[str] = []
     pids: list[int] = []
     async with asyncio.timeout(60):
-        while len(pids) < 2 or not any("listening" in x for x in lines):
+        while len(pids) < processes or not any("listening" in x for x in lines):
             line = (await proc.stderr.readline()).decode()
             assert line, "".join(lines)
             lines.append(line)
             if "webhook sender process" in line and "started (pid" in line:
                 pids.append(int(line.rsplit("pid ", 1)[1].rstrip(")\n")))
+    return proc, pids, lines
+
+
+async def ended(pid: int) -> None:
+    """Return once process `pid` (not a child of this one) has ended: its pidfd becomes readable then."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def test_sigterm_stops_the_server_and_its_sender_processes(tmp_path: Path) -> None:
+    proc, pids, lines = await start_server(tmp_path, 2)
     assert len(pids) == 2
     proc.send_signal(signal.SIGTERM)
     async with asyncio.timeout(60):
         _, err = await proc.communicate()
+        for pid in pids:
+            await ended(pid)
     text = "".join(lines) + err.decode()
     assert proc.returncode == 0, text[-3000:]
-    assert "Traceback" not in text
-    for pid in pids:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+    assert "Traceback" not in text and "exited" not in text  # no child died or was restarted on the way
+
+
+async def test_a_killed_server_leaves_no_sender_process_behind(tmp_path: Path) -> None:
+    """kill -9 of the server: its sender processes see the pipe close and stop by themselves."""
+    proc, pids, _ = await start_server(tmp_path, 1)
+    proc.kill()
+    async with asyncio.timeout(60):
+        await proc.communicate()
+        for pid in pids:
+            await ended(pid)
 
 
 def test_processes_is_validated_with_its_key_path(tmp_path: Path) -> None:
