@@ -11,15 +11,17 @@ import asyncio
 import dataclasses
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from simulate_proc import free_port
+from simulate_proc import free_port, start_simulate
 from standardwebhooks.webhooks import Webhook
 from store_backends import open_store
 from support import until
@@ -239,6 +241,43 @@ async def test_a_killed_server_leaves_no_sender_process_behind(tmp_path: Path) -
         await proc.communicate()
         for pid in pids:
             await ended(pid)
+
+
+async def test_simulate_mode_with_a_sender_process_delivers_kept_results(
+    tmp_path: Path, receiver: tuple[Receiver, TestServer]
+) -> None:
+    """The README's `--simulate` run with `processes = 1`: an async submit's webhook comes from the sender process,
+    signed, and its result links (kept results, re-signed by the sender process) serve the images."""
+    rec, server = receiver
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[store]\npath = "{tmp_path / "tasks.db"}"\n'
+        "[watcher.image]\nfirst_poll = 0.5\ninterval = 0.5\ndeadline = 60.0\n"
+        '[server]\nlog_level = "WARNING"\n[security]\nallow_private_networks = true\n'
+        f'[webhooks]\nprocesses = 1\nsecret = "{SECRET}"\n',
+        encoding="utf-8",
+    )
+    proc = await start_simulate(config, until="Bearer", seconds=60)
+    try:
+        token = re.search(r"Bearer ([A-Za-z0-9_-]+)", proc.banner)
+        assert token is not None
+        async with aiohttp.ClientSession() as http, asyncio.timeout(60):
+            async with http.post(
+                f"{proc.url}/v1/async/images/generations",
+                json={"prompt": "a cat in the snow", "callback_url": str(server.make_url("/hook"))},
+                headers={"Authorization": f"Bearer {token.group(1)}"},
+            ) as resp:
+                body = await resp.json()
+                assert resp.status == 200, body
+            await rec.wait_for(lambda: len(rec.acked) == 1, timeout=60)
+            event = Webhook(SECRET).verify(rec.requests[0].body, rec.requests[0].headers)
+            assert event["type"] == "task.succeeded" and event["data"]["history_id"] == body["history_id"]
+            urls = [r["url"] for r in event["data"]["results"]]
+            assert urls and all("/v1/files/" in url for url in urls)  # kept: served by the server itself
+            async with http.get(urls[0]) as img:
+                assert img.status == 200 and (await img.read())[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        await proc.stop(seconds=60)
 
 
 def test_processes_is_validated_with_its_key_path(tmp_path: Path) -> None:
