@@ -522,6 +522,11 @@ def parse_config(data: dict[str, Any]) -> Config:
     missing = [r for r in REGION_CODES if r not in cfg.upstream.regions]
     if missing:
         raise ConfigError(f"upstream.regions: missing region(s) {', '.join(missing)}")
+    if cfg.webhooks.processes and cfg.store.backend == "sqlite" and cfg.store.sqlite_path in ("", ":memory:"):
+        raise ConfigError(
+            "webhooks.processes: sender processes share the task store, so it must be a database file or "
+            "PostgreSQL ([store] path or url), not an in-memory database"
+        )
     return cfg
 
 

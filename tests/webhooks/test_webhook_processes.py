@@ -288,6 +288,9 @@ def test_processes_is_validated_with_its_key_path(tmp_path: Path) -> None:
             load_config(str(conf))
     conf.write_text("[webhooks]\nprocesses = 2\n", encoding="utf-8")
     assert load_config(str(conf)).webhooks.processes == 2
+    conf.write_text('[store]\npath = ":memory:"\n[webhooks]\nprocesses = 1\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"webhooks\.processes: .*not an in-memory database"):
+        load_config(str(conf))
 
 
 def test_restarts_back_off_up_to_a_cap() -> None:
