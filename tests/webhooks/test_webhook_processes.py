@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -31,6 +32,7 @@ from jimeng_server.api.appkeys import SENDERS, SETTLER, STORE, WEBHOOKS
 from jimeng_server.app import create_app
 from jimeng_server.clock import SystemClock
 from jimeng_server.config import Config, ConfigError, WebhookConfig, load_config
+from jimeng_server.logs import JsonFormatter, ProcessTagFilter, TextFormatter
 from jimeng_server.metrics import WEBHOOK_DELIVERIES
 from jimeng_server.store.outbox import EventState
 from jimeng_server.store.sqlite import SqliteStore
@@ -351,3 +353,12 @@ async def test_sqlite_claims_from_two_processes_never_overlap(tmp_path: Path) ->
         assert sorted(claimed) == events  # each once, none twice
     finally:
         await store.close()
+
+
+def test_a_child_log_line_names_its_process_in_both_formats() -> None:
+    record = logging.LogRecord("jimeng_server.webhooks.sender", logging.INFO, __file__, 1, "delivered", None, None)
+    record.request_id = "-"
+    assert ProcessTagFilter("sender-2").filter(record)
+    assert ProcessTagFilter("sender-2").filter(record)  # tagged once
+    assert json.loads(JsonFormatter().format(record))["logger"] == "sender-2:jimeng_server.webhooks.sender"
+    assert " sender-2:jimeng_server.webhooks.sender [-]: delivered" in TextFormatter().format(record)
