@@ -35,6 +35,9 @@ Phases (in this order; `--only` picks some):
   from the release until the last webhook arrived, per task. `[watcher.image]` first_poll = interval =
   `--burst-interval` (1 s): a task is due again within that after it finishes. `[watcher] batch_size` is
   left at the server's default (the upstream takes at most 100 ids per call; `--set watcher.batch_size=100`).
+  `--webhook-processes N` sets `[webhooks] processes = N` (the sender in N child processes of the server);
+  cpu_ms_per_finish then includes the sender processes' CPU (their share is printed), and the JSON names N as
+  webhook_processes beside load_1m (the machine's 1-minute load average at the end of the burst).
 - watched: `--watched` stuck tasks with a callback URL (so watched) with `[watcher.image]` first_poll =
   interval = `--interval` (4 s). Once all are submitted and one interval plus 2 s passed, the simulator counts
   for `--window` s (3 intervals) how often each history id appears in get_history_by_ids calls:
@@ -74,12 +77,14 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from children import (
+    child_pids,
     cpu_seconds,
     free_port,
     serve_on_port_file,
     start_role,
     status_kb,
     stop,
+    tree_cpu_seconds,
     upstream_toml,
     wait_ready,
 )
@@ -334,6 +339,8 @@ KEYS = (
     "burst_missing",
     "burst_duplicates",
     "cpu_ms_per_finish",
+    "webhook_processes",
+    "load_1m",
     "submits",
     "submit_p50_ms",
     "sim_generate_p50_ms",
@@ -391,6 +398,8 @@ class Bench:
             "watcher": {"tick": "1.0"},
             "watcher.image": {"first_poll": str(first_poll), "interval": str(interval), "deadline": "900.0"},
         }
+        if self.args.webhook_processes:
+            sections["webhooks"]["processes"] = str(self.args.webhook_processes)
         for setting in self.args.set:
             key, _, value = setting.partition("=")
             section, _, name_ = key.strip().rpartition(".")
@@ -595,12 +604,15 @@ class Bench:
         try:
             ids = await self.submit_many(server, n, "[sim:stuck] scale burst {i}")
             await asyncio.sleep(self.args.settle)
-            cpu_before = cpu_seconds(server.pid)
+            senders = child_pids(server.pid)  # with --webhook-processes: its sender processes
+            cpu_before, senders_before = tree_cpu_seconds(server.pid), sum(map(cpu_seconds, senders))
             released = await self.sim("POST", "release")
             at = released["at"]
             print(f"  released {released['released']} tasks upstream at once", flush=True)
             complete = await self.receiver.wait_for(ids, self.args.timeout)
-            cpu_ms_per_finish = (cpu_seconds(server.pid) - cpu_before) * 1000 / n
+            cpu_ms_per_finish = (tree_cpu_seconds(server.pid) - cpu_before) * 1000 / n  # the senders' included
+            senders_ms = (sum(map(cpu_seconds, senders)) - senders_before) * 1000 / n
+            load = os.getloadavg()[0]
             latencies = [(self.receiver.arrived[i] - at) * 1000 for i in ids if i in self.receiver.arrived]
             missing = n - len(latencies)
             if not latencies:
@@ -616,6 +628,8 @@ class Bench:
                 f"  drained in {drain:.1f} s{'' if complete else f' ({missing} missing after the timeout)'}; "
                 f"duplicates {self.receiver.duplicates}; server RSS {server.rss_mb():.0f} MiB "
                 f"(tick 1 s, image interval {interval:g} s); server CPU {cpu_ms_per_finish:.3f} ms per finished task"
+                + (f" ({senders_ms:.3f} ms in {len(senders)} sender process(es))" if senders else "")
+                + f"; load {load:.2f}"
             )
             self.report(
                 burst_tasks=n,
@@ -627,6 +641,8 @@ class Bench:
                 burst_missing=missing,
                 burst_duplicates=self.receiver.duplicates,
                 cpu_ms_per_finish=cpu_ms_per_finish,
+                webhook_processes=self.args.webhook_processes,
+                load_1m=load,
             )
         finally:
             await self.stop_server(server)
@@ -716,6 +732,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of /ping and of task queries each")
     parser.add_argument("--concurrency", type=int, default=32, help="submits at once (burst, watched)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the burst's webhooks")
+    parser.add_argument(
+        "--webhook-processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="[webhooks] processes: N webhook sender processes beside the server (0: it sends itself)",
+    )
     parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="a server config key (TOML value)"
     )

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from . import metrics
 from .api import (
     admin,
     async_tasks,
@@ -50,6 +51,7 @@ from .api.appkeys import (
     REPLICAS,
     RESULT_LINKS,
     RETENTION,
+    SENDERS,
     SETTLER,
     STORE,
     TASK_COSTS,
@@ -104,6 +106,7 @@ from .upstream.transports import Transports
 from .upstream.uploader import ImageUploader
 from .upstream.vod_upload import VideoUploader
 from .watcher import Watcher
+from .webhooks.processes import SenderProcesses
 from .webhooks.sender import WebhookSender
 from .webhooks.signatures import secret_key
 
@@ -225,10 +228,15 @@ def setup_fetcher(app: web.Application, fetcher: SafeFetcher | None) -> None:
     app.cleanup_ctx.append(close_fetcher)
 
 
-def setup_store(app: web.Application) -> None:
-    """The task store (tasks, idempotency keys, webhook outbox) and idempotency claims on it."""
+SENDER_ENTRY = "jimeng_server.cli:sender_main"
+"""What a webhook sender process runs (`[webhooks] processes`)."""
+
+
+def setup_store(app: web.Application, *, shared: bool = False) -> None:
+    """The task store (tasks, idempotency keys, webhook outbox) and idempotency claims on it (`shared`: in a
+    webhook sender process, beside the server's own)."""
     config, clock = app[CONFIG], app[CLOCK]
-    store = app[STORE] = store_backend(config.store, clock)
+    store = app[STORE] = store_backend(config.store, clock, shared=shared)
     app[TASK_RECORDS] = TaskRecords(store)
     app[IDEMPOTENCY] = IdempotencyKeys(store, config.store, clock)
 
@@ -241,8 +249,11 @@ def setup_store(app: web.Application) -> None:
 
 
 def setup_webhooks(app: web.Application, background: bool) -> None:
-    """The webhook sender (the env var JIMENG_WEBHOOK_SECRET overrides the configured secret)."""
-    config = app[CONFIG]
+    """The webhook sender (the env var JIMENG_WEBHOOK_SECRET overrides the configured secret). With
+    `[webhooks] processes` and the background loops on, it does not send: the sender processes do
+    (webhooks/processes.py), started after the store opened and stopped before it closes; its `wake()` wakes
+    them."""
+    config, store, clock = app[CONFIG], app[STORE], app[CLOCK]
     sender = app[WEBHOOKS] = WebhookSender(
         app[STORE],
         config.webhooks,
@@ -255,6 +266,24 @@ def setup_webhooks(app: web.Application, background: bool) -> None:
         jobs=app[JOBS].scope("webhooks"),
     )
 
+    if background and config.webhooks.processes:
+        children = app[SENDERS] = SenderProcesses(
+            config,
+            clock,
+            entry=SENDER_ENTRY,
+            release=lambda: store.release_event_leases(now=clock.time()),
+            on_delivery=metrics.webhook_delivery,
+        )
+        sender.elsewhere = children
+
+        async def run_children(app: web.Application) -> AsyncIterator[None]:
+            await children.start()
+            yield
+            await children.stop(grace=config.server.shutdown_grace)
+
+        app.cleanup_ctx.append(run_children)
+        return
+
     async def run_sender(app: web.Application) -> AsyncIterator[None]:
         if background:
             await sender.start()
@@ -262,6 +291,42 @@ def setup_webhooks(app: web.Application, background: bool) -> None:
         await sender.stop(grace=config.server.shutdown_grace)  # in-flight attempts may finish first
 
     app.cleanup_ctx.append(run_sender)
+
+
+def create_sender_app(config: Config, *, clock: Clock | None = None) -> web.Application:
+    """The app of one webhook sender process (`[webhooks] processes`; no routes, never served): the upstream
+    client and the account pool (to re-sign expiring result links in event bodies), the store (`shared`) and the
+    sender, started by its cleanup context. Raises ConfigError like `create_app`."""
+    config = dataclasses.replace(config, webhooks=dataclasses.replace(config.webhooks, processes=0))  # it sends
+    restore_models = use_model_file(config.models.file)
+    app = web.Application()
+    app[CONFIG] = config
+    app[CLOCK] = clock or SystemClock()
+    setup_upstream(app, None)
+    setup_store(app, shared=True)
+    setup_pool(app)
+    links = result_links(app)
+    if links is not None:
+
+        async def run_links(app: web.Application) -> AsyncIterator[None]:
+            files = links.local.files if links.local is not None else None
+            if files is not None:
+                await files.start()  # kept files' links are signed here too
+            yield
+            await links.close()
+            if files is not None:
+                await files.close()
+
+        app.cleanup_ctx.append(run_links)
+    setup_webhooks(app, background=True)  # started last, stopped first
+    if links is not None:
+        app[WEBHOOKS].body_hook = links.event_body
+
+    async def models_restored(_: web.Application) -> None:
+        restore_models()
+
+    app.on_cleanup.append(models_restored)
+    return app
 
 
 def setup_pool(app: web.Application) -> None:
@@ -393,14 +458,13 @@ def setup_tasks(app: web.Application, background: bool) -> None:
     app.cleanup_ctx.append(run_tasks)
 
 
-def setup_results(app: web.Application, background: bool) -> None:
-    """What happens to result links that expire (`[results]`): re-signing for task queries and webhook bodies,
-    and with `keep = "local"` the keeper that downloads results into the results directory (its loop runs with
-    the background loops). At shutdown the keeper stops and the re-signs in flight are cancelled."""
+def result_links(app: web.Application) -> ResultLinks | None:
+    """What `[results]` makes of result links that expire (None with `keep = "none"`): re-signing for task
+    queries and webhook bodies, and with `keep = "local"` / `"s3"` where kept files go (`ResultLinks.local`)."""
     config = app[CONFIG]
     results = config.results
     if results.keep == "none":
-        return
+        return None
     local: Keeping | None = None
     root = results_root(results, config.store)
     files: FileStore | None = None
@@ -415,7 +479,7 @@ def setup_results(app: web.Application, background: bool) -> None:
         files = S3Files(results)  # ConfigError here when the s3 extra is missing
     if files is not None:
         local = Keeping(files, results.link_seconds, results.webhook_after_keep)
-    links = app[RESULT_LINKS] = ResultLinks(
+    return ResultLinks(
         app[CLIENT],
         app[STORE],
         app[CLOCK],
@@ -424,6 +488,21 @@ def setup_results(app: web.Application, background: bool) -> None:
         local=local,
         jobs=app[JOBS].scope("result-links"),
     )
+
+
+def setup_results(app: web.Application, background: bool) -> None:
+    """What happens to result links that expire (`[results]`, `result_links`): re-signing for task queries and
+    webhook bodies, and with `keep = "local"` the keeper that downloads results into the results directory (its
+    loop runs with the background loops). At shutdown the keeper stops and the re-signs in flight are
+    cancelled."""
+    config = app[CONFIG]
+    results = config.results
+    found = result_links(app)
+    if found is None:
+        return
+    links = app[RESULT_LINKS] = found
+    local = links.local
+    root = results_root(results, config.store)
     app[QUERIES].links = links
     app[INTAKE].remember_owner = links.remember
     app[SETTLER].after_settle = links.after_settle

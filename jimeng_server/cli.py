@@ -30,11 +30,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import __version__, manage
+from . import __version__, manage, metrics
 from .api.admin import admin_key
-from .api.appkeys import ACCOUNT_POOL, API_KEYS
+from .api.appkeys import ACCOUNT_POOL, API_KEYS, WEBHOOKS
 from .api.observability import AccessLogger
-from .app import create_app
+from .app import create_app, create_sender_app
 from .clock import Clock, SystemClock
 from .config import Config, ConfigError, ResultsConfig, load_config, with_env_overrides
 from .doctor import exit_code, run_doctor
@@ -45,6 +45,7 @@ from .runner import ApiRunner, bind
 from .services.apikeys import key_digest
 from .upstream.regions import Region
 from .upstream.tokens import TokenError, parse_token
+from .webhooks.processes import ChildSpec, ParentLink, read_spec
 
 log = logging.getLogger("jimeng_server")
 
@@ -485,6 +486,47 @@ async def local_api(config_path: str | None) -> AsyncIterator[str]:
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+def sender_main() -> None:
+    """A webhook sender process of `[webhooks] processes`, started by the server (`webhooks/processes.py`): read
+    the spec from stdin, log with the `sender-<n>` tag, send until SIGTERM or the server's end of file."""
+    try:
+        spec = read_spec()
+    except EOFError:
+        raise SystemExit(1) from None
+    setup_logging(spec.config.server.log_level, spec.config.server.log_format, tag=spec.tag)
+    try:
+        asyncio.run(run_sender_process(spec))
+    except ConfigError as exc:
+        log.error("config error: %s", exc)
+        raise SystemExit(2) from None
+
+
+async def run_sender_process(spec: ChildSpec) -> None:
+    """Run the sender app of `spec` until SIGTERM/SIGINT or until the server closes the pipe; the sender stops
+    as in the server (in-flight attempts get `[server] shutdown_grace`)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    app = create_sender_app(spec.config)
+    sender = app[WEBHOOKS]
+    link = ParentLink(lambda: sender.in_flight)
+    metrics.tap_webhook_deliveries(link.delivery)
+    link.attach(sender.wake)
+    runner = web.AppRunner(app, handle_signals=False)
+    try:
+        await runner.setup()
+        link.ready()
+        waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(link.gone.wait())}
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in pending:
+            waiting.cancel()
+    finally:
+        await runner.cleanup()
+        metrics.tap_webhook_deliveries(None)
+        link.detach()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -310,6 +310,11 @@ class WebhookConfig:
     max_per_host: int = 8  # sends in flight to one receiver host at once (one slow receiver holds no more)
     breaker_failures: int = 5  # sends in a row without an answer that open a receiver host's circuit
     breaker_seconds: float = 30.0  # how long an open circuit holds a host's deliveries (doubling per failed probe)
+    processes: int = 0  # 0: the sender runs in the API process; N >= 1: in N child processes (webhooks/processes.py)
+
+
+MAX_SENDER_PROCESSES = 32
+"""The most webhook sender processes `[webhooks] processes` may ask for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,6 +522,11 @@ def parse_config(data: dict[str, Any]) -> Config:
     missing = [r for r in REGION_CODES if r not in cfg.upstream.regions]
     if missing:
         raise ConfigError(f"upstream.regions: missing region(s) {', '.join(missing)}")
+    if cfg.webhooks.processes and cfg.store.backend == "sqlite" and cfg.store.sqlite_path in ("", ":memory:"):
+        raise ConfigError(
+            "webhooks.processes: sender processes share the task store, so it must be a database file or "
+            "PostgreSQL ([store] path or url), not an in-memory database"
+        )
     return cfg
 
 
@@ -781,3 +791,7 @@ def _validate_webhooks(obj: WebhookConfig, prefix: str) -> None:
         )
     if obj.poll_interval <= 0:
         raise ConfigError(f"{prefix}poll_interval: must be positive, got {obj.poll_interval}")
+    if not 0 <= obj.processes <= MAX_SENDER_PROCESSES:
+        raise ConfigError(
+            f"{prefix}processes: must be 0 (send from the API process) to {MAX_SENDER_PROCESSES}, got {obj.processes}"
+        )

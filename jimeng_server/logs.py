@@ -108,13 +108,29 @@ class JsonFormatter(logging.Formatter):
         return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(entry, ensure_ascii=False))
 
 
-def setup_logging(level: str, fmt: str = "text") -> None:
+class ProcessTagFilter(logging.Filter):
+    """Prefixes each record's logger name with a process tag (`sender-1:jimeng_server.webhooks.sender`), so the
+    lines of a server's child processes, written to the same output, say which process wrote them."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__()
+        self._prefix = f"{tag}:"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefix):
+            record.name = self._prefix + record.name
+        return True
+
+
+def setup_logging(level: str, fmt: str = "text", *, tag: str = "") -> None:
     """Log to stderr at `level` in `fmt` ("text" or "json"), every record through the redacting filter and
-    stamped with the request id."""
+    stamped with the request id; with `tag` (a child process of the server) each logger name carries it."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactingFilter())
     handler.addFilter(RequestIdFilter())
+    if tag:
+        handler.addFilter(ProcessTagFilter(tag))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -165,10 +165,22 @@ def instrument_upstream(
     return wrapper
 
 
+_delivery_tap: Callable[[str, float], None] | None = None
+
+
+def tap_webhook_deliveries(tap: Callable[[str, float], None] | None) -> None:
+    """Also pass every `webhook_delivery` to `tap` (None: stop): a sender process reports its attempts to the
+    server, whose metrics count them (webhooks/processes.py)."""
+    global _delivery_tap
+    _delivery_tap = tap
+
+
 def webhook_delivery(outcome: str, seconds: float) -> None:
     """One webhook delivery attempt and what it led to."""
     WEBHOOK_DELIVERIES.labels(outcome).inc()
     WEBHOOK_SECONDS.observe(seconds)
+    if _delivery_tap is not None:
+        _delivery_tap(outcome, seconds)
 
 
 def timed_poll() -> Timer:

@@ -30,6 +30,7 @@ from ..upstream.client import JimengClient
 from ..upstream.transport import SessionPool
 from ..upstream.uploader import ImageUploader
 from ..watcher import Watcher
+from ..webhooks.processes import SenderProcesses
 from ..webhooks.sender import WebhookSender
 
 CONFIG = web.AppKey("config", Config)
@@ -54,6 +55,7 @@ FETCHER = web.AppKey("fetcher", SafeFetcher)
 UPLOADER = web.AppKey("uploader", ImageUploader)
 COMPOSITIONS = web.AppKey("compositions", Compositions)
 WEBHOOKS = web.AppKey("webhooks", WebhookSender)
+SENDERS = web.AppKey("webhook_sender_processes", SenderProcesses)  # only with [webhooks] processes
 ACCOUNT_POOL = web.AppKey("account_pool", AccountPool)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
 POSTEDITS = web.AppKey("postedits", PostEdits)  # upscale, outpaint, repair, interpolation

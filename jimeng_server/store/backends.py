@@ -10,9 +10,10 @@ from .sqlite import SqliteStore
 __all__ = ["store_backend"]
 
 
-def store_backend(config: StoreConfig, clock: Clock) -> Store:
+def store_backend(config: StoreConfig, clock: Clock, *, shared: bool = False) -> Store:
     """The (unstarted) store `config.url` names: PostgreSQL for a `postgresql://` URL, else SQLite (`url` or
-    `path`). Raises ConfigError when PostgreSQL is asked for without the `postgres` extra installed."""
+    `path`; `shared`: opened by a webhook sender process beside the server's, see `SqliteStore`). Raises
+    ConfigError when PostgreSQL is asked for without the `postgres` extra installed."""
     if config.backend == "postgresql":
         try:
             from .postgres import PostgresStore  # asyncpg is the optional `postgres` extra
@@ -22,5 +23,9 @@ def store_backend(config: StoreConfig, clock: Clock) -> Store:
             ) from None
         return PostgresStore(config.url, clock=clock, pool_size=config.pool_size)
     return SqliteStore(
-        config.sqlite_path, clock=clock, synchronous=config.synchronous, read_connections=config.read_connections
+        config.sqlite_path,
+        clock=clock,
+        synchronous=config.synchronous,
+        read_connections=config.read_connections,
+        shared=shared,
     )

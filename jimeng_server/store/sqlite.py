@@ -64,9 +64,11 @@ class SqliteStore(SharedTables):
         busy_timeout: float = 5.0,
         synchronous: str = "normal",
         read_connections: int = 2,
+        shared: bool = False,
     ) -> None:
         """A store for the database at `path`; nothing is opened until `start()`. `synchronous` is one of
-        `SYNCHRONOUS_MODES`."""
+        `SYNCHRONOUS_MODES`. `shared`: other processes send webhooks from this file at the same time (a sender
+        process of `[webhooks] processes`), so only expired delivery leases are released at start-up."""
         if synchronous not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS_MODES}, got {synchronous!r}")
         self._path = Path(path)
@@ -74,6 +76,7 @@ class SqliteStore(SharedTables):
         self._busy_timeout = busy_timeout
         self._synchronous = synchronous
         self._read_count = max(0, read_connections)
+        self._shared = shared
         self._conn_: aiosqlite.Connection | None = None
         self._readers: list[aiosqlite.Connection] = []
         self._idle_readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()

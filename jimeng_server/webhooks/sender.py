@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
-from typing import Final
+from typing import Final, Protocol
 
 from yarl import URL
 
@@ -106,6 +106,19 @@ class HoldEvent(Exception):
         self.until = until
 
 
+class SendsElsewhere(Protocol):
+    """The senders that deliver for this process when it sends none itself (`[webhooks] processes`:
+    `processes.SenderProcesses`)."""
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+    def wake(self) -> None: ...
+
+
 class WebhookSender:
     """Delivers outbox events: one loop claims due events under a lease, one task per event sends it.
 
@@ -165,6 +178,9 @@ class WebhookSender:
         # (a burst for a new receiver is not paced as if it were a black hole); at most _PARKED ids in all.
         self._parked: dict[str, list[str]] = {}
         self._hasten: list[str] = []
+        # Set by the app with `[webhooks] processes`: this process is not started and sends nothing; wake(),
+        # running and in_flight are the sender processes'.
+        self.elsewhere: SendsElsewhere | None = None
         self._answered: set[str] = set()  # events whose send got an answer (for the gate's breaker)
 
     # ------------------------------------------------------------------ public API
@@ -181,16 +197,24 @@ class WebhookSender:
 
     @property
     def in_flight(self) -> int:
-        """How many sends are running now."""
+        """How many sends are running now (in the sender processes, when they send for this one)."""
+        if self.elsewhere is not None:
+            return self.elsewhere.in_flight
         return len(self._inflight)
 
     @property
     def running(self) -> bool:
-        """True while the delivery loop runs (started and not stopped or crashed)."""
+        """True while the delivery loop runs (started and not stopped or crashed), or the sender processes that
+        send for this one all run."""
+        if self.elsewhere is not None:
+            return self.elsewhere.running
         return self._loop_task is not None and not self._loop_task.done()
 
     def wake(self) -> None:
-        """Look for due events now (call after writing events)."""
+        """Look for due events now (call after writing events); with `elsewhere`, tell the sender processes."""
+        if self.elsewhere is not None:
+            self.elsewhere.wake()
+            return
         self._fresh = True
         self._wakeup.set()
 
