@@ -302,6 +302,7 @@ def create_sender_app(config: Config, *, clock: Clock | None = None) -> web.Appl
     app = web.Application()
     app[CONFIG] = config
     app[CLOCK] = clock or SystemClock()
+    setup_jobs(app)
     setup_upstream(app, None)
     setup_store(app, shared=True)
     setup_pool(app)
