@@ -283,13 +283,17 @@ _IMAGE_INPUT: Schema = {
 _FILES: Schema = {"items": {"type": "string", "format": "binary"}}
 _URI = {"format": "uri"}
 
+MAX_CALLBACK_URL_LENGTH = 2048
 CALLBACK = Field(
     "callback_url",
     "string",
     "async only: the task's final event is POSTed here (signed, Standard Webhooks)",
-    extra={"format": "uri", "maxLength": 2048},
+    max_length=MAX_CALLBACK_URL_LENGTH,
+    extra={"format": "uri"},
 )
-STREAM = Field("stream", "boolean", "true: answer the task's events (text/event-stream)")
+"""Read by `callbacks.py` (its own checks and message: an http(s) URL the address guard takes)."""
+STREAM = Field("stream", "boolean", "true: answer the task's events (text/event-stream)", default=False)
+"""Read by `task_stream.wants_stream` (sync submits)."""
 RESPONSE_FORMAT = Field("response_format", "string", default="url", choices=RESPONSE_FORMATS)
 
 IMAGE = Body(
