@@ -28,8 +28,8 @@ from ..services.task_follow import follow, is_final
 from ..tasks.records import TaskKind
 from ..upstream.errors import UpstreamError
 from .appkeys import CLOCK, QUERIES, WATCHER
-from .idempotency import idempotent
 from .fields import STREAM
+from .idempotency import idempotent
 from .responses import json_answer
 from .sse import EventStream
 
