@@ -109,6 +109,22 @@ def get_count(data: Mapping[str, Any], name: str, *, high: int) -> int | None:
     return get_int(data, name, low=1, high=high)
 
 
+_SIDE = r"((?=[0-9]{1,5}(?![0-9]))0*[1-9][0-9]*)"  # 1 to 5 ASCII digits, not all 0 (\d takes any script)
+SIZE_PATTERN = rf"^\s*{_SIDE}\s*[xX×*]\s*{_SIDE}\s*$"
+"""A size "WIDTHxHEIGHT" in pixels (`x`, `X`, `×` or `*` between); what `get_pixels` takes and the documented
+`pattern` of the fields it reads."""
+_SIZE = re.compile(SIZE_PATTERN)
+
+
+def get_pixels(value: Any, name: str, hint: str) -> tuple[int, int]:
+    """(width, height) of a size "WIDTHxHEIGHT" (`SIZE_PATTERN`); 400 naming the field and `hint` (what else it
+    takes, an example) otherwise."""
+    match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise _bad(name, f"must be WIDTHxHEIGHT in pixels ({hint}), got {value!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
 def get_choice(data: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]) -> str:
     """A string field among `choices` (`default` when absent or blank)."""
     value = get_str(data, name, default)
@@ -168,6 +184,8 @@ class Field:
         if self.kind != "string":
             return data.get(name)
         if self.choices:
+            if self.default is None and get_str(data, name) is None:
+                return None
             return get_choice(data, name, self.default, self.choices)
         value = get_str(data, name, self.default, required=self.required)
         if value is not None and self.max_length is not None and len(value) > self.max_length:
@@ -454,8 +472,12 @@ _MESSAGE: Schema = {
     "required": ["role", "content"],
 }
 CHAT_IMAGE_OPTIONS = ("n", "size", "ratio", "resolution", "sample_strength", "negative_prompt", "intelligent_ratio")
+"""The chat body's keys passed on to the image parser (`params.image_params`), which validates them."""
 CHAT_VIDEO_OPTIONS = ("duration", "ratio", "resolution")
-"""services.chat's IMAGE_OPTIONS and VIDEO_OPTIONS (asserted equal by the request-field test)."""
+"""The chat body's keys passed on to the video parser (`video_params.video_params`), which validates them."""
+CHAT_STREAM_OPTIONS = ("stream", "stream_options")
+"""The chat body's streaming switches: left out of the Idempotency-Key's request hash (a retry may switch
+between streamed and whole answers)."""
 CHAT = (
     Body(
         (
@@ -467,7 +489,7 @@ CHAT = (
                 required=True,
                 extra={"minItems": 1, "items": _MESSAGE},
             ),
-            Field("stream", "boolean", "true: chat.completion.chunk events, then [DONE]"),
+            Field("stream", "boolean", "true: chat.completion.chunk events, then [DONE]", default=False),
             Field("stream_options", "any", "accepted and ignored", extra={"type": "object"}),
         )
     )
@@ -491,27 +513,65 @@ CHAT = (
         )
     )
 )
+MAX_SHAPE_SECONDS = 600
+MAX_PIXELS = 99_999
+_SECONDS: Schema = {
+    "type": ["number", "string"],
+    "pattern": r"^\s*(?:(?:[1-9][0-9]?|[1-5][0-9]{2})(?:\.[0-9]+)?|600(?:\.0+)?)\s*$",
+}
+"""Seconds as a number or a decimal string from 1 to `MAX_SHAPE_SECONDS` (the `openai` SDK sends "8")."""
+_WXH: Schema = {"pattern": SIZE_PATTERN}
+_HTTP_URL: Schema = {"type": "string", "pattern": "^\\s*[hH][tT][tT][pP][sS]?://"}
+_FRAME_URLS: Schema = {"anyOf": [_HTTP_URL, {"type": "array", "items": _HTTP_URL, "minItems": 1, "maxItems": 2}]}
+"""The first frame's http(s) URL, or the first and last frame's."""
 OPENAI_VIDEO = Body(
     (
-        Field("prompt", "string", required=True),
+        Field("prompt", "string", "the video to make", required=True, max_length=MAX_PROMPT_CHARS),
         Field("model", "string", "a video model or alias", default="sora-2"),
-        Field("seconds", "string", "mapped to the model's nearest allowed duration"),
-        Field("size", "string", "WxH: the nearest ratio and covering resolution"),
-        Field("input_reference", "any", "the first frame: a file, a URL or {image_url}"),
+        Field(
+            "seconds",
+            "number",
+            "mapped to the model's nearest allowed duration",
+            low=1,
+            high=MAX_SHAPE_SECONDS,
+            extra=_SECONDS,
+        ),
+        Field("size", "string", "WxH in pixels: the nearest ratio and covering resolution", extra=_WXH),
+        Field(
+            "input_reference",
+            "any",
+            "the first frame: an http(s) URL or {image_url}",
+            extra={"anyOf": [_HTTP_URL, {"type": "object", "properties": {"image_url": _HTTP_URL, "url": _HTTP_URL}}]},
+            where="json",
+        ),
+        Field(
+            "input_reference",
+            "any",
+            "the first frame: an uploaded image or an http(s) URL",
+            extra={"anyOf": [_HTTP_URL, {"type": "string", "format": "binary"}]},
+            where="form",
+        ),
         CALLBACK,
     )
 )
 GATEWAY_VIDEO = Body(
     (
         Field("model", "string", "a video model or alias", default=catalog.DEFAULT_VIDEO_MODEL),
-        Field("prompt", "string"),
-        Field("duration", "number", "seconds: the model's nearest allowed duration"),
-        Field("width", "integer", "pixels (with height): the nearest ratio and covering resolution"),
-        Field("height", "integer", "pixels (with width)"),
-        Field("size", "string", "WxH, instead of width and height"),
+        Field("prompt", "string", "required without an image", max_length=MAX_PROMPT_CHARS),
+        Field(
+            "duration",
+            "number",
+            "seconds: the model's nearest allowed duration",
+            low=1,
+            high=MAX_SHAPE_SECONDS,
+            extra=_SECONDS,
+        ),
+        Field("width", "integer", "pixels (with height): the nearest ratio and covering size", low=1, high=MAX_PIXELS),
+        Field("height", "integer", "pixels (with width)", low=1, high=MAX_PIXELS),
+        Field("size", "string", "WxH in pixels, instead of width and height", extra=_WXH),
         Field("ratio", "string", "overrides the ratio from the size", choices=VIDEO_RATIOS),
         Field("resolution", "string", "overrides the resolution from the size", choices=VIDEO_RESOLUTIONS),
-        Field("image", "any", "the first frame: an http(s) URL", aliases=("image_url",)),
+        Field("image", "any", "the first frame (or the first and last)", aliases=("image_url",), extra=_FRAME_URLS),
         CALLBACK,
     )
 )

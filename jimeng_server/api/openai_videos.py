@@ -1,6 +1,7 @@
-"""The video shapes gateways speak (services/video_shapes.py maps them), on our async video tasks: the same
-submit as `POST /v1/async/videos/generations` (parser, Idempotency-Key, API keys and the pool, `callback_url`),
-the same ids, and answers built from the task query (`TaskQueries`), so they agree with it and the webhook.
+"""The video shapes gateways speak (gateway_params.py reads their requests, services/video_shapes.py shapes their
+answers), on our async video tasks: the same submit as `POST /v1/async/videos/generations` (parser,
+Idempotency-Key, API keys and the pool, `callback_url`), the same ids, and answers built from the task query
+(`TaskQueries`), so they agree with it and the webhook.
 
 - OpenAI Videos: `POST /v1/videos` (JSON or multipart with an `input_reference` file), `GET /v1/videos`
   (the caller's latest video tasks, newest first), `GET /v1/videos/{id}`,
@@ -23,17 +24,18 @@ from ..errors import BadGateway, BadRequest, Conflict
 from ..services.callers import Caller
 from ..services.results import failure_error
 from ..services.task_queries import not_found
-from ..services.video_shapes import gateway_task, gateway_video_fields, openai_video, openai_video_fields, status_of
+from ..services.video_shapes import gateway_task, openai_video, status_of
 from ..tasks.records import TaskKind
 from .appkeys import CONFIG, POOL, QUERIES, TASK_RECORDS, VIDEOS
 from .async_tasks import history_id_value
 from .callbacks import callback_url_of
 from .fields import OPENAI_VIDEO
 from .forms import request_fields
+from .gateway_params import gateway_video_fields, openai_video_fields
 from .request import caller_of, json_object
 from .responses import json_answer
 from .task_stream import submit_once
-from .video_params import MAX_FRAMES, VIDEO_RATIOS, video_params
+from .video_params import MAX_FRAMES, video_params
 from .videos import chooser
 
 routes = web.RouteTableDef()
@@ -41,7 +43,8 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 
-FieldsOf = Callable[[Mapping[str, Any], Mapping[str, str], tuple[str, ...]], dict[str, Any]]
+FieldsOf = Callable[[Mapping[str, Any], Mapping[str, str]], dict[str, Any]]
+"""A gateway shape's body and the aliases in force -> the video parser's fields (`gateway_params.py`)."""
 
 
 async def _submit(
@@ -50,7 +53,7 @@ async def _submit(
     """Submit a video task from a gateway-shaped body; the answer of `idempotent` (a replayed error as it is)
     and the accepted body (`history_id`, `created`; empty for an error)."""
     aliases = request.app[CONFIG].models.all_aliases
-    params = video_params(fields_of(data, aliases, VIDEO_RATIOS), aliases=aliases, choose=chooser(request, caller))
+    params = video_params(fields_of(data, aliases), aliases=aliases, choose=chooser(request, caller))
     params = dataclasses.replace(params, callback_url=await callback_url_of(request, data))
     videos = request.app[VIDEOS]
     return await submit_once(request, data, lambda spend: videos.submit_video(caller, params, spend=spend))

@@ -23,7 +23,9 @@ from pool_support import ADMIN_KEY, POOL_SESSIONS, admin, seed_sim
 from support import CN_TOKEN, bearer, drive, json_of
 
 from jimeng_server.api import fields as declared
+from jimeng_server.api.chat_params import chat_ask
 from jimeng_server.api.fields import REQUEST_BODIES, RouteBody
+from jimeng_server.api.gateway_params import gateway_video_fields, openai_video_fields
 from jimeng_server.api.image_inputs import composition_images
 from jimeng_server.api.openai_compat import edit_images
 from jimeng_server.api.params import image_params
@@ -31,9 +33,7 @@ from jimeng_server.api.postedits import outpaint_params, repair_params, upscale_
 from jimeng_server.api.video_params import video_params
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import DEFAULT_MODEL_ALIASES, AdminConfig, CompatConfig, ModelsConfig
-from jimeng_server.services import chat
 from jimeng_server.services.compositions import MAX_INPUT_IMAGES
-from jimeng_server.services.video_shapes import gateway_video_fields, openai_video_fields
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
 from jimeng_server.upstream import catalog
@@ -113,7 +113,7 @@ _PARSERS: list[tuple[str, Callable[[Mapping[str, Any]], Any], list[dict[str, Any
     ("/v1/images/repair", repair_params, [{"history_id": "123"}]),
     (
         "/v1/chat/completions",
-        lambda data: chat.chat_ask(data, DEFAULT_MODEL_ALIASES),
+        lambda data: chat_ask(data, DEFAULT_MODEL_ALIASES),
         [
             {"messages": [{"role": "user", "content": "a cat"}], "n": 2, "size": "1024x1024"},
             {"messages": [{"role": "user", "content": "waves"}], "model": "sora-2", "duration": 5, "stream": True},
@@ -121,12 +121,12 @@ _PARSERS: list[tuple[str, Callable[[Mapping[str, Any]], Any], list[dict[str, Any
     ),
     (
         "/v1/videos",
-        lambda data: openai_video_fields(data, DEFAULT_MODEL_ALIASES, declared.VIDEO_RATIOS),
+        lambda data: openai_video_fields(data, DEFAULT_MODEL_ALIASES),
         [{"prompt": "p", "seconds": "8", "size": "1280x720", "input_reference": {"image_url": URL}}],
     ),
     (
         "/v1/video/generations",
-        lambda data: gateway_video_fields(data, DEFAULT_MODEL_ALIASES, declared.VIDEO_RATIOS),
+        lambda data: gateway_video_fields(data, DEFAULT_MODEL_ALIASES),
         [
             {"prompt": "p", "duration": 5, "width": 1280, "height": 720, "image": URL},
             {"prompt": "p", "size": "720x1280", "ratio": "9:16", "resolution": "720p", "image_url": URL},
@@ -147,8 +147,6 @@ def test_every_field_a_parser_reads_is_declared(
 
 
 def test_declared_constants_match_the_services() -> None:
-    assert declared.CHAT_IMAGE_OPTIONS == chat.IMAGE_OPTIONS
-    assert declared.CHAT_VIDEO_OPTIONS == chat.VIDEO_OPTIONS
     assert declared._MAX_INPUT_IMAGES == MAX_INPUT_IMAGES
 
 
@@ -239,15 +237,16 @@ _BASES: dict[str, dict[str, Any]] = {
 _TRIES: dict[str, list[dict[str, Any]]] = {
     "images": [{"images": ["FRAME", {"url": "FRAME"}]}],
     "image": [{"image": "FRAME"}],
-    "image_url": [{"image_url": "FRAME"}],
+    "image_url": [{"image_url": "FRAME"}, {"image_url": ["FRAME", "FRAME"]}],
     "file_paths": [{"file_paths": ["FRAME"]}],
     "filePaths": [{"filePaths": ["FRAME", "FRAME"]}],
     "input_reference": [{"input_reference": "FRAME"}, {"input_reference": {"image_url": "FRAME"}}],
-    "seconds": [{"seconds": "4"}, {"seconds": "12"}],
+    "seconds": [{"seconds": "4"}, {"seconds": "12"}, {"seconds": 1}, {"seconds": str(declared.MAX_SHAPE_SECONDS)}],
     "size": [{"size": "1024x1024"}, {"size": "720x1280"}],
-    "width": [{"width": 1280, "height": 720}],
+    "size@/v1/video/generations": [{"size": "1280x720"}, {"size": "99999 × 1"}],
+    "width": [{"width": 1280, "height": 720}, {"width": 1, "height": declared.MAX_PIXELS}],
     "height": [{"width": 720, "height": 1280}],
-    "duration": [{"duration": 5}],
+    "duration@/v1/video/generations": [{"duration": 1}, {"duration": 7.6}, {"duration": "600"}],
     "n": [{"n": 1}, {"n": 4}],
     "multi_image": [{"multi_image": True}, {"multi_image": False}],
     "left": [{"left": 3.0}],
@@ -296,7 +295,8 @@ async def test_every_documented_field_is_accepted_over_http(
     validator = Draft202012Validator(schema)
     frame = str(image_host.make_url("/frame.png"))
     for name, prop in schema["properties"].items():
-        if name in _ELSEWHERE or (path == "/v1/video/generations" and name == "resolution"):
+        here = f"{name}@{path}" in _TRIES
+        if not here and (name in _ELSEWHERE or (path == "/v1/video/generations" and name == "resolution")):
             continue
         tries = _tries(path, name, prop)
         assert tries, f"{path}: no value tried for the documented field {name!r}"
@@ -450,3 +450,65 @@ async def test_documented_chat_task_query_and_token_bodies_are_accepted_over_htt
         Draft202012Validator(_schema(doc, path)).validate(body)
         status, answer = await _accepted(client, path, body)
         assert status == 200, (path, body, answer)
+
+
+_REFUSED: list[tuple[str, dict[str, Any], str]] = [
+    ("/v1/videos", {"seconds": "0"}, "seconds"),
+    ("/v1/videos", {"seconds": declared.MAX_SHAPE_SECONDS + 1}, "seconds"),
+    ("/v1/videos", {"seconds": "forever"}, "seconds"),
+    ("/v1/videos", {"size": "big"}, "size"),
+    ("/v1/videos", {"size": "0x512"}, "size"),
+    ("/v1/videos", {"size": "1280 by 720"}, "size"),
+    ("/v1/videos", {"prompt": None}, "prompt"),
+    ("/v1/videos", {"prompt": "p" * (declared.MAX_PROMPT_CHARS + 1)}, "prompt"),
+    ("/v1/videos", {"model": 5}, "model"),
+    ("/v1/videos", {"input_reference": "ftp://example.com/a.png"}, "input_reference"),
+    ("/v1/videos", {"input_reference": {"image_url": "data:image/png;base64,AAAA"}}, "input_reference"),
+    ("/v1/video/generations", {"duration": 0}, "duration"),
+    ("/v1/video/generations", {"duration": "601"}, "duration"),
+    ("/v1/video/generations", {"width": 0, "height": 720}, "width"),
+    ("/v1/video/generations", {"width": 1280, "height": declared.MAX_PIXELS + 1}, "height"),
+    ("/v1/video/generations", {"width": 1280.5, "height": 720}, "width"),
+    ("/v1/video/generations", {"size": "wide"}, "size"),
+    ("/v1/video/generations", {"ratio": "5:4"}, "ratio"),
+    ("/v1/video/generations", {"resolution": "8k"}, "resolution"),
+    ("/v1/video/generations", {"image": "ftp://example.com/a.png"}, "image"),
+    ("/v1/video/generations", {"image_url": ["https://example.com/a.png", 7]}, "image_url"),
+    ("/v1/video/generations", {"prompt": 7}, "prompt"),
+    ("/v1/chat/completions", {"stream": "perhaps"}, "stream"),
+    ("/v1/chat/completions", {"model": ["jimeng-4.5"]}, "model"),
+    ("/v1/chat/completions", {"messages": []}, "messages"),
+    ("/v1/chat/completions", {"messages": None}, "messages"),
+]
+"""A value the documented schema refuses, per route, and the field the server's 400 must name."""
+_REFUSED_BASES: dict[str, dict[str, Any]] = {
+    "/v1/videos": {"prompt": "waves at dusk"},
+    "/v1/video/generations": {"prompt": "waves at dusk"},
+    "/v1/chat/completions": {"messages": [{"role": "user", "content": "a lighthouse"}]},
+}
+
+
+@pytest.mark.parametrize(("path", "extra", "name"), _REFUSED, ids=[f"{p} {n}" for p, _, n in _REFUSED])
+async def test_a_value_the_document_refuses_is_refused_naming_the_field(
+    client: TestClient[Any, Any], sim: Simulator, path: str, extra: dict[str, Any], name: str
+) -> None:
+    """The gateway shapes and chat read their fields through the declarations: a bound, choice, pattern or type
+    the served schema refuses is a 400 naming the field as sent, before anything is spent."""
+    doc = await json_of(await client.get("/openapi.json"))
+    body = {k: v for k, v in {**_REFUSED_BASES[path], **extra}.items() if v is not None}
+    assert not Draft202012Validator(_schema(doc, path)).is_valid(body), body
+    status, answer = await _accepted(client, path, body)
+    assert status == 400, (body, answer)
+    assert answer["error"]["code"] in ("INVALID_PARAMETER", "MISSING_PARAMETER"), answer
+    assert f"'{name}'" in answer["error"]["message"], answer
+    assert sim.generate_count == 0
+
+
+def test_the_seconds_pattern_says_the_declared_bounds() -> None:
+    """`seconds` and `duration` as strings: the documented pattern takes exactly 1 to MAX_SHAPE_SECONDS."""
+    validator = Draft202012Validator(declared.OPENAI_VIDEO["seconds"].schema())
+    top = declared.MAX_SHAPE_SECONDS
+    for taken in ("1", "8", "12.5", "99", str(top - 1), f"{top - 1}.9", str(top), f"{top}.0", 1, top):
+        assert validator.is_valid(taken), taken
+    for refused in ("0", "0.5", f"{top}.5", str(top + 1), "1000", "", "eight", 0, top + 1):
+        assert not validator.is_valid(refused), refused
