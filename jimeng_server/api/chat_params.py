@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import BadRequest
 from ..services.chat import ChatAsk, kind_of_model
 from ..tasks.records import TaskKind
-from .fields import CHAT, CHAT_IMAGE_OPTIONS, CHAT_STREAM_OPTIONS, CHAT_VIDEO_OPTIONS
+from .fields import CHAT, CHAT_IMAGE_OPTIONS, CHAT_STREAM_OPTIONS, CHAT_VIDEO_OPTIONS, is_http_url
 
 _MESSAGES = CHAT["messages"].name
 
@@ -76,7 +76,7 @@ def chat_ask(data: Mapping[str, Any], aliases: Mapping[str, str]) -> ChatAsk:
     fields: dict[str, Any] = {k: data[k] for k in options if k in data}
     fields.update(model=model, prompt=prompt)
     if kind is TaskKind.VIDEO and images:
-        if any(not ref.lower().startswith(("http://", "https://")) for ref in images):
+        if not all(is_http_url(ref) for ref in images):
             raise BadRequest(
                 f"{where}: the image parts of a video request must be http(s) URLs (the first and last frame); "
                 "data URIs are taken for images only",

@@ -114,6 +114,8 @@ SIZE_PATTERN = rf"^\s*{_SIDE}\s*[xX×*]\s*{_SIDE}\s*$"
 """A size "WIDTHxHEIGHT" in pixels (`x`, `X`, `×` or `*` between); what `get_pixels` takes and the documented
 `pattern` of the fields it reads."""
 _SIZE = re.compile(SIZE_PATTERN)
+IMAGE_SIZE_PATTERN = rf"^\s*(?:[aA][uU][tT][oO]|{_SIDE}\s*[xX×*]\s*{_SIDE})?\s*$"
+"""An image `size`: WIDTHxHEIGHT, or "auto" (or blank) for none (`openai_compat.size_shape`)."""
 
 
 def get_pixels(value: Any, name: str, hint: str) -> tuple[int, int]:
@@ -123,6 +125,16 @@ def get_pixels(value: Any, name: str, hint: str) -> tuple[int, int]:
     if match is None:
         raise _bad(name, f"must be WIDTHxHEIGHT in pixels ({hint}), got {value!r}")
     return int(match.group(1)), int(match.group(2))
+
+
+HTTP_URL_PATTERN = "^\\s*[hH][tT][tT][pP][sS]?://"
+"""What `is_http_url` takes, as documented (`pattern`)."""
+
+
+def is_http_url(value: Any) -> bool:
+    """Whether `value` is a string naming an http(s) URL (case and surrounding blanks aside); where a URL input
+    must be fetched rather than decoded (video frames), the parsers refuse anything else naming their field."""
+    return isinstance(value, str) and value.strip().lower().startswith(("http://", "https://"))
 
 
 def get_choice(data: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -332,7 +344,12 @@ IMAGE = Body(
         RESPONSE_FORMAT,
         Field("multi_image", "boolean", "the upstream makes as many images as the prompt asks for (e.g. '4张')"),
         Field("n", "integer", "images to make", low=1, high=catalog.MAX_IMAGE_COUNT),
-        Field("size", "string", "OpenAI-style WxH (e.g. 1024x1024) or auto, mapped to ratio/resolution"),
+        Field(
+            "size",
+            "string",
+            "OpenAI-style WxH (e.g. 1024x1024) or auto, mapped to ratio/resolution",
+            extra={"pattern": IMAGE_SIZE_PATTERN},
+        ),
     ),
     refused=("width", "height"),
 )
@@ -384,7 +401,7 @@ VIDEO = Body(
             "array",
             "first/last frame image URLs (omni_reference: image URLs)",
             aliases=("filePaths",),
-            extra={"items": {"type": "string", **_URI}},
+            extra={"items": {"type": "string", "pattern": HTTP_URL_PATTERN, **_URI}},
         ),
     )
 )
@@ -521,7 +538,7 @@ _SECONDS: Schema = {
 }
 """Seconds as a number or a decimal string from 1 to `MAX_SHAPE_SECONDS` (the `openai` SDK sends "8")."""
 _WXH: Schema = {"pattern": SIZE_PATTERN}
-_HTTP_URL: Schema = {"type": "string", "pattern": "^\\s*[hH][tT][tT][pP][sS]?://"}
+_HTTP_URL: Schema = {"type": "string", "pattern": HTTP_URL_PATTERN}
 _FRAME_URLS: Schema = {"anyOf": [_HTTP_URL, {"type": "array", "items": _HTTP_URL, "minItems": 1, "maxItems": 2}]}
 """The first frame's http(s) URL, or the first and last frame's."""
 OPENAI_VIDEO = Body(

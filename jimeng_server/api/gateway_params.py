@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import BadRequest
 from ..upstream import catalog
-from .fields import GATEWAY_VIDEO, OPENAI_VIDEO, VIDEO_RATIOS, Field, get_pixels
+from .fields import GATEWAY_VIDEO, OPENAI_VIDEO, VIDEO_RATIOS, Field, get_pixels, is_http_url
 from .openai_compat import nearest_ratio
 
 _SHORT_SIDE = {"480p": 480, "540p": 540, "720p": 720, "1080p": 1080, "2k": 1440, "4k": 2160}
@@ -58,7 +58,7 @@ def _frame_urls(value: Any, name: str) -> list[str]:
     """http(s) URLs of the first (and last) frame image, refused under the field's name as sent."""
     values = value if isinstance(value, list) else [value]
     urls = [v.strip() for v in values if isinstance(v, str) and v.strip()]
-    if len(urls) != len(values) or any(not u.lower().startswith(("http://", "https://")) for u in urls):
+    if len(urls) != len(values) or not all(is_http_url(u) for u in urls):
         raise BadRequest(
             f"'{name}' must be an http(s) image URL (or a list of 1 or 2: first and last frame)",
             code="INVALID_PARAMETER",

@@ -17,7 +17,7 @@ from ..integers import NumberError, parse_int
 from ..services.model_list import VideoChoice
 from ..services.params import MediaSource, UploadedFile, VideoParams
 from ..upstream import catalog
-from .fields import FRAME_MODE, OMNI_MODE, VIDEO, VIDEO_FILES, VIDEO_RATIOS, VIDEO_RESOLUTIONS, get_str
+from .fields import FRAME_MODE, OMNI_MODE, VIDEO, VIDEO_FILES, VIDEO_RATIOS, VIDEO_RESOLUTIONS, get_str, is_http_url
 from .params import check_model_kind
 
 __all__ = ["FRAME_MODE", "OMNI_MODE", "VIDEO_RATIOS", "VIDEO_RESOLUTIONS", "video_params"]
@@ -88,7 +88,7 @@ def _url(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _bad(field, "must be an http(s) URL or an uploaded file")
     url = value.strip()
-    if not url.lower().startswith(("http://", "https://")):
+    if not is_http_url(url):
         raise _bad(field, f"must be an http(s) URL, got {url[:60]!r}")
     return url
 

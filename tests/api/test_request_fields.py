@@ -475,6 +475,9 @@ _REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("/v1/video/generations", {"image": "ftp://example.com/a.png"}, "image"),
     ("/v1/video/generations", {"image_url": ["https://example.com/a.png", 7]}, "image_url"),
     ("/v1/video/generations", {"prompt": 7}, "prompt"),
+    ("/v1/async/images/generations", {"size": "big"}, "size"),
+    ("/v1/async/images/generations", {"size": "0x512"}, "size"),
+    ("/v1/async/videos/generations", {"file_paths": ["ftp://example.com/a.png"]}, "file_paths[0]"),
     ("/v1/chat/completions", {"stream": "perhaps"}, "stream"),
     ("/v1/chat/completions", {"model": ["jimeng-4.5"]}, "model"),
     ("/v1/chat/completions", {"messages": []}, "messages"),
@@ -482,6 +485,8 @@ _REFUSED: list[tuple[str, dict[str, Any], str]] = [
 ]
 """A value the documented schema refuses, per route, and the field the server's 400 must name."""
 _REFUSED_BASES: dict[str, dict[str, Any]] = {
+    "/v1/async/images/generations": {"prompt": "a cat in the snow"},
+    "/v1/async/videos/generations": {"prompt": "waves at dusk"},
     "/v1/videos": {"prompt": "waves at dusk"},
     "/v1/video/generations": {"prompt": "waves at dusk"},
     "/v1/chat/completions": {"messages": [{"role": "user", "content": "a lighthouse"}]},
@@ -492,8 +497,9 @@ _REFUSED_BASES: dict[str, dict[str, Any]] = {
 async def test_a_value_the_document_refuses_is_refused_naming_the_field(
     client: TestClient[Any, Any], sim: Simulator, path: str, extra: dict[str, Any], name: str
 ) -> None:
-    """The gateway shapes and chat read their fields through the declarations: a bound, choice, pattern or type
-    the served schema refuses is a 400 naming the field as sent, before anything is spent."""
+    """The gateway shapes, chat and the image and video sizes and URLs read their fields through the
+    declarations: a bound, choice, pattern or type the served schema refuses is a 400 naming the field as sent,
+    before anything is spent."""
     doc = await json_of(await client.get("/openapi.json"))
     body = {k: v for k, v in {**_REFUSED_BASES[path], **extra}.items() if v is not None}
     assert not Draft202012Validator(_schema(doc, path)).is_valid(body), body
