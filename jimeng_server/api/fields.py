@@ -18,9 +18,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from ..config import TRANSPORTS
 from ..errors import BadRequest
 from ..integers import NumberError, parse_int
+from ..services.account_registry import NOTE_MAX
+from ..services.apikeys import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE_PER_MINUTE, MAX_LIMIT
 from ..upstream import catalog
+from ..upstream.regions import Region
 
 Schema = dict[str, Any]
 Kind = Literal["string", "boolean", "number", "integer", "array", "file", "any"]
@@ -600,20 +604,36 @@ TASK_QUERY = Body(
     ),
     description="exactly one of history_id (one task) or history_ids (up to 50)",
 )
+_ADMIN_NAME = "1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit), not only digits"
 ADMIN_ACCOUNT = Body(
     (
-        Field("name", "string", required=True),
-        Field("token", "string", required=True),
-        Field("proxy", "string"),
-        Field("note", "string"),
-    )
+        Field("name", "string", _ADMIN_NAME, required=True),
+        Field("token", "string", "a session id (`[proxy@][us-]sessionid`); or `cookies`"),
+        Field(
+            "cookies",
+            "string",
+            "instead of `token`: a browser cookie jar (a Cookie header, Netscape cookies.txt or an extension's JSON "
+            "export)",
+        ),
+        Field("region", "string", "the cookie jar's site (default cn)", choices=tuple(Region)),
+        Field("user_agent", "string", "the User-Agent of the browser the cookie jar comes from"),
+        Field("transport", "string", "how this account's calls are sent ([upstream] transport)", choices=TRANSPORTS),
+        Field("proxy", "string", "this account's proxy (http(s):// or socks5://)"),
+        Field("note", "string", default="", extra={"maxLength": NOTE_MAX}),
+    ),
+    description="exactly one of token (a session id) or cookies (a browser cookie jar)",
 )
 ADMIN_KEY = Body(
     (
-        Field("name", "string", required=True),
-        Field("accounts", "array", extra={"items": {"type": ["string", "integer"]}}),
-        Field("rate_per_minute", "integer"),
-        Field("max_in_flight", "integer"),
+        Field("name", "string", _ADMIN_NAME, required=True),
+        Field(
+            "accounts",
+            "array",
+            "the pool accounts (names or ids) the key may use; all when absent",
+            extra={"items": {"type": ["string", "integer"]}},
+        ),
+        Field("rate_per_minute", "integer", default=DEFAULT_RATE_PER_MINUTE, low=1, high=MAX_LIMIT),
+        Field("max_in_flight", "integer", default=DEFAULT_MAX_IN_FLIGHT, low=1, high=MAX_LIMIT),
     )
 )
 

@@ -23,6 +23,7 @@ from pool_support import ADMIN_KEY, POOL_SESSIONS, admin, seed_sim
 from support import CN_TOKEN, bearer, drive, json_of
 
 from jimeng_server.api import fields as declared
+from jimeng_server.api.admin import account_fields, key_fields
 from jimeng_server.api.chat_params import chat_ask
 from jimeng_server.api.fields import REQUEST_BODIES, RouteBody
 from jimeng_server.api.gateway_params import gateway_video_fields, openai_video_fields
@@ -119,6 +120,12 @@ _PARSERS: list[tuple[str, Callable[[Mapping[str, Any]], Any], list[dict[str, Any
             {"messages": [{"role": "user", "content": "waves"}], "model": "sora-2", "duration": 5, "stream": True},
         ],
     ),
+    (
+        "/admin/api/accounts",
+        account_fields,
+        [{"name": "a", "token": "t", "note": "n"}, {"name": "b", "cookies": "c", "region": "cn", "user_agent": "u"}],
+    ),
+    ("/admin/api/keys", key_fields, [{"name": "k", "accounts": ["a"], "rate_per_minute": 1, "max_in_flight": 1}]),
     (
         "/v1/videos",
         lambda data: openai_video_fields(data, DEFAULT_MODEL_ALIASES),
@@ -389,18 +396,49 @@ async def test_every_documented_model_is_accepted_and_others_refused(client: Tes
 
 
 async def test_documented_admin_bodies_are_accepted_over_http(make_client: AppFactory, sim: Simulator) -> None:
-    """Every documented field of the admin API's two bodies, schema-valid, is taken (201)."""
+    """Every documented field of the admin API's two bodies, schema-valid, is taken (201): an account by session
+    id and one by cookie jar (the two ways the body's description names), keys with the limits' bounds."""
     seed_sim(sim)
     client = await make_client(admin=AdminConfig(key=ADMIN_KEY))
     doc = await json_of(await client.get("/openapi.json"))
-    account = {"name": "pa", "token": POOL_SESSIONS["pa"], "proxy": "socks5://10.0.0.1:1080", "note": "team a"}
-    key = {"name": "team-a", "accounts": ["pa"], "rate_per_minute": 30, "max_in_flight": 2}
-    for path, body in (("/admin/api/accounts", account), ("/admin/api/keys", key)):
-        schema = _schema(doc, path)
-        assert set(body) == set(schema["properties"]), path
-        Draft202012Validator(schema).validate(body)
+    account = {
+        "name": "pa",
+        "token": POOL_SESSIONS["pa"],
+        "proxy": "socks5://10.0.0.1:1080",
+        "transport": "aiohttp",
+        "note": "n" * declared.NOTE_MAX,
+    }
+    agent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0"
+    jarred = {
+        "name": "pb",
+        "cookies": sim.issue_jar(POOL_SESSIONS["pb"], chrome=142),
+        "region": "cn",
+        "user_agent": agent + " Safari/537.36",
+    }
+    top = declared.ADMIN_KEY["rate_per_minute"].high
+    keys = [
+        {"name": "team-a", "accounts": ["pa"], "rate_per_minute": 30, "max_in_flight": 2},
+        {"name": "team-b", "rate_per_minute": top, "max_in_flight": top},
+        {"name": "team-c", "rate_per_minute": 1, "max_in_flight": 1},
+    ]
+    bodies = [("/admin/api/accounts", account), ("/admin/api/accounts", jarred)]
+    bodies += [("/admin/api/keys", k) for k in keys]
+    for path, body in bodies:
+        Draft202012Validator(_schema(doc, path)).validate(body)
         resp = await client.post(path, json=body, headers=admin())
         assert resp.status == 201, (path, await resp.text())
+    for path in ("/admin/api/accounts", "/admin/api/keys"):
+        assert {k for p, b in bodies if p == path for k in b} == set(_schema(doc, path)["properties"]), path
+    for path, body in (
+        ("/admin/api/accounts", {"name": "pc", "token": POOL_SESSIONS["pc"], "note": "n" * (declared.NOTE_MAX + 1)}),
+        ("/admin/api/accounts", {"name": "pc", "token": POOL_SESSIONS["pc"], "transport": "telepathy"}),
+        ("/admin/api/accounts", {"name": "pc", "cookies": jarred["cookies"], "region": "mars"}),
+        ("/admin/api/keys", {"name": "team-d", "rate_per_minute": top + 1}),
+        ("/admin/api/keys", {"name": "team-d", "max_in_flight": 0}),
+    ):
+        assert not Draft202012Validator(_schema(doc, path)).is_valid(body), body
+        resp = await client.post(path, json=body, headers=admin())
+        assert resp.status == 400, (path, await resp.text())
 
 
 async def test_documented_chat_task_query_and_token_bodies_are_accepted_over_http(
