@@ -23,6 +23,7 @@ from ..errors import BadRequest
 from ..integers import NumberError, parse_int
 from ..services.account_registry import NOTE_MAX
 from ..services.apikeys import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE_PER_MINUTE, MAX_LIMIT
+from ..services.task_queries import MAX_BATCH
 from ..upstream import catalog
 from ..upstream.regions import Region
 
@@ -597,12 +598,24 @@ GATEWAY_VIDEO = Body(
     )
 )
 TOKEN_CHECK = Body((Field("token", "string", required=True),))
+MAX_HISTORY_ID_LENGTH = 128
+_HISTORY_ID: Schema = {
+    "type": ["string", "integer"],
+    "minimum": 0,
+    "pattern": rf"^\s*[!-~]{{1,{MAX_HISTORY_ID_LENGTH}}}\s*$",
+}
+"""A history id: a whole number, or up to `MAX_HISTORY_ID_LENGTH` printable ASCII characters without spaces."""
 TASK_QUERY = Body(
     (
-        Field("history_id", "any", extra={"type": ["string", "integer"]}),
-        Field("history_ids", "array", extra={"items": {"type": ["string", "integer"]}, "minItems": 1, "maxItems": 50}),
+        Field("history_id", "any", "one task", extra=_HISTORY_ID),
+        Field(
+            "history_ids",
+            "array",
+            "several tasks (duplicates collapse)",
+            extra={"items": _HISTORY_ID, "minItems": 1, "maxItems": MAX_BATCH},
+        ),
     ),
-    description="exactly one of history_id (one task) or history_ids (up to 50)",
+    description=f"exactly one of history_id (one task) or history_ids (up to {MAX_BATCH})",
 )
 _ADMIN_NAME = "1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit), not only digits"
 ADMIN_ACCOUNT = Body(

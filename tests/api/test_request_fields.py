@@ -483,6 +483,7 @@ async def test_documented_chat_task_query_and_token_bodies_are_accepted_over_htt
     for path, body in (
         ("/v1/async/tasks/query", {"history_id": history_id}),
         ("/v1/async/tasks/query", {"history_ids": [history_id, int(history_id)]}),
+        ("/v1/async/tasks/query", {"history_ids": [history_id] + [str(n) for n in range(1, declared.MAX_BATCH)]}),
         ("/token/check", {"token": CN_TOKEN}),
     ):
         Draft202012Validator(_schema(doc, path)).validate(body)
@@ -516,6 +517,10 @@ _REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("/v1/async/images/generations", {"size": "big"}, "size"),
     ("/v1/async/images/generations", {"size": "0x512"}, "size"),
     ("/v1/async/videos/generations", {"file_paths": ["ftp://example.com/a.png"]}, "file_paths[0]"),
+    ("/v1/async/tasks/query", {"history_ids": [str(n) for n in range(1, declared.MAX_BATCH + 2)]}, "history_ids"),
+    ("/v1/async/tasks/query", {"history_ids": ["1", "two words"]}, "history_ids[1]"),
+    ("/v1/async/tasks/query", {"history_id": -1}, "history_id"),
+    ("/v1/async/tasks/query", {"history_id": "7" * (declared.MAX_HISTORY_ID_LENGTH + 1)}, "history_id"),
     ("/v1/chat/completions", {"stream": "perhaps"}, "stream"),
     ("/v1/chat/completions", {"model": ["jimeng-4.5"]}, "model"),
     ("/v1/chat/completions", {"messages": []}, "messages"),
@@ -523,6 +528,7 @@ _REFUSED: list[tuple[str, dict[str, Any], str]] = [
 ]
 """A value the documented schema refuses, per route, and the field the server's 400 must name."""
 _REFUSED_BASES: dict[str, dict[str, Any]] = {
+    "/v1/async/tasks/query": {},
     "/v1/async/images/generations": {"prompt": "a cat in the snow"},
     "/v1/async/videos/generations": {"prompt": "waves at dusk"},
     "/v1/videos": {"prompt": "waves at dusk"},
