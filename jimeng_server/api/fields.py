@@ -23,6 +23,7 @@ from ..errors import BadRequest
 from ..integers import NumberError, parse_int
 from ..services.account_registry import NOTE_MAX
 from ..services.apikeys import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE_PER_MINUTE, MAX_LIMIT
+from ..services.compositions import MAX_INPUT_IMAGES
 from ..services.task_queries import MAX_BATCH
 from ..upstream import catalog
 from ..upstream.regions import Region
@@ -41,7 +42,8 @@ OMNI_MODE = "omni_reference"
 MAX_INDEX = 99
 MAX_OUTPAINT = 4
 SIDES = ("top", "bottom", "left", "right")
-_MAX_INPUT_IMAGES = 10  # services.compositions.MAX_INPUT_IMAGES (asserted equal by the request-field test)
+MAX_FRAMES = 2
+"""Frame images of a (non-omni) video: the first, and the last."""
 
 
 def _bad(name: str, message: str) -> BadRequest:
@@ -361,25 +363,49 @@ IMAGE = Body(
 IMAGES = Body(
     (
         Field(
-            "images", "array", required=True, extra={"items": _IMAGE_INPUT, "minItems": 1, "maxItems": 10}, where="json"
+            "images",
+            "array",
+            required=True,
+            extra={"items": _IMAGE_INPUT, "minItems": 1, "maxItems": MAX_INPUT_IMAGES},
+            where="json",
         ),
-        Field("images", "array", required=True, extra={**_FILES, "minItems": 1, "maxItems": 10}, where="form"),
+        Field(
+            "images",
+            "array",
+            required=True,
+            extra={**_FILES, "minItems": 1, "maxItems": MAX_INPUT_IMAGES},
+            where="form",
+        ),
     )
 )
-_ONE_OR_MORE: Schema = {"anyOf": [_IMAGE_INPUT, {"type": "array", "items": _IMAGE_INPUT, "maxItems": 10}]}
+_ONE_OR_MORE: Schema = {
+    "anyOf": [_IMAGE_INPUT, {"type": "array", "items": _IMAGE_INPUT, "maxItems": MAX_INPUT_IMAGES}]
+}
 EDIT = Body(
     (
         Field("image", "any", "the image(s) to edit: URLs, data URIs or {url}", extra=_ONE_OR_MORE, where="json"),
         Field("image[]", "any", "the openai SDK's list of images", extra=_ONE_OR_MORE, where="json"),
-        Field("images", "array", "as in compositions", extra={"items": _IMAGE_INPUT, "maxItems": 10}, where="json"),
+        Field(
+            "images",
+            "array",
+            "as in compositions",
+            extra={"items": _IMAGE_INPUT, "maxItems": MAX_INPUT_IMAGES},
+            where="json",
+        ),
         Field(
             "image",
             "array",
             "the images to edit (one file, or repeated)",
-            extra={**_FILES, "maxItems": 10},
+            extra={**_FILES, "maxItems": MAX_INPUT_IMAGES},
             where="form",
         ),
-        Field("image[]", "array", "the openai SDK's list of images", extra={**_FILES, "maxItems": 10}, where="form"),
+        Field(
+            "image[]",
+            "array",
+            "the openai SDK's list of images",
+            extra={**_FILES, "maxItems": MAX_INPUT_IMAGES},
+            where="form",
+        ),
     ),
     refused=("mask",),
     description="OpenAI's image edit form; `mask` is refused",
@@ -544,7 +570,9 @@ _SECONDS: Schema = {
 """Seconds as a number or a decimal string from 1 to `MAX_SHAPE_SECONDS` (the `openai` SDK sends "8")."""
 _WXH: Schema = {"pattern": SIZE_PATTERN}
 _HTTP_URL: Schema = {"type": "string", "pattern": HTTP_URL_PATTERN}
-_FRAME_URLS: Schema = {"anyOf": [_HTTP_URL, {"type": "array", "items": _HTTP_URL, "minItems": 1, "maxItems": 2}]}
+_FRAME_URLS: Schema = {
+    "anyOf": [_HTTP_URL, {"type": "array", "items": _HTTP_URL, "minItems": 1, "maxItems": MAX_FRAMES}]
+}
 """The first frame's http(s) URL, or the first and last frame's."""
 OPENAI_VIDEO = Body(
     (

@@ -29,13 +29,13 @@ from ..tasks.records import TaskKind
 from .appkeys import CONFIG, POOL, QUERIES, TASK_RECORDS, VIDEOS
 from .async_tasks import history_id_value
 from .callbacks import callback_url_of
-from .fields import OPENAI_VIDEO
+from .fields import MAX_FRAMES, OPENAI_VIDEO
 from .forms import request_fields
 from .gateway_params import gateway_video_fields, openai_video_fields
 from .request import caller_of, json_object
 from .responses import json_answer
 from .task_stream import submit_once
-from .video_params import MAX_FRAMES, video_params
+from .video_params import video_params
 from .videos import chooser
 
 routes = web.RouteTableDef()

@@ -17,12 +17,21 @@ from ..integers import NumberError, parse_int
 from ..services.model_list import VideoChoice
 from ..services.params import MediaSource, UploadedFile, VideoParams
 from ..upstream import catalog
-from .fields import FRAME_MODE, OMNI_MODE, VIDEO, VIDEO_FILES, VIDEO_RATIOS, VIDEO_RESOLUTIONS, get_str, is_http_url
+from .fields import (
+    FRAME_MODE,
+    MAX_FRAMES,
+    OMNI_MODE,
+    VIDEO,
+    VIDEO_FILES,
+    VIDEO_RATIOS,
+    VIDEO_RESOLUTIONS,
+    get_str,
+    is_http_url,
+)
 from .params import check_model_kind
 
 __all__ = ["FRAME_MODE", "OMNI_MODE", "VIDEO_RATIOS", "VIDEO_RESOLUTIONS", "video_params"]
 OMNI_MODELS = ("jimeng-video-seedance-2.0", "jimeng-video-seedance-2.0-fast")
-MAX_FRAMES = 2
 MAX_OMNI_IMAGES = 9
 MAX_OMNI_VIDEOS = 3
 MAX_OMNI_MATERIALS = 12  # images and videos

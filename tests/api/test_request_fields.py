@@ -34,7 +34,6 @@ from jimeng_server.api.postedits import outpaint_params, repair_params, upscale_
 from jimeng_server.api.video_params import video_params
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import DEFAULT_MODEL_ALIASES, AdminConfig, CompatConfig, ModelsConfig
-from jimeng_server.services.compositions import MAX_INPUT_IMAGES
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
 from jimeng_server.upstream import catalog
@@ -151,10 +150,6 @@ def test_every_field_a_parser_reads_is_declared(
     undeclared = {n for n in read if n not in _allowed(route) | _allowed(route, form=True)}
     numbered = {n for n in undeclared if n.rsplit("_", 1)[0] in {f.name for f in declared.VIDEO_FILES.fields}}
     assert undeclared - numbered == set()
-
-
-def test_declared_constants_match_the_services() -> None:
-    assert declared._MAX_INPUT_IMAGES == MAX_INPUT_IMAGES
 
 
 async def test_the_document_shows_exactly_the_declared_fields(client: TestClient[Any, Any]) -> None:
@@ -521,13 +516,17 @@ _REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("/v1/async/tasks/query", {"history_ids": ["1", "two words"]}, "history_ids[1]"),
     ("/v1/async/tasks/query", {"history_id": -1}, "history_id"),
     ("/v1/async/tasks/query", {"history_id": "7" * (declared.MAX_HISTORY_ID_LENGTH + 1)}, "history_id"),
+    ("/v1/async/images/compositions", {"images": [URL] * (declared.MAX_INPUT_IMAGES + 1)}, "images"),
+    ("/v1/video/generations", {"image_url": [URL] * (declared.MAX_FRAMES + 1)}, "frame images"),
     ("/v1/chat/completions", {"stream": "perhaps"}, "stream"),
     ("/v1/chat/completions", {"model": ["jimeng-4.5"]}, "model"),
     ("/v1/chat/completions", {"messages": []}, "messages"),
     ("/v1/chat/completions", {"messages": None}, "messages"),
 ]
-"""A value the documented schema refuses, per route, and the field the server's 400 must name."""
+"""A value the documented schema refuses, per route, and the field the server's 400 must name (or, for a count
+of files, what it counts)."""
 _REFUSED_BASES: dict[str, dict[str, Any]] = {
+    "/v1/async/images/compositions": {"prompt": "the cat, in oils"},
     "/v1/async/tasks/query": {},
     "/v1/async/images/generations": {"prompt": "a cat in the snow"},
     "/v1/async/videos/generations": {"prompt": "waves at dusk"},
@@ -549,8 +548,9 @@ async def test_a_value_the_document_refuses_is_refused_naming_the_field(
     assert not Draft202012Validator(_schema(doc, path)).is_valid(body), body
     status, answer = await _accepted(client, path, body)
     assert status == 400, (body, answer)
-    assert answer["error"]["code"] in ("INVALID_PARAMETER", "MISSING_PARAMETER"), answer
-    assert f"'{name}'" in answer["error"]["message"], answer
+    codes = ("INVALID_PARAMETER", "MISSING_PARAMETER", "INVALID_IMAGE_COUNT", "TOO_MANY_IMAGES")
+    assert answer["error"]["code"] in codes, answer
+    assert (f"'{name}'" if " " not in name else name) in answer["error"]["message"], answer
     assert sim.generate_count == 0
 
 
