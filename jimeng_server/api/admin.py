@@ -20,19 +20,17 @@ from aiohttp import web
 
 from ..config import AdminConfig
 from ..errors import BadRequest, Unauthorized
-from ..integers import NumberError, parse_int
 from ..services.insights import failure_code
 from ..store.pool import key_owner
 from ..tasks.records import TaskRecord
 from .admin_views import account_view, account_views, key_view
 from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, TASK_RECORDS
-from .fields import ADMIN_ACCOUNT, ADMIN_KEY
+from .fields import ADMIN_ACCOUNT, ADMIN_KEY, ADMIN_TASKS
 from .request import json_object
 from .responses import json_answer
 
 ENV_VAR = "JIMENG_ADMIN_KEY"
 DASHBOARD = Path(__file__).with_name("dashboard")
-MAX_TASKS = 200
 _ADMIN_DIGEST = web.AppKey("admin_digest", bytes)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -214,12 +212,9 @@ async def revoke_key(request: web.Request) -> web.Response:
 @routes.get("/admin/api/tasks")
 @admin_only
 async def recent_tasks(request: web.Request) -> web.Response:
-    """`{"data": [task, ...]}`: the latest tasks (`?limit=`, at most 200), newest first, each with its status,
+    """`{"data": [task, ...]}`: the latest tasks (`?limit=`: `fields.ADMIN_TASKS`), newest first, each with its status,
     owner (key name, or a short account fingerprint), paying pool account and webhook delivery state."""
-    try:
-        limit = parse_int(request.query.get("limit", "50"), "limit", low=1, high=MAX_TASKS)
-    except NumberError as exc:
-        raise BadRequest(str(exc), code="INVALID_PARAMETER") from None
+    limit: int = ADMIN_TASKS["limit"].read(request.query)
     key_names = {key_owner(k.id): k.name for k in await request.app[API_KEYS].rows()}
     account_names = {a.id: a.name for a in await request.app[ACCOUNT_POOL].rows()}
     rows = await request.app[TASK_RECORDS].recent(limit)

@@ -9,16 +9,17 @@ final task event by the webhook sender.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from ..errors import BadRequest
 from ..services.idempotency import SpendMark
-from ..services.task_queries import MAX_BATCH, MAX_WAIT
+from ..services.task_queries import MAX_BATCH
 from .appkeys import COMPOSITIONS, GENERATION, QUERIES, VIDEOS
 from .callbacks import callback_url_of
-from .fields import MAX_HISTORY_ID_LENGTH, TASK_QUERY
+from .fields import MAX_HISTORY_ID_LENGTH, TASK_QUERY, TASK_WAIT
 from .idempotency import idempotent
 from .images import composition_request, generation_request
 from .request import caller_of, json_object
@@ -96,17 +97,12 @@ def history_ids_value(value: Any) -> list[str]:
     return list(dict.fromkeys(history_id_value(v, f"history_ids[{i}]") for i, v in enumerate(value)))
 
 
-def wait_value(raw: str | None) -> float:
-    """`?wait=S`: seconds to long-poll, 0 to MAX_WAIT."""
-    if raw is None or raw == "":
-        return 0.0
-    try:
-        seconds = float(raw) if raw.isascii() else -1.0  # float() takes other scripts' digits too
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= MAX_WAIT:
-        raise BadRequest(f"'wait' must be a number of seconds from 0 to {MAX_WAIT:g}", code="INVALID_PARAMETER")
-    return seconds
+def wait_value(query: Mapping[str, str]) -> float:
+    """`?wait=S` (`fields.TASK_WAIT`): seconds to long-poll, 0 to MAX_WAIT; absent or empty: 0."""
+    declared = TASK_WAIT["wait"]
+    if query.get(declared.name) in (None, ""):
+        return float(declared.default)
+    return float(declared.read(query))
 
 
 @routes.post("/v1/async/tasks/query")
@@ -133,5 +129,5 @@ async def get_task(request: web.Request) -> web.Response:
     """One task; `?wait=S` (at most 60) answers as soon as it is final or S seconds have passed."""
     caller = await caller_of(request)
     history_id = history_id_value(request.match_info["history_id"], "history_id")
-    wait = wait_value(request.query.get("wait"))
+    wait = wait_value(request.query)
     return encoded_answer(await request.app[QUERIES].query(caller, history_id, wait=wait))

@@ -20,11 +20,11 @@ from typing import Any, Literal
 
 from ..config import TRANSPORTS
 from ..errors import BadRequest
-from ..integers import NumberError, parse_int
+from ..integers import MAX_DIGITS, NumberError, parse_int
 from ..services.account_registry import NOTE_MAX
 from ..services.apikeys import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE_PER_MINUTE, MAX_LIMIT
 from ..services.compositions import MAX_INPUT_IMAGES
-from ..services.task_queries import MAX_BATCH
+from ..services.task_queries import MAX_BATCH, MAX_WAIT
 from ..upstream import catalog
 from ..upstream.regions import Region
 
@@ -677,6 +677,39 @@ ADMIN_KEY = Body(
         Field("max_in_flight", "integer", default=DEFAULT_MAX_IN_FLIGHT, low=1, high=MAX_LIMIT),
     )
 )
+
+
+TASK_WAIT = Body(
+    (Field("wait", "number", "seconds to long-poll for a final status", default=0.0, low=0.0, high=MAX_WAIT),)
+)
+VIDEO_LIST = Body(
+    (
+        Field("limit", "integer", "how many of the latest video tasks", default=20, low=1, high=100),
+        Field("order", "string", "asc: the same page, oldest first", default="desc", choices=("asc", "desc")),
+    )
+)
+VIDEO_CONTENT = Body((Field("variant", "string", "only the video itself", default="video", choices=("video",)),))
+ADMIN_TASKS = Body((Field("limit", "integer", "how many of the latest tasks", default=50, low=1, high=200),))
+ADMIN_STATS = Body((Field("limit", "integer", "how many of the latest tasks", default=1000, low=1, high=5000),))
+ADMIN_LOGS = Body(
+    (Field("after", "integer", "the last line seen (0: all)", default=0, low=0, high=10**MAX_DIGITS - 1),)
+)
+
+QUERY_PARAMETERS: dict[str, Body] = {
+    "/v1/async/tasks/{history_id}": TASK_WAIT,
+    "/v1/videos": VIDEO_LIST,
+    "/v1/videos/{video_id}/content": VIDEO_CONTENT,
+    "/admin/api/tasks": ADMIN_TASKS,
+    "/admin/api/stats": ADMIN_STATS,
+    "/admin/api/logs": ADMIN_LOGS,
+}
+"""The query parameters of every GET route that takes some, by path: read by their handlers with `Field.read`
+(the request's query as the mapping) and rendered by `openapi.py`."""
+
+
+def query_parameters(body: Body) -> list[Schema]:
+    """`body`'s fields as OpenAPI query parameters."""
+    return [{"name": f.name, "in": "query", "required": False, "schema": f.schema()} for f in body.fields]
 
 
 @dataclass(frozen=True, slots=True)

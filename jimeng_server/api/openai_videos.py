@@ -29,7 +29,7 @@ from ..tasks.records import TaskKind
 from .appkeys import CONFIG, POOL, QUERIES, TASK_RECORDS, VIDEOS
 from .async_tasks import history_id_value
 from .callbacks import callback_url_of
-from .fields import MAX_FRAMES, OPENAI_VIDEO
+from .fields import MAX_FRAMES, OPENAI_VIDEO, VIDEO_CONTENT, VIDEO_LIST
 from .forms import request_fields
 from .gateway_params import gateway_video_fields, openai_video_fields
 from .request import caller_of, json_object
@@ -94,16 +94,12 @@ async def create_video(request: web.Request) -> web.Response:
 
 @routes.get("/v1/videos")
 async def list_videos(request: web.Request) -> web.Response:
-    """OpenAI's `videos.list`: the caller's latest video tasks (`?limit=` 1..100, default 20), newest first
-    (`?order=asc`: the same page oldest first)."""
+    """OpenAI's `videos.list`: the caller's latest video tasks (`?limit=`), newest first (`?order=asc`: the same
+    page oldest first); `fields.VIDEO_LIST`."""
     caller = await caller_of(request)
-    raw_limit = request.query.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
-        raise BadRequest("'limit' must be a whole number from 1 to 100", code="INVALID_PARAMETER")
-    order = request.query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise BadRequest("'order' must be asc or desc", code="INVALID_PARAMETER")
-    rows = await request.app[TASK_RECORDS].recent_of(sorted(caller.owners), TaskKind.VIDEO, int(raw_limit))
+    limit: int = VIDEO_LIST["limit"].read(request.query)
+    order: str = VIDEO_LIST["order"].read(request.query)
+    rows = await request.app[TASK_RECORDS].recent_of(sorted(caller.owners), TaskKind.VIDEO, limit)
     if order == "asc":
         rows.reverse()
     answer = json.loads(await request.app[QUERIES].query_many(caller, [r.history_id for r in rows]))
@@ -130,9 +126,12 @@ async def video_content(request: web.Request) -> web.StreamResponse:
     """OpenAI's `videos.download_content`: the MP4, streamed from the upstream's CDN through the paying
     account's proxy. 409 VIDEO_NOT_READY while the task runs; a failed task is its error."""
     caller = await caller_of(request)
-    variant = request.query.get("variant", "video")
-    if variant != "video":
-        raise BadRequest(f"'variant' {variant!r} is not available: only the video itself", code="UNSUPPORTED_PARAMETER")
+    declared = VIDEO_CONTENT["variant"]
+    variant = request.query.get(declared.name) or declared.default
+    if variant not in declared.choices:
+        raise BadRequest(
+            f"'{declared.name}' {variant!r} is not available: only the video itself", code="UNSUPPORTED_PARAMETER"
+        )
     body, _, _ = await _task(request, caller, "video_id")
     history_id = str(body["history_id"])
     status = status_of(body)

@@ -562,3 +562,47 @@ def test_the_seconds_pattern_says_the_declared_bounds() -> None:
         assert validator.is_valid(taken), taken
     for refused in ("0", "0.5", f"{top}.5", str(top + 1), "1000", "", "eight", 0, top + 1):
         assert not validator.is_valid(refused), refused
+
+
+async def test_documented_query_parameters_are_the_declared_ones_and_their_bounds_hold(
+    make_client: AppFactory, sim: Simulator, clock: ManualClock
+) -> None:
+    """Every GET route's query parameters (`fields.QUERY_PARAMETERS`) are documented as declared; each bound and
+    choice the document allows is taken (200), a value beyond it is refused (400 naming the parameter) and
+    invalid by the documented schema."""
+    seed_sim(sim)
+    client = await make_client(admin=AdminConfig(key=ADMIN_KEY))
+    doc = await json_of(await client.get("/openapi.json"))
+    for path, query in declared.QUERY_PARAMETERS.items():
+        documented = [p for p in doc["paths"][path]["get"]["parameters"] if p["in"] == "query"]
+        assert [p["name"] for p in documented] == [f.name for f in query.fields], path
+    resp = await client.post("/v1/async/videos/generations", json={"prompt": "waves"}, headers=bearer(CN_TOKEN))
+    history_id = (await json_of(resp))["history_id"]
+    routes = {
+        "/v1/async/tasks/{history_id}": (f"/v1/async/tasks/{history_id}", bearer(CN_TOKEN)),
+        "/v1/videos": ("/v1/videos", bearer(CN_TOKEN)),
+        "/v1/videos/{video_id}/content": (f"/v1/videos/{history_id}/content", bearer(CN_TOKEN)),
+        "/admin/api/tasks": ("/admin/api/tasks", admin()),
+        "/admin/api/stats": ("/admin/api/stats", admin()),
+        "/admin/api/logs": ("/admin/api/logs", admin()),
+    }
+    assert set(routes) == set(declared.QUERY_PARAMETERS)
+    for path, query in declared.QUERY_PARAMETERS.items():
+        url, headers = routes[path]
+        for param in [p for p in doc["paths"][path]["get"]["parameters"] if p["in"] == "query"]:
+            schema = Draft202012Validator(param["schema"])
+            field = query[param["name"]]
+            taken = list(field.choices) or [field.low, field.high]
+            refused = ["none-such"] if field.choices else [field.high + 1, field.low - 1, "ten"]
+            if path.endswith("/content"):
+                taken = []  # the only variant is the video itself: tested once the video is done (test_video_gateways)
+            for value in taken:
+                text = f"{value:g}" if isinstance(value, float) else str(value)
+                assert schema.is_valid(value), (path, param["name"], value)
+                (resp,) = await drive(client.app, clock, client.get(url, params={param["name"]: text}, headers=headers))
+                assert resp.status == 200, (path, param["name"], text, await resp.text())
+            for value in refused:
+                assert not schema.is_valid(value), (path, param["name"], value)
+                resp = await client.get(url, params={param["name"]: str(value)}, headers=headers)
+                answer = await json_of(resp)
+                assert resp.status == 400 and f"'{param['name']}'" in answer["error"]["message"], (path, value, answer)
