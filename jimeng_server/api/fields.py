@@ -1,9 +1,12 @@
 """One declaration per request field: name, type, default, bounds or choices, aliases and doc.
 
-The parsers (`params.py`, `video_params.py`, `postedits.py`) read a field with `Field.read`, which walks its
-declaration (the value readers below keep one message and code per kind of mistake), and `openapi.py` renders
-the same declarations as JSON Schema (`Body.schema`). `REQUEST_BODIES` names the body of every route that
-takes one, so the document and the parsers cannot drift apart (tests/api/test_request_fields.py walks both).
+The parsers (`params.py`, `video_params.py`, `postedits.py`, `chat_params.py`, `gateway_params.py`, the admin
+bodies) read a field with `Field.read`, which walks its declaration (the value readers below keep one message
+and code per kind of mistake), or at least by its declared name, and `openapi.py` renders the same declarations
+as JSON Schema (`Body.schema`). `REQUEST_BODIES` names the body of every route that takes one and
+`QUERY_PARAMETERS` the query of every GET route that takes one, so the document and the parsers cannot drift
+apart (tests/api/test_request_fields.py walks both). Limits other layers own (input images per request, ids per
+query, the note of an account, a key's limits) are imported from there, not repeated.
 
 A field whose value depends on other fields (`model`, a video `resolution` or `duration`) is declared here
 for its name, type and doc; its parser applies the rule. `model` is rendered per app (`model_schema`): the
