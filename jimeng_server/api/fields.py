@@ -185,7 +185,16 @@ class Field:
 
     def given(self, data: Mapping[str, Any]) -> str:
         """The name the body uses for this field: the first of `names` present (`name` when none is)."""
-        return next((n for n in self.names if data.get(n) not in (None, "")), self.name)
+        return next((n for n in self.names if self._present(data, n)), self.name)
+
+    def sent(self, data: Mapping[str, Any]) -> bool:
+        """Whether the body carries this field (under any of its names) with a value: absent, null and "" are
+        not sent (the declared default applies)."""
+        return any(self._present(data, n) for n in self.names)
+
+    @staticmethod
+    def _present(data: Mapping[str, Any], name: str) -> bool:
+        return data.get(name) not in (None, "")
 
     def read(self, data: Mapping[str, Any], *, default: Any = None) -> Any:
         """The field's value (`default`, else the declared default, when absent); 400 naming the field as sent

@@ -48,7 +48,7 @@ def video_shape(width: int, height: int, model: str) -> tuple[str, str | None]:
 
 def _seconds(data: Mapping[str, Any], declared: Field) -> int | None:
     """A declared seconds field (a number, or a decimal string) rounded to whole seconds; None when absent."""
-    if data.get(declared.given(data)) in (None, ""):
+    if not declared.sent(data):
         return None
     seconds: float = declared.read(data)
     return round(seconds)
@@ -100,7 +100,7 @@ def gateway_video_fields(data: Mapping[str, Any], aliases: Mapping[str, str]) ->
     body = GATEWAY_VIDEO
     asked: str = body["model"].read(data)
     model = aliases.get(asked, asked)
-    named = data.get(body["model"].name) not in (None, "")
+    named = body["model"].sent(data)
     # `model` only when sent: an unnamed request keeps the default's withdrawn-model fallback (VideoService).
     fields: dict[str, Any] = {"model": asked if named else None, "prompt": body["prompt"].read(data)}
     seconds = _seconds(data, body["duration"])

@@ -56,7 +56,7 @@ def get_resolution(data: Mapping[str, Any], model: str, offered: tuple[str, ...]
     """`resolution` among the ones `model` offers (`offered`, default the table's; its first by default); None
     for a model that takes none."""
     offered = catalog.video_resolutions(model) if offered is None else offered
-    if data.get(VIDEO["resolution"].name) in (None, ""):
+    if not VIDEO["resolution"].sent(data):
         return offered[0] if offered else None
     if not offered:
         raise _bad(
@@ -227,7 +227,7 @@ def video_params(
     the caller's region) resolves the model against live discovery: a key only discovery lists is accepted,
     the default is replaced when withdrawn, and resolutions/durations are checked against the merged facts."""
     asked = VIDEO["model"].read(data)
-    named = data.get(VIDEO["model"].name) not in (None, "")
+    named = VIDEO["model"].sent(data)
     model = (aliases or {}).get(asked, asked)
     check_model_kind(asked, model, "video")
     choice = choose(model, named) if choose is not None else None
