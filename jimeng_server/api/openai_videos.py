@@ -81,13 +81,13 @@ async def create_video(request: web.Request) -> web.Response:
         if not accepted:
             return answer
         body = {"history_id": accepted["history_id"], "status": 20, "queue": None, "results": None}
-        seconds, size = data.get("seconds"), data.get("size")
+        seconds, size = OPENAI_VIDEO["seconds"], OPENAI_VIDEO["size"]
         video = openai_video(
             body,
-            model=str(data.get("model") or OPENAI_VIDEO["model"].default),
+            model=OPENAI_VIDEO["model"].read(data),
             created_at=int(accepted["created"]),
-            seconds=None if seconds in (None, "") else str(seconds),
-            size=None if size in (None, "") else str(size),
+            seconds=str(data[seconds.name]) if seconds.sent(data) else None,  # as asked
+            size=str(data[size.name]) if size.sent(data) else None,
         )
         return json_answer(video | {"status": "queued", "progress": 0})
 
