@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import BadRequest
 from ..upstream import catalog
-from .fields import GATEWAY_VIDEO, OPENAI_VIDEO, VIDEO_RATIOS, Field, get_pixels, is_http_url
+from .fields import GATEWAY_VIDEO, MAX_FRAMES, OPENAI_VIDEO, VIDEO_RATIOS, Field, get_pixels, is_http_url
 from .openai_compat import nearest_ratio
 
 _SHORT_SIDE = {"480p": 480, "540p": 540, "720p": 720, "1080p": 1080, "2k": 1440, "4k": 2160}
@@ -60,7 +60,7 @@ def _frame_urls(value: Any, name: str) -> list[str]:
     urls = [v.strip() for v in values if isinstance(v, str) and v.strip()]
     if len(urls) != len(values) or not all(is_http_url(u) for u in urls):
         raise BadRequest(
-            f"'{name}' must be an http(s) image URL (or a list of 1 or 2: first and last frame)",
+            f"'{name}' must be an http(s) image URL (or a list of 1 to {MAX_FRAMES}: first and last frame)",
             code="INVALID_PARAMETER",
         )
     return urls
