@@ -99,6 +99,14 @@ def _default_regions() -> dict[str, RegionHosts]:
 OS_PLATFORMS = {"windows": "Windows", "mac": "Macintosh"}
 """`os` query values and the word the User-Agent must then contain (§17.5: keep them consistent)."""
 
+UPSTREAM_MEANINGS: Mapping[str, tuple[str, ...]] = {
+    "status_10": ("auto", "done", "failed"),
+    "status_45": ("running", "done"),
+    "ret_4001": ("quota", "content"),
+}
+"""`[upstream]`'s disputed meanings (docs/protocol.md §19.2, §19.13): each key's choices, its default first. The
+one list: config validation names them, `upstream/codes.py` builds `StatusPolicy` and `ret_overrides` on them."""
+
 
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
@@ -147,9 +155,10 @@ class UpstreamConfig:
     regions: dict[str, RegionHosts] = field(default_factory=_default_regions)
     # Disputed upstream meanings (docs/protocol.md §19.2, §19.13): status 10 "auto" (done with items, else the
     # JS enum's pre-check rejection) | "done" | "failed"; status 45 "running" | "done"; ret 4001 "quota" | "content".
-    status_10: str = "auto"
-    status_45: str = "running"
-    ret_4001: str = "quota"
+    # The choices and defaults are `UPSTREAM_MEANINGS`.
+    status_10: str = UPSTREAM_MEANINGS["status_10"][0]
+    status_45: str = UPSTREAM_MEANINGS["status_45"][0]
+    ret_4001: str = UPSTREAM_MEANINGS["ret_4001"][0]
     # Video benefit types by upstream key where the sources conflict (§19.1, §19.13), e.g.
     # dreamina_seedance_45_pro_draft = "seedance_25_draft_{res}_output"; {res} is the resolution. Empty: the table's.
     video_benefits: dict[str, str] = field(default_factory=dict)
@@ -707,16 +716,8 @@ def _validate_upstream(obj: UpstreamConfig, prefix: str) -> None:
     _validate_upstream_meanings(obj, prefix)
 
 
-_UPSTREAM_MEANINGS = {
-    "status_10": ("auto", "done", "failed"),
-    "status_45": ("running", "done"),
-    "ret_4001": ("quota", "content"),
-}
-"""The choices of the disputed upstream meanings (upstream/codes.py holds the same lists; a test keeps them equal)."""
-
-
 def _validate_upstream_meanings(obj: UpstreamConfig, prefix: str) -> None:
-    for key, choices in _UPSTREAM_MEANINGS.items():
+    for key, choices in UPSTREAM_MEANINGS.items():
         value = getattr(obj, key)
         if value not in choices:
             raise ConfigError(f"{prefix}{key}: must be one of {', '.join(choices)}, got {value!r}")

@@ -33,7 +33,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .services.chat import progress_text, result_urls, results_markdown
+from .upstream import catalog
 
+IMAGE_TOOL = (
+    f"Make images from a text prompt. model: e.g. {catalog.DEFAULT_IMAGE_MODEL} (list_models); ratio: "
+    f"{', '.join(catalog.RATIOS)}; resolution: {', '.join(catalog.RESOLUTIONS)} (each model's own in list_models); "
+    f"n: how many images (1 to {catalog.MAX_IMAGE_COUNT})."
+)
+"""The `generate_image` tool's description: the choices the image parser takes (`api/fields.IMAGE` reads the same
+catalogue), so the tool cannot name fewer or others."""
 INLINE_IMAGE_BYTES = 2 * 1024 * 1024
 """Largest result image also returned as MCP image content (bigger ones: the link only)."""
 URL_ENV, KEY_ENV = "JIMENG_URL", "JIMENG_API_KEY"
@@ -158,7 +166,7 @@ def build_server(base_url: str, session: aiohttp.ClientSession, default_key: str
         await ctx.report_progress(0, None, f"submitted task {history_id}")
         return await _answer(api, await _follow(api, history_id, ctx))
 
-    @server.tool(structured_output=False)
+    @server.tool(structured_output=False, description=IMAGE_TOOL)
     async def generate_image(
         prompt: str,
         ctx: Context,
@@ -168,8 +176,7 @@ def build_server(base_url: str, session: aiohttp.ClientSession, default_key: str
         n: int | None = None,
         wait: bool = True,
     ) -> list[str | Image]:
-        """Make images from a text prompt. model: e.g. jimeng-4.5 (list_models); ratio: 1:1, 16:9, 9:16, 4:3,
-        3:4, 3:2, 2:3, 21:9; resolution: 1k, 1.5k, 2k or 4k (each model's own in list_models); n: how many images."""
+        """`IMAGE_TOOL`."""
         body = _fields(prompt=prompt, model=model, ratio=ratio, resolution=resolution, n=n)
         return await submit("/v1/async/images/generations", body, wait, ctx)
 

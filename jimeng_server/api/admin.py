@@ -20,18 +20,17 @@ from aiohttp import web
 
 from ..config import AdminConfig
 from ..errors import BadRequest, Unauthorized
-from ..integers import NumberError, parse_int
 from ..services.insights import failure_code
 from ..store.pool import key_owner
 from ..tasks.records import TaskRecord
 from .admin_views import account_view, account_views, key_view
 from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, TASK_RECORDS
+from .fields import ADMIN_ACCOUNT, ADMIN_KEY, ADMIN_TASKS
 from .request import json_object
 from .responses import json_answer
 
 ENV_VAR = "JIMENG_ADMIN_KEY"
 DASHBOARD = Path(__file__).with_name("dashboard")
-MAX_TASKS = 200
 _ADMIN_DIGEST = web.AppKey("admin_digest", bytes)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -80,7 +79,7 @@ def admin_only(handler: Handler) -> Handler:
     return checked
 
 
-def _str_field(data: dict[str, Any], name: str, *, required: bool = False) -> str | None:
+def _str_field(data: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
     value = data.get(name)
     if value is None or value == "":
         if required:
@@ -89,6 +88,28 @@ def _str_field(data: dict[str, Any], name: str, *, required: bool = False) -> st
     if not isinstance(value, str):
         raise BadRequest(f"'{name}' must be a string", code="INVALID_PARAMETER")
     return value
+
+
+def account_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of `POST /admin/api/accounts` (`fields.ADMIN_ACCOUNT`, all strings) by name: the declared
+    default (None, the note "") when absent or empty; 400 naming a field that is not a string, or a missing
+    `name`. What they must hold (one of token or cookies, a known region and transport, the note's length) is
+    the pool's to say (`AccountPool.add`)."""
+    values = {f.name: _str_field(data, f.name, required=f.required) for f in ADMIN_ACCOUNT.fields}
+    return {f.name: f.default if values[f.name] is None else values[f.name] for f in ADMIN_ACCOUNT.fields}
+
+
+def key_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of `POST /admin/api/keys` (`fields.ADMIN_KEY`) by name: `name` (required), `accounts` (a list
+    of names or ids), the limits as sent (`ApiKeys.create` checks their bounds and applies the defaults)."""
+    name, accounts = ADMIN_KEY["name"], ADMIN_KEY["accounts"]
+    value = data.get(accounts.name)
+    if value is not None and (
+        not isinstance(value, list) or not all(isinstance(a, str | int) and not isinstance(a, bool) for a in value)
+    ):
+        raise BadRequest(f"'{accounts.name}' must be a list of account names or ids", code="INVALID_PARAMETER")
+    limits = {f.name: data.get(f.name) for f in ADMIN_KEY.fields if f.kind == "integer"}
+    return {name.name: _str_field(data, name.name, required=True) or "", accounts.name: value, **limits}
 
 
 # ---------------------------------------------------------------------------------------------- dashboard
@@ -117,18 +138,9 @@ async def add_account(request: web.Request) -> web.Response:
     """`{"name", "token" | "cookies", "region"?, "user_agent"?, "transport"?, "proxy"?, "note"?}` -> 201 the new
     account: a session id (token grammar `[proxy@][us-]sessionid`) or a browser cookie jar (Cookie header,
     Netscape cookies.txt or an extension's JSON export, for `region`)."""
-    data = await json_object(request)
+    fields = account_fields(await json_object(request))
     pool = request.app[ACCOUNT_POOL]
-    row = await pool.add(
-        _str_field(data, "name", required=True) or "",
-        _str_field(data, "token"),
-        cookies=_str_field(data, "cookies"),
-        region=_str_field(data, "region"),
-        user_agent=_str_field(data, "user_agent"),
-        transport=_str_field(data, "transport"),
-        proxy=_str_field(data, "proxy"),
-        note=_str_field(data, "note") or "",
-    )
+    row = await pool.add(**fields)
     return json_answer(await account_view(pool, row), status=201)
 
 
@@ -180,20 +192,9 @@ async def list_keys(request: web.Request) -> web.Response:
 async def create_key(request: web.Request) -> web.Response:
     """`{"name", "accounts"? (names or ids), "rate_per_minute"?, "max_in_flight"?}` -> 201 with `"key"`: the
     key's text, shown this once."""
-    data = await json_object(request)
-    accounts = data.get("accounts")
-    if accounts is not None and (
-        not isinstance(accounts, list)
-        or not all(isinstance(a, str | int) and not isinstance(a, bool) for a in accounts)
-    ):
-        raise BadRequest("'accounts' must be a list of account names or ids", code="INVALID_PARAMETER")
+    fields = key_fields(await json_object(request))
     keys = request.app[API_KEYS]
-    text, row = await keys.create(
-        _str_field(data, "name", required=True) or "",
-        accounts=accounts,
-        rate_per_minute=data.get("rate_per_minute"),
-        max_in_flight=data.get("max_in_flight"),
-    )
+    text, row = await keys.create(**fields)
     return json_answer({"key": text, **key_view(keys.pool, row)}, status=201)
 
 
@@ -211,12 +212,9 @@ async def revoke_key(request: web.Request) -> web.Response:
 @routes.get("/admin/api/tasks")
 @admin_only
 async def recent_tasks(request: web.Request) -> web.Response:
-    """`{"data": [task, ...]}`: the latest tasks (`?limit=`, at most 200), newest first, each with its status,
+    """`{"data": [task, ...]}`: the latest tasks (`?limit=`: `fields.ADMIN_TASKS`), newest first, each with its status,
     owner (key name, or a short account fingerprint), paying pool account and webhook delivery state."""
-    try:
-        limit = parse_int(request.query.get("limit", "50"), "limit", low=1, high=MAX_TASKS)
-    except NumberError as exc:
-        raise BadRequest(str(exc), code="INVALID_PARAMETER") from None
+    limit: int = ADMIN_TASKS["limit"].read(request.query)
     key_names = {key_owner(k.id): k.name for k in await request.app[API_KEYS].rows()}
     account_names = {a.id: a.name for a in await request.app[ACCOUNT_POOL].rows()}
     rows = await request.app[TASK_RECORDS].recent(limit)

@@ -1,6 +1,6 @@
 """The dashboard's read side (issue 24), under the admin key like the rest of `/admin/api/`:
 
-- `GET /admin/api/stats?limit=N` — totals and breakdowns of the latest N tasks (default 1000, at most 5000)
+- `GET /admin/api/stats?limit=N` — totals and breakdowns of the latest N tasks (`fields.ADMIN_STATS`)
   and the pool's credits (`services.insights.summarize`);
 - `GET /admin/api/tasks/{history_id}` — one task: its parameters, status history, error code and message,
   webhook events and attempts, and its result URLs for previews;
@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import BadRequest, NotFound
+from ..errors import NotFound
 from ..logs import LogTail
 from ..services.insights import STATUS_NAMES, status_history, summarize
 from ..store.pool import key_owner
@@ -27,10 +27,9 @@ from .admin import admin_only
 from .admin_views import account_views
 from .appkeys import ACCOUNT_POOL, ACCOUNTS, API_KEYS, TASK_RECORDS
 from .deliveries import delivery_view
+from .fields import ADMIN_LOGS, ADMIN_STATS
 from .responses import json_answer
 
-STATS_DEFAULT = 1000
-STATS_MAX = 5000
 LOG_LINES = 500
 LOG_TAIL = web.AppKey("log_tail", LogTail)
 
@@ -49,19 +48,12 @@ def install_log_tail(app: web.Application) -> None:
     app.on_cleanup.append(remove)
 
 
-def _whole(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name, str(default))
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise BadRequest(f"'{name}' must be a whole number from {low} to {high}", code="INVALID_PARAMETER")
-    return int(raw)
-
-
 @routes.get("/admin/api/stats")
 @admin_only
 async def stats(request: web.Request) -> web.Response:
     """Totals and breakdowns (per day, model, key, account, failure code) of the latest `?limit=` tasks,
     credits per key and per account, and the credits per day of those tasks' stored costs."""
-    limit = _whole(request, "limit", STATS_DEFAULT, 1, STATS_MAX)
+    limit: int = ADMIN_STATS["limit"].read(request.query)
     records = request.app[TASK_RECORDS]
     tasks = [task for task, _ in await records.recent(limit)]
     costs = await records.costs_of([task.history_id for task in tasks])
@@ -131,6 +123,6 @@ def _detail(task: TaskRecord, key: str | None, account: str | None) -> dict[str,
 async def log_lines(request: web.Request) -> web.Response:
     """`{"data": [{"seq", "at", "level", "line"}], "last": SEQ}`: the kept log lines after `?after=` (0: all),
     oldest first, secrets masked; ask again with `after=last`."""
-    after = _whole(request, "after", 0, 0, 2**62)
+    after: int = ADMIN_LOGS["after"].read(request.query)
     lines, last = request.app[LOG_TAIL].since(after)
     return json_answer({"data": lines, "last": last})

@@ -9,15 +9,17 @@ final task event by the webhook sender.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from ..errors import BadRequest
 from ..services.idempotency import SpendMark
-from ..services.task_queries import MAX_BATCH, MAX_WAIT
+from ..services.task_queries import MAX_BATCH
 from .appkeys import COMPOSITIONS, GENERATION, QUERIES, VIDEOS
 from .callbacks import callback_url_of
+from .fields import MAX_HISTORY_ID_LENGTH, TASK_QUERY, TASK_WAIT
 from .idempotency import idempotent
 from .images import composition_request, generation_request
 from .request import caller_of, json_object
@@ -27,8 +29,6 @@ from .task_stream import submitted
 from .videos import video_request
 
 routes = web.RouteTableDef()
-
-_MAX_ID_LENGTH = 128
 
 
 @routes.post("/v1/async/images/generations")
@@ -78,9 +78,9 @@ def history_id_value(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"'{field}' must be a non-empty history id string", code="INVALID_PARAMETER")
     text = value.strip()
-    if len(text) > _MAX_ID_LENGTH or not text.isascii() or not text.isprintable() or " " in text:
+    if len(text) > MAX_HISTORY_ID_LENGTH or not text.isascii() or not text.isprintable() or " " in text:
         raise BadRequest(
-            f"'{field}' is not a history id (at most {_MAX_ID_LENGTH} ASCII characters, no spaces)",
+            f"'{field}' is not a history id (at most {MAX_HISTORY_ID_LENGTH} ASCII characters, no spaces)",
             code="INVALID_PARAMETER",
         )
     return text
@@ -97,17 +97,12 @@ def history_ids_value(value: Any) -> list[str]:
     return list(dict.fromkeys(history_id_value(v, f"history_ids[{i}]") for i, v in enumerate(value)))
 
 
-def wait_value(raw: str | None) -> float:
-    """`?wait=S`: seconds to long-poll, 0 to MAX_WAIT."""
-    if raw is None or raw == "":
-        return 0.0
-    try:
-        seconds = float(raw) if raw.isascii() else -1.0  # float() takes other scripts' digits too
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= MAX_WAIT:
-        raise BadRequest(f"'wait' must be a number of seconds from 0 to {MAX_WAIT:g}", code="INVALID_PARAMETER")
-    return seconds
+def wait_value(query: Mapping[str, str]) -> float:
+    """`?wait=S` (`fields.TASK_WAIT`): seconds to long-poll, 0 to MAX_WAIT; absent or empty: 0."""
+    declared = TASK_WAIT["wait"]
+    if query.get(declared.name) in (None, ""):
+        return float(declared.default)
+    return float(declared.read(query))
 
 
 @routes.post("/v1/async/tasks/query")
@@ -116,16 +111,17 @@ async def query(request: web.Request) -> web.Response:
     caller = await caller_of(request)
     data = await json_object(request)
     tasks = request.app[QUERIES]
-    has_one, has_many = data.get("history_id") is not None, data.get("history_ids") is not None
+    one, many = TASK_QUERY["history_id"], TASK_QUERY["history_ids"]
+    has_one, has_many = data.get(one.name) is not None, data.get(many.name) is not None
     if has_one == has_many:
         raise BadRequest(
-            "send either 'history_id' (one task) or 'history_ids' (a list of up to "
+            f"send either '{one.name}' (one task) or '{many.name}' (a list of up to "
             f"{MAX_BATCH}), not {'both' if has_one else 'neither'}",
             code="MISSING_PARAMETER" if not has_one else "INVALID_PARAMETER",
         )
     if has_many:
-        return encoded_answer(await tasks.query_many(caller, history_ids_value(data["history_ids"])))
-    return encoded_answer(await tasks.query(caller, history_id_value(data["history_id"], "history_id")))
+        return encoded_answer(await tasks.query_many(caller, history_ids_value(data[many.name])))
+    return encoded_answer(await tasks.query(caller, history_id_value(data[one.name], one.name)))
 
 
 @routes.get("/v1/async/tasks/{history_id}")
@@ -133,5 +129,5 @@ async def get_task(request: web.Request) -> web.Response:
     """One task; `?wait=S` (at most 60) answers as soon as it is final or S seconds have passed."""
     caller = await caller_of(request)
     history_id = history_id_value(request.match_info["history_id"], "history_id")
-    wait = wait_value(request.query.get("wait"))
+    wait = wait_value(request.query)
     return encoded_answer(await request.app[QUERIES].query(caller, history_id, wait=wait))

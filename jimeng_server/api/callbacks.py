@@ -22,9 +22,7 @@ from ..net.errors import FetchError, UnsafeURLError
 from ..net.policy import FetchPolicy, check_url
 from ..net.resolver import check_url_resolves_public
 from .appkeys import CONFIG, FETCHER
-
-CALLBACK_FIELD = "callback_url"
-MAX_CALLBACK_URL_LENGTH = 2048
+from .fields import CALLBACK, MAX_CALLBACK_URL_LENGTH
 
 
 async def validate_callback_url(value: object, policy: FetchPolicy, *, resolver: AbstractResolver | None = None) -> str:
@@ -74,17 +72,17 @@ async def callback_url_of(request: web.Request, fields: Mapping[str, Any]) -> st
     Names are resolved with the app fetcher's resolver.
     """
     policy = FetchPolicy(allow_private_networks=request.app[CONFIG].security.allow_private_networks)
-    return await optional_callback_url(fields.get(CALLBACK_FIELD), policy, resolver=request.app[FETCHER].resolver)
+    return await optional_callback_url(fields.get(CALLBACK.name), policy, resolver=request.app[FETCHER].resolver)
 
 
 def refuse_callback_url(fields: Mapping[str, Any], async_path: str) -> None:
     """400 UNSUPPORTED_PARAMETER when a sync request carries a non-empty `callback_url`: sync endpoints
     answer with the result and send no webhook; the message names the async twin (`async_path`)."""
-    if fields.get(CALLBACK_FIELD) in (None, ""):
+    if fields.get(CALLBACK.name) in (None, ""):
         return
     raise BadRequest(
-        f"'{CALLBACK_FIELD}' is not supported here: this endpoint answers with the result and sends no "
+        f"'{CALLBACK.name}' is not supported here: this endpoint answers with the result and sends no "
         f"webhook; POST {async_path} instead, which answers at once with a history_id and POSTs the final "
-        f"task to {CALLBACK_FIELD}",
+        f"task to {CALLBACK.name}",
         code="UNSUPPORTED_PARAMETER",
     )

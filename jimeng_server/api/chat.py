@@ -1,5 +1,5 @@
-"""`POST /v1/chat/completions`: image and video generation in the OpenAI chat format (services/chat.py says what
-a chat request asks for and how the answer reads).
+"""`POST /v1/chat/completions`: image and video generation in the OpenAI chat format (chat_params.py reads what
+a chat request asks for, services/chat.py how the answer reads).
 
 The task is submitted exactly as by the async endpoints (the same parsers, `Idempotency-Key`, API keys and the
 pool, `callback_url`), then followed through the query service (services/task_follow.py) until it is final or
@@ -26,8 +26,6 @@ from ..services.callers import Caller
 from ..services.chat import (
     POLL_SECONDS,
     ChatAsk,
-    canonical_body,
-    chat_ask,
     chunk,
     completion,
     progress_text,
@@ -41,6 +39,7 @@ from ..tasks.records import TaskKind, TaskStatus
 from ..upstream.errors import UpstreamError
 from .appkeys import CLOCK, COMPOSITIONS, CONFIG, GENERATION, QUERIES, VIDEOS, WATCHER
 from .callbacks import callback_url_of
+from .chat_params import canonical_body, chat_ask
 from .image_inputs import composition_images
 from .images import request_image_params
 from .request import caller_of, json_object

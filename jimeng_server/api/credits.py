@@ -12,6 +12,7 @@ from ..errors import ApiError, BadRequest, from_upstream
 from ..upstream.errors import UpstreamError, UpstreamRetError
 from ..upstream.tokens import Account, TokenError, parse_token
 from .appkeys import ACCOUNTS, CLIENT, CONFIG, FETCHER
+from .fields import TOKEN_CHECK
 from .request import json_object, raw_accounts_of
 from .token_guard import check_caller_proxy
 
@@ -28,9 +29,10 @@ def _who(account: Account) -> dict[str, str]:
 async def check(request: web.Request) -> web.Response:
     """`{"token"}` -> `{"live": bool}`; an unusable or refused session is simply not live."""
     body = await json_object(request)
-    token = body.get("token")
+    name = TOKEN_CHECK["token"].name
+    token = body.get(name)
     if not isinstance(token, str) or not token.strip():
-        raise BadRequest('\'token\' is required: send {"token": "<sessionid>"}', code="MISSING_PARAMETER")
+        raise BadRequest(f'\'{name}\' is required: send {{"{name}": "<sessionid>"}}', code="MISSING_PARAMETER")
     try:
         account = parse_token(token)
     except TokenError as exc:

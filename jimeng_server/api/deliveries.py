@@ -11,7 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import Conflict, NotFound
+from ..errors import Conflict
+from ..services.task_queries import not_found
 from ..services.task_records import DeliveryLog
 from ..tasks.records import TaskRecord
 from .appkeys import RESULT_LINKS, TASK_RECORDS, WEBHOOKS
@@ -21,21 +22,13 @@ from .responses import json_answer
 routes = web.RouteTableDef()
 
 
-def _not_found(history_id: str) -> NotFound:
-    return NotFound(
-        f"task {history_id!r} was not found for the account(s) in the Authorization header; check the "
-        "history_id and send the token of the account that submitted the task",
-        code="TASK_NOT_FOUND",
-    )
-
-
 async def _owned_task(request: web.Request) -> TaskRecord:
     """The stored task named in the path, if an account of the header owns it; else 404."""
     caller = await caller_of(request)
     history_id = request.match_info["history_id"]
     record = await request.app[TASK_RECORDS].owned(caller, history_id)
     if record is None:
-        raise _not_found(history_id)
+        raise not_found(history_id)
     return record
 
 

@@ -1,9 +1,12 @@
 """One declaration per request field: name, type, default, bounds or choices, aliases and doc.
 
-The parsers (`params.py`, `video_params.py`, `postedits.py`) read a field with `Field.read`, which walks its
-declaration (the value readers below keep one message and code per kind of mistake), and `openapi.py` renders
-the same declarations as JSON Schema (`Body.schema`). `REQUEST_BODIES` names the body of every route that
-takes one, so the document and the parsers cannot drift apart (tests/api/test_request_fields.py walks both).
+The parsers (`params.py`, `video_params.py`, `postedits.py`, `chat_params.py`, `gateway_params.py`, the admin
+bodies) read a field with `Field.read`, which walks its declaration (the value readers below keep one message
+and code per kind of mistake), or at least by its declared name, and `openapi.py` renders the same declarations
+as JSON Schema (`Body.schema`). `REQUEST_BODIES` names the body of every route that takes one and
+`QUERY_PARAMETERS` the query of every GET route that takes one, so the document and the parsers cannot drift
+apart (tests/api/test_request_fields.py walks both). Limits other layers own (input images per request, ids per
+query, the note of an account, a key's limits) are imported from there, not repeated.
 
 A field whose value depends on other fields (`model`, a video `resolution` or `duration`) is declared here
 for its name, type and doc; its parser applies the rule. `model` is rendered per app (`model_schema`): the
@@ -18,9 +21,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from ..config import TRANSPORTS
 from ..errors import BadRequest
-from ..integers import NumberError, parse_int
+from ..integers import MAX_DIGITS, NumberError, parse_int
+from ..services.account_registry import NOTE_MAX
+from ..services.apikeys import DEFAULT_MAX_IN_FLIGHT, DEFAULT_RATE_PER_MINUTE, MAX_LIMIT
+from ..services.compositions import MAX_INPUT_IMAGES
+from ..services.task_queries import MAX_BATCH, MAX_WAIT
 from ..upstream import catalog
+from ..upstream.regions import Region
 
 Schema = dict[str, Any]
 Kind = Literal["string", "boolean", "number", "integer", "array", "file", "any"]
@@ -36,7 +45,8 @@ OMNI_MODE = "omni_reference"
 MAX_INDEX = 99
 MAX_OUTPAINT = 4
 SIDES = ("top", "bottom", "left", "right")
-_MAX_INPUT_IMAGES = 10  # services.compositions.MAX_INPUT_IMAGES (asserted equal by the request-field test)
+MAX_FRAMES = 2
+"""Frame images of a (non-omni) video: the first, and the last."""
 
 
 def _bad(name: str, message: str) -> BadRequest:
@@ -109,6 +119,34 @@ def get_count(data: Mapping[str, Any], name: str, *, high: int) -> int | None:
     return get_int(data, name, low=1, high=high)
 
 
+_SIDE = r"((?=[0-9]{1,5}(?![0-9]))0*[1-9][0-9]*)"  # 1 to 5 ASCII digits, not all 0 (\d takes any script)
+SIZE_PATTERN = rf"^\s*{_SIDE}\s*[xX×*]\s*{_SIDE}\s*$"
+"""A size "WIDTHxHEIGHT" in pixels (`x`, `X`, `×` or `*` between); what `get_pixels` takes and the documented
+`pattern` of the fields it reads."""
+_SIZE = re.compile(SIZE_PATTERN)
+IMAGE_SIZE_PATTERN = rf"^\s*(?:[aA][uU][tT][oO]|{_SIDE}\s*[xX×*]\s*{_SIDE})?\s*$"
+"""An image `size`: WIDTHxHEIGHT, or "auto" (or blank) for none (`openai_compat.size_shape`)."""
+
+
+def get_pixels(value: Any, name: str, hint: str) -> tuple[int, int]:
+    """(width, height) of a size "WIDTHxHEIGHT" (`SIZE_PATTERN`); 400 naming the field and `hint` (what else it
+    takes, an example) otherwise."""
+    match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise _bad(name, f"must be WIDTHxHEIGHT in pixels ({hint}), got {value!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+HTTP_URL_PATTERN = "^\\s*[hH][tT][tT][pP][sS]?://"
+"""What `is_http_url` takes, as documented (`pattern`)."""
+
+
+def is_http_url(value: Any) -> bool:
+    """Whether `value` is a string naming an http(s) URL (case and surrounding blanks aside); where a URL input
+    must be fetched rather than decoded (video frames), the parsers refuse anything else naming their field."""
+    return isinstance(value, str) and value.strip().lower().startswith(("http://", "https://"))
+
+
 def get_choice(data: Mapping[str, Any], name: str, default: str, choices: tuple[str, ...]) -> str:
     """A string field among `choices` (`default` when absent or blank)."""
     value = get_str(data, name, default)
@@ -147,7 +185,16 @@ class Field:
 
     def given(self, data: Mapping[str, Any]) -> str:
         """The name the body uses for this field: the first of `names` present (`name` when none is)."""
-        return next((n for n in self.names if data.get(n) not in (None, "")), self.name)
+        return next((n for n in self.names if self._present(data, n)), self.name)
+
+    def sent(self, data: Mapping[str, Any]) -> bool:
+        """Whether the body carries this field (under any of its names) with a value: absent, null and "" are
+        not sent (the declared default applies)."""
+        return any(self._present(data, n) for n in self.names)
+
+    @staticmethod
+    def _present(data: Mapping[str, Any], name: str) -> bool:
+        return data.get(name) not in (None, "")
 
     def read(self, data: Mapping[str, Any], *, default: Any = None) -> Any:
         """The field's value (`default`, else the declared default, when absent); 400 naming the field as sent
@@ -168,6 +215,8 @@ class Field:
         if self.kind != "string":
             return data.get(name)
         if self.choices:
+            if self.default is None and get_str(data, name) is None:
+                return None
             return get_choice(data, name, self.default, self.choices)
         value = get_str(data, name, self.default, required=self.required)
         if value is not None and self.max_length is not None and len(value) > self.max_length:
@@ -283,13 +332,17 @@ _IMAGE_INPUT: Schema = {
 _FILES: Schema = {"items": {"type": "string", "format": "binary"}}
 _URI = {"format": "uri"}
 
+MAX_CALLBACK_URL_LENGTH = 2048
 CALLBACK = Field(
     "callback_url",
     "string",
     "async only: the task's final event is POSTed here (signed, Standard Webhooks)",
-    extra={"format": "uri", "maxLength": 2048},
+    max_length=MAX_CALLBACK_URL_LENGTH,
+    extra={"format": "uri"},
 )
-STREAM = Field("stream", "boolean", "true: answer the task's events (text/event-stream)")
+"""Read by `callbacks.py` (its own checks and message: an http(s) URL the address guard takes)."""
+STREAM = Field("stream", "boolean", "true: answer the task's events (text/event-stream)", default=False)
+"""Read by `task_stream.wants_stream` (sync submits)."""
 RESPONSE_FORMAT = Field("response_format", "string", default="url", choices=RESPONSE_FORMATS)
 
 IMAGE = Body(
@@ -310,32 +363,61 @@ IMAGE = Body(
         RESPONSE_FORMAT,
         Field("multi_image", "boolean", "the upstream makes as many images as the prompt asks for (e.g. '4张')"),
         Field("n", "integer", "images to make", low=1, high=catalog.MAX_IMAGE_COUNT),
-        Field("size", "string", "OpenAI-style WxH (e.g. 1024x1024) or auto, mapped to ratio/resolution"),
+        Field(
+            "size",
+            "string",
+            "OpenAI-style WxH (e.g. 1024x1024) or auto, mapped to ratio/resolution",
+            extra={"pattern": IMAGE_SIZE_PATTERN},
+        ),
     ),
     refused=("width", "height"),
 )
 IMAGES = Body(
     (
         Field(
-            "images", "array", required=True, extra={"items": _IMAGE_INPUT, "minItems": 1, "maxItems": 10}, where="json"
+            "images",
+            "array",
+            required=True,
+            extra={"items": _IMAGE_INPUT, "minItems": 1, "maxItems": MAX_INPUT_IMAGES},
+            where="json",
         ),
-        Field("images", "array", required=True, extra={**_FILES, "minItems": 1, "maxItems": 10}, where="form"),
+        Field(
+            "images",
+            "array",
+            required=True,
+            extra={**_FILES, "minItems": 1, "maxItems": MAX_INPUT_IMAGES},
+            where="form",
+        ),
     )
 )
-_ONE_OR_MORE: Schema = {"anyOf": [_IMAGE_INPUT, {"type": "array", "items": _IMAGE_INPUT, "maxItems": 10}]}
+_ONE_OR_MORE: Schema = {
+    "anyOf": [_IMAGE_INPUT, {"type": "array", "items": _IMAGE_INPUT, "maxItems": MAX_INPUT_IMAGES}]
+}
 EDIT = Body(
     (
         Field("image", "any", "the image(s) to edit: URLs, data URIs or {url}", extra=_ONE_OR_MORE, where="json"),
         Field("image[]", "any", "the openai SDK's list of images", extra=_ONE_OR_MORE, where="json"),
-        Field("images", "array", "as in compositions", extra={"items": _IMAGE_INPUT, "maxItems": 10}, where="json"),
+        Field(
+            "images",
+            "array",
+            "as in compositions",
+            extra={"items": _IMAGE_INPUT, "maxItems": MAX_INPUT_IMAGES},
+            where="json",
+        ),
         Field(
             "image",
             "array",
             "the images to edit (one file, or repeated)",
-            extra={**_FILES, "maxItems": 10},
+            extra={**_FILES, "maxItems": MAX_INPUT_IMAGES},
             where="form",
         ),
-        Field("image[]", "array", "the openai SDK's list of images", extra={**_FILES, "maxItems": 10}, where="form"),
+        Field(
+            "image[]",
+            "array",
+            "the openai SDK's list of images",
+            extra={**_FILES, "maxItems": MAX_INPUT_IMAGES},
+            where="form",
+        ),
     ),
     refused=("mask",),
     description="OpenAI's image edit form; `mask` is refused",
@@ -362,7 +444,7 @@ VIDEO = Body(
             "array",
             "first/last frame image URLs (omni_reference: image URLs)",
             aliases=("filePaths",),
-            extra={"items": {"type": "string", **_URI}},
+            extra={"items": {"type": "string", "pattern": HTTP_URL_PATTERN, **_URI}},
         ),
     )
 )
@@ -450,8 +532,12 @@ _MESSAGE: Schema = {
     "required": ["role", "content"],
 }
 CHAT_IMAGE_OPTIONS = ("n", "size", "ratio", "resolution", "sample_strength", "negative_prompt", "intelligent_ratio")
+"""The chat body's keys passed on to the image parser (`params.image_params`), which validates them."""
 CHAT_VIDEO_OPTIONS = ("duration", "ratio", "resolution")
-"""services.chat's IMAGE_OPTIONS and VIDEO_OPTIONS (asserted equal by the request-field test)."""
+"""The chat body's keys passed on to the video parser (`video_params.video_params`), which validates them."""
+CHAT_STREAM_OPTIONS = ("stream", "stream_options")
+"""The chat body's streaming switches: left out of the Idempotency-Key's request hash (a retry may switch
+between streamed and whole answers)."""
 CHAT = (
     Body(
         (
@@ -463,7 +549,7 @@ CHAT = (
                 required=True,
                 extra={"minItems": 1, "items": _MESSAGE},
             ),
-            Field("stream", "boolean", "true: chat.completion.chunk events, then [DONE]"),
+            Field("stream", "boolean", "true: chat.completion.chunk events, then [DONE]", default=False),
             Field("stream_options", "any", "accepted and ignored", extra={"type": "object"}),
         )
     )
@@ -487,54 +573,155 @@ CHAT = (
         )
     )
 )
+MAX_SHAPE_SECONDS = 600
+MAX_PIXELS = 99_999
+_SECONDS: Schema = {
+    "type": ["number", "string"],
+    "pattern": r"^\s*(?:(?:[1-9][0-9]?|[1-5][0-9]{2})(?:\.[0-9]+)?|600(?:\.0+)?)\s*$",
+}
+"""Seconds as a number or a decimal string from 1 to `MAX_SHAPE_SECONDS` (the `openai` SDK sends "8")."""
+_WXH: Schema = {"pattern": SIZE_PATTERN}
+_HTTP_URL: Schema = {"type": "string", "pattern": HTTP_URL_PATTERN}
+_FRAME_URLS: Schema = {
+    "anyOf": [_HTTP_URL, {"type": "array", "items": _HTTP_URL, "minItems": 1, "maxItems": MAX_FRAMES}]
+}
+"""The first frame's http(s) URL, or the first and last frame's."""
 OPENAI_VIDEO = Body(
     (
-        Field("prompt", "string", required=True),
+        Field("prompt", "string", "the video to make", required=True, max_length=MAX_PROMPT_CHARS),
         Field("model", "string", "a video model or alias", default="sora-2"),
-        Field("seconds", "string", "mapped to the model's nearest allowed duration"),
-        Field("size", "string", "WxH: the nearest ratio and covering resolution"),
-        Field("input_reference", "any", "the first frame: a file, a URL or {image_url}"),
+        Field(
+            "seconds",
+            "number",
+            "mapped to the model's nearest allowed duration",
+            low=1,
+            high=MAX_SHAPE_SECONDS,
+            extra=_SECONDS,
+        ),
+        Field("size", "string", "WxH in pixels: the nearest ratio and covering resolution", extra=_WXH),
+        Field(
+            "input_reference",
+            "any",
+            "the first frame: an http(s) URL or {image_url}",
+            extra={"anyOf": [_HTTP_URL, {"type": "object", "properties": {"image_url": _HTTP_URL, "url": _HTTP_URL}}]},
+            where="json",
+        ),
+        Field(
+            "input_reference",
+            "any",
+            "the first frame: an uploaded image or an http(s) URL",
+            extra={"anyOf": [_HTTP_URL, {"type": "string", "format": "binary"}]},
+            where="form",
+        ),
         CALLBACK,
     )
 )
 GATEWAY_VIDEO = Body(
     (
         Field("model", "string", "a video model or alias", default=catalog.DEFAULT_VIDEO_MODEL),
-        Field("prompt", "string"),
-        Field("duration", "number", "seconds: the model's nearest allowed duration"),
-        Field("width", "integer", "pixels (with height): the nearest ratio and covering resolution"),
-        Field("height", "integer", "pixels (with width)"),
-        Field("size", "string", "WxH, instead of width and height"),
+        Field("prompt", "string", "required without an image", max_length=MAX_PROMPT_CHARS),
+        Field(
+            "duration",
+            "number",
+            "seconds: the model's nearest allowed duration",
+            low=1,
+            high=MAX_SHAPE_SECONDS,
+            extra=_SECONDS,
+        ),
+        Field("width", "integer", "pixels (with height): the nearest ratio and covering size", low=1, high=MAX_PIXELS),
+        Field("height", "integer", "pixels (with width)", low=1, high=MAX_PIXELS),
+        Field("size", "string", "WxH in pixels, instead of width and height", extra=_WXH),
         Field("ratio", "string", "overrides the ratio from the size", choices=VIDEO_RATIOS),
         Field("resolution", "string", "overrides the resolution from the size", choices=VIDEO_RESOLUTIONS),
-        Field("image", "any", "the first frame: an http(s) URL", aliases=("image_url",)),
+        Field("image", "any", "the first frame (or the first and last)", aliases=("image_url",), extra=_FRAME_URLS),
         CALLBACK,
     )
 )
 TOKEN_CHECK = Body((Field("token", "string", required=True),))
+MAX_HISTORY_ID_LENGTH = 128
+_HISTORY_ID: Schema = {
+    "type": ["string", "integer"],
+    "minimum": 0,
+    "pattern": rf"^\s*[!-~]{{1,{MAX_HISTORY_ID_LENGTH}}}\s*$",
+}
+"""A history id: a whole number, or up to `MAX_HISTORY_ID_LENGTH` printable ASCII characters without spaces."""
 TASK_QUERY = Body(
     (
-        Field("history_id", "any", extra={"type": ["string", "integer"]}),
-        Field("history_ids", "array", extra={"items": {"type": ["string", "integer"]}, "minItems": 1, "maxItems": 50}),
+        Field("history_id", "any", "one task", extra=_HISTORY_ID),
+        Field(
+            "history_ids",
+            "array",
+            "several tasks (duplicates collapse)",
+            extra={"items": _HISTORY_ID, "minItems": 1, "maxItems": MAX_BATCH},
+        ),
     ),
-    description="exactly one of history_id (one task) or history_ids (up to 50)",
+    description=f"exactly one of history_id (one task) or history_ids (up to {MAX_BATCH})",
 )
+_ADMIN_NAME = "1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit), not only digits"
 ADMIN_ACCOUNT = Body(
     (
-        Field("name", "string", required=True),
-        Field("token", "string", required=True),
-        Field("proxy", "string"),
-        Field("note", "string"),
-    )
+        Field("name", "string", _ADMIN_NAME, required=True),
+        Field("token", "string", "a session id (`[proxy@][us-]sessionid`); or `cookies`"),
+        Field(
+            "cookies",
+            "string",
+            "instead of `token`: a browser cookie jar (a Cookie header, Netscape cookies.txt or an extension's JSON "
+            "export)",
+        ),
+        Field("region", "string", "the cookie jar's site (default cn)", choices=tuple(Region)),
+        Field("user_agent", "string", "the User-Agent of the browser the cookie jar comes from"),
+        Field("transport", "string", "how this account's calls are sent ([upstream] transport)", choices=TRANSPORTS),
+        Field("proxy", "string", "this account's proxy (http(s):// or socks5://)"),
+        Field("note", "string", default="", extra={"maxLength": NOTE_MAX}),
+    ),
+    description="exactly one of token (a session id) or cookies (a browser cookie jar)",
 )
 ADMIN_KEY = Body(
     (
-        Field("name", "string", required=True),
-        Field("accounts", "array", extra={"items": {"type": ["string", "integer"]}}),
-        Field("rate_per_minute", "integer"),
-        Field("max_in_flight", "integer"),
+        Field("name", "string", _ADMIN_NAME, required=True),
+        Field(
+            "accounts",
+            "array",
+            "the pool accounts (names or ids) the key may use; all when absent",
+            extra={"items": {"type": ["string", "integer"]}},
+        ),
+        Field("rate_per_minute", "integer", default=DEFAULT_RATE_PER_MINUTE, low=1, high=MAX_LIMIT),
+        Field("max_in_flight", "integer", default=DEFAULT_MAX_IN_FLIGHT, low=1, high=MAX_LIMIT),
     )
 )
+
+
+TASK_WAIT = Body(
+    (Field("wait", "number", "seconds to long-poll for a final status", default=0.0, low=0.0, high=MAX_WAIT),)
+)
+VIDEO_LIST = Body(
+    (
+        Field("limit", "integer", "how many of the latest video tasks", default=20, low=1, high=100),
+        Field("order", "string", "asc: the same page, oldest first", default="desc", choices=("asc", "desc")),
+    )
+)
+VIDEO_CONTENT = Body((Field("variant", "string", "only the video itself", default="video", choices=("video",)),))
+ADMIN_TASKS = Body((Field("limit", "integer", "how many of the latest tasks", default=50, low=1, high=200),))
+ADMIN_STATS = Body((Field("limit", "integer", "how many of the latest tasks", default=1000, low=1, high=5000),))
+ADMIN_LOGS = Body(
+    (Field("after", "integer", "the last line seen (0: all)", default=0, low=0, high=10**MAX_DIGITS - 1),)
+)
+
+QUERY_PARAMETERS: dict[str, Body] = {
+    "/v1/async/tasks/{history_id}": TASK_WAIT,
+    "/v1/videos": VIDEO_LIST,
+    "/v1/videos/{video_id}/content": VIDEO_CONTENT,
+    "/admin/api/tasks": ADMIN_TASKS,
+    "/admin/api/stats": ADMIN_STATS,
+    "/admin/api/logs": ADMIN_LOGS,
+}
+"""The query parameters of every GET route that takes some, by path: read by their handlers with `Field.read`
+(the request's query as the mapping) and rendered by `openapi.py`."""
+
+
+def query_parameters(body: Body) -> list[Schema]:
+    """`body`'s fields as OpenAPI query parameters."""
+    return [{"name": f.name, "in": "query", "required": False, "schema": f.schema()} for f in body.fields]
 
 
 @dataclass(frozen=True, slots=True)

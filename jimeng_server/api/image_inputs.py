@@ -11,8 +11,9 @@ from ..errors import BadRequest
 from ..services.compositions import MAX_INPUT_IMAGES
 from ..services.inputs import DataUriImage, FileImage, InputImage, UrlImage
 from ..services.params import UploadedFile
+from .fields import IMAGES
 
-IMAGES_FIELD = "images"
+IMAGES_FIELD = IMAGES["images"].name
 _SHAPES = 'a URL string, an object {"url": "..."}, a data:image/...;base64 URI, or a multipart file'
 
 

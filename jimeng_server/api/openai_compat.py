@@ -8,18 +8,16 @@ ignored by the field parsers, which read only the fields they know.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..config import ConfigError
 from ..errors import BadRequest
 from ..services.inputs import InputImage
 from ..upstream import catalog
-from .fields import EDIT
+from .fields import EDIT, get_pixels
 from .image_inputs import composition_images
 
-_SIZE = re.compile(r"\s*([0-9]{1,5})\s*[xX×*]\s*([0-9]{1,5})\s*")  # ASCII digits only (\d takes any script)
 EDIT_IMAGE_FIELDS = tuple(f.name for f in EDIT.fields if f.where == "form")
 """Where OpenAI clients put edit images (declared in `fields.EDIT`): `image` (one file, or repeated), `image[]`
 (the SDK's lists)."""
@@ -30,12 +28,17 @@ def _aspect(ratio: str) -> float:
     return int(width) / int(height)
 
 
+def nearest_ratio(width: int, height: int, ratios: Sequence[str]) -> str:
+    """The ratio of `ratios` ("W:H") nearest to `width`:`height`, by aspect on a log scale (the first on a tie)."""
+    wanted = math.log(width / height)
+    return min(ratios, key=lambda r: abs(math.log(_aspect(r)) - wanted))
+
+
 def shape_for_size(width: int, height: int) -> tuple[str, str]:
-    """The supported ratio nearest to `width`:`height` (by aspect, on a log scale) and the smallest
+    """The supported ratio nearest to `width`:`height` (`nearest_ratio`) and the smallest
     resolution tier whose size for that ratio covers the request (long side and short side); the largest
     tier when none does. `1024x1024` -> ("1:1", "1k"); `1792x1024` -> ("16:9", "2k")."""
-    wanted = math.log(width / height)
-    ratio = min(catalog.RATIOS, key=lambda r: abs(math.log(_aspect(r)) - wanted))
+    ratio = nearest_ratio(width, height, catalog.RATIOS)
     tiers = []
     for resolution in catalog.RESOLUTIONS:
         try:
@@ -63,13 +66,7 @@ def size_shape(data: Mapping[str, Any], *, strict: bool) -> tuple[str | None, st
             f"and 'resolution' ({', '.join(catalog.RESOLUTIONS)})",
             code="UNSUPPORTED_PARAMETER",
         )
-    match = _SIZE.fullmatch(value) if isinstance(value, str) else None
-    if match is None or 0 in (int(match.group(1)), int(match.group(2))):
-        raise BadRequest(
-            f"'size' must be WIDTHxHEIGHT in pixels (e.g. 1024x1024) or \"auto\", got {value!r}",
-            code="INVALID_PARAMETER",
-        )
-    return shape_for_size(int(match.group(1)), int(match.group(2)))
+    return shape_for_size(*get_pixels(value, "size", 'e.g. 1024x1024, or "auto"'))
 
 
 def check_aliases(aliases: Mapping[str, str]) -> None:

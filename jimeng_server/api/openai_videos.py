@@ -1,6 +1,7 @@
-"""The video shapes gateways speak (services/video_shapes.py maps them), on our async video tasks: the same
-submit as `POST /v1/async/videos/generations` (parser, Idempotency-Key, API keys and the pool, `callback_url`),
-the same ids, and answers built from the task query (`TaskQueries`), so they agree with it and the webhook.
+"""The video shapes gateways speak (gateway_params.py reads their requests, services/video_shapes.py shapes their
+answers), on our async video tasks: the same submit as `POST /v1/async/videos/generations` (parser,
+Idempotency-Key, API keys and the pool, `callback_url`), the same ids, and answers built from the task query
+(`TaskQueries`), so they agree with it and the webhook.
 
 - OpenAI Videos: `POST /v1/videos` (JSON or multipart with an `input_reference` file), `GET /v1/videos`
   (the caller's latest video tasks, newest first), `GET /v1/videos/{id}`,
@@ -23,17 +24,18 @@ from ..errors import BadGateway, BadRequest, Conflict
 from ..services.callers import Caller
 from ..services.results import failure_error
 from ..services.task_queries import not_found
-from ..services.video_shapes import gateway_task, gateway_video_fields, openai_video, openai_video_fields, status_of
+from ..services.video_shapes import gateway_task, openai_video, status_of
 from ..tasks.records import TaskKind
 from .appkeys import CONFIG, POOL, QUERIES, TASK_RECORDS, VIDEOS
 from .async_tasks import history_id_value
 from .callbacks import callback_url_of
-from .fields import OPENAI_VIDEO
+from .fields import MAX_FRAMES, OPENAI_VIDEO, VIDEO_CONTENT, VIDEO_LIST
 from .forms import request_fields
+from .gateway_params import gateway_video_fields, openai_video_fields
 from .request import caller_of, json_object
 from .responses import json_answer
 from .task_stream import submit_once
-from .video_params import MAX_FRAMES, VIDEO_RATIOS, video_params
+from .video_params import video_params
 from .videos import chooser
 
 routes = web.RouteTableDef()
@@ -41,7 +43,8 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 
-FieldsOf = Callable[[Mapping[str, Any], Mapping[str, str], tuple[str, ...]], dict[str, Any]]
+FieldsOf = Callable[[Mapping[str, Any], Mapping[str, str]], dict[str, Any]]
+"""A gateway shape's body and the aliases in force -> the video parser's fields (`gateway_params.py`)."""
 
 
 async def _submit(
@@ -50,7 +53,7 @@ async def _submit(
     """Submit a video task from a gateway-shaped body; the answer of `idempotent` (a replayed error as it is)
     and the accepted body (`history_id`, `created`; empty for an error)."""
     aliases = request.app[CONFIG].models.all_aliases
-    params = video_params(fields_of(data, aliases, VIDEO_RATIOS), aliases=aliases, choose=chooser(request, caller))
+    params = video_params(fields_of(data, aliases), aliases=aliases, choose=chooser(request, caller))
     params = dataclasses.replace(params, callback_url=await callback_url_of(request, data))
     videos = request.app[VIDEOS]
     return await submit_once(request, data, lambda spend: videos.submit_video(caller, params, spend=spend))
@@ -78,29 +81,25 @@ async def create_video(request: web.Request) -> web.Response:
         if not accepted:
             return answer
         body = {"history_id": accepted["history_id"], "status": 20, "queue": None, "results": None}
-        seconds, size = data.get("seconds"), data.get("size")
+        seconds, size = OPENAI_VIDEO["seconds"], OPENAI_VIDEO["size"]
         video = openai_video(
             body,
-            model=str(data.get("model") or OPENAI_VIDEO["model"].default),
+            model=OPENAI_VIDEO["model"].read(data),
             created_at=int(accepted["created"]),
-            seconds=None if seconds in (None, "") else str(seconds),
-            size=None if size in (None, "") else str(size),
+            seconds=str(data[seconds.name]) if seconds.sent(data) else None,  # as asked
+            size=str(data[size.name]) if size.sent(data) else None,
         )
         return json_answer(video | {"status": "queued", "progress": 0})
 
 
 @routes.get("/v1/videos")
 async def list_videos(request: web.Request) -> web.Response:
-    """OpenAI's `videos.list`: the caller's latest video tasks (`?limit=` 1..100, default 20), newest first
-    (`?order=asc`: the same page oldest first)."""
+    """OpenAI's `videos.list`: the caller's latest video tasks (`?limit=`), newest first (`?order=asc`: the same
+    page oldest first); `fields.VIDEO_LIST`."""
     caller = await caller_of(request)
-    raw_limit = request.query.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
-        raise BadRequest("'limit' must be a whole number from 1 to 100", code="INVALID_PARAMETER")
-    order = request.query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise BadRequest("'order' must be asc or desc", code="INVALID_PARAMETER")
-    rows = await request.app[TASK_RECORDS].recent_of(sorted(caller.owners), TaskKind.VIDEO, int(raw_limit))
+    limit: int = VIDEO_LIST["limit"].read(request.query)
+    order: str = VIDEO_LIST["order"].read(request.query)
+    rows = await request.app[TASK_RECORDS].recent_of(sorted(caller.owners), TaskKind.VIDEO, limit)
     if order == "asc":
         rows.reverse()
     answer = json.loads(await request.app[QUERIES].query_many(caller, [r.history_id for r in rows]))
@@ -127,9 +126,12 @@ async def video_content(request: web.Request) -> web.StreamResponse:
     """OpenAI's `videos.download_content`: the MP4, streamed from the upstream's CDN through the paying
     account's proxy. 409 VIDEO_NOT_READY while the task runs; a failed task is its error."""
     caller = await caller_of(request)
-    variant = request.query.get("variant", "video")
-    if variant != "video":
-        raise BadRequest(f"'variant' {variant!r} is not available: only the video itself", code="UNSUPPORTED_PARAMETER")
+    declared = VIDEO_CONTENT["variant"]
+    variant = request.query.get(declared.name) or declared.default
+    if variant not in declared.choices:
+        raise BadRequest(
+            f"'{declared.name}' {variant!r} is not available: only the video itself", code="UNSUPPORTED_PARAMETER"
+        )
     body, _, _ = await _task(request, caller, "video_id")
     history_id = str(body["history_id"])
     status = status_of(body)

@@ -94,7 +94,7 @@ def image_params(
         )
     resolution: str = IMAGE["resolution"].read(data, default=size_resolution)
     offered = catalog.image_resolutions(model)
-    if resolution not in offered and data.get("resolution") in (None, ""):
+    if resolution not in offered and not IMAGE["resolution"].sent(data):
         # A tier picked from `size` (or the default) that this model lacks: its next larger tier, else its largest.
         rank = catalog.RESOLUTIONS.index(resolution)
         resolution = next((r for r in offered if catalog.RESOLUTIONS.index(r) >= rank), offered[-1])

@@ -106,7 +106,8 @@ def outpaint_params(fields: Mapping[str, Any]) -> PostEditParams:
     if (ratio is None) == (not given):
         raise BadRequest(
             f"send either 'ratio' (one of {', '.join(RATIOS)}) or the expansion of one or more sides "
-            f"({', '.join(SIDES)}: fractions of the side from 0 to 3)" + (", not both" if given else ""),
+            f"({', '.join(SIDES)}: fractions of the side from {OUTPAINT[SIDES[0]].low:g} to "
+            f"{OUTPAINT[SIDES[0]].high:g})" + (", not both" if given else ""),
             code="INVALID_PARAMETER" if given else "MISSING_PARAMETER",
         )
     expansion = None
@@ -173,9 +174,13 @@ async def _interpolation_request(request: web.Request) -> tuple[Caller, dict[str
     async with request_fields(request, max_bytes=request.app[CONFIG].server.max_body_bytes, max_files=0) as fields:
         data = dict(fields)
     _, task = source_of(data, image_allowed=False, what="frame interpolation")
+    rates = INTERPOLATE["fps"].choices
     fps = get_count(data, "fps", high=1000)
-    if fps is not None and fps not in INTERPOLATE["fps"].choices:
-        raise BadRequest(f"'fps' must be 60 (the one rate the upstream offers), got {fps}", code="INVALID_PARAMETER")
+    if fps is not None and fps not in rates:
+        raise BadRequest(
+            f"'fps' must be {', '.join(map(str, rates))} (the rates the upstream offers), got {fps}",
+            code="INVALID_PARAMETER",
+        )
     INTERPOLATE["response_format"].read(data)
     assert task is not None
     return caller, data, task

@@ -28,13 +28,12 @@ from ..services.task_follow import follow, is_final
 from ..tasks.records import TaskKind
 from ..upstream.errors import UpstreamError
 from .appkeys import CLOCK, QUERIES, WATCHER
+from .fields import STREAM
 from .idempotency import idempotent
-from .params import get_bool
 from .responses import json_answer
 from .sse import EventStream
 
 SUBMITTED_MESSAGE = "任务已提交，请使用 history_id 查询任务状态"
-STREAM_FIELD = "stream"
 
 Submit = Callable[[SpendMark], Awaitable[Submission]]
 """The spending part of a submit: sends the generate with the request's mark."""
@@ -117,7 +116,7 @@ async def send_task_events(
 
 def wants_stream(fields: dict[str, Any]) -> bool:
     """Whether a sync submit asks for the event stream instead of a silent wait (`"stream": true`)."""
-    return get_bool(fields, STREAM_FIELD, False)
+    return bool(STREAM.read(fields))
 
 
 async def stream_submit(

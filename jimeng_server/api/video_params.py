@@ -17,12 +17,21 @@ from ..integers import NumberError, parse_int
 from ..services.model_list import VideoChoice
 from ..services.params import MediaSource, UploadedFile, VideoParams
 from ..upstream import catalog
-from .fields import FRAME_MODE, OMNI_MODE, VIDEO, VIDEO_FILES, VIDEO_RATIOS, VIDEO_RESOLUTIONS, get_str
+from .fields import (
+    FRAME_MODE,
+    MAX_FRAMES,
+    OMNI_MODE,
+    VIDEO,
+    VIDEO_FILES,
+    VIDEO_RATIOS,
+    VIDEO_RESOLUTIONS,
+    get_str,
+    is_http_url,
+)
 from .params import check_model_kind
 
 __all__ = ["FRAME_MODE", "OMNI_MODE", "VIDEO_RATIOS", "VIDEO_RESOLUTIONS", "video_params"]
 OMNI_MODELS = ("jimeng-video-seedance-2.0", "jimeng-video-seedance-2.0-fast")
-MAX_FRAMES = 2
 MAX_OMNI_IMAGES = 9
 MAX_OMNI_VIDEOS = 3
 MAX_OMNI_MATERIALS = 12  # images and videos
@@ -47,7 +56,7 @@ def get_resolution(data: Mapping[str, Any], model: str, offered: tuple[str, ...]
     """`resolution` among the ones `model` offers (`offered`, default the table's; its first by default); None
     for a model that takes none."""
     offered = catalog.video_resolutions(model) if offered is None else offered
-    if data.get(VIDEO["resolution"].name) in (None, ""):
+    if not VIDEO["resolution"].sent(data):
         return offered[0] if offered else None
     if not offered:
         raise _bad(
@@ -88,7 +97,7 @@ def _url(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _bad(field, "must be an http(s) URL or an uploaded file")
     url = value.strip()
-    if not url.lower().startswith(("http://", "https://")):
+    if not is_http_url(url):
         raise _bad(field, f"must be an http(s) URL, got {url[:60]!r}")
     return url
 
@@ -218,7 +227,7 @@ def video_params(
     the caller's region) resolves the model against live discovery: a key only discovery lists is accepted,
     the default is replaced when withdrawn, and resolutions/durations are checked against the merged facts."""
     asked = VIDEO["model"].read(data)
-    named = data.get(VIDEO["model"].name) not in (None, "")
+    named = VIDEO["model"].sent(data)
     model = (aliases or {}).get(asked, asked)
     check_model_kind(asked, model, "video")
     choice = choose(model, named) if choose is not None else None

@@ -21,11 +21,11 @@ from ..services.model_list import VideoChoice
 from ..services.params import VideoParams
 from ..services.results import partial_note, require_results
 from ..tasks.records import Outcome, TaskKind
-from ..upstream import catalog
 from ..upstream.discovery import DiscoveredModel
 from .appkeys import CONFIG, GENERATION, VIDEOS
 from .b64_answers import spooled_results
 from .callbacks import refuse_callback_url
+from .fields import VIDEO
 from .files import sync_links
 from .forms import request_fields
 from .idempotency import HEADER, idempotent
@@ -46,9 +46,9 @@ async def video_request(request: web.Request) -> AsyncIterator[tuple[Caller, dic
     aliases = request.app[CONFIG].models.all_aliases
     registry = request.app[GENERATION].models
     async with request_fields(request, max_bytes=limit, max_files=MAX_OMNI_MATERIALS + MAX_OMNI_AUDIOS) as data:
-        asked = data.get("model")
-        named = asked not in (None, "")
-        model = aliases.get(str(asked), str(asked)) if named else catalog.DEFAULT_VIDEO_MODEL
+        asked: str = VIDEO["model"].read(data)  # the default when not named
+        model = aliases.get(asked, asked)
+        named = VIDEO["model"].sent(data)
         found = await registry.for_video(caller.first, model, named)
         yield caller, data, video_params(data, aliases=aliases, choose=chooser(request, caller, found))
 

@@ -30,7 +30,8 @@ from ..upstream.tokens import Account, ProxyPrefixError, TokenError, parse_proxy
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_NOTE_MAX = 500
+NOTE_MAX = 500
+"""The longest note an account may carry (characters)."""
 
 
 def check_name(name: str, what: str) -> str:
@@ -112,8 +113,8 @@ class AccountRegistry:
         400 for a bad name, token, jar (the reason: no sessionid, wrong domain, expired), proxy, transport or
         note; 409 when the name or the session is already in the pool. Nothing is written on any error."""
         check_name(name, "account")
-        if len(note) > _NOTE_MAX:
-            raise BadRequest(f"the note is longer than {_NOTE_MAX} characters", code="INVALID_NOTE")
+        if len(note) > NOTE_MAX:
+            raise BadRequest(f"the note is longer than {NOTE_MAX} characters", code="INVALID_NOTE")
         if token is None and cookies is None:
             raise BadRequest(
                 "'token' (a session id) or 'cookies' (a browser cookie jar) is required", code="MISSING_PARAMETER"
@@ -182,7 +183,7 @@ class AccountRegistry:
         try:
             where = Region(region or "cn")
         except ValueError:
-            raise BadRequest("region must be one of cn, us, hk, jp, sg", code="INVALID_REGION") from None
+            raise BadRequest(f"region must be one of {', '.join(Region)}", code="INVALID_REGION") from None
         try:
             jar = load_jar(text, region=where, now=self.clock.time(), user_agent=user_agent or None)
         except JarError as exc:

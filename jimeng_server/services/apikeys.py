@@ -28,7 +28,8 @@ KEY_PREFIX = "jk_"
 WINDOW = 60.0
 DEFAULT_RATE_PER_MINUTE = 60
 DEFAULT_MAX_IN_FLIGHT = 20
-_MAX_LIMIT = 1_000_000
+MAX_LIMIT = 1_000_000
+"""The largest `rate_per_minute` and `max_in_flight` a key may have."""
 
 
 def key_digest(key: str) -> str:
@@ -45,7 +46,7 @@ def _limit(value: Any, field: str, default: int) -> int:
     if value is None:
         return default
     try:
-        return parse_int(value, field, low=1, high=_MAX_LIMIT, strings=False)
+        return parse_int(value, field, low=1, high=MAX_LIMIT, strings=False)
     except NumberError as exc:
         raise BadRequest(str(exc), code="INVALID_PARAMETER") from None
 

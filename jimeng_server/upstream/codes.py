@@ -4,7 +4,7 @@ through the error codes that mapping gives, the account loops (`services/account
 
 Every row names its source. Where the sources disagree (status 10 and 45, `ret 4001`) the table holds the
 best-backed meaning and `[upstream] status_10`, `status_45` and `ret_4001` choose another (`StatusPolicy`,
-`ret_overrides`).
+`ret_overrides`; their choices and defaults are `config.UPSTREAM_MEANINGS`, which config validation names).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
+
+from ..config import UPSTREAM_MEANINGS
 
 
 class StatusMeaning(StrEnum):
@@ -50,8 +52,10 @@ STATUSES: Final[Mapping[int, StatusFact]] = {
 }
 """`task.status` values known today; any other value counts as running (and is logged by the watcher)."""
 
-STATUS_10_CHOICES: Final = ("auto", "done", "failed")
-STATUS_45_CHOICES: Final = ("running", "done")
+STATUS_10_CHOICES: Final = UPSTREAM_MEANINGS["status_10"]
+"""`[upstream] status_10`: "auto" (decided by the items) or a `StatusMeaning` value."""
+STATUS_45_CHOICES: Final = UPSTREAM_MEANINGS["status_45"]
+"""`[upstream] status_45`: a `StatusMeaning` value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +66,8 @@ class StatusPolicy:
     enum's `pre_check_reject`, a failure; "done" or "failed" decide regardless of items. `status_45`: "running"
     (default; the real answer of §18.2) or "done" (PY's doc: success with a note)."""
 
-    status_10: str = "auto"
-    status_45: str = "running"
+    status_10: str = STATUS_10_CHOICES[0]
+    status_45: str = STATUS_45_CHOICES[0]
 
 
 DEFAULT_STATUSES: Final = StatusPolicy()
@@ -207,7 +211,7 @@ CODES: Final[Mapping[str, CodeFact]] = {
 }
 """Every upstream code whose meaning is known, one row each. Codes not listed are `OTHER`."""
 
-RET_4001_CHOICES: Final = (CodeClass.QUOTA.value, CodeClass.CONTENT.value)
+RET_4001_CHOICES: Final = UPSTREAM_MEANINGS["ret_4001"]
 """`[upstream] ret_4001`: the JS enum's `external_no_credits` (quota, the default) or §2.9's content filter."""
 
 

@@ -4,14 +4,13 @@ long a request may wait on upstream reads."""
 from __future__ import annotations
 
 import dataclasses
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_TOKEN, bearer, drive
-from test_hostile_input import error_of
+from simulate_proc import free_port
+from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_TOKEN, bearer, drive, error_of
 
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, SecurityConfig
@@ -19,12 +18,6 @@ from jimeng_server.simulator import Fault, FaultKind, Simulator
 
 AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 GUARDED = SecurityConfig(allow_private_networks=False)
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_more_tokens_than_allowed_is_a_400_before_any_upstream_call(
@@ -61,7 +54,7 @@ async def test_a_caller_proxy_at_a_private_address_is_refused(
     client = await make_client(security=GUARDED)
     answers = set()
     # An open port (the simulator's) and a closed one get the same answer: no port oracle.
-    for port in (sim_server.port, _closed_port()):
+    for port in (sim_server.port, free_port()):
         token = f"http://user:pw@{host}:{port}@{CN_TOKEN}"
         resp = await client.post("/token/points", headers=bearer(token))
         err = await error_of(resp)
@@ -78,7 +71,7 @@ async def test_a_caller_proxy_at_a_private_address_is_refused(
 
 
 async def test_an_allowed_proxy_passes_the_guard(make_client: AppFactory, config: Config) -> None:
-    port = _closed_port()
+    port = free_port()
     client = await make_client(
         security=SecurityConfig(allow_private_networks=False, allowed_proxies=(f"socks5://127.0.0.1:{port}",)),
         upstream=dataclasses.replace(config.upstream, read_retries=0),

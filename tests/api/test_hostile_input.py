@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from support import CN_TOKEN, bearer
+from support import CN_TOKEN, bearer, error_of
 
 from jimeng_server.api.params import image_params
 from jimeng_server.errors import ApiError, BadRequest, render_error
@@ -27,17 +27,6 @@ JSON_ENDPOINTS = (
     "/v1/async/tasks/query",
 )
 HUGE_INT = "9" * 4400
-
-
-async def error_of(resp: aiohttp.ClientResponse, status: int = 400) -> dict[str, str]:
-    """The `error` object of a JSON error answer with `status`; fails on any other shape."""
-    text = await resp.text()
-    assert resp.status == status, text[:500]
-    assert resp.content_type == "application/json", text[:500]
-    body: Any = await resp.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "code"}, body
-    assert all(isinstance(v, str) and v for v in body["error"].values()), body
-    return dict(body["error"])
 
 
 def no_upstream_calls(sim: Simulator) -> None:

@@ -23,7 +23,10 @@ from pool_support import ADMIN_KEY, POOL_SESSIONS, admin, seed_sim
 from support import CN_TOKEN, bearer, drive, json_of
 
 from jimeng_server.api import fields as declared
+from jimeng_server.api.admin import account_fields, key_fields
+from jimeng_server.api.chat_params import chat_ask
 from jimeng_server.api.fields import REQUEST_BODIES, RouteBody
+from jimeng_server.api.gateway_params import gateway_video_fields, openai_video_fields
 from jimeng_server.api.image_inputs import composition_images
 from jimeng_server.api.openai_compat import edit_images
 from jimeng_server.api.params import image_params
@@ -31,9 +34,6 @@ from jimeng_server.api.postedits import outpaint_params, repair_params, upscale_
 from jimeng_server.api.video_params import video_params
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import DEFAULT_MODEL_ALIASES, AdminConfig, CompatConfig, ModelsConfig
-from jimeng_server.services import chat
-from jimeng_server.services.compositions import MAX_INPUT_IMAGES
-from jimeng_server.services.video_shapes import gateway_video_fields, openai_video_fields
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
 from jimeng_server.upstream import catalog
@@ -113,20 +113,26 @@ _PARSERS: list[tuple[str, Callable[[Mapping[str, Any]], Any], list[dict[str, Any
     ("/v1/images/repair", repair_params, [{"history_id": "123"}]),
     (
         "/v1/chat/completions",
-        lambda data: chat.chat_ask(data, DEFAULT_MODEL_ALIASES),
+        lambda data: chat_ask(data, DEFAULT_MODEL_ALIASES),
         [
             {"messages": [{"role": "user", "content": "a cat"}], "n": 2, "size": "1024x1024"},
             {"messages": [{"role": "user", "content": "waves"}], "model": "sora-2", "duration": 5, "stream": True},
         ],
     ),
     (
+        "/admin/api/accounts",
+        account_fields,
+        [{"name": "a", "token": "t", "note": "n"}, {"name": "b", "cookies": "c", "region": "cn", "user_agent": "u"}],
+    ),
+    ("/admin/api/keys", key_fields, [{"name": "k", "accounts": ["a"], "rate_per_minute": 1, "max_in_flight": 1}]),
+    (
         "/v1/videos",
-        lambda data: openai_video_fields(data, DEFAULT_MODEL_ALIASES, declared.VIDEO_RATIOS),
+        lambda data: openai_video_fields(data, DEFAULT_MODEL_ALIASES),
         [{"prompt": "p", "seconds": "8", "size": "1280x720", "input_reference": {"image_url": URL}}],
     ),
     (
         "/v1/video/generations",
-        lambda data: gateway_video_fields(data, DEFAULT_MODEL_ALIASES, declared.VIDEO_RATIOS),
+        lambda data: gateway_video_fields(data, DEFAULT_MODEL_ALIASES),
         [
             {"prompt": "p", "duration": 5, "width": 1280, "height": 720, "image": URL},
             {"prompt": "p", "size": "720x1280", "ratio": "9:16", "resolution": "720p", "image_url": URL},
@@ -144,12 +150,6 @@ def test_every_field_a_parser_reads_is_declared(
     undeclared = {n for n in read if n not in _allowed(route) | _allowed(route, form=True)}
     numbered = {n for n in undeclared if n.rsplit("_", 1)[0] in {f.name for f in declared.VIDEO_FILES.fields}}
     assert undeclared - numbered == set()
-
-
-def test_declared_constants_match_the_services() -> None:
-    assert declared.CHAT_IMAGE_OPTIONS == chat.IMAGE_OPTIONS
-    assert declared.CHAT_VIDEO_OPTIONS == chat.VIDEO_OPTIONS
-    assert declared._MAX_INPUT_IMAGES == MAX_INPUT_IMAGES
 
 
 async def test_the_document_shows_exactly_the_declared_fields(client: TestClient[Any, Any]) -> None:
@@ -239,15 +239,16 @@ _BASES: dict[str, dict[str, Any]] = {
 _TRIES: dict[str, list[dict[str, Any]]] = {
     "images": [{"images": ["FRAME", {"url": "FRAME"}]}],
     "image": [{"image": "FRAME"}],
-    "image_url": [{"image_url": "FRAME"}],
+    "image_url": [{"image_url": "FRAME"}, {"image_url": ["FRAME", "FRAME"]}],
     "file_paths": [{"file_paths": ["FRAME"]}],
     "filePaths": [{"filePaths": ["FRAME", "FRAME"]}],
     "input_reference": [{"input_reference": "FRAME"}, {"input_reference": {"image_url": "FRAME"}}],
-    "seconds": [{"seconds": "4"}, {"seconds": "12"}],
+    "seconds": [{"seconds": "4"}, {"seconds": "12"}, {"seconds": 1}, {"seconds": str(declared.MAX_SHAPE_SECONDS)}],
     "size": [{"size": "1024x1024"}, {"size": "720x1280"}],
-    "width": [{"width": 1280, "height": 720}],
+    "size@/v1/video/generations": [{"size": "1280x720"}, {"size": "99999 × 1"}],
+    "width": [{"width": 1280, "height": 720}, {"width": 1, "height": declared.MAX_PIXELS}],
     "height": [{"width": 720, "height": 1280}],
-    "duration": [{"duration": 5}],
+    "duration@/v1/video/generations": [{"duration": 1}, {"duration": 7.6}, {"duration": "600"}],
     "n": [{"n": 1}, {"n": 4}],
     "multi_image": [{"multi_image": True}, {"multi_image": False}],
     "left": [{"left": 3.0}],
@@ -296,7 +297,8 @@ async def test_every_documented_field_is_accepted_over_http(
     validator = Draft202012Validator(schema)
     frame = str(image_host.make_url("/frame.png"))
     for name, prop in schema["properties"].items():
-        if name in _ELSEWHERE or (path == "/v1/video/generations" and name == "resolution"):
+        here = f"{name}@{path}" in _TRIES
+        if not here and (name in _ELSEWHERE or (path == "/v1/video/generations" and name == "resolution")):
             continue
         tries = _tries(path, name, prop)
         assert tries, f"{path}: no value tried for the documented field {name!r}"
@@ -389,18 +391,49 @@ async def test_every_documented_model_is_accepted_and_others_refused(client: Tes
 
 
 async def test_documented_admin_bodies_are_accepted_over_http(make_client: AppFactory, sim: Simulator) -> None:
-    """Every documented field of the admin API's two bodies, schema-valid, is taken (201)."""
+    """Every documented field of the admin API's two bodies, schema-valid, is taken (201): an account by session
+    id and one by cookie jar (the two ways the body's description names), keys with the limits' bounds."""
     seed_sim(sim)
     client = await make_client(admin=AdminConfig(key=ADMIN_KEY))
     doc = await json_of(await client.get("/openapi.json"))
-    account = {"name": "pa", "token": POOL_SESSIONS["pa"], "proxy": "socks5://10.0.0.1:1080", "note": "team a"}
-    key = {"name": "team-a", "accounts": ["pa"], "rate_per_minute": 30, "max_in_flight": 2}
-    for path, body in (("/admin/api/accounts", account), ("/admin/api/keys", key)):
-        schema = _schema(doc, path)
-        assert set(body) == set(schema["properties"]), path
-        Draft202012Validator(schema).validate(body)
+    account = {
+        "name": "pa",
+        "token": POOL_SESSIONS["pa"],
+        "proxy": "socks5://10.0.0.1:1080",
+        "transport": "aiohttp",
+        "note": "n" * declared.NOTE_MAX,
+    }
+    agent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/142.0.0.0"
+    jarred = {
+        "name": "pb",
+        "cookies": sim.issue_jar(POOL_SESSIONS["pb"], chrome=142),
+        "region": "cn",
+        "user_agent": agent + " Safari/537.36",
+    }
+    top = declared.ADMIN_KEY["rate_per_minute"].high
+    keys = [
+        {"name": "team-a", "accounts": ["pa"], "rate_per_minute": 30, "max_in_flight": 2},
+        {"name": "team-b", "rate_per_minute": top, "max_in_flight": top},
+        {"name": "team-c", "rate_per_minute": 1, "max_in_flight": 1},
+    ]
+    bodies = [("/admin/api/accounts", account), ("/admin/api/accounts", jarred)]
+    bodies += [("/admin/api/keys", k) for k in keys]
+    for path, body in bodies:
+        Draft202012Validator(_schema(doc, path)).validate(body)
         resp = await client.post(path, json=body, headers=admin())
         assert resp.status == 201, (path, await resp.text())
+    for path in ("/admin/api/accounts", "/admin/api/keys"):
+        assert {k for p, b in bodies if p == path for k in b} == set(_schema(doc, path)["properties"]), path
+    for path, body in (
+        ("/admin/api/accounts", {"name": "pc", "token": POOL_SESSIONS["pc"], "note": "n" * (declared.NOTE_MAX + 1)}),
+        ("/admin/api/accounts", {"name": "pc", "token": POOL_SESSIONS["pc"], "transport": "telepathy"}),
+        ("/admin/api/accounts", {"name": "pc", "cookies": jarred["cookies"], "region": "mars"}),
+        ("/admin/api/keys", {"name": "team-d", "rate_per_minute": top + 1}),
+        ("/admin/api/keys", {"name": "team-d", "max_in_flight": 0}),
+    ):
+        assert not Draft202012Validator(_schema(doc, path)).is_valid(body), body
+        resp = await client.post(path, json=body, headers=admin())
+        assert resp.status == 400, (path, await resp.text())
 
 
 async def test_documented_chat_task_query_and_token_bodies_are_accepted_over_http(
@@ -445,8 +478,131 @@ async def test_documented_chat_task_query_and_token_bodies_are_accepted_over_htt
     for path, body in (
         ("/v1/async/tasks/query", {"history_id": history_id}),
         ("/v1/async/tasks/query", {"history_ids": [history_id, int(history_id)]}),
+        ("/v1/async/tasks/query", {"history_ids": [history_id] + [str(n) for n in range(1, declared.MAX_BATCH)]}),
         ("/token/check", {"token": CN_TOKEN}),
     ):
         Draft202012Validator(_schema(doc, path)).validate(body)
         status, answer = await _accepted(client, path, body)
         assert status == 200, (path, body, answer)
+
+
+_REFUSED: list[tuple[str, dict[str, Any], str]] = [
+    ("/v1/videos", {"seconds": "0"}, "seconds"),
+    ("/v1/videos", {"seconds": declared.MAX_SHAPE_SECONDS + 1}, "seconds"),
+    ("/v1/videos", {"seconds": "forever"}, "seconds"),
+    ("/v1/videos", {"size": "big"}, "size"),
+    ("/v1/videos", {"size": "0x512"}, "size"),
+    ("/v1/videos", {"size": "1280 by 720"}, "size"),
+    ("/v1/videos", {"prompt": None}, "prompt"),
+    ("/v1/videos", {"prompt": "p" * (declared.MAX_PROMPT_CHARS + 1)}, "prompt"),
+    ("/v1/videos", {"model": 5}, "model"),
+    ("/v1/videos", {"input_reference": "ftp://example.com/a.png"}, "input_reference"),
+    ("/v1/videos", {"input_reference": {"image_url": "data:image/png;base64,AAAA"}}, "input_reference"),
+    ("/v1/video/generations", {"duration": 0}, "duration"),
+    ("/v1/video/generations", {"duration": "601"}, "duration"),
+    ("/v1/video/generations", {"width": 0, "height": 720}, "width"),
+    ("/v1/video/generations", {"width": 1280, "height": declared.MAX_PIXELS + 1}, "height"),
+    ("/v1/video/generations", {"width": 1280.5, "height": 720}, "width"),
+    ("/v1/video/generations", {"size": "wide"}, "size"),
+    ("/v1/video/generations", {"ratio": "5:4"}, "ratio"),
+    ("/v1/video/generations", {"resolution": "8k"}, "resolution"),
+    ("/v1/video/generations", {"image": "ftp://example.com/a.png"}, "image"),
+    ("/v1/video/generations", {"image_url": ["https://example.com/a.png", 7]}, "image_url"),
+    ("/v1/video/generations", {"prompt": 7}, "prompt"),
+    ("/v1/async/images/generations", {"size": "big"}, "size"),
+    ("/v1/async/images/generations", {"size": "0x512"}, "size"),
+    ("/v1/async/videos/generations", {"file_paths": ["ftp://example.com/a.png"]}, "file_paths[0]"),
+    ("/v1/async/tasks/query", {"history_ids": [str(n) for n in range(1, declared.MAX_BATCH + 2)]}, "history_ids"),
+    ("/v1/async/tasks/query", {"history_ids": ["1", "two words"]}, "history_ids[1]"),
+    ("/v1/async/tasks/query", {"history_id": -1}, "history_id"),
+    ("/v1/async/tasks/query", {"history_id": "7" * (declared.MAX_HISTORY_ID_LENGTH + 1)}, "history_id"),
+    ("/v1/async/images/compositions", {"images": [URL] * (declared.MAX_INPUT_IMAGES + 1)}, "images"),
+    ("/v1/video/generations", {"image_url": [URL] * (declared.MAX_FRAMES + 1)}, "frame images"),
+    ("/v1/chat/completions", {"stream": "perhaps"}, "stream"),
+    ("/v1/chat/completions", {"model": ["jimeng-4.5"]}, "model"),
+    ("/v1/chat/completions", {"messages": []}, "messages"),
+    ("/v1/chat/completions", {"messages": None}, "messages"),
+]
+"""A value the documented schema refuses, per route, and the field the server's 400 must name (or, for a count
+of files, what it counts)."""
+_REFUSED_BASES: dict[str, dict[str, Any]] = {
+    "/v1/async/images/compositions": {"prompt": "the cat, in oils"},
+    "/v1/async/tasks/query": {},
+    "/v1/async/images/generations": {"prompt": "a cat in the snow"},
+    "/v1/async/videos/generations": {"prompt": "waves at dusk"},
+    "/v1/videos": {"prompt": "waves at dusk"},
+    "/v1/video/generations": {"prompt": "waves at dusk"},
+    "/v1/chat/completions": {"messages": [{"role": "user", "content": "a lighthouse"}]},
+}
+
+
+@pytest.mark.parametrize(("path", "extra", "name"), _REFUSED, ids=[f"{p} {n}" for p, _, n in _REFUSED])
+async def test_a_value_the_document_refuses_is_refused_naming_the_field(
+    client: TestClient[Any, Any], sim: Simulator, path: str, extra: dict[str, Any], name: str
+) -> None:
+    """The gateway shapes, chat and the image and video sizes and URLs read their fields through the
+    declarations: a bound, choice, pattern or type the served schema refuses is a 400 naming the field as sent,
+    before anything is spent."""
+    doc = await json_of(await client.get("/openapi.json"))
+    body = {k: v for k, v in {**_REFUSED_BASES[path], **extra}.items() if v is not None}
+    assert not Draft202012Validator(_schema(doc, path)).is_valid(body), body
+    status, answer = await _accepted(client, path, body)
+    assert status == 400, (body, answer)
+    codes = ("INVALID_PARAMETER", "MISSING_PARAMETER", "INVALID_IMAGE_COUNT", "TOO_MANY_IMAGES")
+    assert answer["error"]["code"] in codes, answer
+    assert (f"'{name}'" if " " not in name else name) in answer["error"]["message"], answer
+    assert sim.generate_count == 0
+
+
+def test_the_seconds_pattern_says_the_declared_bounds() -> None:
+    """`seconds` and `duration` as strings: the documented pattern takes exactly 1 to MAX_SHAPE_SECONDS."""
+    validator = Draft202012Validator(declared.OPENAI_VIDEO["seconds"].schema())
+    top = declared.MAX_SHAPE_SECONDS
+    for taken in ("1", "8", "12.5", "99", str(top - 1), f"{top - 1}.9", str(top), f"{top}.0", 1, top):
+        assert validator.is_valid(taken), taken
+    for refused in ("0", "0.5", f"{top}.5", str(top + 1), "1000", "", "eight", 0, top + 1):
+        assert not validator.is_valid(refused), refused
+
+
+async def test_documented_query_parameters_are_the_declared_ones_and_their_bounds_hold(
+    make_client: AppFactory, sim: Simulator, clock: ManualClock
+) -> None:
+    """Every GET route's query parameters (`fields.QUERY_PARAMETERS`) are documented as declared; each bound and
+    choice the document allows is taken (200), a value beyond it is refused (400 naming the parameter) and
+    invalid by the documented schema."""
+    seed_sim(sim)
+    client = await make_client(admin=AdminConfig(key=ADMIN_KEY))
+    doc = await json_of(await client.get("/openapi.json"))
+    for path, query in declared.QUERY_PARAMETERS.items():
+        documented = [p for p in doc["paths"][path]["get"]["parameters"] if p["in"] == "query"]
+        assert [p["name"] for p in documented] == [f.name for f in query.fields], path
+    resp = await client.post("/v1/async/videos/generations", json={"prompt": "waves"}, headers=bearer(CN_TOKEN))
+    history_id = (await json_of(resp))["history_id"]
+    routes = {
+        "/v1/async/tasks/{history_id}": (f"/v1/async/tasks/{history_id}", bearer(CN_TOKEN)),
+        "/v1/videos": ("/v1/videos", bearer(CN_TOKEN)),
+        "/v1/videos/{video_id}/content": (f"/v1/videos/{history_id}/content", bearer(CN_TOKEN)),
+        "/admin/api/tasks": ("/admin/api/tasks", admin()),
+        "/admin/api/stats": ("/admin/api/stats", admin()),
+        "/admin/api/logs": ("/admin/api/logs", admin()),
+    }
+    assert set(routes) == set(declared.QUERY_PARAMETERS)
+    for path, query in declared.QUERY_PARAMETERS.items():
+        url, headers = routes[path]
+        for param in [p for p in doc["paths"][path]["get"]["parameters"] if p["in"] == "query"]:
+            schema = Draft202012Validator(param["schema"])
+            field = query[param["name"]]
+            taken = list(field.choices) or [field.low, field.high]
+            refused = ["none-such"] if field.choices else [field.high + 1, field.low - 1, "ten"]
+            if path.endswith("/content"):
+                taken = []  # the only variant is the video itself: tested once the video is done (test_video_gateways)
+            for value in taken:
+                text = f"{value:g}" if isinstance(value, float) else str(value)
+                assert schema.is_valid(value), (path, param["name"], value)
+                (resp,) = await drive(client.app, clock, client.get(url, params={param["name"]: text}, headers=headers))
+                assert resp.status == 200, (path, param["name"], text, await resp.text())
+            for value in refused:
+                assert not schema.is_valid(value), (path, param["name"], value)
+                resp = await client.get(url, params={param["name"]: str(value)}, headers=headers)
+                answer = await json_of(resp)
+                assert resp.status == 400 and f"'{param['name']}'" in answer["error"]["message"], (path, value, answer)

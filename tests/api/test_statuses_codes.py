@@ -14,7 +14,6 @@ from pool_support import ADMIN_KEY, add_accounts, admin, create_key, key_auth, s
 from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
 from webhook_support import SECRET, Receiver
 
-from jimeng_server import config as config_module
 from jimeng_server.api.appkeys import STORE, WATCHER, WEBHOOKS
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import AdminConfig, Config, ConfigError, WebhookConfig, parse_config
@@ -187,11 +186,25 @@ def test_config_refuses_unknown_meanings() -> None:
             parse_config({"upstream": {key: bad}})
 
 
-def test_config_choices_match_the_code_table() -> None:
-    meanings = config_module._UPSTREAM_MEANINGS
-    assert meanings["status_10"] == codes.STATUS_10_CHOICES
-    assert meanings["status_45"] == codes.STATUS_45_CHOICES
-    assert meanings["ret_4001"] == codes.RET_4001_CHOICES
+def test_every_configurable_meaning_is_one_the_code_table_applies() -> None:
+    """Each choice config accepts (and names in its error) decides the disputed status or code as named, and the
+    defaults of the config and of the code table are the same."""
+    for choice in codes.STATUS_10_CHOICES:
+        config = parse_config({"upstream": {"status_10": choice}}).upstream
+        policy = codes.StatusPolicy(config.status_10, config.status_45)
+        done_with_items = codes.meaning_of(10, 1, policy)
+        assert done_with_items is (codes.StatusMeaning.DONE if choice == "auto" else codes.StatusMeaning(choice))
+    for choice in codes.STATUS_45_CHOICES:
+        config = parse_config({"upstream": {"status_45": choice}}).upstream
+        assert codes.meaning_of(45, 0, codes.StatusPolicy(config.status_10, config.status_45)) == choice
+    for choice in codes.RET_4001_CHOICES:
+        config = parse_config({"upstream": {"ret_4001": choice}}).upstream
+        assert codes.classify("4001", codes.ret_overrides(config.ret_4001)) == choice
+    defaults = parse_config({}).upstream
+    assert codes.StatusPolicy(defaults.status_10, defaults.status_45) == codes.DEFAULT_STATUSES
+    assert codes.classify("4001", codes.ret_overrides(defaults.ret_4001)) is codes.classify("4001")
+    with pytest.raises(ConfigError, match=r"upstream\.ret_4001: must be one of quota, content, got .risk.$"):
+        parse_config({"upstream": {"ret_4001": "risk"}})
 
 
 def test_every_code_row_names_a_source() -> None:

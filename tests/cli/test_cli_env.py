@@ -8,24 +8,18 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
+from simulate_proc import free_port
 
 from jimeng_server import __version__
 from jimeng_server.config import ENV_OVERRIDES, Config, ConfigError, load_config, with_env_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -74,7 +68,7 @@ def test_bad_env_value_exits_2_with_message() -> None:
 async def test_server_takes_host_port_config_and_store_from_env(tmp_path: Path) -> None:
     config = tmp_path / "conf.toml"
     config.write_text('[server]\nlog_format = "json"\nport = 1\n', encoding="utf-8")  # the env port wins
-    port = _free_port()
+    port = free_port()
     env = _env(
         JIMENG_CONFIG=str(config),
         JIMENG_HOST="127.0.0.1",
@@ -106,7 +100,7 @@ async def test_server_takes_host_port_config_and_store_from_env(tmp_path: Path) 
         check = [sys.executable, "-c", healthcheck_command()]
         done = await asyncio.to_thread(subprocess.run, check, env=env, capture_output=True, timeout=30, check=False)
         assert done.returncode == 0, done.stderr
-        dead = env | {"JIMENG_PORT": str(_free_port())}
+        dead = env | {"JIMENG_PORT": str(free_port())}
         done = await asyncio.to_thread(subprocess.run, check, env=dead, capture_output=True, timeout=30, check=False)
         assert done.returncode != 0
     finally:

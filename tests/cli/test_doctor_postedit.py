@@ -4,8 +4,8 @@ picture), and a drifted upstream (refused, not doubled, charged) is named."""
 from __future__ import annotations
 
 import pytest
+from doctor_support import on_clock
 from support import CN_TOKEN, US_TOKEN
-from test_doctor import on_clock
 
 from jimeng_server.cli import doctor_command
 from jimeng_server.clock import ManualClock

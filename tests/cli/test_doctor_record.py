@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from doctor_support import on_clock
 from support import CN_TOKEN, bearer, drive, json_of
-from test_doctor import on_clock
 
 from jimeng_server.cli import doctor_command
 from jimeng_server.clock import ManualClock

@@ -4,7 +4,7 @@ a count the upstream ignores (4 made for n=1) or a price other than the measured
 from __future__ import annotations
 
 import pytest
-from test_doctor import doctor
+from doctor_support import doctor
 
 from jimeng_server.doctor import spend_verdict
 

@@ -23,6 +23,7 @@ from mcp_types import ImageContent, TextContent
 from simulate_proc import free_port
 from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
 
+from jimeng_server.api.fields import IMAGE
 from jimeng_server.clock import ManualClock
 from jimeng_server.simulator import Simulator, simulator_hosts
 from jimeng_server.simulator.media import png
@@ -61,6 +62,9 @@ async def test_tools_are_listed(client: TestClient[Any, Any], tmp_path: Path) ->
         tools = {t.name: t for t in (await mcp.list_tools()).tools}
         assert set(tools) == TOOLS
         assert "prompt" in tools["generate_image"].input_schema["required"]
+        described = tools["generate_image"].description or ""
+        for name in ("ratio", "resolution"):  # every choice the image body documents, in the tool's words
+            assert all(choice in described for choice in IMAGE[name].choices), (name, described)
 
 
 async def test_generate_image_reports_progress_and_returns_links_and_images(

@@ -15,7 +15,6 @@ import glob
 import importlib.util
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from simulate_proc import free_port
 
 from jimeng_server.clock import Clock
 from jimeng_server.store.base import Store
@@ -45,12 +45,6 @@ class PgServer:
         return f"{self.base}/{database}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _bin_dir() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return Path(found[-1]).parent if found else None
@@ -63,7 +57,7 @@ class _LocalServer:
         self.bin_dir = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="jimeng-pg-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.as_root = os.geteuid() == 0
 
     def _run(self, *args: str) -> None:

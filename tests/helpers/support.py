@@ -10,14 +10,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import aiohttp
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.test_utils import TestClient
 
 from jimeng_server.api.appkeys import WATCHER
 from jimeng_server.clock import ManualClock
 from jimeng_server.watcher import Watcher
 
 T = TypeVar("T")
+
+AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+"""The `make_client` fixture: an app (its config changed by keyword) served on loopback, its test client."""
 
 # Session ids used across the tests (never real ones).
 CN_TOKEN = "sess0cn0aaaabbbbccccddddeeeeffff"
@@ -122,6 +127,17 @@ class HoldGate(asyncio.Event):
 async def json_of(resp: Any) -> Any:
     """The JSON body of a test-client response (any content type)."""
     return await resp.json(content_type=None)
+
+
+async def error_of(resp: aiohttp.ClientResponse, status: int = 400) -> dict[str, str]:
+    """The `error` object of a JSON error answer with `status`; fails on any other shape."""
+    text = await resp.text()
+    assert resp.status == status, text[:500]
+    assert resp.content_type == "application/json", text[:500]
+    body: Any = await resp.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "code"}, body
+    assert all(isinstance(v, str) and v for v in body["error"].values()), body
+    return dict(body["error"])
 
 
 def leftovers(directory: Path) -> list[Path]:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from record_support import make_record
 
 from jimeng_server.clock import Clock
 from jimeng_server.services.settlement import TaskSettler
@@ -28,26 +29,16 @@ def make_task(
     kind: TaskKind = TaskKind.IMAGE,
     account_fp: str = OWNER_FP,
 ) -> TaskRecord:
-    """A processing task as the async API would insert it."""
-    return TaskRecord(
-        history_id=history_id,
+    """A processing task as the async API would insert it (`record_support.make_record`, upstream status 20)."""
+    return make_record(
+        history_id,
         account_fp=account_fp,
         token=TASK_TOKEN,
         kind=kind,
-        model="jimeng-4.5",
-        submit_id=f"submit-{history_id}",
-        status=TaskStatus.PROCESSING,
         upstream_status=20,
-        fail_code="",
-        error=None,
-        item_count=0,
-        results=None,
-        raw_data=None,
         callback_url=callback_url,
-        input_images=None,
         created_at=created_at,
         updated_at=created_at,
-        finished_at=None,
     )
 
 

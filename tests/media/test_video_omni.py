@@ -8,12 +8,12 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from omni_support import CLIP, RED, SEEDANCE, form, nothing_uploaded, post, unified_input, upload_tokens, vod_calls
 from proxies import ConnectProxy
-from support import CN_TOKEN, US_TOKEN, bearer, drive, json_of
+from support import CN_TOKEN, US_TOKEN, bearer, json_of
 
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import UploadConfig
@@ -23,13 +23,9 @@ from jimeng_server.simulator.media import png
 from jimeng_server.upstream import uploader, vod_upload
 from jimeng_server.upstream.sigv4 import parse_authorization
 
-URL = "/v1/videos/generations"
 ASYNC_URL = "/v1/async/videos/generations"
-SEEDANCE = "jimeng-video-seedance-2.0"
-RED = png(32, 24, (200, 0, 0))
 BLUE = png(48, 40, (0, 0, 200))
 RISKY = png(8, 8, (1, 2, 3)) + b"SIM:RISK"
-CLIP = tiny_mp4(4960, tag=b"clip" * 1000, width=1280, height=720)
 EIGHT = tiny_mp4(8000, tag=b"eight", width=640, height=360)
 LONG = tiny_mp4(16000, tag=b"long")
 
@@ -57,44 +53,6 @@ async def media(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> TestSer
 
 def url(server: TestServer, name: str) -> str:
     return str(server.make_url(f"/{name}"))
-
-
-def form(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> aiohttp.FormData:
-    data = aiohttp.FormData()
-    for key, value in fields.items():
-        data.add_field(key, value)
-    for field, filename, content in files:
-        kind = "video/mp4" if filename.endswith(".mp4") else "image/png"
-        data.add_field(field, content, filename=filename, content_type=kind)
-    return data
-
-
-async def post(
-    client: TestClient[Any, Any], clock: ManualClock, *, token: str = CN_TOKEN, path: str = URL, **kwargs: Any
-) -> tuple[int, Any]:
-    (resp,) = await drive(client.app, clock, client.post(path, headers=bearer(token), **kwargs))
-    return resp.status, await json_of(resp)
-
-
-def unified_input(sim: Simulator) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(body, metrics, video_gen_inputs[0]) of the one generate."""
-    (gen,) = sim.calls("/aigc_draft/generate")
-    draft = json.loads(gen.body["draft_content"])
-    params = draft["component_list"][0]["abilities"]["gen_video"]["text_to_video_params"]
-    return gen.body, json.loads(gen.body["metrics_extra"]), params["video_gen_inputs"][0]
-
-
-def vod_calls(sim: Simulator, action: str) -> list[Any]:
-    return [e for e in sim.journal if e.vhost == "vod" and e.query.get("Action") == action]
-
-
-def upload_tokens(sim: Simulator) -> list[int]:
-    return [e.body["scene"] for e in sim.calls("/get_upload_token")]
-
-
-def nothing_uploaded(sim: Simulator) -> None:
-    assert not sim.calls("/get_upload_token") and not [e for e in sim.journal if e.vhost in ("vod", "upload")]
-    assert sim.generate_count == 0 and not sim.charges
 
 
 # ------------------------------------------------------------------------------------------------ success

@@ -11,14 +11,12 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from omni_support import CLIP, RED, SEEDANCE, form, nothing_uploaded, post, unified_input, upload_tokens, vod_calls
 from support import CN_TOKEN
-from test_video_omni import CLIP, RED, form, nothing_uploaded, post, unified_input, upload_tokens, vod_calls
 
 from jimeng_server.audio import audio_facts
 from jimeng_server.clock import ManualClock
 from jimeng_server.simulator import Simulator
-
-SEEDANCE = "jimeng-video-seedance-2.0"
 
 
 def wav(seconds: float, rate: int = 8000) -> bytes:

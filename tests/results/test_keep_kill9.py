@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,18 +16,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from simulate_proc import free_port
 from support import CN_TOKEN, HoldGate
 from webhook_support import Receiver
 
 from jimeng_server.simulator import Simulator, simulator_hosts
 from jimeng_server.simulator.faults import Fault, FaultKind
 from jimeng_server.upstream.regions import Region
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -75,7 +69,7 @@ async def test_kill_9_while_a_result_downloads_then_restart_keeps_everything_and
 ) -> None:
     sim, root = live_sim
     rec, hook_server = receiver
-    port = _free_port()
+    port = free_port()
     config = config_file(tmp_path, root, port)
     held = HoldGate()
     sim.faults.add("/1.png", Fault(FaultKind.HOLD, hold=held))  # the CDN holds result 1's download open

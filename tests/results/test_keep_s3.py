@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from simulate_proc import free_port
 from support import CN_TOKEN, bearer, drive, json_of
 from webhook_support import SECRET, Receiver
 
@@ -39,12 +40,6 @@ BUCKET = "results-test"
 KEYS = {"s3_access_key": "testing-key", "s3_secret_key": "testing-secret"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
@@ -52,7 +47,7 @@ def moto_endpoint() -> Iterator[str]:
     exe = Path(sys.executable).with_name("moto_server")
     if not exe.exists():
         pytest.skip("moto_server is not installed (pip install -e '.[test]')")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

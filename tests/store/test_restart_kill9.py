@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -16,16 +15,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from simulate_proc import free_port
 from support import CN_TOKEN
 
 from jimeng_server.simulator import Simulator, simulator_hosts
 from jimeng_server.upstream.regions import Region
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(path: Path, root: str, store: Path, *, first_poll: float) -> Path:
@@ -41,7 +35,7 @@ def _config(path: Path, root: str, store: Path, *, first_poll: float) -> Path:
 class _Server:
     def __init__(self, config: Path) -> None:
         self.config = config
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
 
     @property

@@ -8,12 +8,12 @@ import dataclasses
 import sqlite3
 import stat
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import pytest
+from record_support import ACCOUNT, OTHER, TOKEN, make_record
 from store_backends import execute_sql, open_store
 
 from jimeng_server.clock import ManualClock
@@ -32,35 +32,6 @@ from jimeng_server.tasks.records import (
     TaskRecord,
     TaskStatus,
 )
-
-ACCOUNT = "fp-account-a"
-OTHER = "fp-account-b"
-TOKEN = "secret-session-token"
-
-
-def make_record(history_id: str = "h1", *, account_fp: str = ACCOUNT, **changes: Any) -> TaskRecord:
-    record = TaskRecord(
-        history_id=history_id,
-        account_fp=account_fp,
-        token=TOKEN,
-        kind=TaskKind.IMAGE,
-        model="jimeng-4.5",
-        submit_id=f"submit-{history_id}",
-        status=TaskStatus.PROCESSING,
-        upstream_status=None,
-        fail_code="",
-        error=None,
-        item_count=0,
-        results=None,
-        raw_data=None,
-        callback_url=None,
-        input_images=None,
-        created_at=1000.0,
-        updated_at=1000.0,
-        finished_at=None,
-    )
-    return replace(record, **changes)
-
 
 DONE = Settlement(
     status=TaskStatus.DONE,

@@ -5,7 +5,7 @@ later measurement, and that a measurement is final."""
 from __future__ import annotations
 
 import pytest
-from test_store import make_record
+from record_support import make_record
 
 from jimeng_server.store.base import Store
 from jimeng_server.tasks.cost import CostSource, TaskCost, best_cost, replaces

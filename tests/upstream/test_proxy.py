@@ -4,13 +4,13 @@ real loopback HTTP CONNECT and SOCKS5 proxies written here; proxy credentials ne
 from __future__ import annotations
 
 import base64
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from proxies import ConnectProxy, Socks5Proxy
+from simulate_proc import free_port
 from support import CN_TOKEN, bearer, drive, json_of
 
 from jimeng_server.clock import ManualClock
@@ -34,12 +34,6 @@ async def socks_proxy() -> AsyncIterator[Socks5Proxy]:
     await proxy.start()
     yield proxy
     await proxy.close()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def generate(client: TestClient[Any, Any], clock: ManualClock, token: str, **extra: Any) -> tuple[int, Any, str]:
@@ -135,7 +129,7 @@ async def test_wrong_proxy_credentials_are_502_without_leaking(
 async def test_unreachable_proxy_is_502_without_credentials(
     client: TestClient[Any, Any], clock: ManualClock, sim: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = closed_port()
+    port = free_port()
     status, body, text = await generate(client, clock, f"http://user:{PASSWORD}@127.0.0.1:{port}@{CN_TOKEN}")
     assert status == 502, body
     assert body["error"]["code"] == "UPSTREAM_UNAVAILABLE"
@@ -147,7 +141,7 @@ async def test_unreachable_proxy_is_502_without_credentials(
 
 
 async def test_unreachable_proxy_on_token_points(client: TestClient[Any, Any], clock: ManualClock) -> None:
-    token = f"http://user:{PASSWORD}@127.0.0.1:{closed_port()}@{CN_TOKEN}"
+    token = f"http://user:{PASSWORD}@127.0.0.1:{free_port()}@{CN_TOKEN}"
     (resp,) = await drive(client.app, clock, client.post("/token/points", headers=bearer(token)))
     text = await resp.text()
     assert resp.status == 200
@@ -190,7 +184,7 @@ async def test_unreachable_https_proxy_is_502_without_credentials(
     client: TestClient[Any, Any], clock: ManualClock, sim: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     # https:// proxies are spoken to over TLS (aiohttp's own proxy support), not downgraded to plain http.
-    status, body, text = await generate(client, clock, f"https://user:{PASSWORD}@127.0.0.1:{closed_port()}@{CN_TOKEN}")
+    status, body, text = await generate(client, clock, f"https://user:{PASSWORD}@127.0.0.1:{free_port()}@{CN_TOKEN}")
     assert status == 502 and body["error"]["code"] == "UPSTREAM_UNAVAILABLE", body
     assert PASSWORD not in text and "user:" not in text
     assert all(PASSWORD not in r.getMessage() + (r.exc_text or "") for r in caplog.records)

@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from proxies import ConnectProxy, Socks5Proxy
+from simulate_proc import free_port
 from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
-from test_proxy import closed_port
 from tls_support import make_test_ca
 from yarl import URL
 
@@ -411,7 +411,7 @@ async def test_a_failing_relay_is_502_relay_unavailable_before_anything_is_spent
     mode: str,
 ) -> None:
     if mode == "down":
-        relay_url = f"http://127.0.0.1:{closed_port()}/sign"
+        relay_url = f"http://127.0.0.1:{free_port()}/sign"
     else:
         app = web.Application()
         app.router.add_post("/sign", Relay(shark, "garbage").handle)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from doctor_support import doctor
 from support import CN_TOKEN, bearer, drive, json_of
 
 from jimeng_server.clock import ManualClock
@@ -284,8 +285,6 @@ def test_readme_model_tables_match_the_catalog(readme: str, heading: str) -> Non
 async def test_doctor_names_table_facts_the_upstream_lists_otherwise(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_doctor import doctor
-
     wrong = dataclasses.replace(catalog.IMAGE_SPECS["jimeng-4.7"], counts=(1, 2, 3, 4))
     monkeypatch.setitem(catalog.IMAGE_SPECS, "jimeng-4.7", wrong)
     short = dataclasses.replace(catalog.VIDEO_SPECS["jimeng-video-seedance-2.5"], durations=tuple(range(4, 16)))

@@ -6,35 +6,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from support import CN_TOKEN, CN_TOKEN_2, run_tick
+from support import CN_TOKEN, CN_TOKEN_2, AppFactory, run_tick
+from watcher_support import HISTORY, submit
 
-from jimeng_server.api.appkeys import GENERATION, WATCHER
-from jimeng_server.api.params import image_params
+from jimeng_server.api.appkeys import WATCHER
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, KindSchedule, WatcherConfig
-from jimeng_server.services.callers import Caller
 from jimeng_server.services.generation import Submission
-from jimeng_server.services.idempotency import SpendMark
 from jimeng_server.simulator import Fault, FaultKind, Script, Simulator, Step
 from jimeng_server.tasks.records import Outcome, Reason, TaskKind, TaskStatus
 from jimeng_server.upstream.codes import StatusPolicy
 from jimeng_server.upstream.tokens import parse_token
 from jimeng_server.watcher import Watcher
-
-HISTORY = "/get_history_by_ids"
-
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
-
-
-async def submit(client: TestClient[Any, Any], prompt: str = "a watched cat", token: str = CN_TOKEN) -> Submission:
-    """One real text-to-image submit through the generation service (no watching yet)."""
-    params = image_params({"prompt": prompt})
-    return await client.app[GENERATION].submit_images(Caller((parse_token(token),)), params, spend=SpendMark())
 
 
 def watch(client: TestClient[Any, Any], sub: Submission) -> asyncio.Future[Outcome]:
