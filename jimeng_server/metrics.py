@@ -187,9 +187,14 @@ def timed_poll() -> Timer:
     return POLL_SECONDS.time()
 
 
+@functools.lru_cache(maxsize=_LABELLED)
+def _store_series(kind: str) -> Histogram:
+    return STORE_SECONDS.labels(kind)
+
+
 def timed_store(kind: str) -> Timer:
     """A context manager timing its block as one task-store operation of `kind`."""
-    return STORE_SECONDS.labels(kind).time()
+    return _store_series(kind).time()
 
 
 def set_gauges(*, tasks_watched: int, webhooks_in_flight: int) -> None:
