@@ -147,6 +147,8 @@ class Field:
 
     def given(self, data: Mapping[str, Any]) -> str:
         """The name the body uses for this field: the first of `names` present (`name` when none is)."""
+        if not self.aliases:
+            return self.name
         return next((n for n in self.names if data.get(n) not in (None, "")), self.name)
 
     def read(self, data: Mapping[str, Any], *, default: Any = None) -> Any:
