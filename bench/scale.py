@@ -25,7 +25,8 @@ Phases (in this order; `--only` picks some):
   captured by the simulator child, replayed byte for byte; the simulator does not de-duplicate submit ids).
   Both are timed here from send to answer over a kept-alive connection, so submit_overhead_p50_ms = p50(server
   submit) - p50(simulator generate) is what the server adds on top of the upstream's own answer: its HTTP
-  handling, the store and any other upstream call (the calls per submit the simulator saw are printed).
+  handling, the store and any other upstream call (the calls per submit the simulator saw are printed, and the
+  server's CPU per submit: server_cpu_ms_per_submit).
   Interleaving keeps the simulator's state (how many records it holds) the same for both.
 - burst: `--burst` tasks marked `[sim:stuck]` (in flight forever) are submitted with a callback URL, so the
   server watches them; with every task watched (all submits answered) and `--settle` s later, one call to the
