@@ -25,7 +25,8 @@ Phases (in this order; `--only` picks some):
   captured by the simulator child, replayed byte for byte; the simulator does not de-duplicate submit ids).
   Both are timed here from send to answer over a kept-alive connection, so submit_overhead_p50_ms = p50(server
   submit) - p50(simulator generate) is what the server adds on top of the upstream's own answer: its HTTP
-  handling, the store and any other upstream call (the calls per submit the simulator saw are printed).
+  handling, the store and any other upstream call (the calls per submit the simulator saw are printed, and the
+  server's CPU per submit: server_cpu_ms_per_submit).
   Interleaving keeps the simulator's state (how many records it holds) the same for both.
 - burst: `--burst` tasks marked `[sim:stuck]` (in flight forever) are submitted with a callback URL, so the
   server watches them; with every task watched (all submits answered) and `--settle` s later, one call to the
@@ -44,6 +45,8 @@ Phases (in this order; `--only` picks some):
   effective_poll_interval_s = window x watched / id polls (the mean per-task interval; it works when a task is
   polled less than twice in the window); the median gap between two polls of one task is printed too.
   server_rss_mb is the server's VmRSS at the end of this phase, the server's CPU during the window is printed.
+With `BENCH_PROFILE=DIR` in the environment every server runs under cProfile and writes DIR/PHASE.prof when
+it stops (read with `python -m pstats`; the figures are then the profiled server's, not comparable).
 Submits use `--concurrency` connections. The simulator child clears its request journal after every request
 (memory) and drops its records between phases.
 
@@ -99,6 +102,22 @@ BENCH = "/__bench/"
 CREDITS = 10**9
 GENERATE = "/mweb/v1/aigc_draft/generate"
 HISTORY = "/mweb/v1/get_history_by_ids"
+PROFILE_ENV = "BENCH_PROFILE"  # see the module docstring
+# `python -c PROFILED jimeng_server ARGS`: the server's CPU time (not wall time: a profile of a server waiting on
+# loopback peers is otherwise dominated by epoll and preempted socket sends), written when it stops
+PROFILED = (
+    "import cProfile, runpy, sys, time\n"
+    "profiler = cProfile.Profile(time.process_time)\n"
+    "sys.argv = sys.argv[1:]\n"
+    "profiler.enable()\n"
+    "try:\n"
+    "    runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "finally:\n"
+    "    profiler.disable()\n"
+    "    profiler.dump_stats({out!r})\n"
+)
 REPLAY_HEADER = "X-Bench-Replay"  # the simulator child leaves requests carrying it out of its call counts
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -346,6 +365,7 @@ KEYS = (
     "sim_generate_p50_ms",
     "submit_overhead_p50_ms",
     "upstream_calls_per_submit",
+    "server_cpu_ms_per_submit",
     "watched",
     "accounts",
     "effective_poll_interval_s",
@@ -416,9 +436,11 @@ class Bench:
         port = free_port()
         log = self.work / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("JIMENG_")}
+        profile = os.environ.get(PROFILE_ENV)  # a directory: the server runs under cProfile, one file per phase
+        profiler = ("-c", PROFILED.format(out=str(Path(profile) / f"{name}.prof"))) if profile else ("-m",)
         with log.open("wb") as out:
             proc = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "jimeng_server", "--config", str(cfg)),
+                *(sys.executable, *profiler, "jimeng_server", "--config", str(cfg)),
                 *("--host", "127.0.0.1", "--port", str(port)),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -565,6 +587,7 @@ class Bench:
             counts_before = await self.sim("GET", "counts")
             server_ms: list[float] = []
             sim_ms: list[float] = []
+            server_cpu = cpu_seconds(server.pid)
             for i in range(n):
                 t0 = time.perf_counter()
                 status, answer = await self.submit(server, i, f"scale submit {i}", False)
@@ -577,6 +600,7 @@ class Bench:
                 sim_ms.append((time.perf_counter() - t0) * 1000)
                 if envelope.get("ret") != "0":
                     raise SystemExit(f"the replayed generate was refused: {envelope}")
+            cpu_ms_per_submit = (cpu_seconds(server.pid) - server_cpu) * 1000 / n  # idle while replays run
             counts = await self.sim("GET", "counts")
             per_submit = {
                 path.rsplit("/", 1)[1]: round((counts.get(path, 0) - counts_before.get(path, 0)) / n, 2)
@@ -587,12 +611,14 @@ class Bench:
             print(f"  server submit:       p50 {p50:6.2f} ms  p99 {percentile(server_ms, 99):6.2f} ms")
             print(f"  simulator generate:  p50 {sim_p50:6.2f} ms  p99 {percentile(sim_ms, 99):6.2f} ms  (replayed)")
             print(f"  overhead p50 {p50 - sim_p50:.2f} ms; upstream calls per submit: {per_submit}")
+            print(f"  server CPU {cpu_ms_per_submit:.2f} ms per submit")
             self.report(
                 submits=n,
                 submit_p50_ms=p50,
                 sim_generate_p50_ms=sim_p50,
                 submit_overhead_p50_ms=p50 - sim_p50,
                 upstream_calls_per_submit=per_submit,
+                server_cpu_ms_per_submit=cpu_ms_per_submit,
             )
         finally:
             await self.stop_server(server)

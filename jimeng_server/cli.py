@@ -36,6 +36,7 @@ from .api.appkeys import ACCOUNT_POOL, API_KEYS, WEBHOOKS
 from .api.observability import AccessLogger
 from .app import create_app, create_sender_app
 from .clock import Clock, SystemClock
+from .concurrency import loop_factory
 from .config import Config, ConfigError, ResultsConfig, load_config, with_env_overrides
 from .doctor import exit_code, run_doctor
 from .errors import Conflict
@@ -557,7 +558,17 @@ def main(argv: list[str] | None = None) -> None:
             print(f"config error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
     try:
-        asyncio.run(serve(config, simulate=args.simulate))
+        factory = loop_factory(config.server.event_loop)
+    except ImportError:
+        print(
+            'config error: [server] event_loop = "uvloop" but uvloop is not installed: '
+            "pip install 'jimeng-server[fast]', or set event_loop = \"auto\"",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+    try:
+        with asyncio.Runner(loop_factory=factory) as loop_runner:
+            loop_runner.run(serve(config, simulate=args.simulate))
     except ConfigError as exc:  # found while building the app (e.g. a malformed webhook secret)
         print(f"config error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -10,6 +10,21 @@ T = TypeVar("T")
 Item = TypeVar("Item")
 
 
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop factory for `asyncio.Runner(loop_factory=...)` that `[server] event_loop` names
+    (`config.EVENT_LOOPS`): uvloop's for "uvloop", and for "auto" when uvloop is installed (the `fast` extra);
+    None (asyncio's own loop) for "asyncio", or "auto" without it. ImportError for "uvloop" when it is missing."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return None
+    return uvloop.new_event_loop
+
+
 async def all_or_nothing(aws: Iterable[Awaitable[T]]) -> list[T]:
     """Await all of `aws` concurrently and return their results in order.
 

@@ -126,10 +126,25 @@ def result_resign(outcome: str) -> None:
     RESULT_RESIGNS.labels(outcome).inc()
 
 
+_LABELLED = 4096
+"""How many labelled series each per-request hook keeps at hand (`labels()` takes a lock and builds a key)."""
+
+
+@functools.lru_cache(maxsize=_LABELLED)
+def _http_series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    return HTTP_REQUESTS.labels(method, route, str(status)), HTTP_SECONDS.labels(route)
+
+
+@functools.lru_cache(maxsize=_LABELLED)
+def _upstream_series(endpoint: str, outcome: str) -> tuple[Counter, Histogram]:
+    return UPSTREAM_CALLS.labels(endpoint, outcome), UPSTREAM_SECONDS.labels(endpoint)
+
+
 def http_request(method: str, route: str, status: int, seconds: float) -> None:
     """One answered HTTP request."""
-    HTTP_REQUESTS.labels(method, route, str(status)).inc()
-    HTTP_SECONDS.labels(route).observe(seconds)
+    count, timing = _http_series(method, route, status)
+    count.inc()
+    timing.observe(seconds)
 
 
 def upstream_outcome(exc: BaseException | None) -> str:
@@ -159,8 +174,9 @@ def instrument_upstream(
             failure = exc
             raise
         finally:
-            UPSTREAM_CALLS.labels(path, upstream_outcome(failure)).inc()
-            UPSTREAM_SECONDS.labels(path).observe(time.perf_counter() - started)
+            count, timing = _upstream_series(path, upstream_outcome(failure))
+            count.inc()
+            timing.observe(time.perf_counter() - started)
 
     return wrapper
 
@@ -188,9 +204,14 @@ def timed_poll() -> Timer:
     return POLL_SECONDS.time()
 
 
+@functools.lru_cache(maxsize=_LABELLED)
+def _store_series(kind: str) -> Histogram:
+    return STORE_SECONDS.labels(kind)
+
+
 def timed_store(kind: str) -> Timer:
     """A context manager timing its block as one task-store operation of `kind`."""
-    return STORE_SECONDS.labels(kind).time()
+    return _store_series(kind).time()
 
 
 def set_gauges(

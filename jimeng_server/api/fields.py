@@ -185,6 +185,8 @@ class Field:
 
     def given(self, data: Mapping[str, Any]) -> str:
         """The name the body uses for this field: the first of `names` present (`name` when none is)."""
+        if not self.aliases:
+            return self.name
         return next((n for n in self.names if self._present(data, n)), self.name)
 
     def sent(self, data: Mapping[str, Any]) -> bool:

@@ -9,6 +9,7 @@ request carries it, see logs.py), in the answer's `X-Request-Id` header and on t
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 import uuid
@@ -75,6 +76,12 @@ async def _stamp_request_id(request: web.Request, response: web.StreamResponse) 
 class AccessLogger(AbstractAccessLogger):
     """One line per answered request: client address, method, path (no query string: it may carry
     secrets), status, size and time, stamped with the request id."""
+
+    @property
+    def enabled(self) -> bool:
+        """Only while INFO lines are written (aiohttp asks once per connection): below that level nothing of the
+        line is gathered, not even the request's start time."""
+        return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         self.logger.info(

@@ -39,6 +39,9 @@ __all__ = [
     "image_params",
 ]
 
+_IMAGE_FIELDS = {f.name: f for f in IMAGE.fields}
+"""`IMAGE`'s declarations by name, looked up once here rather than by a scan of the body per field per request."""
+
 _ENDPOINTS = {
     "image": "POST /v1/images/generations (or /v1/async/images/generations)",
     "video": "POST /v1/videos/generations (or /v1/async/videos/generations)",
@@ -74,7 +77,7 @@ def image_params(
                 code="UNSUPPORTED_PARAMETER",
             )
     size_ratio, size_resolution = size_shape(data, strict=strict_size)
-    asked = IMAGE["model"].read(data)
+    asked = _IMAGE_FIELDS["model"].read(data)
     model = (aliases or {}).get(asked, asked)
     check_model_kind(asked, model, "image")
     if model not in catalog.IMAGE_MODELS and not catalog.looks_like_key(model):
@@ -83,16 +86,16 @@ def image_params(
             "or map the name to one of them with [models] aliases in the config",
             code="UNKNOWN_MODEL",
         )
-    prompt: str = IMAGE["prompt"].read(data)
-    multi: bool | None = IMAGE["multi_image"].read(data)
-    count: int | None = IMAGE["n"].read(data)
+    prompt: str = _IMAGE_FIELDS["prompt"].read(data)
+    multi: bool | None = _IMAGE_FIELDS["multi_image"].read(data)
+    count: int | None = _IMAGE_FIELDS["n"].read(data)
     if count is not None and multi is True:
         raise BadRequest(
             "'n' and 'multi_image: true' cannot be combined: multi-image mode takes its count from the prompt "
             "(e.g. '4张'); drop one of them",
             code="INVALID_PARAMETER",
         )
-    resolution: str = IMAGE["resolution"].read(data, default=size_resolution)
+    resolution: str = _IMAGE_FIELDS["resolution"].read(data, default=size_resolution)
     offered = catalog.image_resolutions(model)
     if resolution not in offered and not IMAGE["resolution"].sent(data):
         # A tier picked from `size` (or the default) that this model lacks: its next larger tier, else its largest.
@@ -106,12 +109,12 @@ def image_params(
     return ImageParams(
         model=model,
         prompt=prompt,
-        negative_prompt=IMAGE["negative_prompt"].read(data) or "",
-        ratio=IMAGE["ratio"].read(data, default=size_ratio),
+        negative_prompt=_IMAGE_FIELDS["negative_prompt"].read(data) or "",
+        ratio=_IMAGE_FIELDS["ratio"].read(data, default=size_ratio),
         resolution=resolution,
-        intelligent_ratio=IMAGE["intelligent_ratio"].read(data),
-        sample_strength=IMAGE["sample_strength"].read(data),
-        response_format=IMAGE["response_format"].read(data),
+        intelligent_ratio=_IMAGE_FIELDS["intelligent_ratio"].read(data),
+        sample_strength=_IMAGE_FIELDS["sample_strength"].read(data),
+        response_format=_IMAGE_FIELDS["response_format"].read(data),
         multi_image=multi,
         count=count,
     )

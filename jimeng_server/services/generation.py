@@ -240,14 +240,16 @@ class Generation:
         """Text-to-image (single or multi-image) with the first usable account; `spend` records the generate."""
         params = self.with_default_count(params)
         await self.discover_for(caller.first, params.model)
-        # Validate against the first account's region before spending anything.
-        self.image_job(caller.first, params)
-        _, found = self.image_key(caller.first, params.model)
+        # Validate against the first account's region before spending anything; that job is the one sent when
+        # the first account takes the submit (another account's region may resolve it differently).
+        first = caller.first
+        first_job = self.image_job(first, params)
+        _, found = self.image_key(first, params.model)
         default = found.default_count if found is not None and found.default_count else None
         expected = self.expected_images(params, default)
 
         async def action(account: Account) -> Submission:
-            job = self.image_job(account, params)
+            job = first_job if account is first else self.image_job(account, params)
             return await self.submit_generate(
                 account,
                 job,

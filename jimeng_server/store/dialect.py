@@ -104,7 +104,7 @@ class Db(Protocol):
 
 def _sqlite_args(args: Sequence[Any]) -> tuple[Any, ...]:
     """Parameters as SQLite binds them: a list (a `= ANY($n)` operand) as its JSON text."""
-    return tuple(json.dumps(a) if isinstance(a, list) else a for a in args)
+    return tuple([json.dumps(a) if isinstance(a, list) else a for a in args])
 
 
 class SqliteDb:

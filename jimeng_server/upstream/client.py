@@ -9,7 +9,6 @@ transport failures; `aigc_draft/generate` is never re-sent once it may have reac
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import Mapping
@@ -35,6 +34,7 @@ from .errors import (
 )
 from .identity import BrowserIdentity, BrowserProfile, derive_identity, profile_for
 from .links import IMAGE_BY_URI_PATH, image_by_uri_body, parse_uri2image
+from .payloads import dumps_compact
 from .regions import Region, constants
 from .signing import build_cookie, sign
 from .spending import CREDIT_HISTORY_PATH, SpendPage, credit_history_body, parse_credit_history
@@ -51,6 +51,9 @@ ALGO_PROXY_PATH = "/mweb/v1/algo_proxy"
 USER_CREDIT_PATH = "/commerce/v1/benefits/user_credit"
 CREDIT_RECEIVE_PATH = "/commerce/v1/benefits/credit_receive"
 ACCOUNT_INFO_PATH = "/passport/account/info/v2"
+
+_URL_CACHE = 4096
+"""How many distinct encoded call URLs (base, path, query) a client keeps."""
 
 _ACCEPT_LANGUAGE = {
     Region.CN: "zh-CN,zh;q=0.9",
@@ -185,6 +188,8 @@ class JimengClient:
         self.clock = clock
         self._salt = identity_salt if identity_salt is not None else secrets.token_bytes(32)
         self._identities: dict[str, BrowserIdentity] = {}
+        self._origins: dict[str, str] = {}  # base URL -> its origin
+        self._urls: dict[tuple[str, str, tuple[tuple[str, str], ...]], str] = {}  # (base, path, query) -> URL
 
     # ------------------------------------------------------------------ plumbing
 
@@ -227,6 +232,24 @@ class JimengClient:
 
     def page_host(self, region: Region) -> str:
         return self.config.hosts(region).page
+
+    def _origin(self, base: str) -> str:
+        """The origin (scheme, host, port) of a configured base URL; computed once per base."""
+        origin = self._origins.get(base)
+        if origin is None:
+            origin = self._origins[base] = str(URL(base).origin())
+        return origin
+
+    def _url(self, base: str, path: str, query: Mapping[str, str]) -> str:
+        """`base` + `path` with `query` encoded; an account asks for the same few URLs again and again, so the
+        last _URL_CACHE distinct ones are kept (a URL holds no secret: the session travels in the Cookie)."""
+        key = (base, path, tuple(query.items()))
+        url = self._urls.get(key)
+        if url is None:
+            if len(self._urls) >= _URL_CACHE:
+                self._urls.clear()
+            url = self._urls[key] = str(URL(base.rstrip("/") + path).with_query(query))
+        return url
 
     def default_params(self, account: Account) -> dict[str, str]:
         """The default query of every web call, in the web client's order (§2.2); `os` follows the profile."""
@@ -334,12 +357,12 @@ class JimengClient:
         ends the call at once.
         """
         base = self.base_url(account, path)
-        origin = str(URL(base).origin())
+        origin = self._origin(base)
         query: dict[str, str] = self.default_params(account) if default_params else {}
         if params:
             query.update(params)
-        url = str(URL(base.rstrip("/") + path).with_query(query))
-        data = b"" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        url = self._url(base, path, query)
+        data = b"" if body is None else dumps_compact(body).encode()
         transport = self.transports.for_account(account)
         page = self.page_host(account.region).rstrip("/") + "/"
         attempts = 1 + max(0, self.config.read_retries)

@@ -5,6 +5,7 @@ Facts: docs/protocol.md §2.4 (Sign) and §2.5 (Cookie).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from urllib.parse import quote_plus
 
@@ -28,18 +29,25 @@ def sid_guard(sessionid: str, now: int) -> str:
 
 
 def build_cookie(sessionid: str, *, web_id: str, user_id: str, now: int) -> str:
-    """Build the `Cookie` header for one account, in the order the web client sends it."""
-    pairs = [
-        ("_tea_web_id", web_id),
-        ("is_staff_user", "false"),
-        ("sid_guard", sid_guard(sessionid, now)),
-        ("uid_tt", user_id),
-        ("uid_tt_ss", user_id),
-        ("sid_tt", sessionid),
-        ("sessionid", sessionid),
-        ("sessionid_ss", sessionid),
-    ]
-    return "; ".join(f"{k}={v}" for k, v in pairs)
+    """Build the `Cookie` header for one account, in the order the web client sends it:
+    `_tea_web_id`, `is_staff_user`, `sid_guard` (`sid_guard(sessionid, now)`), `uid_tt`, `uid_tt_ss`, `sid_tt`,
+    `sessionid`, `sessionid_ss`. Only `now` changes between two calls for one account: the text around it is
+    built once per account (URL quoting maps character by character, and `now`'s digits stay as they are)."""
+    before, after = _cookie_around_now(sessionid, web_id, user_id)
+    return f"{before}{now}{after}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _cookie_around_now(sessionid: str, web_id: str, user_id: str) -> tuple[str, str]:
+    """`build_cookie`'s text before and after `now` (remembered for the accounts seen lately, in this process's
+    memory only, like `tokens._fingerprint`)."""
+    before = f"_tea_web_id={web_id}; is_staff_user=false; sid_guard={quote_plus(f'{sessionid}|')}"
+    tail = quote_plus(f"|{SID_GUARD_MAX_AGE}|{SID_GUARD_EXPIRY}")
+    after = (
+        f"{tail}; uid_tt={user_id}; uid_tt_ss={user_id}; sid_tt={sessionid}; sessionid={sessionid}; "
+        f"sessionid_ss={sessionid}"
+    )
+    return before, after
 
 
 def parse_cookie(header: str) -> dict[str, str]:

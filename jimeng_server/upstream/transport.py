@@ -166,6 +166,7 @@ class SessionPool:
 
 # Headers aiohttp adds on its own when a request does not set them; a browser would not send aiohttp's values.
 _AUTO_HEADERS = ("User-Agent", "Accept-Encoding", "Content-Type", "Accept")
+_AUTO_HEADERS_LOWER = tuple((h, h.lower()) for h in _AUTO_HEADERS)
 
 
 class AiohttpTransport:
@@ -179,7 +180,8 @@ class AiohttpTransport:
     async def send(self, out: Outgoing) -> RawAnswer:
         session = self.pool.get(out.account.proxy)
         timeout = aiohttp.ClientTimeout(total=out.timeout, sock_connect=out.connect_timeout)
-        skip = [h for h in _AUTO_HEADERS if out.header(h) is None]
+        sent = {name.lower() for name, _ in out.headers}
+        skip = [h for h, low in _AUTO_HEADERS_LOWER if low not in sent]
         try:
             async with session.post(
                 URL(out.url, encoded=True),
