@@ -407,9 +407,11 @@ class Bench:
         port = free_port()
         log = self.work / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("JIMENG_")}
+        profiled = (str(Path(__file__).with_name("profiled.py")), str(self.profile_of(name)))
+        profiler = profiled if self.args.profile else ()
         with log.open("wb") as out:
             proc = await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "jimeng_server", "--config", str(cfg)),
+                *(sys.executable, *profiler, "-m", "jimeng_server", "--config", str(cfg)),
                 *("--host", "127.0.0.1", "--port", str(port)),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -418,6 +420,15 @@ class Bench:
         server = Server(proc, f"http://127.0.0.1:{port}", log)
         await wait_ready(self.http, server.url, proc)
         return server
+
+    def profile_of(self, name: str) -> Path:
+        """Where `--profile` writes the phase's profile (`bench/profiled.py`)."""
+        return Path(self.args.profile) / f"{name}.prof"
+
+    def profiling(self, server: Server, on: bool) -> None:
+        """With `--profile`: start (on) or stop and write (off) the server's profile."""
+        if self.args.profile:
+            server.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
 
     async def stop_server(self, server: Server) -> None:
         if server.proc.returncode is None:
@@ -595,12 +606,14 @@ class Bench:
         try:
             ids = await self.submit_many(server, n, "[sim:stuck] scale burst {i}")
             await asyncio.sleep(self.args.settle)
+            self.profiling(server, True)
             cpu_before = cpu_seconds(server.pid)
             released = await self.sim("POST", "release")
             at = released["at"]
             print(f"  released {released['released']} tasks upstream at once", flush=True)
             complete = await self.receiver.wait_for(ids, self.args.timeout)
             cpu_ms_per_finish = (cpu_seconds(server.pid) - cpu_before) * 1000 / n
+            self.profiling(server, False)
             latencies = [(self.receiver.arrived[i] - at) * 1000 for i in ids if i in self.receiver.arrived]
             missing = n - len(latencies)
             if not latencies:
@@ -718,6 +731,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the burst's webhooks")
     parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="a server config key (TOML value)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run the server under cProfile (bench/profiled.py) during the burst window; writes DIR/burst.prof",
     )
     parser.add_argument("--role", choices=("bench", "sim"), default="bench")
     parser.add_argument("--port-file", type=Path)

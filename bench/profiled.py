@@ -1,0 +1,43 @@
+"""Run the server under cProfile for a window the bench chooses (bench only; `bench/scale.py --profile DIR`).
+
+    python bench/profiled.py OUT.prof -m jimeng_server --config F ...
+
+The server runs as `python -m jimeng_server` would, in this process. SIGUSR1 starts profiling (the main thread:
+the event loop), SIGUSR2 stops it and writes the statistics to OUT.prof (`python -m pstats OUT.prof`); a second
+SIGUSR1 starts a fresh profile. Nothing is profiled before the first SIGUSR1, so start-up and the submits of a
+burst do not blur the window that is measured.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import runpy
+import signal
+import sys
+from types import FrameType
+
+
+def main() -> None:
+    out, flag, module, *rest = sys.argv[1:]
+    if flag != "-m":
+        raise SystemExit("usage: profiled.py OUT.prof -m MODULE [ARGS...]")
+    profile: list[cProfile.Profile] = []
+
+    def start(_sig: int, _frame: FrameType | None) -> None:
+        profile[:] = [cProfile.Profile()]
+        profile[0].enable()
+
+    def stop(_sig: int, _frame: FrameType | None) -> None:
+        if profile:
+            profile[0].disable()
+            profile[0].dump_stats(out)
+
+    signal.signal(signal.SIGUSR1, start)
+    signal.signal(signal.SIGUSR2, stop)
+    sys.argv = [module, *rest]
+    sys.path.insert(0, "")
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
