@@ -5,15 +5,19 @@
 The server runs as `python -m jimeng_server` would, in this process. SIGUSR1 starts profiling (the main thread:
 the event loop), SIGUSR2 stops it and writes the statistics to OUT.prof (`python -m pstats OUT.prof`); a second
 SIGUSR1 starts a fresh profile. Nothing is profiled before the first SIGUSR1, so start-up and the submits of a
-burst do not blur the window that is measured.
+burst do not blur the window that is measured. The time the cyclic garbage collector took during the window is
+written beside it (OUT.prof.gc: collections and seconds per generation).
 """
 
 from __future__ import annotations
 
 import cProfile
+import gc
 import runpy
 import signal
 import sys
+import time
+from pathlib import Path
 from types import FrameType
 
 
@@ -22,8 +26,21 @@ def main() -> None:
     if flag != "-m":
         raise SystemExit("usage: profiled.py OUT.prof -m MODULE [ARGS...]")
     profile: list[cProfile.Profile] = []
+    collections: dict[int, list[float]] = {}  # generation -> [count, seconds]
+    started: list[float] = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if not profile:
+            return
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            tally = collections.setdefault(info["generation"], [0, 0.0])
+            tally[0] += 1
+            tally[1] += time.perf_counter() - started[0]
 
     def start(_sig: int, _frame: FrameType | None) -> None:
+        collections.clear()
         profile[:] = [cProfile.Profile()]
         profile[0].enable()
 
@@ -31,7 +48,11 @@ def main() -> None:
         if profile:
             profile[0].disable()
             profile[0].dump_stats(out)
+            lines = [f"gen {g}: {int(n)} collections, {s:.3f} s" for g, (n, s) in sorted(collections.items())]
+            Path(out + ".gc").write_text("\n".join(lines) + "\n", encoding="utf-8")
+            profile.clear()
 
+    gc.callbacks.append(on_gc)
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
     sys.argv = [module, *rest]

@@ -407,8 +407,9 @@ class Bench:
         port = free_port()
         log = self.work / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("JIMENG_")}
-        profiled = (str(Path(__file__).with_name("profiled.py")), str(self.profile_of(name)))
-        profiler = profiled if self.args.profile else ()
+        profiler: tuple[str, ...] = ()
+        if self.args.profile:
+            profiler = (str(Path(__file__).with_name("profiled.py")), str(self.profile_of(name)))
         with log.open("wb") as out:
             proc = await asyncio.create_subprocess_exec(
                 *(sys.executable, *profiler, "-m", "jimeng_server", "--config", str(cfg)),
