@@ -678,9 +678,11 @@ UPDATE_PROGRESS: Final = (
     "UPDATE tasks SET upstream_status = $1, item_count = $2, raw_data = $3, updated_at = $4 "
     f"WHERE history_id = $5 AND status = {_PROCESSING}"
 )
+# `+status`: the same test, but no index on it; SQLite would otherwise walk `tasks_status` (every task in flight,
+# thousands during a burst) instead of looking the batch's ids up by key (tests/store/test_query_plans.py).
 OPEN_TASKS: Final = f"""
 SELECT history_id, callback_url IS NOT NULL AS hooked FROM tasks
-WHERE status = {_PROCESSING} AND history_id = ANY($1::text[]) FOR UPDATE
+WHERE history_id = ANY($1::text[]) AND +status = {_PROCESSING} FOR UPDATE
 """
 SETTLE_TASK: Final = f"""
 UPDATE tasks SET status = $1, upstream_status = $2, fail_code = $3, error = $4, results = $5, item_count = $6,
