@@ -701,6 +701,11 @@ UPDATE tasks SET cost_credits = $2, cost_source = $3
 WHERE history_id = $1 AND (cost_source IS NULL OR cost_source = '{CostSource.ESTIMATED.value}')
 """
 COST_OF: Final = "SELECT account_fp, cost_credits, cost_source FROM tasks WHERE history_id = $1"
+ESTIMATED_POOL_COSTS: Final = (
+    "SELECT history_id, account_id, submit_id FROM tasks WHERE history_id = ANY($1::text[]) "
+    f"AND status != {_PROCESSING} AND account_id IS NOT NULL AND submit_id != '' "
+    f"AND cost_source = '{CostSource.ESTIMATED.value}' ORDER BY history_id"
+)
 CORRECT_KEY_SPEND: Final = "UPDATE api_keys SET credits_spent = credits_spent + $2 WHERE id = $1"
 COSTS_OF: Final = (
     "SELECT history_id, cost_credits, cost_source FROM tasks "
@@ -805,6 +810,14 @@ class Tasks(Outbox):
         async with self._read() as db:
             rows = await db.fetch(COSTS_OF, list(history_ids))
         return {r["history_id"]: TaskCost(r["cost_credits"], CostSource(r["cost_source"])) for r in rows}
+
+    async def estimated_pool_costs(self, history_ids: Sequence[str]) -> list[tuple[str, int, str]]:
+        """See `base.TaskTable.estimated_pool_costs`."""
+        if not history_ids:
+            return []
+        async with self._read() as db:
+            rows = await db.fetch(ESTIMATED_POOL_COSTS, list(history_ids))
+        return [(r["history_id"], int(r["account_id"]), r["submit_id"]) for r in rows]
 
     async def purge_finished(self, *, older_than: float) -> int:
         """See `base.TaskTable.purge_finished`."""

@@ -12,12 +12,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from test_store import make_record
 
 from jimeng_server.clock import ManualClock
 from jimeng_server.store.dialect import Dialect, render
 from jimeng_server.store.sqlite import SqliteStore
 from jimeng_server.store.tables import OPEN_TASKS
-from jimeng_server.tasks.records import TaskKind, TaskRecord, TaskStatus
+from jimeng_server.tasks.records import TaskStatus
 
 
 def plan_of(db: Path, query: str, *args: object) -> list[str]:
@@ -31,15 +32,7 @@ async def test_open_tasks_are_looked_up_by_key(tmp_path: Path) -> None:
     store = await SqliteStore.open(db, clock=ManualClock(1000.0))
     try:
         for i in range(300):
-            status = TaskStatus.PROCESSING if i % 3 else TaskStatus.DONE
-            await store.insert(
-                TaskRecord(
-                    history_id=f"h{i}", account_fp="fp", token=None, kind=TaskKind.IMAGE, model="m",
-                    submit_id=f"s{i}", status=status, upstream_status=20, fail_code="", error=None,
-                    item_count=0, results=None, raw_data=None, callback_url=None, input_images=None,
-                    created_at=1000.0, updated_at=1000.0, finished_at=None,
-                )
-            )
+            await store.insert(make_record(f"h{i}", status=TaskStatus.PROCESSING if i % 3 else TaskStatus.DONE))
     finally:
         await store.close()
     plan = plan_of(db, OPEN_TASKS, '["h1", "h2", "h3"]')
