@@ -228,6 +228,11 @@ class OutboxStore(Protocol):
         """Give claimed events back (pending, due now, no attempt recorded): their sends were cancelled."""
         ...
 
+    async def unclaim_events_due(self, due: Mapping[str, float]) -> None:
+        """Give claimed events back, each due at its own time (event id -> when), no attempt recorded, in ONE
+        transaction: the sender's host gate holding back the events of busy receivers."""
+        ...
+
     async def redeliver_latest(self, history_id: str, *, now: float) -> Redelivery:
         """Queue the task's latest event again, atomically: pending, due `now`, its retry schedule restarted,
         the event id unchanged. An event being delivered right now is left alone (`queued` False)."""

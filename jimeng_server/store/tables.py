@@ -552,6 +552,10 @@ UNCLAIM: Final = (
     "UPDATE webhook_events SET state = 'pending', lease_until = NULL, next_attempt_at = $1, updated_at = $1 "
     "WHERE state = 'delivering' AND event_id = ANY($2::text[])"
 )
+UNCLAIM_DUE: Final = (
+    "UPDATE webhook_events SET state = 'pending', lease_until = NULL, next_attempt_at = $1, updated_at = $1 "
+    "WHERE state = 'delivering' AND event_id = $2"
+)
 LATEST_EVENT: Final = (
     f"SELECT {EVENT_COLUMNS} FROM webhook_events WHERE history_id = $1 ORDER BY seq DESC LIMIT 1 FOR UPDATE"
 )
@@ -613,6 +617,12 @@ class Outbox(TableBase):
         """See `base.OutboxStore.unclaim_events`."""
         async with self._stmt() as db:
             await db.execute(UNCLAIM, now, list(event_ids))
+
+    async def unclaim_events_due(self, due: Mapping[str, float]) -> None:
+        """See `base.OutboxStore.unclaim_events_due`."""
+        if due:
+            async with self._tx() as db:
+                await db.executemany(UNCLAIM_DUE, [(when, event_id) for event_id, when in due.items()])
 
     async def redeliver_latest(self, history_id: str, *, now: float) -> Redelivery:
         """See `base.OutboxStore.redeliver_latest` (one transaction; the latest event's row is locked)."""

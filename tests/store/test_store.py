@@ -581,3 +581,22 @@ async def test_pool_accounts_and_keys(store: Store, clock: ManualClock) -> None:
     assert await store.pool_tasks_in_flight(image_since=100.0, video_since=50.0) == []
     recent = [(r.history_id, r.account_id, state) for r, state in await store.recent(10)]
     assert recent == [("own", None, "pending"), ("paid", first.id, None)]
+
+
+async def test_claimed_events_go_back_each_due_at_its_own_time(store: Store, clock: ManualClock) -> None:
+    """`unclaim_events_due`: the sender's host gate returns several claimed events at once, each due when its
+    receiver should have room; no attempt is counted and each is claimed again from its time on."""
+    for hid in ("h1", "h2", "h3"):
+        await store.insert(make_record(hid, callback_url="https://example.com/hook"))
+        await finish_done(store, hid)
+    t = clock.time()
+    claimed = await store.claim_due_events(now=t, limit=10, lease_until=t + 60)
+    assert [e.history_id for e in claimed] == ["h1", "h2", "h3"]
+    ids = {e.history_id: e.event_id for e in claimed}
+    await store.unclaim_events_due({ids["h2"]: t + 2, ids["h3"]: t + 5})
+    assert await store.claim_due_events(now=t + 1, limit=10, lease_until=t + 60) == []  # h1 is still claimed
+    assert await store.next_event_due(now=t + 1) == t + 2
+    again = await store.claim_due_events(now=t + 2, limit=10, lease_until=t + 60)
+    assert [(e.history_id, e.attempts) for e in again] == [("h2", 0)]
+    assert [e.history_id for e in await store.claim_due_events(now=t + 5, limit=10, lease_until=t + 60)] == ["h3"]
+    await store.unclaim_events_due({})
