@@ -16,6 +16,7 @@ import aiosqlite
 import pytest
 from store_backends import execute_sql, open_store
 
+from jimeng_server import jsonfast
 from jimeng_server.clock import ManualClock
 from jimeng_server.store import sqlite as store_module
 from jimeng_server.store.base import SchemaVersionError, Store, TaskOwnershipError
@@ -600,3 +601,22 @@ async def test_claimed_events_go_back_each_due_at_its_own_time(store: Store, clo
     assert [(e.history_id, e.attempts) for e in again] == [("h2", 0)]
     assert [e.history_id for e in await store.claim_due_events(now=t + 5, limit=10, lease_until=t + 60)] == ["h3"]
     await store.unclaim_events_due({})
+
+
+@pytest.mark.parametrize("codec", ["c-codec", "fallback"])
+async def test_a_settled_record_reads_back_exact(store: Store, codec: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a settle stores of the upstream's record is what a query reads back (stored by `dump_json`, read by
+    `record_from_row`, both jsonfast): integers beyond 64 bits and non-ASCII text unchanged, on both backends,
+    with msgspec and with the standard library's fallback."""
+    if codec == "fallback":
+        monkeypatch.setattr(jsonfast, "_decode", None)
+        monkeypatch.setattr(jsonfast, "_encode", None)
+    elif not jsonfast.FAST:
+        pytest.skip("msgspec is not installed")
+    big = 2**64 + 12345
+    record = jsonfast.loads(b'{"status":50,"item_id":%d,"neg":%d,"u":"\\u0026\\u5373\\ud83d\\ude00"}' % (big, -big))
+    await store.insert(make_record("7001"))
+    await store.settle([Finish("7001", replace(DONE, raw_data=record), None)])
+    got = await store.get("7001")
+    assert got is not None and got.raw_data == {"status": 50, "item_id": big, "neg": -big, "u": "&即😀"}
+    assert type(got.raw_data["item_id"]) is int
