@@ -45,8 +45,9 @@ Phases (in this order; `--only` picks some):
   effective_poll_interval_s = window x watched / id polls (the mean per-task interval; it works when a task is
   polled less than twice in the window); the median gap between two polls of one task is printed too.
   server_rss_mb is the server's VmRSS at the end of this phase, the server's CPU during the window is printed.
-With `BENCH_PROFILE=DIR` in the environment every server runs under cProfile and writes DIR/PHASE.prof when
-it stops (read with `python -m pstats`; the figures are then the profiled server's, not comparable).
+With `--profile DIR` the servers run under cProfile (`bench/profiled.py`) for the measured window of the submit
+and burst phases only and write DIR/PHASE.prof (read with `python -m pstats`; the figures are then the profiled
+server's, not comparable).
 Submits use `--concurrency` connections. The simulator child clears its request journal after every request
 (memory) and drops its records between phases.
 
@@ -102,22 +103,6 @@ BENCH = "/__bench/"
 CREDITS = 10**9
 GENERATE = "/mweb/v1/aigc_draft/generate"
 HISTORY = "/mweb/v1/get_history_by_ids"
-PROFILE_ENV = "BENCH_PROFILE"  # see the module docstring
-# `python -c PROFILED jimeng_server ARGS`: the server's CPU time (not wall time: a profile of a server waiting on
-# loopback peers is otherwise dominated by epoll and preempted socket sends), written when it stops
-PROFILED = (
-    "import cProfile, runpy, sys, time\n"
-    "profiler = cProfile.Profile(time.process_time)\n"
-    "sys.argv = sys.argv[1:]\n"
-    "profiler.enable()\n"
-    "try:\n"
-    "    runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
-    "except SystemExit:\n"
-    "    pass\n"
-    "finally:\n"
-    "    profiler.disable()\n"
-    "    profiler.dump_stats({out!r})\n"
-)
 REPLAY_HEADER = "X-Bench-Replay"  # the simulator child leaves requests carrying it out of its call counts
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -436,11 +421,12 @@ class Bench:
         port = free_port()
         log = self.work / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("JIMENG_")}
-        profile = os.environ.get(PROFILE_ENV)  # a directory: the server runs under cProfile, one file per phase
-        profiler = ("-c", PROFILED.format(out=str(Path(profile) / f"{name}.prof"))) if profile else ("-m",)
+        profiler: tuple[str, ...] = ()
+        if self.args.profile:
+            profiler = (str(Path(__file__).with_name("profiled.py")), str(self.profile_of(name)))
         with log.open("wb") as out:
             proc = await asyncio.create_subprocess_exec(
-                *(sys.executable, *profiler, "jimeng_server", "--config", str(cfg)),
+                *(sys.executable, *profiler, "-m", "jimeng_server", "--config", str(cfg)),
                 *("--host", "127.0.0.1", "--port", str(port)),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -449,6 +435,15 @@ class Bench:
         server = Server(proc, f"http://127.0.0.1:{port}", log)
         await wait_ready(self.http, server.url, proc)
         return server
+
+    def profile_of(self, name: str) -> Path:
+        """Where `--profile` writes the phase's profile (`bench/profiled.py`)."""
+        return Path(self.args.profile) / f"{name}.prof"
+
+    def profiling(self, server: Server, on: bool) -> None:
+        """With `--profile`: start (on) or stop and write (off) the server's profile."""
+        if self.args.profile:
+            server.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
 
     async def stop_server(self, server: Server) -> None:
         if server.proc.returncode is None:
@@ -588,6 +583,7 @@ class Bench:
             server_ms: list[float] = []
             sim_ms: list[float] = []
             server_cpu = cpu_seconds(server.pid)
+            self.profiling(server, True)
             for i in range(n):
                 t0 = time.perf_counter()
                 status, answer = await self.submit(server, i, f"scale submit {i}", False)
@@ -601,6 +597,7 @@ class Bench:
                 if envelope.get("ret") != "0":
                     raise SystemExit(f"the replayed generate was refused: {envelope}")
             cpu_ms_per_submit = (cpu_seconds(server.pid) - server_cpu) * 1000 / n  # idle while replays run
+            self.profiling(server, False)
             counts = await self.sim("GET", "counts")
             per_submit = {
                 path.rsplit("/", 1)[1]: round((counts.get(path, 0) - counts_before.get(path, 0)) / n, 2)
@@ -630,6 +627,7 @@ class Bench:
         try:
             ids = await self.submit_many(server, n, "[sim:stuck] scale burst {i}")
             await asyncio.sleep(self.args.settle)
+            self.profiling(server, True)
             senders = child_pids(server.pid)  # with --webhook-processes: its sender processes
             cpu_before, senders_before = tree_cpu_seconds(server.pid), sum(map(cpu_seconds, senders))
             released = await self.sim("POST", "release")
@@ -639,6 +637,7 @@ class Bench:
             cpu_ms_per_finish = (tree_cpu_seconds(server.pid) - cpu_before) * 1000 / n  # the senders' included
             senders_ms = (sum(map(cpu_seconds, senders)) - senders_before) * 1000 / n
             load = os.getloadavg()[0]
+            self.profiling(server, False)
             latencies = [(self.receiver.arrived[i] - at) * 1000 for i in ids if i in self.receiver.arrived]
             missing = n - len(latencies)
             if not latencies:
@@ -767,6 +766,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="a server config key (TOML value)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="run the server under cProfile (bench/profiled.py) during the burst window; writes DIR/burst.prof",
     )
     parser.add_argument("--role", choices=("bench", "sim"), default="bench")
     parser.add_argument("--port-file", type=Path)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import __version__, manage, metrics
+from . import __version__, gctuning, manage, metrics
 from .api.admin import admin_key
 from .api.appkeys import ACCOUNT_POOL, API_KEYS, WEBHOOKS
 from .api.observability import AccessLogger
@@ -250,6 +250,7 @@ async def serve(config: Config, *, simulate: bool) -> None:
     The signal handlers are installed before the socket is bound: a SIGINT/SIGTERM at any moment after that
     (while the simulator, the store or the app are still starting) cancels the start-up and cleans up what
     had started, and the process exits 0 like a stop after the start."""
+    gctuning.tune()  # a server's pace for the cycle collector (gctuning.py)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)

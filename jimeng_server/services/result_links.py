@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import jsonfast
 from ..clock import Clock
 from ..jobs import Job, Jobs
 from ..metrics import result_resign
@@ -285,7 +286,7 @@ class ResultLinks:
         (the webhook sender's `body_hook`), or with `local` the kept links; the stored body when nothing needs
         rewriting. Raises `HoldEvent` while its results are still being kept (`hold_webhooks`)."""
         try:
-            body = json.loads(event.body)
+            body = jsonfast.loads(event.body)
             results = body["data"]["results"]
             urls = [r["url"] for r in results]
         except (ValueError, KeyError, TypeError):

@@ -24,7 +24,6 @@ from ..concurrency import uncancellable
 from ..jobs import Jobs
 from ..store.base import Store
 from ..tasks.cost import CostSource, TaskCost
-from ..tasks.records import TaskRecord
 from ..upstream.errors import UpstreamError
 from ..upstream.spending import SpendPage
 from ..upstream.tokens import Account
@@ -113,26 +112,21 @@ class CostReconciler:
             self._looked[hid] = now
         while len(self._looked) > _MAX_REMEMBERED:
             del self._looked[next(iter(self._looked))]
-        rows = await self.store.get_many(list(history_ids))
-        costs = await self.store.costs_of(list(rows))
-        by_account: dict[int, list[TaskRecord]] = defaultdict(list)
-        for hid, row in rows.items():
-            cost = costs.get(hid)
-            estimated = cost is not None and cost.source is CostSource.ESTIMATED
-            if estimated and row.final and row.account_id is not None and row.submit_id:
-                by_account[row.account_id].append(row)
+        by_account: dict[int, dict[str, str]] = defaultdict(dict)  # account -> submit_id -> history_id
+        for hid, account_id, submit_id in await self.store.estimated_pool_costs(list(history_ids)):
+            by_account[account_id][submit_id] = hid
         measured = 0
         for account_id, group in by_account.items():
             measured += await self._measure(account_id, group)
         return measured
 
-    async def _measure(self, account_id: int, rows: list[TaskRecord]) -> int:
-        """Read the account's newest spending pages until every row's submit_id is found (or `pages` pages,
-        or no more); store what was found as measured. A failed read ends this account's pass."""
+    async def _measure(self, account_id: int, wanted: dict[str, str]) -> int:
+        """Read the account's newest spending pages until every wanted submit_id (-> its history id) is found
+        (or `pages` pages, or no more); store what was found as measured. A failed read ends this account's
+        pass."""
         account = await self.resolve_account(account_id)
         if account is None:
             return 0
-        wanted = {row.submit_id: row.history_id for row in rows}
         found: dict[str, int] = {}
         cursor = "0"
         try:

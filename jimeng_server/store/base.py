@@ -126,6 +126,12 @@ class TaskTable(Protocol):
         """The stored costs among `history_ids` (one query, any count), keyed by id; tasks with none absent."""
         ...
 
+    async def estimated_pool_costs(self, history_ids: Sequence[str]) -> list[tuple[str, int, str]]:
+        """`(history_id, account_id, submit_id)` of the final pooled tasks among `history_ids` (a paying
+        `account_id`, a `submit_id`) whose stored cost is still `estimated`, by id (one query, any count): what
+        the cost reader measures, read without the tasks' records."""
+        ...
+
     async def update_progress(self, updates: Sequence[Progress]) -> None:
         """Record polls of tasks still processing, all in ONE transaction; unknown and final tasks are left
         unchanged."""
@@ -225,6 +231,11 @@ class OutboxStore(Protocol):
     async def hasten_events(self, event_ids: Collection[str], *, now: float) -> None:
         """Make the pending events among `event_ids` due at `now` at the latest (the sender waited for their
         receiver's first answer and has it); other events are left alone."""
+        ...
+
+    async def unclaim_events_due(self, due: Mapping[str, float]) -> None:
+        """Give claimed events back, each due at its own time (event id -> when), no attempt recorded, in ONE
+        transaction: the sender's host gate holding back the events of busy receivers."""
         ...
 
     async def redeliver_latest(self, history_id: str, *, now: float) -> Redelivery:

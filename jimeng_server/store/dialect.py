@@ -15,17 +15,19 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from functools import cache
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import aiosqlite
 
 from .rows import Row
 
 __all__ = ["Db", "Dialect", "SqliteDb", "UniqueViolation", "render", "render_schema"]
+
+_T = TypeVar("_T")
 
 
 class Dialect(StrEnum):
@@ -107,15 +109,32 @@ def _sqlite_args(args: Sequence[Any]) -> tuple[Any, ...]:
     return tuple([json.dumps(a) if isinstance(a, list) else a for a in args])
 
 
+_Deferred = tuple[str, list[tuple[Any, ...]] | None]
+"""A statement waiting to run: its SQLite text and, for an `executemany`, its parameter tuples (None: the text
+alone, e.g. BEGIN)."""
+
+
 class SqliteDb:
-    """`Db` over an aiosqlite connection (the caller owns its transaction)."""
+    """`Db` over an aiosqlite connection (the caller owns its transaction).
+
+    Every statement is a trip to aiosqlite's thread (a queue put, a thread switch, a wake-up of the event loop),
+    which costs more than most statements do. A transaction's Db is built with `begin` (`SqliteStore._tx`):
+    the BEGIN and every `executemany` (it answers nothing) then wait and run on that thread together with the
+    next statement that answers (`fetch*`, `execute`) or with `commit()`, in the order they were given: a
+    transaction of writes is ONE trip, a read-then-write one two. An error of a waiting statement is raised by
+    the call that runs it, inside the same transaction (the store then rolls it back)."""
 
     dialect = Dialect.SQLITE
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, *, begin: str | None = None) -> None:
         self._conn = conn
+        self._waiting: list[_Deferred] | None = [(begin, None)] if begin is not None else None
+        self.begun = begin is None  # a transaction's BEGIN was sent to the thread (a rollback is due on failure)
 
     async def fetch(self, query: str, *args: Any) -> list[Row]:
+        if self._waiting:
+            text, values = render(query, self.dialect), _sqlite_args(args)
+            return await self._run(lambda conn: conn.execute(text, values).fetchall())
         with _unique_violation():
             return list(await self._conn.execute_fetchall(render(query, self.dialect), _sqlite_args(args)))
 
@@ -128,13 +147,41 @@ class SqliteDb:
         return row[0] if row is not None else None
 
     async def execute(self, query: str, *args: Any) -> int:
+        if self._waiting:
+            text, values = render(query, self.dialect), _sqlite_args(args)
+            return await self._run(lambda conn: conn.execute(text, values).rowcount)
         with _unique_violation():
             cur = await self._conn.execute(render(query, self.dialect), _sqlite_args(args))
         return cur.rowcount  # not closed: closing is another trip, and a write's cursor holds nothing
 
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
+        rows = [_sqlite_args(a) for a in args]
+        if self._waiting is not None:
+            self._waiting.append((render(query, self.dialect), rows))
+            return
         with _unique_violation():
-            await self._conn.executemany(render(query, self.dialect), [_sqlite_args(a) for a in args])
+            await self._conn.executemany(render(query, self.dialect), rows)
+
+    async def commit(self) -> None:
+        """COMMIT, after the statements still waiting (one trip)."""
+        await self._run(lambda conn: conn.execute("COMMIT"))
+
+    async def _run(self, last: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run the waiting statements, then `last`, in one trip to the connection's thread."""
+        waiting, self._waiting = self._waiting or [], []
+        self.begun = True  # from here on the thread runs the BEGIN even if this call is cancelled
+
+        def run(conn: sqlite3.Connection) -> _T:
+            for text, rows in waiting:
+                if rows is None:
+                    conn.execute(text)
+                else:
+                    conn.executemany(text, rows)
+            return last(conn)
+
+        with _unique_violation():
+            # aiosqlite's own way to run a callable on its thread (what its execute* methods use): one trip.
+            return cast("_T", await self._conn._execute(lambda: run(self._conn._conn)))  # type: ignore[no-untyped-call]
 
 
 @contextmanager

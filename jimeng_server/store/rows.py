@@ -102,7 +102,7 @@ def record_from_row(row: Row) -> TaskRecord:
         error=cast("dict[str, str]", json.loads(error)) if error is not None else None,
         item_count=row["item_count"],
         results=tuple(json.loads(results)) if results is not None else None,
-        raw_data=cast("dict[str, Any]", json.loads(raw_data)) if raw_data is not None else None,
+        raw_data=cast("dict[str, Any]", jsonfast.loads(raw_data)) if raw_data is not None else None,
         callback_url=row["callback_url"],
         input_images=row["input_images"],
         created_at=row["created_at"],

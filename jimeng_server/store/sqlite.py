@@ -182,13 +182,15 @@ class SqliteStore(SharedTables):
         (cancellation included); the commit or rollback itself always completes."""
         with timed_store("write"):
             async with self._lock:
+                # The BEGIN and the writes wait for the first statement that answers, or the commit: one trip to
+                # the thread for them all (`SqliteDb`).
+                db = SqliteDb(self._conn, begin="BEGIN IMMEDIATE")
                 try:
-                    # Inside the try: a BEGIN cancelled in flight still runs on aiosqlite's thread.
-                    await self._conn.execute("BEGIN IMMEDIATE")
-                    yield SqliteDb(self._conn)
-                    await uncancellable(_exec(self._conn, "COMMIT"))
+                    yield db
+                    await uncancellable(db.commit())
                 except BaseException:
-                    await uncancellable(_rollback(self._conn))
+                    if db.begun:  # else nothing reached the database
+                        await uncancellable(_rollback(self._conn))
                     raise
 
     @asynccontextmanager

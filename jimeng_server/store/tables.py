@@ -556,6 +556,10 @@ HASTEN: Final = (
     "UPDATE webhook_events SET next_attempt_at = $1, updated_at = $1 "
     "WHERE state = 'pending' AND next_attempt_at > $1 AND event_id = ANY($2::text[])"
 )
+UNCLAIM_DUE: Final = (
+    "UPDATE webhook_events SET state = 'pending', lease_until = NULL, next_attempt_at = $1, updated_at = $1 "
+    "WHERE state = 'delivering' AND event_id = $2"
+)
 LATEST_EVENT: Final = (
     f"SELECT {EVENT_COLUMNS} FROM webhook_events WHERE history_id = $1 ORDER BY seq DESC LIMIT 1 FOR UPDATE"
 )
@@ -623,6 +627,12 @@ class Outbox(TableBase):
         async with self._stmt() as db:
             await db.execute(HASTEN, now, list(event_ids))
 
+    async def unclaim_events_due(self, due: Mapping[str, float]) -> None:
+        """See `base.OutboxStore.unclaim_events_due`."""
+        if due:
+            async with self._tx() as db:
+                await db.executemany(UNCLAIM_DUE, [(when, event_id) for event_id, when in due.items()])
+
     async def redeliver_latest(self, history_id: str, *, now: float) -> Redelivery:
         """See `base.OutboxStore.redeliver_latest` (one transaction; the latest event's row is locked)."""
         async with self._tx() as db:
@@ -687,9 +697,11 @@ UPDATE_PROGRESS: Final = (
     "UPDATE tasks SET upstream_status = $1, item_count = $2, raw_data = $3, updated_at = $4 "
     f"WHERE history_id = $5 AND status = {_PROCESSING}"
 )
+# `+status`: the same test, but no index on it; SQLite would otherwise walk `tasks_status` (every task in flight,
+# thousands during a burst) instead of looking the batch's ids up by key (tests/store/test_query_plans.py).
 OPEN_TASKS: Final = f"""
 SELECT history_id, callback_url IS NOT NULL AS hooked FROM tasks
-WHERE status = {_PROCESSING} AND history_id = ANY($1::text[]) FOR UPDATE
+WHERE history_id = ANY($1::text[]) AND +status = {_PROCESSING} FOR UPDATE
 """
 SETTLE_TASK: Final = f"""
 UPDATE tasks SET status = $1, upstream_status = $2, fail_code = $3, error = $4, results = $5, item_count = $6,
@@ -708,6 +720,11 @@ UPDATE tasks SET cost_credits = $2, cost_source = $3
 WHERE history_id = $1 AND (cost_source IS NULL OR cost_source = '{CostSource.ESTIMATED.value}')
 """
 COST_OF: Final = "SELECT account_fp, cost_credits, cost_source FROM tasks WHERE history_id = $1"
+ESTIMATED_POOL_COSTS: Final = (
+    "SELECT history_id, account_id, submit_id FROM tasks WHERE history_id = ANY($1::text[]) "
+    f"AND status != {_PROCESSING} AND account_id IS NOT NULL AND submit_id != '' "
+    f"AND cost_source = '{CostSource.ESTIMATED.value}' ORDER BY history_id"
+)
 CORRECT_KEY_SPEND: Final = "UPDATE api_keys SET credits_spent = credits_spent + $2 WHERE id = $1"
 COSTS_OF: Final = (
     "SELECT history_id, cost_credits, cost_source FROM tasks "
@@ -812,6 +829,14 @@ class Tasks(Outbox):
         async with self._read() as db:
             rows = await db.fetch(COSTS_OF, list(history_ids))
         return {r["history_id"]: TaskCost(r["cost_credits"], CostSource(r["cost_source"])) for r in rows}
+
+    async def estimated_pool_costs(self, history_ids: Sequence[str]) -> list[tuple[str, int, str]]:
+        """See `base.TaskTable.estimated_pool_costs`."""
+        if not history_ids:
+            return []
+        async with self._read() as db:
+            rows = await db.fetch(ESTIMATED_POOL_COSTS, list(history_ids))
+        return [(r["history_id"], int(r["account_id"]), r["submit_id"]) for r in rows]
 
     async def purge_finished(self, *, older_than: float) -> int:
         """See `base.TaskTable.purge_finished`."""

@@ -82,7 +82,10 @@ def unescape_url(url: str) -> str:
 
 def extract_image_url(item: Any) -> str | None:
     """`item.image.large_images[0].image_url`, unescaped; None when absent."""
-    url = _dig(item, "image", "large_images", 0, "image_url")
+    image = item.get("image") if isinstance(item, dict) else None  # _dig's walk, spelt out: it runs per item
+    large = image.get("large_images") if isinstance(image, dict) else None
+    first = large[0] if isinstance(large, list) and large else None
+    url = first.get("image_url") if isinstance(first, dict) else None
     return unescape_url(url) if isinstance(url, str) and url else None
 
 
@@ -160,9 +163,22 @@ def watermark_free_url(item: Any) -> str | None:
     return None
 
 
+def _without_video(item: Any) -> bool:
+    """True when none of the paths a video URL is read from exists in `item` (an image item): every one starts
+    at `video`, `video_model` or `common_attr.transcoded_video`."""
+    if not isinstance(item, dict):
+        return True
+    if "video" in item or "video_model" in item:
+        return False
+    attr = item.get("common_attr")
+    return not (isinstance(attr, dict) and "transcoded_video" in attr)
+
+
 def extract_video_url(item: Any, *, high_quality: bool = False) -> str | None:
     """The video URL of an item: the watermark-free `video_model` URL when present, else `transcoded_video`'s
     (`transcoded_url`), else the first URL at the other documented item paths (§9.3, §9.5 for `high_quality`)."""
+    if _without_video(item):
+        return None
     clean = watermark_free_url(item)
     if clean is not None:
         return clean
@@ -178,11 +194,14 @@ def extract_video_url(item: Any, *, high_quality: bool = False) -> str | None:
 
 def item_id(item: Any) -> str | None:
     """The id used to ask for a high-quality video URL (§9.3)."""
-    for path in (("item_id",), ("id",), ("local_item_id",), ("common_attr", "id")):
-        value = _dig(item, *path)
+    if not isinstance(item, dict):
+        return None
+    attr = item.get("common_attr")
+    for value in (item.get("item_id"), item.get("id"), item.get("local_item_id")):
         if value not in (None, "", 0):
             return str(value)
-    return None
+    value = attr.get("id") if isinstance(attr, dict) else None
+    return str(value) if value not in (None, "", 0) else None
 
 
 def parse_status(value: Any) -> int | None:

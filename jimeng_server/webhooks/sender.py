@@ -292,7 +292,7 @@ class WebhookSender:
         host has a free slot or its circuit closes (no attempt counted), and the loop claims again at once
         (more due events, for other hosts, may be waiting behind them)."""
         admitted: list[OutboxEvent] = []
-        waiting: dict[float, list[str]] = {}
+        waiting: dict[str, float] = {}  # event id -> when it is due again
         for event in events:
             host = destination_of(event.callback_url)
             until = self.gate.admit(host)
@@ -300,12 +300,11 @@ class WebhookSender:
                 self._sends[event.event_id] = (host, time.monotonic())
                 admitted.append(event)
             else:
-                waiting.setdefault(until, []).append(event.event_id)
+                waiting[event.event_id] = until
                 if not self.gate.heard_from(host) and sum(map(len, self._parked.values())) < _PARKED:
                     self._parked.setdefault(host, []).append(event.event_id)
-        for until, ids in waiting.items():
-            await self.store.unclaim_events(ids, now=until)  # pending again, due `until`
         if waiting:
+            await self.store.unclaim_events_due(waiting)  # pending again, each due when its host has room
             self._fresh = True
             self._wakeup.set()
         return admitted

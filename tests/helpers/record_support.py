@@ -5,11 +5,22 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from jimeng_server.tasks.records import TaskKind, TaskRecord, TaskStatus
+from jimeng_server.tasks.records import Settlement, TaskKind, TaskRecord, TaskStatus
 
 ACCOUNT = "fp-account-a"
 OTHER = "fp-account-b"
 TOKEN = "secret-session-token"
+
+DONE = Settlement(
+    status=TaskStatus.DONE,
+    upstream_status=50,
+    fail_code="",
+    error=None,
+    results=("https://example.com/1.webp", "https://example.com/2.webp"),
+    item_count=2,
+    raw_data={"status": 50, "名": "值"},
+)
+"""A done settlement with two result URLs (and a non-ASCII raw record)."""
 
 
 def make_record(history_id: str = "h1", *, account_fp: str = ACCOUNT, **changes: Any) -> TaskRecord:

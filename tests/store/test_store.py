@@ -13,9 +13,10 @@ from typing import Any
 
 import aiosqlite
 import pytest
-from record_support import ACCOUNT, OTHER, TOKEN, make_record
+from record_support import ACCOUNT, DONE, OTHER, TOKEN, make_record
 from store_backends import execute_sql, open_store
 
+from jimeng_server import jsonfast
 from jimeng_server.clock import ManualClock
 from jimeng_server.store import sqlite as store_module
 from jimeng_server.store.base import SchemaVersionError, Store, TaskOwnershipError
@@ -31,16 +32,6 @@ from jimeng_server.tasks.records import (
     TaskKind,
     TaskRecord,
     TaskStatus,
-)
-
-DONE = Settlement(
-    status=TaskStatus.DONE,
-    upstream_status=50,
-    fail_code="",
-    error=None,
-    results=("https://example.com/1.webp", "https://example.com/2.webp"),
-    item_count=2,
-    raw_data={"status": 50, "名": "值"},
 )
 
 
@@ -552,3 +543,41 @@ async def test_pool_accounts_and_keys(store: Store, clock: ManualClock) -> None:
     assert await store.pool_tasks_in_flight(image_since=100.0, video_since=50.0) == []
     recent = [(r.history_id, r.account_id, state) for r, state in await store.recent(10)]
     assert recent == [("own", None, "pending"), ("paid", first.id, None)]
+
+
+async def test_claimed_events_go_back_each_due_at_its_own_time(store: Store, clock: ManualClock) -> None:
+    """`unclaim_events_due`: the sender's host gate returns several claimed events at once, each due when its
+    receiver should have room; no attempt is counted and each is claimed again from its time on."""
+    for hid in ("h1", "h2", "h3"):
+        await store.insert(make_record(hid, callback_url="https://example.com/hook"))
+        await finish_done(store, hid)
+    t = clock.time()
+    claimed = await store.claim_due_events(now=t, limit=10, lease_until=t + 60)
+    assert [e.history_id for e in claimed] == ["h1", "h2", "h3"]
+    ids = {e.history_id: e.event_id for e in claimed}
+    await store.unclaim_events_due({ids["h2"]: t + 2, ids["h3"]: t + 5})
+    assert await store.claim_due_events(now=t + 1, limit=10, lease_until=t + 60) == []  # h1 is still claimed
+    assert await store.next_event_due(now=t + 1) == t + 2
+    again = await store.claim_due_events(now=t + 2, limit=10, lease_until=t + 60)
+    assert [(e.history_id, e.attempts) for e in again] == [("h2", 0)]
+    assert [e.history_id for e in await store.claim_due_events(now=t + 5, limit=10, lease_until=t + 60)] == ["h3"]
+    await store.unclaim_events_due({})
+
+
+@pytest.mark.parametrize("codec", ["c-codec", "fallback"])
+async def test_a_settled_record_reads_back_exact(store: Store, codec: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a settle stores of the upstream's record is what a query reads back (stored by `dump_json`, read by
+    `record_from_row`, both jsonfast): integers beyond 64 bits and non-ASCII text unchanged, on both backends,
+    with msgspec and with the standard library's fallback."""
+    if codec == "fallback":
+        monkeypatch.setattr(jsonfast, "_decode", None)
+        monkeypatch.setattr(jsonfast, "_encode", None)
+    elif not jsonfast.FAST:
+        pytest.skip("msgspec is not installed")
+    big = 2**64 + 12345
+    record = jsonfast.loads(b'{"status":50,"item_id":%d,"neg":%d,"u":"\\u0026\\u5373\\ud83d\\ude00"}' % (big, -big))
+    await store.insert(make_record("7001"))
+    await store.settle([Finish("7001", dataclasses.replace(DONE, raw_data=record), None)])
+    got = await store.get("7001")
+    assert got is not None and got.raw_data == {"status": 50, "item_id": big, "neg": -big, "u": "&即😀"}
+    assert type(got.raw_data["item_id"]) is int

@@ -5,11 +5,11 @@ later measurement, and that a measurement is final."""
 from __future__ import annotations
 
 import pytest
-from record_support import make_record
+from record_support import DONE, make_record
 
 from jimeng_server.store.base import Store
 from jimeng_server.tasks.cost import CostSource, TaskCost, best_cost, replaces
-from jimeng_server.tasks.records import TaskKind
+from jimeng_server.tasks.records import Finish, TaskKind
 
 MEASURED, ESTIMATED = CostSource.MEASURED, CostSource.ESTIMATED
 
@@ -48,3 +48,21 @@ async def test_an_estimate_is_stored_then_turned_into_a_measurement_that_stays(s
     # A stored cost survives the task's other writes (a re-insert of the same processing task).
     await store.insert(make_record("h1"))
     assert (await store.costs_of(["h1"]))["h1"] == TaskCost(3, MEASURED)
+
+
+async def test_the_cost_reader_is_told_only_final_pooled_tasks_still_estimated(store: Store) -> None:
+    """`estimated_pool_costs`: what `CostReconciler` measures, without reading the tasks' records."""
+    pooled = {"account_id": 7, "account_fp": "key:1"}
+    await store.insert(make_record("done", **pooled))
+    await store.insert(make_record("running", **pooled))
+    await store.insert(make_record("measured", **pooled))
+    await store.insert(make_record("raw"))  # a raw-token task: no paying pool account
+    await store.insert(make_record("no-cost", **pooled))
+    for hid in ("done", "running", "measured", "raw"):
+        assert await store.record_cost(hid, TaskCost(8, ESTIMATED))
+    assert await store.record_cost("measured", TaskCost(3, MEASURED))
+    for hid in ("done", "measured", "raw", "no-cost"):
+        await store.settle([Finish(hid, DONE, None)])
+    wanted = ["done", "running", "measured", "raw", "no-cost", "unknown"]
+    assert await store.estimated_pool_costs(wanted) == [("done", 7, "submit-done")]
+    assert await store.estimated_pool_costs([]) == []
