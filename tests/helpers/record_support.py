@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from jimeng_server.tasks.records import Settlement, TaskKind, TaskRecord, TaskStatus
+from jimeng_server.tasks.records import NewEvent, Settlement, TaskKind, TaskRecord, TaskStatus
 
 ACCOUNT = "fp-account-a"
 OTHER = "fp-account-b"
@@ -46,3 +46,8 @@ def make_record(history_id: str = "h1", *, account_fp: str = ACCOUNT, **changes:
         finished_at=None,
     )
     return replace(record, **changes)
+
+
+def event(history_id: str) -> NewEvent:
+    """The `task.succeeded` outbox event a settle of `history_id` writes (a fixed body)."""
+    return NewEvent(f"msg_{history_id}", "task.succeeded", '{"type":"task.succeeded"}')

@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_store import make_record
+from record_support import make_record
 
 from jimeng_server.clock import ManualClock
 from jimeng_server.store.dialect import Dialect, render

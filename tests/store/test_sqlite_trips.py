@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_store import DONE, event, make_record
+from record_support import DONE, event, make_record
 
 from jimeng_server.clock import ManualClock
 from jimeng_server.store.outbox import Attempt, AttemptResult, EventState

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiosqlite
 import pytest
-from record_support import ACCOUNT, DONE, OTHER, TOKEN, make_record
+from record_support import ACCOUNT, DONE, OTHER, TOKEN, event, make_record
 from store_backends import execute_sql, open_store
 
 from jimeng_server import jsonfast
@@ -33,10 +33,6 @@ from jimeng_server.tasks.records import (
     TaskRecord,
     TaskStatus,
 )
-
-
-def event(history_id: str) -> NewEvent:
-    return NewEvent(f"msg_{history_id}", "task.succeeded", '{"type":"task.succeeded"}')
 
 
 async def finish_done(store: Store, history_id: str = "h1") -> TaskRecord | None:
