@@ -271,8 +271,7 @@ async def generate(sim: Simulator, call: Call) -> Answer:
             "finish_time": 0,
             "history_id": record.history_id,
         },
-        "forecast_generate_cost": cost,
-        **queue_info(record, 0, sim.record_step(record)),
+        **queue_info(record, record.created_at, sim.record_step(record)),
     }
     return sim.ok({"aigc_data": aigc_data, "fail_code": ""})
 
