@@ -13,6 +13,10 @@ configured schedule.
 `task.finish_time - created_time`) clipped into the window the polls prove (after the last look that saw it
 running, no later than the look that saw it final).
 
+`forecast_look()` is the same answer from the upstream's own forecast instead (the seconds a running record's
+answer says it still takes, `upstream.history.forecast_left`): the watcher uses it whenever the task's last
+answer carried one (`[watcher] use_forecast`), the learned times otherwise.
+
 Pure data and arithmetic; `dumps()`/`loads()` give the JSON kept across restarts (`[watcher] timings_file`).
 """
 
@@ -105,6 +109,16 @@ class CompletionTimes:
                 taken += 1
         self.learned = 0
         return taken
+
+
+def forecast_look(checked: float, left: float, slack: float, poll_at: float, ride_along: float) -> tuple[float, float]:
+    """`(ride, due)` like `CompletionTimes.next_look`, from a forecast: a task seen running `checked` seconds after
+    submit, whose answer then said it takes `left` more seconds, is taken to end uniformly within `slack` seconds
+    either side of `checked + left` (never before `checked`); `ride` and `due` are the `ride_along` and `poll_at`
+    points of that window (0 <= ride_along <= poll_at <= 1). With `slack` 0 both are the forecast end."""
+    low = checked + max(0.0, left - slack)
+    high = checked + left + slack
+    return low + ride_along * (high - low), low + poll_at * (high - low)
 
 
 def profile_of(kind: str, model: str) -> str:
