@@ -221,8 +221,8 @@ class WatcherConfig:
     # With `adaptive`: a task whose last answer (its generate answer, then each poll) carries the upstream's
     # forecast (`forecast_queue_cost` + `forecast_generate_cost`, seconds) is next looked at when that forecast
     # says it ends, believed to within `forecast_slack` seconds either way (the look comes at the `poll_at` point
-    # of that window); without a forecast, the learned times as above. Bounds: `coalesce`, a tenth of the
-    # task's age and `slow_interval` as for learned times.
+    # of that window, lowered for an account with many tasks as above); without a forecast, the learned times.
+    # Bounds: `coalesce`, a tenth of the task's age and `slow_interval`, as for learned times.
     use_forecast: bool = True
     forecast_slack: float = 0.5
 

@@ -456,7 +456,8 @@ class Watcher:
         since its last look reaches `poll_at`: for k alike watches, when each one's own chance reaches
         1 - (1 - poll_at)^(1/k), k at most `_CROWD_CAP`. So a lone task is looked at once it has probably
         ended, and an account with many tasks is looked at often while they end (every `coalesce` seconds at
-        most), one call carrying those that may have ended.
+        most), one call carrying those that may have ended. A forecast is used the same way: each watch's own
+        window (`forecast_slack` either side of its forecast end) in place of the learned distribution.
         A watch already polled is not due again within `coalesce` seconds, nor within a tenth of its age
         shared by the k watches (a lone task that outlives most samples is not looked at every moment), nor
         (with `upstream_interval`) within its record's advised interval. A task older than every sample is
