@@ -121,6 +121,31 @@ def forecast_look(checked: float, left: float, slack: float, poll_at: float, rid
     return low + ride_along * (high - low), low + poll_at * (high - low)
 
 
+def choose_look(
+    times: CompletionTimes,
+    profile: str,
+    checked: float,
+    forecast: float | None,
+    *,
+    crowd: int,
+    poll_at: float,
+    ride_along: float,
+    slack: float,
+) -> tuple[float, float] | None:
+    """The one decision of when to look at a running task next, as `(ride, due)` seconds after submit: from the
+    upstream's `forecast` (seconds left as of `checked`, the last answer's; `forecast_look`) when there is one,
+    else from the learned times of `profile` ("" = none; `CompletionTimes.next_look`); None when neither knows
+    (the caller's fixed schedule applies). With `crowd` (k >= 1) watches on one account, each is looked at when
+    its own chance reaches 1 - (1 - poll_at)^(1/k), so that one of them has probably ended by then."""
+    share = 1.0 - (1.0 - poll_at) ** (1.0 / max(1, crowd))
+    ride = min(ride_along, share)
+    if forecast is not None:
+        return forecast_look(checked, forecast, slack, share, ride)
+    if not profile:
+        return None
+    return times.next_look(profile, checked, share, ride)
+
+
 def profile_of(kind: str, model: str) -> str:
     """The key completion times are learned under: the task's kind and model."""
     return f"{kind}:{model}"

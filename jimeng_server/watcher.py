@@ -28,7 +28,7 @@ probably finished since its last look; an account's poll takes along every watch
 being final by then, so the due tasks of one account share one call, and no watch is polled twice within
 `coalesce` seconds. Unknown profiles (and tasks older than every sample) follow the kind's fixed schedule.
 With `use_forecast`, a watch whose last answer (its generate answer, given to `watch()`, then each poll) carries
-the upstream's forecast (`forecast_left`) is timed by that forecast instead (`polltiming.forecast_look`, same
+the upstream's forecast (`forecast_left`) is timed by that forecast instead (`polltiming.choose_look`, same
 bounds), whether or not its profile is known.
 `upstream_interval` makes a record's `polling_config.interval_seconds` the shortest gap between its polls.
 Tests drive it with an injected clock and `run_once()`.
@@ -51,7 +51,7 @@ from . import jsonfast
 from .clock import Clock, sleep_unless
 from .config import KindSchedule, WatcherConfig
 from .metrics import timed_poll
-from .polltiming import CompletionTimes, finish_estimate, forecast_look, profile_of
+from .polltiming import CompletionTimes, choose_look, finish_estimate, profile_of
 from .tasks.records import Outcome, Reason, TaskKind, TaskStatus
 from .upstream.client import JimengClient
 from .upstream.errors import UpstreamError, UpstreamRetError
@@ -463,18 +463,17 @@ class Watcher:
         (with `upstream_interval`) within its record's advised interval. A task older than every sample is
         looked at again after a tenth of its age (between `coalesce` and the kind's interval)."""
         cfg = self.config
-        forecast = watch.forecast if cfg.adaptive and cfg.use_forecast else None
-        if not watch.profile and forecast is None:
-            return False
         crowd = min(_CROWD_CAP, max(1, self._load.get(watch.account.fingerprint, 1)))
-        poll_at = 1.0 - (1.0 - cfg.poll_at) ** (1.0 / crowd)
-        ride_along = min(cfg.ride_along, poll_at)
-        if forecast is not None:
-            look: tuple[float, float] | None = forecast_look(
-                watch.checked, forecast, cfg.forecast_slack, poll_at, ride_along
-            )
-        else:
-            look = self.timings.next_look(watch.profile, watch.checked, poll_at, ride_along)
+        look = choose_look(
+            self.timings,
+            watch.profile,
+            watch.checked,
+            watch.forecast if cfg.adaptive and cfg.use_forecast else None,
+            crowd=crowd,
+            poll_at=cfg.poll_at,
+            ride_along=cfg.ride_along,
+            slack=cfg.forecast_slack,
+        )
         if look is None:
             if self.timings.known(watch.profile) is None or not watch.polls:
                 return False

@@ -6,6 +6,7 @@ completion time of its model was learnt. Facts come from the simulator's journal
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from typing import Any
 
@@ -17,7 +18,7 @@ from test_watcher import HISTORY, AppFactory, submit
 from jimeng_server.api.appkeys import WATCHER
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, ConfigError, parse_config
-from jimeng_server.polltiming import forecast_look, profile_of
+from jimeng_server.polltiming import CompletionTimes, choose_look, forecast_look, profile_of
 from jimeng_server.services.generation import Submission
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.scripts import DEFAULT_IMAGE_SCRIPT, Step
@@ -33,6 +34,22 @@ def test_forecast_look_is_the_window_around_the_forecast_end() -> None:
     assert forecast_look(3.0, 4.0, 0.0, 0.8, 0.1) == pytest.approx((7.0, 7.0))  # no slack: the end itself
     # nothing left (the upstream rounds down): never before the look that saw it running
     assert forecast_look(3.0, 0.0, 0.5, 0.8, 0.1) == pytest.approx((3.05, 3.4))
+
+
+def test_choose_look_prefers_the_forecast_then_the_learned_times() -> None:
+    times = CompletionTimes(samples=10, min_samples=5)
+    for sample in (2.0, 3.0, 4.0, 5.0, 6.0):
+        times.learn("image:m", sample)
+    pick = functools.partial(choose_look, times, poll_at=0.8, ride_along=0.1, slack=0.5)
+    # the forecast wins over what was learnt, and needs no profile at all
+    assert pick("image:m", 3.0, 4.0, crowd=1) == pytest.approx(forecast_look(3.0, 4.0, 0.5, 0.8, 0.1))
+    assert pick("", 0.0, 9.0, crowd=1) == pytest.approx((8.6, 9.3))
+    # no forecast: the learned distribution (its 10 % and 80 % quantiles), or nothing for an unknown profile
+    assert pick("image:m", 0.0, None, crowd=1) == pytest.approx(times.next_look("image:m", 0.0, 0.8, 0.1))
+    assert pick("image:x", 0.0, None, crowd=1) is None and pick("", 0.0, None, crowd=1) is None
+    # ten watches on the account: each is looked at when its own chance reaches 1 - 0.2 ** (1 / 10)
+    share = 1 - 0.2**0.1
+    assert pick("", 0.0, 9.0, crowd=10) == pytest.approx(forecast_look(0.0, 9.0, 0.5, share, min(0.1, share)))
 
 
 def test_forecast_settings() -> None:
