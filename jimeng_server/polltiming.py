@@ -13,9 +13,10 @@ configured schedule.
 `task.finish_time - created_time`) clipped into the window the polls prove (after the last look that saw it
 running, no later than the look that saw it final).
 
-`forecast_look()` is the same answer from the upstream's own forecast instead (the seconds a running record's
-answer says it still takes, `upstream.history.forecast_left`): the watcher uses it whenever the task's last
-answer carried one (`[watcher] use_forecast`), the learned times otherwise.
+`forecast_look()` is the same answer from the upstream's own forecast (the seconds a running record's answer
+says it still takes, `upstream.history.forecast_left`). `choose_look()` is the one decision the watcher asks:
+the forecast when the task's last answer carried one (`[watcher] use_forecast`), else the learned times, each
+looked at sooner when the account has many tasks in flight.
 
 Pure data and arithmetic; `dumps()`/`loads()` give the JSON kept across restarts (`[watcher] timings_file`).
 """
