@@ -8,16 +8,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from support import CN_TOKEN, bearer, drive, json_of, run_tick
 from test_watcher import HISTORY, AppFactory, submit
+from webhook_support import SECRET, Receiver
 
-from jimeng_server.api.appkeys import WATCHER
+from jimeng_server.api.appkeys import WATCHER, WEBHOOKS
 from jimeng_server.clock import ManualClock
-from jimeng_server.config import Config, ConfigError, parse_config
+from jimeng_server.config import Config, ConfigError, WebhookConfig, parse_config
 from jimeng_server.polltiming import CompletionTimes, choose_look, forecast_look, profile_of
 from jimeng_server.services.generation import Submission
 from jimeng_server.simulator import Simulator
@@ -164,3 +166,40 @@ async def test_a_sync_request_is_answered_when_its_task_ends(
     (history_id,) = call.body["history_ids"]
     ended = sim.finish_time(sim.records[history_id])
     assert ended is not None and 0.0 <= call.time - ended <= 0.85  # ended at 5.2 s; fixed: 5 s (status 45), then 11 s
+
+
+async def test_a_callback_task_is_delivered_after_one_poll_at_its_forecast_end(
+    make_client: AppFactory,
+    forecast_config: Config,
+    sim: Simulator,
+    clock: ManualClock,
+    receiver: tuple[Receiver, TestServer],
+) -> None:
+    """An async submit with a callback, queued behind ten others (ends 14 s after submit): the background watch
+    takes the generate answer's forecast, looks once, at the end, and the webhook carries what a query answers."""
+    rec, server = receiver
+    client = await make_client(watcher=forecast_config.watcher, webhooks=WebhookConfig(secret=SECRET, jitter=0.0))
+    sim.settings.queue_ahead = 10
+    sim.next_script = [Step(20, 0)] * 10 + list(DEFAULT_IMAGE_SCRIPT)
+    hook = str(server.make_url("/hooks/forecast"))
+    (resp,) = await drive(
+        client.app,
+        clock,
+        client.post(
+            "/v1/async/images/generations", json={"prompt": "a cat", "callback_url": hook}, headers=bearer(CN_TOKEN)
+        ),
+    )
+    submitted = await json_of(resp)
+    assert resp.status == 200, submitted
+    hid = str(submitted["history_id"])
+    await run(client.app[WATCHER], clock, [], 20, step=0.25)
+    (call,) = sim.calls(HISTORY)
+    created = sim.records[hid].created_at
+    assert 14.0 <= call.time - created <= 14.5 and call.body["history_ids"] == [hid]
+    assert await client.app[WEBHOOKS].drain() == 1
+    (got,) = rec.on("/hooks/forecast")
+    event = json.loads(got.body)
+    resp = await client.get(f"/v1/async/tasks/{hid}", headers=bearer(CN_TOKEN))
+    polled = await json_of(resp)
+    assert event["type"] == "task.succeeded" and polled["status"] == 10
+    assert event["data"] == {k: v for k, v in polled.items() if k != "raw_data"}
