@@ -128,6 +128,7 @@ class _Watch:
     advised: float = 0.0  # the upstream's polling_config.interval_seconds from its record (0: none)
     last_poll: float = 0.0  # clock time of its last poll
     forecast: float | None = None  # the upstream's seconds-to-end as of `checked` (its last answer); None: none
+    first_forecast: tuple[float, float] | None = None  # (seconds after submit, forecast) of its first forecast
 
 
 @dataclass(slots=True)
@@ -246,6 +247,7 @@ class Watcher:
             leased=leased,
             profile=profile_of(kind.value, model) if model and self.config.adaptive else "",
             forecast=forecast,
+            first_forecast=None if forecast is None else (0.0, forecast),
         )
         self._watches[history_id] = watch
         self._load[account.fingerprint] = self._load.get(account.fingerprint, 0) + 1
@@ -489,11 +491,15 @@ class Watcher:
         return True
 
     def _learn(self, watch: _Watch, record: HistoryRecord, now: float) -> None:
-        """Add a finished watch's completion time to its profile (and save the times every so many)."""
+        """Add a finished watch's completion time to its profile, and the ratio of that time to its first forecast
+        (`learn_forecast`); save the times every so many."""
         if not watch.profile:
             return
         seen = now - watch.started_at
-        self.timings.learn(watch.profile, finish_estimate(record.raw, watch.checked, seen))
+        finished = finish_estimate(record.raw, watch.checked, seen)
+        self.timings.learn(watch.profile, finished)
+        if watch.first_forecast is not None:
+            self.timings.learn_forecast(watch.profile, *watch.first_forecast, finished)
         if self.timings_path and self.timings.learned >= self.config.learn_samples:
             self.timings.learned = 0
             self._save(asyncio.to_thread(self._write_timings, self.timings.dumps()))
@@ -604,6 +610,8 @@ class Watcher:
                 watch.checked = now - watch.started_at
                 watch.advised = _advised_interval(raw) or watch.advised
                 watch.forecast = forecast_left(raw)
+                if watch.first_forecast is None and watch.forecast is not None:
+                    watch.first_forecast = (watch.checked, watch.forecast)
                 if record.status not in WAITING_STATUSES:
                     log.warning("task %s has unknown upstream status %s", watch.history_id, record.status)
                 if not self._schedule_learned(watch, now):

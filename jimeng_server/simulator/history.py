@@ -63,7 +63,7 @@ ItemRenderer = Callable[[str, bytes, SimRecord, int], dict[str, Any]]
 ITEM_RENDERERS: dict[str, ItemRenderer] = {"image": image_item}
 
 
-def queue_info(record: SimRecord, now: float, step_seconds: float) -> dict[str, Any]:
+def queue_info(record: SimRecord, now: float, step_seconds: float, factor: float = 1.0) -> dict[str, Any]:
     """The queue and forecast fields of a waiting record at sim time `now` (§17.9, §18.3), consistent with its own
     timeline: `queue_info`, and the top-level `forecast_queue_cost` (seconds until it leaves the queue) and
     `forecast_generate_cost` (seconds of generating after that), whole seconds whose sum is the record's finish
@@ -71,7 +71,8 @@ def queue_info(record: SimRecord, now: float, step_seconds: float) -> dict[str, 
 
     The record's queue phase is its script's leading status-20 steps with no items (`Script.queued_steps`). It
     starts behind `extra["queue_ahead"]` others (at most one per queued step) and moves up one place per step. A
-    script that never ends is forecast to end at its last step."""
+    script that never ends is forecast to end at its last step. `factor` (`SimSettings.forecast_factor`) scales
+    both forecasts, for an upstream whose forecasts run long or short."""
     script = record.script
     ahead = min(int(record.extra.get("queue_ahead", 0)), script.queued_steps)
     elapsed = now - record.created_at
@@ -90,12 +91,14 @@ def queue_info(record: SimRecord, now: float, step_seconds: float) -> dict[str, 
     }
     return {
         "queue_info": info,
-        "forecast_queue_cost": queue_cost,
-        "forecast_generate_cost": round(left) - queue_cost,
+        "forecast_queue_cost": round(queue_cost * factor),
+        "forecast_generate_cost": round((round(left) - queue_cost) * factor),
     }
 
 
-def render_record(record: SimRecord, now: float, step_seconds: float, base: str, secret: bytes) -> dict[str, Any]:
+def render_record(
+    record: SimRecord, now: float, step_seconds: float, base: str, secret: bytes, forecast_factor: float = 1.0
+) -> dict[str, Any]:
     """The wire form of `record` at sim time `now`; `base` is `scheme://host` of the request. Shaped like the
     real records of §18.1-18.5 (task object, image counts, queue fields while waiting, failure texts)."""
     index, step = record.script.at(now - record.created_at, step_seconds)
@@ -122,9 +125,9 @@ def render_record(record: SimRecord, now: float, step_seconds: float, base: str,
         "finished_image_count": step.items if record.kind == "image" else 0,
     }
     if step.status == 20:
-        out.update(queue_info(record, now, step_seconds))
+        out.update(queue_info(record, now, step_seconds, forecast_factor))
     elif not step.final:  # generating (42, 45, ...): out of the queue, only the forecast (as the real 45 record)
-        out["forecast_generate_cost"] = queue_info(record, now, step_seconds)["forecast_generate_cost"]
+        out["forecast_generate_cost"] = queue_info(record, now, step_seconds, forecast_factor)["forecast_generate_cost"]
     if step.status == 30:
         key, message = FAIL_TEXTS.get(step.fail_code, GENERIC_FAIL)
         out.update(fail_msg="GenerateFail", fail_starling_key=key, fail_starling_message=message)

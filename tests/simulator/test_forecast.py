@@ -65,3 +65,12 @@ async def test_queue_cost_is_the_time_left_in_the_queue(up: Upstream, sim: Simul
     await up.clock.advance(3.0)
     done = (await up.history([hid])).data[hid]
     assert done["status"] == 10 and "forecast_generate_cost" not in done
+
+
+async def test_forecast_factor_makes_an_upstream_whose_forecasts_run_long(up: Upstream, sim: Simulator) -> None:
+    sim.settings.forecast_factor = 3.0
+    answer = (await up.generate(image_body())).data["aigc_data"]
+    hid = answer["history_record_id"]
+    assert forecast(answer) == 12  # the default image record ends after 4 s
+    await up.clock.advance(2.2)
+    assert forecast((await up.history([hid])).data[hid]) == 6  # 1.8 s left, rounded to 2, times 3

@@ -54,6 +54,26 @@ def test_choose_look_prefers_the_forecast_then_the_learned_times() -> None:
     assert pick("", 0.0, 9.0, crowd=10) == pytest.approx(forecast_look(0.0, 9.0, 0.5, share, min(0.1, share)))
 
 
+def test_forecasts_that_run_long_are_scaled_by_what_was_seen() -> None:
+    times = CompletionTimes(samples=10, min_samples=3)
+    times.learn_forecast("image:m", 0.0, 12.0, 4.0)  # forecast 12 s at submit, ended after 4 s
+    times.learn_forecast("image:m", 2.0, 9.0, 5.0)  # forecast 9 s at 2 s, ended 3 s later
+    assert times.forecast_scale("image:m") == 1.0  # two ratios: not known yet
+    times.learn_forecast("image:m", 0.0, 0.4, 4.0)  # under a second: too coarse, not counted
+    assert times.forecast_scale("image:m") == 1.0
+    times.learn_forecast("image:m", 0.0, 15.0, 6.0)
+    assert times.forecast_scale("image:m") == pytest.approx(1 / 3)  # the median of 1/3, 1/3 and 0.4
+    assert times.forecast_scale("image:other") == 1.0 and times.forecast_scale("") == 1.0
+    pick = choose_look(times, "image:m", 0.0, 12.0, crowd=1, poll_at=0.8, ride_along=0.1, slack=0.5)
+    assert pick == pytest.approx(forecast_look(0.0, 4.0, 0.5, 0.8, 0.1))
+    again = CompletionTimes(samples=10, min_samples=3)
+    again.loads(times.dumps())  # kept across restarts with the times
+    assert again.forecast_scale("image:m") == pytest.approx(1 / 3, abs=0.001)  # kept to 3 decimals
+    for _ in range(5):
+        times.learn_forecast("image:x", 0.0, 100.0, 1.0)
+    assert times.forecast_scale("image:x") == 1 / 16  # bounded
+
+
 def test_forecast_settings() -> None:
     assert parse_config({}).watcher.use_forecast is True
     assert parse_config({"watcher": {"use_forecast": False, "forecast_slack": 2}}).watcher.forecast_slack == 2.0
@@ -114,6 +134,29 @@ async def test_a_first_task_is_seen_when_its_forecast_says_it_ends(
         watcher.timings = type(watcher.timings)()  # stay cold: every task is a first task
     if use:  # the forecast is whole seconds (+-0.5 s); the look comes 0.3 s after its end (poll_at 0.8)
         assert all(0.0 <= lag <= 0.85 for lag in lags), lags
+
+
+async def test_an_upstream_whose_forecasts_run_long_is_corrected_by_what_it_did(
+    make_client: AppFactory, forecast_config: Config, sim: Simulator, clock: ManualClock
+) -> None:
+    """Forecasts three times the real seconds: the first tasks of the model are looked at too late (bounded by
+    the forecast), then five finished tasks teach the ratio and the next task is seen right after its end."""
+    sim.settings.forecast_factor = 3.0
+    client = await make_client(watcher=forecast_config.watcher)
+    watcher = client.app[WATCHER]
+    lags = []
+    for _ in range(6):
+        sim.journal.clear()
+        sub = await submit(client)
+        fut = watch(client, sub)
+        await run(watcher, clock, [fut], 60)
+        assert fut.result().status is TaskStatus.DONE
+        ended = sim.finish_time(sim.records[sub.history_id])
+        assert ended is not None and sub.forecast == 12.0  # ends 4 s after submit
+        lags.append(sim.calls(HISTORY)[-1].time - ended)
+    assert all(lag >= 7.0 for lag in lags[:5]), lags  # looked at 12.3 s after submit
+    assert watcher.timings.forecast_scale(profile_of("image", sub.model)) == pytest.approx(1 / 3, abs=0.05)
+    assert 0.0 <= lags[5] <= 0.85, lags
 
 
 async def test_a_queued_task_is_looked_at_once_when_it_leaves_queue_and_ends(
