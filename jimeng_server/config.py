@@ -222,7 +222,8 @@ class WatcherConfig:
     # forecast (`forecast_queue_cost` + `forecast_generate_cost`, seconds) is next looked at when that forecast
     # says it ends, believed to within `forecast_slack` seconds either way (the look comes at the `poll_at` point
     # of that window, lowered for an account with many tasks as above); without a forecast, the learned times.
-    # Bounds: `coalesce`, a tenth of the task's age and `slow_interval`, as for learned times.
+    # Bounds: `coalesce`, a tenth of the task's age and `slow_interval`, as for learned times. Once a profile has
+    # `learn_min_samples` finished tasks, its forecasts are scaled by their median ratio of real to forecast seconds.
     use_forecast: bool = True
     forecast_slack: float = 0.5
 
