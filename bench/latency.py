@@ -1,7 +1,7 @@
 """How soon a sync answer follows the upstream's own finish, and how many polls it costs (issue 27).
 
-    .venv/bin/python bench/latency.py [--n 1,20,300] [--singles 16] [--warmup 32] [--spread 0.3]
-                                      [--set watcher.adaptive=false ...]
+    .venv/bin/python bench/latency.py [--n 1,20,300] [--singles 16] [--warmup 32] [--cold 8] [--spread 0.3]
+                                      [--runs 3] [--modes forecast,learned] [--set watcher.adaptive=false ...]
 
 Processes (all on loopback, Linux): the simulator (`--role sim` of this script: the real `Simulator` with
 `image_step_seconds` 1 s and `step_spread` `--spread`, so a default image task ends after 4 s times its own
@@ -9,14 +9,24 @@ factor exp(N(0, spread)), a realistic spread of generation times; bench-only rou
 server through its CLI (`python -m jimeng_server --config F`, default watcher settings plus `--set
 SECTION.KEY=VALUE` overrides), and this process, the load client.
 
-First `--warmup` tasks (4 at a time) teach the server the model's completion times (what a server that has
-run a while knows; the file it keeps them in lives in a temp dir). Then, per N in `--n`: N concurrent sync
-text-to-image requests on ONE account (N = 1: `--singles` requests one after another). For each answer:
-overhead = the answer's arrival (time.time()) minus the simulator's own finish time of its record (same
-clock); polls_per_task = get_history_by_ids calls the simulator answered during the round / tasks. Prints
-per-N figures and, as its LAST line, one JSON object with `overhead_p50_ms_<N>`, `overhead_p99_ms_<N>`,
-`polls_per_task_<N>` and `targets_met` (overhead p50 <= 300 ms at N=20, <= 600 ms at N=300; polls per task
-<= 1.5 at N=1, <= 0.25 at N=300; each judged when its N ran). Exit status 1 when a judged target is missed.
+Each run starts a fresh server (nothing learnt). First the cold round: `--cold` tasks, 4 at a time, the first
+tasks of the model after start (fewer than `learn_min_samples` have ended when each is polled, so only the
+upstream's forecast or the fixed schedule can time them): figures `*_cold`. Then `--warmup` tasks (4 at a time)
+teach the server the model's completion times (what a server that has run a while knows; the file it keeps
+them in lives in a temp dir). Then, per N in `--n`: N concurrent sync text-to-image requests on ONE account (N =
+1: `--singles` requests one after another). For each answer: overhead = the answer's arrival (time.time())
+minus the simulator's own finish time of its record (same clock); polls_per_task = get_history_by_ids calls the
+simulator answered during the round / tasks.
+
+`--modes`: `forecast` (the server's defaults: polls timed by the upstream's forecast, `[watcher] use_forecast`)
+and `learned` (`use_forecast = false`: learned completion times only, the schedule before the forecast was
+used); each mode runs `--runs` times (a fresh simulator and server each), alternating, with the load average
+noted (the machine is shared). Prints each run's figures, then min/median/max per figure and mode, and as its
+LAST line one JSON object: per figure the median over the runs of the first mode (`overhead_p50_ms_<N>`,
+`overhead_p99_ms_<N>`, `polls_per_task_<N>`, and `_cold`), `runs` (per mode and figure: [min, median, max]),
+`load` (1-minute load average before each run) and `targets_met` (overhead p50 <= 300 ms at N=20, <= 600 ms at
+N=300; polls per task <= 1.5 at N=1, <= 0.25 at N=300; judged on the first mode's medians when its N ran).
+Exit status 1 when a judged target is missed.
 """
 
 from __future__ import annotations
@@ -53,6 +63,8 @@ TARGETS: dict[str, Callable[[float], bool]] = {
     "polls_per_task_1": lambda v: v <= 1.5,
     "polls_per_task_300": lambda v: v <= 0.25,
 }
+MODES: dict[str, list[str]] = {"forecast": [], "learned": ["watcher.use_forecast=false"]}
+"""`--modes`: the server settings each mode adds to `--set`."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -139,10 +151,15 @@ class Client:
         async with self.http.post(f"{self.sim_root}{BENCH}finish", json={"ids": ids}) as resp:
             return {k: float(v) for k, v in (await resp.json()).items()}
 
-    async def round(self, n: int, singles: int) -> dict[str, float]:
-        """N concurrent requests (N = 1: `singles` in a row); overhead figures and polls per task."""
+    async def round(self, n: int, singles: int, *, batch: int = 0) -> dict[str, float]:
+        """N concurrent requests (N = 1: `singles` in a row; `batch` > 0: N requests, `batch` at a time);
+        overhead figures and polls per task."""
         before = await self.polls()
-        if n == 1:
+        if batch:
+            answers = []
+            for start in range(0, n, batch):
+                answers += await asyncio.gather(*(self.one() for _ in range(min(batch, n - start))))
+        elif n == 1:
             answers = [await self.one() for _ in range(singles)]
         else:
             answers = list(await asyncio.gather(*(self.one() for _ in range(n))))
@@ -157,7 +174,20 @@ class Client:
         }
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+def note(figures: dict[str, Any], suffix: str, got: dict[str, float]) -> None:
+    """Print one round's figures and keep them under `<figure>_<suffix>`."""
+    print(
+        f"{suffix}: {got['tasks']} tasks, overhead p50 {got['overhead_p50_ms']:.0f} ms, "
+        f"p99 {got['overhead_p99_ms']:.0f} ms, {got['polls_per_task']:.3f} polls per task",
+        flush=True,
+    )
+    figures[f"overhead_p50_ms_{suffix}"] = round(got["overhead_p50_ms"], 1)
+    figures[f"overhead_p99_ms_{suffix}"] = round(got["overhead_p99_ms"], 1)
+    figures[f"polls_per_task_{suffix}"] = round(got["polls_per_task"], 3)
+
+
+async def run(args: argparse.Namespace, settings: list[str]) -> dict[str, Any]:
+    """One run: a fresh simulator and server with `settings`; the cold round, warm-up, then each N."""
     sim_proc, sim_port = start_role(__file__, "sim", "--spread", str(args.spread))
     sim_root = f"http://127.0.0.1:{sim_port}"
     figures: dict[str, Any] = {}
@@ -165,7 +195,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="jimeng-latency-") as tmp:
             work = Path(tmp)
             config = work / "config.toml"
-            config.write_text(server_config(work, sim_root, args.set), encoding="utf-8")
+            config.write_text(server_config(work, sim_root, settings), encoding="utf-8")
             port = free_port()
             env = {k: v for k, v in os.environ.items() if not k.startswith("JIMENG_")}
             log = (work / "server.log").open("wb")
@@ -183,19 +213,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     url = f"http://127.0.0.1:{port}"
                     await wait_ready(http, url, server)
                     client = Client(http, url, sim_root)
+                    if args.cold:
+                        note(figures, "cold", await client.round(args.cold, 1, batch=4))
                     for start in range(0, args.warmup, 4):
                         await asyncio.gather(*(client.one() for _ in range(min(4, args.warmup - start))))
                     print(f"warm-up: {args.warmup} tasks", flush=True)
                     for n in args.n:
-                        got = await client.round(n, args.singles)
-                        print(
-                            f"N={n}: {got['tasks']} tasks, overhead p50 {got['overhead_p50_ms']:.0f} ms, "
-                            f"p99 {got['overhead_p99_ms']:.0f} ms, {got['polls_per_task']:.3f} polls per task",
-                            flush=True,
-                        )
-                        figures[f"overhead_p50_ms_{n}"] = round(got["overhead_p50_ms"], 1)
-                        figures[f"overhead_p99_ms_{n}"] = round(got["overhead_p99_ms"], 1)
-                        figures[f"polls_per_task_{n}"] = round(got["polls_per_task"], 3)
+                        note(figures, str(n), await client.round(n, args.singles))
             finally:
                 if server.returncode is None:
                     server.send_signal(signal.SIGTERM)
@@ -203,8 +227,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 log.close()
     finally:
         stop(sim_proc)
-    figures["targets_met"] = {k: ok(figures[k]) for k, ok in TARGETS.items() if k in figures}
     return figures
+
+
+def spread_of(values: list[float]) -> list[float]:
+    """[min, median, max]."""
+    return [min(values), round(statistics.median(values), 3), max(values)]
+
+
+def summary(results: dict[str, list[dict[str, Any]]], loads: list[float]) -> dict[str, Any]:
+    """The closing JSON (see the module doc) from each mode's runs, and the figures printed beside it."""
+    runs = {mode: {key: spread_of([r[key] for r in got]) for key in got[0]} for mode, got in results.items() if got}
+    first = next(iter(runs))
+    for mode, figures in runs.items():
+        for key, (low, mid, high) in figures.items():
+            print(f"{mode:9} {key:22} min {low:9.3f}  median {mid:9.3f}  max {high:9.3f}")
+    out: dict[str, Any] = {key: mid for key, (_, mid, _) in runs[first].items()}
+    out["mode"] = first
+    out["runs"] = runs
+    out["load"] = loads
+    out["targets_met"] = {k: ok(out[k]) for k, ok in TARGETS.items() if k in out}
+    return out
 
 
 def main() -> None:
@@ -214,13 +257,31 @@ def main() -> None:
     parser.add_argument("--n", type=lambda s: [int(x) for x in s.split(",")], default=[1, 20, 300])
     parser.add_argument("--singles", type=int, default=16, help="requests in a row for N=1")
     parser.add_argument("--warmup", type=int, default=32)
+    parser.add_argument("--cold", type=int, default=8, help="first tasks after start, 4 at a time (0: none)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per mode")
+    parser.add_argument(
+        "--modes",
+        type=lambda s: [m for m in s.split(",") if m],
+        default=list(MODES),
+        help=f"comma-separated, from {', '.join(MODES)} (the first one's medians judge the targets)",
+    )
     parser.add_argument("--spread", type=float, default=0.3, help="sigma of the per-task generation time factor")
     parser.add_argument("--set", action="append", default=[], help="SECTION.KEY=VALUE (TOML) in the server config")
     args = parser.parse_args()
     if args.role == "sim":
         asyncio.run(run_simulator(args.port_file, args.spread))
         return
-    figures = asyncio.run(run(args))
+    unknown = [m for m in args.modes if m not in MODES]
+    if unknown or not args.modes or args.runs < 1:
+        parser.error(f"--modes takes {', '.join(MODES)}; --runs at least 1")
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.modes}
+    loads: list[float] = []
+    for index in range(args.runs):
+        for mode in args.modes:
+            loads.append(round(os.getloadavg()[0], 2))
+            print(f"run {index + 1}/{args.runs}, {mode} (load {loads[-1]})", flush=True)
+            results[mode].append(asyncio.run(run(args, [*MODES[mode], *args.set])))
+    figures = summary(results, loads)
     print(json.dumps(figures))
     raise SystemExit(0 if all(figures["targets_met"].values()) else 1)
 

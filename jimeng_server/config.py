@@ -230,6 +230,14 @@ class WatcherConfig:
     learn_min_samples: int = 5
     timings_file: str = ""  # where learned times are kept; "" = beside the SQLite store, "off" = not kept
     upstream_interval: bool = False  # true: never poll a task more often than its record's polling_config says
+    # With `adaptive`: a task whose last answer (its generate answer, then each poll) carries the upstream's
+    # forecast (`forecast_queue_cost` + `forecast_generate_cost`, seconds) is next looked at when that forecast
+    # says it ends, believed to within `forecast_slack` seconds either way (the look comes at the `poll_at` point
+    # of that window, lowered for an account with many tasks as above); without a forecast, the learned times.
+    # Bounds: `coalesce`, a tenth of the task's age and `slow_interval`, as for learned times. Once a profile has
+    # `learn_min_samples` finished tasks, its forecasts are scaled by their median ratio of real to forecast seconds.
+    use_forecast: bool = True
+    forecast_slack: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,6 +558,8 @@ def _validate_poll_timing(obj: WatcherConfig, prefix: str) -> None:
         )
     if obj.coalesce < 0:
         raise ConfigError(f"{prefix}coalesce: must be 0 or more seconds, got {obj.coalesce}")
+    if not 0 <= obj.forecast_slack <= 3600:
+        raise ConfigError(f"{prefix}forecast_slack: must be 0 to 3600 seconds, got {obj.forecast_slack}")
     if not 1 <= obj.learn_min_samples <= obj.learn_samples <= 10000:
         raise ConfigError(
             f"{prefix}learn_min_samples, {prefix}learn_samples: need 1 <= learn_min_samples <= learn_samples <= "

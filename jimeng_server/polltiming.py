@@ -13,6 +13,14 @@ configured schedule.
 `task.finish_time - created_time`) clipped into the window the polls prove (after the last look that saw it
 running, no later than the look that saw it final).
 
+`forecast_look()` is the same answer from the upstream's own forecast (the seconds a running record's answer
+says it still takes, `upstream.history.forecast_left`), scaled by what this server saw of that profile's
+forecasts: `learn_forecast()` keeps, beside the profile's times, the ratios of real to forecast seconds, and
+`forecast_scale()` is their median (1 until `min_samples` of them), so an upstream whose forecasts run long or
+short is corrected. `choose_look()` is the one decision the watcher asks:
+the forecast when the task's last answer carried one (`[watcher] use_forecast`), else the learned times, each
+looked at sooner when the account has many tasks in flight.
+
 Pure data and arithmetic; `dumps()`/`loads()` give the JSON kept across restarts (`[watcher] timings_file`).
 """
 
@@ -29,6 +37,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 """Version of the JSON written by `dumps()`; `loads()` ignores other versions (learning starts again)."""
+MAX_SCALE = 16.0
+"""`forecast_scale()` stays within [1/MAX_SCALE, MAX_SCALE]."""
 
 
 class CompletionTimes:
@@ -79,6 +89,19 @@ class CompletionTimes:
         ride = _quantile(xs, base + ride_along * (1.0 - base))
         return max(ride, checked), max(due, checked)
 
+    def learn_forecast(self, profile: str, at: float, left: float, finished: float) -> None:
+        """Add one ratio of real to forecast seconds: the answer `at` seconds after submit forecast `left` more
+        seconds, and the task finished `finished` seconds after submit. Forecasts under a second are too coarse
+        to count (the upstream gives whole seconds)."""
+        if left >= 1.0:
+            self.learn(forecast_profile(profile), max(0.0, finished - at) / left)
+
+    def forecast_scale(self, profile: str) -> float:
+        """The median learned ratio of real to forecast seconds of `profile` ("" or fewer than `min_samples`
+        ratios: 1.0), kept within [1/16, 16]."""
+        xs = self.known(forecast_profile(profile)) if profile else None
+        return 1.0 if xs is None else min(MAX_SCALE, max(1.0 / MAX_SCALE, _quantile(xs, 0.5)))
+
     def dumps(self) -> str:
         """The samples as JSON (profile -> seconds, oldest first)."""
         data = {"format": FORMAT, "samples": {p: [round(s, 3) for s in xs] for p, xs in self._recent.items()}}
@@ -107,9 +130,50 @@ class CompletionTimes:
         return taken
 
 
+def forecast_look(checked: float, left: float, slack: float, poll_at: float, ride_along: float) -> tuple[float, float]:
+    """`(ride, due)` like `CompletionTimes.next_look`, from a forecast: a task seen running `checked` seconds after
+    submit, whose answer then said it takes `left` more seconds, is taken to end uniformly within `slack` seconds
+    either side of `checked + left` (never before `checked`); `ride` and `due` are the `ride_along` and `poll_at`
+    points of that window (0 <= ride_along <= poll_at <= 1). With `slack` 0 both are the forecast end."""
+    low = checked + max(0.0, left - slack)
+    high = checked + left + slack
+    return low + ride_along * (high - low), low + poll_at * (high - low)
+
+
+def choose_look(
+    times: CompletionTimes,
+    profile: str,
+    checked: float,
+    forecast: float | None,
+    *,
+    crowd: int,
+    poll_at: float,
+    ride_along: float,
+    slack: float,
+) -> tuple[float, float] | None:
+    """The one decision of when to look at a running task next, as `(ride, due)` seconds after submit: from the
+    upstream's `forecast` (seconds left as of `checked`, the last answer's; `forecast_look`, scaled by
+    `forecast_scale(profile)`) when there is one,
+    else from the learned times of `profile` ("" = none; `CompletionTimes.next_look`); None when neither knows
+    (the caller's fixed schedule applies). With `crowd` (k >= 1) watches on one account, each is looked at when
+    its own chance reaches 1 - (1 - poll_at)^(1/k), so that one of them has probably ended by then."""
+    share = 1.0 - (1.0 - poll_at) ** (1.0 / max(1, crowd))
+    ride = min(ride_along, share)
+    if forecast is not None:
+        return forecast_look(checked, forecast * times.forecast_scale(profile), slack, share, ride)
+    if not profile:
+        return None
+    return times.next_look(profile, checked, share, ride)
+
+
 def profile_of(kind: str, model: str) -> str:
     """The key completion times are learned under: the task's kind and model."""
     return f"{kind}:{model}"
+
+
+def forecast_profile(profile: str) -> str:
+    """The key a profile's ratios of real to forecast seconds are kept under (beside its times, same file)."""
+    return f"{profile}|forecast"
 
 
 def finish_estimate(raw: Mapping[str, Any], checked: float, seen: float) -> float:

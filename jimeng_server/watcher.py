@@ -27,6 +27,9 @@ times (polltiming.py, learnt here from the tasks this watcher sees finish, kept 
 probably finished since its last look; an account's poll takes along every watch that has a fair chance of
 being final by then, so the due tasks of one account share one call, and no watch is polled twice within
 `coalesce` seconds. Unknown profiles (and tasks older than every sample) follow the kind's fixed schedule.
+With `use_forecast`, a watch whose last answer (its generate answer, given to `watch()`, then each poll) carries
+the upstream's forecast (`forecast_left`) is timed by that forecast instead (`polltiming.choose_look`, same
+bounds), whether or not its profile is known.
 `upstream_interval` makes a record's `polling_config.interval_seconds` the shortest gap between its polls.
 Tests drive it with an injected clock and `run_once()`.
 """
@@ -49,7 +52,7 @@ from .clock import Clock, sleep_unless
 from .config import KindSchedule, WatcherConfig
 from .jobs import Jobs
 from .metrics import timed_poll
-from .polltiming import CompletionTimes, finish_estimate, profile_of
+from .polltiming import CompletionTimes, choose_look, finish_estimate, profile_of
 from .tasks.records import Outcome, Reason, TaskKind, TaskStatus
 from .upstream.client import JimengClient
 from .upstream.errors import UpstreamError, UpstreamRetError
@@ -57,6 +60,7 @@ from .upstream.history import (
     STATUS_SLOWDOWN,
     WAITING_STATUSES,
     HistoryRecord,
+    forecast_left,
     local_item_urls,
     parse_record,
     with_high_quality,
@@ -124,6 +128,8 @@ class _Watch:
     checked: float = 0.0  # seconds after submit of the last look that saw it running (0: none yet)
     advised: float = 0.0  # the upstream's polling_config.interval_seconds from its record (0: none)
     last_poll: float = 0.0  # clock time of its last poll
+    forecast: float | None = None  # the upstream's seconds-to-end as of `checked` (its last answer); None: none
+    first_forecast: tuple[float, float] | None = None  # (seconds after submit, forecast) of its first forecast
 
 
 @dataclass(slots=True)
@@ -212,13 +218,15 @@ class Watcher:
         keep: bool = True,
         leased: bool | None = None,
         model: str = "",
+        forecast: float | None = None,
     ) -> asyncio.Future[Outcome]:
         """Watch a task; returns a future of its Outcome (set once it is final or settled). Watching an id
         twice returns the same future (and makes it `keep` if either call asked for that). `submitted_at`
         (default now) anchors the first poll, the deadline and the settle horizon, so tasks resumed after a
         restart keep them. A watch that is not `keep` lives only while `wait()` callers hold it. `leased`
         (default: `keep`) marks a stored background task, polled only under its account's lease (`may_poll`).
-        `model` (the public model name) lets learned completion times time its polls."""
+        `model` (the public model name) lets learned completion times time its polls; `forecast` (the generate
+        answer's `forecast_left`, seconds from `submitted_at`) times its first poll under `use_forecast`."""
         leased = keep if leased is None else leased
         existing = self._watches.get(history_id)
         if existing is not None:
@@ -241,6 +249,8 @@ class Watcher:
             keep=keep,
             leased=leased,
             profile=profile_of(kind.value, model) if model and self.config.adaptive else "",
+            forecast=forecast,
+            first_forecast=None if forecast is None else (0.0, forecast),
         )
         self._watches[history_id] = watch
         self._load[account.fingerprint] = self._load.get(account.fingerprint, 0) + 1
@@ -435,24 +445,32 @@ class Watcher:
         heapq.heappush(queue.ride, (min(ride, watch.next_due), seq, watch))
 
     def _schedule_learned(self, watch: _Watch, now: float) -> bool:
-        """Queue a watch by its profile's learned completion times (see the module doc); False when they do
-        not know it (the caller falls back to the fixed schedule).
+        """Queue a watch by the upstream's forecast from its last answer (with `use_forecast`), else by its
+        profile's learned completion times (see the module doc); False when neither knows it (the caller falls
+        back to the fixed schedule).
 
         The account's next poll should come when the chance that at least one of its k watches has finished
         since its last look reaches `poll_at`: for k alike watches, when each one's own chance reaches
         1 - (1 - poll_at)^(1/k), k at most `_CROWD_CAP`. So a lone task is looked at once it has probably
         ended, and an account with many tasks is looked at often while they end (every `coalesce` seconds at
-        most), one call carrying those that may have ended.
+        most), one call carrying those that may have ended. A forecast is used the same way: each watch's own
+        window (`forecast_slack` either side of its forecast end) in place of the learned distribution.
         A watch already polled is not due again within `coalesce` seconds, nor within a tenth of its age
         shared by the k watches (a lone task that outlives most samples is not looked at every moment), nor
         (with `upstream_interval`) within its record's advised interval. A task older than every sample is
         looked at again after a tenth of its age (between `coalesce` and the kind's interval)."""
-        if not watch.profile:
-            return False
         cfg = self.config
         crowd = min(_CROWD_CAP, max(1, self._load.get(watch.account.fingerprint, 1)))
-        poll_at = 1.0 - (1.0 - cfg.poll_at) ** (1.0 / crowd)
-        look = self.timings.next_look(watch.profile, watch.checked, poll_at, min(cfg.ride_along, poll_at))
+        look = choose_look(
+            self.timings,
+            watch.profile,
+            watch.checked,
+            watch.forecast if cfg.adaptive and cfg.use_forecast else None,
+            crowd=crowd,
+            poll_at=cfg.poll_at,
+            ride_along=cfg.ride_along,
+            slack=cfg.forecast_slack,
+        )
         if look is None:
             if self.timings.known(watch.profile) is None or not watch.polls:
                 return False
@@ -468,11 +486,15 @@ class Watcher:
         return True
 
     def _learn(self, watch: _Watch, record: HistoryRecord, now: float) -> None:
-        """Add a finished watch's completion time to its profile (and save the times every so many)."""
+        """Add a finished watch's completion time to its profile, and the ratio of that time to its first forecast
+        (`learn_forecast`); save the times every so many."""
         if not watch.profile:
             return
         seen = now - watch.started_at
-        self.timings.learn(watch.profile, finish_estimate(record.raw, watch.checked, seen))
+        finished = finish_estimate(record.raw, watch.checked, seen)
+        self.timings.learn(watch.profile, finished)
+        if watch.first_forecast is not None:
+            self.timings.learn_forecast(watch.profile, *watch.first_forecast, finished)
         if self.timings_path and self.timings.learned >= self.config.learn_samples:
             self.timings.learned = 0
             self._save(asyncio.to_thread(self._write_timings, self.timings.dumps()))
@@ -578,6 +600,9 @@ class Watcher:
                 watch.seen = _Seen.of(record)
                 watch.checked = now - watch.started_at
                 watch.advised = _advised_interval(raw) or watch.advised
+                watch.forecast = forecast_left(raw)
+                if watch.first_forecast is None and watch.forecast is not None:
+                    watch.first_forecast = (watch.checked, watch.forecast)
                 if record.status not in WAITING_STATUSES:
                     log.warning("task %s has unknown upstream status %s", watch.history_id, record.status)
                 if not self._schedule_learned(watch, now):

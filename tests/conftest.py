@@ -73,8 +73,10 @@ def config(sim_server: TestServer, tmp_path: Path) -> Config:
         upstream=UpstreamConfig(timeout=5.0, connect_timeout=2.0, read_retries=2, retry_backoff=1.0),
         security=SecurityConfig(allow_private_networks=True),
         store=StoreConfig(path=str(tmp_path / "tasks.db")),
-        # Most tests watch every task in the background; the default "callbacks" mode has its own tests.
-        watcher=WatcherConfig(watch="all"),
+        # Most tests watch every task in the background; the default "callbacks" mode has its own tests. They
+        # time polls by the kind's schedule and learned times; timing by the upstream's forecast (on by default)
+        # has its own tests (tests/watcher/test_forecast_timing.py).
+        watcher=WatcherConfig(watch="all", use_forecast=False),
     )
     root = str(sim_server.make_url("")).rstrip("/")
     return with_simulator_hosts(base, simulator_hosts(root))

@@ -50,6 +50,7 @@ class Submission:
     owner: str = ""  # the task's owner id (TaskRecord.account_fp); "" = the account's fingerprint
     account_id: int | None = None  # the pool account that paid (API-key submits), else None
     parent_history_id: str | None = None  # a post-edit: the task whose result it edits
+    forecast: float | None = None  # the generate answer's forecast: seconds it takes from submitted_at (or None)
 
 
 SubmittedHook = Callable[[Submission], Awaitable[None]]
@@ -176,7 +177,7 @@ class Generation:
         `input_video`: the body carries a video material (§17.5 `commerce_with_input_video`)."""
         try:
             with spend.attempt():
-                history_id = await self.client.generate(account, body, kind=kind.value, input_video=input_video)
+                generated = await self.client.generate_task(account, body, kind=kind.value, input_video=input_video)
         except UpstreamRetError as exc:
             if exc.ret == "2061":
                 raise self.withdrawn(account, kind, model) from None
@@ -184,7 +185,7 @@ class Generation:
         payer = spend.payer or Payer(account.fingerprint)
         submission = Submission(
             account=account,
-            history_id=history_id,
+            history_id=generated.history_id,
             kind=kind,
             model=model,
             submit_id=str(body["submit_id"]),
@@ -195,6 +196,7 @@ class Generation:
             owner=payer.owner,
             account_id=payer.account_id,
             parent_history_id=parent_history_id,
+            forecast=generated.forecast,
         )
         if self.on_submitted is not None:
             await self.on_submitted(submission)
@@ -274,6 +276,7 @@ class Generation:
             submitted_at=submission.submitted_at,
             keep=False,
             model=submission.model,
+            forecast=submission.forecast,
         )
         deadline = submission.submitted_at + self.watcher.schedule_for(submission.kind).deadline
         outcome = await self.watcher.wait(submission.history_id, deadline - self.clock.time())

@@ -103,6 +103,7 @@ class TaskIntake:
                     submission.kind,
                     submitted_at=submission.submitted_at,
                     model=submission.model,
+                    forecast=submission.forecast,
                 )
             if self.remember_owner is not None and submission.callback_url and not pooled:
                 self.remember_owner(submission.history_id, account)

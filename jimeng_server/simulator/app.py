@@ -176,7 +176,7 @@ class Simulator:
 
     def finish_time(self, record: SimRecord) -> float | None:
         """When `record` reaches its final step on the sim clock (None: its script never ends)."""
-        final = next((i for i, step in enumerate(record.script) if step.final), None)
+        final = record.script.final_index
         return None if final is None else record.created_at + final * self.record_step(record)
 
     def new_history_id(self) -> str:

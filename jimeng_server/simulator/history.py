@@ -63,22 +63,42 @@ ItemRenderer = Callable[[str, bytes, SimRecord, int], dict[str, Any]]
 ITEM_RENDERERS: dict[str, ItemRenderer] = {"image": image_item}
 
 
-def queue_info(record: SimRecord, index: int, step_seconds: float) -> dict[str, Any]:
-    """The queue fields of a waiting record (§17.9, §18.3): `queue_info` and the top-level `forecast_queue_cost`
-    (seconds). The record starts behind `extra["queue_ahead"]` others and moves up one place per step."""
-    ahead = int(record.extra.get("queue_ahead", 0))
+def queue_info(record: SimRecord, now: float, step_seconds: float, factor: float = 1.0) -> dict[str, Any]:
+    """The queue and forecast fields of a waiting record at sim time `now` (§17.9, §18.3), consistent with its own
+    timeline: `queue_info`, and the top-level `forecast_queue_cost` (seconds until it leaves the queue) and
+    `forecast_generate_cost` (seconds of generating after that), whole seconds whose sum is the record's finish
+    time minus `now`, rounded (so off by at most half a second; docs/protocol.md §17.9 for the reading).
+
+    The record's queue phase is its script's leading status-20 steps with no items (`Script.queued_steps`). It
+    starts behind `extra["queue_ahead"]` others (at most one per queued step) and moves up one place per step. A
+    script that never ends is forecast to end at its last step. `factor` (`SimSettings.forecast_factor`) scales
+    both forecasts, for an upstream whose forecasts run long or short."""
+    script = record.script
+    ahead = min(int(record.extra.get("queue_ahead", 0)), script.queued_steps)
+    elapsed = now - record.created_at
+    index, _ = script.at(elapsed, step_seconds)
     position = max(0, ahead - index)
+    final = script.final_index
+    end = (len(script) - 1 if final is None else final) * step_seconds
+    left = max(0.0, end - elapsed)
+    queue_cost = min(round(max(0.0, ahead * step_seconds - elapsed)), round(left))
     info = {
         "queue_idx": position,
         "priority": 1,
         "queue_status": 1 if position else 2,
-        "queue_length": ahead + 1,
+        "queue_length": int(record.extra.get("queue_ahead", 0)) + 1,
         "polling_config": POLLING_CONFIG,
     }
-    return {"queue_info": info, "forecast_queue_cost": int(position * step_seconds)}
+    return {
+        "queue_info": info,
+        "forecast_queue_cost": round(queue_cost * factor),
+        "forecast_generate_cost": round((round(left) - queue_cost) * factor),
+    }
 
 
-def render_record(record: SimRecord, now: float, step_seconds: float, base: str, secret: bytes) -> dict[str, Any]:
+def render_record(
+    record: SimRecord, now: float, step_seconds: float, base: str, secret: bytes, forecast_factor: float = 1.0
+) -> dict[str, Any]:
     """The wire form of `record` at sim time `now`; `base` is `scheme://host` of the request. Shaped like the
     real records of §18.1-18.5 (task object, image counts, queue fields while waiting, failure texts)."""
     index, step = record.script.at(now - record.created_at, step_seconds)
@@ -103,10 +123,11 @@ def render_record(record: SimRecord, now: float, step_seconds: float, base: str,
         "model_key": record.model_key,
         "total_image_count": record.script.max_items if record.kind == "image" else 0,
         "finished_image_count": step.items if record.kind == "image" else 0,
-        "forecast_generate_cost": record.charged,
     }
     if step.status == 20:
-        out.update(queue_info(record, index, step_seconds))
+        out.update(queue_info(record, now, step_seconds, forecast_factor))
+    elif not step.final:  # generating (42, 45, ...): out of the queue, only the forecast (as the real 45 record)
+        out["forecast_generate_cost"] = queue_info(record, now, step_seconds, forecast_factor)["forecast_generate_cost"]
     if step.status == 30:
         key, message = FAIL_TEXTS.get(step.fail_code, GENERIC_FAIL)
         out.update(fail_msg="GenerateFail", fail_starling_key=key, fail_starling_message=message)

@@ -92,6 +92,16 @@ class Script(Sequence[Step]):
         """The most items any step shows."""
         return max(s.items for s in self._steps)
 
+    @property
+    def final_index(self) -> int | None:
+        """The index of the first final step (None: the script never ends)."""
+        return next((i for i, step in enumerate(self._steps) if step.final), None)
+
+    @property
+    def queued_steps(self) -> int:
+        """How many leading steps show status 20 with no items: the record's time in the upstream's queue."""
+        return next((i for i, step in enumerate(self._steps) if (step.status, step.items) != (20, 0)), len(self))
+
     def at(self, elapsed: float, step_seconds: float) -> tuple[int, Step]:
         """The step index and step shown `elapsed` seconds after creation."""
         index = 0 if step_seconds <= 0 else int(max(0.0, elapsed) / step_seconds)

@@ -54,6 +54,9 @@ class SimSettings:
     # > 0: each new record's steps last its kind's step seconds times its own factor exp(N(0, step_spread))
     # (drawn from the seeded rng), a realistic spread of generation times (bench/latency.py); 0: no spread.
     step_spread: float = 0.0
+    # The forecast fields (history.queue_info) are the record's own seconds to its finish times this factor: 1 =
+    # exact (within whole-second rounding); > 1 an upstream whose forecasts run long, to test calibration.
+    forecast_factor: float = 1.0
     # Video items carry `video.video_model` with the watermark-free URL (§18.4). Off by default so the
     # get_local_item_list path stays exercised; the real items of 2026 carry it.
     video_model_urls: bool = False

@@ -271,8 +271,7 @@ async def generate(sim: Simulator, call: Call) -> Answer:
             "finish_time": 0,
             "history_id": record.history_id,
         },
-        "forecast_generate_cost": cost,
-        **queue_info(record, 0, sim.record_step(record)),
+        **queue_info(record, record.created_at, sim.record_step(record), sim.settings.forecast_factor),
     }
     return sim.ok({"aigc_data": aigc_data, "fail_code": ""})
 
@@ -321,7 +320,7 @@ async def get_history_by_ids(sim: Simulator, call: Call) -> Answer:
         if record.polls <= record.hidden_polls:
             continue
         step_seconds = sim.record_step(record)
-        rendered = render_record(record, now, step_seconds, call.base, sim.cdn_secret)
+        rendered = render_record(record, now, step_seconds, call.base, sim.cdn_secret, sim.settings.forecast_factor)
         data[history_id] = rendered
         if rendered["status"] == 30:
             sim.maybe_refund(record)

@@ -32,6 +32,7 @@ from .errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from .history import forecast_left
 from .identity import BrowserIdentity, BrowserProfile, derive_identity, profile_for
 from .links import IMAGE_BY_URI_PATH, image_by_uri_body, parse_uri2image
 from .payloads import dumps_compact
@@ -130,13 +131,28 @@ class Credits:
         }
 
 
-def generated_history_id(data: Any) -> str | None:
-    """The history record id of a generate answer's `data`: under `aigc_data` (§3), or directly under `data` as
-    in a real capture (§18.3); None when absent."""
+def generated_record(data: Any) -> dict[str, Any] | None:
+    """The new record of a generate answer's `data`: `aigc_data` (§3), or `data` itself as in a real capture
+    (§18.3); None when neither is an object."""
     aigc = data.get("aigc_data") if isinstance(data, dict) else None
     source = aigc if isinstance(aigc, dict) else data
-    value = source.get("history_record_id") if isinstance(source, dict) else None
+    return source if isinstance(source, dict) else None
+
+
+def generated_history_id(data: Any) -> str | None:
+    """The history record id of a generate answer's `data` (`generated_record`); None when absent."""
+    source = generated_record(data)
+    value = source.get("history_record_id") if source is not None else None
     return str(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """An accepted generate: its history record id and the upstream's forecast of the seconds it will take from
+    the answer (`history.forecast_left` of the new record; None when the answer gives none)."""
+
+    history_id: str
+    forecast: float | None = None
 
 
 def _batches(items: Any, source: str, amount_key: str, time_key: str) -> list[ExpiringCredit]:
@@ -467,8 +483,15 @@ class JimengClient:
         return str(user_id) if user_id else None
 
     async def generate(self, account: Account, body: dict[str, Any], *, kind: str, input_video: bool = False) -> str:
-        """Submit a generation; returns the history record id. Never re-sent once delivered. `input_video`
-        (a video material attached) adds `commerce_with_input_video` when configured (§17.5)."""
+        """Submit a generation; returns the history record id (`generate_task` without the forecast)."""
+        return (await self.generate_task(account, body, kind=kind, input_video=input_video)).history_id
+
+    async def generate_task(
+        self, account: Account, body: dict[str, Any], *, kind: str, input_video: bool = False
+    ) -> Generated:
+        """Submit a generation; returns its history record id and the upstream's forecast. Never re-sent once
+        delivered. `input_video` (a video material attached) adds `commerce_with_input_video` when configured
+        (§17.5)."""
         referer = f"{self.page_host(account.region)}/ai-tool/generate?type={kind}"
         params = None
         if kind == "video":
@@ -483,7 +506,7 @@ class JimengClient:
         history_id = generated_history_id(data)
         if not history_id:
             raise UpstreamBadResponse(f"{GENERATE_PATH}: no history_record_id in the answer")
-        return history_id
+        return Generated(history_id, forecast_left(generated_record(data)))
 
     async def get_history(
         self, account: Account, history_ids: list[str], *, image_info: dict[str, Any] | None = None

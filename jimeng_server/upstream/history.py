@@ -252,11 +252,29 @@ def queue_of(raw: Any) -> QueueBody | None:
     gives none of them."""
     position = _count(_dig(raw, "queue_info", "queue_idx"))
     length = _count(_dig(raw, "queue_info", "queue_length"))
-    cost = _dig(raw, "forecast_queue_cost")
-    eta = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0 else None
+    eta = _seconds(_dig(raw, "forecast_queue_cost"))
     if position is None and length is None and eta is None:
         return None
     return {"position": position, "length": length, "eta_seconds": eta}
+
+
+def _seconds(value: Any) -> float | None:
+    """A finite non-negative number of seconds, else None (bools, strings, negatives and NaN are ignored)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < float("inf"):
+        return float(value)
+    return None
+
+
+def forecast_left(raw: Any) -> float | None:
+    """Seconds the upstream expects a running record (or a generate answer's `aigc_data`) still to take, counted
+    from its answer: the top-level `forecast_queue_cost` (the wait in the queue; 0 when absent, as on a record
+    already generating, §18.2) plus `forecast_generate_cost` (generating after that), both read as seconds
+    (docs/protocol.md §17.9). None when `forecast_generate_cost` is absent or unusable: a missing forecast is
+    normal (final records, older answers), and the caller then times its polls otherwise."""
+    generate = _seconds(_dig(raw, "forecast_generate_cost"))
+    if generate is None:
+        return None
+    return (_seconds(_dig(raw, "forecast_queue_cost")) or 0.0) + generate
 
 
 def fail_message_of(raw: Any) -> str | None:

@@ -12,6 +12,7 @@ from support import CN_TOKEN, POOR_TOKEN, bearer, drive, json_of
 from jimeng_server.api.appkeys import WATCHER
 from jimeng_server.clock import ManualClock
 from jimeng_server.simulator import Fault, FaultKind, Simulator
+from jimeng_server.simulator.scripts import DEFAULT_IMAGE_SCRIPT, Step
 from jimeng_server.simulator.state import next_day_end
 
 
@@ -39,15 +40,17 @@ async def test_queue_while_waiting_then_null_once_done(
 ) -> None:
     sim.settings.image_step_seconds = 4.0
     sim.settings.queue_ahead = 8
+    sim.next_script = [Step(20, 0)] * 8 + list(DEFAULT_IMAGE_SCRIPT)  # 8 steps in the queue, then generating
     hid = await submit(client, {"prompt": "a queued cat"})
     await tick(client.app, clock, 6)  # first poll at 5 s: step 1, status 20, one place further
     body = await get(client, f"/v1/async/tasks/{hid}")
     assert body["status"] == 20
-    assert body["queue"] == {"position": 7, "length": 9, "eta_seconds": 28.0}
+    # the queue phase ends at 8 steps x 4 s = 32 s after submit; the poll saw it at 5 s
+    assert body["queue"] == {"position": 7, "length": 9, "eta_seconds": 27.0}
     assert body["fail_message"] is None
     resp = await client.post("/v1/async/tasks/query", json={"history_ids": [hid]}, headers=bearer(CN_TOKEN))
     assert (await json_of(resp))["data"][0]["queue"] == body["queue"]
-    await tick(client.app, clock, 30)
+    await tick(client.app, clock, 60)
     done = await get(client, f"/v1/async/tasks/{hid}?wait=1")
     assert (done["status"], done["queue"], done["fail_message"]) == (10, None, None)
 
