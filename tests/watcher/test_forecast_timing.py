@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from support import CN_TOKEN, bearer, drive, json_of, run_tick
-from test_watcher import HISTORY, AppFactory, submit
+from support import CN_TOKEN, AppFactory, bearer, drive, json_of, run_tick
+from watcher_support import HISTORY, submit
 from webhook_support import SECRET, Receiver
 
 from jimeng_server.api.appkeys import WATCHER, WEBHOOKS
