@@ -51,8 +51,9 @@ server's, not comparable).
 Submits use `--concurrency` connections. The simulator child clears its request journal after every request
 (memory) and drops its records between phases.
 
-Prints readable lines per phase and the issue's targets (query_ping_ratio >= 0.5, webhook_p99_ms <= 2000,
-submit_overhead_p50_ms <= 2, effective_poll_interval_s <= 1.5 x configured, server_rss_mb < 100; each judged
+Prints readable lines per phase and the issues' targets (query_ping_ratio >= 0.5, webhook_p99_ms <= 2500, or
+<= 2000 with --webhook-processes, cpu_ms_per_finish <= 0.3, submit_overhead_p50_ms <= 1.5 (issue 27),
+effective_poll_interval_s <= 1.5 x configured, server_rss_mb < 100; each judged
 only when its phase ran), then, as its LAST line, one JSON object (null for figures of phases not run;
 `targets_met` names each judged target). Exit status 1 when a judged target is not met.
 """
@@ -367,8 +368,10 @@ def judge(figures: dict[str, Any]) -> dict[str, bool]:
     """The issue's targets whose figures were measured: name -> met."""
     limits = {
         "query_ping_ratio": lambda v: v >= 0.5,
-        "webhook_p99_ms": lambda v: v <= 2000,
-        "submit_overhead_p50_ms": lambda v: v <= 2,
+        # issue 27: 2.5 s with the sender in the API process, 2 s with sender processes; a third of 2026-11's CPU
+        "webhook_p99_ms": lambda v: v <= (2000 if figures.get("webhook_processes") else 2500),
+        "cpu_ms_per_finish": lambda v: v <= 0.3,
+        "submit_overhead_p50_ms": lambda v: v <= 1.5,
         "effective_poll_interval_s": lambda v: v <= 1.5 * figures["configured_poll_interval_s"],
         "server_rss_mb": lambda v: v < 100,
     }
@@ -807,7 +810,7 @@ def main() -> None:
     met = judge(figures)
     print(f"\ntotal {time.monotonic() - started:.0f} s", flush=True)
     print(
-        "targets (issue 14): "
+        "targets (issues 14, 27): "
         + ("; ".join(f"{name} {figures[name]} {'met' if ok else 'NOT met'}" for name, ok in met.items()) or "none")
     )
     print(json.dumps({**figures, "targets_met": met}), flush=True)
