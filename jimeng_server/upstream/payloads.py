@@ -97,6 +97,18 @@ class ImageJob:
         return bool(self.images)
 
 
+def component_metadata(now_ms: int, new_id: IdFactory) -> dict[str, Any]:
+    """The `metadata` object of a draft component (the same in image, video and post-edit drafts)."""
+    return {
+        "type": "",
+        "id": new_id(),
+        "created_platform": 3,
+        "created_platform_version": "",
+        "created_time_in_ms": str(now_ms),
+        "created_did": "",
+    }
+
+
 def _core_param(job: ImageJob, new_id: IdFactory, versions: DraftVersions, seed: int | None) -> dict[str, Any]:
     prompt = "##" * len(job.images) + job.prompt if job.is_blend else job.prompt
     core: dict[str, Any] = {
@@ -200,14 +212,7 @@ def build_image_generate(
                 "id": component_id,
                 "min_version": versions.min_version,
                 "aigc_mode": "workbench",
-                "metadata": {
-                    "type": "",
-                    "id": new_id(),
-                    "created_platform": 3,
-                    "created_platform_version": "",
-                    "created_time_in_ms": str(now_ms),
-                    "created_did": "",
-                },
+                "metadata": component_metadata(now_ms, new_id),
                 "generate_type": "blend" if job.is_blend else "generate",
                 "abilities": abilities,
             }

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .payloads import IdFactory, ImageRef, dumps_compact, image_payload, new_uuid
+from .payloads import IdFactory, ImageRef, component_metadata, dumps_compact, image_payload, new_uuid
 from .regions import Region, constants
 
 
@@ -107,17 +107,6 @@ def _numeric(value: str) -> int | str:
     return int(value) if value.isdigit() else value
 
 
-def _metadata(now_ms: int, new_id: IdFactory) -> dict[str, Any]:
-    return {
-        "type": "",
-        "id": new_id(),
-        "created_platform": 3,
-        "created_platform_version": "",
-        "created_time_in_ms": str(now_ms),
-        "created_did": "",
-    }
-
-
 def _ability(job: PostEditJob, new_id: IdFactory) -> dict[str, Any]:
     codes = TOOL_CODES[job.tool]
     ability: dict[str, Any] = {"type": "", "id": new_id()}
@@ -186,7 +175,8 @@ def build_postedit_generate(
     codes = TOOL_CODES[job.tool]
     if codes.gen_type is not None:
         component["gen_type"] = codes.gen_type
-    component.update({"metadata": _metadata(now_ms, new_id), "generate_type": job.tool.value, "abilities": abilities})
+    metadata = component_metadata(now_ms, new_id)
+    component.update({"metadata": metadata, "generate_type": job.tool.value, "abilities": abilities})
     draft = {
         "type": "draft",
         "id": new_id(),
@@ -320,7 +310,7 @@ def build_interpolation_generate(
         "id": component_id,
         "min_version": "1.0.0",
         "aigc_mode": "workbench",
-        "metadata": _metadata(now_ms, new_id),
+        "metadata": component_metadata(now_ms, new_id),
         "generate_type": "gen_video",
         "abilities": {"type": "", "id": new_id(), "gen_video": gen_video},
         "process_type": 3,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import OMNI_BENEFITS, video_benefit_type
-from .payloads import IdFactory, ImageRef, dumps_compact, image_payload, new_uuid
+from .payloads import IdFactory, ImageRef, component_metadata, dumps_compact, image_payload, new_uuid
 from .regions import Region, constants
 
 OMNI_FEATURE = "AIGC_Video_UnifiedEdit"
@@ -177,14 +177,7 @@ def _draft(
                 "id": component_id,
                 "min_version": "1.0.0",
                 "aigc_mode": "workbench",
-                "metadata": {
-                    "type": "",
-                    "id": new_id(),
-                    "created_platform": 3,
-                    "created_platform_version": "",
-                    "created_time_in_ms": str(now_ms),
-                    "created_did": "",
-                },
+                "metadata": component_metadata(now_ms, new_id),
                 "generate_type": "gen_video",
                 "abilities": {
                     "type": "",
