@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
@@ -142,17 +143,24 @@ def _b64_url(value: Any) -> str | None:
     return url if url.startswith(("https://", "http://")) else None
 
 
+def video_models(item: Any) -> Iterator[Any]:
+    """The `video_model` objects of an item, decoded (§17.8, §18.4): `item.video.video_model`, then
+    `item.video_model`; each may be a JSON string (one that does not decode is skipped) or an object."""
+    for raw in (_dig(item, "video", "video_model"), _dig(item, "video_model")):
+        if isinstance(raw, str):
+            try:
+                yield json.loads(raw)
+            except ValueError:
+                continue
+        else:
+            yield raw
+
+
 def watermark_free_url(item: Any) -> str | None:
     """The URL of `video_model` (§17.8, settled by the real item of §18.4): `item.video.video_model` (or
     `item.video_model`), a JSON string whose `video_list` entry with the largest `vwidth × vheight` has
     `main_url` (else `backup_url_1`) as base64 of a plain URL. None when anything is missing."""
-    for raw in (_dig(item, "video", "video_model"), _dig(item, "video_model")):
-        model: Any = raw
-        if isinstance(raw, str):
-            try:
-                model = json.loads(raw)
-            except ValueError:
-                continue
+    for model in video_models(item):
         entries = _dig(model, "video_list")
         if not isinstance(entries, dict):
             continue

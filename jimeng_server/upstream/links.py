@@ -11,12 +11,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .history import _dig, extract_image_url, extract_video_url, item_id, unescape_url
+from .history import _dig, extract_image_url, extract_video_url, item_id, unescape_url, video_models
 
 IMAGE_BY_URI_PATH: Final = "/mweb/v1/get_image_by_uri"
 
@@ -99,13 +98,7 @@ def result_refs(raw: dict[str, Any] | None, kind: str) -> tuple[ResultRef | None
 
 def video_model_expiry(item: Any) -> float | None:
     """`url_expire` of an item's `video_model` JSON (§18.4), None when absent."""
-    for raw in (_dig(item, "video", "video_model"), _dig(item, "video_model")):
-        model: Any = raw
-        if isinstance(raw, str):
-            try:
-                model = json.loads(raw)
-            except ValueError:
-                continue
+    for model in video_models(item):
         value = _dig(model, "url_expire")
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
