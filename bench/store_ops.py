@@ -34,26 +34,12 @@ TESTS = Path(__file__).resolve().parent.parent / "tests" / "helpers"
 DONE = Settlement(TaskStatus.DONE, 50, "", None, ("https://example.com/1.webp",), 1, {"status": 50})
 
 
+HOOK = "https://hooks.example/cb"
+
+
 def record(n: int) -> TaskRecord:
-    return TaskRecord(
-        history_id=f"h{n}",
-        account_fp=f"fp{n % 10}",
-        token="tok",
-        kind=TaskKind.IMAGE,
-        model="jimeng-4.5",
-        submit_id=f"s{n}",
-        status=TaskStatus.PROCESSING,
-        upstream_status=None,
-        fail_code="",
-        error=None,
-        item_count=0,
-        results=None,
-        raw_data=None,
-        callback_url="https://hooks.example/cb",
-        input_images=None,
-        created_at=1000.0,
-        updated_at=1000.0,
-        finished_at=None,
+    return TaskRecord.submitted(
+        f"h{n}", f"fp{n % 10}", "tok", TaskKind.IMAGE, "jimeng-4.5", f"s{n}", at=1000.0, callback_url=HOOK
     )
 
 

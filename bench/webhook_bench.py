@@ -8,11 +8,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
-from jimeng_server.tasks.records import TaskKind, TaskRecord, TaskStatus
+from jimeng_server.tasks.records import TaskKind, TaskRecord
 from jimeng_server.upstream.history import HistoryRecord, parse_record
 
 
@@ -24,26 +24,11 @@ def percentile(values: list[float], q: float) -> float:
 
 def processing_task(history_id: str, url: str, now: float, *, submit_id: str | None = None) -> TaskRecord:
     """A processing image task with `url` as its callback, as the async API would store it."""
-    return TaskRecord(
-        history_id=history_id,
-        account_fp="fp-bench",
-        token="bench-token",
-        kind=TaskKind.IMAGE,
-        model="jimeng-4.5",
-        submit_id=submit_id or history_id,
-        status=TaskStatus.PROCESSING,
-        upstream_status=20,
-        fail_code="",
-        error=None,
-        item_count=0,
-        results=None,
-        raw_data=None,
-        callback_url=url,
-        input_images=None,
-        created_at=now,
-        updated_at=now,
-        finished_at=None,
+    submit = submit_id or history_id
+    task = TaskRecord.submitted(
+        history_id, "fp-bench", "bench-token", TaskKind.IMAGE, "jimeng-4.5", submit, at=now, callback_url=url
     )
+    return replace(task, upstream_status=20)
 
 
 def done_record() -> HistoryRecord:

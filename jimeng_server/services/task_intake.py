@@ -19,7 +19,7 @@ from ..concurrency import uncancellable
 from ..store.base import Store
 from ..store.secretbox import SecretBox, SecretError
 from ..tasks.cost import CostSource, TaskCost
-from ..tasks.records import TaskRecord, TaskStatus
+from ..tasks.records import TaskRecord
 from ..upstream.tokens import Account, TokenError, parse_token
 from ..watcher import Watcher
 from .callers import ResolveAccount
@@ -69,25 +69,16 @@ class TaskIntake:
         account = submission.account
         pooled = submission.account_id is not None
         background = self.in_background(submission.callback_url, pooled=pooled)
-        record = TaskRecord(
-            history_id=submission.history_id,
-            account_fp=submission.owner or account.fingerprint,
-            token=self._sealed(account.token) if background and not pooled else None,
-            kind=submission.kind,
-            model=submission.model,
-            submit_id=submission.submit_id,
-            status=TaskStatus.PROCESSING,
-            upstream_status=None,
-            fail_code="",
-            error=None,
-            item_count=0,
-            results=None,
-            raw_data=None,
+        record = TaskRecord.submitted(
+            submission.history_id,
+            submission.owner or account.fingerprint,
+            self._sealed(account.token) if background and not pooled else None,
+            submission.kind,
+            submission.model,
+            submission.submit_id,
+            at=submission.submitted_at,
             callback_url=submission.callback_url,
             input_images=submission.input_images,
-            created_at=submission.submitted_at,
-            updated_at=submission.submitted_at,
-            finished_at=None,
             account_id=submission.account_id,
             parent_history_id=submission.parent_history_id,
         )

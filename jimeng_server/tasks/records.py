@@ -71,6 +71,47 @@ class TaskRecord:
         """True once the task is DONE or FAILED."""
         return self.status.final
 
+    @classmethod
+    def submitted(
+        cls,
+        history_id: str,
+        account_fp: str,
+        token: str | None,
+        kind: TaskKind,
+        model: str,
+        submit_id: str,
+        *,
+        at: float,
+        callback_url: str | None = None,
+        input_images: int | None = None,
+        account_id: int | None = None,
+        parent_history_id: str | None = None,
+    ) -> TaskRecord:
+        """A task just accepted upstream, as it is first stored: processing, nothing known of its outcome yet,
+        created and updated `at`."""
+        return cls(
+            history_id=history_id,
+            account_fp=account_fp,
+            token=token,
+            kind=kind,
+            model=model,
+            submit_id=submit_id,
+            status=TaskStatus.PROCESSING,
+            upstream_status=None,
+            fail_code="",
+            error=None,
+            item_count=0,
+            results=None,
+            raw_data=None,
+            callback_url=callback_url,
+            input_images=input_images,
+            created_at=at,
+            updated_at=at,
+            finished_at=None,
+            account_id=account_id,
+            parent_history_id=parent_history_id,
+        )
+
 
 class Reason(StrEnum):
     """Why a task's watch ended: a final upstream status, or the watcher settling it as failed."""

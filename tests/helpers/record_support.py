@@ -25,25 +25,8 @@ DONE = Settlement(
 
 def make_record(history_id: str = "h1", *, account_fp: str = ACCOUNT, **changes: Any) -> TaskRecord:
     """A processing `jimeng-4.5` image task of `account_fp` created at 1000.0, with `changes` applied."""
-    record = TaskRecord(
-        history_id=history_id,
-        account_fp=account_fp,
-        token=TOKEN,
-        kind=TaskKind.IMAGE,
-        model="jimeng-4.5",
-        submit_id=f"submit-{history_id}",
-        status=TaskStatus.PROCESSING,
-        upstream_status=None,
-        fail_code="",
-        error=None,
-        item_count=0,
-        results=None,
-        raw_data=None,
-        callback_url=None,
-        input_images=None,
-        created_at=1000.0,
-        updated_at=1000.0,
-        finished_at=None,
+    record = TaskRecord.submitted(
+        history_id, account_fp, TOKEN, TaskKind.IMAGE, "jimeng-4.5", f"submit-{history_id}", at=1000.0
     )
     return replace(record, **changes)
 
