@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestClient
 
-from jimeng_server.api.appkeys import WATCHER
+from jimeng_server.api.appkeys import STORE, WATCHER
 from jimeng_server.clock import ManualClock
 from jimeng_server.watcher import Watcher
 
@@ -127,6 +127,33 @@ class HoldGate(asyncio.Event):
 async def json_of(resp: Any) -> Any:
     """The JSON body of a test-client response (any content type)."""
     return await resp.json(content_type=None)
+
+
+async def submit_task(
+    client: TestClient[Any, Any],
+    path: str,
+    clock: ManualClock,
+    body: dict[str, Any],
+    auth: dict[str, str] | None = None,
+) -> str:
+    """POST `body` to the async route `path` (with the test clock driven) and return its `history_id`; fails on
+    any answer but 200. `auth`: the headers (default: `CN_TOKEN`)."""
+    (resp,) = await drive(client.app, clock, client.post(path, json=body, headers=auth or bearer(CN_TOKEN)))
+    data = await json_of(resp)
+    assert resp.status == 200, data
+    return str(data["history_id"])
+
+
+async def finish_task(client: TestClient[Any, Any], clock: ManualClock, history_id: str, limit: int = 120) -> None:
+    """Advance the clock a second at a time and run the app's watcher until the stored task is final (fails after
+    `limit` seconds)."""
+    for _ in range(limit):
+        row = await client.app[STORE].get(history_id)
+        if row is not None and row.final:
+            return
+        await clock.advance(1.0)
+        await client.app[WATCHER].run_once()
+    raise AssertionError(f"task {history_id} did not finish")
 
 
 async def error_of(resp: aiohttp.ClientResponse, status: int = 400) -> dict[str, str]:

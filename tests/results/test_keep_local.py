@@ -19,9 +19,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
+from support import finish_task as finish
+from support import submit_task as submit
 from webhook_support import SECRET, Receiver
 
-from jimeng_server.api.appkeys import KEEPER, SETTLER, STORE, WATCHER, WEBHOOKS
+from jimeng_server.api.appkeys import KEEPER, SETTLER, STORE, WEBHOOKS
 from jimeng_server.app import create_app
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, ConfigError, ResultsConfig, SecurityConfig, WebhookConfig, parse_config
@@ -74,23 +76,6 @@ def local_client(
         return await aiohttp_client(app, server_kwargs={"port": port})
 
     return factory
-
-
-async def submit(client: Client, path: str, clock: ManualClock, body: dict[str, Any]) -> str:
-    (resp,) = await drive(client.app, clock, client.post(path, json=body, headers=bearer(CN_TOKEN)))
-    data = await json_of(resp)
-    assert resp.status == 200, data
-    return str(data["history_id"])
-
-
-async def finish(client: Client, clock: ManualClock, history_id: str, limit: int = 120) -> None:
-    for _ in range(limit):
-        row = await client.app[STORE].get(history_id)
-        if row is not None and row.final:
-            return
-        await clock.advance(1.0)
-        await client.app[WATCHER].run_once()
-    raise AssertionError(f"task {history_id} did not finish")
 
 
 async def query(client: Client, history_id: str, token: str = CN_TOKEN) -> dict[str, Any]:

@@ -22,10 +22,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from simulate_proc import free_port
-from support import CN_TOKEN, bearer, drive, json_of
+from support import CN_TOKEN, bearer, json_of
+from support import finish_task as finish
+from support import submit_task as submit
 from webhook_support import SECRET, Receiver
 
-from jimeng_server.api.appkeys import KEEPER, STORE, WATCHER, WEBHOOKS
+from jimeng_server.api.appkeys import KEEPER, STORE, WEBHOOKS
 from jimeng_server.app import create_app
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, ConfigError, ResultsConfig, StoreConfig, WebhookConfig
@@ -109,23 +111,6 @@ def s3_client(
     return factory
 
 
-async def submit(client: Client, clock: ManualClock, body: dict[str, Any]) -> str:
-    (resp,) = await drive(client.app, clock, client.post(IMAGES, json=body, headers=bearer(CN_TOKEN)))
-    data = await json_of(resp)
-    assert resp.status == 200, data
-    return str(data["history_id"])
-
-
-async def finish(client: Client, clock: ManualClock, history_id: str) -> None:
-    for _ in range(120):
-        row = await client.app[STORE].get(history_id)
-        if row is not None and row.final:
-            return
-        await clock.advance(1.0)
-        await client.app[WATCHER].run_once()
-    raise AssertionError(f"task {history_id} did not finish")
-
-
 async def fetch(url: str) -> tuple[int, bytes, str]:
     async with aiohttp.ClientSession() as session, session.get(url) as resp:
         return resp.status, await resp.read(), resp.content_type
@@ -140,7 +125,7 @@ async def test_results_are_kept_in_the_bucket_and_answered_as_presigned_urls(
     rec, server = receiver
     client = await s3_client()
     hook = str(server.make_url("/hooks/s3"))
-    hid = await submit(client, clock, {"prompt": "to the bucket [sim:ttl=2]", "callback_url": hook})
+    hid = await submit(client, IMAGES, clock, {"prompt": "to the bucket [sim:ttl=2]", "callback_url": hook})
     await finish(client, clock, hid)
     assert await client.app[WEBHOOKS].drain() == 1 and not rec.requests  # held while keeping
     assert await client.app[KEEPER].drain() == 4
@@ -170,7 +155,7 @@ async def test_a_killed_replicas_keep_jobs_are_finished_by_the_survivor(
     store = StoreConfig(url=pg_url)
     a = await s3_client(store=store)
     b = await s3_client(store=store)
-    hid = await submit(a, clock, {"prompt": "replicated"})
+    hid = await submit(a, IMAGES, clock, {"prompt": "replicated"})
     await finish(a, clock, hid)
     claimed = await a.app[STORE].claim_keep_jobs(now=clock.time(), lease_seconds=30, limit=10)
     assert len(claimed) == 4  # replica A took them all, then was killed before keeping any

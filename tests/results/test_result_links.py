@@ -18,10 +18,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, create_key, key_auth, seed_sim
 from store_backends import open_store
-from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
+from support import CN_TOKEN, CN_TOKEN_2, bearer, json_of
+from support import finish_task as finish
+from support import submit_task as submit
 from webhook_support import SECRET, Receiver, Reply, done_outcome, make_task
 
-from jimeng_server.api.appkeys import STORE, WATCHER, WEBHOOKS
+from jimeng_server.api.appkeys import STORE, WEBHOOKS
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import AdminConfig, Config, ResultsConfig, WebhookConfig
 from jimeng_server.metrics import RESULT_RESIGNS
@@ -43,23 +45,6 @@ SHORT = ResultsConfig(resign_margin=1.0)  # links of 2 s count as fresh for thei
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(start=float(int(time.time())))
-
-
-async def submit(client: Client, path: str, clock: ManualClock, body: dict[str, Any], auth: dict[str, str]) -> str:
-    (resp,) = await drive(client.app, clock, client.post(path, json=body, headers=auth))
-    data = await json_of(resp)
-    assert resp.status == 200, data
-    return str(data["history_id"])
-
-
-async def finish(client: Client, clock: ManualClock, history_id: str, limit: int = 120) -> None:
-    for _ in range(limit):
-        row = await client.app[STORE].get(history_id)
-        if row is not None and row.final:
-            return
-        await clock.advance(1.0)
-        await client.app[WATCHER].run_once()
-    raise AssertionError(f"task {history_id} did not finish")
 
 
 async def query(client: Client, history_id: str, auth: dict[str, str]) -> dict[str, Any]:
