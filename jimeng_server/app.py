@@ -273,6 +273,7 @@ def setup_webhooks(app: web.Application, background: bool) -> None:
             entry=SENDER_ENTRY,
             release=lambda: store.release_event_leases(now=clock.time()),
             on_delivery=metrics.webhook_delivery,
+            jobs=app[JOBS].scope("webhook-senders"),
         )
         sender.elsewhere = children
 

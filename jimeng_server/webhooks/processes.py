@@ -41,6 +41,7 @@ from typing import Final
 
 from ..clock import Clock
 from ..config import Config
+from ..jobs import Jobs
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,11 @@ class SenderProcesses:
         entry: str,
         release: Callable[[], Awaitable[int]],
         on_delivery: Callable[[str, float], None],
+        jobs: Jobs | None = None,
     ) -> None:
+        """`jobs`: the owner of each child's supervising task (`stop()` ends them itself: it lets a child that
+        is stopping report to the end)."""
+        self._jobs = jobs or Jobs("webhook-senders")
         self._config = config
         self._clock = clock
         self._command = child_command(entry)
@@ -173,7 +178,7 @@ class SenderProcesses:
                 await self._spawn(child)
             except Exception:
                 log.exception("webhook sender process %d: starting it failed", child.index)
-            child.tasks.append(asyncio.create_task(self._supervise(child), name=f"jimeng-{tag_of(child.index)}"))
+            child.tasks.append(self._jobs.spawn(self._supervise(child), name=f"jimeng-{tag_of(child.index)}"))
 
     async def wait_ready(self) -> None:
         """Wait until every child's sender runs (tests and benches; the server never waits for it)."""
