@@ -6,7 +6,9 @@ SHIV_ROOT: a cold start; later runs reuse it), and prints the file size and the 
 `/healthz` answers. With `--request`, the last run also answers one text-to-image request through the
 built-in simulator and checks that the returned URLs serve PNGs (CI runs this). With `--pythons`, all of this
 is done once per listed CPython version (each found as `python3.X` on PATH or under ~/.pyenv/versions; a
-version that cannot be found is a failure naming it). Exits non-zero on any failure; the last line is JSON.
+version that cannot be found is a failure naming it). The archive must hold no compiled module (`.so`, `.pyd`):
+one built for a single CPython version is dead weight on the others, so such a file is a failure naming it (the
+README's build takes pure-Python wheels only). Exits non-zero on any failure; the last line is JSON.
 
 Standard library only; waits are bounded, and the only pause is between attempts to connect to the port.
 """
@@ -27,6 +29,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import IO
 
@@ -194,6 +197,13 @@ def main() -> None:
     print(f"{args.pyz.name}: {size / 1e6:.2f} MB ({size} bytes)")
     if size > args.max_mb * 1e6:
         raise SystemExit(f"{args.pyz.name} is {size / 1e6:.2f} MB, over the {args.max_mb:g} MB budget")
+    with zipfile.ZipFile(args.pyz) as archive:
+        compiled = [n for n in archive.namelist() if n.endswith((".so", ".pyd"))]
+    if compiled:
+        raise SystemExit(
+            f"{args.pyz.name} holds {len(compiled)} compiled module(s), e.g. {compiled[0]}: build it from pure-Python "
+            "wheels (--only-binary :all: --platform any --implementation py, as in the README)"
+        )
     versions = [v.strip() for v in args.pythons.split(",") if v.strip()]
     pythons = {v: find_python(v) for v in versions} or {f"{sys.version_info[0]}.{sys.version_info[1]}": sys.executable}
     figures: dict[str, object] = {"bytes": size}

@@ -440,8 +440,10 @@ class Bench:
         return server
 
     def profile_of(self, name: str) -> Path:
-        """Where `--profile` writes the phase's profile (`bench/profiled.py`)."""
-        return Path(self.args.profile) / f"{name}.prof"
+        """Where `--profile` writes the phase's profile (`bench/profiled.py`); the folder is made if missing."""
+        folder = Path(self.args.profile)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{name}.prof"
 
     def profiling(self, server: Server, on: bool) -> None:
         """With `--profile`: start (on) or stop and write (off) the server's profile."""
