@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..errors import ApiError, BadRequest, from_upstream
 from ..upstream.errors import UpstreamError, UpstreamRetError
-from ..upstream.tokens import Account, TokenError, parse_token
+from ..upstream.tokens import Account, ProxyPrefixError, TokenError, parse_token
 from .appkeys import ACCOUNTS, CLIENT, CONFIG, FETCHER
 from .fields import TOKEN_CHECK
 from .request import json_object, raw_accounts_of
@@ -35,6 +35,8 @@ async def check(request: web.Request) -> web.Response:
         raise BadRequest(f'\'{name}\' is required: send {{"{name}": "<sessionid>"}}', code="MISSING_PARAMETER")
     try:
         account = parse_token(token)
+    except ProxyPrefixError as exc:  # the same code the account pool gives a bad proxy
+        raise BadRequest(str(exc), code="INVALID_PROXY") from None
     except TokenError as exc:
         raise BadRequest(str(exc), code="INVALID_TOKEN") from None
     if account.proxy is not None:

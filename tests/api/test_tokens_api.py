@@ -9,6 +9,8 @@ from aiohttp.test_utils import TestClient
 from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_SESSION, US_TOKEN, bearer, drive, json_of
 
 from jimeng_server.clock import ManualClock
+from jimeng_server.errors import BadRequest
+from jimeng_server.services.account_registry import parse_pool_token
 from jimeng_server.simulator import Fault, FaultKind, Simulator
 
 SECRETS = (CN_TOKEN, CN_TOKEN_2, US_SESSION, POOR_TOKEN)
@@ -91,6 +93,19 @@ async def test_check_unusable_token_is_400_without_echo(client: TestClient[Any, 
     status, body, _ = await post(client, "/token/check", json={"token": f"{CN_TOKEN} {CN_TOKEN_2}"})
     assert status == 400 and body["error"]["code"] == "INVALID_TOKEN"
     assert sim.journal == []
+
+
+async def test_check_bad_proxy_prefix_is_400_invalid_proxy_like_the_pool(
+    client: TestClient[Any, Any], sim: Simulator
+) -> None:
+    token = f"http://:secret-pw@{CN_TOKEN}"
+    status, body, _ = await post(client, "/token/check", json={"token": token})
+    assert status == 400 and body["error"]["code"] == "INVALID_PROXY"
+    assert "proxy" in body["error"]["message"] and "secret-pw" not in body["error"]["message"]
+    assert sim.journal == []
+    with pytest.raises(BadRequest) as pooled:  # what adding it to the pool answers
+        parse_pool_token(token)
+    assert pooled.value.code == body["error"]["code"]
 
 
 async def test_check_body_not_json_is_400(client: TestClient[Any, Any]) -> None:
