@@ -27,6 +27,17 @@ class QueueBody(TypedDict):
 
 
 @dataclass(frozen=True, slots=True)
+class ItemView:
+    """One item of a record as parsed once: its image URL, its video URL (`extract_video_url`), whether that
+    video URL is the watermark-free `video_model` one (`clean`), and its id (`item_id`); None when absent."""
+
+    image_url: str | None
+    video_url: str | None
+    clean: bool
+    item_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryRecord:
     """What the server needs from one upstream history record.
 
@@ -44,6 +55,10 @@ class HistoryRecord:
     clean_videos: bool = False
     meaning: StatusMeaning = StatusMeaning.RUNNING
     """What `status` means under the policy the record was parsed with (`codes.meaning_of`)."""
+    items: tuple[ItemView, ...] = ()
+    """What was read of each entry of `raw["item_list"]`, in order (one per entry; `with_high_quality` leaves
+    it as parsed, preview URLs): callers that need per-item facts (`links.record_refs`) read them here
+    instead of walking the raw items again."""
 
     @property
     def done(self) -> bool:
@@ -185,19 +200,30 @@ def _without_video(item: Any) -> bool:
 def extract_video_url(item: Any, *, high_quality: bool = False) -> str | None:
     """The video URL of an item: the watermark-free `video_model` URL when present, else `transcoded_video`'s
     (`transcoded_url`), else the first URL at the other documented item paths (§9.3, §9.5 for `high_quality`)."""
+    return _video_url(item, high_quality)[0]
+
+
+def _video_url(item: Any, high_quality: bool) -> tuple[str | None, bool]:
+    """`extract_video_url` and whether the URL is the watermark-free one (read once, for `parse_record`)."""
     if _without_video(item):
-        return None
+        return None, False
     clean = watermark_free_url(item)
     if clean is not None:
-        return clean
+        return clean, True
     transcoded = transcoded_url(item)
     if transcoded is not None:
-        return unescape_url(transcoded)
+        return unescape_url(transcoded), False
     for path in _HQ_VIDEO_PATHS if high_quality else _VIDEO_PATHS:
         url = _dig(item, *path)
         if isinstance(url, str) and url:
-            return unescape_url(url)
-    return None
+            return unescape_url(url), False
+    return None, False
+
+
+def item_view(item: Any) -> ItemView:
+    """Everything `parse_record` reads of one item, each path walked once."""
+    video, clean = _video_url(item, False)
+    return ItemView(extract_image_url(item), video, clean, item_id(item))
 
 
 def item_id(item: Any) -> str | None:
@@ -227,25 +253,22 @@ def parse_record(raw: dict[str, Any], statuses: StatusPolicy = DEFAULT_STATUSES)
     """Parse one record; `fail_code` (a string or a number upstream, §18.5) is normalised to a string ("" when
     none); whether its status is final follows the status table and `statuses` (`codes.meaning_of`)."""
     items = raw.get("item_list")
-    items = items if isinstance(items, list) else []
+    views = tuple(map(item_view, items)) if isinstance(items, list) and items else ()
     fail = raw.get("fail_code")
     fail_code = "" if fail in (None, 0, "0", "") else str(fail)
-    images = tuple(u for u in (extract_image_url(i) for i in items) if u)
-    item_videos = [(i, extract_video_url(i)) for i in items]
-    videos = tuple(u for _, u in item_videos if u)
-    ids = tuple(i for i in (item_id(it) for it in items) if i)
-    clean = bool(videos) and all(watermark_free_url(i) for i, u in item_videos if u)
+    videos = tuple(v.video_url for v in views if v.video_url)
     status = parse_status(raw.get("status"))
     return HistoryRecord(
         status=status,
         fail_code=fail_code,
-        item_count=len(items),
-        image_urls=images,
+        item_count=len(views),
+        image_urls=tuple(v.image_url for v in views if v.image_url),
         video_urls=videos,
-        item_ids=ids,
+        item_ids=tuple(v.item_id for v in views if v.item_id),
         raw=raw,
-        clean_videos=clean,
-        meaning=meaning_of(status, len(items), statuses),
+        clean_videos=bool(videos) and all(v.clean for v in views if v.video_url),
+        meaning=meaning_of(status, len(views), statuses),
+        items=views,
     )
 
 

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .history import _dig, extract_image_url, extract_video_url, item_id, unescape_url, video_models
+from .history import (
+    HistoryRecord,
+    _dig,
+    extract_image_url,
+    extract_video_url,
+    item_id,
+    unescape_url,
+    video_models,
+)
 
 IMAGE_BY_URI_PATH: Final = "/mweb/v1/get_image_by_uri"
 
@@ -29,6 +37,7 @@ class ResultRef:
 
 
 _EXPIRES: Final = "x-expires"
+_NAME: Final = _EXPIRES + "="
 
 
 def url_expiry(url: str) -> float | None:
@@ -42,9 +51,17 @@ def url_expiry(url: str) -> float | None:
         values = parse_qs(urlsplit(text).query).get(_EXPIRES) or [""]
         return _digits(values[-1])
     query = text.split("#", 1)[0].partition("?")[2]
-    if _EXPIRES not in query and "%" not in query:
-        return None
-    value = ""
+    if "%" not in query:
+        at = query.rfind(_NAME)
+        while at > 0 and query[at - 1] != "&":  # "ax-expires=": not the field; look further left
+            at = query.rfind(_NAME, 0, at)
+        if at < 0:
+            return None
+        end = query.find("&", at)
+        value = query[at + len(_NAME) : end if end >= 0 else len(query)]
+        if value:  # the last field named x-expires with a value: parse_qs's answer ("+" is no digit either way)
+            return _digits(value)
+    value = ""  # escapes, or a last x-expires without a value: every field, as parse_qs reads them
     for field in query.split("&"):
         name, eq, given = field.partition("=")
         if not eq or not given:
@@ -66,11 +83,16 @@ def _uri_from_url(url: str) -> str | None:
 
 def image_ref(item: Any) -> ResultRef | None:
     """The uri an image item is re-signed from (see the module doc), None when it names none."""
+    return _image_ref(item, None)
+
+
+def _image_ref(item: Any, url: str | None) -> ResultRef | None:
+    """`image_ref(item)`; `url`: the item's `extract_image_url` when the caller has it already."""
     for path in (("image", "large_images", 0, "image_uri"), ("common_attr", "cover_uri")):
         value = _dig(item, *path)
         if isinstance(value, str) and value:
             return ResultRef("image", value)
-    url = extract_image_url(item)
+    url = url or extract_image_url(item)
     uri = _uri_from_url(url) if url else None
     return ResultRef("image", uri) if uri else None
 
@@ -94,6 +116,21 @@ def result_refs(raw: dict[str, Any] | None, kind: str) -> tuple[ResultRef | None
     if not refs and kind == "video":  # `urls()` falls back to the images when a video task shows none
         return result_refs(raw, "image")
     return tuple(refs)
+
+
+def record_refs(record: HistoryRecord, kind: str) -> tuple[ResultRef | None, ...]:
+    """`result_refs(record.raw, kind)` from what `parse_record` already read of each item (`record.items`):
+    no item path is walked twice. A record whose `items` do not match its raw item list (built by hand) is
+    read from `raw`."""
+    items = record.raw.get("item_list")
+    views = record.items
+    if not isinstance(items, list) or len(views) != len(items):
+        return result_refs(record.raw, kind)
+    if kind == "video":
+        refs = tuple(ResultRef("video", v.item_id) if v.item_id else None for v in views if v.video_url)
+        if refs:
+            return refs
+    return tuple(_image_ref(item, v.image_url) for item, v in zip(items, views, strict=True) if v.image_url)
 
 
 def video_model_expiry(item: Any) -> float | None:
