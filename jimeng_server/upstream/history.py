@@ -26,15 +26,11 @@ class QueueBody(TypedDict):
     eta_seconds: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class ItemView:
-    """One item of a record as parsed once: its image URL, its video URL (`extract_video_url`), whether that
-    video URL is the watermark-free `video_model` one (`clean`), and its id (`item_id`); None when absent."""
-
-    image_url: str | None
-    video_url: str | None
-    clean: bool
-    item_id: str | None
+ItemView = tuple[str | None, str | None, bool, str | None]
+"""One item of a record as parsed once (`item_view`): `(image_url, video_url, clean, item_id)`: its image URL
+(`extract_image_url`), its video URL (`extract_video_url`), whether that video URL is the watermark-free
+`video_model` one, and its id (`item_id`); None when absent. A plain tuple: one is made per item of every polled
+record, and a named one costs several times more to build."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,13 +196,12 @@ def _without_video(item: Any) -> bool:
 def extract_video_url(item: Any, *, high_quality: bool = False) -> str | None:
     """The video URL of an item: the watermark-free `video_model` URL when present, else `transcoded_video`'s
     (`transcoded_url`), else the first URL at the other documented item paths (§9.3, §9.5 for `high_quality`)."""
-    return _video_url(item, high_quality)[0]
+    return None if _without_video(item) else _video_url(item, high_quality)[0]
 
 
 def _video_url(item: Any, high_quality: bool) -> tuple[str | None, bool]:
-    """`extract_video_url` and whether the URL is the watermark-free one (read once, for `parse_record`)."""
-    if _without_video(item):
-        return None, False
+    """`extract_video_url` of an item that is not `_without_video`, and whether the URL is the watermark-free
+    one (read once, for `parse_record`)."""
     clean = watermark_free_url(item)
     if clean is not None:
         return clean, True
@@ -220,10 +215,17 @@ def _video_url(item: Any, high_quality: bool) -> tuple[str | None, bool]:
     return None, False
 
 
+_NO_ITEM: ItemView = (None, None, False, None)
+
+
 def item_view(item: Any) -> ItemView:
-    """Everything `parse_record` reads of one item, each path walked once."""
+    """Everything `parse_record` reads of one item (see `ItemView`), each path walked once."""
+    if not isinstance(item, dict):
+        return _NO_ITEM
+    if _without_video(item):
+        return (extract_image_url(item), None, False, item_id(item))
     video, clean = _video_url(item, False)
-    return ItemView(extract_image_url(item), video, clean, item_id(item))
+    return (extract_image_url(item), video, clean, item_id(item))
 
 
 def item_id(item: Any) -> str | None:
@@ -256,19 +258,32 @@ def parse_record(raw: dict[str, Any], statuses: StatusPolicy = DEFAULT_STATUSES)
     views = tuple(map(item_view, items)) if isinstance(items, list) and items else ()
     fail = raw.get("fail_code")
     fail_code = "" if fail in (None, 0, "0", "") else str(fail)
-    videos = tuple(v.video_url for v in views if v.video_url)
     status = parse_status(raw.get("status"))
+    if not views:  # a record still running: nothing to collect
+        return HistoryRecord(status, fail_code, 0, (), (), (), raw, False, meaning_of(status, 0, statuses))
+    images: list[str] = []
+    videos: list[str] = []
+    ids: list[str] = []
+    clean = True
+    for image, video, clean_video, iid in views:
+        if image:
+            images.append(image)
+        if video:
+            videos.append(video)
+            clean = clean and clean_video
+        if iid:
+            ids.append(iid)
     return HistoryRecord(
-        status=status,
-        fail_code=fail_code,
-        item_count=len(views),
-        image_urls=tuple(v.image_url for v in views if v.image_url),
-        video_urls=videos,
-        item_ids=tuple(v.item_id for v in views if v.item_id),
-        raw=raw,
-        clean_videos=bool(videos) and all(v.clean for v in views if v.video_url),
-        meaning=meaning_of(status, len(views), statuses),
-        items=views,
+        status,
+        fail_code,
+        len(views),
+        tuple(images),
+        tuple(videos),
+        tuple(ids),
+        raw,
+        bool(videos) and clean,
+        meaning_of(status, len(views), statuses),
+        views,
     )
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -40,12 +41,20 @@ _EXPIRES: Final = "x-expires"
 _NAME: Final = _EXPIRES + "="
 
 
+EXPIRY_MEMO: Final = 16384
+"""Result URLs whose expiry `url_expiry` remembers (the most recently read; a burst's event bodies and their sends
+read the same URLs within moments)."""
+
+
+@functools.lru_cache(maxsize=EXPIRY_MEMO)
 def url_expiry(url: str) -> float | None:
     """The `x-expires` of a URL (the last one when repeated), None when it has none.
 
     The same answer as `parse_qs(urlsplit(url).query)["x-expires"][-1]` (read as digits), computed without
-    building the whole query dict: it runs for every result at settle and at every send. URLs urlsplit treats
-    specially (non-ASCII, brackets, tabs or newlines) take that path itself."""
+    building the whole query dict. It is read for each result by the settler's event body (`result_item`), by
+    every send's expiry check (`result_links.earliest_expiry`) and by the keeper, so each URL is read once and
+    remembered (the last `EXPIRY_MEMO` URLs; a pure function of the text). URLs urlsplit treats specially
+    (non-ASCII, brackets, tabs or newlines) take that path itself."""
     text = unescape_url(url)
     if not text.isascii() or "[" in text or "]" in text or "\t" in text or "\r" in text or "\n" in text:
         values = parse_qs(urlsplit(text).query).get(_EXPIRES) or [""]
@@ -88,10 +97,17 @@ def image_ref(item: Any) -> ResultRef | None:
 
 def _image_ref(item: Any, url: str | None) -> ResultRef | None:
     """`image_ref(item)`; `url`: the item's `extract_image_url` when the caller has it already."""
-    for path in (("image", "large_images", 0, "image_uri"), ("common_attr", "cover_uri")):
-        value = _dig(item, *path)
-        if isinstance(value, str) and value:
-            return ResultRef("image", value)
+    if not isinstance(item, dict):
+        return None
+    image = item.get("image")  # _dig's walk, spelt out: it runs per result
+    large = image.get("large_images") if isinstance(image, dict) else None
+    first = large[0] if isinstance(large, list) and large else None
+    uri = first.get("image_uri") if isinstance(first, dict) else None
+    if not (isinstance(uri, str) and uri):
+        attr = item.get("common_attr")
+        uri = attr.get("cover_uri") if isinstance(attr, dict) else None
+    if isinstance(uri, str) and uri:
+        return ResultRef("image", uri)
     url = url or extract_image_url(item)
     uri = _uri_from_url(url) if url else None
     return ResultRef("image", uri) if uri else None
@@ -127,10 +143,10 @@ def record_refs(record: HistoryRecord, kind: str) -> tuple[ResultRef | None, ...
     if not isinstance(items, list) or len(views) != len(items):
         return result_refs(record.raw, kind)
     if kind == "video":
-        refs = tuple(ResultRef("video", v.item_id) if v.item_id else None for v in views if v.video_url)
+        refs = tuple(ResultRef("video", iid) if iid else None for _, video, _, iid in views if video)
         if refs:
             return refs
-    return tuple(_image_ref(item, v.image_url) for item, v in zip(items, views, strict=True) if v.image_url)
+    return tuple(_image_ref(item, view[0]) for item, view in zip(items, views, strict=True) if view[0])
 
 
 def video_model_expiry(item: Any) -> float | None:
