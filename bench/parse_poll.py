@@ -43,7 +43,8 @@ def answer_bytes(tasks: int) -> bytes:
     data: dict[str, Any] = {}
     for n in range(tasks):
         hid = str(7_400_000_000_000_000 + n)
-        record = SimRecord(hid, "session", "image", f"submit-{n}", "high_aes_general_v40", "a cat", default_script("image"), 0.0)
+        script = default_script("image")
+        record = SimRecord(hid, "session", "image", f"submit-{n}", "high_aes_general_v40", "a cat", script, 0.0)
         rendered = render_record(record, 10_000.0, 1.0, BASE, SECRET)
         signed = sign_tree(rendered, f"{BASE}/cdn/", SECRET, 1_767_225_600)
         for item in signed.get("item_list") or []:  # the simulator's own cover uri (links._with_uri_in_common)
