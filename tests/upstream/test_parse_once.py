@@ -12,9 +12,11 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jimeng_server import jsonfast
 from jimeng_server.upstream.codes import DEFAULT_STATUSES, meaning_of
 from jimeng_server.upstream.history import (
     HistoryRecord,
@@ -26,7 +28,7 @@ from jimeng_server.upstream.history import (
     watermark_free_url,
     with_high_quality,
 )
-from jimeng_server.upstream.links import record_refs, result_refs
+from jimeng_server.upstream.links import ResultRef, record_refs, result_refs
 from tests.helpers.samples import SAMPLES, load_sample
 
 
@@ -157,4 +159,38 @@ RECORDS = st.fixed_dictionaries(
 @settings(max_examples=400, deadline=None)
 @given(RECORDS)
 def test_generated_records_parse_as_the_per_field_readers_do(raw: dict[str, Any]) -> None:
+    assert_same(raw)
+
+
+BIG = 2**64 + 12345  # beyond int64 and uint64
+
+
+@pytest.fixture(params=["c-codec", "fallback"])
+def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "fallback":
+        monkeypatch.setattr(jsonfast, "_decode", None)
+        monkeypatch.setattr(jsonfast, "_encode", None)
+    elif not jsonfast.FAST:
+        pytest.skip("msgspec is not installed")
+    return str(request.param)
+
+
+def test_integers_beyond_64_bits_stay_exact_through_the_parse(codec: str) -> None:
+    """A poll answer decoded by either codec parses to item ids and a raw record with the upstream's exact
+    integers, and the watcher's compact copy of it (dumps, then loads) reads back the same record."""
+    text = (
+        b'{"ret":"0","data":{"7001":{"status":50,"fail_code":%d,"item_list":[{"item_id":%d,"image":'
+        b'{"large_images":[{"image_url":"https://p.example/tos-cn-i-x/h~t.png?x-expires=%d","image_uri":"u"}]}},'
+        b'{"common_attr":{"id":%d},"video":{"play_url":"https://v.example/v.mp4"}}]}}}' % (BIG, BIG, BIG, -BIG)
+    )
+    raw = jsonfast.loads(text)["data"]["7001"]
+    assert raw == json.loads(text)["data"]["7001"]
+    record = parse_record(raw)
+    assert record.item_ids == (str(BIG), str(-BIG)) and record.fail_code == str(BIG)
+    assert record.raw["item_list"][0]["item_id"] == BIG and type(record.raw["item_list"][0]["item_id"]) is int
+    assert record.image_urls == (f"https://p.example/tos-cn-i-x/h~t.png?x-expires={BIG}",)
+    assert record.done and record.video_urls == ("https://v.example/v.mp4",)
+    assert record_refs(record, "video") == (ResultRef("video", str(-BIG)),)
+    again = parse_record(jsonfast.loads(jsonfast.dumps(raw)))
+    assert again == record
     assert_same(raw)
