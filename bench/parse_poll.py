@@ -9,7 +9,8 @@ The answer is rendered and signed by the simulator's own code (`simulator.histor
 - parse: `history.parse_record` of each of its 100 records;
 - settle: per record the result refs the settler stores (`links.record_refs`, else `result_refs` on the raw
   record), the event body's `results` (`tasks.answer.result_item` per URL) and the sender's expiry check
-  (`links.url_expiry` per URL, as `result_links.earliest_expiry` does);
+  (`links.url_expiry` per URL, as `result_links.earliest_expiry` does); where `url_expiry` remembers URLs,
+  its memory is cleared first in every round (each URL is read in full once, as in a server);
 - all: the three in a row.
 
     PYTHONPATH=. .venv/bin/python bench/parse_poll.py [--number 50] [--repeat 7] [--tasks 100]
@@ -61,6 +62,9 @@ def refs_of(record: HistoryRecord) -> Any:
 
 
 def settle(records: list[HistoryRecord]) -> None:
+    forget = getattr(links.url_expiry, "cache_clear", None)
+    if forget is not None:  # every URL is new to the server once: its first read is a full one
+        forget()
     for record in records:
         refs_of(record)
         urls = record.urls("image")
