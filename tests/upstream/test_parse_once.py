@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from samples import SAMPLES, load_sample
 
 from jimeng_server import jsonfast
 from jimeng_server.upstream.codes import DEFAULT_STATUSES, meaning_of
@@ -29,7 +30,6 @@ from jimeng_server.upstream.history import (
     with_high_quality,
 )
 from jimeng_server.upstream.links import ResultRef, record_refs, result_refs
-from tests.helpers.samples import SAMPLES, load_sample
 
 
 def reference(raw: dict[str, Any]) -> HistoryRecord:
