@@ -26,6 +26,7 @@ from jimeng_server.upstream.history import (
     item_id,
     parse_record,
     parse_status,
+    video_models,
     watermark_free_url,
     with_high_quality,
 )
@@ -194,3 +195,16 @@ def test_integers_beyond_64_bits_stay_exact_through_the_parse(codec: str) -> Non
     again = parse_record(jsonfast.loads(jsonfast.dumps(raw)))
     assert again == record
     assert_same(raw)
+
+
+def test_video_model_strings_read_alike_on_both_codecs(codec: str) -> None:
+    """The `video_model` JSON string inside an item is read by jsonfast: its integers stay exact, its
+    watermark-free URL is found, and a string that is not JSON is skipped, with either codec."""
+    model = {"video_list": {"v1": {"main_url": _b64("https://clean.example/v.mp4"), "vwidth": 2, "vheight": 2}},
+             "url_expire": BIG}
+    item = {"item_id": "i1", "video": {"play_url": "https://v.example/p.mp4", "video_model": json.dumps(model)}}
+    assert [m["url_expire"] for m in video_models(item) if isinstance(m, dict)] == [BIG]
+    record = parse_record({"status": 50, "item_list": [item, {"video": {"video_model": "{not json"}}]})
+    assert record.video_urls == ("https://clean.example/v.mp4",) and not record.clean_videos
+    assert parse_record({"status": 50, "item_list": [item]}).clean_videos
+
