@@ -204,7 +204,9 @@ def test_video_model_strings_read_alike_on_both_codecs(codec: str) -> None:
              "url_expire": BIG}
     item = {"item_id": "i1", "video": {"play_url": "https://v.example/p.mp4", "video_model": json.dumps(model)}}
     assert [m["url_expire"] for m in video_models(item) if isinstance(m, dict)] == [BIG]
-    record = parse_record({"status": 50, "item_list": [item, {"video": {"video_model": "{not json"}}]})
-    assert record.video_urls == ("https://clean.example/v.mp4",) and not record.clean_videos
+    other = {"video": {"play_url": "https://v.example/q.mp4", "video_model": "{not json"}}
+    record = parse_record({"status": 50, "item_list": [item, other]})
+    assert record.video_urls == ("https://clean.example/v.mp4", "https://v.example/q.mp4")
+    assert not record.clean_videos  # the second item's URL is the preview one
     assert parse_record({"status": 50, "item_list": [item]}).clean_videos
 
