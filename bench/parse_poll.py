@@ -13,8 +13,9 @@ The answer is rendered and signed by the simulator's own code (`simulator.histor
   its memory is cleared first in every round (each URL is read in full once, as in a server);
 - all: the three in a row.
 
-    PYTHONPATH=. .venv/bin/python bench/parse_poll.py [--number 50] [--repeat 7] [--tasks 100]
+    PYTHONPATH=. .venv/bin/python bench/parse_poll.py [--number 50] [--repeat 7] [--tasks 100] [--pure]
 
+`--pure` decodes with the standard library, as a build without msgspec does.
 For a before/after comparison run it alternately with PYTHONPATH on each checkout. Last line: JSON (µs per answer).
 """
 
@@ -77,7 +78,10 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--number", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--pure", action="store_true", help="the standard library's codec (as without msgspec)")
     args = parser.parse_args()
+    if args.pure:
+        jsonfast._decode = jsonfast._encode = None
     body = answer_bytes(args.tasks)
     raws = list(jsonfast.loads(body)["data"].values())
     records = [parse_record(r) for r in raws]
@@ -93,13 +97,14 @@ def main() -> None:
         "all": all_steps,
     }
     figures: dict[str, float] = {}
+    fast = jsonfast._decode is not None
     for name, step in steps.items():
         best = min(timeit.repeat(step, number=args.number, repeat=args.repeat)) / args.number * 1e6
         figures[name] = round(best, 1)
-    print(f"answer: {len(body)} bytes, {args.tasks} finished records of 4 images (jsonfast FAST={jsonfast.FAST})")
+    print(f"answer: {len(body)} bytes, {args.tasks} finished records of 4 images (msgspec: {fast})")
     for name, value in figures.items():
         print(f"  {name:7s} {value:10.1f} µs per answer")
-    print(json.dumps({"tasks": args.tasks, "bytes": len(body), "fast": jsonfast.FAST, **figures}))
+    print(json.dumps({"tasks": args.tasks, "bytes": len(body), "fast": fast, **figures}))
 
 
 if __name__ == "__main__":
