@@ -567,6 +567,7 @@ class Watcher:
             self._retry_later(batch, exc.reason)
             return
         now = self.clock.time()
+        statuses = self.client.statuses
         ended: list[_Ending] = []
         changed: list[tuple[str, HistoryRecord]] = []
         for watch in batch:
@@ -584,7 +585,7 @@ class Watcher:
                 else:
                     self._schedule(watch, now + self._interval(watch, now))
                 continue
-            record = parse_record(raw, self.client.statuses)
+            record = parse_record(raw, statuses)
             if record.final and watch.kind is TaskKind.VIDEO and record.item_ids and not record.clean_videos:
                 record = await self._high_quality(account, record)
             if watch.seen is None or (watch.seen.status, watch.seen.item_count) != (record.status, record.item_count):

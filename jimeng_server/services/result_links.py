@@ -49,7 +49,7 @@ from ..tasks.records import Outcome, TaskRecord
 from ..upstream.client import JimengClient
 from ..upstream.errors import UpstreamError
 from ..upstream.history import local_item_urls
-from ..upstream.links import ResultRef, result_refs, url_expiry, video_model_expiry
+from ..upstream.links import ResultRef, record_refs, result_refs, url_expiry, video_model_expiry
 from ..upstream.tokens import Account
 from ..webhooks.sender import HoldEvent
 from .callers import ResolveAccount
@@ -274,7 +274,7 @@ class ResultLinks:
         stored record and the jobs to be added by the webhook's hold or by `ensure_jobs`."""
         done = [o for o in outcomes if o.history_id in settled and o.record is not None and o.urls]
         await self.store.put_result_refs(
-            {o.history_id: result_refs(o.record.raw, o.kind.value) for o in done if o.record is not None}
+            {o.history_id: record_refs(o.record, o.kind.value) for o in done if o.record is not None}
         )
         if self.local is not None and done:
             await self.store.add_keep_jobs({o.history_id: o.urls for o in done}, now=self.clock.time())

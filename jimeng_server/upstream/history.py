@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
+from .. import jsonfast
 from .codes import DEFAULT_STATUSES, STATUSES, StatusMeaning, StatusPolicy, meaning_of
 
 WAITING_STATUSES = frozenset(s for s, f in STATUSES.items() if f.meaning is StatusMeaning.RUNNING) | {45}
@@ -24,6 +25,13 @@ class QueueBody(TypedDict):
     position: int | None
     length: int | None
     eta_seconds: float | None
+
+
+ItemView = tuple[str | None, str | None, bool, str | None]
+"""One item of a record as parsed once (`item_view`): `(image_url, video_url, clean, item_id)`: its image URL
+(`extract_image_url`), its video URL (`extract_video_url`), whether that video URL is the watermark-free
+`video_model` one, and its id (`item_id`); None when absent. A plain tuple: one is made per item of every polled
+record, and a named one costs several times more to build."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,10 @@ class HistoryRecord:
     clean_videos: bool = False
     meaning: StatusMeaning = StatusMeaning.RUNNING
     """What `status` means under the policy the record was parsed with (`codes.meaning_of`)."""
+    items: tuple[ItemView, ...] = ()
+    """What was read of each entry of `raw["item_list"]`, in order (one per entry; `with_high_quality` leaves
+    it as parsed, preview URLs): callers that need per-item facts (`links.record_refs`) read them here
+    instead of walking the raw items again."""
 
     @property
     def done(self) -> bool:
@@ -149,7 +161,7 @@ def video_models(item: Any) -> Iterator[Any]:
     for raw in (_dig(item, "video", "video_model"), _dig(item, "video_model")):
         if isinstance(raw, str):
             try:
-                yield json.loads(raw)
+                yield jsonfast.loads(raw)  # the same values as json.loads, read by the fast codec when present
             except ValueError:
                 continue
         else:
@@ -185,19 +197,36 @@ def _without_video(item: Any) -> bool:
 def extract_video_url(item: Any, *, high_quality: bool = False) -> str | None:
     """The video URL of an item: the watermark-free `video_model` URL when present, else `transcoded_video`'s
     (`transcoded_url`), else the first URL at the other documented item paths (§9.3, §9.5 for `high_quality`)."""
-    if _without_video(item):
-        return None
+    return None if _without_video(item) else _video_url(item, high_quality)[0]
+
+
+def _video_url(item: Any, high_quality: bool) -> tuple[str | None, bool]:
+    """`extract_video_url` of an item that is not `_without_video`, and whether the URL is the watermark-free
+    one (read once, for `parse_record`)."""
     clean = watermark_free_url(item)
     if clean is not None:
-        return clean
+        return clean, True
     transcoded = transcoded_url(item)
     if transcoded is not None:
-        return unescape_url(transcoded)
+        return unescape_url(transcoded), False
     for path in _HQ_VIDEO_PATHS if high_quality else _VIDEO_PATHS:
         url = _dig(item, *path)
         if isinstance(url, str) and url:
-            return unescape_url(url)
-    return None
+            return unescape_url(url), False
+    return None, False
+
+
+_NO_ITEM: ItemView = (None, None, False, None)
+
+
+def item_view(item: Any) -> ItemView:
+    """Everything `parse_record` reads of one item (see `ItemView`), each path walked once."""
+    if not isinstance(item, dict):
+        return _NO_ITEM
+    if _without_video(item):
+        return (extract_image_url(item), None, False, item_id(item))
+    video, clean = _video_url(item, False)
+    return (extract_image_url(item), video, clean, item_id(item))
 
 
 def item_id(item: Any) -> str | None:
@@ -227,25 +256,35 @@ def parse_record(raw: dict[str, Any], statuses: StatusPolicy = DEFAULT_STATUSES)
     """Parse one record; `fail_code` (a string or a number upstream, §18.5) is normalised to a string ("" when
     none); whether its status is final follows the status table and `statuses` (`codes.meaning_of`)."""
     items = raw.get("item_list")
-    items = items if isinstance(items, list) else []
+    views = tuple(map(item_view, items)) if isinstance(items, list) and items else ()
     fail = raw.get("fail_code")
     fail_code = "" if fail in (None, 0, "0", "") else str(fail)
-    images = tuple(u for u in (extract_image_url(i) for i in items) if u)
-    item_videos = [(i, extract_video_url(i)) for i in items]
-    videos = tuple(u for _, u in item_videos if u)
-    ids = tuple(i for i in (item_id(it) for it in items) if i)
-    clean = bool(videos) and all(watermark_free_url(i) for i, u in item_videos if u)
     status = parse_status(raw.get("status"))
+    if not views:  # a record still running: nothing to collect
+        return HistoryRecord(status, fail_code, 0, (), (), (), raw, False, meaning_of(status, 0, statuses))
+    images: list[str] = []
+    videos: list[str] = []
+    ids: list[str] = []
+    clean = True
+    for image, video, clean_video, iid in views:
+        if image:
+            images.append(image)
+        if video:
+            videos.append(video)
+            clean = clean and clean_video
+        if iid:
+            ids.append(iid)
     return HistoryRecord(
-        status=status,
-        fail_code=fail_code,
-        item_count=len(items),
-        image_urls=images,
-        video_urls=videos,
-        item_ids=ids,
-        raw=raw,
-        clean_videos=clean,
-        meaning=meaning_of(status, len(items), statuses),
+        status,
+        fail_code,
+        len(views),
+        tuple(images),
+        tuple(videos),
+        tuple(ids),
+        raw,
+        bool(videos) and clean,
+        meaning_of(status, len(views), statuses),
+        views,
     )
 
 
