@@ -284,7 +284,17 @@ class ResultLinks:
     async def event_body(self, event: OutboxEvent) -> str:
         """The body to send for an outbox event: its stored JSON with `data.results` re-signed when they expire
         (the webhook sender's `body_hook`), or with `local` the kept links; the stored body when nothing needs
-        rewriting. Raises `HoldEvent` while its results are still being kept (`hold_webhooks`)."""
+        rewriting. Raises `HoldEvent` while its results are still being kept (`hold_webhooks`).
+
+        Without `local`, an event stored with its links' expiry (`OutboxEvent.links_expire_at`) whose links live
+        past `now + margin` and were not re-signed here is sent as stored without reading its body (most sends)."""
+        if (
+            self.local is None
+            and event.links_expire_at is not None
+            and not self.expiring(event.links_expire_at)
+            and event.history_id not in self._fresh
+        ):
+            return event.body
         try:
             body = jsonfast.loads(event.body)
             results = body["data"]["results"]

@@ -498,12 +498,13 @@ class ModelCooldowns(TableBase):
 
 _ACTIVE: Final = "('pending', 'delivering')"
 _EVENT_FROM_TASK: Final = """
-SELECT $1, {seq}history_id, account_fp, $2, $3, callback_url, 'pending', 0, 0, $4, NULL, $4, $4
+SELECT $1, {seq}history_id, account_fp, $2, $3, callback_url, 'pending', 0, 0, $4, NULL, $4, $4,
+    $6::double precision
 FROM tasks WHERE history_id = $5 AND callback_url IS NOT NULL
 """
 _EVENT_INSERT_COLUMNS: Final = (
     "event_id, {seq}history_id, account_fp, type, body, callback_url, state, attempts, round_start, "
-    "next_attempt_at, lease_until, created_at, updated_at"
+    "next_attempt_at, lease_until, created_at, updated_at, links_expire_at"
 )
 INSERT_EVENT: Final = {
     # SQLite numbers events itself (its `seq` has no default); PostgreSQL's is an identity column.
@@ -584,7 +585,7 @@ class Outbox(TableBase):
         """Add a pending event, due now, for each `(history_id, event)`, in order, to the task's owner and
         callback URL (both read from the task row; a task without a callback URL gets none)."""
         if events:
-            rows = [(e.event_id, e.type, e.body, now, history_id) for history_id, e in events]
+            rows = [(e.event_id, e.type, e.body, now, history_id, e.links_expire_at) for history_id, e in events]
             await db.executemany(INSERT_EVENT[db.dialect], rows)
 
     async def release_event_leases(self, *, now: float) -> int:

@@ -173,11 +173,14 @@ def event_type_of(status: TaskStatus) -> str:
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """A webhook event to add to the outbox: its id (the `webhook-id`), type and exact JSON body."""
+    """A webhook event to add to the outbox: its id (the `webhook-id`), type and exact JSON body, and when the
+    body's result links stop working as far as the body tells (`webhooks.events.links_expire_at`; None: not
+    known, the sender then reads the body to find out)."""
 
     event_id: str
     type: str
     body: str
+    links_expire_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, create_key, key_auth, seed_sim
-from store_backends import open_store
+from store_backends import execute_sql, open_store
 from support import CN_TOKEN, CN_TOKEN_2, bearer, json_of
 from support import finish_task as finish
 from support import submit_task as submit
@@ -217,6 +217,36 @@ async def test_key_task_webhook_retried_after_an_outage_carries_working_links(
     (call,) = sim.calls(RESIGN)
     assert call.sessionid == POOL_SESSIONS["pa"]  # the task's paying pool account
     assert without_links(retried["data"]) == without_links(first["data"])  # only the links changed
+
+
+async def test_an_event_stored_without_its_links_expiry_is_re_signed_as_before(
+    make_client: AppFactory,
+    clock: ManualClock,
+    sim: Simulator,
+    config: Config,
+    store_url: str,
+    receiver: tuple[Receiver, TestServer],
+) -> None:
+    """An event is stored with the earliest expiry of its links, so the sender need not read its body to know
+    they still live; an event an older server stored without it (NULL) is read as before: its retry after an
+    outage carries re-signed, working links too."""
+    rec, server = receiver
+    client = await make_client(webhooks=HOOKS, results=SHORT, store=dataclasses.replace(config.store, url=store_url))
+    rec.script("/hooks/o", Reply(status=503))
+    hook = str(server.make_url("/hooks/o"))
+    hid = await submit(client, IMAGES, clock, {"prompt": "old cat [sim:ttl=2]", "callback_url": hook}, bearer(CN_TOKEN))
+    await finish(client, clock, hid)
+    (stored,) = await client.app[STORE].events_of(hid)
+    expiries = [r["expires_at"] for r in json.loads(stored.body)["data"]["results"]]
+    assert len(expiries) == 4 and stored.links_expire_at == min(expiries) == clock.time() + 2
+    await execute_sql(store_url, "UPDATE webhook_events SET links_expire_at = NULL")  # as an older server stored it
+    assert await client.app[WEBHOOKS].drain() == 1  # the receiver is down: 503
+    assert rec.on("/hooks/o")[0].body == stored.body.encode()  # the links still live: sent as stored
+    await clock.advance(HOOKS.schedule[1] + 1)
+    assert await client.app[WEBHOOKS].drain() == 1
+    retried = event_of(rec, "/hooks/o", 1)
+    assert [await fetch(u) for u in urls(retried["data"]["results"])] == [(200, "image/png")] * 4
+    assert {c.sessionid for c in sim.calls(RESIGN)} == {CN_TOKEN}
 
 
 def without_links(data: dict[str, Any]) -> dict[str, Any]:

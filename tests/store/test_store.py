@@ -577,3 +577,22 @@ async def test_a_settled_record_reads_back_exact(store: Store, codec: str, monke
     got = await store.get("7001")
     assert got is not None and got.raw_data == {"status": 50, "item_id": big, "neg": -big, "u": "&即😀"}
     assert type(got.raw_data["item_id"]) is int
+
+
+async def test_an_event_keeps_its_links_expiry_through_claim_and_delivery(store: Store, clock: ManualClock) -> None:
+    """The settler's event carries when its links expire (the earliest `x-expires` of its results; infinities
+    for "never" and "the body cannot tell"); the store gives it back as written on every read of the event."""
+    hook = "https://hooks.example/cb"
+    written = {
+        "img": NewEvent("msg_img", "task.succeeded", "{}", 1_767_225_600.0),
+        "never": NewEvent("msg_never", "task.succeeded", "{}", float("inf")),
+        "video": NewEvent("msg_video", "task.succeeded", "{}", float("-inf")),
+        "old": NewEvent("msg_old", "task.succeeded", "{}"),  # not known: None
+    }
+    for hid in written:
+        await store.insert(make_record(hid, callback_url=hook))
+    await store.settle([Finish(hid, DONE, e) for hid, e in written.items()])
+    for hid, e in written.items():
+        assert [x.links_expire_at for x in await store.events_of(hid)] == [e.links_expire_at]
+    claimed = await store.claim_due_events(now=clock.time(), limit=10, lease_until=clock.time() + 60)
+    assert {e.event_id: e.links_expire_at for e in claimed} == {e.event_id: e.links_expire_at for e in written.values()}
