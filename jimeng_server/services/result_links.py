@@ -268,14 +268,18 @@ class ResultLinks:
             item["keep_error"] = "expired: the kept file was removed by retention; this is the upstream's link"
         return item
 
+    @staticmethod
+    def refs_of(outcome: Outcome) -> tuple[ResultRef | None, ...] | None:
+        """The settler's `result_refs` hook: what the results of a finished task are re-signed from, stored with
+        its settlement (None when it has no results)."""
+        if outcome.record is None or not outcome.urls:
+            return None
+        return result_refs(outcome.record.raw, outcome.kind.value)
+
     async def after_settle(self, outcomes: Sequence[Outcome], settled: set[str]) -> None:
-        """The settler's hook: store what the results of the tasks just settled are re-signed from, and with
-        `local` their keep jobs (then wake the keeper). A crash before this leaves the refs to be read from the
-        stored record and the jobs to be added by the webhook's hold or by `ensure_jobs`."""
+        """The settler's hook: with `local`, add the keep jobs of the tasks just settled (then wake the keeper). A
+        crash before this leaves the jobs to be added by the webhook's hold or by `ensure_jobs`."""
         done = [o for o in outcomes if o.history_id in settled and o.record is not None and o.urls]
-        await self.store.put_result_refs(
-            {o.history_id: result_refs(o.record.raw, o.kind.value) for o in done if o.record is not None}
-        )
         if self.local is not None and done:
             await self.store.add_keep_jobs({o.history_id: o.urls for o in done}, now=self.clock.time())
             if self.on_jobs is not None:

@@ -229,6 +229,9 @@ class PgDb:
         with _unique_violation():
             await self._conn.executemany(query, args)
 
+    async def fetch_each(self, *queries: tuple[str, Sequence[Any]]) -> list[list[Row]]:
+        return [await self.fetch(query, *args) for query, args in queries]
+
 
 @contextmanager
 def _unique_violation() -> Iterator[None]:

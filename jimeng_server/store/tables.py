@@ -33,6 +33,7 @@ from .rows import (
     KEEP_COLUMNS,
     KEY_COLUMNS,
     TASK_COLUMNS,
+    Row,
     account_from_row,
     attempt_from_row,
     attempt_params,
@@ -577,6 +578,11 @@ WHERE e.history_id = $1 ORDER BY e.seq, a.attempt
 STATE_COUNTS: Final = "SELECT state, COUNT(*) AS n FROM webhook_events GROUP BY state"
 
 
+def _claimed(rows: Sequence[Row]) -> list[OutboxEvent]:
+    """Claimed event rows as events, oldest due first (then in creation order)."""
+    return sorted((event_from_row(row) for row in rows), key=lambda e: (e.next_attempt_at or 0.0, e.seq))
+
+
 class Outbox(TableBase):
     """`base.OutboxStore` (tables `webhook_events`, `webhook_attempts`)."""
 
@@ -603,7 +609,17 @@ class Outbox(TableBase):
             return []
         async with self._stmt() as db:
             rows = await db.fetch(CLAIM_DUE, now, list(exclude), limit, lease_until)
-        return sorted((event_from_row(row) for row in rows), key=lambda e: (e.next_attempt_at or 0.0, e.seq))
+        return _claimed(rows)
+
+    async def claim_and_next_due(
+        self, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
+    ) -> tuple[list[OutboxEvent], float | None]:
+        """See `base.OutboxStore.claim_and_next_due` (SQLite: both statements in one trip to its thread)."""
+        claim = [(CLAIM_DUE, (now, list(exclude), limit, lease_until))] if limit > 0 else []
+        async with self._stmt() as db:
+            *rows, due = await db.fetch_each(*claim, (NEXT_DUE, (now,)))
+        value = due[0][0] if due else None
+        return _claimed(rows[0]) if rows else [], float(value) if value is not None else None
 
     async def next_event_due(self, *, now: float) -> float | None:
         """See `base.OutboxStore.next_event_due`."""
@@ -727,10 +743,20 @@ ESTIMATED_POOL_COSTS: Final = (
     f"AND cost_source = '{CostSource.ESTIMATED.value}' ORDER BY history_id"
 )
 CORRECT_KEY_SPEND: Final = "UPDATE api_keys SET credits_spent = credits_spent + $2 WHERE id = $1"
+EVENT_FACTS: Final = (
+    "SELECT history_id, parent_history_id, cost_credits, cost_source FROM tasks "
+    "WHERE history_id = ANY($1::text[]) AND (parent_history_id IS NOT NULL OR cost_source IS NOT NULL)"
+)
 COSTS_OF: Final = (
     "SELECT history_id, cost_credits, cost_source FROM tasks "
     "WHERE history_id = ANY($1::text[]) AND cost_source IS NOT NULL"
 )
+
+
+def _cost_of(row: Row) -> TaskCost | None:
+    """The stored cost of a row with `cost_credits` and `cost_source`, None when it has none."""
+    source = row["cost_source"]
+    return TaskCost(row["cost_credits"], CostSource(source)) if source is not None else None
 
 
 class Tasks(Outbox):
@@ -806,6 +832,9 @@ class Tasks(Outbox):
             if not plan.finishes:
                 return []
             await db.executemany(SETTLE_TASK, [settle_params(f, now=now) for f in plan.finishes])
+            refs = [(f.history_id, refs_text(f.refs), now) for f in plan.finishes if f.refs is not None]
+            if refs:
+                await db.executemany(PUT_RESULT_REFS, refs)
             await self._insert_events(db, plan.events, now=now)
             notices = [Notice(NoticeKind.SETTLED, f.history_id) for f in plan.finishes]
             await self._notify(db, [*notices, Notice(NoticeKind.EVENTS)] if plan.events else notices)
@@ -829,7 +858,15 @@ class Tasks(Outbox):
             return {}
         async with self._read() as db:
             rows = await db.fetch(COSTS_OF, list(history_ids))
-        return {r["history_id"]: TaskCost(r["cost_credits"], CostSource(r["cost_source"])) for r in rows}
+        return {r["history_id"]: cost for r in rows if (cost := _cost_of(r)) is not None}
+
+    async def event_facts(self, history_ids: Sequence[str]) -> dict[str, tuple[str | None, TaskCost | None]]:
+        """See `base.TaskTable.event_facts`."""
+        if not history_ids:
+            return {}
+        async with self._read() as db:
+            rows = await db.fetch(EVENT_FACTS, list(history_ids))
+        return {r["history_id"]: (r["parent_history_id"], _cost_of(r)) for r in rows}
 
     async def estimated_pool_costs(self, history_ids: Sequence[str]) -> list[tuple[str, int, str]]:
         """See `base.TaskTable.estimated_pool_costs`."""

@@ -12,6 +12,7 @@ from enum import IntEnum, StrEnum
 from typing import Any, Final
 
 from ..upstream.history import HistoryRecord
+from ..upstream.links import ResultRef
 
 
 class TaskKind(StrEnum):
@@ -195,11 +196,13 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """One task to settle: its final state and, for a task with a callback URL, its event."""
+    """One task to settle: its final state and, for a task with a callback URL, its event; `refs`: what its
+    results are re-signed from, stored in the same transaction (None: nothing to store)."""
 
     history_id: str
     settlement: Settlement
     event: NewEvent | None
+    refs: tuple[ResultRef | None, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from jimeng_server.store.base import SchemaVersionError, Store, TaskOwnershipErr
 from jimeng_server.store.pool import AccountHealth, DuplicateError, NewAccount, NewKey
 from jimeng_server.store.sqlite import MIGRATIONS, SqliteStore
 from jimeng_server.tasks.claims import ClaimState, IdempotencyClaim
+from jimeng_server.tasks.cost import CostSource, TaskCost
 from jimeng_server.tasks.records import (
     Finish,
     NewEvent,
@@ -596,3 +597,34 @@ async def test_an_event_keeps_its_links_expiry_through_claim_and_delivery(store:
         assert [x.links_expire_at for x in await store.events_of(hid)] == [e.links_expire_at]
     claimed = await store.claim_due_events(now=clock.time(), limit=10, lease_until=clock.time() + 60)
     assert {e.event_id: e.links_expire_at for e in claimed} == {e.event_id: e.links_expire_at for e in written.values()}
+
+
+async def test_a_claim_answers_when_the_next_event_is_due(store: Store, clock: ManualClock) -> None:
+    """`claim_and_next_due`: the claim, and the earliest later due time read after it (what a sender waits for)."""
+    for hid in ("h1", "h2", "h3"):
+        await store.insert(make_record(hid, callback_url="https://example.com/hook"))
+        await finish_done(store, hid)
+    t = clock.time()
+    claimed, next_due = await store.claim_and_next_due(now=t, limit=1, lease_until=t + 60)
+    assert ([e.history_id for e in claimed], next_due) == (["h1"], None)  # h2 and h3 are due now, not later
+    await store.unclaim_events_due({claimed[0].event_id: t + 7})
+    claimed, next_due = await store.claim_and_next_due(now=t, limit=5, lease_until=t + 60, exclude=["msg_h3"])
+    assert ([e.history_id for e in claimed], next_due) == (["h2"], t + 7)
+    assert await store.claim_and_next_due(now=t + 7, limit=0, lease_until=t + 60) == ([], None)
+    claimed, next_due = await store.claim_and_next_due(now=t + 7, limit=5, lease_until=t + 60)
+    assert ([e.history_id for e in claimed], next_due) == (["h3", "h1"], None)  # oldest due first
+
+
+async def test_event_facts_are_the_source_task_and_the_stored_cost_in_one_read(store: Store) -> None:
+    await store.insert(make_record("src"))
+    await store.insert(make_record("edit", parent_history_id="src"))
+    await store.insert(make_record("paid"))
+    await store.insert(make_record("plain"))
+    await store.record_cost("paid", TaskCost(12, CostSource.MEASURED))
+    await store.record_cost("edit", TaskCost(3, CostSource.ESTIMATED))
+    facts = await store.event_facts(["src", "edit", "paid", "plain", "unknown"])
+    assert facts == {
+        "edit": ("src", TaskCost(3, CostSource.ESTIMATED)),
+        "paid": (None, TaskCost(12, CostSource.MEASURED)),
+    }
+    assert await store.event_facts([]) == {}
