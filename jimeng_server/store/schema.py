@@ -353,6 +353,10 @@ _EVENT_LINKS_EXPIRY: Final = """
 -- the sender need not read the body again to know (webhooks/events.py `links_expire_at`): the earliest x-expires,
 -- +Infinity when nothing in it expires, -Infinity when the body cannot tell; NULL for events written before.
 ALTER TABLE webhook_events ADD COLUMN links_expire_at DOUBLE PRECISION;
+-- Due events in the order a claim takes them (next_attempt_at, then seq): a burst's events share one due time, and
+-- with next_attempt_at alone SQLite sorted every due event by seq to take the first few (each claim read them all).
+DROP INDEX webhook_events_due;
+CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at, seq) WHERE state IN ('pending', 'delivering');
 """
 
 HISTORY: Final[tuple[Step, ...]] = (
