@@ -4,6 +4,7 @@ tasks/answer.py, so an event says what a query says.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -17,8 +18,10 @@ from ..tasks.cost import TaskCost
 from ..tasks.records import NewEvent, Settlement, event_type_of
 
 
+@functools.lru_cache(maxsize=64)
 def rfc3339(ts: float) -> str:
-    """`2026-01-01T00:00:00.000Z` for unix seconds `ts`."""
+    """`2026-01-01T00:00:00.000Z` for unix seconds `ts` (remembered for the last few: the events of one settle
+    share its time, and formatting costs more than building the rest of an event's envelope)."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
