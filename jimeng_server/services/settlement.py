@@ -62,8 +62,7 @@ class TaskSettler:
             hid = outcome.history_id
             parent, cost = facts.get(hid, (None, None))
             event = new_event(hid, outcome.kind.value, settlement, now, parent_history_id=parent, cost=cost)
-            refs = self.result_refs(outcome) if self.result_refs is not None else None
-            finishes.append(Finish(outcome.history_id, settlement, event, refs))
+            finishes.append(Finish(outcome.history_id, settlement, event, self._refs(outcome)))
         settled = await self._write(self.store.settle(finishes))
         if self.after_settle is not None and settled:
             try:
@@ -77,6 +76,17 @@ class TaskSettler:
             self.on_event()
         if self.after_costs is not None and settled:
             self.after_costs([item.history_id for item in settled])
+
+    def _refs(self, outcome: Outcome) -> tuple[ResultRef | None, ...] | None:
+        """The `result_refs` hook's answer for `outcome`; None (logged) when it fails: the task settles without
+        them (a re-sign reads them from the stored record)."""
+        if self.result_refs is None:
+            return None
+        try:
+            return self.result_refs(outcome)
+        except Exception:
+            log.exception("task %s: what its results are re-signed from could not be read", outcome.history_id)
+            return None
 
     async def progress(self, records: Sequence[tuple[str, HistoryRecord]]) -> None:
         """Store changed records of tasks still running, in one transaction. The watcher's `on_progress` hook."""

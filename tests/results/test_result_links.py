@@ -297,6 +297,30 @@ async def test_refs_are_stored_per_task_on_both_backends_and_go_with_the_task(
         await store.close()
 
 
+async def test_a_task_whose_refs_cannot_be_read_still_settles_with_its_event(
+    store_url: str, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The refs are read before the settle's transaction; a failure there is logged and the task settles without
+    them (nothing the caller paid for is lost): its state and its webhook event are stored."""
+    store = await open_store(store_url, clock)
+    try:
+        await store.insert(make_task("h1", "https://hooks.example/cb", created_at=clock.time()))
+        settler = TaskSettler(store, clock)
+
+        def broken(_outcome: object) -> None:
+            raise RuntimeError("unreadable record")
+
+        settler.result_refs = broken
+        await settler.settle([done_outcome("h1", ["https://cdn.example/a.png"])])
+        row = await store.get("h1")
+        assert row is not None and row.final and row.results == ("https://cdn.example/a.png",)
+        assert [e.type for e in await store.events_of("h1")] == ["task.succeeded"]
+        assert await store.result_refs_of(["h1"]) == {}
+        assert "could not be read" in caplog.text
+    finally:
+        await store.close()
+
+
 async def test_the_settler_stores_the_refs_the_upstream_record_names(
     make_client: AppFactory, clock: ManualClock, sim: Simulator
 ) -> None:
