@@ -21,7 +21,7 @@ from ..tasks.answer import settlement_of
 from ..tasks.records import Finish, Outcome, Progress
 from ..upstream.history import HistoryRecord
 from ..upstream.links import ResultRef
-from ..webhooks.events import new_event
+from ..webhooks.events import event_maker
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,11 @@ class TaskSettler:
         sender if an event was written. The watcher's `on_final` hook."""
         now = self.clock.time()
         finishes = []
-        # A post-edit's event names its source task, as its query does, and carries the stored cost (recorded at
-        # submit) as the query does: one read for the batch.
-        facts = await self._write(self.store.event_facts([o.history_id for o in outcomes]))
         for outcome in outcomes:
             settlement = settlement_of(outcome)
-            hid = outcome.history_id
-            parent, cost = facts.get(hid, (None, None))
-            event = new_event(hid, outcome.kind.value, settlement, now, parent_history_id=parent, cost=cost)
+            # A post-edit's event names its source task, as its query does, and carries the stored cost (recorded
+            # at submit) as the query does: the settle's transaction reads both and makes the event.
+            event = event_maker(outcome.history_id, outcome.kind.value, settlement, now)
             finishes.append(Finish(outcome.history_id, settlement, event, self._refs(outcome)))
         settled = await self._write(self.store.settle(finishes))
         if self.after_settle is not None and settled:

@@ -126,12 +126,6 @@ class TaskTable(Protocol):
         """The stored costs among `history_ids` (one query, any count), keyed by id; tasks with none absent."""
         ...
 
-    async def event_facts(self, history_ids: Sequence[str]) -> dict[str, tuple[str | None, TaskCost | None]]:
-        """What the webhook events of these tasks carry from their stored rows, in one query: id -> (source task
-        of a post-edit or None, stored cost or None); tasks with neither (and unknown ids) absent. The settler's
-        one read per batch (`links` and `costs_of` answer the same, in two)."""
-        ...
-
     async def estimated_pool_costs(self, history_ids: Sequence[str]) -> list[tuple[str, int, str]]:
         """`(history_id, account_id, submit_id)` of the final pooled tasks among `history_ids` (a paying
         `account_id`, a `submit_id`) whose stored cost is still `estimated`, by id (one query, any count): what
@@ -147,7 +141,8 @@ class TaskTable(Protocol):
         """Make processing tasks final, ALL in ONE transaction (a poll's finishes commit together).
 
         For each `Finish`: store its settlement, stamp `finished_at`, drop the token; then, when the task has
-        a callback URL, add its `event` to the webhook outbox (pending, due now) in the same transaction, and
+        a callback URL, add its `event` (given, or made from the task's source task and stored cost as this
+        transaction reads them) to the webhook outbox (pending, due now) in the same transaction, and
         its `refs` (what its results are re-signed from, `ResultRefStore`) when it carries them. A
         task that is unknown or already final is left alone (one terminal state, one event). Returns what was
         settled now, in order, with whether an event was written. Raises ValueError for a non-final status.

@@ -717,7 +717,7 @@ UPDATE_PROGRESS: Final = (
 # `+status`: the same test, but no index on it; SQLite would otherwise walk `tasks_status` (every task in flight,
 # thousands during a burst) instead of looking the batch's ids up by key (tests/store/test_query_plans.py).
 OPEN_TASKS: Final = f"""
-SELECT history_id, callback_url IS NOT NULL AS hooked FROM tasks
+SELECT history_id, callback_url IS NOT NULL AS hooked, parent_history_id, cost_credits, cost_source FROM tasks
 WHERE history_id = ANY($1::text[]) AND +status = {_PROCESSING} FOR UPDATE
 """
 SETTLE_TASK: Final = f"""
@@ -743,10 +743,6 @@ ESTIMATED_POOL_COSTS: Final = (
     f"AND cost_source = '{CostSource.ESTIMATED.value}' ORDER BY history_id"
 )
 CORRECT_KEY_SPEND: Final = "UPDATE api_keys SET credits_spent = credits_spent + $2 WHERE id = $1"
-EVENT_FACTS: Final = (
-    "SELECT history_id, parent_history_id, cost_credits, cost_source FROM tasks "
-    "WHERE history_id = ANY($1::text[]) AND (parent_history_id IS NOT NULL OR cost_source IS NOT NULL)"
-)
 COSTS_OF: Final = (
     "SELECT history_id, cost_credits, cost_source FROM tasks "
     "WHERE history_id = ANY($1::text[]) AND cost_source IS NOT NULL"
@@ -820,15 +816,21 @@ class Tasks(Outbox):
 
     async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
         """See `base.TaskTable.settle`: one transaction, a handful of statements for the whole batch: the tasks
-        still processing (locked on PostgreSQL, so a settle of the same task elsewhere waits and then finds it
-        final), `tasks.settle.plan_settle`, then one update and one event insert each."""
+        still processing with what their events carry from the row (locked on PostgreSQL, so a settle of the same
+        task elsewhere waits and then finds it final), `tasks.settle.plan_settle` (which makes the events), then one
+        update, one refs insert and one event insert each."""
         check_finals(finals)
         if not finals:
             return []
         now = self._clock.time()
         async with self._tx() as db:
             rows = await db.fetch(OPEN_TASKS, [f.history_id for f in finals])
-            plan = plan_settle(finals, {row["history_id"]: bool(row["hooked"]) for row in rows})
+            facts = {
+                row["history_id"]: (row["parent_history_id"], _cost_of(row))
+                for row in rows
+                if row["parent_history_id"] is not None or row["cost_source"] is not None
+            }
+            plan = plan_settle(finals, {row["history_id"]: bool(row["hooked"]) for row in rows}, facts)
             if not plan.finishes:
                 return []
             await db.executemany(SETTLE_TASK, [settle_params(f, now=now) for f in plan.finishes])
@@ -859,14 +861,6 @@ class Tasks(Outbox):
         async with self._read() as db:
             rows = await db.fetch(COSTS_OF, list(history_ids))
         return {r["history_id"]: cost for r in rows if (cost := _cost_of(r)) is not None}
-
-    async def event_facts(self, history_ids: Sequence[str]) -> dict[str, tuple[str | None, TaskCost | None]]:
-        """See `base.TaskTable.event_facts`."""
-        if not history_ids:
-            return {}
-        async with self._read() as db:
-            rows = await db.fetch(EVENT_FACTS, list(history_ids))
-        return {r["history_id"]: (r["parent_history_id"], _cost_of(r)) for r in rows}
 
     async def estimated_pool_costs(self, history_ids: Sequence[str]) -> list[tuple[str, int, str]]:
         """See `base.TaskTable.estimated_pool_costs`."""

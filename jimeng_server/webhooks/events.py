@@ -15,7 +15,7 @@ from typing import Any, Final
 from .. import jsonfast
 from ..tasks.answer import ResultItem, settled_body
 from ..tasks.cost import TaskCost
-from ..tasks.records import NewEvent, Settlement, event_type_of
+from ..tasks.records import MakeEvent, NewEvent, Settlement, event_type_of
 
 
 @functools.lru_cache(maxsize=64)
@@ -97,3 +97,13 @@ def new_event(
     data = settled_body(history_id, task_type, settlement, parent_history_id=parent_history_id, cost=cost)
     body = event_body(event_type, data, now)
     return NewEvent(new_event_id(), event_type, body, links_expire_at(task_type, data["results"]))
+
+
+def event_maker(history_id: str, task_type: str, settlement: Settlement, now: float) -> MakeEvent:
+    """`new_event` of a task settling now, made by the store's settle from the source task and stored cost its
+    transaction reads (`tasks.records.Finish.event`)."""
+
+    def make(parent_history_id: str | None, cost: TaskCost | None) -> NewEvent:
+        return new_event(history_id, task_type, settlement, now, parent_history_id=parent_history_id, cost=cost)
+
+    return make

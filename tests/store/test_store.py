@@ -615,16 +615,38 @@ async def test_a_claim_answers_when_the_next_event_is_due(store: Store, clock: M
     assert ([e.history_id for e in claimed], next_due) == (["h3", "h1"], None)  # oldest due first
 
 
-async def test_event_facts_are_the_source_task_and_the_stored_cost_in_one_read(store: Store) -> None:
-    await store.insert(make_record("src"))
-    await store.insert(make_record("edit", parent_history_id="src"))
-    await store.insert(make_record("paid"))
-    await store.insert(make_record("plain"))
+async def test_a_settle_makes_events_from_the_source_task_and_cost_it_reads(store: Store) -> None:
+    """A finish may carry a `MakeEvent` instead of an event: the settle's transaction calls it with the task's
+    source task (a post-edit's) and stored cost as it reads them, for each task it settles with a callback URL."""
+    hook = "https://hooks.example/cb"
+    await store.insert(make_record("src", callback_url=hook))
+    await store.insert(make_record("edit", parent_history_id="src", callback_url=hook))
+    await store.insert(make_record("paid", callback_url=hook))
+    await store.insert(make_record("plain"))  # no callback URL: no event made
     await store.record_cost("paid", TaskCost(12, CostSource.MEASURED))
     await store.record_cost("edit", TaskCost(3, CostSource.ESTIMATED))
-    facts = await store.event_facts(["src", "edit", "paid", "plain", "unknown"])
-    assert facts == {
+    asked: dict[str, tuple[str | None, TaskCost | None]] = {}
+
+    def maker(hid: str) -> Any:
+        def make(source: str | None, cost: TaskCost | None) -> NewEvent:
+            asked[hid] = (source, cost)
+            return NewEvent(f"msg_{hid}", "task.succeeded", f'{{"source":"{source}"}}')
+
+        return make
+
+    ids = ["src", "edit", "paid", "plain", "unknown"]
+    settled = await store.settle([Finish(hid, DONE, maker(hid)) for hid in ids])
+    assert [(s.history_id, s.event_written) for s in settled] == [
+        ("src", True),
+        ("edit", True),
+        ("paid", True),
+        ("plain", False),
+    ]
+    assert asked == {
+        "src": (None, None),
         "edit": ("src", TaskCost(3, CostSource.ESTIMATED)),
         "paid": (None, TaskCost(12, CostSource.MEASURED)),
     }
-    assert await store.event_facts([]) == {}
+    assert [e.body for e in await store.events_of("edit")] == ['{"source":"src"}']
+    assert await store.settle([Finish("paid", DONE, maker("again"))]) == []  # final already: nothing made
+    assert "again" not in asked
