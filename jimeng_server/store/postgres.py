@@ -230,6 +230,9 @@ class PgDb:
             await self._conn.executemany(query, args)
 
     async def fetch_each(self, *queries: tuple[str, Sequence[Any]]) -> list[list[Row]]:
+        if isinstance(self._conn, asyncpg.Pool):  # one connection for them all, not one checkout each
+            async with self._conn.acquire() as conn:
+                return await PgDb(conn).fetch_each(*queries)
         return [await self.fetch(query, *args) for query, args in queries]
 
 
