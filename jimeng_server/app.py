@@ -507,6 +507,7 @@ def setup_results(app: web.Application, background: bool) -> None:
     root = results_root(results, config.store)
     app[QUERIES].links = links
     app[INTAKE].remember_owner = links.remember
+    app[SETTLER].result_refs = links.refs_of
     app[SETTLER].after_settle = links.after_settle
     app[WEBHOOKS].body_hook = links.event_body
     keeper: Keeper | None = None

@@ -156,11 +156,6 @@ class ResultLinks:
             return min(models)
         return row.finished_at + VIDEO_LINK_SECONDS if row.finished_at is not None else None
 
-    def answer_expiry(self, history_id: str, urls: Sequence[str]) -> float | None:
-        """The earliest expiry of a task's answered links (the re-signed ones when there are)."""
-        fresh = self._fresh.get(history_id)
-        return fresh.earliest if fresh is not None else earliest_expiry(urls)
-
     async def urls(self, row: TaskRecord, account: Account | None = None) -> tuple[str, ...]:
         """Links for the results of a settled task that live past `now + margin` where they can be re-signed
         (`account`: the caller's header account owning a raw-token task, if any)."""
@@ -268,14 +263,18 @@ class ResultLinks:
             item["keep_error"] = "expired: the kept file was removed by retention; this is the upstream's link"
         return item
 
+    @staticmethod
+    def refs_of(outcome: Outcome) -> tuple[ResultRef | None, ...] | None:
+        """The settler's `result_refs` hook: what the results of a finished task are re-signed from, stored with
+        its settlement (None when it has no results)."""
+        if outcome.record is None or not outcome.urls:
+            return None
+        return record_refs(outcome.record, outcome.kind.value)
+
     async def after_settle(self, outcomes: Sequence[Outcome], settled: set[str]) -> None:
-        """The settler's hook: store what the results of the tasks just settled are re-signed from, and with
-        `local` their keep jobs (then wake the keeper). A crash before this leaves the refs to be read from the
-        stored record and the jobs to be added by the webhook's hold or by `ensure_jobs`."""
+        """The settler's hook: with `local`, add the keep jobs of the tasks just settled (then wake the keeper). A
+        crash before this leaves the jobs to be added by the webhook's hold or by `ensure_jobs`."""
         done = [o for o in outcomes if o.history_id in settled and o.record is not None and o.urls]
-        await self.store.put_result_refs(
-            {o.history_id: record_refs(o.record, o.kind.value) for o in done if o.record is not None}
-        )
         if self.local is not None and done:
             await self.store.add_keep_jobs({o.history_id: o.urls for o in done}, now=self.clock.time())
             if self.on_jobs is not None:
@@ -284,7 +283,17 @@ class ResultLinks:
     async def event_body(self, event: OutboxEvent) -> str:
         """The body to send for an outbox event: its stored JSON with `data.results` re-signed when they expire
         (the webhook sender's `body_hook`), or with `local` the kept links; the stored body when nothing needs
-        rewriting. Raises `HoldEvent` while its results are still being kept (`hold_webhooks`)."""
+        rewriting. Raises `HoldEvent` while its results are still being kept (`hold_webhooks`).
+
+        Without `local`, an event stored with its links' expiry (`OutboxEvent.links_expire_at`) whose links live
+        past `now + margin` and were not re-signed here is sent as stored without reading its body (most sends)."""
+        if (
+            self.local is None
+            and event.links_expire_at is not None
+            and not self.expiring(event.links_expire_at)
+            and event.history_id not in self._fresh
+        ):
+            return event.body
         try:
             body = jsonfast.loads(event.body)
             results = body["data"]["results"]
@@ -294,7 +303,12 @@ class ResultLinks:
         if not urls:
             return event.body
         video = body["data"].get("task_type") == "video"
-        if self.local is None and not video and not self.expiring(self.answer_expiry(event.history_id, urls)):
+        if (
+            self.local is None
+            and not video
+            and event.history_id not in self._fresh  # re-signed here: the body gets those links (one truth)
+            and not self.expiring(earliest_expiry(urls))
+        ):
             return event.body
         row = await self.store.get(event.history_id)
         if row is None or not row.final or not row.results:

@@ -20,7 +20,8 @@ from ..store.base import Store
 from ..tasks.answer import settlement_of
 from ..tasks.records import Finish, Outcome, Progress
 from ..upstream.history import HistoryRecord
-from ..webhooks.events import new_event
+from ..upstream.links import ResultRef
+from ..webhooks.events import event_maker
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,10 @@ class TaskSettler:
         self.store = store
         self.clock = clock
         self.on_event = on_event
-        # Set by the app (`services/result_links.py`): called after a settle with its outcomes and the ids it made
-        # final (what the results are re-signed from, their keep jobs). Its failures are logged, never raised.
+        # Set by the app (`services/result_links.py`): what a finished outcome's results are re-signed from (None:
+        # nothing), stored in the settle's own transaction; and called after a settle with its outcomes and the ids
+        # it made final (their keep jobs). Their failures are logged, never raised.
+        self.result_refs: Callable[[Outcome], tuple[ResultRef | None, ...] | None] | None = None
         self.after_settle: Callable[[Sequence[Outcome], set[str]], Awaitable[None]] | None = None
         # Set by the app (`services/task_costs.py`): told the ids just made final, to measure their estimated costs
         # from the upstream's spending records in the background (it must not block or raise).
@@ -51,18 +54,12 @@ class TaskSettler:
         sender if an event was written. The watcher's `on_final` hook."""
         now = self.clock.time()
         finishes = []
-        # A post-edit's event names its source task, as its query does (one read for the batch).
-        ids = [o.history_id for o in outcomes]
-        parents = dict(await self._write(self.store.links(ids)))
-        # Its stored cost too (recorded at submit): the event's data carries it as the query does.
-        costs = await self._write(self.store.costs_of(ids))
         for outcome in outcomes:
             settlement = settlement_of(outcome)
-            hid = outcome.history_id
-            event = new_event(
-                hid, outcome.kind.value, settlement, now, parent_history_id=parents.get(hid), cost=costs.get(hid)
-            )
-            finishes.append(Finish(outcome.history_id, settlement, event))
+            # A post-edit's event names its source task, as its query does, and carries the stored cost (recorded
+            # at submit) as the query does: the settle's transaction reads both and makes the event.
+            event = event_maker(outcome.history_id, outcome.kind.value, settlement, now)
+            finishes.append(Finish(outcome.history_id, settlement, event, self._refs(outcome)))
         settled = await self._write(self.store.settle(finishes))
         if self.after_settle is not None and settled:
             try:
@@ -76,6 +73,17 @@ class TaskSettler:
             self.on_event()
         if self.after_costs is not None and settled:
             self.after_costs([item.history_id for item in settled])
+
+    def _refs(self, outcome: Outcome) -> tuple[ResultRef | None, ...] | None:
+        """The `result_refs` hook's answer for `outcome`; None (logged) when it fails: the task settles without
+        them (a re-sign reads them from the stored record)."""
+        if self.result_refs is None:
+            return None
+        try:
+            return self.result_refs(outcome)
+        except Exception:
+            log.exception("task %s: what its results are re-signed from could not be read", outcome.history_id)
+            return None
 
     async def progress(self, records: Sequence[tuple[str, HistoryRecord]]) -> None:
         """Store changed records of tasks still running, in one transaction. The watcher's `on_progress` hook."""

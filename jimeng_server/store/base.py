@@ -141,7 +141,9 @@ class TaskTable(Protocol):
         """Make processing tasks final, ALL in ONE transaction (a poll's finishes commit together).
 
         For each `Finish`: store its settlement, stamp `finished_at`, drop the token; then, when the task has
-        a callback URL, add its `event` to the webhook outbox (pending, due now) in the same transaction. A
+        a callback URL, add its `event` (given, or made from the task's source task and stored cost as this
+        transaction reads them) to the webhook outbox (pending, due now) in the same transaction, and
+        its `refs` (what its results are re-signed from, `ResultRefStore`) when it carries them. A
         task that is unknown or already final is left alone (one terminal state, one event). Returns what was
         settled now, in order, with whether an event was written. Raises ValueError for a non-final status.
         """
@@ -216,6 +218,13 @@ class OutboxStore(Protocol):
     async def next_event_due(self, *, now: float) -> float | None:
         """The earliest `next_attempt_at` later than `now` among pending events (None if there is none):
         when a sender must look again at the latest."""
+        ...
+
+    async def claim_and_next_due(
+        self, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
+    ) -> tuple[list[OutboxEvent], float | None]:
+        """`claim_due_events` then `next_event_due` (read after the claim), in one trip to the database where
+        the backend can: what a sender's tick asks."""
         ...
 
     async def record_attempts(self, results: Sequence[AttemptResult]) -> None:

@@ -103,6 +103,10 @@ class Db(Protocol):
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
         """Run `query` once per parameter tuple."""
 
+    async def fetch_each(self, *queries: tuple[str, Sequence[Any]]) -> list[list[Row]]:
+        """Every row of each `(query, args)`, run in order: on SQLite in ONE trip to the connection's thread (each
+        statement still its own, unless inside a transaction)."""
+
 
 def _sqlite_args(args: Sequence[Any]) -> tuple[Any, ...]:
     """Parameters as SQLite binds them: a list (a `= ANY($n)` operand) as its JSON text."""
@@ -161,6 +165,10 @@ class SqliteDb:
             return
         with _unique_violation():
             await self._conn.executemany(render(query, self.dialect), rows)
+
+    async def fetch_each(self, *queries: tuple[str, Sequence[Any]]) -> list[list[Row]]:
+        texts = [(render(query, self.dialect), _sqlite_args(args)) for query, args in queries]
+        return await self._run(lambda conn: [conn.execute(text, values).fetchall() for text, values in texts])
 
     async def commit(self) -> None:
         """COMMIT, after the statements still waiting (one trip)."""

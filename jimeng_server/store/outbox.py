@@ -34,7 +34,9 @@ ACTIVE_STATES: Final = frozenset({EventState.PENDING, EventState.DELIVERING})
 @dataclass(frozen=True, slots=True)
 class OutboxEvent:
     """One stored event. `body` is the exact JSON text sent (and signed); `attempts` counts every attempt
-    ever made, `round_start` those made before the last redelivery (the retry schedule restarts there)."""
+    ever made, `round_start` those made before the last redelivery (the retry schedule restarts there);
+    `links_expire_at`: when the body's result links stop working as the body tells, stored with it
+    (`webhooks.events.links_expire_at`; None for an event written before it was stored)."""
 
     event_id: str
     seq: int
@@ -50,6 +52,7 @@ class OutboxEvent:
     lease_until: float | None
     created_at: float
     updated_at: float
+    links_expire_at: float | None = None
 
     @property
     def round_attempts(self) -> int:

@@ -229,6 +229,12 @@ class PgDb:
         with _unique_violation():
             await self._conn.executemany(query, args)
 
+    async def fetch_each(self, *queries: tuple[str, Sequence[Any]]) -> list[list[Row]]:
+        if isinstance(self._conn, asyncpg.Pool):  # one connection for them all, not one checkout each
+            async with self._conn.acquire() as conn:
+                return await PgDb(conn).fetch_each(*queries)
+        return [await self.fetch(query, *args) for query, args in queries]
+
 
 @contextmanager
 def _unique_violation() -> Iterator[None]:

@@ -48,7 +48,7 @@ TASK_COLUMNS: Final = (
 )
 EVENT_COLUMNS: Final = (
     "event_id, seq, history_id, account_fp, type, body, callback_url, state, attempts, round_start, "
-    "next_attempt_at, lease_until, created_at, updated_at"
+    "next_attempt_at, lease_until, created_at, updated_at, links_expire_at"
 )
 
 ACCOUNT_COLUMNS: Final = (
@@ -130,6 +130,7 @@ def event_from_row(row: Row) -> OutboxEvent:
         lease_until=row["lease_until"],
         created_at=float(row["created_at"]),
         updated_at=float(row["updated_at"]),
+        links_expire_at=row["links_expire_at"],
     )
 
 

@@ -4,7 +4,7 @@
 with its own type names; the steps from before the backends shared their schema keep each dialect's own text
 (SQLite's first four files predate PostgreSQL; PostgreSQL's version 1 is SQLite's version 4 in one step, and
 its watch leases exist only there). A dialect's migrations are the steps that have its text, so each keeps
-its version numbers: SQLite `user_version` 1-9, PostgreSQL `jimeng_schema.version` 1-7. Append only; a new
+its version numbers: SQLite `user_version` 1-10, PostgreSQL `jimeng_schema.version` 1-8. Append only; a new
 table is one `shared(...)` step at the end.
 """
 
@@ -348,6 +348,17 @@ ALTER TABLE tasks ADD COLUMN cost_credits INTEGER;
 ALTER TABLE tasks ADD COLUMN cost_source TEXT CHECK (cost_source IN ('measured', 'estimated'));
 """
 
+_EVENT_LINKS_EXPIRY: Final = """
+-- When a webhook event's result links stop working as its body says (issue 27 item 2), written with the event so
+-- the sender need not read the body again to know (webhooks/events.py `links_expire_at`): the earliest x-expires,
+-- +Infinity when nothing in it expires, -Infinity when the body cannot tell; NULL for events written before.
+ALTER TABLE webhook_events ADD COLUMN links_expire_at DOUBLE PRECISION;
+-- Due events in the order a claim takes them (next_attempt_at, then seq): a burst's events share one due time, and
+-- with next_attempt_at alone SQLite sorted every due event by seq to take the first few (each claim read them all).
+DROP INDEX webhook_events_due;
+CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at, seq) WHERE state IN ('pending', 'delivering');
+"""
+
 HISTORY: Final[tuple[Step, ...]] = (
     Step(_SQLITE_1, None),
     Step(_SQLITE_2, None),
@@ -359,5 +370,6 @@ HISTORY: Final[tuple[Step, ...]] = (
     shared(_KEPT_RESULTS),
     shared(_MODEL_COOLDOWNS),
     shared(_TASK_COSTS),
+    shared(_EVENT_LINKS_EXPIRY),
 )
 """Every schema step, oldest first (see the module docstring)."""

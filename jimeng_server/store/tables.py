@@ -33,6 +33,7 @@ from .rows import (
     KEEP_COLUMNS,
     KEY_COLUMNS,
     TASK_COLUMNS,
+    Row,
     account_from_row,
     attempt_from_row,
     attempt_params,
@@ -498,12 +499,13 @@ class ModelCooldowns(TableBase):
 
 _ACTIVE: Final = "('pending', 'delivering')"
 _EVENT_FROM_TASK: Final = """
-SELECT $1, {seq}history_id, account_fp, $2, $3, callback_url, 'pending', 0, 0, $4, NULL, $4, $4
+SELECT $1, {seq}history_id, account_fp, $2, $3, callback_url, 'pending', 0, 0, $4, NULL, $4, $4,
+    $6::double precision
 FROM tasks WHERE history_id = $5 AND callback_url IS NOT NULL
 """
 _EVENT_INSERT_COLUMNS: Final = (
     "event_id, {seq}history_id, account_fp, type, body, callback_url, state, attempts, round_start, "
-    "next_attempt_at, lease_until, created_at, updated_at"
+    "next_attempt_at, lease_until, created_at, updated_at, links_expire_at"
 )
 INSERT_EVENT: Final = {
     # SQLite numbers events itself (its `seq` has no default); PostgreSQL's is an identity column.
@@ -576,6 +578,11 @@ WHERE e.history_id = $1 ORDER BY e.seq, a.attempt
 STATE_COUNTS: Final = "SELECT state, COUNT(*) AS n FROM webhook_events GROUP BY state"
 
 
+def _claimed(rows: Sequence[Row]) -> list[OutboxEvent]:
+    """Claimed event rows as events, oldest due first (then in creation order)."""
+    return sorted((event_from_row(row) for row in rows), key=lambda e: (e.next_attempt_at or 0.0, e.seq))
+
+
 class Outbox(TableBase):
     """`base.OutboxStore` (tables `webhook_events`, `webhook_attempts`)."""
 
@@ -584,7 +591,7 @@ class Outbox(TableBase):
         """Add a pending event, due now, for each `(history_id, event)`, in order, to the task's owner and
         callback URL (both read from the task row; a task without a callback URL gets none)."""
         if events:
-            rows = [(e.event_id, e.type, e.body, now, history_id) for history_id, e in events]
+            rows = [(e.event_id, e.type, e.body, now, history_id, e.links_expire_at) for history_id, e in events]
             await db.executemany(INSERT_EVENT[db.dialect], rows)
 
     async def release_event_leases(self, *, now: float) -> int:
@@ -602,7 +609,17 @@ class Outbox(TableBase):
             return []
         async with self._stmt() as db:
             rows = await db.fetch(CLAIM_DUE, now, list(exclude), limit, lease_until)
-        return sorted((event_from_row(row) for row in rows), key=lambda e: (e.next_attempt_at or 0.0, e.seq))
+        return _claimed(rows)
+
+    async def claim_and_next_due(
+        self, *, now: float, limit: int, lease_until: float, exclude: Collection[str] = ()
+    ) -> tuple[list[OutboxEvent], float | None]:
+        """See `base.OutboxStore.claim_and_next_due` (SQLite: both statements in one trip to its thread)."""
+        claim = [(CLAIM_DUE, (now, list(exclude), limit, lease_until))] if limit > 0 else []
+        async with self._stmt() as db:
+            *rows, due = await db.fetch_each(*claim, (NEXT_DUE, (now,)))
+        value = due[0][0] if due else None
+        return _claimed(rows[0]) if rows else [], float(value) if value is not None else None
 
     async def next_event_due(self, *, now: float) -> float | None:
         """See `base.OutboxStore.next_event_due`."""
@@ -700,7 +717,7 @@ UPDATE_PROGRESS: Final = (
 # `+status`: the same test, but no index on it; SQLite would otherwise walk `tasks_status` (every task in flight,
 # thousands during a burst) instead of looking the batch's ids up by key (tests/store/test_query_plans.py).
 OPEN_TASKS: Final = f"""
-SELECT history_id, callback_url IS NOT NULL AS hooked FROM tasks
+SELECT history_id, callback_url IS NOT NULL AS hooked, parent_history_id, cost_credits, cost_source FROM tasks
 WHERE history_id = ANY($1::text[]) AND +status = {_PROCESSING} FOR UPDATE
 """
 SETTLE_TASK: Final = f"""
@@ -730,6 +747,12 @@ COSTS_OF: Final = (
     "SELECT history_id, cost_credits, cost_source FROM tasks "
     "WHERE history_id = ANY($1::text[]) AND cost_source IS NOT NULL"
 )
+
+
+def _cost_of(row: Row) -> TaskCost | None:
+    """The stored cost of a row with `cost_credits` and `cost_source`, None when it has none."""
+    source = row["cost_source"]
+    return TaskCost(row["cost_credits"], CostSource(source)) if source is not None else None
 
 
 class Tasks(Outbox):
@@ -793,18 +816,27 @@ class Tasks(Outbox):
 
     async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
         """See `base.TaskTable.settle`: one transaction, a handful of statements for the whole batch: the tasks
-        still processing (locked on PostgreSQL, so a settle of the same task elsewhere waits and then finds it
-        final), `tasks.settle.plan_settle`, then one update and one event insert each."""
+        still processing with what their events carry from the row (locked on PostgreSQL, so a settle of the same
+        task elsewhere waits and then finds it final), `tasks.settle.plan_settle` (which makes the events), then one
+        update, one refs insert and one event insert each."""
         check_finals(finals)
         if not finals:
             return []
         now = self._clock.time()
         async with self._tx() as db:
             rows = await db.fetch(OPEN_TASKS, [f.history_id for f in finals])
-            plan = plan_settle(finals, {row["history_id"]: bool(row["hooked"]) for row in rows})
+            facts = {
+                row["history_id"]: (row["parent_history_id"], _cost_of(row))
+                for row in rows
+                if row["parent_history_id"] is not None or row["cost_source"] is not None
+            }
+            plan = plan_settle(finals, {row["history_id"]: bool(row["hooked"]) for row in rows}, facts)
             if not plan.finishes:
                 return []
             await db.executemany(SETTLE_TASK, [settle_params(f, now=now) for f in plan.finishes])
+            refs = [(f.history_id, refs_text(f.refs), now) for f in plan.finishes if f.refs is not None]
+            if refs:
+                await db.executemany(PUT_RESULT_REFS, refs)
             await self._insert_events(db, plan.events, now=now)
             notices = [Notice(NoticeKind.SETTLED, f.history_id) for f in plan.finishes]
             await self._notify(db, [*notices, Notice(NoticeKind.EVENTS)] if plan.events else notices)
@@ -828,7 +860,7 @@ class Tasks(Outbox):
             return {}
         async with self._read() as db:
             rows = await db.fetch(COSTS_OF, list(history_ids))
-        return {r["history_id"]: TaskCost(r["cost_credits"], CostSource(r["cost_source"])) for r in rows}
+        return {r["history_id"]: cost for r in rows if (cost := _cost_of(r)) is not None}
 
     async def estimated_pool_costs(self, history_ids: Sequence[str]) -> list[tuple[str, int, str]]:
         """See `base.TaskTable.estimated_pool_costs`."""

@@ -7,11 +7,14 @@ leaks it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any, Final
 
 from ..upstream.history import HistoryRecord
+from ..upstream.links import ResultRef
+from .cost import TaskCost
 
 
 class TaskKind(StrEnum):
@@ -171,13 +174,21 @@ def event_type_of(status: TaskStatus) -> str:
     raise ValueError(f"no webhook event for a task that is not final ({status!r})")
 
 
+MakeEvent = Callable[[str | None, TaskCost | None], "NewEvent"]
+"""Makes a task's webhook event from its source task (a post-edit's, else None) and stored cost (else None), as
+the settle's transaction reads them."""
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """A webhook event to add to the outbox: its id (the `webhook-id`), type and exact JSON body."""
+    """A webhook event to add to the outbox: its id (the `webhook-id`), type and exact JSON body, and when the
+    body's result links stop working as far as the body tells (`webhooks.events.links_expire_at`; None: not
+    known, the sender then reads the body to find out)."""
 
     event_id: str
     type: str
     body: str
+    links_expire_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,11 +203,15 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """One task to settle: its final state and, for a task with a callback URL, its event."""
+    """One task to settle: its final state and, for a task with a callback URL, its event: given, or made by
+    `event(source, cost)` from what the settle's transaction reads of the task (the source task of a post-edit and
+    the stored cost, each None when it has none); `refs`: what its results are re-signed from, stored in the same
+    transaction (None: nothing to store)."""
 
     history_id: str
     settlement: Settlement
-    event: NewEvent | None
+    event: NewEvent | MakeEvent | None
+    refs: tuple[ResultRef | None, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

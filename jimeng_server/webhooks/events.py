@@ -4,19 +4,24 @@ tasks/answer.py, so an event says what a query says.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Mapping
+import functools
+import math
+import os
+import threading
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from .. import jsonfast
-from ..tasks.answer import settled_body
+from ..tasks.answer import ResultItem, settled_body
 from ..tasks.cost import TaskCost
-from ..tasks.records import NewEvent, Settlement, event_type_of
+from ..tasks.records import MakeEvent, NewEvent, Settlement, event_type_of
 
 
+@functools.lru_cache(maxsize=64)
 def rfc3339(ts: float) -> str:
-    """`2026-01-01T00:00:00.000Z` for unix seconds `ts`."""
+    """`2026-01-01T00:00:00.000Z` for unix seconds `ts` (remembered for the last few: the events of one settle
+    share its time, and formatting costs more than building the rest of an event's envelope)."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -25,9 +30,55 @@ def event_body(event_type: str, data: Mapping[str, Any], now: float) -> str:
     return jsonfast.dumps({"type": event_type, "timestamp": rfc3339(now), "data": dict(data)}).decode()
 
 
+_ID_BYTES: Final = 16
+_IDS_PER_READ: Final = 256
+
+
+class _IdSource:
+    """Event ids from the operating system's CSPRNG (`os.urandom`, what `uuid.uuid4` and `secrets` read), read
+    `_IDS_PER_READ` ids at a time instead of one call per id: each id is 128 fresh random bits, used once.
+    The buffer is dropped in a forked child (`os.register_at_fork`), so two processes never hand out the same
+    bytes; a lock keeps threads from taking the same slice."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hex = ""
+        self._at = 0
+
+    def take(self) -> str:
+        """32 hex digits never handed out before."""
+        with self._lock:
+            if self._at >= len(self._hex):
+                self._hex, self._at = os.urandom(_ID_BYTES * _IDS_PER_READ).hex(), 0
+            start = self._at
+            self._at = start + 2 * _ID_BYTES
+            return self._hex[start : self._at]
+
+    def forget(self) -> None:
+        """Drop the unread ids (a forked child must not reuse its parent's)."""
+        self._hex, self._at = "", 0
+        self._lock = threading.Lock()
+
+
+_IDS: Final = _IdSource()
+os.register_at_fork(after_in_child=_IDS.forget)
+
+
 def new_event_id() -> str:
-    """A fresh, unique event id (the `webhook-id`): `msg_` + 32 hex digits."""
-    return f"msg_{uuid.uuid4().hex}"
+    """A fresh, unique, unpredictable event id (the `webhook-id`): `msg_` + 32 hex digits (128 random bits)."""
+    return f"msg_{_IDS.take()}"
+
+
+def links_expire_at(task_type: str, results: Sequence[ResultItem] | None) -> float:
+    """When the result links of an event's `data.results` stop working, as far as the body tells (stored with the
+    event, so the sender need not read the body again: `services.result_links.ResultLinks.event_body`): the
+    earliest `expires_at`; `math.inf` when nothing in it expires (no results, or no link says); `-math.inf` when
+    the body cannot tell (a video's links: how long they live is in the task's stored record)."""
+    if not results:
+        return math.inf
+    if task_type == "video":
+        return -math.inf
+    return float(min((r["expires_at"] for r in results if r["expires_at"] is not None), default=math.inf))
 
 
 def new_event(
@@ -44,4 +95,15 @@ def new_event(
     the source task of a post-edit; `cost`: the task's stored cost, as its query carries it)."""
     event_type = event_type_of(settlement.status)
     data = settled_body(history_id, task_type, settlement, parent_history_id=parent_history_id, cost=cost)
-    return NewEvent(new_event_id(), event_type, event_body(event_type, data, now))
+    body = event_body(event_type, data, now)
+    return NewEvent(new_event_id(), event_type, body, links_expire_at(task_type, data["results"]))
+
+
+def event_maker(history_id: str, task_type: str, settlement: Settlement, now: float) -> MakeEvent:
+    """`new_event` of a task settling now, made by the store's settle from the source task and stored cost its
+    transaction reads (`tasks.records.Finish.event`)."""
+
+    def make(parent_history_id: str | None, cost: TaskCost | None) -> NewEvent:
+        return new_event(history_id, task_type, settlement, now, parent_history_id=parent_history_id, cost=cost)
+
+    return make

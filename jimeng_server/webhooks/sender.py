@@ -255,11 +255,13 @@ class WebhookSender:
         if self._hasten:
             hasten, self._hasten = self._hasten, []
             await self.store.hasten_events(hasten, now=now)
-        events = await self.store.claim_due_events(
+        events, next_due = await self.store.claim_and_next_due(
             now=now, limit=free, lease_until=now + self.config.lease_seconds, exclude=list(self._inflight)
         )
-        events = await self._admitted(events, now)
-        self._next_due = await self.store.next_event_due(now=now)
+        events, held_until = await self._admitted(events, now)
+        # When to look again at the latest: the next due event, or the first one the host gate just put back.
+        later = [t for t in (next_due, held_until) if t is not None and t > now]
+        self._next_due = min(later) if later else None
         for event in events:
             send = self._jobs.shield(self._deliver(event), name=f"webhook-{event.event_id}").task
             self._inflight[event.event_id] = send
@@ -287,10 +289,10 @@ class WebhookSender:
 
     # ------------------------------------------------------------------ internals
 
-    async def _admitted(self, events: list[OutboxEvent], now: float) -> list[OutboxEvent]:
-        """The claimed events the host gate lets through now; the others go back to the outbox due when their
-        host has a free slot or its circuit closes (no attempt counted), and the loop claims again at once
-        (more due events, for other hosts, may be waiting behind them)."""
+    async def _admitted(self, events: list[OutboxEvent], now: float) -> tuple[list[OutboxEvent], float | None]:
+        """The claimed events the host gate lets through now, and when the first of the others is due: they go
+        back to the outbox due when their host has a free slot or its circuit closes (no attempt counted), and the
+        loop claims again at once (more due events, for other hosts, may be waiting behind them)."""
         admitted: list[OutboxEvent] = []
         waiting: dict[str, float] = {}  # event id -> when it is due again
         for event in events:
@@ -307,7 +309,7 @@ class WebhookSender:
             await self.store.unclaim_events_due(waiting)  # pending again, each due when its host has room
             self._fresh = True
             self._wakeup.set()
-        return admitted
+        return admitted, min(waiting.values(), default=None)
 
     def _done(self, event_id: str, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(event_id, None)

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, create_key, key_auth, seed_sim
-from store_backends import open_store
+from store_backends import execute_sql, open_store
 from support import CN_TOKEN, CN_TOKEN_2, bearer, json_of
 from support import finish_task as finish
 from support import submit_task as submit
@@ -219,6 +219,56 @@ async def test_key_task_webhook_retried_after_an_outage_carries_working_links(
     assert without_links(retried["data"]) == without_links(first["data"])  # only the links changed
 
 
+async def test_a_webhook_retried_after_a_query_re_signed_the_links_carries_the_fresh_ones(
+    make_client: AppFactory, clock: ManualClock, sim: Simulator, receiver: tuple[Receiver, TestServer]
+) -> None:
+    rec, server = receiver
+    client = await make_client(webhooks=HOOKS, results=SHORT)
+    rec.script("/hooks/q", Reply(status=503))
+    hook = str(server.make_url("/hooks/q"))
+    hid = await submit(client, IMAGES, clock, {"prompt": "a cat [sim:ttl=2]", "callback_url": hook}, bearer(CN_TOKEN))
+    await finish(client, clock, hid)
+    assert await client.app[WEBHOOKS].drain() == 1  # the receiver is down: 503
+    await clock.advance(HOOKS.schedule[1] + 1)  # the retry is due; the stored links are dead
+    queried = urls((await query(client, hid, bearer(CN_TOKEN)))["results"])  # re-signs: fresh for 2 s
+    assert await client.app[WEBHOOKS].drain() == 1
+    first, retried = event_of(rec, "/hooks/q", 0), event_of(rec, "/hooks/q", 1)
+    assert {(await fetch(u))[0] for u in urls(first["data"]["results"])} == {403}
+    assert urls(retried["data"]["results"]) == queried  # one truth: the links the query just answered
+    assert [await fetch(u) for u in queried] == [(200, "image/png")] * 4
+    assert len(sim.calls(RESIGN)) == 1
+
+
+async def test_an_event_stored_without_its_links_expiry_is_re_signed_as_before(
+    make_client: AppFactory,
+    clock: ManualClock,
+    sim: Simulator,
+    config: Config,
+    store_url: str,
+    receiver: tuple[Receiver, TestServer],
+) -> None:
+    """An event is stored with the earliest expiry of its links, so the sender need not read its body to know
+    they still live; an event an older server stored without it (NULL) is read as before: its retry after an
+    outage carries re-signed, working links too."""
+    rec, server = receiver
+    client = await make_client(webhooks=HOOKS, results=SHORT, store=dataclasses.replace(config.store, url=store_url))
+    rec.script("/hooks/o", Reply(status=503))
+    hook = str(server.make_url("/hooks/o"))
+    hid = await submit(client, IMAGES, clock, {"prompt": "old cat [sim:ttl=2]", "callback_url": hook}, bearer(CN_TOKEN))
+    await finish(client, clock, hid)
+    (stored,) = await client.app[STORE].events_of(hid)
+    expiries = [r["expires_at"] for r in json.loads(stored.body)["data"]["results"]]
+    assert len(expiries) == 4 and stored.links_expire_at == min(expiries) == clock.time() + 2
+    await execute_sql(store_url, "UPDATE webhook_events SET links_expire_at = NULL")  # as an older server stored it
+    assert await client.app[WEBHOOKS].drain() == 1  # the receiver is down: 503
+    assert rec.on("/hooks/o")[0].body == stored.body.encode()  # the links still live: sent as stored
+    await clock.advance(HOOKS.schedule[1] + 1)
+    assert await client.app[WEBHOOKS].drain() == 1
+    retried = event_of(rec, "/hooks/o", 1)
+    assert [await fetch(u) for u in urls(retried["data"]["results"])] == [(200, "image/png")] * 4
+    assert {c.sessionid for c in sim.calls(RESIGN)} == {CN_TOKEN}
+
+
 def without_links(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k != "results"}
 
@@ -263,6 +313,30 @@ async def test_refs_are_stored_per_task_on_both_backends_and_go_with_the_task(
         await clock.advance(3600)
         assert await store.purge_finished(older_than=60) == 1
         assert await store.result_refs_of(["h1"]) == {}
+    finally:
+        await store.close()
+
+
+async def test_a_task_whose_refs_cannot_be_read_still_settles_with_its_event(
+    store_url: str, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The refs are read before the settle's transaction; a failure there is logged and the task settles without
+    them (nothing the caller paid for is lost): its state and its webhook event are stored."""
+    store = await open_store(store_url, clock)
+    try:
+        await store.insert(make_task("h1", "https://hooks.example/cb", created_at=clock.time()))
+        settler = TaskSettler(store, clock)
+
+        def broken(_outcome: object) -> None:
+            raise RuntimeError("unreadable record")
+
+        settler.result_refs = broken
+        await settler.settle([done_outcome("h1", ["https://cdn.example/a.png"])])
+        row = await store.get("h1")
+        assert row is not None and row.final and row.results == ("https://cdn.example/a.png",)
+        assert [e.type for e in await store.events_of("h1")] == ["task.succeeded"]
+        assert await store.result_refs_of(["h1"]) == {}
+        assert "could not be read" in caplog.text
     finally:
         await store.close()
 

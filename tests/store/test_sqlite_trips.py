@@ -1,4 +1,5 @@
-"""Trips to the SQLite connection's thread: a transaction of writes is ONE trip, a read-then-write settle two.
+"""Trips to the SQLite connection's thread: a transaction of writes is ONE trip, a read-then-write settle two, a
+claim with the next due time one, the settler's batch two.
 
 Every statement sent to aiosqlite's thread costs a queue put, a thread switch and a wake-up of the event loop
 (more than most statements cost in SQLite). `SqliteDb` holds a transaction's BEGIN and its `executemany`
@@ -8,6 +9,7 @@ back) is what a reader sees."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,20 +19,28 @@ import pytest
 from record_support import DONE, event, make_record
 
 from jimeng_server.clock import ManualClock
+from jimeng_server.services.result_links import ResultLinks
+from jimeng_server.services.settlement import TaskSettler
 from jimeng_server.store.outbox import Attempt, AttemptResult, EventState
 from jimeng_server.store.sqlite import SqliteStore
-from jimeng_server.tasks.records import Finish
+from jimeng_server.tasks.cost import CostSource, TaskCost
+from jimeng_server.tasks.records import Finish, Outcome, Reason, TaskKind, TaskStatus
+from jimeng_server.upstream.history import parse_record
+from jimeng_server.upstream.links import ResultRef
 
 HOOK = "https://example.com/hook"
 
 
 class Trips:
-    """Counts what the store's write connection sends to its thread."""
+    """Counts what the store's write connection (and with `readers`, its read connections) sends to its thread."""
 
-    def __init__(self, store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
-        conn = store._conn
-        original = conn._execute
+    def __init__(self, store: SqliteStore, monkeypatch: pytest.MonkeyPatch, *, readers: bool = False) -> None:
         self.count = 0
+        for conn in [store._conn, *(store._readers if readers else [])]:
+            self._count(conn, monkeypatch)
+
+    def _count(self, conn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        original = conn._execute
 
         async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
             self.count += 1
@@ -95,3 +105,61 @@ async def test_a_held_write_that_fails_rolls_its_whole_transaction_back(sqlite_s
     # The connection is out of the failed transaction: the next one works.
     await sqlite_store.record_attempts([attempt(claimed.event_id)])
     assert rows(sqlite_store, "SELECT state FROM webhook_events") == [("delivered",)]
+
+
+async def test_a_claim_and_the_next_due_time_are_one_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = ManualClock(1000.0)
+    store = await SqliteStore.open(tmp_path / "tasks.db", clock=clock)
+    try:
+        for hid in ("h1", "h2", "h3"):
+            await store.insert(make_record(hid, callback_url=HOOK))
+        await store.settle([Finish(hid, DONE, event(hid)) for hid in ("h1", "h2")])  # due at 1000
+        await clock.advance(30)
+        await store.settle([Finish("h3", DONE, event("h3"))])  # due at 1030
+        trips = Trips(store, monkeypatch, readers=True)
+        claimed, next_due = await store.claim_and_next_due(now=1000.0, limit=10, lease_until=1060.0)
+        assert trips.take() == 1
+        assert ([e.event_id for e in claimed], next_due) == (["msg_h1", "msg_h2"], 1030.0)
+        assert await store.claim_and_next_due(now=1000.0, limit=10, lease_until=1060.0) == ([], 1030.0)
+        assert await store.claim_and_next_due(now=1030.0, limit=0, lease_until=1090.0) == ([], None)
+        assert trips.take() == 2
+        assert rows(store, "SELECT history_id, state FROM webhook_events ORDER BY seq") == [
+            ("h1", "delivering"),
+            ("h2", "delivering"),
+            ("h3", "pending"),
+        ]
+    finally:
+        await store.close()
+
+
+def done(history_id: str, n: int) -> Outcome:
+    """A done image task of one result, re-signed from `tos-cn-i-x/<n>`."""
+    item = {"image": {"large_images": [{"image_uri": f"tos-cn-i-x/{n}", "image_url": f"https://cdn.example/{n}"}]}}
+    record = parse_record({"status": 50, "item_list": [item]})
+    return Outcome(history_id, TaskKind.IMAGE, TaskStatus.DONE, Reason.DONE, record)
+
+
+async def test_a_settlers_batch_is_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of finished tasks costs the settler the settle transaction alone (two trips): it reads the events'
+    source tasks and stored costs with the open tasks, and stores what the results are re-signed from."""
+    clock = ManualClock(1000.0)
+    store = await SqliteStore.open(tmp_path / "tasks.db", clock=clock)
+    try:
+        for hid in ("h1", "h2", "h3"):
+            await store.insert(make_record(hid, callback_url=HOOK))
+        await store.record_cost("h2", TaskCost(4, CostSource.ESTIMATED))
+        settler = TaskSettler(store, clock)
+        settler.result_refs = ResultLinks.refs_of
+        trips = Trips(store, monkeypatch, readers=True)
+        await settler.settle([done(hid, n) for n, hid in enumerate(("h1", "h2", "h3"))])
+        assert trips.take() == 2
+        events = [e for hid in ("h1", "h2", "h3") for e in await store.events_of(hid)]
+        costs = [json.loads(e.body)["data"].get("cost") for e in events]
+        assert costs == [None, {"credits": 4, "source": "estimated"}, None]
+        assert await store.result_refs_of(["h1", "h2", "h3"]) == {
+            hid: (ResultRef("image", f"tos-cn-i-x/{n}"),) for n, hid in enumerate(("h1", "h2", "h3"))
+        }
+    finally:
+        await store.close()

@@ -23,6 +23,7 @@ from jimeng_server.store.base import SchemaVersionError, Store, TaskOwnershipErr
 from jimeng_server.store.pool import AccountHealth, DuplicateError, NewAccount, NewKey
 from jimeng_server.store.sqlite import MIGRATIONS, SqliteStore
 from jimeng_server.tasks.claims import ClaimState, IdempotencyClaim
+from jimeng_server.tasks.cost import CostSource, TaskCost
 from jimeng_server.tasks.records import (
     Finish,
     NewEvent,
@@ -577,3 +578,75 @@ async def test_a_settled_record_reads_back_exact(store: Store, codec: str, monke
     got = await store.get("7001")
     assert got is not None and got.raw_data == {"status": 50, "item_id": big, "neg": -big, "u": "&即😀"}
     assert type(got.raw_data["item_id"]) is int
+
+
+async def test_an_event_keeps_its_links_expiry_through_claim_and_delivery(store: Store, clock: ManualClock) -> None:
+    """The settler's event carries when its links expire (the earliest `x-expires` of its results; infinities
+    for "never" and "the body cannot tell"); the store gives it back as written on every read of the event."""
+    hook = "https://hooks.example/cb"
+    written = {
+        "img": NewEvent("msg_img", "task.succeeded", "{}", 1_767_225_600.0),
+        "never": NewEvent("msg_never", "task.succeeded", "{}", float("inf")),
+        "video": NewEvent("msg_video", "task.succeeded", "{}", float("-inf")),
+        "old": NewEvent("msg_old", "task.succeeded", "{}"),  # not known: None
+    }
+    for hid in written:
+        await store.insert(make_record(hid, callback_url=hook))
+    await store.settle([Finish(hid, DONE, e) for hid, e in written.items()])
+    for hid, e in written.items():
+        assert [x.links_expire_at for x in await store.events_of(hid)] == [e.links_expire_at]
+    claimed = await store.claim_due_events(now=clock.time(), limit=10, lease_until=clock.time() + 60)
+    assert {e.event_id: e.links_expire_at for e in claimed} == {e.event_id: e.links_expire_at for e in written.values()}
+
+
+async def test_a_claim_answers_when_the_next_event_is_due(store: Store, clock: ManualClock) -> None:
+    """`claim_and_next_due`: the claim, and the earliest later due time read after it (what a sender waits for)."""
+    for hid in ("h1", "h2", "h3"):
+        await store.insert(make_record(hid, callback_url="https://example.com/hook"))
+        await finish_done(store, hid)
+    t = clock.time()
+    claimed, next_due = await store.claim_and_next_due(now=t, limit=1, lease_until=t + 60)
+    assert ([e.history_id for e in claimed], next_due) == (["h1"], None)  # h2 and h3 are due now, not later
+    await store.unclaim_events_due({claimed[0].event_id: t + 7})
+    claimed, next_due = await store.claim_and_next_due(now=t, limit=5, lease_until=t + 60, exclude=["msg_h3"])
+    assert ([e.history_id for e in claimed], next_due) == (["h2"], t + 7)
+    assert await store.claim_and_next_due(now=t + 7, limit=0, lease_until=t + 60) == ([], None)
+    claimed, next_due = await store.claim_and_next_due(now=t + 7, limit=5, lease_until=t + 60)
+    assert ([e.history_id for e in claimed], next_due) == (["h3", "h1"], None)  # oldest due first
+
+
+async def test_a_settle_makes_events_from_the_source_task_and_cost_it_reads(store: Store) -> None:
+    """A finish may carry a `MakeEvent` instead of an event: the settle's transaction calls it with the task's
+    source task (a post-edit's) and stored cost as it reads them, for each task it settles with a callback URL."""
+    hook = "https://hooks.example/cb"
+    await store.insert(make_record("src", callback_url=hook))
+    await store.insert(make_record("edit", parent_history_id="src", callback_url=hook))
+    await store.insert(make_record("paid", callback_url=hook))
+    await store.insert(make_record("plain"))  # no callback URL: no event made
+    await store.record_cost("paid", TaskCost(12, CostSource.MEASURED))
+    await store.record_cost("edit", TaskCost(3, CostSource.ESTIMATED))
+    asked: dict[str, tuple[str | None, TaskCost | None]] = {}
+
+    def maker(hid: str) -> Any:
+        def make(source: str | None, cost: TaskCost | None) -> NewEvent:
+            asked[hid] = (source, cost)
+            return NewEvent(f"msg_{hid}", "task.succeeded", f'{{"source":"{source}"}}')
+
+        return make
+
+    ids = ["src", "edit", "paid", "plain", "unknown"]
+    settled = await store.settle([Finish(hid, DONE, maker(hid)) for hid in ids])
+    assert [(s.history_id, s.event_written) for s in settled] == [
+        ("src", True),
+        ("edit", True),
+        ("paid", True),
+        ("plain", False),
+    ]
+    assert asked == {
+        "src": (None, None),
+        "edit": ("src", TaskCost(3, CostSource.ESTIMATED)),
+        "paid": (None, TaskCost(12, CostSource.MEASURED)),
+    }
+    assert [e.body for e in await store.events_of("edit")] == ['{"source":"src"}']
+    assert await store.settle([Finish("paid", DONE, maker("again"))]) == []  # final already: nothing made
+    assert "again" not in asked

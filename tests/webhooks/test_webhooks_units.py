@@ -4,7 +4,10 @@ Retry-After, query and event bodies, callback URL validation, the [webhooks] con
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import math
+import os
 import random
 from datetime import UTC, datetime
 
@@ -18,8 +21,8 @@ from jimeng_server.config import DEFAULT_WEBHOOK_SCHEDULE, ConfigError, WebhookC
 from jimeng_server.errors import BadRequest
 from jimeng_server.net.policy import FetchPolicy
 from jimeng_server.tasks.answer import settlement_of, task_query_body, wire_fail_code
-from jimeng_server.tasks.records import Reason, TaskStatus, event_type_of
-from jimeng_server.webhooks.events import event_body, new_event_id
+from jimeng_server.tasks.records import Reason, Settlement, TaskStatus, event_type_of
+from jimeng_server.webhooks.events import event_body, links_expire_at, new_event, new_event_id
 from jimeng_server.webhooks.sender import parse_retry_after, retry_delay
 from jimeng_server.webhooks.signatures import WebhookSecretError, delivery_headers, parse_secret, secret_key, sign
 
@@ -86,6 +89,40 @@ def test_the_secret_never_shows_in_the_config_repr() -> None:
 def test_event_ids_are_unique() -> None:
     ids = {new_event_id() for _ in range(1000)}
     assert len(ids) == 1000 and all(i.startswith("msg_") for i in ids)
+    assert all(len(i) == 36 and int(i[4:], 16) >= 0 for i in ids)  # msg_ + 32 hex digits
+
+
+def test_a_forked_process_never_hands_out_its_parents_next_event_ids() -> None:
+    """Ids are read from the OS's random source many at a time; a forked child drops the buffer it inherited."""
+    new_event_id()  # the buffer now holds unread ids
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        os.close(read)
+        os.write(write, " ".join(new_event_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    parent = {new_event_id() for _ in range(50)}
+    assert len(child) == 50 and not child & parent
+
+
+def test_an_event_stores_when_its_links_expire_as_its_body_says() -> None:
+    link = "https://cdn.example/{}.webp?x-expires={}&x-signature=s"
+    image = (link.format("a", 1_767_229_200), link.format("b", 1_767_225_600), "https://cdn.example/c.webp")
+    done = Settlement(TaskStatus.DONE, 50, "", None, image, 3, {"status": 50})
+    created = new_event("h1", "image", done, 1_767_220_000.0)
+    results = json.loads(created.body)["data"]["results"]
+    assert created.links_expire_at == 1_767_225_600.0 == min(r["expires_at"] for r in results if r["expires_at"])
+    unsaid = new_event("h2", "image", dataclasses.replace(done, results=image[2:]), 1_767_220_000.0)
+    assert unsaid.links_expire_at == math.inf  # no link says: nothing to re-sign
+    failed = new_event("h3", "image", dataclasses.replace(done, status=TaskStatus.FAILED, results=None), 0.0)
+    assert failed.links_expire_at == math.inf
+    video = new_event("h4", "video", dataclasses.replace(done, results=image[:1]), 0.0)
+    assert video.links_expire_at == -math.inf  # a video's links live as its stored record says: always look
+    assert links_expire_at("image", []) == math.inf
 
 
 # ------------------------------------------------------------------------------------------- schedule
