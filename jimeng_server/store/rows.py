@@ -81,7 +81,7 @@ def dump_json(value: Mapping[str, Any] | None) -> str | None:
 
 def results_json(results: tuple[str, ...] | None) -> str | None:
     """The JSON array text stored for result URLs; None stays None."""
-    return json.dumps(list(results)) if results is not None else None
+    return jsonfast.dumps(list(results)).decode() if results is not None else None
 
 
 def record_from_row(row: Row) -> TaskRecord:
@@ -101,7 +101,7 @@ def record_from_row(row: Row) -> TaskRecord:
         fail_code=row["fail_code"],
         error=cast("dict[str, str]", json.loads(error)) if error is not None else None,
         item_count=row["item_count"],
-        results=tuple(json.loads(results)) if results is not None else None,
+        results=tuple(jsonfast.loads(results)) if results is not None else None,
         raw_data=cast("dict[str, Any]", jsonfast.loads(raw_data)) if raw_data is not None else None,
         callback_url=row["callback_url"],
         input_images=row["input_images"],
@@ -217,12 +217,12 @@ def record_params(record: TaskRecord) -> tuple[Any, ...]:
 
 def refs_text(refs: Sequence[ResultRef | None]) -> str:
     """The stored JSON of a task's result refs: `[[kind, key] | null, ...]`."""
-    return json.dumps([[r.kind, r.key] if r is not None else None for r in refs], separators=(",", ":"))
+    return jsonfast.dumps([[r.kind, r.key] if r is not None else None for r in refs]).decode()
 
 
 def refs_from_text(text: str) -> tuple[ResultRef | None, ...]:
     """The refs of `refs_text` (entries that are not `[kind, key]` read as None)."""
-    items = json.loads(text)
+    items = jsonfast.loads(text)
     return tuple(
         ResultRef(str(item[0]), str(item[1])) if isinstance(item, list) and len(item) == 2 else None
         for item in (items if isinstance(items, list) else [])
