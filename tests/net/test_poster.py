@@ -474,3 +474,28 @@ def test_reader_refuses_bad_framing() -> None:
     with pytest.raises(Disconnected) as info:
         AnswerReader().eof()
     assert not info.value.started
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The server runs on uvloop when it is installed (`[server] event_loop = "auto"`): its transports are not
+# asyncio.Transport subclasses
+
+
+def test_under_uvloop_sends_keep_their_connection_and_time_out() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> None:
+        poster = WebhookPoster(LOCAL)
+        try:
+            async with raw_receiver(fixed(OK)) as seen:
+                for _ in range(3):
+                    assert (await send(poster, seen.url)).body_excerpt == "ok"
+            assert seen.accepted == 1
+            async with raw_receiver(lambda _n: None) as seen:
+                with pytest.raises(FetchError, match=r"timed out after 0\.2 s"):
+                    await send(poster, seen.url, within=0.2)
+        finally:
+            await poster.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(scenario())
