@@ -422,6 +422,7 @@ class WebhookPoster:
         self._idle_timeout = idle_timeout
         self._ssl = ssl_context
         self._checked: OrderedDict[tuple[str, str], _Target] = OrderedDict()
+        self._names: dict[tuple[str, ...], bytes] = {}  # checked header names -> the User-Agent line to add
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._idle_count = 0
         self._sweeper: asyncio.TimerHandle | None = None
@@ -534,24 +535,31 @@ class WebhookPoster:
         return target
 
     def _request(self, target: _Target, headers: Mapping[str, str], body: bytes) -> bytes:
-        """The request's bytes: the URL's fixed lines, the caller's headers, Content-Length, the body."""
-        parts = [target.head]
-        agent = True
-        for name, value in headers.items():
-            line = f"{name}: {value}\r\n"
-            if line.count("\n") != 1 or line.count("\r") != 1 or ":" in name or not name:
-                raise ValueError(f"header {name!r} has a line break, a colon in its name or no name")
+        """The request's bytes: the URL's fixed lines, the caller's headers, Content-Length, the body. Raises
+        ValueError for a header with a line break, a bad name, or one the poster sets itself."""
+        names = tuple(headers)
+        agent = self._names.get(names)
+        if agent is None:
+            agent = self._check_names(names)
+        lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        if lines.count("\n") != len(names) or lines.count("\r") != len(names):
+            raise ValueError("a header value has a line break")
+        return b"".join(
+            (target.head, lines.encode("latin-1"), agent, b"Content-Length: %d\r\n\r\n" % len(body), body)
+        )
+
+    def _check_names(self, names: tuple[str, ...]) -> bytes:
+        """Check a set of header names once (a sender uses the same few every time); the User-Agent line to add."""
+        agent = self._user_agent
+        for name in names:
             lower = name.lower()
-            if lower in _RESERVED_HEADERS:
-                raise ValueError(f"header {name!r} is set by the poster")
+            if not name or any(c in name for c in ":\r\n ") or lower in _RESERVED_HEADERS:
+                raise ValueError(f"header {name!r} has a bad name or is set by the poster")
             if lower == "user-agent":
-                agent = False
-            parts.append(line.encode("latin-1"))
-        if agent:
-            parts.append(self._user_agent)
-        parts.append(b"Content-Length: %d\r\n\r\n" % len(body))
-        parts.append(body)
-        return b"".join(parts)
+                agent = b""
+        if len(self._names) < 64:
+            self._names[names] = agent
+        return agent
 
     # ------------------------------------------------------------------ connections
 

@@ -346,7 +346,15 @@ async def test_header_injection_refused(poster: WebhookPoster) -> None:
     async with raw_receiver(fixed(OK)) as seen:
         with pytest.raises(ValueError, match="line break"):
             await poster.post(seen.url, body=b"{}", headers={"webhook-id": "a\r\nX-Evil: 1"}, timeout=5)
-    assert seen.requests == []
+        with pytest.raises(ValueError, match="line break"):
+            await poster.post(seen.url, body=b"{}", headers={"webhook-id": "a\nX-Evil: 1"}, timeout=5)
+        for bad in ({"X-Evil\r\nHost": "x"}, {"Host": "evil.example"}, {"content-length": "0"}, {"": "x"}):
+            with pytest.raises(ValueError, match="bad name or is set by the poster"):
+                await poster.post(seen.url, body=b"{}", headers=bad, timeout=5)
+        await poster.post(seen.url, body=b"{}", headers={"user-agent": "theirs/1"}, timeout=5)
+    assert len(seen.requests) == 1
+    head = seen.requests[0][0].decode()
+    assert "user-agent: theirs/1\r\n" in head and DEFAULT_USER_AGENT not in head
 
 
 # ---------------------------------------------------------------------------------------------------------
