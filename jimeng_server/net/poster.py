@@ -376,8 +376,8 @@ class _Connection(asyncio.Protocol):
 class _Target:
     """A checked callback URL and what every send to it shares."""
 
-    key: tuple[str, str, int]  # scheme, host, port: connections are pooled by it
-    host: str  # as written in the URL (an IPv6 literal without brackets)
+    key: tuple[str, str, int]  # scheme, host as sent (IDNA), port: connections are pooled by it
+    host: str  # for messages: as the URL reads (an IPv6 literal without brackets)
     literal: bool  # the host is an address: no lookup
     shown: str  # for messages
     head: bytes  # "POST <target> HTTP/1.1" and the Host line
@@ -517,15 +517,16 @@ class WebhookPoster:
             return target
         parsed = check_url(url, self._policy, what=what, allow_address=self._allow)
         host = parsed.host or ""
+        name = parsed.raw_host or host  # what is looked up, sent in Host and checked in the certificate
         scheme = parsed.scheme.lower()
         port = parsed.port or (443 if scheme == "https" else 80)
         authority = parsed.host_port_subcomponent or host
         path = parsed.raw_path_qs or "/"
         head = f"POST {path} HTTP/1.1\r\nHost: {authority}\r\n"
         target = _Target(
-            key=(scheme, host, port),
+            key=(scheme, name, port),
             host=host,
-            literal=parse_ip_literal(host) is not None,
+            literal=parse_ip_literal(name) is not None,
             shown=display_url(parsed),
             head=head.encode("ascii"),
         )
@@ -581,11 +582,12 @@ class WebhookPoster:
 
     async def _addresses(self, target: _Target, what: str) -> list[str]:
         """The addresses to connect to: the literal, or every address the lookup gave, each checked."""
-        _scheme, host, port = target.key
+        _scheme, name, port = target.key
+        host = target.host
         if target.literal:
-            return [host]
+            return [name]
         try:
-            results = await self.inner_resolver().resolve(host, port, socket.AF_UNSPEC)
+            results = await self.inner_resolver().resolve(name, port, socket.AF_UNSPEC)
         except OSError:
             raise FetchError(f"could not resolve host {host}; check the URL") from None
         if not results:
@@ -595,7 +597,7 @@ class WebhookPoster:
         return addresses
 
     async def _open(self, target: _Target, addresses: list[str], loop: asyncio.AbstractEventLoop) -> _Connection:
-        scheme, host, port = target.key
+        scheme, name, port = target.key
         context: ssl.SSLContext | None = None
         if scheme == "https":
             if self._ssl is None:
@@ -609,7 +611,7 @@ class WebhookPoster:
                     address,
                     port,
                     ssl=context,
-                    server_hostname=host.rstrip(".") if context is not None else None,
+                    server_hostname=name.rstrip(".") if context is not None else None,
                 )
             except OSError as exc:
                 last = exc
@@ -618,7 +620,7 @@ class WebhookPoster:
             return conn
         assert last is not None
         reason = last.strerror or str(last) or type(last).__name__
-        raise FetchError(f"could not connect to {host}:{port} ({reason})")
+        raise FetchError(f"could not connect to {target.host}:{port} ({reason})")
 
     def _pooled(self, key: tuple[str, str, int]) -> _Connection | None:
         """The most recently used idle connection to `key` that is still open, if any."""

@@ -396,6 +396,21 @@ async def test_names_resolving_to_a_private_address_refused_and_public_ones_conn
     assert seen.accepted == 1 and seen.requests[0][0].count(f"Host: hooks.example:{port}\r\n".encode()) == 1
 
 
+async def test_international_names_are_looked_up_and_sent_in_idna() -> None:
+    async with raw_receiver(fixed(OK)) as seen:
+        port = seen.url.split(":")[2].split("/")[0]
+        resolver = FakeResolver({"xn--e1afmkfd.xn--p1ai": ["127.0.0.1"]})
+        poster = WebhookPoster(STRICT, resolver=resolver, allow_address=fixture_or_public)
+        try:
+            assert (await send(poster, f"http://пример.рф:{port}/путь")).status == 200
+        finally:
+            await poster.close()
+    assert resolver.asked == ["xn--e1afmkfd.xn--p1ai"]
+    head = seen.requests[0][0]
+    assert head.startswith(b"POST /%D0%BF%D1%83%D1%82%D1%8C HTTP/1.1\r\n")
+    assert f"Host: xn--e1afmkfd.xn--p1ai:{port}\r\n".encode() in head
+
+
 @pytest.mark.parametrize("url", ["ftp://example.com/hook", "file:///etc/passwd", "gopher://example.com/"])
 async def test_non_http_schemes_refused_even_when_private_allowed(poster: WebhookPoster, url: str) -> None:
     with pytest.raises(UnsafeURLError, match="http or https"):
