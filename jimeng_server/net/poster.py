@@ -15,6 +15,7 @@ exchange is bounded by the send's `timeout`, the lookup and connection also by `
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 import time
@@ -396,8 +397,10 @@ class WebhookPoster:
     injected one is not closed). `allow_address` replaces the address predicate (tests only: it must be at least
     as strict in production); with `policy.allow_private_networks` every address is allowed. At most
     `max_idle_per_host` idle connections are kept per (scheme, host, port), `max_idle` in all, each for at most
-    `idle_timeout` seconds. `ssl_context` replaces the default verifying context (`ssl.create_default_context()`,
-    the verification aiohttp's client applies by default).
+    `idle_timeout` seconds. A lookup's addresses serve new connections to that name for `dns_ttl` seconds
+    (aiohttp's client cached them as long; they are checked again at each use), and connections opened at once
+    share one lookup. `ssl_context` replaces the default verifying context (`ssl.create_default_context()`, the
+    verification aiohttp's client applies by default).
     """
 
     def __init__(
@@ -410,6 +413,7 @@ class WebhookPoster:
         max_idle_per_host: int = 64,
         max_idle: int = 512,
         idle_timeout: float = 15.0,
+        dns_ttl: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._policy = policy
@@ -423,6 +427,9 @@ class WebhookPoster:
         self._ssl = ssl_context
         self._checked: OrderedDict[tuple[str, str], _Target] = OrderedDict()
         self._names: dict[tuple[str, ...], bytes] = {}  # checked header names -> the User-Agent line to add
+        self._dns_ttl = dns_ttl
+        self._looked_up: dict[tuple[str, int], tuple[float, list[str]]] = {}  # -> (until, checked addresses)
+        self._lookups: dict[tuple[str, int], asyncio.Task[list[str]]] = {}  # lookups under way
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._idle_count = 0
         self._sweeper: asyncio.TimerHandle | None = None
@@ -446,6 +453,8 @@ class WebhookPoster:
                 conn.close()
         self._idle.clear()
         self._idle_count = 0
+        for lookup in self._lookups.values():
+            lookup.cancel()
         if self._owns_resolver and self._resolver is not None:
             resolver, self._resolver = self._resolver, None
             await resolver.close()
@@ -581,20 +590,43 @@ class WebhookPoster:
             raise FetchError(f"POST to the {what} timed out after {budget:g} s") from None
 
     async def _addresses(self, target: _Target, what: str) -> list[str]:
-        """The addresses to connect to: the literal, or every address the lookup gave, each checked."""
+        """The addresses to connect to: the literal, or every address the lookup gave, each checked (a lookup
+        younger than `dns_ttl` is reused, one under way is joined)."""
         _scheme, name, port = target.key
-        host = target.host
         if target.literal:
             return [name]
+        key = (name, port)
+        loop = asyncio.get_running_loop()
+        known = self._looked_up.get(key)
+        if known is not None and known[0] > loop.time():
+            addresses = known[1]
+        else:
+            lookup = self._lookups.get(key)
+            if lookup is None:  # a task of its own: one waiter's cancellation does not fail the others
+                lookup = self._lookups[key] = loop.create_task(self._look_up(target))
+                lookup.add_done_callback(functools.partial(self._looked, key))
+            addresses = await asyncio.shield(lookup)
+            if len(self._looked_up) >= _CHECKED_URLS:
+                self._looked_up.clear()
+            self._looked_up[key] = (loop.time() + self._dns_ttl, addresses)
+        check_resolved(target.host, addresses, self._allow, what)
+        return addresses
+
+    def _looked(self, key: tuple[str, int], lookup: asyncio.Task[list[str]]) -> None:
+        if self._lookups.get(key) is lookup:
+            del self._lookups[key]
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved here too: its waiters may all have given up
+
+    async def _look_up(self, target: _Target) -> list[str]:
+        _scheme, name, port = target.key
         try:
             results = await self.inner_resolver().resolve(name, port, socket.AF_UNSPEC)
         except OSError:
-            raise FetchError(f"could not resolve host {host}; check the URL") from None
+            raise FetchError(f"could not resolve host {target.host}; check the URL") from None
         if not results:
-            raise FetchError(f"could not resolve host {host}; check the URL")
-        addresses = [r["host"] for r in results]
-        check_resolved(host, addresses, self._allow, what)
-        return addresses
+            raise FetchError(f"could not resolve host {target.host}; check the URL")
+        return [r["host"] for r in results]
 
     async def _open(self, target: _Target, addresses: list[str], loop: asyncio.AbstractEventLoop) -> _Connection:
         scheme, name, port = target.key

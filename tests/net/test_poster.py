@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import ResolveResult
 from aiohttp.test_utils import TestServer
 from support import FakeResolver
 from tls_support import make_test_ca
@@ -394,6 +395,48 @@ async def test_names_resolving_to_a_private_address_refused_and_public_ones_conn
             await poster.close()
     assert resolver.asked == ["lan.example", "v6.example", "nowhere.example", "hooks.example"]  # once: reused
     assert seen.accepted == 1 and seen.requests[0][0].count(f"Host: hooks.example:{port}\r\n".encode()) == 1
+
+
+class SlowResolver(FakeResolver):
+    """A FakeResolver whose answers wait for `release` (to hold lookups open while others join)."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        super().__init__(table)
+        self.release = asyncio.Event()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        answer = await super().resolve(host, port, family)
+        await self.release.wait()
+        return answer
+
+
+async def test_connections_opened_at_once_share_one_lookup_which_is_kept_for_dns_ttl() -> None:
+    async with raw_receiver(fixed(OK)) as other, raw_receiver(fixed(OK)) as seen:
+        port = seen.url.split(":")[2].split("/")[0]
+        other_port = other.url.split(":")[2].split("/")[0]
+        resolver = SlowResolver({"hooks.example": ["127.0.0.1"]})
+        poster = WebhookPoster(STRICT, resolver=resolver, allow_address=fixture_or_public)
+        try:
+            # Four sends need a connection at once: the lookup is held open until all four have started.
+            sends = [asyncio.ensure_future(send(poster, f"http://hooks.example:{port}/hook")) for _ in range(4)]
+            await asyncio.sleep(0)
+            resolver.release.set()
+            assert [r.status for r in await asyncio.gather(*sends)] == [200] * 4
+            assert resolver.asked == ["hooks.example"]
+            assert (await send(poster, f"http://hooks.example:{other_port}/hook")).status == 200
+            assert resolver.asked == ["hooks.example"] * 2  # another port: another lookup
+        finally:
+            await poster.close()
+        poster = WebhookPoster(STRICT, resolver=resolver, allow_address=fixture_or_public, dns_ttl=0.0)
+        try:
+            await send(poster, f"http://hooks.example:{port}/hook")
+            poster.expire_idle(asyncio.get_running_loop().time() + 3600)
+            await send(poster, f"http://hooks.example:{port}/hook")
+        finally:
+            await poster.close()
+    assert resolver.asked == ["hooks.example"] * 4  # no cache: each new connection looks the name up
 
 
 async def test_international_names_are_looked_up_and_sent_in_idna() -> None:
