@@ -680,10 +680,13 @@ class WebhookPoster:
             self._sweeper = loop.call_later(self._idle_timeout, self._sweep)
 
     def _sweep(self) -> None:
+        """Close the connections idle for `idle_timeout`; come back when the oldest remaining one will be."""
         self._sweeper = None
-        self.expire_idle(asyncio.get_running_loop().time())
+        loop = asyncio.get_running_loop()
+        self.expire_idle(loop.time())
         if self._idle_count and not self._closed:
-            self._sweeper = asyncio.get_running_loop().call_later(self._idle_timeout, self._sweep)
+            oldest = min(conn.idle_since for conns in self._idle.values() for conn in conns)
+            self._sweeper = loop.call_at(oldest + self._idle_timeout, self._sweep)
 
     def expire_idle(self, now: float) -> int:
         """Close the pooled connections idle since before `now - idle_timeout` (loop time) or closed by their

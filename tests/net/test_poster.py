@@ -66,6 +66,7 @@ class Seen:
     url: str
     accepted: int = 0
     requests: list[tuple[bytes, bytes]] = field(default_factory=list)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # set when a connection ends
 
 
 Answer = Callable[[int], bytes | None]
@@ -113,6 +114,7 @@ async def raw_receiver(answer: Answer, *, close_after: bool = False) -> AsyncIte
                     return
         finally:
             writer.close()
+            seen.ended.set()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -341,6 +343,18 @@ async def test_idle_connections_expire(poster: WebhookPoster) -> None:
         assert poster.idle_connections == 0
         await send(poster, seen.url)
     assert seen.accepted == 2
+
+
+async def test_idle_connections_are_closed_by_the_sweeper() -> None:
+    poster = WebhookPoster(LOCAL, idle_timeout=0.05)
+    try:
+        async with raw_receiver(fixed(OK)) as seen:
+            await send(poster, seen.url)
+            assert poster.idle_connections == 1
+            await asyncio.wait_for(seen.ended.wait(), 5)  # the receiver sees the connection end
+            assert poster.idle_connections == 0
+    finally:
+        await poster.close()
 
 
 async def test_header_injection_refused(poster: WebhookPoster) -> None:
