@@ -70,7 +70,8 @@ class Seen:
 
 
 Answer = Callable[[int], bytes | None]
-"""The bytes to answer the n-th request (0-based, over all connections) with; None: never answer."""
+"""The bytes to answer the n-th request (0-based, over all connections) with; None: never answer; b"": close the
+connection without answering."""
 
 
 @asynccontextmanager
@@ -104,6 +105,8 @@ async def raw_receiver(answer: Answer, *, close_after: bool = False) -> AsyncIte
                 reply = answer(index)
                 if reply is None:
                     await silent.wait()
+                    return
+                if not reply:
                     return
                 writer.write(reply)
                 try:
@@ -333,6 +336,22 @@ async def test_kept_connection_closed_by_the_receiver_is_replaced(poster: Webhoo
         for _ in range(3):
             assert (await send(poster, seen.url)).status == 200
     assert seen.accepted == 3 and len(seen.requests) == 3
+
+
+async def test_a_kept_connection_closed_instead_of_answering_is_retried_once_on_a_new_one(
+    poster: WebhookPoster,
+) -> None:
+    async with raw_receiver(lambda n: b"" if n == 1 else OK) as seen:
+        assert (await send(poster, seen.url)).status == 200
+        assert (await send(poster, seen.url, body=b'{"n":2}')).status == 200  # request 1 dropped, sent again
+    assert seen.accepted == 2 and [body for _, body in seen.requests] == [b'{"a":1}', b'{"n":2}', b'{"n":2}']
+
+
+async def test_a_new_connection_closed_instead_of_answering_is_not_retried(poster: WebhookPoster) -> None:
+    async with raw_receiver(lambda n: b"") as seen:
+        with pytest.raises(FetchError, match="broke while reading the response .*without answering"):
+            await send(poster, seen.url)
+    assert seen.accepted == 1 and len(seen.requests) == 1
 
 
 async def test_idle_connections_expire(poster: WebhookPoster) -> None:
