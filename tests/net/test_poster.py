@@ -349,7 +349,7 @@ async def test_a_kept_connection_closed_instead_of_answering_is_retried_once_on_
 
 async def test_a_new_connection_closed_instead_of_answering_is_not_retried(poster: WebhookPoster) -> None:
     async with raw_receiver(lambda n: b"") as seen:
-        with pytest.raises(FetchError, match="broke while reading the response .*without answering"):
+        with pytest.raises(FetchError, match=r"broke while reading the response .*without answering"):
             await send(poster, seen.url)
     assert seen.accepted == 1 and len(seen.requests) == 1
 
