@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import aiohttp
 import python_socks
@@ -21,33 +20,15 @@ from yarl import URL
 
 from .errors import FetchError, TooLargeError, UnsafeURLError
 from .policy import AddressFilter, FetchPolicy, check_url, is_public_address
+from .poster import DEFAULT_USER_AGENT, EXCERPT_BYTES, PostResult, WebhookPoster, display_url
 from .resolver import GuardedResolver, check_url_resolves_public
 from .spool import Download, spool_chunks
 
-EXCERPT_BYTES = 1024
+__all__ = ["EXCERPT_BYTES", "PostResult", "SafeFetcher"]
+
 PROXY_SCHEMES = frozenset({"http", "https", "socks4", "socks5"})
-DEFAULT_USER_AGENT = "jimeng-server/0.1"
 _READ_CHUNK = 64 * 1024
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-
-
-@dataclass(frozen=True)
-class PostResult:
-    """Outcome of one POST: status (3xx included, never followed), headers, the first 1 KiB of the body."""
-
-    status: int
-    headers: Mapping[str, str]
-    body_excerpt: str
-    elapsed: float
-
-
-def _display(url: URL) -> str:
-    """The URL without credentials, query or fragment, for messages (queries often carry secrets)."""
-    try:
-        shown = str(url.with_user(None).with_query(None).with_fragment(None))
-    except ValueError:
-        shown = url.host or "?"
-    return shown if len(shown) <= 200 else shown[:197] + "..."
 
 
 def _find_unsafe(exc: BaseException) -> UnsafeURLError | None:
@@ -69,7 +50,7 @@ def _translate(exc: BaseException, url: URL, *, proxied: bool) -> Exception:
     unsafe = _find_unsafe(exc)
     if unsafe is not None:
         return unsafe
-    shown = _display(url)
+    shown = display_url(url)
     host = url.host or "?"
     if isinstance(exc, aiohttp.InvalidURL):
         return UnsafeURLError(f"URL {shown} is not valid ({exc})")
@@ -124,6 +105,8 @@ class SafeFetcher:
         self._allow: AddressFilter = (lambda _ip: True) if policy.allow_private_networks else allow_address
         self._user_agent = user_agent
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._allow_address = allow_address
+        self._poster: WebhookPoster | None = None
 
     @property
     def policy(self) -> FetchPolicy:
@@ -142,6 +125,9 @@ class SafeFetcher:
         self._sessions.clear()
         for session in sessions:
             await session.close()
+        if self._poster is not None:
+            poster, self._poster = self._poster, None
+            await poster.close()
         if self._owns_resolver and self._resolver is not None:
             resolver, self._resolver = self._resolver, None
             await resolver.close()
@@ -150,6 +136,17 @@ class SafeFetcher:
         if self._resolver is None:
             self._resolver = DefaultResolver()
         return self._resolver
+
+    def _direct_poster(self) -> WebhookPoster:
+        """The keep-alive client of direct POSTs (net/poster.py), sharing this fetcher's resolver and guard."""
+        if self._poster is None:
+            self._poster = WebhookPoster(
+                self._policy,
+                resolver=self._inner_resolver(),
+                allow_address=self._allow_address,
+                user_agent=self._user_agent,
+            )
+        return self._poster
 
     def _session(self, proxy: str | None) -> aiohttp.ClientSession:
         key = proxy or ""
@@ -228,13 +225,13 @@ class SafeFetcher:
                         location = resp.headers.get(aiohttp.hdrs.LOCATION)
                         if not location:
                             raise FetchError(
-                                f"{_display(current)} answered {resp.status} without a Location header",
+                                f"{display_url(current)} answered {resp.status} without a Location header",
                                 status=resp.status,
                             )
                         if redirects >= self._policy.max_redirects:
                             raise FetchError(
                                 f"too many redirects (more than {self._policy.max_redirects}) "
-                                f"starting at {_display(URL(url))}",
+                                f"starting at {display_url(URL(url))}",
                                 status=resp.status,
                             )
                         try:
@@ -246,7 +243,7 @@ class SafeFetcher:
                     else:
                         if not 200 <= resp.status < 300:
                             raise FetchError(
-                                f"{_display(current)} answered HTTP {resp.status} {resp.reason or ''}".rstrip()
+                                f"{display_url(current)} answered HTTP {resp.status} {resp.reason or ''}".rstrip()
                                 + "; check that the URL is correct and publicly readable",
                                 status=resp.status,
                             )
@@ -293,8 +290,11 @@ class SafeFetcher:
         """POST `body` once, never following redirects (a 3xx is returned as the status).
 
         Any status is a PostResult; only the first 1 KiB of the body is read. Raises UnsafeURLError on guard
-        refusal and FetchError on network errors or when `timeout` seconds (the whole exchange) pass.
+        refusal and FetchError on network errors or when `timeout` seconds (the whole exchange) pass. Without a
+        proxy the POST goes through the keep-alive `WebhookPoster` (net/poster.py), else through aiohttp.
         """
+        if proxy is None:
+            return await self._direct_poster().post(url, body=body, headers=headers, timeout=timeout, what=what)
         started = time.monotonic()
         connect = min(self._policy.connect_timeout, timeout)
         try:

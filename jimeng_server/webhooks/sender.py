@@ -1,9 +1,9 @@
 """Webhook delivery: the retry schedule and the sender.
 
-`WebhookSender` claims due outbox events under a lease, POSTs them through the SSRF-safe fetcher (redirects
-never followed), signs them (`signatures.py`) and records every attempt (design.md §3). Delivery is
-at-least-once: the `webhook-id` is stable so receivers can de-duplicate. Events are written by `events.py`
-in the same transaction as the task's final state.
+`WebhookSender` claims due outbox events under a lease, POSTs them through the SSRF-safe keep-alive client
+(net/poster.py; redirects never followed), signs them (`signatures.py`) and records every attempt (design.md
+§3). Delivery is at-least-once: the `webhook-id` is stable so receivers can de-duplicate. Events are written by
+`events.py` in the same transaction as the task's final state.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC
 from typing import Final, Protocol
 
@@ -28,6 +28,7 @@ from ..metrics import webhook_delivery
 from ..net.errors import FetchError, UnsafeURLError
 from ..net.fetcher import SafeFetcher
 from ..net.policy import FetchPolicy
+from ..net.poster import PostResult, WebhookPoster
 from ..store.base import OutboxStore
 from ..store.outbox import Attempt, AttemptResult, EventState, OutboxEvent
 from .fairness import HostGate, destination_of
@@ -106,6 +107,19 @@ class HoldEvent(Exception):
         self.until = until
 
 
+class Posts(Protocol):
+    """What sends a delivery: `WebhookPoster` (the sender's own) or an injected `SafeFetcher`."""
+
+    async def post(
+        self,
+        url: str,
+        *,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout: float,  # noqa: ASYNC109 - the per-delivery budget is part of the API contract
+    ) -> PostResult: ...
+
+
 class SendsElsewhere(Protocol):
     """The senders that deliver for this process when it sends none itself (`[webhooks] processes`:
     `processes.SenderProcesses`)."""
@@ -130,8 +144,9 @@ class WebhookSender:
     `start()` returns leftover `delivering` events to `pending` (a crash left them: at-least-once; see
     `OutboxStore.release_event_leases`) and starts the loop; `stop()` ends every job of its `jobs` owner (the
     loop is spawned, each send shielded: it gets the grace) and gives unfinished sends back. Tests can skip the
-    loop and drive `run_once()` / `drain()` with a manual clock. `fetcher` defaults
-    to a SafeFetcher under `policy`, owned (and closed) by the sender.
+    loop and drive `run_once()` / `drain()` with a manual clock. Sends go through `fetcher` when one is given
+    (not closed here), else through the sender's own keep-alive `WebhookPoster` under `policy` (net/poster.py:
+    connections kept per receiver), closed by `stop()`.
     """
 
     def __init__(
@@ -151,8 +166,8 @@ class WebhookSender:
         self.clock = clock
         self._key = secret
         self._policy = policy
-        self._fetcher = fetcher
-        self._owns_fetcher = fetcher is None
+        self._fetcher: Posts | None = fetcher
+        self._poster: WebhookPoster | None = None
         self._rng = rng or random.Random()
         self._jobs = jobs or Jobs("webhook-sender")
         self._inflight: dict[str, asyncio.Task[None]] = {}
@@ -234,7 +249,7 @@ class WebhookSender:
 
     async def stop(self, *, grace: float = 0.0) -> None:
         """Stop the loop (no new sends), let in-flight sends finish for up to `grace` seconds, then cancel
-        and await the rest and queue them again; close the fetcher."""
+        and await the rest and queue them again; close the sender's own connections."""
         self._loop_task = None
         sends = dict(self._inflight)
         await self._jobs.stop(grace)  # cancels the loop first: no new sends
@@ -244,9 +259,9 @@ class WebhookSender:
                 await uncancellable(self._unclaim(cut))
             except Exception:
                 log.exception("webhook sender: could not queue %d interrupted delivery(ies) again", len(cut))
-        if self._owns_fetcher and self._fetcher is not None:
-            fetcher, self._fetcher = self._fetcher, None
-            await fetcher.close()
+        if self._poster is not None:
+            poster, self._poster = self._poster, None
+            await poster.close()
 
     async def run_once(self) -> int:
         """Claim the due events that fit in the free slots and start sending them; returns how many."""
@@ -323,10 +338,13 @@ class WebhookSender:
             self._fresh = True
         self._wakeup.set()
 
-    def _get_fetcher(self) -> SafeFetcher:
-        if self._fetcher is None:
-            self._fetcher = SafeFetcher(self._policy)
-        return self._fetcher
+    def _client(self) -> Posts:
+        """The injected fetcher, else the sender's own poster (created on first use, in the running loop)."""
+        if self._fetcher is not None:
+            return self._fetcher
+        if self._poster is None:
+            self._poster = WebhookPoster(self._policy)
+        return self._poster
 
     async def _run(self) -> None:
         last_claim = float("-inf")
@@ -372,7 +390,7 @@ class WebhookSender:
         retry_after: float | None = None
         started = time.monotonic()
         try:
-            result = await self._get_fetcher().post(
+            result = await self._client().post(
                 event.callback_url, body=body, headers=headers, timeout=self.config.timeout
             )
         except (FetchError, UnsafeURLError) as exc:
@@ -441,6 +459,9 @@ class WebhookSender:
     def _log(
         self, event: OutboxEvent, attempt: int, error: str | None, state: EventState, next_at: float | None, now: float
     ) -> None:
+        failed = state is not EventState.DELIVERED and (state is not EventState.PENDING or next_at is None)
+        if not log.isEnabledFor(logging.WARNING if failed else logging.INFO):
+            return  # the line would be dropped: do not build it (one per send)
         where = f"webhook {event.event_id} (task {event.history_id}) to {_host_of(event.callback_url)}"
         if state is EventState.DELIVERED:
             log.info("%s delivered on attempt %d", where, attempt)

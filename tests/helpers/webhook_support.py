@@ -89,6 +89,7 @@ class Receiver:
         self.peak = 0
         self.released = asyncio.Event()
         self._changed = asyncio.Condition()
+        self.peers: set[object] = set()  # the client ends of the connections requests came on
 
     def script(self, path: str, *replies: Reply) -> None:
         self.scripts.setdefault(path, []).extend(replies)
@@ -115,6 +116,8 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.requests.append(Received(request.path, dict(request.headers), body))
+        if request.transport is not None:
+            self.peers.add(request.transport.get_extra_info("peername"))
         script = self.scripts.get(request.path)
         reply = script.pop(0) if script else Reply()
         self.active += 1

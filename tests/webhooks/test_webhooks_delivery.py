@@ -75,6 +75,23 @@ def verify(received: Any) -> Any:
     return Webhook(SECRET).verify(received.body, received.headers)
 
 
+async def test_deliveries_to_one_receiver_share_kept_alive_connections(
+    store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
+) -> None:
+    rec, server = receiver
+    sender = make_sender()
+    for n in range(5):  # one after another: each send finds the connection the one before left open
+        await add_done_task(store, clock, f"h{n}", str(server.make_url(f"/hook/{n}")))
+        assert await sender.drain() == 1
+    assert [r.path for r in rec.requests] == [f"/hook/{n}" for n in range(5)]
+    assert all(verify(r)["data"]["history_id"] == f"h{n}" for n, r in enumerate(rec.requests))
+    assert len(rec.peers) == 1
+    for n in range(5, 17):  # at once: the kept connection and new ones side by side
+        await add_done_task(store, clock, f"h{n}", str(server.make_url(f"/hook/{n}")))
+    assert await sender.drain() == 12
+    assert sorted(r.path for r in rec.requests[5:]) == sorted(f"/hook/{n}" for n in range(5, 17))
+
+
 async def test_success_is_delivered_once_signed_and_verifiable(
     store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
