@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +21,32 @@ IdFactory = Callable[[], str]
 BLOB_URL_PREFIX = "blob:https://dreamina.capcut.com/"
 
 
+_RANDOM_BLOCK = 16 * 256
+"""Random bytes drawn from the OS at once for `new_uuid` (a generate body takes nine UUIDs: one draw per ~28
+bodies instead of nine system calls per body)."""
+
+_random16: Iterator[bytes] = iter(())
+
+
+def _fresh_random() -> None:
+    global _random16
+    _random16 = iter(())
+
+
+os.register_at_fork(after_in_child=_fresh_random)  # a forked child never repeats its parent's UUIDs
+
+
 def new_uuid() -> str:
-    """A fresh UUID v4 string, as the web client makes: `str(uuid.uuid4())` (16 random bytes with the version and
-    RFC 4122 variant bits set) without building a `uuid.UUID` (a generate body takes nine of them)."""
-    raw = bytearray(os.urandom(16))
+    """A fresh UUID v4 string, as the web client makes: `str(uuid.uuid4())` (16 random bytes from `os.urandom`
+    with the version and RFC 4122 variant bits set) without building a `uuid.UUID`. Each 16 bytes are handed out
+    once, also when threads call at once (a list iterator's `next` is atomic)."""
+    global _random16
+    chunk = next(_random16, None)
+    if chunk is None:
+        block = os.urandom(_RANDOM_BLOCK)
+        _random16 = iter([block[i : i + 16] for i in range(0, _RANDOM_BLOCK, 16)])
+        chunk = next(_random16)
+    raw = bytearray(chunk)
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # variant RFC 4122
     h = raw.hex()
