@@ -19,6 +19,7 @@ from record_support import DONE, event, make_record
 from jimeng_server.clock import ManualClock
 from jimeng_server.store.outbox import Attempt, AttemptResult, EventState
 from jimeng_server.store.sqlite import SqliteStore
+from jimeng_server.tasks.claims import ClaimState
 from jimeng_server.tasks.records import Finish
 
 HOOK = "https://example.com/hook"
@@ -95,3 +96,21 @@ async def test_a_held_write_that_fails_rolls_its_whole_transaction_back(sqlite_s
     # The connection is out of the failed transaction: the next one works.
     await sqlite_store.record_attempts([attempt(claimed.event_id)])
     assert rows(sqlite_store, "SELECT state FROM webhook_events") == [("delivered",)]
+
+
+async def test_claiming_a_new_idempotency_key_is_one_trip_and_a_taken_one_is_decided_as_before(
+    sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips = Trips(sqlite_store, monkeypatch)
+    assert (await sqlite_store.claim_idempotency_key("acct", "k1", "hash-a")).state is ClaimState.NEW
+    assert trips.take() == 1  # the INSERT on its own: no BEGIN/COMMIT around it
+    assert (await sqlite_store.claim_idempotency_key("acct", "k1", "hash-a")).state is ClaimState.IN_PROGRESS
+    assert (await sqlite_store.claim_idempotency_key("acct", "k1", "hash-b")).state is ClaimState.MISMATCH
+    trips.take()
+    await sqlite_store.complete_idempotency_key("acct", "k1", status=200, body=b'{"history_id":"h1"}')
+    assert trips.take() == 1
+    replay = await sqlite_store.claim_idempotency_key("acct", "k1", "hash-a")
+    assert (replay.state, replay.status, replay.body) == (ClaimState.REPLAY, 200, b'{"history_id":"h1"}')
+    assert rows(sqlite_store, "SELECT account_fp, key, request_hash, status FROM idempotency_keys") == [
+        ("acct", "k1", "hash-a", 200)
+    ]
