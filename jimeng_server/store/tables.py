@@ -137,12 +137,10 @@ class IdempotencyKeys(TableBase):
             if await db.fetchval(INSERT_KEY, account_fp, key, request_hash, now, now + ttl) is not None:
                 return IdempotencyClaim(ClaimState.NEW)
         async with self._tx() as db:
-            while True:
+            while (row := await db.fetchrow(LOCK_KEY, account_fp, key)) is None:
+                # released since the INSERT above: claim it anew (None: another claim inserted it first)
                 if await db.fetchval(INSERT_KEY, account_fp, key, request_hash, now, now + ttl) is not None:
                     return IdempotencyClaim(ClaimState.NEW)
-                row = await db.fetchrow(LOCK_KEY, account_fp, key)
-                if row is not None:
-                    break  # else the row was released meanwhile: try inserting again
             claim = decide_claim(row, request_hash, now=now, lease=lease)
             if claim.state is ClaimState.NEW:
                 await db.execute(RENEW_KEY, account_fp, key, request_hash, now, now + ttl)

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 from record_support import DONE, event, make_record
+from support import CN_TOKEN, bearer
 
+from jimeng_server.api.appkeys import STORE
 from jimeng_server.clock import ManualClock
 from jimeng_server.store.outbox import Attempt, AttemptResult, EventState
 from jimeng_server.store.sqlite import SqliteStore
@@ -114,3 +116,27 @@ async def test_claiming_a_new_idempotency_key_is_one_trip_and_a_taken_one_is_dec
     assert rows(sqlite_store, "SELECT account_fp, key, request_hash, status FROM idempotency_keys") == [
         ("acct", "k1", "hash-a", 200)
     ]
+
+
+async def test_an_async_submit_is_one_trip_a_keyed_one_three_and_its_replay_three(
+    make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await make_client()
+    store = client.app[STORE]
+    assert isinstance(store, SqliteStore)
+    trips = Trips(store, monkeypatch)
+
+    async def submit(**headers: str) -> Any:
+        body = {"prompt": "a counted cat"}
+        resp = await client.post("/v1/async/images/generations", json=body, headers={**bearer(CN_TOKEN), **headers})
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+    first = await submit()
+    assert trips.take() == 1  # the task's insert
+    keyed = await submit(**{"Idempotency-Key": "counted-1"})
+    assert trips.take() == 3  # the key's claim, the task's insert, the key's answer
+    assert await submit(**{"Idempotency-Key": "counted-1"}) == keyed  # replayed: no generate, no insert
+    assert trips.take() == 3  # the claim's INSERT finds the key; the transaction reads it (BEGIN with it) and ends
+    assert first["history_id"] != keyed["history_id"]
+    assert rows(store, "SELECT COUNT(*) FROM tasks") == [(2,)]
