@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from ..errors import BadRequest
 from ..services.idempotency import SpendMark
+from ..services.params import ImageParams, VideoParams
 from ..services.task_queries import MAX_BATCH
 from .appkeys import COMPOSITIONS, GENERATION, QUERIES, VIDEOS
 from .callbacks import callback_url_of
@@ -30,13 +31,21 @@ from .videos import video_request
 
 routes = web.RouteTableDef()
 
+_Params = TypeVar("_Params", ImageParams, VideoParams)
+
+
+def with_callback(params: _Params, callback_url: str | None) -> _Params:
+    """`params` (parsed by the sync twin's parser, so without a callback) with the submit's `callback_url`; the
+    same object when there is none."""
+    return params if callback_url is None else dataclasses.replace(params, callback_url=callback_url)
+
 
 @routes.post("/v1/async/images/generations")
 async def images_generations(request: web.Request) -> web.Response:
     """Text-to-image, answered as soon as the upstream accepted it (fields as `/v1/images/generations`,
     plus `callback_url`)."""
     caller, data, params = await generation_request(request)
-    params = dataclasses.replace(params, callback_url=await callback_url_of(request, data))
+    params = with_callback(params, await callback_url_of(request, data))
 
     async def respond(spend: SpendMark) -> web.Response:
         return submitted(await request.app[GENERATION].submit_images(caller, params, spend=spend))
@@ -49,7 +58,7 @@ async def images_compositions(request: web.Request) -> web.Response:
     """Image-to-image, answered once the upstream accepted it (fields as `/v1/images/compositions`, plus
     `callback_url`)."""
     async with composition_request(request) as parsed:
-        params = dataclasses.replace(parsed.params, callback_url=await callback_url_of(request, parsed.fields))
+        params = with_callback(parsed.params, await callback_url_of(request, parsed.fields))
 
         async def respond(spend: SpendMark) -> web.Response:
             compositions = request.app[COMPOSITIONS]
@@ -63,7 +72,7 @@ async def videos_generations(request: web.Request) -> web.Response:
     """Video generation, answered once the upstream accepted it (fields as `/v1/videos/generations`, plus
     `callback_url`)."""
     async with video_request(request) as (caller, data, parsed):
-        params = dataclasses.replace(parsed, callback_url=await callback_url_of(request, data))
+        params = with_callback(parsed, await callback_url_of(request, data))
 
         async def respond(spend: SpendMark) -> web.Response:
             return submitted(await request.app[VIDEOS].submit_video(caller, params, spend=spend))

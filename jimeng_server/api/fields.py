@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..config import TRANSPORTS
@@ -201,26 +201,25 @@ class Field:
     def read(self, data: Mapping[str, Any], *, default: Any = None) -> Any:
         """The field's value (`default`, else the declared default, when absent); 400 naming the field as sent
         when it is invalid."""
-        if default is not None:
-            return Field.read(replace(self, default=default), data)
+        fallback = self.default if default is None else default
         name = self.given(data)
         if self.kind == "boolean":
-            return self.default if data.get(name) is None else get_bool(data, name, bool(self.default))
+            return fallback if data.get(name) is None else get_bool(data, name, bool(fallback))
         if self.kind == "number":
             assert self.low is not None and self.high is not None
-            return get_float(data, name, self.default, low=self.low, high=self.high)
+            return get_float(data, name, fallback, low=self.low, high=self.high)
         if self.kind == "integer":
             if data.get(name) in (None, ""):
-                return self.default
+                return fallback
             assert self.low is not None and self.high is not None
             return get_int(data, name, low=int(self.low), high=int(self.high))
         if self.kind != "string":
             return data.get(name)
         if self.choices:
-            if self.default is None and get_str(data, name) is None:
+            if fallback is None and get_str(data, name) is None:
                 return None
-            return get_choice(data, name, self.default, self.choices)
-        value = get_str(data, name, self.default, required=self.required)
+            return get_choice(data, name, fallback, self.choices)
+        value = get_str(data, name, fallback, required=self.required)
         if value is not None and self.max_length is not None and len(value) > self.max_length:
             raise _bad(name, f"is too long ({len(value)} characters; at most {self.max_length})")
         return value

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Final
 
 from aiohttp import web
@@ -50,7 +50,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     """Outermost middleware: gives the request its id (context variable and request key) and counts and
     times the answer by route and status."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = given if _SAFE_ID.fullmatch(given) else uuid.uuid4().hex
+    request_id = given if _SAFE_ID.fullmatch(given) else os.urandom(16).hex()
     request[_REQUEST_ID_KEY] = request_id
     token = REQUEST_ID.set(request_id)
     started = time.perf_counter()

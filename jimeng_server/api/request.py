@@ -107,6 +107,10 @@ def _parse_constant(text: str) -> Any:
     raise _Refused(f"{text} is not a JSON number")
 
 
+_DECODER = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+"""The strict reader's decoder, built once (`json.loads` with these hooks builds one per call)."""
+
+
 def _check_tree(data: Any) -> None:
     """Refuse nesting deeper than MAX_JSON_DEPTH and strings (or keys) holding lone UTF-16 surrogates
     (`"\\ud800"` escapes), which no UTF-8 text can carry. Iterative: the depth is not limited by the stack."""
@@ -145,7 +149,9 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise BadRequest("the request body is not UTF-8 text: send a JSON object", code="INVALID_JSON") from None
     try:
-        data = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+        if text.startswith("\ufeff"):  # as json.loads says it (the decoder alone does not look)
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        data = _DECODER.decode(text)
         _check_tree(data)
     except json.JSONDecodeError as exc:
         raise BadRequest(

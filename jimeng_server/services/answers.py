@@ -32,9 +32,14 @@ ENTRY_OVERHEAD: Final = 200
 """Bytes counted per entry besides its body (key, record, ordering)."""
 
 
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False)
+"""`json.dumps(value, ensure_ascii=False)`'s encoder, built once (`json.dumps` with an argument builds one per
+call)."""
+
+
 def json_text(value: Any) -> str:
     """The API's JSON text of an answer body: non-ASCII characters kept as they are."""
-    return json.dumps(value, ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def encode_json(value: Any) -> bytes:

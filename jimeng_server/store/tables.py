@@ -131,15 +131,17 @@ class IdempotencyKeys(TableBase):
     ) -> IdempotencyClaim:
         """See `base.IdempotencyStore.claim_idempotency_key`: the key row is inserted, or else read under a row
         lock (SQLite: inside its one writer's transaction), so concurrent claims are decided one after the
-        other; `tasks.claims.decide_claim` decides."""
+        other; `tasks.claims.decide_claim` decides. A new key (the common case) takes one statement on its own
+        (one trip: no transaction around it); only a key already there is decided in a transaction."""
         now = self._clock.time()
+        async with self._stmt() as db:
+            if await db.fetchval(INSERT_KEY, account_fp, key, request_hash, now, now + ttl) is not None:
+                return IdempotencyClaim(ClaimState.NEW)
         async with self._tx() as db:
-            while True:
+            while (row := await db.fetchrow(LOCK_KEY, account_fp, key)) is None:
+                # released since the INSERT above: claim it anew (None: another claim inserted it first)
                 if await db.fetchval(INSERT_KEY, account_fp, key, request_hash, now, now + ttl) is not None:
                     return IdempotencyClaim(ClaimState.NEW)
-                row = await db.fetchrow(LOCK_KEY, account_fp, key)
-                if row is not None:
-                    break  # else the row was released meanwhile: try inserting again
             claim = decide_claim(row, request_hash, now=now, lease=lease)
             if claim.state is ClaimState.NEW:
                 await db.execute(RENEW_KEY, account_fp, key, request_hash, now, now + ttl)

@@ -56,6 +56,11 @@ ACCOUNT_INFO_PATH = "/passport/account/info/v2"
 _URL_CACHE = 4096
 """How many distinct encoded call URLs (base, path, query) a client keeps."""
 
+_JSON_BODY = (("Content-Type", "application/json"),)
+
+_WIRE_CACHE = 4096
+"""How many accounts' unchanging request parts (`_AccountWire`) a client keeps."""
+
 _ACCEPT_LANGUAGE = {
     Region.CN: "zh-CN,zh;q=0.9",
     Region.US: "en-US,en;q=0.9",
@@ -186,6 +191,22 @@ def parse_credits(data: Any) -> Credits:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _AccountWire:
+    """What every call of one account sends unchanged while the configuration stands: its default query (§2.2),
+    the headers from `Accept` to `User-Agent` (§2.3, §17.6), and its cookie parts. Built once per account by
+    `JimengClient._wire`; a call adds only what moves (Origin, Referer, Device-Time, Sign, a session's cookie)."""
+
+    query: Mapping[str, str]
+    lead: tuple[tuple[str, str], ...]
+    jar_cookie: str | None  # a jar account's Cookie header, verbatim; None: built from the session and `now`
+    web_id: str
+    user_id: str
+    appid: str
+    lan: str
+    loc: str
+
+
 class JimengClient:
     """Calls the web API on behalf of accounts. Owns no sessions: they come from the injected pool."""
 
@@ -206,6 +227,8 @@ class JimengClient:
         self._identities: dict[str, BrowserIdentity] = {}
         self._origins: dict[str, str] = {}  # base URL -> its origin
         self._urls: dict[tuple[str, str, tuple[tuple[str, str], ...]], str] = {}  # (base, path, query) -> URL
+        self._wires: dict[tuple[Account, object], _AccountWire] = {}  # (account, its jar) -> unchanging parts
+        self._ret_classes = ret_overrides(config.ret_4001)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -217,7 +240,7 @@ class JimengClient:
     @property
     def ret_classes(self) -> dict[str, CodeClass]:
         """The operator's classes of disputed `ret` codes (`[upstream] ret_4001`)."""
-        return ret_overrides(self.config.ret_4001)
+        return self._ret_classes
 
     def identity(self, account: Account) -> BrowserIdentity:
         """The account's own web id and user id (never shared between accounts)."""
@@ -269,22 +292,7 @@ class JimengClient:
 
     def default_params(self, account: Account) -> dict[str, str]:
         """The default query of every web call, in the web client's order (§2.2); `os` follows the profile."""
-        rc = constants(account.region)
-        params = {"aid": str(rc.aid), "device_platform": "web", "region": rc.region_param}
-        if rc.sends_web_id:
-            params["webId"] = self.web_id(account)
-        params["da_version"] = self.config.da_version
-        os_name = self.profile(account).os
-        if os_name is not None:
-            params["os"] = os_name
-        params.update(
-            {
-                "web_component_open_flag": "1",
-                "web_version": self.config.web_version,
-                "aigc_features": self.config.aigc_features,
-            }
-        )
-        return params
+        return dict(self._wire(account).query)
 
     def headers(self, account: Account, path: str, origin: str, referer: str | None, now: int) -> dict[str, str]:
         """All headers of one attempt; `now` is both Device-Time and the Sign input (§2.3, §2.4).
@@ -292,46 +300,81 @@ class JimengClient:
         A jar account sends its jar verbatim and, like the browser it came from, no `Accept-Encoding`,
         `Cache-Control` or `Pragma`; User-Agent and client hints only when known (§17.6).
         """
+        return dict(self._header_items(self._wire(account), account, path, origin, referer, now))
+
+    def _header_items(
+        self, wire: _AccountWire, account: Account, path: str, origin: str, referer: str | None, now: int
+    ) -> tuple[tuple[str, str], ...]:
+        """`headers()` as items in their order: the account's unchanging lead, then what this attempt adds."""
+        cfg = self.config
+        cookie = wire.jar_cookie
+        if cookie is None:
+            cookie = build_cookie(account.sessionid, web_id=wire.web_id, user_id=wire.user_id, now=now)
+        return (
+            *wire.lead,
+            ("Origin", origin),
+            ("Referer", referer or origin),
+            ("App-Sdk-Version", cfg.app_sdk_version),
+            ("Appid", wire.appid),
+            ("Cookie", cookie),
+            ("Device-Time", str(now)),
+            ("Lan", wire.lan),
+            ("Loc", wire.loc),
+            ("Sign", sign(path, now, pf=cfg.pf, appvr=cfg.appvr)),
+            ("Sign-Ver", "1"),
+            ("Tdid", ""),
+        )
+
+    def _wire(self, account: Account) -> _AccountWire:
+        """The account's unchanging request parts, built once (keyed by the account AND its jar: an account's
+        equality leaves the jar out). At most _WIRE_CACHE accounts are kept; the cache only holds what the
+        account objects already carry."""
+        key = (account, account.jar)
+        wire = self._wires.get(key)
+        if wire is None:
+            if len(self._wires) >= _WIRE_CACHE:
+                self._wires.clear()
+            wire = self._wires[key] = self._build_wire(account)
+        return wire
+
+    def _build_wire(self, account: Account) -> _AccountWire:
         rc = constants(account.region)
         cfg = self.config
         profile = self.profile(account)
         jar = account.jar
-        out: dict[str, str] = {"Accept": "application/json, text/plain, */*"}
-        if jar is None:
-            out["Accept-Encoding"] = "gzip, deflate"
-        out["Accept-Language"] = accept_language(account.region)
-        if jar is None:
-            out["Cache-Control"] = "no-cache"
-        out["Appvr"] = cfg.appvr
-        if jar is None:
-            out["Pragma"] = "no-cache"
-        out["Priority"] = "u=1, i"
-        out["Pf"] = cfg.pf
-        out.update(profile.hints)
-        out.update({"Sec-Fetch-Dest": "empty", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "same-origin"})
-        if profile.user_agent is not None:
-            out["User-Agent"] = profile.user_agent
-        if jar is not None:
-            cookie = jar.header()
-        else:
-            ident = self.identity(account)
-            cookie = build_cookie(account.sessionid, web_id=ident.web_id, user_id=ident.user_id, now=now)
-        out.update(
-            {
-                "Origin": origin,
-                "Referer": referer or origin,
-                "App-Sdk-Version": cfg.app_sdk_version,
-                "Appid": str(rc.aid),
-                "Cookie": cookie,
-                "Device-Time": str(now),
-                "Lan": rc.lan,
-                "Loc": rc.loc,
-                "Sign": sign(path, now, pf=cfg.pf, appvr=cfg.appvr),
-                "Sign-Ver": "1",
-                "Tdid": "",
-            }
+        query = {"aid": str(rc.aid), "device_platform": "web", "region": rc.region_param}
+        if rc.sends_web_id:
+            query["webId"] = self.web_id(account)
+        query["da_version"] = cfg.da_version
+        if profile.os is not None:
+            query["os"] = profile.os
+        query.update(
+            {"web_component_open_flag": "1", "web_version": cfg.web_version, "aigc_features": cfg.aigc_features}
         )
-        return out
+        lead: list[tuple[str, str]] = [("Accept", "application/json, text/plain, */*")]
+        if jar is None:
+            lead.append(("Accept-Encoding", "gzip, deflate"))
+        lead.append(("Accept-Language", accept_language(account.region)))
+        if jar is None:
+            lead.append(("Cache-Control", "no-cache"))
+        lead.append(("Appvr", cfg.appvr))
+        if jar is None:
+            lead.append(("Pragma", "no-cache"))
+        lead += [("Priority", "u=1, i"), ("Pf", cfg.pf), *profile.hints]
+        lead += [("Sec-Fetch-Dest", "empty"), ("Sec-Fetch-Mode", "cors"), ("Sec-Fetch-Site", "same-origin")]
+        if profile.user_agent is not None:
+            lead.append(("User-Agent", profile.user_agent))
+        ident = self.identity(account)
+        return _AccountWire(
+            query=query,
+            lead=tuple(lead),
+            jar_cookie=jar.header() if jar is not None else None,
+            web_id=ident.web_id,
+            user_id=ident.user_id,
+            appid=str(rc.aid),
+            lan=rc.lan,
+            loc=rc.loc,
+        )
 
     async def harvest_jar(self, account: Account, browser: Harvester) -> str:
         """A fresh full cookie jar for `account` (a `Cookie` header string): the region's page loaded in a real
@@ -374,9 +417,10 @@ class JimengClient:
         """
         base = self.base_url(account, path)
         origin = self._origin(base)
-        query: dict[str, str] = self.default_params(account) if default_params else {}
+        wire = self._wire(account)
+        query: Mapping[str, str] = wire.query if default_params else {}
         if params:
-            query.update(params)
+            query = {**query, **params}
         url = self._url(base, path, query)
         data = b"" if body is None else dumps_compact(body).encode()
         transport = self.transports.for_account(account)
@@ -393,17 +437,17 @@ class JimengClient:
                 await self.clock.sleep(backoff)
             timeout = min(self.config.timeout, deadline - self.clock.time())
             now = int(self.clock.time())
-            headers = self.headers(account, path, origin, referer, now)
+            headers = self._header_items(wire, account, path, origin, referer, now)
             if body is not None:
-                headers["Content-Type"] = "application/json"
+                headers += _JSON_BODY
             out = Outgoing(
                 account=account,
                 path=path,
                 url=url,
-                headers=tuple(headers.items()),
+                headers=headers,
                 body=data,
                 page=page,
-                referer=headers["Referer"],
+                referer=referer or origin,
                 timeout=timeout,
                 connect_timeout=self.config.connect_timeout,
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,14 +21,43 @@ IdFactory = Callable[[], str]
 BLOB_URL_PREFIX = "blob:https://dreamina.capcut.com/"
 
 
+_UUID_BLOCK = 256
+"""UUIDs made at once by `new_uuid` from one `os.urandom` draw (a generate body takes nine: one draw and one
+hex conversion per ~28 bodies instead of nine of each per body)."""
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+"""A random hex digit as the RFC 4122 variant digit (`10xx`) that keeps its two low bits."""
+
+_uuids: Iterator[str] = iter(())
+
+
+def _fresh_uuids() -> None:
+    global _uuids
+    _uuids = iter(())
+
+
+os.register_at_fork(after_in_child=_fresh_uuids)  # a forked child never repeats its parent's UUIDs
+
+
+def _uuid_block() -> list[str]:
+    h = os.urandom(16 * _UUID_BLOCK).hex()
+    return [
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
+        f"{_VARIANT[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+        for i in range(0, len(h), 32)
+    ]
+
+
 def new_uuid() -> str:
-    """A fresh UUID v4 string, as the web client makes: `str(uuid.uuid4())` (16 random bytes with the version and
-    RFC 4122 variant bits set) without building a `uuid.UUID` (a generate body takes nine of them)."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # variant RFC 4122
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A fresh UUID v4 string, as the web client makes: `str(uuid.uuid4())` (16 bytes from `os.urandom` with the
+    version and RFC 4122 variant bits set), made _UUID_BLOCK at a time without building `uuid.UUID`s. Each is
+    handed out once, also when threads call at once (a list iterator's `next` is atomic)."""
+    global _uuids
+    made = next(_uuids, None)
+    if made is None:
+        _uuids = iter(_uuid_block())
+        made = next(_uuids)
+    return made
 
 
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))

@@ -17,12 +17,15 @@ from typing import Any
 
 import pytest
 from record_support import DONE, event, make_record
+from support import CN_TOKEN, bearer
 
+from jimeng_server.api.appkeys import STORE
 from jimeng_server.clock import ManualClock
 from jimeng_server.services.result_links import ResultLinks
 from jimeng_server.services.settlement import TaskSettler
 from jimeng_server.store.outbox import Attempt, AttemptResult, EventState
 from jimeng_server.store.sqlite import SqliteStore
+from jimeng_server.tasks.claims import ClaimState
 from jimeng_server.tasks.cost import CostSource, TaskCost
 from jimeng_server.tasks.records import Finish, Outcome, Reason, TaskKind, TaskStatus
 from jimeng_server.upstream.history import parse_record
@@ -163,3 +166,43 @@ async def test_a_settlers_batch_is_one_transaction(
         }
     finally:
         await store.close()
+async def test_claiming_a_new_idempotency_key_is_one_trip_and_a_taken_one_is_decided_as_before(
+    sqlite_store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trips = Trips(sqlite_store, monkeypatch)
+    assert (await sqlite_store.claim_idempotency_key("acct", "k1", "hash-a")).state is ClaimState.NEW
+    assert trips.take() == 1  # the INSERT on its own: no BEGIN/COMMIT around it
+    assert (await sqlite_store.claim_idempotency_key("acct", "k1", "hash-a")).state is ClaimState.IN_PROGRESS
+    assert (await sqlite_store.claim_idempotency_key("acct", "k1", "hash-b")).state is ClaimState.MISMATCH
+    trips.take()
+    await sqlite_store.complete_idempotency_key("acct", "k1", status=200, body=b'{"history_id":"h1"}')
+    assert trips.take() == 1
+    replay = await sqlite_store.claim_idempotency_key("acct", "k1", "hash-a")
+    assert (replay.state, replay.status, replay.body) == (ClaimState.REPLAY, 200, b'{"history_id":"h1"}')
+    assert rows(sqlite_store, "SELECT account_fp, key, request_hash, status FROM idempotency_keys") == [
+        ("acct", "k1", "hash-a", 200)
+    ]
+
+
+async def test_an_async_submit_is_one_trip_a_keyed_one_three_and_its_replay_three(
+    make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await make_client()
+    store = client.app[STORE]
+    assert isinstance(store, SqliteStore)
+    trips = Trips(store, monkeypatch)
+
+    async def submit(**headers: str) -> Any:
+        body = {"prompt": "a counted cat"}
+        resp = await client.post("/v1/async/images/generations", json=body, headers={**bearer(CN_TOKEN), **headers})
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+    first = await submit()
+    assert trips.take() == 1  # the task's insert
+    keyed = await submit(**{"Idempotency-Key": "counted-1"})
+    assert trips.take() == 3  # the key's claim, the task's insert, the key's answer
+    assert await submit(**{"Idempotency-Key": "counted-1"}) == keyed  # replayed: no generate, no insert
+    assert trips.take() == 3  # the claim's INSERT finds the key; the transaction reads it (BEGIN with it) and ends
+    assert first["history_id"] != keyed["history_id"]
+    assert rows(store, "SELECT COUNT(*) FROM tasks") == [(2,)]
