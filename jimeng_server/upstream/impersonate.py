@@ -68,6 +68,9 @@ class ImpersonateTransport:
                 verify=self._verify,
                 default_headers=False,
                 allow_redirects=False,
+                # Accounts share a session: a cookie the upstream sets for one must never ride along on another's
+                # request (each call carries its account's own Cookie header).
+                discard_cookies=True,
             )
             self._sessions[(proxy, target)] = session
         return session

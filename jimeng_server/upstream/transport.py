@@ -153,6 +153,9 @@ class SessionPool:
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(sock_connect=self._connect_timeout),
                 auto_decompress=True,
+                # Many accounts share a session: a cookie the upstream sets for one must never ride along on
+                # another's request (each call carries its account's own Cookie header).
+                cookie_jar=aiohttp.DummyCookieJar(),
                 **native,
             )
             self._sessions[proxy] = session
