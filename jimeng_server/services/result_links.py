@@ -327,9 +327,14 @@ class ResultLinks:
             await self.store.add_keep_jobs({row.history_id: row.results}, now=now)
             if self.on_jobs is not None:
                 self.on_jobs()
-            raise HoldEvent(now + HOLD_RECHECK)
-        if not all(job.state.final for job in jobs):
-            raise HoldEvent(now + HOLD_RECHECK)
+        elif all(job.state.final for job in jobs):
+            return
+        raise HoldEvent(now + HOLD_RECHECK, functools.partial(self._keeping, row.history_id, len(row.results)))
+
+    async def _keeping(self, history_id: str, results: int) -> bool:
+        """True while a result of the task has no keep job yet or its job is not final (the hold's `still`)."""
+        jobs = (await self.store.keep_jobs_of([history_id])).get(history_id, [])
+        return len(jobs) < results or not all(job.state.final for job in jobs)
 
     def _ended(self, history_id: str, _task: asyncio.Task[_Fresh]) -> None:
         self._inflight.pop(history_id, None)

@@ -100,11 +100,16 @@ def _host_of(url: str) -> str:
 
 class HoldEvent(Exception):
     """Raised by a `body_hook` when an event must wait (e.g. its task's results are still being kept): the event
-    goes back to pending until `until`, no attempt is recorded."""
+    goes back to pending until `until`, no attempt is recorded.
 
-    def __init__(self, until: float) -> None:
+    Whatever ends the wait wakes pending events early (`KeepStore.wake_held_events`), but a wake that comes while
+    this event is still claimed finds nothing to wake. `still`, when given, says whether the reason to wait still
+    holds: the sender asks it once the event is pending again, and makes the event due at once when it does not."""
+
+    def __init__(self, until: float, still: Callable[[], Awaitable[bool]] | None = None) -> None:
         super().__init__(f"held until {until}")
         self.until = until
+        self.still = still
 
 
 class Posts(Protocol):
@@ -383,6 +388,9 @@ class WebhookSender:
             body = (await self._body_of(event)).encode("utf-8")
         except HoldEvent as hold:
             await self._store.unclaim_events([event.event_id], now=hold.until)
+            if hold.still is not None and not await hold.still():  # it ended while the event was claimed
+                await self._store.hasten_events([event.event_id], now=self.clock.time())
+                self.wake()
             return
         at = self.clock.time()
         headers = delivery_headers(event.event_id, int(at), body, self._key)

@@ -31,8 +31,10 @@ from jimeng_server.metrics import KEEP_FAILURES
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.faults import Fault, FaultKind
 from jimeng_server.store.keeping import KeepState
+from jimeng_server.store.outbox import OutboxEvent
 from jimeng_server.tasks.records import Outcome, Reason, TaskKind, TaskStatus
 from jimeng_server.upstream.history import parse_record
+from jimeng_server.webhooks.sender import HoldEvent
 from jimeng_server.webhooks.signatures import parse_secret, sign
 
 pytestmark = pytest.mark.wall_clock  # kept files' signed links are checked against the wall clock
@@ -148,6 +150,34 @@ async def test_results_are_kept_and_outlive_the_upstream_links(
     assert counters["jimeng_results_kept_bytes_total"] >= sum(
         f.stat().st_size for f in (tmp_path / "kept").glob("*/*.png")
     )
+
+
+async def test_keeping_that_ends_while_the_held_event_is_claimed_still_sends_it_at_once(
+    local_client: ClientFactory, clock: ManualClock, receiver: tuple[Receiver, TestServer]
+) -> None:
+    """The keeper's wake of held events finds nothing while the event is claimed; the hold then asks whether it
+    still holds, so the event goes at once instead of after the hold's recheck time (60 s)."""
+    rec, server = receiver
+    client = await local_client()
+    sender = client.app[WEBHOOKS]
+    hid = await submit(client, IMAGES, clock, {"prompt": "race me", "callback_url": str(server.make_url("/hooks/r"))})
+    await finish(client, clock, hid)
+    hook = sender.body_hook
+    assert hook is not None
+    kept: list[int] = []
+
+    async def keeper_ends_meanwhile(event: OutboxEvent) -> str:
+        try:
+            return await hook(event)
+        except HoldEvent:
+            if not kept:
+                kept.append(await client.app[KEEPER].drain())  # every job ends, its wake finds the event claimed
+            raise
+
+    sender.body_hook = keeper_ends_meanwhile
+    assert await sender.drain() == 2  # held, then due again at once (the clock has not moved) and sent
+    assert kept == [4] and len(rec.on("/hooks/r")) == 1
+    assert [r["kept"] for r in event_of(rec, "/hooks/r")["data"]["results"]] == [True] * 4
 
 
 async def test_range_requests_link_checks_and_owner_access(
