@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from proxies import ConnectProxy
-from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_SESSION
+from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_SESSION, AppFactory
 from webhook_support import Receiver
 
 from jimeng_server.app import create_app
@@ -26,8 +26,6 @@ from jimeng_server.config import Config, SecurityConfig, StoreConfig, UpstreamCo
 from jimeng_server.simulator import SimSettings, Simulator, simulator_hosts
 from jimeng_server.store.base import Store
 from jimeng_server.upstream.regions import Region
-
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 pytest_plugins = ["store_backends"]  # pg_server, pg_url, store_url: the store's tests run on both backends
 

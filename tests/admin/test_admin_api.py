@@ -10,7 +10,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from cryptography.fernet import Fernet
 from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, admin, create_key, key_auth, seed_sim
-from support import json_of
+from support import AppFactory, json_of
 
 from jimeng_server.api.admin import admin_key
 from jimeng_server.api.appkeys import ACCOUNT_POOL
 from jimeng_server.config import AccountsConfig, AdminConfig, Config, ConfigError
 from jimeng_server.simulator import Simulator
 
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
 
 

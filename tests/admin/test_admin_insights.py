@@ -7,13 +7,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pool_support import ADMIN_KEY, add_accounts, admin, create_key, key_auth, seed_sim
-from support import CN_TOKEN, bearer, json_of
+from support import CN_TOKEN, AppFactory, bearer, json_of
 from webhook_support import SECRET, Receiver
 
 from jimeng_server.api.appkeys import STORE, TASK_COSTS, WATCHER, WEBHOOKS
@@ -23,7 +22,6 @@ from jimeng_server.services.insights import utc_day
 from jimeng_server.simulator import Simulator
 from jimeng_server.tasks.cost import CostSource, TaskCost
 
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
 IMAGES = "/v1/async/images/generations"
 

@@ -10,14 +10,14 @@ Needs /usr/bin/chromium (`.ci/run` installs Debian's `chromium` when missing); b
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, Page, async_playwright, expect
 from pool_support import ADMIN_KEY, POOL_SESSIONS, key_auth
-from support import json_of
+from support import AppFactory, json_of
 
 from jimeng_server.api.appkeys import STORE, TASK_COSTS, WATCHER
 from jimeng_server.cli import DEMO_ACCOUNTS, seed_demo_pool
@@ -30,7 +30,6 @@ from jimeng_server.upstream.regions import Region
 
 CHROMIUM = "/usr/bin/chromium"
 expect.set_options(timeout=15_000)  # a loaded CI machine: give each rendered assertion time
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
 
 

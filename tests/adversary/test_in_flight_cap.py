@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-from aiohttp.test_utils import TestClient
 from pool_support import ADMIN_KEY, add_accounts, create_key, key_auth, seed_sim
-from support import json_of
+from support import AppFactory, json_of
 
 from jimeng_server.config import AdminConfig, Config
 from jimeng_server.simulator import Simulator
-
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 async def test_bursts_of_50_never_pass_the_cap(

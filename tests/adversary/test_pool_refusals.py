@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, admin, create_key, key_auth, seed_sim
-from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
+from support import CN_TOKEN, CN_TOKEN_2, AppFactory, bearer, drive, json_of
 
 from jimeng_server.api.appkeys import ACCOUNTS
 from jimeng_server.app import create_app
@@ -26,7 +26,6 @@ from jimeng_server.config import AccountsConfig, AdminConfig, Config
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.faults import Fault, FaultKind
 
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
 IMAGES = "/v1/async/images/generations"
 VIDEOS = "/v1/async/videos/generations"

@@ -3,18 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-from aiohttp.test_utils import TestClient
 from cryptography.fernet import Fernet
-from support import CN_TOKEN, bearer, json_of
+from support import CN_TOKEN, AppFactory, bearer, json_of
 
 from jimeng_server.api.appkeys import INTAKE, STORE, WATCHER
 from jimeng_server.config import AccountsConfig, Config
-
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 async def test_in_flight_tokens_are_sealed(make_client: AppFactory, config: Config) -> None:

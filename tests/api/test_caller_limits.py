@@ -4,19 +4,17 @@ long a request may wait on upstream reads."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from simulate_proc import free_port
-from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_TOKEN, bearer, drive, error_of
+from support import CN_TOKEN, CN_TOKEN_2, POOR_TOKEN, US_TOKEN, AppFactory, bearer, drive, error_of
 
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import Config, SecurityConfig
 from jimeng_server.simulator import Fault, FaultKind, Simulator
 
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 GUARDED = SecurityConfig(allow_private_networks=False)
 
 

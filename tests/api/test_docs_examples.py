@@ -5,7 +5,7 @@ page, in a real browser, shows them and sends a call with a pasted key, showing 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import jsonschema
@@ -16,7 +16,6 @@ from support import CN_TOKEN, json_of
 
 from jimeng_server.api.openapi_examples import example
 
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
 CHROMIUM = "/usr/bin/chromium"
 expect.set_options(timeout=15_000)

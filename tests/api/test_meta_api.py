@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from support import CN_TOKEN, bearer, json_of
+from support import CN_TOKEN, AppFactory, bearer, json_of
 
 from jimeng_server.config import ServerConfig
 from jimeng_server.simulator import Simulator
-
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 def assert_error_shape(body: Any, code: str) -> None:

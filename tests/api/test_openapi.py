@@ -4,15 +4,13 @@ from assets shipped in the package."""
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
+from support import AppFactory
 
 from jimeng_server.config import AdminConfig
-
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 def _app_routes(client: TestClient[Any, Any]) -> set[tuple[str, str]]:

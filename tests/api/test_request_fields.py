@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from jsonschema import Draft202012Validator
 from pool_support import ADMIN_KEY, POOL_SESSIONS, admin, seed_sim
-from support import CN_TOKEN, bearer, drive, json_of
+from support import CN_TOKEN, AppFactory, bearer, drive, json_of
 
 from jimeng_server.api import fields as declared
 from jimeng_server.api.admin import account_fields, key_fields
@@ -37,8 +37,6 @@ from jimeng_server.config import DEFAULT_MODEL_ALIASES, AdminConfig, CompatConfi
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.media import png
 from jimeng_server.upstream import catalog
-
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 class Recording(Mapping[str, Any]):

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pool_support import POOL_SESSIONS
-from support import CN_TOKEN, bearer, drive, json_of
+from support import CN_TOKEN, AppFactory, bearer, drive, json_of
 
 from jimeng_server import manage
 from jimeng_server.cli import LOCAL_RECEIVER, parse_args, simulate_banner, with_simulator_hosts
@@ -28,7 +28,6 @@ from jimeng_server.services import accounts as accounts_service
 from jimeng_server.simulator import simulator_hosts
 from jimeng_server.upstream import catalog
 
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
 
 

@@ -6,19 +6,17 @@ what was spent are compared, over real HTTP, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, create_key, key_auth, seed_sim
-from support import CN_TOKEN, CN_TOKEN_2, bearer, json_of
+from support import CN_TOKEN, CN_TOKEN_2, AppFactory, bearer, json_of
 
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import AdminConfig, Config
 from jimeng_server.simulator import Simulator
 
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 IMAGES = "/v1/async/images/generations"
 VIDEOS = "/v1/async/videos/generations"
 GENERATE = "/aigc_draft/generate"

@@ -5,19 +5,17 @@ background whatever the mode, and fire-and-forget callers (no callback, no query
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 from pool_support import ADMIN_KEY, add_accounts, create_key, key_auth, seed_sim
-from support import CN_TOKEN, bearer, json_of
+from support import CN_TOKEN, AppFactory, bearer, json_of
 
 from jimeng_server.api.appkeys import ACCOUNT_POOL, WATCHER
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import AdminConfig, Config, WatcherConfig
 from jimeng_server.simulator import Simulator
 
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
 IMAGES = "/v1/async/images/generations"
 

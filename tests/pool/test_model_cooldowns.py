@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, admin, create_key, key_auth, seed_sim
 from store_backends import open_store
-from support import json_of
+from support import AppFactory, json_of
 
 from jimeng_server.clock import ManualClock
 from jimeng_server.config import AdminConfig, Config
 from jimeng_server.simulator import Simulator
 from jimeng_server.store.pool import Cooldown, NewAccount
 
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
 VIDEOS = "/v1/async/videos/generations"
 IMAGES = "/v1/async/images/generations"

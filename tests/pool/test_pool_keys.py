@@ -9,7 +9,6 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from pool_support import (
     pool_secrets_absent,
     seed_sim,
 )
-from support import CN_TOKEN, bearer, drive, json_of
+from support import CN_TOKEN, AppFactory, bearer, drive, json_of
 from webhook_support import SECRET, Receiver
 
 from jimeng_server.api.appkeys import ACCOUNT_POOL, STORE, WATCHER, WEBHOOKS
@@ -33,7 +32,6 @@ from jimeng_server.config import AccountsConfig, AdminConfig, AuthConfig, Config
 from jimeng_server.simulator import Simulator
 from jimeng_server.simulator.faults import Fault, FaultKind
 
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
 IMAGES = "/v1/async/images/generations"
 

@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -18,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pool_support import ADMIN_KEY, POOL_SESSIONS, add_accounts, create_key, key_auth, seed_sim
 from store_backends import execute_sql, open_store
-from support import CN_TOKEN, CN_TOKEN_2, bearer, json_of
+from support import CN_TOKEN, CN_TOKEN_2, AppFactory, bearer, json_of
 from support import finish_task as finish
 from support import submit_task as submit
 from webhook_support import SECRET, Receiver, Reply, done_outcome, make_task
@@ -32,7 +31,6 @@ from jimeng_server.simulator import Simulator
 from jimeng_server.upstream.links import ResultRef
 from jimeng_server.webhooks.signatures import parse_secret, sign
 
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
 IMAGES = "/v1/async/images/generations"
 VIDEOS = "/v1/async/videos/generations"

@@ -9,13 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pool_support import ADMIN_KEY, add_accounts, admin, create_key, key_auth, seed_sim
-from support import json_of
+from support import AppFactory, json_of
 from webhook_support import SECRET, Receiver
 
 from jimeng_server.api.appkeys import STORE, TASK_COSTS, WATCHER, WEBHOOKS
@@ -26,7 +25,6 @@ from jimeng_server.simulator.faults import Fault, FaultKind
 from jimeng_server.tasks.cost import CostSource, TaskCost
 from jimeng_server.upstream.spending import CREDIT_HISTORY_PATH
 
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
 SETTLE = 600.0  # the simulator's spending records settle this long after a task finished
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from proxies import ConnectProxy, Socks5Proxy
 from simulate_proc import free_port
-from support import CN_TOKEN, CN_TOKEN_2, bearer, drive, json_of
+from support import CN_TOKEN, CN_TOKEN_2, AppFactory, bearer, drive, json_of
 from tls_support import make_test_ca
 from yarl import URL
 
@@ -42,7 +42,6 @@ from jimeng_server.upstream.tokens import Account
 from jimeng_server.upstream.transport import SessionPool
 from jimeng_server.upstream.transports import Transports
 
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 VIDEO_URL = "/v1/videos/generations"
 IMAGE_URL = "/v1/images/generations"
 SEEDANCE = "jimeng-video-seedance-2.0"

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from standardwebhooks.webhooks import Webhook
-from support import CN_TOKEN, CN_TOKEN_2, bearer, json_of
+from support import CN_TOKEN, CN_TOKEN_2, AppFactory, bearer, json_of
 from webhook_support import SECRET, Receiver, Reply, done_outcome, failed_outcome, make_task
 
 from jimeng_server.api.appkeys import SETTLER, STORE, WEBHOOKS
@@ -23,7 +23,6 @@ from jimeng_server.tasks.records import Reason, TaskStatus
 from jimeng_server.upstream.tokens import parse_token
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 OWNER_FP = parse_token(CN_TOKEN).fingerprint
 
 

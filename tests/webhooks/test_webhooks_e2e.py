@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from standardwebhooks.webhooks import Webhook
-from support import CN_TOKEN, FakeResolver, bearer, drive, json_of
+from support import CN_TOKEN, AppFactory, FakeResolver, bearer, drive, json_of
 from webhook_support import SECRET, Receiver, Reply
 
 from jimeng_server.api.appkeys import STORE, WATCHER, WEBHOOKS
@@ -33,7 +33,6 @@ from jimeng_server.webhooks.signatures import parse_secret, sign
 pytestmark = pytest.mark.wall_clock  # standardwebhooks checks the signed timestamp against the wall clock
 
 ServerFactory = Callable[[web.Application], Awaitable[TestServer]]
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 Client = TestClient[Any, Any]
 
 IMAGES = "/v1/async/images/generations"
