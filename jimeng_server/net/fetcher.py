@@ -13,7 +13,6 @@ from collections.abc import Mapping
 import aiohttp
 import python_socks
 from aiohttp.abc import AbstractResolver
-from aiohttp.resolver import DefaultResolver
 from aiohttp_socks import ProxyConnector
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -21,7 +20,7 @@ from yarl import URL
 from .errors import FetchError, TooLargeError, UnsafeURLError
 from .policy import AddressFilter, FetchPolicy, check_url, is_public_address
 from .poster import DEFAULT_USER_AGENT, EXCERPT_BYTES, PostResult, WebhookPoster, display_url
-from .resolver import GuardedResolver, check_url_resolves_public
+from .resolver import GuardedResolver, LazyResolver, check_url_resolves_public
 from .spool import Download, spool_chunks
 
 __all__ = ["EXCERPT_BYTES", "PostResult", "SafeFetcher"]
@@ -99,8 +98,7 @@ class SafeFetcher:
         user_agent: str = DEFAULT_USER_AGENT,
     ) -> None:
         self._policy = policy
-        self._resolver = resolver
-        self._owns_resolver = resolver is None
+        self._resolver = LazyResolver(resolver)
         self._temp_dir = temp_dir
         self._allow: AddressFilter = (lambda _ip: True) if policy.allow_private_networks else allow_address
         self._user_agent = user_agent
@@ -128,14 +126,10 @@ class SafeFetcher:
         if self._poster is not None:
             poster, self._poster = self._poster, None
             await poster.close()
-        if self._owns_resolver and self._resolver is not None:
-            resolver, self._resolver = self._resolver, None
-            await resolver.close()
+        await self._resolver.close()
 
     def _inner_resolver(self) -> AbstractResolver:
-        if self._resolver is None:
-            self._resolver = DefaultResolver()
-        return self._resolver
+        return self._resolver.get()
 
     def _direct_poster(self) -> WebhookPoster:
         """The keep-alive client of direct POSTs (net/poster.py), sharing this fetcher's resolver and guard."""

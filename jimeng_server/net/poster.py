@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from typing import Final, cast
 
 from aiohttp.abc import AbstractResolver
-from aiohttp.resolver import DefaultResolver
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .errors import FetchError
 from .policy import AddressFilter, FetchPolicy, check_resolved, check_url, is_public_address, parse_ip_literal
+from .resolver import LazyResolver
 
 EXCERPT_BYTES: Final = 1024
 DEFAULT_USER_AGENT: Final = "jimeng-server/0.1"
@@ -417,8 +417,7 @@ class WebhookPoster:
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._policy = policy
-        self._resolver = resolver
-        self._owns_resolver = resolver is None
+        self._resolver = LazyResolver(resolver)
         self._allow: AddressFilter = (lambda _ip: True) if policy.allow_private_networks else allow_address
         self._user_agent = f"User-Agent: {user_agent}\r\n".encode("latin-1")
         self._max_idle_per_host = max_idle_per_host
@@ -455,15 +454,11 @@ class WebhookPoster:
         self._idle_count = 0
         for lookup in self._lookups.values():
             lookup.cancel()
-        if self._owns_resolver and self._resolver is not None:
-            resolver, self._resolver = self._resolver, None
-            await resolver.close()
+        await self._resolver.close()
 
     def inner_resolver(self) -> AbstractResolver:
         """The resolver lookups go through (created on first use when none was injected)."""
-        if self._resolver is None:
-            self._resolver = DefaultResolver()
-        return self._resolver
+        return self._resolver.get()
 
     # ------------------------------------------------------------------ sending
 

@@ -11,6 +11,27 @@ from .errors import FetchError
 from .policy import AddressFilter, FetchPolicy, check_resolved, check_url, is_public_address, parse_ip_literal
 
 
+class LazyResolver:
+    """The resolver a client looks names up with: the one its caller gave (the caller's to close), or a
+    `DefaultResolver` made on first use and closed by `close()`. Safe to close twice."""
+
+    def __init__(self, given: AbstractResolver | None) -> None:
+        self._resolver = given
+        self._owned = given is None
+
+    def get(self) -> AbstractResolver:
+        """The resolver (made now if none was given and none was made yet)."""
+        if self._resolver is None:
+            self._resolver = DefaultResolver()
+        return self._resolver
+
+    async def close(self) -> None:
+        """Close the resolver if this made it."""
+        if self._owned and self._resolver is not None:
+            resolver, self._resolver = self._resolver, None
+            await resolver.close()
+
+
 async def check_url_resolves_public(
     url: str,
     policy: FetchPolicy,
