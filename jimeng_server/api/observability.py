@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
 from typing import Final
@@ -23,6 +22,7 @@ from aiohttp.web_response import StreamResponse
 from .. import metrics
 from ..errors import Handler
 from ..logs import REQUEST_ID
+from ..randomid import random_hex
 from .appkeys import JOBS, TASK_RECORDS, WATCHER, WEBHOOKS
 
 REQUEST_ID_HEADER: Final = "X-Request-Id"
@@ -50,7 +50,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     """Outermost middleware: gives the request its id (context variable and request key) and counts and
     times the answer by route and status."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = given if _SAFE_ID.fullmatch(given) else os.urandom(16).hex()
+    request_id = given if _SAFE_ID.fullmatch(given) else random_hex()
     request[_REQUEST_ID_KEY] = request_id
     token = REQUEST_ID.set(request_id)
     started = time.perf_counter()

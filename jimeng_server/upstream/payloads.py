@@ -7,11 +7,11 @@ Randomness (uuids, seeds) and time come in as arguments so the builders are dete
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..randomid import random_hex
 from .catalog import ImageSize
 from .regions import Region, constants
 
@@ -21,43 +21,16 @@ IdFactory = Callable[[], str]
 BLOB_URL_PREFIX = "blob:https://dreamina.capcut.com/"
 
 
-_UUID_BLOCK = 256
-"""UUIDs made at once by `new_uuid` from one `os.urandom` draw (a generate body takes nine: one draw and one
-hex conversion per ~28 bodies instead of nine of each per body)."""
-
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 """A random hex digit as the RFC 4122 variant digit (`10xx`) that keeps its two low bits."""
 
-_uuids: Iterator[str] = iter(())
-
-
-def _fresh_uuids() -> None:
-    global _uuids
-    _uuids = iter(())
-
-
-os.register_at_fork(after_in_child=_fresh_uuids)  # a forked child never repeats its parent's UUIDs
-
-
-def _uuid_block() -> list[str]:
-    h = os.urandom(16 * _UUID_BLOCK).hex()
-    return [
-        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
-        f"{_VARIANT[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
-        for i in range(0, len(h), 32)
-    ]
-
 
 def new_uuid() -> str:
-    """A fresh UUID v4 string, as the web client makes: `str(uuid.uuid4())` (16 bytes from `os.urandom` with the
-    version and RFC 4122 variant bits set), made _UUID_BLOCK at a time without building `uuid.UUID`s. Each is
-    handed out once, also when threads call at once (a list iterator's `next` is atomic)."""
-    global _uuids
-    made = next(_uuids, None)
-    if made is None:
-        _uuids = iter(_uuid_block())
-        made = next(_uuids)
-    return made
+    """A fresh UUID v4 string, as the web client makes: `str(uuid.uuid4())` (16 random bytes with the version and
+    RFC 4122 variant bits set), from `randomid.random_hex` (read in blocks) without building a `uuid.UUID` (a
+    generate body takes nine)."""
+    h = random_hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 from .. import jsonfast
+from ..randomid import random_hex
 from ..tasks.answer import ResultItem, settled_body
 from ..tasks.cost import TaskCost
 from ..tasks.records import MakeEvent, NewEvent, Settlement, event_type_of
@@ -30,43 +29,9 @@ def event_body(event_type: str, data: Mapping[str, Any], now: float) -> str:
     return jsonfast.dumps({"type": event_type, "timestamp": rfc3339(now), "data": dict(data)}).decode()
 
 
-_ID_BYTES: Final = 16
-_IDS_PER_READ: Final = 256
-
-
-class _IdSource:
-    """Event ids from the operating system's CSPRNG (`os.urandom`, what `uuid.uuid4` and `secrets` read), read
-    `_IDS_PER_READ` ids at a time instead of one call per id: each id is 128 fresh random bits, used once.
-    The buffer is dropped in a forked child (`os.register_at_fork`), so two processes never hand out the same
-    bytes; a lock keeps threads from taking the same slice."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._hex = ""
-        self._at = 0
-
-    def take(self) -> str:
-        """32 hex digits never handed out before."""
-        with self._lock:
-            if self._at >= len(self._hex):
-                self._hex, self._at = os.urandom(_ID_BYTES * _IDS_PER_READ).hex(), 0
-            start = self._at
-            self._at = start + 2 * _ID_BYTES
-            return self._hex[start : self._at]
-
-    def forget(self) -> None:
-        """Drop the unread ids (a forked child must not reuse its parent's)."""
-        self._hex, self._at = "", 0
-        self._lock = threading.Lock()
-
-
-_IDS: Final = _IdSource()
-os.register_at_fork(after_in_child=_IDS.forget)
-
-
 def new_event_id() -> str:
     """A fresh, unique, unpredictable event id (the `webhook-id`): `msg_` + 32 hex digits (128 random bits)."""
-    return f"msg_{_IDS.take()}"
+    return f"msg_{random_hex()}"
 
 
 def links_expire_at(task_type: str, results: Sequence[ResultItem] | None) -> float:

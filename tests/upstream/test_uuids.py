@@ -6,12 +6,12 @@ import threading
 import uuid
 from collections import Counter
 
-from jimeng_server.upstream import payloads
+from jimeng_server.randomid import BLOCK
 from jimeng_server.upstream.payloads import new_uuid
 
 
 def test_every_id_is_a_random_rfc_4122_version_4_uuid_in_its_canonical_text() -> None:
-    made = [new_uuid() for _ in range(3 * payloads._UUID_BLOCK + 7)]  # across several blocks
+    made = [new_uuid() for _ in range(3 * BLOCK + 7)]  # across several blocks
     for text in made:
         parsed = uuid.UUID(text)
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
@@ -28,7 +28,7 @@ def test_threads_taking_ids_at_once_never_get_the_same_one() -> None:
 
     def take(out: list[str]) -> None:
         start.wait()
-        out.extend(new_uuid() for _ in range(2 * payloads._UUID_BLOCK))
+        out.extend(new_uuid() for _ in range(2 * BLOCK))
 
     threads = [threading.Thread(target=take, args=(out,)) for out in got]
     for t in threads:
@@ -36,4 +36,4 @@ def test_threads_taking_ids_at_once_never_get_the_same_one() -> None:
     for t in threads:
         t.join()
     every = [text for out in got for text in out]
-    assert len(every) == 8 * payloads._UUID_BLOCK and len(set(every)) == len(every)
+    assert len(every) == 8 * BLOCK and len(set(every)) == len(every)
