@@ -19,9 +19,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from .history import (
     HistoryRecord,
     _dig,
-    extract_image_url,
-    extract_video_url,
-    item_id,
+    parse_record,
     unescape_url,
     video_models,
 )
@@ -90,13 +88,9 @@ def _uri_from_url(url: str) -> str | None:
     return uri if uri.startswith("tos-") and "/" in uri else None
 
 
-def image_ref(item: Any) -> ResultRef | None:
-    """The uri an image item is re-signed from (see the module doc), None when it names none."""
-    return _image_ref(item, None)
-
-
 def _image_ref(item: Any, url: str | None) -> ResultRef | None:
-    """`image_ref(item)`; `url`: the item's `extract_image_url` when the caller has it already."""
+    """The uri an image item is re-signed from (see the module doc), None when it names none; `url`: the item's
+    image URL (`extract_image_url`) as `parse_record` read it."""
     if not isinstance(item, dict):
         return None
     image = item.get("image")  # _dig's walk, spelt out: it runs per result
@@ -108,40 +102,28 @@ def _image_ref(item: Any, url: str | None) -> ResultRef | None:
         uri = attr.get("cover_uri") if isinstance(attr, dict) else None
     if isinstance(uri, str) and uri:
         return ResultRef("image", uri)
-    url = url or extract_image_url(item)
     uri = _uri_from_url(url) if url else None
     return ResultRef("image", uri) if uri else None
 
 
-def video_ref(item: Any) -> ResultRef | None:
-    """The item id a video item is re-signed from, None without one."""
-    iid = item_id(item)
-    return ResultRef("video", iid) if iid else None
-
-
 def result_refs(raw: dict[str, Any] | None, kind: str) -> tuple[ResultRef | None, ...]:
     """One ref per result URL of a settled record, in the order `HistoryRecord.urls(kind)` lists them (items
-    without a URL of that kind give no result; a result whose item names no ref gets None)."""
-    items = raw.get("item_list") if isinstance(raw, dict) else None
-    refs: list[ResultRef | None] = []
-    for item in items if isinstance(items, list) else []:
-        if kind == "video" and extract_video_url(item):
-            refs.append(video_ref(item))
-        elif kind != "video" and extract_image_url(item):
-            refs.append(image_ref(item))
-    if not refs and kind == "video":  # `urls()` falls back to the images when a video task shows none
-        return result_refs(raw, "image")
-    return tuple(refs)
+    without a URL of that kind give no result; a result whose item names no ref gets None): `record_refs` of the
+    record parsed from `raw` (a stored row's record)."""
+    return record_refs(parse_record(raw), kind) if isinstance(raw, dict) else ()
 
 
 def record_refs(record: HistoryRecord, kind: str) -> tuple[ResultRef | None, ...]:
-    """`result_refs(record.raw, kind)` from what `parse_record` already read of each item (`record.items`):
-    no item path is walked twice. A record whose `items` do not match its raw item list (built by hand) is
-    read from `raw`."""
+    """One ref per result URL of `record` (see `result_refs`), from what `parse_record` read of each item
+    (`record.items`): no item path is walked twice. A video record that shows no video falls back to its images,
+    as `HistoryRecord.urls` does. A record whose `items` do not match its raw item list (built by hand) is parsed
+    from `raw` first."""
     items = record.raw.get("item_list")
     views = record.items
-    if not isinstance(items, list) or len(views) != len(items):
-        return result_refs(record.raw, kind)
+    if not isinstance(items, list):
+        return ()
+    if len(views) != len(items):
+        return record_refs(parse_record(record.raw), kind)
     if kind == "video":
         refs = tuple(ResultRef("video", iid) if iid else None for _, video, _, iid in views if video)
         if refs:

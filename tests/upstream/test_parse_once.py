@@ -1,6 +1,6 @@
 """`history.parse_record` reads each item once (`ItemView`) and `links.record_refs` reuses that reading: both must
 give exactly what the per-field readers give (`extract_image_url`, `extract_video_url`, `item_id`,
-`watermark_free_url`, `links.result_refs` on the raw record), on the real recorded answers and on generated
+`watermark_free_url`, and the refs each item names, read item by item), on the real recorded answers and on generated
 records that mix every item shape the readers know (images with and without uri, cover uris, play/download URLs,
 `transcoded_video` keyed by name, `video_model` JSON strings with base64 URLs, ids in every field, junk)."""
 
@@ -11,6 +11,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given, settings
@@ -21,6 +22,7 @@ from jimeng_server import jsonfast
 from jimeng_server.upstream.codes import DEFAULT_STATUSES, meaning_of
 from jimeng_server.upstream.history import (
     HistoryRecord,
+    _dig,
     extract_image_url,
     extract_video_url,
     item_id,
@@ -55,14 +57,40 @@ def reference(raw: dict[str, Any]) -> HistoryRecord:
     )
 
 
+def reference_refs(raw: dict[str, Any], kind: str) -> tuple[ResultRef | None, ...]:
+    """The refs of a record's results as the per-item readers give them, each item walked on its own (the reading
+    before `record_refs`): a video result's item id; an image result's `image_uri`, else `cover_uri`, else the
+    `tos-` uri in its URL's path; a video task without videos falls back to its images."""
+    items = raw.get("item_list")
+    refs: list[ResultRef | None] = []
+    for item in items if isinstance(items, list) else []:
+        if kind == "video" and extract_video_url(item):
+            iid = item_id(item)
+            refs.append(ResultRef("video", iid) if iid else None)
+        elif kind != "video" and (url := extract_image_url(item)):
+            refs.append(reference_image_ref(item, url))
+    if not refs and kind == "video":
+        return reference_refs(raw, "image")
+    return tuple(refs)
+
+
+def reference_image_ref(item: Any, url: str) -> ResultRef | None:
+    for path in (("image", "large_images", 0, "image_uri"), ("common_attr", "cover_uri")):
+        value = _dig(item, *path)
+        if isinstance(value, str) and value:
+            return ResultRef("image", value)
+    uri = urlsplit(url).path.lstrip("/").split("~", 1)[0]
+    return ResultRef("image", uri) if uri.startswith("tos-") and "/" in uri else None
+
+
 def assert_same(raw: dict[str, Any]) -> None:
     record = parse_record(raw)
     assert dataclasses.replace(record, items=()) == reference(raw)
     assert len(record.items) == (len(raw["item_list"]) if isinstance(raw.get("item_list"), list) else 0)
     for kind in ("image", "video"):
-        assert record_refs(record, kind) == result_refs(raw, kind)
+        assert record_refs(record, kind) == reference_refs(raw, kind) == result_refs(raw, kind)
         hq = with_high_quality(record, {i: f"https://hq.example/{i}.mp4" for i in record.item_ids})
-        assert record_refs(hq, kind) == result_refs(raw, kind)  # the items stay as parsed
+        assert record_refs(hq, kind) == reference_refs(raw, kind)  # the items stay as parsed
 
 
 def _records(value: Any) -> Iterator[dict[str, Any]]:
@@ -94,7 +122,7 @@ def test_real_samples_parse_to_the_same_records() -> None:
 def test_a_hand_built_record_is_read_from_raw() -> None:
     raw = {"status": 50, "item_list": [{"image": {"large_images": [{"image_url": "https://a/tos-cn-i-x/h~tplv.png"}]}}]}
     built = HistoryRecord(50, "", 1, ("https://a/tos-cn-i-x/h~tplv.png",), (), (), raw)  # no `items`
-    assert record_refs(built, "image") == result_refs(raw, "image") != ()
+    assert record_refs(built, "image") == reference_refs(raw, "image") != ()
 
 
 def _b64(url: str) -> str:
