@@ -332,12 +332,8 @@ class PoolStore(Protocol):
 
 class ResultRefStore(Protocol):
     """What each settled task's results are re-signed from (issue 21: `upstream.links.ResultRef`, one per result
-    in order, None for a result that names none). Rows go when their task is purged."""
-
-    async def put_result_refs(self, refs: Mapping[str, Sequence[ResultRef | None]]) -> None:
-        """Store the refs of stored tasks (history id -> refs); a task that has refs already, or is not stored,
-        is left as it is."""
-        ...
+    in order, None for a result that names none), written by the settle with the task (`TaskTable.settle`,
+    `Finish.refs`). Rows go when their task is purged."""
 
     async def result_refs_of(self, history_ids: Sequence[str]) -> dict[str, tuple[ResultRef | None, ...]]:
         """The stored refs of these tasks (those without any are absent)."""

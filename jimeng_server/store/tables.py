@@ -176,13 +176,6 @@ RESULT_REFS_OF: Final = "SELECT history_id, refs FROM result_refs WHERE history_
 class ResultRefs(TableBase):
     """`base.ResultRefStore` (table `result_refs`)."""
 
-    async def put_result_refs(self, refs: Mapping[str, Sequence[ResultRef | None]]) -> None:
-        """See `base.ResultRefStore.put_result_refs` (one transaction)."""
-        if refs:
-            now = self._clock.time()
-            async with self._tx() as db:
-                await db.executemany(PUT_RESULT_REFS, [(hid, refs_text(r), now) for hid, r in refs.items()])
-
     async def result_refs_of(self, history_ids: Sequence[str]) -> dict[str, tuple[ResultRef | None, ...]]:
         """See `base.ResultRefStore.result_refs_of`."""
         if not history_ids:

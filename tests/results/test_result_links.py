@@ -303,11 +303,14 @@ async def test_refs_are_stored_per_task_on_both_backends_and_go_with_the_task(
     try:
         await store.insert(make_task("h1", None, created_at=clock.time()))
         refs = (ResultRef("image", "tos-cn-i-x/a"), None, ResultRef("video", "7605524120645700874"))
-        await store.put_result_refs({"h1": refs, "unknown": refs[:1]})  # a task not stored gets none
+        settler = TaskSettler(store, clock)
+        settler.result_refs = lambda _outcome: refs  # what the settle stores with each task
+        urls = ["https://cdn.example/a.png"]
+        await settler.settle([done_outcome("h1", urls), done_outcome("unknown", urls)])  # a task not stored gets none
         assert await store.result_refs_of(["h1", "unknown"]) == {"h1": refs}
-        await store.put_result_refs({"h1": refs[:1]})  # the first refs stay
+        settler.result_refs = lambda _outcome: refs[:1]
+        await settler.settle([done_outcome("h1", urls)])  # the first refs stay
         assert await store.result_refs_of(["h1"]) == {"h1": refs}
-        await TaskSettler(store, clock).settle([done_outcome("h1", ["https://cdn.example/a.png"])])
         await clock.advance(3600)
         assert await store.purge_finished(older_than=60) == 1
         assert await store.result_refs_of(["h1"]) == {}
