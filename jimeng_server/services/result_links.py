@@ -76,6 +76,11 @@ def earliest_expiry(urls: Sequence[str]) -> float | None:
     return min(expiries) if expiries else None
 
 
+def _keeping(jobs: Sequence[KeepJob], results: int) -> bool:
+    """True while a task of `results` results is being kept: a result has no keep job yet, or its job is not final."""
+    return len(jobs) < results or not all(job.state.final for job in jobs)
+
+
 VIDEO_LINK_SECONDS = 3600.0
 """How long a video link without `x-expires` is taken to live: the real CDN's video URLs say nothing, their item's
 `video_model.url_expire` is about an hour after the answer (docs/protocol.md §18.4)."""
@@ -287,12 +292,7 @@ class ResultLinks:
 
         Without `local`, an event stored with its links' expiry (`OutboxEvent.links_expire_at`) whose links live
         past `now + margin` and were not re-signed here is sent as stored without reading its body (most sends)."""
-        if (
-            self.local is None
-            and event.links_expire_at is not None
-            and not self.expiring(event.links_expire_at)
-            and event.history_id not in self._fresh
-        ):
+        if event.links_expire_at is not None and self._as_stored(event, event.links_expire_at):
             return event.body
         try:
             body = jsonfast.loads(event.body)
@@ -303,12 +303,8 @@ class ResultLinks:
         if not urls:
             return event.body
         video = body["data"].get("task_type") == "video"
-        if (
-            self.local is None
-            and not video
-            and event.history_id not in self._fresh  # re-signed here: the body gets those links (one truth)
-            and not self.expiring(earliest_expiry(urls))
-        ):
+        # Stored before its links' expiry was: the body's own links tell (a video's expiry is in its task's record).
+        if event.links_expire_at is None and not video and self._as_stored(event, earliest_expiry(urls)):
             return event.body
         row = await self.store.get(event.history_id)
         if row is None or not row.final or not row.results:
@@ -318,23 +314,27 @@ class ResultLinks:
         body["data"]["results"] = await self.items(row)
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
+    def _as_stored(self, event: OutboxEvent, expires: float | None) -> bool:
+        """True when `event` goes as stored: no results kept here, its task's links not re-signed here (else the
+        body gets those: one truth) and its links, expiring at `expires`, live past `now + margin`."""
+        return self.local is None and event.history_id not in self._fresh and not self.expiring(expires)
+
     async def _hold_while_keeping(self, row: TaskRecord) -> None:
         """Raise HoldEvent while a result of the task is not kept or given up (adding its jobs if missing)."""
         assert self.local is not None and row.results is not None
         now = self.clock.time()
         jobs = (await self.store.keep_jobs_of([row.history_id])).get(row.history_id, [])
+        if not _keeping(jobs, len(row.results)):
+            return
         if len(jobs) < len(row.results):
             await self.store.add_keep_jobs({row.history_id: row.results}, now=now)
             if self.on_jobs is not None:
                 self.on_jobs()
-        elif all(job.state.final for job in jobs):
-            return
-        raise HoldEvent(now + HOLD_RECHECK, functools.partial(self._keeping, row.history_id, len(row.results)))
+        raise HoldEvent(now + HOLD_RECHECK, functools.partial(self._still_keeping, row.history_id, len(row.results)))
 
-    async def _keeping(self, history_id: str, results: int) -> bool:
-        """True while a result of the task has no keep job yet or its job is not final (the hold's `still`)."""
-        jobs = (await self.store.keep_jobs_of([history_id])).get(history_id, [])
-        return len(jobs) < results or not all(job.state.final for job in jobs)
+    async def _still_keeping(self, history_id: str, results: int) -> bool:
+        """`_keeping` of the task's jobs as stored now (the hold's `still`)."""
+        return _keeping((await self.store.keep_jobs_of([history_id])).get(history_id, []), results)
 
     def _ended(self, history_id: str, _task: asyncio.Task[_Fresh]) -> None:
         self._inflight.pop(history_id, None)
