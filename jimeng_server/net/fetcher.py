@@ -7,23 +7,21 @@ Guard refusals raise `UnsafeURLError`; network failures, bad statuses and timeou
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping
 
 import aiohttp
 import python_socks
 from aiohttp.abc import AbstractResolver
 from aiohttp_socks import ProxyConnector
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .errors import FetchError, TooLargeError, UnsafeURLError
 from .policy import AddressFilter, FetchPolicy, check_url, is_public_address
-from .poster import DEFAULT_USER_AGENT, EXCERPT_BYTES, PostResult, WebhookPoster, display_url
+from .poster import DEFAULT_USER_AGENT, PostResult, WebhookPoster, display_url
 from .resolver import GuardedResolver, LazyResolver, check_url_resolves_public
 from .spool import Download, spool_chunks
 
-__all__ = ["EXCERPT_BYTES", "PostResult", "SafeFetcher"]
+__all__ = ["PostResult", "SafeFetcher"]
 
 PROXY_SCHEMES = frozenset({"http", "https", "socks4", "socks5"})
 _READ_CHUNK = 64 * 1024
@@ -278,49 +276,12 @@ class SafeFetcher:
         body: bytes,
         headers: Mapping[str, str],
         timeout: float,  # noqa: ASYNC109 - the per-delivery budget is part of the API contract
-        proxy: str | None = None,
         what: str = "callback_url",
     ) -> PostResult:
-        """POST `body` once, never following redirects (a 3xx is returned as the status).
+        """POST `body` once, never following redirects (a 3xx is returned as the status), through this fetcher's
+        keep-alive `WebhookPoster` (net/poster.py: the same guard, resolver and address filter).
 
         Any status is a PostResult; only the first 1 KiB of the body is read. Raises UnsafeURLError on guard
-        refusal and FetchError on network errors or when `timeout` seconds (the whole exchange) pass. Without a
-        proxy the POST goes through the keep-alive `WebhookPoster` (net/poster.py), else through aiohttp.
+        refusal and FetchError on network errors or when `timeout` seconds (the whole exchange) pass.
         """
-        if proxy is None:
-            return await self._direct_poster().post(url, body=body, headers=headers, timeout=timeout, what=what)
-        started = time.monotonic()
-        connect = min(self._policy.connect_timeout, timeout)
-        try:
-            async with asyncio.timeout(timeout):
-                target = await self._prepare(url, proxy, what)
-                session = self._session(proxy)
-                try:
-                    async with session.post(
-                        target,
-                        data=body,
-                        headers=dict(headers),
-                        allow_redirects=False,
-                        proxy=self._http_proxy(proxy),
-                        timeout=aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect),
-                    ) as resp:
-                        excerpt = bytearray()
-                        while len(excerpt) < EXCERPT_BYTES:
-                            chunk = await resp.content.read(EXCERPT_BYTES - len(excerpt))
-                            if not chunk:
-                                break
-                            excerpt += chunk
-                        return PostResult(
-                            status=resp.status,
-                            headers=CIMultiDictProxy(CIMultiDict(resp.headers)),
-                            body_excerpt=excerpt.decode("utf-8", errors="replace"),
-                            elapsed=time.monotonic() - started,
-                        )
-                except UnsafeURLError as exc:
-                    raise _relabel(exc, what) from None
-                except FetchError:
-                    raise
-                except _NETWORK_ERRORS as exc:
-                    raise _relabel(_translate(exc, target, proxied=proxy is not None), what) from exc
-        except TimeoutError as exc:
-            raise FetchError(f"POST to the {what} timed out after {timeout:g} s") from exc
+        return await self._direct_poster().post(url, body=body, headers=headers, timeout=timeout, what=what)
