@@ -93,7 +93,7 @@ async def _scenario(
         for i in range(healthy):
             await store.insert(processing_task(f"good-{i:05d}", good_url, now))
         sender = WebhookSender(store, config, clock, policy=FetchPolicy(allow_private_networks=True), secret=None)
-        settler = TaskSettler(store, clock, on_event=sender.wake)
+        settler = TaskSettler(store, clock, sender=sender)
         await sender.start()
         await asyncio.sleep(settle_in)  # the sender takes in the black hole's backlog first (all scenarios wait)
         marked: dict[str, float] = {}

@@ -48,7 +48,7 @@ async def _run(arrivals: Arrivals, tasks: int, concurrency: int, db_dir: Path, *
             await store.insert(processing_task(f"bench-{i:05d}", url, now, submit_id=f"s{i}"))
         config = WebhookConfig(max_concurrency=concurrency)
         sender = WebhookSender(store, config, clock, policy=FetchPolicy(allow_private_networks=True), secret=secret)
-        settler = TaskSettler(store, clock, on_event=sender.wake)
+        settler = TaskSettler(store, clock, sender=sender)
         await sender.start()
         marked: dict[str, float] = {}
         record = done_record()

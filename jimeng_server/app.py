@@ -414,7 +414,7 @@ def setup_tasks(app: web.Application, background: bool) -> None:
     background tasks left in flight, then start the loops; at shutdown the watcher stops before the writes
     in flight are drained."""
     config, clock, store, client = app[CONFIG], app[CLOCK], app[STORE], app[CLIENT]
-    settler = app[SETTLER] = TaskSettler(store, clock, on_event=app[WEBHOOKS].wake)
+    settler = app[SETTLER] = TaskSettler(store, clock, sender=app[WEBHOOKS])
     watcher = app[WATCHER] = Watcher(
         client,
         config.watcher,

@@ -20,7 +20,7 @@ from ..tasks.cost import TaskCost
 from ..tasks.records import Finish, Progress, Settled, TaskKind, TaskRecord
 from ..upstream.links import ResultRef
 from .keeping import KeepJob, KeptFile
-from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
+from .outbox import Attempt, AttemptResult, EventClaim, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, Cooldown, KeyRow, NewAccount, NewKey
 
 __all__ = [
@@ -147,6 +147,15 @@ class TaskTable(Protocol):
         task that is unknown or already final is left alone (one terminal state, one event). Returns what was
         settled now, in order, with whether an event was written. Raises ValueError for a non-final status.
         """
+        ...
+
+    async def settle_claiming(
+        self, finals: Sequence[Finish], claim: EventClaim
+    ) -> tuple[list[Settled], list[OutboxEvent]]:
+        """`settle`, where the first `claim.limit` events written are already claimed: stored `delivering`, due
+        now, leased until `claim.lease_until`, and returned (oldest first) for the caller's sender to send at once,
+        so no claim statement follows. The rest are written pending. A new event is its task's only one (a task
+        settles once), so sending it at once keeps a task's events in order."""
         ...
 
     async def purge_finished(self, *, older_than: float) -> int:

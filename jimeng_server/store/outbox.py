@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-__all__ = ["ACTIVE_STATES", "Attempt", "AttemptResult", "EventState", "OutboxEvent"]
+__all__ = ["ACTIVE_STATES", "NO_CLAIM", "Attempt", "AttemptResult", "EventClaim", "EventState", "OutboxEvent"]
 
 
 class EventState(StrEnum):
@@ -81,3 +81,17 @@ class AttemptResult:
 
     attempt: Attempt
     state: EventState
+
+
+@dataclass(frozen=True, slots=True)
+class EventClaim:
+    """What a settle may claim of the events it writes for a sender in its own process (`TaskTable.settle_claiming`):
+    the first `limit` of them are written `delivering`, leased until `lease_until`, and returned; `limit` 0 claims
+    none (every event is written pending, for whichever sender claims it)."""
+
+    limit: int
+    lease_until: float
+
+
+NO_CLAIM: Final = EventClaim(0, 0.0)
+"""Claim none of a settle's events."""

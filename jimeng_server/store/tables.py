@@ -25,7 +25,7 @@ from ..upstream.links import ResultRef
 from .base import Notice, NoticeKind, Redelivery, TaskOwnershipError
 from .dialect import Db, Dialect, UniqueViolation
 from .keeping import KeepJob, KeptFile
-from .outbox import Attempt, AttemptResult, EventState, OutboxEvent
+from .outbox import NO_CLAIM, Attempt, AttemptResult, EventClaim, EventState, OutboxEvent
 from .pool import AccountHealth, AccountRow, Cooldown, DuplicateError, KeyRow, NewAccount, NewKey
 from .rows import (
     ACCOUNT_COLUMNS,
@@ -165,10 +165,9 @@ class IdempotencyKeys(TableBase):
 
 # ------------------------------------------------------------------------------------------------ result refs
 
+# Written by the settle only, for tasks its own transaction found (and locked): no existence check.
 PUT_RESULT_REFS: Final = """
-INSERT INTO result_refs (history_id, refs, created_at)
-SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM tasks WHERE history_id = $1)
-ON CONFLICT (history_id) DO NOTHING
+INSERT INTO result_refs (history_id, refs, created_at) VALUES ($1, $2, $3) ON CONFLICT (history_id) DO NOTHING
 """
 RESULT_REFS_OF: Final = "SELECT history_id, refs FROM result_refs WHERE history_id = ANY($1::text[])"
 
@@ -494,7 +493,7 @@ class ModelCooldowns(TableBase):
 
 _ACTIVE: Final = "('pending', 'delivering')"
 _EVENT_FROM_TASK: Final = """
-SELECT $1, {seq}history_id, account_fp, $2, $3, callback_url, 'pending', 0, 0, $4, NULL, $4, $4,
+SELECT $1, {seq}history_id, account_fp, $2, $3, callback_url, $7, 0, 0, $4, $8::double precision, $4, $4,
     $6::double precision
 FROM tasks WHERE history_id = $5 AND callback_url IS NOT NULL
 """
@@ -565,12 +564,17 @@ REQUEUE: Final = (
     "lease_until = NULL, updated_at = $1 WHERE event_id = $2 AND state != 'delivering'"
 )
 EVENTS_OF: Final = f"SELECT {EVENT_COLUMNS} FROM webhook_events WHERE history_id = $1 ORDER BY seq"
+EVENTS_BY_ID: Final = f"SELECT {EVENT_COLUMNS} FROM webhook_events WHERE event_id = ANY($1::text[])"
 ATTEMPTS_OF: Final = """
 SELECT a.event_id, a.attempt, a.at, a.status, a.error, a.latency_ms, a.next_attempt_at
 FROM webhook_attempts a JOIN webhook_events e ON e.event_id = a.event_id
 WHERE e.history_id = $1 ORDER BY e.seq, a.attempt
 """
 STATE_COUNTS: Final = "SELECT state, COUNT(*) AS n FROM webhook_events GROUP BY state"
+
+
+_PENDING: Final[tuple[str, None]] = (EventState.PENDING.value, None)  # state and lease of an event for any sender
+_DELIVERING: Final = EventState.DELIVERING.value
 
 
 def _claimed(rows: Sequence[Row]) -> list[OutboxEvent]:
@@ -582,12 +586,25 @@ class Outbox(TableBase):
     """`base.OutboxStore` (tables `webhook_events`, `webhook_attempts`)."""
 
     @staticmethod
-    async def _insert_events(db: Db, events: Sequence[tuple[str, NewEvent]], *, now: float) -> None:
-        """Add a pending event, due now, for each `(history_id, event)`, in order, to the task's owner and
-        callback URL (both read from the task row; a task without a callback URL gets none)."""
-        if events:
-            rows = [(e.event_id, e.type, e.body, now, history_id, e.links_expire_at) for history_id, e in events]
-            await db.executemany(INSERT_EVENT[db.dialect], rows)
+    async def _insert_events(
+        db: Db, events: Sequence[tuple[str, NewEvent]], *, now: float, claim: EventClaim
+    ) -> list[OutboxEvent]:
+        """Add an event, due now, for each `(history_id, event)`, in order, to the task's owner and callback URL
+        (both read from the task row; a task without a callback URL gets none): the first `claim.limit` claimed
+        (`delivering` until `claim.lease_until`) and returned as stored, oldest first; the rest pending."""
+        if not events:
+            return []
+        rows: list[tuple[str, str, str, float, str, float | None, str, float | None]] = [
+            (e.event_id, e.type, e.body, now, history_id, e.links_expire_at, *_PENDING)
+            for history_id, e in events[claim.limit :]
+        ]
+        taken = [e.event_id for _, e in events[: claim.limit]]
+        rows[:0] = [
+            (e.event_id, e.type, e.body, now, history_id, e.links_expire_at, _DELIVERING, claim.lease_until)
+            for history_id, e in events[: claim.limit]
+        ]
+        await db.executemany(INSERT_EVENT[db.dialect], rows)
+        return _claimed(await db.fetch(EVENTS_BY_ID, taken)) if taken else []
 
     async def release_event_leases(self, *, now: float) -> int:
         """See `base.OutboxStore.release_event_leases`: on a shared backend only EXPIRED leases go back to
@@ -810,13 +827,20 @@ class Tasks(Outbox):
                 await db.executemany(UPDATE_PROGRESS, progress_params(updates, now=self._clock.time()))
 
     async def settle(self, finals: Sequence[Finish]) -> list[Settled]:
-        """See `base.TaskTable.settle`: one transaction, a handful of statements for the whole batch: the tasks
-        still processing with what their events carry from the row (locked on PostgreSQL, so a settle of the same
-        task elsewhere waits and then finds it final), `tasks.settle.plan_settle` (which makes the events), then one
-        update, one refs insert and one event insert each."""
+        """See `base.TaskTable.settle` (`settle_claiming` claiming nothing)."""
+        settled, _ = await self.settle_claiming(finals, NO_CLAIM)
+        return settled
+
+    async def settle_claiming(
+        self, finals: Sequence[Finish], claim: EventClaim
+    ) -> tuple[list[Settled], list[OutboxEvent]]:
+        """See `base.TaskTable.settle_claiming`: one transaction, a handful of statements for the whole batch: the
+        tasks still processing with what their events carry from the row (locked on PostgreSQL, so a settle of the
+        same task elsewhere waits and then finds it final), `tasks.settle.plan_settle` (which makes the events),
+        then one update, one refs insert and one event insert each, and one read of the events it claimed."""
         check_finals(finals)
         if not finals:
-            return []
+            return [], []
         now = self._clock.time()
         async with self._tx() as db:
             rows = await db.fetch(OPEN_TASKS, [f.history_id for f in finals])
@@ -827,15 +851,16 @@ class Tasks(Outbox):
             }
             plan = plan_settle(finals, {row["history_id"]: bool(row["hooked"]) for row in rows}, facts)
             if not plan.finishes:
-                return []
+                return [], []
             await db.executemany(SETTLE_TASK, [settle_params(f, now=now) for f in plan.finishes])
             refs = [(f.history_id, refs_text(f.refs), now) for f in plan.finishes if f.refs is not None]
             if refs:
                 await db.executemany(PUT_RESULT_REFS, refs)
-            await self._insert_events(db, plan.events, now=now)
+            claimed = await self._insert_events(db, plan.events, now=now, claim=claim)
             notices = [Notice(NoticeKind.SETTLED, f.history_id) for f in plan.finishes]
-            await self._notify(db, [*notices, Notice(NoticeKind.EVENTS)] if plan.events else notices)
-        return plan.settled
+            pending = len(plan.events) > len(claimed)  # other senders have nothing to claim otherwise
+            await self._notify(db, [*notices, Notice(NoticeKind.EVENTS)] if pending else notices)
+        return plan.settled, claimed
 
     async def record_cost(self, history_id: str, cost: TaskCost) -> bool:
         """See `base.TaskTable.record_cost` (one transaction; a measured cost is never replaced: the update's

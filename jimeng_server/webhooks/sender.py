@@ -1,6 +1,7 @@
 """Webhook delivery: the retry schedule and the sender.
 
-`WebhookSender` claims due outbox events under a lease, POSTs them through the SSRF-safe keep-alive client
+`WebhookSender` claims due outbox events under a lease (or takes those a settle in its process wrote already
+claimed: `reserve` / `take`), POSTs them through the SSRF-safe keep-alive client
 (net/poster.py; redirects never followed), signs them (`signatures.py`) and records every attempt (design.md
 §3). Delivery is at-least-once: the `webhook-id` is stable so receivers can de-duplicate. Events are written by
 `events.py` in the same transaction as the task's final state.
@@ -30,7 +31,7 @@ from ..net.fetcher import SafeFetcher
 from ..net.policy import FetchPolicy
 from ..net.poster import PostResult, WebhookPoster
 from ..store.base import OutboxStore
-from ..store.outbox import Attempt, AttemptResult, EventState, OutboxEvent
+from ..store.outbox import NO_CLAIM, Attempt, AttemptResult, EventClaim, EventState, OutboxEvent
 from .fairness import HostGate, destination_of
 from .signatures import SECRET_ENV, delivery_headers
 
@@ -176,6 +177,7 @@ class WebhookSender:
         self._rng = rng or random.Random()
         self._jobs = jobs or Jobs("webhook-sender")
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._reserved = 0  # slots held for the events settles are writing claimed (`reserve`, until `take`)
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._next_due: float | None = None
@@ -268,9 +270,38 @@ class WebhookSender:
             poster, self._poster = self._poster, None
             await poster.close()
 
+    def reserve(self, most: int) -> EventClaim:
+        """Hold up to `most` free send slots for the events a settle in this process is about to write: it writes
+        that many of them already claimed (`TaskTable.settle_claiming`) and MUST then call `take` with this claim,
+        whatever happened. Claims nothing (`NO_CLAIM`) unless this sender's loop runs here."""
+        if self.elsewhere is not None or not self.running or most <= 0:
+            return NO_CLAIM
+        limit = min(most, self._free())
+        if limit <= 0:
+            return NO_CLAIM
+        self._reserved += limit
+        return EventClaim(limit, self.clock.time() + self.config.lease_seconds)
+
+    async def take(self, claim: EventClaim, events: Sequence[OutboxEvent]) -> None:
+        """Give back the slots `claim` held and start sending `events`, the events a settle wrote claimed with it
+        (the host gate may still put some back, due when their host has room). Never raises: events it could not
+        start are given back to the outbox (if that fails too, they wait for their lease to end, see
+        `OutboxStore.release_event_leases`)."""
+        self._reserved -= claim.limit
+        if not events:
+            return
+        try:
+            if self._loop_task is None:  # stopped since `reserve`: no new sends
+                await self._unclaim([event.event_id for event in events])
+                return
+            admitted, _ = await self._admitted(list(events), self.clock.time())
+            self._start(admitted)
+        except Exception:
+            log.exception("webhook sender: could not start %d event(s) a settle claimed for it", len(events))
+
     async def run_once(self) -> int:
         """Claim the due events that fit in the free slots and start sending them; returns how many."""
-        free = self.config.max_concurrency - len(self._inflight)
+        free = self._free()
         now = self.clock.time()
         if self._hasten:
             hasten, self._hasten = self._hasten, []
@@ -282,10 +313,7 @@ class WebhookSender:
         # When to look again at the latest: the next due event, or the first one the host gate just put back.
         later = [t for t in (next_due, held_until) if t is not None and t > now]
         self._next_due = min(later) if later else None
-        for event in events:
-            send = self._jobs.shield(self._deliver(event), name=f"webhook-{event.event_id}").task
-            self._inflight[event.event_id] = send
-            send.add_done_callback(functools.partial(self._done, event.event_id))
+        self._start(events)
         return len(events)
 
     async def drain(self) -> int:
@@ -308,6 +336,17 @@ class WebhookSender:
             await asyncio.wait(sends)
 
     # ------------------------------------------------------------------ internals
+
+    def _free(self) -> int:
+        """Send slots neither in use nor held for a settle's events."""
+        return self.config.max_concurrency - len(self._inflight) - self._reserved
+
+    def _start(self, events: Sequence[OutboxEvent]) -> None:
+        """Start one shielded send per admitted, claimed event."""
+        for event in events:
+            send = self._jobs.shield(self._deliver(event), name=f"webhook-{event.event_id}").task
+            self._inflight[event.event_id] = send
+            send.add_done_callback(functools.partial(self._done, event.event_id))
 
     async def _admitted(self, events: list[OutboxEvent], now: float) -> tuple[list[OutboxEvent], float | None]:
         """The claimed events the host gate lets through now, and when the first of the others is due: they go
@@ -357,7 +396,7 @@ class WebhookSender:
             # A send that ends frees a slot; under load, claiming for each one alone would cost one store
             # statement per delivery, so the loop claims once a quarter of the slots is free (or at once for new
             # events, when idle, and at least every poll_interval).
-            free = self.config.max_concurrency - len(self._inflight)
+            free = self._free()
             now = self.clock.time()
             if (
                 self._fresh
