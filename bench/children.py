@@ -83,6 +83,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def main_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of the process's main thread alone (/proc/PID/task/PID/stat): the event loop's,
+    apart from worker threads (e.g. a SQLite connection's)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of the process, its live child processes (e.g. the server's webhook sender
     processes) and its children that ended and were waited for."""

@@ -7,11 +7,13 @@ sender claims them (`claim_and_next_due`, or on an older tree `claim_due_events`
 deliveries recorded (`record_attempts`). Counted for the settle, claim and record phases together, per finished
 task: statements SQLite ran (its trace callback, on the write and the read connections), trips to aiosqlite's
 threads, and the CPU those threads used (`time.thread_time` around each trip); and the main thread's CPU. With
+`--handoff` the settler hands its events to a sender in its process as the server's does (`TakesEvents`: the
+settle writes them already claimed, up to `--batch` per settle) and no claim statement runs. With
 `--backend postgresql` (a throw-away local server, tests/helpers/store_backends.local_server): statements (an
 `executemany` one per row, BEGIN and COMMIT included) and round trips instead.
 
     PYTHONPATH=. /work/venv/bin/python bench/finish_store.py [--tasks 2000] [--batch 10] [--runs 3] \
-        [--backend sqlite|postgresql]
+        [--backend sqlite|postgresql] [--handoff]
 
 Last line: JSON (each figure's min / median / max over the runs).
 """
@@ -25,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ from jimeng_server.clock import ManualClock
 from jimeng_server.services import result_links
 from jimeng_server.services.settlement import TaskSettler
 from jimeng_server.store.base import Store
-from jimeng_server.store.outbox import Attempt, AttemptResult, EventState
+from jimeng_server.store.outbox import Attempt, AttemptResult, EventClaim, EventState, OutboxEvent
 from jimeng_server.store.postgres import PostgresStore
 from jimeng_server.store.sqlite import SqliteStore
 from jimeng_server.tasks.records import Outcome, Reason, TaskKind, TaskRecord, TaskStatus
@@ -112,15 +115,38 @@ async def claim(store: Store, now: float, limit: int) -> list[Any]:
     return list(events)
 
 
-async def finish_all(store: Store, clock: ManualClock, tasks: int, batch: int, meter: Any) -> dict[str, float]:
-    """Insert `tasks` tasks, then (metered) settle them, claim their events and record their deliveries."""
+class Taker:
+    """A sender in the settler's process (`services.settlement.TakesEvents`) that takes every event it is handed;
+    the bench records their deliveries."""
+
+    def __init__(self, clock: ManualClock, most: int) -> None:
+        self.clock = clock
+        self.most = most
+        self.taken: list[OutboxEvent] = []
+
+    def reserve(self, most: int) -> EventClaim:
+        return EventClaim(min(most, self.most), self.clock.time() + 60)
+
+    async def take(self, claim: EventClaim, events: Sequence[OutboxEvent]) -> None:
+        self.taken.extend(events)
+
+    def wake(self) -> None:
+        pass
+
+
+async def finish_all(
+    store: Store, clock: ManualClock, tasks: int, batch: int, meter: Any, *, handoff: bool = False
+) -> dict[str, float]:
+    """Insert `tasks` tasks, then (metered) settle them, claim their events (or take those the settle claimed,
+    with `handoff`) and record their deliveries."""
     for n in range(tasks):
         await store.insert(
             TaskRecord.submitted(
                 f"h{n}", f"fp{n % 10}", "tok", TaskKind.IMAGE, "jimeng-4.5", f"s{n}", at=clock.time(), callback_url=HOOK
             )
         )
-    settler = TaskSettler(store, clock)
+    taker = Taker(clock, batch) if handoff else None
+    settler = TaskSettler(store, clock, sender=taker)
     links = result_links.ResultLinks(None, store, clock, margin=300.0)  # type: ignore[arg-type]
     if hasattr(settler, "result_refs"):
         settler.result_refs = links.refs_of
@@ -131,7 +157,8 @@ async def finish_all(store: Store, clock: ManualClock, tasks: int, batch: int, m
     for i in range(0, tasks, batch):
         await settler.settle(outcomes[i : i + batch])
     delivered = 0
-    while events := await claim(store, clock.time(), batch):
+    handed = [taker.taken[i : i + batch] for i in range(0, len(taker.taken), batch)] if taker else []
+    while events := (handed.pop(0) if handed else await claim(store, clock.time(), batch)):
         results = [
             AttemptResult(Attempt(e.event_id, 1, clock.time(), 200, None, 5, None), EventState.DELIVERED)
             for e in events
@@ -185,12 +212,12 @@ class PgMeter:
         self._undo.clear()
 
 
-async def one_run(tasks: int, batch: int, backend: str) -> dict[str, float]:
+async def one_run(tasks: int, batch: int, backend: str, handoff: bool) -> dict[str, float]:
     clock = ManualClock(1_767_225_600.0)
     if backend == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
             async with await SqliteStore.open(Path(tmp) / "bench.db", clock=clock) as store:
-                return await finish_all(store, clock, tasks, batch, Meter())
+                return await finish_all(store, clock, tasks, batch, Meter(), handoff=handoff)
     sys.path.insert(0, str(TESTS))
     import asyncpg
     from store_backends import local_server
@@ -200,7 +227,7 @@ async def one_run(tasks: int, batch: int, backend: str) -> dict[str, float]:
         await admin.execute("CREATE DATABASE bench")
         await admin.close()
         async with await PostgresStore.open(server.url("bench"), clock=clock) as pg_store:
-            return await finish_all(pg_store, clock, tasks, batch, PgMeter())
+            return await finish_all(pg_store, clock, tasks, batch, PgMeter(), handoff=handoff)
 
 
 async def main() -> None:
@@ -209,11 +236,17 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--handoff", action="store_true", help="the settle claims its events for the sender")
     args = parser.parse_args()
-    runs = [await one_run(args.tasks, args.batch, args.backend) for _ in range(args.runs)]
+    runs = [await one_run(args.tasks, args.batch, args.backend, args.handoff) for _ in range(args.runs)]
     for n, figures in enumerate(runs, 1):
         print(f"run {n}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()))
-    summary: dict[str, Any] = {"backend": args.backend, "tasks": args.tasks, "batch": args.batch}
+    summary: dict[str, Any] = {
+        "backend": args.backend,
+        "tasks": args.tasks,
+        "batch": args.batch,
+        "handoff": args.handoff,
+    }
     for key in runs[0]:
         values = sorted(r[key] for r in runs)
         summary[key] = {

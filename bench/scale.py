@@ -33,7 +33,8 @@ Phases (in this order; `--only` picks some):
   simulator's `POST /__bench/release` turns every stuck record done (4 images) at one moment. A webhook's
   latency is its arrival here minus that moment (both CLOCK_MONOTONIC, system-wide on Linux); p50/p99/max
   and the drain time (the last arrival) are reported, and cpu_ms_per_finish: the server's CPU (user + system)
-  from the release until the last webhook arrived, per task. `[watcher.image]` first_poll = interval =
+  from the release until the last webhook arrived, per task (split in the printed line: the API process's main
+  thread, the event loop, and its other threads, mostly the SQLite connection's). `[watcher.image]` first_poll = interval =
   `--burst-interval` (1 s): a task is due again within that after it finishes. `[watcher] batch_size` is
   left at the server's default (the upstream takes at most 100 ids per call; `--set watcher.batch_size=100`).
   `--webhook-processes N` sets `[webhooks] processes = N` (the sender in N child processes of the server);
@@ -84,6 +85,7 @@ from aiohttp import web
 from children import (
     child_pids,
     cpu_seconds,
+    main_thread_cpu_seconds,
     free_port,
     serve_on_port_file,
     start_role,
@@ -433,6 +435,7 @@ class Bench:
         self.callback = ""
         self.figures: dict[str, Any] = dict.fromkeys(KEYS)
         self.http: aiohttp.ClientSession
+        self.perf: subprocess.Popen[bytes] | None = None
 
     # -------------------------------------------------------------- plumbing
 
@@ -492,6 +495,17 @@ class Bench:
         """With `--profile`: start (on) or stop and write (off) the server's profile."""
         if self.args.profile:
             server.proc.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)
+
+    def perf_record(self, server: Server, on: bool) -> None:
+        """With `--perf`: start (on) or stop (off) `perf record` on the server process."""
+        if self.args.perf and on:
+            command = ["perf", "record", "-g", "-o", str(self.args.perf), "-p", str(server.pid)]
+            self.perf = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)  # perf attaches before the window opens
+        elif self.perf is not None and not on:
+            self.perf.send_signal(signal.SIGINT)
+            self.perf.wait()
+            self.perf = None
 
     async def stop_server(self, server: Server) -> None:
         if server.proc.returncode is None:
@@ -676,8 +690,10 @@ class Bench:
             ids = await self.submit_many(server, n, "[sim:stuck] scale burst {i}")
             await asyncio.sleep(self.args.settle)
             self.profiling(server, True)
+            self.perf_record(server, True)
             senders = child_pids(server.pid)  # with --webhook-processes: its sender processes
             cpu_before, senders_before = tree_cpu_seconds(server.pid), sum(map(cpu_seconds, senders))
+            loop_before, server_before = main_thread_cpu_seconds(server.pid), cpu_seconds(server.pid)
             own_before = time.process_time()  # this load client's: the receiver shares the cores
             released = await self.sim("POST", "release")
             at = released["at"]
@@ -685,8 +701,11 @@ class Bench:
             complete = await self.receiver.wait_for(ids, self.args.timeout)
             cpu_ms_per_finish = (tree_cpu_seconds(server.pid) - cpu_before) * 1000 / n  # the senders' included
             senders_ms = (sum(map(cpu_seconds, senders)) - senders_before) * 1000 / n
+            loop_ms = (main_thread_cpu_seconds(server.pid) - loop_before) * 1000 / n
+            threads_ms = (cpu_seconds(server.pid) - server_before) * 1000 / n - loop_ms
             receiver_ms = (time.process_time() - own_before) * 1000 / n
             load = os.getloadavg()[0]
+            self.perf_record(server, False)
             self.profiling(server, False)
             latencies = [(self.receiver.arrived[i] - at) * 1000 for i in ids if i in self.receiver.arrived]
             missing = n - len(latencies)
@@ -703,7 +722,8 @@ class Bench:
                 f"  drained in {drain:.1f} s{'' if complete else f' ({missing} missing after the timeout)'}; "
                 f"duplicates {self.receiver.duplicates}; server RSS {server.rss_mb():.0f} MiB "
                 f"(tick 1 s, image interval {interval:g} s); server CPU {cpu_ms_per_finish:.3f} ms per finished task"
-                + (f" ({senders_ms:.3f} ms in {len(senders)} sender process(es))" if senders else "")
+                + f" (the API process's event loop {loop_ms:.3f} ms, its other threads {threads_ms:.3f} ms"
+                + (f", {senders_ms:.3f} ms in {len(senders)} sender process(es))" if senders else ")")
                 + f"; load client (the receiver) {receiver_ms:.3f} ms per task; load {load:.2f}"
             )
             self.report(
@@ -820,6 +840,12 @@ def main() -> None:
         type=Path,
         metavar="DIR",
         help="run the server under cProfile (bench/profiled.py) during the burst window; writes DIR/burst.prof",
+    )
+    parser.add_argument(
+        "--perf",
+        type=Path,
+        metavar="FILE",
+        help="record the server's burst window with Linux `perf record -g` into FILE (read: perf report -i FILE)",
     )
     parser.add_argument("--role", choices=("bench", "sim"), default="bench")
     parser.add_argument("--port-file", type=Path)

@@ -15,6 +15,7 @@ import functools
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC
 from typing import Final, Protocol
@@ -200,6 +201,12 @@ class WebhookSender:
         # (a burst for a new receiver is not paced as if it were a black hole); at most _PARKED ids in all.
         self._parked: dict[str, list[str]] = {}
         self._hasten: list[str] = []
+        # Claimed events of a proven host at its cap, by host: its slots free in moments, so they wait here, still
+        # claimed, and the next send of that host that ends starts one (no give-back and claim again per event).
+        # They hold send slots (`_free`), so at most the slots the host may not take wait here.
+        self._held: dict[str, deque[OutboxEvent]] = {}
+        self._held_count = 0
+        self._give_back: dict[str, float] = {}  # held events the gate no longer admits: pending again, due then
         # Set by the app with `[webhooks] processes`: this process is not started and sends nothing; wake(),
         # running and in_flight are the sender processes'.
         self.elsewhere: SendsElsewhere | None = None
@@ -261,6 +268,8 @@ class WebhookSender:
         sends = dict(self._inflight)
         await self._jobs.stop(grace)  # cancels the loop first: no new sends
         cut = [key for key, send in sends.items() if send.cancelled()]
+        cut += [event.event_id for held in self._held.values() for event in held] + list(self._give_back)
+        self._held, self._held_count, self._give_back = {}, 0, {}
         if cut:
             try:
                 await uncancellable(self._unclaim(cut))
@@ -303,6 +312,9 @@ class WebhookSender:
         """Claim the due events that fit in the free slots and start sending them; returns how many."""
         free = self._free()
         now = self.clock.time()
+        if self._give_back:
+            back, self._give_back = self._give_back, {}
+            await self.store.unclaim_events_due(back)
         if self._hasten:
             hasten, self._hasten = self._hasten, []
             await self.store.hasten_events(hasten, now=now)
@@ -338,8 +350,8 @@ class WebhookSender:
     # ------------------------------------------------------------------ internals
 
     def _free(self) -> int:
-        """Send slots neither in use nor held for a settle's events."""
-        return self.config.max_concurrency - len(self._inflight) - self._reserved
+        """Send slots neither in use nor held: for a settle's events, or by claimed events waiting for their host."""
+        return self.config.max_concurrency - len(self._inflight) - self._reserved - self._held_count
 
     def _start(self, events: Sequence[OutboxEvent]) -> None:
         """Start one shielded send per admitted, claimed event."""
@@ -349,9 +361,10 @@ class WebhookSender:
             send.add_done_callback(functools.partial(self._done, event.event_id))
 
     async def _admitted(self, events: list[OutboxEvent], now: float) -> tuple[list[OutboxEvent], float | None]:
-        """The claimed events the host gate lets through now, and when the first of the others is due: they go
-        back to the outbox due when their host has a free slot or its circuit closes (no attempt counted), and the
-        loop claims again at once (more due events, for other hosts, may be waiting behind them)."""
+        """The claimed events the host gate lets through now, and when the first of the others is due: those of a
+        proven host at its cap wait here for its next slot (`_held`); the others go back to the outbox due when
+        their host has a free slot or its circuit closes (no attempt counted), and the loop claims again at once
+        (more due events, for other hosts, may be waiting behind them)."""
         admitted: list[OutboxEvent] = []
         waiting: dict[str, float] = {}  # event id -> when it is due again
         for event in events:
@@ -360,6 +373,9 @@ class WebhookSender:
             if until is None:
                 self._sends[event.event_id] = (host, time.monotonic())
                 admitted.append(event)
+            elif self.gate.proven(host):
+                self._held.setdefault(host, deque()).append(event)
+                self._held_count += 1
             else:
                 waiting[event.event_id] = until
                 if not self.gate.heard_from(host) and sum(map(len, self._parked.values())) < _PARKED:
@@ -376,11 +392,32 @@ class WebhookSender:
         answered = event_id in self._answered
         self._answered.discard(event_id)
         self.gate.release(host, answered=answered, seconds=time.monotonic() - started)
+        self._next_held(host)
         parked = self._parked.pop(host, None)  # its first send has ended: it answered, or its events keep their turn
         if parked and self.gate.proven(host):
             self._hasten.extend(parked)
             self._fresh = True
         self._wakeup.set()
+
+    def _next_held(self, host: str) -> None:
+        """A send of `host` ended: start its next held event; if the gate no longer admits the host (it stopped
+        answering), its held events go back to the outbox at the next tick, each due when the gate says."""
+        held = self._held.get(host)
+        if not held:
+            return
+        until = self.gate.admit(host) if self._loop_task is not None else self.clock.time()
+        if until is None:
+            event = held.popleft()
+            self._sends[event.event_id] = (host, time.monotonic())
+            self._start([event])
+            taken = [event]
+        else:
+            taken = list(held)
+            self._give_back.update((event.event_id, until) for event in taken)
+            held.clear()
+        self._held_count -= len(taken)
+        if not held:
+            del self._held[host]
 
     def _client(self) -> Posts:
         """The injected fetcher, else the sender's own poster (created on first use, in the running loop)."""
