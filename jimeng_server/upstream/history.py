@@ -27,11 +27,12 @@ class QueueBody(TypedDict):
     eta_seconds: float | None
 
 
-ItemView = tuple[str | None, str | None, bool, str | None]
-"""One item of a record as parsed once (`item_view`): `(image_url, video_url, clean, item_id)`: its image URL
-(`extract_image_url`), its video URL (`extract_video_url`), whether that video URL is the watermark-free
-`video_model` one, and its id (`item_id`); None when absent. A plain tuple: one is made per item of every polled
-record, and a named one costs several times more to build."""
+ItemView = tuple[str | None, str | None, bool, str | None, str | None]
+"""One item of a record as parsed once (`item_view`): `(image_url, video_url, clean, item_id, image_uri)`: its
+image URL (`extract_image_url`), its video URL (`extract_video_url`), whether that video URL is the watermark-free
+`video_model` one, its id (`item_id`), and the uri its image names (`image.large_images[0].image_uri`, else
+`common_attr.cover_uri`: what an image result is re-signed from, `links.record_refs`); None when absent. A plain
+tuple: one is made per item of every polled record, and a named one costs several times more to build."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,17 +217,46 @@ def _video_url(item: Any, high_quality: bool) -> tuple[str | None, bool]:
     return None, False
 
 
-_NO_ITEM: ItemView = (None, None, False, None)
+_NO_ITEM: ItemView = (None, None, False, None, None)
+_NO_ID = (None, "", 0)
+"""Values that name no item id (compared with ==, so False and 0.0 name none either)."""
 
 
 def item_view(item: Any) -> ItemView:
-    """Everything `parse_record` reads of one item (see `ItemView`), each path walked once."""
+    """Everything `parse_record` reads of one item (see `ItemView`), each path walked once.
+
+    The same values as `extract_image_url`, `extract_video_url` and `item_id` give, read in one pass
+    (it runs for every item of every polled record; tests/upstream/test_parse_once.py holds it to the readers):
+    the image path is walked once for the URL and the uri, `common_attr` is read once for the video check, the
+    cover uri and the id."""
     if not isinstance(item, dict):
         return _NO_ITEM
-    if _without_video(item):
-        return (extract_image_url(item), None, False, item_id(item))
-    video, clean = _video_url(item, False)
-    return (extract_image_url(item), video, clean, item_id(item))
+    image = item.get("image")
+    large = image.get("large_images") if isinstance(image, dict) else None
+    first = large[0] if isinstance(large, list) and large else None
+    if isinstance(first, dict):
+        url = first.get("image_url")
+        uri = first.get("image_uri")
+        url = url.replace("\\u0026", "&") if isinstance(url, str) and url else None
+    else:
+        url = uri = None
+    attr = item.get("common_attr")
+    attr = attr if isinstance(attr, dict) else None
+    if not (isinstance(uri, str) and uri):
+        uri = attr.get("cover_uri") if attr is not None else None
+        uri = uri if isinstance(uri, str) and uri else None
+    iid = item.get("item_id")
+    if iid in _NO_ID:
+        iid = item.get("id")
+        if iid in _NO_ID:
+            iid = item.get("local_item_id")
+            if iid in _NO_ID:
+                iid = attr.get("id") if attr is not None else None
+    iid = None if iid in _NO_ID else str(iid)
+    if "video" in item or "video_model" in item or (attr is not None and "transcoded_video" in attr):
+        video, clean = _video_url(item, False)
+        return (url, video, clean, iid, uri)
+    return (url, None, False, iid, uri)
 
 
 def item_id(item: Any) -> str | None:
@@ -235,10 +265,10 @@ def item_id(item: Any) -> str | None:
         return None
     attr = item.get("common_attr")
     for value in (item.get("item_id"), item.get("id"), item.get("local_item_id")):
-        if value not in (None, "", 0):
+        if value not in _NO_ID:
             return str(value)
     value = attr.get("id") if isinstance(attr, dict) else None
-    return str(value) if value not in (None, "", 0) else None
+    return str(value) if value not in _NO_ID else None
 
 
 def parse_status(value: Any) -> int | None:
@@ -266,7 +296,7 @@ def parse_record(raw: dict[str, Any], statuses: StatusPolicy = DEFAULT_STATUSES)
     videos: list[str] = []
     ids: list[str] = []
     clean = True
-    for image, video, clean_video, iid in views:
+    for image, video, clean_video, iid, _ in views:
         if image:
             images.append(image)
         if video:

@@ -88,21 +88,13 @@ def _uri_from_url(url: str) -> str | None:
     return uri if uri.startswith("tos-") and "/" in uri else None
 
 
-def _image_ref(item: Any, url: str | None) -> ResultRef | None:
-    """The uri an image item is re-signed from (see the module doc), None when it names none; `url`: the item's
-    image URL (`extract_image_url`) as `parse_record` read it."""
-    if not isinstance(item, dict):
-        return None
-    image = item.get("image")  # _dig's walk, spelt out: it runs per result
-    large = image.get("large_images") if isinstance(image, dict) else None
-    first = large[0] if isinstance(large, list) and large else None
-    uri = first.get("image_uri") if isinstance(first, dict) else None
-    if not (isinstance(uri, str) and uri):
-        attr = item.get("common_attr")
-        uri = attr.get("cover_uri") if isinstance(attr, dict) else None
-    if isinstance(uri, str) and uri:
+def _image_ref(uri: str | None, url: str) -> ResultRef | None:
+    """The ref of an image result (see the module doc): the uri its item names (`ItemView`'s `image_uri`), else
+    the `tos-` uri in the path of its URL (`url`: the item's image URL as `parse_record` read it); None when
+    neither names one."""
+    if uri is not None:
         return ResultRef("image", uri)
-    uri = _uri_from_url(url) if url else None
+    uri = _uri_from_url(url)
     return ResultRef("image", uri) if uri else None
 
 
@@ -125,10 +117,10 @@ def record_refs(record: HistoryRecord, kind: str) -> tuple[ResultRef | None, ...
     if len(views) != len(items):
         return record_refs(parse_record(record.raw), kind)
     if kind == "video":
-        refs = tuple(ResultRef("video", iid) if iid else None for _, video, _, iid in views if video)
+        refs = tuple(ResultRef("video", iid) if iid else None for _, video, _, iid, _ in views if video)
         if refs:
             return refs
-    return tuple(_image_ref(item, view[0]) for item, view in zip(items, views, strict=True) if view[0])
+    return tuple(_image_ref(uri, url) for url, _, _, _, uri in views if url)
 
 
 def video_model_expiry(item: Any) -> float | None:
