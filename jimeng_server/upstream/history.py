@@ -282,16 +282,25 @@ def parse_status(value: Any) -> int | None:
     return None
 
 
-def parse_record(raw: dict[str, Any], statuses: StatusPolicy = DEFAULT_STATUSES) -> HistoryRecord:
+def parse_record(
+    raw: dict[str, Any], statuses: StatusPolicy = DEFAULT_STATUSES, *, running_items: bool = True
+) -> HistoryRecord:
     """Parse one record; `fail_code` (a string or a number upstream, §18.5) is normalised to a string ("" when
-    none); whether its status is final follows the status table and `statuses` (`codes.meaning_of`)."""
+    none); whether its status is final follows the status table and `statuses` (`codes.meaning_of`).
+
+    With `running_items=False` (a poller that keeps only the status, the item count and the raw record of a task
+    still running: the watcher) a record whose meaning is RUNNING is not read item by item: its `items`, URLs and
+    ids are empty, everything else is as parsed. A final record is parsed in full either way."""
     items = raw.get("item_list")
-    views = tuple(map(item_view, items)) if isinstance(items, list) and items else ()
     fail = raw.get("fail_code")
     fail_code = "" if fail in (None, 0, "0", "") else str(fail)
     status = parse_status(raw.get("status"))
-    if not views:  # a record still running: nothing to collect
+    if not (isinstance(items, list) and items):  # no items: nothing to collect
         return HistoryRecord(status, fail_code, 0, (), (), (), raw, False, meaning_of(status, 0, statuses))
+    meaning = meaning_of(status, len(items), statuses)
+    if meaning is StatusMeaning.RUNNING and not running_items:
+        return HistoryRecord(status, fail_code, len(items), (), (), (), raw, False, meaning)
+    views = tuple(map(item_view, items))
     images: list[str] = []
     videos: list[str] = []
     ids: list[str] = []
@@ -313,7 +322,7 @@ def parse_record(raw: dict[str, Any], statuses: StatusPolicy = DEFAULT_STATUSES)
         tuple(ids),
         raw,
         bool(videos) and clean,
-        meaning_of(status, len(views), statuses),
+        meaning,
         views,
     )
 
@@ -335,9 +344,13 @@ def queue_of(raw: Any) -> QueueBody | None:
     return {"position": position, "length": length, "eta_seconds": eta}
 
 
+_NUMBERS = (int, float)
+_INF = float("inf")
+
+
 def _seconds(value: Any) -> float | None:
     """A finite non-negative number of seconds, else None (bools, strings, negatives and NaN are ignored)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < float("inf"):
+    if isinstance(value, _NUMBERS) and not isinstance(value, bool) and 0 <= value < _INF:
         return float(value)
     return None
 
