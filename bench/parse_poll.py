@@ -11,7 +11,8 @@ The answer is rendered and signed by the simulator's own code (`simulator.histor
   record), the event body's `results` (`tasks.answer.result_item` per URL) and the sender's expiry check
   (`links.url_expiry` per URL, as `result_links.earliest_expiry` does); where `url_expiry` remembers URLs,
   its memory is cleared first in every round (each URL is read in full once, as in a server);
-- all: the three in a row.
+- store: the `raw_data` text the settle stores of each record (`store.rows.dump_json`);
+- all: the four in a row.
 
     PYTHONPATH=. .venv/bin/python bench/parse_poll.py [--number 50] [--repeat 7] [--tasks 100] [--pure]
 
@@ -32,6 +33,7 @@ from jimeng_server.simulator.history import render_record
 from jimeng_server.simulator.links import sign_tree
 from jimeng_server.simulator.scripts import default_script
 from jimeng_server.simulator.state import SimRecord
+from jimeng_server.store.rows import dump_json
 from jimeng_server.tasks.answer import result_item
 from jimeng_server.upstream import links
 from jimeng_server.upstream.history import HistoryRecord, parse_record
@@ -87,13 +89,19 @@ def main() -> None:
     records = [parse_record(r) for r in raws]
     assert all(r.done and len(r.image_urls) == 4 for r in records)
 
+    def store() -> None:
+        [dump_json(r.raw) for r in records]
+
     def all_steps() -> None:
-        settle([parse_record(r) for r in jsonfast.loads(body)["data"].values()])
+        parsed = [parse_record(r) for r in jsonfast.loads(body)["data"].values()]
+        settle(parsed)
+        [dump_json(r.raw) for r in parsed]
 
     steps: dict[str, Callable[[], object]] = {
         "decode": lambda: jsonfast.loads(body),
         "parse": lambda: [parse_record(r) for r in raws],
         "settle": lambda: settle(records),
+        "store": store,
         "all": all_steps,
     }
     figures: dict[str, float] = {}

@@ -67,8 +67,11 @@ class GroupCommit(Generic[Item]):
     Items submitted while a flush runs wait for the next one, which takes them all (at most `max_items` per
     call): under load one transaction carries many items, alone an item is flushed at once (no timer, no added
     latency). `flush` either stores every item of its call or raises; the exception reaches every submitter of
-    that call. The flushing runs inside the submitters' own awaits (the first waiter of a batch runs it), so no
-    task outlives them; a cancelled submitter's item is still flushed (it may already be in flight).
+    that call. One flushing task runs while items wait (started by the submit that finds none running; it
+    flushes batch after batch, in submit order, and ends in the step that settles the last waiting items, so it
+    never outlives its submitters); a submitter only waits for its item's outcome, so a cancelled submitter's
+    item is still flushed (it may already be in flight) and its cancellation is raised once it was. No task is
+    made per item.
     """
 
     def __init__(self, flush: Callable[[list[Item]], Awaitable[None]], *, max_items: int = 500) -> None:
@@ -77,28 +80,43 @@ class GroupCommit(Generic[Item]):
         self._flush = flush
         self._max = max_items
         self._queue: list[tuple[Item, asyncio.Future[None]]] = []
-        self._lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
 
     async def submit(self, item: Item) -> None:
         """Store `item` with the next flush; raises what that flush raised."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((item, done))
-        await uncancellable(self._flush_until(done))
+        if self._flusher is None:
+            self._flusher = asyncio.ensure_future(self._flush_all())
+        await uncancellable(done)
 
-    async def _flush_until(self, done: asyncio.Future[None]) -> None:
-        async with self._lock:
-            while not done.done():
+    async def _flush_all(self) -> None:
+        """Flush the waiting items, batch after batch, until none waits. A failure of `flush` settles its batch's
+        items with it and the next batch is flushed; anything else (the task itself cancelled) settles every
+        waiting item with a RuntimeError and is raised."""
+        batch: list[tuple[Item, asyncio.Future[None]]] = []
+        try:
+            while self._queue:
                 batch, self._queue = self._queue[: self._max], self._queue[self._max :]
                 try:
                     await self._flush([item for item, _ in batch])
-                except BaseException as exc:
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
-                    if not isinstance(exc, Exception):
-                        raise
+                except Exception as exc:
+                    _settle(batch, exc)
                 else:
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_result(None)
-        await done
+                    _settle(batch, None)
+        except BaseException as exc:
+            _settle(batch + self._queue, RuntimeError(repr(exc)))
+            self._queue = []
+            raise
+        finally:
+            self._flusher = None
+
+
+def _settle(batch: list[tuple[Item, asyncio.Future[None]]], exc: Exception | None) -> None:
+    """Give each waiting future of `batch` its outcome: `exc`, or done."""
+    for _, fut in batch:
+        if not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)

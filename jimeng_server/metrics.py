@@ -191,9 +191,14 @@ def tap_webhook_deliveries(tap: Callable[[str, float], None] | None) -> None:
     _delivery_tap = tap
 
 
+@functools.lru_cache(maxsize=_LABELLED)
+def _delivery_series(outcome: str) -> Counter:
+    return WEBHOOK_DELIVERIES.labels(outcome)
+
+
 def webhook_delivery(outcome: str, seconds: float) -> None:
     """One webhook delivery attempt and what it led to."""
-    WEBHOOK_DELIVERIES.labels(outcome).inc()
+    _delivery_series(outcome).inc()
     WEBHOOK_SECONDS.observe(seconds)
     if _delivery_tap is not None:
         _delivery_tap(outcome, seconds)

@@ -97,7 +97,8 @@ class _Seen:
 
 
 ProgressHook = Callable[[Sequence[tuple[str, HistoryRecord]]], Awaitable[None]]
-"""Called with the changed records of one poll's tasks still running, together."""
+"""Called with the changed records of one poll's tasks still running, together: their status, item count and raw
+record (parsed with `running_items=False`: their items are not read, so their URLs and ids are empty)."""
 FinalHook = Callable[[Sequence[Outcome]], Awaitable[None]]
 """Called with the outcomes of one poll (or of the watches expired together) together."""
 
@@ -585,7 +586,7 @@ class Watcher:
                 else:
                     self._schedule(watch, now + self._interval(watch, now))
                 continue
-            record = parse_record(raw, statuses)
+            record = parse_record(raw, statuses, running_items=False)  # a running record: status and count
             if record.final and watch.kind is TaskKind.VIDEO and record.item_ids and not record.clean_videos:
                 record = await self._high_quality(account, record)
             if watch.seen is None or (watch.seen.status, watch.seen.item_count) != (record.status, record.item_count):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from functools import cache
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Final, Protocol, TypeVar, cast
 
 import aiosqlite
 
@@ -108,8 +108,22 @@ class Db(Protocol):
         statement still its own, unless inside a transaction)."""
 
 
-def _sqlite_args(args: Sequence[Any]) -> tuple[Any, ...]:
-    """Parameters as SQLite binds them: a list (a `= ANY($n)` operand) as its JSON text."""
+_LIST_OPERAND: Final = "json_each("
+"""What `render` makes of a `= ANY($n)` operand for SQLite: the only place a shared statement binds a list."""
+
+
+@cache
+def _binds_lists(text: str) -> bool:
+    """Whether a rendered SQLite statement has a list operand (`json_each(?n)`); computed once per statement."""
+    return _LIST_OPERAND in text
+
+
+def _sqlite_args(text: str, args: Sequence[Any]) -> tuple[Any, ...]:
+    """Parameters as SQLite binds them for the rendered statement `text`: a list (a `= ANY($n)` operand) as its
+    JSON text. The statement decides: one without a list operand binds its parameters as given (most of them;
+    no parameter is looked at), one with a list operand has every list among its parameters encoded."""
+    if not _binds_lists(text):
+        return args if type(args) is tuple else tuple(args)
     return tuple([json.dumps(a) if isinstance(a, list) else a for a in args])
 
 
@@ -137,10 +151,12 @@ class SqliteDb:
 
     async def fetch(self, query: str, *args: Any) -> list[Row]:
         if self._waiting:
-            text, values = render(query, self.dialect), _sqlite_args(args)
+            text = render(query, self.dialect)
+            values = _sqlite_args(text, args)
             return await self._run(lambda conn: conn.execute(text, values).fetchall())
+        text = render(query, self.dialect)
         with _unique_violation():
-            return list(await self._conn.execute_fetchall(render(query, self.dialect), _sqlite_args(args)))
+            return list(await self._conn.execute_fetchall(text, _sqlite_args(text, args)))
 
     async def fetchrow(self, query: str, *args: Any) -> Row | None:
         rows = await self.fetch(query, *args)  # one trip to aiosqlite's thread (a cursor would take three)
@@ -152,22 +168,26 @@ class SqliteDb:
 
     async def execute(self, query: str, *args: Any) -> int:
         if self._waiting:
-            text, values = render(query, self.dialect), _sqlite_args(args)
+            text = render(query, self.dialect)
+            values = _sqlite_args(text, args)
             return await self._run(lambda conn: conn.execute(text, values).rowcount)
+        text = render(query, self.dialect)
         with _unique_violation():
-            cur = await self._conn.execute(render(query, self.dialect), _sqlite_args(args))
+            cur = await self._conn.execute(text, _sqlite_args(text, args))
         return cur.rowcount  # not closed: closing is another trip, and a write's cursor holds nothing
 
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
-        rows = [_sqlite_args(a) for a in args]
+        text = render(query, self.dialect)
+        rows = [_sqlite_args(text, a) for a in args]
         if self._waiting is not None:
-            self._waiting.append((render(query, self.dialect), rows))
+            self._waiting.append((text, rows))
             return
         with _unique_violation():
-            await self._conn.executemany(render(query, self.dialect), rows)
+            await self._conn.executemany(text, rows)
 
     async def fetch_each(self, *queries: tuple[str, Sequence[Any]]) -> list[list[Row]]:
-        texts = [(render(query, self.dialect), _sqlite_args(args)) for query, args in queries]
+        rendered = [(render(query, self.dialect), args) for query, args in queries]
+        texts = [(text, _sqlite_args(text, args)) for text, args in rendered]
         return await self._run(lambda conn: [conn.execute(text, values).fetchall() for text, values in texts])
 
     async def commit(self) -> None:

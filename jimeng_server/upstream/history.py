@@ -27,11 +27,12 @@ class QueueBody(TypedDict):
     eta_seconds: float | None
 
 
-ItemView = tuple[str | None, str | None, bool, str | None]
-"""One item of a record as parsed once (`item_view`): `(image_url, video_url, clean, item_id)`: its image URL
-(`extract_image_url`), its video URL (`extract_video_url`), whether that video URL is the watermark-free
-`video_model` one, and its id (`item_id`); None when absent. A plain tuple: one is made per item of every polled
-record, and a named one costs several times more to build."""
+ItemView = tuple[str | None, str | None, bool, str | None, str | None]
+"""One item of a record as parsed once (`item_view`): `(image_url, video_url, clean, item_id, image_uri)`: its
+image URL (`extract_image_url`), its video URL (`extract_video_url`), whether that video URL is the watermark-free
+`video_model` one, its id (`item_id`), and the uri its image names (`image.large_images[0].image_uri`, else
+`common_attr.cover_uri`: what an image result is re-signed from, `links.record_refs`); None when absent. A plain
+tuple: one is made per item of every polled record, and a named one costs several times more to build."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,17 +217,46 @@ def _video_url(item: Any, high_quality: bool) -> tuple[str | None, bool]:
     return None, False
 
 
-_NO_ITEM: ItemView = (None, None, False, None)
+_NO_ITEM: ItemView = (None, None, False, None, None)
+_NO_ID = (None, "", 0)
+"""Values that name no item id (compared with ==, so False and 0.0 name none either)."""
 
 
 def item_view(item: Any) -> ItemView:
-    """Everything `parse_record` reads of one item (see `ItemView`), each path walked once."""
+    """Everything `parse_record` reads of one item (see `ItemView`), each path walked once.
+
+    The same values as `extract_image_url`, `extract_video_url` and `item_id` give, read in one pass
+    (it runs for every item of every polled record; tests/upstream/test_parse_once.py holds it to the readers):
+    the image path is walked once for the URL and the uri, `common_attr` is read once for the video check, the
+    cover uri and the id."""
     if not isinstance(item, dict):
         return _NO_ITEM
-    if _without_video(item):
-        return (extract_image_url(item), None, False, item_id(item))
-    video, clean = _video_url(item, False)
-    return (extract_image_url(item), video, clean, item_id(item))
+    image = item.get("image")
+    large = image.get("large_images") if isinstance(image, dict) else None
+    first = large[0] if isinstance(large, list) and large else None
+    if isinstance(first, dict):
+        url = first.get("image_url")
+        uri = first.get("image_uri")
+        url = url.replace("\\u0026", "&") if isinstance(url, str) and url else None
+    else:
+        url = uri = None
+    attr = item.get("common_attr")
+    attr = attr if isinstance(attr, dict) else None
+    if not (isinstance(uri, str) and uri):
+        uri = attr.get("cover_uri") if attr is not None else None
+        uri = uri if isinstance(uri, str) and uri else None
+    iid = item.get("item_id")
+    if iid in _NO_ID:
+        iid = item.get("id")
+        if iid in _NO_ID:
+            iid = item.get("local_item_id")
+            if iid in _NO_ID:
+                iid = attr.get("id") if attr is not None else None
+    iid = None if iid in _NO_ID else str(iid)
+    if "video" in item or "video_model" in item or (attr is not None and "transcoded_video" in attr):
+        video, clean = _video_url(item, False)
+        return (url, video, clean, iid, uri)
+    return (url, None, False, iid, uri)
 
 
 def item_id(item: Any) -> str | None:
@@ -235,10 +265,10 @@ def item_id(item: Any) -> str | None:
         return None
     attr = item.get("common_attr")
     for value in (item.get("item_id"), item.get("id"), item.get("local_item_id")):
-        if value not in (None, "", 0):
+        if value not in _NO_ID:
             return str(value)
     value = attr.get("id") if isinstance(attr, dict) else None
-    return str(value) if value not in (None, "", 0) else None
+    return str(value) if value not in _NO_ID else None
 
 
 def parse_status(value: Any) -> int | None:
@@ -252,21 +282,30 @@ def parse_status(value: Any) -> int | None:
     return None
 
 
-def parse_record(raw: dict[str, Any], statuses: StatusPolicy = DEFAULT_STATUSES) -> HistoryRecord:
+def parse_record(
+    raw: dict[str, Any], statuses: StatusPolicy = DEFAULT_STATUSES, *, running_items: bool = True
+) -> HistoryRecord:
     """Parse one record; `fail_code` (a string or a number upstream, §18.5) is normalised to a string ("" when
-    none); whether its status is final follows the status table and `statuses` (`codes.meaning_of`)."""
+    none); whether its status is final follows the status table and `statuses` (`codes.meaning_of`).
+
+    With `running_items=False` (a poller that keeps only the status, the item count and the raw record of a task
+    still running: the watcher) a record whose meaning is RUNNING is not read item by item: its `items`, URLs and
+    ids are empty, everything else is as parsed. A final record is parsed in full either way."""
     items = raw.get("item_list")
-    views = tuple(map(item_view, items)) if isinstance(items, list) and items else ()
     fail = raw.get("fail_code")
     fail_code = "" if fail in (None, 0, "0", "") else str(fail)
     status = parse_status(raw.get("status"))
-    if not views:  # a record still running: nothing to collect
+    if not (isinstance(items, list) and items):  # no items: nothing to collect
         return HistoryRecord(status, fail_code, 0, (), (), (), raw, False, meaning_of(status, 0, statuses))
+    meaning = meaning_of(status, len(items), statuses)
+    if meaning is StatusMeaning.RUNNING and not running_items:
+        return HistoryRecord(status, fail_code, len(items), (), (), (), raw, False, meaning)
+    views = tuple(map(item_view, items))
     images: list[str] = []
     videos: list[str] = []
     ids: list[str] = []
     clean = True
-    for image, video, clean_video, iid in views:
+    for image, video, clean_video, iid, _ in views:
         if image:
             images.append(image)
         if video:
@@ -283,7 +322,7 @@ def parse_record(raw: dict[str, Any], statuses: StatusPolicy = DEFAULT_STATUSES)
         tuple(ids),
         raw,
         bool(videos) and clean,
-        meaning_of(status, len(views), statuses),
+        meaning,
         views,
     )
 
@@ -305,9 +344,13 @@ def queue_of(raw: Any) -> QueueBody | None:
     return {"position": position, "length": length, "eta_seconds": eta}
 
 
+_NUMBERS = (int, float)
+_INF = float("inf")
+
+
 def _seconds(value: Any) -> float | None:
     """A finite non-negative number of seconds, else None (bools, strings, negatives and NaN are ignored)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < float("inf"):
+    if isinstance(value, _NUMBERS) and not isinstance(value, bool) and 0 <= value < _INF:
         return float(value)
     return None
 

@@ -53,11 +53,15 @@ def url_expiry(url: str) -> float | None:
     every send's expiry check (`result_links.earliest_expiry`) and by the keeper, so each URL is read once and
     remembered (the last `EXPIRY_MEMO` URLs; a pure function of the text). URLs urlsplit treats specially
     (non-ASCII, brackets, tabs or newlines) take that path itself."""
-    text = unescape_url(url)
+    text = unescape_url(url) if "\\" in url else url
     if not text.isascii() or "[" in text or "]" in text or "\t" in text or "\r" in text or "\n" in text:
         values = parse_qs(urlsplit(text).query).get(_EXPIRES) or [""]
         return _digits(values[-1])
-    query = text.split("#", 1)[0].partition("?")[2]
+    cut = text.find("#")
+    start = text.find("?", 0, cut) if cut >= 0 else text.find("?")
+    if start < 0:
+        return None  # no query
+    query = text[start + 1 : cut] if cut >= 0 else text[start + 1 :]
     if "%" not in query:
         at = query.rfind(_NAME)
         while at > 0 and query[at - 1] != "&":  # "ax-expires=": not the field; look further left
@@ -65,17 +69,18 @@ def url_expiry(url: str) -> float | None:
         if at < 0:
             return None
         end = query.find("&", at)
-        value = query[at + len(_NAME) : end if end >= 0 else len(query)]
+        value = query[at + len(_NAME) : end] if end >= 0 else query[at + len(_NAME) :]
         if value:  # the last field named x-expires with a value: parse_qs's answer ("+" is no digit either way)
             return _digits(value)
-    value = ""  # escapes, or a last x-expires without a value: every field, as parse_qs reads them
-    for field in query.split("&"):
+    # escapes (real links escape their x-signature), or a last x-expires without a value: the fields as parse_qs
+    # reads them, from the last one back to the first that counts
+    for field in reversed(query.split("&")):
         name, eq, given = field.partition("=")
         if not eq or not given:
             continue  # parse_qs drops fields without a value
         if name == _EXPIRES or ("%" in name and unquote(name.replace("+", " ")) == _EXPIRES):
-            value = given
-    return _digits(unquote(value.replace("+", " ")) if "%" in value or "+" in value else value)
+            return _digits(unquote(given.replace("+", " ")) if "%" in given or "+" in given else given)
+    return None
 
 
 def _digits(text: str) -> float | None:
@@ -88,21 +93,13 @@ def _uri_from_url(url: str) -> str | None:
     return uri if uri.startswith("tos-") and "/" in uri else None
 
 
-def _image_ref(item: Any, url: str | None) -> ResultRef | None:
-    """The uri an image item is re-signed from (see the module doc), None when it names none; `url`: the item's
-    image URL (`extract_image_url`) as `parse_record` read it."""
-    if not isinstance(item, dict):
-        return None
-    image = item.get("image")  # _dig's walk, spelt out: it runs per result
-    large = image.get("large_images") if isinstance(image, dict) else None
-    first = large[0] if isinstance(large, list) and large else None
-    uri = first.get("image_uri") if isinstance(first, dict) else None
-    if not (isinstance(uri, str) and uri):
-        attr = item.get("common_attr")
-        uri = attr.get("cover_uri") if isinstance(attr, dict) else None
-    if isinstance(uri, str) and uri:
+def _image_ref(uri: str | None, url: str) -> ResultRef | None:
+    """The ref of an image result (see the module doc): the uri its item names (`ItemView`'s `image_uri`), else
+    the `tos-` uri in the path of its URL (`url`: the item's image URL as `parse_record` read it); None when
+    neither names one."""
+    if uri is not None:
         return ResultRef("image", uri)
-    uri = _uri_from_url(url) if url else None
+    uri = _uri_from_url(url)
     return ResultRef("image", uri) if uri else None
 
 
@@ -125,10 +122,10 @@ def record_refs(record: HistoryRecord, kind: str) -> tuple[ResultRef | None, ...
     if len(views) != len(items):
         return record_refs(parse_record(record.raw), kind)
     if kind == "video":
-        refs = tuple(ResultRef("video", iid) if iid else None for _, video, _, iid in views if video)
+        refs = tuple(ResultRef("video", iid) if iid else None for _, video, _, iid, _ in views if video)
         if refs:
             return refs
-    return tuple(_image_ref(item, view[0]) for item, view in zip(items, views, strict=True) if view[0])
+    return tuple(_image_ref(uri, url) for url, _, _, _, uri in views if url)
 
 
 def video_model_expiry(item: Any) -> float | None:

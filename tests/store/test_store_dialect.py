@@ -4,10 +4,12 @@ given for each PostgreSQL construct the shared text may use, and that the render
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
+import aiosqlite
 import pytest
 
-from jimeng_server.store.dialect import Dialect, render
+from jimeng_server.store.dialect import Dialect, SqliteDb, render
 
 
 @pytest.mark.parametrize(
@@ -32,3 +34,23 @@ def test_rendered_text_runs_on_sqlite() -> None:
     conn.executemany("INSERT INTO t VALUES (?, ?)", [("a", 1), ("b", 2), ("c", 3)])
     query = render("SELECT k, GREATEST(n, $2) FROM t WHERE k = ANY($1::text[]) ORDER BY k FOR UPDATE", Dialect.SQLITE)
     assert conn.execute(query, ('["a", "c", "x"]', 2)).fetchall() == [("a", 2), ("c", 3)]
+
+
+async def test_a_list_is_bound_as_json_only_where_the_statement_takes_a_list(tmp_path: Path) -> None:
+    """`SqliteDb` encodes list parameters for statements with a `= ANY($n)` operand (the rows named in the list
+    come back); every other statement's parameters reach SQLite as given, a text that looks like a JSON list
+    included, in both the direct and the held (`begin`) path and in `executemany`."""
+    async with aiosqlite.connect(tmp_path / "t.db", isolation_level=None) as conn:
+        db = SqliteDb(conn)
+        await db.execute("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER, note TEXT)")
+        await db.executemany("INSERT INTO t VALUES ($1, $2, $3)", [("a", 1, '["a"]'), ["b", 2, None], ("c", 3, "x")])
+        held = SqliteDb(conn, begin="BEGIN")
+        await held.executemany("UPDATE t SET n = n + $2 WHERE k = ANY($1::text[])", [(["a", "b"], 10)])
+        assert await held.execute("UPDATE t SET note = $1 WHERE k = $2", "[1, 2]", "c") == 1
+        await held.commit()
+        rows = await db.fetch("SELECT k, n, note FROM t WHERE k = ANY($1::text[]) ORDER BY k", ["a", "c", "zz"])
+        assert [tuple(r) for r in rows] == [("a", 11, '["a"]'), ("c", 3, "[1, 2]")]
+        assert await db.fetchval("SELECT note FROM t WHERE note = $1", '["a"]') == '["a"]'
+        assert [[tuple(r) for r in rs] for rs in await db.fetch_each(
+            ("SELECT k FROM t WHERE n = $1", (12,)), ("SELECT count(*) FROM t WHERE k = ANY($1::text[])", (["b"],))
+        )] == [[("b",)], [(1,)]]

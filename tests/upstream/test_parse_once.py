@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from samples import SAMPLES, load_sample
 
 from jimeng_server import jsonfast
-from jimeng_server.upstream.codes import DEFAULT_STATUSES, meaning_of
+from jimeng_server.upstream.codes import DEFAULT_STATUSES, StatusMeaning, meaning_of
 from jimeng_server.upstream.history import (
     HistoryRecord,
     _dig,
@@ -238,3 +238,20 @@ def test_video_model_strings_read_alike_on_both_codecs(codec: str) -> None:
     assert not record.clean_videos  # the second item's URL is the preview one
     assert parse_record({"status": 50, "item_list": [item]}).clean_videos
 
+
+
+@pytest.mark.parametrize("status", [20, 42, 45, 50, 10, 30, 99, "20", None])
+@pytest.mark.parametrize("items", [0, 1, 4])
+def test_a_poll_reads_the_items_of_final_records_only(status: Any, items: int) -> None:
+    """`parse_record(..., running_items=False)` (the watcher's poll): a record still running keeps its status,
+    fail code, item count, meaning and raw record but no item is read; any other record is parsed in full."""
+    item = {"image": {"large_images": [{"image_url": "https://cdn.example/a.png", "image_uri": "tos-a/b"}]}, "id": 7}
+    raw: dict[str, Any] = {"status": status, "fail_code": "2038", "item_list": [dict(item) for _ in range(items)]}
+    full = parse_record(raw)
+    polled = parse_record(raw, running_items=False)
+    if full.meaning is StatusMeaning.RUNNING:
+        unread = dataclasses.replace(full, image_urls=(), video_urls=(), item_ids=(), clean_videos=False, items=())
+        assert polled == unread
+        assert (polled.status, polled.item_count, polled.fail_code, polled.raw) == (full.status, items, "2038", raw)
+    else:
+        assert polled == full
