@@ -184,6 +184,7 @@ class WebhookSender:
         self._next_due: float | None = None
         self._recorder: GroupCommit[AttemptResult] = GroupCommit(store.record_attempts)
         self._fresh = False  # wake() was called since the last claim: new events may be due
+        self._drained = False  # the last claim got fewer events than it asked for: none was left due then
         self._claim_batch = max(1, config.max_concurrency // 4)  # free slots worth a claim when nothing is new
         # Set by the app: the body to send for an event, e.g. with its expiring result links re-signed
         # (services/result_links.py). None, or a hook that fails: the stored body as it is.
@@ -321,6 +322,7 @@ class WebhookSender:
         events, next_due = await self.store.claim_and_next_due(
             now=now, limit=free, lease_until=now + self.config.lease_seconds, exclude=list(self._inflight)
         )
+        self._drained = len(events) < free
         events, held_until = await self._admitted(events, now)
         # When to look again at the latest: the next due event, or the first one the host gate just put back.
         later = [t for t in (next_due, held_until) if t is not None and t > now]
@@ -414,6 +416,7 @@ class WebhookSender:
         else:
             taken = list(held)
             self._give_back.update((event.event_id, until) for event in taken)
+            self._fresh = True  # the loop's next tick gives them back
             held.clear()
         self._held_count -= len(taken)
         if not held:
@@ -431,14 +434,16 @@ class WebhookSender:
         last_claim = float("-inf")
         while True:
             # A send that ends frees a slot; under load, claiming for each one alone would cost one store
-            # statement per delivery, so the loop claims once a quarter of the slots is free (or at once for new
-            # events, when idle, and at least every poll_interval).
+            # statement per delivery, so the loop claims once a quarter of the slots is free and the last claim
+            # left events due (or at once for new events, when idle, when the next due one is due, and at least
+            # every poll_interval). New events come with a wake-up (`_fresh`) or already claimed (`take`).
             free = self._free()
             now = self.clock.time()
             if (
                 self._fresh
                 or not self._inflight
-                or free >= self._claim_batch
+                or (free >= self._claim_batch and not self._drained)
+                or (self._next_due is not None and now >= self._next_due)
                 or now - last_claim >= self.config.poll_interval
             ):
                 self._fresh = False
