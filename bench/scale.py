@@ -34,8 +34,8 @@ Phases (in this order; `--only` picks some):
   latency is its arrival here minus that moment (both CLOCK_MONOTONIC, system-wide on Linux); p50/p99/max
   and the drain time (the last arrival) are reported, and cpu_ms_per_finish: the server's CPU (user + system)
   from the release until the last webhook arrived, per task (split in the printed line: the API process's main
-  thread, the event loop, and its other threads, mostly the SQLite connection's). `[watcher.image]` first_poll = interval =
-  `--burst-interval` (1 s): a task is due again within that after it finishes. `[watcher] batch_size` is
+  thread, the event loop, and its other threads, mostly the SQLite connection's). `[watcher.image]` first_poll =
+  interval = `--burst-interval` (1 s): a task is due again within that after it finishes. `[watcher] batch_size` is
   left at the server's default (the upstream takes at most 100 ids per call; `--set watcher.batch_size=100`).
   `--webhook-processes N` sets `[webhooks] processes = N` (the sender in N child processes of the server);
   cpu_ms_per_finish then includes the sender processes' CPU (their share is printed), and the JSON names N as
@@ -85,8 +85,8 @@ from aiohttp import web
 from children import (
     child_pids,
     cpu_seconds,
-    main_thread_cpu_seconds,
     free_port,
+    main_thread_cpu_seconds,
     serve_on_port_file,
     start_role,
     status_kb,

@@ -58,7 +58,9 @@ async def states(store: Store, ids: list[str]) -> dict[str, EventState]:
     return {history_id: (await store.events_of(history_id))[0].state for history_id in ids}
 
 
-async def test_settle_claiming_writes_the_first_events_claimed_and_returns_them(store: Store, clock: ManualClock) -> None:
+async def test_settle_claiming_writes_the_first_events_claimed_and_returns_them(
+    store: Store, clock: ManualClock
+) -> None:
     for history_id in ("a", "b", "c"):
         await store.insert(make_task(history_id, "https://hooks.example/cb", created_at=clock.time()))
     now = clock.time()
