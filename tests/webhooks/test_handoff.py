@@ -159,22 +159,26 @@ async def test_a_settle_without_a_running_sender_writes_its_events_pending(
     assert await states(store, ids) == dict.fromkeys(ids, EventState.DELIVERED)
 
 
+async def prove_then_hang(rec: Receiver, sender: WebhookSender, settler: TaskSettler, ids: list[str]) -> None:
+    """Start `sender`, deliver the first task's event (its receiver answers: proven, it may take the spare slots),
+    then settle the other tasks, whose receiver hangs until released."""
+    await sender.start()
+    await settler.settle([done_outcome(ids[0], [f"https://cdn.example/{ids[0]}"])])
+    await rec.wait_for(lambda: len(rec.acked) == 1)
+    await sender.drain()
+    for history_id in ids[1:]:
+        rec.script(f"/hook/{history_id}", Reply(hang=True))
+    await settler.settle([done_outcome(h, [f"https://cdn.example/{h}"]) for h in ids[1:]])
+
+
 async def test_events_of_an_answering_receiver_at_its_cap_wait_claimed_in_the_sender(
     store: Store, clock: ManualClock, receiver: tuple[Receiver, TestServer], make_sender: SenderFactory
 ) -> None:
     rec, server = receiver
     ids = await add_tasks(store, clock, server, 5)
     sender = make_sender(max_concurrency=4, max_per_host=1)  # an answering host may take 3 slots
-    settler = TaskSettler(store, clock, sender=sender)
-    await sender.start()
-    await settler.settle([done_outcome("h0", ["https://cdn.example/h0"])])  # the receiver answers: proven
-    await rec.wait_for(lambda: len(rec.acked) == 1)
-    await sender.drain()
-    for history_id in ids[1:]:
-        rec.script(f"/hook/{history_id}", Reply(hang=True))
 
-    finishes = [done_outcome(h, [f"https://cdn.example/{h}"]) for h in ids[1:]]
-    await settler.settle(finishes)
+    await prove_then_hang(rec, sender, TaskSettler(store, clock, sender=sender), ids)
 
     # Four slots were free: four events written claimed; three are sent and one waits for the next free slot of
     # its host, still claimed (not given back to the outbox to be claimed again).
@@ -193,14 +197,7 @@ async def test_a_stopped_sender_gives_back_the_events_it_held(
     rec, server = receiver
     ids = await add_tasks(store, clock, server, 4)
     sender = make_sender(max_concurrency=3, max_per_host=1)  # an answering host may take 2 slots
-    settler = TaskSettler(store, clock, sender=sender)
-    await sender.start()
-    await settler.settle([done_outcome("h0", ["https://cdn.example/h0"])])
-    await rec.wait_for(lambda: len(rec.acked) == 1)
-    await sender.drain()
-    for history_id in ids[1:]:
-        rec.script(f"/hook/{history_id}", Reply(hang=True))
-    await settler.settle([done_outcome(h, [f"https://cdn.example/{h}"]) for h in ids[1:]])
+    await prove_then_hang(rec, sender, TaskSettler(store, clock, sender=sender), ids)
     await rec.wait_for(lambda: len(rec.requests) == 1 + 2)
 
     await sender.stop()  # no grace: the two hung sends are cut, the held one was never sent
