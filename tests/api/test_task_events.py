@@ -31,8 +31,12 @@ async def read_events(client: TestClient[Any, Any], history_id: str) -> tuple[li
     return await events_of(client, resp)
 
 
-async def events_of(client: TestClient[Any, Any], resp: Any) -> tuple[list[Event], int]:
-    events: list[Event] = []
+async def events_of(
+    client: TestClient[Any, Any], resp: Any, events: list[Event] | None = None
+) -> tuple[list[Event], int]:
+    """The events of a stream answer, each with whether the stored task was final when it was read (appended to
+    `events` as they come, when given)."""
+    events = [] if events is None else events
     comments = 0
     assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
     name, data = "message", ""
@@ -103,16 +107,21 @@ async def test_sync_image_endpoints_stream_the_same_events(
     sim.next_script = Script([Step(20, 0)] * 8 + [Step(10, 4)])
     headers = bearer(CN_TOKEN) | {"Idempotency-Key": "stream-1"}
 
+    read: list[Event] = []
+
     async def stream() -> tuple[list[Event], int]:
         resp = await client.post("/v1/images/generations", json={"prompt": "live", "stream": True}, headers=headers)
-        return await events_of(client, resp)
+        return await events_of(client, resp, read)
 
-    ((events, _),) = await drive(client.app, clock, stream())
+    # Time stands still until the stream's first event (the query right after the submit) was read: on a loaded
+    # machine the clock could otherwise run the task to its end before the handler reads it.
+    ((events, _),) = await drive(client.app, clock, stream(), hold=lambda: not read)
     assert events[0][0] == "progress" and not events[0][2] and events[-1][0] == "final"
     history_id = events[-1][1]["history_id"]
     resp = await client.get(f"/v1/async/tasks/{history_id}", headers=bearer(CN_TOKEN))
     assert events[-1][1] == await json_of(resp) and events[-1][1]["status"] == 10
-    ((again, _),) = await drive(client.app, clock, stream())
+    read.clear()
+    ((again, _),) = await drive(client.app, clock, stream(), hold=lambda: not read)
     assert [name for name, _, _ in again] == ["final"] and again[0][1]["history_id"] == history_id
     assert sim.generate_count == 1
 
