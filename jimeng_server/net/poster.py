@@ -688,15 +688,16 @@ class WebhookPoster:
         receiver; returns how many were closed."""
         closed = 0
         for key in list(self._idle):
-            conns = self._idle[key]
-            keep = [c for c in conns if c.usable and now - c.idle_since < self._idle_timeout]
-            for conn in conns:
-                if conn not in keep:
+            keep: list[_Connection] = []
+            for conn in self._idle[key]:
+                if conn.usable and now - conn.idle_since < self._idle_timeout:
+                    keep.append(conn)
+                else:
                     conn.close()
                     closed += 1
-            self._idle_count -= len(conns) - len(keep)
             if keep:
                 self._idle[key] = keep
             else:
                 del self._idle[key]
+        self._idle_count -= closed
         return closed

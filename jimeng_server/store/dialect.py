@@ -150,13 +150,12 @@ class SqliteDb:
         self.begun = begin is None  # a transaction's BEGIN was sent to the thread (a rollback is due on failure)
 
     async def fetch(self, query: str, *args: Any) -> list[Row]:
-        if self._waiting:
-            text = render(query, self.dialect)
-            values = _sqlite_args(text, args)
-            return await self._run(lambda conn: conn.execute(text, values).fetchall())
         text = render(query, self.dialect)
+        values = _sqlite_args(text, args)
+        if self._waiting:
+            return await self._run(lambda conn: conn.execute(text, values).fetchall())
         with _unique_violation():
-            return list(await self._conn.execute_fetchall(text, _sqlite_args(text, args)))
+            return list(await self._conn.execute_fetchall(text, values))
 
     async def fetchrow(self, query: str, *args: Any) -> Row | None:
         rows = await self.fetch(query, *args)  # one trip to aiosqlite's thread (a cursor would take three)
@@ -167,13 +166,12 @@ class SqliteDb:
         return row[0] if row is not None else None
 
     async def execute(self, query: str, *args: Any) -> int:
-        if self._waiting:
-            text = render(query, self.dialect)
-            values = _sqlite_args(text, args)
-            return await self._run(lambda conn: conn.execute(text, values).rowcount)
         text = render(query, self.dialect)
+        values = _sqlite_args(text, args)
+        if self._waiting:
+            return await self._run(lambda conn: conn.execute(text, values).rowcount)
         with _unique_violation():
-            cur = await self._conn.execute(text, _sqlite_args(text, args))
+            cur = await self._conn.execute(text, values)
         return cur.rowcount  # not closed: closing is another trip, and a write's cursor holds nothing
 
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:

@@ -573,7 +573,7 @@ WHERE e.history_id = $1 ORDER BY e.seq, a.attempt
 STATE_COUNTS: Final = "SELECT state, COUNT(*) AS n FROM webhook_events GROUP BY state"
 
 
-_PENDING: Final[tuple[str, None]] = (EventState.PENDING.value, None)  # state and lease of an event for any sender
+_PENDING: Final[tuple[str, float | None]] = (EventState.PENDING.value, None)  # state, lease: for any sender
 _DELIVERING: Final = EventState.DELIVERING.value
 
 
@@ -594,16 +594,13 @@ class Outbox(TableBase):
         (`delivering` until `claim.lease_until`) and returned as stored, oldest first; the rest pending."""
         if not events:
             return []
-        rows: list[tuple[str, str, str, float, str, float | None, str, float | None]] = [
-            (e.event_id, e.type, e.body, now, history_id, e.links_expire_at, *_PENDING)
-            for history_id, e in events[claim.limit :]
-        ]
-        taken = [e.event_id for _, e in events[: claim.limit]]
-        rows[:0] = [
-            (e.event_id, e.type, e.body, now, history_id, e.links_expire_at, _DELIVERING, claim.lease_until)
-            for history_id, e in events[: claim.limit]
+        claimed = (_DELIVERING, claim.lease_until)
+        rows = [
+            (e.event_id, e.type, e.body, now, hid, e.links_expire_at, *(claimed if n < claim.limit else _PENDING))
+            for n, (hid, e) in enumerate(events)
         ]
         await db.executemany(INSERT_EVENT[db.dialect], rows)
+        taken = [row[0] for row in rows[: claim.limit]]
         return _claimed(await db.fetch(EVENTS_BY_ID, taken)) if taken else []
 
     async def release_event_leases(self, *, now: float) -> int:
