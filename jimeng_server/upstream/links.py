@@ -49,10 +49,11 @@ def url_expiry(url: str) -> float | None:
     """The `x-expires` of a URL (the last one when repeated), None when it has none.
 
     The same answer as `parse_qs(urlsplit(url).query)["x-expires"][-1]` (read as digits), computed without
-    building the whole query dict. It is read for each result by the settler's event body (`result_item`), by
-    every send's expiry check (`result_links.earliest_expiry`) and by the keeper, so each URL is read once and
-    remembered (the last `EXPIRY_MEMO` URLs; a pure function of the text). URLs urlsplit treats specially
-    (non-ASCII, brackets, tabs or newlines) take that path itself."""
+    building the whole query dict. It is read for each result by the settler's event body (`result_item`, whose
+    earliest expiry the event stores), by the expiry checks of answers and of events stored without it
+    (`result_links.earliest_expiry`) and by the keeper, so each URL is read once and remembered (the last
+    `EXPIRY_MEMO` URLs; a pure function of the text). URLs urlsplit treats specially (non-ASCII, brackets, tabs or
+    newlines) take that path itself."""
     text = unescape_url(url) if "\\" in url else url
     if not text.isascii() or "[" in text or "]" in text or "\t" in text or "\r" in text or "\n" in text:
         values = parse_qs(urlsplit(text).query).get(_EXPIRES) or [""]
