@@ -36,7 +36,7 @@ async def live_sim(aiohttp_server: Callable[..., Awaitable[TestServer]]) -> Asyn
 def config_file(tmp_path: Path, root: str, port: int) -> Path:
     lines = [
         f'[store]\npath = "{tmp_path / "tasks.db"}"\n',
-        '[server]\nlog_level = "WARNING"\n',
+        '[server]\nlog_level = "INFO"\n',  # kept in a file per run (`start`), shown when the test fails
         "[security]\nallow_private_networks = true\n",  # the webhook receiver is on loopback
         '[watcher]\nwatch = "all"\n[watcher.image]\nfirst_poll = 0.3\ninterval = 0.3\n',
         f'[results]\nkeep = "local"\npath = "{tmp_path / "kept"}"\npublic_base_url = "http://127.0.0.1:{port}"\n'
@@ -49,11 +49,13 @@ def config_file(tmp_path: Path, root: str, port: int) -> Path:
     return path
 
 
-async def start(config: Path, port: int) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "jimeng_server", "--config", str(config), "--port", str(port),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+async def start(config: Path, port: int, log: Path) -> asyncio.subprocess.Process:
+    """The server as a subprocess, its log written to `log`; returns once it answers /ping."""
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "jimeng_server", "--config", str(config), "--port", str(port),
+            stdout=asyncio.subprocess.DEVNULL, stderr=out,
+        )  # fmt: skip
     async with aiohttp.ClientSession() as http, asyncio.timeout(20):
         while True:
             try:
@@ -74,7 +76,8 @@ async def test_kill_9_while_a_result_downloads_then_restart_keeps_everything_and
     held = HoldGate()
     sim.faults.add("/1.png", Fault(FaultKind.HOLD, hold=held))  # the CDN holds result 1's download open
     auth = {"Authorization": f"Bearer {CN_TOKEN}"}
-    first = await start(config, port)
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    first = await start(config, port, logs[0])
     try:
         async with aiohttp.ClientSession() as http:
             body = {"prompt": "survive", "callback_url": str(hook_server.make_url("/hooks/k9"))}
@@ -91,9 +94,13 @@ async def test_kill_9_while_a_result_downloads_then_restart_keeps_everything_and
     held.set()  # the dead process's request is answered into a closed socket
     assert not rec.requests  # the webhook was held while keeping
 
-    second = await start(config, port)
+    second = await start(config, port, logs[1])
     try:
-        await rec.wait_for(lambda: bool(rec.requests), timeout=30)
+        try:
+            await rec.wait_for(lambda: bool(rec.requests), timeout=30)
+        except TimeoutError:
+            shown = "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-6000:]}" for log in logs)
+            raise AssertionError(f"no webhook within 30 s of the restart; the servers' logs:\n{shown}") from None
         (got,) = rec.requests
         results = json.loads(got.body)["data"]["results"]
         assert [r["kept"] for r in results] == [True] * 4
